@@ -1,0 +1,24 @@
+"""dynsnip: Dynamic Inconsistency Learning (DIL, AAAI 2022) for DeepFake video detection.
+
+``import dynsnip`` registers the ``dil_*`` models with timm::
+
+    import dynsnip, timm
+    model = timm.create_model("dil_resnet50", num_classes=1)   # (B, 3, U*T, H, W) -> (B, 1)
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .attention_maps import record_attention
+from .convert import convert_resnet
+from .models import DILResNet
+from .modules import InterSIM, IntraSIM
+
+__all__ = [
+    "IntraSIM",
+    "InterSIM",
+    "convert_resnet",
+    "DILResNet",
+    "record_attention",
+    "__version__",
+]

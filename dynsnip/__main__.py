@@ -1,0 +1,5 @@
+import sys
+
+from dynsnip.cli import main
+
+sys.exit(main())

@@ -1,0 +1,56 @@
+"""The ``dynsnip`` command line.
+
+Each sub-command lives in its own module of this package and exposes
+``add_parser(subparsers) -> argparse.ArgumentParser`` which registers the
+command and sets ``func`` (a callable taking the parsed ``argparse.Namespace``
+and returning the process exit code) as a default on its parser.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# Module names under ``dynsnip.cli``; each defines ``add_parser``.
+COMMANDS: tuple[str, ...] = (
+    "predict",
+    "extract_faces",
+    "train",
+    "evaluate",
+    "explain",
+    "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dynsnip import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="dynsnip",
+        description="DeepFake video detection with Dynamic Inconsistency Learning (DIL).",
+    )
+    parser.add_argument("--version", action="version", version=f"dynsnip {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"{__name__}.{name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

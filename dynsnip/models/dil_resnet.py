@@ -1,0 +1,342 @@
+"""DIL ResNets: timm ResNets with alternating Intra-SI / Inter-SI blocks, registered as ``dil_*``.
+
+``import dynsnip`` registers ``dil_<name>`` for every architecture of timm's ``resnet``
+module (all are built from BasicBlock/Bottleneck), with pretrained tags
+``dil_<name>.<tag>`` whose weights are timm's own hub repos ``timm/<name>.<tag>``: the 2D
+ImageNet backbone loads exactly, the SIMs start from their own initialisation.
+
+Video in, verdict out: ``model(x)`` with ``x`` of shape ``(B, C, U*T, H, W)``
+(torchvision's video layout; frames ordered snippet by snippet) returns ``(B, num_classes)``.
+T is fixed by the architecture (``snippet_len``), U is read from the input.
+
+The file is named ``dil_resnet.py`` because timm files a model under the last component
+of its module path and ``resnet`` is timm's own.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import resnet as timm_resnet
+from timm.models._features import feature_take_indices
+from timm.models._registry import get_arch_pretrained_cfgs
+from torch.utils.checkpoint import checkpoint
+
+from ..convert import SIBlock, insert_sims
+
+__all__ = ["DILResNet", "checkpoint_filter_fn", "dil_model_names", "DEFAULT_TAGS"]
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+class DILResNet(timm_resnet.ResNet):
+    """A timm ResNet whose blocks carry Intra-SIMs / Inter-SIMs; takes video clips.
+
+    Args (besides timm's ResNet arguments):
+        snippet_len: T, consecutive frames per snippet (paper: 4).
+        num_snippets: U the model is meant to be trained with (paper: 4). Recorded for data
+            pipelines; the network itself reads U from each input.
+        test_num_snippets: U for evaluation (paper: 8).
+        sim_stages: stages (1-4) that get SIMs (Table 6; paper: all).
+        sim_pattern: ``"alternate"`` (paper), ``"intra"`` or ``"inter"`` (Table 4).
+        intra_args / inter_args: options of :class:`~dynsnip.IntraSIM` / :class:`~dynsnip.InterSIM`.
+
+    Shapes: ``forward_features``: ``(B, C, U*T, H, W) -> (B, C', U*T, H', W')``;
+    ``forward_head``: ``(B, C', U*T, H', W') -> (B, num_classes)`` (spatial pooling, then the
+    mean over frames, then the classifier: video-level logits equal the mean of per-frame
+    logits). ``model.dil_args`` holds every DIL option, JSON-serialisable, so that
+    ``timm.create_model(arch, **model.dil_args)`` rebuilds the same network.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        snippet_len: int = 4,
+        num_snippets: int = 4,
+        test_num_snippets: int = 8,
+        sim_stages: Iterable[int] = (1, 2, 3, 4),
+        sim_pattern: str = "alternate",
+        intra_args: Mapping[str, Any] | None = None,
+        inter_args: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        insert_sims(self, snippet_len, sim_stages, sim_pattern, intra_args, inter_args)
+        self.init_dil(snippet_len, sim_stages, sim_pattern, intra_args, inter_args, num_snippets, test_num_snippets)
+
+    def init_dil(
+        self,
+        snippet_len: int,
+        sim_stages: Iterable[int],
+        sim_pattern: str,
+        intra_args: Mapping[str, Any] | None,
+        inter_args: Mapping[str, Any] | None,
+        num_snippets: int = 4,
+        test_num_snippets: int = 8,
+    ) -> None:
+        """Record the DIL settings (also used by :func:`dynsnip.convert_resnet`)."""
+        self.snippet_len = int(snippet_len)
+        self.num_snippets = int(num_snippets)
+        self.test_num_snippets = int(test_num_snippets)
+        self.dil_args = dict(
+            snippet_len=self.snippet_len,
+            num_snippets=self.num_snippets,
+            test_num_snippets=self.test_num_snippets,
+            sim_stages=[int(s) for s in sim_stages],
+            sim_pattern=sim_pattern,
+            intra_args=dict(intra_args or {}),
+            inter_args=dict(inter_args or {}),
+        )
+
+    # ------------------------------------------------------------------ input
+    def check_video(self, x: torch.Tensor) -> int:
+        """Validate a ``(B, C, U*T, H, W)`` clip batch and return U."""
+        name = type(self).__name__
+        if x.ndim != 5:
+            raise ValueError(
+                f"{name} expects video clips of shape (B, C, U*T, H, W), got a {x.ndim}-d tensor "
+                f"of shape {tuple(x.shape)}; frames go on dim 2 (torchvision's video layout)"
+            )
+        b, c, f, h, w = x.shape
+        in_chans = self.conv1.in_channels if isinstance(self.conv1, torch.nn.Conv2d) else self.conv1[0].in_channels
+        if c != in_chans:
+            raise ValueError(f"{name} expects {in_chans} channels on dim 1 of (B, C, U*T, H, W), got {c} (shape {tuple(x.shape)})")
+        if f == 0 or f % self.snippet_len:
+            raise ValueError(
+                f"{name}: {f} frames on dim 2 are not a positive multiple of snippet_len "
+                f"T={self.snippet_len}; a clip holds U snippets of T consecutive frames"
+            )
+        return f // self.snippet_len
+
+    # --------------------------------------------------------------- backbone
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.act1(x)
+        return self.maxpool(x)
+
+    def _run_stage(self, stage: torch.nn.Module, x: torch.Tensor, u: int) -> torch.Tensor:
+        ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
+        for block in stage:
+            args = (x, u) if isinstance(block, SIBlock) else (x,)
+            x = checkpoint(block, *args, use_reentrant=False) if ckpt else block(*args)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, U*T, H, W)`` -> ``(B, C', U*T, H', W')``."""
+        u = self.check_video(x)
+        b = x.shape[0]
+        x = self._stem(rearrange(x, "b c f h w -> (b f) c h w"))
+        for name in STAGES:
+            x = self._run_stage(getattr(self, name), x, u)
+        return rearrange(x, "(b f) c h w -> b c f h w", b=b)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCFHW",
+        intermediates_only: bool = False,
+    ):
+        """Like timm's, for video: intermediates are ``(B, C, U*T, H, W)`` (stem = index 0)."""
+        if output_fmt not in ("NCFHW", "NCHW"):
+            raise ValueError(f"output_fmt must be 'NCFHW' (or 'NCHW' for folded frames), got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(5, indices)
+        u = self.check_video(x)
+        b = x.shape[0]
+
+        def out(t: torch.Tensor) -> torch.Tensor:
+            return t if output_fmt == "NCHW" else rearrange(t, "(b f) c h w -> b c f h w", b=b)
+
+        intermediates = []
+        x = self.act1(self.bn1(self.conv1(rearrange(x, "b c f h w -> (b f) c h w"))))
+        if 0 in take_indices:
+            intermediates.append(out(x))
+        x = self.maxpool(x)
+        names = STAGES[:max_index] if stop_early else STAGES
+        for i, name in enumerate(names, start=1):
+            x = self._run_stage(getattr(self, name), x, u)
+            if i in take_indices:
+                intermediates.append(out(x))
+        if intermediates_only:
+            return intermediates
+        return out(x), intermediates
+
+    # ------------------------------------------------------------------- head
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``(B, C', U*T, H', W')`` -> ``(B, num_classes)`` (or pooled features with ``pre_logits``)."""
+        b = x.shape[0]
+        pooled = self.global_pool(rearrange(x, "b c f h w -> (b f) c h w"))
+        if pooled.ndim == 2:  # spatially pooled: average over the frames (temporal consensus)
+            x = reduce(pooled, "(b f) c -> b c", "mean", b=b)
+        else:  # global_pool='' keeps the maps
+            return rearrange(pooled, "(b f) c h w -> b c f h w", b=b)
+        if self.drop_rate:
+            x = F.dropout(x, p=float(self.drop_rate), training=self.training)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ------------------------------------------------------------------ weights
+def _unwrap_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    for key in ("state_dict", "model", "model_state_dict"):
+        if key in state_dict and isinstance(state_dict[key], Mapping):
+            state_dict = state_dict[key]
+            break
+    out = {}
+    for k, v in state_dict.items():
+        out[k[len("module."):] if k.startswith("module.") else k] = v
+    return out
+
+
+def _preview(keys: list[str], n: int = 5) -> str:
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dict[str, torch.Tensor]:
+    """Adapt a 2D ResNet (or DIL) checkpoint to ``model``.
+
+    * every backbone tensor must be present with the model's shape: it is loaded exactly;
+    * SIM tensors (``*.sim.*``) are taken from the checkpoint when it has them (a fine-tuned
+      detector) and from the model's own initialisation otherwise (an ImageNet backbone);
+    * the classifier is passed through: timm drops it when ``num_classes`` differs;
+    * a missing or mis-shaped backbone tensor, or tensors the model does not have, raise a
+      ValueError naming them: such a checkpoint belongs to another architecture.
+    """
+    sd = _unwrap_state_dict(state_dict)
+    target = model.state_dict()
+    classifier = "fc."
+    out: dict[str, torch.Tensor] = {}
+    missing, misshaped = [], []
+    for k, v in target.items():
+        if k in sd:
+            src = sd[k]
+            if k.startswith(classifier):
+                out[k] = src
+            elif tuple(src.shape) != tuple(v.shape):
+                misshaped.append(f"{k}: checkpoint {tuple(src.shape)} vs model {tuple(v.shape)}")
+            else:
+                out[k] = src
+        elif ".sim." in k or k.endswith("num_batches_tracked") or k.startswith(classifier):
+            out[k] = v
+        else:
+            missing.append(k)
+    unexpected = [k for k in sd if k not in target and not k.startswith(classifier)]
+    if missing or misshaped or unexpected:
+        arch = getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} backbone tensors missing ({_preview(missing)})")
+        if misshaped:
+            parts.append(f"{len(misshaped)} mis-shaped ({_preview(misshaped, 3)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} tensors the model does not have ({_preview(unexpected)})")
+        raise ValueError(
+            f"checkpoint does not fit {arch}: " + "; ".join(parts)
+            + ". It is probably a checkpoint of another architecture or SIM configuration: "
+            "create the model it was trained as (same name and DIL options)."
+        )
+    return out
+
+
+# ----------------------------------------------------------------- registry
+def _timm_resnet_args(name: str) -> dict[str, Any]:
+    """The ResNet constructor arguments timm's builder ``timm.models.resnet.<name>`` uses.
+
+    timm's builders pass them straight to ``_create_resnet``; recording that call (without
+    building anything) keeps every block type, depth, stem and attention option in sync
+    with timm instead of copying 81 tables here.
+    """
+    recorded: dict[str, Any] = {}
+
+    class _Recorded(Exception):
+        pass
+
+    def record(variant: str, pretrained: bool = False, **kwargs: Any):
+        recorded.update(kwargs)
+        raise _Recorded
+
+    original = timm_resnet._create_resnet
+    timm_resnet._create_resnet = record
+    try:
+        getattr(timm_resnet, name)(pretrained=False)
+    except _Recorded:
+        pass
+    finally:
+        timm_resnet._create_resnet = original
+    if not recorded:
+        raise RuntimeError(f"could not read the ResNet arguments of timm's {name}")
+    return recorded
+
+
+def _base_names() -> list[str]:
+    from timm import list_models
+
+    return [n for n in list_models(module="resnet") if getattr(timm_resnet, n, None) is not None]
+
+
+# The paper starts from torchvision's ImageNet ResNet-50: make that the default tag where timm has it.
+DEFAULT_TAGS = ("tv_in1k",)
+
+
+def _dil_cfgs(base: str) -> dict[str, dict[str, Any]]:
+    cfgs: dict[str, dict[str, Any]] = {}
+    tags = []
+    for full, cfg in get_arch_pretrained_cfgs(base).items():
+        tag = full.split(".", 1)[1] if "." in full else ""
+        if not cfg.hf_hub_id:
+            continue
+        hub_id = cfg.hf_hub_id if cfg.hf_hub_id != "timm/" else f"timm/{base}.{tag}"
+        d = {k: v for k, v in cfg.to_dict(remove_source=True, remove_null=True).items() if k not in ("architecture", "tag")}
+        d.update(hf_hub_id=hub_id, url=None, first_conv="conv1", classifier="fc")
+        d["notes"] = (f"2D ImageNet weights timm/{base}.{tag} adapted to the DIL video network",)
+        tags.append((tag, d))
+    tags.sort(key=lambda td: td[0] not in DEFAULT_TAGS)  # stable: tv_in1k first, then timm's order
+    for tag, d in tags:
+        cfgs[f"dil_{base}.{tag}" if tag else f"dil_{base}"] = d
+    if not cfgs:
+        cfgs[f"dil_{base}"] = dict(first_conv="conv1", classifier="fc")
+    return cfgs
+
+
+_BASES = _base_names()
+default_cfgs = generate_default_cfgs({k: v for base in _BASES for k, v in _dil_cfgs(base).items()})
+
+
+def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> DILResNet:
+    if kwargs.get("features_only"):
+        raise ValueError(
+            f"{variant} does not support features_only; use model.forward_intermediates(x) "
+            "for per-stage video features"
+        )
+    base = variant[len("dil_"):]
+    model_args = dict(_timm_resnet_args(base), **kwargs)
+    return build_model_with_cfg(
+        DILResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **model_args
+    )
+
+
+def _make_entrypoint(base: str) -> Callable[..., DILResNet]:
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> DILResNet:
+        return _create_dil_resnet(f"dil_{base}", pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = f"dil_{base}"
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"timm's ``{base}`` with alternating Intra-SI / Inter-SI blocks (DIL, AAAI 2022)."
+    return entrypoint
+
+
+for _base in _BASES:
+    globals()[f"dil_{_base}"] = register_model(_make_entrypoint(_base))
+
+
+def dil_model_names() -> list[str]:
+    """Names of the registered ``dil_*`` architectures."""
+    return [f"dil_{b}" for b in _BASES]

@@ -1,0 +1,5 @@
+"""The two DIL modules, usable in any 2D CNN on frames folded as ``(N*U*T, C, H, W)``."""
+from .inter_sim import InterSIM, InterSMA
+from .intra_sim import IntraSIM, IntraSMA, SnippetKernel
+
+__all__ = ["IntraSIM", "IntraSMA", "SnippetKernel", "InterSIM", "InterSMA"]

@@ -1,0 +1,181 @@
+"""Inter-Snippet Interaction Module (Inter-SIM), paper Eq. 7-11 and Figure 2.
+
+Tensor layout
+-------------
+Input and output: ``(N*U*T, C, H, W)``, frames folded into the batch: clips (N) outermost,
+then the U snippets of a clip, then the T consecutive frames of a snippet. ``T`` is fixed
+at construction (``snippet_len``); ``U`` is given per call, ``m(x, num_snippets=U)``, and
+no parameter depends on it, so a model trained with U=4 runs with U=8. The module mixes
+information across the snippets of one clip and never across clips.
+
+Equation -> code
+----------------
+=========  =========================================================  =======================
+Eq.        what                                                       where
+=========  =========================================================  =======================
+GAP        ``F -> F̄ in R^{C x U x T}``                                ``InterSIM.forward``
+(7)        ``F̄_1 = σ(Conv1x1(BN(Conv3x1(F̄))))``                       ``InterSIM.branch1``
+squeeze    ``F̂ = Conv1x1(F̄) in R^{C/r x U x T}``                      ``InterSMA.squeeze``
+(8)        ``D_{u,u+1} = F̂_u - Conv1x3(F̂_{u+1})``                     ``InterSMA.forward``
+(9)        ``D_{u+1,u} = F̂_{u+1} - Conv1x3(F̂_u)`` (at position u+1)   ``InterSMA.forward``
+(10)       ``F̄_2 = σ(Conv1x1(D_{u,u+1} + D_{u+1,u}))``                ``InterSMA.forward``
+(11)       ``O = Conv_U(F̄_1 ⊙ F̄_2 ⊙ F + F)``                          ``InterSIM.forward``
+=========  =========================================================  =======================
+
+Constants the paper leaves open (named arguments, defaults and reasons)
+-----------------------------------------------------------------------
+* ``reduction=4``: Inter-SMA squeezes to C/4 (Figure 2; the text writes C/r).
+* ``branch1_reduction=4``: Eq. 7's Conv3x1 reduces to C/4 (Figure 2).
+* ``snippet_kernel_size=3``: the "3x1" of Eq. 7 and of ``Conv_U`` spans 3 snippets.
+* ``frame_kernel_size=3``: the "1x3" of Eq. 8-9 spans 3 frames of a snippet.
+* ``conv_u="depthwise"``: ``Conv_U`` is a per-channel temporal conv over U (3 taps),
+  initialised as identity so that a freshly converted 2D network starts from its
+  ImageNet features; ``"dense"`` (a full C -> C conv, about 17M more parameters in
+  ResNet-50) is available but not the default.
+* ``edge="zero"``: a difference at the first/last snippet, whose neighbour does not
+  exist, is zero.
+* ``fp32_differences=True``: under fp16 autocast the difference path runs in float32.
+
+With ``record_attention = True`` the U x T map of Figure 5, the channel mean of
+``F̄_1 ⊙ F̄_2``, is kept in ``self.attention``: ``(N, U, T)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from .intra_sim import _check_frames, _float32_region
+from .temporal_ops import neighbour_difference, tap_conv_axis
+
+
+class InterSMA(nn.Module):
+    """Inter-Snippet Motion Attention, Eq. 8-10: ``(N, C, U, T)`` -> ``(N, C, U, T)`` in (0, 1)."""
+
+    def __init__(
+        self,
+        channels: int,
+        reduction: int = 4,
+        frame_kernel_size: int = 3,
+        bidirectional: bool = True,
+        edge: str = "zero",
+        fp32_differences: bool = True,
+    ) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.bidirectional = bidirectional
+        self.edge = edge
+        self.fp32_differences = fp32_differences
+        self.squeeze = nn.Conv2d(channels, hidden, 1, bias=False)
+        # Conv1x3: 1 snippet x 3 frames ("intra-snippet interaction")
+        self.frame_conv = nn.Conv2d(
+            hidden, hidden, (1, frame_kernel_size), padding=(0, frame_kernel_size // 2), bias=False
+        )
+        self.recover = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        f = self.squeeze(pooled)
+        with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
+            f = f.to(self.frame_conv.weight.dtype)
+            g = self.frame_conv(f)
+            d = neighbour_difference(f, g, +1, dim=2, edge=self.edge)  # Eq. 8 at u
+            if self.bidirectional:
+                d = d + neighbour_difference(f, g, -1, dim=2, edge=self.edge)  # Eq. 9 at u
+            return torch.sigmoid(self.recover(d))  # Eq. 10
+
+
+class InterSIM(nn.Module):
+    """Inter-Snippet Interaction Module (Eq. 7-11).
+
+    Args:
+        channels: C.
+        snippet_len: T, frames per snippet.
+        reduction: squeeze of Inter-SMA (C -> C/reduction, default 4, Figure 2).
+        branch1_reduction: reduction of Eq. 7's Conv3x1 (default 4, Figure 2).
+        snippet_kernel_size: taps over U of Eq. 7's Conv3x1 and of Conv_U (default 3).
+        frame_kernel_size: taps over T of Eq. 8-9's Conv1x3 (default 3).
+        bidirectional: use both Eq. 8 and Eq. 9 (else Eq. 8 only).
+        conv_u: ``"depthwise"`` (default) or ``"dense"``.
+        edge: difference at the first/last snippet, ``"zero"`` or ``"frame"``.
+        fp32_differences: run the difference path in float32 under autocast.
+
+    Shape: ``forward(x, num_snippets=U)`` with ``x`` of shape ``(N*U*T, C, H, W)``, output
+    the same shape.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        snippet_len: int = 4,
+        reduction: int = 4,
+        branch1_reduction: int = 4,
+        snippet_kernel_size: int = 3,
+        frame_kernel_size: int = 3,
+        bidirectional: bool = True,
+        conv_u: str = "depthwise",
+        edge: str = "zero",
+        fp32_differences: bool = True,
+    ) -> None:
+        super().__init__()
+        if edge not in ("zero", "frame"):
+            raise ValueError(f"edge must be 'zero' or 'frame', got {edge!r}")
+        if conv_u not in ("depthwise", "dense"):
+            raise ValueError(f"conv_u must be 'depthwise' or 'dense', got {conv_u!r}")
+        if snippet_kernel_size % 2 != 1:
+            raise ValueError(f"snippet_kernel_size must be odd, got {snippet_kernel_size}")
+        self.channels = channels
+        self.snippet_len = snippet_len
+        self.conv_u_mode = conv_u
+        hidden = max(1, channels // branch1_reduction)
+        k = snippet_kernel_size
+        # Eq. 7: Conv3x1 (3 snippets x 1 frame) -> BN -> Conv1x1 -> σ
+        self.branch1 = nn.Sequential(
+            nn.Conv2d(channels, hidden, (k, 1), padding=(k // 2, 0), bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.Conv2d(hidden, channels, 1),
+        )
+        self.sma = InterSMA(channels, reduction, frame_kernel_size, bidirectional, edge, fp32_differences)
+        if conv_u == "depthwise":
+            weight = torch.zeros(channels, k)
+            weight[:, k // 2] = 1.0  # identity
+            self.conv_u = nn.Parameter(weight)
+        else:
+            self.conv_u = nn.Conv2d(channels, channels, (k, 1), padding=(k // 2, 0), bias=False)
+            with torch.no_grad():
+                self.conv_u.weight.zero_()
+                self.conv_u.weight[:, :, k // 2, 0].copy_(torch.eye(channels))
+        self.record_attention = False
+        self.attention: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
+        if num_snippets is None:
+            raise TypeError(
+                "InterSIM needs the number of snippets per clip: call it as m(x, num_snippets=U) "
+                "with x folded as (N*U*T, C, H, W)"
+            )
+        _check_frames(x, self.snippet_len, "InterSIM")
+        u, t = int(num_snippets), self.snippet_len
+        if u < 1 or x.shape[0] % (u * t):
+            raise ValueError(
+                f"InterSIM: {x.shape[0]} frames in the batch are not a multiple of "
+                f"num_snippets U={u} x snippet_len T={t}"
+            )
+        pooled = rearrange(x.mean((2, 3)), "(n u t) c -> n c u t", u=u, t=t)  # GAP: F̄
+        f1 = torch.sigmoid(self.branch1(pooled))  # Eq. 7
+        f2 = self.sma(pooled).to(f1.dtype)  # Eq. 8-10
+        atten = f1 * f2
+        if self.record_attention:
+            self.attention = atten.detach().float().mean(1)
+        xv = rearrange(x, "(n u t) c h w -> n u t c h w", u=u, t=t)
+        y = xv * (1 + rearrange(atten.to(x.dtype), "n c u t -> n u t c 1 1"))  # F̄1⊙F̄2⊙F + F
+        if self.conv_u_mode == "depthwise":  # Eq. 11, Conv_U over the snippet axis
+            w = self.conv_u.to(y.dtype)
+            taps = [rearrange(w[:, j], "c -> 1 1 1 c 1 1") for j in range(w.shape[1])]
+            out = tap_conv_axis(y, taps, dim=1)
+            return rearrange(out, "n u t c h w -> (n u t) c h w")
+        z = rearrange(y, "n u t c h w -> n c u (t h w)")
+        z = self.conv_u(z)
+        return rearrange(z, "n c u (t h w) -> (n u t) c h w", t=t, h=x.shape[2])
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, snippet_len={self.snippet_len}, conv_u={self.conv_u_mode!r}"

@@ -1,0 +1,258 @@
+"""Intra-Snippet Inconsistency Module (Intra-SIM), paper Eq. 1-6 and Figure 2.
+
+Tensor layout
+-------------
+Input and output: ``(N*U*T, C, H, W)``, frames folded into the batch: clips (N) outermost,
+then the U snippets of a clip, then the T consecutive frames of a snippet. Only ``T``
+(``snippet_len``) must be known; the module never mixes frames of different snippets,
+so it works for any N and U.
+
+Equation -> code
+----------------
+=========  =====================================================  ==========================
+Eq.        what                                                   where
+=========  =====================================================  ==========================
+(6)        split, first half ``I_1`` passes unchanged, concat     ``IntraSIM.forward``
+(1)        ``D_{t,t+1} = F_t - Conv3x3(F_{t+1})`` (channel-wise),  ``IntraSMA.differences``
+           backward ``D_{t,t-1} = F_t - Conv3x3(F_{t-1})``
+(2), (3)   ``Conv1x1(Conv3x3(D^h) + D^h)`` over H x T and T x W    ``IntraSMA.coordinate``,
+                                                                  ``IntraSMA.forward``
+avg + σ    mean of forward/backward, sigmoid -> Atten_H, Atten_W  ``IntraSMA.forward``
+(4)        ``K = softmax(φ2 ∘ δ ∘ φ1(GAP(X_2)))``                  ``SnippetKernel.forward``
+(5)        ``O_2 = K ⊗ (Atten_H ⊙ Atten_W ⊙ X_2 + X_2)``          ``IntraSIM.forward``
+=========  =====================================================  ==========================
+
+Constants the paper leaves open (named arguments, defaults and reasons)
+-----------------------------------------------------------------------
+* ``reduction=16`` (r): compression of ``C/2`` before the differences; TEA, TDN and STIL
+  (same authors) use 16. Floored at 1 channel (stage 1 of ResNet-18 has C/2 = 32 -> 2).
+* ``gamma=2``, ``kernel_size=3`` (k): the kernel branch is TANet's, which uses 2 and 3.
+* ``diff_kernel_size=3``: Eq. 1 says 3x3 channel-wise.
+* ``coord_kernel_size=3``: the "Conv3x3" of Eq. 2-3 over H x T and T x W.
+* ``edge="zero"``: a difference at a snippet's first/last frame, whose neighbour lies in
+  another snippet, is zero (see :func:`dynsnip.modules.temporal_ops.neighbour_difference`).
+* Forward and backward paths share the channel-wise conv of Eq. 1 and the HT/TW convs of
+  Eq. 2-3 (the paper writes each once and derives the backward path "in a similar way");
+  since the 1x1 recovery conv is affine, averaging before it equals averaging after it.
+* ``fp32_differences=True``: under fp16 autocast the difference path (a few compressed
+  channels) runs in float32, because ``6e4 - (-6e4)`` overflows fp16.
+* Initialisation: PyTorch defaults ("randomly initialized", Implementation Details).
+
+Ablation switches (Table 5): ``bidirectional`` (BP), ``coord_attention`` (CA; without it
+the attention is ``σ(Conv1x1(D))``, one map with no H x T / T x W convs),
+``learnable_kernel`` (LK; without it Eq. 5 drops ``K ⊗``).
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from .temporal_ops import neighbour_difference, tap_conv_axis
+
+
+def _check_frames(x: torch.Tensor, snippet_len: int, module: str) -> None:
+    if x.ndim != 4:
+        raise ValueError(
+            f"{module} expects frames folded as (N*U*T, C, H, W), got a {x.ndim}-d tensor "
+            f"of shape {tuple(x.shape)}"
+        )
+    if x.shape[0] % snippet_len:
+        raise ValueError(
+            f"{module}: {x.shape[0]} frames in the batch are not a multiple of "
+            f"snippet_len T={snippet_len} (layout (N*U*T, C, H, W))"
+        )
+
+
+def _float32_region(enabled: bool, x: torch.Tensor):
+    """Autocast switched off, so the difference path computes in float32."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+class IntraSMA(nn.Module):
+    """Intra-Snippet Motion Attention: bi-directional difference guided coordinate attention.
+
+    ``forward(x2)`` with ``x2`` of shape ``(N*U*T, C2, H, W)`` returns the attention
+    ``Atten_H ⊙ Atten_W`` of the same shape, values in (0, 1).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        snippet_len: int = 4,
+        reduction: int = 16,
+        diff_kernel_size: int = 3,
+        coord_kernel_size: int = 3,
+        bidirectional: bool = True,
+        coord_attention: bool = True,
+        edge: str = "zero",
+        fp32_differences: bool = True,
+    ) -> None:
+        super().__init__()
+        if edge not in ("zero", "frame"):
+            raise ValueError(f"edge must be 'zero' or 'frame', got {edge!r}")
+        self.snippet_len = snippet_len
+        self.bidirectional = bidirectional
+        self.coord_attention = coord_attention
+        self.edge = edge
+        self.fp32_differences = fp32_differences
+        hidden = max(1, channels // reduction)
+        self.hidden_channels = hidden
+        # "compressed by a ratio r" (1x1 conv in Figure 2)
+        self.squeeze = nn.Conv2d(channels, hidden, 1, bias=False)
+        # Eq. 1: channel-wise 3x3 conv applied to the neighbouring frame
+        self.diff_conv = nn.Conv2d(
+            hidden, hidden, diff_kernel_size, padding=diff_kernel_size // 2, groups=hidden, bias=False
+        )
+        if coord_attention:
+            p = coord_kernel_size // 2
+            # Eq. 2: conv over the H x T plane (W folded into the batch)
+            self.ht_conv = nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p)
+            # Eq. 3: conv over the T x W plane (H folded into the batch)
+            self.tw_conv = nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p)
+            # "Conv1x1 for dimension recovery"
+            self.recover_h = nn.Conv2d(hidden, channels, 1)
+            self.recover_w = nn.Conv2d(hidden, channels, 1)
+        else:
+            self.recover = nn.Conv2d(hidden, channels, 1)
+
+    def differences(self, f: torch.Tensor) -> torch.Tensor:
+        """Eq. 1, both directions: ``(B*T, c, H, W)`` -> ``(P, B, T, c, H, W)``, P=2 (or 1)."""
+        g = self.diff_conv(f)
+        fv = rearrange(f, "(b t) c h w -> b t c h w", t=self.snippet_len)
+        gv = rearrange(g, "(b t) c h w -> b t c h w", t=self.snippet_len)
+        forward = neighbour_difference(fv, gv, +1, dim=1, edge=self.edge)  # F_t - Conv(F_{t+1})
+        if not self.bidirectional:
+            return forward.unsqueeze(0)
+        backward = neighbour_difference(fv, gv, -1, dim=1, edge=self.edge)  # F_t - Conv(F_{t-1})
+        return torch.stack([forward, backward])
+
+    def coordinate(self, d: torch.Tensor, conv: nn.Module, plane: str) -> torch.Tensor:
+        """Eq. 2/3 before the 1x1: ``Conv3x3(D^h) + D^h`` on the H x T or T x W plane.
+
+        ``d``: ``(P, B, T, c, H, W)``; returns ``(B*T, c, H, W)``, averaged over directions.
+        """
+        p = d.shape[0]
+        if plane == "ht":  # D^h in R^{W x c x H x T}
+            z = rearrange(d, "p b t c h w -> (p b w) c h t")
+            z = conv(z) + z
+            z = rearrange(z, "(p b w) c h t -> p (b t) c h w", p=p, w=d.shape[-1])
+        else:  # D^w in R^{H x c x T x W}
+            z = rearrange(d, "p b t c h w -> (p b h) c t w")
+            z = conv(z) + z
+            z = rearrange(z, "(p b h) c t w -> p (b t) c h w", p=p, h=d.shape[-2])
+        return z.mean(0)
+
+    def forward(self, x2: torch.Tensor) -> torch.Tensor:
+        f = self.squeeze(x2)
+        with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
+            f = f.to(self.diff_conv.weight.dtype)
+            d = self.differences(f)
+            if self.coord_attention:
+                atten_h = torch.sigmoid(self.recover_h(self.coordinate(d, self.ht_conv, "ht")))
+                atten_w = torch.sigmoid(self.recover_w(self.coordinate(d, self.tw_conv, "tw")))
+                atten = atten_h * atten_w
+            else:
+                d = rearrange(d.mean(0), "b t c h w -> (b t) c h w")
+                atten = torch.sigmoid(self.recover(d))
+        return atten.to(x2.dtype)
+
+
+class SnippetKernel(nn.Module):
+    """Eq. 4: a per-sample, per-channel temporal kernel ``K(X_2)`` of ``k`` taps.
+
+    ``(N*U*T, C2, H, W)`` -> ``(N*U, C2, k)``: GAP over H x W, then over the T values of each
+    (snippet, channel): ``FC(T -> γT) -> ReLU -> FC(γT -> k) -> softmax`` (shared over
+    channels, as in Figure 2's ``C/2 x U x T -> C/2 x U x γT -> C/2 x U x k``).
+    """
+
+    def __init__(self, snippet_len: int = 4, gamma: int = 2, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.snippet_len = snippet_len
+        self.kernel_size = kernel_size
+        self.phi1 = nn.Linear(snippet_len, gamma * snippet_len)
+        self.phi2 = nn.Linear(gamma * snippet_len, kernel_size)
+
+    def forward(self, x2: torch.Tensor) -> torch.Tensor:
+        g = rearrange(x2.mean((2, 3)), "(b t) c -> b c t", t=self.snippet_len)
+        return torch.softmax(self.phi2(torch.relu(self.phi1(g))), dim=-1)
+
+
+class IntraSIM(nn.Module):
+    """Intra-Snippet Inconsistency Module (Eq. 1-6).
+
+    Args:
+        channels: C, channels of the input feature map.
+        snippet_len: T, consecutive frames per snippet.
+        reduction: r, compression of the C/2 motion channels in Intra-SMA (default 16).
+        gamma: expansion of the kernel branch's hidden layer, ``φ1: T -> γT`` (default 2).
+        kernel_size: k, taps of the learnable temporal kernel (default 3).
+        diff_kernel_size: the channel-wise conv of Eq. 1 (default 3).
+        coord_kernel_size: the H x T / T x W convs of Eq. 2-3 (default 3).
+        bidirectional, coord_attention, learnable_kernel: Table 5 ablation switches.
+        edge: difference at a snippet's border, ``"zero"`` or ``"frame"``.
+        fp32_differences: run the difference path in float32 under autocast.
+
+    Shape: ``(N*U*T, C, H, W)`` -> ``(N*U*T, C, H, W)``. The first ``C // 2`` channels pass
+    through unchanged (Eq. 6). ``num_snippets`` is accepted and ignored, so that every SIM
+    can be called as ``sim(x, num_snippets=U)``.
+
+    After a forward with ``record_attention = True`` the Intra-SMA map (Figure 4), the
+    channel mean of ``Atten_H ⊙ Atten_W``, is in ``self.attention``: ``(N*U, T, H, W)``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        snippet_len: int = 4,
+        reduction: int = 16,
+        gamma: int = 2,
+        kernel_size: int = 3,
+        diff_kernel_size: int = 3,
+        coord_kernel_size: int = 3,
+        bidirectional: bool = True,
+        coord_attention: bool = True,
+        learnable_kernel: bool = True,
+        edge: str = "zero",
+        fp32_differences: bool = True,
+    ) -> None:
+        super().__init__()
+        if channels < 2:
+            raise ValueError(f"IntraSIM needs at least 2 channels to split, got {channels}")
+        if snippet_len < 1:
+            raise ValueError(f"snippet_len must be >= 1, got {snippet_len}")
+        self.channels = channels
+        self.snippet_len = snippet_len
+        self.split = (channels // 2, channels - channels // 2)  # (I_1, I_2)
+        self.sma = IntraSMA(
+            self.split[1], snippet_len, reduction, diff_kernel_size, coord_kernel_size,
+            bidirectional, coord_attention, edge, fp32_differences,
+        )
+        self.kernel = SnippetKernel(snippet_len, gamma, kernel_size) if learnable_kernel else None
+        self.record_attention = False
+        self.attention: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
+        _check_frames(x, self.snippet_len, "IntraSIM")
+        x1, x2 = torch.split(x, self.split, dim=1)  # Eq. 6 split
+        atten = self.sma(x2)
+        if self.record_attention:
+            self.attention = rearrange(
+                atten.detach().float().mean(1), "(b t) h w -> b t h w", t=self.snippet_len
+            )
+        o2 = atten * x2 + x2  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
+        if self.kernel is not None:  # Eq. 5: K(X_2) ⊗ (...), depthwise over the T frames
+            k = self.kernel(x2).to(o2.dtype)
+            o2v = rearrange(o2, "(b t) c h w -> b t c h w", t=self.snippet_len)
+            taps = [rearrange(k[..., j], "b c -> b 1 c 1 1") for j in range(k.shape[-1])]
+            o2 = rearrange(tap_conv_axis(o2v, taps, dim=1), "b t c h w -> (b t) c h w")
+        return torch.cat([x1, o2], dim=1)  # Eq. 6
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, snippet_len={self.snippet_len}"

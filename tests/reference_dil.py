@@ -1,0 +1,101 @@
+"""A literal, loop-by-loop transcription of the paper's equations, used only to check the
+vectorised modules. Slow on purpose: every frame, snippet and clip is handled one at a time,
+with the module's own weights, so that the test compares two independent readings of Eq. 1-11.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _conv2d(m, x):
+    return F.conv2d(x, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+
+
+def intra_sim_reference(sim, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 1-6 for ``x`` of shape (N*U*T, C, H, W), one snippet at a time."""
+    T = sim.snippet_len
+    c1, c2 = sim.split
+    sma = sim.sma
+    out = torch.empty_like(x)
+    for s in range(x.shape[0] // T):
+        I = x[s * T:(s + 1) * T]
+        I1, X2 = I[:, :c1], I[:, c1:]
+        out[s * T:(s + 1) * T, :c1] = I1  # Eq. 6: I_1 unchanged
+        Fr = [_conv2d(sma.squeeze, X2[t:t + 1])[0] for t in range(T)]  # compressed by r
+        G = [_conv2d(sma.diff_conv, f[None])[0] for f in Fr]  # Conv3x3 (channel-wise)
+        dirs = [+1, -1] if sma.bidirectional else [+1]
+        per_dir = []
+        for o in dirs:
+            D = []
+            for t in range(T):
+                if 0 <= t + o < T:
+                    D.append(Fr[t] - G[t + o])  # Eq. 1
+                else:
+                    D.append(torch.zeros_like(Fr[t]) if sma.edge == "zero" else Fr[t])
+            per_dir.append(torch.stack(D))  # (T, c, H, W)
+        if sma.coord_attention:
+            hs, ws = [], []
+            for D in per_dir:
+                Dh = D.permute(3, 1, 2, 0)  # W x c x H x T
+                hs.append(_conv2d(sma.ht_conv, Dh) + Dh)  # Eq. 2 inner
+                Dw = D.permute(2, 1, 0, 3)  # H x c x T x W
+                ws.append(_conv2d(sma.tw_conv, Dw) + Dw)  # Eq. 3 inner
+            # 1x1 recovery per direction, then the average of both directions, then sigmoid
+            AH = torch.stack([_conv2d(sma.recover_h, h.permute(3, 1, 2, 0)) for h in hs]).mean(0)
+            AW = torch.stack([_conv2d(sma.recover_w, w.permute(2, 1, 0, 3)) for w in ws]).mean(0)
+            A = torch.sigmoid(AH) * torch.sigmoid(AW)
+        else:
+            A = torch.sigmoid(torch.stack([_conv2d(sma.recover, D) for D in per_dir]).mean(0))
+        M = A * X2 + X2
+        if sim.kernel is not None:  # Eq. 4 and 5
+            g = X2.mean((2, 3)).T  # (c2, T)
+            kern = sim.kernel
+            K = torch.softmax(F.linear(torch.relu(F.linear(g, kern.phi1.weight, kern.phi1.bias)),
+                                       kern.phi2.weight, kern.phi2.bias), dim=-1)  # (c2, k)
+            k = K.shape[1]
+            O2 = torch.zeros_like(M)
+            for t in range(T):
+                for j in range(k):
+                    tt = t + j - k // 2
+                    if 0 <= tt < T:
+                        O2[t] += K[:, j, None, None] * M[tt]
+            M = O2
+        out[s * T:(s + 1) * T, c1:] = M
+    return out
+
+
+def inter_sim_reference(sim, x: torch.Tensor, U: int) -> torch.Tensor:
+    """Eq. 7-11 for ``x`` of shape (N*U*T, C, H, W), one clip at a time."""
+    T = sim.snippet_len
+    C = x.shape[1]
+    out = torch.empty_like(x)
+    for n in range(x.shape[0] // (U * T)):
+        Fc = x[n * U * T:(n + 1) * U * T].reshape(U, T, C, *x.shape[2:])
+        Fbar = Fc.mean((3, 4)).permute(2, 0, 1)[None]  # 1 x C x U x T (GAP)
+        F1 = torch.sigmoid(sim.branch1(Fbar))[0]  # Eq. 7 (eval-mode BN)
+        sma = sim.sma
+        Fh = _conv2d(sma.squeeze, Fbar)
+        G = _conv2d(sma.frame_conv, Fh)[0]
+        Fh = Fh[0]
+        D = torch.zeros_like(Fh)
+        for u in range(U):
+            offsets = [+1, -1] if sma.bidirectional else [+1]
+            for o in offsets:
+                if 0 <= u + o < U:
+                    D[:, u] += Fh[:, u] - G[:, u + o]  # Eq. 8 (o=+1) / Eq. 9 (o=-1)
+                elif sma.edge == "frame":
+                    D[:, u] += Fh[:, u]
+        F2 = torch.sigmoid(_conv2d(sma.recover, D[None]))[0]  # Eq. 10
+        A = F1 * F2  # C x U x T
+        Y = Fc * A.permute(1, 2, 0)[..., None, None] + Fc  # U, T, C, H, W
+        W = sim.conv_u  # (C, k) depthwise
+        k = W.shape[1]
+        O = torch.zeros_like(Y)
+        for u in range(U):
+            for j in range(k):
+                uu = u + j - k // 2
+                if 0 <= uu < U:
+                    O[u] += W[:, j, None, None] * Y[uu]  # Eq. 11, Conv_U
+        out[n * U * T:(n + 1) * U * T] = O.reshape(U * T, C, *x.shape[2:])
+    return out

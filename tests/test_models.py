@@ -1,0 +1,180 @@
+"""dil_* models in timm: registry, video input, timm's model API, weights from 2D checkpoints."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+import dynsnip
+from dynsnip.models.dil_resnet import checkpoint_filter_fn
+
+
+def clip(b=2, u=2, t=4, hw=32, seed=0):
+    return torch.randn(b, 3, u * t, hw, hw, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return timm.create_model("dil_resnet18", num_classes=2, zero_init_last=False).eval()
+
+
+def test_registry():
+    names = timm.list_models("dil_*")
+    assert {"dil_resnet18", "dil_resnet50", "dil_resnet101", "dil_seresnet50", "dil_resnext50_32x4d"} <= set(names)
+    assert len(names) == len(timm.list_models(module="resnet"))
+    assert "resnet50" in timm.list_models("resnet50")  # timm's own model untouched
+    assert "resnet50.tv_in1k" in timm.list_pretrained("resnet50.*")  # its tags kept
+    pretrained = timm.list_pretrained("dil_resnet50.*")
+    assert "dil_resnet50.tv_in1k" in pretrained and "dil_resnet50.a1_in1k" in pretrained
+    m = timm.create_model("dil_resnet50")
+    assert m.pretrained_cfg["tag"] == "tv_in1k"  # the paper's torchvision ImageNet ResNet-50
+    assert m.pretrained_cfg["hf_hub_id"] == "timm/resnet50.tv_in1k"
+    m = timm.create_model("dil_resnet18.a1_in1k")
+    assert m.pretrained_cfg["hf_hub_id"] == "timm/resnet18.a1_in1k"
+
+
+def test_video_in_verdict_out_and_u_from_the_input(model):
+    x4 = clip(u=4)
+    x8 = clip(u=8)
+    with torch.no_grad():
+        y4, y8 = model(x4), model(x8)
+    assert y4.shape == y8.shape == (2, 2)
+    assert torch.isfinite(y8).all()
+    assert not torch.allclose(y4, y8)
+
+
+def test_clips_in_a_batch_are_independent(model):
+    x = clip(b=3, u=2)
+    with torch.no_grad():
+        y = model(x)
+        x2 = x.clone()
+        x2[1] = torch.randn_like(x2[1])
+        y2 = model(x2)
+        alone = torch.cat([model(x[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(y[[0, 2]], y2[[0, 2]])
+    assert not torch.allclose(y[1], y2[1])
+    torch.testing.assert_close(y, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_snippets_of_a_clip_interact(model):
+    """Changing only snippet 1 changes the features of snippet 0's frames (Inter-SIM)."""
+    x = clip(b=1, u=2)
+    with torch.no_grad():
+        f = model.forward_features(x)
+        x2 = x.clone()
+        x2[:, :, 4:] = torch.randn_like(x2[:, :, 4:])
+        f2 = model.forward_features(x2)
+    assert not torch.allclose(f[:, :, :4], f2[:, :, :4])
+    no_inter = timm.create_model("dil_resnet18", sim_pattern="intra", num_classes=2).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(no_inter.forward_features(x)[:, :, :4], no_inter.forward_features(x2)[:, :, :4])
+
+
+def test_bad_video_input_is_named(model):
+    with pytest.raises(ValueError, match=r"\(B, C, U\*T, H, W\), got a 4-d tensor"):
+        model(torch.randn(8, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"15 frames .* snippet_len T=4"):
+        model(torch.randn(1, 3, 15, 32, 32))
+    with pytest.raises(ValueError, match=r"expects 3 channels .* got 1"):
+        model(torch.randn(1, 1, 8, 32, 32))
+
+
+def test_timm_model_api(model):
+    x = clip(u=2)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert feats.shape == (2, 512, 8, 1, 1)
+        pre = model.forward_head(feats, pre_logits=True)
+        assert pre.shape == (2, model.num_features)
+        logits = model.forward_head(feats)
+        torch.testing.assert_close(logits, model(x))
+        # video logit == mean of per-frame logits (average pooling + linear classifier)
+        per_frame = model.get_classifier()(feats.mean((3, 4)).transpose(1, 2))
+        torch.testing.assert_close(logits, per_frame.mean(1))
+        final, inter = model.forward_intermediates(x)
+        assert [t.shape[2] for t in inter] == [8] * 5 and torch.equal(final, feats)
+    m = timm.create_model("dil_resnet18", num_classes=2)
+    m.reset_classifier(5)
+    assert m.get_classifier().out_features == 5 and m(x).shape == (2, 5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False)
+    b = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False)
+    b.load_state_dict(a.state_dict())
+    b.set_grad_checkpointing(True)
+    x = clip(u=2)
+    for m in (a, b):
+        m(x).sum().backward()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_gradients_reach_every_new_parameter():
+    torch.manual_seed(0)
+    m = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False).train()
+    m(clip(u=3)).sum().backward()
+    sim_params = {n: p for n, p in m.named_parameters() if ".sim." in n}
+    assert len(sim_params) > 50
+    dead = [n for n, p in sim_params.items() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, dead
+
+
+def test_dil_args_rebuild_the_same_network():
+    m = timm.create_model("dil_resnet18", snippet_len=2, sim_stages=(1, 2), sim_pattern="intra",
+                          intra_args=dict(reduction=8, learnable_kernel=False), inter_args=dict(conv_u="dense"))
+    again = timm.create_model("dil_resnet18", **m.dil_args)
+    assert {k: v.shape for k, v in m.state_dict().items()} == {k: v.shape for k, v in again.state_dict().items()}
+    assert again.snippet_len == 2 and again(torch.randn(1, 3, 6, 32, 32)).shape == (1, 1000)
+    plain = timm.create_model("dil_resnet18", sim_stages=())
+    assert not any(".sim." in k for k in plain.state_dict())
+
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    torch.manual_seed(1)
+    ref = timm.create_model("resnet18").eval()
+    path = tmp_path_factory.mktemp("ckpt") / "resnet18.safetensors"
+    save_file(ref.state_dict(), str(path))
+    return ref, path
+
+
+def test_backbone_loads_exactly_from_a_2d_checkpoint(resnet18_file):
+    ref, path = resnet18_file
+    m = timm.create_model("dil_resnet18", pretrained=True, num_classes=1,
+                          pretrained_cfg_overlay=dict(file=str(path)))
+    sd = m.state_dict()
+    for k, v in ref.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(sd[k], v), k
+    assert m.fc.out_features == 1
+    # the same number of classes keeps the classifier too
+    m = timm.create_model("dil_resnet18", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert torch.equal(m.fc.weight, ref.fc.weight)
+
+
+def test_checkpoint_that_lacks_or_misshapes_backbone_tensors_is_refused(resnet18_file, tmp_path):
+    ref, _ = resnet18_file
+    sd = dict(ref.state_dict())
+    del sd["layer2.0.conv1.weight"]
+    path = tmp_path / "broken.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(ValueError, match=r"1 backbone tensors missing \(layer2\.0\.conv1\.weight\)"):
+        timm.create_model("dil_resnet18", pretrained=True, num_classes=1, pretrained_cfg_overlay=dict(file=str(path)))
+    m = timm.create_model("dil_resnet34")
+    with pytest.raises(ValueError, match=r"mis-shaped|missing"):
+        checkpoint_filter_fn(ref.state_dict(), m)
+    wide = timm.create_model("wide_resnet50_2").state_dict()
+    with pytest.raises(ValueError, match=r"mis-shaped \(conv1.weight|mis-shaped \(layer1"):
+        checkpoint_filter_fn(wide, timm.create_model("dil_resnet50"))
+
+
+def test_fine_tuned_sim_weights_are_kept(resnet18_file):
+    m = timm.create_model("dil_resnet18", num_classes=1)
+    sd = {k: v + 1.0 if v.dtype.is_floating_point else v for k, v in m.state_dict().items()}
+    fresh = timm.create_model("dil_resnet18", num_classes=1)
+    out = checkpoint_filter_fn(sd, fresh)
+    assert all(torch.equal(out[k], sd[k]) for k in sd if ".sim." in k)

@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from .attention_maps import record_attention
 from .convert import convert_resnet
+from .hub import load_model, push_to_hub, save_pretrained
 from .models import DILResNet
 from .modules import InterSIM, IntraSIM
 
@@ -20,5 +21,8 @@ __all__ = [
     "convert_resnet",
     "DILResNet",
     "record_attention",
+    "save_pretrained",
+    "push_to_hub",
+    "load_model",
     "__version__",
 ]

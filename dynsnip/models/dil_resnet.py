@@ -230,7 +230,11 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
             missing.append(k)
     unexpected = [k for k in sd if k not in target and not k.startswith(classifier)]
     if missing or misshaped or unexpected:
-        arch = getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        arch = cfg.get("architecture") or type(model).__name__
+        source = cfg.get("file") or cfg.get("hf_hub_id") or cfg.get("url")
+        if source:
+            arch = f"{arch} (weights from {source})"
         parts = []
         if missing:
             parts.append(f"{len(missing)} backbone tensors missing ({_preview(missing)})")

@@ -1,0 +1,184 @@
+"""``dynsnip explain``: the pictures of the paper's Figures 3-5 for one video.
+
+Samples U snippets of T frames, crops the face (as ``dynsnip predict`` does), runs the
+detector once forward and once backward, and writes into ``--out``:
+
+* ``gradcam.png``: Grad-CAM of the fake (or ``--target real``) score over every sampled frame;
+* ``intra_sma.png``: each snippet's faces above the Intra-SMA attention of one Intra-SIM
+  (``intra_sma_<layer>.png`` per layer with several ``--intra-layer`` or ``all``);
+* ``ut_map.png``: the Inter-SIM U x T attention map with each snippet's fake probability
+  (``ut_map_<layer>.png`` per layer with several ``--inter-layer`` or ``all``);
+* ``contact_sheet.png``: all of it over the face frames on one page;
+* ``explanation.npz``: the arrays (``dynsnip.explain.Explanation.load``);
+* ``summary.json``: probabilities, layers, frame numbers, crop boxes, notes.
+
+Exit codes: 0 written, 1 the video could not be processed (the reason is printed), 2 usage
+errors (model cannot be loaded, bad option, missing extra).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from dynsnip.modules import InterSIM, IntraSIM
+
+EXIT_OK, EXIT_VIDEO_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "explain",
+        help="pictures of what the detector sees: Grad-CAM, Intra-SMA maps, U x T map",
+        description=(
+            "Explain the detector's verdict on one video: writes the Grad-CAM over the sampled "
+            "face frames, the Intra-SMA attention of each snippet (paper Fig. 4), the Inter-SIM "
+            "U x T attention map with per-snippet fake probabilities (Fig. 5), a contact sheet "
+            "of all of them, and the arrays (explanation.npz, summary.json)."
+        ),
+    )
+    parser.add_argument("video", metavar="VIDEO", help="the video file")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE|DIR|hf-hub:ID",
+                        help="detector weights: a directory written by dynsnip.save_pretrained, "
+                             "hf-hub:owner/name, or a .safetensors/.pt state dict for --model")
+    parser.add_argument("--model", default=None,
+                        help="architecture for a state-dict --checkpoint (default dil_resnet50)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="output directory (created; files of the same names are replaced)")
+    parser.add_argument("--snippets", type=int, default=None, metavar="U",
+                        help="snippets to sample (default: the model's test U, 8 in the paper)")
+    parser.add_argument("--target", choices=("fake", "real"), default="fake",
+                        help="the class whose evidence the Grad-CAM shows (default fake)")
+    parser.add_argument("--intra-layer", action="append", default=None, metavar="NAME|all",
+                        help="Intra-SIM(s) to draw, e.g. layer3.0.sim, or 'all' (repeatable; "
+                             "default: the deepest whose map is at least 7x7)")
+    parser.add_argument("--inter-layer", action="append", default=None, metavar="NAME|all",
+                        help="Inter-SIM(s) whose U x T map to draw, or 'all' (repeatable; default: the deepest)")
+    parser.add_argument("--cam-layer", default=None, metavar="NAME",
+                        help="Grad-CAM layer (default: layer4's last block); e.g. layer4.0.sim for a "
+                             "CAM at an Intra-SIM's output")
+    parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM (attention maps only)")
+    parser.add_argument("--face-detector", choices=("dlib", "none"), default="dlib",
+                        help="dlib: detect and crop the face (default); none: the video is already a face crop")
+    parser.add_argument("--margin", type=float, default=1.3,
+                        help="face crop side / face box side (default 1.3)")
+    parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNGs (default 100)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _layers(values: list[str] | None) -> str | list[str] | None:
+    if not values:
+        return None
+    return "all" if "all" in values else values
+
+
+def _unknown_layer(model: Any, names: list[str] | None, kind: type) -> str | None:
+    """An error message if one of ``names`` is not a ``kind`` module of ``model``."""
+    have = [n for n, m in model.named_modules() if isinstance(m, kind)]
+    for name in names or []:
+        if name != "all" and name not in have:
+            return (
+                f"--{kind.__name__[:5].lower()}-layer {name}: the model has no {kind.__name__} of that name "
+                f"(it has: {', '.join(have) or 'none'})"
+            )
+    return None
+
+
+def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files: dict[str, Path]) -> dict[str, Any]:
+    return dict(
+        video=str(args.video),
+        weights=weights,
+        **exp.summary(),
+        face_found=clip.face_found.tolist(),
+        crop_boxes=clip.crop_boxes.tolist(),
+        timestamps=[[round(s, 3) for s in row] for row in clip.timestamps.tolist()],
+        files=sorted(p.name for p in files.values()),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    def usage_error(message: str) -> int:
+        print(f"dynsnip explain: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    if args.snippets is not None and args.snippets < 1:
+        return usage_error(f"--snippets must be at least 1, got {args.snippets}")
+    if not math.isfinite(args.margin) or args.margin <= 0:
+        return usage_error(f"--margin must be a positive number, got {args.margin}")
+    if args.dpi < 10:
+        return usage_error(f"--dpi must be at least 10, got {args.dpi}")
+    try:
+        from dynsnip.data import FaceClipLoader
+        from dynsnip.explain import explain_clip, save_figures
+        from dynsnip.explain._optional import require
+
+        require("matplotlib")
+        if not args.no_gradcam:
+            require("pytorch_grad_cam")
+    except ImportError as err:
+        return usage_error(str(err))
+
+    from .predict import load_detector
+
+    try:
+        model, weights = load_detector(args.model, args.checkpoint)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+        return usage_error(f"cannot load the model: {err}")
+    if weights.startswith("untrained"):
+        print(f"dynsnip explain: warning: model {weights}", file=sys.stderr)
+
+    bad_layer = _unknown_layer(model, args.intra_layer, IntraSIM) or _unknown_layer(model, args.inter_layer, InterSIM)
+    if bad_layer:
+        return usage_error(bad_layer)
+    if args.cam_layer is not None and args.cam_layer not in dict(model.named_modules()):
+        return usage_error(f"--cam-layer {args.cam_layer}: the model has no module of that name (e.g. layer4.1, layer4.0.sim)")
+
+    import torch
+
+    from dynsnip.data.errors import VideoError
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    overrides: dict[str, Any] = dict(face_detector=args.face_detector, margin=args.margin)
+    if args.snippets is not None:
+        overrides["num_snippets"] = args.snippets
+    loader = FaceClipLoader.from_model(model, **overrides)
+    try:
+        clip = loader(args.video)
+    except VideoError as err:
+        print(f"dynsnip explain: {err.reason}: {err}", file=sys.stderr)
+        return EXIT_VIDEO_FAILED
+
+    try:
+        exp = explain_clip(
+            model,
+            clip.pixels,
+            target=args.target,
+            gradcam=not args.no_gradcam,
+            target_layer=args.cam_layer,
+            mean=loader.mean,
+            std=loader.std,
+            frame_indices=clip.frame_indices,
+        )
+        files = save_figures(
+            exp, args.out, intra_layers=_layers(args.intra_layer), inter_layers=_layers(args.inter_layer), dpi=args.dpi
+        )
+    except ValueError as err:  # e.g. an --intra-layer the model does not have
+        return usage_error(str(err))
+    files["explanation"] = args.out / "explanation.npz"
+    exp.save(files["explanation"])
+    files["summary"] = args.out / "summary.json"
+    files["summary"].write_text(json.dumps(_summary(exp, clip, args, weights, files), indent=2) + "\n", encoding="utf-8")
+
+    for note in exp.notes:
+        print(f"dynsnip explain: note: {note}", file=sys.stderr)
+    probs = "" if exp.snippet_probs is None else " (snippets: " + ", ".join(f"{p:.3f}" for p in exp.snippet_probs) + ")"
+    print(f"{args.video}: p(fake) = {exp.fake_prob:.3f}{probs}")
+    for path in files.values():
+        print(f"wrote {path}")
+    return EXIT_OK

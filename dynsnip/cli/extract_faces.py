@@ -1,0 +1,138 @@
+"""``dynsnip extract-faces``: crop the faces of every frame once, for training.
+
+Each video becomes a folder ``OUT/<name>/`` of face crops (``000000.png`` ... named by frame
+index) plus ``faces.json`` (see :mod:`dynsnip.data.extraction`). With ``--manifest`` (a
+CSV/JSON of videos with labels and splits) the command also writes ``OUT/faces.csv``, the
+same manifest pointing at the frame folders, ready for
+:class:`dynsnip.data.FaceFramesDataset`.
+
+Nothing is overwritten: a video whose folder exists is skipped (so an interrupted run can
+simply be started again), and an existing ``OUT/faces.csv`` is replaced only with
+``--overwrite``. A video that cannot be read or shows no face is reported and the others
+go on; exit code 1 if any failed, 2 for usage errors.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .predict import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, VIDEO_SUFFIXES, progress_bar
+
+MANIFEST_NAME = "faces.csv"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "extract-faces",
+        help="write the face crops of every frame of videos once, for training",
+        description=(
+            "Detect, track and crop the face in every frame of each video into OUT/<video>/ "
+            "(PNG frames named by frame index + faces.json). With --manifest, also write "
+            f"OUT/{MANIFEST_NAME} listing the frame folders with the videos' labels and splits. "
+            "Existing folders are skipped, never overwritten."
+        ),
+    )
+    parser.add_argument("inputs", nargs="*", metavar="VIDEO_OR_DIR",
+                        help="video files, or directories searched recursively for videos")
+    parser.add_argument("--manifest", type=Path, default=None,
+                        help="CSV/JSON manifest of videos (path,label[,split]) instead of / besides inputs")
+    parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="output directory")
+    parser.add_argument("--face-detector", choices=("dlib", "none"), default="dlib",
+                        help="dlib (default), or none to keep whole frames")
+    parser.add_argument("--margin", type=float, default=1.3,
+                        help="crop side / face box side (default 1.3, FaceForensics++ convention)")
+    parser.add_argument("--smooth-window", type=int, default=5,
+                        help="frames in the moving average of the face boxes (default 5)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="resize crops to SIZE x SIZE (default: keep the crop's resolution)")
+    parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
+    parser.add_argument("--format", choices=("png", "jpg"), default="png", help="image format (default png, lossless)")
+    parser.add_argument("--overwrite", action="store_true", help=f"replace an existing OUT/{MANIFEST_NAME}")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
+    """``(video, output folder name, manifest entry or None)`` for every input video."""
+    from dynsnip.data.manifest import read_manifest
+
+    jobs: list[tuple[Path, str, Any]] = []
+    for item in args.inputs:
+        path = Path(item)
+        if path.is_dir():
+            for video in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES):
+                jobs.append((video, video.relative_to(path).with_suffix("").as_posix(), None))
+        else:
+            jobs.append((path, path.stem, None))
+    if args.manifest is not None:
+        root = args.manifest.parent.resolve()
+        for entry in read_manifest(args.manifest):
+            try:
+                name = entry.path.resolve().relative_to(root).with_suffix("").as_posix()
+            except ValueError:
+                name = entry.path.stem
+            jobs.append((entry.path, name, entry))
+    return jobs
+
+
+def run(args: argparse.Namespace) -> int:
+    def usage_error(message: str) -> int:
+        print(f"dynsnip extract-faces: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    if not args.inputs and args.manifest is None:
+        return usage_error("give videos / directories, or --manifest")
+    manifest_out = args.out / MANIFEST_NAME
+    if args.manifest is not None and manifest_out.exists() and not args.overwrite:
+        return usage_error(f"{manifest_out} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    if args.margin <= 0 or args.smooth_window < 1 or (args.size is not None and args.size < 1):
+        return usage_error("--margin must be > 0, --smooth-window >= 1 and --size >= 1")
+    try:
+        from dynsnip.data.extraction import extract_face_frames
+        from dynsnip.data.faces import create_face_detector
+        from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+        jobs = _jobs(args)
+    except (ImportError, ValueError, OSError) as err:
+        return usage_error(str(err))
+    if not jobs:
+        return usage_error("no videos found")
+    detector = create_face_detector(args.face_detector)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    written: list[Any] = []
+    failures = 0
+    claimed: dict[str, Path] = {}
+    for video, name, entry in progress_bar(jobs, enabled=not args.no_progress):
+        out_dir = args.out / name
+        if name in claimed:
+            print(f"FAILED   {video}: output folder {out_dir} is already used by {claimed[name]}; rename one of them")
+            failures += 1
+            continue
+        claimed[name] = video
+        if out_dir.exists():
+            print(f"SKIPPED  {video}: {out_dir} exists (kept as it is)")
+        else:
+            try:
+                result = extract_face_frames(
+                    video, out_dir, face_detector=detector, margin=args.margin,
+                    smooth_window=args.smooth_window, size=None if args.size is None else (args.size, args.size),
+                    max_frames=args.max_frames, image_format=args.format,
+                )
+            except Exception as err:  # report this video, go on with the others
+                reason = getattr(err, "reason", type(err).__name__)
+                message = getattr(err, "message", str(err))
+                print(f"FAILED   {video}: {reason}: {message}")
+                failures += 1
+                continue
+            print(f"OK       {video} -> {out_dir} ({result.num_frames} frames, face detected in {result.num_detected})")
+        if entry is not None:
+            written.append(ManifestEntry(out_dir, entry.label, entry.split))
+    if args.manifest is not None:
+        write_manifest(written, manifest_out, overwrite=args.overwrite)
+        print(f"wrote {manifest_out} ({len(written)} entries)")
+    print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed")
+    return EXIT_SOME_FAILED if failures else EXIT_OK

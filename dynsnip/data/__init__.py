@@ -1,0 +1,75 @@
+"""From video files to the model's face clips: sampling, decoding, face cropping, datasets.
+
+Needs the ``video`` extra (``pip install 'dynsnip[video]'``: PyAV, dlib-bin, numpy,
+Pillow). Names are imported on first use, so ``import dynsnip.data`` (and the snippet
+sampler, which needs only torch) works without the extra; using a name whose module needs
+it raises an ImportError with the install command.
+
+Modules: :mod:`~dynsnip.data.sampling` (which frames), :mod:`~dynsnip.data.decode`
+(frame-exact PyAV decoding), :mod:`~dynsnip.data.faces` (detectors),
+:mod:`~dynsnip.data.boxes` (box smoothing and margins), :mod:`~dynsnip.data.crop`,
+:mod:`~dynsnip.data.transforms` (normalisation, flip), :mod:`~dynsnip.data.pipeline`
+(video -> clip), :mod:`~dynsnip.data.manifest`, :mod:`~dynsnip.data.datasets`,
+:mod:`~dynsnip.data.extraction` (write face crops once), :mod:`~dynsnip.data.errors`,
+:mod:`~dynsnip.data.assets` (bundled real footage).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "sample_snippets": "sampling",
+    "VideoReader": "decode",
+    "read_frames": "decode",
+    "DlibFaceDetector": "faces",
+    "create_face_detector": "faces",
+    "detect_faces": "faces",
+    "largest_box": "boxes",
+    "fill_missing_boxes": "boxes",
+    "snippet_boxes": "boxes",
+    "snippet_face_boxes": "boxes",
+    "track_face": "boxes",
+    "box_iou": "boxes",
+    "smooth_boxes": "boxes",
+    "square_crop_box": "boxes",
+    "crop_and_resize": "crop",
+    "frames_to_tensor": "transforms",
+    "random_horizontal_flip": "transforms",
+    "FaceClip": "pipeline",
+    "FaceClipLoader": "pipeline",
+    "load_face_clip": "pipeline",
+    "data_config_from_model": "pipeline",
+    "ManifestEntry": "manifest",
+    "read_manifest": "manifest",
+    "write_manifest": "manifest",
+    "VideoDataset": "datasets",
+    "FaceFramesDataset": "datasets",
+    "list_frames": "datasets",
+    "ExtractedFaces": "extraction",
+    "extract_face_frames": "extraction",
+    "VideoError": "errors",
+    "VideoNotFoundError": "errors",
+    "CorruptVideoError": "errors",
+    "NoVideoStreamError": "errors",
+    "UnseekableVideoError": "errors",
+    "NoFaceError": "errors",
+    "bundled_videos": "assets",
+    "bundled_video": "assets",
+    "bundled_videos_dir": "assets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

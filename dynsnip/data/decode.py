@@ -1,0 +1,227 @@
+"""Frame-exact decoding of chosen frames with PyAV, without decoding the whole file.
+
+Opening a video demuxes its packets once (no decoding, cheap) to build the frame index:
+frame ``i`` is the packet with the ``i``-th smallest presentation timestamp, so indices
+are presentation order even with B-frames, and the keyframes are known. Reading a set of
+frames then walks them in increasing order and, for each one, either keeps decoding
+from where the decoder is (when no keyframe lies between it and the wanted frame, so a
+seek would land at or before the current position anyway) or seeks to the keyframe before
+it. In long-GOP deepfake videos (2-4 keyframes in 300-750 frames) this decodes each GOP at
+most once; frames that are not wanted are decoded but never converted to arrays.
+
+A stream without timestamps (a raw ``.264`` Annex-B stream) cannot be addressed frame by
+frame and raises :class:`~dynsnip.data.errors.UnseekableVideoError`; remuxing it into MP4
+(``ffmpeg -i in.264 -c copy out.mp4``) fixes that.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+from fractions import Fraction
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from ._optional import require
+from .errors import CorruptVideoError, NoVideoStreamError, UnseekableVideoError, VideoNotFoundError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class VideoReader:
+    """Random access to the frames of one video file, as RGB ``uint8`` arrays.
+
+    Use as a context manager (or call :meth:`close`)::
+
+        with VideoReader("clip.mp4") as video:
+            frames = video.read([0, 1, 2, 3, 60, 61, 62, 63])  # (8, H, W, 3)
+
+    Raises (all :class:`~dynsnip.data.errors.VideoError`): ``VideoNotFoundError``,
+    ``CorruptVideoError`` (not a media file, truncated, or its packets fail to decode),
+    ``NoVideoStreamError``, ``UnseekableVideoError`` (no timestamps).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        av = require("av")
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise VideoNotFoundError(self.path, "no such file (expected a video file)")
+        try:
+            self._container = av.open(self.path)
+        except av.error.FFmpegError as err:
+            raise CorruptVideoError(
+                self.path, f"not a readable video container ({err.strerror or err})"
+            ) from err
+        try:
+            if not self._container.streams.video:
+                kinds = sorted({s.type for s in self._container.streams}) or ["none"]
+                raise NoVideoStreamError(
+                    self.path, f"the file has no video stream (streams found: {', '.join(kinds)})"
+                )
+            self._stream = self._container.streams.video[0]
+            self._index_frames()
+        except BaseException:
+            self._container.close()
+            raise
+        self._decoder: Iterator | None = None  # frames decoding since the last seek
+        self._next_index: int | None = None  # index of the frame the decoder yields next
+        self.frames_decoded = 0  # frames decoded so far (wanted or not): the cost of reads
+        self.seeks = 0  # seeks done so far
+
+    def _index_frames(self) -> None:
+        av = require("av")
+        pts_list: list[int] = []
+        keyframe_pts: list[int] = []
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:  # the demuxer's final flush packet
+                    continue
+                if packet.pts is None:
+                    raise UnseekableVideoError(
+                        self.path,
+                        "the video stream has no timestamps (a raw elementary stream such as "
+                        ".264?), so frames cannot be sought exactly; remux it into a container, "
+                        "e.g. `ffmpeg -i IN -c copy OUT.mp4`",
+                    )
+                pts_list.append(packet.pts)
+                if packet.is_keyframe:
+                    keyframe_pts.append(packet.pts)
+        except av.error.FFmpegError as err:
+            raise CorruptVideoError(self.path, f"cannot read the video packets ({err})") from err
+        if not pts_list:
+            raise CorruptVideoError(self.path, "the video stream holds no frames")
+        listed = self._stream.frames  # frame count from the container header (0: unknown)
+        if listed and len(pts_list) < listed:
+            raise CorruptVideoError(
+                self.path,
+                f"truncated or damaged: the container lists {listed} frames but only "
+                f"{len(pts_list)} can be read",
+            )
+        pts_list.sort()
+        self._frame_pts = pts_list
+        self._index_of_pts = {pts: i for i, pts in enumerate(pts_list)}
+        keyframes = sorted(self._index_of_pts[p] for p in keyframe_pts)
+        # a stream whose first packet is not flagged as a keyframe still starts decoding there
+        self.keyframes: list[int] = keyframes if keyframes and keyframes[0] == 0 else [0, *keyframes]
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_frames(self) -> int:
+        """Frames in the video (packets of its first video stream)."""
+        return len(self._frame_pts)
+
+    @property
+    def fps(self) -> float:
+        """Average frame rate (frames per second); 0.0 when the container does not say."""
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        return float(rate) if rate else 0.0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of the decoded frames."""
+        return self._stream.codec_context.width, self._stream.codec_context.height
+
+    def timestamp(self, index: int) -> float:
+        """Presentation time of frame ``index`` in seconds from the stream's first frame."""
+        time_base = self._stream.time_base or Fraction(1, 1)
+        return float((self._frame_pts[index] - self._frame_pts[0]) * time_base)
+
+    # ------------------------------------------------------------------ decoding
+    def read(self, indices: Sequence[int]) -> "np.ndarray":
+        """Decode the frames at ``indices`` (any order, repeats allowed).
+
+        Returns:
+            ``uint8`` array ``(len(indices), H, W, 3)``, RGB, in the order of ``indices``.
+        """
+        np = require("numpy")
+        indices = [int(i) for i in indices]
+        if not indices:
+            raise ValueError("read() needs at least one frame index")
+        bad = [i for i in indices if not 0 <= i < self.num_frames]
+        if bad:
+            raise IndexError(
+                f"{self.path}: frame indices {bad[:5]} out of range; the video has "
+                f"{self.num_frames} frames (valid: 0..{self.num_frames - 1})"
+            )
+        decoded: dict[int, np.ndarray] = {}
+        for wanted in sorted(set(indices)):
+            decoded[wanted] = self._decode_frame(wanted)
+        return np.stack([decoded[i] for i in indices])
+
+    def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, "np.ndarray"]]:
+        """Decode frames ``start .. stop-1`` sequentially; yields ``(index, (H, W, 3) uint8)``."""
+        stop = self.num_frames if stop is None else min(stop, self.num_frames)
+        for index in range(start, stop):
+            yield index, self._decode_frame(index)
+
+    def _decode_frame(self, wanted: int) -> "np.ndarray":
+        av = require("av")
+        keyframe = self.keyframes[bisect.bisect_right(self.keyframes, wanted) - 1]
+        # keep decoding when no keyframe lies between the decoder's position and ``wanted``
+        resume = (
+            self._decoder is not None
+            and self._next_index is not None
+            and keyframe <= self._next_index <= wanted
+        )
+        if not resume:
+            self._seek(keyframe)
+        for attempt in range(2):
+            try:
+                for frame in self._decoder:
+                    self.frames_decoded += 1
+                    index = self._index_of_pts.get(frame.pts)
+                    if index is None:
+                        continue  # a frame the index does not know (e.g. pts None): skip it
+                    self._next_index = index + 1
+                    if index == wanted:
+                        return frame.to_ndarray(format="rgb24")
+                    if index > wanted:
+                        break  # the seek overshot the wanted frame
+            except av.error.FFmpegError as err:
+                self._decoder = None
+                raise CorruptVideoError(
+                    self.path, f"decoding failed near frame {wanted} ({err})"
+                ) from err
+            if attempt == 0:
+                self._seek(0)  # overshoot or early end: decode from the very start once
+        self._decoder = None
+        raise CorruptVideoError(
+            self.path,
+            f"frame {wanted} of {self.num_frames} could not be decoded (the stream ends or is "
+            "damaged before it)",
+        )
+
+    def _seek(self, keyframe: int) -> None:
+        av = require("av")
+        try:
+            self._container.seek(
+                self._frame_pts[keyframe], stream=self._stream, backward=True, any_frame=False
+            )
+        except av.error.FFmpegError as err:
+            raise CorruptVideoError(self.path, f"seeking to frame {keyframe} failed ({err})") from err
+        self._decoder = self._container.decode(self._stream)
+        self._next_index = None
+        self.seeks += 1
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        self._decoder = None
+        self._container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        width, height = self.size
+        return (
+            f"VideoReader({self.path!r}, frames={self.num_frames}, size={width}x{height}, "
+            f"fps={self.fps:.2f}, keyframes={len(self.keyframes)})"
+        )
+
+
+def read_frames(path: str | os.PathLike[str], indices: Sequence[int]) -> "np.ndarray":
+    """Decode the frames ``indices`` of the video at ``path``: ``(len(indices), H, W, 3)`` RGB."""
+    with VideoReader(path) as video:
+        return video.read(indices)

@@ -1,0 +1,50 @@
+"""Why a video could not be turned into a face clip.
+
+Every failure of the pipeline on one video raises a :class:`VideoError` subclass whose
+message names the file, what was wrong and what was expected, so that batch tools
+(``dynsnip predict``, ``dynsnip extract-faces``) can report that video and go on with
+the others.
+"""
+from __future__ import annotations
+
+
+class VideoError(Exception):
+    """Base class: this video cannot be processed. ``reason`` is a short machine tag."""
+
+    reason = "video_error"
+
+    def __init__(self, path: object, message: str):
+        self.path = str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
+
+
+class VideoNotFoundError(VideoError):
+    """The path does not exist or is not a file."""
+
+    reason = "not_found"
+
+
+class CorruptVideoError(VideoError):
+    """The file is not a readable media container or its frames fail to decode."""
+
+    reason = "corrupt"
+
+
+class NoVideoStreamError(VideoError):
+    """The container opens but holds no video stream (e.g. an audio-only file)."""
+
+    reason = "no_video_stream"
+
+
+class UnseekableVideoError(VideoError):
+    """The stream has no timestamps (e.g. a raw ``.264`` elementary stream), so frames
+    cannot be addressed exactly; remuxing into MP4/MKV fixes it."""
+
+    reason = "unseekable"
+
+
+class NoFaceError(VideoError):
+    """The face detector found no face in any of the sampled frames."""
+
+    reason = "no_face"

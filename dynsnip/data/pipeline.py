@@ -1,0 +1,197 @@
+"""Video file -> normalised face clip ``(3, U*T, H, W)``: sample, decode, detect, crop.
+
+:class:`FaceClipLoader` chains the steps of this package for one video:
+
+1. :func:`~dynsnip.data.sampling.sample_snippets` picks U snippets of T frames;
+2. :class:`~dynsnip.data.decode.VideoReader` decodes exactly those frames;
+3. the face detector runs on each of them; within a snippet the largest face is followed
+   from frame to frame and its boxes are averaged into one box
+   (:func:`~dynsnip.data.boxes.snippet_face_boxes`) so the crop does not jitter inside a
+   snippet; a snippet without any face borrows the box of the nearest
+   snippet that has one (and is flagged in ``FaceClip.face_found``); a video without any
+   face raises :class:`~dynsnip.data.errors.NoFaceError`;
+4. the square crop (``margin`` around the box) is resized to the model's input size and
+   normalised with the model's mean/std.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from ._optional import require
+from .boxes import fill_missing_boxes, snippet_face_boxes, square_crop_box
+from .crop import crop_and_resize
+from .decode import VideoReader
+from .errors import NoFaceError
+from .faces import DetectorSpec, create_face_detector, detect_faces
+from .sampling import ShortVideoPolicy, sample_snippets
+from .transforms import frames_to_tensor, random_horizontal_flip
+
+np = require("numpy")
+
+
+@dataclass
+class FaceClip:
+    """One video's model input and where it came from.
+
+    Attributes:
+        pixels: float32 ``(3, U*T, H, W)``, normalised, frames ordered snippet by snippet.
+        frame_indices: int64 ``(U, T)``, the video frames behind ``pixels``.
+        crop_boxes: int64 ``(U, 4)`` ``(x0, y0, x1, y1)`` crop of each snippet in frame pixels
+            (the whole frame with ``face_detector="none"``).
+        face_found: bool ``(U,)``; False where the snippet had no face and borrowed a box.
+        timestamps: float64 ``(U, T)`` presentation time of each frame in seconds.
+        num_frames: frames in the whole video.
+        fps: the video's average frame rate.
+    """
+
+    pixels: torch.Tensor
+    frame_indices: torch.Tensor
+    crop_boxes: torch.Tensor
+    face_found: torch.Tensor
+    timestamps: torch.Tensor
+    num_frames: int
+    fps: float
+
+
+def data_config_from_model(model: torch.nn.Module) -> dict[str, Any]:
+    """Input size, interpolation, mean/std (timm's data config) and T / test U of a DIL model."""
+    from timm.data import resolve_data_config
+
+    config = resolve_data_config({}, model=model)
+    return dict(
+        size=tuple(config["input_size"][1:]),
+        interpolation=config["interpolation"],
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        snippet_len=int(getattr(model, "snippet_len", 4)),
+        num_snippets=int(getattr(model, "test_num_snippets", 8)),
+    )
+
+
+class FaceClipLoader:
+    """Turns a video file into a :class:`FaceClip`.
+
+    Args:
+        num_snippets: U (paper: 4 for training, 8 for inference).
+        snippet_len: T (paper: 4); must match the model's ``snippet_len``.
+        size: ``(height, width)`` of the crops (paper: 224x224, the model's ``input_size``).
+        mean, std: normalisation (the model's data config; defaults: ImageNet).
+        interpolation: resampling of the crops (the model's data config).
+        face_detector: ``"dlib"`` (default), ``"none"`` for already-cropped input (frames are
+            resized whole), or a callable, see :mod:`dynsnip.data.faces`.
+        margin: crop side / face-box side; 1.3 is the FaceForensics++ convention.
+        train: random snippet offsets and random horizontal flip (paper's augmentation);
+            False: deterministic snippets, no flip.
+        hflip_prob: flip probability when ``train`` (0.5).
+        short_video: policy for videos shorter than U*T frames, see
+            :mod:`dynsnip.data.sampling`.
+    """
+
+    def __init__(
+        self,
+        num_snippets: int = 8,
+        snippet_len: int = 4,
+        size: tuple[int, int] = (224, 224),
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        interpolation: str = "bilinear",
+        face_detector: DetectorSpec = "dlib",
+        margin: float = 1.3,
+        train: bool = False,
+        hflip_prob: float = 0.5,
+        short_video: ShortVideoPolicy = "overlap",
+    ):
+        self.num_snippets = num_snippets
+        self.snippet_len = snippet_len
+        self.size = tuple(size)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.interpolation = interpolation
+        self.face_detector = create_face_detector(face_detector)
+        self.margin = margin
+        self.train = train
+        self.hflip_prob = hflip_prob
+        self.short_video = short_video
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, **overrides: Any) -> "FaceClipLoader":
+        """A loader matching ``model``'s input size, mean/std, T and test U; ``overrides`` win."""
+        return cls(**{**data_config_from_model(model), **overrides})
+
+    def __call__(
+        self, path: str | os.PathLike[str], generator: torch.Generator | None = None
+    ) -> FaceClip:
+        """Load the face clip of the video at ``path``.
+
+        Raises:
+            VideoError subclasses (see :mod:`dynsnip.data.errors`) naming the file and the
+            problem: not found, corrupt, no video stream, unseekable, no face.
+        """
+        with VideoReader(path) as video:
+            indices = sample_snippets(
+                video.num_frames,
+                self.num_snippets,
+                self.snippet_len,
+                train=self.train,
+                generator=generator,
+                short_video=self.short_video,
+            )
+            flat = indices.flatten().tolist()
+            frames = video.read(flat)  # (U*T, H, W, 3)
+            timestamps = torch.tensor([video.timestamp(i) for i in flat], dtype=torch.float64)
+            num_frames, fps, frame_size = video.num_frames, video.fps, video.size
+        crop_boxes, face_found = self._crop_boxes(path, frames, frame_size)
+        crops = crop_and_resize(
+            frames, np.repeat(crop_boxes, self.snippet_len, axis=0), self.size, self.interpolation
+        )
+        pixels = frames_to_tensor(crops, self.mean, self.std)
+        if self.train:
+            pixels = random_horizontal_flip(pixels, self.hflip_prob, generator)
+        return FaceClip(
+            pixels=pixels,
+            frame_indices=indices,
+            crop_boxes=torch.from_numpy(crop_boxes),
+            face_found=torch.from_numpy(face_found),
+            timestamps=timestamps.reshape(self.num_snippets, self.snippet_len),
+            num_frames=num_frames,
+            fps=fps,
+        )
+
+    def _crop_boxes(
+        self, path: object, frames: "np.ndarray", frame_size: tuple[int, int]
+    ) -> tuple["np.ndarray", "np.ndarray"]:
+        """``(U, 4)`` int64 crop boxes and ``(U,)`` bool face-found flags."""
+        width, height = frame_size
+        if self.face_detector is None:
+            boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (self.num_snippets, 1))
+            return boxes, np.ones(self.num_snippets, dtype=bool)
+        face_boxes = snippet_face_boxes(detect_faces(frames, self.face_detector), self.snippet_len)
+        face_found = ~np.isnan(face_boxes).any(axis=1)
+        if not face_found.any():
+            raise NoFaceError(
+                path,
+                f"no face found in any of the {len(frames)} sampled frames "
+                f"({self.num_snippets} snippets x {self.snippet_len}); expected a video showing "
+                "a face (use face_detector='none' for input that is already a face crop)",
+            )
+        face_boxes = fill_missing_boxes(face_boxes)
+        crop_boxes = np.array(
+            [square_crop_box(box, (width, height), self.margin) for box in face_boxes], dtype=np.int64
+        )
+        return crop_boxes, face_found
+
+    def __repr__(self) -> str:
+        return (
+            f"FaceClipLoader(num_snippets={self.num_snippets}, snippet_len={self.snippet_len}, "
+            f"size={self.size}, face_detector={self.face_detector!r}, margin={self.margin}, "
+            f"train={self.train})"
+        )
+
+
+def load_face_clip(path: str | os.PathLike[str], **loader_args: Any) -> FaceClip:
+    """One-off: ``FaceClipLoader(**loader_args)(path)``."""
+    return FaceClipLoader(**loader_args)(path)

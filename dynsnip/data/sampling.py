@@ -1,0 +1,83 @@
+"""Which frames form the snippets: U snippets of T consecutive frames spread over a video.
+
+Paper ("Intra-Snippet Inconsistency Module" and "Implementation Details"): the video is
+sampled "uniformly into U snippets, each of which contains T successive frames"; U=4,
+T=4 for training and U=8, T=4 for inference. The paper does not spell out the offsets
+inside each part of the video; this module uses the segment scheme of TSN-style video
+samplers, which is what "uniformly" means there:
+
+* the video's ``N`` frames are cut into ``U`` equal segments (segment ``u`` starts at
+  frame ``floor(u * N / U)`` and is at least ``floor(N / U)`` frames long);
+* evaluation (``train=False``): each snippet sits in the middle of its segment, so the
+  result depends on ``N``, ``U`` and ``T`` only;
+* training (``train=True``): each snippet starts at a random offset inside its segment
+  (independently per segment), never crossing into the next segment.
+
+Short videos (``N < U * T``, the segments cannot hold a whole snippet each), policy
+``short_video="overlap"`` (default): snippets keep ``T`` *consecutive* frames and their
+starts are spread evenly over ``[0, N - T]`` (rounded), so neighbouring snippets
+overlap; training sampling is deterministic there because there is no slack. A video
+with fewer than ``T`` frames repeats its last frame to fill each snippet. This keeps the
+model's input shape fixed and uses every frame the video has instead of failing.
+``short_video="error"`` raises ``ValueError`` instead.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+ShortVideoPolicy = Literal["overlap", "error"]
+
+
+def sample_snippets(
+    num_frames: int,
+    num_snippets: int,
+    snippet_len: int,
+    *,
+    train: bool = False,
+    generator: torch.Generator | None = None,
+    short_video: ShortVideoPolicy = "overlap",
+) -> torch.Tensor:
+    """Frame indices of ``num_snippets`` snippets of ``snippet_len`` consecutive frames.
+
+    Args:
+        num_frames: frames in the video (N), at least 1.
+        num_snippets: snippets to sample (U), at least 1.
+        snippet_len: consecutive frames per snippet (T), at least 1.
+        train: random offset inside each segment (True) or the segment's middle (False).
+        generator: random source for ``train=True`` (``None``: torch's global one).
+        short_video: what to do when ``num_frames < num_snippets * snippet_len``, see the
+            module docstring.
+
+    Returns:
+        int64 tensor ``(U, T)``; row ``u`` holds snippet ``u``'s frame indices, rows in
+        increasing time order.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames} (the video has no frames)")
+    if num_snippets < 1 or snippet_len < 1:
+        raise ValueError(
+            f"num_snippets and snippet_len must be >= 1, got {num_snippets} and {snippet_len}"
+        )
+    segment_len = num_frames // num_snippets
+    if segment_len >= snippet_len:
+        segment_starts = torch.arange(num_snippets) * num_frames // num_snippets
+        slack = segment_len - snippet_len  # free frames inside the shortest segment
+        if train:
+            offsets = torch.randint(0, slack + 1, (num_snippets,), generator=generator)
+        else:
+            offsets = torch.full((num_snippets,), slack // 2)
+        starts = segment_starts + offsets
+    else:
+        if short_video == "error":
+            raise ValueError(
+                f"video has {num_frames} frames, fewer than the {num_snippets} x {snippet_len} "
+                f"= {num_snippets * snippet_len} needed for non-overlapping snippets"
+            )
+        if short_video != "overlap":
+            raise ValueError(f"short_video must be 'overlap' or 'error', got {short_video!r}")
+        last_start = max(num_frames - snippet_len, 0)
+        starts = torch.linspace(0, last_start, num_snippets).round().long()
+    indices = starts[:, None] + torch.arange(snippet_len)[None, :]
+    return indices.clamp(max=num_frames - 1)

@@ -1,0 +1,346 @@
+"""``load_model``: ``timm.create_model`` for DIL models, with errors that say what is wrong.
+
+It accepts what timm accepts (``"dil_resnet50.tv_in1k"``, ``"hf-hub:owner/name"``,
+``"local-dir:path"``) plus a bare ``"owner/name"`` repo id and a directory written by
+:func:`dynsnip.save_pretrained`, and always loads weights from ``model.safetensors``:
+nothing falls back to a pickled ``pytorch_model.bin``. huggingface_hub / timm / safetensors
+errors become :mod:`dynsnip.hub.errors` errors naming the repo or directory and the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import unquote, urlsplit
+
+import timm
+from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
+
+from ..models.dil_resnet import DILResNet, checkpoint_filter_fn
+from .config import CONFIG_NAME, WEIGHTS_NAME
+from .errors import (
+    CheckpointMismatchError,
+    ModelFileNotFoundError,
+    ModelLoadError,
+    NotADILModelError,
+    NotCachedError,
+    RepoNotFoundError,
+)
+
+__all__ = ["load_model"]
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*(@[\w.\-/]+)?$")
+_FILTER_PREFIX = "checkpoint does not fit"  # how checkpoint_filter_fn's ValueError starts (stripped if present)
+_STATE_DICT_MISMATCH = "Error(s) in loading state_dict"  # torch's load_state_dict RuntimeError
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a model comes from: a Hub repo, a local directory or a timm registry name."""
+
+    kind: str  # "hub" | "dir" | "registry"
+    name: str  # repo id, directory, or model name with tag
+    revision: str | None = None
+    note: str = ""  # added to "not found" messages
+
+    @property
+    def label(self) -> str:
+        if self.kind == "hub":
+            return f"Hub repo '{self.name}'" + (f" (revision {self.revision})" if self.revision else "")
+        if self.kind == "dir":
+            return f"directory '{self.name}'"
+        return f"model '{self.name}'"
+
+
+def _locate(name_or_path: str | os.PathLike[str]) -> _Source:
+    if isinstance(name_or_path, os.PathLike):
+        return _Source("dir", os.fspath(name_or_path))
+    name = str(name_or_path)
+    if name.startswith("local-dir:"):
+        return _Source("dir", name[len("local-dir:"):])
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        repo, _, revision = name.split(":", 1)[1].partition("@")
+        return _Source("hub", repo, revision or None)
+    if os.path.isdir(name):
+        return _Source("dir", name)
+    if _REPO_ID.match(name):
+        repo, _, revision = name.partition("@")
+        return _Source("hub", repo, revision or None, note=" (and there is no local directory of that name)")
+    if "/" in name or os.sep in name:
+        return _Source("dir", name)
+    return _Source("registry", name)
+
+
+def _default_tag(arch: str) -> str | None:
+    try:
+        return getattr(get_pretrained_cfg(arch), "tag", None)
+    except RuntimeError:
+        return None
+
+
+def _require_dil(arch: Any, source: _Source) -> None:
+    """Raise NotADILModelError unless ``arch`` is a registered ``dil_*`` architecture."""
+    if isinstance(arch, str) and arch.startswith("dil_") and is_model(arch):
+        return
+    registry = source.kind == "registry"
+    filename = None if registry else CONFIG_NAME
+    if isinstance(arch, str) and is_model(f"dil_{arch}"):
+        tag = split_model_name_tag(source.name)[1] if registry else None
+        tags = [name.split(".", 1)[1] for name in timm.list_pretrained(f"dil_{arch}.*")]
+        if tag in tags:
+            hint = f"To start a detector from these ImageNet weights use dynsnip.load_model('dil_{arch}.{tag}')"
+        elif tags:
+            example = _default_tag(f"dil_{arch}") or tags[0]
+            hint = (f"To start a detector from {arch}'s ImageNet weights use dynsnip.load_model('dil_{arch}.<tag>') "
+                    f"with a tag of timm.list_pretrained('dil_{arch}.*'), e.g. 'dil_{arch}.{example}'")
+        else:
+            hint = f"Use 'dil_{arch}'"
+        what = f"'{source.name}' is" if registry else f"{source.label}: {CONFIG_NAME} describes '{arch}',"
+        raise NotADILModelError(
+            f"{what} an image model, not a DIL video model. {hint}; "
+            "use timm.create_model() to load the image model itself.",
+            source.name, filename,
+        )
+    what = f"'{source.name}' is" if registry else f"{source.label}: {CONFIG_NAME} names architecture {arch!r}, which is"
+    raise NotADILModelError(
+        f"{what} not a dil_* model registered by this dynsnip (see dynsnip.models.dil_model_names()). "
+        "Upgrade dynsnip if the model was saved by a newer version.",
+        source.name, filename,
+    )
+
+
+def _read_architecture(config_file: str | Path, source: _Source) -> str:
+    try:
+        config = json.loads(Path(config_file).read_text(encoding="utf-8"))
+        return config["architecture"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(
+            f"{source.label}: {CONFIG_NAME} is not a timm model config ({type(err).__name__}: {err}); "
+            "save the model with dynsnip.save_pretrained / dynsnip.push_to_hub.",
+            source.name, CONFIG_NAME, err,
+        ) from None
+
+
+def _filename_in_url(url: str) -> str | None:
+    path = urlsplit(url).path
+    if "/resolve/" not in path:
+        return None
+    return unquote(path.split("/resolve/", 1)[1].split("/", 1)[-1])
+
+
+def _uncached(repo: str, revision: str | None, filenames: Sequence[str], cache_dir: Any) -> str:
+    """The first of ``filenames`` the local cache lacks (the last one if all are there)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir, revision=revision)
+        if not isinstance(found, str):
+            return filename
+    return filenames[-1]
+
+
+def _raised_in_checkpoint_filter(err: BaseException) -> bool:
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is checkpoint_filter_fn.__code__:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _mismatch_details(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    details = [ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+    return "; ".join(details or lines[:3])
+
+
+@contextmanager
+def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_dir: Any = None,
+                      missing_file_hint: str = "") -> Iterator[None]:
+    """Turn huggingface_hub / timm / safetensors errors raised inside the block into ModelLoadErrors."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+    from safetensors import SafetensorError
+
+    where = source.label
+    try:
+        yield
+    except GatedRepoError as err:
+        raise RepoNotFoundError(
+            f"{where} is gated: accept its conditions on the Hub, then log in (`hf auth login`) or set HF_TOKEN.",
+            source.name, None, err,
+        ) from None
+    except RepositoryNotFoundError as err:
+        raise RepoNotFoundError(
+            f"{where} does not exist on {constants.ENDPOINT}{source.note}, or it is private and no token that can read it "
+            "was sent. Check the 'owner/name' spelling; for a private repo log in with `hf auth login` or set HF_TOKEN.",
+            source.name, None, err,
+        ) from None
+    except RevisionNotFoundError as err:
+        raise RepoNotFoundError(
+            f"{where}: no such branch, tag or commit. Drop the '@{source.revision}' suffix to use main, "
+            "or name a revision that exists.",
+            source.name, None, err,
+        ) from None
+    except RemoteEntryNotFoundError as err:
+        filename = _filename_in_url(str(err.response.url)) or files[-1]
+        raise ModelFileNotFoundError(
+            f"{where} has no file '{filename}'. dynsnip loads {' + '.join(files)} (never a pickled "
+            f"pytorch_model.bin). {missing_file_hint}".rstrip(),
+            source.name, filename, err,
+        ) from None
+    except LocalEntryNotFoundError as err:
+        filename = _uncached(source.name, source.revision, files, cache_dir)
+        cache = cache_dir or constants.HF_HUB_CACHE
+        if constants.is_offline_mode():
+            why = (
+                "HF_HUB_OFFLINE=1 forbids downloading it. Run the same call once online (unset HF_HUB_OFFLINE) "
+                f"or `hf download {source.name}` to cache it, or point HF_HUB_CACHE at a cache that has it."
+            )
+        else:
+            why = (
+                f"the Hub at {constants.ENDPOINT} could not be reached to download it. Check the network "
+                "connection and HF_ENDPOINT; once the files are cached, HF_HUB_OFFLINE=1 works without a network."
+            )
+        raise NotCachedError(
+            f"'{filename}' of {where} is not in the local cache ({cache}) and {why}",
+            source.name, filename, err,
+        ) from None
+    except SafetensorError as err:
+        raise CheckpointMismatchError(
+            f"{WEIGHTS_NAME} of {where} is not a valid safetensors file ({err}). Re-save the model with "
+            "dynsnip.save_pretrained / dynsnip.push_to_hub.",
+            source.name, WEIGHTS_NAME, err,
+        ) from None
+    except ValueError as err:
+        if not _raised_in_checkpoint_filter(err):
+            raise
+        details = str(err)
+        if details.startswith(_FILTER_PREFIX):
+            details = details[len(_FILTER_PREFIX):].lstrip()
+            details = details[len(arch):].lstrip(" :") if details.startswith(arch) else details.lstrip(" :")
+        raise CheckpointMismatchError(
+            f"{WEIGHTS_NAME} of {where} does not fit {arch}: {details}",
+            source.name, WEIGHTS_NAME, err,
+        ) from None
+    except RuntimeError as err:
+        if _STATE_DICT_MISMATCH not in str(err):
+            raise
+        raise CheckpointMismatchError(
+            f"{WEIGHTS_NAME} of {where} does not fit {arch}: {_mismatch_details(err)}. The checkpoint was "
+            "saved from another architecture or head; create the model it was trained as.",
+            source.name, WEIGHTS_NAME, err,
+        ) from None
+
+
+def _safetensors_only(kwargs: dict[str, Any]) -> dict[str, Any]:
+    overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+    overlay.setdefault("hf_hub_filename", WEIGHTS_NAME)
+    return overlay
+
+
+def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any]) -> DILResNet:
+    from huggingface_hub import hf_hub_download
+
+    from .. import __version__
+
+    cache_dir = kwargs.get("cache_dir")
+    files = (CONFIG_NAME, WEIGHTS_NAME)
+    hint = f"Re-upload it with dynsnip.push_to_hub(model, '{source.name}')."
+    with _explained_errors(source, files, "its architecture", cache_dir, hint):
+        config_file = hf_hub_download(
+            source.name, CONFIG_NAME, revision=source.revision, cache_dir=cache_dir,
+            library_name="dynsnip", library_version=__version__,
+        )
+    arch = _read_architecture(config_file, source)
+    _require_dil(arch, source)
+    name = f"hf-hub:{source.name}" + (f"@{source.revision}" if source.revision else "")
+    overlay = _safetensors_only(kwargs)
+    with _explained_errors(source, files, arch, cache_dir, hint):
+        return timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
+
+
+def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, Any]) -> DILResNet:
+    directory = Path(source.name)
+    if not directory.is_dir():
+        raise ModelFileNotFoundError(
+            f"{source.label} does not exist. Pass a directory written by dynsnip.save_pretrained, "
+            "a Hub repo id ('owner/name') or a dil_* model name.",
+            source.name,
+        )
+    needed = (CONFIG_NAME, WEIGHTS_NAME) if pretrained else (CONFIG_NAME,)
+    for filename in needed:
+        if not (directory / filename).is_file():
+            raise ModelFileNotFoundError(
+                f"{source.label} has no '{filename}'. dynsnip loads {' + '.join(needed)} (never a pickled "
+                "pytorch_model.bin); write them with dynsnip.save_pretrained(model, directory).",
+                source.name, filename,
+            )
+    arch = _read_architecture(directory / CONFIG_NAME, source)
+    _require_dil(arch, source)
+    with _explained_errors(source, needed, arch):
+        return timm.create_model(f"local-dir:{directory}", pretrained=pretrained, **kwargs)
+
+
+def _load_from_registry(source: _Source, pretrained: bool, kwargs: dict[str, Any]) -> DILResNet:
+    arch, _ = split_model_name_tag(source.name)
+    _require_dil(arch, source)
+    if not pretrained:
+        return timm.create_model(source.name, pretrained=False, **kwargs)
+    try:
+        hub_id = getattr(get_pretrained_cfg(source.name), "hf_hub_id", None)
+    except RuntimeError:  # timm: "Invalid pretrained tag"
+        hub_id = None
+    if not hub_id:
+        tags = timm.list_pretrained(f"{arch}.*")
+        raise ModelLoadError(
+            f"{source.label} has no pretrained weights. Use pretrained=False, or one of: {', '.join(tags) or 'none'}.",
+            source.name,
+        )
+    weights_repo = _Source("hub", hub_id)
+    hint = f"Choose another tag: {', '.join(timm.list_pretrained(f'{arch}.*'))}."
+    overlay = _safetensors_only(kwargs)
+    with _explained_errors(weights_repo, (WEIGHTS_NAME,), arch, kwargs.get("cache_dir"), hint):
+        return timm.create_model(source.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+
+
+def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, **kwargs: Any) -> DILResNet:
+    """Create a DIL model, with its weights, from the Hub, a local directory or a pretrained tag.
+
+    Args:
+        name_or_path: one of
+            * ``"hf-hub:owner/name"`` or ``"owner/name"`` (optionally ``@revision``): a
+              detector pushed with :func:`dynsnip.push_to_hub`;
+            * a directory written by :func:`dynsnip.save_pretrained` (or ``"local-dir:<dir>"``);
+            * ``"dil_<resnet>.<tag>"``: the ImageNet ResNet of timm's repo ``timm/<resnet>.<tag>``
+              adapted into the video network (the SIMs start from their initialisation).
+        pretrained: load the weights (default); False builds the architecture only.
+        **kwargs: passed to ``timm.create_model`` (``num_classes``, ``cache_dir``, DIL options...).
+
+    Returns:
+        the model, in training mode like every ``timm.create_model`` result.
+
+    Raises:
+        RepoNotFoundError: no such Hub repo or revision (or no access to it).
+        ModelFileNotFoundError: the repo / directory lacks ``config.json`` or ``model.safetensors``.
+        NotCachedError: offline (``HF_HUB_OFFLINE=1``) or unreachable Hub, and the file is not cached.
+        CheckpointMismatchError: the weights belong to another architecture or have a mis-shaped tensor.
+        NotADILModelError: the name, repo or directory is not a ``dil_*`` model.
+    """
+    source = _locate(name_or_path)
+    kwargs = dict(kwargs)
+    if source.kind == "hub":
+        return _load_from_hub(source, pretrained, kwargs)
+    if source.kind == "dir":
+        return _load_from_directory(source, pretrained, kwargs)
+    return _load_from_registry(source, pretrained, kwargs)

@@ -1,0 +1,165 @@
+"""Write a DIL detector as ``config.json`` + ``model.safetensors`` + ``README.md``, locally or to the Hub.
+
+Unlike timm's ``save_for_hf`` / ``push_to_hf_hub`` this never writes a pickle
+(``pytorch_model.bin``), records every DIL option so that
+``timm.create_model("hf-hub:...")`` rebuilds the same network, and writes a card tagged for
+video classification and deepfake detection.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import safetensors.torch
+import torch
+
+from .card import model_card
+from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, base_weights, hub_config
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
+__all__ = ["save_pretrained", "push_to_hub", "AUTO"]
+
+
+class _Auto:
+    def __repr__(self) -> str:
+        return "AUTO"
+
+
+AUTO: Any = _Auto()
+"""Default of ``base_model``: the Hub repo named by ``model.pretrained_cfg`` (see :func:`base_weights`)."""
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside DataParallel / DistributedDataParallel (``.module``) or torch.compile (``._orig_mod``)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or (
+            model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
+            else None
+        )
+        if not isinstance(inner, torch.nn.Module):
+            return model
+        model = inner
+
+
+def _state_dict_for_safetensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
+def save_pretrained(
+    model: torch.nn.Module,
+    save_directory: str | os.PathLike[str],
+    *,
+    repo_id: str | None = None,
+    base_model: str | None = AUTO,
+    license: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    pretrained_cfg: Mapping[str, Any] | None = None,
+    card: bool = True,
+) -> Path:
+    """Save a DIL model so that timm (after ``import dynsnip``) loads it back bit-identically.
+
+    Writes ``config.json`` (architecture, ``num_classes``, ``model_args`` with every DIL
+    option, ``pretrained_cfg`` with input size / mean / std, the ``video`` frame layout,
+    ``base_model``), ``model.safetensors`` and, if ``card``, a model card ``README.md``.
+    Load it with ``timm.create_model("local-dir:<dir>", pretrained=True)`` or
+    :func:`dynsnip.load_model`.
+
+    Args:
+        model: a DIL model (``dil_*`` from timm, or a ResNet converted by ``convert_resnet``),
+            possibly inside DataParallel / DistributedDataParallel or ``torch.compile``.
+        save_directory: created if needed; existing files of the same names are replaced.
+        repo_id: the Hub repo the files are meant for (used in the card's loading example).
+        base_model: Hub repo of the weights the model was fine-tuned from. By default the
+            one ``model.pretrained_cfg`` names (``timm/resnet50.tv_in1k`` for
+            ``dil_resnet50.tv_in1k``); pass None for a model trained from scratch.
+        license: licence id for the card metadata (e.g. ``"apache-2.0"``); omitted if None.
+        model_args: builder arguments to add or replace in ``config.json``.
+        pretrained_cfg: timm ``PretrainedCfg`` fields to record, e.g. the ``input_size``,
+            ``mean`` and ``std`` used for fine-tuning.
+        card: write ``README.md``.
+
+    Returns:
+        the directory.
+
+    Raises:
+        TypeError: ``model`` is not a DIL model.
+        ValueError: a model argument is not JSON, or the recorded arguments would not
+            rebuild the same tensors.
+    """
+    model = _unwrap(model)
+    base = base_weights(model) if base_model is AUTO else base_model
+    if base is not None and repo_id is not None and base == repo_id:
+        base = None  # re-pushing a detector to its own repo: it is not its own base
+    config = hub_config(model, model_args=model_args, pretrained_cfg=pretrained_cfg, base_model=base)
+    directory = Path(save_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    safetensors.torch.save_file(
+        _state_dict_for_safetensors(model),
+        directory / WEIGHTS_NAME,
+        metadata={"format": "pt", "architecture": config["architecture"]},
+    )
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if card:
+        (directory / CARD_NAME).write_text(model_card(config, repo_id=repo_id, license=license), encoding="utf-8")
+    return directory
+
+
+def push_to_hub(
+    model: torch.nn.Module,
+    repo_id: str,
+    *,
+    token: str | bool | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str = "Upload DIL detector with dynsnip",
+    create_pr: bool = False,
+    base_model: str | None = AUTO,
+    license: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    pretrained_cfg: Mapping[str, Any] | None = None,
+    replace_card: bool = False,
+) -> "CommitInfo":
+    """Upload a DIL model to the Hugging Face Hub repo ``repo_id`` (created if needed).
+
+    Uploads what :func:`save_pretrained` writes, in one commit. An existing ``README.md`` in
+    the repo is kept unless ``replace_card``. Anyone can then load the model with
+    ``import dynsnip; timm.create_model("hf-hub:<repo_id>", pretrained=True)``.
+
+    Args:
+        model, base_model, license, model_args, pretrained_cfg: as for :func:`save_pretrained`.
+        repo_id: ``owner/name``.
+        token: Hub token; by default the one ``hf auth login`` stored or ``HF_TOKEN``.
+        private: visibility of a repo this call creates (the Hub's default if None).
+        revision: branch to commit to (default ``main``).
+        commit_message: message of the commit.
+        create_pr: open a pull request instead of committing to the branch.
+        replace_card: overwrite a ``README.md`` that is already in the repo.
+
+    Returns:
+        huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
+    """
+    from huggingface_hub import HfApi
+
+    from .. import __version__
+
+    api = HfApi(token=token, library_name="dynsnip", library_version=__version__)
+    create_kwargs = {} if private is None else {"private": private}
+    repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id
+    write_card = replace_card or not api.file_exists(repo_id, CARD_NAME, revision=revision)
+    with tempfile.TemporaryDirectory(prefix="dynsnip-push-") as folder:
+        save_pretrained(
+            model, folder, repo_id=repo_id, base_model=base_model, license=license,
+            model_args=model_args, pretrained_cfg=pretrained_cfg, card=write_card,
+        )
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message,
+            create_pr=create_pr,
+        )

@@ -1,0 +1,209 @@
+"""``dynsnip predict`` and ``dynsnip extract-faces`` end to end on real and broken files."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from video_fixtures import RAW_H264, carphone, encode, faceless_frames, two_people, write_audio_only, write_text_as_mp4, write_truncated_mp4
+
+import dynsnip  # noqa: F401  (registers dil_*)
+from dynsnip.cli import main
+from dynsnip.cli.predict import fake_probability, score_clip
+from dynsnip.data import sample_snippets
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def detector_state(num_classes=1, bias=(2.0,), zero_weights=True, seed=0):
+    torch.manual_seed(seed)
+    model = timm.create_model("dil_resnet18", num_classes=num_classes)
+    with torch.no_grad():
+        if zero_weights:
+            model.fc.weight.zero_()
+        model.fc.bias.copy_(torch.tensor(bias))
+    return model
+
+
+def logit(p):
+    return math.log(p / (1 - p))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    return dict(
+        carphone=carphone(),
+        two_people=two_people(),
+        text=write_text_as_mp4(d / "notes.mp4"),
+        audio=write_audio_only(d / "speech.wav"),
+        raw=shutil.copy(RAW_H264, d / "call.264"),
+        no_face=encode(d / "no_face.mp4", faceless_frames()),
+        truncated=write_truncated_mp4(carphone(), d / "cut.mp4"),
+        missing=d / "missing.mp4",
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A two-class dil_resnet18 with a random classifier, saved by dynsnip.save_pretrained with a
+    64x64 input size (its config.json carries it; predict crops to it: a small, fast test)."""
+    from dynsnip.hub import save_pretrained
+
+    model = detector_state(num_classes=2, bias=(0.1, -0.1), zero_weights=False)
+    return save_pretrained(model, tmp_path_factory.mktemp("ckpt") / "detector", pretrained_cfg={"input_size": (3, 64, 64)})
+
+
+@pytest.fixture(scope="module")
+def report(videos, checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.json"
+    args = ["predict", *map(str, videos.values()), "--checkpoint", str(checkpoint),
+            "--snippets", "2", "--json", "--output", str(out), "--no-progress"]
+    capture = pytest.MonkeyPatch()
+    import io
+    import sys
+
+    stdout = io.StringIO()
+    capture.setattr(sys, "stdout", stdout)
+    try:
+        code = main(args)
+    finally:
+        capture.undo()
+    return code, json.loads(stdout.getvalue()), out
+
+
+def test_json_report_scores_good_videos_and_reports_bad_ones(report, videos, checkpoint):
+    code, data, out = report
+    assert code == 1  # some videos failed
+    assert json.loads(out.read_text()) == data  # --output holds the same report
+    assert data["model"] == "dil_resnet18" and data["num_snippets"] == 2 and data["snippet_len"] == 4
+    assert data["weights"] == str(checkpoint)
+    by_path = {v["path"]: v for v in data["videos"]}
+    assert list(by_path) == [str(p) for p in videos.values()]  # input order kept
+    reasons = {name: by_path[str(path)].get("reason") for name, path in videos.items()}
+    assert reasons == dict(carphone=None, two_people=None, text="corrupt", audio="no_video_stream",
+                           raw="unseekable", no_face="no_face", truncated="corrupt", missing="not_found")
+    assert "no timestamps" in by_path[str(videos["raw"])]["error"]
+    assert "lists 120 frames" in by_path[str(videos["truncated"])]["error"]
+    assert data["summary"] == dict(videos=8, scored=2, failed=6)
+
+
+def test_snippet_scores_locate_the_sampled_frames(report, videos):
+    _, data, _ = report
+    result = next(v for v in data["videos"] if v["path"] == str(videos["carphone"]))
+    assert result["status"] == "ok" and result["num_frames"] == 120
+    expected = sample_snippets(120, 2, 4)
+    snippets = result["snippets"]
+    assert [(s["first_frame"], s["last_frame"]) for s in snippets] == [(int(r[0]), int(r[-1])) for r in expected]
+    assert snippets[1]["start_s"] == pytest.approx(int(expected[1, 0]) * 1001 / 30000, abs=1e-3)
+    assert all(s["face_found"] for s in snippets)
+    # the video logit is the mean of the snippet logits (linear head over averaged frames); for
+    # this two-class head logit(P(fake)) = l_fake - l_real is linear in them as well
+    mean_logit = sum(logit(s["fake_probability"]) for s in snippets) / len(snippets)
+    assert mean_logit == pytest.approx(logit(result["fake_probability"]), abs=2e-3)
+    assert result["verdict"] == ("fake" if result["fake_probability"] >= 0.5 else "real")
+
+
+def test_score_clip_matches_the_model_head():
+    model = detector_state(bias=(0.3,), zero_weights=False).eval()
+    x = torch.randn(2, 3, 3 * 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        video, snippets = score_clip(model, x)
+        feats = model.forward_features(x)
+        assert torch.allclose(video, model(x), atol=1e-5)
+        for u in range(3):  # a snippet's logit: the head applied to that snippet's frames only
+            assert torch.allclose(snippets[:, u], model.forward_head(feats[:, :, 4 * u: 4 * u + 4]), atol=1e-5)
+    assert torch.allclose(snippets.mean(1), video, atol=1e-5)
+    assert not torch.allclose(snippets[:, 0], snippets[:, 1])
+
+
+def test_table_output_directory_input_and_overwrite(tmp_path, capsys):
+    folder = tmp_path / "in" / "sub"
+    folder.mkdir(parents=True)
+    shutil.copy(two_people(), folder / "clip.mp4")
+    (folder / "README.txt").write_text("not a video, and not picked up from a directory")
+    write_text_as_mp4(folder / "broken.mp4")
+    ckpt = tmp_path / "fake.safetensors"
+    save_file(detector_state(bias=(2.0,)).state_dict(), str(ckpt))
+    existing = tmp_path / "report.json"
+    existing.write_text("keep me")
+
+    code = main(["predict", str(tmp_path / "in"), "--model", "dil_resnet18", "--checkpoint", str(ckpt),
+                 "--snippets", "1", "--output", str(existing), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2 and "refusing to overwrite" in captured.err
+    assert existing.read_text() == "keep me"
+
+    code = main(["predict", str(tmp_path / "in"), "--model", "dil_resnet18", "--checkpoint", str(ckpt),
+                 "--snippets", "1", "--output", str(existing), "--overwrite", "--no-progress"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[0].split() == ["VIDEO", "P(FAKE)", "VERDICT", "DETAILS"]
+    clip_line = next(line for line in out if line.startswith(str(folder / "clip.mp4")))
+    assert clip_line.split()[1:3] == [f"{1 / (1 + math.exp(-2)):.3f}", "FAKE"]  # zero weights: sigmoid(bias)
+    assert any("snippet 0: frames 2-5" in line for line in out)  # 9 frames, U=1: the middle snippet
+    broken = next(line for line in out if line.startswith(str(folder / "broken.mp4")))
+    assert "FAILED" in broken and "corrupt: not a readable video container" in broken
+    assert out[-1] == "2 video(s): 1 scored, 1 failed"
+    assert json.loads(existing.read_text())["summary"] == dict(videos=2, scored=1, failed=1)
+
+
+def test_pth_state_dict_checkpoint(tmp_path, capsys):
+    pth = tmp_path / "det.pth"
+    torch.save({"state_dict": detector_state(bias=(-2.0,)).state_dict()}, pth)
+    code = main(["predict", str(two_people()), "--model", "dil_resnet18", "--checkpoint", str(pth),
+                 "--snippets", "1", "--json", "--no-progress"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["summary"] == dict(videos=1, scored=1, failed=0)
+    assert result["videos"][0]["fake_probability"] == round(1 / (1 + math.exp(2)), 4)  # zero weights: sigmoid(bias)
+    assert result["videos"][0]["verdict"] == "real"
+
+
+def test_fake_probability_of_one_and_two_logit_heads():
+    assert fake_probability(torch.tensor([[0.0]])).tolist() == [0.5]
+    assert fake_probability(torch.tensor([[0.0, math.log(3.0)]])).tolist() == [pytest.approx(0.75)]  # class 1 = fake
+    with pytest.raises(ValueError, match="1 .* or 2"):
+        fake_probability(torch.zeros(1, 3))
+
+
+def test_unusable_checkpoint_or_no_videos_are_usage_errors(tmp_path, capsys):
+    wrong = tmp_path / "resnet18.safetensors"
+    save_file(timm.create_model("resnet18", num_classes=1).state_dict(), str(wrong))
+    assert main(["predict", str(two_people()), "--model", "dil_resnet18", "--checkpoint", str(wrong)]) == 2
+    assert "does not fit dil_resnet18" in capsys.readouterr().err
+    assert main(["predict", str(two_people()), "--checkpoint", str(tmp_path / "none.safetensors")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty")]) == 2
+    assert "no videos to score" in capsys.readouterr().err
+
+
+def test_extract_faces_command(tmp_path, capsys):
+    manifest = tmp_path / "videos.csv"
+    write_text_as_mp4(tmp_path / "broken.mp4")
+    shutil.copy(two_people(), tmp_path / "people.mp4")
+    manifest.write_text("path,label,split\npeople.mp4,real,train\nbroken.mp4,fake,val\n")
+    out = tmp_path / "faces"
+    code = main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--size", "64", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED   " + str(tmp_path / "broken.mp4") + ": corrupt" in printed
+    assert sorted(p.name for p in (out / "people").iterdir()) == [f"{i:06d}.png" for i in range(9)] + ["faces.json"]
+    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split", "people,0,train"]
+    # a second run skips what exists and refuses to replace the manifest without --overwrite
+    assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--no-progress"]) == 2
+    assert "faces.csv exists" in capsys.readouterr().err
+    stamp = (out / "people" / "000000.png").stat().st_mtime_ns
+    assert main(["extract-faces", str(tmp_path / "people.mp4"), "--out", str(out), "--no-progress"]) == 0
+    assert "SKIPPED" in capsys.readouterr().out
+    assert (out / "people" / "000000.png").stat().st_mtime_ns == stamp

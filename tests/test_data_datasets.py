@@ -1,0 +1,129 @@
+"""Manifests, the two training datasets, and writing face crops once (extract_face_frames)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from video_fixtures import LANDMARKS, carphone, faceless_video, two_people  # noqa: F401
+
+from dynsnip.data import (
+    FaceClipLoader,
+    FaceFramesDataset,
+    ManifestEntry,
+    NoFaceError,
+    VideoDataset,
+    extract_face_frames,
+    frames_to_tensor,
+    list_frames,
+    read_frames,
+    read_manifest,
+    write_manifest,
+)
+
+
+def test_csv_manifest_labels_splits_and_relative_paths(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label,split\na.mp4,real,train\nsub/b.mp4,FAKE,val\n/abs/c.mp4,1,train\n")
+    entries = read_manifest(tmp_path / "m.csv")
+    assert entries == [
+        ManifestEntry(tmp_path / "a.mp4", 0, "train"),
+        ManifestEntry(tmp_path / "sub/b.mp4", 1, "val"),
+        ManifestEntry(Path("/abs/c.mp4"), 1, "train"),
+    ]
+    assert [e.path.name for e in read_manifest(tmp_path / "m.csv", split="train")] == ["a.mp4", "c.mp4"]
+
+
+def test_json_manifest_and_bad_rows(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps([{"path": "x.mp4", "label": 0}, {"path": "y.mp4", "label": "fake"}]))
+    assert [(e.path.name, e.label, e.split) for e in read_manifest(tmp_path / "m.json")] == [
+        ("x.mp4", 0, None), ("y.mp4", 1, None)]
+    (tmp_path / "bad.csv").write_text("path,label\nx.mp4,maybe\n")
+    with pytest.raises(ValueError, match=r"bad.csv, row 2: bad label 'maybe': expected 0/1 or real/fake"):
+        read_manifest(tmp_path / "bad.csv")
+    (tmp_path / "nolabel.csv").write_text("path,split\nx.mp4,train\n")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['label'\]"):
+        read_manifest(tmp_path / "nolabel.csv")
+
+
+def test_write_manifest_round_trip_and_no_overwrite(tmp_path):
+    entries = [ManifestEntry(tmp_path / "faces" / "a", 1, "train"), ManifestEntry(tmp_path / "b", 0, None)]
+    path = write_manifest(entries, tmp_path / "out.csv")
+    assert "faces/a,1,train" in path.read_text()  # relative to the manifest's folder
+    assert read_manifest(path) == [ManifestEntry(tmp_path / "faces" / "a", 1, "train"), ManifestEntry(tmp_path / "b", 0, None)]
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        write_manifest(entries, path)
+
+
+def test_video_dataset_returns_face_clips_and_labels(tmp_path):
+    entries = [ManifestEntry(carphone(), 0, "train"), ManifestEntry(two_people(), 1, "val")]
+    loader = FaceClipLoader(num_snippets=2, size=(48, 48), face_detector="none")
+    dataset = VideoDataset(entries, loader, split="val")
+    assert len(dataset) == 1
+    pixels, label = dataset[0]
+    assert label.item() == 1.0 and label.dtype == torch.float32
+    assert torch.equal(pixels, loader(two_people()).pixels)
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("faces") / "two_people"
+    return extract_face_frames(two_people(), out, smooth_window=3)
+
+
+def test_extraction_writes_every_frame_and_its_boxes(extracted):
+    assert extracted.num_frames == 9
+    assert 5 <= extracted.num_detected <= 9  # dlib misses the face in a few frames of this clip
+    frames = list_frames(extracted.out_dir)
+    assert [p.name for p in frames] == [f"{i:06d}.png" for i in range(9)]
+    meta = json.loads((extracted.out_dir / "faces.json").read_text())
+    assert meta["num_frames"] == 9 and meta["margin"] == 1.3
+    box = meta["frames"][0]["crop_box"]
+    woman = LANDMARKS[("two_people_320x192_test_vd_rc", "woman")]
+    assert all(box[0] <= x < box[2] and box[1] <= y < box[3] for x, y in woman)
+    # each PNG is exactly that region of the decoded frame (crops keep their resolution by default)
+    with Image.open(frames[0]) as image:
+        crop = np.asarray(image)
+    original = read_frames(two_people(), [0])[0]
+    assert (crop == original[box[1]:box[3], box[0]:box[2]]).all()
+    assert not extracted.out_dir.with_name("two_people.partial").exists()
+
+
+def test_extraction_never_overwrites(extracted):
+    before = sorted(p.stat().st_mtime_ns for p in extracted.out_dir.iterdir())
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        extract_face_frames(two_people(), extracted.out_dir)
+    assert sorted(p.stat().st_mtime_ns for p in extracted.out_dir.iterdir()) == before
+
+
+def test_extraction_of_a_faceless_video_leaves_nothing(tmp_path, faceless_video):
+    with pytest.raises(NoFaceError, match="no face found in any of its 12 frames"):
+        extract_face_frames(faceless_video, tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_face_frames_dataset_samples_snippets_from_the_folder(extracted, tmp_path):
+    manifest = write_manifest([ManifestEntry(extracted.out_dir, 1, "train")], tmp_path / "faces.csv")
+    dataset = FaceFramesDataset(manifest, num_snippets=2, snippet_len=4, size=(40, 40))
+    pixels, label = dataset[0]
+    assert label.item() == 1.0
+    # 9 frames, U=2, T=4: snippets [0-3] and [4-7]; frame 4 is the 5th image resized to 40x40
+    with Image.open(extracted.out_dir / "000004.png") as image:
+        fifth = np.asarray(image.convert("RGB").resize((40, 40), Image.BILINEAR))
+    assert torch.allclose(pixels[:, 4], frames_to_tensor(fifth[None], dataset.mean, dataset.std)[:, 0])
+
+
+def test_face_frames_dataset_from_class_folders(extracted, tmp_path):
+    root = tmp_path / "ff"
+    (root / "real").mkdir(parents=True)
+    (root / "fake").mkdir()
+    shutil.copytree(extracted.out_dir, root / "fake" / "v1")
+    shutil.copytree(extracted.out_dir, root / "real" / "v2")
+    dataset = FaceFramesDataset.from_class_folders(root, num_snippets=1, size=(16, 16), train=True)
+    assert [(e.path.name, e.label) for e in dataset.entries] == [("v2", 0), ("v1", 1)]
+    assert dataset[1][0].shape == (3, 4, 16, 16)
+    with pytest.raises(FileNotFoundError, match="missing class folder"):
+        FaceFramesDataset.from_class_folders(root / "real")

@@ -1,0 +1,114 @@
+"""Frame-exact decoding with PyAV, and the bad-file cases."""
+from __future__ import annotations
+
+import pytest
+from video_fixtures import (  # noqa: F401  (gop_video is a fixture)
+    RAW_H264,
+    carphone,
+    decode_all,
+    gop_video,
+    two_people,
+    write_audio_only,
+    write_text_as_mp4,
+    write_truncated_mp4,
+)
+
+from dynsnip.data import (
+    CorruptVideoError,
+    NoVideoStreamError,
+    UnseekableVideoError,
+    VideoError,
+    VideoNotFoundError,
+    VideoReader,
+    read_frames,
+    sample_snippets,
+)
+
+
+def assert_same_frames(got, reference, indices):
+    assert len(got) == len(indices)
+    for array, index in zip(got, indices):
+        assert (array == reference[index]).all(), f"frame {index} differs from the sequential decode"
+
+
+def test_metadata_of_a_real_clip():
+    with VideoReader(carphone()) as video:
+        assert video.num_frames == 120
+        assert video.size == (176, 144)
+        assert video.fps == pytest.approx(30000 / 1001)
+        assert video.keyframes == [0]
+        assert video.timestamp(30) == pytest.approx(30 * 1001 / 30000)
+
+
+def test_snippets_equal_a_sequential_decode_bit_for_bit():
+    reference = decode_all(carphone())
+    indices = sample_snippets(120, 8, 4).flatten().tolist()
+    assert_same_frames(read_frames(carphone(), indices), reference, indices)
+
+
+def test_seeking_in_a_many_keyframe_video_with_b_frames(gop_video):
+    reference = decode_all(gop_video)
+    with VideoReader(gop_video) as video:
+        assert video.num_frames == 120
+        assert video.keyframes == list(range(0, 120, 12))
+        # any order, repeats, frames on both sides of keyframes
+        indices = [113, 2, 47, 48, 11, 12, 13, 100, 2, 59, 60, 0, 119]
+        assert_same_frames(video.read(indices), reference, indices)
+        train = sample_snippets(120, 4, 4, train=True).flatten().tolist()
+        assert_same_frames(video.read(train), reference, train)
+
+
+def test_reads_decode_only_the_gops_they_need(gop_video):
+    with VideoReader(gop_video) as video:
+        video.read([100, 101, 102, 103])  # GOP 96..107: one seek, frames 96..103
+        assert video.seeks == 1
+        assert video.frames_decoded <= 12
+    with VideoReader(carphone()) as video:  # one keyframe: snippets in order reuse the decoder
+        video.read([5, 6, 7, 8, 20, 21, 22, 23])
+        assert video.seeks == 1
+        assert video.frames_decoded == 24
+
+
+def test_iter_frames_is_sequential():
+    reference = decode_all(two_people())
+    with VideoReader(two_people()) as video:
+        frames = list(video.iter_frames(3, 7))
+    assert [i for i, _ in frames] == [3, 4, 5, 6]
+    assert all((array == reference[i]).all() for i, array in frames)
+
+
+def test_index_out_of_range_names_the_valid_range():
+    with VideoReader(two_people()) as video, pytest.raises(IndexError, match="has 9 frames"):
+        video.read([3, 9])
+
+
+def test_text_file_named_mp4_is_corrupt(tmp_path):
+    path = write_text_as_mp4(tmp_path / "notes.mp4")
+    with pytest.raises(CorruptVideoError, match="not a readable video container") as err:
+        VideoReader(path)
+    assert err.value.path == str(path) and str(path) in str(err.value)
+    assert err.value.reason == "corrupt"
+
+
+def test_truncated_mp4_is_corrupt(tmp_path):
+    path = write_truncated_mp4(carphone(), tmp_path / "cut.mp4")
+    with pytest.raises(CorruptVideoError, match="lists 120 frames but only"):
+        VideoReader(path)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    path = write_audio_only(tmp_path / "speech.wav")
+    with pytest.raises(NoVideoStreamError, match="no video stream.*audio") as err:
+        VideoReader(path)
+    assert err.value.reason == "no_video_stream"
+
+
+def test_raw_h264_stream_cannot_be_sought():
+    with pytest.raises(UnseekableVideoError, match="no timestamps.*remux") as err:
+        VideoReader(RAW_H264)
+    assert isinstance(err.value, VideoError) and err.value.reason == "unseekable"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(VideoNotFoundError, match="no such file"):
+        VideoReader(tmp_path / "nope.mp4")

@@ -1,0 +1,85 @@
+"""Snippet sampling: U snippets of T consecutive frames spread uniformly over the video."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dynsnip.data import sample_snippets
+
+
+def starts(indices: torch.Tensor) -> list[int]:
+    return indices[:, 0].tolist()
+
+
+def test_eval_snippets_sit_in_the_middle_of_equal_segments():
+    # 120 frames, U=8: segments of 15 frames starting at 0, 15, ...; slack 11 -> offset 5
+    indices = sample_snippets(120, 8, 4)
+    assert starts(indices) == [5, 20, 35, 50, 65, 80, 95, 110]
+    assert indices[0].tolist() == [5, 6, 7, 8]
+    assert indices[-1].tolist() == [110, 111, 112, 113]
+
+
+def test_eval_with_unequal_segments_and_no_slack():
+    # 16 frames, U=4, T=4: the snippets tile the video exactly
+    assert sample_snippets(16, 4, 4).flatten().tolist() == list(range(16))
+    # 18 frames, U=4: segments start at 0, 4, 9, 13 (floor(u*18/4)), shortest is 4 frames
+    assert starts(sample_snippets(18, 4, 4)) == [0, 4, 9, 13]
+    assert starts(sample_snippets(299, 4, 4)) == [35, 109, 184, 259]  # 299 // 4 = 74, offset 35
+
+
+def test_eval_is_deterministic():
+    assert torch.equal(sample_snippets(750, 8, 4), sample_snippets(750, 8, 4))
+
+
+def test_train_offsets_are_random_inside_their_segment():
+    n, u, t = 100, 4, 4  # segments of 25 frames: starts in [25u, 25u + 21]
+    seen = set()
+    for seed in range(40):
+        indices = sample_snippets(n, u, t, train=True, generator=torch.Generator().manual_seed(seed))
+        for k, start in enumerate(starts(indices)):
+            assert 25 * k <= start <= 25 * k + 21
+        assert torch.equal(indices, indices[:, :1] + torch.arange(t))  # consecutive frames
+        seen.add(tuple(starts(indices)))
+    assert len(seen) > 30  # offsets really vary between draws
+    again = sample_snippets(n, u, t, train=True, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(again, sample_snippets(n, u, t, train=True, generator=torch.Generator().manual_seed(3)))
+
+
+def test_short_video_overlaps_snippets_evenly():
+    # 9 frames cannot hold 4 x 4 separate frames: starts spread over [0, 5]
+    assert starts(sample_snippets(9, 4, 4)) == [0, 2, 3, 5]
+    assert starts(sample_snippets(9, 8, 4)) == [0, 1, 1, 2, 3, 4, 4, 5]
+    # training has no slack there: same as eval
+    assert torch.equal(sample_snippets(9, 4, 4, train=True), sample_snippets(9, 4, 4))
+
+
+def test_video_shorter_than_a_snippet_repeats_its_last_frame():
+    assert sample_snippets(2, 2, 4).tolist() == [[0, 1, 1, 1], [0, 1, 1, 1]]
+    assert sample_snippets(1, 3, 2).tolist() == [[0, 0]] * 3
+
+
+def test_short_video_error_policy_and_bad_arguments():
+    with pytest.raises(ValueError, match="9 frames, fewer than the 4 x 4 = 16"):
+        sample_snippets(9, 4, 4, short_video="error")
+    assert starts(sample_snippets(16, 4, 4, short_video="error")) == [0, 4, 8, 12]
+    with pytest.raises(ValueError, match="no frames"):
+        sample_snippets(0, 4, 4)
+    with pytest.raises(ValueError, match="num_snippets and snippet_len"):
+        sample_snippets(10, 0, 4)
+    with pytest.raises(ValueError, match="short_video must be"):
+        sample_snippets(5, 4, 4, short_video="loop")
+
+
+def test_invariants_over_many_lengths():
+    for n in range(1, 70):
+        for u in (1, 2, 4, 8):
+            for t in (1, 4, 5):
+                for train in (False, True):
+                    indices = sample_snippets(n, u, t, train=train)
+                    assert indices.shape == (u, t)
+                    assert 0 <= indices.min() and indices.max() < n
+                    assert starts(indices) == sorted(starts(indices))
+                    if n >= t:  # T consecutive frames
+                        assert torch.equal(indices, indices[:, :1] + torch.arange(t))
+                    if n >= u * t:  # no frame used twice
+                        assert len(set(indices.flatten().tolist())) == u * t

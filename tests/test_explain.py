@@ -1,0 +1,324 @@
+"""`dynsnip explain` and `explain_clip`: Grad-CAM, Intra-SMA maps, U x T map, on real footage."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from einops import rearrange, reduce
+from PIL import Image
+
+import dynsnip
+from dynsnip.cli import main
+from dynsnip.data import FaceClipLoader, bundled_video, frames_to_tensor
+from dynsnip.explain import Explanation, explain_clip, save_figures
+from dynsnip.hub import save_pretrained
+from video_fixtures import write_text_as_mp4
+
+U, T, SIZE = 4, 4, 64
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def face_clip():
+    """4 snippets of 4 frames of real footage (a man talking in a car), dlib face crops at 64 px."""
+    loader = FaceClipLoader(num_snippets=U, snippet_len=T, size=(SIZE, SIZE), mean=MEAN, std=STD)
+    return loader(bundled_video("carphone_pristine"))
+
+
+def dil18(seed: int = 0, **kwargs) -> nn.Module:
+    torch.manual_seed(seed)
+    return timm.create_model("dil_resnet18", num_classes=1, **kwargs).eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return dil18()
+
+
+@pytest.fixture(scope="module")
+def explanation(model, face_clip):
+    return explain_clip(model, face_clip.pixels, mean=MEAN, std=STD, frame_indices=face_clip.frame_indices)
+
+
+def logit(p):
+    p = np.asarray(p, dtype=np.float64)
+    return np.log(p / (1 - p))
+
+
+# ------------------------------------------------------------------------------ arrays
+def test_maps_have_the_frames_geometry_and_range(explanation, face_clip, model):
+    exp = explanation
+    frames = U * T
+    assert exp.frames.shape == (frames, SIZE, SIZE, 3) and exp.frames.dtype == np.uint8
+    # the face crops come back exactly: normalising them again gives the model's input
+    torch.testing.assert_close(frames_to_tensor(exp.frames, MEAN, STD), face_clip.pixels, atol=1e-5, rtol=0)
+
+    assert exp.gradcam.shape == (frames, SIZE, SIZE) and exp.gradcam.dtype == np.float32
+    assert exp.gradcam.min() >= 0 and exp.gradcam.max() == pytest.approx(1, abs=1e-5)  # one scaling for the clip
+    assert exp.target_layer == "layer4.1"
+
+    assert list(exp.intra) == ["layer1.0.sim", "layer2.0.sim", "layer3.0.sim", "layer4.0.sim"]
+    for name, m in exp.intra.items():
+        assert m.shape == (frames, SIZE, SIZE), name
+        assert 0 < m.min() and m.max() < 1, name  # channel mean of a product of sigmoids
+        assert m.std() > 0, name
+    # layer3.0's SIM sees layer2's 8x8 output at 64 px: the deepest map of at least 7x7
+    assert exp.intra_layer == "layer3.0.sim"
+    assert exp.intra_map is exp.intra["layer3.0.sim"]
+
+    assert list(exp.inter) == ["layer1.1.sim", "layer2.1.sim", "layer3.1.sim", "layer4.1.sim"]
+    for name, m in exp.inter.items():
+        assert m.shape == (U, T), name
+        assert 0 < m.min() and m.max() < 1, name
+    assert exp.inter_layer == "layer4.1.sim"
+    assert exp.notes == []
+
+
+def test_probabilities_are_the_models(explanation, face_clip, model):
+    exp = explanation
+    with torch.no_grad():
+        video_logit = model(face_clip.pixels[None]).item()
+    assert exp.fake_prob == pytest.approx(torch.sigmoid(torch.tensor(video_logit)).item(), abs=1e-5)
+    assert exp.snippet_probs.shape == (U,)
+    assert ((exp.snippet_probs > 0) & (exp.snippet_probs < 1)).all()
+    # pooling is an average and the classifier linear: the video logit is the snippets' mean
+    assert logit(exp.snippet_probs).mean() == pytest.approx(video_logit, abs=1e-4)
+    np.testing.assert_array_equal(exp.frame_indices, face_clip.frame_indices.numpy())
+
+
+def test_model_state_is_left_as_it_was(face_clip):
+    model = dil18().train()
+    model.fc.weight.grad = torch.full_like(model.fc.weight, 7.0)
+    model.layer1[0].conv1.weight.requires_grad_(False)
+    explain_clip(model, face_clip.pixels[:, : 2 * T])
+    assert model.training
+    assert torch.equal(model.fc.weight.grad, torch.full_like(model.fc.weight, 7.0))
+    assert model.layer1[0].conv1.weight.grad is None
+    assert not model.layer1[0].conv1.weight.requires_grad and model.fc.weight.requires_grad
+
+
+def test_save_and_load_round_trip(explanation, tmp_path):
+    explanation.save(tmp_path / "e.npz")
+    back = Explanation.load(tmp_path / "e.npz")
+    np.testing.assert_array_equal(back.frames, explanation.frames)
+    np.testing.assert_array_equal(back.gradcam, explanation.gradcam)
+    for name in explanation.intra:
+        np.testing.assert_array_equal(back.intra[name], explanation.intra[name])
+    for name in explanation.inter:
+        np.testing.assert_array_equal(back.inter[name], explanation.inter[name])
+    assert back.summary() == explanation.summary()
+
+
+# ------------------------------------------------------------------------------ tampering
+def jitter_snippet(clip: torch.Tensor, u: int, shift: int = 6, seed: int = 0) -> torch.Tensor:
+    """Each frame of snippet ``u`` shifted and re-lit independently: a temporally inconsistent
+    snippet (what a per-frame face swap does), the rest of the real clip untouched."""
+    rng = np.random.default_rng(seed)
+    out = clip.clone()
+    for f in range(u * T, (u + 1) * T):
+        dy, dx = (int(v) for v in rng.integers(-shift, shift + 1, 2))
+        out[:, f] = torch.roll(clip[:, f], (dy, dx), dims=(1, 2)) * float(rng.uniform(0.7, 1.3))
+    return out
+
+
+def test_ut_map_responds_most_in_the_tampered_snippets_row(model, face_clip):
+    clean = explain_clip(model, face_clip.pixels, gradcam=False)
+    for u in (1, 2):  # inner snippets have neighbours on both sides, as Eq. 8-9 need
+        tampered = explain_clip(model, jitter_snippet(face_clip.pixels, u), gradcam=False)
+        # change of each row, each Inter-SIM's change normalised to sum 1, added over the Inter-SIMs
+        change = sum(
+            d / d.sum()
+            for d in (np.abs(tampered.inter[k] - clean.inter[k]).mean(1) for k in clean.inter)
+        )
+        assert int(np.argmax(change)) == u, (u, change)
+        assert change[u] > 1.2 * np.delete(change, u).max(), (u, change)
+
+        # the first Intra-SIM sees each snippet alone: only the tampered frames' maps move
+        first = "layer1.0.sim"
+        moved = np.abs(tampered.intra[first] - clean.intra[first]).reshape(U, T, -1).max(-1)
+        assert (moved[u] > 1e-4).all(), moved
+        assert np.delete(moved, u, axis=0).max() < 1e-6, moved
+
+
+# ------------------------------------------------------------------------------ Grad-CAM
+class BrightnessNet(nn.Module):
+    """Fake logit = mean brightness (no SIMs): its Grad-CAM must be the bright pixels."""
+
+    snippet_len = T
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1, bias=False)
+        self.fc = nn.Linear(4, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(1 / 3)
+            self.fc.weight.fill_(1.0)
+            self.fc.bias.fill_(-0.05)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        b = video.shape[0]
+        x = torch.relu(self.conv(rearrange(video, "b c f h w -> (b f) c h w")))
+        return self.fc(reduce(x, "(b f) c h w -> b c", "mean", b=b))
+
+
+def test_gradcam_finds_the_evidence_in_the_right_frame_and_place():
+    clip = torch.zeros(3, 2 * T, SIZE, SIZE)
+    clip[:, 5, 8:16, 40:48] = 1.0  # bright square in frame 5 (snippet 1)
+    clip[:, 2, 40:48, 8:16] = 0.5  # half as bright, frame 2 (snippet 0)
+    exp = explain_clip(BrightnessNet(), clip, target_layer="conv", mean=(0, 0, 0), std=(1, 1, 1))
+    cam = exp.gradcam
+    assert cam.shape == (2 * T, SIZE, SIZE)
+    assert np.unravel_index(cam.argmax(), cam.shape)[0] == 5
+    assert cam[5, 10:14, 42:46].min() > 0.95
+    # one scaling for the clip: the dimmer square keeps half the weight (a per-frame scaling gives 1)
+    assert cam[2, 42:46, 10:14] == pytest.approx(0.5, abs=0.05)
+    cam[5, 8:16, 40:48] = 0
+    cam[2, 40:48, 8:16] = 0
+    assert cam.max() < 0.05  # nothing outside the squares
+    # no SIMs: said, and no maps; per-snippet probabilities from conv -> mean -> fc
+    assert exp.intra == {} and exp.inter == {} and exp.intra_map is None and exp.inter_map is None
+    assert any("no IntraSIM/InterSIM" in n for n in exp.notes)
+    assert exp.snippet_probs[1] > exp.snippet_probs[0]
+    # the "real" score has no positive evidence here: an all-zero map, and a note
+    real = explain_clip(BrightnessNet(), clip, target_layer="conv", target="real", mean=(0, 0, 0), std=(1, 1, 1))
+    assert not real.gradcam.any() and any("zero everywhere" in n for n in real.notes)
+
+
+def test_model_without_sims_still_gets_gradcam_and_contact_sheet(tmp_path):
+    clip = torch.rand(3, 2 * T, SIZE, SIZE)
+    exp = explain_clip(BrightnessNet(), clip, target_layer="conv", mean=(0, 0, 0), std=(1, 1, 1))
+    files = save_figures(exp, tmp_path)
+    assert sorted(files) == ["contact_sheet", "gradcam"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["contact_sheet.png", "gradcam.png"]
+
+
+# ------------------------------------------------------------------------------ custom backbones
+def load_example_backbone():
+    spec = importlib.util.spec_from_file_location("custom_backbone_example", ROOT / "examples" / "custom_backbone.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.TinyVideoNet
+
+
+class FramesNet(nn.Module):
+    """Called with frames folded, ``model((B*U*T, 3, H, W), num_snippets=U)``, as the SIMs are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.intra = dynsnip.IntraSIM(16, snippet_len=T)
+        self.inter = dynsnip.InterSIM(16, snippet_len=T)
+        self.conv = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor, num_snippets: int) -> torch.Tensor:
+        x = self.inter(self.intra(self.stem(x)), num_snippets=num_snippets)
+        x = self.conv(x)
+        return self.fc(reduce(x, "(b f) c h w -> b c", "mean", f=num_snippets * T))
+
+
+def test_custom_backbones(face_clip):
+    torch.manual_seed(0)
+    net = load_example_backbone()(snippet_len=T).eval()
+    pixels = face_clip.pixels
+    with pytest.raises(ValueError, match="target_layer"):
+        explain_clip(net, pixels)
+    exp = explain_clip(net, pixels, target_layer="conv2", mean=MEAN, std=STD)
+    assert exp.gradcam.shape == exp.intra["intra"].shape == (U * T, SIZE, SIZE)
+    assert list(exp.inter) == ["inter"] and exp.inter["inter"].shape == (U, T)
+    with torch.no_grad():
+        video_logit = net(pixels[None]).item()
+    assert logit(exp.snippet_probs).mean() == pytest.approx(video_logit, abs=1e-4)
+    # a CAM layer that is not the one the head pools: per-snippet scores cannot be derived
+    mid = explain_clip(net, pixels, target_layer="conv1", gradcam=False)
+    assert mid.snippet_probs is None and any("per-snippet probabilities skipped" in n for n in mid.notes)
+
+    torch.manual_seed(0)
+    frames_net = FramesNet().eval()
+    exp = explain_clip(frames_net, pixels, call="frames", target_layer=frames_net.conv, mean=MEAN, std=STD)
+    with torch.no_grad():
+        expected = torch.sigmoid(frames_net(rearrange(pixels, "c f h w -> f c h w"), num_snippets=U)).item()
+    assert exp.fake_prob == pytest.approx(expected, abs=1e-5)
+    assert exp.snippet_len == T and exp.num_snippets == U  # T read from the SIMs
+    assert exp.target_layer == "conv" and exp.gradcam.shape == (U * T, SIZE, SIZE)
+    assert exp.inter["inter"].shape == (U, T) and exp.snippet_probs.shape == (U,)
+
+
+# ------------------------------------------------------------------------------ command line
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = dil18(test_num_snippets=2)
+    return save_pretrained(model, tmp_path_factory.mktemp("ckpt"), pretrained_cfg={"input_size": (3, SIZE, SIZE)},
+                           base_model=None)
+
+
+def test_cli_writes_the_pictures_and_arrays(checkpoint, tmp_path, capsys):
+    out = tmp_path / "explained"
+    video = bundled_video("carphone_pristine")
+    assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    expected = {"gradcam.png", "intra_sma.png", "ut_map.png", "contact_sheet.png", "explanation.npz", "summary.json"}
+    assert {p.name for p in out.iterdir()} == expected
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in expected)
+    for name in expected - {"explanation.npz", "summary.json"}:
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and min(image.size) > 200, name
+    with Image.open(out / "contact_sheet.png") as sheet, Image.open(out / "gradcam.png") as cam:
+        assert sheet.size[1] > 2 * cam.size[1]  # faces, Grad-CAM and Intra-SMA rows per snippet
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_snippets"] == 2 and summary["snippet_len"] == T  # the model's test U
+    assert len(summary["snippet_fake_probabilities"]) == 2 and summary["frame_size"] == [SIZE, SIZE]
+    assert np.array(summary["frame_indices"]).shape == (2, T)
+    exp = Explanation.load(out / "explanation.npz")
+    assert exp.gradcam.shape == exp.intra_map.shape == (2 * T, SIZE, SIZE) and exp.inter_map.shape == (2, T)
+    assert exp.fake_prob == pytest.approx(summary["fake_probability"], abs=1e-6)
+
+
+def test_cli_errors(checkpoint, tmp_path, capsys):
+    video = str(bundled_video("carphone_pristine"))
+    out = tmp_path / "out"
+    assert main(["explain", video, "--checkpoint", str(checkpoint), "--out", str(out), "--intra-layer", "layer9.0.sim"]) == 2
+    err = capsys.readouterr().err
+    assert "layer9.0.sim" in err and "layer3.0.sim" in err  # names what exists
+    assert not out.exists()  # refused before any work
+
+    bad = write_text_as_mp4(tmp_path / "not_a_video.mp4")
+    assert main(["explain", str(bad), "--checkpoint", str(checkpoint), "--out", str(out)]) == 1
+    assert "corrupt" in capsys.readouterr().err
+
+    assert main(["explain", video, "--checkpoint", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "cannot load the model" in capsys.readouterr().err
+
+
+def test_missing_extra_says_how_to_install(monkeypatch, face_clip):
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'dynsnip\[explain\]'"):
+        explain_clip(dil18(), face_clip.pixels[:, :T])
+
+
+def test_gradcam_at_an_intra_sim_and_dil_scores_kept(face_clip):
+    # timm zero-initialises each block's last BN: untrained, no gradient reaches a SIM's output
+    model = dil18(zero_init_last=False)
+    exp = explain_clip(model, face_clip.pixels[:, : 2 * T], target_layer="layer4.0.sim")
+    assert exp.target_layer == "layer4.0.sim"
+    assert exp.gradcam.shape == (2 * T, SIZE, SIZE) and exp.gradcam.max() == pytest.approx(1, abs=1e-5)
+    assert exp.snippet_probs.shape == (2,)  # the DIL head's scores do not depend on the CAM layer
+    with pytest.raises(ValueError, match="not a submodule"):
+        explain_clip(model, face_clip.pixels[:, :T], target_layer="layer9")

@@ -1,0 +1,450 @@
+"""Hugging Face Hub integration (issue 3), against a Hub served on 127.0.0.1 by tests/local_hub.py.
+
+Every download and upload below goes through huggingface_hub's real HTTP code; the local
+hub logs the requests, which the tests check (a HEAD and a GET happened, or none did
+offline; a pickle was never fetched).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+from huggingface_hub import ModelCard
+from huggingface_hub.errors import RepositoryNotFoundError
+
+import dynsnip
+from dynsnip import hub as dynsnip_hub
+from dynsnip.hub import (
+    CheckpointMismatchError,
+    ModelFileNotFoundError,
+    NotADILModelError,
+    NotCachedError,
+    RepoNotFoundError,
+)
+from dynsnip.models import dil_resnet
+from hub_fixtures import go_offline, local_hub  # noqa: F401 (fixture)
+from local_hub import LocalHub
+
+REPO = "me/my-detector"
+# timm's smallest ResNet keeps these tests fast; the README's dil_resnet50.tv_in1k takes the same path.
+BASE, TAG = "test_resnet", "r160_in1k"
+BASE_REPO = f"timm/{BASE}.{TAG}"
+DIL_OPTIONS = dict(
+    snippet_len=2, num_snippets=3, test_num_snippets=5, sim_stages=[2, 3], sim_pattern="alternate",
+    intra_args={"reduction": 8, "kernel_size": 5}, inter_args={"reduction": 2},
+)
+
+
+# --------------------------------------------------------------------------- helpers
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These models are tiny: a second thread only adds contention on a busy machine (20x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def clips(model: torch.nn.Module, num_snippets: int = 2, seed: int = 0) -> torch.Tensor:
+    """A (1, 3, U*T, 32, 32) batch for ``model``."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, num_snippets * model.snippet_len, 32, 32, generator=gen)
+
+
+def outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def random_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """``model``'s state dict filled with seeded values (BN variances kept positive)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            value = torch.randn(value.shape, generator=gen) * 0.1
+            if key.endswith("running_var"):
+                value = value.abs() + 0.5
+        out[key] = value.clone()
+    return out
+
+
+def safetensors_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
+    return safetensors.torch.save({k: v.contiguous() for k, v in state_dict.items()})
+
+
+def serve_imagenet_resnet(hub: LocalHub, base: str = BASE, tag: str = TAG, extra_files: dict | None = None,
+                          weights: bytes | None = None, with_safetensors: bool = True) -> dict[str, torch.Tensor]:
+    """Serve a 2D ImageNet ResNet under timm's repo name ``timm/<base>.<tag>``, as timm publishes them.
+
+    Returns the state dict served (``weights`` replaces its bytes, e.g. another network's).
+    """
+    model_2d = timm.create_model(base)
+    state_dict = random_state_dict(model_2d, seed=1)
+    config = {
+        "architecture": base,
+        "num_classes": model_2d.num_classes,
+        "num_features": model_2d.num_features,
+        "pretrained_cfg": {"tag": tag, "input_size": [3, 160, 160], "num_classes": 1000, "classifier": "fc"},
+    }
+    files = {"config.json": json.dumps(config).encode()}
+    if with_safetensors:
+        files["model.safetensors"] = weights if weights is not None else safetensors_bytes(state_dict)
+    files.update(extra_files or {})
+    hub.add_repo(f"timm/{base}.{tag}", files)
+    return state_dict
+
+
+def detector(num_classes: int = 1, **options) -> torch.nn.Module:
+    """A small DIL detector whose weights all differ from a fresh initialisation."""
+    model = timm.create_model(f"dil_{BASE}", num_classes=num_classes, **options)
+    model.load_state_dict(random_state_dict(model, seed=2))
+    return model.eval()
+
+
+def push_detector(hub: LocalHub, repo_id: str = REPO, **options) -> torch.nn.Module:
+    model = detector(**options)
+    dynsnip_hub.push_to_hub(model, repo_id, token="hf_test")
+    return model
+
+
+class PickleBomb:
+    """Unpickling this writes a marker file: proof that arbitrary code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def pickle_bomb(marker: Path) -> bytes:
+    return pickle.dumps({"conv1.weight": PickleBomb(marker)}, protocol=2)
+
+
+# ------------------------------------------------------------- the user's three steps
+def test_user_steps_end_to_end(local_hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 3's steps 1-4: ImageNet backbone in, fine-tune, save + push, pull bit-identically, offline."""
+    served = serve_imagenet_resnet(local_hub)
+
+    # 1. the ImageNet ResNet comes from timm's repo on the hub and is adapted into the video network
+    model = timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True, num_classes=1)
+    assert local_hub.requests_to(f"/{BASE_REPO}/resolve/main/model.safetensors", "HEAD")[0].status == 200
+    assert local_hub.requests_to(f"/{BASE_REPO}/resolve/main/model.safetensors", "GET")[0].status == 200
+    weights = model.state_dict()
+    backbone = [k for k in served if not k.startswith("fc.")]
+    assert backbone and all(torch.equal(weights[k], served[k]) for k in backbone)
+    assert any(".sim." in k for k in weights) and not any(".sim." in k for k in served)
+    assert model.fc.out_features == 1
+
+    # "fine-tune": one step that changes backbone, SIMs and head
+    x = clips(model)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.nn.functional.binary_cross_entropy_with_logits(model(x), torch.ones(1, 1)).backward()
+    optimizer.step()
+    expected = outputs(model, x)
+
+    # 2. save and push: config.json + model.safetensors + README.md, no pickle
+    out = dynsnip.save_pretrained(model, tmp_path / "out")
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    dynsnip.push_to_hub(model, REPO, token="hf_test")
+    assert {"README.md", "config.json", "model.safetensors"} <= set(local_hub.files(REPO))
+    assert local_hub.requests_to(f"/api/models/{REPO}/commit/main", "POST")[0].status == 200
+
+    # 3. anyone: timm after `import dynsnip` rebuilds the detector, bit-identical
+    local_hub.clear_log()
+    pulled = timm.create_model(f"hf-hub:{REPO}", pretrained=True)
+    assert [(r.method, r.path) for r in local_hub.requests if r.path.endswith("model.safetensors")] == [
+        ("HEAD", f"/{REPO}/resolve/main/model.safetensors"), ("GET", f"/{REPO}/resolve/main/model.safetensors"),
+    ]
+    assert torch.equal(outputs(pulled, x), expected)
+    assert pulled.dil_args == model.dil_args
+    for key in ("input_size", "mean", "std"):
+        assert tuple(pulled.pretrained_cfg[key]) == tuple(model.pretrained_cfg[key])
+
+    # 4. offline, from the cache: no request reaches the hub
+    go_offline(monkeypatch)
+    local_hub.clear_log()
+    offline = timm.create_model(f"hf-hub:{REPO}", pretrained=True)
+    assert torch.equal(outputs(offline, x), expected)
+    assert local_hub.requests == []
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch + timm: a few seconds
+def test_offline_environment_variable_in_a_fresh_process(local_hub: LocalHub, tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE=1 set before Python starts (the way users set it) loads from the cache."""
+    model = push_detector(local_hub)
+    dynsnip_hub.load_model(REPO)  # fills the cache
+    x = clips(model)
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(outputs(model, x), tmp_path / "y.pt")
+    local_hub.clear_log()
+    script = (
+        "import sys, torch, timm, dynsnip\n"
+        f"m = timm.create_model('hf-hub:{REPO}', pretrained=True).eval()\n"
+        "x = torch.load(sys.argv[1], weights_only=True); y = torch.load(sys.argv[2], weights_only=True)\n"
+        "with torch.no_grad(): assert torch.equal(m(x), y)\n"
+        "from dynsnip.hub import NotCachedError, load_model\n"
+        "try:\n"
+        "    load_model('me/never-downloaded')\n"
+        "except NotCachedError as err:\n"
+        "    print('NOT CACHED:', err)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # HF_HOME, HF_ENDPOINT: the fixture's
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+        env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "NOT CACHED: 'config.json' of Hub repo 'me/never-downloaded'" in done.stdout
+    assert "HF_HUB_OFFLINE=1" in done.stdout
+    assert local_hub.requests == []
+
+
+# --------------------------------------------------------------------- what is saved
+def test_config_records_every_dil_option_from_a_direct_builder_call(tmp_path: Path) -> None:
+    # A direct builder call: timm's create_model records nothing, dynsnip must.
+    model = dil_resnet.dil_test_resnet(num_classes=2, **DIL_OPTIONS)
+    model.load_state_dict(random_state_dict(model, seed=3))
+    dynsnip_hub.save_pretrained(model, tmp_path, pretrained_cfg={"input_size": (3, 112, 112)})
+    config = json.loads((tmp_path / "config.json").read_text())
+
+    assert config["architecture"] == "dil_test_resnet"
+    assert config["num_classes"] == 2
+    for key, value in DIL_OPTIONS.items():
+        assert config["model_args"][key] == value
+    assert config["video"] == {
+        "layout": "(B, C, U*T, H, W)", "snippet_len": 2, "num_snippets": 3, "test_num_snippets": 5,
+        "num_frames": 6, "test_num_frames": 10,
+    }
+    cfg = config["pretrained_cfg"]
+    assert cfg["input_size"] == [3, 112, 112] and cfg["num_classes"] == 2
+    assert cfg["mean"] == list(model.pretrained_cfg["mean"]) and cfg["std"] == list(model.pretrained_cfg["std"])
+    assert cfg["hf_hub_filename"] == "model.safetensors"
+    assert set(cfg) <= {f.name for f in dataclasses.fields(timm.models.PretrainedCfg)}  # timm reads it back
+    assert config["base_model"] == BASE_REPO  # the default tag's weights
+
+    reloaded = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    assert reloaded.dil_args == model.dil_args
+    x = clips(model, num_snippets=3)
+    assert torch.equal(outputs(reloaded, x), outputs(model, x))
+
+
+def test_converted_timm_resnet_saves_as_its_dil_architecture(tmp_path: Path) -> None:
+    model = dynsnip.convert_resnet(timm.create_model(BASE, num_classes=1), snippet_len=2, stages=(3, 4))
+    dynsnip_hub.save_pretrained(torch.nn.DataParallel(model), tmp_path)  # the wrapper is looked through
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architecture"] == f"dil_{BASE}"
+    reloaded = dynsnip_hub.load_model(tmp_path)
+    x = clips(model)
+    assert torch.equal(outputs(reloaded, x), outputs(model, x))
+
+
+def test_save_refuses_what_config_json_cannot_rebuild(tmp_path: Path) -> None:
+    model = detector()
+    model.fc = torch.nn.Linear(model.num_features, 5)  # swapped head, num_classes still says 1
+    with pytest.raises(ValueError, match=r"would not rebuild this model.*fc\.weight"):
+        dynsnip_hub.save_pretrained(model, tmp_path)
+    with pytest.raises(TypeError, match="expected a DIL model"):
+        dynsnip_hub.save_pretrained(timm.create_model(BASE), tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_model_card_metadata_and_usage(local_hub: LocalHub) -> None:
+    push_detector(local_hub)
+    assert local_hub.requests_to("/api/validate-yaml", "POST")[0].status == 200  # the hub accepted the metadata
+    card_text = local_hub.files(REPO)["README.md"].decode()
+    card = ModelCard(card_text)
+    assert card.data.library_name == "timm"
+    assert {"video-classification", "deepfake-detection"} <= set(card.data.tags)
+    assert card.data.pipeline_tag == "video-classification"
+    assert card.data.base_model == BASE_REPO
+    assert f'timm.create_model("hf-hub:{REPO}", pretrained=True)' in card.text
+    assert "import dynsnip" in card.text
+
+
+def test_push_keeps_an_edited_card_and_validates_new_ones(local_hub: LocalHub) -> None:
+    model = push_detector(local_hub)
+    files = local_hub.files(REPO)
+    files["README.md"] = b"---\nlibrary_name: timm\n---\n# edited by hand\n"
+    local_hub.add_repo(REPO, files, "edit card")
+    model.fc.bias.data += 1
+    local_hub.clear_log()
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test")
+    assert local_hub.files(REPO)["README.md"].endswith(b"# edited by hand\n")
+    assert local_hub.requests_to("/api/validate-yaml") == []  # no card uploaded, none validated
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test", replace_card=True)
+    assert local_hub.requests_to("/api/validate-yaml")[0].status == 200
+    assert b"# my-detector" in local_hub.files(REPO)["README.md"]
+
+
+# ------------------------------------------------------------------ loading & errors
+def test_load_model_takes_only_safetensors_from_imagenet_repo(local_hub: LocalHub, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    served = serve_imagenet_resnet(local_hub, extra_files={"pytorch_model.bin": pickle_bomb(marker)})
+    model = dynsnip_hub.load_model(f"dil_{BASE}.{TAG}", num_classes=1)
+    weights = model.state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in served.items() if not k.startswith("fc."))
+    assert local_hub.requests_to("pytorch_model.bin") == []
+    assert not marker.exists()
+
+
+def test_a_pickled_checkpoint_is_never_unpickled(local_hub: LocalHub, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    bomb = pickle_bomb(marker)
+    # (a) a dynsnip repo where someone replaced the weights by a pickle: nothing even downloads it
+    push_detector(local_hub)
+    files = {k: v for k, v in local_hub.files(REPO).items() if k != "model.safetensors"}
+    local_hub.add_repo(REPO, {**files, "pytorch_model.bin": bomb}, "swap weights")
+    with pytest.raises(ModelFileNotFoundError, match=f"Hub repo '{REPO}' has no file 'model.safetensors'"):
+        dynsnip_hub.load_model(REPO)
+    with pytest.raises(Exception):
+        timm.create_model(f"hf-hub:{REPO}", pretrained=True)  # config.json names model.safetensors
+    assert local_hub.requests_to("pytorch_model.bin") == []
+    # (b) a timm-style repo with only a pickle: plain timm fetches it but loads with weights_only=True
+    serve_imagenet_resnet(local_hub, with_safetensors=False, extra_files={"pytorch_model.bin": bomb})
+    with pytest.raises(RuntimeError, match="weights_only"):
+        timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True)
+    assert local_hub.requests_to(f"/{BASE_REPO}/resolve/main/pytorch_model.bin", "GET")
+    with pytest.raises(ModelFileNotFoundError, match=f"'{BASE_REPO}' has no file 'model.safetensors'"):
+        dynsnip_hub.load_model(f"dil_{BASE}.{TAG}")
+    # (c) a pickle disguised as model.safetensors is rejected by the safetensors parser
+    local_hub.add_repo(REPO, {**files, "model.safetensors": bomb}, "disguised pickle")
+    with pytest.raises(CheckpointMismatchError, match=f"model.safetensors of Hub repo '{REPO}' is not a valid"):
+        dynsnip_hub.load_model(REPO)
+    assert not marker.exists()
+
+
+def test_dynsnip_never_calls_torch_load_without_weights_only() -> None:
+    package = Path(dynsnip.__file__).parent
+    calls = []
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+                safe = any(k.arg == "weights_only" and getattr(k.value, "value", None) is True for k in node.keywords)
+                calls.append((f"{source.relative_to(package)}:{node.lineno}", safe))
+    assert [where for where, safe in calls if not safe] == []
+
+
+@pytest.mark.parametrize("name, message, advice, url", [
+    ("me/no-such-repo", "Hub repo 'me/no-such-repo' does not exist on http://127.0.0.1",
+     "no local directory of that name", "/me/no-such-repo/resolve/main/config.json"),
+    ("hf-hub:me/no-such-repo", "Hub repo 'me/no-such-repo' does not exist", "hf auth login",
+     "/me/no-such-repo/resolve/main/config.json"),
+    (f"{REPO}@v9", f"Hub repo '{REPO}' (revision v9): no such branch, tag or commit", "Drop the '@v9'",
+     f"/{REPO}/resolve/v9/config.json"),
+])
+def test_unknown_repo_or_revision(local_hub: LocalHub, name: str, message: str, advice: str, url: str) -> None:
+    push_detector(local_hub)
+    with pytest.raises(RepoNotFoundError) as caught:
+        dynsnip_hub.load_model(name)
+    assert str(caught.value).startswith(message) and advice in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no timm/httpx traceback
+    assert caught.value.original is not None
+    assert local_hub.requests_to(url, "HEAD")[0].status == 404
+
+
+def test_plain_timm_reports_an_unknown_repo(local_hub: LocalHub) -> None:
+    with pytest.raises(RepositoryNotFoundError, match="me/no-such-repo"):
+        timm.create_model("hf-hub:me/no-such-repo", pretrained=True)
+
+
+def test_missing_weights_file_online(local_hub: LocalHub) -> None:
+    push_detector(local_hub)
+    files = {k: v for k, v in local_hub.files(REPO).items() if k != "model.safetensors"}
+    local_hub.add_repo(REPO, files, "delete weights")
+    with pytest.raises(ModelFileNotFoundError) as caught:
+        dynsnip_hub.load_model(REPO)
+    assert caught.value.filename == "model.safetensors" and caught.value.source == REPO
+    assert f"dynsnip.push_to_hub(model, '{REPO}')" in str(caught.value)
+
+
+def test_offline_without_the_files_in_the_cache(local_hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    push_detector(local_hub)
+    dynsnip_hub.load_model(REPO, pretrained=False)  # caches config.json only
+    go_offline(monkeypatch)
+    local_hub.clear_log()
+    with pytest.raises(NotCachedError) as caught:
+        dynsnip_hub.load_model(REPO)
+    message = str(caught.value)
+    assert message.startswith(f"'model.safetensors' of Hub repo '{REPO}' is not in the local cache")
+    assert "HF_HUB_OFFLINE=1" in message and f"hf download {REPO}" in message
+    with pytest.raises(NotCachedError, match="'config.json' of Hub repo 'me/other'"):
+        dynsnip_hub.load_model("me/other")
+    assert local_hub.requests == []
+
+
+def test_weights_of_another_architecture(local_hub: LocalHub) -> None:
+    vit = timm.create_model("test_vit")
+    serve_imagenet_resnet(local_hub, weights=safetensors_bytes(vit.state_dict()))
+    with pytest.raises(CheckpointMismatchError) as caught:
+        dynsnip_hub.load_model(f"dil_{BASE}.{TAG}")
+    message = str(caught.value)
+    assert message.startswith(f"model.safetensors of Hub repo '{BASE_REPO}' does not fit dil_{BASE}")
+    assert "backbone tensors missing (conv1.0.weight" in message and "another architecture" in message
+    assert f"dil_{BASE}: dil_{BASE}" not in message
+    # plain timm: the DIL checkpoint filter names the problem too
+    with pytest.raises(ValueError, match=r"checkpoint does not fit.*conv1\.0\.weight"):
+        timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True)
+
+
+def test_weights_of_another_sim_configuration(local_hub: LocalHub) -> None:
+    push_detector(local_hub, sim_stages=[3])
+    other = detector(sim_stages=[1, 2, 3, 4])
+    files = local_hub.files(REPO)
+    files["model.safetensors"] = safetensors_bytes(other.state_dict())
+    local_hub.add_repo(REPO, files, "wrong weights")
+    with pytest.raises(CheckpointMismatchError, match=r"tensors the model does not have \(layer1\.0\.sim\."):
+        dynsnip_hub.load_model(REPO)
+
+
+@pytest.mark.parametrize("key", ["layer3.0.sim", "fc.weight"])
+def test_mis_shaped_tensor(local_hub: LocalHub, key: str) -> None:
+    model = push_detector(local_hub)
+    state = model.state_dict()
+    name = key if key in state else next(k for k in state if k.startswith(key) and state[k].ndim >= 2)
+    state[name] = torch.zeros(state[name].shape[0] + 1, *state[name].shape[1:])
+    files = local_hub.files(REPO)
+    files["model.safetensors"] = safetensors_bytes(state)
+    local_hub.add_repo(REPO, files, "mis-shaped")
+    with pytest.raises(CheckpointMismatchError) as caught:
+        dynsnip_hub.load_model(REPO)
+    assert caught.value.filename == "model.safetensors"
+    assert name in str(caught.value) and f"Hub repo '{REPO}'" in str(caught.value)
+
+
+def test_an_image_model_repo_is_not_a_detector(local_hub: LocalHub) -> None:
+    serve_imagenet_resnet(local_hub)
+    with pytest.raises(NotADILModelError, match=rf"config.json describes '{BASE}', an image model.*'dil_{BASE}.{TAG}'"):
+        dynsnip_hub.load_model(f"hf-hub:{BASE_REPO}")
+    assert local_hub.requests_to("model.safetensors") == []  # refused before downloading weights
+    with pytest.raises(NotADILModelError, match=r"'resnet50.tv_in1k' is an image model.*load_model\('dil_resnet50.tv_in1k'\)"):
+        dynsnip_hub.load_model("resnet50.tv_in1k")
+
+
+def test_local_directory_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileNotFoundError, match="does not exist"):
+        dynsnip_hub.load_model(tmp_path / "nowhere")
+    dynsnip_hub.save_pretrained(detector(), tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(ModelFileNotFoundError, match=r"has no 'model.safetensors'.*save_pretrained"):
+        dynsnip_hub.load_model(str(tmp_path))
+
+
+def test_top_level_api_is_exported() -> None:
+    assert dynsnip.save_pretrained is dynsnip_hub.save_pretrained
+    assert dynsnip.push_to_hub is dynsnip_hub.push_to_hub
+    assert dynsnip.load_model is dynsnip_hub.load_model

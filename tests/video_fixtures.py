@@ -1,0 +1,115 @@
+"""Video files for the data-pipeline tests: the bundled real clips, and bad or re-encoded
+variants generated in temporary folders (nothing here reads outside the repository)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from dynsnip.data import bundled_video
+
+TEST_DATA = Path(__file__).parent / "data"
+RAW_H264 = TEST_DATA / "Cisco_Men_whisper_640x320_CAVLC_Bframe_9.264"
+
+# Hand-marked landmarks (x, y in frame pixels: eye, eye, mouth centre) on real frames,
+# read off enlarged frames with a pixel grid; independent of any detector.
+LANDMARKS = {
+    ("carphone_pristine", 0): [(76, 60), (97, 55), (91, 81)],
+    ("carphone_pristine", 29): [(67, 61), (89, 55), (84, 81)],
+    ("carphone_pristine", 60): [(65, 54), (86, 47), (82, 75)],
+    ("carphone_pristine", 89): [(50, 65), (70, 53), (75, 76)],
+    ("Zhling_1280x720", 10): [(585, 465), (665, 455), (635, 545)],
+    # two_people frame 0: the woman on the right (larger face) and the man on the left
+    ("two_people_320x192_test_vd_rc", "woman"): [(217, 73), (248, 73), (233, 98)],
+    ("two_people_320x192_test_vd_rc", "man"): [(55, 33), (75, 33), (65, 55)],
+}
+
+
+def carphone() -> Path:
+    return bundled_video("carphone_pristine")
+
+
+def two_people() -> Path:
+    return bundled_video("two_people_320x192_test_vd_rc")
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    """Every frame, decoded front to back with plain PyAV: the reference for seeking reads."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def encode(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 250, bframes: int = 0) -> Path:
+    """Write ``frames`` (RGB uint8) as an H.264 MP4 with a keyframe every ``gop`` frames."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": str(bframes),
+                          "preset": "ultrafast"}
+        for array in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def faceless_frames(n: int = 12, size: tuple[int, int] = (160, 128)) -> list[np.ndarray]:
+    """A grey gradient with a moving bright square: real video content, no face."""
+    width, height = size
+    base = np.linspace(40, 200, width, dtype=np.uint8)[None, :, None].repeat(height, 0).repeat(3, 2)
+    frames = []
+    for i in range(n):
+        frame = base.copy()
+        frame[30:60, 10 + 5 * i: 40 + 5 * i] = (230, 200, 60)
+        frames.append(frame)
+    return frames
+
+
+def write_text_as_mp4(path: Path) -> Path:
+    path.write_text("this is a text file, not a video\n" * 20)
+    return path
+
+
+def write_audio_only(path: Path) -> Path:
+    """A WAV file: a valid container with one audio stream and no video."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def write_truncated_mp4(src: Path, path: Path) -> Path:
+    """``src`` remuxed with its index first (faststart), then cut in half: opens, then ends early."""
+    full = path.with_name(path.stem + "_full.mp4")
+    with av.open(str(src)) as source, av.open(str(full), "w", options={"movflags": "faststart"}) as out:
+        in_stream = source.streams.video[0]
+        out_stream = out.add_stream_from_template(in_stream)
+        for packet in source.demux(in_stream):
+            if packet.dts is None:
+                continue
+            packet.stream = out_stream
+            out.mux(packet)
+    data = full.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    full.unlink()
+    return path
+
+
+@pytest.fixture(scope="session")
+def gop_video(tmp_path_factory) -> Path:
+    """carphone re-encoded with a keyframe every 12 frames and 2 B-frames: seeks land mid-file."""
+    return encode(tmp_path_factory.mktemp("gop") / "carphone_gop12.mp4", decode_all(carphone()), fps=30, gop=12, bframes=2)
+
+
+@pytest.fixture(scope="session")
+def faceless_video(tmp_path_factory) -> Path:
+    return encode(tmp_path_factory.mktemp("faceless") / "no_face.mp4", faceless_frames())

@@ -290,6 +290,13 @@ def test_cli_writes_the_pictures_and_arrays(checkpoint, tmp_path, capsys):
     assert exp.gradcam.shape == exp.intra_map.shape == (2 * T, SIZE, SIZE) and exp.inter_map.shape == (2, T)
     assert exp.fake_prob == pytest.approx(summary["fake_probability"], abs=1e-6)
 
+    # nothing is overwritten without --overwrite
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 0
+
 
 def test_cli_errors(checkpoint, tmp_path, capsys):
     video = str(bundled_video("carphone_pristine"))

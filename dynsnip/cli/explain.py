@@ -47,7 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--model", default=None,
                         help="architecture for a state-dict --checkpoint (default dil_resnet50)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="output directory (created; files of the same names are replaced)")
+                        help="output directory (created; an existing non-empty one is refused unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an existing non-empty --out, replacing files of the same names")
     parser.add_argument("--snippets", type=int, default=None, metavar="U",
                         help="snippets to sample (default: the model's test U, 8 in the paper)")
     parser.add_argument("--target", choices=("fake", "real"), default="fake",
@@ -112,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--margin must be a positive number, got {args.margin}")
     if args.dpi < 10:
         return usage_error(f"--dpi must be at least 10, got {args.dpi}")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
+        return usage_error(
+            f"--out {args.out} already exists and is not an empty directory; nothing is overwritten: "
+            "choose another --out or pass --overwrite"
+        )
     try:
         from dynsnip.data import FaceClipLoader
         from dynsnip.explain import explain_clip, save_figures

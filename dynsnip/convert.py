@@ -50,7 +50,7 @@ class SIBottleneck(Bottleneck, SIBlock):
             x = self.drop_path(x)
         if self.downsample is not None:
             shortcut = self.downsample(shortcut)
-        x = x + shortcut
+        x += shortcut  # in place, as timm's blocks do
         return self.act3(x)
 
 
@@ -73,7 +73,7 @@ class SIBasicBlock(BasicBlock, SIBlock):
             x = self.drop_path(x)
         if self.downsample is not None:
             shortcut = self.downsample(shortcut)
-        x = x + shortcut
+        x += shortcut  # in place, as timm's blocks do
         return self.act2(x)
 
 

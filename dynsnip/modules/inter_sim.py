@@ -43,10 +43,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from einops import rearrange
 
 from .intra_sim import _check_frames, _float32_region
-from .temporal_ops import neighbour_difference, tap_conv_axis
+from .temporal_ops import neighbour_difference, shift_axis, tap_conv_axis
 
 
 class InterSMA(nn.Module):
@@ -160,22 +159,28 @@ class InterSIM(nn.Module):
                 f"InterSIM: {x.shape[0]} frames in the batch are not a multiple of "
                 f"num_snippets U={u} x snippet_len T={t}"
             )
-        pooled = rearrange(x.mean((2, 3)), "(n u t) c -> n c u t", u=u, t=t)  # GAP: F̄
+        c = x.shape[1]
+        pooled = x.mean((2, 3)).unflatten(0, (-1, u, t)).permute(0, 3, 1, 2)  # GAP: F̄, "(n u t) c -> n c u t"
         f1 = torch.sigmoid(self.branch1(pooled))  # Eq. 7
         f2 = self.sma(pooled).to(f1.dtype)  # Eq. 8-10
         atten = f1 * f2
         if self.record_attention:
             self.attention = atten.detach().float().mean(1)
-        xv = rearrange(x, "(n u t) c h w -> n u t c h w", u=u, t=t)
-        y = xv * (1 + rearrange(atten.to(x.dtype), "n c u t -> n u t c 1 1"))  # F̄1⊙F̄2⊙F + F
-        if self.conv_u_mode == "depthwise":  # Eq. 11, Conv_U over the snippet axis
-            w = self.conv_u.to(y.dtype)
-            taps = [rearrange(w[:, j], "c -> 1 1 1 c 1 1") for j in range(w.shape[1])]
-            out = tap_conv_axis(y, taps, dim=1)
-            return rearrange(out, "n u t c h w -> (n u t) c h w")
-        z = rearrange(y, "n u t c h w -> n c u (t h w)")
+        xv = x.unflatten(0, (-1, u, t))  # "(n u t) c h w -> n u t c h w"
+        scale = (1 + atten.to(x.dtype)).permute(0, 2, 3, 1)[..., None, None]  # "n c u t -> n u t c 1 1"
+        if self.conv_u_mode == "depthwise":
+            # Eq. 11, Conv_U over the snippet axis applied to Y = (1 + F̄1⊙F̄2) ⊙ F: the per-(clip,
+            # snippet, frame, channel) scale is folded into the taps, out_u = sum_j w_j s_{u+j-1}
+            # F_{u+j-1}, so that Y is never materialised.
+            w = self.conv_u.to(x.dtype)
+            half = w.shape[1] // 2
+            taps = [w[:, j, None, None] * shift_axis(scale, j - half, dim=1) for j in range(w.shape[1])]
+            return tap_conv_axis(xv, taps, dim=1).flatten(0, 2)
+        y = xv * scale  # F̄1⊙F̄2⊙F + F
+        z = y.permute(0, 3, 1, 2, 4, 5).flatten(3)  # "n u t c h w -> n c u (t h w)"
         z = self.conv_u(z)
-        return rearrange(z, "n c u (t h w) -> (n u t) c h w", t=t, h=x.shape[2])
+        h, w_ = x.shape[2], x.shape[3]
+        return z.unflatten(3, (t, h, w_)).permute(0, 2, 3, 1, 4, 5).reshape(x.shape)  # "n c u (t h w) -> (n u t) c h w"
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, snippet_len={self.snippet_len}, conv_u={self.conv_u_mode!r}"

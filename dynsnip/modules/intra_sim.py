@@ -48,7 +48,6 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
-from einops import rearrange
 
 from .temporal_ops import neighbour_difference, tap_conv_axis
 
@@ -123,42 +122,54 @@ class IntraSMA(nn.Module):
     def differences(self, f: torch.Tensor) -> torch.Tensor:
         """Eq. 1, both directions: ``(B*T, c, H, W)`` -> ``(P, B, T, c, H, W)``, P=2 (or 1)."""
         g = self.diff_conv(f)
-        fv = rearrange(f, "(b t) c h w -> b t c h w", t=self.snippet_len)
-        gv = rearrange(g, "(b t) c h w -> b t c h w", t=self.snippet_len)
+        fv = f.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
+        gv = g.unflatten(0, (-1, self.snippet_len))
         forward = neighbour_difference(fv, gv, +1, dim=1, edge=self.edge)  # F_t - Conv(F_{t+1})
         if not self.bidirectional:
             return forward.unsqueeze(0)
         backward = neighbour_difference(fv, gv, -1, dim=1, edge=self.edge)  # F_t - Conv(F_{t-1})
         return torch.stack([forward, backward])
 
+    def mean_difference(self, f: torch.Tensor) -> torch.Tensor:
+        """The average over directions of Eq. 1: ``(B*T, c, H, W)`` -> ``(B, T, c, H, W)``.
+
+        Everything between Eq. 1 and the sigmoid (the H x T / T x W convs with their
+        residual, the 1x1 recovery) is affine, so averaging the forward and backward paths
+        here equals averaging them right before the sigmoid, at half the cost.
+        """
+        g = self.diff_conv(f)
+        fv = f.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
+        gv = g.unflatten(0, (-1, self.snippet_len))
+        d = neighbour_difference(fv, gv, +1, dim=1, edge=self.edge)  # F_t - Conv(F_{t+1})
+        if self.bidirectional:
+            d = (d + neighbour_difference(fv, gv, -1, dim=1, edge=self.edge)) * 0.5  # F_t - Conv(F_{t-1})
+        return d
+
     def coordinate(self, d: torch.Tensor, conv: nn.Module, plane: str) -> torch.Tensor:
         """Eq. 2/3 before the 1x1: ``Conv3x3(D^h) + D^h`` on the H x T or T x W plane.
 
-        ``d``: ``(P, B, T, c, H, W)``; returns ``(B*T, c, H, W)``, averaged over directions.
+        ``d``: ``(B, T, c, H, W)``; returns ``(B*T, c, H, W)``.
         """
-        p = d.shape[0]
-        if plane == "ht":  # D^h in R^{W x c x H x T}
-            z = rearrange(d, "p b t c h w -> (p b w) c h t")
+        b, t, c, h, w = d.shape
+        if plane == "ht":  # D^h in R^{W x c x H x T}: "b t c h w -> (b w) c h t"
+            z = d.permute(0, 4, 2, 3, 1).reshape(b * w, c, h, t)
             z = conv(z) + z
-            z = rearrange(z, "(p b w) c h t -> p (b t) c h w", p=p, w=d.shape[-1])
-        else:  # D^w in R^{H x c x T x W}
-            z = rearrange(d, "p b t c h w -> (p b h) c t w")
-            z = conv(z) + z
-            z = rearrange(z, "(p b h) c t w -> p (b t) c h w", p=p, h=d.shape[-2])
-        return z.mean(0)
+            return z.view(b, w, c, h, t).permute(0, 4, 2, 3, 1).reshape(b * t, c, h, w)
+        # D^w in R^{H x c x T x W}: "b t c h w -> (b h) c t w"
+        z = d.permute(0, 3, 2, 1, 4).reshape(b * h, c, t, w)
+        z = conv(z) + z
+        return z.view(b, h, c, t, w).permute(0, 3, 2, 1, 4).reshape(b * t, c, h, w)
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         f = self.squeeze(x2)
         with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
             f = f.to(self.diff_conv.weight.dtype)
-            d = self.differences(f)
+            d = self.mean_difference(f)
             if self.coord_attention:
-                atten_h = torch.sigmoid(self.recover_h(self.coordinate(d, self.ht_conv, "ht")))
-                atten_w = torch.sigmoid(self.recover_w(self.coordinate(d, self.tw_conv, "tw")))
-                atten = atten_h * atten_w
+                atten = torch.sigmoid(self.recover_h(self.coordinate(d, self.ht_conv, "ht")))
+                atten = atten * torch.sigmoid(self.recover_w(self.coordinate(d, self.tw_conv, "tw")))
             else:
-                d = rearrange(d.mean(0), "b t c h w -> (b t) c h w")
-                atten = torch.sigmoid(self.recover(d))
+                atten = torch.sigmoid(self.recover(d.flatten(0, 1)))
         return atten.to(x2.dtype)
 
 
@@ -180,7 +191,7 @@ class SnippetKernel(nn.Module):
         self.phi2 = nn.Linear(gamma * snippet_len, kernel_size)
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
-        g = rearrange(x2.mean((2, 3)), "(b t) c -> b c t", t=self.snippet_len)
+        g = x2.mean((2, 3)).unflatten(0, (-1, self.snippet_len)).transpose(1, 2)  # "(b t) c -> b c t"
         return torch.softmax(self.phi2(torch.relu(self.phi1(g))), dim=-1)
 
 
@@ -243,15 +254,13 @@ class IntraSIM(nn.Module):
         x1, x2 = torch.split(x, self.split, dim=1)  # Eq. 6 split
         atten = self.sma(x2)
         if self.record_attention:
-            self.attention = rearrange(
-                atten.detach().float().mean(1), "(b t) h w -> b t h w", t=self.snippet_len
-            )
-        o2 = atten * x2 + x2  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
+            self.attention = atten.detach().float().mean(1).unflatten(0, (-1, self.snippet_len))
+        o2 = torch.addcmul(x2, atten, x2)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
         if self.kernel is not None:  # Eq. 5: K(X_2) ⊗ (...), depthwise over the T frames
-            k = self.kernel(x2).to(o2.dtype)
-            o2v = rearrange(o2, "(b t) c h w -> b t c h w", t=self.snippet_len)
-            taps = [rearrange(k[..., j], "b c -> b 1 c 1 1") for j in range(k.shape[-1])]
-            o2 = rearrange(tap_conv_axis(o2v, taps, dim=1), "b t c h w -> (b t) c h w")
+            k = self.kernel(x2).to(o2.dtype)  # (B, c, k)
+            taps = [k[:, None, :, j, None, None] for j in range(k.shape[-1])]  # "b c -> b 1 c 1 1"
+            o2v = o2.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
+            o2 = tap_conv_axis(o2v, taps, dim=1).flatten(0, 1)
         return torch.cat([x1, o2], dim=1)  # Eq. 6
 
     def extra_repr(self) -> str:

@@ -68,17 +68,30 @@ def neighbour_difference(
 def tap_conv_axis(x: torch.Tensor, taps: Sequence[torch.Tensor], dim: int) -> torch.Tensor:
     """Cross-correlation of ``x`` with a ``k``-tap kernel along ``dim``, zero-padded.
 
-    ``out_i = sum_j taps[j] * x_{i + j - k//2}``; each ``taps[j]`` broadcasts against ``x``
-    (so it can be per-sample and per-channel: a depthwise, possibly dynamic, kernel).
+    ``out_i = sum_j taps[j]_i * x_{i + j - k//2}`` (terms whose ``x`` index falls outside
+    the axis are dropped: zero padding). Each ``taps[j]`` broadcasts against ``x`` (so it can
+    be per-sample and per-channel: a depthwise, possibly dynamic, kernel); a tap whose size
+    along ``dim`` is the axis length holds one value per *output* position ``i``.
     ``k`` must be odd so that the output stays aligned with the input.
+
+    The centre tap makes the output, the others are accumulated in place into the slices
+    that have a neighbour (``addcmul_``): no padded copy of ``x`` and no temporaries, which
+    autograd, ``torch.compile`` and ONNX export (as slice updates) all accept.
     """
     k = len(taps)
     if k % 2 != 1:
         raise ValueError(f"kernel size must be odd, got {k}")
     half = k // 2
+    dim = dim % x.ndim
     n = x.shape[dim]
-    xp = pad_axis(x, dim, half, half)
-    out = taps[0] * xp.narrow(dim, 0, n)
-    for j in range(1, k):  # loop over kernel taps, not over frames
-        out = out + taps[j] * xp.narrow(dim, j, n)
+    out = x * taps[half]
+    for j, tap in enumerate(taps):  # loop over kernel taps, not over frames
+        o = j - half
+        if o == 0 or abs(o) >= n:
+            continue
+        m = n - abs(o)
+        tdim = dim - (x.ndim - tap.ndim)  # taps broadcast from the right
+        if tdim >= 0 and tap.shape[tdim] != 1:
+            tap = tap.narrow(tdim, max(-o, 0), m)
+        out.narrow(dim, max(-o, 0), m).addcmul_(x.narrow(dim, max(o, 0), m), tap)
     return out

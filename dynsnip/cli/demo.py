@@ -1,0 +1,72 @@
+"""``dynsnip demo``: train DIL and a frame-level detector on real/fake clips made from bundled footage."""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ..demo.run import DemoConfig
+
+    d = DemoConfig()
+    p = subparsers.add_parser(
+        "demo",
+        help="show DIL working: it beats a frame-level detector on clips made from bundled footage (minutes, CPU)",
+        description=(
+            "Build real/fake face clips from real footage bundled with dynsnip (fakes: the face region is "
+            "re-rendered independently in every frame; reals: the same change drifting smoothly, so no single "
+            "frame tells them apart), train a small DIL model and the same network without SIMs (frame-level, "
+            "averaging per-frame logits) with the same budget, test both on footage of other people, print the "
+            "table and save the DIL detector for `dynsnip predict`. About 5 minutes on 2 CPU cores."
+        ),
+    )
+    p.add_argument("--out", type=Path, default=d.out, help=f"output folder (default ./{d.out}); only a folder an "
+                   "earlier demo wrote is replaced")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs for each detector (default {d.epochs})")
+    p.add_argument("--size", type=int, default=d.size, help=f"face crop side in pixels (default {d.size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g}: training from scratch)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"clips per step (default {d.batch_size})")
+    p.add_argument("--test-draws", type=int, default=d.test_draws,
+                   help=f"re-renderings per test window and label (default {d.test_draws})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help=f"torch CPU threads (default {d.threads}: faster than several for this small network)")
+    p.add_argument("--no-samples", dest="samples", action="store_false", help="do not write the sample videos")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..demo.run import DemoConfig, run_demo
+
+    config = DemoConfig(
+        out=args.out, epochs=args.epochs, size=args.size, lr=args.lr, batch_size=args.batch_size,
+        test_draws=args.test_draws, seed=args.seed, threads=args.threads, samples=args.samples,
+        progress=args.progress,
+    )
+    try:
+        result = run_demo(config)
+    except FileExistsError as err:
+        print(f"dynsnip demo: {err}")
+        return 2
+    print()
+    print(f"held-out test clips of other people ({result.data['test_clips']}, half fake); total time {result.seconds:.0f}s")
+    print(result.table())
+    dil, frame = result.rows[0], result.rows[1]
+    print()
+    if dil["auc"] >= 0.8 and abs(frame["auc"] - 0.5) <= 0.15:
+        print("DIL separates the clips by their local temporal inconsistency; the frame-level model, which sees "
+              "each frame on its own, stays near chance (AUC 0.5), as it must: no single frame carries the label.")
+    else:
+        print("note: the expected gap (DIL clearly above the frame-level model, the latter near AUC 0.5) did not "
+              "show up with these settings; try more --epochs.")
+    out = shlex.quote(str(result.out))
+    print(f"\nDIL detector saved to {result.out} (hub layout; frame-level model in {result.out / 'frame_level'}).")
+    if result.samples:
+        files = " ".join(shlex.quote(str(p)) for p in result.samples)
+        print(f"try it:  dynsnip predict --model {out} {files}")
+    else:
+        print(f"try it:  dynsnip predict --model {out} VIDEO.mp4")
+    return 0

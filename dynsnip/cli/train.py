@@ -1,0 +1,187 @@
+"""``dynsnip train``: fine-tune a DIL detector with the paper's recipe.
+
+Every default is the paper's (``dynsnip.engine.Recipe``); every setting can be overridden.
+Run it under ``torchrun`` to train on several GPUs / nodes with DDP.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..engine.recipe import Recipe
+
+_DEFAULT = Recipe()
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_model_args(items: list[str] | None) -> dict[str, Any]:
+    """``["sim_stages=[1,2]", "drop_rate=0.1"]`` -> dict; values are JSON (else strings)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--model-arg expects KEY=VALUE (JSON value), got {item!r}")
+        out[key.strip()] = _json_value(value)
+    return out
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The recipe's settings as options; defaults shown are the paper's."""
+    g = parser.add_argument_group("recipe (defaults: the paper's Implementation Details)")
+    g.add_argument("--recipe", type=Path, help="recipe.json of an earlier run: its settings become the defaults")
+    g.add_argument("--epochs", type=int, help=f"training epochs (paper: {_DEFAULT.epochs}; 45 for cross-dataset)")
+    g.add_argument("--batch-size", type=int, help=f"clips per step over all processes (paper: {_DEFAULT.batch_size})")
+    g.add_argument("--lr", type=float, help=f"initial Adam learning rate (paper: {_DEFAULT.lr:g})")
+    g.add_argument("--weight-decay", type=float, help=f"Adam weight decay (default {_DEFAULT.weight_decay:g})")
+    g.add_argument("--lr-factor", type=float, help=f"multiply the lr by this on a plateau (paper: {_DEFAULT.lr_factor:g})")
+    g.add_argument("--patience", dest="plateau_patience", type=int,
+                   help=f"epochs without improvement before the lr drop (default {_DEFAULT.plateau_patience})")
+    g.add_argument("--min-lr", type=float, help=f"lower bound of the lr (default {_DEFAULT.min_lr:g})")
+    g.add_argument("--monitor", choices=Recipe.MONITORS, help=f"validation metric (default {_DEFAULT.monitor})")
+    g.add_argument("--num-snippets", type=int, help=f"U for training (paper: {_DEFAULT.num_snippets})")
+    g.add_argument("--test-num-snippets", type=int, help=f"U for validation/evaluation (paper: {_DEFAULT.test_num_snippets})")
+    g.add_argument("--snippet-len", type=int, help=f"T, frames per snippet (paper: {_DEFAULT.snippet_len})")
+    g.add_argument("--img-size", type=int, help=f"face crop side in pixels (paper: {_DEFAULT.img_size})")
+    g.add_argument("--hflip-prob", type=float, help=f"horizontal flip probability, the only augmentation (default {_DEFAULT.hflip_prob})")
+    g.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on GPU")
+    g.add_argument("--amp-dtype", choices=("float16", "bfloat16"), help="autocast dtype on GPU (default float16)")
+    g.add_argument("--workers", dest="num_workers", type=int, help=f"DataLoader workers (default {_DEFAULT.num_workers})")
+    g.add_argument("--seed", type=int, help=f"random seed (default {_DEFAULT.seed})")
+    g.add_argument("--grad-clip", type=float, help="clip the gradient norm (default: no clipping)")
+    g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
+
+
+def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
+    """A :class:`Recipe` from ``--recipe`` (or the paper's) with the given options applied."""
+    base = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if getattr(args, "recipe", None) else Recipe()
+    changes = {}
+    for name in ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "plateau_patience", "min_lr", "monitor",
+                 "num_snippets", "test_num_snippets", "snippet_len", "img_size", "hflip_prob", "amp",
+                 "num_workers", "seed", "grad_clip"):
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = value
+    if getattr(args, "amp_dtype", None):
+        changes["amp_dtype"] = args.amp_dtype
+    if getattr(args, "sync_bn", None):
+        changes["sync_bn"] = True
+    changes.update(fixed)
+    return base.replace(**changes)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="fine-tune a DIL detector (paper's recipe)",
+        description=(
+            "Fine-tune a DIL detector on a manifest of face-frame folders (from `dynsnip extract-faces`) or "
+            "videos, with the paper's recipe: Adam, lr 1e-4, BCE on one 'fake' logit, batch 10, 30 epochs, lr/10 "
+            "on a validation plateau, horizontal flip only, U=4 x T=4 at 224 px (U=8 for validation). Writes "
+            "OUT/model (hub layout, best epoch) and OUT/checkpoint (resumable: run the same command again). "
+            "Multi-GPU: torchrun --nproc_per_node N -m dynsnip train ..."
+        ),
+        epilog=(
+            "example: dynsnip train --manifest faces/faces.csv --out runs/ff-c23 "
+            "(rows with split 'train' train, rows with split 'val' validate)"
+        ),
+    )
+    data = p.add_argument_group("data")
+    data.add_argument("--manifest", type=Path, help="one manifest with a split column: rows 'train' train, rows 'val' validate")
+    data.add_argument("--train", type=Path, help="training manifest (CSV/JSON: path,label[,split,method])")
+    data.add_argument("--val", type=Path, help="validation manifest (default: --manifest's 'val' rows; none: no validation)")
+    data.add_argument("--train-split", help="keep only these rows of the training manifest (default 'train' with --manifest)")
+    data.add_argument("--val-split", help="keep only these rows of the validation manifest (default 'val' with --manifest)")
+    data.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
+                      help="entries are face-frame folders or video files (default: look at the first)")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default=_DEFAULT.model,
+                   help="dil_* name, pretrained tag, hub-layout dir, run dir, .safetensors file or hf-hub:owner/name "
+                        f"(default {_DEFAULT.model}: the paper's ImageNet ResNet-50)")
+    m.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random init for a dil_* name")
+    m.add_argument("--checkpoint", type=Path, help=".safetensors weights to load into --model")
+    m.add_argument("--model-arg", action="append", metavar="KEY=JSON",
+                   help="model option, e.g. sim_stages=[1,2,3] or drop_rate=0.1 (repeatable)")
+    run = p.add_argument_group("run")
+    run.add_argument("--out", type=Path, required=True, help="run directory (model/, checkpoint/, history.json)")
+    run.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    run.add_argument("--no-resume", dest="resume", action="store_false",
+                     help="start over even if OUT/checkpoint exists (it is overwritten)")
+    run.add_argument("--stop-after-epoch", type=int, help="return after this epoch (resume later with the same command)")
+    run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_recipe_arguments(p)
+    p.set_defaults(func=run_train)
+    return p
+
+
+def _resolve_manifests(args: argparse.Namespace) -> tuple[Path, str | None, Path | None, str | None]:
+    if args.manifest is None and args.train is None:
+        raise ValueError("give --manifest (with a split column) or --train [--val]")
+    train = args.train or args.manifest
+    train_split = args.train_split or ("train" if args.train is None else None)
+    val = args.val or (args.manifest if args.manifest is not None else None)
+    val_split = args.val_split or ("val" if args.val is None and args.manifest is not None else None)
+    for path in (train, val):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"manifest {path} does not exist (expected a .csv or .json file)")
+    return train, train_split, val, val_split
+
+
+def _usage_error(err: BaseException) -> int:
+    print(f"dynsnip train: {err}", file=sys.stderr)
+    return 2
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..data.manifest import read_manifest
+    from ..engine import build_model, make_dataset, train
+    from ..engine.distributed import cleanup_distributed, init_distributed
+    from ..engine.checkpoint import find_training_checkpoint
+    from ..engine.train import seed_everything
+    from ..hub.errors import ModelLoadError
+
+    setup_errors = (ValueError, FileNotFoundError, TypeError, ModelLoadError)
+    try:
+        recipe = recipe_from_args(args, model=str(args.model), pretrained=bool(args.pretrained))
+        train_manifest, train_split, val_manifest, val_split = _resolve_manifests(args)
+        if val_manifest is not None and val_split and not read_manifest(val_manifest, split=val_split):
+            if args.val is None:
+                print(f"note: {val_manifest} has no rows with split {val_split!r}: training without validation "
+                      "(the learning rate then follows the training loss and the last epoch is saved)")
+                val_manifest = None
+    except setup_errors as err:
+        return _usage_error(err)
+    info = init_distributed(args.device)
+    try:
+        try:
+            seed_everything(recipe.seed)
+            resuming = args.resume and find_training_checkpoint(args.out / "checkpoint") is not None
+            model = build_model(recipe.model, pretrained=recipe.pretrained and not resuming,
+                                checkpoint=None if resuming else args.checkpoint, **parse_model_args(args.model_arg))
+            train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data)
+            val_set = (make_dataset(val_manifest, model, recipe, train=False, split=val_split, kind=args.data)
+                       if val_manifest is not None else None)
+        except setup_errors as err:
+            return _usage_error(err)
+        if info.is_main:
+            print(f"training {recipe.model} on {len(train_set)} clips"
+                  + (f", validating on {len(val_set)}" if val_set is not None else ", no validation set")
+                  + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}")
+        result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
+                       progress=args.progress, stop_after_epoch=args.stop_after_epoch)
+        if info.is_main:
+            best = result.best
+            shown = f"{best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best["epoch"] else "no epoch run"
+            print(f"done: {result.model_dir} ({shown}), hub layout; publish it with `hf upload OWNER/NAME {result.model_dir}`, "
+                  f"use it with `dynsnip predict --model {result.model_dir} VIDEO`")
+    finally:
+        cleanup_distributed()
+    return 0

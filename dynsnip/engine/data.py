@@ -1,0 +1,132 @@
+"""Datasets for ``dynsnip train`` / ``dynsnip evaluate`` from manifests (:mod:`dynsnip.data`).
+
+A manifest lists videos or face-frame folders (written once by ``dynsnip extract-faces``)
+with ``path``, ``label`` and optionally ``split`` and ``method`` (the manipulation method of
+a fake: ``Deepfakes``, ``Face2Face``, ...; empty or ``real`` for real videos), see
+:mod:`dynsnip.data.manifest`. Frame folders are the fast path: videos are decoded and
+face-detected on every read.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from .recipe import Recipe
+
+__all__ = ["make_dataset", "read_methods", "DATA_KINDS"]
+
+DATA_KINDS = ("auto", "frames", "video")
+
+
+def read_methods(manifest: str | os.PathLike[str]) -> dict[str, str | None]:
+    """``{resolved path: method}`` from a manifest's optional ``method`` column ({} if none).
+
+    (The :mod:`dynsnip.data` manifest reader keeps path, label and split; the method column,
+    which only evaluation needs, is read here.)
+    """
+    path = Path(manifest)
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    elif path.suffix.lower() == ".json":
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rows, list):
+            return {}
+    else:
+        return {}
+    out: dict[str, str | None] = {}
+    for row in rows:
+        if not isinstance(row, dict) or "method" not in row or not row.get("path"):
+            continue
+        p = Path(row["path"])
+        p = p if p.is_absolute() else path.parent / p
+        method = (row.get("method") or "").strip() or None
+        out[str(p.resolve())] = method
+    return out
+
+
+class _WithMethods(Dataset):
+    """A manifest dataset plus the ids / methods evaluation reports use."""
+
+    def __init__(self, dataset: Dataset, methods: dict[str, str | None]):
+        self.dataset = dataset
+        self.methods = methods
+        self.entries = dataset.entries
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index]
+
+    def item_info(self, index: int) -> dict[str, Any]:
+        path = str(Path(self.entries[index].path))
+        return {"id": path, "method": self.methods.get(str(Path(path).resolve()))}
+
+
+def _detect_kind(entries: list[Any], manifest: Any) -> str:
+    if not entries:
+        raise ValueError(f"{manifest}: no rows (for the requested split); expected labelled videos or frame folders")
+    first = Path(entries[0].path)
+    if first.is_dir():
+        return "frames"
+    if first.is_file():
+        return "video"
+    raise FileNotFoundError(
+        f"{manifest}: first entry {first} does not exist; expected a video file or a folder of face frames"
+    )
+
+
+def make_dataset(
+    manifest: str | os.PathLike[str],
+    model: torch.nn.Module,
+    recipe: Recipe,
+    *,
+    train: bool,
+    split: str | None = None,
+    kind: str = "auto",
+    num_snippets: int | None = None,
+    img_size: int | None = None,
+    face_detector: str = "dlib",
+) -> Dataset:
+    """The training (``train=True``) or evaluation dataset of a manifest.
+
+    Training clips: ``recipe.num_snippets`` snippets at random offsets and the paper's only
+    augmentation, a horizontal flip of the whole clip with ``recipe.hflip_prob``.
+    Evaluation clips: ``recipe.test_num_snippets`` centred snippets, no augmentation.
+    Frames are resized to ``img_size`` (default ``recipe.img_size``) and normalised with the
+    model's mean / std.
+
+    Args:
+        kind: ``"frames"`` (face-frame folders), ``"video"`` (video files, faces detected
+            with ``face_detector`` on the fly) or ``"auto"`` (from the first entry).
+        split: keep only rows of this split.
+        num_snippets: override U.
+    """
+    from ..data import FaceClipLoader, FaceFramesDataset, VideoDataset, read_manifest
+
+    if kind not in DATA_KINDS:
+        raise ValueError(f"data kind must be one of {DATA_KINDS}, got {kind!r}")
+    entries = read_manifest(manifest, split=split)
+    if not entries:
+        where = f" with split {split!r}" if split else ""
+        raise ValueError(f"{manifest}: no rows{where}; expected labelled videos or frame folders")
+    if kind == "auto":
+        kind = _detect_kind(entries, manifest)
+    size = int(img_size or recipe.img_size)
+    u = int(num_snippets or (recipe.num_snippets if train else recipe.test_num_snippets))
+    common = dict(num_snippets=u, snippet_len=recipe.snippet_len, size=(size, size), train=train,
+                  hflip_prob=recipe.hflip_prob)
+    if kind == "frames":
+        dataset: Dataset = FaceFramesDataset.from_model(entries, model, **common)
+    else:
+        loader = FaceClipLoader.from_model(model, face_detector=face_detector, **common)
+        dataset = VideoDataset(entries, loader)
+    methods = read_methods(manifest)
+    return _WithMethods(dataset, methods) if methods else dataset

@@ -1,0 +1,170 @@
+"""``torchrun`` + DistributedDataParallel helpers (PyTorch's own engine, nothing added).
+
+Launch any ``dynsnip train`` / ``dynsnip evaluate`` command under ``torchrun``::
+
+    torchrun --nproc_per_node 8 -m dynsnip train ...                    # one node, 8 GPUs
+    torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 \\
+             --nproc_per_node 8 -m dynsnip train ...                    # two nodes
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and the rendezvous address);
+:func:`init_distributed` reads them, picks ``nccl`` on GPUs and ``gloo`` on CPUs, and binds
+each process to GPU ``LOCAL_RANK``. Without those variables everything runs in one process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "DistInfo",
+    "init_distributed",
+    "cleanup_distributed",
+    "is_main_process",
+    "barrier",
+    "all_gather_objects",
+    "broadcast_object",
+    "all_reduce_mean",
+    "broadcast_buffers",
+    "unwrap_model",
+]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: ``rank`` of ``world_size``, ``local_rank`` on its node, ``device``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
+
+
+def init_distributed(device: str | torch.device | None = None, backend: str | None = None, timeout_s: float = 1800) -> DistInfo:
+    """Join the process group ``torchrun`` describes, or return a single-process DistInfo.
+
+    Args:
+        device: ``"cuda"``, ``"cpu"`` or None (CUDA when available). Under ``torchrun`` each
+            process takes GPU ``LOCAL_RANK``.
+        backend: process-group backend; default ``nccl`` for CUDA, ``gloo`` for CPU.
+        timeout_s: collective timeout.
+
+    Raises:
+        RuntimeError: CUDA asked for but missing, or fewer GPUs on the node than
+            ``LOCAL_RANK`` needs.
+    """
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but PyTorch sees no CUDA GPU; use --device cpu")
+        if device.index is None:
+            if local_rank >= torch.cuda.device_count():
+                raise RuntimeError(
+                    f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} GPUs; "
+                    "start at most one process per GPU (torchrun --nproc_per_node)"
+                )
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    if dist.is_initialized():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group (no-op when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def is_main_process() -> bool:
+    return not _active() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if _active():
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` when not distributed)."""
+    if not _active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not _active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_mean(value: float, device: torch.device | None = None) -> float:
+    """Mean of a Python number over ranks."""
+    if not _active():
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.item() / dist.get_world_size()
+
+
+def broadcast_buffers(model: torch.nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm running statistics) to every rank.
+
+    DDP keeps parameters identical but each rank updates its BatchNorm statistics with its
+    own batches after DDP's per-forward broadcast; before evaluating (each rank scores part
+    of the set) or saving, all ranks must hold the same statistics.
+    """
+    if not _active():
+        return
+    for buffer in unwrap_model(model).buffers():
+        dist.broadcast(buffer.data, src=src)
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel (or ``torch.compile``) wrapper."""
+    while True:
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model

@@ -1,0 +1,194 @@
+"""Video-level evaluation: one fake-probability per video, then accuracy / AUC (per method).
+
+Works on any dataset whose items are ``(pixels (3, U*T, H, W), label)``; ids and
+manipulation methods for the report come from, in this order:
+
+* ``dataset.item_info(i)`` -> ``{"id": ..., "method": ...}`` (the demo's datasets);
+* ``dataset.entries[i]`` (the :mod:`dynsnip.data` datasets): the entry's ``path`` is the
+  id, its ``method`` attribute (if the manifest has that column) the method;
+* otherwise the item's index, and no method.
+
+Items sharing an id (several clips of one video) are averaged into one video score. Under
+``torchrun`` each process scores every ``world_size``-th item and the results are gathered,
+so every video is scored exactly once.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .distributed import DistInfo, all_gather_objects
+from .metrics import aggregate_by_video, video_metrics
+
+__all__ = ["EvalResult", "evaluate", "item_info", "autocast_context", "progress_bar"]
+
+
+@dataclass
+class EvalResult:
+    """``report``: :func:`~dynsnip.engine.metrics.video_metrics` plus ``loss``, ``seconds``;
+    ``predictions``: one dict per video (``id``, ``label``, ``score``, ``method``)."""
+
+    report: dict[str, Any]
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def auc(self) -> float:
+        return self.report["overall"]["auc"]
+
+    @property
+    def accuracy(self) -> float:
+        return self.report["overall"]["accuracy"]
+
+    @property
+    def loss(self) -> float:
+        return self.report["loss"]
+
+
+def item_info(dataset: Dataset, index: int) -> dict[str, Any]:
+    """``{"id", "method"}`` of item ``index`` (see module docstring)."""
+    if isinstance(dataset, Subset):
+        return item_info(dataset.dataset, int(dataset.indices[index]))
+    info_fn = getattr(dataset, "item_info", None)
+    if callable(info_fn):
+        info = dict(info_fn(index))
+        info.setdefault("id", str(index))
+        info.setdefault("method", None)
+        return info
+    entries = getattr(dataset, "entries", None)
+    if entries is not None:
+        entry = entries[index]
+        path = getattr(entry, "path", None)
+        return {"id": str(path) if path is not None else str(index), "method": getattr(entry, "method", None)}
+    return {"id": str(index), "method": None}
+
+
+class _Indexed(Dataset):
+    """Items ``(pixels, label, index)`` of ``dataset`` restricted to ``indices``."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]):
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = self.indices[i]
+        item = self.dataset[index]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            raise TypeError(
+                f"dataset item {index} is a {type(item).__name__}; expected (pixels, label) with pixels "
+                "(3, U*T, H, W) and label 0 (real) / 1 (fake)"
+            )
+        return item[0], torch.as_tensor(item[1], dtype=torch.float32), index
+
+
+def autocast_context(device: torch.device, enabled: bool, dtype: torch.dtype = torch.float16):
+    """``torch.autocast`` on CUDA when ``enabled``; a no-op elsewhere (CPU runs stay float32)."""
+    return torch.autocast(device_type="cuda", dtype=dtype, enabled=enabled and device.type == "cuda")
+
+
+def progress_bar(iterable, total: int | None, desc: str, enabled: bool):
+    """A tqdm bar when tqdm is installed and ``enabled``; the bare iterable otherwise.
+
+    The iterator is created here, before tqdm sees it: iterating ``tqdm(DataLoader)`` draws
+    the loader's random state differently from iterating the loader (tqdm 4.70), and a
+    progress bar must not change which clips a seeded epoch sees.
+    """
+    iterator = iter(iterable)
+    if not enabled:
+        return iterator
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterator
+    return tqdm(iterator, total=total, desc=desc, dynamic_ncols=True, leave=False)
+
+
+def _check_logits(logits: torch.Tensor) -> torch.Tensor:
+    if logits.ndim != 2 or logits.shape[1] != 1:
+        raise ValueError(
+            f"the model returned logits of shape {tuple(logits.shape)}; expected (B, 1): one 'fake' logit "
+            "(create the model with num_classes=1)"
+        )
+    return logits[:, 0].float()
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 10,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    amp_dtype: torch.dtype = torch.float16,
+    num_workers: int = 0,
+    threshold: float = 0.5,
+    dist_info: DistInfo | None = None,
+    progress: bool = True,
+    desc: str = "eval",
+) -> EvalResult:
+    """Score every item of ``dataset`` with ``model`` and compute the paper's metrics.
+
+    Args:
+        model: a detector with one "fake" logit (``(B, 3, U*T, H, W) -> (B, 1)``).
+        dataset: items ``(pixels, label)``; build it with the evaluation U (paper: 8).
+        batch_size: clips per forward pass (per process).
+        device: where to run (default: the model's device).
+        amp: fp16 autocast on CUDA (ignored on CPU).
+        threshold: on the fake probability, for accuracy (paper: 0.5).
+        dist_info: from :func:`~dynsnip.engine.distributed.init_distributed`; the items are
+            split over the ranks and the results gathered on all of them.
+        progress: show a progress bar (main process only).
+
+    Returns:
+        :class:`EvalResult`; ``report["loss"]`` is the mean binary cross-entropy per item.
+    """
+    if len(dataset) == 0:
+        raise ValueError("the evaluation dataset is empty; expected at least one labelled video")
+    info = dist_info or DistInfo()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    indices = list(range(info.rank, len(dataset), info.world_size))
+    loader = DataLoader(
+        _Indexed(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    was_training = model.training
+    model.eval()
+    rows: list[tuple[int, float, float, float]] = []  # index, label, logit, loss
+    start = time.perf_counter()
+    try:
+        bar = progress_bar(loader, len(loader), desc, progress and info.is_main)
+        for pixels, labels, idx in bar:
+            pixels = pixels.to(device, non_blocking=True)
+            with autocast_context(device, amp, amp_dtype):
+                logits = _check_logits(model(pixels))
+            labels = labels.to(logits.device)
+            losses = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+            rows += list(zip(idx.tolist(), labels.tolist(), logits.tolist(), losses.tolist()))
+    finally:
+        model.train(was_training)
+    seconds = time.perf_counter() - start
+    rows = [r for part in all_gather_objects(rows) for r in part]
+    rows.sort(key=lambda r: r[0])
+    infos = [item_info(dataset, r[0]) for r in rows]
+    probs = [1.0 / (1.0 + math.exp(-r[2])) if r[2] > -700 else 0.0 for r in rows]
+    ids, scores, labels, methods = aggregate_by_video(
+        [i["id"] for i in infos], probs, [int(r[1]) for r in rows], [i.get("method") for i in infos]
+    )
+    report = video_metrics(scores, labels, methods, threshold)
+    report["loss"] = sum(r[3] for r in rows) / len(rows)
+    report["seconds"] = seconds
+    report["threshold"] = threshold
+    predictions = [
+        {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {})}
+        for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))
+    ]
+    return EvalResult(report=report, predictions=predictions)

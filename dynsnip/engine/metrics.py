@@ -1,0 +1,254 @@
+"""Video-level metrics the paper reports: accuracy and AUC, overall and per manipulation method.
+
+No scikit-learn: AUC is the Mann-Whitney statistic computed from ranks (ties get their
+average rank, so a tie between a real and a fake counts one half), which equals the area
+under the ROC curve exactly.
+
+Scores are probabilities of "fake" (``sigmoid`` of the detector's single logit) or the
+logits themselves: AUC only uses their order; accuracy thresholds them at ``threshold``
+(0.5 for probabilities, the paper's decision rule).
+
+Per-method protocol (FaceForensics++ tables): for manipulation method ``m`` the test set is
+all real videos plus the fakes of ``m``; its AUC and accuracy are computed on that subset.
+``fake_recall`` (the share of ``m``'s fakes called fake) is reported too: it needs no real
+videos.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+
+__all__ = [
+    "roc_auc",
+    "accuracy",
+    "binary_metrics",
+    "video_metrics",
+    "aggregate_by_video",
+    "write_report",
+    "REAL_METHODS",
+]
+
+# Names a manifest may use for the real class in its ``method`` column.
+REAL_METHODS = ("real", "original", "pristine", "youtube", "actors")
+
+
+def _as_1d(values: Any, name: str) -> torch.Tensor:
+    t = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name} holds {bad} non-finite values (NaN/inf); expected finite numbers")
+    return t
+
+
+def _check_pair(scores: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    s = _as_1d(scores, "scores")
+    y = _as_1d(labels, "labels")
+    if s.numel() != y.numel():
+        raise ValueError(f"{s.numel()} scores for {y.numel()} labels; expected one score per label")
+    if not ((y == 0) | (y == 1)).all():
+        raise ValueError("labels must be 0 (real) or 1 (fake)")
+    return s, y
+
+
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """1-based ranks of ``x``; tied values share the mean of their ranks."""
+    order = torch.argsort(x, stable=True)
+    sorted_x = x[order]
+    n = x.numel()
+    # start index of each run of equal values
+    new_run = torch.ones(n, dtype=torch.bool)
+    new_run[1:] = sorted_x[1:] != sorted_x[:-1]
+    run_id = torch.cumsum(new_run.long(), 0) - 1
+    starts = torch.nonzero(new_run).flatten()
+    ends = torch.cat([starts[1:], torch.tensor([n])])
+    mean_rank = (starts + ends + 1).double() / 2  # mean of ranks starts+1 .. ends
+    ranks = torch.empty(n, dtype=torch.float64)
+    ranks[order] = mean_rank[run_id]
+    return ranks
+
+
+def roc_auc(scores: Any, labels: Any) -> float:
+    """Area under the ROC curve of ``scores`` for ``labels`` (1 = fake, the positive class).
+
+    Rank form (Mann-Whitney U): ``(sum of fake ranks - n1 (n1 + 1) / 2) / (n0 n1)``.
+    Returns NaN when only one class is present (the AUC is undefined there).
+    """
+    s, y = _check_pair(scores, labels)
+    n1 = int(y.sum())
+    n0 = y.numel() - n1
+    if n0 == 0 or n1 == 0:
+        return math.nan
+    ranks = _average_ranks(s)
+    u = ranks[y == 1].sum().item() - n1 * (n1 + 1) / 2
+    return u / (n0 * n1)
+
+
+def accuracy(scores: Any, labels: Any, threshold: float = 0.5) -> float:
+    """Share of videos with ``(score >= threshold) == label``; NaN for no videos."""
+    s, y = _check_pair(scores, labels)
+    if s.numel() == 0:
+        return math.nan
+    return ((s >= threshold).double() == y).double().mean().item()
+
+
+def binary_metrics(scores: Any, labels: Any, threshold: float = 0.5) -> dict[str, float]:
+    """``auc``, ``accuracy``, counts, and the accuracy on each class."""
+    s, y = _check_pair(scores, labels)
+    pred = (s >= threshold).double()
+    n_fake = int(y.sum())
+    n_real = y.numel() - n_fake
+    return dict(
+        auc=roc_auc(s, y),
+        accuracy=accuracy(s, y, threshold),
+        num_videos=int(y.numel()),
+        num_real=n_real,
+        num_fake=n_fake,
+        real_accuracy=(1 - pred[y == 0]).mean().item() if n_real else math.nan,
+        fake_recall=pred[y == 1].mean().item() if n_fake else math.nan,
+    )
+
+
+def _is_real_method(method: str | None) -> bool:
+    return method is None or str(method).strip().lower() in REAL_METHODS
+
+
+def video_metrics(
+    scores: Sequence[float],
+    labels: Sequence[int],
+    methods: Sequence[str | None] | None = None,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Overall metrics, and per manipulation method when ``methods`` names them.
+
+    Args:
+        scores: one fake-probability per video.
+        labels: 0 real / 1 fake per video.
+        methods: per video its manipulation method (``"Deepfakes"``, ``"Face2Face"``, ...);
+            real videos may say ``None``, ``"real"`` or ``"original"``. None: overall only.
+        threshold: decision threshold on ``scores``.
+
+    Returns:
+        ``{"overall": {...}, "per_method": {method: {...}}}``; each entry as
+        :func:`binary_metrics` (per method: all reals + that method's fakes).
+
+    Raises:
+        ValueError: a fake video without a method while others have one, or a real video
+            labelled with a manipulation method.
+    """
+    s, y = _check_pair(scores, labels)
+    report: dict[str, Any] = {"overall": binary_metrics(s, y, threshold), "per_method": {}}
+    if methods is None:
+        return report
+    methods = list(methods)
+    if len(methods) != s.numel():
+        raise ValueError(f"{len(methods)} methods for {s.numel()} videos; expected one per video")
+    fake_methods = {}
+    for i, (label, method) in enumerate(zip(y.tolist(), methods)):
+        if label == 1:
+            if _is_real_method(method):
+                if any(not _is_real_method(m) for m in methods):
+                    raise ValueError(
+                        f"video {i} is fake but has no manipulation method ({method!r}) while others do; "
+                        "give every fake its method in the manifest"
+                    )
+                continue
+            fake_methods.setdefault(str(method), []).append(i)
+        elif not _is_real_method(method):
+            raise ValueError(
+                f"video {i} is labelled real but its method is {method!r}; real videos should have "
+                f"an empty method or one of {REAL_METHODS}"
+            )
+    real_idx = torch.nonzero(y == 0).flatten()
+    for method, idx in sorted(fake_methods.items()):
+        subset = torch.cat([real_idx, torch.tensor(idx, dtype=torch.long)])
+        report["per_method"][method] = binary_metrics(s[subset], y[subset], threshold)
+    return report
+
+
+def aggregate_by_video(
+    ids: Sequence[str], scores: Sequence[float], labels: Sequence[int], methods: Sequence[Any] | None = None
+) -> tuple[list[str], list[float], list[int], list[Any] | None]:
+    """Average the scores of items sharing an id (several clips of one video, or the copies a
+    distributed sampler pads with) into one video-level score, keeping first-seen order.
+
+    Raises:
+        ValueError: one id with two different labels.
+    """
+    order: list[str] = []
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    label_of: dict[str, int] = {}
+    method_of: dict[str, Any] = {}
+    methods = list(methods) if methods is not None else [None] * len(ids)
+    for vid, score, label, method in zip(ids, scores, labels, methods):
+        label = int(label)
+        if vid not in sums:
+            order.append(vid)
+            sums[vid], counts[vid], label_of[vid], method_of[vid] = 0.0, 0, label, method
+        elif label_of[vid] != label:
+            raise ValueError(f"video {vid!r} appears with labels {label_of[vid]} and {label}")
+        sums[vid] += float(score)
+        counts[vid] += 1
+    out_methods = [method_of[v] for v in order] if any(m is not None for m in methods) else None
+    return order, [sums[v] / counts[v] for v in order], [label_of[v] for v in order], out_methods
+
+
+def _clean(value: Any) -> Any:
+    """NaN -> None so the JSON is standard."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_report(
+    report: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    predictions: Iterable[Mapping[str, Any]] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``report`` as ``<path>.json`` and a metrics table ``<path>.csv``.
+
+    The CSV has one row per subset (``overall`` and each method) with the columns of
+    :func:`binary_metrics`. ``predictions`` (one mapping per video: id, label, score,
+    method) go into the JSON under ``"videos"`` and into ``<path>_videos.csv``.
+
+    Args:
+        path: file name with or without ``.json``/``.csv``.
+
+    Returns:
+        the JSON and CSV paths.
+    """
+    base = Path(path)
+    if base.suffix.lower() in (".json", ".csv"):
+        base = base.with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    data = dict(report)
+    rows = [("overall", report["overall"])] + list(report.get("per_method", {}).items())
+    if predictions is not None:
+        predictions = [dict(p) for p in predictions]
+        data["videos"] = predictions
+    json_path = base.with_suffix(".json")
+    json_path.write_text(json.dumps(_clean(data), indent=2) + "\n", encoding="utf-8")
+    csv_path = base.with_suffix(".csv")
+    columns = ["subset", "auc", "accuracy", "num_videos", "num_real", "num_fake", "real_accuracy", "fake_recall"]
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for name, m in rows:
+            writer.writerow([name] + ["" if _clean(m.get(c)) is None else m.get(c) for c in columns[1:]])
+    if predictions:
+        keys = list(dict.fromkeys(k for p in predictions for k in p))
+        with base.with_name(base.name + "_videos.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(predictions)
+    return json_path, csv_path

@@ -1,0 +1,433 @@
+"""Fine-tune a DIL detector with the paper's recipe; single process or ``torchrun`` + DDP.
+
+:func:`train` runs the loop of the paper's Implementation Details (:class:`~dynsnip.engine.recipe.Recipe`):
+Adam on the binary cross-entropy of one "fake" logit, learning rate divided by 10 when the
+validation metric stops improving, horizontal flip as the only augmentation (applied by
+the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
+
+    model/              the best model so far (by the validation metric; the last one
+                        without validation), Hugging Face hub layout (config.json +
+                        model.safetensors + README.md), ready for dynsnip.push_to_hub /
+                        `hf upload`, loadable by `dynsnip predict --model out_dir/model`
+    checkpoint/         the last finished epoch: weights, optimizer, scheduler, history
+                        (see :mod:`dynsnip.engine.checkpoint`); a killed run started again
+                        with the same command resumes after that epoch
+    history.json        per epoch: train loss, lr, throughput, validation metrics
+    recipe.json         the settings used
+    val_report.json/csv the validation report of the best epoch (with a validation set)
+
+Reproducibility: every epoch starts by seeding torch / random / numpy from
+``(recipe.seed, epoch, rank)`` and the sampler shuffles with ``(seed, epoch)``, so a resumed
+run repeats exactly what the uninterrupted run would have done.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .checkpoint import find_training_checkpoint, load_training_checkpoint, save_training_checkpoint
+from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_buffers, init_distributed, unwrap_model
+from .evaluate import EvalResult, autocast_context, evaluate, progress_bar
+from .metrics import write_report
+from .recipe import Recipe
+
+__all__ = ["train", "TrainResult", "build_model", "set_video_layout", "save_model", "epoch_seed", "seed_everything"]
+
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoint"
+
+
+# --------------------------------------------------------------------------- models
+def _hub():
+    """The hub issue's API (``dynsnip.hub``): ``load_model`` and ``save_pretrained``."""
+    from ..hub.load import load_model
+    from ..hub.save import save_pretrained
+
+    return load_model, save_pretrained
+
+
+def _safetensors_architecture(path: Path) -> str | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("architecture")
+
+
+def build_model(
+    source: str | os.PathLike[str],
+    *,
+    pretrained: bool = True,
+    num_classes: int = 1,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **model_kwargs: Any,
+) -> torch.nn.Module:
+    """Create the detector to fine-tune or evaluate.
+
+    Args:
+        source: one of
+            * a ``dil_*`` name (``pretrained=False``: random init) or a pretrained tag
+              (``dil_resnet50.tv_in1k``: timm's ImageNet ResNet-50 inside the DIL network,
+              SIMs freshly initialised, as in the paper);
+            * ``hf-hub:owner/name`` (or ``owner/name``): a detector pushed with
+              :func:`dynsnip.push_to_hub`;
+            * a directory written by :func:`dynsnip.save_pretrained`, or a training run
+              directory (its ``model/`` is used);
+            * a ``.safetensors`` file whose metadata names the architecture (files written
+              by dynsnip do), or that sits next to a ``config.json``.
+        pretrained: load the weights of a name/tag (local checkpoints always load).
+        num_classes: 1, the single "fake" logit (a checkpoint with another head keeps its
+            backbone and gets a new head).
+        checkpoint: a ``.safetensors`` state dict to load into the model built from
+            ``source`` (a name), e.g. weights saved by another tool.
+        **model_kwargs: DIL / timm options, e.g. ``sim_stages=()`` or ``img_size``.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the path and what was expected.
+    """
+    load_model, _ = _hub()
+    text = os.fspath(source)
+    path = Path(text)
+    if path.is_dir() and not (path / "config.json").is_file() and (path / MODEL_DIR / "config.json").is_file():
+        path = path / MODEL_DIR  # a training run directory
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise ValueError(
+                f"{path}: only .safetensors weight files are loaded (pickled .pth/.bin files can run code); "
+                "convert it, or pass a directory written by dynsnip.save_pretrained"
+            )
+        if (path.parent / "config.json").is_file():
+            model = load_model(path.parent, pretrained=False, num_classes=num_classes, **model_kwargs)
+        else:
+            arch = _safetensors_architecture(path)
+            if not arch:
+                raise ValueError(
+                    f"{path}: cannot tell its architecture (no 'architecture' in the safetensors metadata and "
+                    "no config.json next to it); pass the model name and this file as checkpoint="
+                )
+            model = load_model(arch, pretrained=False, num_classes=num_classes, **model_kwargs)
+        checkpoint = path
+    elif path.is_dir():
+        model = load_model(path, pretrained=True, num_classes=num_classes, **model_kwargs)
+    elif text.startswith((".", "/", "~")) or path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
+        raise FileNotFoundError(f"{text}: no such checkpoint file or directory")
+    else:
+        model = load_model(text, pretrained=pretrained, num_classes=num_classes, **model_kwargs)
+    if checkpoint is not None:
+        _load_weights(model, Path(checkpoint))
+    return model
+
+
+def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    import safetensors.torch
+
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise ValueError(f"{path}: expected an existing .safetensors file of model weights")
+    from ..models.dil_resnet import checkpoint_filter_fn
+
+    state = safetensors.torch.load_file(str(path))
+    state = checkpoint_filter_fn(state, model)
+    head = [k for k in state if k.startswith("fc.") and state[k].shape != model.state_dict()[k].shape]
+    for k in head:  # another head: keep the model's new one
+        state[k] = model.state_dict()[k]
+    model.load_state_dict(state)
+
+
+def set_video_layout(model: torch.nn.Module, recipe: Recipe) -> torch.nn.Module:
+    """Record the recipe's U (train / test) on the model, so the saved config tells data
+    pipelines (``dynsnip predict``) how many snippets to sample. Checks T."""
+    model = unwrap_model(model)
+    if not hasattr(model, "dil_args"):
+        raise TypeError(f"expected a DIL model (dynsnip's dil_* models), got {type(model).__name__}")
+    if model.snippet_len != recipe.snippet_len:
+        raise ValueError(
+            f"recipe snippet_len T={recipe.snippet_len} but the model was built with snippet_len={model.snippet_len}; "
+            "T is part of the architecture: create the model with snippet_len=T or change the recipe"
+        )
+    if getattr(model, "num_classes", 1) != 1:
+        raise ValueError(
+            f"the model has num_classes={model.num_classes}; training uses binary cross-entropy on one "
+            "'fake' logit (num_classes=1), as in the paper"
+        )
+    model.num_snippets = recipe.num_snippets
+    model.test_num_snippets = recipe.test_num_snippets
+    model.dil_args.update(num_snippets=recipe.num_snippets, test_num_snippets=recipe.test_num_snippets)
+    return model
+
+
+def save_model(model: torch.nn.Module, directory: str | os.PathLike[str], recipe: Recipe | None = None,
+               **kwargs: Any) -> Path:
+    """Write ``model`` in the hub layout (:func:`dynsnip.save_pretrained`), recording the
+    recipe's input size so that loaders crop faces at the size it was trained on."""
+    _, save_pretrained = _hub()
+    cfg = dict(kwargs.pop("pretrained_cfg", None) or {})
+    if recipe is not None:
+        cfg.setdefault("input_size", (3, recipe.img_size, recipe.img_size))
+    return save_pretrained(unwrap_model(model), directory, pretrained_cfg=cfg or None, **kwargs)
+
+
+# --------------------------------------------------------------------------- loop
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained model (unwrapped; the last epoch's weights).
+        history: one dict per epoch (``epoch``, ``train_loss``, ``lr``, ``clips_per_s``, ``val``...).
+        best: ``{"epoch", "metric", "value"}`` of the model in ``model_dir``.
+        out_dir, model_dir: the run folder and its hub-layout ``model/``.
+        seconds: wall time of the epochs run by this call.
+        resumed_from: the epoch the run resumed after (0 for a fresh run).
+    """
+
+    model: torch.nn.Module
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    out_dir: Path
+    model_dir: Path
+    seconds: float
+    resumed_from: int = 0
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of epoch ``epoch`` (1-based) on ``rank``: a resumed run reuses it."""
+    return (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(rank) * 101) % (2**63 - 1)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # numpy is optional
+        pass
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def _log(message: str, info: DistInfo, log: Callable[[str], None] | None) -> None:
+    if info.is_main and log is not None:
+        log(message)
+
+
+def train(
+    recipe: Recipe,
+    train_set: Dataset,
+    val_set: Dataset | None = None,
+    out_dir: str | os.PathLike[str] = "runs/dil",
+    *,
+    model: torch.nn.Module | None = None,
+    device: str | torch.device | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+    log: Callable[[str], None] | None = print,
+    model_kwargs: Mapping[str, Any] | None = None,
+    save_kwargs: Mapping[str, Any] | None = None,
+    save_checkpoints: bool = True,
+) -> TrainResult:
+    """Fine-tune a detector following ``recipe``.
+
+    Args:
+        recipe: the settings (:class:`Recipe`; defaults = paper).
+        train_set: items ``(pixels (3, U*T, H, W), label)`` sampled with ``recipe.num_snippets``
+            snippets, random offsets and horizontal flip (e.g. ``FaceFramesDataset(...,
+            train=True)``); 1 = fake.
+        val_set: the same with ``recipe.test_num_snippets`` and no augmentation; drives the
+            learning-rate drops and the choice of the saved model. Without it the
+            training loss drives them and the last model is saved.
+        out_dir: run folder (see module docstring).
+        model: the model to train; by default ``build_model(recipe.model, pretrained=recipe.pretrained)``.
+            It is created (and randomly initialised) after seeding with ``recipe.seed``.
+        device: ``"cuda"`` / ``"cpu"``; default CUDA when available. Under ``torchrun`` each
+            process uses GPU ``LOCAL_RANK`` and gradients are averaged by DDP.
+        resume: continue from ``out_dir/checkpoint`` when it exists (its weights replace
+            ``model``'s); False starts over (an existing checkpoint is overwritten).
+        progress: tqdm progress bars (loss, clips/s) in the main process.
+        stop_after_epoch: return after this epoch even if ``recipe.epochs`` is larger
+            (the run can be resumed later, e.g. to split a long run into jobs).
+        log: where epoch summaries go (main process only); None: silent.
+        model_kwargs: extra options for :func:`build_model` (e.g. ``{"sim_stages": ()}``).
+        save_kwargs: extra options for :func:`dynsnip.save_pretrained` (``license``...).
+        save_checkpoints: write ``out_dir/checkpoint`` after every epoch (False: only the
+            hub-layout model, for throw-away runs such as the demo's).
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    recipe.validate()
+    out_dir = Path(out_dir)
+    info = init_distributed(device)
+    device = info.device
+    if recipe.batch_size % info.world_size:
+        raise ValueError(
+            f"batch_size {recipe.batch_size} (clips per step over all processes) is not divisible by the "
+            f"{info.world_size} processes; choose a multiple of {info.world_size}"
+        )
+    if len(train_set) == 0:
+        raise ValueError("the training dataset is empty; expected labelled clips")
+    per_rank_batch = recipe.batch_size // info.world_size
+
+    ckpt_dir = out_dir / CHECKPOINT_DIR
+    will_resume = resume and find_training_checkpoint(ckpt_dir) is not None
+    seed_everything(recipe.seed)
+    if model is None:  # resuming: the checkpoint's weights replace the pretrained ones, no need to fetch them
+        model = build_model(recipe.model, pretrained=recipe.pretrained and not will_resume,
+                            num_classes=recipe.num_classes, **dict(model_kwargs or {}))
+    set_video_layout(model, recipe)
+    model.to(device)
+    if info.distributed and recipe.sync_bn and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    monitor = recipe.monitor if val_set is not None else "loss"
+    mode = "max" if monitor in ("auc", "accuracy") else "min"
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=recipe.lr_factor, patience=recipe.plateau_patience,
+        threshold=recipe.plateau_threshold, min_lr=recipe.min_lr,
+    )
+    use_amp = recipe.amp and device.type == "cuda"
+    amp_dtype = getattr(torch, recipe.amp_dtype)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"epoch": None, "metric": monitor, "value": None}
+    start_epoch = 0
+    global_step = 0
+    if will_resume:
+        state = load_training_checkpoint(ckpt_dir)
+        saved = state.get("recipe", {})
+        if saved.get("batch_size") not in (None, recipe.batch_size):
+            _log(f"note: resuming with batch_size {recipe.batch_size} (checkpoint used {saved.get('batch_size')})", info, log)
+        unwrap_model(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        history, best = state["history"], state["best"]
+        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
+        _log(f"resuming {out_dir} after epoch {start_epoch} of {recipe.epochs}", info, log)
+
+    if info.distributed:
+        ddp_args = {"device_ids": [device.index]} if device.type == "cuda" else {}
+        train_model: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(model, **ddp_args)
+    else:
+        train_model = model
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "recipe.json").write_text(recipe.to_json() + "\n", encoding="utf-8")
+
+    sampler = DistributedSampler(
+        train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=recipe.seed, drop_last=False
+    )
+    loader_args = dict(
+        batch_size=per_rank_batch, sampler=sampler, num_workers=recipe.num_workers, drop_last=False,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+    )
+    last_epoch = recipe.epochs if stop_after_epoch is None else min(recipe.epochs, int(stop_after_epoch))
+    run_start = time.perf_counter()
+    for epoch in range(start_epoch + 1, last_epoch + 1):
+        seed_everything(epoch_seed(recipe.seed, epoch, info.rank))
+        sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, **loader_args)
+        train_model.train()
+        lr = optimizer.param_groups[0]["lr"]
+        epoch_start = time.perf_counter()
+        loss_sum, seen = 0.0, 0
+        bar = progress_bar(loader, len(loader), f"epoch {epoch}/{recipe.epochs}", progress and info.is_main)
+        for step, (pixels, labels) in enumerate(bar, start=1):
+            pixels = pixels.to(device, non_blocking=True)
+            labels = torch.as_tensor(labels, dtype=torch.float32).to(device, non_blocking=True).flatten()
+            with autocast_context(device, use_amp, amp_dtype):
+                logits = train_model(pixels)
+            if logits.ndim != 2 or logits.shape[1] != 1:
+                raise ValueError(f"model returned logits of shape {tuple(logits.shape)}; expected (B, 1)")
+            loss = F.binary_cross_entropy_with_logits(logits[:, 0].float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if recipe.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            global_step += 1
+            loss_sum += loss.item() * len(labels)
+            seen += len(labels)
+            elapsed = time.perf_counter() - epoch_start
+            rate = seen * info.world_size / max(elapsed, 1e-9)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", clips_s=f"{rate:.1f}", lr=f"{lr:.1e}")
+            elif progress and recipe.log_every and step % recipe.log_every == 0:
+                _log(f"  epoch {epoch} step {step}/{len(loader)} loss {loss_sum / seen:.4f} {rate:.1f} clips/s", info, log)
+        epoch_seconds = time.perf_counter() - epoch_start
+        broadcast_buffers(model)  # every rank evaluates and saves rank 0's BatchNorm statistics
+        train_loss = all_reduce_mean(loss_sum / max(seen, 1), device if device.type == "cuda" else None)
+        record: dict[str, Any] = {
+            "epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": epoch_seconds,
+            "clips_per_s": seen * info.world_size / max(epoch_seconds, 1e-9), "steps": global_step,
+        }
+        val_result: EvalResult | None = None
+        if val_set is not None:
+            val_result = evaluate(
+                model, val_set, batch_size=per_rank_batch, device=device, amp=use_amp, amp_dtype=amp_dtype,
+                num_workers=recipe.num_workers, dist_info=info, progress=progress, desc=f"val {epoch}",
+            )
+            overall = val_result.report["overall"]
+            record["val"] = {"auc": overall["auc"], "accuracy": overall["accuracy"], "loss": val_result.loss}
+            value = {"auc": overall["auc"], "accuracy": overall["accuracy"], "loss": val_result.loss}[monitor]
+        else:
+            value = train_loss
+        scheduler.step(value)
+        history.append(record)
+        improved = _improved(value, best["value"], mode) or val_set is None
+        if improved:
+            best = {"epoch": epoch, "metric": monitor, "value": value}
+        if info.is_main:
+            if improved:
+                save_model(model, out_dir / MODEL_DIR, recipe, **dict(save_kwargs or {}))
+                if val_result is not None:
+                    write_report(dict(val_result.report, epoch=epoch), out_dir / "val_report", val_result.predictions)
+            if save_checkpoints:
+                save_training_checkpoint(
+                    ckpt_dir,
+                    model_state=unwrap_model(model).state_dict(),
+                    optimizer_state=optimizer.state_dict(),
+                    state={
+                        "epoch": epoch, "global_step": global_step, "history": history, "best": best,
+                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                        "recipe": recipe.to_dict(),
+                        "model": {"class": type(unwrap_model(model)).__name__},
+                    },
+                )
+            (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+            val_text = ""
+            if "val" in record:
+                v = record["val"]
+                val_text = f" | val auc {v['auc']:.4f} acc {v['accuracy']:.4f} loss {v['loss']:.4f}"
+            _log(
+                f"epoch {epoch}/{recipe.epochs} loss {train_loss:.4f} lr {lr:.1e} "
+                f"{record['clips_per_s']:.1f} clips/s {epoch_seconds:.0f}s{val_text}"
+                + (" *" if improved and val_set is not None else ""),
+                info, log,
+            )
+        barrier()
+    return TrainResult(
+        model=unwrap_model(model), history=history, best=best, out_dir=out_dir, model_dir=out_dir / MODEL_DIR,
+        seconds=time.perf_counter() - run_start, resumed_from=start_epoch,
+    )

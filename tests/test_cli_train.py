@@ -1,0 +1,122 @@
+"""``dynsnip train`` / ``dynsnip evaluate`` on a tiny manifest of face-frame folders."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dynsnip.cli import main
+from dynsnip.engine import Recipe, build_model, make_dataset
+
+TINY_ARGS = ["--model", "dil_resnet18", "--no-pretrained", "--model-arg", "channels=[8,16,32,64]",
+             "--model-arg", "stem_width=8"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_frames(folder, frames: int, fake: bool, seed: int, size: int = 16):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 180, size=(size, size, 3))
+    folder.mkdir(parents=True)
+    for i in range(frames):
+        gain = 1.0 + (rng.uniform(-0.4, 0.4) if fake else 0.0)
+        Image.fromarray(np.clip(base * gain, 0, 255).astype(np.uint8)).save(folder / f"{i:06d}.png")
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    rows = []
+    for split, n in (("train", 4), ("val", 4)):
+        for i in range(n):
+            fake = i % 2 == 1
+            method = ("DF" if i % 4 == 1 else "NT") if fake else ""
+            name = f"{split}_{i}"
+            write_frames(root / name, 8, fake, seed=hash(name) % 1000)
+            rows.append({"path": name, "label": "fake" if fake else "real", "split": split, "method": method})
+    path = root / "manifest.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "split", "method"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_train_then_resume_then_evaluate(manifest, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["train", "--manifest", str(manifest), "--out", str(out), *TINY_ARGS, "--batch-size", "2",
+              "--img-size", "16", "--num-snippets", "1", "--test-num-snippets", "2", "--workers", "0",
+              "--no-progress", "--seed", "1"]
+    assert main([*common, "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "training dil_resnet18 on 4 clips, validating on 4" in printed and "done:" in printed
+    recipe = json.loads((out / "recipe.json").read_text())
+    # overridden settings changed, the others are the paper's
+    assert (recipe["epochs"], recipe["batch_size"], recipe["img_size"], recipe["num_snippets"]) == (2, 2, 16, 1)
+    assert (recipe["lr"], recipe["lr_factor"], recipe["hflip_prob"]) == (1e-4, 0.1, 0.5)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and all("auc" in h["val"] for h in history)
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["pretrained_cfg"]["input_size"] == [3, 16, 16]
+    assert (config["video"]["num_snippets"], config["video"]["test_num_snippets"]) == (1, 2)
+    val_report = json.loads((out / "val_report.json").read_text())
+    assert set(val_report["per_method"]) == {"DF", "NT"}
+
+    # the same command with more epochs resumes after epoch 2
+    assert main([*common, "--epochs", "3"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2, 3]
+
+    report = tmp_path / "report"
+    assert main(["evaluate", "--model", str(out / "model"), "--manifest", str(manifest), "--split", "val",
+                 "--workers", "0", "--no-progress", "--out", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "U=2 x T=4 at 16 px" in printed and "DF" in printed and "NT" in printed
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert data["overall"]["num_videos"] == 4 and data["per_method"]["DF"]["num_real"] == 2
+    assert [r["subset"] for r in csv.DictReader(report.with_suffix(".csv").open())] == ["overall", "DF", "NT"]
+
+
+def test_horizontal_flip_is_the_only_augmentation(manifest, tmp_path):
+    # a folder of exactly U*T frames leaves no room for random offsets: what varies is the flip
+    model = build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8)
+    recipe = Recipe(model="dil_resnet18", num_snippets=2, test_num_snippets=2, img_size=16)
+    clean = make_dataset(manifest, model, recipe, train=False, split="train")[1][0]
+    train_set = make_dataset(manifest, model, recipe, train=True, split="train")
+    torch.manual_seed(0)
+    seen = {"same": 0, "flipped": 0}
+    for _ in range(24):
+        x, y = train_set[1]
+        assert y == 1.0
+        if torch.equal(x, clean):
+            seen["same"] += 1
+        else:
+            assert torch.equal(x, clean.flip(-1)), "a training clip differs from its clean clip by more than a flip"
+            seen["flipped"] += 1
+    assert seen["same"] > 3 and seen["flipped"] > 3
+    no_flip = make_dataset(manifest, model, recipe.replace(hflip_prob=0.0), train=True, split="train")
+    assert all(torch.equal(no_flip[1][0], clean) for _ in range(5))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--out", "x"], "give --manifest"),
+    (["train", "--train", "nope.csv", "--out", "x"], "manifest nope.csv does not exist"),
+    (["train", "--train", "{m}", "--out", "x", "--model-arg", "sim_stages"], "--model-arg expects KEY=VALUE"),
+    (["train", "--train", "{m}", "--out", "x", "--batch-size", "0"], "batch_size must be a positive integer"),
+    (["train", "--train", "{m}", "--train-split", "test", "--out", "x", *TINY_ARGS], "no rows with split 'test'"),
+    (["evaluate", "--model", "dil_resnet18", "--manifest", "nope.csv"], "manifest nope.csv does not exist"),
+])
+def test_bad_input_is_a_clear_usage_error(manifest, argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([a.replace("{m}", str(manifest)) for a in argv]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,156 @@
+"""The embedded demo: a real/fake task that no single frame can solve, and the demo job."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dynsnip.demo.run import MARKER, DemoConfig, run_demo
+from dynsnip.demo.synthetic import FaceFootage, FaceRerender, FlickerClips, face_footage
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ks_statistic(a, b) -> float:
+    """Two-sample Kolmogorov-Smirnov distance between empirical CDFs."""
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    grid = np.concatenate([a, b])
+    return float(np.abs(np.searchsorted(a, grid, "right") / len(a) - np.searchsorted(b, grid, "right") / len(b)).max())
+
+
+def test_parameter_paths_same_marginal_different_smoothness():
+    rerender = FaceRerender()
+    rng = np.random.default_rng(0)
+    real = np.stack([rerender.paths(16, False, rng) for _ in range(3000)])  # (N, 16, 2)
+    fake = np.stack([rerender.paths(16, True, rng) for _ in range(3000)])
+    for t in (0, 7, 15):  # any single frame: same distribution of both parameters
+        for k in range(2):
+            assert ks_statistic(real[:, t, k], fake[:, t, k]) < 0.05
+    # only the frame-to-frame change differs: bounded by 2*pi/P for reals, large for fakes
+    real_step = np.abs(np.diff(real, axis=1))
+    fake_step = np.abs(np.diff(fake, axis=1))
+    assert real_step.max() <= 2 * np.pi / rerender.period[0] + 1e-9
+    assert fake_step.mean() > 0.75 and fake_step.mean() > 5 * real_step.mean()
+    assert (fake_step > real_step.max()).mean() > 0.7  # most fake steps are larger than any real one
+
+
+def synthetic_footage(frames: int = 24, size: int = 16, seed: int = 0, still: bool = False) -> FaceFootage:
+    """Random crops; with ``still`` the same crop in every frame (so only the rendering moves)."""
+    rng = np.random.default_rng(seed)
+    crops = rng.integers(40, 200, size=(1 if still else frames, size, size, 3), dtype=np.uint8)
+    return FaceFootage("noise", np.repeat(crops, frames // len(crops), 0), np.arange(frames), Path("noise.mp4"))
+
+
+def test_rendered_clips_only_differ_in_temporal_consistency():
+    footage = synthetic_footage(still=True)
+    clips = FlickerClips([footage], num_snippets=2, snippet_len=4, window=16, stride=8, draws=300, seed=1)
+    frames = {0: [], 1: []}
+    for i in range(len(clips)):
+        x, label = clips.render(i)
+        frames[label].append(x.astype(np.float32).mean(axis=(2, 3)))  # (U*T, 3) face colour per frame
+    real, fake = np.stack(frames[0]), np.stack(frames[1])
+    assert len(real) == len(fake) == 2 * 300  # every window once as real, once as fake
+    # per frame: same colour distribution for both labels
+    for t in (0, 5):
+        for c in range(3):
+            assert ks_statistic(real[:, t, c], fake[:, t, c]) < 0.1
+    # within a snippet the fakes flicker
+    real_jump = np.abs(np.diff(real[:, :4], axis=1)).mean()
+    fake_jump = np.abs(np.diff(fake[:, :4], axis=1)).mean()
+    assert fake_jump > 3 * real_jump
+
+
+def test_flicker_clips_items():
+    footage = synthetic_footage(frames=20)
+    test_set = FlickerClips([footage], num_snippets=2, snippet_len=4, window=16, stride=4, draws=2)
+    assert len(test_set) == 2 * 2 * 2  # 2 windows x 2 draws x (real, fake)
+    x, y = test_set[0]
+    assert x.shape == (3, 8, 16, 16) and x.dtype == torch.float32
+    assert sorted(int(test_set[i][1]) for i in range(len(test_set))) == [0] * 4 + [1] * 4
+    assert torch.equal(test_set[3][0], test_set[3][0])  # evaluation items are fixed
+    ids = [test_set.item_info(i)["id"] for i in range(len(test_set))]
+    assert len(set(ids)) == len(ids)
+    assert {test_set.item_info(i)["method"] for i in range(len(test_set))} == {"real", "flicker"}
+    train_set = FlickerClips([footage], num_snippets=2, snippet_len=4, train=True)
+    torch.manual_seed(0)
+    a = train_set[1][0]
+    assert not torch.equal(a, train_set[1][0])  # training items are re-rendered on every read
+    torch.manual_seed(0)
+    assert torch.equal(a, train_set[1][0])  # ... from torch's generator: seeded epochs repeat
+    with pytest.raises(ValueError, match="square RGB crops"):
+        FaceRerender().apply(np.zeros((2, 8, 9, 3), np.uint8), np.zeros((2, 2)))
+
+
+def test_face_footage_from_bundled_video():
+    from dynsnip.data import bundled_video
+
+    footage = face_footage(bundled_video("carphone_pristine"), size=24, max_frames=16, detect_every=4)
+    assert footage.crops.shape == (16, 24, 24, 3) and footage.crops.dtype == np.uint8
+    assert footage.frame_indices.tolist() == list(range(16))
+    boxes = footage.crop_boxes
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 176).all() and (boxes[:, 3] <= 144).all()
+    assert ((boxes[:, 2] - boxes[:, 0]) == (boxes[:, 3] - boxes[:, 1])).all()  # square crops
+
+
+SMALL = dict(size=16, channels=(8, 16, 32, 64), stem_width=8, window=8, epochs=1, max_frames=24, test_draws=1,
+             threads=1, progress=False)
+
+
+def test_demo_job_end_to_end_small(tmp_path, capsys):
+    from dynsnip.cli import main
+    from dynsnip.data import VideoReader
+    from dynsnip.hub.load import load_model
+
+    out = tmp_path / "demo"
+    result = run_demo(DemoConfig(out=out, **SMALL), log=lambda m: None)
+    assert [r["key"] for r in result.rows] == ["dil", "frame_level"]
+    for row in result.rows:
+        assert 0.0 <= row["auc"] <= 1.0 and row["train_seconds"] > 0
+    report = json.loads((out / MARKER).read_text())
+    assert report["data"]["train_footage"] == ["carphone_pristine", "foreman_cif_BA1_FT_C"]
+    assert not set(report["data"]["train_footage"]) & set(report["data"]["test_footage"])  # held-out footage
+    model = load_model(out)
+    assert model.dil_args["sim_stages"] == [1, 2, 3, 4] and model.test_num_snippets == 4
+    assert model.pretrained_cfg["input_size"][-1] == 16
+    assert load_model(out / "frame_level").dil_args["sim_stages"] == []
+    assert [p.name for p in result.samples] == ["real_Zhling_1280x720.mp4", "fake_Zhling_1280x720.mp4"]
+    with VideoReader(result.samples[1]) as video:
+        assert video.num_frames == 19 and video.size == (640, 360)
+    # the saved detector is what `dynsnip predict` loads
+    capsys.readouterr()
+    code = main(["predict", "--model", str(out), "--no-progress", *map(str, result.samples)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "real_Zhling" in printed and "fake_Zhling" in printed
+    # a folder the demo wrote may be replaced by the next demo run
+    run_demo(DemoConfig(out=out, samples=False, **SMALL), log=lambda m: None)
+    assert (out / MARKER).is_file() and not (out / "samples").exists()
+
+
+def test_demo_never_overwrites_a_foreign_folder(tmp_path, capsys):
+    from dynsnip.cli import main
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    assert main(["demo", "--out", str(foreign), "--no-progress"]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().out
+    assert (foreign / "thesis.tex").read_text() == "precious"
+    with pytest.raises(FileExistsError, match="not written by `dynsnip demo`"):
+        run_demo(DemoConfig(out=foreign))
+
+
+@pytest.mark.skipif(os.environ.get("DYNSNIP_FULL_DEMO") != "1", reason="the full demo takes minutes; set DYNSNIP_FULL_DEMO=1")
+def test_full_demo_dil_beats_frame_level(tmp_path):
+    result = run_demo(DemoConfig(out=tmp_path / "demo", progress=False))
+    dil, frame = result.rows
+    assert dil["auc"] > 0.85 and abs(frame["auc"] - 0.5) < 0.15

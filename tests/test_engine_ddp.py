@@ -1,0 +1,142 @@
+"""The distributed path: ``torchrun`` with two CPU processes (gloo) and DistributedDataParallel.
+
+Both ranks must end with identical weights, equal to what one process gets by averaging the
+two ranks' gradients of each step (what DDP promises), on the batches the distributed
+sampler gives each rank.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
+
+import dynsnip  # noqa: F401
+from dynsnip.engine import Recipe
+from dynsnip.engine.train import seed_everything
+
+TINY = dict(channels=(8, 16, 32, 64), stem_width=8)
+RECIPE = dict(model="dil_resnet18", pretrained=False, epochs=2, batch_size=4, lr=1e-2, num_snippets=2,
+              test_num_snippets=2, img_size=16, amp=False, num_workers=0, seed=5)
+
+WORKER = textwrap.dedent(
+    """
+    import sys, torch, safetensors.torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {tests!r})
+    from test_engine_ddp import Clips, RECIPE, TINY
+    from dynsnip.engine import Recipe, train
+    from dynsnip.engine.distributed import cleanup_distributed, init_distributed
+
+    info = init_distributed("cpu")
+    result = train(Recipe(**RECIPE), Clips(), Clips(5), {out!r}, model_kwargs=TINY, device="cpu", progress=False, log=None)
+    state = {{k: v.contiguous() for k, v in result.model.state_dict().items()}}
+    safetensors.torch.save_file(state, {out!r} + f"/rank{{info.rank}}.safetensors")
+    print("world", info.world_size, "rank", info.rank)
+    cleanup_distributed()
+    """
+)
+
+
+class Clips(torch.utils.data.Dataset):
+    def __init__(self, n: int = 12):
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(n, 3, 8, 16, 16, generator=g)
+        self.y = (torch.arange(n) % 2).float()
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def emulate_two_ranks(recipe: Recipe) -> dict[str, torch.Tensor]:
+    """One process doing what DDP should: per step, the mean of the two ranks' gradients.
+
+    Runs with one thread, as the workers do, so that float reductions happen in the same order
+    (Adam turns last-bit differences of near-zero gradients into visible ones).
+    """
+    seed_everything(recipe.seed)
+    model = timm.create_model("dil_resnet18", num_classes=1, **TINY)
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    data = Clips()
+    per_rank = recipe.batch_size // 2
+    for epoch in range(1, recipe.epochs + 1):
+        orders = []
+        for rank in range(2):
+            sampler = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=recipe.seed)
+            sampler.set_epoch(epoch)
+            orders.append(list(sampler))
+        model.train()
+        for start in range(0, len(orders[0]), per_rank):
+            grads = []
+            for rank in range(2):
+                idx = orders[rank][start:start + per_rank]
+                x = torch.stack([data[i][0] for i in idx])
+                y = torch.stack([data[i][1] for i in idx])
+                model.zero_grad()
+                F.binary_cross_entropy_with_logits(model(x)[:, 0], y).backward()
+                grads.append([p.grad.clone() for p in model.parameters()])
+            for p, g0, g1 in zip(model.parameters(), *grads):
+                p.grad = g0 / 2 + g1 / 2  # DDP divides by the world size, then all-reduces a sum
+            opt.step()
+    return {k: v for k, v in model.named_parameters()}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
+def test_torchrun_two_cpu_processes_average_gradients(tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    script = tmp_path / "worker.py"
+    out = tmp_path / "run"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(out)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(_free_port()), str(script)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "world 2 rank 0" in proc.stdout and "world 2 rank 1" in proc.stdout
+    rank0 = safetensors.torch.load_file(str(out / "rank0.safetensors"))
+    rank1 = safetensors.torch.load_file(str(out / "rank1.safetensors"))
+    for k in rank0:  # parameters and BatchNorm statistics identical on both ranks
+        assert torch.equal(rank0[k], rank1[k]), k
+    expected = emulate_two_ranks(Recipe(**RECIPE))
+    seed_everything(RECIPE["seed"])
+    start = timm.create_model("dil_resnet18", num_classes=1, **TINY).state_dict()
+    moved = 0
+    for k, v in expected.items():
+        assert torch.allclose(rank0[k], v, rtol=1e-4, atol=1e-5), k
+        moved += not torch.allclose(start[k], v)
+    assert moved > len(expected) // 2  # the weights did train
+    # only rank 0 wrote the run folder, with the hub-layout model; the validation set was split over
+    # the ranks and gathered: each of its 5 videos scored exactly once
+    assert (out / "model" / "config.json").is_file() and (out / "checkpoint" / "state.json").is_file()
+    report = json.loads((out / "val_report.json").read_text())
+    assert report["overall"]["num_videos"] == 5 and sorted(v["id"] for v in report["videos"]) == list("01234")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -147,10 +146,3 @@ def test_demo_never_overwrites_a_foreign_folder(tmp_path, capsys):
     assert (foreign / "thesis.tex").read_text() == "precious"
     with pytest.raises(FileExistsError, match="not written by `dynsnip demo`"):
         run_demo(DemoConfig(out=foreign))
-
-
-@pytest.mark.skipif(os.environ.get("DYNSNIP_FULL_DEMO") != "1", reason="the full demo takes minutes; set DYNSNIP_FULL_DEMO=1")
-def test_full_demo_dil_beats_frame_level(tmp_path):
-    result = run_demo(DemoConfig(out=tmp_path / "demo", progress=False))
-    dil, frame = result.rows
-    assert dil["auc"] > 0.85 and abs(frame["auc"] - 0.5) < 0.15

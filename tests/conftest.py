@@ -19,3 +19,17 @@ _SANDBOX = Path(tempfile.mkdtemp(prefix="dynsnip-tests-hf-"))
 atexit.register(shutil.rmtree, _SANDBOX, ignore_errors=True)
 # Port 9 (discard) on the loopback: connections are refused at once, nothing leaves the machine.
 apply_hub_environment(hub_environment("http://127.0.0.1:9", _SANDBOX), os.environ.__setitem__, setattr)
+
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The suite's models are tiny: on 2 shared cores a second OpenMP thread mostly waits at
+    barriers between small kernels (measured 10-20x slower under load), so tests use one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

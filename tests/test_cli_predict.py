@@ -17,14 +17,6 @@ from dynsnip.cli.predict import fake_probability, score_clip
 from dynsnip.data import sample_snippets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def detector_state(num_classes=1, bias=(2.0,), zero_weights=True, seed=0):
     torch.manual_seed(seed)
     model = timm.create_model("dil_resnet18", num_classes=num_classes)

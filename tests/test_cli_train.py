@@ -16,14 +16,6 @@ TINY_ARGS = ["--model", "dil_resnet18", "--no-pretrained", "--model-arg", "chann
              "--model-arg", "stem_width=8"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_frames(folder, frames: int, fake: bool, seed: int, size: int = 16):
     rng = np.random.default_rng(seed)
     base = rng.integers(60, 180, size=(size, size, 3))

@@ -12,14 +12,6 @@ from dynsnip.demo.run import MARKER, DemoConfig, run_demo
 from dynsnip.demo.synthetic import FaceFootage, FaceRerender, FlickerClips, face_footage
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def ks_statistic(a, b) -> float:
     """Two-sample Kolmogorov-Smirnov distance between empirical CDFs."""
     a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))

@@ -101,14 +101,6 @@ def emulate_two_ranks(recipe: Recipe) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.named_parameters()}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 def test_torchrun_two_cpu_processes_average_gradients(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))

@@ -21,15 +21,6 @@ from dynsnip.engine.metrics import video_metrics
 TINY = dict(channels=(8, 16, 32, 64), stem_width=8)  # a narrow ResNet-18: milliseconds per step
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on shared CPUs: one thread avoids OpenMP barrier stalls (10x faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Clips(Dataset):
     """Deterministic clips (3, U*T, 16, 16); fakes flicker frame to frame, reals do not."""
 

@@ -31,16 +31,6 @@ def randomise(module: nn.Module, seed: int = 0, scale: float = 0.3) -> nn.Module
     return module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tests trace and compile more than they compute; one thread keeps them quick on a
-    shared machine, where competing OpenMP threads slow small kernels down many times."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> nn.Module:
     torch.manual_seed(0)

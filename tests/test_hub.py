@@ -46,15 +46,6 @@ DIL_OPTIONS = dict(
 
 
 # --------------------------------------------------------------------------- helpers
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These models are tiny: a second thread only adds contention on a busy machine (20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def clips(model: torch.nn.Module, num_snippets: int = 2, seed: int = 0) -> torch.Tensor:
     """A (1, 3, U*T, 32, 32) batch for ``model``."""
     gen = torch.Generator().manual_seed(seed)

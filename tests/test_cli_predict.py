@@ -191,7 +191,7 @@ def test_extract_faces_command(tmp_path, capsys):
     assert code == 1
     assert "FAILED   " + str(tmp_path / "broken.mp4") + ": corrupt" in printed
     assert sorted(p.name for p in (out / "people").iterdir()) == [f"{i:06d}.png" for i in range(9)] + ["faces.json"]
-    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split", "people,0,train"]
+    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method", "people,0,train,"]
     # a second run skips what exists and refuses to replace the manifest without --overwrite
     assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--no-progress"]) == 2
     assert "faces.csv exists" in capsys.readouterr().err

@@ -127,3 +127,16 @@ def test_face_frames_dataset_from_class_folders(extracted, tmp_path):
     assert dataset[1][0].shape == (3, 4, 16, 16)
     with pytest.raises(FileNotFoundError, match="missing class folder"):
         FaceFramesDataset.from_class_folders(root / "real")
+
+
+def test_manifest_method_column_round_trips(tmp_path):
+    from dynsnip.data import read_manifest
+    from dynsnip.data.manifest import write_manifest
+
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text("path,label,split,method\na,real,train,\nb,fake,test,NeuralTextures\n")
+    entries = read_manifest(csv_path)
+    assert [(e.path.name, e.label, e.split, e.method) for e in entries] == [
+        ("a", 0, "train", None), ("b", 1, "test", "NeuralTextures")]
+    out = write_manifest(entries, tmp_path / "out.csv")
+    assert [e.method for e in read_manifest(out)] == [None, "NeuralTextures"]

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             print(f"OK       {video} -> {out_dir} ({result.num_frames} frames, face detected in {result.num_detected})")
         if entry is not None:
-            written.append(ManifestEntry(out_dir, entry.label, entry.split))
+            written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method))
     if args.manifest is not None:
         write_manifest(written, manifest_out, overwrite=args.overwrite)
         print(f"wrote {manifest_out} ({len(written)} entries)")

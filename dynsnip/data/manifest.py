@@ -2,7 +2,8 @@
 
 Formats (chosen by the file extension):
 
-* CSV with a header row containing ``path`` and ``label`` and optionally ``split``;
+* CSV with a header row containing ``path`` and ``label`` and optionally ``split`` and
+  ``method`` (manipulation method of a fake, for per-method metrics);
 * JSON: a list of objects ``{"path": ..., "label": ..., "split": ...}`` (split optional).
 
 ``label`` is ``0``/``1`` or ``real``/``fake`` (case-insensitive; 1 = fake, the positive
@@ -23,11 +24,13 @@ LABEL_NAMES = {"real": 0, "fake": 1}
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One video (or face-frame folder): absolute ``path``, ``label`` (0 real, 1 fake), ``split``."""
+    """One video (or face-frame folder): absolute ``path``, ``label`` (0 real, 1 fake), ``split``,
+    and ``method``, the manipulation method of a fake (e.g. ``Deepfakes``) for per-method metrics."""
 
     path: Path
     label: int
     split: str | None = None
+    method: str | None = None
 
 
 def parse_label(value: object, where: str = "") -> int:
@@ -79,6 +82,7 @@ def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> lis
                 path=entry_path if entry_path.is_absolute() else root / entry_path,
                 label=parse_label(row["label"], where),
                 split=row_split,
+                method=(str(row.get("method") or "").strip() or None),
             )
         )
     return entries
@@ -97,11 +101,11 @@ def write_manifest(
         raise FileExistsError(f"{path} exists; refusing to overwrite it")
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "label", "split"])
+        writer.writerow(["path", "label", "split", "method"])
         for entry in entries:
             try:
                 shown = Path(entry.path).resolve().relative_to(path.parent.resolve())
             except ValueError:
                 shown = Path(entry.path).resolve()
-            writer.writerow([shown.as_posix(), entry.label, entry.split or ""])
+            writer.writerow([shown.as_posix(), entry.label, entry.split or "", entry.method or ""])
     return path

@@ -8,8 +8,6 @@ face-detected on every read.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -25,30 +23,10 @@ DATA_KINDS = ("auto", "frames", "video")
 
 
 def read_methods(manifest: str | os.PathLike[str]) -> dict[str, str | None]:
-    """``{resolved path: method}`` from a manifest's optional ``method`` column ({} if none).
+    """``{resolved path: method}`` from a manifest's optional ``method`` column."""
+    from ..data import read_manifest
 
-    (The :mod:`dynsnip.data` manifest reader keeps path, label and split; the method column,
-    which only evaluation needs, is read here.)
-    """
-    path = Path(manifest)
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    elif path.suffix.lower() == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(rows, list):
-            return {}
-    else:
-        return {}
-    out: dict[str, str | None] = {}
-    for row in rows:
-        if not isinstance(row, dict) or "method" not in row or not row.get("path"):
-            continue
-        p = Path(row["path"])
-        p = p if p.is_absolute() else path.parent / p
-        method = (row.get("method") or "").strip() or None
-        out[str(p.resolve())] = method
-    return out
+    return {str(e.path.resolve()): e.method for e in read_manifest(manifest)}
 
 
 class _WithMethods(Dataset):

@@ -29,6 +29,17 @@ class SIBlock:
 
     sim: nn.Module
 
+    def residual_tail(self, x: torch.Tensor, shortcut: torch.Tensor, act: nn.Module) -> torch.Tensor:
+        """timm's block ending: SE, drop path, the (downsampled) shortcut added, activation."""
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x += shortcut  # in place, as timm's blocks do
+        return act(x)
+
 
 class SIBottleneck(Bottleneck, SIBlock):
     """timm's Bottleneck with a SIM right before its 3x3 ``conv2``."""
@@ -44,14 +55,7 @@ class SIBottleneck(Bottleneck, SIBlock):
         x = self.aa(x)
         x = self.conv3(x)
         x = self.bn3(x)
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut  # in place, as timm's blocks do
-        return self.act3(x)
+        return self.residual_tail(x, shortcut, self.act3)
 
 
 class SIBasicBlock(BasicBlock, SIBlock):
@@ -67,14 +71,7 @@ class SIBasicBlock(BasicBlock, SIBlock):
         x = self.aa(x)
         x = self.conv2(x)
         x = self.bn2(x)
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x += shortcut  # in place, as timm's blocks do
-        return self.act2(x)
+        return self.residual_tail(x, shortcut, self.act2)
 
 
 SI_CLASSES: dict[type, type] = {Bottleneck: SIBottleneck, BasicBlock: SIBasicBlock}

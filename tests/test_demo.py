@@ -134,7 +134,7 @@ def test_demo_never_overwrites_a_foreign_folder(tmp_path, capsys):
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
     assert main(["demo", "--out", str(foreign), "--no-progress"]) == 2
-    assert "refusing to overwrite" in capsys.readouterr().out
+    assert "refusing to overwrite" in capsys.readouterr().err
     assert (foreign / "thesis.tex").read_text() == "precious"
     with pytest.raises(FileExistsError, match="not written by `dynsnip demo`"):
         run_demo(DemoConfig(out=foreign))

@@ -5,6 +5,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from .exit_codes import usage_error
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from ..demo.run import DemoConfig
@@ -49,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_demo(config)
     except FileExistsError as err:
-        print(f"dynsnip demo: {err}")
-        return 2
+        return usage_error("demo", str(err))
     print()
     print(f"held-out test clips of other people ({result.data['test_clips']}, half fake); total time {result.seconds:.0f}s")
     print(result.table())

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
+
+from .exit_codes import usage_error
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -57,8 +58,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..hub.errors import ModelLoadError
 
     if not args.manifest.is_file():
-        print(f"dynsnip evaluate: manifest {args.manifest} does not exist (expected a .csv or .json file)", file=sys.stderr)
-        return 2
+        return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")
     info = init_distributed(args.device)
     try:
         try:
@@ -68,8 +68,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                             test_num_snippets=int(args.num_snippets or model.test_num_snippets), img_size=size)
             dataset = make_dataset(args.manifest, model, recipe, train=False, split=args.split, kind=args.data)
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:
-            print(f"dynsnip evaluate: {err}", file=sys.stderr)
-            return 2
+            return usage_error("evaluate", str(err))
         result = evaluate(model, dataset, batch_size=args.batch_size, device=info.device, amp=args.amp,
                           num_workers=args.workers, threshold=args.threshold, dist_info=info, progress=args.progress)
         if info.is_main:

@@ -26,7 +26,9 @@ from typing import Any
 
 from dynsnip.modules import InterSIM, IntraSIM
 
-EXIT_OK, EXIT_VIDEO_FAILED, EXIT_USAGE = 0, 1, 2
+from .exit_codes import EXIT_OK
+from .exit_codes import EXIT_SOME_FAILED as EXIT_VIDEO_FAILED
+from .exit_codes import usage_error as _usage_error
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -105,8 +107,7 @@ def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files:
 
 def run(args: argparse.Namespace) -> int:
     def usage_error(message: str) -> int:
-        print(f"dynsnip explain: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error("explain", message)
 
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
@@ -130,14 +131,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         return usage_error(str(err))
 
-    from .predict import load_detector
+    from .predict import open_detector
 
-    try:
-        model, weights = load_detector(args.model, args.checkpoint)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
-        return usage_error(f"cannot load the model: {err}")
-    if weights.startswith("untrained"):
-        print(f"dynsnip explain: warning: model {weights}", file=sys.stderr)
+    model, weights = open_detector("explain", args.model, args.checkpoint)
+    if model is None:
+        return usage_error(weights)
 
     bad_layer = _unknown_layer(model, args.intra_layer, IntraSIM) or _unknown_layer(model, args.inter_layer, InterSIM)
     if bad_layer:

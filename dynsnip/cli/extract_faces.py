@@ -14,11 +14,12 @@ go on; exit code 1 if any failed, 2 for usage errors.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from .predict import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, VIDEO_SUFFIXES, progress_bar
+from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
+from .exit_codes import usage_error as _usage_error
+from .predict import VIDEO_SUFFIXES, progress_bar
 
 MANIFEST_NAME = "faces.csv"
 
@@ -80,8 +81,7 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     def usage_error(message: str) -> int:
-        print(f"dynsnip extract-faces: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error("extract-faces", message)
 
     if not args.inputs and args.manifest is None:
         return usage_error("give videos / directories, or --manifest")

@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
+from .exit_codes import usage_error as _usage_error
+
 DEFAULT_MODEL = "dil_resnet50"
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
 VIDEO_SUFFIXES = frozenset(
@@ -78,6 +80,18 @@ def _read_state_dict(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def open_detector(command: str, model: str | None, checkpoint: str | None) -> tuple[Any, str]:
+    """:func:`load_detector` for a command: ``(model, where its weights came from)``, or
+    ``(None, reason)`` when it cannot be loaded. Warns on stderr when the model is untrained."""
+    try:
+        detector, weights = load_detector(model, checkpoint)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+        return None, f"cannot load the model: {err}"
+    if weights.startswith("untrained"):
+        print(f"dynsnip {command}: warning: model {weights}", file=sys.stderr)
+    return detector, weights
 
 
 def load_detector(model: str | None, checkpoint: str | None) -> tuple[Any, str]:
@@ -284,8 +298,7 @@ def progress_bar(items: Sequence[Any], enabled: bool):
 
 def run(args: argparse.Namespace) -> int:
     def usage_error(message: str) -> int:
-        print(f"dynsnip predict: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error("predict", message)
 
     if args.output is not None and args.output.exists() and not args.overwrite:
         return usage_error(f"--output {args.output} exists; refusing to overwrite it (pass --overwrite to replace it)")
@@ -302,12 +315,9 @@ def run(args: argparse.Namespace) -> int:
         from dynsnip.data import FaceClipLoader
     except ImportError as err:
         return usage_error(str(err))
-    try:
-        model, weights = load_detector(args.model, args.checkpoint)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
-        return usage_error(f"cannot load the model: {err}")
-    if weights.startswith("untrained"):
-        print(f"dynsnip predict: warning: model {weights}", file=sys.stderr)
+    model, weights = open_detector("predict", args.model, args.checkpoint)
+    if model is None:
+        return usage_error(weights)
 
     import torch
 

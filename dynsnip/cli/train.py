@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..engine.recipe import Recipe
+from .exit_codes import usage_error
 
 _DEFAULT = Recipe()
 
@@ -136,8 +136,7 @@ def _resolve_manifests(args: argparse.Namespace) -> tuple[Path, str | None, Path
 
 
 def _usage_error(err: BaseException) -> int:
-    print(f"dynsnip train: {err}", file=sys.stderr)
-    return 2
+    return usage_error("train", str(err))
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ Library use::
     print(evaluate(result.model, val_set).report["overall"])
 """
 from .checkpoint import load_training_checkpoint, save_training_checkpoint
-from .data import make_dataset, read_methods
+from .data import make_dataset
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .evaluate import EvalResult, evaluate
 from .metrics import accuracy, binary_metrics, roc_auc, video_metrics, write_report
@@ -29,7 +29,6 @@ __all__ = [
     "build_model",
     "save_model",
     "make_dataset",
-    "read_methods",
     "roc_auc",
     "accuracy",
     "binary_metrics",

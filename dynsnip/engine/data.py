@@ -17,35 +17,9 @@ from torch.utils.data import Dataset
 
 from .recipe import Recipe
 
-__all__ = ["make_dataset", "read_methods", "DATA_KINDS"]
+__all__ = ["make_dataset", "DATA_KINDS"]
 
 DATA_KINDS = ("auto", "frames", "video")
-
-
-def read_methods(manifest: str | os.PathLike[str]) -> dict[str, str | None]:
-    """``{resolved path: method}`` from a manifest's optional ``method`` column."""
-    from ..data import read_manifest
-
-    return {str(e.path.resolve()): e.method for e in read_manifest(manifest)}
-
-
-class _WithMethods(Dataset):
-    """A manifest dataset plus the ids / methods evaluation reports use."""
-
-    def __init__(self, dataset: Dataset, methods: dict[str, str | None]):
-        self.dataset = dataset
-        self.methods = methods
-        self.entries = dataset.entries
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        return self.dataset[index]
-
-    def item_info(self, index: int) -> dict[str, Any]:
-        path = str(Path(self.entries[index].path))
-        return {"id": path, "method": self.methods.get(str(Path(path).resolve()))}
 
 
 def _detect_kind(entries: list[Any], manifest: Any) -> str:
@@ -106,5 +80,4 @@ def make_dataset(
     else:
         loader = FaceClipLoader.from_model(model, face_detector=face_detector, **common)
         dataset = VideoDataset(entries, loader)
-    methods = read_methods(manifest)
-    return _WithMethods(dataset, methods) if methods else dataset
+    return dataset  # evaluation reads ids and methods from dataset.entries

@@ -159,7 +159,6 @@ class InterSIM(nn.Module):
                 f"InterSIM: {x.shape[0]} frames in the batch are not a multiple of "
                 f"num_snippets U={u} x snippet_len T={t}"
             )
-        c = x.shape[1]
         pooled = x.mean((2, 3)).unflatten(0, (-1, u, t)).permute(0, 3, 1, 2)  # GAP: F̄, "(n u t) c -> n c u t"
         f1 = torch.sigmoid(self.branch1(pooled))  # Eq. 7
         f2 = self.sma(pooled).to(f1.dtype)  # Eq. 8-10

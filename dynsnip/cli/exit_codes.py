@@ -1,0 +1,19 @@
+"""Exit codes shared by the ``dynsnip`` commands, and the one-line usage error they print.
+
+* 0 (``EXIT_OK``): everything was processed;
+* 1 (``EXIT_SOME_FAILED``): some inputs failed (each reported with its reason), the others
+  were processed;
+* 2 (``EXIT_USAGE``): nothing was done: a bad option, a model that cannot be loaded, a
+  missing extra, an output that would be overwritten.
+"""
+from __future__ import annotations
+
+import sys
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def usage_error(command: str, message: str) -> int:
+    """Print ``dynsnip <command>: error: <message>`` to stderr and return ``EXIT_USAGE``."""
+    print(f"dynsnip {command}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE

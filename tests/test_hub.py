@@ -106,7 +106,7 @@ def detector(num_classes: int = 1, **options) -> torch.nn.Module:
 
 def push_detector(hub: LocalHub, repo_id: str = REPO, **options) -> torch.nn.Module:
     model = detector(**options)
-    dynsnip_hub.push_to_hub(model, repo_id, token="hf_test")
+    dynsnip_hub.push_to_hub(model, repo_id, token="hf_test", base_model=BASE_REPO)
     return model
 
 
@@ -150,6 +150,7 @@ def test_user_steps_end_to_end(local_hub: LocalHub, tmp_path: Path, monkeypatch:
     # 2. save and push: config.json + model.safetensors + README.md, no pickle
     out = dynsnip.save_pretrained(model, tmp_path / "out")
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["base_model"] == BASE_REPO  # fine-tuned from it
     dynsnip.push_to_hub(model, REPO, token="hf_test")
     assert {"README.md", "config.json", "model.safetensors"} <= set(local_hub.files(REPO))
     assert local_hub.requests_to(f"/api/models/{REPO}/commit/main", "POST")[0].status == 200
@@ -225,7 +226,7 @@ def test_config_records_every_dil_option_from_a_direct_builder_call(tmp_path: Pa
     assert cfg["mean"] == list(model.pretrained_cfg["mean"]) and cfg["std"] == list(model.pretrained_cfg["std"])
     assert cfg["hf_hub_filename"] == "model.safetensors"
     assert set(cfg) <= {f.name for f in dataclasses.fields(timm.models.PretrainedCfg)}  # timm reads it back
-    assert config["base_model"] == BASE_REPO  # the default tag's weights
+    assert "base_model" not in config  # random init: not fine-tuned from the default tag's weights
 
     reloaded = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
     assert reloaded.dil_args == model.dil_args

@@ -124,8 +124,12 @@ def base_weights(model: torch.nn.Module) -> str | None:
 
     ``timm/resnet50.tv_in1k`` for ``dil_resnet50.tv_in1k``, ``me/my-detector`` for a model
     loaded from that repo, the recorded ``base_model`` for one loaded from a local directory.
+    Returns None for a model built with ``pretrained=False`` (its weights did not come from
+    the repo its pretrained config names), unless it was rebuilt from a local directory.
     """
     cfg = getattr(model, "pretrained_cfg", None) or {}
+    if getattr(model, "pretrained_loaded", True) is False and cfg.get("source") != "local-dir":
+        return None
     hub_id = cfg.get("hf_hub_id")
     if hub_id:
         return str(hub_id).split("@", 1)[0]

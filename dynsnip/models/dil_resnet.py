@@ -336,9 +336,13 @@ def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) ->
         )
     base = variant[len("dil_"):]
     model_args = dict(_timm_resnet_args(base), **kwargs)
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         DILResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **model_args
     )
+    # Whether the weights named by pretrained_cfg were loaded: a model card must not name the
+    # ImageNet weights as the base of a detector that was trained from a random init.
+    model.pretrained_loaded = bool(pretrained)
+    return model
 
 
 def _make_entrypoint(base: str) -> Callable[..., DILResNet]:

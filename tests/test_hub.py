@@ -379,6 +379,28 @@ def test_offline_without_the_files_in_the_cache(local_hub: LocalHub, monkeypatch
     assert local_hub.requests == []
 
 
+def test_unreachable_hub_without_the_files_in_the_cache(local_hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online mode, but nothing listens at HF_ENDPOINT: huggingface_hub retries, then dynsnip names the endpoint."""
+    import huggingface_hub.constants as constants
+    import huggingface_hub.utils._http as hf_http
+
+    push_detector(local_hub)
+    dynsnip_hub.load_model(REPO, pretrained=False)  # caches config.json only
+    endpoint = local_hub.endpoint
+    local_hub.stop()  # the port is closed from now on: new connections are refused
+    hf_http.close_session()  # drop the client's kept-alive connection to the stopped server
+    slept: list[float] = []
+    monkeypatch.setattr(hf_http, "time", type("NoSleep", (), {"sleep": staticmethod(slept.append)}))
+    assert not constants.is_offline_mode()
+    with pytest.raises(NotCachedError) as caught:
+        dynsnip_hub.load_model(REPO)
+    message = str(caught.value)
+    assert message.startswith(f"'model.safetensors' of Hub repo '{REPO}' is not in the local cache")
+    assert f"the Hub at {endpoint} could not be reached" in message
+    assert "HF_HUB_OFFLINE=1 works" in message
+    assert slept, "huggingface_hub's retry path (connection refused -> back off -> retry) was not exercised"
+
+
 def test_weights_of_another_architecture(local_hub: LocalHub) -> None:
     vit = timm.create_model("test_vit")
     serve_imagenet_resnet(local_hub, weights=safetensors_bytes(vit.state_dict()))

@@ -5,11 +5,12 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from video_fixtures import RAW_H264, carphone, encode, faceless_frames, two_people, write_audio_only, write_text_as_mp4, write_truncated_mp4
+from video_fixtures import RAW_H264, carphone, decode_all, encode, faceless_frames, two_people, write_audio_only, write_text_as_mp4, write_truncated_mp4
 
 import dynsnip  # noqa: F401  (registers dil_*)
 from dynsnip.cli import main
@@ -178,6 +179,35 @@ def test_unusable_checkpoint_or_no_videos_are_usage_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty")]) == 2
     assert "no videos to score" in capsys.readouterr().err
+
+
+def small_face_video(path):
+    """The carphone clip (a ~45 px face) inside a 640x480 frame: below dlib's 80 px window at the
+    default working size (short side 480), found when the frames are enlarged for detection."""
+    frames = []
+    for frame in decode_all(carphone())[:12]:
+        canvas = np.full((480, 640, 3), 90, np.uint8)
+        canvas[200:344, 300:476] = frame
+        frames.append(canvas)
+    return encode(path, frames)
+
+
+def test_detect_size_finds_small_faces_the_default_misses(tmp_path, checkpoint, capsys):
+    video = small_face_video(tmp_path / "wide_shot.mp4")
+    common = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "2", "--json", "--no-progress"]
+    assert main(common) == 1
+    missed = json.loads(capsys.readouterr().out)["videos"][0]
+    assert missed["status"] == "error" and "--detect-size" in missed["error"], missed
+    assert main([*common, "--detect-size", "960"]) == 0
+    found = json.loads(capsys.readouterr().out)["videos"][0]
+    assert found["status"] == "ok" and all(s["face_found"] for s in found["snippets"]), found
+    for snippet in found["snippets"]:  # the crop is around the small face, inside the pasted clip
+        x0, y0, x1, y1 = snippet["crop_box"]
+        assert 300 <= x0 < x1 <= 476 and 200 <= y0 < y1 <= 344, snippet
+    for bad, message in ((["--detect-size", "40"], "at least 80 px"), (["--detect-upsample", "-1"], "0 or more"),
+                         (["--margin", "0"], "positive number")):
+        assert main([*common, *bad]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_extract_faces_command(tmp_path, capsys):

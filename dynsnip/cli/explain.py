@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from dynsnip.modules import InterSIM, IntraSIM
 from .exit_codes import EXIT_OK
 from .exit_codes import EXIT_SOME_FAILED as EXIT_VIDEO_FAILED
 from .exit_codes import usage_error as _usage_error
+from .face_options import add_face_options, face_detector, face_options_problem
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -65,10 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="Grad-CAM layer (default: layer4's last block); e.g. layer4.0.sim for a "
                              "CAM at an Intra-SIM's output")
     parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM (attention maps only)")
-    parser.add_argument("--face-detector", choices=("dlib", "none"), default="dlib",
-                        help="dlib: detect and crop the face (default); none: the video is already a face crop")
-    parser.add_argument("--margin", type=float, default=1.3,
-                        help="face crop side / face box side (default 1.3)")
+    add_face_options(parser, none_means="the video is already a face crop")
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNGs (default 100)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.set_defaults(func=run)
@@ -111,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
-    if not math.isfinite(args.margin) or args.margin <= 0:
-        return usage_error(f"--margin must be a positive number, got {args.margin}")
+    if face_options_problem(args):
+        return usage_error(face_options_problem(args))
     if args.dpi < 10:
         return usage_error(f"--dpi must be at least 10, got {args.dpi}")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
@@ -128,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         require("matplotlib")
         if not args.no_gradcam:
             require("pytorch_grad_cam")
+        faces = face_detector(args)
     except ImportError as err:
         return usage_error(str(err))
 
@@ -149,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    overrides: dict[str, Any] = dict(face_detector=args.face_detector, margin=args.margin)
+    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin)
     if args.snippets is not None:
         overrides["num_snippets"] = args.snippets
     loader = FaceClipLoader.from_model(model, **overrides)

@@ -19,6 +19,7 @@ from typing import Any
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
+from .face_options import add_face_options, face_detector, face_options_problem
 from .predict import VIDEO_SUFFIXES, progress_bar
 
 MANIFEST_NAME = "faces.csv"
@@ -40,10 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--manifest", type=Path, default=None,
                         help="CSV/JSON manifest of videos (path,label[,split]) instead of / besides inputs")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="output directory")
-    parser.add_argument("--face-detector", choices=("dlib", "none"), default="dlib",
-                        help="dlib (default), or none to keep whole frames")
-    parser.add_argument("--margin", type=float, default=1.3,
-                        help="crop side / face box side (default 1.3, FaceForensics++ convention)")
+    add_face_options(parser, none_means="keep whole frames")
     parser.add_argument("--smooth-window", type=int, default=5,
                         help="frames in the moving average of the face boxes (default 5)")
     parser.add_argument("--size", type=int, default=None,
@@ -88,19 +86,20 @@ def run(args: argparse.Namespace) -> int:
     manifest_out = args.out / MANIFEST_NAME
     if args.manifest is not None and manifest_out.exists() and not args.overwrite:
         return usage_error(f"{manifest_out} exists; refusing to overwrite it (pass --overwrite to replace it)")
-    if args.margin <= 0 or args.smooth_window < 1 or (args.size is not None and args.size < 1):
-        return usage_error("--margin must be > 0, --smooth-window >= 1 and --size >= 1")
+    if face_options_problem(args):
+        return usage_error(face_options_problem(args))
+    if args.smooth_window < 1 or (args.size is not None and args.size < 1):
+        return usage_error(f"--smooth-window and --size must be at least 1, got {args.smooth_window} and {args.size}")
     try:
         from dynsnip.data.extraction import extract_face_frames
-        from dynsnip.data.faces import create_face_detector
         from dynsnip.data.manifest import ManifestEntry, write_manifest
 
         jobs = _jobs(args)
+        detector = face_detector(args)
     except (ImportError, ValueError, OSError) as err:
         return usage_error(str(err))
     if not jobs:
         return usage_error("no videos found")
-    detector = create_face_detector(args.face_detector)
     args.out.mkdir(parents=True, exist_ok=True)
 
     written: list[Any] = []

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
+from .face_options import add_face_options, face_detector, face_options_problem
 
 DEFAULT_MODEL = "dil_resnet50"
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
@@ -48,10 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "--model, a directory written by dynsnip.save_pretrained, or hf-hub:owner/name")
     parser.add_argument("--snippets", type=int, default=None, metavar="U",
                         help="snippets per video (default: the model's test U, 8 in the paper)")
-    parser.add_argument("--face-detector", choices=("dlib", "none"), default="dlib",
-                        help="dlib: detect and crop faces (default); none: the videos are already face crops")
-    parser.add_argument("--margin", type=float, default=1.3,
-                        help="face crop side / face box side (default 1.3, FaceForensics++ convention)")
+    add_face_options(parser, none_means="the videos are already face crops")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="fake probability at or above which a video is called fake (default 0.5)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
@@ -304,8 +301,8 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--output {args.output} exists; refusing to overwrite it (pass --overwrite to replace it)")
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
-    if not math.isfinite(args.margin) or args.margin <= 0:
-        return usage_error(f"--margin must be a positive number, got {args.margin}")
+    if face_options_problem(args):
+        return usage_error(face_options_problem(args))
     videos, warnings = find_videos(args.inputs)
     for warning in warnings:
         print(f"dynsnip predict: warning: {warning}", file=sys.stderr)
@@ -313,6 +310,8 @@ def run(args: argparse.Namespace) -> int:
         return usage_error("no videos to score")
     try:
         from dynsnip.data import FaceClipLoader
+
+        faces = face_detector(args)
     except ImportError as err:
         return usage_error(str(err))
     model, weights = open_detector("predict", args.model, args.checkpoint)
@@ -323,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    overrides: dict[str, Any] = dict(face_detector=args.face_detector, margin=args.margin)
+    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin)
     if args.snippets is not None:
         overrides["num_snippets"] = args.snippets
     loader = FaceClipLoader.from_model(model, **overrides)

@@ -109,7 +109,8 @@ def extract_face_frames(
             detected = ~np.isnan(face_boxes).any(axis=1)
             if not detected.any():
                 raise NoFaceError(
-                    video_path, f"no face found in any of its {num_frames} frames; expected a video showing a face"
+                    video_path, f"no face found in any of its {num_frames} frames; expected a video showing a face "
+                    "(small faces: a larger --detect-size or --detect-upsample 1)"
                 )
             face_boxes = fill_missing_boxes(smooth_boxes(face_boxes, smooth_window))
             crop_boxes = np.array([square_crop_box(b, (width, height), margin) for b in face_boxes])

@@ -176,7 +176,9 @@ class FaceClipLoader:
                 path,
                 f"no face found in any of the {len(frames)} sampled frames "
                 f"({self.num_snippets} snippets x {self.snippet_len}); expected a video showing "
-                "a face (use face_detector='none' for input that is already a face crop)",
+                "a face (use face_detector='none' for input that is already a face crop; for faces smaller "
+                "than ~1/6 of the frame, a DlibFaceDetector with a larger detect_short_side or upsample=1: "
+                "--detect-size / --detect-upsample on the command line)",
             )
         face_boxes = fill_missing_boxes(face_boxes)
         crop_boxes = np.array(

@@ -1,0 +1,53 @@
+"""The face-cropping options of ``predict``, ``explain`` and ``extract-faces``.
+
+``--face-detector dlib|none`` and ``--margin`` choose whether and how wide the face is
+cropped; ``--detect-size`` and ``--detect-upsample`` tune dlib's HOG detector
+(:class:`dynsnip.data.faces.DlibFaceDetector`) for faces that are small in the frame: the
+detector's window is 80x80 px, so at the default working size of 480 px (the frame's
+shorter side) it finds faces down to about 1/6 of the short side.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+DEFAULT_MARGIN = 1.3
+DEFAULT_DETECT_SIZE = 480
+
+
+def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> None:
+    """Add ``--face-detector``, ``--margin``, ``--detect-size`` and ``--detect-upsample``."""
+    parser.add_argument("--face-detector", choices=("dlib", "none"), default="dlib",
+                        help=f"dlib: detect and crop faces (default); none: {none_means}")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help=f"face crop side / face box side (default {DEFAULT_MARGIN}, FaceForensics++ convention)")
+    parser.add_argument("--detect-size", type=int, default=DEFAULT_DETECT_SIZE, metavar="PX",
+                        help=f"dlib works on frames resized to this short side (default {DEFAULT_DETECT_SIZE}: "
+                             "faces down to ~1/6 of the short side); larger finds smaller faces, slower")
+    parser.add_argument("--detect-upsample", type=int, default=0, metavar="K",
+                        help="extra dlib pyramid upsamplings for small faces (default 0; each ~4x slower)")
+
+
+def face_options_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the face options of ``args``, or None."""
+    if not math.isfinite(args.margin) or args.margin <= 0:
+        return f"--margin must be a positive number, got {args.margin}"
+    if args.detect_size < 80:
+        return f"--detect-size must be at least 80 px (dlib's detection window), got {args.detect_size}"
+    if args.detect_upsample < 0:
+        return f"--detect-upsample must be 0 or more, got {args.detect_upsample}"
+    return None
+
+
+def face_detector(args: argparse.Namespace) -> Any:
+    """``None`` for ``--face-detector none``, else a configured ``DlibFaceDetector``.
+
+    Raises:
+        ImportError: dlib (the ``video`` extra) is not installed, with the install command.
+    """
+    if args.face_detector == "none":
+        return None
+    from dynsnip.data.faces import DlibFaceDetector
+
+    return DlibFaceDetector(detect_short_side=args.detect_size, upsample=args.detect_upsample)

@@ -28,7 +28,7 @@ from dynsnip.modules import InterSIM, IntraSIM
 from .exit_codes import EXIT_OK
 from .exit_codes import EXIT_SOME_FAILED as EXIT_VIDEO_FAILED
 from .exit_codes import usage_error as _usage_error
-from .face_options import add_face_options, face_detector, face_options_problem
+from .face_options import add_face_options, clip_loader, face_detector, face_options_problem
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             "choose another --out or pass --overwrite"
         )
     try:
-        from dynsnip.data import FaceClipLoader
+        from dynsnip.data import FaceClipLoader  # noqa: F401  (fails here without the video extra)
         from dynsnip.explain import explain_clip, save_figures
         from dynsnip.explain._optional import require
 
@@ -147,10 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin)
-    if args.snippets is not None:
-        overrides["num_snippets"] = args.snippets
-    loader = FaceClipLoader.from_model(model, **overrides)
+    loader = clip_loader(model, args, faces)
     try:
         clip = loader(args.video)
     except VideoError as err:

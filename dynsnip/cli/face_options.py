@@ -51,3 +51,14 @@ def face_detector(args: argparse.Namespace) -> Any:
     from dynsnip.data.faces import DlibFaceDetector
 
     return DlibFaceDetector(detect_short_side=args.detect_size, upsample=args.detect_upsample)
+
+
+def clip_loader(model: Any, args: argparse.Namespace, faces: Any) -> Any:
+    """The ``FaceClipLoader`` of ``predict`` / ``explain``: the model's input size, mean/std
+    and test U, with ``faces`` (see :func:`face_detector`), ``--margin`` and ``--snippets``."""
+    from dynsnip.data import FaceClipLoader
+
+    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin)
+    if args.snippets is not None:
+        overrides["num_snippets"] = args.snippets
+    return FaceClipLoader.from_model(model, **overrides)

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
-from .face_options import add_face_options, face_detector, face_options_problem
+from .face_options import add_face_options, clip_loader, face_detector, face_options_problem
 
 DEFAULT_MODEL = "dil_resnet50"
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     if not videos:
         return usage_error("no videos to score")
     try:
-        from dynsnip.data import FaceClipLoader
+        from dynsnip.data import FaceClipLoader  # noqa: F401  (fails here without the video extra)
 
         faces = face_detector(args)
     except ImportError as err:
@@ -322,10 +322,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin)
-    if args.snippets is not None:
-        overrides["num_snippets"] = args.snippets
-    loader = FaceClipLoader.from_model(model, **overrides)
+    loader = clip_loader(model, args, faces)
 
     results = []
     for path in progress_bar(videos, enabled=not args.no_progress):

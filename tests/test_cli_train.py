@@ -112,3 +112,25 @@ def test_bad_input_is_a_clear_usage_error(manifest, argv, message, capsys, tmp_p
     monkeypatch.chdir(tmp_path)
     assert main([a.replace("{m}", str(manifest)) for a in argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_evaluate_lists_unreadable_videos_and_scores_the_rest(manifest, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    model = build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8)
+    from dynsnip.hub import save_pretrained
+
+    save_pretrained(model, model_dir, pretrained_cfg={"input_size": (3, 16, 16)})
+    broken = tmp_path / "broken.csv"  # the val rows, with absolute paths, and a folder without frames
+    header, *rows = manifest.read_text().splitlines()
+    rows = [f"{manifest.parent / row.split(',', 1)[0]},{row.split(',', 1)[1]}" for row in rows]
+    broken.write_text("\n".join([header, *rows[:6], "gone_away,fake,val,DF", *rows[6:]]) + "\n")
+    (tmp_path / "gone_away").mkdir()
+    report = tmp_path / "report"
+    code = main(["evaluate", "--model", str(model_dir), "--manifest", str(broken), "--split", "val",
+                 "--workers", "0", "--no-progress", "--out", str(report)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1 video(s) could not be read" in captured.err and "gone_away: not_found" in captured.err
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert data["overall"]["num_videos"] == 4 and data["num_failed"] == 1
+    assert data["failed"][0]["id"].endswith("gone_away") and "no frame images" in data["failed"][0]["message"]

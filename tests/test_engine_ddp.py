@@ -101,12 +101,11 @@ def emulate_two_ranks(recipe: Recipe) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.named_parameters()}
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
-def test_torchrun_two_cpu_processes_average_gradients(tmp_path):
+def run_two_ranks(tmp_path: Path, worker: str, out: Path) -> subprocess.CompletedProcess:
+    """``torchrun`` two CPU processes on ``worker`` (formatted with ``tests`` and ``out``)."""
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     script = tmp_path / "worker.py"
-    out = tmp_path / "run"
-    script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(out)))
+    script.write_text(worker.format(tests=str(Path(__file__).parent), out=str(out)))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
@@ -114,6 +113,13 @@ def test_torchrun_two_cpu_processes_average_gradients(tmp_path):
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
+def test_torchrun_two_cpu_processes_average_gradients(tmp_path):
+    out = tmp_path / "run"
+    proc = run_two_ranks(tmp_path, WORKER, out)
     assert "world 2 rank 0" in proc.stdout and "world 2 rank 1" in proc.stdout
     rank0 = safetensors.torch.load_file(str(out / "rank0.safetensors"))
     rank1 = safetensors.torch.load_file(str(out / "rank1.safetensors"))
@@ -132,3 +138,55 @@ def test_torchrun_two_cpu_processes_average_gradients(tmp_path):
     assert (out / "model" / "config.json").is_file() and (out / "checkpoint" / "state.json").is_file()
     report = json.loads((out / "val_report.json").read_text())
     assert report["overall"]["num_videos"] == 5 and sorted(v["id"] for v in report["videos"]) == list("01234")
+
+
+UNREADABLE_WORKER = textwrap.dedent(
+    """
+    import json, sys, torch, safetensors.torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {tests!r})
+    from test_engine_ddp import Clips, RECIPE, TINY, Unreadable
+    from dynsnip.engine import Recipe, train
+    from dynsnip.engine.distributed import cleanup_distributed, init_distributed
+
+    info = init_distributed("cpu")
+    recipe = Recipe(**dict(RECIPE, batch_size=2, epochs=1))  # one clip per rank and step
+    result = train(recipe, Unreadable(Clips(6), bad=(0,)), Unreadable(Clips(5), bad=(3,)), {out!r},
+                   model_kwargs=TINY, device="cpu", progress=False, log=None)
+    state = {{k: v.contiguous() for k, v in result.model.state_dict().items()}}
+    safetensors.torch.save_file(state, {out!r} + f"/rank{{info.rank}}.safetensors")
+    print("rank", info.rank, "skipped", json.dumps(result.history[0]["skipped"]))
+    cleanup_distributed()
+    """
+)
+
+
+class Unreadable(torch.utils.data.Dataset):
+    """``dataset`` with the items in ``bad`` failing as missing frame folders."""
+
+    def __init__(self, dataset, bad):
+        self.dataset, self.bad = dataset, set(bad)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        if i in self.bad:
+            raise FileNotFoundError(f"faces/video_{i}: expected a folder of face frames")
+        return self.dataset[i]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
+def test_torchrun_skips_unreadable_clips_on_every_rank_together(tmp_path):
+    """The rank whose only clip of a step is unreadable has nothing to back-propagate: both
+    ranks must skip that step (DDP would otherwise wait forever for its gradients)."""
+    out = tmp_path / "run"
+    proc = run_two_ranks(tmp_path, UNREADABLE_WORKER, out)
+    for rank in (0, 1):  # both ranks know what was skipped on either
+        assert f'rank {rank} skipped [{{"id": "0", "reason": "not_found"' in proc.stdout, proc.stdout
+    rank0 = safetensors.torch.load_file(str(out / "rank0.safetensors"))
+    rank1 = safetensors.torch.load_file(str(out / "rank1.safetensors"))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    report = json.loads((out / "val_report.json").read_text())
+    assert report["num_failed"] == 1 and report["failed"][0]["id"] == "3"
+    assert sorted(v["id"] for v in report["videos"]) == ["0", "1", "2", "4"]

@@ -217,3 +217,58 @@ def test_evaluate_reports_video_level_metrics(tmp_path):
     assert model.training  # evaluate restores the mode
     with pytest.raises(ValueError, match="expected \\(B, 1\\)"):
         evaluate(timm.create_model("dil_resnet18", num_classes=2, **TINY), Clips(2), device="cpu", progress=False)
+
+
+class PartlyUnreadable(Clips):
+    """Clips whose items in ``bad`` fail as a corrupt video or a missing frame folder would."""
+
+    def __init__(self, bad, n: int = 8, calls=None):
+        super().__init__(n)
+        self.bad = dict(bad)
+        self.calls = calls if calls is not None else []
+
+    def __getitem__(self, i):
+        self.calls.append(i)
+        if i in self.bad:
+            from dynsnip.data.errors import CorruptVideoError
+
+            if self.bad[i] == "corrupt":
+                raise CorruptVideoError(f"video_{i}.mp4", "moov atom not found")
+            raise FileNotFoundError(f"faces/video_{i}: expected a folder of face frames")
+        return super().__getitem__(i)
+
+
+def test_evaluate_reports_unreadable_videos_and_scores_the_rest():
+    model = timm.create_model("dil_resnet18", num_classes=1, **TINY).eval()
+    clean = evaluate(model, Clips(6), batch_size=4, device="cpu", progress=False)
+    # items 1 and 4 cannot be read: one inside each batch of 4
+    result = evaluate(model, PartlyUnreadable({1: "corrupt", 4: "missing"}, n=6), batch_size=4, device="cpu",
+                      progress=False)
+    assert result.report["num_failed"] == 2
+    assert [(f["id"], f["reason"]) for f in result.failures] == [("1", "corrupt"), ("4", "not_found")]
+    assert "moov atom not found" in result.failures[0]["message"]
+    # the four readable videos are scored exactly as without the bad ones
+    scores = {p["id"]: p["score"] for p in clean.predictions}
+    assert [p["id"] for p in result.predictions] == ["0", "2", "3", "5"]
+    assert all(p["score"] == pytest.approx(scores[p["id"]], abs=1e-6) for p in result.predictions)
+    assert result.report["overall"]["num_videos"] == 4
+    with pytest.raises(ValueError, match="none of the 2 evaluation videos could be read"):
+        evaluate(model, PartlyUnreadable({0: "corrupt", 1: "missing"}, n=2), device="cpu", progress=False)
+
+
+def test_training_skips_unreadable_clips_and_stops_when_most_fail(tmp_path):
+    calls: list[int] = []
+    bad = PartlyUnreadable({2: "corrupt"}, calls=calls)
+    result = train(tiny_recipe(epochs=2), bad, None, tmp_path / "run", model_kwargs=TINY, device="cpu",
+                   progress=False, log=None)
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert all(h["skipped"] == [{"id": "2", "reason": "corrupt", "message": "moov atom not found"}]
+               for h in result.history)
+    assert sorted(calls) == sorted(list(range(8)) * 2)  # every clip was tried in every epoch
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history[0]["skipped"][0]["id"] == "2"
+
+    mostly_bad = PartlyUnreadable({i: "missing" for i in range(5)})
+    with pytest.raises(RuntimeError, match="5 of the 8 training clips could not be read in epoch 1"):
+        train(tiny_recipe(), mostly_bad, None, tmp_path / "bad", model_kwargs=TINY, device="cpu",
+              progress=False, log=None)

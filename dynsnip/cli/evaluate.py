@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
-from .exit_codes import usage_error
+from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -16,7 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "Score every video of a manifest (face-frame folders or videos) with U=8 snippets of T=4 frames "
             "(the paper's test protocol; the model's own test U by default) and report video-level accuracy "
             "and AUC, per manipulation method when the manifest has a 'method' column (each method: all "
-            "real videos + that method's fakes). Writes REPORT.json and REPORT.csv."
+            "real videos + that method's fakes). Writes REPORT.json and REPORT.csv. Videos that cannot be read "
+            "(corrupt, no face, missing frames) are listed with the reason and left out of the metrics; the exit "
+            "code is then 1."
         ),
         epilog="example: dynsnip evaluate --model runs/ff-c23/model --manifest faces/faces.csv --split test --out test_report",
     )
@@ -75,6 +78,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"{args.model} on {args.manifest}" + (f" [{args.split}]" if args.split else "")
                   + f": U={recipe.test_num_snippets} x T={recipe.snippet_len} at {size} px")
             print(format_report(result.report))
+            if result.failures:
+                print(f"dynsnip evaluate: {len(result.failures)} video(s) could not be read and are not in the "
+                      "metrics:", file=sys.stderr)
+                for failure in result.failures:
+                    print(f"  {failure['id']}: {failure['reason']}: {failure['message']}", file=sys.stderr)
             if args.out:
                 json_path, csv_path = write_report(
                     dict(result.report, model=str(args.model), manifest=str(args.manifest), split=args.split),
@@ -83,4 +91,4 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 print(f"report: {json_path} {csv_path}")
     finally:
         cleanup_distributed()
-    return 0
+    return EXIT_SOME_FAILED if result.failures else EXIT_OK

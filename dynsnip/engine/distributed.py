@@ -29,6 +29,7 @@ __all__ = [
     "all_gather_objects",
     "broadcast_object",
     "all_reduce_mean",
+    "any_rank",
     "broadcast_buffers",
     "unwrap_model",
 ]
@@ -135,6 +136,15 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def any_rank(flag: bool, device: torch.device | None = None) -> bool:
+    """True on every rank when ``flag`` is true on any rank (``flag`` when not distributed)."""
+    if not _active():
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], dtype=torch.float32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 def all_reduce_mean(value: float, device: torch.device | None = None) -> float:

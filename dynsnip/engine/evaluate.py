@@ -8,12 +8,17 @@ manipulation methods for the report come from, in this order:
   id, its ``method`` attribute (if the manifest has that column) the method;
 * otherwise the item's index, and no method.
 
+A video that cannot be read (:mod:`dynsnip.engine.failures`: corrupt, no face, missing
+frames...) is listed in ``report["failed"]`` with the reason, and the metrics are computed
+on the others.
+
 Items sharing an id (several clips of one video) are averaged into one video score. Under
 ``torchrun`` each process scores every ``world_size``-th item and the results are gathered,
 so every video is scored exactly once.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .distributed import DistInfo, all_gather_objects
+from .failures import FailedItem, SkipUnreadable, collate_readable, describe_failures
 from .metrics import aggregate_by_video, video_metrics
 
 __all__ = ["EvalResult", "evaluate", "item_info", "autocast_context", "progress_bar"]
@@ -31,11 +37,16 @@ __all__ = ["EvalResult", "evaluate", "item_info", "autocast_context", "progress_
 
 @dataclass
 class EvalResult:
-    """``report``: :func:`~dynsnip.engine.metrics.video_metrics` plus ``loss``, ``seconds``;
-    ``predictions``: one dict per video (``id``, ``label``, ``score``, ``method``)."""
+    """``report``: :func:`~dynsnip.engine.metrics.video_metrics` plus ``loss``, ``seconds``,
+    ``num_failed`` and ``failed`` (the unreadable videos: ``id``, ``reason``, ``message``);
+    ``predictions``: one dict per scored video (``id``, ``label``, ``score``, ``method``)."""
 
     report: dict[str, Any]
     predictions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return self.report.get("failed", [])
 
     @property
     def auc(self) -> float:
@@ -68,6 +79,11 @@ def item_info(dataset: Dataset, index: int) -> dict[str, Any]:
     return {"id": str(index), "method": None}
 
 
+def item_id(dataset: Dataset, index: int) -> str:
+    """The id of item ``index`` in reports (its video or frame folder when known)."""
+    return str(item_info(dataset, index)["id"])
+
+
 class _Indexed(Dataset):
     """Items ``(pixels, label, index)`` of ``dataset`` restricted to ``indices``."""
 
@@ -81,6 +97,8 @@ class _Indexed(Dataset):
     def __getitem__(self, i: int):
         index = self.indices[i]
         item = self.dataset[index]
+        if isinstance(item, FailedItem):
+            return item
         if not isinstance(item, (tuple, list)) or len(item) < 2:
             raise TypeError(
                 f"dataset item {index} is a {type(item).__name__}; expected (pixels, label) with pixels "
@@ -156,17 +174,23 @@ def evaluate(
     info = dist_info or DistInfo()
     device = torch.device(device) if device is not None else next(model.parameters()).device
     indices = list(range(info.rank, len(dataset), info.world_size))
+    readable = SkipUnreadable(dataset, item_id=functools.partial(item_id, dataset))
     loader = DataLoader(
-        _Indexed(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+        _Indexed(readable, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        pin_memory=device.type == "cuda", collate_fn=collate_readable,
     )
     was_training = model.training
     model.eval()
     rows: list[tuple[int, float, float, float]] = []  # index, label, logit, loss
+    failures: list[FailedItem] = []
     start = time.perf_counter()
     try:
         bar = progress_bar(loader, len(loader), desc, progress and info.is_main)
-        for pixels, labels, idx in bar:
+        for batch, failed in bar:
+            failures += failed
+            if batch is None:
+                continue
+            pixels, labels, idx = batch
             pixels = pixels.to(device, non_blocking=True)
             with autocast_context(device, amp, amp_dtype):
                 logits = _check_logits(model(pixels))
@@ -178,6 +202,9 @@ def evaluate(
     seconds = time.perf_counter() - start
     rows = [r for part in all_gather_objects(rows) for r in part]
     rows.sort(key=lambda r: r[0])
+    failures = sorted((f for part in all_gather_objects(failures) for f in part), key=lambda f: f.index)
+    if not rows:
+        raise ValueError(f"none of the {len(dataset)} evaluation videos could be read:\n{describe_failures(failures)}")
     infos = [item_info(dataset, r[0]) for r in rows]
     probs = [1.0 / (1.0 + math.exp(-r[2])) if r[2] > -700 else 0.0 for r in rows]
     ids, scores, labels, methods = aggregate_by_video(
@@ -187,6 +214,8 @@ def evaluate(
     report["loss"] = sum(r[3] for r in rows) / len(rows)
     report["seconds"] = seconds
     report["threshold"] = threshold
+    report["num_failed"] = len(failures)
+    report["failed"] = [{"id": f.id, "reason": f.reason, "message": f.message} for f in failures]
     predictions = [
         {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {})}
         for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))

@@ -12,16 +12,23 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
     checkpoint/         the last finished epoch: weights, optimizer, scheduler, history
                         (see :mod:`dynsnip.engine.checkpoint`); a killed run started again
                         with the same command resumes after that epoch
-    history.json        per epoch: train loss, lr, throughput, validation metrics
+    history.json        per epoch: train loss, lr, throughput, validation metrics, the
+                        clips skipped because they could not be read
     recipe.json         the settings used
     val_report.json/csv the validation report of the best epoch (with a validation set)
 
 Reproducibility: every epoch starts by seeding torch / random / numpy from
 ``(recipe.seed, epoch, rank)`` and the sampler shuffles with ``(seed, epoch)``, so a resumed
 run repeats exactly what the uninterrupted run would have done.
+
+Unreadable clips (a corrupt video, no face, a missing frame folder: see
+:mod:`dynsnip.engine.failures`) are skipped and logged at the end of the epoch, with the
+reason; an epoch in which more than half of the clips cannot be read stops the run. Under
+``torchrun`` a step in which any process has no readable clip is skipped by all of them.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -36,8 +43,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .checkpoint import find_training_checkpoint, load_training_checkpoint, save_training_checkpoint
-from .distributed import DistInfo, all_reduce_mean, barrier, broadcast_buffers, init_distributed, unwrap_model
-from .evaluate import EvalResult, autocast_context, evaluate, progress_bar
+from .distributed import (
+    DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
+)
+from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
+from .failures import FailedItem, SkipUnreadable, collate_readable, describe_failures
 from .metrics import write_report
 from .recipe import Recipe
 
@@ -214,6 +224,12 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def _unique_failures(parts: list[list[FailedItem]]) -> list[FailedItem]:
+    """The failures of all ranks, one per dataset index (the distributed sampler pads with repeats)."""
+    unique = {f.index: f for part in parts for f in part}
+    return [unique[i] for i in sorted(unique)]
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
@@ -338,20 +354,27 @@ def train(
     )
     loader_args = dict(
         batch_size=per_rank_batch, sampler=sampler, num_workers=recipe.num_workers, drop_last=False,
-        pin_memory=device.type == "cuda", persistent_workers=False,
+        pin_memory=device.type == "cuda", persistent_workers=False, collate_fn=collate_readable,
     )
+    readable_train_set = SkipUnreadable(train_set, item_id=functools.partial(item_id, train_set))
+    reduce_device = device if device.type == "cuda" else None
     last_epoch = recipe.epochs if stop_after_epoch is None else min(recipe.epochs, int(stop_after_epoch))
     run_start = time.perf_counter()
     for epoch in range(start_epoch + 1, last_epoch + 1):
         seed_everything(epoch_seed(recipe.seed, epoch, info.rank))
         sampler.set_epoch(epoch)
-        loader = DataLoader(train_set, **loader_args)
+        loader = DataLoader(readable_train_set, **loader_args)
         train_model.train()
         lr = optimizer.param_groups[0]["lr"]
         epoch_start = time.perf_counter()
         loss_sum, seen = 0.0, 0
+        failures: list[FailedItem] = []
         bar = progress_bar(loader, len(loader), f"epoch {epoch}/{recipe.epochs}", progress and info.is_main)
-        for step, (pixels, labels) in enumerate(bar, start=1):
+        for step, (batch, failed) in enumerate(bar, start=1):
+            failures += failed
+            if any_rank(batch is None, reduce_device):  # DDP: every process skips the step together
+                continue
+            pixels, labels = batch
             pixels = pixels.to(device, non_blocking=True)
             labels = torch.as_tensor(labels, dtype=torch.float32).to(device, non_blocking=True).flatten()
             with autocast_context(device, use_amp, amp_dtype):
@@ -376,12 +399,23 @@ def train(
             elif progress and recipe.log_every and step % recipe.log_every == 0:
                 _log(f"  epoch {epoch} step {step}/{len(loader)} loss {loss_sum / seen:.4f} {rate:.1f} clips/s", info, log)
         epoch_seconds = time.perf_counter() - epoch_start
+        skipped = _unique_failures(all_gather_objects(failures))
+        if skipped:
+            _log(f"epoch {epoch}: skipped {len(skipped)} of {len(train_set)} training clips that could not be read:\n"
+                 + describe_failures(skipped), info, log)
+            if 2 * len(skipped) > len(train_set):
+                raise RuntimeError(
+                    f"{len(skipped)} of the {len(train_set)} training clips could not be read in epoch {epoch}; "
+                    "expected a few bad files at most: check the manifest paths and the data"
+                )
         broadcast_buffers(model)  # every rank evaluates and saves rank 0's BatchNorm statistics
         train_loss = all_reduce_mean(loss_sum / max(seen, 1), device if device.type == "cuda" else None)
         record: dict[str, Any] = {
             "epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": epoch_seconds,
             "clips_per_s": seen * info.world_size / max(epoch_seconds, 1e-9), "steps": global_step,
         }
+        if skipped:
+            record["skipped"] = [{"id": f.id, "reason": f.reason, "message": f.message} for f in skipped]
         val_result: EvalResult | None = None
         if val_set is not None:
             val_result = evaluate(

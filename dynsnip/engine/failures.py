@@ -1,0 +1,79 @@
+"""Items that cannot be read: reported and skipped, so that one bad video does not end a run.
+
+A manifest of thousands of videos often holds a few that are truncated, have no face or
+whose frame folder went missing. :class:`SkipUnreadable` wraps a dataset so that such an
+item becomes a :class:`FailedItem` (index, id, reason, message) instead of an exception
+in a DataLoader worker; :func:`collate_readable` batches the readable items and hands the
+failures on. :func:`train` logs the skipped clips of each epoch (and stops when most of an
+epoch fails: then the data, not a few files, is broken); :func:`evaluate` reports the
+failed videos next to the metrics of the others.
+
+What counts as unreadable: :class:`dynsnip.data.VideoError` (missing, corrupt, no video
+stream, unseekable, no face) and ``OSError`` (missing frame folder, unreadable image).
+Anything else is a bug or a wrong setting and still raises.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+from torch.utils.data import Dataset, default_collate
+
+from ..data.errors import VideoError
+
+__all__ = ["FailedItem", "SkipUnreadable", "collate_readable", "UNREADABLE", "describe_failures"]
+
+UNREADABLE = (VideoError, OSError)
+
+
+class FailedItem(NamedTuple):
+    """An item that could not be read: ``index`` in the dataset, ``id`` (its path), a short
+    ``reason`` (``corrupt``, ``no_face``, ``not_found``, ``unreadable``...) and the message."""
+
+    index: int
+    id: str
+    reason: str
+    message: str
+
+
+class SkipUnreadable(Dataset):
+    """``dataset[i]``, or a :class:`FailedItem` when reading it raises an unreadable-input error.
+
+    Args:
+        dataset: any map-style dataset.
+        item_id: ``index -> id`` for the failure report (default: the index as text).
+    """
+
+    def __init__(self, dataset: Dataset, item_id: Callable[[int], str] | None = None):
+        self.dataset = dataset
+        self.item_id = item_id or str
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except UNREADABLE as err:
+            return failed_item(index, self.item_id(index), err)
+
+
+def failed_item(index: int, item_id: str, err: BaseException) -> FailedItem:
+    if isinstance(err, VideoError):
+        return FailedItem(index, item_id, err.reason, err.message)
+    reason = "not_found" if isinstance(err, FileNotFoundError) else "unreadable"
+    return FailedItem(index, item_id, reason, f"{type(err).__name__}: {err}")
+
+
+def collate_readable(batch: Sequence[Any]) -> tuple[Any, list[FailedItem]]:
+    """``(default_collate of the readable items, or None when there are none; the failures)``."""
+    failed = [item for item in batch if isinstance(item, FailedItem)]
+    good = [item for item in batch if not isinstance(item, FailedItem)]
+    return (default_collate(good) if good else None), failed
+
+
+def describe_failures(failures: Sequence[FailedItem], limit: int = 5) -> str:
+    """One line per failure (the first ``limit``), then how many more."""
+    lines = [f"  {f.id}: {f.reason}: {f.message}" for f in failures[:limit]]
+    if len(failures) > limit:
+        lines.append(f"  ... and {len(failures) - limit} more")
+    return "\n".join(lines)

@@ -76,7 +76,8 @@ def save_pretrained(
         repo_id: the Hub repo the files are meant for (used in the card's loading example).
         base_model: Hub repo of the weights the model was fine-tuned from. By default the
             one ``model.pretrained_cfg`` names (``timm/resnet50.tv_in1k`` for
-            ``dil_resnet50.tv_in1k``); pass None for a model trained from scratch.
+            ``dil_resnet50.tv_in1k``) when those weights were loaded, none for a model
+            built with ``pretrained=False``; pass None to leave it out.
         license: licence id for the card metadata (e.g. ``"apache-2.0"``); omitted if None.
         model_args: builder arguments to add or replace in ``config.json``.
         pretrained_cfg: timm ``PretrainedCfg`` fields to record, e.g. the ``input_size``,

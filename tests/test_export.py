@@ -134,10 +134,14 @@ def test_onnx_export_runs_in_onnxruntime_with_matching_outputs(model, clip, tmp_
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     path = tmp_path / "dil_resnet18.onnx"
-    torch.onnx.export(model, (clip,), str(path), dynamo=True, input_names=["clip"], output_names=["logits"])
+    # dynamic batch and number of snippets: U is read from the frame count, as in eager mode
+    batch, snippets = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("snippets", min=1, max=32)
+    torch.onnx.export(model, (clip,), str(path), dynamo=True, input_names=["clip"], output_names=["logits"],
+                      dynamic_shapes=({0: batch, 2: T * snippets},))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    other = torch.randn(clip.shape, generator=torch.Generator().manual_seed(7))
-    for x in (clip, other):  # a second clip: the graph computes, it did not fold the first answer
+    g = torch.Generator().manual_seed(7)
+    others = [torch.randn(shape, generator=g) for shape in (clip.shape, (3, 3, 4 * T, 64, 64), (2, 3, T, 64, 64))]
+    for x in (clip, *others):  # new clips, other B and U: the graph computes, it did not fold the first answer
         (out,) = session.run(None, {"clip": x.numpy()})
         with torch.no_grad():
             torch.testing.assert_close(torch.from_numpy(out), model(x), rtol=1e-4, atol=1e-5)

@@ -189,6 +189,10 @@ class Runner:
         fmt = torch.channels_last_3d if name in VIDEO_3D else torch.channels_last
         if args.channels_last:
             self.model.to(memory_format=fmt)
+        if args.grad_checkpointing:  # timm models (DIL, and the 2D nets inside FrameModel); not the 3D CNNs
+            target = self.model.net if isinstance(self.model, FrameModel) else self.model
+            if hasattr(target, "set_grad_checkpointing"):
+                target.set_grad_checkpointing(True)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9)
         self.net = torch.compile(self.model, fullgraph=True) if args.compile else self.model
         self.first_call_s: dict[str, float] = {}
@@ -265,6 +269,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile(model, fullgraph=True)")
     p.add_argument("--channels-last", action="store_true", help="channels_last weights and channels_last_3d clips")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast dtype (default none)")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="set_grad_checkpointing(True) on the timm models (not the 3D CNNs) for the training figures")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument(
         "--clock", choices=("wall", "cpu"), default="wall",
@@ -353,7 +359,8 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"clip 1x3x{a['frames']}x{a['size']}x{a['size']}, train batch {a['batch']}, throughput batch "
         f"{a['infer_batch']}, device {a['device']} ({report['env']['device']}, {report['env']['threads']} threads), "
-        f"amp {a['amp']}, channels_last {a['channels_last']}, compile {a['compile']}, {a['clock']} clock; "
+        f"amp {a['amp']}, channels_last {a['channels_last']}, compile {a['compile']}, "
+        f"grad_checkpointing {a.get('grad_checkpointing', False)}, {a['clock']} clock; "
         f"x = ratio to {report['baseline']} in this run (for clips/s, below 1 is slower)",
         "",
         "| " + " | ".join(head) + " |",

@@ -272,3 +272,15 @@ def test_training_skips_unreadable_clips_and_stops_when_most_fail(tmp_path):
     with pytest.raises(RuntimeError, match="5 of the 8 training clips could not be read in epoch 1"):
         train(tiny_recipe(), mostly_bad, None, tmp_path / "bad", model_kwargs=TINY, device="cpu",
               progress=False, log=None)
+
+
+def test_grad_checkpointing_trains_the_same_weights(tmp_path):
+    plain = run(tiny_recipe(epochs=1), tmp_path / "plain")
+    ckpt = run(tiny_recipe(epochs=1, grad_checkpointing=True), tmp_path / "ckpt")
+    assert ckpt.model.grad_checkpointing and not plain.model.grad_checkpointing
+    start = build_model("dil_resnet18", pretrained=False, **TINY)
+    moved = 0
+    for (name, a), b in zip(plain.model.named_parameters(), ckpt.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+        moved += not torch.equal(a, dict(start.named_parameters())[name])
+    assert moved > 0

@@ -58,6 +58,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help=f"random seed (default {_DEFAULT.seed})")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (default: no clipping)")
     g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
+    g.add_argument("--grad-checkpointing", action="store_true", default=None,
+                   help="recompute block activations in backward: much less GPU memory, ~1 more forward of time")
 
 
 def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
@@ -74,6 +76,8 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
         changes["amp_dtype"] = args.amp_dtype
     if getattr(args, "sync_bn", None):
         changes["sync_bn"] = True
+    if getattr(args, "grad_checkpointing", None):
+        changes["grad_checkpointing"] = True
     changes.update(fixed)
     return base.replace(**changes)
 

@@ -308,6 +308,8 @@ def train(
         model = build_model(recipe.model, pretrained=recipe.pretrained and not will_resume,
                             num_classes=recipe.num_classes, **dict(model_kwargs or {}))
     set_video_layout(model, recipe)
+    if recipe.grad_checkpointing:
+        model.set_grad_checkpointing(True)
     model.to(device)
     if info.distributed and recipe.sync_bn and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -284,3 +284,5 @@ def test_grad_checkpointing_trains_the_same_weights(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
         moved += not torch.equal(a, dict(start.named_parameters())[name])
     assert moved > 0
+    for (name, a), b in zip(plain.model.named_buffers(), ckpt.model.buffers()):  # BatchNorm statistics too
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)

@@ -100,7 +100,7 @@ def test_timm_model_api(model):
     assert m.get_classifier().out_features == 5 and m(x).shape == (2, 5)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():
     torch.manual_seed(0)
     a = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False)
     b = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False)
@@ -111,6 +111,9 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         m(x).sum().backward()
     for (n, p), q in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=n)
+    # the recomputation in backward must not update the running statistics a second time
+    for (n, s), t in zip(a.named_buffers(), b.buffers()):
+        torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-6, msg=n)
 
 
 def test_gradients_reach_every_new_parameter():

@@ -14,7 +14,8 @@ of its module path and ``resnet`` is timm's own.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models import resnet as timm_resnet
 from timm.models._features import feature_take_indices
 from timm.models._registry import get_arch_pretrained_cfgs
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ..convert import SIBlock, insert_sims
@@ -136,7 +138,12 @@ class DILResNet(timm_resnet.ResNet):
         ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for block in stage:
             args = (x, u) if isinstance(block, SIBlock) else (x,)
-            x = checkpoint(block, *args, use_reentrant=False) if ckpt else block(*args)
+            if not ckpt:
+                x = block(*args)
+            elif torch.compiler.is_compiling():  # dynamo accepts only its own context_fn
+                x = checkpoint(block, *args, use_reentrant=False)
+            else:
+                x = checkpoint(block, *args, use_reentrant=False, context_fn=lambda b=block: _recompute_contexts(b))
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,6 +219,29 @@ def _unwrap_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]
 
 def _preview(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+@contextmanager
+def _batchnorm_stats_frozen(module: torch.nn.Module) -> Iterator[None]:
+    """BatchNorm layers of ``module`` normalise as before but leave their running statistics
+    alone: momentum 0 keeps ``running = 0 * batch + 1 * running`` (and the same tensors are
+    saved for backward as in the first forward); the step counter is put back afterwards."""
+    layers = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, steps) in zip(layers, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(steps)
+
+
+def _recompute_contexts(block: torch.nn.Module) -> tuple[ContextManager, ContextManager]:
+    """Gradient checkpointing re-runs ``block``'s forward in backward; without this its
+    BatchNorm running statistics would be updated twice per step."""
+    return nullcontext(), _batchnorm_stats_frozen(block)
 
 
 def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dict[str, torch.Tensor]:

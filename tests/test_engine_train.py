@@ -259,8 +259,13 @@ def test_evaluate_reports_unreadable_videos_and_scores_the_rest():
 def test_training_skips_unreadable_clips_and_stops_when_most_fail(tmp_path):
     calls: list[int] = []
     bad = PartlyUnreadable({2: "corrupt"}, calls=calls)
-    result = train(tiny_recipe(epochs=2), bad, None, tmp_path / "run", model_kwargs=TINY, device="cpu",
-                   progress=False, log=None)
+    logged: list[str] = []
+    result = train(tiny_recipe(epochs=2), bad, PartlyUnreadable({1: "corrupt"}, n=4), tmp_path / "run",
+                   model_kwargs=TINY, device="cpu", progress=False, log=logged.append)
+    assert all(h["val_failed"] == [{"id": "1", "reason": "corrupt", "message": "moov atom not found"}]
+               for h in result.history)
+    assert any("1 validation video(s) could not be read" in line for line in logged)
+    assert any("skipped 1 of 8 training clips" in line for line in logged)
     assert [h["epoch"] for h in result.history] == [1, 2]
     assert all(h["skipped"] == [{"id": "2", "reason": "corrupt", "message": "moov atom not found"}]
                for h in result.history)

@@ -56,6 +56,7 @@ def format_report(report: dict) -> str:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine import Recipe, build_model, evaluate, make_dataset, write_report
+    from ..engine.failures import describe_failures
     from ..engine.distributed import cleanup_distributed, init_distributed
 
     from ..hub.errors import ModelLoadError
@@ -81,8 +82,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             if result.failures:
                 print(f"dynsnip evaluate: {len(result.failures)} video(s) could not be read and are not in the "
                       "metrics:", file=sys.stderr)
-                for failure in result.failures:
-                    print(f"  {failure['id']}: {failure['reason']}: {failure['message']}", file=sys.stderr)
+                print(describe_failures(result.failures, limit=None), file=sys.stderr)
             if args.out:
                 json_path, csv_path = write_report(
                     dict(result.report, model=str(args.model), manifest=str(args.manifest), split=args.split),

@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
-    if face_options_problem(args):
-        return usage_error(face_options_problem(args))
+    if problem := face_options_problem(args):
+        return usage_error(problem)
     if args.dpi < 10:
         return usage_error(f"--dpi must be at least 10, got {args.dpi}")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:

@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     manifest_out = args.out / MANIFEST_NAME
     if args.manifest is not None and manifest_out.exists() and not args.overwrite:
         return usage_error(f"{manifest_out} exists; refusing to overwrite it (pass --overwrite to replace it)")
-    if face_options_problem(args):
-        return usage_error(face_options_problem(args))
+    if problem := face_options_problem(args):
+        return usage_error(problem)
     if args.smooth_window < 1 or (args.size is not None and args.size < 1):
         return usage_error(f"--smooth-window and --size must be at least 1, got {args.smooth_window} and {args.size}")
     try:

@@ -301,8 +301,8 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--output {args.output} exists; refusing to overwrite it (pass --overwrite to replace it)")
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
-    if face_options_problem(args):
-        return usage_error(face_options_problem(args))
+    if problem := face_options_problem(args):
+        return usage_error(problem)
     videos, warnings = find_videos(args.inputs)
     for warning in warnings:
         print(f"dynsnip predict: warning: {warning}", file=sys.stderr)

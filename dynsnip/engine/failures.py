@@ -14,7 +14,7 @@ Anything else is a bug or a wrong setting and still raises.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from torch.utils.data import Dataset, default_collate
 
@@ -71,9 +71,12 @@ def collate_readable(batch: Sequence[Any]) -> tuple[Any, list[FailedItem]]:
     return (default_collate(good) if good else None), failed
 
 
-def describe_failures(failures: Sequence[FailedItem], limit: int = 5) -> str:
-    """One line per failure (the first ``limit``), then how many more."""
-    lines = [f"  {f.id}: {f.reason}: {f.message}" for f in failures[:limit]]
-    if len(failures) > limit:
-        lines.append(f"  ... and {len(failures) - limit} more")
+def describe_failures(failures: Sequence[FailedItem | Mapping[str, Any]], limit: int | None = 5) -> str:
+    """One line per failure (``FailedItem`` or a report's ``{"id", "reason", "message"}``), the
+    first ``limit`` of them (None: all), then how many more."""
+    rows = [f._asdict() if isinstance(f, FailedItem) else f for f in failures]
+    shown = rows if limit is None else rows[:limit]
+    lines = [f"  {r['id']}: {r['reason']}: {r['message']}" for r in shown]
+    if len(rows) > len(shown):
+        lines.append(f"  ... and {len(rows) - len(shown)} more")
     return "\n".join(lines)

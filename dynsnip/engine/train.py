@@ -424,6 +424,10 @@ def train(
                 model, val_set, batch_size=per_rank_batch, device=device, amp=use_amp, amp_dtype=amp_dtype,
                 num_workers=recipe.num_workers, dist_info=info, progress=progress, desc=f"val {epoch}",
             )
+            if val_result.failures:
+                _log(f"epoch {epoch}: {len(val_result.failures)} validation video(s) could not be read and are not "
+                     "in the metrics:\n" + describe_failures(val_result.failures), info, log)
+                record["val_failed"] = val_result.failures
             overall = val_result.report["overall"]
             record["val"] = {"auc": overall["auc"], "accuracy": overall["accuracy"], "loss": val_result.loss}
             value = {"auc": overall["auc"], "accuracy": overall["accuracy"], "loss": val_result.loss}[monitor]

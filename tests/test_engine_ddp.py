@@ -35,7 +35,7 @@ WORKER = textwrap.dedent(
     import sys, torch, safetensors.torch
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
-    from test_engine_ddp import Clips, RECIPE, TINY
+    from test_engine_ddp import Clips, RECIPE, TINY, report
     from dynsnip.engine import Recipe, train
     from dynsnip.engine.distributed import cleanup_distributed, init_distributed
 
@@ -43,7 +43,7 @@ WORKER = textwrap.dedent(
     result = train(Recipe(**RECIPE), Clips(), Clips(5), {out!r}, model_kwargs=TINY, device="cpu", progress=False, log=None)
     state = {{k: v.contiguous() for k, v in result.model.state_dict().items()}}
     safetensors.torch.save_file(state, {out!r} + f"/rank{{info.rank}}.safetensors")
-    print("world", info.world_size, "rank", info.rank)
+    report({out!r}, info.rank, "world", info.world_size, "rank", info.rank)
     cleanup_distributed()
     """
 )
@@ -116,11 +116,22 @@ def run_two_ranks(tmp_path: Path, worker: str, out: Path) -> subprocess.Complete
     return proc
 
 
+def report(out: str, rank: int, *words) -> None:
+    """A worker's line for the test, in a file of its own: two processes printing to one pipe
+    interleave their output."""
+    Path(out, f"rank{rank}.txt").write_text(" ".join(map(str, words)))
+
+
+def rank_reports(out: Path) -> dict[int, str]:
+    """What each rank's worker wrote with ``report``."""
+    return {rank: (out / f"rank{rank}.txt").read_text() for rank in (0, 1)}
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 def test_torchrun_two_cpu_processes_average_gradients(tmp_path):
     out = tmp_path / "run"
-    proc = run_two_ranks(tmp_path, WORKER, out)
-    assert "world 2 rank 0" in proc.stdout and "world 2 rank 1" in proc.stdout
+    run_two_ranks(tmp_path, WORKER, out)
+    assert rank_reports(out) == {0: "world 2 rank 0", 1: "world 2 rank 1"}
     rank0 = safetensors.torch.load_file(str(out / "rank0.safetensors"))
     rank1 = safetensors.torch.load_file(str(out / "rank1.safetensors"))
     for k in rank0:  # parameters and BatchNorm statistics identical on both ranks
@@ -145,7 +156,7 @@ UNREADABLE_WORKER = textwrap.dedent(
     import json, sys, torch, safetensors.torch
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
-    from test_engine_ddp import Clips, RECIPE, TINY, Unreadable
+    from test_engine_ddp import Clips, RECIPE, TINY, Unreadable, report
     from dynsnip.engine import Recipe, train
     from dynsnip.engine.distributed import cleanup_distributed, init_distributed
 
@@ -155,7 +166,7 @@ UNREADABLE_WORKER = textwrap.dedent(
                    model_kwargs=TINY, device="cpu", progress=False, log=None)
     state = {{k: v.contiguous() for k, v in result.model.state_dict().items()}}
     safetensors.torch.save_file(state, {out!r} + f"/rank{{info.rank}}.safetensors")
-    print("rank", info.rank, "skipped", json.dumps(result.history[0]["skipped"]))
+    report({out!r}, info.rank, "rank", info.rank, "skipped", json.dumps(result.history[0]["skipped"]))
     cleanup_distributed()
     """
 )
@@ -181,9 +192,10 @@ def test_torchrun_skips_unreadable_clips_on_every_rank_together(tmp_path):
     """The rank whose only clip of a step is unreadable has nothing to back-propagate: both
     ranks must skip that step (DDP would otherwise wait forever for its gradients)."""
     out = tmp_path / "run"
-    proc = run_two_ranks(tmp_path, UNREADABLE_WORKER, out)
+    run_two_ranks(tmp_path, UNREADABLE_WORKER, out)
+    reports = rank_reports(out)
     for rank in (0, 1):  # both ranks know what was skipped on either
-        assert f'rank {rank} skipped [{{"id": "0", "reason": "not_found"' in proc.stdout, proc.stdout
+        assert reports[rank].startswith(f'rank {rank} skipped [{{"id": "0", "reason": "not_found"'), reports
     rank0 = safetensors.torch.load_file(str(out / "rank0.safetensors"))
     rank1 = safetensors.torch.load_file(str(out / "rank1.safetensors"))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -62,12 +61,6 @@ class Clips(torch.utils.data.Dataset):
         return self.x[i], self.y[i]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def emulate_two_ranks(recipe: Recipe) -> dict[str, torch.Tensor]:
     """One process doing what DDP should: per step, the mean of the two ranks' gradients.
 
@@ -108,8 +101,8 @@ def run_two_ranks(tmp_path: Path, worker: str, out: Path) -> subprocess.Complete
     script.write_text(worker.format(tests=str(Path(__file__).parent), out=str(out)))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(_free_port()), str(script)],
+        # --standalone: torchrun binds a free port itself (no window for another process to take it)
+        [torchrun, "--standalone", "--nnodes", "1", "--nproc_per_node", "2", str(script)],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -140,7 +140,10 @@ class DILResNet(timm_resnet.ResNet):
             args = (x, u) if isinstance(block, SIBlock) else (x,)
             if not ckpt:
                 x = block(*args)
-            elif torch.compiler.is_compiling():  # dynamo accepts only its own context_fn
+            elif torch.compiler.is_compiling():
+                # dynamo accepts only its own context_fn, and needs none: AOTAutograd applies the
+                # BatchNorm buffer updates once even though backward recomputes the block
+                # (measured: dil_resnet18, one compiled step, num_batches_tracked 1, same stats)
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
                 x = checkpoint(block, *args, use_reentrant=False, context_fn=lambda b=block: _recompute_contexts(b))

@@ -27,6 +27,7 @@ import dynsnip  # noqa: F401  (registers the dil_* models with timm)
 from dynsnip.data import read_manifest
 from dynsnip.engine import Recipe, build_model, evaluate, make_dataset, train, write_report
 from dynsnip.engine.distributed import cleanup_distributed
+from dynsnip.hub.records import evaluation_record, record_evaluation
 
 
 def write_toy_manifest(root: Path) -> Path:
@@ -91,7 +92,7 @@ def main() -> None:
     train_set = make_dataset(manifest, model, recipe, train=True, split="train")
     val_set = make_dataset(manifest, model, recipe, train=False, split="val")
     # 3. the loop: Adam + BCE, lr / 10 on a validation plateau, resumable checkpoint every epoch
-    result = train(recipe, train_set, val_set, args.out, model=model)
+    result = train(recipe, train_set, val_set, args.out, model=model, data_name=manifest.name)
     # 4. the paper's metrics (video-level AUC / accuracy, per manipulation method) of the best model,
     #    on the test rows when the manifest has them (U=8 in the paper's protocol)
     best = build_model(result.model_dir)
@@ -102,8 +103,13 @@ def main() -> None:
     overall = evaluation.report["overall"]
     print(f"best epoch {result.best['epoch']}: {split} AUC {overall['auc']:.3f}, ACC {overall['accuracy']:.3f} "
           f"({json_path}, {csv_path})")
-    print(f"checkpoint ready to push: {result.model_dir}")
-    print(f"  dynsnip.push_to_hub(dynsnip.load_model('{result.model_dir}'), 'owner/name')   # or: hf upload owner/name {result.model_dir}")
+    # 5. record the result in the saved model's config.json and card, next to the validation result
+    record_evaluation(result.model_dir, evaluation_record(
+        evaluation.report, data=manifest.name, split=split, num_snippets=recipe.test_num_snippets,
+        snippet_len=recipe.snippet_len, img_size=recipe.img_size, source="examples/finetune.py",
+    ))
+    print(f"checkpoint ready to push, its card states the validation and {split} results: {result.model_dir}")
+    print(f"  dynsnip push {result.model_dir} owner/name     # or dynsnip.push_to_hub('{result.model_dir}', 'owner/name')")
     cleanup_distributed()
 
 

@@ -293,9 +293,30 @@ class LocalHub:
             for base in bases if isinstance(bases, list) else [bases]:
                 if not isinstance(base, str) or not re.fullmatch(r"[\w.\-]+/[\w.\-]+", base):
                     errors.append(f'"base_model" must be a model repo id, got {base!r}')
+            errors += LocalHub._model_index_errors(metadata.get("model-index"))
         if errors:
             raise HubError(400, None, "Invalid metadata", body={"errors": [{"message": e} for e in errors]})
         return {"errors": [], "warnings": []}
+
+    @staticmethod
+    def _model_index_errors(index: object) -> list[str]:
+        """The structure huggingface.co requires of ``model-index`` (results with a task type,
+        a dataset name and type, and numeric metric values)."""
+        if index is None:
+            return []
+        if not isinstance(index, list) or not all(isinstance(m, dict) and isinstance(m.get("name"), str) for m in index):
+            return ['"model-index" must be a list of {name, results}']
+        errors = []
+        for result in (r for m in index for r in m.get("results") or []):
+            task, dataset, metrics = result.get("task", {}), result.get("dataset", {}), result.get("metrics")
+            if not isinstance(task.get("type"), str):
+                errors.append('"model-index" result without task.type')
+            if not (isinstance(dataset.get("name"), str) and isinstance(dataset.get("type"), str)):
+                errors.append('"model-index" result without dataset.name and dataset.type')
+            if not metrics or not all(isinstance(x.get("type"), str) and isinstance(x.get("value"), (int, float))
+                                      and x["value"] == x["value"] for x in metrics):
+                errors.append('"model-index" metrics need a type and a numeric value')
+        return errors
 
     def model_info(self, repo_id: str, revision: str) -> dict[str, object]:
         with self._lock:

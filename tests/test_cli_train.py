@@ -11,6 +11,7 @@ from PIL import Image
 
 from dynsnip.cli import main
 from dynsnip.engine import Recipe, build_model, make_dataset
+from hub_fixtures import local_hub  # noqa: F401 (fixture)
 
 TINY_ARGS = ["--model", "dil_resnet18", "--no-pretrained", "--model-arg", "channels=[8,16,32,64]",
              "--model-arg", "stem_width=8"]
@@ -63,6 +64,15 @@ def test_train_then_resume_then_evaluate(manifest, tmp_path, capsys):
     assert (config["video"]["num_snippets"], config["video"]["test_num_snippets"]) == (1, 2)
     val_report = json.loads((out / "val_report.json").read_text())
     assert set(val_report["per_method"]) == {"DF", "NT"}
+    # the saved model records how it was trained and its validation result; the card shows both
+    best_epoch = val_report["epoch"]
+    assert config["training"]["epoch"] == best_epoch and config["training"]["recipe"] == recipe
+    assert config["training"]["data"] == "manifest.csv" and config["training"]["num_train_clips"] == 4
+    (validation,) = config["evaluation"]
+    assert validation["overall"]["auc"] == pytest.approx(val_report["overall"]["auc"])
+    assert validation["source"] == f"dynsnip train, epoch {best_epoch}" and set(validation["per_method"]) == {"DF", "NT"}
+    card = (out / "model" / "README.md").read_text()
+    assert f"these weights are from epoch {best_epoch}" in card and "| manifest.csv [validation]: DF | 2 x 4 |" in card
 
     # the same command with more epochs resumes after epoch 2
     assert main([*common, "--epochs", "3"]) == 0
@@ -77,6 +87,61 @@ def test_train_then_resume_then_evaluate(manifest, tmp_path, capsys):
     data = json.loads(report.with_suffix(".json").read_text())
     assert data["overall"]["num_videos"] == 4 and data["per_method"]["DF"]["num_real"] == 2
     assert [r["subset"] for r in csv.DictReader(report.with_suffix(".csv").open())] == ["overall", "DF", "NT"]
+    assert len(json.loads((out / "model" / "config.json").read_text())["evaluation"]) == 1  # not without --record
+
+
+def test_evaluate_record_then_push_a_run_and_pull_it_back(manifest, tmp_path, capsys, local_hub):
+    """train -> evaluate --record -> dynsnip push -> timm.create_model("hf-hub:...") on the local hub."""
+    import timm
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(manifest), "--out", str(out), *TINY_ARGS, "--batch-size", "2",
+                 "--img-size", "16", "--num-snippets", "1", "--test-num-snippets", "2", "--workers", "0",
+                 "--no-progress", "--epochs", "1", "--data-name", "tiny frames"]) == 0
+    report = tmp_path / "test_report"
+    assert main(["evaluate", "--model", str(out), "--manifest", str(manifest), "--split", "train", "--record",
+                 "--data-name", "tiny test", "--workers", "0", "--no-progress", "--out", str(report)]) == 0
+    assert "recorded in" in capsys.readouterr().out
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert [(e["data"], e.get("split")) for e in config["evaluation"]] == [("tiny frames", "validation"), ("tiny test", "train")]
+    tested = json.loads(report.with_suffix(".json").read_text())["overall"]
+    assert config["evaluation"][1]["overall"]["accuracy"] == tested["accuracy"]
+
+    assert main(["push", str(out), "me/tiny-detector", "--license", "apache-2.0"]) == 0
+    assert "pushed" in capsys.readouterr().out
+    assert local_hub.requests_to("/api/validate-yaml", "POST")[-1].status == 200
+    card = ModelCard(local_hub.files("me/tiny-detector")["README.md"].decode())
+    assert card.data.license == "apache-2.0" and card.data.base_model is None  # trained from scratch
+    results = {(r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results[("tiny test", "train", "accuracy")] == tested["accuracy"]
+    assert ("tiny frames", "validation", "roc_auc") in results
+    assert "tiny test [train]" in card.text and 'timm.create_model("hf-hub:me/tiny-detector"' in card.text
+    pushed = json.loads(local_hub.files("me/tiny-detector")["config.json"])
+    assert pushed["training"] == config["training"] and pushed["evaluation"] == config["evaluation"]
+
+    local = build_model(str(out)).eval()
+    pulled = timm.create_model("hf-hub:me/tiny-detector", pretrained=True).eval()
+    x = torch.randn(2, 3, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(local(x), pulled(x))
+
+
+def test_push_refuses_what_it_cannot_publish(manifest, tmp_path, capsys, local_hub):
+    assert main(["push", str(tmp_path), "me/x"]) == 2
+    assert "holds no config.json" in capsys.readouterr().err
+    model_dir = tmp_path / "model"
+    from dynsnip.hub import save_pretrained
+
+    save_pretrained(build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8), model_dir)
+    assert main(["push", str(model_dir), "not-a-repo-id"]) == 2
+    assert "REPO must be owner/name" in capsys.readouterr().err
+    (model_dir / "model.safetensors").write_bytes(b"truncated")
+    assert main(["push", str(model_dir), "me/x"]) == 2
+    assert "does not load as a DIL detector" in capsys.readouterr().err
+    assert not local_hub.has_repo("me/x")  # nothing was created or uploaded
+    assert main(["evaluate", "--model", "dil_resnet18", "--manifest", str(manifest), "--record"]) == 2
+    assert "--record needs --model to be a local folder" in capsys.readouterr().err
 
 
 def test_horizontal_flip_is_the_only_augmentation(manifest, tmp_path):

@@ -114,6 +114,14 @@ def test_demo_job_end_to_end_small(tmp_path, capsys):
     assert model.dil_args["sim_stages"] == [1, 2, 3, 4] and model.test_num_snippets == 4
     assert model.pretrained_cfg["input_size"][-1] == 16
     assert load_model(out / "frame_level").dil_args["sim_stages"] == []
+    # each saved detector's card states its recipe and its score on the held-out footage
+    for key, folder in (("dil", out), ("frame_level", out / "frame_level")):
+        config = json.loads((folder / "config.json").read_text())
+        (test,) = config["evaluation"]
+        row = next(r for r in result.rows if r["key"] == key)
+        assert test["overall"]["auc"] == pytest.approx(row["auc"]) and test["source"] == "dynsnip demo"
+        assert config["training"]["recipe"]["epochs"] == config["training"]["epoch"] == SMALL["epochs"]
+        assert "## Evaluation" in (folder / "README.md").read_text()
     assert [p.name for p in result.samples] == ["real_Zhling_1280x720.mp4", "fake_Zhling_1280x720.mp4"]
     with VideoReader(result.samples[1]) as video:
         assert video.num_frames == 19 and video.size == (640, 360)

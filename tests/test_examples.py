@@ -1,6 +1,7 @@
 """The runnable files in ``examples/`` that the README points to still run and print what they say."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,4 +33,8 @@ def test_finetune_example_on_the_toy_set(tmp_path):
     out = run_example("finetune.py", "--toy", "--out", str(tmp_path / "run"))
     assert "checkpoint ready to push" in out
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
-    assert (tmp_path / "run" / "model" / "config.json").is_file()
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    # the card records the validation result of training and the example's final evaluation (the toy set has no test rows)
+    assert [(e["split"], e["source"].split(",")[0]) for e in config["evaluation"]] == [
+        ("validation", "dynsnip train"), ("val", "examples/finetune.py")]
+    assert "| manifest.csv [val] |" in (tmp_path / "run" / "model" / "README.md").read_text()

@@ -31,6 +31,7 @@ from dynsnip.hub import (
     NotCachedError,
     RepoNotFoundError,
 )
+from dynsnip.hub.records import evaluation_record, record_evaluation, training_record
 from dynsnip.models import dil_resnet
 from hub_fixtures import go_offline, local_hub  # noqa: F401 (fixture)
 from local_hub import LocalHub
@@ -265,6 +266,54 @@ def test_model_card_metadata_and_usage(local_hub: LocalHub) -> None:
     assert card.data.base_model == BASE_REPO
     assert f'timm.create_model("hf-hub:{REPO}", pretrained=True)' in card.text
     assert "import dynsnip" in card.text
+
+
+def test_training_and_evaluation_records_in_config_card_and_model_index(local_hub: LocalHub, tmp_path: Path) -> None:
+    report = {"overall": {"auc": 0.75, "accuracy": 0.5, "num_videos": 4, "num_real": 2, "num_fake": 2},
+              "per_method": {"DF": {"auc": float("nan"), "accuracy": 1.0, "num_videos": 3, "num_real": 2, "num_fake": 1}},
+              "threshold": 0.5, "num_failed": 0}
+    val = evaluation_record(report, data="FF++ c23", split="val", num_snippets=8, snippet_len=4, source="dynsnip train, epoch 3")
+    nan_auc = evaluation_record(dict(report, overall=dict(report["overall"], auc=float("nan"))), data="one class")
+    training = training_record({"lr": 1e-4, "epochs": 30, "betas": (0.9, 0.999)}, epoch=3, data="FF++ c23")
+    model = detector()
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test", training=training, evaluation=[val, nan_auc], license="mit")
+    assert local_hub.requests_to("/api/validate-yaml", "POST")[0].status == 200  # model-index accepted
+    # config.json is strict JSON (an AUC of one class is NaN: it is stored as null) and timm ignores the records
+    config = json.loads(local_hub.files(REPO)["config.json"], parse_constant=lambda c: pytest.fail(f"{c} in config.json"))
+    assert config["training"] == {"recipe": {"lr": 1e-4, "epochs": 30, "betas": [0.9, 0.999]}, "epoch": 3, "data": "FF++ c23"}
+    assert config["evaluation"][0]["per_method"]["DF"]["auc"] is None and config["evaluation"][1]["overall"]["auc"] is None
+    assert torch.equal(outputs(model, clips(model)), outputs(timm.create_model(f"hf-hub:{REPO}", pretrained=True), clips(model)))
+    card = ModelCard(local_hub.files(REPO)["README.md"].decode())
+    assert {(r.dataset_name, r.dataset_split, r.metric_type, r.metric_value) for r in card.data.eval_results} == {
+        ("FF++ c23", "val", "roc_auc", 0.75), ("FF++ c23", "val", "accuracy", 0.5), ("one class", None, "accuracy", 0.5)}
+    assert "| FF++ c23 [val]: DF | 8 x 4 | 2 / 1 | n/a | 1.0000 | dynsnip train, epoch 3 |" in card.text
+    assert "these weights are from epoch 3" in card.text and "Adam, lr 0.0001" in card.text
+    # a test result added later keeps what is there, and the card's licence
+    folder = dynsnip_hub.save_pretrained(model, tmp_path / "saved", training=training, evaluation=[val], license="mit")
+    assert record_evaluation(folder, evaluation_record(report, data="Celeb-DF", split="test")) is True
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == "mit" and "| Celeb-DF [test] |" in card.text and "| FF++ c23 [val] |" in card.text
+    assert [e["data"] for e in json.loads((folder / "config.json").read_text())["evaluation"]] == ["FF++ c23", "Celeb-DF"]
+    # pushing the folder re-renders its generated card for the repo, records included
+    dynsnip_hub.push_to_hub(folder, "me/from-folder", token="hf_test")
+    pushed = local_hub.files("me/from-folder")["README.md"].decode()
+    assert 'timm.create_model("hf-hub:me/from-folder"' in pushed and "| Celeb-DF [test] |" in pushed
+    assert ModelCard(pushed).data.license == "mit"
+    # a card edited by hand is never overwritten: not by a new result, not by a push
+    edited = (folder / "README.md").read_text().replace("## Citation", "## Notes\nMy own words.\n\n## Citation")
+    (folder / "README.md").write_text(edited)
+    assert record_evaluation(folder, evaluation_record(report, data="DFDC", split="test")) is False
+    assert (folder / "README.md").read_text() == edited
+    assert len(json.loads((folder / "config.json").read_text())["evaluation"]) == 3  # the result is still recorded
+    dynsnip_hub.push_to_hub(folder, "me/edited", token="hf_test")
+    assert local_hub.files("me/edited")["README.md"].decode() == edited
+
+
+def test_a_card_without_records_has_no_training_or_evaluation(local_hub: LocalHub) -> None:
+    push_detector(local_hub)
+    card = ModelCard(local_hub.files(REPO)["README.md"].decode())
+    assert "## Training" not in card.text and "## Evaluation" not in card.text and not card.data.eval_results
+    assert "training" not in json.loads(local_hub.files(REPO)["config.json"])
 
 
 def test_push_keeps_an_edited_card_and_validates_new_ones(local_hub: LocalHub) -> None:

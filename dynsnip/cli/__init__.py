@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "evaluate",
     "explain",
+    "push",
     "demo",
 )
 

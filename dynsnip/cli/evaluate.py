@@ -37,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers (default 4)")
     p.add_argument("--out", type=Path, help="report path without extension (writes .json, .csv, _videos.csv)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--record", action="store_true",
+                   help="add the result to --model's config.json and model card (a local hub-layout folder, "
+                        "e.g. a run's model/), so that `dynsnip push` publishes it")
+    p.add_argument("--data-name", help="what the data is called in the model card (default: the manifest's file name)")
     p.set_defaults(func=run_evaluate)
     return p
 
@@ -63,6 +67,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if not args.manifest.is_file():
         return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")
+    from ..engine.train import saved_model_folder
+
+    model_folder = saved_model_folder(args.model)
+    if args.record and model_folder is None:
+        return usage_error("evaluate", f"--record needs --model to be a local folder written by save_pretrained or "
+                                       f"dynsnip train (with config.json); got {args.model}")
     info = init_distributed(args.device)
     try:
         try:
@@ -89,6 +99,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     args.out, result.predictions,
                 )
                 print(f"report: {json_path} {csv_path}")
+            if args.record:
+                from ..hub.records import evaluation_record, record_evaluation
+
+                card_updated = record_evaluation(model_folder, evaluation_record(
+                    result.report, data=args.data_name or args.manifest.name, split=args.split,
+                    num_snippets=recipe.test_num_snippets, snippet_len=recipe.snippet_len, img_size=size,
+                    source="dynsnip evaluate",
+                ))
+                print(f"recorded in {model_folder / 'config.json'}" + (
+                    " and its model card" if card_updated else
+                    "; its README.md was edited by hand and is left alone (add the result there yourself)"))
     finally:
         cleanup_distributed()
     return EXIT_SOME_FAILED if result.failures else EXIT_OK

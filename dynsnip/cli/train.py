@@ -106,6 +106,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data.add_argument("--val-split", help="keep only these rows of the validation manifest (default 'val' with --manifest)")
     data.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
                       help="entries are face-frame folders or video files (default: look at the first)")
+    data.add_argument("--data-name", help="what the data is called in the model card, e.g. 'FaceForensics++ c23' "
+                                          "(default: the training manifest's file name)")
     m = p.add_argument_group("model")
     m.add_argument("--model", default=_DEFAULT.model,
                    help="dil_* name, pretrained tag, hub-layout dir, run dir, .safetensors file or hf-hub:owner/name "
@@ -179,11 +181,12 @@ def run_train(args: argparse.Namespace) -> int:
                   + (f", validating on {len(val_set)}" if val_set is not None else ", no validation set")
                   + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}")
         result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
-                       progress=args.progress, stop_after_epoch=args.stop_after_epoch)
+                       progress=args.progress, stop_after_epoch=args.stop_after_epoch,
+                       data_name=args.data_name or Path(train_manifest).name)
         if info.is_main:
             best = result.best
             shown = f"{best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best["epoch"] else "no epoch run"
-            print(f"done: {result.model_dir} ({shown}), hub layout; publish it with `hf upload OWNER/NAME {result.model_dir}`, "
+            print(f"done: {result.model_dir} ({shown}), hub layout; publish it with `dynsnip push {result.model_dir} OWNER/NAME`, "
                   f"use it with `dynsnip predict --model {result.model_dir} VIDEO`")
     finally:
         cleanup_distributed()

@@ -225,6 +225,24 @@ def write_samples(footage: FaceFootage, out_dir: Path, rerender: FaceRerender, s
     return written
 
 
+DEMO_DATA_NAME = "dynsnip demo: bundled face footage, smooth (real) vs per-frame (fake) re-rendering"
+
+
+def _card_records(recipe: Recipe, num_train_clips: int, test_report: dict[str, Any]) -> dict[str, Any]:
+    """What the saved demo detectors' cards say about their training and test."""
+    from ..hub.records import evaluation_record, training_record
+
+    return dict(
+        training=training_record(recipe.to_dict(), epoch=recipe.epochs, num_train_clips=num_train_clips,
+                                 data=DEMO_DATA_NAME),
+        evaluation=[evaluation_record(
+            test_report, data=DEMO_DATA_NAME, split="test (footage of other people)",
+            num_snippets=recipe.test_num_snippets, snippet_len=recipe.snippet_len, img_size=recipe.img_size,
+            source="dynsnip demo",
+        )],
+    )
+
+
 def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] = print) -> DemoResult:
     """Run the whole demo (see module docstring) and return the table's numbers."""
     config = config or DemoConfig()
@@ -266,7 +284,7 @@ def _run(config: DemoConfig, out: Path, log: Callable[[str], None]) -> DemoResul
         ("frame-level (same net, no SIMs)", "frame_level", {"sim_stages": ()}),
     )
     rows: list[dict[str, Any]] = []
-    models = {}
+    models, reports = {}, {}
     work = Path(tempfile.mkdtemp(prefix="dynsnip-demo-"))
     try:
         for name, key, extra in variants:
@@ -291,6 +309,7 @@ def _run(config: DemoConfig, out: Path, log: Callable[[str], None]) -> DemoResul
                 final_train_loss=result.history[-1]["train_loss"] if result.history else None,
             ))
             models[key] = result.model
+            reports[key] = evaluation.report
             log(f"  {name}: test AUC {overall['auc']:.3f}, accuracy {overall['accuracy']:.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -298,8 +317,8 @@ def _run(config: DemoConfig, out: Path, log: Callable[[str], None]) -> DemoResul
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    save_model(models["dil"], out, recipe, base_model=None)
-    save_model(models["frame_level"], out / "frame_level", recipe, base_model=None)
+    for key, directory in (("dil", out), ("frame_level", out / "frame_level")):
+        save_model(models[key], directory, recipe, base_model=None, **_card_records(recipe, len(train_set), reports[key]))
     samples = write_samples(test_footage[0], out / "samples", train_set.rerender, config.seed) if config.samples else []
     seconds = time.perf_counter() - start
     data = dict(

@@ -17,7 +17,7 @@ from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .evaluate import EvalResult, evaluate
 from .metrics import accuracy, binary_metrics, roc_auc, video_metrics, write_report
 from .recipe import PAPER_RECIPE, Recipe
-from .train import TrainResult, build_model, save_model, train
+from .train import TrainResult, build_model, save_model, saved_model_folder, train
 
 __all__ = [
     "Recipe",
@@ -27,6 +27,7 @@ __all__ = [
     "evaluate",
     "EvalResult",
     "build_model",
+    "saved_model_folder",
     "save_model",
     "make_dataset",
     "roc_auc",

@@ -7,8 +7,9 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
 
     model/              the best model so far (by the validation metric; the last one
                         without validation), Hugging Face hub layout (config.json +
-                        model.safetensors + README.md), ready for dynsnip.push_to_hub /
-                        `hf upload`, loadable by `dynsnip predict --model out_dir/model`
+                        model.safetensors + README.md with the recipe and the
+                        validation result), ready for `dynsnip push out_dir/model
+                        OWNER/NAME`, loadable by `dynsnip predict --model out_dir/model`
     checkpoint/         the last finished epoch: weights, optimizer, scheduler, history
                         (see :mod:`dynsnip.engine.checkpoint`); a killed run started again
                         with the same command resumes after that epoch
@@ -51,7 +52,7 @@ from .failures import FailedItem, SkipUnreadable, collate_readable, describe_fai
 from .metrics import write_report
 from .recipe import Recipe
 
-__all__ = ["train", "TrainResult", "build_model", "set_video_layout", "save_model", "epoch_seed", "seed_everything"]
+__all__ = ["train", "TrainResult", "build_model", "saved_model_folder", "set_video_layout", "save_model", "epoch_seed", "seed_everything"]
 
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoint"
@@ -71,6 +72,15 @@ def _safetensors_architecture(path: Path) -> str | None:
 
     with safe_open(str(path), framework="pt") as f:
         return (f.metadata() or {}).get("architecture")
+
+
+def saved_model_folder(path: str | os.PathLike[str]) -> Path | None:
+    """The hub-layout folder (with ``config.json``) ``path`` names: ``path`` itself, or the
+    ``model/`` of a training run folder; None if neither."""
+    for folder in (Path(path), Path(path) / MODEL_DIR):
+        if (folder / "config.json").is_file():
+            return folder
+    return None
 
 
 def build_model(
@@ -107,8 +117,7 @@ def build_model(
     load_model, _ = _hub()
     text = os.fspath(source)
     path = Path(text)
-    if path.is_dir() and not (path / "config.json").is_file() and (path / MODEL_DIR / "config.json").is_file():
-        path = path / MODEL_DIR  # a training run directory
+    path = saved_model_folder(path) or path
     if path.is_file():
         if path.suffix != ".safetensors":
             raise ValueError(
@@ -185,6 +194,23 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike[str], recipe
     return save_pretrained(unwrap_model(model), directory, pretrained_cfg=cfg or None, **kwargs)
 
 
+def _card_records(recipe: Recipe, epoch: int, train_set: Dataset, val_result: EvalResult | None,
+                  data_name: str | None) -> dict[str, Any]:
+    """``training`` / ``evaluation`` records of the saved model (:mod:`dynsnip.hub.records`)."""
+    from ..hub.records import evaluation_record, training_record
+
+    records: dict[str, Any] = {"training": training_record(
+        recipe.to_dict(), epoch=epoch, num_train_clips=len(train_set),
+        num_val_videos=val_result.report["overall"]["num_videos"] if val_result else None, data=data_name,
+    )}
+    if val_result is not None:
+        records["evaluation"] = [evaluation_record(
+            val_result.report, data=data_name, split="validation", num_snippets=recipe.test_num_snippets,
+            snippet_len=recipe.snippet_len, img_size=recipe.img_size, source=f"dynsnip train, epoch {epoch}",
+        )]
+    return records
+
+
 # --------------------------------------------------------------------------- loop
 @dataclass
 class TrainResult:
@@ -258,6 +284,7 @@ def train(
     model_kwargs: Mapping[str, Any] | None = None,
     save_kwargs: Mapping[str, Any] | None = None,
     save_checkpoints: bool = True,
+    data_name: str | None = None,
 ) -> TrainResult:
     """Fine-tune a detector following ``recipe``.
 
@@ -284,6 +311,9 @@ def train(
         save_kwargs: extra options for :func:`dynsnip.save_pretrained` (``license``...).
         save_checkpoints: write ``out_dir/checkpoint`` after every epoch (False: only the
             hub-layout model, for throw-away runs such as the demo's).
+        data_name: what the data is called in the saved model's card (e.g. ``"FF++ c23"``).
+            The card and ``config.json`` record the recipe, the epoch and the validation
+            result of the saved weights (:mod:`dynsnip.hub.records`).
 
     Returns:
         :class:`TrainResult`.
@@ -440,7 +470,8 @@ def train(
             best = {"epoch": epoch, "metric": monitor, "value": value}
         if info.is_main:
             if improved:
-                save_model(model, out_dir / MODEL_DIR, recipe, **dict(save_kwargs or {}))
+                records = _card_records(recipe, epoch, train_set, val_result, data_name)
+                save_model(model, out_dir / MODEL_DIR, recipe, **{**records, **dict(save_kwargs or {})})
                 if val_result is not None:
                     write_report(dict(val_result.report, epoch=epoch), out_dir / "val_report", val_result.predictions)
             if save_checkpoints:

@@ -2,15 +2,17 @@
 
 Hub metadata (YAML front matter): library ``timm`` (the Hub's "Use this model" then shows
 ``timm.create_model("hf-hub:...")``), tags for video classification and deepfake
-detection, the base weights, the licence. The text says what the model takes and how to
-load it.
+detection, the base weights, the licence and, when ``config.json`` records evaluation
+results, the Hub's ``model-index``. The text says what the model takes and how to load it,
+and how it was trained and how it scored when ``config.json`` says so
+(:mod:`dynsnip.hub.records`).
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Mapping
 
-from huggingface_hub import ModelCardData
+from huggingface_hub import EvalResult, ModelCardData
 
 __all__ = ["CARD_TAGS", "model_card"]
 
@@ -27,6 +29,104 @@ _CITATION = """@inproceedings{gu2022delving,
 }"""
 
 
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _training_section(config: Mapping[str, Any]) -> str:
+    """``## Training`` from the ``training`` record (see :mod:`dynsnip.hub.records`); empty without one."""
+    record = config.get("training")
+    if not record:
+        return ""
+    r = record.get("recipe", {})
+    rows = []
+    if r.get("model"):
+        rows.append(("started from", f"`{r['model']}`" + ("" if r.get("pretrained", True) else " (random init)")))
+    if record.get("data"):
+        rows.append(("data", str(record["data"])))
+    sizes = [f"{record[k]} {what}" for k, what in (("num_train_clips", "training videos"),
+                                                   ("num_val_videos", "validation videos")) if record.get(k)]
+    if sizes:
+        rows.append(("size", ", ".join(sizes)))
+    if "lr" in r:
+        betas = r.get("betas")
+        rows.append(("optimiser", f"Adam, lr {r['lr']:g}" + (f", betas {tuple(betas)}" if betas else "")
+                     + (f", weight decay {r['weight_decay']:g}" if r.get("weight_decay") else "")))
+    if "lr_factor" in r:
+        rows.append(("schedule", f"lr x {r['lr_factor']:g} when validation {r.get('monitor', 'auc')} plateaus "
+                                 f"for {r.get('plateau_patience', '?')} epochs"))
+    if "batch_size" in r:
+        rows.append(("batch", f"{r['batch_size']} clips, binary cross-entropy on one fake logit"))
+    if "epochs" in r:
+        rows.append(("epochs", f"{r['epochs']}" + (f"; these weights are from epoch {record['epoch']}"
+                                                   if record.get("epoch") else "")))
+    if "num_snippets" in r:
+        rows.append(("clips", f"U = {r['num_snippets']} x T = {r.get('snippet_len', '?')} frames at "
+                              f"{r.get('img_size', '?')} px for training, U = {r.get('test_num_snippets', '?')} "
+                              "for validation"))
+    if "hflip_prob" in r:
+        rows.append(("augmentation", f"horizontal flip of the whole clip, p = {r['hflip_prob']:g}"))
+    if "amp" in r:
+        rows.append(("precision", f"{r.get('amp_dtype', 'float16')} autocast on GPU" if r["amp"] else "float32"))
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return f"""
+## Training
+Fine-tuned with `dynsnip train`; the full recipe is under `training` in `config.json`.
+
+| setting | value |
+|---|---|
+{table}
+"""
+
+
+def _evaluation_rows(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """``(name, record, metrics)`` for each result and each manipulation method in it."""
+    rows = []
+    for record in config.get("evaluation") or []:
+        name = record.get("data", "unnamed") + (f" [{record['split']}]" if record.get("split") else "")
+        rows.append((name, record, record.get("overall", {})))
+        rows += [(f"{name}: {method}", record, m) for method, m in (record.get("per_method") or {}).items()]
+    return rows
+
+
+def _evaluation_section(config: Mapping[str, Any]) -> str:
+    """``## Evaluation`` from the ``evaluation`` records; empty without any."""
+    rows = _evaluation_rows(config)
+    if not rows:
+        return ""
+    lines = []
+    for name, record, m in rows:
+        protocol = f"{record.get('num_snippets', '?')} x {record.get('snippet_len', '?')}"
+        lines.append(f"| {name} | {protocol} | {m.get('num_real', '?')} / {m.get('num_fake', '?')} | "
+                     f"{_fmt(m.get('auc'))} | {_fmt(m.get('accuracy'))} | {record.get('source', '')} |")
+    table = "\n".join(lines)
+    return f"""
+## Evaluation
+Video-level AUC and accuracy (fake probability >= the recorded threshold, 0.5 by default). A
+row per manipulation method holds all real videos and that method's fakes.
+
+| data | U x T | real / fake videos | AUC | ACC | how |
+|---|---|---|---|---|---|
+{table}
+"""
+
+
+def _eval_results(config: Mapping[str, Any]) -> list[EvalResult]:
+    """The overall results as the Hub's ``model-index`` entries (AUC and accuracy)."""
+    out = []
+    for record in config.get("evaluation") or []:
+        data = record.get("data", "unnamed")
+        for metric, key, label in (("roc_auc", "auc", "AUC"), ("accuracy", "accuracy", "ACC")):
+            value = record.get("overall", {}).get(key)
+            if value is not None:
+                out.append(EvalResult(
+                    task_type="video-classification", task_name="DeepFake video detection",
+                    dataset_type=data, dataset_name=data, dataset_split=record.get("split"),
+                    metric_type=metric, metric_name=label, metric_value=value,
+                ))
+    return out
+
+
 def model_card(config: Mapping[str, Any], repo_id: str | None = None, license: str | None = None) -> str:
     """Render the card for a model whose ``config.json`` is ``config``.
 
@@ -40,7 +140,12 @@ def model_card(config: Mapping[str, Any], repo_id: str | None = None, license: s
     cfg = config["pretrained_cfg"]
     args = config["model_args"]
     base = config.get("base_model")
+    name = repo_id or "<user>/<repo>"
+    title = repo_id.split("/")[-1] if repo_id else arch
+    eval_results = _eval_results(config)
     metadata = ModelCardData(
+        model_name=title if eval_results else None,
+        eval_results=eval_results or None,
         library_name="timm",
         pipeline_tag="video-classification",
         tags=list(CARD_TAGS),
@@ -48,8 +153,6 @@ def model_card(config: Mapping[str, Any], repo_id: str | None = None, license: s
         base_model=base,
         **({"base_model_relation": "finetune"} if base else {}),
     )
-    name = repo_id or "<user>/<repo>"
-    title = repo_id.split("/")[-1] if repo_id else arch
     c, h, w = cfg["input_size"]
     t, u, u_test = video["snippet_len"], video["num_snippets"], video["test_num_snippets"]
     sim_options = {k: args[k] for k in ("sim_stages", "sim_pattern", "intra_args", "inter_args") if k in args}
@@ -84,7 +187,7 @@ logits = model(clips)  # clips: (B, {c}, {u_test * t}, {h}, {w}) -> (B, {config[
 or `dynsnip.load_model("hf-hub:{name}")`, which explains a missing file, an unknown repo
 or mismatched weights. The weights are `model.safetensors` (no pickle); `config.json` holds
 the architecture, every DIL option (`model_args`) and the preprocessing (`pretrained_cfg`).
-
+{_training_section(config)}{_evaluation_section(config)}
 ## Citation
 ```bibtex
 {_CITATION}

@@ -10,14 +10,16 @@ defaults and anything set by :func:`dynsnip.convert_resnet`.
 reads the file back) and names ``model.safetensors`` as the weights file, so that loading
 never falls back to a pickled ``pytorch_model.bin``. The frame layout a data pipeline needs
 (frames per snippet, snippets per clip for training and testing) is summarised under
-``video``; ``base_model`` names the weights the detector was fine-tuned from.
+``video``; ``base_model`` names the weights the detector was fine-tuned from; the optional
+``training`` and ``evaluation`` records (:mod:`dynsnip.hub.records`) say how it was trained
+and how it scored.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import timm
@@ -172,6 +174,8 @@ def hub_config(
     model_args: Mapping[str, Any] | None = None,
     pretrained_cfg: Mapping[str, Any] | None = None,
     base_model: str | None = None,
+    training: Mapping[str, Any] | None = None,
+    evaluation: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``config.json`` dict for ``model``; checks that it rebuilds the same network.
 
@@ -181,6 +185,7 @@ def hub_config(
         pretrained_cfg: ``PretrainedCfg`` fields to set, e.g. the ``input_size`` / ``mean`` /
             ``std`` the detector was fine-tuned with.
         base_model: Hub repo of the weights fine-tuned from, recorded as ``base_model``.
+        training, evaluation: the optional records of :mod:`dynsnip.hub.records`.
     """
     from .. import __version__
 
@@ -207,4 +212,8 @@ def hub_config(
     }
     if base_model:
         config["base_model"] = base_model
+    if training:
+        config["training"] = dict(training)
+    if evaluation:
+        config["evaluation"] = [dict(e) for e in evaluation]
     return {k: v for k, v in config.items() if v is not None}

@@ -11,13 +11,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import safetensors.torch
 import torch
 
 from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, base_weights, hub_config
+from .records import card_is_generated, card_license, json_safe
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -59,6 +60,8 @@ def save_pretrained(
     license: str | None = None,
     model_args: Mapping[str, Any] | None = None,
     pretrained_cfg: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    evaluation: Sequence[Mapping[str, Any]] | None = None,
     card: bool = True,
 ) -> Path:
     """Save a DIL model so that timm (after ``import dynsnip``) loads it back bit-identically.
@@ -82,6 +85,10 @@ def save_pretrained(
         model_args: builder arguments to add or replace in ``config.json``.
         pretrained_cfg: timm ``PretrainedCfg`` fields to record, e.g. the ``input_size``,
             ``mean`` and ``std`` used for fine-tuning.
+        training: how the weights were trained (:func:`dynsnip.hub.records.training_record`);
+            shown in the card.
+        evaluation: results (:func:`dynsnip.hub.records.evaluation_record`); shown in the
+            card and its ``model-index`` metadata.
         card: write ``README.md``.
 
     Returns:
@@ -96,7 +103,9 @@ def save_pretrained(
     base = base_weights(model) if base_model is AUTO else base_model
     if base is not None and repo_id is not None and base == repo_id:
         base = None  # re-pushing a detector to its own repo: it is not its own base
-    config = hub_config(model, model_args=model_args, pretrained_cfg=pretrained_cfg, base_model=base)
+    config = hub_config(model, model_args=model_args, pretrained_cfg=pretrained_cfg, base_model=base,
+                        training=json_safe(training) if training else None,
+                        evaluation=json_safe(list(evaluation)) if evaluation else None)
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
     safetensors.torch.save_file(
@@ -111,7 +120,7 @@ def save_pretrained(
 
 
 def push_to_hub(
-    model: torch.nn.Module,
+    model: torch.nn.Module | str | os.PathLike[str],
     repo_id: str,
     *,
     token: str | bool | None = None,
@@ -123,6 +132,8 @@ def push_to_hub(
     license: str | None = None,
     model_args: Mapping[str, Any] | None = None,
     pretrained_cfg: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    evaluation: Sequence[Mapping[str, Any]] | None = None,
     replace_card: bool = False,
 ) -> "CommitInfo":
     """Upload a DIL model to the Hugging Face Hub repo ``repo_id`` (created if needed).
@@ -132,7 +143,13 @@ def push_to_hub(
     ``import dynsnip; timm.create_model("hf-hub:<repo_id>", pretrained=True)``.
 
     Args:
-        model, base_model, license, model_args, pretrained_cfg: as for :func:`save_pretrained`.
+        model: a DIL model, or a folder :func:`save_pretrained` wrote (a training run's
+            ``model/``): it is loaded first (so a broken folder fails here, not for the
+            people who download it), and its ``training`` / ``evaluation`` records and card
+            licence are kept unless given. A card edited by hand is uploaded as it is; a
+            generated one is rendered again for ``repo_id``.
+        base_model, license, model_args, pretrained_cfg, training, evaluation: as for
+            :func:`save_pretrained`.
         repo_id: ``owner/name``.
         token: Hub token; by default the one ``hf auth login`` stored or ``HF_TOKEN``.
         private: visibility of a repo this call creates (the Hub's default if None).
@@ -148,6 +165,18 @@ def push_to_hub(
 
     from .. import __version__
 
+    edited_card = None
+    if isinstance(model, (str, os.PathLike)):
+        from .load import load_model
+
+        source = Path(model)
+        model = load_model(source)
+        if (source / CARD_NAME).is_file() and not card_is_generated(source):
+            edited_card = (source / CARD_NAME).read_text(encoding="utf-8")
+        saved = json.loads((source / CONFIG_NAME).read_text(encoding="utf-8"))
+        training = saved.get("training") if training is None else training
+        evaluation = saved.get("evaluation") if evaluation is None else evaluation
+        license = card_license(source / CARD_NAME) if license is None else license
     api = HfApi(token=token, library_name="dynsnip", library_version=__version__)
     create_kwargs = {} if private is None else {"private": private}
     repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id
@@ -155,8 +184,11 @@ def push_to_hub(
     with tempfile.TemporaryDirectory(prefix="dynsnip-push-") as folder:
         save_pretrained(
             model, folder, repo_id=repo_id, base_model=base_model, license=license,
-            model_args=model_args, pretrained_cfg=pretrained_cfg, card=write_card,
+            model_args=model_args, pretrained_cfg=pretrained_cfg, training=training, evaluation=evaluation,
+            card=write_card,
         )
+        if write_card and edited_card is not None:
+            Path(folder, CARD_NAME).write_text(edited_card, encoding="utf-8")
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -1,0 +1,63 @@
+"""``dynsnip push``: publish a saved detector (a training run's ``model/``) on the Hugging Face Hub."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .exit_codes import EXIT_OK, usage_error
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "push",
+        help="publish a saved detector (a run's model/) on the Hugging Face Hub",
+        description=(
+            "Load the detector in FOLDER (written by dynsnip train or save_pretrained; a run folder means its "
+            "model/), so that a broken folder fails here rather than for the people who download it, then upload "
+            "config.json, model.safetensors and the model card (with the recorded training recipe and evaluation "
+            "results) to REPO in one commit. Anyone can then load it with "
+            "`import dynsnip; timm.create_model('hf-hub:REPO', pretrained=True)` or `dynsnip predict --model "
+            "hf-hub:REPO`. Log in first with `hf auth login` or set HF_TOKEN."
+        ),
+        epilog="example: dynsnip push runs/ff-c23/model me/dil-ff-c23 --license apache-2.0",
+    )
+    p.add_argument("folder", type=Path, metavar="FOLDER", help="hub-layout folder (or a run folder with model/)")
+    p.add_argument("repo", metavar="REPO", help="Hub repo owner/name (created if needed)")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo private")
+    p.add_argument("--revision", help="branch to commit to (default main)")
+    p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    p.add_argument("--message", default="Upload DIL detector with dynsnip", help="commit message")
+    p.add_argument("--license", help="licence id for a generated card, e.g. apache-2.0 (default: the saved card's; "
+                        "a card edited by hand is uploaded as it is)")
+    p.add_argument("--replace-card", action="store_true", help="overwrite a README.md the repo already has")
+    p.add_argument("--token", help="Hub token (default: the stored login or HF_TOKEN)")
+    p.set_defaults(func=run_push)
+    return p
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from ..engine.train import saved_model_folder
+    from ..hub import push_to_hub
+    from ..hub.errors import ModelLoadError
+
+    folder = saved_model_folder(args.folder)
+    if folder is None:
+        return usage_error("push", f"{args.folder} holds no config.json; expected a folder written by dynsnip train "
+                                   "(its model/) or dynsnip.save_pretrained")
+    if args.repo.count("/") != 1 or not all(args.repo.split("/")):
+        return usage_error("push", f"REPO must be owner/name, got {args.repo!r}")
+    try:
+        commit = push_to_hub(
+            folder, args.repo, token=args.token, private=args.private, revision=args.revision,
+            commit_message=args.message, create_pr=args.create_pr, license=args.license,
+            replace_card=args.replace_card,
+        )
+    except ModelLoadError as err:
+        return usage_error("push", f"{folder} does not load as a DIL detector: {err}")
+    except HfHubHTTPError as err:
+        return usage_error("push", f"the Hub refused the upload to {args.repo}: {err}")
+    print(f"pushed {folder} to {args.repo}: {commit.commit_url}")
+    print(f"load it with: timm.create_model('hf-hub:{args.repo}', pretrained=True) after `import dynsnip`")
+    return EXIT_OK

@@ -1,0 +1,157 @@
+"""What a saved detector was trained on and how it scored.
+
+``config.json`` may carry two optional records next to what timm reads (timm ignores them):
+
+* ``training``: the recipe of the run that produced the weights (``dynsnip train`` /
+  :func:`dynsnip.engine.train` write it), the epoch the saved weights come from and the
+  data sizes;
+* ``evaluation``: a list of results, one per evaluated set: the data's name and split, the
+  test protocol (U x T, crop size, threshold), video-level AUC / accuracy overall and per
+  manipulation method. Training appends the validation result of the saved epoch;
+  ``dynsnip evaluate --record`` appends a test result.
+
+The model card renders both (``## Training``, ``## Evaluation``) and lists the results in the
+Hub's ``model-index`` metadata, so the Hub shows them on the model page. Nothing is carried
+over automatically from the model a detector was loaded from: weights that were fine-tuned
+further would otherwise inherit scores they never had.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .card import model_card
+from .config import CARD_NAME, CONFIG_NAME
+
+__all__ = ["training_record", "evaluation_record", "json_safe", "record_evaluation", "card_license", "card_is_generated"]
+
+_METRIC_KEYS = ("auc", "accuracy", "num_videos", "num_real", "num_fake")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN / inf floats as None and tuples as lists: the Hub's JSON and YAML
+    parsers reject ``NaN`` (an AUC is NaN when a set has one class only)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def training_record(
+    recipe: Mapping[str, Any],
+    *,
+    epoch: int | None = None,
+    num_train_clips: int | None = None,
+    num_val_videos: int | None = None,
+    data: str | None = None,
+) -> dict[str, Any]:
+    """The ``training`` record of ``config.json``.
+
+    Args:
+        recipe: the run's settings (``Recipe.to_dict()``).
+        epoch: the epoch whose weights are saved.
+        num_train_clips, num_val_videos: the sizes of the training and validation sets.
+        data: what the training data is called (e.g. ``"FaceForensics++ c23"``).
+    """
+    record = {"recipe": dict(recipe), "epoch": epoch, "num_train_clips": num_train_clips,
+              "num_val_videos": num_val_videos, "data": data}
+    return json_safe({k: v for k, v in record.items() if v is not None})
+
+
+def evaluation_record(
+    report: Mapping[str, Any],
+    *,
+    data: str | None = None,
+    split: str | None = None,
+    num_snippets: int | None = None,
+    snippet_len: int | None = None,
+    img_size: int | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """One entry of ``config.json``'s ``evaluation`` list, from an evaluation report.
+
+    Args:
+        report: what :func:`dynsnip.engine.evaluate` reports (``overall``, ``per_method``,
+            ``threshold``, ``num_failed``).
+        data: what the evaluated data is called (default ``"unnamed"``).
+        split: its split (``"val"``, ``"test"``...).
+        num_snippets, snippet_len, img_size: the test protocol (U, T, crop side).
+        source: how the result was obtained (``"dynsnip train, epoch 7"``...).
+    """
+    def metrics(m: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: m[k] for k in _METRIC_KEYS if k in m}
+
+    record = {
+        "data": data or "unnamed",
+        "split": split,
+        "num_snippets": num_snippets,
+        "snippet_len": snippet_len,
+        "img_size": img_size,
+        "threshold": report.get("threshold"),
+        "overall": metrics(report["overall"]),
+        "per_method": {name: metrics(m) for name, m in (report.get("per_method") or {}).items()},
+        "num_failed": report.get("num_failed"),
+        "source": source,
+    }
+    return json_safe({k: v for k, v in record.items() if v is not None})
+
+
+def card_license(card_file: Path) -> str | None:
+    """The ``license`` of a model card's metadata (None without a card or a licence)."""
+    if not card_file.is_file():
+        return None
+    from huggingface_hub import ModelCard
+
+    return ModelCard.load(card_file).data.license
+
+
+def card_is_generated(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory``'s ``README.md`` is exactly the card :func:`dynsnip.save_pretrained`
+    renders from its ``config.json`` (False for a card edited by hand, or none)."""
+    directory = Path(directory)
+    card_file, config_file = directory / CARD_NAME, directory / CONFIG_NAME
+    if not (card_file.is_file() and config_file.is_file()):
+        return False
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    return card_file.read_text(encoding="utf-8") == model_card(config, license=card_license(card_file))
+
+
+def record_evaluation(
+    directory: str | os.PathLike[str], results: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+) -> bool:
+    """Append evaluation result(s) to a saved detector's ``config.json`` and re-render its
+    model card, keeping the card's licence; a card edited by hand is left alone.
+
+    Args:
+        directory: a folder :func:`dynsnip.save_pretrained` wrote.
+        results: one :func:`evaluation_record` or a list of them.
+
+    Returns:
+        True if the card was re-rendered, False if it was edited by hand and kept.
+
+    Raises:
+        FileNotFoundError: ``directory`` holds no ``config.json``.
+    """
+    directory = Path(directory)
+    config_file = directory / CONFIG_NAME
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"{directory}: no {CONFIG_NAME}; expected a folder written by dynsnip.save_pretrained "
+            "(a training run's model/ folder)"
+        )
+    card_file = directory / CARD_NAME
+    regenerate = card_is_generated(directory) or not card_file.exists()
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    new = [results] if isinstance(results, Mapping) else list(results)
+    config["evaluation"] = list(config.get("evaluation") or []) + [json_safe(dict(r)) for r in new]
+    license = card_license(card_file)
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if regenerate:
+        card_file.write_text(model_card(config, license=license), encoding="utf-8")
+    return regenerate

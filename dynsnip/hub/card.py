@@ -33,6 +33,11 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _cell(text: Any) -> str:
+    """``text`` for a Markdown table cell (a ``|`` in a data name would split the cell)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _training_section(config: Mapping[str, Any]) -> str:
     """``## Training`` from the ``training`` record (see :mod:`dynsnip.hub.records`); empty without one."""
     record = config.get("training")
@@ -68,7 +73,7 @@ def _training_section(config: Mapping[str, Any]) -> str:
         rows.append(("augmentation", f"horizontal flip of the whole clip, p = {r['hflip_prob']:g}"))
     if "amp" in r:
         rows.append(("precision", f"{r.get('amp_dtype', 'float16')} autocast on GPU" if r["amp"] else "float32"))
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    table = "\n".join(f"| {k} | {_cell(v)} |" for k, v in rows)
     return f"""
 ## Training
 Fine-tuned with `dynsnip train`; the full recipe is under `training` in `config.json`.
@@ -97,8 +102,8 @@ def _evaluation_section(config: Mapping[str, Any]) -> str:
     lines = []
     for name, record, m in rows:
         protocol = f"{record.get('num_snippets', '?')} x {record.get('snippet_len', '?')}"
-        lines.append(f"| {name} | {protocol} | {m.get('num_real', '?')} / {m.get('num_fake', '?')} | "
-                     f"{_fmt(m.get('auc'))} | {_fmt(m.get('accuracy'))} | {record.get('source', '')} |")
+        lines.append(f"| {_cell(name)} | {protocol} | {m.get('num_real', '?')} / {m.get('num_fake', '?')} | "
+                     f"{_fmt(m.get('auc'))} | {_fmt(m.get('accuracy'))} | {_cell(record.get('source', ''))} |")
     table = "\n".join(lines)
     return f"""
 ## Evaluation

@@ -91,6 +91,20 @@ def test_json_report_scores_good_videos_and_reports_bad_ones(report, videos, che
     assert data["summary"] == dict(videos=8, scored=2, failed=6)
 
 
+def test_loader_processes_change_nothing_but_speed(report, videos, checkpoint, capsys):
+    """The report fixture decoded in worker processes (the default); in this process, the same
+    videos give the same report: same order, probabilities, snippets and failure reasons."""
+    from dynsnip.cli.predict import DEFAULT_WORKERS
+
+    assert DEFAULT_WORKERS > 0
+    capsys.readouterr()
+    code = main(["predict", *map(str, videos.values()), "--checkpoint", str(checkpoint), "--snippets", "2",
+                 "--json", "--no-progress", "--workers", "0"])
+    assert code == report[0] and json.loads(capsys.readouterr().out) == report[1]
+    assert main(["predict", str(videos["carphone"]), "--workers", "-1"]) == 2
+    assert "--workers must be 0 or more" in capsys.readouterr().err
+
+
 def test_snippet_scores_locate_the_sampled_frames(report, videos):
     _, data, _ = report
     result = next(v for v in data["videos"] if v["path"] == str(videos["carphone"]))
@@ -229,3 +243,29 @@ def test_extract_faces_command(tmp_path, capsys):
     assert main(["extract-faces", str(tmp_path / "people.mp4"), "--out", str(out), "--no-progress"]) == 0
     assert "SKIPPED" in capsys.readouterr().out
     assert (out / "people" / "000000.png").stat().st_mtime_ns == stamp
+
+
+def test_extract_faces_in_parallel_writes_what_one_process_writes(tmp_path, capsys):
+    people = shutil.copy(two_people(), tmp_path / "people.mp4")
+    (tmp_path / "again").mkdir()
+    clash = shutil.copy(two_people(), tmp_path / "again" / "people.mp4")  # same output folder name
+    broken = write_text_as_mp4(tmp_path / "broken.mp4")
+    car = shutil.copy(carphone(), tmp_path / "car.mp4")
+    inputs = [str(p) for p in (people, broken, clash, car)]
+    printed = {}
+    for workers in (1, 3):
+        out = tmp_path / f"faces{workers}"
+        code = main(["extract-faces", *inputs, "--out", str(out), "--size", "32", "--max-frames", "6",
+                     "--workers", str(workers), "--no-progress"])
+        assert code == 1
+        printed[workers] = capsys.readouterr().out.replace(str(out), "OUT").splitlines()
+    assert printed[1] == printed[3]  # same lines, in the order of the inputs
+    assert [line.split()[0] for line in printed[1]] == ["OK", "FAILED", "FAILED", "OK", "4"]
+    assert f"already used by {people}" in printed[1][2]
+    for name in ("people", "car"):
+        files = sorted(p.name for p in (tmp_path / "faces1" / name).iterdir())
+        assert files == sorted(p.name for p in (tmp_path / "faces3" / name).iterdir())
+        for f in files:
+            assert (tmp_path / "faces1" / name / f).read_bytes() == (tmp_path / "faces3" / name / f).read_bytes()
+    assert main(["extract-faces", str(car), "--out", str(tmp_path / "x"), "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err

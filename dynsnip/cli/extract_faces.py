@@ -14,8 +14,9 @@ go on; exit code 1 if any failed, 2 for usage errors.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
@@ -48,6 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="resize crops to SIZE x SIZE (default: keep the crop's resolution)")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
     parser.add_argument("--format", choices=("png", "jpg"), default="png", help="image format (default png, lossless)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="videos processed at once, one process each (default: the number of CPUs)")
     parser.add_argument("--overwrite", action="store_true", help=f"replace an existing OUT/{MANIFEST_NAME}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -77,6 +80,31 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
     return jobs
 
 
+def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
+    """Extract one video (in a worker process): ``(ok, the line to print after the status)``;
+    an error is caught here so that it is reported and the other videos go on."""
+    from dynsnip.data.extraction import extract_face_frames
+
+    video, out_dir, options = job
+    try:
+        result = extract_face_frames(video, out_dir, **options)
+    except Exception as err:
+        reason = getattr(err, "reason", type(err).__name__)
+        return False, f"{video}: {reason}: {getattr(err, 'message', str(err))}"
+    return True, f"{video} -> {out_dir} ({result.num_frames} frames, face detected in {result.num_detected})"
+
+
+def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
+    """:func:`_extract` of each job, in the order of ``jobs``, with up to ``workers`` processes."""
+    if workers <= 1 or len(jobs) < 2:
+        yield from map(_extract, jobs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        yield from pool.map(_extract, jobs)
+
+
 def run(args: argparse.Namespace) -> int:
     def usage_error(message: str) -> int:
         return _usage_error("extract-faces", message)
@@ -90,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(problem)
     if args.smooth_window < 1 or (args.size is not None and args.size < 1):
         return usage_error(f"--smooth-window and --size must be at least 1, got {args.smooth_window} and {args.size}")
+    if args.workers < 1:
+        return usage_error(f"--workers must be at least 1, got {args.workers}")
     try:
-        from dynsnip.data.extraction import extract_face_frames
+        import dynsnip.data.extraction  # noqa: F401  (fails here without the video extra)
         from dynsnip.data.manifest import ManifestEntry, write_manifest
 
         jobs = _jobs(args)
@@ -102,32 +132,36 @@ def run(args: argparse.Namespace) -> int:
         return usage_error("no videos found")
     args.out.mkdir(parents=True, exist_ok=True)
 
+    options = dict(face_detector=detector, margin=args.margin, smooth_window=args.smooth_window,
+                   size=None if args.size is None else (args.size, args.size), max_frames=args.max_frames,
+                   image_format=args.format)
+    # decide in this process what each video needs, so that the workers only extract
+    claimed: dict[str, Path] = {}
+    plan: list[tuple[Path, Path, Any, str]] = []  # video, out_dir, entry, "clash" / "skip" / "extract"
+    for video, name, entry in jobs:
+        out_dir = args.out / name
+        action = "clash" if name in claimed else "skip" if out_dir.exists() else "extract"
+        claimed.setdefault(name, video)
+        plan.append((video, out_dir, entry, action))
+    outcomes = _run_all([(video, out_dir, options) for video, out_dir, _, action in plan if action == "extract"],
+                        args.workers)
+
     written: list[Any] = []
     failures = 0
-    claimed: dict[str, Path] = {}
-    for video, name, entry in progress_bar(jobs, enabled=not args.no_progress):
-        out_dir = args.out / name
-        if name in claimed:
-            print(f"FAILED   {video}: output folder {out_dir} is already used by {claimed[name]}; rename one of them")
+    for video, out_dir, entry, action in progress_bar(plan, enabled=not args.no_progress):
+        if action == "clash":
+            owner = claimed[out_dir.relative_to(args.out).as_posix()]
+            print(f"FAILED   {video}: output folder {out_dir} is already used by {owner}; rename one of them")
             failures += 1
             continue
-        claimed[name] = video
-        if out_dir.exists():
+        if action == "skip":
             print(f"SKIPPED  {video}: {out_dir} exists (kept as it is)")
         else:
-            try:
-                result = extract_face_frames(
-                    video, out_dir, face_detector=detector, margin=args.margin,
-                    smooth_window=args.smooth_window, size=None if args.size is None else (args.size, args.size),
-                    max_frames=args.max_frames, image_format=args.format,
-                )
-            except Exception as err:  # report this video, go on with the others
-                reason = getattr(err, "reason", type(err).__name__)
-                message = getattr(err, "message", str(err))
-                print(f"FAILED   {video}: {reason}: {message}")
+            ok, line = next(outcomes)
+            print(f"{'OK' if ok else 'FAILED':<8} {line}", flush=True)
+            if not ok:
                 failures += 1
                 continue
-            print(f"OK       {video} -> {out_dir} ({result.num_frames} frames, face detected in {result.num_detected})")
         if entry is not None:
             written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method))
     if args.manifest is not None:

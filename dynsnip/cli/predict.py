@@ -14,13 +14,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from .face_options import add_face_options, clip_loader, face_detector, face_options_problem
 
 DEFAULT_MODEL = "dil_resnet50"
+# Decoding and face detection take a large share of the time (most of it next to a GPU); two
+# loader processes working ahead of the model gave 1.2-1.3x on 2 CPU cores
+# (benchmarks/predict_throughput.py, docs/video.md).
+DEFAULT_WORKERS = 2
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp", ".264", ".h264"}
@@ -55,6 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--output", type=Path, default=None, metavar="FILE",
                         help="also write the JSON report to FILE (refused if FILE exists, see --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="allow --output to replace an existing file")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
+                        help="processes that decode videos and crop faces while the model scores "
+                             f"(default {DEFAULT_WORKERS}; 0: all in this process)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -211,9 +218,51 @@ def find_videos(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
 # ---------------------------------------------------------------------------- scoring
 def predict_video(model: Any, loader: Any, path: Path, threshold: float, device: Any) -> dict[str, Any]:
     """Score one video; the result dict of the JSON report (raises VideoError on bad input)."""
+    return score_face_clip(model, loader(path), path, threshold, device)
+
+
+class _LoadedClips:
+    """``paths[i] -> (path, FaceClip or None, failure dict or None)``, as a map-style dataset
+    for worker processes: a video that cannot be read becomes its failure, so one bad file
+    never stops the others."""
+
+    def __init__(self, paths: Sequence[Path], loader: Any) -> None:
+        self.paths, self.loader = list(paths), loader
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Path, Any, dict[str, Any] | None]:
+        path = self.paths[index]
+        try:
+            return path, self.loader(path), None
+        except Exception as err:  # reported with its reason in the results
+            return path, None, failure(path, err)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def load_clips(paths: Sequence[Path], loader: Any, workers: int):
+    """Yield ``(path, clip, failure)`` in the order of ``paths``; with ``workers`` > 0 the
+    videos are decoded and cropped in that many processes, ahead of the model."""
+    if workers <= 0 or len(paths) < 2:
+        dataset = _LoadedClips(paths, loader)
+        yield from (dataset[i] for i in range(len(dataset)))
+        return
     import torch
 
-    clip = loader(path)
+    yield from torch.utils.data.DataLoader(
+        _LoadedClips(paths, loader), batch_size=None, shuffle=False, num_workers=min(workers, len(paths)),
+        collate_fn=_as_is, prefetch_factor=2,
+    )
+
+
+def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device: Any) -> dict[str, Any]:
+    """The result dict of the JSON report for ``clip`` (a :class:`~dynsnip.data.FaceClip` of ``path``)."""
+    import torch
+
     with torch.inference_mode():
         video_logits, snippet_logits = score_clip(model, clip.pixels[None].to(device))
     probability = float(fake_probability(video_logits)[0])
@@ -282,7 +331,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def progress_bar(items: Sequence[Any], enabled: bool):
+def progress_bar(items: Iterable[Any], enabled: bool, total: int | None = None):
     """``items`` wrapped in a tqdm bar on stderr (shown when stderr is a terminal; no tqdm: none)."""
     if not enabled:
         return items
@@ -290,7 +339,7 @@ def progress_bar(items: Sequence[Any], enabled: bool):
         from tqdm import tqdm
     except ImportError:
         return items
-    return tqdm(items, desc="videos", unit="video", file=sys.stderr, disable=None)
+    return tqdm(items, desc="videos", unit="video", file=sys.stderr, disable=None, total=total)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -301,6 +350,8 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--output {args.output} exists; refusing to overwrite it (pass --overwrite to replace it)")
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
+    if args.workers < 0:
+        return usage_error(f"--workers must be 0 or more, got {args.workers}")
     if problem := face_options_problem(args):
         return usage_error(problem)
     videos, warnings = find_videos(args.inputs)
@@ -325,9 +376,13 @@ def run(args: argparse.Namespace) -> int:
     loader = clip_loader(model, args, faces)
 
     results = []
-    for path in progress_bar(videos, enabled=not args.no_progress):
+    clips = load_clips(videos, loader, args.workers)
+    for path, clip, failed_load in progress_bar(clips, enabled=not args.no_progress, total=len(videos)):
+        if failed_load is not None:
+            results.append(failed_load)
+            continue
         try:
-            results.append(predict_video(model, loader, path, args.threshold, device))
+            results.append(score_face_clip(model, clip, path, args.threshold, device))
         except Exception as err:  # one bad video must not stop the batch: report it, go on
             results.append(failure(path, err))
 

@@ -14,6 +14,7 @@ from .convert import convert_resnet
 from .hub import load_model, push_to_hub, save_pretrained
 from .models import DILResNet
 from .modules import InterSIM, IntraSIM
+from .scoring import predict_videos
 
 __all__ = [
     "IntraSIM",
@@ -24,5 +25,6 @@ __all__ = [
     "save_pretrained",
     "push_to_hub",
     "load_model",
+    "predict_videos",
     "__version__",
 ]

@@ -14,7 +14,7 @@ from video_fixtures import RAW_H264, carphone, decode_all, encode, faceless_fram
 
 import dynsnip  # noqa: F401  (registers dil_*)
 from dynsnip.cli import main
-from dynsnip.cli.predict import fake_probability, score_clip
+from dynsnip.scoring import fake_probability, score_clip
 from dynsnip.data import sample_snippets
 
 
@@ -94,7 +94,7 @@ def test_json_report_scores_good_videos_and_reports_bad_ones(report, videos, che
 def test_loader_processes_change_nothing_but_speed(report, videos, checkpoint, capsys):
     """The report fixture decoded in worker processes (the default); in this process, the same
     videos give the same report: same order, probabilities, snippets and failure reasons."""
-    from dynsnip.cli.predict import DEFAULT_WORKERS
+    from dynsnip.scoring import DEFAULT_WORKERS
 
     assert DEFAULT_WORKERS > 0
     capsys.readouterr()
@@ -103,6 +103,21 @@ def test_loader_processes_change_nothing_but_speed(report, videos, checkpoint, c
     assert code == report[0] and json.loads(capsys.readouterr().out) == report[1]
     assert main(["predict", str(videos["carphone"]), "--workers", "-1"]) == 2
     assert "--workers must be 0 or more" in capsys.readouterr().err
+
+
+def test_predict_videos_is_the_library_call_behind_the_command(report, videos, checkpoint):
+    """dynsnip.predict_videos gives the entries the command prints, failures included."""
+    import dynsnip
+    from dynsnip.data import FaceClipLoader
+    from dynsnip.hub import load_model
+
+    model = load_model(checkpoint)
+    loader = FaceClipLoader.from_model(model, num_snippets=2)
+    results = dynsnip.predict_videos(model, videos.values(), loader=loader, workers=0)
+    assert results == report[1]["videos"]
+    # the default loader takes the model's settings: its test U (8 here), its 64 px input
+    (carphone,) = dynsnip.predict_videos(model, [videos["carphone"]])
+    assert len(carphone["snippets"]) == model.test_num_snippets == 8
 
 
 def test_snippet_scores_locate_the_sampled_frames(report, videos):

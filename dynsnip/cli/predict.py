@@ -1,12 +1,13 @@
 """``dynsnip predict``: fake probability of each video, and of each of its snippets.
 
 For every video: U snippets of T frames are sampled uniformly (paper: U=8, T=4 at test
-time), decoded, face-cropped and scored by the detector. The video's fake probability comes
-from the model's video-level logit; each snippet's from the same forward pass (see
-:func:`score_clip`), so a partly forged video shows where. A video that cannot be processed
-(missing, corrupt, no video stream, unseekable raw stream, no face) is reported with the
-reason and the others go on; the exit code is 1 when any video failed, 2 for usage errors
-(no videos, unloadable model, existing ``--output``), 0 otherwise.
+time), decoded, face-cropped and scored by the detector
+(:func:`dynsnip.scoring.predict_videos`). The video's fake probability comes from the
+model's video-level logit; each snippet's from the same forward pass (see
+:func:`dynsnip.scoring.score_clip`), so a partly forged video shows where. A video that
+cannot be processed (missing, corrupt, no video stream, unseekable raw stream, no face) is
+reported with the reason and the others go on; the exit code is 1 when any video failed, 2
+for usage errors (no videos, unloadable model, existing ``--output``), 0 otherwise.
 """
 from __future__ import annotations
 
@@ -14,17 +15,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
+from ..scoring import DEFAULT_WORKERS, predict_videos
 from .face_options import add_face_options, clip_loader, face_detector, face_options_problem
 
 DEFAULT_MODEL = "dil_resnet50"
-# Decoding and face detection take a large share of the time (most of it next to a GPU); two
-# loader processes working ahead of the model gave 1.2-1.3x on 2 CPU cores
-# (benchmarks/predict_throughput.py, docs/video.md).
-DEFAULT_WORKERS = 2
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp", ".264", ".h264"}
@@ -153,41 +151,6 @@ def load_detector(model: str | None, checkpoint: str | None) -> tuple[Any, str]:
     return detector.eval(), str(checkpoint)
 
 
-def score_clip(model: Any, pixels: Any) -> tuple[Any, Any]:
-    """Video-level and per-snippet logits from one forward pass.
-
-    Args:
-        model: a DIL model (``forward_features``/``forward_head``, ``snippet_len``).
-        pixels: ``(B, 3, U*T, H, W)``.
-
-    Returns:
-        ``(video_logits (B, K), snippet_logits (B, U, K))``. The head pools each frame
-        spatially, averages the frames and applies a linear classifier, so a snippet's logit
-        is the classifier applied to the mean of its own T frames, and the mean of the U
-        snippet logits equals the video logit exactly (linear classifier, equal T per
-        snippet). The snippets interact inside the network (Inter-SIM), so each snippet
-        score is "this part of the video, seen in the context of the whole".
-    """
-    from einops import rearrange, reduce
-
-    feats = model.forward_features(pixels)  # (B, C, U*T, h, w)
-    video_logits = model.forward_head(feats)
-    per_frame = model.global_pool(rearrange(feats, "b c f h w -> (b f) c h w"))  # (B*U*T, C)
-    per_snippet = reduce(
-        per_frame, "(b u t) c -> b u c", "mean", b=pixels.shape[0], t=model.snippet_len
-    )
-    return video_logits, model.get_classifier()(per_snippet)
-
-
-def fake_probability(logits: Any) -> Any:
-    """``(..., K)`` logits -> ``(...)`` fake probability: sigmoid for K=1, softmax class 1 for K=2."""
-    if logits.shape[-1] == 1:
-        return logits[..., 0].sigmoid()
-    if logits.shape[-1] == 2:
-        return logits.softmax(-1)[..., 1]
-    raise ValueError(f"a detector has 1 (fake logit) or 2 (real, fake) outputs, this one has {logits.shape[-1]}")
-
-
 # ---------------------------------------------------------------------------- inputs
 def find_videos(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
     """Expand the command-line inputs: files as given, directories searched recursively.
@@ -213,93 +176,6 @@ def find_videos(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
                 seen.add(key)
                 videos.append(p)
     return videos, warnings
-
-
-# ---------------------------------------------------------------------------- scoring
-def predict_video(model: Any, loader: Any, path: Path, threshold: float, device: Any) -> dict[str, Any]:
-    """Score one video; the result dict of the JSON report (raises VideoError on bad input)."""
-    return score_face_clip(model, loader(path), path, threshold, device)
-
-
-class _LoadedClips:
-    """``paths[i] -> (path, FaceClip or None, failure dict or None)``, as a map-style dataset
-    for worker processes: a video that cannot be read becomes its failure, so one bad file
-    never stops the others."""
-
-    def __init__(self, paths: Sequence[Path], loader: Any) -> None:
-        self.paths, self.loader = list(paths), loader
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[Path, Any, dict[str, Any] | None]:
-        path = self.paths[index]
-        try:
-            return path, self.loader(path), None
-        except Exception as err:  # reported with its reason in the results
-            return path, None, failure(path, err)
-
-
-def _as_is(item: Any) -> Any:
-    return item
-
-
-def load_clips(paths: Sequence[Path], loader: Any, workers: int):
-    """Yield ``(path, clip, failure)`` in the order of ``paths``; with ``workers`` > 0 the
-    videos are decoded and cropped in that many processes, ahead of the model."""
-    if workers <= 0 or len(paths) < 2:
-        dataset = _LoadedClips(paths, loader)
-        yield from (dataset[i] for i in range(len(dataset)))
-        return
-    import torch
-
-    yield from torch.utils.data.DataLoader(
-        _LoadedClips(paths, loader), batch_size=None, shuffle=False, num_workers=min(workers, len(paths)),
-        collate_fn=_as_is, prefetch_factor=2,
-    )
-
-
-def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device: Any) -> dict[str, Any]:
-    """The result dict of the JSON report for ``clip`` (a :class:`~dynsnip.data.FaceClip` of ``path``)."""
-    import torch
-
-    with torch.inference_mode():
-        video_logits, snippet_logits = score_clip(model, clip.pixels[None].to(device))
-    probability = float(fake_probability(video_logits)[0])
-    snippet_probs = fake_probability(snippet_logits)[0].tolist()
-    snippets = []
-    for u, prob in enumerate(snippet_probs):
-        frames = clip.frame_indices[u].tolist()
-        times = clip.timestamps[u].tolist()
-        snippets.append(
-            dict(
-                index=u,
-                first_frame=frames[0],
-                last_frame=frames[-1],
-                start_s=round(times[0], 3),
-                end_s=round(times[-1], 3),
-                fake_probability=round(prob, 4),
-                face_found=bool(clip.face_found[u]),
-                crop_box=clip.crop_boxes[u].tolist(),
-            )
-        )
-    return dict(
-        path=str(path),
-        status="ok",
-        fake_probability=round(probability, 4),
-        verdict="fake" if probability >= threshold else "real",
-        num_frames=clip.num_frames,
-        fps=round(clip.fps, 3),
-        snippets=snippets,
-    )
-
-
-def failure(path: Path, err: BaseException) -> dict[str, Any]:
-    from dynsnip.data.errors import VideoError
-
-    if isinstance(err, VideoError):
-        return dict(path=str(path), status="error", reason=err.reason, error=err.message)
-    return dict(path=str(path), status="error", reason="error", error=f"{type(err).__name__}: {err}")
 
 
 # ---------------------------------------------------------------------------- output
@@ -331,7 +207,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def progress_bar(items: Iterable[Any], enabled: bool, total: int | None = None):
+def progress_bar(items: Sequence[Any], enabled: bool):
     """``items`` wrapped in a tqdm bar on stderr (shown when stderr is a terminal; no tqdm: none)."""
     if not enabled:
         return items
@@ -339,7 +215,7 @@ def progress_bar(items: Iterable[Any], enabled: bool, total: int | None = None):
         from tqdm import tqdm
     except ImportError:
         return items
-    return tqdm(items, desc="videos", unit="video", file=sys.stderr, disable=None, total=total)
+    return tqdm(items, desc="videos", unit="video", file=sys.stderr, disable=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -375,16 +251,8 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     loader = clip_loader(model, args, faces)
 
-    results = []
-    clips = load_clips(videos, loader, args.workers)
-    for path, clip, failed_load in progress_bar(clips, enabled=not args.no_progress, total=len(videos)):
-        if failed_load is not None:
-            results.append(failed_load)
-            continue
-        try:
-            results.append(score_face_clip(model, clip, path, args.threshold, device))
-        except Exception as err:  # one bad video must not stop the batch: report it, go on
-            results.append(failure(path, err))
+    results = predict_videos(model, videos, loader=loader, threshold=args.threshold, workers=args.workers,
+                             device=device, progress=not args.no_progress)
 
     failed = sum(r["status"] != "ok" for r in results)
     report = dict(

@@ -21,7 +21,7 @@ it is told what it cannot guess:
   logit is the classifier on the mean of its own T frames; the explainer checks that the
   mean of the snippet logits equals the model's video logit and drops them (with a note)
   when it does not (the head is not of that kind, or the layer is not the last one).
-  ``dil_*`` models use :func:`dynsnip.cli.predict.score_clip`, the same numbers
+  ``dil_*`` models use :func:`dynsnip.scoring.score_clip`, the same numbers
   ``dynsnip predict`` prints.
 """
 from __future__ import annotations
@@ -108,7 +108,7 @@ def default_classifier(model: nn.Module) -> nn.Module | None:
 
 
 def has_dil_head(model: nn.Module) -> bool:
-    """The ``dil_*`` head API that :func:`dynsnip.cli.predict.score_clip` relies on."""
+    """The ``dil_*`` head API that :func:`dynsnip.scoring.score_clip` relies on."""
     return all(
         hasattr(model, a) for a in ("forward_features", "forward_head", "global_pool", "get_classifier", "snippet_len")
     )
@@ -132,7 +132,7 @@ class VideoCall(nn.Module):
 
     Besides the logits, a forward leaves ``snippet_logits`` ``(B, U, K)`` (or None) and
     ``notes`` (why they are missing): with ``score_clip`` from
-    :func:`dynsnip.cli.predict.score_clip` (``dil_*`` models), else from ``feature_layer``'s
+    :func:`dynsnip.scoring.score_clip` (``dil_*`` models), else from ``feature_layer``'s
     output and ``classifier`` when both are given. Grad-CAM is run on this wrapper.
     """
 
@@ -175,7 +175,7 @@ class VideoCall(nn.Module):
             )
         self.snippet_logits, self.notes = None, []
         if self.use_score_clip:
-            from ..cli.predict import score_clip
+            from ..scoring import score_clip
 
             logits, snippet_logits = score_clip(self.model, x)
             self.snippet_logits = snippet_logits.detach()

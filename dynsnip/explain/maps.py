@@ -311,7 +311,7 @@ def explain_clip(
         model.train(training)
     notes.extend(wrapper.notes)
 
-    from ..cli.predict import fake_probability
+    from ..scoring import fake_probability
 
     fake_prob = float(fake_probability(logits.float())[0])
     snippet_probs = None

@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import save_file
 from video_fixtures import RAW_H264, carphone, decode_all, encode, faceless_frames, two_people, write_audio_only, write_text_as_mp4, write_truncated_mp4
 
-import dynsnip  # noqa: F401  (registers dil_*)
+import dynsnip  # also registers dil_*
 from dynsnip.cli import main
-from dynsnip.scoring import fake_probability, score_clip
 from dynsnip.data import sample_snippets
+from dynsnip.scoring import fake_probability, score_clip
 
 
 def detector_state(num_classes=1, bias=(2.0,), zero_weights=True, seed=0):
@@ -107,7 +107,6 @@ def test_loader_processes_change_nothing_but_speed(report, videos, checkpoint, c
 
 def test_predict_videos_is_the_library_call_behind_the_command(report, videos, checkpoint):
     """dynsnip.predict_videos gives the entries the command prints, failures included."""
-    import dynsnip
     from dynsnip.data import FaceClipLoader
     from dynsnip.hub import load_model
 

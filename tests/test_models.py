@@ -100,6 +100,33 @@ def test_timm_model_api(model):
     assert m.get_classifier().out_features == 5 and m(x).shape == (2, 5)
 
 
+def test_features_only_gives_the_video_intermediates(model):
+    """timm's features_only=True: the per-stage video features, Inter-SIM mixing included."""
+    feats = timm.create_model("dil_resnet18", features_only=True, zero_init_last=False).eval()
+    assert isinstance(feats, dynsnip.models.DILFeatures)
+    assert feats.feature_info.channels() == [64, 64, 128, 256, 512]
+    assert feats.feature_info.reduction() == [2, 4, 8, 16, 32]
+    feats.model.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("fc.")})
+    x = clip(u=3)
+    with torch.no_grad():
+        got = feats(x)
+        expected = model.forward_intermediates(x, intermediates_only=True)
+        assert [tuple(f.shape) for f in got] == [(2, c, 12, 32 // r, 32 // r) for c, r in
+                                                 zip(feats.feature_info.channels(), feats.feature_info.reduction())]
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+        # snippets interact in the features too: changing snippet 2 moves snippet 0's last-stage map
+        y = x.clone()
+        y[:, :, 8:] = torch.randn_like(y[:, :, 8:])
+        assert not torch.allclose(feats(y)[4][:, :, :4], got[4][:, :, :4])
+        assert torch.equal(feats(y)[0][:, :, :4], got[0][:, :, :4])  # the stem mixes nothing across frames
+    # fewer stages: the later ones are pruned, the frames can come folded for a 2D neck
+    two = timm.create_model("dil_resnet18", features_only=True, out_indices=(1, 2), feature_cfg=dict(output_fmt="NCHW"))
+    assert len(two.model.layer3) == len(two.model.layer4) == 0
+    assert [tuple(f.shape) for f in two(x)] == [(24, 64, 8, 8), (24, 128, 4, 4)]
+    with pytest.raises(ValueError, match="output_fmt must be 'NCFHW'"):
+        timm.create_model("dil_resnet18", features_only=True, feature_cfg=dict(output_fmt="NHWC"))
+
+
 def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():
     torch.manual_seed(0)
     a = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False)
@@ -157,6 +184,14 @@ def test_backbone_loads_exactly_from_a_2d_checkpoint(resnet18_file):
     # the same number of classes keeps the classifier too
     m = timm.create_model("dil_resnet18", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     assert torch.equal(m.fc.weight, ref.fc.weight)
+
+
+def test_features_only_loads_the_imagenet_backbone(resnet18_file):
+    ref, path = resnet18_file
+    feats = timm.create_model("dil_resnet18", pretrained=True, features_only=True,
+                              pretrained_cfg_overlay=dict(file=str(path)))
+    sd = feats.model.state_dict()
+    assert all(torch.equal(sd[k], v) for k, v in ref.state_dict().items() if not k.startswith("fc."))
 
 
 def test_checkpoint_that_lacks_or_misshapes_backbone_tensors_is_refused(resnet18_file, tmp_path):

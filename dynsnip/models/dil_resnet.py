@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models import resnet as timm_resnet
-from timm.models._features import feature_take_indices
+from timm.models._features import FeatureGetterNet, feature_take_indices
 from timm.models._registry import get_arch_pretrained_cfgs
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ..convert import SIBlock, insert_sims
 
-__all__ = ["DILResNet", "checkpoint_filter_fn", "dil_model_names", "DEFAULT_TAGS"]
+__all__ = ["DILResNet", "DILFeatures", "checkpoint_filter_fn", "dil_model_names", "DEFAULT_TAGS"]
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -361,14 +361,36 @@ _BASES = _base_names()
 default_cfgs = generate_default_cfgs({k: v for base in _BASES for k, v in _dil_cfgs(base).items()})
 
 
-def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> DILResNet:
-    if kwargs.get("features_only"):
-        raise ValueError(
-            f"{variant} does not support features_only; use model.forward_intermediates(x) "
-            "for per-stage video features"
+class DILFeatures(FeatureGetterNet):
+    """What ``timm.create_model("dil_*", features_only=True)`` returns: the per-stage video
+    features of :meth:`DILResNet.forward_intermediates`.
+
+    ``forward(x)`` with ``x`` ``(B, C, U*T, H, W)`` returns a list with one tensor per index of
+    ``out_indices`` (0 = stem, 1-4 = stages; default all five): ``(B, C_i, U*T, H_i, W_i)``, or
+    the folded frames ``(B*U*T, C_i, H_i, W_i)`` with ``output_fmt="NCHW"`` (what 2D necks
+    such as an FPN take). ``feature_info`` gives channels and reductions as for timm's ResNets;
+    stages after the last index are removed (timm's pruning).
+    """
+
+    def __init__(self, model: DILResNet, out_indices: Any = (0, 1, 2, 3, 4), output_fmt: str = "NCFHW",
+                 **kwargs: Any) -> None:
+        if output_fmt not in ("NCFHW", "NCHW"):
+            raise ValueError(f"output_fmt must be 'NCFHW' (video) or 'NCHW' (folded frames), got {output_fmt!r}")
+        super().__init__(model, out_indices=out_indices, output_fmt="NCHW", **kwargs)
+        self.video_output_fmt = output_fmt
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.forward_intermediates(
+            x, indices=self.out_indices, norm=self.norm, output_fmt=self.video_output_fmt, intermediates_only=True,
         )
+
+
+def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> DILResNet:
     base = variant[len("dil_"):]
     model_args = dict(_timm_resnet_args(base), **kwargs)
+    if kwargs.get("features_only"):
+        model_args["feature_cfg"] = dict(feature_cls=DILFeatures, **model_args.get("feature_cfg", {}))
+        model_args.pop("feature_cls", None)  # timm's list/hook wrappers cannot pass U to the blocks
     model = build_model_with_cfg(
         DILResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **model_args
     )

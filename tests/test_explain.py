@@ -148,6 +148,20 @@ def test_ut_map_responds_most_in_the_tampered_snippets_row(model, face_clip):
         assert np.delete(moved, u, axis=0).max() < 1e-6, moved
 
 
+def test_with_frame_edges_the_ut_map_also_finds_a_tampered_first_or_last_snippet(face_clip):
+    """``inter_args={"edge": "frame"}``: a first/last snippet's missing neighbour is a zero
+    feature instead of a zero difference, and its own row responds most (docs/explain.md)."""
+    model = dil18(0, inter_args={"edge": "frame"})
+    clean = explain_clip(model, face_clip.pixels, gradcam=False)
+    for u in range(U):
+        tampered = explain_clip(model, jitter_snippet(face_clip.pixels, u), gradcam=False)
+        change = sum(
+            d / d.sum()
+            for d in (np.abs(tampered.inter[k] - clean.inter[k]).mean(1) for k in clean.inter)
+        )
+        assert int(np.argmax(change)) == u and change[u] > 1.2 * np.delete(change, u).max(), (u, change)
+
+
 # ------------------------------------------------------------------------------ Grad-CAM
 class BrightnessNet(nn.Module):
     """Fake logit = mean brightness (no SIMs): its Grad-CAM must be the bright pixels."""

@@ -33,7 +33,9 @@ Constants the paper leaves open (named arguments, defaults and reasons)
   ImageNet features; ``"dense"`` (a full C -> C conv, about 17M more parameters in
   ResNet-50) is available but not the default.
 * ``edge="zero"``: a difference at the first/last snippet, whose neighbour does not
-  exist, is zero.
+  exist, is zero. ``"frame"`` (the missing neighbour is a zero feature) makes the U x T
+  map localise a tampered first/last snippet as sharply as an inner one (measured in
+  docs/explain.md); its effect on trained accuracy is not measured.
 * ``fp32_differences=True``: under fp16 autocast the difference path runs in float32.
 
 With ``record_attention = True`` the U x T map of Figure 5, the channel mean of

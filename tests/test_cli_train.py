@@ -199,3 +199,33 @@ def test_evaluate_lists_unreadable_videos_and_scores_the_rest(manifest, tmp_path
     data = json.loads(report.with_suffix(".json").read_text())
     assert data["overall"]["num_videos"] == 4 and data["num_failed"] == 1
     assert data["failed"][0]["id"].endswith("gone_away") and "no frame images" in data["failed"][0]["message"]
+
+
+def test_train_and_evaluate_straight_from_video_files(tmp_path, capsys):
+    """A manifest of video files (no extract-faces step): faces are detected and cropped on the fly,
+    and one video without a face is skipped in training and listed by evaluate."""
+    from video_fixtures import carphone, encode, faceless_frames, two_people
+
+    from dynsnip.data import VideoDataset
+
+    encode(tmp_path / "no_face.mp4", faceless_frames())
+    manifest = tmp_path / "videos.csv"
+    manifest.write_text(f"path,label,split\n{carphone()},real,train\n{two_people()},fake,train\n"
+                        f"no_face.mp4,fake,train\n{carphone()},real,test\n{two_people()},fake,test\n")
+    model = build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8)
+    recipe = Recipe(model="dil_resnet18", num_snippets=2, test_num_snippets=2, img_size=32)
+    dataset = make_dataset(manifest, model, recipe, train=True, split="train")
+    assert isinstance(dataset, VideoDataset) and len(dataset) == 3
+    pixels, label = dataset[1]
+    assert pixels.shape == (3, 8, 32, 32) and label == 1.0
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(manifest), "--train-split", "train", "--out", str(out), *TINY_ARGS,
+                 "--batch-size", "3", "--img-size", "32", "--num-snippets", "2", "--test-num-snippets", "2",
+                 "--workers", "0", "--no-progress", "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 1 of 3 training clips" in printed and "no_face.mp4" in printed
+    history = json.loads((out / "history.json").read_text())
+    assert history[0]["skipped"][0]["reason"] == "no_face"
+    assert main(["evaluate", "--model", str(out), "--manifest", str(manifest), "--split", "test",
+                 "--workers", "0", "--no-progress"]) == 0
+    assert "U=2 x T=4 at 32 px" in capsys.readouterr().out

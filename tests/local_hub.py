@@ -95,6 +95,8 @@ class LocalHub:
         self.requests: list[HubRequest] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # set to a token to make writes (create repo, commit) answer 401 without it, as the Hub does
+        self.write_token: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -417,6 +419,9 @@ class _HubHandler(BaseHTTPRequestHandler):
         path = self._path()
         body = self._body()
         try:
+            token = self.hub.write_token
+            if token is not None and path != "/api/validate-yaml" and self.headers.get("Authorization") != f"Bearer {token}":
+                raise HubError(401, None, "Invalid credentials in Authorization header")
             if path == "/api/repos/create":
                 self._send_json(self.hub.create_repo(json.loads(body), self._endpoint))
                 return

@@ -142,6 +142,21 @@ def test_push_refuses_what_it_cannot_publish(manifest, tmp_path, capsys, local_h
     assert not local_hub.has_repo("me/x")  # nothing was created or uploaded
     assert main(["evaluate", "--model", "dil_resnet18", "--manifest", str(manifest), "--record"]) == 2
     assert "--record needs --model to be a local folder" in capsys.readouterr().err
+    # a hub that wants a token, then one that cannot be reached
+    save_pretrained(build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8), model_dir)
+    local_hub.write_token = "hf_right"
+    assert main(["push", str(model_dir), "me/x", "--token", "hf_wrong"]) == 2
+    err = capsys.readouterr().err
+    assert "the Hub refused the upload to me/x" in err and "401 Unauthorized" in err and "run `hf auth login`, set HF_TOKEN or pass --token" in err
+    assert main(["push", str(model_dir), "me/x", "--token", "hf_right"]) == 0 and local_hub.has_repo("me/x")
+    capsys.readouterr()
+    endpoint = local_hub.endpoint
+    local_hub.stop()
+    import huggingface_hub.utils._http as hf_http
+
+    hf_http.close_session()
+    assert main(["push", str(model_dir), "me/y", "--token", "hf_right"]) == 2
+    assert f"cannot reach the Hub at {endpoint}" in capsys.readouterr().err
 
 
 def test_horizontal_flip_is_the_only_augmentation(manifest, tmp_path):

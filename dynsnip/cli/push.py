@@ -7,6 +7,9 @@ from pathlib import Path
 from .exit_codes import EXIT_OK, usage_error
 
 
+LOGIN_HINT = "run `hf auth login`, set HF_TOKEN or pass --token"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "push",
@@ -35,8 +38,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def _is_connection_error(err: BaseException) -> bool:
+    """A refused / timed-out / broken connection, whichever HTTP client huggingface_hub uses
+    (httpx-style ``TransportError``, requests' or the builtin ``ConnectionError``)."""
+    return any(cls.__name__ in ("TransportError", "ConnectionError") for cls in type(err).__mro__)
+
+
 def run_push(args: argparse.Namespace) -> int:
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
     from ..engine.train import saved_model_folder
     from ..hub import push_to_hub
@@ -56,8 +66,16 @@ def run_push(args: argparse.Namespace) -> int:
         )
     except ModelLoadError as err:
         return usage_error("push", f"{folder} does not load as a DIL detector: {err}")
+    except LocalTokenNotFoundError:
+        return usage_error("push", f"not logged in to the Hub: {LOGIN_HINT}")
     except HfHubHTTPError as err:
-        return usage_error("push", f"the Hub refused the upload to {args.repo}: {err}")
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        hint = f"; {LOGIN_HINT} (a token with write access to {args.repo})" if status in (401, 403) else ""
+        return usage_error("push", f"the Hub refused the upload to {args.repo}: {str(err).splitlines()[0]}{hint}")
+    except Exception as err:
+        if not _is_connection_error(err):
+            raise
+        return usage_error("push", f"cannot reach the Hub at {constants.ENDPOINT}: {err}")
     print(f"pushed {folder} to {args.repo}: {commit.commit_url}")
     print(f"load it with: timm.create_model('hf-hub:{args.repo}', pretrained=True) after `import dynsnip`")
     return EXIT_OK

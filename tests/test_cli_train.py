@@ -73,6 +73,7 @@ def test_train_then_resume_then_evaluate(manifest, tmp_path, capsys):
     assert validation["source"] == f"dynsnip train, epoch {best_epoch}" and set(validation["per_method"]) == {"DF", "NT"}
     card = (out / "model" / "README.md").read_text()
     assert f"these weights are from epoch {best_epoch}" in card and "| manifest.csv [validation]: DF | 2 x 4 |" in card
+    assert "constant lr (no plateau drop within the run)" in card  # 2 epochs, patience 2
 
     # the same command with more epochs resumes after epoch 2
     assert main([*common, "--epochs", "3"]) == 0

@@ -270,17 +270,19 @@ def test_model_card_metadata_and_usage(local_hub: LocalHub) -> None:
 
 def test_training_and_evaluation_records_in_config_card_and_model_index(local_hub: LocalHub, tmp_path: Path) -> None:
     report = {"overall": {"auc": 0.75, "accuracy": 0.5, "num_videos": 4, "num_real": 2, "num_fake": 2},
-              "per_method": {"DF": {"auc": float("nan"), "accuracy": 1.0, "num_videos": 3, "num_real": 2, "num_fake": 1}},
+              "per_method": {"DF": {"auc": float("nan"), "accuracy": 1.0, "num_videos": 3, "num_real": 2, "num_fake": 1},
+                             "NT": {"auc": 0.5, "accuracy": 0.5, "num_videos": 3, "num_real": 2, "num_fake": 1}},
               "threshold": 0.5, "num_failed": 0}
     val = evaluation_record(report, data="FF++ c23", split="val", num_snippets=8, snippet_len=4, source="dynsnip train, epoch 3")
     nan_auc = evaluation_record(dict(report, overall=dict(report["overall"], auc=float("nan"))), data="one class")
-    training = training_record({"lr": 1e-4, "epochs": 30, "betas": (0.9, 0.999)}, epoch=3, data="FF++ c23")
+    training = training_record({"lr": 1e-4, "epochs": 30, "betas": (0.9, 0.999), "lr_factor": 0.1, "plateau_patience": 2,
+                                "monitor": "auc"}, epoch=3, data="FF++ c23", num_val_videos=4)
     model = detector()
     dynsnip_hub.push_to_hub(model, REPO, token="hf_test", training=training, evaluation=[val, nan_auc], license="mit")
     assert local_hub.requests_to("/api/validate-yaml", "POST")[0].status == 200  # model-index accepted
     # config.json is strict JSON (an AUC of one class is NaN: it is stored as null) and timm ignores the records
     config = json.loads(local_hub.files(REPO)["config.json"], parse_constant=lambda c: pytest.fail(f"{c} in config.json"))
-    assert config["training"] == {"recipe": {"lr": 1e-4, "epochs": 30, "betas": [0.9, 0.999]}, "epoch": 3, "data": "FF++ c23"}
+    assert config["training"]["recipe"]["betas"] == [0.9, 0.999] and config["training"]["epoch"] == 3
     assert config["evaluation"][0]["per_method"]["DF"]["auc"] is None and config["evaluation"][1]["overall"]["auc"] is None
     assert torch.equal(outputs(model, clips(model)), outputs(timm.create_model(f"hf-hub:{REPO}", pretrained=True), clips(model)))
     card = ModelCard(local_hub.files(REPO)["README.md"].decode())
@@ -288,6 +290,8 @@ def test_training_and_evaluation_records_in_config_card_and_model_index(local_hu
         ("FF++ c23", "val", "roc_auc", 0.75), ("FF++ c23", "val", "accuracy", 0.5), ("one class", None, "accuracy", 0.5)}
     assert "| FF++ c23 [val]: DF | 8 x 4 | 2 / 1 | n/a | 1.0000 | dynsnip train, epoch 3 |" in card.text
     assert "these weights are from epoch 3" in card.text and "Adam, lr 0.0001" in card.text
+    assert "| FF++ c23 [val]: NT |" in card.text and "| one class: NT |" in card.text
+    assert "lr x 0.1 when the validation auc has not improved for 2 epochs" in card.text
     # a test result added later keeps what is there, and the card's licence
     folder = dynsnip_hub.save_pretrained(model, tmp_path / "saved", training=training, evaluation=[val], license="mit")
     assert record_evaluation(folder, evaluation_record(report, data="Celeb-DF", split="test")) is True

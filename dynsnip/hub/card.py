@@ -49,7 +49,7 @@ def _training_section(config: Mapping[str, Any]) -> str:
         rows.append(("started from", f"`{r['model']}`" + ("" if r.get("pretrained", True) else " (random init)")))
     if record.get("data"):
         rows.append(("data", str(record["data"])))
-    sizes = [f"{record[k]} {what}" for k, what in (("num_train_clips", "training videos"),
+    sizes = [f"{record[k]} {what}" for k, what in (("num_train_clips", "clips per training epoch"),
                                                    ("num_val_videos", "validation videos")) if record.get(k)]
     if sizes:
         rows.append(("size", ", ".join(sizes)))
@@ -58,8 +58,10 @@ def _training_section(config: Mapping[str, Any]) -> str:
         rows.append(("optimiser", f"Adam, lr {r['lr']:g}" + (f", betas {tuple(betas)}" if betas else "")
                      + (f", weight decay {r['weight_decay']:g}" if r.get("weight_decay") else "")))
     if "lr_factor" in r:
-        rows.append(("schedule", f"lr x {r['lr_factor']:g} when validation {r.get('monitor', 'auc')} plateaus "
-                                 f"for {r.get('plateau_patience', '?')} epochs"))
+        patience = r.get("plateau_patience", 0)
+        watched = f"validation {r.get('monitor', 'auc')}" if record.get("num_val_videos") else "training loss"
+        rows.append(("schedule", "constant lr (no plateau drop within the run)" if patience >= r.get("epochs", 0)
+                     else f"lr x {r['lr_factor']:g} when the {watched} has not improved for {patience} epochs"))
     if "batch_size" in r:
         rows.append(("batch", f"{r['batch_size']} clips, binary cross-entropy on one fake logit"))
     if "epochs" in r:
@@ -90,7 +92,9 @@ def _evaluation_rows(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, 
     for record in config.get("evaluation") or []:
         name = record.get("data", "unnamed") + (f" [{record['split']}]" if record.get("split") else "")
         rows.append((name, record, record.get("overall", {})))
-        rows += [(f"{name}: {method}", record, m) for method, m in (record.get("per_method") or {}).items()]
+        methods = record.get("per_method") or {}
+        if len(methods) > 1:  # one method's row would repeat the overall one
+            rows += [(f"{name}: {method}", record, m) for method, m in methods.items()]
     return rows
 
 

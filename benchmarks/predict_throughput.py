@@ -58,7 +58,7 @@ def run_predict(model_dir: Path, videos: list[Path], workers: int, snippets: int
     return seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="dil_resnet50", help="dil_* architecture (random weights)")
     parser.add_argument("--workers", default="0,1,2", help="comma-separated --workers settings (0 is the baseline)")
@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the scoring process")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--quick", action="store_true", help="dil_resnet18, 1 copy, U=2, 1 repeat")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.quick:
         args.model, args.copies, args.snippets, args.repeats = "dil_resnet18", 1, 2, 1
 

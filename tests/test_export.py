@@ -246,3 +246,15 @@ def test_benchmark_quick_path_prints_ratios_to_the_baseline(tmp_path, capsys):
     assert dil["params"] > report["models"]["resnet18"]["params"]
     assert 1.0 < dil["ratio"]["params"] < 1.2 and 1.0 <= dil["ratio"]["flops"] < 1.1
     assert dil["peak_train"] > 0 and dil["latency"] > 0
+
+
+def test_predict_throughput_benchmark_quick_path(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("predict_throughput", ROOT / "benchmarks" / "predict_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "predict.json"
+    bench.main(["--quick", "--workers", "1", "--json", str(out)])
+    assert "same probabilities with every setting: True" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert [r["workers"] for r in report["rows"]] == [0, 1] and report["rows"][0]["speedup"] == 1.0
+    assert report["videos"] == 3 and all(r["videos_per_s"] > 0 for r in report["rows"])

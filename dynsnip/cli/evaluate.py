@@ -109,7 +109,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 ))
                 print(f"recorded in {model_folder / 'config.json'}" + (
                     " and its model card" if card_updated else
-                    "; its README.md was edited by hand and is left alone (add the result there yourself)"))
+                    "; its README.md is not the card dynsnip renders (edited by hand, or written by another "
+                    "version) and is left alone: add the result there yourself"))
     finally:
         cleanup_distributed()
     return EXIT_SOME_FAILED if result.failures else EXIT_OK

@@ -113,7 +113,8 @@ def card_license(card_file: Path) -> str | None:
 
 def card_is_generated(directory: str | os.PathLike[str]) -> bool:
     """Whether ``directory``'s ``README.md`` is exactly the card :func:`dynsnip.save_pretrained`
-    renders from its ``config.json`` (False for a card edited by hand, or none)."""
+    renders from its ``config.json`` (False for a card edited by hand, one rendered by another
+    dynsnip version, or none)."""
     directory = Path(directory)
     card_file, config_file = directory / CARD_NAME, directory / CONFIG_NAME
     if not (card_file.is_file() and config_file.is_file()):

@@ -137,6 +137,8 @@ def test_push_refuses_what_it_cannot_publish(manifest, tmp_path, capsys, local_h
     save_pretrained(build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8), model_dir)
     assert main(["push", str(model_dir), "not-a-repo-id"]) == 2
     assert "REPO must be owner/name" in capsys.readouterr().err
+    assert main(["push", str(model_dir), "me/my detector"]) == 2
+    assert "REPO 'me/my detector' is not a valid repo id" in capsys.readouterr().err
     (model_dir / "model.safetensors").write_bytes(b"truncated")
     assert main(["push", str(model_dir), "me/x"]) == 2
     assert "does not load as a DIL detector" in capsys.readouterr().err

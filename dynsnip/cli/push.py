@@ -46,7 +46,8 @@ def _is_connection_error(err: BaseException) -> bool:
 
 def run_push(args: argparse.Namespace) -> int:
     from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
+    from huggingface_hub.utils import validate_repo_id
 
     from ..engine.train import saved_model_folder
     from ..hub import push_to_hub
@@ -58,6 +59,10 @@ def run_push(args: argparse.Namespace) -> int:
                                    "(its model/) or dynsnip.save_pretrained")
     if args.repo.count("/") != 1 or not all(args.repo.split("/")):
         return usage_error("push", f"REPO must be owner/name, got {args.repo!r}")
+    try:
+        validate_repo_id(args.repo)
+    except HFValidationError as err:
+        return usage_error("push", f"REPO {args.repo!r} is not a valid repo id: {err}")
     try:
         commit = push_to_hub(
             folder, args.repo, token=args.token, private=args.private, revision=args.revision,

@@ -125,6 +125,10 @@ def test_features_only_gives_the_video_intermediates(model):
     assert [tuple(f.shape) for f in two(x)] == [(24, 64, 8, 8), (24, 128, 4, 4)]
     with pytest.raises(ValueError, match="output_fmt must be 'NCFHW'"):
         timm.create_model("dil_resnet18", features_only=True, feature_cfg=dict(output_fmt="NHWC"))
+    with pytest.raises(ValueError, match="supports only feature_cls='getter'"):
+        timm.create_model("dil_resnet18", features_only=True, feature_cls="hook")
+    with pytest.raises(ValueError, match="out_indices"):
+        timm.create_model("dil_resnet18", features_only=True, out_indices=(5,))
 
 
 def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():

@@ -389,8 +389,17 @@ def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) ->
     base = variant[len("dil_"):]
     model_args = dict(_timm_resnet_args(base), **kwargs)
     if kwargs.get("features_only"):
-        model_args["feature_cfg"] = dict(feature_cls=DILFeatures, **model_args.get("feature_cfg", {}))
-        model_args.pop("feature_cls", None)  # timm's list/hook wrappers cannot pass U to the blocks
+        feature_cls = model_args.pop("feature_cls", None)
+        if feature_cls not in (None, "getter", DILFeatures):
+            raise ValueError(
+                f"{variant}: features_only supports only feature_cls='getter' (dynsnip's DILFeatures), got "
+                f"{feature_cls!r}: timm's list / dict / hook / fx wrappers call the blocks without the number of snippets"
+            )
+        model_args["feature_cfg"] = dict(model_args.get("feature_cfg") or {}, feature_cls=DILFeatures)
+        try:
+            feature_take_indices(5, model_args.get("out_indices", (0, 1, 2, 3, 4)))
+        except AssertionError as err:  # timm asserts; say what is allowed
+            raise ValueError(f"{variant}: bad out_indices ({err}); 0 = stem, 1-4 = the four stages") from None
     model = build_model_with_cfg(
         DILResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **model_args
     )

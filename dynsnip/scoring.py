@@ -40,7 +40,7 @@ def predict_videos(
 
     Args:
         model: a DIL detector (one fake logit, or two: real, fake); put in eval mode.
-        videos: video file paths.
+        videos: video file paths (or one path).
         loader: turns a path into a :class:`~dynsnip.data.FaceClip`; default
             ``FaceClipLoader.from_model(model)`` (the model's input size, mean/std, T and test
             U, dlib face crops). Needs the ``video`` extra.
@@ -60,6 +60,8 @@ def predict_videos(
         loader = FaceClipLoader.from_model(model)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device).eval()
+    if isinstance(videos, (str, os.PathLike)):  # one video, not a sequence of characters
+        videos = [videos]
     paths = [Path(v) for v in videos]
     clips: Iterable[tuple[Path, Any, dict[str, Any] | None]] = load_clips(paths, loader, workers)
     if progress:

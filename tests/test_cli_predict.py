@@ -115,7 +115,7 @@ def test_predict_videos_is_the_library_call_behind_the_command(report, videos, c
     results = dynsnip.predict_videos(model, videos.values(), loader=loader, workers=0)
     assert results == report[1]["videos"]
     # the default loader takes the model's settings: its test U (8 here), its 64 px input
-    (carphone,) = dynsnip.predict_videos(model, [videos["carphone"]])
+    (carphone,) = dynsnip.predict_videos(model, str(videos["carphone"]))  # one path
     assert len(carphone["snippets"]) == model.test_num_snippets == 8
 
 

@@ -266,6 +266,7 @@ def test_model_card_metadata_and_usage(local_hub: LocalHub) -> None:
     assert card.data.base_model == BASE_REPO
     assert f'timm.create_model("hf-hub:{REPO}", pretrained=True)' in card.text
     assert "import dynsnip" in card.text
+    assert f"dynsnip predict --model hf-hub:{REPO} video.mp4" in card.text
 
 
 def test_training_and_evaluation_records_in_config_card_and_model_index(local_hub: LocalHub, tmp_path: Path) -> None:

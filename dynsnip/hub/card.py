@@ -196,6 +196,13 @@ logits = model(clips)  # clips: (B, {c}, {u_test * t}, {h}, {w}) -> (B, {config[
 or `dynsnip.load_model("hf-hub:{name}")`, which explains a missing file, an unknown repo
 or mismatched weights. The weights are `model.safetensors` (no pickle); `config.json` holds
 the architecture, every DIL option (`model_args`) and the preprocessing (`pretrained_cfg`).
+
+Score video files (face detection, snippet sampling and cropping included; a fake probability
+per video and per snippet):
+```bash
+pip install "dynsnip[video]"
+dynsnip predict --model hf-hub:{name} video.mp4 more_videos/
+```
 {_training_section(config)}{_evaluation_section(config)}
 ## Citation
 ```bibtex

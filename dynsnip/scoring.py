@@ -12,6 +12,7 @@ Layout: clips ``(B, 3, U*T, H, W)``, frames ordered snippet by snippet.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -145,17 +146,33 @@ def _as_is(item: Any) -> Any:
 
 def load_clips(paths: Sequence[Path], loader: Any, workers: int) -> Iterator[tuple[Path, Any, dict[str, Any] | None]]:
     """Yield ``(path, clip, failure)`` in the order of ``paths``; with ``workers`` > 0 the
-    videos are decoded and cropped in that many processes, ahead of the model."""
-    if workers <= 0 or len(paths) < 2:
-        dataset = _LoadedClips(paths, loader)
-        yield from (dataset[i] for i in range(len(dataset)))
-        return
-    import torch
+    videos are decoded and cropped in that many processes, ahead of the model.
 
-    yield from torch.utils.data.DataLoader(
-        _LoadedClips(paths, loader), batch_size=None, shuffle=False, num_workers=min(workers, len(paths)),
-        collate_fn=_as_is, prefetch_factor=2,
-    )
+    If the worker processes die (a decoder crash, or too little shared memory for the clips,
+    as in a container with a small ``/dev/shm``), a warning says so and the remaining videos
+    are loaded in this process: nothing already scored is lost, nothing is skipped.
+    """
+    dataset = _LoadedClips(paths, loader)
+    done = 0
+    if workers > 0 and len(paths) > 1:
+        batches = torch.utils.data.DataLoader(
+            dataset, batch_size=None, shuffle=False, num_workers=min(workers, len(paths)),
+            collate_fn=_as_is, prefetch_factor=2,
+        )
+        try:
+            for item in batches:
+                yield item
+                done += 1
+            return
+        except RuntimeError as err:  # DataLoader: "worker (pid N) exited unexpectedly" and the like
+            warnings.warn(
+                f"the {workers} video loader process(es) failed after {done} of {len(paths)} videos "
+                f"({str(err).splitlines()[0]}); loading the other videos in this process (--workers 0 "
+                "avoids the processes; in a container, a larger /dev/shm lets them work)",
+                RuntimeWarning, stacklevel=2,
+            )
+    for index in range(done, len(dataset)):
+        yield dataset[index]
 
 
 def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device: Any) -> dict[str, Any]:

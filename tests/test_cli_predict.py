@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,6 +119,30 @@ def test_predict_videos_is_the_library_call_behind_the_command(report, videos, c
     # the default loader takes the model's settings: its test U (8 here), its 64 px input
     (carphone,) = dynsnip.predict_videos(model, str(videos["carphone"]))  # one path
     assert len(carphone["snippets"]) == model.test_num_snippets == 8
+
+
+class CrashesInWorkers:
+    """A clip loader whose worker process dies on one video, as a decoder crash or a full
+    /dev/shm would kill it; in the main process it loads that video normally."""
+
+    def __init__(self, loader, crash_on: str) -> None:
+        self.loader, self.crash_on = loader, crash_on
+
+    def __call__(self, path, generator=None):
+        if torch.utils.data.get_worker_info() is not None and Path(path).name == self.crash_on:
+            os._exit(3)
+        return self.loader(path, generator)
+
+
+def test_dead_loader_processes_lose_no_video(report, videos, checkpoint):
+    from dynsnip.data import FaceClipLoader
+    from dynsnip.hub import load_model
+
+    model = load_model(checkpoint)
+    loader = CrashesInWorkers(FaceClipLoader.from_model(model, num_snippets=2), crash_on=Path(videos["two_people"]).name)
+    with pytest.warns(RuntimeWarning, match=r"video loader process\(es\) failed after \d+ of 8 videos"):
+        results = dynsnip.predict_videos(model, videos.values(), loader=loader, workers=2)
+    assert results == report[1]["videos"]  # every video, in order, with the same numbers
 
 
 def test_snippet_scores_locate_the_sampled_frames(report, videos):

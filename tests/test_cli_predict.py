@@ -16,6 +16,7 @@ from video_fixtures import RAW_H264, carphone, decode_all, encode, faceless_fram
 
 import dynsnip  # also registers dil_*
 from dynsnip.cli import main
+from dynsnip.cli.extract_faces import _extract as original_extract
 from dynsnip.data import sample_snippets
 from dynsnip.scoring import fake_probability, score_clip
 
@@ -309,3 +310,29 @@ def test_extract_faces_in_parallel_writes_what_one_process_writes(tmp_path, caps
             assert (tmp_path / "faces1" / name / f).read_bytes() == (tmp_path / "faces3" / name / f).read_bytes()
     assert main(["extract-faces", str(car), "--out", str(tmp_path / "x"), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+MAIN_PID = os.getpid()
+
+
+def extract_but_crash_in_a_worker(job):
+    """``_extract``, except that a worker process handed ``crash.mp4`` dies (as on a decoder crash)."""
+    if os.getpid() != MAIN_PID and Path(job[0]).name == "crash.mp4":
+        os._exit(3)
+    return original_extract(job)
+
+
+def test_extract_faces_goes_on_when_a_worker_process_dies(tmp_path, capsys, monkeypatch):
+    from dynsnip.cli import extract_faces
+
+    monkeypatch.setattr(extract_faces, "_extract", extract_but_crash_in_a_worker)
+    inputs = [shutil.copy(two_people(), tmp_path / "people.mp4"), shutil.copy(carphone(), tmp_path / "crash.mp4"),
+              shutil.copy(carphone(), tmp_path / "car.mp4")]
+    out = tmp_path / "faces"
+    code = main(["extract-faces", *map(str, inputs), "--out", str(out), "--size", "32", "--max-frames", "4",
+                 "--workers", "2", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured
+    assert "the worker processes failed after" in captured.err
+    assert [line.split()[0] for line in captured.out.splitlines()] == ["OK", "OK", "OK", "3"]
+    assert all(len(list((out / name).glob("*.png"))) == 4 for name in ("people", "crash", "car"))

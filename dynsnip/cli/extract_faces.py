@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -95,14 +96,31 @@ def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
 
 
 def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
-    """:func:`_extract` of each job, in the order of ``jobs``, with up to ``workers`` processes."""
-    if workers <= 1 or len(jobs) < 2:
-        yield from map(_extract, jobs)
-        return
-    from concurrent.futures import ProcessPoolExecutor
+    """:func:`_extract` of each job, in the order of ``jobs``, with up to ``workers`` processes.
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        yield from pool.map(_extract, jobs)
+    If the processes die (a decoder crash kills one, and the pool with it), a warning says so
+    and the remaining videos are extracted in this process; a folder a process completed
+    before that is kept (folders appear only when complete).
+    """
+    done = 0
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+                for outcome in pool.map(_extract, jobs):
+                    yield outcome
+                    done += 1
+            return
+        except BrokenProcessPool as err:
+            print(f"dynsnip extract-faces: warning: the worker processes failed after {done} of {len(jobs)} "
+                  f"videos ({err}); extracting the others in this process", file=sys.stderr)
+    for video, out_dir, options in jobs[done:]:
+        if out_dir.exists():  # completed by a worker before the pool broke
+            yield True, f"{video} -> {out_dir} (written by a worker process)"
+        else:
+            yield _extract((video, out_dir, options))
 
 
 def run(args: argparse.Namespace) -> int:

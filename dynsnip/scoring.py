@@ -12,6 +12,7 @@ Layout: clips ``(B, 3, U*T, H, W)``, frames ordered snippet by snippet.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -67,8 +68,6 @@ def predict_videos(
     clips: Iterable[tuple[Path, Any, dict[str, Any] | None]] = load_clips(paths, loader, workers)
     if progress:
         try:
-            import sys
-
             from tqdm import tqdm
 
             clips = tqdm(clips, desc="videos", unit="video", file=sys.stderr, disable=None, total=len(paths))

@@ -12,12 +12,13 @@ Layout: clips ``(B, 3, U*T, H, W)``, frames ordered snippet by snippet.
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
+
+from .engine.evaluate import progress_bar
 
 __all__ = ["predict_videos", "score_clip", "fake_probability", "score_face_clip", "load_clips", "failure",
            "DEFAULT_WORKERS"]
@@ -26,6 +27,8 @@ __all__ = ["predict_videos", "score_clip", "fake_probability", "score_face_clip"
 # loader processes working ahead of the model gave 1.2-1.3x on 2 CPU cores
 # (benchmarks/predict_throughput.py, docs/video.md).
 DEFAULT_WORKERS = 2
+# tqdm options of a bar over videos: shown only when stderr is a terminal
+VIDEO_BAR = dict(unit="video", leave=True, disable=None)
 
 
 def predict_videos(
@@ -65,14 +68,7 @@ def predict_videos(
     if isinstance(videos, (str, os.PathLike)):  # one video, not a sequence of characters
         videos = [videos]
     paths = [Path(v) for v in videos]
-    clips: Iterable[tuple[Path, Any, dict[str, Any] | None]] = load_clips(paths, loader, workers)
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            clips = tqdm(clips, desc="videos", unit="video", file=sys.stderr, disable=None, total=len(paths))
-        except ImportError:
-            pass
+    clips = progress_bar(load_clips(paths, loader, workers), len(paths), "videos", progress, **VIDEO_BAR)
     results = []
     for path, clip, failed_load in clips:
         if failed_load is not None:

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from .face_options import add_face_options, face_detector, face_options_problem
-from .predict import VIDEO_SUFFIXES, progress_bar
+from .predict import VIDEO_SUFFIXES
 
 MANIFEST_NAME = "faces.csv"
 
@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import dynsnip.data.extraction  # noqa: F401  (fails here without the video extra)
         from dynsnip.data.manifest import ManifestEntry, write_manifest
+        from dynsnip.engine.evaluate import progress_bar
+        from dynsnip.scoring import VIDEO_BAR
 
         jobs = _jobs(args)
         detector = face_detector(args)
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
     written: list[Any] = []
     failures = 0
-    for video, out_dir, entry, action in progress_bar(plan, enabled=not args.no_progress):
+    for video, out_dir, entry, action in progress_bar(plan, len(plan), "videos", not args.no_progress, **VIDEO_BAR):
         if action == "clash":
             owner = claimed[out_dir.relative_to(args.out).as_posix()]
             print(f"FAILED   {video}: output folder {out_dir} is already used by {owner}; rename one of them")

@@ -207,17 +207,6 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def progress_bar(items: Sequence[Any], enabled: bool):
-    """``items`` wrapped in a tqdm bar on stderr (shown when stderr is a terminal; no tqdm: none)."""
-    if not enabled:
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc="videos", unit="video", file=sys.stderr, disable=None)
-
-
 def run(args: argparse.Namespace) -> int:
     def usage_error(message: str) -> int:
         return _usage_error("predict", message)

@@ -112,8 +112,9 @@ def autocast_context(device: torch.device, enabled: bool, dtype: torch.dtype = t
     return torch.autocast(device_type="cuda", dtype=dtype, enabled=enabled and device.type == "cuda")
 
 
-def progress_bar(iterable, total: int | None, desc: str, enabled: bool):
+def progress_bar(iterable, total: int | None, desc: str, enabled: bool, **tqdm_options: Any):
     """A tqdm bar when tqdm is installed and ``enabled``; the bare iterable otherwise.
+    ``tqdm_options`` go to tqdm (e.g. ``unit="video", disable=None`` for a bar only on a terminal).
 
     The iterator is created here, before tqdm sees it: iterating ``tqdm(DataLoader)`` draws
     the loader's random state differently from iterating the loader (tqdm 4.70), and a
@@ -126,7 +127,7 @@ def progress_bar(iterable, total: int | None, desc: str, enabled: bool):
         from tqdm.auto import tqdm
     except ImportError:
         return iterator
-    return tqdm(iterator, total=total, desc=desc, dynamic_ncols=True, leave=False)
+    return tqdm(iterator, **{"total": total, "desc": desc, "dynamic_ncols": True, "leave": False, **tqdm_options})
 
 
 def _check_logits(logits: torch.Tensor) -> torch.Tensor:

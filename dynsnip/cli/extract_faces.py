@@ -157,24 +157,24 @@ def run(args: argparse.Namespace) -> int:
                    image_format=args.format)
     # decide in this process what each video needs, so that the workers only extract
     claimed: dict[str, Path] = {}
-    plan: list[tuple[Path, Path, Any, str]] = []  # video, out_dir, entry, "clash" / "skip" / "extract"
+    # video, out_dir, entry, the video that already claimed out_dir (or None), whether to extract it
+    plan: list[tuple[Path, Path, Any, Path | None, bool]] = []
     for video, name, entry in jobs:
-        out_dir = args.out / name
-        action = "clash" if name in claimed else "skip" if out_dir.exists() else "extract"
+        owner, out_dir = claimed.get(name), args.out / name
+        plan.append((video, out_dir, entry, owner, owner is None and not out_dir.exists()))
         claimed.setdefault(name, video)
-        plan.append((video, out_dir, entry, action))
-    outcomes = _run_all([(video, out_dir, options) for video, out_dir, _, action in plan if action == "extract"],
+    outcomes = _run_all([(video, out_dir, options) for video, out_dir, _, _, extract in plan if extract],
                         args.workers)
 
     written: list[Any] = []
     failures = 0
-    for video, out_dir, entry, action in progress_bar(plan, len(plan), "videos", not args.no_progress, **VIDEO_BAR):
-        if action == "clash":
-            owner = claimed[out_dir.relative_to(args.out).as_posix()]
+    bar = progress_bar(plan, len(plan), "videos", not args.no_progress, **VIDEO_BAR)
+    for video, out_dir, entry, owner, extract in bar:
+        if owner is not None:
             print(f"FAILED   {video}: output folder {out_dir} is already used by {owner}; rename one of them")
             failures += 1
             continue
-        if action == "skip":
+        if not extract:
             print(f"SKIPPED  {video}: {out_dir} exists (kept as it is)")
         else:
             ok, line = next(outcomes)

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 
 from .engine.evaluate import progress_bar
+from .engine.failures import UNREADABLE, failed_item
 
 __all__ = ["predict_videos", "score_clip", "fake_probability", "score_face_clip", "load_clips", "failure",
            "DEFAULT_WORKERS"]
@@ -209,10 +210,10 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
 
 def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:
     """The result entry of a video that could not be scored: ``status: "error"``, the
-    ``reason`` (``not_found``, ``corrupt``, ``no_video_stream``, ``unseekable``, ``no_face``,
-    or ``error`` for anything else) and the message."""
-    from .data.errors import VideoError
-
-    if isinstance(err, VideoError):
-        return dict(path=str(path), status="error", reason=err.reason, error=err.message)
+    ``reason`` as training and evaluation report it (``not_found``, ``corrupt``,
+    ``no_video_stream``, ``unseekable``, ``no_face``, ``unreadable``; ``error`` for anything
+    else) and the message."""
+    if isinstance(err, UNREADABLE):
+        failed = failed_item(0, str(path), err)
+        return dict(path=str(path), status="error", reason=failed.reason, error=failed.message)
     return dict(path=str(path), status="error", reason="error", error=f"{type(err).__name__}: {err}")

@@ -216,7 +216,7 @@ def evaluate(
     report["seconds"] = seconds
     report["threshold"] = threshold
     report["num_failed"] = len(failures)
-    report["failed"] = [{"id": f.id, "reason": f.reason, "message": f.message} for f in failures]
+    report["failed"] = [f.report() for f in failures]
     predictions = [
         {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {})}
         for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))

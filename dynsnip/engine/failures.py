@@ -34,6 +34,10 @@ class FailedItem(NamedTuple):
     reason: str
     message: str
 
+    def report(self) -> dict[str, str]:
+        """``{"id", "reason", "message"}``: the entry of reports and ``history.json``."""
+        return {"id": self.id, "reason": self.reason, "message": self.message}
+
 
 class SkipUnreadable(Dataset):
     """``dataset[i]``, or a :class:`FailedItem` when reading it raises an unreadable-input error.
@@ -74,7 +78,7 @@ def collate_readable(batch: Sequence[Any]) -> tuple[Any, list[FailedItem]]:
 def describe_failures(failures: Sequence[FailedItem | Mapping[str, Any]], limit: int | None = 5) -> str:
     """One line per failure (``FailedItem`` or a report's ``{"id", "reason", "message"}``), the
     first ``limit`` of them (None: all), then how many more."""
-    rows = [f._asdict() if isinstance(f, FailedItem) else f for f in failures]
+    rows = [f.report() if isinstance(f, FailedItem) else f for f in failures]
     shown = rows if limit is None else rows[:limit]
     lines = [f"  {r['id']}: {r['reason']}: {r['message']}" for r in shown]
     if len(rows) > len(shown):

@@ -441,13 +441,13 @@ def train(
                     "expected a few bad files at most: check the manifest paths and the data"
                 )
         broadcast_buffers(model)  # every rank evaluates and saves rank 0's BatchNorm statistics
-        train_loss = all_reduce_mean(loss_sum / max(seen, 1), device if device.type == "cuda" else None)
+        train_loss = all_reduce_mean(loss_sum / max(seen, 1), reduce_device)
         record: dict[str, Any] = {
             "epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": epoch_seconds,
             "clips_per_s": seen * info.world_size / max(epoch_seconds, 1e-9), "steps": global_step,
         }
         if skipped:
-            record["skipped"] = [{"id": f.id, "reason": f.reason, "message": f.message} for f in skipped]
+            record["skipped"] = [f.report() for f in skipped]
         val_result: EvalResult | None = None
         if val_set is not None:
             val_result = evaluate(

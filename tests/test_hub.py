@@ -314,6 +314,11 @@ def test_training_and_evaluation_records_in_config_card_and_model_index(local_hu
     assert local_hub.files("me/edited")["README.md"].decode() == edited
 
 
+def test_an_evaluation_record_needs_a_report() -> None:
+    with pytest.raises(ValueError, match="needs an 'overall' dict of metrics"):
+        evaluation_record({"auc": 0.9})
+
+
 def test_a_card_without_records_has_no_training_or_evaluation(local_hub: LocalHub) -> None:
     push_detector(local_hub)
     card = ModelCard(local_hub.files(REPO)["README.md"].decode())

@@ -87,6 +87,12 @@ def evaluation_record(
     def metrics(m: Mapping[str, Any]) -> dict[str, Any]:
         return {k: m[k] for k in _METRIC_KEYS if k in m}
 
+    if not isinstance(report.get("overall"), Mapping):
+        raise ValueError(
+            f"an evaluation report needs an 'overall' dict of metrics (auc, accuracy...), got keys {sorted(report)}; "
+            "pass EvalResult.report from dynsnip.engine.evaluate"
+        )
+
     record = {
         "data": data or "unnamed",
         "split": split,

@@ -21,6 +21,8 @@ COMMANDS: tuple[str, ...] = (
     "explain",
     "push",
     "demo",
+    "manifest",
+    "benchmark",
 )
 
 

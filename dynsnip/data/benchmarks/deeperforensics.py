@@ -1,0 +1,86 @@
+"""DeeperForensics-1.0: its fakes, with the real videos taken from an FF++ root.
+
+Tree::
+
+    <root>/manipulated_videos/<variant>/<target>_<actor>.mp4   variant: end_to_end, end_to_end_level_1..5, ...
+    <root>/lists/splits/{train,val,test}.txt                    fake video names, one a line
+    <ffpp_root>/original_sequences/youtube/c23/videos/<target>.mp4   the real videos
+
+A fake ``<target>_<actor>`` is FF++ real video ``<target>`` (three-digit id) with the face of
+DeeperForensics actor ``<actor>`` (its ``source``); the dataset's documentation names FF++'s
+c23 YouTube videos as its real part. A real video goes to the split of its fakes; a real
+whose fakes are in several splits goes to the first of test, val, train (noted).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, require_path
+
+__all__ = ["deeperforensics_manifest", "SPLITS"]
+
+SPLITS = ("train", "val", "test")
+PRIORITY = ("test", "val", "train")
+
+
+def _read_list(path: Path) -> list[str]:
+    names = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name = line.strip()
+        if name:
+            names.append(name if name.endswith(".mp4") else f"{name}.mp4")
+    return names
+
+
+def deeperforensics_manifest(root: str | Path, ffpp_root: str | Path, variant: str = "end_to_end") -> BenchmarkManifest:
+    """Rows of DeeperForensics-1.0 ``variant`` fakes and their FF++ c23 real videos.
+
+    Raises:
+        LayoutError: a folder or split list is missing at either root, or a fake's name does
+            not start with a three-digit FF++ id.
+    """
+    root, ffpp_root = Path(root), Path(ffpp_root)
+    fakes_dir = require_path(root, f"manipulated_videos/{variant}", "DeeperForensics-1.0",
+                             hint="--variant names a folder of manipulated_videos/")
+    lists = {split: _read_list(require_path(root, f"lists/splits/{split}.txt", "DeeperForensics-1.0")) for split in SPLITS}
+    reals_dir = require_path(ffpp_root, "original_sequences/youtube/c23/videos", "FaceForensics++",
+                             hint="--ffpp-root gives the real videos of DeeperForensics")
+    split_of_target: dict[str, str] = {}
+    conflicts = 0
+    fake_entries = []
+    for split in SPLITS:
+        for name in lists[split]:
+            target = name.split("_")[0]
+            if len(target) != 3 or not target.isdigit():
+                raise LayoutError(f"{root}/lists/splits/{split}.txt: {name!r} does not start with a three-digit "
+                                  "FF++ id (<target>_<actor>.mp4)")
+            if target in split_of_target and split_of_target[target] != split:
+                conflicts += 1
+                if PRIORITY.index(split) < PRIORITY.index(split_of_target[target]):
+                    split_of_target[target] = split
+            else:
+                split_of_target.setdefault(target, split)
+            fake_entries.append((fakes_dir / name, split, target))
+    real_inventory = Inventory("real (FF++ c23)", len(split_of_target))
+    fake_inventory = Inventory(f"fake ({variant})", len(fake_entries))
+    rows: list[BenchmarkRow] = []
+    real_of: dict[str, Path] = {}
+    for target, split in sorted(split_of_target.items()):
+        path = reals_dir / f"{target}.mp4"
+        if path.is_file():
+            real_inventory.found += 1
+            real_of[target] = path
+            rows.append(BenchmarkRow(path, 0, split))
+        else:
+            real_inventory.missing.append(str(path))
+    for path, split, target in fake_entries:
+        if path.is_file():
+            fake_inventory.found += 1
+            rows.append(BenchmarkRow(path, 1, split, f"DeeperForensics-{variant}", real_of.get(target)))
+        else:
+            fake_inventory.missing.append(path.relative_to(root).as_posix())
+    notes = [f"reals from {reals_dir}"]
+    if conflicts:
+        notes.append(f"{conflicts} fake(s) share a real video with fakes of another split; "
+                     "that real is in the first of test, val, train")
+    return BenchmarkManifest(f"DeeperForensics-1.0 {variant}", root, rows, [real_inventory, fake_inventory], notes)

@@ -1,0 +1,190 @@
+"""What every benchmark layout reader shares: rows, the inventory of what was found, errors.
+
+A reader (one file per dataset in this package) walks a dataset root and returns a
+:class:`BenchmarkManifest`: one :class:`BenchmarkRow` per video (or frame folder) found on
+disk, and an :class:`Inventory` per group of videos the layout promises (e.g. FF++ c23:
+1000 real videos, 1000 per method), with the missing ones named. Nothing is written until
+:meth:`BenchmarkManifest.write` is called, and it refuses to replace an existing file
+unless told to.
+
+Manifest columns: ``path,label,split,method,source`` (label 1 = fake). ``source`` is the
+real video a fake was made from, where the dataset says so, written exactly as that real
+video's own ``path`` in the same manifest (empty when unknown or not on disk).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Hashable, Iterable, Sequence
+
+__all__ = ["BenchmarkRow", "Inventory", "BenchmarkManifest", "LayoutError", "require_path",
+           "assign_val_by_group", "present", "MANIFEST_COLUMNS"]
+
+MANIFEST_COLUMNS = ("path", "label", "split", "method", "source")
+
+
+class LayoutError(ValueError):
+    """The root is not the named dataset (an expected folder or file is missing) or a file of
+    the layout (metadata, list, split file) cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    """One manifest row: ``path`` (video file or frame folder), ``label`` (0 real, 1 fake),
+    ``split`` (train / val / test), ``method`` (manipulation method of a fake, empty for
+    reals) and ``source`` (the real video the fake was made from, or None)."""
+
+    path: Path
+    label: int
+    split: str
+    method: str = ""
+    source: Path | None = None
+
+
+@dataclass
+class Inventory:
+    """A group of videos the layout promises: how many were ``expected`` (None: the layout
+    does not say), how many ``found``, and the ``missing`` ones (paths relative to the root)."""
+
+    group: str
+    expected: int | None
+    found: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+def require_path(root: Path, relative: str, dataset: str, hint: str = "") -> Path:
+    """``root / relative`` if it exists; otherwise a :class:`LayoutError` naming it."""
+    path = root / relative
+    if not path.exists():
+        raise LayoutError(
+            f"{root} is not a {dataset} root: {relative} is missing (expected {path})" + (f"; {hint}" if hint else "")
+        )
+    return path
+
+
+def _shown(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` when it lies inside it, else absolute (links kept as they are)."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(Path(os.path.abspath(folder))).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+@dataclass
+class BenchmarkManifest:
+    """The manifest of one dataset root: ``rows`` found on disk, ``inventory`` of what the
+    layout promises, ``notes`` (choices made, e.g. how the validation split was drawn)."""
+
+    dataset: str
+    root: Path
+    rows: list[BenchmarkRow]
+    inventory: list[Inventory]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_missing(self) -> int:
+        return sum(len(i.missing) for i in self.inventory)
+
+    def split_counts(self) -> dict[str, Counter]:
+        """``{split: Counter({"real": n, "fake": m})}``."""
+        counts: dict[str, Counter] = {}
+        for row in self.rows:
+            counts.setdefault(row.split, Counter())["fake" if row.label else "real"] += 1
+        return counts
+
+    def summary(self, limit: int = 5) -> str:
+        """A text table: rows per split, then expected / found / missing per group (first
+        ``limit`` missing named), then the notes."""
+        splits = ", ".join(f"{s} {c['real']} real + {c['fake']} fake" for s, c in sorted(self.split_counts().items()))
+        lines = [f"{self.dataset} at {self.root}: {len(self.rows)} rows ({splits or 'none'})"]
+        width = max([5] + [len(i.group) for i in self.inventory])
+        lines.append(f"  {'group':<{width}}  {'expected':>8}  {'found':>6}  {'missing':>7}")
+        for item in self.inventory:
+            expected = "?" if item.expected is None else str(item.expected)
+            line = f"  {item.group:<{width}}  {expected:>8}  {item.found:>6}  {len(item.missing):>7}"
+            if item.missing:
+                more = f" (+{len(item.missing) - limit} more)" if len(item.missing) > limit else ""
+                line += "  e.g. " + ", ".join(item.missing[:limit]) + more
+            lines.append(line)
+        if self.num_missing:
+            lines.append(f"  {self.num_missing} video(s) the layout lists are missing on disk (a partial download?); "
+                         "they are not in the manifest")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def write(self, out: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """Write the rows as CSV (``path,label,split,method,source``; paths relative to the
+        file's folder when inside it). The file appears complete or not at all.
+
+        Raises:
+            FileExistsError: ``out`` exists and ``overwrite`` is False.
+            ValueError: there are no rows.
+        """
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite to replace it)")
+        if not self.rows:
+            raise ValueError(f"{self.dataset} at {self.root}: no videos found; nothing to write")
+        folder = out.parent if str(out.parent) else Path(".")
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{out.name}.partial-{os.getpid()}"
+        try:
+            with tmp.open("w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(MANIFEST_COLUMNS)
+                for row in self.rows:
+                    source = _shown(row.source, folder) if row.source is not None else ""
+                    writer.writerow([_shown(row.path, folder), row.label, row.split, row.method, source])
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return out
+
+
+def assign_val_by_group(
+    rows: Sequence[BenchmarkRow],
+    group_of: Callable[[BenchmarkRow], Hashable],
+    fraction: float,
+    seed: int = 0,
+) -> list[BenchmarkRow]:
+    """Move whole groups of ``train`` rows to ``val`` until about ``fraction`` of them moved.
+
+    Groups (an identity, a real video with its fakes) are shuffled with ``seed`` and taken
+    in that order while the ``val`` share stays at or below ``fraction`` (at least one group
+    when ``fraction > 0`` and there are two groups or more), so no group is ever split
+    between train and val. Rows of other splits are unchanged.
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1).
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"the validation fraction must be in [0, 1), got {fraction!r}")
+    train = [r for r in rows if r.split == "train"]
+    if fraction == 0 or not train:
+        return list(rows)
+    sizes = Counter(group_of(r) for r in train)
+    groups = sorted(sizes, key=str)
+    random.Random(seed).shuffle(groups)
+    target = fraction * len(train)
+    chosen: set = set()
+    taken = 0
+    for group in groups[:-1]:  # never move every group
+        if not chosen or taken + sizes[group] <= target:
+            chosen.add(group)
+            taken += sizes[group]
+    return [BenchmarkRow(r.path, r.label, "val", r.method, r.source) if r.split == "train" and group_of(r) in chosen
+            else r for r in rows]
+
+
+def present(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """``(existing, missing)`` of ``paths``, order kept."""
+    found, missing = [], []
+    for p in paths:
+        (found if p.exists() else missing).append(p)
+    return found, missing

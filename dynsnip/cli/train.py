@@ -106,6 +106,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data.add_argument("--val-split", help="keep only these rows of the validation manifest (default 'val' with --manifest)")
     data.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
                       help="entries are face-frame folders or video files (default: look at the first)")
+    data.add_argument("--balance-classes", action="store_true",
+                      help="oversample the smaller class (FF++: the reals) to as many clips per epoch as the larger "
+                           "one; nothing is dropped. Off by default, as the paper does not balance (docs/benchmarks.md)")
     data.add_argument("--data-name", help="what the data is called in the model card, e.g. 'FaceForensics++ c23' "
                                           "(default: the training manifest's file name)")
     m = p.add_argument_group("model")
@@ -172,6 +175,10 @@ def run_train(args: argparse.Namespace) -> int:
             model = build_model(recipe.model, pretrained=recipe.pretrained and not resuming,
                                 checkpoint=None if resuming else args.checkpoint, **parse_model_args(args.model_arg))
             train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data)
+            if args.balance_classes:
+                from ..engine.sampling import balance_classes
+
+                train_set = balance_classes(train_set, seed=recipe.seed)
             val_set = (make_dataset(val_manifest, model, recipe, train=False, split=val_split, kind=args.data)
                        if val_manifest is not None else None)
         except setup_errors as err:
@@ -182,7 +189,8 @@ def run_train(args: argparse.Namespace) -> int:
                   + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}")
         result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
                        progress=args.progress, stop_after_epoch=args.stop_after_epoch,
-                       data_name=args.data_name or Path(train_manifest).name)
+                       data_name=(args.data_name or Path(train_manifest).name)
+                       + (" (classes balanced by oversampling)" if args.balance_classes else ""))
         if info.is_main:
             best = result.best
             shown = f"{best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best["epoch"] else "no epoch run"

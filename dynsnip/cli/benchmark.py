@@ -1,0 +1,151 @@
+"""``dynsnip benchmark``: a detector under one of the paper's protocols, beside the paper's numbers."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ..data.benchmarks.protocols import PROTOCOLS
+    from .train import add_recipe_arguments
+
+    p = subparsers.add_parser(
+        "benchmark",
+        help="evaluate (and with --train, first train) under a protocol of the paper's Tables 1-3",
+        description=(
+            "Evaluate a detector under one of the paper's protocols and write the table in the paper's shape with "
+            "the paper's numbers beside ours: video-level accuracy and AUC (U=8 x T=4, the paper's test sampling) "
+            "and frame-level AUC (labelled as such). --data is a manifest (from `dynsnip manifest`, or the faces.csv "
+            "of `dynsnip extract-faces`: the fast path) or a dataset root (its videos are then read with face "
+            "detection on the fly). With --train, first trains with the paper's recipe on the training and "
+            "validation splits of --train-data (default --data) in OUT/run. Writes OUT/benchmark.json, "
+            "OUT/benchmark.md and the per-video report OUT/report.*; never overwrites them without --overwrite. "
+            "See docs/benchmarks.md."
+        ),
+        epilog=("example: dynsnip benchmark ffpp-hq --model runs/ffpp-c23/model --data faces_c23/faces.csv "
+                "--out bench/ffpp-hq"),
+    )
+    p.add_argument("protocol", choices=sorted(PROTOCOLS), help="the protocol (see docs/benchmarks.md)")
+    p.add_argument("--model", default=None,
+                   help="detector to evaluate (hub-layout dir, run dir, hf-hub:owner/name, .safetensors); with --train, "
+                        "the starting point (default dil_resnet50.tv_in1k, the paper's ImageNet ResNet-50)")
+    p.add_argument("--data", type=Path, required=True, help="test data: a manifest (.csv/.json) or the dataset's root")
+    p.add_argument("--train-data", type=Path,
+                   help="with --train: training data, a manifest with train/val splits or a dataset root "
+                        "(default --data; ffpp-to-celebdf needs FF++ here)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--train", action="store_true", help="train first with the paper's recipe (30 epochs, 45 cross-dataset)")
+    p.add_argument("--balance-classes", action="store_true",
+                   help="with --train: oversample the smaller class (the paper does not; see docs/benchmarks.md)")
+    p.add_argument("--record", action="store_true",
+                   help="add the video-level result to the model's config.json, model card and Hub model-index "
+                        "(--model must be a local folder, or use --train)")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--threshold", type=float, default=0.5, help="fake-probability threshold for accuracy (paper 0.5)")
+    p.add_argument("--no-frame-level", dest="frame_level", action="store_false", help="skip the frame-level AUC")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_recipe_arguments(p)
+    p.set_defaults(func=run_benchmark_command)
+    return p
+
+
+def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite: bool) -> Path:
+    """``data`` itself when it is a manifest file; else the manifest of the dataset root, written to ``out``."""
+    if data.is_file():
+        return data
+    if not data.is_dir():
+        raise FileNotFoundError(f"{data} does not exist; expected a manifest file or a dataset root")
+    from ..data.benchmarks import build_manifest
+
+    manifest = build_manifest(dataset, data, **options)
+    print(manifest.summary())
+    return manifest.write(out, overwrite=overwrite)
+
+
+def _train(args, protocol, recipe, out: Path):
+    from ..data.manifest import read_manifest
+    from ..engine import build_model, make_dataset, train
+    from ..engine.sampling import balance_classes
+
+    dataset, options = protocol.train_reader()
+    manifest = _manifest_for(args.train_data or args.data, dataset, dict(options), out / "train_manifest.csv",
+                             overwrite=True)
+    model = build_model(recipe.model, pretrained=recipe.pretrained)
+    train_set = make_dataset(manifest, model, recipe, train=True, split="train")
+    if args.balance_classes:
+        train_set = balance_classes(train_set, seed=recipe.seed)
+    val_set = make_dataset(manifest, model, recipe, train=False, split="val") if read_manifest(manifest, "val") else None
+    print(f"training {recipe.model} for {recipe.epochs} epochs on {len(train_set)} clips"
+          + (f", validating on {len(val_set)}" if val_set is not None else ", no validation split") + f"; run dir {out / 'run'}")
+    result = train(recipe, train_set, val_set, out / "run", model=model, device=args.device, progress=args.progress,
+                   data_name=f"{args.train_data or args.data} ({protocol.name} training)"
+                   + (" (classes balanced by oversampling)" if args.balance_classes else ""))
+    return result.model_dir
+
+
+def run_benchmark_command(args: argparse.Namespace) -> int:
+    from ..data.benchmarks import LayoutError
+    from ..data.benchmarks.protocols import PROTOCOLS
+    from ..engine import build_model
+    from ..engine.benchmark import RESULT_NAME, format_table, run_benchmark, test_manifest, write_benchmark
+    from ..engine.train import saved_model_folder
+    from ..hub.errors import ModelLoadError
+    from .train import recipe_from_args
+
+    protocol = PROTOCOLS[args.protocol]
+    out: Path = args.out
+    if (out / f"{RESULT_NAME}.json").exists() and not args.overwrite:
+        return usage_error("benchmark", f"{out / (RESULT_NAME + '.json')} exists; refusing to overwrite it "
+                                        "(pass --overwrite to replace it)")
+    if not args.train and args.model is None:
+        return usage_error("benchmark", "give --model (the detector to evaluate), or --train to train one first")
+    if args.train_data is not None and not args.train:
+        return usage_error("benchmark", "--train-data is only used with --train")
+    if args.record and not args.train and saved_model_folder(args.model) is None:
+        return usage_error("benchmark", f"--record needs --model to be a local folder written by save_pretrained or "
+                                        f"dynsnip train (with config.json), or --train; got {args.model}")
+    setup_errors = (ValueError, FileNotFoundError, FileExistsError, TypeError, LayoutError, ModelLoadError)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fixed = {"epochs": args.epochs or protocol.epochs}
+        if args.model is not None:
+            fixed["model"] = str(args.model)
+        recipe = recipe_from_args(args, **fixed)
+        model_source = _train(args, protocol, recipe, out) if args.train else args.model
+        model = build_model(str(model_source), pretrained=True).eval()
+        recipe = recipe.replace(
+            snippet_len=model.snippet_len,
+            test_num_snippets=int(args.test_num_snippets or getattr(model, "test_num_snippets", recipe.test_num_snippets)),
+            img_size=int(args.img_size or model.pretrained_cfg.get("input_size", (3, recipe.img_size, recipe.img_size))[-1]),
+        )
+        dataset, options = protocol.dataset, dict(protocol.options)
+        source = _manifest_for(args.data, dataset, options, out / "data_manifest.csv", overwrite=True)
+        manifest = test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True)
+    except setup_errors as err:
+        return usage_error("benchmark", str(err))
+    result = run_benchmark(protocol, model, manifest, recipe, device=args.device, threshold=args.threshold,
+                           frame_level=args.frame_level, progress=args.progress)
+    result["model"] = str(model_source)
+    result["data"] = str(args.data)
+    print(format_table(result))
+    paths = write_benchmark(result, out, overwrite=True)
+    print("wrote " + " ".join(str(p) for p in paths))
+    if result["failed"]:
+        from ..engine.failures import describe_failures
+
+        print(f"dynsnip benchmark: {result['num_failed']} video(s) could not be read and are not in the metrics:",
+              file=sys.stderr)
+        print(describe_failures(result["failed"], limit=None), file=sys.stderr)
+    if args.record:
+        from ..hub.records import evaluation_record, record_evaluation
+
+        folder = saved_model_folder(model_source)
+        record_evaluation(folder, evaluation_record(
+            result["report"], data=protocol.title, split=protocol.split, num_snippets=recipe.test_num_snippets,
+            snippet_len=recipe.snippet_len, img_size=recipe.img_size, source=f"dynsnip benchmark {protocol.name}"))
+        print(f"recorded in {folder / 'config.json'}")
+    return EXIT_SOME_FAILED if result["failed"] else EXIT_OK

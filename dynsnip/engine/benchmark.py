@@ -1,0 +1,215 @@
+"""A detector under one of the paper's protocols: the table of the paper, ours beside theirs.
+
+:func:`test_manifest` selects the rows a protocol tests (the test split; for the FF++
+protocols the real videos and the paper's four methods), :func:`run_benchmark` scores them
+with :func:`~dynsnip.engine.evaluate.evaluate` (video level, the model's test U, paper U=8)
+and, from the same forward pass, frame by frame (:mod:`dynsnip.engine.frame_level`), and
+:func:`format_table` / :func:`markdown_table` / :func:`write_benchmark` render the result.
+
+The data are whatever the manifest lists: face-frame folders (``dynsnip extract-faces``
+output, or WildDeepfake's sequences: the fast path, faces found once) or video files (faces
+detected with dlib while reading, as ``dynsnip evaluate`` does). The result says which.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.benchmarks.layout import BenchmarkManifest, BenchmarkRow
+from ..data.benchmarks.protocols import Protocol
+from ..data.manifest import read_manifest
+from .evaluate import evaluate
+from .frame_level import FrameScoreRecorder, frame_level_report
+from .metrics import write_report
+from .recipe import Recipe
+
+__all__ = ["test_manifest", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
+           "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
+
+RESULT_NAME = "benchmark"
+FRAME_LEVEL_DEFINITION = (
+    "frame level: each of the U*T sampled frames of every test video is one sample, scored by the detector's "
+    "classifier on that frame's pooled features (the mean of a video's frame logits is its video logit); "
+    "frames see their neighbours through the SIMs"
+)
+
+
+def test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], out: str | os.PathLike[str],
+                  overwrite: bool = False) -> Path:
+    """Write to ``out`` the rows of ``manifest`` that ``protocol`` tests (its split; for
+    per-method protocols the reals and the fakes of its methods) and return ``out``.
+
+    Raises:
+        ValueError: no such rows, or a per-method protocol on a manifest without methods.
+    """
+    entries = read_manifest(manifest, split=protocol.split)
+    if protocol.per_method:
+        if any(e.label == 1 and not e.method for e in entries):
+            raise ValueError(f"{manifest}: protocol {protocol.name} scores each manipulation method, but some fakes "
+                             "have no 'method' (write the manifest with `dynsnip manifest ffpp`)")
+        entries = [e for e in entries if e.label == 0 or e.method in protocol.rows]
+    if not any(e.label == 0 for e in entries) or not any(e.label == 1 for e in entries):
+        raise ValueError(f"{manifest}: protocol {protocol.name} needs real and fake videos in split "
+                         f"{protocol.split!r}" + (f" (methods {', '.join(protocol.rows)})" if protocol.per_method else "")
+                         + f"; found {sum(e.label == 0 for e in entries)} real, {sum(e.label == 1 for e in entries)} fake")
+    rows = [BenchmarkRow(Path(e.path), e.label, e.split or protocol.split, e.method or "") for e in entries]
+    return BenchmarkManifest(protocol.title, Path(manifest), rows, []).write(out, overwrite=overwrite)
+
+
+def _metrics(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {k: m.get(k) for k in ("auc", "accuracy", "num_real", "num_fake")}
+
+
+def _table_rows(protocol: Protocol, report: dict[str, Any], frames: dict[str, Any] | None) -> list[dict[str, Any]]:
+    paper = protocol.paper()["values"]
+    rows = []
+    if protocol.per_method:
+        for method in protocol.rows:
+            rows.append({"subset": method, "video": _metrics(report["per_method"].get(method)),
+                         "frame": _metrics(frames["per_method"].get(method)) if frames else None,
+                         "paper": paper.get(method)})
+        rows.append({"subset": f"all {len(protocol.rows)}", "video": _metrics(report["overall"]),
+                     "frame": _metrics(frames["overall"]) if frames else None, "paper": None})
+    else:
+        rows.append({"subset": protocol.rows[0], "video": _metrics(report["overall"]),
+                     "frame": _metrics(frames["overall"]) if frames else None, "paper": paper.get(protocol.rows[0])})
+    return rows
+
+
+def run_benchmark(
+    protocol: Protocol,
+    model: torch.nn.Module,
+    manifest: str | os.PathLike[str],
+    recipe: Recipe,
+    *,
+    device: str | torch.device | None = None,
+    threshold: float = 0.5,
+    frame_level: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score ``manifest`` (from :func:`test_manifest`) with ``model`` under ``protocol``.
+
+    Evaluation clips: ``recipe.test_num_snippets`` snippets of ``recipe.snippet_len`` frames
+    at ``recipe.img_size`` px, batches of ``recipe.batch_size``, ``recipe.num_workers``
+    loader processes. One process (frame scores are matched to videos in order).
+
+    Returns:
+        the result: ``rows`` (per subset: ``video`` and ``frame`` metrics, ``paper``),
+        ``report`` (the full video-level report), ``predictions``, test protocol, failures.
+    """
+    from .data import make_dataset
+
+    dataset = make_dataset(manifest, model, recipe, train=False)
+    kind = "frames" if type(dataset).__name__ == "FaceFramesDataset" else "video"
+    scorer = FrameScoreRecorder(model) if frame_level else model
+    result = evaluate(scorer, dataset, batch_size=recipe.batch_size, device=device, amp=recipe.amp,
+                      num_workers=recipe.num_workers, threshold=threshold, progress=progress, desc=protocol.name)
+    frames, frame_note = None, "not computed (--no-frame-level)"
+    if frame_level:
+        try:
+            frames = frame_level_report(scorer.frame_logits, result.predictions, threshold)
+            frame_note = FRAME_LEVEL_DEFINITION
+        except ValueError as err:
+            frame_note = f"not available: {err}"
+    paper = protocol.paper()
+    return {
+        "protocol": protocol.name,
+        "title": protocol.title,
+        "split": protocol.split,
+        "manifest": str(manifest),
+        "data_kind": kind,
+        "test_protocol": {"num_snippets": recipe.test_num_snippets, "snippet_len": recipe.snippet_len,
+                          "img_size": recipe.img_size, "threshold": threshold},
+        "paper_metric": paper["metric"],
+        "paper_source": paper["source"],
+        "frame_level": frame_note,
+        "rows": _table_rows(protocol, result.report, frames),
+        "report": result.report,
+        "frame_report": frames,
+        "predictions": result.predictions,
+        "num_failed": result.report["num_failed"],
+        "failed": result.report["failed"],
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _cells(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    metric = "ACC" if result["paper_metric"] == "accuracy" else "AUC"
+    header = ["subset", "video ACC", "video AUC", "frame AUC", "real", "fake",
+              f"paper {metric} (Table {result['paper_source']['table']})"]
+    body = []
+    for row in result["rows"]:
+        video, frame = row["video"] or {}, row["frame"] or {}
+        body.append([row["subset"], _fmt(video.get("accuracy")), _fmt(video.get("auc")), _fmt(frame.get("auc")),
+                     _fmt(video.get("num_real")), _fmt(video.get("num_fake")), _fmt(row["paper"])])
+    return header, body
+
+
+def _caption(result: dict[str, Any]) -> str:
+    t = result["test_protocol"]
+    return (f"{result['title']}, split {result['split']}: video level with U={t['num_snippets']} x "
+            f"T={t['snippet_len']} at {t['img_size']} px, threshold {t['threshold']} ({result['data_kind']} data); "
+            f"model {result.get('model', '?')}")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The result as a text table with the paper's column beside ours."""
+    header, body = _cells(result)
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    lines = [_caption(result), "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
+    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in body]
+    lines.append(f"frame AUC: {result['frame_level']}")
+    lines.append(f"paper: {result['paper_source']['paper']}, Table {result['paper_source']['table']}, row "
+                 f"'{result['paper_source']['row']}' ({result['paper_source']['metric_source']})")
+    if result["num_failed"]:
+        lines.append(f"{result['num_failed']} video(s) could not be read and are not in the metrics (see benchmark.json)")
+    return "\n".join(lines)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The result as Markdown: caption, table, notes."""
+    header, body = _cells(result)
+    lines = [f"**{_caption(result)}**", "", "| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    source = result["paper_source"]
+    lines += ["", f"- Frame AUC: {result['frame_level']}.",
+              f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "
+              f"Metric: {source['metric_source']}. {source['page']}.",
+              f"- Videos that could not be read: {result['num_failed']}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_benchmark(result: dict[str, Any], out_dir: str | os.PathLike[str], overwrite: bool = False) -> list[Path]:
+    """``out_dir/benchmark.json`` and ``.md``, plus the per-video report of
+    :func:`~dynsnip.engine.metrics.write_report` (``report.json``, ``report.csv``,
+    ``report_videos.csv``).
+
+    Raises:
+        FileExistsError: ``benchmark.json`` exists and ``overwrite`` is False.
+    """
+    out_dir = Path(out_dir)
+    json_path, md_path = out_dir / f"{RESULT_NAME}.json", out_dir / f"{RESULT_NAME}.md"
+    if json_path.exists() and not overwrite:
+        raise FileExistsError(f"{json_path} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report_paths = write_report(dict(result["report"], model=result.get("model")), out_dir / "report",
+                                result["predictions"])
+    summary = {k: v for k, v in result.items() if k not in ("report", "predictions")}
+    from ..hub.records import json_safe
+
+    json_path.write_text(json.dumps(json_safe(summary), indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(markdown_table(result), encoding="utf-8")
+    return [json_path, md_path, *report_paths]

@@ -1,0 +1,147 @@
+"""``dynsnip benchmark`` end to end on miniature trees with a tiny model, and its pieces."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dynsnip.cli import main
+from dynsnip.data.benchmarks.protocols import PROTOCOLS, paper_results
+from dynsnip.engine import Recipe, build_model, save_model
+from dynsnip.engine.frame_level import FrameScoreRecorder, frame_level_report
+from dynsnip.engine.metrics import roc_auc
+from test_benchmarks_manifest import FFPP_TEST_PAIR, ffpp_tree
+
+TINY = dict(channels=[8, 16, 32, 64], stem_width=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("dil_resnet18", pretrained=False, **TINY)
+    return save_model(model, tmp_path_factory.mktemp("tiny") / "model", recipe=Recipe(model="dil_resnet18", img_size=16))
+
+
+def test_paper_numbers_are_the_ours_rows_of_tables_1_to_3():
+    data = paper_results()
+    assert "AAAI 2022" in data["paper"] and "744-752" in data["paper"]
+    hq, lq = PROTOCOLS["ffpp-hq"].paper(), PROTOCOLS["ffpp-lq"].paper()
+    assert hq["metric"] == "accuracy" and hq["source"]["table"] == 1
+    assert hq["values"] == {"Deepfakes": 1.0, "Face2Face": 0.9929, "FaceSwap": 1.0, "NeuralTextures": 0.9643}
+    assert lq["values"] == {"Deepfakes": 0.9928, "Face2Face": 0.9571, "FaceSwap": 0.9786, "NeuralTextures": 0.9428}
+    assert [PROTOCOLS[p].paper()["values"] for p in ("celebdf", "dfdc", "wilddeepfake")] == [
+        {"Celeb-DF": 0.9961}, {"DFDC": 0.9279}, {"WildDeepfake": 0.8511}]
+    cross = PROTOCOLS["ffpp-to-celebdf"]
+    assert cross.paper()["values"] == {"Celeb-DF": 0.7765} and cross.paper()["metric"] == "auc"
+    assert (cross.epochs, cross.train_reader()) == (45, ("ffpp", {"compression": "c40"}))  # trained on FF++ LQ
+
+
+def test_frame_scores_average_to_the_video_logit(tiny_model):
+    model = build_model(str(tiny_model)).eval()
+    recorder = FrameScoreRecorder(model)
+    clips = torch.randn(3, 3, 2 * 4, 16, 16)
+    with torch.no_grad():
+        video = recorder(clips)
+        torch.testing.assert_close(video, model(clips))
+    frames = torch.stack(recorder.frame_logits)
+    assert frames.shape == (3, 8)
+    torch.testing.assert_close(frames.mean(1), video[:, 0], rtol=1e-5, atol=1e-5)
+    predictions = [{"id": "a", "label": 0}, {"id": "b", "label": 1}, {"id": "c", "label": 1}]
+    report = frame_level_report(recorder.frame_logits, predictions)
+    assert (report["overall"]["num_real"], report["overall"]["num_fake"], report["frames_per_video"]) == (8, 16, 8)
+    expected = roc_auc(torch.sigmoid(frames).flatten(), [0] * 8 + [1] * 16)
+    assert report["overall"]["auc"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="matched"):
+        frame_level_report(recorder.frame_logits, predictions[:2])
+
+
+def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
+    """The FF++ test videos are one clip linked under many names: every score is the same up to
+    float noise, so every video is called real and each per-method accuracy is exactly 0.5."""
+    root = ffpp_tree(tmp_path / "ffpp")
+    out = tmp_path / "bench"
+    argv = ["benchmark", "ffpp-hq", "--model", str(tiny_model), "--data", str(root), "--out", str(out),
+            "--workers", "0", "--no-progress", "--test-num-snippets", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "FaceForensics++ HQ (c23), split test: video level with U=2 x T=4" in printed
+    assert "paper ACC (Table 1)" in printed and "frame AUC" in printed
+    result = json.loads((out / "benchmark.json").read_text())
+    assert result["data_kind"] == "video" and result["paper_metric"] == "accuracy"
+    rows = {r["subset"]: r for r in result["rows"]}
+    with (out / "report_videos.csv").open() as f:
+        videos = list(csv.DictReader(f))
+    assert len(videos) == 10 and max(float(v["score"]) for v in videos) < 0.5
+    assert list(rows) == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all 4"]
+    for method, paper in (("Deepfakes", 1.0), ("Face2Face", 0.9929), ("FaceSwap", 1.0), ("NeuralTextures", 0.9643)):
+        row = rows[method]
+        assert (row["video"]["num_real"], row["video"]["num_fake"], row["paper"]) == (2, 2, paper)
+        assert row["video"]["accuracy"] == 0.5 and 0 <= row["frame"]["auc"] <= 1
+        # the per-method AUC is all reals against that method's fakes, from the per-video scores
+        subset = [v for v in videos if v["method"] in ("", method)]
+        assert row["video"]["auc"] == pytest.approx(
+            roc_auc([float(v["score"]) for v in subset], [int(v["label"]) for v in subset]))
+    all4 = rows["all 4"]
+    assert (all4["video"]["num_real"], all4["video"]["num_fake"], all4["paper"], all4["video"]["accuracy"]) == (
+        2, 8, None, 0.2)
+    with (out / "test_manifest.csv").open() as f:
+        tested = list(csv.DictReader(f))
+    assert len(tested) == 10 and all(FFPP_TEST_PAIR[0] in r["path"] or FFPP_TEST_PAIR[1] in r["path"] for r in tested)
+    md = (out / "benchmark.md").read_text()
+    assert "| Deepfakes | 0.5000 | " in md and " | 2 | 2 | 1.0000 |" in md and "Table 1" in md
+    # never overwrite an earlier result without --overwrite
+    before = (out / "benchmark.json").read_text()
+    assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+    assert (out / "benchmark.json").read_text() == before
+
+
+def write_sequence(folder, fake: bool, seed: int, frames: int = 8, size: int = 16):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 180, size=(size, size, 3))
+    folder.mkdir(parents=True)
+    for i in range(frames):
+        gain = 1.0 + (rng.uniform(-0.4, 0.4) if fake else 0.0)
+        Image.fromarray(np.clip(base * gain, 0, 255).astype(np.uint8)).save(folder / f"{i:04d}.png")
+
+
+def test_wilddeepfake_train_then_benchmark_and_record(tiny_model, tmp_path, capsys):
+    root = tmp_path / "wild"
+    for folder, fake, n in (("real_train", False, 4), ("fake_train", True, 4), ("real_test", False, 3),
+                            ("fake_test", True, 3)):
+        for i in range(n):
+            write_sequence(root / folder / str(i) / ("fake" if fake else "real") / "0", fake, seed=hash((folder, i)) % 999)
+    manifest = tmp_path / "wild.csv"
+    assert main(["manifest", "wilddeepfake", str(root), "--out", str(manifest), "--val-fraction", "0.25"]) == 0
+    out = tmp_path / "bench"
+    assert main(["benchmark", "wilddeepfake", "--model", str(tiny_model), "--data", str(manifest), "--out", str(out),
+                 "--train", "--epochs", "1", "--batch-size", "2", "--num-snippets", "1", "--test-num-snippets", "2",
+                 "--img-size", "16", "--workers", "0", "--no-progress", "--record"]) == 0
+    printed = capsys.readouterr().out
+    assert "training" in printed and "WildDeepfake" in printed
+    result = json.loads((out / "benchmark.json").read_text())
+    assert result["data_kind"] == "frames" and result["model"] == str(out / "run" / "model")
+    (row,) = result["rows"]
+    assert (row["subset"], row["paper"], row["video"]["num_real"], row["video"]["num_fake"]) == ("WildDeepfake", 0.8511, 3, 3)
+    with (out / "report_videos.csv").open() as f:
+        videos = list(csv.DictReader(f))
+    assert len(videos) == 6
+    assert row["video"]["auc"] == pytest.approx(roc_auc([float(v["score"]) for v in videos], [int(v["label"]) for v in videos]))
+    assert row["frame"]["num_real"] == 3 * 8 and row["frame"]["num_fake"] == 3 * 8  # U=2 x T=4 frames per video
+    config = json.loads((out / "run" / "model" / "config.json").read_text())
+    recorded = config["evaluation"][-1]
+    assert (recorded["source"], recorded["data"], recorded["split"]) == ("dynsnip benchmark wilddeepfake", "WildDeepfake", "test")
+    assert recorded["overall"]["auc"] == pytest.approx(row["video"]["auc"])
+
+
+def test_benchmark_usage_errors(tiny_model, tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--data", str(tmp_path), "--out", str(out)]) == 2
+    assert "Celeb-real is missing" in capsys.readouterr().err
+    assert main(["benchmark", "celebdf", "--model", "dil_resnet18", "--data", str(tmp_path), "--out", str(out),
+                 "--record"]) == 2
+    assert "--record needs --model to be a local folder" in capsys.readouterr().err
+    assert not (out / "benchmark.json").exists()

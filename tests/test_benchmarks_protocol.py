@@ -76,7 +76,8 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     with (out / "report_videos.csv").open() as f:
         videos = list(csv.DictReader(f))
     assert len(videos) == 10 and max(float(v["score"]) for v in videos) < 0.5
-    assert list(rows) == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all 4"]
+    assert result["methods_missing"] == []
+    assert list(rows) == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all methods"]
     for method, paper in (("Deepfakes", 1.0), ("Face2Face", 0.9929), ("FaceSwap", 1.0), ("NeuralTextures", 0.9643)):
         row = rows[method]
         assert (row["video"]["num_real"], row["video"]["num_fake"], row["paper"]) == (2, 2, paper)
@@ -85,7 +86,7 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
         subset = [v for v in videos if v["method"] in ("", method)]
         assert row["video"]["auc"] == pytest.approx(
             roc_auc([float(v["score"]) for v in subset], [int(v["label"]) for v in subset]))
-    all4 = rows["all 4"]
+    all4 = rows["all methods"]
     assert (all4["video"]["num_real"], all4["video"]["num_fake"], all4["paper"], all4["video"]["accuracy"]) == (
         2, 8, None, 0.2)
     with (out / "test_manifest.csv").open() as f:
@@ -145,3 +146,25 @@ def test_benchmark_usage_errors(tiny_model, tmp_path, capsys):
                  "--record"]) == 2
     assert "--record needs --model to be a local folder" in capsys.readouterr().err
     assert not (out / "benchmark.json").exists()
+
+
+def test_test_manifest_keeps_the_test_split_and_the_papers_methods(tmp_path):
+    from dynsnip.engine.benchmark import write_test_manifest
+
+    rows = [("r_test.mp4", 0, "test", ""), ("r_train.mp4", 0, "train", ""), ("df_test.mp4", 1, "test", "Deepfakes"),
+            ("fsh_test.mp4", 1, "test", "FaceShifter"), ("df_train.mp4", 1, "train", "Deepfakes")]
+    source = tmp_path / "m.csv"
+    source.write_text("path,label,split,method\n" + "".join(f"{p},{y},{s},{m}\n" for p, y, s, m in rows))
+    out = write_test_manifest(PROTOCOLS["ffpp-hq"], source, tmp_path / "sub" / "t.csv")
+    with out.open() as f:
+        kept = [(r["path"], r["label"], r["split"], r["method"]) for r in csv.DictReader(f)]
+    assert kept == [(str(tmp_path / "r_test.mp4"), "0", "test", ""), (str(tmp_path / "df_test.mp4"), "1", "test", "Deepfakes")]
+    kept_celeb = write_test_manifest(PROTOCOLS["celebdf"], source, tmp_path / "c.csv")  # not per method: every test row
+    assert len(kept_celeb.read_text().splitlines()) == 1 + 3
+    (tmp_path / "nomethod.csv").write_text("path,label,split\na.mp4,0,test\nb.mp4,1,test\n")
+    only_real = tmp_path / "only_real.csv"
+    only_real.write_text("path,label,split,method\na.mp4,0,test,\n")
+    with pytest.raises(ValueError, match="method"):
+        write_test_manifest(PROTOCOLS["ffpp-lq"], tmp_path / "nomethod.csv", tmp_path / "x.csv")
+    with pytest.raises(ValueError, match="needs real and fake"):
+        write_test_manifest(PROTOCOLS["celebdf"], only_real, tmp_path / "y.csv")

@@ -91,7 +91,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..data.benchmarks import LayoutError
     from ..data.benchmarks.protocols import PROTOCOLS
     from ..engine import build_model
-    from ..engine.benchmark import RESULT_NAME, format_table, run_benchmark, test_manifest, write_benchmark
+    from ..engine.benchmark import RESULT_NAME, format_table, run_benchmark, write_test_manifest, write_benchmark
     from ..engine.train import saved_model_folder
     from ..hub.errors import ModelLoadError
     from .train import recipe_from_args
@@ -124,7 +124,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         )
         dataset, options = protocol.dataset, dict(protocol.options)
         source = _manifest_for(args.data, dataset, options, out / "data_manifest.csv", overwrite=True)
-        manifest = test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True)
+        manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True)
     except setup_errors as err:
         return usage_error("benchmark", str(err))
     result = run_benchmark(protocol, model, manifest, recipe, device=args.device, threshold=args.threshold,

@@ -1,6 +1,6 @@
 """A detector under one of the paper's protocols: the table of the paper, ours beside theirs.
 
-:func:`test_manifest` selects the rows a protocol tests (the test split; for the FF++
+:func:`write_test_manifest` selects the rows a protocol tests (the test split; for the FF++
 protocols the real videos and the paper's four methods), :func:`run_benchmark` scores them
 with :func:`~dynsnip.engine.evaluate.evaluate` (video level, the model's test U, paper U=8)
 and, from the same forward pass, frame by frame (:mod:`dynsnip.engine.frame_level`), and
@@ -28,7 +28,7 @@ from .frame_level import FrameScoreRecorder, frame_level_report
 from .metrics import write_report
 from .recipe import Recipe
 
-__all__ = ["test_manifest", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
+__all__ = ["write_test_manifest", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
            "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
 
 RESULT_NAME = "benchmark"
@@ -39,7 +39,7 @@ FRAME_LEVEL_DEFINITION = (
 )
 
 
-def test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], out: str | os.PathLike[str],
+def write_test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], out: str | os.PathLike[str],
                   overwrite: bool = False) -> Path:
     """Write to ``out`` the rows of ``manifest`` that ``protocol`` tests (its split; for
     per-method protocols the reals and the fakes of its methods) and return ``out``.
@@ -75,7 +75,7 @@ def _table_rows(protocol: Protocol, report: dict[str, Any], frames: dict[str, An
             rows.append({"subset": method, "video": _metrics(report["per_method"].get(method)),
                          "frame": _metrics(frames["per_method"].get(method)) if frames else None,
                          "paper": paper.get(method)})
-        rows.append({"subset": f"all {len(protocol.rows)}", "video": _metrics(report["overall"]),
+        rows.append({"subset": "all methods", "video": _metrics(report["overall"]),
                      "frame": _metrics(frames["overall"]) if frames else None, "paper": None})
     else:
         rows.append({"subset": protocol.rows[0], "video": _metrics(report["overall"]),
@@ -94,7 +94,7 @@ def run_benchmark(
     frame_level: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Score ``manifest`` (from :func:`test_manifest`) with ``model`` under ``protocol``.
+    """Score ``manifest`` (from :func:`write_test_manifest`) with ``model`` under ``protocol``.
 
     Evaluation clips: ``recipe.test_num_snippets`` snippets of ``recipe.snippet_len`` frames
     at ``recipe.img_size`` px, batches of ``recipe.batch_size``, ``recipe.num_workers``
@@ -130,6 +130,7 @@ def run_benchmark(
         "paper_metric": paper["metric"],
         "paper_source": paper["source"],
         "frame_level": frame_note,
+        "methods_missing": [m for m in protocol.rows if m not in result.report["per_method"]] if protocol.per_method else [],
         "rows": _table_rows(protocol, result.report, frames),
         "report": result.report,
         "frame_report": frames,
@@ -170,6 +171,8 @@ def format_table(result: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = [_caption(result), "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in body]
+    if result["methods_missing"]:
+        lines.append(f"no test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only")
     lines.append(f"frame AUC: {result['frame_level']}")
     lines.append(f"paper: {result['paper_source']['paper']}, Table {result['paper_source']['table']}, row "
                  f"'{result['paper_source']['row']}' ({result['paper_source']['metric_source']})")
@@ -189,6 +192,8 @@ def markdown_table(result: dict[str, Any]) -> str:
               f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "
               f"Metric: {source['metric_source']}. {source['page']}.",
               f"- Videos that could not be read: {result['num_failed']}."]
+    if result["methods_missing"]:
+        lines.append(f"- No test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only.")
     return "\n".join(lines) + "\n"
 
 

@@ -66,7 +66,9 @@ def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite:
     return manifest.write(out, overwrite=overwrite)
 
 
-def _train(args, protocol, recipe, out: Path):
+def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> Path:
+    """Train with ``recipe`` on the train / val rows of ``--train-data`` (default ``--data``) in ``out/run``;
+    returns the saved model folder."""
     from ..data.manifest import read_manifest
     from ..engine import build_model, make_dataset, train
     from ..engine.sampling import balance_classes
@@ -81,7 +83,7 @@ def _train(args, protocol, recipe, out: Path):
     val_set = make_dataset(manifest, model, recipe, train=False, split="val") if read_manifest(manifest, "val") else None
     print(f"training {recipe.model} for {recipe.epochs} epochs on {len(train_set)} clips"
           + (f", validating on {len(val_set)}" if val_set is not None else ", no validation split") + f"; run dir {out / 'run'}")
-    result = train(recipe, train_set, val_set, out / "run", model=model, device=args.device, progress=args.progress,
+    result = train(recipe, train_set, val_set, out / "run", model=model, device=device, progress=args.progress,
                    data_name=f"{args.train_data or args.data} ({protocol.name} training)"
                    + (" (classes balanced by oversampling)" if args.balance_classes else ""))
     return result.model_dir
@@ -91,6 +93,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..data.benchmarks import LayoutError
     from ..data.benchmarks.protocols import PROTOCOLS
     from ..engine import build_model
+    from ..engine.distributed import cleanup_distributed, init_distributed
     from ..engine.benchmark import RESULT_NAME, format_table, run_benchmark, write_test_manifest, write_benchmark
     from ..engine.train import saved_model_folder
     from ..hub.errors import ModelLoadError
@@ -109,26 +112,36 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         return usage_error("benchmark", f"--record needs --model to be a local folder written by save_pretrained or "
                                         f"dynsnip train (with config.json), or --train; got {args.model}")
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, TypeError, LayoutError, ModelLoadError)
-    try:
+    try:  # the test data first: a wrong root fails now, not after training
         out.mkdir(parents=True, exist_ok=True)
         fixed = {"epochs": args.epochs or protocol.epochs}
         if args.model is not None:
             fixed["model"] = str(args.model)
         recipe = recipe_from_args(args, **fixed)
-        model_source = _train(args, protocol, recipe, out) if args.train else args.model
-        model = build_model(str(model_source), pretrained=True).eval()
-        recipe = recipe.replace(
-            snippet_len=model.snippet_len,
-            test_num_snippets=int(args.test_num_snippets or getattr(model, "test_num_snippets", recipe.test_num_snippets)),
-            img_size=int(args.img_size or model.pretrained_cfg.get("input_size", (3, recipe.img_size, recipe.img_size))[-1]),
-        )
-        dataset, options = protocol.dataset, dict(protocol.options)
-        source = _manifest_for(args.data, dataset, options, out / "data_manifest.csv", overwrite=True)
+        source = _manifest_for(args.data, protocol.dataset, dict(protocol.options), out / "data_manifest.csv",
+                               overwrite=True)
         manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True)
     except setup_errors as err:
         return usage_error("benchmark", str(err))
-    result = run_benchmark(protocol, model, manifest, recipe, device=args.device, threshold=args.threshold,
-                           frame_level=args.frame_level, progress=args.progress)
+    info = init_distributed(args.device)
+    try:
+        if info.world_size > 1:
+            return usage_error("benchmark", "run dynsnip benchmark in one process (not under torchrun): frame scores "
+                                            "are matched to videos in order; train with torchrun and dynsnip train")
+        try:
+            model_source = _train(args, protocol, recipe, out, info.device) if args.train else args.model
+            model = build_model(str(model_source), pretrained=True).to(info.device).eval()
+            cfg_size = model.pretrained_cfg.get("input_size", (3, recipe.img_size, recipe.img_size))[-1]
+            recipe = recipe.replace(
+                snippet_len=model.snippet_len, img_size=int(args.img_size or cfg_size),
+                test_num_snippets=int(args.test_num_snippets or getattr(model, "test_num_snippets", recipe.test_num_snippets)),
+            )
+        except setup_errors as err:
+            return usage_error("benchmark", str(err))
+        result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
+                               frame_level=args.frame_level, progress=args.progress)
+    finally:
+        cleanup_distributed()
     result["model"] = str(model_source)
     result["data"] = str(args.data)
     print(format_table(result))

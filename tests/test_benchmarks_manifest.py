@@ -287,3 +287,14 @@ def test_wilddeepfake_frame_folders(tmp_path):
     (root / "fake_test/5.tar.gz").write_bytes(b"")
     with pytest.raises(LayoutError, match="extract"):
         build_manifest("wilddeepfake", root)
+
+
+def test_empty_download_writes_nothing_and_shows_what_is_missing(tmp_path, capsys):
+    root = tmp_path / "ffpp"
+    (root / "original_sequences/youtube/c40/videos").mkdir(parents=True)
+    (root / "manipulated_sequences/Deepfakes/c40/videos").mkdir(parents=True)
+    out = tmp_path / "m.csv"
+    assert main(["manifest", "ffpp", str(root), "--compression", "c40", "--methods", "Deepfakes", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "no videos found" in captured.err and "original_sequences/youtube/c40/videos/" in captured.out
+    assert not out.exists() and not list(tmp_path.glob(".m.csv*"))

@@ -71,9 +71,9 @@ def run_manifest(args: argparse.Namespace) -> int:
         return usage_error("manifest", f"{args.out} exists; refusing to overwrite it (pass --overwrite to replace it)")
     try:
         manifest = build_manifest(args.dataset, args.root, **options)
+        print(manifest.summary(limit=args.show_missing))  # also when nothing is found: what was looked for
         manifest.write(args.out, overwrite=args.overwrite)
     except (LayoutError, ValueError, FileExistsError, OSError) as err:
         return usage_error("manifest", str(err))
-    print(manifest.summary(limit=args.show_missing))
     print(f"wrote {args.out} ({len(manifest.rows)} rows)")
     return EXIT_SOME_FAILED if manifest.num_missing else EXIT_OK

@@ -165,6 +165,11 @@ def test_celebdf_label_inversion_splits_and_sources(tmp_path, capsys):
     assert {p for p, r in rows.items() if r["split"] == "test"} == {
         "celeb/YouTube-real/00170.mp4", "celeb/Celeb-real/id0_0000.mp4", "celeb/Celeb-synthesis/id0_id1_0000.mp4"}
     assert all(r["split"] == "train" for p, r in rows.items() if r["split"] != "test") and len(rows) == 10
+    # folders list no names: the shortfall against the published v2 counts is what is reported
+    inventory = {i.group: i for i in build_manifest("celebdf", root).inventory}
+    assert [(inventory[g].found, inventory[g].num_missing) for g in ("Celeb-real", "YouTube-real", "Celeb-synthesis")] == [
+        (4, 586), (2, 298), (4, 5635)]
+    assert (inventory["test list"].expected, inventory["test list"].num_missing) == (518, 515)
 
 
 def test_celebdf_validation_never_splits_an_identity(tmp_path):

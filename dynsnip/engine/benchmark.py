@@ -104,10 +104,11 @@ def run_benchmark(
         the result: ``rows`` (per subset: ``video`` and ``frame`` metrics, ``paper``),
         ``report`` (the full video-level report), ``predictions``, test protocol, failures.
     """
+    from ..data.datasets import FaceFramesDataset
     from .data import make_dataset
 
     dataset = make_dataset(manifest, model, recipe, train=False)
-    kind = "frames" if type(dataset).__name__ == "FaceFramesDataset" else "video"
+    kind = "frames" if isinstance(dataset, FaceFramesDataset) else "video"
     scorer = FrameScoreRecorder(model) if frame_level else model
     result = evaluate(scorer, dataset, batch_size=recipe.batch_size, device=device, amp=recipe.amp,
                       num_workers=recipe.num_workers, threshold=threshold, progress=progress, desc=protocol.name)

@@ -55,6 +55,13 @@ class Inventory:
     found: int = 0
     missing: list[str] = field(default_factory=list)
 
+    @property
+    def num_missing(self) -> int:
+        """The missing videos: those named, or the shortfall against ``expected`` where the
+        layout lists no names (e.g. Celeb-DF's folders)."""
+        shortfall = self.expected - self.found if self.expected is not None else 0
+        return max(len(self.missing), shortfall)
+
 
 def require_path(root: Path, relative: str, dataset: str, hint: str = "") -> Path:
     """``root / relative`` if it exists; otherwise a :class:`LayoutError` naming it."""
@@ -88,7 +95,7 @@ class BenchmarkManifest:
 
     @property
     def num_missing(self) -> int:
-        return sum(len(i.missing) for i in self.inventory)
+        return sum(i.num_missing for i in self.inventory)
 
     def split_counts(self) -> dict[str, Counter]:
         """``{split: Counter({"real": n, "fake": m})}``."""
@@ -106,14 +113,16 @@ class BenchmarkManifest:
         lines.append(f"  {'group':<{width}}  {'expected':>8}  {'found':>6}  {'missing':>7}")
         for item in self.inventory:
             expected = "?" if item.expected is None else str(item.expected)
-            line = f"  {item.group:<{width}}  {expected:>8}  {item.found:>6}  {len(item.missing):>7}"
+            line = f"  {item.group:<{width}}  {expected:>8}  {item.found:>6}  {item.num_missing:>7}"
             if item.missing:
                 more = f" (+{len(item.missing) - limit} more)" if len(item.missing) > limit else ""
                 line += "  e.g. " + ", ".join(item.missing[:limit]) + more
+            elif item.num_missing:
+                line += "  (fewer than the dataset's published count; the layout lists no names)"
             lines.append(line)
         if self.num_missing:
-            lines.append(f"  {self.num_missing} video(s) the layout lists are missing on disk (a partial download?); "
-                         "they are not in the manifest")
+            lines.append(f"  {self.num_missing} video(s) the layout promises are missing on disk (a partial download?); "
+                         "the manifest holds the others")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 

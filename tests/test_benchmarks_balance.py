@@ -57,3 +57,23 @@ def test_train_option_is_off_by_default():
     base = ["train", "--manifest", "m.csv", "--out", "run"]
     assert parser.parse_args(base).balance_classes is False
     assert parser.parse_args(base + ["--balance-classes"]).balance_classes is True
+
+
+def test_dynsnip_train_balances_an_imbalanced_manifest(tmp_path):
+    import json
+
+    from dynsnip.cli import main
+    from test_benchmarks_protocol import write_sequence
+
+    rows = ["path,label,split,method"]
+    for name, label in (("r0", 0), ("f0", 1), ("f1", 1), ("f2", 1)):  # one real, three fakes
+        write_sequence(tmp_path / name, bool(label), seed=len(rows))
+        rows.append(f"{name},{label},train,{'Deepfakes' if label else ''}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(tmp_path / "m.csv"), "--out", str(out), "--model", "dil_resnet18",
+                 "--no-pretrained", "--model-arg", "channels=[8,16,32,64]", "--model-arg", "stem_width=8",
+                 "--epochs", "1", "--batch-size", "2", "--img-size", "16", "--num-snippets", "1", "--workers", "0",
+                 "--no-progress", "--balance-classes"]) == 0
+    training = json.loads((out / "model" / "config.json").read_text())["training"]
+    assert training["num_train_clips"] == 6 and "balanced" in training["data"]  # the real 3 times, each fake once

@@ -147,6 +147,9 @@ def test_benchmark_usage_errors(tiny_model, tmp_path, capsys):
     assert main(["benchmark", "celebdf", "--model", "dil_resnet18", "--data", str(tmp_path), "--out", str(out),
                  "--record"]) == 2
     assert "--record needs --model to be a local folder" in capsys.readouterr().err
+    assert main(["benchmark", "ffpp-to-celebdf", "--train", "--data", str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "trains on ffpp" in err and "--train-data" in err
     assert not (out / "benchmark.json").exists()
 
 

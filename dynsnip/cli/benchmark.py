@@ -106,6 +106,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                         "(pass --overwrite to replace it)")
     if not args.train and args.model is None:
         return usage_error("benchmark", "give --model (the detector to evaluate), or --train to train one first")
+    if args.train and protocol.train_dataset is not None and args.train_data is None:
+        return usage_error("benchmark", f"{protocol.name} trains on {protocol.train_dataset}, not on the test data: "
+                                        "give --train-data (a manifest or the dataset's root)")
     if args.train_data is not None and not args.train:
         return usage_error("benchmark", "--train-data is only used with --train")
     if args.record and not args.train and saved_model_folder(args.model) is None:

@@ -173,3 +173,19 @@ def test_test_manifest_keeps_the_test_split_and_the_papers_methods(tmp_path):
         write_test_manifest(PROTOCOLS["ffpp-lq"], tmp_path / "nomethod.csv", tmp_path / "x.csv")
     with pytest.raises(ValueError, match="needs real and fake"):
         write_test_manifest(PROTOCOLS["celebdf"], only_real, tmp_path / "y.csv")
+
+
+def test_ffpp_to_celebdf_scores_the_celebdf_test_list(tiny_model, tmp_path, capsys):
+    from test_benchmarks_manifest import celebdf_tree
+
+    root = celebdf_tree(tmp_path / "celeb")
+    out = tmp_path / "bench"
+    assert main(["benchmark", "ffpp-to-celebdf", "--model", str(tiny_model), "--data", str(root), "--out", str(out),
+                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--no-frame-level"]) == 0
+    printed = capsys.readouterr().out
+    assert "paper AUC (Table 3)" in printed and "FF++ LQ (c40) -> Celeb-DF (v2)" in printed
+    result = json.loads((out / "benchmark.json").read_text())
+    (row,) = result["rows"]
+    # the list's "1 YouTube-real/00170.mp4" and "1 Celeb-real/id0_0000.mp4" are the reals
+    assert (row["subset"], row["paper"], row["video"]["num_real"], row["video"]["num_fake"]) == ("Celeb-DF", 0.7765, 2, 1)
+    assert row["frame"] is None and "not computed" in result["frame_level"]

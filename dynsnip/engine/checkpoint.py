@@ -28,6 +28,7 @@ __all__ = [
     "save_training_checkpoint",
     "load_training_checkpoint",
     "find_training_checkpoint",
+    "read_checkpoint_recipe",
     "optimizer_state_to_flat",
     "optimizer_state_from_flat",
     "CHECKPOINT_FORMAT",
@@ -177,3 +178,18 @@ def load_training_checkpoint(directory: str | os.PathLike[str]) -> dict[str, Any
     state["optimizer"] = optimizer_state_from_flat(safetensors.torch.load_file(found / OPTIMIZER_NAME), opt_meta)
     state["path"] = str(found)
     return state
+
+
+def read_checkpoint_recipe(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The recipe (``Recipe.to_dict()``) saved in the checkpoint at ``directory``, read from its
+    ``state.json`` alone (no tensors); None when there is no readable one (a damaged checkpoint
+    is then reported by :func:`load_training_checkpoint`)."""
+    found = find_training_checkpoint(directory)
+    if found is None:
+        return None
+    try:
+        state = _from_json(_float_from_json(json.loads((found / STATE_NAME).read_text(encoding="utf-8"))))
+    except (OSError, ValueError):
+        return None
+    recipe = state.get("recipe") if isinstance(state, dict) else None
+    return dict(recipe) if isinstance(recipe, dict) else None

@@ -49,6 +49,43 @@ def test_json_manifest_and_bad_rows(tmp_path):
         read_manifest(tmp_path / "nolabel.csv")
 
 
+def test_manifest_splits_are_normalised_and_unknown_ones_refused(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label,split\na,real,Train\nb,fake, train\nc,real,validation\n"
+                                    "d,fake,VAL \ne,real,test\nf,fake,\n")
+    entries = read_manifest(tmp_path / "m.csv")
+    assert [e.split for e in entries] == ["train", "train", "val", "val", "test", None]
+    assert [e.path.name for e in read_manifest(tmp_path / "m.csv", split="train")] == ["a", "b"]
+    assert [e.path.name for e in read_manifest(tmp_path / "m.csv", split="Validation")] == ["c", "d"]
+    (tmp_path / "bad.csv").write_text("path,label,split\na,real,train\nb,fake,dev\n")
+    with pytest.raises(ValueError, match=r"bad.csv, row 3: unknown split 'dev': expected one of train, val, test"):
+        read_manifest(tmp_path / "bad.csv", split="train")
+    with pytest.raises(ValueError, match=r"unknown split 'tst'"):
+        read_manifest(tmp_path / "m.csv", split="tst")
+
+
+def test_manifest_with_a_utf8_byte_order_mark(tmp_path):
+    (tmp_path / "m.csv").write_bytes("path,label,split\na.mp4,real,train\n".encode("utf-8-sig"))
+    (tmp_path / "m.json").write_bytes(json.dumps([{"path": "a.mp4", "label": 1}]).encode("utf-8-sig"))
+    assert read_manifest(tmp_path / "m.csv") == [ManifestEntry(tmp_path / "a.mp4", 0, "train")]
+    assert read_manifest(tmp_path / "m.json") == [ManifestEntry(tmp_path / "a.mp4", 1, None)]
+
+
+def test_manifest_duplicates_and_conflicts_are_caught_up_front(tmp_path):
+    from dynsnip.data import ManifestOverlapWarning
+
+    (tmp_path / "twice.csv").write_text("path,label,split\na/../a/v9,fake,test\nb,real,test\na/v9,fake,test\n")
+    with pytest.raises(ValueError, match=r"a/v9 is listed more than once in one split: row 2 .*row 4"):
+        read_manifest(tmp_path / "twice.csv", split="test")
+    (tmp_path / "labels.csv").write_text("path,label,split\nv1,fake,test\nv1,real,train\n")
+    with pytest.raises(ValueError, match=r"v1 has two labels: row 2 .*fake.*row 3 .*real"):
+        read_manifest(tmp_path / "labels.csv", split="test")
+    (tmp_path / "overlap.csv").write_text("path,label,split\nv1,fake,train\nv2,real,train\nv1,fake,val\n")
+    with pytest.warns(ManifestOverlapWarning, match=r"1 video\(s\) in more than one split.*v1 \(train and val\)"):
+        assert [e.path.name for e in read_manifest(tmp_path / "overlap.csv", split="val")] == ["v1"]
+    with pytest.raises(ValueError, match="two labels"):  # entries given directly are checked too
+        FaceFramesDataset([ManifestEntry(tmp_path / "x", 0), ManifestEntry(tmp_path / "y/../x", 1)])
+
+
 def test_write_manifest_round_trip_and_no_overwrite(tmp_path):
     entries = [ManifestEntry(tmp_path / "faces" / "a", 1, "train"), ManifestEntry(tmp_path / "b", 0, None)]
     path = write_manifest(entries, tmp_path / "out.csv")

@@ -43,6 +43,8 @@ _EXPORTS = {
     "ManifestEntry": "manifest",
     "read_manifest": "manifest",
     "write_manifest": "manifest",
+    "check_entries": "manifest",
+    "ManifestOverlapWarning": "manifest",
     "VideoDataset": "datasets",
     "FaceFramesDataset": "datasets",
     "list_frames": "datasets",

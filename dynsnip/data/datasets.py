@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from ._optional import require
 from .crop import crop_and_resize
-from .manifest import ManifestEntry, read_manifest
+from .manifest import ManifestEntry, check_entries, parse_split, read_manifest
 from .pipeline import FaceClipLoader, data_config_from_model
 from .sampling import ShortVideoPolicy, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
@@ -35,7 +35,10 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 def _entries(source: Any, split: str | None) -> list[ManifestEntry]:
     if isinstance(source, (str, os.PathLike)):
         return read_manifest(source, split=split)
-    return [e for e in source if split is None or e.split == split]
+    entries = list(source)
+    check_entries(entries, "manifest entries")
+    split = parse_split(split, "requested split: ") if split is not None else None
+    return [e for e in entries if split is None or e.split == split]
 
 
 class VideoDataset(Dataset):

@@ -24,6 +24,8 @@ from typing import Any, Mapping
 import safetensors.torch
 import torch
 
+from ..hub.safetensors_file import save_file
+
 __all__ = [
     "save_training_checkpoint",
     "load_training_checkpoint",
@@ -129,11 +131,9 @@ def save_training_checkpoint(
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    safetensors.torch.save_file(
-        {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, tmp / MODEL_NAME
-    )
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, tmp / MODEL_NAME)
     opt_tensors, opt_meta = optimizer_state_to_flat(optimizer_state)
-    safetensors.torch.save_file(opt_tensors, tmp / OPTIMIZER_NAME)
+    save_file(opt_tensors, tmp / OPTIMIZER_NAME)
     payload = dict(_jsonable(dict(state)), format=CHECKPOINT_FORMAT, optimizer=opt_meta)
     (tmp / STATE_NAME).write_text(json.dumps(_float_json(payload), indent=1), encoding="utf-8")
     if directory.exists():

@@ -225,6 +225,19 @@ def output_problem(output: Path | None, overwrite: bool) -> str | None:
     return None
 
 
+def _note_capped_snippets(results: list[dict[str, Any]], loader: Any) -> list[str]:
+    """Add a ``note`` to each result scored with fewer snippets than asked for (a video with
+    fewer distinct snippets, see ``FaceClipLoader(cap_snippets=True)``); return the notes."""
+    notes = []
+    for r in results:
+        if r["status"] == "ok" and len(r["snippets"]) < loader.num_snippets:
+            r["note"] = (f"{loader.num_snippets} snippets asked for, but {r['num_frames']} frames hold only "
+                         f"{len(r['snippets'])} different snippets of {loader.snippet_len}: scored with "
+                         f"{len(r['snippets'])}")
+            notes.append(f"{r['path']}: {r['note']}")
+    return notes
+
+
 def run(args: argparse.Namespace) -> int:
     def usage_error(message: str) -> int:
         return _usage_error("predict", message)
@@ -261,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
     results = predict_videos(model, videos, loader=loader, threshold=args.threshold, workers=args.workers,
                              device=device, progress=not args.no_progress)
 
+    for note in _note_capped_snippets(results, loader):
+        print(f"dynsnip predict: note: {note}", file=sys.stderr)
     failed = sum(r["status"] != "ok" for r in results)
     report = dict(
         model=getattr(model, "pretrained_cfg", {}).get("architecture", args.model or DEFAULT_MODEL),

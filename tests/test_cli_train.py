@@ -219,6 +219,7 @@ def test_evaluate_lists_unreadable_videos_and_scores_the_rest(manifest, tmp_path
     assert data["failed"][0]["id"].endswith("gone_away") and "no frame images" in data["failed"][0]["message"]
 
 
+@pytest.mark.filterwarnings("ignore::dynsnip.data.manifest.ManifestOverlapWarning")  # the same clips train and test
 def test_train_and_evaluate_straight_from_video_files(tmp_path, capsys):
     """A manifest of video files (no extract-faces step): faces are detected and cropped on the fly,
     and one video without a face is skipped in training and listed by evaluate."""
@@ -283,4 +284,25 @@ def test_train_refuses_a_validation_split_of_one_class(manifest, tmp_path, capsy
     assert main(["train", "--manifest", str(one_class), "--out", str(out), *TINY_ARGS, "--img-size", "16",
                  "--num-snippets", "1", "--workers", "0", "--no-progress", "--epochs", "1"]) == 2
     assert "the validation set has only fake videos (2)" in capsys.readouterr().err
+    assert not (out / "model").exists()
+
+
+def test_train_never_points_at_a_model_it_did_not_save(manifest, tmp_path, capsys):
+    # both classes are listed for validation, but the real videos' folders are gone: AUC is undefined
+    broken = tmp_path / "m.csv"
+    with manifest.open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        gone = r["split"] == "val" and r["label"] == "real"
+        r["path"] = str(tmp_path / "gone" / r["path"]) if gone else str(manifest.parent / r["path"])
+    with broken.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(broken), "--out", str(out), *TINY_ARGS, "--img-size", "16",
+                 "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
+                 "--no-progress", "--epochs", "1", "--data", "frames"]) == 1
+    captured = capsys.readouterr()
+    assert f"no model was saved in {out / 'model'}" in captured.err and "done:" not in captured.out
     assert not (out / "model").exists()

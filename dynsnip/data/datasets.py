@@ -141,7 +141,7 @@ def frame_sequence(folder: str | os.PathLike[str]) -> FrameSequence:
         else:
             named.append((match["prefix"], p.suffix.lower(), int(match["number"]), p))
     if not named:
-        raise FileNotFoundError(f"{folder}: no numbered frame images (e.g. 000000.png; {', '.join(FRAME_SUFFIXES)}) in it")
+        raise FileNotFoundError(f"{folder}: no frame images (numbered, e.g. 000000.png; {', '.join(FRAME_SUFFIXES)}) in it")
     pattern, _ = Counter((prefix, suffix) for prefix, suffix, _, _ in named).most_common(1)[0]
     stray += [p.name for prefix, suffix, _, p in named if (prefix, suffix) != pattern]
     frames = sorted((number, p) for prefix, suffix, number, p in named if (prefix, suffix) == pattern)

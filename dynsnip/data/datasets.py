@@ -111,7 +111,7 @@ class FrameSequence:
                     )
 
 
-def _regular_file(path: Path) -> bool:
+def _regular_file(path: Path | os.DirEntry) -> bool:
     try:
         return path.is_file()  # follows links; False for FIFOs, sockets, devices, broken links
     except OSError:
@@ -132,14 +132,19 @@ def frame_sequence(folder: str | os.PathLike[str]) -> FrameSequence:
         raise FileNotFoundError(f"{folder}: expected a folder of face frames (from `dynsnip extract-faces`)")
     named: list[tuple[str, str, int, Path]] = []
     stray: list[str] = []
-    for p in folder.iterdir():
-        if p.suffix.lower() not in FRAME_SUFFIXES:
-            continue
-        match = _FRAME_NAME.match(p.stem)
-        if match is None:
-            stray.append(p.name)
-        else:
-            named.append((match["prefix"], p.suffix.lower(), int(match["number"]), p))
+    regular: set[str] = set()
+    with os.scandir(folder) as listing:  # DirEntry.is_file(): no stat per frame (one per link)
+        for entry in listing:
+            p = Path(entry.path)
+            if p.suffix.lower() not in FRAME_SUFFIXES:
+                continue
+            if _regular_file(entry):
+                regular.add(entry.name)
+            match = _FRAME_NAME.match(p.stem)
+            if match is None:
+                stray.append(p.name)
+            else:
+                named.append((match["prefix"], p.suffix.lower(), int(match["number"]), p))
     if not named:
         raise FileNotFoundError(f"{folder}: no frame images (numbered, e.g. 000000.png; {', '.join(FRAME_SUFFIXES)}) in it")
     pattern, _ = Counter((prefix, suffix) for prefix, suffix, _, _ in named).most_common(1)[0]
@@ -154,7 +159,7 @@ def frame_sequence(folder: str | os.PathLike[str]) -> FrameSequence:
         if n0 == n1:
             raise FrameFolderError(folder, f"{p0.name} and {p1.name} are both frame {n0}; expected one file per frame")
     for number, p in frames:
-        if not _regular_file(p):
+        if p.name not in regular:
             raise FrameFolderError(folder, f"frame {number} ({p.name}) is not a regular file (a FIFO, socket, device "
                                            "or broken link); expected image files only")
     diffs = [b - a for a, b in zip(numbers, numbers[1:])]

@@ -16,12 +16,12 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
     history.json        per epoch: train loss, lr, throughput, validation metrics, the
                         clips skipped because they could not be read
     recipe.json         the settings used
+    val_report.json/csv the validation report of the best epoch (with a validation set)
     .dynsnip-train.lock held while a training runs in the folder (see
                         :mod:`dynsnip.engine.run_lock`): a second training is refused
 
 A folder with an earlier run that cannot be resumed is refused unless ``overwrite``, and a
 resumed run must use the recipe it was started with (:mod:`dynsnip.engine.run_folder`).
-    val_report.json/csv the validation report of the best epoch (with a validation set)
 
 Reproducibility: every epoch starts by seeding torch / random / numpy from
 ``(recipe.seed, epoch, rank)`` and the sampler shuffles with ``(seed, epoch)``, so a resumed
@@ -292,11 +292,15 @@ def _holding_run_folder_lock(function: Callable[..., "TrainResult"]) -> Callable
     return locked
 
 
-def _prepare_run_folder(out_dir: Path, recipe: Recipe, info: DistInfo, log: Callable[[str], None] | None, *,
-                        resume: bool, overwrite: bool, use_saved_recipe: bool) -> tuple[Recipe, bool]:
-    """``(the recipe to run, whether to resume)`` for ``out_dir`` (:func:`plan_run`); clears
-    an earlier run's outputs when ``overwrite`` replaces it."""
+def _prepare_run_folder(out_dir: Path, recipe: Recipe, val_set: Dataset | None, info: DistInfo,
+                        log: Callable[[str], None] | None, *, resume: bool, overwrite: bool,
+                        use_saved_recipe: bool) -> tuple[Recipe, bool]:
+    """``(the recipe to run, whether to resume)`` for ``out_dir`` (:func:`plan_run`), after
+    checking that ``val_set`` can give the monitored metric; only then clears an earlier run's
+    outputs when ``overwrite`` replaces it."""
     plan = plan_run(out_dir, recipe, resume=resume, overwrite=overwrite, use_saved_recipe=use_saved_recipe)
+    if val_set is not None:
+        check_validation_labels(val_set, plan.recipe.monitor)
     for note in plan.notes:
         _log(f"note: {note}", info, log)
     if plan.clear and info.is_main:
@@ -382,10 +386,8 @@ def train(
     per_rank_batch = recipe.batch_size // info.world_size
 
     ckpt_dir = out_dir / CHECKPOINT_DIR
-    if val_set is not None:
-        check_validation_labels(val_set, recipe.monitor)
-    recipe, will_resume = _prepare_run_folder(out_dir, recipe, info, log, resume=resume, overwrite=overwrite,
-                                              use_saved_recipe=use_saved_recipe)
+    recipe, will_resume = _prepare_run_folder(out_dir, recipe, val_set, info, log, resume=resume,
+                                              overwrite=overwrite, use_saved_recipe=use_saved_recipe)
     seed_everything(recipe.seed)
     if model is None:  # resuming: the checkpoint's weights replace the pretrained ones, no need to fetch them
         model = build_model(recipe.model, pretrained=recipe.pretrained and not will_resume,

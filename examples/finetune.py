@@ -78,7 +78,8 @@ def main() -> None:
         recipe = Recipe(model="dil_resnet18", pretrained=False, img_size=32, num_snippets=2, test_num_snippets=2,
                         lr=1e-3, epochs=3, batch_size=8, num_workers=0)
         model_args = dict(channels=(32, 64, 128, 256), stem_width=32)
-        manifest = write_toy_manifest(args.out / "toy_faces")
+        # next to the run folder, not in it: `train` refuses a folder that holds anything but a run
+        manifest = write_toy_manifest(args.out.with_name(args.out.name + "_toy_faces"))
     else:
         if args.manifest is None:
             parser.error("give --manifest, or --toy to try it on a small generated set")

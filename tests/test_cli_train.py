@@ -219,6 +219,7 @@ def test_evaluate_lists_unreadable_videos_and_scores_the_rest(manifest, tmp_path
     assert data["failed"][0]["id"].endswith("gone_away") and "no frame images" in data["failed"][0]["message"]
 
 
+@pytest.mark.filterwarnings("ignore::dynsnip.data.manifest.ManifestOverlapWarning")  # the same clips train and test
 def test_train_and_evaluate_straight_from_video_files(tmp_path, capsys):
     """A manifest of video files (no extract-faces step): faces are detected and cropped on the fly,
     and one video without a face is skipped in training and listed by evaluate."""
@@ -247,3 +248,61 @@ def test_train_and_evaluate_straight_from_video_files(tmp_path, capsys):
     assert main(["evaluate", "--model", str(out), "--manifest", str(manifest), "--split", "test",
                  "--workers", "0", "--no-progress"]) == 0
     assert "U=2 x T=4 at 32 px" in capsys.readouterr().out
+
+
+def test_train_refuses_what_would_lose_or_mislabel_a_run(manifest, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["train", "--manifest", str(manifest), "--out", str(out), *TINY_ARGS, "--batch-size", "2",
+              "--img-size", "16", "--num-snippets", "1", "--test-num-snippets", "1", "--workers", "0",
+              "--no-progress", "--epochs", "2"]
+    assert main([*common, "--stop-after-epoch", "1"]) == 0
+    capsys.readouterr()
+    # resuming with another learning rate: refused, naming it
+    assert main([*common, "--lr", "1e-3"]) == 2
+    assert "lr 0.0001 (saved) vs 0.001 (this command)" in capsys.readouterr().err
+    # ... unless asked to continue with the saved recipe; what is recorded is what ran
+    assert main([*common, "--lr", "1e-3", "--use-saved-recipe"]) == 0
+    assert "continuing with the saved recipe" in capsys.readouterr().out
+    assert json.loads((out / "recipe.json").read_text())["lr"] == 1e-4
+    assert json.loads((out / "model" / "config.json").read_text())["training"]["recipe"]["lr"] == 1e-4
+    # starting over in the same folder needs --overwrite
+    assert main([*common, "--no-resume"]) == 2
+    assert "refusing to overwrite an earlier run: pass --overwrite" in capsys.readouterr().err
+    assert main([*common, "--no-resume", "--overwrite", "--epochs", "1"]) == 0
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1]
+
+
+def test_train_refuses_a_validation_split_of_one_class(manifest, tmp_path, capsys):
+    one_class = tmp_path / "one_class.csv"
+    with manifest.open() as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "train" or r["label"] == "fake"]
+    with one_class.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "path": str(manifest.parent / r["path"])} for r in rows)
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(one_class), "--out", str(out), *TINY_ARGS, "--img-size", "16",
+                 "--num-snippets", "1", "--workers", "0", "--no-progress", "--epochs", "1"]) == 2
+    assert "the validation set has only fake videos (2)" in capsys.readouterr().err
+    assert not (out / "model").exists()
+
+
+def test_train_never_points_at_a_model_it_did_not_save(manifest, tmp_path, capsys):
+    # both classes are listed for validation, but the real videos' folders are gone: AUC is undefined
+    broken = tmp_path / "m.csv"
+    with manifest.open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        gone = r["split"] == "val" and r["label"] == "real"
+        r["path"] = str(tmp_path / "gone" / r["path"]) if gone else str(manifest.parent / r["path"])
+    with broken.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(broken), "--out", str(out), *TINY_ARGS, "--img-size", "16",
+                 "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
+                 "--no-progress", "--epochs", "1", "--data", "frames"]) == 1
+    captured = capsys.readouterr()
+    assert f"no model was saved in {out / 'model'}" in captured.err and "done:" not in captured.out
+    assert not (out / "model").exists()

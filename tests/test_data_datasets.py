@@ -49,6 +49,43 @@ def test_json_manifest_and_bad_rows(tmp_path):
         read_manifest(tmp_path / "nolabel.csv")
 
 
+def test_manifest_splits_are_normalised_and_unknown_ones_refused(tmp_path):
+    (tmp_path / "m.csv").write_text("path,label,split\na,real,Train\nb,fake, train\nc,real,validation\n"
+                                    "d,fake,VAL \ne,real,test\nf,fake,\n")
+    entries = read_manifest(tmp_path / "m.csv")
+    assert [e.split for e in entries] == ["train", "train", "val", "val", "test", None]
+    assert [e.path.name for e in read_manifest(tmp_path / "m.csv", split="train")] == ["a", "b"]
+    assert [e.path.name for e in read_manifest(tmp_path / "m.csv", split="Validation")] == ["c", "d"]
+    (tmp_path / "bad.csv").write_text("path,label,split\na,real,train\nb,fake,dev\n")
+    with pytest.raises(ValueError, match=r"bad.csv, row 3: unknown split 'dev': expected one of train, val, test"):
+        read_manifest(tmp_path / "bad.csv", split="train")
+    with pytest.raises(ValueError, match=r"unknown split 'tst'"):
+        read_manifest(tmp_path / "m.csv", split="tst")
+
+
+def test_manifest_with_a_utf8_byte_order_mark(tmp_path):
+    (tmp_path / "m.csv").write_bytes("path,label,split\na.mp4,real,train\n".encode("utf-8-sig"))
+    (tmp_path / "m.json").write_bytes(json.dumps([{"path": "a.mp4", "label": 1}]).encode("utf-8-sig"))
+    assert read_manifest(tmp_path / "m.csv") == [ManifestEntry(tmp_path / "a.mp4", 0, "train")]
+    assert read_manifest(tmp_path / "m.json") == [ManifestEntry(tmp_path / "a.mp4", 1, None)]
+
+
+def test_manifest_duplicates_and_conflicts_are_caught_up_front(tmp_path):
+    from dynsnip.data import ManifestOverlapWarning
+
+    (tmp_path / "twice.csv").write_text("path,label,split\na/../a/v9,fake,test\nb,real,test\na/v9,fake,test\n")
+    with pytest.raises(ValueError, match=r"a/v9 is listed more than once in one split: row 2 .*row 4"):
+        read_manifest(tmp_path / "twice.csv", split="test")
+    (tmp_path / "labels.csv").write_text("path,label,split\nv1,fake,test\nv1,real,train\n")
+    with pytest.raises(ValueError, match=r"v1 has two labels: row 2 .*fake.*row 3 .*real"):
+        read_manifest(tmp_path / "labels.csv", split="test")
+    (tmp_path / "overlap.csv").write_text("path,label,split\nv1,fake,train\nv2,real,train\nv1,fake,val\n")
+    with pytest.warns(ManifestOverlapWarning, match=r"1 video\(s\) in more than one split.*v1 \(train and val\)"):
+        assert [e.path.name for e in read_manifest(tmp_path / "overlap.csv", split="val")] == ["v1"]
+    with pytest.raises(ValueError, match="two labels"):  # entries given directly are checked too
+        FaceFramesDataset([ManifestEntry(tmp_path / "x", 0), ManifestEntry(tmp_path / "y/../x", 1)])
+
+
 def test_write_manifest_round_trip_and_no_overwrite(tmp_path):
     entries = [ManifestEntry(tmp_path / "faces" / "a", 1, "train"), ManifestEntry(tmp_path / "b", 0, None)]
     path = write_manifest(entries, tmp_path / "out.csv")
@@ -140,3 +177,57 @@ def test_manifest_method_column_round_trips(tmp_path):
         ("a", 0, "train", None), ("b", 1, "test", "NeuralTextures")]
     out = write_manifest(entries, tmp_path / "out.csv")
     assert [e.method for e in read_manifest(out)] == [None, "NeuralTextures"]
+
+
+def write_numbered_frames(folder, numbers, name="{:06d}.png", size=8):
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in numbers:
+        Image.fromarray(np.full((size, size, 3), n % 256, np.uint8)).save(folder / name.format(n))
+
+
+def test_frame_folder_numbering_stray_files_and_gaps(tmp_path):
+    from dynsnip.data import FrameFolderError, FrameGapError, StrayFrameFileWarning, frame_sequence
+    from dynsnip.engine.failures import SkipUnreadable
+
+    folder = tmp_path / "v"
+    write_numbered_frames(folder, [*range(0, 5), *range(20, 31)])  # frames 5-19 missing
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "cover.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "thumb_0001.png")
+    (folder / "faces.json").write_text("{}")  # not an image: ignored silently
+    with pytest.warns(StrayFrameFileWarning, match=r"ignoring 2 image file\(s\) .*cover.png, thumb_0001.png"):
+        frames = frame_sequence(folder)
+    assert frames.numbers == [*range(0, 5), *range(20, 31)] and frames.step == 1
+    # U=2, T=4 over 16 frames: snippet 0 is positions 2-5, i.e. frames 2, 3, 4, 20: refused, not a "motion"
+    dataset = FaceFramesDataset([ManifestEntry(folder, 1)], num_snippets=2, size=(8, 8))
+    with pytest.warns(StrayFrameFileWarning), pytest.raises(FrameGapError, match="after frame 4 comes 20") as err:
+        dataset[0]
+    assert err.value.reason == "frame_gap"
+    with pytest.warns(StrayFrameFileWarning):
+        failed = SkipUnreadable(dataset)[0]
+    assert failed.reason == "frame_gap"
+    # snippets that do not cross the gap are read (U=1: positions 6-9, frames 21-24)
+    with pytest.warns(StrayFrameFileWarning):
+        pixels, _ = FaceFramesDataset([ManifestEntry(folder, 1)], num_snippets=1, size=(8, 8), mean=(0,) * 3,
+                                      std=(1,) * 3)[0]
+    assert [round(float(v) * 255) for v in pixels[0, :, 0, 0]] == [21, 22, 23, 24]
+    # a constant step other than 1 (every 5th frame extracted) is a consistent numbering
+    write_numbered_frames(tmp_path / "every5", range(0, 40, 5), name="frame_{:04d}.jpg")
+    assert frame_sequence(tmp_path / "every5").step == 5
+    # one number twice
+    write_numbered_frames(tmp_path / "dup", [0, 1, 2])
+    write_numbered_frames(tmp_path / "dup", [1], name="{:d}.png")
+    with pytest.raises(FrameFolderError, match="are both frame 1"):
+        frame_sequence(tmp_path / "dup")
+
+
+def test_a_fifo_among_frames_fails_the_folder_instead_of_hanging(tmp_path):
+    import os
+
+    from dynsnip.data import FrameFolderError
+
+    folder = tmp_path / "v"
+    write_numbered_frames(folder, [0, 1, 2, 4, 5, 6, 7])
+    os.mkfifo(folder / "000003.png")
+    with pytest.raises(FrameFolderError, match=r"frame 3 \(000003.png\) is not a regular file") as err:
+        FaceFramesDataset([ManifestEntry(folder, 0)], num_snippets=1, size=(8, 8))[0]
+    assert err.value.reason == "bad_frame_folder"

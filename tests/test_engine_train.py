@@ -136,9 +136,11 @@ def test_progress_bars_do_not_change_the_data_a_seeded_epoch_sees(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_no_resume_starts_over(tmp_path):
+def test_no_resume_starts_over_only_with_overwrite(tmp_path):
     run(tiny_recipe(epochs=1), tmp_path / "run")
-    again = run(tiny_recipe(epochs=1), tmp_path / "run", resume=False)
+    with pytest.raises(FileExistsError, match="not empty .* --overwrite"):
+        run(tiny_recipe(epochs=1), tmp_path / "run", resume=False)
+    again = run(tiny_recipe(epochs=1), tmp_path / "run", resume=False, overwrite=True)
     assert again.resumed_from == 0 and len(again.history) == 1
 
 

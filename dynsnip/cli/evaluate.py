@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no fp16 autocast on GPU")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers (default 4)")
-    p.add_argument("--out", type=Path, help="report path without extension (writes .json, .csv, _videos.csv)")
+    p.add_argument("--out", type=Path, help="report path without extension (writes .json, .csv, _videos.csv; "
+                                            "refused if one of them exists, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing report")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--record", action="store_true",
                    help="add the result to --model's config.json and model card (a local hub-layout folder, "
@@ -58,6 +61,22 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def report_problem(out: Path | None, overwrite: bool) -> str | None:
+    """What keeps ``--out`` from taking the report (checked before any video is scored), or None."""
+    from ..engine.metrics import report_paths
+
+    if out is None:
+        return None
+    paths = report_paths(out)
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        return f"--out {out}: {', '.join(existing)} exist(s); refusing to overwrite an earlier report (pass --overwrite)"
+    folder = next((f for f in paths[0].parents if f.exists()), None)
+    if folder is not None and (not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK)):
+        return f"--out {out}: cannot write the report under {folder} (not a writable folder)"
+    return None
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine import Recipe, build_model, evaluate, make_dataset, write_report
     from ..engine.failures import describe_failures
@@ -67,6 +86,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if not args.manifest.is_file():
         return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")
+    if problem := report_problem(args.out, args.overwrite):
+        return usage_error("evaluate", problem)
     from ..engine.train import saved_model_folder
 
     model_folder = saved_model_folder(args.model)

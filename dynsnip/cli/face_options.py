@@ -58,7 +58,7 @@ def clip_loader(model: Any, args: argparse.Namespace, faces: Any) -> Any:
     and test U, with ``faces`` (see :func:`face_detector`), ``--margin`` and ``--snippets``."""
     from dynsnip.data import FaceClipLoader
 
-    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin)
+    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin, cap_snippets=True)
     if args.snippets is not None:
         overrides["num_snippets"] = args.snippets
     return FaceClipLoader.from_model(model, **overrides)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -207,12 +208,42 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def output_problem(output: Path | None, overwrite: bool) -> str | None:
+    """What keeps ``--output`` from taking the report, or None; checked before any video is
+    scored, so that a typo in the folder does not cost the whole run."""
+    if output is None:
+        return None
+    if output.is_dir():
+        return f"--output {output} is a folder; expected a file name for the JSON report"
+    if output.exists() and not overwrite:
+        return f"--output {output} exists; refusing to overwrite it (pass --overwrite to replace it)"
+    folder = output.parent
+    if not folder.is_dir():
+        return f"--output {output}: the folder {folder} does not exist; create it first"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"--output {output}: the folder {folder} is not writable"
+    return None
+
+
+def _note_capped_snippets(results: list[dict[str, Any]], loader: Any) -> list[str]:
+    """Add a ``note`` to each result scored with fewer snippets than asked for (a video with
+    fewer distinct snippets, see ``FaceClipLoader(cap_snippets=True)``); return the notes."""
+    notes = []
+    for r in results:
+        if r["status"] == "ok" and len(r["snippets"]) < loader.num_snippets:
+            r["note"] = (f"{loader.num_snippets} snippets asked for, but {r['num_frames']} frames hold only "
+                         f"{len(r['snippets'])} different snippets of {loader.snippet_len}: scored with "
+                         f"{len(r['snippets'])}")
+            notes.append(f"{r['path']}: {r['note']}")
+    return notes
+
+
 def run(args: argparse.Namespace) -> int:
     def usage_error(message: str) -> int:
         return _usage_error("predict", message)
 
-    if args.output is not None and args.output.exists() and not args.overwrite:
-        return usage_error(f"--output {args.output} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    if problem := output_problem(args.output, args.overwrite):
+        return usage_error(problem)
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
     if args.workers < 0:
@@ -243,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
     results = predict_videos(model, videos, loader=loader, threshold=args.threshold, workers=args.workers,
                              device=device, progress=not args.no_progress)
 
+    for note in _note_capped_snippets(results, loader):
+        print(f"dynsnip predict: note: {note}", file=sys.stderr)
     failed = sum(r["status"] != "ok" for r in results)
     report = dict(
         model=getattr(model, "pretrained_cfg", {}).get("architecture", args.model or DEFAULT_MODEL),

@@ -6,12 +6,14 @@ Run it under ``torchrun`` to train on several GPUs / nodes with DDP.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..engine.recipe import Recipe
-from .exit_codes import usage_error
+from .exit_codes import EXIT_SOME_FAILED, usage_error
 
 _DEFAULT = Recipe()
 
@@ -90,7 +92,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "Fine-tune a DIL detector on a manifest of face-frame folders (from `dynsnip extract-faces`) or "
             "videos, with the paper's recipe: Adam, lr 1e-4, BCE on one 'fake' logit, batch 10, 30 epochs, lr/10 "
             "on a validation plateau, horizontal flip only, U=4 x T=4 at 224 px (U=8 for validation). Writes "
-            "OUT/model (hub layout, best epoch) and OUT/checkpoint (resumable: run the same command again). "
+            "OUT/model (hub layout, best epoch) and OUT/checkpoint (resumable: run the same command again; other "
+            "settings are refused, see --use-saved-recipe). An OUT holding an earlier run that is not resumed is "
+            "refused (see --overwrite); one training at a time per OUT. "
             "Multi-GPU: torchrun --nproc_per_node N -m dynsnip train ..."
         ),
         epilog=(
@@ -123,7 +127,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     run.add_argument("--out", type=Path, required=True, help="run directory (model/, checkpoint/, history.json)")
     run.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     run.add_argument("--no-resume", dest="resume", action="store_false",
-                     help="start over even if OUT/checkpoint exists (it is overwritten)")
+                     help="start over even if OUT/checkpoint exists (with --overwrite: the earlier run is replaced)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the results of an earlier run in OUT that is not resumed (model/, checkpoint/, "
+                          "history.json, recipe.json, val_report.*); without it such an OUT is refused")
+    run.add_argument("--use-saved-recipe", action="store_true",
+                     help="when resuming, continue with the settings saved in OUT/checkpoint even where this "
+                          "command's differ (without it a difference is refused, naming the settings)")
     run.add_argument("--stop-after-epoch", type=int, help="return after this epoch (resume later with the same command)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_recipe_arguments(p)
@@ -152,11 +162,14 @@ def run_train(args: argparse.Namespace) -> int:
     from ..data.manifest import read_manifest
     from ..engine import build_model, make_dataset, train
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.checkpoint import find_training_checkpoint
+    from ..engine.data import check_validation_labels
+    from ..engine.run_folder import plan_run
+    from ..engine.run_lock import RunFolderBusyError, RunFolderLock
     from ..engine.train import seed_everything
     from ..hub.errors import ModelLoadError
 
-    setup_errors = (ValueError, FileNotFoundError, TypeError, ModelLoadError)
+    setup_errors = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, TypeError, ModelLoadError,
+                    RunFolderBusyError)
     try:
         recipe = recipe_from_args(args, model=str(args.model), pretrained=bool(args.pretrained))
         train_manifest, train_split, val_manifest, val_split = _resolve_manifests(args)
@@ -168,10 +181,17 @@ def run_train(args: argparse.Namespace) -> int:
     except setup_errors as err:
         return _usage_error(err)
     info = init_distributed(args.device)
+    held = contextlib.ExitStack()  # the run folder's lock, until the end of the command
     try:
         try:
+            if info.is_main:
+                held.enter_context(RunFolderLock(args.out))
+            plan = plan_run(args.out, recipe, resume=args.resume, overwrite=args.overwrite,
+                            use_saved_recipe=args.use_saved_recipe)
+            if plan.resume and plan.recipe != recipe and info.is_main:
+                print("note: " + " ".join(plan.notes))
+            recipe, resuming = plan.recipe, plan.resume
             seed_everything(recipe.seed)
-            resuming = args.resume and find_training_checkpoint(args.out / "checkpoint") is not None
             model = build_model(recipe.model, pretrained=recipe.pretrained and not resuming,
                                 checkpoint=None if resuming else args.checkpoint, **parse_model_args(args.model_arg))
             train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data)
@@ -181,6 +201,8 @@ def run_train(args: argparse.Namespace) -> int:
                 train_set = balance_classes(train_set, seed=recipe.seed)
             val_set = (make_dataset(val_manifest, model, recipe, train=False, split=val_split, kind=args.data)
                        if val_manifest is not None else None)
+            if val_set is not None:
+                check_validation_labels(val_set, recipe.monitor)
         except setup_errors as err:
             return _usage_error(err)
         if info.is_main:
@@ -190,12 +212,18 @@ def run_train(args: argparse.Namespace) -> int:
         result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
                        progress=args.progress, stop_after_epoch=args.stop_after_epoch,
                        data_name=(args.data_name or Path(train_manifest).name)
-                       + (" (classes balanced by oversampling)" if args.balance_classes else ""))
+                       + (" (classes balanced by oversampling)" if args.balance_classes else ""),
+                       overwrite=args.overwrite, use_saved_recipe=args.use_saved_recipe)
+        if info.is_main and not (result.model_dir / "config.json").is_file():
+            print(f"dynsnip train: error: no model was saved in {result.model_dir}: no epoch had a defined "
+                  f"{result.best['metric']} (see {args.out / 'history.json'}); nothing to publish", file=sys.stderr)
+            return EXIT_SOME_FAILED
         if info.is_main:
             best = result.best
             shown = f"{best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best["epoch"] else "no epoch run"
             print(f"done: {result.model_dir} ({shown}), hub layout; publish it with `dynsnip push {result.model_dir} OWNER/NAME`, "
                   f"use it with `dynsnip predict --model {result.model_dir} VIDEO`")
     finally:
+        held.close()
         cleanup_distributed()
     return 0

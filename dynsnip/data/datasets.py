@@ -6,6 +6,16 @@
 * :class:`FaceFramesDataset`: folders of face crops written once by ``dynsnip
   extract-faces`` (or any folder of consecutive frame images): the usual FF++ workflow.
 
+A frame folder (:func:`frame_sequence`) holds images named ``<prefix><number>.<ext>``
+(``000000.png``, ``frame_0001.jpg``); the most common prefix and extension make the
+sequence, numbered with a constant step (1 for ``extract-faces``). Image files outside that
+pattern (``cover.png``) are ignored with a :class:`StrayFrameFileWarning`; other files
+(``faces.json``) silently. A snippet is sampled by position in the sequence, and a snippet
+whose frames are not consecutive (frames 8-22 missing) fails with
+:class:`~dynsnip.data.errors.FrameGapError` (reason ``frame_gap``): the jump would be read as
+the very motion DIL scores. Only regular files are opened: a frame that is a FIFO, a device
+or a broken link fails the folder (``bad_frame_folder``) instead of hanging the reader.
+
 Both return ``(pixels, label)``: ``pixels`` float32 ``(3, U*T, H, W)`` (batch them into
 the model's ``(B, 3, U*T, H, W)``), ``label`` a float32 scalar, 1.0 = fake (binary
 cross-entropy on the detector's single logit, as in the paper).
@@ -13,6 +23,10 @@ cross-entropy on the detector's single logit, as in the paper).
 from __future__ import annotations
 
 import os
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +35,8 @@ from torch.utils.data import Dataset
 
 from ._optional import require
 from .crop import crop_and_resize
-from .manifest import ManifestEntry, read_manifest
+from .errors import FrameFolderError, FrameGapError
+from .manifest import ManifestEntry, check_entries, parse_split, read_manifest
 from .pipeline import FaceClipLoader, data_config_from_model
 from .sampling import ShortVideoPolicy, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
@@ -30,12 +45,20 @@ np = require("numpy")
 Image = require("PIL.Image")
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_FRAME_NAME = re.compile(r"^(?P<prefix>.*?)(?P<number>\d+)$")
+
+
+class StrayFrameFileWarning(UserWarning):
+    """An image file in a frame folder that is not one of its numbered frames (ignored)."""
 
 
 def _entries(source: Any, split: str | None) -> list[ManifestEntry]:
     if isinstance(source, (str, os.PathLike)):
         return read_manifest(source, split=split)
-    return [e for e in source if split is None or e.split == split]
+    entries = list(source)
+    check_entries(entries, "manifest entries")
+    split = parse_split(split, "requested split: ") if split is not None else None
+    return [e for e in entries if split is None or e.split == split]
 
 
 class VideoDataset(Dataset):
@@ -61,21 +84,91 @@ class VideoDataset(Dataset):
         return clip.pixels, torch.tensor(float(entry.label))
 
 
-def list_frames(folder: str | os.PathLike[str]) -> list[Path]:
-    """The frame images of ``folder`` in time order (by the number in the name, then by name)."""
+@dataclass(frozen=True)
+class FrameSequence:
+    """The numbered frames of a folder in time order: ``paths[i]`` is frame ``numbers[i]``;
+    consecutive frames differ by ``step``."""
+
+    folder: Path
+    paths: list[Path]
+    numbers: list[int]
+    step: int
+
+    def check_consecutive(self, indices: "torch.Tensor") -> None:
+        """Raise :class:`FrameGapError` if a snippet (row of ``indices``, positions in
+        :attr:`paths`) spans a gap in the numbering. A repeated position (a folder shorter
+        than a snippet repeats its last frame) is not a gap."""
+        for u, row in enumerate(indices.tolist()):
+            for a, b in zip(row, row[1:]):
+                if a != b and self.numbers[b] - self.numbers[a] != self.step:
+                    first, last = self.numbers[row[0]], self.numbers[row[-1]]
+                    raise FrameGapError(
+                        self.folder,
+                        f"snippet {u} (frames {first}-{last}) spans a gap in the frame numbering: after frame "
+                        f"{self.numbers[a]} comes {self.numbers[b]} (step {self.step}); a snippet must be "
+                        "consecutive frames, since the jump would be scored as motion. Extract the frames "
+                        "again, or leave this folder out of the manifest",
+                    )
+
+
+def _regular_file(path: Path | os.DirEntry) -> bool:
+    try:
+        return path.is_file()  # follows links; False for FIFOs, sockets, devices, broken links
+    except OSError:
+        return False
+
+
+def frame_sequence(folder: str | os.PathLike[str]) -> FrameSequence:
+    """The frames of ``folder`` (see module docstring).
+
+    Raises:
+        FileNotFoundError: no such folder, or no numbered images in it.
+        FrameFolderError: two files with one frame number, or a frame that is not a regular file.
+    Warns:
+        StrayFrameFileWarning: image files that are not frames of the sequence (ignored).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: expected a folder of face frames (from `dynsnip extract-faces`)")
-    frames = [p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES]
+    named: list[tuple[str, str, int, Path]] = []
+    stray: list[str] = []
+    regular: set[str] = set()
+    with os.scandir(folder) as listing:  # DirEntry.is_file(): no stat per frame (one per link)
+        for entry in listing:
+            p = Path(entry.path)
+            if p.suffix.lower() not in FRAME_SUFFIXES:
+                continue
+            if _regular_file(entry):
+                regular.add(entry.name)
+            match = _FRAME_NAME.match(p.stem)
+            if match is None:
+                stray.append(p.name)
+            else:
+                named.append((match["prefix"], p.suffix.lower(), int(match["number"]), p))
+    if not named:
+        raise FileNotFoundError(f"{folder}: no frame images (numbered, e.g. 000000.png; {', '.join(FRAME_SUFFIXES)}) in it")
+    pattern, _ = Counter((prefix, suffix) for prefix, suffix, _, _ in named).most_common(1)[0]
+    stray += [p.name for prefix, suffix, _, p in named if (prefix, suffix) != pattern]
+    frames = sorted((number, p) for prefix, suffix, number, p in named if (prefix, suffix) == pattern)
+    if stray:
+        shown = ", ".join(sorted(stray)[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        warnings.warn(f"{folder}: ignoring {len(stray)} image file(s) that are not frames "
+                      f"'{pattern[0]}<number>{pattern[1]}': {shown}", StrayFrameFileWarning, stacklevel=2)
+    numbers = [number for number, _ in frames]
+    for (n0, p0), (n1, p1) in zip(frames, frames[1:]):
+        if n0 == n1:
+            raise FrameFolderError(folder, f"{p0.name} and {p1.name} are both frame {n0}; expected one file per frame")
+    for number, p in frames:
+        if p.name not in regular:
+            raise FrameFolderError(folder, f"frame {number} ({p.name}) is not a regular file (a FIFO, socket, device "
+                                           "or broken link); expected image files only")
+    diffs = [b - a for a, b in zip(numbers, numbers[1:])]
+    return FrameSequence(folder, [p for _, p in frames], numbers, min(diffs) if diffs else 1)
 
-    def key(p: Path) -> tuple[int, str]:
-        digits = "".join(ch for ch in p.stem if ch.isdigit())
-        return (int(digits) if digits else -1, p.name)
 
-    frames.sort(key=key)
-    if not frames:
-        raise FileNotFoundError(f"{folder}: no frame images ({', '.join(FRAME_SUFFIXES)}) in it")
-    return frames
+def list_frames(folder: str | os.PathLike[str]) -> list[Path]:
+    """The frame images of ``folder`` in time order (:func:`frame_sequence`)."""
+    return frame_sequence(folder).paths
 
 
 class FaceFramesDataset(Dataset):
@@ -146,17 +239,20 @@ class FaceFramesDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
-        frames = list_frames(entry.path)
+        frames = frame_sequence(entry.path)
         indices = sample_snippets(
-            len(frames), self.num_snippets, self.snippet_len, train=self.train, short_video=self.short_video
+            len(frames.paths), self.num_snippets, self.snippet_len, train=self.train, short_video=self.short_video
         )
-        images = [self._load(frames[i]) for i in indices.flatten().tolist()]
+        frames.check_consecutive(indices)
+        images = [self._load(frames.paths[i]) for i in indices.flatten().tolist()]
         pixels = frames_to_tensor(np.stack(images), self.mean, self.std)
         if self.train:
             pixels = random_horizontal_flip(pixels, self.hflip_prob)
         return pixels, torch.tensor(float(entry.label))
 
     def _load(self, path: Path) -> "np.ndarray":
+        if not _regular_file(path):  # replaced since it was listed: never open a FIFO
+            raise FrameFolderError(path.parent, f"{path.name} is not a regular file any more; expected an image file")
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
         if rgb.shape[:2] == self.size:

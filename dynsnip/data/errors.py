@@ -48,3 +48,17 @@ class NoFaceError(VideoError):
     """The face detector found no face in any of the sampled frames."""
 
     reason = "no_face"
+
+
+class FrameGapError(VideoError):
+    """A sampled snippet of a frame folder spans a gap in the frame numbering: its frames are
+    not consecutive, and the jump would look like motion to the model."""
+
+    reason = "frame_gap"
+
+
+class FrameFolderError(VideoError):
+    """A frame folder whose frames cannot be read as one sequence: two files with the same
+    frame number, or a frame that is not a regular file (a FIFO, a device, a broken link)."""
+
+    reason = "bad_frame_folder"

@@ -7,19 +7,34 @@ Formats (chosen by the file extension):
 * JSON: a list of objects ``{"path": ..., "label": ..., "split": ...}`` (split optional).
 
 ``label`` is ``0``/``1`` or ``real``/``fake`` (case-insensitive; 1 = fake, the positive
-class of the detector's single logit). Relative paths are relative to the manifest's
-folder, so a dataset folder with its manifest can be moved as a whole.
+class of the detector's single logit). ``split`` is ``train``, ``val`` (or ``validation``)
+or ``test``, case and surrounding spaces ignored, or empty; any other value is refused by
+name rather than leaving its rows out silently. Relative paths are relative to the
+manifest's folder, so a dataset folder with its manifest can be moved as a whole. A UTF-8
+byte-order mark (as spreadsheet programs write) is accepted.
+
+Before anything is read, the whole manifest is checked (:func:`check_entries`): a video
+listed twice (also under two spellings of its path, ``a/../a/v9`` and ``a/v9``) or with two
+labels is an error naming the rows; a video in two splits (e.g. train and val) is a
+:class:`ManifestOverlapWarning`, since results on it are then not held out.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 LABEL_NAMES = {"real": 0, "fake": 1}
+SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"validation": "val"}
+
+
+class ManifestOverlapWarning(UserWarning):
+    """A video is in more than one split of a manifest (e.g. train and val)."""
 
 
 @dataclass(frozen=True)
@@ -43,17 +58,74 @@ def parse_label(value: object, where: str = "") -> int:
     raise ValueError(f"{where}bad label {value!r}: expected 0/1 or real/fake")
 
 
-def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> list[ManifestEntry]:
-    """Read a CSV or JSON manifest; keep only rows of ``split`` when given.
+def parse_split(value: object, where: str = "") -> str | None:
+    """``Train`` / `` train `` -> ``train``, ``validation`` -> ``val``, empty -> None; any other
+    value is a ValueError naming it and ``where``."""
+    text = "" if value is None else str(value).strip().lower()
+    if not text:
+        return None
+    text = SPLIT_ALIASES.get(text, text)
+    if text not in SPLITS:
+        raise ValueError(f"{where}unknown split {value!r}: expected one of {', '.join(SPLITS)} "
+                         "(or validation for val), case-insensitive, or empty")
+    return text
+
+
+def check_entries(entries: Sequence[ManifestEntry], source: object = "manifest",
+                  rows: Sequence[str] | None = None) -> None:
+    """Check a whole manifest before any work starts (see module docstring).
+
+    Args:
+        entries: every entry of the manifest (all splits).
+        source: what to call the manifest in messages.
+        rows: how to call each entry in messages (default ``item <i>``).
 
     Raises:
-        ValueError: unknown extension, missing ``path``/``label`` column or a bad label
-            (the message names the file and row).
+        ValueError: a video listed twice in one split, or with two labels (the first few,
+            then a count).
+    Warns:
+        ManifestOverlapWarning: a video in more than one split.
+    """
+    names = list(rows) if rows is not None else [f"item {i}" for i in range(len(entries))]
+    seen: dict[Path, list[int]] = {}
+    for i, entry in enumerate(entries):
+        seen.setdefault(Path(entry.path).resolve(), []).append(i)
+    errors, overlaps = [], []
+    for key, where in seen.items():
+        if len(where) == 1:
+            continue
+        listed = ", ".join(f"{names[i]} ({entries[i].path}, {'fake' if entries[i].label else 'real'}, "
+                           f"split {entries[i].split or '-'})" for i in where)
+        splits = [entries[i].split for i in where]
+        if len({entries[i].label for i in where}) > 1:
+            errors.append(f"{key} has two labels: {listed}")
+        elif len(set(splits)) < len(splits):
+            errors.append(f"{key} is listed more than once in one split: {listed}")
+        else:
+            overlaps.append(f"{key} ({' and '.join(str(s) for s in splits)})")
+    if errors:
+        more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+        raise ValueError(f"{source}: " + "; ".join(errors[:5]) + more
+                         + ". Expected each video once, with one label")
+    if overlaps:
+        more = f" and {len(overlaps) - 5} more" if len(overlaps) > 5 else ""
+        warnings.warn(f"{source}: {len(overlaps)} video(s) in more than one split, so results on them are not "
+                      f"held out: {', '.join(overlaps[:5])}{more}", ManifestOverlapWarning, stacklevel=3)
+
+
+def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> list[ManifestEntry]:
+    """Read and check (:func:`check_entries`) a CSV or JSON manifest; keep only rows of
+    ``split`` when given (normalised like the column: ``Validation`` -> ``val``).
+
+    Raises:
+        ValueError: unknown extension, missing ``path``/``label`` column, a bad label or
+            split, a video listed twice or with two labels (the message names the file and rows).
     """
     path = Path(path)
     root = path.parent
+    split = parse_split(split, "requested split: ") if split is not None else None
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = {"path", "label"} - set(reader.fieldnames or ())
             if missing:
@@ -63,7 +135,7 @@ def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> lis
                 )
             rows = [(f"{path}, row {n}: ", row) for n, row in enumerate(reader, start=2)]
     elif path.suffix.lower() == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
         if not isinstance(data, list):
             raise ValueError(f"{path}: JSON manifest must be a list of {{path, label, split}} objects")
         rows = [(f"{path}, item {n}: ", row) for n, row in enumerate(data)]
@@ -73,19 +145,16 @@ def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> lis
     for where, row in rows:
         if not isinstance(row, dict) or not row.get("path") or row.get("label") in (None, ""):
             raise ValueError(f"{where}needs a path and a label, got {row!r}")
-        row_split = row.get("split") or None
-        if split is not None and row_split != split:
-            continue
-        entry_path = Path(row["path"])
         entries.append(
             ManifestEntry(
-                path=entry_path if entry_path.is_absolute() else root / entry_path,
+                path=Path(os.path.normpath(root / str(row["path"]))),
                 label=parse_label(row["label"], where),
-                split=row_split,
+                split=parse_split(row.get("split"), where),
                 method=(str(row.get("method") or "").strip() or None),
             )
         )
-    return entries
+    check_entries(entries, path, [where[len(f"{path}, "):].rstrip(": ") for where, _ in rows])
+    return [e for e in entries if split is None or e.split == split]
 
 
 def write_manifest(

@@ -27,7 +27,7 @@ from .crop import crop_and_resize
 from .decode import VideoReader
 from .errors import NoFaceError
 from .faces import DetectorSpec, create_face_detector, detect_faces
-from .sampling import ShortVideoPolicy, sample_snippets
+from .sampling import ShortVideoPolicy, distinct_snippets, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
 
 np = require("numpy")
@@ -89,6 +89,9 @@ class FaceClipLoader:
         hflip_prob: flip probability when ``train`` (0.5).
         short_video: policy for videos shorter than U*T frames, see
             :mod:`dynsnip.data.sampling`.
+        cap_snippets: use at most as many snippets as the video has different ones
+            (:func:`~dynsnip.data.sampling.distinct_snippets`); the clip then has fewer than
+            ``num_snippets``. For scoring single videos; a dataset needs a fixed U.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class FaceClipLoader:
         train: bool = False,
         hflip_prob: float = 0.5,
         short_video: ShortVideoPolicy = "overlap",
+        cap_snippets: bool = False,
     ):
         self.num_snippets = num_snippets
         self.snippet_len = snippet_len
@@ -116,6 +120,7 @@ class FaceClipLoader:
         self.train = train
         self.hflip_prob = hflip_prob
         self.short_video = short_video
+        self.cap_snippets = cap_snippets
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, **overrides: Any) -> "FaceClipLoader":
@@ -132,9 +137,12 @@ class FaceClipLoader:
             problem: not found, corrupt, no video stream, unseekable, no face.
         """
         with VideoReader(path) as video:
+            num_snippets = self.num_snippets
+            if self.cap_snippets:
+                num_snippets = min(num_snippets, distinct_snippets(video.num_frames, self.snippet_len))
             indices = sample_snippets(
                 video.num_frames,
-                self.num_snippets,
+                num_snippets,
                 self.snippet_len,
                 train=self.train,
                 generator=generator,
@@ -156,7 +164,7 @@ class FaceClipLoader:
             frame_indices=indices,
             crop_boxes=torch.from_numpy(crop_boxes),
             face_found=torch.from_numpy(face_found),
-            timestamps=timestamps.reshape(self.num_snippets, self.snippet_len),
+            timestamps=timestamps.reshape(num_snippets, self.snippet_len),
             num_frames=num_frames,
             fps=fps,
         )
@@ -166,16 +174,17 @@ class FaceClipLoader:
     ) -> tuple["np.ndarray", "np.ndarray"]:
         """``(U, 4)`` int64 crop boxes and ``(U,)`` bool face-found flags."""
         width, height = frame_size
+        num_snippets = len(frames) // self.snippet_len
         if self.face_detector is None:
-            boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (self.num_snippets, 1))
-            return boxes, np.ones(self.num_snippets, dtype=bool)
+            boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (num_snippets, 1))
+            return boxes, np.ones(num_snippets, dtype=bool)
         face_boxes = snippet_face_boxes(detect_faces(frames, self.face_detector), self.snippet_len)
         face_found = ~np.isnan(face_boxes).any(axis=1)
         if not face_found.any():
             raise NoFaceError(
                 path,
                 f"no face found in any of the {len(frames)} sampled frames "
-                f"({self.num_snippets} snippets x {self.snippet_len}); expected a video showing "
+                f"({num_snippets} snippets x {self.snippet_len}); expected a video showing "
                 "a face (use face_detector='none' for input that is already a face crop; for faces smaller "
                 "than ~1/6 of the frame, a DlibFaceDetector with a larger detect_short_side or upsample=1: "
                 "--detect-size / --detect-upsample on the command line)",

@@ -20,6 +20,11 @@ overlap; training sampling is deterministic there because there is no slack. A v
 with fewer than ``T`` frames repeats its last frame to fill each snippet. This keeps the
 model's input shape fixed and uses every frame the video has instead of failing.
 ``short_video="error"`` raises ``ValueError`` instead.
+
+A video of ``N`` frames holds only ``N - T + 1`` different snippets
+(:func:`distinct_snippets`); asking for more repeats snippets, which costs memory and time
+and adds nothing. Scoring a single video (``dynsnip predict``) therefore caps U there
+(``FaceClipLoader(cap_snippets=True)``), and says so in its report.
 """
 from __future__ import annotations
 
@@ -28,6 +33,12 @@ from typing import Literal
 import torch
 
 ShortVideoPolicy = Literal["overlap", "error"]
+
+
+def distinct_snippets(num_frames: int, snippet_len: int) -> int:
+    """How many different snippets of ``snippet_len`` consecutive frames ``num_frames`` frames
+    hold: ``N - T + 1``, and 1 for a video shorter than a snippet."""
+    return max(int(num_frames) - int(snippet_len) + 1, 1)
 
 
 def sample_snippets(

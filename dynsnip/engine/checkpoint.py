@@ -24,10 +24,13 @@ from typing import Any, Mapping
 import safetensors.torch
 import torch
 
+from ..hub.safetensors_file import save_file
+
 __all__ = [
     "save_training_checkpoint",
     "load_training_checkpoint",
     "find_training_checkpoint",
+    "read_checkpoint_recipe",
     "optimizer_state_to_flat",
     "optimizer_state_from_flat",
     "CHECKPOINT_FORMAT",
@@ -128,11 +131,9 @@ def save_training_checkpoint(
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    safetensors.torch.save_file(
-        {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, tmp / MODEL_NAME
-    )
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}, tmp / MODEL_NAME)
     opt_tensors, opt_meta = optimizer_state_to_flat(optimizer_state)
-    safetensors.torch.save_file(opt_tensors, tmp / OPTIMIZER_NAME)
+    save_file(opt_tensors, tmp / OPTIMIZER_NAME)
     payload = dict(_jsonable(dict(state)), format=CHECKPOINT_FORMAT, optimizer=opt_meta)
     (tmp / STATE_NAME).write_text(json.dumps(_float_json(payload), indent=1), encoding="utf-8")
     if directory.exists():
@@ -177,3 +178,18 @@ def load_training_checkpoint(directory: str | os.PathLike[str]) -> dict[str, Any
     state["optimizer"] = optimizer_state_from_flat(safetensors.torch.load_file(found / OPTIMIZER_NAME), opt_meta)
     state["path"] = str(found)
     return state
+
+
+def read_checkpoint_recipe(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The recipe (``Recipe.to_dict()``) saved in the checkpoint at ``directory``, read from its
+    ``state.json`` alone (no tensors); None when there is no readable one (a damaged checkpoint
+    is then reported by :func:`load_training_checkpoint`)."""
+    found = find_training_checkpoint(directory)
+    if found is None:
+        return None
+    try:
+        state = _from_json(_float_from_json(json.loads((found / STATE_NAME).read_text(encoding="utf-8"))))
+    except (OSError, ValueError):
+        return None
+    recipe = state.get("recipe") if isinstance(state, dict) else None
+    return dict(recipe) if isinstance(recipe, dict) else None

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from .recipe import Recipe
 
-__all__ = ["make_dataset", "DATA_KINDS"]
+__all__ = ["make_dataset", "check_validation_labels", "DATA_KINDS"]
 
 DATA_KINDS = ("auto", "frames", "video")
 
@@ -33,6 +33,38 @@ def _detect_kind(entries: list[Any], manifest: Any) -> str:
     raise FileNotFoundError(
         f"{manifest}: first entry {first} does not exist; expected a video file or a folder of face frames"
     )
+
+
+def _labels(dataset: Dataset) -> list[int] | None:
+    """The labels of ``dataset`` from its manifest entries (or a ``labels`` attribute), or None
+    when they are not known without reading the items."""
+    entries = getattr(dataset, "entries", None)
+    if entries is not None:
+        return [int(e.label) for e in entries]
+    labels = getattr(dataset, "labels", None)
+    return [int(v) for v in labels] if labels is not None else None
+
+
+def check_validation_labels(dataset: Dataset, monitor: str) -> None:
+    """Refuse a validation set whose labels cannot give ``monitor``: AUC needs real and fake
+    videos (with one class it is undefined, no epoch would ever be "best" and no model would
+    be saved). Datasets whose labels are unknown up front are not checked.
+
+    Raises:
+        ValueError: naming the class present, the count and what to do.
+    """
+    labels = _labels(dataset)
+    if monitor != "auc" or not labels:
+        return
+    present = sorted(set(labels))
+    if len(present) == 1:
+        name = "fake" if present[0] == 1 else "real"
+        other = "real" if present[0] == 1 else "fake"
+        raise ValueError(
+            f"the validation set has only {name} videos ({len(labels)}): its AUC, the metric that picks the saved "
+            f"model and drives the learning-rate drops, is undefined; add {other} videos to it, or choose "
+            "another monitor (--monitor accuracy or --monitor loss)"
+        )
 
 
 def make_dataset(

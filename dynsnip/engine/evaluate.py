@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -113,15 +114,20 @@ def autocast_context(device: torch.device, enabled: bool, dtype: torch.dtype = t
 
 
 def progress_bar(iterable, total: int | None, desc: str, enabled: bool, **tqdm_options: Any):
-    """A tqdm bar when tqdm is installed and ``enabled``; the bare iterable otherwise.
-    ``tqdm_options`` go to tqdm (e.g. ``unit="video", disable=None`` for a bar only on a terminal).
+    """A tqdm bar when tqdm is installed, ``enabled`` and its output (``file``, default stderr)
+    is a terminal; the bare iterable otherwise. ``tqdm_options`` go to tqdm (e.g. ``unit="video"``).
+
+    Into a log file or a pipe a bar writes a new line at every refresh, burying the log in
+    thousands of lines, so there is none; ``train`` then logs a line every ``log_every``
+    steps instead.
 
     The iterator is created here, before tqdm sees it: iterating ``tqdm(DataLoader)`` draws
     the loader's random state differently from iterating the loader (tqdm 4.70), and a
     progress bar must not change which clips a seeded epoch sees.
     """
     iterator = iter(iterable)
-    if not enabled:
+    stream = tqdm_options.get("file") or sys.stderr
+    if not enabled or not (hasattr(stream, "isatty") and stream.isatty()):
         return iterator
     try:
         from tqdm.auto import tqdm

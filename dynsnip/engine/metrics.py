@@ -210,6 +210,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def report_paths(path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
+    """The JSON, CSV and per-video CSV files :func:`write_report` writes for ``path``."""
+    base = Path(path)
+    if base.suffix.lower() in (".json", ".csv"):
+        base = base.with_suffix("")
+    return base.with_suffix(".json"), base.with_suffix(".csv"), base.with_name(base.name + "_videos.csv")
+
+
 def write_report(
     report: Mapping[str, Any],
     path: str | os.PathLike[str],
@@ -227,18 +235,14 @@ def write_report(
     Returns:
         the JSON and CSV paths.
     """
-    base = Path(path)
-    if base.suffix.lower() in (".json", ".csv"):
-        base = base.with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
+    json_path, csv_path, videos_path = report_paths(path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     data = dict(report)
     rows = [("overall", report["overall"])] + list(report.get("per_method", {}).items())
     if predictions is not None:
         predictions = [dict(p) for p in predictions]
         data["videos"] = predictions
-    json_path = base.with_suffix(".json")
     json_path.write_text(json.dumps(_clean(data), indent=2) + "\n", encoding="utf-8")
-    csv_path = base.with_suffix(".csv")
     columns = ["subset", "auc", "accuracy", "num_videos", "num_real", "num_fake", "real_accuracy", "fake_recall"]
     with csv_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -247,7 +251,7 @@ def write_report(
             writer.writerow([name] + ["" if _clean(m.get(c)) is None else m.get(c) for c in columns[1:]])
     if predictions:
         keys = list(dict.fromkeys(k for p in predictions for k in p))
-        with base.with_name(base.name + "_videos.csv").open("w", newline="", encoding="utf-8") as f:
+        with videos_path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(predictions)

@@ -17,6 +17,11 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
                         clips skipped because they could not be read
     recipe.json         the settings used
     val_report.json/csv the validation report of the best epoch (with a validation set)
+    .dynsnip-train.lock held while a training runs in the folder (see
+                        :mod:`dynsnip.engine.run_lock`): a second training is refused
+
+A folder with an earlier run that cannot be resumed is refused unless ``overwrite``, and a
+resumed run must use the recipe it was started with (:mod:`dynsnip.engine.run_folder`).
 
 Reproducibility: every epoch starts by seeding torch / random / numpy from
 ``(recipe.seed, epoch, rank)`` and the sampler shuffles with ``(seed, epoch)``, so a resumed
@@ -43,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .checkpoint import find_training_checkpoint, load_training_checkpoint, save_training_checkpoint
+from .checkpoint import load_training_checkpoint, save_training_checkpoint
+from .data import check_validation_labels
 from .distributed import (
     DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
 )
@@ -51,6 +57,8 @@ from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_
 from .failures import FailedItem, SkipUnreadable, collate_readable, describe_failures
 from .metrics import write_report
 from .recipe import Recipe
+from .run_folder import clear_run_outputs, plan_run
+from .run_lock import RunFolderLock
 
 __all__ = ["train", "TrainResult", "build_model", "saved_model_folder", "set_video_layout", "save_model", "epoch_seed", "seed_everything"]
 
@@ -269,6 +277,39 @@ def _log(message: str, info: DistInfo, log: Callable[[str], None] | None) -> Non
         log(message)
 
 
+def _holding_run_folder_lock(function: Callable[..., "TrainResult"]) -> Callable[..., "TrainResult"]:
+    """Run ``function`` (:func:`train`) holding its run folder's lock (main process only:
+    under ``torchrun`` rank 0 writes the folder)."""
+
+    @functools.wraps(function)
+    def locked(recipe: Recipe, train_set: Dataset, val_set: Dataset | None = None,
+               out_dir: str | os.PathLike[str] = "runs/dil", **kwargs: Any) -> "TrainResult":
+        if int(os.environ.get("RANK", "0")) != 0:
+            return function(recipe, train_set, val_set, out_dir, **kwargs)
+        with RunFolderLock(out_dir):
+            return function(recipe, train_set, val_set, out_dir, **kwargs)
+
+    return locked
+
+
+def _prepare_run_folder(out_dir: Path, recipe: Recipe, val_set: Dataset | None, info: DistInfo,
+                        log: Callable[[str], None] | None, *, resume: bool, overwrite: bool,
+                        use_saved_recipe: bool) -> tuple[Recipe, bool]:
+    """``(the recipe to run, whether to resume)`` for ``out_dir`` (:func:`plan_run`), after
+    checking that ``val_set`` can give the monitored metric; only then clears an earlier run's
+    outputs when ``overwrite`` replaces it."""
+    plan = plan_run(out_dir, recipe, resume=resume, overwrite=overwrite, use_saved_recipe=use_saved_recipe)
+    if val_set is not None:
+        check_validation_labels(val_set, plan.recipe.monitor)
+    for note in plan.notes:
+        _log(f"note: {note}", info, log)
+    if plan.clear and info.is_main:
+        clear_run_outputs(out_dir)
+    barrier()
+    return plan.recipe, plan.resume
+
+
+@_holding_run_folder_lock
 def train(
     recipe: Recipe,
     train_set: Dataset,
@@ -285,6 +326,8 @@ def train(
     save_kwargs: Mapping[str, Any] | None = None,
     save_checkpoints: bool = True,
     data_name: str | None = None,
+    overwrite: bool = False,
+    use_saved_recipe: bool = False,
 ) -> TrainResult:
     """Fine-tune a detector following ``recipe``.
 
@@ -302,7 +345,8 @@ def train(
         device: ``"cuda"`` / ``"cpu"``; default CUDA when available. Under ``torchrun`` each
             process uses GPU ``LOCAL_RANK`` and gradients are averaged by DDP.
         resume: continue from ``out_dir/checkpoint`` when it exists (its weights replace
-            ``model``'s); False starts over (an existing checkpoint is overwritten).
+            ``model``'s), with the recipe it was started with; False starts over (which
+            needs ``overwrite`` when the folder holds that earlier run).
         progress: tqdm progress bars (loss, clips/s) in the main process.
         stop_after_epoch: return after this epoch even if ``recipe.epochs`` is larger
             (the run can be resumed later, e.g. to split a long run into jobs).
@@ -314,9 +358,19 @@ def train(
         data_name: what the data is called in the saved model's card (e.g. ``"FF++ c23"``).
             The card and ``config.json`` record the recipe, the epoch and the validation
             result of the saved weights (:mod:`dynsnip.hub.records`).
+        overwrite: replace the results of an earlier run in ``out_dir`` that is not resumed
+            (without it such a folder raises FileExistsError).
+        use_saved_recipe: when resuming with a ``recipe`` that differs from the saved one
+            (other than ``epochs``, ``num_workers``, ``log_every``), continue with the saved
+            settings instead of raising ValueError.
 
     Returns:
         :class:`TrainResult`.
+
+    Raises:
+        RunFolderBusyError: another training holds ``out_dir``.
+        FileExistsError / ValueError: see ``overwrite`` / ``use_saved_recipe``; also a
+            validation set that cannot give the monitored metric (one class with ``auc``).
     """
     recipe.validate()
     out_dir = Path(out_dir)
@@ -332,7 +386,8 @@ def train(
     per_rank_batch = recipe.batch_size // info.world_size
 
     ckpt_dir = out_dir / CHECKPOINT_DIR
-    will_resume = resume and find_training_checkpoint(ckpt_dir) is not None
+    recipe, will_resume = _prepare_run_folder(out_dir, recipe, val_set, info, log, resume=resume,
+                                              overwrite=overwrite, use_saved_recipe=use_saved_recipe)
     seed_everything(recipe.seed)
     if model is None:  # resuming: the checkpoint's weights replace the pretrained ones, no need to fetch them
         model = build_model(recipe.model, pretrained=recipe.pretrained and not will_resume,

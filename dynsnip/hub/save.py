@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import safetensors.torch
 import torch
 
 from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, base_weights, hub_config
 from .records import card_is_generated, card_license, json_safe
+from .safetensors_file import save_file
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -63,6 +64,7 @@ def save_pretrained(
     training: Mapping[str, Any] | None = None,
     evaluation: Sequence[Mapping[str, Any]] | None = None,
     card: bool = True,
+    replace_card: bool = False,
 ) -> Path:
     """Save a DIL model so that timm (after ``import dynsnip``) loads it back bit-identically.
 
@@ -90,6 +92,9 @@ def save_pretrained(
         evaluation: results (:func:`dynsnip.hub.records.evaluation_record`); shown in the
             card and its ``model-index`` metadata.
         card: write ``README.md``.
+        replace_card: overwrite a ``README.md`` in ``save_directory`` that is not the card
+            dynsnip rendered there (edited by hand). Without it such a card is kept, with a
+            warning, and only ``config.json`` and the weights are written.
 
     Returns:
         the directory.
@@ -108,15 +113,34 @@ def save_pretrained(
                         evaluation=json_safe(list(evaluation)) if evaluation else None)
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
-    safetensors.torch.save_file(
+    keep_card = card and not replace_card and _edited_card(directory, repo_id)
+    save_file(  # the umask's permissions, not safetensors' 0600
         _state_dict_for_safetensors(model),
         directory / WEIGHTS_NAME,
         metadata={"format": "pt", "architecture": config["architecture"]},
     )
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    if card:
+    if card and not keep_card:
         (directory / CARD_NAME).write_text(model_card(config, repo_id=repo_id, license=license), encoding="utf-8")
     return directory
+
+
+def _edited_card(directory: Path, repo_id: str | None) -> bool:
+    """Whether ``directory`` holds a ``README.md`` that is not the card dynsnip rendered from its
+    ``config.json`` (a hand-edited one); warns that it is kept."""
+    card_file = directory / CARD_NAME
+    if not card_file.is_file() or card_is_generated(directory):
+        return False
+    try:
+        config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+        if card_file.read_text(encoding="utf-8") == model_card(config, repo_id=repo_id,
+                                                               license=card_license(card_file)):
+            return False
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no readable config.json next to it: not a card rendered here
+    warnings.warn(f"{card_file} was edited by hand (or not written by dynsnip): it is kept, so it may not show "
+                  "this model's new config.json; pass replace_card=True to replace it", UserWarning, stacklevel=3)
+    return True
 
 
 def push_to_hub(

@@ -1,0 +1,129 @@
+"""What a training may do with its run folder: resume it, start it, or refuse.
+
+A run folder holds an earlier run's results (``model/``, ``checkpoint/``, ``history.json``,
+``recipe.json``, ``val_report.*``, see :mod:`dynsnip.engine.train`). :func:`plan_run`
+decides, before any work starts:
+
+* a resumable checkpoint and ``resume``: continue it, but only with the recipe it was
+  started with. Every setting of the command's recipe is compared with the saved one; a
+  difference is refused, naming the settings, unless ``use_saved_recipe`` (then the saved
+  settings are used and the command's differing ones are ignored, said in a note).
+  ``epochs`` may change (extending or shortening a run is what resuming is for), and so may
+  ``num_workers`` / ``log_every``, which do not change what is computed;
+* an empty (or missing) folder: start;
+* a folder with anything else in it (an earlier run without a checkpoint, ``resume=False``
+  on a resumable run, or unrelated files): refused unless ``overwrite``. With ``overwrite``
+  the earlier run's outputs are deleted before the new run starts
+  (:func:`clear_run_outputs`); files that are not run outputs are left alone.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import find_training_checkpoint, read_checkpoint_recipe
+from .recipe import Recipe
+from .run_lock import LOCK_NAME
+
+__all__ = ["RunPlan", "plan_run", "recipe_differences", "clear_run_outputs", "RESUME_MAY_CHANGE", "RUN_OUTPUTS"]
+
+CHECKPOINT_DIR = "checkpoint"
+# Settings a resumed run may change: the length of the run, and how fast data is read.
+RESUME_MAY_CHANGE = ("epochs", "num_workers", "log_every")
+# What a training writes into its folder (removed by --overwrite; nothing else is).
+RUN_OUTPUTS = ("model", CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old", f"{CHECKPOINT_DIR}.tmp", "history.json",
+               "recipe.json", "val_report.json", "val_report.csv", "val_report_videos.csv")
+
+
+@dataclass
+class RunPlan:
+    """``recipe``: the settings the run uses; ``resume``: continue the checkpoint;
+    ``clear``: delete the earlier run's outputs first; ``notes``: what to tell the user."""
+
+    recipe: Recipe
+    resume: bool
+    clear: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def recipe_differences(saved: dict[str, Any], recipe: Recipe) -> list[tuple[str, Any, Any]]:
+    """``(setting, saved value, command's value)`` for every setting that differs, except
+    :data:`RESUME_MAY_CHANGE`; settings absent from ``saved`` (older versions) are not compared."""
+    current = recipe.to_dict()
+    return [(name, saved[name], value) for name, value in current.items()
+            if name in saved and name not in RESUME_MAY_CHANGE and saved[name] != value]
+
+
+def _existing_contents(out_dir: Path) -> list[str]:
+    if not out_dir.is_dir():
+        return []
+    return sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
+
+
+def plan_run(
+    out_dir: str | os.PathLike[str],
+    recipe: Recipe,
+    *,
+    resume: bool = True,
+    overwrite: bool = False,
+    use_saved_recipe: bool = False,
+) -> RunPlan:
+    """Decide what to do with ``out_dir`` (see module docstring).
+
+    Raises:
+        FileExistsError: a non-empty folder that is not resumed, without ``overwrite``.
+        ValueError: resuming with settings that differ from the saved ones, without
+            ``use_saved_recipe``; the message names each setting with both values.
+        NotADirectoryError: ``out_dir`` is a file.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; expected a run folder (new, empty or an earlier run)")
+    ckpt_dir = out_dir / CHECKPOINT_DIR
+    if resume and find_training_checkpoint(ckpt_dir) is not None:
+        saved = read_checkpoint_recipe(ckpt_dir)
+        differences = recipe_differences(saved, recipe) if saved is not None else []
+        if not differences:
+            return RunPlan(recipe, resume=True)
+        shown = ", ".join(f"{name} {old!r} (saved) vs {new!r} (this command)" for name, old, new in differences)
+        if not use_saved_recipe:
+            raise ValueError(
+                f"{out_dir} was started with other settings than this command's: {shown}. Resuming would mix "
+                "two recipes: run the command with the saved settings (they are in its recipe.json), pass "
+                "--use-saved-recipe to continue with the saved ones, or --no-resume --overwrite to start over"
+            )
+        kept = Recipe.from_dict({**{k: v for k, v in saved.items() if k in recipe.to_dict()},
+                                 **{name: getattr(recipe, name) for name in RESUME_MAY_CHANGE}})
+        return RunPlan(kept, resume=True, notes=[f"continuing with the saved recipe of {out_dir}: {shown}; "
+                                                 "the saved values are used"])
+    contents = _existing_contents(out_dir)
+    if not contents:
+        return RunPlan(recipe, resume=False)
+    shown = ", ".join(contents[:5]) + (f" and {len(contents) - 5} more" if len(contents) > 5 else "")
+    if not overwrite:
+        why = ("its checkpoint is not resumed (--no-resume)" if find_training_checkpoint(ckpt_dir) is not None
+               else "it has no checkpoint to resume")
+        raise FileExistsError(
+            f"--out {out_dir} is not empty ({shown}) and {why}; refusing to overwrite an earlier run: pass "
+            "--overwrite to replace its results, or choose another --out"
+        )
+    return RunPlan(recipe, resume=False, clear=True,
+                   notes=[f"--overwrite: the earlier run's results in {out_dir} are replaced"])
+
+
+def clear_run_outputs(out_dir: str | os.PathLike[str]) -> list[str]:
+    """Delete what an earlier training wrote into ``out_dir`` (:data:`RUN_OUTPUTS`); return the names removed."""
+    removed = []
+    for name in RUN_OUTPUTS:
+        path = Path(out_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed

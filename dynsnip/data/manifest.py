@@ -89,13 +89,16 @@ def check_entries(entries: Sequence[ManifestEntry], source: object = "manifest",
     names = list(rows) if rows is not None else [f"item {i}" for i in range(len(entries))]
     seen: dict[Path, list[int]] = {}
     for i, entry in enumerate(entries):
-        seen.setdefault(Path(entry.path).resolve(), []).append(i)
+        # Lexical normalisation: `a/../a/v9` and `a/v9` are one video; two symbolic links to
+        # one file stay two entries (datasets are often assembled from links on purpose).
+        seen.setdefault(Path(os.path.normpath(os.path.abspath(entry.path))), []).append(i)
     errors, overlaps = [], []
     for key, where in seen.items():
         if len(where) == 1:
             continue
         listed = ", ".join(f"{names[i]} ({entries[i].path}, {'fake' if entries[i].label else 'real'}, "
-                           f"split {entries[i].split or '-'})" for i in where)
+                           f"split {entries[i].split or '-'})" for i in where[:4])
+        listed += f" and {len(where) - 4} more row(s)" if len(where) > 4 else ""
         splits = [entries[i].split for i in where]
         if len({entries[i].label for i in where}) > 1:
             errors.append(f"{key} has two labels: {listed}")

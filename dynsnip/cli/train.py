@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..engine.recipe import Recipe
+from .exit_codes import EXIT_SOME_FAILED as EXIT_TRAINING_STOPPED
 from .exit_codes import usage_error
 
 _DEFAULT = Recipe()
@@ -149,7 +151,8 @@ def run_train(args: argparse.Namespace) -> int:
     from ..data.manifest import read_manifest
     from ..engine import build_model, make_dataset, train
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.checkpoint import find_training_checkpoint
+    from ..engine.checkpoint import CorruptCheckpointError, find_training_checkpoint
+    from ..engine.divergence import NonFiniteLossError
     from ..engine.train import seed_everything
     from ..hub.errors import ModelLoadError
 
@@ -180,9 +183,15 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"training {recipe.model} on {len(train_set)} clips"
                   + (f", validating on {len(val_set)}" if val_set is not None else ", no validation set")
                   + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}")
-        result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
-                       progress=args.progress, stop_after_epoch=args.stop_after_epoch,
-                       data_name=args.data_name or Path(train_manifest).name)
+        try:
+            result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
+                           progress=args.progress, stop_after_epoch=args.stop_after_epoch,
+                           data_name=args.data_name or Path(train_manifest).name)
+        except CorruptCheckpointError as err:
+            return _usage_error(err)
+        except NonFiniteLossError as err:
+            print(f"dynsnip train: error: {err}", file=sys.stderr)
+            return EXIT_TRAINING_STOPPED
         if info.is_main:
             best = result.best
             shown = f"{best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best["epoch"] else "no epoch run"

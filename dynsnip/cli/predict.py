@@ -83,15 +83,20 @@ def _read_state_dict(path: Path) -> dict[str, Any]:
         except (SafetensorError, OSError) as err:
             raise ValueError(f"--checkpoint {path} is not a valid safetensors file ({err}); {EXPECTED_CHECKPOINT}") from None
     import pickle
+    import warnings
 
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        why = ("it is a pickle holding objects other than tensors, which is never unpickled (it could run code)"
-               if "Weights only load failed" in str(err) else "it is not a torch weights file")
-        raise ValueError(f"--checkpoint {path}: {why}; {EXPECTED_CHECKPOINT}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's text suggests weights_only=False: never
+        raise ValueError(
+            f"--checkpoint {path} is neither a .safetensors file nor a state dict of tensors that torch reads without "
+            f"running code (a text file, a damaged file, or a pickle of other objects, which is never unpickled); "
+            f"{EXPECTED_CHECKPOINT}"
+        ) from None
     except Exception as err:  # zip / EOF / format errors of torch.load: all mean "not a weights file"
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"--checkpoint {path} cannot be read as torch weights ({first[:200]}); "

@@ -92,7 +92,7 @@ def test_evaluate_reports_nan_logits_as_failures_not_scores():
     assert sorted(p["id"] for p in result.predictions) == ["0", "2", "3", "5"]
     assert all(math.isfinite(p["score"]) for p in result.predictions)
     assert result.report["overall"]["num_videos"] == 4 and math.isfinite(result.loss)
-    with pytest.raises(ValueError, match="none of the 6 evaluation videos could be scored"):
+    with pytest.raises(ValueError, match="none of the 6 evaluation videos could be read or scored"):
         evaluate(Constant(nan_for=set(range(6))), Tagged(), batch_size=4, device="cpu", progress=False)
 
 

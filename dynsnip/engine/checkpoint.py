@@ -205,9 +205,6 @@ def load_training_checkpoint(directory: str | os.PathLike[str]) -> dict[str, Any
         opt_meta = state.pop("optimizer")
         state["model"] = safetensors.torch.load_file(found / MODEL_NAME)
         state["optimizer"] = optimizer_state_from_flat(safetensors.torch.load_file(found / OPTIMIZER_NAME), opt_meta)
-        for key in ("epoch", "global_step", "history", "best", "scheduler"):
-            if key not in state:
-                raise KeyError(f"{STATE_NAME} has no {key!r}")
     state["path"] = str(found)
     return state
 
@@ -217,6 +214,9 @@ def restore_training_state(state: Mapping[str, Any], model: torch.nn.Module, opt
     """Load a :func:`load_training_checkpoint` result into the training objects; a checkpoint of
     another model or optimizer raises :class:`CorruptCheckpointError` (naming ``--no-resume``)."""
     with _unreadable_checkpoint(state.get("path", "checkpoint")):
+        for key in ("epoch", "global_step", "history", "best", "scheduler"):
+            if key not in state:
+                raise KeyError(f"{STATE_NAME} has no {key!r}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

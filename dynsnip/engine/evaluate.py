@@ -218,7 +218,7 @@ def evaluate(
     failures = sorted((f for part in all_gather_objects(failures) for f in part), key=lambda f: f.index)
     failures = sorted(failures + non_finite, key=lambda f: f.index)
     if not rows:
-        raise ValueError(f"none of the {len(dataset)} evaluation videos could be scored:\n{describe_failures(failures)}")
+        raise ValueError(f"none of the {len(dataset)} evaluation videos could be read or scored:\n{describe_failures(failures)}")
     infos = [item_info(dataset, r[0]) for r in rows]
     probs = [1.0 / (1.0 + math.exp(-r[2])) if r[2] > -700 else 0.0 for r in rows]
     ids, scores, labels, methods = aggregate_by_video(

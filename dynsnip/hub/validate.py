@@ -24,8 +24,9 @@ __all__ = ["config_problems", "accepted_model_args", "MAX_SNIPPETS", "MIN_SIDE",
 MAX_SNIPPETS = 256
 """Largest U (``num_snippets`` / ``test_num_snippets``): all U*T frames go through the network
 at once, and 256 snippets is 32x the paper's test clip (U = 8); more is a typo."""
-MIN_SIDE = 32
-"""Smallest crop side: the ResNet stages downsample 32x, a smaller input leaves no feature map."""
+MIN_SIDE = 8
+"""Smallest crop side: the network still runs on less (its stages pad to a 1x1 map), but below
+8 px a face crop holds no detail to judge; tiny test models train at 16 px."""
 MAX_SIDE = 2048
 """Largest crop side: the paper crops faces at 224 px; 2048 already exceeds a 1080p frame's height."""
 

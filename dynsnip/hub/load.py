@@ -148,8 +148,9 @@ def _builds(source: _Source, arch: str) -> Iterator[None]:
     try:
         yield
     except (TypeError, ValueError) as err:
-        if isinstance(err, ModelLoadError) or _raised_in_checkpoint_filter(err):
-            raise
+        if (isinstance(err, (ModelLoadError, OSError)) or type(err).__module__.startswith("huggingface_hub")
+                or _raised_in_checkpoint_filter(err)):
+            raise  # Hub / file errors and mismatched weights: explained by _explained_errors
         raise InvalidConfigError(
             f"{source.label}: {CONFIG_NAME}'s model_args (with the options passed to load_model) do not build "
             f"{arch}: {type(err).__name__}: {err}",

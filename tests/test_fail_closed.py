@@ -349,7 +349,6 @@ def test_corrupt_resume_checkpoint_names_no_resume(tmp_path):
     safetensors.torch.save_file(weights, str(out / "checkpoint" / "model.safetensors"))
     with pytest.raises(CorruptCheckpointError, match=r"RuntimeError: Error\(s\) in loading state_dict.*--no-resume"):
         run(tiny_recipe(epochs=2), out)
-    run(tiny_recipe(epochs=1), out, resume=False)  # starts over
 
 
 def test_weights_file_next_to_its_config_loads_with_that_config(saved):
@@ -409,3 +408,17 @@ def test_predict_with_an_unreachable_hub_prints_one_line(tmp_path):
     error = one_line_error(proc.stderr)
     assert "cannot be reached (connection refused)" in error and "HF_HUB_OFFLINE=1" in error and "local cache (" in error
     assert time.perf_counter() - start < 60
+
+
+def test_train_command_on_a_corrupt_checkpoint_is_a_usage_error_naming_no_resume(manifest, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    common = ["train", "--manifest", str(manifest), "--out", str(out), *TINY_ARGS, "--batch-size", "2",
+              "--img-size", "16", "--num-snippets", "1", "--test-num-snippets", "1", "--workers", "0",
+              "--no-progress", "--epochs", "2"]
+    assert main([*common, "--stop-after-epoch", "1"]) == 0
+    (out / "checkpoint" / "optimizer.safetensors").write_bytes(b"\x00" * 16)
+    capsys.readouterr()
+    assert main(common) == 2
+    error = one_line_error(capsys.readouterr().err)
+    assert error.startswith(f"dynsnip train: error: {out / 'checkpoint'}: the training checkpoint cannot be resumed")
+    assert "--no-resume` (resume=False) starts the run over" in error

@@ -422,3 +422,19 @@ def test_train_command_on_a_corrupt_checkpoint_is_a_usage_error_naming_no_resume
     error = one_line_error(capsys.readouterr().err)
     assert error.startswith(f"dynsnip train: error: {out / 'checkpoint'}: the training checkpoint cannot be resumed")
     assert "--no-resume` (resume=False) starts the run over" in error
+
+
+def test_explain_writes_nothing_for_a_nan_score(tmp_path, capsys):
+    from video_fixtures import two_people
+
+    state = timm.create_model("dil_resnet18", num_classes=1).state_dict()
+    state["fc.bias"] = torch.tensor([math.nan])
+    weights = tmp_path / "nan.safetensors"
+    safetensors.torch.save_file(state, str(weights))
+    out = tmp_path / "explained"
+    code = main(["explain", str(two_people()), "--model", "dil_resnet18", "--checkpoint", str(weights), "--out", str(out),
+                 "--snippets", "1", "--face-detector", "none", "--no-gradcam"])
+    captured = capsys.readouterr()
+    assert code == 1 and "p(fake)" not in captured.out
+    assert "dynsnip explain: non_finite_output:" in one_line_error(captured.err)
+    assert not out.exists() or not any(out.iterdir())

@@ -102,10 +102,11 @@ def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     args = config.get("model_args", {})
     if not isinstance(args, Mapping):
         return problems + [f"model_args = {args!r}: expected an object of {model_cls.__name__} options"]
-    unknown = sorted(set(args) - accepted_model_args(model_cls))
+    accepted = accepted_model_args(model_cls)
+    unknown = sorted(set(args) - accepted)
     if unknown:
         problems.append(f"model_args has unknown key(s) {unknown}: expected options of {model_cls.__name__} "
-                        f"({', '.join(sorted(accepted_model_args(model_cls)))})")
+                        f"({', '.join(sorted(accepted))})")
     bounds = {"num_classes": (1, None), "in_chans": (1, None), "snippet_len": (1, None),
               "num_snippets": (1, MAX_SNIPPETS), "test_num_snippets": (1, MAX_SNIPPETS)}
     for key, (low, high) in bounds.items():

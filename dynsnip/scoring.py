@@ -3,7 +3,9 @@ behind ``dynsnip predict``.
 
 :func:`predict_videos` turns video files into result entries (the ``videos`` of
 ``dynsnip predict --json``); a video that cannot be read becomes an entry with
-``status: "error"`` and the reason, so one bad file never stops the others.
+``status: "error"`` and the reason, so one bad file never stops the others. Fail closed: a
+clip with NaN / inf pixels is not scored (``non_finite_input``) and a NaN / inf output is
+a failure (``non_finite_output``), never a probability or a verdict.
 :func:`score_clip` is the forward pass that gives the video logit and the U snippet logits
 together; :func:`fake_probability` reads a one-logit or two-logit head.
 
@@ -19,7 +21,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 
 from .engine.evaluate import progress_bar
-from .engine.failures import UNREADABLE, failed_item
+from .engine.failures import NON_FINITE_OUTPUT, UNREADABLE, NonFiniteError, failed_item, non_finite_input
 
 __all__ = ["predict_videos", "score_clip", "fake_probability", "score_face_clip", "load_clips", "failure",
            "DEFAULT_WORKERS"]
@@ -76,6 +78,8 @@ def predict_videos(
             results.append(failed_load)
             continue
         try:
+            if (bad := non_finite_input(clip.pixels)) is not None:
+                raise bad
             results.append(score_face_clip(model, clip, path, threshold, device))
         except Exception as err:  # one bad video must not stop the others: report it, go on
             results.append(failure(path, err))
@@ -179,6 +183,12 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
 
     with torch.inference_mode():
         video_logits, snippet_logits = score_clip(model, clip.pixels[None].to(device))
+    if not (torch.isfinite(video_logits).all() and torch.isfinite(snippet_logits).all()):
+        raise NonFiniteError(
+            NON_FINITE_OUTPUT,
+            f"the model's output is not finite (video logits {video_logits[0].tolist()}); expected finite "
+            "logits: the weights hold NaN / inf, the input overflowed, or config.json's mean / std are wrong",
+        )
     probability = float(fake_probability(video_logits)[0])
     snippet_probs = fake_probability(snippet_logits)[0].tolist()
     snippets = []
@@ -211,9 +221,9 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
 def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:
     """The result entry of a video that could not be scored: ``status: "error"``, the
     ``reason`` as training and evaluation report it (``not_found``, ``corrupt``,
-    ``no_video_stream``, ``unseekable``, ``no_face``, ``unreadable``; ``error`` for anything
-    else) and the message."""
-    if isinstance(err, UNREADABLE):
+    ``no_video_stream``, ``unseekable``, ``no_face``, ``unreadable``, ``non_finite_input``,
+    ``non_finite_output``; ``error`` for anything else) and the message."""
+    if isinstance(err, (*UNREADABLE, NonFiniteError)):
         failed = failed_item(0, str(path), err)
         return dict(path=str(path), status="error", reason=failed.reason, error=failed.message)
     return dict(path=str(path), status="error", reason="error", error=f"{type(err).__name__}: {err}")

@@ -111,7 +111,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                   + f": U={recipe.test_num_snippets} x T={recipe.snippet_len} at {size} px")
             print(format_report(result.report))
             if result.failures:
-                print(f"dynsnip evaluate: {len(result.failures)} video(s) could not be read and are not in the "
+                print(f"dynsnip evaluate: {len(result.failures)} video(s) could not be read or scored and are not in the "
                       "metrics:", file=sys.stderr)
                 print(describe_failures(result.failures, limit=None), file=sys.stderr)
             if args.out:

@@ -2,7 +2,8 @@
 
 * 0 (``EXIT_OK``): everything was processed;
 * 1 (``EXIT_SOME_FAILED``): some inputs failed (each reported with its reason), the others
-  were processed;
+  were processed; for ``train``: the run stopped on a NaN / inf loss (the last finite
+  weights are kept);
 * 2 (``EXIT_USAGE``): nothing was done: a bad option, a model that cannot be loaded, a
   missing extra, an output that would be overwritten.
 """

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -144,13 +145,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dynsnip.data.errors import VideoError
+    from dynsnip.engine.failures import NON_FINITE_OUTPUT, NonFiniteError, non_finite_input
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     loader = clip_loader(model, args, faces)
     try:
         clip = loader(args.video)
-    except VideoError as err:
+        if (bad := non_finite_input(clip.pixels)) is not None:
+            raise bad
+    except (VideoError, NonFiniteError) as err:
         print(f"dynsnip explain: {err.reason}: {err}", file=sys.stderr)
         return EXIT_VIDEO_FAILED
 
@@ -165,6 +169,12 @@ def run(args: argparse.Namespace) -> int:
             std=loader.std,
             frame_indices=clip.frame_indices,
         )
+        probabilities = [exp.fake_prob, *([] if exp.snippet_probs is None else [float(p) for p in exp.snippet_probs])]
+        if not all(math.isfinite(p) for p in probabilities):
+            print(f"dynsnip explain: {NON_FINITE_OUTPUT}: {args.video}: the model's fake probability is {exp.fake_prob}; "
+                  "expected a finite number (NaN / inf weights, or a config.json whose mean / std are wrong); "
+                  "nothing is written for a score that is not one", file=sys.stderr)
+            return EXIT_VIDEO_FAILED
         files = save_figures(
             exp, args.out, intra_layers=_layers(args.intra_layer), inter_layers=_layers(args.inter_layer), dpi=args.dpi
         )

@@ -68,21 +68,80 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 # ---------------------------------------------------------------------------- model
+EXPECTED_CHECKPOINT = ("expected a .safetensors weights file (or a .pt/.pth state dict of tensors), a folder "
+                       "written by dynsnip.save_pretrained, or hf-hub:owner/name")
+
+
 def _read_state_dict(path: Path) -> dict[str, Any]:
+    """The tensors of a weights file; a ValueError in one line naming the file and what is
+    expected when it is not one (a corrupt file, a pickle of objects, a README...)."""
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"--checkpoint {path} is not a valid safetensors file ({err}); {EXPECTED_CHECKPOINT}") from None
+    import pickle
+    import warnings
+
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's text suggests weights_only=False: never
+        raise ValueError(
+            f"--checkpoint {path} is neither a .safetensors file nor a state dict of tensors that torch reads without "
+            f"running code (a text file, a damaged file, or a pickle of other objects, which is never unpickled); "
+            f"{EXPECTED_CHECKPOINT}"
+        ) from None
+    except Exception as err:  # zip / EOF / format errors of torch.load: all mean "not a weights file"
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"--checkpoint {path} cannot be read as torch weights ({first[:200]}); "
+                         f"{EXPECTED_CHECKPOINT}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"--checkpoint {path} holds a {type(state).__name__}, not a state dict (name -> tensor); "
+                         f"{EXPECTED_CHECKPOINT}")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _mismatch(state: dict[str, Any], detector: Any) -> str | None:
+    """How ``state`` differs from ``detector``'s state dict (key lists cut to a few and a count); None if it fits."""
+    from dynsnip.models.keys import preview_keys
+
+    target = detector.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    misshaped = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
+                 if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = [f"{len(keys)} {what} ({preview_keys(keys, n)})" for keys, what, n in (
+        (missing, "tensors missing", 5), (unexpected, "tensors the model does not have", 5),
+        (misshaped, "mis-shaped", 3)) if keys]
+    return "; ".join(parts) or None
+
+
+def _load_weights_beside_config(path: Path) -> Any:
+    """The detector whose weights file is ``path``, built from the ``config.json`` next to it
+    (``--checkpoint run/model/model.safetensors`` means the folder ``run/model``)."""
+    from dynsnip.hub import load_model
+    from dynsnip.hub.config import WEIGHTS_NAME
+
+    if path.name == WEIGHTS_NAME:
+        return load_model(path.parent)
+    detector = load_model(path.parent, pretrained=False)
+    state = _read_state_dict(path)
+    problem = _mismatch(state, detector)
+    if problem:
+        raise ValueError(f"--checkpoint {path} does not fit the {path.parent / 'config.json'} next to it: {problem}")
+    detector.load_state_dict(state)
+    return detector
 
 
 def open_detector(command: str, model: str | None, checkpoint: str | None) -> tuple[Any, str]:
@@ -91,7 +150,7 @@ def open_detector(command: str, model: str | None, checkpoint: str | None) -> tu
     try:
         detector, weights = load_detector(model, checkpoint)
     except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
-        return None, f"cannot load the model: {err}"
+        return None, "cannot load the model: " + " ".join(str(err).split())  # one line
     if weights.startswith("untrained"):
         print(f"dynsnip {command}: warning: model {weights}", file=sys.stderr)
     return detector, weights
@@ -136,6 +195,13 @@ def load_detector(model: str | None, checkpoint: str | None) -> tuple[Any, str]:
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file or directory")
+    if path.suffix == ".safetensors" and (path.parent / "config.json").is_file():
+        detector = _load_weights_beside_config(path)
+        arch = detector.pretrained_cfg.get("architecture", "")
+        if model and model.split(".")[0] != arch.split(".")[0]:
+            raise ValueError(f"--model {model} does not match {path.parent / 'config.json'}'s architecture {arch}; "
+                             "drop --model")
+        return detector.eval(), str(checkpoint)
     state = _read_state_dict(path)
     from timm.models import get_pretrained_cfg_value
 
@@ -144,11 +210,12 @@ def load_detector(model: str | None, checkpoint: str | None) -> tuple[Any, str]:
     if head is None:
         raise ValueError(f"--checkpoint {checkpoint}: no '{classifier}.weight' tensor; is it a {name} detector?")
     detector = timm.create_model(name, pretrained=False, num_classes=int(head.shape[0]))
-    try:
-        detector.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        details = "; ".join(line.strip() for line in str(err).splitlines()[1:4])
-        raise ValueError(f"--checkpoint {checkpoint} does not fit {name}: {details}") from None
+    problem = _mismatch(state, detector)
+    if problem:
+        hint = f"; it sits next to a config.json: pass the folder {path.parent}" if (
+            path.parent / "config.json").is_file() else ""
+        raise ValueError(f"--checkpoint {checkpoint} does not fit {name}: {problem}{hint}")
+    detector.load_state_dict(state, strict=True)
     return detector.eval(), str(checkpoint)
 
 

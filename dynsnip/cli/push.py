@@ -71,6 +71,8 @@ def run_push(args: argparse.Namespace) -> int:
         )
     except ModelLoadError as err:
         return usage_error("push", f"{folder} does not load as a DIL detector: {err}")
+    except ValueError as err:  # non-finite weights: nothing was uploaded
+        return usage_error("push", f"{folder}: {err}")
     except LocalTokenNotFoundError:
         return usage_error("push", f"not logged in to the Hub: {LOGIN_HINT}")
     except HfHubHTTPError as err:

@@ -165,6 +165,8 @@ def run_train(args: argparse.Namespace) -> int:
     from ..engine.data import check_validation_labels
     from ..engine.run_folder import plan_run
     from ..engine.run_lock import RunFolderBusyError, RunFolderLock
+    from ..engine.checkpoint import CorruptCheckpointError
+    from ..engine.divergence import NonFiniteLossError
     from ..engine.train import seed_everything
     from ..hub.errors import ModelLoadError
 
@@ -209,11 +211,17 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"training {recipe.model} on {len(train_set)} clips"
                   + (f", validating on {len(val_set)}" if val_set is not None else ", no validation set")
                   + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}")
-        result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
-                       progress=args.progress, stop_after_epoch=args.stop_after_epoch,
-                       data_name=(args.data_name or Path(train_manifest).name)
-                       + (" (classes balanced by oversampling)" if args.balance_classes else ""),
-                       overwrite=args.overwrite, use_saved_recipe=args.use_saved_recipe)
+        try:
+            result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
+                           progress=args.progress, stop_after_epoch=args.stop_after_epoch,
+                           data_name=(args.data_name or Path(train_manifest).name)
+                           + (" (classes balanced by oversampling)" if args.balance_classes else ""),
+                           overwrite=args.overwrite, use_saved_recipe=args.use_saved_recipe)
+        except CorruptCheckpointError as err:
+            return _usage_error(err)
+        except NonFiniteLossError as err:
+            print(f"dynsnip train: error: {err}", file=sys.stderr)
+            return EXIT_SOME_FAILED
         if info.is_main and not (result.model_dir / "config.json").is_file():
             print(f"dynsnip train: error: no model was saved in {result.model_dir}: no epoch had a defined "
                   f"{result.best['metric']} (see {args.out / 'history.json'}); nothing to publish", file=sys.stderr)

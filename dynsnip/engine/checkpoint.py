@@ -10,7 +10,9 @@ A checkpoint is a folder::
 It is written to ``<name>.tmp`` and swapped in with renames, so a run killed at any moment
 leaves either the previous checkpoint or the new one, never a half-written one. Loading
 never unpickles anything (``torch.load`` is not used), so a checkpoint from elsewhere can
-at worst fail to load, not run code.
+at worst fail to load, not run code. A checkpoint that cannot be read or does not fit the
+model (a damaged file, another model's checkpoint) raises :class:`CorruptCheckpointError`,
+which names the folder and says that ``--no-resume`` starts the run over.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import json
 import math
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import safetensors.torch
 import torch
@@ -33,6 +36,8 @@ __all__ = [
     "read_checkpoint_recipe",
     "optimizer_state_to_flat",
     "optimizer_state_from_flat",
+    "restore_training_state",
+    "CorruptCheckpointError",
     "CHECKPOINT_FORMAT",
 ]
 
@@ -40,6 +45,28 @@ CHECKPOINT_FORMAT = 1
 STATE_NAME = "state.json"
 MODEL_NAME = "model.safetensors"
 OPTIMIZER_NAME = "optimizer.safetensors"
+
+
+class CorruptCheckpointError(ValueError):
+    """A training checkpoint cannot be read, or does not fit the model and optimizer it is
+    restored into; the message names the folder and says that ``--no-resume`` starts over."""
+
+
+@contextmanager
+def _unreadable_checkpoint(directory: str | os.PathLike[str]) -> Iterator[None]:
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except CorruptCheckpointError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, RuntimeError, OSError, SafetensorError) as err:
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise CorruptCheckpointError(
+            f"{directory}: the training checkpoint cannot be resumed ({type(err).__name__}: {detail[:200]}); "
+            f"expected {MODEL_NAME}, {OPTIMIZER_NAME} and {STATE_NAME} as dynsnip train writes them for this "
+            "model. `dynsnip train --no-resume --overwrite` (resume=False, overwrite=True) starts the run over and replaces it"
+        ) from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -167,15 +194,18 @@ def load_training_checkpoint(directory: str | os.PathLike[str]) -> dict[str, Any
             f"{directory}: no training checkpoint ({STATE_NAME} + {MODEL_NAME}); expected a folder written "
             "by dynsnip's trainer"
         )
-    state = _float_from_json(json.loads((found / STATE_NAME).read_text(encoding="utf-8")))
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{found}: checkpoint format {state.get('format')!r}, this dynsnip reads format {CHECKPOINT_FORMAT}"
-        )
-    state = _from_json(state)
-    opt_meta = state.pop("optimizer")
-    state["model"] = safetensors.torch.load_file(found / MODEL_NAME)
-    state["optimizer"] = optimizer_state_from_flat(safetensors.torch.load_file(found / OPTIMIZER_NAME), opt_meta)
+    with _unreadable_checkpoint(found):
+        state = _float_from_json(json.loads((found / STATE_NAME).read_text(encoding="utf-8")))
+        if not isinstance(state, dict):
+            raise ValueError(f"{STATE_NAME} holds a {type(state).__name__}, not an object")
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{found}: checkpoint format {state.get('format')!r}, this dynsnip reads format {CHECKPOINT_FORMAT}"
+            )
+        state = _from_json(state)
+        opt_meta = state.pop("optimizer")
+        state["model"] = safetensors.torch.load_file(found / MODEL_NAME)
+        state["optimizer"] = optimizer_state_from_flat(safetensors.torch.load_file(found / OPTIMIZER_NAME), opt_meta)
     state["path"] = str(found)
     return state
 
@@ -193,3 +223,18 @@ def read_checkpoint_recipe(directory: str | os.PathLike[str]) -> dict[str, Any] 
         return None
     recipe = state.get("recipe") if isinstance(state, dict) else None
     return dict(recipe) if isinstance(recipe, dict) else None
+
+
+def restore_training_state(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                           scheduler: Any, scaler: Any = None) -> None:
+    """Load a :func:`load_training_checkpoint` result into the training objects; a checkpoint of
+    another model or optimizer raises :class:`CorruptCheckpointError` (naming ``--no-resume``)."""
+    with _unreadable_checkpoint(state.get("path", "checkpoint")):
+        for key in ("epoch", "global_step", "history", "best", "scheduler"):
+            if key not in state:
+                raise KeyError(f"{STATE_NAME} has no {key!r}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") and scaler is not None:
+            scaler.load_state_dict(state["scaler"])

@@ -9,8 +9,9 @@ manipulation methods for the report come from, in this order:
 * otherwise the item's index, and no method.
 
 A video that cannot be read (:mod:`dynsnip.engine.failures`: corrupt, no face, missing
-frames...) is listed in ``report["failed"]`` with the reason, and the metrics are computed
-on the others.
+frames, NaN / inf pixels...) or whose logit is not finite (reason ``non_finite_output``:
+NaN weights, an fp16 overflow) is listed in ``report["failed"]`` with the reason, and the
+metrics are computed on the others: a NaN is never turned into a score.
 
 Items sharing an id (several clips of one video) are averaged into one video score. Under
 ``torchrun`` each process scores every ``world_size``-th item and the results are gathered,
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .distributed import DistInfo, all_gather_objects
-from .failures import FailedItem, SkipUnreadable, collate_readable, describe_failures
+from .failures import NON_FINITE_OUTPUT, FailedItem, SkipUnreadable, collate_readable, describe_failures
 from .metrics import aggregate_by_video, video_metrics
 
 __all__ = ["EvalResult", "evaluate", "item_info", "autocast_context", "progress_bar"]
@@ -145,6 +146,16 @@ def _check_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, 0].float()
 
 
+def _non_finite_outputs(dataset: Dataset, rows: list[tuple[int, float, float, float]]) -> tuple[list, list[FailedItem]]:
+    """``rows`` without the videos that have a clip with a NaN / inf logit, and a failure per such clip."""
+    failed = [FailedItem(r[0], item_id(dataset, r[0]), NON_FINITE_OUTPUT,
+                         f"the model's logit is {r[2]}; expected a finite number (NaN or infinite weights, "
+                         "an overflow in half precision, or a preprocessing that divides by zero)")
+              for r in rows if not math.isfinite(r[2])]
+    bad_ids = {f.id for f in failed}
+    return [r for r in rows if item_id(dataset, r[0]) not in bad_ids], failed
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -209,9 +220,11 @@ def evaluate(
     seconds = time.perf_counter() - start
     rows = [r for part in all_gather_objects(rows) for r in part]
     rows.sort(key=lambda r: r[0])
+    rows, non_finite = _non_finite_outputs(dataset, rows)
     failures = sorted((f for part in all_gather_objects(failures) for f in part), key=lambda f: f.index)
+    failures = sorted(failures + non_finite, key=lambda f: f.index)
     if not rows:
-        raise ValueError(f"none of the {len(dataset)} evaluation videos could be read:\n{describe_failures(failures)}")
+        raise ValueError(f"none of the {len(dataset)} evaluation videos could be read or scored:\n{describe_failures(failures)}")
     infos = [item_info(dataset, r[0]) for r in rows]
     probs = [1.0 / (1.0 + math.exp(-r[2])) if r[2] > -700 else 0.0 for r in rows]
     ids, scores, labels, methods = aggregate_by_video(

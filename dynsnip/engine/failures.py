@@ -11,18 +11,52 @@ failed videos next to the metrics of the others.
 What counts as unreadable: :class:`dynsnip.data.VideoError` (missing, corrupt, no video
 stream, unseekable, no face) and ``OSError`` (missing frame folder, unreadable image).
 Anything else is a bug or a wrong setting and still raises.
+
+Fail closed on NaN / inf: a clip with a non-finite pixel would poison the BatchNorm
+running statistics of the whole model in training and score NaN in evaluation, so
+:class:`SkipUnreadable` turns it into a failed item (reason ``non_finite_input``) before
+any forward pass; a model output that is not finite is a failure with reason
+``non_finite_output`` (:class:`NonFiniteError`), never a verdict.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
+import torch
 from torch.utils.data import Dataset, default_collate
 
 from ..data.errors import VideoError
 
-__all__ = ["FailedItem", "SkipUnreadable", "collate_readable", "UNREADABLE", "describe_failures"]
+__all__ = [
+    "FailedItem", "SkipUnreadable", "collate_readable", "UNREADABLE", "describe_failures", "NonFiniteError",
+    "NON_FINITE_INPUT", "NON_FINITE_OUTPUT", "non_finite_input",
+]
 
 UNREADABLE = (VideoError, OSError)
+NON_FINITE_INPUT, NON_FINITE_OUTPUT = "non_finite_input", "non_finite_output"
+
+
+class NonFiniteError(ValueError):
+    """A clip (``reason`` ``non_finite_input``) or a model output (``non_finite_output``) holds
+    NaN or inf: a failure with its reason, never a verdict."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def non_finite_input(pixels: Any) -> NonFiniteError | None:
+    """The error for a clip tensor with NaN / inf pixels (how many, of how many); None if all are finite."""
+    if not isinstance(pixels, torch.Tensor) or not pixels.is_floating_point():
+        return None
+    bad = int((~torch.isfinite(pixels)).sum())
+    if not bad:
+        return None
+    return NonFiniteError(
+        NON_FINITE_INPUT,
+        f"{bad} of {pixels.numel()} input values are NaN or infinite; expected finite pixels "
+        "(the clip is not fed to the model: one such clip would corrupt the BatchNorm statistics)",
+    )
 
 
 class FailedItem(NamedTuple):
@@ -56,13 +90,16 @@ class SkipUnreadable(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         try:
-            return self.dataset[index]
+            item = self.dataset[index]
         except UNREADABLE as err:
             return failed_item(index, self.item_id(index), err)
+        if isinstance(item, (tuple, list)) and item and (bad := non_finite_input(item[0])) is not None:
+            return failed_item(index, self.item_id(index), bad)
+        return item
 
 
 def failed_item(index: int, item_id: str, err: BaseException) -> FailedItem:
-    if isinstance(err, VideoError):
+    if isinstance(err, (VideoError, NonFiniteError)):
         return FailedItem(index, item_id, err.reason, err.message)
     reason = "not_found" if isinstance(err, FileNotFoundError) else "unreadable"
     return FailedItem(index, item_id, reason, f"{type(err).__name__}: {err}")

@@ -48,11 +48,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .checkpoint import load_training_checkpoint, save_training_checkpoint
+from .checkpoint import load_training_checkpoint, restore_training_state, save_training_checkpoint
 from .data import check_validation_labels
 from .distributed import (
     DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
 )
+from .divergence import batch_indices, check_finite_loss, check_finite_weights
 from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
 from .failures import FailedItem, SkipUnreadable, collate_readable, describe_failures
 from .metrics import write_report
@@ -418,11 +419,7 @@ def train(
         saved = state.get("recipe", {})
         if saved.get("batch_size") not in (None, recipe.batch_size):
             _log(f"note: resuming with batch_size {recipe.batch_size} (checkpoint used {saved.get('batch_size')})", info, log)
-        unwrap_model(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        restore_training_state(state, unwrap_model(model), optimizer, scheduler, scaler)
         history, best = state["history"], state["best"]
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
         _log(f"resuming {out_dir} after epoch {start_epoch} of {recipe.epochs}", info, log)
@@ -456,6 +453,7 @@ def train(
         epoch_start = time.perf_counter()
         loss_sum, seen = 0.0, 0
         failures: list[FailedItem] = []
+        order = list(sampler)  # this process's clips in this epoch's order: names a batch whose loss is NaN
         bar = progress_bar(loader, len(loader), f"epoch {epoch}/{recipe.epochs}", progress and info.is_main)
         for step, (batch, failed) in enumerate(bar, start=1):
             failures += failed
@@ -469,6 +467,8 @@ def train(
             if logits.ndim != 2 or logits.shape[1] != 1:
                 raise ValueError(f"model returned logits of shape {tuple(logits.shape)}; expected (B, 1)")
             loss = F.binary_cross_entropy_with_logits(logits[:, 0].float(), labels)
+            check_finite_loss(loss, epoch, step, lambda: [item_id(train_set, i) for i in batch_indices(
+                order, step, per_rank_batch, [f.index for f in failed])], reduce_device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if recipe.grad_clip:
@@ -486,6 +486,7 @@ def train(
             elif progress and recipe.log_every and step % recipe.log_every == 0:
                 _log(f"  epoch {epoch} step {step}/{len(loader)} loss {loss_sum / seen:.4f} {rate:.1f} clips/s", info, log)
         epoch_seconds = time.perf_counter() - epoch_start
+        check_finite_weights(model, epoch, global_step)
         skipped = _unique_failures(all_gather_objects(failures))
         if skipped:
             _log(f"epoch {epoch}: skipped {len(skipped)} of {len(train_set)} training clips that could not be read:\n"

@@ -9,6 +9,7 @@
 """
 from .errors import (
     CheckpointMismatchError,
+    InvalidConfigError,
     ModelFileNotFoundError,
     ModelLoadError,
     NotADILModelError,
@@ -28,4 +29,5 @@ __all__ = [
     "NotCachedError",
     "CheckpointMismatchError",
     "NotADILModelError",
+    "InvalidConfigError",
 ]

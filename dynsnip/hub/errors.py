@@ -14,6 +14,7 @@ __all__ = [
     "NotCachedError",
     "CheckpointMismatchError",
     "NotADILModelError",
+    "InvalidConfigError",
 ]
 
 
@@ -56,3 +57,8 @@ class CheckpointMismatchError(ModelLoadError, ValueError):
 
 class NotADILModelError(ModelLoadError, ValueError):
     """The name, repo or directory describes a model that is not a ``dil_*`` video network."""
+
+
+class InvalidConfigError(ModelLoadError, ValueError):
+    """``config.json`` holds a value no detector can work with (``num_classes: -1``, ``std: 0``,
+    an unknown ``model_args`` key...); the message names the key, the value and what is allowed."""

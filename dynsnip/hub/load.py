@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -21,9 +21,13 @@ import timm
 from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
 
 from ..models.dil_resnet import DILResNet, checkpoint_filter_fn
+from ..models.keys import preview_keys
 from .config import CONFIG_NAME, WEIGHTS_NAME
+from .reachability import cache_only, hub_unreachable
+from .validate import config_problems
 from .errors import (
     CheckpointMismatchError,
+    InvalidConfigError,
     ModelFileNotFoundError,
     ModelLoadError,
     NotADILModelError,
@@ -113,14 +117,43 @@ def _require_dil(arch: Any, source: _Source) -> None:
     )
 
 
-def _read_architecture(config_file: str | Path, source: _Source) -> str:
+def _read_config(config_file: str | Path, source: _Source) -> dict[str, Any]:
+    """The checked ``config.json``: a ``dil_*`` architecture (NotADILModelError otherwise) and
+    values a detector can work with (InvalidConfigError naming the key, the value and what is
+    allowed, see :mod:`dynsnip.hub.validate`)."""
     try:
         config = json.loads(Path(config_file).read_text(encoding="utf-8"))
-        return config["architecture"]
+        arch = config["architecture"]
     except (ValueError, KeyError, TypeError) as err:
         raise ModelLoadError(
             f"{source.label}: {CONFIG_NAME} is not a timm model config ({type(err).__name__}: {err}); "
             "save the model with dynsnip.save_pretrained / dynsnip.push_to_hub.",
+            source.name, CONFIG_NAME, err,
+        ) from None
+    _require_dil(arch, source)
+    problems = config_problems(config)
+    if problems:
+        raise InvalidConfigError(
+            f"{source.label}: {CONFIG_NAME} cannot describe a working detector: {'; '.join(problems)}. "
+            "Fix the file, or save the model again with dynsnip.save_pretrained.",
+            source.name, CONFIG_NAME,
+        )
+    return config
+
+
+@contextmanager
+def _builds(source: _Source, arch: str) -> Iterator[None]:
+    """A TypeError / ValueError of the ``dil_*`` builder (a model_args value it refuses) as an
+    InvalidConfigError naming the folder or repo; mismatched weights are told apart by the caller."""
+    try:
+        yield
+    except (TypeError, ValueError) as err:
+        if (isinstance(err, (ModelLoadError, OSError)) or type(err).__module__.startswith("huggingface_hub")
+                or _raised_in_checkpoint_filter(err)):
+            raise  # Hub / file errors and mismatched weights: explained by _explained_errors
+        raise InvalidConfigError(
+            f"{source.label}: {CONFIG_NAME}'s model_args (with the options passed to load_model) do not build "
+            f"{arch}: {type(err).__name__}: {err}",
             source.name, CONFIG_NAME, err,
         ) from None
 
@@ -152,16 +185,33 @@ def _raised_in_checkpoint_filter(err: BaseException) -> bool:
     return False
 
 
+_KEY_LIST = re.compile(r'^(Missing key\(s\)|Unexpected key\(s\)) in state_dict: (.*)$')
+
+
 def _mismatch_details(err: BaseException) -> str:
+    """torch's load_state_dict error in one line, each key list cut to its first few and a count."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    details = [ln for ln in lines if ln.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+    details = []
+    for line in lines:
+        listed = _KEY_LIST.match(line)
+        if listed:
+            keys = re.findall(r'"([^"]+)"', listed.group(2))
+            details.append(f"{listed.group(1)}: {preview_keys(keys)}")
+        elif line.startswith("size mismatch"):
+            details.append(line)
+    sizes = [d for d in details if d.startswith("size mismatch")]
+    if len(sizes) > 3:
+        details = [d for d in details if not d.startswith("size mismatch")] + sizes[:3] + [f"... ({len(sizes)} size mismatches in all)"]
     return "; ".join(details or lines[:3])
 
 
 @contextmanager
 def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_dir: Any = None,
-                      missing_file_hint: str = "") -> Iterator[None]:
-    """Turn huggingface_hub / timm / safetensors errors raised inside the block into ModelLoadErrors."""
+                      missing_file_hint: str = "", unreachable: str | None = None) -> Iterator[None]:
+    """Turn huggingface_hub / timm / safetensors errors raised inside the block into ModelLoadErrors.
+
+    ``unreachable``: why the Hub could not be reached (:func:`hub_unreachable`), when the
+    block ran on the cache alone because of it."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -202,7 +252,13 @@ def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_di
     except LocalEntryNotFoundError as err:
         filename = _uncached(source.name, source.revision, files, cache_dir)
         cache = cache_dir or constants.HF_HUB_CACHE
-        if constants.is_offline_mode():
+        if unreachable:
+            why = (
+                f"the Hub at {constants.ENDPOINT} cannot be reached ({unreachable}), so it was not retried. "
+                "Check the network connection and HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use the cache only "
+                "without trying the network."
+            )
+        elif constants.is_offline_mode():
             why = (
                 "HF_HUB_OFFLINE=1 forbids downloading it. Run the same call once online (unset HF_HUB_OFFLINE) "
                 f"or `hf download {source.name}` to cache it, or point HF_HUB_CACHE at a cache that has it."
@@ -229,6 +285,8 @@ def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_di
         if details.startswith(_FILTER_PREFIX):
             details = details[len(_FILTER_PREFIX):].lstrip()
             details = details[len(arch):].lstrip(" :") if details.startswith(arch) else details.lstrip(" :")
+            if details.startswith("(weights from "):  # the source is named at the start of the message already
+                details = details.split("): ", 1)[-1]
         raise CheckpointMismatchError(
             f"{WEIGHTS_NAME} of {where} does not fit {arch}: {details}",
             source.name, WEIGHTS_NAME, err,
@@ -257,17 +315,19 @@ def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any]) ->
     cache_dir = kwargs.get("cache_dir")
     files = (CONFIG_NAME, WEIGHTS_NAME)
     hint = f"Re-upload it with dynsnip.push_to_hub(model, '{source.name}')."
-    with _explained_errors(source, files, "its architecture", cache_dir, hint):
-        config_file = hf_hub_download(
-            source.name, CONFIG_NAME, revision=source.revision, cache_dir=cache_dir,
-            library_name="dynsnip", library_version=__version__,
-        )
-    arch = _read_architecture(config_file, source)
-    _require_dil(arch, source)
-    name = f"hf-hub:{source.name}" + (f"@{source.revision}" if source.revision else "")
-    overlay = _safetensors_only(kwargs)
-    with _explained_errors(source, files, arch, cache_dir, hint):
-        return timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
+    unreachable = hub_unreachable()
+    network = cache_only() if unreachable else nullcontext()
+    with network:
+        with _explained_errors(source, files, "its architecture", cache_dir, hint, unreachable):
+            config_file = hf_hub_download(
+                source.name, CONFIG_NAME, revision=source.revision, cache_dir=cache_dir,
+                library_name="dynsnip", library_version=__version__,
+            )
+        arch = _read_config(config_file, source)["architecture"]
+        name = f"hf-hub:{source.name}" + (f"@{source.revision}" if source.revision else "")
+        overlay = _safetensors_only(kwargs)
+        with _explained_errors(source, files, arch, cache_dir, hint, unreachable), _builds(source, arch):
+            return timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
 
 
 def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, Any]) -> DILResNet:
@@ -286,9 +346,8 @@ def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, An
                 "pytorch_model.bin); write them with dynsnip.save_pretrained(model, directory).",
                 source.name, filename,
             )
-    arch = _read_architecture(directory / CONFIG_NAME, source)
-    _require_dil(arch, source)
-    with _explained_errors(source, needed, arch):
+    arch = _read_config(directory / CONFIG_NAME, source)["architecture"]
+    with _explained_errors(source, needed, arch), _builds(source, arch):
         return timm.create_model(f"local-dir:{directory}", pretrained=pretrained, **kwargs)
 
 
@@ -310,8 +369,10 @@ def _load_from_registry(source: _Source, pretrained: bool, kwargs: dict[str, Any
     weights_repo = _Source("hub", hub_id)
     hint = f"Choose another tag: {', '.join(timm.list_pretrained(f'{arch}.*'))}."
     overlay = _safetensors_only(kwargs)
-    with _explained_errors(weights_repo, (WEIGHTS_NAME,), arch, kwargs.get("cache_dir"), hint):
-        return timm.create_model(source.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    unreachable = hub_unreachable()
+    with cache_only() if unreachable else nullcontext():
+        with _explained_errors(weights_repo, (WEIGHTS_NAME,), arch, kwargs.get("cache_dir"), hint, unreachable):
+            return timm.create_model(source.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 
 def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, **kwargs: Any) -> DILResNet:
@@ -334,7 +395,11 @@ def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, **
         RepoNotFoundError: no such Hub repo or revision (or no access to it).
         ModelFileNotFoundError: the repo / directory lacks ``config.json`` or ``model.safetensors``.
         NotCachedError: offline (``HF_HUB_OFFLINE=1``) or unreachable Hub, and the file is not cached.
-        CheckpointMismatchError: the weights belong to another architecture or have a mis-shaped tensor.
+        CheckpointMismatchError: the weights belong to another architecture, lack a tensor of a saved
+            detector (its SIMs or head: a saved detector loads completely or not at all), have a
+            mis-shaped tensor or are not a valid safetensors file.
+        InvalidConfigError: ``config.json`` holds a value no detector can work with (names the key,
+            the value and what is allowed).
         NotADILModelError: the name, repo or directory is not a ``dil_*`` model.
     """
     source = _locate(name_or_path)

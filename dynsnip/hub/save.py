@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
+from ..models.keys import preview_keys
 from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, base_weights, hub_config
 from .records import card_is_generated, card_license, json_safe
@@ -49,7 +50,17 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _state_dict_for_safetensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    """The weights to write; raises ValueError naming the tensors (first few and a count) that
+    hold NaN or inf: such a model scores NaN on every video and must not be shared."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(
+            f"refusing to save a model with non-finite weights: {len(bad)} of {len(state)} tensors hold NaN or "
+            f"inf ({preview_keys(bad)}); it would score NaN on every video. Save the last finite weights "
+            "instead (a training run keeps them in its model/ and checkpoint/ folders)"
+        )
+    return state
 
 
 def save_pretrained(
@@ -101,10 +112,11 @@ def save_pretrained(
 
     Raises:
         TypeError: ``model`` is not a DIL model.
-        ValueError: a model argument is not JSON, or the recorded arguments would not
-            rebuild the same tensors.
+        ValueError: a model argument is not JSON, the recorded arguments would not
+            rebuild the same tensors, or a weight is NaN / inf (nothing is written then).
     """
     model = _unwrap(model)
+    state = _state_dict_for_safetensors(model)
     base = base_weights(model) if base_model is AUTO else base_model
     if base is not None and repo_id is not None and base == repo_id:
         base = None  # re-pushing a detector to its own repo: it is not its own base
@@ -115,7 +127,7 @@ def save_pretrained(
     directory.mkdir(parents=True, exist_ok=True)
     keep_card = card and not replace_card and _edited_card(directory, repo_id)
     save_file(  # the umask's permissions, not safetensors' 0600
-        _state_dict_for_safetensors(model),
+        state,
         directory / WEIGHTS_NAME,
         metadata={"format": "pt", "architecture": config["architecture"]},
     )
@@ -184,6 +196,10 @@ def push_to_hub(
 
     Returns:
         huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
+
+    Raises:
+        ValueError: a weight is NaN / inf (nothing is created or uploaded), or as for
+            :func:`save_pretrained`.
     """
     from huggingface_hub import HfApi
 
@@ -201,6 +217,7 @@ def push_to_hub(
         training = saved.get("training") if training is None else training
         evaluation = saved.get("evaluation") if evaluation is None else evaluation
         license = card_license(source / CARD_NAME) if license is None else license
+    _state_dict_for_safetensors(_unwrap(model))  # non-finite weights: refused before the repo is created
     api = HfApi(token=token, library_name="dynsnip", library_version=__version__)
     create_kwargs = {} if private is None else {"private": private}
     repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id

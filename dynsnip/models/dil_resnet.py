@@ -27,8 +27,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ..convert import SIBlock, insert_sims
+from .keys import preview_keys as _preview
 
-__all__ = ["DILResNet", "DILFeatures", "checkpoint_filter_fn", "dil_model_names", "DEFAULT_TAGS"]
+__all__ = ["DILResNet", "DILFeatures", "checkpoint_filter_fn", "saved_detector_checkpoint", "dil_model_names", "DEFAULT_TAGS"]
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -220,8 +221,14 @@ def _unwrap_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]
     return out
 
 
-def _preview(keys: list[str], n: int = 5) -> str:
-    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+def saved_detector_checkpoint(state_dict: Mapping[str, Any], model: DILResNet) -> bool:
+    """Whether ``state_dict`` is a saved detector, which must load completely: it holds SIM
+    tensors, or ``model`` was rebuilt from a saved ``config.json`` (timm marks a model built
+    from a local directory or a Hub repo with ``source`` ``local-dir`` / ``hf-hub``). An
+    ImageNet 2D ResNet (a ``dil_<resnet>.<tag>`` name) is the other case: its SIMs and head
+    are new by design."""
+    source = (getattr(model, "pretrained_cfg", None) or {}).get("source")
+    return source in ("local-dir", "hf-hub") or any(".sim." in k for k in state_dict)
 
 
 @contextmanager
@@ -251,15 +258,19 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
     """Adapt a 2D ResNet (or DIL) checkpoint to ``model``.
 
     * every backbone tensor must be present with the model's shape: it is loaded exactly;
-    * SIM tensors (``*.sim.*``) are taken from the checkpoint when it has them (a fine-tuned
-      detector) and from the model's own initialisation otherwise (an ImageNet backbone);
+    * a saved detector (:func:`saved_detector_checkpoint`) is loaded strictly: every tensor
+      of the architecture, SIMs and classifier included, must be there;
+    * an ImageNet 2D ResNet has no SIM tensors (``*.sim.*``) and another head: the SIMs keep
+      the model's own initialisation, the classifier is new;
     * the classifier is passed through: timm drops it when ``num_classes`` differs;
-    * a missing or mis-shaped backbone tensor, or tensors the model does not have, raise a
-      ValueError naming them: such a checkpoint belongs to another architecture.
+    * a missing or mis-shaped tensor, or tensors the model does not have, raise a ValueError
+      naming the first few and the count: such a checkpoint belongs to another architecture,
+      or is incomplete.
     """
     sd = _unwrap_state_dict(state_dict)
     target = model.state_dict()
     classifier = "fc."
+    strict = saved_detector_checkpoint(sd, model)
     out: dict[str, torch.Tensor] = {}
     missing, misshaped = [], []
     for k, v in target.items():
@@ -271,7 +282,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
                 misshaped.append(f"{k}: checkpoint {tuple(src.shape)} vs model {tuple(v.shape)}")
             else:
                 out[k] = src
-        elif ".sim." in k or k.endswith("num_batches_tracked") or k.startswith(classifier):
+        elif not strict and (".sim." in k or k.endswith("num_batches_tracked") or k.startswith(classifier)):
             out[k] = v
         else:
             missing.append(k)
@@ -284,16 +295,21 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
             arch = f"{arch} (weights from {source})"
         parts = []
         if missing:
-            parts.append(f"{len(missing)} backbone tensors missing ({_preview(missing)})")
+            what = "tensors" if strict else "backbone tensors"
+            parts.append(f"{len(missing)} {what} missing ({_preview(missing)})")
         if misshaped:
             parts.append(f"{len(misshaped)} mis-shaped ({_preview(misshaped, 3)})")
         if unexpected:
             parts.append(f"{len(unexpected)} tensors the model does not have ({_preview(unexpected)})")
-        raise ValueError(
-            f"checkpoint does not fit {arch}: " + "; ".join(parts)
-            + ". It is probably a checkpoint of another architecture or SIM configuration: "
-            "create the model it was trained as (same name and DIL options)."
+        advice = (
+            ". A saved detector must hold every tensor of its architecture (SIMs and classifier included): "
+            "this one is incomplete or of another architecture or SIM configuration; save it again with "
+            "dynsnip.save_pretrained (to start from 2D ImageNet weights, with new SIMs and head, use a "
+            "dil_<resnet>.<tag> name)" if strict and missing else
+            ". It is probably a checkpoint of another architecture or SIM configuration: "
+            "create the model it was trained as (same name and DIL options)"
         )
+        raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + advice + ".")
     return out
 
 

@@ -6,7 +6,7 @@ sampler, which needs only torch) works without the extra; using a name whose mod
 it raises an ImportError with the install command.
 
 Modules: :mod:`~dynsnip.data.sampling` (which frames), :mod:`~dynsnip.data.decode`
-(frame-exact PyAV decoding), :mod:`~dynsnip.data.faces` (detectors),
+(frame-exact PyAV decoding), :mod:`~dynsnip.data.faces` (detectors), :mod:`~dynsnip.data.mtcnn` (the MTCNN networks),
 :mod:`~dynsnip.data.boxes` (box smoothing and margins), :mod:`~dynsnip.data.crop`,
 :mod:`~dynsnip.data.transforms` (normalisation, flip), :mod:`~dynsnip.data.pipeline`
 (video -> clip), :mod:`~dynsnip.data.manifest`, :mod:`~dynsnip.data.datasets`,
@@ -23,6 +23,11 @@ _EXPORTS = {
     "VideoReader": "decode",
     "read_frames": "decode",
     "DlibFaceDetector": "faces",
+    "MtcnnFaceDetector": "faces",
+    "AutoFaceDetector": "faces",
+    "Face": "faces",
+    "as_detections": "faces",
+    "MTCNN": "mtcnn",
     "create_face_detector": "faces",
     "detect_faces": "faces",
     "largest_box": "boxes",

@@ -249,7 +249,10 @@ def small_face_video(path):
 
 def test_detect_size_finds_small_faces_the_default_misses(tmp_path, checkpoint, capsys):
     video = small_face_video(tmp_path / "wide_shot.mp4")
-    common = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "2", "--json", "--no-progress"]
+    base = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "2", "--json", "--no-progress"]
+    assert main(base) == 0  # auto: MTCNN (down to 40 px at the working size) finds what dlib misses
+    assert all(s["face_found"] for s in json.loads(capsys.readouterr().out)["videos"][0]["snippets"])
+    common = [*base, "--face-detector", "dlib"]
     assert main(common) == 1
     missed = json.loads(capsys.readouterr().out)["videos"][0]
     assert missed["status"] == "error" and "--detect-size" in missed["error"], missed
@@ -260,7 +263,7 @@ def test_detect_size_finds_small_faces_the_default_misses(tmp_path, checkpoint, 
         x0, y0, x1, y1 = snippet["crop_box"]
         assert 300 <= x0 < x1 <= 476 and 200 <= y0 < y1 <= 344, snippet
     for bad, message in ((["--detect-size", "40"], "at least 80 px"), (["--detect-upsample", "-1"], "0 or more"),
-                         (["--margin", "0"], "positive number")):
+                         (["--margin", "0"], "positive number"), (["--min-face", "5"], "at least 12 px")):
         assert main([*common, *bad]) == 2
         assert message in capsys.readouterr().err
 

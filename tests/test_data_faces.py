@@ -65,7 +65,7 @@ def test_loader_pickles_for_dataloader_workers(detector):
 
     loader = pickle.loads(pickle.dumps(FaceClipLoader(num_snippets=1, size=(16, 16))))
     frame = read_frames(bundled_video("carphone_pristine"), [0])[0]
-    assert np.array_equal(loader.face_detector(frame), detector(frame))
+    assert np.array_equal(loader.face_detector(frame)[:, :5], detector(frame))  # auto: dlib's rows where dlib finds one
 
 
 def test_detector_finds_no_face_in_faceless_content(detector):

@@ -1,10 +1,13 @@
 """The face-cropping options of ``predict``, ``explain`` and ``extract-faces``.
 
-``--face-detector dlib|none`` and ``--margin`` choose whether and how wide the face is
-cropped; ``--detect-size`` and ``--detect-upsample`` tune dlib's HOG detector
-(:class:`dynsnip.data.faces.DlibFaceDetector`) for faces that are small in the frame: the
-detector's window is 80x80 px, so at the default working size of 480 px (the frame's
-shorter side) it finds faces down to about 1/6 of the short side.
+``--face-detector auto|dlib|mtcnn|none`` and ``--margin`` choose whether, with what and how
+wide the face is cropped (see :mod:`dynsnip.data.faces`; ``auto``, the default: dlib, and
+MTCNN on the frames where dlib finds nothing). ``--detect-size`` is the working size of both
+detectors; ``--detect-upsample`` tunes dlib's HOG detector
+(:class:`dynsnip.data.faces.DlibFaceDetector`) for faces that are small in the frame: its
+window is 80x80 px, so at the default working size of 480 px (the frame's shorter side) it
+finds faces down to about 1/6 of the short side; MTCNN (``--min-face``, 40 px at the working
+size) goes down to 1/12.
 """
 from __future__ import annotations
 
@@ -14,19 +17,25 @@ from typing import Any
 
 DEFAULT_MARGIN = 1.3
 DEFAULT_DETECT_SIZE = 480
+DEFAULT_MIN_FACE = 40.0
 
 
 def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> None:
     """Add ``--face-detector``, ``--margin``, ``--detect-size`` and ``--detect-upsample``."""
-    parser.add_argument("--face-detector", choices=("dlib", "none"), default="dlib",
-                        help=f"dlib: detect and crop faces (default); none: {none_means}")
+    parser.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn", "none"), default="auto",
+                        help="auto (default): dlib, and MTCNN on frames where dlib finds no face (turned or "
+                             "tilted heads); dlib: frontal HOG detector only (fastest); mtcnn: MTCNN only "
+                             f"(pose-robust, five keypoints); none: {none_means}")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help=f"face crop side / face box side (default {DEFAULT_MARGIN}, FaceForensics++ convention)")
     parser.add_argument("--detect-size", type=int, default=DEFAULT_DETECT_SIZE, metavar="PX",
-                        help=f"dlib works on frames resized to this short side (default {DEFAULT_DETECT_SIZE}: "
-                             "faces down to ~1/6 of the short side); larger finds smaller faces, slower")
+                        help=f"the detectors work on frames resized to this short side (default {DEFAULT_DETECT_SIZE}: "
+                             "dlib finds faces down to ~1/6 of the short side); larger finds smaller faces, slower")
     parser.add_argument("--detect-upsample", type=int, default=0, metavar="K",
                         help="extra dlib pyramid upsamplings for small faces (default 0; each ~4x slower)")
+    parser.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, metavar="PX",
+                        help=f"smallest face MTCNN looks for, in pixels at --detect-size (default {DEFAULT_MIN_FACE:g}); "
+                             "smaller finds smaller faces, slower")
 
 
 def face_options_problem(args: argparse.Namespace) -> str | None:
@@ -37,20 +46,22 @@ def face_options_problem(args: argparse.Namespace) -> str | None:
         return f"--detect-size must be at least 80 px (dlib's detection window), got {args.detect_size}"
     if args.detect_upsample < 0:
         return f"--detect-upsample must be 0 or more, got {args.detect_upsample}"
+    if not math.isfinite(args.min_face) or args.min_face < 12:
+        return f"--min-face must be at least 12 px (MTCNN's smallest window), got {args.min_face}"
     return None
 
 
 def face_detector(args: argparse.Namespace) -> Any:
-    """``None`` for ``--face-detector none``, else a configured ``DlibFaceDetector``.
+    """``None`` for ``--face-detector none``, else the configured detector.
 
     Raises:
         ImportError: dlib (the ``video`` extra) is not installed, with the install command.
     """
-    if args.face_detector == "none":
-        return None
-    from dynsnip.data.faces import DlibFaceDetector
+    from dynsnip.data.faces import create_face_detector
 
-    return DlibFaceDetector(detect_short_side=args.detect_size, upsample=args.detect_upsample)
+    return create_face_detector(
+        args.face_detector, detect_short_side=args.detect_size, upsample=args.detect_upsample, min_face=args.min_face
+    )
 
 
 def clip_loader(model: Any, args: argparse.Namespace, faces: Any) -> Any:

@@ -106,6 +106,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data.add_argument("--val-split", help="keep only these rows of the validation manifest (default 'val' with --manifest)")
     data.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
                       help="entries are face-frame folders or video files (default: look at the first)")
+    data.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
+                      help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
     data.add_argument("--data-name", help="what the data is called in the model card, e.g. 'FaceForensics++ c23' "
                                           "(default: the training manifest's file name)")
     m = p.add_argument_group("model")
@@ -171,8 +173,10 @@ def run_train(args: argparse.Namespace) -> int:
             resuming = args.resume and find_training_checkpoint(args.out / "checkpoint") is not None
             model = build_model(recipe.model, pretrained=recipe.pretrained and not resuming,
                                 checkpoint=None if resuming else args.checkpoint, **parse_model_args(args.model_arg))
-            train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data)
-            val_set = (make_dataset(val_manifest, model, recipe, train=False, split=val_split, kind=args.data)
+            train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data,
+                                   face_detector=args.face_detector)
+            val_set = (make_dataset(val_manifest, model, recipe, train=False, split=val_split, kind=args.data,
+                                   face_detector=args.face_detector)
                        if val_manifest is not None else None)
         except setup_errors as err:
             return _usage_error(err)

@@ -31,7 +31,7 @@ from .boxes import fill_missing_boxes, smooth_boxes, square_crop_box, track_face
 from .crop import crop_and_resize
 from .decode import VideoReader
 from .errors import NoFaceError
-from .faces import DetectorSpec, create_face_detector
+from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector
 
 np = require("numpy")
 Image = require("PIL.Image")
@@ -52,7 +52,7 @@ def extract_face_frames(
     video_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    face_detector: DetectorSpec = "dlib",
+    face_detector: DetectorSpec = DEFAULT_FACE_DETECTOR,
     margin: float = 1.3,
     smooth_window: int = 5,
     max_gap: int = 25,
@@ -66,7 +66,8 @@ def extract_face_frames(
     Args:
         video_path: the video.
         out_dir: folder to create; must not exist yet.
-        face_detector: ``"dlib"``, ``"none"`` (whole frames) or a callable.
+        face_detector: ``"auto"`` (dlib, MTCNN where dlib finds nothing), ``"dlib"``,
+            ``"mtcnn"``, ``"none"`` (whole frames) or a callable.
         margin: crop side / face-box side (1.3, FaceForensics++ convention).
         smooth_window: frames in the centred moving average of the boxes; 5 (+-2 frames,
             80 ms at 25 fps) removes the detector's frame-to-frame jitter, which temporal

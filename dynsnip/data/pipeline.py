@@ -26,7 +26,7 @@ from .boxes import fill_missing_boxes, snippet_face_boxes, square_crop_box
 from .crop import crop_and_resize
 from .decode import VideoReader
 from .errors import NoFaceError
-from .faces import DetectorSpec, create_face_detector, detect_faces
+from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 from .sampling import ShortVideoPolicy, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
 
@@ -81,8 +81,9 @@ class FaceClipLoader:
         size: ``(height, width)`` of the crops (paper: 224x224, the model's ``input_size``).
         mean, std: normalisation (the model's data config; defaults: ImageNet).
         interpolation: resampling of the crops (the model's data config).
-        face_detector: ``"dlib"`` (default), ``"none"`` for already-cropped input (frames are
-            resized whole), or a callable, see :mod:`dynsnip.data.faces`.
+        face_detector: ``"auto"`` (default: dlib, MTCNN on the frames where dlib finds
+            nothing), ``"dlib"``, ``"mtcnn"``, ``"none"`` for already-cropped input (frames
+            are resized whole), or a callable, see :mod:`dynsnip.data.faces`.
         margin: crop side / face-box side; 1.3 is the FaceForensics++ convention.
         train: random snippet offsets and random horizontal flip (paper's augmentation);
             False: deterministic snippets, no flip.
@@ -99,7 +100,7 @@ class FaceClipLoader:
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
         interpolation: str = "bilinear",
-        face_detector: DetectorSpec = "dlib",
+        face_detector: DetectorSpec = DEFAULT_FACE_DETECTOR,
         margin: float = 1.3,
         train: bool = False,
         hflip_prob: float = 0.5,

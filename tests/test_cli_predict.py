@@ -274,7 +274,7 @@ def test_extract_faces_command(tmp_path, capsys):
     shutil.copy(two_people(), tmp_path / "people.mp4")
     manifest.write_text("path,label,split\npeople.mp4,real,train\nbroken.mp4,fake,val\n")
     out = tmp_path / "faces"
-    code = main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--size", "64", "--no-progress"])
+    code = main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--scale", "0.5", "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 1
     assert "FAILED   " + str(tmp_path / "broken.mp4") + ": corrupt" in printed
@@ -299,7 +299,7 @@ def test_extract_faces_in_parallel_writes_what_one_process_writes(tmp_path, caps
     printed = {}
     for workers in (1, 3):
         out = tmp_path / f"faces{workers}"
-        code = main(["extract-faces", *inputs, "--out", str(out), "--size", "32", "--max-frames", "6",
+        code = main(["extract-faces", *inputs, "--out", str(out), "--scale", "0.25", "--max-frames", "6",
                      "--workers", str(workers), "--no-progress"])
         assert code == 1
         printed[workers] = capsys.readouterr().out.replace(str(out), "OUT").splitlines()
@@ -332,7 +332,7 @@ def test_extract_faces_goes_on_when_a_worker_process_dies(tmp_path, capsys, monk
     inputs = [shutil.copy(two_people(), tmp_path / "people.mp4"), shutil.copy(carphone(), tmp_path / "crash.mp4"),
               shutil.copy(carphone(), tmp_path / "car.mp4")]
     out = tmp_path / "faces"
-    code = main(["extract-faces", *map(str, inputs), "--out", str(out), "--size", "32", "--max-frames", "4",
+    code = main(["extract-faces", *map(str, inputs), "--out", str(out), "--scale", "0.25", "--max-frames", "4",
                  "--workers", "2", "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured

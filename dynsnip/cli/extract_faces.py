@@ -1,7 +1,8 @@
-"""``dynsnip extract-faces``: crop the faces of every frame once, for training.
+"""``dynsnip extract-faces``: save the faces of every frame once, for training.
 
-Each video becomes a folder ``OUT/<name>/`` of face crops (``000000.png`` ... named by frame
-index) plus ``faces.json`` (see :mod:`dynsnip.data.extraction`). With ``--manifest`` (a
+Each video becomes a folder ``OUT/<name>/`` of face context regions (``000000.png`` ... named
+by frame index; the crop of a snippet is cut from them at training time by the same crop
+policy as ``predict``) plus ``faces.json`` (see :mod:`dynsnip.data.extraction`). With ``--manifest`` (a
 CSV/JSON of videos with labels and splits) the command also writes ``OUT/faces.csv``, the
 same manifest pointing at the frame folders, ready for
 :class:`dynsnip.data.FaceFramesDataset`.
@@ -21,7 +22,13 @@ from typing import Any, Iterator
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
-from .face_options import add_face_options, face_detector, face_options_problem
+from .face_options import (
+    add_detection_policy_options,
+    add_face_options,
+    detection_policy_problem,
+    face_detector,
+    face_options_problem,
+)
 from .predict import VIDEO_SUFFIXES
 
 MANIFEST_NAME = "faces.csv"
@@ -32,8 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "extract-faces",
         help="write the face crops of every frame of videos once, for training",
         description=(
-            "Detect, track and crop the face in every frame of each video into OUT/<video>/ "
-            "(PNG frames named by frame index + faces.json). With --manifest, also write "
+            "Detect the face on every k-th frame of each video and save every frame's face region into "
+            "OUT/<video>/ (PNG frames named by frame index + faces.json with the detections and the face "
+            "coverage); training cuts the crops out with the same crop policy as predict. With --manifest, also write "
             f"OUT/{MANIFEST_NAME} listing the frame folders with the videos' labels and splits. "
             "Existing folders are skipped, never overwritten."
         ),
@@ -44,10 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="CSV/JSON manifest of videos (path,label[,split]) instead of / besides inputs")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="output directory")
     add_face_options(parser, none_means="keep whole frames")
-    parser.add_argument("--smooth-window", type=int, default=5,
-                        help="frames in the moving average of the face boxes (default 5)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="resize crops to SIZE x SIZE (default: keep the crop's resolution)")
+    add_detection_policy_options(parser)
+    parser.add_argument("--snippet-len", type=int, default=4, metavar="T",
+                        help="snippet length of the models that will train on it (default 4, the paper's T)")
+    parser.add_argument("--scale", type=float, default=None,
+                        help="resize the saved regions by this factor to save disk (default: the video's "
+                             "resolution, which keeps training crops identical to predict's)")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
     parser.add_argument("--format", choices=("png", "jpg"), default="png", help="image format (default png, lossless)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
@@ -92,7 +102,9 @@ def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
     except Exception as err:
         reason = getattr(err, "reason", type(err).__name__)
         return False, f"{video}: {reason}: {getattr(err, 'message', str(err))}"
-    return True, f"{video} -> {out_dir} ({result.num_frames} frames, face detected in {result.num_detected})"
+    coverage = (f"face found in {result.num_detected} of the {result.frames_checked} frames looked at "
+                f"({result.face_coverage:.0%})" if result.frames_checked else "no face detection")
+    return True, f"{video} -> {out_dir} ({result.num_frames} frames, {coverage})"
 
 
 def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
@@ -134,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"{manifest_out} exists; refusing to overwrite it (pass --overwrite to replace it)")
     if problem := face_options_problem(args):
         return usage_error(problem)
-    if args.smooth_window < 1 or (args.size is not None and args.size < 1):
-        return usage_error(f"--smooth-window and --size must be at least 1, got {args.smooth_window} and {args.size}")
+    if problem := detection_policy_problem(args, args.snippet_len):
+        return usage_error(problem)
+    if args.scale is not None and not 0 < args.scale <= 4:
+        return usage_error(f"--scale must be a factor in (0, 4], got {args.scale}")
     if args.workers < 1:
         return usage_error(f"--workers must be at least 1, got {args.workers}")
     try:
@@ -152,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
         return usage_error("no videos found")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    options = dict(face_detector=detector, margin=args.margin, smooth_window=args.smooth_window,
-                   size=None if args.size is None else (args.size, args.size), max_frames=args.max_frames,
-                   image_format=args.format)
+    options = dict(face_detector=detector, margin=args.margin, detect_every=args.detect_every,
+                   snippet_len=args.snippet_len, scale=args.scale, max_frames=args.max_frames,
+                   image_format=args.format, min_face_coverage=args.min_face_coverage)
     # decide in this process what each video needs, so that the workers only extract
     claimed: dict[str, Path] = {}
     # video, out_dir, entry, the video that already claimed out_dir (or None), whether to extract it

@@ -38,6 +38,32 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
                              "smaller finds smaller faces, slower")
 
 
+DEFAULT_MIN_FACE_COVERAGE = 0.5
+
+
+def add_detection_policy_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--detect-every`` and ``--min-face-coverage`` (see :mod:`dynsnip.data.crop_policy`)."""
+    from dynsnip.data.crop_policy import DEFAULT_DETECT_EVERY
+
+    parser.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY, metavar="K",
+                        help=f"the detector looks at frames whose index is a multiple of K, 1 <= K <= T "
+                             f"(default {DEFAULT_DETECT_EVERY}: one frame per snippet; the crop is one box per "
+                             "snippet either way); predict and extract-faces must use the same K for identical crops")
+    parser.add_argument("--min-face-coverage", type=float, default=DEFAULT_MIN_FACE_COVERAGE, metavar="F",
+                        help="a video whose face is found in fewer than this fraction of the frames the detector "
+                             f"looks at fails with reason low_face_coverage (default {DEFAULT_MIN_FACE_COVERAGE}: "
+                             "at most half of the crops borrowed from other frames; 0 turns the check off)")
+
+
+def detection_policy_problem(args: argparse.Namespace, snippet_len: int | None) -> str | None:
+    """What is wrong with ``--detect-every`` / ``--min-face-coverage``, or None."""
+    if not 0.0 <= args.min_face_coverage <= 1.0:
+        return f"--min-face-coverage must be a fraction between 0 and 1, got {args.min_face_coverage}"
+    if args.detect_every < 1 or (snippet_len is not None and args.detect_every > snippet_len):
+        return f"--detect-every must be between 1 and the snippet length T={snippet_len}, got {args.detect_every}"
+    return None
+
+
 def face_options_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the face options of ``args``, or None."""
     if not math.isfinite(args.margin) or args.margin <= 0:

@@ -7,7 +7,7 @@ it raises an ImportError with the install command.
 
 Modules: :mod:`~dynsnip.data.sampling` (which frames), :mod:`~dynsnip.data.decode`
 (frame-exact PyAV decoding), :mod:`~dynsnip.data.faces` (detectors), :mod:`~dynsnip.data.mtcnn` (the MTCNN networks),
-:mod:`~dynsnip.data.boxes` (box smoothing and margins), :mod:`~dynsnip.data.crop`,
+:mod:`~dynsnip.data.boxes` (box smoothing and margins), :mod:`~dynsnip.data.crop`, :mod:`~dynsnip.data.crop_policy` (the one crop policy),
 :mod:`~dynsnip.data.transforms` (normalisation, flip), :mod:`~dynsnip.data.pipeline`
 (video -> clip), :mod:`~dynsnip.data.manifest`, :mod:`~dynsnip.data.datasets`,
 :mod:`~dynsnip.data.extraction` (write face crops once), :mod:`~dynsnip.data.errors`,
@@ -59,6 +59,11 @@ _EXPORTS = {
     "NoVideoStreamError": "errors",
     "UnseekableVideoError": "errors",
     "NoFaceError": "errors",
+    "LowFaceCoverageError": "errors",
+    "SnippetCrops": "crop_policy",
+    "snippet_crops": "crop_policy",
+    "detection_frames": "crop_policy",
+    "snippet_face_box": "boxes",
     "bundled_videos": "assets",
     "bundled_video": "assets",
     "bundled_videos_dir": "assets",

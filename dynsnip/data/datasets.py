@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from ._optional import require
 from .crop import crop_and_resize
+from .face_folder import FaceFolder
 from .manifest import ManifestEntry, read_manifest
 from .pipeline import FaceClipLoader, data_config_from_model
 from .sampling import ShortVideoPolicy, sample_snippets
@@ -150,8 +151,12 @@ class FaceFramesDataset(Dataset):
         indices = sample_snippets(
             len(frames), self.num_snippets, self.snippet_len, train=self.train, short_video=self.short_video
         )
-        images = [self._load(frames[i]) for i in indices.flatten().tolist()]
-        pixels = frames_to_tensor(np.stack(images), self.mean, self.std)
+        folder = FaceFolder.open(entry.path, frames)
+        if folder is not None:  # extract-faces output: the crop policy cuts the snippets' crops
+            images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation)
+        else:
+            images = np.stack([self._load(frames[i]) for i in indices.flatten().tolist()])
+        pixels = frames_to_tensor(images, self.mean, self.std)
         if self.train:
             pixels = random_horizontal_flip(pixels, self.hflip_prob)
         return pixels, torch.tensor(float(entry.label))

@@ -339,3 +339,41 @@ def test_extract_faces_goes_on_when_a_worker_process_dies(tmp_path, capsys, monk
     assert "the worker processes failed after" in captured.err
     assert [line.split()[0] for line in captured.out.splitlines()] == ["OK", "OK", "OK", "3"]
     assert all(len(list((out / name).glob("*.png"))) == 4 for name in ("people", "crash", "car"))
+
+
+def partly_faceless_video(path, face_frames: int, total: int = 32):
+    """The carphone face in the first ``face_frames`` frames, then a face-free picture."""
+    faces = decode_all(carphone())[:face_frames]
+    from video_fixtures import faceless_frames
+
+    empty = [np.ascontiguousarray(np.resize(f, (144, 176, 3))) for f in faceless_frames(total - face_frames, (176, 144))]
+    return encode(path, faces + empty)
+
+
+def test_face_coverage_is_reported_and_a_low_one_fails(tmp_path, checkpoint, capsys):
+    """8 snippets of 4 frames, the detector looks at one frame per snippet (--detect-every 4):
+    a face in the first 12 of 32 frames is found in 3 of 8 looked-at frames (37.5%)."""
+    video = partly_faceless_video(tmp_path / "mostly_empty.mp4", 12)
+    table = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "8", "--no-progress",
+             "--workers", "0"]
+    base = [*table, "--json"]
+    assert main(base) == 1  # below the default 0.5: a failure with its reason and coverage, not a verdict
+    failed = json.loads(capsys.readouterr().out)
+    entry = failed["videos"][0]
+    assert entry["status"] == "error" and entry["reason"] == "low_face_coverage", entry
+    assert entry["face_coverage"] == 0.375 and "in only 38% of the 8 frames" in entry["error"]
+    assert "turned or tilted head" in entry["error"] and "--face-detector mtcnn" in entry["error"]
+    assert failed["summary"]["failed"] == 1 and failed["min_face_coverage"] == 0.5
+    assert main([*base, "--min-face-coverage", "0.3"]) == 0
+    scored = json.loads(capsys.readouterr().out)["videos"][0]
+    assert (scored["frames_checked"], scored["frames_with_face"], scored["face_coverage"]) == (8, 3, 0.375)
+    assert [s["face_found"] for s in scored["snippets"]] == [True] * 3 + [False] * 5
+    assert main([*table, "--min-face-coverage", "0.3"]) == 0  # the table says it too
+    assert "face in 3/8 frames looked at, 5 snippet(s) borrowed" in capsys.readouterr().out
+    # extract-faces applies the same threshold (over every 4th frame of the whole video)
+    out = tmp_path / "faces"
+    assert main(["extract-faces", str(video), "--out", str(out), "--no-progress", "--workers", "1"]) == 1
+    assert "low_face_coverage: face found in only 38% of the 8 frames" in capsys.readouterr().out
+    assert main(["extract-faces", str(video), "--out", str(out), "--no-progress", "--workers", "1",
+                 "--min-face-coverage", "0.2"]) == 0
+    assert "face found in 3 of the 8 frames looked at (38%)" in capsys.readouterr().out

@@ -23,7 +23,6 @@ from typing import Any, Iterator
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from .face_options import (
-    add_detection_policy_options,
     add_face_options,
     detection_policy_problem,
     face_detector,
@@ -52,7 +51,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="CSV/JSON manifest of videos (path,label[,split]) instead of / besides inputs")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="output directory")
     add_face_options(parser, none_means="keep whole frames")
-    add_detection_policy_options(parser)
     parser.add_argument("--snippet-len", type=int, default=4, metavar="T",
                         help="snippet length of the models that will train on it (default 4, the paper's T)")
     parser.add_argument("--scale", type=float, default=None,

@@ -36,14 +36,12 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
     parser.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, metavar="PX",
                         help=f"smallest face MTCNN looks for, in pixels at --detect-size (default {DEFAULT_MIN_FACE:g}); "
                              "smaller finds smaller faces, slower")
-
-
-DEFAULT_MIN_FACE_COVERAGE = 0.5
+    add_detection_policy_options(parser)
 
 
 def add_detection_policy_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--detect-every`` and ``--min-face-coverage`` (see :mod:`dynsnip.data.crop_policy`)."""
-    from dynsnip.data.crop_policy import DEFAULT_DETECT_EVERY
+    from dynsnip.data.crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE
 
     parser.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY, metavar="K",
                         help=f"the detector looks at frames whose index is a multiple of K, 1 <= K <= T "
@@ -72,6 +70,8 @@ def face_options_problem(args: argparse.Namespace) -> str | None:
         return f"--detect-size must be at least 80 px (dlib's detection window), got {args.detect_size}"
     if args.detect_upsample < 0:
         return f"--detect-upsample must be 0 or more, got {args.detect_upsample}"
+    if problem := detection_policy_problem(args, None):
+        return problem
     if not math.isfinite(args.min_face) or args.min_face < 12:
         return f"--min-face must be at least 12 px (MTCNN's smallest window), got {args.min_face}"
     return None
@@ -92,10 +92,12 @@ def face_detector(args: argparse.Namespace) -> Any:
 
 def clip_loader(model: Any, args: argparse.Namespace, faces: Any) -> Any:
     """The ``FaceClipLoader`` of ``predict`` / ``explain``: the model's input size, mean/std
-    and test U, with ``faces`` (see :func:`face_detector`), ``--margin`` and ``--snippets``."""
+    and test U, with ``faces`` (see :func:`face_detector`), ``--margin``, ``--detect-every``,
+    ``--min-face-coverage`` and ``--snippets``."""
     from dynsnip.data import FaceClipLoader
 
-    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin)
+    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin, detect_every=args.detect_every,
+                                     min_face_coverage=args.min_face_coverage)
     if args.snippets is not None:
         overrides["num_snippets"] = args.snippets
     return FaceClipLoader.from_model(model, **overrides)

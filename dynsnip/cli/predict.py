@@ -184,6 +184,16 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{secs:05.2f}"
 
 
+def _coverage(result: dict[str, Any]) -> str:
+    """``, face in 7/8 frames looked at, 1 snippet borrowed`` (empty without a detector)."""
+    checked = result.get("frames_checked", 0)
+    if not checked:
+        return ""
+    borrowed = sum(not s["face_found"] for s in result["snippets"])
+    return (f", face in {result['frames_with_face']}/{checked} frames looked at"
+            + (f", {borrowed} snippet(s) borrowed" if borrowed else ""))
+
+
 def format_table(results: Sequence[dict[str, Any]]) -> str:
     """Human-readable report: one line per video, then its snippets; failures with the reason."""
     width = max([len("VIDEO"), *(len(r["path"]) for r in results)])
@@ -194,7 +204,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             continue
         lines.append(
             f"{r['path']:<{width}}  {r['fake_probability']:7.3f}  {r['verdict'].upper():<7}  "
-            f"{len(r['snippets'])} snippets, {r['num_frames']} frames"
+            f"{len(r['snippets'])} snippets, {r['num_frames']} frames{_coverage(r)}"
         )
         for s in r["snippets"]:
             note = "" if s["face_found"] else "  (no face in this snippet: crop borrowed from a neighbour)"
@@ -238,7 +248,10 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
-    loader = clip_loader(model, args, faces)
+    try:
+        loader = clip_loader(model, args, faces)
+    except ValueError as err:  # e.g. --detect-every larger than the model's T
+        return usage_error(str(err))
 
     results = predict_videos(model, videos, loader=loader, threshold=args.threshold, workers=args.workers,
                              device=device, progress=not args.no_progress)
@@ -250,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
         num_snippets=loader.num_snippets,
         snippet_len=loader.snippet_len,
         face_detector=args.face_detector,
+        detect_every=loader.detect_every,
+        min_face_coverage=loader.min_face_coverage,
         threshold=args.threshold,
         videos=results,
         summary=dict(videos=len(results), scored=len(results) - failed, failed=failed),

@@ -31,6 +31,9 @@ from .boxes import fill_missing_boxes, snippet_face_box, square_crop_box
 np = require("numpy")
 
 DEFAULT_DETECT_EVERY = 4
+# below this fraction of looked-at frames with a face, a video is a failure (low_face_coverage):
+# then more than half of the crops would be borrowed from other frames
+DEFAULT_MIN_FACE_COVERAGE = 0.5
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from typing import Any, Mapping
 from ._optional import require
 from .boxes import snippet_face_box, square_crop_box
 from .crop import crop_and_resize
-from .crop_policy import DEFAULT_DETECT_EVERY, check_detect_every
+from .crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE, check_detect_every
 from .decode import VideoReader
 from .errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
@@ -145,7 +145,7 @@ def extract_face_frames(
     max_frames: int | None = None,
     image_format: str = "png",
     interpolation: str = "bilinear",
-    min_face_coverage: float = 0.0,
+    min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
     source_detections: Mapping[int, "np.ndarray"] | None = None,
 ) -> ExtractedFaces:
     """Save the face context region of every frame of ``video_path`` into ``out_dir``.
@@ -166,7 +166,7 @@ def extract_face_frames(
             its own to the forgery traces) or ``"jpg"`` (quality 95).
         interpolation: resampling when ``scale`` is given.
         min_face_coverage: fail with :class:`LowFaceCoverageError` when a face is found in
-            fewer of the looked-at frames than this fraction.
+            fewer of the looked-at frames than this fraction (0.5; 0 turns the check off).
         source_detections: detections to use instead of running the detector (a fake cropped
             with the boxes of the real video it was made from: frame index -> rows).
 
@@ -201,7 +201,7 @@ def extract_face_frames(
         else:
             with_face = sum(1 for i in looked_at if len(detections[i]))
             if with_face == 0:
-                what = "frames" if detect_every == 1 else f"frames the detector looked at (every {detect_every}th)"
+                what = "frames the detector looked at" + (f" (every {detect_every}th)" if detect_every > 1 else "")
                 raise NoFaceError(video_path, no_face_message(len(looked_at), what))
             if with_face / len(looked_at) < min_face_coverage:
                 raise LowFaceCoverageError(video_path, with_face / len(looked_at), min_face_coverage, len(looked_at))

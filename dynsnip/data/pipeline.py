@@ -23,10 +23,16 @@ import torch
 
 from ._optional import require
 from .crop import crop_and_resize
-from .crop_policy import DEFAULT_DETECT_EVERY, check_detect_every, detection_frames, snippet_crops
+from .crop_policy import (
+    DEFAULT_DETECT_EVERY,
+    DEFAULT_MIN_FACE_COVERAGE,
+    check_detect_every,
+    detection_frames,
+    snippet_crops,
+)
 from .decode import VideoReader
 from .crop_policy import SnippetCrops
-from .errors import NoFaceError, no_face_message
+from .errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 from .sampling import ShortVideoPolicy, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
@@ -99,6 +105,9 @@ class FaceClipLoader:
             1 <= k <= T; see :mod:`dynsnip.data.crop_policy`). 4 = T: one detection per
             snippet, a quarter of the detection cost; the crop is constant within a snippet
             either way, and the bundled footage keeps its coverage (docs/video.md).
+        min_face_coverage: a video whose face is found in fewer of the looked-at frames than
+            this fraction raises :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more
+            than half of the crops would be borrowed; 0 turns the check off).
         train: random snippet offsets and random horizontal flip (paper's augmentation);
             False: deterministic snippets, no flip.
         hflip_prob: flip probability when ``train`` (0.5).
@@ -120,6 +129,7 @@ class FaceClipLoader:
         hflip_prob: float = 0.5,
         short_video: ShortVideoPolicy = "overlap",
         detect_every: int = DEFAULT_DETECT_EVERY,
+        min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
     ):
         check_detect_every(detect_every, snippet_len)
         self.num_snippets = num_snippets
@@ -134,6 +144,7 @@ class FaceClipLoader:
         self.hflip_prob = hflip_prob
         self.short_video = short_video
         self.detect_every = int(detect_every)
+        self.min_face_coverage = float(min_face_coverage)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, **overrides: Any) -> "FaceClipLoader":
@@ -197,7 +208,10 @@ class FaceClipLoader:
         found = detect_faces(frames[[position[i] for i in looked_at]], self.face_detector)
         crops = snippet_crops(indices.numpy(), dict(zip(looked_at, found)), frame_size, self.margin, self.detect_every)
         if not crops.face_found.any():
-            raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at (every {self.detect_every}th)"))
+            every = f" (every {self.detect_every}th frame index)" if self.detect_every > 1 else ""
+            raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at{every}"))
+        if crops.coverage < self.min_face_coverage:
+            raise LowFaceCoverageError(path, crops.coverage, self.min_face_coverage, crops.frames_checked)
         return crops
 
     def __repr__(self) -> str:

@@ -89,6 +89,19 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
     return jobs
 
 
+def _boxes_from(entry: Any, args: argparse.Namespace, claimed: dict[str, Path]) -> dict[str, Any]:
+    """``{"boxes_from": ...}`` for a fake whose manifest row names its ``source`` (the real video):
+    the source's output folder when it is already extracted, else the source video itself."""
+    from dynsnip.data.datasets import entry_source
+
+    source = None if entry is None else entry_source(entry)
+    if source is None:
+        return {}
+    names = {video.resolve(): name for name, video in claimed.items()}
+    folder = args.out / names[source.resolve()] if source.resolve() in names else None
+    return {"boxes_from": folder if folder is not None and (folder / "faces.json").is_file() else source}
+
+
 def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
     """Extract one video (in a worker process): ``(ok, the line to print after the status)``;
     an error is caught here so that it is reported and the other videos go on."""
@@ -175,8 +188,8 @@ def run(args: argparse.Namespace) -> int:
         owner, out_dir = claimed.get(name), args.out / name
         plan.append((video, out_dir, entry, owner, owner is None and not out_dir.exists()))
         claimed.setdefault(name, video)
-    outcomes = _run_all([(video, out_dir, options) for video, out_dir, _, _, extract in plan if extract],
-                        args.workers)
+    outcomes = _run_all([(video, out_dir, {**options, **_boxes_from(entry, args, claimed)})
+                         for video, out_dir, entry, _, extract in plan if extract], args.workers)
 
     written: list[Any] = []
     failures = 0

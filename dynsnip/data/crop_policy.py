@@ -58,6 +58,12 @@ class SnippetCrops:
         return self.frames_with_face / self.frames_checked if self.frames_checked else 1.0
 
 
+def quantize_detections(rows: "np.ndarray") -> "np.ndarray":
+    """Detection rows kept to 1/100 px, the precision ``faces.json`` stores, so that every route
+    (a video now, a folder extracted earlier) computes the crops from the same numbers."""
+    return np.round(np.asarray(rows, dtype=np.float64), 2)
+
+
 def check_detect_every(detect_every: int, snippet_len: int) -> None:
     """Raise ValueError unless ``1 <= detect_every <= snippet_len``."""
     if not 1 <= int(detect_every) <= int(snippet_len):
@@ -99,7 +105,7 @@ def snippet_crops(
     face_boxes = np.full((len(frame_indices), 4), np.nan)
     checked = detection_frames(frame_indices.flatten(), detect_every)
     for u, snippet in enumerate(frame_indices):
-        looked_at = [detections[int(i)] for i in snippet if int(i) % detect_every == 0]
+        looked_at = [quantize_detections(detections[int(i)]) for i in snippet if int(i) % detect_every == 0]
         face_boxes[u] = snippet_face_box(looked_at)
     face_found = ~np.isnan(face_boxes).any(axis=1)
     with_face = sum(1 for i in checked if len(detections[i]))

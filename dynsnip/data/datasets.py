@@ -42,6 +42,10 @@ def _entries(source: Any, split: str | None) -> list[ManifestEntry]:
 class VideoDataset(Dataset):
     """Face clips decoded from the videos of a manifest.
 
+    An entry with a ``source`` (the real video it was made from; manifests of the benchmark
+    datasets carry it) is cropped with the source's face boxes (the default for such
+    manifests: detector misses and bias on fakes cannot leak into the labels).
+
     Args:
         manifest: a CSV/JSON manifest path (see :mod:`dynsnip.data.manifest`) or entries.
         loader: the :class:`FaceClipLoader` (U, T, size, detector, augmentation); e.g.
@@ -58,8 +62,16 @@ class VideoDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
-        clip = self.loader(entry.path)
+        source = entry_source(entry)
+        clip = self.loader(entry.path) if source is None else self.loader(entry.path, boxes_from=source)
         return clip.pixels, torch.tensor(float(entry.label))
+
+
+def entry_source(entry: Any) -> Path | None:
+    """The real video a manifest entry (a fake) was made from: its ``source`` (or ``original``)
+    column, or None. Its face boxes crop the fake (see :class:`FaceClipLoader`)."""
+    source = getattr(entry, "source", None) or getattr(entry, "original", None)
+    return None if source in (None, "") else Path(source)
 
 
 def list_frames(folder: str | os.PathLike[str]) -> list[Path]:

@@ -67,6 +67,13 @@ class LowFaceCoverageError(VideoError):
         )
 
 
+class SourceMismatchError(VideoError):
+    """A fake's source video (whose face boxes crop the fake) does not fit it: another frame
+    size, or it cannot be read."""
+
+    reason = "source_mismatch"
+
+
 FACE_ADVICE = (
     "a turned or tilted head, or a hand over the face, defeats the frontal detector: use the pose-robust "
     "one (--face-detector mtcnn, or auto = dlib then MTCNN); faces smaller than ~1/6 of the frame: a larger "

@@ -42,7 +42,7 @@ from typing import Any, Mapping
 from ._optional import require
 from .boxes import snippet_face_box, square_crop_box
 from .crop import crop_and_resize
-from .crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE, check_detect_every
+from .crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE, check_detect_every, quantize_detections
 from .decode import VideoReader
 from .errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
@@ -121,7 +121,7 @@ def context_regions(
 
 def _rows(faces: "np.ndarray") -> list[list[float | None]]:
     """Detection rows for JSON (2 decimals; NaN keypoints as null)."""
-    return [[None if np.isnan(v) else round(float(v), 2) for v in row] for row in faces]
+    return [[None if np.isnan(v) else float(v) for v in row] for row in quantize_detections(faces)]
 
 
 def read_detections(meta: Mapping[str, Any]) -> dict[int, "np.ndarray"]:
@@ -146,7 +146,7 @@ def extract_face_frames(
     image_format: str = "png",
     interpolation: str = "bilinear",
     min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
-    source_detections: Mapping[int, "np.ndarray"] | None = None,
+    boxes_from: str | os.PathLike[str] | None = None,
 ) -> ExtractedFaces:
     """Save the face context region of every frame of ``video_path`` into ``out_dir``.
 
@@ -167,8 +167,10 @@ def extract_face_frames(
         interpolation: resampling when ``scale`` is given.
         min_face_coverage: fail with :class:`LowFaceCoverageError` when a face is found in
             fewer of the looked-at frames than this fraction (0.5; 0 turns the check off).
-        source_detections: detections to use instead of running the detector (a fake cropped
-            with the boxes of the real video it was made from: frame index -> rows).
+        boxes_from: the real video a fake was made from, or its ``extract-faces`` folder: the
+            fake is cropped with the real video's face boxes (its detections are read from the
+            folder's ``faces.json``, or detected in the video), so detector misses and bias on
+            fakes cannot leak into the labels.
 
     Raises:
         FileExistsError: ``out_dir`` exists.
@@ -183,15 +185,22 @@ def extract_face_frames(
     partial = out_dir.with_name(out_dir.name + ".partial")
     if partial.exists():
         raise FileExistsError(f"{partial} exists (left by an interrupted extraction?); remove it and run again")
-    detector = None if source_detections is not None else create_face_detector(face_detector)
+    detector = create_face_detector(face_detector)
+    source_detections = source_size = None
+    if boxes_from is not None:
+        source_detections, source_size = source_face_detections(boxes_from, detector, detect_every, video_path)
     with VideoReader(video_path) as video:
         num_frames = video.num_frames if max_frames is None else min(max_frames, video.num_frames)
         width, height = video.size
+        if source_size is not None and tuple(source_size) != (width, height):
+            from .errors import SourceMismatchError
+
+            raise SourceMismatchError(video_path, f"its source {boxes_from} is {source_size[0]}x{source_size[1]}, "
+                                      f"the fake {width}x{height}; expected the same frame size to share face boxes")
         fps = video.fps
         looked_at = list(range(0, num_frames, detect_every))
         if source_detections is not None:
-            detections = {i: np.asarray(source_detections.get(i, np.zeros((0, 15)))).reshape(-1, 15)
-                          for i in looked_at}
+            detections = {i: source_detections.get(i, np.zeros((0, 15))) for i in looked_at}
         elif detector is not None:
             detections = _detect_every_kth(video, num_frames, detect_every, detector)
         if detector is None and source_detections is None:
@@ -225,8 +234,8 @@ def extract_face_frames(
                 num_frames=num_frames,
                 fps=fps,
                 frame_size=[width, height],
-                face_detector=("boxes of the source video" if source_detections is not None
-                               else repr(detector) if detector is not None else "none"),
+                face_detector=repr(detector) if detector is not None else "none",
+                boxes_from=None if boxes_from is None else str(boxes_from),
                 margin=margin,
                 detect_every=detect_every,
                 snippet_len=snippet_len,
@@ -246,6 +255,30 @@ def extract_face_frames(
                           frames_checked=len(looked_at) if detections else 0)
 
 
+def source_face_detections(
+    source: str | os.PathLike[str], detector: Any, detect_every: int, fake: object
+) -> tuple[dict[int, "np.ndarray"], tuple[int, int]]:
+    """The detections and frame size of a fake's source: from its ``extract-faces`` folder (when made with the
+    same ``detect_every``), else detected in the source video now."""
+    from .errors import SourceMismatchError, VideoError
+
+    source = Path(source)
+    meta_file = source / "faces.json"
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("crop_policy") == CROP_POLICY and int(meta["detect_every"]) == detect_every:
+            return read_detections(meta), tuple(meta["frame_size"])
+        raise SourceMismatchError(fake, f"{meta_file} was made with other settings (detect_every "
+                                  f"{meta.get('detect_every')}, expected {detect_every})")
+    if detector is None:
+        raise SourceMismatchError(fake, "cropping with the source's boxes needs a face detector, not 'none'")
+    try:
+        with VideoReader(source) as video:
+            return _detect_every_kth(video, video.num_frames, detect_every, detector), video.size
+    except VideoError as err:
+        raise SourceMismatchError(fake, f"its source video cannot be read: {err}") from err
+
+
 def _detect_every_kth(video: Any, num_frames: int, detect_every: int, detector: Any) -> dict[int, "np.ndarray"]:
     """Detections of frames 0, k, 2k, ..., batched for the detector. Decoding runs front to
     back; only the looked-at frames are converted to RGB arrays."""
@@ -253,5 +286,5 @@ def _detect_every_kth(video: Any, num_frames: int, detect_every: int, detector: 
     detections: dict[int, np.ndarray] = {}
     for start in range(0, len(looked_at), DETECTION_BATCH):
         chunk = looked_at[start:start + DETECTION_BATCH]
-        detections.update(zip(chunk, detect_faces(video.read(chunk), detector)))
+        detections.update(zip(chunk, map(quantize_detections, detect_faces(video.read(chunk), detector))))
     return detections

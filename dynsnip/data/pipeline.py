@@ -152,9 +152,17 @@ class FaceClipLoader:
         return cls(**{**data_config_from_model(model), **overrides})
 
     def __call__(
-        self, path: str | os.PathLike[str], generator: torch.Generator | None = None
+        self,
+        path: str | os.PathLike[str],
+        generator: torch.Generator | None = None,
+        boxes_from: str | os.PathLike[str] | None = None,
     ) -> FaceClip:
         """Load the face clip of the video at ``path``.
+
+        Args:
+            boxes_from: the real video a fake was made from: the faces are detected in its
+                frames (same indices) and the fake is cropped with those boxes, so detector
+                misses and detector bias on fakes cannot leak into the labels.
 
         Raises:
             VideoError subclasses (see :mod:`dynsnip.data.errors`) naming the file and the
@@ -173,7 +181,8 @@ class FaceClipLoader:
             frames = video.read(flat)  # (U*T, H, W, 3)
             timestamps = torch.tensor([video.timestamp(i) for i in flat], dtype=torch.float64)
             num_frames, fps, frame_size = video.num_frames, video.fps, video.size
-        crops = self._crop_boxes(path, indices, frames, frame_size)
+        detect_in = frames if boxes_from is None else _source_frames(path, boxes_from, indices, frame_size)
+        crops = self._crop_boxes(path, indices, detect_in, frame_size)
         crop_boxes, face_found = crops.boxes, crops.face_found
         crops_px = crop_and_resize(
             frames, np.repeat(crop_boxes, self.snippet_len, axis=0), self.size, self.interpolation
@@ -220,6 +229,27 @@ class FaceClipLoader:
             f"size={self.size}, face_detector={self.face_detector!r}, margin={self.margin}, "
             f"detect_every={self.detect_every}, train={self.train})"
         )
+
+
+def _source_frames(
+    path: object, source: str | os.PathLike[str], indices: torch.Tensor, frame_size: tuple[int, int]
+) -> "np.ndarray":
+    """The source video's frames at ``indices`` (clamped to its length), for its face boxes."""
+    from .errors import SourceMismatchError, VideoError
+
+    try:
+        with VideoReader(source) as video:
+            if video.size != frame_size:
+                raise SourceMismatchError(
+                    path, f"its source video {source} is {video.size[0]}x{video.size[1]}, the fake "
+                    f"{frame_size[0]}x{frame_size[1]}; expected the same frame size to share face boxes"
+                )
+            last = video.num_frames - 1
+            return video.read([min(int(i), last) for i in indices.flatten().tolist()])
+    except SourceMismatchError:
+        raise
+    except VideoError as err:
+        raise SourceMismatchError(path, f"its source video cannot be read: {err}") from err
 
 
 def load_face_clip(path: str | os.PathLike[str], **loader_args: Any) -> FaceClip:

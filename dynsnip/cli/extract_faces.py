@@ -9,7 +9,10 @@ same manifest pointing at the frame folders, ready for
 
 Nothing is overwritten: a video whose folder exists is skipped (so an interrupted run can
 simply be started again), and an existing ``OUT/faces.csv`` is replaced only with
-``--overwrite``. A video that cannot be read or shows no face is reported and the others
+``--overwrite``. Under ``torchrun --nnodes N --nproc_per_node M -m dynsnip extract-faces
+...`` the videos are sharded across the ranks (rank r takes every world-size-th video still
+to do; each writes its own video folders), and rank 0 prints the report and writes the one
+``faces.csv``; ``OUT`` must be a folder every rank can reach. A video that cannot be read or shows no face is reported and the others
 go on; exit code 1 if any failed, 2 for usage errors.
 """
 from __future__ import annotations
@@ -118,6 +121,29 @@ def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
     return True, f"{video} -> {out_dir} ({result.num_frames} frames, {coverage})"
 
 
+def _join_ranks() -> Any:
+    """The process group under ``torchrun`` (``WORLD_SIZE`` > 1; gloo, CPU), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    from dynsnip.engine.distributed import init_distributed
+
+    return init_distributed("cpu")
+
+
+def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ranks: Any) -> list[tuple[bool, str]]:
+    """Under ``torchrun``: rank r extracts jobs r, r + world, ... (its own video folders), then
+    every rank gets all outcomes in the order of ``jobs`` (rank 0 prints them and merges the
+    manifest)."""
+    from dynsnip.engine.distributed import all_gather_objects
+
+    mine = list(range(ranks.rank, len(jobs), ranks.world_size))
+    done = dict(zip(mine, _run_all([jobs[i] for i in mine], workers)))
+    merged: dict[int, tuple[bool, str]] = {}
+    for part in all_gather_objects(done):
+        merged.update(part)
+    return [merged[i] for i in range(len(jobs))]
+
+
 def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
     """:func:`_extract` of each job, in the order of ``jobs``, with up to ``workers`` processes.
 
@@ -188,8 +214,23 @@ def run(args: argparse.Namespace) -> int:
         owner, out_dir = claimed.get(name), args.out / name
         plan.append((video, out_dir, entry, owner, owner is None and not out_dir.exists()))
         claimed.setdefault(name, video)
-    outcomes = _run_all([(video, out_dir, {**options, **_boxes_from(entry, args, claimed)})
-                         for video, out_dir, entry, _, extract in plan if extract], args.workers)
+    ranks = _join_ranks()
+    if ranks is not None:  # torchrun: every rank works from rank 0's view of what exists
+        from dynsnip.engine.distributed import broadcast_object
+
+        plan = broadcast_object(plan)
+    extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed)})
+                    for video, out_dir, entry, _, extract in plan if extract]
+    if ranks is None:
+        outcomes = _run_all(extract_jobs, args.workers)
+    else:
+        outcomes = iter(_run_sharded(extract_jobs, args.workers, ranks))
+        if not ranks.is_main:  # rank 0 reports and writes the manifest
+            from dynsnip.engine.distributed import cleanup_distributed
+
+            failed = any(not ok for ok, _ in outcomes) or any(owner is not None for _, _, _, owner, _ in plan)
+            cleanup_distributed()
+            return EXIT_SOME_FAILED if failed else EXIT_OK
 
     written: list[Any] = []
     failures = 0
@@ -213,4 +254,8 @@ def run(args: argparse.Namespace) -> int:
         write_manifest(written, manifest_out, overwrite=args.overwrite)
         print(f"wrote {manifest_out} ({len(written)} entries)")
     print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed")
+    if ranks is not None:
+        from dynsnip.engine.distributed import cleanup_distributed
+
+        cleanup_distributed()
     return EXIT_SOME_FAILED if failures else EXIT_OK

@@ -121,27 +121,13 @@ def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
     return True, f"{video} -> {out_dir} ({result.num_frames} frames, {coverage})"
 
 
-def _join_ranks() -> Any:
-    """The process group under ``torchrun`` (``WORLD_SIZE`` > 1; gloo, CPU), else None."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
-        return None
-    from dynsnip.engine.distributed import init_distributed
-
-    return init_distributed("cpu")
-
-
 def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ranks: Any) -> list[tuple[bool, str]]:
     """Under ``torchrun``: rank r extracts jobs r, r + world, ... (its own video folders), then
     every rank gets all outcomes in the order of ``jobs`` (rank 0 prints them and merges the
     manifest)."""
-    from dynsnip.engine.distributed import all_gather_objects
+    from dynsnip.engine.distributed import gather_shards
 
-    mine = list(range(ranks.rank, len(jobs), ranks.world_size))
-    done = dict(zip(mine, _run_all([jobs[i] for i in mine], workers)))
-    merged: dict[int, tuple[bool, str]] = {}
-    for part in all_gather_objects(done):
-        merged.update(part)
-    return [merged[i] for i in range(len(jobs))]
+    return gather_shards(list(_run_all(jobs[ranks.rank::ranks.world_size], workers)), len(jobs), ranks)
 
 
 def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
@@ -214,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
         owner, out_dir = claimed.get(name), args.out / name
         plan.append((video, out_dir, entry, owner, owner is None and not out_dir.exists()))
         claimed.setdefault(name, video)
-    ranks = _join_ranks()
+    from dynsnip.engine.distributed import join_torchrun
+
+    ranks = join_torchrun("cpu")  # extraction runs on CPUs (gloo)
     if ranks is not None:  # torchrun: every rank works from rank 0's view of what exists
         from dynsnip.engine.distributed import broadcast_object
 

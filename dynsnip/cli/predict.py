@@ -246,15 +246,25 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from dynsnip.engine.distributed import cleanup_distributed, gather_shards, join_torchrun
+
+    ranks = join_torchrun(args.device)  # torchrun: videos sharded across ranks, one merged report
+    device = ranks.device if ranks is not None else torch.device(
+        args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     try:
         loader = clip_loader(model, args, faces)
     except ValueError as err:  # e.g. --detect-every larger than the model's T
         return usage_error(str(err))
 
-    results = predict_videos(model, videos, loader=loader, threshold=args.threshold, workers=args.workers,
+    shard = videos if ranks is None else videos[ranks.rank::ranks.world_size]
+    results = predict_videos(model, shard, loader=loader, threshold=args.threshold, workers=args.workers,
                              device=device, progress=not args.no_progress)
+    if ranks is not None:
+        results = gather_shards(results, len(videos), ranks)
+        cleanup_distributed()
+        if not ranks.is_main:  # rank 0 prints and writes the report
+            return EXIT_SOME_FAILED if any(r["status"] != "ok" for r in results) else EXIT_OK
 
     failed = sum(r["status"] != "ok" for r in results)
     report = dict(

@@ -279,7 +279,9 @@ def test_extract_faces_command(tmp_path, capsys):
     assert code == 1
     assert "FAILED   " + str(tmp_path / "broken.mp4") + ": corrupt" in printed
     assert sorted(p.name for p in (out / "people").iterdir()) == [f"{i:06d}.png" for i in range(9)] + ["faces.json"]
-    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method", "people,0,train,"]
+    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage",
+                                                             "people,0,train,,1.0000"]
+    assert "face coverage of 1 video(s): mean 1.00, lowest 1.00" in printed
     # a second run skips what exists and refuses to replace the manifest without --overwrite
     assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--no-progress"]) == 2
     assert "faces.csv exists" in capsys.readouterr().err
@@ -304,7 +306,7 @@ def test_extract_faces_in_parallel_writes_what_one_process_writes(tmp_path, caps
         assert code == 1
         printed[workers] = capsys.readouterr().out.replace(str(out), "OUT").splitlines()
     assert printed[1] == printed[3]  # same lines, in the order of the inputs
-    assert [line.split()[0] for line in printed[1]] == ["OK", "FAILED", "FAILED", "OK", "4"]
+    assert [line.split()[0] for line in printed[1]] == ["OK", "FAILED", "FAILED", "OK", "4", "face"]
     assert f"already used by {people}" in printed[1][2]
     for name in ("people", "car"):
         files = sorted(p.name for p in (tmp_path / "faces1" / name).iterdir())
@@ -337,7 +339,7 @@ def test_extract_faces_goes_on_when_a_worker_process_dies(tmp_path, capsys, monk
     captured = capsys.readouterr()
     assert code == 0, captured
     assert "the worker processes failed after" in captured.err
-    assert [line.split()[0] for line in captured.out.splitlines()] == ["OK", "OK", "OK", "3"]
+    assert [line.split()[0] for line in captured.out.splitlines()] == ["OK", "OK", "OK", "3", "face"]
     assert all(len(list((out / name).glob("*.png"))) == 4 for name in ("people", "crash", "car"))
 
 

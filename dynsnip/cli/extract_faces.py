@@ -92,6 +92,43 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
     return jobs
 
 
+def folder_coverage(folder: Path) -> float | None:
+    """The ``face_coverage`` of an extracted folder's ``faces.json`` (None: not recorded)."""
+    import json
+
+    try:
+        return float(json.loads((Path(folder) / "faces.json").read_text())["face_coverage"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def add_coverage_column(manifest: Path, coverages: list[float | None]) -> None:
+    """Append a ``face_coverage`` column to the CSV manifest just written (one value per row;
+    empty where unknown). Readers of manifests ignore columns they do not know."""
+    import csv
+
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[0].append("face_coverage")
+    for row, coverage in zip(rows[1:], coverages):
+        row.append("" if coverage is None else f"{coverage:.4f}")
+    with manifest.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+
+
+def coverage_summary(coverages: list[tuple[Path, float | None]], low: int, minimum: float) -> str:
+    """``face coverage: mean 0.93, lowest 0.50 (a.mp4); 1 video(s) below 0.5 failed`` (or "")."""
+    known = [(c, v) for v, c in coverages if c is not None]
+    parts = []
+    if known:
+        lowest, video = min(known, key=lambda item: item[0])
+        mean = sum(c for c, _ in known) / len(known)
+        parts.append(f"face coverage of {len(known)} video(s): mean {mean:.2f}, lowest {lowest:.2f} ({video})")
+    if low:
+        parts.append(f"{low} video(s) below --min-face-coverage {minimum:g} failed (low_face_coverage)")
+    return "; ".join(parts)
+
+
 def _boxes_from(entry: Any, args: argparse.Namespace, claimed: dict[str, Path]) -> dict[str, Any]:
     """``{"boxes_from": ...}`` for a fake whose manifest row names its ``source`` (the real video):
     the source's output folder when it is already extracted, else the source video itself."""
@@ -221,7 +258,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_SOME_FAILED if failed else EXIT_OK
 
     written: list[Any] = []
-    failures = 0
+    coverages: list[tuple[Path, float | None]] = []
+    failures = low_coverage = 0
     bar = progress_bar(plan, len(plan), "videos", not args.no_progress, **VIDEO_BAR)
     for video, out_dir, entry, owner, extract in bar:
         if owner is not None:
@@ -235,13 +273,18 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'OK' if ok else 'FAILED':<8} {line}", flush=True)
             if not ok:
                 failures += 1
+                low_coverage += ": low_face_coverage: " in line
                 continue
+        coverages.append((video, folder_coverage(out_dir)))
         if entry is not None:
             written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method))
     if args.manifest is not None:
         write_manifest(written, manifest_out, overwrite=args.overwrite)
+        add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])
         print(f"wrote {manifest_out} ({len(written)} entries)")
     print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed")
+    if line := coverage_summary(coverages, low_coverage, args.min_face_coverage):
+        print(line)
     if ranks is not None:
         from dynsnip.engine.distributed import cleanup_distributed
 

@@ -95,3 +95,12 @@ def test_a_source_of_another_size_is_refused(real_and_fake, tmp_path):
     _, fake = real_and_fake
     with pytest.raises(SourceMismatchError, match="expected the same frame size"):
         FaceClipLoader(num_snippets=2, size=(32, 32))(fake, boxes_from=two_people())
+
+
+def test_failures_are_counted_by_reason_for_train_and_evaluate_logs():
+    from dynsnip.engine.failures import FailedItem, count_reasons, describe_failures
+
+    failures = [FailedItem(0, "a", "low_face_coverage", "face found in only 25% ..."),
+                FailedItem(1, "b", "corrupt", "..."), FailedItem(2, "c", "low_face_coverage", "...")]
+    assert count_reasons(failures) == {"low_face_coverage": 2, "corrupt": 1}
+    assert describe_failures(failures).splitlines()[-1] == "  by reason: low_face_coverage 2, corrupt 1"

@@ -104,3 +104,22 @@ def test_failures_are_counted_by_reason_for_train_and_evaluate_logs():
                 FailedItem(1, "b", "corrupt", "..."), FailedItem(2, "c", "low_face_coverage", "...")]
     assert count_reasons(failures) == {"low_face_coverage": 2, "corrupt": 1}
     assert describe_failures(failures).splitlines()[-1] == "  by reason: low_face_coverage 2, corrupt 1"
+
+
+def test_extract_faces_takes_the_sources_folder_once_it_exists(tmp_path):
+    """`extract-faces --manifest` with a `source` column: the real video's output folder when
+    it is extracted, else the real video itself."""
+    from argparse import Namespace
+
+    from dynsnip.cli.extract_faces import _boxes_from
+
+    real, fake = tmp_path / "real.mp4", tmp_path / "fake.mp4"
+    args = Namespace(out=tmp_path / "faces")
+    claimed = {"real": real, "fake": fake}
+    entry = SimpleNamespace(path=fake, label=1, split=None, method=None, source=real)
+    assert _boxes_from(entry, args, claimed) == {"boxes_from": real}
+    (args.out / "real").mkdir(parents=True)
+    (args.out / "real" / "faces.json").write_text("{}")
+    assert _boxes_from(entry, args, claimed) == {"boxes_from": args.out / "real"}
+    assert _boxes_from(SimpleNamespace(path=real, label=0, split=None, method=None), args, claimed) == {}
+    assert _boxes_from(None, args, claimed) == {}

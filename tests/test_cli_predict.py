@@ -263,7 +263,8 @@ def test_detect_size_finds_small_faces_the_default_misses(tmp_path, checkpoint, 
         x0, y0, x1, y1 = snippet["crop_box"]
         assert 300 <= x0 < x1 <= 476 and 200 <= y0 < y1 <= 344, snippet
     for bad, message in ((["--detect-size", "40"], "at least 80 px"), (["--detect-upsample", "-1"], "0 or more"),
-                         (["--margin", "0"], "positive number"), (["--min-face", "5"], "at least 12 px")):
+                         (["--margin", "0"], "positive number"), (["--min-face", "5"], "at least 12 px"),
+                         (["--detect-device", "cuda"], "needs the detection in the main process")):
         assert main([*common, *bad]) == 2
         assert message in capsys.readouterr().err
 

@@ -123,3 +123,12 @@ def test_extract_faces_takes_the_sources_folder_once_it_exists(tmp_path):
     assert _boxes_from(entry, args, claimed) == {"boxes_from": args.out / "real"}
     assert _boxes_from(SimpleNamespace(path=real, label=0, split=None, method=None), args, claimed) == {}
     assert _boxes_from(None, args, claimed) == {}
+
+
+def test_detect_device_is_the_ranks_gpu_under_torchrun(monkeypatch):
+    from dynsnip.cli.face_options import detect_device
+
+    assert detect_device("cuda") == "cuda" and detect_device("cpu") == "cpu"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert detect_device("cuda") == "cuda:3" and detect_device("cuda:1") == "cuda:1"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import Any
 
 DEFAULT_MARGIN = 1.3
@@ -36,6 +37,10 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
     parser.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, metavar="PX",
                         help=f"smallest face MTCNN looks for, in pixels at --detect-size (default {DEFAULT_MIN_FACE:g}); "
                              "smaller finds smaller faces, slower")
+    parser.add_argument("--detect-device", default="cpu", metavar="DEVICE",
+                        help="where MTCNN runs (default cpu; cuda: frames batched on the GPU, each torchrun rank on "
+                             "its LOCAL_RANK GPU; needs the detection in the main process: --workers 0 for predict, "
+                             "--workers 1 for extract-faces)")
     add_detection_policy_options(parser)
 
 
@@ -86,8 +91,24 @@ def face_detector(args: argparse.Namespace) -> Any:
     from dynsnip.data.faces import create_face_detector
 
     return create_face_detector(
-        args.face_detector, detect_short_side=args.detect_size, upsample=args.detect_upsample, min_face=args.min_face
+        args.face_detector, detect_short_side=args.detect_size, upsample=args.detect_upsample, min_face=args.min_face,
+        device=detect_device(args.detect_device),
     )
+
+
+def detect_device(device: str) -> str:
+    """``--detect-device``; a bare ``cuda`` under ``torchrun`` is this rank's GPU (``LOCAL_RANK``)."""
+    if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
+    return device
+
+
+def detect_device_problem(args: argparse.Namespace, in_process: bool) -> str | None:
+    """A GPU detector cannot run in forked loader processes (CUDA does not survive a fork)."""
+    if str(args.detect_device).startswith("cuda") and not in_process:
+        return (f"--detect-device {args.detect_device} needs the detection in the main process "
+                "(--workers 0 for predict, --workers 1 for extract-faces): CUDA does not work in forked workers")
+    return None
 
 
 def clip_loader(model: Any, args: argparse.Namespace, faces: Any) -> Any:

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from ..scoring import DEFAULT_WORKERS, predict_videos
-from .face_options import add_face_options, clip_loader, face_detector, face_options_problem
+from .face_options import add_face_options, clip_loader, detect_device_problem, face_detector, face_options_problem
 
 DEFAULT_MODEL = "dil_resnet50"
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
     if args.workers < 0:
         return usage_error(f"--workers must be 0 or more, got {args.workers}")
-    if problem := face_options_problem(args):
+    if problem := face_options_problem(args) or detect_device_problem(args, args.workers == 0):
         return usage_error(problem)
     videos, warnings = find_videos(args.inputs)
     for warning in warnings:

@@ -10,7 +10,7 @@ Modules: :mod:`~dynsnip.data.sampling` (which frames), :mod:`~dynsnip.data.decod
 :mod:`~dynsnip.data.boxes` (box smoothing and margins), :mod:`~dynsnip.data.crop`, :mod:`~dynsnip.data.crop_policy` (the one crop policy),
 :mod:`~dynsnip.data.transforms` (normalisation, flip), :mod:`~dynsnip.data.pipeline`
 (video -> clip), :mod:`~dynsnip.data.manifest`, :mod:`~dynsnip.data.datasets`,
-:mod:`~dynsnip.data.extraction` (write face crops once), :mod:`~dynsnip.data.errors`,
+:mod:`~dynsnip.data.extraction` (write face regions once), :mod:`~dynsnip.data.face_folder` (read them through the crop policy), :mod:`~dynsnip.data.errors`,
 :mod:`~dynsnip.data.assets` (bundled real footage).
 """
 from __future__ import annotations
@@ -52,6 +52,7 @@ _EXPORTS = {
     "FaceFramesDataset": "datasets",
     "list_frames": "datasets",
     "ExtractedFaces": "extraction",
+    "FaceFolder": "face_folder",
     "extract_face_frames": "extraction",
     "VideoError": "errors",
     "VideoNotFoundError": "errors",

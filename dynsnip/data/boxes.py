@@ -5,9 +5,9 @@ exclusive). A frame where no face was found holds a row of NaN.
 
 Why smoothing: a per-frame detector jitters by a few pixels from frame to frame, and
 Intra-SIM's temporal differences would read that jitter as motion. Within a snippet the
-crop is therefore fixed (:func:`snippet_boxes`: the mean box of the snippet's frames);
-for all-frame extraction a centred moving average (:func:`smooth_boxes`) does the same
-job without jumps at snippet borders.
+crop is therefore fixed (:func:`snippet_face_box`: the mean box of the followed face in the
+snippet's frames), the one crop policy of :mod:`dynsnip.data.crop_policy`.
+:func:`smooth_boxes` (a centred moving average) is kept for the demo's in-memory crops.
 """
 from __future__ import annotations
 

@@ -214,6 +214,9 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
         verdict="fake" if probability >= threshold else "real",
         num_frames=clip.num_frames,
         fps=round(clip.fps, 3),
+        face_coverage=round(clip.face_coverage, 4),
+        frames_checked=clip.frames_checked,
+        frames_with_face=clip.frames_with_face,
         snippets=snippets,
     )
 
@@ -221,9 +224,13 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
 def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:
     """The result entry of a video that could not be scored: ``status: "error"``, the
     ``reason`` as training and evaluation report it (``not_found``, ``corrupt``,
-    ``no_video_stream``, ``unseekable``, ``no_face``, ``unreadable``, ``non_finite_input``,
-    ``non_finite_output``; ``error`` for anything else) and the message."""
+    ``no_video_stream``, ``unseekable``, ``no_face``, ``low_face_coverage`` (with its
+    ``face_coverage``), ``unreadable``, ``non_finite_input``, ``non_finite_output``; ``error``
+    for anything else) and the message."""
     if isinstance(err, (*UNREADABLE, NonFiniteError)):
         failed = failed_item(0, str(path), err)
-        return dict(path=str(path), status="error", reason=failed.reason, error=failed.message)
+        entry = dict(path=str(path), status="error", reason=failed.reason, error=failed.message)
+        if hasattr(err, "coverage"):  # low_face_coverage: the fraction it had
+            entry["face_coverage"] = round(err.coverage, 4)
+        return entry
     return dict(path=str(path), status="error", reason="error", error=f"{type(err).__name__}: {err}")

@@ -249,7 +249,10 @@ def small_face_video(path):
 
 def test_detect_size_finds_small_faces_the_default_misses(tmp_path, checkpoint, capsys):
     video = small_face_video(tmp_path / "wide_shot.mp4")
-    common = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "2", "--json", "--no-progress"]
+    base = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "2", "--json", "--no-progress"]
+    assert main(base) == 0  # auto: MTCNN (down to 40 px at the working size) finds what dlib misses
+    assert all(s["face_found"] for s in json.loads(capsys.readouterr().out)["videos"][0]["snippets"])
+    common = [*base, "--face-detector", "dlib"]
     assert main(common) == 1
     missed = json.loads(capsys.readouterr().out)["videos"][0]
     assert missed["status"] == "error" and "--detect-size" in missed["error"], missed
@@ -260,7 +263,8 @@ def test_detect_size_finds_small_faces_the_default_misses(tmp_path, checkpoint, 
         x0, y0, x1, y1 = snippet["crop_box"]
         assert 300 <= x0 < x1 <= 476 and 200 <= y0 < y1 <= 344, snippet
     for bad, message in ((["--detect-size", "40"], "at least 80 px"), (["--detect-upsample", "-1"], "0 or more"),
-                         (["--margin", "0"], "positive number")):
+                         (["--margin", "0"], "positive number"), (["--min-face", "5"], "at least 12 px"),
+                         (["--detect-device", "cuda"], "needs the detection in the main process")):
         assert main([*common, *bad]) == 2
         assert message in capsys.readouterr().err
 
@@ -271,12 +275,14 @@ def test_extract_faces_command(tmp_path, capsys):
     shutil.copy(two_people(), tmp_path / "people.mp4")
     manifest.write_text("path,label,split\npeople.mp4,real,train\nbroken.mp4,fake,val\n")
     out = tmp_path / "faces"
-    code = main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--size", "64", "--no-progress"])
+    code = main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--scale", "0.5", "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 1
     assert "FAILED   " + str(tmp_path / "broken.mp4") + ": corrupt" in printed
     assert sorted(p.name for p in (out / "people").iterdir()) == [f"{i:06d}.png" for i in range(9)] + ["faces.json"]
-    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method", "people,0,train,"]
+    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage",
+                                                             "people,0,train,,1.0000"]
+    assert "face coverage of 1 video(s): mean 1.00, lowest 1.00" in printed
     # a second run skips what exists and refuses to replace the manifest without --overwrite
     assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--no-progress"]) == 2
     assert "faces.csv exists" in capsys.readouterr().err
@@ -296,12 +302,12 @@ def test_extract_faces_in_parallel_writes_what_one_process_writes(tmp_path, caps
     printed = {}
     for workers in (1, 3):
         out = tmp_path / f"faces{workers}"
-        code = main(["extract-faces", *inputs, "--out", str(out), "--size", "32", "--max-frames", "6",
+        code = main(["extract-faces", *inputs, "--out", str(out), "--scale", "0.25", "--max-frames", "6",
                      "--workers", str(workers), "--no-progress"])
         assert code == 1
         printed[workers] = capsys.readouterr().out.replace(str(out), "OUT").splitlines()
     assert printed[1] == printed[3]  # same lines, in the order of the inputs
-    assert [line.split()[0] for line in printed[1]] == ["OK", "FAILED", "FAILED", "OK", "4"]
+    assert [line.split()[0] for line in printed[1]] == ["OK", "FAILED", "FAILED", "OK", "4", "face"]
     assert f"already used by {people}" in printed[1][2]
     for name in ("people", "car"):
         files = sorted(p.name for p in (tmp_path / "faces1" / name).iterdir())
@@ -329,10 +335,48 @@ def test_extract_faces_goes_on_when_a_worker_process_dies(tmp_path, capsys, monk
     inputs = [shutil.copy(two_people(), tmp_path / "people.mp4"), shutil.copy(carphone(), tmp_path / "crash.mp4"),
               shutil.copy(carphone(), tmp_path / "car.mp4")]
     out = tmp_path / "faces"
-    code = main(["extract-faces", *map(str, inputs), "--out", str(out), "--size", "32", "--max-frames", "4",
+    code = main(["extract-faces", *map(str, inputs), "--out", str(out), "--scale", "0.25", "--max-frames", "4",
                  "--workers", "2", "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured
     assert "the worker processes failed after" in captured.err
-    assert [line.split()[0] for line in captured.out.splitlines()] == ["OK", "OK", "OK", "3"]
+    assert [line.split()[0] for line in captured.out.splitlines()] == ["OK", "OK", "OK", "3", "face"]
     assert all(len(list((out / name).glob("*.png"))) == 4 for name in ("people", "crash", "car"))
+
+
+def partly_faceless_video(path, face_frames: int, total: int = 32):
+    """The carphone face in the first ``face_frames`` frames, then a face-free picture."""
+    faces = decode_all(carphone())[:face_frames]
+    from video_fixtures import faceless_frames
+
+    empty = [np.ascontiguousarray(np.resize(f, (144, 176, 3))) for f in faceless_frames(total - face_frames, (176, 144))]
+    return encode(path, faces + empty)
+
+
+def test_face_coverage_is_reported_and_a_low_one_fails(tmp_path, checkpoint, capsys):
+    """8 snippets of 4 frames, the detector looks at one frame per snippet (--detect-every 4):
+    a face in the first 12 of 32 frames is found in 3 of 8 looked-at frames (37.5%)."""
+    video = partly_faceless_video(tmp_path / "mostly_empty.mp4", 12)
+    table = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "8", "--no-progress",
+             "--workers", "0"]
+    base = [*table, "--json"]
+    assert main(base) == 1  # below the default 0.5: a failure with its reason and coverage, not a verdict
+    failed = json.loads(capsys.readouterr().out)
+    entry = failed["videos"][0]
+    assert entry["status"] == "error" and entry["reason"] == "low_face_coverage", entry
+    assert entry["face_coverage"] == 0.375 and "in only 38% of the 8 frames" in entry["error"]
+    assert "turned or tilted head" in entry["error"] and "--face-detector mtcnn" in entry["error"]
+    assert failed["summary"]["failed"] == 1 and failed["min_face_coverage"] == 0.5
+    assert main([*base, "--min-face-coverage", "0.3"]) == 0
+    scored = json.loads(capsys.readouterr().out)["videos"][0]
+    assert (scored["frames_checked"], scored["frames_with_face"], scored["face_coverage"]) == (8, 3, 0.375)
+    assert [s["face_found"] for s in scored["snippets"]] == [True] * 3 + [False] * 5
+    assert main([*table, "--min-face-coverage", "0.3"]) == 0  # the table says it too
+    assert "face in 3/8 frames looked at, 5 snippet(s) borrowed" in capsys.readouterr().out
+    # extract-faces applies the same threshold (over every 4th frame of the whole video)
+    out = tmp_path / "faces"
+    assert main(["extract-faces", str(video), "--out", str(out), "--no-progress", "--workers", "1"]) == 1
+    assert "low_face_coverage: face found in only 38% of the 8 frames" in capsys.readouterr().out
+    assert main(["extract-faces", str(video), "--out", str(out), "--no-progress", "--workers", "1",
+                 "--min-face-coverage", "0.2"]) == 0
+    assert "face found in 3 of the 8 frames looked at (38%)" in capsys.readouterr().out

@@ -108,25 +108,42 @@ def test_video_dataset_returns_face_clips_and_labels(tmp_path):
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory):
     out = tmp_path_factory.mktemp("faces") / "two_people"
-    return extract_face_frames(two_people(), out, smooth_window=3)
+    return extract_face_frames(two_people(), out, detect_every=1)
 
 
-def test_extraction_writes_every_frame_and_its_boxes(extracted):
-    assert extracted.num_frames == 9
-    assert 5 <= extracted.num_detected <= 9  # dlib misses the face in a few frames of this clip
+def test_extraction_writes_every_frame_its_region_and_detections(extracted):
+    assert extracted.num_frames == 9 and extracted.frames_checked == 9
+    assert extracted.num_detected == 9  # auto: MTCNN takes the frames dlib misses in this clip
     frames = list_frames(extracted.out_dir)
     assert [p.name for p in frames] == [f"{i:06d}.png" for i in range(9)]
     meta = json.loads((extracted.out_dir / "faces.json").read_text())
-    assert meta["num_frames"] == 9 and meta["margin"] == 1.3
-    box = meta["frames"][0]["crop_box"]
+    assert meta["num_frames"] == 9 and meta["margin"] == 1.3 and meta["face_coverage"] == 1.0
+    assert sorted(meta["detections"], key=int) == [str(i) for i in range(9)]
+    assert all(len(row) == 15 for rows in meta["detections"].values() for row in rows)
+    region = meta["frames"][0]["region"]
     woman = LANDMARKS[("two_people_320x192_test_vd_rc", "woman")]
-    assert all(box[0] <= x < box[2] and box[1] <= y < box[3] for x, y in woman)
-    # each PNG is exactly that region of the decoded frame (crops keep their resolution by default)
+    assert all(region[0] <= x < region[2] and region[1] <= y < region[3] for x, y in woman)
+    # each PNG is exactly that region of the decoded frame (the video's resolution by default)
     with Image.open(frames[0]) as image:
         crop = np.asarray(image)
     original = read_frames(two_people(), [0])[0]
-    assert (crop == original[box[1]:box[3], box[0]:box[2]]).all()
+    assert (crop == original[region[1]:region[3], region[0]:region[2]]).all()
     assert not extracted.out_dir.with_name("two_people.partial").exists()
+
+
+@pytest.mark.parametrize("video, detect_every", [(two_people, 1), (carphone, 4)])
+def test_training_clip_equals_prediction_clip(tmp_path, video, detect_every):
+    """The crop policy is one: extract-faces + FaceFramesDataset and predict's FaceClipLoader
+    give the same tensor for the same frames (carphone: a moving head, 120 frames)."""
+    out = tmp_path / "faces"
+    extract_face_frames(video(), out, detect_every=detect_every)
+    common = dict(num_snippets=8, snippet_len=4, size=(64, 64), interpolation="bicubic")
+    from_folder, _ = FaceFramesDataset([ManifestEntry(out, 0)], **common)[0]
+    clip = FaceClipLoader(detect_every=detect_every, **common)(video())
+    assert clip.face_found.all()
+    assert torch.equal(from_folder, clip.pixels)
+    if video is carphone:  # the head moves: the snippets' boxes differ, each one constant inside its snippet
+        assert len({tuple(b) for b in clip.crop_boxes.tolist()}) > 1
 
 
 def test_extraction_never_overwrites(extracted):
@@ -137,7 +154,7 @@ def test_extraction_never_overwrites(extracted):
 
 
 def test_extraction_of_a_faceless_video_leaves_nothing(tmp_path, faceless_video):
-    with pytest.raises(NoFaceError, match="no face found in any of its 12 frames"):
+    with pytest.raises(NoFaceError, match="no face found in any of the 3 frames the detector looked at"):
         extract_face_frames(faceless_video, tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
 
@@ -147,10 +164,9 @@ def test_face_frames_dataset_samples_snippets_from_the_folder(extracted, tmp_pat
     dataset = FaceFramesDataset(manifest, num_snippets=2, snippet_len=4, size=(40, 40))
     pixels, label = dataset[0]
     assert label.item() == 1.0
-    # 9 frames, U=2, T=4: snippets [0-3] and [4-7]; frame 4 is the 5th image resized to 40x40
-    with Image.open(extracted.out_dir / "000004.png") as image:
-        fifth = np.asarray(image.convert("RGB").resize((40, 40), Image.BILINEAR))
-    assert torch.allclose(pixels[:, 4], frames_to_tensor(fifth[None], dataset.mean, dataset.std)[:, 0])
+    # 9 frames, U=2, T=4: snippets [0-3] and [4-7]; the clip is what predict's loader makes
+    loader = FaceClipLoader(num_snippets=2, snippet_len=4, size=(40, 40), detect_every=1)
+    assert torch.equal(pixels, loader(two_people()).pixels)
 
 
 def test_face_frames_dataset_from_class_folders(extracted, tmp_path):

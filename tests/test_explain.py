@@ -106,15 +106,26 @@ def test_model_state_is_left_as_it_was(face_clip):
 
 
 def test_save_and_load_round_trip(explanation, tmp_path):
+    """Frames exactly, maps as float16 (1/2048 relative: far below any colour step), compressed."""
     explanation.save(tmp_path / "e.npz")
     back = Explanation.load(tmp_path / "e.npz")
     np.testing.assert_array_equal(back.frames, explanation.frames)
-    np.testing.assert_array_equal(back.gradcam, explanation.gradcam)
+    close = dict(rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(back.gradcam, explanation.gradcam, **close)
+    assert back.gradcam.dtype == np.float32
     for name in explanation.intra:
-        np.testing.assert_array_equal(back.intra[name], explanation.intra[name])
+        np.testing.assert_allclose(back.intra[name], explanation.intra[name], **close)
     for name in explanation.inter:
-        np.testing.assert_array_equal(back.inter[name], explanation.inter[name])
-    assert back.summary() == explanation.summary()
+        np.testing.assert_allclose(back.inter[name], explanation.inter[name], **close)
+    summary, back_summary = explanation.summary(), back.summary()
+    summary.pop("inter_maps"), back_summary.pop("inter_maps")
+    assert back_summary == summary
+    with np.load(tmp_path / "e.npz") as stored:
+        assert stored["gradcam"].dtype == np.float16
+    arrays = {"frames": explanation.frames, "gradcam": explanation.gradcam,
+              **{f"intra/{k}": v for k, v in explanation.intra.items()}}
+    np.savez_compressed(tmp_path / "float32.npz", **arrays)
+    assert (tmp_path / "e.npz").stat().st_size < 0.75 * (tmp_path / "float32.npz").stat().st_size
 
 
 # ------------------------------------------------------------------------------ tampering
@@ -290,7 +301,7 @@ def test_cli_writes_the_pictures_and_arrays(checkpoint, tmp_path, capsys):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_snippets"] == 2 and summary["snippet_len"] == T  # the model's test U
-    assert len(summary["snippet_fake_probabilities"]) == 2 and summary["frame_size"] == [SIZE, SIZE]
+    assert len(summary["snippet_fake_probabilities"]) == 2 and summary["crop_size"] == [SIZE, SIZE]
     assert np.array(summary["frame_indices"]).shape == (2, T)
     exp = Explanation.load(out / "explanation.npz")
     assert exp.gradcam.shape == exp.intra_map.shape == (2 * T, SIZE, SIZE) and exp.inter_map.shape == (2, T)
@@ -335,3 +346,53 @@ def test_gradcam_at_an_intra_sim_and_dil_scores_kept(face_clip):
     assert exp.snippet_probs.shape == (2,)  # the DIL head's scores do not depend on the CAM layer
     with pytest.raises(ValueError, match="not a submodule"):
         explain_clip(model, face_clip.pixels[:, :T], target_layer="layer9")
+
+
+# ------------------------------------------------------------------------------ honest pictures
+def _suptitle(fig) -> str:
+    return fig._suptitle.get_text()
+
+
+def test_pictures_state_the_real_range_legend_and_no_face_snippets(explanation):
+    from dataclasses import replace
+
+    from dynsnip.explain.figures import contact_sheet_figure, gradcam_figure, inter_figure, intra_figure
+
+    borrowed = replace(explanation, face_found=np.array([True, False, True, True]))
+    for figure in (gradcam_figure, intra_figure, inter_figure, contact_sheet_figure):
+        title = _suptitle(figure(borrowed))
+        assert "border: red = snippet p(fake) >= 0.5, blue < 0.5" in title, figure.__name__  # every picture
+        assert "no face found in the snippet" in title, figure.__name__
+    assert "layer layer" not in _suptitle(gradcam_figure(explanation))
+    intra = explanation.intra[explanation.intra_layer]
+    title = _suptitle(intra_figure(explanation))
+    lo, hi = float(intra.min()), float(intra.max())
+    assert "(colours 0 .. 1)" in title and f"{lo:.2f}"[:3] in title  # the real range, on a fixed scale
+    fig = intra_figure(explanation)
+    images = [im for ax in fig.axes for im in ax.get_images() if im.get_cmap().name == "jet"]
+    assert images and all(im.get_clim() == (0.0, 1.0) for im in images)
+    stretched = [im for ax in intra_figure(explanation, scale="range").axes for im in ax.get_images()
+                 if im.get_cmap().name == "jet"]
+    assert stretched[0].get_clim() == pytest.approx((lo, hi), rel=1e-5)
+    labels = [ax.get_ylabel() for ax in intra_figure(borrowed).axes]
+    assert any("snippet 1" in label and "no face" in label for label in labels)
+    assert not any("snippet 0" in label and "no face" in label for label in labels)
+
+
+def test_probabilities_get_the_digits_that_tell_them_apart(explanation):
+    from dataclasses import replace
+
+    from dynsnip.explain.figures import _prob_text
+
+    close = replace(explanation, fake_prob=0.5041, snippet_probs=np.array([0.5041, 0.5032, 0.5049, 0.5011], np.float32))
+    texts = {_prob_text(close, float(p)) for p in close.snippet_probs}
+    assert len(texts) == 4  # at 2 decimals all four read 0.50
+    assert _prob_text(replace(explanation, fake_prob=0.2, snippet_probs=np.array([0.1, 0.9], np.float32)), 0.1) == "0.100"
+
+
+def test_a_1x1_cam_layer_is_flagged(face_clip):
+    """At 32x32 input ResNet's layer4 is 1x1: the Grad-CAM cannot localise anything."""
+    small = torch.nn.functional.interpolate(face_clip.pixels[:, : 2 * T], size=(32, 32), mode="bilinear")
+    exp = explain_clip(dil18(), small)
+    assert any("outputs 1x1" in note and "flat wash" in note for note in exp.notes)
+    assert not any("1x1" in note for note in explain_clip(dil18(), face_clip.pixels[:, : 2 * T]).notes)

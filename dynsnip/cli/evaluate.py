@@ -29,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--split", help="evaluate only the rows of this split (e.g. test)")
     p.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
                    help="entries are face-frame folders or video files (default: look at the first)")
+    p.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
+                   help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
     p.add_argument("--num-snippets", type=int, help="U (default: the model's test_num_snippets, paper 8)")
     p.add_argument("--img-size", type=int, help="face crop side (default: the model's input size)")
     p.add_argument("--batch-size", type=int, default=10, help="clips per forward pass (default 10)")
@@ -101,7 +103,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             size = args.img_size or int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
             recipe = Recipe(model=str(args.model), snippet_len=model.snippet_len,
                             test_num_snippets=int(args.num_snippets or model.test_num_snippets), img_size=size)
-            dataset = make_dataset(args.manifest, model, recipe, train=False, split=args.split, kind=args.data)
+            dataset = make_dataset(args.manifest, model, recipe, train=False, split=args.split, kind=args.data,
+                                   face_detector=args.face_detector)
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:
             return usage_error("evaluate", str(err))
         result = evaluate(model, dataset, batch_size=args.batch_size, device=info.device, amp=args.amp,

@@ -96,8 +96,10 @@ def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files:
         video=str(args.video),
         weights=weights,
         **exp.summary(),
-        face_found=clip.face_found.tolist(),
         crop_boxes=clip.crop_boxes.tolist(),
+        face_coverage=round(clip.face_coverage, 4),
+        frames_checked=clip.frames_checked,
+        frames_with_face=clip.frames_with_face,
         timestamps=[[round(s, 3) for s in row] for row in clip.timestamps.tolist()],
         files=sorted(p.name for p in files.values()),
     )
@@ -168,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             mean=loader.mean,
             std=loader.std,
             frame_indices=clip.frame_indices,
+            face_found=clip.face_found,
         )
         probabilities = [exp.fake_prob, *([] if exp.snippet_probs is None else [float(p) for p in exp.snippet_probs])]
         if not all(math.isfinite(p) for p in probabilities):

@@ -1,32 +1,70 @@
 """The face-cropping options of ``predict``, ``explain`` and ``extract-faces``.
 
-``--face-detector dlib|none`` and ``--margin`` choose whether and how wide the face is
-cropped; ``--detect-size`` and ``--detect-upsample`` tune dlib's HOG detector
-(:class:`dynsnip.data.faces.DlibFaceDetector`) for faces that are small in the frame: the
-detector's window is 80x80 px, so at the default working size of 480 px (the frame's
-shorter side) it finds faces down to about 1/6 of the short side.
+``--face-detector auto|dlib|mtcnn|none`` and ``--margin`` choose whether, with what and how
+wide the face is cropped (see :mod:`dynsnip.data.faces`; ``auto``, the default: dlib, and
+MTCNN on the frames where dlib finds nothing). ``--detect-size`` is the working size of both
+detectors; ``--detect-upsample`` tunes dlib's HOG detector
+(:class:`dynsnip.data.faces.DlibFaceDetector`) for faces that are small in the frame: its
+window is 80x80 px, so at the default working size of 480 px (the frame's shorter side) it
+finds faces down to about 1/6 of the short side; MTCNN (``--min-face``, 40 px at the working
+size) goes down to 1/12.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import Any
 
 DEFAULT_MARGIN = 1.3
 DEFAULT_DETECT_SIZE = 480
+DEFAULT_MIN_FACE = 40.0
 
 
 def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> None:
     """Add ``--face-detector``, ``--margin``, ``--detect-size`` and ``--detect-upsample``."""
-    parser.add_argument("--face-detector", choices=("dlib", "none"), default="dlib",
-                        help=f"dlib: detect and crop faces (default); none: {none_means}")
+    parser.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn", "none"), default="auto",
+                        help="auto (default): dlib, and MTCNN on frames where dlib finds no face (turned or "
+                             "tilted heads); dlib: frontal HOG detector only (fastest); mtcnn: MTCNN only "
+                             f"(pose-robust, five keypoints); none: {none_means}")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help=f"face crop side / face box side (default {DEFAULT_MARGIN}, FaceForensics++ convention)")
     parser.add_argument("--detect-size", type=int, default=DEFAULT_DETECT_SIZE, metavar="PX",
-                        help=f"dlib works on frames resized to this short side (default {DEFAULT_DETECT_SIZE}: "
-                             "faces down to ~1/6 of the short side); larger finds smaller faces, slower")
+                        help=f"the detectors work on frames resized to this short side (default {DEFAULT_DETECT_SIZE}: "
+                             "dlib finds faces down to ~1/6 of the short side); larger finds smaller faces, slower")
     parser.add_argument("--detect-upsample", type=int, default=0, metavar="K",
                         help="extra dlib pyramid upsamplings for small faces (default 0; each ~4x slower)")
+    parser.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, metavar="PX",
+                        help=f"smallest face MTCNN looks for, in pixels at --detect-size (default {DEFAULT_MIN_FACE:g}); "
+                             "smaller finds smaller faces, slower")
+    parser.add_argument("--detect-device", default="cpu", metavar="DEVICE",
+                        help="where MTCNN runs (default cpu; cuda: frames batched on the GPU, each torchrun rank on "
+                             "its LOCAL_RANK GPU; needs the detection in the main process: --workers 0 for predict, "
+                             "--workers 1 for extract-faces)")
+    add_detection_policy_options(parser)
+
+
+def add_detection_policy_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--detect-every`` and ``--min-face-coverage`` (see :mod:`dynsnip.data.crop_policy`)."""
+    from dynsnip.data.crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE
+
+    parser.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY, metavar="K",
+                        help=f"the detector looks at frames whose index is a multiple of K, 1 <= K <= T "
+                             f"(default {DEFAULT_DETECT_EVERY}: one frame per snippet; the crop is one box per "
+                             "snippet either way); predict and extract-faces must use the same K for identical crops")
+    parser.add_argument("--min-face-coverage", type=float, default=DEFAULT_MIN_FACE_COVERAGE, metavar="F",
+                        help="a video whose face is found in fewer than this fraction of the frames the detector "
+                             f"looks at fails with reason low_face_coverage (default {DEFAULT_MIN_FACE_COVERAGE}: "
+                             "at most half of the crops borrowed from other frames; 0 turns the check off)")
+
+
+def detection_policy_problem(args: argparse.Namespace, snippet_len: int | None) -> str | None:
+    """What is wrong with ``--detect-every`` / ``--min-face-coverage``, or None."""
+    if not 0.0 <= args.min_face_coverage <= 1.0:
+        return f"--min-face-coverage must be a fraction between 0 and 1, got {args.min_face_coverage}"
+    if args.detect_every < 1 or (snippet_len is not None and args.detect_every > snippet_len):
+        return f"--detect-every must be between 1 and the snippet length T={snippet_len}, got {args.detect_every}"
+    return None
 
 
 def face_options_problem(args: argparse.Namespace) -> str | None:
@@ -37,28 +75,50 @@ def face_options_problem(args: argparse.Namespace) -> str | None:
         return f"--detect-size must be at least 80 px (dlib's detection window), got {args.detect_size}"
     if args.detect_upsample < 0:
         return f"--detect-upsample must be 0 or more, got {args.detect_upsample}"
+    if problem := detection_policy_problem(args, None):
+        return problem
+    if not math.isfinite(args.min_face) or args.min_face < 12:
+        return f"--min-face must be at least 12 px (MTCNN's smallest window), got {args.min_face}"
     return None
 
 
 def face_detector(args: argparse.Namespace) -> Any:
-    """``None`` for ``--face-detector none``, else a configured ``DlibFaceDetector``.
+    """``None`` for ``--face-detector none``, else the configured detector.
 
     Raises:
         ImportError: dlib (the ``video`` extra) is not installed, with the install command.
     """
-    if args.face_detector == "none":
-        return None
-    from dynsnip.data.faces import DlibFaceDetector
+    from dynsnip.data.faces import create_face_detector
 
-    return DlibFaceDetector(detect_short_side=args.detect_size, upsample=args.detect_upsample)
+    return create_face_detector(
+        args.face_detector, detect_short_side=args.detect_size, upsample=args.detect_upsample, min_face=args.min_face,
+        device=detect_device(args.detect_device),
+    )
+
+
+def detect_device(device: str) -> str:
+    """``--detect-device``; a bare ``cuda`` under ``torchrun`` is this rank's GPU (``LOCAL_RANK``)."""
+    if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
+    return device
+
+
+def detect_device_problem(args: argparse.Namespace, in_process: bool) -> str | None:
+    """A GPU detector cannot run in forked loader processes (CUDA does not survive a fork)."""
+    if str(args.detect_device).startswith("cuda") and not in_process:
+        return (f"--detect-device {args.detect_device} needs the detection in the main process "
+                "(--workers 0 for predict, --workers 1 for extract-faces): CUDA does not work in forked workers")
+    return None
 
 
 def clip_loader(model: Any, args: argparse.Namespace, faces: Any) -> Any:
     """The ``FaceClipLoader`` of ``predict`` / ``explain``: the model's input size, mean/std
-    and test U, with ``faces`` (see :func:`face_detector`), ``--margin`` and ``--snippets``."""
+    and test U, with ``faces`` (see :func:`face_detector`), ``--margin``, ``--detect-every``,
+    ``--min-face-coverage`` and ``--snippets``."""
     from dynsnip.data import FaceClipLoader
 
-    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin, cap_snippets=True)
+    overrides: dict[str, Any] = dict(face_detector=faces, margin=args.margin, detect_every=args.detect_every,
+                                     min_face_coverage=args.min_face_coverage, cap_snippets=True)
     if args.snippets is not None:
         overrides["num_snippets"] = args.snippets
     return FaceClipLoader.from_model(model, **overrides)

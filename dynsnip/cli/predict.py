@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from ..scoring import DEFAULT_WORKERS, predict_videos
-from .face_options import add_face_options, clip_loader, face_detector, face_options_problem
+from .face_options import add_face_options, clip_loader, detect_device_problem, face_detector, face_options_problem
 
 DEFAULT_MODEL = "dil_resnet50"
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
@@ -252,6 +252,16 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{secs:05.2f}"
 
 
+def _coverage(result: dict[str, Any]) -> str:
+    """``, face in 7/8 frames looked at, 1 snippet borrowed`` (empty without a detector)."""
+    checked = result.get("frames_checked", 0)
+    if not checked:
+        return ""
+    borrowed = sum(not s["face_found"] for s in result["snippets"])
+    return (f", face in {result['frames_with_face']}/{checked} frames looked at"
+            + (f", {borrowed} snippet(s) borrowed" if borrowed else ""))
+
+
 def format_table(results: Sequence[dict[str, Any]]) -> str:
     """Human-readable report: one line per video, then its snippets; failures with the reason."""
     width = max([len("VIDEO"), *(len(r["path"]) for r in results)])
@@ -262,7 +272,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             continue
         lines.append(
             f"{r['path']:<{width}}  {r['fake_probability']:7.3f}  {r['verdict'].upper():<7}  "
-            f"{len(r['snippets'])} snippets, {r['num_frames']} frames"
+            f"{len(r['snippets'])} snippets, {r['num_frames']} frames{_coverage(r)}"
         )
         for s in r["snippets"]:
             note = "" if s["face_found"] else "  (no face in this snippet: crop borrowed from a neighbour)"
@@ -315,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
     if args.workers < 0:
         return usage_error(f"--workers must be 0 or more, got {args.workers}")
-    if problem := face_options_problem(args):
+    if problem := face_options_problem(args) or detect_device_problem(args, args.workers == 0):
         return usage_error(problem)
     videos, warnings = find_videos(args.inputs)
     for warning in warnings:
@@ -334,12 +344,25 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
-    loader = clip_loader(model, args, faces)
+    from dynsnip.engine.distributed import cleanup_distributed, gather_shards, join_torchrun
 
-    results = predict_videos(model, videos, loader=loader, threshold=args.threshold, workers=args.workers,
+    ranks = join_torchrun(args.device)  # torchrun: videos sharded across ranks, one merged report
+    device = ranks.device if ranks is not None else torch.device(
+        args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    try:
+        loader = clip_loader(model, args, faces)
+    except ValueError as err:  # e.g. --detect-every larger than the model's T
+        return usage_error(str(err))
+
+    shard = videos if ranks is None else videos[ranks.rank::ranks.world_size]
+    results = predict_videos(model, shard, loader=loader, threshold=args.threshold, workers=args.workers,
                              device=device, progress=not args.no_progress)
+    if ranks is not None:
+        results = gather_shards(results, len(videos), ranks)
+        cleanup_distributed()
+        if not ranks.is_main:  # rank 0 prints and writes the report
+            return EXIT_SOME_FAILED if any(r["status"] != "ok" for r in results) else EXIT_OK
 
     for note in _note_capped_snippets(results, loader):
         print(f"dynsnip predict: note: {note}", file=sys.stderr)
@@ -350,6 +373,8 @@ def run(args: argparse.Namespace) -> int:
         num_snippets=loader.num_snippets,
         snippet_len=loader.snippet_len,
         face_detector=args.face_detector,
+        detect_every=loader.detect_every,
+        min_face_coverage=loader.min_face_coverage,
         threshold=args.threshold,
         videos=results,
         summary=dict(videos=len(results), scored=len(results) - failed, failed=failed),

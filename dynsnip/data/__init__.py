@@ -6,11 +6,11 @@ sampler, which needs only torch) works without the extra; using a name whose mod
 it raises an ImportError with the install command.
 
 Modules: :mod:`~dynsnip.data.sampling` (which frames), :mod:`~dynsnip.data.decode`
-(frame-exact PyAV decoding), :mod:`~dynsnip.data.faces` (detectors),
-:mod:`~dynsnip.data.boxes` (box smoothing and margins), :mod:`~dynsnip.data.crop`,
+(frame-exact PyAV decoding), :mod:`~dynsnip.data.faces` (detectors), :mod:`~dynsnip.data.mtcnn` (the MTCNN networks),
+:mod:`~dynsnip.data.boxes` (box smoothing and margins), :mod:`~dynsnip.data.crop`, :mod:`~dynsnip.data.crop_policy` (the one crop policy),
 :mod:`~dynsnip.data.transforms` (normalisation, flip), :mod:`~dynsnip.data.pipeline`
 (video -> clip), :mod:`~dynsnip.data.manifest`, :mod:`~dynsnip.data.datasets`,
-:mod:`~dynsnip.data.extraction` (write face crops once), :mod:`~dynsnip.data.errors`,
+:mod:`~dynsnip.data.extraction` (write face regions once), :mod:`~dynsnip.data.face_folder` (read them through the crop policy), :mod:`~dynsnip.data.errors`,
 :mod:`~dynsnip.data.assets` (bundled real footage).
 """
 from __future__ import annotations
@@ -23,6 +23,11 @@ _EXPORTS = {
     "VideoReader": "decode",
     "read_frames": "decode",
     "DlibFaceDetector": "faces",
+    "MtcnnFaceDetector": "faces",
+    "AutoFaceDetector": "faces",
+    "Face": "faces",
+    "as_detections": "faces",
+    "MTCNN": "mtcnn",
     "create_face_detector": "faces",
     "detect_faces": "faces",
     "largest_box": "boxes",
@@ -49,6 +54,7 @@ _EXPORTS = {
     "FaceFramesDataset": "datasets",
     "list_frames": "datasets",
     "ExtractedFaces": "extraction",
+    "FaceFolder": "face_folder",
     "extract_face_frames": "extraction",
     "VideoError": "errors",
     "VideoNotFoundError": "errors",
@@ -61,6 +67,11 @@ _EXPORTS = {
     "FrameSequence": "datasets",
     "frame_sequence": "datasets",
     "StrayFrameFileWarning": "datasets",
+    "LowFaceCoverageError": "errors",
+    "SnippetCrops": "crop_policy",
+    "snippet_crops": "crop_policy",
+    "detection_frames": "crop_policy",
+    "snippet_face_box": "boxes",
     "bundled_videos": "assets",
     "bundled_video": "assets",
     "bundled_videos_dir": "assets",

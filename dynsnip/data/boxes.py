@@ -5,9 +5,9 @@ exclusive). A frame where no face was found holds a row of NaN.
 
 Why smoothing: a per-frame detector jitters by a few pixels from frame to frame, and
 Intra-SIM's temporal differences would read that jitter as motion. Within a snippet the
-crop is therefore fixed (:func:`snippet_boxes`: the mean box of the snippet's frames);
-for all-frame extraction a centred moving average (:func:`smooth_boxes`) does the same
-job without jumps at snippet borders.
+crop is therefore fixed (:func:`snippet_face_box`: the mean box of the followed face in the
+snippet's frames), the one crop policy of :mod:`dynsnip.data.crop_policy`.
+:func:`smooth_boxes` (a centred moving average) is kept for the demo's in-memory crops.
 """
 from __future__ import annotations
 
@@ -87,32 +87,41 @@ def track_face(
     return out
 
 
+def snippet_face_box(detections: "list[np.ndarray]", min_iou: float = 0.3) -> "np.ndarray":
+    """One face box for one snippet from the detections of (some of) its frames, in time order.
+
+    The largest face seen in any of the frames is followed with :func:`track_face` (never
+    switching to another face inside the snippet) and its boxes are averaged: one fixed
+    crop per snippet. Scores play no part: the largest face, then continuity.
+
+    Returns:
+        ``(4,)``; a NaN row when no frame has a face.
+    """
+    frames = [_as_boxes(d) for d in detections]
+    found = [d for d in frames if len(d)]
+    if not found:
+        return np.full(4, np.nan)
+    anchor = largest_box(np.concatenate(found))
+    # seed the track with the snippet's largest face, then follow it frame by frame
+    tracked = track_face([anchor[None], *frames], min_iou)[1:]
+    tracked = tracked[~np.isnan(tracked).any(axis=1)]
+    return tracked.mean(axis=0)
+
+
 def snippet_face_boxes(
     detections: "list[np.ndarray]", snippet_len: int, min_iou: float = 0.3
 ) -> "np.ndarray":
-    """One face box per snippet from per-frame detections (frames ordered snippet by snippet).
-
-    Within each snippet the largest face seen in any of its frames is followed with
-    :func:`track_face` (never switching to another face inside a snippet), and its boxes are
-    averaged (:func:`snippet_boxes`): one fixed crop per snippet.
+    """:func:`snippet_face_box` of each snippet (detections of every frame, snippet by snippet).
 
     Returns:
         ``(U, 4)``; a NaN row for a snippet without any face.
     """
     if len(detections) % snippet_len:
         raise ValueError(f"{len(detections)} frames are not a multiple of snippet_len={snippet_len}")
-    frame_boxes = []
-    for start in range(0, len(detections), snippet_len):
-        snippet = [_as_boxes(d) for d in detections[start:start + snippet_len]]
-        found = [d for d in snippet if len(d)]
-        if not found:
-            frame_boxes.append(np.full((snippet_len, 4), np.nan))
-            continue
-        anchor = largest_box(np.concatenate(found))
-        # seed the track with the snippet's largest face, then follow it frame by frame
-        tracked = track_face([anchor[None], *snippet], min_iou)[1:]
-        frame_boxes.append(tracked)
-    return snippet_boxes(np.concatenate(frame_boxes), snippet_len)
+    return np.stack([
+        snippet_face_box(detections[start:start + snippet_len], min_iou)
+        for start in range(0, len(detections), snippet_len)
+    ])
 
 
 def fill_missing_boxes(boxes: "np.ndarray") -> "np.ndarray":

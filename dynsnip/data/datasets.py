@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 from ._optional import require
 from .crop import crop_and_resize
 from .errors import FrameFolderError, FrameGapError
+from .face_folder import FaceFolder
 from .manifest import ManifestEntry, check_entries, parse_split, read_manifest
 from .pipeline import FaceClipLoader, data_config_from_model
 from .sampling import ShortVideoPolicy, sample_snippets
@@ -64,6 +65,10 @@ def _entries(source: Any, split: str | None) -> list[ManifestEntry]:
 class VideoDataset(Dataset):
     """Face clips decoded from the videos of a manifest.
 
+    An entry with a ``source`` (the real video it was made from; manifests of the benchmark
+    datasets carry it) is cropped with the source's face boxes (the default for such
+    manifests: detector misses and bias on fakes cannot leak into the labels).
+
     Args:
         manifest: a CSV/JSON manifest path (see :mod:`dynsnip.data.manifest`) or entries.
         loader: the :class:`FaceClipLoader` (U, T, size, detector, augmentation); e.g.
@@ -80,8 +85,16 @@ class VideoDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
-        clip = self.loader(entry.path)
+        source = entry_source(entry)
+        clip = self.loader(entry.path) if source is None else self.loader(entry.path, boxes_from=source)
         return clip.pixels, torch.tensor(float(entry.label))
+
+
+def entry_source(entry: Any) -> Path | None:
+    """The real video a manifest entry (a fake) was made from: its ``source`` (or ``original``)
+    column, or None. Its face boxes crop the fake (see :class:`FaceClipLoader`)."""
+    source = getattr(entry, "source", None) or getattr(entry, "original", None)
+    return None if source in (None, "") else Path(source)
 
 
 @dataclass(frozen=True)
@@ -244,8 +257,12 @@ class FaceFramesDataset(Dataset):
             len(frames.paths), self.num_snippets, self.snippet_len, train=self.train, short_video=self.short_video
         )
         frames.check_consecutive(indices)
-        images = [self._load(frames.paths[i]) for i in indices.flatten().tolist()]
-        pixels = frames_to_tensor(np.stack(images), self.mean, self.std)
+        folder = FaceFolder.open(entry.path, frames.paths)
+        if folder is not None:  # extract-faces output: the crop policy cuts the snippets' crops
+            images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation)
+        else:
+            images = np.stack([self._load(frames.paths[i]) for i in indices.flatten().tolist()])
+        pixels = frames_to_tensor(images, self.mean, self.std)
         if self.train:
             pixels = random_horizontal_flip(pixels, self.hflip_prob)
         return pixels, torch.tensor(float(entry.label))

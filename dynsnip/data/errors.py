@@ -62,3 +62,40 @@ class FrameFolderError(VideoError):
     frame number, or a frame that is not a regular file (a FIFO, a device, a broken link)."""
 
     reason = "bad_frame_folder"
+
+
+class LowFaceCoverageError(VideoError):
+    """A face was found, but in fewer of the looked-at frames than the required fraction
+    (``min_face_coverage``): too many snippets would be cropped with a borrowed box for
+    the verdict to be about the face. ``coverage`` is the fraction found."""
+
+    reason = "low_face_coverage"
+
+    def __init__(self, path: object, coverage: float, minimum: float, frames_checked: int):
+        self.coverage = float(coverage)
+        self.minimum = float(minimum)
+        super().__init__(
+            path,
+            f"face found in only {coverage:.0%} of the {frames_checked} frames the detector looked at "
+            f"(minimum {minimum:.0%}); " + FACE_ADVICE,
+        )
+
+
+class SourceMismatchError(VideoError):
+    """A fake's source video (whose face boxes crop the fake) does not fit it: another frame
+    size, or it cannot be read."""
+
+    reason = "source_mismatch"
+
+
+FACE_ADVICE = (
+    "a turned or tilted head, or a hand over the face, defeats the frontal detector: use the pose-robust "
+    "one (--face-detector mtcnn, or auto = dlib then MTCNN); faces smaller than ~1/6 of the frame: a larger "
+    "--detect-size, --detect-upsample 1 or a smaller --min-face; input that is already a face crop: "
+    "--face-detector none"
+)
+
+
+def no_face_message(frames: int, which: str) -> str:
+    """The message of :class:`NoFaceError`: how many frames were searched, and what to try."""
+    return f"no face found in any of the {frames} {which}; expected a video showing a face. " + FACE_ADVICE

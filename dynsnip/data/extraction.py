@@ -1,22 +1,34 @@
-"""Write the face crops of every frame of a video once (``dynsnip extract-faces``).
+"""Write the faces of every frame of a video once (``dynsnip extract-faces``).
 
 Training samples new snippets every epoch; seeking in long-GOP videos and detecting faces
 each time is slow, so the usual FaceForensics++ workflow crops the faces once into a folder
 per video and trains from those (:class:`~dynsnip.data.datasets.FaceFramesDataset`).
 
+The crop itself is *not* decided here: a snippet's crop depends on which snippet it is
+(one box per snippet, :mod:`dynsnip.data.crop_policy`), and snippets are drawn at training
+time. So each frame is saved as a **context region**: the part of the frame holding every
+crop that the crop policy can give a snippet containing that frame (the union of the crops
+of the T windows of T frames that contain it, padded so resampling filters see the same
+neighbouring pixels), at the video's resolution. ``faces.json`` stores the detections the
+policy needs; the dataset calls the same :func:`~dynsnip.data.crop_policy.snippet_crops` as
+``predict``, and cuts the crop out of the regions: the training clip is the prediction
+clip, pixel for pixel (tested). A snippet that borrows another snippet's box (no face in
+it) may reach outside its region; the dataset then cuts the part inside (flagged as
+borrowed anyway).
+
 Output of one video, ``out_dir/``:
 
-* ``000000.png``, ``000001.png``, ...: the square face crop of each frame, named by the
+* ``000000.png``, ``000001.png``, ...: the context region of each frame, named by the
   frame's index in the video (consecutive, so snippets can be sampled from the folder);
-* ``faces.json``: source video, frame count, fps, margin, and per frame the crop box in
-  video pixels and whether a face was detected in that very frame.
+* ``faces.json``: source video, frame count, fps, frame size, margin, ``detect_every``,
+  ``snippet_len``, detector, coverage (frames looked at / with a face), the detections of
+  the looked-at frames (rows of :class:`~dynsnip.data.faces.Face`: box, score, keypoints),
+  and per frame its region in video pixels.
 
-Two passes over the video: detection (boxes only, so memory does not grow with the
-video's length; the largest face is followed from frame to frame with
-:func:`~dynsnip.data.boxes.track_face`), then cropping with the boxes smoothed over
-``smooth_window`` frames.
-The folder is written under a temporary name and renamed when complete, so an interrupted
-run never leaves a folder that looks finished; an existing folder is never overwritten.
+Two passes over the video: detection on every ``detect_every``-th frame (only boxes are
+kept, so memory does not grow with the video), then writing the regions. The folder is
+written under a temporary name and renamed when complete, so an interrupted run never
+leaves a folder that looks finished; an existing folder is never overwritten.
 """
 from __future__ import annotations
 
@@ -25,69 +37,151 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from ._optional import require
-from .boxes import fill_missing_boxes, smooth_boxes, square_crop_box, track_face
+from .boxes import snippet_face_box, square_crop_box
 from .crop import crop_and_resize
+from .crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE, check_detect_every, quantize_detections
 from .decode import VideoReader
-from .errors import NoFaceError
-from .faces import DetectorSpec, create_face_detector
+from .errors import LowFaceCoverageError, NoFaceError, no_face_message
+from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 
 np = require("numpy")
 Image = require("PIL.Image")
 
+CROP_POLICY = "snippet-box-v1"  # faces.json format: regions + detections for crop_policy.snippet_crops
+DETECTION_BATCH = 16
+# PNG is lossless at every level; level 1 encodes ~3.5x faster than Pillow's default 6 for
+# files ~3-17% larger (measured on 100-400 px face regions of the bundled footage)
+PNG_COMPRESS_LEVEL = 1
 IMAGE_FORMATS = ("png", "jpg")
 
 
 @dataclass(frozen=True)
 class ExtractedFaces:
-    """Result of :func:`extract_face_frames`: the folder, frames written, frames with a face."""
+    """Result of :func:`extract_face_frames`: the folder, frames written, how many frames the
+    detector looked at and how many of those had a face."""
 
     out_dir: Path
     num_frames: int
     num_detected: int
+    frames_checked: int = 0
+
+    @property
+    def face_coverage(self) -> float:
+        """Fraction of the looked-at frames with a face (1.0 without a detector)."""
+        return self.num_detected / self.frames_checked if self.frames_checked else 1.0
+
+
+def _pad_region(box: "np.ndarray", frame_size: tuple[int, int]) -> list[int]:
+    """Grow a crop box by 10% of its side + 4 px on each side (room for the resampling filter
+    of any output size >= 1/5 of the crop), clipped to the frame."""
+    width, height = frame_size
+    pad = int(np.ceil(0.1 * (box[2] - box[0]))) + 4
+    return [max(0, int(box[0]) - pad), max(0, int(box[1]) - pad),
+            min(width, int(box[2]) + pad), min(height, int(box[3]) + pad)]
+
+
+def context_regions(
+    detections: Mapping[int, "np.ndarray"],
+    num_frames: int,
+    frame_size: tuple[int, int],
+    margin: float,
+    snippet_len: int,
+    detect_every: int,
+) -> "np.ndarray":
+    """Per frame, the region holding every snippet crop the policy can give it: ``(F, 4)`` int.
+
+    The snippets containing frame i start at i-T+1 .. i; each window's crop is the policy's
+    (:func:`~dynsnip.data.boxes.snippet_face_box` of its looked-at frames, squared with
+    ``margin``); the region is their union, padded (:func:`_pad_region`). A frame none of
+    whose windows has a face gets the crops of the nearest windows with a face before and
+    after it (where a borrowed box most likely comes from).
+    """
+    windows = np.full((num_frames, 4), np.nan)  # crop of the window starting at s
+    for start in range(num_frames):
+        frames = [min(f, num_frames - 1) for f in range(start, start + snippet_len)]
+        face = snippet_face_box([detections[f] for f in frames if f % detect_every == 0])
+        if not np.isnan(face).any():
+            windows[start] = square_crop_box(face, frame_size, margin)
+    with_face = np.flatnonzero(~np.isnan(windows).any(axis=1))
+    if len(with_face) == 0:
+        raise ValueError("no window with a face")
+    regions = np.zeros((num_frames, 4), dtype=np.int64)
+    for i in range(num_frames):
+        near = windows[max(0, i - snippet_len + 1): i + 1]
+        near = near[~np.isnan(near).any(axis=1)]
+        if len(near) < min(snippet_len, i + 1):  # some window borrows: add the nearest found ones
+            before, after = with_face[with_face <= i], with_face[with_face > i]
+            extra = [windows[before[-1]]] if len(before) else []
+            extra += [windows[after[0]]] if len(after) else []
+            near = np.concatenate([near, np.array(extra).reshape(-1, 4)])
+        union = np.array([near[:, 0].min(), near[:, 1].min(), near[:, 2].max(), near[:, 3].max()])
+        regions[i] = _pad_region(union, frame_size)
+    return regions
+
+
+def _rows(faces: "np.ndarray") -> list[list[float | None]]:
+    """Detection rows for JSON (2 decimals; NaN keypoints as null)."""
+    return [[None if np.isnan(v) else float(v) for v in row] for row in quantize_detections(faces)]
+
+
+def read_detections(meta: Mapping[str, Any]) -> dict[int, "np.ndarray"]:
+    """The detections of a ``faces.json`` (as written by :func:`extract_face_frames`)."""
+    return {
+        int(index): np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+        .reshape(-1, 15)
+        for index, rows in meta["detections"].items()
+    }
 
 
 def extract_face_frames(
     video_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    face_detector: DetectorSpec = "dlib",
+    face_detector: DetectorSpec = DEFAULT_FACE_DETECTOR,
     margin: float = 1.3,
-    smooth_window: int = 5,
-    max_gap: int = 25,
-    size: tuple[int, int] | None = None,
+    detect_every: int = DEFAULT_DETECT_EVERY,
+    snippet_len: int = 4,
+    scale: float | None = None,
     max_frames: int | None = None,
     image_format: str = "png",
     interpolation: str = "bilinear",
+    min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
+    boxes_from: str | os.PathLike[str] | None = None,
 ) -> ExtractedFaces:
-    """Crop the face of every frame of ``video_path`` into ``out_dir``.
+    """Save the face context region of every frame of ``video_path`` into ``out_dir``.
 
     Args:
         video_path: the video.
         out_dir: folder to create; must not exist yet.
-        face_detector: ``"dlib"``, ``"none"`` (whole frames) or a callable.
+        face_detector: ``"auto"`` (dlib, MTCNN where dlib finds nothing), ``"dlib"``,
+            ``"mtcnn"``, ``"none"`` (whole frames) or a callable.
         margin: crop side / face-box side (1.3, FaceForensics++ convention).
-        smooth_window: frames in the centred moving average of the boxes; 5 (+-2 frames,
-            80 ms at 25 fps) removes the detector's frame-to-frame jitter, which temporal
-            differences would otherwise read as motion, without lagging behind head motion.
-        max_gap: frames the followed face may go undetected before the largest face of a
-            later frame is taken instead (see :func:`~dynsnip.data.boxes.track_face`); 25 is
-            one second at 25 fps: a missed detection or a hand in front of the face keeps
-            the track, a cut to another person does not.
-        size: ``(height, width)`` to resize crops to; None keeps the crop's own resolution
-            (one resampling less; the dataset resizes to the model's input when loading).
-        max_frames: crop only the first ``max_frames`` frames (None: all).
+        detect_every: the detector looks at frames whose index is a multiple of this (see
+            :mod:`dynsnip.data.crop_policy`; must match ``predict``'s for identical crops).
+        snippet_len: T of the models that will train on it (regions cover its snippets).
+        scale: resize the regions by this factor (e.g. 0.5 halves storage); None keeps the
+            video's resolution, which is what makes training crops identical to predict's.
+        max_frames: only the first ``max_frames`` frames (None: all).
         image_format: ``"png"`` (lossless, default: JPEG would add compression traces of
             its own to the forgery traces) or ``"jpg"`` (quality 95).
-        interpolation: resampling when ``size`` is given.
+        interpolation: resampling when ``scale`` is given.
+        min_face_coverage: fail with :class:`LowFaceCoverageError` when a face is found in
+            fewer of the looked-at frames than this fraction (0.5; 0 turns the check off).
+        boxes_from: the real video a fake was made from, or its ``extract-faces`` folder: the
+            fake is cropped with the real video's face boxes (its detections are read from the
+            folder's ``faces.json``, or detected in the video), so detector misses and bias on
+            fakes cannot leak into the labels.
 
     Raises:
         FileExistsError: ``out_dir`` exists.
-        VideoError subclasses: the video cannot be read, or no face in any frame.
+        VideoError subclasses: the video cannot be read, no face in any frame, too few.
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+    check_detect_every(detect_every, snippet_len)
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise FileExistsError(f"{out_dir} exists; refusing to overwrite it (remove it or choose another folder)")
@@ -95,53 +189,108 @@ def extract_face_frames(
     if partial.exists():
         raise FileExistsError(f"{partial} exists (left by an interrupted extraction?); remove it and run again")
     detector = create_face_detector(face_detector)
+    source_detections = source_size = None
+    if boxes_from is not None:
+        source_detections, source_size = source_face_detections(boxes_from, detector, detect_every, video_path)
     with VideoReader(video_path) as video:
         num_frames = video.num_frames if max_frames is None else min(max_frames, video.num_frames)
         width, height = video.size
+        if source_size is not None and tuple(source_size) != (width, height):
+            from .errors import SourceMismatchError
+
+            raise SourceMismatchError(video_path, f"its source {boxes_from} is {source_size[0]}x{source_size[1]}, "
+                                      f"the fake {width}x{height}; expected the same frame size to share face boxes")
         fps = video.fps
-        if detector is None:
-            detected = np.ones(num_frames, dtype=bool)
-            crop_boxes = np.tile([0, 0, width, height], (num_frames, 1))
+        looked_at = list(range(0, num_frames, detect_every))
+        if source_detections is not None:
+            detections = {i: source_detections.get(i, np.zeros((0, 15))) for i in looked_at}
+        elif detector is not None:
+            detections = _detect_every_kth(video, num_frames, detect_every, detector)
+        if detector is None and source_detections is None:
+            detections = {}
+            regions = np.tile([0, 0, width, height], (num_frames, 1))
+            with_face = 0
         else:
-            face_boxes = track_face(
-                [detector(frame) for _, frame in video.iter_frames(0, num_frames)], max_gap=max_gap
-            )
-            detected = ~np.isnan(face_boxes).any(axis=1)
-            if not detected.any():
-                raise NoFaceError(
-                    video_path, f"no face found in any of its {num_frames} frames; expected a video showing a face "
-                    "(small faces: a larger --detect-size or --detect-upsample 1)"
-                )
-            face_boxes = fill_missing_boxes(smooth_boxes(face_boxes, smooth_window))
-            crop_boxes = np.array([square_crop_box(b, (width, height), margin) for b in face_boxes])
+            with_face = sum(1 for i in looked_at if len(detections[i]))
+            if with_face == 0:
+                what = "frames the detector looked at" + (f" (every {detect_every}th)" if detect_every > 1 else "")
+                raise NoFaceError(video_path, no_face_message(len(looked_at), what))
+            if with_face / len(looked_at) < min_face_coverage:
+                raise LowFaceCoverageError(video_path, with_face / len(looked_at), min_face_coverage, len(looked_at))
+            regions = context_regions(detections, num_frames, (width, height), margin, snippet_len, detect_every)
         partial.mkdir(parents=True)
         try:
             for index, frame in video.iter_frames(0, num_frames):
-                box = tuple(int(v) for v in crop_boxes[index])
-                if size is None:
-                    crop = frame[box[1]:box[3], box[0]:box[2]]
+                x0, y0, x1, y1 = (int(v) for v in regions[index])
+                if scale is None:
+                    crop = frame[y0:y1, x0:x1]
                 else:
-                    crop = crop_and_resize(frame[None], [box], size, interpolation)[0]
+                    size = (max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale)))
+                    crop = crop_and_resize(frame[None], [(x0, y0, x1, y1)], size, interpolation)[0]
                 image = Image.fromarray(np.ascontiguousarray(crop))
                 target = partial / f"{index:06d}.{image_format}"
-                image.save(target, quality=95) if image_format == "jpg" else image.save(target)
+                if image_format == "jpg":
+                    image.save(target, quality=95)
+                else:
+                    image.save(target, compress_level=PNG_COMPRESS_LEVEL)
+            checked = len(looked_at) if detections else 0
             meta = dict(
+                crop_policy=CROP_POLICY,
                 source=str(Path(video_path)),
                 num_frames=num_frames,
                 fps=fps,
                 frame_size=[width, height],
                 face_detector=repr(detector) if detector is not None else "none",
+                boxes_from=None if boxes_from is None else str(boxes_from),
                 margin=margin,
-                smooth_window=smooth_window,
-                max_gap=max_gap,
-                frames=[
-                    dict(index=i, crop_box=[int(v) for v in crop_boxes[i]], face_detected=bool(detected[i]))
-                    for i in range(num_frames)
-                ],
+                detect_every=detect_every,
+                snippet_len=snippet_len,
+                scale=scale,
+                frames_checked=checked,
+                frames_with_face=with_face,
+                face_coverage=round(with_face / checked, 4) if checked else 1.0,
+                detections={str(i): _rows(faces) for i, faces in detections.items()},
+                frames=[dict(index=i, region=[int(v) for v in regions[i]]) for i in range(num_frames)],
             )
-            (partial / "faces.json").write_text(json.dumps(meta, indent=1))
+            (partial / "faces.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")))
             partial.rename(out_dir)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-    return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=int(detected.sum()))
+    return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face,
+                          frames_checked=len(looked_at) if detections else 0)
+
+
+def source_face_detections(
+    source: str | os.PathLike[str], detector: Any, detect_every: int, fake: object
+) -> tuple[dict[int, "np.ndarray"], tuple[int, int]]:
+    """The detections and frame size of a fake's source: from its ``extract-faces`` folder (when made with the
+    same ``detect_every``), else detected in the source video now."""
+    from .errors import SourceMismatchError, VideoError
+
+    source = Path(source)
+    meta_file = source / "faces.json"
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("crop_policy") == CROP_POLICY and int(meta["detect_every"]) == detect_every:
+            return read_detections(meta), tuple(meta["frame_size"])
+        raise SourceMismatchError(fake, f"{meta_file} was made with other settings (detect_every "
+                                  f"{meta.get('detect_every')}, expected {detect_every})")
+    if detector is None:
+        raise SourceMismatchError(fake, "cropping with the source's boxes needs a face detector, not 'none'")
+    try:
+        with VideoReader(source) as video:
+            return _detect_every_kth(video, video.num_frames, detect_every, detector), video.size
+    except VideoError as err:
+        raise SourceMismatchError(fake, f"its source video cannot be read: {err}") from err
+
+
+def _detect_every_kth(video: Any, num_frames: int, detect_every: int, detector: Any) -> dict[int, "np.ndarray"]:
+    """Detections of frames 0, k, 2k, ..., batched for the detector. Decoding runs front to
+    back; only the looked-at frames are converted to RGB arrays."""
+    looked_at = list(range(0, num_frames, detect_every))
+    detections: dict[int, np.ndarray] = {}
+    for start in range(0, len(looked_at), DETECTION_BATCH):
+        chunk = looked_at[start:start + DETECTION_BATCH]
+        detections.update(zip(chunk, map(quantize_detections, detect_faces(video.read(chunk), detector))))
+    return detections

@@ -1,17 +1,36 @@
-"""Face detection on video frames: dlib's HOG detector (no model file) or none.
+"""Face detection on video frames: dlib's HOG detector, MTCNN, both (``auto``) or none.
 
-The paper pre-processes FaceForensics++ with dlib (and MTCNN for the other datasets).
-dlib's frontal HOG detector ships inside the ``dlib-bin`` wheel, needs no weights file and
-runs offline, so it is the default here. ``face_detector="none"`` is for input that is
-already a face crop (e.g. frames written by ``dynsnip extract-faces``).
+The paper pre-processes FaceForensics++ with dlib and the other datasets with MTCNN.
 
-Any callable ``frame (H, W, 3) uint8 RGB -> (N, 5) float [x0, y0, x1, y1, score]`` can be
-passed wherever a detector is expected.
+* ``"dlib"``: dlib's frontal HOG detector (inside the ``dlib-bin`` wheel, no weights file).
+  Fast on frontal faces; misses turned and tilted heads.
+* ``"mtcnn"``: :class:`MtcnnFaceDetector`, the package's own torch MTCNN with bundled
+  weights (:mod:`dynsnip.data.mtcnn`): finds profile and tilted faces and gives five facial
+  keypoints; batched over frames, runs on a GPU. Slower than dlib on a CPU.
+* ``"auto"`` (the default, see docs/video.md for the measurement): dlib on every frame,
+  MTCNN on the frames where dlib finds nothing: dlib's speed on frontal footage, MTCNN's
+  coverage on hard poses.
+* ``"none"``: input that is already a face crop (e.g. frames from ``dynsnip extract-faces``).
+
+**Detections** are float arrays ``(N, 15)`` per frame, one row per face (the layout of
+:class:`Face`): ``x0, y0, x1, y1`` (frame pixels, x1/y1 exclusive), ``score``, then the
+five keypoints ``x, y`` (left eye, right eye, nose, left and right mouth corner, as seen in
+the image), NaN where the backend gives none (dlib). :func:`detect_faces` returns this
+layout for any detector. Scores of different backends are not comparable, and no code here
+picks a face by score: callers keep the largest face and follow it across frames
+(:mod:`dynsnip.data.boxes`).
+
+Any callable ``frame (H, W, 3) uint8 RGB -> (N, 5) or (N, 15) float`` can be passed
+wherever a detector is expected; one with a ``detect_batch(frames)`` method is given all
+frames of a video at once.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable, Union
+from dataclasses import dataclass
+from typing import Callable, Sequence, Union
+
+import torch
 
 from ._optional import require
 
@@ -19,6 +38,49 @@ np = require("numpy")
 
 FaceDetector = Callable[["np.ndarray"], "np.ndarray"]
 DetectorSpec = Union[str, FaceDetector, None]
+
+DETECTION_COLUMNS = 15  # x0 y0 x1 y1 score, then 5 keypoints (x, y)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: the documented meaning of a detection row.
+
+    Attributes:
+        box: float ``(4,)`` ``x0, y0, x1, y1`` in frame pixels (x1, y1 exclusive).
+        score: the backend's confidence (dlib: SVM margin; MTCNN: probability); not
+            comparable across backends.
+        keypoints: float ``(5, 2)`` ``(x, y)`` of left eye, right eye, nose tip, left and
+            right mouth corner (as seen in the image), or None when the backend gives none.
+    """
+
+    box: "np.ndarray"
+    score: float
+    keypoints: "np.ndarray | None"
+
+    @classmethod
+    def from_row(cls, row: "np.ndarray") -> "Face":
+        """A :class:`Face` from one ``(5,)`` or ``(15,)`` detection row."""
+        row = as_detections(row)[0]
+        points = row[5:].reshape(5, 2)
+        return cls(row[:4].copy(), float(row[4]), None if np.isnan(points).all() else points.copy())
+
+
+def as_detections(faces: "np.ndarray") -> "np.ndarray":
+    """Any ``(N, 4)``, ``(N, 5)`` or ``(N, 15)`` rows -> float ``(N, 15)`` (missing score 1, missing
+    keypoints NaN)."""
+    faces = np.asarray(faces, dtype=np.float64)
+    if faces.size == 0:
+        return np.zeros((0, DETECTION_COLUMNS))
+    faces = faces.reshape(-1, faces.shape[-1])
+    width = faces.shape[1]
+    if width not in (4, 5, DETECTION_COLUMNS):
+        raise ValueError(f"detections must have 4, 5 or {DETECTION_COLUMNS} columns, got {width}")
+    out = np.full((len(faces), DETECTION_COLUMNS), np.nan)
+    out[:, :width] = faces
+    if width == 4:
+        out[:, 4] = 1.0
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,15 +140,119 @@ class DlibFaceDetector:
         )
 
 
-FACE_DETECTORS = ("dlib", "none")
+class MtcnnFaceDetector:
+    """The package's MTCNN (:mod:`dynsnip.data.mtcnn`) on frames resized to a working size.
+
+    Args:
+        detect_short_side: frames are resized so that their shorter side has this many
+            pixels (as for dlib; None: native resolution); boxes and keypoints are mapped back.
+        min_face: smallest face side searched for, in working-size pixels. 40 (1/12 of a
+            480 px short side, half of dlib's 80 px window) skips the two finest pyramid levels
+            of the original's 20, which are most of P-Net's cost, and still finds the faces
+            these clips are about.
+        thresholds: P-, R-, O-Net probability thresholds (the original's 0.6, 0.7, 0.7).
+        device: where the networks run (``"cuda"`` batches the frames on the GPU).
+        batch_size: frames per forward pass.
+    """
+
+    def __init__(
+        self,
+        detect_short_side: int | None = 480,
+        min_face: float = 40.0,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        device: str | torch.device = "cpu",
+        batch_size: int = 16,
+    ):
+        from .mtcnn import MTCNN
+
+        self.detect_short_side = detect_short_side
+        self.min_face = float(min_face)
+        self.thresholds = tuple(thresholds)
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.network = MTCNN.pretrained(min_face=min_face, thresholds=thresholds).to(self.device)
+
+    def __call__(self, frame: "np.ndarray") -> "np.ndarray":
+        """Faces in ``frame (H, W, 3) uint8 RGB`` as ``(N, 15)`` detection rows."""
+        return self.detect_batch(np.asarray(frame)[None])[0]
+
+    def detect_batch(self, frames: "np.ndarray | Sequence[np.ndarray]") -> list["np.ndarray"]:
+        """Faces of each of ``frames (F, H, W, 3)`` uint8 RGB (same size): ``F`` arrays ``(N_i, 15)``."""
+        frames = np.asarray(frames)
+        out: list[np.ndarray] = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = torch.from_numpy(np.array(frames[start:start + self.batch_size]))  # a writable copy
+            images = chunk.to(self.device).permute(0, 3, 1, 2).float()  # (B, 3, H, W)
+            height, width = images.shape[-2:]
+            scale = 1.0
+            if self.detect_short_side:
+                scale = self.detect_short_side / min(height, width)
+                if abs(scale - 1.0) > 1e-3:
+                    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+                    mode = "area" if scale < 1 else "bilinear"
+                    images = torch.nn.functional.interpolate(images, size=size, mode=mode)
+                    scale = size[0] / height  # the scale actually applied
+            for faces in self.network.detect(images):
+                faces = faces.double().cpu().numpy()
+                faces[:, [0, 1, 2, 3, *range(5, 15)]] /= scale
+                out.append(faces)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"MtcnnFaceDetector(detect_short_side={self.detect_short_side}, min_face={self.min_face}, "
+            f"thresholds={self.thresholds}, device='{self.device}')"
+        )
 
 
-def create_face_detector(spec: DetectorSpec = "dlib") -> FaceDetector | None:
-    """A detector from a name (``"dlib"``, ``"none"``), a callable (returned as is) or None."""
+class AutoFaceDetector:
+    """``primary`` (dlib) on every frame; ``fallback`` (MTCNN) on the frames where it finds nothing.
+
+    dlib's speed on frontal footage (the fallback never runs there), MTCNN's coverage on
+    turned and tilted heads. Each frame's rows come from one backend only, so boxes of the
+    two detectors (which frame a face slightly differently) are never mixed within a frame.
+    """
+
+    def __init__(self, primary: FaceDetector | None = None, fallback: FaceDetector | None = None):
+        self.primary = primary if primary is not None else DlibFaceDetector()
+        self.fallback = fallback if fallback is not None else MtcnnFaceDetector()
+
+    def __call__(self, frame: "np.ndarray") -> "np.ndarray":
+        return self.detect_batch(np.asarray(frame)[None])[0]
+
+    def detect_batch(self, frames: "np.ndarray | Sequence[np.ndarray]") -> list["np.ndarray"]:
+        out = detect_faces(frames, self.primary)
+        missed = [i for i, faces in enumerate(out) if len(faces) == 0]
+        if missed:
+            for i, faces in zip(missed, detect_faces(np.asarray(frames)[missed], self.fallback)):
+                out[i] = faces
+        return out
+
+    def __repr__(self) -> str:
+        return f"AutoFaceDetector(primary={self.primary!r}, fallback={self.fallback!r})"
+
+
+FACE_DETECTORS = ("auto", "dlib", "mtcnn", "none")
+DEFAULT_FACE_DETECTOR = "auto"
+
+
+def create_face_detector(spec: DetectorSpec = DEFAULT_FACE_DETECTOR, **options) -> FaceDetector | None:
+    """A detector from a name (``"auto"``, ``"dlib"``, ``"mtcnn"``, ``"none"``), a callable
+    (returned as is) or None.
+
+    ``options``: ``detect_short_side`` (both backends), ``upsample`` (dlib), ``min_face`` and
+    ``device`` (MTCNN); options a backend does not take are ignored for it.
+    """
     if spec is None or callable(spec):
         return spec
+    dlib_options = {k: v for k, v in options.items() if k in ("detect_short_side", "upsample", "threshold")}
+    mtcnn_options = {k: v for k, v in options.items() if k in ("detect_short_side", "min_face", "device", "batch_size")}
     if spec == "dlib":
-        return DlibFaceDetector()
+        return DlibFaceDetector(**dlib_options)
+    if spec == "mtcnn":
+        return MtcnnFaceDetector(**mtcnn_options)
+    if spec == "auto":
+        return AutoFaceDetector(DlibFaceDetector(**dlib_options), MtcnnFaceDetector(**mtcnn_options))
     if spec == "none":
         return None
     raise ValueError(f"unknown face detector {spec!r}; expected one of {FACE_DETECTORS} or a callable")
@@ -97,9 +263,12 @@ def detect_faces(frames: "np.ndarray", detector: FaceDetector) -> list["np.ndarr
 
     Args:
         frames: ``(F, H, W, 3)`` uint8 RGB (or any iterable of such frames).
-        detector: see module docstring.
+        detector: see module docstring; its ``detect_batch`` is used when it has one.
 
     Returns:
-        per frame an ``(N_i, 5)`` float array ``[x0, y0, x1, y1, score]`` (``N_i`` may be 0).
+        per frame an ``(N_i, 15)`` float array of detection rows (see :class:`Face`;
+        ``N_i`` may be 0).
     """
-    return [np.asarray(detector(frame), dtype=np.float64).reshape(-1, 5) for frame in frames]
+    batch = getattr(detector, "detect_batch", None)
+    found = batch(frames) if batch is not None else [detector(frame) for frame in frames]
+    return [as_detections(faces) for faces in found]

@@ -2,8 +2,10 @@
 
 Formats (chosen by the file extension):
 
-* CSV with a header row containing ``path`` and ``label`` and optionally ``split`` and
-  ``method`` (manipulation method of a fake, for per-method metrics);
+* CSV with a header row containing ``path`` and ``label`` and optionally ``split``,
+  ``method`` (manipulation method of a fake, for per-method metrics) and ``source`` (or
+  ``original``: the real video a fake was made from; its face boxes crop the fake, see
+  :class:`~dynsnip.data.datasets.VideoDataset`; ``dynsnip manifest`` writes it);
 * JSON: a list of objects ``{"path": ..., "label": ..., "split": ...}`` (split optional).
 
 ``label`` is ``0``/``1`` or ``real``/``fake`` (case-insensitive; 1 = fake, the positive
@@ -40,12 +42,14 @@ class ManifestOverlapWarning(UserWarning):
 @dataclass(frozen=True)
 class ManifestEntry:
     """One video (or face-frame folder): absolute ``path``, ``label`` (0 real, 1 fake), ``split``,
-    and ``method``, the manipulation method of a fake (e.g. ``Deepfakes``) for per-method metrics."""
+    ``method``, the manipulation method of a fake (e.g. ``Deepfakes``) for per-method metrics,
+    and ``source``, the real video a fake was made from (absolute), where the dataset says so."""
 
     path: Path
     label: int
     split: str | None = None
     method: str | None = None
+    source: Path | None = None
 
 
 def parse_label(value: object, where: str = "") -> int:
@@ -154,10 +158,17 @@ def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> lis
                 label=parse_label(row["label"], where),
                 split=parse_split(row.get("split"), where),
                 method=(str(row.get("method") or "").strip() or None),
+                source=_source_path(root, row),
             )
         )
     check_entries(entries, path, [where[len(f"{path}, "):].rstrip(": ") for where, _ in rows])
     return [e for e in entries if split is None or e.split == split]
+
+
+def _source_path(root: Path, row: dict) -> Path | None:
+    """The ``source`` (or ``original``) column of a row, relative to the manifest's folder."""
+    text = str(row.get("source") or row.get("original") or "").strip()
+    return Path(os.path.normpath(root / text)) if text else None
 
 
 def write_manifest(
@@ -173,11 +184,17 @@ def write_manifest(
         raise FileExistsError(f"{path} exists; refusing to overwrite it")
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "label", "split", "method"])
+        writer.writerow(["path", "label", "split", "method", "source"])
         for entry in entries:
-            try:
-                shown = Path(entry.path).resolve().relative_to(path.parent.resolve())
-            except ValueError:
-                shown = Path(entry.path).resolve()
-            writer.writerow([shown.as_posix(), entry.label, entry.split or "", entry.method or ""])
+            source = getattr(entry, "source", None)
+            writer.writerow([_shown(entry.path, path.parent).as_posix(), entry.label, entry.split or "",
+                             entry.method or "", _shown(source, path.parent).as_posix() if source else ""])
     return path
+
+
+def _shown(file: str | os.PathLike[str], folder: Path) -> Path:
+    """``file`` relative to ``folder`` where it lies inside it, else absolute."""
+    try:
+        return Path(file).resolve().relative_to(folder.resolve())
+    except ValueError:
+        return Path(file).resolve()

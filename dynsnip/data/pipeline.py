@@ -4,12 +4,12 @@
 
 1. :func:`~dynsnip.data.sampling.sample_snippets` picks U snippets of T frames;
 2. :class:`~dynsnip.data.decode.VideoReader` decodes exactly those frames;
-3. the face detector runs on each of them; within a snippet the largest face is followed
-   from frame to frame and its boxes are averaged into one box
-   (:func:`~dynsnip.data.boxes.snippet_face_boxes`) so the crop does not jitter inside a
-   snippet; a snippet without any face borrows the box of the nearest
-   snippet that has one (and is flagged in ``FaceClip.face_found``); a video without any
-   face raises :class:`~dynsnip.data.errors.NoFaceError`;
+3. the face detector runs on the frames whose index is a multiple of ``detect_every``, and
+   :func:`~dynsnip.data.crop_policy.snippet_crops` (the one crop policy, shared with
+   ``extract-faces`` and the frame-folder dataset) gives one box per snippet; a snippet
+   without any face borrows the box of the nearest snippet that has one (flagged in
+   ``FaceClip.face_found``); a video without any face raises
+   :class:`~dynsnip.data.errors.NoFaceError`;
 4. the square crop (``margin`` around the box) is resized to the model's input size and
    normalised with the model's mean/std.
 """
@@ -22,11 +22,18 @@ from typing import Any, Sequence
 import torch
 
 from ._optional import require
-from .boxes import fill_missing_boxes, snippet_face_boxes, square_crop_box
 from .crop import crop_and_resize
+from .crop_policy import (
+    DEFAULT_DETECT_EVERY,
+    DEFAULT_MIN_FACE_COVERAGE,
+    check_detect_every,
+    detection_frames,
+    snippet_crops,
+)
 from .decode import VideoReader
-from .errors import NoFaceError
-from .faces import DetectorSpec, create_face_detector, detect_faces
+from .crop_policy import SnippetCrops
+from .errors import LowFaceCoverageError, NoFaceError, no_face_message
+from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 from .sampling import ShortVideoPolicy, distinct_snippets, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
 
@@ -43,6 +50,8 @@ class FaceClip:
         crop_boxes: int64 ``(U, 4)`` ``(x0, y0, x1, y1)`` crop of each snippet in frame pixels
             (the whole frame with ``face_detector="none"``).
         face_found: bool ``(U,)``; False where the snippet had no face and borrowed a box.
+        frames_checked: sampled frames the detector looked at (0 with ``face_detector="none"``).
+        frames_with_face: of those, the frames where it found a face.
         timestamps: float64 ``(U, T)`` presentation time of each frame in seconds.
         num_frames: frames in the whole video.
         fps: the video's average frame rate.
@@ -55,6 +64,13 @@ class FaceClip:
     timestamps: torch.Tensor
     num_frames: int
     fps: float
+    frames_checked: int = 0
+    frames_with_face: int = 0
+
+    @property
+    def face_coverage(self) -> float:
+        """Fraction of the looked-at frames with a detected face (1.0 without a detector)."""
+        return self.frames_with_face / self.frames_checked if self.frames_checked else 1.0
 
 
 def data_config_from_model(model: torch.nn.Module) -> dict[str, Any]:
@@ -81,9 +97,17 @@ class FaceClipLoader:
         size: ``(height, width)`` of the crops (paper: 224x224, the model's ``input_size``).
         mean, std: normalisation (the model's data config; defaults: ImageNet).
         interpolation: resampling of the crops (the model's data config).
-        face_detector: ``"dlib"`` (default), ``"none"`` for already-cropped input (frames are
-            resized whole), or a callable, see :mod:`dynsnip.data.faces`.
+        face_detector: ``"auto"`` (default: dlib, MTCNN on the frames where dlib finds
+            nothing), ``"dlib"``, ``"mtcnn"``, ``"none"`` for already-cropped input (frames
+            are resized whole), or a callable, see :mod:`dynsnip.data.faces`.
         margin: crop side / face-box side; 1.3 is the FaceForensics++ convention.
+        detect_every: the detector looks at frames whose index is a multiple of this (k,
+            1 <= k <= T; see :mod:`dynsnip.data.crop_policy`). 4 = T: one detection per
+            snippet, a quarter of the detection cost; the crop is constant within a snippet
+            either way, and the bundled footage keeps its coverage (docs/video.md).
+        min_face_coverage: a video whose face is found in fewer of the looked-at frames than
+            this fraction raises :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more
+            than half of the crops would be borrowed; 0 turns the check off).
         train: random snippet offsets and random horizontal flip (paper's augmentation);
             False: deterministic snippets, no flip.
         hflip_prob: flip probability when ``train`` (0.5).
@@ -102,13 +126,16 @@ class FaceClipLoader:
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
         interpolation: str = "bilinear",
-        face_detector: DetectorSpec = "dlib",
+        face_detector: DetectorSpec = DEFAULT_FACE_DETECTOR,
         margin: float = 1.3,
         train: bool = False,
         hflip_prob: float = 0.5,
         short_video: ShortVideoPolicy = "overlap",
+        detect_every: int = DEFAULT_DETECT_EVERY,
+        min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
         cap_snippets: bool = False,
     ):
+        check_detect_every(detect_every, snippet_len)
         self.num_snippets = num_snippets
         self.snippet_len = snippet_len
         self.size = tuple(size)
@@ -120,6 +147,8 @@ class FaceClipLoader:
         self.train = train
         self.hflip_prob = hflip_prob
         self.short_video = short_video
+        self.detect_every = int(detect_every)
+        self.min_face_coverage = float(min_face_coverage)
         self.cap_snippets = cap_snippets
 
     @classmethod
@@ -128,9 +157,17 @@ class FaceClipLoader:
         return cls(**{**data_config_from_model(model), **overrides})
 
     def __call__(
-        self, path: str | os.PathLike[str], generator: torch.Generator | None = None
+        self,
+        path: str | os.PathLike[str],
+        generator: torch.Generator | None = None,
+        boxes_from: str | os.PathLike[str] | None = None,
     ) -> FaceClip:
         """Load the face clip of the video at ``path``.
+
+        Args:
+            boxes_from: the real video a fake was made from: the faces are detected in its
+                frames (same indices) and the fake is cropped with those boxes, so detector
+                misses and detector bias on fakes cannot leak into the labels.
 
         Raises:
             VideoError subclasses (see :mod:`dynsnip.data.errors`) naming the file and the
@@ -152,11 +189,13 @@ class FaceClipLoader:
             frames = video.read(flat)  # (U*T, H, W, 3)
             timestamps = torch.tensor([video.timestamp(i) for i in flat], dtype=torch.float64)
             num_frames, fps, frame_size = video.num_frames, video.fps, video.size
-        crop_boxes, face_found = self._crop_boxes(path, frames, frame_size)
-        crops = crop_and_resize(
+        detect_in = frames if boxes_from is None else _source_frames(path, boxes_from, indices, frame_size)
+        crops = self._crop_boxes(path, indices, detect_in, frame_size)
+        crop_boxes, face_found = crops.boxes, crops.face_found
+        crops_px = crop_and_resize(
             frames, np.repeat(crop_boxes, self.snippet_len, axis=0), self.size, self.interpolation
         )
-        pixels = frames_to_tensor(crops, self.mean, self.std)
+        pixels = frames_to_tensor(crops_px, self.mean, self.std)
         if self.train:
             pixels = random_horizontal_flip(pixels, self.hflip_prob, generator)
         return FaceClip(
@@ -167,40 +206,58 @@ class FaceClipLoader:
             timestamps=timestamps.reshape(num_snippets, self.snippet_len),
             num_frames=num_frames,
             fps=fps,
+            frames_checked=crops.frames_checked,
+            frames_with_face=crops.frames_with_face,
         )
 
     def _crop_boxes(
-        self, path: object, frames: "np.ndarray", frame_size: tuple[int, int]
-    ) -> tuple["np.ndarray", "np.ndarray"]:
-        """``(U, 4)`` int64 crop boxes and ``(U,)`` bool face-found flags."""
+        self, path: object, indices: torch.Tensor, frames: "np.ndarray", frame_size: tuple[int, int]
+    ) -> SnippetCrops:
+        """The crop policy's boxes for the clip: detect on the k-th frames, then
+        :func:`~dynsnip.data.crop_policy.snippet_crops`."""
         width, height = frame_size
-        num_snippets = len(frames) // self.snippet_len
         if self.face_detector is None:
-            boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (num_snippets, 1))
-            return boxes, np.ones(num_snippets, dtype=bool)
-        face_boxes = snippet_face_boxes(detect_faces(frames, self.face_detector), self.snippet_len)
-        face_found = ~np.isnan(face_boxes).any(axis=1)
-        if not face_found.any():
-            raise NoFaceError(
-                path,
-                f"no face found in any of the {len(frames)} sampled frames "
-                f"({num_snippets} snippets x {self.snippet_len}); expected a video showing "
-                "a face (use face_detector='none' for input that is already a face crop; for faces smaller "
-                "than ~1/6 of the frame, a DlibFaceDetector with a larger detect_short_side or upsample=1: "
-                "--detect-size / --detect-upsample on the command line)",
-            )
-        face_boxes = fill_missing_boxes(face_boxes)
-        crop_boxes = np.array(
-            [square_crop_box(box, (width, height), self.margin) for box in face_boxes], dtype=np.int64
-        )
-        return crop_boxes, face_found
+            boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (len(indices), 1))
+            return SnippetCrops(boxes, np.ones(len(indices), dtype=bool), 0, 0)
+        flat = indices.flatten().tolist()
+        looked_at = detection_frames(flat, self.detect_every)
+        position = {index: flat.index(index) for index in looked_at}
+        found = detect_faces(frames[[position[i] for i in looked_at]], self.face_detector)
+        crops = snippet_crops(indices.numpy(), dict(zip(looked_at, found)), frame_size, self.margin, self.detect_every)
+        if not crops.face_found.any():
+            every = f" (every {self.detect_every}th frame index)" if self.detect_every > 1 else ""
+            raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at{every}"))
+        if crops.coverage < self.min_face_coverage:
+            raise LowFaceCoverageError(path, crops.coverage, self.min_face_coverage, crops.frames_checked)
+        return crops
 
     def __repr__(self) -> str:
         return (
             f"FaceClipLoader(num_snippets={self.num_snippets}, snippet_len={self.snippet_len}, "
             f"size={self.size}, face_detector={self.face_detector!r}, margin={self.margin}, "
-            f"train={self.train})"
+            f"detect_every={self.detect_every}, train={self.train})"
         )
+
+
+def _source_frames(
+    path: object, source: str | os.PathLike[str], indices: torch.Tensor, frame_size: tuple[int, int]
+) -> "np.ndarray":
+    """The source video's frames at ``indices`` (clamped to its length), for its face boxes."""
+    from .errors import SourceMismatchError, VideoError
+
+    try:
+        with VideoReader(source) as video:
+            if video.size != frame_size:
+                raise SourceMismatchError(
+                    path, f"its source video {source} is {video.size[0]}x{video.size[1]}, the fake "
+                    f"{frame_size[0]}x{frame_size[1]}; expected the same frame size to share face boxes"
+                )
+            last = video.num_frames - 1
+            return video.read([min(int(i), last) for i in indices.flatten().tolist()])
+    except SourceMismatchError:
+        raise
+    except VideoError as err:
+        raise SourceMismatchError(path, f"its source video cannot be read: {err}") from err
 
 
 def load_face_clip(path: str | os.PathLike[str], **loader_args: Any) -> FaceClip:

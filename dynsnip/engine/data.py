@@ -77,7 +77,7 @@ def make_dataset(
     kind: str = "auto",
     num_snippets: int | None = None,
     img_size: int | None = None,
-    face_detector: str = "dlib",
+    face_detector: str = "auto",
 ) -> Dataset:
     """The training (``train=True``) or evaluation dataset of a manifest.
 

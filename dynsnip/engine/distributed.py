@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
@@ -178,3 +178,23 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def join_torchrun(device: str | torch.device | None = None) -> DistInfo | None:
+    """:func:`init_distributed` when started by ``torchrun`` with more than one process
+    (``WORLD_SIZE`` > 1), else None: for commands that shard their inputs across ranks."""
+    if _env_int("WORLD_SIZE", 1) <= 1:
+        return None
+    return init_distributed(device)
+
+
+def gather_shards(mine: Sequence[Any], total: int, info: DistInfo) -> list[Any]:
+    """Every rank's results in input order, on every rank.
+
+    Rank r computed ``mine`` for inputs r, r + world, r + 2 world, ... (its shard of
+    ``total`` inputs); the shards are gathered and interleaved back into one list.
+    """
+    out: list[Any] = [None] * total
+    for rank, part in enumerate(all_gather_objects(list(mine))):
+        out[rank::info.world_size] = part
+    return out

@@ -31,7 +31,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .distributed import DistInfo, all_gather_objects
-from .failures import NON_FINITE_OUTPUT, FailedItem, SkipUnreadable, collate_readable, describe_failures
+from .failures import (
+    NON_FINITE_OUTPUT, FailedItem, SkipUnreadable, collate_readable, count_reasons, describe_failures,
+)
 from .metrics import aggregate_by_video, video_metrics
 
 __all__ = ["EvalResult", "evaluate", "item_info", "autocast_context", "progress_bar"]
@@ -236,6 +238,7 @@ def evaluate(
     report["threshold"] = threshold
     report["num_failed"] = len(failures)
     report["failed"] = [f.report() for f in failures]
+    report["failed_by_reason"] = count_reasons(failures)  # e.g. low_face_coverage: below the face-coverage threshold
     predictions = [
         {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {})}
         for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))

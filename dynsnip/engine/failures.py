@@ -120,4 +120,17 @@ def describe_failures(failures: Sequence[FailedItem | Mapping[str, Any]], limit:
     lines = [f"  {r['id']}: {r['reason']}: {r['message']}" for r in shown]
     if len(rows) > len(shown):
         lines.append(f"  ... and {len(rows) - len(shown)} more")
+    counts = count_reasons(rows)
+    if len(rows) > 1:  # e.g. how many clips fell below --min-face-coverage
+        lines.append("  by reason: " + ", ".join(f"{reason} {n}" for reason, n in counts.items()))
     return "\n".join(lines)
+
+
+def count_reasons(failures: Sequence[FailedItem | Mapping[str, Any]]) -> dict[str, int]:
+    """``{reason: number of failures}``, most frequent first (e.g. ``low_face_coverage``: the
+    clips whose face was found in too few frames)."""
+    counts: dict[str, int] = {}
+    for f in failures:
+        reason = f.reason if isinstance(f, FailedItem) else f["reason"]
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))

@@ -10,6 +10,12 @@
 * :func:`contact_sheet_figure`: all of it on one page: per snippet, the faces, Grad-CAM and
   Intra-SMA rows, with that snippet's row of the U x T map and its fake probability beside it.
 
+Pictures do not overstate: the attention maps are drawn on a fixed 0..1 colour scale (their
+values lie in (0, 1) by construction; ``scale="range"`` stretches them instead) and every
+title prints the map's real range, so a flat map looks flat; probabilities get the digits
+that tell them apart; every picture with coloured borders explains them; snippets whose
+crop was borrowed (no face found in them) are marked "no face" with a dashed border.
+
 Figures are :class:`matplotlib.figure.Figure` objects drawn with the Agg renderer, never
 through ``pyplot``, so the caller's backend and open figures are untouched (they display
 in a notebook like any figure). matplotlib is imported on first use
@@ -37,6 +43,8 @@ OVERLAY_CMAP = "jet"  # the paper's CAM colours
 UT_CMAP = "YlGnBu"  # the paper's U x T map colours
 FAKE_COLOUR, REAL_COLOUR = "#d62728", "#1f77b4"  # Figure 5: red boxes fake, blue real
 THRESHOLD = 0.5
+NO_FACE_STYLE = (0, (2, 2))  # dashed border: the snippet's crop was borrowed (no face found in it)
+SCALES = ("fixed", "range")
 
 
 def _mpl():
@@ -54,19 +62,62 @@ def _mpl():
 
 
 # ----------------------------------------------------------------------------- tiles
-def _tile(ax: "Axes", image: "np.ndarray", border: str | None = None) -> None:
+def _tile(ax: "Axes", image: "np.ndarray", border: str | None = None, no_face: bool = False) -> None:
     ax.imshow(image, interpolation="bilinear")
     ax.set_xticks([])
     ax.set_yticks([])
+    if no_face and border is None:
+        border = "grey"
     for spine in ax.spines.values():
         spine.set_visible(border is not None)
         if border is not None:
             spine.set_edgecolor(border)
             spine.set_linewidth(3)
+            if no_face:
+                spine.set_linestyle(NO_FACE_STYLE)
 
 
-def _overlay(ax: "Axes", image: "np.ndarray", heat: "np.ndarray", vmin: float, vmax: float, alpha: float = 0.5):
-    _tile(ax, image)
+def _no_face(exp: Explanation, u: int) -> bool:
+    return exp.face_found is not None and not bool(exp.face_found[u])
+
+
+def _legend(exp: Explanation) -> str:
+    """What the borders mean (every picture that draws them says it)."""
+    parts = []
+    if exp.snippet_probs is not None:
+        parts.append(f"border: red = snippet p(fake) >= {THRESHOLD}, blue < {THRESHOLD}")
+    if exp.face_found is not None and not np.all(exp.face_found):
+        parts.append("dashed + 'no face' = no face found in the snippet, crop borrowed from another snippet")
+    return "; ".join(parts)
+
+
+def _scale(values: "np.ndarray", scale: str) -> tuple[float, float]:
+    """Colour limits: ``fixed`` 0..1 (the maps' possible range), ``range`` the values' min..max."""
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    return (0.0, 1.0) if scale == "fixed" else _range(values)
+
+
+def _range_text(values: "np.ndarray", scale: str) -> str:
+    """``values 0.2489 .. 0.2513 (colours 0 .. 1)``: the real range, and what the colours span."""
+    lo, hi = float(values.min()), float(values.max())
+    digits = _decimals(lo, hi)
+    colours = "colours 0 .. 1" if scale == "fixed" else "colours stretched to this range"
+    return f"values {lo:.{digits}f} .. {hi:.{digits}f} ({colours})"
+
+
+def _prob_text(exp: Explanation, p: float) -> str:
+    """A probability with the digits that tell the clip's probabilities apart (3 to 5)."""
+    probs = np.asarray(exp.snippet_probs if exp.snippet_probs is not None else [p], dtype=np.float64)
+    distinct = np.unique(np.concatenate([probs, [exp.fake_prob]]))
+    gap = np.diff(distinct).min() if len(distinct) > 1 else 1.0
+    digits = int(min(5, max(3, np.ceil(-np.log10(max(gap, 1e-12))) + 1)))
+    return f"{p:.{digits}f}"
+
+
+def _overlay(ax: "Axes", image: "np.ndarray", heat: "np.ndarray", vmin: float, vmax: float, alpha: float = 0.5,
+             border: str | None = None, no_face: bool = False):
+    _tile(ax, image, border, no_face)
     return ax.imshow(heat, cmap=OVERLAY_CMAP, vmin=vmin, vmax=vmax, alpha=alpha, interpolation="bilinear")
 
 
@@ -85,7 +136,9 @@ def _frame_label(exp: Explanation, u: int, t: int) -> str:
 def _snippet_label(exp: Explanation, u: int) -> str:
     label = f"snippet {u}"
     if exp.snippet_probs is not None:
-        label += f"\np(fake)={exp.snippet_probs[u]:.2f}"
+        label += f"\np(fake)={_prob_text(exp, float(exp.snippet_probs[u]))}"
+    if _no_face(exp, u):
+        label += "\nno face"
     return label
 
 
@@ -103,7 +156,9 @@ def _decimals(lo: float, hi: float) -> int:
 
 
 def _title(exp: Explanation, what: str) -> str:
-    return f"{what} — video p(fake) = {exp.fake_prob:.3f}  (U={exp.num_snippets}, T={exp.snippet_len})"
+    title = f"{what} — video p(fake) = {_prob_text(exp, exp.fake_prob)}  (U={exp.num_snippets}, T={exp.snippet_len})"
+    legend = _legend(exp)
+    return title + ("\n" + legend if legend else "")
 
 
 def _layer(name: str | None, available: dict, default: str | None, kind: str) -> str:
@@ -126,45 +181,49 @@ def gradcam_figure(exp: Explanation, alpha: float = 0.5) -> "Figure":
     for u in range(u_count):
         for t in range(t_count):
             f = u * t_count + t
-            mappable = _overlay(axes[u, t], exp.frames[f], exp.gradcam[f], 0.0, 1.0, alpha)
+            mappable = _overlay(axes[u, t], exp.frames[f], exp.gradcam[f], 0.0, 1.0, alpha,
+                                _border(exp, u), _no_face(exp, u))
             axes[u, t].set_title(_frame_label(exp, u, t), fontsize=8)
         axes[u, 0].set_ylabel(_snippet_label(exp, u), fontsize=8)
     fig.colorbar(mappable, ax=axes, shrink=0.6, label=f"Grad-CAM ({exp.target})")
-    fig.suptitle(_title(exp, f"Grad-CAM of the {exp.target} score, layer {exp.target_layer}"), fontsize=9)
+    fig.suptitle(_title(exp, f"Grad-CAM of the {exp.target} score at {exp.target_layer} (scaled 0..1 per clip)"),
+                 fontsize=9)
     return fig
 
 
 # ----------------------------------------------------------------------------- Figure 4
-def intra_figure(exp: Explanation, layer: str | None = None, alpha: float = 0.5) -> "Figure":
+def intra_figure(exp: Explanation, layer: str | None = None, alpha: float = 0.5, scale: str = "fixed") -> "Figure":
     """Per snippet: its T faces above the Intra-SMA map of ``layer`` (default ``exp.intra_layer``).
 
-    One colour scale for the whole clip (its min..max), so frames and snippets compare.
+    One colour scale for the whole clip: 0..1 (``scale="fixed"``) or the clip's min..max
+    (``"range"``); the title gives the real range either way.
     """
     name = _layer(layer, exp.intra, exp.intra_layer, "Intra-SMA")
     maps = exp.intra[name]
-    vmin, vmax = _range(maps)
+    vmin, vmax = _scale(maps, scale)
     u_count, t_count = exp.num_snippets, exp.snippet_len
     fig = _mpl()(figsize=(TILE * t_count + 2.2, 2 * TILE * u_count + 0.9), layout="constrained")
     axes = fig.subplots(2 * u_count, t_count, squeeze=False)
     for u in range(u_count):
         for t in range(t_count):
             f = u * t_count + t
-            _tile(axes[2 * u, t], exp.frames[f], _border(exp, u))
+            _tile(axes[2 * u, t], exp.frames[f], _border(exp, u), _no_face(exp, u))
             axes[2 * u, t].set_title(_frame_label(exp, u, t), fontsize=8)
             mappable = _overlay(axes[2 * u + 1, t], exp.frames[f], maps[f], vmin, vmax, alpha)
         axes[2 * u, 0].set_ylabel(_snippet_label(exp, u), fontsize=8)
         axes[2 * u + 1, 0].set_ylabel("Intra-SMA", fontsize=8)
     fig.colorbar(mappable, ax=axes, shrink=0.5, label="Intra-SMA attention")
-    fig.suptitle(_title(exp, f"Intra-SMA attention, {name}"), fontsize=9)
+    fig.suptitle(_title(exp, f"Intra-SMA attention, {name}: {_range_text(maps, scale)}"), fontsize=9)
     return fig
 
 
 # ----------------------------------------------------------------------------- Figure 5
-def _ut_heatmap(ax: "Axes", exp: Explanation, ut: "np.ndarray", rows: Sequence[int] | None = None):
+def _ut_heatmap(ax: "Axes", exp: Explanation, ut: "np.ndarray", rows: Sequence[int] | None = None,
+                scale: str = "fixed"):
     """Draw the U x T map (or some of its rows) with each cell's value written in it."""
     rows = list(range(ut.shape[0])) if rows is None else list(rows)
     data = ut[rows]
-    vmin, vmax = _range(ut)
+    vmin, vmax = _scale(ut, scale)
     image = ax.imshow(data, cmap=UT_CMAP, vmin=vmin, vmax=vmax, aspect="auto")
     mid = (vmin + vmax) / 2
     digits = _decimals(float(ut.min()), float(ut.max()))
@@ -173,7 +232,7 @@ def _ut_heatmap(ax: "Axes", exp: Explanation, ut: "np.ndarray", rows: Sequence[i
             ax.text(t, i, f"{data[i, t]:.{digits}f}", ha="center", va="center", fontsize=7,
                     color="white" if data[i, t] > mid else "black")
     ax.set_xticks(range(data.shape[1]), [f"t={t}" for t in range(data.shape[1])], fontsize=7)
-    ax.set_yticks(range(data.shape[0]), [f"u={u}" for u in rows], fontsize=7)
+    ax.set_yticks(range(data.shape[0]), [f"u={u}" + (" no face" if _no_face(exp, u) else "") for u in rows], fontsize=7)
     return image
 
 
@@ -190,11 +249,11 @@ def _prob_column(ax: "Axes", exp: Explanation) -> None:
         if probs is None:
             text, colour = "n/a", "grey"
         else:
-            text, colour = f"{probs[u]:.2f}", _border(exp, u)
+            text, colour = _prob_text(exp, float(probs[u])), _border(exp, u)
         ax.text(0.5, u, text, ha="center", va="center", fontsize=8, color=colour, fontweight="bold")
 
 
-def inter_figure(exp: Explanation, layer: str | None = None) -> "Figure":
+def inter_figure(exp: Explanation, layer: str | None = None, scale: str = "fixed") -> "Figure":
     """Figure 5: the U x T face grid above the U x T map of ``layer`` (default ``exp.inter_layer``)."""
     name = _layer(layer, exp.inter, exp.inter_layer, "Inter-SIM")
     ut = exp.inter[name]
@@ -205,23 +264,22 @@ def inter_figure(exp: Explanation, layer: str | None = None) -> "Figure":
     for u in range(u_count):
         for t in range(t_count):
             ax = fig.add_subplot(grid[u, t])
-            _tile(ax, exp.frames[u * t_count + t], _border(exp, u))
+            _tile(ax, exp.frames[u * t_count + t], _border(exp, u), _no_face(exp, u))
             ax.set_title(_frame_label(exp, u, t), fontsize=7, pad=2)
             if t == 0:
-                ax.set_ylabel(f"u={u}", fontsize=8)
+                ax.set_ylabel(f"u={u}" + ("\nno face" if _no_face(exp, u) else ""), fontsize=8)
     heat_ax = fig.add_subplot(grid[u_count, :t_count])
-    image = _ut_heatmap(heat_ax, exp, ut)
+    image = _ut_heatmap(heat_ax, exp, ut, scale=scale)
     heat_ax.set_xlabel(f"U x T attention map ({name})", fontsize=8)
     _prob_column(fig.add_subplot(grid[u_count, t_count]), exp)
     fig.colorbar(image, ax=heat_ax, location="bottom", shrink=0.6, aspect=30)
-    legend = "border: red = snippet p(fake) >= 0.5, blue < 0.5" if exp.snippet_probs is not None else ""
-    fig.suptitle(_title(exp, "Inter-SIM U x T map") + ("\n" + legend if legend else ""), fontsize=9)
+    fig.suptitle(_title(exp, f"Inter-SIM U x T map: {_range_text(ut, scale)}"), fontsize=9)
     return fig
 
 
 # ----------------------------------------------------------------------------- all of it
 def contact_sheet_figure(exp: Explanation, intra_layer: str | None = None, inter_layer: str | None = None,
-                         alpha: float = 0.5) -> "Figure":
+                         alpha: float = 0.5, scale: str = "fixed") -> "Figure":
     """One page: for each snippet its faces, Grad-CAM and Intra-SMA rows, its U x T row and p(fake).
 
     Rows for maps the explanation lacks (no Grad-CAM, a model without SIMs) are left out and
@@ -238,7 +296,7 @@ def contact_sheet_figure(exp: Explanation, intra_layer: str | None = None, inter
     extra = [1.5, 0.5] if inter_name else [0.5]
     fig = _mpl()(figsize=(TILE * (t_count + sum(extra)) + 1.2, TILE * r * u_count + 1.2), layout="constrained")
     grid = fig.add_gridspec(r * u_count, t_count + len(extra), width_ratios=[1] * t_count + extra)
-    intra_range = _range(exp.intra[intra_name]) if intra_name else None
+    intra_range = _scale(exp.intra[intra_name], scale) if intra_name else None
     for u in range(u_count):
         for k, kind in enumerate(kinds):
             row = u * r + k
@@ -246,7 +304,7 @@ def contact_sheet_figure(exp: Explanation, intra_layer: str | None = None, inter
                 f = u * t_count + t
                 ax = fig.add_subplot(grid[row, t])
                 if kind == "faces":
-                    _tile(ax, exp.frames[f], _border(exp, u))
+                    _tile(ax, exp.frames[f], _border(exp, u), _no_face(exp, u))
                     ax.set_title(_frame_label(exp, u, t), fontsize=7, pad=2)
                 elif kind == "Grad-CAM":
                     _overlay(ax, exp.frames[f], exp.gradcam[f], 0.0, 1.0, alpha)
@@ -256,9 +314,8 @@ def contact_sheet_figure(exp: Explanation, intra_layer: str | None = None, inter
                     ax.set_ylabel(_snippet_label(exp, u) if kind == "faces" else kind, fontsize=7)
     if inter_name:
         heat_ax = fig.add_subplot(grid[:, t_count])
-        _ut_heatmap(heat_ax, exp, exp.inter[inter_name])
-        lo, hi = _range(exp.inter[inter_name])
-        heat_ax.set_title(f"U x T map, {inter_name}\ncolours {lo:.{_decimals(lo, hi)}f} .. {hi:.{_decimals(lo, hi)}f}", fontsize=7)
+        _ut_heatmap(heat_ax, exp, exp.inter[inter_name], scale=scale)
+        heat_ax.set_title(f"U x T map, {inter_name}\n{_range_text(exp.inter[inter_name], scale)}", fontsize=7)
         heat_ax.yaxis.tick_right()
     _prob_column(fig.add_subplot(grid[:, -1]), exp)
     lines = [_title(exp, "dynsnip explain")]
@@ -266,8 +323,7 @@ def contact_sheet_figure(exp: Explanation, intra_layer: str | None = None, inter
     if exp.gradcam is not None:
         details.append(f"Grad-CAM: {exp.target} score at {exp.target_layer}")
     if intra_name:
-        lo, hi = intra_range
-        details.append(f"Intra-SMA: {intra_name}, colours {lo:.{_decimals(lo, hi)}f} .. {hi:.{_decimals(lo, hi)}f}")
+        details.append(f"Intra-SMA: {intra_name}, {_range_text(exp.intra[intra_name], scale)}")
     if details:
         lines.append("; ".join(details))
     width = max(40, int(fig.get_figwidth() * 13))  # characters per line at fontsize 8

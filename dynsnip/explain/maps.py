@@ -66,6 +66,8 @@ class Explanation:
         target_layer: the Grad-CAM layer's name.
         intra_layer, inter_layer: the maps shown by default (None when there are none).
         frame_indices: int ``(U, T)`` video frame numbers behind ``frames``, or None.
+        face_found: bool ``(U,)``, False where the snippet had no face and its crop was
+            borrowed from another snippet (marked on the pictures), or None (unknown).
         notes: what could not be computed, and why.
     """
 
@@ -83,6 +85,7 @@ class Explanation:
     inter_layer: str | None = None
     frame_indices: "np.ndarray | None" = None
     notes: list[str] = field(default_factory=list)
+    face_found: "np.ndarray | None" = None
 
     @property
     def intra_map(self) -> "np.ndarray | None":
@@ -101,7 +104,8 @@ class Explanation:
             snippet_fake_probabilities=None if self.snippet_probs is None else [round(float(p), 6) for p in self.snippet_probs],
             num_snippets=self.num_snippets,
             snippet_len=self.snippet_len,
-            frame_size=list(self.frames.shape[1:3]),
+            crop_size=list(self.frames.shape[1:3]),  # (height, width) of the face crops shown
+            face_found=None if self.face_found is None else [bool(f) for f in self.face_found],
             frame_indices=None if self.frame_indices is None else self.frame_indices.tolist(),
             target=self.target,
             target_layer=self.target_layer,
@@ -114,18 +118,24 @@ class Explanation:
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write every array to one ``.npz`` (read it back with :meth:`load`)."""
+        """Write every array to one compressed ``.npz`` (read it back with :meth:`load`).
+
+        The maps are stored as float16 (3 significant digits, far finer than any colour
+        scale), which with the compression keeps a U=8 explanation to a few MB.
+        """
         arrays: dict[str, Any] = {"frames": self.frames}
         if self.gradcam is not None:
-            arrays["gradcam"] = self.gradcam
+            arrays["gradcam"] = self.gradcam.astype(np.float16)
+        if self.face_found is not None:
+            arrays["face_found"] = np.asarray(self.face_found, dtype=bool)
         if self.snippet_probs is not None:
             arrays["snippet_probs"] = self.snippet_probs
         if self.frame_indices is not None:
             arrays["frame_indices"] = self.frame_indices
         for k, v in self.intra.items():
-            arrays[f"intra/{k}"] = v
+            arrays[f"intra/{k}"] = v.astype(np.float16)
         for k, v in self.inter.items():
-            arrays[f"inter/{k}"] = v
+            arrays[f"inter/{k}"] = v.astype(np.float16)
         meta = {k: v for k, v in self.summary().items() if k in _META_KEYS}
         meta["fake_probability"] = self.fake_prob
         arrays["meta"] = np.array(json.dumps(meta))
@@ -137,11 +147,13 @@ class Explanation:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             get = lambda k: data[k] if k in data.files else None  # noqa: E731
+            as_float = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
             return cls(
                 frames=data["frames"],
-                gradcam=get("gradcam"),
-                intra={k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("intra/")},
-                inter={k.split("/", 1)[1]: data[k] for k in data.files if k.startswith("inter/")},
+                gradcam=as_float(get("gradcam")),
+                intra={k.split("/", 1)[1]: as_float(data[k]) for k in data.files if k.startswith("intra/")},
+                inter={k.split("/", 1)[1]: as_float(data[k]) for k in data.files if k.startswith("inter/")},
+                face_found=get("face_found"),
                 fake_prob=float(meta["fake_probability"]),
                 snippet_probs=get("snippet_probs"),
                 num_snippets=meta["num_snippets"],
@@ -226,6 +238,7 @@ def explain_clip(
     frame_indices: Any = None,
     intra_layer: str | None = None,
     inter_layer: str | None = None,
+    face_found: Any = None,
 ) -> Explanation:
     """Grad-CAM, Intra-SMA maps, U x T maps and fake probabilities of one clip.
 
@@ -248,6 +261,9 @@ def explain_clip(
             (default: ``target_layer`` and ``model.get_classifier()`` / ``model.fc``).
         mean, std: the clip's normalisation, to recover the frames.
         frame_indices: ``(U, T)`` video frame numbers, for the figures' labels.
+        face_found: ``(U,)`` bool, False for snippets whose crop was borrowed (no face
+            found in them; :class:`dynsnip.data.FaceClip`'s ``face_found``): marked on the
+            pictures.
         intra_layer, inter_layer: the maps the figures show by default (names as in
             ``dynsnip.record_attention``); default: see :func:`default_intra_layer` and the
             deepest Inter-SIM.
@@ -302,7 +318,18 @@ def explain_clip(
             if gradcam:
                 from .gradcam import clip_gradcam
 
-                cam, logits = clip_gradcam(wrapper, x, cam_layer, target)
+                cam_sizes: list[tuple[int, ...]] = []
+                hook = cam_layer.register_forward_hook(lambda m, i, o: cam_sizes.append(tuple(o.shape[-2:])))
+                try:
+                    cam, logits = clip_gradcam(wrapper, x, cam_layer, target)
+                finally:
+                    hook.remove()
+                if cam_sizes and cam_sizes[0] == (1, 1):
+                    notes.append(
+                        f"the Grad-CAM layer {layer_name} outputs 1x1 at this input size ({x.shape[-2]}x{x.shape[-1]}): "
+                        "the Grad-CAM is one value per frame spread over the face (a flat wash), not a location; "
+                        "use the model's input size or an earlier layer (--cam-layer)"
+                    )
             else:
                 with torch.no_grad():
                     logits = wrapper(x)
@@ -355,4 +382,5 @@ def explain_clip(
         inter_layer=_pick(inter_layer, inter, next(reversed(inter), None), "inter_layer"),
         frame_indices=frame_indices,
         notes=notes,
+        face_found=None if face_found is None else np.asarray(face_found, dtype=bool).reshape(u),
     )

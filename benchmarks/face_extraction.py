@@ -1,0 +1,146 @@
+"""Face extraction throughput against the physical limit (decoding), in one run, same videos.
+
+A frame must at least be decoded, so decode-only frames/s on the same videos is the limit.
+For each setting this script measures, over every frame of each video:
+
+* ``decode only``: every frame decoded to RGB (the limit);
+* ``before (...)``: what ``extract-faces`` did up to this change: decode + dlib on every
+  frame at a 480 px short side, and the same at the video's full resolution;
+* per backend (dlib, mtcnn, auto) and ``detect_every`` k: decode + the detection pass
+  (:func:`dynsnip.data.extraction` detects on every k-th frame, converting only those frames
+  to RGB), and with ``--write`` the whole ``extract_face_frames`` (second pass and PNGs).
+
+It prints a table of frames/s, face coverage (fraction of the looked-at frames with a face)
+and the ratio of each setting's time to decode-only's (``x decode``; 1.0 = at the limit),
+and writes the raw numbers as JSON. Settings run interleaved over ``--repeats`` so a change
+of machine load affects them alike; the table shows medians. One process, ``--threads``
+torch threads (MTCNN) and dlib's single thread.
+
+Usage::
+
+    python benchmarks/face_extraction.py                      # bundled footage, 2 repeats
+    python benchmarks/face_extraction.py --write --json benchmarks/results/cpu_face_extraction.json
+    python benchmarks/face_extraction.py --videos a.mp4 b.mp4 --device cuda   # MTCNN on a GPU
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def decode_only(path: Path) -> tuple[int, int]:
+    from dynsnip.data import VideoReader
+
+    with VideoReader(path) as video:
+        count = sum(1 for _ in video.iter_frames())
+    return count, count
+
+
+def detect_all_frames(path: Path, detector) -> tuple[int, int]:
+    """The old extraction's first pass: decode every frame, detect in every frame."""
+    from dynsnip.data import VideoReader
+
+    found = 0
+    with VideoReader(path) as video:
+        for _, frame in video.iter_frames():
+            found += len(detector(frame)) > 0
+        return video.num_frames, found
+
+
+def detection_pass(path: Path, detector, every: int) -> tuple[int, int]:
+    """The new extraction's first pass: decode, detect on every k-th frame (batched)."""
+    from dynsnip.data import VideoReader
+    from dynsnip.data.extraction import _detect_every_kth
+
+    with VideoReader(path) as video:
+        detections = _detect_every_kth(video, video.num_frames, every, detector)
+    return len(detections), sum(len(d) > 0 for d in detections.values())
+
+
+def full_extraction(path: Path, detector, every: int, scratch: Path) -> tuple[int, int]:
+    from dynsnip.data.extraction import extract_face_frames
+
+    out = scratch / f"{path.stem}_{time.perf_counter_ns()}"
+    result = extract_face_frames(path, out, face_detector=detector, detect_every=every, min_face_coverage=0.0)
+    return result.frames_checked, result.num_detected
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", nargs="*", type=Path, help="videos (default: the bundled footage)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--every", default="1,4", help="detect_every values (default 1,4)")
+    parser.add_argument("--backends", default="dlib,mtcnn,auto")
+    parser.add_argument("--write", action="store_true", help="also time the whole extract_face_frames (PNG writing)")
+    parser.add_argument("--no-full-resolution", action="store_true", help="skip the slow full-resolution baseline")
+    parser.add_argument("--device", default="cpu", help="MTCNN's device")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--json", type=Path, help="write the raw numbers here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from dynsnip.data import bundled_videos
+    from dynsnip.data.faces import DlibFaceDetector, create_face_detector
+
+    torch.set_num_threads(args.threads)
+    videos = args.videos or list(bundled_videos())
+    everies = [int(k) for k in args.every.split(",")]
+    settings: dict[str, tuple] = {"decode only": (decode_only,)}
+    settings["before: dlib 480 px, every frame"] = (detect_all_frames, DlibFaceDetector())
+    if not args.no_full_resolution:
+        settings["before: dlib full resolution, every frame"] = (detect_all_frames, DlibFaceDetector(detect_short_side=None))
+    for backend in args.backends.split(","):
+        detector = create_face_detector(backend, device=args.device)
+        for every in everies:
+            settings[f"{backend}, k={every}: detection pass"] = (detection_pass, detector, every)
+            if args.write:
+                settings[f"{backend}, k={every}: extract_face_frames"] = ("write", detector, every)
+
+    times: dict[str, list[float]] = {name: [] for name in settings}
+    counts: dict[str, tuple[int, int]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for _ in range(args.repeats):
+            for name, (job, *params) in settings.items():
+                checked = found = 0
+                start = time.perf_counter()
+                for video in videos:
+                    if job == "write":
+                        c, f = full_extraction(video, *params, Path(scratch))
+                    else:
+                        c, f = job(video, *params)
+                    checked, found = checked + c, found + f
+                times[name].append(time.perf_counter() - start)
+                counts[name] = (checked, found)
+    frames = counts["decode only"][0]
+    limit = statistics.median(times["decode only"])
+    rows = []
+    for name in settings:
+        seconds = statistics.median(times[name])
+        checked, found = counts[name]
+        coverage = None if name == "decode only" else found / checked
+        rows.append(dict(setting=name, seconds=seconds, frames_per_s=frames / seconds, coverage=coverage,
+                         x_decode=seconds / limit, frames_checked=checked, frames_with_face=found))
+    print(f"{len(videos)} videos, {frames} frames; medians of {args.repeats} interleaved runs; "
+          f"{args.threads} torch thread(s), MTCNN on {args.device}; {platform.processor() or platform.machine()}")
+    print("| setting | frames/s | face coverage | x decode-only time |")
+    print("|---|---:|---:|---:|")
+    for r in rows:
+        coverage = "-" if r["coverage"] is None else f"{r['coverage']:.2f} ({r['frames_with_face']}/{r['frames_checked']})"
+        print(f"| {r['setting']} | {r['frames_per_s']:.1f} | {coverage} | {r['x_decode']:.2f} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(dict(videos=[str(v) for v in videos], frames=frames, repeats=args.repeats,
+                                             threads=args.threads, device=args.device, rows=rows,
+                                             raw_seconds=times), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Read a frame folder written by ``dynsnip extract-faces`` through the one crop policy.
+
+The folder holds each frame's context region and ``faces.json`` (detections of the frames
+the detector looked at, each frame's region in video pixels; see
+:mod:`dynsnip.data.extraction`). :meth:`FaceFolder.clip_frames` calls the same
+:func:`~dynsnip.data.crop_policy.snippet_crops` as ``predict`` and cuts each snippet's crop
+out of the regions, so the clip equals the one ``predict`` makes from the video.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ._optional import require
+from .crop import crop_and_resize
+from .crop_policy import SnippetCrops, snippet_crops
+from .extraction import CROP_POLICY, read_detections
+
+np = require("numpy")
+Image = require("PIL.Image")
+
+
+class FaceFolder:
+    """One extracted video: its ``faces.json`` and frame images.
+
+    Args:
+        folder: the video's output folder of ``extract-faces``.
+
+    Raises:
+        ValueError: ``faces.json`` is of another format (an older extraction).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], frames: list[Path]):
+        self.folder = Path(folder)
+        meta = json.loads((self.folder / "faces.json").read_text())
+        if meta.get("crop_policy") != CROP_POLICY:
+            raise ValueError(f"{self.folder}/faces.json: crop policy {meta.get('crop_policy')!r}, expected {CROP_POLICY!r}")
+        self.frames = frames
+        self.num_frames = int(meta["num_frames"])
+        self.frame_size = tuple(meta["frame_size"])
+        self.margin = float(meta["margin"])
+        self.detect_every = int(meta["detect_every"])
+        self.scale = meta.get("scale")
+        self.face_coverage = float(meta.get("face_coverage", 1.0))
+        self.detections = read_detections(meta)
+        self.regions = np.array([f["region"] for f in meta["frames"]], dtype=np.int64)
+        if len(frames) != self.num_frames:
+            raise ValueError(f"{self.folder}: {len(frames)} frame images, faces.json lists {self.num_frames}")
+
+    @staticmethod
+    def open(folder: str | os.PathLike[str], frames: list[Path]) -> "FaceFolder | None":
+        """The folder read through the crop policy, or None when it has no such ``faces.json``
+        (a folder of ready crops: the frames are used whole)."""
+        meta = Path(folder) / "faces.json"
+        if not meta.is_file() or CROP_POLICY not in meta.read_text()[:200]:
+            return None
+        return FaceFolder(folder, frames)
+
+    def clip_frames(
+        self, frame_indices: "np.ndarray", size: tuple[int, int], interpolation: str
+    ) -> tuple["np.ndarray", SnippetCrops]:
+        """The crops of ``frame_indices (U, T)``: ``(U*T, H, W, 3)`` uint8 and the policy's decision."""
+        frame_indices = np.asarray(frame_indices)
+        if self.detections:
+            crops = snippet_crops(frame_indices, self.detections, self.frame_size, self.margin, self.detect_every)
+        else:  # extracted with face_detector="none": whole frames
+            width, height = self.frame_size
+            boxes = np.tile(np.array([0, 0, width, height], np.int64), (len(frame_indices), 1))
+            crops = SnippetCrops(boxes, np.ones(len(frame_indices), bool), 0, 0)
+        out = np.empty((frame_indices.size, *size, 3), dtype=np.uint8)
+        for n, (u, index) in enumerate(np.ndindex(*frame_indices.shape)):
+            frame = int(frame_indices[u, index])
+            with Image.open(self.frames[frame]) as image:
+                region = np.asarray(image.convert("RGB"))
+            local = (crops.boxes[u] - np.tile(self.regions[frame][:2], 2)).astype(np.float64)
+            if self.scale is not None:
+                local = np.round(local * self.scale)
+            height, width = region.shape[:2]
+            local = np.clip(local, 0, [width, height, width, height])  # a borrowed box may reach outside
+            if local[2] <= local[0] or local[3] <= local[1]:
+                local = np.array([0, 0, width, height], dtype=np.float64)
+            out[n] = crop_and_resize(region[None], [tuple(local)], size, interpolation)[0]
+        return out, crops

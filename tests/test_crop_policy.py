@@ -1,0 +1,134 @@
+"""The one crop policy: which frames are looked at, one box per snippet, fakes cropped with their source's boxes."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from video_fixtures import carphone, decode_all, encode
+
+from dynsnip.data import FaceClipLoader, VideoDataset, detection_frames, snippet_crops
+from dynsnip.data.errors import NoFaceError, SourceMismatchError
+from dynsnip.data.extraction import extract_face_frames
+
+
+def test_detection_frames_depend_on_the_frame_index_only():
+    assert detection_frames([5, 6, 7, 8, 8, 12, 3], 4) == [8, 12]
+    # any 4 consecutive frames hold exactly one multiple of 4: every snippet is looked at once
+    assert all(len(detection_frames(range(s, s + 4), 4)) == 1 for s in range(50))
+
+
+def test_snippet_crops_one_box_per_snippet_borrowed_where_missing():
+    face = np.array([[40.0, 40, 80, 90, 1.0]])
+    other = np.array([[100.0, 40, 120, 60, 1.0]])  # a smaller face elsewhere: never chosen over the larger
+    detections = {0: np.vstack([face, other]), 2: face + [2, 0, 2, 0, 0], 4: np.zeros((0, 5)), 6: np.zeros((0, 5))}
+    crops = snippet_crops(np.array([[0, 1, 2, 3], [4, 5, 6, 7]]), detections, (200, 150), 1.3, 2)
+    assert crops.face_found.tolist() == [True, False]
+    assert (crops.frames_checked, crops.frames_with_face, crops.coverage) == (4, 2, 0.5)
+    # mean of the followed face's two boxes (41, 40, 81, 90): side 1.3 * 50 = 65 around (61, 65)
+    assert crops.boxes[0].tolist() == [28, 32, 93, 97]
+    assert crops.boxes[1].tolist() == crops.boxes[0].tolist()  # borrowed from the neighbour
+    with pytest.raises(ValueError, match="between 1 and the snippet length"):
+        snippet_crops(np.zeros((2, 4), int), detections, (200, 150), 1.3, 5)
+
+
+def test_a_score_never_picks_the_face():
+    """A high-scoring small box (a framed photo on the wall) loses to the larger face."""
+    face = [40.0, 40, 90, 100, 0.80]
+    photo = [150.0, 10, 170, 35, 0.99]
+    crops = snippet_crops(np.array([[0, 1, 2, 3]]), {0: np.array([photo, face])}, (200, 150), 1.0, 4)
+    x0, y0, x1, y1 = crops.boxes[0]
+    assert x0 <= 40 and x1 >= 90 and y1 >= 100
+
+
+@pytest.fixture(scope="module")
+def real_and_fake(tmp_path_factory):
+    """The carphone clip, and a "fake" of it whose face is painted over in every frame (no
+    detector finds a face there; its source's boxes still place the crop on the face region)."""
+    folder = tmp_path_factory.mktemp("pairs")
+    frames = decode_all(carphone())[:24]
+    real = encode(folder / "real.mp4", frames)
+    painted = []
+    for frame in frames:
+        frame = frame.copy()
+        frame[20:110, 40:130] = 128
+        painted.append(frame)
+    return real, encode(folder / "fake.mp4", painted)
+
+
+def test_fake_is_cropped_with_its_sources_boxes(real_and_fake):
+    real, fake = real_and_fake
+    loader = FaceClipLoader(num_snippets=2, size=(32, 32), detect_every=4)
+    with pytest.raises(NoFaceError):
+        loader(fake)  # its own face is gone
+    from_source = loader(fake, boxes_from=real)
+    assert torch.equal(from_source.crop_boxes, loader(real).crop_boxes)
+    # VideoDataset does it for an entry with a `source` column (the benchmark manifests')
+    entry = SimpleNamespace(path=fake, label=1, split=None, method=None, source=real)
+    pixels, label = VideoDataset([entry], loader)[0]
+    assert torch.equal(pixels, from_source.pixels) and label.item() == 1.0
+
+
+def test_extraction_of_a_fake_uses_the_extracted_source(real_and_fake, tmp_path):
+    real, fake = real_and_fake
+    real_out = tmp_path / "real"
+    extract_face_frames(real, real_out)
+    with pytest.raises(NoFaceError):
+        extract_face_frames(fake, tmp_path / "fake_alone")
+    fake_out = tmp_path / "fake"
+    extract_face_frames(fake, fake_out, boxes_from=real_out)
+    real_meta = json.loads((real_out / "faces.json").read_text())
+    fake_meta = json.loads((fake_out / "faces.json").read_text())
+    assert fake_meta["detections"] == real_meta["detections"]
+    assert [f["region"] for f in fake_meta["frames"]] == [f["region"] for f in real_meta["frames"]]
+    assert fake_meta["boxes_from"] == str(real_out)
+    # a video source (not extracted yet) gives the same boxes
+    extract_face_frames(fake, tmp_path / "fake2", boxes_from=real)
+    assert json.loads((tmp_path / "fake2" / "faces.json").read_text())["detections"] == real_meta["detections"]
+
+
+def test_a_source_of_another_size_is_refused(real_and_fake, tmp_path):
+    from video_fixtures import two_people
+
+    _, fake = real_and_fake
+    with pytest.raises(SourceMismatchError, match="expected the same frame size"):
+        FaceClipLoader(num_snippets=2, size=(32, 32))(fake, boxes_from=two_people())
+
+
+def test_failures_are_counted_by_reason_for_train_and_evaluate_logs():
+    from dynsnip.engine.failures import FailedItem, count_reasons, describe_failures
+
+    failures = [FailedItem(0, "a", "low_face_coverage", "face found in only 25% ..."),
+                FailedItem(1, "b", "corrupt", "..."), FailedItem(2, "c", "low_face_coverage", "...")]
+    assert count_reasons(failures) == {"low_face_coverage": 2, "corrupt": 1}
+    assert describe_failures(failures).splitlines()[-1] == "  by reason: low_face_coverage 2, corrupt 1"
+
+
+def test_extract_faces_takes_the_sources_folder_once_it_exists(tmp_path):
+    """`extract-faces --manifest` with a `source` column: the real video's output folder when
+    it is extracted, else the real video itself."""
+    from argparse import Namespace
+
+    from dynsnip.cli.extract_faces import _boxes_from
+
+    real, fake = tmp_path / "real.mp4", tmp_path / "fake.mp4"
+    args = Namespace(out=tmp_path / "faces")
+    claimed = {"real": real, "fake": fake}
+    entry = SimpleNamespace(path=fake, label=1, split=None, method=None, source=real)
+    assert _boxes_from(entry, args, claimed) == {"boxes_from": real}
+    (args.out / "real").mkdir(parents=True)
+    (args.out / "real" / "faces.json").write_text("{}")
+    assert _boxes_from(entry, args, claimed) == {"boxes_from": args.out / "real"}
+    assert _boxes_from(SimpleNamespace(path=real, label=0, split=None, method=None), args, claimed) == {}
+    assert _boxes_from(None, args, claimed) == {}
+
+
+def test_detect_device_is_the_ranks_gpu_under_torchrun(monkeypatch):
+    from dynsnip.cli.face_options import detect_device
+
+    assert detect_device("cuda") == "cuda" and detect_device("cpu") == "cpu"
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert detect_device("cuda") == "cuda:3" and detect_device("cuda:1") == "cuda:1"

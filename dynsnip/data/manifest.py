@@ -174,7 +174,8 @@ def _source_path(root: Path, row: dict) -> Path | None:
 def write_manifest(
     entries: Iterable[ManifestEntry], path: str | os.PathLike[str], overwrite: bool = False
 ) -> Path:
-    """Write ``entries`` as a CSV manifest (paths relative to its folder where possible).
+    """Write ``entries`` as a CSV manifest (paths relative to its folder where possible; a
+    ``source`` column only when an entry has one).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -184,11 +185,15 @@ def write_manifest(
         raise FileExistsError(f"{path} exists; refusing to overwrite it")
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "label", "split", "method", "source"])
+        entries = list(entries)
+        with_source = any(getattr(entry, "source", None) for entry in entries)
+        writer.writerow(["path", "label", "split", "method"] + (["source"] if with_source else []))
         for entry in entries:
-            source = getattr(entry, "source", None)
-            writer.writerow([_shown(entry.path, path.parent).as_posix(), entry.label, entry.split or "",
-                             entry.method or "", _shown(source, path.parent).as_posix() if source else ""])
+            row = [_shown(entry.path, path.parent).as_posix(), entry.label, entry.split or "", entry.method or ""]
+            if with_source:
+                source = getattr(entry, "source", None)
+                row.append(_shown(source, path.parent).as_posix() if source else "")
+            writer.writerow(row)
     return path
 
 

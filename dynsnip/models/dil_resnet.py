@@ -27,8 +27,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ..convert import SIBlock, insert_sims
+from ..modules import untie_shared_checkpoint
 
-__all__ = ["DILResNet", "DILFeatures", "checkpoint_filter_fn", "dil_model_names", "DEFAULT_TAGS"]
+__all__ = ["DILResNet", "DILFeatures", "convert_resnet", "checkpoint_filter_fn", "dil_model_names", "DEFAULT_TAGS"]
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -46,6 +47,17 @@ def fold_frames(x: torch.Tensor) -> torch.Tensor:
 def unfold_frames(x: torch.Tensor, b: int) -> torch.Tensor:
     """``(B*F, C, H, W)`` -> ``(B, C, F, H, W)`` ("(b f) c h w -> b c f h w"), a view."""
     return x.unflatten(0, (b, -1)).transpose(1, 2)
+
+
+# SIM options recorded in ``dil_args`` (and so in config.json) even when left at their default,
+# because their default changed: a config that lacks one was written before the change.
+# share_directions: False since per-direction weights became the default (0.1.0 shared them;
+# such checkpoints still load exactly, see dynsnip.modules.directions).
+RECORDED_SIM_DEFAULTS = {"share_directions": False}
+
+
+def _recorded_sim_args(args: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {**RECORDED_SIM_DEFAULTS, **dict(args or {})}
 
 
 class DILResNet(timm_resnet.ResNet):
@@ -103,8 +115,8 @@ class DILResNet(timm_resnet.ResNet):
             test_num_snippets=self.test_num_snippets,
             sim_stages=[int(s) for s in sim_stages],
             sim_pattern=sim_pattern,
-            intra_args=dict(intra_args or {}),
-            inter_args=dict(inter_args or {}),
+            intra_args=_recorded_sim_args(intra_args),
+            inter_args=_recorded_sim_args(inter_args),
         )
 
     # ------------------------------------------------------------------ input
@@ -208,6 +220,35 @@ class DILResNet(timm_resnet.ResNet):
         return self.forward_head(self.forward_features(x))
 
 
+def convert_resnet(
+    model: timm_resnet.ResNet,
+    snippet_len: int = 4,
+    stages: Iterable[int] = (1, 2, 3, 4),
+    pattern: str = "alternate",
+    intra_args: Mapping[str, Any] | None = None,
+    inter_args: Mapping[str, Any] | None = None,
+) -> DILResNet:
+    """Turn a timm ResNet into the DIL video network, in place, and return it.
+
+    Args:
+        model: a :class:`timm.models.resnet.ResNet` with BasicBlock/Bottleneck blocks.
+        snippet_len: T, consecutive frames per snippet.
+        stages: which of the stages 1-4 get SIMs (Table 6; the paper uses all four).
+        pattern: ``"alternate"`` (Intra, Inter, Intra, ... in each stage, the paper's),
+            ``"intra"`` or ``"inter"`` (one kind only, Table 4).
+        intra_args, inter_args: keyword arguments of :class:`IntraSIM` / :class:`InterSIM`.
+
+    Returns:
+        the same object, now a :class:`DILResNet` that takes video ``(B, C, U*T, H, W)`` and
+        returns ``(B, num_classes)``. Existing weights are kept and keep their state-dict
+        keys; the SIMs are new ``*.sim.*`` entries.
+    """
+    insert_sims(model, snippet_len, stages, pattern, intra_args, inter_args)
+    model.__class__ = DILResNet
+    model.init_dil(snippet_len, stages, pattern, intra_args, inter_args)
+    return model
+
+
 # ------------------------------------------------------------------ weights
 def _unwrap_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model", "model_state_dict"):
@@ -252,12 +293,16 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
 
     * every backbone tensor must be present with the model's shape: it is loaded exactly;
     * SIM tensors (``*.sim.*``) are taken from the checkpoint when it has them (a fine-tuned
-      detector) and from the model's own initialisation otherwise (an ImageNet backbone);
+      detector) and from the model's own initialisation otherwise (an ImageNet backbone); a
+      detector saved with shared forward/backward weights (``share_directions=True``, the only
+      layout of dynsnip 0.1.0) gets them copied into both directions, which computes exactly
+      what it computed before;
     * the classifier is passed through: timm drops it when ``num_classes`` differs;
     * a missing or mis-shaped backbone tensor, or tensors the model does not have, raise a
       ValueError naming them: such a checkpoint belongs to another architecture.
     """
     sd = _unwrap_state_dict(state_dict)
+    untie_shared_checkpoint(sd, model)  # SIMs saved with shared direction weights (dynsnip 0.1.0)
     target = model.state_dict()
     classifier = "fc."
     out: dict[str, torch.Tensor] = {}

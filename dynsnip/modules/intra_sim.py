@@ -16,8 +16,10 @@ Eq.        what                                                   where
 (1)        ``D_{t,t+1} = F_t - Conv3x3(F_{t+1})`` (channel-wise),  ``IntraSMA.differences``
            backward ``D_{t,t-1} = F_t - Conv3x3(F_{t-1})``
 (2), (3)   ``Conv1x1(Conv3x3(D^h) + D^h)`` over H x T and T x W    ``IntraSMA.coordinate``,
+                                                                  ``IntraSMA.plane``,
                                                                   ``IntraSMA.forward``
-avg + σ    mean of forward/backward, sigmoid -> Atten_H, Atten_W  ``IntraSMA.forward``
+avg + σ    mean of forward/backward, sigmoid -> Atten_H, Atten_W  ``IntraSMA.plane``,
+                                                                  ``IntraSMA.forward``
 (4)        ``K = softmax(φ2 ∘ δ ∘ φ1(GAP(X_2)))``                  ``SnippetKernel.forward``
 (5)        ``O_2 = K ⊗ (Atten_H ⊙ Atten_W ⊙ X_2 + X_2)``          ``IntraSIM.forward``
 =========  =====================================================  ==========================
@@ -31,16 +33,23 @@ Constants the paper leaves open (named arguments, defaults and reasons)
 * ``coord_kernel_size=3``: the "Conv3x3" of Eq. 2-3 over H x T and T x W.
 * ``edge="zero"``: a difference at a snippet's first/last frame, whose neighbour lies in
   another snippet, is zero (see :func:`dynsnip.modules.temporal_ops.neighbour_difference`).
-* Forward and backward paths share the channel-wise conv of Eq. 1 and the HT/TW convs of
-  Eq. 2-3 (the paper writes each once and derives the backward path "in a similar way");
-  since the 1x1 recovery conv is affine, averaging before it equals averaging after it.
+* ``share_directions=False``: the forward and backward paths each have their own Eq. 1 conv
+  and their own H x T / T x W convs, as Figure 2 draws them (the 3x3 conv boxes are coloured
+  by the direction they serve, and each direction has its HT-Conv / TW-Conv pair); the two
+  are averaged ("Averaging these features", after Eq. 3) before the one 1x1 recovery conv of
+  each plane (Figure 2), which equals averaging after it since that conv is affine.
+  ``share_directions=True`` (dynsnip 0.1.0's only layout) uses one set of convs for both
+  directions: then everything before the sigmoid is linear and the two directions reduce to
+  one difference against the averaged neighbours, ``F_t - Conv3x3(mean(F_{t-1}, F_{t+1}))``.
 * ``fp32_differences=True``: under fp16 autocast the difference path (a few compressed
   channels) runs in float32, because ``6e4 - (-6e4)`` overflows fp16.
-* Initialisation: PyTorch defaults ("randomly initialized", Implementation Details).
+* Initialisation: PyTorch's default (random) initialisation of every conv and linear layer
+  ("both Intra-SIM and Inter-SIM are randomly initialized", Implementation Details).
 
 Ablation switches (Table 5): ``bidirectional`` (BP), ``coord_attention`` (CA; without it
 the attention is ``σ(Conv1x1(D))``, one map with no H x T / T x W convs),
-``learnable_kernel`` (LK; without it Eq. 5 drops ``K ⊗``).
+``learnable_kernel`` (LK; without it Eq. 5 drops ``K ⊗``). The rows of Tables 4-6 by name:
+:func:`dynsnip.paper_config`.
 """
 from __future__ import annotations
 
@@ -49,6 +58,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 
+from .directions import BACKWARD, DirectionPaths
 from .temporal_ops import neighbour_difference, tap_conv_axis
 
 
@@ -72,11 +82,16 @@ def _float32_region(enabled: bool, x: torch.Tensor):
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-class IntraSMA(nn.Module):
+class IntraSMA(DirectionPaths):
     """Intra-Snippet Motion Attention: bi-directional difference guided coordinate attention.
 
     ``forward(x2)`` with ``x2`` of shape ``(N*U*T, C2, H, W)`` returns the attention
     ``Atten_H ⊙ Atten_W`` of the same shape, values in (0, 1).
+
+    Each direction has its own Eq. 1 conv and its own H x T / T x W convs (Figure 2 draws a
+    path per direction, each with its HT-Conv / TW-Conv pair, that meet before the 1x1
+    recovery conv of each plane); ``share_directions=True`` gives both directions the same
+    convs (see :mod:`dynsnip.modules.directions`).
     """
 
     def __init__(
@@ -90,6 +105,7 @@ class IntraSMA(nn.Module):
         coord_attention: bool = True,
         edge: str = "zero",
         fp32_differences: bool = True,
+        share_directions: bool = False,
     ) -> None:
         super().__init__()
         if edge not in ("zero", "frame"):
@@ -97,53 +113,41 @@ class IntraSMA(nn.Module):
         self.snippet_len = snippet_len
         self.bidirectional = bidirectional
         self.coord_attention = coord_attention
+        self.share_directions = share_directions
         self.edge = edge
         self.fp32_differences = fp32_differences
+        # +1: forward difference F_t - Conv(F_{t+1}); -1: backward F_t - Conv(F_{t-1})
+        self.offsets = (+1, -1) if bidirectional else (+1,)
+        self.untied = bidirectional and not share_directions
         hidden = max(1, channels // reduction)
         self.hidden_channels = hidden
         # "compressed by a ratio r" (1x1 conv in Figure 2)
         self.squeeze = nn.Conv2d(channels, hidden, 1, bias=False)
-        # Eq. 1: channel-wise 3x3 conv applied to the neighbouring frame
-        self.diff_conv = nn.Conv2d(
-            hidden, hidden, diff_kernel_size, padding=diff_kernel_size // 2, groups=hidden, bias=False
-        )
+        self.path_convs = ("diff_conv", "ht_conv", "tw_conv") if coord_attention else ("diff_conv",)
+        p = coord_kernel_size // 2
+        for suffix in ("", BACKWARD) if self.untied else ("",):
+            # Eq. 1: channel-wise 3x3 conv applied to the neighbouring frame
+            self.add_module("diff_conv" + suffix, nn.Conv2d(
+                hidden, hidden, diff_kernel_size, padding=diff_kernel_size // 2, groups=hidden, bias=False))
+            if coord_attention:
+                # Eq. 2: conv over the H x T plane (W folded into the batch); Eq. 3: over T x W
+                self.add_module("ht_conv" + suffix, nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p))
+                self.add_module("tw_conv" + suffix, nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p))
         if coord_attention:
-            p = coord_kernel_size // 2
-            # Eq. 2: conv over the H x T plane (W folded into the batch)
-            self.ht_conv = nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p)
-            # Eq. 3: conv over the T x W plane (H folded into the batch)
-            self.tw_conv = nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p)
-            # "Conv1x1 for dimension recovery"
+            # "Conv1x1 for dimension recovery", one per plane, after the directions meet
             self.recover_h = nn.Conv2d(hidden, channels, 1)
             self.recover_w = nn.Conv2d(hidden, channels, 1)
         else:
             self.recover = nn.Conv2d(hidden, channels, 1)
 
-    def differences(self, f: torch.Tensor) -> torch.Tensor:
-        """Eq. 1, both directions: ``(B*T, c, H, W)`` -> ``(P, B, T, c, H, W)``, P=2 (or 1)."""
-        g = self.diff_conv(f)
+    def differences(self, f: torch.Tensor) -> list[torch.Tensor]:
+        """Eq. 1 for each direction of ``self.offsets``: ``(B*T, c, H, W)`` -> P x ``(B, T, c, H, W)``."""
         fv = f.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
-        gv = g.unflatten(0, (-1, self.snippet_len))
-        forward = neighbour_difference(fv, gv, +1, dim=1, edge=self.edge)  # F_t - Conv(F_{t+1})
-        if not self.bidirectional:
-            return forward.unsqueeze(0)
-        backward = neighbour_difference(fv, gv, -1, dim=1, edge=self.edge)  # F_t - Conv(F_{t-1})
-        return torch.stack([forward, backward])
-
-    def mean_difference(self, f: torch.Tensor) -> torch.Tensor:
-        """The average over directions of Eq. 1: ``(B*T, c, H, W)`` -> ``(B, T, c, H, W)``.
-
-        Everything between Eq. 1 and the sigmoid (the H x T / T x W convs with their
-        residual, the 1x1 recovery) is affine, so averaging the forward and backward paths
-        here equals averaging them right before the sigmoid, at half the cost.
-        """
-        g = self.diff_conv(f)
-        fv = f.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
-        gv = g.unflatten(0, (-1, self.snippet_len))
-        d = neighbour_difference(fv, gv, +1, dim=1, edge=self.edge)  # F_t - Conv(F_{t+1})
-        if self.bidirectional:
-            d = (d + neighbour_difference(fv, gv, -1, dim=1, edge=self.edge)) * 0.5  # F_t - Conv(F_{t-1})
-        return d
+        out = []
+        for o in self.offsets:
+            gv = self.path("diff_conv", o)(f).unflatten(0, (-1, self.snippet_len))
+            out.append(neighbour_difference(fv, gv, o, dim=1, edge=self.edge))  # F_t - Conv(F_{t+o})
+        return out
 
     def coordinate(self, d: torch.Tensor, conv: nn.Module, plane: str) -> torch.Tensor:
         """Eq. 2/3 before the 1x1: ``Conv3x3(D^h) + D^h`` on the H x T or T x W plane.
@@ -160,17 +164,31 @@ class IntraSMA(nn.Module):
         z = conv(z) + z
         return z.view(b, h, c, t, w).permute(0, 3, 2, 1, 4).reshape(b * t, c, h, w)
 
+    def plane(self, ds: list[torch.Tensor], name: str, plane: str) -> torch.Tensor:
+        """The average over directions of Eq. 2/3 before the 1x1, each direction with its own conv.
+
+        Shared convs: everything from Eq. 1 to here is affine and the same for both
+        directions, so the differences are averaged first (equal, at half the cost).
+        """
+        if not self.untied:
+            return self.coordinate(_mean(ds), getattr(self, name), plane)
+        return _mean([self.coordinate(d, self.path(name, o), plane) for o, d in zip(self.offsets, ds)])
+
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         f = self.squeeze(x2)
         with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
             f = f.to(self.diff_conv.weight.dtype)
-            d = self.mean_difference(f)
-            if self.coord_attention:
-                atten = torch.sigmoid(self.recover_h(self.coordinate(d, self.ht_conv, "ht")))
-                atten = atten * torch.sigmoid(self.recover_w(self.coordinate(d, self.tw_conv, "tw")))
+            ds = self.differences(f)
+            if self.coord_attention:  # average of the directions, 1x1, sigmoid: Atten_H, Atten_W
+                atten = torch.sigmoid(self.recover_h(self.plane(ds, "ht_conv", "ht")))
+                atten = atten * torch.sigmoid(self.recover_w(self.plane(ds, "tw_conv", "tw")))
             else:
-                atten = torch.sigmoid(self.recover(d.flatten(0, 1)))
+                atten = torch.sigmoid(self.recover(_mean(ds).flatten(0, 1)))
         return atten.to(x2.dtype)
+
+
+def _mean(xs: list[torch.Tensor]) -> torch.Tensor:
+    return xs[0] if len(xs) == 1 else sum(xs[1:], xs[0]) * (1.0 / len(xs))
 
 
 class SnippetKernel(nn.Module):
@@ -209,6 +227,8 @@ class IntraSIM(nn.Module):
         bidirectional, coord_attention, learnable_kernel: Table 5 ablation switches.
         edge: difference at a snippet's border, ``"zero"`` or ``"frame"``.
         fp32_differences: run the difference path in float32 under autocast.
+        share_directions: one set of Eq. 1-3 convs for both directions (default False: one
+            per direction, as in Figure 2).
 
     Shape: ``(N*U*T, C, H, W)`` -> ``(N*U*T, C, H, W)``. The first ``C // 2`` channels pass
     through unchanged (Eq. 6). ``num_snippets`` is accepted and ignored, so that every SIM
@@ -232,6 +252,7 @@ class IntraSIM(nn.Module):
         learnable_kernel: bool = True,
         edge: str = "zero",
         fp32_differences: bool = True,
+        share_directions: bool = False,
     ) -> None:
         super().__init__()
         if channels < 2:
@@ -243,7 +264,7 @@ class IntraSIM(nn.Module):
         self.split = (channels // 2, channels - channels // 2)  # (I_1, I_2)
         self.sma = IntraSMA(
             self.split[1], snippet_len, reduction, diff_kernel_size, coord_kernel_size,
-            bidirectional, coord_attention, edge, fp32_differences,
+            bidirectional, coord_attention, edge, fp32_differences, share_directions,
         )
         self.kernel = SnippetKernel(snippet_len, gamma, kernel_size) if learnable_kernel else None
         self.record_attention = False

@@ -207,7 +207,9 @@ class InterSIM(nn.Module):
                 "with x folded as (N*U*T, C, H, W)"
             )
         _check_frames(x, self.snippet_len, "InterSIM")
-        u, t = int(num_snippets), self.snippet_len
+        # int() of a symbolic size would specialise an exported graph to the U it was traced with
+        u = num_snippets if isinstance(num_snippets, (int, torch.SymInt)) else int(num_snippets)
+        t = self.snippet_len
         if u < 1 or x.shape[0] % (u * t):
             raise ValueError(
                 f"InterSIM: {x.shape[0]} frames in the batch are not a multiple of "

@@ -53,6 +53,7 @@ the attention is ``σ(Conv1x1(D))``, one map with no H x T / T x W convs),
 """
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import torch
@@ -106,6 +107,7 @@ class IntraSMA(DirectionPaths):
         edge: str = "zero",
         fp32_differences: bool = True,
         share_directions: bool = False,
+        motion_shortcut: bool = False,
     ) -> None:
         super().__init__()
         if edge not in ("zero", "frame"):
@@ -139,6 +141,11 @@ class IntraSMA(DirectionPaths):
             self.recover_w = nn.Conv2d(hidden, channels, 1)
         else:
             self.recover = nn.Conv2d(hidden, channels, 1)
+        # deviation (off by default): the averaged difference also added to X_2, zero at the start
+        self.motion = nn.Conv2d(hidden, channels, 1) if motion_shortcut else None
+        if self.motion is not None:
+            nn.init.zeros_(self.motion.weight)
+            nn.init.zeros_(self.motion.bias)
 
     def differences(self, f: torch.Tensor) -> list[torch.Tensor]:
         """Eq. 1 for each direction of ``self.offsets``: ``(B*T, c, H, W)`` -> P x ``(B, T, c, H, W)``."""
@@ -174,7 +181,8 @@ class IntraSMA(DirectionPaths):
             return self.coordinate(_mean(ds), getattr(self, name), plane)
         return _mean([self.coordinate(d, self.path(name, o), plane) for o, d in zip(self.offsets, ds)])
 
-    def forward(self, x2: torch.Tensor) -> torch.Tensor:
+    def attention_and_motion(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(Atten_H ⊙ Atten_W, Conv1x1(mean D))``; the second is None without ``motion_shortcut``."""
         f = self.squeeze(x2)
         with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
             f = f.to(self.diff_conv.weight.dtype)
@@ -184,7 +192,11 @@ class IntraSMA(DirectionPaths):
                 atten = atten * torch.sigmoid(self.recover_w(self.plane(ds, "tw_conv", "tw")))
             else:
                 atten = torch.sigmoid(self.recover(_mean(ds).flatten(0, 1)))
-        return atten.to(x2.dtype)
+            motion = self.motion(_mean(ds).flatten(0, 1)).to(x2.dtype) if self.motion is not None else None
+        return atten.to(x2.dtype), motion
+
+    def forward(self, x2: torch.Tensor) -> torch.Tensor:
+        return self.attention_and_motion(x2)[0]
 
 
 def _mean(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -197,20 +209,39 @@ class SnippetKernel(nn.Module):
     ``(N*U*T, C2, H, W)`` -> ``(N*U, C2, k)``: GAP over H x W, then over the T values of each
     (snippet, channel): ``FC(T -> γT) -> ReLU -> FC(γT -> k) -> softmax`` (shared over
     channels, as in Figure 2's ``C/2 x U x T -> C/2 x U x γT -> C/2 x U x k``).
+
+    ``init="random"``: PyTorch's default initialisation of both layers. ``init="centre"``:
+    ``φ2`` starts with zero weights and a bias that puts ``CENTRE_WEIGHT`` of the softmax on
+    the centre tap, so that the kernel starts close to the identity instead of averaging
+    neighbouring frames (the paper leaves the initialisation open).
     """
 
-    def __init__(self, snippet_len: int = 4, gamma: int = 2, kernel_size: int = 3) -> None:
+    CENTRE_WEIGHT = 0.9
+
+    def __init__(self, snippet_len: int = 4, gamma: int = 2, kernel_size: int = 3, init: str = "random") -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if init not in KERNEL_INITS:
+            raise ValueError(f"kernel_init must be one of {KERNEL_INITS}, got {init!r}")
         self.snippet_len = snippet_len
         self.kernel_size = kernel_size
         self.phi1 = nn.Linear(snippet_len, gamma * snippet_len)
         self.phi2 = nn.Linear(gamma * snippet_len, kernel_size)
+        if init == "centre" and kernel_size > 1:
+            # softmax([0, .., b, .., 0]) has CENTRE_WEIGHT at the centre when e^b = w (k - 1) / (1 - w)
+            w = self.CENTRE_WEIGHT
+            with torch.no_grad():
+                self.phi2.weight.zero_()
+                self.phi2.bias.zero_()
+                self.phi2.bias[kernel_size // 2] = math.log(w * (kernel_size - 1) / (1 - w))
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         g = x2.mean((2, 3)).unflatten(0, (-1, self.snippet_len)).transpose(1, 2)  # "(b t) c -> b c t"
         return torch.softmax(self.phi2(torch.relu(self.phi1(g))), dim=-1)
+
+
+KERNEL_INITS = ("random", "centre")
 
 
 class IntraSIM(nn.Module):
@@ -229,6 +260,12 @@ class IntraSIM(nn.Module):
         fp32_differences: run the difference path in float32 under autocast.
         share_directions: one set of Eq. 1-3 convs for both directions (default False: one
             per direction, as in Figure 2).
+        kernel_init: ``"random"`` (PyTorch's default) or ``"centre"`` (the learnable kernel
+            starts near the identity), see :class:`SnippetKernel`.
+        motion_shortcut: a **deviation** from Eq. 5, off by default: ``O_2 = K ⊗ (Atten ⊙ X_2
+            + X_2 + Conv1x1(D̄))`` with ``D̄`` the differences averaged over directions and a
+            zero-initialised 1x1 conv (so the module starts as the paper's): the difference
+            reaches the features additively, not only through the sigmoid gate.
 
     Shape: ``(N*U*T, C, H, W)`` -> ``(N*U*T, C, H, W)``. The first ``C // 2`` channels pass
     through unchanged (Eq. 6). ``num_snippets`` is accepted and ignored, so that every SIM
@@ -253,6 +290,8 @@ class IntraSIM(nn.Module):
         edge: str = "zero",
         fp32_differences: bool = True,
         share_directions: bool = False,
+        kernel_init: str = "random",
+        motion_shortcut: bool = False,
     ) -> None:
         super().__init__()
         if channels < 2:
@@ -264,19 +303,21 @@ class IntraSIM(nn.Module):
         self.split = (channels // 2, channels - channels // 2)  # (I_1, I_2)
         self.sma = IntraSMA(
             self.split[1], snippet_len, reduction, diff_kernel_size, coord_kernel_size,
-            bidirectional, coord_attention, edge, fp32_differences, share_directions,
+            bidirectional, coord_attention, edge, fp32_differences, share_directions, motion_shortcut,
         )
-        self.kernel = SnippetKernel(snippet_len, gamma, kernel_size) if learnable_kernel else None
+        self.kernel = SnippetKernel(snippet_len, gamma, kernel_size, kernel_init) if learnable_kernel else None
         self.record_attention = False
         self.attention: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         _check_frames(x, self.snippet_len, "IntraSIM")
         x1, x2 = torch.split(x, self.split, dim=1)  # Eq. 6 split
-        atten = self.sma(x2)
+        atten, motion = self.sma.attention_and_motion(x2)
         if self.record_attention:
             self.attention = atten.detach().float().mean(1).unflatten(0, (-1, self.snippet_len))
         o2 = torch.addcmul(x2, atten, x2)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
+        if motion is not None:  # deviation: + Conv1x1(mean D), see motion_shortcut
+            o2 = o2 + motion
         if self.kernel is not None:  # Eq. 5: K(X_2) ⊗ (...), depthwise over the T frames
             k = self.kernel(x2).to(o2.dtype)  # (B, c, k)
             taps = [k[:, None, :, j, None, None] for j in range(k.shape[-1])]  # "b c -> b 1 c 1 1"

@@ -352,3 +352,14 @@ def test_every_row_of_the_ablation_tables_builds_by_name():
     assert kinds["table6/stages2-4"] == ([2, 3, 4], ["InterSIM", "IntraSIM"])
     with pytest.raises(ValueError, match="known: table4/none"):
         dynsnip.paper_config("table5/bp+lk")
+
+
+def test_the_readme_lists_every_ablation_row_with_its_arguments():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines() if line.startswith("| `table") or line.startswith("| `full")}
+    assert set(rows) == set(dynsnip.paper_config_names())
+    for name, line in rows.items():
+        for key, value in dynsnip.paper_config(name).items():
+            assert f"{key}={json.dumps(value, separators=(',', ':'))}" in line, (name, line)

@@ -315,3 +315,29 @@ def test_difference_paths_do_not_overflow_under_fp16_autocast():
             torch.testing.assert_close(y.float(), x, rtol=1e-3, atol=1.0)
         else:  # the check above could fail: without the float32 region the path overflows
             assert not torch.isfinite(y).all()
+
+
+def test_centre_kernel_init_starts_near_the_identity():
+    sim = IntraSIM(C, snippet_len=T, kernel_init="centre")
+    k = sim.kernel(frames(2, 2)[:, C // 2:])
+    expected = torch.tensor([0.05, 0.9, 0.05]).expand_as(k)
+    torch.testing.assert_close(k, expected, rtol=0, atol=1e-6)  # whatever the input
+    with pytest.raises(ValueError, match="kernel_init"):
+        IntraSIM(C, kernel_init="identity")
+
+
+def test_motion_shortcut_starts_as_the_paper_module_and_adds_the_averaged_difference():
+    """The deviation (off by default) is zero at the start and then adds Conv1x1(mean D) to X2."""
+    torch.manual_seed(0)
+    paper = randomise(IntraSIM(C, snippet_len=T, learnable_kernel=False))
+    shortcut = IntraSIM(C, snippet_len=T, learnable_kernel=False, motion_shortcut=True).eval()
+    shortcut.load_state_dict(paper.state_dict(), strict=False)  # the new conv keeps its zero init
+    x = frames(1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(shortcut(x), paper(x))
+        shortcut.sma.motion.weight.normal_()
+        f = shortcut.sma.squeeze(x[:, C // 2:])
+        d = sum(shortcut.sma.differences(f)) / 2
+        expected = paper(x)
+        expected[:, C // 2:] += shortcut.sma.motion(d.flatten(0, 1))
+        torch.testing.assert_close(shortcut(x), expected, rtol=1e-4, atol=1e-5)

@@ -8,7 +8,10 @@ Models (``--models``, comma separated; the baseline is always added):
 * ``tsm_resnet50`` (``tsm_<timm resnet>``): the backbone with a residual temporal shift
   (TSM: 1/8 of the channels from the next frame, 1/8 from the previous one, zero FLOPs)
   before the first conv of every block, the shift running over the clip's frames;
-* ``r2plus1d_18``, ``r3d_18``, ``mc3_18``: torchvision's 3D CNNs (randomly initialised).
+* ``r2plus1d_18``, ``r3d_18``, ``mc3_18``: torchvision's 3D CNNs (randomly initialised);
+* a variant named with ``--variant LABEL ARCH JSON``: ``ARCH`` (a ``dil_*`` model) built with
+  the builder arguments ``JSON``, listed as ``LABEL`` (e.g. ``--variant dense_conv_u
+  dil_resnet50 '{"inter_args": {"conv_u": "dense"}}'``); variants are added to ``--models``.
 
 Figures, each also as a ratio to the baseline (``--baseline``, default ``resnet50``):
 
@@ -88,11 +91,14 @@ class TemporalShift(nn.Module):
         return self.conv(v.reshape(nf, c, h, w))
 
 
-def build_model(name: str, frames: int, num_classes: int) -> nn.Module:
+def build_model(name: str, frames: int, num_classes: int, variants: dict[str, tuple[str, dict]] | None = None) -> nn.Module:
     import timm
 
     import dynsnip  # noqa: F401  (registers dil_*)
 
+    if variants and name in variants:
+        arch, kwargs = variants[name]
+        return timm.create_model(arch, num_classes=num_classes, **kwargs)
     if name.startswith("dil_"):
         return timm.create_model(name, num_classes=num_classes)
     if name in VIDEO_3D:
@@ -184,7 +190,7 @@ class Runner:
         self.args = args
         self.device = device
         torch.manual_seed(0)
-        self.model = build_model(name, args.frames, args.num_classes).to(device)
+        self.model = build_model(name, args.frames, args.num_classes, args.variant_models).to(device)
         self.params = sum(p.numel() for p in self.model.parameters())
         fmt = torch.channels_last_3d if name in VIDEO_3D else torch.channels_last
         if args.channels_last:
@@ -277,6 +283,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="wall: elapsed time (default). cpu: CPU time of this process, steadier on a shared "
         "machine; meaningful on CPU with --threads 1 only (both are kept in --json)",
     )
+    p.add_argument("--variant", nargs=3, action="append", default=[], metavar=("LABEL", "ARCH", "JSON"),
+                   help="add model LABEL: ARCH built with the builder arguments JSON (repeatable)")
     p.add_argument("--json", default=None, help="write every figure and raw sample here")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat, one thread: a smoke test, not a measurement")
     args = p.parse_args(argv)
@@ -284,6 +292,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.frames, args.size, args.batch, args.repeats, args.warmup = 8, 64, 1, 1, 1
         args.threads = args.threads or 1
     args.infer_batch = args.infer_batch or args.batch
+    args.variant_models = {}
+    for label, arch, kwargs in args.variant:
+        try:
+            args.variant_models[label] = (arch, json.loads(kwargs))
+        except json.JSONDecodeError as err:
+            p.error(f"--variant {label}: JSON {kwargs!r} does not parse ({err})")
     if args.clock == "cpu" and not args.device.startswith("cpu"):
         p.error("--clock cpu measures CPU time: use it with --device cpu")
     return args
@@ -296,6 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
+    names += [label for label in args.variant_models if label not in names]
     if args.baseline not in names:
         names.insert(0, args.baseline)
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731

@@ -10,9 +10,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .attention_maps import record_attention
-from .convert import convert_resnet
 from .hub import load_model, push_to_hub, save_pretrained
-from .models import DILResNet
+from .models import DILResNet, convert_resnet, paper_config, paper_config_names
 from .modules import InterSIM, IntraSIM
 from .scoring import predict_videos
 
@@ -21,6 +20,8 @@ __all__ = [
     "InterSIM",
     "convert_resnet",
     "DILResNet",
+    "paper_config",
+    "paper_config_names",
     "record_attention",
     "save_pretrained",
     "push_to_hub",

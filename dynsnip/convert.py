@@ -1,4 +1,4 @@
-"""Turn a timm ResNet into the DIL network: Intra-SI and Inter-SI blocks (paper "Instantiation").
+"""Insert Intra-SI and Inter-SI blocks into a timm ResNet (paper "Instantiation").
 
 A SIM sits "right before the spatial convolution in each resnet block": in a
 :class:`~timm.models.resnet.Bottleneck` between ``act1`` and the 3x3 ``conv2``; in a
@@ -10,6 +10,10 @@ The SIM is added as a child named ``sim`` and the block's class becomes the matc
 ``SI*`` subclass, whose ``forward`` is timm's with the SIM inserted; no existing module is
 renamed or wrapped, so every state-dict key of the backbone keeps its name and 2D
 checkpoints load unchanged.
+
+This file knows blocks and SIMs only; the model family (:mod:`dynsnip.models.dil_resnet`)
+uses it, both to build ``dil_*`` models and in :func:`dynsnip.convert_resnet`, which turns
+a whole ResNet into a :class:`~dynsnip.DILResNet`.
 """
 from __future__ import annotations
 
@@ -119,7 +123,7 @@ def insert_sims(
     intra_args: Mapping[str, Any] | None = None,
     inter_args: Mapping[str, Any] | None = None,
 ) -> ResNet:
-    """Add a SIM to every block of the given stages, in place. See :func:`convert_resnet`."""
+    """Add a SIM to every block of the given stages, in place. See :func:`dynsnip.convert_resnet`."""
     stages = tuple(int(s) for s in stages)
     if not set(stages) <= {1, 2, 3, 4}:
         raise ValueError(f"stages must be a subset of (1, 2, 3, 4), got {stages}")
@@ -136,35 +140,4 @@ def insert_sims(
                 sim = InterSIM(channels, snippet_len, **dict(inter_args or {}))
             block.add_module("sim", sim.to(device=ref.device, dtype=ref.dtype))
             block.__class__ = SI_CLASSES[type(block)]
-    return model
-
-
-def convert_resnet(
-    model: ResNet,
-    snippet_len: int = 4,
-    stages: Iterable[int] = (1, 2, 3, 4),
-    pattern: str = "alternate",
-    intra_args: Mapping[str, Any] | None = None,
-    inter_args: Mapping[str, Any] | None = None,
-):
-    """Turn a timm ResNet into the DIL video network, in place, and return it.
-
-    Args:
-        model: a :class:`timm.models.resnet.ResNet` with BasicBlock/Bottleneck blocks.
-        snippet_len: T, consecutive frames per snippet.
-        stages: which of the stages 1-4 get SIMs (Table 6; the paper uses all four).
-        pattern: ``"alternate"`` (Intra, Inter, Intra, ... in each stage, the paper's),
-            ``"intra"`` or ``"inter"`` (one kind only, Table 4).
-        intra_args, inter_args: keyword arguments of :class:`IntraSIM` / :class:`InterSIM`.
-
-    Returns:
-        the same object, now a :class:`dynsnip.models.dil_resnet.DILResNet` that takes video
-        ``(B, C, U*T, H, W)`` and returns ``(B, num_classes)``. Existing weights are kept and
-        keep their state-dict keys; the SIMs are new ``*.sim.*`` entries.
-    """
-    from .models.dil_resnet import DILResNet
-
-    insert_sims(model, snippet_len, stages, pattern, intra_args, inter_args)
-    model.__class__ = DILResNet
-    model.init_dil(snippet_len, stages, pattern, intra_args, inter_args)
     return model

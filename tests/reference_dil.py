@@ -12,6 +12,18 @@ def _conv2d(m, x):
     return F.conv2d(x, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
 
 
+def _direction_conv(sma, name: str, o: int):
+    """The conv ``name`` of the direction looking at neighbour ``o``: Figure 2's per-direction
+    boxes are ``<name>`` (forward, o=+1) and ``<name>_backward`` (o=-1); with shared
+    directions there is only ``<name>``."""
+    backward = getattr(sma, name + "_backward", None)
+    if o < 0 and backward is not None:
+        assert not sma.share_directions
+        return backward
+    assert o > 0 or sma.share_directions or not sma.bidirectional
+    return getattr(sma, name)
+
+
 def intra_sim_reference(sim, x: torch.Tensor) -> torch.Tensor:
     """Eq. 1-6 for ``x`` of shape (N*U*T, C, H, W), one snippet at a time."""
     T = sim.snippet_len
@@ -23,10 +35,11 @@ def intra_sim_reference(sim, x: torch.Tensor) -> torch.Tensor:
         I1, X2 = I[:, :c1], I[:, c1:]
         out[s * T:(s + 1) * T, :c1] = I1  # Eq. 6: I_1 unchanged
         Fr = [_conv2d(sma.squeeze, X2[t:t + 1])[0] for t in range(T)]  # compressed by r
-        G = [_conv2d(sma.diff_conv, f[None])[0] for f in Fr]  # Conv3x3 (channel-wise)
         dirs = [+1, -1] if sma.bidirectional else [+1]
         per_dir = []
         for o in dirs:
+            conv = _direction_conv(sma, "diff_conv", o)
+            G = [_conv2d(conv, f[None])[0] for f in Fr]  # Conv3x3 (channel-wise) of this direction
             D = []
             for t in range(T):
                 if 0 <= t + o < T:
@@ -36,11 +49,11 @@ def intra_sim_reference(sim, x: torch.Tensor) -> torch.Tensor:
             per_dir.append(torch.stack(D))  # (T, c, H, W)
         if sma.coord_attention:
             hs, ws = [], []
-            for D in per_dir:
+            for o, D in zip(dirs, per_dir):
                 Dh = D.permute(3, 1, 2, 0)  # W x c x H x T
-                hs.append(_conv2d(sma.ht_conv, Dh) + Dh)  # Eq. 2 inner
+                hs.append(_conv2d(_direction_conv(sma, "ht_conv", o), Dh) + Dh)  # Eq. 2 inner
                 Dw = D.permute(2, 1, 0, 3)  # H x c x T x W
-                ws.append(_conv2d(sma.tw_conv, Dw) + Dw)  # Eq. 3 inner
+                ws.append(_conv2d(_direction_conv(sma, "tw_conv", o), Dw) + Dw)  # Eq. 3 inner
             # 1x1 recovery per direction, then the average of both directions, then sigmoid
             AH = torch.stack([_conv2d(sma.recover_h, h.permute(3, 1, 2, 0)) for h in hs]).mean(0)
             AW = torch.stack([_conv2d(sma.recover_w, w.permute(2, 1, 0, 3)) for w in ws]).mean(0)
@@ -76,26 +89,35 @@ def inter_sim_reference(sim, x: torch.Tensor, U: int) -> torch.Tensor:
         F1 = torch.sigmoid(sim.branch1(Fbar))[0]  # Eq. 7 (eval-mode BN)
         sma = sim.sma
         Fh = _conv2d(sma.squeeze, Fbar)
-        G = _conv2d(sma.frame_conv, Fh)[0]
+        offsets = [+1, -1] if sma.bidirectional else [+1]
+        G = {o: _conv2d(_direction_conv(sma, "frame_conv", o), Fh)[0] for o in offsets}
         Fh = Fh[0]
         D = torch.zeros_like(Fh)
         for u in range(U):
-            offsets = [+1, -1] if sma.bidirectional else [+1]
             for o in offsets:
                 if 0 <= u + o < U:
-                    D[:, u] += Fh[:, u] - G[:, u + o]  # Eq. 8 (o=+1) / Eq. 9 (o=-1)
+                    D[:, u] += Fh[:, u] - G[o][:, u + o]  # Eq. 8 (o=+1) / Eq. 9 (o=-1)
                 elif sma.edge == "frame":
                     D[:, u] += Fh[:, u]
         F2 = torch.sigmoid(_conv2d(sma.recover, D[None]))[0]  # Eq. 10
         A = F1 * F2  # C x U x T
         Y = Fc * A.permute(1, 2, 0)[..., None, None] + Fc  # U, T, C, H, W
-        W = sim.conv_u  # (C, k) depthwise
-        k = W.shape[1]
         O = torch.zeros_like(Y)
-        for u in range(U):
-            for j in range(k):
-                uu = u + j - k // 2
-                if 0 <= uu < U:
-                    O[u] += W[:, j, None, None] * Y[uu]  # Eq. 11, Conv_U
+        if isinstance(sim.conv_u, torch.nn.Conv2d):  # dense: (C_out, C_in, k, 1)
+            W = sim.conv_u.weight[..., 0]
+            k = W.shape[2]
+            for u in range(U):
+                for j in range(k):
+                    uu = u + j - k // 2
+                    if 0 <= uu < U:
+                        O[u] += torch.einsum("oc,tchw->tohw", W[:, :, j], Y[uu])  # Eq. 11, Conv_U
+        else:
+            W = sim.conv_u  # (C, k) depthwise
+            k = W.shape[1]
+            for u in range(U):
+                for j in range(k):
+                    uu = u + j - k // 2
+                    if 0 <= uu < U:
+                        O[u] += W[:, j, None, None] * Y[uu]  # Eq. 11, Conv_U
         out[n * U * T:(n + 1) * U * T] = O.reshape(U * T, C, *x.shape[2:])
     return out

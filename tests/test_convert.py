@@ -56,13 +56,17 @@ def test_si_blocks_are_timms_blocks_plus_the_sim(name):
     """With the SIM replaced by an identity, every converted block computes timm's forward."""
     if name not in timm.list_models(module="resnet"):
         pytest.skip(f"{name} not in this timm")
-    ref = tiny(name, drop_path_rate=0.0)
-    model = convert_resnet(tiny(name))
+    # zero_init_last=False: timm's zero-initialised last BN would make every residual branch
+    # output zero, and the comparison would pass for any block forward
+    ref = tiny(name, drop_path_rate=0.0, zero_init_last=False)
+    model = convert_resnet(tiny(name, zero_init_last=False))
     model.load_state_dict(ref.state_dict(), strict=False)
     x = torch.randn(8, ref.layer1[0].conv1.in_channels, 16, 16)
     for block_ref, block in zip(ref.layer1, model.layer1):
         block.sim = PassThrough()
         torch.testing.assert_close(block(x, 2), block_ref(x))
+        last_bn = block_ref.bn3 if isinstance(block_ref, Bottleneck) else block_ref.bn2
+        assert last_bn.weight.abs().min() > 0  # the residual branch is not zero
         x = block_ref(x)
 
 
@@ -103,3 +107,16 @@ def test_converting_twice_is_refused():
     model = convert_resnet(tiny("resnet18"))
     with pytest.raises(TypeError, match="converted before"):
         convert_resnet(model)
+
+
+def test_the_conversion_does_not_import_the_model_family():
+    """One-way dependency: dynsnip.models.dil_resnet uses dynsnip.convert, not the reverse."""
+    import ast
+    import inspect
+
+    import dynsnip.convert
+
+    tree = ast.parse(inspect.getsource(dynsnip.convert))
+    imported = ["." * node.level + (node.module or "") for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names]
+    assert not [m for m in imported if m.lstrip(".").startswith("models") or m.startswith("dynsnip.models")], imported

@@ -1,5 +1,12 @@
-"""dil_* models in timm: registry, video input, timm's model API, weights from 2D checkpoints."""
+"""dil_* models in timm: registry, video input, timm's model API, weights from 2D checkpoints.
+
+Models whose outputs are compared are built with ``zero_init_last=False``: timm zero-initialises
+the last BatchNorm of every residual block, so in a fresh model every residual branch, SIMs
+included, outputs zero and a test of what mixes across snippets or clips would pass for any SIM.
+"""
 from __future__ import annotations
+
+import json
 
 import pytest
 import timm
@@ -45,31 +52,66 @@ def test_video_in_verdict_out_and_u_from_the_input(model):
     assert not torch.allclose(y4, y8)
 
 
-def test_clips_in_a_batch_are_independent(model):
-    x = clip(b=3, u=2)
+class Leaky(torch.nn.Module):
+    """A deliberately broken SIM: ``sim``'s output plus a little of the frame ``shift`` places
+    earlier in the folded batch (1: across a snippet border; U*T: from the previous clip)."""
+
+    def __init__(self, sim: torch.nn.Module, shift: int) -> None:
+        super().__init__()
+        self.sim, self.shift = sim, shift
+
+    def forward(self, x, num_snippets=None):
+        return self.sim(x, num_snippets=num_snippets) + 0.1 * torch.roll(x, self.shift, dims=0)
+
+
+def clip_leaks(model, x) -> bool:
+    """Whether changing clip 1 of the batch changes another clip's logits or the batch differs
+    from the clips run one at a time."""
     with torch.no_grad():
         y = model(x)
         x2 = x.clone()
         x2[1] = torch.randn_like(x2[1])
         y2 = model(x2)
-        alone = torch.cat([model(x[i:i + 1]) for i in range(3)])
-    torch.testing.assert_close(y[[0, 2]], y2[[0, 2]])
-    assert not torch.allclose(y[1], y2[1])
-    torch.testing.assert_close(y, alone, rtol=1e-4, atol=1e-5)
+        alone = torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])
+    assert not torch.allclose(y[1], y2[1])  # the clip itself does matter
+    return not (torch.allclose(y[[0, 2]], y2[[0, 2]]) and torch.allclose(y, alone, rtol=1e-4, atol=1e-5))
 
 
-def test_snippets_of_a_clip_interact(model):
-    """Changing only snippet 1 changes the features of snippet 0's frames (Inter-SIM)."""
-    x = clip(b=1, u=2)
+def snippet_leaks(model, x) -> bool:
+    """Whether changing snippet 1 of a clip changes the last-stage features of snippet 0's frames."""
+    t = model.snippet_len
     with torch.no_grad():
         f = model.forward_features(x)
         x2 = x.clone()
-        x2[:, :, 4:] = torch.randn_like(x2[:, :, 4:])
+        x2[:, :, t:2 * t] = torch.randn_like(x2[:, :, t:2 * t])
         f2 = model.forward_features(x2)
-    assert not torch.allclose(f[:, :, :4], f2[:, :, :4])
-    no_inter = timm.create_model("dil_resnet18", sim_pattern="intra", num_classes=2).eval()
-    with torch.no_grad():
-        torch.testing.assert_close(no_inter.forward_features(x)[:, :, :4], no_inter.forward_features(x2)[:, :, :4])
+    return not torch.allclose(f[:, :, :t], f2[:, :, :t], rtol=1e-4, atol=1e-5)
+
+
+def test_clips_in_a_batch_are_independent(model):
+    assert not clip_leaks(model, clip(b=3, u=2))
+
+
+def test_the_clip_check_catches_a_sim_that_leaks_across_clips():
+    torch.manual_seed(0)
+    m = timm.create_model("dil_resnet18", num_classes=2, zero_init_last=False).eval()
+    x = clip(b=3, u=2)
+    assert not clip_leaks(m, x)
+    m.layer3[1].sim = Leaky(m.layer3[1].sim, shift=2 * 4)  # an Inter-SIM that sees the previous clip
+    assert clip_leaks(m, x)
+
+
+def test_snippets_of_a_clip_interact(model):
+    """Changing only snippet 1 changes the features of snippet 0's frames (Inter-SIM), and not
+    without Inter-SIMs."""
+    x = clip(b=1, u=2)
+    assert snippet_leaks(model, x)
+    torch.manual_seed(0)
+    no_inter = timm.create_model("dil_resnet18", sim_pattern="intra", num_classes=2, zero_init_last=False).eval()
+    assert not snippet_leaks(no_inter, x)
+    # the check bites: one Intra-SIM that lets the previous frame in across the snippet border
+    no_inter.layer2[0].sim = Leaky(no_inter.layer2[0].sim, shift=1)
+    assert snippet_leaks(no_inter, x)
 
 
 def test_bad_video_input_is_named(model):
@@ -157,6 +199,15 @@ def test_gradients_reach_every_new_parameter():
     assert not dead, dead
 
 
+def test_dil_args_record_the_direction_layout():
+    """share_directions changed its default: it is always recorded, so that config.json says it."""
+    m = timm.create_model("dil_resnet18")
+    assert m.dil_args["intra_args"] == {"share_directions": False}
+    assert m.dil_args["inter_args"] == {"share_directions": False}
+    m = timm.create_model("dil_resnet18", intra_args=dict(share_directions=True, reduction=8))
+    assert m.dil_args["intra_args"] == {"share_directions": True, "reduction": 8}
+
+
 def test_dil_args_rebuild_the_same_network():
     m = timm.create_model("dil_resnet18", snippet_len=2, sim_stages=(1, 2), sim_pattern="intra",
                           intra_args=dict(reduction=8, learnable_kernel=False), inter_args=dict(conv_u="dense"))
@@ -220,3 +271,95 @@ def test_fine_tuned_sim_weights_are_kept(resnet18_file):
     fresh = timm.create_model("dil_resnet18", num_classes=1)
     out = checkpoint_filter_fn(sd, fresh)
     assert all(torch.equal(out[k], sd[k]) for k in sd if ".sim." in k)
+
+
+def shared_and_default(**kw):
+    """A model with the 0.1.0 layout (directions share their weights), random SIMs, and a
+    default (per-direction) model of the same architecture."""
+    torch.manual_seed(2)
+    old = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False,
+                            intra_args=dict(share_directions=True), inter_args=dict(share_directions=True), **kw)
+    with torch.no_grad():
+        for n, p in old.named_parameters():
+            if ".sim." in n:
+                p.normal_(0, 0.3)
+    return old.eval(), timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False, **kw).eval()
+
+
+def test_a_checkpoint_with_shared_directions_loads_exactly_into_the_default_layout(tmp_path):
+    old, new = shared_and_default()
+    sd = old.state_dict()
+    assert not any("_backward" in k for k in sd)
+    x = clip(b=1, u=2)
+    with torch.no_grad():
+        expected = old(x)
+        new.load_state_dict(sd)  # strict: the backward paths are filled from the forward ones
+        torch.testing.assert_close(new(x), expected, rtol=1e-4, atol=1e-5)
+        # the same through timm's pretrained loading (checkpoint_filter_fn)
+        path = tmp_path / "old.safetensors"
+        save_file(sd, str(path))
+        loaded = timm.create_model("dil_resnet18", pretrained=True, num_classes=1, zero_init_last=False,
+                                   pretrained_cfg_overlay=dict(file=str(path), num_classes=1)).eval()
+        torch.testing.assert_close(loaded(x), expected, rtol=1e-4, atol=1e-5)
+        out = checkpoint_filter_fn(sd, new)
+        assert all(torch.equal(out[k], out[k.replace("_backward", "")]) for k in out if "_backward" in k)
+
+
+def test_a_model_saved_before_share_directions_existed_loads_with_its_old_behaviour(tmp_path):
+    """config.json of dynsnip 0.1.0 has no share_directions: dynsnip.load_model builds the
+    default layout and the shared weights fill both directions, giving the same outputs."""
+    old, _ = shared_and_default()
+    dynsnip.save_pretrained(old, tmp_path / "old")
+    config_file = tmp_path / "old" / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config["model_args"]["intra_args"] == {"share_directions": True}  # recorded for new models
+    for key in ("intra_args", "inter_args"):
+        del config["model_args"][key]["share_directions"]  # as 0.1.0 wrote it
+    config_file.write_text(json.dumps(config))
+    loaded = dynsnip.load_model(tmp_path / "old").eval()
+    x = clip(b=1, u=2)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), old(x), rtol=1e-4, atol=1e-5)
+
+
+def test_every_row_of_the_ablation_tables_builds_by_name():
+    from dynsnip.cli.train import parse_model_args
+    from dynsnip.models import model_arg_flags
+
+    names = dynsnip.paper_config_names()
+    assert {"table4/none", "table4/intra", "table4/inter", "table4/intra+inter", "table5/none", "table5/bp",
+            "table5/bp+ca", "table5/bp+ca+lk", "table6/stages1-2", "table6/stages2-3", "table6/stages3-4",
+            "table6/stages2-4", "table6/stages1-3", "table6/all"} <= set(names)
+    kinds = {}
+    for name in names:
+        args = dynsnip.paper_config(name)
+        flags = model_arg_flags(name)
+        assert parse_model_args(flags[1::2]) == args  # what `dynsnip train --model-arg` receives
+        with torch.device("meta"):
+            m = timm.create_model("dil_resnet50", **args)
+        intra = [b.sim for s in dynsnip.models.dil_resnet.STAGES for b in getattr(m, s) if hasattr(b, "sim")]
+        kinds[name] = (sorted({i for i in range(1, 5) if any(hasattr(b, "sim") for b in getattr(m, f"layer{i}"))}),
+                       sorted({type(x).__name__ for x in intra}))
+        for sim in intra:
+            if isinstance(sim, dynsnip.IntraSIM):
+                want = args.get("intra_args", {})
+                assert sim.sma.bidirectional == want.get("bidirectional", True)
+                assert sim.sma.coord_attention == want.get("coord_attention", True)
+                assert (sim.kernel is not None) == want.get("learnable_kernel", True)
+    assert kinds["table4/none"] == ([], [])
+    assert kinds["table4/intra"] == ([1, 2, 3, 4], ["IntraSIM"])
+    assert kinds["table4/inter"] == ([1, 2, 3, 4], ["InterSIM"])
+    assert kinds["table6/stages2-4"] == ([2, 3, 4], ["InterSIM", "IntraSIM"])
+    with pytest.raises(ValueError, match="known: table4/none"):
+        dynsnip.paper_config("table5/bp+lk")
+
+
+def test_the_readme_lists_every_ablation_row_with_its_arguments():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines() if line.startswith("| `table") or line.startswith("| `full")}
+    assert set(rows) == set(dynsnip.paper_config_names())
+    for name, line in rows.items():
+        for key, value in dynsnip.paper_config(name).items():
+            assert f"{key}={json.dumps(value, separators=(',', ':'))}" in line, (name, line)

@@ -27,9 +27,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ..convert import SIBlock, insert_sims
+from ..modules import untie_shared_checkpoint
 from .keys import preview_keys as _preview
 
-__all__ = ["DILResNet", "DILFeatures", "checkpoint_filter_fn", "saved_detector_checkpoint", "dil_model_names", "DEFAULT_TAGS"]
+__all__ = ["DILResNet", "DILFeatures", "convert_resnet", "checkpoint_filter_fn", "saved_detector_checkpoint",
+           "dil_model_names", "DEFAULT_TAGS"]
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -47,6 +49,17 @@ def fold_frames(x: torch.Tensor) -> torch.Tensor:
 def unfold_frames(x: torch.Tensor, b: int) -> torch.Tensor:
     """``(B*F, C, H, W)`` -> ``(B, C, F, H, W)`` ("(b f) c h w -> b c f h w"), a view."""
     return x.unflatten(0, (b, -1)).transpose(1, 2)
+
+
+# SIM options recorded in ``dil_args`` (and so in config.json) even when left at their default,
+# because their default changed: a config that lacks one was written before the change.
+# share_directions: False since per-direction weights became the default (0.1.0 shared them;
+# such checkpoints still load exactly, see dynsnip.modules.directions).
+RECORDED_SIM_DEFAULTS = {"share_directions": False}
+
+
+def _recorded_sim_args(args: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {**RECORDED_SIM_DEFAULTS, **dict(args or {})}
 
 
 class DILResNet(timm_resnet.ResNet):
@@ -104,8 +117,8 @@ class DILResNet(timm_resnet.ResNet):
             test_num_snippets=self.test_num_snippets,
             sim_stages=[int(s) for s in sim_stages],
             sim_pattern=sim_pattern,
-            intra_args=dict(intra_args or {}),
-            inter_args=dict(inter_args or {}),
+            intra_args=_recorded_sim_args(intra_args),
+            inter_args=_recorded_sim_args(inter_args),
         )
 
     # ------------------------------------------------------------------ input
@@ -209,6 +222,35 @@ class DILResNet(timm_resnet.ResNet):
         return self.forward_head(self.forward_features(x))
 
 
+def convert_resnet(
+    model: timm_resnet.ResNet,
+    snippet_len: int = 4,
+    stages: Iterable[int] = (1, 2, 3, 4),
+    pattern: str = "alternate",
+    intra_args: Mapping[str, Any] | None = None,
+    inter_args: Mapping[str, Any] | None = None,
+) -> DILResNet:
+    """Turn a timm ResNet into the DIL video network, in place, and return it.
+
+    Args:
+        model: a :class:`timm.models.resnet.ResNet` with BasicBlock/Bottleneck blocks.
+        snippet_len: T, consecutive frames per snippet.
+        stages: which of the stages 1-4 get SIMs (Table 6; the paper uses all four).
+        pattern: ``"alternate"`` (Intra, Inter, Intra, ... in each stage, the paper's),
+            ``"intra"`` or ``"inter"`` (one kind only, Table 4).
+        intra_args, inter_args: keyword arguments of :class:`IntraSIM` / :class:`InterSIM`.
+
+    Returns:
+        the same object, now a :class:`DILResNet` that takes video ``(B, C, U*T, H, W)`` and
+        returns ``(B, num_classes)``. Existing weights are kept and keep their state-dict
+        keys; the SIMs are new ``*.sim.*`` entries.
+    """
+    insert_sims(model, snippet_len, stages, pattern, intra_args, inter_args)
+    model.__class__ = DILResNet
+    model.init_dil(snippet_len, stages, pattern, intra_args, inter_args)
+    return model
+
+
 # ------------------------------------------------------------------ weights
 def _unwrap_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model", "model_state_dict"):
@@ -259,7 +301,9 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
 
     * every backbone tensor must be present with the model's shape: it is loaded exactly;
     * a saved detector (:func:`saved_detector_checkpoint`) is loaded strictly: every tensor
-      of the architecture, SIMs and classifier included, must be there;
+      of the architecture, SIMs and classifier included, must be there; one saved with shared
+      forward/backward weights (``share_directions=True``, the only layout of dynsnip 0.1.0)
+      gets them copied into both directions, which computes exactly what it computed before;
     * an ImageNet 2D ResNet has no SIM tensors (``*.sim.*``) and another head: the SIMs keep
       the model's own initialisation, the classifier is new;
     * the classifier is passed through: timm drops it when ``num_classes`` differs;
@@ -268,6 +312,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
       or is incomplete.
     """
     sd = _unwrap_state_dict(state_dict)
+    untie_shared_checkpoint(sd, model)  # SIMs saved with shared direction weights (dynsnip 0.1.0)
     target = model.state_dict()
     classifier = "fc."
     strict = saved_detector_checkpoint(sd, model)

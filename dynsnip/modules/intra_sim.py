@@ -16,8 +16,10 @@ Eq.        what                                                   where
 (1)        ``D_{t,t+1} = F_t - Conv3x3(F_{t+1})`` (channel-wise),  ``IntraSMA.differences``
            backward ``D_{t,t-1} = F_t - Conv3x3(F_{t-1})``
 (2), (3)   ``Conv1x1(Conv3x3(D^h) + D^h)`` over H x T and T x W    ``IntraSMA.coordinate``,
+                                                                  ``IntraSMA.plane``,
                                                                   ``IntraSMA.forward``
-avg + σ    mean of forward/backward, sigmoid -> Atten_H, Atten_W  ``IntraSMA.forward``
+avg + σ    mean of forward/backward, sigmoid -> Atten_H, Atten_W  ``IntraSMA.plane``,
+                                                                  ``IntraSMA.forward``
 (4)        ``K = softmax(φ2 ∘ δ ∘ φ1(GAP(X_2)))``                  ``SnippetKernel.forward``
 (5)        ``O_2 = K ⊗ (Atten_H ⊙ Atten_W ⊙ X_2 + X_2)``          ``IntraSIM.forward``
 =========  =====================================================  ==========================
@@ -31,24 +33,33 @@ Constants the paper leaves open (named arguments, defaults and reasons)
 * ``coord_kernel_size=3``: the "Conv3x3" of Eq. 2-3 over H x T and T x W.
 * ``edge="zero"``: a difference at a snippet's first/last frame, whose neighbour lies in
   another snippet, is zero (see :func:`dynsnip.modules.temporal_ops.neighbour_difference`).
-* Forward and backward paths share the channel-wise conv of Eq. 1 and the HT/TW convs of
-  Eq. 2-3 (the paper writes each once and derives the backward path "in a similar way");
-  since the 1x1 recovery conv is affine, averaging before it equals averaging after it.
+* ``share_directions=False``: the forward and backward paths each have their own Eq. 1 conv
+  and their own H x T / T x W convs, as Figure 2 draws them (the 3x3 conv boxes are coloured
+  by the direction they serve, and each direction has its HT-Conv / TW-Conv pair); the two
+  are averaged ("Averaging these features", after Eq. 3) before the one 1x1 recovery conv of
+  each plane (Figure 2), which equals averaging after it since that conv is affine.
+  ``share_directions=True`` (dynsnip 0.1.0's only layout) uses one set of convs for both
+  directions: then everything before the sigmoid is linear and the two directions reduce to
+  one difference against the averaged neighbours, ``F_t - Conv3x3(mean(F_{t-1}, F_{t+1}))``.
 * ``fp32_differences=True``: under fp16 autocast the difference path (a few compressed
   channels) runs in float32, because ``6e4 - (-6e4)`` overflows fp16.
-* Initialisation: PyTorch defaults ("randomly initialized", Implementation Details).
+* Initialisation: PyTorch's default (random) initialisation of every conv and linear layer
+  ("both Intra-SIM and Inter-SIM are randomly initialized", Implementation Details).
 
 Ablation switches (Table 5): ``bidirectional`` (BP), ``coord_attention`` (CA; without it
 the attention is ``σ(Conv1x1(D))``, one map with no H x T / T x W convs),
-``learnable_kernel`` (LK; without it Eq. 5 drops ``K ⊗``).
+``learnable_kernel`` (LK; without it Eq. 5 drops ``K ⊗``). The rows of Tables 4-6 by name:
+:func:`dynsnip.paper_config`.
 """
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
 
+from .directions import BACKWARD, DirectionPaths
 from .temporal_ops import neighbour_difference, tap_conv_axis
 
 
@@ -72,11 +83,16 @@ def _float32_region(enabled: bool, x: torch.Tensor):
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-class IntraSMA(nn.Module):
+class IntraSMA(DirectionPaths):
     """Intra-Snippet Motion Attention: bi-directional difference guided coordinate attention.
 
     ``forward(x2)`` with ``x2`` of shape ``(N*U*T, C2, H, W)`` returns the attention
     ``Atten_H ⊙ Atten_W`` of the same shape, values in (0, 1).
+
+    Each direction has its own Eq. 1 conv and its own H x T / T x W convs (Figure 2 draws a
+    path per direction, each with its HT-Conv / TW-Conv pair, that meet before the 1x1
+    recovery conv of each plane); ``share_directions=True`` gives both directions the same
+    convs (see :mod:`dynsnip.modules.directions`).
     """
 
     def __init__(
@@ -90,6 +106,8 @@ class IntraSMA(nn.Module):
         coord_attention: bool = True,
         edge: str = "zero",
         fp32_differences: bool = True,
+        share_directions: bool = False,
+        motion_shortcut: bool = False,
     ) -> None:
         super().__init__()
         if edge not in ("zero", "frame"):
@@ -97,53 +115,46 @@ class IntraSMA(nn.Module):
         self.snippet_len = snippet_len
         self.bidirectional = bidirectional
         self.coord_attention = coord_attention
+        self.share_directions = share_directions
         self.edge = edge
         self.fp32_differences = fp32_differences
+        # +1: forward difference F_t - Conv(F_{t+1}); -1: backward F_t - Conv(F_{t-1})
+        self.offsets = (+1, -1) if bidirectional else (+1,)
+        self.untied = bidirectional and not share_directions
         hidden = max(1, channels // reduction)
         self.hidden_channels = hidden
         # "compressed by a ratio r" (1x1 conv in Figure 2)
         self.squeeze = nn.Conv2d(channels, hidden, 1, bias=False)
-        # Eq. 1: channel-wise 3x3 conv applied to the neighbouring frame
-        self.diff_conv = nn.Conv2d(
-            hidden, hidden, diff_kernel_size, padding=diff_kernel_size // 2, groups=hidden, bias=False
-        )
+        self.path_convs = ("diff_conv", "ht_conv", "tw_conv") if coord_attention else ("diff_conv",)
+        p = coord_kernel_size // 2
+        for suffix in ("", BACKWARD) if self.untied else ("",):
+            # Eq. 1: channel-wise 3x3 conv applied to the neighbouring frame
+            self.add_module("diff_conv" + suffix, nn.Conv2d(
+                hidden, hidden, diff_kernel_size, padding=diff_kernel_size // 2, groups=hidden, bias=False))
+            if coord_attention:
+                # Eq. 2: conv over the H x T plane (W folded into the batch); Eq. 3: over T x W
+                self.add_module("ht_conv" + suffix, nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p))
+                self.add_module("tw_conv" + suffix, nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p))
         if coord_attention:
-            p = coord_kernel_size // 2
-            # Eq. 2: conv over the H x T plane (W folded into the batch)
-            self.ht_conv = nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p)
-            # Eq. 3: conv over the T x W plane (H folded into the batch)
-            self.tw_conv = nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p)
-            # "Conv1x1 for dimension recovery"
+            # "Conv1x1 for dimension recovery", one per plane, after the directions meet
             self.recover_h = nn.Conv2d(hidden, channels, 1)
             self.recover_w = nn.Conv2d(hidden, channels, 1)
         else:
             self.recover = nn.Conv2d(hidden, channels, 1)
+        # deviation (off by default): the averaged difference also added to X_2, zero at the start
+        self.motion = nn.Conv2d(hidden, channels, 1) if motion_shortcut else None
+        if self.motion is not None:
+            nn.init.zeros_(self.motion.weight)
+            nn.init.zeros_(self.motion.bias)
 
-    def differences(self, f: torch.Tensor) -> torch.Tensor:
-        """Eq. 1, both directions: ``(B*T, c, H, W)`` -> ``(P, B, T, c, H, W)``, P=2 (or 1)."""
-        g = self.diff_conv(f)
+    def differences(self, f: torch.Tensor) -> list[torch.Tensor]:
+        """Eq. 1 for each direction of ``self.offsets``: ``(B*T, c, H, W)`` -> P x ``(B, T, c, H, W)``."""
         fv = f.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
-        gv = g.unflatten(0, (-1, self.snippet_len))
-        forward = neighbour_difference(fv, gv, +1, dim=1, edge=self.edge)  # F_t - Conv(F_{t+1})
-        if not self.bidirectional:
-            return forward.unsqueeze(0)
-        backward = neighbour_difference(fv, gv, -1, dim=1, edge=self.edge)  # F_t - Conv(F_{t-1})
-        return torch.stack([forward, backward])
-
-    def mean_difference(self, f: torch.Tensor) -> torch.Tensor:
-        """The average over directions of Eq. 1: ``(B*T, c, H, W)`` -> ``(B, T, c, H, W)``.
-
-        Everything between Eq. 1 and the sigmoid (the H x T / T x W convs with their
-        residual, the 1x1 recovery) is affine, so averaging the forward and backward paths
-        here equals averaging them right before the sigmoid, at half the cost.
-        """
-        g = self.diff_conv(f)
-        fv = f.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
-        gv = g.unflatten(0, (-1, self.snippet_len))
-        d = neighbour_difference(fv, gv, +1, dim=1, edge=self.edge)  # F_t - Conv(F_{t+1})
-        if self.bidirectional:
-            d = (d + neighbour_difference(fv, gv, -1, dim=1, edge=self.edge)) * 0.5  # F_t - Conv(F_{t-1})
-        return d
+        out = []
+        for o in self.offsets:
+            gv = self.path("diff_conv", o)(f).unflatten(0, (-1, self.snippet_len))
+            out.append(neighbour_difference(fv, gv, o, dim=1, edge=self.edge))  # F_t - Conv(F_{t+o})
+        return out
 
     def coordinate(self, d: torch.Tensor, conv: nn.Module, plane: str) -> torch.Tensor:
         """Eq. 2/3 before the 1x1: ``Conv3x3(D^h) + D^h`` on the H x T or T x W plane.
@@ -160,17 +171,36 @@ class IntraSMA(nn.Module):
         z = conv(z) + z
         return z.view(b, h, c, t, w).permute(0, 3, 2, 1, 4).reshape(b * t, c, h, w)
 
-    def forward(self, x2: torch.Tensor) -> torch.Tensor:
+    def plane(self, ds: list[torch.Tensor], name: str, plane: str) -> torch.Tensor:
+        """The average over directions of Eq. 2/3 before the 1x1, each direction with its own conv.
+
+        Shared convs: everything from Eq. 1 to here is affine and the same for both
+        directions, so the differences are averaged first (equal, at half the cost).
+        """
+        if not self.untied:
+            return self.coordinate(_mean(ds), getattr(self, name), plane)
+        return _mean([self.coordinate(d, self.path(name, o), plane) for o, d in zip(self.offsets, ds)])
+
+    def attention_and_motion(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(Atten_H ⊙ Atten_W, Conv1x1(mean D))``; the second is None without ``motion_shortcut``."""
         f = self.squeeze(x2)
         with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
             f = f.to(self.diff_conv.weight.dtype)
-            d = self.mean_difference(f)
-            if self.coord_attention:
-                atten = torch.sigmoid(self.recover_h(self.coordinate(d, self.ht_conv, "ht")))
-                atten = atten * torch.sigmoid(self.recover_w(self.coordinate(d, self.tw_conv, "tw")))
+            ds = self.differences(f)
+            if self.coord_attention:  # average of the directions, 1x1, sigmoid: Atten_H, Atten_W
+                atten = torch.sigmoid(self.recover_h(self.plane(ds, "ht_conv", "ht")))
+                atten = atten * torch.sigmoid(self.recover_w(self.plane(ds, "tw_conv", "tw")))
             else:
-                atten = torch.sigmoid(self.recover(d.flatten(0, 1)))
-        return atten.to(x2.dtype)
+                atten = torch.sigmoid(self.recover(_mean(ds).flatten(0, 1)))
+            motion = self.motion(_mean(ds).flatten(0, 1)).to(x2.dtype) if self.motion is not None else None
+        return atten.to(x2.dtype), motion
+
+    def forward(self, x2: torch.Tensor) -> torch.Tensor:
+        return self.attention_and_motion(x2)[0]
+
+
+def _mean(xs: list[torch.Tensor]) -> torch.Tensor:
+    return xs[0] if len(xs) == 1 else sum(xs[1:], xs[0]) * (1.0 / len(xs))
 
 
 class SnippetKernel(nn.Module):
@@ -179,20 +209,39 @@ class SnippetKernel(nn.Module):
     ``(N*U*T, C2, H, W)`` -> ``(N*U, C2, k)``: GAP over H x W, then over the T values of each
     (snippet, channel): ``FC(T -> γT) -> ReLU -> FC(γT -> k) -> softmax`` (shared over
     channels, as in Figure 2's ``C/2 x U x T -> C/2 x U x γT -> C/2 x U x k``).
+
+    ``init="random"``: PyTorch's default initialisation of both layers. ``init="centre"``:
+    ``φ2`` starts with zero weights and a bias that puts ``CENTRE_WEIGHT`` of the softmax on
+    the centre tap, so that the kernel starts close to the identity instead of averaging
+    neighbouring frames (the paper leaves the initialisation open).
     """
 
-    def __init__(self, snippet_len: int = 4, gamma: int = 2, kernel_size: int = 3) -> None:
+    CENTRE_WEIGHT = 0.9
+
+    def __init__(self, snippet_len: int = 4, gamma: int = 2, kernel_size: int = 3, init: str = "random") -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if init not in KERNEL_INITS:
+            raise ValueError(f"kernel_init must be one of {KERNEL_INITS}, got {init!r}")
         self.snippet_len = snippet_len
         self.kernel_size = kernel_size
         self.phi1 = nn.Linear(snippet_len, gamma * snippet_len)
         self.phi2 = nn.Linear(gamma * snippet_len, kernel_size)
+        if init == "centre" and kernel_size > 1:
+            # softmax([0, .., b, .., 0]) has CENTRE_WEIGHT at the centre when e^b = w (k - 1) / (1 - w)
+            w = self.CENTRE_WEIGHT
+            with torch.no_grad():
+                self.phi2.weight.zero_()
+                self.phi2.bias.zero_()
+                self.phi2.bias[kernel_size // 2] = math.log(w * (kernel_size - 1) / (1 - w))
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         g = x2.mean((2, 3)).unflatten(0, (-1, self.snippet_len)).transpose(1, 2)  # "(b t) c -> b c t"
         return torch.softmax(self.phi2(torch.relu(self.phi1(g))), dim=-1)
+
+
+KERNEL_INITS = ("random", "centre")
 
 
 class IntraSIM(nn.Module):
@@ -209,6 +258,14 @@ class IntraSIM(nn.Module):
         bidirectional, coord_attention, learnable_kernel: Table 5 ablation switches.
         edge: difference at a snippet's border, ``"zero"`` or ``"frame"``.
         fp32_differences: run the difference path in float32 under autocast.
+        share_directions: one set of Eq. 1-3 convs for both directions (default False: one
+            per direction, as in Figure 2).
+        kernel_init: ``"random"`` (PyTorch's default) or ``"centre"`` (the learnable kernel
+            starts near the identity), see :class:`SnippetKernel`.
+        motion_shortcut: a **deviation** from Eq. 5, off by default: ``O_2 = K ⊗ (Atten ⊙ X_2
+            + X_2 + Conv1x1(D̄))`` with ``D̄`` the differences averaged over directions and a
+            zero-initialised 1x1 conv (so the module starts as the paper's): the difference
+            reaches the features additively, not only through the sigmoid gate.
 
     Shape: ``(N*U*T, C, H, W)`` -> ``(N*U*T, C, H, W)``. The first ``C // 2`` channels pass
     through unchanged (Eq. 6). ``num_snippets`` is accepted and ignored, so that every SIM
@@ -232,6 +289,9 @@ class IntraSIM(nn.Module):
         learnable_kernel: bool = True,
         edge: str = "zero",
         fp32_differences: bool = True,
+        share_directions: bool = False,
+        kernel_init: str = "random",
+        motion_shortcut: bool = False,
     ) -> None:
         super().__init__()
         if channels < 2:
@@ -243,19 +303,21 @@ class IntraSIM(nn.Module):
         self.split = (channels // 2, channels - channels // 2)  # (I_1, I_2)
         self.sma = IntraSMA(
             self.split[1], snippet_len, reduction, diff_kernel_size, coord_kernel_size,
-            bidirectional, coord_attention, edge, fp32_differences,
+            bidirectional, coord_attention, edge, fp32_differences, share_directions, motion_shortcut,
         )
-        self.kernel = SnippetKernel(snippet_len, gamma, kernel_size) if learnable_kernel else None
+        self.kernel = SnippetKernel(snippet_len, gamma, kernel_size, kernel_init) if learnable_kernel else None
         self.record_attention = False
         self.attention: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         _check_frames(x, self.snippet_len, "IntraSIM")
         x1, x2 = torch.split(x, self.split, dim=1)  # Eq. 6 split
-        atten = self.sma(x2)
+        atten, motion = self.sma.attention_and_motion(x2)
         if self.record_attention:
             self.attention = atten.detach().float().mean(1).unflatten(0, (-1, self.snippet_len))
         o2 = torch.addcmul(x2, atten, x2)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
+        if motion is not None:  # deviation: + Conv1x1(mean D), see motion_shortcut
+            o2 = o2 + motion
         if self.kernel is not None:  # Eq. 5: K(X_2) ⊗ (...), depthwise over the T frames
             k = self.kernel(x2).to(o2.dtype)  # (B, c, k)
             taps = [k[:, None, :, j, None, None] for j in range(k.shape[-1])]  # "b c -> b 1 c 1 1"

@@ -48,8 +48,9 @@ from .distributed import (
     DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
 )
 from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
-from .failures import FailedItem, SkipUnreadable, collate_readable, describe_failures
+from .failures import FailedItem, SkipUnreadable, describe_failures
 from .metrics import write_report
+from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
 
 __all__ = ["train", "TrainResult", "build_model", "saved_model_folder", "set_video_layout", "save_model", "epoch_seed", "seed_everything"]
@@ -386,7 +387,8 @@ def train(
     )
     loader_args = dict(
         batch_size=per_rank_batch, sampler=sampler, num_workers=recipe.num_workers, drop_last=False,
-        pin_memory=device.type == "cuda", persistent_workers=False, collate_fn=collate_readable,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+        collate_fn=collate_for_recipe(recipe, unwrap_model(model)),  # + a pseudo-fake per real clip when set
     )
     readable_train_set = SkipUnreadable(train_set, item_id=functools.partial(item_id, train_set))
     reduce_device = device if device.type == "cuda" else None

@@ -1,0 +1,99 @@
+"""Training from real videos: every real clip of a batch also gives its pseudo-fake, on the fly.
+
+``Recipe(pseudo_fakes="temporal")`` (``dynsnip train --pseudo-fakes temporal``) makes
+:func:`~dynsnip.engine.train.train` batch its data with :class:`PseudoFakeCollate`: after
+the dataset has read a batch (normalised clips ``(3, U*T, H, W)``, already sampled and
+flipped), each real clip (label 0) gets a pseudo-fake (label 1) made from the very same
+frames by :class:`dynsnip.data.pseudo_fakes.PseudoFakeGenerator`, appended to the batch.
+A manifest of real videos only thus gives batches of half reals, half pseudo-fakes (a
+real and its pseudo-fake differ only inside the blend mask, the strongest supervision the
+blend can give, as in SBI); fakes already in the manifest stay in the batch as they are.
+``recipe.batch_size`` counts the clips read: a step sees up to twice as many.
+
+Face crops come from ``extract-faces`` / the video loader with the face box in the middle
+``1/1.3`` of the crop, which is where the generator puts the mask. Randomness comes from
+torch's global generator, which :func:`train` seeds per epoch (and DataLoader workers per
+worker), so runs repeat.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from einops import rearrange
+
+from .failures import FailedItem, collate_readable
+
+if TYPE_CHECKING:
+    from ..data.pseudo_fakes import PseudoFakeGenerator
+
+__all__ = ["PseudoFakeCollate", "pseudo_fake_clip", "collate_for_recipe"]
+
+
+def pseudo_fake_clip(
+    pixels: torch.Tensor,
+    generator: "PseudoFakeGenerator",
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    snippet_len: int | None = None,
+    seed: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pseudo-fake of a normalised clip ``pixels (3, F, H, W)`` (``(x - mean) / std``).
+
+    Returns ``(pixels of the pseudo-fake (3, F, H, W), masks (F, H, W))``; the pseudo-fake
+    equals ``pixels`` exactly wherever the mask is 0.
+    """
+    import numpy as np
+
+    mean_t = rearrange(torch.tensor(mean, dtype=torch.float32), "c -> c 1 1 1")
+    std_t = rearrange(torch.tensor(std, dtype=torch.float32), "c -> c 1 1 1")
+    clip01 = (pixels.float() * std_t + mean_t).clamp(0.0, 1.0)
+    params = generator.draw(pixels.shape[1], np.random.default_rng(seed), snippet_len)
+    fake01, masks = generator.blend_tensor(clip01, params)
+    change = rearrange(masks, "f h w -> 1 f h w") > 0
+    return torch.where(change, pixels + (fake01 - clip01) / std_t, pixels), masks
+
+
+class PseudoFakeCollate:
+    """A DataLoader ``collate_fn``: the items of a batch plus a pseudo-fake of each real one.
+
+    Args:
+        generator: the :class:`PseudoFakeGenerator` (mode, magnitude).
+        mean, std: the normalisation of the dataset's clips (the model's data config).
+        snippet_len: T.
+
+    Items are ``(pixels, label)`` or :class:`~dynsnip.engine.failures.FailedItem` (skipped
+    and handed on, as :func:`~dynsnip.engine.failures.collate_readable` does).
+    """
+
+    def __init__(self, generator: "PseudoFakeGenerator", mean: Sequence[float], std: Sequence[float], snippet_len: int):
+        self.generator = generator
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.snippet_len = int(snippet_len)
+
+    def __call__(self, batch: Sequence[Any]) -> tuple[Any, list[FailedItem]]:
+        fakes = []
+        for item in batch:
+            if isinstance(item, FailedItem) or float(item[1]) != 0.0:
+                continue
+            seed = int(torch.randint(0, 2**62, ()).item())
+            pixels, _ = pseudo_fake_clip(item[0], self.generator, self.mean, self.std,
+                                         snippet_len=self.snippet_len, seed=seed)
+            fakes.append((pixels, torch.ones_like(torch.as_tensor(item[1], dtype=torch.float32))))
+        return collate_readable(list(batch) + fakes)
+
+
+def collate_for_recipe(recipe: Any, model: torch.nn.Module) -> Any:
+    """The training ``collate_fn`` of ``recipe``: :func:`collate_readable`, or a
+    :class:`PseudoFakeCollate` with the model's mean / std when ``recipe.pseudo_fakes`` is set."""
+    mode = getattr(recipe, "pseudo_fakes", None)
+    if not mode:
+        return collate_readable
+    from ..data.pipeline import data_config_from_model
+    from ..data.pseudo_fakes import PseudoFakeGenerator
+
+    config = data_config_from_model(model)
+    generator = PseudoFakeGenerator(mode=mode, magnitude=recipe.pseudo_fake_magnitude)
+    return PseudoFakeCollate(generator, config["mean"], config["std"], recipe.snippet_len)
+

@@ -176,3 +176,72 @@ def test_train_on_real_videos_only_records_the_pseudo_fakes(tmp_path, capsys):
 
     with pytest.raises(ValueError, match="pseudo_fakes must be None or one of"):
         Recipe(pseudo_fakes="faceswap")
+
+
+def test_pseudo_fake_pairs_is_a_fixed_evaluation_set():
+    from dynsnip.data import frames_to_tensor
+    from dynsnip.engine.pseudo_fakes import PseudoFakePairs
+
+    clips = [(frames_to_tensor(textured_frames(frames=4, height=24, width=24, seed=i), MEAN, STD), torch.tensor(float(i == 2)))
+             for i in range(3)]
+    pairs = PseudoFakePairs(clips, PseudoFakeGenerator(mode="temporal"), MEAN, STD, snippet_len=4, seed=1)
+    assert len(pairs) == 3 + 2  # a pseudo-fake for each of the two real clips
+    assert [float(pairs[i][1]) for i in range(5)] == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert torch.equal(pairs[3][0], pairs[3][0]) and not torch.equal(pairs[3][0], clips[0][0])
+    assert pairs.item_info(4)["method"] == "pseudo-fake (temporal)" and pairs.item_info(4)["id"] == "1#pseudo-fake-1"
+
+
+def test_pseudo_fakes_command_writes_picture_and_gif_and_never_overwrites(tmp_path, capsys):
+    from dynsnip.cli import main
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for k, frame in enumerate(textured_frames(frames=8, height=40, width=40)):
+        Image.fromarray(frame).save(faces / f"{k:06d}.png")
+    out = tmp_path / "preview"
+    argv = ["pseudo-fakes", str(faces), "--out", str(out), "--mode", "temporal", "--size", "32", "--snippet", "1"]
+    assert main(argv) == 0
+    with Image.open(out / "pseudo_fakes.png") as sheet:
+        assert sheet.size[1] == 4 * (32 + 2)  # rows: real, pseudo-fake, mask, difference
+    with Image.open(out / "pseudo_fakes.gif") as gif:
+        assert gif.n_frames == 8 and gif.size == (3 * 32, 32)
+    assert json.loads((out / "pseudo_fakes.json").read_text())["generator"]["mode"] == "temporal"
+    capsys.readouterr()
+    assert main(argv) == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert main(["pseudo-fakes", str(tmp_path / "missing.mp4"), "--out", str(out)]) == 2
+
+
+def test_gpu_training_script_runs_its_cpu_path_tiny(tmp_path):
+    """benchmarks/train_pseudo_fakes.py (what benchmarks/gpu_pseudo_fakes.sh runs on a GPU) on
+    a folder of real face-crop folders, tiny: it trains, validates on held-out videos and their
+    pseudo-fakes and writes the hub-layout model with its card."""
+    import importlib.util
+    from pathlib import Path
+
+    from dynsnip.hub.load import load_model
+
+    spec = importlib.util.spec_from_file_location(
+        "train_pseudo_fakes", Path(__file__).resolve().parent.parent / "benchmarks" / "train_pseudo_fakes.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    faces = tmp_path / "faces"
+    for name, seed in (("alice", 0), ("bob", 1), ("carol", 2)):
+        (faces / name).mkdir(parents=True)
+        for k, frame in enumerate(textured_frames(frames=8, height=24, width=24, seed=seed)):
+            Image.fromarray(frame).save(faces / name / f"{k:06d}.jpg")
+    out = tmp_path / "gpu"
+    argv = ["--faces", str(faces), "--out", str(out), "--val", "carol", "--model", "dil_resnet18", "--init", "random",
+            "--model-arg", "channels=[8,16,32,64]", "--model-arg", "stem_width=8", "--img-size", "16", "--epochs", "2",
+            "--repeats", "1", "--batch-size", "2", "--num-snippets", "1", "--test-num-snippets", "2", "--workers", "0",
+            "--val-draws", "2", "--device", "cpu", "--mode", "temporal"]
+    summary = script.main(argv)
+    assert summary["epochs_run"] == 2 and summary["val_videos"] == [str(faces / "carol")]
+    config = json.loads((out / "run" / "model" / "config.json").read_text())
+    assert config["training"]["recipe"]["pseudo_fakes"] == "temporal"
+    assert config["evaluation"][0]["overall"]["num_videos"] == 3  # the held-out video + 2 pseudo-fakes of it
+    assert load_model(out / "run" / "model").pretrained_cfg["input_size"][-1] == 16
+    with pytest.raises(SystemExit, match="exists"):
+        script.main(argv)  # an earlier run is never overwritten
+    with pytest.raises(SystemExit, match="no such folders"):
+        script.main([*argv[:4], "--out", str(tmp_path / "other"), "--val", "dave"])

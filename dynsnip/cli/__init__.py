@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "explain",
     "push",
     "demo",
+    "pseudo_fakes",
 )
 
 

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from einops import rearrange
+from torch.utils.data import Dataset
 
 from .failures import FailedItem, collate_readable
 
 if TYPE_CHECKING:
     from ..data.pseudo_fakes import PseudoFakeGenerator
 
-__all__ = ["PseudoFakeCollate", "pseudo_fake_clip", "collate_for_recipe"]
+__all__ = ["PseudoFakeCollate", "PseudoFakePairs", "pseudo_fake_clip", "collate_for_recipe"]
 
 
 def pseudo_fake_clip(
@@ -37,7 +38,7 @@ def pseudo_fake_clip(
     std: Sequence[float],
     *,
     snippet_len: int | None = None,
-    seed: int | None = None,
+    seed: int | Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pseudo-fake of a normalised clip ``pixels (3, F, H, W)`` (``(x - mean) / std``).
 
@@ -82,6 +83,57 @@ class PseudoFakeCollate:
                                          snippet_len=self.snippet_len, seed=seed)
             fakes.append((pixels, torch.ones_like(torch.as_tensor(item[1], dtype=torch.float32))))
         return collate_readable(list(batch) + fakes)
+
+
+class PseudoFakePairs(Dataset):
+    """An evaluation set of real clips and their pseudo-fakes, fixed by ``seed``.
+
+    Items ``0 .. N-1`` are ``dataset``'s; item ``N + k`` is the pseudo-fake of the ``k``-th
+    real item (label 0) of ``dataset``, drawn with the seed ``(seed, k)``: the same every
+    time it is read. Use it to validate or test a detector trained with
+    ``--pseudo-fakes`` on held-out real videos. Reading the labels needs one pass over
+    ``dataset`` (``labels`` skips it).
+
+    Args:
+        dataset: items ``(pixels (3, U*T, H, W), label)`` without augmentation.
+        generator, mean, std, snippet_len: as :class:`PseudoFakeCollate`.
+        seed: seed of the pseudo-fakes.
+        labels: the labels of ``dataset``'s items, if known (e.g. from its manifest).
+    """
+
+    def __init__(self, dataset: Dataset, generator: "PseudoFakeGenerator", mean: Sequence[float],
+                 std: Sequence[float], snippet_len: int, seed: int = 0, labels: Sequence[float] | None = None):
+        self.dataset = dataset
+        self.generator = generator
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.snippet_len = int(snippet_len)
+        self.seed = int(seed)
+        if labels is None:
+            entries = getattr(dataset, "entries", None)
+            labels = ([e.label for e in entries] if entries is not None
+                      else [float(dataset[i][1]) for i in range(len(dataset))])
+        self.reals = [i for i, label in enumerate(labels) if float(label) == 0.0]
+
+    def __len__(self) -> int:
+        return len(self.dataset) + len(self.reals)
+
+    def item_info(self, index: int) -> dict:
+        from .evaluate import item_info
+
+        if index < len(self.dataset):
+            return item_info(self.dataset, index)
+        base = item_info(self.dataset, self.reals[index - len(self.dataset)])
+        k = index - len(self.dataset)
+        return dict(base, id=f"{base['id']}#pseudo-fake-{k}", method=f"pseudo-fake ({self.generator.mode})")
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index < len(self.dataset):
+            return self.dataset[index]
+        k = index - len(self.dataset)
+        pixels, _ = self.dataset[self.reals[k]]
+        fake, _ = pseudo_fake_clip(pixels, self.generator, self.mean, self.std, snippet_len=self.snippet_len,
+                                   seed=[self.seed, k])
+        return fake, torch.tensor(1.0)
 
 
 def collate_for_recipe(recipe: Any, model: torch.nn.Module) -> Any:

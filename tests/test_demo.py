@@ -88,14 +88,16 @@ def test_flicker_clips_items():
 def test_pseudo_fake_clips_reals_are_the_footage_fakes_its_blend():
     footage = synthetic_footage(frames=20)
     clips = PseudoFakeClips([footage], num_snippets=2, snippet_len=4, window=16, stride=4, draws=2,
-                            generator=PseudoFakeGenerator(mode="temporal"))
+                            generator=PseudoFakeGenerator(mode="both"))
     assert len(clips) == 2 * 2 * 2
     spec, indices, _ = clips.sample(0)
     real, label = clips.render(0)
     assert label == 0 and np.array_equal(real, footage.crops[spec.start + indices])  # untouched footage
     fake, label = clips.render(1)
     assert label == 1 and not np.array_equal(fake, real) and np.array_equal(fake, clips.render(1)[0])
-    assert clips.item_info(1)["method"] == "pseudo-fake (temporal)"
+    assert clips.item_info(1)["method"] == "pseudo-fake (both)"
+    twins = PseudoFakeClips([footage], 2, 4, window=16, stride=4, generator=PseudoFakeGenerator(mode="temporal"))
+    assert not np.array_equal(twins.render(0)[0], real)  # temporal: the real item is the consistent twin
     reals_only = PseudoFakeClips([footage], 2, 4, window=16, stride=4, labels=(0,), generator=PseudoFakeGenerator())
     assert {reals_only.items[i].label for i in range(len(reals_only))} == {0}
 

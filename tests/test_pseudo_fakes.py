@@ -120,6 +120,30 @@ def test_temporal_mode_keeps_every_frame_within_the_real_range(real_crops):
     assert fake_motion > 1.1 * real_motion
 
 
+def ks_statistic(a, b) -> float:
+    """Two-sample Kolmogorov-Smirnov distance between empirical CDFs."""
+    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
+    grid = np.concatenate([a, b])
+    return float(np.abs(np.searchsorted(a, grid, "right") / len(a) - np.searchsorted(b, grid, "right") / len(b)).max())
+
+
+def test_temporal_twin_has_the_same_distribution_at_every_frame_and_only_jumps_differ():
+    """The consistent twin (the real side of `temporal` training) and the pseudo-fake: same
+    blend parameters' distribution at every frame, smooth vs jumping from frame to frame."""
+    gen = PseudoFakeGenerator(mode="temporal")
+    rng = np.random.default_rng(0)
+    twin = [gen.draw(8, rng, snippet_len=4, twin=True) for _ in range(2000)]
+    fake = [gen.draw(8, rng, snippet_len=4) for _ in range(2000)]
+    for name in ("translate", "colour", "alpha", "feather"):
+        a = np.stack([getattr(p, name) for p in twin])  # (N, F, ...)
+        b = np.stack([getattr(p, name) for p in fake])
+        for t in (0, 3, 6):
+            assert ks_statistic(a[:, t], b[:, t]) < 0.05, (name, t)
+        jump_twin = np.abs(np.diff(a[:, :4], axis=1)).mean()
+        jump_fake = np.abs(np.diff(b[:, :4], axis=1)).mean()
+        assert jump_fake > 4 * jump_twin, name
+
+
 def test_collate_adds_a_pseudo_fake_per_real_clip_differing_only_inside_its_mask():
     torch.manual_seed(0)
     frames = textured_frames(frames=8, height=32, width=32)
@@ -137,6 +161,10 @@ def test_collate_adds_a_pseudo_fake_per_real_clip_differing_only_inside_its_mask
     again, masks = pseudo_fake_clip(real, PseudoFakeGenerator(mode="both"), MEAN, STD, snippet_len=4, seed=3)
     outside = (masks == 0).expand_as(again[0])
     assert torch.equal(again[:, outside], real[:, outside]) and not torch.equal(again, real)
+    # temporal: the real clip is replaced by its consistent twin
+    temporal = PseudoFakeCollate(PseudoFakeGenerator(mode="temporal"), MEAN, STD, snippet_len=4)
+    (pixels, labels), _ = temporal([(real, torch.tensor(0.0))])
+    assert labels.tolist() == [0.0, 1.0] and not torch.equal(pixels[0], real) and not torch.equal(pixels[0], pixels[1])
 
 
 def write_real_manifest(root, videos=4, frames=12, size=24):

@@ -2,7 +2,8 @@
 
 :class:`PseudoFakeClips` cuts the bundled footage into windows like
 :class:`~dynsnip.demo.synthetic.FlickerClips`, but a real item is the footage **as it is**
-and a fake item is its pseudo-fake (:class:`dynsnip.data.pseudo_fakes.PseudoFakeGenerator`,
+(in ``temporal`` mode: the generator's consistent twin, the same blend drifting smoothly,
+as the training engine uses it) and a fake item is its pseudo-fake (:class:`dynsnip.data.pseudo_fakes.PseudoFakeGenerator`,
 the same generator ``dynsnip train --pseudo-fakes`` uses). For training, the demo reads only
 the real items (``labels=(0,)``) and lets the training engine add the pseudo-fakes
 (``Recipe(pseudo_fakes=MODE)``); the test sets hold both, with fixed draws per item.
@@ -43,11 +44,12 @@ class PseudoFakeClips(FlickerClips):
         return info
 
     def render(self, index: int) -> tuple["np.ndarray", int]:
-        """The clip's frames ``uint8 (U*T, S, S, 3)``: the footage, or its pseudo-fake."""
+        """The clip's frames ``uint8 (U*T, S, S, 3)``: the footage (in ``temporal`` mode its
+        consistent twin, as the training engine makes it), or its pseudo-fake."""
         spec, indices, rng = self.sample(index)
         crops = self.footage[spec.footage].crops[spec.start + indices]
-        if spec.label:
-            crops = self.generator(crops, rng=rng, snippet_len=self.snippet_len).frames
+        if spec.label or self.generator.real_is_twin:
+            crops = self.generator(crops, rng=rng, snippet_len=self.snippet_len, twin=not spec.label).frames
         return crops, spec.label
 
 

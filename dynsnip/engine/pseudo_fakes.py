@@ -5,6 +5,8 @@
 the dataset has read a batch (normalised clips ``(3, U*T, H, W)``, already sampled and
 flipped), each real clip (label 0) gets a pseudo-fake (label 1) made from the very same
 frames by :class:`dynsnip.data.pseudo_fakes.PseudoFakeGenerator`, appended to the batch.
+In ``temporal`` mode the real clip itself is replaced by the generator's consistent twin
+(the same blend drifting smoothly), so that no single frame tells the two apart.
 A manifest of real videos only thus gives batches of half reals, half pseudo-fakes (a
 real and its pseudo-fake differ only inside the blend mask, the strongest supervision the
 blend can give, as in SBI); fakes already in the manifest stay in the batch as they are.
@@ -17,6 +19,7 @@ worker), so runs repeat.
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
@@ -39,8 +42,10 @@ def pseudo_fake_clip(
     *,
     snippet_len: int | None = None,
     seed: int | Sequence[int] | None = None,
+    twin: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pseudo-fake of a normalised clip ``pixels (3, F, H, W)`` (``(x - mean) / std``).
+    """The pseudo-fake of a normalised clip ``pixels (3, F, H, W)`` (``(x - mean) / std``);
+    ``twin``: its consistent twin (see :class:`~dynsnip.data.pseudo_fakes.PseudoFakeGenerator`).
 
     Returns ``(pixels of the pseudo-fake (3, F, H, W), masks (F, H, W))``; the pseudo-fake
     equals ``pixels`` exactly wherever the mask is 0.
@@ -50,7 +55,7 @@ def pseudo_fake_clip(
     mean_t = rearrange(torch.tensor(mean, dtype=torch.float32), "c -> c 1 1 1")
     std_t = rearrange(torch.tensor(std, dtype=torch.float32), "c -> c 1 1 1")
     clip01 = (pixels.float() * std_t + mean_t).clamp(0.0, 1.0)
-    params = generator.draw(pixels.shape[1], np.random.default_rng(seed), snippet_len)
+    params = generator.draw(pixels.shape[1], np.random.default_rng(seed), snippet_len, twin)
     fake01, masks = generator.blend_tensor(clip01, params)
     change = rearrange(masks, "f h w -> 1 f h w") > 0
     return torch.where(change, pixels + (fake01 - clip01) / std_t, pixels), masks
@@ -74,23 +79,26 @@ class PseudoFakeCollate:
         self.snippet_len = int(snippet_len)
 
     def __call__(self, batch: Sequence[Any]) -> tuple[Any, list[FailedItem]]:
-        fakes = []
+        items, fakes = [], []
         for item in batch:
             if isinstance(item, FailedItem) or float(item[1]) != 0.0:
+                items.append(item)
                 continue
-            seed = int(torch.randint(0, 2**62, ()).item())
-            pixels, _ = pseudo_fake_clip(item[0], self.generator, self.mean, self.std,
-                                         snippet_len=self.snippet_len, seed=seed)
-            fakes.append((pixels, torch.ones_like(torch.as_tensor(item[1], dtype=torch.float32))))
-        return collate_readable(list(batch) + fakes)
+            seeds = torch.randint(0, 2**62, (2,)).tolist()
+            make = functools.partial(pseudo_fake_clip, item[0], self.generator, self.mean, self.std,
+                                     snippet_len=self.snippet_len)
+            real = make(seed=seeds[1], twin=True)[0] if self.generator.real_is_twin else item[0]
+            items.append((real, torch.as_tensor(item[1], dtype=torch.float32)))
+            fakes.append((make(seed=seeds[0])[0], torch.tensor(1.0)))
+        return collate_readable(items + fakes)
 
 
 class PseudoFakePairs(Dataset):
     """An evaluation set of real clips and their pseudo-fakes, fixed by ``seed``.
 
-    Items ``0 .. N-1`` are ``dataset``'s; item ``N + k`` is the pseudo-fake of the ``k``-th
-    real item (label 0) of ``dataset``, drawn with the seed ``(seed, k)``: the same every
-    time it is read. Use it to validate or test a detector trained with
+    Items ``0 .. N-1`` are ``dataset``'s (a real one in ``temporal`` mode as its consistent
+    twin, as in training); item ``N + k`` is the pseudo-fake of the ``k``-th real item
+    (label 0) of ``dataset``, drawn with the seed ``(seed, k)``: the same every time it is read. Use it to validate or test a detector trained with
     ``--pseudo-fakes`` on held-out real videos. Reading the labels needs one pass over
     ``dataset`` (``labels`` skips it).
 
@@ -128,7 +136,11 @@ class PseudoFakePairs(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if index < len(self.dataset):
-            return self.dataset[index]
+            pixels, label = self.dataset[index]
+            if self.generator.real_is_twin and float(label) == 0.0:
+                pixels, _ = pseudo_fake_clip(pixels, self.generator, self.mean, self.std, snippet_len=self.snippet_len,
+                                             seed=[self.seed, index, 1], twin=True)
+            return pixels, label
         k = index - len(self.dataset)
         pixels, _ = self.dataset[self.reals[k]]
         fake, _ = pseudo_fake_clip(pixels, self.generator, self.mean, self.std, snippet_len=self.snippet_len,

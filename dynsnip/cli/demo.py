@@ -18,8 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=(
             "Train a small DIL model and the same network without SIMs (frame-level, averaging per-frame logits) "
             "on real face footage bundled with dynsnip and its self-blended pseudo-fakes (the training engine's "
-            "--pseudo-fakes), in two rows: 'temporal' pseudo-fakes (the blend jumps from frame to frame but every "
-            "frame stays within the range of real ones: a frame-level model must stay at chance) and 'both' (a "
+            "--pseudo-fakes), in two rows: 'temporal' pseudo-fakes (the blend jumps from frame to frame; the real clips "
+            "carry the same blend drifting smoothly, so no single frame tells them apart and a frame-level model must "
+            "stay at chance) and 'both' (a "
             "per-clip blend artefact as well: the frame-level model learns something too). Test on footage of "
             "other people, print the table and save the DIL detector for `dynsnip predict`. Under 10 minutes on "
             "2 CPU cores."

@@ -8,9 +8,10 @@ What it does (under 10 minutes on 2 CPU cores):
    made on the fly by the training engine (``Recipe(pseudo_fakes=MODE)``, exactly what
    ``dynsnip train --pseudo-fakes MODE`` does). Two rows, one per mode (:data:`DEMO_MODES`):
 
-   * ``temporal``: small per-frame jumps of the blend, within the range of real frames at
-     every frame: only the local temporal inconsistency tells them apart, so a frame-level
-     detector must stay at chance;
+   * ``temporal``: small per-frame jumps of the blend; the real clips carry the same blend
+     drifting smoothly (the generator's consistent twin), so every frame has the same
+     distribution in both classes: only the local temporal inconsistency tells them apart,
+     and a frame-level detector must stay at chance;
    * ``both``: a per-clip blend artefact (colour, sharpness, scale) plus the per-frame
      jumps: a frame-level detector learns something too.
 

@@ -28,5 +28,5 @@ INIT=(--init random)
 if [ -n "${WEIGHTS:-}" ]; then INIT=(--weights "$WEIGHTS"); fi
 timeout 450 "$PY" benchmarks/train_pseudo_fakes.py --faces "$FACES" --out "$OUT" \
     --val Zhling_1280x720 two_people_320x192_test_vd_rc --mode "${MODE:-both}" "${INIT[@]}" \
-    --time-limit "${TIME_LIMIT:-330}" --workers 12 --amp-dtype bfloat16 2>&1 | tee "$OUT/train.log"
+    --time-limit "${TIME_LIMIT:-330}" --repeats 100 --workers 12 --amp-dtype bfloat16 2>&1 | tee "$OUT/train.log"
 echo "rc=${PIPESTATUS[0]}"

@@ -31,7 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs for each detector (default {d.epochs})")
     p.add_argument("--size", type=int, default=d.size, help=f"face crop side in pixels (default {d.size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g}: training from scratch)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"clips per step (default {d.batch_size})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"real clips per step, each with its pseudo-fake (default {d.batch_size})")
     p.add_argument("--test-draws", type=int, default=d.test_draws,
                    help=f"pseudo-fakes per test window (default {d.test_draws})")
     p.add_argument("--magnitude", choices=("weak", "medium", "strong"), default=d.magnitude,

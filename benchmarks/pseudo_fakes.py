@@ -57,7 +57,7 @@ def throughput(epochs: int = 1, steps: int = 20) -> list[dict]:
     config = DemoConfig(progress=False)
     train_footage, _ = load_footage(config)
     reals = PseudoFakeClips(train_footage, config.num_snippets, config.snippet_len, window=config.window,
-                            train=True, labels=(0,), generator=PseudoFakeGenerator())
+                            stride=config.train_stride, train=True, labels=(0,), generator=PseudoFakeGenerator())
     subset = Subset(reals, list(range(steps * config.batch_size)))
     rows = []
     for mode in (None, "both", None, "both"):  # twice, interleaved: the machine is shared
@@ -107,14 +107,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pseudo_fakes"))
     parser.add_argument("--skip-cross", action="store_true", help="only generation cost and throughput")
+    parser.add_argument("--cross-from", type=Path, help="take the cross table from an earlier run's dynsnip_demo.json")
     parser.add_argument("--epochs", type=int, help="epochs of the cross-table runs (default: the demo's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"torch_threads": torch.get_num_threads()}
     t0 = time.perf_counter()
-    if not args.skip_cross:
+    if args.cross_from:
+        earlier = json.loads(args.cross_from.read_text())
+        report["cross"] = dict(rows=earlier["results"], seconds=earlier["seconds"], data=earlier["data"])
+    elif not args.skip_cross:
         report["cross"] = cross_table(args.out, args.epochs)
+        (args.out / "pseudo_fakes.json").write_text(json.dumps(report, indent=1) + "\n")
     report["generation"] = generation_cost()
     report["throughput"] = throughput()
     report["seconds"] = time.perf_counter() - t0

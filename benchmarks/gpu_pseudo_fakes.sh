@@ -13,6 +13,7 @@
 # Writes OUT/run/model (hub layout + card), OUT/summary.json, OUT/train.log, OUT/gpu.txt.
 set -u
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's dynsnip, installed or not
 PY="${PYTHON:-python}"
 FACES="${FACES:-benchmarks/pseudo_fake_faces}"
 if [ "${1:-}" = "prepare" ]; then

@@ -1,4 +1,5 @@
-"""The embedded demo: a real/fake task that no single frame can solve, and the demo job."""
+"""The embedded demo: face-region pseudo-fakes of bundled footage (temporal / both rows), the
+earlier flicker task (kept as a cross-manipulation test set), and the demo job."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from dynsnip.data.pseudo_fakes import PseudoFakeGenerator
+from dynsnip.demo.pseudo_fake_clips import PseudoFakeClips
 from dynsnip.demo.run import MARKER, DemoConfig, run_demo
 from dynsnip.demo.synthetic import FaceFootage, FaceRerender, FlickerClips, face_footage
 
@@ -82,6 +85,23 @@ def test_flicker_clips_items():
         FaceRerender().apply(np.zeros((2, 8, 9, 3), np.uint8), np.zeros((2, 2)))
 
 
+def test_pseudo_fake_clips_reals_are_the_footage_fakes_its_blend():
+    footage = synthetic_footage(frames=20)
+    clips = PseudoFakeClips([footage], num_snippets=2, snippet_len=4, window=16, stride=4, draws=2,
+                            generator=PseudoFakeGenerator(mode="both"))
+    assert len(clips) == 2 * 2 * 2
+    spec, indices, _ = clips.sample(0)
+    real, label = clips.render(0)
+    assert label == 0 and np.array_equal(real, footage.crops[spec.start + indices])  # untouched footage
+    fake, label = clips.render(1)
+    assert label == 1 and not np.array_equal(fake, real) and np.array_equal(fake, clips.render(1)[0])
+    assert clips.item_info(1)["method"] == "pseudo-fake (both)"
+    twins = PseudoFakeClips([footage], 2, 4, window=16, stride=4, generator=PseudoFakeGenerator(mode="temporal"))
+    assert not np.array_equal(twins.render(0)[0], real)  # temporal: the real item is the consistent twin
+    reals_only = PseudoFakeClips([footage], 2, 4, window=16, stride=4, labels=(0,), generator=PseudoFakeGenerator())
+    assert {reals_only.items[i].label for i in range(len(reals_only))} == {0}
+
+
 def test_face_footage_from_bundled_video():
     from dynsnip.data import bundled_video
 
@@ -104,10 +124,12 @@ def test_demo_job_end_to_end_small(tmp_path, capsys):
 
     out = tmp_path / "demo"
     result = run_demo(DemoConfig(out=out, **SMALL), log=lambda m: None)
-    assert [r["key"] for r in result.rows] == ["dil", "frame_level"]
+    assert [(r["mode"], r["key"]) for r in result.rows] == [
+        ("temporal", "dil"), ("temporal", "frame_level"), ("both", "dil"), ("both", "frame_level")]
     for row in result.rows:
         assert 0.0 <= row["auc"] <= 1.0 and row["train_seconds"] > 0
     report = json.loads((out / MARKER).read_text())
+    assert report["recipes"]["temporal"]["pseudo_fakes"] == "temporal"  # the engine made the fakes
     assert report["data"]["train_footage"] == ["carphone_pristine", "foreman_cif_BA1_FT_C"]
     assert not set(report["data"]["train_footage"]) & set(report["data"]["test_footage"])  # held-out footage
     model = load_model(out)
@@ -115,12 +137,15 @@ def test_demo_job_end_to_end_small(tmp_path, capsys):
     assert model.pretrained_cfg["input_size"][-1] == 16
     assert load_model(out / "frame_level").dil_args["sim_stages"] == []
     # each saved detector's card states its recipe and its score on the held-out footage
-    for key, folder in (("dil", out), ("frame_level", out / "frame_level")):
+    folders = {("temporal", "dil"): out, ("temporal", "frame_level"): out / "frame_level",
+               ("both", "dil"): out / "both", ("both", "frame_level"): out / "both" / "frame_level"}
+    for (mode, key), folder in folders.items():
         config = json.loads((folder / "config.json").read_text())
         (test,) = config["evaluation"]
-        row = next(r for r in result.rows if r["key"] == key)
+        row = next(r for r in result.rows if (r["mode"], r["key"]) == (mode, key))
         assert test["overall"]["auc"] == pytest.approx(row["auc"]) and test["source"] == "dynsnip demo"
         assert config["training"]["recipe"]["epochs"] == config["training"]["epoch"] == SMALL["epochs"]
+        assert config["training"]["recipe"]["pseudo_fakes"] == mode
         assert "## Evaluation" in (folder / "README.md").read_text()
     assert [p.name for p in result.samples] == ["real_Zhling_1280x720.mp4", "fake_Zhling_1280x720.mp4"]
     with VideoReader(result.samples[1]) as video:

@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "manifest",
     "benchmark",
+    "pseudo_fakes",
 )
 
 

@@ -62,6 +62,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
     g.add_argument("--grad-checkpointing", action="store_true", default=None,
                    help="recompute block activations in backward: much less GPU memory, ~1 more forward of time")
+    g.add_argument("--pseudo-fakes", choices=("spatial", "temporal", "both"),
+                   help="every real training clip also gives a self-blended pseudo-fake in the same batch "
+                        "(docs/pseudo_fakes.md; default: none, the manifest's labels only)")
+    g.add_argument("--pseudo-fake-magnitude", choices=("weak", "medium", "strong"),
+                   help="strength of the pseudo-fakes' blend (default medium)")
 
 
 def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
@@ -70,7 +75,7 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     changes = {}
     for name in ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "plateau_patience", "min_lr", "monitor",
                  "num_snippets", "test_num_snippets", "snippet_len", "img_size", "hflip_prob", "amp",
-                 "num_workers", "seed", "grad_clip"):
+                 "num_workers", "seed", "grad_clip", "pseudo_fakes", "pseudo_fake_magnitude"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value

@@ -11,7 +11,8 @@ Modules: :mod:`~dynsnip.data.sampling` (which frames), :mod:`~dynsnip.data.decod
 :mod:`~dynsnip.data.transforms` (normalisation, flip), :mod:`~dynsnip.data.pipeline`
 (video -> clip), :mod:`~dynsnip.data.manifest`, :mod:`~dynsnip.data.datasets`,
 :mod:`~dynsnip.data.extraction` (write face regions once), :mod:`~dynsnip.data.face_folder` (read them through the crop policy), :mod:`~dynsnip.data.errors`,
-:mod:`~dynsnip.data.assets` (bundled real footage).
+:mod:`~dynsnip.data.assets` (bundled real footage), :mod:`~dynsnip.data.pseudo_fakes`
+(self-blended video pseudo-fakes from real clips).
 """
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ _EXPORTS = {
     "snippet_crops": "crop_policy",
     "detection_frames": "crop_policy",
     "snippet_face_box": "boxes",
+    "PseudoFakeGenerator": "pseudo_fakes",
     "bundled_videos": "assets",
     "bundled_video": "assets",
     "bundled_videos_dir": "assets",

@@ -1,5 +1,6 @@
-"""The embedded demo (``dynsnip demo``): DIL against a frame-level detector on real/fake clips
-that the package makes from its bundled real footage (:mod:`dynsnip.demo.synthetic`,
+"""The embedded demo (``dynsnip demo``): DIL against a frame-level detector on real footage
+bundled with the package and its face-region pseudo-fakes (:mod:`dynsnip.demo.synthetic`:
+footage and the earlier flicker task, :mod:`dynsnip.demo.pseudo_fake_clips`,
 :mod:`dynsnip.demo.run`)."""
 from .run import DemoConfig, DemoResult, run_demo
 

@@ -1,26 +1,35 @@
-"""``dynsnip demo``: DIL against a frame-level detector on real/fake clips the package makes itself.
+"""``dynsnip demo``: DIL against a frame-level detector on face-region pseudo-fakes of real footage.
 
-What it does (a few minutes on 2 CPU cores):
+What it does (under 10 minutes on 2 CPU cores):
 
-1. **Data** (:mod:`dynsnip.demo.synthetic`): real face footage shipped with the package is
-   decoded once, faces are found with dlib and cropped. "Real" clips re-render the face
-   region with a brightness / colour change that drifts smoothly over time, "fake" clips draw
-   the same change independently for every frame. Every single frame has the same
-   distribution in both classes; only the local temporal inconsistency differs.
+1. **Data**: real face footage shipped with the package is decoded once, faces are found
+   with dlib and cropped (:mod:`dynsnip.demo.synthetic`). Real clips are the footage as it
+   is; fake clips are its self-blended **pseudo-fakes** (:mod:`dynsnip.data.pseudo_fakes`),
+   made on the fly by the training engine (``Recipe(pseudo_fakes=MODE)``, exactly what
+   ``dynsnip train --pseudo-fakes MODE`` does). Two rows, one per mode (:data:`DEMO_MODES`):
+
+   * ``temporal``: small per-frame jumps of the blend; the real clips carry the same blend
+     drifting smoothly (the generator's consistent twin), so every frame has the same
+     distribution in both classes: only the local temporal inconsistency tells them apart,
+     and a frame-level detector must stay at chance;
+   * ``both``: a per-clip blend artefact (colour, sharpness, scale) plus the per-frame
+     jumps: a frame-level detector learns something too.
+
    Training footage and test footage are **different videos of different people**
    (:data:`TRAIN_FOOTAGE`, :data:`TEST_FOOTAGE`).
-2. **Two detectors, same budget**: a small DIL model (a half-width ``dil_resnet18``: Intra-SIM
-   / Inter-SIM in every block) and the same backbone **without SIMs** (``sim_stages=()``: the
-   frame-level detector, whose video logit is the mean of per-frame logits). Same random
-   init of the shared weights, same data order, same epochs, same optimiser
-   (:func:`demo_recipe`).
-3. **Test** on the held-out footage: AUC, accuracy and time, side by side.
-4. **Saves** the DIL detector in the hub layout to ``--out`` (``dynsnip predict --model OUT``
-   loads it), the frame-level one to ``OUT/frame_level``, a report, and two test videos
-   (one real, one fake) under ``OUT/samples`` to try ``dynsnip predict`` on.
-
-Expected outcome: the frame-level model sits at chance (AUC about 0.5) because no single frame
-carries the label; DIL separates the classes clearly.
+2. **Two detectors per row, same budget**: a small DIL model (a half-width ``dil_resnet18``:
+   Intra-SIM / Inter-SIM in every block) and the same backbone **without SIMs**
+   (``sim_stages=()``: the frame-level detector, whose video logit is the mean of per-frame
+   logits). Same random init of the shared weights, same data order, same epochs, same
+   optimiser (:func:`demo_recipe`).
+3. **Test** on the held-out footage: AUC, accuracy and time, side by side; with
+   ``cross=True`` every detector is also tested on the other modes and on the earlier
+   brightness-flicker fakes (:class:`~dynsnip.demo.synthetic.FlickerClips`): the
+   cross-manipulation table of ``docs/pseudo_fakes.md``.
+4. **Saves** the first row's DIL detector in the hub layout to ``--out`` (``dynsnip predict
+   --model OUT`` loads it), its frame-level one to ``OUT/frame_level``, the other rows' to
+   ``OUT/<mode>/`` and ``OUT/<mode>/frame_level``, a report, and two test videos (the real
+   footage and its pseudo-fake) under ``OUT/samples`` to try ``dynsnip predict`` on.
 """
 from __future__ import annotations
 
@@ -37,9 +46,14 @@ import torch
 from ..engine.evaluate import evaluate
 from ..engine.recipe import Recipe
 from ..engine.train import save_model, train
-from .synthetic import FaceFootage, FaceRerender, FlickerClips, face_footage
+from ..data.pseudo_fakes import MODES, PseudoFakeGenerator
+from .pseudo_fake_clips import PseudoFakeClips, pseudo_fake_video_frames
+from .synthetic import FaceFootage, FlickerClips, face_footage
 
-__all__ = ["DemoConfig", "DemoResult", "run_demo", "demo_recipe", "TRAIN_FOOTAGE", "TEST_FOOTAGE", "MARKER"]
+__all__ = ["DemoConfig", "DemoResult", "run_demo", "demo_recipe", "TRAIN_FOOTAGE", "TEST_FOOTAGE", "MARKER", "DEMO_MODES"]
+
+DEMO_MODES: tuple[str, ...] = ("temporal", "both")  # the rows of the table
+CROSS_TESTS: tuple[str, ...] = (*MODES, "flicker")  # test sets of the cross-manipulation table
 
 # (file in the package, face to follow: None = the largest, k = k-th from the left)
 TRAIN_FOOTAGE: tuple[tuple[str, int | None], ...] = (
@@ -65,17 +79,22 @@ class DemoConfig:
     Attributes:
         out: output folder (created; an existing folder is replaced only if an earlier demo
             wrote it).
-        size: face crop side in pixels (32: the flicker is a face-wide change, visible at
-            any resolution; small crops keep CPU training fast).
+        size: face crop side in pixels (32: small crops keep CPU training fast; the face
+            box is about 25 px, so the blend's translation jitter is sub-pixel).
         channels, stem_width: widths of the ResNet-18 stages (half of the standard
             64-128-256-512): "a small DIL model" that trains on CPUs in minutes.
         num_snippets, test_num_snippets, snippet_len: U for training / testing and T.
         window: consecutive frames a training clip is cut from (U*T*2: room for the
             random snippet offsets of training).
-        epochs, batch_size, lr: the budget shared by both detectors. lr 1e-3 instead of the
+        modes: pseudo-fake modes, one row each (:data:`DEMO_MODES`); magnitude: their strength
+            (``strong``: at 32 px the face box is ~25 px, and the strong per-frame jitter, 3 %
+            of it, is still under a pixel).
+        cross: also test every detector on every mode and on the brightness-flicker fakes.
+        epochs, batch_size, lr: the budget shared by both detectors of a row; ``batch_size``
+            real clips per step, each with its pseudo-fake (2x clips). lr 1e-3 instead of the
             paper's 1e-4: the paper fine-tunes an ImageNet ResNet-50, the demo trains from
             random init (no weights can be downloaded offline).
-        test_draws: re-renderings per test window and label (the test set's size).
+        test_draws: draws per test window and label (the test set's size).
         seed: everything random (init, data order, re-rendering) follows from it.
         threads: torch CPU threads (default 1; None: torch's default, one per core). At this
             size the DIL network is hundreds of small operations per step, and OpenMP's
@@ -96,8 +115,11 @@ class DemoConfig:
     snippet_len: int = 4
     window: int = 16
     train_stride: int = 1
-    epochs: int = 12
-    batch_size: int = 8
+    modes: tuple[str, ...] = DEMO_MODES
+    magnitude: str = "strong"
+    cross: bool = False
+    epochs: int = 8
+    batch_size: int = 4
     lr: float = 1e-3
     test_draws: int = 24
     seed: int = 0
@@ -121,9 +143,9 @@ class DemoResult:
         return format_table(self.rows)
 
 
-def demo_recipe(config: DemoConfig) -> Recipe:
-    """The recipe both detectors get: the paper's optimiser, loss and augmentation with the
-    demo's budget. The learning rate is not divided on a plateau (a fixed budget of
+def demo_recipe(config: DemoConfig, mode: str | None = None) -> Recipe:
+    """The recipe both detectors of the ``mode`` row get: the paper's optimiser, loss and
+    augmentation with the demo's budget, and pseudo-fakes of ``mode`` for every real clip. The learning rate is not divided on a plateau (a fixed budget of
     ``epochs``; the training loss of a from-scratch model sits flat before it drops, and a
     division there would only slow it down)."""
     return Recipe(
@@ -140,18 +162,20 @@ def demo_recipe(config: DemoConfig) -> Recipe:
         amp=False,
         num_workers=0,
         seed=config.seed,
+        pseudo_fakes=mode,
+        pseudo_fake_magnitude=config.magnitude,
     )
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The side-by-side table: test AUC / accuracy, mean fake probability of the real and of
     the fake test clips, training and test time, parameters."""
-    head = (f"{'detector':<32} {'AUC':>6} {'ACC':>6} {'p(fake) real':>12} {'p(fake) fake':>12} "
+    head = (f"{'fakes':<9} {'detector':<32} {'AUC':>6} {'ACC':>6} {'p(fake) real':>12} {'p(fake) fake':>12} "
             f"{'train s':>8} {'test s':>7} {'params':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['name']:<32} {r['auc']:>6.3f} {r['accuracy']:>6.3f} {r['mean_score_real']:>12.3f} "
+            f"{r['mode']:<9} {r['name']:<32} {r['auc']:>6.3f} {r['accuracy']:>6.3f} {r['mean_score_real']:>12.3f} "
             f"{r['mean_score_fake']:>12.3f} {r['train_seconds']:>8.0f} {r['test_seconds']:>7.1f} {r['params'] / 1e6:>6.2f}M"
         )
     return "\n".join(lines)
@@ -197,9 +221,10 @@ def _write_video(frames, path: Path, fps: float) -> None:
             container.mux(packet)
 
 
-def write_samples(footage: FaceFootage, out_dir: Path, rerender: FaceRerender, seed: int, max_side: int = 640) -> list[Path]:
-    """One real and one fake re-rendering of ``footage`` as MP4 videos (whole frames,
-    downscaled to ``max_side``), for ``dynsnip predict``."""
+def write_samples(footage: FaceFootage, out_dir: Path, generator: PseudoFakeGenerator, seed: int,
+                  snippet_len: int = 4, max_side: int = 640) -> list[Path]:
+    """The real footage and its pseudo-fake (mask in each frame's tracked face box) as MP4
+    videos (whole frames, downscaled to ``max_side``), for ``dynsnip predict``."""
     import numpy as np
     from PIL import Image
 
@@ -210,13 +235,11 @@ def write_samples(footage: FaceFootage, out_dir: Path, rerender: FaceRerender, s
         fps = video.fps
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    rng = np.random.default_rng([seed, 7])
     height, width = frames.shape[1:3]
     scale = min(1.0, max_side / max(height, width))
     new_size = (int(round(width * scale / 2)) * 2, int(round(height * scale / 2)) * 2)
-    for label in ("real", "fake"):
-        params = rerender.paths(len(frames), label == "fake", rng)
-        rendered = rerender.apply_to_frames(frames, params, footage.crop_boxes)
+    fake = pseudo_fake_video_frames(frames, footage.crop_boxes, generator, seed, snippet_len)
+    for label, rendered in (("real", frames), ("fake", fake)):
         if scale < 1.0 or new_size != (width, height):
             rendered = np.stack([np.asarray(Image.fromarray(f).resize(new_size, Image.BILINEAR)) for f in rendered])
         path = out_dir / f"{label}_{footage.name.replace('#', '_')}.mp4"
@@ -225,18 +248,18 @@ def write_samples(footage: FaceFootage, out_dir: Path, rerender: FaceRerender, s
     return written
 
 
-DEMO_DATA_NAME = "dynsnip demo: bundled face footage, smooth (real) vs per-frame (fake) re-rendering"
+DEMO_DATA_NAME = "dynsnip demo: bundled real face footage and its {mode} pseudo-fakes"
 
 
 def _card_records(recipe: Recipe, num_train_clips: int, test_report: dict[str, Any]) -> dict[str, Any]:
     """What the saved demo detectors' cards say about their training and test."""
     from ..hub.records import evaluation_record, training_record
 
+    data = DEMO_DATA_NAME.format(mode=recipe.pseudo_fakes)
     return dict(
-        training=training_record(recipe.to_dict(), epoch=recipe.epochs, num_train_clips=num_train_clips,
-                                 data=DEMO_DATA_NAME),
+        training=training_record(recipe.to_dict(), epoch=recipe.epochs, num_train_clips=num_train_clips, data=data),
         evaluation=[evaluation_record(
-            test_report, data=DEMO_DATA_NAME, split="test (footage of other people)",
+            test_report, data=data, split="test (footage of other people)",
             num_snippets=recipe.test_num_snippets, snippet_len=recipe.snippet_len, img_size=recipe.img_size,
             source="dynsnip demo",
         )],
@@ -257,79 +280,114 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] = prin
         torch.set_num_threads(previous_threads)
 
 
+def _test_sets(config: DemoConfig, footage: list[FaceFootage], names: tuple[str, ...]) -> dict[str, Any]:
+    """The held-out test set of each name: a pseudo-fake mode, or ``"flicker"`` (the earlier
+    demo's smooth vs per-frame re-rendering)."""
+    common = dict(window=config.window, stride=1, draws=config.test_draws, train=False, seed=config.seed + 1)
+    sets = {}
+    for name in names:
+        if name == "flicker":
+            sets[name] = FlickerClips(footage, config.test_num_snippets, config.snippet_len, **common)
+        else:
+            generator = PseudoFakeGenerator(mode=name, magnitude=config.magnitude)
+            sets[name] = PseudoFakeClips(footage, config.test_num_snippets, config.snippet_len, generator=generator,
+                                         **common)
+    return sets
+
+
+def _row(name: str, key: str, mode: str, evaluation: Any) -> dict[str, Any]:
+    overall = evaluation.report["overall"]
+    scores: dict[int, list[float]] = {0: [], 1: []}
+    for p in evaluation.predictions:
+        scores[p["label"]].append(p["score"])
+    return dict(
+        name=name, key=key, mode=mode, auc=overall["auc"], accuracy=overall["accuracy"], loss=evaluation.loss,
+        mean_score_real=sum(scores[0]) / len(scores[0]), mean_score_fake=sum(scores[1]) / len(scores[1]),
+        test_seconds=evaluation.report["seconds"],
+    )
+
+
+VARIANTS = (
+    ("DIL (dil_resnet18/2, SIMs)", "dil", {}),
+    ("frame-level (same net, no SIMs)", "frame_level", {"sim_stages": ()}),
+)
+
+
 def _run(config: DemoConfig, out: Path, log: Callable[[str], None]) -> DemoResult:
     start = time.perf_counter()
-    log(f"dynsnip demo: DIL vs a frame-level detector on re-rendered real footage ({torch.get_num_threads()} CPU thread(s))")
+    for mode in config.modes:
+        if mode not in MODES:
+            raise ValueError(f"demo mode must be one of {MODES}, got {mode!r}")
+    log(f"dynsnip demo: DIL vs a frame-level detector on face-region pseudo-fakes of real footage "
+        f"({torch.get_num_threads()} CPU thread(s))")
 
     t0 = time.perf_counter()
     train_footage, test_footage = load_footage(config, log)
-    recipe = demo_recipe(config)
-    train_set = FlickerClips(
+    train_set = PseudoFakeClips(  # real clips only: the engine adds their pseudo-fakes (Recipe.pseudo_fakes)
         train_footage, config.num_snippets, config.snippet_len, window=config.window, stride=config.train_stride,
-        train=True, hflip_prob=recipe.hflip_prob,
+        train=True, hflip_prob=demo_recipe(config).hflip_prob, labels=(0,),
+        generator=PseudoFakeGenerator(mode=config.modes[0], magnitude=config.magnitude),
     )
-    test_set = FlickerClips(
-        test_footage, config.test_num_snippets, config.snippet_len, window=config.window, stride=1,
-        draws=config.test_draws, train=False, seed=config.seed + 1,
-    )
+    test_names = CROSS_TESTS if config.cross else tuple(config.modes)
+    test_sets = _test_sets(config, test_footage, test_names)
     data_seconds = time.perf_counter() - t0
     describe = lambda fs: ", ".join(f"{f.name} ({len(f)} frames)" for f in fs)  # noqa: E731
-    log(f"data ({data_seconds:.0f}s): train footage {describe(train_footage)} -> {len(train_set)} clips per epoch "
-        f"(U={config.num_snippets}, new re-renderings every epoch)")
-    log(f"  held-out test footage {describe(test_footage)} -> {len(test_set)} clips "
+    log(f"data ({data_seconds:.0f}s): train footage {describe(train_footage)} -> {len(train_set)} real clips per "
+        f"epoch (U={config.num_snippets}), each with a new pseudo-fake every epoch")
+    log(f"  held-out test footage {describe(test_footage)} -> {len(test_sets[config.modes[0]])} clips per test set "
         f"(U={config.test_num_snippets}, half real, half fake)")
 
-    variants = (
-        ("DIL (dil_resnet18/2, SIMs)", "dil", {}),
-        ("frame-level (same net, no SIMs)", "frame_level", {"sim_stages": ()}),
-    )
     rows: list[dict[str, Any]] = []
-    models, reports = {}, {}
+    saved: list[tuple[Path, Any, Recipe, dict[str, Any]]] = []
     work = Path(tempfile.mkdtemp(prefix="dynsnip-demo-"))
     try:
-        for name, key, extra in variants:
-            log(f"training {name}: {recipe.epochs} epochs x {len(train_set) // recipe.batch_size + bool(len(train_set) % recipe.batch_size)} "
-                f"steps of {recipe.batch_size} clips, Adam lr {recipe.lr:g}, BCE, horizontal flip")
-            model_kwargs = dict(channels=config.channels, stem_width=config.stem_width, **extra)
-            t0 = time.perf_counter()
-            result = train(recipe, train_set, None, work / key, model_kwargs=model_kwargs, resume=False,
-                           progress=config.progress, log=lambda m: log("  " + m), device="cpu",
-                           save_kwargs=dict(base_model=None), save_checkpoints=False)
-            train_seconds = time.perf_counter() - t0
-            evaluation = evaluate(result.model, test_set, batch_size=16, device="cpu", progress=config.progress)
-            overall = evaluation.report["overall"]
-            scores = {0: [], 1: []}
-            for p in evaluation.predictions:
-                scores[p["label"]].append(p["score"])
-            rows.append(dict(
-                name=name, key=key, auc=overall["auc"], accuracy=overall["accuracy"], loss=evaluation.loss,
-                mean_score_real=sum(scores[0]) / len(scores[0]), mean_score_fake=sum(scores[1]) / len(scores[1]),
-                train_seconds=train_seconds, test_seconds=evaluation.report["seconds"],
-                params=sum(p.numel() for p in result.model.parameters()),
-                final_train_loss=result.history[-1]["train_loss"] if result.history else None,
-            ))
-            models[key] = result.model
-            reports[key] = evaluation.report
-            log(f"  {name}: test AUC {overall['auc']:.3f}, accuracy {overall['accuracy']:.3f}")
+        for mode_index, mode in enumerate(config.modes):
+            recipe = demo_recipe(config, mode)
+            steps = len(train_set) // recipe.batch_size + bool(len(train_set) % recipe.batch_size)
+            for name, key, extra in VARIANTS:
+                log(f"[{mode}] training {name}: {recipe.epochs} epochs x {steps} steps of {recipe.batch_size} real "
+                    f"clips + their {mode} pseudo-fakes, Adam lr {recipe.lr:g}, BCE, horizontal flip")
+                model_kwargs = dict(channels=config.channels, stem_width=config.stem_width, **extra)
+                t0 = time.perf_counter()
+                result = train(recipe, train_set, None, work / f"{mode}_{key}", model_kwargs=model_kwargs,
+                               resume=False, progress=config.progress, log=lambda m: log("  " + m), device="cpu",
+                               save_kwargs=dict(base_model=None), save_checkpoints=False)
+                train_seconds = time.perf_counter() - t0
+                evaluations = {test: evaluate(result.model, test_sets[test], batch_size=16, device="cpu",
+                                              progress=config.progress) for test in test_names}
+                row = _row(name, key, mode, evaluations[mode])
+                row.update(train_seconds=train_seconds, params=sum(p.numel() for p in result.model.parameters()),
+                           final_train_loss=result.history[-1]["train_loss"] if result.history else None,
+                           train_clips_per_s=result.history[-1]["clips_per_s"] if result.history else None)
+                if config.cross:
+                    row["cross"] = {test: _row(name, key, mode, ev) for test, ev in evaluations.items()}
+                    log(f"  [{mode}] {name}: cross AUC " + ", ".join(f"{t} {r['auc']:.3f}" for t, r in row["cross"].items()))
+                rows.append(row)
+                folder = out if mode_index == 0 else out / mode
+                saved.append((folder if key == "dil" else folder / "frame_level", result.model, recipe,
+                              evaluations[mode].report))
+                log(f"  [{mode}] {name}: test AUC {row['auc']:.3f}, accuracy {row['accuracy']:.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for key, directory in (("dil", out), ("frame_level", out / "frame_level")):
-        save_model(models[key], directory, recipe, base_model=None, **_card_records(recipe, len(train_set), reports[key]))
-    samples = write_samples(test_footage[0], out / "samples", train_set.rerender, config.seed) if config.samples else []
+    for directory, model, recipe, report in saved:
+        save_model(model, directory, recipe, base_model=None, **_card_records(recipe, len(train_set), report))
+    sample_generator = PseudoFakeGenerator(mode=config.modes[0], magnitude=config.magnitude)
+    samples = (write_samples(test_footage[0], out / "samples", sample_generator, config.seed, config.snippet_len)
+               if config.samples else [])
     seconds = time.perf_counter() - start
     data = dict(
         train_footage=[f.name for f in train_footage], test_footage=[f.name for f in test_footage],
-        train_clips_per_epoch=len(train_set), test_clips=len(test_set), data_seconds=data_seconds,
-        rerender=asdict(train_set.rerender),
+        train_clips_per_epoch=len(train_set), test_clips=len(test_sets[config.modes[0]]), data_seconds=data_seconds,
+        pseudo_fakes=sample_generator.describe() | {"modes": list(config.modes)},
     )
     report = dict(
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        recipe=recipe.to_dict(), data=data, results=rows, seconds=seconds,
-        samples=[str(p) for p in samples], torch_threads=torch.get_num_threads(),
+        recipes={mode: demo_recipe(config, mode).to_dict() for mode in config.modes}, data=data, results=rows,
+        seconds=seconds, samples=[str(p) for p in samples], torch_threads=torch.get_num_threads(),
     )
     (out / MARKER).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return DemoResult(rows=rows, out=out, seconds=seconds, data=data, samples=samples)

@@ -313,6 +313,7 @@ class FlickerClips(Dataset):
         rerender: the :class:`FaceRerender`.
         mean, std: normalisation (the model's data config; ImageNet by default).
         hflip_prob: flip probability when ``train``.
+        labels: the labels each window gives (``(0,)``: real clips only).
 
     Items are ``(pixels (3, U*T, S, S) float32, label float32 scalar)``; :meth:`item_info`
     names the footage, window and label of an item (used in evaluation reports).
@@ -333,6 +334,7 @@ class FlickerClips(Dataset):
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
         hflip_prob: float = 0.5,
+        labels: Sequence[int] = (0, 1),
     ):
         if not footage:
             raise ValueError("FlickerClips needs at least one FaceFootage")
@@ -352,7 +354,7 @@ class FlickerClips(Dataset):
             starts = list(range(0, len(clip) - length + 1, self.stride)) or [0]
             for start in starts:
                 for draw in range(draws):
-                    for label in (0, 1):
+                    for label in labels:
                         self.items.append(ClipSpec(f, start, length, label, draw))
 
     def __len__(self) -> int:
@@ -375,8 +377,9 @@ class FlickerClips(Dataset):
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         return np.random.default_rng([self.seed, index])
 
-    def render(self, index: int) -> tuple["np.ndarray", int]:
-        """The clip's frames ``uint8 (U*T, S, S, 3)`` (before normalisation/flip) and its label."""
+    def sample(self, index: int) -> tuple[ClipSpec, "np.ndarray", "np.random.Generator"]:
+        """Item ``index``'s spec, the window frames its U snippets use ``(U*T,)`` and the
+        generator of its remaining randomness."""
         from ..data import sample_snippets
 
         spec = self.items[index]
@@ -385,6 +388,11 @@ class FlickerClips(Dataset):
         indices = sample_snippets(
             spec.length, self.num_snippets, self.snippet_len, train=self.train, generator=generator
         ).flatten().numpy()
+        return spec, indices, rng
+
+    def render(self, index: int) -> tuple["np.ndarray", int]:
+        """The clip's frames ``uint8 (U*T, S, S, 3)`` (before normalisation/flip) and its label."""
+        spec, indices, rng = self.sample(index)
         params = self.rerender.paths(spec.length, bool(spec.label), rng)[indices]
         crops = self.footage[spec.footage].crops[spec.start + indices]
         return self.rerender.apply(crops, params), spec.label

@@ -16,6 +16,7 @@ from .data import make_dataset
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .evaluate import EvalResult, evaluate
 from .metrics import accuracy, binary_metrics, roc_auc, video_metrics, write_report
+from .pseudo_fakes import PseudoFakeCollate, pseudo_fake_clip
 from .recipe import PAPER_RECIPE, Recipe
 from .train import TrainResult, build_model, save_model, saved_model_folder, train
 
@@ -30,6 +31,8 @@ __all__ = [
     "saved_model_folder",
     "save_model",
     "make_dataset",
+    "PseudoFakeCollate",
+    "pseudo_fake_clip",
     "roc_auc",
     "accuracy",
     "binary_metrics",

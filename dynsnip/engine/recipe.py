@@ -28,6 +28,9 @@ from typing import Any, Mapping
 
 __all__ = ["Recipe", "PAPER_RECIPE"]
 
+PSEUDO_FAKE_MODES = ("spatial", "temporal", "both")  # dynsnip.data.pseudo_fakes.MODES (no numpy needed here)
+PSEUDO_FAKE_MAGNITUDES = ("weak", "medium", "strong")
+
 
 @dataclass
 class Recipe:
@@ -68,6 +71,11 @@ class Recipe:
         grad_checkpointing: recompute each residual block's activations in the backward
             pass (``model.set_grad_checkpointing()``): far less activation memory for about
             one more forward pass of time; the gradients are the same. Off by default.
+        pseudo_fakes: None (default: the manifest's labels only) or a mode of
+            :mod:`dynsnip.data.pseudo_fakes` (``"spatial"``, ``"temporal"``, ``"both"``):
+            every real training clip also gives its pseudo-fake, on the fly, in the same
+            batch (:mod:`dynsnip.engine.pseudo_fakes`). Not in the paper.
+        pseudo_fake_magnitude: ``"weak"``, ``"medium"`` (default) or ``"strong"``.
     """
 
     model: str = "dil_resnet50.tv_in1k"
@@ -96,6 +104,8 @@ class Recipe:
     log_every: int = 20
     grad_clip: float | None = None
     grad_checkpointing: bool = False
+    pseudo_fakes: str | None = None
+    pseudo_fake_magnitude: str = "medium"
 
     MONITORS = ("auc", "accuracy", "loss")
 
@@ -128,6 +138,11 @@ class Recipe:
             raise ValueError(f"recipe amp_dtype must be 'float16' or 'bfloat16', got {self.amp_dtype!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"recipe grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.pseudo_fakes is not None and self.pseudo_fakes not in PSEUDO_FAKE_MODES:
+            raise ValueError(f"recipe pseudo_fakes must be None or one of {PSEUDO_FAKE_MODES}, got {self.pseudo_fakes!r}")
+        if self.pseudo_fake_magnitude not in PSEUDO_FAKE_MAGNITUDES:
+            raise ValueError(f"recipe pseudo_fake_magnitude must be one of {PSEUDO_FAKE_MAGNITUDES}, "
+                             f"got {self.pseudo_fake_magnitude!r}")
         return self
 
     @property

@@ -55,8 +55,9 @@ from .distributed import (
 )
 from .divergence import batch_indices, check_finite_loss, check_finite_weights
 from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
-from .failures import FailedItem, SkipUnreadable, collate_readable, describe_failures
+from .failures import FailedItem, SkipUnreadable, describe_failures
 from .metrics import write_report
+from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
 from .run_folder import clear_run_outputs, plan_run
 from .run_lock import RunFolderLock
@@ -438,7 +439,8 @@ def train(
     )
     loader_args = dict(
         batch_size=per_rank_batch, sampler=sampler, num_workers=recipe.num_workers, drop_last=False,
-        pin_memory=device.type == "cuda", persistent_workers=False, collate_fn=collate_readable,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+        collate_fn=collate_for_recipe(recipe, unwrap_model(model)),  # + a pseudo-fake per real clip when set
     )
     readable_train_set = SkipUnreadable(train_set, item_id=functools.partial(item_id, train_set))
     reduce_device = device if device.type == "cuda" else None

@@ -73,6 +73,9 @@ def _training_section(config: Mapping[str, Any]) -> str:
                               "for validation"))
     if "hflip_prob" in r:
         rows.append(("augmentation", f"horizontal flip of the whole clip, p = {r['hflip_prob']:g}"))
+    if r.get("pseudo_fakes"):
+        rows.append(("pseudo-fakes", f"every real clip also trained as a `{r['pseudo_fakes']}` self-blended pseudo-fake "
+                                     f"({r.get('pseudo_fake_magnitude', 'medium')}), docs/pseudo_fakes.md"))
     if "amp" in r:
         rows.append(("precision", f"{r.get('amp_dtype', 'float16')} autocast on GPU" if r["amp"] else "float32"))
     table = "\n".join(f"| {k} | {_cell(v)} |" for k, v in rows)

@@ -1,0 +1,104 @@
+"""``dynsnip pseudo-fakes VIDEO --out DIR``: see what ``dynsnip train --pseudo-fakes`` teaches.
+
+The face of the video (or a folder of face crops from ``dynsnip extract-faces``) is cropped,
+a pseudo-fake of it is made (:mod:`dynsnip.data.pseudo_fakes`) and written as
+``DIR/pseudo_fakes.png`` (the frames of one snippet: real, pseudo-fake, mask, difference)
+and ``DIR/pseudo_fakes.gif`` (real | pseudo-fake | mask over the decoded frames).
+Existing files are replaced only with ``--overwrite``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .exit_codes import EXIT_OK, usage_error
+
+OUTPUTS = ("pseudo_fakes.png", "pseudo_fakes.gif", "pseudo_fakes.json")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "pseudo-fakes",
+        help="picture and GIF of the self-blended pseudo-fakes that `train --pseudo-fakes` makes of a video",
+        description=(
+            "Crop the face of VIDEO (dlib) or read a folder of face crops, make its pseudo-fake (real face blended "
+            "with a transformed copy of itself inside a face-shaped mask; the blend constant over the clip, jumping "
+            "from frame to frame, or both) and write DIR/pseudo_fakes.png (one snippet: real, pseudo-fake, mask, "
+            "difference per frame) and DIR/pseudo_fakes.gif. See docs/pseudo_fakes.md."
+        ),
+    )
+    p.add_argument("video", type=Path, metavar="VIDEO", help="a video file, or a folder of face crops (extract-faces)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--mode", choices=("spatial", "temporal", "both"), default="both", help="pseudo-fake mode (default both)")
+    p.add_argument("--magnitude", choices=("weak", "medium", "strong"), default="medium",
+                   help="blend strength (default medium)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0; same seed, same pseudo-fake)")
+    p.add_argument("--snippet-len", type=int, default=4, help="T: frames in the picture's snippet (default 4)")
+    p.add_argument("--snippet", type=int, default=0, help="which snippet of the decoded frames the picture shows")
+    p.add_argument("--size", type=int, default=160, help="face crop side in pixels (default 160)")
+    p.add_argument("--max-frames", type=int, default=48, help="frames decoded from the start / read from the folder (default 48)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing pseudo_fakes.* files in DIR")
+    p.set_defaults(func=run)
+    return p
+
+
+def _face_crops(source: Path, size: int, max_frames: int):
+    """``(crops (F, S, S, 3) uint8, fps)`` of a video (dlib, tracked, 1.3 margin) or a crop folder."""
+    import numpy as np
+    from PIL import Image
+
+    from ..data import VideoReader
+    from ..data.datasets import list_frames
+
+    if source.is_dir():
+        frames = list_frames(source)[:max_frames]
+        crops = []
+        for path in frames:
+            with Image.open(path) as image:
+                crops.append(np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR)))
+        return np.stack(crops), 10.0
+    from ..demo.synthetic import face_footage
+
+    footage = face_footage(source, size, max_frames=max_frames)
+    with VideoReader(source) as video:
+        fps = video.fps
+    return footage.crops, fps
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.errors import VideoError
+    from ..data.pseudo_fake_preview import preview_sheet, write_preview_gif
+    from ..data.pseudo_fakes import PseudoFakeGenerator
+
+    if args.snippet_len < 1 or args.size < 16 or args.max_frames < 1 or args.snippet < 0:
+        return usage_error("pseudo-fakes", "--snippet-len, --max-frames must be >= 1, --size >= 16, --snippet >= 0")
+    if not args.video.exists():
+        return usage_error("pseudo-fakes", f"{args.video}: no such video file or folder of face crops")
+    existing = [name for name in OUTPUTS if (args.out / name).exists()]
+    if existing and not args.overwrite:
+        return usage_error("pseudo-fakes", f"{args.out} already holds {', '.join(existing)}; "
+                                           "pass --overwrite to replace them or choose another --out")
+    try:
+        crops, fps = _face_crops(args.video, args.size, args.max_frames)
+    except (VideoError, OSError) as err:
+        return usage_error("pseudo-fakes", f"{args.video}: {err}")
+    start = args.snippet * args.snippet_len
+    if start + args.snippet_len > len(crops):
+        return usage_error("pseudo-fakes", f"snippet {args.snippet} of {args.snippet_len} frames needs "
+                                           f"{start + args.snippet_len} frames; only {len(crops)} were read")
+    from PIL import Image
+
+    generator = PseudoFakeGenerator(mode=args.mode, magnitude=args.magnitude)
+    fake = generator(crops, seed=args.seed, snippet_len=args.snippet_len)
+    args.out.mkdir(parents=True, exist_ok=True)
+    snippet = slice(start, start + args.snippet_len)
+    Image.fromarray(preview_sheet(crops[snippet], fake.frames[snippet], fake.masks[snippet])).save(args.out / OUTPUTS[0])
+    write_preview_gif(args.out / OUTPUTS[1], crops, fake.frames, fake.masks, fps=fps)
+    (args.out / OUTPUTS[2]).write_text(json.dumps(dict(
+        source=str(args.video), frames=len(crops), size=args.size, seed=args.seed, snippet=args.snippet,
+        snippet_len=args.snippet_len, generator=generator.describe(),
+    ), indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out / OUTPUTS[0]} (snippet {args.snippet}: real, pseudo-fake, mask, difference) and "
+          f"{args.out / OUTPUTS[1]} ({len(crops)} frames); mode {args.mode}, magnitude {args.magnitude}")
+    return EXIT_OK

@@ -19,7 +19,7 @@ FACES="${FACES:-benchmarks/pseudo_fake_faces}"
 if [ "${1:-}" = "prepare" ]; then
     # held out for validation: Zhling_1280x720 and two_people_320x192_test_vd_rc (other people)
     exec "$PY" -m dynsnip extract-faces dynsnip/assets/videos/*.mp4 dynsnip/assets/demo/*.mp4 \
-        --out "$FACES" --size 224 --format jpg --max-frames 160 --workers 2
+        --out "$FACES" --format jpg --max-frames 160 --workers 2
 fi
 OUT="${OUT:-benchmarks/results/gpu_pseudo_fakes}"
 if [ -e "$OUT/run" ]; then echo "$OUT/run exists: choose another OUT" >&2; exit 2; fi

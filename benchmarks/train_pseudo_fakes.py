@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     if (args.out / "run").exists():
         raise SystemExit(f"{args.out / 'run'} exists (an earlier run); choose another --out")
 
+    from torch.utils.data import Subset
+
     from dynsnip.data import FaceFramesDataset
     from dynsnip.data.pipeline import data_config_from_model
     from dynsnip.data.pseudo_fakes import PseudoFakeGenerator
@@ -126,14 +128,19 @@ def main(argv: list[str] | None = None) -> dict:
             channels_last(model)
     config = data_config_from_model(model)
     size = (args.img_size, args.img_size)
-    train_set = FaceFramesDataset(train_entries * args.repeats, num_snippets=recipe.num_snippets, size=size,
-                                  mean=config["mean"], std=config["std"], snippet_len=recipe.snippet_len, train=True)
+    # Each video drawn `repeats` times per epoch (new random snippets each time): a Subset that
+    # repeats indices, since a manifest (and a dataset's entry list) lists each video once.
+    train_set = Subset(FaceFramesDataset(train_entries, num_snippets=recipe.num_snippets, size=size, mean=config["mean"],
+                                         std=config["std"], snippet_len=recipe.snippet_len, train=True),
+                       list(range(len(train_entries))) * args.repeats)
     val_set = None
     if val_entries:
-        held_out = FaceFramesDataset(val_entries * args.val_draws, num_snippets=recipe.test_num_snippets, size=size,
-                                     mean=config["mean"], std=config["std"], snippet_len=recipe.snippet_len)
+        held_out = Subset(FaceFramesDataset(val_entries, num_snippets=recipe.test_num_snippets, size=size,
+                                            mean=config["mean"], std=config["std"], snippet_len=recipe.snippet_len),
+                          list(range(len(val_entries))) * args.val_draws)
         val_set = PseudoFakePairs(held_out, PseudoFakeGenerator(mode=args.mode, magnitude=args.magnitude),
-                                  config["mean"], config["std"], recipe.snippet_len, seed=args.seed + 1)
+                                  config["mean"], config["std"], recipe.snippet_len, seed=args.seed + 1,
+                                  labels=[e.label for e in val_entries] * args.val_draws)
     run_dir = args.out / "run"
     setup_seconds = time.perf_counter() - start
     epoch_seconds: list[float] = []

@@ -168,6 +168,15 @@ def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ra
     return gather_shards(list(_run_all(jobs[ranks.rank::ranks.world_size], workers)), len(jobs), ranks)
 
 
+def _one_torch_thread() -> None:
+    """Worker processes compute with one torch thread, as DataLoader workers do: a process
+    forked after the parent started its OpenMP thread pool hangs in its first parallel region
+    (seen with MTCNN in two workers), and several workers already use the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
     """:func:`_extract` of each job, in the order of ``jobs``, with up to ``workers`` processes.
 
@@ -181,7 +190,7 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_one_torch_thread) as pool:
                 for outcome in pool.map(_extract, jobs):
                     yield outcome
                     done += 1

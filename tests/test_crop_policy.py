@@ -132,3 +132,27 @@ def test_detect_device_is_the_ranks_gpu_under_torchrun(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert detect_device("cuda") == "cuda:3" and detect_device("cuda:1") == "cuda:1"
+
+
+def test_evaluate_reports_the_face_coverage_of_extracted_folders(real_and_fake, tmp_path):
+    """A report over extract-faces folders says, per video, how much of it showed a face
+    (as recorded in faces.json), and sums it up."""
+    import timm
+
+    from dynsnip.data import FaceFramesDataset
+    from dynsnip.data.manifest import ManifestEntry
+    from dynsnip.engine import evaluate
+
+    real, fake = real_and_fake
+    real_out, fake_out = tmp_path / "real", tmp_path / "fake"
+    extract_face_frames(real, real_out, scale=0.5)
+    extract_face_frames(fake, fake_out, boxes_from=real_out, scale=0.5)
+    recorded = {str(f): json.loads((f / "faces.json").read_text())["face_coverage"] for f in (real_out, fake_out)}
+    dataset = FaceFramesDataset([ManifestEntry(real_out, 0), ManifestEntry(fake_out, 1)], num_snippets=2,
+                                size=(16, 16), snippet_len=4)
+    model = timm.create_model("dil_resnet18", num_classes=1, channels=[8, 16, 32, 64], stem_width=8)
+    result = evaluate(model, dataset, batch_size=2, device="cpu", progress=False)
+    assert {p["id"]: p["face_coverage"] for p in result.predictions} == recorded
+    summary = result.report["face_coverage"]
+    assert summary["videos"] == 2 and summary["lowest"] == min(recorded.values())
+    assert summary["mean"] == pytest.approx(sum(recorded.values()) / 2)

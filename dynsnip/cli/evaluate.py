@@ -113,6 +113,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"{args.model} on {args.manifest}" + (f" [{args.split}]" if args.split else "")
                   + f": U={recipe.test_num_snippets} x T={recipe.snippet_len} at {size} px")
             print(format_report(result.report))
+            if cover := result.report.get("face_coverage"):
+                print(f"face coverage of {cover['videos']} video(s): mean {cover['mean']:.2f}, lowest {cover['lowest']:.2f}, "
+                      f"{cover['videos_below_half']} below 0.5")
             if result.failures:
                 print(f"dynsnip evaluate: {len(result.failures)} video(s) could not be read or scored and are not in the "
                       "metrics:", file=sys.stderr)

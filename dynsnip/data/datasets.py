@@ -250,6 +250,13 @@ class FaceFramesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def item_info(self, index: int) -> dict[str, Any]:
+        """``{"id", "method", "face_coverage"}`` of item ``index`` for reports: the coverage
+        extract-faces recorded for the folder (None for folders of ready crops)."""
+        entry = self.entries[index]
+        return {"id": str(entry.path), "method": entry.method,
+                "face_coverage": FaceFolder.recorded_coverage(entry.path)}
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
         frames = frame_sequence(entry.path)

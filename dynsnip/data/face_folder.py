@@ -49,6 +49,17 @@ class FaceFolder:
             raise ValueError(f"{self.folder}: {len(frames)} frame images, faces.json lists {self.num_frames}")
 
     @staticmethod
+    def recorded_coverage(folder: str | os.PathLike[str]) -> float | None:
+        """The ``face_coverage`` extract-faces recorded for ``folder`` (the fraction of the frames
+        its detector looked at that showed a face), or None when it recorded none."""
+        meta = Path(folder) / "faces.json"
+        try:
+            value = json.loads(meta.read_text()).get("face_coverage") if meta.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            return None
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @staticmethod
     def open(folder: str | os.PathLike[str], frames: list[Path]) -> "FaceFolder | None":
         """The folder read through the crop policy, or None when it has no such ``faces.json``
         (a folder of ready crops: the frames are used whole)."""

@@ -148,6 +148,15 @@ def _check_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, 0].float()
 
 
+def coverage_summary(coverages: Sequence[float]) -> dict[str, Any]:
+    """``{"videos", "mean", "lowest", "videos_below_half"}`` of the per-video face coverages of a
+    report (the fraction of the frames the face detector looked at that showed a face; one half
+    is the default ``--min-face-coverage``, below which prediction refuses a verdict)."""
+    values = [float(c) for c in coverages]
+    return {"videos": len(values), "mean": sum(values) / len(values), "lowest": min(values),
+            "videos_below_half": sum(v < 0.5 for v in values)}
+
+
 def _non_finite_outputs(dataset: Dataset, rows: list[tuple[int, float, float, float]]) -> tuple[list, list[FailedItem]]:
     """``rows`` without the videos that have a clip with a NaN / inf logit, and a failure per such clip."""
     failed = [FailedItem(r[0], item_id(dataset, r[0]), NON_FINITE_OUTPUT,
@@ -239,8 +248,12 @@ def evaluate(
     report["num_failed"] = len(failures)
     report["failed"] = [f.report() for f in failures]
     report["failed_by_reason"] = count_reasons(failures)  # e.g. low_face_coverage: below the face-coverage threshold
+    coverage_of = {i["id"]: i["face_coverage"] for i in infos if i.get("face_coverage") is not None}
     predictions = [
-        {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {})}
+        {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {}),
+         **({"face_coverage": coverage_of[v]} if v in coverage_of else {})}
         for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))
     ]
+    if coverage_of:  # frame folders written by extract-faces: how much of each video showed a face
+        report["face_coverage"] = coverage_summary([coverage_of[v] for v in ids if v in coverage_of])
     return EvalResult(report=report, predictions=predictions)

@@ -226,7 +226,8 @@ class MtcnnFaceDetector:
 
     def __repr__(self) -> str:
         return (
-            f"MtcnnFaceDetector(detect_short_side={self.detect_short_side}, max_upscale={self.max_upscale}, min_face={self.min_face}, "
+            f"MtcnnFaceDetector(detect_short_side={self.detect_short_side}, max_upscale={self.max_upscale}, "
+            f"min_face={self.min_face}, "
             f"thresholds={self.thresholds}, device='{self.device}')"
         )
 
@@ -271,8 +272,10 @@ def create_face_detector(spec: DetectorSpec = DEFAULT_FACE_DETECTOR, **options) 
     """
     if spec is None or callable(spec):
         return spec
-    dlib_options = {k: v for k, v in options.items() if k in ("detect_short_side", "upsample", "threshold", "max_upscale")}
-    mtcnn_options = {k: v for k, v in options.items() if k in ("detect_short_side", "min_face", "device", "batch_size", "max_upscale")}
+    dlib_keys = ("detect_short_side", "max_upscale", "upsample", "threshold")
+    mtcnn_keys = ("detect_short_side", "max_upscale", "min_face", "device", "batch_size")
+    dlib_options = {k: v for k, v in options.items() if k in dlib_keys}
+    mtcnn_options = {k: v for k, v in options.items() if k in mtcnn_keys}
     if spec == "dlib":
         return DlibFaceDetector(**dlib_options)
     if spec == "mtcnn":

@@ -4,8 +4,10 @@ A frame must at least be decoded, so decode-only frames/s on the same videos is 
 For each setting this script measures, over every frame of each video:
 
 * ``decode only``: every frame decoded to RGB (the limit);
-* ``before (...)``: what ``extract-faces`` did up to this change: decode + dlib on every
-  frame at a 480 px short side, and the same at the video's full resolution;
+* ``before (...)``: what ``extract-faces`` did before detecting on every k-th frame: decode +
+  dlib on every frame at a 480 px short side (small frames upsampled to it), and the same at
+  the video's full resolution; with ``--write`` also the ``auto``, k = 4 extraction before
+  small frames' upsampling was capped (``max_upscale=None``);
 * per backend (dlib, mtcnn, auto) and ``detect_every`` k: decode + the detection pass
   (:func:`dynsnip.data.extraction` detects on every k-th frame, converting only those frames
   to RGB), and with ``--write`` the whole ``extract_face_frames`` (second pass and PNGs).
@@ -93,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     videos = args.videos or list(bundled_videos())
     everies = [int(k) for k in args.every.split(",")]
     settings: dict[str, tuple] = {"decode only": (decode_only,)}
-    settings["before: dlib 480 px, every frame"] = (detect_all_frames, DlibFaceDetector())
+    settings["before: dlib 480 px, every frame"] = (detect_all_frames, DlibFaceDetector(max_upscale=None))
     if not args.no_full_resolution:
         settings["before: dlib full resolution, every frame"] = (detect_all_frames, DlibFaceDetector(detect_short_side=None))
+    if args.write:  # the previous default: small frames upsampled to the 480 px working size (no max_upscale)
+        settings["auto, k=4, upsampling not capped: extract_face_frames"] = (
+            "write", create_face_detector("auto", device=args.device, max_upscale=None), 4)
     for backend in args.backends.split(","):
         detector = create_face_detector(backend, device=args.device)
         for every in everies:

@@ -181,3 +181,18 @@ def test_training_loader_flips_whole_clips():
     same = plain(two_people())  # 9 frames, U=2: 4-frame segments leave no slack for random offsets
     assert torch.equal(flipped.frame_indices, same.frame_indices)
     assert torch.allclose(flipped.pixels, same.pixels.flip(-1))
+
+
+def test_working_scale_downsamples_to_the_short_side_and_caps_upsampling():
+    from dynsnip.data.faces import working_scale
+
+    assert working_scale((720, 1280), 480, 2.0) == pytest.approx(480 / 720)  # large frames: to the short side
+    assert working_scale((144, 176), 480, 2.0) == 2.0  # small frames: capped (not 3.33x)
+    assert working_scale((144, 176), 480, None) == pytest.approx(480 / 144)
+    assert working_scale((300, 400), 480, 2.0) == pytest.approx(1.6)  # under the cap: to the short side
+    assert working_scale((144, 176), None, 2.0) == 1.0  # native resolution
+    # the cap changes what dlib runs on: the boxes stay in frame pixels and on the face
+    frame = read_frames(bundled_video("carphone_pristine"), [60])[0]
+    capped, uncapped = DlibFaceDetector()(frame), DlibFaceDetector(max_upscale=None)(frame)
+    assert len(capped) == len(uncapped) == 1
+    assert np.abs(capped[0, :4] - uncapped[0, :4]).max() < 0.2 * (uncapped[0, 2] - uncapped[0, 0])

@@ -61,7 +61,7 @@ def test_frame_scores_average_to_the_video_logit(tiny_model):
 
 def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     """The FF++ test videos are one clip linked under many names: every score is the same up to
-    float noise, so every video is called real and each per-method accuracy is exactly 0.5."""
+    float noise, so every video gets the same call and each per-method accuracy is exactly 0.5."""
     root = ffpp_tree(tmp_path / "ffpp")
     out = tmp_path / "bench"
     argv = ["benchmark", "ffpp-hq", "--model", str(tiny_model), "--data", str(root), "--out", str(out),
@@ -75,7 +75,9 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     rows = {r["subset"]: r for r in result["rows"]}
     with (out / "report_videos.csv").open() as f:
         videos = list(csv.DictReader(f))
-    assert len(videos) == 10 and max(float(v["score"]) for v in videos) < 0.5
+    scores = [float(v["score"]) for v in videos]
+    assert len(videos) == 10 and max(scores) - min(scores) < 1e-4  # one clip under ten names
+    called_fake = scores[0] >= 0.5  # which side of 0.5 depends on the random tiny model only
     assert result["methods_missing"] == []
     assert list(rows) == ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all methods"]
     for method, paper in (("Deepfakes", 1.0), ("Face2Face", 0.9929), ("FaceSwap", 1.0), ("NeuralTextures", 0.9643)):
@@ -88,7 +90,7 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
             roc_auc([float(v["score"]) for v in subset], [int(v["label"]) for v in subset]))
     all4 = rows["all methods"]
     assert (all4["video"]["num_real"], all4["video"]["num_fake"], all4["paper"], all4["video"]["accuracy"]) == (
-        2, 8, None, 0.2)
+        2, 8, None, 0.8 if called_fake else 0.2)
     with (out / "test_manifest.csv").open() as f:
         tested = list(csv.DictReader(f))
     assert len(tested) == 10 and all(FFPP_TEST_PAIR[0] in r["path"] or FFPP_TEST_PAIR[1] in r["path"] for r in tested)

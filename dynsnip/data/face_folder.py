@@ -42,7 +42,6 @@ class FaceFolder:
         self.margin = float(meta["margin"])
         self.detect_every = int(meta["detect_every"])
         self.scale = meta.get("scale")
-        self.face_coverage = float(meta.get("face_coverage", 1.0))
         self.detections = read_detections(meta)
         self.regions = np.array([f["region"] for f in meta["frames"]], dtype=np.int64)
         if len(frames) != self.num_frames:

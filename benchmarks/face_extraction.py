@@ -8,9 +8,10 @@ For each setting this script measures, over every frame of each video:
   dlib on every frame at a 480 px short side (small frames upsampled to it), and the same at
   the video's full resolution; with ``--write`` also the ``auto``, k = 4 extraction before
   small frames' upsampling was capped (``max_upscale=None``);
-* per backend (dlib, mtcnn, auto) and ``detect_every`` k: decode + the detection pass
-  (:func:`dynsnip.data.extraction` detects on every k-th frame, converting only those frames
-  to RGB), and with ``--write`` the whole ``extract_face_frames`` (second pass and PNGs).
+* per backend (dlib, mtcnn, auto) and ``detect_every`` k: decode + detection on every k-th
+  frame (the detection's share), and with ``--write`` the whole ``extract_face_frames`` (one
+  decoding pass: detection, and the regions written as PNGs) and, as the other share,
+  ``extract_face_frames`` given the boxes of an earlier run (decoding and writing only).
 
 It prints a table of frames/s, face coverage (fraction of the looked-at frames with a face)
 and the ratio of each setting's time to decode-only's (``x decode``; 1.0 = at the limit),
@@ -65,12 +66,23 @@ def detection_pass(path: Path, detector, every: int) -> tuple[int, int]:
     return len(detections), sum(len(d) > 0 for d in detections.values())
 
 
-def full_extraction(path: Path, detector, every: int, scratch: Path) -> tuple[int, int]:
+def full_extraction(path: Path, detector, every: int, scratch: Path, boxes_from: Path | None = None) -> tuple[int, int]:
     from dynsnip.data.extraction import extract_face_frames
 
     out = scratch / f"{path.stem}_{time.perf_counter_ns()}"
-    result = extract_face_frames(path, out, face_detector=detector, detect_every=every, min_face_coverage=0.0)
+    result = extract_face_frames(path, out, face_detector=detector, detect_every=every, min_face_coverage=0.0,
+                                 boxes_from=boxes_from)
     return result.frames_checked, result.num_detected
+
+
+def writing_only(path: Path, every: int, scratch: Path) -> tuple[int, int]:
+    """extract_face_frames with the boxes read from an earlier extraction of the same video
+    (``boxes_from``): decoding and writing the regions, no detection."""
+    source = scratch / f"source_{path.stem}_k{every}"
+    if not source.exists():
+        full_extraction(path, "dlib", every, scratch / "unused", None)  # any boxes will do
+        next((scratch / "unused").glob(f"{path.stem}_*")).rename(source)
+    return full_extraction(path, "dlib", every, scratch, source)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             settings[f"{backend}, k={every}: detection pass"] = (detection_pass, detector, every)
             if args.write:
                 settings[f"{backend}, k={every}: extract_face_frames"] = ("write", detector, every)
+    if args.write:
+        settings["decode + write regions, boxes given (no detection), k=4"] = ("write_only", 4)
 
     times: dict[str, list[float]] = {name: [] for name in settings}
     counts: dict[str, tuple[int, int]] = {}
@@ -118,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 for video in videos:
                     if job == "write":
                         c, f = full_extraction(video, *params, Path(scratch))
+                    elif job == "write_only":
+                        c, f = writing_only(video, *params, Path(scratch))
                     else:
                         c, f = job(video, *params)
                     checked, found = checked + c, found + f

@@ -52,6 +52,8 @@ Image = require("PIL.Image")
 
 CROP_POLICY = "snippet-box-v1"  # faces.json format: regions + detections for crop_policy.snippet_crops
 DETECTION_BATCH = 16
+# decoded frames held while their regions wait for detections (beyond it: decoded again at the end)
+MAX_BUFFERED_BYTES = 512 * 2**20
 # PNG is lossless at every level; level 1 encodes ~3.5x faster than Pillow's default 6 for
 # files ~3-17% larger (measured on 100-400 px face regions of the bundled footage)
 PNG_COMPRESS_LEVEL = 1
@@ -83,6 +85,84 @@ def _pad_region(box: "np.ndarray", frame_size: tuple[int, int]) -> list[int]:
             min(width, int(box[2]) + pad), min(height, int(box[3]) + pad)]
 
 
+class RegionStream:
+    """The context region of each frame (see :func:`context_regions`), frame by frame, as the
+    detections of the looked-at frames arrive in increasing frame order.
+
+    A frame's region is final once the windows of T frames containing it are known (the
+    detections through ``i + T - 1``), and, where one of those windows has no face, once the
+    nearest later window with a face is known too (or the video has ended): a single pass
+    over the video can then write each frame a few frames after decoding it.
+
+    Usage: :meth:`add` the detections of frames ``0, k, 2k, ...`` in order (an empty array for
+    no face), then take :meth:`ready` regions; after the last looked-at frame every region is
+    ready.
+    """
+
+    def __init__(self, num_frames: int, frame_size: tuple[int, int], margin: float, snippet_len: int,
+                 detect_every: int) -> None:
+        self.num_frames, self.frame_size, self.margin = int(num_frames), frame_size, margin
+        self.snippet_len, self.detect_every = int(snippet_len), int(detect_every)
+        self.windows = np.full((self.num_frames, 4), np.nan)  # crop of the window starting at s
+        self.detections: dict[int, np.ndarray] = {}
+        self.known = 0  # windows[s] is final for s < known
+        self.next_frame = 0  # the next frame whose region :meth:`ready` returns
+        self._next_looked_at = 0
+
+    def add(self, index: int, detections: "np.ndarray") -> None:
+        """Record the detections of looked-at frame ``index`` (the next multiple of k)."""
+        if index != self._next_looked_at:
+            raise ValueError(f"detections must arrive for frames 0, k, 2k, ... in order: expected frame "
+                             f"{self._next_looked_at}, got {index}")
+        self.detections[index] = detections
+        self._next_looked_at += self.detect_every
+        t, last = self.snippet_len, self.num_frames - 1
+        # window s needs the looked-at frames up to min(s + T - 1, last): all known below the next one
+        while self.known < self.num_frames and (
+            min(self.known + t - 1, last) < self._next_looked_at or self._next_looked_at > last
+        ):
+            s = self.known
+            frames = [min(f, last) for f in range(s, s + t)]
+            face = snippet_face_box([self.detections[f] for f in frames if f % self.detect_every == 0])
+            if not np.isnan(face).any():
+                self.windows[s] = square_crop_box(face, self.frame_size, self.margin)
+            self.known += 1
+
+    @property
+    def complete(self) -> bool:
+        """Every looked-at frame has been added."""
+        return self.known == self.num_frames
+
+    def ready(self, until: int | None = None) -> list[tuple[int, "np.ndarray"]]:
+        """``(frame index, region (4,) int)`` of the frames whose region is now final, in order
+        (only frames before ``until``, when given: those decoded so far).
+
+        Raises:
+            ValueError: the video is complete and no window has a face.
+        """
+        out = []
+        t = self.snippet_len
+        stop = self.known if until is None else min(self.known, until)
+        while self.next_frame < stop:
+            i = self.next_frame
+            near = self.windows[max(0, i - t + 1): i + 1]
+            near = near[~np.isnan(near).any(axis=1)]
+            if len(near) < min(t, i + 1):  # some window borrows: add the nearest found ones
+                found = np.flatnonzero(~np.isnan(self.windows[:self.known]).any(axis=1))
+                before, after = found[found <= i], found[found > i]
+                if len(after) == 0 and not self.complete:
+                    break  # a later window may still have a face
+                if len(before) == 0 and len(after) == 0:
+                    raise ValueError("no window with a face")
+                extra = [self.windows[before[-1]]] if len(before) else []
+                extra += [self.windows[after[0]]] if len(after) else []
+                near = np.concatenate([near, np.array(extra).reshape(-1, 4)])
+            union = np.array([near[:, 0].min(), near[:, 1].min(), near[:, 2].max(), near[:, 3].max()])
+            out.append((i, np.array(_pad_region(union, self.frame_size), dtype=np.int64)))
+            self.next_frame += 1
+        return out
+
+
 def context_regions(
     detections: Mapping[int, "np.ndarray"],
     num_frames: int,
@@ -97,28 +177,15 @@ def context_regions(
     (:func:`~dynsnip.data.boxes.snippet_face_box` of its looked-at frames, squared with
     ``margin``); the region is their union, padded (:func:`_pad_region`). A frame none of
     whose windows has a face gets the crops of the nearest windows with a face before and
-    after it (where a borrowed box most likely comes from).
+    after it (where a borrowed box most likely comes from). The same as :class:`RegionStream`
+    fed every detection at once.
     """
-    windows = np.full((num_frames, 4), np.nan)  # crop of the window starting at s
-    for start in range(num_frames):
-        frames = [min(f, num_frames - 1) for f in range(start, start + snippet_len)]
-        face = snippet_face_box([detections[f] for f in frames if f % detect_every == 0])
-        if not np.isnan(face).any():
-            windows[start] = square_crop_box(face, frame_size, margin)
-    with_face = np.flatnonzero(~np.isnan(windows).any(axis=1))
-    if len(with_face) == 0:
-        raise ValueError("no window with a face")
+    stream = RegionStream(num_frames, frame_size, margin, snippet_len, detect_every)
+    for index in range(0, num_frames, detect_every):
+        stream.add(index, detections[index])
     regions = np.zeros((num_frames, 4), dtype=np.int64)
-    for i in range(num_frames):
-        near = windows[max(0, i - snippet_len + 1): i + 1]
-        near = near[~np.isnan(near).any(axis=1)]
-        if len(near) < min(snippet_len, i + 1):  # some window borrows: add the nearest found ones
-            before, after = with_face[with_face <= i], with_face[with_face > i]
-            extra = [windows[before[-1]]] if len(before) else []
-            extra += [windows[after[0]]] if len(after) else []
-            near = np.concatenate([near, np.array(extra).reshape(-1, 4)])
-        union = np.array([near[:, 0].min(), near[:, 1].min(), near[:, 2].max(), near[:, 3].max()])
-        regions[i] = _pad_region(union, frame_size)
+    for i, region in stream.ready():
+        regions[i] = region
     return regions
 
 
@@ -202,38 +269,32 @@ def extract_face_frames(
                                       f"the fake {width}x{height}; expected the same frame size to share face boxes")
         fps = video.fps
         looked_at = list(range(0, num_frames, detect_every))
-        if source_detections is not None:
-            detections = {i: source_detections.get(i, np.zeros((0, 15))) for i in looked_at}
-        elif detector is not None:
-            detections = _detect_every_kth(video, num_frames, detect_every, detector)
-        if detector is None and source_detections is None:
-            detections = {}
-            regions = np.tile([0, 0, width, height], (num_frames, 1))
-            with_face = 0
-        else:
-            with_face = sum(1 for i in looked_at if len(detections[i]))
-            if with_face == 0:
-                what = "frames the detector looked at" + (f" (every {detect_every}th)" if detect_every > 1 else "")
-                raise NoFaceError(video_path, no_face_message(len(looked_at), what))
-            if with_face / len(looked_at) < min_face_coverage:
-                raise LowFaceCoverageError(video_path, with_face / len(looked_at), min_face_coverage, len(looked_at))
-            regions = context_regions(detections, num_frames, (width, height), margin, snippet_len, detect_every)
+        writer = _RegionWriter(partial, image_format, scale, interpolation)
         partial.mkdir(parents=True)
         try:
-            for index, frame in video.iter_frames(0, num_frames):
-                x0, y0, x1, y1 = (int(v) for v in regions[index])
-                if scale is None:
-                    crop = frame[y0:y1, x0:x1]
-                else:
-                    size = (max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale)))
-                    crop = crop_and_resize(frame[None], [(x0, y0, x1, y1)], size, interpolation)[0]
-                image = Image.fromarray(np.ascontiguousarray(crop))
-                target = partial / f"{index:06d}.{image_format}"
-                if image_format == "jpg":
-                    image.save(target, quality=95)
-                else:
-                    image.save(target, compress_level=PNG_COMPRESS_LEVEL)
-            checked = len(looked_at) if detections else 0
+            if detector is None and source_detections is None:
+                detections: dict[int, np.ndarray] = {}
+                regions = np.tile([0, 0, width, height], (num_frames, 1))
+                for index, frame in video.iter_frames(0, num_frames):
+                    writer.write(index, frame, regions[index])
+                with_face = checked = 0
+            else:
+                def check_coverage(found: int) -> None:
+                    if found == 0:
+                        what = "frames the detector looked at" + (f" (every {detect_every}th)" if detect_every > 1 else "")
+                        raise NoFaceError(video_path, no_face_message(len(looked_at), what))
+                    if found / len(looked_at) < min_face_coverage:
+                        raise LowFaceCoverageError(video_path, found / len(looked_at), min_face_coverage, len(looked_at))
+
+                stream = RegionStream(num_frames, (width, height), margin, snippet_len, detect_every)
+                if source_detections is not None:
+                    for i in looked_at:
+                        stream.add(i, source_detections.get(i, np.zeros((0, 15))))
+                regions = _single_pass(video, num_frames, stream, detector if source_detections is None else None,
+                                       writer, check_coverage)
+                detections = stream.detections
+                with_face = sum(1 for i in looked_at if len(detections[i]))
+                checked = len(looked_at)
             meta = dict(
                 crop_policy=CROP_POLICY,
                 source=str(Path(video_path)),
@@ -257,8 +318,86 @@ def extract_face_frames(
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-    return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face,
-                          frames_checked=len(looked_at) if detections else 0)
+    return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked)
+
+
+class _RegionWriter:
+    """Saves the context region of a frame as ``<index>.png`` (or ``.jpg``) in ``folder``."""
+
+    def __init__(self, folder: Path, image_format: str, scale: float | None, interpolation: str) -> None:
+        self.folder, self.image_format, self.scale, self.interpolation = folder, image_format, scale, interpolation
+
+    def write(self, index: int, frame: "np.ndarray", region: "np.ndarray") -> None:
+        x0, y0, x1, y1 = (int(v) for v in region)
+        if self.scale is None:
+            crop = frame[y0:y1, x0:x1]
+        else:
+            size = (max(1, round((y1 - y0) * self.scale)), max(1, round((x1 - x0) * self.scale)))
+            crop = crop_and_resize(frame[None], [(x0, y0, x1, y1)], size, self.interpolation)[0]
+        image = Image.fromarray(np.ascontiguousarray(crop))
+        target = self.folder / f"{index:06d}.{self.image_format}"
+        if self.image_format == "jpg":
+            image.save(target, quality=95)
+        else:
+            image.save(target, compress_level=PNG_COMPRESS_LEVEL)
+
+
+def detection_batch_size(detector: Any) -> int:
+    """Looked-at frames handed to ``detector`` at once: its ``batch_size`` (MTCNN on a GPU), else 1."""
+    return max(1, int(getattr(detector, "batch_size", 1) or 1))
+
+
+def _single_pass(
+    video: Any, num_frames: int, stream: RegionStream, detector: Any, writer: _RegionWriter, check_coverage: Any
+) -> "np.ndarray":
+    """Decode every frame once: detect on the looked-at frames (``detector``; None when the
+    stream already holds every detection), write each frame's region as soon as it is final.
+
+    Frames wait in memory only until their region is known (T - 1 + k frames or so, more
+    where faces are missing); beyond :data:`MAX_BUFFERED_BYTES` the oldest waiting frames
+    are dropped and decoded again at the end (a second, partial pass). Returns the regions.
+    """
+    regions = np.zeros((num_frames, 4), dtype=np.int64)
+    waiting: dict[int, np.ndarray] = {}  # decoded frames whose region is not final yet
+    dropped: list[int] = []  # frames to decode again at the end
+    pending: list[int] = []  # looked-at frames waiting for a detection batch
+    batch = detection_batch_size(detector)
+    k = stream.detect_every
+    last_looked_at = (num_frames - 1) // k * k
+    checked = False
+
+    def flush(decoded: int) -> None:
+        for i, region in stream.ready(until=decoded):
+            regions[i] = region
+            frame = waiting.pop(i, None)
+            if frame is not None:  # else dropped: written at the end
+                writer.write(i, frame, region)
+
+    for index, frame in video.iter_frames(0, num_frames):
+        waiting[index] = frame
+        if detector is not None and index % k == 0:
+            pending.append(index)
+            if len(pending) >= batch or index == last_looked_at:
+                frames = np.stack([waiting[i] for i in pending])
+                for i, rows in zip(pending, detect_faces(frames, detector)):
+                    stream.add(i, quantize_detections(rows))
+                pending = []
+        if stream.complete and not checked:  # every detection known: fail before writing the rest
+            check_coverage(sum(1 for rows in stream.detections.values() if len(rows)))
+            checked = True
+        flush(index + 1)
+        while waiting and len(waiting) * frame.nbytes > MAX_BUFFERED_BYTES:
+            oldest = min(waiting)
+            del waiting[oldest]
+            dropped.append(oldest)
+    if not checked:
+        check_coverage(sum(1 for rows in stream.detections.values() if len(rows)))
+    flush(num_frames)
+    for start in range(0, len(dropped), DETECTION_BATCH):
+        chunk = sorted(dropped[start:start + DETECTION_BATCH])
+        for i, frame in zip(chunk, video.read(chunk)):
+            writer.write(i, frame, regions[i])
+    return regions
 
 
 def source_face_detections(

@@ -178,7 +178,11 @@ class MtcnnFaceDetector:
             these clips are about.
         thresholds: P-, R-, O-Net probability thresholds (the original's 0.6, 0.7, 0.7).
         device: where the networks run (``"cuda"`` batches the frames on the GPU).
-        batch_size: frames per forward pass.
+        batch_size: frames per forward pass. None (default): 1 on the CPU, 16 on a GPU. On
+            the CPU batching buys little, and one frame at a time makes each frame's boxes
+            independent of which other frames share its batch (``extract-faces`` and
+            ``predict`` group frames differently; see ``max_upscale`` for the dependence), so
+            that training and prediction crops agree.
     """
 
     def __init__(
@@ -187,7 +191,7 @@ class MtcnnFaceDetector:
         min_face: float = 40.0,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         device: str | torch.device = "cpu",
-        batch_size: int = 16,
+        batch_size: int | None = None,
         max_upscale: float | None = None,
     ):
         from .mtcnn import MTCNN
@@ -197,7 +201,7 @@ class MtcnnFaceDetector:
         self.min_face = float(min_face)
         self.thresholds = tuple(thresholds)
         self.device = torch.device(device)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size) if batch_size else (1 if self.device.type == "cpu" else 16)
         self.network = MTCNN.pretrained(min_face=min_face, thresholds=thresholds).to(self.device)
 
     def __call__(self, frame: "np.ndarray") -> "np.ndarray":
@@ -243,6 +247,11 @@ class AutoFaceDetector:
     def __init__(self, primary: FaceDetector | None = None, fallback: FaceDetector | None = None):
         self.primary = primary if primary is not None else DlibFaceDetector()
         self.fallback = fallback if fallback is not None else MtcnnFaceDetector()
+
+    @property
+    def batch_size(self) -> int:
+        """Frames worth handing over at once: the fallback's (dlib runs frame by frame anyway)."""
+        return int(getattr(self.fallback, "batch_size", 1) or 1)
 
     def __call__(self, frame: "np.ndarray") -> "np.ndarray":
         return self.detect_batch(np.asarray(frame)[None])[0]

@@ -108,6 +108,7 @@ class IntraSMA(DirectionPaths):
         fp32_differences: bool = True,
         share_directions: bool = False,
         motion_shortcut: bool = False,
+        motion_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         if edge not in ("zero", "frame"):
@@ -146,6 +147,11 @@ class IntraSMA(DirectionPaths):
         if self.motion is not None:
             nn.init.zeros_(self.motion.weight)
             nn.init.zeros_(self.motion.bias)
+        # deviation (off by default): a fraction of O_2's channels carry Conv1x1(mean D) itself
+        if not 0.0 <= motion_fraction < 1.0:
+            raise ValueError(f"motion_fraction must be in [0, 1), got {motion_fraction}")
+        motion_channels = max(1, round(motion_fraction * channels)) if motion_fraction > 0 else 0
+        self.motion_out = nn.Conv2d(hidden, motion_channels, 1) if motion_channels else None
 
     def differences(self, f: torch.Tensor) -> list[torch.Tensor]:
         """Eq. 1 for each direction of ``self.offsets``: ``(B*T, c, H, W)`` -> P x ``(B, T, c, H, W)``."""
@@ -181,8 +187,11 @@ class IntraSMA(DirectionPaths):
             return self.coordinate(_mean(ds), getattr(self, name), plane)
         return _mean([self.coordinate(d, self.path(name, o), plane) for o, d in zip(self.offsets, ds)])
 
-    def attention_and_motion(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(Atten_H ⊙ Atten_W, Conv1x1(mean D))``; the second is None without ``motion_shortcut``."""
+    def attention_and_motion(
+        self, x2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(Atten_H ⊙ Atten_W, Conv1x1(mean D), Conv1x1'(mean D))``: the attention, then the
+        ``motion_shortcut`` and ``motion_channels`` outputs (None where that deviation is off)."""
         f = self.squeeze(x2)
         with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
             f = f.to(self.diff_conv.weight.dtype)
@@ -192,8 +201,10 @@ class IntraSMA(DirectionPaths):
                 atten = atten * torch.sigmoid(self.recover_w(self.plane(ds, "tw_conv", "tw")))
             else:
                 atten = torch.sigmoid(self.recover(_mean(ds).flatten(0, 1)))
-            motion = self.motion(_mean(ds).flatten(0, 1)).to(x2.dtype) if self.motion is not None else None
-        return atten.to(x2.dtype), motion
+            mean_d = _mean(ds).flatten(0, 1) if self.motion is not None or self.motion_out is not None else None
+            motion = self.motion(mean_d).to(x2.dtype) if self.motion is not None else None
+            channels = self.motion_out(mean_d).to(x2.dtype) if self.motion_out is not None else None
+        return atten.to(x2.dtype), motion, channels
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         return self.attention_and_motion(x2)[0]
@@ -266,6 +277,12 @@ class IntraSIM(nn.Module):
             + X_2 + Conv1x1(D̄))`` with ``D̄`` the differences averaged over directions and a
             zero-initialised 1x1 conv (so the module starts as the paper's): the difference
             reaches the features additively, not only through the sigmoid gate.
+        motion_fraction: a **deviation** from Eq. 5, 0 (off) by default: the last
+            ``round(motion_fraction * C/2)`` channels of ``O_2`` are ``Conv1x1(D̄)`` (the averaged
+            differences projected by a 1x1 conv, PyTorch's default initialisation) instead
+            of ``K ⊗ (Atten ⊙ X_2 + X_2)``: the difference reaches the next conv on channels
+            of its own, not mixed into the content of ``X_2`` (a gate or a sum leaves the next
+            layers to separate the difference from the picture; see docs/temporal_sensitivity.md).
 
     Shape: ``(N*U*T, C, H, W)`` -> ``(N*U*T, C, H, W)``. The first ``C // 2`` channels pass
     through unchanged (Eq. 6). ``num_snippets`` is accepted and ignored, so that every SIM
@@ -292,6 +309,7 @@ class IntraSIM(nn.Module):
         share_directions: bool = False,
         kernel_init: str = "random",
         motion_shortcut: bool = False,
+        motion_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         if channels < 2:
@@ -304,6 +322,7 @@ class IntraSIM(nn.Module):
         self.sma = IntraSMA(
             self.split[1], snippet_len, reduction, diff_kernel_size, coord_kernel_size,
             bidirectional, coord_attention, edge, fp32_differences, share_directions, motion_shortcut,
+            motion_fraction,
         )
         self.kernel = SnippetKernel(snippet_len, gamma, kernel_size, kernel_init) if learnable_kernel else None
         self.record_attention = False
@@ -312,7 +331,7 @@ class IntraSIM(nn.Module):
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         _check_frames(x, self.snippet_len, "IntraSIM")
         x1, x2 = torch.split(x, self.split, dim=1)  # Eq. 6 split
-        atten, motion = self.sma.attention_and_motion(x2)
+        atten, motion, difference_channels = self.sma.attention_and_motion(x2)
         if self.record_attention:
             self.attention = atten.detach().float().mean(1).unflatten(0, (-1, self.snippet_len))
         o2 = torch.addcmul(x2, atten, x2)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
@@ -323,6 +342,8 @@ class IntraSIM(nn.Module):
             taps = [k[:, None, :, j, None, None] for j in range(k.shape[-1])]  # "b c -> b 1 c 1 1"
             o2v = o2.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
             o2 = tap_conv_axis(o2v, taps, dim=1).flatten(0, 1)
+        if difference_channels is not None:  # deviation: the last channels of O_2 are the difference
+            o2 = torch.cat([o2[:, :o2.shape[1] - difference_channels.shape[1]], difference_channels], dim=1)
         return torch.cat([x1, o2], dim=1)  # Eq. 6
 
     def extra_repr(self) -> str:

@@ -341,3 +341,46 @@ def test_motion_shortcut_starts_as_the_paper_module_and_adds_the_averaged_differ
         expected = paper(x)
         expected[:, C // 2:] += shortcut.sma.motion(d.flatten(0, 1))
         torch.testing.assert_close(shortcut(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_identity_diff_init_makes_eq1_the_plain_temporal_difference():
+    """``diff_init="identity"``: at the start ``D_{t,t+1} = F_t - F_{t+1}`` exactly (zero at the
+    snippet's border), whatever the frames; the default random init is not a difference."""
+    sma = IntraSIM(C, snippet_len=T, diff_init="identity").sma
+    x = frames(1, 2)[:, C // 2:]
+    f = sma.squeeze(x).unflatten(0, (-1, T))
+    forward, backward = (d.detach() for d in sma.differences(sma.squeeze(x)))
+    torch.testing.assert_close(forward[:, :-1], (f[:, :-1] - f[:, 1:]).detach())
+    torch.testing.assert_close(backward[:, 1:], (f[:, 1:] - f[:, :-1]).detach())
+    assert forward[:, -1].abs().max() == 0 and backward[:, 0].abs().max() == 0
+    still = x.unflatten(0, (-1, T))[:, :1].expand(-1, T, -1, -1, -1).flatten(0, 1)  # the same frame T times
+    assert all(d.abs().max() == 0 for d in sma.differences(sma.squeeze(still)))
+    random = IntraSIM(C, snippet_len=T).sma
+    assert random.differences(random.squeeze(still))[0].abs().max() > 0
+    with pytest.raises(ValueError, match="diff_init"):
+        IntraSIM(C, diff_init="zero")
+
+
+def test_motion_fraction_gives_the_difference_channels_of_their_own():
+    """The deviation (off by default): the last channels of O_2 are Conv1x1(mean D), so they are
+    the conv's bias on a still snippet, follow a change of one frame only inside its snippet,
+    and the rest of the output is the paper's module."""
+    torch.manual_seed(0)
+    paper = IntraSIM(C, snippet_len=T, diff_init="identity").eval()
+    sim = IntraSIM(C, snippet_len=T, diff_init="identity", motion_fraction=0.25).eval()
+    sim.load_state_dict(paper.state_dict(), strict=False)
+    m = sim.sma.motion_out.out_channels
+    assert m == round(0.25 * (C - C // 2))
+    x = frames(1, 2)
+    with torch.no_grad():
+        out, ref = sim(x), paper(x)
+        torch.testing.assert_close(out[:, :C - m], ref[:, :C - m])
+        still = x.unflatten(0, (-1, T))[:, :1].expand(-1, T, -1, -1, -1).flatten(0, 1)
+        bias = sim.sma.motion_out.bias[None, :, None, None].expand(len(still), -1, H, W)
+        torch.testing.assert_close(sim(still)[:, C - m:], bias)
+        y = x.clone()
+        y[1] += torch.randn_like(y[1])  # frame 1 of snippet 0 changes
+        changed = (sim(y)[:, C - m:] - out[:, C - m:]).abs().flatten(1).amax(1) > 1e-6
+    assert changed[:T].any() and not changed[T:].any()
+    with pytest.raises(ValueError, match="motion_fraction"):
+        IntraSIM(C, motion_fraction=1.0)

@@ -25,10 +25,14 @@ Output of one video, ``out_dir/``:
   the looked-at frames (rows of :class:`~dynsnip.data.faces.Face`: box, score, keypoints),
   and per frame its region in video pixels.
 
-Two passes over the video: detection on every ``detect_every``-th frame (only boxes are
-kept, so memory does not grow with the video), then writing the regions. The folder is
-written under a temporary name and renamed when complete, so an interrupted run never
-leaves a folder that looks finished; an existing folder is never overwritten.
+One decoding pass: every frame is decoded once; the detector runs on every
+``detect_every``-th frame as it comes, and a frame's region is written as soon as the
+detections of the windows holding it are known (:class:`RegionStream`; a few frames later,
+more where faces are missing). Only the frames waiting for their region are held in memory,
+at most :data:`MAX_BUFFERED_BYTES`; beyond that the oldest are dropped and decoded again at
+the end. The folder is written under a temporary name and renamed when complete, so an
+interrupted run never leaves a folder that looks finished; an existing folder is never
+overwritten.
 """
 from __future__ import annotations
 

@@ -109,10 +109,13 @@ class IntraSMA(DirectionPaths):
         share_directions: bool = False,
         motion_shortcut: bool = False,
         motion_fraction: float = 0.0,
+        diff_init: str = "random",
     ) -> None:
         super().__init__()
         if edge not in ("zero", "frame"):
             raise ValueError(f"edge must be 'zero' or 'frame', got {edge!r}")
+        if diff_init not in DIFF_INITS:
+            raise ValueError(f"diff_init must be one of {DIFF_INITS}, got {diff_init!r}")
         self.snippet_len = snippet_len
         self.bidirectional = bidirectional
         self.coord_attention = coord_attention
@@ -130,8 +133,13 @@ class IntraSMA(DirectionPaths):
         p = coord_kernel_size // 2
         for suffix in ("", BACKWARD) if self.untied else ("",):
             # Eq. 1: channel-wise 3x3 conv applied to the neighbouring frame
-            self.add_module("diff_conv" + suffix, nn.Conv2d(
-                hidden, hidden, diff_kernel_size, padding=diff_kernel_size // 2, groups=hidden, bias=False))
+            diff_conv = nn.Conv2d(hidden, hidden, diff_kernel_size, padding=diff_kernel_size // 2, groups=hidden,
+                                  bias=False)
+            if diff_init == "identity":  # Conv3x3(F) = F at the start: D is the plain temporal difference
+                with torch.no_grad():
+                    diff_conv.weight.zero_()
+                    diff_conv.weight[:, :, diff_kernel_size // 2, diff_kernel_size // 2] = 1.0
+            self.add_module("diff_conv" + suffix, diff_conv)
             if coord_attention:
                 # Eq. 2: conv over the H x T plane (W folded into the batch); Eq. 3: over T x W
                 self.add_module("ht_conv" + suffix, nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p))
@@ -208,6 +216,9 @@ class IntraSMA(DirectionPaths):
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         return self.attention_and_motion(x2)[0]
+
+
+DIFF_INITS = ("random", "identity")
 
 
 def _mean(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -310,6 +321,7 @@ class IntraSIM(nn.Module):
         kernel_init: str = "random",
         motion_shortcut: bool = False,
         motion_fraction: float = 0.0,
+        diff_init: str = "random",
     ) -> None:
         super().__init__()
         if channels < 2:
@@ -322,7 +334,7 @@ class IntraSIM(nn.Module):
         self.sma = IntraSMA(
             self.split[1], snippet_len, reduction, diff_kernel_size, coord_kernel_size,
             bidirectional, coord_attention, edge, fp32_differences, share_directions, motion_shortcut,
-            motion_fraction,
+            motion_fraction, diff_init,
         )
         self.kernel = SnippetKernel(snippet_len, gamma, kernel_size, kernel_init) if learnable_kernel else None
         self.record_attention = False

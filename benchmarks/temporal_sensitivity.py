@@ -85,6 +85,7 @@ _ALL_INTRA = {"sim_pattern": "intra"}
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "frame": None,
     "diff_ref": None,
+    "diff_replace": None,
     "dil": {},
     "dil_paper": {"intra_args": {"share_directions": True}, "inter_args": {"share_directions": True}},
     "dil_nozil": dict(_NO_ZIL),
@@ -96,6 +97,14 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     # deviation from Eq. 5 (motion_shortcut): the averaged difference also added to X_2
     "dil_ms": {"intra_args": {"motion_shortcut": True}},
     "dil_nozil_ms": {**_NO_ZIL, "intra_args": {"motion_shortcut": True}},
+    # deviation from Eq. 5 (motion_fraction): a quarter of O_2's channels carry the projected difference
+    "dil_mf": {"intra_args": {"motion_fraction": 0.25}},
+    "dil_nozil_mf": {**_NO_ZIL, "intra_args": {"motion_fraction": 0.25}},
+    "dil_nozil_r4_mf": {**_NO_ZIL, "intra_args": {"reduction": 4, "motion_fraction": 0.25}},
+    # Eq. 1's channel-wise conv starts as the identity: D = F_t - F_{t+1}, a temporal difference from step 0
+    "dil_did": {"intra_args": {"diff_init": "identity"}},
+    "dil_did_mf": {"intra_args": {"diff_init": "identity", "motion_fraction": 0.25}},
+    "dil_nozil_did": {**_NO_ZIL, "intra_args": {"diff_init": "identity"}},
     "dil_nozil_r4_kid_ms": {**_NO_ZIL, "intra_args": {"reduction": 4, "kernel_init": "centre", "motion_shortcut": True}},
 }
 
@@ -218,15 +227,17 @@ class DifferenceReference(nn.Module):
     second, inside each snippet of T frames (zero where the neighbour is in another snippet).
     Frames folded as ``(N*U*T, C, H, W)``; the rest of the channels pass unchanged."""
 
-    def __init__(self, channels: int, snippet_len: int = T) -> None:
+    def __init__(self, channels: int, snippet_len: int = T, replace: bool = False) -> None:
         super().__init__()
-        self.q, self.t = channels // 4, snippet_len
+        self.q, self.t, self.replace = channels // 4, snippet_len, replace
 
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         v = x.unflatten(0, (-1, self.t))  # "(b t) c h w -> b t c h w"
         q = self.q
         back = F.pad(v[:, 1:, :q] - v[:, :-1, :q], (0, 0, 0, 0, 0, 0, 1, 0))  # x_t - x_{t-1}
         fwd = F.pad(v[:, 1:, q:2 * q] - v[:, :-1, q:2 * q], (0, 0, 0, 0, 0, 0, 0, 1))  # x_{t+1} - x_t
+        if self.replace:  # the quarters hold the differences alone (TSM/TDN-style channels)
+            return torch.cat([back, fwd, v[:, :, 2 * q:]], 2).flatten(0, 1)
         return torch.cat([v[:, :, :q] + back, v[:, :, q:2 * q] + fwd, v[:, :, 2 * q:]], 2).flatten(0, 1)
 
 
@@ -237,11 +248,11 @@ def build_model(variant: str, spec: dict[str, Any] | None, width: dict[str, Any]
 
     if variant == "frame":
         return timm.create_model("dil_resnet18", num_classes=1, sim_stages=(), **width)
-    if variant == "diff_ref":
+    if variant in ("diff_ref", "diff_replace"):
         m = timm.create_model("dil_resnet18", num_classes=1, sim_stages=(1, 2), sim_pattern="intra", **width)
         for stage in (m.layer1, m.layer2):
             for block in stage:
-                block.sim = DifferenceReference(block.sim.channels)
+                block.sim = DifferenceReference(block.sim.channels, replace=variant == "diff_replace")
         return m
     return timm.create_model("dil_resnet18", num_classes=1, **{**width, **(spec or {})})
 
@@ -286,7 +297,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     train_s = time.perf_counter() - t0
     xt, yt = test_set(job["task"], footage["test"], window, job["test_draws"], job["fake"], job["shift"],
                       seed=10**6 + seed, still=job["still"])

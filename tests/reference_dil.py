@@ -74,8 +74,39 @@ def intra_sim_reference(sim, x: torch.Tensor) -> torch.Tensor:
                     if 0 <= tt < T:
                         O2[t] += K[:, j, None, None] * M[tt]
             M = O2
+        m = sma.motion_channels
+        if m:  # deviation (motion_fraction): the last m channels of O_2 carry the difference itself
+            M[:, c2 - m:] = _motion_channels_reference(sma, X2, per_dir, dirs, m)
         out[s * T:(s + 1) * T, c1:] = M
     return out
+
+
+def _differences(sma, frames, conv_name: str, o: int):
+    """Eq. 1 with the channel-wise conv ``conv_name`` of direction ``o``, frame by frame."""
+    T = len(frames)
+    conv = getattr(sma, conv_name if o > 0 else conv_name + "_backward") if conv_name == "own_diff_conv" \
+        else _direction_conv(sma, conv_name, o)
+    G = [_conv2d(conv, f[None])[0] for f in frames]
+    return torch.stack([frames[t] - G[t + o] if 0 <= t + o < T
+                        else (torch.zeros_like(frames[t]) if sma.edge == "zero" else frames[t]) for t in range(T)])
+
+
+def _motion_channels_reference(sma, X2, per_dir, dirs, m):
+    """The motion channels of one snippet ``X2 (T, c2, H, W)``: ``(T, m, H, W)``."""
+    T = X2.shape[0]
+    if sma.motion_source == "own":  # forward differences of the first channels, backward of the rest
+        xm = X2[:, X2.shape[1] - m:]
+        f = sma.own_split[0]
+        parts = [_differences(sma, list(xm[:, :f]), "own_diff_conv", +1)]
+        if f < m:
+            parts.append(_differences(sma, list(xm[:, f:]), "own_diff_conv", -1))
+        return torch.cat(parts, dim=1)
+    if sma.motion_source == "compressed":  # the attention's differences, averaged, 1x1
+        D = torch.stack(per_dir).mean(0)
+    else:  # separate: a compression of its own, Eq. 1 per direction, averaged, 1x1
+        G = [_conv2d(sma.motion_squeeze, X2[t:t + 1])[0] for t in range(T)]
+        D = torch.stack([_differences(sma, G, "motion_diff_conv", o) for o in dirs]).mean(0)
+    return torch.stack([_conv2d(sma.motion_out, D[t:t + 1])[0] for t in range(T)])
 
 
 def inter_sim_reference(sim, x: torch.Tensor, U: int) -> torch.Tensor:

@@ -159,7 +159,7 @@ def _intra_with_planted_overflow() -> tuple[IntraSIM, torch.Tensor]:
     differences with a small weight into the attention of the small channels and with
     weight 0 into that of the big channels (0 * inf = nan if a difference overflowed).
     """
-    sim = IntraSIM(8, T, reduction=2).eval()  # x2: 4 channels, hidden 2
+    sim = IntraSIM(8, T, reduction=2, motion_fraction=0.0).eval()  # x2: 4 channels, hidden 2
     sma = sim.sma
     with torch.no_grad():
         for p in sim.parameters():

@@ -200,12 +200,13 @@ def test_gradients_reach_every_new_parameter():
 
 
 def test_dil_args_record_the_direction_layout():
-    """share_directions changed its default: it is always recorded, so that config.json says it."""
+    """Options whose default changed are always recorded, so that config.json says them."""
     m = timm.create_model("dil_resnet18")
-    assert m.dil_args["intra_args"] == {"share_directions": False}
+    changed = {"motion_fraction": 0.5, "motion_source": "separate", "diff_init": "identity"}
+    assert m.dil_args["intra_args"] == {"share_directions": False, **changed}
     assert m.dil_args["inter_args"] == {"share_directions": False}
-    m = timm.create_model("dil_resnet18", intra_args=dict(share_directions=True, reduction=8))
-    assert m.dil_args["intra_args"] == {"share_directions": True, "reduction": 8}
+    m = timm.create_model("dil_resnet18", intra_args=dict(share_directions=True, reduction=8, motion_fraction=0))
+    assert m.dil_args["intra_args"] == {**changed, "share_directions": True, "reduction": 8, "motion_fraction": 0}
 
 
 def test_dil_args_rebuild_the_same_network():
@@ -273,12 +274,13 @@ def test_fine_tuned_sim_weights_are_kept(resnet18_file):
     assert all(torch.equal(out[k], sd[k]) for k in sd if ".sim." in k)
 
 
-def shared_and_default(**kw):
-    """A model with the 0.1.0 layout (directions share their weights), random SIMs, and a
-    default (per-direction) model of the same architecture."""
+def shared_and_default(motion_fraction=0.5, **kw):
+    """A model whose directions share their weights (with ``motion_fraction=0``: the 0.1.0
+    layout), random SIMs, and a default (per-direction) model of the same architecture."""
     torch.manual_seed(2)
     old = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False,
-                            intra_args=dict(share_directions=True), inter_args=dict(share_directions=True), **kw)
+                            intra_args=dict(share_directions=True, motion_fraction=motion_fraction),
+                            inter_args=dict(share_directions=True), **kw)
     with torch.no_grad():
         for n, p in old.named_parameters():
             if ".sim." in n:
@@ -308,18 +310,20 @@ def test_a_checkpoint_with_shared_directions_loads_exactly_into_the_default_layo
 def test_a_model_saved_before_share_directions_existed_loads_with_its_old_behaviour(tmp_path):
     """config.json of dynsnip 0.1.0 has no share_directions: dynsnip.load_model builds the
     default layout and the shared weights fill both directions, giving the same outputs."""
-    old, _ = shared_and_default()
+    old, _ = shared_and_default(motion_fraction=0.0)
     dynsnip.save_pretrained(old, tmp_path / "old")
     config_file = tmp_path / "old" / "config.json"
     config = json.loads(config_file.read_text())
-    assert config["model_args"]["intra_args"] == {"share_directions": True}  # recorded for new models
+    assert config["model_args"]["intra_args"] == {  # recorded for new models
+        "share_directions": True, "motion_fraction": 0.0, "motion_source": "separate", "diff_init": "identity"}
     for key in ("intra_args", "inter_args"):
-        del config["model_args"][key]["share_directions"]  # as 0.1.0 wrote it
+        config["model_args"][key] = {}  # as 0.1.0 wrote it
     config_file.write_text(json.dumps(config))
     loaded = dynsnip.load_model(tmp_path / "old").eval()
     x = clip(b=1, u=2)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), old(x), rtol=1e-4, atol=1e-5)
+    assert loaded.dil_args["intra_args"]["motion_fraction"] == 0.0  # a new save says what it is
 
 
 def test_every_row_of_the_ablation_tables_builds_by_name():
@@ -346,6 +350,7 @@ def test_every_row_of_the_ablation_tables_builds_by_name():
                 assert sim.sma.bidirectional == want.get("bidirectional", True)
                 assert sim.sma.coord_attention == want.get("coord_attention", True)
                 assert (sim.kernel is not None) == want.get("learnable_kernel", True)
+                assert sim.sma.motion_channels == 0  # the paper's Eq. 5, not dynsnip's default
     assert kinds["table4/none"] == ([], [])
     assert kinds["table4/intra"] == ([1, 2, 3, 4], ["IntraSIM"])
     assert kinds["table4/inter"] == ([1, 2, 3, 4], ["InterSIM"])
@@ -358,8 +363,40 @@ def test_the_readme_lists_every_ablation_row_with_its_arguments():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines() if line.startswith("| `table") or line.startswith("| `full")}
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines() if line.startswith(("| `table", "| `full", "| `paper"))}
     assert set(rows) == set(dynsnip.paper_config_names())
     for name, line in rows.items():
         for key, value in dynsnip.paper_config(name).items():
             assert f"{key}={json.dumps(value, separators=(',', ':'))}" in line, (name, line)
+
+
+@pytest.mark.parametrize("source", ["separate", "own", "compressed"])
+def test_a_checkpoint_without_motion_channels_loads_as_it_was_saved(source, tmp_path):
+    """Detectors saved before Intra-SIM's motion channels existed have none: they load into a
+    model built with them (strictly, with load_state_dict and through checkpoint_filter_fn),
+    compute exactly what they computed, and record motion_fraction 0 for the next save."""
+    tiny = dict(num_classes=1, channels=[8, 16, 32, 64], stem_width=8, zero_init_last=False)
+    torch.manual_seed(0)
+    old = timm.create_model("dil_resnet18", **tiny, intra_args=dict(motion_fraction=0.0)).eval()
+    x = clip(hw=32)
+    for load in ("load_state_dict", "checkpoint_filter_fn"):
+        new = timm.create_model("dil_resnet18", **tiny, intra_args=dict(motion_fraction=0.5, motion_source=source)).eval()
+        assert new.dil_args["intra_args"]["motion_fraction"] == 0.5
+        with torch.no_grad():
+            assert not torch.allclose(new(x), old(x))
+        if load == "load_state_dict":
+            new.load_state_dict(old.state_dict())
+        else:
+            new.load_state_dict(checkpoint_filter_fn(old.state_dict(), new))
+        with torch.no_grad():
+            torch.testing.assert_close(new(x), old(x), rtol=0, atol=0)
+        assert new.dil_args["intra_args"]["motion_fraction"] == 0.0
+        rebuilt = timm.create_model("dil_resnet18", **{**tiny, **new.dil_args})
+        assert rebuilt.state_dict().keys() == new.state_dict().keys()
+    # a checkpoint that has motion channels for some SIMs only is incomplete, not old: refused
+    full = timm.create_model("dil_resnet18", **tiny, intra_args=dict(motion_fraction=0.5, motion_source=source))
+    partial = {k: v for k, v in full.state_dict().items() if not k.startswith("layer1.0.sim.sma.motion")
+               and not k.startswith("layer1.0.sim.sma.own")}
+    target = timm.create_model("dil_resnet18", **tiny, intra_args=dict(motion_fraction=0.5, motion_source=source))
+    with pytest.raises(RuntimeError, match="Missing key"):
+        target.load_state_dict(partial)

@@ -80,6 +80,9 @@ class Leaky(nn.Module):
         {"share_directions": True},
         {"share_directions": True, "coord_attention": False},
         {"bidirectional": False, "coord_attention": False, "learnable_kernel": False},  # Table 5, first row
+        {"motion_fraction": 0.0},  # the paper's Eq. 5 without the motion channels
+        {"motion_source": "own"}, {"motion_source": "compressed"}, {"motion_source": "own", "bidirectional": False},
+        {"motion_fraction": 0.25, "motion_reduction": 4, "edge": "frame"},
     ],
 )
 def test_intra_sim_matches_the_equations(options):
@@ -170,7 +173,7 @@ def test_each_direction_has_its_own_weights_by_default(cls):
     names = {n for n, _ in default.named_parameters()} - {n for n, _ in shared.named_parameters()}
     expected = {"sma.frame_conv_backward.weight"} if cls is InterSIM else {
         "sma.diff_conv_backward.weight", "sma.ht_conv_backward.weight", "sma.ht_conv_backward.bias",
-        "sma.tw_conv_backward.weight", "sma.tw_conv_backward.bias"}
+        "sma.tw_conv_backward.weight", "sma.tw_conv_backward.bias", "sma.motion_diff_conv_backward.weight"}
     assert names == expected
 
 
@@ -188,8 +191,8 @@ def test_shared_directions_reduce_to_one_difference_against_the_averaged_neighbo
     x2[2] += delta
     with torch.no_grad():
         moved = (sim(x2)[1] - sim(x)[1]).abs().max()
-    if share:
-        assert moved < 1e-5
+    if share:  # (the motion channels too: their shared Eq. 1 conv sees the mean of the neighbours)
+        assert moved < 1e-4
     else:
         assert moved > 1e-2
 
@@ -225,7 +228,7 @@ def test_a_checkpoint_with_only_some_backward_tensors_is_not_patched(cls):
 
 def test_intra_sim_edge_difference_is_zero_at_snippet_border():
     sim = randomise(IntraSIM(8, snippet_len=T, reduction=1, bidirectional=False,
-                             coord_attention=False, learnable_kernel=False))
+                             coord_attention=False, learnable_kernel=False, motion_fraction=0.0))
     x = frames(1, 2, c=8)
     with torch.no_grad():
         y = sim(x)
@@ -296,7 +299,7 @@ def test_bad_layouts_are_named():
 def test_difference_paths_do_not_overflow_under_fp16_autocast():
     """6e4-scale activations in adjacent frames: their difference overflows fp16."""
     sim = IntraSIM(4, snippet_len=T, reduction=1, bidirectional=False,
-                   coord_attention=False, learnable_kernel=False).eval()
+                   coord_attention=False, learnable_kernel=False, motion_fraction=0.0).eval()
     with torch.no_grad():
         sim.sma.squeeze.weight.fill_(0.5)  # f = x_a + x_b over the 2 motion channels... halved
         sim.sma.diff_conv.weight.zero_()
@@ -329,8 +332,8 @@ def test_centre_kernel_init_starts_near_the_identity():
 def test_motion_shortcut_starts_as_the_paper_module_and_adds_the_averaged_difference():
     """The deviation (off by default) is zero at the start and then adds Conv1x1(mean D) to X2."""
     torch.manual_seed(0)
-    paper = randomise(IntraSIM(C, snippet_len=T, learnable_kernel=False))
-    shortcut = IntraSIM(C, snippet_len=T, learnable_kernel=False, motion_shortcut=True).eval()
+    paper = randomise(IntraSIM(C, snippet_len=T, learnable_kernel=False, motion_fraction=0.0))
+    shortcut = IntraSIM(C, snippet_len=T, learnable_kernel=False, motion_shortcut=True, motion_fraction=0.0).eval()
     shortcut.load_state_dict(paper.state_dict(), strict=False)  # the new conv keeps its zero init
     x = frames(1, 2)
     with torch.no_grad():
@@ -355,32 +358,42 @@ def test_identity_diff_init_makes_eq1_the_plain_temporal_difference():
     assert forward[:, -1].abs().max() == 0 and backward[:, 0].abs().max() == 0
     still = x.unflatten(0, (-1, T))[:, :1].expand(-1, T, -1, -1, -1).flatten(0, 1)  # the same frame T times
     assert all(d.abs().max() == 0 for d in sma.differences(sma.squeeze(still)))
-    random = IntraSIM(C, snippet_len=T).sma
+    random = IntraSIM(C, snippet_len=T, diff_init="random").sma
     assert random.differences(random.squeeze(still))[0].abs().max() > 0
     with pytest.raises(ValueError, match="diff_init"):
         IntraSIM(C, diff_init="zero")
 
 
-def test_motion_fraction_gives_the_difference_channels_of_their_own():
-    """The deviation (off by default): the last channels of O_2 are Conv1x1(mean D), so they are
-    the conv's bias on a still snippet, follow a change of one frame only inside its snippet,
-    and the rest of the output is the paper's module."""
+@pytest.mark.parametrize("source", ["own", "compressed", "separate"])
+def test_motion_fraction_gives_the_difference_channels_of_their_own(source):
+    """The deviation (off by default): the last channels of O_2 carry the temporal difference
+    (the channels' own, or Conv1x1 of the compressed one), so they are constant on a still
+    snippet, follow a change of one frame only inside its snippet, and the rest of the
+    output is the paper's module."""
     torch.manual_seed(0)
-    paper = IntraSIM(C, snippet_len=T, diff_init="identity").eval()
-    sim = IntraSIM(C, snippet_len=T, diff_init="identity", motion_fraction=0.25).eval()
-    sim.load_state_dict(paper.state_dict(), strict=False)
-    m = sim.sma.motion_out.out_channels
+    paper = IntraSIM(C, snippet_len=T, motion_fraction=0.0).eval()
+    sim = IntraSIM(C, snippet_len=T, diff_init="identity", motion_fraction=0.25, motion_source=source).eval()
+    sim.load_state_dict({**sim.state_dict(), **paper.state_dict()})  # the paper's weights, its motion channels kept
+    m = sim.sma.motion_channels
     assert m == round(0.25 * (C - C // 2))
     x = frames(1, 2)
     with torch.no_grad():
         out, ref = sim(x), paper(x)
         torch.testing.assert_close(out[:, :C - m], ref[:, :C - m])
         still = x.unflatten(0, (-1, T))[:, :1].expand(-1, T, -1, -1, -1).flatten(0, 1)
-        bias = sim.sma.motion_out.bias[None, :, None, None].expand(len(still), -1, H, W)
-        torch.testing.assert_close(sim(still)[:, C - m:], bias)
+        constant = torch.zeros(m) if source == "own" else sim.sma.motion_out.bias  # D = 0 on a still snippet
+        torch.testing.assert_close(sim(still)[:, C - m:], constant[None, :, None, None].expand(len(still), -1, H, W))
+        if source == "own":  # forward differences of the first half of the channels, backward of the rest
+            xm = x[:, C - m:].unflatten(0, (-1, T))
+            f = m - m // 2
+            torch.testing.assert_close(out[:, C - m:C - m + f].unflatten(0, (-1, T))[:, :-1],
+                                       xm[:, :-1, :f] - xm[:, 1:, :f])
+            torch.testing.assert_close(out[:, C - m + f:].unflatten(0, (-1, T))[:, 1:], xm[:, 1:, f:] - xm[:, :-1, f:])
         y = x.clone()
         y[1] += torch.randn_like(y[1])  # frame 1 of snippet 0 changes
         changed = (sim(y)[:, C - m:] - out[:, C - m:]).abs().flatten(1).amax(1) > 1e-6
     assert changed[:T].any() and not changed[T:].any()
     with pytest.raises(ValueError, match="motion_fraction"):
         IntraSIM(C, motion_fraction=1.0)
+    with pytest.raises(ValueError, match="motion_source"):
+        IntraSIM(C, motion_fraction=0.25, motion_source="raw")

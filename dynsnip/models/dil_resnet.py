@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..convert import SIBlock, insert_sims
 from ..modules import untie_shared_checkpoint
+from ..modules.intra_sim import DEFAULT_MOTION_FRACTION, adopt_checkpoint_motion_channels
 from .keys import preview_keys as _preview
 
 __all__ = ["DILResNet", "DILFeatures", "convert_resnet", "checkpoint_filter_fn", "saved_detector_checkpoint",
@@ -55,11 +56,18 @@ def unfold_frames(x: torch.Tensor, b: int) -> torch.Tensor:
 # because their default changed: a config that lacks one was written before the change.
 # share_directions: False since per-direction weights became the default (0.1.0 shared them;
 # such checkpoints still load exactly, see dynsnip.modules.directions).
+# motion_fraction, motion_source, diff_init (Intra-SIM): the motion channels and the identity
+# start of Eq. 1's conv became the default after dynsnip 0.1.0 (docs/temporal_sensitivity.md);
+# checkpoints saved without motion channels still load exactly (adopt_checkpoint_layout).
 RECORDED_SIM_DEFAULTS = {"share_directions": False}
+RECORDED_INTRA_DEFAULTS = {
+    **RECORDED_SIM_DEFAULTS, "motion_fraction": DEFAULT_MOTION_FRACTION, "motion_source": "separate",
+    "diff_init": "identity",
+}
 
 
-def _recorded_sim_args(args: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {**RECORDED_SIM_DEFAULTS, **dict(args or {})}
+def _recorded_sim_args(args: Mapping[str, Any] | None, defaults: Mapping[str, Any] = RECORDED_SIM_DEFAULTS) -> dict[str, Any]:
+    return {**defaults, **dict(args or {})}
 
 
 class DILResNet(timm_resnet.ResNet):
@@ -117,7 +125,7 @@ class DILResNet(timm_resnet.ResNet):
             test_num_snippets=self.test_num_snippets,
             sim_stages=[int(s) for s in sim_stages],
             sim_pattern=sim_pattern,
-            intra_args=_recorded_sim_args(intra_args),
+            intra_args=_recorded_sim_args(intra_args, RECORDED_INTRA_DEFAULTS),
             inter_args=_recorded_sim_args(inter_args),
         )
 
@@ -221,6 +229,18 @@ class DILResNet(timm_resnet.ResNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    # ------------------------------------------------------------ checkpoints
+    def adopt_checkpoint_layout(self, state_dict: Mapping[str, Any], prefix: str = "") -> None:
+        """Models saved before Intra-SIM's motion channels became the default have none: such a
+        checkpoint turns them off here (``intra_args["motion_fraction"] = 0``, recorded in
+        ``dil_args``), so it loads completely and computes what it computed before."""
+        if adopt_checkpoint_motion_channels(state_dict, self, prefix):
+            self.dil_args["intra_args"] = {**self.dil_args["intra_args"], "motion_fraction": 0.0}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        self.adopt_checkpoint_layout(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
 
 def convert_resnet(
     model: timm_resnet.ResNet,
@@ -312,6 +332,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
       or is incomplete.
     """
     sd = _unwrap_state_dict(state_dict)
+    model.adopt_checkpoint_layout(sd)  # SIMs saved without motion channels (before they were the default)
     untie_shared_checkpoint(sd, model)  # SIMs saved with shared direction weights (dynsnip 0.1.0)
     target = model.state_dict()
     classifier = "fc."

@@ -6,7 +6,7 @@ trained with ``dynsnip train --model dil_resnet50.tv_in1k --model-arg KEY=VALUE 
 (:func:`model_arg_flags` gives the flags)::
 
     >>> dynsnip.paper_config("table5/bp+ca")
-    {'intra_args': {'bidirectional': True, 'coord_attention': True, 'learnable_kernel': False}}
+    {'intra_args': {'motion_fraction': 0.0, 'diff_init': 'random', 'bidirectional': True, 'coord_attention': True, 'learnable_kernel': False}}
 
 Readings of the tables, where they leave something open:
 
@@ -19,8 +19,14 @@ Readings of the tables, where they leave something open:
   Inter-SIMs keep their defaults in every row. The first row has all three off: one
   forward difference, ``σ(Conv1x1(D))`` as the attention, no kernel.
 * Table 6 places the modules "in a alternate manner in each stage" of the listed stages.
-* Every row keeps every other default (also those the paper leaves open), so a row differs
-  from ``full`` only by what its table varies.
+* Every row is the paper's module as its equations and text state it: Intra-SIM without
+  dynsnip's motion channels (``motion_fraction=0``, a deviation from Eq. 5 that is on by
+  default, see docs/temporal_sensitivity.md) and with Eq. 1's conv randomly initialised
+  (``diff_init="random"``: "both Intra-SIM and Inter-SIM are randomly initialized"). Every
+  other default is kept (also those the paper leaves open), so a row differs from ``full``
+  only by what its table varies. ``paper`` is the same as ``full``: the paper-literal model,
+  one argument away from dynsnip's default (``timm.create_model("dil_resnet50",
+  **dynsnip.paper_config("paper"))``).
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import copy
 import json
 from typing import Any
 
-__all__ = ["PAPER_CONFIGS", "paper_config", "paper_config_names", "model_arg_flags"]
+__all__ = ["PAPER_CONFIGS", "PAPER_LITERAL_INTRA_ARGS", "paper_config", "paper_config_names", "model_arg_flags"]
 
 _BP = "bidirectional"
 _CA = "coord_attention"
@@ -54,7 +60,13 @@ PAPER_CONFIGS: dict[str, dict[str, Any]] = {
     "table6/all": {"sim_stages": [1, 2, 3, 4]},
     # the full model (the last row of each table)
     "full": {},
+    "paper": {},
 }
+
+# what makes a row the paper's module rather than dynsnip's default (see the module docstring)
+PAPER_LITERAL_INTRA_ARGS: dict[str, Any] = {"motion_fraction": 0.0, "diff_init": "random"}
+for _row in PAPER_CONFIGS.values():
+    _row["intra_args"] = {**PAPER_LITERAL_INTRA_ARGS, **_row.get("intra_args", {})}
 
 
 def paper_config_names() -> list[str]:

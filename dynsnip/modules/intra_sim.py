@@ -55,12 +55,21 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 
 from .directions import BACKWARD, DirectionPaths
 from .temporal_ops import neighbour_difference, tap_conv_axis
+
+
+DIFF_INITS = ("random", "identity")
+# the motion channels' default share of O_2 (docs/temporal_sensitivity.md); 0 is the paper's Eq. 5
+DEFAULT_MOTION_FRACTION = 0.5
+# IntraSMA submodules that exist only with motion channels (names start with these)
+MOTION_MODULES = ("own_diff_conv", "motion_squeeze", "motion_diff_conv", "motion_out")
+MOTION_SOURCES = ("own", "compressed", "separate")
 
 
 def _check_frames(x: torch.Tensor, snippet_len: int, module: str) -> None:
@@ -108,8 +117,10 @@ class IntraSMA(DirectionPaths):
         fp32_differences: bool = True,
         share_directions: bool = False,
         motion_shortcut: bool = False,
-        motion_fraction: float = 0.0,
-        diff_init: str = "random",
+        motion_fraction: float = DEFAULT_MOTION_FRACTION,
+        diff_init: str = "identity",
+        motion_source: str = "separate",
+        motion_reduction: int = 1,
     ) -> None:
         super().__init__()
         if edge not in ("zero", "frame"):
@@ -133,13 +144,7 @@ class IntraSMA(DirectionPaths):
         p = coord_kernel_size // 2
         for suffix in ("", BACKWARD) if self.untied else ("",):
             # Eq. 1: channel-wise 3x3 conv applied to the neighbouring frame
-            diff_conv = nn.Conv2d(hidden, hidden, diff_kernel_size, padding=diff_kernel_size // 2, groups=hidden,
-                                  bias=False)
-            if diff_init == "identity":  # Conv3x3(F) = F at the start: D is the plain temporal difference
-                with torch.no_grad():
-                    diff_conv.weight.zero_()
-                    diff_conv.weight[:, :, diff_kernel_size // 2, diff_kernel_size // 2] = 1.0
-            self.add_module("diff_conv" + suffix, diff_conv)
+            self.add_module("diff_conv" + suffix, _difference_conv(hidden, diff_kernel_size, diff_init))
             if coord_attention:
                 # Eq. 2: conv over the H x T plane (W folded into the batch); Eq. 3: over T x W
                 self.add_module("ht_conv" + suffix, nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p))
@@ -158,8 +163,30 @@ class IntraSMA(DirectionPaths):
         # deviation (off by default): a fraction of O_2's channels carry Conv1x1(mean D) itself
         if not 0.0 <= motion_fraction < 1.0:
             raise ValueError(f"motion_fraction must be in [0, 1), got {motion_fraction}")
+        if motion_source not in MOTION_SOURCES:
+            raise ValueError(f"motion_source must be one of {MOTION_SOURCES}, got {motion_source!r}")
         motion_channels = max(1, round(motion_fraction * channels)) if motion_fraction > 0 else 0
-        self.motion_out = nn.Conv2d(hidden, motion_channels, 1) if motion_channels else None
+        self.motion_channels = motion_channels
+        self.motion_source = motion_source
+        self.motion_out = None
+        if motion_channels and motion_source == "compressed":
+            self.motion_out = nn.Conv2d(hidden, motion_channels, 1)
+        if motion_channels and motion_source == "separate":
+            # a compression of its own (r_m = motion_reduction), Eq. 1 per direction, averaged, 1x1 out
+            motion_hidden = max(1, channels // motion_reduction)
+            self.motion_squeeze = nn.Conv2d(channels, motion_hidden, 1, bias=False)
+            for suffix in ("", BACKWARD) if self.untied else ("",):
+                self.add_module("motion_diff_conv" + suffix, _difference_conv(motion_hidden, diff_kernel_size, diff_init))
+            self.motion_out = nn.Conv2d(motion_hidden, motion_channels, 1)
+            self.path_convs = (*self.path_convs, "motion_diff_conv")
+        if motion_channels and motion_source == "own":
+            # Eq. 1 on the motion channels themselves, uncompressed: the first part gets the forward
+            # difference, the rest the backward one (one direction only without bidirectional)
+            forward = motion_channels - motion_channels // 2 if bidirectional else motion_channels
+            self.own_split = (forward, motion_channels - forward)
+            for suffix, n in zip(("", BACKWARD), self.own_split):
+                if n:
+                    self.add_module("own_diff_conv" + suffix, _difference_conv(n, diff_kernel_size, diff_init))
 
     def differences(self, f: torch.Tensor) -> list[torch.Tensor]:
         """Eq. 1 for each direction of ``self.offsets``: ``(B*T, c, H, W)`` -> P x ``(B, T, c, H, W)``."""
@@ -169,6 +196,19 @@ class IntraSMA(DirectionPaths):
             gv = self.path("diff_conv", o)(f).unflatten(0, (-1, self.snippet_len))
             out.append(neighbour_difference(fv, gv, o, dim=1, edge=self.edge))  # F_t - Conv(F_{t+o})
         return out
+
+    def own_differences(self, xm: torch.Tensor) -> torch.Tensor:
+        """``motion_source="own"``: Eq. 1 on the motion channels ``xm (B*T, m, H, W)`` themselves,
+        forward differences on the first ``own_split[0]``, backward on the rest: ``(B*T, m, H, W)``."""
+        out = []
+        for o, part in zip(self.offsets, torch.split(xm, self.own_split, dim=1)):
+            if part.shape[1] == 0:
+                continue
+            conv = self.own_diff_conv if o == +1 else getattr(self, "own_diff_conv" + BACKWARD)
+            fv = part.unflatten(0, (-1, self.snippet_len))
+            gv = conv(part).unflatten(0, (-1, self.snippet_len))
+            out.append(neighbour_difference(fv, gv, o, dim=1, edge=self.edge).flatten(0, 1))
+        return torch.cat(out, dim=1)
 
     def coordinate(self, d: torch.Tensor, conv: nn.Module, plane: str) -> torch.Tensor:
         """Eq. 2/3 before the 1x1: ``Conv3x3(D^h) + D^h`` on the H x T or T x W plane.
@@ -211,14 +251,44 @@ class IntraSMA(DirectionPaths):
                 atten = torch.sigmoid(self.recover(_mean(ds).flatten(0, 1)))
             mean_d = _mean(ds).flatten(0, 1) if self.motion is not None or self.motion_out is not None else None
             motion = self.motion(mean_d).to(x2.dtype) if self.motion is not None else None
-            channels = self.motion_out(mean_d).to(x2.dtype) if self.motion_out is not None else None
+            if self.motion_source == "separate" and self.motion_channels:
+                g = self.motion_squeeze(x2.to(self.motion_squeeze.weight.dtype))
+                gv = g.unflatten(0, (-1, self.snippet_len))
+                md = [neighbour_difference(gv, self.path("motion_diff_conv", o)(g)
+                                           .unflatten(0, (-1, self.snippet_len)), o, dim=1, edge=self.edge)
+                      for o in self.offsets]
+                channels = self.motion_out(_mean(md).flatten(0, 1)).to(x2.dtype)
+            elif self.motion_out is not None:
+                channels = self.motion_out(mean_d).to(x2.dtype)
+            elif self.motion_channels:
+                xm = x2[:, x2.shape[1] - self.motion_channels:].to(self.diff_conv.weight.dtype)
+                channels = self.own_differences(xm).to(x2.dtype)
+            else:
+                channels = None
         return atten.to(x2.dtype), motion, channels
+
+    def drop_motion_channels(self) -> None:
+        """Remove the motion channels (``motion_fraction=0``): the paper's layout, e.g. for a
+        checkpoint saved before they existed (:func:`adopt_checkpoint_motion_channels`)."""
+        for name in [n for n in self._modules if n.startswith(MOTION_MODULES)]:
+            delattr(self, name)
+        self.motion_out = None
+        self.motion_channels = 0
+        self.path_convs = tuple(n for n in self.path_convs if not n.startswith(MOTION_MODULES))
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         return self.attention_and_motion(x2)[0]
 
 
-DIFF_INITS = ("random", "identity")
+def _difference_conv(channels: int, kernel_size: int, init: str) -> nn.Conv2d:
+    """Eq. 1's channel-wise conv on the neighbouring frame; ``init="identity"``: Conv3x3(F) = F at the
+    start, so that ``F_t - Conv3x3(F_{t+1})`` is the plain temporal difference."""
+    conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False)
+    if init == "identity":
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.weight[:, :, kernel_size // 2, kernel_size // 2] = 1.0
+    return conv
 
 
 def _mean(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -320,8 +390,10 @@ class IntraSIM(nn.Module):
         share_directions: bool = False,
         kernel_init: str = "random",
         motion_shortcut: bool = False,
-        motion_fraction: float = 0.0,
-        diff_init: str = "random",
+        motion_fraction: float = DEFAULT_MOTION_FRACTION,
+        diff_init: str = "identity",
+        motion_source: str = "separate",
+        motion_reduction: int = 1,
     ) -> None:
         super().__init__()
         if channels < 2:
@@ -334,7 +406,7 @@ class IntraSIM(nn.Module):
         self.sma = IntraSMA(
             self.split[1], snippet_len, reduction, diff_kernel_size, coord_kernel_size,
             bidirectional, coord_attention, edge, fp32_differences, share_directions, motion_shortcut,
-            motion_fraction, diff_init,
+            motion_fraction, diff_init, motion_source, motion_reduction,
         )
         self.kernel = SnippetKernel(snippet_len, gamma, kernel_size, kernel_init) if learnable_kernel else None
         self.record_attention = False
@@ -358,5 +430,38 @@ class IntraSIM(nn.Module):
             o2 = torch.cat([o2[:, :o2.shape[1] - difference_channels.shape[1]], difference_channels], dim=1)
         return torch.cat([x1, o2], dim=1)  # Eq. 6
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        if not prefix:  # a standalone module (a DIL model decides for all its SIMs at once)
+            adopt_checkpoint_motion_channels(state_dict, self)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, snippet_len={self.snippet_len}"
+
+
+def adopt_checkpoint_motion_channels(state_dict: "Mapping[str, Any]", model: nn.Module, prefix: str = "") -> list[str]:
+    """Give ``model``'s Intra-SIMs the layout of a checkpoint saved without motion channels.
+
+    Checkpoints saved before motion channels became the default have none; when *every*
+    Intra-SMA of ``model`` that has motion channels finds its other tensors in ``state_dict``
+    but none of its motion-channel tensors, they are removed (:meth:`IntraSMA.drop_motion_channels`),
+    so the checkpoint loads completely and computes what it computed before. A checkpoint
+    that has them for some modules and not others is left to the strict load to report.
+
+    Returns the names of the Intra-SMAs changed.
+    """
+    smas = [(name, m) for name, m in model.named_modules() if isinstance(m, IntraSMA) and m.motion_channels]
+    if not smas:
+        return []
+    keys = list(state_dict)
+
+    def legacy(name: str) -> bool:
+        head = f"{prefix}{name}." if name else prefix
+        return f"{head}squeeze.weight" in state_dict and not any(
+            k.startswith(tuple(head + m for m in MOTION_MODULES)) for k in keys)
+
+    if not all(legacy(name) for name, _ in smas):
+        return []
+    for _, m in smas:
+        m.drop_motion_channels()
+    return [name for name, _ in smas]

@@ -75,14 +75,19 @@ def full_extraction(path: Path, detector, every: int, scratch: Path, boxes_from:
     return result.frames_checked, result.num_detected
 
 
-def writing_only(path: Path, every: int, scratch: Path) -> tuple[int, int]:
-    """extract_face_frames with the boxes read from an earlier extraction of the same video
-    (``boxes_from``): decoding and writing the regions, no detection."""
+def boxes_source(path: Path, every: int, scratch: Path) -> Path:
+    """An extraction of ``path`` whose boxes :func:`writing_only` reuses (made before any timing)."""
     source = scratch / f"source_{path.stem}_k{every}"
     if not source.exists():
         full_extraction(path, "dlib", every, scratch / "unused", None)  # any boxes will do
         next((scratch / "unused").glob(f"{path.stem}_*")).rename(source)
-    return full_extraction(path, "dlib", every, scratch, source)
+    return source
+
+
+def writing_only(path: Path, every: int, scratch: Path) -> tuple[int, int]:
+    """extract_face_frames with the boxes read from an earlier extraction of the same video
+    (``boxes_from``): decoding and writing the regions, no detection."""
+    return full_extraction(path, "dlib", every, scratch, boxes_source(path, every, scratch))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {name: [] for name in settings}
     counts: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as scratch:
+        if args.write:
+            for video in videos:
+                boxes_source(video, 4, Path(scratch))
         for _ in range(args.repeats):
             for name, (job, *params) in settings.items():
                 checked = found = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 from video_fixtures import carphone, decode_all, encode
@@ -122,3 +123,20 @@ def test_a_faceless_video_fails_and_leaves_nothing(tmp_path):
     with pytest.raises(NoFaceError):
         extract_face_frames(video, tmp_path / "out", face_detector="dlib")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_bmp_regions_are_the_png_regions(clip, tmp_path):
+    """--format bmp (uncompressed, the fast writer) is lossless like PNG: same pixels, same
+    faces.json, and the training dataset reads either."""
+    from dynsnip.data import FaceFramesDataset
+    from dynsnip.data.manifest import ManifestEntry
+
+    extract_face_frames(clip, tmp_path / "png", face_detector="dlib")
+    extract_face_frames(clip, tmp_path / "bmp", face_detector="dlib", image_format="bmp")
+    bmps = sorted((tmp_path / "bmp").glob("*.bmp"))
+    pngs = sorted((tmp_path / "png").glob("*.png"))
+    assert [p.stem for p in bmps] == [p.stem for p in pngs] and len(bmps) == 30
+    assert all((np.asarray(Image.open(b)) == np.asarray(Image.open(p))).all() for b, p in zip(bmps, pngs))
+    clips = [FaceFramesDataset([ManifestEntry(tmp_path / kind, 0)], num_snippets=2, size=(32, 32), snippet_len=4,
+                               train=False)[0][0] for kind in ("png", "bmp")]
+    assert torch.equal(*clips)

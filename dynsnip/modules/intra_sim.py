@@ -13,6 +13,8 @@ Equation -> code
 Eq.        what                                                   where
 =========  =====================================================  ==========================
 (6)        split, first half ``I_1`` passes unchanged, concat     ``IntraSIM.forward``
+deviation  motion channels: the last ``motion_fraction`` of        ``IntraSMA.attention_and_motion``,
+           ``O_2`` is ``Conv1x1(D̄)`` of a compression of its own  ``IntraSIM.forward``
 (1)        ``D_{t,t+1} = F_t - Conv3x3(F_{t+1})`` (channel-wise),  ``IntraSMA.differences``
            backward ``D_{t,t-1} = F_t - Conv3x3(F_{t-1})``
 (2), (3)   ``Conv1x1(Conv3x3(D^h) + D^h)`` over H x T and T x W    ``IntraSMA.coordinate``,
@@ -43,8 +45,20 @@ Constants the paper leaves open (named arguments, defaults and reasons)
   one difference against the averaged neighbours, ``F_t - Conv3x3(mean(F_{t-1}, F_{t+1}))``.
 * ``fp32_differences=True``: under fp16 autocast the difference path (a few compressed
   channels) runs in float32, because ``6e4 - (-6e4)`` overflows fp16.
-* Initialisation: PyTorch's default (random) initialisation of every conv and linear layer
-  ("both Intra-SIM and Inter-SIM are randomly initialized", Implementation Details).
+* ``diff_init="identity"``: Eq. 1's channel-wise convs start as the identity, so that
+  ``F_t - Conv3x3(F_{t+1})`` is the plain temporal difference from the first step; with
+  PyTorch's random initialisation (``"random"``, the paper's "randomly initialized") it is
+  mostly the picture at the start, not its change (docs/temporal_sensitivity.md).
+* Every other conv and linear layer: PyTorch's default (random) initialisation ("both
+  Intra-SIM and Inter-SIM are randomly initialized", Implementation Details).
+* ``motion_fraction=0.5`` (a **deviation** from Eq. 5, the one default that departs from an
+  equation; 0 is the paper's module): half of ``O_2``'s channels carry the bi-directional
+  difference itself, ``Conv1x1(mean_o(G_t - Conv3x3(G_{t+o})))`` with ``G = Conv1x1(X_2)``
+  (``motion_source="separate"``, a compression of its own with ``motion_reduction=1``), in
+  place of ``K ⊗ (Atten ⊙ X_2 + X_2)``. The gate lets a difference only rescale features that
+  also carry the picture, and on sub-pixel geometric jitter the paper's module learns nothing
+  in the budget where these channels learn it (docs/temporal_sensitivity.md). Cost: two 1x1
+  convs and two depthwise 3x3 convs on ``C/2`` channels.
 
 Ablation switches (Table 5): ``bidirectional`` (BP), ``coord_attention`` (CA; without it
 the attention is ``σ(Conv1x1(D))``, one map with no H x T / T x W convs),

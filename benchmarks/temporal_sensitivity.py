@@ -30,10 +30,13 @@ Models (``--variants``, names of :data:`VARIANTS`, or ``--variant LABEL JSON`` f
 ``dil_resnet18`` built with the builder arguments ``JSON``):
 
 * ``frame``: the ResNet-18 without SIMs (per-frame logits averaged): must be at chance;
-* ``diff_ref``: a plain temporal-difference reference: ResNet-18 whose blocks in stages 1-2
-  add ``x_t - x_{t-1}`` to a quarter of the channels and ``x_{t+1} - x_t`` to another
+* ``diff_ref``: the issue's temporal-difference reference: ResNet-18 whose blocks in stages
+  1-2 add ``x_t - x_{t-1}`` to a quarter of the channels and ``x_{t+1} - x_t`` to another
   quarter, inside each snippet (zero at the snippet's border);
-* ``dil`` and its diagnosis variants: see :data:`VARIANTS`.
+* ``diff_replace``: the same with the differences *in place of* those channels (TSM/TDN-style
+  difference channels): the plain reference that learns the geometric task;
+* ``dil`` (dynsnip's defaults), ``paper`` (the paper's module) and the diagnosis variants:
+  see :data:`VARIANTS`.
 
 Each (task, variant, seed) trains from scratch with Adam (``--lr`` 1e-3), BCE, batch
 ``--batch`` clips of U=2 snippets x T=4 frames for ``--steps`` steps on the training footage,
@@ -80,32 +83,51 @@ TEST_FOOTAGE = (
 
 _NO_ZIL = {"zero_init_last": False}
 _ALL_INTRA = {"sim_pattern": "intra"}
+# the paper's module as written (dynsnip's default has motion channels and identity-initialised Eq. 1 convs)
+_PAPER = {"motion_fraction": 0.0, "diff_init": "random"}
 
-# name -> dil_resnet18 builder arguments (None: a special model, see build_model)
+
+def _paper(**intra: Any) -> dict[str, Any]:
+    return {**_PAPER, **intra}
+
+
+def _motion(fraction: float, source: str, **intra: Any) -> dict[str, Any]:
+    return {"motion_fraction": fraction, "motion_source": source, "diff_init": "identity", **intra}
+
+
+# name -> dil_resnet18 builder arguments (None: a special model, see build_model). Every name
+# spells out what it measures, so that it means the same whatever dynsnip's defaults are.
 VARIANTS: dict[str, dict[str, Any] | None] = {
     "frame": None,
-    "diff_ref": None,
-    "diff_replace": None,
-    "dil": {},
-    "dil_paper": {"intra_args": {"share_directions": True}, "inter_args": {"share_directions": True}},
-    "dil_nozil": dict(_NO_ZIL),
-    "dil_nozil_nolk": {**_NO_ZIL, "intra_args": {"learnable_kernel": False}},
-    "dil_nozil_r4": {**_NO_ZIL, "intra_args": {"reduction": 4}},
-    "dil_nozil_intra_r2": {**_NO_ZIL, **_ALL_INTRA, "intra_args": {"reduction": 2}},
-    "dil_nozil_kid": {**_NO_ZIL, "intra_args": {"kernel_init": "centre"}},
-    "dil_nozil_r4_kid": {**_NO_ZIL, "intra_args": {"reduction": 4, "kernel_init": "centre"}},
-    # deviation from Eq. 5 (motion_shortcut): the averaged difference also added to X_2
-    "dil_ms": {"intra_args": {"motion_shortcut": True}},
-    "dil_nozil_ms": {**_NO_ZIL, "intra_args": {"motion_shortcut": True}},
-    # deviation from Eq. 5 (motion_fraction): a quarter of O_2's channels carry the projected difference
-    "dil_mf": {"intra_args": {"motion_fraction": 0.25}},
-    "dil_nozil_mf": {**_NO_ZIL, "intra_args": {"motion_fraction": 0.25}},
-    "dil_nozil_r4_mf": {**_NO_ZIL, "intra_args": {"reduction": 4, "motion_fraction": 0.25}},
-    # Eq. 1's channel-wise conv starts as the identity: D = F_t - F_{t+1}, a temporal difference from step 0
-    "dil_did": {"intra_args": {"diff_init": "identity"}},
-    "dil_did_mf": {"intra_args": {"diff_init": "identity", "motion_fraction": 0.25}},
-    "dil_nozil_did": {**_NO_ZIL, "intra_args": {"diff_init": "identity"}},
-    "dil_nozil_r4_kid_ms": {**_NO_ZIL, "intra_args": {"reduction": 4, "kernel_init": "centre", "motion_shortcut": True}},
+    "diff_ref": None,  # the issue's reference: differences *added* to a quarter of the channels each
+    "diff_replace": None,  # differences *in place of* a quarter of the channels each (TSM/TDN-style)
+    "dil": {},  # dynsnip's defaults
+    # the paper's module and its diagnosis, one change at a time
+    "paper": {"intra_args": _paper()},
+    "paper_shared": {"intra_args": _paper(share_directions=True)},
+    "paper_nozil": {**_NO_ZIL, "intra_args": _paper()},
+    "paper_nozil_nolk": {**_NO_ZIL, "intra_args": _paper(learnable_kernel=False)},
+    "paper_nozil_r4": {**_NO_ZIL, "intra_args": _paper(reduction=4)},
+    "paper_nozil_intra_r2": {**_NO_ZIL, **_ALL_INTRA, "intra_args": _paper(reduction=2)},
+    "paper_nozil_kid": {**_NO_ZIL, "intra_args": _paper(kernel_init="centre")},
+    "paper_nozil_r4_kid": {**_NO_ZIL, "intra_args": _paper(reduction=4, kernel_init="centre")},
+    "paper_nozil_ms": {**_NO_ZIL, "intra_args": _paper(motion_shortcut=True)},
+    "paper_nozil_r4_kid_ms": {**_NO_ZIL, "intra_args": _paper(reduction=4, kernel_init="centre", motion_shortcut=True)},
+    "paper_did": {"intra_args": _paper(diff_init="identity")},
+    "paper_did_r1": {"intra_args": _paper(diff_init="identity", reduction=1)},
+    # motion channels (the deviation), by source and share of O_2
+    "own25": {"intra_args": _motion(0.25, "own")},
+    "own50": {"intra_args": _motion(0.5, "own")},
+    "compressed25": {"intra_args": _motion(0.25, "compressed")},
+    "compressed50": {"intra_args": _motion(0.5, "compressed")},
+    "compressed50_r4": {"intra_args": _motion(0.5, "compressed", reduction=4)},
+    "compressed50_r1": {"intra_args": _motion(0.5, "compressed", reduction=1)},
+    "compressed50_r1_intra12": {"sim_stages": [1, 2], **_ALL_INTRA, "intra_args": _motion(0.5, "compressed", reduction=1)},
+    "nozil_compressed25_rnd": {**_NO_ZIL, "intra_args": _motion(0.25, "compressed", diff_init="random")},
+    "separate50": {"intra_args": _motion(0.5, "separate")},
+    "separate50_nozil": {**_NO_ZIL, "intra_args": _motion(0.5, "separate")},
+    "separate50_rnd": {"intra_args": _motion(0.5, "separate", diff_init="random")},
+    "separate75": {"intra_args": _motion(0.75, "separate")},
 }
 
 

@@ -20,7 +20,7 @@ def run_example(name: str, *args: str, cwd: Path | None = None) -> str:
 
 def test_quickstart_builds_dil_resnet50_and_reads_the_ut_map():
     out = run_example("quickstart.py")
-    assert "dil_resnet50: 24.51M parameters (1.00M in the SIMs), 9 Intra-SI + 7 Inter-SI blocks" in out
+    assert "dil_resnet50: 24.87M parameters (1.36M in the SIMs), 9 Intra-SI + 7 Inter-SI blocks" in out
     assert "Inter-SIM U x T map of the last stage: (8, 4)" in out
 
 

@@ -140,3 +140,25 @@ def test_bmp_regions_are_the_png_regions(clip, tmp_path):
     clips = [FaceFramesDataset([ManifestEntry(tmp_path / kind, 0)], num_snippets=2, size=(32, 32), snippet_len=4,
                                train=False)[0][0] for kind in ("png", "bmp")]
     assert torch.equal(*clips)
+
+
+def test_a_folder_left_by_a_dead_process_is_replaced_a_live_ones_is_not(clip, tmp_path):
+    """A worker killed mid-extraction leaves ``<name>.partial``: the next run on this machine
+    replaces it; one that a running process (here: this one) is writing is never touched."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    partial = tmp_path / "out.partial"
+    partial.mkdir()
+    (partial / "000000.png").write_bytes(b"half")
+    (partial / extraction.OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
+    with pytest.raises(FileExistsError, match="another extraction"):
+        extract_face_frames(clip, tmp_path / "out", face_detector="dlib")
+    (partial / extraction.OWNER_FILE).write_text(f"{socket.gethostname()} {int(dead.stdout)}")
+    result = extract_face_frames(clip, tmp_path / "out", face_detector="dlib")
+    assert result.num_frames == 30 and not partial.exists()
+    assert not (tmp_path / "out" / extraction.OWNER_FILE).exists()
+    assert np.asarray(Image.open(tmp_path / "out" / "000000.png")).ndim == 3

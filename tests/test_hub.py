@@ -217,8 +217,10 @@ def test_config_records_every_dil_option_from_a_direct_builder_call(tmp_path: Pa
     assert config["architecture"] == "dil_test_resnet"
     assert config["num_classes"] == 2
     for key, value in DIL_OPTIONS.items():
-        if key in ("intra_args", "inter_args"):  # share_directions is always recorded (its default changed)
-            value = {"share_directions": False, **value}
+        if key in ("intra_args", "inter_args"):  # options whose default changed are always recorded
+            from dynsnip.models.dil_resnet import RECORDED_INTRA_DEFAULTS, RECORDED_SIM_DEFAULTS
+
+            value = {**(RECORDED_INTRA_DEFAULTS if key == "intra_args" else RECORDED_SIM_DEFAULTS), **value}
         assert config["model_args"][key] == value
     assert config["video"] == {
         "layout": "(B, C, U*T, H, W)", "snippet_len": 2, "num_snippets": 3, "test_num_snippets": 5,

@@ -202,7 +202,7 @@ def test_gradients_reach_every_new_parameter():
 def test_dil_args_record_the_direction_layout():
     """Options whose default changed are always recorded, so that config.json says them."""
     m = timm.create_model("dil_resnet18")
-    changed = {"motion_fraction": 0.5, "motion_source": "separate", "diff_init": "identity"}
+    changed = {"motion_fraction": 0.75, "motion_source": "separate", "diff_init": "identity"}
     assert m.dil_args["intra_args"] == {"share_directions": False, **changed}
     assert m.dil_args["inter_args"] == {"share_directions": False}
     m = timm.create_model("dil_resnet18", intra_args=dict(share_directions=True, reduction=8, motion_fraction=0))
@@ -274,7 +274,7 @@ def test_fine_tuned_sim_weights_are_kept(resnet18_file):
     assert all(torch.equal(out[k], sd[k]) for k in sd if ".sim." in k)
 
 
-def shared_and_default(motion_fraction=0.5, **kw):
+def shared_and_default(motion_fraction=0.75, **kw):
     """A model whose directions share their weights (with ``motion_fraction=0``: the 0.1.0
     layout), random SIMs, and a default (per-direction) model of the same architecture."""
     torch.manual_seed(2)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -260,7 +261,10 @@ def extract_face_frames(
         raise FileExistsError(f"{out_dir} exists; refusing to overwrite it (remove it or choose another folder)")
     partial = out_dir.with_name(out_dir.name + ".partial")
     if partial.exists():
-        raise FileExistsError(f"{partial} exists (left by an interrupted extraction?); remove it and run again")
+        if not _abandoned(partial):
+            raise FileExistsError(f"{partial} exists (another extraction writing it, or left by an interrupted one "
+                                  "on another machine?); remove it and run again")
+        shutil.rmtree(partial)  # left by a process of this machine that no longer runs
     detector = create_face_detector(face_detector)
     source_detections = source_size = None
     if boxes_from is not None:
@@ -277,6 +281,7 @@ def extract_face_frames(
         looked_at = list(range(0, num_frames, detect_every))
         writer = _RegionWriter(partial, image_format, scale, interpolation)
         partial.mkdir(parents=True)
+        (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
         try:
             if detector is None and source_detections is None:
                 detections: dict[int, np.ndarray] = {}
@@ -320,11 +325,30 @@ def extract_face_frames(
                 frames=[dict(index=i, region=[int(v) for v in regions[i]]) for i in range(num_frames)],
             )
             (partial / "faces.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")))
+            (partial / OWNER_FILE).unlink()
             partial.rename(out_dir)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
     return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked)
+
+
+OWNER_FILE = ".owner"  # in a folder being written: "<host> <pid>" of the writing process
+
+
+def _abandoned(partial: Path) -> bool:
+    """Whether ``partial`` was left by a process of this machine that has ended (a killed worker):
+    then it can only be garbage. Without an owner record, or from another machine, it is not."""
+    try:
+        host, pid = (partial / OWNER_FILE).read_text().split()
+        if host != socket.gethostname():
+            return False
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 class _RegionWriter:

@@ -51,8 +51,8 @@ Constants the paper leaves open (named arguments, defaults and reasons)
   mostly the picture at the start, not its change (docs/temporal_sensitivity.md).
 * Every other conv and linear layer: PyTorch's default (random) initialisation ("both
   Intra-SIM and Inter-SIM are randomly initialized", Implementation Details).
-* ``motion_fraction=0.5`` (a **deviation** from Eq. 5, the one default that departs from an
-  equation; 0 is the paper's module): half of ``O_2``'s channels carry the bi-directional
+* ``motion_fraction=0.75`` (a **deviation** from Eq. 5, the one default that departs from an
+  equation; 0 is the paper's module): three quarters of ``O_2``'s channels carry the bi-directional
   difference itself, ``Conv1x1(mean_o(G_t - Conv3x3(G_{t+o})))`` with ``G = Conv1x1(X_2)``
   (``motion_source="separate"``, a compression of its own with ``motion_reduction=1``), in
   place of ``K ⊗ (Atten ⊙ X_2 + X_2)``. The gate lets a difference only rescale features that
@@ -80,7 +80,7 @@ from .temporal_ops import neighbour_difference, tap_conv_axis
 
 DIFF_INITS = ("random", "identity")
 # the motion channels' default share of O_2 (docs/temporal_sensitivity.md); 0 is the paper's Eq. 5
-DEFAULT_MOTION_FRACTION = 0.5
+DEFAULT_MOTION_FRACTION = 0.75
 # IntraSMA submodules that exist only with motion channels (names start with these)
 MOTION_MODULES = ("own_diff_conv", "motion_squeeze", "motion_diff_conv", "motion_out")
 MOTION_SOURCES = ("own", "compressed", "separate")

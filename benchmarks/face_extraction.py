@@ -66,12 +66,13 @@ def detection_pass(path: Path, detector, every: int) -> tuple[int, int]:
     return len(detections), sum(len(d) > 0 for d in detections.values())
 
 
-def full_extraction(path: Path, detector, every: int, scratch: Path, boxes_from: Path | None = None) -> tuple[int, int]:
+def full_extraction(path: Path, detector, every: int, scratch: Path, boxes_from: Path | None = None,
+                    image_format: str = "png") -> tuple[int, int]:
     from dynsnip.data.extraction import extract_face_frames
 
     out = scratch / f"{path.stem}_{time.perf_counter_ns()}"
     result = extract_face_frames(path, out, face_detector=detector, detect_every=every, min_face_coverage=0.0,
-                                 boxes_from=boxes_from)
+                                 boxes_from=boxes_from, image_format=image_format)
     return result.frames_checked, result.num_detected
 
 
@@ -84,10 +85,10 @@ def boxes_source(path: Path, every: int, scratch: Path) -> Path:
     return source
 
 
-def writing_only(path: Path, every: int, scratch: Path) -> tuple[int, int]:
+def writing_only(path: Path, every: int, scratch: Path, image_format: str = "png") -> tuple[int, int]:
     """extract_face_frames with the boxes read from an earlier extraction of the same video
     (``boxes_from``): decoding and writing the regions, no detection."""
-    return full_extraction(path, "dlib", every, scratch, boxes_source(path, every, scratch))
+    return full_extraction(path, "dlib", every, scratch, boxes_source(path, every, scratch), image_format)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.write:
                 settings[f"{backend}, k={every}: extract_face_frames"] = ("write", detector, every)
     if args.write:
+        settings["auto, k=4, --format bmp: extract_face_frames"] = ("write", create_face_detector("auto"), 4, "bmp")
         settings["decode + write regions, boxes given (no detection), k=4"] = ("write_only", 4)
+        settings["decode + write regions as bmp, boxes given (no detection), k=4"] = ("write_only", 4, "bmp")
 
     times: dict[str, list[float]] = {name: [] for name in settings}
     counts: dict[str, tuple[int, int]] = {}
@@ -139,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 for video in videos:
                     if job == "write":
-                        c, f = full_extraction(video, *params, Path(scratch))
+                        detector, every, *fmt = params
+                        c, f = full_extraction(video, detector, every, Path(scratch), None, *fmt)
                     elif job == "write_only":
-                        c, f = writing_only(video, *params, Path(scratch))
+                        every, *fmt = params
+                        c, f = writing_only(video, every, Path(scratch), *fmt)
                     else:
                         c, f = job(video, *params)
                     checked, found = checked + c, found + f

@@ -114,6 +114,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "paper_nozil_ms": {**_NO_ZIL, "intra_args": _paper(motion_shortcut=True)},
     "paper_nozil_r4_kid_ms": {**_NO_ZIL, "intra_args": _paper(reduction=4, kernel_init="centre", motion_shortcut=True)},
     "paper_did": {"intra_args": _paper(diff_init="identity")},
+    "paper_zero_recover": {"intra_args": _paper(), "recover_init": "zero"},
     "paper_did_r1": {"intra_args": _paper(diff_init="identity", reduction=1)},
     # motion channels (the deviation), by source and share of O_2
     "own25": {"intra_args": _motion(0.25, "own")},
@@ -267,6 +268,7 @@ def build_model(variant: str, spec: dict[str, Any] | None, width: dict[str, Any]
     import timm
 
     import dynsnip  # noqa: F401  (registers dil_*)
+    from dynsnip.modules import IntraSMA
 
     if variant == "frame":
         return timm.create_model("dil_resnet18", num_classes=1, sim_stages=(), **width)
@@ -276,7 +278,19 @@ def build_model(variant: str, spec: dict[str, Any] | None, width: dict[str, Any]
             for block in stage:
                 block.sim = DifferenceReference(block.sim.channels, replace=variant == "diff_replace")
         return m
-    return timm.create_model("dil_resnet18", num_classes=1, **{**width, **(spec or {})})
+    spec = dict(spec or {})
+    recover_init = spec.pop("recover_init", None)  # a diagnosis of this script, not a model option
+    model = timm.create_model("dil_resnet18", num_classes=1, **{**width, **spec})
+    if recover_init == "zero":  # Intra-SMA's 1x1 recovery convs start at zero: a flat attention, sigma(0)^2
+        for m in model.modules():
+            if isinstance(m, IntraSMA):
+                for conv in (getattr(m, "recover_h", None), getattr(m, "recover_w", None), getattr(m, "recover", None)):
+                    if conv is not None:
+                        nn.init.zeros_(conv.weight)
+                        nn.init.zeros_(conv.bias)
+    elif recover_init is not None:
+        raise SystemExit(f"unknown recover_init {recover_init!r} (known: zero)")
+    return model
 
 
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:

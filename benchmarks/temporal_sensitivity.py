@@ -127,8 +127,8 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "nozil_compressed25_rnd": {**_NO_ZIL, "intra_args": _motion(0.25, "compressed", diff_init="random")},
     "separate50": {"intra_args": _motion(0.5, "separate")},
     "separate50_nozil": {**_NO_ZIL, "intra_args": _motion(0.5, "separate")},
-    "separate50_rnd": {"intra_args": _motion(0.5, "separate", diff_init="random")},
     "separate75": {"intra_args": _motion(0.75, "separate")},
+    "separate75_rnd": {"intra_args": _motion(0.75, "separate", diff_init="random")},
 }
 
 

@@ -13,8 +13,6 @@ Equation -> code
 Eq.        what                                                   where
 =========  =====================================================  ==========================
 (6)        split, first half ``I_1`` passes unchanged, concat     ``IntraSIM.forward``
-deviation  motion channels: the last ``motion_fraction`` of        ``IntraSMA.attention_and_motion``,
-           ``O_2`` is ``Conv1x1(D̄)`` of a compression of its own  ``IntraSIM.forward``
 (1)        ``D_{t,t+1} = F_t - Conv3x3(F_{t+1})`` (channel-wise),  ``IntraSMA.differences``
            backward ``D_{t,t-1} = F_t - Conv3x3(F_{t-1})``
 (2), (3)   ``Conv1x1(Conv3x3(D^h) + D^h)`` over H x T and T x W    ``IntraSMA.coordinate``,
@@ -24,6 +22,8 @@ avg + σ    mean of forward/backward, sigmoid -> Atten_H, Atten_W  ``IntraSMA.pl
                                                                   ``IntraSMA.forward``
 (4)        ``K = softmax(φ2 ∘ δ ∘ φ1(GAP(X_2)))``                  ``SnippetKernel.forward``
 (5)        ``O_2 = K ⊗ (Atten_H ⊙ Atten_W ⊙ X_2 + X_2)``          ``IntraSIM.forward``
+deviation  motion channels: the last ``motion_fraction`` of        ``IntraSMA.motion_channel_values``,
+           ``O_2`` is ``Conv1x1(D̄)`` of a compression of its own  ``IntraSIM.forward``
 =========  =====================================================  ==========================
 
 Constants the paper leaves open (named arguments, defaults and reasons)
@@ -174,7 +174,7 @@ class IntraSMA(DirectionPaths):
         if self.motion is not None:
             nn.init.zeros_(self.motion.weight)
             nn.init.zeros_(self.motion.bias)
-        # deviation (off by default): a fraction of O_2's channels carry Conv1x1(mean D) itself
+        # deviation (ON by default, 0 turns it off): a fraction of O_2's channels carry the difference itself
         if not 0.0 <= motion_fraction < 1.0:
             raise ValueError(f"motion_fraction must be in [0, 1), got {motion_fraction}")
         if motion_source not in MOTION_SOURCES:
@@ -263,23 +263,23 @@ class IntraSMA(DirectionPaths):
                 atten = atten * torch.sigmoid(self.recover_w(self.plane(ds, "tw_conv", "tw")))
             else:
                 atten = torch.sigmoid(self.recover(_mean(ds).flatten(0, 1)))
-            mean_d = _mean(ds).flatten(0, 1) if self.motion is not None or self.motion_out is not None else None
-            motion = self.motion(mean_d).to(x2.dtype) if self.motion is not None else None
-            if self.motion_source == "separate" and self.motion_channels:
-                g = self.motion_squeeze(x2.to(self.motion_squeeze.weight.dtype))
-                gv = g.unflatten(0, (-1, self.snippet_len))
-                md = [neighbour_difference(gv, self.path("motion_diff_conv", o)(g)
-                                           .unflatten(0, (-1, self.snippet_len)), o, dim=1, edge=self.edge)
-                      for o in self.offsets]
-                channels = self.motion_out(_mean(md).flatten(0, 1)).to(x2.dtype)
-            elif self.motion_out is not None:
-                channels = self.motion_out(mean_d).to(x2.dtype)
-            elif self.motion_channels:
-                xm = x2[:, x2.shape[1] - self.motion_channels:].to(self.diff_conv.weight.dtype)
-                channels = self.own_differences(xm).to(x2.dtype)
-            else:
-                channels = None
+            motion = self.motion(_mean(ds).flatten(0, 1)).to(x2.dtype) if self.motion is not None else None
+            channels = self.motion_channel_values(x2, ds) if self.motion_channels else None
         return atten.to(x2.dtype), motion, channels
+
+    def motion_channel_values(self, x2: torch.Tensor, ds: list[torch.Tensor]) -> torch.Tensor:
+        """The motion channels ``(B*T, m, H, W)`` (``motion_fraction``), from ``x2`` and the
+        gate's differences ``ds`` (used by ``motion_source="compressed"`` only)."""
+        if self.motion_source == "separate":  # Eq. 1 on a compression of its own, both directions averaged
+            g = self.motion_squeeze(x2.to(self.motion_squeeze.weight.dtype))
+            gv = g.unflatten(0, (-1, self.snippet_len))
+            md = [neighbour_difference(gv, self.path("motion_diff_conv", o)(g).unflatten(0, (-1, self.snippet_len)),
+                                       o, dim=1, edge=self.edge) for o in self.offsets]
+            return self.motion_out(_mean(md).flatten(0, 1)).to(x2.dtype)
+        if self.motion_source == "compressed":  # a 1x1 of the gate's averaged difference
+            return self.motion_out(_mean(ds).flatten(0, 1)).to(x2.dtype)
+        xm = x2[:, x2.shape[1] - self.motion_channels:].to(self.diff_conv.weight.dtype)  # "own"
+        return self.own_differences(xm).to(x2.dtype)
 
     def drop_motion_channels(self) -> None:
         """Remove the motion channels (``motion_fraction=0``): the paper's layout, e.g. for a

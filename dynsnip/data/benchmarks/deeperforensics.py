@@ -67,18 +67,12 @@ def deeperforensics_manifest(root: str | Path, ffpp_root: str | Path, variant: s
     real_of: dict[str, Path] = {}
     for target, split in sorted(split_of_target.items()):
         path = reals_dir / f"{target}.mp4"
-        if path.is_file():
-            real_inventory.found += 1
+        if real_inventory.present(path, str(path)):
             real_of[target] = path
             rows.append(BenchmarkRow(path, 0, split))
-        else:
-            real_inventory.missing.append(str(path))
     for path, split, target in fake_entries:
-        if path.is_file():
-            fake_inventory.found += 1
+        if fake_inventory.present(path, path.relative_to(root).as_posix()):
             rows.append(BenchmarkRow(path, 1, split, f"DeeperForensics-{variant}", real_of.get(target)))
-        else:
-            fake_inventory.missing.append(path.relative_to(root).as_posix())
     notes = [f"reals from {reals_dir}"]
     if conflicts:
         notes.append(f"{conflicts} fake(s) share a real video with fakes of another split; "

@@ -91,11 +91,8 @@ def _test_rows(root: Path):
             inventory.expected += 1
             path = videos / line["filename"]
             label = _label(line["label"], f"{labels_file}, row {n}")
-            if path.is_file():
-                inventory.found += 1
+            if inventory.present(path, path.relative_to(root).as_posix()):
                 rows.append(BenchmarkRow(path, label, "test", METHOD if label else ""))
-            else:
-                inventory.missing.append(path.relative_to(root).as_posix())
     return rows, inventory
 
 
@@ -112,11 +109,8 @@ def _preview_rows(root: Path):
         split = {"train": "train", "test": "test"}.get(str(info["set"]).lower())
         if split is None:
             raise LayoutError(f"{meta_file}: entry {name!r} has set {info['set']!r}; expected train or test")
-        if path.is_file():
-            inventory.found += 1
+        if inventory.present(path, name):
             rows.append(BenchmarkRow(path, label, split, Path(name).parts[0] if label else ""))
-        else:
-            inventory.missing.append(name)
     return rows, inventory
 
 

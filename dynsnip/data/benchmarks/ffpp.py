@@ -72,11 +72,8 @@ def _method_rows(root: Path, method: str, compression: str, splits, real_of: dic
             for target, source in ((a, b), (b, a)):
                 inventory.expected += 1
                 path = folder / f"{target}_{source}.mp4"
-                if path.is_file():
-                    inventory.found += 1
+                if inventory.present(path, path.relative_to(root).as_posix()):
                     rows.append(BenchmarkRow(path, 1, split, method, real_of.get(target)))
-                else:
-                    inventory.missing.append(path.relative_to(root).as_posix())
     return rows, inventory
 
 
@@ -126,12 +123,9 @@ def ffpp_manifest(
         for vid in (v for pair in pairs for v in pair):
             real_inventory.expected += 1
             path = real_dir / f"{vid}.mp4"
-            if path.is_file():
-                real_inventory.found += 1
+            if real_inventory.present(path, path.relative_to(root).as_posix()):
                 real_of[vid] = path
                 rows.append(BenchmarkRow(path, 0, split))
-            else:
-                real_inventory.missing.append(path.relative_to(root).as_posix())
     inventory = [real_inventory]
     for method in dict.fromkeys(methods):
         if method == "DeepFakeDetection":

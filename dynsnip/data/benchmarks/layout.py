@@ -55,6 +55,14 @@ class Inventory:
     found: int = 0
     missing: list[str] = field(default_factory=list)
 
+    def present(self, path: Path, name: str) -> bool:
+        """Whether the video ``path`` is there: counted as found, or recorded as missing under ``name``."""
+        if path.is_file():
+            self.found += 1
+            return True
+        self.missing.append(name)
+        return False
+
     @property
     def num_missing(self) -> int:
         """The missing videos: those named, or the shortfall against ``expected`` where the

@@ -397,3 +397,5 @@ def test_motion_fraction_gives_the_difference_channels_of_their_own(source):
         IntraSIM(C, motion_fraction=1.0)
     with pytest.raises(ValueError, match="motion_source"):
         IntraSIM(C, motion_fraction=0.25, motion_source="raw")
+    with pytest.raises(ValueError, match="motion_reduction"):
+        IntraSIM(C, motion_reduction=0)

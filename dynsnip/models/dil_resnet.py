@@ -14,6 +14,8 @@ of its module path and ``resnet`` is timm's own.
 """
 from __future__ import annotations
 
+import warnings
+
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
@@ -236,6 +238,11 @@ class DILResNet(timm_resnet.ResNet):
         ``dil_args``), so it loads completely and computes what it computed before."""
         if adopt_checkpoint_motion_channels(state_dict, self, prefix):
             self.dil_args["intra_args"] = {**self.dil_args["intra_args"], "motion_fraction": 0.0}
+            warnings.warn(
+                "the checkpoint has no Intra-SIM motion-channel tensors (saved before they became the default): "
+                "the model is loaded as it was saved, without them (motion_fraction=0, the paper's Eq. 5)",
+                stacklevel=3,
+            )
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         self.adopt_checkpoint_layout(state_dict, prefix)

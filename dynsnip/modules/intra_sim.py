@@ -179,6 +179,8 @@ class IntraSMA(DirectionPaths):
             raise ValueError(f"motion_fraction must be in [0, 1), got {motion_fraction}")
         if motion_source not in MOTION_SOURCES:
             raise ValueError(f"motion_source must be one of {MOTION_SOURCES}, got {motion_source!r}")
+        if int(motion_reduction) != motion_reduction or motion_reduction < 1:
+            raise ValueError(f"motion_reduction must be a whole number >= 1, got {motion_reduction!r}")
         motion_channels = max(1, round(motion_fraction * channels)) if motion_fraction > 0 else 0
         self.motion_channels = motion_channels
         self.motion_source = motion_source
@@ -187,7 +189,7 @@ class IntraSMA(DirectionPaths):
             self.motion_out = nn.Conv2d(hidden, motion_channels, 1)
         if motion_channels and motion_source == "separate":
             # a compression of its own (r_m = motion_reduction), Eq. 1 per direction, averaged, 1x1 out
-            motion_hidden = max(1, channels // motion_reduction)
+            motion_hidden = max(1, channels // int(motion_reduction))
             self.motion_squeeze = nn.Conv2d(channels, motion_hidden, 1, bias=False)
             for suffix in ("", BACKWARD) if self.untied else ("",):
                 self.add_module("motion_diff_conv" + suffix, _difference_conv(motion_hidden, diff_kernel_size, diff_init))

@@ -11,7 +11,8 @@ For each setting this script measures, over every frame of each video:
 * per backend (dlib, mtcnn, auto) and ``detect_every`` k: decode + detection on every k-th
   frame (the detection's share), and with ``--write`` the whole ``extract_face_frames`` (one
   decoding pass: detection, and the regions written as PNGs) and, as the other share,
-  ``extract_face_frames`` given the boxes of an earlier run (decoding and writing only).
+  ``extract_face_frames`` given the boxes of an earlier run (decoding and writing only), for
+  each of ``--formats`` (PNG through :mod:`dynsnip.data.png_writer`, BMP through Pillow).
 
 It prints a table of frames/s, face coverage (fraction of the looked-at frames with a face)
 and the ratio of each setting's time to decode-only's (``x decode``; 1.0 = at the limit),
@@ -22,7 +23,8 @@ torch threads (MTCNN) and dlib's single thread.
 Usage::
 
     python benchmarks/face_extraction.py                      # bundled footage, 2 repeats
-    python benchmarks/face_extraction.py --write --json benchmarks/results/cpu_face_extraction.json
+    python benchmarks/face_extraction.py --write --every 4,8,16 --backends auto --no-full-resolution \
+        --json benchmarks/results/cpu_face_extraction.json
     python benchmarks/face_extraction.py --videos a.mp4 b.mp4 --device cuda   # MTCNN on a GPU
 """
 from __future__ import annotations
@@ -91,6 +93,27 @@ def writing_only(path: Path, every: int, scratch: Path, image_format: str = "png
     return full_extraction(path, "dlib", every, scratch, boxes_source(path, every, scratch), image_format)
 
 
+DECODE_SAMPLES = 5  # decode-only takes ~0.2 s on the bundled footage: sampled 5x per round for a stable median
+
+
+def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: dict, name: str) -> float:
+    """Seconds one setting takes over all ``videos``; records its (frames checked, with a face) in ``counts``."""
+    checked = found = 0
+    start = time.perf_counter()
+    for video in videos:
+        if job == "write":
+            detector, every, *fmt = params
+            c, f = full_extraction(video, detector, every, scratch, None, *fmt)
+        elif job == "write_only":
+            every, *fmt = params
+            c, f = writing_only(video, every, scratch, *fmt)
+        else:
+            c, f = job(video, *params)
+        checked, found = checked + c, found + f
+    counts[name] = (checked, found)
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", nargs="*", type=Path, help="videos (default: the bundled footage)")
@@ -98,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", default="1,4", help="detect_every values (default 1,4)")
     parser.add_argument("--backends", default="dlib,mtcnn,auto")
     parser.add_argument("--write", action="store_true", help="also time the whole extract_face_frames (PNG writing)")
+    parser.add_argument("--formats", default="png,bmp", help="image formats of the --write rows (default png,bmp)")
     parser.add_argument("--no-full-resolution", action="store_true", help="skip the slow full-resolution baseline")
     parser.add_argument("--device", default="cpu", help="MTCNN's device")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -119,16 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:  # the previous default: small frames upsampled to the 480 px working size (no max_upscale)
         settings["auto, k=4, upsampling not capped: extract_face_frames"] = (
             "write", create_face_detector("auto", device=args.device, max_upscale=None), 4)
+    formats = args.formats.split(",")
     for backend in args.backends.split(","):
         detector = create_face_detector(backend, device=args.device)
         for every in everies:
             settings[f"{backend}, k={every}: detection pass"] = (detection_pass, detector, every)
             if args.write:
-                settings[f"{backend}, k={every}: extract_face_frames"] = ("write", detector, every)
+                for fmt in formats:
+                    suffix = "" if fmt == "png" else f", --format {fmt}"
+                    settings[f"{backend}, k={every}{suffix}: extract_face_frames"] = ("write", detector, every, fmt)
     if args.write:
-        settings["auto, k=4, --format bmp: extract_face_frames"] = ("write", create_face_detector("auto"), 4, "bmp")
-        settings["decode + write regions, boxes given (no detection), k=4"] = ("write_only", 4)
-        settings["decode + write regions as bmp, boxes given (no detection), k=4"] = ("write_only", 4, "bmp")
+        for fmt in formats:
+            settings[f"decode + write regions as {fmt}, boxes given (no detection), k=4"] = ("write_only", 4, fmt)
 
     times: dict[str, list[float]] = {name: [] for name in settings}
     counts: dict[str, tuple[int, int]] = {}
@@ -138,20 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                 boxes_source(video, 4, Path(scratch))
         for _ in range(args.repeats):
             for name, (job, *params) in settings.items():
-                checked = found = 0
-                start = time.perf_counter()
-                for video in videos:
-                    if job == "write":
-                        detector, every, *fmt = params
-                        c, f = full_extraction(video, detector, every, Path(scratch), None, *fmt)
-                    elif job == "write_only":
-                        every, *fmt = params
-                        c, f = writing_only(video, every, Path(scratch), *fmt)
-                    else:
-                        c, f = job(video, *params)
-                    checked, found = checked + c, found + f
-                times[name].append(time.perf_counter() - start)
-                counts[name] = (checked, found)
+                for _ in range(DECODE_SAMPLES if job is decode_only else 1):  # the short, noisy limit
+                    times[name].append(time_setting(videos, job, params, Path(scratch), counts, name))
     frames = counts["decode only"][0]
     limit = statistics.median(times["decode only"])
     rows = []

@@ -15,9 +15,13 @@ from dynsnip.data.extraction import extract_face_frames
 
 
 def test_detection_frames_depend_on_the_frame_index_only():
-    assert detection_frames([5, 6, 7, 8, 8, 12, 3], 4) == [8, 12]
+    assert detection_frames([[5, 6, 7, 8], [12, 13, 14, 15], [8, 9, 10, 11]], 4) == [8, 12]
     # any 4 consecutive frames hold exactly one multiple of 4: every snippet is looked at once
-    assert all(len(detection_frames(range(s, s + 4), 4)) == 1 for s in range(50))
+    assert all(len(detection_frames([range(s, s + 4)], 4)) == 1 for s in range(50))
+    # k > T: a snippet without a multiple of k is decided by the looked-at frames around it
+    assert detection_frames([[5, 6, 7, 8], [9, 10, 11, 12]], 16) == [0, 16]
+    assert detection_frames([[9, 10, 11, 12]], 16, num_frames=16) == [0]  # no frame 16: only the one before
+    assert detection_frames([[14, 15, 16, 17]], 16, num_frames=18) == [16]
 
 
 def test_snippet_crops_one_box_per_snippet_borrowed_where_missing():
@@ -30,8 +34,46 @@ def test_snippet_crops_one_box_per_snippet_borrowed_where_missing():
     # mean of the followed face's two boxes (41, 40, 81, 90): side 1.3 * 50 = 65 around (61, 65)
     assert crops.boxes[0].tolist() == [28, 32, 93, 97]
     assert crops.boxes[1].tolist() == crops.boxes[0].tolist()  # borrowed from the neighbour
-    with pytest.raises(ValueError, match="between 1 and the snippet length"):
-        snippet_crops(np.zeros((2, 4), int), detections, (200, 150), 1.3, 5)
+    with pytest.raises(ValueError, match="positive integer"):
+        snippet_crops(np.zeros((2, 4), int), detections, (200, 150), 1.3, 0)
+
+
+def test_snippets_between_looked_at_frames_get_the_interpolated_box():
+    """k = 16 > T = 4: the box of a snippet between frames 0 and 16 is the linear interpolation at
+    its middle frame of the followed face; one-sided evidence is flagged as borrowed."""
+    face0 = np.array([[40.0, 40, 80, 80, 1.0]])
+    face16 = np.array([[56.0, 40, 96, 80, 1.0], [150.0, 100, 160, 110, 1.0]])  # moved 16 px right; a stranger
+    stranger = np.array([[0.0, 100, 20, 120, 1.0]])
+    detections = {0: face0, 16: face16, 32: stranger, 48: np.zeros((0, 5))}
+    snippets = np.array([[6, 7, 8, 9], [14, 15, 16, 17], [26, 27, 28, 29], [40, 41, 42, 43], [50, 51, 52, 53]])
+    crops = snippet_crops(snippets, detections, (200, 150), 1.0, 16, num_frames=54)
+    # snippet 0: middle 7.5 -> x0 = 40 + 16 * 7.5 / 16 = 47.5; the crop is the 40 px square around it
+    assert crops.boxes[0].tolist() == [48, 40, 88, 80]
+    assert crops.boxes[1].tolist() == [56, 40, 96, 80]  # holds frame 16: detected there
+    # 16 -> 32: the followed face is not in frame 32 (only a smaller stranger): the larger face, flagged
+    assert crops.boxes[2].tolist() == [56, 40, 96, 80]
+    # 32 -> 48 with no face at 48: the stranger of 32 is the only evidence: flagged
+    assert crops.boxes[3].tolist() == [0, 100, 20, 120]
+    # after the last looked-at frame (48, faceless) of a 54-frame video: nothing held, borrowed from snippet 3
+    assert crops.boxes[4].tolist() == [0, 100, 20, 120]
+    assert crops.face_found.tolist() == [True, True, False, False, False]
+    assert (crops.frames_checked, crops.frames_with_face) == (4, 3)
+    # past the last looked-at frame a detected face is held, and counts as found
+    held = snippet_crops(np.array([[18, 19, 20, 21]]), {16: face0}, (200, 150), 1.0, 16, num_frames=22)
+    assert held.face_found.tolist() == [True] and held.boxes[0].tolist() == [40, 40, 80, 80]
+    # only faceless looked-at frames: no box anywhere (the caller's "no face" error)
+    none = snippet_crops(np.array([[5, 6, 7, 8]]), {0: np.zeros((0, 5)), 16: np.zeros((0, 5))}, (200, 150), 1.0, 16)
+    assert none.frames_with_face == 0 and not none.face_found.any()
+
+
+def test_with_k_up_to_t_the_policy_is_unchanged():
+    """k <= T: every snippet holds a looked-at frame; interpolation never runs, num_frames plays no part."""
+    rng = np.random.default_rng(0)
+    detections = {i: np.array([[40.0 + rng.normal(), 40, 80 + rng.normal(), 80, 1.0]]) for i in range(0, 64, 4)}
+    snippets = np.array([[s + t for t in range(4)] for s in (1, 9, 22, 37, 59)])
+    a = snippet_crops(snippets, detections, (200, 150), 1.3, 4)
+    b = snippet_crops(snippets, detections, (200, 150), 1.3, 4, num_frames=63)
+    assert a.boxes.tolist() == b.boxes.tolist() and a.face_found.all()
 
 
 def test_a_score_never_picks_the_face():

@@ -22,6 +22,7 @@ from dynsnip.data import (
     list_frames,
     read_frames,
     read_manifest,
+    sample_snippets,
     write_manifest,
 )
 
@@ -144,6 +145,42 @@ def test_training_clip_equals_prediction_clip(tmp_path, video, detect_every):
     assert torch.equal(from_folder, clip.pixels)
     if video is carphone:  # the head moves: the snippets' boxes differ, each one constant inside its snippet
         assert len({tuple(b) for b in clip.crop_boxes.tolist()}) > 1
+
+
+def test_training_clip_equals_prediction_clip_with_interpolated_boxes(tmp_path):
+    """k = 32 > T on carphone (120 frames, U = 8): snippets that cannot be placed on a looked-at
+    frame inside their segment get boxes interpolated between the looked-at frames around them;
+    the folder and predict's loader still give the same tensor."""
+    out = tmp_path / "faces"
+    extract_face_frames(carphone(), out, detect_every=32)
+    common = dict(num_snippets=8, snippet_len=4, size=(64, 64))
+    from_folder, _ = FaceFramesDataset([ManifestEntry(out, 0)], **common)[0]
+    clip = FaceClipLoader(detect_every=32, **common)(carphone())
+    holds = [any(int(i) % 32 == 0 for i in snippet) for snippet in clip.frame_indices]
+    assert 0 < sum(holds) < 8  # both kinds of snippet are in the clip
+    assert clip.frames_checked == 4  # frames 0, 32, 64, 96 decide every box
+    assert clip.face_found.all()
+    assert torch.equal(from_folder, clip.pixels)
+
+
+def test_evaluation_snippets_hold_a_looked_at_frame_so_predict_detects_once_per_snippet():
+    """k = 16: evaluation snippets move (inside their segments) onto a multiple of 16, and the
+    detector sees one frame per snippet, as with k = T."""
+    from dynsnip.data.faces import DlibFaceDetector
+
+    seen = []
+    dlib = DlibFaceDetector()
+
+    def counting(frame):
+        seen.append(frame)
+        return dlib(frame)
+
+    clip = FaceClipLoader(num_snippets=8, snippet_len=4, size=(32, 32), detect_every=16, face_detector=counting)(carphone())
+    assert all(any(int(i) % 16 == 0 for i in snippet) for snippet in clip.frame_indices)
+    assert len(seen) == clip.frames_checked == 8
+    # with k <= T the snippets stay in the middle of their segments
+    plain = FaceClipLoader(num_snippets=8, snippet_len=4, size=(32, 32), detect_every=4)(carphone())
+    assert torch.equal(plain.frame_indices, sample_snippets(120, 8, 4))
 
 
 def test_extraction_never_overwrites(extracted):

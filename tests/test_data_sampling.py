@@ -83,3 +83,23 @@ def test_invariants_over_many_lengths():
                         assert torch.equal(indices, indices[:, :1] + torch.arange(t))
                     if n >= u * t:  # no frame used twice
                         assert len(set(indices.flatten().tolist())) == u * t
+
+
+def test_evaluation_snippets_align_to_the_detectors_frames_inside_their_segments():
+    """align=k > T: each evaluation snippet is the one nearest its segment's middle that holds a
+    multiple of k; it never leaves its segment; training and k <= T are unchanged."""
+    for n in (40, 64, 120, 301, 1000):
+        plain = sample_snippets(n, 8, 4)
+        aligned = sample_snippets(n, 8, 4, align=16)
+        segment = n // 8
+        for u, (a, p) in enumerate(zip(aligned.tolist(), plain.tolist())):
+            first = u * n // 8
+            assert first <= a[0] and a[-1] < first + segment  # inside its segment
+            if segment - 4 >= 15:  # room for a multiple of 16 in every segment
+                assert any(i % 16 == 0 for i in a)
+            if any(i % 16 == 0 for i in p):
+                assert a == p  # already holds one: stays put
+    assert torch.equal(sample_snippets(120, 8, 4, align=4), sample_snippets(120, 8, 4))
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(sample_snippets(120, 4, 4, train=True, generator=g1, align=16),
+                       sample_snippets(120, 4, 4, train=True, generator=g2))

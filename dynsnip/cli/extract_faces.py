@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"{manifest_out} exists; refusing to overwrite it (pass --overwrite to replace it)")
     if problem := face_options_problem(args):
         return usage_error(problem)
-    if problem := detection_policy_problem(args, args.snippet_len) or detect_device_problem(args, args.workers == 1):
+    if problem := detection_policy_problem(args) or detect_device_problem(args, args.workers == 1):
         return usage_error(problem)
     if args.scale is not None and not 0 < args.scale <= 4:
         return usage_error(f"--scale must be a factor in (0, 4], got {args.scale}")

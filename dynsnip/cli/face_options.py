@@ -49,21 +49,23 @@ def add_detection_policy_options(parser: argparse.ArgumentParser) -> None:
     from dynsnip.data.crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE
 
     parser.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY, metavar="K",
-                        help=f"the detector looks at frames whose index is a multiple of K, 1 <= K <= T "
-                             f"(default {DEFAULT_DETECT_EVERY}: one frame per snippet; the crop is one box per "
-                             "snippet either way); predict and extract-faces must use the same K for identical crops")
+                        help=f"the detector looks at frames whose index is a multiple of K (default "
+                             f"{DEFAULT_DETECT_EVERY} = T: one frame per snippet; the crop is one box per snippet "
+                             "either way). K > T: fewer detections, boxes interpolated between them for the "
+                             "snippets in between (docs/video.md measures the accuracy); predict and extract-faces "
+                             "must use the same K for identical crops")
     parser.add_argument("--min-face-coverage", type=float, default=DEFAULT_MIN_FACE_COVERAGE, metavar="F",
                         help="a video whose face is found in fewer than this fraction of the frames the detector "
                              f"looks at fails with reason low_face_coverage (default {DEFAULT_MIN_FACE_COVERAGE}: "
                              "at most half of the crops borrowed from other frames; 0 turns the check off)")
 
 
-def detection_policy_problem(args: argparse.Namespace, snippet_len: int | None) -> str | None:
+def detection_policy_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with ``--detect-every`` / ``--min-face-coverage``, or None."""
     if not 0.0 <= args.min_face_coverage <= 1.0:
         return f"--min-face-coverage must be a fraction between 0 and 1, got {args.min_face_coverage}"
-    if args.detect_every < 1 or (snippet_len is not None and args.detect_every > snippet_len):
-        return f"--detect-every must be between 1 and the snippet length T={snippet_len}, got {args.detect_every}"
+    if args.detect_every < 1:
+        return f"--detect-every must be a positive number of frames, got {args.detect_every}"
     return None
 
 
@@ -75,7 +77,7 @@ def face_options_problem(args: argparse.Namespace) -> str | None:
         return f"--detect-size must be at least 80 px (dlib's detection window), got {args.detect_size}"
     if args.detect_upsample < 0:
         return f"--detect-upsample must be 0 or more, got {args.detect_upsample}"
-    if problem := detection_policy_problem(args, None):
+    if problem := detection_policy_problem(args):
         return problem
     if not math.isfinite(args.min_face) or args.min_face < 12:
         return f"--min-face must be at least 12 px (MTCNN's smallest window), got {args.min_face}"

@@ -352,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     try:
         loader = clip_loader(model, args, faces)
-    except ValueError as err:  # e.g. --detect-every larger than the model's T
+    except ValueError as err:  # e.g. a loader option the model cannot take
         return usage_error(str(err))
 
     shard = videos if ranks is None else videos[ranks.rank::ranks.world_size]

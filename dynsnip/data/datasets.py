@@ -260,11 +260,12 @@ class FaceFramesDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
         frames = frame_sequence(entry.path)
+        folder = FaceFolder.open(entry.path, frames.paths)
         indices = sample_snippets(
-            len(frames.paths), self.num_snippets, self.snippet_len, train=self.train, short_video=self.short_video
+            len(frames.paths), self.num_snippets, self.snippet_len, train=self.train, short_video=self.short_video,
+            align=folder.detect_every if folder is not None and folder.detections else None,
         )
         frames.check_consecutive(indices)
-        folder = FaceFolder.open(entry.path, frames.paths)
         if folder is not None:  # extract-faces output: the crop policy cuts the snippets' crops
             images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation)
         else:

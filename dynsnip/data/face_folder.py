@@ -73,7 +73,8 @@ class FaceFolder:
         """The crops of ``frame_indices (U, T)``: ``(U*T, H, W, 3)`` uint8 and the policy's decision."""
         frame_indices = np.asarray(frame_indices)
         if self.detections:
-            crops = snippet_crops(frame_indices, self.detections, self.frame_size, self.margin, self.detect_every)
+            crops = snippet_crops(frame_indices, self.detections, self.frame_size, self.margin, self.detect_every,
+                                  self.num_frames)
         else:  # extracted with face_detector="none": whole frames
             width, height = self.frame_size
             boxes = np.tile(np.array([0, 0, width, height], np.int64), (len(frame_indices), 1))

@@ -26,12 +26,12 @@ from .crop import crop_and_resize
 from .crop_policy import (
     DEFAULT_DETECT_EVERY,
     DEFAULT_MIN_FACE_COVERAGE,
+    SnippetCrops,
     check_detect_every,
     detection_frames,
     snippet_crops,
 )
 from .decode import VideoReader
-from .crop_policy import SnippetCrops
 from .errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 from .sampling import ShortVideoPolicy, distinct_snippets, sample_snippets
@@ -101,10 +101,13 @@ class FaceClipLoader:
             nothing), ``"dlib"``, ``"mtcnn"``, ``"none"`` for already-cropped input (frames
             are resized whole), or a callable, see :mod:`dynsnip.data.faces`.
         margin: crop side / face-box side; 1.3 is the FaceForensics++ convention.
-        detect_every: the detector looks at frames whose index is a multiple of this (k,
-            1 <= k <= T; see :mod:`dynsnip.data.crop_policy`). 4 = T: one detection per
-            snippet, a quarter of the detection cost; the crop is constant within a snippet
-            either way, and the bundled footage keeps its coverage (docs/video.md).
+        detect_every: the detector looks at frames whose index is a multiple of this (k;
+            see :mod:`dynsnip.data.crop_policy`). k <= T: every snippet holds one; k > T:
+            snippets between two looked-at frames get a box interpolated between them, and
+            evaluation snippets (``train=False``) are placed to hold one, so that the
+            detector still runs once per snippet. Must match the ``detect_every`` of
+            ``extract-faces`` folders for identical crops. Default and measurement:
+            :data:`~dynsnip.data.crop_policy.DEFAULT_DETECT_EVERY`, docs/video.md.
         min_face_coverage: a video whose face is found in fewer of the looked-at frames than
             this fraction raises :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more
             than half of the crops would be borrowed; 0 turns the check off).
@@ -135,7 +138,7 @@ class FaceClipLoader:
         min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
         cap_snippets: bool = False,
     ):
-        check_detect_every(detect_every, snippet_len)
+        check_detect_every(detect_every)
         self.num_snippets = num_snippets
         self.snippet_len = snippet_len
         self.size = tuple(size)
@@ -184,13 +187,21 @@ class FaceClipLoader:
                 train=self.train,
                 generator=generator,
                 short_video=self.short_video,
+                align=self.detect_every if self.face_detector is not None else None,
             )
             flat = indices.flatten().tolist()
-            frames = video.read(flat)  # (U*T, H, W, 3)
+            looked_at = [] if self.face_detector is None else detection_frames(indices, self.detect_every, video.num_frames)
+            extra = sorted(set(looked_at) - set(flat))  # with k > T: looked-at frames outside the snippets
+            decoded = video.read(flat + extra)  # (U*T + extra, H, W, 3)
+            frames = decoded[:len(flat)]
             timestamps = torch.tensor([video.timestamp(i) for i in flat], dtype=torch.float64)
             num_frames, fps, frame_size = video.num_frames, video.fps, video.size
-        detect_in = frames if boxes_from is None else _source_frames(path, boxes_from, indices, frame_size)
-        crops = self._crop_boxes(path, indices, detect_in, frame_size)
+        if boxes_from is None:
+            position = {index: n for n, index in enumerate(flat + extra)}
+            detect_in = decoded[[position[i] for i in looked_at]] if looked_at else decoded[:0]
+        else:
+            detect_in = _source_frames(path, boxes_from, looked_at, frame_size)
+        crops = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
         crop_boxes, face_found = crops.boxes, crops.face_found
         crops_px = crop_and_resize(
             frames, np.repeat(crop_boxes, self.snippet_len, axis=0), self.size, self.interpolation
@@ -211,20 +222,24 @@ class FaceClipLoader:
         )
 
     def _crop_boxes(
-        self, path: object, indices: torch.Tensor, frames: "np.ndarray", frame_size: tuple[int, int]
+        self,
+        path: object,
+        indices: torch.Tensor,
+        looked_at: list[int],
+        frames: "np.ndarray",
+        frame_size: tuple[int, int],
+        num_frames: int,
     ) -> SnippetCrops:
-        """The crop policy's boxes for the clip: detect on the k-th frames, then
-        :func:`~dynsnip.data.crop_policy.snippet_crops`."""
+        """The crop policy's boxes for the clip: detect on the looked-at frames (``frames``, in the
+        order of ``looked_at``), then :func:`~dynsnip.data.crop_policy.snippet_crops`."""
         width, height = frame_size
         if self.face_detector is None:
             boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (len(indices), 1))
             return SnippetCrops(boxes, np.ones(len(indices), dtype=bool), 0, 0)
-        flat = indices.flatten().tolist()
-        looked_at = detection_frames(flat, self.detect_every)
-        position = {index: flat.index(index) for index in looked_at}
-        found = detect_faces(frames[[position[i] for i in looked_at]], self.face_detector)
-        crops = snippet_crops(indices.numpy(), dict(zip(looked_at, found)), frame_size, self.margin, self.detect_every)
-        if not crops.face_found.any():
+        found = detect_faces(frames, self.face_detector)
+        crops = snippet_crops(indices.numpy(), dict(zip(looked_at, found)), frame_size, self.margin,
+                              self.detect_every, num_frames)
+        if crops.frames_with_face == 0:
             every = f" (every {self.detect_every}th frame index)" if self.detect_every > 1 else ""
             raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at{every}"))
         if crops.coverage < self.min_face_coverage:
@@ -240,7 +255,7 @@ class FaceClipLoader:
 
 
 def _source_frames(
-    path: object, source: str | os.PathLike[str], indices: torch.Tensor, frame_size: tuple[int, int]
+    path: object, source: str | os.PathLike[str], indices: Sequence[int], frame_size: tuple[int, int]
 ) -> "np.ndarray":
     """The source video's frames at ``indices`` (clamped to its length), for its face boxes."""
     from .errors import SourceMismatchError, VideoError
@@ -253,7 +268,7 @@ def _source_frames(
                     f"{frame_size[0]}x{frame_size[1]}; expected the same frame size to share face boxes"
                 )
             last = video.num_frames - 1
-            return video.read([min(int(i), last) for i in indices.flatten().tolist()])
+            return video.read([min(int(i), last) for i in indices])
     except SourceMismatchError:
         raise
     except VideoError as err:

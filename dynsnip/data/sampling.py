@@ -49,6 +49,7 @@ def sample_snippets(
     train: bool = False,
     generator: torch.Generator | None = None,
     short_video: ShortVideoPolicy = "overlap",
+    align: int | None = None,
 ) -> torch.Tensor:
     """Frame indices of ``num_snippets`` snippets of ``snippet_len`` consecutive frames.
 
@@ -60,6 +61,12 @@ def sample_snippets(
         generator: random source for ``train=True`` (``None``: torch's global one).
         short_video: what to do when ``num_frames < num_snippets * snippet_len``, see the
             module docstring.
+        align: the face detector's ``detect_every`` (k). For evaluation (``train=False``)
+            with k > T, each snippet moves from its segment's middle to the nearest start
+            (inside the segment, the earlier on ties) whose snippet holds a frame index that
+            is a multiple of k, where the segment has one: the crop policy then detects once
+            per snippet instead of on the looked-at frames before and after it
+            (:mod:`dynsnip.data.crop_policy`). None, or k <= T (every snippet holds one): no change.
 
     Returns:
         int64 tensor ``(U, T)``; row ``u`` holds snippet ``u``'s frame indices, rows in
@@ -80,6 +87,11 @@ def sample_snippets(
         else:
             offsets = torch.full((num_snippets,), slack // 2)
         starts = segment_starts + offsets
+        if not train and align is not None and int(align) > snippet_len:
+            starts = torch.tensor([
+                _aligned_start(int(first), int(first) + slack, int(start), snippet_len, int(align))
+                for first, start in zip(segment_starts, starts)
+            ], dtype=torch.long)
     else:
         if short_video == "error":
             raise ValueError(
@@ -92,3 +104,10 @@ def sample_snippets(
         starts = torch.linspace(0, last_start, num_snippets).round().long()
     indices = starts[:, None] + torch.arange(snippet_len)[None, :]
     return indices.clamp(max=num_frames - 1)
+
+
+def _aligned_start(first: int, last: int, start: int, snippet_len: int, align: int) -> int:
+    """The start in ``[first, last]`` nearest ``start`` (the earlier on ties) whose snippet of
+    ``snippet_len`` frames holds a multiple of ``align``; ``start`` when there is none."""
+    candidates = [s for s in range(first, last + 1) if (s + snippet_len - 1) // align * align >= s]
+    return min(candidates, key=lambda s: (abs(s - start), s)) if candidates else start

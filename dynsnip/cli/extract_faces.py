@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
     parser.add_argument("--format", choices=("png", "bmp", "jpg"), default="png",
                         help="image format: png (default, lossless), bmp (lossless, uncompressed: ~2x the disk, "
-                             "written ~20x faster), jpg (quality 95, adds its own compression traces)")
+                             "written ~3x faster), jpg (quality 95, adds its own compression traces)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="videos processed at once, one process each (default: the number of CPUs)")
     parser.add_argument("--overwrite", action="store_true", help=f"replace an existing OUT/{MANIFEST_NAME}")

@@ -245,7 +245,7 @@ def extract_face_frames(
         max_frames: only the first ``max_frames`` frames (None: all).
         image_format: ``"png"`` (lossless, default: JPEG would add compression traces of
             its own to the forgery traces), ``"bmp"`` (lossless and uncompressed: about twice
-            PNG's disk space, written ~20x faster, the choice when writing is the bottleneck;
+            PNG's disk space, written ~3x faster, the choice when writing is the bottleneck;
             docs/video.md) or ``"jpg"`` (quality 95).
         interpolation: resampling when ``scale`` is given.
         min_face_coverage: fail with :class:`LowFaceCoverageError` when a face is found in

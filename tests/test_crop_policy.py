@@ -111,6 +111,14 @@ def test_fake_is_cropped_with_its_sources_boxes(real_and_fake):
     entry = SimpleNamespace(path=fake, label=1, split=None, method=None, source=real)
     pixels, label = VideoDataset([entry], loader)[0]
     assert torch.equal(pixels, from_source.pixels) and label.item() == 1.0
+    # k > T: the source's looked-at frames around unaligned snippets crop the fake too
+    wide = FaceClipLoader(num_snippets=2, size=(32, 32), detect_every=16, train=True)
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(wide(fake, generator=g, boxes_from=real).crop_boxes,
+                       wide(real, generator=torch.Generator().manual_seed(3)).crop_boxes)
+    # without a detector the source plays no part: whole frames
+    whole = FaceClipLoader(num_snippets=2, size=(32, 32), face_detector="none")(fake, boxes_from=real)
+    assert whole.crop_boxes.tolist() == [[0, 0, 176, 144]] * 2
 
 
 def test_extraction_of_a_fake_uses_the_extracted_source(real_and_fake, tmp_path):

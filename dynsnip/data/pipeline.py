@@ -196,9 +196,11 @@ class FaceClipLoader:
             frames = decoded[:len(flat)]
             timestamps = torch.tensor([video.timestamp(i) for i in flat], dtype=torch.float64)
             num_frames, fps, frame_size = video.num_frames, video.fps, video.size
-        if boxes_from is None:
+        if not looked_at:  # no detector: whole frames
+            detect_in = decoded[:0]
+        elif boxes_from is None:
             position = {index: n for n, index in enumerate(flat + extra)}
-            detect_in = decoded[[position[i] for i in looked_at]] if looked_at else decoded[:0]
+            detect_in = decoded[[position[i] for i in looked_at]]
         else:
             detect_in = _source_frames(path, boxes_from, looked_at, frame_size)
         crops = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from ._optional import require
-from .boxes import fill_missing_boxes, snippet_face_box, square_crop_box
+from .boxes import box_iou, fill_missing_boxes, largest_box, snippet_face_box, square_crop_box
 
 np = require("numpy")
 
@@ -116,15 +116,13 @@ def interpolated_face_box(
     and ``after`` (None: the video has no later looked-at frame), and whether it is supported
     on both sides.
 
-    The largest face of ``before`` (else of ``after``) is looked for on the other side (the
-    detection overlapping it most, IoU >= ``min_iou``); found on both sides, the box is the
-    linear interpolation at ``position`` (True). Past the last looked-at frame, the face of
+    The largest face of ``before`` is looked for in ``after`` (the detection overlapping it
+    most, IoU >= ``min_iou``); found on both sides, the box is the linear interpolation at
+    ``position`` (True). Past the last looked-at frame, the face of
     ``before`` is held (True). Otherwise (a face on one side only, or different faces on the
     two) the largest face of either side, as within a snippet, with False; a NaN box when
     neither side has a face.
     """
-    from .boxes import box_iou, largest_box
-
     first = quantize_detections(detections[before])[:, :4]
     if after is None:
         box = largest_box(first)

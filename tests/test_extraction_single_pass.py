@@ -115,6 +115,22 @@ def test_frames_beyond_the_memory_bound_are_decoded_again_and_written_the_same(c
     assert ref_images.keys() == images.keys() and all((images[n] == ref_images[n]).all() for n in images)
 
 
+def test_a_detection_batch_survives_the_memory_bound(clip, tmp_path, monkeypatch):
+    """A detector taking 4 looked-at frames at once (MTCNN on a GPU takes 16) with k = 8: the
+    frames of a batch span 25 frames, far beyond a bound that holds almost none; the frames of
+    the pending batch are kept for it, and the folder is what the unbounded run writes."""
+    from dynsnip.data.faces import DlibFaceDetector
+
+    class Batched(DlibFaceDetector):
+        batch_size = 4
+
+    reference = extract_face_frames(clip, tmp_path / "ref", face_detector=Batched(), detect_every=8)
+    monkeypatch.setattr(extraction, "MAX_BUFFERED_BYTES", 1)
+    bounded = extract_face_frames(clip, tmp_path / "bounded", face_detector=Batched(), detect_every=8)
+    assert bounded.num_detected == reference.num_detected == 4
+    assert folder_contents(tmp_path / "ref")[0] == folder_contents(tmp_path / "bounded")[0]
+
+
 def test_a_faceless_video_fails_and_leaves_nothing(tmp_path):
     from video_fixtures import faceless_frames
 

@@ -128,7 +128,7 @@ class RegionStream:
         self.detections[index] = detections
         self._next_looked_at += self.detect_every
         t, last = self.snippet_len, self.num_frames - 1
-        # window s needs the looked-at frames up to min(s + T - 1, last): all known below the next one
+        # window s is final once the looked-at frames it needs (snippet_detection_frames) are all added
         while self.known < self.num_frames:
             frames = [min(f, last) for f in range(self.known, self.known + t)]
             needed = snippet_detection_frames(frames, self.detect_every, self.num_frames)
@@ -398,7 +398,8 @@ def _single_pass(
     regions = np.zeros((num_frames, 4), dtype=np.int64)
     waiting: dict[int, np.ndarray] = {}  # decoded frames whose region is not final yet
     dropped: list[int] = []  # frames to decode again at the end
-    pending: list[int] = []  # looked-at frames waiting for a detection batch
+    pending: list[tuple[int, np.ndarray]] = []  # looked-at frames waiting for a detection batch (kept even when
+    # dropped from ``waiting``: at most one batch)
     batch = detection_batch_size(detector)
     k = stream.detect_every
     last_looked_at = (num_frames - 1) // k * k
@@ -414,10 +415,10 @@ def _single_pass(
     for index, frame in video.iter_frames(0, num_frames):
         waiting[index] = frame
         if detector is not None and index % k == 0:
-            pending.append(index)
+            pending.append((index, frame))
             if len(pending) >= batch or index == last_looked_at:
-                frames = np.stack([waiting[i] for i in pending])
-                for i, rows in zip(pending, detect_faces(frames, detector)):
+                found = detect_faces(np.stack([f for _, f in pending]), detector)
+                for (i, _), rows in zip(pending, found):
                     stream.add(i, quantize_detections(rows))
                 pending = []
         if stream.complete and not checked:  # every detection known: fail before writing the rest

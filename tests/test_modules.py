@@ -399,3 +399,18 @@ def test_motion_fraction_gives_the_difference_channels_of_their_own(source):
         IntraSIM(C, motion_fraction=0.25, motion_source="raw")
     with pytest.raises(ValueError, match="motion_reduction"):
         IntraSIM(C, motion_reduction=0)
+
+
+def test_a_standalone_intra_sim_loads_a_state_dict_without_motion_channels_as_saved():
+    """An IntraSIM saved before motion channels were the default loads into a default one with a
+    warning, without them, and computes what the saved module computed."""
+    torch.manual_seed(0)
+    old = IntraSIM(16, snippet_len=4, reduction=2, motion_fraction=0.0).eval()
+    new = IntraSIM(16, snippet_len=4, reduction=2)
+    assert new.sma.motion_channels > 0
+    with pytest.warns(UserWarning, match="no motion-channel tensors"):
+        new.load_state_dict(old.state_dict())
+    new.eval()
+    assert new.sma.motion_channels == 0
+    x = torch.randn(8, 16, 6, 6)
+    assert torch.equal(new(x), old(x))

@@ -254,6 +254,7 @@ def evaluate(
          **({"face_coverage": coverage_of[v]} if v in coverage_of else {})}
         for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))
     ]
-    if coverage_of:  # frame folders written by extract-faces: how much of each video showed a face
-        report["face_coverage"] = coverage_summary([coverage_of[v] for v in ids if v in coverage_of])
+    scored_coverages = [coverage_of[v] for v in ids if v in coverage_of]
+    if scored_coverages:  # frame folders written by extract-faces: how much of each video showed a face
+        report["face_coverage"] = coverage_summary(scored_coverages)
     return EvalResult(report=report, predictions=predictions)

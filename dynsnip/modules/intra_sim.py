@@ -68,6 +68,7 @@ the attention is ``σ(Conv1x1(D))``, one map with no H x T / T x W convs),
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import nullcontext
 from typing import Any, Mapping
 
@@ -374,12 +375,20 @@ class IntraSIM(nn.Module):
             + X_2 + Conv1x1(D̄))`` with ``D̄`` the differences averaged over directions and a
             zero-initialised 1x1 conv (so the module starts as the paper's): the difference
             reaches the features additively, not only through the sigmoid gate.
-        motion_fraction: a **deviation** from Eq. 5, 0 (off) by default: the last
-            ``round(motion_fraction * C/2)`` channels of ``O_2`` are ``Conv1x1(D̄)`` (the averaged
-            differences projected by a 1x1 conv, PyTorch's default initialisation) instead
-            of ``K ⊗ (Atten ⊙ X_2 + X_2)``: the difference reaches the next conv on channels
-            of its own, not mixed into the content of ``X_2`` (a gate or a sum leaves the next
-            layers to separate the difference from the picture; see docs/temporal_sensitivity.md).
+        motion_fraction: a **deviation** from Eq. 5, on by default (0.75; 0 is the paper's
+            module): the last ``round(motion_fraction * C/2)`` channels of ``O_2`` carry a
+            temporal difference (``motion_source``) instead of ``K ⊗ (Atten ⊙ X_2 + X_2)``: the
+            difference reaches the next conv on channels of its own, not mixed into the content
+            of ``X_2`` (a gate or a sum leaves the next layers to separate the difference from
+            the picture; see docs/temporal_sensitivity.md).
+        diff_init: Eq. 1's channel-wise convs start as the identity (``"identity"``, default:
+            the plain temporal difference from the first step) or PyTorch's random init
+            (``"random"``, the paper's "randomly initialized").
+        motion_source: where the motion channels come from: ``"separate"`` (default) Eq. 1 on a
+            1x1 compression of ``X_2`` of their own (``C/2 / motion_reduction`` channels), both
+            directions averaged, then a 1x1 conv; ``"compressed"`` a 1x1 conv of the gate's
+            averaged difference ``D̄``; ``"own"`` Eq. 1 on the motion channels themselves.
+        motion_reduction: the compression of ``"separate"`` (1: none; the measured default).
 
     Shape: ``(N*U*T, C, H, W)`` -> ``(N*U*T, C, H, W)``. The first ``C // 2`` channels pass
     through unchanged (Eq. 6). ``num_snippets`` is accepted and ignored, so that every SIM
@@ -447,8 +456,11 @@ class IntraSIM(nn.Module):
         return torch.cat([x1, o2], dim=1)  # Eq. 6
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
-        if not prefix:  # a standalone module (a DIL model decides for all its SIMs at once)
-            adopt_checkpoint_motion_channels(state_dict, self)
+        if not prefix and adopt_checkpoint_motion_channels(state_dict, self):  # a standalone module (a DIL
+            # model decides for all its SIMs at once, and warns)
+            warnings.warn("the state dict has no motion-channel tensors (saved before they became the default): "
+                          "the IntraSIM is loaded as it was saved, without them (motion_fraction=0, the paper's "
+                          "Eq. 5)", stacklevel=3)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:

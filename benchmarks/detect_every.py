@@ -1,6 +1,6 @@
 """How far apart can the face detector's frames be? Crop accuracy and coverage against k.
 
-The crop policy (:mod:`dynsnip.data.crop_policy`) looks at frames whose index is a multiple
+The crop policy (:mod:`dynsnip.data.faces.crop_policy`) looks at frames whose index is a multiple
 of ``detect_every`` (k). With k <= T every snippet holds one; with k > T the box of a
 snippet between two looked-at frames is interpolated. Fewer detections make
 ``extract-faces`` faster (``benchmarks/face_extraction.py``); this script measures what
@@ -32,8 +32,8 @@ from pathlib import Path
 
 def window_crops(detections: dict, num_frames: int, frame_size, k: int, t: int, margin: float):
     """Per window start: (crop (4,) or None, found) under the policy with detect_every k."""
-    from dynsnip.data.boxes import square_crop_box
-    from dynsnip.data.crop_policy import quantize_detections, snippet_face
+    from dynsnip.data.faces.boxes import square_crop_box
+    from dynsnip.data.faces.crop_policy import quantize_detections, snippet_face
     import numpy as np
     looked_at = {i: quantize_detections(d) for i, d in detections.items() if i % k == 0}
     out = []
@@ -46,7 +46,7 @@ def window_crops(detections: dict, num_frames: int, frame_size, k: int, t: int, 
 def compare(reference, crops) -> dict:
     import numpy as np
 
-    from dynsnip.data.boxes import box_iou
+    from dynsnip.data.faces.boxes import box_iou
 
     ious, offsets, scales, found = [], [], [], []
     for (ref, _), (crop, ok) in zip(reference, crops):
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from dynsnip.data import VideoReader, bundled_videos
-    from dynsnip.data.faces import create_face_detector, detect_faces
+    from dynsnip.data.faces.detectors import create_face_detector, detect_faces
 
     detector = create_face_detector(args.detector)
     videos = args.videos or list(bundled_videos())

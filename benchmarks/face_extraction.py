@@ -12,7 +12,7 @@ For each setting this script measures, over every frame of each video:
   frame (the detection's share), and with ``--write`` the whole ``extract_face_frames`` (one
   decoding pass: detection, and the regions written as PNGs) and, as the other share,
   ``extract_face_frames`` given the boxes of an earlier run (decoding and writing only), for
-  each of ``--formats`` (PNG through :mod:`dynsnip.data.png_writer`, BMP through Pillow).
+  each of ``--formats`` (PNG through :mod:`dynsnip.data.faces.png_writer`, BMP through Pillow).
 
 It prints a table of frames/s, face coverage (fraction of the looked-at frames with a face)
 and the ratio of each setting's time to decode-only's (``x decode``; 1.0 = at the limit),
@@ -61,7 +61,7 @@ def detect_all_frames(path: Path, detector) -> tuple[int, int]:
 def detection_pass(path: Path, detector, every: int) -> tuple[int, int]:
     """The new extraction's first pass: decode, detect on every k-th frame (batched)."""
     from dynsnip.data import VideoReader
-    from dynsnip.data.extraction import _detect_every_kth
+    from dynsnip.data.faces.extraction import _detect_every_kth
 
     with VideoReader(path) as video:
         detections = _detect_every_kth(video, video.num_frames, every, detector)
@@ -70,7 +70,7 @@ def detection_pass(path: Path, detector, every: int) -> tuple[int, int]:
 
 def full_extraction(path: Path, detector, every: int, scratch: Path, boxes_from: Path | None = None,
                     image_format: str = "png") -> tuple[int, int]:
-    from dynsnip.data.extraction import extract_face_frames
+    from dynsnip.data.faces.extraction import extract_face_frames
 
     out = scratch / f"{path.stem}_{time.perf_counter_ns()}"
     result = extract_face_frames(path, out, face_detector=detector, detect_every=every, min_face_coverage=0.0,
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from dynsnip.data import bundled_videos
-    from dynsnip.data.faces import DlibFaceDetector, create_face_detector
+    from dynsnip.data.faces.detectors import DlibFaceDetector, create_face_detector
 
     torch.set_num_threads(args.threads)
     videos = args.videos or list(bundled_videos())

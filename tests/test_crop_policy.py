@@ -11,7 +11,7 @@ from video_fixtures import carphone, decode_all, encode
 
 from dynsnip.data import FaceClipLoader, VideoDataset, detection_frames, snippet_crops
 from dynsnip.data.errors import NoFaceError, SourceMismatchError
-from dynsnip.data.extraction import extract_face_frames
+from dynsnip.data.faces.extraction import extract_face_frames
 
 
 def test_detection_frames_depend_on_the_frame_index_only():

@@ -166,7 +166,7 @@ def test_training_clip_equals_prediction_clip_with_interpolated_boxes(tmp_path):
 def test_evaluation_snippets_hold_a_looked_at_frame_so_predict_detects_once_per_snippet():
     """k = 16: evaluation snippets move (inside their segments) onto a multiple of 16, and the
     detector sees one frame per snippet, as with k = T."""
-    from dynsnip.data.faces import DlibFaceDetector
+    from dynsnip.data.faces.detectors import DlibFaceDetector
 
     seen = []
     dlib = DlibFaceDetector()

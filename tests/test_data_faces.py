@@ -184,7 +184,7 @@ def test_training_loader_flips_whole_clips():
 
 
 def test_working_scale_downsamples_to_the_short_side_and_caps_upsampling():
-    from dynsnip.data.faces import working_scale
+    from dynsnip.data.faces.detectors import working_scale
 
     assert working_scale((720, 1280), 480, 2.0) == pytest.approx(480 / 720)  # large frames: to the short side
     assert working_scale((144, 176), 480, 2.0) == 2.0  # small frames: capped (not 3.33x)

@@ -9,7 +9,7 @@ import torch
 from video_fixtures import LANDMARKS, faceless_frames, two_people
 
 from dynsnip.data import bundled_video, read_frames
-from dynsnip.data.faces import (
+from dynsnip.data.faces.detectors import (
     AutoFaceDetector,
     DlibFaceDetector,
     Face,
@@ -17,7 +17,7 @@ from dynsnip.data.faces import (
     create_face_detector,
     detect_faces,
 )
-from dynsnip.data.mtcnn import MTCNN, WEIGHTS_FILE
+from dynsnip.data.faces.mtcnn import MTCNN, WEIGHTS_FILE
 
 
 @pytest.fixture(scope="module")

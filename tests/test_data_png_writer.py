@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dynsnip.data import VideoReader, bundled_videos
-from dynsnip.data.png_writer import PNG_SIGNATURE, encode_png, write_png
+from dynsnip.data.faces.png_writer import PNG_SIGNATURE, encode_png, write_png
 
 MODES = {2: "L", 3: "RGB", 4: "RGBA"}
 

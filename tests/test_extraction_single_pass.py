@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from video_fixtures import carphone, decode_all, encode
 
-from dynsnip.data import extraction
-from dynsnip.data.boxes import square_crop_box
-from dynsnip.data.crop_policy import snippet_face
-from dynsnip.data.extraction import RegionStream, context_regions, extract_face_frames
+from dynsnip.data.faces import extraction
+from dynsnip.data.faces.boxes import square_crop_box
+from dynsnip.data.faces.crop_policy import snippet_face
+from dynsnip.data.faces.extraction import RegionStream, context_regions, extract_face_frames
 
 
 def whole_video_regions(detections, num_frames, frame_size, margin, t, k):
@@ -119,7 +119,7 @@ def test_a_detection_batch_survives_the_memory_bound(clip, tmp_path, monkeypatch
     """A detector taking 4 looked-at frames at once (MTCNN on a GPU takes 16) with k = 8: the
     frames of a batch span 25 frames, far beyond a bound that holds almost none; the frames of
     the pending batch are kept for it, and the folder is what the unbounded run writes."""
-    from dynsnip.data.faces import DlibFaceDetector
+    from dynsnip.data.faces.detectors import DlibFaceDetector
 
     class Batched(DlibFaceDetector):
         batch_size = 4

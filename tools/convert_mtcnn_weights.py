@@ -9,7 +9,7 @@ dependency). Get the wheel and run this script::
 
 It reads the files with ``torch.load(weights_only=True)`` (plain tensors, nothing is
 unpickled), prefixes the names with ``pnet.``/``rnet.``/``onet.``, checks that they load
-strictly into :class:`dynsnip.data.mtcnn.MTCNN`, and writes
+strictly into :class:`dynsnip.data.faces.mtcnn.MTCNN`, and writes
 ``dynsnip/assets/mtcnn/mtcnn.safetensors``.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ def convert(wheel: Path, out: Path) -> dict[str, torch.Tensor]:
             raw = archive.read(f"facenet_pytorch/data/{net}.pt")
             for name, tensor in torch.load(io.BytesIO(raw), weights_only=True).items():
                 state[f"{net}.{name}"] = tensor.float().contiguous()
-    from dynsnip.data.mtcnn import MTCNN
+    from dynsnip.data.faces.mtcnn import MTCNN
 
     MTCNN().load_state_dict(state, strict=True)
     out.parent.mkdir(parents=True, exist_ok=True)

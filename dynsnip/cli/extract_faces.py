@@ -2,7 +2,7 @@
 
 Each video becomes a folder ``OUT/<name>/`` of face context regions (``000000.png`` ... named
 by frame index; the crop of a snippet is cut from them at training time by the same crop
-policy as ``predict``) plus ``faces.json`` (see :mod:`dynsnip.data.extraction`). With ``--manifest`` (a
+policy as ``predict``) plus ``faces.json`` (see :mod:`dynsnip.data.faces.extraction`). With ``--manifest`` (a
 CSV/JSON of videos with labels and splits) the command also writes ``OUT/faces.csv``, the
 same manifest pointing at the frame folders, ready for
 :class:`dynsnip.data.FaceFramesDataset`.
@@ -148,7 +148,7 @@ def _boxes_from(entry: Any, args: argparse.Namespace, claimed: dict[str, Path]) 
 def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
     """Extract one video (in a worker process): ``(ok, the line to print after the status)``;
     an error is caught here so that it is reported and the other videos go on."""
-    from dynsnip.data.extraction import extract_face_frames
+    from dynsnip.data.faces.extraction import extract_face_frames
 
     video, out_dir, options = job
     try:
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         return usage_error(f"--workers must be at least 1, got {args.workers}")
     try:
-        import dynsnip.data.extraction  # noqa: F401  (fails here without the video extra)
+        import dynsnip.data.faces.extraction  # noqa: F401  (fails here without the video extra)
         from dynsnip.data.manifest import ManifestEntry, write_manifest
         from dynsnip.engine.evaluate import progress_bar
         from dynsnip.scoring import VIDEO_BAR

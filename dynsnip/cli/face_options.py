@@ -1,7 +1,7 @@
 """The face-cropping options of ``predict``, ``explain`` and ``extract-faces``.
 
 ``--face-detector auto|dlib|mtcnn|none`` and ``--margin`` choose whether, with what and how
-wide the face is cropped (see :mod:`dynsnip.data.faces`; ``auto``, the default: dlib, and
+wide the face is cropped (see :mod:`dynsnip.data.faces.detectors`; ``auto``, the default: dlib, and
 MTCNN on the frames where dlib finds nothing). ``--detect-size`` is the working size of both
 detectors; ``--detect-upsample`` tunes dlib's HOG detector
 (:class:`dynsnip.data.faces.DlibFaceDetector`) for faces that are small in the frame: its
@@ -45,8 +45,8 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
 
 
 def add_detection_policy_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--detect-every`` and ``--min-face-coverage`` (see :mod:`dynsnip.data.crop_policy`)."""
-    from dynsnip.data.crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE
+    """Add ``--detect-every`` and ``--min-face-coverage`` (see :mod:`dynsnip.data.faces.crop_policy`)."""
+    from dynsnip.data.faces.crop_policy import DEFAULT_DETECT_EVERY, DEFAULT_MIN_FACE_COVERAGE
 
     parser.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY, metavar="K",
                         help=f"the detector looks at frames whose index is a multiple of K (default "
@@ -90,7 +90,7 @@ def face_detector(args: argparse.Namespace) -> Any:
     Raises:
         ImportError: dlib (the ``video`` extra) is not installed, with the install command.
     """
-    from dynsnip.data.faces import create_face_detector
+    from dynsnip.data.faces.detectors import create_face_detector
 
     return create_face_detector(
         args.face_detector, detect_short_side=args.detect_size, upsample=args.detect_upsample, min_face=args.min_face,

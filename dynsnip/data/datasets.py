@@ -34,9 +34,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ._optional import require
-from .crop import crop_and_resize
+from .faces.crop import crop_and_resize
 from .errors import FrameFolderError, FrameGapError
-from .face_folder import FaceFolder
+from .faces.face_folder import FaceFolder
 from .manifest import ManifestEntry, check_entries, parse_split, read_manifest
 from .pipeline import FaceClipLoader, data_config_from_model
 from .sampling import ShortVideoPolicy, sample_snippets

@@ -5,7 +5,7 @@
 1. :func:`~dynsnip.data.sampling.sample_snippets` picks U snippets of T frames;
 2. :class:`~dynsnip.data.decode.VideoReader` decodes exactly those frames;
 3. the face detector runs on the frames whose index is a multiple of ``detect_every``, and
-   :func:`~dynsnip.data.crop_policy.snippet_crops` (the one crop policy, shared with
+   :func:`~dynsnip.data.faces.crop_policy.snippet_crops` (the one crop policy, shared with
    ``extract-faces`` and the frame-folder dataset) gives one box per snippet; a snippet
    without any face borrows the box of the nearest snippet that has one (flagged in
    ``FaceClip.face_found``); a video without any face raises
@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import torch
 
 from ._optional import require
-from .crop import crop_and_resize
-from .crop_policy import (
+from .faces.crop import crop_and_resize
+from .faces.crop_policy import (
     DEFAULT_DETECT_EVERY,
     DEFAULT_MIN_FACE_COVERAGE,
     SnippetCrops,
@@ -33,7 +33,7 @@ from .crop_policy import (
 )
 from .decode import VideoReader
 from .errors import LowFaceCoverageError, NoFaceError, no_face_message
-from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
+from .faces.detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 from .sampling import ShortVideoPolicy, distinct_snippets, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
 
@@ -99,15 +99,15 @@ class FaceClipLoader:
         interpolation: resampling of the crops (the model's data config).
         face_detector: ``"auto"`` (default: dlib, MTCNN on the frames where dlib finds
             nothing), ``"dlib"``, ``"mtcnn"``, ``"none"`` for already-cropped input (frames
-            are resized whole), or a callable, see :mod:`dynsnip.data.faces`.
+            are resized whole), or a callable, see :mod:`dynsnip.data.faces.detectors`.
         margin: crop side / face-box side; 1.3 is the FaceForensics++ convention.
         detect_every: the detector looks at frames whose index is a multiple of this (k;
-            see :mod:`dynsnip.data.crop_policy`). k <= T: every snippet holds one; k > T:
+            see :mod:`dynsnip.data.faces.crop_policy`). k <= T: every snippet holds one; k > T:
             snippets between two looked-at frames get a box interpolated between them, and
             evaluation snippets (``train=False``) are placed to hold one, so that the
             detector still runs once per snippet. Must match the ``detect_every`` of
             ``extract-faces`` folders for identical crops. Default and measurement:
-            :data:`~dynsnip.data.crop_policy.DEFAULT_DETECT_EVERY`, docs/video.md.
+            :data:`~dynsnip.data.faces.crop_policy.DEFAULT_DETECT_EVERY`, docs/video.md.
         min_face_coverage: a video whose face is found in fewer of the looked-at frames than
             this fraction raises :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more
             than half of the crops would be borrowed; 0 turns the check off).
@@ -233,7 +233,7 @@ class FaceClipLoader:
         num_frames: int,
     ) -> SnippetCrops:
         """The crop policy's boxes for the clip: detect on the looked-at frames (``frames``, in the
-        order of ``looked_at``), then :func:`~dynsnip.data.crop_policy.snippet_crops`."""
+        order of ``looked_at``), then :func:`~dynsnip.data.faces.crop_policy.snippet_crops`."""
         width, height = frame_size
         if self.face_detector is None:
             boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (len(indices), 1))

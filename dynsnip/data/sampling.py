@@ -66,7 +66,7 @@ def sample_snippets(
             (inside the segment, the earlier on ties) whose snippet holds a frame index that
             is a multiple of k, where the segment has one: the crop policy then detects once
             per snippet instead of on the looked-at frames before and after it
-            (:mod:`dynsnip.data.crop_policy`). None, or k <= T (every snippet holds one): no change.
+            (:mod:`dynsnip.data.faces.crop_policy`). None, or k <= T (every snippet holds one): no change.
 
     Returns:
         int64 tensor ``(U, T)``; row ``u`` holds snippet ``u``'s frame indices, rows in

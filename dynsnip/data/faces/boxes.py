@@ -6,12 +6,12 @@ exclusive). A frame where no face was found holds a row of NaN.
 Why smoothing: a per-frame detector jitters by a few pixels from frame to frame, and
 Intra-SIM's temporal differences would read that jitter as motion. Within a snippet the
 crop is therefore fixed (:func:`snippet_face_box`: the mean box of the followed face in the
-snippet's frames), the one crop policy of :mod:`dynsnip.data.crop_policy`.
+snippet's frames), the one crop policy of :mod:`dynsnip.data.faces.crop_policy`.
 :func:`smooth_boxes` (a centred moving average) is kept for the demo's in-memory crops.
 """
 from __future__ import annotations
 
-from ._optional import require
+from .._optional import require
 
 np = require("numpy")
 

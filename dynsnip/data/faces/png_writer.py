@@ -24,7 +24,7 @@ import os
 import struct
 import zlib
 
-from ._optional import require
+from .._optional import require
 
 np = require("numpy")
 

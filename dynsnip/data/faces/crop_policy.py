@@ -13,7 +13,7 @@ The policy, per snippet of T consecutive frames:
    the whole video) and ``predict`` (which detects on the k-th frames its snippets need) look
    at the same frames;
 2. a snippet holding such frames: the largest face among them is followed from frame to
-   frame (IoU >= 0.3; :func:`~dynsnip.data.boxes.snippet_face_box`) and its boxes are
+   frame (IoU >= 0.3; :func:`~dynsnip.data.faces.boxes.snippet_face_box`) and its boxes are
    averaged: **one box per snippet**, no zoom or shift inside a snippet (Intra-SIM would
    read that as motion);
 3. a snippet between two looked-at frames (only when k > T): the box is **interpolated**
@@ -26,7 +26,7 @@ The policy, per snippet of T consecutive frames:
 4. a snippet without any face borrows the box of the nearest snippet that has one (it is
    flagged, never hidden: ``face_found``); a clip without any face is an error of the caller;
 5. the crop is the square of ``margin`` x the box's longer side around its centre, shifted
-   inside the frame (:func:`~dynsnip.data.boxes.square_crop_box`).
+   inside the frame (:func:`~dynsnip.data.faces.boxes.square_crop_box`).
 
 With k <= T every snippet holds a looked-at frame and step 3 never runs. With k > T the
 detector runs on fewer frames (``extract-faces`` is that much faster, docs/video.md), and
@@ -39,7 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from ._optional import require
+from .._optional import require
 from .boxes import box_iou, fill_missing_boxes, largest_box, snippet_face_box, square_crop_box
 
 np = require("numpy")

@@ -5,7 +5,7 @@ The paper pre-processes FaceForensics++ with dlib and the other datasets with MT
 * ``"dlib"``: dlib's frontal HOG detector (inside the ``dlib-bin`` wheel, no weights file).
   Fast on frontal faces; misses turned and tilted heads.
 * ``"mtcnn"``: :class:`MtcnnFaceDetector`, the package's own torch MTCNN with bundled
-  weights (:mod:`dynsnip.data.mtcnn`): finds profile and tilted faces and gives five facial
+  weights (:mod:`dynsnip.data.faces.mtcnn`): finds profile and tilted faces and gives five facial
   keypoints; batched over frames, runs on a GPU. Slower than dlib on a CPU.
 * ``"auto"`` (the default, see docs/video.md for the measurement): dlib on every frame,
   MTCNN on the frames where dlib finds nothing: dlib's speed on frontal footage, MTCNN's
@@ -18,7 +18,7 @@ five keypoints ``x, y`` (left eye, right eye, nose, left and right mouth corner,
 the image), NaN where the backend gives none (dlib). :func:`detect_faces` returns this
 layout for any detector. Scores of different backends are not comparable, and no code here
 picks a face by score: callers keep the largest face and follow it across frames
-(:mod:`dynsnip.data.boxes`).
+(:mod:`dynsnip.data.faces.boxes`).
 
 Any callable ``frame (H, W, 3) uint8 RGB -> (N, 5) or (N, 15) float`` can be passed
 wherever a detector is expected; one with a ``detect_batch(frames)`` method is given all
@@ -32,7 +32,7 @@ from typing import Callable, Sequence, Union
 
 import torch
 
-from ._optional import require
+from .._optional import require
 
 np = require("numpy")
 
@@ -160,7 +160,7 @@ class DlibFaceDetector:
 
 
 class MtcnnFaceDetector:
-    """The package's MTCNN (:mod:`dynsnip.data.mtcnn`) on frames resized to a working size.
+    """The package's MTCNN (:mod:`dynsnip.data.faces.mtcnn`) on frames resized to a working size.
 
     Args:
         detect_short_side: frames are resized so that their shorter side has this many

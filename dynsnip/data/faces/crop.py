@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ._optional import require
+from .._optional import require
 
 np = require("numpy")
 Image = require("PIL.Image")

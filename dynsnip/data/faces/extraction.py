@@ -5,12 +5,12 @@ each time is slow, so the usual FaceForensics++ workflow crops the faces once in
 per video and trains from those (:class:`~dynsnip.data.datasets.FaceFramesDataset`).
 
 The crop itself is *not* decided here: a snippet's crop depends on which snippet it is
-(one box per snippet, :mod:`dynsnip.data.crop_policy`), and snippets are drawn at training
+(one box per snippet, :mod:`dynsnip.data.faces.crop_policy`), and snippets are drawn at training
 time. So each frame is saved as a **context region**: the part of the frame holding every
 crop that the crop policy can give a snippet containing that frame (the union of the crops
 of the T windows of T frames that contain it, padded so resampling filters see the same
 neighbouring pixels), at the video's resolution. ``faces.json`` stores the detections the
-policy needs; the dataset calls the same :func:`~dynsnip.data.crop_policy.snippet_crops` as
+policy needs; the dataset calls the same :func:`~dynsnip.data.faces.crop_policy.snippet_crops` as
 ``predict``, and cuts the crop out of the regions: the training clip is the prediction
 clip, pixel for pixel (tested). A snippet that borrows another snippet's box (no face in
 it) may reach outside its region; the dataset then cuts the part inside (flagged as
@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ._optional import require
+from .._optional import require
 from .boxes import square_crop_box
 from .crop import crop_and_resize
 from .crop_policy import (
@@ -55,9 +55,9 @@ from .crop_policy import (
     snippet_detection_frames,
     snippet_face,
 )
-from .decode import VideoReader
-from .errors import LowFaceCoverageError, NoFaceError, no_face_message
-from .faces import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
+from ..decode import VideoReader
+from ..errors import LowFaceCoverageError, NoFaceError, no_face_message
+from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 from .png_writer import write_png
 
 np = require("numpy")
@@ -185,7 +185,7 @@ def context_regions(
     """Per frame, the region holding every snippet crop the policy can give it: ``(F, 4)`` int.
 
     The snippets containing frame i start at i-T+1 .. i; each window's crop is the policy's
-    (:func:`~dynsnip.data.boxes.snippet_face_box` of its looked-at frames, squared with
+    (:func:`~dynsnip.data.faces.boxes.snippet_face_box` of its looked-at frames, squared with
     ``margin``); the region is their union, padded (:func:`_pad_region`). A frame none of
     whose windows has a face gets the crops of the nearest windows with a face before and
     after it (where a borrowed box most likely comes from). The same as :class:`RegionStream`
@@ -238,7 +238,7 @@ def extract_face_frames(
             ``"mtcnn"``, ``"none"`` (whole frames) or a callable.
         margin: crop side / face-box side (1.3, FaceForensics++ convention).
         detect_every: the detector looks at frames whose index is a multiple of this (see
-            :mod:`dynsnip.data.crop_policy`; must match ``predict``'s for identical crops).
+            :mod:`dynsnip.data.faces.crop_policy`; must match ``predict``'s for identical crops).
         snippet_len: T of the models that will train on it (regions cover its snippets).
         scale: resize the regions by this factor (e.g. 0.5 halves storage); None keeps the
             video's resolution, which is what makes training crops identical to predict's.
@@ -279,7 +279,7 @@ def extract_face_frames(
         num_frames = video.num_frames if max_frames is None else min(max_frames, video.num_frames)
         width, height = video.size
         if source_size is not None and tuple(source_size) != (width, height):
-            from .errors import SourceMismatchError
+            from ..errors import SourceMismatchError
 
             raise SourceMismatchError(video_path, f"its source {boxes_from} is {source_size[0]}x{source_size[1]}, "
                                       f"the fake {width}x{height}; expected the same frame size to share face boxes")
@@ -358,7 +358,7 @@ def _abandoned(partial: Path) -> bool:
 
 
 class _RegionWriter:
-    """Saves the context region of a frame as ``<index>.png`` (:mod:`~dynsnip.data.png_writer`),
+    """Saves the context region of a frame as ``<index>.png`` (:mod:`~dynsnip.data.faces.png_writer`),
     ``.bmp`` or ``.jpg`` in ``folder``."""
 
     def __init__(self, folder: Path, image_format: str, scale: float | None, interpolation: str) -> None:
@@ -444,7 +444,7 @@ def source_face_detections(
 ) -> tuple[dict[int, "np.ndarray"], tuple[int, int]]:
     """The detections and frame size of a fake's source: from its ``extract-faces`` folder (when made with the
     same ``detect_every``), else detected in the source video now."""
-    from .errors import SourceMismatchError, VideoError
+    from ..errors import SourceMismatchError, VideoError
 
     source = Path(source)
     meta_file = source / "faces.json"

@@ -19,7 +19,7 @@ so :class:`MtcnnFaceDetector` runs a batch of frames on whatever device it is mo
 
 Face *selection* is not done here: every face above the thresholds is returned, and the
 callers keep the largest face and follow it from frame to frame
-(:func:`~dynsnip.data.boxes.track_face`). MTCNN's highest score is not a selection rule: on
+(:func:`~dynsnip.data.faces.boxes.track_face`). MTCNN's highest score is not a selection rule: on
 footage with framed photos on the wall the top-scoring box lands on a photo in a sixth of
 the frames.
 """
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "assets" / "mtcnn" / "mtcnn.safetensors"
+WEIGHTS_FILE = Path(__file__).resolve().parents[2] / "assets" / "mtcnn" / "mtcnn.safetensors"
 # Caffe MTCNN's input normalisation: (pixel - 127.5) / 128
 _PIXEL_MEAN = 127.5
 _PIXEL_SCALE = 0.0078125

@@ -2,8 +2,8 @@
 
 The folder holds each frame's context region and ``faces.json`` (detections of the frames
 the detector looked at, each frame's region in video pixels; see
-:mod:`dynsnip.data.extraction`). :meth:`FaceFolder.clip_frames` calls the same
-:func:`~dynsnip.data.crop_policy.snippet_crops` as ``predict`` and cuts each snippet's crop
+:mod:`dynsnip.data.faces.extraction`). :meth:`FaceFolder.clip_frames` calls the same
+:func:`~dynsnip.data.faces.crop_policy.snippet_crops` as ``predict`` and cuts each snippet's crop
 out of the regions, so the clip equals the one ``predict`` makes from the video.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from ._optional import require
+from .._optional import require
 from .crop import crop_and_resize
 from .crop_policy import SnippetCrops, snippet_crops
 from .extraction import CROP_POLICY, read_detections

@@ -2,12 +2,15 @@
 
 Models (``--models``, comma separated; the baseline is always added):
 
-* ``dil_resnet50`` (any ``dil_*``): the DIL network, ``(B, 3, U*T, H, W) -> (B, classes)``;
+* ``dil_resnet50`` (any ``dil_*``): the DIL network, ``(B, 3, U*T, H, W) -> (B, classes)``, with
+  dynsnip's defaults; ``dil_resnet50@paper``: the same with the paper's module
+  (``dynsnip.paper_config("paper")``: no motion channels, Eq. 1 randomly initialised);
 * ``resnet50`` (any other timm name): the 2D backbone applied to the same U*T frames,
   logits averaged over frames. This is the limit: the SIMs cannot make the backbone cheaper;
 * ``tsm_resnet50`` (``tsm_<timm resnet>``): the backbone with a residual temporal shift
   (TSM: 1/8 of the channels from the next frame, 1/8 from the previous one, zero FLOPs)
-  before the first conv of every block, the shift running over the clip's frames;
+  before the first conv of every block, the shift running over the clip's frames; written as
+  the TSM authors' shift, so that it keeps a channels_last layout;
 * ``r2plus1d_18``, ``r3d_18``, ``mc3_18``: torchvision's 3D CNNs (randomly initialised);
 * a variant named with ``--variant LABEL ARCH JSON``: ``ARCH`` (a ``dil_*`` model) built with
   the builder arguments ``JSON``, listed as ``LABEL`` (e.g. ``--variant dense_conv_u
@@ -56,7 +59,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DEFAULT_MODELS = ("dil_resnet50", "resnet50", "tsm_resnet50", "r2plus1d_18", "r3d_18")
+PAPER_SUFFIX = "@paper"
+DEFAULT_MODELS = ("dil_resnet50", "dil_resnet50@paper", "resnet50", "tsm_resnet50", "r2plus1d_18", "r3d_18")
 VIDEO_3D = ("r2plus1d_18", "r3d_18", "mc3_18")
 
 
@@ -75,30 +79,42 @@ class FrameModel(nn.Module):
 
 
 class TemporalShift(nn.Module):
-    """Residual temporal shift (TSM) in front of ``conv``; frames folded as ``(B*F, C, H, W)``."""
+    """Residual temporal shift (TSM) in front of ``conv``; frames folded as ``(B*F, C, H, W)``.
+
+    As the TSM authors' ``shift``: the shifted copy is written into a ``zeros_like`` of the input,
+    which keeps its memory format (a channels_last input gives a channels_last conv input, no
+    conversion); 1/``fold_div`` of the channels come from the next frame, as many from the
+    previous one (zero at the clip's ends).
+    """
 
     def __init__(self, conv: nn.Module, frames: int, fold_div: int = 8) -> None:
         super().__init__()
         self.conv, self.frames, self.fold_div = conv, frames, fold_div
 
+    @staticmethod
+    def shift(x: torch.Tensor, frames: int, fold_div: int = 8) -> torch.Tensor:
+        v = x.unflatten(0, (-1, frames))  # "(b f) c h w -> b f c h w", a view
+        k = x.shape[1] // fold_div
+        out = torch.zeros_like(v)
+        out[:, :-1, :k] = v[:, 1:, :k]  # frame t gets t+1
+        out[:, 1:, k:2 * k] = v[:, :-1, k:2 * k]  # frame t gets t-1
+        out[:, :, 2 * k:] = v[:, :, 2 * k:]
+        return out.flatten(0, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nf, c, h, w = x.shape
-        v = x.view(nf // self.frames, self.frames, c, h, w)
-        k = c // self.fold_div
-        from_next = F.pad(v[:, 1:, :k], (0, 0, 0, 0, 0, 0, 0, 1))  # frame t gets t+1, last gets 0
-        from_prev = F.pad(v[:, :-1, k:2 * k], (0, 0, 0, 0, 0, 0, 1, 0))  # frame t gets t-1
-        v = torch.cat([from_next, from_prev, v[:, :, 2 * k:]], dim=2)
-        return self.conv(v.reshape(nf, c, h, w))
+        return self.conv(self.shift(x, self.frames, self.fold_div))
 
 
 def build_model(name: str, frames: int, num_classes: int, variants: dict[str, tuple[str, dict]] | None = None) -> nn.Module:
     import timm
 
-    import dynsnip  # noqa: F401  (registers dil_*)
+    import dynsnip  # registers dil_*
 
     if variants and name in variants:
         arch, kwargs = variants[name]
         return timm.create_model(arch, num_classes=num_classes, **kwargs)
+    if name.startswith("dil_") and name.endswith(PAPER_SUFFIX):  # the paper's module: dynsnip.paper_config("paper")
+        return timm.create_model(name[: -len(PAPER_SUFFIX)], num_classes=num_classes, **dynsnip.paper_config("paper"))
     if name.startswith("dil_"):
         return timm.create_model(name, num_classes=num_classes)
     if name in VIDEO_3D:

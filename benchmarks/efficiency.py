@@ -216,7 +216,10 @@ class Runner:
             if hasattr(target, "set_grad_checkpointing"):
                 target.set_grad_checkpointing(True)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9)
-        self.net = torch.compile(self.model, fullgraph=True) if args.compile else self.model
+        options = {"backend": args.compile_backend, "dynamic": False}  # one graph per clip shape, as --compile
+        if args.compile_backend == "inductor":
+            options["mode"] = args.compile_mode
+        self.net = torch.compile(self.model, fullgraph=True, **options) if args.compile else self.model
         self.first_call_s: dict[str, float] = {}
         self.samples: dict[str, dict[str, list[float]]] = {
             clock: {"latency": [], "throughput": [], "train": []} for clock in ("wall", "cpu")
@@ -288,7 +291,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names")
     p.add_argument("--baseline", default="resnet50", help="the model ratios are taken against (default resnet50)")
     p.add_argument("--num-classes", type=int, default=2, help="classifier outputs (default 2: real/fake)")
-    p.add_argument("--compile", action="store_true", help="torch.compile(model, fullgraph=True)")
+    p.add_argument("--compile", action="store_true", help="torch.compile(model, fullgraph=True, dynamic=False)")
+    p.add_argument("--compile-mode", default="default",
+                   help="torch.compile mode with --compile (default 'default'; 'reduce-overhead': CUDA graphs)")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend with --compile (default inductor; 'eager' checks the capture only)")
     p.add_argument("--channels-last", action="store_true", help="channels_last weights and channels_last_3d clips")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast dtype (default none)")
     p.add_argument("--grad-checkpointing", action="store_true",
@@ -390,7 +397,8 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"clip 1x3x{a['frames']}x{a['size']}x{a['size']}, train batch {a['batch']}, throughput batch "
         f"{a['infer_batch']}, device {a['device']} ({report['env']['device']}, {report['env']['threads']} threads), "
-        f"amp {a['amp']}, channels_last {a['channels_last']}, compile {a['compile']}, "
+        f"amp {a['amp']}, channels_last {a['channels_last']}, compile {a['compile']}"
+        + (f" ({a.get('compile_mode', 'default')}, {a.get('compile_backend', 'inductor')})" if a["compile"] else "") + ", "
         f"grad_checkpointing {a.get('grad_checkpointing', False)}, {a['clock']} clock; "
         f"x = ratio to {report['baseline']} in this run (for clips/s, below 1 is slower)",
         "",

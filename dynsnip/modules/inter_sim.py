@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from .composed_weights import ComposedWeights
 from .directions import BACKWARD, DirectionPaths
 from .intra_sim import _as_dtype, _check_frames, _float32_region
-from .temporal_ops import clips_as_frames, compiled_channels_last, frames_as_clips, neighbour_count, neighbour_difference
+from .temporal_ops import clips_as_frames, compiled_channels_last, cpu_dilation, frames_as_clips, neighbour_count, neighbour_difference
 
 CONV_U_MODES = ("depthwise", "dense")
 CONV_U_INITS = ("identity", "random")
@@ -296,7 +296,7 @@ class InterSIM(nn.Module):
         y = compiled_channels_last(torch.addcmul(v, v, atten), v.stride(1) == 1)
         k = conv_u.shape[2]
         if conv_u.shape[1] == 1:  # depthwise
-            out = F.conv3d(y, conv_u, padding=(k // 2, 0, 0), groups=self.channels)
+            out = F.conv3d(y, conv_u, padding=(k // 2, 0, 0), dilation=cpu_dilation(y), groups=self.channels)
         else:  # dense: the same conv on "n c u t hw -> n c u (t hw)" (a view)
             out = F.conv2d(y.flatten(3), conv_u.squeeze(-1), padding=(k // 2, 0)).unflatten(3, y.shape[3:])
         return clips_as_frames(out, x.shape)

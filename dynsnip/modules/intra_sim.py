@@ -78,7 +78,7 @@ import torch.nn.functional as F
 
 from .composed_weights import ComposedWeights
 from .directions import BACKWARD, DirectionPaths
-from .temporal_ops import (compiled_channels_last, direction_mask, dynamic_tap_conv, frames_as_snippets,
+from .temporal_ops import (compiled_channels_last, cpu_dilation, direction_mask, dynamic_tap_conv, frames_as_snippets,
                            neighbour_count, neighbour_difference, snippets_as_frames, tap_conv_axis)
 
 
@@ -382,7 +382,8 @@ class IntraSMA(DirectionPaths):
         (one output per channel: all their 1x1 needs) and their 1x1.
         """
         cl = x2.dim() == 5 and x2.stride(1) == 1  # channels last frames: keep them so when compiled
-        s = F.conv3d(x2, w["squeeze"])
+        one = cpu_dilation(x2)  # 1x1x1 convs: see cpu_dilation
+        s = F.conv3d(x2, w["squeeze"], dilation=one)
         # only fp16 can overflow in the differences (bf16 has float32's range)
         region = self.fp32_differences and s.dtype == torch.float16
         with _float32_region(region, s):
@@ -398,18 +399,18 @@ class IntraSMA(DirectionPaths):
             if self.coord_attention:  # Eq. 2-3, average of the directions, 1x1, σ: Atten_H ⊙ Atten_W
                 kc = w["coord"].shape[-1]
                 z = F.conv3d(dg, w["coord"], w["coord_bias"], padding=kc // 2)
-                atten_h, atten_w = torch.sigmoid(F.conv3d(z, w["recover"], w["recover_bias"], groups=2)).chunk(2, 1)
+                atten_h, atten_w = torch.sigmoid(F.conv3d(z, w["recover"], w["recover_bias"], dilation=one, groups=2)).chunk(2, 1)
                 atten = atten_h * atten_w
             else:
-                atten = torch.sigmoid(F.conv3d(dg, w["recover"], w["recover_bias"]))
+                atten = torch.sigmoid(F.conv3d(dg, w["recover"], w["recover_bias"], dilation=one))
             motion = None
             if sm is not None:  # sum over directions of Eq. 1 = n ⊙ G_t - sum_o Conv3x3_o(G_{t+o})
                 dm = F.conv3d(sm, w["eq1_motion"], padding=(1, k // 2, k // 2), groups=sm.shape[1])
                 dm = torch.addcmul(dm, sm, self._count(sm)) if self.edge == "zero" else dm.add(sm, alpha=len(self.offsets))
                 dm = compiled_channels_last(dm, cl)
-                motion = _as_dtype(F.conv3d(dm, w["motion"], w["motion_bias"]), x2.dtype)
+                motion = _as_dtype(F.conv3d(dm, w["motion"], w["motion_bias"], dilation=one), x2.dtype)
             elif self.motion_channels:  # "compressed"
-                motion = _as_dtype(F.conv3d(dg, w["motion"], w["motion_bias"]), x2.dtype)
+                motion = _as_dtype(F.conv3d(dg, w["motion"], w["motion_bias"], dilation=one), x2.dtype)
         return _as_dtype(atten, x2.dtype), motion
 
     def _count(self, s: torch.Tensor) -> torch.Tensor:
@@ -616,6 +617,8 @@ class IntraSIM(nn.Module):
         """Eq. 1-6 on the snippet volume ``(N*U, C, T, H, W)``, a view of ``x``: a handful of
         kernels, the layout of ``x`` kept (see :meth:`IntraSMA.composed_weights`). Only the
         ``C/2 - m`` channels that Eq. 5 keeps get the attention and the kernel."""
+        if not x.is_contiguous(memory_format=torch.channels_last):  # once: the layers after keep it
+            x = x.contiguous(memory_format=torch.channels_last)
         v = frames_as_snippets(x, self.snippet_len)
         x1, x2 = v.split(self.split, 1)  # Eq. 6 split
         gated = self.split[1] - self.sma.motion_channels

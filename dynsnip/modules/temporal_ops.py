@@ -152,6 +152,19 @@ def clips_as_frames(v: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return v.permute(0, 2, 3, 1, 4).reshape(shape)
 
 
+def cpu_dilation(x: torch.Tensor) -> tuple[int, int, int] | int:
+    """Dilation for a Conv3d whose kernel is 1 along W: ``(1, 1, 2)`` for CPU inference, else 1.
+
+    Along a kernel dimension of size 1 a dilation changes nothing, but PyTorch's CPU backend
+    picks oneDNN for a dilated convolution; an undilated one with a 1x1 kernel, a batch under 16
+    and one thread goes to its reference ``slow_conv3d`` (unfold + matmul), which returns NCDHW
+    and costs copies back to channels last. Inference only: the backward of such a dilated
+    Conv3d crashes in torch 2.14's oneDNN (memory corruption on 224 px clips, found here).
+    GPUs are left alone.
+    """
+    return (1, 1, 2) if x.device.type == "cpu" and not torch.is_grad_enabled() else 1
+
+
 def compiled_channels_last(t: torch.Tensor, enabled: bool) -> torch.Tensor:
     """Under ``torch.compile``, pin ``t`` to channels_last_3d order (``enabled``: the frames came
     channels_last). Inductor chooses the layout of the buffers it fuses itself, and for a 5-d

@@ -29,8 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--split", help="evaluate only the rows of this split (e.g. test)")
     p.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
                    help="entries are face-frame folders or video files (default: look at the first)")
-    p.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
-                   help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
+    p.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
+                   help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
     p.add_argument("--num-snippets", type=int, help="U (default: the model's test_num_snippets, paper 8)")
     p.add_argument("--img-size", type=int, help="face crop side (default: the model's input size)")
     p.add_argument("--batch-size", type=int, default=10, help="clips per forward pass (default 10)")

@@ -118,8 +118,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data.add_argument("--balance-classes", action="store_true",
                       help="oversample the smaller class (FF++: the reals) to as many clips per epoch as the larger "
                            "one; nothing is dropped. Off by default, as the paper does not balance (docs/benchmarks.md)")
-    data.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
-                      help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
+    data.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
+                      help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
     data.add_argument("--data-name", help="what the data is called in the model card, e.g. 'FaceForensics++ c23' "
                                           "(default: the training manifest's file name)")
     m = p.add_argument_group("model")

@@ -4,9 +4,13 @@ Part 1, **agreement and hard poses** (per video, on the frames the default polic
 every 4th frame, at most ``--frames`` of them spread over the video):
 
 * ``coverage``: the fraction of frames where the detector finds any face;
-* ``crop IoU vs MTCNN``: on frames where both find one, the IoU of the crop the pipeline would
-  cut (the largest face, squared with margin 1.3: :func:`~dynsnip.data.faces.boxes.square_crop_box`)
-  with MTCNN's crop of the same frame; mean and 5th percentile;
+* ``crop IoU vs MTCNN``: on frames where both find a face, the IoU of the crop the pipeline would
+  cut around the detector's largest face (squared with margin 1.3:
+  :func:`~dynsnip.data.faces.boxes.square_crop_box`) with the crop MTCNN's box *of the same face*
+  (the one overlapping it most) gives; mean and 5th percentile: how alike two detectors frame a
+  face;
+* ``same largest face``: how often the detector's largest face is MTCNN's largest face (two
+  people of about the same size can swap places);
 * **hard poses** made from the frames where MTCNN finds a face in the original (so a face is
   known to be there, at MTCNN's box): ``rotated`` (the frame turned by 45 degrees about the face's
   centre), ``small`` (the frame shrunk to a third and centred on a black canvas of the original
@@ -18,7 +22,8 @@ every 4th frame, at most ``--frames`` of them spread over the video):
 in units of BlazeFace's box side; medians), the constants of BlazeFace's default ``framing``.
 
 Part 2, **cost** (``--cost``): milliseconds per frame of each detector on a 720p, a 352x288 and a
-176x144 frame (the frame as decoded: resizing included), and BlazeFace's network alone per
+176x144 frame (the frame as decoded: resizing included), given alone and 16 at once (as
+``extract-faces`` hands them over: the torch detectors batch them), and BlazeFace's network alone per
 128 / 192 px input (batch 1 and 16); medians of interleaved repeats, one process, ``--threads``
 torch threads; CPU time of the process on a CPU (robust to other load on the machine), wall time
 with ``--device cuda`` (then the torch detectors, MTCNN and BlazeFace, run on the GPU).
@@ -50,6 +55,9 @@ def make_detector(name: str, device: str):
         return AutoFaceDetector(DlibFaceDetector(), MtcnnFaceDetector(device=device))
     if "+" in name:  # any cascade: a+b+c
         return AutoFaceDetector(*(make_detector(part, device) for part in name.split("+")))
+    if "@" in name:  # BlazeFace with another score threshold: blazeface@0.7
+        base, score = name.split("@")
+        return create_face_detector(base, device=device, min_score=float(score))
     if name.endswith("-mediapipe"):  # BlazeFace with MediaPipe's own boxes
         return create_face_detector(name[:-len("-mediapipe")], device=device, framing="mediapipe")
     return create_face_detector(name, device=device)
@@ -125,16 +133,21 @@ def agreement(videos: list[Path], names: list[str], detectors: dict, max_frames:
             start = time.process_time()
             rows = detect_faces(frames, detectors[name])
             seconds = time.process_time() - start
-            ious = []
-            for mine, ref in zip(rows, ref_boxes):
+            ious, same = [], []
+            for mine, ref, ref_largest in zip(rows, ref_rows, ref_boxes):
                 box = largest(mine)
-                if box is not None and ref is not None:
-                    a = np.array(square_crop_box(box, size, 1.3), float)
-                    b = np.array(square_crop_box(ref, size, 1.3), float)
-                    ious.append(float(box_iou(a, b[None])[0]))
+                if box is not None and ref_largest is not None:
+                    overlaps = box_iou(box, ref[:, :4])
+                    if overlaps.max() > 0:  # the same face in MTCNN's detections (a miss of either is coverage's)
+                        match = ref[int(np.argmax(overlaps)), :4]
+                        a = np.array(square_crop_box(box, size, 1.3), float)
+                        b = np.array(square_crop_box(match, size, 1.3), float)
+                        ious.append(float(box_iou(a, b[None])[0]))
+                    same.append(bool(box_iou(box, ref_largest[None])[0] > 0.3))
             entry = {"coverage": float(np.mean([len(r) > 0 for r in rows])), "cpu_ms_per_frame": 1000 * seconds / len(frames),
                      "crop_iou_mean": float(np.mean(ious)) if ious else None,
-                     "crop_iou_p5": float(np.percentile(ious, 5)) if ious else None}
+                     "crop_iou_p5": float(np.percentile(ious, 5)) if ious else None,
+                     "same_largest_face": float(np.mean(same)) if same else None}
             for kind, items in hard.items():
                 if items:
                     found = detect_faces(np.stack([f for f, _ in items]), detectors[name])
@@ -162,7 +175,10 @@ def cost(names: list[str], detectors: dict, repeats: int, device: str) -> dict:
     jobs = {}
     for name in names:
         for label, frame in frames.items():
-            jobs[f"{name}, {label} frame"] = (lambda d=detectors[name], f=frame: detect_faces(f[None], d))
+            jobs[f"{name}, {label} frame, alone"] = (lambda d=detectors[name], f=frame: detect_faces(f[None], d))
+            batch = np.stack([frame] * 16)
+            jobs[f"{name}, {label} frame, 16 at once (per frame)"] = (
+                lambda d=detectors[name], b=batch: detect_faces(b, d), 16)
     for model in ("short", "full"):
         net = BlazeFace.pretrained(model).to(device)
         for batch in (1, 16):
@@ -230,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", nargs="*", type=Path, help="videos (default: the bundled footage)")
     parser.add_argument("--detectors", default=DETECTORS, help=f"comma-separated (default {DETECTORS}; "
-                        "dlib+mtcnn is the previous auto, a+b any cascade; NAME-mediapipe: BlazeFace with MediaPipe's boxes)")
+                        "dlib+mtcnn is the previous auto, a+b any cascade; NAME-mediapipe: BlazeFace with MediaPipe's boxes; "
+                        "NAME@0.7: BlazeFace with that score threshold)")
     parser.add_argument("--frames", type=int, default=40, help="looked-at frames per video at most (default 40)")
     parser.add_argument("--every", type=int, default=4, help="frames looked at: multiples of this (default 4)")
     parser.add_argument("--cost", action="store_true", help="also the cost per frame size")
@@ -256,15 +273,16 @@ def main(argv: list[str] | None = None) -> int:
         result["agreement"] = per_video = agreement(videos, names, detectors, args.frames, args.every)
         print(f"\n{len(videos)} videos; every {args.every}th frame, at most {args.frames} per video; "
               f"hard poses on the frames where MTCNN finds the face")
-        print("| video | detector | coverage | crop IoU vs MTCNN mean / 5th pct | rotated 45 | small (1/3) | covered | "
-              "CPU ms/frame |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print("| video | detector | coverage | crop IoU vs MTCNN mean / 5th pct | same largest face | rotated 45 | "
+              "small (1/3) | covered | CPU ms/frame |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         for video, row in per_video.items():
             for name in names:
                 e = row[name]
                 iou = "-" if e["crop_iou_mean"] is None else f"{e['crop_iou_mean']:.3f} / {e['crop_iou_p5']:.3f}"
-                print(f"| {video} ({row['frames']}) | {name} | {e['coverage']:.2f} | {iou} | {fmt(e.get('rotated'))} | "
+                print(f"| {video} ({row['frames']}) | {name} | {e['coverage']:.2f} | {iou} | {fmt(e['same_largest_face'])} | "
+                      f"{fmt(e.get('rotated'))} | "
                       f"{fmt(e.get('small'))} | {fmt(e.get('covered'))} | {e['cpu_ms_per_frame']:.1f} |")
     if args.fit_framing:
         result["framing"] = fit_framing(videos, args.every, 50)

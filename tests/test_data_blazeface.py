@@ -187,7 +187,8 @@ def test_framing_moves_the_box_to_mtcnns_and_keeps_the_keypoints():
 def test_auto_is_a_cascade_asking_each_detector_only_where_the_ones_before_missed():
     auto = create_face_detector("auto")
     assert [type(d) for d in auto.detectors] == [BlazeFaceDetector, BlazeFaceDetector, MtcnnFaceDetector]
-    assert [d.model for d in auto.detectors[:2]] == ["short", "full"]
+    assert [(d.model, d.min_score) for d in auto.detectors[:2]] == [("short", 0.6), ("full", 0.7)]
+    assert [(d.model, d.min_score) for d in AutoFaceDetector().detectors[:2]] == [("short", 0.6), ("full", 0.7)]
     asked = {"second": [], "third": []}
 
     def stage(name, finds):

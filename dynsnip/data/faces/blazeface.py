@@ -79,6 +79,23 @@ def _same_padding(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     return _nhwc_pad(x, pads)
 
 
+def _conv_same(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv`` (odd kernel k, stride s, no padding of its own) with TensorFlow's "SAME" padding.
+
+    Stride 1: symmetric padding (k - 1) / 2. Stride 2 on even sizes (all of this network's), where
+    "SAME" pads one pixel more after than before: the kernel is grown by a zero row and column in
+    front and the convolution padded symmetrically by (k - 1) / 2, which reads exactly the same
+    pixels; this avoids padding the activation (a copy of it, which cost as much as the network's
+    convolutions). Other cases pad explicitly.
+    """
+    k, s = conv.kernel_size[0], conv.stride[0]
+    if s == 1:
+        return F.conv2d(x, conv.weight, conv.bias, 1, (k - 1) // 2, 1, conv.groups)
+    if s == 2 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+        return F.conv2d(x, F.pad(conv.weight, (1, 0, 1, 0)), conv.bias, 2, (k - 1) // 2, 1, conv.groups)
+    return conv(_same_padding(x, k, s))
+
+
 class PointwiseConv(nn.Conv2d):
     """A 1x1 convolution, computed on channels-last input as one matrix product over the pixels
     (``F.linear`` on the NHWC view): 2-4x faster on a CPU than torch's 1x1 convolution there, and
@@ -108,16 +125,16 @@ class BlazeBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
         self.stride = stride
-        self.extra_channels = out_channels - in_channels
         self.depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, groups=in_channels)
         self.pointwise = PointwiseConv(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.pointwise(self.depthwise(_same_padding(x, 3, self.stride)))
+        out = self.pointwise(_conv_same(x, self.depthwise))
         shortcut = F.max_pool2d(x, 2) if self.stride == 2 else x
-        if self.extra_channels:
-            shortcut = _nhwc_pad(shortcut, (0, 0, 0, 0, 0, self.extra_channels))
-        return out.add_(shortcut).relu_()  # in place: ``out`` is this block's own temporary
+        # the shortcut padded with zero channels: added to the first channels only (``out`` is this block's own
+        # temporary, changed in place)
+        out[:, :shortcut.shape[1]] += shortcut
+        return out.relu_()
 
 
 class BlazeFaceShortRange(nn.Module):
@@ -141,7 +158,7 @@ class BlazeFaceShortRange(nn.Module):
         self.boxes_8 = PointwiseConv(96, 6 * NUM_COORDS)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stem(_same_padding(x, 5, 2)).relu_()
+        x = _conv_same(x, self.stem).relu_()
         fine = self.backbone_16(x)
         coarse = self.backbone_8(fine)
         logits = torch.cat([rearrange(self.scores_16(fine), "b a h w -> b (h w a)"),
@@ -391,21 +408,26 @@ class BlazeFace(nn.Module):
             images: ``(B, 3, H, W)`` RGB 0-255, uint8 (fastest) or float, on the module's device.
 
         Returns:
-            per image a float ``(N, 17)`` tensor: box ``x0, y0, x1, y1`` (pixels of ``images``),
-            score, then the six keypoints ``x, y`` in the order of :data:`KEYPOINTS`; in
-            decreasing score.
+            per image a float ``(N, 17)`` tensor (on the images' device): box ``x0, y0, x1, y1``
+            (pixels of ``images``), score, then the six keypoints ``x, y`` in the order of
+            :data:`KEYPOINTS`; in decreasing score.
         """
         x, (scale_x, scale_y), (left, top) = self.letterbox(images)
         raw, logits = self.network(x)
         boxes, scores = decode(raw, logits, self.anchors)
+        keep = scores >= self.min_score
+        # the few candidates above the threshold go to the CPU at once (one device sync), where the
+        # suppression's short sequential loop runs
+        counts = keep.sum(dim=1).tolist()
+        candidates, candidate_scores = boxes[keep].cpu().split(counts), scores[keep].cpu().split(counts)
+        coords = [0, 1, 2, 3, *range(5, 17)]  # x, y alternating
+        shift = torch.tensor([left, top]).repeat(8)
+        scale = torch.tensor([scale_x, scale_y]).repeat(8)
         out = []
-        for frame_boxes, frame_scores in zip(boxes, scores):
-            keep = frame_scores >= self.min_score
-            faces = weighted_nms(frame_boxes[keep], frame_scores[keep], self.nms_threshold)
-            coords = [0, 1, 2, 3, *range(5, 17)]  # x, y alternating
-            faces[:, coords] = (faces[:, coords] - faces.new_tensor([left, top]).repeat(8)) / faces.new_tensor(
-                [scale_x, scale_y]).repeat(8)
-            out.append(faces)
+        for frame_boxes, frame_scores in zip(candidates, candidate_scores):
+            faces = weighted_nms(frame_boxes, frame_scores, self.nms_threshold)
+            faces[:, coords] = (faces[:, coords] - shift) / scale
+            out.append(faces.to(images.device))
         return out
 
 

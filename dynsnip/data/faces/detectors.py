@@ -14,8 +14,9 @@ The paper pre-processes FaceForensics++ with dlib and the other datasets with MT
   keypoints; batched over frames, runs on a GPU. The slowest on a CPU.
 * ``"auto"`` (the default, chosen by the measurement in docs/video.md): a cascade
   (:class:`AutoFaceDetector`): BlazeFace short range on every frame, BlazeFace full range on the
-  frames where it finds nothing, MTCNN where neither does. The fastest detector does most of
-  the work; the others add coverage where it misses (small faces, hard poses).
+  frames where it finds nothing, MTCNN where neither does (the BlazeFace stages with stricter
+  score thresholds than alone). The fastest detector does most of the work; the others add
+  coverage where it misses (small faces, hard poses).
 * ``"none"``: input that is already a face crop (e.g. frames from ``dynsnip extract-faces``).
 
 **Detections** are float arrays ``(N, 15)`` per frame, one row per face (the layout of
@@ -352,9 +353,13 @@ class AutoFaceDetector:
 
     The default (``create_face_detector("auto")``, chosen by measurement, docs/video.md) is
     BlazeFace's short-range model, then its full-range model, then MTCNN: the fastest detector
-    finds most faces, and the slower ones run on its misses only (small faces, hard poses). Each
-    frame's rows come from one backend only, so boxes of detectors that frame a face slightly
-    differently are never mixed within a frame.
+    finds most faces, and the slower ones run on its misses only (small faces, hard poses). In
+    the cascade the BlazeFace stages keep faces above stricter scores than MediaPipe's 0.5
+    (:data:`AUTO_BLAZEFACE_MIN_SCORES`: 0.6 short range, 0.7 full range): a frame they are unsure
+    about goes on to MTCNN instead of becoming a false face (the full-range model scores brick
+    walls at up to 0.68 in the shared foreman clip). Each frame's rows come from one backend
+    only, so boxes of detectors that frame a face slightly differently are never mixed within a
+    frame.
 
     Args:
         primary: the first detector (None: BlazeFace short range).
@@ -365,9 +370,10 @@ class AutoFaceDetector:
     def __init__(self, primary: FaceDetector | None = None, fallback: FaceDetector | None = None,
                  *further: FaceDetector):
         if primary is None:
-            primary = BlazeFaceDetector("short")
+            primary = BlazeFaceDetector("short", min_score=AUTO_BLAZEFACE_MIN_SCORES["short"])
         if fallback is None:
-            fallback, further = BlazeFaceDetector("full"), (MtcnnFaceDetector(), *further)
+            fallback = BlazeFaceDetector("full", min_score=AUTO_BLAZEFACE_MIN_SCORES["full"])
+            further = (MtcnnFaceDetector(), *further)
         self.detectors: tuple[FaceDetector, ...] = (primary, fallback, *further)
 
     @property
@@ -402,6 +408,9 @@ class AutoFaceDetector:
 
 
 FACE_DETECTORS = ("auto", "blazeface", "blazeface-short", "dlib", "mtcnn", "none")
+# BlazeFace's score thresholds inside ``auto`` (MediaPipe's own, used by the "blazeface" names, is 0.5): below
+# them a frame is left to the next detector. Measured in docs/video.md (benchmarks/face_detectors.py).
+AUTO_BLAZEFACE_MIN_SCORES = {"short": 0.6, "full": 0.7}
 DEFAULT_FACE_DETECTOR = "auto"
 
 
@@ -430,8 +439,9 @@ def create_face_detector(spec: DetectorSpec = DEFAULT_FACE_DETECTOR, **options) 
     if spec == "blazeface-short":
         return BlazeFaceDetector("short", **blazeface_options)
     if spec == "auto":
-        return AutoFaceDetector(BlazeFaceDetector("short", **blazeface_options),
-                                BlazeFaceDetector("full", **blazeface_options), MtcnnFaceDetector(**mtcnn_options))
+        stages = [BlazeFaceDetector(model, **{"min_score": AUTO_BLAZEFACE_MIN_SCORES[model], **blazeface_options})
+                  for model in ("short", "full")]
+        return AutoFaceDetector(*stages, MtcnnFaceDetector(**mtcnn_options))
     if spec == "none":
         return None
     raise ValueError(f"unknown face detector {spec!r}; expected one of {FACE_DETECTORS} or a callable")

@@ -16,7 +16,9 @@ For each setting this script measures, over every frame of each video:
   each of ``--formats`` (PNG through :mod:`dynsnip.data.faces.png_writer`, BMP through Pillow).
 
 It prints a table of frames/s, face coverage (fraction of the looked-at frames with a face)
-and the ratio of each setting's time to decode-only's (``x decode``; 1.0 = at the limit),
+and the ratio of each setting's time to decode-only's (``x decode``; 1.0 = at the limit), in
+wall time and in this process's CPU time (the latter hardly moves when other work shares the
+machine; the two agree on an idle one, as everything here runs in one thread),
 and writes the raw numbers as JSON. Settings run interleaved over ``--repeats`` so a change
 of machine load affects them alike; the table shows medians. One process, ``--threads``
 torch threads (MTCNN, BlazeFace) and dlib's single thread.
@@ -100,10 +102,12 @@ def writing_only(path: Path, every: int, scratch: Path, image_format: str = "png
 DECODE_SAMPLES = 5  # decode-only takes ~0.2 s on the bundled footage: sampled 5x per round for a stable median
 
 
-def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: dict, name: str) -> float:
-    """Seconds one setting takes over all ``videos``; records its (frames checked, with a face) in ``counts``."""
+def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: dict, name: str,
+                 cpu: dict | None = None) -> float:
+    """Seconds one setting takes over all ``videos``; records its (frames checked, with a face) in ``counts``
+    and its CPU seconds (this process's) in ``cpu[name]``."""
     checked = found = 0
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for video in videos:
         if job == "write":
             detector, every, *fmt = params
@@ -115,6 +119,8 @@ def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: 
             c, f = job(video, *params)
         checked, found = checked + c, found + f
     counts[name] = (checked, found)
+    if cpu is not None:
+        cpu.setdefault(name, []).append(time.process_time() - start_cpu)
     return time.perf_counter() - start
 
 
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             settings[f"decode + write regions as {fmt}, boxes given (no detection), k=4"] = ("write_only", 4, fmt)
 
     times: dict[str, list[float]] = {name: [] for name in settings}
+    cpu_times: dict[str, list[float]] = {}
     counts: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         if args.write:
@@ -177,29 +184,32 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             for name, (job, *params) in settings.items():
                 for _ in range(DECODE_SAMPLES if job is decode_only else 1):  # the short, noisy limit
-                    times[name].append(time_setting(videos, job, params, Path(scratch), counts, name))
+                    times[name].append(time_setting(videos, job, params, Path(scratch), counts, name, cpu_times))
     frames = counts["decode only"][0]
     limit = statistics.median(times["decode only"])
+    cpu_limit = statistics.median(cpu_times["decode only"])
     rows = []
     for name in settings:
         seconds = statistics.median(times[name])
+        cpu_seconds = statistics.median(cpu_times[name])
         checked, found = counts[name]
         coverage = None if name == "decode only" else found / checked
         rows.append(dict(setting=name, seconds=seconds, frames_per_s=frames / seconds, coverage=coverage,
-                         x_decode=seconds / limit, frames_checked=checked, frames_with_face=found))
+                         x_decode=seconds / limit, cpu_seconds=cpu_seconds, x_decode_cpu=cpu_seconds / cpu_limit,
+                         frames_checked=checked, frames_with_face=found))
     print(f"{len(videos)} videos, {frames} frames; medians of {args.repeats} interleaved runs; "
           f"{args.threads} torch thread(s), MTCNN and BlazeFace on {args.device}; "
           f"{platform.processor() or platform.machine()}")
-    print("| setting | frames/s | face coverage | x decode-only time |")
-    print("|---|---:|---:|---:|")
+    print("| setting | frames/s | face coverage | x decode-only time | x decode-only CPU time |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
         coverage = "-" if r["coverage"] is None else f"{r['coverage']:.2f} ({r['frames_with_face']}/{r['frames_checked']})"
-        print(f"| {r['setting']} | {r['frames_per_s']:.1f} | {coverage} | {r['x_decode']:.2f} |")
+        print(f"| {r['setting']} | {r['frames_per_s']:.1f} | {coverage} | {r['x_decode']:.2f} | {r['x_decode_cpu']:.2f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(videos=[str(v) for v in videos], frames=frames, repeats=args.repeats,
                                              threads=args.threads, device=args.device, rows=rows,
-                                             raw_seconds=times), indent=1))
+                                             raw_seconds=times, raw_cpu_seconds=cpu_times), indent=1))
     return 0
 
 

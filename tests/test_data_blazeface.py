@@ -229,3 +229,35 @@ def test_extract_faces_command_takes_blazeface(tmp_path, capsys):
     assert "model='short'" in meta["face_detector"] and meta["face_coverage"] == 1.0
     with pytest.raises(SystemExit, match="2"):
         main(["extract-faces", str(two_people()), "--out", str(tmp_path / "x"), "--face-detector", "retinaface"])
+
+
+def _benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_detector_benchmark_measures_coverage_agreement_and_hard_poses(tmp_path):
+    out = tmp_path / "detectors.json"
+    assert _benchmark("face_detectors").main(["--videos", str(two_people()), "--frames", "2", "--detectors",
+                                              "mtcnn,blazeface-short,dlib+mtcnn", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["agreement"]["two_people_320x192_test_vd_rc.mp4"]
+    assert row["frames"] == 2 and row["mtcnn"]["crop_iou_mean"] == 1.0  # MTCNN against itself
+    short = row["blazeface-short"]
+    assert short["coverage"] == 1.0 and 0.5 < short["crop_iou_mean"] < 1.0
+    assert short["rotated"] == 1.0 and short["covered"] == 1.0 and short["small"] == 0.0  # short range: no small faces
+    assert row["dlib+mtcnn"]["small"] == 1.0  # dlib misses the small faces, MTCNN (the cascade's second) finds them
+
+
+def test_extraction_benchmark_reports_wall_and_cpu_time_against_decoding(tmp_path):
+    out = tmp_path / "extraction.json"
+    assert _benchmark("face_extraction").main(["--videos", str(two_people()), "--repeats", "1", "--every", "4",
+                                               "--backends", "blazeface-short", "--no-full-resolution",
+                                               "--json", str(out)]) == 0
+    rows = {r["setting"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["decode only"]["x_decode"] == rows["decode only"]["x_decode_cpu"] == 1.0
+    assert rows["blazeface-short, k=4: detection pass"]["coverage"] == 1.0
+    assert rows["blazeface-short, k=4: detection pass"]["x_decode_cpu"] > 1.0

@@ -87,7 +87,8 @@ def predict_videos(
     if isinstance(videos, (str, os.PathLike)):  # one video, not a sequence of characters
         videos = [videos]
     paths = [Path(v) for v in videos]
-    tracked = faces == "all" and getattr(loader, "face_detector", None) is not None
+    # a loader without face tracks (a custom callable) gives one clip per video: scored as one face
+    tracked = faces == "all" and hasattr(loader, "load_tracks") and getattr(loader, "face_detector", None) is not None
     clips = progress_bar(load_clips(paths, loader, workers, tracks=tracked), len(paths), "videos", progress,
                          **VIDEO_BAR)
     results = []

@@ -129,10 +129,21 @@ class CrashesInWorkers:
     def __init__(self, loader, crash_on: str) -> None:
         self.loader, self.crash_on = loader, crash_on
 
-    def __call__(self, path, generator=None):
+    @property
+    def face_detector(self):
+        return self.loader.face_detector
+
+    def _crash(self, path):
         if torch.utils.data.get_worker_info() is not None and Path(path).name == self.crash_on:
             os._exit(3)
+
+    def __call__(self, path, generator=None):
+        self._crash(path)
         return self.loader(path, generator)
+
+    def load_tracks(self, path, generator=None):  # every face (predict's default)
+        self._crash(path)
+        return self.loader.load_tracks(path, generator)
 
 
 def test_dead_loader_processes_lose_no_video(report, videos, checkpoint):

@@ -302,7 +302,7 @@ class FaceClipLoader:
                 looked-at frames (the best coverage is reported; ``err.tracks`` lists them).
             ValueError: no face detector (``face_detector="none"``: whole frames, no faces).
         """
-        from .faces.tracks import kept_tracks, link_tracks
+        from .faces.tracks import kept_tracks, link_tracks, no_track_message
 
         if self.face_detector is None:
             raise ValueError("face tracks need a face detector; with face_detector='none' the whole frame is the clip")
@@ -326,7 +326,7 @@ class FaceClipLoader:
         tracks = link_tracks(detections, signatures)
         kept = kept_tracks(tracks)
         if not kept:
-            err = NoFaceError(path, _no_track_message(tracks, len(looked_at), self.detect_every))
+            err = NoFaceError(path, no_track_message(tracks, len(looked_at), self.detect_every))
             err.tracks = [t.summary() for t in tracks]
             raise err
         clips, failures = {}, {}
@@ -439,19 +439,6 @@ def _source_track_pass(
     except VideoError as err:
         raise SourceMismatchError(path, f"its source video cannot be read: {err}") from err
     return ({i: found[min(i, last)] for i in looked_at}, {i: signatures[min(i, last)] for i in looked_at})
-
-
-def _no_track_message(tracks: list, looked_at: int, detect_every: int) -> str:
-    """Why a video has no face track to score: no face at all, or only dropped tracks."""
-    from .faces.tracks import DROP_REASONS
-
-    every = f" (every {detect_every}th frame)" if detect_every > 1 else ""
-    if not tracks:
-        return no_face_message(looked_at, f"frames the detector looked at{every}")
-    dropped = ", ".join(f"track {t.id} ({t.status}: {DROP_REASONS[t.status]})" for t in tracks)
-    return (f"faces were found in the {looked_at} frames looked at{every}, but every face track was dropped: "
-            f"{dropped}; expected a face that moves and stays in the video (a photo or poster on the wall is not "
-            "scored)")
 
 
 def load_face_clip(path: str | os.PathLike[str], **loader_args: Any) -> FaceClip:

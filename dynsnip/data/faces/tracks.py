@@ -151,10 +151,11 @@ def _affinity(last: "np.ndarray", box: "np.ndarray") -> float | None:
 def face_signatures(frame: "np.ndarray", rows: "np.ndarray") -> "np.ndarray":
     """Grey ``SIGNATURE_SIZE`` x ``SIGNATURE_SIZE`` thumbnails of the faces ``rows (N, 4+)`` in
     ``frame (H, W, 3)``: float32 ``(N, SIGNATURE_SIZE**2)``, what the ``static`` rule compares."""
-    rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+    rows = np.asarray(rows, dtype=np.float64)
     out = np.zeros((len(rows), SIGNATURE_SIZE * SIGNATURE_SIZE), np.float32)
     if not len(rows):
         return out
+    rows = rows.reshape(len(rows), -1)
     height, width = frame.shape[:2]
     grey = Image.fromarray(np.ascontiguousarray(frame)).convert("L")
     for n, row in enumerate(rows):
@@ -222,6 +223,19 @@ def link_tracks(
               and t.shift <= STATIC_MAX_SHIFT and t.change <= STATIC_MAX_CHANGE):
             t.status = STATIC
     return tracks
+
+
+def no_track_message(tracks: Sequence[FaceTrack], looked_at: int, detect_every: int) -> str:
+    """Why a video has no face track to crop: no face at all, or only dropped tracks."""
+    from ..errors import no_face_message
+
+    every = f" (every {detect_every}th frame)" if detect_every > 1 else ""
+    if not tracks:
+        return no_face_message(looked_at, f"frames the detector looked at{every}")
+    dropped = ", ".join(f"track {t.id} ({t.status}: {DROP_REASONS[t.status]})" for t in tracks)
+    return (f"faces were found in the {looked_at} frames looked at{every}, but every face track was dropped: "
+            f"{dropped}; expected a face that moves and stays in the video (a photo or poster on the wall is not "
+            "scored)")
 
 
 def kept_tracks(tracks: Sequence[FaceTrack]) -> list[FaceTrack]:

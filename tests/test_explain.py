@@ -289,7 +289,8 @@ def test_cli_writes_the_pictures_and_arrays(checkpoint, tmp_path, capsys):
     out = tmp_path / "explained"
     video = bundled_video("carphone_pristine")
     assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
-    expected = {"gradcam.png", "intra_sma.png", "ut_map.png", "contact_sheet.png", "explanation.npz", "summary.json"}
+    expected = {"gradcam.png", "intra_sma.png", "ut_map.png", "contact_sheet.png", "explanation.npz", "summary.json",
+                "tracks.png"}  # tracks.png: the face tracks (--faces all, the default)
     assert {p.name for p in out.iterdir()} == expected
     printed = capsys.readouterr().out
     assert all(name in printed for name in expected)

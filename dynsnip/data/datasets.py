@@ -74,11 +74,24 @@ class VideoDataset(Dataset):
         loader: the :class:`FaceClipLoader` (U, T, size, detector, augmentation); e.g.
             ``FaceClipLoader.from_model(model, num_snippets=4, train=True)`` for training.
         split: keep only entries of this split (None: all).
+        faces: ``"largest"`` (default): each item is the clip of the video's largest face;
+            ``"all"`` (evaluation only: ``loader.train`` False): each item holds the clips of
+            every scorable face track of the video, ``pixels`` ``(K, 3, U*T, H, W)``
+            (:meth:`FaceClipLoader.load_tracks`), which :func:`~dynsnip.engine.evaluate.evaluate`
+            scores and reduces to one video score. Training on every face needs
+            ``extract-faces`` folders (they record which face of a fake was swapped).
     """
 
-    def __init__(self, manifest: Any, loader: FaceClipLoader, split: str | None = None):
+    def __init__(self, manifest: Any, loader: FaceClipLoader, split: str | None = None, faces: str = "largest"):
+        if faces not in ("largest", "all"):
+            raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
+        if faces == "all" and getattr(loader, "train", False):
+            raise ValueError("VideoDataset(faces='all') is for evaluation (one item holds every face of a video); "
+                             "to train on every face, extract the faces first (dynsnip extract-faces: it finds which "
+                             "face of a fake was swapped) and train on the folders, or use faces='largest'")
         self.entries = _entries(manifest, split)
         self.loader = loader
+        self.faces = faces
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -86,7 +99,11 @@ class VideoDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
         source = entry_source(entry)
-        clip = self.loader(entry.path) if source is None else self.loader(entry.path, boxes_from=source)
+        options = {} if source is None else {"boxes_from": source}
+        if self.faces == "all":
+            video = self.loader.load_tracks(entry.path, **options)
+            return torch.stack([clip.pixels for _, clip in sorted(video.clips.items())]), torch.tensor(float(entry.label))
+        clip = self.loader(entry.path, **options)
         return clip.pixels, torch.tensor(float(entry.label))
 
 

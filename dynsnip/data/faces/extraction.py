@@ -90,6 +90,8 @@ class ExtractedFaces:
     num_frames: int
     num_detected: int
     frames_checked: int = 0
+    tracks: int = 0  # face tracks kept (0: written without face tracks)
+    samples: tuple[int, ...] = ()  # the tracks that are training samples
 
     @property
     def face_coverage(self) -> float:
@@ -378,7 +380,9 @@ def extract_face_frames(
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-    return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked)
+    kept = sum(t["status"] == "kept" for t in track_meta.get("tracks", []))
+    return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked,
+                          tracks=kept, samples=tuple(track_meta.get("samples", {}).get("tracks", ())))
 
 
 OWNER_FILE = ".owner"  # in a folder being written: "<host> <pid>" of the writing process

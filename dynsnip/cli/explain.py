@@ -200,12 +200,12 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     loader = clip_loader(model, args, faces)
-    video = probabilities = deciding = None
+    video = track_probs = deciding = None
     try:
         if args.faces == "all" and faces is not None:
             video = loader.load_tracks(args.video)
-            probabilities = _score_tracks(model, video, device)
-            deciding = max(probabilities, key=lambda t: (probabilities[t], -t))
+            track_probs = _score_tracks(model, video, device)
+            deciding = max(track_probs, key=lambda t: (track_probs[t], -t))
             explained = deciding if args.track is None else args.track
             if explained not in video.clips:
                 return usage_error(f"--track {args.track}: no such scored face track in {args.video} (scored: "
@@ -246,9 +246,9 @@ def run(args: argparse.Namespace) -> int:
     tracks = None
     if video is not None:
         files["tracks"] = args.out / "tracks.png"
-        _tracks_picture(args, video, probabilities, deciding, clip.track).savefig(files["tracks"], dpi=args.dpi)
+        _tracks_picture(args, video, track_probs, deciding, clip.track).savefig(files["tracks"], dpi=args.dpi)
         tracks = dict(deciding_track=deciding, explained_track=clip.track, tracks=[
-            dict(t.summary(), **({"fake_probability": round(probabilities[t.id], 4)} if t.id in probabilities else {}),
+            dict(t.summary(), **({"fake_probability": round(track_probs[t.id], 4)} if t.id in track_probs else {}),
                  **({"not_scored": video.failures[t.id].message} if t.id in video.failures else {}))
             for t in video.tracks])
     files["explanation"] = args.out / "explanation.npz"
@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     probs = "" if exp.snippet_probs is None else " (snippets: " + ", ".join(f"{p:.3f}" for p in exp.snippet_probs) + ")"
     if video is not None:
         print(f"{args.video}: {len(video.clips)} face track(s) scored: "
-              + ", ".join(f"{'*' if t == deciding else ''}track {t} p(fake) = {p:.3f}" for t, p in probabilities.items())
+              + ", ".join(f"{'*' if t == deciding else ''}track {t} p(fake) = {p:.3f}" for t, p in track_probs.items())
               + f"; explaining track {clip.track}")
     print(f"{args.video}: p(fake) = {exp.fake_prob:.3f}{probs}")
     for path in files.values():

@@ -318,3 +318,14 @@ def test_benchmark_checks_the_training_data_too(tmp_path, capsys):
     assert main(["benchmark", "celebdf", "--data", str(celeb_csv), "--train-data-is", "ffpp", "--train",
                  "--out", str(out), "--no-progress"]) == 2
     assert "--train-data-is vouches for --train-data" in capsys.readouterr().err
+
+
+def test_a_recorded_manifest_without_test_rows_gets_the_missing_split_error(tmp_path):
+    from dynsnip.engine.benchmark import write_test_manifest
+
+    root = tmp_path / "dfdc"
+    dfdc_part(root, {"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE", "original": "a.mp4"}}, ["a.mp4", "b.mp4"])
+    out = tmp_path / "dfdc.csv"
+    build_manifest("dfdc", root).write(out)
+    with pytest.raises(ValueError, match="needs real and fake videos in split 'test'; found 0 real, 0 fake"):
+        write_test_manifest(PROTOCOLS["dfdc"], out, tmp_path / "t.csv")

@@ -99,8 +99,12 @@ def path_clue(path: str | Path) -> tuple[str, str | None] | None:
     return None
 
 
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"
+
+
 def _counted(counter: Counter, limit: int = 3) -> str:
-    items = [f"{key} ({n} row{'s' if n > 1 else ''})" for key, n in counter.most_common(limit)]
+    items = [f"{key} ({_rows(n)})" for key, n in counter.most_common(limit)]
     return ", ".join(items) + (f" and {len(counter) - limit} more" if len(counter) > limit else "")
 
 
@@ -147,6 +151,8 @@ def check_provenance(
     if vouched is not None and not is_needed(vouched):
         raise ValueError(f"{flag} {vouched}: {purpose} needs {describe_tag(want)} data; expected {flag} {want}")
     entries = list(entries)
+    if not entries:  # nothing to score or train on: the caller's own check names that
+        return "no rows to check"
     recorded = Counter(str(e.dataset) for e in entries if getattr(e, "dataset", None))
     unrecorded = sum(1 for e in entries if not getattr(e, "dataset", None))
     if recorded:
@@ -168,7 +174,7 @@ def check_provenance(
             methods.setdefault(dataset, set()).add(e.method)
     if by_method:
         clues.append("its fakes' methods name " + ", ".join(
-            f"{DATASET_NAMES.get(d, d)} ({n} rows: {', '.join(sorted(methods[d])[:3])})" for d, n in by_method.most_common()))
+            f"{DATASET_NAMES.get(d, d)} ({_rows(n)}: {', '.join(sorted(methods[d])[:3])})" for d, n in by_method.most_common()))
     by_path: Counter = Counter()
     example: dict[str, Path] = {}
     for e in entries:
@@ -179,7 +185,7 @@ def check_provenance(
             example.setdefault(tag, Path(e.path))
     if by_path:
         clues.append("its paths are in the layout of " + ", ".join(
-            f"{describe_tag(t)} ({n} rows, e.g. {example[t]})" for t, n in by_path.most_common()))
+            f"{describe_tag(t)} ({_rows(n)}, e.g. {example[t]})" for t, n in by_path.most_common()))
     if clues:
         raise ValueError(f"{source}: {purpose} needs {describe_tag(want)} data, but it records no dataset and "
                          f"{'; '.join(clues)}; {hint}")

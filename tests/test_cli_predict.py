@@ -291,8 +291,9 @@ def test_extract_faces_command(tmp_path, capsys):
     assert code == 1
     assert "FAILED   " + str(tmp_path / "broken.mp4") + ": corrupt" in printed
     assert sorted(p.name for p in (out / "people").iterdir()) == [f"{i:06d}.png" for i in range(9)] + ["faces.json"]
-    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage",
-                                                             "people,0,train,,1.0000"]
+    # face tracks: both people of the real video are samples (no source, so no evidence)
+    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage,tracks,track_evidence",
+                                                             "people,0,train,,1.0000,0;1,"]
     assert "face coverage of 1 video(s): mean 1.00, lowest 1.00" in printed
     # a second run skips what exists and refuses to replace the manifest without --overwrite
     assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--no-progress"]) == 2

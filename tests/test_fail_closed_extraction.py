@@ -21,7 +21,7 @@ from dynsnip.data.errors import FrameSizeChangeError, IncompleteFolderError, Low
 from dynsnip.data.faces import extraction
 from dynsnip.data.faces.extraction import extract_face_frames
 from dynsnip.data.faces.face_shown import shows_face
-from dynsnip.data.faces.provenance import OWNER_FILE, folder_source_problem, output_folder_name
+from dynsnip.data.faces.folder_source import OWNER_FILE, folder_source_problem, output_folder_name
 from dynsnip.data.manifest import ManifestEntry
 from dynsnip.engine.failures import SkipUnreadable
 

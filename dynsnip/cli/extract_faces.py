@@ -8,7 +8,7 @@ same manifest pointing at the frame folders, ready for
 :class:`dynsnip.data.FaceFramesDataset`.
 
 Nothing is overwritten: a video whose folder exists and holds that video (its ``faces.json``
-records the video's size and a hash of its ends, :mod:`dynsnip.data.faces.provenance`) is
+records the video's size and a hash of its ends, :mod:`dynsnip.data.faces.folder_source`) is
 skipped, so an interrupted run can simply be started again; a folder that holds another
 video (``real/001.mp4``'s, when ``fake/001.mp4`` is asked into the same ``OUT``) fails that
 video, naming both, and is replaced only with ``--replace-stale``; an existing
@@ -84,8 +84,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
     """``(video, output folder name, manifest entry or None)`` for every input video; names by
-    :func:`~dynsnip.data.faces.provenance.output_folder_name`."""
-    from dynsnip.data.faces.provenance import output_folder_name
+    :func:`~dynsnip.data.faces.folder_source.output_folder_name`."""
+    from dynsnip.data.faces.folder_source import output_folder_name
     from dynsnip.data.manifest import read_manifest
 
     jobs: list[tuple[Path, str, Any]] = []
@@ -149,7 +149,7 @@ def _boxes_from(entry: Any, args: argparse.Namespace, claimed: dict[str, Path]) 
     the source's output folder when it is already extracted (and holds that video), else the
     source video itself."""
     from dynsnip.data.datasets import entry_source
-    from dynsnip.data.faces.provenance import folder_source_problem
+    from dynsnip.data.faces.folder_source import folder_source_problem
 
     source = None if entry is None else entry_source(entry)
     if source is None:
@@ -273,7 +273,7 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
         except BrokenProcessPool as err:
             print(f"dynsnip extract-faces: warning: the worker processes failed after {done} of {len(jobs)} "
                   f"videos ({err}); extracting the others in this process", file=sys.stderr)
-    from dynsnip.data.faces.provenance import folder_source_problem
+    from dynsnip.data.faces.folder_source import folder_source_problem
 
     for video, out_dir, options in jobs[done:]:
         if out_dir.exists() and folder_source_problem(out_dir, video) is None:  # completed by a worker before
@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
                    snippet_len=args.snippet_len, scale=args.scale, max_frames=args.max_frames,
                    image_format=args.format, min_face_coverage=args.min_face_coverage)
     # decide in this process what each video needs, so that the workers only extract
-    from dynsnip.data.faces.provenance import folder_source_problem
+    from dynsnip.data.faces.folder_source import folder_source_problem
 
     claimed: dict[str, Path] = {}
     # video, out_dir, entry, the video that already claimed out_dir (or None), what to do, why the folder is stale:

@@ -18,7 +18,7 @@ or a broken link fails the folder (``bad_frame_folder``) instead of hanging the 
 folder that ``extract-faces`` is still writing or left unfinished (name ending in
 ``.partial``, or holding its ``.owner`` record) fails with
 :class:`~dynsnip.data.errors.IncompleteFolderError` (``incomplete_folder``): its frames
-are not all there (:mod:`~dynsnip.data.faces.provenance`).
+are not all there (:mod:`~dynsnip.data.faces.folder_source`).
 
 Both return ``(pixels, label)``: ``pixels`` float32 ``(3, U*T, H, W)`` (batch them into
 the model's ``(B, 3, U*T, H, W)``), ``label`` a float32 scalar, 1.0 = fake (binary
@@ -41,7 +41,7 @@ from ._optional import require
 from .faces.crop import crop_and_resize
 from .errors import FrameFolderError, FrameGapError, IncompleteFolderError
 from .faces.face_folder import FaceFolder
-from .faces.provenance import incomplete_folder_problem
+from .faces.folder_source import incomplete_folder_problem
 from .manifest import ManifestEntry, check_entries, parse_split, read_manifest
 from .pipeline import FaceClipLoader, data_config_from_model
 from .sampling import ShortVideoPolicy, sample_snippets

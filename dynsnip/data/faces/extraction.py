@@ -21,7 +21,7 @@ Output of one video, ``out_dir/``:
 * ``000000.png``, ``000001.png``, ...: the context region of each frame, named by the
   frame's index in the video (consecutive, so snippets can be sampled from the folder);
 * ``faces.json``: source video and its record (path, size, time, hash of its ends:
-  :mod:`~dynsnip.data.faces.provenance`, which tells whether a folder holds a given video),
+  :mod:`~dynsnip.data.faces.folder_source`, which tells whether a folder holds a given video),
   frame count, fps, frame size, margin, ``detect_every``, ``snippet_len``, detector,
   coverage (frames looked at / with a face; frames that show the face, the
   ``face_coverage``: :mod:`~dynsnip.data.faces.face_shown`), the detections of the
@@ -63,7 +63,7 @@ from ..errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 from .face_shown import not_shown_error, same_picture, thumbnail
 from .png_writer import write_png
-from .provenance import OWNER_FILE, PARTIAL_SUFFIX, source_record
+from .folder_source import OWNER_FILE, PARTIAL_SUFFIX, source_record
 
 np = require("numpy")
 Image = require("PIL.Image")

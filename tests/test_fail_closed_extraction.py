@@ -198,8 +198,18 @@ def test_a_frame_size_change_is_a_named_failure_everywhere(size_change, tmp_path
         assert video.read([0, 15]).shape == (2, 144, 176, 3)
         with pytest.raises(FrameSizeChangeError, match="frame 20 is 352x288 but the video starts at 176x144"):
             video.read([0, 20])
-    with pytest.raises(FrameSizeChangeError):  # predict's and evaluate's clips
-        FaceClipLoader(face_detector="dlib", size=(32, 32))(size_change)
+    loader = FaceClipLoader(face_detector="dlib", size=(32, 32), num_snippets=2, snippet_len=2)
+    with pytest.raises(FrameSizeChangeError):
+        loader(size_change)
+    from test_fail_closed import small_detector
+
+    from dynsnip.data import VideoDataset
+    from dynsnip.scoring import predict_videos
+
+    (entry,) = predict_videos(small_detector(), [size_change], loader=loader, workers=0)  # predict: no verdict
+    assert (entry["status"], entry["reason"]) == ("error", "frame_size_change") and "verdict" not in entry
+    failed = SkipUnreadable(VideoDataset([ManifestEntry(size_change, 1)], loader))[0]  # evaluate, train
+    assert failed.reason == "frame_size_change"
     with pytest.raises(FrameSizeChangeError):
         extract_face_frames(size_change, tmp_path / "out", face_detector="dlib")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

@@ -15,7 +15,9 @@ video, naming both, and is replaced only with ``--replace-stale``; an existing
 ``OUT/faces.csv`` is replaced only with ``--overwrite``. Folder names are the videos' paths
 relative to the input folder (or the manifest's) without the extension; names that would be
 ``.``, ``..`` or end in ``.partial`` (the name of a folder being written) get a ``_``
-appended. Worker processes end when the main process dies (even by ``kill -9``). Under ``torchrun --nnodes N --nproc_per_node M -m dynsnip extract-faces
+appended. Worker processes end when the main process dies (even by ``kill -9``).
+
+Under ``torchrun --nnodes N --nproc_per_node M -m dynsnip extract-faces
 ...`` the videos are sharded across the ranks (rank r takes every world-size-th video still
 to do; each writes its own video folders), and rank 0 prints the report and writes the one
 ``faces.csv``; ``OUT`` must be a folder every rank can reach. A video that cannot be read or shows no face is reported and the others

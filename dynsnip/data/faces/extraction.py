@@ -62,8 +62,8 @@ from ..decode import VideoReader
 from ..errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
 from .face_shown import not_shown_error, same_picture, thumbnail
-from .png_writer import write_png
 from .folder_source import OWNER_FILE, PARTIAL_SUFFIX, source_record
+from .png_writer import write_png
 
 np = require("numpy")
 Image = require("PIL.Image")

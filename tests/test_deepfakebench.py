@@ -165,7 +165,7 @@ def test_config_normalisation_is_mapped_to_the_backbones(registry):
     assert not any("input" in k for k in detector.state_dict())  # their checkpoints hold the network only
 
 
-def test_older_trainers_get_test_metrics_and_strict_checkpoint_reload():
+def test_older_trainers_get_test_metrics_and_strict_checkpoint_reload(tmp_path):
     reg = StandInRegistry()
     cls = register(reg, OlderStandInDetector)
     torch.manual_seed(0)
@@ -181,6 +181,16 @@ def test_older_trainers_get_test_metrics_and_strict_checkpoint_reload():
     # DeepfakeBench's test script loads its saved state dict strictly into a freshly built detector
     fresh = cls(dil_config())
     fresh.load_state_dict(detector.state_dict(), strict=True)
+    # ... and its network is a dynsnip detector: saved in the hub layout, loaded back by dynsnip
+    import dynsnip
+    from dynsnip.engine import build_model
+
+    folder = dynsnip.save_pretrained(detector.backbone, Path(tmp_path) / "from_deepfakebench")
+    batch = clip_batch(16)
+    with torch.no_grad():
+        reloaded = build_model(folder).eval()(batch["image"].transpose(1, 2))
+        assert torch.allclose(reloaded[:, 0], detector(batch)["cls"][:, 1], atol=1e-5)
+    assert module_configuration(build_model(folder)) == "paper"
     broken = copy.deepcopy(detector)
     with torch.no_grad():
         broken.backbone.fc.weight.fill_(float("nan"))
@@ -518,3 +528,13 @@ def test_benchmark_table_names_the_module_it_trained(frames_manifest, tmp_path, 
     # without --train, --config names what the evaluated detector must be
     assert main([*common, "--model", str(paper), "--out", str(tmp_path / "b2"), "--config", "default"]) == 2
     assert "--config default" in capsys.readouterr().err
+
+
+def test_average_precision_and_equal_error_rate():
+    # scores 0.1 (real), 0.35 (fake), 0.4 (real), 0.8 (fake): precision 1 at recall 1/2, 2/3 at recall 1
+    assert average_precision([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert average_precision([0.5, 0.5, 0.5], [0, 1, 1]) == pytest.approx(2 / 3)  # one tie, one step
+    assert equal_error_rate([0.1, 0.9], [0, 1]) == 0.0
+    assert equal_error_rate([0.9, 0.1], [0, 1]) == 1.0
+    assert equal_error_rate([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.5)
+    assert np.isnan(equal_error_rate([0.2, 0.3], [1, 1])) and np.isnan(average_precision([0.2], [0]))

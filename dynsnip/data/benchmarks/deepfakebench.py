@@ -331,9 +331,9 @@ def deepfakebench_manifest(
             continue
         group.found += 1
         if folder not in checked:
-            folders = {resolve(p) for p in video.frames}
-            checked[folder] = (f"its frames are in {len(folders)} folders; expected one folder per video"
-                               if len(folders) > 1 else _frame_problem(folder, video.frames))
+            parents = {PurePosixPath(p.replace("\\", "/")).parent for p in video.frames}
+            checked[folder] = (f"its frames are in {len(parents)} folders; expected one folder per video"
+                               if len(parents) > 1 else _frame_problem(folder, video.frames))
         problem = checked[folder]
         if problem is not None:
             if folder not in refused:

@@ -286,11 +286,15 @@ def test_manifest_of_a_deepfakebench_json(ffdf_json, tmp_path, capsys):
     assert "dynsnip extract-faces" in printed and "003_000" in printed
     with out.open() as f:
         rows = list(csv.DictReader(f))
-    assert [(r["path"], r["label"], r["split"], r["method"], r["compression"], r["label_name"]) for r in rows] == [
-        ("rgb/FaceForensics++/original_sequences/youtube/c23/frames/000", "0", "train", "", "c23", "FF-real"),
-        ("rgb/FaceForensics++/manipulated_sequences/Deepfakes/c23/frames/000_003", "1", "train", "Deepfakes", "c23",
-         "FF-DF"),
+    assert [(r["path"], r["label"], r["split"], r["method"], r["dataset"], r["compression"], r["label_name"])
+            for r in rows] == [
+        ("rgb/FaceForensics++/original_sequences/youtube/c23/frames/000", "0", "train", "", "ffpp:c23", "c23", "FF-real"),
+        ("rgb/FaceForensics++/manipulated_sequences/Deepfakes/c23/frames/000_003", "1", "train", "Deepfakes", "ffpp:c23",
+         "c23", "FF-DF"),
     ]
+    from dynsnip.data.manifest import read_manifest
+
+    assert {e.dataset for e in read_manifest(out)} == {"ffpp:c23"}  # the provenance dynsnip benchmark checks
     # training reads those folders
     from dynsnip.data import FaceFramesDataset
 
@@ -515,7 +519,8 @@ def test_benchmark_table_names_the_module_it_trained(frames_manifest, tmp_path, 
                                    channels=[8, 16, 32, 64], stem_width=8),
                        tmp_path / "paper_model", recipe=Recipe(model="dil_resnet18", img_size=16))
     out = tmp_path / "bench"
-    common = ["benchmark", "ffpp-hq", "--data", str(frames_manifest), "--img-size", "16", "--workers", "0",
+    common = ["benchmark", "ffpp-hq", "--data", str(frames_manifest), "--data-is", "ffpp:c23", "--img-size", "16",
+              "--workers", "0",
               "--no-progress", "--batch-size", "2", "--num-snippets", "1", "--test-num-snippets", "1",
               "--no-frame-level"]
     assert main([*common, "--model", str(paper), "--out", str(out), "--train", "--epochs", "1", "--config", "paper"]) == 0

@@ -10,7 +10,9 @@ The compression level appears only in the FaceForensics++ family (FF++, DeepFake
 FaceShifter); the label names (``FF-real``, ``FF-DF``, ``CelebDFv2_fake``...) map to 0 / 1 through
 its ``label_dict``; the frames live in ``.../frames/<video>/<n>.png``, ``n`` the frame's index
 in the video. :func:`deepfakebench_manifest` turns such a file into dynsnip manifest rows, one
-per frame folder: ``path,label,split,method,source,compression,label_name``.
+per frame folder: ``path,label,split,method,source,dataset,compression,label_name`` (``dataset``
+the provenance tag ``dynsnip benchmark`` checks, e.g. ``ffpp:c23`` for FF-DF.json at c23, empty
+for datasets dynsnip has no reader of: vouch for those with ``--data-is``).
 
 Frame paths in these files are whatever the preprocessing machine wrote (relative to
 DeepfakeBench's folder, absolute, or with Windows separators). With ``frames_root`` each
@@ -39,7 +41,7 @@ from typing import Any, Mapping
 
 from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, _shown
 
-__all__ = ["deepfakebench_manifest", "DeepfakeBenchManifest", "DEFAULT_LABELS", "COMPRESSIONS", "SPLITS",
+__all__ = ["deepfakebench_manifest", "DeepfakeBenchManifest", "DEFAULT_LABELS", "DATASET_TAGS", "COMPRESSIONS", "SPLITS",
            "read_label_dict", "CONSECUTIVE_HINT", "JSON_SHAPE"]
 
 COMPRESSIONS = ("raw", "c23", "c40")
@@ -57,13 +59,23 @@ DEFAULT_LABELS: dict[str, tuple[int, str]] = {
     "FF-real": (0, ""), "FF-DF": (1, "Deepfakes"), "FF-F2F": (1, "Face2Face"), "FF-FS": (1, "FaceSwap"),
     "FF-NT": (1, "NeuralTextures"), "FF-FH": (1, "FaceShifter"), "FF-SH": (1, "FaceShifter"),
     "DFD_real": (0, ""), "DFD_fake": (1, "DeepFakeDetection"),
-    "CelebDFv1_real": (0, ""), "CelebDFv1_fake": (1, "Celeb-DF-v1"),
-    "CelebDFv2_real": (0, ""), "CelebDFv2_fake": (1, "Celeb-DF-v2"),
-    "DFDCP_Real": (0, ""), "DFDCP_FakeA": (1, "DFDCP"), "DFDCP_FakeB": (1, "DFDCP"),
+    "CelebDFv1_real": (0, ""), "CelebDFv1_fake": (1, "Celeb-synthesis"),
+    "CelebDFv2_real": (0, ""), "CelebDFv2_fake": (1, "Celeb-synthesis"),
+    "DFDCP_Real": (0, ""), "DFDCP_FakeA": (1, "DFDC"), "DFDCP_FakeB": (1, "DFDC"),
     "DFDC_Real": (0, ""), "DFDC_Fake": (1, "DFDC"),
     "DF_real": (0, ""), "DF_fake": (1, "DeeperForensics-1.0"),
     "UADFV_Real": (0, ""), "UADFV_Fake": (1, "UADFV"),
 }
+# DeepfakeBench's dataset names -> dynsnip's provenance tags (:mod:`.provenance`; FF++ gets its level)
+DATASET_TAGS = {"FaceForensics++": "ffpp", "FF-DF": "ffpp", "FF-F2F": "ffpp", "FF-FS": "ffpp", "FF-NT": "ffpp",
+                "FaceShifter": "ffpp", "DeepFakeDetection": "ffpp", "Celeb-DF-v1": "celebdf:v1",
+                "Celeb-DF-v2": "celebdf:v2", "DFDC": "dfdc", "DFDCP": "dfdc"}
+
+
+def dataset_tag(name: str, compression: str) -> str:
+    """The provenance tag of DeepfakeBench dataset ``name`` (empty for one dynsnip has no reader of)."""
+    tag = DATASET_TAGS.get(name, "")
+    return f"{tag}:{compression}" if tag == "ffpp" and compression else tag
 
 
 def read_label_dict(path: str | os.PathLike[str]) -> dict[str, int]:
@@ -105,6 +117,7 @@ class DeepfakeBenchManifest(BenchmarkManifest):
 
     compression: list[str] = field(default_factory=list)
     label_names: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -122,7 +135,8 @@ class DeepfakeBenchManifest(BenchmarkManifest):
         return "\n".join(lines)
 
     def write(self, out: str | os.PathLike[str], overwrite: bool = False) -> Path:
-        """The rows as CSV, ``path,label,split,method,source,compression,label_name``; whole or not at all.
+        """The rows as CSV, ``path,label,split,method,source,dataset,compression,label_name`` (``dataset``:
+        the provenance tag, empty for datasets dynsnip has no reader of); whole or not at all.
 
         Raises:
             FileExistsError: ``out`` exists and ``overwrite`` is False.
@@ -139,9 +153,9 @@ class DeepfakeBenchManifest(BenchmarkManifest):
         try:
             with tmp.open("w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
-                writer.writerow(("path", "label", "split", "method", "source", "compression", "label_name"))
-                for row, level, name in zip(self.rows, self.compression, self.label_names):
-                    writer.writerow([_shown(row.path, folder), row.label, row.split, row.method, "", level, name])
+                writer.writerow(("path", "label", "split", "method", "source", "dataset", "compression", "label_name"))
+                for row, tag, level, name in zip(self.rows, self.tags, self.compression, self.label_names):
+                    writer.writerow([_shown(row.path, folder), row.label, row.split, row.method, "", tag, level, name])
             os.replace(tmp, out)
         finally:
             if tmp.exists():
@@ -345,7 +359,9 @@ def deepfakebench_manifest(
         rows.append(BenchmarkRow(folder, label, video.split, method or (video.label_name if label else "")))
         manifest.compression.append(video.compression)
         manifest.label_names.append(video.label_name)
+        manifest.tags.append(dataset_tag(video.dataset, video.compression))
     manifest.inventory = list(inventory.values())
+    manifest.tag = manifest.tags[0] if len(set(manifest.tags)) == 1 else ""
     if levels and not videos:
         raise LayoutError(f"{json_path}: lists no videos at compression {compression or 'c23'} (it has "
                           f"{', '.join(sorted(levels))}); choose another level with --compression")

@@ -217,6 +217,8 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
         face_coverage=round(clip.face_coverage, 4),
         frames_checked=clip.frames_checked,
         frames_with_face=clip.frames_with_face,
+        frames_scored=getattr(clip, "frames_scored", 0),
+        frames_showing_face=getattr(clip, "frames_showing_face", 0),
         snippets=snippets,
     )
 
@@ -224,7 +226,7 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
 def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:
     """The result entry of a video that could not be scored: ``status: "error"``, the
     ``reason`` as training and evaluation report it (``not_found``, ``corrupt``,
-    ``no_video_stream``, ``unseekable``, ``no_face``, ``low_face_coverage`` (with its
+    ``no_video_stream``, ``unseekable``, ``frame_size_change``, ``no_face``, ``low_face_coverage`` (with its
     ``face_coverage``), ``unreadable``, ``non_finite_input``, ``non_finite_output``; ``error``
     for anything else) and the message."""
     if isinstance(err, (*UNREADABLE, NonFiniteError)):

@@ -253,13 +253,16 @@ def _clock(seconds: float) -> str:
 
 
 def _coverage(result: dict[str, Any]) -> str:
-    """``, face in 7/8 frames looked at, 1 snippet borrowed`` (empty without a detector)."""
+    """``, face in 7/8 frames looked at, 1 snippet borrowed, shown in 28/32 frames scored`` (empty
+    without a detector)."""
     checked = result.get("frames_checked", 0)
     if not checked:
         return ""
     borrowed = sum(not s["face_found"] for s in result["snippets"])
+    scored = result.get("frames_scored", 0)
     return (f", face in {result['frames_with_face']}/{checked} frames looked at"
-            + (f", {borrowed} snippet(s) borrowed" if borrowed else ""))
+            + (f", {borrowed} snippet(s) borrowed" if borrowed else "")
+            + (f", shown in {result.get('frames_showing_face', 0)}/{scored} frames scored" if scored else ""))
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:

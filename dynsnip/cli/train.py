@@ -194,6 +194,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..engine.run_lock import RunFolderBusyError, RunFolderLock
     from ..engine.checkpoint import CorruptCheckpointError
     from ..engine.divergence import NonFiniteLossError
+    from ..engine.failures import TooManyUnreadableError
     from ..engine.train import seed_everything
     from ..hub.errors import ModelLoadError
 
@@ -251,7 +252,7 @@ def run_train(args: argparse.Namespace) -> int:
                            overwrite=args.overwrite, use_saved_recipe=args.use_saved_recipe)
         except CorruptCheckpointError as err:
             return _usage_error(err)
-        except NonFiniteLossError as err:
+        except (NonFiniteLossError, TooManyUnreadableError) as err:
             print(f"dynsnip train: error: {err}", file=sys.stderr)
             return EXIT_SOME_FAILED
         if info.is_main and not (result.model_dir / "config.json").is_file():

@@ -9,7 +9,9 @@
    ``extract-faces`` and the frame-folder dataset) gives one box per snippet; a snippet
    without any face borrows the box of the nearest snippet that has one (flagged in
    ``FaceClip.face_found``); a video without any face raises
-   :class:`~dynsnip.data.errors.NoFaceError`;
+   :class:`~dynsnip.data.errors.NoFaceError`; every scored frame is checked to still show
+   the face found on its looked-at frame (:mod:`~dynsnip.data.faces.face_shown`), and
+   a clip where too few do raises :class:`~dynsnip.data.errors.LowFaceCoverageError`;
 4. the square crop (``margin`` around the box) is resized to the model's input size and
    normalised with the model's mean/std.
 """
@@ -34,6 +36,7 @@ from .faces.crop_policy import (
 from .decode import VideoReader
 from .errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .faces.detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
+from .faces.face_shown import not_shown_error, shows_face
 from .sampling import ShortVideoPolicy, distinct_snippets, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
 
@@ -52,6 +55,9 @@ class FaceClip:
         face_found: bool ``(U,)``; False where the snippet had no face and borrowed a box.
         frames_checked: sampled frames the detector looked at (0 with ``face_detector="none"``).
         frames_with_face: of those, the frames where it found a face.
+        frames_scored: frames in ``pixels`` that were checked for the face (U*T; 0 without a detector).
+        frames_showing_face: of those, the frames that show the face found on their looked-at
+            frame (:mod:`~dynsnip.data.faces.face_shown`).
         timestamps: float64 ``(U, T)`` presentation time of each frame in seconds.
         num_frames: frames in the whole video.
         fps: the video's average frame rate.
@@ -66,10 +72,15 @@ class FaceClip:
     fps: float
     frames_checked: int = 0
     frames_with_face: int = 0
+    frames_scored: int = 0
+    frames_showing_face: int = 0
 
     @property
     def face_coverage(self) -> float:
-        """Fraction of the looked-at frames with a detected face (1.0 without a detector)."""
+        """Fraction of the scored frames that show the face (1.0 without a detector; the looked-at
+        frames with a face where the scored frames were not checked)."""
+        if self.frames_scored:
+            return self.frames_showing_face / self.frames_scored
         return self.frames_with_face / self.frames_checked if self.frames_checked else 1.0
 
 
@@ -109,8 +120,10 @@ class FaceClipLoader:
             ``extract-faces`` folders for identical crops. Default and measurement:
             :data:`~dynsnip.data.faces.crop_policy.DEFAULT_DETECT_EVERY`, docs/video.md.
         min_face_coverage: a video whose face is found in fewer of the looked-at frames than
-            this fraction raises :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more
-            than half of the crops would be borrowed; 0 turns the check off).
+            this fraction, or shown in fewer of the scored frames
+            (:mod:`~dynsnip.data.faces.face_shown`), raises
+            :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more than half of the
+            crops would be borrowed or show something else; 0 turns the checks off).
         train: random snippet offsets and random horizontal flip (paper's augmentation);
             False: deterministic snippets, no flip.
         hflip_prob: flip probability when ``train`` (0.5).
@@ -203,8 +216,16 @@ class FaceClipLoader:
             detect_in = decoded[[position[i] for i in looked_at]]
         else:
             detect_in = _source_frames(path, boxes_from, looked_at, frame_size)
-        crops = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
+        crops, detections = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
         crop_boxes, face_found = crops.boxes, crops.face_found
+        showing = scored = 0
+        if looked_at:  # do the scored frames still show the face found on their looked-at frames?
+            shown = shows_face(dict(zip(flat + extra, decoded)), indices.numpy(), crop_boxes, detections,
+                               self.detect_every, num_frames)
+            showing, scored = int(shown.sum()), shown.size
+            if showing < self.min_face_coverage * scored:
+                raise not_shown_error(path, showing, scored, crops.frames_with_face, crops.frames_checked,
+                                      self.min_face_coverage)
         crops_px = crop_and_resize(
             frames, np.repeat(crop_boxes, self.snippet_len, axis=0), self.size, self.interpolation
         )
@@ -221,6 +242,8 @@ class FaceClipLoader:
             fps=fps,
             frames_checked=crops.frames_checked,
             frames_with_face=crops.frames_with_face,
+            frames_scored=scored,
+            frames_showing_face=showing,
         )
 
     def _crop_boxes(
@@ -231,13 +254,14 @@ class FaceClipLoader:
         frames: "np.ndarray",
         frame_size: tuple[int, int],
         num_frames: int,
-    ) -> SnippetCrops:
-        """The crop policy's boxes for the clip: detect on the looked-at frames (``frames``, in the
-        order of ``looked_at``), then :func:`~dynsnip.data.faces.crop_policy.snippet_crops`."""
+    ) -> tuple[SnippetCrops, dict[int, "np.ndarray"]]:
+        """The crop policy's boxes for the clip, and the detections they come from: detect on the
+        looked-at frames (``frames``, in the order of ``looked_at``), then
+        :func:`~dynsnip.data.faces.crop_policy.snippet_crops`."""
         width, height = frame_size
         if self.face_detector is None:
             boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (len(indices), 1))
-            return SnippetCrops(boxes, np.ones(len(indices), dtype=bool), 0, 0)
+            return SnippetCrops(boxes, np.ones(len(indices), dtype=bool), 0, 0), {}
         found = detect_faces(frames, self.face_detector)
         crops = snippet_crops(indices.numpy(), dict(zip(looked_at, found)), frame_size, self.margin,
                               self.detect_every, num_frames)
@@ -246,7 +270,7 @@ class FaceClipLoader:
             raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at{every}"))
         if crops.coverage < self.min_face_coverage:
             raise LowFaceCoverageError(path, crops.coverage, self.min_face_coverage, crops.frames_checked)
-        return crops
+        return crops, dict(zip(looked_at, found))
 
     def __repr__(self) -> str:
         return (

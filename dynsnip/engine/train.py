@@ -55,7 +55,7 @@ from .distributed import (
 )
 from .divergence import batch_indices, check_finite_loss, check_finite_weights
 from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
-from .failures import FailedItem, SkipUnreadable, describe_failures
+from .failures import FailedItem, SkipUnreadable, TooManyUnreadableError, count_reasons, describe_failures
 from .metrics import write_report
 from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
@@ -538,9 +538,11 @@ def train(
             _log(f"epoch {epoch}: skipped {len(skipped)} of {len(train_set)} training clips that could not be read:\n"
                  + describe_failures(skipped), info, log)
             if 2 * len(skipped) > len(train_set):
-                raise RuntimeError(
-                    f"{len(skipped)} of the {len(train_set)} training clips could not be read in epoch {epoch}; "
-                    "expected a few bad files at most: check the manifest paths and the data"
+                reasons = ", ".join(f"{reason} {n}" for reason, n in count_reasons(skipped).items())
+                raise TooManyUnreadableError(
+                    f"{len(skipped)} of the {len(train_set)} training clips could not be read in epoch {epoch} "
+                    f"({reasons}; listed above); expected a few bad files at most: check the manifest paths and "
+                    "the data"
                 )
         broadcast_buffers(model)  # every rank evaluates and saves rank 0's BatchNorm statistics
         train_loss = all_reduce_mean(loss_sum / max(seen, 1), reduce_device)

@@ -40,10 +40,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "predict",
         help="score videos: fake probability per video and per snippet",
         description=(
-            "Score videos with a DIL detector: prints each video's fake probability and the "
+            "Score videos with a DIL detector (--checkpoint): prints what the detector was trained on, "
+            "each video's fake probability and the "
             "probability of each snippet (U snippets of T consecutive frames spread over the "
             "video), as a table or JSON. Videos that cannot be read are reported with the "
-            "reason; exit code 1 if any failed, 2 for usage errors."
+            "reason; exit code 1 if any failed, 2 for usage errors (no detector among them: an "
+            "untrained network's score is not a verdict)."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",

@@ -289,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
         coverages.append((video, folder_coverage(out_dir)))
         if entry is not None:
-            written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method))
+            written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method, dataset=entry.dataset))
     if args.manifest is not None:
         write_manifest(written, manifest_out, overwrite=args.overwrite)
         add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])

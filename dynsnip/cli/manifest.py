@@ -26,16 +26,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="write the manifest of a benchmark dataset (FF++, Celeb-DF, DFDC, ...) from its root",
         description=(
             "Read a benchmark dataset as downloaded and write the manifest that train, evaluate, extract-faces and "
-            "benchmark read: path,label,split,method,source (label 1 = fake; source = the real video a fake was made "
-            "from, where the dataset says so). Official splits are used where they exist. Videos the layout lists "
+            "benchmark read: path,label,split,method,source,dataset (label 1 = fake; source = the real video a fake "
+            "was made from, where the dataset says so). Official splits are used where they exist. Videos the layout lists "
             "but that are not on disk are counted and named (exit code 1; the manifest holds the others). Nothing "
-            "is written when the root is not the named dataset. See docs/benchmarks.md."
+            "is written when the root is not the named dataset, or when --out lies inside it. Each row records the "
+            "dataset in a 'dataset' column (e.g. ffpp:c23), which `dynsnip benchmark` checks. See docs/benchmarks.md."
         ),
         epilog="example: dynsnip manifest ffpp /data/FaceForensics++ --compression c23 --out ffpp_c23.csv",
     )
     p.add_argument("dataset", choices=sorted(DATASETS), help="which dataset ROOT holds")
     p.add_argument("root", type=Path, help="the dataset's root folder, as its download script leaves it")
-    p.add_argument("--out", type=Path, required=True, help="manifest file to write (.csv)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="manifest file to write (.csv), outside ROOT (e.g. in the folder above it)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--compression", choices=("raw", "c23", "c40"), help="ffpp: quality (default c23 = the paper's HQ)")
     p.add_argument("--methods", type=lambda s: [m.strip() for m in s.split(",") if m.strip()],
@@ -55,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run_manifest(args: argparse.Namespace) -> int:
     from ..data.benchmarks import LayoutError, build_manifest
+    from ..data.benchmarks.layout import is_inside
 
     options = {}
     for name, datasets in _OPTIONS.items():
@@ -67,6 +70,10 @@ def run_manifest(args: argparse.Namespace) -> int:
         options[name] = value
     if args.dataset == "deeperforensics" and "ffpp_root" not in options:
         return usage_error("manifest", "deeperforensics needs --ffpp-root: its real videos are FF++'s c23 videos")
+    for root in (args.root, options.get("ffpp_root")):
+        if root is not None and is_inside(args.out, root):
+            return usage_error("manifest", f"--out {args.out} is inside the dataset root {root}; refusing to write there "
+                                           "(it could replace the dataset's own files): expected a path outside it")
     if args.out.exists() and not args.overwrite:
         return usage_error("manifest", f"{args.out} exists; refusing to overwrite it (pass --overwrite to replace it)")
     try:
@@ -75,5 +82,5 @@ def run_manifest(args: argparse.Namespace) -> int:
         manifest.write(args.out, overwrite=args.overwrite)
     except (LayoutError, ValueError, FileExistsError, OSError) as err:
         return usage_error("manifest", str(err))
-    print(f"wrote {args.out} ({len(manifest.rows)} rows)")
+    print(f"wrote {args.out} ({len(manifest.rows)} rows, dataset {manifest.tag})")
     return EXIT_SOME_FAILED if manifest.num_missing else EXIT_OK

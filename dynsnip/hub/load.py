@@ -65,7 +65,7 @@ class _Source:
 
 def _locate(name_or_path: str | os.PathLike[str]) -> _Source:
     """Where ``name_or_path`` points. Only an explicit ``hf-hub:`` prefix goes to the Hub: a bare
-    ``owner/name`` is a local path as well, so a mistyped folder (``runs/doesnotexst``) or a link
+    ``owner/name`` is a local path as well, so a mistyped folder (``runs/doesnotexist``) or a link
     that loops is reported as such (naming the ``hf-hub:`` spelling) instead of being downloaded."""
     if isinstance(name_or_path, os.PathLike):
         return _Source("dir", os.fspath(name_or_path))

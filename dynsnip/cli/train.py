@@ -41,6 +41,12 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The recipe's settings as options; defaults shown are the paper's."""
     g = parser.add_argument_group("recipe (defaults: the paper's Implementation Details)")
     g.add_argument("--recipe", type=Path, help="recipe.json of an earlier run: its settings become the defaults")
+    g.add_argument("--config", dest="module_config", choices=("paper", "default"),
+                   help="the DIL module a dil_* --model is built as: 'paper' = the paper's module as written "
+                        "(dynsnip.paper_config('paper'): no motion channels, Eq. 1's conv randomly initialised), "
+                        "reproduces the paper; 'default' = dynsnip's (motion channels, a measured deviation, "
+                        "docs/temporal_sensitivity.md). Default: default. A saved detector keeps its own module "
+                        "and must not be the other one")
     g.add_argument("--epochs", type=int, help=f"training epochs (paper: {_DEFAULT.epochs}; 45 for cross-dataset)")
     g.add_argument("--batch-size", type=int, help=f"clips per step over all processes (paper: {_DEFAULT.batch_size})")
     g.add_argument("--lr", type=float, help=f"initial Adam learning rate (paper: {_DEFAULT.lr:g})")
@@ -78,7 +84,7 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     changes = {}
     for name in ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "plateau_patience", "min_lr", "monitor",
                  "num_snippets", "test_num_snippets", "snippet_len", "img_size", "hflip_prob", "amp",
-                 "num_workers", "seed", "grad_clip", "pseudo_fakes", "pseudo_fake_magnitude"):
+                 "num_workers", "seed", "grad_clip", "pseudo_fakes", "pseudo_fake_magnitude", "module_config"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value
@@ -101,6 +107,20 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def recipe_naming_module(recipe: Recipe, model_args: dict[str, Any]) -> Recipe:
+    """``recipe`` whose ``module_config`` names what ``--config`` plus ``--model-arg`` build from a
+    ``dil_*`` name (``--model-arg`` that spell out the paper's module make it ``paper``); kept
+    for a saved detector (checked when it is loaded) or a ``custom`` result."""
+    from ..hub.load import _locate
+    from ..models.paper_configs import MODULE_CONFIGS, module_config_args, module_configuration
+
+    text = str(recipe.model)
+    if Path(text).exists() or _locate(text).kind != "registry":
+        return recipe
+    found = module_configuration(module_config_args(recipe.module_config, model_args))
+    return recipe.replace(module_config=found) if found in MODULE_CONFIGS else recipe
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -195,6 +215,7 @@ def run_train(args: argparse.Namespace) -> int:
                     RunFolderBusyError)
     try:
         recipe = recipe_from_args(args, model=str(args.model), pretrained=bool(args.pretrained))
+        recipe = recipe_naming_module(recipe, parse_model_args(args.model_arg))
         train_manifest, train_split, val_manifest, val_split = _resolve_manifests(args)
         if val_manifest is not None and val_split and not read_manifest(val_manifest, split=val_split):
             if args.val is None:
@@ -216,7 +237,8 @@ def run_train(args: argparse.Namespace) -> int:
             recipe, resuming = plan.recipe, plan.resume
             seed_everything(recipe.seed)
             model = build_model(recipe.model, pretrained=recipe.pretrained and not resuming,
-                                checkpoint=None if resuming else args.checkpoint, **parse_model_args(args.model_arg))
+                                checkpoint=None if resuming else args.checkpoint, module_config=recipe.module_config,
+                                **parse_model_args(args.model_arg))
             train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data,
                                      face_detector=args.face_detector)
             check_training_labels(train_set, recipe.pseudo_fakes)  # before any training or balancing
@@ -234,7 +256,8 @@ def run_train(args: argparse.Namespace) -> int:
         if info.is_main:
             print(f"training {recipe.model} on {len(train_set)} clips"
                   + (f", validating on {len(val_set)}" if val_set is not None else ", no validation set")
-                  + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}")
+                  + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}; "
+                  f"module configuration {recipe.module_config!r}")
         try:
             result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
                            progress=args.progress, stop_after_epoch=args.stop_after_epoch,

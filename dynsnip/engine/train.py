@@ -99,6 +99,7 @@ def build_model(
     pretrained: bool = True,
     num_classes: int = 1,
     checkpoint: str | os.PathLike[str] | None = None,
+    module_config: str | None = None,
     **model_kwargs: Any,
 ) -> torch.nn.Module:
     """Create the detector to fine-tune or evaluate.
@@ -119,11 +120,18 @@ def build_model(
             backbone and gets a new head).
         checkpoint: a ``.safetensors`` state dict to load into the model built from
             ``source`` (a name), e.g. weights saved by another tool.
+        module_config: ``"paper"`` or ``"default"``
+            (:data:`~dynsnip.models.paper_configs.MODULE_CONFIGS`): a ``dil_*`` name is built as
+            that module (``model_kwargs`` on top); a saved detector keeps its own and must
+            not be the other one (ValueError). None: ``model_kwargs`` only.
         **model_kwargs: DIL / timm options, e.g. ``sim_stages=()`` or ``img_size``.
 
     Raises:
         FileNotFoundError / ValueError: naming the path and what was expected.
     """
+    if module_config is not None:
+        return _build_as(source, module_config, pretrained=pretrained, num_classes=num_classes,
+                         checkpoint=checkpoint, **model_kwargs)
     load_model, _ = _hub()
     text = os.fspath(source)
     path = Path(text)
@@ -154,6 +162,28 @@ def build_model(
         model = load_model(text, pretrained=pretrained, num_classes=num_classes, **model_kwargs)
     if checkpoint is not None:
         _load_weights(model, Path(checkpoint))
+    return model
+
+
+def _build_as(source: str | os.PathLike[str], module_config: str, **kwargs: Any) -> torch.nn.Module:
+    """:func:`build_model` with a module configuration (see its ``module_config``)."""
+    from ..hub.load import _locate
+    from ..models.paper_configs import MODULE_CONFIGS, module_config_args, module_configuration
+
+    text = os.fspath(source)
+    model_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k not in ("pretrained", "num_classes", "checkpoint")}
+    named = not Path(text).exists() and saved_model_folder(text) is None and _locate(text).kind == "registry"
+    if named:
+        return build_model(text, **kwargs, **module_config_args(module_config, model_kwargs))
+    module_config_args(module_config)  # an unknown name fails here, before anything is loaded
+    model = build_model(text, **kwargs, **model_kwargs)
+    found = module_configuration(model)
+    if found in MODULE_CONFIGS and found != module_config:
+        raise ValueError(
+            f"{text} is a detector of the {found!r} module configuration ({MODULE_CONFIGS[found]}), not "
+            f"{module_config!r}: a saved detector keeps the module it was trained as. Use --config {found} "
+            f"(module_config={found!r}) to continue from it, or start from a dil_* name to train the "
+            f"{module_config!r} module")
     return model
 
 
@@ -317,6 +347,17 @@ def _prepare_run_folder(out_dir: Path, recipe: Recipe, val_set: Dataset | None, 
     return plan.recipe, plan.resume
 
 
+def _recipe_naming_module(recipe: Recipe, model: torch.nn.Module) -> Recipe:
+    """``recipe`` with ``module_config`` set to what ``model`` is, where it is one of the named
+    configurations (a ``"custom"`` model keeps the recipe's: its ``dil_args`` say the rest)."""
+    from ..models.paper_configs import MODULE_CONFIGS, module_configuration
+
+    if not hasattr(unwrap_model(model), "dil_args"):
+        return recipe
+    found = module_configuration(unwrap_model(model))
+    return recipe.replace(module_config=found) if found in MODULE_CONFIGS else recipe
+
+
 @_holding_run_folder_lock
 def train(
     recipe: Recipe,
@@ -383,6 +424,8 @@ def train(
             (:func:`~dynsnip.engine.data.check_training_labels`).
     """
     recipe.validate()
+    if model is not None:  # the recipe names the module the given model is (recipe.json, model card)
+        recipe = _recipe_naming_module(recipe, model)
     out_dir = Path(out_dir)
     info = init_distributed(device)
     device = info.device
@@ -402,7 +445,8 @@ def train(
     seed_everything(recipe.seed)
     if model is None:  # resuming: the checkpoint's weights replace the pretrained ones, no need to fetch them
         model = build_model(recipe.model, pretrained=recipe.pretrained and not will_resume,
-                            num_classes=recipe.num_classes, **dict(model_kwargs or {}))
+                            num_classes=recipe.num_classes, module_config=recipe.module_config,
+                            **dict(model_kwargs or {}))
     set_video_layout(model, recipe)
     if recipe.grad_checkpointing:
         model.set_grad_checkpointing(True)

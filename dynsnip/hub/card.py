@@ -47,6 +47,10 @@ def _training_section(config: Mapping[str, Any]) -> str:
     rows = []
     if r.get("model"):
         rows.append(("started from", f"`{r['model']}`" + ("" if r.get("pretrained", True) else " (random init)")))
+    if r.get("module_config"):
+        rows.append(("module", {"paper": "the paper's module as written (`--config paper`)",
+                                "default": "dynsnip's default (`--config default`: Intra-SIM motion channels, "
+                                           "a deviation from the paper)"}.get(r["module_config"], str(r["module_config"]))))
     if record.get("data"):
         rows.append(("data", str(record["data"])))
     if record.get("scope"):

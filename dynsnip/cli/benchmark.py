@@ -48,6 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "checked: ffpp-to-celebdf trains on ffpp)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--train", action="store_true", help="train first with the paper's recipe (30 epochs, 45 cross-dataset)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="with --train: start from a random init of a dil_* --model (as `dynsnip train --no-pretrained`)")
     p.add_argument("--balance-classes", action="store_true",
                    help="with --train: oversample the smaller class (the paper does not; see docs/benchmarks.md)")
     p.add_argument("--record", action="store_true",
@@ -135,6 +137,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                         "give --train-data (a manifest or the dataset's root)")
     if args.train_data is not None and not args.train:
         return usage_error("benchmark", "--train-data is only used with --train")
+    if not args.pretrained and not args.train:
+        return usage_error("benchmark", "--no-pretrained chooses the random starting point of --train; without --train, "
+                                        "--model must be a trained detector (a folder written by dynsnip train, or "
+                                        "hf-hub:owner/name)")
     if args.train_data_is is not None and args.train_data is None:
         return usage_error("benchmark", "--train-data-is vouches for --train-data; without --train-data the training "
                                         "data is --data (use --data-is)")
@@ -144,7 +150,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, TypeError, LayoutError, ModelLoadError)
     try:  # the test data first: a wrong root fails now, not after training
         out.mkdir(parents=True, exist_ok=True)
-        fixed = {"epochs": args.epochs or protocol.epochs}
+        fixed = {"epochs": args.epochs or protocol.epochs, "pretrained": bool(args.pretrained)}
         if args.model is not None:
             fixed["model"] = str(args.model)
         recipe = recipe_from_args(args, **fixed)

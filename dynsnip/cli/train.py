@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--hflip-prob", type=float, help=f"horizontal flip probability, the only augmentation (default {_DEFAULT.hflip_prob})")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on GPU")
     g.add_argument("--amp-dtype", choices=("float16", "bfloat16"), help="autocast dtype on GPU (default float16)")
-    g.add_argument("--workers", dest="num_workers", type=int, help=f"DataLoader workers (default {_DEFAULT.num_workers})")
+    g.add_argument("--workers", dest="num_workers", type=int,
+                   help=f"DataLoader workers (default {_DEFAULT.num_workers}, or the CPU cores this process may use "
+                        "if fewer)")
     g.add_argument("--seed", type=int, help=f"random seed (default {_DEFAULT.seed})")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (default: no clipping)")
     g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
@@ -92,7 +95,18 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     if getattr(args, "grad_checkpointing", None):
         changes["grad_checkpointing"] = True
     changes.update(fixed)
+    if getattr(args, "num_workers", None) is None:  # not asked for: no more loader processes than cores
+        changes["num_workers"] = min(changes.get("num_workers", base.num_workers), available_cpus())
     return base.replace(**changes)
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, as PyTorch's DataLoader counts them
+    when it warns about too many workers); at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def recipe_naming_module(recipe: Recipe, model_args: dict[str, Any]) -> Recipe:
@@ -189,7 +203,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..data.manifest import read_manifest
     from ..engine import build_model, make_dataset, train
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.data import check_validation_labels
+    from ..engine.data import check_training_labels, check_validation_labels
     from ..engine.run_folder import plan_run
     from ..engine.run_lock import RunFolderBusyError, RunFolderLock
     from ..engine.checkpoint import CorruptCheckpointError
@@ -228,6 +242,7 @@ def run_train(args: argparse.Namespace) -> int:
                                 **parse_model_args(args.model_arg))
             train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data,
                                      face_detector=args.face_detector)
+            check_training_labels(train_set, recipe.pseudo_fakes)  # before any training or balancing
             if args.balance_classes:
                 from ..engine.sampling import balance_classes
 
@@ -263,7 +278,7 @@ def run_train(args: argparse.Namespace) -> int:
             best = result.best
             shown = f"{best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best["epoch"] else "no epoch run"
             print(f"done: {result.model_dir} ({shown}), hub layout; publish it with `dynsnip push {result.model_dir} OWNER/NAME`, "
-                  f"use it with `dynsnip predict --model {result.model_dir} VIDEO`")
+                  f"use it with `dynsnip predict --checkpoint {result.model_dir} VIDEO`")
     finally:
         held.close()
         cleanup_distributed()

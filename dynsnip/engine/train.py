@@ -9,7 +9,7 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
                         without validation), Hugging Face hub layout (config.json +
                         model.safetensors + README.md with the recipe and the
                         validation result), ready for `dynsnip push out_dir/model
-                        OWNER/NAME`, loadable by `dynsnip predict --model out_dir/model`
+                        OWNER/NAME`, loadable by `dynsnip predict --checkpoint out_dir/model`
     checkpoint/         the last finished epoch: weights, optimizer, scheduler, history
                         (see :mod:`dynsnip.engine.checkpoint`); a killed run started again
                         with the same command resumes after that epoch
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .checkpoint import load_training_checkpoint, restore_training_state, save_training_checkpoint
-from .data import check_validation_labels
+from .data import check_training_labels, check_validation_labels, class_counts
 from .distributed import (
     DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
 )
@@ -109,8 +109,8 @@ def build_model(
             * a ``dil_*`` name (``pretrained=False``: random init) or a pretrained tag
               (``dil_resnet50.tv_in1k``: timm's ImageNet ResNet-50 inside the DIL network,
               SIMs freshly initialised, as in the paper);
-            * ``hf-hub:owner/name`` (or ``owner/name``): a detector pushed with
-              :func:`dynsnip.push_to_hub`;
+            * ``hf-hub:owner/name``: a detector pushed with :func:`dynsnip.push_to_hub` (a bare
+              ``owner/name`` is a local path; a missing one is reported, not downloaded);
             * a directory written by :func:`dynsnip.save_pretrained`, or a training run
               directory (its ``model/`` is used);
             * a ``.safetensors`` file whose metadata names the architecture (files written
@@ -155,7 +155,8 @@ def build_model(
         checkpoint = path
     elif path.is_dir():
         model = load_model(path, pretrained=True, num_classes=num_classes, **model_kwargs)
-    elif text.startswith((".", "/", "~")) or path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
+    elif (text.startswith((".", "/", "~")) or path.suffix in (".safetensors", ".pth", ".pt", ".bin")) \
+            and not os.path.islink(text):  # a link that loops or leads nowhere: load_model says which
         raise FileNotFoundError(f"{text}: no such checkpoint file or directory")
     else:
         model = load_model(text, pretrained=pretrained, num_classes=num_classes, **model_kwargs)
@@ -194,7 +195,10 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
     from ..models.dil_resnet import checkpoint_filter_fn
 
     state = safetensors.torch.load_file(str(path))
-    state = checkpoint_filter_fn(state, model)
+    try:
+        state = checkpoint_filter_fn(state, model)
+    except ValueError as err:  # name the file: the message names the model only
+        raise ValueError(f"{path}: {err}") from None
     head = [k for k in state if k.startswith("fc.") and state[k].shape != model.state_dict()[k].shape]
     for k in head:  # another head: keep the model's new one
         state[k] = model.state_dict()[k]
@@ -239,9 +243,11 @@ def _card_records(recipe: Recipe, epoch: int, train_set: Dataset, val_result: Ev
     """``training`` / ``evaluation`` records of the saved model (:mod:`dynsnip.hub.records`)."""
     from ..hub.records import evaluation_record, training_record
 
+    real, fake = class_counts(train_set) or (None, None)
     records: dict[str, Any] = {"training": training_record(
         recipe.to_dict(), epoch=epoch, num_train_clips=len(train_set),
         num_val_videos=val_result.report["overall"]["num_videos"] if val_result else None, data=data_name,
+        num_train_real=real, num_train_fake=fake,
     )}
     if val_result is not None:
         records["evaluation"] = [evaluation_record(
@@ -413,7 +419,9 @@ def train(
     Raises:
         RunFolderBusyError: another training holds ``out_dir``.
         FileExistsError / ValueError: see ``overwrite`` / ``use_saved_recipe``; also a
-            validation set that cannot give the monitored metric (one class with ``auc``).
+            validation set that cannot give the monitored metric (one class with ``auc``), and
+            a training set of one class only, or without real videos with pseudo-fakes
+            (:func:`~dynsnip.engine.data.check_training_labels`).
     """
     recipe.validate()
     if model is not None:  # the recipe names the module the given model is (recipe.json, model card)
@@ -428,6 +436,7 @@ def train(
         )
     if len(train_set) == 0:
         raise ValueError("the training dataset is empty; expected labelled clips")
+    check_training_labels(train_set, recipe.pseudo_fakes)  # one class, or pseudo-fakes without reals: refused
     per_rank_batch = recipe.batch_size // info.world_size
 
     ckpt_dir = out_dir / CHECKPOINT_DIR

@@ -53,8 +53,12 @@ def _training_section(config: Mapping[str, Any]) -> str:
                                            "a deviation from the paper)"}.get(r["module_config"], str(r["module_config"]))))
     if record.get("data"):
         rows.append(("data", str(record["data"])))
+    if record.get("scope"):
+        rows.append(("scope", str(record["scope"])))
     sizes = [f"{record[k]} {what}" for k, what in (("num_train_clips", "clips per training epoch"),
-                                                   ("num_val_videos", "validation videos")) if record.get(k)]
+                                                   ("num_train_real", "real training items"),
+                                                   ("num_train_fake", "fake training items"),
+                                                   ("num_val_videos", "validation videos")) if k in record]
     if sizes:
         rows.append(("size", ", ".join(sizes)))
     if "lr" in r:
@@ -208,7 +212,7 @@ Score video files (face detection, snippet sampling and cropping included; a fak
 per video and per snippet):
 ```bash
 pip install "dynsnip[video]"
-dynsnip predict --model hf-hub:{name} video.mp4 more_videos/
+dynsnip predict --checkpoint hf-hub:{name} video.mp4 more_videos/
 ```
 {_training_section(config)}{_evaluation_section(config)}
 ## Citation

@@ -239,8 +239,9 @@ def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: A
         if track.id in scored:
             entry = scored[track.id]
             item.update(status="scored", face_coverage=entry["face_coverage"], frames_checked=entry["frames_checked"],
-                        frames_with_face=entry["frames_with_face"], fake_probability=entry["fake_probability"],
-                        snippets=entry["snippets"])
+                        frames_with_face=entry["frames_with_face"], frames_scored=entry["frames_scored"],
+                        frames_showing_face=entry["frames_showing_face"],
+                        fake_probability=entry["fake_probability"], snippets=entry["snippets"])
         elif track.id in video.failures:
             err = video.failures[track.id]
             item.update(status=err.reason, face_coverage=round(err.coverage, 4), not_scored=err.message)
@@ -261,6 +262,8 @@ def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: A
         face_coverage=top["face_coverage"],
         frames_checked=top["frames_checked"],
         frames_with_face=top["frames_with_face"],
+        frames_scored=top["frames_scored"],
+        frames_showing_face=top["frames_showing_face"],
         snippets=top["snippets"],
         faces="all",
         video_score=video_score,
@@ -315,6 +318,8 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
         face_coverage=round(clip.face_coverage, 4),
         frames_checked=clip.frames_checked,
         frames_with_face=clip.frames_with_face,
+        frames_scored=getattr(clip, "frames_scored", 0),
+        frames_showing_face=getattr(clip, "frames_showing_face", 0),
         snippets=snippets,
     )
 
@@ -322,7 +327,7 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
 def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:
     """The result entry of a video that could not be scored: ``status: "error"``, the
     ``reason`` as training and evaluation report it (``not_found``, ``corrupt``,
-    ``no_video_stream``, ``unseekable``, ``no_face``, ``low_face_coverage`` (with its
+    ``no_video_stream``, ``unseekable``, ``frame_size_change``, ``no_face``, ``low_face_coverage`` (with its
     ``face_coverage``), ``unreadable``, ``non_finite_input``, ``non_finite_output``; ``error``
     for anything else) and the message."""
     if isinstance(err, (*UNREADABLE, NonFiniteError)):

@@ -48,6 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "checked: ffpp-to-celebdf trains on ffpp)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--train", action="store_true", help="train first with the paper's recipe (30 epochs, 45 cross-dataset)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="with --train: start from a random init of a dil_* --model (as `dynsnip train --no-pretrained`)")
     p.add_argument("--balance-classes", action="store_true",
                    help="with --train: oversample the smaller class (the paper does not; see docs/benchmarks.md)")
     p.add_argument("--record", action="store_true",
@@ -92,17 +94,27 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> Pat
                              overwrite=True)
     vouch = (args.train_data_is, "--train-data-is") if args.train_data is not None else (args.data_is, "--data-is")
     print(f"training data: {check_protocol_data(protocol, manifest, vouch[0], train=True, flag=vouch[1])}")
-    model = build_model(recipe.model, pretrained=recipe.pretrained)
+    model = build_model(recipe.model, pretrained=recipe.pretrained, module_config=recipe.module_config)
     train_set = make_dataset(manifest, model, recipe, train=True, split="train")
     if args.balance_classes:
         train_set = balance_classes(train_set, seed=recipe.seed)
     val_set = make_dataset(manifest, model, recipe, train=False, split="val") if read_manifest(manifest, "val") else None
-    print(f"training {recipe.model} for {recipe.epochs} epochs on {len(train_set)} clips"
+    print(f"training {recipe.model} ({recipe.module_config} module) for {recipe.epochs} epochs on {len(train_set)} clips"
           + (f", validating on {len(val_set)}" if val_set is not None else ", no validation split") + f"; run dir {out / 'run'}")
     result = train(recipe, train_set, val_set, out / "run", model=model, device=device, progress=args.progress,
                    data_name=f"{args.train_data or args.data} ({protocol.name} training)"
                    + (" (classes balanced by oversampling)" if args.balance_classes else ""))
     return result.model_dir
+
+
+def _check_module_config(model, wanted: str, source) -> None:
+    """Without --train, --config names what the evaluated model must be (ValueError otherwise)."""
+    from ..models.paper_configs import module_configuration
+
+    found = module_configuration(model)
+    if found != wanted:
+        raise ValueError(f"--config {wanted}: {source} is a detector of the {found!r} module configuration; "
+                         "--config chooses what --train trains, an evaluated detector keeps its own (drop --config)")
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
@@ -128,6 +140,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                         "give --train-data (a manifest or the dataset's root)")
     if args.train_data is not None and not args.train:
         return usage_error("benchmark", "--train-data is only used with --train")
+    if not args.pretrained and not args.train:
+        return usage_error("benchmark", "--no-pretrained chooses the random starting point of --train; without --train, "
+                                        "--model must be a trained detector (a folder written by dynsnip train, or "
+                                        "hf-hub:owner/name)")
     if args.train_data_is is not None and args.train_data is None:
         return usage_error("benchmark", "--train-data-is vouches for --train-data; without --train-data the training "
                                         "data is --data (use --data-is)")
@@ -137,7 +153,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, TypeError, LayoutError, ModelLoadError)
     try:  # the test data first: a wrong root fails now, not after training
         out.mkdir(parents=True, exist_ok=True)
-        fixed = {"epochs": args.epochs or protocol.epochs}
+        fixed = {"epochs": args.epochs or protocol.epochs, "pretrained": bool(args.pretrained)}
         if args.model is not None:
             fixed["model"] = str(args.model)
         recipe = recipe_from_args(args, **fixed)
@@ -157,6 +173,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         try:
             model_source = _train(args, protocol, recipe, out, info.device) if args.train else args.model
             model = build_model(str(model_source), pretrained=True).to(info.device).eval()
+            if not args.train and args.module_config is not None:
+                _check_module_config(model, args.module_config, model_source)
             cfg_size = model.pretrained_cfg.get("input_size", (3, recipe.img_size, recipe.img_size))[-1]
             recipe = recipe.replace(
                 snippet_len=model.snippet_len, img_size=int(args.img_size or cfg_size),

@@ -71,6 +71,8 @@ _EXPORTS = {
     "frame_sequence": "datasets",
     "StrayFrameFileWarning": "datasets",
     "LowFaceCoverageError": "errors",
+    "FrameSizeChangeError": "errors",
+    "IncompleteFolderError": "errors",
     "SnippetCrops": "faces.crop_policy",
     "snippet_crops": "faces.crop_policy",
     "detection_frames": "faces.crop_policy",

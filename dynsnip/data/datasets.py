@@ -14,7 +14,11 @@ pattern (``cover.png``) are ignored with a :class:`StrayFrameFileWarning`; other
 whose frames are not consecutive (frames 8-22 missing) fails with
 :class:`~dynsnip.data.errors.FrameGapError` (reason ``frame_gap``): the jump would be read as
 the very motion DIL scores. Only regular files are opened: a frame that is a FIFO, a device
-or a broken link fails the folder (``bad_frame_folder``) instead of hanging the reader.
+or a broken link fails the folder (``bad_frame_folder``) instead of hanging the reader. A
+folder that ``extract-faces`` is still writing or left unfinished (name ending in
+``.partial``, or holding its ``.owner`` record) fails with
+:class:`~dynsnip.data.errors.IncompleteFolderError` (``incomplete_folder``): its frames
+are not all there (:mod:`~dynsnip.data.faces.folder_source`).
 
 Both return ``(pixels, label)``: ``pixels`` float32 ``(3, U*T, H, W)`` (batch them into
 the model's ``(B, 3, U*T, H, W)``), ``label`` a float32 scalar, 1.0 = fake (binary
@@ -35,8 +39,9 @@ from torch.utils.data import Dataset
 
 from ._optional import require
 from .faces.crop import crop_and_resize
-from .errors import FrameFolderError, FrameGapError
+from .errors import FrameFolderError, FrameGapError, IncompleteFolderError
 from .faces.face_folder import FaceFolder
+from .faces.folder_source import incomplete_folder_problem
 from .manifest import ManifestEntry, check_entries, parse_split, read_manifest
 from .pipeline import FaceClipLoader, data_config_from_model
 from .sampling import ShortVideoPolicy, sample_snippets
@@ -153,6 +158,7 @@ def frame_sequence(folder: str | os.PathLike[str]) -> FrameSequence:
 
     Raises:
         FileNotFoundError: no such folder, or no numbered images in it.
+        IncompleteFolderError: an ``extract-faces`` folder being written or left unfinished.
         FrameFolderError: two files with one frame number, or a frame that is not a regular file.
     Warns:
         StrayFrameFileWarning: image files that are not frames of the sequence (ignored).
@@ -160,6 +166,8 @@ def frame_sequence(folder: str | os.PathLike[str]) -> FrameSequence:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: expected a folder of face frames (from `dynsnip extract-faces`)")
+    if problem := incomplete_folder_problem(folder):
+        raise IncompleteFolderError(folder, problem)
     named: list[tuple[str, str, int, Path]] = []
     stray: list[str] = []
     regular: set[str] = set()
@@ -271,7 +279,9 @@ class FaceFramesDataset(Dataset):
     def from_class_folders(
         cls, root: str | os.PathLike[str], classes: dict[str, int] | None = None, **kwargs: Any
     ) -> "FaceFramesDataset":
-        """Frame folders laid out as ``root/<class>/<video>/`` (default classes: real=0, fake=1)."""
+        """Frame folders laid out as ``root/<class>/<video>/`` (default classes: real=0, fake=1).
+        Every folder is an entry: one that ``extract-faces`` has not finished (``<video>.partial``)
+        fails when read, with reason ``incomplete_folder``, and is reported, not read as complete."""
         root = Path(root)
         classes = classes or {"real": 0, "fake": 1}
         entries = []

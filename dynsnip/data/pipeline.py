@@ -9,7 +9,9 @@
    ``extract-faces`` and the frame-folder dataset) gives one box per snippet; a snippet
    without any face borrows the box of the nearest snippet that has one (flagged in
    ``FaceClip.face_found``); a video without any face raises
-   :class:`~dynsnip.data.errors.NoFaceError`;
+   :class:`~dynsnip.data.errors.NoFaceError`; every scored frame is checked to still show
+   the face found on its looked-at frame (:mod:`~dynsnip.data.faces.face_shown`), and
+   a clip where too few do raises :class:`~dynsnip.data.errors.LowFaceCoverageError`;
 4. the square crop (``margin`` around the box) is resized to the model's input size and
    normalised with the model's mean/std.
 """
@@ -34,6 +36,7 @@ from .faces.crop_policy import (
 from .decode import VideoReader
 from .errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .faces.detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
+from .faces.face_shown import not_shown_error, shows_face
 from .sampling import ShortVideoPolicy, distinct_snippets, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
 
@@ -52,6 +55,9 @@ class FaceClip:
         face_found: bool ``(U,)``; False where the snippet had no face and borrowed a box.
         frames_checked: sampled frames the detector looked at (0 with ``face_detector="none"``).
         frames_with_face: of those, the frames where it found a face.
+        frames_scored: frames in ``pixels`` that were checked for the face (U*T; 0 without a detector).
+        frames_showing_face: of those, the frames that show the face found on their looked-at
+            frame (:mod:`~dynsnip.data.faces.face_shown`).
         timestamps: float64 ``(U, T)`` presentation time of each frame in seconds.
         num_frames: frames in the whole video.
         fps: the video's average frame rate.
@@ -66,11 +72,16 @@ class FaceClip:
     fps: float
     frames_checked: int = 0
     frames_with_face: int = 0
+    frames_scored: int = 0
+    frames_showing_face: int = 0
     track: int | None = None
 
     @property
     def face_coverage(self) -> float:
-        """Fraction of the looked-at frames with a detected face (1.0 without a detector)."""
+        """Fraction of the scored frames that show the face (1.0 without a detector; the looked-at
+        frames with a face where the scored frames were not checked)."""
+        if self.frames_scored:
+            return self.frames_showing_face / self.frames_scored
         return self.frames_with_face / self.frames_checked if self.frames_checked else 1.0
 
 
@@ -137,8 +148,10 @@ class FaceClipLoader:
             ``extract-faces`` folders for identical crops. Default and measurement:
             :data:`~dynsnip.data.faces.crop_policy.DEFAULT_DETECT_EVERY`, docs/video.md.
         min_face_coverage: a video whose face is found in fewer of the looked-at frames than
-            this fraction raises :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more
-            than half of the crops would be borrowed; 0 turns the check off).
+            this fraction, or shown in fewer of the scored frames
+            (:mod:`~dynsnip.data.faces.face_shown`), raises
+            :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more than half of the
+            crops would be borrowed or show something else; 0 turns the checks off).
         train: random snippet offsets and random horizontal flip (paper's augmentation);
             False: deterministic snippets, no flip.
         hflip_prob: flip probability when ``train`` (0.5).
@@ -231,8 +244,16 @@ class FaceClipLoader:
             detect_in = decoded[[position[i] for i in looked_at]]
         else:
             detect_in = _source_frames(path, boxes_from, looked_at, frame_size)
-        crops = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
+        crops, detections = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
         crop_boxes, face_found = crops.boxes, crops.face_found
+        showing = scored = 0
+        if looked_at:  # do the scored frames still show the face found on their looked-at frames?
+            shown = shows_face(dict(zip(flat + extra, decoded)), indices.numpy(), crop_boxes, detections,
+                               self.detect_every, num_frames)
+            showing, scored = int(shown.sum()), shown.size
+            if showing < self.min_face_coverage * scored:
+                raise not_shown_error(path, showing, scored, crops.frames_with_face, crops.frames_checked,
+                                      self.min_face_coverage)
         crops_px = crop_and_resize(
             frames, np.repeat(crop_boxes, self.snippet_len, axis=0), self.size, self.interpolation
         )
@@ -249,6 +270,8 @@ class FaceClipLoader:
             fps=fps,
             frames_checked=crops.frames_checked,
             frames_with_face=crops.frames_with_face,
+            frames_scored=scored,
+            frames_showing_face=showing,
         )
 
     def _crop_boxes(
@@ -259,13 +282,14 @@ class FaceClipLoader:
         frames: "np.ndarray",
         frame_size: tuple[int, int],
         num_frames: int,
-    ) -> SnippetCrops:
-        """The crop policy's boxes for the clip: detect on the looked-at frames (``frames``, in the
-        order of ``looked_at``), then :func:`~dynsnip.data.faces.crop_policy.snippet_crops`."""
+    ) -> tuple[SnippetCrops, dict[int, "np.ndarray"]]:
+        """The crop policy's boxes for the clip, and the detections they come from: detect on the
+        looked-at frames (``frames``, in the order of ``looked_at``), then
+        :func:`~dynsnip.data.faces.crop_policy.snippet_crops`."""
         width, height = frame_size
         if self.face_detector is None:
             boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (len(indices), 1))
-            return SnippetCrops(boxes, np.ones(len(indices), dtype=bool), 0, 0)
+            return SnippetCrops(boxes, np.ones(len(indices), dtype=bool), 0, 0), {}
         found = detect_faces(frames, self.face_detector)
         crops = snippet_crops(indices.numpy(), dict(zip(looked_at, found)), frame_size, self.margin,
                               self.detect_every, num_frames)
@@ -274,7 +298,7 @@ class FaceClipLoader:
             raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at{every}"))
         if crops.coverage < self.min_face_coverage:
             raise LowFaceCoverageError(path, crops.coverage, self.min_face_coverage, crops.frames_checked)
-        return crops
+        return crops, dict(zip(looked_at, found))
 
     def load_tracks(
         self,
@@ -315,40 +339,48 @@ class FaceClipLoader:
                                       short_video=self.short_video, align=self.detect_every)
             flat = indices.flatten().tolist()
             looked_at = list(range(0, num_frames, self.detect_every))
+            anchors = detection_frames(indices, self.detect_every, num_frames)  # what the scored frames are traced to
+            wanted = sorted(set(flat) | set(anchors))
             if boxes_from is None:
-                detections, signatures, kept = _track_pass(video, looked_at, set(flat), self.face_detector)
-                frames = np.stack([kept[i] for i in flat])
+                detections, signatures, kept = _track_pass(video, looked_at, set(wanted), self.face_detector)
             else:
-                frames = video.read(flat)
+                kept = dict(zip(wanted, video.read(wanted)))
+            frames = np.stack([kept[i] for i in flat])
             timestamps = torch.tensor([video.timestamp(i) for i in flat], dtype=torch.float64)
         if boxes_from is not None:
             detections, signatures = _source_track_pass(path, boxes_from, looked_at, frame_size, self.face_detector)
         tracks = link_tracks(detections, signatures)
-        kept = kept_tracks(tracks)
-        if not kept:
+        if not kept_tracks(tracks):
             err = NoFaceError(path, no_track_message(tracks, len(looked_at), self.detect_every))
             err.tracks = [t.summary() for t in tracks]
             raise err
         clips, failures = {}, {}
-        for track in kept:
-            crops = snippet_crops(indices.numpy(), track.detections(looked_at), frame_size, self.margin,
-                                  self.detect_every, num_frames)
+        for track in kept_tracks(tracks):
+            own = track.detections(looked_at)
+            crops = snippet_crops(indices.numpy(), own, frame_size, self.margin, self.detect_every, num_frames)
             if crops.frames_with_face == 0 or crops.coverage < self.min_face_coverage:
                 failures[track.id] = LowFaceCoverageError(path, crops.coverage, self.min_face_coverage,
                                                           crops.frames_checked)
                 continue
-            clips[track.id] = self._clip(frames, indices, crops, timestamps, num_frames, fps, generator, track.id)
+            # do the scored frames still show this face (as for the single face, face_shown)?
+            shown = shows_face(kept, indices.numpy(), crops.boxes, own, self.detect_every, num_frames)
+            showing, scored = int(shown.sum()), shown.size
+            if showing < self.min_face_coverage * scored:
+                failures[track.id] = not_shown_error(path, showing, scored, crops.frames_with_face,
+                                                     crops.frames_checked, self.min_face_coverage)
+                continue
+            clips[track.id] = self._clip(frames, indices, crops, timestamps, num_frames, fps, generator, track.id,
+                                         scored, showing)
         if not clips:
-            worst = max(failures.values(), key=lambda err: err.coverage)
-            checked = len(detection_frames(indices, self.detect_every, num_frames))
-            err = LowFaceCoverageError(path, worst.coverage, self.min_face_coverage, checked)
+            err = max(failures.values(), key=lambda err: err.coverage)  # the best of the faces
             err.tracks = [dict(t.summary(), face_coverage=round(failures[t.id].coverage, 4)) if t.id in failures
                           else t.summary() for t in tracks]
             raise err
         return VideoTracks(tracks, clips, failures, indices, num_frames, fps, len(looked_at))
 
     def _clip(self, frames: "np.ndarray", indices: torch.Tensor, crops: SnippetCrops, timestamps: torch.Tensor,
-              num_frames: int, fps: float, generator: torch.Generator | None, track: int | None) -> FaceClip:
+              num_frames: int, fps: float, generator: torch.Generator | None, track: int | None, scored: int = 0,
+              showing: int = 0) -> FaceClip:
         """The :class:`FaceClip` of ``frames (U*T, H, W, 3)`` cropped as ``crops`` decided."""
         crops_px = crop_and_resize(frames, np.repeat(crops.boxes, self.snippet_len, axis=0), self.size,
                                    self.interpolation)
@@ -358,7 +390,8 @@ class FaceClipLoader:
         return FaceClip(pixels=pixels, frame_indices=indices, crop_boxes=torch.from_numpy(crops.boxes),
                         face_found=torch.from_numpy(crops.face_found),
                         timestamps=timestamps.reshape(len(indices), self.snippet_len), num_frames=num_frames, fps=fps,
-                        frames_checked=crops.frames_checked, frames_with_face=crops.frames_with_face, track=track)
+                        frames_checked=crops.frames_checked, frames_with_face=crops.frames_with_face,
+                        frames_scored=scored, frames_showing_face=showing, track=track)
 
     def __repr__(self) -> str:
         return (

@@ -162,6 +162,7 @@ def run_benchmark(
     paper = protocol.paper()
     return {
         "protocol": protocol.name,
+        "module_config": _module_config(model),
         "title": protocol.title,
         "split": protocol.split,
         "manifest": str(manifest),
@@ -180,6 +181,27 @@ def run_benchmark(
         "num_failed": result.report["num_failed"],
         "failed": result.report["failed"],
     }
+
+
+def _module_config(model: torch.nn.Module) -> str | None:
+    """``"paper"``, ``"default"`` or ``"custom"``: the DIL module ``model`` is (from its ``dil_args``)."""
+    from ..models.paper_configs import module_configuration
+
+    return module_configuration(model) if isinstance(getattr(model, "dil_args", None), dict) else None
+
+
+def _module_note(result: dict[str, Any]) -> str:
+    """What the table's module configuration means (which one reproduces the paper)."""
+    from ..models.paper_configs import MODULE_CONFIGS
+
+    name = result.get("module_config")
+    if name in MODULE_CONFIGS:
+        return f"module configuration '{name}': {MODULE_CONFIGS[name]}" + (
+            "; the configuration that reproduces the paper" if name == "paper" else
+            "; ours, not the paper's (train with --config paper to reproduce the paper)")
+    if name == "custom":
+        return "module configuration 'custom': neither the paper's module nor dynsnip's default (see the model's dil_args)"
+    return "module configuration unknown"
 
 
 def _fmt(value: Any) -> str:
@@ -204,7 +226,7 @@ def _caption(result: dict[str, Any]) -> str:
     t = result["test_protocol"]
     return (f"{result['title']}, split {result['split']}: video level with U={t['num_snippets']} x "
             f"T={t['snippet_len']} at {t['img_size']} px, threshold {t['threshold']} ({result['data_kind']} data); "
-            f"model {result.get('model', '?')}")
+            f"model {result.get('model', '?')}" + (f" ({result['module_config']} module)" if result.get("module_config") else ""))
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -215,6 +237,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in body]
     if result["methods_missing"]:
         lines.append(f"no test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only")
+    lines.append(_module_note(result))
     lines.append(f"frame AUC: {result['frame_level']}")
     if result.get("data_provenance"):
         lines.append(f"data: {result['data_provenance']}")
@@ -232,7 +255,7 @@ def markdown_table(result: dict[str, Any]) -> str:
              "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     source = result["paper_source"]
-    lines += ["", f"- Frame AUC: {result['frame_level']}."]
+    lines += ["", f"- Module: {_module_note(result)}.", f"- Frame AUC: {result['frame_level']}."]
     if result.get("data_provenance"):
         lines.append(f"- Data: {result['data_provenance']}.")
     lines += [f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from .recipe import Recipe
 
-__all__ = ["make_dataset", "check_validation_labels", "DATA_KINDS"]
+__all__ = ["make_dataset", "check_validation_labels", "check_training_labels", "class_counts", "DATA_KINDS"]
 
 DATA_KINDS = ("auto", "frames", "video")
 
@@ -36,8 +36,12 @@ def _detect_kind(entries: list[Any], manifest: Any) -> str:
 
 
 def _labels(dataset: Dataset) -> list[int] | None:
-    """The labels of ``dataset`` from its manifest entries (or a ``labels`` attribute), or None
-    when they are not known without reading the items."""
+    """The labels of ``dataset`` from its manifest entries (or a ``labels`` attribute; through a
+    ``Subset``, such as ``--balance-classes`` makes), or None when they are not known without
+    reading the items."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        inner = _labels(dataset.dataset)
+        return None if inner is None else [inner[int(i)] for i in dataset.indices]
     entries = getattr(dataset, "entries", None)
     if entries is not None:
         return [int(e.label) for e in entries]
@@ -64,6 +68,43 @@ def check_validation_labels(dataset: Dataset, monitor: str) -> None:
             f"the validation set has only {name} videos ({len(labels)}): its AUC, the metric that picks the saved "
             f"model and drives the learning-rate drops, is undefined; add {other} videos to it, or choose "
             "another monitor (--monitor accuracy or --monitor loss)"
+        )
+
+
+def class_counts(dataset: Dataset) -> tuple[int, int] | None:
+    """``(real, fake)`` items of ``dataset`` when its labels are known up front, else None."""
+    labels = _labels(dataset)
+    if labels is None:
+        return None
+    fake = sum(1 for y in labels if y == 1)
+    return len(labels) - fake, fake
+
+
+def check_training_labels(dataset: Dataset, pseudo_fakes: str | None = None) -> None:
+    """Refuse a training set that cannot teach a detector: one with a single class (every
+    label real, or every label fake: the model learns a constant), or, with pseudo-fakes
+    (which are made from the real clips), one without real videos (the saved model's card
+    would claim pseudo-fakes it never saw). Real videos alone are enough with pseudo-fakes:
+    they make the fakes. Datasets whose labels are unknown up front are not checked.
+
+    Raises:
+        ValueError: naming what the set holds and what is needed.
+    """
+    counts = class_counts(dataset)
+    if counts is None or not sum(counts):
+        return
+    real, fake = counts
+    if pseudo_fakes and not real:
+        raise ValueError(
+            f"--pseudo-fakes {pseudo_fakes} makes its fakes from the real training videos, but the training set has "
+            f"none ({fake} fake): add real videos (label 0) to the training split, or train without --pseudo-fakes"
+        )
+    if not pseudo_fakes and not (real and fake):
+        have, other = ("real", "fake") if real else ("fake", "real")
+        raise ValueError(
+            f"the training set has only {have} videos ({real + fake}): a detector needs real and fake videos to "
+            f"learn from; add {other} videos (label {int(other == 'fake')}) to the training split, or make fakes from "
+            "the real ones with --pseudo-fakes spatial|temporal|both"
         )
 
 

@@ -99,18 +99,31 @@ class FaceFolder:
         """The crops of ``frame_indices (U, T)``: ``(U*T, H, W, 3)`` uint8 and the policy's decision
         (``track``: of that face track, given only its detections, as ``predict`` crops it;
         None: the largest face)."""
+        crops = self.snippet_boxes(frame_indices, track)
+        return self.cut(frame_indices, crops, size, interpolation), crops
+
+    def snippet_boxes(self, frame_indices: "np.ndarray", track: int | None = None) -> SnippetCrops:
+        """The crop policy's decision for the snippets ``frame_indices (U, T)`` (``track``: given only
+        that face track's detections; whole frames for a folder extracted without a face detector)."""
         frame_indices = np.asarray(frame_indices)
         if track is not None:
-            looked_at = range(0, self.num_frames, self.detect_every)
-            crops = snippet_crops(frame_indices, self.track(track).detections(looked_at), self.frame_size,
-                                  self.margin, self.detect_every, self.num_frames)
-        elif self.detections:
-            crops = snippet_crops(frame_indices, self.detections, self.frame_size, self.margin, self.detect_every,
-                                  self.num_frames)
-        else:  # extracted with face_detector="none": whole frames
-            width, height = self.frame_size
-            boxes = np.tile(np.array([0, 0, width, height], np.int64), (len(frame_indices), 1))
-            crops = SnippetCrops(boxes, np.ones(len(frame_indices), bool), 0, 0)
+            return snippet_crops(frame_indices, self.track_detections(track), self.frame_size, self.margin,
+                                 self.detect_every, self.num_frames)
+        if self.detections:
+            return snippet_crops(frame_indices, self.detections, self.frame_size, self.margin, self.detect_every,
+                                 self.num_frames)
+        width, height = self.frame_size  # extracted with face_detector="none": whole frames
+        boxes = np.tile(np.array([0, 0, width, height], np.int64), (len(frame_indices), 1))
+        return SnippetCrops(boxes, np.ones(len(frame_indices), bool), 0, 0)
+
+    def track_detections(self, track: int) -> dict[int, "np.ndarray"]:
+        """Looked-at frame -> that face track's own detection rows (0 or 1 per frame)."""
+        return self.track(track).detections(range(0, self.num_frames, self.detect_every))
+
+    def cut(self, frame_indices: "np.ndarray", crops: SnippetCrops, size: tuple[int, int],
+            interpolation: str) -> "np.ndarray":
+        """Each snippet's crop (``crops.boxes[u]``) out of its frames' regions: ``(U*T, H, W, 3)`` uint8."""
+        frame_indices = np.asarray(frame_indices)
         out = np.empty((frame_indices.size, *size, 3), dtype=np.uint8)
         for n, (u, index) in enumerate(np.ndindex(*frame_indices.shape)):
             frame = int(frame_indices[u, index])
@@ -124,4 +137,4 @@ class FaceFolder:
             if local[2] <= local[0] or local[3] <= local[1]:
                 local = np.array([0, 0, width, height], dtype=np.float64)
             out[n] = crop_and_resize(region[None], [tuple(local)], size, interpolation)[0]
-        return out, crops
+        return out

@@ -234,8 +234,8 @@ def test_faces_largest_keeps_the_report_of_before(checkpoint, tmp_path):
 
     code, largest = predict_json([carphone(), two_people(), "--checkpoint", checkpoint, "--faces", "largest"])
     assert code == 0
-    assert set(largest) == {"model", "weights", "num_snippets", "snippet_len", "face_detector", "detect_every",
-                            "min_face_coverage", "threshold", "videos", "summary"}
+    assert set(largest) == {"model", "weights", "trained_on", "training_data", "num_snippets", "snippet_len",
+                            "face_detector", "detect_every", "min_face_coverage", "threshold", "videos", "summary"}
     model = load_model(checkpoint).eval()
     loader = FaceClipLoader.from_model(model, cap_snippets=True)
     for entry, path in zip(largest["videos"], (carphone(), two_people())):

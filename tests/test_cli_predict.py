@@ -131,10 +131,21 @@ class CrashesInWorkers:
     def __init__(self, loader, crash_on: str) -> None:
         self.loader, self.crash_on = loader, crash_on
 
-    def __call__(self, path, generator=None):
+    @property
+    def face_detector(self):
+        return self.loader.face_detector
+
+    def _crash(self, path):
         if torch.utils.data.get_worker_info() is not None and Path(path).name == self.crash_on:
             os._exit(3)
+
+    def __call__(self, path, generator=None):
+        self._crash(path)
         return self.loader(path, generator)
+
+    def load_tracks(self, path, generator=None):  # every face (predict's default)
+        self._crash(path)
+        return self.loader.load_tracks(path, generator)
 
 
 def test_dead_loader_processes_lose_no_video(report, videos, checkpoint):
@@ -311,8 +322,9 @@ def test_extract_faces_command(tmp_path, capsys):
     assert code == 1
     assert "FAILED   " + str(tmp_path / "broken.mp4") + ": corrupt" in printed
     assert sorted(p.name for p in (out / "people").iterdir()) == [f"{i:06d}.png" for i in range(9)] + ["faces.json"]
-    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage",
-                                                             "people,0,train,,1.0000"]
+    # face tracks: both people of the real video are samples (no source, so no evidence)
+    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage,tracks,track_evidence",
+                                                             "people,0,train,,1.0000,0;1,"]
     assert "face coverage of 1 video(s): mean 1.00, lowest 1.00" in printed
     # a second run skips what exists and refuses to replace the manifest without --overwrite
     assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--no-progress"]) == 2

@@ -55,7 +55,7 @@ def test_a_folder_of_another_video_with_the_same_name_is_not_reused(videos, tmp_
     printed = capsys.readouterr().out
     assert "FAILED" in printed and f"holds the frames of {(videos / 'real' / '001.mp4').resolve()}" in printed
     assert "--replace-stale" in printed and "0 done, 1 failed" in printed
-    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage"]
+    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage,tracks,track_evidence"]
     # the same file elsewhere (a copied dataset) is the same video: its folder is reused
     (tmp_path / "copy").mkdir()
     shutil.copy(videos / "fake" / "001.mp4", tmp_path / "copy" / "001.mp4")

@@ -58,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--threshold", type=float, default=0.5, help="fake-probability threshold for accuracy (paper 0.5)")
     p.add_argument("--no-frame-level", dest="frame_level", action="store_false", help="skip the frame-level AUC")
+    from .face_options import add_track_options
+
+    add_track_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_recipe_arguments(p)
@@ -180,7 +183,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         except setup_errors as err:
             return usage_error("benchmark", str(err))
         result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
-                               frame_level=args.frame_level, progress=args.progress)
+                               frame_level=args.frame_level, progress=args.progress, faces=args.faces,
+                               video_score=args.video_score)
     finally:
         cleanup_distributed()
     result["model"] = str(model_source)

@@ -31,6 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="entries are face-frame folders or video files (default: look at the first)")
     p.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
                    help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
+    from .face_options import add_track_options
+
+    add_track_options(p)
     p.add_argument("--num-snippets", type=int, help="U (default: the model's test_num_snippets, paper 8)")
     p.add_argument("--img-size", type=int, help="face crop side (default: the model's input size)")
     p.add_argument("--batch-size", type=int, default=10, help="clips per forward pass (default 10)")
@@ -106,12 +109,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
             recipe = Recipe(model=str(args.model), snippet_len=model.snippet_len,
                             test_num_snippets=int(args.num_snippets or model.test_num_snippets), img_size=size)
             dataset = make_dataset(args.manifest, model, recipe, train=False, split=args.split, kind=args.data,
-                                   face_detector=args.face_detector)
+                                   face_detector=args.face_detector, faces=args.faces)
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:
             return usage_error("evaluate", str(err))
         workers = min(4, available_cpus()) if args.workers is None else args.workers
         result = evaluate(model, dataset, batch_size=args.batch_size, device=info.device, amp=args.amp,
-                          num_workers=workers, threshold=args.threshold, dist_info=info, progress=args.progress)
+                          num_workers=workers, threshold=args.threshold, dist_info=info, progress=args.progress,
+                          video_score=args.video_score)
         if info.is_main:
             print(f"{args.model} on {args.manifest}" + (f" [{args.split}]" if args.split else "")
                   + f": U={recipe.test_num_snippets} x T={recipe.snippet_len} at {size} px")

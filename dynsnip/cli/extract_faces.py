@@ -64,6 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="CSV/JSON manifest of videos (path,label[,split]) instead of / besides inputs")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="output directory")
     add_face_options(parser, none_means="keep whole frames")
+    parser.add_argument("--faces", choices=("all", "largest"), default="all",
+                        help="all (default): every face is followed (face tracks, recorded in faces.json; regions "
+                             "hold every face) and, for a fake whose manifest row names its source, the swapped face "
+                             f"is found by comparing with the source (OUT/{MANIFEST_NAME}: tracks, track_evidence); "
+                             "largest: the largest face only, as before face tracks")
     parser.add_argument("--snippet-len", type=int, default=4, metavar="T",
                         help="snippet length of the models that will train on it (default 4, the paper's T)")
     parser.add_argument("--scale", type=float, default=None,
@@ -133,6 +138,38 @@ def add_coverage_column(manifest: Path, coverages: list[float | None]) -> None:
         csv.writer(f).writerows(rows)
 
 
+def folder_tracks(folder: Path) -> tuple[str, str]:
+    """The ``tracks`` and ``track_evidence`` cells of an extracted folder's manifest row: its sample
+    tracks (``0;2``: every kept face track, or a fake's manipulated ones) and, for a fake
+    compared with its source, each track's difference from it (``0:0.8;1:14.2``); empty for a
+    folder written without face tracks."""
+    import json
+
+    try:
+        samples = json.loads((Path(folder) / "faces.json").read_text()).get("samples")
+    except (OSError, ValueError, AttributeError):
+        return "", ""
+    if not isinstance(samples, dict):
+        return "", ""
+    evidence = samples.get("evidence") or {}
+    return (";".join(str(t) for t in samples["tracks"]),
+            ";".join(f"{track}:{difference:g}" for track, difference in evidence.items()))
+
+
+def add_track_columns(manifest: Path, folders: list[Path]) -> None:
+    """Append ``tracks`` and ``track_evidence`` columns (:func:`folder_tracks`) to the CSV manifest
+    just written (one row per folder): which faces of each video are training samples, and why."""
+    import csv
+
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[0] += ["tracks", "track_evidence"]
+    for row, folder in zip(rows[1:], folders):
+        row += list(folder_tracks(folder))
+    with manifest.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+
+
 def coverage_summary(coverages: list[tuple[Path, float | None]], low: int, minimum: float) -> str:
     """``face coverage: mean 0.93, lowest 0.50 (a.mp4); 1 video(s) below 0.5 failed`` (or "")."""
     known = [(c, v) for v, c in coverages if c is not None]
@@ -177,6 +214,9 @@ def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
                 f"({result.num_detected / result.frames_checked:.0%}), shown in {result.frames_showing_face} of the "
                 f"{result.num_frames} frames ({result.face_coverage:.0%})"
                 if result.frames_checked else "no face detection")
+    if result.tracks:
+        coverage += (f", {result.tracks} face track(s), sample track(s) "
+                     f"{', '.join(map(str, result.samples))}")
     return True, f"{video} -> {out_dir} ({result.num_frames} frames, {coverage})"
 
 
@@ -323,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = dict(face_detector=detector, margin=args.margin, detect_every=args.detect_every,
                    snippet_len=args.snippet_len, scale=args.scale, max_frames=args.max_frames,
-                   image_format=args.format, min_face_coverage=args.min_face_coverage)
+                   image_format=args.format, min_face_coverage=args.min_face_coverage, faces=args.faces)
     # decide in this process what each video needs, so that the workers only extract
     from dynsnip.data.faces.folder_source import folder_source_problem
 
@@ -395,6 +435,8 @@ def run(args: argparse.Namespace) -> int:
     if args.manifest is not None:
         write_manifest(written, manifest_out, overwrite=args.overwrite)
         add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])
+        if args.faces == "all":
+            add_track_columns(manifest_out, [e.path for e in written])
         print(f"wrote {manifest_out} ({len(written)} entries)")
     print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed")
     if line := coverage_summary(coverages, low_coverage, args.min_face_coverage):

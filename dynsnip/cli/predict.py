@@ -26,7 +26,14 @@ from typing import Any, Sequence
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from ..scoring import DEFAULT_WORKERS, predict_videos
-from .face_options import add_face_options, clip_loader, detect_device_problem, face_detector, face_options_problem
+from .face_options import (
+    add_face_options,
+    add_track_options,
+    clip_loader,
+    detect_device_problem,
+    face_detector,
+    face_options_problem,
+)
 
 DEFAULT_MODEL = "dil_resnet50"
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
@@ -60,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--snippets", type=int, default=None, metavar="U",
                         help="snippets per video (default: the model's test U, 8 in the paper)")
     add_face_options(parser, none_means="the videos are already face crops")
+    add_track_options(parser)
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="fake probability at or above which a video is called fake (default 0.5)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
@@ -307,18 +315,55 @@ def _coverage(result: dict[str, Any]) -> str:
             + (f", shown in {result.get('frames_showing_face', 0)}/{scored} frames scored" if scored else ""))
 
 
+def _track_line(track: dict[str, Any], deciding: int | None) -> tuple[str, str]:
+    """``(probability cell, details)`` of one face track in the table."""
+    box = track["box"]
+    x0, y0, x1, y1 = box["median"]
+    where = (f"frames {track['first_frame']}-{track['last_frame']} ({track['detections']} detections), face "
+             f"{box['side_min']:.0f}-{box['side_max']:.0f} px at ({(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f})")
+    mark = "track" if track["id"] != deciding else "* track"
+    if track["status"] == "scored":
+        return (f"{track['fake_probability']:7.3f}",
+                f"{mark} {track['id']}: {where}, face in {track['frames_with_face']}/{track['frames_checked']} "
+                "frames looked at"
+                + (f", shown in {track['frames_showing_face']}/{track['frames_scored']} frames scored"
+                   if track.get("frames_scored") else "")
+                + (" (decides the verdict)" if track["id"] == deciding else ""))
+    if track["status"] in ("short", "static"):
+        return f"{'-':>7}", f"{mark} {track['id']}: {where}; dropped, {track['status']}: {track['dropped']}"
+    return (f"{'-':>7}", f"{mark} {track['id']}: {where}; not scored, {track['status']} "
+            f"({track.get('face_coverage', 0):.0%} of the frames looked at)")
+
+
 def format_table(results: Sequence[dict[str, Any]]) -> str:
-    """Human-readable report: one line per video, then its snippets; failures with the reason."""
+    """Human-readable report: one line per video, its face tracks (with ``--faces all``; ``*``
+    marks the one that decides), then the snippets; failures with the reason."""
     width = max([len("VIDEO"), *(len(r["path"]) for r in results)])
     lines = [f"{'VIDEO':<{width}}  P(FAKE)  VERDICT  DETAILS"]
     for r in results:
         if r["status"] != "ok":
             lines.append(f"{r['path']:<{width}}  {'-':>7}  {'FAILED':<7}  {r['reason']}: {r['error']}")
+            for track in r.get("tracks", []):
+                cell, details = _track_line(track, None)
+                lines.append(f"{'':<{width}}  {cell}  {'':<7}  {details}")
             continue
+        tracks = r.get("tracks")
+        faces = ""
+        if tracks is not None:
+            how = (f"max over tracks: track {r['deciding_track']}" if r["video_score"] == "max"
+                   else f"mean over tracks {', '.join(map(str, r['scored_tracks']))}")
+            faces = f"{len(r['scored_tracks'])} of {len(tracks)} face track(s) scored ({how}), "
         lines.append(
             f"{r['path']:<{width}}  {r['fake_probability']:7.3f}  {r['verdict'].upper():<7}  "
-            f"{len(r['snippets'])} snippets, {r['num_frames']} frames{_coverage(r)}"
+            f"{faces}{len(r['snippets'])} snippets, {r['num_frames']} frames{_coverage(r)}"
         )
+        for track in tracks or []:
+            cell, details = _track_line(track, r.get("deciding_track"))
+            lines.append(f"{'':<{width}}  {cell}  {'':<7}  {details}")
+        if r.get("tracks_note"):
+            lines.append(f"{'':<{width}}  {'':>7}  {'':<7}  note: {r['tracks_note']}")
+        if tracks is not None:
+            lines.append(f"{'':<{width}}  {'':>7}  {'':<7}  snippets of track {r['snippets_track']}:")
         for s in r["snippets"]:
             note = "" if s["face_found"] else "  (no face in this snippet: crop borrowed from a neighbour)"
             lines.append(
@@ -408,7 +453,8 @@ def run(args: argparse.Namespace) -> int:
 
     shard = videos if ranks is None else videos[ranks.rank::ranks.world_size]
     results = predict_videos(model, shard, loader=loader, threshold=args.threshold, workers=args.workers,
-                             device=device, progress=not args.no_progress)
+                             device=device, progress=not args.no_progress, faces=args.faces,
+                             video_score=args.video_score)
     if ranks is not None:
         results = gather_shards(results, len(videos), ranks)
         cleanup_distributed()
@@ -429,6 +475,7 @@ def run(args: argparse.Namespace) -> int:
         face_detector=args.face_detector,
         detect_every=loader.detect_every,
         min_face_coverage=loader.min_face_coverage,
+        **({"faces": args.faces, "video_score": args.video_score} if args.faces != "largest" else {}),
         threshold=args.threshold,
         videos=results,
         summary=dict(videos=len(results), scored=len(results) - failed, failed=failed),

@@ -154,6 +154,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                            "one; nothing is dropped. Off by default, as the paper does not balance (docs/benchmarks.md)")
     data.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
                       help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
+    data.add_argument("--faces", choices=("all", "largest"), default="all",
+                      help="all (default): every face of a frame folder that extract-faces recorded as a sample (a "
+                           "fake's swapped face only, when its manifest named the source), one clip each; validation "
+                           "scores a video by its most suspicious face; largest: the largest face, as before face "
+                           "tracks. Video entries are cropped at the largest face for training either way")
     data.add_argument("--data-name", help="what the data is called in the model card, e.g. 'FaceForensics++ c23' "
                                           "(default: the training manifest's file name)")
     m = p.add_argument_group("model")
@@ -241,14 +246,14 @@ def run_train(args: argparse.Namespace) -> int:
                                 checkpoint=None if resuming else args.checkpoint, module_config=recipe.module_config,
                                 **parse_model_args(args.model_arg))
             train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data,
-                                     face_detector=args.face_detector)
+                                     face_detector=args.face_detector, faces=args.faces)
             check_training_labels(train_set, recipe.pseudo_fakes)  # before any training or balancing
             if args.balance_classes:
                 from ..engine.sampling import balance_classes
 
                 train_set = balance_classes(train_set, seed=recipe.seed)
             val_set = (make_dataset(val_manifest, model, recipe, train=False, split=val_split, kind=args.data,
-                                    face_detector=args.face_detector)
+                                    face_detector=args.face_detector, faces=args.faces)
                        if val_manifest is not None else None)
             if val_set is not None:
                 check_validation_labels(val_set, recipe.monitor)

@@ -79,11 +79,24 @@ class VideoDataset(Dataset):
         loader: the :class:`FaceClipLoader` (U, T, size, detector, augmentation); e.g.
             ``FaceClipLoader.from_model(model, num_snippets=4, train=True)`` for training.
         split: keep only entries of this split (None: all).
+        faces: ``"largest"`` (default): each item is the clip of the video's largest face;
+            ``"all"`` (evaluation only: ``loader.train`` False): each item holds the clips of
+            every scorable face track of the video, ``pixels`` ``(K, 3, U*T, H, W)``
+            (:meth:`FaceClipLoader.load_tracks`), which :func:`~dynsnip.engine.evaluate.evaluate`
+            scores and reduces to one video score. Training on every face needs
+            ``extract-faces`` folders (they record which face of a fake was swapped).
     """
 
-    def __init__(self, manifest: Any, loader: FaceClipLoader, split: str | None = None):
+    def __init__(self, manifest: Any, loader: FaceClipLoader, split: str | None = None, faces: str = "largest"):
+        if faces not in ("largest", "all"):
+            raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
+        if faces == "all" and getattr(loader, "train", False):
+            raise ValueError("VideoDataset(faces='all') is for evaluation (one item holds every face of a video); "
+                             "to train on every face, extract the faces first (dynsnip extract-faces: it finds which "
+                             "face of a fake was swapped) and train on the folders, or use faces='largest'")
         self.entries = _entries(manifest, split)
         self.loader = loader
+        self.faces = faces
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -91,7 +104,11 @@ class VideoDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
         source = entry_source(entry)
-        clip = self.loader(entry.path) if source is None else self.loader(entry.path, boxes_from=source)
+        options = {} if source is None else {"boxes_from": source}
+        if self.faces == "all":
+            video = self.loader.load_tracks(entry.path, **options)
+            return torch.stack([clip.pixels for _, clip in sorted(video.clips.items())]), torch.tensor(float(entry.label))
+        clip = self.loader(entry.path, **options)
         return clip.pixels, torch.tensor(float(entry.label))
 
 
@@ -207,6 +224,14 @@ class FaceFramesDataset(Dataset):
         short_video: policy for folders with fewer than U*T frames (see
             :mod:`dynsnip.data.sampling`).
         split: keep only entries of this split.
+        faces: ``"largest"`` (default): one item per folder, its largest face (as before face
+            tracks); ``"all"``: one item per face track that the folder's ``faces.json`` lists
+            as a sample (``extract-faces`` with face tracks: every kept track of a real video or
+            of a fake without a source, the manipulated track(s) of a fake with one), each with
+            the folder's label; a folder without face tracks gives one item, its largest face.
+            :attr:`entries` then has one entry per item (repeated for the tracks of a folder),
+            and :attr:`tracks` the track of each; items of one folder share its id in
+            reports (``evaluate`` takes the most suspicious, ``video_score``).
     """
 
     def __init__(
@@ -222,8 +247,18 @@ class FaceFramesDataset(Dataset):
         hflip_prob: float = 0.5,
         short_video: ShortVideoPolicy = "overlap",
         split: str | None = None,
+        faces: str = "largest",
     ):
+        if faces not in ("largest", "all"):
+            raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
         self.entries = _entries(manifest, split)
+        self.faces = faces
+        self.tracks: list[int | None] = [None] * len(self.entries)
+        if faces == "all":  # one item per sample track of each folder
+            items = [(entry, track) for entry in self.entries
+                     for track in (FaceFolder.sample_tracks(entry.path) or [None])]
+            self.entries = [entry for entry, _ in items]
+            self.tracks = [track for _, track in items]
         self.num_snippets = num_snippets
         self.snippet_len = snippet_len
         self.size = tuple(size)
@@ -264,8 +299,10 @@ class FaceFramesDataset(Dataset):
         """``{"id", "method", "face_coverage"}`` of item ``index`` for reports: the coverage
         extract-faces recorded for the folder (None for folders of ready crops)."""
         entry = self.entries[index]
-        return {"id": str(entry.path), "method": entry.method,
-                "face_coverage": FaceFolder.recorded_coverage(entry.path)}
+        info = {"id": str(entry.path), "method": entry.method, "face_coverage": FaceFolder.recorded_coverage(entry.path)}
+        if self.tracks[index] is not None:
+            info["track"] = self.tracks[index]
+        return info
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
@@ -277,7 +314,7 @@ class FaceFramesDataset(Dataset):
         )
         frames.check_consecutive(indices)
         if folder is not None:  # extract-faces output: the crop policy cuts the snippets' crops
-            images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation)
+            images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation, track=self.tracks[index])
         else:
             images = np.stack([self._load(frames.paths[i]) for i in indices.flatten().tolist()])
         pixels = frames_to_tensor(images, self.mean, self.std)

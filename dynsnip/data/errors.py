@@ -103,6 +103,13 @@ class SourceMismatchError(VideoError):
     reason = "source_mismatch"
 
 
+class NoManipulatedFaceError(VideoError):
+    """A fake (with a ``source``) none of whose faces differs from its source's: nothing in it to
+    train on as a fake (the wrong source, or a fake identical to it)."""
+
+    reason = "no_manipulated_face"
+
+
 FACE_ADVICE = (
     "a turned or tilted head, or a hand over the face, defeats the frontal detector: use the pose-robust "
     "one (--face-detector mtcnn, or auto = dlib then MTCNN); faces smaller than ~1/6 of the frame: a larger "

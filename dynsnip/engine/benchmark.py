@@ -128,12 +128,16 @@ def run_benchmark(
     threshold: float = 0.5,
     frame_level: bool = True,
     progress: bool = True,
+    faces: str = "all",
+    video_score: str = "max",
 ) -> dict[str, Any]:
     """Score ``manifest`` (from :func:`write_test_manifest`) with ``model`` under ``protocol``.
 
     Evaluation clips: ``recipe.test_num_snippets`` snippets of ``recipe.snippet_len`` frames
     at ``recipe.img_size`` px, batches of ``recipe.batch_size``, ``recipe.num_workers``
-    loader processes. One process (frame scores are matched to videos in order).
+    loader processes. One process (frame scores are matched to videos in order). ``faces``:
+    every face track of each video (``"all"``: reduced to the video's score by
+    ``video_score``, max or mean) or its largest face (``"largest"``).
 
     Returns:
         the result: ``rows`` (per subset: ``video`` and ``frame`` metrics, ``paper``),
@@ -142,11 +146,12 @@ def run_benchmark(
     from ..data.datasets import FaceFramesDataset
     from .data import make_dataset
 
-    dataset = make_dataset(manifest, model, recipe, train=False)
+    dataset = make_dataset(manifest, model, recipe, train=False, faces=faces)
     kind = "frames" if isinstance(dataset, FaceFramesDataset) else "video"
     scorer = FrameScoreRecorder(model) if frame_level else model
     result = evaluate(scorer, dataset, batch_size=recipe.batch_size, device=device, amp=recipe.amp,
-                      num_workers=recipe.num_workers, threshold=threshold, progress=progress, desc=protocol.name)
+                      num_workers=recipe.num_workers, threshold=threshold, progress=progress, desc=protocol.name,
+                      video_score=video_score)
     frames, frame_note = None, "not computed (--no-frame-level)"
     if frame_level:
         try:
@@ -163,7 +168,8 @@ def run_benchmark(
         "manifest": str(manifest),
         "data_kind": kind,
         "test_protocol": {"num_snippets": recipe.test_num_snippets, "snippet_len": recipe.snippet_len,
-                          "img_size": recipe.img_size, "threshold": threshold},
+                          "img_size": recipe.img_size, "threshold": threshold, "faces": faces,
+                          "video_score": video_score},
         "paper_metric": paper["metric"],
         "paper_source": paper["source"],
         "frame_level": frame_note,

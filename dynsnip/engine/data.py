@@ -119,6 +119,7 @@ def make_dataset(
     num_snippets: int | None = None,
     img_size: int | None = None,
     face_detector: str = "auto",
+    faces: str = "largest",
 ) -> Dataset:
     """The training (``train=True``) or evaluation dataset of a manifest.
 
@@ -133,6 +134,11 @@ def make_dataset(
             with ``face_detector`` on the fly) or ``"auto"`` (from the first entry).
         split: keep only rows of this split.
         num_snippets: override U.
+        faces: ``"largest"``: each video's largest face; ``"all"``: every face track (frame
+            folders: one item per sample track that ``extract-faces`` recorded; videos, for
+            evaluation: every face of the video in one item, see :class:`VideoDataset`).
+            Training on video files with ``"all"`` falls back to the largest face with a
+            warning (which face of a fake was swapped is found by ``extract-faces``).
     """
     from ..data import FaceClipLoader, FaceFramesDataset, VideoDataset, read_manifest
 
@@ -148,9 +154,18 @@ def make_dataset(
     u = int(num_snippets or (recipe.num_snippets if train else recipe.test_num_snippets))
     common = dict(num_snippets=u, snippet_len=recipe.snippet_len, size=(size, size), train=train,
                   hflip_prob=recipe.hflip_prob)
+    if faces not in ("largest", "all"):
+        raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
     if kind == "frames":
-        dataset: Dataset = FaceFramesDataset.from_model(entries, model, **common)
+        dataset: Dataset = FaceFramesDataset.from_model(entries, model, faces=faces, **common)
     else:
+        if faces == "all" and train:
+            import warnings
+
+            warnings.warn(f"{manifest}: training on video files crops each video's largest face; to train on every "
+                          "face, with a fake's swapped face found by comparing it with its source, extract the faces "
+                          "first (dynsnip extract-faces) and train on the folders", UserWarning, stacklevel=2)
+            faces = "largest"
         loader = FaceClipLoader.from_model(model, face_detector=face_detector, **common)
-        dataset = VideoDataset(entries, loader)
+        dataset = VideoDataset(entries, loader, faces=faces)
     return dataset  # evaluation reads ids and methods from dataset.entries

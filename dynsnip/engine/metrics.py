@@ -217,14 +217,19 @@ def video_metrics(
 
 
 def aggregate_by_video(
-    ids: Sequence[str], scores: Sequence[float], labels: Sequence[int], methods: Sequence[Any] | None = None
+    ids: Sequence[str], scores: Sequence[float], labels: Sequence[int], methods: Sequence[Any] | None = None,
+    reduce: str = "mean",
 ) -> tuple[list[str], list[float], list[int], list[Any] | None]:
-    """Average the scores of items sharing an id (several clips of one video, or the copies a
-    distributed sampler pads with) into one video-level score, keeping first-seen order.
+    """Average (``reduce="mean"``) or take the largest (``"max"``) of the scores of items sharing
+    an id (several clips or face tracks of one video, or the copies a distributed sampler pads
+    with) into one video-level score, keeping first-seen order.
 
     Raises:
-        ValueError: one id with two different labels.
+        ValueError: one id with two different labels, or an unknown ``reduce``.
     """
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    highest: dict[str, float] = {}
     order: list[str] = []
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -240,8 +245,10 @@ def aggregate_by_video(
             raise ValueError(f"video {vid!r} appears with labels {label_of[vid]} and {label}")
         sums[vid] += float(score)
         counts[vid] += 1
+        highest[vid] = max(highest.get(vid, float(score)), float(score))
     out_methods = [method_of[v] for v in order] if any(m is not None for m in methods) else None
-    return order, [sums[v] / counts[v] for v in order], [label_of[v] for v in order], out_methods
+    scores_out = [highest[v] for v in order] if reduce == "max" else [sums[v] / counts[v] for v in order]
+    return order, scores_out, [label_of[v] for v in order], out_methods
 
 
 def _clean(value: Any) -> Any:

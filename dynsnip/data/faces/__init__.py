@@ -9,6 +9,9 @@ Every route that turns a video into face clips (``predict``, ``extract-faces``, 
 * :mod:`~dynsnip.data.faces.boxes`: box geometry (IoU, largest face, square crop box).
 * :mod:`~dynsnip.data.faces.crop_policy`: the one crop policy: which frames are looked at
   and which box crops each snippet, identical for training and prediction.
+* :mod:`~dynsnip.data.faces.tracks`: every face of a video followed under a stable id
+  (videos with several people), dropped tracks (photos on the wall, passers-by), and which
+  face of a fake was swapped.
 * :mod:`~dynsnip.data.faces.crop`: cutting and resizing a box out of a frame.
 * :mod:`~dynsnip.data.faces.extraction`: ``extract-faces``, writing each video's face
   regions to a folder once, with the detections beside them.

@@ -64,6 +64,16 @@ from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector
 from .face_shown import not_shown_error, same_picture, thumbnail
 from .folder_source import OWNER_FILE, PARTIAL_SUFFIX, source_record
 from .png_writer import write_png
+from .tracks import (
+    face_signatures,
+    kept_tracks,
+    link_tracks,
+    manipulated_tracks,
+    no_track_message,
+    track_rules,
+    tracks_from_json,
+    tracks_to_json,
+)
 
 np = require("numpy")
 Image = require("PIL.Image")
@@ -73,6 +83,7 @@ DETECTION_BATCH = 16
 # decoded frames held while their regions wait for detections (beyond it: decoded again at the end)
 MAX_BUFFERED_BYTES = 512 * 2**20
 IMAGE_FORMATS = ("png", "jpg", "bmp")
+FACES = ("all", "largest")  # every face track recorded (and its crops kept), or the largest face only
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,8 @@ class ExtractedFaces:
     num_detected: int
     frames_checked: int = 0
     frames_showing_face: int | None = None
+    tracks: int = 0  # face tracks kept (0: written without face tracks)
+    samples: tuple[int, ...] = ()  # the tracks that are training samples
 
     @property
     def face_coverage(self) -> float:
@@ -120,10 +133,13 @@ class RegionStream:
     """
 
     def __init__(self, num_frames: int, frame_size: tuple[int, int], margin: float, snippet_len: int,
-                 detect_every: int) -> None:
+                 detect_every: int, all_faces: bool = False) -> None:
         self.num_frames, self.frame_size, self.margin = int(num_frames), frame_size, margin
         self.snippet_len, self.detect_every = int(snippet_len), int(detect_every)
+        self.all_faces = all_faces  # regions hold the crop of every face (face tracks), not only the largest
         self.windows = np.full((self.num_frames, 4), np.nan)  # crop of the window starting at s
+        # what the regions hold of the window starting at s: its crop, or (all_faces) every face's crop in it
+        self.spans = np.full((self.num_frames, 4), np.nan) if all_faces else self.windows
         self.detections: dict[int, np.ndarray] = {}
         self.known = 0  # windows[s] is final for s < known
         self.next_frame = 0  # the next frame whose region :meth:`ready` returns
@@ -146,6 +162,12 @@ class RegionStream:
             face, _ = snippet_face(frames, self.detections, self.detect_every, self.num_frames)
             if not np.isnan(face).any():
                 self.windows[self.known] = square_crop_box(face, self.frame_size, self.margin)
+                if self.all_faces:  # any track's box of this window lies within its faces' boxes
+                    crops = [self.windows[self.known]] + [square_crop_box(row[:4], self.frame_size, self.margin)
+                                                          for f in needed for row in self.detections[f]]
+                    crops = np.asarray(crops, dtype=np.float64)
+                    self.spans[self.known] = [crops[:, 0].min(), crops[:, 1].min(), crops[:, 2].max(),
+                                              crops[:, 3].max()]
             self.known += 1
 
     @property
@@ -165,17 +187,17 @@ class RegionStream:
         stop = self.known if until is None else min(self.known, until)
         while self.next_frame < stop:
             i = self.next_frame
-            near = self.windows[max(0, i - t + 1): i + 1]
+            near = self.spans[max(0, i - t + 1): i + 1]
             near = near[~np.isnan(near).any(axis=1)]
             if len(near) < min(t, i + 1):  # some window borrows: add the nearest found ones
-                found = np.flatnonzero(~np.isnan(self.windows[:self.known]).any(axis=1))
+                found = np.flatnonzero(~np.isnan(self.spans[:self.known]).any(axis=1))
                 before, after = found[found <= i], found[found > i]
                 if len(after) == 0 and not self.complete:
                     break  # a later window may still have a face
                 if len(before) == 0 and len(after) == 0:
                     raise ValueError("no window with a face")
-                extra = [self.windows[before[-1]]] if len(before) else []
-                extra += [self.windows[after[0]]] if len(after) else []
+                extra = [self.spans[before[-1]]] if len(before) else []
+                extra += [self.spans[after[0]]] if len(after) else []
                 near = np.concatenate([near, np.array(extra).reshape(-1, 4)])
             union = np.array([near[:, 0].min(), near[:, 1].min(), near[:, 2].max(), near[:, 3].max()])
             out.append((i, np.array(_pad_region(union, self.frame_size), dtype=np.int64)))
@@ -238,6 +260,7 @@ def extract_face_frames(
     min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
     boxes_from: str | os.PathLike[str] | None = None,
     replace: bool = False,
+    faces: str = "all",
 ) -> ExtractedFaces:
     """Save the face context region of every frame of ``video_path`` into ``out_dir``.
 
@@ -265,15 +288,28 @@ def extract_face_frames(
         boxes_from: the real video a fake was made from, or its ``extract-faces`` folder: the
             fake is cropped with the real video's face boxes (its detections are read from the
             folder's ``faces.json``, or detected in the video), so detector misses and bias on
-            fakes cannot leak into the labels.
+            fakes cannot leak into the labels. With ``faces="all"`` the fake's manipulated
+            track is found by comparing its crops with the source's
+            (:func:`~dynsnip.data.faces.tracks.manipulated_tracks`): only that track is a
+            sample of the folder (``faces.json``'s ``samples``), the other faces are not.
+        faces: ``"all"`` (default): the detections are linked into face tracks
+            (:mod:`~dynsnip.data.faces.tracks`), recorded in ``faces.json`` (``tracks``,
+            ``track_rules``, and ``samples``: the tracks that are training samples: every kept
+            track, or a fake's manipulated ones), and every frame's region holds the crop of
+            every face; ``"largest"``: the largest face only (regions around it, no tracks), as
+            before face tracks.
         replace: an existing ``out_dir`` (made from another video, say) is replaced once the
             new folder is complete; until then it stays as it was.
 
     Raises:
         FileExistsError: ``out_dir`` exists (and not ``replace``).
         ValueError: a bad setting (``max_frames`` < 1, ``snippet_len`` < 1, a ``.partial`` name).
-        VideoError subclasses: the video cannot be read, no face in any frame, too few.
+        VideoError subclasses: the video cannot be read, no face in any frame, too few, only
+            dropped face tracks (``no_face``), a fake identical to its source
+            (``no_manipulated_face``).
     """
+    if faces not in FACES:
+        raise ValueError(f"faces must be one of {FACES}, got {faces!r}")
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     check_detect_every(detect_every)
@@ -294,9 +330,10 @@ def extract_face_frames(
                                   "on another machine?); remove it and run again")
         shutil.rmtree(partial)  # left by a process of this machine that no longer runs
     detector = create_face_detector(face_detector)
-    source_detections = source_size = None
+    source_detections = source_size = source_tracks = None
     if boxes_from is not None:
-        source_detections, source_size = source_face_detections(boxes_from, detector, detect_every, video_path)
+        source_detections, source_size, source_tracks = source_face_detections(
+            boxes_from, detector, detect_every, video_path, tracks=faces == "all")
     with VideoReader(video_path) as video:
         record = source_record(video_path)
         num_frames = video.num_frames if max_frames is None else min(max_frames, video.num_frames)
@@ -327,13 +364,15 @@ def extract_face_frames(
                     if found / len(looked_at) < min_face_coverage:
                         raise LowFaceCoverageError(video_path, found / len(looked_at), min_face_coverage, len(looked_at))
 
-                stream = RegionStream(num_frames, (width, height), margin, snippet_len, detect_every)
+                stream = RegionStream(num_frames, (width, height), margin, snippet_len, detect_every,
+                                      all_faces=faces == "all")
                 if source_detections is not None:
                     for i in looked_at:
                         stream.add(i, source_detections.get(i, np.zeros((0, 15))))
+                signatures: dict[int, np.ndarray] | None = {} if faces == "all" else None
                 writer.shown = _FaceShown(stream)
                 regions = _single_pass(video, num_frames, stream, detector if source_detections is None else None,
-                                       writer, check_coverage)
+                                       writer, check_coverage, signatures)
                 detections = stream.detections
                 with_face = sum(1 for i in looked_at if len(detections[i]))
                 checked = len(looked_at)
@@ -341,6 +380,11 @@ def extract_face_frames(
                 if showing < min_face_coverage * num_frames:
                     raise not_shown_error(video_path, showing, num_frames, with_face, checked, min_face_coverage,
                                           "frames written")
+            track_meta: dict[str, Any] = {}
+            if faces == "all" and detections:
+                tracks = source_tracks if source_tracks is not None else link_tracks(detections, signatures)
+                track_meta = _track_meta(tracks, video_path, boxes_from, (width, height), margin, num_frames,
+                                         len(looked_at), detect_every)
             meta = dict(
                 crop_policy=CROP_POLICY,
                 source=str(Path(video_path)),
@@ -361,6 +405,8 @@ def extract_face_frames(
                 face_coverage=round(showing / num_frames, 4) if showing is not None else 1.0,
                 detections={str(i): _rows(faces) for i, faces in detections.items()},
                 frames=[dict(index=i, region=[int(v) for v in regions[i]]) for i in range(num_frames)],
+                faces=faces,
+                **track_meta,
             )
             (partial / "faces.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")))
             replaced = partial / ".replaced"  # the old folder, moved into the new one until it takes its place
@@ -372,8 +418,10 @@ def extract_face_frames(
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
+    kept = sum(t["status"] == "kept" for t in track_meta.get("tracks", []))
     return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked,
-                          frames_showing_face=showing)
+                          frames_showing_face=showing, tracks=kept,
+                          samples=tuple(track_meta.get("samples", {}).get("tracks", ())))
 
 
 class _FaceShown:
@@ -448,11 +496,83 @@ def detection_batch_size(detector: Any) -> int:
     return max(1, int(getattr(detector, "batch_size", 1) or 1))
 
 
+def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tuple[int, int], margin: float,
+                num_frames: int, looked_at: int, detect_every: int) -> dict[str, Any]:
+    """The ``faces.json`` entries of the face tracks: ``tracks``, ``track_rules`` and ``samples``
+    (the tracks that are training samples: every kept one; for a fake with a source, its
+    manipulated ones, found by comparing it with the source).
+
+    Raises:
+        NoFaceError: every track was dropped (only photos on the wall, or passers-by).
+        NoManipulatedFaceError: a fake whose every face equals its source's.
+    """
+    from ..errors import NoManipulatedFaceError
+
+    kept = kept_tracks(tracks)
+    if not kept:
+        raise NoFaceError(video_path, no_track_message(tracks, looked_at, detect_every))
+    meta: dict[str, Any] = dict(tracks=tracks_to_json(tracks), track_rules=track_rules())
+    if boxes_from is None:
+        meta["samples"] = dict(tracks=[t.id for t in kept], how="every kept face track (no source to compare with)")
+        return meta
+    with VideoReader(video_path) as fake, _SourceFrames(boxes_from, num_frames) as source:
+        choice = manipulated_tracks(tracks, fake.read, source.read, frame_size, margin)
+    if not choice.tracks:
+        raise NoManipulatedFaceError(video_path, f"no face of it differs from its source {boxes_from} (mean absolute "
+                                     f"differences by track: {choice.evidence}; {choice.rule}): expected a fake "
+                                     "made from this source, with at least one face changed")
+    meta["samples"] = dict(choice.to_json(), how="the manipulated face track(s), found by comparing with the source")
+    return meta
+
+
+class _SourceFrames:
+    """Frames of a fake's source for :func:`~dynsnip.data.faces.tracks.manipulated_tracks`: its
+    video, or (an ``extract-faces`` folder whose video is gone) the folder's regions pasted at
+    their place in black frames (the track crops lie inside the regions)."""
+
+    def __init__(self, source: Any, num_frames: int) -> None:
+        source = Path(source)
+        self.folder = None
+        if (source / "faces.json").is_file():
+            meta = json.loads((source / "faces.json").read_text())
+            video = Path(meta.get("source", ""))
+            if video.is_file():
+                source = video
+            else:
+                self.folder, self.meta = source, meta
+        self.video = None if self.folder is not None else VideoReader(source)
+        self.last = (self.video.num_frames if self.video is not None else int(self.meta["num_frames"])) - 1
+
+    def read(self, indices: list[int]) -> "np.ndarray":
+        indices = [min(int(i), self.last) for i in indices]
+        if self.video is not None:
+            return self.video.read(indices)
+        width, height = self.meta["frame_size"]
+        scale = self.meta.get("scale")
+        out = np.zeros((len(indices), height, width, 3), np.uint8)
+        for n, i in enumerate(indices):
+            x0, y0, x1, y1 = self.meta["frames"][i]["region"]
+            image = Image.open(next(self.folder.glob(f"{i:06d}.*"))).convert("RGB")
+            if scale is not None:
+                image = image.resize((x1 - x0, y1 - y0), Image.BILINEAR)
+            out[n, y0:y1, x0:x1] = np.asarray(image)
+        return out
+
+    def __enter__(self) -> "_SourceFrames":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.video is not None:
+            self.video.close()
+
+
 def _single_pass(
-    video: Any, num_frames: int, stream: RegionStream, detector: Any, writer: _RegionWriter, check_coverage: Any
+    video: Any, num_frames: int, stream: RegionStream, detector: Any, writer: _RegionWriter, check_coverage: Any,
+    signatures: dict[int, "np.ndarray"] | None = None,
 ) -> "np.ndarray":
     """Decode every frame once: detect on the looked-at frames (``detector``; None when the
     stream already holds every detection), write each frame's region as soon as it is final.
+    ``signatures``: filled with the face thumbnails of the looked-at frames (face tracks).
 
     Frames wait in memory only until their region is known (T - 1 + k frames or so, more
     where faces are missing); beyond :data:`MAX_BUFFERED_BYTES` the oldest waiting frames
@@ -481,8 +601,10 @@ def _single_pass(
             pending.append((index, frame))
             if len(pending) >= batch or index == last_looked_at:
                 found = detect_faces(np.stack([f for _, f in pending]), detector)
-                for (i, _), rows in zip(pending, found):
+                for (i, looked), rows in zip(pending, found):
                     stream.add(i, quantize_detections(rows))
+                    if signatures is not None:
+                        signatures[i] = face_signatures(looked, stream.detections[i])
                 pending = []
         if stream.complete and not checked:  # every detection known: fail before writing the rest
             check_coverage(sum(1 for rows in stream.detections.values() if len(rows)))
@@ -503,10 +625,11 @@ def _single_pass(
 
 
 def source_face_detections(
-    source: str | os.PathLike[str], detector: Any, detect_every: int, fake: object
-) -> tuple[dict[int, "np.ndarray"], tuple[int, int]]:
-    """The detections and frame size of a fake's source: from its ``extract-faces`` folder (when made with the
-    same ``detect_every``), else detected in the source video now."""
+    source: str | os.PathLike[str], detector: Any, detect_every: int, fake: object, tracks: bool = False
+) -> tuple[dict[int, "np.ndarray"], tuple[int, int], list | None]:
+    """The detections, frame size and (``tracks``) face tracks of a fake's source: from its
+    ``extract-faces`` folder (when made with the same ``detect_every``; its recorded tracks, or
+    tracks linked now from its detections when it has none), else detected in the source video now."""
     from ..errors import SourceMismatchError, VideoError
 
     source = Path(source)
@@ -514,24 +637,36 @@ def source_face_detections(
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         if meta.get("crop_policy") == CROP_POLICY and int(meta["detect_every"]) == detect_every:
-            return read_detections(meta), tuple(meta["frame_size"])
+            detections = read_detections(meta)
+            found = None
+            if tracks:
+                found = (tracks_from_json(meta["tracks"], detections) if meta.get("tracks") is not None
+                         else link_tracks(detections))
+            return detections, tuple(meta["frame_size"]), found
         raise SourceMismatchError(fake, f"{meta_file} was made with other settings (detect_every "
                                   f"{meta.get('detect_every')}, expected {detect_every})")
     if detector is None:
         raise SourceMismatchError(fake, "cropping with the source's boxes needs a face detector, not 'none'")
     try:
         with VideoReader(source) as video:
-            return _detect_every_kth(video, video.num_frames, detect_every, detector), video.size
+            signatures: dict[int, np.ndarray] | None = {} if tracks else None
+            detections = _detect_every_kth(video, video.num_frames, detect_every, detector, signatures)
+            return detections, video.size, (link_tracks(detections, signatures) if tracks else None)
     except VideoError as err:
         raise SourceMismatchError(fake, f"its source video cannot be read: {err}") from err
 
 
-def _detect_every_kth(video: Any, num_frames: int, detect_every: int, detector: Any) -> dict[int, "np.ndarray"]:
-    """Detections of frames 0, k, 2k, ..., batched for the detector. Decoding runs front to
-    back; only the looked-at frames are converted to RGB arrays."""
+def _detect_every_kth(video: Any, num_frames: int, detect_every: int, detector: Any,
+                      signatures: dict[int, "np.ndarray"] | None = None) -> dict[int, "np.ndarray"]:
+    """Detections of frames 0, k, 2k, ..., batched for the detector (``signatures``: filled with
+    the face thumbnails, for face tracks). Decoding runs front to back; only the looked-at
+    frames are converted to RGB arrays."""
     looked_at = list(range(0, num_frames, detect_every))
     detections: dict[int, np.ndarray] = {}
     for start in range(0, len(looked_at), DETECTION_BATCH):
         chunk = looked_at[start:start + DETECTION_BATCH]
-        detections.update(zip(chunk, map(quantize_detections, detect_faces(video.read(chunk), detector))))
+        frames = video.read(chunk)
+        detections.update(zip(chunk, map(quantize_detections, detect_faces(frames, detector))))
+        if signatures is not None:
+            signatures.update((i, face_signatures(frame, detections[i])) for i, frame in zip(chunk, frames))
     return detections

@@ -96,20 +96,6 @@ def _conv_same(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return conv(_same_padding(x, k, s))
 
 
-class PointwiseConv(nn.Conv2d):
-    """A 1x1 convolution, computed on channels-last input as one matrix product over the pixels
-    (``F.linear`` on the NHWC view): 2-4x faster on a CPU than torch's 1x1 convolution there, and
-    the output stays channels-last. The parameters are those of ``nn.Conv2d(in, out, 1)``."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(in_channels, out_channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_contiguous(memory_format=torch.channels_last):
-            return super().forward(x)
-        return F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
-
-
 def _depth_to_space(x: torch.Tensor, block: int = 2) -> torch.Tensor:
     """TensorFlow's DEPTH_TO_SPACE (channels ordered block row, block column, channel):
     ``(B, block*block*C, H, W)`` -> ``(B, C, H*block, W*block)``. (torch's ``pixel_shuffle``
@@ -126,7 +112,7 @@ class BlazeBlock(nn.Module):
         super().__init__()
         self.stride = stride
         self.depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, groups=in_channels)
-        self.pointwise = PointwiseConv(in_channels, out_channels)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pointwise(_conv_same(x, self.depthwise))
@@ -152,10 +138,10 @@ class BlazeFaceShortRange(nn.Module):
                        (48, 56, 1), (56, 64, 1), (64, 72, 1), (72, 80, 1), (80, 88, 1)]
         self.backbone_16 = nn.Sequential(*(BlazeBlock(*c) for c in channels_16))  # -> (B, 88, 16, 16)
         self.backbone_8 = nn.Sequential(BlazeBlock(88, 96, 2), *(BlazeBlock(96, 96) for _ in range(4)))  # -> 8x8
-        self.scores_16 = PointwiseConv(88, 2)  # 2 anchors per cell of the 16x16 grid
-        self.scores_8 = PointwiseConv(96, 6)  # 6 anchors per cell of the 8x8 grid
-        self.boxes_16 = PointwiseConv(88, 2 * NUM_COORDS)
-        self.boxes_8 = PointwiseConv(96, 6 * NUM_COORDS)
+        self.scores_16 = nn.Conv2d(88, 2, 1)  # 2 anchors per cell of the 16x16 grid
+        self.scores_8 = nn.Conv2d(96, 6, 1)  # 6 anchors per cell of the 8x8 grid
+        self.boxes_16 = nn.Conv2d(88, 2 * NUM_COORDS, 1)
+        self.boxes_8 = nn.Conv2d(96, 6 * NUM_COORDS, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = _conv_same(x, self.stem).relu_()
@@ -175,7 +161,7 @@ class SeparableConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, relu: bool = False):
         super().__init__()
         self.depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, padding=1, groups=in_channels)
-        self.pointwise = PointwiseConv(in_channels, out_channels)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1)
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -222,21 +208,21 @@ class BlazeFaceFullRange(nn.Module):
         self.stem = nn.Conv2d(3, 32, 3, 2, padding=1)
         self.stage_96 = _stage(32, 8, 2)
         self.down_48, self.stage_48 = _downsample(32, 16, 64), _stage(64, 16, 2)
-        self.lateral_48 = PointwiseConv(64, 48)
+        self.lateral_48 = nn.Conv2d(64, 48, 1)
         self.down_24, self.stage_24 = _downsample(64, 32, 128), _stage(128, 32, 2)
-        self.lateral_24 = PointwiseConv(128, 64)
+        self.lateral_24 = nn.Conv2d(128, 64, 1)
         self.down_12, self.stage_12 = _downsample(128, 48, 192), _stage(192, 48, 2)
-        self.lateral_12 = PointwiseConv(192, 96)
+        self.lateral_12 = nn.Conv2d(192, 96, 1)
         self.down_6, self.stage_6 = _downsample(192, 96, 384), _stage(384, 96, 3)
-        self.top_6 = PointwiseConv(384, 96)
+        self.top_6 = nn.Conv2d(384, 96, 1)
         self.up_12 = _stage(96, 48, 2)
-        self.top_12 = PointwiseConv(96, 64)
+        self.top_12 = nn.Conv2d(96, 64, 1)
         self.up_24 = _stage(64, 32, 2)
-        self.top_24 = PointwiseConv(64, 48)
+        self.top_24 = nn.Conv2d(64, 48, 1)
         self.up_48 = _stage(48, 24, 1)
-        self.scores = PointwiseConv(48, 4)
+        self.scores = nn.Conv2d(48, 4, 1)
         self.scores_space = nn.Conv2d(4, 4, 3, 2, padding=1, groups=4)  # 24x24x(2x2) -> depth to space -> 48x48
-        self.boxes = PointwiseConv(48, 4 * NUM_COORDS)
+        self.boxes = nn.Conv2d(48, 4 * NUM_COORDS, 1)
         self.boxes_space = nn.Conv2d(4 * NUM_COORDS, 4 * NUM_COORDS, 3, 2, padding=1, groups=4 * NUM_COORDS)
 
     @staticmethod

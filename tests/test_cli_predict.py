@@ -292,7 +292,7 @@ def small_face_video(path):
 def test_detect_size_finds_small_faces_the_default_misses(tmp_path, checkpoint, capsys):
     video = small_face_video(tmp_path / "wide_shot.mp4")
     base = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "2", "--json", "--no-progress"]
-    assert main(base) == 0  # auto: MTCNN (down to 40 px at the working size) finds what dlib misses
+    assert main(base) == 0  # auto: BlazeFace (full range) and MTCNN find what dlib misses
     assert all(s["face_found"] for s in json.loads(capsys.readouterr().out)["videos"][0]["snippets"])
     common = [*base, "--face-detector", "dlib"]
     assert main(common) == 1

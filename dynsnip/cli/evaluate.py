@@ -29,8 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--split", help="evaluate only the rows of this split (e.g. test)")
     p.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
                    help="entries are face-frame folders or video files (default: look at the first)")
-    p.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
-                   help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
+    p.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
+                   help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
     from .face_options import add_track_options
 
     add_track_options(p)

@@ -152,8 +152,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data.add_argument("--balance-classes", action="store_true",
                       help="oversample the smaller class (FF++: the reals) to as many clips per epoch as the larger "
                            "one; nothing is dropped. Off by default, as the paper does not balance (docs/benchmarks.md)")
-    data.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
-                      help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
+    data.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
+                      help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
     data.add_argument("--faces", choices=("all", "largest"), default="all",
                       help="all (default): every face of a frame folder that extract-faces recorded as a sample (a "
                            "fake's swapped face only, when its manifest named the source), one clip each; validation "

@@ -25,6 +25,8 @@ _EXPORTS = {
     "DlibFaceDetector": "faces.detectors",
     "MtcnnFaceDetector": "faces.detectors",
     "AutoFaceDetector": "faces.detectors",
+    "BlazeFaceDetector": "faces.detectors",
+    "BlazeFace": "faces.blazeface",
     "Face": "faces.detectors",
     "as_detections": "faces.detectors",
     "MTCNN": "faces.mtcnn",

@@ -111,9 +111,9 @@ class NoManipulatedFaceError(VideoError):
 
 
 FACE_ADVICE = (
-    "a turned or tilted head, or a hand over the face, defeats the frontal detector: use the pose-robust "
-    "one (--face-detector mtcnn, or auto = dlib then MTCNN); faces smaller than ~1/6 of the frame: a larger "
-    "--detect-size, --detect-upsample 1 or a smaller --min-face; input that is already a face crop: "
+    "a turned or tilted head, or a hand over the face, defeats the frontal detector (dlib): use a pose-robust "
+    "one (auto = BlazeFace then MTCNN, or --face-detector mtcnn); small faces: --face-detector blazeface or mtcnn, "
+    "a larger --detect-size, --detect-upsample 1 or a smaller --min-face; input that is already a face crop: "
     "--face-detector none"
 )
 

@@ -136,8 +136,8 @@ class FaceClipLoader:
         size: ``(height, width)`` of the crops (paper: 224x224, the model's ``input_size``).
         mean, std: normalisation (the model's data config; defaults: ImageNet).
         interpolation: resampling of the crops (the model's data config).
-        face_detector: ``"auto"`` (default: dlib, MTCNN on the frames where dlib finds
-            nothing), ``"dlib"``, ``"mtcnn"``, ``"none"`` for already-cropped input (frames
+        face_detector: ``"auto"`` (default: BlazeFace, MTCNN on the frames where it finds
+            nothing), ``"blazeface"``, ``"dlib"``, ``"mtcnn"``, ``"none"`` for already-cropped input (frames
             are resized whole), or a callable, see :mod:`dynsnip.data.faces.detectors`.
         margin: crop side / face-box side; 1.3 is the FaceForensics++ convention.
         detect_every: the detector looks at frames whose index is a multiple of this (k;

@@ -3,9 +3,11 @@
 Every route that turns a video into face clips (``predict``, ``extract-faces``, training,
 ``explain``) goes through the modules of this package, in this order:
 
-* :mod:`~dynsnip.data.faces.detectors`: face detectors (dlib's HOG, the bundled MTCNN,
-  ``auto``, ``none``) and the detection-row layout they all return.
+* :mod:`~dynsnip.data.faces.detectors`: face detectors (dlib's HOG, the bundled MTCNN and
+  BlazeFace, the ``auto`` cascade, ``none``) and the detection-row layout they all return.
 * :mod:`~dynsnip.data.faces.mtcnn`: the MTCNN networks (torch, bundled MIT weights).
+* :mod:`~dynsnip.data.faces.blazeface`: MediaPipe's BlazeFace networks (torch, bundled
+  Apache-2.0 weights), anchors, decoding and weighted non-maximum suppression.
 * :mod:`~dynsnip.data.faces.boxes`: box geometry (IoU, largest face, square crop box).
 * :mod:`~dynsnip.data.faces.crop_policy`: the one crop policy: which frames are looked at
   and which box crops each snippet, identical for training and prediction.

@@ -268,7 +268,7 @@ def extract_face_frames(
         video_path: the video.
         out_dir: folder to create; must not exist yet (unless ``replace``). Its name must not
             end in ``.partial`` (the name of a folder being written).
-        face_detector: ``"auto"`` (dlib, MTCNN where dlib finds nothing), ``"dlib"``,
+        face_detector: ``"auto"`` (BlazeFace, MTCNN where it finds nothing), ``"blazeface"``, ``"dlib"``,
             ``"mtcnn"``, ``"none"`` (whole frames) or a callable.
         margin: crop side / face-box side (1.3, FaceForensics++ convention).
         detect_every: the detector looks at frames whose index is a multiple of this (see

@@ -65,7 +65,9 @@ TRACK_MAX_GAP_FRAMES = 50  # 2 s at 25 fps: a face unseen for longer starts a ne
 MIN_TRACK_DETECTIONS = 3  # fewer looked-at frames with the face: "short" (a passer-by, a false detection)
 STATIC_MIN_FRAMES = 50  # a face judged "static" must have been seen still for 2 s at 25 fps at least
 STATIC_MAX_SHIFT = 0.02  # ... its box moving by at most 2% of its side
-STATIC_MAX_CHANGE = 1.5  # ... and its 16x16 grey thumbnail changing by at most 1.5 grey levels (mean)
+# ... and its 16x16 grey thumbnail changing by at most this many grey levels (mean): a pasted still face changes
+# by 0.5 under dlib's grid-aligned boxes, 1.9-4.2 under the sub-pixel jitter of MTCNN's and BlazeFace's; real faces 12-58
+STATIC_MAX_CHANGE = 5.0
 SIGNATURE_SIZE = 16
 # the swapped face of a fake: compared with its source at up to this many frames per track
 SOURCE_COMPARE_FRAMES = 8

@@ -6,26 +6,32 @@ For each setting this script measures, over every frame of each video:
 * ``decode only``: every frame decoded to RGB (the limit);
 * ``before (...)``: what ``extract-faces`` did before detecting on every k-th frame: decode +
   dlib on every frame at a 480 px short side (small frames upsampled to it), and the same at
-  the video's full resolution; with ``--write`` also the ``auto``, k = 4 extraction before
-  small frames' upsampling was capped (``max_upscale=None``);
-* per backend (dlib, mtcnn, auto) and ``detect_every`` k: decode + detection on every k-th
+  the video's full resolution; with ``--write --history`` also the dlib+mtcnn, k = 4 extraction
+  before small frames' upsampling was capped (``max_upscale=None``);
+* per backend (dlib, mtcnn, blazeface, blazeface-short, auto, and ``dlib+mtcnn``: the ``auto`` of
+  before BlazeFace) and ``detect_every`` k: decode + detection on every k-th
   frame (the detection's share), and with ``--write`` the whole ``extract_face_frames`` (one
   decoding pass: detection, and the regions written as PNGs) and, as the other share,
   ``extract_face_frames`` given the boxes of an earlier run (decoding and writing only), for
   each of ``--formats`` (PNG through :mod:`dynsnip.data.faces.png_writer`, BMP through Pillow).
 
 It prints a table of frames/s, face coverage (fraction of the looked-at frames with a face)
-and the ratio of each setting's time to decode-only's (``x decode``; 1.0 = at the limit),
+and the ratio of each setting's time to decode-only's (``x decode``; 1.0 = at the limit), in
+wall time and in this process's CPU time (the latter hardly moves when other work shares the
+machine; the two agree on an idle one, as everything here runs in one thread),
 and writes the raw numbers as JSON. Settings run interleaved over ``--repeats`` so a change
 of machine load affects them alike; the table shows medians. One process, ``--threads``
-torch threads (MTCNN) and dlib's single thread.
+torch threads (MTCNN, BlazeFace) and dlib's single thread.
 
 Usage::
 
     python benchmarks/face_extraction.py                      # bundled footage, 2 repeats
     python benchmarks/face_extraction.py --write --every 4,8,16 --backends auto --no-full-resolution \
         --json benchmarks/results/cpu_face_extraction.json
-    python benchmarks/face_extraction.py --videos a.mp4 b.mp4 --device cuda   # MTCNN on a GPU
+    python benchmarks/face_extraction.py --videos a.mp4 b.mp4 --device cuda   # MTCNN, BlazeFace on a GPU
+    # the 2x target: the default (auto, k = 4, PNG) against decode-only and the mtcnn detector, one run
+    python benchmarks/face_extraction.py --write --every 4 --formats png --backends mtcnn,auto,dlib+mtcnn \
+        --no-full-resolution --repeats 5
 """
 from __future__ import annotations
 
@@ -96,10 +102,12 @@ def writing_only(path: Path, every: int, scratch: Path, image_format: str = "png
 DECODE_SAMPLES = 5  # decode-only takes ~0.2 s on the bundled footage: sampled 5x per round for a stable median
 
 
-def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: dict, name: str) -> float:
-    """Seconds one setting takes over all ``videos``; records its (frames checked, with a face) in ``counts``."""
+def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: dict, name: str,
+                 cpu: dict | None = None) -> float:
+    """Seconds one setting takes over all ``videos``; records its (frames checked, with a face) in ``counts``
+    and its CPU seconds (this process's) in ``cpu[name]``."""
     checked = found = 0
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for video in videos:
         if job == "write":
             detector, every, *fmt = params
@@ -111,6 +119,8 @@ def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: 
             c, f = job(video, *params)
         checked, found = checked + c, found + f
     counts[name] = (checked, found)
+    if cpu is not None:
+        cpu.setdefault(name, []).append(time.process_time() - start_cpu)
     return time.perf_counter() - start
 
 
@@ -119,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", nargs="*", type=Path, help="videos (default: the bundled footage)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--every", default="1,4", help="detect_every values (default 1,4)")
-    parser.add_argument("--backends", default="dlib,mtcnn,auto")
+    parser.add_argument("--backends", default="dlib,mtcnn,blazeface,blazeface-short,auto",
+                        help="detectors (a+b: a cascade; dlib+mtcnn: the auto of before BlazeFace)")
     parser.add_argument("--write", action="store_true", help="also time the whole extract_face_frames (PNG writing)")
     parser.add_argument("--formats", default="png,bmp", help="image formats of the --write rows (default png,bmp)")
     parser.add_argument("--no-full-resolution", action="store_true", help="skip the slow full-resolution baseline")
-    parser.add_argument("--device", default="cpu", help="MTCNN's device")
+    parser.add_argument("--history", action="store_true",
+                        help="with --write, also the dlib+mtcnn extraction with uncapped upsampling (an earlier default)")
+    parser.add_argument("--device", default="cpu", help="MTCNN's and BlazeFace's device")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
     args = parser.parse_args(argv)
@@ -131,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from dynsnip.data import bundled_videos
-    from dynsnip.data.faces.detectors import DlibFaceDetector, create_face_detector
+    from dynsnip.data.faces.detectors import AutoFaceDetector, DlibFaceDetector, MtcnnFaceDetector, create_face_detector
 
     torch.set_num_threads(args.threads)
     videos = args.videos or list(bundled_videos())
@@ -140,12 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     settings["before: dlib 480 px, every frame"] = (detect_all_frames, DlibFaceDetector(max_upscale=None))
     if not args.no_full_resolution:
         settings["before: dlib full resolution, every frame"] = (detect_all_frames, DlibFaceDetector(detect_short_side=None))
-    if args.write:  # the previous default: small frames upsampled to the 480 px working size (no max_upscale)
-        settings["auto, k=4, upsampling not capped: extract_face_frames"] = (
-            "write", create_face_detector("auto", device=args.device, max_upscale=None), 4)
+    if args.write and args.history:  # an earlier default: small frames upsampled to the 480 px working size
+        settings["dlib+mtcnn, k=4, upsampling not capped: extract_face_frames"] = (
+            "write", AutoFaceDetector(DlibFaceDetector(max_upscale=None), MtcnnFaceDetector(device=args.device)), 4)
     formats = args.formats.split(",")
     for backend in args.backends.split(","):
-        detector = create_face_detector(backend, device=args.device)
+        if backend == "dlib+mtcnn":  # the auto of before BlazeFace
+            detector = AutoFaceDetector(DlibFaceDetector(), MtcnnFaceDetector(device=args.device))
+        elif "+" in backend:  # any cascade: a+b+c
+            detector = AutoFaceDetector(*(create_face_detector(part, device=args.device) for part in backend.split("+")))
+        else:
+            detector = create_face_detector(backend, device=args.device)
         for every in everies:
             settings[f"{backend}, k={every}: detection pass"] = (detection_pass, detector, every)
             if args.write:
@@ -157,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             settings[f"decode + write regions as {fmt}, boxes given (no detection), k=4"] = ("write_only", 4, fmt)
 
     times: dict[str, list[float]] = {name: [] for name in settings}
+    cpu_times: dict[str, list[float]] = {}
     counts: dict[str, tuple[int, int]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         if args.write:
@@ -165,28 +184,32 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             for name, (job, *params) in settings.items():
                 for _ in range(DECODE_SAMPLES if job is decode_only else 1):  # the short, noisy limit
-                    times[name].append(time_setting(videos, job, params, Path(scratch), counts, name))
+                    times[name].append(time_setting(videos, job, params, Path(scratch), counts, name, cpu_times))
     frames = counts["decode only"][0]
     limit = statistics.median(times["decode only"])
+    cpu_limit = statistics.median(cpu_times["decode only"])
     rows = []
     for name in settings:
         seconds = statistics.median(times[name])
+        cpu_seconds = statistics.median(cpu_times[name])
         checked, found = counts[name]
         coverage = None if name == "decode only" else found / checked
         rows.append(dict(setting=name, seconds=seconds, frames_per_s=frames / seconds, coverage=coverage,
-                         x_decode=seconds / limit, frames_checked=checked, frames_with_face=found))
+                         x_decode=seconds / limit, cpu_seconds=cpu_seconds, x_decode_cpu=cpu_seconds / cpu_limit,
+                         frames_checked=checked, frames_with_face=found))
     print(f"{len(videos)} videos, {frames} frames; medians of {args.repeats} interleaved runs; "
-          f"{args.threads} torch thread(s), MTCNN on {args.device}; {platform.processor() or platform.machine()}")
-    print("| setting | frames/s | face coverage | x decode-only time |")
-    print("|---|---:|---:|---:|")
+          f"{args.threads} torch thread(s), MTCNN and BlazeFace on {args.device}; "
+          f"{platform.processor() or platform.machine()}")
+    print("| setting | frames/s | face coverage | x decode-only time | x decode-only CPU time |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
         coverage = "-" if r["coverage"] is None else f"{r['coverage']:.2f} ({r['frames_with_face']}/{r['frames_checked']})"
-        print(f"| {r['setting']} | {r['frames_per_s']:.1f} | {coverage} | {r['x_decode']:.2f} |")
+        print(f"| {r['setting']} | {r['frames_per_s']:.1f} | {coverage} | {r['x_decode']:.2f} | {r['x_decode_cpu']:.2f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(videos=[str(v) for v in videos], frames=frames, repeats=args.repeats,
                                              threads=args.threads, device=args.device, rows=rows,
-                                             raw_seconds=times), indent=1))
+                                             raw_seconds=times, raw_cpu_seconds=cpu_times), indent=1))
     return 0
 
 

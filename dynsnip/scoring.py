@@ -23,8 +23,8 @@ import torch
 from .engine.evaluate import progress_bar
 from .engine.failures import NON_FINITE_OUTPUT, UNREADABLE, NonFiniteError, failed_item, non_finite_input
 
-__all__ = ["predict_videos", "score_clip", "fake_probability", "score_face_clip", "load_clips", "failure",
-           "DEFAULT_WORKERS"]
+__all__ = ["predict_videos", "score_clip", "fake_probability", "score_face_clip", "score_tracks", "load_clips",
+           "failure", "DEFAULT_WORKERS", "FACES", "VIDEO_SCORES"]
 
 # Decoding and face detection take a large share of the time (most of it next to a GPU); two
 # loader processes working ahead of the model gave 1.2-1.3x on 2 CPU cores
@@ -32,6 +32,10 @@ __all__ = ["predict_videos", "score_clip", "fake_probability", "score_face_clip"
 DEFAULT_WORKERS = 2
 # tqdm options of a bar over videos: shown only when stderr is a terminal
 VIDEO_BAR = dict(unit="video", leave=True, disable=None)
+# which faces of a video are scored: every face track (default), or the largest face as before tracks
+FACES = ("all", "largest")
+# how the tracks' scores make the video's: the most suspicious face (default), or their mean
+VIDEO_SCORES = ("max", "mean")
 
 
 def predict_videos(
@@ -43,6 +47,8 @@ def predict_videos(
     workers: int = DEFAULT_WORKERS,
     device: str | torch.device | None = None,
     progress: bool = False,
+    faces: str = "all",
+    video_score: str = "max",
 ) -> list[dict[str, Any]]:
     """Score video files with a detector; one result entry per video, in order.
 
@@ -56,12 +62,22 @@ def predict_videos(
         workers: processes decoding and cropping videos ahead of the model (0: none).
         device: where the model runs (default: where its parameters are).
         progress: a tqdm bar on stderr.
+        faces: ``"all"``: every face track of the video is scored (:meth:`FaceClipLoader.load_tracks`,
+            :func:`score_tracks`); ``"largest"``: the largest face only, as before tracks. A
+            loader without a face detector crops whole frames either way.
+        video_score: with ``faces="all"``, the video's probability: ``"max"``, that of its most
+            suspicious track, or ``"mean"`` over its scored tracks.
 
     Returns:
         per video ``{"path", "status": "ok", "fake_probability", "verdict", "num_frames",
-        "fps", "snippets": [...]}`` (see :func:`score_face_clip`) or ``{"path", "status":
-        "error", "reason", "error"}`` (see :func:`failure`).
+        "fps", "snippets": [...]}`` (see :func:`score_face_clip`; with ``faces="all"`` also
+        ``"tracks"`` and ``"deciding_track"``, see :func:`score_tracks`) or ``{"path",
+        "status": "error", "reason", "error"}`` (see :func:`failure`).
     """
+    if faces not in FACES:
+        raise ValueError(f"faces must be one of {FACES}, got {faces!r}")
+    if video_score not in VIDEO_SCORES:
+        raise ValueError(f"video_score must be one of {VIDEO_SCORES}, got {video_score!r}")
     if loader is None:
         from .data import FaceClipLoader
 
@@ -71,13 +87,19 @@ def predict_videos(
     if isinstance(videos, (str, os.PathLike)):  # one video, not a sequence of characters
         videos = [videos]
     paths = [Path(v) for v in videos]
-    clips = progress_bar(load_clips(paths, loader, workers), len(paths), "videos", progress, **VIDEO_BAR)
+    # a loader without face tracks (a custom callable) gives one clip per video: scored as one face
+    tracked = faces == "all" and hasattr(loader, "load_tracks") and getattr(loader, "face_detector", None) is not None
+    clips = progress_bar(load_clips(paths, loader, workers, tracks=tracked), len(paths), "videos", progress,
+                         **VIDEO_BAR)
     results = []
     for path, clip, failed_load in clips:
         if failed_load is not None:
             results.append(failed_load)
             continue
         try:
+            if tracked:
+                results.append(score_tracks(model, clip, path, threshold, device, video_score))
+                continue
             if (bad := non_finite_input(clip.pixels)) is not None:
                 raise bad
             results.append(score_face_clip(model, clip, path, threshold, device))
@@ -126,8 +148,8 @@ class _LoadedClips:
     for worker processes: a video that cannot be read becomes its failure, so one bad file
     never stops the others."""
 
-    def __init__(self, paths: Sequence[Path], loader: Any) -> None:
-        self.paths, self.loader = list(paths), loader
+    def __init__(self, paths: Sequence[Path], loader: Any, tracks: bool = False) -> None:
+        self.paths, self.loader, self.tracks = list(paths), loader, tracks
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -135,7 +157,7 @@ class _LoadedClips:
     def __getitem__(self, index: int) -> tuple[Path, Any, dict[str, Any] | None]:
         path = self.paths[index]
         try:
-            return path, self.loader(path), None
+            return path, (self.loader.load_tracks(path) if self.tracks else self.loader(path)), None
         except Exception as err:  # reported with its reason in the results
             return path, None, failure(path, err)
 
@@ -144,15 +166,18 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-def load_clips(paths: Sequence[Path], loader: Any, workers: int) -> Iterator[tuple[Path, Any, dict[str, Any] | None]]:
+def load_clips(paths: Sequence[Path], loader: Any, workers: int,
+               tracks: bool = False) -> Iterator[tuple[Path, Any, dict[str, Any] | None]]:
     """Yield ``(path, clip, failure)`` in the order of ``paths``; with ``workers`` > 0 the
-    videos are decoded and cropped in that many processes, ahead of the model.
+    videos are decoded and cropped in that many processes, ahead of the model. ``tracks``:
+    every face (``loader.load_tracks``, a :class:`~dynsnip.data.VideoTracks` per video)
+    instead of the largest one.
 
     If the worker processes die (a decoder crash, or too little shared memory for the clips,
     as in a container with a small ``/dev/shm``), a warning says so and the remaining videos
     are loaded in this process: nothing already scored is lost, nothing is skipped.
     """
-    dataset = _LoadedClips(paths, loader)
+    dataset = _LoadedClips(paths, loader, tracks)
     done = 0
     if workers > 0 and len(paths) > 1:
         batches = torch.utils.data.DataLoader(
@@ -173,6 +198,82 @@ def load_clips(paths: Sequence[Path], loader: Any, workers: int) -> Iterator[tup
             )
     for index in range(done, len(dataset)):
         yield dataset[index]
+
+
+def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: Any,
+                 video_score: str = "max") -> dict[str, Any]:
+    """The result entry of every face of a video (``video``: a :class:`~dynsnip.data.VideoTracks`).
+
+    Each scored track (a kept track whose face is in enough of the snippets' looked-at
+    frames) is scored like a single face (:func:`score_face_clip`, the same U snippets). The
+    video's ``fake_probability`` is the largest track probability (``video_score="max"``: the
+    most suspicious face decides, ``deciding_track``) or their mean (``"mean"``:
+    ``deciding_track`` is None). The top-level ``face_coverage``, ``frames_checked``,
+    ``frames_with_face`` and ``snippets`` are those of the most suspicious track
+    (``snippets_track``), so readers of single-face reports find what they expect; ``tracks``
+    lists every track: ``id``, ``status`` (``scored``; ``low_face_coverage`` (not scored);
+    ``short`` / ``static`` (dropped, with the rule in ``dropped``)), ``first_frame`` /
+    ``last_frame`` / ``detections`` (looked-at frames with the face), ``box`` (median box, side
+    and centre ranges), and for kept tracks ``face_coverage``, ``frames_checked``,
+    ``frames_with_face``, for scored ones ``fake_probability`` and ``snippets``.
+
+    Raises:
+        NonFiniteError: a track's clip or output is not finite (the whole video fails closed).
+    """
+    scored: dict[int, dict[str, Any]] = {}
+    for track_id, clip in sorted(video.clips.items()):
+        if (bad := non_finite_input(clip.pixels)) is not None:
+            raise bad
+        scored[track_id] = score_face_clip(model, clip, path, threshold, device)
+    probabilities = {track_id: entry["fake_probability"] for track_id, entry in scored.items()}
+    suspicious = max(probabilities, key=lambda track_id: (probabilities[track_id], -track_id))
+    if video_score == "max":
+        probability = probabilities[suspicious]
+    elif video_score == "mean":
+        probability = round(sum(probabilities.values()) / len(probabilities), 4)
+    else:
+        raise ValueError(f"video_score must be one of {VIDEO_SCORES}, got {video_score!r}")
+    tracks = []
+    for track in video.tracks:
+        item = track.summary()
+        if track.id in scored:
+            entry = scored[track.id]
+            item.update(status="scored", face_coverage=entry["face_coverage"], frames_checked=entry["frames_checked"],
+                        frames_with_face=entry["frames_with_face"], frames_scored=entry["frames_scored"],
+                        frames_showing_face=entry["frames_showing_face"],
+                        fake_probability=entry["fake_probability"], snippets=entry["snippets"])
+        elif track.id in video.failures:
+            err = video.failures[track.id]
+            item.update(status=err.reason, face_coverage=round(err.coverage, 4), not_scored=err.message)
+        tracks.append(item)
+    top = scored[suspicious]
+    unscored = sorted(video.failures)
+    note = {}
+    if unscored:  # never a silent verdict: say which faces it is not about
+        note["tracks_note"] = (f"track(s) {', '.join(map(str, unscored))} not scored (face in too few of the frames looked "
+                        f"at); the verdict is about track(s) {', '.join(map(str, sorted(scored)))} only")
+    return dict(
+        path=str(path),
+        status="ok",
+        fake_probability=probability,
+        verdict="fake" if probability >= threshold else "real",
+        num_frames=top["num_frames"],
+        fps=top["fps"],
+        face_coverage=top["face_coverage"],
+        frames_checked=top["frames_checked"],
+        frames_with_face=top["frames_with_face"],
+        frames_scored=top["frames_scored"],
+        frames_showing_face=top["frames_showing_face"],
+        snippets=top["snippets"],
+        faces="all",
+        video_score=video_score,
+        deciding_track=suspicious if video_score == "max" else None,
+        snippets_track=suspicious,
+        scored_tracks=sorted(scored),
+        frames_looked_at=video.frames_looked_at,
+        tracks=tracks,
+        **note,
+    )
 
 
 def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device: Any) -> dict[str, Any]:
@@ -217,6 +318,8 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
         face_coverage=round(clip.face_coverage, 4),
         frames_checked=clip.frames_checked,
         frames_with_face=clip.frames_with_face,
+        frames_scored=getattr(clip, "frames_scored", 0),
+        frames_showing_face=getattr(clip, "frames_showing_face", 0),
         snippets=snippets,
     )
 
@@ -224,7 +327,7 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
 def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:
     """The result entry of a video that could not be scored: ``status: "error"``, the
     ``reason`` as training and evaluation report it (``not_found``, ``corrupt``,
-    ``no_video_stream``, ``unseekable``, ``no_face``, ``low_face_coverage`` (with its
+    ``no_video_stream``, ``unseekable``, ``frame_size_change``, ``no_face``, ``low_face_coverage`` (with its
     ``face_coverage``), ``unreadable``, ``non_finite_input``, ``non_finite_output``; ``error``
     for anything else) and the message."""
     if isinstance(err, (*UNREADABLE, NonFiniteError)):
@@ -232,5 +335,7 @@ def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:
         entry = dict(path=str(path), status="error", reason=failed.reason, error=failed.message)
         if hasattr(err, "coverage"):  # low_face_coverage: the fraction it had
             entry["face_coverage"] = round(err.coverage, 4)
+        if getattr(err, "tracks", None) is not None:  # every face track, none of them scorable
+            entry["tracks"] = err.tracks
         return entry
     return dict(path=str(path), status="error", reason="error", error=f"{type(err).__name__}: {err}")

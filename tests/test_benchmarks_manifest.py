@@ -33,7 +33,7 @@ def link(path: Path, target: Path = CLIP) -> Path:
 def rows_of(csv_path: Path) -> dict[str, dict[str, str]]:
     with csv_path.open(newline="") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["path", "label", "split", "method", "source"]
+        assert reader.fieldnames == ["path", "label", "split", "method", "source", "dataset"]
         return {row["path"]: row for row in reader}
 
 
@@ -74,7 +74,7 @@ def test_ffpp_rows_pairs_sources_and_missing(tmp_path, capsys):
     for split, (a, b) in (("test", FFPP_TEST_PAIR), ("train", FFPP_TRAIN_PAIR), ("val", FFPP_VAL_PAIR)):
         for vid in (a, b):
             assert rows[real.format(vid)] == {"path": real.format(vid), "label": "0", "split": split,
-                                              "method": "", "source": ""}
+                                              "method": "", "source": "", "dataset": "ffpp:c23"}
         for method in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
             for target, source in ((a, b), (b, a)):
                 row = rows[fake.format(method, f"{target}_{source}")]
@@ -101,7 +101,8 @@ def test_ffpp_missing_videos_named_and_counted(tmp_path):
 
 def test_ffpp_not_a_root_and_missing_method(tmp_path, capsys):
     out = tmp_path / "x.csv"
-    assert main(["manifest", "ffpp", str(tmp_path), "--out", str(out)]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["manifest", "ffpp", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "original_sequences/youtube/c23/videos is missing" in capsys.readouterr().err
     assert not out.exists()
     root = ffpp_tree(tmp_path / "ffpp", methods=("Deepfakes",))
@@ -258,7 +259,8 @@ def test_deeperforensics_with_ffpp_reals(tmp_path, capsys):
     rows = rows_of(out)
     assert rows["dfo/manipulated_videos/end_to_end/000_M004.mp4"] == {
         "path": "dfo/manipulated_videos/end_to_end/000_M004.mp4", "label": "1", "split": "train",
-        "method": "DeeperForensics-end_to_end", "source": "ffpp/original_sequences/youtube/c23/videos/000.mp4"}
+        "method": "DeeperForensics-end_to_end", "source": "ffpp/original_sequences/youtube/c23/videos/000.mp4",
+        "dataset": "deeperforensics:end_to_end"}
     assert (rows["ffpp/original_sequences/youtube/c23/videos/001.mp4"]["label"],
             rows["ffpp/original_sequences/youtube/c23/videos/001.mp4"]["split"]) == ("0", "test")
     assert len(rows) == 4  # 002 real and fake missing

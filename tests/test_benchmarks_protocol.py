@@ -162,19 +162,23 @@ def test_test_manifest_keeps_the_test_split_and_the_papers_methods(tmp_path):
             ("fsh_test.mp4", 1, "test", "FaceShifter"), ("df_train.mp4", 1, "train", "Deepfakes")]
     source = tmp_path / "m.csv"
     source.write_text("path,label,split,method\n" + "".join(f"{p},{y},{s},{m}\n" for p, y, s, m in rows))
-    out = write_test_manifest(PROTOCOLS["ffpp-hq"], source, tmp_path / "sub" / "t.csv")
+    # a hand-made manifest records no dataset: scored only when vouched for
+    out = write_test_manifest(PROTOCOLS["ffpp-hq"], source, tmp_path / "sub" / "t.csv", data_is="ffpp:c23")
     with out.open() as f:
-        kept = [(r["path"], r["label"], r["split"], r["method"]) for r in csv.DictReader(f)]
-    assert kept == [(str(tmp_path / "r_test.mp4"), "0", "test", ""), (str(tmp_path / "df_test.mp4"), "1", "test", "Deepfakes")]
-    kept_celeb = write_test_manifest(PROTOCOLS["celebdf"], source, tmp_path / "c.csv")  # not per method: every test row
-    assert len(kept_celeb.read_text().splitlines()) == 1 + 3
+        kept = [(r["path"], r["label"], r["split"], r["method"], r["dataset"]) for r in csv.DictReader(f)]
+    assert kept == [(str(tmp_path / "r_test.mp4"), "0", "test", "", ""),
+                    (str(tmp_path / "df_test.mp4"), "1", "test", "Deepfakes", "")]  # a vouch is not written as a record
+    generic = tmp_path / "generic.csv"  # methods no dataset reader writes: nothing contradicts a vouch
+    generic.write_text("path,label,split,method\n" + "".join(f"{p},{y},{s},x\n" for p, y, s, _ in rows))
+    kept_celeb = write_test_manifest(PROTOCOLS["celebdf"], generic, tmp_path / "c.csv", data_is="celebdf:v2")
+    assert len(kept_celeb.read_text().splitlines()) == 1 + 3  # not per method: every test row
     (tmp_path / "nomethod.csv").write_text("path,label,split\na.mp4,0,test\nb.mp4,1,test\n")
     only_real = tmp_path / "only_real.csv"
     only_real.write_text("path,label,split,method\na.mp4,0,test,\n")
     with pytest.raises(ValueError, match="method"):
-        write_test_manifest(PROTOCOLS["ffpp-lq"], tmp_path / "nomethod.csv", tmp_path / "x.csv")
+        write_test_manifest(PROTOCOLS["ffpp-lq"], tmp_path / "nomethod.csv", tmp_path / "x.csv", data_is="ffpp:c40")
     with pytest.raises(ValueError, match="needs real and fake"):
-        write_test_manifest(PROTOCOLS["celebdf"], only_real, tmp_path / "y.csv")
+        write_test_manifest(PROTOCOLS["celebdf"], only_real, tmp_path / "y.csv", data_is="celebdf:v2")
 
 
 def test_ffpp_to_celebdf_scores_the_celebdf_test_list(tiny_model, tmp_path, capsys):
@@ -191,3 +195,19 @@ def test_ffpp_to_celebdf_scores_the_celebdf_test_list(tiny_model, tmp_path, caps
     # the list's "1 YouTube-real/00170.mp4" and "1 Celeb-real/id0_0000.mp4" are the reals
     assert (row["subset"], row["paper"], row["video"]["num_real"], row["video"]["num_fake"]) == ("Celeb-DF", 0.7765, 2, 1)
     assert row["frame"] is None and "not computed" in result["frame_level"]
+    assert result["data_provenance"] == "recorded in the manifest's dataset column: celebdf:v2"
+    # the same videos in a manifest that records no dataset: scored only when vouched for, and said so
+    plain = tmp_path / "plain.csv"
+    with (out / "data_manifest.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    with plain.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "split"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({**r, "path": str(out / r["path"])} for r in rows)
+    argv = ["benchmark", "ffpp-to-celebdf", "--model", str(tiny_model), "--data", str(plain), "--out", str(out),
+            "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--no-frame-level", "--overwrite"]
+    assert main(argv) == 2 and "pass --data-is celebdf:v2" in capsys.readouterr().err
+    assert main(argv + ["--data-is", "celebdf:v2"]) == 0
+    assert "data: vouched for by --data-is celebdf:v2" in capsys.readouterr().out
+    vouched = json.loads((out / "benchmark.json").read_text())
+    assert vouched["rows"][0]["video"] == row["video"]

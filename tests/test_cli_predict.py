@@ -84,6 +84,8 @@ def test_json_report_scores_good_videos_and_reports_bad_ones(report, videos, che
     assert json.loads(out.read_text()) == data  # --output holds the same report
     assert data["model"] == "dil_resnet18" and data["num_snippets"] == 2 and data["snippet_len"] == 4
     assert data["weights"] == str(checkpoint)
+    # saved without a training record (as every detector before issue 21): the report says so
+    assert data["trained_on"] == "training data not recorded" and data["training_data"] is None
     by_path = {v["path"]: v for v in data["videos"]}
     assert list(by_path) == [str(p) for p in videos.values()]  # input order kept
     reasons = {name: by_path[str(path)].get("reason") for name, path in videos.items()}
@@ -129,10 +131,21 @@ class CrashesInWorkers:
     def __init__(self, loader, crash_on: str) -> None:
         self.loader, self.crash_on = loader, crash_on
 
-    def __call__(self, path, generator=None):
+    @property
+    def face_detector(self):
+        return self.loader.face_detector
+
+    def _crash(self, path):
         if torch.utils.data.get_worker_info() is not None and Path(path).name == self.crash_on:
             os._exit(3)
+
+    def __call__(self, path, generator=None):
+        self._crash(path)
         return self.loader(path, generator)
+
+    def load_tracks(self, path, generator=None):  # every face (predict's default)
+        self._crash(path)
+        return self.loader.load_tracks(path, generator)
 
 
 def test_dead_loader_processes_lose_no_video(report, videos, checkpoint):
@@ -196,7 +209,8 @@ def test_table_output_directory_input_and_overwrite(tmp_path, capsys):
                  "--snippets", "1", "--output", str(existing), "--overwrite", "--no-progress"])
     out = capsys.readouterr().out.splitlines()
     assert code == 1
-    assert out[0].split() == ["VIDEO", "P(FAKE)", "VERDICT", "DETAILS"]
+    assert out[0] == f"detector: {ckpt}, training data not recorded"  # a bare weights file says nothing of its data
+    assert out[1].split() == ["VIDEO", "P(FAKE)", "VERDICT", "DETAILS"]
     clip_line = next(line for line in out if line.startswith(str(folder / "clip.mp4")))
     assert clip_line.split()[1:3] == [f"{1 / (1 + math.exp(-2)):.3f}", "FAKE"]  # zero weights: sigmoid(bias)
     assert any("snippet 0: frames 2-5" in line for line in out)  # 9 frames, U=1: the middle snippet
@@ -215,6 +229,34 @@ def test_pth_state_dict_checkpoint(tmp_path, capsys):
     assert code == 0 and result["summary"] == dict(videos=1, scored=1, failed=0)
     assert result["videos"][0]["fake_probability"] == round(1 / (1 + math.exp(2)), 4)  # zero weights: sigmoid(bias)
     assert result["videos"][0]["verdict"] == "real"
+
+
+def test_no_detector_is_a_usage_error_not_a_verdict(tmp_path, capsys, monkeypatch):
+    """Issue 21, item 7: without --checkpoint an untrained network would print REAL / FAKE: refused,
+    naming the option and where a detector comes from, before anything is decoded."""
+    import dynsnip.cli.predict as predict
+
+    monkeypatch.setattr(predict, "predict_videos", lambda *a, **k: pytest.fail("scored without a detector"))
+    for extra in ([], ["--model", "dil_resnet18"], ["--model", "dil_resnet18", "--json"]):
+        assert main(["predict", str(two_people()), "--no-progress", *extra]) == 2
+        captured = capsys.readouterr()
+        (line,) = [ln for ln in captured.err.splitlines() if ln.strip()]
+        assert line.startswith("dynsnip predict: error: no detector: give --checkpoint")
+        assert "`dynsnip demo`" in line and "hf-hub:owner/name" in line and "not a verdict" in line
+        assert captured.out == ""
+
+
+def test_model_naming_a_detector_is_a_deprecated_alias_of_checkpoint(checkpoint, capsys):
+    """Issue 21, item 17: --checkpoint is the detector's option; --model DIR (what the demo printed) still works."""
+    common = [str(two_people()), "--snippets", "1", "--json", "--no-progress", "--workers", "0"]
+    assert main(["predict", *common, "--checkpoint", str(checkpoint)]) == 0
+    wanted = json.loads(capsys.readouterr().out)
+    assert main(["predict", *common, "--model", str(checkpoint)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == wanted
+    assert f"--model {checkpoint} is deprecated for a detector; write --checkpoint {checkpoint}" in captured.err
+    assert main(["predict", *common, "--checkpoint", "runs/doesnotexist"]) == 2  # a mistyped folder: never the Hub
+    assert "for a Hub repo write hf-hub:runs/doesnotexist" in capsys.readouterr().err
 
 
 def test_fake_probability_of_one_and_two_logit_heads():
@@ -250,7 +292,7 @@ def small_face_video(path):
 def test_detect_size_finds_small_faces_the_default_misses(tmp_path, checkpoint, capsys):
     video = small_face_video(tmp_path / "wide_shot.mp4")
     base = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "2", "--json", "--no-progress"]
-    assert main(base) == 0  # auto: MTCNN (down to 40 px at the working size) finds what dlib misses
+    assert main(base) == 0  # auto: BlazeFace (full range) and MTCNN find what dlib misses
     assert all(s["face_found"] for s in json.loads(capsys.readouterr().out)["videos"][0]["snippets"])
     common = [*base, "--face-detector", "dlib"]
     assert main(common) == 1
@@ -280,8 +322,9 @@ def test_extract_faces_command(tmp_path, capsys):
     assert code == 1
     assert "FAILED   " + str(tmp_path / "broken.mp4") + ": corrupt" in printed
     assert sorted(p.name for p in (out / "people").iterdir()) == [f"{i:06d}.png" for i in range(9)] + ["faces.json"]
-    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage",
-                                                             "people,0,train,,1.0000"]
+    # face tracks: both people of the real video are samples (no source, so no evidence)
+    assert (out / "faces.csv").read_text().splitlines() == ["path,label,split,method,face_coverage,tracks,track_evidence",
+                                                             "people,0,train,,1.0000,0;1,"]
     assert "face coverage of 1 video(s): mean 1.00, lowest 1.00" in printed
     # a second run skips what exists and refuses to replace the manifest without --overwrite
     assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--no-progress"]) == 2

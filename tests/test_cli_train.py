@@ -90,6 +90,38 @@ def test_train_then_resume_then_evaluate(manifest, tmp_path, capsys):
     assert [r["subset"] for r in csv.DictReader(report.with_suffix(".csv").open())] == ["overall", "DF", "NT"]
     assert len(json.loads((out / "model" / "config.json").read_text())["evaluation"]) == 1  # not without --record
 
+    # issue 21, item 9: the detector says what it was trained on, and predict says it beside the verdicts
+    assert (config["training"]["num_train_real"], config["training"]["num_train_fake"]) == (2, 2)
+    assert "| size | 4 clips per training epoch, 2 real training items, 2 fake training items, 4 validation videos |" in card
+    from video_fixtures import two_people
+
+    predict = ["predict", str(two_people()), "--checkpoint", str(out / "model"), "--face-detector", "none",
+               "--snippets", "1", "--workers", "0", "--no-progress"]
+    assert main([*predict, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    trained_on = "trained on manifest.csv (2 real and 2 fake training items; 16 px crops)"
+    assert report["trained_on"] == trained_on
+    assert report["training_data"]["data"] == "manifest.csv" and report["training_data"]["img_size"] == 16
+    assert main(predict) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"detector: {out / 'model'}, {trained_on}"
+
+
+def test_default_loader_workers_are_what_the_machine_has(monkeypatch):
+    """Issue 21, item 17: 4 DataLoader workers on a 2-core machine make PyTorch warn; train and
+    benchmark default to the cores this process may use (an explicit --workers is kept)."""
+    import argparse
+
+    from dynsnip.cli import benchmark, train as train_cli
+
+    monkeypatch.setattr(train_cli, "available_cpus", lambda: 2)
+    for add in (train_cli.add_parser, benchmark.add_parser):
+        sub = argparse.ArgumentParser().add_subparsers()
+        parser = add(sub)
+        base = ["--out", "x"] + (["ffpp-hq", "--data", "d"] if add is benchmark.add_parser else [])
+        assert train_cli.recipe_from_args(parser.parse_args(base)).num_workers == 2
+        assert train_cli.recipe_from_args(parser.parse_args([*base, "--workers", "3"])).num_workers == 3
+    assert 1 <= train_cli.available_cpus() <= 4096
+
 
 def test_evaluate_record_then_push_a_run_and_pull_it_back(manifest, tmp_path, capsys, local_hub):
     """train -> evaluate --record -> dynsnip push -> timm.create_model("hf-hub:...") on the local hub."""
@@ -306,3 +338,29 @@ def test_train_never_points_at_a_model_it_did_not_save(manifest, tmp_path, capsy
     captured = capsys.readouterr()
     assert f"no model was saved in {out / 'model'}" in captured.err and "done:" not in captured.out
     assert not (out / "model").exists()
+
+
+def test_benchmark_trains_from_a_random_init_with_no_pretrained(tmp_path, capsys, monkeypatch):
+    """Issue 21, item 17: `benchmark --train --no-pretrained` starts from a random init (as train does),
+    instead of needing a saved folder; without --train the option is a usage error."""
+    from dynsnip.cli import benchmark
+    from test_benchmarks_protocol import write_sequence
+
+    root = tmp_path / "wild"
+    for folder, fake in (("real_train", False), ("fake_train", True), ("real_test", False), ("fake_test", True)):
+        write_sequence(root / folder / "0" / ("fake" if fake else "real") / "0", fake, seed=len(folder))
+    seen = {}
+
+    def stop(args, protocol, recipe, out, device):
+        seen.update(model=recipe.model, pretrained=recipe.pretrained)
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(benchmark, "_train", stop)
+    common = ["benchmark", "wilddeepfake", "--data", str(root), "--out", str(tmp_path / "bench"), "--no-progress"]
+    assert main([*common, "--train", "--model", "dil_resnet18", "--no-pretrained"]) == 2
+    assert seen == {"model": "dil_resnet18", "pretrained": False}
+    assert "stopped before training" in capsys.readouterr().err
+    assert main([*common, "--train", "--model", "dil_resnet18"]) == 2 and seen["pretrained"] is True
+    capsys.readouterr()
+    assert main([*common, "--model", "dil_resnet18", "--no-pretrained"]) == 2
+    assert "--no-pretrained chooses the random starting point of --train" in capsys.readouterr().err

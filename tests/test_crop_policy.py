@@ -169,7 +169,9 @@ def test_extract_faces_takes_the_sources_folder_once_it_exists(tmp_path):
     entry = SimpleNamespace(path=fake, label=1, split=None, method=None, source=real)
     assert _boxes_from(entry, args, claimed) == {"boxes_from": real}
     (args.out / "real").mkdir(parents=True)
-    (args.out / "real" / "faces.json").write_text("{}")
+    (args.out / "real" / "faces.json").write_text(json.dumps({"source": str(tmp_path / "other.mp4")}))
+    assert _boxes_from(entry, args, claimed) == {"boxes_from": real}  # the folder of another video: not its boxes
+    (args.out / "real" / "faces.json").write_text(json.dumps({"source": str(real)}))
     assert _boxes_from(entry, args, claimed) == {"boxes_from": args.out / "real"}
     assert _boxes_from(SimpleNamespace(path=real, label=0, split=None, method=None), args, claimed) == {}
     assert _boxes_from(None, args, claimed) == {}

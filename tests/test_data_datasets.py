@@ -114,7 +114,7 @@ def extracted(tmp_path_factory):
 
 def test_extraction_writes_every_frame_its_region_and_detections(extracted):
     assert extracted.num_frames == 9 and extracted.frames_checked == 9
-    assert extracted.num_detected == 9  # auto: MTCNN takes the frames dlib misses in this clip
+    assert extracted.num_detected == 9  # auto finds the faces in every frame of this clip
     frames = list_frames(extracted.out_dir)
     assert [p.name for p in frames] == [f"{i:06d}.png" for i in range(9)]
     meta = json.loads((extracted.out_dir / "faces.json").read_text())

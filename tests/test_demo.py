@@ -150,11 +150,24 @@ def test_demo_job_end_to_end_small(tmp_path, capsys):
     assert [p.name for p in result.samples] == ["real_Zhling_1280x720.mp4", "fake_Zhling_1280x720.mp4"]
     with VideoReader(result.samples[1]) as video:
         assert video.num_frames == 19 and video.size == (640, 360)
-    # the saved detector is what `dynsnip predict` loads
+        assert config["training"]["scope"].endswith(": not a detector for real footage")  # issue 21, item 9
+        assert "| scope | the embedded demo task" in (folder / "README.md").read_text()
+    assert result.out.is_absolute() and all(p.is_absolute() for p in result.samples)
+    # the saved detector is what `dynsnip predict` loads; every report says what it is
     capsys.readouterr()
-    code = main(["predict", "--model", str(out), "--no-progress", *map(str, result.samples)])
+    code = main(["predict", "--checkpoint", str(out), "--no-progress", "--workers", "0", *map(str, result.samples)])
     printed = capsys.readouterr().out
     assert code == 0 and "real_Zhling" in printed and "fake_Zhling" in printed
+    assert printed.splitlines()[0] == (
+        f"detector: {out}, trained on dynsnip demo: bundled real face footage and its temporal pseudo-fakes "
+        f"({result.data['train_clips_per_epoch']} real and 0 fake training items; a temporal pseudo-fake of every "
+        "real one; 16 px crops); scope: the embedded demo task (two people's bundled footage, 16 px crops): "
+        "not a detector for real footage")
+    assert main(["predict", "--checkpoint", str(out), "--no-progress", "--workers", "0", "--json",
+                 str(result.samples[0])]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["trained_on"].endswith("not a detector for real footage")
+    assert report["training_data"]["pseudo_fakes"] == "temporal" and report["training_data"]["num_train_fake"] == 0
     # a folder the demo wrote may be replaced by the next demo run
     run_demo(DemoConfig(out=out, samples=False, **SMALL), log=lambda m: None)
     assert (out / MARKER).is_file() and not (out / "samples").exists()
@@ -171,3 +184,25 @@ def test_demo_never_overwrites_a_foreign_folder(tmp_path, capsys):
     assert (foreign / "thesis.tex").read_text() == "precious"
     with pytest.raises(FileExistsError, match="not written by `dynsnip demo`"):
         run_demo(DemoConfig(out=foreign))
+
+
+def test_demo_command_prints_absolute_paths(tmp_path, capsys, monkeypatch):
+    """Issue 21, item 17: the demo's folder (./dynsnip-demo by default) is printed as an absolute path,
+    and the command to try names the detector with --checkpoint."""
+    import dynsnip.demo.run as demo_run
+    from dynsnip.cli import main
+    from dynsnip.demo.run import DemoResult
+
+    def fake_demo(config):
+        out = Path(config.out)
+        return DemoResult(rows=[], out=out, seconds=1.0, data={"test_clips": 0},
+                          samples=[out / "samples" / "real_x.mp4", out / "samples" / "fake_x.mp4"])
+
+    monkeypatch.setattr(demo_run, "run_demo", fake_demo)
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    folder = tmp_path / "dynsnip-demo"
+    assert f"DIL detector saved to {folder} (hub layout; frame-level model in {folder / 'frame_level'})" in printed
+    assert (f"try it:  dynsnip predict --checkpoint {folder} {folder / 'samples' / 'real_x.mp4'} "
+            f"{folder / 'samples' / 'fake_x.mp4'}") in printed

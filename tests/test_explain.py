@@ -289,7 +289,8 @@ def test_cli_writes_the_pictures_and_arrays(checkpoint, tmp_path, capsys):
     out = tmp_path / "explained"
     video = bundled_video("carphone_pristine")
     assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
-    expected = {"gradcam.png", "intra_sma.png", "ut_map.png", "contact_sheet.png", "explanation.npz", "summary.json"}
+    expected = {"gradcam.png", "intra_sma.png", "ut_map.png", "contact_sheet.png", "explanation.npz", "summary.json",
+                "tracks.png"}  # tracks.png: the face tracks (--faces all, the default)
     assert {p.name for p in out.iterdir()} == expected
     printed = capsys.readouterr().out
     assert all(name in printed for name in expected)
@@ -396,3 +397,28 @@ def test_a_1x1_cam_layer_is_flagged(face_clip):
     exp = explain_clip(dil18(), small)
     assert any("outputs 1x1" in note and "flat wash" in note for note in exp.notes)
     assert not any("1x1" in note for note in explain_clip(dil18(), face_clip.pixels[:, : 2 * T]).notes)
+
+
+def test_cli_draws_the_face_tracks_with_the_deciding_one_marked(checkpoint, tmp_path, capsys):
+    """Two people: tracks.png draws both tracks, summary.json lists them with their probabilities
+    and the track that decides; the other pictures explain that track (or --track's)."""
+    video = bundled_video("two_people_320x192_test_vd_rc")
+    out = tmp_path / "two"
+    assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--no-gradcam"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    probs = {t["id"]: t["fake_probability"] for t in summary["tracks"]}
+    assert sorted(probs) == [0, 1] and summary["deciding_track"] == max(probs, key=probs.get)
+    assert summary["explained_track"] == summary["deciding_track"]
+    assert summary["fake_probability"] == pytest.approx(probs[summary["deciding_track"]], abs=1e-4)
+    with Image.open(out / "tracks.png") as image:
+        picture = np.asarray(image.convert("RGB")).astype(int)
+    red, blue = np.array([0xd6, 0x27, 0x28]), np.array([0x1f, 0x77, 0xb4])
+    colour = red if probs[summary["deciding_track"]] >= 0.5 else blue
+    assert (np.abs(picture - colour).sum(axis=-1) < 30).sum() > 200  # the deciding track's thick box
+    other = 1 - summary["deciding_track"]
+    assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "other"),
+                 "--no-gradcam", "--track", str(other)]) == 0
+    assert json.loads((tmp_path / "other" / "summary.json").read_text())["explained_track"] == other
+    assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x"),
+                 "--track", "7"]) == 2
+    assert "no such scored face track" in capsys.readouterr().err

@@ -2,12 +2,15 @@
 
 The parent process starts torch's OpenMP thread pool (building the face detector does);
 a process forked after that hung in its first parallel region (MTCNN in two workers),
-until the workers were made to compute with one torch thread, as DataLoader workers do.
+until the workers were made to compute with one torch thread, as DataLoader workers do. And
+they must end when the main process dies, however it dies.
 """
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from video_fixtures import carphone, two_people
 
@@ -26,3 +29,69 @@ def test_extract_faces_with_two_workers_finishes(tmp_path):
     assert "2 video(s): 2 done, 0 failed" in proc.stdout
     for video in videos:
         assert any((tmp_path / "faces" / video.stem).glob("*.png")), video.stem
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not ended, nor a zombie waiting to be reaped)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_workers_end_when_the_main_process_is_killed(tmp_path):
+    """``kill -9`` of the main process: its worker processes must not live on, blocked on the task
+    pipe forever (issue 21, item 13)."""
+    import signal
+    import time
+
+    import numpy as np
+
+    from video_fixtures import encode
+
+    rng = np.random.default_rng(0)  # noise: slow to write as PNG, so the workers are busy when the main dies
+    video = encode(tmp_path / "v0.mp4", [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(60)])
+    for i in range(1, 8):
+        (tmp_path / f"v{i}.mp4").write_bytes(video.read_bytes())
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    main = subprocess.Popen(
+        [sys.executable, "-m", "dynsnip", "extract-faces", str(tmp_path), "--out", str(tmp_path / "faces"),
+         "--face-detector", "none", "--workers", "2", "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path,
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and main.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            workers = [pid for pid in _children(main.pid) if _running(pid)]
+        assert len(workers) == 2, "the two worker processes did not start"
+        os.kill(main.pid, signal.SIGKILL)
+        main.wait()
+        deadline = time.monotonic() + 15
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_running, workers)), "worker processes outlived the killed main process"
+    finally:
+        if main.poll() is None:
+            main.kill()
+            main.wait()
+        for pid in workers:  # leave nothing behind if the test failed
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

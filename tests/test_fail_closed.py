@@ -402,7 +402,7 @@ def test_hub_ids_and_tags_fail_fast_when_the_hub_refuses_connections(tmp_path):
 def test_predict_with_an_unreachable_hub_prints_one_line(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dynsnip", "predict", "v.mp4", "--model", "hf-hub:me/det"],
+    proc = subprocess.run([sys.executable, "-m", "dynsnip", "predict", "v.mp4", "--checkpoint", "hf-hub:me/det"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     error = one_line_error(proc.stderr)
@@ -438,3 +438,89 @@ def test_explain_writes_nothing_for_a_nan_score(tmp_path, capsys):
     assert code == 1 and "p(fake)" not in captured.out
     assert "dynsnip explain: non_finite_output:" in one_line_error(captured.err)
     assert not out.exists() or not any(out.iterdir())
+
+
+# ============================================================= issue 21 (second pass)
+# ------------------------------------ item 11: integer / bool tensors do not load by casting
+def test_integer_weights_are_refused_by_predict_and_train_checkpoints(tmp_path, capsys):
+    from dynsnip.cli.predict import load_detector
+    from dynsnip.engine import build_model
+    from video_fixtures import two_people
+
+    state = timm.create_model("dil_resnet18", num_classes=1).state_dict()
+    state["layer1.0.conv1.weight"] = torch.ones_like(state["layer1.0.conv1.weight"], dtype=torch.int32)
+    state["fc.bias"] = torch.tensor([True])
+    weights = tmp_path / "ints.safetensors"
+    safetensors.torch.save_file(state, str(weights))
+    torch.save(state, tmp_path / "ints.pt")
+    expected = "layer1.0.conv1.weight: int32 in the file where the model has float32"
+    for path in (weights, tmp_path / "ints.pt"):
+        with pytest.raises(ValueError, match=rf"2 of another dtype \({expected}, fc.bias: bool in the file where"):
+            load_detector("dil_resnet18", str(path))
+    code = main(["predict", str(two_people()), "--model", "dil_resnet18", "--checkpoint", str(weights)])
+    error = one_line_error(capsys.readouterr().err)
+    assert code == 2 and expected in error and "integer or bool values in place of weights" in error
+    with pytest.raises(ValueError, match=rf"ints.safetensors: checkpoint does not fit dil_resnet18: 2 of another dtype \({expected}"):
+        build_model("dil_resnet18", pretrained=False, checkpoint=weights)  # dynsnip train --checkpoint
+    state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"].bfloat16()  # a lower precision: loads
+    state["fc.bias"] = torch.tensor([0.5])
+    safetensors.torch.save_file(state, str(weights))
+    model = build_model("dil_resnet18", pretrained=False, checkpoint=weights)
+    assert model.layer1[0].conv1.weight.dtype == torch.float32 and model.fc.bias.tolist() == [0.5]
+
+
+# ------------------------- item 12: one class, or pseudo-fakes without reals: refused up front
+class Labelled(Clips):
+    """Clips whose labels are known up front (as a manifest's are), all of one class."""
+
+    def __init__(self, label: int):
+        super().__init__()
+        self.y = torch.full_like(self.y, label)
+        self.labels = self.y.tolist()
+
+
+@pytest.mark.parametrize("label, pseudo_fakes, message", [
+    (0, None, r"the training set has only real videos \(8\): a detector needs real and fake videos"),
+    (1, None, r"only fake videos \(8\).*add real videos \(label 0\)"),
+    (1, "temporal", r"--pseudo-fakes temporal makes its fakes from the real training videos, but the training set "
+                    r"has none \(8 fake\)"),
+])
+def test_engine_refuses_a_training_set_it_cannot_learn_from(tmp_path, label, pseudo_fakes, message):
+    with pytest.raises(ValueError, match=message):
+        train(tiny_recipe(pseudo_fakes=pseudo_fakes), Labelled(label), None, tmp_path / "run", model_kwargs=TINY,
+              device="cpu", progress=False, log=None)
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_train_command_refuses_one_class_or_pseudo_fakes_without_reals(manifest, tmp_path, capsys):  # noqa: F811
+    rows = manifest.read_text().splitlines()
+    for name, keep, extra, message in (
+            ("reals.csv", ",real,", [], "the training set has only real videos (2)"),
+            ("fakes.csv", ",fake,", ["--pseudo-fakes", "temporal"],
+             "--pseudo-fakes temporal makes its fakes from the real training videos, but the training set has none")):
+        one_class = manifest.parent / name
+        one_class.write_text("\n".join([rows[0], *[r for r in rows[1:] if keep in r]]) + "\n")
+        out = tmp_path / name
+        code = main(["train", "--manifest", str(one_class), "--out", str(out), *TINY_ARGS, "--img-size", "16",
+                     "--num-snippets", "1", "--test-num-snippets", "1", "--workers", "0", "--no-progress", *extra])
+        error = one_line_error(capsys.readouterr().err)
+        assert code == 2 and error.startswith("dynsnip train: error: ") and message in error, error
+        assert not (out / "model").exists() and not (out / "history.json").exists()
+
+
+# ------------------------------------- item 14: a mistyped path is not a Hub repo, in every command
+def test_commands_report_a_mistyped_model_folder_without_asking_the_hub(manifest, tmp_path, capsys,  # noqa: F811
+                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    hint = "no folder runs/doesnotexist (directory 'runs/doesnotexist' does not exist); " \
+           "for a Hub repo write hf-hub:runs/doesnotexist"
+    commands = (
+        ["evaluate", "--model", "runs/doesnotexist", "--manifest", str(manifest)],
+        ["train", "--manifest", str(manifest), "--out", "run", "--model", "runs/doesnotexist", "--workers", "0"],
+    )
+    for argv in commands:
+        start = time.perf_counter()
+        assert main(argv) == 2
+        error = one_line_error(capsys.readouterr().err)
+        assert hint in error and "Hub" not in error.split(hint)[0], error
+        assert time.perf_counter() - start < 20  # no download was tried (the Hub's retries take ~50 s)

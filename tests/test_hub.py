@@ -37,6 +37,7 @@ from hub_fixtures import go_offline, local_hub  # noqa: F401 (fixture)
 from local_hub import LocalHub
 
 REPO = "me/my-detector"
+HUB_ID = f"hf-hub:{REPO}"  # a bare owner/name is a local path (issue 21, item 14)
 # timm's smallest ResNet keeps these tests fast; the README's dil_resnet50.tv_in1k takes the same path.
 BASE, TAG = "test_resnet", "r160_in1k"
 BASE_REPO = f"timm/{BASE}.{TAG}"
@@ -179,7 +180,7 @@ def test_user_steps_end_to_end(local_hub: LocalHub, tmp_path: Path, monkeypatch:
 def test_offline_environment_variable_in_a_fresh_process(local_hub: LocalHub, tmp_path: Path) -> None:
     """HF_HUB_OFFLINE=1 set before Python starts (the way users set it) loads from the cache."""
     model = push_detector(local_hub)
-    dynsnip_hub.load_model(REPO)  # fills the cache
+    dynsnip_hub.load_model(HUB_ID)  # fills the cache
     x = clips(model)
     torch.save(x, tmp_path / "x.pt")
     torch.save(outputs(model, x), tmp_path / "y.pt")
@@ -191,7 +192,7 @@ def test_offline_environment_variable_in_a_fresh_process(local_hub: LocalHub, tm
         "with torch.no_grad(): assert torch.equal(m(x), y)\n"
         "from dynsnip.hub import NotCachedError, load_model\n"
         "try:\n"
-        "    load_model('me/never-downloaded')\n"
+        "    load_model('hf-hub:me/never-downloaded')\n"
         "except NotCachedError as err:\n"
         "    print('NOT CACHED:', err)\n"
     )
@@ -270,7 +271,7 @@ def test_model_card_metadata_and_usage(local_hub: LocalHub) -> None:
     assert card.data.base_model == BASE_REPO
     assert f'timm.create_model("hf-hub:{REPO}", pretrained=True)' in card.text
     assert "import dynsnip" in card.text
-    assert f"dynsnip predict --model hf-hub:{REPO} video.mp4" in card.text
+    assert f"dynsnip predict --checkpoint hf-hub:{REPO} video.mp4" in card.text
 
 
 def test_training_and_evaluation_records_in_config_card_and_model_index(local_hub: LocalHub, tmp_path: Path) -> None:
@@ -364,7 +365,7 @@ def test_a_pickled_checkpoint_is_never_unpickled(local_hub: LocalHub, tmp_path: 
     files = {k: v for k, v in local_hub.files(REPO).items() if k != "model.safetensors"}
     local_hub.add_repo(REPO, {**files, "pytorch_model.bin": bomb}, "swap weights")
     with pytest.raises(ModelFileNotFoundError, match=f"Hub repo '{REPO}' has no file 'model.safetensors'"):
-        dynsnip_hub.load_model(REPO)
+        dynsnip_hub.load_model(HUB_ID)
     with pytest.raises(Exception):
         timm.create_model(f"hf-hub:{REPO}", pretrained=True)  # config.json names model.safetensors
     assert local_hub.requests_to("pytorch_model.bin") == []
@@ -378,7 +379,7 @@ def test_a_pickled_checkpoint_is_never_unpickled(local_hub: LocalHub, tmp_path: 
     # (c) a pickle disguised as model.safetensors is rejected by the safetensors parser
     local_hub.add_repo(REPO, {**files, "model.safetensors": bomb}, "disguised pickle")
     with pytest.raises(CheckpointMismatchError, match=f"model.safetensors of Hub repo '{REPO}' is not a valid"):
-        dynsnip_hub.load_model(REPO)
+        dynsnip_hub.load_model(HUB_ID)
     assert not marker.exists()
 
 
@@ -395,11 +396,9 @@ def test_dynsnip_never_calls_torch_load_without_weights_only() -> None:
 
 
 @pytest.mark.parametrize("name, message, advice, url", [
-    ("me/no-such-repo", "Hub repo 'me/no-such-repo' does not exist on http://127.0.0.1",
-     "no local directory of that name", "/me/no-such-repo/resolve/main/config.json"),
     ("hf-hub:me/no-such-repo", "Hub repo 'me/no-such-repo' does not exist", "hf auth login",
      "/me/no-such-repo/resolve/main/config.json"),
-    (f"{REPO}@v9", f"Hub repo '{REPO}' (revision v9): no such branch, tag or commit", "Drop the '@v9'",
+    (f"{HUB_ID}@v9", f"Hub repo '{REPO}' (revision v9): no such branch, tag or commit", "Drop the '@v9'",
      f"/{REPO}/resolve/v9/config.json"),
 ])
 def test_unknown_repo_or_revision(local_hub: LocalHub, name: str, message: str, advice: str, url: str) -> None:
@@ -422,23 +421,23 @@ def test_missing_weights_file_online(local_hub: LocalHub) -> None:
     files = {k: v for k, v in local_hub.files(REPO).items() if k != "model.safetensors"}
     local_hub.add_repo(REPO, files, "delete weights")
     with pytest.raises(ModelFileNotFoundError) as caught:
-        dynsnip_hub.load_model(REPO)
+        dynsnip_hub.load_model(HUB_ID)
     assert caught.value.filename == "model.safetensors" and caught.value.source == REPO
     assert f"dynsnip.push_to_hub(model, '{REPO}')" in str(caught.value)
 
 
 def test_offline_without_the_files_in_the_cache(local_hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> None:
     push_detector(local_hub)
-    dynsnip_hub.load_model(REPO, pretrained=False)  # caches config.json only
+    dynsnip_hub.load_model(HUB_ID, pretrained=False)  # caches config.json only
     go_offline(monkeypatch)
     local_hub.clear_log()
     with pytest.raises(NotCachedError) as caught:
-        dynsnip_hub.load_model(REPO)
+        dynsnip_hub.load_model(HUB_ID)
     message = str(caught.value)
     assert message.startswith(f"'model.safetensors' of Hub repo '{REPO}' is not in the local cache")
     assert "HF_HUB_OFFLINE=1" in message and f"hf download {REPO}" in message
     with pytest.raises(NotCachedError, match="'config.json' of Hub repo 'me/other'"):
-        dynsnip_hub.load_model("me/other")
+        dynsnip_hub.load_model("hf-hub:me/other")
     assert local_hub.requests == []
 
 
@@ -449,7 +448,7 @@ def test_unreachable_hub_without_the_files_in_the_cache(local_hub: LocalHub, mon
     import huggingface_hub.utils._http as hf_http
 
     push_detector(local_hub)
-    dynsnip_hub.load_model(REPO, pretrained=False)  # caches config.json only
+    dynsnip_hub.load_model(HUB_ID, pretrained=False)  # caches config.json only
     endpoint = local_hub.endpoint
     local_hub.stop()  # the port is closed from now on: new connections are refused
     hf_http.close_session()  # drop the client's kept-alive connection to the stopped server
@@ -457,14 +456,14 @@ def test_unreachable_hub_without_the_files_in_the_cache(local_hub: LocalHub, mon
     monkeypatch.setattr(hf_http, "time", type("NoSleep", (), {"sleep": staticmethod(slept.append)}))
     assert not constants.is_offline_mode()
     with pytest.raises(NotCachedError) as caught:
-        dynsnip_hub.load_model(REPO)
+        dynsnip_hub.load_model(HUB_ID)
     message = str(caught.value)
     assert message.startswith(f"'model.safetensors' of Hub repo '{REPO}' is not in the local cache (")
     assert f"the Hub at {endpoint} cannot be reached (connection refused), so it was not retried" in message
     assert "HF_HUB_OFFLINE=1" in message and "\n" not in message
     assert slept == [], "a refused connection must not be retried with back-off"
     assert not constants.is_offline_mode()  # the cache-only switch is put back
-    assert dynsnip_hub.load_model(REPO, pretrained=False).snippet_len == 4  # the cached config.json still loads
+    assert dynsnip_hub.load_model(HUB_ID, pretrained=False).snippet_len == 4  # the cached config.json still loads
 
 
 def test_weights_of_another_architecture(local_hub: LocalHub) -> None:
@@ -488,7 +487,7 @@ def test_weights_of_another_sim_configuration(local_hub: LocalHub) -> None:
     files["model.safetensors"] = safetensors_bytes(other.state_dict())
     local_hub.add_repo(REPO, files, "wrong weights")
     with pytest.raises(CheckpointMismatchError, match=r"tensors the model does not have \(layer1\.0\.sim\."):
-        dynsnip_hub.load_model(REPO)
+        dynsnip_hub.load_model(HUB_ID)
 
 
 @pytest.mark.parametrize("key", ["layer3.0.sim", "fc.weight"])
@@ -501,7 +500,7 @@ def test_mis_shaped_tensor(local_hub: LocalHub, key: str) -> None:
     files["model.safetensors"] = safetensors_bytes(state)
     local_hub.add_repo(REPO, files, "mis-shaped")
     with pytest.raises(CheckpointMismatchError) as caught:
-        dynsnip_hub.load_model(REPO)
+        dynsnip_hub.load_model(HUB_ID)
     assert caught.value.filename == "model.safetensors"
     assert name in str(caught.value) and f"Hub repo '{REPO}'" in str(caught.value)
 
@@ -528,3 +527,101 @@ def test_top_level_api_is_exported() -> None:
     assert dynsnip.save_pretrained is dynsnip_hub.save_pretrained
     assert dynsnip.push_to_hub is dynsnip_hub.push_to_hub
     assert dynsnip.load_model is dynsnip_hub.load_model
+
+
+# ------------------------------------------------------------ issue 21: items 11, 14, 16
+def test_a_bare_owner_name_is_a_path_and_never_downloaded(local_hub: LocalHub, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 14: a mistyped folder that looks like owner/name, or a link that loops, is reported as
+    such, with the hf-hub: spelling for a repo; nothing is asked of the Hub. hf-hub: still loads."""
+    from dynsnip.engine import build_model
+
+    push_detector(local_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "loop").symlink_to("loop")  # a folder symlinked to itself
+    local_hub.clear_log()
+    for load in (dynsnip_hub.load_model, build_model):
+        with pytest.raises(ModelFileNotFoundError) as caught:
+            load(REPO)
+        assert str(caught.value).startswith(f"no folder {REPO} (directory '{REPO}' does not exist); "
+                                            f"for a Hub repo write hf-hub:{REPO}.")
+        with pytest.raises(ModelFileNotFoundError, match="'runs/loop' is a symbolic link that leads to no folder: "
+                                                         "it loops back to itself"):
+            load("runs/loop")
+    assert local_hub.requests == []
+    assert dynsnip_hub.load_model(HUB_ID).snippet_len == 4 and local_hub.requests_to("model.safetensors")
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.uint8])
+def test_integer_or_bool_weights_are_refused_in_every_load_route(local_hub: LocalHub, tmp_path: Path,
+                                                                 dtype: torch.dtype) -> None:
+    """Item 11: a tensor of the right shape but another dtype does not load by silent casting:
+    neither from the Hub, nor from a folder, nor through plain timm; a half-precision copy does."""
+    model = push_detector(local_hub)
+    state = model.state_dict()
+    key = "layer2.0.conv1.weight"
+    state[key] = (state[key] > 0).to(dtype)
+    files = local_hub.files(REPO)
+    files["model.safetensors"] = safetensors_bytes(state)
+    local_hub.add_repo(REPO, files, "integer weights")
+    folder = dynsnip.save_pretrained(model, tmp_path / "detector")
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    name = str(dtype).removeprefix("torch.")
+    for source, where in ((HUB_ID, f"Hub repo '{REPO}'"), (str(folder), f"directory '{folder}'")):
+        with pytest.raises(CheckpointMismatchError) as caught:
+            dynsnip_hub.load_model(source)
+        message = str(caught.value)
+        assert message.startswith(f"model.safetensors of {where} does not fit dil_{BASE}: 1 of another dtype "
+                                  f"({key}: {name} in the file where the model has float32)"), message
+        assert "\n" not in message
+    with pytest.raises(ValueError, match=rf"{key}: {name} in the file where the model has float32"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(half, str(folder / "model.safetensors"))
+    loaded = dynsnip_hub.load_model(str(folder))
+    assert loaded.layer2[0].conv1.weight.dtype == torch.float32
+    assert torch.equal(loaded.layer2[0].conv1.weight, half[key].float())
+
+
+def test_timm_pretrained_tag_fails_fast_in_one_line_without_the_hub(local_hub: LocalHub,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 16: plain timm.create_model("dil_<resnet>.<tag>", pretrained=True) with the Hub down:
+    no retries with back-off, one line naming the file, the cache, HF_HUB_OFFLINE and
+    pretrained=False; with HF_HUB_OFFLINE=1 the same. Cached weights still load, at once."""
+    import huggingface_hub.constants as constants
+    import huggingface_hub.utils._http as hf_http
+
+    serve_imagenet_resnet(local_hub)
+    endpoint = local_hub.endpoint
+    local_hub.stop()  # nothing listens at HF_ENDPOINT from now on: connections are refused
+    hf_http.close_session()
+    slept: list[float] = []
+    monkeypatch.setattr(hf_http, "time", type("NoSleep", (), {"sleep": staticmethod(slept.append)}))
+    with pytest.raises(NotCachedError) as caught:
+        timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True)
+    message = str(caught.value)
+    assert message.startswith(f"'model.safetensors' of Hub repo '{BASE_REPO}' is not in the local cache "
+                              f"({constants.HF_HUB_CACHE}) and the Hub at {endpoint} cannot be reached "
+                              "(connection refused), so it was not retried.")
+    assert "HF_HUB_OFFLINE=1" in message and "pretrained=False" in message and "\n" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no huggingface_hub traceback
+    assert slept == [], "a refused connection must not be retried with back-off"
+    assert not constants.is_offline_mode()  # the cache-only switch is put back
+    go_offline(monkeypatch)
+    with pytest.raises(NotCachedError, match=r"HF_HUB_OFFLINE=1 forbids downloading it.*pretrained=False"):
+        timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True)
+
+
+def test_timm_pretrained_tag_loads_from_the_cache_when_the_hub_is_down(local_hub: LocalHub,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.utils._http as hf_http
+
+    served = serve_imagenet_resnet(local_hub)
+    timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True)  # fills the cache
+    local_hub.stop()
+    hf_http.close_session()
+    slept: list[float] = []
+    monkeypatch.setattr(hf_http, "time", type("NoSleep", (), {"sleep": staticmethod(slept.append)}))
+    model = timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True)
+    assert torch.equal(model.conv1[0].weight, served["conv1.0.weight"]) and slept == []

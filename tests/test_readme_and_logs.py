@@ -29,10 +29,49 @@ def test_readme_snippets_that_infer_use_eval_and_inference_mode():
     assert 'timm.create_model("dil_resnet50", num_classes=1).eval()' in python_blocks()[0]
 
 
-def test_readme_install_line_says_it_takes_cuda_torch_and_how_to_get_cpu_wheels():
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def install_torch_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("install_torch", ROOT / "tools" / "install_torch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_install_lines_take_the_cpu_build_on_a_cpu_machine():
+    """Issue 21, item 18: the commands a newcomer copies install torch's CPU build on a Linux
+    machine without an NVIDIA GPU (not the 3 GB CUDA one), the CUDA build with a driver, and
+    where PyTorch's index cannot be reached the plain pip command that CI runs."""
     head = README.split("## ", 1)[0]
-    assert "CPU wheels" not in head.split("```bash", 1)[0]  # no claim that PyPI gives CPU wheels
-    assert "CUDA build" in head and "--index-url https://download.pytorch.org/whl/cpu" in head
+    commands = [line for line in head.split("```bash", 1)[1].split("```", 1)[0].splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2 and all(c.startswith("python tools/install_torch.py && pip install -e") for c in commands)
+    tool = install_torch_tool()
+    packages = ["install", f"torch=={tool.TORCH}", f"torchvision=={tool.TORCHVISION}"]
+    cpu = packages + ["--index-url", "https://download.pytorch.org/whl/cpu"]
+    assert tool.choose(system="Linux", nvidia=False, probe=lambda: None)[0] == cpu
+    assert tool.choose(system="Linux", nvidia=True, probe=lambda: None)[0] == packages
+    assert tool.choose(system="Darwin", nvidia=False, probe=lambda: None)[0] == packages
+    pip_args, why = tool.choose(system="Linux", nvidia=False, probe=lambda: "Name or service not known")
+    assert pip_args == packages and "cannot be reached (Name or service not known)" in why
+    assert tool.choose("cpu", system="Darwin")[0] == cpu and tool.choose("cuda", nvidia=False)[0] == packages
+    assert f"`pip {' '.join(cpu)}`" in head.replace("\n", " ")  # the README names the command it runs
+    assert "CUDA build" in head and "--cuda" in head
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert "python tools/install_torch.py" in ci  # CI installs torch as the README's command does
+    assert "python -m pytest -q" in ci  # and runs the README's test command
+
+
+def test_install_torch_dry_run_prints_the_command(capsys):
+    tool = install_torch_tool()
+    assert tool.main(["--cpu", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "install_torch: --cpu: torch's CPU build from PyTorch's index"
+    assert out[1].endswith(f"-m pip install torch=={tool.TORCH} torchvision=={tool.TORCHVISION} "
+                           "--index-url https://download.pytorch.org/whl/cpu")
 
 
 def test_attention_maps_snippet_runs_under_inference_mode():

@@ -113,3 +113,39 @@ def gop_video(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def faceless_video(tmp_path_factory) -> Path:
     return encode(tmp_path_factory.mktemp("faceless") / "no_face.mp4", faceless_frames())
+
+
+def blinking_frames(frames: list[np.ndarray], every: int = 4) -> list[np.ndarray]:
+    """``frames`` with every frame black except those whose index is a multiple of ``every``: the
+    face shows only on the frames a detector with ``detect_every = every`` looks at."""
+    return [frame if i % every == 0 else np.zeros_like(frame) for i, frame in enumerate(frames)]
+
+
+def write_size_change(path: Path, frames: list[np.ndarray], change_at: int) -> Path:
+    """An MPEG-TS H.264 stream whose frames from ``change_at`` on are twice the size (176x144, then
+    352x288 for carphone): two encodes spliced, as a capture that switched resolution writes."""
+    from fractions import Fraction
+
+    from PIL import Image
+
+    def part(frames: list[np.ndarray], start: int) -> bytes:
+        height, width = frames[0].shape[:2]
+        target = path.with_name(f"{path.stem}.part{start}.ts")
+        with av.open(str(target), "w", format="mpegts") as container:
+            stream = container.add_stream("libx264", rate=25)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {"g": "8", "bf": "0", "preset": "ultrafast"}
+            for i, array in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+                frame.pts, frame.time_base = start + i, Fraction(1, 25)
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+        data = target.read_bytes()
+        target.unlink()
+        return data
+
+    larger = [np.asarray(Image.fromarray(f).resize((2 * f.shape[1], 2 * f.shape[0]))) for f in frames[change_at:]]
+    path.write_bytes(part(frames[:change_at], 0) + part(larger, change_at))
+    return path

@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "manifest",
     "benchmark",
     "pseudo_fakes",
+    "export",
 )
 
 

@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "detection on the fly). With --train, first trains with the paper's recipe on the training and "
             "validation splits of --train-data (default --data) in OUT/run. Writes OUT/benchmark.json, "
             "OUT/benchmark.md and the per-video report OUT/report.*; never overwrites them without --overwrite. "
-            "See docs/benchmarks.md."
+            "Nothing is scored unless the data is the protocol's dataset: the manifest's 'dataset' column (written by "
+            "`dynsnip manifest`, kept by `extract-faces`) must name it, or, for a manifest that records none, "
+            "--data-is must vouch for it. See docs/benchmarks.md."
         ),
         epilog=("example: dynsnip benchmark ffpp-hq --model runs/ffpp-c23/model --data faces_c23/faces.csv "
                 "--out bench/ffpp-hq"),
@@ -36,8 +38,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--train-data", type=Path,
                    help="with --train: training data, a manifest with train/val splits or a dataset root "
                         "(default --data; ffpp-to-celebdf needs FF++ here)")
+    p.add_argument("--data-is", metavar="TAG",
+                   help="vouch that a --data manifest which records no dataset (no 'dataset' column: hand-made, "
+                        "another tool, an older dynsnip) is the protocol's data, named by its tag (ffpp:c23, ffpp:c40, "
+                        "celebdf:v2, dfdc, wilddeepfake; the error says which). A recorded dataset is never overridden, "
+                        "and methods or folders of another dataset still refuse it")
+    p.add_argument("--train-data-is", metavar="TAG",
+                   help="the same vouch for a --train-data manifest that records no dataset (only its dataset is "
+                        "checked: ffpp-to-celebdf trains on ffpp)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--train", action="store_true", help="train first with the paper's recipe (30 epochs, 45 cross-dataset)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="with --train: start from a random init of a dil_* --model (as `dynsnip train --no-pretrained`)")
     p.add_argument("--balance-classes", action="store_true",
                    help="with --train: oversample the smaller class (the paper does not; see docs/benchmarks.md)")
     p.add_argument("--record", action="store_true",
@@ -46,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--threshold", type=float, default=0.5, help="fake-probability threshold for accuracy (paper 0.5)")
     p.add_argument("--no-frame-level", dest="frame_level", action="store_false", help="skip the frame-level AUC")
+    from .face_options import add_track_options
+
+    add_track_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_recipe_arguments(p)
@@ -71,17 +86,20 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> Pat
     returns the saved model folder."""
     from ..data.manifest import read_manifest
     from ..engine import build_model, make_dataset, train
+    from ..engine.benchmark import check_protocol_data
     from ..engine.sampling import balance_classes
 
     dataset, options = protocol.train_reader()
     manifest = _manifest_for(args.train_data or args.data, dataset, dict(options), out / "train_manifest.csv",
                              overwrite=True)
-    model = build_model(recipe.model, pretrained=recipe.pretrained)
+    vouch = (args.train_data_is, "--train-data-is") if args.train_data is not None else (args.data_is, "--data-is")
+    print(f"training data: {check_protocol_data(protocol, manifest, vouch[0], train=True, flag=vouch[1])}")
+    model = build_model(recipe.model, pretrained=recipe.pretrained, module_config=recipe.module_config)
     train_set = make_dataset(manifest, model, recipe, train=True, split="train")
     if args.balance_classes:
         train_set = balance_classes(train_set, seed=recipe.seed)
     val_set = make_dataset(manifest, model, recipe, train=False, split="val") if read_manifest(manifest, "val") else None
-    print(f"training {recipe.model} for {recipe.epochs} epochs on {len(train_set)} clips"
+    print(f"training {recipe.model} ({recipe.module_config} module) for {recipe.epochs} epochs on {len(train_set)} clips"
           + (f", validating on {len(val_set)}" if val_set is not None else ", no validation split") + f"; run dir {out / 'run'}")
     result = train(recipe, train_set, val_set, out / "run", model=model, device=device, progress=args.progress,
                    data_name=f"{args.train_data or args.data} ({protocol.name} training)"
@@ -89,12 +107,23 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> Pat
     return result.model_dir
 
 
+def _check_module_config(model, wanted: str, source) -> None:
+    """Without --train, --config names what the evaluated model must be (ValueError otherwise)."""
+    from ..models.paper_configs import module_configuration
+
+    found = module_configuration(model)
+    if found != wanted:
+        raise ValueError(f"--config {wanted}: {source} is a detector of the {found!r} module configuration; "
+                         "--config chooses what --train trains, an evaluated detector keeps its own (drop --config)")
+
+
 def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..data.benchmarks import LayoutError
     from ..data.benchmarks.protocols import PROTOCOLS
     from ..engine import build_model
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.benchmark import RESULT_NAME, format_table, run_benchmark, write_test_manifest, write_benchmark
+    from ..engine.benchmark import (RESULT_NAME, check_protocol_data, format_table, run_benchmark, write_benchmark,
+                                    write_test_manifest)
     from ..engine.train import saved_model_folder
     from ..hub.errors import ModelLoadError
     from .train import recipe_from_args
@@ -111,19 +140,29 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                         "give --train-data (a manifest or the dataset's root)")
     if args.train_data is not None and not args.train:
         return usage_error("benchmark", "--train-data is only used with --train")
+    if not args.pretrained and not args.train:
+        return usage_error("benchmark", "--no-pretrained chooses the random starting point of --train; without --train, "
+                                        "--model must be a trained detector (a folder written by dynsnip train, or "
+                                        "hf-hub:owner/name)")
+    if args.train_data_is is not None and args.train_data is None:
+        return usage_error("benchmark", "--train-data-is vouches for --train-data; without --train-data the training "
+                                        "data is --data (use --data-is)")
     if args.record and not args.train and saved_model_folder(args.model) is None:
         return usage_error("benchmark", f"--record needs --model to be a local folder written by save_pretrained or "
                                         f"dynsnip train (with config.json), or --train; got {args.model}")
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, TypeError, LayoutError, ModelLoadError)
     try:  # the test data first: a wrong root fails now, not after training
         out.mkdir(parents=True, exist_ok=True)
-        fixed = {"epochs": args.epochs or protocol.epochs}
+        fixed = {"epochs": args.epochs or protocol.epochs, "pretrained": bool(args.pretrained)}
         if args.model is not None:
             fixed["model"] = str(args.model)
         recipe = recipe_from_args(args, **fixed)
         source = _manifest_for(args.data, protocol.dataset, dict(protocol.options), out / "data_manifest.csv",
                                overwrite=True)
-        manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True)
+        provenance = check_protocol_data(protocol, source, args.data_is)  # before anything is scored
+        print(f"test data: {provenance}")
+        manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True,
+                                       data_is=args.data_is)
     except setup_errors as err:
         return usage_error("benchmark", str(err))
     info = init_distributed(args.device)
@@ -134,6 +173,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         try:
             model_source = _train(args, protocol, recipe, out, info.device) if args.train else args.model
             model = build_model(str(model_source), pretrained=True).to(info.device).eval()
+            if not args.train and args.module_config is not None:
+                _check_module_config(model, args.module_config, model_source)
             cfg_size = model.pretrained_cfg.get("input_size", (3, recipe.img_size, recipe.img_size))[-1]
             recipe = recipe.replace(
                 snippet_len=model.snippet_len, img_size=int(args.img_size or cfg_size),
@@ -142,11 +183,13 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         except setup_errors as err:
             return usage_error("benchmark", str(err))
         result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
-                               frame_level=args.frame_level, progress=args.progress)
+                               frame_level=args.frame_level, progress=args.progress, faces=args.faces,
+                               video_score=args.video_score)
     finally:
         cleanup_distributed()
     result["model"] = str(model_source)
     result["data"] = str(args.data)
+    result["data_provenance"] = provenance
     print(format_table(result))
     paths = write_benchmark(result, out, overwrite=True)
     print("wrote " + " ".join(str(p) for p in paths))
@@ -162,6 +205,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         folder = saved_model_folder(model_source)
         record_evaluation(folder, evaluation_record(
             result["report"], data=protocol.title, split=protocol.split, num_snippets=recipe.test_num_snippets,
-            snippet_len=recipe.snippet_len, img_size=recipe.img_size, source=f"dynsnip benchmark {protocol.name}"))
+            snippet_len=recipe.snippet_len, img_size=recipe.img_size,
+            source=f"dynsnip benchmark {protocol.name}" + (f" (test data {provenance})" if provenance.startswith("vouched")
+                                                            else "")))
         print(f"recorded in {folder / 'config.json'}")
     return EXIT_SOME_FAILED if result["failed"] else EXIT_OK

@@ -26,8 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "2 CPU cores."
         ),
     )
-    p.add_argument("--out", type=Path, default=d.out, help=f"output folder (default ./{d.out}); only a folder an "
-                   "earlier demo wrote is replaced")
+    p.add_argument("--out", type=Path, default=d.out, help=f"output folder (default ./{d.out}, in the current folder); "
+                   "only a folder an earlier demo wrote is replaced")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs for each detector (default {d.epochs})")
     p.add_argument("--size", type=int, default=d.size, help=f"face crop side in pixels (default {d.size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g}: training from scratch)")
@@ -75,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
     if all(both):
         print(f"both: the per-clip blend artefact is visible in single frames, so the frame-level model learns it "
               f"too (AUC {both[1]['auc']:.2f}; DIL {both[0]['auc']:.2f}).")
-    out = shlex.quote(str(result.out))
-    print(f"\nDIL detector saved to {result.out} (hub layout; frame-level model in {result.out / 'frame_level'}).")
+    folder = Path(result.out).absolute()
+    out = shlex.quote(str(folder))
+    print(f"\nDIL detector saved to {folder} (hub layout; frame-level model in {folder / 'frame_level'}). It knows "
+          "the demo task only: not a detector for real footage.")
     if result.samples:
-        files = " ".join(shlex.quote(str(p)) for p in result.samples)
-        print(f"try it:  dynsnip predict --model {out} {files}")
+        files = " ".join(shlex.quote(str(Path(p).absolute())) for p in result.samples)
+        print(f"try it:  dynsnip predict --checkpoint {out} {files}")
     else:
-        print(f"try it:  dynsnip predict --model {out} VIDEO.mp4")
+        print(f"try it:  dynsnip predict --checkpoint {out} VIDEO.mp4")
     return 0

@@ -30,15 +30,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--split", help="evaluate only the rows of this split (e.g. test)")
     p.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
                    help="entries are face-frame folders or video files (default: look at the first)")
-    p.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
-                   help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
+    p.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
+                   help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
+    from .face_options import add_track_options
+
+    add_track_options(p)
     p.add_argument("--num-snippets", type=int, help="U (default: the model's test_num_snippets, paper 8)")
     p.add_argument("--img-size", type=int, help="face crop side (default: the model's input size)")
     p.add_argument("--batch-size", type=int, default=10, help="clips per forward pass (default 10)")
     p.add_argument("--threshold", type=float, default=0.5, help="fake-probability threshold for accuracy (default 0.5)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no fp16 autocast on GPU")
-    p.add_argument("--workers", type=int, default=4, help="DataLoader workers (default 4)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers (default 4, or the CPU cores this process may use if fewer)")
     p.add_argument("--out", type=Path, help="report path without extension (writes .json, .csv, _videos.csv; "
                                             "refused if one of them exists, see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing report")
@@ -87,6 +91,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine.distributed import cleanup_distributed, init_distributed
 
     from ..hub.errors import ModelLoadError
+    from .train import available_cpus
 
     if not args.manifest.is_file():
         return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")
@@ -107,11 +112,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
             recipe = Recipe(model=str(args.model), snippet_len=model.snippet_len,
                             test_num_snippets=int(args.num_snippets or model.test_num_snippets), img_size=size)
             dataset = make_dataset(args.manifest, model, recipe, train=False, split=args.split, kind=args.data,
-                                   face_detector=args.face_detector)
+                                   face_detector=args.face_detector, faces=args.faces)
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:
             return usage_error("evaluate", str(err))
+        workers = min(4, available_cpus()) if args.workers is None else args.workers
         result = evaluate(model, dataset, batch_size=args.batch_size, device=info.device, amp=args.amp,
-                          num_workers=args.workers, threshold=args.threshold, dist_info=info, progress=args.progress)
+                          num_workers=workers, threshold=args.threshold, dist_info=info, progress=args.progress,
+                          video_score=args.video_score)
         if info.is_main:
             print(f"{args.model} on {args.manifest}" + (f" [{args.split}]" if args.split else "")
                   + f": U={recipe.test_num_snippets} x T={recipe.snippet_len} at {size} px")

@@ -10,7 +10,12 @@ detector once forward and once backward, and writes into ``--out``:
   (``ut_map_<layer>.png`` per layer with several ``--inter-layer`` or ``all``);
 * ``contact_sheet.png``: all of it over the face frames on one page;
 * ``explanation.npz``: the arrays (``dynsnip.explain.Explanation.load``);
-* ``summary.json``: probabilities, layers, frame numbers, crop boxes, notes.
+* ``summary.json``: probabilities, layers, frame numbers, crop boxes, notes;
+* ``tracks.png`` (``--faces all``, the default): every face track of the video on a few of
+  its frames, scored ones with their fake probability, the one that decides the verdict (its
+  most suspicious face, which the other pictures explain; ``--track`` picks another) marked,
+  dropped ones (a photo on the wall, a passer-by) with the reason; ``summary.json`` lists
+  the tracks.
 
 Exit codes: 0 written, 1 the video could not be processed (the reason is printed), 2 usage
 errors (model cannot be loaded, bad option, missing extra).
@@ -67,6 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "CAM at an Intra-SIM's output")
     parser.add_argument("--no-gradcam", action="store_true", help="skip the Grad-CAM (attention maps only)")
     add_face_options(parser, none_means="the video is already a face crop")
+    parser.add_argument("--faces", choices=("all", "largest"), default="all",
+                        help="all (default): every face is followed and scored, tracks.png draws them, and the "
+                             "pictures explain the most suspicious one (or --track); largest: the largest face only")
+    parser.add_argument("--track", type=int, default=None, metavar="ID",
+                        help="with --faces all: explain this face track instead of the most suspicious one")
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNGs (default 100)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.set_defaults(func=run)
@@ -91,7 +101,8 @@ def _unknown_layer(model: Any, names: list[str] | None, kind: type) -> str | Non
     return None
 
 
-def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files: dict[str, Path]) -> dict[str, Any]:
+def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files: dict[str, Path],
+             tracks: dict[str, Any] | None = None) -> dict[str, Any]:
     return dict(
         video=str(args.video),
         weights=weights,
@@ -102,7 +113,42 @@ def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files:
         frames_with_face=clip.frames_with_face,
         timestamps=[[round(s, 3) for s in row] for row in clip.timestamps.tolist()],
         files=sorted(p.name for p in files.values()),
+        **(tracks or {}),
     )
+
+
+def _score_tracks(model: Any, video: Any, device: Any) -> dict[int, float]:
+    """Fake probability of each scorable face track (one forward per track; NonFiniteError if not finite)."""
+    import torch
+
+    from dynsnip.engine.failures import NON_FINITE_OUTPUT, NonFiniteError, non_finite_input
+    from dynsnip.scoring import fake_probability
+
+    out = {}
+    for track_id, clip in sorted(video.clips.items()):
+        if (bad := non_finite_input(clip.pixels)) is not None:
+            raise bad
+        with torch.inference_mode():
+            p = float(fake_probability(model(clip.pixels[None].to(device)))[0])
+        if not math.isfinite(p):
+            raise NonFiniteError(NON_FINITE_OUTPUT, f"track {track_id}: the model's fake probability is {p}; expected "
+                                                    "a finite number")
+        out[track_id] = p
+    return out
+
+
+def _tracks_picture(args: argparse.Namespace, video: Any, probabilities: dict[int, float], deciding: int,
+                    explained: int) -> Any:
+    """The figure of :func:`dynsnip.explain.tracks.tracks_figure` for this video."""
+    from dynsnip.data import read_frames
+    from dynsnip.explain.tracks import shown_frames, tracks_figure
+
+    indices = shown_frames(video.tracks)
+    frames = dict(zip(indices, read_frames(args.video, indices)))
+    title = (f"{args.video}: {len(video.clips)} of {len(video.tracks)} face track(s) scored; video p(fake) = "
+             f"{probabilities[deciding]:.3f} (track {deciding})"
+             + (f"; pictures explain track {explained}" if explained != deciding else ""))
+    return tracks_figure(frames, video.tracks, probabilities, deciding, title)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(problem)
     if args.dpi < 10:
         return usage_error(f"--dpi must be at least 10, got {args.dpi}")
+    if args.track is not None and args.faces != "all":
+        return usage_error("--track picks one of the face tracks of --faces all")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
         return usage_error(
             f"--out {args.out} already exists and is not an empty directory; nothing is overwritten: "
@@ -152,8 +200,20 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     loader = clip_loader(model, args, faces)
+    video = track_probs = deciding = None
     try:
-        clip = loader(args.video)
+        if args.faces == "all" and faces is not None:
+            video = loader.load_tracks(args.video)
+            track_probs = _score_tracks(model, video, device)
+            deciding = max(track_probs, key=lambda t: (track_probs[t], -t))
+            explained = deciding if args.track is None else args.track
+            if explained not in video.clips:
+                return usage_error(f"--track {args.track}: no such scored face track in {args.video} (scored: "
+                                   f"{', '.join(map(str, sorted(video.clips)))}; all: "
+                                   f"{', '.join(f'{t.id} ({t.status})' for t in video.tracks)})")
+            clip = video.clips[explained]
+        else:
+            clip = loader(args.video)
         if (bad := non_finite_input(clip.pixels)) is not None:
             raise bad
     except (VideoError, NonFiniteError) as err:
@@ -183,14 +243,27 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as err:  # e.g. an --intra-layer the model does not have
         return usage_error(str(err))
+    tracks = None
+    if video is not None:
+        files["tracks"] = args.out / "tracks.png"
+        _tracks_picture(args, video, track_probs, deciding, clip.track).savefig(files["tracks"], dpi=args.dpi)
+        tracks = dict(deciding_track=deciding, explained_track=clip.track, tracks=[
+            dict(t.summary(), **({"fake_probability": round(track_probs[t.id], 4)} if t.id in track_probs else {}),
+                 **({"not_scored": video.failures[t.id].message} if t.id in video.failures else {}))
+            for t in video.tracks])
     files["explanation"] = args.out / "explanation.npz"
     exp.save(files["explanation"])
     files["summary"] = args.out / "summary.json"
-    files["summary"].write_text(json.dumps(_summary(exp, clip, args, weights, files), indent=2) + "\n", encoding="utf-8")
+    files["summary"].write_text(json.dumps(_summary(exp, clip, args, weights, files, tracks), indent=2) + "\n",
+                                encoding="utf-8")
 
     for note in exp.notes:
         print(f"dynsnip explain: note: {note}", file=sys.stderr)
     probs = "" if exp.snippet_probs is None else " (snippets: " + ", ".join(f"{p:.3f}" for p in exp.snippet_probs) + ")"
+    if video is not None:
+        print(f"{args.video}: {len(video.clips)} face track(s) scored: "
+              + ", ".join(f"{'*' if t == deciding else ''}track {t} p(fake) = {p:.3f}" for t, p in track_probs.items())
+              + f"; explaining track {clip.track}")
     print(f"{args.video}: p(fake) = {exp.fake_prob:.3f}{probs}")
     for path in files.values():
         print(f"wrote {path}")

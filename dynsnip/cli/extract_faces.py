@@ -7,9 +7,17 @@ CSV/JSON of videos with labels and splits) the command also writes ``OUT/faces.c
 same manifest pointing at the frame folders, ready for
 :class:`dynsnip.data.FaceFramesDataset`.
 
-Nothing is overwritten: a video whose folder exists is skipped (so an interrupted run can
-simply be started again), and an existing ``OUT/faces.csv`` is replaced only with
-``--overwrite``. Under ``torchrun --nnodes N --nproc_per_node M -m dynsnip extract-faces
+Nothing is overwritten: a video whose folder exists and holds that video (its ``faces.json``
+records the video's size and a hash of its ends, :mod:`dynsnip.data.faces.folder_source`) is
+skipped, so an interrupted run can simply be started again; a folder that holds another
+video (``real/001.mp4``'s, when ``fake/001.mp4`` is asked into the same ``OUT``) fails that
+video, naming both, and is replaced only with ``--replace-stale``; an existing
+``OUT/faces.csv`` is replaced only with ``--overwrite``. Folder names are the videos' paths
+relative to the input folder (or the manifest's) without the extension; names that would be
+``.``, ``..`` or end in ``.partial`` (the name of a folder being written) get a ``_``
+appended. Worker processes end when the main process dies (even by ``kill -9``).
+
+Under ``torchrun --nnodes N --nproc_per_node M -m dynsnip extract-faces
 ...`` the videos are sharded across the ranks (rank r takes every world-size-th video still
 to do; each writes its own video folders), and rank 0 prints the report and writes the one
 ``faces.csv``; ``OUT`` must be a folder every rank can reach. A video that cannot be read or shows no face is reported and the others
@@ -46,7 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "OUT/<video>/ (PNG frames named by frame index + faces.json with the detections and the face "
             "coverage); training cuts the crops out with the same crop policy as predict. With --manifest, also write "
             f"OUT/{MANIFEST_NAME} listing the frame folders with the videos' labels and splits. "
-            "Existing folders are skipped, never overwritten."
+            "An existing folder is skipped when it holds the same video (size and hash recorded in its faces.json); "
+            "one made from another video fails that video unless --replace-stale."
         ),
     )
     parser.add_argument("inputs", nargs="*", metavar="VIDEO_OR_DIR",
@@ -55,6 +64,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="CSV/JSON manifest of videos (path,label[,split]) instead of / besides inputs")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="output directory")
     add_face_options(parser, none_means="keep whole frames")
+    parser.add_argument("--faces", choices=("all", "largest"), default="all",
+                        help="all (default): every face is followed (face tracks, recorded in faces.json; regions "
+                             "hold every face) and, for a fake whose manifest row names its source, the swapped face "
+                             f"is found by comparing with the source (OUT/{MANIFEST_NAME}: tracks, track_evidence); "
+                             "largest: the largest face only, as before face tracks")
     parser.add_argument("--snippet-len", type=int, default=4, metavar="T",
                         help="snippet length of the models that will train on it (default 4, the paper's T)")
     parser.add_argument("--scale", type=float, default=None,
@@ -67,13 +81,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="videos processed at once, one process each (default: the number of CPUs)")
     parser.add_argument("--overwrite", action="store_true", help=f"replace an existing OUT/{MANIFEST_NAME}")
+    parser.add_argument("--replace-stale", action="store_true",
+                        help="re-extract a video whose existing output folder holds another video (or an older "
+                             "version of it), replacing that folder once the new one is complete")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
 
 
 def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
-    """``(video, output folder name, manifest entry or None)`` for every input video."""
+    """``(video, output folder name, manifest entry or None)`` for every input video; names by
+    :func:`~dynsnip.data.faces.folder_source.output_folder_name`."""
+    from dynsnip.data.faces.folder_source import output_folder_name
     from dynsnip.data.manifest import read_manifest
 
     jobs: list[tuple[Path, str, Any]] = []
@@ -81,16 +100,16 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
         path = Path(item)
         if path.is_dir():
             for video in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES):
-                jobs.append((video, video.relative_to(path).with_suffix("").as_posix(), None))
+                jobs.append((video, output_folder_name(video.relative_to(path)), None))
         else:
-            jobs.append((path, path.stem, None))
+            jobs.append((path, output_folder_name(path.name), None))
     if args.manifest is not None:
         root = args.manifest.parent.resolve()
         for entry in read_manifest(args.manifest):
             try:
-                name = entry.path.resolve().relative_to(root).with_suffix("").as_posix()
+                name = output_folder_name(entry.path.resolve().relative_to(root))
             except ValueError:
-                name = entry.path.stem
+                name = output_folder_name(entry.path.name)
             jobs.append((entry.path, name, entry))
     return jobs
 
@@ -119,6 +138,38 @@ def add_coverage_column(manifest: Path, coverages: list[float | None]) -> None:
         csv.writer(f).writerows(rows)
 
 
+def folder_tracks(folder: Path) -> tuple[str, str]:
+    """The ``tracks`` and ``track_evidence`` cells of an extracted folder's manifest row: its sample
+    tracks (``0;2``: every kept face track, or a fake's manipulated ones) and, for a fake
+    compared with its source, each track's difference from it (``0:0.8;1:14.2``); empty for a
+    folder written without face tracks."""
+    import json
+
+    try:
+        samples = json.loads((Path(folder) / "faces.json").read_text()).get("samples")
+    except (OSError, ValueError, AttributeError):
+        return "", ""
+    if not isinstance(samples, dict):
+        return "", ""
+    evidence = samples.get("evidence") or {}
+    return (";".join(str(t) for t in samples["tracks"]),
+            ";".join(f"{track}:{difference:g}" for track, difference in evidence.items()))
+
+
+def add_track_columns(manifest: Path, folders: list[Path]) -> None:
+    """Append ``tracks`` and ``track_evidence`` columns (:func:`folder_tracks`) to the CSV manifest
+    just written (one row per folder): which faces of each video are training samples, and why."""
+    import csv
+
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    rows[0] += ["tracks", "track_evidence"]
+    for row, folder in zip(rows[1:], folders):
+        row += list(folder_tracks(folder))
+    with manifest.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+
+
 def coverage_summary(coverages: list[tuple[Path, float | None]], low: int, minimum: float) -> str:
     """``face coverage: mean 0.93, lowest 0.50 (a.mp4); 1 video(s) below 0.5 failed`` (or "")."""
     known = [(c, v) for v, c in coverages if c is not None]
@@ -134,15 +185,18 @@ def coverage_summary(coverages: list[tuple[Path, float | None]], low: int, minim
 
 def _boxes_from(entry: Any, args: argparse.Namespace, claimed: dict[str, Path]) -> dict[str, Any]:
     """``{"boxes_from": ...}`` for a fake whose manifest row names its ``source`` (the real video):
-    the source's output folder when it is already extracted, else the source video itself."""
+    the source's output folder when it is already extracted (and holds that video), else the
+    source video itself."""
     from dynsnip.data.datasets import entry_source
+    from dynsnip.data.faces.folder_source import folder_source_problem
 
     source = None if entry is None else entry_source(entry)
     if source is None:
         return {}
     names = {video.resolve(): name for name, video in claimed.items()}
     folder = args.out / names[source.resolve()] if source.resolve() in names else None
-    return {"boxes_from": folder if folder is not None and (folder / "faces.json").is_file() else source}
+    ready = folder is not None and folder.is_dir() and folder_source_problem(folder, source) is None
+    return {"boxes_from": folder if ready else source}
 
 
 def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
@@ -157,7 +211,12 @@ def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
         reason = getattr(err, "reason", type(err).__name__)
         return False, f"{video}: {reason}: {getattr(err, 'message', str(err))}"
     coverage = (f"face found in {result.num_detected} of the {result.frames_checked} frames looked at "
-                f"({result.face_coverage:.0%})" if result.frames_checked else "no face detection")
+                f"({result.num_detected / result.frames_checked:.0%}), shown in {result.frames_showing_face} of the "
+                f"{result.num_frames} frames ({result.face_coverage:.0%})"
+                if result.frames_checked else "no face detection")
+    if result.tracks:
+        coverage += (f", {result.tracks} face track(s), sample track(s) "
+                     f"{', '.join(map(str, result.samples))}")
     return True, f"{video} -> {out_dir} ({result.num_frames} frames, {coverage})"
 
 
@@ -179,6 +238,61 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+def _worker_init(parent_pid: int) -> None:
+    """Initializer of the worker processes: end with the main process, compute with one torch thread."""
+    exit_with_parent(parent_pid)
+    _one_torch_thread()
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal this process gets when its parent thread dies
+PARENT_POLL_S = 0.5  # how often the watchdog thread looks for the parent
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """End this process when the process ``parent_pid`` ends, however it ends (``kill -9``
+    included): a killed main process must not leave its workers blocked on the task pipe forever.
+
+    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``, via
+    ctypes); everywhere a daemon thread checks every :data:`PARENT_POLL_S` seconds that the
+    parent is still the same and alive, and ends the process with ``os._exit`` otherwise. A
+    folder the worker was writing stays ``<name>.partial`` with the worker's pid in its
+    ``.owner`` record: the next run sees that process has ended and replaces it.
+    """
+    import signal
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl here: the watchdog thread alone
+            pass
+    parent_now = os.getppid()
+
+    def parent_alive() -> bool:
+        if os.getppid() != parent_now:  # re-parented: the parent has died
+            return False
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # exists, but not ours to signal
+            pass
+        return True
+
+    if not parent_alive():  # it died before the death signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while parent_alive():
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dynsnip-exit-with-parent", daemon=True).start()
+
+
 def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
     """:func:`_extract` of each job, in the order of ``jobs``, with up to ``workers`` processes.
 
@@ -192,7 +306,8 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_one_torch_thread) as pool:
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_worker_init,
+                                     initargs=(os.getpid(),)) as pool:
                 for outcome in pool.map(_extract, jobs):
                     yield outcome
                     done += 1
@@ -200,8 +315,10 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
         except BrokenProcessPool as err:
             print(f"dynsnip extract-faces: warning: the worker processes failed after {done} of {len(jobs)} "
                   f"videos ({err}); extracting the others in this process", file=sys.stderr)
+    from dynsnip.data.faces.folder_source import folder_source_problem
+
     for video, out_dir, options in jobs[done:]:
-        if out_dir.exists():  # completed by a worker before the pool broke
+        if out_dir.exists() and folder_source_problem(out_dir, video) is None:  # completed by a worker before
             yield True, f"{video} -> {out_dir} (written by a worker process)"
         else:
             yield _extract((video, out_dir, options))
@@ -224,6 +341,12 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--scale must be a factor in (0, 4], got {args.scale}")
     if args.workers < 1:
         return usage_error(f"--workers must be at least 1, got {args.workers}")
+    if args.max_frames is not None and args.max_frames < 1:
+        return usage_error(f"--max-frames must be a positive number of frames (leave it out for all), "
+                           f"got {args.max_frames}")
+    if args.snippet_len < 1:
+        return usage_error(f"--snippet-len must be a positive number of frames (the T of the models), "
+                           f"got {args.snippet_len}")
     try:
         import dynsnip.data.faces.extraction  # noqa: F401  (fails here without the video extra)
         from dynsnip.data.manifest import ManifestEntry, write_manifest
@@ -240,14 +363,26 @@ def run(args: argparse.Namespace) -> int:
 
     options = dict(face_detector=detector, margin=args.margin, detect_every=args.detect_every,
                    snippet_len=args.snippet_len, scale=args.scale, max_frames=args.max_frames,
-                   image_format=args.format, min_face_coverage=args.min_face_coverage)
+                   image_format=args.format, min_face_coverage=args.min_face_coverage, faces=args.faces)
     # decide in this process what each video needs, so that the workers only extract
+    from dynsnip.data.faces.folder_source import folder_source_problem
+
     claimed: dict[str, Path] = {}
-    # video, out_dir, entry, the video that already claimed out_dir (or None), whether to extract it
-    plan: list[tuple[Path, Path, Any, Path | None, bool]] = []
+    # video, out_dir, entry, the video that already claimed out_dir (or None), what to do, why the folder is stale:
+    # "extract" (no folder yet), "skip" (the folder holds this video), "replace" / "stale" (it holds another video,
+    # and --replace-stale was / was not given), "taken" (another input has the same folder name)
+    plan: list[tuple[Path, Path, Any, Path | None, str, str | None]] = []
     for video, name, entry in jobs:
-        owner, out_dir = claimed.get(name), args.out / name
-        plan.append((video, out_dir, entry, owner, owner is None and not out_dir.exists()))
+        owner, out_dir, problem = claimed.get(name), args.out / name, None
+        if owner is not None:
+            action = "taken"
+        elif not out_dir.exists():
+            action = "extract"
+        elif (problem := folder_source_problem(out_dir, video)) is None:
+            action = "skip"
+        else:
+            action = "replace" if args.replace_stale else "stale"
+        plan.append((video, out_dir, entry, owner, action, problem))
         claimed.setdefault(name, video)
     from dynsnip.engine.distributed import join_torchrun
 
@@ -256,8 +391,9 @@ def run(args: argparse.Namespace) -> int:
         from dynsnip.engine.distributed import broadcast_object
 
         plan = broadcast_object(plan)
-    extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed)})
-                    for video, out_dir, entry, _, extract in plan if extract]
+    extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed),
+                                      **({"replace": True} if action == "replace" else {})})
+                    for video, out_dir, entry, _, action, _ in plan if action in ("extract", "replace")]
     if ranks is None:
         outcomes = _run_all(extract_jobs, args.workers)
     else:
@@ -265,7 +401,7 @@ def run(args: argparse.Namespace) -> int:
         if not ranks.is_main:  # rank 0 reports and writes the manifest
             from dynsnip.engine.distributed import cleanup_distributed
 
-            failed = any(not ok for ok, _ in outcomes) or any(owner is not None for _, _, _, owner, _ in plan)
+            failed = any(not ok for ok, _ in outcomes) or any(step[4] in ("taken", "stale") for step in plan)
             cleanup_distributed()
             return EXIT_SOME_FAILED if failed else EXIT_OK
 
@@ -273,13 +409,19 @@ def run(args: argparse.Namespace) -> int:
     coverages: list[tuple[Path, float | None]] = []
     failures = low_coverage = 0
     bar = progress_bar(plan, len(plan), "videos", not args.no_progress, **VIDEO_BAR)
-    for video, out_dir, entry, owner, extract in bar:
-        if owner is not None:
-            print(f"FAILED   {video}: output folder {out_dir} is already used by {owner}; rename one of them")
+    for video, out_dir, entry, owner, action, problem in bar:
+        if action == "taken":
+            print(f"FAILED   {video}: output folder {out_dir} is already used by {owner}; expected one folder per "
+                  "video: rename one of them, or give their folder as the input (names are then relative paths)")
             failures += 1
             continue
-        if not extract:
-            print(f"SKIPPED  {video}: {out_dir} exists (kept as it is)")
+        if action == "stale":
+            print(f"FAILED   {video}: {problem}; expected the folder of this video: pass --replace-stale to extract "
+                  "it there instead, or choose another --out")
+            failures += 1
+            continue
+        if action == "skip":
+            print(f"SKIPPED  {video}: {out_dir} exists and holds this video (kept as it is)")
         else:
             ok, line = next(outcomes)
             print(f"{'OK' if ok else 'FAILED':<8} {line}", flush=True)
@@ -289,10 +431,12 @@ def run(args: argparse.Namespace) -> int:
                 continue
         coverages.append((video, folder_coverage(out_dir)))
         if entry is not None:
-            written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method))
+            written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method, dataset=entry.dataset))
     if args.manifest is not None:
         write_manifest(written, manifest_out, overwrite=args.overwrite)
         add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])
+        if args.faces == "all":
+            add_track_columns(manifest_out, [e.path for e in written])
         print(f"wrote {manifest_out} ({len(written)} entries)")
     print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed")
     if line := coverage_summary(coverages, low_coverage, args.min_face_coverage):

@@ -1,10 +1,11 @@
 """The face-cropping options of ``predict``, ``explain`` and ``extract-faces``.
 
-``--face-detector auto|dlib|mtcnn|none`` and ``--margin`` choose whether, with what and how
-wide the face is cropped (see :mod:`dynsnip.data.faces.detectors`; ``auto``, the default: dlib, and
-MTCNN on the frames where dlib finds nothing). ``--detect-size`` is the working size of both
-detectors; ``--detect-upsample`` tunes dlib's HOG detector
-(:class:`dynsnip.data.faces.DlibFaceDetector`) for faces that are small in the frame: its
+``--face-detector auto|blazeface|blazeface-short|dlib|mtcnn|none`` and ``--margin`` choose whether,
+with what and how wide the face is cropped (see :mod:`dynsnip.data.faces.detectors`; ``auto``, the
+default: BlazeFace's short-range model, its full-range model on the frames where that finds no
+face, and MTCNN where neither does). ``--detect-size`` is the working size of dlib and MTCNN
+(BlazeFace always works at its own 128/192 px input); ``--detect-upsample`` tunes dlib's HOG
+detector (:class:`dynsnip.data.faces.DlibFaceDetector`) for faces that are small in the frame: its
 window is 80x80 px, so at the default working size of 480 px (the frame's shorter side) it
 finds faces down to about 1/6 of the short side; MTCNN (``--min-face``, 40 px at the working
 size) goes down to 1/12.
@@ -23,14 +24,18 @@ DEFAULT_MIN_FACE = 40.0
 
 def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> None:
     """Add ``--face-detector``, ``--margin``, ``--detect-size`` and ``--detect-upsample``."""
-    parser.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn", "none"), default="auto",
-                        help="auto (default): dlib, and MTCNN on frames where dlib finds no face (turned or "
-                             "tilted heads); dlib: frontal HOG detector only (fastest); mtcnn: MTCNN only "
-                             f"(pose-robust, five keypoints); none: {none_means}")
+    from dynsnip.data.faces.detectors import DEFAULT_FACE_DETECTOR, FACE_DETECTORS
+
+    parser.add_argument("--face-detector", choices=FACE_DETECTORS, default=DEFAULT_FACE_DETECTOR,
+                        help="auto (default): BlazeFace short range, then BlazeFace full range on the frames where it "
+                             "finds no face, then MTCNN where neither does (docs/video.md measures it); blazeface / "
+                             "blazeface-short: MediaPipe's full- / short-range detector only; dlib: frontal HOG "
+                             "detector only; mtcnn: MTCNN only (the paper's for datasets other than FF++); "
+                             f"none: {none_means}")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help=f"face crop side / face box side (default {DEFAULT_MARGIN}, FaceForensics++ convention)")
     parser.add_argument("--detect-size", type=int, default=DEFAULT_DETECT_SIZE, metavar="PX",
-                        help=f"the detectors work on frames resized to this short side (default {DEFAULT_DETECT_SIZE}: "
+                        help=f"dlib and MTCNN work on frames resized to this short side (default {DEFAULT_DETECT_SIZE}: "
                              "dlib finds faces down to ~1/6 of the short side); larger finds smaller faces, slower")
     parser.add_argument("--detect-upsample", type=int, default=0, metavar="K",
                         help="extra dlib pyramid upsamplings for small faces (default 0; each ~4x slower)")
@@ -38,10 +43,21 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
                         help=f"smallest face MTCNN looks for, in pixels at --detect-size (default {DEFAULT_MIN_FACE:g}); "
                              "smaller finds smaller faces, slower")
     parser.add_argument("--detect-device", default="cpu", metavar="DEVICE",
-                        help="where MTCNN runs (default cpu; cuda: frames batched on the GPU, each torchrun rank on "
-                             "its LOCAL_RANK GPU; needs the detection in the main process: --workers 0 for predict, "
+                        help="where MTCNN and BlazeFace run (default cpu; cuda: frames batched on the GPU, each "
+                             "torchrun rank on its LOCAL_RANK GPU; needs the detection in the main process: --workers 0 for predict, "
                              "--workers 1 for extract-faces)")
     add_detection_policy_options(parser)
+
+
+def add_track_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--faces all|largest`` and ``--video-score max|mean`` (see :mod:`dynsnip.data.faces.tracks`)."""
+    parser.add_argument("--faces", choices=("all", "largest"), default="all",
+                        help="all (default): every face of the video is followed (face tracks) and scored, and the "
+                             "report lists each; largest: the largest face only, as before face tracks (faster: "
+                             "the detector looks only at the sampled snippets)")
+    parser.add_argument("--video-score", choices=("max", "mean"), default="max",
+                        help="with --faces all, the video's fake probability: max (default), that of its most "
+                             "suspicious face; mean, the mean over its scored faces")
 
 
 def add_detection_policy_options(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,12 @@ model's video-level logit; each snippet's from the same forward pass (see
 :func:`dynsnip.scoring.score_clip`), so a partly forged video shows where. A video that
 cannot be processed (missing, corrupt, no video stream, unseekable raw stream, no face) is
 reported with the reason and the others go on; the exit code is 1 when any video failed, 2
-for usage errors (no videos, unloadable model, existing ``--output``), 0 otherwise.
+for usage errors (no videos, no or an unloadable detector, existing ``--output``), 0 otherwise.
+
+A verdict needs a trained detector: without ``--checkpoint`` the command refuses to run (an
+untrained network's score is not a verdict), and every report says what the detector was
+trained on (its ``config.json``'s ``training`` record, see :func:`dynsnip.hub.records.describe_training`),
+or that this was not recorded.
 """
 from __future__ import annotations
 
@@ -22,7 +27,14 @@ from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model, compile_problem
 from ..scoring import DEFAULT_WORKERS, predict_videos
-from .face_options import add_face_options, clip_loader, detect_device_problem, face_detector, face_options_problem
+from .face_options import (
+    add_face_options,
+    add_track_options,
+    clip_loader,
+    detect_device_problem,
+    face_detector,
+    face_options_problem,
+)
 
 DEFAULT_MODEL = "dil_resnet50"
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
@@ -36,23 +48,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "predict",
         help="score videos: fake probability per video and per snippet",
         description=(
-            "Score videos with a DIL detector: prints each video's fake probability and the "
+            "Score videos with a DIL detector (--checkpoint): prints what the detector was trained on, "
+            "each video's fake probability and the "
             "probability of each snippet (U snippets of T consecutive frames spread over the "
             "video), as a table or JSON. Videos that cannot be read are reported with the "
-            "reason; exit code 1 if any failed, 2 for usage errors."
+            "reason; exit code 1 if any failed, 2 for usage errors (no detector among them: an "
+            "untrained network's score is not a verdict)."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
                         help="video files, or directories searched recursively for videos")
+    parser.add_argument("--checkpoint", default=None, metavar="DIR|hf-hub:ID|FILE",
+                        help="the detector (required): a folder written by `dynsnip train` / dynsnip.save_pretrained "
+                             "(a run's model/; `dynsnip demo` writes a small one), hf-hub:owner/name, or a "
+                             ".safetensors file (or a .pt/.pth state dict) for --model")
     parser.add_argument("--model", default=None,
-                        help=f"architecture (default {DEFAULT_MODEL}, or the checkpoint's own), "
-                             "or a detector to load: hf-hub:owner/name or a save_pretrained directory")
-    parser.add_argument("--checkpoint", default=None, metavar="FILE|DIR|hf-hub:ID",
-                        help="detector weights: a .safetensors file (or a .pt/.pth state dict) for "
-                             "--model, a directory written by dynsnip.save_pretrained, or hf-hub:owner/name")
+                        help=f"architecture of a state-dict --checkpoint (default {DEFAULT_MODEL}). "
+                             "Deprecated: a detector folder or hf-hub:owner/name here, use --checkpoint")
     parser.add_argument("--snippets", type=int, default=None, metavar="U",
                         help="snippets per video (default: the model's test U, 8 in the paper)")
     add_face_options(parser, none_means="the videos are already face crops")
+    add_track_options(parser)
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="fake probability at or above which a video is called fake (default 0.5)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
@@ -118,15 +134,18 @@ def _mismatch(state: dict[str, Any], detector: Any) -> str | None:
     """How ``state`` differs from ``detector``'s state dict (key lists cut to a few and a count); None if it fits."""
     from dynsnip.models.keys import preview_keys
 
+    from dynsnip.models.dtypes import DTYPE_RULE, dtype_mismatches
+
     target = detector.state_dict()
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
     misshaped = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    wrong_dtype = dtype_mismatches(state, target)
     parts = [f"{len(keys)} {what} ({preview_keys(keys, n)})" for keys, what, n in (
         (missing, "tensors missing", 5), (unexpected, "tensors the model does not have", 5),
-        (misshaped, "mis-shaped", 3)) if keys]
-    return "; ".join(parts) or None
+        (misshaped, "mis-shaped", 3), (wrong_dtype, "of another dtype", 3)) if keys]
+    return "; ".join(parts) + (f": {DTYPE_RULE}" if wrong_dtype else "") if parts else None
 
 
 def _load_weights_beside_config(path: Path) -> Any:
@@ -137,7 +156,7 @@ def _load_weights_beside_config(path: Path) -> Any:
 
     if path.name == WEIGHTS_NAME:
         return load_model(path.parent)
-    detector = load_model(path.parent, pretrained=False)
+    detector = load_model(path.parent, pretrained=False)  # config.json's training record is model.safetensors's
     state = _read_state_dict(path)
     problem = _mismatch(state, detector)
     if problem:
@@ -179,8 +198,9 @@ def load_detector(model: str | None, checkpoint: str | None) -> tuple[Any, str]:
     import dynsnip  # noqa: F401  (registers the dil_* models)
     from dynsnip.hub import load_model
 
-    def is_saved_detector(name: str | None) -> bool:
-        return bool(name) and (name.startswith(("hf-hub:", "hf_hub:", "local-dir:")) or Path(name).is_dir())
+    def is_saved_detector(name: str | None) -> bool:  # a link that leads nowhere: load_model says why
+        return bool(name) and (name.startswith(("hf-hub:", "hf_hub:", "local-dir:")) or Path(name).is_dir()
+                               or (os.path.islink(name) and not os.path.exists(name)))
 
     if checkpoint is None and is_saved_detector(model):
         return load_model(model).eval(), f"{model}"
@@ -196,7 +216,10 @@ def load_detector(model: str | None, checkpoint: str | None) -> tuple[Any, str]:
         return detector.eval(), "untrained (no --checkpoint): the scores are not meaningful"
     path = Path(checkpoint)
     if not path.is_file():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file or directory")
+        from dynsnip.hub.load import _REPO_ID
+
+        hint = f"; for a Hub repo write hf-hub:{checkpoint}" if _REPO_ID.match(checkpoint) else ""
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file or directory{hint}")
     if path.suffix == ".safetensors" and (path.parent / "config.json").is_file():
         detector = _load_weights_beside_config(path)
         arch = detector.pretrained_cfg.get("architecture", "")
@@ -219,6 +242,33 @@ def load_detector(model: str | None, checkpoint: str | None) -> tuple[Any, str]:
         raise ValueError(f"--checkpoint {checkpoint} does not fit {name}: {problem}{hint}")
     detector.load_state_dict(state, strict=True)
     return detector.eval(), str(checkpoint)
+
+
+NO_DETECTOR = ("no detector: give --checkpoint, a folder written by `dynsnip train` (its model/) or `dynsnip demo` "
+               "(a small one trained in minutes on bundled footage), or hf-hub:owner/name; an untrained network's "
+               "score is not a verdict")
+
+
+def _names_a_detector(name: str) -> bool:
+    """Whether ``--model NAME`` names a saved detector (the deprecated spelling of ``--checkpoint``)
+    rather than an architecture: ``hf-hub:``/``local-dir:`` ids and existing folders (or links)."""
+    return name.startswith(("hf-hub:", "hf_hub:", "local-dir:")) or Path(name).is_dir() or os.path.islink(name)
+
+
+def training_summary(model: Any) -> tuple[str, dict[str, Any] | None]:
+    """What ``model`` was trained on: the line the report prints (``"trained on ..."``, or
+    ``"training data not recorded"``) and the record's facts for the JSON report (None if not
+    recorded). See :func:`dynsnip.hub.records.describe_training`."""
+    from dynsnip.hub.records import NOT_RECORDED, describe_training
+
+    record = getattr(model, "training_record", None)
+    text = describe_training(record)
+    if text == NOT_RECORDED:
+        return text, None
+    recipe = record.get("recipe") if isinstance(record.get("recipe"), dict) else {}
+    facts = {k: v for k, v in record.items() if k != "recipe"}
+    facts.update({k: recipe[k] for k in ("model", "pseudo_fakes", "img_size") if recipe.get(k) is not None})
+    return text, facts
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -255,27 +305,67 @@ def _clock(seconds: float) -> str:
 
 
 def _coverage(result: dict[str, Any]) -> str:
-    """``, face in 7/8 frames looked at, 1 snippet borrowed`` (empty without a detector)."""
+    """``, face in 7/8 frames looked at, 1 snippet borrowed, shown in 28/32 frames scored`` (empty
+    without a detector)."""
     checked = result.get("frames_checked", 0)
     if not checked:
         return ""
     borrowed = sum(not s["face_found"] for s in result["snippets"])
+    scored = result.get("frames_scored", 0)
     return (f", face in {result['frames_with_face']}/{checked} frames looked at"
-            + (f", {borrowed} snippet(s) borrowed" if borrowed else ""))
+            + (f", {borrowed} snippet(s) borrowed" if borrowed else "")
+            + (f", shown in {result.get('frames_showing_face', 0)}/{scored} frames scored" if scored else ""))
+
+
+def _track_line(track: dict[str, Any], deciding: int | None) -> tuple[str, str]:
+    """``(probability cell, details)`` of one face track in the table."""
+    box = track["box"]
+    x0, y0, x1, y1 = box["median"]
+    where = (f"frames {track['first_frame']}-{track['last_frame']} ({track['detections']} detections), face "
+             f"{box['side_min']:.0f}-{box['side_max']:.0f} px at ({(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f})")
+    mark = "track" if track["id"] != deciding else "* track"
+    if track["status"] == "scored":
+        return (f"{track['fake_probability']:7.3f}",
+                f"{mark} {track['id']}: {where}, face in {track['frames_with_face']}/{track['frames_checked']} "
+                "frames looked at"
+                + (f", shown in {track['frames_showing_face']}/{track['frames_scored']} frames scored"
+                   if track.get("frames_scored") else "")
+                + (" (decides the verdict)" if track["id"] == deciding else ""))
+    if track["status"] in ("short", "static"):
+        return f"{'-':>7}", f"{mark} {track['id']}: {where}; dropped, {track['status']}: {track['dropped']}"
+    return (f"{'-':>7}", f"{mark} {track['id']}: {where}; not scored, {track['status']} "
+            f"({track.get('face_coverage', 0):.0%} of the frames looked at)")
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
-    """Human-readable report: one line per video, then its snippets; failures with the reason."""
+    """Human-readable report: one line per video, its face tracks (with ``--faces all``; ``*``
+    marks the one that decides), then the snippets; failures with the reason."""
     width = max([len("VIDEO"), *(len(r["path"]) for r in results)])
     lines = [f"{'VIDEO':<{width}}  P(FAKE)  VERDICT  DETAILS"]
     for r in results:
         if r["status"] != "ok":
             lines.append(f"{r['path']:<{width}}  {'-':>7}  {'FAILED':<7}  {r['reason']}: {r['error']}")
+            for track in r.get("tracks", []):
+                cell, details = _track_line(track, None)
+                lines.append(f"{'':<{width}}  {cell}  {'':<7}  {details}")
             continue
+        tracks = r.get("tracks")
+        faces = ""
+        if tracks is not None:
+            how = (f"max over tracks: track {r['deciding_track']}" if r["video_score"] == "max"
+                   else f"mean over tracks {', '.join(map(str, r['scored_tracks']))}")
+            faces = f"{len(r['scored_tracks'])} of {len(tracks)} face track(s) scored ({how}), "
         lines.append(
             f"{r['path']:<{width}}  {r['fake_probability']:7.3f}  {r['verdict'].upper():<7}  "
-            f"{len(r['snippets'])} snippets, {r['num_frames']} frames{_coverage(r)}"
+            f"{faces}{len(r['snippets'])} snippets, {r['num_frames']} frames{_coverage(r)}"
         )
+        for track in tracks or []:
+            cell, details = _track_line(track, r.get("deciding_track"))
+            lines.append(f"{'':<{width}}  {cell}  {'':<7}  {details}")
+        if r.get("tracks_note"):
+            lines.append(f"{'':<{width}}  {'':>7}  {'':<7}  note: {r['tracks_note']}")
+        if tracks is not None:
+            lines.append(f"{'':<{width}}  {'':>7}  {'':<7}  snippets of track {r['snippets_track']}:")
         for s in r["snippets"]:
             note = "" if s["face_found"] else "  (no face in this snippet: crop borrowed from a neighbour)"
             lines.append(
@@ -334,6 +424,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"dynsnip predict: warning: {warning}", file=sys.stderr)
     if not videos:
         return usage_error("no videos to score")
+    if args.checkpoint is None and args.model and _names_a_detector(args.model):
+        print(f"dynsnip predict: warning: --model {args.model} is deprecated for a detector; write --checkpoint "
+              f"{args.model} (--model names the architecture of a weights file)", file=sys.stderr)
+        args.checkpoint, args.model = args.model, None
+    if args.checkpoint is None:
+        return usage_error(NO_DETECTOR)
     try:
         from dynsnip.data import FaceClipLoader  # noqa: F401  (fails here without the video extra)
 
@@ -363,7 +459,8 @@ def run(args: argparse.Namespace) -> int:
 
     shard = videos if ranks is None else videos[ranks.rank::ranks.world_size]
     results = predict_videos(model, shard, loader=loader, threshold=args.threshold, workers=args.workers,
-                             device=device, progress=not args.no_progress)
+                             device=device, progress=not args.no_progress, faces=args.faces,
+                             video_score=args.video_score)
     if ranks is not None:
         results = gather_shards(results, len(videos), ranks)
         cleanup_distributed()
@@ -373,20 +470,24 @@ def run(args: argparse.Namespace) -> int:
     for note in _note_capped_snippets(results, loader):
         print(f"dynsnip predict: note: {note}", file=sys.stderr)
     failed = sum(r["status"] != "ok" for r in results)
+    trained_on, training_data = training_summary(model)
     report = dict(
         model=getattr(model, "pretrained_cfg", {}).get("architecture", args.model or DEFAULT_MODEL),
         weights=weights,
+        trained_on=trained_on,
+        training_data=training_data,
         num_snippets=loader.num_snippets,
         snippet_len=loader.snippet_len,
         face_detector=args.face_detector,
         detect_every=loader.detect_every,
         min_face_coverage=loader.min_face_coverage,
+        **({"faces": args.faces, "video_score": args.video_score} if args.faces != "largest" else {}),
         threshold=args.threshold,
         videos=results,
         summary=dict(videos=len(results), scored=len(results) - failed, failed=failed),
     )
     text = json.dumps(report, indent=2)
-    print(text if args.json else format_table(results))
+    print(text if args.json else f"detector: {weights}, {trained_on}\n{format_table(results)}")
     if args.output is not None:
         try:
             with open(args.output, "w" if args.overwrite else "x", encoding="utf-8") as f:

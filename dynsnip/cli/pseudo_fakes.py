@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0; same seed, same pseudo-fake)")
     p.add_argument("--snippet-len", type=int, default=4, help="T: frames in the picture's snippet (default 4)")
     p.add_argument("--snippet", type=int, default=0, help="which snippet of the decoded frames the picture shows")
-    p.add_argument("--size", type=int, default=160, help="face crop side in pixels (default 160)")
+    p.add_argument("--size", type=int, default=160, help="face crop side in pixels, 16 to 512 (default 160)")
     p.add_argument("--max-frames", type=int, default=48, help="frames decoded from the start / read from the folder (default 48)")
     p.add_argument("--overwrite", action="store_true", help="replace existing pseudo_fakes.* files in DIR")
     p.set_defaults(func=run)
@@ -66,13 +66,37 @@ def _face_crops(source: Path, size: int, max_frames: int):
     return footage.crops, fps
 
 
+MAX_SIZE = 512  # face crop side: a picture to look at, larger than the crops the models see (224)
+# the blend works on float32 (3, F, S, S) tensors: the peak memory is about this many float32 copies of the frames
+# (measured on carphone, 48 frames: +2.2 GiB at --size 512, +0.5 GiB at 256, over the process's own 0.9 GiB)
+WORKING_COPIES = 16
+MAX_WORKING_BYTES = 8 * 2**30  # refused beyond this, before anything is decoded (instead of a MemoryError)
+
+
+def _options_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the numbers of ``args``, or None (checked before anything is decoded)."""
+    if args.snippet_len < 1:
+        return f"--snippet-len must be at least 1 frame, got {args.snippet_len}"
+    if args.max_frames < 1:
+        return f"--max-frames must be at least 1 frame, got {args.max_frames}"
+    if args.snippet < 0:
+        return f"--snippet must be 0 or more (which snippet of the decoded frames), got {args.snippet}"
+    if not 16 <= args.size <= MAX_SIZE:
+        return f"--size must be a face crop side between 16 and {MAX_SIZE} pixels, got {args.size}"
+    needed = args.max_frames * args.size * args.size * 3 * 4 * WORKING_COPIES
+    if needed > MAX_WORKING_BYTES:
+        return (f"--max-frames {args.max_frames} at --size {args.size} needs about {needed / 2**30:.0f} GiB of memory; "
+                f"expected at most {MAX_WORKING_BYTES / 2**30:.0f} GiB: lower --max-frames or --size")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.errors import VideoError
     from ..data.pseudo_fake_preview import preview_sheet, write_preview_gif
     from ..data.pseudo_fakes import PseudoFakeGenerator
 
-    if args.snippet_len < 1 or args.size < 16 or args.max_frames < 1 or args.snippet < 0:
-        return usage_error("pseudo-fakes", "--snippet-len, --max-frames must be >= 1, --size >= 16, --snippet >= 0")
+    if problem := _options_problem(args):
+        return usage_error("pseudo-fakes", problem)
     if not args.video.exists():
         return usage_error("pseudo-fakes", f"{args.video}: no such video file or folder of face crops")
     existing = [name for name in OUTPUTS if (args.out / name).exists()]
@@ -82,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         crops, fps = _face_crops(args.video, args.size, args.max_frames)
     except (VideoError, OSError) as err:
-        return usage_error("pseudo-fakes", f"{args.video}: {err}")
+        return usage_error("pseudo-fakes", f"{args.video}: {getattr(err, 'message', err)}")
     start = args.snippet * args.snippet_len
     if start + args.snippet_len > len(crops):
         return usage_error("pseudo-fakes", f"snippet {args.snippet} of {args.snippet_len} frames needs "

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "model/), so that a broken folder fails here rather than for the people who download it, then upload "
             "config.json, model.safetensors and the model card (with the recorded training recipe and evaluation "
             "results) to REPO in one commit. Anyone can then load it with "
-            "`import dynsnip; timm.create_model('hf-hub:REPO', pretrained=True)` or `dynsnip predict --model "
+            "`import dynsnip; timm.create_model('hf-hub:REPO', pretrained=True)` or `dynsnip predict --checkpoint "
             "hf-hub:REPO`. Log in first with `hf auth login` or set HF_TOKEN."
         ),
         epilog="example: dynsnip push runs/ff-c23/model me/dil-ff-c23 --license apache-2.0",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The recipe's settings as options; defaults shown are the paper's."""
     g = parser.add_argument_group("recipe (defaults: the paper's Implementation Details)")
     g.add_argument("--recipe", type=Path, help="recipe.json of an earlier run: its settings become the defaults")
+    g.add_argument("--config", dest="module_config", choices=("paper", "default"),
+                   help="the DIL module a dil_* --model is built as: 'paper' = the paper's module as written "
+                        "(dynsnip.paper_config('paper'): no motion channels, Eq. 1's conv randomly initialised), "
+                        "reproduces the paper; 'default' = dynsnip's (motion channels, a measured deviation, "
+                        "docs/temporal_sensitivity.md). Default: default. A saved detector keeps its own module "
+                        "and must not be the other one")
     g.add_argument("--epochs", type=int, help=f"training epochs (paper: {_DEFAULT.epochs}; 45 for cross-dataset)")
     g.add_argument("--batch-size", type=int, help=f"clips per step over all processes (paper: {_DEFAULT.batch_size})")
     g.add_argument("--lr", type=float, help=f"initial Adam learning rate (paper: {_DEFAULT.lr:g})")
@@ -57,7 +64,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--hflip-prob", type=float, help=f"horizontal flip probability, the only augmentation (default {_DEFAULT.hflip_prob})")
     g.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on GPU")
     g.add_argument("--amp-dtype", choices=("float16", "bfloat16"), help="autocast dtype on GPU (default float16)")
-    g.add_argument("--workers", dest="num_workers", type=int, help=f"DataLoader workers (default {_DEFAULT.num_workers})")
+    g.add_argument("--workers", dest="num_workers", type=int,
+                   help=f"DataLoader workers (default {_DEFAULT.num_workers}, or the CPU cores this process may use "
+                        "if fewer)")
     g.add_argument("--seed", type=int, help=f"random seed (default {_DEFAULT.seed})")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (default: no clipping)")
     g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
@@ -76,7 +85,7 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     changes = {}
     for name in ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "plateau_patience", "min_lr", "monitor",
                  "num_snippets", "test_num_snippets", "snippet_len", "img_size", "hflip_prob", "amp",
-                 "num_workers", "seed", "grad_clip", "pseudo_fakes", "pseudo_fake_magnitude"):
+                 "num_workers", "seed", "grad_clip", "pseudo_fakes", "pseudo_fake_magnitude", "module_config"):
         value = getattr(args, name, None)
         if value is not None:
             changes[name] = value
@@ -87,7 +96,32 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     if getattr(args, "grad_checkpointing", None):
         changes["grad_checkpointing"] = True
     changes.update(fixed)
+    if getattr(args, "num_workers", None) is None:  # not asked for: no more loader processes than cores
+        changes["num_workers"] = min(changes.get("num_workers", base.num_workers), available_cpus())
     return base.replace(**changes)
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, as PyTorch's DataLoader counts them
+    when it warns about too many workers); at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def recipe_naming_module(recipe: Recipe, model_args: dict[str, Any]) -> Recipe:
+    """``recipe`` whose ``module_config`` names what ``--config`` plus ``--model-arg`` build from a
+    ``dil_*`` name (``--model-arg`` that spell out the paper's module make it ``paper``); kept
+    for a saved detector (checked when it is loaded) or a ``custom`` result."""
+    from ..hub.load import _locate
+    from ..models.paper_configs import MODULE_CONFIGS, module_config_args, module_configuration
+
+    text = str(recipe.model)
+    if Path(text).exists() or _locate(text).kind != "registry":
+        return recipe
+    found = module_configuration(module_config_args(recipe.module_config, model_args))
+    return recipe.replace(module_config=found) if found in MODULE_CONFIGS else recipe
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -119,8 +153,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data.add_argument("--balance-classes", action="store_true",
                       help="oversample the smaller class (FF++: the reals) to as many clips per epoch as the larger "
                            "one; nothing is dropped. Off by default, as the paper does not balance (docs/benchmarks.md)")
-    data.add_argument("--face-detector", choices=("auto", "dlib", "mtcnn"), default="auto",
-                      help="face detector for video entries (default auto: dlib, MTCNN where dlib finds none)")
+    data.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
+                      help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
+    data.add_argument("--faces", choices=("all", "largest"), default="all",
+                      help="all (default): every face of a frame folder that extract-faces recorded as a sample (a "
+                           "fake's swapped face only, when its manifest named the source), one clip each; validation "
+                           "scores a video by its most suspicious face; largest: the largest face, as before face "
+                           "tracks. Video entries are cropped at the largest face for training either way")
     data.add_argument("--data-name", help="what the data is called in the model card, e.g. 'FaceForensics++ c23' "
                                           "(default: the training manifest's file name)")
     m = p.add_argument_group("model")
@@ -171,11 +210,12 @@ def run_train(args: argparse.Namespace) -> int:
     from ..data.manifest import read_manifest
     from ..engine import build_model, make_dataset, train
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.data import check_validation_labels
+    from ..engine.data import check_training_labels, check_validation_labels
     from ..engine.run_folder import plan_run
     from ..engine.run_lock import RunFolderBusyError, RunFolderLock
     from ..engine.checkpoint import CorruptCheckpointError
     from ..engine.divergence import NonFiniteLossError
+    from ..engine.failures import TooManyUnreadableError
     from ..engine.train import seed_everything
     from ..hub.errors import ModelLoadError
 
@@ -183,6 +223,7 @@ def run_train(args: argparse.Namespace) -> int:
                     RunFolderBusyError)
     try:
         recipe = recipe_from_args(args, model=str(args.model), pretrained=bool(args.pretrained))
+        recipe = recipe_naming_module(recipe, parse_model_args(args.model_arg))
         train_manifest, train_split, val_manifest, val_split = _resolve_manifests(args)
         if val_manifest is not None and val_split and not read_manifest(val_manifest, split=val_split):
             if args.val is None:
@@ -206,15 +247,17 @@ def run_train(args: argparse.Namespace) -> int:
             if args.compile and (problem := compile_problem(info.device)):
                 raise ValueError(problem)
             model = build_model(recipe.model, pretrained=recipe.pretrained and not resuming,
-                                checkpoint=None if resuming else args.checkpoint, **parse_model_args(args.model_arg))
+                                checkpoint=None if resuming else args.checkpoint, module_config=recipe.module_config,
+                                **parse_model_args(args.model_arg))
             train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data,
-                                     face_detector=args.face_detector)
+                                     face_detector=args.face_detector, faces=args.faces)
+            check_training_labels(train_set, recipe.pseudo_fakes)  # before any training or balancing
             if args.balance_classes:
                 from ..engine.sampling import balance_classes
 
                 train_set = balance_classes(train_set, seed=recipe.seed)
             val_set = (make_dataset(val_manifest, model, recipe, train=False, split=val_split, kind=args.data,
-                                    face_detector=args.face_detector)
+                                    face_detector=args.face_detector, faces=args.faces)
                        if val_manifest is not None else None)
             if val_set is not None:
                 check_validation_labels(val_set, recipe.monitor)
@@ -223,7 +266,8 @@ def run_train(args: argparse.Namespace) -> int:
         if info.is_main:
             print(f"training {recipe.model} on {len(train_set)} clips"
                   + (f", validating on {len(val_set)}" if val_set is not None else ", no validation set")
-                  + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}")
+                  + f"; {info.world_size} process(es) on {info.device}; run dir {args.out}; "
+                  f"module configuration {recipe.module_config!r}")
         try:
             result = train(recipe, train_set, val_set, args.out, model=model, device=info.device, resume=args.resume,
                            progress=args.progress, stop_after_epoch=args.stop_after_epoch,
@@ -233,7 +277,7 @@ def run_train(args: argparse.Namespace) -> int:
                            compile_mode=compile_mode_from_args(args))
         except CorruptCheckpointError as err:
             return _usage_error(err)
-        except NonFiniteLossError as err:
+        except (NonFiniteLossError, TooManyUnreadableError) as err:
             print(f"dynsnip train: error: {err}", file=sys.stderr)
             return EXIT_SOME_FAILED
         if info.is_main and not (result.model_dir / "config.json").is_file():
@@ -244,7 +288,7 @@ def run_train(args: argparse.Namespace) -> int:
             best = result.best
             shown = f"{best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best["epoch"] else "no epoch run"
             print(f"done: {result.model_dir} ({shown}), hub layout; publish it with `dynsnip push {result.model_dir} OWNER/NAME`, "
-                  f"use it with `dynsnip predict --model {result.model_dir} VIDEO`")
+                  f"use it with `dynsnip predict --checkpoint {result.model_dir} VIDEO`")
     finally:
         held.close()
         cleanup_distributed()

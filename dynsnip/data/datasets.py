@@ -14,7 +14,11 @@ pattern (``cover.png``) are ignored with a :class:`StrayFrameFileWarning`; other
 whose frames are not consecutive (frames 8-22 missing) fails with
 :class:`~dynsnip.data.errors.FrameGapError` (reason ``frame_gap``): the jump would be read as
 the very motion DIL scores. Only regular files are opened: a frame that is a FIFO, a device
-or a broken link fails the folder (``bad_frame_folder``) instead of hanging the reader.
+or a broken link fails the folder (``bad_frame_folder``) instead of hanging the reader. A
+folder that ``extract-faces`` is still writing or left unfinished (name ending in
+``.partial``, or holding its ``.owner`` record) fails with
+:class:`~dynsnip.data.errors.IncompleteFolderError` (``incomplete_folder``): its frames
+are not all there (:mod:`~dynsnip.data.faces.folder_source`).
 
 Both return ``(pixels, label)``: ``pixels`` float32 ``(3, U*T, H, W)`` (batch them into
 the model's ``(B, 3, U*T, H, W)``), ``label`` a float32 scalar, 1.0 = fake (binary
@@ -35,8 +39,9 @@ from torch.utils.data import Dataset
 
 from ._optional import require
 from .faces.crop import crop_and_resize
-from .errors import FrameFolderError, FrameGapError
+from .errors import FrameFolderError, FrameGapError, IncompleteFolderError
 from .faces.face_folder import FaceFolder
+from .faces.folder_source import incomplete_folder_problem
 from .manifest import ManifestEntry, check_entries, parse_split, read_manifest
 from .pipeline import FaceClipLoader, data_config_from_model
 from .sampling import ShortVideoPolicy, sample_snippets
@@ -74,11 +79,24 @@ class VideoDataset(Dataset):
         loader: the :class:`FaceClipLoader` (U, T, size, detector, augmentation); e.g.
             ``FaceClipLoader.from_model(model, num_snippets=4, train=True)`` for training.
         split: keep only entries of this split (None: all).
+        faces: ``"largest"`` (default): each item is the clip of the video's largest face;
+            ``"all"`` (evaluation only: ``loader.train`` False): each item holds the clips of
+            every scorable face track of the video, ``pixels`` ``(K, 3, U*T, H, W)``
+            (:meth:`FaceClipLoader.load_tracks`), which :func:`~dynsnip.engine.evaluate.evaluate`
+            scores and reduces to one video score. Training on every face needs
+            ``extract-faces`` folders (they record which face of a fake was swapped).
     """
 
-    def __init__(self, manifest: Any, loader: FaceClipLoader, split: str | None = None):
+    def __init__(self, manifest: Any, loader: FaceClipLoader, split: str | None = None, faces: str = "largest"):
+        if faces not in ("largest", "all"):
+            raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
+        if faces == "all" and getattr(loader, "train", False):
+            raise ValueError("VideoDataset(faces='all') is for evaluation (one item holds every face of a video); "
+                             "to train on every face, extract the faces first (dynsnip extract-faces: it finds which "
+                             "face of a fake was swapped) and train on the folders, or use faces='largest'")
         self.entries = _entries(manifest, split)
         self.loader = loader
+        self.faces = faces
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -86,7 +104,11 @@ class VideoDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
         source = entry_source(entry)
-        clip = self.loader(entry.path) if source is None else self.loader(entry.path, boxes_from=source)
+        options = {} if source is None else {"boxes_from": source}
+        if self.faces == "all":
+            video = self.loader.load_tracks(entry.path, **options)
+            return torch.stack([clip.pixels for _, clip in sorted(video.clips.items())]), torch.tensor(float(entry.label))
+        clip = self.loader(entry.path, **options)
         return clip.pixels, torch.tensor(float(entry.label))
 
 
@@ -136,6 +158,7 @@ def frame_sequence(folder: str | os.PathLike[str]) -> FrameSequence:
 
     Raises:
         FileNotFoundError: no such folder, or no numbered images in it.
+        IncompleteFolderError: an ``extract-faces`` folder being written or left unfinished.
         FrameFolderError: two files with one frame number, or a frame that is not a regular file.
     Warns:
         StrayFrameFileWarning: image files that are not frames of the sequence (ignored).
@@ -143,6 +166,8 @@ def frame_sequence(folder: str | os.PathLike[str]) -> FrameSequence:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: expected a folder of face frames (from `dynsnip extract-faces`)")
+    if problem := incomplete_folder_problem(folder):
+        raise IncompleteFolderError(folder, problem)
     named: list[tuple[str, str, int, Path]] = []
     stray: list[str] = []
     regular: set[str] = set()
@@ -199,6 +224,14 @@ class FaceFramesDataset(Dataset):
         short_video: policy for folders with fewer than U*T frames (see
             :mod:`dynsnip.data.sampling`).
         split: keep only entries of this split.
+        faces: ``"largest"`` (default): one item per folder, its largest face (as before face
+            tracks); ``"all"``: one item per face track that the folder's ``faces.json`` lists
+            as a sample (``extract-faces`` with face tracks: every kept track of a real video or
+            of a fake without a source, the manipulated track(s) of a fake with one), each with
+            the folder's label; a folder without face tracks gives one item, its largest face.
+            :attr:`entries` then has one entry per item (repeated for the tracks of a folder),
+            and :attr:`tracks` the track of each; items of one folder share its id in
+            reports (``evaluate`` takes the most suspicious, ``video_score``).
     """
 
     def __init__(
@@ -214,8 +247,18 @@ class FaceFramesDataset(Dataset):
         hflip_prob: float = 0.5,
         short_video: ShortVideoPolicy = "overlap",
         split: str | None = None,
+        faces: str = "largest",
     ):
+        if faces not in ("largest", "all"):
+            raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
         self.entries = _entries(manifest, split)
+        self.faces = faces
+        self.tracks: list[int | None] = [None] * len(self.entries)
+        if faces == "all":  # one item per sample track of each folder
+            items = [(entry, track) for entry in self.entries
+                     for track in (FaceFolder.sample_tracks(entry.path) or [None])]
+            self.entries = [entry for entry, _ in items]
+            self.tracks = [track for _, track in items]
         self.num_snippets = num_snippets
         self.snippet_len = snippet_len
         self.size = tuple(size)
@@ -236,7 +279,9 @@ class FaceFramesDataset(Dataset):
     def from_class_folders(
         cls, root: str | os.PathLike[str], classes: dict[str, int] | None = None, **kwargs: Any
     ) -> "FaceFramesDataset":
-        """Frame folders laid out as ``root/<class>/<video>/`` (default classes: real=0, fake=1)."""
+        """Frame folders laid out as ``root/<class>/<video>/`` (default classes: real=0, fake=1).
+        Every folder is an entry: one that ``extract-faces`` has not finished (``<video>.partial``)
+        fails when read, with reason ``incomplete_folder``, and is reported, not read as complete."""
         root = Path(root)
         classes = classes or {"real": 0, "fake": 1}
         entries = []
@@ -254,8 +299,10 @@ class FaceFramesDataset(Dataset):
         """``{"id", "method", "face_coverage"}`` of item ``index`` for reports: the coverage
         extract-faces recorded for the folder (None for folders of ready crops)."""
         entry = self.entries[index]
-        return {"id": str(entry.path), "method": entry.method,
-                "face_coverage": FaceFolder.recorded_coverage(entry.path)}
+        info = {"id": str(entry.path), "method": entry.method, "face_coverage": FaceFolder.recorded_coverage(entry.path)}
+        if self.tracks[index] is not None:
+            info["track"] = self.tracks[index]
+        return info
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         entry = self.entries[index]
@@ -267,7 +314,7 @@ class FaceFramesDataset(Dataset):
         )
         frames.check_consecutive(indices)
         if folder is not None:  # extract-faces output: the crop policy cuts the snippets' crops
-            images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation)
+            images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation, track=self.tracks[index])
         else:
             images = np.stack([self._load(frames.paths[i]) for i in indices.flatten().tolist()])
         pixels = frames_to_tensor(images, self.mean, self.std)

@@ -21,7 +21,13 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ._optional import require
-from .errors import CorruptVideoError, NoVideoStreamError, UnseekableVideoError, VideoNotFoundError
+from .errors import (
+    CorruptVideoError,
+    FrameSizeChangeError,
+    NoVideoStreamError,
+    UnseekableVideoError,
+    VideoNotFoundError,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +43,8 @@ class VideoReader:
 
     Raises (all :class:`~dynsnip.data.errors.VideoError`): ``VideoNotFoundError``,
     ``CorruptVideoError`` (not a media file, truncated, or its packets fail to decode),
-    ``NoVideoStreamError``, ``UnseekableVideoError`` (no timestamps).
+    ``NoVideoStreamError``, ``UnseekableVideoError`` (no timestamps), and on reading,
+    ``FrameSizeChangeError`` (a frame whose size differs from the stream's first size).
     """
 
     def __init__(self, path: str | os.PathLike[str]):
@@ -58,6 +65,7 @@ class VideoReader:
                     self.path, f"the file has no video stream (streams found: {', '.join(kinds)})"
                 )
             self._stream = self._container.streams.video[0]
+            self._opened_size = (self._stream.codec_context.width, self._stream.codec_context.height)
             self._index_frames()
         except BaseException:
             self._container.close()
@@ -117,8 +125,11 @@ class VideoReader:
 
     @property
     def size(self) -> tuple[int, int]:
-        """``(width, height)`` of the decoded frames."""
-        return self._stream.codec_context.width, self._stream.codec_context.height
+        """``(width, height)`` of the decoded frames: the stream's size when it was opened (the
+        decoder's changes with a spliced stream's frames, which :meth:`read` refuses)."""
+        if not all(self._opened_size):  # the container did not say: the decoder's, once it knows
+            self._opened_size = (self._stream.codec_context.width, self._stream.codec_context.height)
+        return self._opened_size
 
     def timestamp(self, index: int) -> float:
         """Presentation time of frame ``index`` in seconds from the stream's first frame."""
@@ -173,6 +184,7 @@ class VideoReader:
                         continue  # a frame the index does not know (e.g. pts None): skip it
                     self._next_index = index + 1
                     if index == wanted:
+                        self._check_size(frame, index)
                         return frame.to_ndarray(format="rgb24")
                     if index > wanted:
                         break  # the seek overshot the wanted frame
@@ -189,6 +201,16 @@ class VideoReader:
             f"frame {wanted} of {self.num_frames} could not be decoded (the stream ends or is "
             "damaged before it)",
         )
+
+    def _check_size(self, frame: object, index: int) -> None:
+        """Fail closed on a frame size that differs from the stream's: face boxes found on one size
+        would crop frames of the other at the wrong place (a spliced stream, 176x144 then 352x288)."""
+        width, height = self.size
+        if width and height and (frame.width, frame.height) != (width, height):
+            raise FrameSizeChangeError(
+                self.path, f"frame {index} is {frame.width}x{frame.height} but the video starts at {width}x{height}; "
+                "expected one frame size throughout (the face boxes of one size would crop the other at the wrong "
+                f"place): re-encode it at one size, e.g. `ffmpeg -i IN -vf scale={width}:{height} OUT.mp4`")
 
     def _seek(self, keyframe: int) -> None:
         av = require("av")

@@ -71,14 +71,29 @@ class LowFaceCoverageError(VideoError):
 
     reason = "low_face_coverage"
 
-    def __init__(self, path: object, coverage: float, minimum: float, frames_checked: int):
+    def __init__(self, path: object, coverage: float, minimum: float, frames_checked: int,
+                 which: str = "frames the detector looked at", found: str = "found", advice: str | None = None):
         self.coverage = float(coverage)
         self.minimum = float(minimum)
         super().__init__(
             path,
-            f"face found in only {coverage:.0%} of the {frames_checked} frames the detector looked at "
-            f"(minimum {minimum:.0%}); " + FACE_ADVICE,
+            f"face {found} in only {coverage:.0%} of the {frames_checked} {which} "
+            f"(minimum {minimum:.0%}); " + (FACE_ADVICE if advice is None else advice),
         )
+
+
+class FrameSizeChangeError(VideoError):
+    """The frame size changes within the video (a stream spliced from two resolutions): the
+    face boxes of one size would crop the frames of the other at the wrong place."""
+
+    reason = "frame_size_change"
+
+
+class IncompleteFolderError(VideoError):
+    """A frame folder that ``extract-faces`` is still writing or left unfinished (its name ends
+    in ``.partial``, or it holds the writer's ``.owner`` record): its frames are not all there."""
+
+    reason = "incomplete_folder"
 
 
 class SourceMismatchError(VideoError):
@@ -88,10 +103,17 @@ class SourceMismatchError(VideoError):
     reason = "source_mismatch"
 
 
+class NoManipulatedFaceError(VideoError):
+    """A fake (with a ``source``) none of whose faces differs from its source's: nothing in it to
+    train on as a fake (the wrong source, or a fake identical to it)."""
+
+    reason = "no_manipulated_face"
+
+
 FACE_ADVICE = (
-    "a turned or tilted head, or a hand over the face, defeats the frontal detector: use the pose-robust "
-    "one (--face-detector mtcnn, or auto = dlib then MTCNN); faces smaller than ~1/6 of the frame: a larger "
-    "--detect-size, --detect-upsample 1 or a smaller --min-face; input that is already a face crop: "
+    "a turned or tilted head, or a hand over the face, defeats the frontal detector (dlib): use a pose-robust "
+    "one (auto = BlazeFace then MTCNN, or --face-detector mtcnn); small faces: --face-detector blazeface or mtcnn, "
+    "a larger --detect-size, --detect-upsample 1 or a smaller --min-face; input that is already a face crop: "
     "--face-detector none"
 )
 

@@ -5,7 +5,9 @@ Formats (chosen by the file extension):
 * CSV with a header row containing ``path`` and ``label`` and optionally ``split``,
   ``method`` (manipulation method of a fake, for per-method metrics) and ``source`` (or
   ``original``: the real video a fake was made from; its face boxes crop the fake, see
-  :class:`~dynsnip.data.datasets.VideoDataset`; ``dynsnip manifest`` writes it);
+  :class:`~dynsnip.data.datasets.VideoDataset`; ``dynsnip manifest`` writes it) and
+  ``dataset`` (the benchmark dataset the row comes from, e.g. ``celebdf:v2``, as ``dynsnip
+  manifest`` records it; ``dynsnip benchmark`` checks it against its protocol);
 * JSON: a list of objects ``{"path": ..., "label": ..., "split": ...}`` (split optional).
 
 ``label`` is ``0``/``1`` or ``real``/``fake`` (case-insensitive; 1 = fake, the positive
@@ -43,13 +45,15 @@ class ManifestOverlapWarning(UserWarning):
 class ManifestEntry:
     """One video (or face-frame folder): absolute ``path``, ``label`` (0 real, 1 fake), ``split``,
     ``method``, the manipulation method of a fake (e.g. ``Deepfakes``) for per-method metrics,
-    and ``source``, the real video a fake was made from (absolute), where the dataset says so."""
+    and ``source``, the real video a fake was made from (absolute), where the dataset says so;
+    ``dataset``, the tag of the benchmark dataset the row comes from (``celebdf:v2``), where recorded."""
 
     path: Path
     label: int
     split: str | None = None
     method: str | None = None
     source: Path | None = None
+    dataset: str | None = None
 
 
 def parse_label(value: object, where: str = "") -> int:
@@ -159,6 +163,7 @@ def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> lis
                 split=parse_split(row.get("split"), where),
                 method=(str(row.get("method") or "").strip() or None),
                 source=_source_path(root, row),
+                dataset=(str(row.get("dataset") or "").strip() or None),
             )
         )
     check_entries(entries, path, [where[len(f"{path}, "):].rstrip(": ") for where, _ in rows])
@@ -175,7 +180,7 @@ def write_manifest(
     entries: Iterable[ManifestEntry], path: str | os.PathLike[str], overwrite: bool = False
 ) -> Path:
     """Write ``entries`` as a CSV manifest (paths relative to its folder where possible; a
-    ``source`` column only when an entry has one).
+    ``source`` or ``dataset`` column only when an entry has one).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -187,12 +192,16 @@ def write_manifest(
         writer = csv.writer(f)
         entries = list(entries)
         with_source = any(getattr(entry, "source", None) for entry in entries)
-        writer.writerow(["path", "label", "split", "method"] + (["source"] if with_source else []))
+        with_dataset = any(getattr(entry, "dataset", None) for entry in entries)
+        writer.writerow(["path", "label", "split", "method"] + (["source"] if with_source else [])
+                        + (["dataset"] if with_dataset else []))
         for entry in entries:
             row = [_shown(entry.path, path.parent).as_posix(), entry.label, entry.split or "", entry.method or ""]
             if with_source:
                 source = getattr(entry, "source", None)
                 row.append(_shown(source, path.parent).as_posix() if source else "")
+            if with_dataset:
+                row.append(getattr(entry, "dataset", None) or "")
             writer.writerow(row)
     return path
 

@@ -9,7 +9,9 @@
    ``extract-faces`` and the frame-folder dataset) gives one box per snippet; a snippet
    without any face borrows the box of the nearest snippet that has one (flagged in
    ``FaceClip.face_found``); a video without any face raises
-   :class:`~dynsnip.data.errors.NoFaceError`;
+   :class:`~dynsnip.data.errors.NoFaceError`; every scored frame is checked to still show
+   the face found on its looked-at frame (:mod:`~dynsnip.data.faces.face_shown`), and
+   a clip where too few do raises :class:`~dynsnip.data.errors.LowFaceCoverageError`;
 4. the square crop (``margin`` around the box) is resized to the model's input size and
    normalised with the model's mean/std.
 """
@@ -34,6 +36,7 @@ from .faces.crop_policy import (
 from .decode import VideoReader
 from .errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .faces.detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
+from .faces.face_shown import not_shown_error, shows_face
 from .sampling import ShortVideoPolicy, distinct_snippets, sample_snippets
 from .transforms import frames_to_tensor, random_horizontal_flip
 
@@ -52,6 +55,9 @@ class FaceClip:
         face_found: bool ``(U,)``; False where the snippet had no face and borrowed a box.
         frames_checked: sampled frames the detector looked at (0 with ``face_detector="none"``).
         frames_with_face: of those, the frames where it found a face.
+        frames_scored: frames in ``pixels`` that were checked for the face (U*T; 0 without a detector).
+        frames_showing_face: of those, the frames that show the face found on their looked-at
+            frame (:mod:`~dynsnip.data.faces.face_shown`).
         timestamps: float64 ``(U, T)`` presentation time of each frame in seconds.
         num_frames: frames in the whole video.
         fps: the video's average frame rate.
@@ -66,11 +72,44 @@ class FaceClip:
     fps: float
     frames_checked: int = 0
     frames_with_face: int = 0
+    frames_scored: int = 0
+    frames_showing_face: int = 0
+    track: int | None = None
 
     @property
     def face_coverage(self) -> float:
-        """Fraction of the looked-at frames with a detected face (1.0 without a detector)."""
+        """Fraction of the scored frames that show the face (1.0 without a detector; the looked-at
+        frames with a face where the scored frames were not checked)."""
+        if self.frames_scored:
+            return self.frames_showing_face / self.frames_scored
         return self.frames_with_face / self.frames_checked if self.frames_checked else 1.0
+
+
+@dataclass
+class VideoTracks:
+    """Every face of one video, followed (:mod:`~dynsnip.data.faces.tracks`) and cropped.
+
+    Attributes:
+        tracks: every face track, kept and dropped (``status``), in id order.
+        clips: track id -> :class:`FaceClip` of each kept track whose face is found in enough
+            of the snippets' looked-at frames (``min_face_coverage``): the tracks to score.
+        failures: track id -> the :class:`~dynsnip.data.errors.VideoError` of each kept track
+            that is not scored (its face found in too few of the snippets' looked-at frames).
+        frame_indices: int64 ``(U, T)``, the same snippets for every track.
+        num_frames, fps: of the video.
+        frames_looked_at: the looked-at frames of the whole video the tracks were linked on.
+    """
+
+    tracks: list
+    clips: dict
+    failures: dict
+    frame_indices: torch.Tensor
+    num_frames: int
+    fps: float
+    frames_looked_at: int
+
+    def track(self, track_id: int) -> Any:
+        return next(t for t in self.tracks if t.id == track_id)
 
 
 def data_config_from_model(model: torch.nn.Module) -> dict[str, Any]:
@@ -97,8 +136,8 @@ class FaceClipLoader:
         size: ``(height, width)`` of the crops (paper: 224x224, the model's ``input_size``).
         mean, std: normalisation (the model's data config; defaults: ImageNet).
         interpolation: resampling of the crops (the model's data config).
-        face_detector: ``"auto"`` (default: dlib, MTCNN on the frames where dlib finds
-            nothing), ``"dlib"``, ``"mtcnn"``, ``"none"`` for already-cropped input (frames
+        face_detector: ``"auto"`` (default: BlazeFace, MTCNN on the frames where it finds
+            nothing), ``"blazeface"``, ``"dlib"``, ``"mtcnn"``, ``"none"`` for already-cropped input (frames
             are resized whole), or a callable, see :mod:`dynsnip.data.faces.detectors`.
         margin: crop side / face-box side; 1.3 is the FaceForensics++ convention.
         detect_every: the detector looks at frames whose index is a multiple of this (k;
@@ -109,8 +148,10 @@ class FaceClipLoader:
             ``extract-faces`` folders for identical crops. Default and measurement:
             :data:`~dynsnip.data.faces.crop_policy.DEFAULT_DETECT_EVERY`, docs/video.md.
         min_face_coverage: a video whose face is found in fewer of the looked-at frames than
-            this fraction raises :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more
-            than half of the crops would be borrowed; 0 turns the check off).
+            this fraction, or shown in fewer of the scored frames
+            (:mod:`~dynsnip.data.faces.face_shown`), raises
+            :class:`~dynsnip.data.errors.LowFaceCoverageError` (0.5: more than half of the
+            crops would be borrowed or show something else; 0 turns the checks off).
         train: random snippet offsets and random horizontal flip (paper's augmentation);
             False: deterministic snippets, no flip.
         hflip_prob: flip probability when ``train`` (0.5).
@@ -203,8 +244,16 @@ class FaceClipLoader:
             detect_in = decoded[[position[i] for i in looked_at]]
         else:
             detect_in = _source_frames(path, boxes_from, looked_at, frame_size)
-        crops = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
+        crops, detections = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
         crop_boxes, face_found = crops.boxes, crops.face_found
+        showing = scored = 0
+        if looked_at:  # do the scored frames still show the face found on their looked-at frames?
+            shown = shows_face(dict(zip(flat + extra, decoded)), indices.numpy(), crop_boxes, detections,
+                               self.detect_every, num_frames)
+            showing, scored = int(shown.sum()), shown.size
+            if showing < self.min_face_coverage * scored:
+                raise not_shown_error(path, showing, scored, crops.frames_with_face, crops.frames_checked,
+                                      self.min_face_coverage)
         crops_px = crop_and_resize(
             frames, np.repeat(crop_boxes, self.snippet_len, axis=0), self.size, self.interpolation
         )
@@ -221,6 +270,8 @@ class FaceClipLoader:
             fps=fps,
             frames_checked=crops.frames_checked,
             frames_with_face=crops.frames_with_face,
+            frames_scored=scored,
+            frames_showing_face=showing,
         )
 
     def _crop_boxes(
@@ -231,13 +282,14 @@ class FaceClipLoader:
         frames: "np.ndarray",
         frame_size: tuple[int, int],
         num_frames: int,
-    ) -> SnippetCrops:
-        """The crop policy's boxes for the clip: detect on the looked-at frames (``frames``, in the
-        order of ``looked_at``), then :func:`~dynsnip.data.faces.crop_policy.snippet_crops`."""
+    ) -> tuple[SnippetCrops, dict[int, "np.ndarray"]]:
+        """The crop policy's boxes for the clip, and the detections they come from: detect on the
+        looked-at frames (``frames``, in the order of ``looked_at``), then
+        :func:`~dynsnip.data.faces.crop_policy.snippet_crops`."""
         width, height = frame_size
         if self.face_detector is None:
             boxes = np.tile(np.array([0, 0, width, height], dtype=np.int64), (len(indices), 1))
-            return SnippetCrops(boxes, np.ones(len(indices), dtype=bool), 0, 0)
+            return SnippetCrops(boxes, np.ones(len(indices), dtype=bool), 0, 0), {}
         found = detect_faces(frames, self.face_detector)
         crops = snippet_crops(indices.numpy(), dict(zip(looked_at, found)), frame_size, self.margin,
                               self.detect_every, num_frames)
@@ -246,7 +298,100 @@ class FaceClipLoader:
             raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at{every}"))
         if crops.coverage < self.min_face_coverage:
             raise LowFaceCoverageError(path, crops.coverage, self.min_face_coverage, crops.frames_checked)
-        return crops
+        return crops, dict(zip(looked_at, found))
+
+    def load_tracks(
+        self,
+        path: str | os.PathLike[str],
+        generator: torch.Generator | None = None,
+        boxes_from: str | os.PathLike[str] | None = None,
+    ) -> VideoTracks:
+        """Every face of the video at ``path``: its tracks, and a :class:`FaceClip` per kept track.
+
+        One pass over the video: every looked-at frame (index a multiple of ``detect_every``) of
+        the whole video is decoded and searched for faces (the frames ``extract-faces`` looks
+        at, so both link the same tracks), the snippets' frames on the way. The detections
+        are linked into tracks (:func:`~dynsnip.data.faces.tracks.link_tracks`); each kept
+        track is cropped by the one crop policy given only its own detections, so a snippet
+        where that face is missing borrows the box of its nearest snippet with it (flagged).
+        All tracks share the snippets (the same U x T frames).
+
+        Args:
+            boxes_from: the real video a fake was made from: the tracks are those of the
+                source's frames (same indices), so the fake's faces are where the source's are.
+
+        Raises:
+            NoFaceError: no face, or only dropped tracks (static or short: the message says).
+            LowFaceCoverageError: no kept track is found in enough of the snippets'
+                looked-at frames (the best coverage is reported; ``err.tracks`` lists them).
+            ValueError: no face detector (``face_detector="none"``: whole frames, no faces).
+        """
+        from .faces.tracks import kept_tracks, link_tracks, no_track_message
+
+        if self.face_detector is None:
+            raise ValueError("face tracks need a face detector; with face_detector='none' the whole frame is the clip")
+        with VideoReader(path) as video:
+            num_frames, fps, frame_size = video.num_frames, video.fps, video.size
+            num_snippets = self.num_snippets
+            if self.cap_snippets:
+                num_snippets = min(num_snippets, distinct_snippets(num_frames, self.snippet_len))
+            indices = sample_snippets(num_frames, num_snippets, self.snippet_len, train=self.train, generator=generator,
+                                      short_video=self.short_video, align=self.detect_every)
+            flat = indices.flatten().tolist()
+            looked_at = list(range(0, num_frames, self.detect_every))
+            anchors = detection_frames(indices, self.detect_every, num_frames)  # what the scored frames are traced to
+            wanted = sorted(set(flat) | set(anchors))
+            if boxes_from is None:
+                detections, signatures, kept = _track_pass(video, looked_at, set(wanted), self.face_detector)
+            else:
+                kept = dict(zip(wanted, video.read(wanted)))
+            frames = np.stack([kept[i] for i in flat])
+            timestamps = torch.tensor([video.timestamp(i) for i in flat], dtype=torch.float64)
+        if boxes_from is not None:
+            detections, signatures = _source_track_pass(path, boxes_from, looked_at, frame_size, self.face_detector)
+        tracks = link_tracks(detections, signatures)
+        if not kept_tracks(tracks):
+            err = NoFaceError(path, no_track_message(tracks, len(looked_at), self.detect_every))
+            err.tracks = [t.summary() for t in tracks]
+            raise err
+        clips, failures = {}, {}
+        for track in kept_tracks(tracks):
+            own = track.detections(looked_at)
+            crops = snippet_crops(indices.numpy(), own, frame_size, self.margin, self.detect_every, num_frames)
+            if crops.frames_with_face == 0 or crops.coverage < self.min_face_coverage:
+                failures[track.id] = LowFaceCoverageError(path, crops.coverage, self.min_face_coverage,
+                                                          crops.frames_checked)
+                continue
+            # do the scored frames still show this face (as for the single face, face_shown)?
+            shown = shows_face(kept, indices.numpy(), crops.boxes, own, self.detect_every, num_frames)
+            showing, scored = int(shown.sum()), shown.size
+            if showing < self.min_face_coverage * scored:
+                failures[track.id] = not_shown_error(path, showing, scored, crops.frames_with_face,
+                                                     crops.frames_checked, self.min_face_coverage)
+                continue
+            clips[track.id] = self._clip(frames, indices, crops, timestamps, num_frames, fps, generator, track.id,
+                                         scored, showing)
+        if not clips:
+            err = max(failures.values(), key=lambda err: err.coverage)  # the best of the faces
+            err.tracks = [dict(t.summary(), face_coverage=round(failures[t.id].coverage, 4)) if t.id in failures
+                          else t.summary() for t in tracks]
+            raise err
+        return VideoTracks(tracks, clips, failures, indices, num_frames, fps, len(looked_at))
+
+    def _clip(self, frames: "np.ndarray", indices: torch.Tensor, crops: SnippetCrops, timestamps: torch.Tensor,
+              num_frames: int, fps: float, generator: torch.Generator | None, track: int | None, scored: int = 0,
+              showing: int = 0) -> FaceClip:
+        """The :class:`FaceClip` of ``frames (U*T, H, W, 3)`` cropped as ``crops`` decided."""
+        crops_px = crop_and_resize(frames, np.repeat(crops.boxes, self.snippet_len, axis=0), self.size,
+                                   self.interpolation)
+        pixels = frames_to_tensor(crops_px, self.mean, self.std)
+        if self.train:
+            pixels = random_horizontal_flip(pixels, self.hflip_prob, generator)
+        return FaceClip(pixels=pixels, frame_indices=indices, crop_boxes=torch.from_numpy(crops.boxes),
+                        face_found=torch.from_numpy(crops.face_found),
+                        timestamps=timestamps.reshape(len(indices), self.snippet_len), num_frames=num_frames, fps=fps,
+                        frames_checked=crops.frames_checked, frames_with_face=crops.frames_with_face,
+                        frames_scored=scored, frames_showing_face=showing, track=track)
 
     def __repr__(self) -> str:
         return (
@@ -275,6 +420,58 @@ def _source_frames(
         raise
     except VideoError as err:
         raise SourceMismatchError(path, f"its source video cannot be read: {err}") from err
+
+
+TRACK_PASS_CHUNK = 16  # frames decoded (and looked-at frames detected) at once in the track pass
+
+
+def _track_pass(
+    video: VideoReader, looked_at: list[int], keep: set[int], detector: Any
+) -> tuple[dict[int, "np.ndarray"], dict[int, "np.ndarray"], dict[int, "np.ndarray"]]:
+    """Decode the looked-at frames and the frames in ``keep`` front to back, in chunks; detect on
+    the looked-at ones. Returns their detections and face thumbnails (by looked-at frame) and
+    the frames of ``keep``."""
+    from .faces.crop_policy import quantize_detections
+    from .faces.tracks import face_signatures
+
+    detections: dict[int, np.ndarray] = {}
+    signatures: dict[int, np.ndarray] = {}
+    kept: dict[int, np.ndarray] = {}
+    wanted = sorted(set(looked_at) | keep)
+    looking = set(looked_at)
+    for start in range(0, len(wanted), TRACK_PASS_CHUNK):
+        chunk = wanted[start:start + TRACK_PASS_CHUNK]
+        decoded = video.read(chunk)
+        kept.update((i, frame) for i, frame in zip(chunk, decoded) if i in keep)
+        at = [n for n, i in enumerate(chunk) if i in looking]
+        if at:
+            for n, rows in zip(at, detect_faces(decoded[at], detector)):
+                detections[chunk[n]] = rows = quantize_detections(rows)
+                signatures[chunk[n]] = face_signatures(decoded[n], rows)
+    return detections, signatures, kept
+
+
+def _source_track_pass(
+    path: object, source: str | os.PathLike[str], looked_at: list[int], frame_size: tuple[int, int], detector: Any
+) -> tuple[dict[int, "np.ndarray"], dict[int, "np.ndarray"]]:
+    """:func:`_track_pass` on a fake's source video, at the fake's looked-at frames (clamped to its length)."""
+    from .errors import SourceMismatchError, VideoError
+
+    try:
+        with VideoReader(source) as video:
+            if video.size != frame_size:
+                raise SourceMismatchError(
+                    path, f"its source video {source} is {video.size[0]}x{video.size[1]}, the fake "
+                    f"{frame_size[0]}x{frame_size[1]}; expected the same frame size to share face boxes"
+                )
+            last = video.num_frames - 1
+            inside = sorted({min(i, last) for i in looked_at})
+            found, signatures, _ = _track_pass(video, inside, set(), detector)
+    except SourceMismatchError:
+        raise
+    except VideoError as err:
+        raise SourceMismatchError(path, f"its source video cannot be read: {err}") from err
+    return ({i: found[min(i, last)] for i in looked_at}, {i: signatures[min(i, last)] for i in looked_at})
 
 
 def load_face_clip(path: str | os.PathLike[str], **loader_args: Any) -> FaceClip:

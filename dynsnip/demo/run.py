@@ -27,7 +27,7 @@ What it does (under 10 minutes on 2 CPU cores):
    brightness-flicker fakes (:class:`~dynsnip.demo.synthetic.FlickerClips`): the
    cross-manipulation table of ``docs/pseudo_fakes.md``.
 4. **Saves** the first row's DIL detector in the hub layout to ``--out`` (``dynsnip predict
-   --model OUT`` loads it), its frame-level one to ``OUT/frame_level``, the other rows' to
+   --checkpoint OUT`` loads it), its frame-level one to ``OUT/frame_level``, the other rows' to
    ``OUT/<mode>/`` and ``OUT/<mode>/frame_level``, a report, and two test videos (the real
    footage and its pseudo-fake) under ``OUT/samples`` to try ``dynsnip predict`` on.
 """
@@ -78,7 +78,9 @@ class DemoConfig:
 
     Attributes:
         out: output folder (created; an existing folder is replaced only if an earlier demo
-            wrote it).
+            wrote it); :class:`DemoResult` gives it as an absolute path. The saved detectors'
+            cards say what they are: "the embedded demo task: not a detector for real
+            footage" (``dynsnip predict`` prints it beside every verdict).
         size: face crop side in pixels (32: small crops keep CPU training fast; the face
             box is about 25 px, so the blend's translation jitter is sub-pixel).
         channels, stem_width: widths of the ResNet-18 stages (half of the standard
@@ -249,6 +251,8 @@ def write_samples(footage: FaceFootage, out_dir: Path, generator: PseudoFakeGene
 
 
 DEMO_DATA_NAME = "dynsnip demo: bundled real face footage and its {mode} pseudo-fakes"
+DEMO_SCOPE = ("the embedded demo task (two people's bundled footage, {size} px crops): not a detector for "
+              "real footage")
 
 
 def _card_records(recipe: Recipe, num_train_clips: int, test_report: dict[str, Any]) -> dict[str, Any]:
@@ -256,8 +260,10 @@ def _card_records(recipe: Recipe, num_train_clips: int, test_report: dict[str, A
     from ..hub.records import evaluation_record, training_record
 
     data = DEMO_DATA_NAME.format(mode=recipe.pseudo_fakes)
-    return dict(
-        training=training_record(recipe.to_dict(), epoch=recipe.epochs, num_train_clips=num_train_clips, data=data),
+    return dict(  # the training clips are real ones only: the engine makes their pseudo-fakes
+        training=training_record(recipe.to_dict(), epoch=recipe.epochs, num_train_clips=num_train_clips, data=data,
+                                 num_train_real=num_train_clips, num_train_fake=0,
+                                 scope=DEMO_SCOPE.format(size=recipe.img_size)),
         evaluation=[evaluation_record(
             test_report, data=data, split="test (footage of other people)",
             num_snippets=recipe.test_num_snippets, snippet_len=recipe.snippet_len, img_size=recipe.img_size,
@@ -269,7 +275,7 @@ def _card_records(recipe: Recipe, num_train_clips: int, test_report: dict[str, A
 def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] = print) -> DemoResult:
     """Run the whole demo (see module docstring) and return the table's numbers."""
     config = config or DemoConfig()
-    out = Path(config.out)
+    out = Path(config.out).absolute()  # reported as an absolute path: a relative one depends on where you ran it
     _check_out_dir(out)
     previous_threads = torch.get_num_threads()
     if config.threads:

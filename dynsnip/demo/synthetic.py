@@ -84,7 +84,7 @@ def _follow_face(detections: Sequence["np.ndarray"], face: int | None = None, mi
     ``face`` from the left, in the first frame that has it; then in each frame the detection
     overlapping the previous box most (when none overlaps: the largest face again with
     ``face=None``, no box with a face index, so the track never jumps to another person)."""
-    from ..data.boxes import box_iou, largest_box
+    from ..data.faces.boxes import box_iou, largest_box
 
     out = np.full((len(detections), 4), np.nan)
     previous = None

@@ -1,5 +1,8 @@
 """A detector under one of the paper's protocols: the table of the paper, ours beside theirs.
 
+:func:`check_protocol_data` checks that a manifest holds the protocol's dataset (its
+recorded ``dataset`` column, or the user's ``data_is`` vouch for a manifest that records
+none, never contradicted by its methods or folders; :mod:`dynsnip.data.benchmarks.provenance`),
 :func:`write_test_manifest` selects the rows a protocol tests (the test split; for the FF++
 protocols the real videos and the paper's four methods), :func:`run_benchmark` scores them
 with :func:`~dynsnip.engine.evaluate.evaluate` (video level, the model's test U, paper U=8)
@@ -22,13 +25,14 @@ import torch
 
 from ..data.benchmarks.layout import BenchmarkManifest, BenchmarkRow
 from ..data.benchmarks.protocols import Protocol
+from ..data.benchmarks.provenance import check_provenance
 from ..data.manifest import read_manifest
 from .evaluate import evaluate
 from .frame_level import FrameScoreRecorder, frame_level_report
 from .metrics import write_report
 from .recipe import Recipe
 
-__all__ = ["write_test_manifest", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
+__all__ = ["check_protocol_data", "write_test_manifest", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
            "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
 
 RESULT_NAME = "benchmark"
@@ -39,14 +43,43 @@ FRAME_LEVEL_DEFINITION = (
 )
 
 
-def write_test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], out: str | os.PathLike[str],
-                  overwrite: bool = False) -> Path:
-    """Write to ``out`` the rows of ``manifest`` that ``protocol`` tests (its split; for
-    per-method protocols the reals and the fakes of its methods) and return ``out``.
+def check_protocol_data(protocol: Protocol, manifest: str | os.PathLike[str], data_is: str | None = None, *,
+                        train: bool = False, flag: str = "--data-is") -> str:
+    """Check that ``manifest`` holds ``protocol``'s test data (or with ``train``, its training
+    data: the ``train`` and ``val`` rows, dataset only) before anything is scored; return how
+    that is known, one line.
+
+    Args:
+        data_is: the tag the user vouches for (``celebdf:v2``) when the manifest records no
+            dataset; a recorded one is never overridden.
+        flag: the option that gives ``data_is``, for messages.
 
     Raises:
-        ValueError: no such rows, or a per-method protocol on a manifest without methods.
+        ValueError: one line saying what was found and what the protocol needs (see
+            :func:`~dynsnip.data.benchmarks.provenance.check_provenance`).
     """
+    if train:
+        entries = [e for e in read_manifest(manifest) if e.split in ("train", "val")]
+        needed, purpose = protocol.train_tag, f"protocol {protocol.name} (training)"
+    else:
+        entries = read_manifest(manifest, split=protocol.split)
+        needed, purpose = protocol.data_tag, f"protocol {protocol.name}"
+    return check_provenance(entries, needed, source=manifest, purpose=purpose, vouched=data_is, flag=flag,
+                            match_variant=not train)
+
+
+def write_test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], out: str | os.PathLike[str],
+                        overwrite: bool = False, data_is: str | None = None) -> Path:
+    """Write to ``out`` the rows of ``manifest`` that ``protocol`` tests (its split; for
+    per-method protocols the reals and the fakes of its methods) and return ``out``, after
+    :func:`check_protocol_data` (``data_is``: the user's vouch for a manifest that records
+    no dataset). The recorded ``dataset`` column is kept; a vouch is not written as one.
+
+    Raises:
+        ValueError: the manifest is not the protocol's dataset, no such rows, or a per-method
+            protocol on a manifest without methods.
+    """
+    check_protocol_data(protocol, manifest, data_is)
     entries = read_manifest(manifest, split=protocol.split)
     if protocol.per_method:
         if any(e.label == 1 and not e.method for e in entries):
@@ -58,7 +91,9 @@ def write_test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], ou
                          f"{protocol.split!r}" + (f" (methods {', '.join(protocol.rows)})" if protocol.per_method else "")
                          + f"; found {sum(e.label == 0 for e in entries)} real, {sum(e.label == 1 for e in entries)} fake")
     rows = [BenchmarkRow(Path(e.path), e.label, e.split or protocol.split, e.method or "") for e in entries]
-    return BenchmarkManifest(protocol.title, Path(manifest), rows, []).write(out, overwrite=overwrite)
+    recorded = {e.dataset for e in entries}
+    tag = recorded.pop() if len(recorded) == 1 and None not in recorded else ""
+    return BenchmarkManifest(protocol.title, Path(manifest), rows, [], tag=tag).write(out, overwrite=overwrite)
 
 
 def _metrics(m: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -93,12 +128,16 @@ def run_benchmark(
     threshold: float = 0.5,
     frame_level: bool = True,
     progress: bool = True,
+    faces: str = "all",
+    video_score: str = "max",
 ) -> dict[str, Any]:
     """Score ``manifest`` (from :func:`write_test_manifest`) with ``model`` under ``protocol``.
 
     Evaluation clips: ``recipe.test_num_snippets`` snippets of ``recipe.snippet_len`` frames
     at ``recipe.img_size`` px, batches of ``recipe.batch_size``, ``recipe.num_workers``
-    loader processes. One process (frame scores are matched to videos in order).
+    loader processes. One process (frame scores are matched to videos in order). ``faces``:
+    every face track of each video (``"all"``: reduced to the video's score by
+    ``video_score``, max or mean) or its largest face (``"largest"``).
 
     Returns:
         the result: ``rows`` (per subset: ``video`` and ``frame`` metrics, ``paper``),
@@ -107,11 +146,12 @@ def run_benchmark(
     from ..data.datasets import FaceFramesDataset
     from .data import make_dataset
 
-    dataset = make_dataset(manifest, model, recipe, train=False)
+    dataset = make_dataset(manifest, model, recipe, train=False, faces=faces)
     kind = "frames" if isinstance(dataset, FaceFramesDataset) else "video"
     scorer = FrameScoreRecorder(model) if frame_level else model
     result = evaluate(scorer, dataset, batch_size=recipe.batch_size, device=device, amp=recipe.amp,
-                      num_workers=recipe.num_workers, threshold=threshold, progress=progress, desc=protocol.name)
+                      num_workers=recipe.num_workers, threshold=threshold, progress=progress, desc=protocol.name,
+                      video_score=video_score)
     frames, frame_note = None, "not computed (--no-frame-level)"
     if frame_level:
         try:
@@ -122,12 +162,14 @@ def run_benchmark(
     paper = protocol.paper()
     return {
         "protocol": protocol.name,
+        "module_config": _module_config(model),
         "title": protocol.title,
         "split": protocol.split,
         "manifest": str(manifest),
         "data_kind": kind,
         "test_protocol": {"num_snippets": recipe.test_num_snippets, "snippet_len": recipe.snippet_len,
-                          "img_size": recipe.img_size, "threshold": threshold},
+                          "img_size": recipe.img_size, "threshold": threshold, "faces": faces,
+                          "video_score": video_score},
         "paper_metric": paper["metric"],
         "paper_source": paper["source"],
         "frame_level": frame_note,
@@ -139,6 +181,27 @@ def run_benchmark(
         "num_failed": result.report["num_failed"],
         "failed": result.report["failed"],
     }
+
+
+def _module_config(model: torch.nn.Module) -> str | None:
+    """``"paper"``, ``"default"`` or ``"custom"``: the DIL module ``model`` is (from its ``dil_args``)."""
+    from ..models.paper_configs import module_configuration
+
+    return module_configuration(model) if isinstance(getattr(model, "dil_args", None), dict) else None
+
+
+def _module_note(result: dict[str, Any]) -> str:
+    """What the table's module configuration means (which one reproduces the paper)."""
+    from ..models.paper_configs import MODULE_CONFIGS
+
+    name = result.get("module_config")
+    if name in MODULE_CONFIGS:
+        return f"module configuration '{name}': {MODULE_CONFIGS[name]}" + (
+            "; the configuration that reproduces the paper" if name == "paper" else
+            "; ours, not the paper's (train with --config paper to reproduce the paper)")
+    if name == "custom":
+        return "module configuration 'custom': neither the paper's module nor dynsnip's default (see the model's dil_args)"
+    return "module configuration unknown"
 
 
 def _fmt(value: Any) -> str:
@@ -163,7 +226,7 @@ def _caption(result: dict[str, Any]) -> str:
     t = result["test_protocol"]
     return (f"{result['title']}, split {result['split']}: video level with U={t['num_snippets']} x "
             f"T={t['snippet_len']} at {t['img_size']} px, threshold {t['threshold']} ({result['data_kind']} data); "
-            f"model {result.get('model', '?')}")
+            f"model {result.get('model', '?')}" + (f" ({result['module_config']} module)" if result.get("module_config") else ""))
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -174,7 +237,10 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in body]
     if result["methods_missing"]:
         lines.append(f"no test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only")
+    lines.append(_module_note(result))
     lines.append(f"frame AUC: {result['frame_level']}")
+    if result.get("data_provenance"):
+        lines.append(f"data: {result['data_provenance']}")
     lines.append(f"paper: {result['paper_source']['paper']}, Table {result['paper_source']['table']}, row "
                  f"'{result['paper_source']['row']}' ({result['paper_source']['metric_source']})")
     if result["num_failed"]:
@@ -189,8 +255,10 @@ def markdown_table(result: dict[str, Any]) -> str:
              "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     source = result["paper_source"]
-    lines += ["", f"- Frame AUC: {result['frame_level']}.",
-              f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "
+    lines += ["", f"- Module: {_module_note(result)}.", f"- Frame AUC: {result['frame_level']}."]
+    if result.get("data_provenance"):
+        lines.append(f"- Data: {result['data_provenance']}.")
+    lines += [f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "
               f"Metric: {source['metric_source']}. {source['page']}.",
               f"- Videos that could not be read: {result['num_failed']}."]
     if result["methods_missing"]:

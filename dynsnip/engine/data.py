@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from .recipe import Recipe
 
-__all__ = ["make_dataset", "check_validation_labels", "DATA_KINDS"]
+__all__ = ["make_dataset", "check_validation_labels", "check_training_labels", "class_counts", "DATA_KINDS"]
 
 DATA_KINDS = ("auto", "frames", "video")
 
@@ -36,8 +36,12 @@ def _detect_kind(entries: list[Any], manifest: Any) -> str:
 
 
 def _labels(dataset: Dataset) -> list[int] | None:
-    """The labels of ``dataset`` from its manifest entries (or a ``labels`` attribute), or None
-    when they are not known without reading the items."""
+    """The labels of ``dataset`` from its manifest entries (or a ``labels`` attribute; through a
+    ``Subset``, such as ``--balance-classes`` makes), or None when they are not known without
+    reading the items."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        inner = _labels(dataset.dataset)
+        return None if inner is None else [inner[int(i)] for i in dataset.indices]
     entries = getattr(dataset, "entries", None)
     if entries is not None:
         return [int(e.label) for e in entries]
@@ -67,6 +71,43 @@ def check_validation_labels(dataset: Dataset, monitor: str) -> None:
         )
 
 
+def class_counts(dataset: Dataset) -> tuple[int, int] | None:
+    """``(real, fake)`` items of ``dataset`` when its labels are known up front, else None."""
+    labels = _labels(dataset)
+    if labels is None:
+        return None
+    fake = sum(1 for y in labels if y == 1)
+    return len(labels) - fake, fake
+
+
+def check_training_labels(dataset: Dataset, pseudo_fakes: str | None = None) -> None:
+    """Refuse a training set that cannot teach a detector: one with a single class (every
+    label real, or every label fake: the model learns a constant), or, with pseudo-fakes
+    (which are made from the real clips), one without real videos (the saved model's card
+    would claim pseudo-fakes it never saw). Real videos alone are enough with pseudo-fakes:
+    they make the fakes. Datasets whose labels are unknown up front are not checked.
+
+    Raises:
+        ValueError: naming what the set holds and what is needed.
+    """
+    counts = class_counts(dataset)
+    if counts is None or not sum(counts):
+        return
+    real, fake = counts
+    if pseudo_fakes and not real:
+        raise ValueError(
+            f"--pseudo-fakes {pseudo_fakes} makes its fakes from the real training videos, but the training set has "
+            f"none ({fake} fake): add real videos (label 0) to the training split, or train without --pseudo-fakes"
+        )
+    if not pseudo_fakes and not (real and fake):
+        have, other = ("real", "fake") if real else ("fake", "real")
+        raise ValueError(
+            f"the training set has only {have} videos ({real + fake}): a detector needs real and fake videos to "
+            f"learn from; add {other} videos (label {int(other == 'fake')}) to the training split, or make fakes from "
+            "the real ones with --pseudo-fakes spatial|temporal|both"
+        )
+
+
 def make_dataset(
     manifest: str | os.PathLike[str],
     model: torch.nn.Module,
@@ -78,6 +119,7 @@ def make_dataset(
     num_snippets: int | None = None,
     img_size: int | None = None,
     face_detector: str = "auto",
+    faces: str = "largest",
 ) -> Dataset:
     """The training (``train=True``) or evaluation dataset of a manifest.
 
@@ -92,6 +134,11 @@ def make_dataset(
             with ``face_detector`` on the fly) or ``"auto"`` (from the first entry).
         split: keep only rows of this split.
         num_snippets: override U.
+        faces: ``"largest"``: each video's largest face; ``"all"``: every face track (frame
+            folders: one item per sample track that ``extract-faces`` recorded; videos, for
+            evaluation: every face of the video in one item, see :class:`VideoDataset`).
+            Training on video files with ``"all"`` falls back to the largest face with a
+            warning (which face of a fake was swapped is found by ``extract-faces``).
     """
     from ..data import FaceClipLoader, FaceFramesDataset, VideoDataset, read_manifest
 
@@ -107,9 +154,18 @@ def make_dataset(
     u = int(num_snippets or (recipe.num_snippets if train else recipe.test_num_snippets))
     common = dict(num_snippets=u, snippet_len=recipe.snippet_len, size=(size, size), train=train,
                   hflip_prob=recipe.hflip_prob)
+    if faces not in ("largest", "all"):
+        raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
     if kind == "frames":
-        dataset: Dataset = FaceFramesDataset.from_model(entries, model, **common)
+        dataset: Dataset = FaceFramesDataset.from_model(entries, model, faces=faces, **common)
     else:
+        if faces == "all" and train:
+            import warnings
+
+            warnings.warn(f"{manifest}: training on video files crops each video's largest face; to train on every "
+                          "face, with a fake's swapped face found by comparing it with its source, extract the faces "
+                          "first (dynsnip extract-faces) and train on the folders", UserWarning, stacklevel=2)
+            faces = "largest"
         loader = FaceClipLoader.from_model(model, face_detector=face_detector, **common)
-        dataset = VideoDataset(entries, loader)
+        dataset = VideoDataset(entries, loader, faces=faces)
     return dataset  # evaluation reads ids and methods from dataset.entries

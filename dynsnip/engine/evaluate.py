@@ -13,7 +13,10 @@ frames, NaN / inf pixels...) or whose logit is not finite (reason ``non_finite_o
 NaN weights, an fp16 overflow) is listed in ``report["failed"]`` with the reason, and the
 metrics are computed on the others: a NaN is never turned into a score.
 
-Items sharing an id (several clips of one video) are averaged into one video score. Under
+Items sharing an id (the face tracks of one video, ``FaceFramesDataset(faces="all")``) are
+reduced to one video score, the most suspicious (``video_score="max"``, default) or their
+mean; an item holding several clips, ``(K, 3, U*T, H, W)`` (``VideoDataset(faces="all")``:
+every face of a video), is scored clip by clip and reduced the same way. Under
 ``torchrun`` each process scores every ``world_size``-th item and the results are gathered,
 so every video is scored exactly once.
 """
@@ -111,6 +114,18 @@ class _Indexed(Dataset):
         return item[0], torch.as_tensor(item[1], dtype=torch.float32), index
 
 
+def collate_tracks(batch: Sequence[Any]) -> tuple[Any, list[FailedItem]]:
+    """:func:`~dynsnip.engine.failures.collate_readable`, with items holding the clips of several
+    face tracks (``(K, 3, U*T, H, W)`` pixels) flattened into K rows sharing their index."""
+    rows = []
+    for item in batch:
+        if not isinstance(item, FailedItem) and item[0].ndim == 5:
+            rows += [(pixels, *item[1:]) for pixels in item[0]]
+        else:
+            rows.append(item)
+    return collate_readable(rows)
+
+
 def autocast_context(device: torch.device, enabled: bool, dtype: torch.dtype = torch.float16):
     """``torch.autocast`` on CUDA when ``enabled``; a no-op elsewhere (CPU runs stay float32)."""
     return torch.autocast(device_type="cuda", dtype=dtype, enabled=enabled and device.type == "cuda")
@@ -181,6 +196,7 @@ def evaluate(
     dist_info: DistInfo | None = None,
     progress: bool = True,
     desc: str = "eval",
+    video_score: str = "max",
 ) -> EvalResult:
     """Score every item of ``dataset`` with ``model`` and compute the paper's metrics.
 
@@ -194,6 +210,8 @@ def evaluate(
         dist_info: from :func:`~dynsnip.engine.distributed.init_distributed`; the items are
             split over the ranks and the results gathered on all of them.
         progress: show a progress bar (main process only).
+        video_score: how the items of one video (its face tracks) make its score: ``"max"``
+            (the most suspicious face) or ``"mean"``.
 
     Returns:
         :class:`EvalResult`; ``report["loss"]`` is the mean binary cross-entropy per item.
@@ -206,7 +224,7 @@ def evaluate(
     readable = SkipUnreadable(dataset, item_id=functools.partial(item_id, dataset))
     loader = DataLoader(
         _Indexed(readable, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        pin_memory=device.type == "cuda", collate_fn=collate_readable,
+        pin_memory=device.type == "cuda", collate_fn=collate_tracks,
     )
     was_training = model.training
     model.eval()
@@ -239,12 +257,16 @@ def evaluate(
     infos = [item_info(dataset, r[0]) for r in rows]
     probs = [1.0 / (1.0 + math.exp(-r[2])) if r[2] > -700 else 0.0 for r in rows]
     ids, scores, labels, methods = aggregate_by_video(
-        [i["id"] for i in infos], probs, [int(r[1]) for r in rows], [i.get("method") for i in infos]
+        [i["id"] for i in infos], probs, [int(r[1]) for r in rows], [i.get("method") for i in infos],
+        reduce=video_score,
     )
     report = video_metrics(scores, labels, methods, threshold)
     report["loss"] = sum(r[3] for r in rows) / len(rows)
     report["seconds"] = seconds
     report["threshold"] = threshold
+    if len(rows) > len(ids):  # several face tracks of some videos
+        report["video_score"] = video_score
+        report["scored_clips"] = len(rows)
     report["num_failed"] = len(failures)
     report["failed"] = [f.report() for f in failures]
     report["failed_by_reason"] = count_reasons(failures)  # e.g. low_face_coverage: below the face-coverage threshold

@@ -29,7 +29,7 @@ from ..data.errors import VideoError
 
 __all__ = [
     "FailedItem", "SkipUnreadable", "collate_readable", "UNREADABLE", "describe_failures", "NonFiniteError",
-    "NON_FINITE_INPUT", "NON_FINITE_OUTPUT", "non_finite_input",
+    "NON_FINITE_INPUT", "NON_FINITE_OUTPUT", "non_finite_input", "TooManyUnreadableError",
 ]
 
 UNREADABLE = (VideoError, OSError)
@@ -57,6 +57,13 @@ def non_finite_input(pixels: Any) -> NonFiniteError | None:
         f"{bad} of {pixels.numel()} input values are NaN or infinite; expected finite pixels "
         "(the clip is not fed to the model: one such clip would corrupt the BatchNorm statistics)",
     )
+
+
+class TooManyUnreadableError(RuntimeError):
+    """Most of an epoch's training clips could not be read (each reported with its reason before):
+    the data, not a few files, is broken (no face in the videos, wrong paths), so training stops."""
+
+    reason = "too_many_unreadable"
 
 
 class FailedItem(NamedTuple):

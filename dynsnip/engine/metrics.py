@@ -27,6 +27,8 @@ import torch
 __all__ = [
     "roc_auc",
     "accuracy",
+    "average_precision",
+    "equal_error_rate",
     "binary_metrics",
     "video_metrics",
     "aggregate_by_video",
@@ -87,6 +89,49 @@ def roc_auc(scores: Any, labels: Any) -> float:
     ranks = _average_ranks(s)
     u = ranks[y == 1].sum().item() - n1 * (n1 + 1) / 2
     return u / (n0 * n1)
+
+
+def _roc_points(s: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """True and false positive counts at each distinct score, from the highest down
+    (a threshold at a tied score takes the whole tie)."""
+    order = torch.argsort(s, descending=True, stable=True)
+    s, y = s[order], y[order]
+    last_of_tie = torch.ones(s.numel(), dtype=torch.bool)
+    last_of_tie[:-1] = s[1:] != s[:-1]
+    tp = torch.cumsum(y, 0)[last_of_tie]
+    fp = torch.cumsum(1 - y, 0)[last_of_tie]
+    return tp, fp
+
+
+def average_precision(scores: Any, labels: Any) -> float:
+    """Average precision of ``scores`` for ``labels`` (1 = fake): ``sum_n (R_n - R_{n-1}) P_n`` over
+    the distinct scores from the highest down (precision at each recall step, no interpolation;
+    tied scores form one step). NaN without fakes."""
+    s, y = _check_pair(scores, labels)
+    positives = y.sum().item()
+    if positives == 0:
+        return math.nan
+    tp, fp = _roc_points(s, y)
+    precision = tp / (tp + fp)
+    recall = tp / positives
+    steps = torch.diff(recall, prepend=torch.zeros(1, dtype=recall.dtype))
+    return float((steps * precision).sum())
+
+
+def equal_error_rate(scores: Any, labels: Any) -> float:
+    """The equal error rate: on the ROC curve (thresholds at the distinct scores), the point where
+    the false positive rate and the false negative rate are closest; their mean there. NaN
+    when only one class is present."""
+    s, y = _check_pair(scores, labels)
+    n1 = y.sum().item()
+    n0 = y.numel() - n1
+    if n0 == 0 or n1 == 0:
+        return math.nan
+    tp, fp = _roc_points(s, y)
+    fpr = torch.cat([torch.zeros(1, dtype=fp.dtype), fp / n0])
+    fnr = torch.cat([torch.ones(1, dtype=tp.dtype), 1 - tp / n1])
+    i = int(torch.argmin((fnr - fpr).abs()))
+    return float((fpr[i] + fnr[i]) / 2)
 
 
 def accuracy(scores: Any, labels: Any, threshold: float = 0.5) -> float:
@@ -172,14 +217,19 @@ def video_metrics(
 
 
 def aggregate_by_video(
-    ids: Sequence[str], scores: Sequence[float], labels: Sequence[int], methods: Sequence[Any] | None = None
+    ids: Sequence[str], scores: Sequence[float], labels: Sequence[int], methods: Sequence[Any] | None = None,
+    reduce: str = "mean",
 ) -> tuple[list[str], list[float], list[int], list[Any] | None]:
-    """Average the scores of items sharing an id (several clips of one video, or the copies a
-    distributed sampler pads with) into one video-level score, keeping first-seen order.
+    """Average (``reduce="mean"``) or take the largest (``"max"``) of the scores of items sharing
+    an id (several clips or face tracks of one video, or the copies a distributed sampler pads
+    with) into one video-level score, keeping first-seen order.
 
     Raises:
-        ValueError: one id with two different labels.
+        ValueError: one id with two different labels, or an unknown ``reduce``.
     """
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    highest: dict[str, float] = {}
     order: list[str] = []
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -195,8 +245,10 @@ def aggregate_by_video(
             raise ValueError(f"video {vid!r} appears with labels {label_of[vid]} and {label}")
         sums[vid] += float(score)
         counts[vid] += 1
+        highest[vid] = max(highest.get(vid, float(score)), float(score))
     out_methods = [method_of[v] for v in order] if any(m is not None for m in methods) else None
-    return order, [sums[v] / counts[v] for v in order], [label_of[v] for v in order], out_methods
+    scores_out = [highest[v] for v in order] if reduce == "max" else [sums[v] / counts[v] for v in order]
+    return order, scores_out, [label_of[v] for v in order], out_methods
 
 
 def _clean(value: Any) -> Any:

@@ -43,6 +43,11 @@ class Recipe:
             an ``hf-hub:owner/name`` id.
         pretrained: load the weights named by ``model`` (ignored for local checkpoints,
             which are always loaded).
+        module_config: the DIL module a ``dil_*`` ``model`` is built as: ``"default"``
+            (dynsnip's, with Intra-SIM's motion channels: a measured deviation) or ``"paper"``
+            (the paper's module as written, ``dynsnip.paper_config("paper")``); see
+            :data:`dynsnip.models.paper_configs.MODULE_CONFIGS`. A saved detector keeps its own
+            and must not contradict it.
         num_classes: 1: one "fake" logit trained with binary cross-entropy (paper).
         epochs: 30 (paper; 45 for cross-dataset generalisation).
         batch_size: 10 clips per step, over all processes (paper). With DDP each process
@@ -80,6 +85,7 @@ class Recipe:
 
     model: str = "dil_resnet50.tv_in1k"
     pretrained: bool = True
+    module_config: str = "default"
     num_classes: int = 1
     epochs: int = 30
     batch_size: int = 10
@@ -128,6 +134,9 @@ class Recipe:
             raise ValueError(f"recipe plateau_patience must be >= 0, got {self.plateau_patience!r}")
         if not 0 <= self.hflip_prob <= 1:
             raise ValueError(f"recipe hflip_prob must be in [0, 1], got {self.hflip_prob!r}")
+        if self.module_config not in ("default", "paper"):
+            raise ValueError(f"recipe module_config must be 'default' (dynsnip's module) or 'paper' (the paper's "
+                             f"module as written), got {self.module_config!r}")
         if self.monitor not in self.MONITORS:
             raise ValueError(f"recipe monitor must be one of {self.MONITORS}, got {self.monitor!r}")
         if self.weight_decay < 0 or self.min_lr < 0:

@@ -9,7 +9,7 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
                         without validation), Hugging Face hub layout (config.json +
                         model.safetensors + README.md with the recipe and the
                         validation result), ready for `dynsnip push out_dir/model
-                        OWNER/NAME`, loadable by `dynsnip predict --model out_dir/model`
+                        OWNER/NAME`, loadable by `dynsnip predict --checkpoint out_dir/model`
     checkpoint/         the last finished epoch: weights, optimizer, scheduler, history
                         (see :mod:`dynsnip.engine.checkpoint`); a killed run started again
                         with the same command resumes after that epoch
@@ -49,14 +49,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .checkpoint import load_training_checkpoint, restore_training_state, save_training_checkpoint
-from .data import check_validation_labels
+from .data import check_training_labels, check_validation_labels, class_counts
 from .distributed import (
     DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
 )
 from .divergence import batch_indices, check_finite_loss, check_finite_weights
 from .compile import compile_model
 from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
-from .failures import FailedItem, SkipUnreadable, describe_failures
+from .failures import FailedItem, SkipUnreadable, TooManyUnreadableError, count_reasons, describe_failures
 from .metrics import write_report
 from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
@@ -100,6 +100,7 @@ def build_model(
     pretrained: bool = True,
     num_classes: int = 1,
     checkpoint: str | os.PathLike[str] | None = None,
+    module_config: str | None = None,
     **model_kwargs: Any,
 ) -> torch.nn.Module:
     """Create the detector to fine-tune or evaluate.
@@ -109,8 +110,8 @@ def build_model(
             * a ``dil_*`` name (``pretrained=False``: random init) or a pretrained tag
               (``dil_resnet50.tv_in1k``: timm's ImageNet ResNet-50 inside the DIL network,
               SIMs freshly initialised, as in the paper);
-            * ``hf-hub:owner/name`` (or ``owner/name``): a detector pushed with
-              :func:`dynsnip.push_to_hub`;
+            * ``hf-hub:owner/name``: a detector pushed with :func:`dynsnip.push_to_hub` (a bare
+              ``owner/name`` is a local path; a missing one is reported, not downloaded);
             * a directory written by :func:`dynsnip.save_pretrained`, or a training run
               directory (its ``model/`` is used);
             * a ``.safetensors`` file whose metadata names the architecture (files written
@@ -120,11 +121,18 @@ def build_model(
             backbone and gets a new head).
         checkpoint: a ``.safetensors`` state dict to load into the model built from
             ``source`` (a name), e.g. weights saved by another tool.
+        module_config: ``"paper"`` or ``"default"``
+            (:data:`~dynsnip.models.paper_configs.MODULE_CONFIGS`): a ``dil_*`` name is built as
+            that module (``model_kwargs`` on top); a saved detector keeps its own and must
+            not be the other one (ValueError). None: ``model_kwargs`` only.
         **model_kwargs: DIL / timm options, e.g. ``sim_stages=()`` or ``img_size``.
 
     Raises:
         FileNotFoundError / ValueError: naming the path and what was expected.
     """
+    if module_config is not None:
+        return _build_as(source, module_config, pretrained=pretrained, num_classes=num_classes,
+                         checkpoint=checkpoint, **model_kwargs)
     load_model, _ = _hub()
     text = os.fspath(source)
     path = Path(text)
@@ -148,12 +156,35 @@ def build_model(
         checkpoint = path
     elif path.is_dir():
         model = load_model(path, pretrained=True, num_classes=num_classes, **model_kwargs)
-    elif text.startswith((".", "/", "~")) or path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
+    elif (text.startswith((".", "/", "~")) or path.suffix in (".safetensors", ".pth", ".pt", ".bin")) \
+            and not os.path.islink(text):  # a link that loops or leads nowhere: load_model says which
         raise FileNotFoundError(f"{text}: no such checkpoint file or directory")
     else:
         model = load_model(text, pretrained=pretrained, num_classes=num_classes, **model_kwargs)
     if checkpoint is not None:
         _load_weights(model, Path(checkpoint))
+    return model
+
+
+def _build_as(source: str | os.PathLike[str], module_config: str, **kwargs: Any) -> torch.nn.Module:
+    """:func:`build_model` with a module configuration (see its ``module_config``)."""
+    from ..hub.load import _locate
+    from ..models.paper_configs import MODULE_CONFIGS, module_config_args, module_configuration
+
+    text = os.fspath(source)
+    model_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k not in ("pretrained", "num_classes", "checkpoint")}
+    named = not Path(text).exists() and saved_model_folder(text) is None and _locate(text).kind == "registry"
+    if named:
+        return build_model(text, **kwargs, **module_config_args(module_config, model_kwargs))
+    module_config_args(module_config)  # an unknown name fails here, before anything is loaded
+    model = build_model(text, **kwargs, **model_kwargs)
+    found = module_configuration(model)
+    if found in MODULE_CONFIGS and found != module_config:
+        raise ValueError(
+            f"{text} is a detector of the {found!r} module configuration ({MODULE_CONFIGS[found]}), not "
+            f"{module_config!r}: a saved detector keeps the module it was trained as. Use --config {found} "
+            f"(module_config={found!r}) to continue from it, or start from a dil_* name to train the "
+            f"{module_config!r} module")
     return model
 
 
@@ -165,7 +196,10 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
     from ..models.dil_resnet import checkpoint_filter_fn
 
     state = safetensors.torch.load_file(str(path))
-    state = checkpoint_filter_fn(state, model)
+    try:
+        state = checkpoint_filter_fn(state, model)
+    except ValueError as err:  # name the file: the message names the model only
+        raise ValueError(f"{path}: {err}") from None
     head = [k for k in state if k.startswith("fc.") and state[k].shape != model.state_dict()[k].shape]
     for k in head:  # another head: keep the model's new one
         state[k] = model.state_dict()[k]
@@ -210,9 +244,11 @@ def _card_records(recipe: Recipe, epoch: int, train_set: Dataset, val_result: Ev
     """``training`` / ``evaluation`` records of the saved model (:mod:`dynsnip.hub.records`)."""
     from ..hub.records import evaluation_record, training_record
 
+    real, fake = class_counts(train_set) or (None, None)
     records: dict[str, Any] = {"training": training_record(
         recipe.to_dict(), epoch=epoch, num_train_clips=len(train_set),
         num_val_videos=val_result.report["overall"]["num_videos"] if val_result else None, data=data_name,
+        num_train_real=real, num_train_fake=fake,
     )}
     if val_result is not None:
         records["evaluation"] = [evaluation_record(
@@ -312,6 +348,17 @@ def _prepare_run_folder(out_dir: Path, recipe: Recipe, val_set: Dataset | None, 
     return plan.recipe, plan.resume
 
 
+def _recipe_naming_module(recipe: Recipe, model: torch.nn.Module) -> Recipe:
+    """``recipe`` with ``module_config`` set to what ``model`` is, where it is one of the named
+    configurations (a ``"custom"`` model keeps the recipe's: its ``dil_args`` say the rest)."""
+    from ..models.paper_configs import MODULE_CONFIGS, module_configuration
+
+    if not hasattr(unwrap_model(model), "dil_args"):
+        return recipe
+    found = module_configuration(unwrap_model(model))
+    return recipe.replace(module_config=found) if found in MODULE_CONFIGS else recipe
+
+
 @_holding_run_folder_lock
 def train(
     recipe: Recipe,
@@ -376,9 +423,13 @@ def train(
     Raises:
         RunFolderBusyError: another training holds ``out_dir``.
         FileExistsError / ValueError: see ``overwrite`` / ``use_saved_recipe``; also a
-            validation set that cannot give the monitored metric (one class with ``auc``).
+            validation set that cannot give the monitored metric (one class with ``auc``), and
+            a training set of one class only, or without real videos with pseudo-fakes
+            (:func:`~dynsnip.engine.data.check_training_labels`).
     """
     recipe.validate()
+    if model is not None:  # the recipe names the module the given model is (recipe.json, model card)
+        recipe = _recipe_naming_module(recipe, model)
     out_dir = Path(out_dir)
     info = init_distributed(device)
     device = info.device
@@ -389,6 +440,7 @@ def train(
         )
     if len(train_set) == 0:
         raise ValueError("the training dataset is empty; expected labelled clips")
+    check_training_labels(train_set, recipe.pseudo_fakes)  # one class, or pseudo-fakes without reals: refused
     per_rank_batch = recipe.batch_size // info.world_size
 
     ckpt_dir = out_dir / CHECKPOINT_DIR
@@ -397,7 +449,8 @@ def train(
     seed_everything(recipe.seed)
     if model is None:  # resuming: the checkpoint's weights replace the pretrained ones, no need to fetch them
         model = build_model(recipe.model, pretrained=recipe.pretrained and not will_resume,
-                            num_classes=recipe.num_classes, **dict(model_kwargs or {}))
+                            num_classes=recipe.num_classes, module_config=recipe.module_config,
+                            **dict(model_kwargs or {}))
     set_video_layout(model, recipe)
     if recipe.grad_checkpointing:
         model.set_grad_checkpointing(True)
@@ -500,9 +553,11 @@ def train(
             _log(f"epoch {epoch}: skipped {len(skipped)} of {len(train_set)} training clips that could not be read:\n"
                  + describe_failures(skipped), info, log)
             if 2 * len(skipped) > len(train_set):
-                raise RuntimeError(
-                    f"{len(skipped)} of the {len(train_set)} training clips could not be read in epoch {epoch}; "
-                    "expected a few bad files at most: check the manifest paths and the data"
+                reasons = ", ".join(f"{reason} {n}" for reason, n in count_reasons(skipped).items())
+                raise TooManyUnreadableError(
+                    f"{len(skipped)} of the {len(train_set)} training clips could not be read in epoch {epoch} "
+                    f"({reasons}; listed above); expected a few bad files at most: check the manifest paths and "
+                    "the data"
                 )
         broadcast_buffers(model)  # every rank evaluates and saves rank 0's BatchNorm statistics
         train_loss = all_reduce_mean(loss_sum / max(seen, 1), reduce_device)

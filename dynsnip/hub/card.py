@@ -47,10 +47,18 @@ def _training_section(config: Mapping[str, Any]) -> str:
     rows = []
     if r.get("model"):
         rows.append(("started from", f"`{r['model']}`" + ("" if r.get("pretrained", True) else " (random init)")))
+    if r.get("module_config"):
+        rows.append(("module", {"paper": "the paper's module as written (`--config paper`)",
+                                "default": "dynsnip's default (`--config default`: Intra-SIM motion channels, "
+                                           "a deviation from the paper)"}.get(r["module_config"], str(r["module_config"]))))
     if record.get("data"):
         rows.append(("data", str(record["data"])))
+    if record.get("scope"):
+        rows.append(("scope", str(record["scope"])))
     sizes = [f"{record[k]} {what}" for k, what in (("num_train_clips", "clips per training epoch"),
-                                                   ("num_val_videos", "validation videos")) if record.get(k)]
+                                                   ("num_train_real", "real training items"),
+                                                   ("num_train_fake", "fake training items"),
+                                                   ("num_val_videos", "validation videos")) if k in record]
     if sizes:
         rows.append(("size", ", ".join(sizes)))
     if "lr" in r:
@@ -204,7 +212,7 @@ Score video files (face detection, snippet sampling and cropping included; a fak
 per video and per snippet):
 ```bash
 pip install "dynsnip[video]"
-dynsnip predict --model hf-hub:{name} video.mp4 more_videos/
+dynsnip predict --checkpoint hf-hub:{name} video.mp4 more_videos/
 ```
 {_training_section(config)}{_evaluation_section(config)}
 ## Citation

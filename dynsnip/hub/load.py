@@ -1,17 +1,19 @@
 """``load_model``: ``timm.create_model`` for DIL models, with errors that say what is wrong.
 
 It accepts what timm accepts (``"dil_resnet50.tv_in1k"``, ``"hf-hub:owner/name"``,
-``"local-dir:path"``) plus a bare ``"owner/name"`` repo id and a directory written by
-:func:`dynsnip.save_pretrained`, and always loads weights from ``model.safetensors``:
+``"local-dir:path"``) plus a directory written by :func:`dynsnip.save_pretrained` (a bare
+``"owner/name"`` is a path: only ``hf-hub:`` goes to the Hub), and always loads weights from ``model.safetensors``:
 nothing falls back to a pickled ``pytorch_model.bin``. huggingface_hub / timm / safetensors
 errors become :mod:`dynsnip.hub.errors` errors naming the repo or directory and the file.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -35,11 +37,13 @@ from .errors import (
     RepoNotFoundError,
 )
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "pretrained_download"]
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*(@[\w.\-/]+)?$")
 _FILTER_PREFIX = "checkpoint does not fit"  # how checkpoint_filter_fn's ValueError starts (stripped if present)
 _STATE_DICT_MISMATCH = "Error(s) in loading state_dict"  # torch's load_state_dict RuntimeError
+# Set while _explained_errors explains what goes wrong inside a load (see pretrained_download).
+_EXPLAINED: ContextVar[bool] = ContextVar("dynsnip_hub_load_explained", default=False)
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,6 @@ class _Source:
     kind: str  # "hub" | "dir" | "registry"
     name: str  # repo id, directory, or model name with tag
     revision: str | None = None
-    note: str = ""  # added to "not found" messages
 
     @property
     def label(self) -> str:
@@ -61,6 +64,9 @@ class _Source:
 
 
 def _locate(name_or_path: str | os.PathLike[str]) -> _Source:
+    """Where ``name_or_path`` points. Only an explicit ``hf-hub:`` prefix goes to the Hub: a bare
+    ``owner/name`` is a local path as well, so a mistyped folder (``runs/doesnotexist``) or a link
+    that loops is reported as such (naming the ``hf-hub:`` spelling) instead of being downloaded."""
     if isinstance(name_or_path, os.PathLike):
         return _Source("dir", os.fspath(name_or_path))
     name = str(name_or_path)
@@ -69,14 +75,27 @@ def _locate(name_or_path: str | os.PathLike[str]) -> _Source:
     if name.startswith(("hf-hub:", "hf_hub:")):
         repo, _, revision = name.split(":", 1)[1].partition("@")
         return _Source("hub", repo, revision or None)
-    if os.path.isdir(name):
+    if os.path.isdir(name) or os.path.islink(name):
         return _Source("dir", name)
-    if _REPO_ID.match(name):
-        repo, _, revision = name.partition("@")
-        return _Source("hub", repo, revision or None, note=" (and there is no local directory of that name)")
     if "/" in name or os.sep in name:
         return _Source("dir", name)
     return _Source("registry", name)
+
+
+def _not_a_folder(name: str) -> str:
+    """Why the local path ``name`` is no model folder, in one sentence that names the Hub spelling
+    when ``name`` could also be a repo id."""
+    if os.path.islink(name) and not os.path.exists(name):
+        try:
+            os.stat(name)
+            why = "its target is missing"
+        except OSError as err:
+            why = "it loops back to itself" if err.errno == errno.ELOOP else f"its target is missing ({err.strerror})"
+        return f"'{name}' is a symbolic link that leads to no folder: {why}"
+    if os.path.exists(name):
+        return f"'{name}' is a file, not a folder"
+    hint = f"; for a Hub repo write hf-hub:{name}" if _REPO_ID.match(name) else ""
+    return f"no folder {name} (directory '{name}' does not exist){hint}"
 
 
 def _default_tag(arch: str) -> str | None:
@@ -207,11 +226,14 @@ def _mismatch_details(err: BaseException) -> str:
 
 @contextmanager
 def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_dir: Any = None,
-                      missing_file_hint: str = "", unreachable: str | None = None) -> Iterator[None]:
+                      missing_file_hint: str = "", unreachable: str | None = None,
+                      not_cached_advice: str = "") -> Iterator[None]:
     """Turn huggingface_hub / timm / safetensors errors raised inside the block into ModelLoadErrors.
 
     ``unreachable``: why the Hub could not be reached (:func:`hub_unreachable`), when the
-    block ran on the cache alone because of it."""
+    block ran on the cache alone because of it. ``not_cached_advice``: a last sentence for
+    :class:`NotCachedError`. A ``dil_*`` builder called inside the block leaves its download
+    errors to it (see :func:`pretrained_download`)."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -223,6 +245,7 @@ def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_di
     from safetensors import SafetensorError
 
     where = source.label
+    explaining = _EXPLAINED.set(True)
     try:
         yield
     except GatedRepoError as err:
@@ -232,7 +255,7 @@ def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_di
         ) from None
     except RepositoryNotFoundError as err:
         raise RepoNotFoundError(
-            f"{where} does not exist on {constants.ENDPOINT}{source.note}, or it is private and no token that can read it "
+            f"{where} does not exist on {constants.ENDPOINT}, or it is private and no token that can read it "
             "was sent. Check the 'owner/name' spelling; for a private repo log in with `hf auth login` or set HF_TOKEN.",
             source.name, None, err,
         ) from None
@@ -250,28 +273,7 @@ def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_di
             source.name, filename, err,
         ) from None
     except LocalEntryNotFoundError as err:
-        filename = _uncached(source.name, source.revision, files, cache_dir)
-        cache = cache_dir or constants.HF_HUB_CACHE
-        if unreachable:
-            why = (
-                f"the Hub at {constants.ENDPOINT} cannot be reached ({unreachable}), so it was not retried. "
-                "Check the network connection and HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use the cache only "
-                "without trying the network."
-            )
-        elif constants.is_offline_mode():
-            why = (
-                "HF_HUB_OFFLINE=1 forbids downloading it. Run the same call once online (unset HF_HUB_OFFLINE) "
-                f"or `hf download {source.name}` to cache it, or point HF_HUB_CACHE at a cache that has it."
-            )
-        else:
-            why = (
-                f"the Hub at {constants.ENDPOINT} could not be reached to download it. Check the network "
-                "connection and HF_ENDPOINT; once the files are cached, HF_HUB_OFFLINE=1 works without a network."
-            )
-        raise NotCachedError(
-            f"'{filename}' of {where} is not in the local cache ({cache}) and {why}",
-            source.name, filename, err,
-        ) from None
+        raise _not_cached(source, files, cache_dir, unreachable, err, not_cached_advice) from None
     except SafetensorError as err:
         raise CheckpointMismatchError(
             f"{WEIGHTS_NAME} of {where} is not a valid safetensors file ({err}). Re-save the model with "
@@ -299,6 +301,67 @@ def _explained_errors(source: _Source, files: Sequence[str], arch: str, cache_di
             "saved from another architecture or head; create the model it was trained as.",
             source.name, WEIGHTS_NAME, err,
         ) from None
+    finally:
+        _EXPLAINED.reset(explaining)
+
+
+def _not_cached(source: _Source, files: Sequence[str], cache_dir: Any, unreachable: str | None,
+                err: BaseException, advice: str = "") -> NotCachedError:
+    """The one-line NotCachedError for a file of ``source`` that is neither cached nor downloadable:
+    which file, the cache, and why the Hub was not asked (unreachable, ``HF_HUB_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    filename = _uncached(source.name, source.revision, files, cache_dir)
+    cache = cache_dir or constants.HF_HUB_CACHE
+    if unreachable:
+        why = (
+            f"the Hub at {constants.ENDPOINT} cannot be reached ({unreachable}), so it was not retried. "
+            "Check the network connection and HF_ENDPOINT; set HF_HUB_OFFLINE=1 to use the cache only "
+            "without trying the network."
+        )
+    elif constants.is_offline_mode():
+        why = (
+            "HF_HUB_OFFLINE=1 forbids downloading it. Run the same call once online (unset HF_HUB_OFFLINE) "
+            f"or `hf download {source.name}` to cache it, or point HF_HUB_CACHE at a cache that has it."
+        )
+    else:
+        why = (
+            f"the Hub at {constants.ENDPOINT} could not be reached to download it. Check the network "
+            "connection and HF_ENDPOINT; once the files are cached, HF_HUB_OFFLINE=1 works without a network."
+        )
+    return NotCachedError(
+        f"'{filename}' of {source.label} is not in the local cache ({cache}) and {why}" + (f" {advice}" if advice else ""),
+        source.name, filename, err,
+    )
+
+
+PRETRAINED_FALSE = "Without the download, pretrained=False builds the model with random weights."
+
+
+@contextmanager
+def pretrained_download(hub_id: str, filename: str = WEIGHTS_NAME, cache_dir: Any = None) -> Iterator[None]:
+    """The download of pretrained weights from Hub repo ``hub_id`` by a ``dil_*`` builder called
+    by plain ``timm.create_model(..., pretrained=True)``: as fast and as clear as :func:`load_model`.
+
+    When the Hub is evidently unreachable (:func:`hub_unreachable`) the block reads the cache only
+    (no retries with back-off), and a file that is not cached, there or with ``HF_HUB_OFFLINE=1``,
+    becomes one :class:`NotCachedError` line naming the file, the cache, ``HF_HUB_OFFLINE`` and
+    ``pretrained=False``, instead of huggingface_hub's retries and traceback. Inside
+    :func:`load_model`, which does the same around the whole load, it does nothing.
+    """
+    if _EXPLAINED.get():
+        yield
+        return
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    repo, _, revision = hub_id.partition("@")
+    source = _Source("hub", repo, revision or None)
+    unreachable = hub_unreachable()
+    with cache_only() if unreachable else nullcontext():
+        try:
+            yield
+        except LocalEntryNotFoundError as err:
+            raise _not_cached(source, (filename,), cache_dir, unreachable, err, PRETRAINED_FALSE) from None
 
 
 def _safetensors_only(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -323,19 +386,21 @@ def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any]) ->
                 source.name, CONFIG_NAME, revision=source.revision, cache_dir=cache_dir,
                 library_name="dynsnip", library_version=__version__,
             )
-        arch = _read_config(config_file, source)["architecture"]
+        config = _read_config(config_file, source)
+        arch = config["architecture"]
         name = f"hf-hub:{source.name}" + (f"@{source.revision}" if source.revision else "")
         overlay = _safetensors_only(kwargs)
         with _explained_errors(source, files, arch, cache_dir, hint, unreachable), _builds(source, arch):
-            return timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
+            model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
+    return _with_training_record(model, config, pretrained)
 
 
 def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, Any]) -> DILResNet:
     directory = Path(source.name)
     if not directory.is_dir():
         raise ModelFileNotFoundError(
-            f"{source.label} does not exist. Pass a directory written by dynsnip.save_pretrained, "
-            "a Hub repo id ('owner/name') or a dil_* model name.",
+            f"{_not_a_folder(source.name)}. Pass a folder written by dynsnip.save_pretrained (a training run's "
+            "model/), hf-hub:owner/name or a dil_* model name.",
             source.name,
         )
     needed = (CONFIG_NAME, WEIGHTS_NAME) if pretrained else (CONFIG_NAME,)
@@ -346,9 +411,20 @@ def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, An
                 "pytorch_model.bin); write them with dynsnip.save_pretrained(model, directory).",
                 source.name, filename,
             )
-    arch = _read_config(directory / CONFIG_NAME, source)["architecture"]
+    config = _read_config(directory / CONFIG_NAME, source)
+    arch = config["architecture"]
     with _explained_errors(source, needed, arch), _builds(source, arch):
-        return timm.create_model(f"local-dir:{directory}", pretrained=pretrained, **kwargs)
+        model = timm.create_model(f"local-dir:{directory}", pretrained=pretrained, **kwargs)
+    return _with_training_record(model, config, pretrained)
+
+
+def _with_training_record(model: DILResNet, config: dict[str, Any], pretrained: bool) -> DILResNet:
+    """``model`` with ``training_record``: what its saved weights were trained on (``config.json``'s
+    ``training``, :mod:`dynsnip.hub.records`), or None when it has none or the weights were not loaded.
+    ``dynsnip predict`` reports it beside every verdict."""
+    record = config.get("training") if pretrained else None
+    model.training_record = dict(record) if isinstance(record, dict) else None
+    return model
 
 
 def _load_from_registry(source: _Source, pretrained: bool, kwargs: dict[str, Any]) -> DILResNet:
@@ -371,7 +447,8 @@ def _load_from_registry(source: _Source, pretrained: bool, kwargs: dict[str, Any
     overlay = _safetensors_only(kwargs)
     unreachable = hub_unreachable()
     with cache_only() if unreachable else nullcontext():
-        with _explained_errors(weights_repo, (WEIGHTS_NAME,), arch, kwargs.get("cache_dir"), hint, unreachable):
+        with _explained_errors(weights_repo, (WEIGHTS_NAME,), arch, kwargs.get("cache_dir"), hint, unreachable,
+                               not_cached_advice=PRETRAINED_FALSE):
             return timm.create_model(source.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 
@@ -380,8 +457,10 @@ def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, **
 
     Args:
         name_or_path: one of
-            * ``"hf-hub:owner/name"`` or ``"owner/name"`` (optionally ``@revision``): a
-              detector pushed with :func:`dynsnip.push_to_hub`;
+            * ``"hf-hub:owner/name"`` (optionally ``@revision``): a detector pushed with
+              :func:`dynsnip.push_to_hub`. The prefix is needed: a bare ``owner/name`` is read as a
+              local path, and a missing one is reported (with the ``hf-hub:`` spelling), never
+              downloaded;
             * a directory written by :func:`dynsnip.save_pretrained` (or ``"local-dir:<dir>"``);
             * ``"dil_<resnet>.<tag>"``: the ImageNet ResNet of timm's repo ``timm/<resnet>.<tag>``
               adapted into the video network (the SIMs start from their initialisation).
@@ -389,11 +468,14 @@ def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, **
         **kwargs: passed to ``timm.create_model`` (``num_classes``, ``cache_dir``, DIL options...).
 
     Returns:
-        the model, in training mode like every ``timm.create_model`` result.
+        the model, in training mode like every ``timm.create_model`` result. A detector from a
+        folder or repo carries ``training_record``: what its weights were trained on (the
+        ``training`` record of its ``config.json``), None when it has none.
 
     Raises:
         RepoNotFoundError: no such Hub repo or revision (or no access to it).
-        ModelFileNotFoundError: the repo / directory lacks ``config.json`` or ``model.safetensors``.
+        ModelFileNotFoundError: no such folder (or a link that loops), or the repo / directory lacks
+            ``config.json`` or ``model.safetensors``.
         NotCachedError: offline (``HF_HUB_OFFLINE=1``) or unreachable Hub, and the file is not cached.
         CheckpointMismatchError: the weights belong to another architecture, lack a tensor of a saved
             detector (its SIMs or head: a saved detector loads completely or not at all), have a

@@ -3,8 +3,11 @@
 ``config.json`` may carry two optional records next to what timm reads (timm ignores them):
 
 * ``training``: the recipe of the run that produced the weights (``dynsnip train`` /
-  :func:`dynsnip.engine.train` write it), the epoch the saved weights come from and the
-  data sizes;
+  :func:`dynsnip.engine.train` write it), the epoch the saved weights come from, what the
+  data is called, its sizes (clips, real and fake videos) and, where one applies, its
+  ``scope`` (the demo's: "the embedded demo task: not a detector for real footage").
+  :func:`describe_training` says it in one line, which ``dynsnip predict`` prints beside
+  every verdict ("training data not recorded" for a detector saved without it);
 * ``evaluation``: a list of results, one per evaluated set: the data's name and split, the
   test protocol (U x T, crop size, threshold), video-level AUC / accuracy overall and per
   manipulation method. Training appends the validation result of the saved epoch;
@@ -26,7 +29,8 @@ from typing import Any, Mapping, Sequence
 from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME
 
-__all__ = ["training_record", "evaluation_record", "json_safe", "record_evaluation", "card_license", "card_is_generated"]
+__all__ = ["training_record", "evaluation_record", "json_safe", "record_evaluation", "card_license", "card_is_generated",
+           "describe_training", "NOT_RECORDED"]
 
 _METRIC_KEYS = ("auc", "accuracy", "num_videos", "num_real", "num_fake")
 
@@ -50,6 +54,9 @@ def training_record(
     num_train_clips: int | None = None,
     num_val_videos: int | None = None,
     data: str | None = None,
+    num_train_real: int | None = None,
+    num_train_fake: int | None = None,
+    scope: str | None = None,
 ) -> dict[str, Any]:
     """The ``training`` record of ``config.json``.
 
@@ -58,10 +65,40 @@ def training_record(
         epoch: the epoch whose weights are saved.
         num_train_clips, num_val_videos: the sizes of the training and validation sets.
         data: what the training data is called (e.g. ``"FaceForensics++ c23"``).
+        num_train_real, num_train_fake: the real and fake items of the training set (before
+            pseudo-fakes), when its labels are known.
+        scope: what the detector is (not) for, when its data limits it, e.g. the demo's
+            ``"the embedded demo task: not a detector for real footage"``.
     """
     record = {"recipe": dict(recipe), "epoch": epoch, "num_train_clips": num_train_clips,
-              "num_val_videos": num_val_videos, "data": data}
+              "num_val_videos": num_val_videos, "data": data, "num_train_real": num_train_real,
+              "num_train_fake": num_train_fake, "scope": scope}
     return json_safe({k: v for k, v in record.items() if v is not None})
+
+
+NOT_RECORDED = "training data not recorded"
+
+
+def describe_training(record: Mapping[str, Any] | None) -> str:
+    """One line on what a detector was trained on, from its ``training`` record:
+    ``"trained on faces.csv (720 real and 2880 fake training videos; 224 px crops)"``, the
+    ``scope`` after it; :data:`NOT_RECORDED` without a record or a data name (detectors saved
+    before dynsnip recorded it, or weights from elsewhere)."""
+    if not isinstance(record, Mapping) or not record.get("data"):
+        return NOT_RECORDED
+    recipe = record.get("recipe") if isinstance(record.get("recipe"), Mapping) else {}
+    details = []
+    real, fake = record.get("num_train_real"), record.get("num_train_fake")
+    if real is not None and fake is not None:
+        details.append(f"{real} real and {fake} fake training items")
+    elif record.get("num_train_clips"):
+        details.append(f"{record['num_train_clips']} training items")
+    if recipe.get("pseudo_fakes"):
+        details.append(f"a {recipe['pseudo_fakes']} pseudo-fake of every real one")
+    if recipe.get("img_size"):
+        details.append(f"{recipe['img_size']} px crops")
+    text = f"trained on {record['data']}" + (f" ({'; '.join(details)})" if details else "")
+    return text + (f"; scope: {record['scope']}" if record.get("scope") else "")
 
 
 def evaluation_record(

@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 from ..convert import SIBlock, insert_sims
 from ..modules import untie_shared_checkpoint
 from ..modules.intra_sim import DEFAULT_MOTION_FRACTION, adopt_checkpoint_motion_channels
+from .dtypes import DTYPE_RULE, dtype_mismatches
 from .keys import preview_keys as _preview
 
 __all__ = ["DILResNet", "DILFeatures", "convert_resnet", "checkpoint_filter_fn", "saved_detector_checkpoint",
@@ -336,7 +337,10 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
     * the classifier is passed through: timm drops it when ``num_classes`` differs;
     * a missing or mis-shaped tensor, or tensors the model does not have, raise a ValueError
       naming the first few and the count: such a checkpoint belongs to another architecture,
-      or is incomplete.
+      or is incomplete;
+    * so does a tensor of another dtype (integer or bool values where the model has floating
+      point weights, see :mod:`dynsnip.models.dtypes`), naming the key, the file's dtype and the
+      model's: ``load_state_dict`` would cast it silently.
     """
     sd = _unwrap_state_dict(state_dict)
     model.adopt_checkpoint_layout(sd)  # SIMs saved without motion channels (before they were the default)
@@ -360,10 +364,13 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
         else:
             missing.append(k)
     unexpected = [k for k in sd if k not in target and not k.startswith(classifier)]
-    if missing or misshaped or unexpected:
+    wrong_dtype = dtype_mismatches(sd, target)
+    if missing or misshaped or unexpected or wrong_dtype:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         arch = cfg.get("architecture") or type(model).__name__
-        source = cfg.get("file") or cfg.get("hf_hub_id") or cfg.get("url")
+        # a model built without its pretrained weights (then loaded from a file) names no source
+        source = (cfg.get("file") or cfg.get("hf_hub_id") or cfg.get("url")) if getattr(
+            model, "pretrained_loaded", True) else None
         if source:
             arch = f"{arch} (weights from {source})"
         parts = []
@@ -374,6 +381,10 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
             parts.append(f"{len(misshaped)} mis-shaped ({_preview(misshaped, 3)})")
         if unexpected:
             parts.append(f"{len(unexpected)} tensors the model does not have ({_preview(unexpected)})")
+        if wrong_dtype:
+            parts.append(f"{len(wrong_dtype)} of another dtype ({_preview(wrong_dtype, 3)})")
+        if wrong_dtype and not (missing or misshaped or unexpected):
+            raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + f": {DTYPE_RULE}.")
         advice = (
             ". A saved detector must hold every tensor of its architecture (SIMs and classifier included): "
             "this one is incomplete or of another architecture or SIM configuration; save it again with "
@@ -474,6 +485,26 @@ class DILFeatures(FeatureGetterNet):
         )
 
 
+def _pretrained_download(variant: str, pretrained: bool, kwargs: Mapping[str, Any]) -> ContextManager:
+    """Around the build: when its weights come from a Hub repo (a ``dil_<resnet>.<tag>``, or an
+    ``hf-hub:`` detector), an unreachable Hub or a file missing from the offline cache fails at
+    once in one line (:func:`dynsnip.hub.load.pretrained_download`), not after huggingface_hub's
+    retries (about a minute) and a long traceback."""
+    if not pretrained:
+        return nullcontext()
+    from timm.models._builder import resolve_pretrained_cfg
+
+    cfg = resolve_pretrained_cfg(variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay")).to_dict()
+    from_hub = cfg.get("source") == "hf-hub" or (
+        cfg.get("source") != "local-dir" and not cfg.get("state_dict") and not cfg.get("file"))
+    if not (from_hub and cfg.get("hf_hub_id")):
+        return nullcontext()
+    from ..hub.load import pretrained_download
+
+    return pretrained_download(cfg["hf_hub_id"], cfg.get("hf_hub_filename") or "model.safetensors",
+                               kwargs.get("cache_dir"))
+
+
 def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> DILResNet:
     base = variant[len("dil_"):]
     model_args = dict(_timm_resnet_args(base), **kwargs)
@@ -489,9 +520,10 @@ def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) ->
             feature_take_indices(5, model_args.get("out_indices", (0, 1, 2, 3, 4)))
         except AssertionError as err:  # timm asserts; say what is allowed
             raise ValueError(f"{variant}: bad out_indices ({err}); 0 = stem, 1-4 = the four stages") from None
-    model = build_model_with_cfg(
-        DILResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **model_args
-    )
+    with _pretrained_download(variant, pretrained, kwargs):
+        model = build_model_with_cfg(
+            DILResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **model_args
+        )
     # Whether the weights named by pretrained_cfg were loaded: a model card must not name the
     # ImageNet weights as the base of a detector that was trained from a random init.
     model.pretrained_loaded = bool(pretrained)

@@ -34,7 +34,8 @@ import copy
 import json
 from typing import Any
 
-__all__ = ["PAPER_CONFIGS", "PAPER_LITERAL_INTRA_ARGS", "paper_config", "paper_config_names", "model_arg_flags"]
+__all__ = ["PAPER_CONFIGS", "PAPER_LITERAL_INTRA_ARGS", "paper_config", "paper_config_names", "model_arg_flags",
+           "MODULE_CONFIGS", "module_config_args", "module_configuration"]
 
 _BP = "bidirectional"
 _CA = "coord_attention"
@@ -91,3 +92,74 @@ def model_arg_flags(name: str) -> list[str]:
     for key, value in paper_config(name).items():
         flags += ["--model-arg", f"{key}={json.dumps(value, separators=(',', ':'))}"]
     return flags
+
+
+# ------------------------------------------------------------------ the two module configurations
+MODULE_CONFIGS: dict[str, str] = {
+    "default": "dynsnip's default: Intra-SIM with motion channels (a measured deviation from Eq. 5, "
+               "docs/temporal_sensitivity.md) and Eq. 1's conv started at the identity",
+    "paper": "the paper's module as written: Intra-SIM without motion channels (Eq. 5) and Eq. 1's conv "
+             "randomly initialised (paper_config('paper'))",
+}
+"""What ``dynsnip train / benchmark --config`` (and the DeepfakeBench integration's
+``dynsnip.config``) build: ``"paper"`` reproduces the paper, ``"default"`` is ours."""
+
+_SIM_ARGS = ("intra_args", "inter_args")
+
+
+def module_config_args(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``dil_*`` builder arguments of module configuration ``name`` (``"default"``: none,
+    ``"paper"``: :func:`paper_config` ``("paper")``), with ``overrides`` (``--model-arg``)
+    applied on top; ``intra_args`` / ``inter_args`` are merged key by key, so
+    ``--config paper --model-arg 'intra_args={"coord_attention":false}'`` keeps the paper's
+    Intra-SIM otherwise.
+
+    Raises:
+        ValueError: an unknown ``name``, naming the known ones.
+    """
+    if name not in MODULE_CONFIGS:
+        raise ValueError(f"unknown module configuration {name!r}; expected one of {', '.join(MODULE_CONFIGS)} "
+                         "(paper: the paper's module as written; default: dynsnip's)")
+    args = paper_config("paper") if name == "paper" else {}
+    for key, value in (overrides or {}).items():
+        if key in _SIM_ARGS and isinstance(value, dict) and isinstance(args.get(key), dict):
+            args[key] = {**args[key], **value}
+        else:
+            args[key] = copy.deepcopy(value)
+    return args
+
+
+def _non_default(args: dict[str, Any], module: type) -> dict[str, Any]:
+    """The entries of ``args`` that differ from ``module.__init__``'s defaults."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(module.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return {k: v for k, v in args.items() if k not in defaults or defaults[k] != v}
+
+
+def module_configuration(model_or_dil_args: Any) -> str:
+    """Which module configuration a DIL model is: ``"paper"``, ``"default"`` or ``"custom"``.
+
+    Read from the model's ``dil_args`` (what ``config.json`` records), so it names the
+    configuration of any saved detector: ``"paper"`` when its SIMs are exactly those of
+    ``paper_config("paper")`` (all stages, alternating, the paper-literal Intra-SIM),
+    ``"default"`` when they are dynsnip's defaults, ``"custom"`` otherwise (an ablation row, a
+    ``--model-arg``). T and U are not part of it.
+    """
+    from ..modules import InterSIM, IntraSIM
+
+    dil_args = getattr(model_or_dil_args, "dil_args", model_or_dil_args)
+    if not isinstance(dil_args, dict):
+        raise TypeError(f"expected a DIL model (with dil_args) or its dil_args dict, got {type(model_or_dil_args).__name__}")
+    layout = (sorted(int(s) for s in dil_args.get("sim_stages", (1, 2, 3, 4))), dil_args.get("sim_pattern", "alternate"))
+    if layout != ([1, 2, 3, 4], "alternate") or _non_default(dict(dil_args.get("inter_args") or {}), InterSIM):
+        return "custom"
+    intra = _non_default(dict(dil_args.get("intra_args") or {}), IntraSIM)
+    if not intra:
+        return "default"
+    paper = _non_default(PAPER_LITERAL_INTRA_ARGS, IntraSIM)
+    if intra == paper or (intra.keys() - {"motion_source", "motion_reduction"} == paper.keys()
+                          and all(intra[k] == v for k, v in paper.items())):
+        return "paper"  # motion_source / motion_reduction do nothing without motion channels
+    return "custom"

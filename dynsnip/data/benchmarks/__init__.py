@@ -5,7 +5,7 @@ One module per dataset; :func:`build_manifest` dispatches by name::
     from dynsnip.data.benchmarks import build_manifest
     manifest = build_manifest("ffpp", "/data/FaceForensics++", compression="c23")
     print(manifest.summary())          # rows per split, expected / found / missing per group
-    manifest.write("ffpp_c23.csv")     # path,label,split,method,source
+    manifest.write("ffpp_c23.csv")     # path,label,split,method,source,dataset
 
 =================== ======================================================= ==========================
 name                what                                                    options
@@ -16,6 +16,9 @@ name                what                                                    opti
 ``deeperforensics`` DeeperForensics-1.0 + FF++ reals (:mod:`.deeperforensics`) ffpp_root, variant
 ``wilddeepfake``    WildDeepfake frame folders (:mod:`.wilddeepfake`)        val_fraction, seed
 =================== ======================================================= ==========================
+
+Every row records where it came from in the manifest's ``dataset`` column (e.g.
+``ffpp:c23``; :mod:`.provenance`), which ``dynsnip benchmark`` checks against its protocol.
 """
 from __future__ import annotations
 
@@ -27,11 +30,13 @@ from .deeperforensics import deeperforensics_manifest
 from .dfdc import dfdc_manifest
 from .ffpp import EXTRA_METHODS, PAPER_METHODS, ffpp_manifest, official_splits
 from .layout import MANIFEST_COLUMNS, BenchmarkManifest, BenchmarkRow, Inventory, LayoutError
+from .provenance import check_provenance, dataset_tag
 from .wilddeepfake import wilddeepfake_manifest
 
 __all__ = ["DATASETS", "build_manifest", "BenchmarkManifest", "BenchmarkRow", "Inventory", "LayoutError",
            "MANIFEST_COLUMNS", "PAPER_METHODS", "EXTRA_METHODS", "official_splits", "ffpp_manifest",
-           "celebdf_manifest", "dfdc_manifest", "deeperforensics_manifest", "wilddeepfake_manifest"]
+           "celebdf_manifest", "dfdc_manifest", "deeperforensics_manifest", "wilddeepfake_manifest",
+           "dataset_tag", "check_provenance"]
 
 DATASETS: dict[str, Callable[..., BenchmarkManifest]] = {
     "ffpp": ffpp_manifest,

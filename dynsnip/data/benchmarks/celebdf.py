@@ -15,12 +15,20 @@ never split between train and val; each YouTube-real video is its own group.
 
 ``source`` of a fake ``idX_idY_NNNN`` is ``Celeb-real/idX_NNNN.mp4``, read from the naming
 (the fake re-renders that real video's frames), when that video is on disk.
+
+A test-list path matches its video however it is spelled: ``./Celeb-real/id0_0000.mp4``,
+``celeb-real/ID0_0000.MP4`` and ``Celeb-real/id0_0000.mp4`` are one video (an exact match
+wins where two files differ only in letter case). Refused, with the line named: a path
+outside the three folders (``../../etc/passwd``), one video listed twice with two labels,
+a list spelling that matches two files.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, require_path
+from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, relative_name,
+                     require_path)
+from .provenance import dataset_tag
 
 __all__ = ["celebdf_manifest", "EXPECTED", "TEST_LIST", "FOLDERS"]
 
@@ -34,17 +42,50 @@ EXPECTED = {
 }
 
 
-def _read_test_list(path: Path) -> dict[str, int]:
-    """``{relative path: detector label (1 = fake)}`` from the list's ``1 = real`` lines."""
-    labels: dict[str, int] = {}
+def _read_test_list(path: Path) -> dict[str, tuple[int, int, str]]:
+    """``{path folded to lower case: (detector label (1 = fake), line number, path as normalised)}``
+    from the list's ``1 = real`` lines; a video listed twice with one label is kept once."""
+    labels: dict[str, tuple[int, int, str]] = {}
+    folders = {folder.casefold() for folder, _ in FOLDERS}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
+        where = f"{path}, line {n}"
         if len(parts) != 2 or parts[0] not in ("0", "1"):
-            raise LayoutError(f"{path}, line {n}: expected '<1 = real | 0 = fake> <relative path>', got {line!r}")
-        labels[parts[1].replace("\\", "/")] = 1 - int(parts[0])  # the list says 1 = real
+            raise LayoutError(f"{where}: expected '<1 = real | 0 = fake> <relative path>', got {line!r}")
+        name = relative_name(parts[1], where, "the Celeb-DF root")
+        if "/" not in name or name.split("/")[0].casefold() not in folders:
+            raise LayoutError(f"{where}: {parts[1]!r} is not a video of {', '.join(f for f, _ in FOLDERS)}; "
+                              "expected '<label> <folder>/<video>.mp4'")
+        label = 1 - int(parts[0])  # the list says 1 = real
+        key = name.casefold()
+        if key in labels and labels[key][0] != label:
+            first, first_line, _ = labels[key]
+            raise LayoutError(f"{where}: {parts[1]} is listed as {'fake' if label else 'real'} but line {first_line} "
+                              f"lists it as {'fake' if first else 'real'}; expected one label per video")
+        labels.setdefault(key, (label, n, name))
     return labels
+
+
+def _match_list(listed: dict[str, tuple[int, int, str]], on_disk: list[str], where: Path):
+    """``({relative path on disk: label}, [listed paths not on disk])``."""
+    by_key: dict[str, list[str]] = {}
+    for relative in on_disk:
+        by_key.setdefault(relative.casefold(), []).append(relative)
+    test: dict[str, int] = {}
+    missing = []
+    for key, (label, n, name) in listed.items():
+        candidates = by_key.get(key, [])
+        chosen = [c for c in candidates if c == name] or candidates
+        if len(chosen) > 1:
+            raise LayoutError(f"{where}, line {n}: {name} matches {len(chosen)} videos that differ only in letter case "
+                              f"({', '.join(chosen)}); expected one")
+        if chosen:
+            test[chosen[0]] = label
+        else:
+            missing.append(name)
+    return test, missing
 
 
 def _identity(row: BenchmarkRow) -> str:
@@ -64,29 +105,30 @@ def celebdf_manifest(root: str | Path, version: str = "v2", val_fraction: float 
         raise LayoutError(f"Celeb-DF version must be one of {sorted(EXPECTED)}, got {version!r}")
     for folder, _ in FOLDERS:
         require_path(root, folder, f"Celeb-DF {version}")
-    test = _read_test_list(require_path(root, TEST_LIST, f"Celeb-DF {version}"))
+    list_file = require_path(root, TEST_LIST, f"Celeb-DF {version}")
+    listed = _read_test_list(list_file)
     rows: list[BenchmarkRow] = []
     inventory = []
     real_by_name: dict[str, Path] = {}
+    videos = {folder: sorted((root / folder).glob("*.mp4")) for folder, _ in FOLDERS}
+    test, missing = _match_list(listed, [f"{f}/{p.name}" for f, paths in videos.items() for p in paths], list_file)
     for folder, label in FOLDERS:
-        videos = sorted((root / folder).glob("*.mp4"))
-        inventory.append(Inventory(folder, EXPECTED[version][folder], len(videos)))
-        for path in videos:
+        inventory.append(Inventory(folder, EXPECTED[version][folder], len(videos[folder])))
+        for path in videos[folder]:
             relative = f"{folder}/{path.name}"
             if relative in test and test[relative] != label:
                 raise LayoutError(
-                    f"{root / TEST_LIST} labels {relative} as {'real' if test[relative] == 0 else 'fake'} "
+                    f"{list_file} labels {relative} as {'real' if test[relative] == 0 else 'fake'} "
                     f"(list: 1 = real, 0 = fake) but its folder {folder} holds {'fake' if label else 'real'} videos"
                 )
             if label == 0 and folder == "Celeb-real":
                 real_by_name[path.stem] = path
             rows.append(BenchmarkRow(path, label, "test" if relative in test else "train",
                                      "Celeb-synthesis" if label else ""))
-    listed = Inventory("test list", EXPECTED[version]["test list"] or len(test))
-    on_disk = {f"{r.path.parent.name}/{r.path.name}" for r in rows}
-    listed.found = sum(1 for p in test if p in on_disk)
-    listed.missing = [p for p in test if p not in on_disk]
-    inventory.append(listed)
+    listed_inventory = Inventory("test list", EXPECTED[version]["test list"] or len(listed))
+    listed_inventory.found = len(test)
+    listed_inventory.missing = missing
+    inventory.append(listed_inventory)
     sourced = []
     for row in rows:
         if row.label == 1:
@@ -97,4 +139,5 @@ def celebdf_manifest(root: str | Path, version: str = "v2", val_fraction: float 
     rows = assign_val_by_group(sourced, _identity, val_fraction, seed)
     notes = [f"test = {TEST_LIST} (its 1 = real converted to label 0)",
              f"val: {val_fraction:g} of the training videos, drawn by target identity (seed {seed})"]
-    return BenchmarkManifest(f"Celeb-DF {version}", root, rows, inventory, notes)
+    return BenchmarkManifest(f"Celeb-DF {version}", root, rows, inventory, notes,
+                             tag=dataset_tag("celebdf", {"version": version}))

@@ -9,13 +9,16 @@ Tree::
 A fake ``<target>_<actor>`` is FF++ real video ``<target>`` (three-digit id) with the face of
 DeeperForensics actor ``<actor>`` (its ``source``); the dataset's documentation names FF++'s
 c23 YouTube videos as its real part. A real video goes to the split of its fakes; a real
-whose fakes are in several splits goes to the first of test, val, train (noted).
+whose fakes are in several splits goes to the first of test, val, train (noted). A list
+entry must be a bare file name (one that names a folder, ``../../etc/passwd``, is refused),
+and a fake listed in two splits is refused.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, require_path
+from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, relative_name, require_path
+from .provenance import dataset_tag
 
 __all__ = ["deeperforensics_manifest", "SPLITS"]
 
@@ -25,9 +28,12 @@ PRIORITY = ("test", "val", "train")
 
 def _read_list(path: Path) -> list[str]:
     names = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         name = line.strip()
         if name:
+            where = f"{path}, line {n}"
+            if "/" in relative_name(name, where, "manipulated_videos/<variant>"):
+                raise LayoutError(f"{where}: {name!r} names a folder; expected a bare video name (<target>_<actor>.mp4)")
             names.append(name if name.endswith(".mp4") else f"{name}.mp4")
     return names
 
@@ -40,6 +46,8 @@ def deeperforensics_manifest(root: str | Path, ffpp_root: str | Path, variant: s
             not start with a three-digit FF++ id.
     """
     root, ffpp_root = Path(root), Path(ffpp_root)
+    if "/" in relative_name(variant, "--variant", "manipulated_videos/"):
+        raise LayoutError(f"--variant {variant!r} names a path; expected a folder name of manipulated_videos/")
     fakes_dir = require_path(root, f"manipulated_videos/{variant}", "DeeperForensics-1.0",
                              hint="--variant names a folder of manipulated_videos/")
     lists = {split: _read_list(require_path(root, f"lists/splits/{split}.txt", "DeeperForensics-1.0")) for split in SPLITS}
@@ -48,8 +56,15 @@ def deeperforensics_manifest(root: str | Path, ffpp_root: str | Path, variant: s
     split_of_target: dict[str, str] = {}
     conflicts = 0
     fake_entries = []
+    split_of_fake: dict[str, str] = {}
     for split in SPLITS:
         for name in lists[split]:
+            if name in split_of_fake:
+                if split_of_fake[name] != split:
+                    raise LayoutError(f"{root}/lists/splits: {name} is listed in {split_of_fake[name]}.txt and "
+                                      f"{split}.txt; expected each fake in one split")
+                continue  # listed twice in one split: one video
+            split_of_fake[name] = split
             target = name.split("_")[0]
             if len(target) != 3 or not target.isdigit():
                 raise LayoutError(f"{root}/lists/splits/{split}.txt: {name!r} does not start with a three-digit "
@@ -77,4 +92,5 @@ def deeperforensics_manifest(root: str | Path, ffpp_root: str | Path, variant: s
     if conflicts:
         notes.append(f"{conflicts} fake(s) share a real video with fakes of another split; "
                      "that real is in the first of test, val, train")
-    return BenchmarkManifest(f"DeeperForensics-1.0 {variant}", root, rows, [real_inventory, fake_inventory], notes)
+    return BenchmarkManifest(f"DeeperForensics-1.0 {variant}", root, rows, [real_inventory, fake_inventory], notes,
+                             tag=dataset_tag("deeperforensics", {"variant": variant}))

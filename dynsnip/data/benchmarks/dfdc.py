@@ -13,15 +13,21 @@ Layouts, recognised at the root in this order (several may be present together):
 "fake", "set": "train" | "test"}``; a fake's method is its top folder (``method_A``...).
 
 Training-part videos go to ``train`` except ``val_fraction`` of them, drawn by original
-video (a real video and every fake made from it stay together); test videos to ``test``.
+video (a real video and every fake made from it stay together, grouped by the ``original``
+that ``metadata.json`` names, whether that video is on disk or not); test videos to ``test``.
+
+Refused with a :class:`~.layout.LayoutError` naming the entry: a name or ``original`` that
+leaves its folder (``../../etc/passwd``), an ``original`` that is not a file name (a list,
+an object), a key given twice with two values in a JSON file, a ``labels.csv`` file name
+given twice with two labels, metadata nested too deeply to parse.
 """
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group
+from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, load_json, relative_name
+from .provenance import dataset_tag
 
 __all__ = ["dfdc_manifest", "NUM_PARTS"]
 
@@ -30,10 +36,7 @@ METHOD = "DFDC"
 
 
 def _load_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise LayoutError(f"{path} cannot be read as JSON: {err}") from err
+    data = load_json(path)
     if not isinstance(data, dict):
         raise LayoutError(f"{path}: expected a JSON object mapping video names to their metadata")
     return data
@@ -56,26 +59,54 @@ def _training_parts(root: Path) -> list[Path]:
     return parts
 
 
+def _original(value: object, where: str) -> str | None:
+    """A fake's ``original``: None, or the file name of a video of the same part."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise LayoutError(f"{where}: 'original' is a {type(value).__name__} ({value!r:.60}); expected the file "
+                          "name of the real video the fake was made from, or null")
+    name = relative_name(value, f"{where}: 'original'", "its part folder")
+    if "/" in name:
+        raise LayoutError(f"{where}: 'original' {value!r} names a folder; expected a bare file name (xxxxxxxxxx.mp4)")
+    return name
+
+
 def _part_rows(root: Path, parts: list[Path]):
+    """``(rows, inventory, group of each row's path)``: a row's group is the name of its
+    original video (a fake's ``original``, a real's own name), on disk or not."""
     entries = []  # (path, label, original name)
+    seen: dict[Path, tuple] = {}
     for part in parts:
         meta_file = part / "metadata.json"
         if not meta_file.is_file():
             raise LayoutError(f"{part} is not a DFDC training part: metadata.json is missing (expected {meta_file})")
         for name, info in _load_json(meta_file).items():
+            where = f"{meta_file}, {name!r}"
             if not isinstance(info, dict) or "label" not in info:
                 raise LayoutError(f"{meta_file}: entry {name!r} has no 'label'; expected "
                                   '{"label": "FAKE"|"REAL", "split": ..., "original": ...}')
-            entries.append((part / name, _label(info["label"], f"{meta_file}, {name}"), info.get("original")))
+            path = part / relative_name(name, where, f"its part folder {part}")
+            entry = (path, _label(info["label"], where), _original(info.get("original"), where))
+            if path in seen:  # two spellings of one name (x.mp4, ./x.mp4)
+                if seen[path][1:3] != entry[1:]:
+                    raise LayoutError(f"{where}: {path.name} is listed twice (as {seen[path][3]!r} and {name!r}) with "
+                                      "different labels or originals; expected one entry per video")
+                continue
+            seen[path] = entry + (name,)
+            entries.append(entry)
     inventory = Inventory(f"training parts ({len(parts)} of {NUM_PARTS})", len(entries))
     found = [e for e in entries if e[0].is_file()]
     inventory.found = len(found)
     inventory.missing = [e[0].relative_to(root).as_posix() for e in entries if not e[0].is_file()]
     found_by_name = {path.name: path for path, _, _ in found}
-    rows = [BenchmarkRow(path, label, "train", METHOD if label else "",
-                         found_by_name.get(original) if label == 1 and original else None)
-            for path, label, original in found]
-    return rows, inventory
+    rows, group_of = [], {}
+    for path, label, original in found:
+        fake_of = original if label == 1 else None
+        rows.append(BenchmarkRow(path, label, "train", METHOD if label else "",
+                                 found_by_name.get(fake_of) if fake_of else None))
+        group_of[path] = fake_of or path.name
+    return rows, inventory, group_of
 
 
 def _test_rows(root: Path):
@@ -83,14 +114,24 @@ def _test_rows(root: Path):
     videos = root / "test" / "videos"
     inventory = Inventory("public test set", 0)
     rows = []
+    seen: dict[str, tuple[int, int]] = {}  # name -> (row, label)
     with labels_file.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if not {"filename", "label"} <= set(reader.fieldnames or ()):
             raise LayoutError(f"{labels_file}: expected a header filename,label, got {reader.fieldnames}")
         for n, line in enumerate(reader, start=2):
+            where = f"{labels_file}, row {n}"
+            name = relative_name(line["filename"], where, f"the test videos' folder {videos}")
+            label = _label(line["label"], where)
+            if name in seen:
+                first, first_label = seen[name]
+                if first_label != label:
+                    raise LayoutError(f"{where}: {name} is labelled {label} but row {first} labels it {first_label}; "
+                                      "expected one label per video")
+                continue  # the same line twice: one video
+            seen[name] = (n, label)
             inventory.expected += 1
-            path = videos / line["filename"]
-            label = _label(line["label"], f"{labels_file}, row {n}")
+            path = videos / name
             if inventory.present(path, path.relative_to(root).as_posix()):
                 rows.append(BenchmarkRow(path, label, "test", METHOD if label else ""))
     return rows, inventory
@@ -100,22 +141,26 @@ def _preview_rows(root: Path):
     meta_file = root / "dataset.json"
     inventory = Inventory("preview set", 0)
     rows = []
-    for name, info in _load_json(meta_file).items():
+    seen: dict[str, tuple[str, int, str]] = {}  # normalised name -> (as written, label, split)
+    for written, info in _load_json(meta_file).items():
         if not isinstance(info, dict) or "label" not in info or "set" not in info:
-            raise LayoutError(f"{meta_file}: entry {name!r} needs 'label' and 'set'")
-        inventory.expected += 1
+            raise LayoutError(f"{meta_file}: entry {written!r} needs 'label' and 'set'")
+        name = relative_name(written, f"{meta_file}, {written!r}")
         path = root / name
         label = _label(info["label"], f"{meta_file}, {name}")
         split = {"train": "train", "test": "test"}.get(str(info["set"]).lower())
         if split is None:
             raise LayoutError(f"{meta_file}: entry {name!r} has set {info['set']!r}; expected train or test")
+        if name in seen:
+            if seen[name][1:] != (label, split):
+                raise LayoutError(f"{meta_file}: {name} is listed twice (as {seen[name][0]!r} and {written!r}) with "
+                                  "different labels or sets; expected one entry per video")
+            continue
+        seen[name] = (written, label, split)
+        inventory.expected += 1
         if inventory.present(path, name):
             rows.append(BenchmarkRow(path, label, split, Path(name).parts[0] if label else ""))
     return rows, inventory
-
-
-def _original_group(row: BenchmarkRow) -> str:
-    return (row.source or row.path).name
 
 
 def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> BenchmarkManifest:
@@ -138,9 +183,9 @@ def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) ->
     inventory = []
     notes = []
     if parts:
-        part_rows, item = _part_rows(root, parts)
+        part_rows, item, group_of = _part_rows(root, parts)
         inventory.append(item)
-        rows += assign_val_by_group(part_rows, _original_group, val_fraction, seed)
+        rows += assign_val_by_group(part_rows, lambda row: group_of[row.path], val_fraction, seed)
         notes.append(f"val: {val_fraction:g} of the training videos, drawn by original video (seed {seed})")
         if root not in parts and len(parts) < NUM_PARTS:
             notes.append(f"only {len(parts)} of the {NUM_PARTS} training parts are there")
@@ -152,4 +197,4 @@ def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) ->
         more, item = _test_rows(root)
         rows += more
         inventory.append(item)
-    return BenchmarkManifest("DFDC", root, rows, inventory, notes)
+    return BenchmarkManifest("DFDC", root, rows, inventory, notes, tag=dataset_tag("dfdc"))

@@ -18,11 +18,11 @@ extra test set) and a fake's source is the actors video of the same actor and sc
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, require_path
+from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, load_json, relative_name, require_path
+from .provenance import dataset_tag
 
 __all__ = ["PAPER_METHODS", "EXTRA_METHODS", "COMPRESSIONS", "official_splits", "ffpp_manifest", "SPLITS_DIR"]
 
@@ -38,7 +38,8 @@ def official_splits(folder: str | Path | None = None) -> dict[str, list[tuple[st
     """``{"train": [(a, b), ...], "val": [...], "test": [...]}`` from the official split files.
 
     Raises:
-        LayoutError: a file is missing or malformed, or a video id is in two splits.
+        LayoutError: a file is missing or malformed, a video id is in two splits, or an id is
+            not a plain name (``../../etc/passwd``: ids become file names under the root).
     """
     folder = Path(folder) if folder is not None else SPLITS_DIR
     splits: dict[str, list[tuple[str, str]]] = {}
@@ -46,15 +47,17 @@ def official_splits(folder: str | Path | None = None) -> dict[str, list[tuple[st
     for split in ("train", "val", "test"):
         path = folder / f"{split}.json"
         try:
-            pairs = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise LayoutError(f"FF++ split file {path} cannot be read: {err}") from err
+            pairs = load_json(path)
+        except LayoutError as err:
+            raise LayoutError(f"FF++ split file {err}") from None
         if not isinstance(pairs, list) or not all(
             isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in pairs
         ):
             raise LayoutError(f"{path}: expected a JSON list of [target, source] id pairs")
         for pair in pairs:
             for vid in pair:
+                if relative_name(vid, str(path), "the videos' folder") != vid or "/" in vid:
+                    raise LayoutError(f"{path}: video id {vid!r} is not a plain name; expected ids such as '000'")
                 if vid in seen:
                     raise LayoutError(f"{path}: video {vid} is already in split {seen[vid]!r}")
                 seen[vid] = split
@@ -138,4 +141,5 @@ def ffpp_manifest(
     notes = ["splits: the official FaceForensics++ split files (360/70/70 pairs)"]
     if "DeepFakeDetection" in methods:
         notes.append("DeepFakeDetection has no official split: its videos are all in split 'test'")
-    return BenchmarkManifest(f"FaceForensics++ {compression}", root, rows, inventory, notes)
+    return BenchmarkManifest(f"FaceForensics++ {compression}", root, rows, inventory, notes,
+                             tag=dataset_tag("ffpp", {"compression": compression}))

@@ -7,14 +7,25 @@ disk, and an :class:`Inventory` per group of videos the layout promises (e.g. FF
 :meth:`BenchmarkManifest.write` is called, and it refuses to replace an existing file
 unless told to.
 
-Manifest columns: ``path,label,split,method,source`` (label 1 = fake). ``source`` is the
-real video a fake was made from, where the dataset says so, written exactly as that real
-video's own ``path`` in the same manifest (empty when unknown or not on disk).
+Manifest columns: ``path,label,split,method,source,dataset`` (label 1 = fake). ``source``
+is the real video a fake was made from, where the dataset says so, written exactly as that
+real video's own ``path`` in the same manifest (empty when unknown or not on disk).
+``dataset`` is the manifest's provenance, the tag of the reader that wrote the row (e.g.
+``ffpp:c23``, ``celebdf:v2``; see :mod:`.provenance`): ``dynsnip benchmark`` checks it
+against the protocol before scoring anything.
+
+List files name paths (DFDC's ``metadata.json``, Celeb-DF's test list, ...): every such name
+goes through :func:`relative_name`, which refuses one that leaves the folder it is relative
+to (``../../etc/passwd``, ``/etc/passwd``); JSON layout files are read with
+:func:`load_json`, which refuses a key given twice with two values (no last-wins) and
+nesting too deep to parse.
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
+import posixpath
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,9 +33,9 @@ from pathlib import Path
 from typing import Callable, Hashable, Iterable, Sequence
 
 __all__ = ["BenchmarkRow", "Inventory", "BenchmarkManifest", "LayoutError", "require_path",
-           "assign_val_by_group", "present", "MANIFEST_COLUMNS"]
+           "assign_val_by_group", "present", "MANIFEST_COLUMNS", "relative_name", "load_json", "is_inside"]
 
-MANIFEST_COLUMNS = ("path", "label", "split", "method", "source")
+MANIFEST_COLUMNS = ("path", "label", "split", "method", "source", "dataset")
 
 
 class LayoutError(ValueError):
@@ -81,6 +92,62 @@ def require_path(root: Path, relative: str, dataset: str, hint: str = "") -> Pat
     return path
 
 
+def relative_name(name: object, where: str, folder: str = "the dataset root") -> str:
+    """``name`` from a list file as a normalised relative POSIX path (``./a//b.mp4`` ->
+    ``a/b.mp4``, backslashes read as separators).
+
+    Raises:
+        LayoutError: ``name`` is not a string, is empty, absolute (``/etc/passwd``, ``C:/x``)
+            or leaves ``folder`` (``../../etc/passwd``, ``a/../../b``).
+    """
+    if not isinstance(name, str):
+        raise LayoutError(f"{where}: path {name!r} is a {type(name).__name__}; expected a relative path (a string)")
+    text = name.strip().replace("\\", "/")
+    normal = posixpath.normpath(text) if text else ""
+    if (not text or text.startswith("/") or (len(text) > 1 and text[1] == ":") or normal in (".", "..")
+            or normal.startswith("../")):
+        raise LayoutError(f"{where}: path {name!r} is outside {folder}; expected a path relative to it, "
+                          "without leading / or ..")
+    return normal
+
+
+def is_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, as written or with links resolved."""
+    for resolve in (os.path.abspath, os.path.realpath):
+        a, b = Path(resolve(path)), Path(resolve(folder))
+        if a == b or b in a.parents:
+            return True
+    return False
+
+
+def _strict_object(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object that refuses a key given twice with two values (``json``'s default keeps the last)."""
+    data: dict = {}
+    for key, value in pairs:
+        if key in data and data[key] != value:
+            raise LayoutError(f"key {key!r} is given twice with different values ({data[key]!r}, then {value!r}); "
+                              "expected each key once")
+        data[key] = value
+    return data
+
+
+def load_json(path: Path) -> object:
+    """The JSON document at ``path``, read strictly (see the module docstring).
+
+    Raises:
+        LayoutError: the file cannot be read or parsed, a key repeats with another value, or
+            the nesting is too deep to parse.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_strict_object)
+    except LayoutError as err:
+        raise LayoutError(f"{path}: {err}") from None
+    except RecursionError:
+        raise LayoutError(f"{path} is nested too deeply to be read; expected a layout file of a few levels") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LayoutError(f"{path} cannot be read as JSON: {err}") from err
+
+
 def _shown(path: Path, folder: Path) -> str:
     """``path`` relative to ``folder`` when it lies inside it, else absolute (links kept as they are)."""
     absolute = Path(os.path.abspath(path))
@@ -93,13 +160,16 @@ def _shown(path: Path, folder: Path) -> str:
 @dataclass
 class BenchmarkManifest:
     """The manifest of one dataset root: ``rows`` found on disk, ``inventory`` of what the
-    layout promises, ``notes`` (choices made, e.g. how the validation split was drawn)."""
+    layout promises, ``notes`` (choices made, e.g. how the validation split was drawn),
+    ``tag`` (the provenance written in the ``dataset`` column, e.g. ``celebdf:v2``; empty:
+    unknown)."""
 
     dataset: str
     root: Path
     rows: list[BenchmarkRow]
     inventory: list[Inventory]
     notes: list[str] = field(default_factory=list)
+    tag: str = ""
 
     @property
     def num_missing(self) -> int:
@@ -135,14 +205,18 @@ class BenchmarkManifest:
         return "\n".join(lines)
 
     def write(self, out: str | os.PathLike[str], overwrite: bool = False) -> Path:
-        """Write the rows as CSV (``path,label,split,method,source``; paths relative to the
-        file's folder when inside it). The file appears complete or not at all.
+        """Write the rows as CSV (``path,label,split,method,source,dataset``; paths relative to
+        the file's folder when inside it). The file appears complete or not at all.
 
         Raises:
             FileExistsError: ``out`` exists and ``overwrite`` is False.
-            ValueError: there are no rows.
+            ValueError: there are no rows, or ``out`` lies inside the dataset root (it could
+                replace one of the dataset's own files, e.g. ``metadata.json``).
         """
         out = Path(out)
+        if self.root.is_dir() and is_inside(out, self.root):
+            raise ValueError(f"{out} is inside the dataset root {self.root}; refusing to write there (the dataset's "
+                             "own files stay untouched): expected --out outside the root, e.g. in the folder above it")
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite to replace it)")
         if not self.rows:
@@ -156,7 +230,7 @@ class BenchmarkManifest:
                 writer.writerow(MANIFEST_COLUMNS)
                 for row in self.rows:
                     source = _shown(row.source, folder) if row.source is not None else ""
-                    writer.writerow([_shown(row.path, folder), row.label, row.split, row.method, source])
+                    writer.writerow([_shown(row.path, folder), row.label, row.split, row.method, source, self.tag])
             os.replace(tmp, out)
         finally:
             if tmp.exists():

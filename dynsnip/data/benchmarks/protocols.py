@@ -20,6 +20,10 @@ protocol                  test set                                  table   trai
 Table 3's training set is FF++ LQ: "we train the model on FF++ LQ datasets against four
 manipulations" (Results on cross-dataset generalization), hence c40 when ``--train-data``
 is a dataset root.
+
+:attr:`Protocol.data_tag` is the provenance the test data must record (``ffpp:c23``,
+``celebdf:v2``, ...; :mod:`.provenance`); :attr:`Protocol.train_tag` that of the training
+data, of which only the dataset is checked (``ffpp-to-celebdf`` may train on c23 or c40).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .ffpp import PAPER_METHODS
+from .provenance import dataset_tag
 
 __all__ = ["Protocol", "PROTOCOLS", "paper_results", "PAPER_RESULTS_FILE"]
 
@@ -75,6 +80,16 @@ class Protocol:
             "source": {"paper": data["paper"], "table": int(self.table), "caption": table["caption"],
                        "row": data["row"], "metric_source": table["metric_source"], "page": data["page_note"]},
         }
+
+    @property
+    def data_tag(self) -> str:
+        """The tag (dataset and variant) the test data must record: ``celebdf:v2``."""
+        return dataset_tag(self.dataset, self.options)
+
+    @property
+    def train_tag(self) -> str:
+        """The tag of the training data's reader (only its dataset is checked)."""
+        return dataset_tag(*self.train_reader())
 
     def train_reader(self) -> tuple[str, Mapping[str, Any]]:
         if self.train_dataset is None:

@@ -8,12 +8,18 @@ Every folder that directly holds frame images is one face sequence, i.e. one man
 (a frame-folder entry: ``dynsnip train`` / ``evaluate`` read its frames, no face detection).
 ``val_fraction`` of the training sequences move to ``val``, drawn by ``<video>`` (the
 archive they came from), so the sequences of one video never straddle train and val.
+
+Frames reached twice are refused: a sequence folder (or a frame file) that symbolic links
+make reachable from two rows (``real_test/x`` linked to ``fake_test/y``: the same frames
+under both labels, or in train and in test) is a :class:`~.layout.LayoutError` naming both.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, require_path
+from .provenance import dataset_tag
 
 __all__ = ["wilddeepfake_manifest", "FOLDERS", "EXPECTED_SEQUENCES"]
 
@@ -33,11 +39,37 @@ def _frame_folders(folder: Path) -> list[Path]:
     return found
 
 
+def _frames_reached(folder: Path) -> set[str]:
+    """The real folders whose frames the sequence ``folder`` shows: its own (links resolved),
+    and that of every frame file that is a symbolic link."""
+    from ..datasets import FRAME_SUFFIXES
+
+    reached = {os.path.realpath(folder)}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_symlink() and Path(entry.name).suffix.lower() in FRAME_SUFFIXES:
+                reached.add(os.path.dirname(os.path.realpath(entry.path)))
+    return reached
+
+
+def _refuse_frames_reached_twice(rows: list[BenchmarkRow], root: Path) -> None:
+    owner: dict[str, BenchmarkRow] = {}
+    for row in rows:
+        for real in _frames_reached(row.path):
+            first = owner.setdefault(real, row)
+            if first is not row:
+                def shown(r: BenchmarkRow) -> str:
+                    return f"{r.path.relative_to(root).as_posix()} ({'fake' if r.label else 'real'}, {r.split})"
+                raise LayoutError(f"{root}: the frames of {real} are reached from two sequences, {shown(first)} and "
+                                  f"{shown(row)} (a symbolic link?); expected each sequence once, under one label")
+
+
 def wilddeepfake_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> BenchmarkManifest:
     """Rows of a WildDeepfake root: one frame folder per row.
 
     Raises:
-        LayoutError: one of the four folders is missing, or holds only archives (extract them first).
+        LayoutError: one of the four folders is missing, or holds only archives (extract them
+            first); frames reachable from two rows (see the module docstring).
     """
     root = Path(root)
     rows: list[BenchmarkRow] = []
@@ -52,6 +84,7 @@ def wilddeepfake_manifest(root: str | Path, val_fraction: float = 0.1, seed: int
         inventory.append(Inventory(name, None, len(sequences)))
         rows += [BenchmarkRow(p, label, split, "WildDeepfake" if label else "") for p in sequences]
     inventory.append(Inventory("all sequences", EXPECTED_SEQUENCES, len(rows)))
+    _refuse_frames_reached_twice(rows, root)
 
     def video(row: BenchmarkRow) -> str:
         relative = row.path.relative_to(root).parts
@@ -59,4 +92,4 @@ def wilddeepfake_manifest(root: str | Path, val_fraction: float = 0.1, seed: int
 
     rows = assign_val_by_group(rows, video, val_fraction, seed)
     notes = [f"val: {val_fraction:g} of the training sequences, drawn by video folder (seed {seed})"]
-    return BenchmarkManifest("WildDeepfake", root, rows, inventory, notes)
+    return BenchmarkManifest("WildDeepfake", root, rows, inventory, notes, tag=dataset_tag("wilddeepfake"))

@@ -1,24 +1,33 @@
-"""Face detection on video frames: dlib's HOG detector, MTCNN, both (``auto``) or none.
+"""Face detection on video frames: BlazeFace, dlib's HOG detector, MTCNN, a cascade (``auto``) or none.
 
 The paper pre-processes FaceForensics++ with dlib and the other datasets with MTCNN.
 
+* ``"blazeface"`` / ``"blazeface-short"``: :class:`BlazeFaceDetector`, MediaPipe's full-range /
+  short-range single-shot detectors as the package's own torch modules with bundled weights
+  (:mod:`dynsnip.data.faces.blazeface`): a fixed 192 / 128 px input whatever the frame size, a few
+  milliseconds a frame on one CPU core, turned, tilted and partly covered heads, six keypoints
+  (three of them in the detection rows below); batched over frames, runs on a GPU.
 * ``"dlib"``: dlib's frontal HOG detector (inside the ``dlib-bin`` wheel, no weights file).
-  Fast on frontal faces; misses turned and tilted heads.
+  Misses turned and tilted heads.
 * ``"mtcnn"``: :class:`MtcnnFaceDetector`, the package's own torch MTCNN with bundled
   weights (:mod:`dynsnip.data.faces.mtcnn`): finds profile and tilted faces and gives five facial
-  keypoints; batched over frames, runs on a GPU. Slower than dlib on a CPU.
-* ``"auto"`` (the default, see docs/video.md for the measurement): dlib on every frame,
-  MTCNN on the frames where dlib finds nothing: dlib's speed on frontal footage, MTCNN's
-  coverage on hard poses.
+  keypoints; batched over frames, runs on a GPU. The slowest on a CPU.
+* ``"auto"`` (the default, chosen by the measurement in docs/video.md): a cascade
+  (:class:`AutoFaceDetector`): BlazeFace short range on every frame, BlazeFace full range on the
+  frames where it finds nothing, MTCNN where neither does (the BlazeFace stages with stricter
+  score thresholds than alone). The fastest detector does most of the work; the others add
+  coverage where it misses (small faces, hard poses).
 * ``"none"``: input that is already a face crop (e.g. frames from ``dynsnip extract-faces``).
 
 **Detections** are float arrays ``(N, 15)`` per frame, one row per face (the layout of
 :class:`Face`): ``x0, y0, x1, y1`` (frame pixels, x1/y1 exclusive), ``score``, then the
 five keypoints ``x, y`` (left eye, right eye, nose, left and right mouth corner, as seen in
-the image), NaN where the backend gives none (dlib). :func:`detect_faces` returns this
-layout for any detector. Scores of different backends are not comparable, and no code here
-picks a face by score: callers keep the largest face and follow it across frames
-(:mod:`dynsnip.data.faces.boxes`).
+the image), NaN where the backend gives none (dlib; BlazeFace's mouth corners).
+:func:`detect_faces` returns this layout for any detector. Scores of different backends are
+not comparable, and no code here picks a face by score: callers keep the largest face and
+follow it across frames (:mod:`dynsnip.data.faces.boxes`). (Scores do threshold each backend's
+candidates, and BlazeFace's suppression averages the candidate boxes *of one face* weighted by
+their scores; neither chooses between faces.)
 
 Any callable ``frame (H, W, 3) uint8 RGB -> (N, 5) or (N, 15) float`` can be passed
 wherever a detector is expected; one with a ``detect_batch(frames)`` method is given all
@@ -48,10 +57,11 @@ class Face:
 
     Attributes:
         box: float ``(4,)`` ``x0, y0, x1, y1`` in frame pixels (x1, y1 exclusive).
-        score: the backend's confidence (dlib: SVM margin; MTCNN: probability); not
+        score: the backend's confidence (dlib: SVM margin; MTCNN, BlazeFace: probability); not
             comparable across backends.
         keypoints: float ``(5, 2)`` ``(x, y)`` of left eye, right eye, nose tip, left and
-            right mouth corner (as seen in the image), or None when the backend gives none.
+            right mouth corner (as seen in the image), or None when the backend gives none
+            (BlazeFace: eyes and nose, NaN mouth corners).
     """
 
     box: "np.ndarray"
@@ -171,7 +181,7 @@ class MtcnnFaceDetector:
             detected in a batch of 4 differs by up to 4 px from the same frame detected alone
             (at 1.5, 2.1 and the uncapped 3.3x they agree to 1e-4 px); a batch-size dependence
             not yet explained, so the cap stays off where it would show. MTCNN runs only on
-            dlib's misses in ``auto``, so its cost there is small.
+            BlazeFace's misses in ``auto``, so its cost there is small.
         min_face: smallest face side searched for, in working-size pixels. 40 (1/12 of a
             480 px short side, half of dlib's 80 px window) skips the two finest pyramid levels
             of the original's 20, which are most of P-Net's cost, and still finds the faces
@@ -236,61 +246,202 @@ class MtcnnFaceDetector:
         )
 
 
-class AutoFaceDetector:
-    """``primary`` (dlib) on every frame; ``fallback`` (MTCNN) on the frames where it finds nothing.
+class BlazeFaceDetector:
+    """MediaPipe's BlazeFace (:mod:`dynsnip.data.faces.blazeface`, the package's torch port with bundled
+    Apache-2.0 weights), batched over frames.
 
-    dlib's speed on frontal footage (the fallback never runs there), MTCNN's coverage on
-    turned and tilted heads. Each frame's rows come from one backend only, so boxes of the
-    two detectors (which frame a face slightly differently) are never mixed within a frame.
+    Each frame is letterboxed into the network's square input (192 px full range, 128 px short
+    range: a fixed cost per frame whatever its size, plus the resize), and the detections are mapped
+    back to frame pixels. Rows hold the box, the face probability and three of MediaPipe's six
+    keypoints in this package's layout: left and right eye (as seen in the image: MediaPipe's
+    right and left eye of the person) and nose tip; the mouth-corner columns are NaN (MediaPipe
+    gives the mouth *centre*, and the two ear tragions, which the 15-column row has no place for:
+    :meth:`detect_batch_keypoints` returns all six).
+
+    **Framing.** MediaPipe's boxes are square and sit lower on the face than MTCNN's (which are
+    taller than wide and reach the forehead); squared with the same margin, the crops would differ
+    (crop IoU with MTCNN's 0.6-0.85 on the bundled footage). With ``framing="mtcnn"`` (default)
+    each box is re-framed the way MTCNN frames the same face: width, height and vertical centre
+    shift as fixed multiples of the BlazeFace box's side (:data:`BLAZEFACE_MTCNN_FRAMING`, the
+    medians over 112-116 frames of six clips, ``benchmarks/face_detectors.py --fit-framing``),
+    so that crops agree with those of the paper's detectors (docs/video.md measures it).
+    ``framing="mediapipe"`` keeps MediaPipe's boxes.
+
+    Args:
+        model: ``"full"`` (full range: faces at any distance, 192 px input; ``--face-detector
+            blazeface``) or ``"short"`` (short range: faces that fill a good part of the frame,
+            128 px, about 3x faster; ``blazeface-short``).
+        min_score: face probability threshold (MediaPipe's default 0.5).
+        framing: ``"mtcnn"`` (default) or ``"mediapipe"`` (see above).
+        device: where the network runs.
+        batch_size: frames per forward pass (default 16). Results do not depend on it (each frame's
+            rows are bitwise the same alone or in any batch: tested), so training and prediction,
+            which group frames differently, get the same boxes.
     """
 
-    def __init__(self, primary: FaceDetector | None = None, fallback: FaceDetector | None = None):
-        self.primary = primary if primary is not None else DlibFaceDetector()
-        self.fallback = fallback if fallback is not None else MtcnnFaceDetector()
+    def __init__(self, model: str = "full", min_score: float = 0.5, device: str | torch.device = "cpu",
+                 batch_size: int | None = None, framing: str = "mtcnn"):
+        from .blazeface import BlazeFace
+
+        if framing not in ("mtcnn", "mediapipe"):
+            raise ValueError(f"framing must be 'mtcnn' or 'mediapipe', got {framing!r}")
+        self.model = model
+        self.framing = framing
+        self.min_score = float(min_score)
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size) if batch_size else 16
+        self.network = BlazeFace.pretrained(model, min_score=min_score).to(self.device)
+
+    def __call__(self, frame: "np.ndarray") -> "np.ndarray":
+        """Faces in ``frame (H, W, 3) uint8 RGB`` as ``(N, 15)`` detection rows."""
+        return self.detect_batch(np.asarray(frame)[None])[0]
+
+    def detect_batch_keypoints(self, frames: "np.ndarray | Sequence[np.ndarray]") -> list["np.ndarray"]:
+        """Faces of each of ``frames (F, H, W, 3)`` uint8 RGB (same size) with all six keypoints: ``F``
+        arrays ``(N_i, 17)``: box, score, then ``x, y`` of the person's right eye, left eye, nose tip,
+        mouth centre, right and left ear tragion (:data:`~dynsnip.data.faces.blazeface.KEYPOINTS`)."""
+        frames = np.asarray(frames)
+        out: list[np.ndarray] = []
+        for start in range(0, len(frames), self.batch_size):
+            chunk = torch.from_numpy(np.array(frames[start:start + self.batch_size]))  # a writable copy
+            images = chunk.to(self.device).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8, channels-last in memory
+            out.extend(faces.double().cpu().numpy() for faces in self.network.detect(images))
+        if self.framing == "mtcnn":
+            out = [reframe_boxes(faces, *BLAZEFACE_MTCNN_FRAMING[self.model]) for faces in out]
+        return out
+
+    def detect_batch(self, frames: "np.ndarray | Sequence[np.ndarray]") -> list["np.ndarray"]:
+        """Faces of each of ``frames (F, H, W, 3)`` uint8 RGB (same size): ``F`` arrays ``(N_i, 15)``."""
+        return [blazeface_rows(faces) for faces in self.detect_batch_keypoints(frames)]
+
+    def __repr__(self) -> str:
+        return (f"BlazeFaceDetector(model='{self.model}', min_score={self.min_score}, framing='{self.framing}', "
+                f"device='{self.device}')")
+
+
+# BlazeFace box (side s, centre c) -> MTCNN's framing of the same face: width / s, height / s, (centre shift
+# x, y) / s. Medians over the frames of the bundled footage and of the foreman, qcif and carphone_distorted
+# clips where both find the face (full 112, short 116 frames; benchmarks/face_detectors.py --fit-framing);
+# the horizontal shift (median -0.02 / -0.04, varying with the head's turn) is left at 0.
+BLAZEFACE_MTCNN_FRAMING = {"full": (0.86, 1.09, 0.0, -0.065), "short": (0.95, 1.20, 0.0, -0.12)}
+
+
+def reframe_boxes(rows: "np.ndarray", width: float, height: float, shift_x: float, shift_y: float) -> "np.ndarray":
+    """Detection rows with each box replaced by one of ``width x height`` times its side (the square
+    root of its area), centred at its centre moved by ``(shift_x, shift_y)`` times the side; other
+    columns unchanged."""
+    rows = np.array(rows, dtype=np.float64)
+    side = np.sqrt(np.clip((rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1]), 0, None))
+    cx = (rows[:, 0] + rows[:, 2]) / 2 + shift_x * side
+    cy = (rows[:, 1] + rows[:, 3]) / 2 + shift_y * side
+    rows[:, 0], rows[:, 2] = cx - width * side / 2, cx + width * side / 2
+    rows[:, 1], rows[:, 3] = cy - height * side / 2, cy + height * side / 2
+    return rows
+
+
+def blazeface_rows(faces: "np.ndarray") -> "np.ndarray":
+    """BlazeFace's ``(N, 17)`` rows (six keypoints) -> the ``(N, 15)`` detection layout: eyes (image
+    left, image right) and nose kept, mouth corners NaN; the mouth centre and ear tragions are dropped."""
+    out = np.full((len(faces), DETECTION_COLUMNS), np.nan)
+    out[:, :11] = faces[:, :11]  # box, score, right eye (image left), left eye (image right), nose tip
+    return out
+
+
+class AutoFaceDetector:
+    """A cascade: the first detector on every frame, each next one only on the frames where every
+    detector before it found nothing.
+
+    The default (``create_face_detector("auto")``, chosen by measurement, docs/video.md) is
+    BlazeFace's short-range model, then its full-range model, then MTCNN: the fastest detector
+    finds most faces, and the slower ones run on its misses only (small faces, hard poses). In
+    the cascade the BlazeFace stages keep faces above stricter scores than MediaPipe's 0.5
+    (:data:`AUTO_BLAZEFACE_MIN_SCORES`: 0.6 short range, 0.7 full range): a frame they are unsure
+    about goes on to MTCNN instead of becoming a false face (the full-range model scores brick
+    walls at up to 0.68 in the shared foreman clip). Each frame's rows come from one backend
+    only, so boxes of detectors that frame a face slightly differently are never mixed within a
+    frame.
+
+    Args:
+        primary: the first detector (None: BlazeFace short range).
+        fallback: the second (None: BlazeFace full range, then MTCNN).
+        further: any later ones.
+    """
+
+    def __init__(self, primary: FaceDetector | None = None, fallback: FaceDetector | None = None,
+                 *further: FaceDetector):
+        if primary is None:
+            primary = BlazeFaceDetector("short", min_score=AUTO_BLAZEFACE_MIN_SCORES["short"])
+        if fallback is None:
+            fallback = BlazeFaceDetector("full", min_score=AUTO_BLAZEFACE_MIN_SCORES["full"])
+            further = (MtcnnFaceDetector(), *further)
+        self.detectors: tuple[FaceDetector, ...] = (primary, fallback, *further)
+
+    @property
+    def primary(self) -> FaceDetector:
+        return self.detectors[0]
+
+    @property
+    def fallback(self) -> FaceDetector:
+        return self.detectors[1]
 
     @property
     def batch_size(self) -> int:
-        """Frames worth handing over at once: the fallback's (dlib runs frame by frame anyway)."""
-        return int(getattr(self.fallback, "batch_size", 1) or 1)
+        """Frames worth handing over at once: the largest of the detectors' batch sizes."""
+        return max(int(getattr(d, "batch_size", 1) or 1) for d in self.detectors)
 
     def __call__(self, frame: "np.ndarray") -> "np.ndarray":
         return self.detect_batch(np.asarray(frame)[None])[0]
 
     def detect_batch(self, frames: "np.ndarray | Sequence[np.ndarray]") -> list["np.ndarray"]:
-        out = detect_faces(frames, self.primary)
-        missed = [i for i, faces in enumerate(out) if len(faces) == 0]
-        if missed:
-            for i, faces in zip(missed, detect_faces(np.asarray(frames)[missed], self.fallback)):
+        frames = np.asarray(frames)
+        out = detect_faces(frames, self.detectors[0])
+        for detector in self.detectors[1:]:
+            missed = [i for i, faces in enumerate(out) if len(faces) == 0]
+            if not missed:
+                break
+            for i, faces in zip(missed, detect_faces(frames[missed], detector)):
                 out[i] = faces
         return out
 
     def __repr__(self) -> str:
-        return f"AutoFaceDetector(primary={self.primary!r}, fallback={self.fallback!r})"
+        return f"AutoFaceDetector({', '.join(repr(d) for d in self.detectors)})"
 
 
-FACE_DETECTORS = ("auto", "dlib", "mtcnn", "none")
+FACE_DETECTORS = ("auto", "blazeface", "blazeface-short", "dlib", "mtcnn", "none")
+# BlazeFace's score thresholds inside ``auto`` (MediaPipe's own, used by the "blazeface" names, is 0.5): below
+# them a frame is left to the next detector. Measured in docs/video.md (benchmarks/face_detectors.py).
+AUTO_BLAZEFACE_MIN_SCORES = {"short": 0.6, "full": 0.7}
 DEFAULT_FACE_DETECTOR = "auto"
 
 
 def create_face_detector(spec: DetectorSpec = DEFAULT_FACE_DETECTOR, **options) -> FaceDetector | None:
-    """A detector from a name (``"auto"``, ``"dlib"``, ``"mtcnn"``, ``"none"``), a callable
+    """A detector from a name (see :data:`FACE_DETECTORS` and the module docstring), a callable
     (returned as is) or None.
 
-    ``options``: ``detect_short_side`` and ``max_upscale`` (both backends), ``upsample`` (dlib), ``min_face`` and
-    ``device`` (MTCNN); options a backend does not take are ignored for it.
+    ``options``: ``detect_short_side`` and ``max_upscale`` (dlib, MTCNN), ``upsample`` (dlib),
+    ``min_face`` (MTCNN), ``device`` and ``batch_size`` (MTCNN, BlazeFace), ``min_score`` and
+    ``framing`` (BlazeFace); options a backend does not take are ignored for it.
     """
     if spec is None or callable(spec):
         return spec
     dlib_keys = ("detect_short_side", "max_upscale", "upsample", "threshold")
     mtcnn_keys = ("detect_short_side", "max_upscale", "min_face", "device", "batch_size")
+    blazeface_keys = ("min_score", "device", "batch_size", "framing")
     dlib_options = {k: v for k, v in options.items() if k in dlib_keys}
     mtcnn_options = {k: v for k, v in options.items() if k in mtcnn_keys}
+    blazeface_options = {k: v for k, v in options.items() if k in blazeface_keys}
     if spec == "dlib":
         return DlibFaceDetector(**dlib_options)
     if spec == "mtcnn":
         return MtcnnFaceDetector(**mtcnn_options)
+    if spec == "blazeface":
+        return BlazeFaceDetector("full", **blazeface_options)
+    if spec == "blazeface-short":
+        return BlazeFaceDetector("short", **blazeface_options)
     if spec == "auto":
-        return AutoFaceDetector(DlibFaceDetector(**dlib_options), MtcnnFaceDetector(**mtcnn_options))
+        stages = [BlazeFaceDetector(model, **{"min_score": AUTO_BLAZEFACE_MIN_SCORES[model], **blazeface_options})
+                  for model in ("short", "full")]
+        return AutoFaceDetector(*stages, MtcnnFaceDetector(**mtcnn_options))
     if spec == "none":
         return None
     raise ValueError(f"unknown face detector {spec!r}; expected one of {FACE_DETECTORS} or a callable")

@@ -20,19 +20,22 @@ Output of one video, ``out_dir/``:
 
 * ``000000.png``, ``000001.png``, ...: the context region of each frame, named by the
   frame's index in the video (consecutive, so snippets can be sampled from the folder);
-* ``faces.json``: source video, frame count, fps, frame size, margin, ``detect_every``,
-  ``snippet_len``, detector, coverage (frames looked at / with a face), the detections of
-  the looked-at frames (rows of :class:`~dynsnip.data.faces.Face`: box, score, keypoints),
-  and per frame its region in video pixels.
+* ``faces.json``: source video and its record (path, size, time, hash of its ends:
+  :mod:`~dynsnip.data.faces.folder_source`, which tells whether a folder holds a given video),
+  frame count, fps, frame size, margin, ``detect_every``, ``snippet_len``, detector,
+  coverage (frames looked at / with a face; frames that show the face, the
+  ``face_coverage``: :mod:`~dynsnip.data.faces.face_shown`), the detections of the
+  looked-at frames (rows of :class:`~dynsnip.data.faces.Face`: box, score, keypoints), and
+  per frame its region in video pixels.
 
 One decoding pass: every frame is decoded once; the detector runs on every
 ``detect_every``-th frame as it comes, and a frame's region is written as soon as the
 detections of the windows holding it are known (:class:`RegionStream`; a few frames later,
 more where faces are missing). Only the frames waiting for their region are held in memory,
 at most :data:`MAX_BUFFERED_BYTES`; beyond that the oldest are dropped and decoded again at
-the end. The folder is written under a temporary name and renamed when complete, so an
-interrupted run never leaves a folder that looks finished; an existing folder is never
-overwritten.
+the end. The folder is written under a temporary name (``<name>.partial``) and renamed when
+complete, so an interrupted run never leaves a folder that looks finished; an existing
+folder is replaced only when asked (``replace``), once the new one is complete.
 """
 from __future__ import annotations
 
@@ -58,7 +61,19 @@ from .crop_policy import (
 from ..decode import VideoReader
 from ..errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
+from .face_shown import not_shown_error, same_picture, thumbnail
+from .folder_source import OWNER_FILE, PARTIAL_SUFFIX, source_record
 from .png_writer import write_png
+from .tracks import (
+    face_signatures,
+    kept_tracks,
+    link_tracks,
+    manipulated_tracks,
+    no_track_message,
+    track_rules,
+    tracks_from_json,
+    tracks_to_json,
+)
 
 np = require("numpy")
 Image = require("PIL.Image")
@@ -68,21 +83,28 @@ DETECTION_BATCH = 16
 # decoded frames held while their regions wait for detections (beyond it: decoded again at the end)
 MAX_BUFFERED_BYTES = 512 * 2**20
 IMAGE_FORMATS = ("png", "jpg", "bmp")
+FACES = ("all", "largest")  # every face track recorded (and its crops kept), or the largest face only
 
 
 @dataclass(frozen=True)
 class ExtractedFaces:
     """Result of :func:`extract_face_frames`: the folder, frames written, how many frames the
-    detector looked at and how many of those had a face."""
+    detector looked at and how many of those had a face, and how many of the frames written
+    show that face (:mod:`~dynsnip.data.faces.face_shown`; None without a detector)."""
 
     out_dir: Path
     num_frames: int
     num_detected: int
     frames_checked: int = 0
+    frames_showing_face: int | None = None
+    tracks: int = 0  # face tracks kept (0: written without face tracks)
+    samples: tuple[int, ...] = ()  # the tracks that are training samples
 
     @property
     def face_coverage(self) -> float:
-        """Fraction of the looked-at frames with a face (1.0 without a detector)."""
+        """Fraction of the frames written that show the face (1.0 without a detector)."""
+        if self.frames_showing_face is not None and self.num_frames:
+            return self.frames_showing_face / self.num_frames
         return self.num_detected / self.frames_checked if self.frames_checked else 1.0
 
 
@@ -111,10 +133,13 @@ class RegionStream:
     """
 
     def __init__(self, num_frames: int, frame_size: tuple[int, int], margin: float, snippet_len: int,
-                 detect_every: int) -> None:
+                 detect_every: int, all_faces: bool = False) -> None:
         self.num_frames, self.frame_size, self.margin = int(num_frames), frame_size, margin
         self.snippet_len, self.detect_every = int(snippet_len), int(detect_every)
+        self.all_faces = all_faces  # regions hold the crop of every face (face tracks), not only the largest
         self.windows = np.full((self.num_frames, 4), np.nan)  # crop of the window starting at s
+        # what the regions hold of the window starting at s: its crop, or (all_faces) every face's crop in it
+        self.spans = np.full((self.num_frames, 4), np.nan) if all_faces else self.windows
         self.detections: dict[int, np.ndarray] = {}
         self.known = 0  # windows[s] is final for s < known
         self.next_frame = 0  # the next frame whose region :meth:`ready` returns
@@ -137,6 +162,12 @@ class RegionStream:
             face, _ = snippet_face(frames, self.detections, self.detect_every, self.num_frames)
             if not np.isnan(face).any():
                 self.windows[self.known] = square_crop_box(face, self.frame_size, self.margin)
+                if self.all_faces:  # any track's box of this window lies within its faces' boxes
+                    crops = [self.windows[self.known]] + [square_crop_box(row[:4], self.frame_size, self.margin)
+                                                          for f in needed for row in self.detections[f]]
+                    crops = np.asarray(crops, dtype=np.float64)
+                    self.spans[self.known] = [crops[:, 0].min(), crops[:, 1].min(), crops[:, 2].max(),
+                                              crops[:, 3].max()]
             self.known += 1
 
     @property
@@ -156,17 +187,17 @@ class RegionStream:
         stop = self.known if until is None else min(self.known, until)
         while self.next_frame < stop:
             i = self.next_frame
-            near = self.windows[max(0, i - t + 1): i + 1]
+            near = self.spans[max(0, i - t + 1): i + 1]
             near = near[~np.isnan(near).any(axis=1)]
             if len(near) < min(t, i + 1):  # some window borrows: add the nearest found ones
-                found = np.flatnonzero(~np.isnan(self.windows[:self.known]).any(axis=1))
+                found = np.flatnonzero(~np.isnan(self.spans[:self.known]).any(axis=1))
                 before, after = found[found <= i], found[found > i]
                 if len(after) == 0 and not self.complete:
                     break  # a later window may still have a face
                 if len(before) == 0 and len(after) == 0:
                     raise ValueError("no window with a face")
-                extra = [self.windows[before[-1]]] if len(before) else []
-                extra += [self.windows[after[0]]] if len(after) else []
+                extra = [self.spans[before[-1]]] if len(before) else []
+                extra += [self.spans[after[0]]] if len(after) else []
                 near = np.concatenate([near, np.array(extra).reshape(-1, 4)])
             union = np.array([near[:, 0].min(), near[:, 1].min(), near[:, 2].max(), near[:, 3].max()])
             out.append((i, np.array(_pad_region(union, self.frame_size), dtype=np.int64)))
@@ -228,13 +259,16 @@ def extract_face_frames(
     interpolation: str = "bilinear",
     min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
     boxes_from: str | os.PathLike[str] | None = None,
+    replace: bool = False,
+    faces: str = "all",
 ) -> ExtractedFaces:
     """Save the face context region of every frame of ``video_path`` into ``out_dir``.
 
     Args:
         video_path: the video.
-        out_dir: folder to create; must not exist yet.
-        face_detector: ``"auto"`` (dlib, MTCNN where dlib finds nothing), ``"dlib"``,
+        out_dir: folder to create; must not exist yet (unless ``replace``). Its name must not
+            end in ``.partial`` (the name of a folder being written).
+        face_detector: ``"auto"`` (BlazeFace, MTCNN where it finds nothing), ``"blazeface"``, ``"dlib"``,
             ``"mtcnn"``, ``"none"`` (whole frames) or a callable.
         margin: crop side / face-box side (1.3, FaceForensics++ convention).
         detect_every: the detector looks at frames whose index is a multiple of this (see
@@ -242,40 +276,66 @@ def extract_face_frames(
         snippet_len: T of the models that will train on it (regions cover its snippets).
         scale: resize the regions by this factor (e.g. 0.5 halves storage); None keeps the
             video's resolution, which is what makes training crops identical to predict's.
-        max_frames: only the first ``max_frames`` frames (None: all).
+        max_frames: only the first ``max_frames`` frames (None: all; else at least 1).
         image_format: ``"png"`` (lossless, default: JPEG would add compression traces of
             its own to the forgery traces), ``"bmp"`` (lossless and uncompressed: about twice
             PNG's disk space, written ~3x faster, the choice when writing is the bottleneck;
             docs/video.md) or ``"jpg"`` (quality 95).
         interpolation: resampling when ``scale`` is given.
         min_face_coverage: fail with :class:`LowFaceCoverageError` when a face is found in
-            fewer of the looked-at frames than this fraction (0.5; 0 turns the check off).
+            fewer of the looked-at frames than this fraction, or fewer of the frames written
+            show it (:mod:`~dynsnip.data.faces.face_shown`) (0.5; 0 turns the checks off).
         boxes_from: the real video a fake was made from, or its ``extract-faces`` folder: the
             fake is cropped with the real video's face boxes (its detections are read from the
             folder's ``faces.json``, or detected in the video), so detector misses and bias on
-            fakes cannot leak into the labels.
+            fakes cannot leak into the labels. With ``faces="all"`` the fake's manipulated
+            track is found by comparing its crops with the source's
+            (:func:`~dynsnip.data.faces.tracks.manipulated_tracks`): only that track is a
+            sample of the folder (``faces.json``'s ``samples``), the other faces are not.
+        faces: ``"all"`` (default): the detections are linked into face tracks
+            (:mod:`~dynsnip.data.faces.tracks`), recorded in ``faces.json`` (``tracks``,
+            ``track_rules``, and ``samples``: the tracks that are training samples: every kept
+            track, or a fake's manipulated ones), and every frame's region holds the crop of
+            every face; ``"largest"``: the largest face only (regions around it, no tracks), as
+            before face tracks.
+        replace: an existing ``out_dir`` (made from another video, say) is replaced once the
+            new folder is complete; until then it stays as it was.
 
     Raises:
-        FileExistsError: ``out_dir`` exists.
-        VideoError subclasses: the video cannot be read, no face in any frame, too few.
+        FileExistsError: ``out_dir`` exists (and not ``replace``).
+        ValueError: a bad setting (``max_frames`` < 1, ``snippet_len`` < 1, a ``.partial`` name).
+        VideoError subclasses: the video cannot be read, no face in any frame, too few, only
+            dropped face tracks (``no_face``), a fake identical to its source
+            (``no_manipulated_face``).
     """
+    if faces not in FACES:
+        raise ValueError(f"faces must be one of {FACES}, got {faces!r}")
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     check_detect_every(detect_every)
+    if max_frames is not None and (int(max_frames) != max_frames or max_frames < 1):
+        raise ValueError(f"max_frames must be a positive number of frames (or None for all), got {max_frames}")
+    if int(snippet_len) != snippet_len or snippet_len < 1:
+        raise ValueError(f"snippet_len must be a positive number of frames (the T of the models), got {snippet_len}")
     out_dir = Path(out_dir)
-    if out_dir.exists():
+    if out_dir.name.endswith(PARTIAL_SUFFIX):
+        raise ValueError(f"{out_dir}: a folder name ending in {PARTIAL_SUFFIX} is the name of a folder being written; "
+                         "expected another name (extract-faces appends _ to such video names)")
+    if out_dir.exists() and not replace:
         raise FileExistsError(f"{out_dir} exists; refusing to overwrite it (remove it or choose another folder)")
-    partial = out_dir.with_name(out_dir.name + ".partial")
+    partial = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
     if partial.exists():
         if not _abandoned(partial):
             raise FileExistsError(f"{partial} exists (another extraction writing it, or left by an interrupted one "
                                   "on another machine?); remove it and run again")
         shutil.rmtree(partial)  # left by a process of this machine that no longer runs
     detector = create_face_detector(face_detector)
-    source_detections = source_size = None
+    source_detections = source_size = source_tracks = None
     if boxes_from is not None:
-        source_detections, source_size = source_face_detections(boxes_from, detector, detect_every, video_path)
+        source_detections, source_size, source_tracks = source_face_detections(
+            boxes_from, detector, detect_every, video_path, tracks=faces == "all")
     with VideoReader(video_path) as video:
+        record = source_record(video_path)
         num_frames = video.num_frames if max_frames is None else min(max_frames, video.num_frames)
         width, height = video.size
         if source_size is not None and tuple(source_size) != (width, height):
@@ -289,6 +349,7 @@ def extract_face_frames(
         partial.mkdir(parents=True)
         (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
         try:
+            showing = None
             if detector is None and source_detections is None:
                 detections: dict[int, np.ndarray] = {}
                 regions = np.tile([0, 0, width, height], (num_frames, 1))
@@ -303,18 +364,31 @@ def extract_face_frames(
                     if found / len(looked_at) < min_face_coverage:
                         raise LowFaceCoverageError(video_path, found / len(looked_at), min_face_coverage, len(looked_at))
 
-                stream = RegionStream(num_frames, (width, height), margin, snippet_len, detect_every)
+                stream = RegionStream(num_frames, (width, height), margin, snippet_len, detect_every,
+                                      all_faces=faces == "all")
                 if source_detections is not None:
                     for i in looked_at:
                         stream.add(i, source_detections.get(i, np.zeros((0, 15))))
+                signatures: dict[int, np.ndarray] | None = {} if faces == "all" else None
+                writer.shown = _FaceShown(stream)
                 regions = _single_pass(video, num_frames, stream, detector if source_detections is None else None,
-                                       writer, check_coverage)
+                                       writer, check_coverage, signatures)
                 detections = stream.detections
                 with_face = sum(1 for i in looked_at if len(detections[i]))
                 checked = len(looked_at)
+                showing = writer.shown.count()
+                if showing < min_face_coverage * num_frames:
+                    raise not_shown_error(video_path, showing, num_frames, with_face, checked, min_face_coverage,
+                                          "frames written")
+            track_meta: dict[str, Any] = {}
+            if faces == "all" and detections:
+                tracks = source_tracks if source_tracks is not None else link_tracks(detections, signatures)
+                track_meta = _track_meta(tracks, video_path, boxes_from, (width, height), margin, num_frames,
+                                         len(looked_at), detect_every)
             meta = dict(
                 crop_policy=CROP_POLICY,
                 source=str(Path(video_path)),
+                source_file=record,
                 num_frames=num_frames,
                 fps=fps,
                 frame_size=[width, height],
@@ -326,20 +400,54 @@ def extract_face_frames(
                 scale=scale,
                 frames_checked=checked,
                 frames_with_face=with_face,
-                face_coverage=round(with_face / checked, 4) if checked else 1.0,
+                detector_coverage=round(with_face / checked, 4) if checked else 1.0,
+                frames_showing_face=showing,
+                face_coverage=round(showing / num_frames, 4) if showing is not None else 1.0,
                 detections={str(i): _rows(faces) for i, faces in detections.items()},
                 frames=[dict(index=i, region=[int(v) for v in regions[i]]) for i in range(num_frames)],
+                faces=faces,
+                **track_meta,
             )
             (partial / "faces.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")))
+            replaced = partial / ".replaced"  # the old folder, moved into the new one until it takes its place
+            if replace and out_dir.exists():
+                out_dir.rename(replaced)  # killed from here on: the .partial (owner dead) is garbage
             (partial / OWNER_FILE).unlink()
             partial.rename(out_dir)
+            shutil.rmtree(out_dir / replaced.name, ignore_errors=True)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-    return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked)
+    kept = sum(t["status"] == "kept" for t in track_meta.get("tracks", []))
+    return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked,
+                          frames_showing_face=showing, tracks=kept,
+                          samples=tuple(track_meta.get("samples", {}).get("tracks", ())))
 
 
-OWNER_FILE = ".owner"  # in a folder being written: "<host> <pid>" of the writing process
+class _FaceShown:
+    """Counts the frames written that show the face (:mod:`~dynsnip.data.faces.face_shown`): frame
+    i is anchored on the looked-at frame ``a`` at or before it and compared with frame i - 1
+    (which must show the face itself), inside the crop of the window starting at ``a`` (known
+    when frame i is written: its region needs that window). Frames may be written out of order
+    (dropped and decoded again), so the grey thumbnails are kept (1 KiB a frame) and compared
+    at the end."""
+
+    def __init__(self, stream: RegionStream) -> None:
+        self.stream = stream
+        self.thumbnails: dict[int, np.ndarray] = {}
+
+    def record(self, index: int, frame: "np.ndarray") -> None:
+        anchor = index // self.stream.detect_every * self.stream.detect_every
+        box = self.stream.windows[anchor]
+        if len(self.stream.detections.get(anchor, ())) and not np.isnan(box).any():
+            self.thumbnails[index] = thumbnail(frame, box)
+
+    def count(self) -> int:
+        k, shown = self.stream.detect_every, set()
+        for i in sorted(self.thumbnails):  # thumbnails[i - 1] exists when frame i is not an anchor
+            if i % k == 0 or (i - 1 in shown and same_picture(self.thumbnails[i], self.thumbnails[i - 1])):
+                shown.add(i)
+        return len(shown)
 
 
 def _abandoned(partial: Path) -> bool:
@@ -363,6 +471,7 @@ class _RegionWriter:
 
     def __init__(self, folder: Path, image_format: str, scale: float | None, interpolation: str) -> None:
         self.folder, self.image_format, self.scale, self.interpolation = folder, image_format, scale, interpolation
+        self.shown: _FaceShown | None = None  # counts the frames that show the face, when set
 
     def write(self, index: int, frame: "np.ndarray", region: "np.ndarray") -> None:
         x0, y0, x1, y1 = (int(v) for v in region)
@@ -378,6 +487,8 @@ class _RegionWriter:
             Image.fromarray(np.ascontiguousarray(crop)).save(target, quality=95)
         else:
             Image.fromarray(np.ascontiguousarray(crop)).save(target)
+        if self.shown is not None:
+            self.shown.record(index, frame)
 
 
 def detection_batch_size(detector: Any) -> int:
@@ -385,11 +496,83 @@ def detection_batch_size(detector: Any) -> int:
     return max(1, int(getattr(detector, "batch_size", 1) or 1))
 
 
+def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tuple[int, int], margin: float,
+                num_frames: int, looked_at: int, detect_every: int) -> dict[str, Any]:
+    """The ``faces.json`` entries of the face tracks: ``tracks``, ``track_rules`` and ``samples``
+    (the tracks that are training samples: every kept one; for a fake with a source, its
+    manipulated ones, found by comparing it with the source).
+
+    Raises:
+        NoFaceError: every track was dropped (only photos on the wall, or passers-by).
+        NoManipulatedFaceError: a fake whose every face equals its source's.
+    """
+    from ..errors import NoManipulatedFaceError
+
+    kept = kept_tracks(tracks)
+    if not kept:
+        raise NoFaceError(video_path, no_track_message(tracks, looked_at, detect_every))
+    meta: dict[str, Any] = dict(tracks=tracks_to_json(tracks), track_rules=track_rules())
+    if boxes_from is None:
+        meta["samples"] = dict(tracks=[t.id for t in kept], how="every kept face track (no source to compare with)")
+        return meta
+    with VideoReader(video_path) as fake, _SourceFrames(boxes_from, num_frames) as source:
+        choice = manipulated_tracks(tracks, fake.read, source.read, frame_size, margin)
+    if not choice.tracks:
+        raise NoManipulatedFaceError(video_path, f"no face of it differs from its source {boxes_from} (mean absolute "
+                                     f"differences by track: {choice.evidence}; {choice.rule}): expected a fake "
+                                     "made from this source, with at least one face changed")
+    meta["samples"] = dict(choice.to_json(), how="the manipulated face track(s), found by comparing with the source")
+    return meta
+
+
+class _SourceFrames:
+    """Frames of a fake's source for :func:`~dynsnip.data.faces.tracks.manipulated_tracks`: its
+    video, or (an ``extract-faces`` folder whose video is gone) the folder's regions pasted at
+    their place in black frames (the track crops lie inside the regions)."""
+
+    def __init__(self, source: Any, num_frames: int) -> None:
+        source = Path(source)
+        self.folder = None
+        if (source / "faces.json").is_file():
+            meta = json.loads((source / "faces.json").read_text())
+            video = Path(meta.get("source", ""))
+            if video.is_file():
+                source = video
+            else:
+                self.folder, self.meta = source, meta
+        self.video = None if self.folder is not None else VideoReader(source)
+        self.last = (self.video.num_frames if self.video is not None else int(self.meta["num_frames"])) - 1
+
+    def read(self, indices: list[int]) -> "np.ndarray":
+        indices = [min(int(i), self.last) for i in indices]
+        if self.video is not None:
+            return self.video.read(indices)
+        width, height = self.meta["frame_size"]
+        scale = self.meta.get("scale")
+        out = np.zeros((len(indices), height, width, 3), np.uint8)
+        for n, i in enumerate(indices):
+            x0, y0, x1, y1 = self.meta["frames"][i]["region"]
+            image = Image.open(next(self.folder.glob(f"{i:06d}.*"))).convert("RGB")
+            if scale is not None:
+                image = image.resize((x1 - x0, y1 - y0), Image.BILINEAR)
+            out[n, y0:y1, x0:x1] = np.asarray(image)
+        return out
+
+    def __enter__(self) -> "_SourceFrames":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.video is not None:
+            self.video.close()
+
+
 def _single_pass(
-    video: Any, num_frames: int, stream: RegionStream, detector: Any, writer: _RegionWriter, check_coverage: Any
+    video: Any, num_frames: int, stream: RegionStream, detector: Any, writer: _RegionWriter, check_coverage: Any,
+    signatures: dict[int, "np.ndarray"] | None = None,
 ) -> "np.ndarray":
     """Decode every frame once: detect on the looked-at frames (``detector``; None when the
     stream already holds every detection), write each frame's region as soon as it is final.
+    ``signatures``: filled with the face thumbnails of the looked-at frames (face tracks).
 
     Frames wait in memory only until their region is known (T - 1 + k frames or so, more
     where faces are missing); beyond :data:`MAX_BUFFERED_BYTES` the oldest waiting frames
@@ -418,8 +601,10 @@ def _single_pass(
             pending.append((index, frame))
             if len(pending) >= batch or index == last_looked_at:
                 found = detect_faces(np.stack([f for _, f in pending]), detector)
-                for (i, _), rows in zip(pending, found):
+                for (i, looked), rows in zip(pending, found):
                     stream.add(i, quantize_detections(rows))
+                    if signatures is not None:
+                        signatures[i] = face_signatures(looked, stream.detections[i])
                 pending = []
         if stream.complete and not checked:  # every detection known: fail before writing the rest
             check_coverage(sum(1 for rows in stream.detections.values() if len(rows)))
@@ -440,10 +625,11 @@ def _single_pass(
 
 
 def source_face_detections(
-    source: str | os.PathLike[str], detector: Any, detect_every: int, fake: object
-) -> tuple[dict[int, "np.ndarray"], tuple[int, int]]:
-    """The detections and frame size of a fake's source: from its ``extract-faces`` folder (when made with the
-    same ``detect_every``), else detected in the source video now."""
+    source: str | os.PathLike[str], detector: Any, detect_every: int, fake: object, tracks: bool = False
+) -> tuple[dict[int, "np.ndarray"], tuple[int, int], list | None]:
+    """The detections, frame size and (``tracks``) face tracks of a fake's source: from its
+    ``extract-faces`` folder (when made with the same ``detect_every``; its recorded tracks, or
+    tracks linked now from its detections when it has none), else detected in the source video now."""
     from ..errors import SourceMismatchError, VideoError
 
     source = Path(source)
@@ -451,24 +637,36 @@ def source_face_detections(
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         if meta.get("crop_policy") == CROP_POLICY and int(meta["detect_every"]) == detect_every:
-            return read_detections(meta), tuple(meta["frame_size"])
+            detections = read_detections(meta)
+            found = None
+            if tracks:
+                found = (tracks_from_json(meta["tracks"], detections) if meta.get("tracks") is not None
+                         else link_tracks(detections))
+            return detections, tuple(meta["frame_size"]), found
         raise SourceMismatchError(fake, f"{meta_file} was made with other settings (detect_every "
                                   f"{meta.get('detect_every')}, expected {detect_every})")
     if detector is None:
         raise SourceMismatchError(fake, "cropping with the source's boxes needs a face detector, not 'none'")
     try:
         with VideoReader(source) as video:
-            return _detect_every_kth(video, video.num_frames, detect_every, detector), video.size
+            signatures: dict[int, np.ndarray] | None = {} if tracks else None
+            detections = _detect_every_kth(video, video.num_frames, detect_every, detector, signatures)
+            return detections, video.size, (link_tracks(detections, signatures) if tracks else None)
     except VideoError as err:
         raise SourceMismatchError(fake, f"its source video cannot be read: {err}") from err
 
 
-def _detect_every_kth(video: Any, num_frames: int, detect_every: int, detector: Any) -> dict[int, "np.ndarray"]:
-    """Detections of frames 0, k, 2k, ..., batched for the detector. Decoding runs front to
-    back; only the looked-at frames are converted to RGB arrays."""
+def _detect_every_kth(video: Any, num_frames: int, detect_every: int, detector: Any,
+                      signatures: dict[int, "np.ndarray"] | None = None) -> dict[int, "np.ndarray"]:
+    """Detections of frames 0, k, 2k, ..., batched for the detector (``signatures``: filled with
+    the face thumbnails, for face tracks). Decoding runs front to back; only the looked-at
+    frames are converted to RGB arrays."""
     looked_at = list(range(0, num_frames, detect_every))
     detections: dict[int, np.ndarray] = {}
     for start in range(0, len(looked_at), DETECTION_BATCH):
         chunk = looked_at[start:start + DETECTION_BATCH]
-        detections.update(zip(chunk, map(quantize_detections, detect_faces(video.read(chunk), detector))))
+        frames = video.read(chunk)
+        detections.update(zip(chunk, map(quantize_detections, detect_faces(frames, detector))))
+        if signatures is not None:
+            signatures.update((i, face_signatures(frame, detections[i])) for i, frame in zip(chunk, frames))
     return detections

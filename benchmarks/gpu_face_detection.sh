@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The GPU figures of docs/video.md's face detectors, sized for a short loan of one GPU (about 4 minutes):
+#   1. per-frame cost of MTCNN and BlazeFace on the GPU (720p / 352x288 / 176x144, alone and 16 at once;
+#      BlazeFace's network per 128 / 192 px input, batch 1 and 16) and their coverage / agreement on the
+#      bundled footage                                                                     (~1.5 min)
+#   2. extract-faces on the bundled footage (and any clips passed as arguments) with the detectors on the
+#      GPU: frames/s and coverage of auto and mtcnn against decode-only, one run            (~2 min)
+# Each step has its own time limit. Writes *.md and *.json to $OUT (default: benchmarks/results).
+#   bash benchmarks/gpu_face_detection.sh [more videos ...]
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-benchmarks/results}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python}"
+VIDEOS=(dynsnip/assets/videos/*.mp4 "$@")
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu_face_detection.txt" 2>&1
+timeout 150 "$PY" benchmarks/face_detectors.py --device cuda --cost --repeats 20 \
+    --detectors mtcnn,blazeface,blazeface-short,auto --videos "${VIDEOS[@]}" \
+    --json "$OUT/gpu_face_detectors.json" > "$OUT/gpu_face_detectors.md" 2> "$OUT/gpu_face_detectors.log"
+echo "detectors: rc=$?"; cat "$OUT/gpu_face_detectors.md"
+timeout 170 "$PY" benchmarks/face_extraction.py --device cuda --write --every 4 --formats png \
+    --backends mtcnn,auto --no-full-resolution --repeats 3 --videos "${VIDEOS[@]}" \
+    --json "$OUT/gpu_face_extraction.json" > "$OUT/gpu_face_extraction.md" 2> "$OUT/gpu_face_extraction.log"
+echo "extraction: rc=$?"; cat "$OUT/gpu_face_extraction.md"

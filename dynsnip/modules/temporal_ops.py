@@ -171,7 +171,8 @@ def compiled_channels_last(t: torch.Tensor, enabled: bool) -> torch.Tensor:
     tensor before a Conv3d or a concatenation it chooses NCDHW (its channels-last preference
     covers 4-d tensors only): a full-size buffer in the wrong order and a conversion back.
     Eager ops keep the layout of their inputs: there this is nothing (no op)."""
-    if enabled and torch.compiler.is_compiling():
+    # not under torch.export (ONNX): the pin is inductor's own op, no exporter knows it
+    if enabled and torch.compiler.is_compiling() and not torch.compiler.is_exporting():
         return _ForceChannelsLast3d.apply(t)
     return t
 

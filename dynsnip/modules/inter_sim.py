@@ -8,6 +8,13 @@ at construction (``snippet_len``); ``U`` is given per call, ``m(x, num_snippets=
 no parameter depends on it, so a model trained with U=4 runs with U=8. The module mixes
 information across the snippets of one clip and never across clips.
 
+Two paths compute the same equations (``forward``): the *volume path* views the folded frames
+as volumes (a view; channels_last frames are a channels_last_3d volume) and runs each step as
+one Conv3d whose weight is put together from the convs below (``composed_weights``; kept
+between eager inference calls); the *frame path* (the methods below, frame by frame on views
+of the folded batch) is the readable one, and runs the options the volume path does not take.
+docs/performance.md ("Issue 24") says what each step became and what it costs.
+
 Equation -> code
 ----------------
 =========  =========================================================  =======================
@@ -180,7 +187,8 @@ class InterSIM(nn.Module):
         bidirectional: use both Eq. 8 and Eq. 9 (else Eq. 8 only).
         conv_u: ``"depthwise"`` (default) or ``"dense"``.
         edge: difference at the first/last snippet, ``"zero"`` or ``"frame"``.
-        fp32_differences: run the difference path in float32 under autocast.
+        fp32_differences: run the difference path in float32 under fp16 autocast (bf16, with
+            float32's range, cannot overflow there and needs none).
         share_directions: one ``Conv1x3`` for Eq. 8 and Eq. 9 (default False: one each).
         conv_u_init: ``"identity"`` (default) or ``"random"`` (PyTorch's conv default).
 

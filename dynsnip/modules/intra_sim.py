@@ -7,6 +7,13 @@ then the U snippets of a clip, then the T consecutive frames of a snippet. Only 
 (``snippet_len``) must be known; the module never mixes frames of different snippets,
 so it works for any N and U.
 
+Two paths compute the same equations (``forward``): the *volume path* views the folded frames
+as volumes (a view; channels_last frames are a channels_last_3d volume) and runs each step as
+one Conv3d whose weight is put together from the convs below (``composed_weights``; kept
+between eager inference calls); the *frame path* (the methods below, frame by frame on views
+of the folded batch) is the readable one, and runs the options the volume path does not take.
+docs/performance.md ("Issue 24") says what each step became and what it costs.
+
 Equation -> code
 ----------------
 =========  =====================================================  ==========================
@@ -535,7 +542,8 @@ class IntraSIM(nn.Module):
         coord_kernel_size: the H x T / T x W convs of Eq. 2-3 (default 3).
         bidirectional, coord_attention, learnable_kernel: Table 5 ablation switches.
         edge: difference at a snippet's border, ``"zero"`` or ``"frame"``.
-        fp32_differences: run the difference path in float32 under autocast.
+        fp32_differences: run the difference path in float32 under fp16 autocast (bf16, with
+            float32's range, cannot overflow there and needs none).
         share_directions: one set of Eq. 1-3 convs for both directions (default False: one
             per direction, as in Figure 2).
         kernel_init: ``"random"`` (PyTorch's default) or ``"centre"`` (the learnable kernel

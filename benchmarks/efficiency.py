@@ -2,12 +2,15 @@
 
 Models (``--models``, comma separated; the baseline is always added):
 
-* ``dil_resnet50`` (any ``dil_*``): the DIL network, ``(B, 3, U*T, H, W) -> (B, classes)``;
+* ``dil_resnet50`` (any ``dil_*``): the DIL network, ``(B, 3, U*T, H, W) -> (B, classes)``, with
+  dynsnip's defaults; ``dil_resnet50@paper``: the same with the paper's module
+  (``dynsnip.paper_config("paper")``: no motion channels, Eq. 1 randomly initialised);
 * ``resnet50`` (any other timm name): the 2D backbone applied to the same U*T frames,
   logits averaged over frames. This is the limit: the SIMs cannot make the backbone cheaper;
 * ``tsm_resnet50`` (``tsm_<timm resnet>``): the backbone with a residual temporal shift
   (TSM: 1/8 of the channels from the next frame, 1/8 from the previous one, zero FLOPs)
-  before the first conv of every block, the shift running over the clip's frames;
+  before the first conv of every block, the shift running over the clip's frames; written as
+  the TSM authors' shift, so that it keeps a channels_last layout;
 * ``r2plus1d_18``, ``r3d_18``, ``mc3_18``: torchvision's 3D CNNs (randomly initialised);
 * a variant named with ``--variant LABEL ARCH JSON``: ``ARCH`` (a ``dil_*`` model) built with
   the builder arguments ``JSON``, listed as ``LABEL`` (e.g. ``--variant dense_conv_u
@@ -56,7 +59,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DEFAULT_MODELS = ("dil_resnet50", "resnet50", "tsm_resnet50", "r2plus1d_18", "r3d_18")
+PAPER_SUFFIX = "@paper"
+DEFAULT_MODELS = ("dil_resnet50", "dil_resnet50@paper", "resnet50", "tsm_resnet50", "r2plus1d_18", "r3d_18")
 VIDEO_3D = ("r2plus1d_18", "r3d_18", "mc3_18")
 
 
@@ -75,30 +79,42 @@ class FrameModel(nn.Module):
 
 
 class TemporalShift(nn.Module):
-    """Residual temporal shift (TSM) in front of ``conv``; frames folded as ``(B*F, C, H, W)``."""
+    """Residual temporal shift (TSM) in front of ``conv``; frames folded as ``(B*F, C, H, W)``.
+
+    As the TSM authors' ``shift``: the shifted copy is written into a ``zeros_like`` of the input,
+    which keeps its memory format (a channels_last input gives a channels_last conv input, no
+    conversion); 1/``fold_div`` of the channels come from the next frame, as many from the
+    previous one (zero at the clip's ends).
+    """
 
     def __init__(self, conv: nn.Module, frames: int, fold_div: int = 8) -> None:
         super().__init__()
         self.conv, self.frames, self.fold_div = conv, frames, fold_div
 
+    @staticmethod
+    def shift(x: torch.Tensor, frames: int, fold_div: int = 8) -> torch.Tensor:
+        v = x.unflatten(0, (-1, frames))  # "(b f) c h w -> b f c h w", a view
+        k = x.shape[1] // fold_div
+        out = torch.zeros_like(v)
+        out[:, :-1, :k] = v[:, 1:, :k]  # frame t gets t+1
+        out[:, 1:, k:2 * k] = v[:, :-1, k:2 * k]  # frame t gets t-1
+        out[:, :, 2 * k:] = v[:, :, 2 * k:]
+        return out.flatten(0, 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nf, c, h, w = x.shape
-        v = x.view(nf // self.frames, self.frames, c, h, w)
-        k = c // self.fold_div
-        from_next = F.pad(v[:, 1:, :k], (0, 0, 0, 0, 0, 0, 0, 1))  # frame t gets t+1, last gets 0
-        from_prev = F.pad(v[:, :-1, k:2 * k], (0, 0, 0, 0, 0, 0, 1, 0))  # frame t gets t-1
-        v = torch.cat([from_next, from_prev, v[:, :, 2 * k:]], dim=2)
-        return self.conv(v.reshape(nf, c, h, w))
+        return self.conv(self.shift(x, self.frames, self.fold_div))
 
 
 def build_model(name: str, frames: int, num_classes: int, variants: dict[str, tuple[str, dict]] | None = None) -> nn.Module:
     import timm
 
-    import dynsnip  # noqa: F401  (registers dil_*)
+    import dynsnip  # registers dil_*
 
     if variants and name in variants:
         arch, kwargs = variants[name]
         return timm.create_model(arch, num_classes=num_classes, **kwargs)
+    if name.startswith("dil_") and name.endswith(PAPER_SUFFIX):  # the paper's module: dynsnip.paper_config("paper")
+        return timm.create_model(name[: -len(PAPER_SUFFIX)], num_classes=num_classes, **dynsnip.paper_config("paper"))
     if name.startswith("dil_"):
         return timm.create_model(name, num_classes=num_classes)
     if name in VIDEO_3D:
@@ -200,7 +216,10 @@ class Runner:
             if hasattr(target, "set_grad_checkpointing"):
                 target.set_grad_checkpointing(True)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9)
-        self.net = torch.compile(self.model, fullgraph=True) if args.compile else self.model
+        options = {"backend": args.compile_backend, "dynamic": False}  # one graph per clip shape, as --compile
+        if args.compile_backend == "inductor":
+            options["mode"] = args.compile_mode
+        self.net = torch.compile(self.model, fullgraph=True, **options) if args.compile else self.model
         self.first_call_s: dict[str, float] = {}
         self.samples: dict[str, dict[str, list[float]]] = {
             clock: {"latency": [], "throughput": [], "train": []} for clock in ("wall", "cpu")
@@ -272,7 +291,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated model names")
     p.add_argument("--baseline", default="resnet50", help="the model ratios are taken against (default resnet50)")
     p.add_argument("--num-classes", type=int, default=2, help="classifier outputs (default 2: real/fake)")
-    p.add_argument("--compile", action="store_true", help="torch.compile(model, fullgraph=True)")
+    p.add_argument("--compile", action="store_true", help="torch.compile(model, fullgraph=True, dynamic=False)")
+    p.add_argument("--compile-mode", default="default",
+                   help="torch.compile mode with --compile (default 'default'; 'reduce-overhead': CUDA graphs)")
+    p.add_argument("--compile-backend", default="inductor",
+                   help="torch.compile backend with --compile (default inductor; 'eager' checks the capture only)")
     p.add_argument("--channels-last", action="store_true", help="channels_last weights and channels_last_3d clips")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="autocast dtype (default none)")
     p.add_argument("--grad-checkpointing", action="store_true",
@@ -374,7 +397,8 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"clip 1x3x{a['frames']}x{a['size']}x{a['size']}, train batch {a['batch']}, throughput batch "
         f"{a['infer_batch']}, device {a['device']} ({report['env']['device']}, {report['env']['threads']} threads), "
-        f"amp {a['amp']}, channels_last {a['channels_last']}, compile {a['compile']}, "
+        f"amp {a['amp']}, channels_last {a['channels_last']}, compile {a['compile']}"
+        + (f" ({a.get('compile_mode', 'default')}, {a.get('compile_backend', 'inductor')})" if a["compile"] else "") + ", "
         f"grad_checkpointing {a.get('grad_checkpointing', False)}, {a['clock']} clock; "
         f"x = ratio to {report['baseline']} in this run (for clips/s, below 1 is slower)",
         "",

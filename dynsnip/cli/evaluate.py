@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
 
 
@@ -46,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                             "refused if one of them exists, see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing report")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_compile_arguments(p)
     p.add_argument("--record", action="store_true",
                    help="add the result to --model's config.json and model card (a local hub-layout folder, "
                         "e.g. a run's model/), so that `dynsnip push` publishes it")
@@ -105,6 +107,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         try:
             model = build_model(args.model, pretrained=True).to(info.device).eval()
+            compile_model(model, info.device, compile_mode_from_args(args), inference=True)  # --compile
             size = args.img_size or int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
             recipe = Recipe(model=str(args.model), snippet_len=model.snippet_len,
                             test_num_snippets=int(args.num_snippets or model.test_num_snippets), img_size=size)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
+from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model, compile_problem
 from ..scoring import DEFAULT_WORKERS, predict_videos
 from .face_options import (
     add_face_options,
@@ -79,6 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              f"(default {DEFAULT_WORKERS}; 0: all in this process)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_compile_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -446,6 +448,10 @@ def run(args: argparse.Namespace) -> int:
     device = ranks.device if ranks is not None else torch.device(
         args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
+    if args.compile:  # --compile: torch.compile in place (dynsnip.engine.compile)
+        if problem := compile_problem(device):
+            return usage_error(problem)
+        compile_model(model, device, compile_mode_from_args(args), inference=True)
     try:
         loader = clip_loader(model, args, faces)
     except ValueError as err:  # e.g. a loader option the model cannot take

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_problem
 from ..engine.recipe import Recipe
 from .exit_codes import EXIT_SOME_FAILED, usage_error
 
@@ -182,6 +183,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                           "command's differ (without it a difference is refused, naming the settings)")
     run.add_argument("--stop-after-epoch", type=int, help="return after this epoch (resume later with the same command)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_compile_arguments(run)
     add_recipe_arguments(p)
     p.set_defaults(func=run_train)
     return p
@@ -242,6 +244,8 @@ def run_train(args: argparse.Namespace) -> int:
                 print("note: " + " ".join(plan.notes))
             recipe, resuming = plan.recipe, plan.resume
             seed_everything(recipe.seed)
+            if args.compile and (problem := compile_problem(info.device)):
+                raise ValueError(problem)
             model = build_model(recipe.model, pretrained=recipe.pretrained and not resuming,
                                 checkpoint=None if resuming else args.checkpoint, module_config=recipe.module_config,
                                 **parse_model_args(args.model_arg))
@@ -269,7 +273,8 @@ def run_train(args: argparse.Namespace) -> int:
                            progress=args.progress, stop_after_epoch=args.stop_after_epoch,
                            data_name=(args.data_name or Path(train_manifest).name)
                            + (" (classes balanced by oversampling)" if args.balance_classes else ""),
-                           overwrite=args.overwrite, use_saved_recipe=args.use_saved_recipe)
+                           overwrite=args.overwrite, use_saved_recipe=args.use_saved_recipe,
+                           compile_mode=compile_mode_from_args(args))
         except CorruptCheckpointError as err:
             return _usage_error(err)
         except (NonFiniteLossError, TooManyUnreadableError) as err:

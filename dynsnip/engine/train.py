@@ -54,6 +54,7 @@ from .distributed import (
     DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
 )
 from .divergence import batch_indices, check_finite_loss, check_finite_weights
+from .compile import compile_model
 from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
 from .failures import FailedItem, SkipUnreadable, TooManyUnreadableError, count_reasons, describe_failures
 from .metrics import write_report
@@ -377,6 +378,7 @@ def train(
     data_name: str | None = None,
     overwrite: bool = False,
     use_saved_recipe: bool = False,
+    compile_mode: str | None = None,
 ) -> TrainResult:
     """Fine-tune a detector following ``recipe``.
 
@@ -412,6 +414,8 @@ def train(
         use_saved_recipe: when resuming with a ``recipe`` that differs from the saved one
             (other than ``epochs``, ``num_workers``, ``log_every``), continue with the saved
             settings instead of raising ValueError.
+        compile_mode: ``torch.compile`` the model in place first (``dynsnip train --compile``;
+            :func:`dynsnip.engine.compile.compile_model`, e.g. ``"auto"``); None: eager.
 
     Returns:
         :class:`TrainResult`.
@@ -453,6 +457,8 @@ def train(
     model.to(device)
     if info.distributed and recipe.sync_bn and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if compile_mode is not None:  # --compile: torch.compile in place (dynsnip.engine.compile)
+        compile_model(model, device, compile_mode, inference=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     monitor = recipe.monitor if val_set is not None else "loss"
     mode = "max" if monitor in ("auc", "accuracy") else "min"

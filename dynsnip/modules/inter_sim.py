@@ -8,6 +8,13 @@ at construction (``snippet_len``); ``U`` is given per call, ``m(x, num_snippets=
 no parameter depends on it, so a model trained with U=4 runs with U=8. The module mixes
 information across the snippets of one clip and never across clips.
 
+Two paths compute the same equations (``forward``): the *volume path* views the folded frames
+as volumes (a view; channels_last frames are a channels_last_3d volume) and runs each step as
+one Conv3d whose weight is put together from the convs below (``composed_weights``; kept
+between eager inference calls); the *frame path* (the methods below, frame by frame on views
+of the folded batch) is the readable one, and runs the options the volume path does not take.
+docs/performance.md ("Issue 24") says what each step became and what it costs.
+
 Equation -> code
 ----------------
 =========  =========================================================  =======================
@@ -60,13 +67,21 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from .composed_weights import ComposedWeights
 from .directions import BACKWARD, DirectionPaths
-from .intra_sim import _check_frames, _float32_region
-from .temporal_ops import neighbour_difference, shift_axis, tap_conv_axis
+from .intra_sim import _as_dtype, _check_frames, _float32_region
+from .temporal_ops import clips_as_frames, compiled_channels_last, cpu_dilation, frames_as_clips, neighbour_count, neighbour_difference
 
 CONV_U_MODES = ("depthwise", "dense")
 CONV_U_INITS = ("identity", "random")
+
+
+def _fp16(x: torch.Tensor) -> bool:
+    """Whether ``x`` is, or autocast makes convolutions of it, float16."""
+    dev = x.device.type
+    return x.dtype == torch.float16 or (torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16)
 
 
 class InterSMA(DirectionPaths):
@@ -101,6 +116,7 @@ class InterSMA(DirectionPaths):
             self.add_module("frame_conv" + suffix, nn.Conv2d(
                 hidden, hidden, (1, frame_kernel_size), padding=(0, frame_kernel_size // 2), bias=False))
         self.recover = nn.Conv2d(hidden, channels, 1)
+        self._counts: dict = {}
 
     def differences(self, f: torch.Tensor) -> torch.Tensor:
         """Eq. 8 + Eq. 9 at every snippet u: ``(N, c, U, T)`` -> ``(N, c, U, T)``."""
@@ -112,10 +128,50 @@ class InterSMA(DirectionPaths):
         return d
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        f = self.squeeze(pooled)
-        with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
-            f = f.to(self.frame_conv.weight.dtype)
-            return torch.sigmoid(self.recover(self.differences(f)))  # Eq. 10
+        return self.attention(self.squeeze(pooled))
+
+    def difference_weight(self) -> torch.Tensor:
+        """Eq. 8-9's convs of every direction as one conv over (U, T): ``(c, c, 3, k)`` with
+        ``-Conv1x3_o`` in the row of the neighbour ``u + o`` (cross-correlation tap ``1 + o``)."""
+        return -sum(F.pad(self.path("frame_conv", o).weight, (0, 0, 1 + o, 1 - o)) for o in self.offsets)
+
+    def attention(self, f: torch.Tensor, weight: dict[str, torch.Tensor] | None = None,
+                  g: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 8-10 from the squeezed ``F̂`` ``(N, c, U, T[, 1])``: ``σ(Conv1x1(sum_o D_o))``.
+
+        ``sum_o D_o = n ⊙ F̂ - sum_o Conv1x3_o(F̂_{u+o})``, ``n`` the number of directions whose
+        neighbour exists (``edge="zero"``; all of them with ``"frame"``): one conv over (U, T)
+        with the zero padding at the clip's first and last snippet, one multiply-add.
+        """
+        region = self.fp32_differences and f.dtype == torch.float16  # bf16 has float32's range
+        with _float32_region(region, f):
+            if weight is None:
+                weight, rw, rb = self.difference_weight(), self.recover.weight, self.recover.bias
+            else:
+                weight, rw, rb = weight["difference"], weight["recover"], weight["recover_bias"]
+            if region:
+                f, weight, rw, rb = (_as_dtype(t, torch.float32) for t in (f, weight, rw, rb))
+            conv = F.conv3d if f.ndim == 5 else F.conv2d  # (N, c, U, T, 1) on the volume path
+            if weight.ndim < f.ndim:
+                weight, rw = weight.unsqueeze(-1), rw.unsqueeze(-1)
+            if g is None:  # - sum_o Conv1x3_o(F̂_{u+o}) (else: given, computed with another conv)
+                g = conv(f, weight, padding=(1, weight.shape[3] // 2) + (0,) * (f.ndim - 4))
+            if self.edge == "zero":
+                d = torch.addcmul(g, f, self._count(f))
+            else:
+                d = torch.add(g, f, alpha=len(self.offsets))
+            return torch.sigmoid(conv(d, rw, rb))  # Eq. 10
+
+    def _count(self, f: torch.Tensor) -> torch.Tensor:
+        """``(U, 1[, 1])``: how many directions have their neighbouring snippet."""
+        u = f.shape[2]
+        shape = (u,) + (1,) * (f.ndim - 3)
+        if torch.compiler.is_compiling():
+            return neighbour_count(self.offsets, u, f).view(shape)
+        key = (shape, f.dtype, f.device)
+        if key not in self._counts:
+            self._counts[key] = neighbour_count(self.offsets, u, f).view(shape)
+        return self._counts[key]
 
 
 class InterSIM(nn.Module):
@@ -131,7 +187,8 @@ class InterSIM(nn.Module):
         bidirectional: use both Eq. 8 and Eq. 9 (else Eq. 8 only).
         conv_u: ``"depthwise"`` (default) or ``"dense"``.
         edge: difference at the first/last snippet, ``"zero"`` or ``"frame"``.
-        fp32_differences: run the difference path in float32 under autocast.
+        fp32_differences: run the difference path in float32 under fp16 autocast (bf16, with
+            float32's range, cannot overflow there and needs none).
         share_directions: one ``Conv1x3`` for Eq. 8 and Eq. 9 (default False: one each).
         conv_u_init: ``"identity"`` (default) or ``"random"`` (PyTorch's conv default).
 
@@ -183,6 +240,7 @@ class InterSIM(nn.Module):
         else:
             self.conv_u = nn.Conv2d(channels, channels, (k, 1), padding=(k // 2, 0), bias=False)
         self.reset_conv_u()
+        self._composed = ComposedWeights()
         self.record_attention = False
         self.attention: torch.Tensor | None = None
 
@@ -220,27 +278,71 @@ class InterSIM(nn.Module):
                 f"InterSIM: {x.shape[0]} frames in the batch are not a multiple of "
                 f"num_snippets U={u} x snippet_len T={t}"
             )
-        pooled = x.mean((2, 3)).unflatten(0, (-1, u, t)).permute(0, 3, 1, 2)  # GAP: F̄, "(n u t) c -> n c u t"
-        f1 = torch.sigmoid(self.branch1(pooled))  # Eq. 7
-        f2 = self.sma(pooled).to(f1.dtype)  # Eq. 8-10
-        atten = f1 * f2
+        v = frames_as_clips(x, u, t)  # "(n u t) c h w -> n c u t (h w)", a view
+        if self._folds():  # eval-mode inference: Eq. 7's first conv (BatchNorm folded) and the squeeze as one conv
+            w = self._composed.get(self, self.composed_weights)
+            pooled = v.mean(-1, keepdim=True)  # GAP: F̄, (N, C, U, T, 1)
+            hf = F.conv3d(pooled, w["first"], w["first_bias"], padding=w["padding"])
+            h, f = hf.split(w["split"], 1)
+            if _fp16(hf):  # Inter-SMA's differences in float32 (fp32_differences): the step by step path
+                f1 = F.conv3d(h, w["second"], w["second_bias"])  # Eq. 7 before σ
+                f2 = self.sma.attention(f, w)  # Eq. 8-10
+            else:  # Eq. 7's Conv1x1 of h and Eq. 8-9's convs of F̂ as one conv of (h, F̂)
+                f1, g = F.conv3d(hf, w["second_difference"], w["second_difference_bias"],
+                                 padding=w["second_difference_padding"]).split([self.channels, f.shape[1]], 1)
+                f2 = self.sma.attention(f, w, g)  # Eq. 10
+            atten = torch.sigmoid(f1) * _as_dtype(f2, f1.dtype)
+            conv_u = w["conv_u"]
+        else:
+            pooled = v.mean(-1)  # GAP: F̄, (N, C, U, T)
+            f1 = self.branch1(pooled)  # Eq. 7 before σ
+            atten = (torch.sigmoid(f1) * _as_dtype(self.sma(pooled), f1.dtype)).unsqueeze(-1)  # Eq. 8-10
+            conv_u = self.conv_u_weight()
         if self.record_attention:
-            self.attention = atten.detach().float().mean(1)
-        xv = x.unflatten(0, (-1, u, t))  # "(n u t) c h w -> n u t c h w"
-        scale = (1 + atten.to(x.dtype)).permute(0, 2, 3, 1)[..., None, None]  # "n c u t -> n u t c 1 1"
+            self.attention = atten.detach().float().mean(1).squeeze(-1)
+        # Eq. 11: Conv_U over the snippets of Y = F̄1⊙F̄2⊙F + F, one Conv3d on the clip volume
+        y = compiled_channels_last(torch.addcmul(v, v, atten), v.stride(1) == 1)
+        k = conv_u.shape[2]
+        if conv_u.shape[1] == 1:  # depthwise
+            out = F.conv3d(y, conv_u, padding=(k // 2, 0, 0), dilation=cpu_dilation(y), groups=self.channels)
+        else:  # dense: the same conv on "n c u t hw -> n c u (t hw)" (a view)
+            out = F.conv2d(y.flatten(3), conv_u.squeeze(-1), padding=(k // 2, 0)).unflatten(3, y.shape[3:])
+        return clips_as_frames(out, x.shape)
+
+    def conv_u_weight(self) -> torch.Tensor:
+        """``Conv_U`` as a Conv3d weight over (U, T, H*W): ``(C, 1, k, 1, 1)`` (depthwise) or
+        ``(C, C, k, 1, 1)`` (dense)."""
         if self.conv_u_mode == "depthwise":
-            # Eq. 11, Conv_U over the snippet axis applied to Y = (1 + F̄1⊙F̄2) ⊙ F: the per-(clip,
-            # snippet, frame, channel) scale is folded into the taps, out_u = sum_j w_j s_{u+j-1}
-            # F_{u+j-1}, so that Y is never materialised.
-            w = self.conv_u.to(x.dtype)
-            half = w.shape[1] // 2
-            taps = [w[:, j, None, None] * shift_axis(scale, j - half, dim=1) for j in range(w.shape[1])]
-            return tap_conv_axis(xv, taps, dim=1).flatten(0, 2)
-        y = xv * scale  # F̄1⊙F̄2⊙F + F
-        z = y.permute(0, 3, 1, 2, 4, 5).flatten(3)  # "n u t c h w -> n c u (t h w)"
-        z = self.conv_u(z)
-        h, w_ = x.shape[2], x.shape[3]
-        return z.unflatten(3, (t, h, w_)).permute(0, 2, 3, 1, 4, 5).reshape(x.shape)  # "n c u (t h w) -> (n u t) c h w"
+            return self.conv_u.view(self.channels, 1, -1, 1, 1)
+        return self.conv_u.weight.unsqueeze(-1)
+
+    def _folds(self) -> bool:
+        """Whether this forward may use :meth:`composed_weights` (eval-mode inference, eager)."""
+        return not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
+
+    def composed_weights(self) -> dict:
+        """Eval-mode weights of the volume path: Eq. 7's ``Conv3x1`` with its BatchNorm folded in
+        (affine in eval mode) and Inter-SMA's squeeze in the centre tap of more output channels,
+        as one conv of F̄; Eq. 7's ``Conv1x1``; Eq. 8-9 as one conv (:meth:`InterSMA.difference_weight`),
+        Eq. 10's ``Conv1x1``, and ``Conv_U``."""
+        conv1, bn, conv2 = self.branch1
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        sma = self.sma
+        sq = sma.squeeze.weight  # (c, C, 1, 1)
+        k = conv1.weight.shape[2]
+        diff = sma.difference_weight()  # (c, c, 3, kf)
+        kf = diff.shape[3]
+        hidden, c = conv1.weight.shape[0], sq.shape[0]
+        second = F.pad(conv2.weight, (kf // 2, kf // 2, 1, 1, 0, c))  # (C, h + c, 3, kf): reads h only
+        both = torch.cat([second, F.pad(diff, (0, 0, 0, 0, hidden, 0))])  # + (c, h + c, 3, kf): reads F̂ only
+        return {"first": torch.cat([conv1.weight * scale[:, None, None, None], F.pad(sq, (0, 0, k // 2, k // 2))]).unsqueeze(-1),
+                "first_bias": torch.cat([bn.bias - bn.running_mean * scale, sq.new_zeros(c)]),
+                "padding": (k // 2, 0, 0), "split": [hidden, c],
+                "second": conv2.weight.unsqueeze(-1), "second_bias": conv2.bias,
+                "second_difference": both.unsqueeze(-1), "second_difference_bias": torch.cat([conv2.bias, sq.new_zeros(c)]),
+                "second_difference_padding": (1, kf // 2, 0),
+                "difference": diff.unsqueeze(-1), "recover": sma.recover.weight.unsqueeze(-1),
+                "recover_bias": sma.recover.bias, "conv_u": self.conv_u_weight()}
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, snippet_len={self.snippet_len}, conv_u={self.conv_u_mode!r}, "

@@ -7,6 +7,13 @@ then the U snippets of a clip, then the T consecutive frames of a snippet. Only 
 (``snippet_len``) must be known; the module never mixes frames of different snippets,
 so it works for any N and U.
 
+Two paths compute the same equations (``forward``): the *volume path* views the folded frames
+as volumes (a view; channels_last frames are a channels_last_3d volume) and runs each step as
+one Conv3d whose weight is put together from the convs below (``composed_weights``; kept
+between eager inference calls); the *frame path* (the methods below, frame by frame on views
+of the folded batch) is the readable one, and runs the options the volume path does not take.
+docs/performance.md ("Issue 24") says what each step became and what it costs.
+
 Equation -> code
 ----------------
 =========  =====================================================  ==========================
@@ -74,9 +81,12 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from .composed_weights import ComposedWeights
 from .directions import BACKWARD, DirectionPaths
-from .temporal_ops import neighbour_difference, tap_conv_axis
+from .temporal_ops import (compiled_channels_last, cpu_dilation, direction_mask, dynamic_tap_conv, frames_as_snippets,
+                           neighbour_count, neighbour_difference, snippets_as_frames, tap_conv_axis)
 
 
 DIFF_INITS = ("random", "identity")
@@ -204,6 +214,7 @@ class IntraSMA(DirectionPaths):
             for suffix, n in zip(("", BACKWARD), self.own_split):
                 if n:
                     self.add_module("own_diff_conv" + suffix, _difference_conv(n, diff_kernel_size, diff_init))
+        self._masks: dict = {}
 
     def differences(self, f: torch.Tensor) -> list[torch.Tensor]:
         """Eq. 1 for each direction of ``self.offsets``: ``(B*T, c, H, W)`` -> P x ``(B, T, c, H, W)``."""
@@ -296,6 +307,167 @@ class IntraSMA(DirectionPaths):
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         return self.attention_and_motion(x2)[0]
 
+    # ------------------------------------------------------------------ fast path (issue 24)
+    @property
+    def volume_path(self) -> bool:
+        """Whether :meth:`IntraSIM.forward` can take the one-Conv3d-per-step path (every option
+        but ``motion_shortcut`` and ``motion_source="own"``, which take the path above)."""
+        return self.motion is None and not (self.motion_channels and self.motion_source == "own")
+
+    def composed_weights(self, gated: int) -> dict[str, torch.Tensor]:
+        """The paper's convs put together as the Conv3d weights of the volume path.
+
+        On a snippet volume ``(B, c, T, H, W)``, with ``P`` directions (``self.offsets``):
+
+        * ``squeeze`` ``(c', C/2, 1, 1, 1)``: the compression of Figure 2 and, with motion channels
+          of their own (``motion_source="separate"``), theirs: ``c' = c + C/2``;
+        * ``eq1`` ``(c' P, 1, 3, k, k)``, groups ``c'``: Eq. 1 for every direction, output channel
+          ``i P + p`` is ``F_t - Conv3x3_p(F_{t+o_p})`` of channel ``i``: the identity at the centre,
+          minus the direction's channel-wise 3x3 conv at the neighbouring frame;
+        * ``coord`` ``(2c, c P, k, k, k)`` and its bias: Eq. 2 (the H x T plane: a kernel in
+          (t, h) at the centre of w) and Eq. 3 (T x W: (t, w) at the centre of h) of every
+          direction, with their residual ``+ D``, summed over the directions;
+        * ``recover`` ``(2 gated, c, 1, 1, 1)`` (groups 2: Atten_H from the H x T half, Atten_W
+          from the other), divided by P: the average over directions; only the first ``gated``
+          output channels, the ones Eq. 5 keeps (the others are motion channels);
+          without coordinate attention ``(gated, c P, 1, 1, 1)`` on the differences;
+        * ``motion`` ``(m, c2 P, 1, 1, 1)``: the motion channels' 1x1 of the averaged difference.
+        """
+        P = len(self.offsets)
+        c = self.hidden_channels
+        sq = self.squeeze.weight
+        if self.motion_channels and self.motion_source == "separate":
+            sq = torch.cat([sq, self.motion_squeeze.weight])
+        w = {"squeeze": sq.unsqueeze(2), "eq1": self._eq1_weight("diff_conv", identity=True).flatten(0, 1)}
+        if self.coord_attention:
+            kc = self.ht_conv.kernel_size[0]
+            h = kc // 2
+            ht = [self.path("ht_conv", o) for o in self.offsets]
+            tw = [self.path("tw_conv", o) for o in self.offsets]
+            planes = torch.stack([  # (plane, out, in, direction, t, h, w)
+                torch.stack([F.pad(m.weight.transpose(2, 3).unsqueeze(-1), (h, h)) for m in ht], 2),  # (h, t) at w's centre
+                torch.stack([F.pad(m.weight.unsqueeze(3), (0, 0, h, h)) for m in tw], 2),  # (t, w) at h's centre
+            ])
+            coord = planes + _centre(1, c, c, (1, kc, kc, kc), sq, identity=True)  # + D (Eq. 2-3's residual)
+            w["coord"] = coord.reshape(2 * c, c * P, kc, kc, kc)
+            w["coord_bias"] = torch.stack([torch.stack([m.bias for m in ht]), torch.stack([m.bias for m in tw])]).sum(1).flatten()
+            rec = torch.cat([self.recover_h.weight[:gated], self.recover_w.weight[:gated]])
+            w["recover"] = rec.unsqueeze(2) * (1.0 / P)
+            w["recover_bias"] = torch.cat([self.recover_h.bias[:gated], self.recover_w.bias[:gated]])
+        else:
+            w["recover"] = self.recover.weight[:gated].repeat_interleave(P, 1).unsqueeze(2) * (1.0 / P)
+            w["recover_bias"] = self.recover.bias[:gated]
+        if self.motion_channels and self.motion_source == "separate":
+            # the motion channels need only the sum over directions: one output per channel
+            w["eq1_motion"] = self._eq1_weight("motion_diff_conv", identity=False).sum(1)
+            w["motion"] = self.motion_out.weight.unsqueeze(2) * (1.0 / P)
+            w["motion_bias"] = self.motion_out.bias
+        elif self.motion_channels:  # "compressed": a 1x1 of the gate's averaged differences
+            w["motion"] = self.motion_out.weight.repeat_interleave(P, 1).unsqueeze(2) * (1.0 / P)
+            w["motion_bias"] = self.motion_out.bias
+        return w
+
+    def _eq1_weight(self, name: str, identity: bool) -> torch.Tensor:
+        """``(c, P, 1, 3, k, k)``: Eq. 1 of every direction as a depthwise Conv3d over (t, h, w):
+        minus the direction's channel-wise conv ``name`` at the neighbour ``t + o`` (temporal
+        tap ``1 + o`` of a cross-correlation), plus ``F_t`` at the centre with ``identity``."""
+        dws = [self.path(name, o).weight for o in self.offsets]  # (c, 1, k, k) each
+        k = dws[0].shape[-1]
+        neighbour = torch.stack([F.pad(dw.unsqueeze(2), (0, 0, 0, 0, 1 + o, 1 - o)) for o, dw in zip(self.offsets, dws)], 1)
+        return _centre(1, 1, 1, (3, k, k), neighbour) - neighbour if identity else -neighbour
+
+    def volume_attention_and_motion(
+        self, x2: torch.Tensor, w: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Volume path of :meth:`attention_and_motion`: ``x2 (B, C/2, T, H, W)`` -> the attention
+        of the channels Eq. 5 keeps ``(B, gated, T, H, W)`` and the motion channels (or None),
+        with the weights of :meth:`composed_weights`.
+
+        A handful of convolutions: the squeezes (gate and motion channels at once), Eq. 1 of the
+        gate's channels (all directions at once, one output each), Eq. 2-3 (both planes and
+        directions), the recovery 1x1s; for the motion channels Eq. 1 summed over the directions
+        (one output per channel: all their 1x1 needs) and their 1x1.
+        """
+        cl = x2.dim() == 5 and x2.stride(1) == 1  # channels last frames: keep them so when compiled
+        one = cpu_dilation(x2)  # 1x1x1 convs: see cpu_dilation
+        s = F.conv3d(x2, w["squeeze"], dilation=one)
+        # only fp16 can overflow in the differences (bf16 has float32's range)
+        region = self.fp32_differences and s.dtype == torch.float16
+        with _float32_region(region, s):
+            if region:
+                s = s.float()
+                w = {key: _as_dtype(t, torch.float32) for key, t in w.items()}
+            c = self.hidden_channels
+            sg, sm = s.split([c, s.shape[1] - c], 1) if s.shape[1] > c else (s, None)
+            k = w["eq1"].shape[-1]
+            dg = F.conv3d(sg, w["eq1"], padding=(1, k // 2, k // 2), groups=c)  # Eq. 1, channel i P + p
+            if self.edge == "zero":  # no difference where the neighbour lies in another snippet
+                dg = compiled_channels_last(dg * self._mask(dg), cl)
+            if self.coord_attention:  # Eq. 2-3, average of the directions, 1x1, σ: Atten_H ⊙ Atten_W
+                kc = w["coord"].shape[-1]
+                z = F.conv3d(dg, w["coord"], w["coord_bias"], padding=kc // 2)
+                atten_h, atten_w = torch.sigmoid(F.conv3d(z, w["recover"], w["recover_bias"], dilation=one, groups=2)).chunk(2, 1)
+                atten = atten_h * atten_w
+            else:
+                atten = torch.sigmoid(F.conv3d(dg, w["recover"], w["recover_bias"], dilation=one))
+            motion = None
+            if sm is not None:  # sum over directions of Eq. 1 = n ⊙ G_t - sum_o Conv3x3_o(G_{t+o})
+                dm = F.conv3d(sm, w["eq1_motion"], padding=(1, k // 2, k // 2), groups=sm.shape[1])
+                dm = torch.addcmul(dm, sm, self._count(sm)) if self.edge == "zero" else dm.add(sm, alpha=len(self.offsets))
+                dm = compiled_channels_last(dm, cl)
+                motion = _as_dtype(F.conv3d(dm, w["motion"], w["motion_bias"], dilation=one), x2.dtype)
+            elif self.motion_channels:  # "compressed"
+                motion = _as_dtype(F.conv3d(dg, w["motion"], w["motion_bias"], dilation=one), x2.dtype)
+        return _as_dtype(atten, x2.dtype), motion
+
+    def _count(self, s: torch.Tensor) -> torch.Tensor:
+        """``(1, 1, T, 1, 1)``: how many directions of frame t have their neighbour in the snippet."""
+        t = s.shape[2]
+        if torch.compiler.is_compiling():
+            return neighbour_count(self.offsets, t, s).view(1, 1, t, 1, 1)
+        key = ("count", t, s.dtype, s.device)
+        if key not in self._masks:
+            self._masks[key] = neighbour_count(self.offsets, t, s).view(1, 1, t, 1, 1)
+        return self._masks[key]
+
+    def _mask(self, d: torch.Tensor) -> torch.Tensor:
+        """``(1, c' P, T, 1, 1)``: 1 where direction p of frame t has its neighbour in the snippet."""
+        t, channels = d.shape[2], d.shape[1] // len(self.offsets)
+        if torch.compiler.is_compiling():
+            return direction_mask(self.offsets, t, channels, d)[None, :, :, None, None]
+        key = (t, channels, d.dtype, d.device)
+        if key not in self._masks:
+            self._masks[key] = direction_mask(self.offsets, t, channels, d)[None, :, :, None, None]
+        return self._masks[key]
+
+
+_CONSTANTS: dict = {}
+
+
+def _centre(lead: int, rows: int, cols: int, kernel: tuple[int, ...], like: torch.Tensor,
+            identity: bool = False) -> torch.Tensor:
+    """A constant kernel ``(lead, rows, cols, *kernel)`` that is 1 at the centre tap (of the
+    diagonal ``rows == cols`` with ``identity``), 0 elsewhere: the ``F_t`` of Eq. 1 and the
+    ``+ D`` of Eq. 2-3 as a kernel. Made once per shape, dtype and device (eagerly)."""
+    key = (lead, rows, cols, kernel, identity, like.dtype, like.device)
+    if key in _CONSTANTS and not torch.compiler.is_compiling():
+        return _CONSTANTS[key]
+    out = torch.zeros((lead, rows, cols, *kernel), dtype=like.dtype, device=like.device)
+    centre = tuple(k // 2 for k in kernel)
+    if identity:
+        i = torch.arange(rows, device=like.device)
+        out[(slice(None), i, i) + centre] = 1.0
+    else:
+        out[(Ellipsis,) + centre] = 1.0
+    if not torch.compiler.is_compiling():
+        _CONSTANTS[key] = out
+    return out
+
+
+def _as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)``, without dispatching an op when it already is."""
+    return t if t.dtype == dtype else t.to(dtype)
+
 
 def _difference_conv(channels: int, kernel_size: int, init: str) -> nn.Conv2d:
     """Eq. 1's channel-wise conv on the neighbouring frame; ``init="identity"``: Conv3x3(F) = F at the
@@ -347,6 +519,10 @@ class SnippetKernel(nn.Module):
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         g = x2.mean((2, 3)).unflatten(0, (-1, self.snippet_len)).transpose(1, 2)  # "(b t) c -> b c t"
+        return self.from_pooled(g)
+
+    def from_pooled(self, g: torch.Tensor) -> torch.Tensor:
+        """Eq. 4 after the GAP: ``(B, C2, T)`` -> ``(B, C2, k)``."""
         return torch.softmax(self.phi2(torch.relu(self.phi1(g))), dim=-1)
 
 
@@ -366,7 +542,8 @@ class IntraSIM(nn.Module):
         coord_kernel_size: the H x T / T x W convs of Eq. 2-3 (default 3).
         bidirectional, coord_attention, learnable_kernel: Table 5 ablation switches.
         edge: difference at a snippet's border, ``"zero"`` or ``"frame"``.
-        fp32_differences: run the difference path in float32 under autocast.
+        fp32_differences: run the difference path in float32 under fp16 autocast (bf16, with
+            float32's range, cannot overflow there and needs none).
         share_directions: one set of Eq. 1-3 convs for both directions (default False: one
             per direction, as in Figure 2).
         kernel_init: ``"random"`` (PyTorch's default) or ``"centre"`` (the learnable kernel
@@ -434,11 +611,46 @@ class IntraSIM(nn.Module):
             motion_fraction, diff_init, motion_source, motion_reduction,
         )
         self.kernel = SnippetKernel(snippet_len, gamma, kernel_size, kernel_init) if learnable_kernel else None
+        self._composed = ComposedWeights()
         self.record_attention = False
         self.attention: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         _check_frames(x, self.snippet_len, "IntraSIM")
+        if self.sma.volume_path and not self.record_attention:
+            return self.forward_volume(x)
+        return self.forward_frames(x)
+
+    def forward_volume(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1-6 on the snippet volume ``(N*U, C, T, H, W)``, a view of ``x``: a handful of
+        kernels, the layout of ``x`` kept (see :meth:`IntraSMA.composed_weights`). Only the
+        ``C/2 - m`` channels that Eq. 5 keeps get the attention and the kernel."""
+        if not x.is_contiguous(memory_format=torch.channels_last):  # once: the layers after keep it
+            x = x.contiguous(memory_format=torch.channels_last)
+        v = frames_as_snippets(x, self.snippet_len)
+        x1, x2 = v.split(self.split, 1)  # Eq. 6 split
+        gated = self.split[1] - self.sma.motion_channels
+        w = self._composed.get(self, lambda: self.composed_weights(gated), gated)
+        atten, motion = self.sma.volume_attention_and_motion(x2, w)
+        x2g = x2[:, :gated] if motion is not None else x2
+        o2 = torch.addcmul(x2g, atten, x2g)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
+        if self.kernel is not None:  # Eq. 4-5: K(X_2) ⊗ (...), depthwise over the T frames
+            g = x2g.mean((3, 4))  # GAP: (B, gated, T)
+            kernel = torch.softmax(F.linear(torch.relu(F.linear(g, w["phi1"], w["phi1_bias"])), w["phi2"], w["phi2_bias"]), -1)
+            o2 = dynamic_tap_conv(o2, kernel)
+        parts = [x1, o2] if motion is None else [x1, o2, motion]  # Eq. 6 (+ the motion channels)
+        return snippets_as_frames(compiled_channels_last(torch.cat(parts, dim=1), v.stride(1) == 1))
+
+    def composed_weights(self, gated: int) -> dict[str, torch.Tensor]:
+        """:meth:`IntraSMA.composed_weights` and the learnable kernel's two layers (Eq. 4)."""
+        w = self.sma.composed_weights(gated)
+        if self.kernel is not None:
+            k = self.kernel
+            w.update(phi1=k.phi1.weight, phi1_bias=k.phi1.bias, phi2=k.phi2.weight, phi2_bias=k.phi2.bias)
+        return w
+
+    def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 1-6 frame by frame (views of the folded batch): every option, and the attention map."""
         x1, x2 = torch.split(x, self.split, dim=1)  # Eq. 6 split
         atten, motion, difference_channels = self.sma.attention_and_motion(x2)
         if self.record_attention:

@@ -1,0 +1,110 @@
+"""Put the figures of ``benchmarks/gpu.sh`` into docs/performance.md (between the ``gpu:begin`` and
+``gpu:end`` markers), with the GPU targets of issue 24 checked against them.
+
+Usage::
+
+    python benchmarks/gpu_report.py --results benchmarks/results --doc docs/performance.md
+
+Reads ``gpu_eager.json``, ``gpu_compiled.json`` and ``gpu_compiled_paper.json`` (the steps of
+gpu.sh; a missing step is reported as not measured, never filled in) and rewrites the section.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- gpu:begin -->", "<!-- gpu:end -->"
+STEPS = (("gpu_eager", "eager"), ("gpu_compiled", "compiled"), ("gpu_compiled_paper", "compiled"))
+# issue 24, on a GPU (bf16, channels_last, 16 clips of U=4 x T=4 at 224 px), same mode as resnet50
+TARGETS = (("clips_per_s", ">=", 0.9, "clip throughput"), ("train", "<=", 1.2, "training step"),
+           ("peak_train", "<=", 1.3, "peak training memory"))
+
+
+def load(results: Path) -> dict[str, dict[str, Any]]:
+    runs = {}
+    for name, _ in STEPS:
+        path = results / f"{name}.json"
+        if path.is_file():
+            runs[name] = json.loads(path.read_text())
+    return runs
+
+
+def rows(runs: dict[str, dict[str, Any]], baseline: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(mode, model, figures with ratios to the baseline of the same run) for every measured model."""
+    out = []
+    for name, mode in STEPS:
+        run = runs.get(name)
+        if run is None:
+            continue
+        for model, res in run["models"].items():
+            if model == baseline and any(m == mode and n == model for m, n, _ in out):
+                continue  # the baseline once per mode
+            out.append((mode, model, res))
+    return out
+
+
+def section(runs: dict[str, dict[str, Any]], dil: str, baseline: str) -> str:
+    lines = [BEGIN, "", "### Issue 24 figures (`benchmarks/gpu.sh`)", ""]
+    if not runs:
+        lines += ["**Not measured yet.** No GPU was at hand when the SIMs were rewritten (issue 24): the CPU "
+                  "proxies above are what was measured. `bash benchmarks/gpu.sh` fills this section in "
+                  "(one short loan, under 9 minutes on an H200).", "", END]
+        return "\n".join(lines)
+    first = next(iter(runs.values()))
+    env, a = first["env"], first["args"]
+    lines += [f"{env['device']}, torch {env['torch']}, bf16 autocast {a['amp']}, channels_last {a['channels_last']}, "
+              f"1x3x{a['frames']}x{a['size']}x{a['size']} clips, throughput and training on {a['batch']} clips, "
+              f"latency on 1 clip, {a['repeats']} interleaved repeats (medians); x = ratio to {baseline} "
+              "in the same run and mode. Steps not in the table ran out of their time limit: not measured.", "",
+              "| mode | model | clips/s | x | latency ms | x | train ms | x | peak MB | x |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for mode, model, res in rows(runs, baseline):
+        r = res["ratio"]
+        lines.append(f"| {mode} | {model} | {res['clips_per_s']:.1f} | {r['clips_per_s']:.2f} | {res['latency'] * 1e3:.1f} "
+                     f"| {r['latency']:.2f} | {res['train'] * 1e3:.0f} | {r['train']:.2f} | "
+                     f"{res['peak_train'] / 2 ** 20:.0f} | {r['peak_train']:.2f} |")
+    lines += ["", "Against the targets (DIL against resnet50 in the same mode):", "",
+              "| mode | model | " + " | ".join(f"{label} {op} {v}x" for _, op, v, label in TARGETS) + " |",
+              "|---|---|" + "---|" * len(TARGETS)]
+    for mode, model, res in rows(runs, baseline):
+        if not model.startswith(dil):
+            continue
+        cells = []
+        for key, op, bound, _ in TARGETS:
+            value = res["ratio"][key]
+            ok = value >= bound if op == ">=" else value <= bound
+            cells.append(f"{value:.2f} ({'met' if ok else 'not met'})")
+        lines.append(f"| {mode} | {model} | " + " | ".join(cells) + " |")
+    missing = [name for name, _ in STEPS if name not in runs]
+    if missing:
+        lines += ["", "Not measured (step ran out of time or failed): " + ", ".join(missing) + "."]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def update(doc: Path, text: str) -> None:
+    content = doc.read_text()
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(content):
+        raise SystemExit(f"{doc} has no {BEGIN} ... {END} section to fill")
+    doc.write_text(pattern.sub(lambda _: text, content))
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--doc", type=Path, default=Path("docs/performance.md"))
+    p.add_argument("--dil", default="dil_resnet50")
+    p.add_argument("--baseline", default="resnet50")
+    args = p.parse_args(argv)
+    text = section(load(args.results), args.dil, args.baseline)
+    update(args.doc, text)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

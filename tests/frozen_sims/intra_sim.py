@@ -1,0 +1,495 @@
+"""Intra-Snippet Inconsistency Module (Intra-SIM), paper Eq. 1-6 and Figure 2.
+
+Tensor layout
+-------------
+Input and output: ``(N*U*T, C, H, W)``, frames folded into the batch: clips (N) outermost,
+then the U snippets of a clip, then the T consecutive frames of a snippet. Only ``T``
+(``snippet_len``) must be known; the module never mixes frames of different snippets,
+so it works for any N and U.
+
+Equation -> code
+----------------
+=========  =====================================================  ==========================
+Eq.        what                                                   where
+=========  =====================================================  ==========================
+(6)        split, first half ``I_1`` passes unchanged, concat     ``IntraSIM.forward``
+(1)        ``D_{t,t+1} = F_t - Conv3x3(F_{t+1})`` (channel-wise),  ``IntraSMA.differences``
+           backward ``D_{t,t-1} = F_t - Conv3x3(F_{t-1})``
+(2), (3)   ``Conv1x1(Conv3x3(D^h) + D^h)`` over H x T and T x W    ``IntraSMA.coordinate``,
+                                                                  ``IntraSMA.plane``,
+                                                                  ``IntraSMA.forward``
+avg + σ    mean of forward/backward, sigmoid -> Atten_H, Atten_W  ``IntraSMA.plane``,
+                                                                  ``IntraSMA.forward``
+(4)        ``K = softmax(φ2 ∘ δ ∘ φ1(GAP(X_2)))``                  ``SnippetKernel.forward``
+(5)        ``O_2 = K ⊗ (Atten_H ⊙ Atten_W ⊙ X_2 + X_2)``          ``IntraSIM.forward``
+deviation  motion channels: the last ``motion_fraction`` of        ``IntraSMA.motion_channel_values``,
+           ``O_2`` is ``Conv1x1(D̄)`` of a compression of its own  ``IntraSIM.forward``
+=========  =====================================================  ==========================
+
+Constants the paper leaves open (named arguments, defaults and reasons)
+-----------------------------------------------------------------------
+* ``reduction=16`` (r): compression of ``C/2`` before the differences; TEA, TDN and STIL
+  (same authors) use 16. Floored at 1 channel (stage 1 of ResNet-18 has C/2 = 32 -> 2).
+* ``gamma=2``, ``kernel_size=3`` (k): the kernel branch is TANet's, which uses 2 and 3.
+* ``diff_kernel_size=3``: Eq. 1 says 3x3 channel-wise.
+* ``coord_kernel_size=3``: the "Conv3x3" of Eq. 2-3 over H x T and T x W.
+* ``edge="zero"``: a difference at a snippet's first/last frame, whose neighbour lies in
+  another snippet, is zero (see :func:`dynsnip.modules.temporal_ops.neighbour_difference`).
+* ``share_directions=False``: the forward and backward paths each have their own Eq. 1 conv
+  and their own H x T / T x W convs, as Figure 2 draws them (the 3x3 conv boxes are coloured
+  by the direction they serve, and each direction has its HT-Conv / TW-Conv pair); the two
+  are averaged ("Averaging these features", after Eq. 3) before the one 1x1 recovery conv of
+  each plane (Figure 2), which equals averaging after it since that conv is affine.
+  ``share_directions=True`` (dynsnip 0.1.0's only layout) uses one set of convs for both
+  directions: then everything before the sigmoid is linear and the two directions reduce to
+  one difference against the averaged neighbours, ``F_t - Conv3x3(mean(F_{t-1}, F_{t+1}))``.
+* ``fp32_differences=True``: under fp16 autocast the difference path (a few compressed
+  channels) runs in float32, because ``6e4 - (-6e4)`` overflows fp16.
+* ``diff_init="identity"``: Eq. 1's channel-wise convs start as the identity, so that
+  ``F_t - Conv3x3(F_{t+1})`` is the plain temporal difference from the first step; with
+  PyTorch's random initialisation (``"random"``, the paper's "randomly initialized") it is
+  mostly the picture at the start, not its change (docs/temporal_sensitivity.md).
+* Every other conv and linear layer: PyTorch's default (random) initialisation ("both
+  Intra-SIM and Inter-SIM are randomly initialized", Implementation Details).
+* ``motion_fraction=0.75`` (a **deviation** from Eq. 5, the one default that departs from an
+  equation; 0 is the paper's module): three quarters of ``O_2``'s channels carry the bi-directional
+  difference itself, ``Conv1x1(mean_o(G_t - Conv3x3(G_{t+o})))`` with ``G = Conv1x1(X_2)``
+  (``motion_source="separate"``, a compression of its own with ``motion_reduction=1``), in
+  place of ``K ⊗ (Atten ⊙ X_2 + X_2)``. The gate lets a difference only rescale features that
+  also carry the picture, and on sub-pixel geometric jitter the paper's module learns nothing
+  in the budget where these channels learn it (docs/temporal_sensitivity.md). Cost: two 1x1
+  convs and two depthwise 3x3 convs on ``C/2`` channels.
+
+Ablation switches (Table 5): ``bidirectional`` (BP), ``coord_attention`` (CA; without it
+the attention is ``σ(Conv1x1(D))``, one map with no H x T / T x W convs),
+``learnable_kernel`` (LK; without it Eq. 5 drops ``K ⊗``). The rows of Tables 4-6 by name:
+:func:`dynsnip.paper_config`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import nullcontext
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from .directions import BACKWARD, DirectionPaths
+from .temporal_ops import neighbour_difference, tap_conv_axis
+
+
+DIFF_INITS = ("random", "identity")
+# the motion channels' default share of O_2 (docs/temporal_sensitivity.md); 0 is the paper's Eq. 5
+DEFAULT_MOTION_FRACTION = 0.75
+# IntraSMA submodules that exist only with motion channels (names start with these)
+MOTION_MODULES = ("own_diff_conv", "motion_squeeze", "motion_diff_conv", "motion_out")
+MOTION_SOURCES = ("own", "compressed", "separate")
+
+
+def _check_frames(x: torch.Tensor, snippet_len: int, module: str) -> None:
+    if x.ndim != 4:
+        raise ValueError(
+            f"{module} expects frames folded as (N*U*T, C, H, W), got a {x.ndim}-d tensor "
+            f"of shape {tuple(x.shape)}"
+        )
+    if x.shape[0] % snippet_len:
+        raise ValueError(
+            f"{module}: {x.shape[0]} frames in the batch are not a multiple of "
+            f"snippet_len T={snippet_len} (layout (N*U*T, C, H, W))"
+        )
+
+
+def _float32_region(enabled: bool, x: torch.Tensor):
+    """Autocast switched off, so the difference path computes in float32."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+class IntraSMA(DirectionPaths):
+    """Intra-Snippet Motion Attention: bi-directional difference guided coordinate attention.
+
+    ``forward(x2)`` with ``x2`` of shape ``(N*U*T, C2, H, W)`` returns the attention
+    ``Atten_H ⊙ Atten_W`` of the same shape, values in (0, 1).
+
+    Each direction has its own Eq. 1 conv and its own H x T / T x W convs (Figure 2 draws a
+    path per direction, each with its HT-Conv / TW-Conv pair, that meet before the 1x1
+    recovery conv of each plane); ``share_directions=True`` gives both directions the same
+    convs (see :mod:`dynsnip.modules.directions`).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        snippet_len: int = 4,
+        reduction: int = 16,
+        diff_kernel_size: int = 3,
+        coord_kernel_size: int = 3,
+        bidirectional: bool = True,
+        coord_attention: bool = True,
+        edge: str = "zero",
+        fp32_differences: bool = True,
+        share_directions: bool = False,
+        motion_shortcut: bool = False,
+        motion_fraction: float = DEFAULT_MOTION_FRACTION,
+        diff_init: str = "identity",
+        motion_source: str = "separate",
+        motion_reduction: int = 1,
+    ) -> None:
+        super().__init__()
+        if edge not in ("zero", "frame"):
+            raise ValueError(f"edge must be 'zero' or 'frame', got {edge!r}")
+        if diff_init not in DIFF_INITS:
+            raise ValueError(f"diff_init must be one of {DIFF_INITS}, got {diff_init!r}")
+        self.snippet_len = snippet_len
+        self.bidirectional = bidirectional
+        self.coord_attention = coord_attention
+        self.share_directions = share_directions
+        self.edge = edge
+        self.fp32_differences = fp32_differences
+        # +1: forward difference F_t - Conv(F_{t+1}); -1: backward F_t - Conv(F_{t-1})
+        self.offsets = (+1, -1) if bidirectional else (+1,)
+        self.untied = bidirectional and not share_directions
+        hidden = max(1, channels // reduction)
+        self.hidden_channels = hidden
+        # "compressed by a ratio r" (1x1 conv in Figure 2)
+        self.squeeze = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.path_convs = ("diff_conv", "ht_conv", "tw_conv") if coord_attention else ("diff_conv",)
+        p = coord_kernel_size // 2
+        for suffix in ("", BACKWARD) if self.untied else ("",):
+            # Eq. 1: channel-wise 3x3 conv applied to the neighbouring frame
+            self.add_module("diff_conv" + suffix, _difference_conv(hidden, diff_kernel_size, diff_init))
+            if coord_attention:
+                # Eq. 2: conv over the H x T plane (W folded into the batch); Eq. 3: over T x W
+                self.add_module("ht_conv" + suffix, nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p))
+                self.add_module("tw_conv" + suffix, nn.Conv2d(hidden, hidden, coord_kernel_size, padding=p))
+        if coord_attention:
+            # "Conv1x1 for dimension recovery", one per plane, after the directions meet
+            self.recover_h = nn.Conv2d(hidden, channels, 1)
+            self.recover_w = nn.Conv2d(hidden, channels, 1)
+        else:
+            self.recover = nn.Conv2d(hidden, channels, 1)
+        # deviation (off by default): the averaged difference also added to X_2, zero at the start
+        self.motion = nn.Conv2d(hidden, channels, 1) if motion_shortcut else None
+        if self.motion is not None:
+            nn.init.zeros_(self.motion.weight)
+            nn.init.zeros_(self.motion.bias)
+        # deviation (ON by default, 0 turns it off): a fraction of O_2's channels carry the difference itself
+        if not 0.0 <= motion_fraction < 1.0:
+            raise ValueError(f"motion_fraction must be in [0, 1), got {motion_fraction}")
+        if motion_source not in MOTION_SOURCES:
+            raise ValueError(f"motion_source must be one of {MOTION_SOURCES}, got {motion_source!r}")
+        if int(motion_reduction) != motion_reduction or motion_reduction < 1:
+            raise ValueError(f"motion_reduction must be a whole number >= 1, got {motion_reduction!r}")
+        motion_channels = max(1, round(motion_fraction * channels)) if motion_fraction > 0 else 0
+        self.motion_channels = motion_channels
+        self.motion_source = motion_source
+        self.motion_out = None
+        if motion_channels and motion_source == "compressed":
+            self.motion_out = nn.Conv2d(hidden, motion_channels, 1)
+        if motion_channels and motion_source == "separate":
+            # a compression of its own (r_m = motion_reduction), Eq. 1 per direction, averaged, 1x1 out
+            motion_hidden = max(1, channels // int(motion_reduction))
+            self.motion_squeeze = nn.Conv2d(channels, motion_hidden, 1, bias=False)
+            for suffix in ("", BACKWARD) if self.untied else ("",):
+                self.add_module("motion_diff_conv" + suffix, _difference_conv(motion_hidden, diff_kernel_size, diff_init))
+            self.motion_out = nn.Conv2d(motion_hidden, motion_channels, 1)
+            self.path_convs = (*self.path_convs, "motion_diff_conv")
+        if motion_channels and motion_source == "own":
+            # Eq. 1 on the motion channels themselves, uncompressed: the first part gets the forward
+            # difference, the rest the backward one (one direction only without bidirectional)
+            forward = motion_channels - motion_channels // 2 if bidirectional else motion_channels
+            self.own_split = (forward, motion_channels - forward)
+            for suffix, n in zip(("", BACKWARD), self.own_split):
+                if n:
+                    self.add_module("own_diff_conv" + suffix, _difference_conv(n, diff_kernel_size, diff_init))
+
+    def differences(self, f: torch.Tensor) -> list[torch.Tensor]:
+        """Eq. 1 for each direction of ``self.offsets``: ``(B*T, c, H, W)`` -> P x ``(B, T, c, H, W)``."""
+        fv = f.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
+        out = []
+        for o in self.offsets:
+            gv = self.path("diff_conv", o)(f).unflatten(0, (-1, self.snippet_len))
+            out.append(neighbour_difference(fv, gv, o, dim=1, edge=self.edge))  # F_t - Conv(F_{t+o})
+        return out
+
+    def own_differences(self, xm: torch.Tensor) -> torch.Tensor:
+        """``motion_source="own"``: Eq. 1 on the motion channels ``xm (B*T, m, H, W)`` themselves,
+        forward differences on the first ``own_split[0]``, backward on the rest: ``(B*T, m, H, W)``."""
+        out = []
+        for o, part in zip(self.offsets, torch.split(xm, self.own_split, dim=1)):
+            if part.shape[1] == 0:
+                continue
+            conv = self.own_diff_conv if o == +1 else getattr(self, "own_diff_conv" + BACKWARD)
+            fv = part.unflatten(0, (-1, self.snippet_len))
+            gv = conv(part).unflatten(0, (-1, self.snippet_len))
+            out.append(neighbour_difference(fv, gv, o, dim=1, edge=self.edge).flatten(0, 1))
+        return torch.cat(out, dim=1)
+
+    def coordinate(self, d: torch.Tensor, conv: nn.Module, plane: str) -> torch.Tensor:
+        """Eq. 2/3 before the 1x1: ``Conv3x3(D^h) + D^h`` on the H x T or T x W plane.
+
+        ``d``: ``(B, T, c, H, W)``; returns ``(B*T, c, H, W)``.
+        """
+        b, t, c, h, w = d.shape
+        if plane == "ht":  # D^h in R^{W x c x H x T}: "b t c h w -> (b w) c h t"
+            z = d.permute(0, 4, 2, 3, 1).reshape(b * w, c, h, t)
+            z = conv(z) + z
+            return z.view(b, w, c, h, t).permute(0, 4, 2, 3, 1).reshape(b * t, c, h, w)
+        # D^w in R^{H x c x T x W}: "b t c h w -> (b h) c t w"
+        z = d.permute(0, 3, 2, 1, 4).reshape(b * h, c, t, w)
+        z = conv(z) + z
+        return z.view(b, h, c, t, w).permute(0, 3, 2, 1, 4).reshape(b * t, c, h, w)
+
+    def plane(self, ds: list[torch.Tensor], name: str, plane: str) -> torch.Tensor:
+        """The average over directions of Eq. 2/3 before the 1x1, each direction with its own conv.
+
+        Shared convs: everything from Eq. 1 to here is affine and the same for both
+        directions, so the differences are averaged first (equal, at half the cost).
+        """
+        if not self.untied:
+            return self.coordinate(_mean(ds), getattr(self, name), plane)
+        return _mean([self.coordinate(d, self.path(name, o), plane) for o, d in zip(self.offsets, ds)])
+
+    def attention_and_motion(
+        self, x2: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(Atten_H ⊙ Atten_W, Conv1x1(mean D), Conv1x1'(mean D))``: the attention, then the
+        ``motion_shortcut`` and ``motion_channels`` outputs (None where that deviation is off)."""
+        f = self.squeeze(x2)
+        with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
+            f = f.to(self.diff_conv.weight.dtype)
+            ds = self.differences(f)
+            if self.coord_attention:  # average of the directions, 1x1, sigmoid: Atten_H, Atten_W
+                atten = torch.sigmoid(self.recover_h(self.plane(ds, "ht_conv", "ht")))
+                atten = atten * torch.sigmoid(self.recover_w(self.plane(ds, "tw_conv", "tw")))
+            else:
+                atten = torch.sigmoid(self.recover(_mean(ds).flatten(0, 1)))
+            motion = self.motion(_mean(ds).flatten(0, 1)).to(x2.dtype) if self.motion is not None else None
+            channels = self.motion_channel_values(x2, ds) if self.motion_channels else None
+        return atten.to(x2.dtype), motion, channels
+
+    def motion_channel_values(self, x2: torch.Tensor, ds: list[torch.Tensor]) -> torch.Tensor:
+        """The motion channels ``(B*T, m, H, W)`` (``motion_fraction``), from ``x2`` and the
+        gate's differences ``ds`` (used by ``motion_source="compressed"`` only)."""
+        if self.motion_source == "separate":  # Eq. 1 on a compression of its own, both directions averaged
+            g = self.motion_squeeze(x2.to(self.motion_squeeze.weight.dtype))
+            gv = g.unflatten(0, (-1, self.snippet_len))
+            md = [neighbour_difference(gv, self.path("motion_diff_conv", o)(g).unflatten(0, (-1, self.snippet_len)),
+                                       o, dim=1, edge=self.edge) for o in self.offsets]
+            return self.motion_out(_mean(md).flatten(0, 1)).to(x2.dtype)
+        if self.motion_source == "compressed":  # a 1x1 of the gate's averaged difference
+            return self.motion_out(_mean(ds).flatten(0, 1)).to(x2.dtype)
+        xm = x2[:, x2.shape[1] - self.motion_channels:].to(self.diff_conv.weight.dtype)  # "own"
+        return self.own_differences(xm).to(x2.dtype)
+
+    def drop_motion_channels(self) -> None:
+        """Remove the motion channels (``motion_fraction=0``): the paper's layout, e.g. for a
+        checkpoint saved before they existed (:func:`adopt_checkpoint_motion_channels`)."""
+        for name in [n for n in self._modules if n.startswith(MOTION_MODULES)]:
+            delattr(self, name)
+        self.motion_out = None
+        self.motion_channels = 0
+        self.path_convs = tuple(n for n in self.path_convs if not n.startswith(MOTION_MODULES))
+
+    def forward(self, x2: torch.Tensor) -> torch.Tensor:
+        return self.attention_and_motion(x2)[0]
+
+
+def _difference_conv(channels: int, kernel_size: int, init: str) -> nn.Conv2d:
+    """Eq. 1's channel-wise conv on the neighbouring frame; ``init="identity"``: Conv3x3(F) = F at the
+    start, so that ``F_t - Conv3x3(F_{t+1})`` is the plain temporal difference."""
+    conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False)
+    if init == "identity":
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.weight[:, :, kernel_size // 2, kernel_size // 2] = 1.0
+    return conv
+
+
+def _mean(xs: list[torch.Tensor]) -> torch.Tensor:
+    return xs[0] if len(xs) == 1 else sum(xs[1:], xs[0]) * (1.0 / len(xs))
+
+
+class SnippetKernel(nn.Module):
+    """Eq. 4: a per-sample, per-channel temporal kernel ``K(X_2)`` of ``k`` taps.
+
+    ``(N*U*T, C2, H, W)`` -> ``(N*U, C2, k)``: GAP over H x W, then over the T values of each
+    (snippet, channel): ``FC(T -> γT) -> ReLU -> FC(γT -> k) -> softmax`` (shared over
+    channels, as in Figure 2's ``C/2 x U x T -> C/2 x U x γT -> C/2 x U x k``).
+
+    ``init="random"``: PyTorch's default initialisation of both layers. ``init="centre"``:
+    ``φ2`` starts with zero weights and a bias that puts ``CENTRE_WEIGHT`` of the softmax on
+    the centre tap, so that the kernel starts close to the identity instead of averaging
+    neighbouring frames (the paper leaves the initialisation open).
+    """
+
+    CENTRE_WEIGHT = 0.9
+
+    def __init__(self, snippet_len: int = 4, gamma: int = 2, kernel_size: int = 3, init: str = "random") -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if init not in KERNEL_INITS:
+            raise ValueError(f"kernel_init must be one of {KERNEL_INITS}, got {init!r}")
+        self.snippet_len = snippet_len
+        self.kernel_size = kernel_size
+        self.phi1 = nn.Linear(snippet_len, gamma * snippet_len)
+        self.phi2 = nn.Linear(gamma * snippet_len, kernel_size)
+        if init == "centre" and kernel_size > 1:
+            # softmax([0, .., b, .., 0]) has CENTRE_WEIGHT at the centre when e^b = w (k - 1) / (1 - w)
+            w = self.CENTRE_WEIGHT
+            with torch.no_grad():
+                self.phi2.weight.zero_()
+                self.phi2.bias.zero_()
+                self.phi2.bias[kernel_size // 2] = math.log(w * (kernel_size - 1) / (1 - w))
+
+    def forward(self, x2: torch.Tensor) -> torch.Tensor:
+        g = x2.mean((2, 3)).unflatten(0, (-1, self.snippet_len)).transpose(1, 2)  # "(b t) c -> b c t"
+        return torch.softmax(self.phi2(torch.relu(self.phi1(g))), dim=-1)
+
+
+KERNEL_INITS = ("random", "centre")
+
+
+class IntraSIM(nn.Module):
+    """Intra-Snippet Inconsistency Module (Eq. 1-6).
+
+    Args:
+        channels: C, channels of the input feature map.
+        snippet_len: T, consecutive frames per snippet.
+        reduction: r, compression of the C/2 motion channels in Intra-SMA (default 16).
+        gamma: expansion of the kernel branch's hidden layer, ``φ1: T -> γT`` (default 2).
+        kernel_size: k, taps of the learnable temporal kernel (default 3).
+        diff_kernel_size: the channel-wise conv of Eq. 1 (default 3).
+        coord_kernel_size: the H x T / T x W convs of Eq. 2-3 (default 3).
+        bidirectional, coord_attention, learnable_kernel: Table 5 ablation switches.
+        edge: difference at a snippet's border, ``"zero"`` or ``"frame"``.
+        fp32_differences: run the difference path in float32 under autocast.
+        share_directions: one set of Eq. 1-3 convs for both directions (default False: one
+            per direction, as in Figure 2).
+        kernel_init: ``"random"`` (PyTorch's default) or ``"centre"`` (the learnable kernel
+            starts near the identity), see :class:`SnippetKernel`.
+        motion_shortcut: a **deviation** from Eq. 5, off by default: ``O_2 = K ⊗ (Atten ⊙ X_2
+            + X_2 + Conv1x1(D̄))`` with ``D̄`` the differences averaged over directions and a
+            zero-initialised 1x1 conv (so the module starts as the paper's): the difference
+            reaches the features additively, not only through the sigmoid gate.
+        motion_fraction: a **deviation** from Eq. 5, on by default (0.75; 0 is the paper's
+            module): the last ``round(motion_fraction * C/2)`` channels of ``O_2`` carry a
+            temporal difference (``motion_source``) instead of ``K ⊗ (Atten ⊙ X_2 + X_2)``: the
+            difference reaches the next conv on channels of its own, not mixed into the content
+            of ``X_2`` (a gate or a sum leaves the next layers to separate the difference from
+            the picture; see docs/temporal_sensitivity.md).
+        diff_init: Eq. 1's channel-wise convs start as the identity (``"identity"``, default:
+            the plain temporal difference from the first step) or PyTorch's random init
+            (``"random"``, the paper's "randomly initialized").
+        motion_source: where the motion channels come from: ``"separate"`` (default) Eq. 1 on a
+            1x1 compression of ``X_2`` of their own (``C/2 / motion_reduction`` channels), both
+            directions averaged, then a 1x1 conv; ``"compressed"`` a 1x1 conv of the gate's
+            averaged difference ``D̄``; ``"own"`` Eq. 1 on the motion channels themselves.
+        motion_reduction: the compression of ``"separate"`` (1: none; the measured default).
+
+    Shape: ``(N*U*T, C, H, W)`` -> ``(N*U*T, C, H, W)``. The first ``C // 2`` channels pass
+    through unchanged (Eq. 6). ``num_snippets`` is accepted and ignored, so that every SIM
+    can be called as ``sim(x, num_snippets=U)``.
+
+    After a forward with ``record_attention = True`` the Intra-SMA map (Figure 4), the
+    channel mean of ``Atten_H ⊙ Atten_W``, is in ``self.attention``: ``(N*U, T, H, W)``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        snippet_len: int = 4,
+        reduction: int = 16,
+        gamma: int = 2,
+        kernel_size: int = 3,
+        diff_kernel_size: int = 3,
+        coord_kernel_size: int = 3,
+        bidirectional: bool = True,
+        coord_attention: bool = True,
+        learnable_kernel: bool = True,
+        edge: str = "zero",
+        fp32_differences: bool = True,
+        share_directions: bool = False,
+        kernel_init: str = "random",
+        motion_shortcut: bool = False,
+        motion_fraction: float = DEFAULT_MOTION_FRACTION,
+        diff_init: str = "identity",
+        motion_source: str = "separate",
+        motion_reduction: int = 1,
+    ) -> None:
+        super().__init__()
+        if channels < 2:
+            raise ValueError(f"IntraSIM needs at least 2 channels to split, got {channels}")
+        if snippet_len < 1:
+            raise ValueError(f"snippet_len must be >= 1, got {snippet_len}")
+        self.channels = channels
+        self.snippet_len = snippet_len
+        self.split = (channels // 2, channels - channels // 2)  # (I_1, I_2)
+        self.sma = IntraSMA(
+            self.split[1], snippet_len, reduction, diff_kernel_size, coord_kernel_size,
+            bidirectional, coord_attention, edge, fp32_differences, share_directions, motion_shortcut,
+            motion_fraction, diff_init, motion_source, motion_reduction,
+        )
+        self.kernel = SnippetKernel(snippet_len, gamma, kernel_size, kernel_init) if learnable_kernel else None
+        self.record_attention = False
+        self.attention: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
+        _check_frames(x, self.snippet_len, "IntraSIM")
+        x1, x2 = torch.split(x, self.split, dim=1)  # Eq. 6 split
+        atten, motion, difference_channels = self.sma.attention_and_motion(x2)
+        if self.record_attention:
+            self.attention = atten.detach().float().mean(1).unflatten(0, (-1, self.snippet_len))
+        o2 = torch.addcmul(x2, atten, x2)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
+        if motion is not None:  # deviation: + Conv1x1(mean D), see motion_shortcut
+            o2 = o2 + motion
+        if self.kernel is not None:  # Eq. 5: K(X_2) ⊗ (...), depthwise over the T frames
+            k = self.kernel(x2).to(o2.dtype)  # (B, c, k)
+            taps = [k[:, None, :, j, None, None] for j in range(k.shape[-1])]  # "b c -> b 1 c 1 1"
+            o2v = o2.unflatten(0, (-1, self.snippet_len))  # "(b t) c h w -> b t c h w"
+            o2 = tap_conv_axis(o2v, taps, dim=1).flatten(0, 1)
+        if difference_channels is not None:  # deviation: the last channels of O_2 are the difference
+            o2 = torch.cat([o2[:, :o2.shape[1] - difference_channels.shape[1]], difference_channels], dim=1)
+        return torch.cat([x1, o2], dim=1)  # Eq. 6
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        if not prefix and adopt_checkpoint_motion_channels(state_dict, self):  # a standalone module (a DIL
+            # model decides for all its SIMs at once, and warns)
+            warnings.warn("the state dict has no motion-channel tensors (saved before they became the default): "
+                          "the IntraSIM is loaded as it was saved, without them (motion_fraction=0, the paper's "
+                          "Eq. 5)", stacklevel=3)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, snippet_len={self.snippet_len}"
+
+
+def adopt_checkpoint_motion_channels(state_dict: "Mapping[str, Any]", model: nn.Module, prefix: str = "") -> list[str]:
+    """Give ``model``'s Intra-SIMs the layout of a checkpoint saved without motion channels.
+
+    Checkpoints saved before motion channels became the default have none; when *every*
+    Intra-SMA of ``model`` that has motion channels finds its other tensors in ``state_dict``
+    but none of its motion-channel tensors, they are removed (:meth:`IntraSMA.drop_motion_channels`),
+    so the checkpoint loads completely and computes what it computed before. A checkpoint
+    that has them for some modules and not others is left to the strict load to report.
+
+    Returns the names of the Intra-SMAs changed.
+    """
+    smas = [(name, m) for name, m in model.named_modules() if isinstance(m, IntraSMA) and m.motion_channels]
+    if not smas:
+        return []
+    keys = list(state_dict)
+
+    def legacy(name: str) -> bool:
+        head = f"{prefix}{name}." if name else prefix
+        return f"{head}squeeze.weight" in state_dict and not any(
+            k.startswith(tuple(head + m for m in MOTION_MODULES)) for k in keys)
+
+    if not all(legacy(name) for name, _ in smas):
+        return []
+    for _, m in smas:
+        m.drop_motion_channels()
+    return [name for name, _ in smas]

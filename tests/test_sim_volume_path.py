@@ -1,0 +1,262 @@
+"""The SIMs' volume path (issue 24): same checkpoints, same outputs, few kernels, layouts kept.
+
+``frozen_sims`` is the SIM code that computed every checkpoint saved before the rewrite; the
+state dicts it makes must load into today's modules (same keys and shapes) and give the same
+outputs, in every mode the modules have (eval inference with composed weights kept, with
+autograd, training-mode BatchNorm, channels_last frames). ``reference_dil.py`` checks the
+equations themselves (tests/test_modules.py).
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import dynsnip
+import frozen_sims
+from dynsnip import InterSIM, IntraSIM
+
+ROOT = Path(__file__).resolve().parents[1]
+T = 4
+C = 64
+
+
+def randomise(module: nn.Module, seed: int = 0, scale: float = 0.4) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+        for name, b in module.named_buffers():
+            if b.dtype.is_floating_point:
+                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+    return module
+
+
+def frames(n: int, c: int = C, h: int = 5, w: int = 7, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def pair(cls, frozen_cls, options, seed=0):
+    """A module made by the frozen code (random weights), and today's module loaded from its state dict."""
+    old = randomise(frozen_cls(C, T, **options), seed)
+    new = cls(C, T, **options)
+    assert {k: v.shape for k, v in new.state_dict().items()} == {k: v.shape for k, v in old.state_dict().items()}
+    new.load_state_dict(old.state_dict())  # strict
+    return old, new
+
+
+INTRA_OPTIONS = [
+    {},  # dynsnip's defaults: motion channels, per-direction weights
+    dynsnip.paper_config("paper")["intra_args"],  # the paper's module
+    {"share_directions": True, "motion_fraction": 0.0},  # dynsnip 0.1.0's layout
+    {"share_directions": True},
+    {"bidirectional": False, "coord_attention": False, "learnable_kernel": False},
+    {"edge": "frame", "motion_source": "compressed"},
+    {"reduction": 8, "kernel_size": 5, "diff_kernel_size": 5, "coord_kernel_size": 5, "motion_fraction": 0.5},
+]
+INTER_OPTIONS = [{}, {"share_directions": True}, {"bidirectional": False, "edge": "frame"},
+                 {"conv_u": "dense"}, {"snippet_kernel_size": 5, "frame_kernel_size": 5}]
+
+
+@pytest.mark.parametrize("options", INTRA_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_intra_sim_computes_what_the_saved_checkpoints_computed(options):
+    old, new = pair(IntraSIM, frozen_sims.IntraSIM, options)
+    x = frames(3 * T)
+    with torch.no_grad():
+        expected = old(x)
+        for _ in range(2):  # the second call uses the composed weights kept by the first
+            torch.testing.assert_close(new(x), expected, rtol=1e-4, atol=1e-5)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(new(x_cl), expected, rtol=1e-4, atol=1e-5)
+    # with autograd: the weights are composed in the forward, gradients reach the parameters
+    xg = x.clone().requires_grad_()
+    y = new(xg)
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-5)
+    xo = x.clone().requires_grad_()
+    y.square().sum().backward()
+    old(xo).square().sum().backward()
+    torch.testing.assert_close(xg.grad, xo.grad, rtol=1e-3, atol=1e-4)
+    for (name, p), q in zip(new.named_parameters(), old.parameters()):
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("options", INTER_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+def test_inter_sim_computes_what_the_saved_checkpoints_computed(options):
+    old, new = pair(InterSIM, frozen_sims.InterSIM, options)
+    u = 3
+    x = frames(2 * u * T)
+    old.eval(), new.eval()
+    with torch.no_grad():  # eval: BatchNorm folded into the composed weights
+        expected = old(x, num_snippets=u)
+        for _ in range(2):
+            torch.testing.assert_close(new(x, num_snippets=u), expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(new(x.contiguous(memory_format=torch.channels_last), num_snippets=u), expected,
+                                   rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(new(x, num_snippets=u), expected, rtol=1e-4, atol=1e-5)  # with autograd
+    old.train(), new.train()  # training: BatchNorm on the batch, running statistics updated alike
+    xg, xo = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y, y_old = new(xg, num_snippets=u), old(xo, num_snippets=u)
+    torch.testing.assert_close(y, y_old, rtol=1e-4, atol=1e-5)
+    y.square().sum().backward()
+    y_old.square().sum().backward()
+    torch.testing.assert_close(xg.grad, xo.grad, rtol=1e-3, atol=1e-4)
+    for (name, p), q in zip(new.named_parameters(), old.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-3, msg=name)
+    for (name, b), b_old in zip(new.named_buffers(), old.buffers()):
+        torch.testing.assert_close(b, b_old, msg=name)
+
+
+def _with_frozen_sims(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose SIMs are the frozen code's, with the same weights."""
+    frozen = copy.deepcopy(model)
+    for name, sim in list(frozen.named_modules()):
+        if isinstance(sim, (IntraSIM, InterSIM)):
+            cls = frozen_sims.IntraSIM if isinstance(sim, IntraSIM) else frozen_sims.InterSIM
+            args = frozen.dil_args["intra_args" if isinstance(sim, IntraSIM) else "inter_args"]
+            old = cls(sim.channels, sim.snippet_len, **args)
+            old.load_state_dict(sim.state_dict())
+            parent, child = name.rsplit(".", 1)
+            setattr(frozen.get_submodule(parent), child, old.train(sim.training))
+    return frozen
+
+
+@pytest.mark.parametrize("kwargs", [{}, dynsnip.paper_config("paper")], ids=["defaults", "paper"])
+def test_a_model_saved_before_the_rewrite_loads_and_gives_the_same_verdicts(kwargs, tmp_path):
+    torch.manual_seed(0)
+    model = timm.create_model("dil_resnet18", num_classes=2, zero_init_last=False, **kwargs)
+    randomise(model, seed=3, scale=0.1)
+    saved = _with_frozen_sims(model).eval()  # the model as the code before the rewrite computed it
+    path = tmp_path / "model.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: v.contiguous() for k, v in saved.state_dict().items()}, str(path))
+    loaded = timm.create_model("dil_resnet18", num_classes=2, **kwargs)
+    loaded.load_state_dict(load_file(str(path)))  # strict: same keys and shapes
+    loaded.eval()
+    clip = torch.randn(2, 3, 2 * T, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = saved(clip)
+        torch.testing.assert_close(loaded(clip), expected, rtol=1e-4, atol=1e-4)
+        cl = loaded.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(cl(clip.contiguous(memory_format=torch.channels_last_3d)), expected,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_kept_weights_follow_every_change_of_the_parameters():
+    """Eager inference keeps the composed weights; an optimizer step, load_state_dict or an in-place
+    change under no_grad must be seen by the next forward."""
+    sim = randomise(IntraSIM(C, T)).eval()
+    inter = randomise(InterSIM(C, T)).eval()
+    x = frames(2 * T)
+    fresh = lambda m: copy.deepcopy(m)  # noqa: E731  (a copy starts with nothing kept)
+    with torch.no_grad():
+        sim(x), inter(x, num_snippets=2)
+    opt = torch.optim.SGD(list(sim.parameters()) + list(inter.parameters()), lr=0.5)
+    (sim(x).sum() + inter(x, num_snippets=2).sum()).backward()
+    opt.step()
+    with torch.no_grad():
+        torch.testing.assert_close(sim(x), fresh(sim)(x))
+        torch.testing.assert_close(inter(x, num_snippets=2), fresh(inter)(x, num_snippets=2))
+        sim.sma.ht_conv.weight.mul_(-1.0)
+        inter.branch1[1].running_var.mul_(3.0)  # a buffer: BatchNorm is folded into the kept weights
+        torch.testing.assert_close(sim(x), fresh(sim)(x))
+        torch.testing.assert_close(inter(x, num_snippets=2), fresh(inter)(x, num_snippets=2))
+        other = randomise(IntraSIM(C, T), seed=9).state_dict()
+        before = sim(x)
+        sim.load_state_dict(other)
+        after = sim(x)
+        assert not torch.allclose(before, after)
+        torch.testing.assert_close(after, fresh(sim)(x))
+
+
+class _Kernels(TorchDispatchMode):
+    """Ops that reach a kernel (below autograd), views and allocations left out."""
+
+    VIEWS = {"view", "_unsafe_view", "as_strided", "slice", "select", "unsqueeze", "squeeze", "permute", "transpose",
+             "t", "expand", "split", "split_with_sizes", "unbind", "alias", "detach", "unfold", "empty", "empty_like",
+             "empty_strided"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ not in self.VIEWS:
+            self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("cls, budget, before", [(IntraSIM, 20, 55), (InterSIM, 10, 25)])
+def test_an_eager_forward_is_a_handful_of_kernels(cls, budget, before):
+    """Each kernel is a launch on a GPU: the rewrite cut them from ``before`` (the frozen code:
+    55 / 25 for these defaults) to at most ``budget``."""
+    sim = cls(C, T).eval()
+    x = frames(16 * 4 * T, h=4, w=4).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        sim(x, num_snippets=4)
+        counted = _Kernels()
+        with counted:
+            y = sim(x, num_snippets=4)
+    assert len(counted.names) <= budget, counted.names
+    old = (frozen_sims.IntraSIM if cls is IntraSIM else frozen_sims.InterSIM)(C, T).eval()
+    with torch.no_grad(), _Kernels() as old_counted:
+        old(x, num_snippets=4)
+    assert len(old_counted.names) >= before
+    # 16 clips: PyTorch's CPU convolutions keep channels_last (as cuDNN does; on one thread and a
+    # batch under 16 its 1x1 convolutions return NCHW, a CPU-only quirk)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_benchmark_tsm_shift_keeps_channels_last_and_copies_nothing_else():
+    spec = importlib.util.spec_from_file_location("efficiency", ROOT / "benchmarks" / "efficiency.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    x = frames(2 * 8, c=16, h=4, w=4).contiguous(memory_format=torch.channels_last)
+    y = bench.TemporalShift.shift(x, 8, fold_div=8)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    v, out = x.unflatten(0, (2, 8)), y.unflatten(0, (2, 8))
+    torch.testing.assert_close(out[:, :-1, :2], v[:, 1:, :2])  # from the next frame
+    assert out[:, -1, :2].abs().max() == 0
+    torch.testing.assert_close(out[:, 1:, 2:4], v[:, :-1, 2:4])  # from the previous frame
+    torch.testing.assert_close(out[:, :, 4:], v[:, :, 4:])
+    with _Kernels() as counted:
+        bench.TemporalShift.shift(x, 8)
+    assert sorted(set(counted.names)) == ["copy_", "zeros_like"] and counted.names.count("copy_") == 3, counted.names
+
+
+def test_compiled_sims_keep_channels_last_with_no_nchw_buffer():
+    """Inductor's generated code for channels_last frames: every activation buffer channels last
+    (inductor would lay the 5-d volumes out NCDHW by itself), outputs equal to eager."""
+    from torch._inductor.utils import run_and_get_code
+
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.intra, self.inter = IntraSIM(16, T, reduction=4), InterSIM(16, T)
+
+        def forward(self, x):
+            return self.inter(self.intra(x), num_snippets=2)
+
+    torch._dynamo.reset()
+    m = randomise(Pair(), scale=0.3).eval()
+    x = frames(16 * 2 * T, c=16, h=6, w=6).contiguous(memory_format=torch.channels_last)  # 16 clips
+    with torch.no_grad():
+        y, codes = run_and_get_code(torch.compile(m, fullgraph=True), x)
+        torch.testing.assert_close(y, m(x), rtol=1e-4, atol=1e-5)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    n = x.numel()
+    wrong = []
+    for size, stride in re.findall(r"empty_strided_\w+\(\(([^)]*)\), \(([^)]*)\)", "\n".join(codes)):
+        size = [int(s) for s in size.split(",") if s.strip()]
+        stride = [int(s) for s in stride.split(",") if s.strip()]
+        if len(size) >= 4 and torch.Size(size).numel() >= n // 4 and stride[1] != 1:  # channels not innermost
+            wrong.append((size, stride))
+    assert not wrong, wrong

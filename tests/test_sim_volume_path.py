@@ -65,9 +65,17 @@ INTER_OPTIONS = [{}, {"share_directions": True}, {"bidirectional": False, "edge"
                  {"conv_u": "dense"}, {"snippet_kernel_size": 5, "frame_kernel_size": 5}]
 
 
+@pytest.mark.parametrize("cpu_training_path", ["volume", "frames"])
 @pytest.mark.parametrize("options", INTRA_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
-def test_intra_sim_computes_what_the_saved_checkpoints_computed(options):
+def test_intra_sim_computes_what_the_saved_checkpoints_computed(options, cpu_training_path, monkeypatch):
+    """Inference takes the volume path; with autograd on the CPU, ``cpu_training_path`` chooses
+    (the frame path by default, the volume path as on a GPU): both give the frozen outputs and
+    gradients."""
+    monkeypatch.setattr(IntraSIM, "cpu_training_path", cpu_training_path)
     old, new = pair(IntraSIM, frozen_sims.IntraSIM, options)
+    calls = []
+    monkeypatch.setattr(new, "forward_volume", lambda x, f=new.forward_volume: calls.append("volume") or f(x))
+    monkeypatch.setattr(new, "forward_frames", lambda x, f=new.forward_frames: calls.append("frames") or f(x))
     x = frames(3 * T)
     with torch.no_grad():
         expected = old(x)
@@ -86,6 +94,8 @@ def test_intra_sim_computes_what_the_saved_checkpoints_computed(options):
     for (name, p), q in zip(new.named_parameters(), old.parameters()):
         assert p.grad is not None, name
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-3, msg=name)
+    if new.sma.volume_path:  # three inference calls on the volume path, then the training one on the chosen path
+        assert calls == ["volume"] * 3 + [cpu_training_path], calls
 
 
 @pytest.mark.parametrize("options", INTER_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")

@@ -615,11 +615,26 @@ class IntraSIM(nn.Module):
         self.record_attention = False
         self.attention: torch.Tensor | None = None
 
+    #: Which path a forward with autograd on a CPU takes (eager): ``"frames"`` (default) or
+    #: ``"volume"``. The volume path's Conv3d backward runs PyTorch's reference CPU kernel
+    #: (``slow_conv3d``) at training batch sizes: a CPU training step of ``dil_resnet50`` with
+    #: the paper's module took 1.41x resnet50's through it and 1.12x through the frame path
+    #: (defaults: 1.25x and 1.23x; ``benchmarks/efficiency.py --threads 1``, one run, interleaved).
+    #: Inference, GPUs and ``torch.compile`` take the volume path. Both compute the same (tested).
+    cpu_training_path: str = "frames"
+
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         _check_frames(x, self.snippet_len, "IntraSIM")
-        if self.sma.volume_path and not self.record_attention:
+        if self.sma.volume_path and not self.record_attention and not self._cpu_training_by_frames(x):
             return self.forward_volume(x)
         return self.forward_frames(x)
+
+    def _cpu_training_by_frames(self, x: torch.Tensor) -> bool:
+        """Whether this forward is CPU training that :attr:`cpu_training_path` sends to the frame path."""
+        if self.cpu_training_path not in ("frames", "volume"):
+            raise ValueError(f"IntraSIM.cpu_training_path must be 'frames' or 'volume', got {self.cpu_training_path!r}")
+        return (self.cpu_training_path == "frames" and x.device.type == "cpu" and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling())
 
     def forward_volume(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 1-6 on the snippet volume ``(N*U, C, T, H, W)``, a view of ``x``: a handful of

@@ -42,10 +42,13 @@ class Recording:
     def __init__(self, inner, fail_on_batch: int | None = None, delay: float = 0.0):
         self.inner, self.fail_on_batch, self.delay = inner, fail_on_batch, delay
         self.batch_size = getattr(inner, "batch_size", 1)
+        self.batch_invariant = getattr(inner, "batch_invariant", False)
         self.threads: list[str] = []
+        self.batches: list[int] = []
 
     def detect_batch(self, frames):
         self.threads.append(threading.current_thread().name)
+        self.batches.append(len(frames))
         if self.fail_on_batch is not None and len(self.threads) > self.fail_on_batch:
             raise RuntimeError("the detector crashed on this batch")
         time.sleep(self.delay)
@@ -82,6 +85,21 @@ def test_pipelined_folder_is_byte_identical_to_the_sequential_one(video, faces, 
     assert a == extraction.ExtractedFaces(**{**b.__dict__, "out_dir": a.out_dir})
     assert folder_bytes(tmp_path / "sequential") == folder_bytes(tmp_path / "pipelined")
     assert not pipeline_threads()
+    # BlazeFace's rows do not depend on the batch: pipelined, its batches are small (the detector thread
+    # starts early); the sequential run keeps the detector's own batch size
+    looked_at = a.frames_checked
+    assert sequential.batches == [min(16, looked_at - i) for i in range(0, looked_at, 16)]
+    assert pipelined.batches == [min(extraction.PIPELINE_DETECTION_BATCH, looked_at - i)
+                                 for i in range(0, looked_at, extraction.PIPELINE_DETECTION_BATCH)]
+
+
+def test_a_detector_whose_rows_depend_on_the_batch_gets_its_own_batches_pipelined(clip, detector, tmp_path):
+    """MTCNN on a GPU (batch_size 16, boxes depending on the batch): the pipelined run hands it the
+    same batches as the sequential one, so that the rows are the same."""
+    recording = Recording(detector)
+    recording.batch_invariant = False
+    extract_face_frames(clip, tmp_path / "out", face_detector=recording, pipeline=True)
+    assert recording.batches == [10]  # 40 frames, k = 4: one batch of 10 looked-at frames
 
 
 def test_pipelined_under_a_tight_memory_bound_writes_the_same_bytes(clip, detector, tmp_path, monkeypatch):
@@ -209,3 +227,11 @@ def test_pipeline_by_default_only_where_each_extraction_has_two_cpus(monkeypatch
     assert pipeline_choice("auto", workers=8, jobs=50) == (False, 8)
     monkeypatch.setattr(extraction, "available_cpus", lambda: 1)
     assert pipeline_choice("auto", workers=1, jobs=1) == (False, 1)
+
+
+def test_which_detectors_may_be_handed_any_batch():
+    from dynsnip.data.faces.detectors import AutoFaceDetector, DlibFaceDetector, MtcnnFaceDetector
+
+    assert create_face_detector("auto").batch_invariant and DlibFaceDetector().batch_invariant
+    assert MtcnnFaceDetector().batch_invariant and not MtcnnFaceDetector(batch_size=16).batch_invariant
+    assert not AutoFaceDetector(create_face_detector("blazeface-short"), MtcnnFaceDetector(batch_size=16)).batch_invariant

@@ -87,7 +87,8 @@ DETECTION_BATCH = 16
 MAX_BUFFERED_BYTES = 512 * 2**20
 # pipelined extraction (:class:`_Pipeline`): detection batches submitted to the detector thread and not yet
 # taken, and region writes queued for the writer thread
-DETECTION_BATCHES_IN_FLIGHT = 2
+DETECTION_BATCHES_IN_FLIGHT = 4
+PIPELINE_DETECTION_BATCH = 4  # looked-at frames per batch, pipelined, for detectors whose rows do not depend on it
 WRITE_QUEUE_FRAMES = 32
 WRITE_CHUNK = 8  # regions handed over as one job (fewer hand-overs); also the frames decoded again at once
 IMAGE_FORMATS = ("png", "jpg", "bmp")
@@ -564,9 +565,15 @@ def pipeline_fits(extractions: int = 1) -> bool:
     return available_cpus() >= 2 * max(1, int(extractions))
 
 
-def detection_batch_size(detector: Any) -> int:
-    """Looked-at frames handed to ``detector`` at once: its ``batch_size`` (MTCNN on a GPU), else 1."""
-    return max(1, int(getattr(detector, "batch_size", 1) or 1))
+def detection_batch_size(detector: Any, pipeline: bool = False) -> int:
+    """Looked-at frames handed to ``detector`` at once: its ``batch_size`` (MTCNN on a GPU), else 1;
+    pipelined, at most :data:`PIPELINE_DETECTION_BATCH` when its rows do not depend on the batch
+    (``batch_invariant``: BlazeFace and MTCNN on the CPU, dlib, ``auto`` of those), so that the
+    detector thread starts after a few frames instead of 4 x 16 (the same rows either way)."""
+    batch = max(1, int(getattr(detector, "batch_size", 1) or 1))
+    if pipeline and getattr(detector, "batch_invariant", not hasattr(detector, "detect_batch")):
+        batch = min(batch, PIPELINE_DETECTION_BATCH)
+    return batch
 
 
 def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tuple[int, int], margin: float,
@@ -763,7 +770,7 @@ def _single_pass(
     dropped: list[int] = []  # frames to decode again at the end
     pending: list[tuple[int, np.ndarray]] = []  # looked-at frames waiting for a detection batch (kept even when
     # dropped from ``waiting``: at most one batch)
-    batch = detection_batch_size(detector)
+    batch = detection_batch_size(detector, pipeline)
     k = stream.detect_every
     last_looked_at = (num_frames - 1) // k * k
     checked = False

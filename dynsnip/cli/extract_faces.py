@@ -80,6 +80,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "written ~3x faster), jpg (quality 95, adds its own compression traces)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                         help="videos processed at once, one process each (default: the number of CPUs)")
+    parser.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",
+                        help="detect and write each video's faces in two threads beside its decoding: the same files, "
+                             "less wall time where cores would idle. auto (default): when the CPUs number at least "
+                             "twice the videos extracted at once (one video on 2 CPUs, say; with --workers covering "
+                             "the CPUs they are busy anyway)")
     parser.add_argument("--overwrite", action="store_true", help=f"replace an existing OUT/{MANIFEST_NAME}")
     parser.add_argument("--replace-stale", action="store_true",
                         help="re-extract a video whose existing output folder holds another video (or an older "
@@ -227,6 +232,21 @@ def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ra
     from dynsnip.engine.distributed import gather_shards
 
     return gather_shards(list(_run_all(jobs[ranks.rank::ranks.world_size], workers)), len(jobs), ranks)
+
+
+def pipeline_choice(choice: str, workers: int, jobs: int, ranks: Any = None) -> tuple[bool, int]:
+    """Whether each video's extraction is pipelined (``--pipeline``; ``auto``: when every extraction
+    running at once on this machine has 2 CPUs, :func:`~dynsnip.data.faces.extraction.pipeline_fits`),
+    and how many processes of this one extract at once."""
+    from dynsnip.data.faces.extraction import pipeline_fits
+
+    if ranks is not None:  # torchrun: this rank's share of the videos, beside the other ranks of this node
+        jobs = len(range(ranks.rank, jobs, ranks.world_size))
+    processes = min(workers, jobs) if workers > 1 and jobs > 1 else 1
+    if choice != "auto":
+        return choice == "on", processes
+    on_this_machine = processes * (int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ranks is not None else 1)
+    return pipeline_fits(on_this_machine), processes
 
 
 def _one_torch_thread() -> None:
@@ -394,6 +414,10 @@ def run(args: argparse.Namespace) -> int:
     extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed),
                                       **({"replace": True} if action == "replace" else {})})
                     for video, out_dir, entry, _, action, _ in plan if action in ("extract", "replace")]
+    pipeline, processes = pipeline_choice(args.pipeline, args.workers, len(extract_jobs), ranks)
+    extract_jobs = [(video, out_dir, {**job_options, "pipeline": pipeline}) for video, out_dir, job_options in extract_jobs]
+    if pipeline and processes == 1:  # extracted in this process: its detector thread shares the cores with decoding
+        _one_torch_thread()  # and writing, torch's own threads would only contend with them
     if ranks is None:
         outcomes = _run_all(extract_jobs, args.workers)
     else:

@@ -162,6 +162,8 @@ class DlibFaceDetector:
         out[:, :4] /= scale
         return out
 
+    batch_invariant = True  # one frame at a time (see AutoFaceDetector.batch_invariant)
+
     def __repr__(self) -> str:
         return (
             f"DlibFaceDetector(detect_short_side={self.detect_short_side}, max_upscale={self.max_upscale}, "
@@ -238,6 +240,11 @@ class MtcnnFaceDetector:
                 out.append(faces)
         return out
 
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether each frame's rows are the same in any batch: one frame per forward pass (the CPU default)."""
+        return self.batch_size == 1
+
     def __repr__(self) -> str:
         return (
             f"MtcnnFaceDetector(detect_short_side={self.detect_short_side}, max_upscale={self.max_upscale}, "
@@ -303,8 +310,10 @@ class BlazeFaceDetector:
         frames = np.asarray(frames)
         out: list[np.ndarray] = []
         for start in range(0, len(frames), self.batch_size):
-            chunk = torch.from_numpy(np.array(frames[start:start + self.batch_size]))  # a writable copy
-            images = chunk.to(self.device).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8, channels-last in memory
+            chunk = frames[start:start + self.batch_size]
+            if not (chunk.flags.writeable and chunk.flags.c_contiguous):  # torch wants a writable array
+                chunk = np.array(chunk)  # (extract-faces hands over a fresh stack of frames: no copy)
+            images = torch.from_numpy(chunk).to(self.device).permute(0, 3, 1, 2)  # (B, 3, H, W) uint8, channels-last
             out.extend(faces.double().cpu().numpy() for faces in self.network.detect(images))
         if self.framing == "mtcnn":
             out = [reframe_boxes(faces, *BLAZEFACE_MTCNN_FRAMING[self.model]) for faces in out]
@@ -313,6 +322,11 @@ class BlazeFaceDetector:
     def detect_batch(self, frames: "np.ndarray | Sequence[np.ndarray]") -> list["np.ndarray"]:
         """Faces of each of ``frames (F, H, W, 3)`` uint8 RGB (same size): ``F`` arrays ``(N_i, 15)``."""
         return [blazeface_rows(faces) for faces in self.detect_batch_keypoints(frames)]
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether each frame's rows are the same in any batch: bitwise so on the CPU (tested)."""
+        return self.device.type == "cpu"
 
     def __repr__(self) -> str:
         return (f"BlazeFaceDetector(model='{self.model}', min_score={self.min_score}, framing='{self.framing}', "
@@ -388,6 +402,12 @@ class AutoFaceDetector:
     def batch_size(self) -> int:
         """Frames worth handing over at once: the largest of the detectors' batch sizes."""
         return max(int(getattr(d, "batch_size", 1) or 1) for d in self.detectors)
+
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether each frame's rows are the same whichever frames share its batch (every stage's are), so
+        that callers may group frames as suits them (``extract-faces`` pipelined hands over smaller batches)."""
+        return all(getattr(d, "batch_invariant", not hasattr(d, "detect_batch")) for d in self.detectors)
 
     def __call__(self, frame: "np.ndarray") -> "np.ndarray":
         return self.detect_batch(np.asarray(frame)[None])[0]

@@ -39,13 +39,16 @@ folder is replaced only when asked (``replace``), once the new one is complete.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import socket
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .._optional import require
 from .boxes import square_crop_box
@@ -82,6 +85,12 @@ CROP_POLICY = "snippet-box-v1"  # faces.json format: regions + detections for cr
 DETECTION_BATCH = 16
 # decoded frames held while their regions wait for detections (beyond it: decoded again at the end)
 MAX_BUFFERED_BYTES = 512 * 2**20
+# pipelined extraction (:class:`_Pipeline`): detection batches submitted to the detector thread and not yet
+# taken, and region writes queued for the writer thread
+DETECTION_BATCHES_IN_FLIGHT = 4
+PIPELINE_DETECTION_BATCH = 4  # looked-at frames per batch, pipelined, for detectors whose rows do not depend on it
+WRITE_QUEUE_FRAMES = 32
+WRITE_CHUNK = 8  # regions handed over as one job (fewer hand-overs); also the frames decoded again at once
 IMAGE_FORMATS = ("png", "jpg", "bmp")
 FACES = ("all", "largest")  # every face track recorded (and its crops kept), or the largest face only
 
@@ -144,6 +153,9 @@ class RegionStream:
         self.known = 0  # windows[s] is final for s < known
         self.next_frame = 0  # the next frame whose region :meth:`ready` returns
         self._next_looked_at = 0
+        # the window and span of the last windows whose looked-at frames lie inside them: the same for every
+        # window with the same looked-at frames (T - k + 1 consecutive windows for k <= T), computed once
+        self._same: tuple[tuple[int, ...], "np.ndarray", "np.ndarray"] | None = None
 
     def add(self, index: int, detections: "np.ndarray") -> None:
         """Record the detections of looked-at frame ``index`` (the next multiple of k)."""
@@ -159,6 +171,11 @@ class RegionStream:
             needed = snippet_detection_frames(frames, self.detect_every, self.num_frames)
             if needed[-1] >= self._next_looked_at and self._next_looked_at <= last:
                 break  # window ``known`` waits for a later looked-at frame
+            inside = needed[0] >= frames[0]  # the window's box depends on its looked-at frames alone
+            if inside and self._same is not None and self._same[0] == tuple(needed):
+                self.windows[self.known], self.spans[self.known] = self._same[1:]
+                self.known += 1
+                continue
             face, _ = snippet_face(frames, self.detections, self.detect_every, self.num_frames)
             if not np.isnan(face).any():
                 self.windows[self.known] = square_crop_box(face, self.frame_size, self.margin)
@@ -168,6 +185,8 @@ class RegionStream:
                     crops = np.asarray(crops, dtype=np.float64)
                     self.spans[self.known] = [crops[:, 0].min(), crops[:, 1].min(), crops[:, 2].max(),
                                               crops[:, 3].max()]
+            if inside:
+                self._same = (tuple(needed), self.windows[self.known].copy(), self.spans[self.known].copy())
             self.known += 1
 
     @property
@@ -261,6 +280,7 @@ def extract_face_frames(
     boxes_from: str | os.PathLike[str] | None = None,
     replace: bool = False,
     faces: str = "all",
+    pipeline: bool | None = None,
 ) -> ExtractedFaces:
     """Save the face context region of every frame of ``video_path`` into ``out_dir``.
 
@@ -300,6 +320,11 @@ def extract_face_frames(
             before face tracks.
         replace: an existing ``out_dir`` (made from another video, say) is replaced once the
             new folder is complete; until then it stays as it was.
+        pipeline: detect and write in two threads of their own while the video decodes
+            (:class:`_Pipeline`): the same bytes, less wall time when cores are idle, no less CPU
+            time. None (default): when this process has at least 2 CPUs of its own
+            (:func:`pipeline_fits`); pass False when running several extractions at once on
+            fewer than twice as many cores (``extract-faces --workers`` decides so).
 
     Raises:
         FileExistsError: ``out_dir`` exists (and not ``replace``).
@@ -350,11 +375,17 @@ def extract_face_frames(
         (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
         try:
             showing = None
+            threads = pipeline_fits() if pipeline is None else bool(pipeline)
             if detector is None and source_detections is None:
                 detections: dict[int, np.ndarray] = {}
                 regions = np.tile([0, 0, width, height], (num_frames, 1))
-                for index, frame in video.iter_frames(0, num_frames):
-                    writer.write(index, frame, regions[index])
+                work = _Pipeline(threads, detect=False)
+                try:
+                    for index, frame in video.iter_frames(0, num_frames):
+                        work.write([writer.job(index, frame, regions[index])], frame.nbytes)
+                    work.finish()
+                finally:
+                    work.close()
                 with_face = checked = 0
             else:
                 def check_coverage(found: int) -> None:
@@ -372,7 +403,7 @@ def extract_face_frames(
                 signatures: dict[int, np.ndarray] | None = {} if faces == "all" else None
                 writer.shown = _FaceShown(stream)
                 regions = _single_pass(video, num_frames, stream, detector if source_detections is None else None,
-                                       writer, check_coverage, signatures)
+                                       writer, check_coverage, signatures, threads)
                 detections = stream.detections
                 with_face = sum(1 for i in looked_at if len(detections[i]))
                 checked = len(looked_at)
@@ -435,17 +466,32 @@ class _FaceShown:
     def __init__(self, stream: RegionStream) -> None:
         self.stream = stream
         self.thumbnails: dict[int, np.ndarray] = {}
+        self.agrees: dict[int, bool] = {}  # i -> whether thumbnails i and i - 1 show the same picture (i % k != 0)
 
-    def record(self, index: int, frame: "np.ndarray") -> None:
+    def anchor_box(self, index: int) -> "np.ndarray | None":
+        """The box frame ``index`` is compared in (None: its anchor has no face). Final once the
+        frame's region is: read in the decoding thread, when the frame is handed to the writer."""
         anchor = index // self.stream.detect_every * self.stream.detect_every
         box = self.stream.windows[anchor]
         if len(self.stream.detections.get(anchor, ())) and not np.isnan(box).any():
-            self.thumbnails[index] = thumbnail(frame, box)
+            return box.copy()
+        return None
+
+    def record(self, index: int, frame: "np.ndarray", box: "np.ndarray | None") -> None:
+        """Keep frame ``index``'s thumbnail in ``box`` (:meth:`anchor_box`), and compare it with its
+        neighbours' already kept. Called from one thread at a time (the writer's), in any frame order."""
+        if box is None:
+            return
+        self.thumbnails[index] = thumbnail(frame, box)
+        k = self.stream.detect_every
+        for i in (index, index + 1):
+            if i % k and i in self.thumbnails and i - 1 in self.thumbnails:
+                self.agrees[i] = same_picture(self.thumbnails[i], self.thumbnails[i - 1])
 
     def count(self) -> int:
         k, shown = self.stream.detect_every, set()
         for i in sorted(self.thumbnails):  # thumbnails[i - 1] exists when frame i is not an anchor
-            if i % k == 0 or (i - 1 in shown and same_picture(self.thumbnails[i], self.thumbnails[i - 1])):
+            if i % k == 0 or (i - 1 in shown and self.agrees[i]):
                 shown.add(i)
         return len(shown)
 
@@ -467,14 +513,27 @@ def _abandoned(partial: Path) -> bool:
 
 class _RegionWriter:
     """Saves the context region of a frame as ``<index>.png`` (:mod:`~dynsnip.data.faces.png_writer`),
-    ``.bmp`` or ``.jpg`` in ``folder``."""
+    ``.bmp`` or ``.jpg`` in ``folder``.
+
+    :meth:`job` reads what the write needs from the extraction's state (in the decoding thread)
+    and returns the work itself, which touches nothing shared but its own file and thumbnail:
+    it can run in the writer thread of a pipelined extraction (:class:`_Pipeline`)."""
 
     def __init__(self, folder: Path, image_format: str, scale: float | None, interpolation: str) -> None:
         self.folder, self.image_format, self.scale, self.interpolation = folder, image_format, scale, interpolation
         self.shown: _FaceShown | None = None  # counts the frames that show the face, when set
 
+    def job(self, index: int, frame: "np.ndarray", region: "np.ndarray") -> Callable[[], None]:
+        """The write of frame ``index``'s ``region``, to run now or in another thread."""
+        box = self.shown.anchor_box(index) if self.shown is not None else None
+        return functools.partial(self._write, index, frame, tuple(int(v) for v in region), box)
+
     def write(self, index: int, frame: "np.ndarray", region: "np.ndarray") -> None:
-        x0, y0, x1, y1 = (int(v) for v in region)
+        self.job(index, frame, region)()
+
+    def _write(self, index: int, frame: "np.ndarray", region: tuple[int, int, int, int],
+               box: "np.ndarray | None") -> None:
+        x0, y0, x1, y1 = region
         if self.scale is None:
             crop = frame[y0:y1, x0:x1]
         else:
@@ -488,12 +547,33 @@ class _RegionWriter:
         else:
             Image.fromarray(np.ascontiguousarray(crop)).save(target)
         if self.shown is not None:
-            self.shown.record(index, frame)
+            self.shown.record(index, frame, box)
 
 
-def detection_batch_size(detector: Any) -> int:
-    """Looked-at frames handed to ``detector`` at once: its ``batch_size`` (MTCNN on a GPU), else 1."""
-    return max(1, int(getattr(detector, "batch_size", 1) or 1))
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def pipeline_fits(extractions: int = 1) -> bool:
+    """Whether ``extractions`` running at once each have 2 CPUs for a pipelined extraction
+    (:class:`_Pipeline`: decoding, detection and writing overlap, about 1.7 cores busy on the
+    bundled footage); with fewer the cores are busy anyway, and threads would only contend."""
+    return available_cpus() >= 2 * max(1, int(extractions))
+
+
+def detection_batch_size(detector: Any, pipeline: bool = False) -> int:
+    """Looked-at frames handed to ``detector`` at once: its ``batch_size`` (MTCNN on a GPU), else 1;
+    pipelined, at most :data:`PIPELINE_DETECTION_BATCH` when its rows do not depend on the batch
+    (``batch_invariant``: BlazeFace and MTCNN on the CPU, dlib, ``auto`` of those), so that the
+    detector thread starts after a few frames instead of 4 x 16 (the same rows either way)."""
+    batch = max(1, int(getattr(detector, "batch_size", 1) or 1))
+    if pipeline and getattr(detector, "batch_invariant", not hasattr(detector, "detect_batch")):
+        batch = min(batch, PIPELINE_DETECTION_BATCH)
+    return batch
 
 
 def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tuple[int, int], margin: float,
@@ -566,61 +646,193 @@ class _SourceFrames:
             self.video.close()
 
 
+class _Inline:
+    """Runs each job at once in the calling thread (the sequential extraction): a failure
+    raises right there, as a direct call would."""
+
+    def submit(self, job: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        future.set_result(job(*args))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+
+class _Pipeline:
+    """Where the work of one extraction runs besides the decoding: detection batches and region
+    writes, each in a thread of its own (``threads``: one detector thread, one writer thread), or
+    inline, one after the other in the decoding thread.
+
+    What may run in another thread touches nothing the decoding thread changes: a detection
+    batch is its frames (and the detector, used by that thread alone) and returns rows; a write
+    is a frame, its region and its anchor box, and writes one file and one thumbnail. Results
+    are taken in submission order, so the detections reach the :class:`RegionStream` in frame
+    order whatever the timing, and every output byte is the sequential run's. A job's exception
+    is raised again in the decoding thread (the same exception object) when its result is taken.
+    Torch, zlib, numpy, Pillow and file I/O release the GIL, so the threads share the cores.
+
+    Bounds: at most :data:`DETECTION_BATCHES_IN_FLIGHT` detection batches submitted and not yet
+    taken, at most :data:`WRITE_QUEUE_FRAMES` writes queued (and their frames' bytes within
+    :data:`MAX_BUFFERED_BYTES`; :func:`_single_pass` counts them with the waiting frames).
+    :meth:`close` cancels the queued jobs and waits for the running ones: no thread outlives
+    the extraction, whether it ends, fails or is interrupted (KeyboardInterrupt).
+    """
+
+    def __init__(self, threads: bool, detect: bool = True) -> None:
+        self.threads = threads
+        self._detector = ThreadPoolExecutor(1, "dynsnip-detect") if threads and detect else _Inline()
+        self._writer = ThreadPoolExecutor(1, "dynsnip-write") if threads else _Inline()
+        self.detecting: deque[Future] = deque()
+        self.writing: deque[tuple[Future, int, int]] = deque()  # a job, its frames' bytes, its frames
+        self.writing_bytes = 0  # bytes of the frames of the queued writes
+        self.writing_frames = 0
+
+    def detect(self, job: Callable[..., Any], *args: Any) -> None:
+        self.detecting.append(self._detector.submit(job, *args))
+
+    def detected(self, wait: bool = False) -> list[Any]:
+        """Results of the finished detection batches, oldest first (``wait``: at least the oldest)."""
+        out = []
+        while self.detecting and (wait or self.detecting[0].done()):
+            out.append(self.detecting.popleft().result())
+            wait = False
+        return out
+
+    def write(self, jobs: list[Callable[[], None]], nbytes: int) -> None:
+        """Queue writes (:meth:`_RegionWriter.job`; ``nbytes``: their frames'), as one job for the
+        writer thread (fewer hand-overs), waiting first while the queue is full."""
+        self.written()
+        while self.writing and (self.writing_frames + len(jobs) > WRITE_QUEUE_FRAMES
+                                or self.writing_bytes + nbytes > MAX_BUFFERED_BYTES):
+            self.written(wait=True)
+        self.writing.append((self._writer.submit(_run_all, jobs), nbytes, len(jobs)))
+        self.writing_bytes += nbytes
+        self.writing_frames += len(jobs)
+        self.written()
+
+    def written(self, wait: bool = False) -> None:
+        """Forget the finished writes, oldest first (``wait``: wait for the oldest); raise a failed one's exception."""
+        while self.writing and (wait or self.writing[0][0].done()):
+            future, nbytes, frames = self.writing.popleft()
+            self.writing_bytes -= nbytes
+            self.writing_frames -= frames
+            future.result()
+            wait = False
+
+    def finish(self) -> None:
+        """Wait for every write queued (raising the first failure)."""
+        while self.writing:
+            self.written(wait=True)
+
+    def close(self) -> None:
+        """Cancel what has not started, wait for what has (the threads end)."""
+        for pool in (self._detector, self._writer):
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        job()
+
+
+def _detect_batch(detector: Any, batch: list[tuple[int, "np.ndarray"]], with_signatures: bool) -> list[tuple]:
+    """A detection batch (in the detector thread when pipelined): per looked-at frame its index, its
+    detection rows at ``faces.json``'s precision and (``with_signatures``) its faces' signatures."""
+    found = detect_faces(np.stack([frame for _, frame in batch]), detector)
+    out = []
+    for (i, frame), rows in zip(batch, found):
+        rows = quantize_detections(rows)
+        out.append((i, rows, face_signatures(frame, rows) if with_signatures else None))
+    return out
+
+
 def _single_pass(
     video: Any, num_frames: int, stream: RegionStream, detector: Any, writer: _RegionWriter, check_coverage: Any,
-    signatures: dict[int, "np.ndarray"] | None = None,
+    signatures: dict[int, "np.ndarray"] | None = None, pipeline: bool = False,
 ) -> "np.ndarray":
     """Decode every frame once: detect on the looked-at frames (``detector``; None when the
     stream already holds every detection), write each frame's region as soon as it is final.
     ``signatures``: filled with the face thumbnails of the looked-at frames (face tracks).
+    ``pipeline``: detect and write in threads of their own while decoding goes on
+    (:class:`_Pipeline`; the same bytes written).
 
     Frames wait in memory only until their region is known (T - 1 + k frames or so, more
-    where faces are missing); beyond :data:`MAX_BUFFERED_BYTES` the oldest waiting frames
-    are dropped and decoded again at the end (a second, partial pass). Returns the regions.
+    where faces are missing) and, pipelined, until the writer has written them; beyond
+    :data:`MAX_BUFFERED_BYTES` (waiting and queued frames together) the decoding first waits
+    for the writer and the detector, then drops the oldest waiting frames, which are decoded
+    again at the end (a second, partial pass). The looked-at frames of the detection batches
+    not yet taken are held besides (at most 1 + :data:`DETECTION_BATCHES_IN_FLIGHT` batches).
+    Returns the regions.
     """
     regions = np.zeros((num_frames, 4), dtype=np.int64)
     waiting: dict[int, np.ndarray] = {}  # decoded frames whose region is not final yet
     dropped: list[int] = []  # frames to decode again at the end
     pending: list[tuple[int, np.ndarray]] = []  # looked-at frames waiting for a detection batch (kept even when
     # dropped from ``waiting``: at most one batch)
-    batch = detection_batch_size(detector)
+    batch = detection_batch_size(detector, pipeline)
     k = stream.detect_every
     last_looked_at = (num_frames - 1) // k * k
     checked = False
+    work = _Pipeline(pipeline, detect=detector is not None)
 
-    def flush(decoded: int) -> None:
+    def advance(decoded: int, wait: bool = False) -> None:
+        """Take the finished detection batches (``wait``: at least the oldest), then hand the
+        regions now final (of the frames before ``decoded``) to the writer."""
+        nonlocal checked
+        for found in work.detected(wait):
+            for i, rows, signature in found:
+                stream.add(i, rows)
+                if signatures is not None:
+                    signatures[i] = signature
+        if stream.complete and not checked:  # every detection known: fail before writing the rest
+            check_coverage(sum(1 for rows in stream.detections.values() if len(rows)))
+            checked = True
+        jobs, nbytes = [], 0
         for i, region in stream.ready(until=decoded):
             regions[i] = region
             frame = waiting.pop(i, None)
             if frame is not None:  # else dropped: written at the end
-                writer.write(i, frame, region)
+                jobs.append(writer.job(i, frame, region))
+                nbytes += frame.nbytes
+                if len(jobs) == WRITE_CHUNK:
+                    work.write(jobs, nbytes)
+                    jobs, nbytes = [], 0
+        if jobs:
+            work.write(jobs, nbytes)
 
-    for index, frame in video.iter_frames(0, num_frames):
-        waiting[index] = frame
-        if detector is not None and index % k == 0:
-            pending.append((index, frame))
-            if len(pending) >= batch or index == last_looked_at:
-                found = detect_faces(np.stack([f for _, f in pending]), detector)
-                for (i, looked), rows in zip(pending, found):
-                    stream.add(i, quantize_detections(rows))
-                    if signatures is not None:
-                        signatures[i] = face_signatures(looked, stream.detections[i])
-                pending = []
-        if stream.complete and not checked:  # every detection known: fail before writing the rest
+    try:
+        for index, frame in video.iter_frames(0, num_frames):
+            waiting[index] = frame
+            if detector is not None and index % k == 0:
+                pending.append((index, frame))
+                if len(pending) >= batch or index == last_looked_at:
+                    while len(work.detecting) >= DETECTION_BATCHES_IN_FLIGHT:
+                        advance(index + 1, wait=True)
+                    work.detect(_detect_batch, detector, pending, signatures is not None)
+                    pending = []
+            advance(index + 1)
+            while waiting and len(waiting) * frame.nbytes + work.writing_bytes > MAX_BUFFERED_BYTES:
+                if work.writing:  # pipelined: the writer is behind, wait for it
+                    work.written(wait=True)
+                elif work.detecting:  # the detector is behind: its regions free frames
+                    advance(index + 1, wait=True)
+                else:
+                    oldest = min(waiting)
+                    del waiting[oldest]
+                    dropped.append(oldest)
+        while work.detecting:
+            advance(num_frames, wait=True)
+        if not checked:
             check_coverage(sum(1 for rows in stream.detections.values() if len(rows)))
-            checked = True
-        flush(index + 1)
-        while waiting and len(waiting) * frame.nbytes > MAX_BUFFERED_BYTES:
-            oldest = min(waiting)
-            del waiting[oldest]
-            dropped.append(oldest)
-    if not checked:
-        check_coverage(sum(1 for rows in stream.detections.values() if len(rows)))
-    flush(num_frames)
-    for start in range(0, len(dropped), DETECTION_BATCH):
-        chunk = sorted(dropped[start:start + DETECTION_BATCH])
-        for i, frame in zip(chunk, video.read(chunk)):
-            writer.write(i, frame, regions[i])
+        advance(num_frames)
+        for start in range(0, len(dropped), WRITE_CHUNK):
+            chunk = sorted(dropped[start:start + WRITE_CHUNK])
+            frames = video.read(chunk)
+            work.write([writer.job(i, frame, regions[i]) for i, frame in zip(chunk, frames)], frames.nbytes)
+        work.finish()
+    finally:
+        work.close()
     return regions
 
 

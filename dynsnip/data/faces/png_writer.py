@@ -9,6 +9,16 @@ same image (540x640: ~7-10 ms against Pillow's 19 ms), for files about 10% large
 Pillow's level 1. Any PNG decoder reads the result: it is a plain PNG as the specification
 defines it (signature, IHDR, one IDAT, IEND, each chunk with its CRC-32).
 
+**The deflate encoder.** With the ``isal`` package installed (Intel's ISA-L through python-isal;
+in the ``video`` extra), the filtered rows are compressed by ISA-L's deflate at its level 1
+instead of zlib: 3-4x faster than zlib's run-length strategy and 5-7% smaller files, measured on
+the face regions of the bundled footage and a 1080p clip (zlib Z_RLE / ISA-L level 1: 66 / 19 ms
+and 0.271 / 0.255 of the raw size for the 720p clip's 19 regions, 99 / 26 ms and 0.195 / 0.185
+for 19 1080p regions, 33 / 11 ms and 0.642 / 0.597 for carphone's 120). Either way the file is a
+standard PNG holding exactly the input pixels (the zlib stream differs, the image does not);
+without ``isal`` zlib is used (:func:`encoder` says which). A level of 0 always stores the rows
+uncompressed (zlib's stored blocks).
+
 Expected layout: a numpy ``uint8`` array, row-major, top row first:
 
 * ``(H, W)`` grayscale -> PNG colour type 0,
@@ -42,7 +52,19 @@ ZLIB_STRATEGY = zlib.Z_RLE
 
 # Level 1, the level extract-faces used with Pillow. With Z_RLE, zlib (1.2.x) only tells
 # level 0 (stored, uncompressed) from the rest: levels 1-9 give the same bytes at the same speed.
+# ISA-L takes levels 1-3 (4-9 are its 3).
 DEFAULT_LEVEL = 1
+
+try:  # ISA-L's deflate (module docstring); zlib without it
+    from isal import isal_zlib as _isal
+except ImportError:  # pragma: no cover - depends on the installation
+    _isal = None
+ISAL_MAX_LEVEL = 3
+
+
+def encoder() -> str:
+    """The deflate encoder of the PNGs written: ``"isal"`` (ISA-L) or ``"zlib"``."""
+    return "isal" if _isal is not None else "zlib"
 
 # PNG colour type by channel count (bit depth is always 8).
 _COLOUR_TYPES = {1: 0, 3: 2, 4: 6}
@@ -57,8 +79,8 @@ def encode_png(image: "np.ndarray", level: int = DEFAULT_LEVEL) -> bytes:
     Args:
         image: ``(H, W)`` grayscale, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, dtype uint8;
             need not be contiguous.
-        level: zlib compression level, 0 (stored, no compression) to 9; with Z_RLE
-            levels 1-9 currently produce the same output.
+        level: compression level, 0 (stored, no compression) to 9; with zlib's Z_RLE
+            levels 1-9 currently produce the same output, with ISA-L 3-9 do.
 
     Raises:
         ValueError: wrong dtype, shape, an empty image, or a level outside 0-9.
@@ -68,9 +90,17 @@ def encode_png(image: "np.ndarray", level: int = DEFAULT_LEVEL) -> bytes:
     height, width, channels = pixels.shape
 
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 15, 9, ZLIB_STRATEGY)
-    data = compressor.compress(_filter_up(pixels)) + compressor.flush()
+    data = _deflate(_filter_up(pixels), level)
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+def _deflate(rows: "np.ndarray", level: int) -> bytes:
+    """The zlib stream (RFC 1950) of the filtered rows: ISA-L's deflate when installed, else zlib's
+    run-length strategy; level 0: stored, uncompressed (zlib). Both release the GIL."""
+    if level and _isal is not None:
+        return _isal.compress(rows, min(level, ISAL_MAX_LEVEL))
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 15, 9, ZLIB_STRATEGY)
+    return compressor.compress(rows) + compressor.flush()
 
 
 def write_png(path: str | os.PathLike, image: "np.ndarray", level: int = DEFAULT_LEVEL) -> None:
@@ -106,8 +136,9 @@ def _check_level(level: int) -> None:
         raise ValueError(f"compression level is {level!r}; expected an integer from 0 to 9")
 
 
-def _filter_up(pixels: "np.ndarray") -> bytes:
-    """The filtered scanlines: per row a filter-type byte, then the row minus the row above.
+def _filter_up(pixels: "np.ndarray") -> "np.ndarray":
+    """The filtered scanlines ``(H, 1 + W * C)`` uint8, C-contiguous (zlib reads them in place, no
+    copy to bytes): per row a filter-type byte, then the row minus the row above.
 
     The spec treats the row above the first as zeros, so the first row is stored as is.
     uint8 subtraction wraps modulo 256, which is what the spec asks for.
@@ -119,7 +150,7 @@ def _filter_up(pixels: "np.ndarray") -> bytes:
     rows = scanlines[:, 1:].reshape(height, width, channels)
     rows[0] = pixels[0]
     np.subtract(pixels[1:], pixels[:-1], out=rows[1:])
-    return scanlines.tobytes()
+    return scanlines
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

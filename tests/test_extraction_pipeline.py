@@ -1,0 +1,237 @@
+"""extract-faces pipelined: detection and writing in threads of their own beside the decoding write
+the very bytes of the sequential run, fail the video the same way, leave no thread and no
+``.partial`` folder behind, and hold no more frames than the memory bound allows."""
+from __future__ import annotations
+
+import errno
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+from video_fixtures import carphone, decode_all, encode, two_people
+
+from dynsnip.data.faces import extraction
+from dynsnip.data.faces.detectors import create_face_detector
+from dynsnip.data.faces.extraction import extract_face_frames
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return encode(tmp_path_factory.mktemp("clip") / "clip.mp4", decode_all(carphone())[:40])
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return create_face_detector("auto")
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def pipeline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("dynsnip-")]
+
+
+class Recording:
+    """A detector that notes the thread each batch runs in (and can be slow, or fail on a batch)."""
+
+    def __init__(self, inner, fail_on_batch: int | None = None, delay: float = 0.0):
+        self.inner, self.fail_on_batch, self.delay = inner, fail_on_batch, delay
+        self.batch_size = getattr(inner, "batch_size", 1)
+        self.batch_invariant = getattr(inner, "batch_invariant", False)
+        self.threads: list[str] = []
+        self.batches: list[int] = []
+
+    def detect_batch(self, frames):
+        self.threads.append(threading.current_thread().name)
+        self.batches.append(len(frames))
+        if self.fail_on_batch is not None and len(self.threads) > self.fail_on_batch:
+            raise RuntimeError("the detector crashed on this batch")
+        time.sleep(self.delay)
+        return self.inner.detect_batch(frames)
+
+    def __call__(self, frame):
+        return self.detect_batch(np.asarray(frame)[None])[0]
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+@pytest.mark.parametrize("video, faces", [("clip", "all"), ("two_people", "all"), ("clip", "largest")])
+def test_pipelined_folder_is_byte_identical_to_the_sequential_one(video, faces, clip, detector, tmp_path,
+                                                                  monkeypatch):
+    """Every file (regions, faces.json with its detections, coverage and face tracks) is the same
+    byte for byte, and the work really ran in the detector and writer threads."""
+    path = clip if video == "clip" else two_people()
+    written_by: set[str] = set()
+    write_png = extraction.write_png
+
+    def noting_write_png(*args, **kwargs):
+        written_by.add(threading.current_thread().name)
+        return write_png(*args, **kwargs)
+
+    monkeypatch.setattr(extraction, "write_png", noting_write_png)
+    sequential, pipelined = Recording(detector), Recording(detector)
+    a = extract_face_frames(path, tmp_path / "sequential", face_detector=sequential, faces=faces, pipeline=False)
+    assert written_by == {"MainThread"} and set(sequential.threads) == {"MainThread"}
+    written_by.clear()
+    b = extract_face_frames(path, tmp_path / "pipelined", face_detector=pipelined, faces=faces, pipeline=True)
+    assert {name.split("_")[0] for name in written_by} == {"dynsnip-write"}
+    assert {name.split("_")[0] for name in pipelined.threads} == {"dynsnip-detect"}
+    assert a == extraction.ExtractedFaces(**{**b.__dict__, "out_dir": a.out_dir})
+    assert folder_bytes(tmp_path / "sequential") == folder_bytes(tmp_path / "pipelined")
+    assert not pipeline_threads()
+    # BlazeFace's rows do not depend on the batch: pipelined, its batches are small (the detector thread
+    # starts early); the sequential run keeps the detector's own batch size
+    looked_at = a.frames_checked
+    assert sequential.batches == [min(16, looked_at - i) for i in range(0, looked_at, 16)]
+    assert pipelined.batches == [min(extraction.PIPELINE_DETECTION_BATCH, looked_at - i)
+                                 for i in range(0, looked_at, extraction.PIPELINE_DETECTION_BATCH)]
+
+
+def test_a_detector_whose_rows_depend_on_the_batch_gets_its_own_batches_pipelined(clip, detector, tmp_path):
+    """MTCNN on a GPU (batch_size 16, boxes depending on the batch): the pipelined run hands it the
+    same batches as the sequential one, so that the rows are the same."""
+    recording = Recording(detector)
+    recording.batch_invariant = False
+    extract_face_frames(clip, tmp_path / "out", face_detector=recording, pipeline=True)
+    assert recording.batches == [10]  # 40 frames, k = 4: one batch of 10 looked-at frames
+
+
+def test_pipelined_under_a_tight_memory_bound_writes_the_same_bytes(clip, detector, tmp_path, monkeypatch):
+    """With room for two frames, the pipelined run waits for its threads and drops frames to decode
+    again at the end: the folder is still the unbounded sequential run's."""
+    extract_face_frames(clip, tmp_path / "reference", face_detector=detector, pipeline=False)
+    monkeypatch.setattr(extraction, "MAX_BUFFERED_BYTES", 2 * 176 * 144 * 3)
+    extract_face_frames(clip, tmp_path / "bounded", face_detector=detector, pipeline=True)
+    assert folder_bytes(tmp_path / "reference") == folder_bytes(tmp_path / "bounded")
+
+
+class TrackingReader(extraction.VideoReader):
+    """Counts the decoded frames still alive (referenced anywhere) each time a new one is decoded."""
+
+    alive: list = []
+    peak = 0
+
+    def iter_frames(self, start=0, stop=None):
+        for index, frame in super().iter_frames(start, stop):
+            TrackingReader.alive = [ref for ref in TrackingReader.alive if ref() is not None]
+            TrackingReader.peak = max(TrackingReader.peak, len(TrackingReader.alive))
+            TrackingReader.alive.append(weakref.ref(frame))
+            yield index, frame
+
+
+def test_memory_stays_bounded_when_the_detector_and_writer_fall_behind(clip, detector, tmp_path, monkeypatch):
+    """A slow detector and a slow writer: decoding does not run ahead of them beyond the bound
+    (waiting and queued frames within MAX_BUFFERED_BYTES, plus the looked-at frames of the
+    detection batches not yet taken), and the folder is the sequential run's."""
+    extract_face_frames(clip, tmp_path / "reference", face_detector=detector, pipeline=False)
+    bound_frames = 6
+    monkeypatch.setattr(extraction, "MAX_BUFFERED_BYTES", bound_frames * 176 * 144 * 3)
+    monkeypatch.setattr(extraction, "VideoReader", TrackingReader)
+    write_png = extraction.write_png
+
+    def slow_write_png(*args, **kwargs):
+        time.sleep(0.002)
+        return write_png(*args, **kwargs)
+
+    monkeypatch.setattr(extraction, "write_png", slow_write_png)
+    TrackingReader.alive, TrackingReader.peak = [], 0
+    slow = Recording(detector, delay=0.02)
+    slow.batch_size = 2  # looked-at frames per batch: 2 frames of 4 k-steps apart
+    extract_face_frames(clip, tmp_path / "bounded", face_detector=slow, pipeline=True)
+    batches_held = (1 + extraction.DETECTION_BATCHES_IN_FLIGHT) * slow.batch_size  # pending + in flight
+    assert 0 < TrackingReader.peak <= bound_frames + batches_held + 1  # + the decoding loop's previous frame
+    assert folder_bytes(tmp_path / "reference") == folder_bytes(tmp_path / "bounded")
+
+
+def failing_write_png(fail_at: int):
+    write_png = extraction.write_png
+
+    def write(path, image, *args, **kwargs):
+        if Path(path).stem == f"{fail_at:06d}":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_png(path, image, *args, **kwargs)
+
+    return write
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_writer_failure_fails_the_video_with_its_reason_and_leaves_nothing(pipeline, clip, detector, tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setattr(extraction, "write_png", failing_write_png(13))
+    with pytest.raises(OSError, match="No space left on device") as failure:
+        extract_face_frames(clip, tmp_path / "out", face_detector=detector, pipeline=pipeline)
+    assert failure.value.errno == errno.ENOSPC and failure.value.filename.endswith("000013.png")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor out.partial
+    assert not pipeline_threads()
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_a_detector_failure_fails_the_video_with_its_reason_and_leaves_nothing(pipeline, clip, detector, tmp_path):
+    crashing = Recording(detector, fail_on_batch=1)
+    crashing.batch_size = 2  # several batches, the second fails
+    with pytest.raises(RuntimeError, match="the detector crashed on this batch"):
+        extract_face_frames(clip, tmp_path / "out", face_detector=crashing, pipeline=pipeline)
+    assert list(tmp_path.iterdir()) == []
+    assert not pipeline_threads()
+
+
+def test_the_cli_reports_a_thread_failure_as_the_sequential_run_does(clip, detector, tmp_path, monkeypatch):
+    """extract-faces' line for a failed video names the same reason whichever way it ran."""
+    from dynsnip.cli.extract_faces import _extract
+
+    monkeypatch.setattr(extraction, "write_png", failing_write_png(7))
+    lines = [_extract((clip, tmp_path / f"out{int(p)}", dict(face_detector=detector, pipeline=p)))
+             for p in (False, True)]
+    assert [ok for ok, _ in lines] == [False, False]
+    assert lines[0][1].replace("out0", "out1") == lines[1][1]
+    assert "OSError: [Errno 28] No space left on device" in lines[1][1]
+
+
+def test_an_interrupt_while_decoding_leaves_no_thread_and_no_partial_folder(clip, detector, tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt in the decoding thread) with detections and writes under way."""
+
+    class Interrupted(extraction.VideoReader):
+        def iter_frames(self, start=0, stop=None):
+            for index, frame in super().iter_frames(start, stop):
+                if index == 30:
+                    raise KeyboardInterrupt
+                yield index, frame
+
+    monkeypatch.setattr(extraction, "VideoReader", Interrupted)
+    slow = Recording(detector, delay=0.01)
+    slow.batch_size = 2
+    with pytest.raises(KeyboardInterrupt):
+        extract_face_frames(clip, tmp_path / "out", face_detector=slow, pipeline=True)
+    assert list(tmp_path.iterdir()) == []
+    assert not pipeline_threads()
+
+
+def test_pipeline_by_default_only_where_each_extraction_has_two_cpus(monkeypatch):
+    from dynsnip.cli.extract_faces import pipeline_choice
+
+    monkeypatch.setattr(extraction, "available_cpus", lambda: 2)
+    assert extraction.pipeline_fits() and not extraction.pipeline_fits(2)
+    assert pipeline_choice("auto", workers=2, jobs=1) == (True, 1)  # one video: one process, 2 CPUs for it
+    assert pipeline_choice("auto", workers=2, jobs=5) == (False, 2)  # two processes already use the 2 CPUs
+    assert pipeline_choice("auto", workers=1, jobs=5) == (True, 1)
+    assert pipeline_choice("on", workers=2, jobs=5) == (True, 2)
+    assert pipeline_choice("off", workers=1, jobs=1) == (False, 1)
+    monkeypatch.setattr(extraction, "available_cpus", lambda: 8)
+    assert pipeline_choice("auto", workers=4, jobs=5) == (True, 4)
+    assert pipeline_choice("auto", workers=8, jobs=50) == (False, 8)
+    monkeypatch.setattr(extraction, "available_cpus", lambda: 1)
+    assert pipeline_choice("auto", workers=1, jobs=1) == (False, 1)
+
+
+def test_which_detectors_may_be_handed_any_batch():
+    from dynsnip.data.faces.detectors import AutoFaceDetector, DlibFaceDetector, MtcnnFaceDetector
+
+    assert create_face_detector("auto").batch_invariant and DlibFaceDetector().batch_invariant
+    assert MtcnnFaceDetector().batch_invariant and not MtcnnFaceDetector(batch_size=16).batch_invariant
+    assert not AutoFaceDetector(create_face_detector("blazeface-short"), MtcnnFaceDetector(batch_size=16)).batch_invariant

@@ -91,7 +91,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine.distributed import cleanup_distributed, init_distributed
 
     from ..hub.errors import ModelLoadError
-    from .train import available_cpus
+    from ..cpus import available_cpus
 
     if not args.manifest.is_file():
         return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")

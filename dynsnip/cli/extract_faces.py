@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..cpus import available_cpus
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from .face_options import (
@@ -78,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--format", choices=("png", "bmp", "jpg"), default="png",
                         help="image format: png (default, lossless), bmp (lossless, uncompressed: ~2x the disk, "
                              "written ~3x faster), jpg (quality 95, adds its own compression traces)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+    parser.add_argument("--workers", type=int, default=available_cpus(), metavar="N",
                         help="videos processed at once, one process each (default: the number of CPUs)")
     parser.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",
                         help="detect and write each video's faces in two threads beside its decoding: the same files, "

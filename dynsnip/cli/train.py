@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from ..cpus import available_cpus
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_problem
 from ..engine.recipe import Recipe
 from .exit_codes import EXIT_SOME_FAILED, usage_error
@@ -99,15 +99,6 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     if getattr(args, "num_workers", None) is None:  # not asked for: no more loader processes than cores
         changes["num_workers"] = min(changes.get("num_workers", base.num_workers), available_cpus())
     return base.replace(**changes)
-
-
-def available_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask, as PyTorch's DataLoader counts them
-    when it warns about too many workers); at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def recipe_naming_module(recipe: Recipe, model_args: dict[str, Any]) -> Recipe:

@@ -61,6 +61,7 @@ from .crop_policy import (
     snippet_detection_frames,
     snippet_face,
 )
+from ...cpus import available_cpus
 from ..decode import VideoReader
 from ..errors import LowFaceCoverageError, NoFaceError, no_face_message
 from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
@@ -548,14 +549,6 @@ class _RegionWriter:
             Image.fromarray(np.ascontiguousarray(crop)).save(target)
         if self.shown is not None:
             self.shown.record(index, frame, box)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the system has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def pipeline_fits(extractions: int = 1) -> bool:

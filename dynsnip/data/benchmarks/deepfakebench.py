@@ -31,15 +31,14 @@ the videos, or DeepfakeBench's preprocessing set to keep every frame.
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, _shown
+from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, _shown, write_csv_whole
 
 __all__ = ["deepfakebench_manifest", "DeepfakeBenchManifest", "DEFAULT_LABELS", "DATASET_TAGS", "COMPRESSIONS", "SPLITS",
            "read_label_dict", "CONSECUTIVE_HINT", "JSON_SHAPE"]
@@ -142,25 +141,15 @@ class DeepfakeBenchManifest(BenchmarkManifest):
             FileExistsError: ``out`` exists and ``overwrite`` is False.
             ValueError: there are no rows.
         """
-        out = Path(out)
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite to replace it)")
         if not self.rows:
             raise ValueError(f"{self.dataset} at {self.root}: no readable frame folders; nothing to write")
-        folder = out.parent if str(out.parent) else Path(".")
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{out.name}.partial-{os.getpid()}"
-        try:
-            with tmp.open("w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
-                writer.writerow(("path", "label", "split", "method", "source", "dataset", "compression", "label_name"))
-                for row, tag, level, name in zip(self.rows, self.tags, self.compression, self.label_names):
-                    writer.writerow([_shown(row.path, folder), row.label, row.split, row.method, "", tag, level, name])
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return out
+
+        def lines(folder: Path) -> Iterator[list]:
+            for row, tag, level, name in zip(self.rows, self.tags, self.compression, self.label_names):
+                yield [_shown(row.path, folder), row.label, row.split, row.method, "", tag, level, name]
+
+        return write_csv_whole(out, ("path", "label", "split", "method", "source", "dataset", "compression",
+                                     "label_name"), lines, overwrite)
 
 
 # --------------------------------------------------------------------------- reading the JSON

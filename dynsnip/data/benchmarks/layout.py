@@ -30,7 +30,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Hashable, Iterable, Sequence
+from typing import Callable, Hashable, Iterable, Iterator, Sequence
 
 __all__ = ["BenchmarkRow", "Inventory", "BenchmarkManifest", "LayoutError", "require_path",
            "assign_val_by_group", "present", "MANIFEST_COLUMNS", "relative_name", "load_json", "is_inside"]
@@ -217,25 +217,41 @@ class BenchmarkManifest:
         if self.root.is_dir() and is_inside(out, self.root):
             raise ValueError(f"{out} is inside the dataset root {self.root}; refusing to write there (the dataset's "
                              "own files stay untouched): expected --out outside the root, e.g. in the folder above it")
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite to replace it)")
         if not self.rows:
             raise ValueError(f"{self.dataset} at {self.root}: no videos found; nothing to write")
-        folder = out.parent if str(out.parent) else Path(".")
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{out.name}.partial-{os.getpid()}"
-        try:
-            with tmp.open("w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
-                writer.writerow(MANIFEST_COLUMNS)
-                for row in self.rows:
-                    source = _shown(row.source, folder) if row.source is not None else ""
-                    writer.writerow([_shown(row.path, folder), row.label, row.split, row.method, source, self.tag])
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return out
+
+        def lines(folder: Path) -> Iterator[list]:
+            for row in self.rows:
+                source = _shown(row.source, folder) if row.source is not None else ""
+                yield [_shown(row.path, folder), row.label, row.split, row.method, source, self.tag]
+
+        return write_csv_whole(out, MANIFEST_COLUMNS, lines, overwrite)
+
+
+def write_csv_whole(out: str | os.PathLike[str], header: Sequence[str], lines: Callable[[Path], Iterable[list]],
+                    overwrite: bool = False) -> Path:
+    """Write ``header`` and ``lines(folder)`` (``folder``: the file's, for relative paths) as CSV at
+    ``out``, through a temporary file beside it: the file appears complete or not at all.
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is False (checked before anything is written).
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    folder = out.parent if str(out.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{out.name}.partial-{os.getpid()}"
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(lines(folder))
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
 
 
 def assign_val_by_group(

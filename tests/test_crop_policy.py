@@ -147,6 +147,23 @@ def test_a_source_of_another_size_is_refused(real_and_fake, tmp_path):
         FaceClipLoader(num_snippets=2, size=(32, 32))(fake, boxes_from=two_people())
 
 
+@pytest.mark.parametrize("faces", ["largest", "all"])
+def test_a_source_of_another_size_or_unreadable_is_refused_by_both_passes(real_and_fake, tmp_path, faces):
+    """The single-face pass (source frames) and the track pass (source detections) refuse a source
+    of another frame size, and report an unreadable one as a source mismatch, not a raw error."""
+    from video_fixtures import two_people
+
+    _, fake = real_and_fake
+    loader = FaceClipLoader(num_snippets=2, size=(32, 32))
+    load = loader if faces == "largest" else loader.load_tracks
+    with pytest.raises(SourceMismatchError, match="expected the same frame size"):
+        load(fake, boxes_from=two_people())
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 64)
+    with pytest.raises(SourceMismatchError, match="its source video cannot be read"):
+        load(fake, boxes_from=broken)
+
+
 def test_failures_are_counted_by_reason_for_train_and_evaluate_logs():
     from dynsnip.engine.failures import FailedItem, count_reasons, describe_failures
 

@@ -17,9 +17,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -401,10 +402,10 @@ class FaceClipLoader:
         )
 
 
-def _source_frames(
-    path: object, source: str | os.PathLike[str], indices: Sequence[int], frame_size: tuple[int, int]
-) -> "np.ndarray":
-    """The source video's frames at ``indices`` (clamped to its length), for its face boxes."""
+@contextlib.contextmanager
+def _source_video(path: object, source: str | os.PathLike[str], frame_size: tuple[int, int]) -> Iterator[VideoReader]:
+    """The source video of the fake ``path``, open, checked to have the fake's frame size; any failure
+    reading it (inside the ``with`` block too) raised as a :class:`~dynsnip.data.errors.SourceMismatchError`."""
     from .errors import SourceMismatchError, VideoError
 
     try:
@@ -414,12 +415,20 @@ def _source_frames(
                     path, f"its source video {source} is {video.size[0]}x{video.size[1]}, the fake "
                     f"{frame_size[0]}x{frame_size[1]}; expected the same frame size to share face boxes"
                 )
-            last = video.num_frames - 1
-            return video.read([min(int(i), last) for i in indices])
+            yield video
     except SourceMismatchError:
         raise
     except VideoError as err:
         raise SourceMismatchError(path, f"its source video cannot be read: {err}") from err
+
+
+def _source_frames(
+    path: object, source: str | os.PathLike[str], indices: Sequence[int], frame_size: tuple[int, int]
+) -> "np.ndarray":
+    """The source video's frames at ``indices`` (clamped to its length), for its face boxes."""
+    with _source_video(path, source, frame_size) as video:
+        last = video.num_frames - 1
+        return video.read([min(int(i), last) for i in indices])
 
 
 TRACK_PASS_CHUNK = 16  # frames decoded (and looked-at frames detected) at once in the track pass
@@ -455,22 +464,10 @@ def _source_track_pass(
     path: object, source: str | os.PathLike[str], looked_at: list[int], frame_size: tuple[int, int], detector: Any
 ) -> tuple[dict[int, "np.ndarray"], dict[int, "np.ndarray"]]:
     """:func:`_track_pass` on a fake's source video, at the fake's looked-at frames (clamped to its length)."""
-    from .errors import SourceMismatchError, VideoError
-
-    try:
-        with VideoReader(source) as video:
-            if video.size != frame_size:
-                raise SourceMismatchError(
-                    path, f"its source video {source} is {video.size[0]}x{video.size[1]}, the fake "
-                    f"{frame_size[0]}x{frame_size[1]}; expected the same frame size to share face boxes"
-                )
-            last = video.num_frames - 1
-            inside = sorted({min(i, last) for i in looked_at})
-            found, signatures, _ = _track_pass(video, inside, set(), detector)
-    except SourceMismatchError:
-        raise
-    except VideoError as err:
-        raise SourceMismatchError(path, f"its source video cannot be read: {err}") from err
+    with _source_video(path, source, frame_size) as video:
+        last = video.num_frames - 1
+        inside = sorted({min(i, last) for i in looked_at})
+        found, signatures, _ = _track_pass(video, inside, set(), detector)
     return ({i: found[min(i, last)] for i in looked_at}, {i: signatures[min(i, last)] for i in looked_at})
 
 

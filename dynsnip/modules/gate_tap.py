@@ -43,8 +43,6 @@ has no autograd; :func:`gate_tap_available` says when it applies.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
@@ -63,10 +61,12 @@ _INT32_LIMIT = 2**31 - 1
 
 
 def _interpreting() -> bool:
-    """Whether Triton runs kernels in its interpreter (``TRITON_INTERPRET=1``: numpy on the CPU)."""
-    if triton is not None:
-        return bool(triton.knobs.runtime.interpret)
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+    """Whether Triton runs kernels in its interpreter (numpy on the CPU). ``triton.jit`` decides
+    when it decorates, and triton's own library functions (``tl.zeros``, ``tl.sigmoid``) are
+    decorated when triton is imported: so ``TRITON_INTERPRET=1`` must be set *before* triton is
+    imported, and must still be set now."""
+    return (triton is not None and bool(triton.knobs.runtime.interpret)
+            and not isinstance(tl.zeros, triton.runtime.JITFunction))
 
 
 def gate_tap_available(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
@@ -75,7 +75,8 @@ def gate_tap_available(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
     True for a CUDA tensor of a supported dtype (float32, float16, bfloat16), with triton
     importable, in inference (autograd off, or no input requires grad) and not while
     ``torch.compile`` traces (inductor fuses the plain ops itself there). On a CPU only under
-    Triton's interpreter (``TRITON_INTERPRET=1``), which is how the tests drive it.
+    Triton's interpreter (``TRITON_INTERPRET=1`` set before triton is imported), which is how
+    the tests drive it.
     """
     if triton is None or x.dtype not in SUPPORTED_DTYPES:
         return False
@@ -139,16 +140,15 @@ def gate_tap_triton(
         raise RuntimeError("gate_tap_triton is forward only (no autograd): an input requires grad; run it under "
                            "torch.no_grad()/torch.inference_mode() or use gate_tap_reference")
     g, p, kernel_size = _check_inputs(x, logits, kernel, out)
+    for name, t in (("x", x), ("logits", logits)):
+        if out is not None and _may_overlap(out, t):
+            raise ValueError(f"gate_tap_triton: out overlaps {name} (the kernel reads {name} at neighbouring "
+                             f"frames while it writes out): give out memory of its own")
     if x.device.type != "cuda" and not (x.device.type == "cpu" and _interpreting()):
-        raise RuntimeError(f"gate_tap_triton runs CUDA tensors (a CPU tensor only under Triton's interpreter, "
-                           f"TRITON_INTERPRET=1), got a tensor on {x.device}")
+        raise RuntimeError(f"gate_tap_triton runs CUDA tensors (a CPU tensor only under Triton's interpreter: "
+                           f"TRITON_INTERPRET=1 set before triton is imported), got a tensor on {x.device}")
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_result_format(x))
-    else:
-        for name, t in (("x", x), ("logits", logits)):
-            if _may_overlap(out, t):
-                raise ValueError(f"gate_tap_triton: out overlaps {name} (the kernel reads {name} at neighbouring "
-                                 f"frames while it writes out): give out memory of its own")
     if out.numel() == 0:
         return out
     b, _, frames, h, w = x.shape
@@ -302,8 +302,8 @@ _KERNELS: dict = {}
 
 
 def _kernel():
-    """The jitted kernel, made on first use: ``triton.jit`` decides between compiler and
-    interpreter (``TRITON_INTERPRET``) when it decorates, so one is kept for each mode."""
+    """The jitted kernel, made on first use (``triton.jit`` decides between compiler and
+    interpreter when it decorates: one is kept for each mode)."""
     mode = _interpreting()
     if mode not in _KERNELS:
         _KERNELS[mode] = triton.jit(_gate_tap_program)

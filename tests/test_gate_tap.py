@@ -213,6 +213,18 @@ def partial_blocks_on_both_axes() -> None:
 
 
 @interpreter_check
+def int64_offsets() -> None:
+    """The 64-bit offset variant (taken for views that span 2**31 elements or more), forced."""
+    x, logits, kernel = inputs(t=4, k=3, p=2)
+    limit = gate_tap._INT32_LIMIT
+    gate_tap._INT32_LIMIT = 16
+    try:
+        assert_matches(gate_tap_triton(x, logits, kernel), gate_tap_reference(x, logits, kernel))
+    finally:
+        gate_tap._INT32_LIMIT = limit
+
+
+@interpreter_check
 def snippets_apart() -> None:
     snippets_stay_apart(gate_tap_triton)
 

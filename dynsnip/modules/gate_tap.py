@@ -43,6 +43,8 @@ has no autograd; :func:`gate_tap_available` says when it applies.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 
@@ -167,14 +169,15 @@ def gate_tap_triton(
     else:
         kernel_arg, kernel_strides = kernel, kernel.stride()
     grid = (triton.cdiv(positions, block_p), triton.cdiv(g, block_c))
-    _kernel()[grid](
-        x, logits, kernel_arg, out,
-        positions, g, frames, h, w,
-        *x.stride(), *logits.stride(), *kernel_strides, *out.stride(),
-        P=p, K=kernel_size, HAS_KERNEL=kernel is not None, WIDE=wide,
-        BLOCK_P=block_p, BLOCK_C=block_c,
-        num_warps=4,
-    )
+    with torch.cuda.device(x.device) if x.is_cuda else nullcontext():  # launch on x's GPU, not the current one
+        _kernel()[grid](
+            x, logits, kernel_arg, out,
+            positions, g, frames, h, w,
+            *x.stride(), *logits.stride(), *kernel_strides, *out.stride(),
+            P=p, K=kernel_size, HAS_KERNEL=kernel is not None, WIDE=wide,
+            BLOCK_P=block_p, BLOCK_C=block_c,
+            num_warps=4,
+        )
     return out
 
 

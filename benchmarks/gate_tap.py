@@ -230,26 +230,33 @@ def table(config: str, rows: list[dict], total: dict) -> str:
     return "\n".join(lines)
 
 
+FULL = dict(arch="dil_resnet50", clips=16, frames=16, size=224, repeats=20, warmup=3, inner=10)
+QUICK = dict(arch="dil_resnet18", clips=2, frames=8, size=32, repeats=3, warmup=1, inner=2)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cuda (default where available: eager and Triton) or cpu (eager and the reference only)")
-    p.add_argument("--arch", default="dil_resnet50", help="the DIL model whose Intra-SIMs give the shapes")
+    p.add_argument("--arch", help="the DIL model whose Intra-SIMs give the shapes (default dil_resnet50)")
     p.add_argument("--configs", default="default,paper", help="module configurations, comma separated: default, paper")
-    p.add_argument("--clips", type=int, default=16, help="clips per batch (default 16)")
-    p.add_argument("--frames", type=int, default=16, help="U*T frames per clip (default 16)")
-    p.add_argument("--size", type=int, default=224, help="frame size in px (default 224)")
+    p.add_argument("--clips", type=int, help="clips per batch (default 16)")
+    p.add_argument("--frames", type=int, help="U*T frames per clip (default 16)")
+    p.add_argument("--size", type=int, help="frame size in px (default 224)")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="x and logits (default bf16)")
-    p.add_argument("--repeats", type=int, default=20, help="timed samples per variant (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
-    p.add_argument("--inner", type=int, default=10, help="back-to-back calls per sample (default 10)")
+    p.add_argument("--repeats", type=int, help="timed samples per variant (default 20)")
+    p.add_argument("--warmup", type=int, help="untimed calls first (default 3)")
+    p.add_argument("--inner", type=int, help="back-to-back calls per sample (default 10)")
     p.add_argument("--json", default=None, help="write every figure here")
-    p.add_argument("--quick", action="store_true",
-                   help="dil_resnet18, 2 clips of 8 frames at 32 px, few repeats: a smoke test")
+    p.add_argument("--quick", action="store_true", help="a smoke test: defaults " + ", ".join(
+        f"--{k} {v}" for k, v in QUICK.items()) + " (each can still be given)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.arch, args.clips, args.frames, args.size = "dil_resnet18", 2, 8, 32
-        args.repeats, args.warmup, args.inner = 3, 1, 2
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for config in args.configs.split(","):
+        if config not in ("default", "paper"):
+            p.error(f"--configs: unknown configuration {config!r} (default, paper)")
     return args
 
 

@@ -272,6 +272,25 @@ def no_grad_inputs_that_require_grad() -> None:
         assert_matches(gate_tap_triton(x, logits, kernel), gate_tap_reference(x, logits, kernel))
 
 
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("gate_tap_benchmark", ROOT / "benchmarks" / "gate_tap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+QUICK_BENCH = ["--device", "cpu", "--quick", "--repeats", "1", "--warmup", "0", "--inner", "1"]
+
+
+@interpreter_check
+def benchmark_fused_path() -> None:
+    """benchmarks/gate_tap.py's GPU path (the kernel, its agreement check), on the interpreter."""
+    report = load_benchmark().main(QUICK_BENCH + ["--configs", "default"])
+    rows = report["configs"]["default"]["sims"]
+    assert report["fused"] and report["configs"]["default"]["total"]["ok"]
+    assert all(r["ok"] and r["triton_ops"] == 1 and r["eager_ops"] > 1 and r["triton_ms"] > 0 for r in rows)
+
+
 def run_interpreter_checks() -> dict[str, str]:
     """Every check of INTERPRETER_CHECKS: ``"ok"`` or the end of its traceback."""
     torch.set_num_threads(1)
@@ -358,6 +377,18 @@ def test_out_that_overlaps_an_input_is_refused():
         gate_tap_triton(x, logits, kernel, out=logits[:, :6])
     for fine in (parent[:, 8:14], parent[:, 18:24], torch.empty_like(x)):
         assert not gate_tap._may_overlap(fine, x)
+
+
+def test_benchmark_runs_the_eager_tail_on_cpu(monkeypatch, capsys):
+    """benchmarks/gate_tap.py --device cpu --quick: the eager tail and the reference, at the shapes
+    of dil_resnet18's Intra-SIMs (the paper's module: Eq. 5 on all C/2 channels)."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    report = load_benchmark().main(QUICK_BENCH + ["--configs", "paper"])
+    rows = report["configs"]["paper"]["sims"]
+    assert not report["fused"] and len(rows) == 4
+    assert [r["g"] for r in rows] == [r["channels"] // 2 for r in rows]
+    assert all(r["B"] == 2 * 8 // r["T"] and r["eager_ops"] > 1 and r["max_abs_eager"] < 0.1 for r in rows)
+    assert "eager ms" in capsys.readouterr().out
 
 
 def test_module_imports_and_falls_back_without_triton(monkeypatch):

@@ -29,17 +29,18 @@ channels_last_3d volume (channel stride 1, a batch stride of the whole tensor).
 
 What is fused, and why
 ----------------------
-On a GPU the eager tail (``IntraSIM.forward_volume`` from the recovery conv to ``O_2``) is about
-ten kernel launches, each reading and writing full-size maps: sigmoid, chunk, product, addcmul,
-pad, the window view, the product with the kernel, the sum, and the permutes around them. Here
-it is one launch that reads ``x`` and the logits once per tap (the neighbouring frames' reads hit
-the cache) and writes ``o`` once. One program handles a block of ``(b, t, h, w)`` positions times
+On a GPU the eager tail (``IntraSIM.forward_volume`` from the recovery conv to ``O_2``) is twelve
+aten ops, each a host dispatch: seven kernels, six of which read and write full-size maps
+(sigmoid, the product of the two maps, addcmul, pad, the product with the kernel, the sum; and
+the kernel's cast to ``x.dtype``), and five views (chunk, the window view, the permutes around it).
+Here it is one launch that reads ``x`` and the logits once per tap (the neighbouring frames'
+reads hit the cache) and writes ``o`` once. One program handles a block of ``(b, t, h, w)`` positions times
 a block of channels, the channel the fastest axis (the memory order of channels_last_3d).
 
 :func:`gate_tap_reference` is the same computation in plain torch ops, simple and slow: it is
 the check (``tests/test_gate_tap.py`` runs the kernel under Triton's interpreter,
-``TRITON_INTERPRET=1``, on CPU tensors, against it) and the fallback. Forward only: the kernel
-has no autograd; :func:`gate_tap_available` says when it applies.
+``TRITON_INTERPRET=1``, on CPU tensors, against it). Forward only: the kernel has no autograd;
+:func:`gate_tap_available` says when it applies (elsewhere the module's eager ops run).
 """
 from __future__ import annotations
 
@@ -51,9 +52,12 @@ import torch.nn.functional as F
 try:  # optional: CUDA builds of torch bring triton; CPU-only installs may not have it
     import triton
     import triton.language as tl
-except ImportError:  # pragma: no cover - exercised where triton is missing
+
+    _NO_TRITON = ""
+except Exception as error:  # missing, or an install that does not import: the eager ops run instead
     triton = None
     tl = None
+    _NO_TRITON = f"{type(error).__name__}: {error}"
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # a block of about this many (position, channel) elements per program, channels up to MAX_BLOCK_C
@@ -136,7 +140,8 @@ def gate_tap_triton(
     inputs of the wrong shape, dtype or device, or an ``out`` that overlaps an input.
     """
     if triton is None:
-        raise RuntimeError("gate_tap_triton needs triton (pip install triton; CUDA builds of torch bring it)")
+        raise RuntimeError(f"gate_tap_triton needs triton (pip install triton; CUDA builds of torch bring it); "
+                           f"import triton failed: {_NO_TRITON}")
     tensors = [t for t in (x, logits, kernel, out) if t is not None]
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         raise RuntimeError("gate_tap_triton is forward only (no autograd): an input requires grad; run it under "

@@ -43,13 +43,16 @@ def volume(b: int, c: int, t: int, h: int, w: int, layout: str, dtype=torch.floa
 
 
 def inputs(b=2, g=6, t=4, h=3, w=5, p=2, k: int | None = 3, dtype=torch.float32, logit_dtype=None,
-           layout="slice", seed=0):
-    """``x (b, g, t, h, w)``, ``logits (b, p g, t, h, w)``, a softmaxed ``kernel (b, g, k)`` or None.
-    The defaults: 120 positions and 6 channels, no multiple of any block."""
+           layout="slice", seed=0, kernel_dtype=torch.float32, kernel_transposed=False):
+    """``x (b, g, t, h, w)``, ``logits (b, p g, t, h, w)``, a softmaxed ``kernel (b, g, k)`` or None
+    (``kernel_transposed``: a view of a ``(b, k, g)`` tensor). The defaults: 120 positions and 6
+    channels, no multiple of any block."""
     torch.manual_seed(seed)
     x = volume(b, g, t, h, w, layout, dtype, offset=7)
     logits = volume(b, p * g, t, h, w, layout, logit_dtype or dtype, offset=3, scale=2.0)
-    kernel = None if k is None else torch.softmax(torch.randn(b, g, k) * 2, -1)
+    kernel = None if k is None else torch.softmax(torch.randn(b, g, k) * 2, -1).to(kernel_dtype)
+    if kernel_transposed and kernel is not None:
+        kernel = kernel.transpose(1, 2).contiguous().transpose(1, 2)
     return x, logits, kernel
 
 
@@ -176,6 +179,8 @@ CASES = {
     "T4_k3_P2_bf16_float32_logits": dict(t=4, k=3, p=2, dtype=torch.bfloat16, logit_dtype=torch.float32),
     "T4_k3_P1_fp16_contiguous": dict(t=4, k=3, p=1, dtype=torch.float16, layout="contiguous"),
     "T8_k3_P2_fp16_slice": dict(t=8, k=3, p=2, dtype=torch.float16),
+    "T4_k3_P2_bf16_kernel_strided": dict(t=4, k=3, p=2, dtype=torch.bfloat16, kernel_dtype=torch.bfloat16,
+                                         kernel_transposed=True),
 }
 
 

@@ -230,6 +230,14 @@ def int64_offsets() -> None:
 
 
 @interpreter_check
+def empty_volumes() -> None:
+    """No channels, or no snippets: an empty result of the right shape, nothing launched."""
+    for b, g in ((2, 0), (0, 3)):
+        x, logits, kernel = torch.randn(b, g, 4, 3, 5), torch.randn(b, 2 * g, 4, 3, 5), torch.rand(b, g, 3)
+        assert gate_tap_triton(x, logits, kernel).shape == x.shape == gate_tap_reference(x, logits, kernel).shape
+
+
+@interpreter_check
 def snippets_apart() -> None:
     snippets_stay_apart(gate_tap_triton)
 

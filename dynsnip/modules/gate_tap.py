@@ -218,7 +218,7 @@ def _check_inputs(
     for name, t in (("logits", logits), ("kernel", kernel), ("out", out)):
         if t is not None and t.device != x.device:
             raise ValueError(f"{name} is on {t.device}, x on {x.device}: all inputs must be on one device")
-    return g, logits.shape[1] // g, kernel_size
+    return g, (logits.shape[1] // g if g else 1), kernel_size
 
 
 def _result_format(x: torch.Tensor) -> torch.memory_format:

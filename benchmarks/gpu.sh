@@ -5,6 +5,8 @@
 #   1. eager:    dil_resnet50 (defaults), dil_resnet50@paper (the paper's module), resnet50, tsm_resnet50
 #   2. compiled: dil_resnet50, resnet50                      (torch.compile, fullgraph, inductor)
 #   3. compiled: dil_resnet50@paper, resnet50                (resnet50 from inductor's cache of step 2)
+#   4. the Intra-SIM's elementwise tail, eager ops against the fused Triton kernel, per Intra-SIM of
+#      dil_resnet50 (defaults and the paper's module): benchmarks/gate_tap.py -> gpu_gate_tap.json
 # Each step has its own time limit, so that a slow step still leaves the others' results. Writes
 # gpu_*.json / .md / .log to $OUT (default benchmarks/results), then benchmarks/gpu_report.py puts
 # every figure into docs/performance.md (a copy lands in $OUT too).
@@ -22,14 +24,19 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
     DIL=dil_resnet18; BASE=resnet18
     COMMON=(--device cpu --frames 8 --size 32 --batch 2 --infer-batch 2 --repeats 1 --warmup 1 --baseline "$BASE" --threads 1)
     COMPILE=(--compile --compile-backend eager)
-    LIMITS=(600 600 600)
+    LIMITS=(600 600 600 120)
+    GATE_TAP=(--device cpu --quick)
     DOC="$OUT/performance.md"; cp docs/performance.md "$DOC"
 else
     DIL=dil_resnet50; BASE=resnet50
     COMMON=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --infer-batch 16
             --repeats 10 --warmup 2 --baseline "$BASE")
     COMPILE=(--compile)
-    LIMITS=(140 230 150)
+    # Step 4's 40 s come out of step 2 (230 -> 190 s), the largest limit: the limits must add up to less
+    # than 9 minutes with the report after them (140 + 190 + 150 + 40 = 520 s). A step that runs out of
+    # time ends with rc=124 and leaves the other steps' results.
+    LIMITS=(140 190 150 40)
+    GATE_TAP=(--device cuda --dtype bf16 --clips 16 --frames 16 --size 224 --repeats 10 --warmup 3 --inner 10)
     DOC=docs/performance.md
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 fi
@@ -45,6 +52,11 @@ step() {  # name, time limit, efficiency.py arguments...
 step gpu_eager "${LIMITS[0]}" --models "$DIL,$DIL@paper,$BASE,tsm_$BASE"
 step gpu_compiled "${LIMITS[1]}" "${COMPILE[@]}" --models "$DIL,$BASE"
 step gpu_compiled_paper "${LIMITS[2]}" "${COMPILE[@]}" --models "$DIL@paper,$BASE"
+
+start=$SECONDS  # 4. the fused Intra-SIM tail (exits 1 if the kernel disagrees with its reference)
+timeout "${LIMITS[3]}" "$PY" benchmarks/gate_tap.py "${GATE_TAP[@]}" --arch "$DIL" \
+    --json "$OUT/gpu_gate_tap.json" > "$OUT/gpu_gate_tap.md" 2> "$OUT/gpu_gate_tap.log"
+echo "gpu_gate_tap: rc=$? in $((SECONDS - start)) s"; cat "$OUT/gpu_gate_tap.md"
 
 "$PY" benchmarks/gpu_report.py --results "$OUT" --doc "$DOC" --dil "$DIL" --baseline "$BASE"
 [ "$DOC" = "$OUT/performance.md" ] || cp "$DOC" "$OUT/performance.md"

@@ -32,6 +32,28 @@ def load(results: Path) -> dict[str, dict[str, Any]]:
     return runs
 
 
+def fused_tail(results: Path) -> list[str]:
+    """Lines for step 4 (``benchmarks/gate_tap.py``: the Intra-SIMs' eager tail against the fused
+    Triton kernel), or none when it did not run."""
+    path = results / "gpu_gate_tap.json"
+    if not path.is_file():
+        return ["", "Step 4 (the fused Intra-SIM tail, `benchmarks/gate_tap.py`): not measured (no `gpu_gate_tap.json`)."]
+    run = json.loads(path.read_text())
+    if not run.get("fused"):
+        return ["", "Step 4 (the fused Intra-SIM tail): ran without the Triton path (no CUDA or no triton): not measured."]
+    lines = ["", f"Step 4, the Intra-SIMs' elementwise tail (Eq. 5: sigmoids, gate, learnable kernel), eager ops "
+             f"against the fused Triton kernel (`dynsnip/modules/gate_tap.py`), summed over the Intra-SIMs of "
+             f"{run['arch']} ({run['clips']} clips of {run['frames']} frames at {run['size']} px, {run['dtype']}, "
+             f"triton {run['triton']}):", "",
+             "| module | eager ms | eager ops | fused ms | fused launches | eager / fused | agrees with the reference |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for config, res in run["configs"].items():
+        t, sims = res["total"], res["sims"]
+        lines.append(f"| {config} | {t['eager_ms']:.3f} | {t['eager_ops']} | {t['triton_ms']:.3f} | {len(sims)} | "
+                     f"{t['ratio']:.2f} | {'yes' if t['ok'] else '**no**'} |")
+    return lines
+
+
 def rows(runs: dict[str, dict[str, Any]], baseline: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(mode, model, figures with ratios to the baseline of the same run) for every measured model."""
     out = []
@@ -46,13 +68,15 @@ def rows(runs: dict[str, dict[str, Any]], baseline: str) -> list[tuple[str, str,
     return out
 
 
-def section(runs: dict[str, dict[str, Any]], dil: str, baseline: str) -> str:
+def section(runs: dict[str, dict[str, Any]], dil: str, baseline: str, tail: list[str] | None = None) -> str:
     lines = [BEGIN, "", "### Issue 24 figures (`benchmarks/gpu.sh`)", ""]
-    if not runs:
+    if not runs and not (tail and tail[-1].startswith("|")):
         lines += ["**Not measured yet.** No GPU was at hand when the SIMs were rewritten (issue 24): the CPU "
                   "proxies above are what was measured. `bash benchmarks/gpu.sh` fills this section in "
                   "(one short loan, under 9 minutes on an H200).", "", END]
         return "\n".join(lines)
+    if not runs:
+        return "\n".join(lines + ["Steps 1-3 (eager and compiled models): not measured.", *(tail or []), "", END])
     first = next(iter(runs.values()))
     env, a = first["env"], first["args"]
     lines += [f"{env['device']}, torch {env['torch']}, bf16 autocast {a['amp']}, channels_last {a['channels_last']}, "
@@ -81,7 +105,7 @@ def section(runs: dict[str, dict[str, Any]], dil: str, baseline: str) -> str:
     missing = [name for name, _ in STEPS if name not in runs]
     if missing:
         lines += ["", "Not measured (step ran out of time or failed): " + ", ".join(missing) + "."]
-    lines += ["", END]
+    lines += [*(tail or []), "", END]
     return "\n".join(lines)
 
 
@@ -100,7 +124,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--dil", default="dil_resnet50")
     p.add_argument("--baseline", default="resnet50")
     args = p.parse_args(argv)
-    text = section(load(args.results), args.dil, args.baseline)
+    text = section(load(args.results), args.dil, args.baseline, fused_tail(args.results))
     update(args.doc, text)
     print(text)
     return text

@@ -12,7 +12,8 @@ them, in one process, for DIL against its 2D backbone on the same frames:
   autocast, views and allocations left out (``view``, ``slice``, ``permute``, ``empty`` ...):
   what launches work on a GPU;
 
-each for float32 inference, bf16-autocast inference and a bf16-autocast forward + backward.
+each for float32 inference, bf16-autocast inference and a bf16-autocast forward + backward (through
+the Intra-SIMs' volume path, as on a GPU: ``IntraSIM.cpu_training_path = "volume"`` while counting).
 
 ``--traffic``: bytes read and written by the non-view ops of each SIM's forward (inputs and
 outputs of every op, weights included), in units of ``F``, the SIM's input feature map, at the
@@ -24,6 +25,7 @@ Usage::
 
     python benchmarks/op_counts.py --json benchmarks/results/cpu_op_counts.json
     python benchmarks/op_counts.py --quick     # dil_resnet18, small frames: a smoke test
+    TRITON_INTERPRET=1 python benchmarks/op_counts.py --triton-tail   # + the fused tail of a GPU's inference
 """
 from __future__ import annotations
 
@@ -51,7 +53,12 @@ NO_KERNEL = {
     "_to_copy_noop", "new_empty", "new_empty_strided", "resize_", "set_", "result_type", "item",
     "_local_scalar_dense", "_has_compatible_shallow_copy_type", "view_as", "expand_as", "movedim",
     "swapaxes", "_nested_tensor_from_mask", "diagonal", "contiguous_noop",
+    "_record_function_enter_new", "_record_function_exit",  # profiler bookkeeping (--triton-tail's marker)
 }
+
+
+FUSED_TAIL = "dynsnip::gate_tap_triton"  # the fused Intra-SIM tail's launch, counted as one op and one kernel
+_ACTIVE: list["_Kernels"] = []
 
 
 class _Kernels(TorchDispatchMode):
@@ -61,6 +68,14 @@ class _Kernels(TorchDispatchMode):
         super().__init__()
         self.kernels = collections.Counter()
         self.bytes = 0
+
+    def __enter__(self):
+        _ACTIVE.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _ACTIVE.remove(self)
+        return super().__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -96,9 +111,41 @@ def profiled_ops(fn: Callable[[], Any]) -> collections.Counter:
         fn()
     names = collections.Counter()
     for e in prof.events():
-        if e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")):
-            names[e.name[len("aten::"):]] += 1
+        if e.name == FUSED_TAIL:
+            names["gate_tap_triton"] += 1
+        elif e.name.startswith("aten::") and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")):
+            if not _inside_fused_tail(e):
+                names[e.name[len("aten::"):]] += 1
     return names
+
+
+def _inside_fused_tail(event) -> bool:
+    """Whether a profiler event ran inside the fused tail's launch (Triton's interpreter, which stands
+    in for the GPU here, runs torch ops of its own there)."""
+    while event is not None:
+        if event.name == FUSED_TAIL:
+            return True
+        event = event.cpu_parent
+    return False
+
+
+def count_fused_tail() -> Callable[[], None]:
+    """Make the Intra-SIMs' fused tail (``gate_tap``) count as one op and one kernel, the
+    launch it is on a GPU; returns the function that undoes it. Needs ``TRITON_INTERPRET=1``."""
+    import dynsnip.modules.intra_sim as intra_sim
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    real = intra_sim.gate_tap
+
+    def launch(*args, **kwargs):
+        with torch.profiler.record_function(FUSED_TAIL), _disable_current_modes():
+            out = real(*args, **kwargs)
+        for mode in _ACTIVE:
+            mode.kernels["gate_tap_triton"] += 1
+        return out
+
+    intra_sim.gate_tap = launch
+    return lambda: setattr(intra_sim, "gate_tap", real)
 
 
 def kernels(fn: Callable[[], Any]) -> tuple[collections.Counter, int]:
@@ -112,8 +159,8 @@ def _autocast(bf16: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def count_model(model: nn.Module, clip: torch.Tensor) -> dict[str, Any]:
-    """ops / kernels of one forward (float32, bf16) and one bf16 forward + backward."""
+def count_model(model: nn.Module, clip: torch.Tensor, train_step: bool = True) -> dict[str, Any]:
+    """ops / kernels of one forward (float32, bf16) and (``train_step``) one bf16 forward + backward."""
     res: dict[str, Any] = {}
     model.eval()
     for label, bf16 in (("fp32_inference", False), ("bf16_inference", True)):
@@ -125,15 +172,24 @@ def count_model(model: nn.Module, clip: torch.Tensor) -> dict[str, Any]:
         kern, _ = kernels(fwd)
         res[label] = {"ops": sum(ops.values()), "kernels": sum(kern.values()),
                       "ops_by_name": dict(ops.most_common()), "kernels_by_name": dict(kern.most_common())}
+    if not train_step:
+        return res
     model.train()
 
     def step() -> None:
         with _autocast(True):
             y = model(clip)
         y.float().sum().backward()
-    step()
-    ops = profiled_ops(step)
-    kern, _ = kernels(step)
+    # the path a GPU's training step takes (a CPU's eager training takes the frame path by default)
+    from dynsnip import IntraSIM
+
+    path, IntraSIM.cpu_training_path = IntraSIM.cpu_training_path, "volume"
+    try:
+        step()
+        ops = profiled_ops(step)
+        kern, _ = kernels(step)
+    finally:
+        IntraSIM.cpu_training_path = path
     model.zero_grad(set_to_none=True)
     res["bf16_train_step"] = {"ops": sum(ops.values()), "kernels": sum(kern.values())}
     model.eval()
@@ -217,6 +273,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="torch threads (default 1; with 1 thread PyTorch's CPU backend runs small 1x1 convs "
                         "without oneDNN and returns them in NCHW order, which no GPU backend does)")
     p.add_argument("--quick", action="store_true", help="dil_resnet18 / resnet18, 8 frames of 32 px")
+    p.add_argument("--triton-tail", action="store_true",
+                   help="also count the DIL models with the Intra-SIMs' fused Triton tail (the GPU's inference "
+                        "path), its launch as one op; needs TRITON_INTERPRET=1 (Triton's interpreter runs it here)")
     args = p.parse_args(argv)
     if args.quick:
         args.arch, args.baseline, args.frames, args.size, args.traffic_size = "dil_resnet18", "resnet18", 8, 32, 32
@@ -239,9 +298,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clip = torch.randn(1, 3, args.frames, args.size, args.size)
     report: dict[str, Any] = {"label": args.label, "torch": torch.__version__, "frames": args.frames,
                               "size": args.size, "models": {}}
+    from dynsnip import IntraSIM
+
+    IntraSIM.triton_tail = False  # the plain PyTorch path (under TRITON_INTERPRET=1 the CPU could fuse)
     for name, model in models.items():
         print(f"counting {name}", file=sys.stderr, flush=True)
         report["models"][name] = count_model(model, clip)
+    if args.triton_tail:  # the same models with the fused tail: the interpreter stands in for the GPU
+        from dynsnip.modules.gate_tap import _interpreting
+
+        if not _interpreting():
+            raise SystemExit("--triton-tail counts the fused tail through Triton's interpreter: run with "
+                             "TRITON_INTERPRET=1 set (before Python starts)")
+        IntraSIM.triton_tail = True
+        undo = count_fused_tail()
+        try:
+            for name in (f"{args.arch} (defaults)", f"{args.arch} (paper's module)"):
+                print(f"counting {name}, fused tail", file=sys.stderr, flush=True)
+                report["models"][f"{name}, fused tail"] = count_model(models[name], clip, train_step=False)
+        finally:
+            undo()
+            IntraSIM.triton_tail = False
     base = report["models"][args.baseline]
     lines = [f"aten ops per forward, clip 1x3x{args.frames}x{args.size}x{args.size} (x = ratio to {args.baseline})", "",
              "| model | fp32 ops | x | fp32 kernels | x | bf16 ops | x | bf16 kernels | x | bf16 fwd+bwd ops | x | bf16 fwd+bwd kernels | x |",
@@ -250,6 +327,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cells = []
         for mode in ("fp32_inference", "bf16_inference", "bf16_train_step"):
             for what in ("ops", "kernels"):
+                if mode not in res:  # the fused tail: inference only
+                    cells += ["-", "-"]
+                    continue
                 cells += [str(res[mode][what]), f"{res[mode][what] / base[mode][what]:.2f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if args.traffic:

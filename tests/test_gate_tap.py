@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,7 @@ import pytest
 import torch
 
 import dynsnip.modules.gate_tap as gate_tap
+import dynsnip.modules.intra_sim as intra_sim_module
 from dynsnip.modules.gate_tap import gate_tap_available, gate_tap_reference, gate_tap_triton
 from dynsnip.modules.temporal_ops import dynamic_tap_conv
 
@@ -285,6 +287,107 @@ def no_grad_inputs_that_require_grad() -> None:
         assert_matches(gate_tap_triton(x, logits, kernel), gate_tap_reference(x, logits, kernel))
 
 
+def _model_fused_against_plain(options: dict, fp16: bool = False) -> None:
+    """``IntraSIM`` in eval inference: with the fused tail (``triton_tail``, the interpreter standing
+    in for the GPU) the same outputs as with PyTorch's ops, and the kernel was what ran."""
+    from dynsnip import IntraSIM
+
+    torch.manual_seed(0)
+    sim = IntraSIM(32, 4, reduction=4, **options).eval()
+    with torch.no_grad():
+        for param in sim.parameters():
+            param.copy_(torch.randn_like(param) * 0.4)
+    x = torch.randn(3 * 4, 32, 5, 6).contiguous(memory_format=torch.channels_last)
+    calls = []
+    real = intra_sim_module.gate_tap
+    intra_sim_module.gate_tap = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        with torch.no_grad(), (torch.autocast("cpu", dtype=torch.float16) if fp16 else nullcontext()):
+            IntraSIM.triton_tail = False
+            plain = sim(x)
+            IntraSIM.triton_tail = True
+            fused = sim(x)
+    finally:
+        intra_sim_module.gate_tap = real
+        IntraSIM.triton_tail = True
+    assert calls == [1], calls
+    assert fused.is_contiguous(memory_format=torch.channels_last)
+    if fp16:
+        torch.testing.assert_close(fused.float(), plain.float(), rtol=2e-3, atol=2e-3)
+    else:
+        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+
+
+@interpreter_check
+def intra_sim_fused_tail_defaults() -> None:
+    _model_fused_against_plain({})
+
+
+@interpreter_check
+def intra_sim_fused_tail_paper_module() -> None:
+    _model_fused_against_plain({"motion_fraction": 0.0})
+
+
+@interpreter_check
+def intra_sim_fused_tail_no_coordinate_attention_no_kernel() -> None:
+    _model_fused_against_plain({"coord_attention": False, "learnable_kernel": False, "edge": "frame"})
+
+
+@interpreter_check
+def intra_sim_fused_tail_fp16_float32_region() -> None:
+    """fp16 autocast: the logits come out of the float32 difference region, x2 is float16."""
+    _model_fused_against_plain({}, fp16=True)
+
+
+@interpreter_check
+def dil_model_with_the_fused_tail() -> None:
+    """A whole dil_resnet18 (4 Intra-SIMs) gives the plain path's logits."""
+    import timm
+
+    import dynsnip  # noqa: F401  (registers dil_*)
+    from dynsnip import IntraSIM
+
+    torch.manual_seed(0)
+    model = timm.create_model("dil_resnet18", num_classes=2, zero_init_last=False).eval()
+    clip = torch.randn(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        IntraSIM.triton_tail = False
+        plain = model(clip)
+        IntraSIM.triton_tail = True
+        fused = model(clip)
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)
+
+
+@interpreter_check
+def first_use_check_turns_a_disagreeing_kernel_off() -> None:
+    """gate_tap (what the Intra-SIM calls) checks the kernel against the reference on its first use on a
+    device and dtype: a kernel that disagrees is reported once and not used again; the results are the
+    reference's, never the wrong kernel's."""
+    import warnings
+
+    x, logits, kernel = inputs()
+    want = gate_tap_reference(x, logits, kernel)
+    real, calls = gate_tap.gate_tap_triton, []
+    gate_tap._VERIFIED.clear()
+    try:
+        gate_tap.gate_tap_triton = lambda *a, **k: calls.append(1) or real(*a, **k)
+        assert_matches(gate_tap.gate_tap(x, logits, kernel), want)  # agrees: checked once, then trusted
+        assert_matches(gate_tap.gate_tap(x, logits, kernel), want)
+        assert calls == [1, 1] and gate_tap._VERIFIED == {("cpu", torch.float32): True}
+        gate_tap._VERIFIED.clear()
+        calls.clear()
+        gate_tap.gate_tap_triton = lambda *a, **k: calls.append(1) or real(*a, **k) * 1.01  # a wrong kernel
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert_matches(gate_tap.gate_tap(x, logits, kernel), want)
+            assert_matches(gate_tap.gate_tap(x, logits, kernel), want)
+        assert calls == [1], calls  # not used again
+        assert len(caught) == 1 and "disagrees" in str(caught[0].message)
+    finally:
+        gate_tap.gate_tap_triton = real
+        gate_tap._VERIFIED.clear()
+
+
 def load_benchmark():
     spec = importlib.util.spec_from_file_location("gate_tap_benchmark", ROOT / "benchmarks" / "gate_tap.py")
     module = importlib.util.module_from_spec(spec)
@@ -418,6 +521,28 @@ def test_module_imports_and_falls_back_without_triton(monkeypatch):
     torch.testing.assert_close(module.gate_tap_reference(x, logits, kernel), gate_tap_reference(x, logits, kernel))
     with pytest.raises(RuntimeError, match="needs triton"):
         module.gate_tap_triton(x, logits, kernel)
+
+
+def test_gpu_report_writes_the_fused_tail_figures(tmp_path):
+    """benchmarks/gpu_report.py puts step 4's figures (gpu_gate_tap.json) into the doc's GPU section,
+    and says "not measured" for what did not run."""
+    spec = importlib.util.spec_from_file_location("gpu_report", ROOT / "benchmarks" / "gpu_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"before\n{report.BEGIN}\nold\n{report.END}\nafter\n")
+    report.main(["--results", str(tmp_path), "--doc", str(doc)])
+    assert "Not measured yet" in doc.read_text()
+    sims = [{"ok": True}] * 3
+    (tmp_path / "gpu_gate_tap.json").write_text(json.dumps({
+        "fused": True, "arch": "dil_resnet50", "clips": 16, "frames": 16, "size": 224, "dtype": "bf16",
+        "triton": "3.8.0", "configs": {"default": {"sims": sims, "total": {
+            "eager_ms": 1.5, "eager_ops": 36, "triton_ms": 0.5, "ratio": 3.0, "ok": True}}}}))
+    report.main(["--results", str(tmp_path), "--doc", str(doc)])
+    text = doc.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert "| default | 1.500 | 36 | 0.500 | 3 | 3.00 | yes |" in text
+    assert "Steps 1-3 (eager and compiled models): not measured." in text
 
 
 if __name__ == "__main__":  # the interpreter checks, run by interpreter_report with TRITON_INTERPRET=1

@@ -6,6 +6,8 @@ axes would not go unnoticed.
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -98,10 +100,14 @@ def test_intra_sim_matches_the_equations(options):
     {"conv_u": "dense"}, {"conv_u": "dense", "snippet_kernel_size": 5},
 ])
 def test_inter_sim_matches_the_equations(options):
+    """Against the equations in float64: the module composes convs (Eq. 10's 1x1 into Eq. 8-9's), which
+    rounds differently in float32, so the tolerance is float32's on outputs of this size (up to ~60)."""
     sim = randomise(InterSIM(C, snippet_len=T, **options))
     x = frames(2, 5)
     with torch.no_grad():
-        torch.testing.assert_close(sim(x, num_snippets=5), inter_sim_reference(sim, x, 5), rtol=1e-4, atol=1e-5)
+        expected = inter_sim_reference(copy.deepcopy(sim).double(), x.double(), 5)
+        torch.testing.assert_close(sim(x, num_snippets=5).double(), expected, rtol=1e-4,
+                                   atol=1e-6 * float(expected.abs().max()))
 
 
 def test_intra_sim_first_half_passes_through_unchanged():

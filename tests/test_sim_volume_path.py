@@ -124,6 +124,29 @@ def test_inter_sim_computes_what_the_saved_checkpoints_computed(options):
         torch.testing.assert_close(b, b_old, msg=name)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("fp32_differences", [True, False])
+@pytest.mark.parametrize("cls, frozen_cls, options", [
+    (IntraSIM, frozen_sims.IntraSIM, {}), (IntraSIM, frozen_sims.IntraSIM, {"edge": "frame"}),
+    (InterSIM, frozen_sims.InterSIM, {}), (InterSIM, frozen_sims.InterSIM, {"edge": "frame"}),
+], ids=["intra", "intra-edge-frame", "inter", "inter-edge-frame"])
+def test_eval_inference_under_autocast_computes_what_the_saved_checkpoints_computed(cls, frozen_cls, options,
+                                                                                   fp32_differences, dtype):
+    """The composed weights (Inter-SIM: Eq. 10's 1x1 folded into the conv of Eq. 7-9; Intra-SIM: the
+    motion channels' Eq. 1 in the gate's conv) under bf16 and fp16 autocast, with and without the
+    float32 difference region: the frozen code's outputs, to the precision of the dtype."""
+    old, new = pair(cls, frozen_cls, {**options, "fp32_differences": fp32_differences}, seed=4)
+    old.eval(), new.eval()
+    x = frames(2 * 3 * T, h=6, w=6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = old(x, num_snippets=3)  # float32
+        with torch.autocast("cpu", dtype=dtype):
+            got = new(x, num_snippets=3)
+    assert got.dtype in (dtype, torch.float32)
+    err = (got.float() - expected).abs().max() / expected.abs().max()
+    assert err < 3e-2, float(err)
+
+
 def _with_frozen_sims(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose SIMs are the frozen code's, with the same weights."""
     frozen = copy.deepcopy(model)
@@ -204,10 +227,11 @@ class _Kernels(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("cls, budget, before", [(IntraSIM, 20, 55), (InterSIM, 10, 25)])
+@pytest.mark.parametrize("cls, budget, before", [(IntraSIM, 19, 55), (InterSIM, 9, 25)])
 def test_an_eager_forward_is_a_handful_of_kernels(cls, budget, before):
     """Each kernel is a launch on a GPU: the rewrite cut them from ``before`` (the frozen code:
-    55 / 25 for these defaults) to at most ``budget``."""
+    55 / 25 for these defaults) to at most ``budget`` (Intra-SIM: Eq. 1 pair-indexed, no border
+    mask; Inter-SIM: Eq. 10's 1x1 inside the conv of Eq. 7-9)."""
     sim = cls(C, T).eval()
     x = frames(16 * 4 * T, h=4, w=4).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
@@ -222,6 +246,24 @@ def test_an_eager_forward_is_a_handful_of_kernels(cls, budget, before):
     assert len(old_counted.names) >= before
     # 16 clips: PyTorch's CPU convolutions keep channels_last (as cuDNN does; on one thread and a
     # batch under 16 its 1x1 convolutions return NCHW, a CPU-only quirk)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("options", [{}, {"motion_source": "compressed"}, {"coord_attention": False}],
+                         ids=["defaults", "compressed", "no-coord"])
+def test_cpu_inference_on_one_clip_keeps_channels_last(options):
+    """One clip (a batch under 16) on one thread: PyTorch's CPU backend would return NCDHW from the
+    1x1 (and 1-wide) Conv3d; the volume path routes them to oneDNN (``cpu_dilation``), so the output
+    stays channels_last and the next layers get no layout conversion."""
+    sim = randomise(IntraSIM(C, T, **options)).eval()
+    x = frames(4 * T, h=6, w=6).contiguous(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            y = sim(x)
+    finally:
+        torch.set_num_threads(threads)
     assert y.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -25,11 +25,15 @@ def test_fakes_hold_the_same_parameters_in_another_order():
 
 
 def test_geometric_rendering_moves_only_the_face_region():
-    crops = torch.rand(1, 3, 64, 64).expand(2, -1, -1, -1).contiguous()  # the same frame twice
+    # the same frame twice (its own generator: the result must not depend on the tests run before)
+    crops = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)).expand(2, -1, -1, -1).contiguous()
     out = ts.render("geometric", crops, np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]), shift=3.0)
     corner = (slice(None), slice(None), slice(0, 4), slice(0, 4))  # outside the feathered ellipse
-    torch.testing.assert_close(out[corner], (crops[corner] * 255).round() / 255)
-    torch.testing.assert_close(out[1], (crops[1] * 255).round() / 255)  # zero parameters: unchanged
+    # unchanged up to the 8-bit rounding: the identity warp's float error can carry a value across a
+    # rounding boundary (one level, 1/255; it did for 41% of random frames), a moved face differs by far more
+    level = dict(rtol=0, atol=1 / 255 + 1e-6)
+    torch.testing.assert_close(out[corner], (crops[corner] * 255).round() / 255, **level)
+    torch.testing.assert_close(out[1], (crops[1] * 255).round() / 255, **level)  # zero parameters: unchanged
     assert (out[0] - out[1]).abs()[:, 24:40, 24:40].mean() > 0.01  # the face moved in frame 0
 
 

@@ -41,6 +41,8 @@ a block of channels, the channel the fastest axis (the memory order of channels_
 the check (``tests/test_gate_tap.py`` runs the kernel under Triton's interpreter,
 ``TRITON_INTERPRET=1``, on CPU tensors, against it). Forward only: the kernel has no autograd;
 :func:`gate_tap_available` says when it applies (elsewhere the module's eager ops run).
+:func:`gate_tap` is what the Intra-SIM calls: the kernel, checked against the reference on its
+first use on each device and dtype (a disagreement turns it off there, with a warning).
 """
 from __future__ import annotations
 
@@ -84,11 +86,9 @@ def gate_tap_available(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
     Triton's interpreter (``TRITON_INTERPRET=1`` set before triton is imported), which is how
     the tests drive it.
     """
-    if triton is None or x.dtype not in SUPPORTED_DTYPES:
-        return False
+    if torch.compiler.is_compiling() or triton is None or x.dtype not in SUPPORTED_DTYPES:
+        return False  # (compiling first: dynamo cannot trace triton's knobs)
     if x.device.type != "cuda" and not (x.device.type == "cpu" and _interpreting()):
-        return False
-    if torch.compiler.is_compiling():
         return False
     tensors = [t for t in (x, *others) if t is not None]
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
@@ -183,6 +183,43 @@ def gate_tap_triton(
             BLOCK_P=block_p, BLOCK_C=block_c,
             num_warps=4,
         )
+    return out
+
+
+# ------------------------------------------------------------------ the module's entry point
+
+#: (device, dtype) -> whether the kernel agreed with the reference on its first use there
+_VERIFIED: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def gate_tap(x: torch.Tensor, logits: torch.Tensor, kernel: torch.Tensor | None) -> torch.Tensor:
+    """:func:`gate_tap_triton`, checked once per device and dtype against :func:`gate_tap_reference`.
+
+    The first call on a device and dtype computes both and compares them (float32: within 1e-4 of
+    the output's scale; bfloat16/float16: within 2e-2). If they disagree the kernel is not used
+    again in this process there: a warning says so, and this call and every later one return the
+    reference's result, which is correct (fail closed: a detector's scores never come from a
+    kernel that disagreed). Callers check :func:`gate_tap_available` first.
+    """
+    key = (str(x.device), x.dtype)
+    verified = _VERIFIED.get(key)
+    if verified is False:
+        return gate_tap_reference(x, logits, kernel)
+    out = gate_tap_triton(x, logits, kernel)
+    if verified is None:
+        want = gate_tap_reference(x, logits, kernel)
+        tolerance = 1e-4 if x.dtype == torch.float32 else 2e-2
+        error = (out.float() - want.float()).abs().max().item() if out.numel() else 0.0
+        scale = max(want.float().abs().max().item(), 1.0) if want.numel() else 1.0
+        _VERIFIED[key] = ok = bool(error <= tolerance * scale)  # a NaN error is a disagreement
+        if not ok:
+            import warnings
+
+            warnings.warn(f"gate_tap_triton disagrees with gate_tap_reference on {x.device} ({x.dtype}): max abs "
+                          f"difference {error:.3g} for outputs up to {scale:.3g}; the Intra-SIMs use PyTorch's ops "
+                          f"there from now on (please report this with your GPU, torch and triton versions)",
+                          RuntimeWarning, stacklevel=2)
+            return want
     return out
 
 

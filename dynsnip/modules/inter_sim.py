@@ -135,8 +135,7 @@ class InterSMA(DirectionPaths):
         ``-Conv1x3_o`` in the row of the neighbour ``u + o`` (cross-correlation tap ``1 + o``)."""
         return -sum(F.pad(self.path("frame_conv", o).weight, (0, 0, 1 + o, 1 - o)) for o in self.offsets)
 
-    def attention(self, f: torch.Tensor, weight: dict[str, torch.Tensor] | None = None,
-                  g: torch.Tensor | None = None) -> torch.Tensor:
+    def attention(self, f: torch.Tensor, weight: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Eq. 8-10 from the squeezed ``F̂`` ``(N, c, U, T[, 1])``: ``σ(Conv1x1(sum_o D_o))``.
 
         ``sum_o D_o = n ⊙ F̂ - sum_o Conv1x3_o(F̂_{u+o})``, ``n`` the number of directions whose
@@ -154,8 +153,7 @@ class InterSMA(DirectionPaths):
             conv = F.conv3d if f.ndim == 5 else F.conv2d  # (N, c, U, T, 1) on the volume path
             if weight.ndim < f.ndim:
                 weight, rw = weight.unsqueeze(-1), rw.unsqueeze(-1)
-            if g is None:  # - sum_o Conv1x3_o(F̂_{u+o}) (else: given, computed with another conv)
-                g = conv(f, weight, padding=(1, weight.shape[3] // 2) + (0,) * (f.ndim - 4))
+            g = conv(f, weight, padding=(1, weight.shape[3] // 2) + (0,) * (f.ndim - 4))  # - sum_o Conv1x3_o(F̂_{u+o})
             if self.edge == "zero":
                 d = torch.addcmul(g, f, self._count(f))
             else:
@@ -283,15 +281,19 @@ class InterSIM(nn.Module):
             w = self._composed.get(self, self.composed_weights)
             pooled = v.mean(-1, keepdim=True)  # GAP: F̄, (N, C, U, T, 1)
             hf = F.conv3d(pooled, w["first"], w["first_bias"], padding=w["padding"])
-            h, f = hf.split(w["split"], 1)
             if _fp16(hf):  # Inter-SMA's differences in float32 (fp32_differences): the step by step path
+                h, f = hf.split(w["split"], 1)
                 f1 = F.conv3d(h, w["second"], w["second_bias"])  # Eq. 7 before σ
                 f2 = self.sma.attention(f, w)  # Eq. 8-10
-            else:  # Eq. 7's Conv1x1 of h and Eq. 8-9's convs of F̂ as one conv of (h, F̂)
-                f1, g = F.conv3d(hf, w["second_difference"], w["second_difference_bias"],
-                                 padding=w["second_difference_padding"]).split([self.channels, f.shape[1]], 1)
-                f2 = self.sma.attention(f, w, g)  # Eq. 10
-            atten = torch.sigmoid(f1) * _as_dtype(f2, f1.dtype)
+                atten = torch.sigmoid(f1) * _as_dtype(f2, f1.dtype)
+            else:  # Eq. 7's Conv1x1 of h and Eq. 10's Conv1x1 of Eq. 8-9 as one conv of (h, F̂)
+                z = F.conv3d(hf, w["second_attention"], w["second_attention_bias"], padding=w["second_attention_padding"])
+                if self.sma.edge == "zero":  # (F̄1, Conv1x1(-sum_o Conv1x3_o(F̂_{u+o})), Conv1x1(F̂)): + n ⊙ the last
+                    f1, g, rf = z.split(self.channels, 1)
+                    pre = torch.addcmul(g, rf, self.sma._count(rf))
+                else:  # edge "frame": n is the number of directions everywhere, inside the conv's weight
+                    f1, pre = z.split(self.channels, 1)
+                atten = torch.sigmoid(f1) * torch.sigmoid(pre)  # Eq. 7 ⊙ Eq. 10
             conv_u = w["conv_u"]
         else:
             pooled = v.mean(-1)  # GAP: F̄, (N, C, U, T)
@@ -323,8 +325,12 @@ class InterSIM(nn.Module):
     def composed_weights(self) -> dict:
         """Eval-mode weights of the volume path: Eq. 7's ``Conv3x1`` with its BatchNorm folded in
         (affine in eval mode) and Inter-SMA's squeeze in the centre tap of more output channels,
-        as one conv of F̄; Eq. 7's ``Conv1x1``; Eq. 8-9 as one conv (:meth:`InterSMA.difference_weight`),
-        Eq. 10's ``Conv1x1``, and ``Conv_U``."""
+        as one conv of F̄ (``first``); then one conv of its output ``(h, F̂)`` (``second_attention``) that
+        gives Eq. 7's ``Conv1x1`` of ``h`` and Eq. 10's ``Conv1x1`` R put together with Eq. 8-9's convs
+        (:meth:`InterSMA.difference_weight`): ``R(-sum_o Conv1x3_o(F̂_{u+o}))`` and ``R(F̂)``, which the
+        forward adds as ``+ n ⊙ R(F̂)`` (``n``: existing neighbours of snippet u; with ``edge="frame"``
+        n is constant and inside the weight); and ``Conv_U``. The step-by-step weights (``second``,
+        ``difference``, ``recover``) serve the float32 difference region under fp16."""
         conv1, bn, conv2 = self.branch1
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         sma = self.sma
@@ -334,13 +340,24 @@ class InterSIM(nn.Module):
         kf = diff.shape[3]
         hidden, c = conv1.weight.shape[0], sq.shape[0]
         second = F.pad(conv2.weight, (kf // 2, kf // 2, 1, 1, 0, c))  # (C, h + c, 3, kf): reads h only
-        both = torch.cat([second, F.pad(diff, (0, 0, 0, 0, hidden, 0))])  # + (c, h + c, 3, kf): reads F̂ only
+        # Eq. 10's Conv1x1 R (no σ before it) composed with Eq. 8-9's conv, R ∘ (-sum_o Conv1x3_o), and R
+        # alone at the centre tap (for + n ⊙ F̂, n per snippet: the count of existing neighbours)
+        rw = sma.recover.weight.flatten(1)  # (C, c)
+        r_diff = torch.einsum("oc,cikl->oikl", rw, diff)  # (C, c, 3, kf)
+        r_centre = F.pad(rw[:, :, None, None], (kf // 2, kf // 2, 1, 1))  # (C, c, 3, kf)
+        if sma.edge == "zero":
+            attention = [second, F.pad(r_diff, (0, 0, 0, 0, hidden, 0)), F.pad(r_centre, (0, 0, 0, 0, hidden, 0))]
+            attention_bias = [conv2.bias, sma.recover.bias, sq.new_zeros(self.channels)]
+        else:
+            n = len(sma.offsets)
+            attention = [second, F.pad(r_diff + n * r_centre, (0, 0, 0, 0, hidden, 0))]
+            attention_bias = [conv2.bias, sma.recover.bias]
         return {"first": torch.cat([conv1.weight * scale[:, None, None, None], F.pad(sq, (0, 0, k // 2, k // 2))]).unsqueeze(-1),
                 "first_bias": torch.cat([bn.bias - bn.running_mean * scale, sq.new_zeros(c)]),
                 "padding": (k // 2, 0, 0), "split": [hidden, c],
                 "second": conv2.weight.unsqueeze(-1), "second_bias": conv2.bias,
-                "second_difference": both.unsqueeze(-1), "second_difference_bias": torch.cat([conv2.bias, sq.new_zeros(c)]),
-                "second_difference_padding": (1, kf // 2, 0),
+                "second_attention": torch.cat(attention).unsqueeze(-1), "second_attention_bias": torch.cat(attention_bias),
+                "second_attention_padding": (1, kf // 2, 0),
                 "difference": diff.unsqueeze(-1), "recover": sma.recover.weight.unsqueeze(-1),
                 "recover_bias": sma.recover.bias, "conv_u": self.conv_u_weight()}
 

@@ -77,13 +77,14 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import nullcontext
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .composed_weights import ComposedWeights
+from .gate_tap import gate_tap, gate_tap_available
 from .directions import BACKWARD, DirectionPaths
 from .temporal_ops import (compiled_channels_last, cpu_dilation, direction_mask, dynamic_tap_conv, frames_as_snippets,
                            neighbour_count, neighbour_difference, snippets_as_frames, tap_conv_axis)
@@ -321,72 +322,135 @@ class IntraSMA(DirectionPaths):
 
         * ``squeeze`` ``(c', C/2, 1, 1, 1)``: the compression of Figure 2 and, with motion channels
           of their own (``motion_source="separate"``), theirs: ``c' = c + C/2``;
-        * ``eq1`` ``(c' P, 1, 3, k, k)``, groups ``c'``: Eq. 1 for every direction, output channel
-          ``i P + p`` is ``F_t - Conv3x3_p(F_{t+o_p})`` of channel ``i``: the identity at the centre,
-          minus the direction's channel-wise 3x3 conv at the neighbouring frame;
-        * ``coord`` ``(2c, c P, k, k, k)`` and its bias: Eq. 2 (the H x T plane: a kernel in
+        * ``eq1`` ``(c P, 1, K, k, k)``, groups ``c``: Eq. 1 of the attention's channels for every
+          direction, output channel ``i P + p`` is ``F_t - Conv3x3_p(F_{t+o_p})`` of channel ``i``:
+          the identity minus the direction's channel-wise 3x3 conv at the neighbouring frame.
+          Pair-indexed (:attr:`pair_indexed`, ``K = 2``, no padding along T) or per frame
+          (``K = 3``; with ``edge="zero"`` a mask then zeroes the border), see :meth:`_eq1_weight`;
+        * ``coord`` ``(2c, c P, K', k, k)`` and its bias: Eq. 2 (the H x T plane: a kernel in
           (t, h) at the centre of w) and Eq. 3 (T x W: (t, w) at the centre of h) of every
-          direction, with their residual ``+ D``, summed over the directions;
+          direction, with their residual ``+ D``, summed over the directions; ``K' = k + 1`` taps
+          along T for pair-indexed differences (each direction's moved to where they sit);
         * ``recover`` ``(2 gated, c, 1, 1, 1)`` (groups 2: Atten_H from the H x T half, Atten_W
           from the other), divided by P: the average over directions; only the first ``gated``
           output channels, the ones Eq. 5 keeps (the others are motion channels);
-          without coordinate attention ``(gated, c P, 1, 1, 1)`` on the differences;
-        * ``motion`` ``(m, c2 P, 1, 1, 1)``: the motion channels' 1x1 of the averaged difference.
+          without coordinate attention ``(gated, c P, K'', 1, 1)`` on the differences;
+        * ``eq1_motion`` ``(c2, 1, 3, k, k)``: the motion channels' Eq. 1 summed over the directions
+          (without the identity, which the forward adds as ``n ⊙ G_t``), per frame;
+        * ``motion`` ``(m, c2, 1, 1, 1)``: their 1x1, divided by P (the mean over directions).
         """
         P = len(self.offsets)
         c = self.hidden_channels
+        pairs = self.pair_indexed
         sq = self.squeeze.weight
-        if self.motion_channels and self.motion_source == "separate":
+        separate = self.motion_channels and self.motion_source == "separate"
+        if separate:
             sq = torch.cat([sq, self.motion_squeeze.weight])
-        w = {"squeeze": sq.unsqueeze(2), "eq1": self._eq1_weight("diff_conv", identity=True).flatten(0, 1)}
+        w = {"squeeze": sq.unsqueeze(2), "eq1": self._eq1_weight("diff_conv", pairs).flatten(0, 1),
+             "eq1_padding": 0 if pairs else 1, "read_padding": 1 if pairs else 0}
         if self.coord_attention:
             kc = self.ht_conv.kernel_size[0]
             h = kc // 2
             ht = [self.path("ht_conv", o) for o in self.offsets]
             tw = [self.path("tw_conv", o) for o in self.offsets]
+            # along T: each direction's taps moved to where its differences are (pair-indexed), or as they are
+            t_pads = [(1 - d, d) for d in self._pair_shifts] if pairs else [(0, 0)] * P
             planes = torch.stack([  # (plane, out, in, direction, t, h, w)
-                torch.stack([F.pad(m.weight.transpose(2, 3).unsqueeze(-1), (h, h)) for m in ht], 2),  # (h, t) at w's centre
-                torch.stack([F.pad(m.weight.unsqueeze(3), (0, 0, h, h)) for m in tw], 2),  # (t, w) at h's centre
+                torch.stack([F.pad(m.weight.transpose(2, 3).unsqueeze(-1), (h, h, 0, 0, *tp))  # (h, t) at w's centre
+                             for m, tp in zip(ht, t_pads)], 2),
+                torch.stack([F.pad(m.weight.unsqueeze(3), (0, 0, h, h, *tp)) for m, tp in zip(tw, t_pads)], 2),  # (t, w)
             ])
-            coord = planes + _centre(1, c, c, (1, kc, kc, kc), sq, identity=True)  # + D (Eq. 2-3's residual)
-            w["coord"] = coord.reshape(2 * c, c * P, kc, kc, kc)
+            coord = planes + self._coord_residual(c, kc, sq)  # + D (Eq. 2-3's residual)
+            w["coord"] = coord.reshape(2 * c, c * P, *coord.shape[-3:])
             w["coord_bias"] = torch.stack([torch.stack([m.bias for m in ht]), torch.stack([m.bias for m in tw])]).sum(1).flatten()
             rec = torch.cat([self.recover_h.weight[:gated], self.recover_w.weight[:gated]])
             w["recover"] = rec.unsqueeze(2) * (1.0 / P)
             w["recover_bias"] = torch.cat([self.recover_h.bias[:gated], self.recover_w.bias[:gated]])
         else:
-            w["recover"] = self.recover.weight[:gated].repeat_interleave(P, 1).unsqueeze(2) * (1.0 / P)
+            w["recover"] = self._read_differences(self.recover.weight[:gated].repeat_interleave(P, 1).unsqueeze(2) * (1.0 / P))
             w["recover_bias"] = self.recover.bias[:gated]
-        if self.motion_channels and self.motion_source == "separate":
-            # the motion channels need only the sum over directions: one output per channel
-            w["eq1_motion"] = self._eq1_weight("motion_diff_conv", identity=False).sum(1)
+        if separate:
+            # the motion channels need only the sum over directions: one depthwise output per channel
+            # (frame-indexed: + n ⊙ G_t, n the neighbours in the snippet, is one multiply-add in the forward)
+            w["eq1_motion"] = self._eq1_weight("motion_diff_conv", False, identity=False).sum(1)
             w["motion"] = self.motion_out.weight.unsqueeze(2) * (1.0 / P)
             w["motion_bias"] = self.motion_out.bias
         elif self.motion_channels:  # "compressed": a 1x1 of the gate's averaged differences
-            w["motion"] = self.motion_out.weight.repeat_interleave(P, 1).unsqueeze(2) * (1.0 / P)
+            w["motion"] = self._read_differences(self.motion_out.weight.repeat_interleave(P, 1).unsqueeze(2) * (1.0 / P))
             w["motion_bias"] = self.motion_out.bias
         return w
 
-    def _eq1_weight(self, name: str, identity: bool) -> torch.Tensor:
-        """``(c, P, 1, 3, k, k)``: Eq. 1 of every direction as a depthwise Conv3d over (t, h, w):
-        minus the direction's channel-wise conv ``name`` at the neighbour ``t + o`` (temporal
-        tap ``1 + o`` of a cross-correlation), plus ``F_t`` at the centre with ``identity``."""
-        dws = [self.path(name, o).weight for o in self.offsets]  # (c, 1, k, k) each
+    @property
+    def pair_indexed(self) -> bool:
+        """Whether the volume path computes Eq. 1 per pair of consecutive frames (``T - 1`` of them):
+        with ``edge="zero"`` the difference at a snippet's border is zero, so Eq. 1 needs no zero
+        padding along T and no mask: the convs that read the differences take each direction's at
+        its frame (:meth:`_read_differences`), where the missing ones are their zero padding."""
+        return self.edge == "zero" and self.snippet_len >= 2
+
+    @property
+    def _pair_shifts(self) -> list[int]:
+        """Per direction, the frame of pair ``(j, j + 1)`` its difference belongs to, minus ``j``."""
+        return [1 if o < 0 else 0 for o in self.offsets]
+
+    def _read_differences(self, weight: torch.Tensor) -> torch.Tensor:
+        """A Conv3d weight ``(out, n P, K, kh, kw)`` that reads frame-indexed differences (input channel
+        ``i P + p``: direction p; ``K`` odd, padding ``K // 2`` along T) as one that reads the pair-indexed
+        ones (:attr:`pair_indexed`; ``K + 1`` taps, padding ``K // 2 + 1``): frame ``f`` of direction p
+        is pair ``f - shift_p``, so its taps move by ``1 - shift_p``. Unchanged when not pair-indexed."""
+        if not self.pair_indexed:
+            return weight
+        out, n_p, *kernel = weight.shape
+        P = len(self.offsets)
+        per_direction = weight.view(out, n_p // P, P, *kernel)
+        moved = [F.pad(per_direction[:, :, p], (0, 0, 0, 0, 1 - d, d)) for p, d in enumerate(self._pair_shifts)]
+        return torch.stack(moved, 2).flatten(1, 2)
+
+    def _eq1_weight(self, name: str, pairs: bool, identity: bool = True) -> torch.Tensor:
+        """``(c, P, 1, K, k, k)``: Eq. 1 of every direction as a depthwise Conv3d over (t, h, w): ``F_t``
+        (the identity) minus the direction's channel-wise conv ``name`` at the neighbour ``t + o``.
+
+        Frame-indexed (``K = 3``, padding 1 along T): the identity at tap 1, the neighbour at tap
+        ``1 + o`` of a cross-correlation. Pair-indexed (:attr:`pair_indexed`, ``K = 2``, no padding
+        along T: output j reads frames j and j + 1): the forward difference of frame j has the
+        identity at tap 0 and its neighbour at tap 1, the backward one of frame j + 1 the reverse.
+        Without ``identity``: minus the neighbour's conv only."""
+        dws = [self.path(name, o).weight.unsqueeze(2) for o in self.offsets]  # (c, 1, 1, k, k) each
         k = dws[0].shape[-1]
-        neighbour = torch.stack([F.pad(dw.unsqueeze(2), (0, 0, 0, 0, 1 + o, 1 - o)) for o, dw in zip(self.offsets, dws)], 1)
-        return _centre(1, 1, 1, (3, k, k), neighbour) - neighbour if identity else -neighbour
+        if pairs:
+            pads = [(1 - d, d) for d in self._pair_shifts]  # the neighbour at tap 1 - shift
+            identity_taps = _constant(("eq1_pairs", k, *self.offsets), dws[0], lambda: torch.stack(
+                [F.pad(torch.ones(1, 1, 1), (k // 2, k // 2, k // 2, k // 2, d, 1 - d)) for d in self._pair_shifts])[None, :, None])
+        else:
+            pads = [(1 + o, 1 - o) for o in self.offsets]
+            identity_taps = _centre(1, 1, 1, (3, k, k), dws[0])
+        neighbour = torch.stack([F.pad(dw, (0, 0, 0, 0, *pad)) for dw, pad in zip(dws, pads)], 1)
+        return identity_taps - neighbour if identity else -neighbour
+
+    def _coord_residual(self, c: int, kc: int, like: torch.Tensor) -> torch.Tensor:
+        """The ``+ D`` of Eq. 2-3 as a constant kernel: ``(1, c, c, 1, kc, kc, kc)``, the identity at the
+        centre; pair-indexed ``(1, c, c, P, kc + 1, kc, kc)``, at the centre moved as each direction's
+        taps are (:meth:`_read_differences`)."""
+        if not self.pair_indexed:
+            return _centre(1, c, c, (1, kc, kc, kc), like, identity=True)
+        frame = _centre(1, c, c, (1, kc, kc, kc), like, identity=True)
+        return _constant(("coord_residual_pairs", c, kc, *self.offsets), like, lambda: torch.stack(
+            [F.pad(frame[:, :, :, 0], (0, 0, 0, 0, 1 - d, d)) for d in self._pair_shifts], 3))
 
     def volume_attention_and_motion(
-        self, x2: torch.Tensor, w: dict[str, torch.Tensor]
+        self, x2: torch.Tensor, w: dict[str, torch.Tensor], logits: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Volume path of :meth:`attention_and_motion`: ``x2 (B, C/2, T, H, W)`` -> the attention
         of the channels Eq. 5 keeps ``(B, gated, T, H, W)`` and the motion channels (or None),
-        with the weights of :meth:`composed_weights`.
+        with the weights of :meth:`composed_weights`. With ``logits``, the recovery convs' outputs
+        before their sigmoids instead of the attention (``(B, 2 gated, ...)``: Atten_H's, then
+        Atten_W's; ``(B, gated, ...)`` without coordinate attention), for the fused tail
+        (:mod:`dynsnip.modules.gate_tap`).
 
-        A handful of convolutions: the squeezes (gate and motion channels at once), Eq. 1 of the
-        gate's channels (all directions at once, one output each), Eq. 2-3 (both planes and
-        directions), the recovery 1x1s; for the motion channels Eq. 1 summed over the directions
-        (one output per channel: all their 1x1 needs) and their 1x1.
+        A handful of convolutions: the squeezes (gate and motion channels at once), Eq. 1 of both
+        (all directions at once, one output each, one border mask), Eq. 2-3 (both planes and
+        directions), the recovery 1x1s, and the motion channels' 1x1 (which also averages their
+        directions).
         """
         cl = x2.dim() == 5 and x2.stride(1) == 1  # channels last frames: keep them so when compiled
         one = cpu_dilation(x2)  # 1x1x1 convs: see cpu_dilation
@@ -396,20 +460,27 @@ class IntraSMA(DirectionPaths):
         with _float32_region(region, s):
             if region:
                 s = s.float()
-                w = {key: _as_dtype(t, torch.float32) for key, t in w.items()}
+                w = {key: _as_dtype(t, torch.float32) if isinstance(t, torch.Tensor) else t for key, t in w.items()}
             c = self.hidden_channels
             sg, sm = s.split([c, s.shape[1] - c], 1) if s.shape[1] > c else (s, None)
             k = w["eq1"].shape[-1]
-            dg = F.conv3d(sg, w["eq1"], padding=(1, k // 2, k // 2), groups=c)  # Eq. 1, channel i P + p
-            if self.edge == "zero":  # no difference where the neighbour lies in another snippet
+            # Eq. 1 of the gate's channels, channel i P + p: direction p's difference of squeezed channel i;
+            # pair-indexed (T - 1 of them, no padding along T) or, with edge="frame" or T = 1, one per frame
+            dg = F.conv3d(sg, w["eq1"], padding=(w["eq1_padding"], k // 2, k // 2), groups=c)
+            if self.edge == "zero" and not self.pair_indexed:  # no difference where the neighbour lies in another snippet
                 dg = compiled_channels_last(dg * self._mask(dg), cl)
+            r = w["read_padding"]  # convs that read the differences: one more tap and padding along T if pair-indexed
             if self.coord_attention:  # Eq. 2-3, average of the directions, 1x1, σ: Atten_H ⊙ Atten_W
                 kc = w["coord"].shape[-1]
-                z = F.conv3d(dg, w["coord"], w["coord_bias"], padding=kc // 2)
-                atten_h, atten_w = torch.sigmoid(F.conv3d(z, w["recover"], w["recover_bias"], dilation=one, groups=2)).chunk(2, 1)
-                atten = atten_h * atten_w
+                z = F.conv3d(dg, w["coord"], w["coord_bias"], padding=(kc // 2 + r, kc // 2, kc // 2))
+                atten = F.conv3d(z, w["recover"], w["recover_bias"], dilation=one, groups=2)
+                if not logits:
+                    atten_h, atten_w = torch.sigmoid(atten).chunk(2, 1)
+                    atten = atten_h * atten_w
             else:
-                atten = torch.sigmoid(F.conv3d(dg, w["recover"], w["recover_bias"], dilation=one))
+                atten = F.conv3d(dg, w["recover"], w["recover_bias"], padding=(r, 0, 0), dilation=one)
+                if not logits:
+                    atten = torch.sigmoid(atten)
             motion = None
             if sm is not None:  # sum over directions of Eq. 1 = n ⊙ G_t - sum_o Conv3x3_o(G_{t+o})
                 dm = F.conv3d(sm, w["eq1_motion"], padding=(1, k // 2, k // 2), groups=sm.shape[1])
@@ -417,7 +488,9 @@ class IntraSMA(DirectionPaths):
                 dm = compiled_channels_last(dm, cl)
                 motion = _as_dtype(F.conv3d(dm, w["motion"], w["motion_bias"], dilation=one), x2.dtype)
             elif self.motion_channels:  # "compressed"
-                motion = _as_dtype(F.conv3d(dg, w["motion"], w["motion_bias"], dilation=one), x2.dtype)
+                motion = _as_dtype(F.conv3d(dg, w["motion"], w["motion_bias"], padding=(r, 0, 0), dilation=one), x2.dtype)
+        if logits:  # the fused tail takes x2's dtype or float32 (the float32 region's)
+            return (atten if atten.dtype in (x2.dtype, torch.float32) else atten.float()), motion
         return _as_dtype(atten, x2.dtype), motion
 
     def _count(self, s: torch.Tensor) -> torch.Tensor:
@@ -442,6 +515,17 @@ class IntraSMA(DirectionPaths):
 
 
 _CONSTANTS: dict = {}
+
+
+def _constant(key: tuple, like: torch.Tensor, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """A constant tensor ``build()`` in ``like``'s dtype and device, made once per ``key`` (eagerly)."""
+    key = (*key, like.dtype, like.device)
+    if key in _CONSTANTS and not torch.compiler.is_compiling():
+        return _CONSTANTS[key]
+    out = build().to(dtype=like.dtype, device=like.device)
+    if not torch.compiler.is_compiling():
+        _CONSTANTS[key] = out
+    return out
 
 
 def _centre(lead: int, rows: int, cols: int, kernel: tuple[int, ...], like: torch.Tensor,
@@ -623,6 +707,11 @@ class IntraSIM(nn.Module):
     #: Inference, GPUs and ``torch.compile`` take the volume path. Both compute the same (tested).
     cpu_training_path: str = "frames"
 
+    #: Whether eager inference on a GPU runs Eq. 5's elementwise tail (the attention's sigmoids, the
+    #: gate and the learnable kernel) as one Triton kernel (:mod:`dynsnip.modules.gate_tap`; where
+    #: :func:`~dynsnip.modules.gate_tap.gate_tap_available` says it applies), or as PyTorch ops (False).
+    triton_tail: bool = True
+
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         _check_frames(x, self.snippet_len, "IntraSIM")
         if self.sma.volume_path and not self.record_attention and not self._cpu_training_by_frames(x):
@@ -646,13 +735,20 @@ class IntraSIM(nn.Module):
         x1, x2 = v.split(self.split, 1)  # Eq. 6 split
         gated = self.split[1] - self.sma.motion_channels
         w = self._composed.get(self, lambda: self.composed_weights(gated), gated)
-        atten, motion = self.sma.volume_attention_and_motion(x2, w)
+        # on a GPU in inference: Eq. 5's elementwise tail (sigmoids, gate, learnable kernel) as one kernel
+        fused = self.triton_tail and not torch.is_grad_enabled() and gate_tap_available(x2)  # never when compiling
+        atten, motion = self.sma.volume_attention_and_motion(x2, w, logits=fused)
         x2g = x2[:, :gated] if motion is not None else x2
-        o2 = torch.addcmul(x2g, atten, x2g)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
-        if self.kernel is not None:  # Eq. 4-5: K(X_2) ⊗ (...), depthwise over the T frames
+        kernel = None
+        if self.kernel is not None:  # Eq. 4: K(X_2), per sample and channel
             g = x2g.mean((3, 4))  # GAP: (B, gated, T)
             kernel = torch.softmax(F.linear(torch.relu(F.linear(g, w["phi1"], w["phi1_bias"])), w["phi2"], w["phi2_bias"]), -1)
-            o2 = dynamic_tap_conv(o2, kernel)
+        if fused:  # atten: the logits
+            o2 = gate_tap(x2g, atten, kernel)
+        else:
+            o2 = torch.addcmul(x2g, atten, x2g)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
+            if kernel is not None:  # Eq. 5: K(X_2) ⊗ (...), depthwise over the T frames
+                o2 = dynamic_tap_conv(o2, kernel)
         parts = [x1, o2] if motion is None else [x1, o2, motion]  # Eq. 6 (+ the motion channels)
         return snippets_as_frames(compiled_channels_last(torch.cat(parts, dim=1), v.stride(1) == 1))
 

@@ -203,7 +203,7 @@ def dynamic_tap_conv(v: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
     ``v``: ``(B, C, T, H, W)``, ``kernel``: ``(B, C, k)``, ``k`` odd. ``out[b, c, t] =
     sum_j kernel[b, c, j] * v[b, c, t + j - k//2]`` (terms outside the snippet dropped). One pad,
-    one product, one sum (a kernel that differs per sample is no Conv3d weight); a
+    one window view, one product, one sum (a kernel that differs per sample is no Conv3d weight); a
     channels_last_3d ``v`` gives a channels_last_3d result.
     """
     k = kernel.shape[-1]
@@ -215,7 +215,13 @@ def dynamic_tap_conv(v: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     kernel = kernel if kernel.dtype == v.dtype else kernel.to(v.dtype)
     # channels last (b t h w c): the k neighbours of every position as the last axis, then a sum
     # over it; with the channel axis before it the result keeps v's memory format
-    windows = F.pad(v, (0, 0, 0, 0, k // 2, k // 2)).permute(0, 2, 3, 4, 1).unfold(1, k, 1)  # (B, T, H, W, C, k)
+    padded = F.pad(v, (0, 0, 0, 0, k // 2, k // 2))  # (B, C, T + k - 1, H, W), v's memory format
+    if _restrided(padded):  # eager inference: the window view in one call
+        s = padded.stride()
+        windows = padded.as_strided((b, padded.shape[2] - k + 1, *padded.shape[3:], c, k),
+                                    (s[0], s[2], s[3], s[4], s[1], s[2]), padded.storage_offset())
+    else:
+        windows = padded.permute(0, 2, 3, 4, 1).unfold(1, k, 1)  # (B, T, H, W, C, k)
     return (windows * kernel.view(b, 1, 1, 1, c, k)).sum(-1).permute(0, 4, 1, 2, 3)
 
 

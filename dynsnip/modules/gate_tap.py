@@ -161,19 +161,21 @@ def gate_tap_triton(
     b, _, frames, h, w = x.shape
     positions = b * frames * h * w
     if block is None:
-        block_c = min(triton.next_power_of_2(g), MAX_BLOCK_C)
+        block_c = min(1 << (g - 1).bit_length(), MAX_BLOCK_C)  # the next power of two (plain Python: host time)
         block_p = max(1, BLOCK_ELEMENTS // block_c)
     else:
         block_p, block_c = block
         if any(n < 1 or n & (n - 1) for n in block):
             raise ValueError(f"block sizes must be powers of two, got {block}")
-    # int64 offsets only where an int32 one could overflow (the pointer arithmetic of a huge view)
-    wide = max(_span(x), _span(logits), _span(out), positions + block_p) > _INT32_LIMIT
+    # int64 offsets only where an int32 one could overflow (the pointer arithmetic of a huge view); a view's
+    # offsets are bounded by its storage's size, which is cheaper to ask than its span (host time per call)
+    wide = max(_storage_elements(x), _storage_elements(logits), _storage_elements(out),
+               positions + block_p) > _INT32_LIMIT
     if kernel is None:
         kernel_arg, kernel_strides = x, (0, 0, 0)  # not read (HAS_KERNEL=False)
     else:
         kernel_arg, kernel_strides = kernel, kernel.stride()
-    grid = (triton.cdiv(positions, block_p), triton.cdiv(g, block_c))
+    grid = (-(-positions // block_p), -(-g // block_c))
     with torch.cuda.device(x.device) if x.is_cuda else nullcontext():  # launch on x's GPU, not the current one
         _kernel()[grid](
             x, logits, kernel_arg, out,
@@ -261,6 +263,11 @@ def _check_inputs(
 def _result_format(x: torch.Tensor) -> torch.memory_format:
     """channels_last_3d for a channels-last-ish ``x`` (channel stride 1), else contiguous."""
     return torch.channels_last_3d if x.stride(1) == 1 else torch.contiguous_format
+
+
+def _storage_elements(t: torch.Tensor) -> int:
+    """How many elements of ``t``'s dtype its storage holds: a bound on any offset from ``t``'s first element."""
+    return t.untyped_storage().nbytes() // t.element_size()
 
 
 def _span(t: torch.Tensor) -> int:

@@ -28,7 +28,8 @@ Eq.        what                                                   where
 avg + σ    mean of forward/backward, sigmoid -> Atten_H, Atten_W  ``IntraSMA.plane``,
                                                                   ``IntraSMA.forward``
 (4)        ``K = softmax(φ2 ∘ δ ∘ φ1(GAP(X_2)))``                  ``SnippetKernel.forward``
-(5)        ``O_2 = K ⊗ (Atten_H ⊙ Atten_W ⊙ X_2 + X_2)``          ``IntraSIM.forward``
+(5)        ``O_2 = K ⊗ (Atten_H ⊙ Atten_W ⊙ X_2 + X_2)``          ``IntraSIM.forward``,
+                                                                  ``gate_tap`` (GPU)
 deviation  motion channels: the last ``motion_fraction`` of        ``IntraSMA.motion_channel_values``,
            ``O_2`` is ``Conv1x1(D̄)`` of a compression of its own  ``IntraSIM.forward``
 =========  =====================================================  ==========================

@@ -448,10 +448,11 @@ class IntraSMA(DirectionPaths):
         Atten_W's; ``(B, gated, ...)`` without coordinate attention), for the fused tail
         (:mod:`dynsnip.modules.gate_tap`).
 
-        A handful of convolutions: the squeezes (gate and motion channels at once), Eq. 1 of both
-        (all directions at once, one output each, one border mask), Eq. 2-3 (both planes and
-        directions), the recovery 1x1s, and the motion channels' 1x1 (which also averages their
-        directions).
+        A handful of convolutions: the squeezes (gate and motion channels at once), Eq. 1 of the
+        gate's channels (all directions at once, one output each; pair-indexed, so no border
+        mask, see :attr:`pair_indexed`), Eq. 2-3 (both planes and directions), the recovery 1x1s;
+        for the motion channels Eq. 1 summed over the directions (one output per channel: all
+        their 1x1 needs) and their 1x1.
         """
         cl = x2.dim() == 5 and x2.stride(1) == 1  # channels last frames: keep them so when compiled
         one = cpu_dilation(x2)  # 1x1x1 convs: see cpu_dilation

@@ -284,6 +284,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.triton_tail:
+        from dynsnip.modules import gate_tap
+
+        if not gate_tap._interpreting():
+            raise SystemExit("--triton-tail counts the fused tail through Triton's interpreter: run with "
+                             "TRITON_INTERPRET=1 set (before Python starts)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     import dynsnip
@@ -305,11 +311,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"counting {name}", file=sys.stderr, flush=True)
         report["models"][name] = count_model(model, clip)
     if args.triton_tail:  # the same models with the fused tail: the interpreter stands in for the GPU
-        from dynsnip.modules.gate_tap import _interpreting
-
-        if not _interpreting():
-            raise SystemExit("--triton-tail counts the fused tail through Triton's interpreter: run with "
-                             "TRITON_INTERPRET=1 set (before Python starts)")
         IntraSIM.triton_tail = True
         undo = count_fused_tail()
         try:

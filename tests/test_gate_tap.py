@@ -388,6 +388,39 @@ def first_use_check_turns_a_disagreeing_kernel_off() -> None:
         gate_tap._VERIFIED.clear()
 
 
+def load_op_counts():
+    spec = importlib.util.spec_from_file_location("op_counts_benchmark", ROOT / "benchmarks" / "op_counts.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports efficiency.py beside it
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+@interpreter_check
+def op_counts_count_the_fused_tail_as_one_launch() -> None:
+    """benchmarks/op_counts.py --triton-tail: each of dil_resnet18's 4 Intra-SIMs dispatches its eager tail
+    (10 ops, 6 of them kernels in float32) as one launch; the interpreter's own torch calls and the
+    profiler's markers are not counted."""
+    report = load_op_counts().main(["--quick", "--no-traffic", "--triton-tail"])["models"]
+    for module in ("defaults", "paper's module"):
+        plain, fused = report[f"dil_resnet18 ({module})"], report[f"dil_resnet18 ({module}), fused tail"]
+        for mode in ("fp32_inference", "bf16_inference"):
+            assert plain[mode]["ops"] - fused[mode]["ops"] == 4 * 9, (module, mode)
+            assert fused[mode]["ops_by_name"]["gate_tap_triton"] == fused[mode]["kernels_by_name"]["gate_tap_triton"] == 4
+            assert not any(name.startswith("_record_function") for name in fused[mode]["kernels_by_name"])
+        assert plain["fp32_inference"]["kernels"] - fused["fp32_inference"]["kernels"] == 4 * 5
+        assert "bf16_train_step" not in fused  # the fused tail is inference only
+
+
+def test_op_counts_refuse_the_fused_tail_without_the_interpreter(monkeypatch):
+    monkeypatch.setattr(gate_tap, "_interpreting", lambda: False)
+    with pytest.raises(SystemExit, match="TRITON_INTERPRET=1"):
+        load_op_counts().main(["--quick", "--no-traffic", "--triton-tail"])
+
+
 def load_benchmark():
     spec = importlib.util.spec_from_file_location("gate_tap_benchmark", ROOT / "benchmarks" / "gate_tap.py")
     module = importlib.util.module_from_spec(spec)

@@ -373,7 +373,11 @@ def first_use_check_turns_a_disagreeing_kernel_off() -> None:
         gate_tap.gate_tap_triton = lambda *a, **k: calls.append(1) or real(*a, **k)
         assert_matches(gate_tap.gate_tap(x, logits, kernel), want)  # agrees: checked once, then trusted
         assert_matches(gate_tap.gate_tap(x, logits, kernel), want)
-        assert calls == [1, 1] and gate_tap._VERIFIED == {("cpu", torch.float32): True}
+        assert calls == [1, 1] and list(gate_tap._VERIFIED.values()) == [True]
+        # another variant (P = 1, no learnable kernel) gets a check of its own
+        x1, logits1, _ = inputs(p=1, k=None)
+        assert_matches(gate_tap.gate_tap(x1, logits1, None), gate_tap_reference(x1, logits1, None))
+        assert len(gate_tap._VERIFIED) == 2
         gate_tap._VERIFIED.clear()
         calls.clear()
         gate_tap.gate_tap_triton = lambda *a, **k: calls.append(1) or real(*a, **k) * 1.01  # a wrong kernel
@@ -383,6 +387,19 @@ def first_use_check_turns_a_disagreeing_kernel_off() -> None:
             assert_matches(gate_tap.gate_tap(x, logits, kernel), want)
         assert calls == [1], calls  # not used again
         assert len(caught) == 1 and "disagrees" in str(caught[0].message)
+        gate_tap._VERIFIED.clear()
+        calls.clear()
+        gate_tap.gate_tap_triton = real
+        xn = x.clone()
+        xn[0, 0, 0, 0, 0] = float("nan")  # a NaN in the input: NaN in both, not a disagreement
+        out = gate_tap.gate_tap(xn, logits, kernel)
+        assert out.isnan().any() and list(gate_tap._VERIFIED.values()) == [True]
+        gate_tap._VERIFIED.clear()
+        gate_tap.gate_tap_triton = lambda *a, **k: real(*a, **k).fill_(float("nan"))  # a kernel that makes NaN
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert_matches(gate_tap.gate_tap(x, logits, kernel), want)  # turned off, the reference's result
+        assert list(gate_tap._VERIFIED.values()) == [False] and len(caught) == 1
     finally:
         gate_tap.gate_tap_triton = real
         gate_tap._VERIFIED.clear()

@@ -535,19 +535,16 @@ def _centre(lead: int, rows: int, cols: int, kernel: tuple[int, ...], like: torc
     """A constant kernel ``(lead, rows, cols, *kernel)`` that is 1 at the centre tap (of the
     diagonal ``rows == cols`` with ``identity``), 0 elsewhere: the ``F_t`` of Eq. 1 and the
     ``+ D`` of Eq. 2-3 as a kernel. Made once per shape, dtype and device (eagerly)."""
-    key = (lead, rows, cols, kernel, identity, like.dtype, like.device)
-    if key in _CONSTANTS and not torch.compiler.is_compiling():
-        return _CONSTANTS[key]
-    out = torch.zeros((lead, rows, cols, *kernel), dtype=like.dtype, device=like.device)
-    centre = tuple(k // 2 for k in kernel)
-    if identity:
-        i = torch.arange(rows, device=like.device)
-        out[(slice(None), i, i) + centre] = 1.0
-    else:
-        out[(Ellipsis,) + centre] = 1.0
-    if not torch.compiler.is_compiling():
-        _CONSTANTS[key] = out
-    return out
+    def build() -> torch.Tensor:
+        out = torch.zeros((lead, rows, cols, *kernel))
+        centre = tuple(k // 2 for k in kernel)
+        if identity:
+            i = torch.arange(rows)
+            out[(slice(None), i, i) + centre] = 1.0
+        else:
+            out[(Ellipsis,) + centre] = 1.0
+        return out
+    return _constant(("centre", lead, rows, cols, kernel, identity), like, build)
 
 
 def _as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's dynsnip, also when run as a script
@@ -50,13 +49,10 @@ sys.path.insert(0, str(ROOT))  # this checkout's dynsnip, also when run as a scr
 from dynsnip.modules.gate_tap import gate_tap_available, gate_tap_reference, gate_tap_triton  # noqa: E402
 from dynsnip.modules.temporal_ops import dynamic_tap_conv  # noqa: E402
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-# ops that launch no kernel (views, metadata, uninitialised allocations)
-NO_KERNEL = {"view", "_unsafe_view", "reshape", "as_strided", "slice", "select", "narrow", "unsqueeze", "squeeze",
-             "permute", "transpose", "t", "expand", "unflatten", "flatten", "split", "split_with_sizes", "chunk",
-             "unbind", "alias", "detach", "empty", "empty_like", "empty_strided", "unfold", "_reshape_alias",
-             "sym_size", "sym_stride", "sym_numel", "new_empty", "new_empty_strided", "view_as", "expand_as"}
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from op_counts import kernels  # noqa: E402  (one definition of what launches a kernel)
 
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 # ------------------------------------------------------------------ shapes
 
@@ -121,21 +117,12 @@ def eager_tail(x: torch.Tensor, logits: torch.Tensor, kernel: torch.Tensor | Non
     return o2 if kernel is None else dynamic_tap_conv(o2, kernel)
 
 
-class _Launches(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.__name__.split(".")[0] not in NO_KERNEL:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def eager_launches(x, logits, kernel) -> int:
-    with torch.no_grad(), _Launches() as mode:
-        eager_tail(x, logits, kernel)
-    return mode.count
+    """Kernels the eager tail launches (``op_counts.kernels``: views and allocations left out)."""
+    def tail() -> None:
+        with torch.no_grad():
+            eager_tail(x, logits, kernel)
+    return sum(kernels(tail)[0].values())
 
 
 # ------------------------------------------------------------------ timing

@@ -91,6 +91,57 @@ def test_a_face_that_never_moves_is_static_and_needs_time_and_thumbnails():
     assert link_tracks(short, {i: still for i in short})[0].status == "kept"
 
 
+def _whole_frame_signature(frame: np.ndarray, box) -> np.ndarray:
+    """The static rule's thumbnail as first written: the whole frame turned grey, then the box resampled."""
+    grey = Image.fromarray(frame).convert("L")
+    return np.asarray(grey.resize((T.SIGNATURE_SIZE,) * 2, Image.BOX, box=box), np.float32).ravel()
+
+
+def test_face_signatures_turn_only_the_box_grey_and_match_the_whole_frame_thumbnail():
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    frame[300:700, 800:1200] = np.linspace(20, 230, 400, dtype=np.uint8)[:, None, None]  # a shaded face region
+    rows = np.array([[800.4, 299.6, 1200.2, 700.0], [-40, -10, 150, 210], [1850, 1000, 2000, 1200], [5, 5, 6, 6]])
+    got = T.face_signatures(frame, np.c_[rows, np.ones((len(rows), 11))])
+    for n, row in enumerate(rows):  # the clipped, rounded box of the whole grey frame: within one grey level
+        x0, y0 = min(max(round(row[0]), 0), 1919), min(max(round(row[1]), 0), 1079)
+        box = (x0, y0, max(min(round(row[2]), 1920), x0 + 1), max(min(round(row[3]), 1080), y0 + 1))
+        assert np.abs(got[n] - _whole_frame_signature(frame, box)).max() <= 1.0, n
+    # another picture in the box gives another signature (not a constant)
+    moved = frame.copy()
+    moved[300:700, 800:1200] = moved[300:700, 800:1200][::-1]
+    assert np.abs(T.face_signatures(moved, rows[:1]) - got[:1]).mean() > T.STATIC_MAX_CHANGE
+    assert T.face_signatures(frame, np.zeros((0, 15))).shape == (0, T.SIGNATURE_SIZE ** 2)
+
+
+def test_same_picture_is_pearson_r_and_flatness_as_defined():
+    from dynsnip.data.faces.face_shown import MIN_CONTRAST, MIN_CORRELATION, same_picture
+
+    def by_definition(a, b):
+        a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+        flat_a, flat_b = a.std() < MIN_CONTRAST, b.std() < MIN_CONTRAST
+        if flat_a or flat_b:
+            return bool(flat_a and flat_b and abs(a.mean() - b.mean()) < MIN_CONTRAST)
+        return bool(np.corrcoef(a, b)[0, 1] >= MIN_CORRELATION)
+
+    rng = np.random.default_rng(4)
+    agree, kinds = 0, set()
+    for _ in range(3000):
+        a = rng.uniform(0, 255, (16, 16)).astype(np.float32)
+        kind = int(rng.integers(0, 3))
+        if kind == 0:  # correlated to any degree, either sign
+            b = a * rng.uniform(-1, 1) + rng.normal(0, rng.uniform(1, 200), a.shape)
+        else:  # near-flat pictures (black frames), one or both
+            a = np.full((16, 16), rng.uniform(0, 255)) + rng.normal(0, rng.uniform(0, 4), (16, 16))
+            b = (a if kind == 1 else rng.uniform(0, 255, (16, 16))) + rng.normal(0, rng.uniform(0, 4), a.shape) + rng.uniform(-3, 3)
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        want = by_definition(a, b)
+        assert same_picture(a, b) == want
+        kinds.add((kind, want))
+        agree += want
+    assert 0 < agree < 3000 and len(kinds) >= 5  # both answers, in the correlated and the flat cases
+
+
 # ------------------------------------------------------------------------------ real footage
 @pytest.mark.parametrize("detect_every", [1, 4])
 def test_two_people_clip_gives_two_tracks_with_stable_ids(detect_every, tmp_path):

@@ -45,6 +45,7 @@ Coverage then is the fraction of the scored frames that show the face; below
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 from .._optional import require
@@ -76,10 +77,15 @@ def same_picture(thumb: "np.ndarray", other: "np.ndarray") -> bool:
     contrast and they correlate; a flat one (no contrast: a black frame) agrees only with
     another flat one of the same grey level."""
     a, b = thumb.ravel().astype(np.float64), other.ravel().astype(np.float64)
-    flat_a, flat_b = a.std() < MIN_CONTRAST, b.std() < MIN_CONTRAST
+    mean_a, mean_b = a.mean(), b.mean()
+    a -= mean_a
+    b -= mean_b
+    # Pearson r from the centred vectors (np.corrcoef and two std() took 4x as long, per written frame)
+    sum_aa, sum_bb = float(a @ a), float(b @ b)
+    flat_a, flat_b = sum_aa < MIN_CONTRAST**2 * a.size, sum_bb < MIN_CONTRAST**2 * b.size  # std < MIN_CONTRAST
     if flat_a or flat_b:
-        return bool(flat_a and flat_b and abs(a.mean() - b.mean()) < MIN_CONTRAST)
-    return bool(np.corrcoef(a, b)[0, 1] >= MIN_CORRELATION)
+        return bool(flat_a and flat_b and abs(mean_a - mean_b) < MIN_CONTRAST)
+    return float(a @ b) >= MIN_CORRELATION * math.sqrt(sum_aa * sum_bb)
 
 
 def snippet_anchor(frame: int, snippet: Sequence[int], detect_every: int, num_frames: int | None) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,9 +64,11 @@ def throughput(epochs: int = 1, steps: int = 20) -> list[dict]:
     for mode in (None, "both", None, "both"):  # twice, interleaved: the machine is shared
         recipe = demo_recipe(config, mode).replace(epochs=epochs)
         t0 = time.perf_counter()
-        result = train(recipe, subset, None, Path("/tmp/dynsnip-pf-throughput"), device="cpu", progress=False,
-                       log=None, resume=False, save_checkpoints=False, save_kwargs=dict(base_model=None),
-                       model_kwargs=dict(channels=config.channels, stem_width=config.stem_width))
+        with tempfile.TemporaryDirectory(prefix="dynsnip-pf-throughput-") as run_dir:  # a new run folder each time:
+            # train() refuses to overwrite an earlier run's results
+            result = train(recipe, subset, None, Path(run_dir), device="cpu", progress=False,
+                           log=None, resume=False, save_checkpoints=False, save_kwargs=dict(base_model=None),
+                           model_kwargs=dict(channels=config.channels, stem_width=config.stem_width))
         seconds = result.history[-1]["seconds"]
         rows.append(dict(pseudo_fakes=mode or "off", steps=steps, seconds=seconds,
                          clips_read_per_s=len(subset) / seconds, clips_trained_per_s=result.history[-1]["clips_per_s"],

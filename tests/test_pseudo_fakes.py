@@ -273,3 +273,21 @@ def test_gpu_training_script_runs_its_cpu_path_tiny(tmp_path):
         script.main(argv)  # an earlier run is never overwritten
     with pytest.raises(SystemExit, match="no such folders"):
         script.main([*argv[:4], "--out", str(tmp_path / "other"), "--val", "dave"])
+
+
+def test_benchmark_throughput_trains_each_setting_in_a_run_folder_of_its_own():
+    """benchmarks/pseudo_fakes.py's throughput step trains four times (generator off / on, twice): each
+    training gets a fresh run folder, since train() refuses to overwrite an earlier run's results (it
+    failed on the second training when they shared one)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "pseudo_fakes_benchmark", Path(__file__).resolve().parent.parent / "benchmarks" / "pseudo_fakes.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rows = script.throughput(epochs=1, steps=1)
+    assert [r["pseudo_fakes"] for r in rows] == ["off", "both", "off", "both"]
+    for off, both in zip(rows[0::2], rows[1::2]):  # with the generator a step trains on each real clip and its pseudo-fake
+        assert both["clips_trained_per_s"] == pytest.approx(2 * both["clips_read_per_s"], rel=1e-6)
+        assert off["clips_trained_per_s"] == pytest.approx(off["clips_read_per_s"], rel=1e-6)

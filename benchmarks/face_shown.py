@@ -6,8 +6,9 @@ frame next to it towards the looked-at frame (a chain). This script measures, on
 
 1. per video, the correlation of the thumbnails of **consecutive** frames (what the chain
    compares) and of each frame with the **looked-at frame** of its group directly (what a
-   chain-less check would compare), in the crop box of the looked-at frame's face (dlib,
-   k = 4): minimum, 1st and 5th percentile. ``MIN_CORRELATION`` must lie below the first on
+   chain-less check would compare), in the crop box of the looked-at frame's face
+   (``--detector``, default ``auto``; the first measurements used dlib; k = 4): minimum, 1st
+   and 5th percentile. ``MIN_CORRELATION`` must lie below the first on
    footage without cuts;
 2. the cost: ``FaceClipLoader`` (U = 8, 224 px) and ``extract_face_frames`` with the check
    and with it stubbed out, interleaved in this process: the ratio.
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 
-def correlations(video: Path, k: int = 4, max_frames: int = 300) -> dict:
+def correlations(video: Path, k: int = 4, max_frames: int = 300, detector_name: str = "auto") -> dict:
     import numpy as np
 
     from dynsnip.data import VideoReader
@@ -36,7 +37,7 @@ def correlations(video: Path, k: int = 4, max_frames: int = 300) -> dict:
     from dynsnip.data.faces.detectors import create_face_detector, detect_faces
     from dynsnip.data.faces.face_shown import thumbnail
 
-    detector = create_face_detector("dlib")
+    detector = create_face_detector(detector_name)
     with VideoReader(video) as reader:
         frames = reader.read(list(range(min(reader.num_frames, max_frames))))
     size = (frames.shape[2], frames.shape[1])
@@ -58,7 +59,7 @@ def correlations(video: Path, k: int = 4, max_frames: int = 300) -> dict:
     return dict(video=video.name, consecutive=summary(consecutive), direct=summary(direct))
 
 
-def cost(videos: list[Path], repeats: int = 3) -> dict:
+def cost(videos: list[Path], repeats: int = 3, detector: str = "auto") -> dict:
     """Median seconds with the check on and stubbed out (interleaved), and their ratio."""
     import numpy as np
 
@@ -68,23 +69,25 @@ def cost(videos: list[Path], repeats: int = 3) -> dict:
 
     real = (pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count)
     stubs = (lambda frames, indices, *a, **k: np.ones(np.asarray(indices).shape, bool),
-             lambda self, index, frame: None, lambda self: 0)
-    loader = FaceClipLoader(face_detector="dlib", size=(224, 224), num_snippets=8, min_face_coverage=0)
+             lambda self, *args, **kwargs: None, lambda self: 0)
+    loader = FaceClipLoader(face_detector=detector, size=(224, 224), num_snippets=8, min_face_coverage=0)
     times: dict[str, list[float]] = {f"{what} {mode}": [] for what in ("loader", "extract") for mode in ("on", "off")}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(repeats):
-            for mode, (shows, record, count) in (("on", real), ("off", stubs)):
-                pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count = shows, record, count
-                start = time.perf_counter()
-                for video in videos:
-                    loader(video)
-                times[f"loader {mode}"].append(time.perf_counter() - start)
-                start = time.perf_counter()
-                for video in videos:
-                    shutil.rmtree(Path(tmp) / "out", ignore_errors=True)
-                    extraction.extract_face_frames(video, Path(tmp) / "out", face_detector="dlib", min_face_coverage=0)
-                times[f"extract {mode}"].append(time.perf_counter() - start)
-    pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count = real
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(repeats):
+                for mode, (shows, record, count) in (("on", real), ("off", stubs)):
+                    pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count = shows, record, count
+                    start = time.perf_counter()
+                    for video in videos:
+                        loader(video)
+                    times[f"loader {mode}"].append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    for video in videos:
+                        shutil.rmtree(Path(tmp) / "out", ignore_errors=True)
+                        extraction.extract_face_frames(video, Path(tmp) / "out", face_detector=detector, min_face_coverage=0)
+                    times[f"extract {mode}"].append(time.perf_counter() - start)
+    finally:  # the real check back, whatever happened
+        pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count = real
     median = {name: round(statistics.median(values), 3) for name, values in times.items()}
     return dict(seconds=median, loader_ratio=round(median["loader on"] / median["loader off"], 3),
                 extract_ratio=round(median["extract on"] / median["extract off"], 3))
@@ -96,9 +99,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", nargs="*", type=Path, default=None, help="videos (default: the bundled ones)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--detector", default="auto", help="face detector (default auto, extract-faces' default; "
+                        "the first measurements used dlib)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the cost runs")
     args = parser.parse_args()
     videos = args.videos or list(bundled_videos())
-    results = dict(correlations=[correlations(v) for v in videos], cost=cost(videos))
+    results = dict(detector=args.detector, correlations=[correlations(v, detector_name=args.detector) for v in videos],
+                   cost=cost(videos, args.repeats, args.detector))
     for row in results["correlations"]:
         print(row)
     print(results["cost"])

@@ -35,8 +35,10 @@ next-frame correlations were >= 0.77 on the four real clips without cuts (1st pe
 together). Comparing with the looked-at frame directly instead of frame by frame fell to
 0.48 for a moving face three frames away, hence the chain. The cost is one 16x16
 resampling per frame (of every s-th pixel of the box): the clip loader and ``extract-faces``
-took 1.04x and 0.98x their time without the check (same process, interleaved, 2 shared
-cores: within the noise). It does not detect a face in each frame (that is what the
+took 1.04x and 0.98x their time without the check with dlib (same process, interleaved, 2
+shared cores: within the noise), and 1.07x and 1.02x with BlazeFace's faster ``auto`` (idle
+machine, bundled footage, 5 repeats; ``benchmarks/results/cpu_face_shown_auto.json``, where
+next-frame correlations were >= 0.91 in BlazeFace's boxes). It does not detect a face in each frame (that is what the
 looked-at frames are for); it tells "the picture where the face was found, moving on" from
 "something else".
 

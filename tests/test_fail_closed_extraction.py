@@ -261,3 +261,30 @@ def test_training_on_videos_without_a_face_is_a_named_failure(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "dynsnip train: error: 2 of the 2 training clips could not be read in epoch 1 (no_face 2" in err
     assert "Traceback" not in err
+
+
+def test_face_shown_benchmark_times_the_check_and_puts_it_back(monkeypatch):
+    """benchmarks/face_shown.py stubs the check out to time it: it runs with today's extraction, and the
+    real check is back afterwards, also when a run fails half-way."""
+    import importlib.util
+
+    import dynsnip.data.pipeline as pipeline
+    from dynsnip.data import bundled_videos
+
+    spec = importlib.util.spec_from_file_location(
+        "face_shown_benchmark", Path(__file__).resolve().parent.parent / "benchmarks" / "face_shown.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    real = (pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count)
+    video = [v for v in bundled_videos() if v.name.startswith("two_people")]
+    result = script.cost(video, repeats=1, detector="blazeface-short")
+    assert result["loader_ratio"] > 0 and result["extract_ratio"] > 0
+    assert (pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count) == real
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("extraction failed")
+
+    monkeypatch.setattr(extraction, "extract_face_frames", broken)
+    with pytest.raises(RuntimeError, match="extraction failed"):
+        script.cost(video, repeats=1, detector="blazeface-short")
+    assert (pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count) == real

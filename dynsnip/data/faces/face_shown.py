@@ -38,9 +38,9 @@ resampling per frame (of every s-th pixel of the box): the clip loader and ``ext
 took 1.04x and 0.98x their time without the check with dlib (same process, interleaved, 2
 shared cores: within the noise), and 1.07x and 1.02x with BlazeFace's faster ``auto`` (idle
 machine, bundled footage, 5 repeats; ``benchmarks/results/cpu_face_shown_auto.json``, where
-next-frame correlations were >= 0.91 in BlazeFace's boxes). It does not detect a face in each frame (that is what the
-looked-at frames are for); it tells "the picture where the face was found, moving on" from
-"something else".
+next-frame correlations were >= 0.91 in BlazeFace's boxes). It does not detect a face in each
+frame (that is what the looked-at frames are for); it tells "the picture where the face was
+found, moving on" from "something else".
 
 Coverage then is the fraction of the scored frames that show the face; below
 ``min_face_coverage`` the video is a failure (``low_face_coverage``), never a verdict.

@@ -69,7 +69,6 @@ STATIC_MAX_SHIFT = 0.02  # ... its box moving by at most 2% of its side
 # by 0.5 under dlib's grid-aligned boxes, 1.9-4.2 under the sub-pixel jitter of MTCNN's and BlazeFace's; real faces 12-58
 STATIC_MAX_CHANGE = 5.0
 SIGNATURE_SIZE = 16
-_SIGNATURE_MARGIN = 2  # pixels around a box that PIL's box filter may weigh (its window's rounding)
 # the swapped face of a fake: compared with its source at up to this many frames per track
 SOURCE_COMPARE_FRAMES = 8
 SOURCE_COMPARE_SIZE = 16  # crops averaged down to 16x16 RGB before comparing: the re-encoding noise of the
@@ -166,14 +165,11 @@ def face_signatures(frame: "np.ndarray", rows: "np.ndarray") -> "np.ndarray":
     for n, row in enumerate(rows):
         x0, y0 = min(max(int(round(row[0])), 0), width - 1), min(max(int(round(row[1])), 0), height - 1)
         x1, y1 = max(min(int(round(row[2])), width), x0 + 1), max(min(int(round(row[3])), height), y0 + 1)
-        # only the face and a 2-pixel rim turned grey (the whole 1080p frame took 2 ms per looked-at frame);
-        # PIL's filter positions depend on the box's offset, so a pixel may differ by one grey level from
-        # the whole grey frame's thumbnail that earlier versions made: far below STATIC_MAX_CHANGE's margins
-        cx0, cy0 = max(x0 - _SIGNATURE_MARGIN, 0), max(y0 - _SIGNATURE_MARGIN, 0)
-        cx1, cy1 = min(x1 + _SIGNATURE_MARGIN, width), min(y1 + _SIGNATURE_MARGIN, height)
-        grey = Image.fromarray(np.ascontiguousarray(frame[cy0:cy1, cx0:cx1])).convert("L")
-        thumb = grey.resize((SIGNATURE_SIZE, SIGNATURE_SIZE), Image.BOX, box=(x0 - cx0, y0 - cy0, x1 - cx0, y1 - cy0))
-        out[n] = np.asarray(thumb, np.float32).ravel()
+        # only the face turned grey (the whole 1080p frame took 2 ms per looked-at frame); PIL's filter
+        # positions depend on the box's offset, so a pixel may differ by one grey level from the whole
+        # grey frame's thumbnail that earlier versions made: far below STATIC_MAX_CHANGE's margins
+        grey = Image.fromarray(np.ascontiguousarray(frame[y0:y1, x0:x1])).convert("L")
+        out[n] = np.asarray(grey.resize((SIGNATURE_SIZE, SIGNATURE_SIZE), Image.BOX), np.float32).ravel()
     return out
 
 

@@ -23,6 +23,7 @@ from dynsnip.data.faces.detectors import (
     detect_faces,
     reframe_boxes,
 )
+from project_scripts import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -233,12 +234,7 @@ def test_extract_faces_command_takes_blazeface(tmp_path, capsys):
 
 
 def _benchmark(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"benchmarks/{name}.py")
 
 
 def test_detector_benchmark_measures_coverage_agreement_and_hard_poses(tmp_path):

@@ -1,10 +1,8 @@
 """`dynsnip explain` and `explain_clip`: Grad-CAM, Intra-SMA maps, U x T map, on real footage."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +18,10 @@ from dynsnip.data import FaceClipLoader, bundled_video, frames_to_tensor
 from dynsnip.explain import Explanation, explain_clip, save_figures
 from dynsnip.hub import save_pretrained
 from video_fixtures import write_text_as_mp4
+from project_scripts import load_script
 
 U, T, SIZE = 4, 4, 64
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -227,10 +225,7 @@ def test_model_without_sims_still_gets_gradcam_and_contact_sheet(tmp_path):
 
 # ------------------------------------------------------------------------------ custom backbones
 def load_example_backbone():
-    spec = importlib.util.spec_from_file_location("custom_backbone_example", ROOT / "examples" / "custom_backbone.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TinyVideoNet
+    return load_script("examples/custom_backbone.py", "custom_backbone_example").TinyVideoNet
 
 
 class FramesNet(nn.Module):

@@ -6,9 +6,7 @@ Speed is not tested here; ``benchmarks/efficiency.py`` measures it (docs/perform
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import timm
@@ -17,8 +15,8 @@ import torch.nn as nn
 
 import dynsnip  # noqa: F401  (registers dil_*)
 from dynsnip import InterSIM, IntraSIM
+from project_scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 T = 4
 
 
@@ -229,9 +227,7 @@ def test_model_under_bf16_autocast_is_finite_and_close_to_float32(model, clip):
 
 # ---------------------------------------------------------------------------- benchmark
 def test_benchmark_quick_path_prints_ratios_to_the_baseline(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("efficiency", ROOT / "benchmarks" / "efficiency.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/efficiency.py")
     out = tmp_path / "bench.json"
     bench.main(["--quick", "--models", "dil_resnet18,resnet18", "--baseline", "resnet18", "--json", str(out)])
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("|")]
@@ -249,9 +245,7 @@ def test_benchmark_quick_path_prints_ratios_to_the_baseline(tmp_path, capsys):
 
 
 def test_predict_throughput_benchmark_quick_path(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("predict_throughput", ROOT / "benchmarks" / "predict_throughput.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/predict_throughput.py")
     out = tmp_path / "predict.json"
     bench.main(["--quick", "--workers", "1", "--json", str(out)])
     assert "same probabilities with every setting: True" in capsys.readouterr().out

@@ -24,6 +24,7 @@ from dynsnip.data.faces.face_shown import shows_face
 from dynsnip.data.faces.folder_source import OWNER_FILE, folder_source_problem, output_folder_name
 from dynsnip.data.manifest import ManifestEntry
 from dynsnip.engine.failures import SkipUnreadable
+from project_scripts import load_script
 
 
 @pytest.fixture(scope="module")
@@ -266,15 +267,10 @@ def test_training_on_videos_without_a_face_is_a_named_failure(tmp_path, capsys):
 def test_face_shown_benchmark_times_the_check_and_puts_it_back(monkeypatch):
     """benchmarks/face_shown.py stubs the check out to time it: it runs with today's extraction, and the
     real check is back afterwards, also when a run fails half-way."""
-    import importlib.util
-
     import dynsnip.data.pipeline as pipeline
     from dynsnip.data import bundled_videos
 
-    spec = importlib.util.spec_from_file_location(
-        "face_shown_benchmark", Path(__file__).resolve().parent.parent / "benchmarks" / "face_shown.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmarks/face_shown.py", "face_shown_benchmark")
     real = (pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count)
     video = [v for v in bundled_videos() if v.name.startswith("two_people")]
     result = script.cost(video, repeats=1, detector="blazeface-short")

@@ -10,7 +10,6 @@ run as a script (``INTERPRETER_CHECKS``), which prints a JSON report that the te
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,6 +26,7 @@ import dynsnip.modules.gate_tap as gate_tap
 import dynsnip.modules.intra_sim as intra_sim_module
 from dynsnip.modules.gate_tap import gate_tap_available, gate_tap_reference, gate_tap_triton
 from dynsnip.modules.temporal_ops import dynamic_tap_conv
+from project_scripts import load_script
 
 CL = torch.channels_last_3d
 ROOT = Path(__file__).resolve().parents[1]
@@ -406,14 +406,7 @@ def first_use_check_turns_a_disagreeing_kernel_off() -> None:
 
 
 def load_op_counts():
-    spec = importlib.util.spec_from_file_location("op_counts_benchmark", ROOT / "benchmarks" / "op_counts.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports efficiency.py beside it
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_script("benchmarks/op_counts.py", "op_counts_benchmark", beside_on_path=True)  # imports efficiency.py
 
 
 @interpreter_check
@@ -439,10 +432,7 @@ def test_op_counts_refuse_the_fused_tail_without_the_interpreter(monkeypatch):
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location("gate_tap_benchmark", ROOT / "benchmarks" / "gate_tap.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/gate_tap.py", "gate_tap_benchmark")
 
 
 QUICK_BENCH = ["--device", "cpu", "--quick", "--repeats", "1", "--warmup", "0", "--inner", "1"]
@@ -563,9 +553,7 @@ def test_module_imports_and_falls_back_without_triton(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton", None)
     monkeypatch.setitem(sys.modules, "triton.language", None)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    spec = importlib.util.spec_from_file_location("gate_tap_without_triton", gate_tap.__file__)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(gate_tap.__file__, "gate_tap_without_triton")
     x, logits, kernel = inputs()
     assert module.triton is None and not module.gate_tap_available(x)
     torch.testing.assert_close(module.gate_tap_reference(x, logits, kernel), gate_tap_reference(x, logits, kernel))
@@ -576,9 +564,7 @@ def test_module_imports_and_falls_back_without_triton(monkeypatch):
 def test_gpu_report_writes_the_fused_tail_figures(tmp_path):
     """benchmarks/gpu_report.py puts step 4's figures (gpu_gate_tap.json) into the doc's GPU section,
     and says "not measured" for what did not run."""
-    spec = importlib.util.spec_from_file_location("gpu_report", ROOT / "benchmarks" / "gpu_report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_script("benchmarks/gpu_report.py")
     doc = tmp_path / "performance.md"
     doc.write_text(f"before\n{report.BEGIN}\nold\n{report.END}\nafter\n")
     report.main(["--results", str(tmp_path), "--doc", str(doc)])

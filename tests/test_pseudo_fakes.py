@@ -12,6 +12,7 @@ from PIL import Image
 from dynsnip.data.pseudo_fakes import MODES, PseudoFakeGenerator, crop_face_box
 from dynsnip.engine.failures import FailedItem
 from dynsnip.engine.pseudo_fakes import PseudoFakeCollate, pseudo_fake_clip
+from project_scripts import load_script
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -244,15 +245,9 @@ def test_gpu_training_script_runs_its_cpu_path_tiny(tmp_path):
     """benchmarks/train_pseudo_fakes.py (what benchmarks/gpu_pseudo_fakes.sh runs on a GPU) on
     a folder of real face-crop folders, tiny: it trains, validates on held-out videos and their
     pseudo-fakes and writes the hub-layout model with its card."""
-    import importlib.util
-    from pathlib import Path
-
     from dynsnip.hub.load import load_model
 
-    spec = importlib.util.spec_from_file_location(
-        "train_pseudo_fakes", Path(__file__).resolve().parent.parent / "benchmarks" / "train_pseudo_fakes.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmarks/train_pseudo_fakes.py")
     faces = tmp_path / "faces"
     for name, seed in (("alice", 0), ("bob", 1), ("carol", 2)):
         (faces / name).mkdir(parents=True)
@@ -279,13 +274,7 @@ def test_benchmark_throughput_trains_each_setting_in_a_run_folder_of_its_own():
     """benchmarks/pseudo_fakes.py's throughput step trains four times (generator off / on, twice): each
     training gets a fresh run folder, since train() refuses to overwrite an earlier run's results (it
     failed on the second training when they shared one)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "pseudo_fakes_benchmark", Path(__file__).resolve().parent.parent / "benchmarks" / "pseudo_fakes.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmarks/pseudo_fakes.py", "pseudo_fakes_benchmark")
     rows = script.throughput(epochs=1, steps=1)
     assert [r["pseudo_fakes"] for r in rows] == ["off", "both", "off", "both"]
     for off, both in zip(rows[0::2], rows[1::2]):  # with the generator a step trains on each real clip and its pseudo-fake

@@ -13,6 +13,7 @@ import dynsnip
 from dynsnip.engine import train
 from dynsnip.engine.evaluate import progress_bar
 from test_engine_train import TINY, Clips, tiny_recipe
+from project_scripts import load_script
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -33,12 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def install_torch_tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("install_torch", ROOT / "tools" / "install_torch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/install_torch.py")
 
 
 def test_readme_install_lines_take_the_cpu_build_on_a_cpu_machine():

@@ -9,9 +9,7 @@ equations themselves (tests/test_modules.py).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 import timm
@@ -22,8 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import dynsnip
 import frozen_sims
 from dynsnip import InterSIM, IntraSIM
+from project_scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 T = 4
 C = 64
 
@@ -268,9 +266,7 @@ def test_cpu_inference_on_one_clip_keeps_channels_last(options):
 
 
 def test_the_benchmark_tsm_shift_keeps_channels_last_and_copies_nothing_else():
-    spec = importlib.util.spec_from_file_location("efficiency", ROOT / "benchmarks" / "efficiency.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/efficiency.py")
     x = frames(2 * 8, c=16, h=4, w=4).contiguous(memory_format=torch.channels_last)
     y = bench.TemporalShift.shift(x, 8, fold_div=8)
     assert y.is_contiguous(memory_format=torch.channels_last)

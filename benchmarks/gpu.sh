@@ -17,7 +17,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
 mkdir -p "$OUT"
-PY="${PYTHON:-python}"
+. benchmarks/gpu_env.sh  # PY, PYTHONPATH (this checkout), carried wheels (.whl/)
 export TORCHINDUCTOR_COMPILE_THREADS="${TORCHINDUCTOR_COMPILE_THREADS:-16}"
 
 if [ "${DRY_RUN:-0}" = 1 ]; then

@@ -11,7 +11,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
 mkdir -p "$OUT"
-PY="${PYTHON:-python}"
+. benchmarks/gpu_env.sh  # PY, PYTHONPATH (this checkout), carried wheels (.whl/)
 VIDEOS=(dynsnip/assets/videos/*.mp4 "$@")
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu_face_detection.txt" 2>&1

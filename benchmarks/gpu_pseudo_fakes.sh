@@ -13,8 +13,7 @@
 # Writes OUT/run/model (hub layout + card), OUT/summary.json, OUT/train.log, OUT/gpu.txt.
 set -u
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's dynsnip, installed or not
-PY="${PYTHON:-python}"
+. benchmarks/gpu_env.sh  # PY, PYTHONPATH (this checkout), carried wheels (.whl/)
 FACES="${FACES:-benchmarks/pseudo_fake_faces}"
 if [ "${1:-}" = "prepare" ]; then
     # held out for validation: Zhling_1280x720 and two_people_320x192_test_vd_rc (other people)

@@ -400,6 +400,33 @@ def first_use_check_turns_a_disagreeing_kernel_off() -> None:
             warnings.simplefilter("always")
             assert_matches(gate_tap.gate_tap(x, logits, kernel), want)  # turned off, the reference's result
         assert list(gate_tap._VERIFIED.values()) == [False] and len(caught) == 1
+        gate_tap._VERIFIED.clear()
+        calls.clear()
+
+        def does_not_compile(*a, **k):  # as Triton does for a GPU or driver the kernel was not made for
+            calls.append(1)
+            raise RuntimeError("PassManager::run failed")
+
+        gate_tap.gate_tap_triton = does_not_compile
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert_matches(gate_tap.gate_tap(x, logits, kernel), want)  # the reference's result, no crash
+            assert_matches(gate_tap.gate_tap(x, logits, kernel), want)
+        assert calls == [1] and list(gate_tap._VERIFIED.values()) == [False]
+        assert len(caught) == 1 and "failed" in str(caught[0].message) and "PassManager" in str(caught[0].message)
+        gate_tap._VERIFIED.clear()
+
+        def bad_inputs(*a, **k):  # the caller's mistake is not hidden behind the reference
+            raise ValueError("x must be a (B, g, T, H, W) volume")
+
+        gate_tap.gate_tap_triton = bad_inputs
+        try:
+            gate_tap.gate_tap(x, logits, kernel)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a ValueError of the inputs was swallowed")
+        assert not gate_tap._VERIFIED
     finally:
         gate_tap.gate_tap_triton = real
         gate_tap._VERIFIED.clear()

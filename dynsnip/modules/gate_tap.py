@@ -46,6 +46,7 @@ first use on each device and dtype (a disagreement turns it off there, with a wa
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 
 import torch
@@ -202,7 +203,10 @@ def gate_tap(x: torch.Tensor, logits: torch.Tensor, kernel: torch.Tensor | None)
     where the other has finite ones are a disagreement). If they disagree the kernel is not used
     again in this process there: a warning says so, and this call and every later one return the
     reference's result, which is correct (fail closed: a detector's scores never come from a
-    kernel that disagreed). Callers check :func:`gate_tap_available` first.
+    kernel that disagreed). A kernel that raises on that first call (it does not compile or
+    launch on this GPU, driver or Triton) is turned off the same way; a ``ValueError`` (the
+    inputs) or running out of GPU memory is raised as it is. Callers check
+    :func:`gate_tap_available` first.
     """
     # one check per variant Triton compiles (its constexprs: P and k) and per device and dtypes
     key = (str(x.device), x.dtype, logits.dtype, logits.shape[1] // max(x.shape[1], 1),
@@ -210,26 +214,35 @@ def gate_tap(x: torch.Tensor, logits: torch.Tensor, kernel: torch.Tensor | None)
     verified = _VERIFIED.get(key)
     if verified is False:
         return gate_tap_reference(x, logits, kernel)
-    out = gate_tap_triton(x, logits, kernel)
-    if verified is None:
-        want = gate_tap_reference(x, logits, kernel)
-        got, ref = out.float(), want.float()
-        finite = torch.isfinite(ref)
-        if not torch.equal(finite, torch.isfinite(got)):  # a NaN/inf where the reference has none, or the reverse
-            error, scale = float("inf"), 1.0
-        else:  # non-finite inputs (the caller's to report) make non-finite outputs in both: compare the rest
-            error = (got - ref).abs()[finite].max().item() if finite.any() else 0.0
-            scale = max(ref.abs()[finite].max().item(), 1.0) if finite.any() else 1.0
-        tolerance = 1e-4 if x.dtype == torch.float32 else 2e-2
-        _VERIFIED[key] = ok = bool(error <= tolerance * scale)
-        if not ok:
-            import warnings
-
-            warnings.warn(f"gate_tap_triton disagrees with gate_tap_reference on {x.device} ({x.dtype}): max abs "
-                          f"difference {error:.3g} for outputs up to {scale:.3g}; the Intra-SIMs use PyTorch's ops "
-                          f"there from now on (please report this with your GPU, torch and triton versions)",
-                          RuntimeWarning, stacklevel=2)
-            return want
+    if verified:
+        return gate_tap_triton(x, logits, kernel)
+    try:
+        out = gate_tap_triton(x, logits, kernel)
+    except (ValueError, torch.cuda.OutOfMemoryError):  # the caller's inputs, or memory: not the kernel's to hide
+        raise
+    except Exception as err:  # the kernel cannot compile or launch here (a Triton, driver or GPU it was not made for)
+        _VERIFIED[key] = False
+        warnings.warn(f"gate_tap_triton failed on {x.device} ({x.dtype}): {type(err).__name__}: {err}; the Intra-SIMs "
+                      "use PyTorch's ops there from now on (please report this with your GPU, torch and triton versions)",
+                      RuntimeWarning, stacklevel=2)
+        return gate_tap_reference(x, logits, kernel)
+    # the first use of this variant: compared with the reference
+    want = gate_tap_reference(x, logits, kernel)
+    got, ref = out.float(), want.float()
+    finite = torch.isfinite(ref)
+    if not torch.equal(finite, torch.isfinite(got)):  # a NaN/inf where the reference has none, or the reverse
+        error, scale = float("inf"), 1.0
+    else:  # non-finite inputs (the caller's to report) make non-finite outputs in both: compare the rest
+        error = (got - ref).abs()[finite].max().item() if finite.any() else 0.0
+        scale = max(ref.abs()[finite].max().item(), 1.0) if finite.any() else 1.0
+    tolerance = 1e-4 if x.dtype == torch.float32 else 2e-2
+    _VERIFIED[key] = ok = bool(error <= tolerance * scale)
+    if not ok:
+        warnings.warn(f"gate_tap_triton disagrees with gate_tap_reference on {x.device} ({x.dtype}): max abs "
+                      f"difference {error:.3g} for outputs up to {scale:.3g}; the Intra-SIMs use PyTorch's ops "
+                      f"there from now on (please report this with your GPU, torch and triton versions)",
+                      RuntimeWarning, stacklevel=2)
+        return want
     return out
 
 

@@ -214,9 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     videos = args.videos or list(bundled_videos())
     everies = [int(k) for k in args.every.split(",")]
     settings: dict[str, tuple] = {"decode only": (decode_only,)}
-    settings["before: dlib 480 px, every frame"] = (detect_all_frames, DlibFaceDetector(max_upscale=None))
-    if not args.no_full_resolution:
-        settings["before: dlib full resolution, every frame"] = (detect_all_frames, DlibFaceDetector(detect_short_side=None))
+    skipped: dict[str, str] = {}  # setting -> why it was not measured
+
+    def dlib_detector(**options):
+        """A dlib detector, or None where dlib is not installed (a GPU image often lacks it): its rows
+        are then left out and named, the others still measured."""
+        try:
+            return DlibFaceDetector(**options)
+        except ImportError as err:
+            skipped["dlib rows"] = str(err).split(" (")[0]
+            return None
+
+    if (detector := dlib_detector(max_upscale=None)) is not None:
+        settings["before: dlib 480 px, every frame"] = (detect_all_frames, detector)
+    if not args.no_full_resolution and (detector := dlib_detector(detect_short_side=None)) is not None:
+        settings["before: dlib full resolution, every frame"] = (detect_all_frames, detector)
     if args.write and args.history:  # an earlier default: small frames upsampled to the 480 px working size
         settings["dlib+mtcnn, k=4, upsampling not capped: extract_face_frames"] = (
             "write", AutoFaceDetector(DlibFaceDetector(max_upscale=None), MtcnnFaceDetector(device=args.device)), 4)
@@ -290,13 +302,15 @@ def main(argv: list[str] | None = None) -> int:
                      cpus)
     if target:
         print(target)
+    for what, why in skipped.items():
+        print(f"not measured: {what} ({why})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(videos=[str(v) for v in videos], frames=frames, repeats=args.repeats,
                                              threads=args.threads, device=args.device, cpus=cpus,
                                              png_encoder=encoder(),
                                              load_average_before=load_before, load_average_after=load_after,
-                                             rows=rows, target=target, raw_seconds=times, raw_cpu_seconds=cpu_times),
+                                             rows=rows, target=target, skipped=skipped, raw_seconds=times, raw_cpu_seconds=cpu_times),
                                         indent=1))
     return 0
 

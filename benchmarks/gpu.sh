@@ -3,8 +3,11 @@
 # an H200). bf16 autocast, channels_last, batch 16 clips of U=4 x T=4 at 224 px (clip throughput
 # and the training step on 16 clips, latency on 1 clip), ratios to resnet50 on the same frames:
 #   1. eager:    dil_resnet50 (defaults), dil_resnet50@paper (the paper's module), resnet50, tsm_resnet50
-#   2. compiled: dil_resnet50, resnet50                      (torch.compile, fullgraph, inductor)
-#   3. compiled: dil_resnet50@paper, resnet50                (resnet50 from inductor's cache of step 2)
+#   2. profile:  where the eager step's GPU time goes (kernels, launches, busy share, the SIMs' share):
+#                benchmarks/gpu_profile.py -> gpu_profile.json
+#   3. compiled: dil_resnet50, resnet50 (torch.compile, fullgraph, inductor); MODULE=paper compiles
+#                dil_resnet50@paper instead (the first loan, 2026-12-04, measured that one compile of
+#                dil_resnet50 and resnet50 takes about 300 s: both do not fit one loan)
 #   4. the Intra-SIM's elementwise tail, eager ops against the fused Triton kernel, per Intra-SIM of
 #      dil_resnet50 (defaults and the paper's module): benchmarks/gate_tap.py -> gpu_gate_tap.json
 # Each step has its own time limit, so that a slow step still leaves the others' results. Writes
@@ -24,18 +27,22 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
     DIL=dil_resnet18; BASE=resnet18
     COMMON=(--device cpu --frames 8 --size 32 --batch 2 --infer-batch 2 --repeats 1 --warmup 1 --baseline "$BASE" --threads 1)
     COMPILE=(--compile --compile-backend eager)
-    LIMITS=(600 600 600 120)
+    LIMITS=(600 300 600 120)
+    PROFILE=(--quick)
     GATE_TAP=(--device cpu --quick)
     DOC="$OUT/performance.md"; cp docs/performance.md "$DOC"
 else
     DIL=dil_resnet50; BASE=resnet50
     COMMON=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --infer-batch 16
             --repeats 10 --warmup 2 --baseline "$BASE")
-    COMPILE=(--compile)
-    # Step 4's 40 s come out of step 2 (230 -> 190 s), the largest limit: the limits must add up to less
-    # than 9 minutes with the report after them (140 + 190 + 150 + 40 = 520 s). A step that runs out of
-    # time ends with rc=124 and leaves the other steps' results.
-    LIMITS=(140 190 150 40)
+    COMPILE=(--compile --repeats 5)  # compilation dominates the step: 5 timed repeats are enough
+    # Measured on the first loan (2026-12-04, H200): eager 59 s, compiled dil_resnet50 + resnet50 297 s
+    # (compilation: 44 + 83 s and 14 + 52 s, then the 16-clip inference shape), the fused tail 18 s. The
+    # limits must add up to less than 9 minutes with the report after them (90 + 75 + 320 + 30 = 515 s).
+    # A step that runs out of time ends with rc=124 and leaves the other steps' results.
+    LIMITS=(90 75 320 30)
+    PROFILE=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --steps 3 --warmup 2
+             --models "$DIL,$DIL@paper,$BASE")
     GATE_TAP=(--device cuda --dtype bf16 --clips 16 --frames 16 --size 224 --repeats 10 --warmup 3 --inner 10)
     DOC=docs/performance.md
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
@@ -50,8 +57,17 @@ step() {  # name, time limit, efficiency.py arguments...
 }
 
 step gpu_eager "${LIMITS[0]}" --models "$DIL,$DIL@paper,$BASE,tsm_$BASE"
-step gpu_compiled "${LIMITS[1]}" "${COMPILE[@]}" --models "$DIL,$BASE"
-step gpu_compiled_paper "${LIMITS[2]}" "${COMPILE[@]}" --models "$DIL@paper,$BASE"
+
+start=$SECONDS  # 2. where the eager GPU time goes
+timeout "${LIMITS[1]}" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" \
+    --json "$OUT/gpu_profile.json" > "$OUT/gpu_profile.md" 2> "$OUT/gpu_profile.log"
+echo "gpu_profile: rc=$? in $((SECONDS - start)) s"; head -n 12 "$OUT/gpu_profile.md"
+
+if [ "${MODULE:-defaults}" = paper ]; then  # 3. compiled: the paper's module, or dynsnip's defaults
+    step gpu_compiled_paper "${LIMITS[2]}" "${COMPILE[@]}" --models "$DIL@paper,$BASE"
+else
+    step gpu_compiled "${LIMITS[2]}" "${COMPILE[@]}" --models "$DIL,$BASE"
+fi
 
 start=$SECONDS  # 4. the fused Intra-SIM tail (exits 1 if the kernel disagrees with its reference)
 timeout "${LIMITS[3]}" "$PY" benchmarks/gate_tap.py "${GATE_TAP[@]}" --arch "$DIL" \

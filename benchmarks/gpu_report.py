@@ -6,7 +6,8 @@ Usage::
     python benchmarks/gpu_report.py --results benchmarks/results --doc docs/performance.md
 
 Reads ``gpu_eager.json``, ``gpu_compiled.json`` and ``gpu_compiled_paper.json`` (the steps of
-gpu.sh; a missing step is reported as not measured, never filled in) and rewrites the section.
+gpu.sh; a missing step is reported as not measured, never filled in), ``gpu_profile.json`` (where
+the eager GPU time goes) and ``gpu_gate_tap.json`` (the fused Intra-SIM tail), and rewrites the section.
 """
 from __future__ import annotations
 
@@ -54,6 +55,34 @@ def fused_tail(results: Path) -> list[str]:
     return lines
 
 
+def profile_lines(results: Path, top: int = 5) -> list[str]:
+    """Lines for the profile step (``benchmarks/gpu_profile.py``): per model and mode the wall and
+    GPU time per step, the GPU's busy share, kernel launches and the SIMs' forward share; the
+    ``top`` kernels of each DIL mode. None when the step did not run."""
+    path = results / "gpu_profile.json"
+    if not path.is_file():
+        return ["", "Profile step (`benchmarks/gpu_profile.py`): not measured (no `gpu_profile.json`)."]
+    run = json.loads(path.read_text())
+    a = run["args"]
+    lines = ["", f"Profile (`benchmarks/gpu_profile.py`, eager, {a['batch']} clips, {a['amp']}, "
+             f"channels_last {a['channels_last']}, {a['steps']} steps after {a['warmup']} warm-up): time per step; "
+             "busy = GPU kernel time / wall time (well below 1: the host, not the GPU, is the limit); the SIMs' "
+             "columns are the kernels their forwards launch (`gpu_profile.md` has the kernels and ops):", "",
+             "| model | mode | wall ms | GPU ms | busy | kernels | Intra-SIM fwd ms | Inter-SIM fwd ms |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, modes in run["models"].items():
+        for mode, m in modes.items():
+            lines.append(f"| {name} | {mode} | {m['wall_ms']:.1f} | {m['device_ms']:.1f} | {m['busy']:.2f} | "
+                         f"{m['launches']:.0f} | {m['ranges_ms']['IntraSIM']:.2f} | {m['ranges_ms']['InterSIM']:.2f} |")
+    for name, modes in run["models"].items():
+        if not name.startswith("dil_") or "@" in name:
+            continue
+        for mode, m in modes.items():
+            top_kernels = "; ".join(f"`{k['name'][:60]}` {k['share']:.0%}" for k in m["top_kernels"][:top])
+            lines += ["", f"Top kernels, {name} {mode}: {top_kernels}."]
+    return lines
+
+
 def rows(runs: dict[str, dict[str, Any]], baseline: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(mode, model, figures with ratios to the baseline of the same run) for every measured model."""
     out = []
@@ -70,18 +99,20 @@ def rows(runs: dict[str, dict[str, Any]], baseline: str) -> list[tuple[str, str,
 
 def section(runs: dict[str, dict[str, Any]], dil: str, baseline: str, tail: list[str] | None = None) -> str:
     lines = [BEGIN, "", "### Issue 24 figures (`benchmarks/gpu.sh`)", ""]
-    if not runs and not (tail and tail[-1].startswith("|")):
+    if not runs and not any(line.startswith("|") for line in tail or []):
         lines += ["**Not measured yet.** No GPU was at hand when the SIMs were rewritten (issue 24): the CPU "
                   "proxies above are what was measured. `bash benchmarks/gpu.sh` fills this section in "
                   "(one short loan, under 9 minutes on an H200).", "", END]
         return "\n".join(lines)
     if not runs:
-        return "\n".join(lines + ["Steps 1-3 (eager and compiled models): not measured.", *(tail or []), "", END])
+        return "\n".join(lines + ["Steps 1 and 3 (eager and compiled models): not measured.", *(tail or []), "", END])
     first = next(iter(runs.values()))
     env, a = first["env"], first["args"]
+    repeats = ", ".join(f"{runs[name]['args']['repeats']} {name.removeprefix('gpu_').replace('_', ' ')}"
+                        for name, _ in STEPS if name in runs)
     lines += [f"{env['device']}, torch {env['torch']}, bf16 autocast {a['amp']}, channels_last {a['channels_last']}, "
               f"1x3x{a['frames']}x{a['size']}x{a['size']} clips, throughput and training on {a['batch']} clips, "
-              f"latency on 1 clip, {a['repeats']} interleaved repeats (medians); x = ratio to {baseline} "
+              f"latency on 1 clip, interleaved repeats ({repeats}; medians); x = ratio to {baseline} "
               "in the same run and mode. Steps not in the table ran out of their time limit: not measured.", "",
               "| mode | model | clips/s | x | latency ms | x | train ms | x | peak MB | x |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -104,7 +135,7 @@ def section(runs: dict[str, dict[str, Any]], dil: str, baseline: str, tail: list
         lines.append(f"| {mode} | {model} | " + " | ".join(cells) + " |")
     missing = [name for name, _ in STEPS if name not in runs]
     if missing:
-        lines += ["", "Not measured (step ran out of time or failed): " + ", ".join(missing) + "."]
+        lines += ["", "Not measured (step not run, out of time or failed): " + ", ".join(missing) + "."]
     lines += [*(tail or []), "", END]
     return "\n".join(lines)
 
@@ -124,7 +155,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--dil", default="dil_resnet50")
     p.add_argument("--baseline", default="resnet50")
     args = p.parse_args(argv)
-    text = section(load(args.results), args.dil, args.baseline, fused_tail(args.results))
+    text = section(load(args.results), args.dil, args.baseline, profile_lines(args.results) + fused_tail(args.results))
     update(args.doc, text)
     print(text)
     return text

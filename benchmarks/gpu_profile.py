@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for h in handles:
             h.remove()
         report["models"][name] = modes
-        del r
+        r = x = y = None  # free the model before the next one is built
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return report

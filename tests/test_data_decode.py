@@ -1,11 +1,13 @@
 """Frame-exact decoding with PyAV, and the bad-file cases."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from video_fixtures import (  # noqa: F401  (gop_video is a fixture)
     RAW_H264,
     carphone,
     decode_all,
+    encode,
     gop_video,
     two_people,
     write_audio_only,
@@ -112,3 +114,36 @@ def test_raw_h264_stream_cannot_be_sought():
 def test_missing_file(tmp_path):
     with pytest.raises(VideoNotFoundError, match="no such file"):
         VideoReader(tmp_path / "nope.mp4")
+
+
+@pytest.mark.parametrize("stored_turn, display_rotation", [(1, -90), (-1, 90), (2, 180)])
+def test_frames_come_out_as_the_display_rotation_shows_them(tmp_path, stored_turn, display_rotation):
+    """A phone's portrait clip: the frames stored turned, the container's display matrix turning them
+    back. Read frames (and ``size``) are the upright ones; ``apply_rotation=False`` gives the stored."""
+    upright = decode_all(carphone())[:6]  # 176x144, a face
+    stored = [np.ascontiguousarray(np.rot90(f, stored_turn)) for f in upright]
+    path = encode(tmp_path / "turned.mp4", stored, display_rotation=display_rotation)
+    with VideoReader(path) as video:
+        assert video.rotation == display_rotation % 360 == video.stored_rotation
+        assert video.size == (176, 144)
+        frames = video.read(range(6))
+        assert "rotation=" in repr(video)
+    assert frames.shape == (6, 144, 176, 3)
+    error = np.abs(frames.astype(float) - np.stack(upright)).mean()
+    wrong_way = np.abs(np.rot90(frames, 2, axes=(1, 2)).astype(float) - np.stack(upright)).mean()
+    assert error < 6 < wrong_way  # the re-encoding's loss only, not the face upside down
+    with VideoReader(path, apply_rotation=False) as video:
+        assert video.rotation == 0 and video.stored_rotation == display_rotation % 360
+        assert video.read([0]).shape[1:3] == stored[0].shape[:2]
+    assert read_frames(path, [5]).shape == (1, 144, 176, 3)
+
+
+def test_an_unrotated_clip_reads_as_before():
+    with VideoReader(carphone()) as video:
+        assert video.rotation == video.stored_rotation == 0 and "rotation" not in repr(video)
+
+
+def test_a_display_rotation_off_the_right_angles_fails_closed(tmp_path):
+    path = encode(tmp_path / "tilted.mp4", decode_all(carphone())[:2], display_rotation=45)
+    with pytest.raises(CorruptVideoError, match="display rotation is 45 degrees; expected a multiple of 90"):
+        VideoReader(path)

@@ -12,6 +12,12 @@ most once; frames that are not wanted are decoded but never converted to arrays.
 A stream without timestamps (a raw ``.264`` Annex-B stream) cannot be addressed frame by
 frame and raises :class:`~dynsnip.data.errors.UnseekableVideoError`; remuxing it into MP4
 (``ffmpeg -i in.264 -c copy out.mp4``) fixes that.
+
+Frames come out as a player shows them: a phone's portrait clip is usually stored as landscape
+frames with a display rotation in the container (a display matrix, ``rotate`` in older tools), and
+without it faces would be found, cropped and scored lying on their side. The rotation (a multiple
+of 90 degrees; the first decoded frame says which, when the video is opened) is applied to every
+frame and to :attr:`VideoReader.size`; ``apply_rotation=False`` gives the stored frames.
 """
 from __future__ import annotations
 
@@ -45,10 +51,16 @@ class VideoReader:
     Raises (all :class:`~dynsnip.data.errors.VideoError`): ``VideoNotFoundError``,
     ``CorruptVideoError`` (not a media file, truncated, or its packets fail to decode),
     ``NoVideoStreamError``, ``UnseekableVideoError`` (no timestamps), and on reading,
-    ``FrameSizeChangeError`` (a frame whose size differs from the stream's first size).
+    ``FrameSizeChangeError`` (a frame whose size or display rotation differs from the stream's
+    first), and ``CorruptVideoError`` for a display rotation that is not a multiple of 90 degrees.
+
+    Args:
+        path: the video file.
+        apply_rotation: turn frames as the container's display rotation says (default True: what
+            a player shows, so that faces stand upright); False: the frames as stored.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], apply_rotation: bool = True):
         av = require("av")
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
@@ -68,13 +80,18 @@ class VideoReader:
             self._stream = self._container.streams.video[0]
             self._opened_size = (self._stream.codec_context.width, self._stream.codec_context.height)
             self._index_frames()
+            self._decoder: Iterator | None = None  # frames decoding since the last seek
+            self._next_index: int | None = None  # index of the frame the decoder yields next
+            self._opening: tuple[int, object] | None = None  # (index, frame) decoded when opening
+            self.frames_decoded = 0  # frames decoded so far (wanted or not): the cost of reads
+            self.seeks = 0  # seeks done so far
+            #: Counterclockwise display rotation in degrees (0, 90, 180 or 270) applied to every frame
+            #: (0 with ``apply_rotation=False``); ``stored_rotation`` is the container's either way.
+            self.stored_rotation = self._open_decoder()
+            self.rotation = self.stored_rotation if apply_rotation else 0
         except BaseException:
             self._container.close()
             raise
-        self._decoder: Iterator | None = None  # frames decoding since the last seek
-        self._next_index: int | None = None  # index of the frame the decoder yields next
-        self.frames_decoded = 0  # frames decoded so far (wanted or not): the cost of reads
-        self.seeks = 0  # seeks done so far
 
     def _index_frames(self) -> None:
         av = require("av")
@@ -126,8 +143,13 @@ class VideoReader:
 
     @property
     def size(self) -> tuple[int, int]:
-        """``(width, height)`` of the decoded frames: the stream's size when it was opened (the
-        decoder's changes with a spliced stream's frames, which :meth:`read` refuses)."""
+        """``(width, height)`` of the frames :meth:`read` returns: the stream's size when it was
+        opened (the decoder's changes with a spliced stream's frames, which :meth:`read` refuses),
+        turned by :attr:`rotation` (a portrait phone clip stored as 1920x1080 is 1080x1920)."""
+        width, height = self._stored_size()
+        return (height, width) if self.rotation in (90, 270) else (width, height)
+
+    def _stored_size(self) -> tuple[int, int]:
         if not all(self._opened_size):  # the container did not say: the decoder's, once it knows
             self._opened_size = (self._stream.codec_context.width, self._stream.codec_context.height)
         return self._opened_size
@@ -165,8 +187,42 @@ class VideoReader:
         for index in range(start, stop):
             yield index, self._decode_frame(index)
 
+    def _open_decoder(self) -> int:
+        """Decode the first frame (kept for a read that wants it; the decoder stays after it) and
+        return the stream's display rotation, counterclockwise degrees in 0, 90, 180, 270."""
+        av = require("av")
+        try:
+            self._container.seek(self._frame_pts[0], stream=self._stream, backward=True, any_frame=False)
+            decoder = self._container.decode(self._stream)
+            frame = next(decoder, None)
+        except av.error.FFmpegError as err:
+            raise CorruptVideoError(self.path, f"decoding the first frame failed ({err})") from err
+        if frame is None:
+            raise CorruptVideoError(self.path, "the video stream holds no decodable frame")
+        rotation = _display_rotation(frame)
+        if rotation is None:
+            raise CorruptVideoError(
+                self.path, f"the container's display rotation is {getattr(frame, 'rotation', '?')} degrees; expected a "
+                "multiple of 90 (re-encode it upright, e.g. with ffmpeg, which applies the rotation)")
+        index = self._index_of_pts.get(frame.pts)
+        if index is not None:
+            self._decoder, self._next_index, self._opening = decoder, index + 1, (index, frame)
+        return rotation
+
+    def _count_opening(self) -> None:
+        """The first frame decoded when opening, counted as the opening seek to it when a read uses it."""
+        if self._opening is not None:
+            self._opening = None
+            self.seeks += 1
+            self.frames_decoded += 1
+
     def _decode_frame(self, wanted: int) -> "np.ndarray":
         av = _av()
+        if self._opening is not None and self._opening[0] == wanted and self._next_index == wanted + 1:
+            frame = self._opening[1]
+            self._count_opening()
+            self._check_size(frame, wanted)
+            return self._to_array(frame)
         keyframe = self.keyframes[bisect.bisect_right(self.keyframes, wanted) - 1]
         # keep decoding when no keyframe lies between the decoder's position and ``wanted``
         resume = (
@@ -176,6 +232,8 @@ class VideoReader:
         )
         if not resume:
             self._seek(keyframe)
+        else:
+            self._count_opening()
         for attempt in range(2):
             try:
                 for frame in self._decoder:
@@ -186,7 +244,7 @@ class VideoReader:
                     self._next_index = index + 1
                     if index == wanted:
                         self._check_size(frame, index)
-                        return _to_rgb(frame)
+                        return self._to_array(frame)
                     if index > wanted:
                         break  # the seek overshot the wanted frame
             except av.error.FFmpegError as err:
@@ -203,10 +261,25 @@ class VideoReader:
             "damaged before it)",
         )
 
+    def _to_array(self, frame: object) -> "np.ndarray":
+        """``frame`` as ``(H, W, 3)`` RGB, turned upright by :attr:`rotation`."""
+        rgb = _to_rgb(frame)
+        if self.rotation:
+            np = require("numpy")
+            rgb = np.ascontiguousarray(np.rot90(rgb, self.rotation // 90))  # counterclockwise, as the display matrix
+        return rgb
+
     def _check_size(self, frame: object, index: int) -> None:
-        """Fail closed on a frame size that differs from the stream's: face boxes found on one size
-        would crop frames of the other at the wrong place (a spliced stream, 176x144 then 352x288)."""
-        width, height = self.size
+        """Fail closed on a frame size or display rotation that differs from the stream's: face boxes
+        found on one size would crop frames of the other at the wrong place (a spliced stream, 176x144
+        then 352x288)."""
+        rotation = _display_rotation(frame)
+        if rotation != self.stored_rotation:
+            raise FrameSizeChangeError(
+                self.path, f"frame {index} is displayed turned by {getattr(frame, 'rotation', '?')} degrees but the video "
+                f"starts at {self.stored_rotation}; expected one display rotation throughout: re-encode it upright "
+                "(e.g. with ffmpeg, which applies the rotation)")
+        width, height = self._stored_size()
         if width and height and (frame.width, frame.height) != (width, height):
             raise FrameSizeChangeError(
                 self.path, f"frame {index} is {frame.width}x{frame.height} but the video starts at {width}x{height}; "
@@ -223,6 +296,7 @@ class VideoReader:
             raise CorruptVideoError(self.path, f"seeking to frame {keyframe} failed ({err})") from err
         self._decoder = self._container.decode(self._stream)
         self._next_index = None
+        self._opening = None
         self.seeks += 1
 
     # ------------------------------------------------------------------ lifetime
@@ -238,10 +312,21 @@ class VideoReader:
 
     def __repr__(self) -> str:
         width, height = self.size
+        turned = f", rotation={self.rotation}" if self.rotation else ""
         return (
-            f"VideoReader({self.path!r}, frames={self.num_frames}, size={width}x{height}, "
+            f"VideoReader({self.path!r}, frames={self.num_frames}, size={width}x{height}{turned}, "
             f"fps={self.fps:.2f}, keyframes={len(self.keyframes)})"
         )
+
+
+def _display_rotation(frame: object) -> int | None:
+    """The counterclockwise display rotation of ``frame`` in 0, 90, 180, 270 (0 without a display
+    matrix, or with a PyAV too old to say); None for an angle that is not a multiple of 90."""
+    degrees = getattr(frame, "rotation", 0) or 0
+    quarter = round(degrees / 90)
+    if abs(degrees - 90 * quarter) > 1:  # the matrix's angle is rounded to whole degrees
+        return None
+    return (90 * quarter) % 360
 
 
 @functools.lru_cache(maxsize=None)

@@ -75,6 +75,7 @@ _EXPORTS = {
     "LowFaceCoverageError": "errors",
     "FrameSizeChangeError": "errors",
     "IncompleteFolderError": "errors",
+    "FaceFolderError": "errors",
     "SnippetCrops": "faces.crop_policy",
     "snippet_crops": "faces.crop_policy",
     "detection_frames": "faces.crop_policy",

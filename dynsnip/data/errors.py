@@ -72,13 +72,14 @@ class LowFaceCoverageError(VideoError):
     reason = "low_face_coverage"
 
     def __init__(self, path: object, coverage: float, minimum: float, frames_checked: int,
-                 which: str = "frames the detector looked at", found: str = "found", advice: str | None = None):
+                 which: str = "frames the detector looked at", found: str = "found", advice: str | None = None,
+                 detector: object = None):
         self.coverage = float(coverage)
         self.minimum = float(minimum)
         super().__init__(
             path,
             f"face {found} in only {coverage:.0%} of the {frames_checked} {which} "
-            f"(minimum {minimum:.0%}); " + (FACE_ADVICE if advice is None else advice),
+            f"(minimum {minimum:.0%}); " + (face_advice(detector) if advice is None else advice),
         )
 
 
@@ -110,14 +111,73 @@ class NoManipulatedFaceError(VideoError):
     reason = "no_manipulated_face"
 
 
-FACE_ADVICE = (
-    "a turned or tilted head, or a hand over the face, defeats the frontal detector (dlib): use a pose-robust "
-    "one (auto = BlazeFace then MTCNN, or --face-detector mtcnn); small faces: --face-detector blazeface or mtcnn, "
-    "a larger --detect-size, --detect-upsample 1 or a smaller --min-face; input that is already a face crop: "
-    "--face-detector none"
-)
+class FaceFolderError(VideoError):
+    """An ``extract-faces`` output folder that cannot be read as one: its ``faces.json`` exists but
+    is not valid JSON (truncated by an interrupted copy), not an ``extract-faces`` record or of
+    another crop-policy format, lacks an entry, or frame images it lists are missing. The
+    message names the folder, what is wrong and how to rebuild it."""
+
+    reason = "bad_face_folder"
 
 
-def no_face_message(frames: int, which: str) -> str:
-    """The message of :class:`NoFaceError`: how many frames were searched, and what to try."""
-    return f"no face found in any of the {frames} {which}; expected a video showing a face. " + FACE_ADVICE
+# what to try when no face (or too few) is found, by the ``--face-detector`` that looked (None: not known)
+_DETECTOR_ADVICE = {
+    "auto": (
+        "the face detector was auto (BlazeFace short and full range, then MTCNN on the frames where BlazeFace finds "
+        "none): it handles a turned or tilted head, and --face-detector mtcnn would only rerun its MTCNN stage; "
+        "small faces: a larger --detect-size or a smaller --min-face (MTCNN's stage); a face turned away or mostly "
+        "covered is missed by every detector"
+    ),
+    "dlib": (
+        "the face detector was dlib (frontal faces only): a turned or tilted head, or a hand over the face, defeats "
+        "it: use a pose-robust one (auto, the default: BlazeFace then MTCNN, or --face-detector mtcnn); small "
+        "faces: a larger --detect-size, --detect-upsample 1, or --face-detector mtcnn"
+    ),
+    "mtcnn": (
+        "the face detector was mtcnn (MTCNN alone): small faces: a larger --detect-size or a smaller --min-face; "
+        "a turned or tilted head: --face-detector auto (BlazeFace, then MTCNN where it finds none)"
+    ),
+    "blazeface": (
+        "the face detector was blazeface (full range, at its own 192 px input: --detect-size does not change it): "
+        "--face-detector auto adds MTCNN on the frames where BlazeFace finds none (or --face-detector mtcnn, "
+        "with a larger --detect-size or a smaller --min-face for small faces)"
+    ),
+    "blazeface-short": (
+        "the face detector was blazeface-short (faces close to the camera, at its own 128 px input): smaller or "
+        "farther faces: --face-detector blazeface (full range), auto (BlazeFace, then MTCNN where it finds none) "
+        "or mtcnn (with a larger --detect-size or a smaller --min-face)"
+    ),
+    None: (
+        "a turned or tilted head defeats a frontal detector (dlib): --face-detector auto (BlazeFace, then MTCNN "
+        "where it finds none) or mtcnn; small faces: a larger --detect-size or a smaller --min-face"
+    ),
+}
+_DETECTOR_CLASSES = {"AutoFaceDetector": "auto", "DlibFaceDetector": "dlib", "MtcnnFaceDetector": "mtcnn"}
+
+
+def detector_name(detector: object) -> str | None:
+    """The ``--face-detector`` name of ``detector`` (such a name, or a detector of
+    :mod:`dynsnip.data.faces.detectors`); None for None, another callable or an unknown name."""
+    if isinstance(detector, str):
+        return detector if detector in _DETECTOR_ADVICE else None
+    name = type(detector).__name__
+    if name == "BlazeFaceDetector":
+        return "blazeface-short" if getattr(detector, "model", None) == "short" else "blazeface"
+    return _DETECTOR_CLASSES.get(name)
+
+
+def face_advice(detector: object = None) -> str:
+    """What to try when ``detector`` (a ``--face-detector`` name or a detector; None: not known)
+    found no face, or too few: it names the detector, and the options that could change its result."""
+    name = detector_name(detector)
+    custom = f"the face detector was {detector!r}; " if name is None and detector is not None else ""
+    return custom + _DETECTOR_ADVICE[name] + "; input that is already a face crop: --face-detector none"
+
+
+FACE_ADVICE = face_advice()  # the detector-neutral advice (the detector is not known)
+
+
+def no_face_message(frames: int, which: str, detector: object = None) -> str:
+    """The message of :class:`NoFaceError`: how many frames were searched, the detector that searched
+    them (``detector``: its ``--face-detector`` name or the detector; None when not known) and what to try."""
+    return f"no face found in any of the {frames} {which}; expected a video showing a face. " + face_advice(detector)

@@ -95,7 +95,8 @@ class VideoTracks:
         clips: track id -> :class:`FaceClip` of each kept track whose face is found in enough
             of the snippets' looked-at frames (``min_face_coverage``): the tracks to score.
         failures: track id -> the :class:`~dynsnip.data.errors.VideoError` of each kept track
-            that is not scored (its face found in too few of the snippets' looked-at frames).
+            that is not scored (its face found in too few of the snippets' looked-at frames:
+            ``low_face_coverage``, or in none of them: ``no_face``), with its ``coverage``.
         frame_indices: int64 ``(U, T)``, the same snippets for every track.
         num_frames, fps: of the video.
         frames_looked_at: the looked-at frames of the whole video the tracks were linked on.
@@ -296,9 +297,11 @@ class FaceClipLoader:
                               self.detect_every, num_frames)
         if crops.frames_with_face == 0:
             every = f" (every {self.detect_every}th frame index)" if self.detect_every > 1 else ""
-            raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at{every}"))
+            raise NoFaceError(path, no_face_message(len(looked_at), f"sampled frames the detector looked at{every}",
+                                                    self.face_detector))
         if crops.coverage < self.min_face_coverage:
-            raise LowFaceCoverageError(path, crops.coverage, self.min_face_coverage, crops.frames_checked)
+            raise LowFaceCoverageError(path, crops.coverage, self.min_face_coverage, crops.frames_checked,
+                                       detector=self.face_detector)
         return crops, dict(zip(looked_at, found))
 
     def load_tracks(
@@ -322,7 +325,9 @@ class FaceClipLoader:
                 source's frames (same indices), so the fake's faces are where the source's are.
 
         Raises:
-            NoFaceError: no face, or only dropped tracks (static or short: the message says).
+            NoFaceError: no face, only dropped tracks (static or short: the message says), or no
+                kept track in any of the snippets' looked-at frames (nothing to score, even with
+                ``min_face_coverage`` 0; the message names the tracks and where they are).
             LowFaceCoverageError: no kept track is found in enough of the snippets'
                 looked-at frames (the best coverage is reported; ``err.tracks`` lists them).
             ValueError: no face detector (``face_detector="none"``: whole frames, no faces).
@@ -351,17 +356,24 @@ class FaceClipLoader:
         if boxes_from is not None:
             detections, signatures = _source_track_pass(path, boxes_from, looked_at, frame_size, self.face_detector)
         tracks = link_tracks(detections, signatures)
+        every = f" (every {self.detect_every}th frame)" if self.detect_every > 1 else ""
         if not kept_tracks(tracks):
-            err = NoFaceError(path, no_track_message(tracks, len(looked_at), self.detect_every))
+            err = NoFaceError(path, no_track_message(tracks, len(looked_at), self.detect_every) if tracks
+                              else no_face_message(len(looked_at), f"frames the detector looked at{every}",
+                                                   self.face_detector))
             err.tracks = [t.summary() for t in tracks]
             raise err
-        clips, failures = {}, {}
+        clips: dict[int, FaceClip] = {}
+        failures: dict[int, LowFaceCoverageError | NoFaceError] = {}
         for track in kept_tracks(tracks):
             own = track.detections(looked_at)
             crops = snippet_crops(indices.numpy(), own, frame_size, self.margin, self.detect_every, num_frames)
-            if crops.frames_with_face == 0 or crops.coverage < self.min_face_coverage:
+            if crops.frames_with_face == 0:  # nothing of this face to score, whatever min_face_coverage says
+                failures[track.id] = _track_not_sampled(path, track, crops.frames_checked, every)
+                continue
+            if crops.coverage < self.min_face_coverage:
                 failures[track.id] = LowFaceCoverageError(path, crops.coverage, self.min_face_coverage,
-                                                          crops.frames_checked)
+                                                          crops.frames_checked, detector=self.face_detector)
                 continue
             # do the scored frames still show this face (as for the single face, face_shown)?
             shown = shows_face(kept, indices.numpy(), crops.boxes, own, self.detect_every, num_frames)
@@ -374,6 +386,11 @@ class FaceClipLoader:
                                          scored, showing)
         if not clips:
             err = max(failures.values(), key=lambda err: err.coverage)  # the best of the faces
+            if all(isinstance(e, NoFaceError) for e in failures.values()):  # no face in any sampled frame
+                missed = ", ".join(f"track {t.id} (frames {t.frames[0]}-{t.frames[-1]})" for t in kept_tracks(tracks))
+                err = NoFaceError(path, f"no face found in any of the {err.frames_checked} sampled frames the "
+                                        f"detector looked at{every}: the video's face track(s), {missed}, lie "
+                                        f"outside the sampled snippets; {_NOT_SAMPLED_ADVICE}")
             err.tracks = [dict(t.summary(), face_coverage=round(failures[t.id].coverage, 4)) if t.id in failures
                           else t.summary() for t in tracks]
             raise err
@@ -400,6 +417,20 @@ class FaceClipLoader:
             f"size={self.size}, face_detector={self.face_detector!r}, margin={self.margin}, "
             f"detect_every={self.detect_every}, train={self.train})"
         )
+
+
+_NOT_SAMPLED_ADVICE = ("expected the face in the frames that are scored: cut the video to the part that shows the "
+                      "face, or score more snippets (predict --snippets)")
+
+
+def _track_not_sampled(path: object, track: Any, frames_checked: int, every: str) -> NoFaceError:
+    """The failure of a kept face track found in none of the snippets' looked-at frames: nothing of
+    that face to score, whatever ``min_face_coverage`` (even 0) says. ``coverage`` is 0."""
+    err = NoFaceError(path, f"face track {track.id} (found in frames {track.frames[0]}-{track.frames[-1]}) is in "
+                            f"none of the {frames_checked} sampled frames the detector looked at{every}; "
+                            + _NOT_SAMPLED_ADVICE)
+    err.coverage, err.frames_checked = 0.0, frames_checked
+    return err
 
 
 @contextlib.contextmanager

@@ -9,8 +9,10 @@ epoch fails: then the data, not a few files, is broken); :func:`evaluate` report
 failed videos next to the metrics of the others.
 
 What counts as unreadable: :class:`dynsnip.data.VideoError` (missing, corrupt, no video
-stream, unseekable, no face) and ``OSError`` (missing frame folder, unreadable image).
-Anything else is a bug or a wrong setting and still raises.
+stream, unseekable, no face; a broken ``extract-faces`` folder, ``bad_face_folder``: its
+``faces.json`` truncated or not JSON, or frame images it lists missing) and ``OSError``
+(missing frame folder, unreadable image). Anything else is a bug or a wrong setting and
+still raises.
 
 Fail closed on NaN / inf: a clip with a non-finite pixel would poison the BatchNorm
 running statistics of the whole model in training and score NaN in evaluation, so
@@ -68,7 +70,7 @@ class TooManyUnreadableError(RuntimeError):
 
 class FailedItem(NamedTuple):
     """An item that could not be read: ``index`` in the dataset, ``id`` (its path), a short
-    ``reason`` (``corrupt``, ``no_face``, ``not_found``, ``unreadable``...) and the message."""
+    ``reason`` (``corrupt``, ``no_face``, ``not_found``, ``bad_face_folder``, ``unreadable``...) and the message."""
 
     index: int
     id: str

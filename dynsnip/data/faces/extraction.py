@@ -392,9 +392,10 @@ def extract_face_frames(
                 def check_coverage(found: int) -> None:
                     if found == 0:
                         what = "frames the detector looked at" + (f" (every {detect_every}th)" if detect_every > 1 else "")
-                        raise NoFaceError(video_path, no_face_message(len(looked_at), what))
+                        raise NoFaceError(video_path, no_face_message(len(looked_at), what, detector))
                     if found / len(looked_at) < min_face_coverage:
-                        raise LowFaceCoverageError(video_path, found / len(looked_at), min_face_coverage, len(looked_at))
+                        raise LowFaceCoverageError(video_path, found / len(looked_at), min_face_coverage,
+                                                   len(looked_at), detector=detector)
 
                 stream = RegionStream(num_frames, (width, height), margin, snippet_len, detect_every,
                                       all_faces=faces == "all")

@@ -5,14 +5,26 @@ the detector looked at, each frame's region in video pixels; see
 :mod:`dynsnip.data.faces.extraction`). :meth:`FaceFolder.clip_frames` calls the same
 :func:`~dynsnip.data.faces.crop_policy.snippet_crops` as ``predict`` and cuts each snippet's crop
 out of the regions, so the clip equals the one ``predict`` makes from the video.
+
+A folder without ``faces.json`` is a folder of ready crops (any numbered frame images, see
+:mod:`dynsnip.data.datasets`), and so is one whose ``faces.json`` is a record without a
+``crop_policy`` (the crops written by extract-faces before the crop policy): their frames are
+used whole. A ``faces.json`` that exists but cannot be read (truncated, not JSON, not a record,
+another crop-policy format, an entry missing) or whose frame images are not all there fails
+that video with :class:`~dynsnip.data.errors.FaceFolderError` (reason ``bad_face_folder``),
+naming the folder, what is wrong and how to rebuild it: training skips it and evaluation
+lists it, never reads its regions as crops.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 from .._optional import require
+from ..errors import FaceFolderError
 from .crop import crop_and_resize
 from .crop_policy import SnippetCrops, snippet_crops
 from .extraction import CROP_POLICY, read_detections
@@ -21,46 +33,133 @@ from .tracks import FaceTrack, tracks_from_json
 np = require("numpy")
 Image = require("PIL.Image")
 
+META_FILE = "faces.json"
+# how to rebuild a broken folder: extract-faces keeps an existing folder whose faces.json records the video,
+# and replaces one without a readable faces.json only with --replace-stale
+REBUILD = ("delete the folder and run dynsnip extract-faces again for its video (it skips a folder that is "
+           "already there)")
+REBUILD_UNREADABLE = ("run dynsnip extract-faces again for its video with --replace-stale (or delete the folder "
+                      "first)")
+_NUMBER = re.compile(r"(\d+)$")
+
+
+def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``folder``'s ``faces.json`` as a dict, or None when there is none (a folder of ready crops).
+
+    Raises:
+        FaceFolderError: ``faces.json`` exists but is not a regular file, not UTF-8 JSON (the
+            message gives the line and column of the error), or not a JSON object.
+        OSError: it cannot be read (permissions, I/O error).
+    """
+    folder = Path(folder)
+    meta_file = folder / META_FILE
+    if not os.path.lexists(meta_file):
+        return None
+    if not meta_file.is_file():  # a directory, FIFO or broken link: never opened (a FIFO would hang)
+        raise FaceFolderError(folder, f"{META_FILE} is not a regular file (a directory, FIFO or broken link); "
+                                      f"expected the {META_FILE} extract-faces writes: {REBUILD_UNREADABLE}")
+    data = meta_file.read_bytes()
+    try:
+        meta = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise FaceFolderError(folder, f"{META_FILE} is not UTF-8 text (byte {err.start} of {len(data)}); expected "
+                                      f"the JSON record extract-faces writes: {REBUILD_UNREADABLE}") from None
+    except json.JSONDecodeError as err:
+        text = data.strip()
+        cut = (", and the file ends in mid-record: truncated (an interrupted copy, a full disk?)"
+               if text.startswith(b"{") and not text.endswith(b"}") else "")
+        raise FaceFolderError(folder, f"{META_FILE} is not valid JSON: {err.msg} (line {err.lineno}, column "
+                                      f"{err.colno} of its {len(data)} bytes){cut}; expected the JSON record "
+                                      f"extract-faces writes: {REBUILD_UNREADABLE}") from None
+    if not isinstance(meta, dict):
+        raise FaceFolderError(folder, f"{META_FILE} holds a JSON {type(meta).__name__}, not an extract-faces record "
+                                      f"(a JSON object); {REBUILD_UNREADABLE}")
+    return meta
+
+
+def _frame_names(numbers: list[int], suffix: str, limit: int = 5) -> str:
+    shown = ", ".join(f"{n:06d}{suffix}" for n in numbers[:limit])
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
 
 class FaceFolder:
     """One extracted video: its ``faces.json`` and frame images.
 
     Args:
         folder: the video's output folder of ``extract-faces``.
+        frames: its frame images in order (``frames[i]`` is frame ``i``).
+        meta: its ``faces.json`` when already read (:func:`read_meta`).
 
     Raises:
-        ValueError: ``faces.json`` is of another format (an older extraction).
+        FaceFolderError: ``faces.json`` is missing, unreadable, of another format (an older
+            extraction) or incomplete, or the frame images are not one per frame it lists.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], frames: list[Path]):
+    def __init__(self, folder: str | os.PathLike[str], frames: list[Path], meta: dict[str, Any] | None = None):
         self.folder = Path(folder)
-        meta = json.loads((self.folder / "faces.json").read_text())
+        if meta is None:
+            meta = read_meta(self.folder)
+            if meta is None:
+                raise FaceFolderError(self.folder, f"no {META_FILE}; expected the record extract-faces writes next "
+                                                   f"to the frames: {REBUILD}")
         if meta.get("crop_policy") != CROP_POLICY:
-            raise ValueError(f"{self.folder}/faces.json: crop policy {meta.get('crop_policy')!r}, expected {CROP_POLICY!r}")
+            raise FaceFolderError(self.folder, f"{META_FILE} is of crop policy {meta.get('crop_policy')!r}, expected "
+                                               f"{CROP_POLICY!r} (written by another version of dynsnip): {REBUILD}")
         self.frames = frames
-        self.num_frames = int(meta["num_frames"])
-        self.frame_size = tuple(meta["frame_size"])
-        self.margin = float(meta["margin"])
-        self.detect_every = int(meta["detect_every"])
-        self.scale = meta.get("scale")
-        self.detections = read_detections(meta)
-        self.regions = np.array([f["region"] for f in meta["frames"]], dtype=np.int64)
-        # face tracks (extract-faces --faces all); None for folders written without them
-        self.tracks: list[FaceTrack] | None = (tracks_from_json(meta["tracks"], self.detections)
-                                               if meta.get("tracks") is not None else None)
-        self.samples: list[int] | None = (list(meta["samples"]["tracks"]) if meta.get("samples") is not None
-                                          else None)
-        if len(frames) != self.num_frames:
-            raise ValueError(f"{self.folder}: {len(frames)} frame images, faces.json lists {self.num_frames}")
+        try:
+            self.num_frames = int(meta["num_frames"])
+            self.frame_size = tuple(int(v) for v in meta["frame_size"])
+            self.margin = float(meta["margin"])
+            self.detect_every = int(meta["detect_every"])
+            self.scale = meta.get("scale")
+            self.detections = read_detections(meta)
+            self.regions = np.array([f["region"] for f in meta["frames"]], dtype=np.int64).reshape(-1, 4)
+            # face tracks (extract-faces --faces all); None for folders written without them
+            self.tracks: list[FaceTrack] | None = (tracks_from_json(meta["tracks"], self.detections)
+                                                   if meta.get("tracks") is not None else None)
+            self.samples: list[int] | None = (list(meta["samples"]["tracks"]) if meta.get("samples") is not None
+                                              else None)
+        except KeyError as err:
+            raise FaceFolderError(self.folder, f"{META_FILE} has no {err.args[0]!r} entry; expected the complete "
+                                               f"record extract-faces writes: {REBUILD}") from None
+        except (TypeError, ValueError, IndexError, AttributeError) as err:
+            raise FaceFolderError(self.folder, f"{META_FILE} holds a malformed record ({type(err).__name__}: {err}); "
+                                               f"expected the record extract-faces writes: {REBUILD}") from None
+        if len(self.regions) != self.num_frames:
+            raise FaceFolderError(self.folder, f"{META_FILE} lists {self.num_frames} frames but gives "
+                                               f"{len(self.regions)} frame regions; expected one per frame: {REBUILD}")
+        self._check_frames()
+
+    def _check_frames(self) -> None:
+        """Raise :class:`FaceFolderError` unless :attr:`frames` are the images of frames
+        ``0 .. num_frames - 1``, one each (``frames[i]`` is read as frame ``i``)."""
+        numbers = [int(m.group(1)) if (m := _NUMBER.search(p.stem)) else -1 for p in self.frames]
+        if numbers == list(range(self.num_frames)):
+            return
+        suffix = self.frames[0].suffix if self.frames else ".png"
+        missing = sorted(set(range(self.num_frames)) - set(numbers))
+        extra = sorted(n for n in set(numbers) if not 0 <= n < self.num_frames)
+        problems = []
+        if missing:
+            problems.append(f"frame image(s) {_frame_names(missing, suffix)} missing")
+        if extra:
+            problems.append(f"frame image(s) {_frame_names(extra, suffix)} beyond its {self.num_frames} frames")
+        raise FaceFolderError(
+            self.folder,
+            f"{len(self.frames)} frame images, {META_FILE} lists {self.num_frames} "
+            f"({_frame_names([0], suffix)} to {_frame_names([self.num_frames - 1], suffix)})"
+            + (f": {'; '.join(problems)}" if problems else "")
+            + f"; expected one image per frame (lost in a copy or a sync?): {REBUILD}",
+        )
 
     @staticmethod
     def recorded_coverage(folder: str | os.PathLike[str]) -> float | None:
         """The ``face_coverage`` extract-faces recorded for ``folder`` (the fraction of the frames
-        its detector looked at that showed a face), or None when it recorded none."""
-        meta = Path(folder) / "faces.json"
+        its detector looked at that showed a face), or None when it recorded none (or its
+        ``faces.json`` cannot be read: reading the folder fails with the reason)."""
         try:
-            value = json.loads(meta.read_text()).get("face_coverage") if meta.is_file() else None
-        except (OSError, ValueError, AttributeError):
+            value = (read_meta(folder) or {}).get("face_coverage")
+        except (OSError, FaceFolderError):
             return None
         return float(value) if isinstance(value, (int, float)) else None
 
@@ -68,22 +167,28 @@ class FaceFolder:
     def sample_tracks(folder: str | os.PathLike[str]) -> list[int] | None:
         """The face tracks of ``folder`` that are training samples (``faces.json``'s ``samples``:
         every kept track, or a fake's manipulated ones), without reading its frames; None for a
-        folder written without face tracks (its largest face is the sample)."""
-        meta = Path(folder) / "faces.json"
+        folder written without face tracks (its largest face is the sample), or whose
+        ``faces.json`` cannot be read (reading the folder then fails with the reason)."""
         try:
-            samples = json.loads(meta.read_text()).get("samples") if meta.is_file() else None
-        except (OSError, ValueError, AttributeError):
+            samples = (read_meta(folder) or {}).get("samples")
+            return [int(t) for t in samples["tracks"]] if isinstance(samples, dict) else None
+        except (OSError, FaceFolderError, KeyError, TypeError, ValueError):
             return None
-        return [int(t) for t in samples["tracks"]] if isinstance(samples, dict) else None
 
     @staticmethod
     def open(folder: str | os.PathLike[str], frames: list[Path]) -> "FaceFolder | None":
-        """The folder read through the crop policy, or None when it has no such ``faces.json``
-        (a folder of ready crops: the frames are used whole)."""
-        meta = Path(folder) / "faces.json"
-        if not meta.is_file() or CROP_POLICY not in meta.read_text()[:200]:
+        """The folder read through the crop policy, or None for a folder of ready crops (the frames
+        are used whole): one without ``faces.json``, or whose ``faces.json`` is a record without
+        a ``crop_policy`` (written by extract-faces before the crop policy, when it saved crops).
+
+        Raises:
+            FaceFolderError: ``faces.json`` exists but cannot be read, or the folder is broken
+                (see :class:`FaceFolder`): the video fails with its reason, never read as crops.
+        """
+        meta = read_meta(folder)
+        if meta is None or "crop_policy" not in meta:
             return None
-        return FaceFolder(folder, frames)
+        return FaceFolder(folder, frames, meta)
 
     def track(self, track_id: int) -> FaceTrack:
         """The face track ``track_id`` (KeyError naming the folder when it has no such track)."""

@@ -48,13 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What to do after Ctrl-C, per command (the default: nothing to add).
+AFTER_INTERRUPT = {
+    "train": "; run the same command again to resume after the last finished epoch (or to start again if none "
+             "finished)",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    from .exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
+
+    command = None
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = getattr(args, "command", None)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's code for SIGINT, no traceback
+        name = f"dynsnip {command}" if command else "dynsnip"
+        print(f"{name}: interrupted (Ctrl-C){AFTER_INTERRUPT.get(command or '', '')}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

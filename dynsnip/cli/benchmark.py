@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arguments import device_problem, probability_problem
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
 
 
@@ -133,6 +134,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     if (out / f"{RESULT_NAME}.json").exists() and not args.overwrite:
         return usage_error("benchmark", f"{out / (RESULT_NAME + '.json')} exists; refusing to overwrite it "
                                         "(pass --overwrite to replace it)")
+    if problem := (probability_problem("--threshold", args.threshold,
+                                       "the fake probability at or above which a video is called fake")
+                   or device_problem(args.device)):
+        return usage_error("benchmark", problem)
     if not args.train and args.model is None:
         return usage_error("benchmark", "give --model (the detector to evaluate), or --train to train one first")
     if args.train and protocol.train_dataset is not None and args.train_data is None:

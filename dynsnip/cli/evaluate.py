@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model
+from .arguments import device_problem, probability_problem
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
+
+THRESHOLD_MEANING = "the fake probability at or above which a video is called fake"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -38,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--num-snippets", type=int, help="U (default: the model's test_num_snippets, paper 8)")
     p.add_argument("--img-size", type=int, help="face crop side (default: the model's input size)")
     p.add_argument("--batch-size", type=int, default=10, help="clips per forward pass (default 10)")
-    p.add_argument("--threshold", type=float, default=0.5, help="fake-probability threshold for accuracy (default 0.5)")
+    p.add_argument("--threshold", type=float, default=0.5, help="fake-probability threshold for accuracy: a video is called fake when its probability is at or "
+                        "above it (a probability in [0, 1], default 0.5)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no fp16 autocast on GPU")
     p.add_argument("--workers", type=int, default=None,
@@ -69,13 +73,19 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def report_problem(out: Path | None, overwrite: bool) -> str | None:
-    """What keeps ``--out`` from taking the report (checked before any video is scored), or None."""
+def report_problem(out: Path | None, overwrite: bool, manifest: Path | None = None) -> str | None:
+    """What keeps ``--out`` from taking the report (checked before any video is scored), or None;
+    a report file that is the ``manifest`` itself is refused even with ``overwrite``."""
     from ..engine.metrics import report_paths
 
     if out is None:
         return None
     paths = report_paths(out)
+    if manifest is not None and manifest.exists():
+        for path in paths:
+            if path.exists() and os.path.samefile(path, manifest):
+                return (f"--out {out} would write the report over the manifest {manifest} ({path}); refusing, even "
+                        "with --overwrite: choose another --out")
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
         return f"--out {out}: {', '.join(existing)} exist(s); refusing to overwrite an earlier report (pass --overwrite)"
@@ -95,7 +105,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if not args.manifest.is_file():
         return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")
-    if problem := report_problem(args.out, args.overwrite):
+    if problem := (probability_problem("--threshold", args.threshold, THRESHOLD_MEANING)
+                   or device_problem(args.device) or report_problem(args.out, args.overwrite, args.manifest)):
         return usage_error("evaluate", problem)
     from ..engine.train import saved_model_folder
 
@@ -103,7 +114,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.record and model_folder is None:
         return usage_error("evaluate", f"--record needs --model to be a local folder written by save_pretrained or "
                                        f"dynsnip train (with config.json); got {args.model}")
-    info = init_distributed(args.device)
+    try:
+        info = init_distributed(args.device)
+    except RuntimeError as err:  # e.g. more torchrun processes than GPUs
+        return usage_error("evaluate", " ".join(str(err).split()))
     try:
         try:
             model = build_model(args.model, pretrained=True).to(info.device).eval()

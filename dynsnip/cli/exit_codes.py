@@ -5,13 +5,16 @@
   were processed; for ``train``: the run stopped on a NaN / inf loss (the last finite
   weights are kept);
 * 2 (``EXIT_USAGE``): nothing was done: a bad option, a model that cannot be loaded, a
-  missing extra, an output that would be overwritten.
+  missing extra, an output that would be overwritten;
+* 130 (``EXIT_INTERRUPTED``): stopped by Ctrl-C (SIGINT, 128 + 2 as shells report it); one
+  line says so, no traceback (:func:`dynsnip.cli.main`).
 """
 from __future__ import annotations
 
 import sys
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
 
 
 def usage_error(command: str, message: str) -> int:

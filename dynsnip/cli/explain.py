@@ -31,10 +31,11 @@ from typing import Any
 
 from dynsnip.modules import InterSIM, IntraSIM
 
+from .arguments import device_problem, resolve_device
 from .exit_codes import EXIT_OK
 from .exit_codes import EXIT_SOME_FAILED as EXIT_VIDEO_FAILED
 from .exit_codes import usage_error as _usage_error
-from .face_options import add_face_options, clip_loader, face_detector, face_options_problem
+from .face_options import add_face_options, clip_loader, detect_device_problem, face_detector, face_options_problem
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -59,7 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--overwrite", action="store_true",
                         help="write into an existing non-empty --out, replacing files of the same names")
     parser.add_argument("--snippets", type=int, default=None, metavar="U",
-                        help="snippets to sample (default: the model's test U, 8 in the paper)")
+                        help="snippets to sample (default: the model's test U, 8 in the paper); a video of N "
+                             "frames holds at most N - T + 1 different ones, so a short video gets fewer (a note "
+                             "says so)")
     parser.add_argument("--target", choices=("fake", "real"), default="fake",
                         help="the class whose evidence the Grad-CAM shows (default fake)")
     parser.add_argument("--intra-layer", action="append", default=None, metavar="NAME|all",
@@ -117,6 +120,17 @@ def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files:
     )
 
 
+def _capped_snippets_note(clip: Any, loader: Any) -> str | None:
+    """Why ``clip`` has fewer snippets than asked for (``--snippets`` or the model's test U), or
+    None: a video of N frames holds only N - T + 1 different snippets of T frames, and the loader
+    takes each at most once (``FaceClipLoader(cap_snippets=True)``, as ``predict`` does)."""
+    got = int(clip.frame_indices.shape[0])
+    if got >= loader.num_snippets:
+        return None
+    return (f"{loader.num_snippets} snippets asked for, but its {clip.num_frames} frames hold only {got} different "
+            f"snippets of {loader.snippet_len} frames: explained with {got} (a snippet repeated would add nothing)")
+
+
 def _score_tracks(model: Any, video: Any, device: Any) -> dict[int, float]:
     """Fake probability of each scorable face track (one forward per track; NonFiniteError if not finite)."""
     import torch
@@ -157,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
-    if problem := face_options_problem(args):
+    if problem := (face_options_problem(args) or detect_device_problem(args, in_process=True)
+                   or device_problem(args.device)):
         return usage_error(problem)
     if args.dpi < 10:
         return usage_error(f"--dpi must be at least 10, got {args.dpi}")
@@ -192,12 +207,10 @@ def run(args: argparse.Namespace) -> int:
     if args.cam_layer is not None and args.cam_layer not in dict(model.named_modules()):
         return usage_error(f"--cam-layer {args.cam_layer}: the model has no module of that name (e.g. layer4.1, layer4.0.sim)")
 
-    import torch
-
     from dynsnip.data.errors import VideoError
     from dynsnip.engine.failures import NON_FINITE_OUTPUT, NonFiniteError, non_finite_input
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     model.to(device)
     loader = clip_loader(model, args, faces)
     video = track_probs = deciding = None
@@ -219,6 +232,9 @@ def run(args: argparse.Namespace) -> int:
     except (VideoError, NonFiniteError) as err:
         print(f"dynsnip explain: {err.reason}: {err}", file=sys.stderr)
         return EXIT_VIDEO_FAILED
+    capped = _capped_snippets_note(clip, loader)
+    if capped:
+        print(f"dynsnip explain: note: {args.video}: {capped}", file=sys.stderr)
 
     try:
         exp = explain_clip(
@@ -254,8 +270,10 @@ def run(args: argparse.Namespace) -> int:
     files["explanation"] = args.out / "explanation.npz"
     exp.save(files["explanation"])
     files["summary"] = args.out / "summary.json"
-    files["summary"].write_text(json.dumps(_summary(exp, clip, args, weights, files, tracks), indent=2) + "\n",
-                                encoding="utf-8")
+    summary = _summary(exp, clip, args, weights, files, tracks)
+    if capped:
+        summary["snippets_note"] = capped
+    files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
     for note in exp.notes:
         print(f"dynsnip explain: note: {note}", file=sys.stderr)

@@ -345,12 +345,28 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
             yield _extract((video, out_dir, options))
 
 
+def out_folder_problem(out: Path) -> str | None:
+    """``--out`` is (or lies under) something that is not a folder, or cannot be written; None if fine."""
+    if out.exists() and not out.is_dir():
+        return (f"--out {out} is an existing file, not a folder; expected a folder for the face crops (new or "
+                "existing): choose another --out")
+    folder = next((f for f in out.parents if f.exists()), None)
+    if not out.exists() and folder is not None and not folder.is_dir():
+        return f"--out {out}: {folder} is a file, not a folder; expected a folder for the face crops: choose another --out"
+    writable = out if out.exists() else folder
+    if writable is not None and writable.is_dir() and not os.access(writable, os.W_OK | os.X_OK):
+        return f"--out {out}: {writable} is not writable; expected a folder the face crops can be written to"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     def usage_error(message: str) -> int:
         return _usage_error("extract-faces", message)
 
     if not args.inputs and args.manifest is None:
         return usage_error("give videos / directories, or --manifest")
+    if problem := out_folder_problem(args.out):
+        return usage_error(problem)
     manifest_out = args.out / MANIFEST_NAME
     if args.manifest is not None and manifest_out.exists() and not args.overwrite:
         return usage_error(f"{manifest_out} exists; refusing to overwrite it (pass --overwrite to replace it)")
@@ -380,7 +396,11 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(str(err))
     if not jobs:
         return usage_error("no videos found")
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. a file appeared there meanwhile
+        return usage_error(f"--out {args.out}: cannot create the output folder ({err.strerror or err}); "
+                           "expected a folder for the face crops (new or existing)")
 
     options = dict(face_detector=detector, margin=args.margin, detect_every=args.detect_every,
                    snippet_len=args.snippet_len, scale=args.scale, max_frames=args.max_frames,

@@ -122,11 +122,15 @@ def detect_device(device: str) -> str:
 
 
 def detect_device_problem(args: argparse.Namespace, in_process: bool) -> str | None:
-    """A GPU detector cannot run in forked loader processes (CUDA does not survive a fork)."""
+    """What is wrong with ``--detect-device``, or None: a GPU detector cannot run in forked loader
+    processes (CUDA does not survive a fork), and a device this machine does not have (or not a
+    device name) is refused (:func:`dynsnip.cli.arguments.device_problem`)."""
+    from .arguments import device_problem
+
     if str(args.detect_device).startswith("cuda") and not in_process:
         return (f"--detect-device {args.detect_device} needs the detection in the main process "
                 "(--workers 0 for predict, --workers 1 for extract-faces): CUDA does not work in forked workers")
-    return None
+    return device_problem(detect_device(args.detect_device), "--detect-device", default_hint=False)
 
 
 def clip_loader(model: Any, args: argparse.Namespace, faces: Any) -> Any:

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .arguments import device_problem, probability_problem, resolve_device
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model, compile_problem
@@ -37,6 +38,7 @@ from .face_options import (
 )
 
 DEFAULT_MODEL = "dil_resnet50"
+THRESHOLD_MEANING = "the fake probability at or above which a video is called fake"
 # Suffixes picked up when a directory is given (a file named explicitly is always tried).
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp", ".264", ".h264"}
@@ -70,7 +72,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_face_options(parser, none_means="the videos are already face crops")
     add_track_options(parser)
     parser.add_argument("--threshold", type=float, default=0.5,
-                        help="fake probability at or above which a video is called fake (default 0.5)")
+                        help="fake probability at or above which a video is called fake (a probability in [0, 1]; "
+                             "default 0.5)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     parser.add_argument("--output", type=Path, default=None, metavar="FILE",
                         help="also write the JSON report to FILE (refused if FILE exists, see --overwrite)")
@@ -394,6 +397,23 @@ def output_problem(output: Path | None, overwrite: bool) -> str | None:
     return None
 
 
+def output_is_an_input(output: Path | None, videos: Sequence[Path]) -> str | None:
+    """``--output`` is one of the videos to score (the same file, by path, link or hard link):
+    refused even with ``--overwrite``, which replaces an earlier report, never an input."""
+    if output is None or not output.exists():
+        return None
+    for video in videos:
+        try:
+            same = video.exists() and os.path.samefile(output, video)
+        except OSError:
+            same = False
+        if same:
+            shown = "" if str(video) == str(output) else f" ({video})"
+            return (f"--output {output} is one of the videos to score{shown}; refusing to write the report over an "
+                    "input, even with --overwrite: choose another file name for the JSON report")
+    return None
+
+
 def _note_capped_snippets(results: list[dict[str, Any]], loader: Any) -> list[str]:
     """Add a ``note`` to each result scored with fewer snippets than asked for (a video with
     fewer distinct snippets, see ``FaceClipLoader(cap_snippets=True)``); return the notes."""
@@ -417,13 +437,17 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
     if args.workers < 0:
         return usage_error(f"--workers must be 0 or more, got {args.workers}")
-    if problem := face_options_problem(args) or detect_device_problem(args, args.workers == 0):
+    if problem := (probability_problem("--threshold", args.threshold, THRESHOLD_MEANING)
+                   or face_options_problem(args) or detect_device_problem(args, args.workers == 0)
+                   or device_problem(args.device)):
         return usage_error(problem)
     videos, warnings = find_videos(args.inputs)
     for warning in warnings:
         print(f"dynsnip predict: warning: {warning}", file=sys.stderr)
     if not videos:
         return usage_error("no videos to score")
+    if problem := output_is_an_input(args.output, videos):
+        return usage_error(problem)
     if args.checkpoint is None and args.model and _names_a_detector(args.model):
         print(f"dynsnip predict: warning: --model {args.model} is deprecated for a detector; write --checkpoint "
               f"{args.model} (--model names the architecture of a weights file)", file=sys.stderr)
@@ -440,13 +464,10 @@ def run(args: argparse.Namespace) -> int:
     if model is None:
         return usage_error(weights)
 
-    import torch
-
     from dynsnip.engine.distributed import cleanup_distributed, gather_shards, join_torchrun
 
     ranks = join_torchrun(args.device)  # torchrun: videos sharded across ranks, one merged report
-    device = ranks.device if ranks is not None else torch.device(
-        args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = ranks.device if ranks is not None else resolve_device(args.device)
     model.to(device)
     if args.compile:  # --compile: torch.compile in place (dynsnip.engine.compile)
         if problem := compile_problem(device):

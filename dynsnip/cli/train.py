@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from ..cpus import available_cpus
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_problem
 from ..engine.recipe import Recipe
+from .arguments import device_problem
 from .exit_codes import EXIT_SOME_FAILED, usage_error
 
 _DEFAULT = Recipe()
@@ -79,9 +81,17 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                    help="strength of the pseudo-fakes' blend (default medium)")
 
 
+# The recipe's float options (``--lr`` ...), by their ``args`` names.
+FLOAT_OPTIONS = ("lr", "weight_decay", "lr_factor", "min_lr", "hflip_prob", "grad_clip")
+
+
 def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     """A :class:`Recipe` from ``--recipe`` (or the paper's) with the given options applied."""
     base = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if getattr(args, "recipe", None) else Recipe()
+    for name in FLOAT_OPTIONS:  # nan / inf pass the recipe's range checks (nan < 0 is False): refused here
+        value = getattr(args, name, None)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
     changes = {}
     for name in ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "plateau_patience", "min_lr", "monitor",
                  "num_snippets", "test_num_snippets", "snippet_len", "img_size", "hflip_prob", "amp",
@@ -136,7 +146,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data = p.add_argument_group("data")
     data.add_argument("--manifest", type=Path, help="one manifest with a split column: rows 'train' train, rows 'val' validate")
     data.add_argument("--train", type=Path, help="training manifest (CSV/JSON: path,label[,split,method])")
-    data.add_argument("--val", type=Path, help="validation manifest (default: --manifest's 'val' rows; none: no validation)")
+    data.add_argument("--val", type=Path, metavar="MANIFEST|none",
+                      help="validation manifest (default: --manifest's 'val' rows); none: no validation, even with "
+                           "--manifest (the learning rate then follows the training loss and the last epoch is saved)")
     data.add_argument("--train-split", help="keep only these rows of the training manifest (default 'train' with --manifest)")
     data.add_argument("--val-split", help="keep only these rows of the validation manifest (default 'val' with --manifest)")
     data.add_argument("--data", choices=("auto", "frames", "video"), default="auto",
@@ -180,11 +192,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+NO_VALIDATION = "none"  # --val none
+
+
+def _no_validation(args: argparse.Namespace) -> bool:
+    """``--val none``: train without a validation set (documented in ``--val``'s help)."""
+    return args.val is not None and str(args.val).lower() == NO_VALIDATION
+
+
 def _resolve_manifests(args: argparse.Namespace) -> tuple[Path, str | None, Path | None, str | None]:
     if args.manifest is None and args.train is None:
         raise ValueError("give --manifest (with a split column) or --train [--val]")
     train = args.train or args.manifest
     train_split = args.train_split or ("train" if args.train is None else None)
+    if _no_validation(args):
+        if args.val_split:
+            raise ValueError(f"--val-split {args.val_split} picks validation rows, but --val none asks for no "
+                             "validation; drop one of them")
+        if not Path(train).is_file():
+            raise FileNotFoundError(f"manifest {train} does not exist (expected a .csv or .json file)")
+        return train, train_split, None, None
     val = args.val or (args.manifest if args.manifest is not None else None)
     val_split = args.val_split or ("val" if args.val is None and args.manifest is not None else None)
     for path in (train, val):
@@ -195,6 +222,51 @@ def _resolve_manifests(args: argparse.Namespace) -> tuple[Path, str | None, Path
 
 def _usage_error(err: BaseException) -> int:
     return usage_error("train", str(err))
+
+
+# Names a first run leaves before its first checkpoint (besides logs): its settings, a half-written checkpoint.
+FIRST_RUN_LEFTOVERS = ("recipe.json", "checkpoint.tmp")
+# Files of these suffixes are taken for logs (``... | tee OUT/train.log``, a scheduler's output): never deleted.
+LOG_SUFFIXES = (".log", ".out", ".err")
+
+
+def interrupted_first_run(out: Path) -> list[str] | None:
+    """The names in ``out`` when all it holds is what a first run stopped (Ctrl-C, a crash, a
+    killed job) before its first checkpoint left: its ``recipe.json``, a half-written
+    ``checkpoint.tmp``, log files. None when it holds anything else (a checkpoint, a model,
+    ``history.json``, a validation report, an unknown file or folder), or nothing: such a
+    folder keeps needing ``--overwrite`` (:func:`dynsnip.engine.run_folder.plan_run`)."""
+    from ..engine.checkpoint import find_training_checkpoint
+    from ..engine.recipe import Recipe
+    from ..engine.run_folder import CHECKPOINT_DIR, RUN_OUTPUTS
+    from ..engine.run_lock import LOCK_NAME
+
+    if not out.is_dir():
+        return None
+    entries = sorted((p for p in out.iterdir() if p.name != LOCK_NAME), key=lambda p: p.name)
+    if not entries or find_training_checkpoint(out / CHECKPOINT_DIR) is not None:
+        return None
+    for path in entries:
+        if path.is_symlink():
+            return None
+        if path.name == "recipe.json":
+            try:
+                Recipe.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError, AttributeError):  # not a dynsnip recipe: not ours to replace
+                return None
+        elif path.name == "checkpoint.tmp":
+            if not path.is_dir() or find_training_checkpoint(path) is not None:  # a complete one: keep it
+                return None
+        elif path.name in RUN_OUTPUTS or not path.is_file() or path.suffix.lower() not in LOG_SUFFIXES:
+            return None
+    return [p.name for p in entries]
+
+
+def _quiet_overwrite_note(message: str) -> None:
+    """``print``, less the engine's "--overwrite: the earlier run's results ... are replaced"
+    note, which is wrong for :func:`interrupted_first_run`'s leftovers (the command says what it does)."""
+    if not message.startswith("note: --overwrite:"):
+        print(message)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -212,6 +284,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, TypeError, ModelLoadError,
                     RunFolderBusyError)
+    if problem := device_problem(args.device):
+        return usage_error("train", problem)
     try:
         recipe = recipe_from_args(args, model=str(args.model), pretrained=bool(args.pretrained))
         recipe = recipe_naming_module(recipe, parse_model_args(args.model_arg))
@@ -223,13 +297,24 @@ def run_train(args: argparse.Namespace) -> int:
                 val_manifest = None
     except setup_errors as err:
         return _usage_error(err)
-    info = init_distributed(args.device)
+    try:
+        info = init_distributed(args.device)
+    except RuntimeError as err:  # e.g. more torchrun processes than GPUs
+        return usage_error("train", " ".join(str(err).split()))
+    overwrite, leftovers = args.overwrite, None
     held = contextlib.ExitStack()  # the run folder's lock, until the end of the command
     try:
         try:
             if info.is_main:
                 held.enter_context(RunFolderLock(args.out))
-            plan = plan_run(args.out, recipe, resume=args.resume, overwrite=args.overwrite,
+            if not overwrite and (leftovers := interrupted_first_run(args.out)):
+                overwrite = True  # nothing to protect: no checkpoint, no model, no history, no report
+                if info.is_main:
+                    logs = [n for n in leftovers if n not in FIRST_RUN_LEFTOVERS]
+                    print(f"note: --out {args.out} holds no checkpoint and no results, only what an earlier run "
+                          f"stopped before its first epoch ended left ({', '.join(leftovers)}): starting the run "
+                          "there again" + (f" ({', '.join(logs)} kept)" if logs else ""))
+            plan = plan_run(args.out, recipe, resume=args.resume, overwrite=overwrite,
                             use_saved_recipe=args.use_saved_recipe)
             if plan.resume and plan.recipe != recipe and info.is_main:
                 print("note: " + " ".join(plan.notes))
@@ -264,8 +349,9 @@ def run_train(args: argparse.Namespace) -> int:
                            progress=args.progress, stop_after_epoch=args.stop_after_epoch,
                            data_name=(args.data_name or Path(train_manifest).name)
                            + (" (classes balanced by oversampling)" if args.balance_classes else ""),
-                           overwrite=args.overwrite, use_saved_recipe=args.use_saved_recipe,
-                           compile_mode=compile_mode_from_args(args))
+                           overwrite=overwrite, use_saved_recipe=args.use_saved_recipe,
+                           compile_mode=compile_mode_from_args(args),
+                           log=_quiet_overwrite_note if leftovers else print)
         except CorruptCheckpointError as err:
             return _usage_error(err)
         except (NonFiniteLossError, TooManyUnreadableError) as err:

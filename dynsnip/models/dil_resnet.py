@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models import resnet as timm_resnet
 from timm.models._features import FeatureGetterNet, feature_take_indices
+from timm.models._manipulate import adapt_input_conv
 from timm.models._registry import get_arch_pretrained_cfgs
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
@@ -50,9 +51,12 @@ def fold_frames(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).flatten(0, 1)
 
 
-def unfold_frames(x: torch.Tensor, b: int) -> torch.Tensor:
-    """``(B*F, C, H, W)`` -> ``(B, C, F, H, W)`` ("(b f) c h w -> b c f h w"), a view."""
-    return x.unflatten(0, (b, -1)).transpose(1, 2)
+def unfold_frames(x: torch.Tensor, b: int, f: int = -1) -> torch.Tensor:
+    """``(B*F, C, H, W)`` -> ``(B, C, F, H, W)`` ("(b f) c h w -> b c f h w"), a view.
+
+    ``f`` (F) is needed when ``B`` may be 0: an empty batch does not say how many frames a clip has.
+    """
+    return x.unflatten(0, (b, f)).transpose(1, 2)
 
 
 # SIM options recorded in ``dil_args`` (and so in config.json) even when left at their default,
@@ -177,11 +181,11 @@ class DILResNet(timm_resnet.ResNet):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, U*T, H, W)`` -> ``(B, C', U*T, H', W')``."""
         u = self.check_video(x)
-        b = x.shape[0]
+        b, f = x.shape[0], x.shape[2]
         x = self._stem(fold_frames(x))
         for name in STAGES:
             x = self._run_stage(getattr(self, name), x, u)
-        return unfold_frames(x, b)
+        return unfold_frames(x, b, f)
 
     def forward_intermediates(
         self,
@@ -197,10 +201,10 @@ class DILResNet(timm_resnet.ResNet):
             raise ValueError(f"output_fmt must be 'NCFHW' (or 'NCHW' for folded frames), got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(5, indices)
         u = self.check_video(x)
-        b = x.shape[0]
+        b, f = x.shape[0], x.shape[2]
 
         def out(t: torch.Tensor) -> torch.Tensor:
-            return t if output_fmt == "NCHW" else unfold_frames(t, b)
+            return t if output_fmt == "NCHW" else unfold_frames(t, b, f)
 
         intermediates = []
         x = self.act1(self.bn1(self.conv1(fold_frames(x))))
@@ -218,13 +222,24 @@ class DILResNet(timm_resnet.ResNet):
 
     # ------------------------------------------------------------------- head
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """``(B, C', U*T, H', W')`` -> ``(B, num_classes)`` (or pooled features with ``pre_logits``)."""
-        b = x.shape[0]
+        """``(B, C', U*T, H', W')`` -> ``(B, num_classes)`` (or pooled features with ``pre_logits``).
+
+        With ``global_pool=''`` nothing is pooled: the maps ``(B, C', U*T, H', W')`` come back when
+        there is no classifier (``num_classes=0``) or with ``pre_logits``; a classifier cannot take
+        them (timm's ResNet fails there too), which raises a ValueError.
+        """
+        b, f = x.shape[0], x.shape[2]
         pooled = self.global_pool(fold_frames(x))
         if pooled.ndim == 2:  # spatially pooled: average over the frames (temporal consensus)
-            x = pooled.unflatten(0, (b, -1)).mean(1)  # "(b f) c -> b c", mean
-        else:  # global_pool='' keeps the maps
-            return unfold_frames(pooled, b)
+            x = pooled.unflatten(0, (b, f)).mean(1)  # "(b f) c -> b c", mean
+        elif pre_logits or isinstance(self.fc, torch.nn.Identity):  # global_pool='' keeps the maps
+            return unfold_frames(pooled, b, f)
+        else:
+            raise ValueError(
+                f"{type(self).__name__}: global_pool='' keeps the feature maps {tuple(x.shape)}, which the classifier "
+                f"({self.num_classes} classes) cannot take: use num_classes=0 (or forward_head(x, pre_logits=True)) "
+                f"for the maps, or a global_pool such as 'avg' for the classifier"
+            )
         if self.drop_rate:
             x = F.dropout(x, p=float(self.drop_rate), training=self.training)
         return x if pre_logits else self.fc(x)
@@ -324,7 +339,14 @@ def _recompute_contexts(block: torch.nn.Module) -> tuple[ContextManager, Context
     return nullcontext(), _batchnorm_stats_frozen(block)
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dict[str, torch.Tensor]:
+def _first_conv(model: DILResNet) -> str:
+    """The name of the input conv: ``conv1``, or ``conv1.0`` in a deep stem (a Sequential)."""
+    return "conv1" if isinstance(model.conv1, torch.nn.Conv2d) else "conv1.0"
+
+
+def checkpoint_filter_fn(
+    state_dict: Mapping[str, Any], model: DILResNet, adapt_first_conv: bool = True
+) -> dict[str, torch.Tensor]:
     """Adapt a 2D ResNet (or DIL) checkpoint to ``model``.
 
     * every backbone tensor must be present with the model's shape: it is loaded exactly;
@@ -335,6 +357,10 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
     * an ImageNet 2D ResNet has no SIM tensors (``*.sim.*``) and another head: the SIMs keep
       the model's own initialisation, the classifier is new;
     * the classifier is passed through: timm drops it when ``num_classes`` differs;
+    * a 3-channel input conv for a model with ``in_chans != 3`` is adapted as timm adapts its own
+      models' (``timm.models._manipulate.adapt_input_conv``: summed for 1 channel, else repeated
+      and scaled by ``3 / in_chans``); ``adapt_first_conv=False`` passes it through unchanged,
+      for timm's pretrained loading, which adapts it after this filter;
     * a missing or mis-shaped tensor, or tensors the model does not have, raise a ValueError
       naming the first few and the count: such a checkpoint belongs to another architecture,
       or is incomplete;
@@ -347,6 +373,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
     untie_shared_checkpoint(sd, model)  # SIMs saved with shared direction weights (dynsnip 0.1.0)
     target = model.state_dict()
     classifier = "fc."
+    first_conv = _first_conv(model) + ".weight"
     strict = saved_detector_checkpoint(sd, model)
     out: dict[str, torch.Tensor] = {}
     missing, misshaped = [], []
@@ -355,6 +382,8 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
             src = sd[k]
             if k.startswith(classifier):
                 out[k] = src
+            elif k == first_conv and _other_input_channels(src, v):
+                out[k] = adapt_input_conv(v.shape[1], src) if adapt_first_conv else src
             elif tuple(src.shape) != tuple(v.shape):
                 misshaped.append(f"{k}: checkpoint {tuple(src.shape)} vs model {tuple(v.shape)}")
             else:
@@ -395,6 +424,13 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any], model: DILResNet) -> dic
         )
         raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + advice + ".")
     return out
+
+
+def _other_input_channels(src: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether ``src`` is a 3-channel (RGB) conv weight ``(O, 3, kh, kw)`` that ``target``
+    ``(O, in_chans, kh, kw)`` differs from in its input channels only."""
+    return (src.ndim == 4 and target.ndim == 4 and src.shape[1] == 3 and target.shape[1] != 3
+            and (src.shape[0], *src.shape[2:]) == (target.shape[0], *target.shape[2:]))
 
 
 # ----------------------------------------------------------------- registry
@@ -446,7 +482,8 @@ def _dil_cfgs(base: str) -> dict[str, dict[str, Any]]:
             continue
         hub_id = cfg.hf_hub_id if cfg.hf_hub_id != "timm/" else f"timm/{base}.{tag}"
         d = {k: v for k, v in cfg.to_dict(remove_source=True, remove_null=True).items() if k not in ("architecture", "tag")}
-        d.update(hf_hub_id=hub_id, url=None, first_conv="conv1", classifier="fc")
+        # timm's first_conv ("conv1.0" for the deep stems of resnet*d / *t): timm adapts that conv to in_chans != 3
+        d.update(hf_hub_id=hub_id, url=None, first_conv=cfg.first_conv or "conv1", classifier="fc")
         d["notes"] = (f"2D ImageNet weights timm/{base}.{tag} adapted to the DIL video network",)
         tags.append((tag, d))
     tags.sort(key=lambda td: td[0] not in DEFAULT_TAGS)  # stable: tv_in1k first, then timm's order
@@ -505,6 +542,12 @@ def _pretrained_download(variant: str, pretrained: bool, kwargs: Mapping[str, An
                                kwargs.get("cache_dir"))
 
 
+def _timm_checkpoint_filter(state_dict: Mapping[str, Any], model: DILResNet) -> dict[str, torch.Tensor]:
+    """:func:`checkpoint_filter_fn` for timm's pretrained loading, which adapts the input conv to
+    ``in_chans`` itself after the filter (from the ``first_conv`` of the pretrained config)."""
+    return checkpoint_filter_fn(state_dict, model, adapt_first_conv=False)
+
+
 def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> DILResNet:
     base = variant[len("dil_"):]
     model_args = dict(_timm_resnet_args(base), **kwargs)
@@ -522,7 +565,7 @@ def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) ->
             raise ValueError(f"{variant}: bad out_indices ({err}); 0 = stem, 1-4 = the four stages") from None
     with _pretrained_download(variant, pretrained, kwargs):
         model = build_model_with_cfg(
-            DILResNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **model_args
+            DILResNet, variant, pretrained, pretrained_filter_fn=_timm_checkpoint_filter, **model_args
         )
     # Whether the weights named by pretrained_cfg were loaded: a model card must not name the
     # ImageNet weights as the base of a detector that was trained from a random init.

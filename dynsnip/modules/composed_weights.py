@@ -1,16 +1,29 @@
-"""Weights composed from a module's parameters, rebuilt only when a parameter changes.
+"""Weights composed from a module's parameters, rebuilt only when a parameter may have changed.
 
 The SIMs' fast path runs each of its steps as one convolution whose weight is put together
 from the paper's convs (both directions of Eq. 1 in one depthwise Conv3d, both planes and both
 directions of Eq. 2-3 in one Conv3d, ...). Putting the weight together costs a few small ops;
-in eager inference (no autograd, not compiling) it is done once and kept, keyed on every
-parameter's and buffer's storage, version counter, dtype and device: an optimizer step,
-``load_state_dict``, ``copy_`` under ``no_grad`` or ``.to()`` all change that key. Writing into a
-parameter through ``.data`` does not (PyTorch gives ``.data`` a version counter of its own):
-call :meth:`ComposedWeights.clear` after doing so.
+in eager eval-mode inference (no autograd, not compiling) it is done once and kept, keyed on
+every parameter's and buffer's storage, version counter, dtype and device, and on a count of
+optimizer steps. What drops the kept weights:
 
-With autograd on (training) and under ``torch.compile`` the weights are composed in every
-forward, so that gradients reach the parameters and the compiler sees the whole computation.
+* any ``torch.optim.Optimizer`` step (a global step hook): fused optimizers
+  (``Adam(W)(fused=True)``, ``SGD(fused=True)``) write the parameters without bumping their
+  version counters;
+* any eager forward in training mode or with autograd on (:meth:`ComposedWeights.forward_started`,
+  called by the SIMs whichever path the forward takes): training is what changes the weights.
+  Those forwards, and those under ``torch.compile``, compose the weights themselves;
+* ``train()`` / ``eval()`` and ``load_state_dict`` on the module (:meth:`ComposedWeights.clear`,
+  called by the SIMs);
+* an in-place change that bumps the version counter: ``copy_`` or ``mul_`` under ``no_grad``,
+  foreach optimizers, ``.to()`` (new storage).
+
+A write through ``.data`` (PyTorch gives ``.data`` a version counter of its own), or by a fused
+kernel called outside an optimizer's ``step``, that none of the above follows is not seen: call
+:func:`clear_composed_weights` (or the module's ``_composed.clear()``) after one.
+
+A content check (comparing the parameters with a copy) would catch every write, but costs a
+device synchronisation per module and forward on a GPU: more than composing the weights.
 """
 from __future__ import annotations
 
@@ -19,6 +32,21 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+# optimizer steps taken in this process (any optimizer): part of every key, so a step, fused or
+# not, makes every kept weight stale. A one-element list: the hook mutates it in place.
+_OPTIMIZER_STEPS = [0]
+
+
+@torch.compiler.disable
+def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    # disabled for the compiler: a compiled optimizer step would otherwise guard on the count
+    # (an int) and recompile at every step
+    _OPTIMIZER_STEPS[0] += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 class ComposedWeights:
@@ -31,18 +59,23 @@ class ComposedWeights:
     def get(self, module: nn.Module, build: Callable[[], dict[str, Any]], *extra: Any) -> dict[str, Any]:
         """``build()``, or the dict it returned last time for the same parameters.
 
-        Under bf16 autocast the kept floating-point tensors are kept in bfloat16, so that the
-        convolutions do not cast their weights on every call (fp16 autocast: left to autocast,
-        as the float32 region of the differences needs the float32 weights).
+        Kept only in eval mode with autograd off, eagerly (see the module docstring for what
+        drops it). Under bf16 autocast the kept floating-point tensors are kept in bfloat16, so
+        that the convolutions do not cast their weights on every call (fp16 autocast: left to
+        autocast, as the float32 region of the differences needs the float32 weights).
         """
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():
+            return build()
+        if module.training or torch.is_grad_enabled():  # training: the step that follows changes the weights
+            self.clear()
             return build()
         tensors = list(itertools.chain(module.parameters(), module.buffers()))
         device = tensors[0].device.type if tensors else "cpu"
         cast = torch.bfloat16 if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16 \
             else None
         try:
-            key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + (module.training, cast, *extra)
+            key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + (
+                _OPTIMIZER_STEPS[0], cast, *extra)
         except RuntimeError:  # inference tensors have no version counter: nothing to key on
             return build()
         if key != self._key:
@@ -52,8 +85,23 @@ class ComposedWeights:
             self._value, self._key = value, key
         return self._value
 
+    def forward_started(self, module: nn.Module) -> None:
+        """Called at the start of every forward of ``module``: one that trains (training mode or
+        autograd on, eagerly) drops the kept weights, whichever path it takes."""
+        if (module.training or torch.is_grad_enabled()) and not torch.compiler.is_compiling():
+            self.clear()
+
     def clear(self) -> None:
         self._key = self._value = None
 
     def __getstate__(self) -> dict:  # pickling / deepcopy: start empty
         return {"_key": None, "_value": None}
+
+
+def clear_composed_weights(model: nn.Module) -> None:
+    """Drop the composed weights every SIM of ``model`` keeps, e.g. after writing into its
+    parameters through ``.data`` (which no version counter records)."""
+    for m in model.modules():
+        kept = getattr(m, "_composed", None)
+        if isinstance(kept, ComposedWeights):
+            kept.clear()

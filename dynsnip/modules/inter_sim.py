@@ -277,6 +277,7 @@ class InterSIM(nn.Module):
                 f"num_snippets U={u} x snippet_len T={t}"
             )
         v = frames_as_clips(x, u, t)  # "(n u t) c h w -> n c u t (h w)", a view
+        self._composed.forward_started(self)
         if self._folds():  # eval-mode inference: Eq. 7's first conv (BatchNorm folded) and the squeeze as one conv
             w = self._composed.get(self, self.composed_weights)
             pooled = v.mean(-1, keepdim=True)  # GAP: F̄, (N, C, U, T, 1)
@@ -360,6 +361,14 @@ class InterSIM(nn.Module):
                 "second_attention_padding": (1, kf // 2, 0),
                 "difference": diff.unsqueeze(-1), "recover": sma.recover.weight.unsqueeze(-1),
                 "recover_bias": sma.recover.bias, "conv_u": self.conv_u_weight()}
+
+    def train(self, mode: bool = True) -> "InterSIM":
+        self._composed.clear()  # training starts or ends here: nothing composed before it is kept
+        return super().train(mode)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        self._composed.clear()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, snippet_len={self.snippet_len}, conv_u={self.conv_u_mode!r}, "

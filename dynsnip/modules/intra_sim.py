@@ -154,6 +154,7 @@ class IntraSMA(DirectionPaths):
             raise ValueError(f"edge must be 'zero' or 'frame', got {edge!r}")
         if diff_init not in DIFF_INITS:
             raise ValueError(f"diff_init must be one of {DIFF_INITS}, got {diff_init!r}")
+        self.channels = channels
         self.snippet_len = snippet_len
         self.bidirectional = bidirectional
         self.coord_attention = coord_attention
@@ -313,8 +314,12 @@ class IntraSMA(DirectionPaths):
     @property
     def volume_path(self) -> bool:
         """Whether :meth:`IntraSIM.forward` can take the one-Conv3d-per-step path (every option
-        but ``motion_shortcut`` and ``motion_source="own"``, which take the path above)."""
-        return self.motion is None and not (self.motion_channels and self.motion_source == "own")
+        but ``motion_shortcut`` and ``motion_source="own"``, which take the path above, and a
+        module whose ``O_2`` is motion channels only, e.g. ``C/2 <= 2`` channels with the default
+        ``motion_fraction``: no channel is gated, and the volume path composes its attention and
+        kernel for the gated ones only)."""
+        return (self.motion is None and not (self.motion_channels and self.motion_source == "own")
+                and self.motion_channels < self.channels)
 
     def composed_weights(self, gated: int) -> dict[str, torch.Tensor]:
         """The paper's convs put together as the Conv3d weights of the volume path.
@@ -713,6 +718,7 @@ class IntraSIM(nn.Module):
 
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         _check_frames(x, self.snippet_len, "IntraSIM")
+        self._composed.forward_started(self)
         if self.sma.volume_path and not self.record_attention and not self._cpu_training_by_frames(x):
             return self.forward_volume(x)
         return self.forward_frames(x)
@@ -777,7 +783,12 @@ class IntraSIM(nn.Module):
             o2 = torch.cat([o2[:, :o2.shape[1] - difference_channels.shape[1]], difference_channels], dim=1)
         return torch.cat([x1, o2], dim=1)  # Eq. 6
 
+    def train(self, mode: bool = True) -> "IntraSIM":
+        self._composed.clear()  # training starts or ends here: nothing composed before it is kept
+        return super().train(mode)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        self._composed.clear()
         if not prefix and adopt_checkpoint_motion_channels(state_dict, self):  # a standalone module (a DIL
             # model decides for all its SIMs at once, and warns)
             warnings.warn("the state dict has no motion-channel tensors (saved before they became the default): "

@@ -12,9 +12,11 @@ Models (``--models``, comma separated; the baseline is always added):
   before the first conv of every block, the shift running over the clip's frames; written as
   the TSM authors' shift, so that it keeps a channels_last layout;
 * ``r2plus1d_18``, ``r3d_18``, ``mc3_18``: torchvision's 3D CNNs (randomly initialised);
-* a variant named with ``--variant LABEL ARCH JSON``: ``ARCH`` (a ``dil_*`` model) built with
-  the builder arguments ``JSON``, listed as ``LABEL`` (e.g. ``--variant dense_conv_u
-  dil_resnet50 '{"inter_args": {"conv_u": "dense"}}'``); variants are added to ``--models``.
+* a variant named with ``--variant LABEL ARCH JSON``: ``ARCH`` (a ``dil_*`` model, ``@paper`` allowed)
+  built with the builder arguments ``JSON``, listed as ``LABEL`` (e.g. ``--variant dense_conv_u
+  dil_resnet50 '{"inter_args": {"conv_u": "dense"}}'``); the key ``module_attrs`` sets attributes
+  on every module of a class instead (``'{"module_attrs": {"InterSIM": {"conv_u_op": "conv3d"}}}'``:
+  how a SIM runs, not what it computes); variants are added to ``--models``.
 
 Figures, each also as a ratio to the baseline (``--baseline``, default ``resnet50``):
 
@@ -112,7 +114,17 @@ def build_model(name: str, frames: int, num_classes: int, variants: dict[str, tu
 
     if variants and name in variants:
         arch, kwargs = variants[name]
-        return timm.create_model(arch, num_classes=num_classes, **kwargs)
+        kwargs = dict(kwargs)
+        module_attrs = kwargs.pop("module_attrs", {})  # {"InterSIM": {"conv_u_op": "conv3d"}}: per instance
+        if arch.endswith(PAPER_SUFFIX):
+            arch, kwargs = arch[: -len(PAPER_SUFFIX)], {**dynsnip.paper_config("paper"), **kwargs}
+        model = timm.create_model(arch, num_classes=num_classes, **kwargs)
+        for module in model.modules():
+            for attr, value in module_attrs.get(type(module).__name__, {}).items():
+                if not hasattr(module, attr):
+                    raise ValueError(f"variant {name}: {type(module).__name__} has no attribute {attr!r}")
+                setattr(module, attr, value)
+        return model
     if name.startswith("dil_") and name.endswith(PAPER_SUFFIX):  # the paper's module: dynsnip.paper_config("paper")
         return timm.create_model(name[: -len(PAPER_SUFFIX)], num_classes=num_classes, **dynsnip.paper_config("paper"))
     if name.startswith("dil_"):

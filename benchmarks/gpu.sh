@@ -2,7 +2,9 @@
 # The GPU half of docs/performance.md (issue 24), sized for one short GPU loan (under 9 minutes on
 # an H200). bf16 autocast, channels_last, batch 16 clips of U=4 x T=4 at 224 px (clip throughput
 # and the training step on 16 clips, latency on 1 clip), ratios to resnet50 on the same frames:
-#   1. eager:    dil_resnet50 (defaults), dil_resnet50@paper (the paper's module), resnet50, tsm_resnet50
+#   1. eager:    dil_resnet50 (defaults), dil_resnet50@paper (the paper's module), resnet50, tsm_resnet50,
+#                and two ways of running the defaults' SIMs (Conv_U as a depthwise Conv3d; the Intra-SIMs'
+#                frame path), the same numbers
 #   2. profile:  where the eager step's GPU time goes (kernels, launches, busy share, the SIMs' share):
 #                benchmarks/gpu_profile.py -> gpu_profile.json
 #   3. compiled: dil_resnet50, resnet50 (torch.compile, fullgraph, inductor); MODULE=paper compiles
@@ -36,11 +38,11 @@ else
     COMMON=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --infer-batch 16
             --repeats 10 --warmup 2 --baseline "$BASE")
     COMPILE=(--compile --repeats 5)  # compilation dominates the step: 5 timed repeats are enough
-    # Measured on the first loan (2026-12-04, H200): eager 59 s, compiled dil_resnet50 + resnet50 297 s
-    # (compilation: 44 + 83 s and 14 + 52 s, then the 16-clip inference shape), the fused tail 18 s. The
-    # limits must add up to less than 9 minutes with the report after them (90 + 75 + 320 + 30 = 515 s).
-    # A step that runs out of time ends with rc=124 and leaves the other steps' results.
-    LIMITS=(90 75 320 30)
+    # Measured on the first loan (2026-12-04, H200): eager 59 s for 4 models (6 now: about 90 s), compiled
+    # dil_resnet50 + resnet50 297 s (compilation: 44 + 83 s and 14 + 52 s, then the 16-clip inference shape),
+    # the fused tail 18 s. The limits must add up to less than 9 minutes with the report after them
+    # (115 + 65 + 315 + 25 = 520 s). A step that runs out of time ends with rc=124 and leaves the others' results.
+    LIMITS=(115 65 315 25)
     PROFILE=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --steps 3 --warmup 2
              --models "$DIL,$DIL@paper,$BASE")
     GATE_TAP=(--device cuda --dtype bf16 --clips 16 --frames 16 --size 224 --repeats 10 --warmup 3 --inner 10)
@@ -56,7 +58,11 @@ step() {  # name, time limit, efficiency.py arguments...
     echo "$name: rc=$? in $((SECONDS - start)) s"; cat "$OUT/$name.md"
 }
 
-step gpu_eager "${LIMITS[0]}" --models "$DIL,$DIL@paper,$BASE,tsm_$BASE"
+# how the SIMs run on the GPU, same numbers (issue 24): Conv_U as the earlier depthwise Conv3d (the default
+# is a (3, 1) depthwise Conv2d there), and the Intra-SIMs' frame path (2D convs only) against the volume path
+VARIANTS=(--variant "$DIL+conv3d_conv_u" "$DIL" '{"module_attrs": {"InterSIM": {"conv_u_op": "conv3d"}}}'
+          --variant "$DIL+frames_intra" "$DIL" '{"module_attrs": {"IntraSIM": {"path": "frames"}}}')
+step gpu_eager "${LIMITS[0]}" --models "$DIL,$DIL@paper,$BASE,tsm_$BASE" "${VARIANTS[@]}"
 
 start=$SECONDS  # 2. where the eager GPU time goes
 timeout "${LIMITS[1]}" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" \

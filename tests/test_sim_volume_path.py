@@ -96,8 +96,11 @@ def test_intra_sim_computes_what_the_saved_checkpoints_computed(options, cpu_tra
         assert calls == ["volume"] * 3 + [cpu_training_path], calls
 
 
+@pytest.mark.parametrize("conv_u_op", ["auto", "conv3d", "conv2d"])
 @pytest.mark.parametrize("options", INTER_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
-def test_inter_sim_computes_what_the_saved_checkpoints_computed(options):
+def test_inter_sim_computes_what_the_saved_checkpoints_computed(options, conv_u_op, monkeypatch):
+    """In every mode, whichever op runs Conv_U (``InterSIM.conv_u_op``)."""
+    monkeypatch.setattr(InterSIM, "conv_u_op", conv_u_op)
     old, new = pair(InterSIM, frozen_sims.InterSIM, options)
     u = 3
     x = frames(2 * u * T)
@@ -120,6 +123,46 @@ def test_inter_sim_computes_what_the_saved_checkpoints_computed(options):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-3, msg=name)
     for (name, b), b_old in zip(new.named_buffers(), old.buffers()):
         torch.testing.assert_close(b, b_old, msg=name)
+
+
+def test_conv_u_runs_as_a_conv3d_in_cpu_inference_only_unless_told():
+    """``conv_u_op="auto"``: the depthwise Conv3d (oneDNN) in CPU inference, the (k, 1) Conv2d with
+    autograd (CPU training; GPUs always); a forced op is taken everywhere; a typo is refused."""
+    sim = InterSIM(C, T)
+    y = torch.zeros(1, C, 2, T, 6)
+    with torch.no_grad():
+        assert sim._conv_u_as_conv3d(y)
+    assert not sim._conv_u_as_conv3d(y)  # autograd on
+    sim.conv_u_op = "conv2d"
+    with torch.no_grad():
+        assert not sim._conv_u_as_conv3d(y)
+    sim.conv_u_op = "conv3d"
+    assert sim._conv_u_as_conv3d(y)
+    sim.conv_u_op = "conv3D"
+    with pytest.raises(ValueError, match="conv_u_op must be 'auto', 'conv3d' or 'conv2d', got 'conv3D'"):
+        sim(frames(2 * T), num_snippets=2)
+
+
+@pytest.mark.parametrize("options", INTRA_OPTIONS[:2], ids=["defaults", "paper"])
+def test_intra_sim_frame_path_on_request_computes_the_same(options, monkeypatch):
+    """``IntraSIM.path = "frames"`` (what gpu.sh compares with the volume path on a GPU): every
+    forward takes the frame path, with the frozen outputs and gradients."""
+    old, new = pair(IntraSIM, frozen_sims.IntraSIM, options)
+    new.path = "frames"
+    calls = []
+    monkeypatch.setattr(new, "forward_volume", lambda x, f=new.forward_volume: calls.append("volume") or f(x))
+    monkeypatch.setattr(new, "forward_frames", lambda x, f=new.forward_frames: calls.append("frames") or f(x))
+    x = frames(2 * T)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x), rtol=1e-4, atol=1e-5)
+    xg, xo = x.clone().requires_grad_(), x.clone().requires_grad_()
+    new(xg).square().sum().backward()
+    old(xo).square().sum().backward()
+    torch.testing.assert_close(xg.grad, xo.grad, rtol=1e-3, atol=1e-4)
+    assert calls == ["frames", "frames"]
+    new.path = "volumes"
+    with pytest.raises(ValueError, match="IntraSIM.path must be 'auto' or 'frames', got 'volumes'"):
+        new(x)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])

@@ -303,14 +303,31 @@ class InterSIM(nn.Module):
             conv_u = self.conv_u_weight()
         if self.record_attention:
             self.attention = atten.detach().float().mean(1).squeeze(-1)
-        # Eq. 11: Conv_U over the snippets of Y = F̄1⊙F̄2⊙F + F, one Conv3d on the clip volume
+        # Eq. 11: Conv_U over the snippets of Y = F̄1⊙F̄2⊙F + F, one conv on the clip volume (conv_u_op)
         y = compiled_channels_last(torch.addcmul(v, v, atten), v.stride(1) == 1)
         k = conv_u.shape[2]
-        if conv_u.shape[1] == 1:  # depthwise
+        depthwise = conv_u.shape[1] == 1
+        if depthwise and self._conv_u_as_conv3d(y):
             out = F.conv3d(y, conv_u, padding=(k // 2, 0, 0), dilation=cpu_dilation(y), groups=self.channels)
-        else:  # dense: the same conv on "n c u t hw -> n c u (t hw)" (a view)
-            out = F.conv2d(y.flatten(3), conv_u.squeeze(-1), padding=(k // 2, 0)).unflatten(3, y.shape[3:])
+        else:  # a (k, 1) Conv2d on "n c u t hw -> n c u (t hw)" (a view), depthwise or dense
+            out = F.conv2d(y.flatten(3), conv_u.squeeze(-1), padding=(k // 2, 0),
+                           groups=self.channels if depthwise else 1).unflatten(3, y.shape[3:])
         return clips_as_frames(out, x.shape)
+
+    #: How a depthwise ``Conv_U`` runs (the same numbers either way, tested): ``"auto"`` (default): a
+    #: depthwise Conv3d over ``(U, T, H*W)`` in CPU inference, where oneDNN runs it (``cpu_dilation``) and
+    #: it measured fastest in the model, and elsewhere (GPUs, training) the same taps as a ``(k, 1)``
+    #: depthwise Conv2d over ``(U, T*H*W)``: PyTorch runs depthwise Conv3d on slow kernels on CUDA,
+    #: backward above all (pytorch/pytorch#37406, #110885), and CPU training measured 2% faster so;
+    #: ``"conv3d"`` or ``"conv2d"`` force one (``benchmarks/gpu.sh`` compares them on a GPU).
+    conv_u_op: str = "auto"
+
+    def _conv_u_as_conv3d(self, y: torch.Tensor) -> bool:
+        if self.conv_u_op not in ("auto", "conv3d", "conv2d"):
+            raise ValueError(f"InterSIM.conv_u_op must be 'auto', 'conv3d' or 'conv2d', got {self.conv_u_op!r}")
+        if self.conv_u_op != "auto":
+            return self.conv_u_op == "conv3d"
+        return y.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
     def conv_u_weight(self) -> torch.Tensor:
         """``Conv_U`` as a Conv3d weight over (U, T, H*W): ``(C, 1, k, 1, 1)`` (depthwise) or

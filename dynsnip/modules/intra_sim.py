@@ -711,6 +711,13 @@ class IntraSIM(nn.Module):
     #: Inference, GPUs and ``torch.compile`` take the volume path. Both compute the same (tested).
     cpu_training_path: str = "frames"
 
+    #: Which path every forward takes: ``"auto"`` (default: the volume path where the options allow
+    #: it, the frame path for CPU training as :attr:`cpu_training_path` says and for the attention
+    #: maps), or ``"frames"`` (always the frame path: 2D convs only, no Conv3d; ``benchmarks/gpu.sh``
+    #: compares it with the volume path on a GPU, where PyTorch's depthwise Conv3d kernels are slow).
+    #: Both compute the same (tested).
+    path: str = "auto"
+
     #: Whether eager inference on a GPU runs Eq. 5's elementwise tail (the attention's sigmoids, the
     #: gate and the learnable kernel) as one Triton kernel (:mod:`dynsnip.modules.gate_tap`; where
     #: :func:`~dynsnip.modules.gate_tap.gate_tap_available` says it applies), or as PyTorch ops (False).
@@ -719,7 +726,10 @@ class IntraSIM(nn.Module):
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
         _check_frames(x, self.snippet_len, "IntraSIM")
         self._composed.forward_started(self)
-        if self.sma.volume_path and not self.record_attention and not self._cpu_training_by_frames(x):
+        if self.path not in ("auto", "frames"):
+            raise ValueError(f"IntraSIM.path must be 'auto' or 'frames', got {self.path!r}")
+        if (self.path == "auto" and self.sma.volume_path and not self.record_attention
+                and not self._cpu_training_by_frames(x)):
             return self.forward_volume(x)
         return self.forward_frames(x)
 

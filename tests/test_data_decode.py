@@ -1,6 +1,8 @@
 """Frame-exact decoding with PyAV, and the bad-file cases."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from video_fixtures import (  # noqa: F401  (gop_video is a fixture)
@@ -114,6 +116,15 @@ def test_raw_h264_stream_cannot_be_sought():
 def test_missing_file(tmp_path):
     with pytest.raises(VideoNotFoundError, match="no such file"):
         VideoReader(tmp_path / "nope.mp4")
+
+
+def test_a_folder_or_a_fifo_is_named_for_what_it_is_and_never_opened(tmp_path):
+    with pytest.raises(VideoNotFoundError, match="is a directory, expected a video file"):
+        VideoReader(tmp_path)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)  # opening it for reading would block this test forever
+    with pytest.raises(VideoNotFoundError, match=r"is not a regular file \(a FIFO, a named pipe\)"):
+        VideoReader(fifo)
 
 
 @pytest.mark.parametrize("stored_turn, display_rotation", [(1, -90), (-1, 90), (2, 180)])

@@ -7,15 +7,22 @@ CSV/JSON of videos with labels and splits) the command also writes ``OUT/faces.c
 same manifest pointing at the frame folders, ready for
 :class:`dynsnip.data.FaceFramesDataset`.
 
-Nothing is overwritten: a video whose folder exists and holds that video (its ``faces.json``
-records the video's size and a hash of its ends, :mod:`dynsnip.data.faces.folder_source`) is
-skipped, so an interrupted run can simply be started again; a folder that holds another
+Nothing is overwritten: a video whose folder exists, holds that video (its ``faces.json``
+records the video's size and a hash of its ends, :mod:`dynsnip.data.faces.folder_source`) and
+was made with the settings asked (``faces.json`` records them:
+:func:`~dynsnip.data.faces.extraction.settings_differences`; workers and devices do not count)
+is skipped, so an interrupted run can simply be started again; a folder that holds another
 video (``real/001.mp4``'s, when ``fake/001.mp4`` is asked into the same ``OUT``) fails that
-video, naming both, and is replaced only with ``--replace-stale``; an existing
-``OUT/faces.csv`` is replaced only with ``--overwrite``. Folder names are the videos' paths
-relative to the input folder (or the manifest's) without the extension; names that would be
-``.``, ``..`` or end in ``.partial`` (the name of a folder being written) get a ``_``
-appended. Worker processes end when the main process dies (even by ``kill -9``).
+video, naming both, and a folder of the video made with other settings (``--max-frames``,
+``--format``, ``--margin``, ...) fails it naming each setting asked and recorded; either is
+replaced only with ``--replace-stale``. A folder whose recorded face coverage is below
+``--min-face-coverage`` fails its video (``low_face_coverage``), as extracting it would. An
+existing ``OUT/faces.csv`` is replaced only with ``--overwrite``. A video given twice (also
+through a link, or inside a folder also given) is extracted once, with a note; an input that
+is a directory or not a regular file (a FIFO: never opened) fails with what it is. Folder
+names are the videos' paths relative to the input folder (or the manifest's) without the
+extension; names that would be ``.``, ``..`` or end in ``.partial`` (the name of a folder
+being written) get a ``_`` appended. Worker processes end when the main process dies (even by ``kill -9``).
 
 Under ``torchrun --nnodes N --nproc_per_node M -m dynsnip extract-faces
 ...`` the videos are sharded across the ranks (rank r takes every world-size-th video still
@@ -44,6 +51,8 @@ from .face_options import (
 from .predict import VIDEO_SUFFIXES
 
 MANIFEST_NAME = "faces.csv"
+# the plan steps (run) that fail a video without extracting it
+FAILED_PLANS = ("taken", "stale", "stale_settings", "not_a_file", "low_coverage")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,8 +64,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "OUT/<video>/ (PNG frames named by frame index + faces.json with the detections and the face "
             "coverage); training cuts the crops out with the same crop policy as predict. With --manifest, also write "
             f"OUT/{MANIFEST_NAME} listing the frame folders with the videos' labels and splits. "
-            "An existing folder is skipped when it holds the same video (size and hash recorded in its faces.json); "
-            "one made from another video fails that video unless --replace-stale."
+            "An existing folder is skipped when it holds the same video (size and hash recorded in its faces.json) "
+            "made with the same settings; one made from another video, or with other settings (--max-frames, "
+            "--format, --margin, ...), fails that video unless --replace-stale."
         ),
     )
     parser.add_argument("inputs", nargs="*", metavar="VIDEO_OR_DIR",
@@ -89,7 +99,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--overwrite", action="store_true", help=f"replace an existing OUT/{MANIFEST_NAME}")
     parser.add_argument("--replace-stale", action="store_true",
                         help="re-extract a video whose existing output folder holds another video (or an older "
-                             "version of it), replacing that folder once the new one is complete")
+                             "version of it) or was made with other settings than asked (--max-frames, --format, "
+                             "--margin, --detect-every, --face-detector, --scale, --snippet-len, --faces), replacing "
+                             "that folder once the new one is complete")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -118,6 +130,42 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
                 name = output_folder_name(entry.path.name)
             jobs.append((entry.path, name, entry))
     return jobs
+
+
+def deduplicated(jobs: list[tuple[Path, str, Any]]) -> tuple[list[tuple[Path, str, Any]], list[str]]:
+    """Each video of ``jobs`` once, and a note for each video given more than once.
+
+    A video is its resolved path: a file given twice, as itself and inside a folder also given, or
+    through a link, is extracted once (two jobs of one video would race for one folder, or fail
+    the second as its folder's other claimant). The job kept is the first, or the manifest row's
+    when one is (its label goes into the output manifest). Two manifest rows are both kept:
+    :func:`~dynsnip.data.manifest.read_manifest` refuses a path listed twice, and two links to one
+    file stay two entries on purpose (:mod:`dynsnip.data.manifest`; their folders differ by name)."""
+    kept: list[tuple[Path, str, Any] | None] = []
+    first: dict[Path, int] = {}  # resolved video -> its kept job (the one without a manifest row, if any)
+    also: dict[int, list[Path]] = {}  # kept job -> the other spellings of its video dropped
+    for job in jobs:
+        video, _, entry = job
+        key = video.resolve()
+        n = first.get(key)
+        if n is None or (kept[n][2] is not None and entry is not None):
+            first.setdefault(key, len(kept))
+            kept.append(job)
+            continue
+        if kept[n][2] is None and entry is not None:  # the manifest row's job replaces the plain input
+            also.setdefault(len(kept), []).extend([kept[n][0], *also.pop(n, [])])
+            kept[n] = None
+            first[key] = len(kept)
+            kept.append(job)
+        else:
+            also.setdefault(n, []).append(video)
+    notes = []
+    for n, others in sorted(also.items()):
+        video, name, entry = kept[n]
+        spellings = ", ".join(dict.fromkeys(str(v) for v in others))
+        notes.append(f"{video} is given {len(others) + 1} times (also as {spellings}); extracting it once, into "
+                     f"OUT/{name}" + (", with its manifest row" if entry is not None else ""))
+    return [job for job in kept if job is not None], notes
 
 
 def folder_coverage(folder: Path) -> float | None:
@@ -189,20 +237,44 @@ def coverage_summary(coverages: list[tuple[Path, float | None]], low: int, minim
     return "; ".join(parts)
 
 
-def _boxes_from(entry: Any, args: argparse.Namespace, claimed: dict[str, Path]) -> dict[str, Any]:
-    """``{"boxes_from": ...}`` for a fake whose manifest row names its ``source`` (the real video):
-    the source's output folder when it is already extracted (and holds that video), else the
-    source video itself."""
+def _source_of(entry: Any) -> dict[str, Any]:
+    """``{"boxes_from": the source video}`` for a fake whose manifest row names its ``source`` (the
+    real video), else ``{}``."""
     from dynsnip.data.datasets import entry_source
-    from dynsnip.data.faces.folder_source import folder_source_problem
 
     source = None if entry is None else entry_source(entry)
+    return {} if source is None else {"boxes_from": source}
+
+
+def _boxes_from(entry: Any, args: argparse.Namespace, claimed: dict[str, Path], kept: set[Path]) -> dict[str, Any]:
+    """``{"boxes_from": ...}`` for a fake whose manifest row names its ``source`` (the real video):
+    the source's output folder when it is already extracted and kept as it is (``kept``: it holds that
+    video and was made with the settings asked), else the source video itself."""
+    source = _source_of(entry).get("boxes_from")
     if source is None:
         return {}
     names = {video.resolve(): name for name, video in claimed.items()}
     folder = args.out / names[source.resolve()] if source.resolve() in names else None
-    ready = folder is not None and folder.is_dir() and folder_source_problem(folder, source) is None
-    return {"boxes_from": folder if ready else source}
+    return {"boxes_from": folder if folder is not None and folder in kept else source}
+
+
+def stale_settings_message(out_dir: Path, differences: list[Any]) -> str:
+    """Why a folder that holds the video is not the one asked for: the settings that differ, by option."""
+    shown = "; ".join(f"{SETTING_OPTIONS.get(d.setting, d.setting)} asked {_value(d.asked)}, recorded "
+                      f"{_value(d.recorded)}" for d in differences)
+    return f"{out_dir} holds this video but was made with other settings ({shown})"
+
+
+def _value(value: Any) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# the option of each setting compared (settings_differences), as the messages name it
+SETTING_OPTIONS = {"face_detector": "--face-detector (with --detect-size, --detect-upsample, --min-face)",
+                   "image_format": "--format", "max_frames": "--max-frames", "scale": "--scale",
+                   "margin": "--margin", "detect_every": "--detect-every", "snippet_len": "--snippet-len",
+                   "faces": "--faces", "boxes_from": "the source of the fake (its manifest row's source column)",
+                   "crop_policy": "the faces.json format (crop policy; written by another version)"}
 
 
 def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
@@ -336,13 +408,24 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
         except BrokenProcessPool as err:
             print(f"dynsnip extract-faces: warning: the worker processes failed after {done} of {len(jobs)} "
                   f"videos ({err}); extracting the others in this process", file=sys.stderr)
-    from dynsnip.data.faces.folder_source import folder_source_problem
-
     for video, out_dir, options in jobs[done:]:
-        if out_dir.exists() and folder_source_problem(out_dir, video) is None:  # completed by a worker before
+        if _done_by_worker(video, out_dir, options):
             yield True, f"{video} -> {out_dir} (written by a worker process)"
         else:
             yield _extract((video, out_dir, options))
+
+
+def _done_by_worker(video: Path, out_dir: Path, options: dict[str, Any]) -> bool:
+    """Whether ``out_dir`` is now the folder the job asked for (a worker completed it before the pool
+    broke): it holds ``video``, made with the job's settings (a stale folder being replaced is not)."""
+    from dynsnip.data.faces.extraction import settings_differences
+    from dynsnip.data.faces.folder_source import folder_source_problem
+
+    try:
+        return (out_dir.exists() and folder_source_problem(out_dir, video) is None
+                and not settings_differences(out_dir, video, options))
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
 
 
 def out_folder_problem(out: Path) -> str | None:
@@ -390,12 +473,14 @@ def run(args: argparse.Namespace) -> int:
         from dynsnip.engine.evaluate import progress_bar
         from dynsnip.scoring import VIDEO_BAR
 
-        jobs = _jobs(args)
+        jobs, notes = deduplicated(_jobs(args))
         detector = face_detector(args)
     except (ImportError, ValueError, OSError) as err:
         return usage_error(str(err))
     if not jobs:
         return usage_error("no videos found")
+    for note in notes:
+        print(f"dynsnip extract-faces: note: {note}", file=sys.stderr)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # e.g. a file appeared there meanwhile
@@ -406,25 +491,46 @@ def run(args: argparse.Namespace) -> int:
                    snippet_len=args.snippet_len, scale=args.scale, max_frames=args.max_frames,
                    image_format=args.format, min_face_coverage=args.min_face_coverage, faces=args.faces)
     # decide in this process what each video needs, so that the workers only extract
+    from dynsnip.data.faces.extraction import folder_coverage_problem, settings_differences
     from dynsnip.data.faces.folder_source import folder_source_problem
+    from dynsnip.data.manifest import video_file_problem
 
     claimed: dict[str, Path] = {}
-    # video, out_dir, entry, the video that already claimed out_dir (or None), what to do, why the folder is stale:
-    # "extract" (no folder yet), "skip" (the folder holds this video), "replace" / "stale" (it holds another video,
-    # and --replace-stale was / was not given), "taken" (another input has the same folder name)
+    # video, out_dir, entry, the video that already claimed out_dir (or None), what to do, why:
+    # "extract" (no folder yet), "skip" (the folder holds this video, made with the settings asked), "replace" /
+    # "stale" / "stale_settings" (it holds another video / this one made with other settings, and --replace-stale
+    # was / was not given), "taken" (another input has the same folder name), "not_a_file" (the input names a
+    # directory, a FIFO...: never opened), "low_coverage" (the folder holds this video, its face coverage below
+    # the one asked)
     plan: list[tuple[Path, Path, Any, Path | None, str, str | None]] = []
     for video, name, entry in jobs:
         owner, out_dir, problem = claimed.get(name), args.out / name, None
-        if owner is not None:
+        kind = video_file_problem(video)
+        if kind is not None and os.path.exists(video):  # a directory, a FIFO...: said before anything opens it
+            action, problem = "not_a_file", kind  # (a video missing may be one deleted since: its folder is kept)
+        elif owner is not None:
             action = "taken"
         elif not out_dir.exists():
             action = "extract"
         elif (problem := folder_source_problem(out_dir, video)) is None:
-            action = "skip"
+            try:
+                differences = settings_differences(out_dir, video, {**options, **_source_of(entry)})
+                problem = stale_settings_message(out_dir, differences) if differences else None
+            except (OSError, ValueError, TypeError, KeyError) as err:  # a faces.json with values of other types
+                problem = (f"{out_dir} holds this video but its faces.json does not tell which settings made it "
+                           f"({err})")
+            if problem is not None:
+                action = "replace" if args.replace_stale else "stale_settings"
+            elif (problem := folder_coverage_problem(out_dir, args.min_face_coverage)) is not None:
+                action = "low_coverage"
+            else:
+                action = "skip"
         else:
             action = "replace" if args.replace_stale else "stale"
         plan.append((video, out_dir, entry, owner, action, problem))
-        claimed.setdefault(name, video)
+        if action != "not_a_file":
+            claimed.setdefault(name, video)
+    kept = {out_dir for _, out_dir, _, _, action, _ in plan if action == "skip"}
     from dynsnip.engine.distributed import join_torchrun
 
     ranks = join_torchrun("cpu")  # extraction runs on CPUs (gloo)
@@ -432,7 +538,7 @@ def run(args: argparse.Namespace) -> int:
         from dynsnip.engine.distributed import broadcast_object
 
         plan = broadcast_object(plan)
-    extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed),
+    extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed, kept),
                                       **({"replace": True} if action == "replace" else {})})
                     for video, out_dir, entry, _, action, _ in plan if action in ("extract", "replace")]
     pipeline, processes = pipeline_choice(args.pipeline, args.workers, len(extract_jobs), ranks)
@@ -446,13 +552,13 @@ def run(args: argparse.Namespace) -> int:
         if not ranks.is_main:  # rank 0 reports and writes the manifest
             from dynsnip.engine.distributed import cleanup_distributed
 
-            failed = any(not ok for ok, _ in outcomes) or any(step[4] in ("taken", "stale") for step in plan)
+            failed = any(not ok for ok, _ in outcomes) or any(step[4] in FAILED_PLANS for step in plan)
             cleanup_distributed()
             return EXIT_SOME_FAILED if failed else EXIT_OK
 
     written: list[Any] = []
     coverages: list[tuple[Path, float | None]] = []
-    failures = low_coverage = 0
+    failures = low_coverage = stale = 0
     bar = progress_bar(plan, len(plan), "videos", not args.no_progress, **VIDEO_BAR)
     for video, out_dir, entry, owner, action, problem in bar:
         if action == "taken":
@@ -460,16 +566,35 @@ def run(args: argparse.Namespace) -> int:
                   "video: rename one of them, or give their folder as the input (names are then relative paths)")
             failures += 1
             continue
-        if action == "stale":
+        if action == "stale_settings":
+            print(f"FAILED   {video}: stale_folder: {problem}; expected a folder made with the settings asked: "
+                  "pass --replace-stale to extract it again with them (the folder is replaced once the new one is "
+                  "complete), or ask for the recorded settings, or choose another --out")
+        elif action == "stale":
             print(f"FAILED   {video}: {problem}; expected the folder of this video: pass --replace-stale to extract "
                   "it there instead, or choose another --out")
+        if action in ("stale", "stale_settings"):
+            failures += 1
+            stale += 1
+            continue
+        if action == "not_a_file":
+            print(f"FAILED   {video}: not_found: {problem}")
             failures += 1
             continue
+        if action == "low_coverage":
+            print(f"FAILED   {video}: low_face_coverage: {problem}; expected at least that coverage: lower "
+                  "--min-face-coverage to keep it, or leave this video out (kept as it is, not listed)")
+            failures += 1
+            low_coverage += 1
+            continue
         if action == "skip":
-            print(f"SKIPPED  {video}: {out_dir} exists and holds this video (kept as it is)")
+            print(f"SKIPPED  {video}: {out_dir} exists and holds this video, made with the settings asked "
+                  "(kept as it is)")
         else:
             ok, line = next(outcomes)
             print(f"{'OK' if ok else 'FAILED':<8} {line}", flush=True)
+            if ok and action == "replace":
+                print(f"{'':<8} replaced the stale folder (--replace-stale): {problem}")
             if not ok:
                 failures += 1
                 low_coverage += ": low_face_coverage: " in line
@@ -483,7 +608,9 @@ def run(args: argparse.Namespace) -> int:
         if args.faces == "all":
             add_track_columns(manifest_out, [e.path for e in written])
         print(f"wrote {manifest_out} ({len(written)} entries)")
-    print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed")
+    print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed"
+          + (f" ({stale} of them with a stale folder, from another video or made with other settings: pass "
+             "--replace-stale to extract them again)" if stale else ""))
     if line := coverage_summary(coverages, low_coverage, args.min_face_coverage):
         print(line)
     if ranks is not None:

@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ._optional import require
+from .manifest import video_file_problem
 from .errors import (
     CorruptVideoError,
     FrameSizeChangeError,
@@ -64,7 +65,8 @@ class VideoReader:
         av = require("av")
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
-            raise VideoNotFoundError(self.path, "no such file (expected a video file)")
+            # what it is instead (a folder, a FIFO: never opened), from its metadata only
+            raise VideoNotFoundError(self.path, video_file_problem(self.path) or "no such file (expected a video file)")
         try:
             self._container = av.open(self.path)
         except av.error.FFmpegError as err:

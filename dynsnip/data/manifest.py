@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,32 @@ def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> lis
         )
     check_entries(entries, path, [where[len(f"{path}, "):].rstrip(": ") for where, _ in rows])
     return [e for e in entries if split is None or e.split == split]
+
+
+def video_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it is not a video file that can be read (``"is a directory, expected a
+    video file"``, ``"is not a regular file (a FIFO, a named pipe), expected a video file"``, ``"no
+    such file ..."``), or None for a regular file (a link to one included).
+
+    Looks at the path's metadata only (``os.stat``) and never opens it: opening a FIFO for reading
+    blocks until something writes into it, so a manifest row naming one would hang the command.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such file (expected a video file)"
+    except NotADirectoryError:
+        return "no such file (a part of its path is a file, not a folder); expected a video file"
+    except OSError as err:
+        return f"cannot be looked at ({err.strerror or err}); expected a readable video file"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, expected a video file"
+    kinds = ((stat.S_ISFIFO, "a FIFO, a named pipe"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    kind = next((name for test, name in kinds if test(mode)), "of an unknown kind")
+    return f"is not a regular file ({kind}), expected a video file"
 
 
 def _source_path(root: Path, row: dict) -> Path | None:

@@ -22,7 +22,9 @@ Output of one video, ``out_dir/``:
   frame's index in the video (consecutive, so snippets can be sampled from the folder);
 * ``faces.json``: source video and its record (path, size, time, hash of its ends:
   :mod:`~dynsnip.data.faces.folder_source`, which tells whether a folder holds a given video),
-  frame count, fps, frame size, margin, ``detect_every``, ``snippet_len``, detector,
+  frame count (and the video's, and ``max_frames``), fps, frame size, margin, ``detect_every``,
+  ``snippet_len``, detector, ``scale``, ``image_format``, ``faces`` (the settings
+  :func:`settings_differences` compares when a folder exists),
   coverage (frames looked at / with a face; frames that show the face, the
   ``face_coverage``: :mod:`~dynsnip.data.faces.face_shown`), the detections of the
   looked-at frames (rows of :class:`~dynsnip.data.faces.Face`: box, score, keypoints), and
@@ -42,6 +44,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import socket
 from collections import deque
@@ -423,14 +426,17 @@ def extract_face_frames(
                 source=str(Path(video_path)),
                 source_file=record,
                 num_frames=num_frames,
+                video_frames=video.num_frames,  # the whole video's (settings_differences: --max-frames)
+                max_frames=max_frames,
                 fps=fps,
                 frame_size=[width, height],
-                face_detector=repr(detector) if detector is not None else "none",
+                face_detector=detector_setting(detector),
                 boxes_from=None if boxes_from is None else str(boxes_from),
                 margin=margin,
                 detect_every=detect_every,
                 snippet_len=snippet_len,
                 scale=scale,
+                image_format=image_format,
                 frames_checked=checked,
                 frames_with_face=with_face,
                 detector_coverage=round(with_face / checked, 4) if checked else 1.0,
@@ -455,6 +461,163 @@ def extract_face_frames(
     return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked,
                           frames_showing_face=showing, tracks=kept,
                           samples=tuple(track_meta.get("samples", {}).get("tracks", ())))
+
+
+@dataclass(frozen=True)
+class SettingDifference:
+    """A setting an existing ``extract-faces`` folder was made with that differs from the one asked
+    (:func:`settings_differences`): ``setting`` is :func:`extract_face_frames`' parameter, ``asked`` and
+    ``recorded`` its two values as shown to the user."""
+
+    setting: str
+    asked: Any
+    recorded: Any
+
+
+def detector_setting(detector: Any) -> str:
+    """How ``faces.json`` names a detector (``face_detector``): its repr (which holds its options, e.g.
+    ``detect_short_side``), or ``"none"``; :func:`settings_differences` compares it without the
+    ``device`` the networks run on, which is where it runs, not what it finds."""
+    return "none" if detector is None else repr(detector)
+
+
+def _without_device(setting: Any) -> str:
+    return re.sub(r",\s*device='[^']*'", "", str(setting))
+
+
+def _source_identity(path: Any) -> Path | None:
+    """The video a ``boxes_from`` names: the video itself, or the video an ``extract-faces`` folder
+    records; None when the path no longer exists (what it was cannot be told)."""
+    path = Path(path)
+    if (path / "faces.json").is_file():
+        try:
+            meta = json.loads((path / "faces.json").read_text())
+            record = meta.get("source_file")
+            return Path(record["path"] if isinstance(record, dict) else meta["source"]).resolve()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return path.resolve()
+    return path.resolve() if path.exists() else None
+
+
+def _folder_image_format(folder: Path) -> str | None:
+    """The image format of a folder's frame files (``000000.png`` -> ``png``), None without frames."""
+    first = next(iter(sorted(folder.glob("000000.*"))), None)
+    return first.suffix[1:].lower() if first is not None else None
+
+
+def settings_differences(folder: str | os.PathLike[str], video: str | os.PathLike[str],
+                         asked: Mapping[str, Any]) -> list[SettingDifference]:
+    """The settings of :func:`extract_face_frames` (``asked``: its keyword arguments, e.g.
+    ``face_detector`` as the detector object or ``"none"``) that the existing ``folder`` of ``video``
+    was made with differently, in a way that changes what the folder holds; empty when it is what
+    extracting now would write. ``extract-faces`` keeps a folder only when this is empty.
+
+    Compared: ``crop_policy`` (the ``faces.json`` format), ``face_detector`` (its options included,
+    without its device), ``boxes_from`` (the source video a fake's boxes come from; a
+    folder of the source is the same source as its video), ``scale``, ``image_format``, the frames
+    written (``max_frames``: asking 100 of a 50-frame video writes its 50), and where faces are
+    detected (a detector, or a source's boxes) ``margin``, ``detect_every``, ``snippet_len`` and
+    ``faces``. Not compared: what does not change the folder (workers, ``pipeline``, devices);
+    ``min_face_coverage`` decides only whether a folder is written (:func:`folder_coverage_problem`).
+
+    Folders written by older versions lack some records; they are not taken for stale for a setting
+    they could not record, unless the folder shows it differs: ``image_format`` is then read from
+    the frame files' names, ``max_frames`` from the frames written against the video's frame count
+    (the video is opened for that), and a folder without ``faces`` was written before face tracks,
+    with the regions of the largest face only and no tracks: what ``faces="largest"`` writes, so it
+    differs from ``faces="all"`` only. A ``boxes_from`` whose path no longer exists is not compared
+    (nothing tells which source it was).
+
+    Raises:
+        ValueError, OSError: ``folder`` has no readable ``faces.json`` (check
+            :func:`~dynsnip.data.faces.folder_source.folder_source_problem` first).
+    """
+    folder = Path(folder)
+    meta = json.loads((folder / "faces.json").read_text())
+    if not isinstance(meta, dict):
+        raise ValueError(f"{folder}/faces.json is not an extract-faces record")
+    out: list[SettingDifference] = []
+
+    def differ(setting: str, asked_value: Any, recorded: Any) -> None:
+        out.append(SettingDifference(setting, asked_value, recorded))
+
+    if meta.get("crop_policy") != CROP_POLICY:
+        differ("crop_policy", CROP_POLICY, meta.get("crop_policy", "not recorded"))
+    detector = asked.get("face_detector", DEFAULT_FACE_DETECTOR)
+    if isinstance(detector, str):  # a name: as the extraction would create it
+        detector = create_face_detector(detector)
+    asked_detector, recorded_detector = detector_setting(detector), meta.get("face_detector")
+    if recorded_detector is not None and _without_device(asked_detector) != _without_device(recorded_detector):
+        differ("face_detector", _without_device(asked_detector), _without_device(recorded_detector))
+    boxes_from, recorded_boxes = asked.get("boxes_from"), meta.get("boxes_from")
+    if (boxes_from is None) != (recorded_boxes is None):
+        differ("boxes_from", "none" if boxes_from is None else str(boxes_from),
+               "none" if recorded_boxes is None else recorded_boxes)
+    elif boxes_from is not None:
+        source, recorded_source = _source_identity(boxes_from), _source_identity(recorded_boxes)
+        if source is not None and recorded_source is not None and source != recorded_source:
+            differ("boxes_from", str(boxes_from), recorded_boxes)
+    scale, recorded_scale = asked.get("scale"), meta.get("scale")
+    if (None if scale is None else float(scale)) != (None if recorded_scale is None else float(recorded_scale)):
+        differ("scale", "none" if scale is None else scale, "none" if recorded_scale is None else recorded_scale)
+    image_format = asked.get("image_format", "png")
+    recorded_format = meta.get("image_format") or _folder_image_format(folder)
+    if recorded_format is not None and recorded_format != image_format:
+        differ("image_format", image_format, recorded_format)
+    _frames_difference(meta, video, asked.get("max_frames"), differ)
+    # the detections and the regions around them: only where faces are detected or a source's are used
+    faces_used = "none" not in (asked_detector, recorded_detector) or boxes_from is not None \
+        or recorded_boxes is not None
+    if faces_used:
+        for setting, kind, default in (("margin", float, 1.3), ("detect_every", int, DEFAULT_DETECT_EVERY),
+                                       ("snippet_len", int, 4)):
+            value = kind(asked.get(setting, default))
+            if setting in meta and kind(meta[setting]) != value:
+                differ(setting, value, meta[setting])
+        faces = asked.get("faces", "all")
+        recorded_faces = meta.get("faces", "largest")  # before face tracks: the largest face only (docstring)
+        if recorded_faces != faces:
+            differ("faces", faces, meta.get("faces", "not recorded (written before face tracks: the largest "
+                                                     "face only)"))
+    return out
+
+
+def _frames_difference(meta: Mapping[str, Any], video: Any, max_frames: int | None,
+                       differ: Callable[[str, Any, Any], None]) -> None:
+    """Compare the frames a folder holds with those ``max_frames`` asks for (see :func:`settings_differences`)."""
+    written = int(meta.get("num_frames", -1))
+    if max_frames is not None and written == int(max_frames):
+        return  # the first max_frames frames, whatever the video's length
+    total = meta.get("video_frames")
+    if total is None:  # written before the video's frame count was recorded: count them now
+        try:
+            with VideoReader(video) as reader:
+                total = reader.num_frames
+        except Exception:  # noqa: BLE001  (gone, unreadable: nothing tells; the folder stays)
+            return
+    expected = int(total) if max_frames is None else min(int(max_frames), int(total))
+    if expected != written:
+        recorded = meta["max_frames"] if "max_frames" in meta else f"not recorded ({written} of {total} frames written)"
+        differ("max_frames", "all" if max_frames is None else max_frames, "all" if recorded is None else recorded)
+
+
+def folder_coverage_problem(folder: str | os.PathLike[str], min_face_coverage: float) -> str | None:
+    """Why the existing ``folder`` would not be written with ``min_face_coverage`` (its face found in
+    too few of the frames looked at, or shown in too few of those written: the checks of
+    :func:`extract_face_frames`, on the counts its ``faces.json`` records), or None."""
+    try:
+        meta = json.loads((Path(folder) / "faces.json").read_text())
+        checked, found = int(meta["frames_checked"]), int(meta["frames_with_face"])
+        showing, frames = meta.get("frames_showing_face"), int(meta["num_frames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if checked and found / checked < min_face_coverage:
+        return (f"its folder {folder} records the face found in {found} of the {checked} frames looked at "
+                f"({found / checked:.0%}), below --min-face-coverage {min_face_coverage:g}")
+    if showing is not None and frames and int(showing) < min_face_coverage * frames:
+        return (f"its folder {folder} records the face shown in {showing} of the {frames} frames written "
+                f"({int(showing) / frames:.0%}), below --min-face-coverage {min_face_coverage:g}")
+    return None
 
 
 class _FaceShown:

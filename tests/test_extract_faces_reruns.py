@@ -1,0 +1,240 @@
+"""``extract-faces`` run again over an existing OUT: a folder made with other settings is stale, not
+done (item 1); a video given twice is extracted once (item 2); a manifest row naming a directory
+or a FIFO says what it is, and a FIFO is never opened (item 3)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from video_fixtures import carphone, decode_all, encode
+
+from dynsnip.cli import main
+from dynsnip.data.faces.extraction import settings_differences
+from dynsnip.data.manifest import video_file_problem
+
+FRAMES = 8
+
+
+def extract(*argv: str, detector: str = "dlib") -> int:
+    return main(["extract-faces", *argv, "--face-detector", detector, "--workers", "1", "--no-progress"])
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """``v.mp4`` (8 frames of carphone) and ``w.mp4`` (the same, mirrored: another video)."""
+    root = tmp_path_factory.mktemp("videos")
+    frames = decode_all(carphone())[:FRAMES]
+    encode(root / "v.mp4", frames)
+    encode(root / "w.mp4", [np.ascontiguousarray(f[:, ::-1]) for f in frames])
+    return root
+
+
+@pytest.fixture(scope="module")
+def made(videos, tmp_path_factory):
+    """OUT with ``v``'s folder, made with the default settings (and dlib)."""
+    out = tmp_path_factory.mktemp("made") / "out"
+    assert extract(str(videos / "v.mp4"), "--out", str(out)) == 0
+    return out
+
+
+@pytest.fixture
+def out(made, tmp_path):
+    """A copy of :func:`made`'s OUT to change."""
+    copy = tmp_path / "out"
+    shutil.copytree(made, copy)
+    return copy
+
+
+def edit_meta(folder: Path, **changes) -> None:
+    meta = json.loads((folder / "faces.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    (folder / "faces.json").write_text(json.dumps(meta))
+
+
+# ------------------------------------------------------------ item 1: a folder made with other settings
+@pytest.mark.parametrize("option, shown", [
+    (["--max-frames", "4"], "--max-frames asked 4, recorded all"),
+    (["--format", "bmp"], "--format asked bmp, recorded png"),
+    (["--margin", "1.5"], "--margin asked 1.5, recorded 1.3"),
+    (["--detect-every", "2"], "--detect-every asked 2, recorded 4"),
+    (["--scale", "0.5"], "--scale asked 0.5, recorded none"),
+    (["--snippet-len", "2"], "--snippet-len asked 2, recorded 4"),
+    (["--faces", "largest"], "--faces asked largest, recorded all"),
+    (["--detect-size", "240"], "detect_short_side=240"),
+])
+def test_a_folder_made_with_other_settings_is_stale_and_the_others_go_on(videos, made, option, shown, capsys):
+    before = (made / "v" / "faces.json").read_bytes()
+    capsys.readouterr()
+    assert extract(str(videos / "v.mp4"), "--out", str(made), *option) == 1
+    printed = capsys.readouterr().out
+    line = next(line for line in printed.splitlines() if "v.mp4" in line)
+    assert line.startswith("FAILED") and "stale_folder" in line and "made with other settings" in line, printed
+    assert shown in line and "--replace-stale" in line
+    assert "1 video(s): 0 done, 1 failed (1 of them with a stale folder" in printed
+    assert (made / "v" / "faces.json").read_bytes() == before  # kept as it was
+
+
+def test_a_stale_folder_is_one_failure_among_videos_processed(videos, out, capsys):
+    (videos / "m.csv").write_text("path,label\nv.mp4,0\nw.mp4,1\n")
+    capsys.readouterr()
+    assert extract("--manifest", str(videos / "m.csv"), "--out", str(out), "--format", "bmp") == 1
+    printed = capsys.readouterr().out
+    assert "FAILED   " + str(videos / "v.mp4") in printed and "--format asked bmp, recorded png" in printed
+    assert "OK       " + str(videos / "w.mp4") in printed
+    assert "2 video(s): 1 done, 1 failed" in printed
+    rows = (out / "faces.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("w,1,")  # the stale folder is not listed for training
+
+
+def test_replace_stale_rebuilds_a_folder_made_with_other_settings(videos, out, capsys):
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "4", "--format", "bmp",
+                   "--replace-stale") == 0
+    printed = capsys.readouterr().out
+    assert "replaced the stale folder (--replace-stale)" in printed and "--max-frames asked 4" in printed
+    meta = json.loads((out / "v" / "faces.json").read_text())
+    assert (meta["num_frames"], meta["max_frames"], meta["image_format"]) == (4, 4, "bmp")
+    assert sorted(p.name for p in (out / "v").iterdir()) == [f"{i:06d}.bmp" for i in range(4)] + ["faces.json"]
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "4", "--format", "bmp") == 0
+    assert "SKIPPED" in capsys.readouterr().out
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--format", "bmp") == 1  # all 8 frames now
+    assert "--max-frames asked all, recorded 4" in capsys.readouterr().out
+
+
+def test_settings_that_do_not_change_the_folder_keep_it(videos, made, capsys):
+    # workers, pipelining, the detector's device, and --max-frames beyond the video's 8 frames
+    assert main(["extract-faces", str(videos / "v.mp4"), "--out", str(made), "--face-detector", "dlib",
+                 "--workers", "3", "--pipeline", "on", "--detect-device", "cpu", "--max-frames", "100",
+                 "--no-progress"]) == 0
+    assert "SKIPPED" in capsys.readouterr().out
+    # without a detector the margin, k and T change nothing: whole frames
+    out = made.parent / "none"
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "2", detector="none") == 0
+    capsys.readouterr()
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "2", "--margin", "2",
+                   "--detect-every", "1", "--snippet-len", "2", detector="none") == 0
+    assert "SKIPPED" in capsys.readouterr().out
+
+
+def test_the_detectors_device_is_not_a_difference(videos, out):
+    from dynsnip.data.faces.detectors import create_face_detector
+
+    detector = create_face_detector("blazeface")  # its repr names its device, cpu
+    assert "device='cpu'" in repr(detector)
+    edit_meta(out / "v", face_detector=repr(detector).replace("device='cpu'", "device='cuda:0'"))
+    assert settings_differences(out / "v", videos / "v.mp4", dict(face_detector=detector)) == []
+    (difference,) = settings_differences(out / "v", videos / "v.mp4", dict(face_detector="blazeface-short"))
+    assert difference.setting == "face_detector" and "model='short'" in difference.asked
+    assert "device" not in difference.asked + difference.recorded
+
+
+def test_folders_of_older_versions_are_stale_only_where_they_differ(videos, out, capsys):
+    """Written before max_frames, video_frames and image_format were recorded: the frames and the
+    files tell; before face tracks (no ``faces``): the largest face only."""
+    edit_meta(out / "v", max_frames=None, video_frames=None, image_format=None)
+    assert settings_differences(out / "v", videos / "v.mp4", dict(face_detector="dlib")) == []
+    assert extract(str(videos / "v.mp4"), "--out", str(out)) == 0
+    assert "SKIPPED" in capsys.readouterr().out
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "4") == 1
+    assert "--max-frames asked 4, recorded not recorded (8 of 8 frames written)" in capsys.readouterr().out
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--format", "jpg") == 1
+    assert "--format asked jpg, recorded png" in capsys.readouterr().out
+    edit_meta(out / "v", faces=None)
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--faces", "largest") == 0
+    assert extract(str(videos / "v.mp4"), "--out", str(out)) == 1
+    assert "--faces asked all, recorded not recorded (written before face tracks" in capsys.readouterr().out
+
+
+def test_a_fake_now_given_its_source_is_stale(videos, out, capsys):
+    (videos / "src.csv").write_text("path,label,source\nv.mp4,1,w.mp4\n")
+    assert extract("--manifest", str(videos / "src.csv"), "--out", str(out)) == 1
+    assert "the source of the fake (its manifest row's source column) asked " in capsys.readouterr().out
+
+
+def test_a_folder_below_the_face_coverage_asked_fails_as_extracting_it_would(videos, out, capsys):
+    edit_meta(out / "v", frames_with_face=1)  # 1 of the 2 looked-at frames
+    assert extract(str(videos / "v.mp4"), "--out", str(out)) == 0  # 0.5: enough for the default
+    capsys.readouterr()
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--min-face-coverage", "0.9") == 1
+    printed = capsys.readouterr().out
+    assert "FAILED" in printed and "low_face_coverage" in printed and "1 of the 2 frames looked at" in printed
+
+
+# ------------------------------------------------------------ item 2: a video given twice
+def test_a_video_given_twice_is_extracted_once(videos, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    shutil.copy(videos / "v.mp4", tmp_path / "in" / "v.mp4")
+    os.symlink(tmp_path / "in" / "v.mp4", tmp_path / "link.mp4")
+    video = str(tmp_path / "in" / "v.mp4")
+    assert extract(video, video, str(tmp_path / "in"), "--out", str(tmp_path / "out"), detector="none") == 0
+    captured = capsys.readouterr()
+    assert "1 video(s): 1 done, 0 failed" in captured.out and "FAILED" not in captured.out
+    assert "is given 3 times" in captured.err and "extracting it once" in captured.err
+    # beside its manifest row (and through a link): the row is kept, its label listed
+    (tmp_path / "in" / "m.csv").write_text("path,label\nv.mp4,fake\n")
+    assert extract(str(tmp_path / "link.mp4"), "--manifest", str(tmp_path / "in" / "m.csv"),
+                   "--out", str(tmp_path / "out2"), detector="none") == 0
+    captured = capsys.readouterr()
+    assert "is given 2 times" in captured.err and "with its manifest row" in captured.err
+    assert (tmp_path / "out2" / "faces.csv").read_text().splitlines()[1].startswith("v,1,")
+
+
+# ------------------------------------------------------------ item 3: a directory or a FIFO as a video
+@pytest.fixture
+def no_hang():
+    """Fail instead of hanging (a FIFO opened for reading blocks until a writer comes)."""
+    def timeout(*_):
+        raise TimeoutError("blocked: a FIFO was opened")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_manifest_rows_naming_a_directory_or_a_fifo_say_what_they_are(videos, tmp_path, capsys, no_hang):
+    shutil.copy(videos / "v.mp4", tmp_path / "v.mp4")
+    shutil.copy(videos / "v.mp4", tmp_path / "pipe.mp4")
+    (tmp_path / "clips.mp4").mkdir()
+    out = tmp_path / "out"
+    assert extract(str(tmp_path / "pipe.mp4"), "--out", str(out), detector="none") == 0
+    (tmp_path / "pipe.mp4").unlink()
+    os.mkfifo(tmp_path / "pipe.mp4")  # its folder exists: comparing them must not open the FIFO
+    (tmp_path / "m.csv").write_text("path,label\nv.mp4,0\nclips.mp4,1\npipe.mp4,1\n")
+    capsys.readouterr()
+    assert extract("--manifest", str(tmp_path / "m.csv"), "--out", str(out), detector="none") == 1
+    printed = capsys.readouterr().out
+    assert f"FAILED   {tmp_path / 'clips.mp4'}: not_found: is a directory, expected a video file" in printed
+    assert (f"FAILED   {tmp_path / 'pipe.mp4'}: not_found: is not a regular file (a FIFO, a named pipe), expected a "
+            "video file") in printed
+    assert f"OK       {tmp_path / 'v.mp4'}" in printed and "3 video(s): 1 done, 2 failed" in printed
+    assert "no such file" not in printed
+
+
+def test_video_file_problem(tmp_path):
+    (tmp_path / "v.mp4").write_bytes(b"x")
+    os.mkfifo(tmp_path / "p")
+    assert video_file_problem(tmp_path / "v.mp4") is None
+    assert video_file_problem(tmp_path) == "is a directory, expected a video file"
+    assert "FIFO" in video_file_problem(tmp_path / "p")
+    assert video_file_problem(tmp_path / "nope.mp4").startswith("no such file")
+    assert video_file_problem(tmp_path / "v.mp4" / "x").startswith("no such file")
+
+
+def test_a_stale_folder_is_not_taken_for_one_a_worker_completed(videos, out):
+    """After the worker pool breaks, the jobs left are done in-process unless a worker completed their
+    folder: a stale folder being replaced is not that."""
+    from dynsnip.cli.extract_faces import _done_by_worker
+
+    assert _done_by_worker(videos / "v.mp4", out / "v", dict(face_detector="dlib"))
+    assert not _done_by_worker(videos / "v.mp4", out / "v", dict(face_detector="dlib", max_frames=4, replace=True))
+    assert not _done_by_worker(videos / "w.mp4", out / "v", dict(face_detector="dlib"))

@@ -44,6 +44,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from efficiency import Runner  # noqa: E402  (the same models, inputs, autocast and training step)
+from gpu_report import profile_rows  # noqa: E402  (the table gpu_report.py puts in the docs)
 
 RANGED = ("IntraSIM", "InterSIM")  # module classes whose forwards get a profiler range
 
@@ -192,10 +193,7 @@ def table(report: dict[str, Any]) -> str:
              f"{a['warmup']} warm-up; time per step, {unit}", "",
              "| model | mode | wall ms | device ms | busy | launches | IntraSIM ms | InterSIM ms |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, modes in report["models"].items():
-        for mode, m in modes.items():
-            lines.append(f"| {name} | {mode} | {m['wall_ms']:.1f} | {m['device_ms']:.1f} | {m['busy']:.2f} | "
-                         f"{m['launches']:.0f} | {m['ranges_ms']['IntraSIM']:.2f} | {m['ranges_ms']['InterSIM']:.2f} |")
+    lines += profile_rows(report)
     for name, modes in report["models"].items():
         if not name.startswith("dil_"):
             continue

@@ -55,6 +55,14 @@ def fused_tail(results: Path) -> list[str]:
     return lines
 
 
+def profile_rows(run: dict[str, Any]) -> list[str]:
+    """The table rows of a ``gpu_profile.py`` report: model, mode, wall and GPU ms per step, busy
+    share, kernel launches, the Intra-SIMs' and Inter-SIMs' forward ms (gpu_profile.py prints them too)."""
+    return [f"| {name} | {mode} | {m['wall_ms']:.1f} | {m['device_ms']:.1f} | {m['busy']:.2f} | {m['launches']:.0f} | "
+            f"{m['ranges_ms']['IntraSIM']:.2f} | {m['ranges_ms']['InterSIM']:.2f} |"
+            for name, modes in run["models"].items() for mode, m in modes.items()]
+
+
 def profile_lines(results: Path, top: int = 5) -> list[str]:
     """Lines for the profile step (``benchmarks/gpu_profile.py``): per model and mode the wall and
     GPU time per step, the GPU's busy share, kernel launches and the SIMs' forward share; the
@@ -70,10 +78,7 @@ def profile_lines(results: Path, top: int = 5) -> list[str]:
              "columns are the kernels their forwards launch (`gpu_profile.md` has the kernels and ops):", "",
              "| model | mode | wall ms | GPU ms | busy | kernels | Intra-SIM fwd ms | Inter-SIM fwd ms |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, modes in run["models"].items():
-        for mode, m in modes.items():
-            lines.append(f"| {name} | {mode} | {m['wall_ms']:.1f} | {m['device_ms']:.1f} | {m['busy']:.2f} | "
-                         f"{m['launches']:.0f} | {m['ranges_ms']['IntraSIM']:.2f} | {m['ranges_ms']['InterSIM']:.2f} |")
+    lines += profile_rows(run)
     for name, modes in run["models"].items():
         if not name.startswith("dil_") or "@" in name:
             continue

@@ -19,20 +19,9 @@ from dynsnip import InterSIM, IntraSIM
 from dynsnip.models.dil_resnet import checkpoint_filter_fn
 from dynsnip.modules.composed_weights import clear_composed_weights
 from reference_dil import inter_sim_reference, intra_sim_reference
+from test_modules import randomise
 
 T = 4
-
-
-def randomise(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights everywhere, so that no path is silently an identity."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        for b in module.buffers():
-            if b.dtype.is_floating_point:
-                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
-    return module.eval()
 
 
 def frames(n: int, c: int, h: int = 5, w: int = 7, seed: int = 1) -> torch.Tensor:

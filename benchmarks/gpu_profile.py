@@ -10,9 +10,9 @@ clips under ``torch.no_grad``, and a training step: forward, cross-entropy, back
 * ``device ms``, ``busy``: the GPU kernels' summed time per step and its share of the wall time.
   A busy share well below 1 means the host (Python, dispatch, launches) is the limit, not the GPU;
 * ``launches``: kernels per step;
-* ``IntraSIM ms``, ``InterSIM ms``: device time of the kernels the SIMs' forwards launch (a
-  ``record_function`` range around every SIM's forward; the backward's kernels are not ranged, so
-  a training step's SIM share is its forward's);
+* ``IntraSIM fwd ms``, ``InterSIM fwd ms``: device time of the kernels the SIMs' forwards launch
+  (a ``record_function`` range around every SIM's forward); ``... bwd ms``: that of their
+  backward, the autograd nodes made by those forward ops (matched by autograd's sequence numbers);
 * the ``--top`` kernels by device time (calls and ms per step, share of the device time), and
   the aten ops inside the SIMs' ranges by device time with their input shapes: the ops to fuse,
   rewrite or move off a slow backend (a depthwise ``Conv3d`` on a naive kernel, say).
@@ -104,21 +104,31 @@ def summarise(prof: Any, steps: int, wall_s: float, on_device: bool, top: int) -
             if e.name.startswith("aten::") and e.self_cpu_time_total > 0:
                 by_kernel[e.name][0] += 1
                 by_kernel[e.name][1] += e.self_cpu_time_total
+    def cost(event: Any) -> float:  # microseconds: the kernels below it (GPU), or its aten ops' own CPU time
+        if on_device:
+            return sum(k.duration for d in walk([event]) for k in getattr(d, "kernels", []))
+        return sum(d.self_cpu_time_total for d in walk([event]) if d.name.startswith("aten::"))
+
     ranges = {name: 0.0 for name in RANGED}
+    backward = {name: 0.0 for name in RANGED}
+    sim_sequence: dict[int, str] = {}  # autograd sequence number of the SIMs' forward ops -> SIM class
     sim_ops = collections.defaultdict(lambda: [0, 0.0])
     for e in events:
         if e.name in ranges and (e.cpu_parent is None or e.cpu_parent.name not in RANGED):
-            if on_device:
-                ranges[e.name] += sum(k.duration for d in walk([e]) for k in getattr(d, "kernels", []))
-            else:
-                ranges[e.name] += sum(d.self_cpu_time_total for d in walk([e]) if d.name.startswith("aten::"))
+            ranges[e.name] += cost(e)
+            for d in walk([e]):
+                if getattr(d, "sequence_nr", -1) >= 0:
+                    sim_sequence[d.sequence_nr] = e.name
             for child in e.cpu_children:  # the ops the SIM's Python code calls
                 if child.name.startswith("aten::"):
                     key = f"{child.name} {child.input_shapes}"
-                    t = (sum(k.duration for d in walk([child]) for k in getattr(d, "kernels", [])) if on_device
-                         else sum(d.self_cpu_time_total for d in walk([child]) if d.name.startswith("aten::")))
                     sim_ops[key][0] += 1
-                    sim_ops[key][1] += t
+                    sim_ops[key][1] += cost(child)
+    # the backward of those ops: autograd runs each node in an "evaluate_function" event that carries the
+    # sequence number of the forward op that made it
+    for e in events:
+        if e.name.startswith("autograd::engine::evaluate_function") and e.sequence_nr in sim_sequence:
+            backward[sim_sequence[e.sequence_nr]] += cost(e)
     per_step = lambda us: us / 1000.0 / steps  # noqa: E731  (microseconds in total -> ms per step)
     wall_ms = wall_s * 1000.0 / steps
     top_kernels = sorted(by_kernel.items(), key=lambda kv: -kv[1][1])[:top]
@@ -129,6 +139,7 @@ def summarise(prof: Any, steps: int, wall_s: float, on_device: bool, top: int) -
         "busy": per_step(device_total) / wall_ms if wall_ms else 0.0,
         "launches": (len(kernels) if on_device else sum(v[0] for v in by_kernel.values())) / steps,
         "ranges_ms": {name: per_step(us) for name, us in ranges.items()},
+        "backward_ms": {name: per_step(us) for name, us in backward.items()},
         "top_kernels": [{"name": name, "calls": calls / steps, "ms": per_step(us),
                          "share": us / device_total if device_total else 0.0}
                         for name, (calls, us) in top_kernels],
@@ -191,8 +202,9 @@ def table(report: dict[str, Any]) -> str:
     lines = [f"{report['device']}, torch {report['torch']}, amp {a['amp']}, channels_last {a['channels_last']}, "
              f"{a['batch']} clips of {a['frames']} frames at {a['size']} px, {a['steps']} profiled steps after "
              f"{a['warmup']} warm-up; time per step, {unit}", "",
-             "| model | mode | wall ms | device ms | busy | launches | IntraSIM ms | InterSIM ms |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| model | mode | wall ms | device ms | busy | launches | IntraSIM fwd ms | InterSIM fwd ms "
+             "| IntraSIM bwd ms | InterSIM bwd ms |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += profile_rows(report)
     for name, modes in report["models"].items():
         if not name.startswith("dil_"):

@@ -57,9 +57,10 @@ def fused_tail(results: Path) -> list[str]:
 
 def profile_rows(run: dict[str, Any]) -> list[str]:
     """The table rows of a ``gpu_profile.py`` report: model, mode, wall and GPU ms per step, busy
-    share, kernel launches, the Intra-SIMs' and Inter-SIMs' forward ms (gpu_profile.py prints them too)."""
+    share, kernel launches, the Intra-SIMs' and Inter-SIMs' forward and backward ms (gpu_profile.py prints them too)."""
     return [f"| {name} | {mode} | {m['wall_ms']:.1f} | {m['device_ms']:.1f} | {m['busy']:.2f} | {m['launches']:.0f} | "
-            f"{m['ranges_ms']['IntraSIM']:.2f} | {m['ranges_ms']['InterSIM']:.2f} |"
+            f"{m['ranges_ms']['IntraSIM']:.2f} | {m['ranges_ms']['InterSIM']:.2f} | "
+            f"{m.get('backward_ms', {}).get('IntraSIM', 0.0):.2f} | {m.get('backward_ms', {}).get('InterSIM', 0.0):.2f} |"
             for name, modes in run["models"].items() for mode, m in modes.items()]
 
 
@@ -75,9 +76,10 @@ def profile_lines(results: Path, top: int = 5) -> list[str]:
     lines = ["", f"Profile (`benchmarks/gpu_profile.py`, eager, {a['batch']} clips, {a['amp']}, "
              f"channels_last {a['channels_last']}, {a['steps']} steps after {a['warmup']} warm-up): time per step; "
              "busy = GPU kernel time / wall time (well below 1: the host, not the GPU, is the limit); the SIMs' "
-             "columns are the kernels their forwards launch (`gpu_profile.md` has the kernels and ops):", "",
-             "| model | mode | wall ms | GPU ms | busy | kernels | Intra-SIM fwd ms | Inter-SIM fwd ms |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "columns are the kernels their forwards and backwards launch (`gpu_profile.md` has the kernels and ops):", "",
+             "| model | mode | wall ms | GPU ms | busy | kernels | Intra-SIM fwd ms | Inter-SIM fwd ms | Intra-SIM bwd ms "
+             "| Inter-SIM bwd ms |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += profile_rows(run)
     for name, modes in run["models"].items():
         if not name.startswith("dil_") or "@" in name:

@@ -25,8 +25,14 @@ def test_the_sims_ranges_hold_their_ops_and_only_theirs(profiled):
         assert dil["ranges_ms"]["IntraSIM"] > 0 and dil["ranges_ms"]["InterSIM"] > 0
         assert base["ranges_ms"] == {"IntraSIM": 0.0, "InterSIM": 0.0}  # no SIM, nothing ranged
         assert dil["launches"] > base["launches"] > 0
-        # the SIMs' forwards are part of the step, never more than it
-        assert sum(dil["ranges_ms"].values()) < dil["device_ms"] <= dil["wall_ms"] * 1.05
+        # the SIMs' forwards and backwards are part of the step, never more than it
+        assert sum(dil["ranges_ms"].values()) + sum(dil["backward_ms"].values()) < dil["device_ms"] \
+            <= dil["wall_ms"] * 1.05
+        assert base["backward_ms"] == {"IntraSIM": 0.0, "InterSIM": 0.0}
+        if mode == "inference":  # no autograd: no backward
+            assert dil["backward_ms"] == {"IntraSIM": 0.0, "InterSIM": 0.0}
+        else:  # both SIMs' backward found, through the sequence numbers of their forward ops
+            assert dil["backward_ms"]["IntraSIM"] > 0 and dil["backward_ms"]["InterSIM"] > 0
     sim_ops = [o["op"] for o in report["models"]["dil_resnet18"]["inference"]["top_sim_ops"]]
     assert any(op.startswith("aten::conv3d [[") for op in sim_ops)  # the volume path's convs, with shapes
     assert not any("max_pool2d" in op for op in sim_ops)  # the stem's pool is not a SIM's

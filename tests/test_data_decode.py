@@ -154,6 +154,16 @@ def test_an_unrotated_clip_reads_as_before():
         assert video.rotation == video.stored_rotation == 0 and "rotation" not in repr(video)
 
 
+@pytest.mark.parametrize("display_rotation", [90, 180, -90, 0])
+def test_a_mirroring_display_matrix_fails_closed(tmp_path, display_rotation):
+    """A flipped recording (a mirror, with or without a rotation: 180 + mirror reads as rotation 0)
+    is not applied: the face would be upside down or mirrored, so the video fails, naming why."""
+    path = encode(tmp_path / "mirrored.mp4", decode_all(carphone())[:2], display_rotation=display_rotation,
+                  display_hflip=True)
+    with pytest.raises(CorruptVideoError, match="display matrix mirrors the picture"):
+        VideoReader(path)
+
+
 def test_a_display_rotation_off_the_right_angles_fails_closed(tmp_path):
     path = encode(tmp_path / "tilted.mp4", decode_all(carphone())[:2], display_rotation=45)
     with pytest.raises(CorruptVideoError, match="display rotation is 45 degrees; expected a multiple of 90"):

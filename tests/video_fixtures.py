@@ -42,16 +42,16 @@ def decode_all(path: Path) -> list[np.ndarray]:
 
 
 def encode(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 250, bframes: int = 0,
-           display_rotation: float | None = None) -> Path:
+           display_rotation: float | None = None, display_hflip: bool = False) -> Path:
     """Write ``frames`` (RGB uint8) as an H.264 MP4 with a keyframe every ``gop`` frames;
     ``display_rotation``: the container's display matrix, counterclockwise degrees (as a phone writes
-    a portrait clip: landscape frames, -90)."""
+    a portrait clip: landscape frames, -90), mirrored after it with ``display_hflip``."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if display_rotation is not None:
-            stream.set_display_rotation(display_rotation)
+            stream.set_display_rotation(display_rotation, hflip=display_hflip)
         stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": str(bframes),
                           "preset": "ultrafast"}
         for array in frames:

@@ -17,13 +17,15 @@ Frames come out as a player shows them: a phone's portrait clip is usually store
 frames with a display rotation in the container (a display matrix, ``rotate`` in older tools), and
 without it faces would be found, cropped and scored lying on their side. The rotation (a multiple
 of 90 degrees; the first decoded frame says which, when the video is opened) is applied to every
-frame and to :attr:`VideoReader.size`; ``apply_rotation=False`` gives the stored frames.
+frame and to :attr:`VideoReader.size`; ``apply_rotation=False`` gives the stored frames. A display
+matrix that mirrors the picture is not applied: such a video fails (re-encode it as shown).
 """
 from __future__ import annotations
 
 import bisect
 import functools
 import os
+import struct
 from fractions import Fraction
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -202,6 +204,10 @@ class VideoReader:
         if frame is None:
             raise CorruptVideoError(self.path, "the video stream holds no decodable frame")
         rotation = _display_rotation(frame)
+        if rotation is None and _mirrored(frame):
+            raise CorruptVideoError(
+                self.path, "the container's display matrix mirrors the picture (a flipped recording); expected a "
+                "rotation only, which is applied: re-encode it as shown, e.g. with ffmpeg, which applies the matrix")
         if rotation is None:
             raise CorruptVideoError(
                 self.path, f"the container's display rotation is {getattr(frame, 'rotation', '?')} degrees; expected a "
@@ -321,9 +327,27 @@ class VideoReader:
         )
 
 
+def _mirrored(frame: object) -> bool:
+    """Whether ``frame``'s display matrix mirrors the picture (a negative determinant of its 2x2
+    part: a flip, alone or with a rotation, as some phones' front cameras record); False without
+    one. ``frame.rotation`` alone cannot tell: a vertical flip reads as rotation 0."""
+    for side_data in getattr(frame, "side_data", ()):
+        if getattr(getattr(side_data, "type", None), "name", "") != "DISPLAYMATRIX":
+            continue
+        raw = bytes(side_data)
+        if len(raw) != 36:  # nine int32, the first four the 2x2 part in 16.16 fixed point
+            return False
+        a, b, _, c, d, *_ = struct.unpack("=9i", raw)
+        return a * d - b * c < 0
+    return False
+
+
 def _display_rotation(frame: object) -> int | None:
     """The counterclockwise display rotation of ``frame`` in 0, 90, 180, 270 (0 without a display
-    matrix, or with a PyAV too old to say); None for an angle that is not a multiple of 90."""
+    matrix, or with a PyAV too old to say); None for an angle that is not a multiple of 90, or a
+    display matrix that mirrors the picture (not applied: such a video fails, see :class:`VideoReader`)."""
+    if _mirrored(frame):
+        return None
     degrees = getattr(frame, "rotation", 0) or 0
     quarter = round(degrees / 90)
     if abs(degrees - 90 * quarter) > 1:  # the matrix's angle is rounded to whole degrees

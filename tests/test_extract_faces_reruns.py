@@ -238,3 +238,29 @@ def test_a_stale_folder_is_not_taken_for_one_a_worker_completed(videos, out):
     assert _done_by_worker(videos / "v.mp4", out / "v", dict(face_detector="dlib"))
     assert not _done_by_worker(videos / "v.mp4", out / "v", dict(face_detector="dlib", max_frames=4, replace=True))
     assert not _done_by_worker(videos / "w.mp4", out / "v", dict(face_detector="dlib"))
+
+
+def test_a_folder_extracted_before_display_rotations_of_a_turned_video_is_stale(tmp_path, capsys):
+    """Folders written before frames were turned upright (no ``display_rotation`` recorded) hold a
+    turned video's faces on their side, where predict crops them upright: stale, named; a video
+    without a rotation keeps such a folder."""
+    frames = decode_all(carphone())[:FRAMES]
+    turned = encode(tmp_path / "phone.mp4", [np.ascontiguousarray(np.rot90(f, 1)) for f in frames],
+                    display_rotation=-90)
+    plain = encode(tmp_path / "plain.mp4", frames)
+    out = tmp_path / "out"
+    assert extract(str(turned), str(plain), "--out", str(out)) == 0
+    for name, video in (("phone", turned), ("plain", plain)):
+        meta = json.loads((out / name / "faces.json").read_text())
+        assert meta["display_rotation"] == (270 if name == "phone" else 0)
+        assert settings_differences(out / name, video, {"face_detector": "dlib"}) == []
+        del meta["display_rotation"]  # as written before rotations were applied
+        (out / name / "faces.json").write_text(json.dumps(meta))
+    (stale,) = settings_differences(out / "phone", turned, {"face_detector": "dlib"})
+    assert stale.setting == "display_rotation" and "faces on their side" in stale.recorded
+    assert settings_differences(out / "plain", plain, {"face_detector": "dlib"}) == []
+    capsys.readouterr()
+    assert extract(str(turned), str(plain), "--out", str(out)) == 1  # the turned one fails, the plain one is kept
+    printed = capsys.readouterr()
+    report = printed.out + printed.err
+    assert "stale_folder" in report and "phone" in report and "faces on their side" in report

@@ -427,6 +427,7 @@ def extract_face_frames(
                 source_file=record,
                 num_frames=num_frames,
                 video_frames=video.num_frames,  # the whole video's (settings_differences: --max-frames)
+                display_rotation=video.rotation,  # turned upright by it (settings_differences: older folders)
                 max_frames=max_frames,
                 fps=fps,
                 frame_size=[width, height],
@@ -523,7 +524,9 @@ def settings_differences(folder: str | os.PathLike[str], video: str | os.PathLik
     Folders written by older versions lack some records; they are not taken for stale for a setting
     they could not record, unless the folder shows it differs: ``image_format`` is then read from
     the frame files' names, ``max_frames`` from the frames written against the video's frame count
-    (the video is opened for that), and a folder without ``faces`` was written before face tracks,
+    (the video is opened once for that and for its display rotation: a folder written before
+    rotations were applied, of a video that has one, holds its faces on their side and differs),
+    and a folder without ``faces`` was written before face tracks,
     with the regions of the largest face only and no tracks: what ``faces="largest"`` writes, so it
     differs from ``faces="all"`` only. A ``boxes_from`` whose path no longer exists is not compared
     (nothing tells which source it was).
@@ -564,7 +567,9 @@ def settings_differences(folder: str | os.PathLike[str], video: str | os.PathLik
     recorded_format = meta.get("image_format") or _folder_image_format(folder)
     if recorded_format is not None and recorded_format != image_format:
         differ("image_format", image_format, recorded_format)
-    _frames_difference(meta, video, asked.get("max_frames"), differ)
+    opened = _opened_facts(video) if ("video_frames" not in meta or "display_rotation" not in meta) else None
+    _frames_difference(meta, opened, asked.get("max_frames"), differ)
+    _rotation_difference(meta, opened, differ)
     # the detections and the regions around them: only where faces are detected or a source's are used
     faces_used = "none" not in (asked_detector, recorded_detector) or boxes_from is not None \
         or recorded_boxes is not None
@@ -582,19 +587,41 @@ def settings_differences(folder: str | os.PathLike[str], video: str | os.PathLik
     return out
 
 
-def _frames_difference(meta: Mapping[str, Any], video: Any, max_frames: int | None,
+def _opened_facts(video: Any) -> tuple[int, int] | None:
+    """``(frame count, display rotation)`` of ``video``, opened once for a folder written before
+    they were recorded; None when it cannot be read (gone, unreadable: nothing tells, the folder stays)."""
+    try:
+        with VideoReader(video) as reader:
+            return reader.num_frames, reader.rotation
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _rotation_difference(meta: Mapping[str, Any], opened: tuple[int, int] | None,
+                         differ: Callable[[str, Any, Any], None]) -> None:
+    """A folder written before frames were turned by the video's display rotation (no
+    ``display_rotation`` recorded) of a video that has one holds its faces on their side, where
+    ``predict`` now crops them upright: it differs."""
+    if "display_rotation" in meta or opened is None:
+        return
+    rotation = opened[1]
+    if rotation:
+        differ("display_rotation", f"{rotation} (frames turned upright)",
+               "not applied (extracted before display rotations were: faces on their side)")
+
+
+def _frames_difference(meta: Mapping[str, Any], opened: tuple[int, int] | None, max_frames: int | None,
                        differ: Callable[[str, Any, Any], None]) -> None:
-    """Compare the frames a folder holds with those ``max_frames`` asks for (see :func:`settings_differences`)."""
+    """Compare the frames a folder holds with those ``max_frames`` asks for (see :func:`settings_differences`;
+    ``opened``: the video's frame count and rotation, read for a folder that did not record them)."""
     written = int(meta.get("num_frames", -1))
     if max_frames is not None and written == int(max_frames):
         return  # the first max_frames frames, whatever the video's length
     total = meta.get("video_frames")
-    if total is None:  # written before the video's frame count was recorded: count them now
-        try:
-            with VideoReader(video) as reader:
-                total = reader.num_frames
-        except Exception:  # noqa: BLE001  (gone, unreadable: nothing tells; the folder stays)
+    if total is None:  # written before the video's frame count was recorded: counted now
+        if opened is None:  # gone, unreadable: nothing tells; the folder stays
             return
+        total = opened[0]
     expected = int(total) if max_frames is None else min(int(max_frames), int(total))
     if expected != written:
         recorded = meta["max_frames"] if "max_frames" in meta else f"not recorded ({written} of {total} frames written)"

@@ -232,6 +232,23 @@ def test_predict_never_writes_its_report_over_an_input(spelling, tmp_path, capsy
     assert open(video, "rb").read() == before
 
 
+def test_predict_never_writes_its_report_over_the_detector(checkpoint, tmp_path, capsys):  # noqa: F811
+    """--output in the detector's save_pretrained folder (its config.json, say) or over its weights
+    file: refused even with --overwrite; a detector that cannot be loaded is one line, exit 2."""
+    folder = shutil.copytree(checkpoint, tmp_path / "detector")
+    config = (folder / "config.json").read_bytes()
+    video = str(carphone())
+    for output, ckpt in ((folder / "config.json", folder), (folder / "report.json", folder),
+                         (folder / "model.safetensors", folder / "model.safetensors")):
+        assert main(["predict", video, "--checkpoint", str(ckpt), "--output", str(output), "--overwrite"]) == 2
+        line = one_error_line(capsys, "predict")
+        assert "refusing to write the report over the detector, even with --overwrite" in line, line
+    assert (folder / "config.json").read_bytes() == config and not (folder / "report.json").exists()
+    (folder / "config.json").write_text('{"not": "a timm config"}')  # what such a report left before
+    assert main(["predict", video, "--checkpoint", str(folder)]) == 2
+    assert "cannot load the model" in one_error_line(capsys, "predict")
+
+
 # ---------------------------------------------------------------------- item 8: Ctrl-C
 def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys):
     import dynsnip.cli.predict

@@ -330,8 +330,12 @@ def test_extract_faces_command(tmp_path, capsys):
     assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--no-progress"]) == 2
     assert "faces.csv exists" in capsys.readouterr().err
     stamp = (out / "people" / "000000.png").stat().st_mtime_ns
-    assert main(["extract-faces", str(tmp_path / "people.mp4"), "--out", str(out), "--no-progress"]) == 0
+    assert main(["extract-faces", str(tmp_path / "people.mp4"), "--out", str(out), "--scale", "0.5",
+                 "--no-progress"]) == 0  # the same settings: kept
     assert "SKIPPED" in capsys.readouterr().out
+    assert (out / "people" / "000000.png").stat().st_mtime_ns == stamp
+    assert main(["extract-faces", str(tmp_path / "people.mp4"), "--out", str(out), "--no-progress"]) == 1
+    assert "stale_folder" in capsys.readouterr().out  # other settings (no --scale): not taken for done
     assert (out / "people" / "000000.png").stat().st_mtime_ns == stamp
 
 

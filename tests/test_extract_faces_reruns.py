@@ -264,3 +264,18 @@ def test_a_folder_extracted_before_display_rotations_of_a_turned_video_is_stale(
     printed = capsys.readouterr()
     report = printed.out + printed.err
     assert "stale_folder" in report and "phone" in report and "faces on their side" in report
+
+
+def test_equivalent_scales_are_not_stale_and_close_values_are_shown_apart(videos, tmp_path, capsys):
+    """--scale 1 writes what no --scale writes: not a difference; a margin that differs in the 8th
+    digit is named with the digits that differ, not as "asked 1.3, recorded 1.3"."""
+    out = tmp_path / "out"
+    video = str(videos / "v.mp4")
+    assert extract(video, "--out", str(out)) == 0
+    folder = next(p for p in out.iterdir() if p.is_dir())
+    assert settings_differences(folder, video, {"face_detector": "dlib", "scale": 1.0}) == []
+    capsys.readouterr()
+    assert extract(video, "--out", str(out), "--scale", "1.0") == 0
+    assert extract(video, "--out", str(out), "--margin", "1.30000001") == 1
+    printed = capsys.readouterr()
+    assert "--margin asked 1.30000001, recorded 1.3" in printed.out + printed.err

@@ -266,7 +266,9 @@ def stale_settings_message(out_dir: Path, differences: list[Any]) -> str:
 
 
 def _value(value: Any) -> str:
-    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):  # short, unless that hides the difference (1.30000001 is not 1.3)
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    return "none" if value is None else str(value)
 
 
 # the option of each setting compared (settings_differences), as the messages name it

@@ -171,9 +171,11 @@ def _load_weights_beside_config(path: Path) -> Any:
 def open_detector(command: str, model: str | None, checkpoint: str | None) -> tuple[Any, str]:
     """:func:`load_detector` for a command: ``(model, where its weights came from)``, or
     ``(None, reason)`` when it cannot be loaded. Warns on stderr when the model is untrained."""
+    from ..hub.errors import ModelLoadError
+
     try:
         detector, weights = load_detector(model, checkpoint)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, ModelLoadError) as err:
         return None, "cannot load the model: " + " ".join(str(err).split())  # one line
     if weights.startswith("untrained"):
         print(f"dynsnip {command}: warning: model {weights}", file=sys.stderr)
@@ -414,6 +416,26 @@ def output_is_an_input(output: Path | None, videos: Sequence[Path]) -> str | Non
     return None
 
 
+def output_is_in_checkpoint(output: Path | None, checkpoint: str | None) -> str | None:
+    """``--output`` is the detector's weights file or lies in its ``save_pretrained`` folder (its
+    ``config.json``, weights...): refused even with ``--overwrite``, which replaces an earlier
+    report, never the detector (writing over its config leaves a detector that cannot be loaded)."""
+    if output is None or not checkpoint or checkpoint.startswith(("hf-hub:", "hf_hub:")):
+        return None
+    local = Path(checkpoint.removeprefix("local-dir:"))
+    try:
+        target = output.resolve()
+        inside = local.is_dir() and local.resolve() in target.parents
+        same = local.is_file() and output.exists() and os.path.samefile(output, local)
+    except OSError:
+        return None
+    if inside or same:
+        where = f"in the detector's folder {local}" if inside else f"the detector's weights file {local}"
+        return (f"--output {output} is {where}; refusing to write the report over the detector, even with "
+                "--overwrite: choose a file outside it")
+    return None
+
+
 def _note_capped_snippets(results: list[dict[str, Any]], loader: Any) -> list[str]:
     """Add a ``note`` to each result scored with fewer snippets than asked for (a video with
     fewer distinct snippets, see ``FaceClipLoader(cap_snippets=True)``); return the notes."""
@@ -454,6 +476,8 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.model = args.model, None
     if args.checkpoint is None:
         return usage_error(NO_DETECTOR)
+    if problem := output_is_in_checkpoint(args.output, args.checkpoint):
+        return usage_error(problem)
     try:
         from dynsnip.data import FaceClipLoader  # noqa: F401  (fails here without the video extra)
 

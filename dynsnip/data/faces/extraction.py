@@ -561,7 +561,8 @@ def settings_differences(folder: str | os.PathLike[str], video: str | os.PathLik
         if source is not None and recorded_source is not None and source != recorded_source:
             differ("boxes_from", str(boxes_from), recorded_boxes)
     scale, recorded_scale = asked.get("scale"), meta.get("scale")
-    if (None if scale is None else float(scale)) != (None if recorded_scale is None else float(recorded_scale)):
+    if (1.0 if scale is None else float(scale)) != (1.0 if recorded_scale is None else float(recorded_scale)):
+        # (scale 1 resizes each region to its own size: the frames None writes)
         differ("scale", "none" if scale is None else scale, "none" if recorded_scale is None else recorded_scale)
     image_format = asked.get("image_format", "png")
     recorded_format = meta.get("image_format") or _folder_image_format(folder)

@@ -174,8 +174,9 @@ def test_failures_are_counted_by_reason_for_train_and_evaluate_logs():
 
 
 def test_extract_faces_takes_the_sources_folder_once_it_exists(tmp_path):
-    """`extract-faces --manifest` with a `source` column: the real video's output folder when
-    it is extracted, else the real video itself."""
+    """`extract-faces --manifest` with a `source` column: the real video's output folder once it is
+    extracted and kept in this run (it holds that video, made with the settings asked), else the
+    real video itself."""
     from argparse import Namespace
 
     from dynsnip.cli.extract_faces import _boxes_from
@@ -184,14 +185,15 @@ def test_extract_faces_takes_the_sources_folder_once_it_exists(tmp_path):
     args = Namespace(out=tmp_path / "faces")
     claimed = {"real": real, "fake": fake}
     entry = SimpleNamespace(path=fake, label=1, split=None, method=None, source=real)
-    assert _boxes_from(entry, args, claimed) == {"boxes_from": real}
+    assert _boxes_from(entry, args, claimed, set()) == {"boxes_from": real}
     (args.out / "real").mkdir(parents=True)
-    (args.out / "real" / "faces.json").write_text(json.dumps({"source": str(tmp_path / "other.mp4")}))
-    assert _boxes_from(entry, args, claimed) == {"boxes_from": real}  # the folder of another video: not its boxes
     (args.out / "real" / "faces.json").write_text(json.dumps({"source": str(real)}))
-    assert _boxes_from(entry, args, claimed) == {"boxes_from": args.out / "real"}
-    assert _boxes_from(SimpleNamespace(path=real, label=0, split=None, method=None), args, claimed) == {}
-    assert _boxes_from(None, args, claimed) == {}
+    # a folder not kept in this run (another video's, stale, failed): not its boxes
+    assert _boxes_from(entry, args, claimed, set()) == {"boxes_from": real}
+    assert _boxes_from(entry, args, claimed, {args.out / "real"}) == {"boxes_from": args.out / "real"}
+    kept = {args.out / "real"}
+    assert _boxes_from(SimpleNamespace(path=real, label=0, split=None, method=None), args, claimed, kept) == {}
+    assert _boxes_from(None, args, claimed, kept) == {}
 
 
 def test_detect_device_is_the_ranks_gpu_under_torchrun(monkeypatch):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from ..cpus import available_cpus
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_problem
 from ..engine.recipe import Recipe
-from .arguments import device_problem
+from .arguments import device_problem, finite_problem
 from .exit_codes import EXIT_SOME_FAILED, usage_error
 
 _DEFAULT = Recipe()
@@ -89,9 +88,8 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     """A :class:`Recipe` from ``--recipe`` (or the paper's) with the given options applied."""
     base = Recipe.from_dict(json.loads(Path(args.recipe).read_text())) if getattr(args, "recipe", None) else Recipe()
     for name in FLOAT_OPTIONS:  # nan / inf pass the recipe's range checks (nan < 0 is False): refused here
-        value = getattr(args, name, None)
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if problem := finite_problem(f"--{name.replace('_', '-')}", getattr(args, name, None)):
+            raise ValueError(problem)
     changes = {}
     for name in ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "plateau_patience", "min_lr", "monitor",
                  "num_snippets", "test_num_snippets", "snippet_len", "img_size", "hflip_prob", "amp",

@@ -3,8 +3,7 @@
 # an H200). bf16 autocast, channels_last, batch 16 clips of U=4 x T=4 at 224 px (clip throughput
 # and the training step on 16 clips, latency on 1 clip), ratios to resnet50 on the same frames:
 #   1. eager:    dil_resnet50 (defaults), dil_resnet50@paper (the paper's module), resnet50, tsm_resnet50,
-#                and two ways of running the defaults' SIMs (Conv_U as a depthwise Conv3d; the Intra-SIMs'
-#                frame path), the same numbers
+#                and the defaults with their depthwise convs on cuDNN instead of the Triton kernels (same numbers)
 #   2. profile:  where the eager step's GPU time goes (kernels, launches, busy share, the SIMs' share):
 #                benchmarks/gpu_profile.py -> gpu_profile.json
 #   3. compiled: dil_resnet50, resnet50 (torch.compile, fullgraph, inductor); MODULE=paper compiles
@@ -15,6 +14,8 @@
 # Each step has its own time limit, so that a slow step still leaves the others' results. Writes
 # gpu_*.json / .md / .log to $OUT (default benchmarks/results), then benchmarks/gpu_report.py puts
 # every figure into docs/performance.md (a copy lands in $OUT too).
+#
+# STEPS (default "eager profile compiled tail") picks the steps a loan runs, e.g. STEPS="eager profile".
 #
 # Dry run of the Python part on a CPU (tiny models and clips, the eager backend for "compiled"):
 #   DRY_RUN=1 OUT=/tmp/gpu_dry bash benchmarks/gpu.sh
@@ -38,17 +39,21 @@ else
     COMMON=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --infer-batch 16
             --repeats 10 --warmup 2 --baseline "$BASE")
     COMPILE=(--compile --repeats 5)  # compilation dominates the step: 5 timed repeats are enough
-    # Measured on the first loan (2026-12-04, H200): eager 59 s for 4 models (6 now: about 90 s), compiled
+    # Measured on the first loan (2026-12-04, H200): eager 59 s for 4 models, compiled
     # dil_resnet50 + resnet50 297 s (compilation: 44 + 83 s and 14 + 52 s, then the 16-clip inference shape),
     # the fused tail 18 s. The limits must add up to less than 9 minutes with the report after them
-    # (115 + 65 + 315 + 25 = 520 s). A step that runs out of time ends with rc=124 and leaves the others' results.
-    LIMITS=(115 65 315 25)
+    # (130 + 55 + 305 + 25 = 515 s). A step that runs out of time ends with rc=124 and leaves the others' results.
+    # The second loan (2026-12-04): 4 eager models in 72 s, 6 ran out of 115 s (now 5); the profile took 49 s.
+    LIMITS=(130 55 305 25)
     PROFILE=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --steps 3 --warmup 2
              --models "$DIL,$DIL@paper,$BASE")
     GATE_TAP=(--device cuda --dtype bf16 --clips 16 --frames 16 --size 224 --repeats 10 --warmup 3 --inner 10)
     DOC=docs/performance.md
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 fi
+
+STEPS=" ${STEPS:-eager profile compiled tail} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
 
 step() {  # name, time limit, efficiency.py arguments...
     local name="$1" limit="$2"; shift 2
@@ -58,27 +63,34 @@ step() {  # name, time limit, efficiency.py arguments...
     echo "$name: rc=$? in $((SECONDS - start)) s"; cat "$OUT/$name.md"
 }
 
-# how the SIMs run on the GPU, same numbers (issue 24): Conv_U as the earlier depthwise Conv3d (the default
-# is a (3, 1) depthwise Conv2d there), and the Intra-SIMs' frame path (2D convs only) against the volume path
-VARIANTS=(--variant "$DIL+conv3d_conv_u" "$DIL" '{"module_attrs": {"InterSIM": {"conv_u_op": "conv3d"}}}'
-          --variant "$DIL+frames_intra" "$DIL" '{"module_attrs": {"IntraSIM": {"path": "frames"}}}')
-step gpu_eager "${LIMITS[0]}" --models "$DIL,$DIL@paper,$BASE,tsm_$BASE" "${VARIANTS[@]}"
+# how the SIMs run on the GPU, same numbers (issue 24): the default runs the motion channels' Eq. 1 and Conv_U
+# as Triton kernels (dynsnip.modules.depthwise_taps); "+cudnn_depthwise" runs them as PyTorch's convs (cuDNN's
+# grouped kernels), as before 2026-12-04's second loan. (That loan measured Conv_U as a Conv3d and the
+# Intra-SIMs' frame path no faster than the defaults then: 0.37x / 0.37x / 0.37x clip throughput.)
+VARIANTS=(--variant "$DIL+cudnn_depthwise" "$DIL" '{"module_attrs": {"InterSIM": {"conv_u_op": "conv2d"}, "IntraSMA": {"triton_depthwise": false}}}')
+want eager && step gpu_eager "${LIMITS[0]}" --models "$DIL,$DIL@paper,$BASE,tsm_$BASE" "${VARIANTS[@]}"
 
-start=$SECONDS  # 2. where the eager GPU time goes
-timeout "${LIMITS[1]}" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" \
-    --json "$OUT/gpu_profile.json" > "$OUT/gpu_profile.md" 2> "$OUT/gpu_profile.log"
-echo "gpu_profile: rc=$? in $((SECONDS - start)) s"; head -n 12 "$OUT/gpu_profile.md"
+if want profile; then  # 2. where the eager GPU time goes
+    start=$SECONDS
+    timeout "${LIMITS[1]}" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" \
+        --json "$OUT/gpu_profile.json" > "$OUT/gpu_profile.md" 2> "$OUT/gpu_profile.log"
+    echo "gpu_profile: rc=$? in $((SECONDS - start)) s"; head -n 12 "$OUT/gpu_profile.md"
+fi
 
-if [ "${MODULE:-defaults}" = paper ]; then  # 3. compiled: the paper's module, or dynsnip's defaults
+if ! want compiled; then
+    :
+elif [ "${MODULE:-defaults}" = paper ]; then  # 3. compiled: the paper's module, or dynsnip's defaults
     step gpu_compiled_paper "${LIMITS[2]}" "${COMPILE[@]}" --models "$DIL@paper,$BASE"
 else
     step gpu_compiled "${LIMITS[2]}" "${COMPILE[@]}" --models "$DIL,$BASE"
 fi
 
-start=$SECONDS  # 4. the fused Intra-SIM tail (exits 1 if the kernel disagrees with its reference)
-timeout "${LIMITS[3]}" "$PY" benchmarks/gate_tap.py "${GATE_TAP[@]}" --arch "$DIL" \
-    --json "$OUT/gpu_gate_tap.json" > "$OUT/gpu_gate_tap.md" 2> "$OUT/gpu_gate_tap.log"
-echo "gpu_gate_tap: rc=$? in $((SECONDS - start)) s"; cat "$OUT/gpu_gate_tap.md"
+if want tail; then  # 4. the fused Intra-SIM tail (exits 1 if the kernel disagrees with its reference)
+    start=$SECONDS
+    timeout "${LIMITS[3]}" "$PY" benchmarks/gate_tap.py "${GATE_TAP[@]}" --arch "$DIL" \
+        --json "$OUT/gpu_gate_tap.json" > "$OUT/gpu_gate_tap.md" 2> "$OUT/gpu_gate_tap.log"
+    echo "gpu_gate_tap: rc=$? in $((SECONDS - start)) s"; cat "$OUT/gpu_gate_tap.md"
+fi
 
 "$PY" benchmarks/gpu_report.py --results "$OUT" --doc "$DOC" --dil "$DIL" --baseline "$BASE"
 [ "$DOC" = "$OUT/performance.md" ] || cp "$DOC" "$OUT/performance.md"

@@ -4,8 +4,10 @@
 #      BlazeFace's network per 128 / 192 px input, batch 1 and 16) and their coverage / agreement on the
 #      bundled footage                                                                     (~1.5 min)
 #   2. extract-faces on the bundled footage (and any clips passed as arguments) with the detectors on the
-#      GPU: frames/s and coverage of auto and mtcnn against decode-only, one run            (~2 min)
-# Each step has its own time limit. Writes *.md and *.json to $OUT (default: benchmarks/results).
+#      GPU: frames/s and coverage of auto and mtcnn against decode-only, one run, with the detect/write
+#      threads (pipeline) and without: the second loan (2026-12-04) measured auto at 6.4 s a run against
+#      mtcnn's 0.75 s in extract_face_frames, but 0.2 s in its detection pass        (~2 min)
+# FACE_STEPS (default "detectors extraction") picks the steps. Each step has its own time limit. Writes *.md and *.json to $OUT (default: benchmarks/results).
 #   bash benchmarks/gpu_face_detection.sh [more videos ...]
 set -u
 cd "$(dirname "$0")/.."
@@ -14,12 +16,13 @@ mkdir -p "$OUT"
 . benchmarks/gpu_env.sh  # PY, PYTHONPATH (this checkout), carried wheels (.whl/)
 VIDEOS=(dynsnip/assets/videos/*.mp4 "$@")
 
+FACE_STEPS=" ${FACE_STEPS:-detectors extraction} "
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu_face_detection.txt" 2>&1
-timeout 150 "$PY" benchmarks/face_detectors.py --device cuda --cost --repeats 20 \
+[[ "$FACE_STEPS" == *" detectors "* ]] && { timeout 150 "$PY" benchmarks/face_detectors.py --device cuda --cost --repeats 20 \
     --detectors mtcnn,blazeface,blazeface-short,auto --videos "${VIDEOS[@]}" \
     --json "$OUT/gpu_face_detectors.json" > "$OUT/gpu_face_detectors.md" 2> "$OUT/gpu_face_detectors.log"
-echo "detectors: rc=$?"; cat "$OUT/gpu_face_detectors.md"
-timeout 170 "$PY" benchmarks/face_extraction.py --device cuda --write --every 4 --formats png \
-    --backends mtcnn,auto --no-full-resolution --repeats 3 --videos "${VIDEOS[@]}" \
+echo "detectors: rc=$?"; cat "$OUT/gpu_face_detectors.md"; }
+[[ "$FACE_STEPS" == *" extraction "* ]] && { timeout 170 "$PY" benchmarks/face_extraction.py --device cuda --write --every 4 --formats png \
+    --backends mtcnn,auto --pipeline auto,off --no-full-resolution --repeats 3 --videos "${VIDEOS[@]}" \
     --json "$OUT/gpu_face_extraction.json" > "$OUT/gpu_face_extraction.md" 2> "$OUT/gpu_face_extraction.log"
-echo "extraction: rc=$?"; cat "$OUT/gpu_face_extraction.md"
+echo "extraction: rc=$?"; cat "$OUT/gpu_face_extraction.md"; }

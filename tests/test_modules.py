@@ -362,10 +362,12 @@ def test_identity_diff_init_makes_eq1_the_plain_temporal_difference():
     torch.testing.assert_close(forward[:, :-1], (f[:, :-1] - f[:, 1:]).detach())
     torch.testing.assert_close(backward[:, 1:], (f[:, 1:] - f[:, :-1]).detach())
     assert forward[:, -1].abs().max() == 0 and backward[:, 0].abs().max() == 0
-    still = x.unflatten(0, (-1, T))[:, :1].expand(-1, T, -1, -1, -1).flatten(0, 1)  # the same frame T times
-    assert all(d.abs().max() == 0 for d in sma.differences(sma.squeeze(still)))
+    # the same (squeezed) frame T times: made after the squeeze, whose 1x1 conv may round the same frame
+    # differently at another place in the batch (a last-bit difference on some CPUs and builds)
+    still = f[:, :1].expand(-1, T, -1, -1, -1).flatten(0, 1).detach()
+    assert all(d.abs().max() == 0 for d in sma.differences(still))
     random = IntraSIM(C, snippet_len=T, diff_init="random").sma
-    assert random.differences(random.squeeze(still))[0].abs().max() > 0
+    assert random.differences(still)[0].abs().max() > 0
     with pytest.raises(ValueError, match="diff_init"):
         IntraSIM(C, diff_init="zero")
 

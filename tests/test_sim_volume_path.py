@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import dynsnip
 import frozen_sims
 from dynsnip import InterSIM, IntraSIM
+import dynsnip.modules.inter_sim as inter_sim_module
 from project_scripts import load_script
 
 T = 4
@@ -125,21 +126,29 @@ def test_inter_sim_computes_what_the_saved_checkpoints_computed(options, conv_u_
         torch.testing.assert_close(b, b_old, msg=name)
 
 
-def test_conv_u_runs_as_a_conv3d_in_cpu_inference_only_unless_told():
+def test_conv_u_runs_as_a_conv3d_in_cpu_inference_only_unless_told(monkeypatch):
     """``conv_u_op="auto"``: the depthwise Conv3d (oneDNN) in CPU inference, the (k, 1) Conv2d with
-    autograd (CPU training; GPUs always); a forced op is taken everywhere; a typo is refused."""
+    autograd (CPU training), the Triton kernels where they apply (a GPU); a forced op is taken
+    everywhere ("triton" only where the kernels apply); a typo is refused."""
     sim = InterSIM(C, T)
     y = torch.zeros(1, C, 2, T, 6)
+    w = sim.conv_u_weight()
     with torch.no_grad():
-        assert sim._conv_u_as_conv3d(y)
-    assert not sim._conv_u_as_conv3d(y)  # autograd on
+        assert sim._conv_u_op(y, w) == "conv3d"
+    assert sim._conv_u_op(y, w) == "conv2d"  # autograd on
+    sim.conv_u_op = "triton"  # no GPU, no interpreter: auto's choice
+    assert sim._conv_u_op(y, w) == "conv2d"
     sim.conv_u_op = "conv2d"
     with torch.no_grad():
-        assert not sim._conv_u_as_conv3d(y)
+        assert sim._conv_u_op(y, w) == "conv2d"
     sim.conv_u_op = "conv3d"
-    assert sim._conv_u_as_conv3d(y)
+    assert sim._conv_u_op(y, w) == "conv3d"
+    monkeypatch.setattr(inter_sim_module, "depthwise_taps_available", lambda x, weight: True)  # as on a GPU
+    assert sim._conv_u_op(y, w) == "conv3d"  # forced
+    sim.conv_u_op = "auto"
+    assert sim._conv_u_op(y, w) == "triton"
     sim.conv_u_op = "conv3D"
-    with pytest.raises(ValueError, match="conv_u_op must be 'auto', 'conv3d' or 'conv2d', got 'conv3D'"):
+    with pytest.raises(ValueError, match="conv_u_op must be 'auto', 'triton', 'conv3d' or 'conv2d', got 'conv3D'"):
         sim(frames(2 * T), num_snippets=2)
 
 

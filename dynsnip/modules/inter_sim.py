@@ -70,6 +70,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .composed_weights import ComposedWeights
+from .depthwise_taps import COMPILED_AS_SUM, depthwise_taps, depthwise_taps_available
 from .directions import BACKWARD, DirectionPaths
 from .intra_sim import _as_dtype, _check_frames, _float32_region
 from .temporal_ops import clips_as_frames, compiled_channels_last, cpu_dilation, frames_as_clips, neighbour_count, neighbour_difference
@@ -307,27 +308,35 @@ class InterSIM(nn.Module):
         y = compiled_channels_last(torch.addcmul(v, v, atten), v.stride(1) == 1)
         k = conv_u.shape[2]
         depthwise = conv_u.shape[1] == 1
-        if depthwise and self._conv_u_as_conv3d(y):
+        op = self._conv_u_op(y, conv_u) if depthwise else "conv2d"
+        if op == "triton":  # Triton kernels, forward and backward (dynsnip.modules.depthwise_taps)
+            out = depthwise_taps(y, conv_u)
+        elif op == "conv3d":
             out = F.conv3d(y, conv_u, padding=(k // 2, 0, 0), dilation=cpu_dilation(y), groups=self.channels)
         else:  # a (k, 1) Conv2d on "n c u t hw -> n c u (t hw)" (a view), depthwise or dense
             out = F.conv2d(y.flatten(3), conv_u.squeeze(-1), padding=(k // 2, 0),
                            groups=self.channels if depthwise else 1).unflatten(3, y.shape[3:])
         return clips_as_frames(out, x.shape)
 
-    #: How a depthwise ``Conv_U`` runs (the same numbers either way, tested): ``"auto"`` (default): a
-    #: depthwise Conv3d over ``(U, T, H*W)`` in CPU inference, where oneDNN runs it (``cpu_dilation``) and
-    #: it measured fastest in the model, and elsewhere (GPUs, training) the same taps as a ``(k, 1)``
-    #: depthwise Conv2d over ``(U, T*H*W)``: PyTorch runs depthwise Conv3d on slow kernels on CUDA,
-    #: backward above all (pytorch/pytorch#37406, #110885), and CPU training measured 2% faster so;
-    #: ``"conv3d"`` or ``"conv2d"`` force one (``benchmarks/gpu.sh`` compares them on a GPU).
+    #: How a depthwise ``Conv_U`` runs (the same numbers every way, tested): ``"auto"`` (default): on a GPU
+    #: in eager mode, Triton kernels, forward and backward (``"triton"``, :mod:`dynsnip.modules.depthwise_taps`:
+    #: the H200 profile put cuDNN's grouped kernels and their layout transforms for this conv at 4.3 ms of
+    #: ``dil_resnet50``'s 41.7 ms forward); in CPU inference a depthwise Conv3d over ``(U, T, H*W)``, where
+    #: oneDNN runs it (``cpu_dilation``) and it measured fastest in the model; elsewhere (CPU training,
+    #: ``torch.compile``) the same taps as a ``(k, 1)`` depthwise Conv2d over ``(U, T*H*W)``, which CPU
+    #: training measured 2% faster. ``"triton"`` (where the kernels apply, else "auto"'s choice), ``"conv3d"``
+    #: or ``"conv2d"`` force one (``benchmarks/gpu.sh`` compares them on a GPU).
     conv_u_op: str = "auto"
 
-    def _conv_u_as_conv3d(self, y: torch.Tensor) -> bool:
-        if self.conv_u_op not in ("auto", "conv3d", "conv2d"):
-            raise ValueError(f"InterSIM.conv_u_op must be 'auto', 'conv3d' or 'conv2d', got {self.conv_u_op!r}")
-        if self.conv_u_op != "auto":
-            return self.conv_u_op == "conv3d"
-        return y.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+    def _conv_u_op(self, y: torch.Tensor, conv_u: torch.Tensor) -> str:
+        if self.conv_u_op not in ("auto", "triton", "conv3d", "conv2d"):
+            raise ValueError(f"InterSIM.conv_u_op must be 'auto', 'triton', 'conv3d' or 'conv2d', got {self.conv_u_op!r}")
+        if self.conv_u_op in ("conv3d", "conv2d"):
+            return self.conv_u_op
+        if depthwise_taps_available(y, conv_u) or (torch.compiler.is_compiling() and y.device.type in COMPILED_AS_SUM):
+            return "triton"  # depthwise_taps: the kernels, or under torch.compile their sum of shifted views
+        cpu_inference = y.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+        return "conv3d" if cpu_inference else "conv2d"
 
     def conv_u_weight(self) -> torch.Tensor:
         """``Conv_U`` as a Conv3d weight over (U, T, H*W): ``(C, 1, k, 1, 1)`` (depthwise) or

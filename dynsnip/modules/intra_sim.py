@@ -85,6 +85,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .composed_weights import ComposedWeights
+from .depthwise_taps import depthwise_taps, depthwise_taps_reference
 from .gate_tap import gate_tap, gate_tap_available
 from .directions import BACKWARD, DirectionPaths
 from .temporal_ops import (compiled_channels_last, cpu_dilation, direction_mask, dynamic_tap_conv, frames_as_snippets,
@@ -443,6 +444,11 @@ class IntraSMA(DirectionPaths):
         return _constant(("coord_residual_pairs", c, kc, *self.offsets), like, lambda: torch.stack(
             [F.pad(frame[:, :, :, 0], (0, 0, 0, 0, 1 - d, d)) for d in self._pair_shifts], 3))
 
+    #: Whether the motion channels' Eq. 1 (a depthwise 3x3x3 "same" Conv3d on the volume path) runs as
+    #: Triton kernels where they apply (a GPU, eager, forward and backward: :mod:`dynsnip.modules.depthwise_taps`)
+    #: or as ``F.conv3d`` (False). The same numbers either way (tested); ``benchmarks/gpu.sh`` compares them.
+    triton_depthwise: bool = True
+
     def volume_attention_and_motion(
         self, x2: torch.Tensor, w: dict[str, torch.Tensor], logits: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -490,7 +496,9 @@ class IntraSMA(DirectionPaths):
                     atten = torch.sigmoid(atten)
             motion = None
             if sm is not None:  # sum over directions of Eq. 1 = n ⊙ G_t - sum_o Conv3x3_o(G_{t+o})
-                dm = F.conv3d(sm, w["eq1_motion"], padding=(1, k // 2, k // 2), groups=sm.shape[1])
+                # a depthwise "same" Conv3d: Triton kernels on a GPU (depthwise_taps), F.conv3d elsewhere
+                dm = (depthwise_taps(sm, w["eq1_motion"]) if self.triton_depthwise
+                      else depthwise_taps_reference(sm, w["eq1_motion"]))
                 dm = torch.addcmul(dm, sm, self._count(sm)) if self.edge == "zero" else dm.add(sm, alpha=len(self.offsets))
                 dm = compiled_channels_last(dm, cl)
                 motion = _as_dtype(F.conv3d(dm, w["motion"], w["motion_bias"], dilation=one), x2.dtype)
@@ -765,7 +773,12 @@ class IntraSIM(nn.Module):
             if kernel is not None:  # Eq. 5: K(X_2) ⊗ (...), depthwise over the T frames
                 o2 = dynamic_tap_conv(o2, kernel)
         parts = [x1, o2] if motion is None else [x1, o2, motion]  # Eq. 6 (+ the motion channels)
-        return snippets_as_frames(compiled_channels_last(torch.cat(parts, dim=1), v.stride(1) == 1))
+        out = compiled_channels_last(torch.cat(parts, dim=1), v.stride(1) == 1)
+        if out.stride(1) != 1 and not torch.compiler.is_compiling():
+            # a part came back in another layout (CPU convs under fp16 autocast return NCDHW on some
+            # CPUs): the frames leave channels_last as they came, for the convs after this block
+            out = out.contiguous(memory_format=torch.channels_last_3d)
+        return snippets_as_frames(out)
 
     def composed_weights(self, gated: int) -> dict[str, torch.Tensor]:
         """:meth:`IntraSMA.composed_weights` and the learnable kernel's two layers (Eq. 4)."""

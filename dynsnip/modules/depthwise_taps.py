@@ -376,9 +376,9 @@ if triton is not None:
         in_ch = ch < C
         tap_ids = tl.arange(0, TAPS_P2)
         acc = tl.zeros((TAPS_P2, BLOCK_C), dtype=tl.float32)
-        start = pid * chunk
         if WIDE:
-            start = start.to(tl.int64)
+            pid = pid.to(tl.int64)  # before the product: pid * chunk may pass 2**31
+        start = pid * chunk
         end = tl.minimum(start + chunk, positions)
         for offset in range(0, chunk, BLOCK_P):
             pos = start + offset + tl.arange(0, BLOCK_P)

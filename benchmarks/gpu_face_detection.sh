@@ -6,7 +6,8 @@
 #   2. extract-faces on the bundled footage (and any clips passed as arguments) with the detectors on the
 #      GPU: frames/s and coverage of auto and mtcnn against decode-only, one run, with the detect/write
 #      threads (pipeline) and without: the second loan (2026-12-04) measured auto at 6.4 s a run against
-#      mtcnn's 0.75 s in extract_face_frames, but 0.2 s in its detection pass        (~2 min)
+#      mtcnn's 0.75 s in extract_face_frames, but 0.2 s in its detection pass: a new detection thread per
+#      video rebuilt cuDNN's per-thread plans; GPU detectors now run in the decoding thread  (~2 min)
 # FACE_STEPS (default "detectors extraction") picks the steps. Each step has its own time limit. Writes *.md and *.json to $OUT (default: benchmarks/results).
 #   bash benchmarks/gpu_face_detection.sh [more videos ...]
 set -u

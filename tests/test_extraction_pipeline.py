@@ -102,6 +102,33 @@ def test_a_detector_whose_rows_depend_on_the_batch_gets_its_own_batches_pipeline
     assert recording.batches == [10]  # 40 frames, k = 4: one batch of 10 looked-at frames
 
 
+def test_a_gpu_detector_runs_in_the_decoding_thread_pipelined(clip, detector, tmp_path, monkeypatch):
+    """A detector on a GPU (alone, or as a stage of a cascade) is called from the calling thread, not
+    from a new detection thread per video (PyTorch caches cuDNN's plans per thread: a new thread
+    rebuilds them all); the writer thread still runs, and the folder is the same bytes."""
+    from dynsnip.data.faces.detectors import AutoFaceDetector, runs_on_gpu
+
+    class OnGpu(Recording):
+        device = "cuda:0"  # what a detector made with device="cuda" says; the network itself runs here
+
+    written_by: set[str] = set()
+    write_png = extraction.write_png
+    monkeypatch.setattr(extraction, "write_png",
+                        lambda *a, **k: written_by.add(threading.current_thread().name) or write_png(*a, **k))
+    gpu = OnGpu(detector)
+    a = extract_face_frames(clip, tmp_path / "gpu", face_detector=gpu, pipeline=True)
+    assert set(gpu.threads) == {"MainThread"}
+    assert {name.split("_")[0] for name in written_by} == {"dynsnip-write"}
+    cpu = Recording(detector)
+    b = extract_face_frames(clip, tmp_path / "cpu", face_detector=cpu, pipeline=True)
+    assert {name.split("_")[0] for name in cpu.threads} == {"dynsnip-detect"}
+    assert a.frames_checked == b.frames_checked and folder_bytes(tmp_path / "gpu") == folder_bytes(tmp_path / "cpu")
+    assert not pipeline_threads()
+    # which detectors count as on a GPU: their device, or any stage's of a cascade
+    assert runs_on_gpu(gpu) and not runs_on_gpu(cpu) and not runs_on_gpu(detector)
+    assert runs_on_gpu(AutoFaceDetector(Recording(detector), gpu)) and not runs_on_gpu(AutoFaceDetector(cpu, cpu))
+
+
 def test_pipelined_under_a_tight_memory_bound_writes_the_same_bytes(clip, detector, tmp_path, monkeypatch):
     """With room for two frames, the pipelined run waits for its threads and drops frames to decode
     again at the end: the folder is still the unbounded sequential run's."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 
@@ -425,6 +425,21 @@ class AutoFaceDetector:
 
     def __repr__(self) -> str:
         return f"AutoFaceDetector({', '.join(repr(d) for d in self.detectors)})"
+
+
+def runs_on_gpu(detector: Any) -> bool:
+    """Whether ``detector`` (or any stage of a cascade) runs its network on a device other than the CPU.
+
+    ``extract-faces`` calls such a detector from the decoding thread, not from a detection thread of
+    its own (``dynsnip.data.faces.extraction._Pipeline``): PyTorch keeps cuDNN's execution plans in
+    a cache per thread, so a new thread for every video builds the plan of every conv layer again.
+    On an H200 that cost ``auto`` (BlazeFace's two networks, then MTCNN) about 2 s a video, 8x its
+    detection (docs/video.md); on the GPU a batch of frames takes well under a millisecond each,
+    little to overlap with decoding anyway."""
+    device = getattr(detector, "device", None)
+    if device is not None and torch.device(device).type != "cpu":
+        return True
+    return any(runs_on_gpu(stage) for stage in getattr(detector, "detectors", ()))
 
 
 FACE_DETECTORS = ("auto", "blazeface", "blazeface-short", "dlib", "mtcnn", "none")

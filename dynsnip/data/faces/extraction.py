@@ -67,7 +67,7 @@ from .crop_policy import (
 from ...cpus import available_cpus
 from ..decode import VideoReader
 from ..errors import LowFaceCoverageError, NoFaceError, no_face_message
-from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces
+from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces, runs_on_gpu
 from .face_shown import not_shown_error, same_picture, thumbnail
 from .folder_source import OWNER_FILE, PARTIAL_SUFFIX, source_record
 from .png_writer import write_png
@@ -325,8 +325,9 @@ def extract_face_frames(
         replace: an existing ``out_dir`` (made from another video, say) is replaced once the
             new folder is complete; until then it stays as it was.
         pipeline: detect and write in two threads of their own while the video decodes
-            (:class:`_Pipeline`): the same bytes, less wall time when cores are idle, no less CPU
-            time. None (default): when this process has at least 2 CPUs of its own
+            (:class:`_Pipeline`; a detector on a GPU detects in the calling thread instead,
+            :func:`~dynsnip.data.faces.detectors.runs_on_gpu`): the same bytes, less wall time
+            when cores are idle, no less CPU time. None (default): when this process has at least 2 CPUs of its own
             (:func:`pipeline_fits`); pass False when running several extractions at once on
             fewer than twice as many cores (``extract-faces --workers`` decides so).
 
@@ -959,7 +960,8 @@ def _single_pass(
     k = stream.detect_every
     last_looked_at = (num_frames - 1) // k * k
     checked = False
-    work = _Pipeline(pipeline, detect=detector is not None)
+    # a GPU detector runs in this thread: cuDNN's plans are cached per thread (detectors.runs_on_gpu)
+    work = _Pipeline(pipeline, detect=detector is not None and not runs_on_gpu(detector))
 
     def advance(decoded: int, wait: bool = False) -> None:
         """Take the finished detection batches (``wait``: at least the oldest), then hand the

@@ -24,7 +24,7 @@ from .engine.evaluate import progress_bar
 from .engine.failures import NON_FINITE_OUTPUT, UNREADABLE, NonFiniteError, failed_item, non_finite_input
 
 __all__ = ["predict_videos", "score_clip", "fake_probability", "score_face_clip", "score_tracks", "load_clips",
-           "failure", "DEFAULT_WORKERS", "FACES", "VIDEO_SCORES"]
+           "failure", "PredictionInterrupted", "DEFAULT_WORKERS", "FACES", "VIDEO_SCORES"]
 
 # Decoding and face detection take a large share of the time (most of it next to a GPU); two
 # loader processes working ahead of the model gave 1.2-1.3x on 2 CPU cores
@@ -36,6 +36,18 @@ VIDEO_BAR = dict(unit="video", leave=True, disable=None)
 FACES = ("all", "largest")
 # how the tracks' scores make the video's: the most suspicious face (default), or their mean
 VIDEO_SCORES = ("max", "mean")
+
+
+class PredictionInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or another KeyboardInterrupt) while :func:`predict_videos` ran: ``results`` holds the
+    entries of the videos finished before it, in order, and ``not_scored`` the paths it did not
+    finish (the one in progress first). A KeyboardInterrupt still: code that does not know it stops
+    as before; ``dynsnip predict`` reports what was scored, marked interrupted."""
+
+    def __init__(self, results: list[dict[str, Any]], not_scored: list[Path]) -> None:
+        super().__init__(f"interrupted after {len(results)} of {len(results) + len(not_scored)} videos")
+        self.results = results
+        self.not_scored = not_scored
 
 
 def predict_videos(
@@ -68,6 +80,9 @@ def predict_videos(
         video_score: with ``faces="all"``, the video's probability: ``"max"``, that of its most
             suspicious track, or ``"mean"`` over its scored tracks.
 
+    Raises:
+        PredictionInterrupted: on Ctrl-C, with the entries of the videos finished before it.
+
     Returns:
         per video ``{"path", "status": "ok", "fake_probability", "verdict", "num_frames",
         "fps", "snippets": [...]}`` (see :func:`score_face_clip`; with ``faces="all"`` also
@@ -91,20 +106,23 @@ def predict_videos(
     tracked = faces == "all" and hasattr(loader, "load_tracks") and getattr(loader, "face_detector", None) is not None
     clips = progress_bar(load_clips(paths, loader, workers, tracks=tracked), len(paths), "videos", progress,
                          **VIDEO_BAR)
-    results = []
-    for path, clip, failed_load in clips:
-        if failed_load is not None:
-            results.append(failed_load)
-            continue
-        try:
-            if tracked:
-                results.append(score_tracks(model, clip, path, threshold, device, video_score))
+    results: list[dict[str, Any]] = []
+    try:
+        for path, clip, failed_load in clips:
+            if failed_load is not None:
+                results.append(failed_load)
                 continue
-            if (bad := non_finite_input(clip.pixels)) is not None:
-                raise bad
-            results.append(score_face_clip(model, clip, path, threshold, device))
-        except Exception as err:  # one bad video must not stop the others: report it, go on
-            results.append(failure(path, err))
+            try:
+                if tracked:
+                    results.append(score_tracks(model, clip, path, threshold, device, video_score))
+                    continue
+                if (bad := non_finite_input(clip.pixels)) is not None:
+                    raise bad
+                results.append(score_face_clip(model, clip, path, threshold, device))
+            except Exception as err:  # one bad video must not stop the others: report it, go on
+                results.append(failure(path, err))
+    except KeyboardInterrupt:  # what was scored is kept: one entry per finished video, in order
+        raise PredictionInterrupted(results, paths[len(results):]) from None
     return results
 
 

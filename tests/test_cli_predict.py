@@ -124,6 +124,56 @@ def test_predict_videos_is_the_library_call_behind_the_command(report, videos, c
     assert len(carphone["snippets"]) == model.test_num_snippets == 8
 
 
+class InterruptedAt:
+    """A clip loader that raises KeyboardInterrupt (Ctrl-C) when it reaches one video."""
+
+    def __init__(self, loader, stop_at: str) -> None:
+        self.loader, self.stop_at = loader, stop_at
+
+    @property
+    def face_detector(self):
+        return self.loader.face_detector
+
+    def load_tracks(self, path, generator=None):
+        if Path(path).name == self.stop_at:
+            raise KeyboardInterrupt
+        return self.loader.load_tracks(path, generator)
+
+
+def test_ctrl_c_keeps_the_videos_scored_before_it(report, videos, checkpoint, tmp_path, capsys, monkeypatch):
+    """predict_videos: Ctrl-C raises PredictionInterrupted (a KeyboardInterrupt) holding the entries of the
+    videos finished before it, in order, and the paths not scored. dynsnip predict: the report of those
+    videos, marked interrupted and naming the others, printed and written to --output; exit code 130."""
+    from dynsnip.data import FaceClipLoader
+    from dynsnip.hub import load_model
+    from dynsnip.scoring import PredictionInterrupted
+
+    model = load_model(checkpoint)
+    paths = list(videos.values())
+    loader = InterruptedAt(FaceClipLoader.from_model(model, num_snippets=2), stop_at=Path(paths[3]).name)
+    with pytest.raises(PredictionInterrupted) as stop:
+        dynsnip.predict_videos(model, paths, loader=loader, workers=0)
+    assert isinstance(stop.value, KeyboardInterrupt)
+    assert stop.value.results == report[1]["videos"][:3]
+    assert stop.value.not_scored == [Path(p) for p in paths[3:]]
+
+    def interrupted_predict(model, shard, **kwargs):
+        raise PredictionInterrupted(report[1]["videos"][:3], [Path(p) for p in shard[3:]])
+
+    monkeypatch.setattr("dynsnip.cli.predict.predict_videos", interrupted_predict)
+    out = tmp_path / "partial.json"
+    code = main(["predict", *map(str, paths[:6]), "--checkpoint", str(checkpoint), "--snippets", "2",
+                 "--output", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 130
+    assert "interrupted (Ctrl-C): 3 of 6 videos not scored" in captured.out
+    assert f"the 3 video(s) finished before it are reported above and in {out}" in captured.err
+    written = json.loads(out.read_text())
+    assert written["interrupted"] is True and written["videos"] == report[1]["videos"][:3]
+    assert written["not_scored"] == [str(p) for p in paths[3:6]]
+    assert written["summary"]["not_scored"] == 3 and written["summary"]["videos"] == 3
+
+
 class CrashesInWorkers:
     """A clip loader whose worker process dies on one video, as a decoder crash or a full
     /dev/shm would kill it; in the main process it loads that video normally."""

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .arguments import device_problem, probability_problem, resolve_device
-from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
+from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model, compile_problem
-from ..scoring import DEFAULT_WORKERS, predict_videos
+from ..scoring import DEFAULT_WORKERS, PredictionInterrupted, predict_videos
 from .face_options import (
     add_face_options,
     add_track_options,
@@ -503,9 +503,15 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(str(err))
 
     shard = videos if ranks is None else videos[ranks.rank::ranks.world_size]
-    results = predict_videos(model, shard, loader=loader, threshold=args.threshold, workers=args.workers,
-                             device=device, progress=not args.no_progress, faces=args.faces,
-                             video_score=args.video_score)
+    not_scored: list[Path] | None = None  # set on Ctrl-C: the videos it stopped
+    try:
+        results = predict_videos(model, shard, loader=loader, threshold=args.threshold, workers=args.workers,
+                                 device=device, progress=not args.no_progress, faces=args.faces,
+                                 video_score=args.video_score)
+    except PredictionInterrupted as stop:
+        if ranks is not None:  # the other ranks go on waiting for this one's shard: stop as before
+            raise
+        results, not_scored = stop.results, stop.not_scored
     if ranks is not None:
         results = gather_shards(results, len(videos), ranks)
         cleanup_distributed()
@@ -531,12 +537,24 @@ def run(args: argparse.Namespace) -> int:
         videos=results,
         summary=dict(videos=len(results), scored=len(results) - failed, failed=failed),
     )
+    if not_scored is not None:  # a partial report says so: which videos it lacks, and why
+        report["interrupted"] = True
+        report["not_scored"] = [str(p) for p in not_scored]
+        report["summary"]["not_scored"] = len(not_scored)
     text = json.dumps(report, indent=2)
-    print(text if args.json else f"detector: {weights}, {trained_on}\n{format_table(results)}")
+    table = format_table(results) if results else "(no video finished)"
+    if not_scored is not None:
+        table += f"\ninterrupted (Ctrl-C): {len(not_scored)} of {len(shard)} videos not scored"
+    print(text if args.json else f"detector: {weights}, {trained_on}\n{table}")
     if args.output is not None:
         try:
             with open(args.output, "w" if args.overwrite else "x", encoding="utf-8") as f:
                 f.write(text + "\n")
         except FileExistsError:
             return usage_error(f"--output {args.output} appeared while scoring; not overwritten")
+    if not_scored is not None:  # the shell's code for Ctrl-C, after the report of what was finished
+        print(f"dynsnip predict: interrupted (Ctrl-C); the {len(results)} video(s) finished before it are reported "
+              f"above{' and in ' + str(args.output) if args.output is not None else ''}, marked \"interrupted\"",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if failed else EXIT_OK

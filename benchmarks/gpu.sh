@@ -11,11 +11,13 @@
 #                dil_resnet50 and resnet50 takes about 300 s: both do not fit one loan)
 #   4. the Intra-SIM's elementwise tail, eager ops against the fused Triton kernel, per Intra-SIM of
 #      dil_resnet50 (defaults and the paper's module): benchmarks/gate_tap.py -> gpu_gate_tap.json
+#   5. the SIMs' depthwise convs (motion channels' Eq. 1, Conv_U), PyTorch's conv against the Triton kernels,
+#      forward and forward + backward: benchmarks/depthwise_taps.py -> gpu_depthwise_taps.json
 # Each step has its own time limit, so that a slow step still leaves the others' results. Writes
 # gpu_*.json / .md / .log to $OUT (default benchmarks/results), then benchmarks/gpu_report.py puts
 # every figure into docs/performance.md (a copy lands in $OUT too).
 #
-# STEPS (default "eager profile compiled tail") picks the steps a loan runs, e.g. STEPS="eager profile".
+# STEPS (default "eager profile compiled tail taps") picks the steps a loan runs, e.g. STEPS="eager profile".
 #
 # Dry run of the Python part on a CPU (tiny models and clips, the eager backend for "compiled"):
 #   DRY_RUN=1 OUT=/tmp/gpu_dry bash benchmarks/gpu.sh
@@ -30,9 +32,10 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
     DIL=dil_resnet18; BASE=resnet18
     COMMON=(--device cpu --frames 8 --size 32 --batch 2 --infer-batch 2 --repeats 1 --warmup 1 --baseline "$BASE" --threads 1)
     COMPILE=(--compile --compile-backend eager)
-    LIMITS=(600 300 600 120)
+    LIMITS=(600 300 600 120 120)
     PROFILE=(--quick)
     GATE_TAP=(--device cpu --quick)
+    TAPS=(--device cpu --quick)
     DOC="$OUT/performance.md"; cp docs/performance.md "$DOC"
 else
     DIL=dil_resnet50; BASE=resnet50
@@ -42,17 +45,18 @@ else
     # Measured on the first loan (2026-12-04, H200): eager 59 s for 4 models, compiled
     # dil_resnet50 + resnet50 297 s (compilation: 44 + 83 s and 14 + 52 s, then the 16-clip inference shape),
     # the fused tail 18 s. The limits must add up to less than 9 minutes with the report after them
-    # (130 + 55 + 305 + 25 = 515 s). A step that runs out of time ends with rc=124 and leaves the others' results.
+    # (115 + 55 + 300 + 22 + 30 = 522 s). A step that runs out of time ends with rc=124 and leaves the others' results.
     # The second loan (2026-12-04): 4 eager models in 72 s, 6 ran out of 115 s (now 5); the profile took 49 s.
-    LIMITS=(130 55 305 25)
+    LIMITS=(115 55 300 22 30)
     PROFILE=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --steps 3 --warmup 2
              --models "$DIL,$DIL@paper,$BASE")
     GATE_TAP=(--device cuda --dtype bf16 --clips 16 --frames 16 --size 224 --repeats 10 --warmup 3 --inner 10)
+    TAPS=(--device cuda --dtype bf16 --clips 16 --frames 16 --size 224 --repeats 10 --warmup 3 --inner 5)
     DOC=docs/performance.md
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 fi
 
-STEPS=" ${STEPS:-eager profile compiled tail} "
+STEPS=" ${STEPS:-eager profile compiled tail taps} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 
 step() {  # name, time limit, efficiency.py arguments...
@@ -90,6 +94,13 @@ if want tail; then  # 4. the fused Intra-SIM tail (exits 1 if the kernel disagre
     timeout "${LIMITS[3]}" "$PY" benchmarks/gate_tap.py "${GATE_TAP[@]}" --arch "$DIL" \
         --json "$OUT/gpu_gate_tap.json" > "$OUT/gpu_gate_tap.md" 2> "$OUT/gpu_gate_tap.log"
     echo "gpu_gate_tap: rc=$? in $((SECONDS - start)) s"; cat "$OUT/gpu_gate_tap.md"
+fi
+
+if want taps; then  # 5. the SIMs' depthwise convs as Triton kernels (exits 1 if a kernel disagrees with F.conv3d)
+    start=$SECONDS
+    timeout "${LIMITS[4]}" "$PY" benchmarks/depthwise_taps.py "${TAPS[@]}" \
+        --json "$OUT/gpu_depthwise_taps.json" > "$OUT/gpu_depthwise_taps.md" 2> "$OUT/gpu_depthwise_taps.log"
+    echo "gpu_depthwise_taps: rc=$? in $((SECONDS - start)) s"; cat "$OUT/gpu_depthwise_taps.md"
 fi
 
 "$PY" benchmarks/gpu_report.py --results "$OUT" --doc "$DOC" --dil "$DIL" --baseline "$BASE"

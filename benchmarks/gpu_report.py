@@ -7,7 +7,8 @@ Usage::
 
 Reads ``gpu_eager.json``, ``gpu_compiled.json`` and ``gpu_compiled_paper.json`` (the steps of
 gpu.sh; a missing step is reported as not measured, never filled in), ``gpu_profile.json`` (where
-the eager GPU time goes) and ``gpu_gate_tap.json`` (the fused Intra-SIM tail), and rewrites the section.
+the eager GPU time goes), ``gpu_gate_tap.json`` (the fused Intra-SIM tail) and ``gpu_depthwise_taps.json`` (the
+SIMs' depthwise convs as Triton kernels), and rewrites the section.
 """
 from __future__ import annotations
 
@@ -155,6 +156,26 @@ def update(doc: Path, text: str) -> None:
     doc.write_text(pattern.sub(lambda _: text, content))
 
 
+def depthwise_kernels(results: Path) -> list[str]:
+    """Lines for step 5 (``benchmarks/depthwise_taps.py``: the SIMs' depthwise convs, PyTorch's conv against
+    the Triton kernels), or a line saying it was not measured."""
+    path = results / "gpu_depthwise_taps.json"
+    if not path.is_file():
+        return ["", "Step 5 (the SIMs' depthwise convs, `benchmarks/depthwise_taps.py`): not measured "
+                    "(no `gpu_depthwise_taps.json`)."]
+    run = json.loads(path.read_text())
+    if not run.get("kernels"):
+        return ["", "Step 5 (the SIMs' depthwise convs): ran without the Triton kernels (no CUDA or no triton): not measured."]
+    t = run["total"]
+    return ["", f"Step 5, the SIMs' depthwise convs (the motion channels' Eq. 1, each Inter-SIM's Conv_U), PyTorch's "
+                f"conv against the Triton kernels (`dynsnip/modules/depthwise_taps.py`), summed over the "
+                f"{len(run['convs'])} convs of {run['arch']} ({run['clips']} clips of {run['frames']} frames at "
+                f"{run['size']} px, {run['dtype']}, triton {run['triton']}):", "",
+            "| pass | conv ms | kernels ms | conv / kernels | agrees with F.conv3d |", "|---|---:|---:|---:|---|",
+            f"| forward | {t['conv_ms']:.3f} | {t['triton_ms']:.3f} | {t['ratio']:.2f} | {'yes' if t['ok'] else '**no**'} |",
+            f"| forward + backward | {t['conv_train_ms']:.3f} | {t['triton_train_ms']:.3f} | {t['train_ratio']:.2f} | |"]
+
+
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--results", type=Path, default=Path("benchmarks/results"))
@@ -162,7 +183,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--dil", default="dil_resnet50")
     p.add_argument("--baseline", default="resnet50")
     args = p.parse_args(argv)
-    text = section(load(args.results), args.dil, args.baseline, profile_lines(args.results) + fused_tail(args.results))
+    text = section(load(args.results), args.dil, args.baseline,
+                   profile_lines(args.results) + fused_tail(args.results) + depthwise_kernels(args.results))
     update(args.doc, text)
     print(text)
     return text

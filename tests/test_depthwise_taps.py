@@ -182,8 +182,12 @@ def _sims_with_and_without_kernels(module_name: str, autocast: torch.dtype | Non
         return y, grads
 
     intra_sim.IntraSIM.cpu_training_path = "volume"  # CPU training as a GPU trains: the volume path
+    # bf16 autocast: inference only. Training there (the volume path, which CPUs do not train on by default)
+    # measured nondeterministic garbage in the coordinate convs' weight gradients of PyTorch's own CPU
+    # conv3d backward, kernels or not (torch 2.14.1, AMD EPYC): no reference to compare with
+    modes = (True, False) if autocast is None else (False,)
     try:
-        for train in (True, False):
+        for train in modes:
             plain, plain_grads = run(False, train)
             n = len(calls)
             fused, fused_grads = run(True, train)
@@ -264,6 +268,53 @@ def first_use_check_turns_a_disagreeing_kernel_off() -> None:
         depthwise_taps_module.depthwise_taps_triton = real
         depthwise_taps_module._VERIFIED.clear()
         depthwise_taps_module._VERIFIED.update(saved)
+
+
+QUICK_BENCH = ["--device", "cpu", "--quick", "--dtype", "fp32", "--size", "16", "--frames", "4", "--clips", "1",
+               "--repeats", "1", "--warmup", "0", "--inner", "1"]
+
+
+@interpreter_check
+def benchmark_kernel_path() -> None:
+    """benchmarks/depthwise_taps.py's GPU path on the interpreter: every depthwise conv of dil_resnet18 (the
+    motion channels' Eq. 1 of each Intra-SIM, each Inter-SIM's Conv_U), the kernels agreeing with F.conv3d."""
+    from project_scripts import load_script
+
+    report = load_script("benchmarks/depthwise_taps.py", "depthwise_taps_benchmark").main(QUICK_BENCH)
+    rows = report["convs"]
+    assert report["kernels"] and report["total"]["ok"]
+    assert [r["kernel"] for r in rows] == [[3, 3, 3], [3, 1, 1]] * 4  # Intra-SIM, Inter-SIM alternating, 4 stages
+    assert all(r["ok"] and r["triton_ms"] > 0 and r["triton_train_ms"] > 0 for r in rows)
+
+
+def test_benchmark_conv_path_on_the_cpu():
+    """Without a GPU (or the interpreter) the benchmark times PyTorch's conv only, at the model's shapes."""
+    from project_scripts import load_script
+
+    report = load_script("benchmarks/depthwise_taps.py", "depthwise_taps_benchmark").main(QUICK_BENCH)
+    assert not report["kernels"] and len(report["convs"]) == 8
+    assert all(r["conv_ms"] > 0 and "triton_ms" not in r for r in report["convs"])
+    assert report["convs"][0]["shape"] == [1, 32, 4, 4, 4]  # layer1's motion channels: U x c x T x H x W (U = 1)
+
+
+def test_gpu_report_writes_step_5(tmp_path):
+    """gpu_report.py's lines for the benchmark's JSON: not measured without it or without the kernels, else
+    the summed forward and forward + backward times and the agreement."""
+    from project_scripts import load_script
+
+    report = load_script("benchmarks/gpu_report.py")
+    assert "not measured (no `gpu_depthwise_taps.json`)" in report.depthwise_kernels(tmp_path)[1]
+    load_script("benchmarks/depthwise_taps.py", "depthwise_taps_benchmark").main(
+        QUICK_BENCH + ["--json", str(tmp_path / "gpu_depthwise_taps.json")])
+    assert "ran without the Triton kernels" in report.depthwise_kernels(tmp_path)[1]
+    run = json.loads((tmp_path / "gpu_depthwise_taps.json").read_text())
+    run.update(kernels=True, triton="3.5.0")
+    run["total"].update(triton_ms=0.5, triton_train_ms=2.0, ratio=8.0, train_ratio=4.5, ok=False)
+    (tmp_path / "gpu_depthwise_taps.json").write_text(json.dumps(run))
+    lines = report.depthwise_kernels(tmp_path)
+    assert "8 convs of dil_resnet18" in lines[1]
+    assert lines[-2].startswith("| forward | ") and lines[-2].endswith("| 0.500 | 8.00 | **no** |")
+    assert lines[-1].endswith("| 2.000 | 4.50 | |")
 
 
 def run_interpreter_checks() -> dict[str, str]:

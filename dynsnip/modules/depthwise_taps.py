@@ -265,7 +265,7 @@ def depthwise_taps(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     problem = _disagreement(out.detach(), want)
     _VERIFIED[key] = problem is None
     if problem is not None:
-        return _turn_off(key, problem, lambda: depthwise_taps_reference(x, weight))
+        return _turn_off(key, f"disagrees with the reference: {problem}", lambda: depthwise_taps_reference(x, weight))
     return out
 
 
@@ -287,7 +287,7 @@ def _checked_backward(x, weight, grad, want_x, want_w):
     problems = [p for p in (_disagreement(g, r) for g, r in zip(got, want) if g is not None) if p is not None]
     _VERIFIED[key] = not problems
     if problems:
-        return _turn_off(key, problems[0], lambda: want)
+        return _turn_off(key, f"disagrees with the reference: {problems[0]}", lambda: want)
     return got
 
 
@@ -310,8 +310,8 @@ def _disagreement(got: torch.Tensor, want: torch.Tensor) -> str | None:
 def _turn_off(key: tuple, problem: str, reference):
     _VERIFIED[key] = False
     direction, device, dtype, kernel = key
-    warnings.warn(f"depthwise_taps' {direction} kernel on {device} ({dtype}, kernel {kernel}) {problem if problem.startswith('failed') else 'disagrees with the reference: ' + problem}; "
-                  "the SIMs use PyTorch's conv there from now on (please report this with your GPU, torch and triton versions)",
+    warnings.warn(f"depthwise_taps' {direction} kernel on {device} ({dtype}, kernel {kernel}) {problem}; the SIMs "
+                  "use PyTorch's conv there from now on (please report this with your GPU, torch and triton versions)",
                   RuntimeWarning, stacklevel=3)
     return reference()
 

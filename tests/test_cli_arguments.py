@@ -58,6 +58,17 @@ def test_threshold_0_and_1_are_accepted(value, tmp_path, capsys):
     assert "--threshold" not in err and "no detector" in err  # got past the threshold to the next check
 
 
+@pytest.mark.parametrize("command", ["predict", "evaluate", "benchmark"])
+def test_threshold_minus_zero_is_zero(command):
+    """``--threshold -0`` is the threshold 0, not a -0.0 in the reports."""
+    from dynsnip.cli import build_parser
+
+    required = {"predict": ["v.mp4"], "evaluate": ["--model", "m", "--manifest", "x.csv"],
+                "benchmark": ["celebdf", "--data", "d", "--out", "o"]}[command]
+    args = build_parser().parse_args([command, "--threshold=-0", *required])
+    assert args.threshold == 0.0 and str(args.threshold) == "0.0"
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--min-face-coverage", "nan", "--min-face-coverage must be a fraction between 0 and 1, got nan"),
     ("--min-face-coverage", "inf", "--min-face-coverage must be a fraction between 0 and 1, got inf"),

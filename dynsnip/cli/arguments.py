@@ -13,6 +13,12 @@ from typing import Any
 RUN_DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 
 
+def real(text: str) -> float:
+    """argparse ``type`` of a number option: ``float(text)``, with ``-0`` read as ``0`` (a threshold of
+    ``-0`` would otherwise be recorded in reports as ``-0.0``)."""
+    return float(text) + 0.0
+
+
 def probability_problem(option: str, value: float | None, meaning: str = "") -> str | None:
     """``value`` is not a finite probability in [0, 1] (``nan``, ``inf``, ``1.5``, ``-0.1``)."""
     if value is None or (math.isfinite(value) and 0.0 <= value <= 1.0):

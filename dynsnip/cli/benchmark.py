@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import device_problem, probability_problem
+from .arguments import device_problem, probability_problem, real
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
 
 
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="add the video-level result to the model's config.json, model card and Hub model-index "
                         "(--model must be a local folder, or use --train)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--threshold", type=float, default=0.5, help="fake-probability threshold for accuracy (paper 0.5)")
+    p.add_argument("--threshold", type=real, default=0.5, help="fake-probability threshold for accuracy (paper 0.5)")
     p.add_argument("--no-frame-level", dest="frame_level", action="store_false", help="skip the frame-level AUC")
     from .face_options import add_track_options
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model
-from .arguments import device_problem, probability_problem
+from .arguments import device_problem, probability_problem, real
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
 
 THRESHOLD_MEANING = "the fake probability at or above which a video is called fake"
@@ -41,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--num-snippets", type=int, help="U (default: the model's test_num_snippets, paper 8)")
     p.add_argument("--img-size", type=int, help="face crop side (default: the model's input size)")
     p.add_argument("--batch-size", type=int, default=10, help="clips per forward pass (default 10)")
-    p.add_argument("--threshold", type=float, default=0.5, help="fake-probability threshold for accuracy: a video is called fake when its probability is at or "
+    p.add_argument("--threshold", type=real, default=0.5, help="fake-probability threshold for accuracy: a video is called fake when its probability is at or "
                         "above it (a probability in [0, 1], default 0.5)")
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no fp16 autocast on GPU")

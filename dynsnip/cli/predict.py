@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .arguments import device_problem, probability_problem, resolve_device
+from .arguments import device_problem, probability_problem, real, resolve_device
 from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model, compile_problem
@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="snippets per video (default: the model's test U, 8 in the paper)")
     add_face_options(parser, none_means="the videos are already face crops")
     add_track_options(parser)
-    parser.add_argument("--threshold", type=float, default=0.5,
+    parser.add_argument("--threshold", type=real, default=0.5,
                         help="fake probability at or above which a video is called fake (a probability in [0, 1]; "
                              "default 0.5)")
     parser.add_argument("--json", action="store_true", help="print the JSON report instead of the table")

@@ -42,11 +42,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's dynsnip, also when run as a scr
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dynsnip.modules import depthwise_taps as taps_module  # noqa: E402
-from gate_tap import DTYPES, _triton_version, agrees, time_interleaved  # noqa: E402  (one timing, one tolerance)
-
-FULL = dict(arch="dil_resnet50", clips=16, frames=16, size=224, repeats=20, warmup=3, inner=10)
-QUICK = dict(arch="dil_resnet18", clips=2, frames=8, size=32, repeats=3, warmup=1, inner=2)
-
+from gate_tap import DTYPES, _triton_version, agrees, kernel_benchmark_args, time_interleaved  # noqa: E402
 
 def depthwise_convs(arch: str, frames: int, size: int) -> list[dict]:
     """Every call of ``depthwise_taps`` in ``arch`` (dynsnip's defaults) for one clip of ``frames`` frames at
@@ -180,24 +176,7 @@ def table(rows: list[dict], total: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cuda (default where available: conv and kernels) or cpu (the conv only)")
-    p.add_argument("--arch", help="the DIL model whose SIMs give the shapes (default dil_resnet50)")
-    p.add_argument("--clips", type=int, help="clips per batch (default 16)")
-    p.add_argument("--frames", type=int, help="U*T frames per clip (default 16)")
-    p.add_argument("--size", type=int, help="frame size in px (default 224)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="the activations (default bf16)")
-    p.add_argument("--repeats", type=int, help="timed samples per variant (default 20)")
-    p.add_argument("--warmup", type=int, help="untimed calls first (default 3)")
-    p.add_argument("--inner", type=int, help="back-to-back calls per sample (default 10)")
-    p.add_argument("--json", default=None, help="write every figure here")
-    p.add_argument("--quick", action="store_true", help="a smoke test: defaults " + ", ".join(
-        f"--{k} {v}" for k, v in QUICK.items()) + " (each can still be given)")
-    args = p.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return kernel_benchmark_args(p, argv, "the conv", "SIMs", "the activations")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -221,16 +221,17 @@ FULL = dict(arch="dil_resnet50", clips=16, frames=16, size=224, repeats=20, warm
 QUICK = dict(arch="dil_resnet18", clips=2, frames=8, size=32, repeats=3, warmup=1, inner=2)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def kernel_benchmark_args(p: argparse.ArgumentParser, argv: list[str] | None, what: str, sims: str,
+                          dtype_help: str) -> argparse.Namespace:
+    """The options a GPU-kernel benchmark of the SIMs takes (this script's, benchmarks/depthwise_taps.py's):
+    device, model, batch, dtype, timing, --json and --quick (QUICK's defaults instead of FULL's)."""
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="cuda (default where available: eager and Triton) or cpu (eager and the reference only)")
-    p.add_argument("--arch", help="the DIL model whose Intra-SIMs give the shapes (default dil_resnet50)")
-    p.add_argument("--configs", default="default,paper", help="module configurations, comma separated: default, paper")
+                   help=f"cuda (default where available: {what} and Triton) or cpu ({what} only)")
+    p.add_argument("--arch", help=f"the DIL model whose {sims} give the shapes (default dil_resnet50)")
     p.add_argument("--clips", type=int, help="clips per batch (default 16)")
     p.add_argument("--frames", type=int, help="U*T frames per clip (default 16)")
     p.add_argument("--size", type=int, help="frame size in px (default 224)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="x and logits (default bf16)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help=f"{dtype_help} (default bf16)")
     p.add_argument("--repeats", type=int, help="timed samples per variant (default 20)")
     p.add_argument("--warmup", type=int, help="untimed calls first (default 3)")
     p.add_argument("--inner", type=int, help="back-to-back calls per sample (default 10)")
@@ -241,6 +242,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="default,paper", help="module configurations, comma separated: default, paper")
+    args = kernel_benchmark_args(p, argv, "eager", "Intra-SIMs", "x and logits")
     for config in args.configs.split(","):
         if config not in ("default", "paper"):
             p.error(f"--configs: unknown configuration {config!r} (default, paper)")

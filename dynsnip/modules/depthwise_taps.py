@@ -85,7 +85,11 @@ def _padding(weight: torch.Tensor) -> tuple[int, int, int]:
 def depthwise_taps_reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The depthwise "same" conv as ``F.conv3d``: the ground truth of the kernels (and what runs where they do not)."""
     _check_inputs(x, weight)
-    return F.conv3d(x, weight.to(x.dtype), padding=_padding(weight), groups=x.shape[1])
+    # the conv's dtype is x's: cast where autocast would not (a .to is an op to dispatch even when it does
+    # nothing, and under autocast the conv casts its weight itself: docs/performance.md counts the ops)
+    if weight.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
+        weight = weight.to(x.dtype)
+    return F.conv3d(x, weight, padding=_padding(weight), groups=x.shape[1])
 
 
 def depthwise_taps_as_sum(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

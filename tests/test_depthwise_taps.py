@@ -9,12 +9,7 @@ report the tests read (as tests/test_gate_tap.py does).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import traceback
 import warnings
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -25,8 +20,9 @@ import dynsnip.modules.depthwise_taps as depthwise_taps_module
 from dynsnip.modules.depthwise_taps import (depthwise_taps, depthwise_taps_available, depthwise_taps_reference,
                                             depthwise_taps_triton, depthwise_taps_weight_grad)
 
+import triton_interpreter
+
 CL = torch.channels_last_3d
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def volume(b: int, c: int, d: int, h: int, w: int, layout: str, dtype=torch.float32, seed: int = 0) -> torch.Tensor:
@@ -317,30 +313,10 @@ def test_gpu_report_writes_step_5(tmp_path):
     assert lines[-1].endswith("| 2.000 | 4.50 | |")
 
 
-def run_interpreter_checks() -> dict[str, str]:
-    torch.set_num_threads(1)
-    # a kernel that disagrees is turned off with a RuntimeWarning and the reference answers instead: here
-    # that is a failure (first_use_check_turns_a_disagreeing_kernel_off catches its own warnings)
-    warnings.simplefilter("error", RuntimeWarning)
-    report = {}
-    for name, check in INTERPRETER_CHECKS.items():
-        try:
-            check()
-            report[name] = "ok"
-        except Exception:
-            report[name] = traceback.format_exc()[-3000:]
-    return report
-
-
 @pytest.fixture(scope="module")
 def interpreter_report() -> dict[str, str]:
-    """Runs this file as a script under ``TRITON_INTERPRET=1`` (one process, all checks)."""
-    pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"interpreter checks crashed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """This file's interpreter checks, run as a script under ``TRITON_INTERPRET=1`` (one process)."""
+    return triton_interpreter.interpreter_report(__file__)
 
 
 @pytest.mark.parametrize("name", list(INTERPRETER_CHECKS))
@@ -451,5 +427,8 @@ def test_compiled_sims_have_no_depthwise_conv_on_a_gpu(module_name, monkeypatch)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-if __name__ == "__main__":
-    print(json.dumps(run_interpreter_checks()))
+if __name__ == "__main__":  # the interpreter checks, run by interpreter_report with TRITON_INTERPRET=1
+    # a kernel that disagrees is turned off with a RuntimeWarning and the reference answers instead: here
+    # that is a failure (first_use_check_turns_a_disagreeing_kernel_off catches its own warnings)
+    warnings.simplefilter("error", RuntimeWarning)
+    print(json.dumps(triton_interpreter.run_checks(INTERPRETER_CHECKS)))

@@ -11,12 +11,8 @@ run as a script (``INTERPRETER_CHECKS``), which prints a JSON report that the te
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import traceback
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -28,8 +24,9 @@ from dynsnip.modules.gate_tap import gate_tap_available, gate_tap_reference, gat
 from dynsnip.modules.temporal_ops import dynamic_tap_conv
 from project_scripts import load_script
 
+import triton_interpreter
+
 CL = torch.channels_last_3d
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def volume(b: int, c: int, t: int, h: int, w: int, layout: str, dtype=torch.float32, offset: int = 0,
@@ -474,28 +471,10 @@ def benchmark_fused_path() -> None:
     assert all(r["ok"] and r["triton_ops"] == 1 and r["eager_ops"] > 1 and r["triton_ms"] > 0 for r in rows)
 
 
-def run_interpreter_checks() -> dict[str, str]:
-    """Every check of INTERPRETER_CHECKS: ``"ok"`` or the end of its traceback."""
-    torch.set_num_threads(1)
-    report = {}
-    for name, check in INTERPRETER_CHECKS.items():
-        try:
-            check()
-            report[name] = "ok"
-        except Exception:  # reported to the parent test, which fails with it
-            report[name] = traceback.format_exc()[-3000:]
-    return report
-
-
 @pytest.fixture(scope="module")
 def interpreter_report() -> dict[str, str]:
-    """Runs this file as a script under ``TRITON_INTERPRET=1`` (one process, all checks)."""
-    pytest.importorskip("triton")  # in the `test` extra on Linux x86-64; elsewhere possibly missing
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"interpreter checks crashed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """This file's interpreter checks, run as a script under ``TRITON_INTERPRET=1`` (one process)."""
+    return triton_interpreter.interpreter_report(__file__)
 
 
 @pytest.mark.parametrize("name", list(INTERPRETER_CHECKS))
@@ -609,4 +588,4 @@ def test_gpu_report_writes_the_fused_tail_figures(tmp_path):
 
 
 if __name__ == "__main__":  # the interpreter checks, run by interpreter_report with TRITON_INTERPRET=1
-    print(json.dumps(run_interpreter_checks()))
+    print(json.dumps(triton_interpreter.run_checks(INTERPRETER_CHECKS)))

@@ -55,7 +55,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from .gate_tap import SUPPORTED_DTYPES, _interpreting, _storage_elements, tl, triton
+from .gate_tap import SUPPORTED_DTYPES, _interpreting, _storage_elements, disagreement, tl, triton
 
 # a block of about this many (position, channel) elements per program, channels up to MAX_BLOCK_C
 BLOCK_ELEMENTS = 1024
@@ -266,7 +266,7 @@ def depthwise_taps(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return _turn_off(key, f"failed: {type(err).__name__}: {err}", lambda: depthwise_taps_reference(x, weight))
     with torch.no_grad():
         want = depthwise_taps_reference(x.detach(), weight.detach())
-    problem = _disagreement(out.detach(), want)
+    problem = disagreement(out.detach(), want)
     _VERIFIED[key] = problem is None
     if problem is not None:
         return _turn_off(key, f"disagrees with the reference: {problem}", lambda: depthwise_taps_reference(x, weight))
@@ -288,27 +288,11 @@ def _checked_backward(x, weight, grad, want_x, want_w):
     if verified:
         return got
     want = _backward_reference(x, weight, grad, want_x, want_w)
-    problems = [p for p in (_disagreement(g, r) for g, r in zip(got, want) if g is not None) if p is not None]
+    problems = [p for p in (disagreement(g, r) for g, r in zip(got, want) if g is not None) if p is not None]
     _VERIFIED[key] = not problems
     if problems:
         return _turn_off(key, f"disagrees with the reference: {problems[0]}", lambda: want)
     return got
-
-
-def _disagreement(got: torch.Tensor, want: torch.Tensor) -> str | None:
-    """None where ``got`` matches ``want``; else what differs."""
-    got, ref = got.float(), want.float()
-    finite = torch.isfinite(ref)
-    if not torch.equal(finite, torch.isfinite(got)):
-        return "non-finite values where the reference has finite ones (or the reverse)"
-    if not finite.any():
-        return None
-    error = (got - ref).abs()[finite].max().item()
-    scale = max(ref.abs()[finite].max().item(), 1.0)
-    tolerance = 1e-4 if want.dtype == torch.float32 else 2e-2
-    if error <= tolerance * scale:
-        return None
-    return f"max abs difference {error:.3g} for values up to {scale:.3g}"
 
 
 def _turn_off(key: tuple, problem: str, reference):

@@ -228,22 +228,34 @@ def gate_tap(x: torch.Tensor, logits: torch.Tensor, kernel: torch.Tensor | None)
         return gate_tap_reference(x, logits, kernel)
     # the first use of this variant: compared with the reference
     want = gate_tap_reference(x, logits, kernel)
-    got, ref = out.float(), want.float()
-    finite = torch.isfinite(ref)
-    if not torch.equal(finite, torch.isfinite(got)):  # a NaN/inf where the reference has none, or the reverse
-        error, scale = float("inf"), 1.0
-    else:  # non-finite inputs (the caller's to report) make non-finite outputs in both: compare the rest
-        error = (got - ref).abs()[finite].max().item() if finite.any() else 0.0
-        scale = max(ref.abs()[finite].max().item(), 1.0) if finite.any() else 1.0
-    tolerance = 1e-4 if x.dtype == torch.float32 else 2e-2
-    _VERIFIED[key] = ok = bool(error <= tolerance * scale)
-    if not ok:
-        warnings.warn(f"gate_tap_triton disagrees with gate_tap_reference on {x.device} ({x.dtype}): max abs "
-                      f"difference {error:.3g} for outputs up to {scale:.3g}; the Intra-SIMs use PyTorch's ops "
-                      f"there from now on (please report this with your GPU, torch and triton versions)",
-                      RuntimeWarning, stacklevel=2)
+    problem = disagreement(out, want)
+    _VERIFIED[key] = problem is None
+    if problem is not None:
+        warnings.warn(f"gate_tap_triton disagrees with gate_tap_reference on {x.device} ({x.dtype}): {problem}; the "
+                      f"Intra-SIMs use PyTorch's ops there from now on (please report this with your GPU, torch and "
+                      f"triton versions)", RuntimeWarning, stacklevel=2)
         return want
     return out
+
+
+def disagreement(got: torch.Tensor, want: torch.Tensor) -> str | None:
+    """How a kernel's result ``got`` differs from its reference's ``want`` (same shape), or None where they
+    agree: within 1e-4 of the largest reference value (at least 1) for float32, 2e-2 for bfloat16/float16
+    (one rounding); a NaN or inf on one side only is a disagreement. Non-finite inputs (the caller's to
+    report) make non-finite values on both sides: the rest is compared. The first-use check of every
+    Triton kernel of the SIMs (this one, :mod:`~dynsnip.modules.depthwise_taps`)."""
+    got, ref = got.float(), want.float()
+    finite = torch.isfinite(ref)
+    if not torch.equal(finite, torch.isfinite(got)):
+        return "non-finite values where the reference has finite ones (or the reverse)"
+    if not finite.any():
+        return None
+    error = (got - ref).abs()[finite].max().item()
+    scale = max(ref.abs()[finite].max().item(), 1.0)
+    tolerance = 1e-4 if want.dtype == torch.float32 else 2e-2
+    if error <= tolerance * scale:
+        return None
+    return f"max abs difference {error:.3g} for values up to {scale:.3g}"
 
 
 # ------------------------------------------------------------------ checks and layout

@@ -31,7 +31,11 @@ their scores; neither chooses between faces.)
 
 Any callable ``frame (H, W, 3) uint8 RGB -> (N, 5) or (N, 15) float`` can be passed
 wherever a detector is expected; one with a ``detect_batch(frames)`` method is given all
-frames of a video at once.
+frames of a video at once. Two optional attributes let ``extract-faces`` schedule it more
+freely: ``batch_invariant = True`` (each frame's rows are the same whatever frames share its
+batch: it may be handed smaller batches) and ``thread_safe = True`` (two threads may call it at
+once: the decoding thread then runs detection batches beside the detector thread instead of
+waiting). Both default to False for a callable that does not say.
 """
 from __future__ import annotations
 
@@ -245,6 +249,9 @@ class MtcnnFaceDetector:
         """Whether each frame's rows are the same in any batch: one frame per forward pass (the CPU default)."""
         return self.batch_size == 1
 
+    # Calls from two threads at once are safe: the three networks keep no state between calls.
+    thread_safe = True
+
     def __repr__(self) -> str:
         return (
             f"MtcnnFaceDetector(detect_short_side={self.detect_short_side}, max_upscale={self.max_upscale}, "
@@ -328,6 +335,9 @@ class BlazeFaceDetector:
         """Whether each frame's rows are the same in any batch: bitwise so on the CPU (tested)."""
         return self.device.type == "cpu"
 
+    # Calls from two threads at once are safe: the forward pass keeps no state (no_grad, no caches).
+    thread_safe = True
+
     def __repr__(self) -> str:
         return (f"BlazeFaceDetector(model='{self.model}', min_score={self.min_score}, framing='{self.framing}', "
                 f"device='{self.device}')")
@@ -408,6 +418,11 @@ class AutoFaceDetector:
         """Whether each frame's rows are the same whichever frames share its batch (every stage's are), so
         that callers may group frames as suits them (``extract-faces`` pipelined hands over smaller batches)."""
         return all(getattr(d, "batch_invariant", not hasattr(d, "detect_batch")) for d in self.detectors)
+
+    @property
+    def thread_safe(self) -> bool:
+        """Whether two threads may call the cascade at once: when every stage allows it."""
+        return all(getattr(d, "thread_safe", False) for d in self.detectors)
 
     def __call__(self, frame: "np.ndarray") -> "np.ndarray":
         return self.detect_batch(np.asarray(frame)[None])[0]

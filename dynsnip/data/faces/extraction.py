@@ -48,7 +48,8 @@ import re
 import shutil
 import socket
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -661,6 +662,7 @@ class _FaceShown:
         self.stream = stream
         self.thumbnails: dict[int, np.ndarray] = {}
         self.agrees: dict[int, bool] = {}  # i -> whether thumbnails i and i - 1 show the same picture (i % k != 0)
+        self._lock = threading.Lock()  # writes may run in two threads at once (_Pipeline: helping)
 
     def anchor_box(self, index: int) -> "np.ndarray | None":
         """The box frame ``index`` is compared in (None: its anchor has no face). Final once the
@@ -673,14 +675,17 @@ class _FaceShown:
 
     def record(self, index: int, frame: "np.ndarray", box: "np.ndarray | None") -> None:
         """Keep frame ``index``'s thumbnail in ``box`` (:meth:`anchor_box`), and compare it with its
-        neighbours' already kept. Called from one thread at a time (the writer's), in any frame order."""
+        neighbours' already kept. Called from any thread, in any frame order."""
         if box is None:
             return
-        self.thumbnails[index] = thumbnail(frame, box)
+        picture = thumbnail(frame, box)
         k = self.stream.detect_every
-        for i in (index, index + 1):
-            if i % k and i in self.thumbnails and i - 1 in self.thumbnails:
-                self.agrees[i] = same_picture(self.thumbnails[i], self.thumbnails[i - 1])
+        with self._lock:
+            self.thumbnails[index] = picture
+            pairs = [(i, self.thumbnails[i], self.thumbnails[i - 1]) for i in (index, index + 1)
+                     if i % k and i in self.thumbnails and i - 1 in self.thumbnails]
+        for i, a, b in pairs:
+            self.agrees[i] = same_picture(a, b)
 
     def count(self) -> int:
         k, shown = self.stream.detect_every, set()
@@ -832,31 +837,121 @@ class _SourceFrames:
             self.video.close()
 
 
+class _Job:
+    """A job of a :class:`_Lane`: run once, by the lane's thread or by whoever takes it first."""
+
+    __slots__ = ("fn", "args", "_done", "_value", "_error")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.fn, self.args = fn, args
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._value = self.fn(*self.args)
+        except BaseException as error:  # noqa: B036 - kept for the thread that takes the result
+            self._error = error
+        finally:
+            self._done.set()
+
+    def cancel(self) -> None:
+        self._error = CancelledError()
+        self._done.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self) -> Any:
+        """The job's return value, once it has run (waits); its exception, raised again."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Lane:
+    """One worker thread running jobs in submission order; a job it has not started yet can be
+    taken by another thread (:meth:`take`) and run there, so that a thread about to wait works
+    instead."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: deque[_Job] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Job:
+        job = _Job(fn, args)
+        with self._ready:
+            self._jobs.append(job)
+            self._ready.notify()
+        return job
+
+    def take(self) -> _Job | None:
+        """The oldest job not started yet, now the caller's to run (None: there is none)."""
+        with self._ready:
+            return self._jobs.popleft() if self._jobs else None
+
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                while not self._jobs and not self._closed:
+                    self._ready.wait()
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            job.run()
+
+    def shutdown(self) -> None:
+        """Cancel the jobs not started, wait for the running one (the thread ends)."""
+        with self._ready:
+            while self._jobs:
+                self._jobs.popleft().cancel()
+            self._closed = True
+            self._ready.notify()
+        self._thread.join()
+
+
 class _Inline:
     """Runs each job at once in the calling thread (the sequential extraction): a failure
     raises right there, as a direct call would."""
 
-    def submit(self, job: Callable[..., Any], *args: Any) -> Future:
-        future: Future = Future()
-        future.set_result(job(*args))
-        return future
+    def submit(self, job: Callable[..., Any], *args: Any) -> _Job:
+        done = _Job(job, args)
+        done.run()
+        if done._error is not None:
+            raise done._error
+        return done
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def take(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
         pass
 
 
 class _Pipeline:
     """Where the work of one extraction runs besides the decoding: detection batches and region
-    writes, each in a thread of its own (``threads``: one detector thread, one writer thread), or
-    inline, one after the other in the decoding thread.
+    writes, each in a thread of its own (``threads``: a detector lane and a writer lane,
+    :class:`_Lane`), or inline, one after the other in the decoding thread.
 
     What may run in another thread touches nothing the decoding thread changes: a detection
-    batch is its frames (and the detector, used by that thread alone) and returns rows; a write
-    is a frame, its region and its anchor box, and writes one file and one thumbnail. Results
-    are taken in submission order, so the detections reach the :class:`RegionStream` in frame
-    order whatever the timing, and every output byte is the sequential run's. A job's exception
-    is raised again in the decoding thread (the same exception object) when its result is taken.
-    Torch, zlib, numpy, Pillow and file I/O release the GIL, so the threads share the cores.
+    batch is its frames (and the detector) and returns rows; a write is a frame, its region
+    and its anchor box, and writes one file and one thumbnail. Results are taken in submission
+    order, so the detections reach the :class:`RegionStream` in frame order whatever the timing,
+    and every output byte is the sequential run's. A job's exception is raised again in the
+    decoding thread (the same exception object) when its result is taken. Torch, zlib, numpy,
+    Pillow and file I/O release the GIL, so the threads share the cores.
+
+    **Helping instead of waiting.** When the decoding thread must wait (the detector behind,
+    the write queue full, the end of the video), it runs queued jobs itself: writes, and
+    detection batches when the detector may be called from two threads at once
+    (``helpable_detector``: BlazeFace and MTCNN on the CPU, whose forward passes keep no state).
+    On 2 cores the lane threads alone left the decoding thread waiting for about 40% of the
+    wall time on the bundled footage (docs/video.md).
 
     Bounds: at most :data:`DETECTION_BATCHES_IN_FLIGHT` detection batches submitted and not yet
     taken, at most :data:`WRITE_QUEUE_FRAMES` writes queued (and their frames' bytes within
@@ -865,14 +960,30 @@ class _Pipeline:
     the extraction, whether it ends, fails or is interrupted (KeyboardInterrupt).
     """
 
-    def __init__(self, threads: bool, detect: bool = True) -> None:
+    def __init__(self, threads: bool, detect: bool = True, helpable_detector: bool = False) -> None:
         self.threads = threads
-        self._detector = ThreadPoolExecutor(1, "dynsnip-detect") if threads and detect else _Inline()
-        self._writer = ThreadPoolExecutor(1, "dynsnip-write") if threads else _Inline()
-        self.detecting: deque[Future] = deque()
-        self.writing: deque[tuple[Future, int, int]] = deque()  # a job, its frames' bytes, its frames
+        self._detector = _Lane("dynsnip-detect") if threads and detect else _Inline()
+        self._writer = _Lane("dynsnip-write") if threads else _Inline()
+        self._helpable = (self._detector, self._writer) if helpable_detector else (self._writer,)
+        self.detecting: deque[_Job] = deque()
+        self.writing: deque[tuple[_Job, int, int]] = deque()  # a job, its frames' bytes, its frames
         self.writing_bytes = 0  # bytes of the frames of the queued writes
         self.writing_frames = 0
+
+    def _help(self) -> bool:
+        """Run one queued job in this thread (a detection batch first, when allowed); False: none is queued."""
+        for lane in self._helpable:
+            job = lane.take()
+            if job is not None:
+                job.run()
+                if job._error is not None and not isinstance(job._error, Exception):
+                    raise job._error  # KeyboardInterrupt while helping: stop now
+                return True
+        return False
+
+    def _wait(self, job: _Job) -> None:
+        while not job.done() and self._help():
+            pass
 
     def detect(self, job: Callable[..., Any], *args: Any) -> None:
         self.detecting.append(self._detector.submit(job, *args))
@@ -881,6 +992,8 @@ class _Pipeline:
         """Results of the finished detection batches, oldest first (``wait``: at least the oldest)."""
         out = []
         while self.detecting and (wait or self.detecting[0].done()):
+            if wait:
+                self._wait(self.detecting[0])
             out.append(self.detecting.popleft().result())
             wait = False
         return out
@@ -900,10 +1013,12 @@ class _Pipeline:
     def written(self, wait: bool = False) -> None:
         """Forget the finished writes, oldest first (``wait``: wait for the oldest); raise a failed one's exception."""
         while self.writing and (wait or self.writing[0][0].done()):
-            future, nbytes, frames = self.writing.popleft()
+            if wait:
+                self._wait(self.writing[0][0])
+            job, nbytes, frames = self.writing.popleft()
             self.writing_bytes -= nbytes
             self.writing_frames -= frames
-            future.result()
+            job.result()
             wait = False
 
     def finish(self) -> None:
@@ -913,8 +1028,8 @@ class _Pipeline:
 
     def close(self) -> None:
         """Cancel what has not started, wait for what has (the threads end)."""
-        for pool in (self._detector, self._writer):
-            pool.shutdown(wait=True, cancel_futures=True)
+        for lane in (self._detector, self._writer):
+            lane.shutdown()
 
 
 def _run_all(jobs: list[Callable[[], None]]) -> None:
@@ -961,7 +1076,8 @@ def _single_pass(
     last_looked_at = (num_frames - 1) // k * k
     checked = False
     # a GPU detector runs in this thread: cuDNN's plans are cached per thread (detectors.runs_on_gpu)
-    work = _Pipeline(pipeline, detect=detector is not None and not runs_on_gpu(detector))
+    work = _Pipeline(pipeline, detect=detector is not None and not runs_on_gpu(detector),
+                     helpable_detector=bool(getattr(detector, "thread_safe", False)))
 
     def advance(decoded: int, wait: bool = False) -> None:
         """Take the finished detection batches (``wait``: at least the oldest), then hand the

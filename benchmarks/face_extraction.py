@@ -48,6 +48,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -144,6 +145,20 @@ def writing_only(path: Path, every: int, scratch: Path, image_format: str = "png
 DECODE_SAMPLES = 5  # decode-only takes ~0.2 s on the bundled footage: sampled 5x per round for a stable median
 
 
+def file_creation_cost(folder: Path, files: int = 200) -> float:
+    """Median seconds to create one empty file in ``folder`` (then removed): what each written region pays
+    besides encoding it, which depends on the file system (tmpfs ~10-20 us; this project's VM disk ~0.7 ms)."""
+    probe = folder / "file_creation_probe"
+    probe.mkdir()
+    seconds = []
+    for i in range(files):
+        start = time.perf_counter()
+        os.close(os.open(probe / f"{i:06d}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        seconds.append(time.perf_counter() - start)
+    shutil.rmtree(probe)
+    return statistics.median(seconds)
+
+
 def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: dict, name: str,
                  cpu: dict | None = None) -> float:
     """Seconds one setting takes over all ``videos``; records its (frames checked, with a face) in ``counts``
@@ -203,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="MTCNN's and BlazeFace's device")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
+    parser.add_argument("--scratch", type=Path, default=None,
+                        help="folder the --write rows write into (default: a temporary folder in the system's temp "
+                             "dir); put it on the disk the face folders will go to: creating a file costs 10 us on "
+                             "some file systems and 0.7 ms on others (printed)")
     args = parser.parse_args(argv)
 
     import torch
@@ -265,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, list[float]] = {name: [] for name in settings}
     cpu_times: dict[str, list[float]] = {}
     counts: dict[str, tuple[int, int]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
+    if args.scratch is not None:
+        args.scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
+        create_cost = file_creation_cost(Path(scratch))
         if args.write:
             for video in videos:
                 boxes_source(video, 4, Path(scratch))
@@ -291,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} torch thread(s), MTCNN and BlazeFace on {args.device}; "
           f"{platform.processor() or platform.machine()}, {cpus} CPUs (pipeline auto: "
           f"{'on' if pipeline_fits() else 'off'}); PNG deflate: {encoder()}; "
-          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; creating a file in the "
+          f"scratch folder: {create_cost * 1e6:.0f} us")
     print("| setting | frames/s | face coverage | x decode-only time | x decode-only CPU time |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
@@ -308,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(videos=[str(v) for v in videos], frames=frames, repeats=args.repeats,
                                              threads=args.threads, device=args.device, cpus=cpus,
-                                             png_encoder=encoder(),
+                                             png_encoder=encoder(), file_creation_seconds=create_cost,
                                              load_average_before=load_before, load_average_after=load_after,
                                              rows=rows, target=target, skipped=skipped, raw_seconds=times, raw_cpu_seconds=cpu_times),
                                         indent=1))

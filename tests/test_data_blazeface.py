@@ -251,10 +251,16 @@ def test_detector_benchmark_measures_coverage_agreement_and_hard_poses(tmp_path)
 
 def test_extraction_benchmark_reports_wall_and_cpu_time_against_decoding(tmp_path):
     out = tmp_path / "extraction.json"
+    scratch = tmp_path / "scratch"
     assert _benchmark("face_extraction").main(["--videos", str(two_people()), "--repeats", "1", "--every", "4",
-                                               "--backends", "blazeface-short", "--no-full-resolution",
+                                               "--backends", "blazeface-short", "--no-full-resolution", "--write",
+                                               "--formats", "png", "--scratch", str(scratch),
                                                "--json", str(out)]) == 0
-    rows = {r["setting"]: r for r in json.loads(out.read_text())["rows"]}
+    result = json.loads(out.read_text())
+    rows = {r["setting"]: r for r in result["rows"]}
+    assert rows["blazeface-short, k=4: extract_face_frames"]["coverage"] == 1.0
+    assert scratch.is_dir() and not any(scratch.iterdir())  # written there, and cleaned up
+    assert 0 < result["file_creation_seconds"] < 1
     assert rows["decode only"]["x_decode"] == rows["decode only"]["x_decode_cpu"] == 1.0
     assert rows["blazeface-short, k=4: detection pass"]["coverage"] == 1.0
     assert rows["blazeface-short, k=4: detection pass"]["x_decode_cpu"] > 1.0

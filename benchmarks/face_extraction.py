@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from dynsnip.data.faces.extraction import available_cpus, pipeline_fits
     from dynsnip.data.faces.png_writer import encoder
+    from dynsnip.memory_reuse import keep_freed_memory
+
+    malloc = keep_freed_memory()  # as extract-faces does at start (DYNSNIP_KEEP_FREED_MEMORY=0: glibc's default)
 
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in settings}
@@ -314,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.processor() or platform.machine()}, {cpus} CPUs (pipeline auto: "
           f"{'on' if pipeline_fits() else 'off'}); PNG deflate: {encoder()}; "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; creating a file in the "
-          f"scratch folder: {create_cost * 1e6:.0f} us")
+          f"scratch folder: {create_cost * 1e6:.0f} us; freed memory: {malloc}")
     print("| setting | frames/s | face coverage | x decode-only time | x decode-only CPU time |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
@@ -331,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(videos=[str(v) for v in videos], frames=frames, repeats=args.repeats,
                                              threads=args.threads, device=args.device, cpus=cpus,
-                                             png_encoder=encoder(), file_creation_seconds=create_cost,
+                                             png_encoder=encoder(), file_creation_seconds=create_cost, freed_memory=malloc,
                                              load_average_before=load_before, load_average_after=load_after,
                                              rows=rows, target=target, skipped=skipped, raw_seconds=times, raw_cpu_seconds=cpu_times),
                                         indent=1))

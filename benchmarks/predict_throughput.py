@@ -101,8 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     for workers in settings:
         seconds = statistics.median(times[workers])
         rows.append(dict(workers=workers, seconds=seconds, videos_per_s=len(videos) / seconds, speedup=base / seconds))
+    from dynsnip.memory_reuse import keep_freed_memory
+
+    malloc = keep_freed_memory()  # what the command line did at its first run (DYNSNIP_KEEP_FREED_MEMORY=0: not)
     print(f"{args.model}, {len(videos)} videos (bundled footage x {args.copies}), U={args.snippets} x T=4, "
-          f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, medians of {args.repeats}")
+          f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, medians of {args.repeats}; "
+          f"freed memory: {malloc}")
     print("| --workers | seconds | videos/s | x workers 0 |\n|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['workers']} | {r['seconds']:.1f} | {r['videos_per_s']:.2f} | {r['speedup']:.2f} |")
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(json.dumps(dict(
             model=args.model, videos=len(videos), snippets=args.snippets, repeats=args.repeats,
             cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
-            machine=platform.machine(), rows=rows, same_probabilities=same, times=times,
+            machine=platform.machine(), freed_memory=malloc, rows=rows, same_probabilities=same, times=times,
         ), indent=2) + "\n")
     if not same:
         sys.exit("the probabilities differ between --workers settings")

@@ -334,9 +334,13 @@ def _one_torch_thread() -> None:
 
 
 def _worker_init(parent_pid: int) -> None:
-    """Initializer of the worker processes: end with the main process, compute with one torch thread."""
+    """Initializer of the worker processes: end with the main process, compute with one torch thread, keep
+    freed memory for reuse as the main process does (a worker started by spawn or forkserver does not inherit it)."""
+    from ..memory_reuse import keep_freed_memory
+
     exit_with_parent(parent_pid)
     _one_torch_thread()
+    keep_freed_memory()
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal this process gets when its parent thread dies

@@ -91,12 +91,14 @@ DETECTION_BATCH = 16
 # decoded frames held while their regions wait for detections (beyond it: decoded again at the end)
 MAX_BUFFERED_BYTES = 512 * 2**20
 # pipelined extraction (:class:`_Pipeline`): detection batches submitted to the detector thread and not yet
-# taken, and region writes queued for the writer thread
-DETECTION_BATCHES_IN_FLIGHT = 4
+# taken (2 batches of 8: at most 24 looked-at frames held for detection, about the 20 of the earlier 4 batches of 4,
+# and as fast: see PIPELINE_DETECTION_BATCH), and region writes queued for the writer thread
+DETECTION_BATCHES_IN_FLIGHT = 2
 # looked-at frames per batch, pipelined, for detectors whose rows do not depend on it. 8 with the decoding thread
 # helping (docs/video.md): regions on tmpfs, bundled footage 2.24x decode-only against 2.37x with 4 and 2.33x with 16,
 # HD pair 1.49x against 1.70x and 1.83x; on this machine's disk, where creating the files dominates, 2.54x against
-# 2.58x and 1.68x against 1.71x (medians of 4-12 interleaved rounds)
+# 2.58x and 1.68x against 1.71x (medians of 4-12 interleaved rounds; 4 batches in flight). With 2 in flight (the
+# default): 2.33x against 2.46x (4 x 4) on the bundled footage, 1.44x against 1.58x on the HD pair (tmpfs)
 PIPELINE_DETECTION_BATCH = 8
 WRITE_QUEUE_FRAMES = 32
 WRITE_CHUNK = 8  # regions handed over as one job (fewer hand-overs); also the frames decoded again at once

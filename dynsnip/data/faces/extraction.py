@@ -47,8 +47,8 @@ import os
 import re
 import shutil
 import socket
-from collections import deque
 import threading
+from collections import deque
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path

@@ -869,6 +869,11 @@ class _Job:
     def done(self) -> bool:
         return self._done.is_set()
 
+    @property
+    def error(self) -> BaseException | None:
+        """The exception the job raised (None: none, or not run yet)."""
+        return self._error
+
     def result(self) -> Any:
         """The job's return value, once it has run (waits); its exception, raised again."""
         self._done.wait()
@@ -928,8 +933,8 @@ class _Inline:
     def submit(self, job: Callable[..., Any], *args: Any) -> _Job:
         done = _Job(job, args)
         done.run()
-        if done._error is not None:
-            raise done._error
+        if done.error is not None:
+            raise done.error
         return done
 
     def take(self) -> None:
@@ -982,8 +987,8 @@ class _Pipeline:
             job = lane.take()
             if job is not None:
                 job.run()
-                if job._error is not None and not isinstance(job._error, Exception):
-                    raise job._error  # KeyboardInterrupt while helping: stop now
+                if job.error is not None and not isinstance(job.error, Exception):
+                    raise job.error  # KeyboardInterrupt while helping: stop now
                 return True
         return False
 

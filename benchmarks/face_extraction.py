@@ -15,6 +15,12 @@ For each setting this script measures, over every frame of each video:
   ``extract_face_frames`` given the detections of an earlier run (decoding and writing only: a
   detector that replays them, so regions and face tracks are the same), for each of ``--formats``
   (PNG through :mod:`dynsnip.data.faces.png_writer`, BMP through Pillow);
+* with ``--command 1,8``: the ``extract-faces`` command's own extraction of all the videos (the
+  default ``auto`` detector, k = 4, PNG), given 1 and 8 copies of them: what the command runs
+  after planning (``_run_all``, one job per video), with its default ``--workers`` (one process
+  per CPU) and ``--pipeline auto`` choice: worker processes for several videos, each sequential
+  on 2 CPUs, or one pipelined extraction in this process; its time per copy is the row's (its
+  CPU time includes the worker processes');
 * with ``--pipeline auto,off`` each extraction both as ``extract-faces`` runs it by default
   (``auto``: detection and writing in threads beside the decoding when the process has 2 CPUs)
   and sequentially (``off``, one thread); ``on`` forces the threads.
@@ -38,6 +44,9 @@ Usage::
     python benchmarks/face_extraction.py --write --every 4,8,16 --backends auto --no-full-resolution \
         --json benchmarks/results/cpu_face_extraction.json
     python benchmarks/face_extraction.py --videos a.mp4 b.mp4 --device cuda   # MTCNN, BlazeFace on a GPU
+    # the extract-faces command's own path (worker processes), on the footage given once and 8 times
+    python benchmarks/face_extraction.py --write --every 4 --formats png --backends auto --no-full-resolution \
+        --command 1,8 --repeats 5 --json benchmarks/results/cpu_face_extraction_command.json
     # the 2x target: the default (auto, k = 4, PNG) against decode-only and the mtcnn detector, one run
     python benchmarks/face_extraction.py --write --every 4 --formats png --backends mtcnn,auto \
         --pipeline auto,off --no-full-resolution --repeats 5 --json benchmarks/results/cpu_face_extraction_pipeline.json
@@ -48,6 +57,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
@@ -142,6 +152,38 @@ def writing_only(path: Path, every: int, scratch: Path, image_format: str = "png
                            pipeline)
 
 
+def command_extraction(videos: list[Path], copies: int, scratch: Path, detector) -> tuple[int, int]:
+    """What ``extract-faces VIDEOS...`` runs after planning, on ``copies`` copies of ``videos`` (one job each):
+    its default ``--workers`` and ``--pipeline auto`` choice, the detector made once as the command does."""
+    from dynsnip.cli.extract_faces import _run_all, pipeline_choice
+    from dynsnip.data.faces.extraction import available_cpus, read_detections
+
+    workers = available_cpus()
+    stamp = time.perf_counter_ns()
+    jobs = [(video, scratch / f"{video.stem}_copy{copy}_{stamp}", dict(face_detector=detector, detect_every=4,
+                                                                       min_face_coverage=0.0))
+            for copy in range(copies) for video in videos]
+    pipeline, _ = pipeline_choice("auto", workers, len(jobs))
+    outcomes = list(_run_all([(v, out, {**o, "pipeline": pipeline}) for v, out, o in jobs], workers))
+    if failed := [line for ok, line in outcomes if not ok]:
+        raise RuntimeError(f"the command's extraction failed: {failed}")
+    checked = found = 0
+    for _, out, _ in jobs:
+        detections = read_detections(json.loads((out / "faces.json").read_text()))
+        checked, found = checked + len(detections), found + sum(len(d) > 0 for d in detections.values())
+    return checked, found
+
+
+def command_processes(videos: int) -> str:
+    """How ``extract-faces`` runs ``videos`` videos here by default (row names)."""
+    from dynsnip.cli.extract_faces import pipeline_choice
+    from dynsnip.data.faces.extraction import available_cpus
+
+    pipeline, processes = pipeline_choice("auto", available_cpus(), videos)
+    how = "pipelined" if pipeline else "sequential"
+    return f"{processes} worker processes, each {how}" if processes > 1 else f"this process, {how}"
+
+
 DECODE_SAMPLES = 5  # decode-only takes ~0.2 s on the bundled footage: sampled 5x per round for a stable median
 
 
@@ -164,8 +206,8 @@ def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: 
     """Seconds one setting takes over all ``videos``; records its (frames checked, with a face) in ``counts``
     and its CPU seconds (this process's) in ``cpu[name]``."""
     checked = found = 0
-    start, start_cpu = time.perf_counter(), time.process_time()
-    for video in videos:
+    start, start_cpu = time.perf_counter(), process_and_children_cpu()
+    for video in videos if job != "command" else ():
         if job == "write":
             detector, every, *fmt = params
             c, f = full_extraction(video, detector, every, scratch, *fmt)
@@ -175,10 +217,20 @@ def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: 
         else:
             c, f = job(video, *params)
         checked, found = checked + c, found + f
+    copies = 1
+    if job == "command":  # all videos in one command, params[0] copies of them: its time per copy
+        copies, detector = params
+        checked, found = command_extraction(videos, copies, scratch, detector)
     counts[name] = (checked, found)
     if cpu is not None:
-        cpu.setdefault(name, []).append(time.process_time() - start_cpu)
-    return time.perf_counter() - start
+        cpu.setdefault(name, []).append((process_and_children_cpu() - start_cpu) / copies)
+    return (time.perf_counter() - start) / copies
+
+
+def process_and_children_cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (the command's worker processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 TARGET = 2.0  # the default extraction at most this many times decode-only's time (issue 23)
@@ -212,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline", default="auto",
                         help="with --write, extractions as: auto (extract-faces' default: threads when the process has "
                              "2 CPUs), off (sequential), on; a list times each (default auto)")
+    parser.add_argument("--command", default="",
+                        help="also time the extract-faces command's own extraction of all the videos (default "
+                             "workers and pipeline choice; the auto detector, k=4, PNG) given this many copies of "
+                             "them, e.g. 1,8 (rows per copy)")
     parser.add_argument("--no-full-resolution", action="store_true", help="skip the slow full-resolution baseline")
     parser.add_argument("--history", action="store_true",
                         help="with --write, also the dlib+mtcnn extraction with uncapped upsampling (an earlier default)")
@@ -276,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
             for mode in pipelines:
                 settings[f"decode + write regions as {fmt}, boxes given (no detection), k=4{modes[mode]}"] = (
                     "write_only", 4, fmt, mode)
+
+    if args.command:
+        command_detector = create_face_detector("auto", device=args.device)
+        for copies in (int(c) for c in args.command.split(",")):
+            settings[f"extract-faces command, {copies * len(videos)} videos ({command_processes(copies * len(videos))})"
+                     f", per {len(videos)}"] = ("command", copies, command_detector)
 
     from dynsnip.data.faces.extraction import available_cpus, pipeline_fits
     from dynsnip.data.faces.png_writer import encoder

@@ -319,18 +319,22 @@ def weighted_nms(detections: torch.Tensor, scores: torch.Tensor, threshold: floa
     """
     order = scores.argsort(descending=True, stable=True)
     detections, scores = detections[order], scores[order]
-    overlap = _iou_matrix(detections[:, :4]) > threshold
-    remaining = torch.ones(len(scores), dtype=torch.bool, device=scores.device)
+    # The greedy clustering in plain Python on the overlap matrix (a handful of candidates per frame: a
+    # tensor index per candidate cost more than the arithmetic); the merge stays in torch, on the same rows in
+    # the same order as a boolean mask would select, so the faces are the same bits.
+    overlap = (_iou_matrix(detections[:, :4]) > threshold).tolist()
+    remaining = [True] * len(overlap)
     faces = []
-    for best in range(len(scores)):  # in score order: the first remaining candidate is the best one
+    for best, row in enumerate(overlap):  # in score order: the first remaining candidate is the best one
         if not remaining[best]:
             continue
-        cluster = remaining & overlap[best]
-        cluster[best] = True
-        weights = scores[cluster]
-        merged = (detections[cluster] * weights[:, None]).sum(dim=0) / weights.sum()
+        cluster = [i for i in range(best, len(row)) if remaining[i] and (row[i] or i == best)]
+        for i in cluster:
+            remaining[i] = False
+        members = torch.tensor(cluster, device=detections.device)
+        weights = scores[members]
+        merged = (detections[members] * weights[:, None]).sum(dim=0) / weights.sum()
         faces.append(torch.cat([merged[:4], scores[best:best + 1], merged[4:]]))
-        remaining &= ~cluster
     if not faces:
         return detections.new_zeros((0, detections.shape[1] + 1))
     return torch.stack(faces)

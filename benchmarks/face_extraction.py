@@ -19,8 +19,9 @@ For each setting this script measures, over every frame of each video:
   default ``auto`` detector, k = 4, PNG), given 1 and 8 copies of them: what the command runs
   after planning (``_run_all``, one job per video), with its default ``--workers`` (one process
   per CPU) and ``--pipeline auto`` choice: worker processes for several videos, each sequential
-  on 2 CPUs, or one pipelined extraction in this process; its time per copy is the row's (its
-  CPU time includes the worker processes');
+  on 2 CPUs, or one pipelined extraction in one process; timed in a new process set up as the
+  command's (its worker processes then start from its memory, not this one's), its time per
+  copy is the row's (its CPU time includes the worker processes');
 * with ``--pipeline auto,off`` each extraction both as ``extract-faces`` runs it by default
   (``auto``: detection and writing in threads beside the decoding when the process has 2 CPUs)
   and sequentially (``off``, one thread); ``on`` forces the threads.
@@ -44,6 +45,10 @@ Usage::
     python benchmarks/face_extraction.py --write --every 4,8,16 --backends auto --no-full-resolution \
         --json benchmarks/results/cpu_face_extraction.json
     python benchmarks/face_extraction.py --videos a.mp4 b.mp4 --device cuda   # MTCNN, BlazeFace on a GPU
+    # the HD pair: the bundled 720p clip and a 1080p copy of it
+    python benchmarks/face_extraction.py --make-hd-copy /tmp/Zhling_1920x1080.mp4
+    python benchmarks/face_extraction.py --videos dynsnip/assets/videos/Zhling_1280x720.mp4 /tmp/Zhling_1920x1080.mp4 \
+        --write --every 4 --formats png --backends auto --no-full-resolution --command 1,4 --repeats 3
     # the extract-faces command's own path (worker processes), on the footage given once and 8 times
     python benchmarks/face_extraction.py --write --every 4 --formats png --backends auto --no-full-resolution \
         --command 1,8 --repeats 5 --json benchmarks/results/cpu_face_extraction_command.json
@@ -60,6 +65,7 @@ import platform
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -152,26 +158,74 @@ def writing_only(path: Path, every: int, scratch: Path, image_format: str = "png
                            pipeline)
 
 
-def command_extraction(videos: list[Path], copies: int, scratch: Path, detector) -> tuple[int, int]:
-    """What ``extract-faces VIDEOS...`` runs after planning, on ``copies`` copies of ``videos`` (one job each):
-    its default ``--workers`` and ``--pipeline auto`` choice, the detector made once as the command does."""
-    from dynsnip.cli.extract_faces import _run_all, pipeline_choice
-    from dynsnip.data.faces.extraction import available_cpus, read_detections
+def command_extraction(videos: list[Path], copies: int, scratch: Path, device: str) -> dict:
+    """What ``extract-faces VIDEOS...`` runs after planning, on ``copies`` copies of ``videos`` (one job each),
+    timed in a new process (:func:`command_child`) as the command would run it: worker processes forked from
+    this one would inherit the memory of every setting timed before (their first writes copying those pages),
+    not the command's small one. Returns the child's ``seconds``, ``cpu_seconds``, ``checked`` and ``found``."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--command-child", str(copies), "--scratch", str(scratch),
+               "--device", device, "--videos", *map(str, videos)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the command's extraction failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
+
+def command_child(videos: list[Path], copies: int, scratch: Path, device: str) -> dict:
+    """In the new process of :func:`command_extraction`: set up as the command does (freed memory kept, the
+    detector made once, one torch thread when it extracts in this process) and time ``_run_all`` alone (the
+    imports before it are the same for every command); CPU time includes the worker processes'."""
+    from dynsnip.cli.extract_faces import _one_torch_thread, _run_all, pipeline_choice
+    from dynsnip.data.faces.detectors import create_face_detector
+    from dynsnip.data.faces.extraction import available_cpus, read_detections
+    from dynsnip.memory_reuse import keep_freed_memory
+
+    keep_freed_memory()
     workers = available_cpus()
     stamp = time.perf_counter_ns()
+    detector = create_face_detector("auto", device=device)
     jobs = [(video, scratch / f"{video.stem}_copy{copy}_{stamp}", dict(face_detector=detector, detect_every=4,
                                                                        min_face_coverage=0.0))
             for copy in range(copies) for video in videos]
-    pipeline, _ = pipeline_choice("auto", workers, len(jobs))
+    pipeline, processes = pipeline_choice("auto", workers, len(jobs))
+    if pipeline and processes == 1:
+        _one_torch_thread()
+    start, start_cpu = time.perf_counter(), process_and_children_cpu()
     outcomes = list(_run_all([(v, out, {**o, "pipeline": pipeline}) for v, out, o in jobs], workers))
+    seconds, cpu_seconds = time.perf_counter() - start, process_and_children_cpu() - start_cpu
     if failed := [line for ok, line in outcomes if not ok]:
         raise RuntimeError(f"the command's extraction failed: {failed}")
     checked = found = 0
     for _, out, _ in jobs:
         detections = read_detections(json.loads((out / "faces.json").read_text()))
         checked, found = checked + len(detections), found + sum(len(d) > 0 for d in detections.values())
-    return checked, found
+    return dict(seconds=seconds, cpu_seconds=cpu_seconds, checked=checked, found=found)
+
+
+HD_COPY_FRAMES = 114  # the bundled 720p clip's 19 frames played forward and back, three times
+
+
+def make_hd_copy(path: Path) -> Path:
+    """Write the 1080p copy of the bundled 720p clip that the HD rows of docs/video.md use: its frames upscaled
+    bicubic to 1920x1080, played forward and back to :data:`HD_COPY_FRAMES` frames, x264 at CRF 23, 25 fps."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from dynsnip.data import VideoReader, bundled_video
+
+    with VideoReader(bundled_video("Zhling_1280x720.mp4")) as video:
+        frames = [frame for _, frame in video.iter_frames()]
+    sequence = ((frames + frames[::-1]) * HD_COPY_FRAMES)[:HD_COPY_FRAMES]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.options = 1920, 1080, "yuv420p", {"crf": "23"}
+        for frame in sequence:
+            big = np.asarray(Image.fromarray(frame).resize((1920, 1080), Image.BICUBIC))
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(big, format="rgb24")))
+        out.mux(stream.encode())
+    return path
 
 
 def command_processes(videos: int) -> str:
@@ -217,14 +271,16 @@ def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: 
         else:
             c, f = job(video, *params)
         checked, found = checked + c, found + f
-    copies = 1
-    if job == "command":  # all videos in one command, params[0] copies of them: its time per copy
-        copies, detector = params
-        checked, found = command_extraction(videos, copies, scratch, detector)
+    seconds, cpu_seconds = time.perf_counter() - start, process_and_children_cpu() - start_cpu
+    if job == "command":  # all videos in one command, params[0] copies of them, in a new process: its time per copy
+        copies, device = params
+        child = command_extraction(videos, copies, scratch, device)
+        checked, found = child["checked"], child["found"]
+        seconds, cpu_seconds = child["seconds"] / copies, child["cpu_seconds"] / copies
     counts[name] = (checked, found)
     if cpu is not None:
-        cpu.setdefault(name, []).append((process_and_children_cpu() - start_cpu) / copies)
-    return (time.perf_counter() - start) / copies
+        cpu.setdefault(name, []).append(cpu_seconds)
+    return seconds
 
 
 def process_and_children_cpu() -> float:
@@ -278,7 +334,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder the --write rows write into (default: a temporary folder in the system's temp "
                              "dir); put it on the disk the face folders will go to: creating a file costs 10 us on "
                              "some file systems and 0.7 ms on others (printed)")
+    parser.add_argument("--command-child", type=int, default=None, help=argparse.SUPPRESS)  # command_extraction's
+    parser.add_argument("--make-hd-copy", type=Path, metavar="PATH",
+                        help="write the 1080p copy of the bundled 720p clip used by the HD rows of docs/video.md "
+                             "to PATH, and exit")
     args = parser.parse_args(argv)
+    if args.make_hd_copy is not None:
+        print(make_hd_copy(args.make_hd_copy))
+        return 0
+    if args.command_child is not None:
+        from dynsnip.data import bundled_videos
+
+        print(json.dumps(command_child(args.videos or list(bundled_videos()), args.command_child, args.scratch,
+                                       args.device)))
+        return 0
 
     import torch
 
@@ -334,10 +403,9 @@ def main(argv: list[str] | None = None) -> int:
                     "write_only", 4, fmt, mode)
 
     if args.command:
-        command_detector = create_face_detector("auto", device=args.device)
         for copies in (int(c) for c in args.command.split(",")):
             settings[f"extract-faces command, {copies * len(videos)} videos ({command_processes(copies * len(videos))})"
-                     f", per {len(videos)}"] = ("command", copies, command_detector)
+                     f", per {len(videos)}"] = ("command", copies, args.device)
 
     from dynsnip.data.faces.extraction import available_cpus, pipeline_fits
     from dynsnip.data.faces.png_writer import encoder

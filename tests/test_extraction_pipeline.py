@@ -77,6 +77,7 @@ def test_pipelined_folder_is_byte_identical_to_the_sequential_one(video, faces, 
 
     monkeypatch.setattr(extraction, "write_png", noting_write_png)
     sequential, pipelined = Recording(detector), Recording(detector)
+    sequential.batch_size = pipelined.batch_size = 16  # a batch size asked for (the CPU default is 8)
     a = extract_face_frames(path, tmp_path / "sequential", face_detector=sequential, faces=faces, pipeline=False)
     assert written_by == {"MainThread"} and set(sequential.threads) == {"MainThread"}
     written_by.clear()
@@ -98,7 +99,7 @@ def test_a_detector_whose_rows_depend_on_the_batch_gets_its_own_batches_pipeline
     """MTCNN on a GPU (batch_size 16, boxes depending on the batch): the pipelined run hands it the
     same batches as the sequential one, so that the rows are the same."""
     recording = Recording(detector)
-    recording.batch_invariant = False
+    recording.batch_invariant, recording.batch_size = False, 16
     extract_face_frames(clip, tmp_path / "out", face_detector=recording, pipeline=True)
     assert recording.batches == [10]  # 40 frames, k = 4: one batch of 10 looked-at frames
 

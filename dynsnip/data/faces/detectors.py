@@ -288,9 +288,12 @@ class BlazeFaceDetector:
         min_score: face probability threshold (MediaPipe's default 0.5).
         framing: ``"mtcnn"`` (default) or ``"mediapipe"`` (see above).
         device: where the network runs.
-        batch_size: frames per forward pass (default 16). Results do not depend on it (each frame's
-            rows are bitwise the same alone or in any batch: tested), so training and prediction,
-            which group frames differently, get the same boxes.
+        batch_size: frames per forward pass (default: 8 on the CPU, 16 on a GPU). Results do not
+            depend on it (each frame's rows are bitwise the same alone or in any batch: tested), so
+            training and prediction, which group frames differently, get the same boxes. On the CPU
+            a frame costs the same in a batch of 8 as of 16, and ``extract-faces`` holds the
+            decoded frames of a batch's snippets until it is detected: 8 halves that memory (on
+            1080p, about 200 MB less, 0.3 s of first-touch page faults less per process).
     """
 
     def __init__(self, model: str = "full", min_score: float = 0.5, device: str | torch.device = "cpu",
@@ -303,7 +306,7 @@ class BlazeFaceDetector:
         self.framing = framing
         self.min_score = float(min_score)
         self.device = torch.device(device)
-        self.batch_size = int(batch_size) if batch_size else 16
+        self.batch_size = int(batch_size) if batch_size else (8 if self.device.type == "cpu" else 16)
         self.network = BlazeFace.pretrained(model, min_score=min_score).to(self.device)
 
     def __call__(self, frame: "np.ndarray") -> "np.ndarray":

@@ -258,7 +258,8 @@ def file_creation_cost(folder: Path, files: int = 200) -> float:
 def time_setting(videos: list[Path], job, params: tuple, scratch: Path, counts: dict, name: str,
                  cpu: dict | None = None) -> float:
     """Seconds one setting takes over all ``videos``; records its (frames checked, with a face) in ``counts``
-    and its CPU seconds (this process's) in ``cpu[name]``."""
+    and its CPU seconds (this process's and its ended children's) in ``cpu[name]``. The ``command`` job is
+    timed in a process of its own (:func:`command_extraction`), per copy of the videos."""
     checked = found = 0
     start, start_cpu = time.perf_counter(), process_and_children_cpu()
     for video in videos if job != "command" else ():

@@ -404,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
                     "write_only", 4, fmt, mode)
 
     if args.command:
-        for copies in (int(c) for c in args.command.split(",")):
+        copies_asked = args.command.split(",")
+        if not all(c.strip().isdigit() and int(c) > 0 for c in copies_asked):
+            parser.error(f"--command takes positive numbers of copies of the videos, e.g. 1,8; got {args.command!r}")
+        for copies in map(int, copies_asked):
             settings[f"extract-faces command, {copies * len(videos)} videos ({command_processes(copies * len(videos))})"
                      f", per {len(videos)}"] = ("command", copies, args.device)
 

@@ -119,7 +119,7 @@ class PickleCountingDetector:
 def test_worker_processes_get_the_detector_once_not_with_every_video(tmp_path):
     """The command's detector object goes to each worker process once (when it starts), not pickled into
     every job: ``auto``'s three networks are 4.6 MB and about 60 ms of CPU to pickle and unpickle, per
-    video, which made extract-faces over the bundled footage 4.5x decode-only instead of 1.8x
+    video, which kept extract-faces over 24 copies of the bundled clips at 4.8x decode-only instead of 2.1x
     (docs/video.md). Every job still uses that detector, and a job naming a detector of its own keeps it."""
     from dynsnip.cli.extract_faces import _SharedDetector, _run_all, _shared_detector
     from dynsnip.data.faces.face_folder import read_meta

@@ -150,6 +150,29 @@ def test_kept_weights_are_reused_in_eval_inference_and_dropped_on_request(kind, 
         torch.testing.assert_close(after, sim_output(rebuilt(sim, SIMS[kind]), x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("kind", SIMS)
+@pytest.mark.parametrize("cpu_path", ["volume", "frames"])
+def test_a_forward_under_inference_mode_leaves_nothing_that_breaks_a_later_backward(kind, cpu_path, monkeypatch):
+    """Validation under torch.inference_mode() (as the README advises), then the next epoch's
+    training step: the constants the modules keep (neighbour counts, direction masks, centre
+    kernels) are inference tensors when made in inference mode, which autograd refuses to save.
+    The training step must run, on the volume path (a GPU's) as on the CPU's frame path, and
+    give the gradients of a module that never ran in inference mode."""
+    monkeypatch.setattr(IntraSIM, "cpu_training_path", cpu_path)
+    sim = randomise(SIMS[kind]())
+    fresh = rebuilt(sim, SIMS[kind])
+    x = frames(2 * 2 * T, 16)
+    with torch.inference_mode():
+        sim_output(sim, x)
+    grads = []
+    for module in (sim, fresh):
+        module.train()
+        sim_output(module, x).square().mean().backward()
+        grads.append([p.grad for p in module.parameters()])
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
 # ------------------------------------------------------------- SIMs with few channels
 @pytest.mark.parametrize("channels, options", [
     (2, {}), (3, {}), (4, {}), (16, {"motion_fraction": 0.95}), (4, {"motion_source": "compressed"}),

@@ -167,7 +167,8 @@ class InterSMA(DirectionPaths):
         shape = (u,) + (1,) * (f.ndim - 3)
         if torch.compiler.is_compiling():
             return neighbour_count(self.offsets, u, f).view(shape)
-        key = (shape, f.dtype, f.device)
+        # keyed on inference mode: an inference tensor cannot be saved for a later backward (intra_sim._constant)
+        key = (shape, f.dtype, f.device, torch.is_inference_mode_enabled())
         if key not in self._counts:
             self._counts[key] = neighbour_count(self.offsets, u, f).view(shape)
         return self._counts[key]

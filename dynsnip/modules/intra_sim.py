@@ -513,7 +513,7 @@ class IntraSMA(DirectionPaths):
         t = s.shape[2]
         if torch.compiler.is_compiling():
             return neighbour_count(self.offsets, t, s).view(1, 1, t, 1, 1)
-        key = ("count", t, s.dtype, s.device)
+        key = ("count", t, s.dtype, s.device, torch.is_inference_mode_enabled())  # inference mode: see _constant
         if key not in self._masks:
             self._masks[key] = neighbour_count(self.offsets, t, s).view(1, 1, t, 1, 1)
         return self._masks[key]
@@ -523,7 +523,7 @@ class IntraSMA(DirectionPaths):
         t, channels = d.shape[2], d.shape[1] // len(self.offsets)
         if torch.compiler.is_compiling():
             return direction_mask(self.offsets, t, channels, d)[None, :, :, None, None]
-        key = (t, channels, d.dtype, d.device)
+        key = (t, channels, d.dtype, d.device, torch.is_inference_mode_enabled())  # inference mode: see _constant
         if key not in self._masks:
             self._masks[key] = direction_mask(self.offsets, t, channels, d)[None, :, :, None, None]
         return self._masks[key]
@@ -533,8 +533,13 @@ _CONSTANTS: dict = {}
 
 
 def _constant(key: tuple, like: torch.Tensor, build: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """A constant tensor ``build()`` in ``like``'s dtype and device, made once per ``key`` (eagerly)."""
-    key = (*key, like.dtype, like.device)
+    """A constant tensor ``build()`` in ``like``'s dtype and device, made once per ``key`` (eagerly).
+
+    Keyed on inference mode too, as every cache of these modules: a tensor made under
+    ``torch.inference_mode()`` is an inference tensor, which autograd refuses to save for
+    backward, so a forward with autograd (the next training epoch after a validation under
+    inference mode) must not get it."""
+    key = (*key, like.dtype, like.device, torch.is_inference_mode_enabled())
     if key in _CONSTANTS and not torch.compiler.is_compiling():
         return _CONSTANTS[key]
     out = build().to(dtype=like.dtype, device=like.device)

@@ -401,3 +401,54 @@ def test_a_checkpoint_without_motion_channels_loads_as_it_was_saved(source, tmp_
     target = timm.create_model("dil_resnet18", **tiny, intra_args=dict(motion_fraction=0.5, motion_source=source))
     with pytest.raises(RuntimeError, match="Missing key"):
         target.load_state_dict(partial)
+
+
+@pytest.mark.parametrize("kind", ["model", "intra_sim"])
+def test_a_load_that_fails_leaves_the_architecture_as_it_was(kind):
+    """A state dict without motion channels that does not fit anyway (a mis-shaped tensor): the
+    load raises, and the model keeps its motion channels and its recorded options, so that the
+    right checkpoint still loads into it afterwards."""
+    tiny = dict(num_classes=2, channels=[8, 16, 32, 64], stem_width=8)
+    if kind == "model":
+        build = lambda: timm.create_model("dil_resnet18", **tiny)  # noqa: E731
+        bad_key = "fc.weight"
+    else:
+        build = lambda: dynsnip.IntraSIM(16, 4)  # noqa: E731
+        bad_key = "sma.squeeze.weight"
+    source, target = build(), build()
+    keys = target.state_dict().keys()
+    bad = {k: v for k, v in source.state_dict().items() if ".motion" not in k and not k.startswith("motion")}
+    assert len(bad) < len(keys)
+    bad[bad_key] = torch.zeros(5, *bad[bad_key].shape[1:])
+    with pytest.warns(UserWarning, match="motion-channel tensors"), pytest.raises(RuntimeError, match="size mismatch"):
+        target.load_state_dict(bad)
+    assert target.state_dict().keys() == keys
+    if kind == "model":
+        assert target.dil_args["intra_args"]["motion_fraction"] == source.dil_args["intra_args"]["motion_fraction"] > 0
+    target.load_state_dict(source.state_dict())  # the full checkpoint still fits
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
+
+
+def test_a_saved_detector_whose_config_records_motion_channels_needs_their_tensors(tmp_path):
+    """config.json records motion_fraction > 0: weights without the motion-channel tensors are not
+    that detector (they were not saved with it), and loading them is refused, naming the missing
+    tensors, instead of adopting the earlier layout and scoring with another network."""
+    from safetensors.torch import load_file, save_file
+
+    from dynsnip.hub.errors import CheckpointMismatchError
+
+    model = timm.create_model("dil_resnet18", num_classes=1, channels=[8, 16, 32, 64], stem_width=8)
+    folder = dynsnip.save_pretrained(model, tmp_path / "detector")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_args"]["intra_args"]["motion_fraction"] > 0
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if ".motion_" not in k}, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointMismatchError, match="motion_squeeze"):
+        dynsnip.load_model(folder)
+    # a config written before motion channels existed (no motion_fraction) still adopts the old layout
+    config["model_args"]["intra_args"].pop("motion_fraction")
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="no Intra-SIM motion-channel tensors"):
+        loaded = dynsnip.load_model(folder)
+    assert loaded.dil_args["intra_args"]["motion_fraction"] == 0.0

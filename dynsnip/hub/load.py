@@ -24,6 +24,7 @@ from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
 
 from ..models.dil_resnet import DILResNet, checkpoint_filter_fn
 from ..models.keys import preview_keys
+from ..modules.intra_sim import motion_layout_adoption
 from .config import CONFIG_NAME, WEIGHTS_NAME
 from .reachability import cache_only, hub_unreachable
 from .validate import config_problems
@@ -158,6 +159,18 @@ def _read_config(config_file: str | Path, source: _Source) -> dict[str, Any]:
             source.name, CONFIG_NAME,
         )
     return config
+
+
+def _records_motion_channels(config: dict[str, Any]) -> bool:
+    """Whether ``config.json`` says the saved detector has Intra-SIM motion channels
+    (``intra_args.motion_fraction`` > 0, recorded by every dynsnip since they became the default).
+    Its weights must then hold their tensors: a file without them is not the detector the config
+    describes, and fails to load instead of being adopted as a checkpoint of the earlier layout."""
+    intra = (config.get("model_args") or {}).get("intra_args") or {}
+    try:
+        return float(intra.get("motion_fraction") or 0) > 0
+    except (TypeError, ValueError):
+        return False  # the builder reports the value
 
 
 @contextmanager
@@ -390,7 +403,8 @@ def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any]) ->
         arch = config["architecture"]
         name = f"hf-hub:{source.name}" + (f"@{source.revision}" if source.revision else "")
         overlay = _safetensors_only(kwargs)
-        with _explained_errors(source, files, arch, cache_dir, hint, unreachable), _builds(source, arch):
+        with _explained_errors(source, files, arch, cache_dir, hint, unreachable), _builds(source, arch), \
+                motion_layout_adoption(not _records_motion_channels(config)):
             model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
     return _with_training_record(model, config, pretrained)
 
@@ -413,7 +427,8 @@ def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, An
             )
     config = _read_config(directory / CONFIG_NAME, source)
     arch = config["architecture"]
-    with _explained_errors(source, needed, arch), _builds(source, arch):
+    with _explained_errors(source, needed, arch), _builds(source, arch), \
+            motion_layout_adoption(not _records_motion_channels(config)):
         model = timm.create_model(f"local-dir:{directory}", pretrained=pretrained, **kwargs)
     return _with_training_record(model, config, pretrained)
 

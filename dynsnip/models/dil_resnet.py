@@ -31,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..convert import SIBlock, insert_sims
 from ..modules import untie_shared_checkpoint
-from ..modules.intra_sim import DEFAULT_MOTION_FRACTION, adopt_checkpoint_motion_channels
+from ..modules.intra_sim import DEFAULT_MOTION_FRACTION, adopt_checkpoint_motion_channels, layout_restored_on_failure
 from .dtypes import DTYPE_RULE, dtype_mismatches
 from .keys import preview_keys as _preview
 
@@ -259,6 +259,17 @@ class DILResNet(timm_resnet.ResNet):
                 "the model is loaded as it was saved, without them (motion_fraction=0, the paper's Eq. 5)",
                 stacklevel=3,
             )
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; a load that fails leaves the architecture as it was
+        (:meth:`adopt_checkpoint_layout` changes it only for a checkpoint that then loads)."""
+        dil_args = {k: dict(v) if isinstance(v, dict) else v for k, v in self.dil_args.items()}
+        try:
+            with layout_restored_on_failure(self):
+                return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except BaseException:
+            self.dil_args = dil_args
+            raise
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         self.adopt_checkpoint_layout(state_dict, prefix)

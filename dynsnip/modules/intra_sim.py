@@ -75,10 +75,11 @@ the attention is ``σ(Conv1x1(D))``, one map with no H x T / T x W convs),
 """
 from __future__ import annotations
 
+import contextvars
 import math
 import warnings
-from contextlib import nullcontext
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -307,6 +308,18 @@ class IntraSMA(DirectionPaths):
         self.motion_out = None
         self.motion_channels = 0
         self.path_convs = tuple(n for n in self.path_convs if not n.startswith(MOTION_MODULES))
+
+    def _layout(self) -> tuple[dict, dict]:
+        """What :meth:`drop_motion_channels` changes, for :meth:`_restore_layout`."""
+        return dict(self._modules), {k: v for k, v in self.__dict__.items()
+                                     if k in ("motion_channels", "motion_out", "path_convs")}
+
+    def _restore_layout(self, layout: tuple[dict, dict]) -> None:
+        modules, attributes = layout
+        self.__dict__.pop("motion_out", None)  # None after a drop; a submodule again if it was one
+        self._modules.clear()
+        self._modules.update(modules)
+        self.__dict__.update(attributes)
 
     def forward(self, x2: torch.Tensor) -> torch.Tensor:
         return self.attention_and_motion(x2)[0]
@@ -815,6 +828,12 @@ class IntraSIM(nn.Module):
         self._composed.clear()  # training starts or ends here: nothing composed before it is kept
         return super().train(mode)
 
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; a load that fails leaves the module's layout as it was (a
+        state dict without motion channels takes them away only from a module it then loads into)."""
+        with layout_restored_on_failure(self):
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         self._composed.clear()
         if not prefix and adopt_checkpoint_motion_channels(state_dict, self):  # a standalone module (a DIL
@@ -828,6 +847,40 @@ class IntraSIM(nn.Module):
         return f"channels={self.channels}, snippet_len={self.snippet_len}"
 
 
+# Whether a state dict without motion-channel tensors may take them away from the model it loads into
+# (adopt_checkpoint_motion_channels). A saved detector whose config records its motion channels must have
+# their tensors: dynsnip.hub's loader turns the adoption off for it (motion_layout_adoption(False)).
+_ADOPT_MOTION_LAYOUT = contextvars.ContextVar("dynsnip_adopt_motion_layout", default=True)
+
+
+@contextmanager
+def motion_layout_adoption(allowed: bool) -> Iterator[None]:
+    """Within the block, checkpoints without motion-channel tensors do (``allowed``) or do not take
+    them away from the model (:func:`adopt_checkpoint_motion_channels`); not: the strict load
+    reports the missing tensors."""
+    token = _ADOPT_MOTION_LAYOUT.set(bool(allowed))
+    try:
+        yield
+    finally:
+        _ADOPT_MOTION_LAYOUT.reset(token)
+
+
+@contextmanager
+def layout_restored_on_failure(model: nn.Module) -> Iterator[None]:
+    """Put back the motion channels of ``model``'s Intra-SMAs when the block raises: a
+    ``load_state_dict`` that fails (a mis-shaped tensor, a missing one) must not leave the model
+    with another architecture than it had (values PyTorch copied before the failure stay copied,
+    as for any module)."""
+    smas = [m for m in model.modules() if isinstance(m, IntraSMA)]
+    layouts = [m._layout() for m in smas]
+    try:
+        yield
+    except BaseException:
+        for m, layout in zip(smas, layouts):
+            m._restore_layout(layout)
+        raise
+
+
 def adopt_checkpoint_motion_channels(state_dict: "Mapping[str, Any]", model: nn.Module, prefix: str = "") -> list[str]:
     """Give ``model``'s Intra-SIMs the layout of a checkpoint saved without motion channels.
 
@@ -835,12 +888,13 @@ def adopt_checkpoint_motion_channels(state_dict: "Mapping[str, Any]", model: nn.
     Intra-SMA of ``model`` that has motion channels finds its other tensors in ``state_dict``
     but none of its motion-channel tensors, they are removed (:meth:`IntraSMA.drop_motion_channels`),
     so the checkpoint loads completely and computes what it computed before. A checkpoint
-    that has them for some modules and not others is left to the strict load to report.
+    that has them for some modules and not others is left to the strict load to report, and
+    so is every checkpoint inside :func:`motion_layout_adoption` ``(False)``.
 
     Returns the names of the Intra-SMAs changed.
     """
     smas = [(name, m) for name, m in model.named_modules() if isinstance(m, IntraSMA) and m.motion_channels]
-    if not smas:
+    if not smas or not _ADOPT_MOTION_LAYOUT.get():
         return []
     keys = list(state_dict)
 

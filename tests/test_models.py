@@ -30,7 +30,12 @@ def model():
 def test_registry():
     names = timm.list_models("dil_*")
     assert {"dil_resnet18", "dil_resnet50", "dil_resnet101", "dil_seresnet50", "dil_resnext50_32x4d"} <= set(names)
-    assert len(names) == len(timm.list_models(module="resnet"))
+    pruned = {"ecaresnet50d_pruned", "ecaresnet101d_pruned"}  # left out (_base_names)
+    assert pruned <= set(timm.list_models(module="resnet"))
+    assert sorted(names) == sorted(f"dil_{n}" for n in timm.list_models(module="resnet") if n not in pruned)
+    for name in names:  # every registered name builds (on the meta device: no memory, no time)
+        with torch.device("meta"):
+            timm.create_model(name)
     assert "resnet50" in timm.list_models("resnet50")  # timm's own model untouched
     assert "resnet50.tv_in1k" in timm.list_pretrained("resnet50.*")  # its tags kept
     pretrained = timm.list_pretrained("dil_resnet50.*")

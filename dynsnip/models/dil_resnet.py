@@ -475,9 +475,16 @@ def _timm_resnet_args(name: str) -> dict[str, Any]:
 
 
 def _base_names() -> list[str]:
+    """timm's ResNets that get a ``dil_`` twin: every one in its ``resnet`` module but the pruned
+    ones (``ecaresnet50d_pruned``, ``ecaresnet101d_pruned``): timm narrows their layers from a
+    file named after the model (``_pruned/<name>.txt``), after building, which a ``dil_`` name has
+    no file for and which would leave the SIMs inserted at the unpruned widths.
+    ``dynsnip.convert_resnet(timm.create_model("ecaresnet50d_pruned"))`` converts one, with SIMs
+    at its own widths."""
     from timm import list_models
 
-    return [n for n in list_models(module="resnet") if getattr(timm_resnet, n, None) is not None]
+    return [n for n in list_models(module="resnet") if getattr(timm_resnet, n, None) is not None
+            and not _timm_resnet_args(n).get("pruned")]
 
 
 # The paper starts from torchvision's ImageNet ResNet-50: make that the default tag where timm has it.

@@ -260,6 +260,24 @@ def test_save_refuses_what_config_json_cannot_rebuild(tmp_path: Path) -> None:
     assert not (tmp_path / "model.safetensors").exists()
 
 
+def test_save_refuses_what_load_model_would_refuse(tmp_path: Path) -> None:
+    """A folder that save_pretrained writes must load: a model without a classifier
+    (reset_classifier(0)) or with a U beyond the loader's bound is refused before anything is
+    written, naming the setting; a U below 1 is refused when the model is built."""
+    headless = detector()
+    headless.reset_classifier(0)
+    with pytest.raises(ValueError, match=r"num_classes = 0.*needs its classifier"):
+        dynsnip_hub.save_pretrained(headless, tmp_path / "headless")
+    too_many = detector(test_num_snippets=dynsnip_hub.validate.MAX_SNIPPETS + 1)
+    with pytest.raises(ValueError, match=r"model_args.test_num_snippets = 257: expected an integer from 1 to 256"):
+        dynsnip_hub.save_pretrained(too_many, tmp_path / "too_many")
+    assert not any(tmp_path.iterdir())
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match=rf"num_snippets = {bad}: expected an integer >= 1"):
+            detector(num_snippets=bad)
+    dynsnip.load_model(dynsnip_hub.save_pretrained(detector(test_num_snippets=256), tmp_path / "fits"))
+
+
 def test_model_card_metadata_and_usage(local_hub: LocalHub) -> None:
     push_detector(local_hub)
     assert local_hub.requests_to("/api/validate-yaml", "POST")[0].status == 200  # the hub accepted the metadata

@@ -20,6 +20,7 @@ from ..models.keys import preview_keys
 from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, base_weights, hub_config
 from .records import card_is_generated, card_license, json_safe
+from .validate import config_problems
 from .safetensors_file import save_file
 
 if TYPE_CHECKING:
@@ -113,7 +114,9 @@ def save_pretrained(
     Raises:
         TypeError: ``model`` is not a DIL model.
         ValueError: a model argument is not JSON, the recorded arguments would not
-            rebuild the same tensors, or a weight is NaN / inf (nothing is written then).
+            rebuild the same tensors, a weight is NaN / inf, or the config would not pass
+            :func:`dynsnip.load_model`'s checks (no classifier, ``num_classes=0``; U outside
+            1 to :data:`~dynsnip.hub.validate.MAX_SNIPPETS`); nothing is written then.
     """
     model = _unwrap(model)
     state = _state_dict_for_safetensors(model)
@@ -123,6 +126,12 @@ def save_pretrained(
     config = hub_config(model, model_args=model_args, pretrained_cfg=pretrained_cfg, base_model=base,
                         training=json_safe(training) if training else None,
                         evaluation=json_safe(list(evaluation)) if evaluation else None)
+    if problems := config_problems(config):  # what load_model would refuse: refused before anything is written
+        raise ValueError(
+            f"this model would be saved as a detector that dynsnip.load_model refuses: {'; '.join(problems)}"
+            + (". A saved detector needs its classifier: reset_classifier(1) (and train it), or save "
+               "model.state_dict() for a feature extractor" if config.get("num_classes") == 0 else "")
+        )
     directory = Path(save_directory)
     directory.mkdir(parents=True, exist_ok=True)
     keep_card = card and not replace_card and _edited_card(directory, repo_id)

@@ -123,6 +123,9 @@ class DILResNet(timm_resnet.ResNet):
         test_num_snippets: int = 8,
     ) -> None:
         """Record the DIL settings (also used by :func:`dynsnip.convert_resnet`)."""
+        for name, value in (("num_snippets", num_snippets), ("test_num_snippets", test_num_snippets)):
+            if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
+                raise ValueError(f"{name} = {value!r}: expected an integer >= 1 (U, snippets per clip)")
         self.snippet_len = int(snippet_len)
         self.num_snippets = int(num_snippets)
         self.test_num_snippets = int(test_num_snippets)

@@ -7,8 +7,10 @@ the others.
 """
 from __future__ import annotations
 
+from ..picklable_errors import PicklableError
 
-class VideoError(Exception):
+
+class VideoError(PicklableError, Exception):
     """Base class: this video cannot be processed. ``reason`` is a short machine tag."""
 
     reason = "video_error"

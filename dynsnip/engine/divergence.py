@@ -15,12 +15,13 @@ from typing import Callable, Sequence
 import torch
 
 from ..models.keys import preview_keys
+from ..picklable_errors import PicklableError
 from .distributed import any_rank
 
 __all__ = ["NonFiniteLossError", "check_finite_loss", "check_finite_weights", "batch_indices"]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(PicklableError, RuntimeError):
     """The training loss (or, after a step, a weight) is NaN or infinite; the run stopped."""
 
     def __init__(self, message: str, epoch: int, step: int, clips: Sequence[str] = ()) -> None:

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from ..data.errors import VideoError
+from ..picklable_errors import PicklableError
 
 __all__ = [
     "FailedItem", "SkipUnreadable", "collate_readable", "UNREADABLE", "describe_failures", "NonFiniteError",
@@ -38,7 +39,7 @@ UNREADABLE = (VideoError, OSError)
 NON_FINITE_INPUT, NON_FINITE_OUTPUT = "non_finite_input", "non_finite_output"
 
 
-class NonFiniteError(ValueError):
+class NonFiniteError(PicklableError, ValueError):
     """A clip (``reason`` ``non_finite_input``) or a model output (``non_finite_output``) holds
     NaN or inf: a failure with its reason, never a verdict."""
 

@@ -25,6 +25,8 @@ try:
 except ImportError:  # Windows: no advisory locks here
     fcntl = None  # type: ignore[assignment]
 
+from ..picklable_errors import PicklableError
+
 __all__ = ["RunFolderLock", "RunFolderBusyError", "LOCK_NAME"]
 
 LOCK_NAME = ".dynsnip-train.lock"
@@ -33,7 +35,7 @@ LOCK_NAME = ".dynsnip-train.lock"
 _HELD: dict[Path, list] = {}
 
 
-class RunFolderBusyError(RuntimeError):
+class RunFolderBusyError(PicklableError, RuntimeError):
     """Another live process holds the run folder's lock."""
 
 

@@ -7,6 +7,8 @@ they replace is kept as ``.original`` (not chained, to keep tracebacks short).
 """
 from __future__ import annotations
 
+from ..picklable_errors import PicklableError
+
 __all__ = [
     "ModelLoadError",
     "RepoNotFoundError",
@@ -18,7 +20,7 @@ __all__ = [
 ]
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(PicklableError, Exception):
     """A DIL model could not be loaded from the Hub, the cache or a local directory.
 
     Attributes:

@@ -250,6 +250,18 @@ def test_evaluate_lists_unreadable_videos_and_scores_the_rest(manifest, tmp_path
     assert data["overall"]["num_videos"] == 4 and data["num_failed"] == 1
     assert data["failed"][0]["id"].endswith("gone_away") and "no frame images" in data["failed"][0]["message"]
 
+    # every video fails: each is listed with its reason, in one message without a traceback, exit 1, no report
+    all_bad = tmp_path / "all_bad.csv"
+    (tmp_path / "empty_folder").mkdir()
+    all_bad.write_text(f"path,label\n{tmp_path / 'empty_folder'},real\n{tmp_path / 'gone_away'},fake\n")
+    code = main(["evaluate", "--model", str(model_dir), "--manifest", str(all_bad), "--workers", "0", "--no-progress",
+                 "--out", str(tmp_path / "all_bad_report")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "none of the 2 evaluation videos could be read or scored" in err and "Traceback" not in err
+    assert "empty_folder: not_found" in err and "gone_away: not_found" in err
+    assert not list(tmp_path.glob("all_bad_report*"))
+
 
 @pytest.mark.filterwarnings("ignore::dynsnip.data.manifest.ManifestOverlapWarning")  # the same clips train and test
 def test_train_and_evaluate_straight_from_video_files(tmp_path, capsys):

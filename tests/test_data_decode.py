@@ -168,3 +168,10 @@ def test_a_display_rotation_off_the_right_angles_fails_closed(tmp_path):
     path = encode(tmp_path / "tilted.mp4", decode_all(carphone())[:2], display_rotation=45)
     with pytest.raises(CorruptVideoError, match="display rotation is 45 degrees; expected a multiple of 90"):
         VideoReader(path)
+
+
+def test_an_empty_file_is_named_as_such(tmp_path):
+    path = tmp_path / "interrupted_copy.mp4"
+    path.write_bytes(b"")
+    with pytest.raises(CorruptVideoError, match=r"empty file \(0 bytes\)"):
+        VideoReader(path)

@@ -97,6 +97,7 @@ def report_problem(out: Path | None, overwrite: bool, manifest: Path | None = No
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine import Recipe, build_model, evaluate, make_dataset, write_report
+    from ..engine.evaluate import NothingScoredError
     from ..engine.failures import describe_failures
     from ..engine.distributed import cleanup_distributed, init_distributed
 
@@ -130,9 +131,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:
             return usage_error("evaluate", str(err))
         workers = min(4, available_cpus()) if args.workers is None else args.workers
-        result = evaluate(model, dataset, batch_size=args.batch_size, device=info.device, amp=args.amp,
-                          num_workers=workers, threshold=args.threshold, dist_info=info, progress=args.progress,
-                          video_score=args.video_score)
+        try:
+            result = evaluate(model, dataset, batch_size=args.batch_size, device=info.device, amp=args.amp,
+                              num_workers=workers, threshold=args.threshold, dist_info=info, progress=args.progress,
+                              video_score=args.video_score)
+        except NothingScoredError as err:  # every video failed, each with its reason: no metrics, no report
+            if info.is_main:
+                print(f"dynsnip evaluate: {err}\nno metrics and no report: fix or remove these videos", file=sys.stderr)
+            return EXIT_SOME_FAILED
         if info.is_main:
             print(f"{args.model} on {args.manifest}" + (f" [{args.split}]" if args.split else "")
                   + f": U={recipe.test_num_snippets} x T={recipe.snippet_len} at {size} px")

@@ -72,6 +72,8 @@ class VideoReader:
         try:
             self._container = av.open(self.path)
         except av.error.FFmpegError as err:
+            if os.path.getsize(self.path) == 0:  # an interrupted copy or download
+                raise CorruptVideoError(self.path, "empty file (0 bytes); expected a video file (copy it again)") from err
             raise CorruptVideoError(
                 self.path, f"not a readable video container ({err.strerror or err})"
             ) from err

@@ -39,7 +39,16 @@ from .failures import (
 )
 from .metrics import aggregate_by_video, video_metrics
 
-__all__ = ["EvalResult", "evaluate", "item_info", "autocast_context", "progress_bar"]
+__all__ = ["EvalResult", "NothingScoredError", "evaluate", "item_info", "autocast_context", "progress_bar"]
+
+
+class NothingScoredError(ValueError):
+    """No video of the evaluation set could be read or scored: there are no metrics. ``failures``
+    holds each video's failure (its reason and message), as :attr:`EvalResult.failures` would."""
+
+    def __init__(self, message: str, failures: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
 
 
 @dataclass
@@ -253,7 +262,8 @@ def evaluate(
     failures = sorted((f for part in all_gather_objects(failures) for f in part), key=lambda f: f.index)
     failures = sorted(failures + non_finite, key=lambda f: f.index)
     if not rows:
-        raise ValueError(f"none of the {len(dataset)} evaluation videos could be read or scored:\n{describe_failures(failures)}")
+        raise NothingScoredError(f"none of the {len(dataset)} evaluation videos could be read or scored:\n"
+                                 f"{describe_failures(failures, limit=None)}", failures)
     infos = [item_info(dataset, r[0]) for r in rows]
     probs = [1.0 / (1.0 + math.exp(-r[2])) if r[2] > -700 else 0.0 for r in rows]
     ids, scores, labels, methods = aggregate_by_video(

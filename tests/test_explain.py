@@ -310,6 +310,25 @@ def test_cli_writes_the_pictures_and_arrays(checkpoint, tmp_path, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 0
 
+    # --overwrite with another run's options: the earlier run's pictures that this one does not draw go (the
+    # folder never mixes two runs); a file the user put there stays
+    (out / "my_notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite",
+                 "--no-gradcam", "--faces", "largest"]) == 0
+    assert "removed" in capsys.readouterr().err
+    written = set(json.loads((out / "summary.json").read_text())["files"])
+    assert "gradcam.png" not in written and "tracks.png" not in written
+    assert {p.name for p in out.iterdir()} == written | {"my_notes.txt"}
+
+    # a file given as --out: refused before any work, with or without --overwrite
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    for extra in ([], ["--overwrite"]):
+        assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(a_file), *extra]) == 2
+        assert "is a file, expected a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "keep"
+
 
 def test_cli_errors(checkpoint, tmp_path, capsys):
     video = str(bundled_video("carphone_pristine"))

@@ -104,6 +104,18 @@ def _unknown_layer(model: Any, names: list[str] | None, kind: type) -> str | Non
     return None
 
 
+def _earlier_run_files(out: Path) -> set[str]:
+    """The files an earlier ``dynsnip explain`` wrote in ``out`` (its ``summary.json``'s list): with
+    ``--overwrite`` those this run does not write again are removed, so that the folder never
+    mixes two runs' pictures. Files it does not list (the user's own) are never touched."""
+    try:
+        names = json.loads((out / "summary.json").read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    # plain file names only: a hand-edited list cannot reach outside the folder
+    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")}
+
+
 def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files: dict[str, Path],
              tracks: dict[str, Any] | None = None) -> dict[str, Any]:
     return dict(
@@ -178,7 +190,10 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(f"--dpi must be at least 10, got {args.dpi}")
     if args.track is not None and args.faces != "all":
         return usage_error("--track picks one of the face tracks of --faces all")
-    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())) and not args.overwrite:
+    if args.out.exists() and not args.out.is_dir():
+        return usage_error(f"--out {args.out} is a file, expected a folder (created if missing); --overwrite replaces "
+                           "the files of an earlier explain run inside a folder, never a file given as --out")
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         return usage_error(
             f"--out {args.out} already exists and is not an empty directory; nothing is overwritten: "
             "choose another --out or pass --overwrite"
@@ -195,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         return usage_error(str(err))
 
+    earlier = _earlier_run_files(args.out) if args.overwrite else set()
     from .predict import open_detector
 
     model, weights = open_detector("explain", args.model, args.checkpoint)
@@ -275,6 +291,10 @@ def run(args: argparse.Namespace) -> int:
         summary["snippets_note"] = capped
     files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
+    for name in sorted(earlier - {p.name for p in files.values()}):  # --overwrite: no picture of another run stays
+        (args.out / name).unlink(missing_ok=True)
+        print(f"dynsnip explain: removed {args.out / name} (written by the earlier explain run in --out; this run "
+              "writes no such file)", file=sys.stderr)
     for note in exp.notes:
         print(f"dynsnip explain: note: {note}", file=sys.stderr)
     probs = "" if exp.snippet_probs is None else " (snippets: " + ", ".join(f"{p:.3f}" for p in exp.snippet_probs) + ")"

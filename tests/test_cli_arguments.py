@@ -2,6 +2,7 @@
 what is expected), and what the command line does on Ctrl-C and with leftovers of a stopped run."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -291,3 +292,17 @@ def test_evaluate_never_writes_its_report_over_the_manifest(tmp_path, capsys):
     line = one_error_line(capsys, "evaluate")
     assert f"would write the report over the manifest {manifest}" in line and "even with --overwrite" in line
     assert manifest.read_text() == "path,label\nv.mp4,real\n"
+
+
+def test_every_help_says_what_the_exit_codes_mean():
+    from dynsnip.cli import build_parser
+    from dynsnip.cli.exit_codes import EXIT_INTERRUPTED, EXIT_SOME_FAILED, EXIT_USAGE
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"predict", "extract-faces", "train", "evaluate", "explain"} <= set(commands)
+    for name, command in [("dynsnip", parser), *commands.items()]:
+        text = " ".join(command.format_help().split())
+        assert "exit status:" in text, name
+        for code in (EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED):
+            assert f"{code}: " in text, (name, code)

@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.add_parser(subparsers)
+    from .exit_codes import EXIT_STATUS_HELP
+
+    for command in (parser, *subparsers.choices.values()):
+        command.add_argument_group("exit status", EXIT_STATUS_HELP)
     return parser
 
 

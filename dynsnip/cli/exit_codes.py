@@ -16,6 +16,14 @@ import sys
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
 
+# the "exit status" section of every command's --help (dynsnip.cli.build_parser)
+EXIT_STATUS_HELP = (
+    f"{EXIT_OK}: everything was processed; {EXIT_SOME_FAILED}: some inputs failed, each reported with its reason, the "
+    f"others processed (train: stopped on a NaN / inf loss, the last finite weights kept); {EXIT_USAGE}: nothing was "
+    "done (a bad option, a model that cannot be loaded, a missing extra, an output that would be overwritten); "
+    f"{EXIT_INTERRUPTED}: stopped by Ctrl-C."
+)
+
 
 def usage_error(command: str, message: str) -> int:
     """Print ``dynsnip <command>: error: <message>`` to stderr and return ``EXIT_USAGE``."""

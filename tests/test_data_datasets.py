@@ -64,6 +64,20 @@ def test_manifest_splits_are_normalised_and_unknown_ones_refused(tmp_path):
         read_manifest(tmp_path / "m.csv", split="tst")
 
 
+def test_a_manifest_that_cannot_be_read_is_named_with_what_was_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nosuch\.csv: no such manifest file; expected a \.csv"):
+        read_manifest(tmp_path / "nosuch.csv")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(FileNotFoundError, match="is a folder, not a manifest file"):
+        read_manifest(tmp_path / "folder.csv")
+    (tmp_path / "latin1.csv").write_bytes("path,label\nvidéo.mp4,real\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.csv: not UTF-8 text \(byte 14"):
+        read_manifest(tmp_path / "latin1.csv")
+    (tmp_path / "cut.json").write_text('[{"path": "a.mp4", ')
+    with pytest.raises(ValueError, match=r"cut\.json: not valid JSON \(.* at line 1, column 21\); expected a list"):
+        read_manifest(tmp_path / "cut.json")
+
+
 def test_manifest_with_a_utf8_byte_order_mark(tmp_path):
     (tmp_path / "m.csv").write_bytes("path,label,split\na.mp4,real,train\n".encode("utf-8-sig"))
     (tmp_path / "m.json").write_bytes(json.dumps([{"path": "a.mp4", "label": 1}]).encode("utf-8-sig"))

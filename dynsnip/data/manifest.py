@@ -130,10 +130,26 @@ def read_manifest(path: str | os.PathLike[str], split: str | None = None) -> lis
     ``split`` when given (normalised like the column: ``Validation`` -> ``val``).
 
     Raises:
-        ValueError: unknown extension, missing ``path``/``label`` column, a bad label or
-            split, a video listed twice or with two labels (the message names the file and rows).
+        FileNotFoundError: no such file (or a folder).
+        ValueError: unknown extension, not UTF-8, not valid JSON, missing ``path``/``label``
+            column, a bad label or split, a video listed twice or with two labels (the message
+            names the file and rows).
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: " + ("is a folder, not a manifest file" if path.is_dir() else "no such manifest file")
+                                + "; expected a .csv (path,label[,split]) or .json manifest")
+    try:
+        return _read_manifest(path, split)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected a UTF-8 CSV or JSON "
+                         "manifest (save it as UTF-8)") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); expected a list "
+                         "of {path, label, split} objects") from None
+
+
+def _read_manifest(path: Path, split: str | None) -> list[ManifestEntry]:
     root = path.parent
     split = parse_split(split, "requested split: ") if split is not None else None
     if path.suffix.lower() == ".csv":

@@ -74,7 +74,7 @@ def test_a_manifest_that_cannot_be_read_is_named_with_what_was_expected(tmp_path
     with pytest.raises(ValueError, match=r"latin1\.csv: not UTF-8 text \(byte 14"):
         read_manifest(tmp_path / "latin1.csv")
     (tmp_path / "cut.json").write_text('[{"path": "a.mp4", ')
-    with pytest.raises(ValueError, match=r"cut\.json: not valid JSON \(.* at line 1, column 21\); expected a list"):
+    with pytest.raises(ValueError, match=r"cut\.json: not valid JSON \(.* at line 1, column 20\); expected a list"):
         read_manifest(tmp_path / "cut.json")
 
 

@@ -175,3 +175,49 @@ def test_an_empty_file_is_named_as_such(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(CorruptVideoError, match=r"empty file \(0 bytes\)"):
         VideoReader(path)
+
+
+def test_a_cut_in_time_is_a_frame_gap_for_snippets_that_span_it(tmp_path):
+    """Frames 0-11, then a jump of 100 frame intervals (a stretch cut out, a pause), then 12 more:
+    consecutive in the file, not in time. A snippet across the jump fails (it would be scored as
+    motion); snippets on either side are fine; a dropped frame (a 2x step) is not a cut."""
+    from dynsnip.data.decode import MAX_FRAME_STEP
+    from dynsnip.data.errors import FrameGapError
+
+    frames = decode_all(carphone())[:26]
+    pts = list(range(12)) + list(range(112, 124)) + [125, 126]  # a 100-interval cut, then a 2x step (frame dropped)
+    path = encode(tmp_path / "cut.mp4", frames, fps=25, pts=pts)
+    with VideoReader(path) as video:
+        assert video.frame_interval == pytest.approx(1 / 25)
+        assert video.time_gaps() == [12] and video.time_gaps(12) == [] and 2 < MAX_FRAME_STEP < 100
+        video.check_consecutive(np.array([[0, 1, 2, 3], [12, 13, 14, 15], [22, 23, 24, 25]]))
+        with pytest.raises(FrameGapError, match=r"snippet 1 \(frames 10-13\) spans a jump in time: frame 12 comes "
+                                                r"4\.040 s after frame 11, where the video's frames are 40 ms apart") as err:
+            video.check_consecutive(np.array([[0, 1, 2, 3], [10, 11, 12, 13]]))
+        assert err.value.reason == "frame_gap"
+    # the clip loader (predict, evaluate on videos): U = 1 takes the middle snippet, frames 11-14, across the cut
+    from dynsnip.data import FaceClipLoader
+
+    with pytest.raises(FrameGapError, match="jump in time"):
+        FaceClipLoader(num_snippets=1, snippet_len=4, size=(32, 32), face_detector=None)(path)
+
+
+def test_extract_faces_records_the_cut_and_its_folder_refuses_snippets_across_it(tmp_path):
+    """The frame folder numbers its frames 0, 1, 2, ... whatever their times: faces.json keeps the
+    cut (time_gaps), and a training / evaluation snippet across it fails as in the video."""
+    from dynsnip.data import FaceFramesDataset, extract_face_frames
+    from dynsnip.data.errors import FrameGapError
+
+    frames = decode_all(carphone())[:26]
+    path = encode(tmp_path / "cut.mp4", frames, fps=25, pts=list(range(12)) + list(range(112, 126)))
+    folder = extract_face_frames(path, tmp_path / "faces", face_detector="none").out_dir
+    import json
+
+    assert json.loads((folder / "faces.json").read_text())["time_gaps"] == [12]
+    from dynsnip.data.manifest import ManifestEntry
+
+    rows = [ManifestEntry(path=folder, label=0)]
+    with pytest.raises(FrameGapError, match=r"cut or paused between frames 11 and 12"):
+        FaceFramesDataset(rows, num_snippets=1, snippet_len=4, size=(32, 32))[0]  # the middle snippet: 11-14
+    pixels, _ = FaceFramesDataset(rows, num_snippets=2, snippet_len=4, size=(32, 32))[0]  # 0-3 and 22-25: no cut
+    assert pixels.shape[1] == 8

@@ -53,9 +53,18 @@ def test_short_video_overlaps_snippets_evenly():
     assert torch.equal(sample_snippets(9, 4, 4, train=True), sample_snippets(9, 4, 4))
 
 
-def test_video_shorter_than_a_snippet_repeats_its_last_frame():
-    assert sample_snippets(2, 2, 4).tolist() == [[0, 1, 1, 1], [0, 1, 1, 1]]
-    assert sample_snippets(1, 3, 2).tolist() == [[0, 0]] * 3
+def test_a_video_shorter_than_a_snippet_is_a_failure_not_repeated_frames():
+    """Fewer than T frames hold no snippet: filling one by repeating frames would show the model a
+    standstill the video does not have. Both policies fail, naming the video and the counts."""
+    from dynsnip.data.errors import TooShortVideoError
+
+    for policy in ("overlap", "error"):
+        with pytest.raises(TooShortVideoError, match=r"clip\.mp4: 3 frame\(s\), fewer than the T = 4") as err:
+            sample_snippets(3, 2, 4, short_video=policy, source="clip.mp4")
+        assert err.value.reason == "too_short"
+    with pytest.raises(TooShortVideoError, match="1 frame"):
+        sample_snippets(1, 3, 2)
+    assert sample_snippets(4, 3, 4).tolist() == [[0, 1, 2, 3]] * 3  # exactly one snippet's frames: fine
 
 
 def test_short_video_error_policy_and_bad_arguments():
@@ -75,12 +84,13 @@ def test_invariants_over_many_lengths():
         for u in (1, 2, 4, 8):
             for t in (1, 4, 5):
                 for train in (False, True):
+                    if n < t:
+                        continue  # too short (test above)
                     indices = sample_snippets(n, u, t, train=train)
                     assert indices.shape == (u, t)
                     assert 0 <= indices.min() and indices.max() < n
                     assert starts(indices) == sorted(starts(indices))
-                    if n >= t:  # T consecutive frames
-                        assert torch.equal(indices, indices[:, :1] + torch.arange(t))
+                    assert torch.equal(indices, indices[:, :1] + torch.arange(t))  # T consecutive frames
                     if n >= u * t:  # no frame used twice
                         assert len(set(indices.flatten().tolist())) == u * t
 

@@ -2,6 +2,7 @@
 variants generated in temporary folders (nothing here reads outside the repository)."""
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -42,10 +43,11 @@ def decode_all(path: Path) -> list[np.ndarray]:
 
 
 def encode(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 250, bframes: int = 0,
-           display_rotation: float | None = None, display_hflip: bool = False) -> Path:
+           display_rotation: float | None = None, display_hflip: bool = False, pts: list[int] | None = None) -> Path:
     """Write ``frames`` (RGB uint8) as an H.264 MP4 with a keyframe every ``gop`` frames;
     ``display_rotation``: the container's display matrix, counterclockwise degrees (as a phone writes
-    a portrait clip: landscape frames, -90), mirrored after it with ``display_hflip``."""
+    a portrait clip: landscape frames, -90), mirrored after it with ``display_hflip``; ``pts``: each
+    frame's presentation time in frame intervals (default 0, 1, 2, ...: a jump is a cut or a pause)."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
@@ -54,8 +56,11 @@ def encode(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 250, 
             stream.set_display_rotation(display_rotation, hflip=display_hflip)
         stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": str(bframes),
                           "preset": "ultrafast"}
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], Fraction(1, fps)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)

@@ -68,6 +68,7 @@ _EXPORTS = {
     "UnseekableVideoError": "errors",
     "NoFaceError": "errors",
     "FrameGapError": "errors",
+    "TooShortVideoError": "errors",
     "FrameFolderError": "errors",
     "FrameSequence": "datasets",
     "frame_sequence": "datasets",

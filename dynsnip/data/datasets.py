@@ -310,9 +310,11 @@ class FaceFramesDataset(Dataset):
         folder = FaceFolder.open(entry.path, frames.paths)
         indices = sample_snippets(
             len(frames.paths), self.num_snippets, self.snippet_len, train=self.train, short_video=self.short_video,
-            align=folder.detect_every if folder is not None and folder.detections else None,
+            align=folder.detect_every if folder is not None and folder.detections else None, source=entry.path,
         )
         frames.check_consecutive(indices)
+        if folder is not None:
+            folder.check_consecutive(indices)
         if folder is not None:  # extract-faces output: the crop policy cuts the snippets' crops
             images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation, track=self.tracks[index])
         else:

@@ -19,6 +19,12 @@ without it faces would be found, cropped and scored lying on their side. The rot
 of 90 degrees; the first decoded frame says which, when the video is opened) is applied to every
 frame and to :attr:`VideoReader.size`; ``apply_rotation=False`` gives the stored frames. A display
 matrix that mirrors the picture is not applied: such a video fails (re-encode it as shown).
+
+A snippet must be consecutive frames *in time* as well: a video cut and joined, or paused while
+recording, has frames that follow each other in the file but lie seconds apart, and that jump
+would be scored as motion. :meth:`VideoReader.check_consecutive` fails a snippet whose frames
+are more than :data:`MAX_FRAME_STEP` times the video's usual frame interval apart
+(:class:`~dynsnip.data.errors.FrameGapError`, as for a gap in a frame folder's numbering).
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ from ._optional import require
 from .manifest import video_file_problem
 from .errors import (
     CorruptVideoError,
+    FrameGapError,
     FrameSizeChangeError,
     NoVideoStreamError,
     UnseekableVideoError,
@@ -41,6 +48,13 @@ from .errors import (
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
+
+
+# A step between neighbouring frames of a snippet above this many of the video's usual frame intervals is a
+# cut or a pause, not footage (VideoReader.check_consecutive). Not 1: variable-frame-rate phone footage and
+# dropped frames give steps of 2x (a frame missing) routinely; a 3x step already hides two frames of motion.
+MAX_FRAME_STEP = 2.5
 
 
 class VideoReader:
@@ -164,6 +178,47 @@ class VideoReader:
         """Presentation time of frame ``index`` in seconds from the stream's first frame."""
         time_base = self._stream.time_base or Fraction(1, 1)
         return float((self._frame_pts[index] - self._frame_pts[0]) * time_base)
+
+    @functools.cached_property
+    def frame_interval(self) -> float:
+        """The video's usual time between two frames (seconds): the median step between
+        consecutive timestamps (robust to a header's wrong frame rate and to a few dropped
+        frames); 0.0 for a single frame."""
+        steps = sorted(b - a for a, b in zip(self._frame_pts, self._frame_pts[1:]))
+        if not steps:
+            return 0.0
+        return float(steps[len(steps) // 2] * (self._stream.time_base or Fraction(1, 1)))
+
+    def time_gaps(self, num_frames: int | None = None) -> list[int]:
+        """The frames ``i`` (of the first ``num_frames``) that come more than :data:`MAX_FRAME_STEP`
+        frame intervals after frame ``i - 1``: where the video was cut or paused. ``extract-faces``
+        records them, so that snippets of its frame folder do not span them either."""
+        limit = self.num_frames if num_frames is None else min(int(num_frames), self.num_frames)
+        interval = self.frame_interval
+        if interval <= 0:
+            return []
+        return [i for i in range(1, limit) if self.timestamp(i) - self.timestamp(i - 1) > MAX_FRAME_STEP * interval]
+
+    def check_consecutive(self, indices: "Sequence[Sequence[int]] | torch.Tensor") -> None:
+        """Raise :class:`~dynsnip.data.errors.FrameGapError` when a snippet (a row of frame
+        ``indices``) holds two neighbouring frames more than :data:`MAX_FRAME_STEP` frame
+        intervals apart in time (module docstring): a cut or a pause inside the snippet."""
+        rows = indices.tolist() if hasattr(indices, "tolist") else [list(row) for row in indices]
+        interval = self.frame_interval
+        if interval <= 0:
+            return
+        for u, row in enumerate(rows):
+            for a, b in zip(row, row[1:]):
+                step = self.timestamp(b) - self.timestamp(a)
+                if b != a and step > MAX_FRAME_STEP * interval:
+                    raise FrameGapError(
+                        self.path,
+                        f"snippet {u} (frames {row[0]}-{row[-1]}) spans a jump in time: frame {b} comes "
+                        f"{step:.3f} s after frame {a}, where the video's frames are {interval * 1000:.0f} ms apart "
+                        f"(more than {MAX_FRAME_STEP:g}x: the video was cut or paused there); a snippet must be "
+                        "consecutive frames, since the jump would be scored as motion. Score the parts on either "
+                        "side of the cut as videos of their own",
+                    )
 
     # ------------------------------------------------------------------ decoding
     def read(self, indices: Sequence[int]) -> "np.ndarray":

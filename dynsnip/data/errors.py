@@ -59,6 +59,14 @@ class FrameGapError(VideoError):
     reason = "frame_gap"
 
 
+class TooShortVideoError(VideoError):
+    """The video has fewer frames than one snippet (T consecutive frames): no snippet can be
+    formed without repeating frames, and a repeated frame shows the model a standstill (or, at
+    the join, a jump) that the video does not have."""
+
+    reason = "too_short"
+
+
 class FrameFolderError(VideoError):
     """A frame folder whose frames cannot be read as one sequence: two files with the same
     frame number, or a frame that is not a regular file (a FIFO, a device, a broken link)."""

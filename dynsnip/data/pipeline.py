@@ -217,7 +217,8 @@ class FaceClipLoader:
 
         Raises:
             VideoError subclasses (see :mod:`dynsnip.data.errors`) naming the file and the
-            problem: not found, corrupt, no video stream, unseekable, no face.
+            problem: not found, corrupt, no video stream, unseekable, too short for a snippet,
+            a snippet across a cut or pause (frame gap), no face.
         """
         with VideoReader(path) as video:
             num_snippets = self.num_snippets
@@ -231,7 +232,9 @@ class FaceClipLoader:
                 generator=generator,
                 short_video=self.short_video,
                 align=self.detect_every if self.face_detector is not None else None,
+                source=path,
             )
+            video.check_consecutive(indices)
             flat = indices.flatten().tolist()
             looked_at = [] if self.face_detector is None else detection_frames(indices, self.detect_every, video.num_frames)
             extra = sorted(set(looked_at) - set(flat))  # with k > T: looked-at frames outside the snippets
@@ -342,7 +345,8 @@ class FaceClipLoader:
             if self.cap_snippets:
                 num_snippets = min(num_snippets, distinct_snippets(num_frames, self.snippet_len))
             indices = sample_snippets(num_frames, num_snippets, self.snippet_len, train=self.train, generator=generator,
-                                      short_video=self.short_video, align=self.detect_every)
+                                      short_video=self.short_video, align=self.detect_every, source=path)
+            video.check_consecutive(indices)
             flat = indices.flatten().tolist()
             looked_at = list(range(0, num_frames, self.detect_every))
             anchors = detection_frames(indices, self.detect_every, num_frames)  # what the scored frames are traced to

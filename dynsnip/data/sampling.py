@@ -17,9 +17,11 @@ Short videos (``N < U * T``, the segments cannot hold a whole snippet each), pol
 ``short_video="overlap"`` (default): snippets keep ``T`` *consecutive* frames and their
 starts are spread evenly over ``[0, N - T]`` (rounded), so neighbouring snippets
 overlap; training sampling is deterministic there because there is no slack. A video
-with fewer than ``T`` frames repeats its last frame to fill each snippet. This keeps the
-model's input shape fixed and uses every frame the video has instead of failing.
-``short_video="error"`` raises ``ValueError`` instead.
+with fewer than ``T`` frames holds no snippet at all and is a failure under either policy
+(:class:`~dynsnip.data.errors.TooShortVideoError`, reason ``too_short``): filling a snippet by
+repeating frames would show the model a standstill the video does not have, and its verdict
+would be about frames that were never filmed. ``short_video="error"`` raises ``ValueError`` for
+any ``N < U * T``.
 
 A video of ``N`` frames holds only ``N - T + 1`` different snippets
 (:func:`distinct_snippets`); asking for more repeats snippets, which costs memory and time
@@ -31,6 +33,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+
+from .errors import TooShortVideoError
 
 ShortVideoPolicy = Literal["overlap", "error"]
 
@@ -50,6 +54,7 @@ def sample_snippets(
     generator: torch.Generator | None = None,
     short_video: ShortVideoPolicy = "overlap",
     align: int | None = None,
+    source: object = None,
 ) -> torch.Tensor:
     """Frame indices of ``num_snippets`` snippets of ``snippet_len`` consecutive frames.
 
@@ -67,16 +72,28 @@ def sample_snippets(
             is a multiple of k, where the segment has one: the crop policy then detects once
             per snippet instead of on the looked-at frames before and after it
             (:mod:`dynsnip.data.faces.crop_policy`). None, or k <= T (every snippet holds one): no change.
+        source: the video or frame folder, named by the error of a video too short for a snippet.
 
     Returns:
         int64 tensor ``(U, T)``; row ``u`` holds snippet ``u``'s frame indices, rows in
         increasing time order.
+
+    Raises:
+        TooShortVideoError: ``num_frames < snippet_len`` (module docstring).
+        ValueError: bad arguments; ``short_video="error"`` and ``num_frames < U * T``.
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames} (the video has no frames)")
     if num_snippets < 1 or snippet_len < 1:
         raise ValueError(
             f"num_snippets and snippet_len must be >= 1, got {num_snippets} and {snippet_len}"
+        )
+    if num_frames < snippet_len:
+        raise TooShortVideoError(
+            "video" if source is None else source,
+            f"{num_frames} frame(s), fewer than the T = {snippet_len} consecutive frames of one snippet; expected at "
+            f"least {snippet_len} frames (a snippet filled with repeated frames would show the model motion the video "
+            "does not have)",
         )
     segment_len = num_frames // num_snippets
     if segment_len >= snippet_len:
@@ -102,8 +119,7 @@ def sample_snippets(
             raise ValueError(f"short_video must be 'overlap' or 'error', got {short_video!r}")
         last_start = max(num_frames - snippet_len, 0)
         starts = torch.linspace(0, last_start, num_snippets).round().long()
-    indices = starts[:, None] + torch.arange(snippet_len)[None, :]
-    return indices.clamp(max=num_frames - 1)
+    return starts[:, None] + torch.arange(snippet_len)[None, :]
 
 
 def _aligned_start(first: int, last: int, start: int, snippet_len: int, align: int) -> int:

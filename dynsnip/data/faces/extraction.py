@@ -438,6 +438,8 @@ def extract_face_frames(
                 display_rotation=video.rotation,  # turned upright by it (settings_differences: older folders)
                 max_frames=max_frames,
                 fps=fps,
+                # frames that follow a cut or a pause (VideoReader.time_gaps): no snippet of the folder may span one
+                time_gaps=video.time_gaps(num_frames),
                 frame_size=[width, height],
                 face_detector=detector_setting(detector),
                 boxes_from=None if boxes_from is None else str(boxes_from),

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .._optional import require
-from ..errors import FaceFolderError
+from ..errors import FaceFolderError, FrameGapError
 from .crop import crop_and_resize
 from .crop_policy import SnippetCrops, snippet_crops
 from .extraction import CROP_POLICY, read_detections
@@ -112,6 +112,8 @@ class FaceFolder:
             self.margin = float(meta["margin"])
             self.detect_every = int(meta["detect_every"])
             self.scale = meta.get("scale")
+            # frames after a cut or pause in the video (recorded since dynsnip records them; none for older folders)
+            self.time_gaps = frozenset(int(i) for i in meta.get("time_gaps") or ())
             self.detections = read_detections(meta)
             self.regions = np.array([f["region"] for f in meta["frames"]], dtype=np.int64).reshape(-1, 4)
             # face tracks (extract-faces --faces all); None for folders written without them
@@ -174,6 +176,25 @@ class FaceFolder:
             return [int(t) for t in samples["tracks"]] if isinstance(samples, dict) else None
         except (OSError, FaceFolderError, KeyError, TypeError, ValueError):
             return None
+
+    def check_consecutive(self, indices: "np.ndarray | Any") -> None:
+        """Raise :class:`~dynsnip.data.errors.FrameGapError` when a snippet (a row of frame
+        ``indices``) spans a cut or a pause of the video the folder was extracted from
+        (:meth:`~dynsnip.data.decode.VideoReader.time_gaps`): consecutive file numbers, but not
+        consecutive in time."""
+        if not self.time_gaps:
+            return
+        rows = indices.tolist() if hasattr(indices, "tolist") else [list(row) for row in indices]
+        for u, row in enumerate(rows):
+            for a, b in zip(row, row[1:]):
+                if b != a and b in self.time_gaps:
+                    raise FrameGapError(
+                        self.folder,
+                        f"snippet {u} (frames {row[0]}-{row[-1]}) spans a jump in time: the video was cut or paused "
+                        f"between frames {a} and {b} (faces.json's time_gaps); a snippet must be consecutive frames, "
+                        "since the jump would be scored as motion. Leave this folder out, or cut its video at the "
+                        "jump and extract the parts",
+                    )
 
     @staticmethod
     def open(folder: str | os.PathLike[str], frames: list[Path]) -> "FaceFolder | None":

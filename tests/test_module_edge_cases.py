@@ -290,3 +290,36 @@ def test_pretrained_2d_weights_load_for_other_input_channels(imagenet_files, bas
     wrong = dict(ref, **{key: torch.zeros(ref[key].shape[0], 3, 5, 5)})
     with pytest.raises(ValueError, match=r"mis-shaped \(" + key.replace(".", r"\.")):
         checkpoint_filter_fn(wrong, fresh)
+
+
+# ------------------------------------------------------------- wrong arguments and inputs
+@pytest.mark.parametrize("build, message", [
+    (lambda: InterSIM(8, snippet_len=0), r"InterSIM: snippet_len = 0; expected a whole number >= 1"),
+    (lambda: InterSIM(8, frame_kernel_size=2), r"InterSMA: frame_kernel_size = 2; expected an odd whole number"),
+    (lambda: InterSIM(8, branch1_reduction=0), r"InterSIM: branch1_reduction = 0"),
+    (lambda: IntraSIM(32, coord_kernel_size=2), r"IntraSMA: coord_kernel_size = 2; expected an odd whole number"),
+    (lambda: IntraSIM(32, diff_kernel_size=4), r"IntraSMA: diff_kernel_size = 4"),
+    (lambda: IntraSIM(32, reduction=0), r"IntraSMA: reduction = 0"),
+])
+def test_a_size_the_module_cannot_build_is_refused_when_it_is_built(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_wrong_inputs_name_what_the_module_expects():
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=r"IntraSIM was built for C=16 channels, got 8 on dim 1"):
+            IntraSIM(16, T).eval()(frames(2 * T, 8))
+        with pytest.raises(ValueError, match=r"InterSIM was built for C=16 channels, got 8 on dim 1"):
+            InterSIM(16, T).eval()(frames(2 * T, 8), num_snippets=2)
+        inter = InterSIM(16, T).eval()
+        with pytest.raises(ValueError, match=r"num_snippets = 2.5; expected a whole number"):
+            inter(frames(2 * T, 16), num_snippets=2.5)  # was truncated to 2, silently
+        torch.testing.assert_close(inter(frames(2 * T, 16), num_snippets=torch.tensor(2)),
+                                   inter(frames(2 * T, 16), num_snippets=2), rtol=0, atol=0)
+        model = timm.create_model("dil_resnet18", num_classes=2, channels=[8, 16, 32, 64], stem_width=8).eval()
+        with pytest.raises(ValueError, match=r"forward_head expects the video features .* C'=64, U\*T, H', W'\), got "
+                                             r"shape \(2, 64, 2, 2\); frame features"):
+            model.forward_head(torch.randn(2, 64, 2, 2))
+        with pytest.raises(ValueError, match=r"expects floating-point clips .* got dtype torch.uint8"):
+            model(torch.zeros(1, 3, 2 * T, 32, 32, dtype=torch.uint8))

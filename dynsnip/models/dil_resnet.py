@@ -148,6 +148,11 @@ class DILResNet(timm_resnet.ResNet):
                 f"{name} expects video clips of shape (B, C, U*T, H, W), got a {x.ndim}-d tensor "
                 f"of shape {tuple(x.shape)}; frames go on dim 2 (torchvision's video layout)"
             )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{name} expects floating-point clips normalised with the model's mean and std (see "
+                f"timm.data.resolve_data_config(model=...)), got dtype {x.dtype}; e.g. (x / 255 - mean) / std"
+            )
         b, c, f, h, w = x.shape
         in_chans = self.conv1.in_channels if isinstance(self.conv1, torch.nn.Conv2d) else self.conv1[0].in_channels
         if c != in_chans:
@@ -231,6 +236,13 @@ class DILResNet(timm_resnet.ResNet):
         there is no classifier (``num_classes=0``) or with ``pre_logits``; a classifier cannot take
         them (timm's ResNet fails there too), which raises a ValueError.
         """
+        if x.ndim != 5 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}.forward_head expects the video features of forward_features, "
+                f"(B, C'={self.num_features}, U*T, H', W'), got shape {tuple(x.shape)}"
+                + ("; frame features (B*U*T, C', H', W') are folded: unfold them to (B, C', U*T, H', W')"
+                   if x.ndim == 4 else "")
+            )
         b, f = x.shape[0], x.shape[2]
         pooled = self.global_pool(fold_frames(x))
         if pooled.ndim == 2:  # spatially pooled: average over the frames (temporal consensus)

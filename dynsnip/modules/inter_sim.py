@@ -64,6 +64,7 @@ With ``record_attention = True`` the U x T map of Figure 5, the channel mean of
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn as nn
@@ -72,7 +73,7 @@ import torch.nn.functional as F
 from .composed_weights import ComposedWeights
 from .depthwise_taps import COMPILED_AS_SUM, depthwise_taps, depthwise_taps_available
 from .directions import BACKWARD, DirectionPaths
-from .intra_sim import _as_dtype, _check_frames, _float32_region
+from .intra_sim import _as_dtype, _check_frames, _check_sizes, _float32_region
 from .temporal_ops import clips_as_frames, compiled_channels_last, cpu_dilation, frames_as_clips, neighbour_count, neighbour_difference
 
 CONV_U_MODES = ("depthwise", "dense")
@@ -102,6 +103,8 @@ class InterSMA(DirectionPaths):
         share_directions: bool = False,
     ) -> None:
         super().__init__()
+        _check_sizes("InterSMA", channels=(channels, False), reduction=(reduction, False),
+                     frame_kernel_size=(frame_kernel_size, True))
         hidden = max(1, channels // reduction)
         self.bidirectional = bidirectional
         self.share_directions = share_directions
@@ -220,6 +223,8 @@ class InterSIM(nn.Module):
             raise ValueError(f"conv_u_init must be one of {CONV_U_INITS}, got {conv_u_init!r}")
         if snippet_kernel_size % 2 != 1:
             raise ValueError(f"snippet_kernel_size must be odd, got {snippet_kernel_size}")
+        _check_sizes("InterSIM", channels=(channels, False), snippet_len=(snippet_len, False),
+                     branch1_reduction=(branch1_reduction, False), snippet_kernel_size=(snippet_kernel_size, True))
         self.channels = channels
         self.snippet_len = snippet_len
         self.conv_u_mode = conv_u
@@ -269,9 +274,15 @@ class InterSIM(nn.Module):
                 "InterSIM needs the number of snippets per clip: call it as m(x, num_snippets=U) "
                 "with x folded as (N*U*T, C, H, W)"
             )
-        _check_frames(x, self.snippet_len, "InterSIM")
+        _check_frames(x, self.snippet_len, "InterSIM", self.channels)
         # int() of a symbolic size would specialise an exported graph to the U it was traced with
-        u = num_snippets if isinstance(num_snippets, (int, torch.SymInt)) else int(num_snippets)
+        if isinstance(num_snippets, (int, torch.SymInt)) and not isinstance(num_snippets, bool):
+            u = num_snippets
+        else:
+            try:
+                u = operator.index(num_snippets)  # a numpy or 0-d tensor integer; never truncates 2.5 to 2
+            except TypeError:
+                raise ValueError(f"InterSIM: num_snippets = {num_snippets!r}; expected a whole number U >= 1") from None
         t = self.snippet_len
         if u < 1 or x.shape[0] % (u * t):
             raise ValueError(

@@ -101,17 +101,31 @@ MOTION_MODULES = ("own_diff_conv", "motion_squeeze", "motion_diff_conv", "motion
 MOTION_SOURCES = ("own", "compressed", "separate")
 
 
-def _check_frames(x: torch.Tensor, snippet_len: int, module: str) -> None:
+def _check_frames(x: torch.Tensor, snippet_len: int, module: str, channels: int | None = None) -> None:
     if x.ndim != 4:
         raise ValueError(
             f"{module} expects frames folded as (N*U*T, C, H, W), got a {x.ndim}-d tensor "
             f"of shape {tuple(x.shape)}"
+        )
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{module} was built for C={channels} channels, got {x.shape[1]} on dim 1 of (N*U*T, C, H, W) "
+            f"(shape {tuple(x.shape)})"
         )
     if x.shape[0] % snippet_len:
         raise ValueError(
             f"{module}: {x.shape[0]} frames in the batch are not a multiple of "
             f"snippet_len T={snippet_len} (layout (N*U*T, C, H, W))"
         )
+
+
+def _check_sizes(module: str, **sizes: Any) -> None:
+    """ValueError naming the first constructor size that is not what the module can build:
+    ``name=(value, odd)``: a whole number >= 1, and odd when ``odd`` (a kernel centred on its frame)."""
+    for name, (value, odd) in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (odd and value % 2 == 0):
+            what = "an odd whole number >= 1 (a kernel centred on its position)" if odd else "a whole number >= 1"
+            raise ValueError(f"{module}: {name} = {value!r}; expected {what}")
 
 
 def _float32_region(enabled: bool, x: torch.Tensor):
@@ -152,6 +166,9 @@ class IntraSMA(DirectionPaths):
         motion_reduction: int = 1,
     ) -> None:
         super().__init__()
+        _check_sizes("IntraSMA", channels=(channels, False), snippet_len=(snippet_len, False),
+                     reduction=(reduction, False), diff_kernel_size=(diff_kernel_size, True),
+                     coord_kernel_size=(coord_kernel_size, True))
         if edge not in ("zero", "frame"):
             raise ValueError(f"edge must be 'zero' or 'frame', got {edge!r}")
         if diff_init not in DIFF_INITS:
@@ -552,13 +569,12 @@ def _constant(key: tuple, like: torch.Tensor, build: Callable[[], torch.Tensor])
     ``torch.inference_mode()`` is an inference tensor, which autograd refuses to save for
     backward, so a forward with autograd (the next training epoch after a validation under
     inference mode) must not get it."""
+    if torch.compiler.is_compiling():  # a constant of the graph (and is_inference_mode_enabled breaks a graph)
+        return build().to(dtype=like.dtype, device=like.device)
     key = (*key, like.dtype, like.device, torch.is_inference_mode_enabled())
-    if key in _CONSTANTS and not torch.compiler.is_compiling():
-        return _CONSTANTS[key]
-    out = build().to(dtype=like.dtype, device=like.device)
-    if not torch.compiler.is_compiling():
-        _CONSTANTS[key] = out
-    return out
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = build().to(dtype=like.dtype, device=like.device)
+    return _CONSTANTS[key]
 
 
 def _centre(lead: int, rows: int, cols: int, kernel: tuple[int, ...], like: torch.Tensor,
@@ -750,7 +766,7 @@ class IntraSIM(nn.Module):
     triton_tail: bool = True
 
     def forward(self, x: torch.Tensor, num_snippets: int | None = None) -> torch.Tensor:
-        _check_frames(x, self.snippet_len, "IntraSIM")
+        _check_frames(x, self.snippet_len, "IntraSIM", self.channels)
         self._composed.forward_started(self)
         if self.path not in ("auto", "frames"):
             raise ValueError(f"IntraSIM.path must be 'auto' or 'frames', got {self.path!r}")

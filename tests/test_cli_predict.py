@@ -469,7 +469,7 @@ def test_face_coverage_is_reported_and_a_low_one_fails(tmp_path, checkpoint, cap
     assert (scored["frames_checked"], scored["frames_with_face"], scored["face_coverage"]) == (8, 3, 0.375)
     assert [s["face_found"] for s in scored["snippets"]] == [True] * 3 + [False] * 5
     assert main([*table, "--min-face-coverage", "0.3"]) == 0  # the table says it too
-    assert "face in 3/8 frames looked at, 5 snippet(s) borrowed" in capsys.readouterr().out
+    assert "face in 3/8 frames looked at for the snippets, 5 snippet(s) borrowed" in capsys.readouterr().out
     # extract-faces applies the same threshold (over every 4th frame of the whole video)
     out = tmp_path / "faces"
     assert main(["extract-faces", str(video), "--out", str(out), "--no-progress", "--workers", "1"]) == 1

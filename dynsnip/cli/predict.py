@@ -310,14 +310,15 @@ def _clock(seconds: float) -> str:
 
 
 def _coverage(result: dict[str, Any]) -> str:
-    """``, face in 7/8 frames looked at, 1 snippet borrowed, shown in 28/32 frames scored`` (empty
-    without a detector)."""
+    """``, face in 7/8 frames looked at for the snippets, 1 snippet borrowed, shown in 28/32 frames
+    scored`` (empty without a detector). The frames looked at are those the snippets' crops come
+    from, not every k-th frame of the video (``frames_looked_at`` in the JSON, for face tracks)."""
     checked = result.get("frames_checked", 0)
     if not checked:
         return ""
     borrowed = sum(not s["face_found"] for s in result["snippets"])
     scored = result.get("frames_scored", 0)
-    return (f", face in {result['frames_with_face']}/{checked} frames looked at"
+    return (f", face in {result['frames_with_face']}/{checked} frames looked at for the snippets"
             + (f", {borrowed} snippet(s) borrowed" if borrowed else "")
             + (f", shown in {result.get('frames_showing_face', 0)}/{scored} frames scored" if scored else ""))
 
@@ -332,7 +333,7 @@ def _track_line(track: dict[str, Any], deciding: int | None) -> tuple[str, str]:
     if track["status"] == "scored":
         return (f"{track['fake_probability']:7.3f}",
                 f"{mark} {track['id']}: {where}, face in {track['frames_with_face']}/{track['frames_checked']} "
-                "frames looked at"
+                "frames looked at for the snippets"
                 + (f", shown in {track['frames_showing_face']}/{track['frames_scored']} frames scored"
                    if track.get("frames_scored") else "")
                 + (" (decides the verdict)" if track["id"] == deciding else ""))

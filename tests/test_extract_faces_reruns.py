@@ -3,6 +3,7 @@ done (item 1); a video given twice is extracted once (item 2); a manifest row na
 or a FIFO says what it is, and a FIFO is never opened (item 3)."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from video_fixtures import carphone, decode_all, encode
 
 from dynsnip.cli import main
 from dynsnip.data.faces.extraction import settings_differences
-from dynsnip.data.manifest import video_file_problem
+from dynsnip.data.manifest import read_manifest, video_file_problem
 
 FRAMES = 8
 
@@ -218,6 +219,17 @@ def test_manifest_rows_naming_a_directory_or_a_fifo_say_what_they_are(videos, tm
             "video file") in printed
     assert f"OK       {tmp_path / 'v.mp4'}" in printed and "3 video(s): 1 done, 2 failed" in printed
     assert "no such file" not in printed
+    # the failed rows are kept beside faces.csv, as a manifest with their reasons (not only on the screen)
+    failed = list(csv.DictReader((out / "faces_failed.csv").open()))
+    assert [(Path(r["path"]).name, r["label"], r["reason"]) for r in failed] == [
+        ("clips.mp4", "1", "not_found"), ("pipe.mp4", "1", "not_found")]
+    assert failed[0]["message"] == "is a directory, expected a video file"
+    assert [e.path.name for e in read_manifest(out / "faces_failed.csv")] == ["clips.mp4", "pipe.mp4"]
+    # a later run replaces both files only with --overwrite; with nothing failing, the old list goes
+    assert extract("--manifest", str(tmp_path / "m.csv"), "--out", str(out), detector="none") == 2
+    (tmp_path / "m.csv").write_text("path,label\nv.mp4,0\n")
+    assert extract("--manifest", str(tmp_path / "m.csv"), "--out", str(out), "--overwrite", detector="none") == 0
+    assert (out / "faces.csv").exists() and not (out / "faces_failed.csv").exists()
 
 
 def test_video_file_problem(tmp_path):

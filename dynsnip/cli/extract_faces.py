@@ -17,7 +17,10 @@ video, naming both, and a folder of the video made with other settings (``--max-
 ``--format``, ``--margin``, ...) fails it naming each setting asked and recorded; either is
 replaced only with ``--replace-stale``. A folder whose recorded face coverage is below
 ``--min-face-coverage`` fails its video (``low_face_coverage``), as extracting it would. An
-existing ``OUT/faces.csv`` is replaced only with ``--overwrite``. A video given twice (also
+existing ``OUT/faces.csv`` is replaced only with ``--overwrite``. The manifest rows that failed are written
+to ``OUT/faces_failed.csv`` (the manifest's columns plus ``reason`` and ``message``: a manifest itself,
+to run again once they are fixed), so that a long run's failures are not only on the screen; it is
+replaced with ``faces.csv`` (and removed when a new run has none). A video given twice (also
 through a link, or inside a folder also given) is extracted once, with a note; an input that
 is a directory or not a regular file (a FIFO: never opened) fails with what it is. Folder
 names are the videos' paths relative to the input folder (or the manifest's) without the
@@ -51,6 +54,7 @@ from .face_options import (
 from .predict import VIDEO_SUFFIXES
 
 MANIFEST_NAME = "faces.csv"
+FAILED_NAME = "faces_failed.csv"  # with --manifest: the rows that failed, with reason and message
 # the plan steps (run) that fail a video without extracting it
 FAILED_PLANS = ("taken", "stale", "stale_settings", "not_a_file", "low_coverage")
 
@@ -309,6 +313,24 @@ def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ra
     return gather_shards(list(_run_all(jobs[ranks.rank::ranks.world_size], workers)), len(jobs), ranks)
 
 
+def write_failed_rows(rows: list[tuple[Any, str, str]], path: Path) -> None:
+    """``OUT/faces_failed.csv``: the failed manifest rows as a manifest (the videos' paths relative to
+    ``OUT`` or absolute, labels, splits, ...: :func:`~dynsnip.data.manifest.write_manifest`) with
+    their ``reason`` and ``message`` columns."""
+    import csv
+
+    from dynsnip.data.manifest import write_manifest
+
+    write_manifest([entry for entry, _, _ in rows], path, overwrite=True)  # --overwrite was checked up front
+    with path.open(newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    table[0] += ["reason", "message"]
+    for row, (_, reason, message) in zip(table[1:], rows):
+        row += [reason, message]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(table)
+
+
 def pipeline_choice(choice: str, workers: int, jobs: int, ranks: Any = None) -> tuple[bool, int]:
     """Whether each video's extraction is pipelined (``--pipeline``; ``auto``: when every extraction
     running at once on this machine has 2 CPUs, :func:`~dynsnip.data.faces.extraction.pipeline_fits`),
@@ -488,8 +510,10 @@ def run(args: argparse.Namespace) -> int:
     if problem := out_folder_problem(args.out):
         return usage_error(problem)
     manifest_out = args.out / MANIFEST_NAME
-    if args.manifest is not None and manifest_out.exists() and not args.overwrite:
-        return usage_error(f"{manifest_out} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    failed_out = args.out / FAILED_NAME
+    for listed in (manifest_out, failed_out):
+        if args.manifest is not None and listed.exists() and not args.overwrite:
+            return usage_error(f"{listed} exists; refusing to overwrite it (pass --overwrite to replace it)")
     if problem := face_options_problem(args):
         return usage_error(problem)
     if problem := detection_policy_problem(args) or detect_device_problem(args, args.workers == 1):
@@ -594,10 +618,15 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_SOME_FAILED if failed else EXIT_OK
 
     written: list[Any] = []
+    failed_rows: list[tuple[Any, str, str]] = []  # (manifest entry, reason, message) of the rows that failed
     coverages: list[tuple[Path, float | None]] = []
     failures = low_coverage = stale = 0
     bar = progress_bar(plan, len(plan), "videos", not args.no_progress, **VIDEO_BAR)
     for video, out_dir, entry, owner, action, problem in bar:
+        if entry is not None and action in FAILED_PLANS:
+            reason = {"taken": "output_taken", "not_a_file": "not_found", "low_coverage": "low_face_coverage"}.get(
+                action, "stale_folder")
+            failed_rows.append((entry, reason, str(problem or f"output folder {out_dir} is already used by {owner}")))
         if action == "taken":
             print(f"FAILED   {video}: output folder {out_dir} is already used by {owner}; expected one folder per "
                   "video: rename one of them, or give their folder as the input (names are then relative paths)")
@@ -635,6 +664,9 @@ def run(args: argparse.Namespace) -> int:
             if not ok:
                 failures += 1
                 low_coverage += ": low_face_coverage: " in line
+                if entry is not None:  # the line is "<video>: <reason>: <message>" (_extract)
+                    reason, _, message = line[len(f"{video}: "):].partition(": ")
+                    failed_rows.append((entry, reason, message))
                 continue
         coverages.append((video, folder_coverage(out_dir)))
         if entry is not None:
@@ -645,6 +677,11 @@ def run(args: argparse.Namespace) -> int:
         if args.faces == "all":
             add_track_columns(manifest_out, [e.path for e in written])
         print(f"wrote {manifest_out} ({len(written)} entries)")
+        if failed_rows:
+            write_failed_rows(failed_rows, failed_out)
+            print(f"wrote {failed_out} ({len(failed_rows)} failed row(s), with reason and message)")
+        else:
+            failed_out.unlink(missing_ok=True)  # an earlier run's list (replaced with --overwrite): nothing failed now
     print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed"
           + (f" ({stale} of them with a stale folder, from another video or made with other settings: pass "
              "--replace-stale to extract them again)" if stale else ""))

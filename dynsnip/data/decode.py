@@ -180,24 +180,25 @@ class VideoReader:
         return float((self._frame_pts[index] - self._frame_pts[0]) * time_base)
 
     @functools.cached_property
+    def _median_step(self) -> int:
+        """The median step between consecutive presentation timestamps (stream time-base units)."""
+        steps = sorted(b - a for a, b in zip(self._frame_pts, self._frame_pts[1:]))
+        return steps[len(steps) // 2] if steps else 0
+
+    @property
     def frame_interval(self) -> float:
         """The video's usual time between two frames (seconds): the median step between
         consecutive timestamps (robust to a header's wrong frame rate and to a few dropped
         frames); 0.0 for a single frame."""
-        steps = sorted(b - a for a, b in zip(self._frame_pts, self._frame_pts[1:]))
-        if not steps:
-            return 0.0
-        return float(steps[len(steps) // 2] * (self._stream.time_base or Fraction(1, 1)))
+        return float(self._median_step * (self._stream.time_base or Fraction(1, 1)))
 
     def time_gaps(self, num_frames: int | None = None) -> list[int]:
         """The frames ``i`` (of the first ``num_frames``) that come more than :data:`MAX_FRAME_STEP`
         frame intervals after frame ``i - 1``: where the video was cut or paused. ``extract-faces``
         records them, so that snippets of its frame folder do not span them either."""
         limit = self.num_frames if num_frames is None else min(int(num_frames), self.num_frames)
-        interval = self.frame_interval
-        if interval <= 0:
-            return []
-        return [i for i in range(1, limit) if self.timestamp(i) - self.timestamp(i - 1) > MAX_FRAME_STEP * interval]
+        pts, longest = self._frame_pts, MAX_FRAME_STEP * self._median_step  # integer timestamps: no Fraction per frame
+        return [i for i in range(1, limit) if pts[i] - pts[i - 1] > longest] if longest > 0 else []
 
     def check_consecutive(self, indices: "Sequence[Sequence[int]] | torch.Tensor") -> None:
         """Raise :class:`~dynsnip.data.errors.FrameGapError` when a snippet (a row of frame
@@ -207,10 +208,11 @@ class VideoReader:
         interval = self.frame_interval
         if interval <= 0:
             return
+        pts, longest = self._frame_pts, MAX_FRAME_STEP * self._median_step
         for u, row in enumerate(rows):
             for a, b in zip(row, row[1:]):
-                step = self.timestamp(b) - self.timestamp(a)
-                if b != a and step > MAX_FRAME_STEP * interval:
+                if b != a and pts[b] - pts[a] > longest:
+                    step = self.timestamp(b) - self.timestamp(a)
                     raise FrameGapError(
                         self.path,
                         f"snippet {u} (frames {row[0]}-{row[-1]}) spans a jump in time: frame {b} comes "

@@ -7,7 +7,10 @@ import math
 import random
 
 import pytest
+import timm
 
+import dynsnip  # noqa: F401  (registers dil_*)
+from dynsnip.engine import Recipe
 from dynsnip.engine.metrics import accuracy, aggregate_by_video, binary_metrics, roc_auc, video_metrics, write_report
 
 
@@ -109,3 +112,37 @@ def test_write_report_json_and_csv(tmp_path):
     json_path, csv_path = write_report(video_metrics([0.1, 0.2], [1, 1]), tmp_path / "one_class")
     assert json.loads(json_path.read_text())["overall"]["auc"] is None
     assert list(csv.DictReader(csv_path.open()))[0]["auc"] == ""
+
+
+def test_an_empty_method_is_no_method_for_fakes_as_for_reals():
+    """``""`` (an empty CSV cell) is no method: a fake with it is not a per-method group named ''."""
+    report = video_metrics([0.1, 0.9, 0.8], [0, 1, 1], methods=["", "", None])
+    assert report["per_method"] == {}
+    with pytest.raises(ValueError, match="fake but has no manipulation method"):
+        video_metrics([0.1, 0.9, 0.8], [0, 1, 1], methods=["", "", "Deepfakes"])
+
+
+def test_the_methods_of_an_evaluation_set_are_checked_before_any_work(tmp_path):
+    """A fake without a method among fakes with one (or a real naming one) fails at the start,
+    naming the rows: before, evaluate scored every video and train ran an epoch, then crashed."""
+    from dynsnip.data.manifest import ManifestEntry, check_methods
+    from dynsnip.engine import make_dataset
+
+    entries = [ManifestEntry(tmp_path / "r.mp4", 0), ManifestEntry(tmp_path / "a.mp4", 1, method="Deepfakes"),
+               ManifestEntry(tmp_path / "b.mp4", 1, method=""), ManifestEntry(tmp_path / "c.mp4", 1)]
+    with pytest.raises(ValueError, match=r"m\.csv: 2 fake video\(s\) have no manipulation method \(.*b\.mp4, .*c\.mp4\) "
+                                         r"while 1 others do"):
+        check_methods(entries, "m.csv")
+    check_methods(entries[:1] + entries[2:])  # no fake has one: fine
+    with pytest.raises(ValueError, match=r"1 real video\(s\) name a manipulation method .*'Face2Face'"):
+        check_methods([ManifestEntry(tmp_path / "r.mp4", 0, method="Face2Face")])
+    check_methods([ManifestEntry(tmp_path / "r.mp4", 0, method="original")])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split,method\nr.mp4,real,test,\na.mp4,fake,test,Deepfakes\nb.mp4,fake,test,\n"
+                        "c.mp4,fake,train,\n")
+    for name in ("r", "a", "b", "c"):
+        (tmp_path / f"{name}.mp4").write_bytes(b"")  # never opened: the check comes first
+    model = timm.create_model("dil_resnet18", num_classes=1, channels=(8, 16, 32, 64), stem_width=8)
+    with pytest.raises(ValueError, match="1 fake video"):
+        make_dataset(manifest, model, Recipe(), train=False, split="test")
+    make_dataset(manifest, model, Recipe(), train=True, split="train")  # training computes no per-method metrics

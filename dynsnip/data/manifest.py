@@ -80,6 +80,41 @@ def parse_split(value: object, where: str = "") -> str | None:
     return text
 
 
+# Names a manifest may use for the real class in its ``method`` column (empty: no method).
+REAL_METHODS = ("real", "original", "pristine", "youtube", "actors")
+
+
+def is_real_method(method: str | None) -> bool:
+    """Whether ``method`` names no manipulation: empty, or one of :data:`REAL_METHODS`."""
+    return method is None or not str(method).strip() or str(method).strip().lower() in REAL_METHODS
+
+
+def check_methods(entries: Sequence[ManifestEntry], source: object = "manifest",
+                  rows: Sequence[str] | None = None) -> None:
+    """Check the ``method`` column of the videos evaluated together (per-method metrics): every
+    fake has its manipulation method or none does, and no real video names one.
+
+    Raises:
+        ValueError: naming the first few offending rows (paths) and how many there are.
+    """
+    names = list(rows) if rows is not None else [str(e.path) for e in entries]
+    with_method = [i for i, e in enumerate(entries) if e.label == 1 and not is_real_method(e.method)]
+    without = [i for i, e in enumerate(entries) if e.label == 1 and is_real_method(e.method)]
+    real_with = [i for i, e in enumerate(entries) if e.label == 0 and not is_real_method(e.method)]
+
+    def listed(where: list[int]) -> str:
+        shown = ", ".join(names[i] for i in where[:3])
+        return shown + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+
+    if with_method and without:
+        raise ValueError(f"{source}: {len(without)} fake video(s) have no manipulation method ({listed(without)}) "
+                         f"while {len(with_method)} others do; expected every fake's method (for the per-method "
+                         "metrics) or none")
+    if real_with:
+        raise ValueError(f"{source}: {len(real_with)} real video(s) name a manipulation method ({listed(real_with)}: "
+                         f"{entries[real_with[0]].method!r}); expected an empty method or one of {REAL_METHODS}")
+
+
 def check_entries(entries: Sequence[ManifestEntry], source: object = "manifest",
                   rows: Sequence[str] | None = None) -> None:
     """Check a whole manifest before any work starts (see module docstring).

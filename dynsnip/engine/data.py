@@ -141,10 +141,13 @@ def make_dataset(
             warning (which face of a fake was swapped is found by ``extract-faces``).
     """
     from ..data import FaceClipLoader, FaceFramesDataset, VideoDataset, read_manifest
+    from ..data.manifest import check_methods
 
     if kind not in DATA_KINDS:
         raise ValueError(f"data kind must be one of {DATA_KINDS}, got {kind!r}")
     entries = read_manifest(manifest, split=split)
+    if not train:  # evaluated together: per-method metrics need every fake's method or none (refused before any work)
+        check_methods(entries, f"{manifest}" + (f" (split {split})" if split else ""))
     if not entries:
         where = f" with split {split!r}" if split else ""
         raise ValueError(f"{manifest}: no rows{where}; expected labelled videos or frame folders")

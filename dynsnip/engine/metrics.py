@@ -24,6 +24,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
+from ..data.manifest import REAL_METHODS, is_real_method  # the manifest's convention
+
 __all__ = [
     "roc_auc",
     "accuracy",
@@ -36,8 +38,6 @@ __all__ = [
     "REAL_METHODS",
 ]
 
-# Names a manifest may use for the real class in its ``method`` column.
-REAL_METHODS = ("real", "original", "pristine", "youtube", "actors")
 
 
 def _as_1d(values: Any, name: str) -> torch.Tensor:
@@ -160,7 +160,7 @@ def binary_metrics(scores: Any, labels: Any, threshold: float = 0.5) -> dict[str
 
 
 def _is_real_method(method: str | None) -> bool:
-    return method is None or str(method).strip().lower() in REAL_METHODS
+    return is_real_method(method)
 
 
 def video_metrics(

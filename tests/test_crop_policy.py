@@ -139,6 +139,29 @@ def test_extraction_of_a_fake_uses_the_extracted_source(real_and_fake, tmp_path)
     assert json.loads((tmp_path / "fake2" / "faces.json").read_text())["detections"] == real_meta["detections"]
 
 
+def test_a_fake_extracted_with_max_frames_keeps_only_the_written_frames_of_its_sources_tracks(real_and_fake, tmp_path):
+    """The source's folder covers its whole video; the fake written with --max-frames holds fewer
+    frames, and its faces.json must list tracks within them, or every clip of it fails to load."""
+    from dynsnip.data import FaceFramesDataset
+    from dynsnip.data.faces.face_folder import FaceFolder
+    from dynsnip.data.manifest import ManifestEntry
+
+    real, fake = real_and_fake
+    real_out = tmp_path / "real"
+    extract_face_frames(real, real_out)
+    assert max(max(t["frames"]) for t in json.loads((real_out / "faces.json").read_text())["tracks"]) >= 8
+    fake_out = tmp_path / "fake"
+    extract_face_frames(fake, fake_out, boxes_from=real_out, max_frames=6)
+    meta = json.loads((fake_out / "faces.json").read_text())
+    assert meta["num_frames"] == 6 and meta["tracks"]
+    assert all(frame < 6 for track in meta["tracks"] for frame in track["frames"])
+    folder = FaceFolder(fake_out, sorted(fake_out.glob("*.png")))
+    assert [t.id for t in folder.tracks] == [t["id"] for t in meta["tracks"]]
+    pixels, _ = FaceFramesDataset([ManifestEntry(fake_out, 1)], num_snippets=1, snippet_len=4, size=(32, 32),
+                                  faces="all")[0]
+    assert pixels.shape[1] == 4
+
+
 def test_a_source_of_another_size_is_refused(real_and_fake, tmp_path):
     from video_fixtures import two_people
 

@@ -81,6 +81,7 @@ from .tracks import (
     track_rules,
     tracks_from_json,
     tracks_to_json,
+    tracks_within,
 )
 
 np = require("numpy")
@@ -374,6 +375,8 @@ def extract_face_frames(
     with VideoReader(video_path) as video:
         record = source_record(video_path)
         num_frames = video.num_frames if max_frames is None else min(max_frames, video.num_frames)
+        if source_tracks is not None:  # the source's tracks run over its whole video: only the frames written
+            source_tracks = tracks_within(source_tracks, num_frames)
         width, height = video.size
         if source_size is not None and tuple(source_size) != (width, height):
             from ..errors import SourceMismatchError

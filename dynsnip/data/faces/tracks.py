@@ -46,7 +46,7 @@ the one that differs (see the constants :data:`SWAP_MIN_DIFFERENCE` and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .._optional import require
@@ -263,6 +263,19 @@ def tracks_to_json(tracks: Sequence[FaceTrack]) -> list[dict[str, Any]]:
     of each frame's ``detections`` it is (the rows themselves are stored once, by frame)."""
     return [dict(id=t.id, status=t.status, frames=list(map(int, t.frames)), rows=list(map(int, t.row_index)),
                  shift=round(t.shift, 4), change=None if t.change is None else round(t.change, 3)) for t in tracks]
+
+
+def tracks_within(tracks: Sequence[FaceTrack], num_frames: int) -> list[FaceTrack]:
+    """``tracks`` cut to the frames before ``num_frames`` (a video extracted with ``--max-frames``
+    whose source's tracks cover its whole length); a track with no frame left is left out. Ids and
+    statuses stay the source's, so that fake and source name their faces alike."""
+    out = []
+    for track in tracks:
+        keep = [n for n, frame in enumerate(track.frames) if frame < num_frames]
+        if keep:
+            out.append(replace(track, frames=[track.frames[n] for n in keep], rows=track.rows[keep],
+                               row_index=[track.row_index[n] for n in keep]))
+    return out
 
 
 def tracks_from_json(items: Sequence[Mapping[str, Any]], detections: Mapping[int, "np.ndarray"]) -> list[FaceTrack]:

@@ -9,7 +9,7 @@ video, ``call="frames"``. T is read from ``net.snippet_len`` or from the SIMs.
 """
 from __future__ import annotations
 
-import sys
+import argparse
 
 import torch
 from custom_backbone import TinyVideoNet  # the network of examples/custom_backbone.py
@@ -18,7 +18,9 @@ from dynsnip.data import FaceClipLoader, bundled_video
 from dynsnip.explain import explain_clip, save_figures
 
 if __name__ == "__main__":
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else "explain_custom_backbone"
+    parser = argparse.ArgumentParser(description="Explain a custom 2D backbone with IntraSIM / InterSIM")
+    parser.add_argument("out_dir", nargs="?", default="explain_custom_backbone", help="where the pictures go")
+    out_dir = parser.parse_args().out_dir
     torch.manual_seed(0)
     net = TinyVideoNet(snippet_len=4).eval()  # untrained: the pictures show the mechanics only
 

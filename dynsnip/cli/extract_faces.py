@@ -91,8 +91,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "resolution, which keeps training crops identical to predict's)")
     parser.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
     parser.add_argument("--format", choices=("png", "bmp", "jpg"), default="png",
-                        help="image format: png (default, lossless), bmp (lossless, uncompressed: ~2x the disk, "
-                             "written ~3x faster), jpg (quality 95, adds its own compression traces)")
+                        help="image format: png (default, lossless), bmp (lossless, uncompressed: about 2.8x the disk, "
+                             "the extraction about 10%% faster, docs/video.md), jpg (quality 95, adds its own "
+                             "compression traces)")
     parser.add_argument("--workers", type=int, default=available_cpus(), metavar="N",
                         help="videos processed at once, one process each (default: the number of CPUs)")
     parser.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",

@@ -439,6 +439,16 @@ def test_export_writes_the_crops_dil_sees(extracted, tmp_path, capsys):
     assert main([*argv, "--overwrite"]) == 1
     assert Path(entry["frames"][0]).stat().st_mtime_ns == stamp
 
+    # another --size into the same --frames-out: the crops of the first export (which its JSON lists) are not
+    # replaced, and not reused either; with --overwrite they are made again at the new size
+    other = ["export", "deepfakebench", str(extracted / "faces.csv"), "--out", str(tmp_path / "json" / "small.json"),
+             "--frames-out", str(crops), "--size", "16", "--labels", "ffpp", "--quiet"]
+    assert main(other) == 2  # no video exported
+    assert "holds the crops of another export (24 px, bilinear), not 16 px" in capsys.readouterr().err
+    assert Image.open(entry["frames"][0]).size == (24, 24)
+    assert main([*other, "--overwrite"]) == 1
+    assert Image.open(entry["frames"][0]).size == (16, 16)
+
 
 def test_export_options_are_checked(extracted, tmp_path, capsys):
     base = ["export", "deepfakebench", str(extracted), "--frames-out", str(tmp_path / "crops")]

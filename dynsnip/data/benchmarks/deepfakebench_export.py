@@ -24,10 +24,12 @@ Output::
 
 ``<video>`` is the frame folder's path relative to the manifest's folder. Frame paths in the
 JSON are absolute, or relative to ``relative_to``. A video folder is written under a
-temporary name and renamed when complete; a complete one from an earlier run is reused, so
-an interrupted export is started again with the same command. Nothing is overwritten
-without ``overwrite`` (the JSON) and a video that cannot be read is reported, the others
-are exported.
+temporary name and renamed when complete; a complete one from an earlier run with the same
+crop settings (``size``, ``interpolation``: recorded in ``.dynsnip-export.json`` beside the
+frames) is reused, so an interrupted export is started again with the same command. Nothing is
+overwritten without ``overwrite``: not the JSON, and not the crops of an export made with other
+settings (another JSON may list them: that video fails, naming them). A video that cannot be
+read is reported, the others are exported.
 """
 from __future__ import annotations
 
@@ -144,6 +146,8 @@ def _export_video(folder: Path, out: Path, size: int, interpolation: str) -> tup
                     write_png(tmp / names[i], images[block.tolist().index(i)])
                     written.add(i)
                 borrowed += 0 if crops.face_found[u] else len(todo)
+        (tmp / EXPORT_RECORD).write_text(json.dumps({"size": size, "interpolation": interpolation, "source": str(folder)}),
+                                         encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -152,18 +156,38 @@ def _export_video(folder: Path, out: Path, size: int, interpolation: str) -> tup
     return [out / name for name in names], borrowed
 
 
-def _complete(out: Path, folder: Path) -> list[Path] | None:
-    """The frames of an earlier export of ``folder`` in ``out`` when it is complete (same frame names)."""
+# written beside an exported video's frames: the crop settings they were made with (_complete)
+EXPORT_RECORD = ".dynsnip-export.json"
+
+
+def _complete(out: Path, folder: Path, size: int, interpolation: str) -> tuple[list[Path] | None, str | None]:
+    """The frames of an earlier export of ``folder`` in ``out`` when it is complete (same frame names)
+    and made with the same crop settings (its record; without one, an export of an earlier version:
+    the frames' size); else ``None`` and, when ``out`` holds complete crops made with other settings,
+    what they were made with (they belong to another export: never replaced without ``overwrite``)."""
+    from .._optional import require
     from ..datasets import frame_sequence
 
     if not out.is_dir():
-        return None
+        return None, None
     try:
         expected = [f"{n:06d}.png" for n in frame_sequence(folder).numbers]
     except (OSError, ValueError):
-        return None
-    present = set(os.listdir(out))
-    return [out / n for n in expected] if set(expected) == present else None
+        return None, None
+    present = set(os.listdir(out)) - {EXPORT_RECORD}
+    if set(expected) != present:
+        return None, None  # an incomplete export: written again
+    try:
+        record = json.loads((out / EXPORT_RECORD).read_text(encoding="utf-8"))
+        made = (record.get("size"), record.get("interpolation"))
+    except FileNotFoundError:
+        with require("PIL.Image").open(out / expected[0]) as first:
+            made = (first.size[0] if first.size[0] == first.size[1] else first.size, interpolation)
+    except (OSError, ValueError, AttributeError):
+        return None, None
+    if made == (size, interpolation):
+        return [out / n for n in expected], None
+    return None, f"{made[0]} px, {made[1]}"
 
 
 def export_deepfakebench(
@@ -194,7 +218,7 @@ def export_deepfakebench(
             FF++ names (``FF-real``, ``FF-DF``, ...) from the rows' methods.
         size, interpolation: the crops' side in px and resampling (DIL's input size and interpolation).
         relative_to: write frame paths relative to this folder (default absolute).
-        overwrite: replace an existing ``out_json``.
+        overwrite: replace an existing ``out_json``, and crops in ``frames_out`` made with other settings.
         log: progress lines (None: silent).
 
     Raises:
@@ -241,7 +265,11 @@ def export_deepfakebench(
         used[video] = folder
         out = frames_out / video
         try:
-            paths = _complete(out, folder)
+            paths, other = _complete(out, folder, size, interpolation)
+            if other is not None and not overwrite:
+                result.failed.append((str(folder), f"{out} holds the crops of another export ({other}), not {size} px, "
+                                                   f"{interpolation}: choose another frames folder, or overwrite them"))
+                continue
             borrowed = 0
             if paths is None:
                 paths, borrowed = _export_video(folder, out, size, interpolation)

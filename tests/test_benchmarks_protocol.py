@@ -211,3 +211,18 @@ def test_ffpp_to_celebdf_scores_the_celebdf_test_list(tiny_model, tmp_path, caps
     assert "data: vouched for by --data-is celebdf:v2" in capsys.readouterr().out
     vouched = json.loads((out / "benchmark.json").read_text())
     assert vouched["rows"][0]["video"] == row["video"]
+
+
+def test_a_protocol_trained_here_is_titled_by_what_it_trained_on():
+    """ffpp-to-celebdf is the paper's FF++ LQ (c40) -> Celeb-DF; trained here on c23 crops, its table
+    must not claim c40."""
+    from dynsnip.cli.benchmark import trained_title
+    from dynsnip.data.benchmarks.protocols import PROTOCOLS
+
+    protocol = PROTOCOLS["ffpp-to-celebdf"]
+    assert protocol.title == "FF++ LQ (c40) -> Celeb-DF (v2)"
+    assert trained_title(protocol, ["ffpp:c23"]) == "FF++ HQ (c23) -> Celeb-DF (v2)"
+    assert trained_title(protocol, ["ffpp:c40"]) == protocol.title
+    assert trained_title(protocol, []) == "FF++ (not recorded in its manifest) -> Celeb-DF (v2)"
+    assert trained_title(protocol, ["ffpp:c23", "ffpp:c40"]) == "FF++ (ffpp:c23, ffpp:c40) -> Celeb-DF (v2)"
+    assert trained_title(PROTOCOLS["ffpp-hq"], ["ffpp:c23"]) == "FaceForensics++ HQ (c23)"

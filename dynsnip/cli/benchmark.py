@@ -82,9 +82,26 @@ def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite:
     return manifest.write(out, overwrite=overwrite)
 
 
-def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> Path:
+# what a training manifest's dataset tag (the `dataset` column) is called in a table's title
+TRAINING_DATA_TITLES = {"ffpp:c23": "FF++ HQ (c23)", "ffpp:c40": "FF++ LQ (c40)", "ffpp:raw": "FF++ raw"}
+
+
+def trained_title(protocol, datasets: list[str]) -> str:
+    """The table's title for a protocol trained here on data tagged ``datasets``: the protocol's
+    (``FF++ LQ (c40) -> Celeb-DF (v2)``) names the paper's training data; the title names what was
+    trained on (``FF++ HQ (c23) -> ...``), or says that its compression is not recorded."""
+    if " -> " not in protocol.title:
+        return protocol.title
+    paper_train, test = protocol.title.split(" -> ", 1)
+    if len(datasets) == 1 and datasets[0] in TRAINING_DATA_TITLES:
+        return f"{TRAINING_DATA_TITLES[datasets[0]]} -> {test}"
+    shown = ", ".join(datasets) if datasets else "not recorded in its manifest"
+    return f"FF++ ({shown}) -> {test}" if paper_train.startswith("FF++") else f"{paper_train} ({shown}) -> {test}"
+
+
+def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> tuple[Path, dict]:
     """Train with ``recipe`` on the train / val rows of ``--train-data`` (default ``--data``) in ``out/run``;
-    returns the saved model folder."""
+    returns the saved model folder and what it was trained on (manifest, provenance, dataset tags)."""
     from ..data.manifest import read_manifest
     from ..engine import build_model, make_dataset, train
     from ..engine.benchmark import check_protocol_data
@@ -94,7 +111,8 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> Pat
     manifest = _manifest_for(args.train_data or args.data, dataset, dict(options), out / "train_manifest.csv",
                              overwrite=True)
     vouch = (args.train_data_is, "--train-data-is") if args.train_data is not None else (args.data_is, "--data-is")
-    print(f"training data: {check_protocol_data(protocol, manifest, vouch[0], train=True, flag=vouch[1])}")
+    provenance = check_protocol_data(protocol, manifest, vouch[0], train=True, flag=vouch[1])
+    print(f"training data: {provenance}")
     model = build_model(recipe.model, pretrained=recipe.pretrained, module_config=recipe.module_config)
     train_set = make_dataset(manifest, model, recipe, train=True, split="train")
     if args.balance_classes:
@@ -105,7 +123,9 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> Pat
     result = train(recipe, train_set, val_set, out / "run", model=model, device=device, progress=args.progress,
                    data_name=f"{args.train_data or args.data} ({protocol.name} training)"
                    + (" (classes balanced by oversampling)" if args.balance_classes else ""))
-    return result.model_dir
+    datasets = sorted({e.dataset for e in read_manifest(manifest, "train") if e.dataset})
+    return result.model_dir, {"manifest": str(args.train_data or args.data), "provenance": provenance,
+                              "datasets": datasets}
 
 
 def _check_module_config(model, wanted: str, source) -> None:
@@ -176,7 +196,11 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             return usage_error("benchmark", "run dynsnip benchmark in one process (not under torchrun): frame scores "
                                             "are matched to videos in order; train with torchrun and dynsnip train")
         try:
-            model_source = _train(args, protocol, recipe, out, info.device) if args.train else args.model
+            training = None
+            if args.train:
+                model_source, training = _train(args, protocol, recipe, out, info.device)
+            else:
+                model_source = args.model
             model = build_model(str(model_source), pretrained=True).to(info.device).eval()
             if not args.train and args.module_config is not None:
                 _check_module_config(model, args.module_config, model_source)
@@ -195,6 +219,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     result["model"] = str(model_source)
     result["data"] = str(args.data)
     result["data_provenance"] = provenance
+    if training is not None:  # trained here: the title and the result say on what
+        result["training_data"] = training
+        result["title"] = trained_title(protocol, training["datasets"])
     print(format_table(result))
     paths = write_benchmark(result, out, overwrite=True)
     print("wrote " + " ".join(str(p) for p in paths))
@@ -209,7 +236,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
         folder = saved_model_folder(model_source)
         record_evaluation(folder, evaluation_record(
-            result["report"], data=protocol.title, split=protocol.split, num_snippets=recipe.test_num_snippets,
+            result["report"], data=result["title"], split=protocol.split, num_snippets=recipe.test_num_snippets,
             snippet_len=recipe.snippet_len, img_size=recipe.img_size,
             source=f"dynsnip benchmark {protocol.name}" + (f" (test data {provenance})" if provenance.startswith("vouched")
                                                             else "")))

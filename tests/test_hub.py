@@ -643,3 +643,32 @@ def test_timm_pretrained_tag_loads_from_the_cache_when_the_hub_is_down(local_hub
     monkeypatch.setattr(hf_http, "time", type("NoSleep", (), {"sleep": staticmethod(slept.append)}))
     model = timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True)
     assert torch.equal(model.conv1[0].weight, served["conv1.0.weight"]) and slept == []
+
+
+def test_a_result_recorded_again_replaces_the_earlier_one_and_a_longer_recipe_is_recorded(tmp_path: Path) -> None:
+    """Two `evaluate --record` of one dataset and split: one entry (the latest), not one model-index
+    entry with every metric twice. A run resumed with more epochs whose later epochs were not
+    better keeps the earlier weights, and its card says the recipe that ran."""
+    from dynsnip.hub.records import update_training_recipe
+
+    folder = dynsnip_hub.save_pretrained(detector(), tmp_path / "m", training=training_record(
+        {"epochs": 1, "lr": 1e-4}, epoch=1, num_train_clips=8, data="tiny"))
+    first = {"overall": {"auc": 0.9, "accuracy": 0.8, "num_videos": 4}, "per_method": {}}
+    second = {"overall": {"auc": 0.95, "accuracy": 0.85, "num_videos": 4}, "per_method": {}}
+    for report in (first, second):
+        record_evaluation(folder, evaluation_record(report, data="FF++ c23 tiny", split="test", num_snippets=2,
+                                                    snippet_len=4, img_size=32, source="dynsnip evaluate"))
+    record_evaluation(folder, evaluation_record(first, data="FF++ c23 tiny", split="validation", num_snippets=2,
+                                                snippet_len=4, img_size=32, source="dynsnip evaluate"))
+    evaluation = json.loads((folder / "config.json").read_text())["evaluation"]
+    assert [r["split"] for r in evaluation] == ["test", "validation"]
+    card = ModelCard.load(folder / "README.md")
+    results = card.data.eval_results or []
+    assert sorted((r.dataset_split, r.metric_type, r.metric_value) for r in results if r.dataset_split == "test") == [
+        ("test", "accuracy", 0.85), ("test", "roc_auc", 0.95)]
+
+    assert update_training_recipe(folder, {"epochs": 2, "lr": 1e-4})
+    config = json.loads((folder / "config.json").read_text())
+    assert config["training"]["recipe"]["epochs"] == 2 and config["training"]["epoch"] == 1
+    assert "| epochs | 2; these weights are from epoch 1 |" in (folder / "README.md").read_text()
+    assert not update_training_recipe(folder, {"epochs": 2, "lr": 1e-4})  # nothing new

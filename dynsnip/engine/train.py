@@ -617,6 +617,11 @@ def train(
                 info, log,
             )
         barrier()
+    if info.is_main and (out_dir / MODEL_DIR / "config.json").is_file():
+        # resumed with another recipe (more epochs) and no better epoch since: the weights stay, the card says what ran
+        from ..hub.records import update_training_recipe
+
+        update_training_recipe(out_dir / MODEL_DIR, recipe.to_dict())
     return TrainResult(
         model=unwrap_model(model), history=history, best=best, out_dir=out_dir, model_dir=out_dir / MODEL_DIR,
         seconds=time.perf_counter() - run_start, resumed_from=start_epoch,

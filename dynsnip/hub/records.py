@@ -170,7 +170,8 @@ def record_evaluation(
     directory: str | os.PathLike[str], results: Sequence[Mapping[str, Any]] | Mapping[str, Any],
 ) -> bool:
     """Append evaluation result(s) to a saved detector's ``config.json`` and re-render its
-    model card, keeping the card's licence; a card edited by hand is left alone.
+    model card, keeping the card's licence; a card edited by hand is left alone. A result for
+    the same ``data`` and ``split`` as an earlier one replaces it.
 
     Args:
         directory: a folder :func:`dynsnip.save_pretrained` wrote.
@@ -192,10 +193,39 @@ def record_evaluation(
     card_file = directory / CARD_NAME
     regenerate = card_is_generated(directory) or not card_file.exists()
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    new = [results] if isinstance(results, Mapping) else list(results)
-    config["evaluation"] = list(config.get("evaluation") or []) + [json_safe(dict(r)) for r in new]
+    new = [json_safe(dict(r)) for r in ([results] if isinstance(results, Mapping) else list(results))]
+
+    def same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:  # one measurement of one thing
+        return a.get("data") == b.get("data") and a.get("split") == b.get("split")
+
+    # a result for the same data and split replaces the earlier one: two values of one metric on one dataset
+    # would be one model-index entry with the metric twice
+    kept = [r for r in config.get("evaluation") or [] if not any(same(r, n) for n in new)]
+    config["evaluation"] = kept + new
     license = card_license(card_file)
     config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     if regenerate:
         card_file.write_text(model_card(config, license=license), encoding="utf-8")
     return regenerate
+
+
+def update_training_recipe(directory: str | os.PathLike[str], recipe: Mapping[str, Any]) -> bool:
+    """Record ``recipe`` as the run's in a saved detector's ``config.json`` (``training.recipe``) and
+    re-render its card (a card edited by hand is left alone): a run resumed with more epochs keeps
+    the weights of an earlier epoch when the later ones were not better, and the card must still say
+    what ran. The epoch of the weights is kept. Returns whether anything changed."""
+    directory = Path(directory)
+    config_file = directory / CONFIG_NAME
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    training = config.get("training")
+    recipe = json_safe(dict(recipe))
+    if not isinstance(training, dict) or training.get("recipe") == recipe:
+        return False
+    training["recipe"] = recipe
+    card_file = directory / CARD_NAME
+    regenerate = card_is_generated(directory) or not card_file.exists()
+    license = card_license(card_file)
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if regenerate:
+        card_file.write_text(model_card(config, license=license), encoding="utf-8")
+    return True

@@ -284,9 +284,12 @@ def test_train_and_evaluate_straight_from_video_files(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--train", str(manifest), "--train-split", "train", "--out", str(out), *TINY_ARGS,
                  "--batch-size", "3", "--img-size", "32", "--num-snippets", "2", "--test-num-snippets", "2",
-                 "--workers", "0", "--no-progress", "--epochs", "1"]) == 0
-    printed = capsys.readouterr().out
+                 "--workers", "0", "--no-progress", "--epochs", "1"]) == 1  # trained and saved; an input failed
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "skipped 1 of 3 training clips" in printed and "no_face.mp4" in printed
+    assert "1 training clip(s) could not be read and were skipped, 0 validation video(s)" in captured.err
+    assert (out / "model" / "config.json").is_file()
     history = json.loads((out / "history.json").read_text())
     assert history[0]["skipped"][0]["reason"] == "no_face"
     assert main(["evaluate", "--model", str(out), "--manifest", str(manifest), "--split", "test",

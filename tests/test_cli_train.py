@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+import dynsnip
 from dynsnip.cli import main
 from dynsnip.engine import Recipe, build_model, make_dataset
 from hub_fixtures import local_hub  # noqa: F401 (fixture)
@@ -163,10 +164,15 @@ def test_evaluate_record_then_push_a_run_and_pull_it_back(manifest, tmp_path, ca
 def test_push_refuses_what_it_cannot_publish(manifest, tmp_path, capsys, local_hub):
     assert main(["push", str(tmp_path), "me/x"]) == 2
     assert "holds no config.json" in capsys.readouterr().err
+    assert main(["push", str(tmp_path / "runs" / "nope"), "me/x"]) == 2
+    assert f"{tmp_path / 'runs' / 'nope'} does not exist; expected a folder" in capsys.readouterr().err
     model_dir = tmp_path / "model"
     from dynsnip.hub import save_pretrained
+    from dynsnip.hub.errors import ModelFileNotFoundError
 
     save_pretrained(build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8), model_dir)
+    with pytest.raises(ModelFileNotFoundError, match=r"It is a training run's folder: load its model, .*model"):
+        dynsnip.load_model(tmp_path)  # the run folder, not its model/
     assert main(["push", str(model_dir), "not-a-repo-id"]) == 2
     assert "REPO must be owner/name" in capsys.readouterr().err
     assert main(["push", str(model_dir), "me/my detector"]) == 2

@@ -55,7 +55,9 @@ def run_push(args: argparse.Namespace) -> int:
 
     folder = saved_model_folder(args.folder)
     if folder is None:
-        return usage_error("push", f"{args.folder} holds no config.json; expected a folder written by dynsnip train "
+        what = ("does not exist" if not args.folder.exists() else "is a file, not a folder" if not args.folder.is_dir()
+                else "holds no config.json")
+        return usage_error("push", f"{args.folder} {what}; expected a folder written by dynsnip train "
                                    "(its model/) or dynsnip.save_pretrained")
     if args.repo.count("/") != 1 or not all(args.repo.split("/")):
         return usage_error("push", f"REPO must be owner/name, got {args.repo!r}")

@@ -420,9 +420,12 @@ def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, An
     needed = (CONFIG_NAME, WEIGHTS_NAME) if pretrained else (CONFIG_NAME,)
     for filename in needed:
         if not (directory / filename).is_file():
+            run = (directory / "model" / CONFIG_NAME).is_file()  # a dynsnip train run folder: its model is in model/
             raise ModelFileNotFoundError(
-                f"{source.label} has no '{filename}'. dynsnip loads {' + '.join(needed)} (never a pickled "
-                "pytorch_model.bin); write them with dynsnip.save_pretrained(model, directory).",
+                f"{source.label} has no '{filename}'. "
+                + (f"It is a training run's folder: load its model, {directory / 'model'}."
+                   if run else f"dynsnip loads {' + '.join(needed)} (never a pickled pytorch_model.bin); write them "
+                               "with dynsnip.save_pretrained(model, directory)."),
                 source.name, filename,
             )
     config = _read_config(directory / CONFIG_NAME, source)

@@ -409,3 +409,19 @@ def test_a_detector_finds_the_swapped_smaller_face_that_largest_misses(two_faces
     assert on_fake[small] >= 0.5 > on_fake[large]
     assert on_real[small] < on_fake[small] - 0.3  # the untouched smaller face is not what it flags
     assert largest[0]["verdict"] == "real" and largest[0]["fake_probability"] == on_fake[large]
+
+
+def test_evaluate_lists_each_face_tracks_probability_of_an_extracted_folder(checkpoint, tmp_path):
+    """--faces all on extract-faces folders: the per-video report gives every scored face track's fake
+    probability (``tracks``), and the video's score is the largest of them (video_score max)."""
+    from dynsnip.engine import evaluate
+
+    extract_face_frames(two_people(), tmp_path / "faces", detect_every=4)
+    model = dynsnip.load_model(checkpoint).eval()
+    dataset = FaceFramesDataset([ManifestEntry(tmp_path / "faces", 1)], faces="all", num_snippets=2, snippet_len=4,
+                                size=(32, 32))
+    result = evaluate(model, dataset, batch_size=2, num_workers=0, progress=False, video_score="max")
+    (video,) = result.predictions
+    tracks = dict(item.split(":") for item in video["tracks"].split(";"))
+    assert sorted(tracks) == ["0", "1"]
+    assert video["score"] == pytest.approx(max(float(p) for p in tracks.values()), abs=1e-4)

@@ -61,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-frame-level", dest="frame_level", action="store_false", help="skip the frame-level AUC")
     from .face_options import add_track_options
 
-    add_track_options(p)
+    add_track_options(p, listed="the per-video report gives each face track's fake probability (column "
+                            "tracks, track:probability) for extract-faces folders, the video's score for video files")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_recipe_arguments(p)

@@ -37,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
     from .face_options import add_track_options
 
-    add_track_options(p)
+    add_track_options(p, listed="the per-video report gives each face track's fake probability (column "
+                            "tracks, track:probability) for extract-faces folders, the video's score for video files")
     p.add_argument("--num-snippets", type=int, help="U (default: the model's test_num_snippets, paper 8)")
     p.add_argument("--img-size", type=int, help="face crop side (default: the model's input size)")
     p.add_argument("--batch-size", type=int, default=10, help="clips per forward pass (default 10)")

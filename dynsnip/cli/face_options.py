@@ -49,11 +49,12 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
     add_detection_policy_options(parser)
 
 
-def add_track_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--faces all|largest`` and ``--video-score max|mean`` (see :mod:`dynsnip.data.faces.tracks`)."""
+def add_track_options(parser: argparse.ArgumentParser, listed: str = "the report lists each") -> None:
+    """Add ``--faces all|largest`` and ``--video-score max|mean`` (see :mod:`dynsnip.data.faces.tracks`);
+    ``listed``: what the command's report says of each face."""
     parser.add_argument("--faces", choices=("all", "largest"), default="all",
-                        help="all (default): every face of the video is followed (face tracks) and scored, and the "
-                             "report lists each; largest: the largest face only, as before face tracks (faster: "
+                        help="all (default): every face of the video is followed (face tracks) and scored, and "
+                             f"{listed}; largest: the largest face only, as before face tracks (faster: "
                              "the detector looks only at the sampled snippets)")
     parser.add_argument("--video-score", choices=("max", "mean"), default="max",
                         help="with --faces all, the video's fake probability: max (default), that of its most "

@@ -281,9 +281,15 @@ def evaluate(
     report["failed"] = [f.report() for f in failures]
     report["failed_by_reason"] = count_reasons(failures)  # e.g. low_face_coverage: below the face-coverage threshold
     coverage_of = {i["id"]: i["face_coverage"] for i in infos if i.get("face_coverage") is not None}
+    tracks_of: dict[str, dict[str, float]] = {}  # --faces all: each scored face track's fake probability
+    for info, prob in zip(infos, probs):
+        if info.get("track") is not None:
+            tracks_of.setdefault(info["id"], {})[str(info["track"])] = round(prob, 6)
     predictions = [
         {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {}),
-         **({"face_coverage": coverage_of[v]} if v in coverage_of else {})}
+         **({"face_coverage": coverage_of[v]} if v in coverage_of else {}),
+         **({"tracks": ";".join(f"{t}:{p:.4f}" for t, p in sorted(tracks_of[v].items(), key=lambda kv: int(kv[0])))}
+            if v in tracks_of else {})}
         for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))
     ]
     scored_coverages = [coverage_of[v] for v in ids if v in coverage_of]

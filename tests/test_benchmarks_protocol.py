@@ -195,7 +195,7 @@ def test_ffpp_to_celebdf_scores_the_celebdf_test_list(tiny_model, tmp_path, caps
     # the list's "1 YouTube-real/00170.mp4" and "1 Celeb-real/id0_0000.mp4" are the reals
     assert (row["subset"], row["paper"], row["video"]["num_real"], row["video"]["num_fake"]) == ("Celeb-DF", 0.7765, 2, 1)
     assert row["frame"] is None and "not computed" in result["frame_level"]
-    assert result["data_provenance"] == "recorded in the manifest's dataset column: celebdf:v2"
+    assert result["data_provenance"] == f"built here from the dataset root {root} (data_manifest.csv): celebdf:v2"
     # the same videos in a manifest that records no dataset: scored only when vouched for, and said so
     plain = tmp_path / "plain.csv"
     with (out / "data_manifest.csv").open() as f:

@@ -113,6 +113,9 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> tup
                              overwrite=True)
     vouch = (args.train_data_is, "--train-data-is") if args.train_data is not None else (args.data_is, "--data-is")
     provenance = check_protocol_data(protocol, manifest, vouch[0], train=True, flag=vouch[1])
+    if manifest != (args.train_data or args.data):  # a dataset root: its manifest was built here
+        provenance = provenance.replace("recorded in the manifest's dataset column",
+                                        f"built here from the dataset root {args.train_data or args.data}", 1)
     print(f"training data: {provenance}")
     model = build_model(recipe.model, pretrained=recipe.pretrained, module_config=recipe.module_config)
     train_set = make_dataset(manifest, model, recipe, train=True, split="train")
@@ -186,6 +189,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         source = _manifest_for(args.data, protocol.dataset, dict(protocol.options), out / "data_manifest.csv",
                                overwrite=True)
         provenance = check_protocol_data(protocol, source, args.data_is)  # before anything is scored
+        if source != args.data:  # a dataset root: its manifest was built here, from the layout
+            provenance = provenance.replace("recorded in the manifest's dataset column",
+                                            f"built here from the dataset root {args.data} ({source.name})", 1)
         print(f"test data: {provenance}")
         manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True,
                                        data_is=args.data_is)

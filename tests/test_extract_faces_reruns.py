@@ -291,3 +291,24 @@ def test_equivalent_scales_are_not_stale_and_close_values_are_shown_apart(videos
     assert extract(video, "--out", str(out), "--margin", "1.30000001") == 1
     printed = capsys.readouterr()
     assert "--margin asked 1.30000001, recorded 1.3" in printed.out + printed.err
+
+
+def test_videos_outside_the_manifests_folder_sharing_a_file_name_get_folders_of_their_own(videos, tmp_path, capsys):
+    """A manifest written beside the dataset (not above it): FF++'s Deepfakes/000_003.mp4 and
+    Face2Face/000_003.mp4 were both named 000_003 and the second failed as the folder's other
+    claimant. They are named by their path below their common folder; a name no other video
+    shares stays the file name (as folders extracted before are named)."""
+    data = tmp_path / "data"
+    for method in ("Deepfakes", "Face2Face"):
+        (data / method).mkdir(parents=True)
+        shutil.copy(videos / "v.mp4", data / method / "000_003.mp4")
+    shutil.copy(videos / "w.mp4", data / "Face2Face" / "only.mp4")
+    (tmp_path / "lists").mkdir()
+    manifest = tmp_path / "lists" / "m.csv"
+    manifest.write_text("path,label\n../data/Deepfakes/000_003.mp4,1\n../data/Face2Face/000_003.mp4,1\n"
+                        "../data/Face2Face/only.mp4,1\n")
+    out = tmp_path / "out"
+    assert extract("--manifest", str(manifest), "--out", str(out), detector="none") == 0
+    assert "already used by" not in capsys.readouterr().out
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("**/faces.json")) == [
+        "Deepfakes/000_003/faces.json", "Face2Face/000_003/faces.json", "only/faces.json"]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -128,10 +129,20 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Path, str, Any]]:
             jobs.append((path, output_folder_name(path.name), None))
     if args.manifest is not None:
         root = args.manifest.parent.resolve()
-        for entry in read_manifest(args.manifest):
-            try:
-                name = output_folder_name(entry.path.resolve().relative_to(root))
-            except ValueError:
+        entries = read_manifest(args.manifest)
+        outside = [e.path.resolve() for e in entries if not e.path.resolve().is_relative_to(root)]
+        # a video outside the manifest's folder is named by its file name; where two of them share one (FF++'s
+        # Deepfakes/.../000_003.mp4 and Face2Face/.../000_003.mp4, a manifest written beside the dataset), by its
+        # path below their common folder instead, so that they do not claim one output folder
+        shared = {n for n, count in Counter(p.name for p in outside).items() if count > 1}
+        common = Path(os.path.commonpath(outside)) if shared else None
+        for entry in entries:
+            resolved = entry.path.resolve()
+            if resolved.is_relative_to(root):
+                name = output_folder_name(resolved.relative_to(root))
+            elif common is not None and resolved.name in shared:
+                name = output_folder_name(resolved.relative_to(common))
+            else:
                 name = output_folder_name(entry.path.name)
             jobs.append((entry.path, name, entry))
     return jobs

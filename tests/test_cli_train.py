@@ -228,6 +228,9 @@ def test_horizontal_flip_is_the_only_augmentation(manifest, tmp_path):
     (["train", "--train", "{m}", "--out", "x", "--batch-size", "0"], "batch_size must be a positive integer"),
     (["train", "--train", "{m}", "--train-split", "test", "--out", "x", *TINY_ARGS], "no rows with split 'test'"),
     (["evaluate", "--model", "dil_resnet18", "--manifest", "nope.csv"], "manifest nope.csv does not exist"),
+    (["train", "--train", "{m}", "--out", "x", *TINY_ARGS, "--snippet-len", "2", "--workers", "0"],
+     "--snippet-len 2: the model has T=4 frames per snippet (it is part of its architecture); build it with the same "
+     "T: add --model-arg snippet_len=2"),
 ])
 def test_bad_input_is_a_clear_usage_error(manifest, argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

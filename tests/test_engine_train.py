@@ -3,6 +3,7 @@ checkpoints, model sources, flip as the only augmentation."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import timm
@@ -293,3 +294,17 @@ def test_grad_checkpointing_trains_the_same_weights(tmp_path):
     assert moved > 0
     for (name, a), b in zip(plain.model.named_buffers(), ckpt.model.buffers()):  # BatchNorm statistics too
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_history_json_is_standard_json_when_a_metric_is_undefined(tmp_path):
+    """A validation set of one class (monitor: loss) has no AUC: history.json holds null there, not
+    NaN, which strict parsers (jq, browsers) reject."""
+    from torch.utils.data import Subset
+
+    reals = Subset(Clips(8), [0, 2, 4, 6])
+    result = train(tiny_recipe(epochs=1, monitor="loss"), Clips(8), reals, tmp_path / "run", model_kwargs=TINY,
+                   device="cpu", progress=False, log=lambda line: None)
+    assert math.isnan(result.history[0]["val"]["auc"])  # in memory: the value as computed
+    text = (tmp_path / "run" / "history.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in history.json"))[0]["val"]["auc"] is None

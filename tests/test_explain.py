@@ -103,6 +103,18 @@ def test_model_state_is_left_as_it_was(face_clip):
     assert not model.layer1[0].conv1.weight.requires_grad and model.fc.weight.requires_grad
 
 
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_grad_cam_under_no_grad_or_inference_mode_is_the_same(model, face_clip, context):
+    """Scoring code often runs under no_grad / inference_mode; Grad-CAM's backward switches autograd
+    back on for itself (it failed with "element 0 of tensors does not require grad")."""
+    pixels = face_clip.pixels[:, : 2 * T]
+    expected = explain_clip(model, pixels)
+    with context():
+        got = explain_clip(model, pixels)
+    np.testing.assert_array_equal(got.gradcam, expected.gradcam)
+    assert got.fake_prob == expected.fake_prob
+
+
 def test_save_and_load_round_trip(explanation, tmp_path):
     """Frames exactly, maps as float16 (1/2048 relative: far below any colour step), compressed."""
     explanation.save(tmp_path / "e.npz")

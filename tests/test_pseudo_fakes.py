@@ -239,6 +239,16 @@ def test_pseudo_fakes_command_writes_picture_and_gif_and_never_overwrites(tmp_pa
     assert main(argv) == 2 and "pass --overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
     assert main(["pseudo-fakes", str(tmp_path / "missing.mp4"), "--out", str(out)]) == 2
+    # options checked before any work: a file as --out, a negative seed
+    (tmp_path / "a_file").write_text("keep")
+    assert main([*argv[:3], str(tmp_path / "a_file"), *argv[4:]]) == 2
+    assert "is a file, expected a folder" in capsys.readouterr().err
+    assert main([*argv, "--seed", "-1", "--overwrite"]) == 2
+    assert "--seed must be a whole number >= 0, got -1" in capsys.readouterr().err
+    # an input that fails is reported with its reason, exit 1 (as in explain)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert main(["pseudo-fakes", str(tmp_path / "empty.mp4"), "--out", str(tmp_path / "p2")]) == 1
+    assert "corrupt: " in capsys.readouterr().err and "Traceback" not in capsys.readouterr().err
 
 
 def test_gpu_training_script_runs_its_cpu_path_tiny(tmp_path):

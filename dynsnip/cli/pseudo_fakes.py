@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from .exit_codes import EXIT_OK, usage_error
+from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
 
 OUTPUTS = ("pseudo_fakes.png", "pseudo_fakes.gif", "pseudo_fakes.json")
 
@@ -83,6 +84,10 @@ def _options_problem(args: argparse.Namespace) -> str | None:
         return f"--snippet must be 0 or more (which snippet of the decoded frames), got {args.snippet}"
     if not 16 <= args.size <= MAX_SIZE:
         return f"--size must be a face crop side between 16 and {MAX_SIZE} pixels, got {args.size}"
+    if args.seed < 0:
+        return f"--seed must be a whole number >= 0, got {args.seed}"
+    if args.out.exists() and not args.out.is_dir():
+        return f"--out {args.out} is a file, expected a folder (created if missing)"
     needed = args.max_frames * args.size * args.size * 3 * 4 * WORKING_COPIES
     if needed > MAX_WORKING_BYTES:
         return (f"--max-frames {args.max_frames} at --size {args.size} needs about {needed / 2**30:.0f} GiB of memory; "
@@ -105,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
                                            "pass --overwrite to replace them or choose another --out")
     try:
         crops, fps = _face_crops(args.video, args.size, args.max_frames)
-    except (VideoError, OSError) as err:
-        return usage_error("pseudo-fakes", f"{args.video}: {getattr(err, 'message', err)}")
+    except (VideoError, OSError) as err:  # the input failed (reported with its reason), as in explain: exit 1
+        reason = getattr(err, "reason", "unreadable")
+        print(f"dynsnip pseudo-fakes: {reason}: {args.video}: {getattr(err, 'message', err)}", file=sys.stderr)
+        return EXIT_SOME_FAILED
     start = args.snippet * args.snippet_len
     if start + args.snippet_len > len(crops):
         return usage_error("pseudo-fakes", f"snippet {args.snippet} of {args.snippet_len} frames needs "

@@ -331,6 +331,11 @@ def run_train(args: argparse.Namespace) -> int:
             model = build_model(recipe.model, pretrained=recipe.pretrained and not resuming,
                                 checkpoint=None if resuming else args.checkpoint, module_config=recipe.module_config,
                                 **parse_model_args(args.model_arg))
+            if getattr(model, "snippet_len", recipe.snippet_len) != recipe.snippet_len:  # T is architecture
+                raise ValueError(
+                    f"--snippet-len {recipe.snippet_len}: the model has T={model.snippet_len} frames per snippet (it "
+                    f"is part of its architecture); build it with the same T: add --model-arg "
+                    f"snippet_len={recipe.snippet_len}, or leave --snippet-len at {model.snippet_len}")
             train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data,
                                      face_detector=args.face_detector, faces=args.faces)
             check_training_labels(train_set, recipe.pseudo_fakes)  # before any training or balancing

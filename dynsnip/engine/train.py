@@ -605,7 +605,11 @@ def train(
                         "model": {"class": type(unwrap_model(model)).__name__},
                     },
                 )
-            (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+            # standard JSON (jq, other languages): an undefined metric (an AUC on one class) is null, not NaN
+            from ..hub.records import json_safe
+
+            (out_dir / "history.json").write_text(json.dumps(json_safe(history), indent=1, allow_nan=False) + "\n",
+                                                  encoding="utf-8")
             val_text = ""
             if "val" in record:
                 v = record["val"]

@@ -90,11 +90,14 @@ def clip_gradcam(
     def to_video(t: torch.Tensor) -> torch.Tensor:
         return fold_frames(t, batch, num_frames, f"the Grad-CAM target layer {type(target_layer).__name__}")
 
-    x = clip.detach().clone().requires_grad_(True)  # gradients flow although the weights are frozen
-    with _gradients_kept(wrapper.model), pgc.GradCAM(wrapper, [target_layer], reshape_transform=to_video) as cam:
-        num_outputs = _num_outputs(wrapper, x)
-        maps = cam(x, targets=[cam_target(target, num_outputs)])
-        logits = cam.outputs.detach()
+    # Grad-CAM needs a backward: called under torch.no_grad() or torch.inference_mode() (as scoring code often
+    # is), autograd is switched back on here; the clip is copied out of inference mode first
+    with torch.inference_mode(False), torch.enable_grad():
+        x = clip.detach().clone().requires_grad_(True)  # gradients flow although the weights are frozen
+        with _gradients_kept(wrapper.model), pgc.GradCAM(wrapper, [target_layer], reshape_transform=to_video) as cam:
+            num_outputs = _num_outputs(wrapper, x)
+            maps = cam(x, targets=[cam_target(target, num_outputs)])
+            logits = cam.outputs.detach()
     return maps[0].astype("float32"), logits
 
 

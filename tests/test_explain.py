@@ -444,7 +444,13 @@ def test_cli_draws_the_face_tracks_with_the_deciding_one_marked(checkpoint, tmp_
     other = 1 - summary["deciding_track"]
     assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "other"),
                  "--no-gradcam", "--track", str(other)]) == 0
-    assert json.loads((tmp_path / "other" / "summary.json").read_text())["explained_track"] == other
+    other_summary = json.loads((tmp_path / "other" / "summary.json").read_text())
+    assert other_summary["explained_track"] == other
+    # the explained face's probability is named as such; the video's stays the deciding track's
+    assert other_summary["subject"] == f"face track {other}" and summary["subject"] == "video"
+    assert other_summary["fake_probability"] == pytest.approx(probs[other], abs=1e-4)
+    assert other_summary["video_fake_probability"] == pytest.approx(probs[summary["deciding_track"]], abs=1e-4)
+    assert Explanation.load(tmp_path / "other" / "explanation.npz").subject == f"face track {other}"
     assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x"),
                  "--track", "7"]) == 2
     assert "no such scored face track" in capsys.readouterr().err

@@ -264,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
             frame_indices=clip.frame_indices,
             face_found=clip.face_found,
         )
+        if video is not None and clip.track != deciding:  # another face than the one that decides the verdict
+            exp.subject = f"face track {clip.track}"
         probabilities = [exp.fake_prob, *([] if exp.snippet_probs is None else [float(p) for p in exp.snippet_probs])]
         if not all(math.isfinite(p) for p in probabilities):
             print(f"dynsnip explain: {NON_FINITE_OUTPUT}: {args.video}: the model's fake probability is {exp.fake_prob}; "
@@ -279,7 +281,8 @@ def run(args: argparse.Namespace) -> int:
     if video is not None:
         files["tracks"] = args.out / "tracks.png"
         _tracks_picture(args, video, track_probs, deciding, clip.track).savefig(files["tracks"], dpi=args.dpi)
-        tracks = dict(deciding_track=deciding, explained_track=clip.track, tracks=[
+        tracks = dict(deciding_track=deciding, explained_track=clip.track,
+                      video_fake_probability=round(track_probs[deciding], 6), tracks=[
             dict(t.summary(), **({"fake_probability": round(track_probs[t.id], 4)} if t.id in track_probs else {}),
                  **({"not_scored": video.failures[t.id].message} if t.id in video.failures else {}))
             for t in video.tracks])

@@ -156,7 +156,7 @@ def _decimals(lo: float, hi: float) -> int:
 
 
 def _title(exp: Explanation, what: str) -> str:
-    title = f"{what} — video p(fake) = {_prob_text(exp, exp.fake_prob)}  (U={exp.num_snippets}, T={exp.snippet_len})"
+    title = f"{what} — {exp.subject} p(fake) = {_prob_text(exp, exp.fake_prob)}  (U={exp.num_snippets}, T={exp.snippet_len})"
     legend = _legend(exp)
     return title + ("\n" + legend if legend else "")
 

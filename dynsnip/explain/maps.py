@@ -58,7 +58,8 @@ class Explanation:
             ``Atten_H ⊙ Atten_W``, values in (0, 1)) upsampled bilinearly to the frames.
         inter: ``{Inter-SIM name: float32 (U, T)}``, the U x T map (channel mean of
             ``F̄_1 ⊙ F̄_2``, values in (0, 1)); row u is snippet u.
-        fake_prob: the video's fake probability.
+        fake_prob: the fake probability of the clip explained: the video's, or (``subject``) one
+            face track's.
         snippet_probs: float32 ``(U,)`` each snippet's fake probability (the classifier on the
             snippet's own frames, in the context of the whole clip), or None.
         num_snippets, snippet_len: U and T.
@@ -69,6 +70,8 @@ class Explanation:
         face_found: bool ``(U,)``, False where the snippet had no face and its crop was
             borrowed from another snippet (marked on the pictures), or None (unknown).
         notes: what could not be computed, and why.
+        subject: what ``fake_prob`` is the probability of, as the pictures' titles say it
+            (``"video"``; ``dynsnip explain --track 1``: ``"face track 1"``).
     """
 
     frames: "np.ndarray"
@@ -86,6 +89,7 @@ class Explanation:
     frame_indices: "np.ndarray | None" = None
     notes: list[str] = field(default_factory=list)
     face_found: "np.ndarray | None" = None
+    subject: str = "video"
 
     @property
     def intra_map(self) -> "np.ndarray | None":
@@ -107,6 +111,7 @@ class Explanation:
             crop_size=list(self.frames.shape[1:3]),  # (height, width) of the face crops shown
             face_found=None if self.face_found is None else [bool(f) for f in self.face_found],
             frame_indices=None if self.frame_indices is None else self.frame_indices.tolist(),
+            subject=self.subject,
             target=self.target,
             target_layer=self.target_layer,
             intra_layers=list(self.intra),
@@ -164,10 +169,11 @@ class Explanation:
                 inter_layer=meta["inter_layer"],
                 frame_indices=get("frame_indices"),
                 notes=meta["notes"],
+                subject=meta.get("subject", "video"),  # files saved before it was recorded: a video's
             )
 
 
-_META_KEYS = ("num_snippets", "snippet_len", "target", "target_layer", "intra_layer", "inter_layer", "notes")
+_META_KEYS = ("num_snippets", "snippet_len", "target", "target_layer", "intra_layer", "inter_layer", "notes", "subject")
 
 
 def _as_clip(clip: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

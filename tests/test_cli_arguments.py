@@ -306,3 +306,15 @@ def test_every_help_says_what_the_exit_codes_mean():
         assert "exit status:" in text, name
         for code in (EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED):
             assert f"{code}: " in text, (name, code)
+
+
+def test_commands_print_warnings_on_one_line_without_library_source(monkeypatch, capsys):
+    import warnings
+
+    from dynsnip.cli import _one_line_warnings
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    _one_line_warnings()
+    text = warnings.formatwarning("training on video files crops each video's largest face", UserWarning,
+                                  "/site-packages/dynsnip/cli/train.py", 326, "train_set = make_dataset(...)")
+    assert text == "dynsnip: warning: training on video files crops each video's largest face (UserWarning)\n"

@@ -59,6 +59,17 @@ AFTER_INTERRUPT = {
 }
 
 
+def _one_line_warnings() -> None:
+    """Warnings as ``dynsnip: warning: <message> (<Category>)``: a command's user reads what to do, not
+    the source line of the library code that warned (Python's default format)."""
+    import warnings
+
+    def one_line(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 (warnings' signature)
+        return f"dynsnip: warning: {message} ({category.__name__})\n"
+
+    warnings.formatwarning = one_line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ..memory_reuse import keep_freed_memory
     from .exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
@@ -66,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a command scores, trains or extracts in a loop: freed tensor memory is reused, not faulted back in at every
     # forward (glibc; 1.27x faster CPU predict, see dynsnip.memory_reuse)
     keep_freed_memory()
+    _one_line_warnings()
     command = None
     try:
         parser = build_parser()

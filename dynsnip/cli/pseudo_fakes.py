@@ -111,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         crops, fps = _face_crops(args.video, args.size, args.max_frames)
     except (VideoError, OSError) as err:  # the input failed (reported with its reason), as in explain: exit 1
-        reason = getattr(err, "reason", "unreadable")
-        print(f"dynsnip pseudo-fakes: {reason}: {args.video}: {getattr(err, 'message', err)}", file=sys.stderr)
+        reason, message = getattr(err, "reason", "unreadable"), str(getattr(err, "message", err))
+        named = message if message.startswith(str(args.video)) else f"{args.video}: {message}"  # the path once
+        print(f"dynsnip pseudo-fakes: {reason}: {named}", file=sys.stderr)
         return EXIT_SOME_FAILED
     start = args.snippet * args.snippet_len
     if start + args.snippet_len > len(crops):

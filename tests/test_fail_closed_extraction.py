@@ -214,7 +214,7 @@ def test_a_frame_size_change_is_a_named_failure_everywhere(size_change, tmp_path
     with pytest.raises(FrameSizeChangeError):
         extract_face_frames(size_change, tmp_path / "out", face_detector="dlib")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
-    assert main(["pseudo-fakes", str(size_change), "--out", str(tmp_path / "pf")]) == 2
+    assert main(["pseudo-fakes", str(size_change), "--out", str(tmp_path / "pf")]) == 1  # the input failed
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "frame 16 is 352x288" in err and "Traceback" not in err
 

@@ -131,19 +131,19 @@ class FrameSequence:
 
     def check_consecutive(self, indices: "torch.Tensor") -> None:
         """Raise :class:`FrameGapError` if a snippet (row of ``indices``, positions in
-        :attr:`paths`) spans a gap in the numbering. A repeated position (a folder shorter
-        than a snippet repeats its last frame) is not a gap."""
-        for u, row in enumerate(indices.tolist()):
-            for a, b in zip(row, row[1:]):
-                if a != b and self.numbers[b] - self.numbers[a] != self.step:
-                    first, last = self.numbers[row[0]], self.numbers[row[-1]]
-                    raise FrameGapError(
-                        self.folder,
-                        f"snippet {u} (frames {first}-{last}) spans a gap in the frame numbering: after frame "
-                        f"{self.numbers[a]} comes {self.numbers[b]} (step {self.step}); a snippet must be "
-                        "consecutive frames, since the jump would be scored as motion. Extract the frames "
-                        "again, or leave this folder out of the manifest",
-                    )
+        :attr:`paths`) spans a gap in the numbering."""
+        from .sampling import first_jump
+
+        numbers, step = self.numbers, self.step
+        if (jump := first_jump(indices, lambda a, b: numbers[b] - numbers[a] != step)) is None:
+            return
+        u, row, a, b = jump
+        raise FrameGapError(
+            self.folder,
+            f"snippet {u} (frames {numbers[row[0]]}-{numbers[row[-1]]}) spans a gap in the frame numbering: after "
+            f"frame {numbers[a]} comes {numbers[b]} (step {step}); a snippet must be consecutive frames, since the "
+            "jump would be scored as motion. Extract the frames again, or leave this folder out of the manifest",
+        )
 
 
 def _regular_file(path: Path | os.DirEntry) -> bool:

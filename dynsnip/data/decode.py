@@ -204,23 +204,21 @@ class VideoReader:
         """Raise :class:`~dynsnip.data.errors.FrameGapError` when a snippet (a row of frame
         ``indices``) holds two neighbouring frames more than :data:`MAX_FRAME_STEP` frame
         intervals apart in time (module docstring): a cut or a pause inside the snippet."""
-        rows = indices.tolist() if hasattr(indices, "tolist") else [list(row) for row in indices]
+        from .sampling import first_jump
+
         interval = self.frame_interval
-        if interval <= 0:
-            return
         pts, longest = self._frame_pts, MAX_FRAME_STEP * self._median_step
-        for u, row in enumerate(rows):
-            for a, b in zip(row, row[1:]):
-                if b != a and pts[b] - pts[a] > longest:
-                    step = self.timestamp(b) - self.timestamp(a)
-                    raise FrameGapError(
-                        self.path,
-                        f"snippet {u} (frames {row[0]}-{row[-1]}) spans a jump in time: frame {b} comes "
-                        f"{step:.3f} s after frame {a}, where the video's frames are {interval * 1000:.0f} ms apart "
-                        f"(more than {MAX_FRAME_STEP:g}x: the video was cut or paused there); a snippet must be "
-                        "consecutive frames, since the jump would be scored as motion. Score the parts on either "
-                        "side of the cut as videos of their own",
-                    )
+        if interval <= 0 or (jump := first_jump(indices, lambda a, b: pts[b] - pts[a] > longest)) is None:
+            return
+        u, row, a, b = jump
+        raise FrameGapError(
+            self.path,
+            f"snippet {u} (frames {row[0]}-{row[-1]}) spans a jump in time: frame {b} comes "
+            f"{self.timestamp(b) - self.timestamp(a):.3f} s after frame {a}, where the video's frames are "
+            f"{interval * 1000:.0f} ms apart (more than {MAX_FRAME_STEP:g}x: the video was cut or paused there); a "
+            "snippet must be consecutive frames, since the jump would be scored as motion. Score the parts on either "
+            "side of the cut as videos of their own",
+        )
 
     # ------------------------------------------------------------------ decoding
     def read(self, indices: Sequence[int]) -> "np.ndarray":

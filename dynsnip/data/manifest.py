@@ -89,15 +89,14 @@ def is_real_method(method: str | None) -> bool:
     return method is None or not str(method).strip() or str(method).strip().lower() in REAL_METHODS
 
 
-def check_methods(entries: Sequence[ManifestEntry], source: object = "manifest",
-                  rows: Sequence[str] | None = None) -> None:
+def check_methods(entries: Sequence[ManifestEntry], source: object = "manifest") -> None:
     """Check the ``method`` column of the videos evaluated together (per-method metrics): every
     fake has its manipulation method or none does, and no real video names one.
 
     Raises:
         ValueError: naming the first few offending rows (paths) and how many there are.
     """
-    names = list(rows) if rows is not None else [str(e.path) for e in entries]
+    names = [str(e.path) for e in entries]
     with_method = [i for i, e in enumerate(entries) if e.label == 1 and not is_real_method(e.method)]
     without = [i for i, e in enumerate(entries) if e.label == 1 and is_real_method(e.method)]
     real_with = [i for i, e in enumerate(entries) if e.label == 0 and not is_real_method(e.method)]

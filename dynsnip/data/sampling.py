@@ -30,7 +30,7 @@ and adds nothing. Scoring a single video (``dynsnip predict``) therefore caps U 
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -120,6 +120,19 @@ def sample_snippets(
         last_start = max(num_frames - snippet_len, 0)
         starts = torch.linspace(0, last_start, num_snippets).round().long()
     return starts[:, None] + torch.arange(snippet_len)[None, :]
+
+
+def first_jump(indices: Any, is_jump: Callable[[int, int], bool]) -> tuple[int, list[int], int, int] | None:
+    """The first pair of neighbouring frames ``a, b`` of a snippet (a row of ``indices``, ``(U, T)``
+    tensor, array or lists) that ``is_jump(a, b)`` calls a jump (a gap in a frame folder's numbering,
+    a cut in a video's timestamps), as ``(u, row, a, b)``; None when every snippet is consecutive.
+    The check behind every ``check_consecutive`` (frame folders, videos, extract-faces folders)."""
+    rows = indices.tolist() if hasattr(indices, "tolist") else [list(row) for row in indices]
+    for u, row in enumerate(rows):
+        for a, b in zip(row, row[1:]):
+            if is_jump(a, b):
+                return u, row, a, b
+    return None
 
 
 def _aligned_start(first: int, last: int, start: int, snippet_len: int, align: int) -> int:

@@ -284,7 +284,7 @@ def evaluate(
     tracks_of: dict[str, dict[str, float]] = {}  # --faces all: each scored face track's fake probability
     for info, prob in zip(infos, probs):
         if info.get("track") is not None:
-            tracks_of.setdefault(info["id"], {})[str(info["track"])] = round(prob, 6)
+            tracks_of.setdefault(info["id"], {})[str(info["track"])] = prob
     predictions = [
         {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {}),
          **({"face_coverage": coverage_of[v]} if v in coverage_of else {}),

@@ -159,10 +159,6 @@ def binary_metrics(scores: Any, labels: Any, threshold: float = 0.5) -> dict[str
     )
 
 
-def _is_real_method(method: str | None) -> bool:
-    return is_real_method(method)
-
-
 def video_metrics(
     scores: Sequence[float],
     labels: Sequence[int],
@@ -196,15 +192,15 @@ def video_metrics(
     fake_methods = {}
     for i, (label, method) in enumerate(zip(y.tolist(), methods)):
         if label == 1:
-            if _is_real_method(method):
-                if any(not _is_real_method(m) for m in methods):
+            if is_real_method(method):
+                if any(not is_real_method(m) for m in methods):
                     raise ValueError(
                         f"video {i} is fake but has no manipulation method ({method!r}) while others do; "
                         "give every fake its method in the manifest"
                     )
                 continue
             fake_methods.setdefault(str(method), []).append(i)
-        elif not _is_real_method(method):
+        elif not is_real_method(method):
             raise ValueError(
                 f"video {i} is labelled real but its method is {method!r}; real videos should have "
                 f"an empty method or one of {REAL_METHODS}"

@@ -182,19 +182,18 @@ class FaceFolder:
         ``indices``) spans a cut or a pause of the video the folder was extracted from
         (:meth:`~dynsnip.data.decode.VideoReader.time_gaps`): consecutive file numbers, but not
         consecutive in time."""
-        if not self.time_gaps:
+        from ..sampling import first_jump
+
+        if (jump := first_jump(indices, lambda a, b: b in self.time_gaps)) is None:
             return
-        rows = indices.tolist() if hasattr(indices, "tolist") else [list(row) for row in indices]
-        for u, row in enumerate(rows):
-            for a, b in zip(row, row[1:]):
-                if b != a and b in self.time_gaps:
-                    raise FrameGapError(
-                        self.folder,
-                        f"snippet {u} (frames {row[0]}-{row[-1]}) spans a jump in time: the video was cut or paused "
-                        f"between frames {a} and {b} (faces.json's time_gaps); a snippet must be consecutive frames, "
-                        "since the jump would be scored as motion. Leave this folder out, or cut its video at the "
-                        "jump and extract the parts",
-                    )
+        u, row, a, b = jump
+        raise FrameGapError(
+            self.folder,
+            f"snippet {u} (frames {row[0]}-{row[-1]}) spans a jump in time: the video was cut or paused "
+            f"between frames {a} and {b} (faces.json's time_gaps); a snippet must be consecutive frames, "
+            "since the jump would be scored as motion. Leave this folder out, or cut its video at the "
+            "jump and extract the parts",
+        )
 
     @staticmethod
     def open(folder: str | os.PathLike[str], frames: list[Path]) -> "FaceFolder | None":

@@ -221,8 +221,6 @@ class InterSIM(nn.Module):
             raise ValueError(f"conv_u must be one of {CONV_U_MODES}, got {conv_u!r}")
         if conv_u_init not in CONV_U_INITS:
             raise ValueError(f"conv_u_init must be one of {CONV_U_INITS}, got {conv_u_init!r}")
-        if snippet_kernel_size % 2 != 1:
-            raise ValueError(f"snippet_kernel_size must be odd, got {snippet_kernel_size}")
         _check_sizes("InterSIM", channels=(channels, False), snippet_len=(snippet_len, False),
                      branch1_reduction=(branch1_reduction, False), snippet_kernel_size=(snippet_kernel_size, True))
         self.channels = channels

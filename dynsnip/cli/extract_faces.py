@@ -194,18 +194,24 @@ def folder_coverage(folder: Path) -> float | None:
         return None
 
 
-def add_coverage_column(manifest: Path, coverages: list[float | None]) -> None:
-    """Append a ``face_coverage`` column to the CSV manifest just written (one value per row;
-    empty where unknown). Readers of manifests ignore columns they do not know."""
+def append_columns(manifest: Path, names: list[str], values: list[list[str]]) -> None:
+    """Append the columns ``names`` to the CSV manifest just written, ``values[i]`` to its row ``i``.
+    Readers of manifests ignore columns they do not know."""
     import csv
 
     with manifest.open(newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    rows[0].append("face_coverage")
-    for row, coverage in zip(rows[1:], coverages):
-        row.append("" if coverage is None else f"{coverage:.4f}")
+    rows[0] += names
+    for row, cells in zip(rows[1:], values):
+        row += cells
     with manifest.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
+
+
+def add_coverage_column(manifest: Path, coverages: list[float | None]) -> None:
+    """Append a ``face_coverage`` column to the CSV manifest just written (one value per row;
+    empty where unknown)."""
+    append_columns(manifest, ["face_coverage"], [["" if c is None else f"{c:.4f}"] for c in coverages])
 
 
 def folder_tracks(folder: Path) -> tuple[str, str]:
@@ -229,15 +235,7 @@ def folder_tracks(folder: Path) -> tuple[str, str]:
 def add_track_columns(manifest: Path, folders: list[Path]) -> None:
     """Append ``tracks`` and ``track_evidence`` columns (:func:`folder_tracks`) to the CSV manifest
     just written (one row per folder): which faces of each video are training samples, and why."""
-    import csv
-
-    with manifest.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    rows[0] += ["tracks", "track_evidence"]
-    for row, folder in zip(rows[1:], folders):
-        row += list(folder_tracks(folder))
-    with manifest.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(rows)
+    append_columns(manifest, ["tracks", "track_evidence"], [list(folder_tracks(folder)) for folder in folders])
 
 
 def coverage_summary(coverages: list[tuple[Path, float | None]], low: int, minimum: float) -> str:
@@ -329,18 +327,10 @@ def write_failed_rows(rows: list[tuple[Any, str, str]], path: Path) -> None:
     """``OUT/faces_failed.csv``: the failed manifest rows as a manifest (the videos' paths relative to
     ``OUT`` or absolute, labels, splits, ...: :func:`~dynsnip.data.manifest.write_manifest`) with
     their ``reason`` and ``message`` columns."""
-    import csv
-
     from dynsnip.data.manifest import write_manifest
 
     write_manifest([entry for entry, _, _ in rows], path, overwrite=True)  # --overwrite was checked up front
-    with path.open(newline="", encoding="utf-8") as f:
-        table = list(csv.reader(f))
-    table[0] += ["reason", "message"]
-    for row, (_, reason, message) in zip(table[1:], rows):
-        row += [reason, message]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(table)
+    append_columns(path, ["reason", "message"], [[reason, message] for _, reason, message in rows])
 
 
 def pipeline_choice(choice: str, workers: int, jobs: int, ranks: Any = None) -> tuple[bool, int]:

@@ -21,14 +21,6 @@ from .exit_codes import EXIT_SOME_FAILED, usage_error
 _DEFAULT = Recipe()
 
 
-def _failed_id(failure: Any) -> str:
-    """The id of a failed item in a history record: a ``FailedItem``, its ``report()`` dict, or the
-    list JSON made of it (a resumed run's earlier epochs)."""
-    if isinstance(failure, dict):
-        return str(failure.get("id"))
-    return str(getattr(failure, "id", None) or failure[1])
-
-
 def _json_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -378,7 +370,7 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"done: {result.model_dir} ({shown}), hub layout; publish it with `dynsnip push {result.model_dir} OWNER/NAME`, "
                   f"use it with `dynsnip predict --checkpoint {result.model_dir} VIDEO`")
             skipped = {f["id"] for record in result.history for f in record.get("skipped", [])}
-            unscored = {_failed_id(f) for record in result.history for f in record.get("val_failed", [])}
+            unscored = {f["id"] for record in result.history for f in record.get("val_failed", [])}
             if skipped or unscored:  # the model is saved; exit 1 says that inputs failed, as in every command
                 print(f"dynsnip train: {len(skipped)} training clip(s) could not be read and were skipped, "
                       f"{len(unscored)} validation video(s) could not be scored (each listed above and in "

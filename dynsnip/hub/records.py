@@ -190,8 +190,6 @@ def record_evaluation(
             f"{directory}: no {CONFIG_NAME}; expected a folder written by dynsnip.save_pretrained "
             "(a training run's model/ folder)"
         )
-    card_file = directory / CARD_NAME
-    regenerate = card_is_generated(directory) or not card_file.exists()
     config = json.loads(config_file.read_text(encoding="utf-8"))
     new = [json_safe(dict(r)) for r in ([results] if isinstance(results, Mapping) else list(results))]
 
@@ -202,8 +200,16 @@ def record_evaluation(
     # would be one model-index entry with the metric twice
     kept = [r for r in config.get("evaluation") or [] if not any(same(r, n) for n in new)]
     config["evaluation"] = kept + new
+    return _rewrite(directory, config)
+
+
+def _rewrite(directory: Path, config: Mapping[str, Any]) -> bool:
+    """Write ``config`` as ``directory``'s ``config.json`` and re-render its card from it, keeping the
+    card's licence, unless the card was edited by hand (kept). Returns whether the card was rendered."""
+    card_file = directory / CARD_NAME
+    regenerate = card_is_generated(directory) or not card_file.exists()  # before config.json changes
     license = card_license(card_file)
-    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     if regenerate:
         card_file.write_text(model_card(config, license=license), encoding="utf-8")
     return regenerate
@@ -215,17 +221,11 @@ def update_training_recipe(directory: str | os.PathLike[str], recipe: Mapping[st
     the weights of an earlier epoch when the later ones were not better, and the card must still say
     what ran. The epoch of the weights is kept. Returns whether anything changed."""
     directory = Path(directory)
-    config_file = directory / CONFIG_NAME
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
     training = config.get("training")
     recipe = json_safe(dict(recipe))
     if not isinstance(training, dict) or training.get("recipe") == recipe:
         return False
     training["recipe"] = recipe
-    card_file = directory / CARD_NAME
-    regenerate = card_is_generated(directory) or not card_file.exists()
-    license = card_license(card_file)
-    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    if regenerate:
-        card_file.write_text(model_card(config, license=license), encoding="utf-8")
+    _rewrite(directory, config)
     return True

@@ -37,12 +37,20 @@ def record_attention(model: nn.Module) -> Iterator[AttentionMaps]:
     if not sims:
         raise ValueError(f"{type(model).__name__} has no IntraSIM/InterSIM modules to record")
     maps = AttentionMaps()
-    for m in sims.values():
-        m.record_attention, m.attention = True, None
+    # Nested blocks: an outer block keeps recording after an inner one exits, and its maps
+    # are those of the last forward, which may have run inside the inner block.
+    outer = {n: m.record_attention for n, m in sims.items()}
+    before = {n: m.attention for n, m in sims.items()}
+    for n, m in sims.items():
+        m.record_attention = True
+        if not outer[n]:
+            m.attention = None
     try:
         yield maps
     finally:
         for n, m in sims.items():
-            if m.attention is not None:
+            if m.attention is not None and m.attention is not before[n]:
                 maps[n] = m.attention
-            m.record_attention, m.attention = False, None
+            m.record_attention = outer[n]
+            if not outer[n]:
+                m.attention = None

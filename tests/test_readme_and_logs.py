@@ -78,6 +78,21 @@ def test_attention_maps_snippet_runs_under_inference_mode():
     assert maps.intra() and maps.inter()
 
 
+def test_nested_attention_recording_keeps_the_outer_block_recording():
+    model = timm.create_model("dil_resnet18", num_classes=1, **TINY).eval()
+    clip = torch.randn(1, 3, 2 * 4, 32, 32)
+    with torch.no_grad(), dynsnip.record_attention(model) as outer:
+        with dynsnip.record_attention(model) as inner:
+            pass  # no forward here: nothing recorded, and nothing of the outer block's taken
+        assert inner == {}
+        model(clip)  # after the inner block: the outer block still records
+        with dynsnip.record_attention(model) as inner:
+            model(clip)
+        assert inner.intra() and inner.inter()
+    assert outer.keys() == inner.keys()
+    assert all(not m.record_attention and m.attention is None for m in model.modules() if hasattr(m, "record_attention"))
+
+
 class Terminal(io.StringIO):
     def isatty(self):
         return True

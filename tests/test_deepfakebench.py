@@ -472,7 +472,13 @@ def test_module_configuration_names_and_merges():
     assert module_configuration(dynsnip.paper_config("table5/bp")) == "custom"
     merged = module_config_args("paper", {"intra_args": {"coord_attention": False}, "drop_rate": 0.1})
     assert merged == {"intra_args": {"motion_fraction": 0.0, "diff_init": "random", "coord_attention": False},
-                      "drop_rate": 0.1}
+                      "inter_args": {"conv_u_init": "random"}, "drop_rate": 0.1}
+    # the paper's "both Intra-SIM and Inter-SIM are randomly initialized": Conv_U too
+    assert module_config_args("paper")["inter_args"] == {"conv_u_init": "random"}
+    # detectors saved before the paper's rows set conv_u_init are still the paper's module
+    assert module_configuration({"intra_args": {"motion_fraction": 0.0, "diff_init": "random"}}) == "paper"
+    assert module_configuration({"inter_args": {"conv_u_init": "random"}}) == "custom"  # default Intra-SIM
+    assert module_configuration({**module_config_args("paper"), "inter_args": {"edge": "frame"}}) == "custom"
     with pytest.raises(ValueError, match="paper, default|default, paper"):
         module_config_args("ours")
 

@@ -356,6 +356,9 @@ def test_every_row_of_the_ablation_tables_builds_by_name():
                 assert sim.sma.coord_attention == want.get("coord_attention", True)
                 assert (sim.kernel is not None) == want.get("learnable_kernel", True)
                 assert sim.sma.motion_channels == 0  # the paper's Eq. 5, not dynsnip's default
+                assert want["diff_init"] == "random"  # "both Intra-SIM and Inter-SIM are randomly initialized"
+            else:
+                assert sim.conv_u_init == "random"
     assert kinds["table4/none"] == ([], [])
     assert kinds["table4/intra"] == ([1, 2, 3, 4], ["IntraSIM"])
     assert kinds["table4/inter"] == ([1, 2, 3, 4], ["InterSIM"])

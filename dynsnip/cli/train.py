@@ -45,7 +45,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--recipe", type=Path, help="recipe.json of an earlier run: its settings become the defaults")
     g.add_argument("--config", dest="module_config", choices=("paper", "default"),
                    help="the DIL module a dil_* --model is built as: 'paper' = the paper's module as written "
-                        "(dynsnip.paper_config('paper'): no motion channels, Eq. 1's conv randomly initialised), "
+                        "(dynsnip.paper_config('paper'): no motion channels, Eq. 1's conv and Conv_U randomly initialised), "
                         "reproduces the paper; 'default' = dynsnip's (motion channels, a measured deviation, "
                         "docs/temporal_sensitivity.md). Default: default. A saved detector keeps its own module "
                         "and must not be the other one")

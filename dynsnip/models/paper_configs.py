@@ -6,7 +6,7 @@ trained with ``dynsnip train --model dil_resnet50.tv_in1k --model-arg KEY=VALUE 
 (:func:`model_arg_flags` gives the flags)::
 
     >>> dynsnip.paper_config("table5/bp+ca")
-    {'intra_args': {'motion_fraction': 0.0, 'diff_init': 'random', 'bidirectional': True, 'coord_attention': True, 'learnable_kernel': False}}
+    {'intra_args': {'motion_fraction': 0.0, 'diff_init': 'random', 'bidirectional': True, 'coord_attention': True, 'learnable_kernel': False}, 'inter_args': {'conv_u_init': 'random'}}
 
 Readings of the tables, where they leave something open:
 
@@ -21,8 +21,9 @@ Readings of the tables, where they leave something open:
 * Table 6 places the modules "in a alternate manner in each stage" of the listed stages.
 * Every row is the paper's module as its equations and text state it: Intra-SIM without
   dynsnip's motion channels (``motion_fraction=0``, a deviation from Eq. 5 that is on by
-  default, see docs/temporal_sensitivity.md) and with Eq. 1's conv randomly initialised
-  (``diff_init="random"``: "both Intra-SIM and Inter-SIM are randomly initialized"). Every
+  default, see docs/temporal_sensitivity.md), with Eq. 1's conv randomly initialised
+  (``diff_init="random"``) and Inter-SIM's ``Conv_U`` too (``conv_u_init="random"``): "both
+  Intra-SIM and Inter-SIM are randomly initialized". Every
   other default is kept (also those the paper leaves open), so a row differs from ``full``
   only by what its table varies. ``paper`` is the same as ``full``: the paper-literal model,
   one argument away from dynsnip's default (``timm.create_model("dil_resnet50",
@@ -34,7 +35,7 @@ import copy
 import json
 from typing import Any
 
-__all__ = ["PAPER_CONFIGS", "PAPER_LITERAL_INTRA_ARGS", "paper_config", "paper_config_names", "model_arg_flags",
+__all__ = ["PAPER_CONFIGS", "PAPER_LITERAL_INTRA_ARGS", "PAPER_LITERAL_INTER_ARGS", "paper_config", "paper_config_names", "model_arg_flags",
            "MODULE_CONFIGS", "module_config_args", "module_configuration"]
 
 _BP = "bidirectional"
@@ -66,8 +67,11 @@ PAPER_CONFIGS: dict[str, dict[str, Any]] = {
 
 # what makes a row the paper's module rather than dynsnip's default (see the module docstring)
 PAPER_LITERAL_INTRA_ARGS: dict[str, Any] = {"motion_fraction": 0.0, "diff_init": "random"}
+# dynsnip starts Conv_U at the identity; the paper's "randomly initialized" is PyTorch's default init
+PAPER_LITERAL_INTER_ARGS: dict[str, Any] = {"conv_u_init": "random"}
 for _row in PAPER_CONFIGS.values():
     _row["intra_args"] = {**PAPER_LITERAL_INTRA_ARGS, **_row.get("intra_args", {})}
+    _row["inter_args"] = {**PAPER_LITERAL_INTER_ARGS, **_row.get("inter_args", {})}
 
 
 def paper_config_names() -> list[str]:
@@ -98,8 +102,8 @@ def model_arg_flags(name: str) -> list[str]:
 MODULE_CONFIGS: dict[str, str] = {
     "default": "dynsnip's default: Intra-SIM with motion channels (a measured deviation from Eq. 5, "
                "docs/temporal_sensitivity.md) and Eq. 1's conv started at the identity",
-    "paper": "the paper's module as written: Intra-SIM without motion channels (Eq. 5) and Eq. 1's conv "
-             "randomly initialised (paper_config('paper'))",
+    "paper": "the paper's module as written: Intra-SIM without motion channels (Eq. 5), Eq. 1's conv and "
+             "Inter-SIM's Conv_U randomly initialised (paper_config('paper'))",
 }
 """What ``dynsnip train / benchmark --config`` (and the DeepfakeBench integration's
 ``dynsnip.config``) build: ``"paper"`` reproduces the paper, ``"default"`` is ours."""
@@ -153,13 +157,16 @@ def module_configuration(model_or_dil_args: Any) -> str:
     if not isinstance(dil_args, dict):
         raise TypeError(f"expected a DIL model (with dil_args) or its dil_args dict, got {type(model_or_dil_args).__name__}")
     layout = (sorted(int(s) for s in dil_args.get("sim_stages", (1, 2, 3, 4))), dil_args.get("sim_pattern", "alternate"))
-    if layout != ([1, 2, 3, 4], "alternate") or _non_default(dict(dil_args.get("inter_args") or {}), InterSIM):
+    inter = _non_default(dict(dil_args.get("inter_args") or {}), InterSIM)
+    if layout != ([1, 2, 3, 4], "alternate") or (inter and inter != PAPER_LITERAL_INTER_ARGS):
         return "custom"
     intra = _non_default(dict(dil_args.get("intra_args") or {}), IntraSIM)
-    if not intra:
+    if not intra and not inter:
         return "default"
     paper = _non_default(PAPER_LITERAL_INTRA_ARGS, IntraSIM)
     if intra == paper or (intra.keys() - {"motion_source", "motion_reduction"} == paper.keys()
                           and all(intra[k] == v for k, v in paper.items())):
-        return "paper"  # motion_source / motion_reduction do nothing without motion channels
+        # motion_source / motion_reduction do nothing without motion channels; detectors saved before
+        # the paper's rows set conv_u_init="random" record inter_args {}: Conv_U's init is not the network
+        return "paper"
     return "custom"

@@ -115,6 +115,25 @@ def check_convertible(model: nn.Module) -> None:
                 )
 
 
+def sim_stage_tuple(stages: Iterable[int]) -> tuple[int, ...]:
+    """``stages`` (the stages that get SIMs: any iterable, a generator included) as a tuple of
+    distinct stage numbers from 1 to 4, in the given order.
+
+    Raises:
+        ValueError: not an iterable of whole numbers, a number outside 1-4, or a stage named twice.
+    """
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
+        raise ValueError(f"sim stages = {stages!r}: expected a list of stage numbers from 1 to 4, e.g. [1, 2, 3, 4]")
+    stages = tuple(stages)
+    for s in stages:
+        if isinstance(s, bool) or not hasattr(s, "__index__") or not 1 <= int(s) <= 4:
+            raise ValueError(f"sim stages = {list(stages)}: {s!r} is not a stage; expected whole numbers from 1 to 4")
+    numbers = tuple(int(s) for s in stages)
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"sim stages = {list(numbers)}: a stage is named twice; expected each of 1-4 at most once")
+    return numbers
+
+
 def insert_sims(
     model: ResNet,
     snippet_len: int = 4,
@@ -124,9 +143,7 @@ def insert_sims(
     inter_args: Mapping[str, Any] | None = None,
 ) -> ResNet:
     """Add a SIM to every block of the given stages, in place. See :func:`dynsnip.convert_resnet`."""
-    stages = tuple(int(s) for s in stages)
-    if not set(stages) <= {1, 2, 3, 4}:
-        raise ValueError(f"stages must be a subset of (1, 2, 3, 4), got {stages}")
+    stages = sim_stage_tuple(stages)
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
     check_convertible(model)

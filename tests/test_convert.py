@@ -42,6 +42,15 @@ def test_stages_and_patterns():
     assert all(isinstance(b.sim, InterSIM) for s in (1, 2, 3, 4) for b in getattr(model, f"layer{s}"))
     with pytest.raises(ValueError, match="stages"):
         convert_resnet(tiny("resnet18"), stages=(0, 5))
+    for stages, message in (([1, 1], "a stage is named twice"), ([1.5], "1.5 is not a stage"),
+                            ([True], "True is not a stage"), (1, "expected a list of stage numbers")):
+        with pytest.raises(ValueError, match=message):
+            convert_resnet(tiny("resnet18"), stages=stages)
+    # a generator is read once: the SIMs inserted are the stages recorded (and rebuilt from config.json)
+    model = convert_resnet(tiny("resnet18"), stages=(s for s in (2, 3)))
+    assert model.dil_args["sim_stages"] == [2, 3] and hasattr(model.layer2[0], "sim")
+    model = timm.create_model("dil_resnet18", sim_stages=iter([3]), channels=[8, 16, 32, 64], stem_width=8)
+    assert model.dil_args["sim_stages"] == [3] and hasattr(model.layer3[0], "sim") and not hasattr(model.layer2[0], "sim")
     with pytest.raises(ValueError, match="pattern"):
         convert_resnet(tiny("resnet18"), pattern="random")
 

@@ -300,6 +300,11 @@ def test_pretrained_2d_weights_load_for_other_input_channels(imagenet_files, bas
     (lambda: IntraSIM(32, coord_kernel_size=2), r"IntraSMA: coord_kernel_size = 2; expected an odd whole number"),
     (lambda: IntraSIM(32, diff_kernel_size=4), r"IntraSMA: diff_kernel_size = 4"),
     (lambda: IntraSIM(32, reduction=0), r"IntraSMA: reduction = 0"),
+    (lambda: IntraSIM(32, gamma=0), r"SnippetKernel: gamma = 0"),  # K would be a constant, not learnt
+    (lambda: IntraSIM(32, gamma=1.5), r"SnippetKernel: gamma = 1.5"),
+    (lambda: IntraSIM(32, kernel_size=-1), r"SnippetKernel: kernel_size = -1; expected an odd whole number"),
+    (lambda: IntraSIM(32, kernel_size=3.0), r"SnippetKernel: kernel_size = 3.0"),
+    (lambda: IntraSIM(32, motion_fraction="0.5"), r"motion_fraction must be a number in \[0, 1\), got '0.5'"),
 ])
 def test_a_size_the_module_cannot_build_is_refused_when_it_is_built(build, message):
     with pytest.raises(ValueError, match=message):

@@ -29,7 +29,7 @@ from timm.models._registry import get_arch_pretrained_cfgs
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ..convert import SIBlock, insert_sims
+from ..convert import SIBlock, insert_sims, sim_stage_tuple
 from ..modules import untie_shared_checkpoint
 from ..modules.intra_sim import DEFAULT_MOTION_FRACTION, adopt_checkpoint_motion_channels, layout_restored_on_failure
 from .dtypes import DTYPE_RULE, dtype_mismatches
@@ -108,6 +108,7 @@ class DILResNet(timm_resnet.ResNet):
         inter_args: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        sim_stages = sim_stage_tuple(sim_stages)  # once: a generator is read here only
         super().__init__(*args, **kwargs)
         insert_sims(self, snippet_len, sim_stages, sim_pattern, intra_args, inter_args)
         self.init_dil(snippet_len, sim_stages, sim_pattern, intra_args, inter_args, num_snippets, test_num_snippets)
@@ -314,6 +315,7 @@ def convert_resnet(
         returns ``(B, num_classes)``. Existing weights are kept and keep their state-dict
         keys; the SIMs are new ``*.sim.*`` entries.
     """
+    stages = sim_stage_tuple(stages)  # once: a generator is read here only
     insert_sims(model, snippet_len, stages, pattern, intra_args, inter_args)
     model.__class__ = DILResNet
     model.init_dil(snippet_len, stages, pattern, intra_args, inter_args)

@@ -208,8 +208,9 @@ class IntraSMA(DirectionPaths):
             nn.init.zeros_(self.motion.weight)
             nn.init.zeros_(self.motion.bias)
         # deviation (ON by default, 0 turns it off): a fraction of O_2's channels carry the difference itself
-        if not 0.0 <= motion_fraction < 1.0:
-            raise ValueError(f"motion_fraction must be in [0, 1), got {motion_fraction}")
+        if isinstance(motion_fraction, bool) or not isinstance(motion_fraction, (int, float)) \
+                or not 0.0 <= motion_fraction < 1.0:
+            raise ValueError(f"motion_fraction must be a number in [0, 1), got {motion_fraction!r}")
         if motion_source not in MOTION_SOURCES:
             raise ValueError(f"motion_source must be one of {MOTION_SOURCES}, got {motion_source!r}")
         if int(motion_reduction) != motion_reduction or motion_reduction < 1:
@@ -631,8 +632,9 @@ class SnippetKernel(nn.Module):
 
     def __init__(self, snippet_len: int = 4, gamma: int = 2, kernel_size: int = 3, init: str = "random") -> None:
         super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        # gamma: Eq. 4's expansion T -> γT (0 would leave K a constant, not learnt from X_2)
+        _check_sizes("SnippetKernel", snippet_len=(snippet_len, False), gamma=(gamma, False),
+                     kernel_size=(kernel_size, True))
         if init not in KERNEL_INITS:
             raise ValueError(f"kernel_init must be one of {KERNEL_INITS}, got {init!r}")
         self.snippet_len = snippet_len

@@ -326,6 +326,22 @@ def test_difference_paths_do_not_overflow_under_fp16_autocast():
             assert not torch.isfinite(y).all()
 
 
+def test_the_float32_region_is_fp16_only_on_both_paths():
+    """bf16 has float32's range: neither path leaves bf16 for the differences (the frame path,
+    CPU training's and the attention maps', used to: the two paths computed differently)."""
+    torch.manual_seed(0)
+    sim = IntraSIM(C, snippet_len=T).eval()
+    x = frames(1, 2).contiguous(memory_format=torch.channels_last)
+    outputs = {}
+    for path in ("frames", "auto"):
+        for fp32 in (True, False):
+            sim.path, sim.sma.fp32_differences = path, fp32
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                outputs[path, fp32] = sim(x).float()
+    torch.testing.assert_close(outputs["frames", True], outputs["frames", False], rtol=0, atol=0)
+    torch.testing.assert_close(outputs["auto", True], outputs["auto", False], rtol=0, atol=0)
+
+
 def test_centre_kernel_init_starts_near_the_identity():
     sim = IntraSIM(C, snippet_len=T, kernel_init="centre")
     k = sim.kernel(frames(2, 2)[:, C // 2:])

@@ -52,7 +52,9 @@ Constants the paper leaves open (named arguments, defaults and reasons)
   directions: then everything before the sigmoid is linear and the two directions reduce to
   one difference against the averaged neighbours, ``F_t - Conv3x3(mean(F_{t-1}, F_{t+1}))``.
 * ``fp32_differences=True``: under fp16 autocast the difference path (a few compressed
-  channels) runs in float32, because ``6e4 - (-6e4)`` overflows fp16.
+  channels) runs in float32, because ``6e4 - (-6e4)`` overflows fp16. Under bf16 autocast
+  (float32's range) and in a model cast with ``.half()`` (no autocast: its weights are fp16)
+  it does nothing.
 * ``diff_init="identity"``: Eq. 1's channel-wise convs start as the identity, so that
   ``F_t - Conv3x3(F_{t+1})`` is the plain temporal difference from the first step; with
   PyTorch's random initialisation (``"random"``, the paper's "randomly initialized") it is
@@ -292,7 +294,8 @@ class IntraSMA(DirectionPaths):
         """``(Atten_H ⊙ Atten_W, Conv1x1(mean D), Conv1x1'(mean D))``: the attention, then the
         ``motion_shortcut`` and ``motion_channels`` outputs (None where that deviation is off)."""
         f = self.squeeze(x2)
-        with _float32_region(self.fp32_differences and f.dtype != torch.float32, f):
+        # as the volume path: only fp16 can overflow in the differences (bf16 has float32's range)
+        with _float32_region(self.fp32_differences and f.dtype == torch.float16, f):
             f = f.to(self.diff_conv.weight.dtype)
             ds = self.differences(f)
             if self.coord_attention:  # average of the directions, 1x1, sigmoid: Atten_H, Atten_W

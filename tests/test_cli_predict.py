@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -387,6 +388,36 @@ def test_extract_faces_command(tmp_path, capsys):
     assert main(["extract-faces", str(tmp_path / "people.mp4"), "--out", str(out), "--no-progress"]) == 1
     assert "stale_folder" in capsys.readouterr().out  # other settings (no --scale): not taken for done
     assert (out / "people" / "000000.png").stat().st_mtime_ns == stamp
+
+
+class ClosedPipe:
+    """stdout whose reader has gone (`dynsnip predict ... | head -1`): every write raises BrokenPipeError."""
+
+    writes = 0
+
+    def write(self, text):
+        ClosedPipe.writes += 1
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_closes_stdout_loses_no_video_and_no_output_file(tmp_path, checkpoint, monkeypatch):
+    shutil.copy(carphone(), tmp_path / "a.mp4")
+    shutil.copy(two_people(), tmp_path / "b.mp4")
+    manifest = tmp_path / "videos.csv"
+    manifest.write_text("path,label,split\na.mp4,real,train\nb.mp4,fake,val\n")
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    out = tmp_path / "faces"
+    assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--scale", "0.5",
+                 "--workers", "1", "--no-progress"]) == 0  # was: BrokenPipeError after the first video
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "faces.csv"]
+    report = tmp_path / "report.json"
+    assert main(["predict", str(tmp_path / "a.mp4"), "--checkpoint", str(checkpoint), "--snippets", "1", "--json",
+                 "--output", str(report), "--workers", "0", "--no-progress"]) == 0
+    assert json.loads(report.read_text())["summary"] == dict(videos=1, scored=1, failed=0)
+    assert ClosedPipe.writes >= 1 and sys.stdout.__class__ is ClosedPipe  # main() gave stdout back
 
 
 def test_extract_faces_in_parallel_writes_what_one_process_writes(tmp_path, capsys):

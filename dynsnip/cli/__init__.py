@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -70,6 +71,44 @@ def _one_line_warnings() -> None:
     warnings.formatwarning = one_line
 
 
+class _StdoutReaderMayLeave:
+    """``sys.stdout`` for a command whose reader may stop reading (``dynsnip predict ... | head -1``):
+    the first write that finds the pipe closed points the descriptor at ``/dev/null`` and the command
+    goes on (every video processed, every output file written) instead of dying of ``BrokenPipeError``
+    halfway; what it would have printed is dropped, as the reader asked."""
+
+    def __init__(self, stream) -> None:  # noqa: ANN001 (any text stream)
+        self._stream = stream
+        self.reader_left = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_left:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_left:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.reader_left = True
+        try:  # the interpreter flushes stdout at exit: let that go to /dev/null, not raise again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is an OSError and ValueError
+            pass
+
+    def __getattr__(self, name: str):  # noqa: ANN204 (isatty, fileno, encoding, ...: the stream's)
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ..memory_reuse import keep_freed_memory
     from .exit_codes import EXIT_INTERRUPTED, EXIT_USAGE
@@ -79,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     _one_line_warnings()
     command = None
+    stdout = sys.stdout
+    sys.stdout = _StdoutReaderMayLeave(stdout)
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -91,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = f"dynsnip {command}" if command else "dynsnip"
         print(f"{name}: interrupted (Ctrl-C){AFTER_INTERRUPT.get(command or '', '')}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        sys.stdout = stdout
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -546,13 +546,16 @@ def run(args: argparse.Namespace) -> int:
     table = format_table(results) if results else "(no video finished)"
     if not_scored is not None:
         table += f"\ninterrupted (Ctrl-C): {len(not_scored)} of {len(shard)} videos not scored"
-    print(text if args.json else f"detector: {weights}, {trained_on}\n{table}")
+    appeared = False  # --output is written before the screen's copy: a reader that closes stdout loses nothing
     if args.output is not None:
         try:
             with open(args.output, "w" if args.overwrite else "x", encoding="utf-8") as f:
                 f.write(text + "\n")
         except FileExistsError:
-            return usage_error(f"--output {args.output} appeared while scoring; not overwritten")
+            appeared = True
+    print(text if args.json else f"detector: {weights}, {trained_on}\n{table}")
+    if appeared:
+        return usage_error(f"--output {args.output} appeared while scoring; not overwritten")
     if not_scored is not None:  # the shell's code for Ctrl-C, after the report of what was finished
         print(f"dynsnip predict: interrupted (Ctrl-C); the {len(results)} video(s) finished before it are reported "
               f"above{' and in ' + str(args.output) if args.output is not None else ''}, marked \"interrupted\"",

@@ -308,7 +308,8 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
             f"the model's output is not finite (video logits {video_logits[0].tolist()}); expected finite "
             "logits: the weights hold NaN / inf, the input overflowed, or config.json's mean / std are wrong",
         )
-    probability = float(fake_probability(video_logits)[0])
+    # the verdict is the reported (rounded) probability's, as in score_tracks: one video, one verdict, whatever --faces
+    probability = round(float(fake_probability(video_logits)[0]), 4)
     snippet_probs = fake_probability(snippet_logits)[0].tolist()
     snippets = []
     for u, prob in enumerate(snippet_probs):
@@ -329,7 +330,7 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
     return dict(
         path=str(path),
         status="ok",
-        fake_probability=round(probability, 4),
+        fake_probability=probability,
         verdict="fake" if probability >= threshold else "real",
         num_frames=clip.num_frames,
         fps=round(clip.fps, 3),
@@ -345,7 +346,8 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
 def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:
     """The result entry of a video that could not be scored: ``status: "error"``, the
     ``reason`` as training and evaluation report it (``not_found``, ``corrupt``,
-    ``no_video_stream``, ``unseekable``, ``frame_size_change``, ``no_face``, ``low_face_coverage`` (with its
+    ``no_video_stream``, ``unseekable``, ``too_short``, ``frame_size_change``, ``frame_gap``, ``no_face``,
+    ``low_face_coverage`` (with its
     ``face_coverage``), ``unreadable``, ``non_finite_input``, ``non_finite_output``; ``error``
     for anything else) and the message."""
     if isinstance(err, (*UNREADABLE, NonFiniteError)):

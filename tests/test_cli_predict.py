@@ -271,6 +271,20 @@ def test_table_output_directory_input_and_overwrite(tmp_path, capsys):
     assert json.loads(existing.read_text())["summary"] == dict(videos=2, scored=1, failed=1)
 
 
+def test_one_verdict_whatever_faces_mode_next_to_the_threshold(tmp_path, capsys):
+    """Probability 0.509048 against threshold 0.50903: reported as 0.5090, so "real" in both modes
+    (--faces largest compared the unrounded value and called it fake)."""
+    ckpt = tmp_path / "edge.safetensors"
+    save_file(detector_state(bias=(logit(0.509048),)).state_dict(), str(ckpt))  # zero weights: sigmoid(bias)
+    verdicts = {}
+    for faces in ("all", "largest"):
+        assert main(["predict", str(carphone()), "--model", "dil_resnet18", "--checkpoint", str(ckpt), "--snippets", "1",
+                     "--threshold", "0.50903", "--faces", faces, "--json", "--workers", "0", "--no-progress"]) == 0
+        video = json.loads(capsys.readouterr().out)["videos"][0]
+        verdicts[faces] = (video["fake_probability"], video["verdict"])
+    assert verdicts == {"all": (0.509, "real"), "largest": (0.509, "real")}
+
+
 def test_pth_state_dict_checkpoint(tmp_path, capsys):
     pth = tmp_path / "det.pth"
     torch.save({"state_dict": detector_state(bias=(-2.0,)).state_dict()}, pth)

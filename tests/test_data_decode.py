@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import av
 import numpy as np
 import pytest
 from video_fixtures import (  # noqa: F401  (gop_video is a fixture)
@@ -14,6 +15,8 @@ from video_fixtures import (  # noqa: F401  (gop_video is a fixture)
     two_people,
     write_audio_only,
     write_text_as_mp4,
+    write_trimmed_with_edit_list,
+    write_truncated_fragmented_mp4,
     write_truncated_mp4,
 )
 
@@ -221,3 +224,48 @@ def test_extract_faces_records_the_cut_and_its_folder_refuses_snippets_across_it
         FaceFramesDataset(rows, num_snippets=1, snippet_len=4, size=(32, 32))[0]  # the middle snippet: 11-14
     pixels, _ = FaceFramesDataset(rows, num_snippets=2, snippet_len=4, size=(32, 32))[0]  # 0-3 and 22-25: no cut
     assert pixels.shape[1] == 8
+
+
+def test_a_trimmed_video_has_the_frames_a_player_shows(tmp_path):
+    """A lossless cut (edit list) keeps pre-roll packets that are decoded but never shown: they are
+    not frames (they were counted, and frame 0 then 'could not be decoded')."""
+    path = write_trimmed_with_edit_list(carphone(), tmp_path / "trimmed.mp4")
+    shown = decode_all(path)
+    with av.open(str(path)) as container:
+        assert sum(p.is_discard for p in container.demux(video=0) if p.size) == 5  # the fixture is what it says
+    with VideoReader(path) as video:
+        assert video.num_frames == len(shown)
+        picked = [0, 1, 40, len(shown) - 1]
+        for i, frame in zip(picked, video.read(picked)):
+            np.testing.assert_array_equal(frame, shown[i])
+
+
+def test_an_interrupted_fragmented_recording_is_corrupt(tmp_path):
+    """No frame count in a fragmented MP4's header: the cut-off last packet (flagged corrupt) tells."""
+    path = write_truncated_fragmented_mp4(carphone(), tmp_path / "cut.mp4")
+    with pytest.raises(CorruptVideoError, match="flagged corrupt"):
+        VideoReader(path)
+
+
+def test_of_two_video_streams_the_one_a_player_shows_is_read(tmp_path):
+    """A small preview stream written first (phones, editors) is not the video: the one with the
+    most pixels is, as the ffmpeg command picks it."""
+    faces = decode_all(carphone())[:12]
+    grey = np.full((64, 64, 3), 128, np.uint8)
+    path = tmp_path / "two_streams.mkv"
+    with av.open(str(path), "w") as out:
+        small = out.add_stream("libx264", rate=25)
+        small.width, small.height, small.pix_fmt = 64, 64, "yuv420p"
+        main = out.add_stream("libx264", rate=25)
+        main.width, main.height, main.pix_fmt = faces[0].shape[1], faces[0].shape[0], "yuv420p"
+        for array in faces:
+            for stream, picture in ((small, grey), (main, array)):
+                for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                    out.mux(packet)
+        for stream in (small, main):
+            for packet in stream.encode(None):
+                out.mux(packet)
+    with VideoReader(path) as video:
+        assert video.size == (faces[0].shape[1], faces[0].shape[0]) and video.num_frames == len(faces)
+        frame = video.read([5])[0]
+    assert np.abs(frame.astype(int) - faces[5].astype(int)).mean() < 8  # the face video, not the grey stream

@@ -114,6 +114,48 @@ def write_truncated_mp4(src: Path, path: Path) -> Path:
     return path
 
 
+def write_truncated_fragmented_mp4(src: Path, path: Path) -> Path:
+    """``src`` remuxed as a fragmented MP4 (what phones, browsers and stream recorders write: no
+    frame count in the header), cut in half: an interrupted recording, its last packet cut off."""
+    full = path.with_name(path.stem + "_full.mp4")
+    with av.open(str(src)) as source, av.open(str(full), "w", options={"movflags": "frag_keyframe+empty_moov"}) as out:
+        in_stream = source.streams.video[0]
+        out_stream = out.add_stream_from_template(in_stream)
+        for packet in source.demux(in_stream):
+            if packet.dts is None:
+                continue
+            packet.stream = out_stream
+            out.mux(packet)
+    data = full.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    full.unlink()
+    return path
+
+
+def write_trimmed_with_edit_list(src: Path, path: Path, pre_roll: int = 5) -> Path:
+    """What ``ffmpeg -ss T -i IN -c copy OUT.mp4`` writes: ``src`` (a keyframe every 12 frames and
+    B-frames, re-encoded here) cut at its second keyframe, ``pre_roll`` frames before the cut kept
+    as packets an edit list hides (flagged discard: decoded, never shown)."""
+    frames = decode_all(src)
+    gop = path.with_name(path.stem + "_gop.mp4")
+    encode(gop, frames, fps=30, gop=12, bframes=3)
+    with av.open(str(gop)) as source, av.open(str(path), "w") as out:
+        stream = source.streams.video[0]
+        step = int(round(1 / (30 * stream.time_base)))
+        packets = [p for p in source.demux(stream) if p.dts is not None]
+        cut = sorted(p.pts for p in packets if p.is_keyframe)[1]
+        out_stream = out.add_stream_from_template(stream)
+        for packet in packets:
+            if packet.dts < cut - 3 * step or (packet.pts < cut and packet.dts < cut):
+                continue
+            packet.pts -= cut + pre_roll * step
+            packet.dts -= cut + pre_roll * step
+            packet.stream = out_stream
+            out.mux(packet)
+    gop.unlink()
+    return path
+
+
 @pytest.fixture(scope="session")
 def gop_video(tmp_path_factory) -> Path:
     """carphone re-encoded with a keyframe every 12 frames and 2 B-frames: seeks land mid-file."""

@@ -33,7 +33,7 @@ import functools
 import os
 import struct
 from fractions import Fraction
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ._optional import require
 from .manifest import video_file_problem
@@ -55,6 +55,18 @@ if TYPE_CHECKING:
 # cut or a pause, not footage (VideoReader.check_consecutive). Not 1: variable-frame-rate phone footage and
 # dropped frames give steps of 2x (a frame missing) routinely; a 3x step already hides two frames of motion.
 MAX_FRAME_STEP = 2.5
+
+
+def main_video_stream(container: Any) -> Any:
+    """The video stream a player shows: of several, the one with the most pixels (the ``ffmpeg``
+    command's choice), cover art (attached pictures) left out unless there is nothing else; the
+    first of equals. Phones and editors can add a small preview stream, and an MKV may carry its
+    cover as a one-frame video stream before the video itself."""
+    av = require("av")
+    streams = list(container.streams.video)
+    pictures = av.stream.Disposition.attached_pic
+    moving = [s for s in streams if not (int(s.disposition) & int(pictures))] or streams
+    return max(moving, key=lambda s: ((s.codec_context.width or 0) * (s.codec_context.height or 0), -s.index))
 
 
 class VideoReader:
@@ -97,7 +109,7 @@ class VideoReader:
                 raise NoVideoStreamError(
                     self.path, f"the file has no video stream (streams found: {', '.join(kinds)})"
                 )
-            self._stream = self._container.streams.video[0]
+            self._stream = main_video_stream(self._container)
             self._opened_size = (self._stream.codec_context.width, self._stream.codec_context.height)
             self._index_frames()
             self._decoder: Iterator | None = None  # frames decoding since the last seek
@@ -117,9 +129,18 @@ class VideoReader:
         av = require("av")
         pts_list: list[int] = []
         keyframe_pts: list[int] = []
+        packets = 0
+        corrupt_at: int | None = None  # the first frame whose packet the demuxer flags corrupt
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:  # the demuxer's final flush packet
+                    continue
+                packets += 1
+                if packet.is_corrupt and corrupt_at is None:  # e.g. the cut-off end of an interrupted recording
+                    corrupt_at = len(pts_list)
+                if packet.is_discard:
+                    # decoded but never shown: the pre-roll before the start of a trimmed video's edit list
+                    # (`ffmpeg -ss T -i IN -c copy OUT.mp4`); the decoder drops its frame, so the index does too
                     continue
                 if packet.pts is None:
                     raise UnseekableVideoError(
@@ -135,13 +156,16 @@ class VideoReader:
             raise CorruptVideoError(self.path, f"cannot read the video packets ({err})") from err
         if not pts_list:
             raise CorruptVideoError(self.path, "the video stream holds no frames")
-        listed = self._stream.frames  # frame count from the container header (0: unknown)
-        if listed and len(pts_list) < listed:
+        listed = self._stream.frames  # packet count from the container header (0: unknown), pre-roll included
+        if listed and packets < listed:
             raise CorruptVideoError(
                 self.path,
                 f"truncated or damaged: the container lists {listed} frames but only "
-                f"{len(pts_list)} can be read",
+                f"{packets} can be read",
             )
+        if corrupt_at is not None:  # a fragmented MP4's header lists no frame count: this flag tells instead
+            raise CorruptVideoError(
+                self.path, f"truncated or damaged: the packet of frame {corrupt_at} is flagged corrupt by the demuxer")
         pts_list.sort()
         self._frame_pts = pts_list
         self._index_of_pts = {pts: i for i, pts in enumerate(pts_list)}
@@ -152,7 +176,7 @@ class VideoReader:
     # ------------------------------------------------------------------ properties
     @property
     def num_frames(self) -> int:
-        """Frames in the video (packets of its first video stream)."""
+        """Frames in the video: the packets of its main video stream (:func:`main_video_stream`) that are shown."""
         return len(self._frame_pts)
 
     @property

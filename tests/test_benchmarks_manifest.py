@@ -123,6 +123,7 @@ def test_ffpp_deepfakedetection(tmp_path):
     assert (fake.label, fake.split, fake.method, fake.source.name) == (1, "test", "DeepFakeDetection",
                                                                       "01__kitchen_pan.mp4")
     assert (rows["01__kitchen_pan.mp4"].label, rows["953.mp4"].split) == (0, "test")
+    assert (rows["01__kitchen_pan.mp4"].method, rows["953.mp4"].method) == ("actors", "")  # DFD's reals, marked
 
 
 def test_never_overwrites_without_flag(tmp_path, capsys):

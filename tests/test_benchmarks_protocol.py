@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,90 @@ def test_a_protocol_trained_here_is_titled_by_what_it_trained_on():
     assert trained_title(protocol, []) == "FF++ (not recorded in its manifest) -> Celeb-DF (v2)"
     assert trained_title(protocol, ["ffpp:c23", "ffpp:c40"]) == "FF++ (ffpp:c23, ffpp:c40) -> Celeb-DF (v2)"
     assert trained_title(PROTOCOLS["ffpp-hq"], ["ffpp:c23"]) == "FaceForensics++ HQ (c23)"
+
+
+def celebdf_faces(folder, reals=2, fakes=2):
+    """A faces.csv of Celeb-DF test crops (frame folders, as ``dynsnip extract-faces`` writes them)."""
+    lines = ["path,label,split,method,dataset"]
+    for i in range(reals):
+        write_sequence(folder / f"id{i}_0000", fake=False, seed=i)
+        lines.append(f"id{i}_0000,0,test,,celebdf:v2")
+    for i in range(fakes):
+        write_sequence(folder / f"id{i}_id9_0000", fake=True, seed=10 + i)
+        lines.append(f"id{i}_id9_0000,1,test,Celeb-synthesis,celebdf:v2")
+    (folder / "faces.csv").write_text("\n".join(lines) + "\n")
+    return folder / "faces.csv"
+
+
+def test_videos_extract_faces_could_not_crop_are_failures_of_the_benchmark(tiny_model, tmp_path, capsys):
+    faces = celebdf_faces(tmp_path / "faces")
+    (tmp_path / "faces" / "faces_failed.csv").write_text(
+        "path,label,split,method,source,dataset,reason,message\n"
+        "/data/celeb/Celeb-synthesis/id5_id9_0000.mp4,1,test,Celeb-synthesis,,celebdf:v2,corrupt,not a readable video\n"
+        "/data/celeb/Celeb-real/id7_0000.mp4,0,train,,,celebdf:v2,no_face,no face found\n")  # not a test video
+    out = tmp_path / "bench"
+    assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--data", str(faces), "--out", str(out),
+                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--img-size", "16"]) == 1
+    captured = capsys.readouterr()
+    assert "id5_id9_0000.mp4: corrupt" in captured.err and "id7_0000" not in captured.err
+    result = json.loads((out / "benchmark.json").read_text())
+    assert result["num_failed"] == 1 and result["failed"][0]["id"] == "/data/celeb/Celeb-synthesis/id5_id9_0000.mp4"
+    assert result["rows"][0]["video"]["num_real"] == 2 and result["rows"][0]["video"]["num_fake"] == 2
+    assert json.loads((out / "report.json").read_text())["num_failed"] == 1
+    assert "Videos that could not be read: 1." in (out / "benchmark.md").read_text()
+
+
+def test_benchmark_with_nothing_scored_is_a_clean_failure(tiny_model, tmp_path, capsys):
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_text("not a video")
+    data = tmp_path / "broken.csv"
+    data.write_text("path,label,split,method,dataset\na.mp4,0,test,,celebdf:v2\n"
+                    "b.mp4,1,test,Celeb-synthesis,celebdf:v2\n")
+    out = tmp_path / "bench"
+    assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--data", str(data), "--out", str(out),
+                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--img-size", "16"]) == 1
+    err = capsys.readouterr().err
+    assert "dynsnip benchmark: none of the 2 evaluation videos could be read or scored" in err
+    assert "a.mp4" in err and "Traceback" not in err and not (out / "benchmark.json").exists()
+
+
+def test_test_manifest_keeps_each_fakes_source(tmp_path):
+    """A fake keeps its source video, so that the benchmark crops it with the source's face boxes
+    as `dynsnip evaluate` does."""
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.data.manifest import read_manifest
+    from dynsnip.engine.benchmark import write_test_manifest
+
+    root = ffpp_tree(tmp_path / "ffpp")
+    full = build_manifest("ffpp", root).write(tmp_path / "all.csv")
+    tested = read_manifest(write_test_manifest(PROTOCOLS["ffpp-hq"], full, tmp_path / "t.csv"))
+    a, b = FFPP_TEST_PAIR
+    fakes = [e for e in tested if e.label == 1]
+    assert len(fakes) == 8
+    for fake in fakes:
+        target = fake.path.stem.split("_")[0]
+        assert fake.source == root / f"original_sequences/youtube/c23/videos/{target}.mp4", fake
+
+
+def test_ffpp_protocols_score_only_the_youtube_reals(tmp_path):
+    """DeepFakeDetection's actors reals are not reals of the FF++ protocols (Table 1: the YouTube originals)."""
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.data.manifest import read_manifest
+    from dynsnip.engine.benchmark import write_test_manifest
+    from test_benchmarks_manifest import link
+
+    methods = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
+    root = ffpp_tree(tmp_path / "ffpp", methods=methods)
+    link(root / "original_sequences/actors/c23/videos/01__kitchen_pan.mp4")
+    link(root / "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__kitchen_pan__ABCDEFGH.mp4")
+    full = build_manifest("ffpp", root, methods=methods + ("DeepFakeDetection",)).write(tmp_path / "all.csv")
+    for manifest in (full, tmp_path / "faces.csv"):
+        if manifest.name == "faces.csv":  # crops named by the video (extract-faces): the method column tells
+            lines = full.read_text().splitlines()
+            crops = [l.split(",") for l in lines[1:]]
+            manifest.write_text("\n".join([lines[0]] + [",".join([f"{c[3] or 'real'}/{Path(c[0]).stem}"] + c[1:])
+                                                          for c in crops]) + "\n")
+        tested = read_manifest(write_test_manifest(PROTOCOLS["ffpp-hq"], manifest, tmp_path / "t.csv", overwrite=True))
+        reals = sorted(e.path.stem for e in tested if e.label == 0)
+        assert reals == sorted(FFPP_TEST_PAIR), manifest  # the youtube originals of the test pair only
+        assert {e.method for e in tested if e.label == 1} == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}

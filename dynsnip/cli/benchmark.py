@@ -147,8 +147,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..data.benchmarks.protocols import PROTOCOLS
     from ..engine import build_model
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.benchmark import (RESULT_NAME, check_protocol_data, format_table, run_benchmark, write_benchmark,
-                                    write_test_manifest)
+    from ..engine.benchmark import (RESULT_NAME, check_protocol_data, extraction_failures, format_table, run_benchmark,
+                                    write_benchmark, write_test_manifest)
+    from ..engine.evaluate import NothingScoredError
     from ..engine.train import saved_model_folder
     from ..hub.errors import ModelLoadError
     from .train import recipe_from_args
@@ -195,6 +196,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         print(f"test data: {provenance}")
         manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True,
                                        data_is=args.data_is)
+        not_extracted = extraction_failures(protocol, source)  # test videos extract-faces could not crop
+        if not_extracted:
+            print(f"test data: {len(not_extracted)} test video(s) of {protocol.name} are listed in "
+                  f"{source.parent / 'faces_failed.csv'} (extract-faces could not crop them): reported as failed")
     except setup_errors as err:
         return usage_error("benchmark", str(err))
     info = init_distributed(args.device)
@@ -218,9 +223,19 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             )
         except setup_errors as err:
             return usage_error("benchmark", str(err))
-        result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
-                               frame_level=args.frame_level, progress=args.progress, faces=args.faces,
-                               video_score=args.video_score)
+        try:
+            result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
+                                   frame_level=args.frame_level, progress=args.progress, faces=args.faces,
+                                   video_score=args.video_score, failed_before=not_extracted)
+        except NothingScoredError as err:  # every video failed, each with its reason: no metrics, no table
+            from ..engine.failures import describe_failures
+
+            print(f"dynsnip benchmark: {err}", file=sys.stderr)
+            if not_extracted:
+                print(f"and {len(not_extracted)} that extract-faces could not crop:\n"
+                      f"{describe_failures(not_extracted, limit=None)}", file=sys.stderr)
+            print(f"no metrics and no {RESULT_NAME}.json: fix or remove these videos", file=sys.stderr)
+            return EXIT_SOME_FAILED
     finally:
         cleanup_distributed()
     result["model"] = str(model_source)

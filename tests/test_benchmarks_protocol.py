@@ -67,12 +67,16 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["benchmark", "ffpp-hq", "--model", str(tiny_model), "--data", str(root), "--out", str(out),
             "--workers", "0", "--no-progress", "--test-num-snippets", "2"]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
+    assert main(argv) == 1  # a partial download (6 of the 1000 reals...): results written, the shortfall reported
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "the dataset root is partly downloaded: 4970 test data video(s)" in captured.err
     assert "FaceForensics++ HQ (c23), split test: video level with U=2 x T=4" in printed
     assert "paper ACC (Table 1)" in printed and "frame AUC" in printed
     result = json.loads((out / "benchmark.json").read_text())
     assert result["data_kind"] == "video" and result["paper_metric"] == "accuracy"
+    assert result["missing_videos"] == 994 + 4 * 994  # the reals and each method's fakes not on disk
+    assert "missing on disk (a partial download?): 4970; not in the metrics." in (out / "benchmark.md").read_text()
     rows = {r["subset"]: r for r in result["rows"]}
     with (out / "report_videos.csv").open() as f:
         videos = list(csv.DictReader(f))
@@ -188,7 +192,7 @@ def test_ffpp_to_celebdf_scores_the_celebdf_test_list(tiny_model, tmp_path, caps
     root = celebdf_tree(tmp_path / "celeb")
     out = tmp_path / "bench"
     assert main(["benchmark", "ffpp-to-celebdf", "--model", str(tiny_model), "--data", str(root), "--out", str(out),
-                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--no-frame-level"]) == 0
+                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--no-frame-level"]) == 1  # partial root
     printed = capsys.readouterr().out
     assert "paper AUC (Table 3)" in printed and "FF++ LQ (c40) -> Celeb-DF (v2)" in printed
     result = json.loads((out / "benchmark.json").read_text())
@@ -314,3 +318,50 @@ def test_ffpp_protocols_score_only_the_youtube_reals(tmp_path):
         reals = sorted(e.path.stem for e in tested if e.label == 0)
         assert reals == sorted(FFPP_TEST_PAIR), manifest  # the youtube originals of the test pair only
         assert {e.method for e in tested if e.label == 1} == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
+
+
+def test_training_data_holding_test_videos_is_refused_before_training(tiny_model, tmp_path, capsys):
+    rows = [("Celeb-real/id0_0000.mp4", 0, "test"), ("YouTube-real/00170.mp4", 0, "test"),
+            ("Celeb-synthesis/id0_id1_0000.mp4", 1, "test"), ("Celeb-real/id1_0000.mp4", 0, "train"),
+            ("Celeb-synthesis/id1_id0_0000.mp4", 1, "train")]
+    for name, _, _ in rows:  # distinct files (their content does not matter: nothing is decoded)
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    data = tmp_path / "celeb.csv"
+    data.write_text("path,label,split,method,dataset\n" + "".join(
+        f"{n},{y},{s},{'Celeb-synthesis' if y else ''},celebdf:v2\n" for n, y, s in rows))
+    leaky = tmp_path / "leaky.csv"  # the same videos, the test ones relabelled as training rows
+    leaky.write_text(data.read_text().replace(",test,", ",train,"))
+    out = tmp_path / "bench"
+    assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--train", "--train-data", str(leaky),
+                 "--data", str(data), "--out", str(out), "--epochs", "1", "--workers", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "3 test video(s) are also train/val rows of the training data" in err and "00170.mp4 (train)" in err
+    assert not (out / "run").exists() and not (out / "benchmark.json").exists()
+
+
+def test_ffpp_training_rows_are_the_protocols_methods(tmp_path, capsys):
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.data.manifest import read_manifest
+    from dynsnip.engine.benchmark import write_train_manifest
+
+    methods = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
+    full = build_manifest("ffpp", ffpp_tree(tmp_path / "ffpp", methods=methods), methods=methods).write(
+        tmp_path / "all.csv")
+    for name in ("ffpp-hq", "ffpp-to-celebdf"):
+        path, note = write_train_manifest(PROTOCOLS[name], full, tmp_path / "rows.csv", overwrite=True)
+        rows = read_manifest(path)
+        assert {e.split for e in rows} == {"train", "val"} and sum(e.label == 0 for e in rows) == 4
+        assert {e.method for e in rows if e.label} == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
+        assert note.endswith("left out 4 of FaceShifter")
+    assert write_train_manifest(PROTOCOLS["celebdf"], full, tmp_path / "x.csv") == (full, None)
+    # fakes whose method is not recorded cannot be restricted: refused before training
+    plain = tmp_path / "plain.csv"
+    rows = [("r1", 0, "test", ""), ("f1", 1, "test", "Deepfakes"), ("r2", 0, "train", ""), ("f2", 1, "train", "")]
+    for name, *_ in rows:
+        (tmp_path / f"{name}.mp4").write_text(name)  # distinct files, never decoded
+    plain.write_text("path,label,split,method,dataset\n" + "".join(f"{n}.mp4,{y},{s},{m},ffpp:c23\n"
+                                                                     for n, y, s, m in rows))
+    assert main(["benchmark", "ffpp-hq", "--model", "dil_resnet18", "--train", "--data", str(plain),
+                 "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "trains on the methods Deepfakes, Face2Face, FaceSwap, NeuralTextures" in capsys.readouterr().err

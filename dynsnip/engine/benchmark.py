@@ -33,7 +33,8 @@ from .frame_level import FrameScoreRecorder, frame_level_report
 from .metrics import write_report
 from .recipe import Recipe
 
-__all__ = ["check_protocol_data", "write_test_manifest", "tested_entries", "is_dfd_real", "extraction_failures", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
+__all__ = ["check_protocol_data", "write_test_manifest", "tested_entries", "is_dfd_real", "extraction_failures",
+           "write_train_manifest", "check_no_test_leak", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
            "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
 
 RESULT_NAME = "benchmark"
@@ -116,6 +117,66 @@ def write_test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], ou
     recorded = {e.dataset for e in entries}
     tag = recorded.pop() if len(recorded) == 1 and None not in recorded else ""
     return BenchmarkManifest(protocol.title, Path(manifest), rows, [], tag=tag).write(out, overwrite=overwrite)
+
+
+def write_train_manifest(protocol: Protocol, manifest: str | os.PathLike[str], out: str | os.PathLike[str],
+                         overwrite: bool = False) -> tuple[Path, str | None]:
+    """The ``train`` / ``val`` rows of ``manifest`` that ``protocol`` trains on, and one line
+    saying which (None: every row, the protocol names no methods).
+
+    With :attr:`~dynsnip.data.benchmarks.protocols.Protocol.train_methods` (the FF++
+    protocols: the paper's four methods), the rows are the reals (not DeepFakeDetection's
+    actors) and the fakes of those methods, written to ``out``; a manifest that also holds
+    FaceShifter or DeepFakeDetection does not widen the training set. Otherwise ``manifest``
+    itself is returned.
+
+    Raises:
+        ValueError: a train / val fake has no ``method`` (its manipulation cannot be told), or
+            no rows are left.
+    """
+    if protocol.train_methods is None:
+        return Path(manifest), None
+    methods = protocol.train_methods
+    entries = [e for e in read_manifest(manifest) if e.split in ("train", "val")]
+    unnamed = [e for e in entries if e.label == 1 and not e.method]
+    if unnamed:
+        raise ValueError(f"{manifest}: protocol {protocol.name} trains on the methods {', '.join(methods)}, but "
+                         f"{len(unnamed)} train/val fake(s) have no 'method' (e.g. {unnamed[0].path}); expected the "
+                         "method of every fake (write the manifest with `dynsnip manifest ffpp`)")
+    kept = [e for e in entries if (e.label == 0 and not is_dfd_real(e)) or (e.label == 1 and e.method in methods)]
+    left_out: dict[str, int] = {}
+    for e in entries:
+        if not ((e.label == 0 and not is_dfd_real(e)) or (e.label == 1 and e.method in methods)):
+            name = e.method if e.label == 1 else "DeepFakeDetection reals (actors)"
+            left_out[name] = left_out.get(name, 0) + 1
+    if not kept:
+        raise ValueError(f"{manifest}: no train/val rows of protocol {protocol.name}'s methods {', '.join(methods)}")
+    recorded = {e.dataset for e in kept}
+    tag = recorded.pop() if len(recorded) == 1 and None not in recorded else ""
+    rows = [BenchmarkRow(Path(e.path), e.label, e.split or "train", e.method or "", e.source) for e in kept]
+    path = BenchmarkManifest(protocol.title, Path(manifest), rows, [], tag=tag).write(out, overwrite=overwrite)
+    note = (f"train/val rows: the reals and the fakes of {', '.join(methods)} (protocol {protocol.name})"
+            + ("; left out " + ", ".join(f"{n} of {m}" for m, n in sorted(left_out.items())) if left_out else ""))
+    return path, note
+
+
+def check_no_test_leak(test_paths: Sequence[str | os.PathLike[str]], manifest: str | os.PathLike[str],
+                       show: int = 3) -> None:
+    """Refuse training data whose ``train`` / ``val`` rows hold a test video: a detector trained
+    on its test set scores it well for the wrong reason. Paths are compared with links
+    resolved; a video and its extracted face folder are different paths and are not matched.
+
+    Raises:
+        ValueError: how many test videos are train / val rows of ``manifest``, the first ``show`` named.
+    """
+    tested = {os.path.realpath(p) for p in test_paths}
+    leaked = [e for e in read_manifest(manifest) if e.split in ("train", "val") and os.path.realpath(e.path) in tested]
+    if leaked:
+        named = ", ".join(f"{e.path} ({e.split})" for e in leaked[:show]) + (
+            f" and {len(leaked) - show} more" if len(leaked) > show else "")
+        raise ValueError(f"{len(leaked)} test video(s) are also train/val rows of the training data {manifest}: {named}; "
+                         "expected training data without the test videos (remove them, or give a --train-data "
+                         "without them)")
 
 
 # written by `dynsnip extract-faces --manifest` beside its faces.csv: the rows it could not crop
@@ -312,6 +373,11 @@ def format_table(result: dict[str, Any]) -> str:
                  f"'{result['paper_source']['row']}' ({result['paper_source']['metric_source']})")
     if result["num_failed"]:
         lines.append(f"{result['num_failed']} video(s) could not be read and are not in the metrics (see benchmark.json)")
+    if result.get("missing_videos"):
+        lines.append(f"{result['missing_videos']} video(s) the dataset root's layout promises are missing on disk "
+                     "(a partial download?): not in the metrics")
+    if (result.get("training_data") or {}).get("rows"):
+        lines.append(f"training: {result['training_data']['rows']}")
     return "\n".join(lines)
 
 
@@ -328,6 +394,11 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += [f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "
               f"Metric: {source['metric_source']}. {source['page']}.",
               f"- Videos that could not be read: {result['num_failed']}."]
+    if result.get("missing_videos"):
+        lines.append(f"- Videos the dataset root's layout promises that are missing on disk (a partial download?): "
+                     f"{result['missing_videos']}; not in the metrics.")
+    if (result.get("training_data") or {}).get("rows"):
+        lines.append(f"- Training: {result['training_data']['rows']}.")
     if result["methods_missing"]:
         lines.append(f"- No test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only.")
     return "\n".join(lines) + "\n"

@@ -56,6 +56,9 @@ class Protocol:
         per_method: rows are methods, plus one row for all of them together.
         train_dataset, train_options: reader for a ``--train-data`` root (default: the test's).
         epochs: the paper's epochs for ``--train`` (30; 45 for cross-dataset).
+        train_methods: the manipulation methods ``--train`` trains and validates on (None:
+            every fake of the training data): the FF++ protocols train on the paper's four,
+            whatever else (FaceShifter, DeepFakeDetection) the manifest holds.
     """
 
     name: str
@@ -69,6 +72,7 @@ class Protocol:
     train_options: Mapping[str, Any] | None = None
     epochs: int = 30
     split: str = "test"
+    train_methods: tuple[str, ...] | None = None
 
     def paper(self) -> dict[str, Any]:
         """``{"metric", "values": {row: value}, "source": {...}}`` of the paper's "Ours" row."""
@@ -107,13 +111,13 @@ PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
         Protocol("ffpp-hq", "FaceForensics++ HQ (c23)", "ffpp", "1", PAPER_METHODS, {"compression": "c23"},
-                 per_method=True),
+                 per_method=True, train_methods=PAPER_METHODS),
         Protocol("ffpp-lq", "FaceForensics++ LQ (c40)", "ffpp", "1", PAPER_METHODS, {"compression": "c40"},
-                 per_method=True),
+                 per_method=True, train_methods=PAPER_METHODS),
         Protocol("celebdf", "Celeb-DF (v2)", "celebdf", "2", ("Celeb-DF",)),
         Protocol("dfdc", "DFDC", "dfdc", "2", ("DFDC",)),
         Protocol("wilddeepfake", "WildDeepfake", "wilddeepfake", "2", ("WildDeepfake",)),
         Protocol("ffpp-to-celebdf", "FF++ LQ (c40) -> Celeb-DF (v2)", "celebdf", "3", ("Celeb-DF",),
-                 train_dataset="ffpp", train_options={"compression": "c40"}, epochs=45),
+                 train_dataset="ffpp", train_options={"compression": "c40"}, epochs=45, train_methods=PAPER_METHODS),
     )
 }

@@ -306,3 +306,52 @@ def test_empty_download_writes_nothing_and_shows_what_is_missing(tmp_path, capsy
     captured = capsys.readouterr()
     assert "no videos found" in captured.err and "original_sequences/youtube/c40/videos/" in captured.out
     assert not out.exists() and not list(tmp_path.glob(".m.csv*"))
+
+
+def wild_tree(root: Path, layout: dict[str, list[str]]) -> Path:
+    for folder, sequences in layout.items():
+        for seq in sequences:
+            (root / folder / seq).mkdir(parents=True)
+            for i in range(3):
+                (root / folder / seq / f"{i}.png").write_bytes(b"")
+    return root
+
+
+def test_wilddeepfake_extraction_wrapper_folder_is_not_taken_for_one_video(tmp_path):
+    """real_train/extracted/<video>/...: the wrapper holds every video of the class; val is drawn by video."""
+    root = wild_tree(tmp_path / "wild", {
+        "real_train": [f"extracted/{v}/real/0" for v in (1, 2, 3, 4)],
+        "fake_train": [f"extracted/{v}/fake/0" for v in (5, 6, 7, 8)],
+        "real_test": ["extracted/9/real/0"], "fake_test": ["extracted/10/fake/0"]})
+    for seed in range(5):
+        manifest = build_manifest("wilddeepfake", root, val_fraction=0.25, seed=seed)
+        train = [r for r in manifest.rows if r.split == "train"]
+        val = [r for r in manifest.rows if r.split == "val"]
+        assert {r.label for r in train} == {0, 1}, seed  # never a class's whole training set in val
+        assert len(val) == 2, seed  # 0.25 of 8 videos
+        assert "2 of 8 moved (25.0%" in manifest.notes[0]
+
+
+def test_validation_never_takes_a_class_whole():
+    from dynsnip.data.benchmarks.layout import BenchmarkRow, assign_val_by_group
+
+    rows = [BenchmarkRow(Path(f"r{i}"), 0, "train") for i in range(6)] + [
+        BenchmarkRow(Path(f"f{i}"), 1, "train") for i in range(6)]
+    for seed in range(5):  # one group per class: no group may move
+        assert assign_val_by_group(rows, lambda r: r.label, 0.5, seed) == rows
+    many = rows + [BenchmarkRow(Path(f"g{i}"), 1, "train") for i in range(8)]  # 20 rows: 6 real, 14 fake
+    for seed in range(5):
+        moved = [r for r in assign_val_by_group(many, lambda r: r.path.name[0], 0.3, seed) if r.split == "val"]
+        assert [r.path.name[0] for r in moved] in ([], ["r"] * 6, ["f"] * 6)  # 6 of 20: nearest to 0.3
+        assert len({r.path.name[0] for r in moved}) <= 1
+
+
+def test_wilddeepfake_linked_video_folders_are_followed(tmp_path):
+    elsewhere = wild_tree(tmp_path / "other_disk", {"videos": ["7/real/0", "7/real/1"]})
+    root = wild_tree(tmp_path / "wild", {"real_train": ["1/real/0"], "fake_train": ["3/fake/0"],
+                                         "real_test": ["4/real/0"], "fake_test": ["5/fake/0"]})
+    os.symlink(elsewhere / "videos" / "7", root / "real_train" / "7")  # a video folder linked in
+    os.symlink(root / "real_train", root / "real_train" / "1" / "loop")  # a link back up: not walked twice
+    rows = {r.path.relative_to(root).as_posix() for r in build_manifest("wilddeepfake", root, val_fraction=0).rows}
+    assert rows == {"real_train/1/real/0", "real_train/7/real/0", "real_train/7/real/1", "fake_train/3/fake/0",
+                    "real_test/4/real/0", "fake_test/5/fake/0"}

@@ -27,7 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, relative_name,
-                     require_path)
+                     require_path, val_note)
 from .provenance import dataset_tag
 
 __all__ = ["celebdf_manifest", "EXPECTED", "TEST_LIST", "FOLDERS"]
@@ -138,6 +138,6 @@ def celebdf_manifest(root: str | Path, version: str = "v2", val_fraction: float 
         sourced.append(row)
     rows = assign_val_by_group(sourced, _identity, val_fraction, seed)
     notes = [f"test = {TEST_LIST} (its 1 = real converted to label 0)",
-             f"val: {val_fraction:g} of the training videos, drawn by target identity (seed {seed})"]
+             val_note(rows, val_fraction, seed, "target identity")]
     return BenchmarkManifest(f"Celeb-DF {version}", root, rows, inventory, notes,
                              tag=dataset_tag("celebdf", {"version": version}))

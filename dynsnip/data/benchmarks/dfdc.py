@@ -26,7 +26,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, load_json, relative_name
+from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, load_json,
+                     relative_name, val_note)
 from .provenance import dataset_tag
 
 __all__ = ["dfdc_manifest", "NUM_PARTS"]
@@ -186,7 +187,7 @@ def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) ->
         part_rows, item, group_of = _part_rows(root, parts)
         inventory.append(item)
         rows += assign_val_by_group(part_rows, lambda row: group_of[row.path], val_fraction, seed)
-        notes.append(f"val: {val_fraction:g} of the training videos, drawn by original video (seed {seed})")
+        notes.append(val_note(rows, val_fraction, seed, "original video"))
         if root not in parts and len(parts) < NUM_PARTS:
             notes.append(f"only {len(parts)} of the {NUM_PARTS} training parts are there")
     if has_preview:

@@ -365,3 +365,25 @@ def test_ffpp_training_rows_are_the_protocols_methods(tmp_path, capsys):
     assert main(["benchmark", "ffpp-hq", "--model", "dil_resnet18", "--train", "--data", str(plain),
                  "--out", str(tmp_path / "b"), "--no-progress"]) == 2
     assert "trains on the methods Deepfakes, Face2Face, FaceSwap, NeuralTextures" in capsys.readouterr().err
+
+
+def test_table_3_has_all_three_columns():
+    to_dfdc, to_df = PROTOCOLS["ffpp-to-dfdc"], PROTOCOLS["ffpp-to-ffpp-df"]
+    assert to_dfdc.paper()["values"] == {"DFDC": 0.6843} and to_df.paper()["values"] == {"Deepfakes": 0.9819}
+    for p in (to_dfdc, to_df):  # trained as ffpp-to-celebdf: FF++ LQ, the four methods, 45 epochs
+        assert (p.table, p.paper()["metric"], p.epochs, p.train_methods) == ("3", "auc", 45, PROTOCOLS["ffpp-hq"].rows)
+        assert p.train_reader() == ("ffpp", {"compression": "c40"})
+    assert (to_dfdc.data_tag, to_df.data_tag) == ("dfdc", "ffpp:c40")
+
+
+def test_ffpp_to_ffpp_df_tests_the_deepfakes_fakes_against_the_reals(tmp_path):
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.data.manifest import read_manifest
+    from dynsnip.engine.benchmark import _table_rows, write_test_manifest
+
+    root = ffpp_tree(tmp_path / "ffpp", "c40")
+    full = build_manifest("ffpp", root, compression="c40").write(tmp_path / "c40.csv")
+    tested = read_manifest(write_test_manifest(PROTOCOLS["ffpp-to-ffpp-df"], full, tmp_path / "t.csv"))
+    assert sorted((e.label, e.method or "") for e in tested) == [(0, ""), (0, ""), (1, "Deepfakes"), (1, "Deepfakes")]
+    report = {"overall": {"auc": 1.0}, "per_method": {"Deepfakes": {"auc": 1.0}}}
+    assert [r["subset"] for r in _table_rows(PROTOCOLS["ffpp-to-ffpp-df"], report, None)] == ["Deepfakes"]

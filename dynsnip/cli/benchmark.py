@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--data", type=Path, required=True, help="test data: a manifest (.csv/.json) or the dataset's root")
     p.add_argument("--train-data", type=Path,
                    help="with --train: training data, a manifest with train/val splits or a dataset root "
-                        "(default --data; ffpp-to-celebdf needs FF++ here)")
+                        "(default --data; ffpp-to-celebdf and ffpp-to-dfdc need FF++ here)")
     p.add_argument("--data-is", metavar="TAG",
                    help="vouch that a --data manifest which records no dataset (no 'dataset' column: hand-made, "
                         "another tool, an older dynsnip) is the protocol's data, named by its tag (ffpp:c23, ffpp:c40, "

@@ -234,8 +234,9 @@ def _table_rows(protocol: Protocol, report: dict[str, Any], frames: dict[str, An
             rows.append({"subset": method, "video": _metrics(report["per_method"].get(method)),
                          "frame": _metrics(frames["per_method"].get(method)) if frames else None,
                          "paper": paper.get(method)})
-        rows.append({"subset": "all methods", "video": _metrics(report["overall"]),
-                     "frame": _metrics(frames["overall"]) if frames else None, "paper": None})
+        if len(protocol.rows) > 1:  # one method (ffpp-to-ffpp-df): its row is already all of them
+            rows.append({"subset": "all methods", "video": _metrics(report["overall"]),
+                         "frame": _metrics(frames["overall"]) if frames else None, "paper": None})
     else:
         rows.append({"subset": protocol.rows[0], "video": _metrics(report["overall"]),
                      "frame": _metrics(frames["overall"]) if frames else None, "paper": paper.get(protocol.rows[0])})

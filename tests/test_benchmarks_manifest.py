@@ -123,6 +123,7 @@ def test_ffpp_deepfakedetection(tmp_path):
     assert (fake.label, fake.split, fake.method, fake.source.name) == (1, "test", "DeepFakeDetection",
                                                                       "01__kitchen_pan.mp4")
     assert (rows["01__kitchen_pan.mp4"].label, rows["953.mp4"].split) == (0, "test")
+    assert (rows["01__kitchen_pan.mp4"].method, rows["953.mp4"].method) == ("actors", "")  # DFD's reals, marked
 
 
 def test_never_overwrites_without_flag(tmp_path, capsys):
@@ -305,3 +306,103 @@ def test_empty_download_writes_nothing_and_shows_what_is_missing(tmp_path, capsy
     captured = capsys.readouterr()
     assert "no videos found" in captured.err and "original_sequences/youtube/c40/videos/" in captured.out
     assert not out.exists() and not list(tmp_path.glob(".m.csv*"))
+
+
+def wild_tree(root: Path, layout: dict[str, list[str]]) -> Path:
+    for folder, sequences in layout.items():
+        for seq in sequences:
+            (root / folder / seq).mkdir(parents=True)
+            for i in range(3):
+                (root / folder / seq / f"{i}.png").write_bytes(b"")
+    return root
+
+
+def test_wilddeepfake_extraction_wrapper_folder_is_not_taken_for_one_video(tmp_path):
+    """real_train/extracted/<video>/...: the wrapper holds every video of the class; val is drawn by video."""
+    root = wild_tree(tmp_path / "wild", {
+        "real_train": [f"extracted/{v}/real/0" for v in (1, 2, 3, 4)],
+        "fake_train": [f"extracted/{v}/fake/0" for v in (5, 6, 7, 8)],
+        "real_test": ["extracted/9/real/0"], "fake_test": ["extracted/10/fake/0"]})
+    for seed in range(5):
+        manifest = build_manifest("wilddeepfake", root, val_fraction=0.25, seed=seed)
+        train = [r for r in manifest.rows if r.split == "train"]
+        val = [r for r in manifest.rows if r.split == "val"]
+        assert {r.label for r in train} == {0, 1}, seed  # never a class's whole training set in val
+        assert len(val) == 2, seed  # 0.25 of 8 videos
+        assert "2 of 8 moved (25.0%" in manifest.notes[0]
+
+
+def test_validation_never_takes_a_class_whole():
+    from dynsnip.data.benchmarks.layout import BenchmarkRow, assign_val_by_group
+
+    rows = [BenchmarkRow(Path(f"r{i}"), 0, "train") for i in range(6)] + [
+        BenchmarkRow(Path(f"f{i}"), 1, "train") for i in range(6)]
+    for seed in range(5):  # one group per class: no group may move
+        assert assign_val_by_group(rows, lambda r: r.label, 0.5, seed) == rows
+    many = rows + [BenchmarkRow(Path(f"g{i}"), 1, "train") for i in range(8)]  # 20 rows: 6 real, 14 fake
+    for seed in range(5):
+        moved = [r for r in assign_val_by_group(many, lambda r: r.path.name[0], 0.3, seed) if r.split == "val"]
+        assert [r.path.name[0] for r in moved] in ([], ["r"] * 6, ["f"] * 6)  # 6 of 20: nearest to 0.3
+        assert len({r.path.name[0] for r in moved}) <= 1
+
+
+def test_wilddeepfake_linked_video_folders_are_followed(tmp_path):
+    elsewhere = wild_tree(tmp_path / "other_disk", {"videos": ["7/real/0", "7/real/1"]})
+    root = wild_tree(tmp_path / "wild", {"real_train": ["1/real/0"], "fake_train": ["3/fake/0"],
+                                         "real_test": ["4/real/0"], "fake_test": ["5/fake/0"]})
+    os.symlink(elsewhere / "videos" / "7", root / "real_train" / "7")  # a video folder linked in
+    os.symlink(root / "real_train", root / "real_train" / "1" / "loop")  # a link back up: not walked twice
+    rows = {r.path.relative_to(root).as_posix() for r in build_manifest("wilddeepfake", root, val_fraction=0).rows}
+    assert rows == {"real_train/1/real/0", "real_train/7/real/0", "real_train/7/real/1", "fake_train/3/fake/0",
+                    "real_test/4/real/0", "fake_test/5/fake/0"}
+
+
+def test_celebdf_upper_case_extensions_and_v1_counts(tmp_path):
+    root = celebdf_tree(tmp_path / "celeb")
+    link(root / "Celeb-real/id3_0000.MP4")
+    link(root / "Celeb-synthesis/id3_id0_0000.MP4")
+    rows = {r.path.name: r for r in build_manifest("celebdf", root, val_fraction=0).rows}
+    assert rows["id3_0000.MP4"].label == 0 and rows["id3_id0_0000.MP4"].label == 1
+    assert rows["id3_id0_0000.MP4"].source.name == "id3_0000.MP4"
+    expected = {i.group: i.expected for i in build_manifest("celebdf", root, version="v1").inventory}
+    assert (expected["Celeb-real"], expected["YouTube-real"], expected["Celeb-synthesis"]) == (158, 250, 795)
+    assert expected["Celeb-real"] + expected["YouTube-real"] == 408  # the authors' v1 total of real videos
+
+
+def test_dfdc_preview_draws_a_validation_split_by_subject(tmp_path):
+    root, meta = tmp_path / "preview", {}
+    for subject in range(6):
+        for name, label in ((f"original_videos/{subject}/{subject}_A/r.mp4", "real"),
+                            (f"method_A/{subject}/{subject}_A/f.mp4", "fake")):
+            link(root / name)
+            meta[name] = {"label": label, "set": "train" if subject < 5 else "test"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    for seed in range(5):
+        manifest = build_manifest("dfdc", root, val_fraction=0.2, seed=seed)
+        val = [r for r in manifest.rows if r.split == "val"]
+        assert len(val) == 2 and len({r.path.relative_to(root).parts[1] for r in val}) == 1  # one subject, both
+        assert {r.split for r in manifest.rows if "/5/" in r.path.as_posix()} == {"test"}
+        assert any("2 of 10 moved" in n and "preview" in n for n in manifest.notes)
+
+
+def test_dfdc_labels_with_a_byte_order_mark_and_float_labels(tmp_path):
+    root = tmp_path / "dfdc"
+    link(root / "test/videos/a.mp4")
+    link(root / "test/videos/b.mp4")
+    (root / "test/labels.csv").write_bytes("filename,label\na.mp4,0.0\nb.mp4,1.0\n".encode("utf-8-sig"))
+    rows = {r.path.name: r.label for r in build_manifest("dfdc", root).rows}
+    assert rows == {"a.mp4": 0, "b.mp4": 1}
+
+
+def test_deeperforensics_upper_case_list_names_and_missing_reals_relative(tmp_path):
+    root, ffpp = tmp_path / "dfo", tmp_path / "ffpp"
+    link(root / "manipulated_videos/end_to_end/000_M004.MP4")
+    link(ffpp / "original_sequences/youtube/c23/videos/001.mp4")  # 000's real is missing
+    (root / "lists/splits").mkdir(parents=True)
+    (root / "lists/splits/train.txt").write_text("000_M004.MP4\n")
+    (root / "lists/splits/val.txt").write_text("")
+    (root / "lists/splits/test.txt").write_text("")
+    manifest = build_manifest("deeperforensics", root, ffpp_root=ffpp)
+    assert [r.path.name for r in manifest.rows] == ["000_M004.MP4"]
+    real, fake = manifest.inventory
+    assert real.missing == ["original_sequences/youtube/c23/videos/000.mp4"] and fake.missing == []

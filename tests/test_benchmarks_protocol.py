@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,12 +67,16 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     out = tmp_path / "bench"
     argv = ["benchmark", "ffpp-hq", "--model", str(tiny_model), "--data", str(root), "--out", str(out),
             "--workers", "0", "--no-progress", "--test-num-snippets", "2"]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
+    assert main(argv) == 1  # a partial download (6 of the 1000 reals...): results written, the shortfall reported
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "the dataset root is partly downloaded: 4970 test data video(s)" in captured.err
     assert "FaceForensics++ HQ (c23), split test: video level with U=2 x T=4" in printed
     assert "paper ACC (Table 1)" in printed and "frame AUC" in printed
     result = json.loads((out / "benchmark.json").read_text())
     assert result["data_kind"] == "video" and result["paper_metric"] == "accuracy"
+    assert result["missing_videos"] == 994 + 4 * 994  # the reals and each method's fakes not on disk
+    assert "missing on disk (a partial download?): 4970; not in the metrics." in (out / "benchmark.md").read_text()
     rows = {r["subset"]: r for r in result["rows"]}
     with (out / "report_videos.csv").open() as f:
         videos = list(csv.DictReader(f))
@@ -187,7 +192,7 @@ def test_ffpp_to_celebdf_scores_the_celebdf_test_list(tiny_model, tmp_path, caps
     root = celebdf_tree(tmp_path / "celeb")
     out = tmp_path / "bench"
     assert main(["benchmark", "ffpp-to-celebdf", "--model", str(tiny_model), "--data", str(root), "--out", str(out),
-                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--no-frame-level"]) == 0
+                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--no-frame-level"]) == 1  # partial root
     printed = capsys.readouterr().out
     assert "paper AUC (Table 3)" in printed and "FF++ LQ (c40) -> Celeb-DF (v2)" in printed
     result = json.loads((out / "benchmark.json").read_text())
@@ -226,3 +231,159 @@ def test_a_protocol_trained_here_is_titled_by_what_it_trained_on():
     assert trained_title(protocol, []) == "FF++ (not recorded in its manifest) -> Celeb-DF (v2)"
     assert trained_title(protocol, ["ffpp:c23", "ffpp:c40"]) == "FF++ (ffpp:c23, ffpp:c40) -> Celeb-DF (v2)"
     assert trained_title(PROTOCOLS["ffpp-hq"], ["ffpp:c23"]) == "FaceForensics++ HQ (c23)"
+
+
+def celebdf_faces(folder, reals=2, fakes=2):
+    """A faces.csv of Celeb-DF test crops (frame folders, as ``dynsnip extract-faces`` writes them)."""
+    lines = ["path,label,split,method,dataset"]
+    for i in range(reals):
+        write_sequence(folder / f"id{i}_0000", fake=False, seed=i)
+        lines.append(f"id{i}_0000,0,test,,celebdf:v2")
+    for i in range(fakes):
+        write_sequence(folder / f"id{i}_id9_0000", fake=True, seed=10 + i)
+        lines.append(f"id{i}_id9_0000,1,test,Celeb-synthesis,celebdf:v2")
+    (folder / "faces.csv").write_text("\n".join(lines) + "\n")
+    return folder / "faces.csv"
+
+
+def test_videos_extract_faces_could_not_crop_are_failures_of_the_benchmark(tiny_model, tmp_path, capsys):
+    faces = celebdf_faces(tmp_path / "faces")
+    (tmp_path / "faces" / "faces_failed.csv").write_text(
+        "path,label,split,method,source,dataset,reason,message\n"
+        "/data/celeb/Celeb-synthesis/id5_id9_0000.mp4,1,test,Celeb-synthesis,,celebdf:v2,corrupt,not a readable video\n"
+        "/data/celeb/Celeb-real/id7_0000.mp4,0,train,,,celebdf:v2,no_face,no face found\n")  # not a test video
+    out = tmp_path / "bench"
+    assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--data", str(faces), "--out", str(out),
+                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--img-size", "16"]) == 1
+    captured = capsys.readouterr()
+    assert "id5_id9_0000.mp4: corrupt" in captured.err and "id7_0000" not in captured.err
+    result = json.loads((out / "benchmark.json").read_text())
+    assert result["num_failed"] == 1 and result["failed"][0]["id"] == "/data/celeb/Celeb-synthesis/id5_id9_0000.mp4"
+    assert result["rows"][0]["video"]["num_real"] == 2 and result["rows"][0]["video"]["num_fake"] == 2
+    assert json.loads((out / "report.json").read_text())["num_failed"] == 1
+    assert "Videos that could not be read: 1." in (out / "benchmark.md").read_text()
+
+
+def test_benchmark_with_nothing_scored_is_a_clean_failure(tiny_model, tmp_path, capsys):
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_text("not a video")
+    data = tmp_path / "broken.csv"
+    data.write_text("path,label,split,method,dataset\na.mp4,0,test,,celebdf:v2\n"
+                    "b.mp4,1,test,Celeb-synthesis,celebdf:v2\n")
+    out = tmp_path / "bench"
+    assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--data", str(data), "--out", str(out),
+                 "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--img-size", "16"]) == 1
+    err = capsys.readouterr().err
+    assert "dynsnip benchmark: none of the 2 evaluation videos could be read or scored" in err
+    assert "a.mp4" in err and "Traceback" not in err and not (out / "benchmark.json").exists()
+
+
+def test_test_manifest_keeps_each_fakes_source(tmp_path):
+    """A fake keeps its source video, so that the benchmark crops it with the source's face boxes
+    as `dynsnip evaluate` does."""
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.data.manifest import read_manifest
+    from dynsnip.engine.benchmark import write_test_manifest
+
+    root = ffpp_tree(tmp_path / "ffpp")
+    full = build_manifest("ffpp", root).write(tmp_path / "all.csv")
+    tested = read_manifest(write_test_manifest(PROTOCOLS["ffpp-hq"], full, tmp_path / "t.csv"))
+    a, b = FFPP_TEST_PAIR
+    fakes = [e for e in tested if e.label == 1]
+    assert len(fakes) == 8
+    for fake in fakes:
+        target = fake.path.stem.split("_")[0]
+        assert fake.source == root / f"original_sequences/youtube/c23/videos/{target}.mp4", fake
+
+
+def test_ffpp_protocols_score_only_the_youtube_reals(tmp_path):
+    """DeepFakeDetection's actors reals are not reals of the FF++ protocols (Table 1: the YouTube originals)."""
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.data.manifest import read_manifest
+    from dynsnip.engine.benchmark import write_test_manifest
+    from test_benchmarks_manifest import link
+
+    methods = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
+    root = ffpp_tree(tmp_path / "ffpp", methods=methods)
+    link(root / "original_sequences/actors/c23/videos/01__kitchen_pan.mp4")
+    link(root / "manipulated_sequences/DeepFakeDetection/c23/videos/01_02__kitchen_pan__ABCDEFGH.mp4")
+    full = build_manifest("ffpp", root, methods=methods + ("DeepFakeDetection",)).write(tmp_path / "all.csv")
+    for manifest in (full, tmp_path / "faces.csv"):
+        if manifest.name == "faces.csv":  # crops named by the video (extract-faces): the method column tells
+            lines = full.read_text().splitlines()
+            crops = [l.split(",") for l in lines[1:]]
+            manifest.write_text("\n".join([lines[0]] + [",".join([f"{c[3] or 'real'}/{Path(c[0]).stem}"] + c[1:])
+                                                          for c in crops]) + "\n")
+        tested = read_manifest(write_test_manifest(PROTOCOLS["ffpp-hq"], manifest, tmp_path / "t.csv", overwrite=True))
+        reals = sorted(e.path.stem for e in tested if e.label == 0)
+        assert reals == sorted(FFPP_TEST_PAIR), manifest  # the youtube originals of the test pair only
+        assert {e.method for e in tested if e.label == 1} == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
+
+
+def test_training_data_holding_test_videos_is_refused_before_training(tiny_model, tmp_path, capsys):
+    rows = [("Celeb-real/id0_0000.mp4", 0, "test"), ("YouTube-real/00170.mp4", 0, "test"),
+            ("Celeb-synthesis/id0_id1_0000.mp4", 1, "test"), ("Celeb-real/id1_0000.mp4", 0, "train"),
+            ("Celeb-synthesis/id1_id0_0000.mp4", 1, "train")]
+    for name, _, _ in rows:  # distinct files (their content does not matter: nothing is decoded)
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    data = tmp_path / "celeb.csv"
+    data.write_text("path,label,split,method,dataset\n" + "".join(
+        f"{n},{y},{s},{'Celeb-synthesis' if y else ''},celebdf:v2\n" for n, y, s in rows))
+    leaky = tmp_path / "leaky.csv"  # the same videos, the test ones relabelled as training rows
+    leaky.write_text(data.read_text().replace(",test,", ",train,"))
+    out = tmp_path / "bench"
+    assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--train", "--train-data", str(leaky),
+                 "--data", str(data), "--out", str(out), "--epochs", "1", "--workers", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "3 test video(s) are also train/val rows of the training data" in err and "00170.mp4 (train)" in err
+    assert not (out / "run").exists() and not (out / "benchmark.json").exists()
+
+
+def test_ffpp_training_rows_are_the_protocols_methods(tmp_path, capsys):
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.data.manifest import read_manifest
+    from dynsnip.engine.benchmark import write_train_manifest
+
+    methods = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
+    full = build_manifest("ffpp", ffpp_tree(tmp_path / "ffpp", methods=methods), methods=methods).write(
+        tmp_path / "all.csv")
+    for name in ("ffpp-hq", "ffpp-to-celebdf"):
+        path, note = write_train_manifest(PROTOCOLS[name], full, tmp_path / "rows.csv", overwrite=True)
+        rows = read_manifest(path)
+        assert {e.split for e in rows} == {"train", "val"} and sum(e.label == 0 for e in rows) == 4
+        assert {e.method for e in rows if e.label} == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
+        assert note.endswith("left out 4 of FaceShifter")
+    assert write_train_manifest(PROTOCOLS["celebdf"], full, tmp_path / "x.csv") == (full, None)
+    # fakes whose method is not recorded cannot be restricted: refused before training
+    plain = tmp_path / "plain.csv"
+    rows = [("r1", 0, "test", ""), ("f1", 1, "test", "Deepfakes"), ("r2", 0, "train", ""), ("f2", 1, "train", "")]
+    for name, *_ in rows:
+        (tmp_path / f"{name}.mp4").write_text(name)  # distinct files, never decoded
+    plain.write_text("path,label,split,method,dataset\n" + "".join(f"{n}.mp4,{y},{s},{m},ffpp:c23\n"
+                                                                     for n, y, s, m in rows))
+    assert main(["benchmark", "ffpp-hq", "--model", "dil_resnet18", "--train", "--data", str(plain),
+                 "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    assert "trains on the methods Deepfakes, Face2Face, FaceSwap, NeuralTextures" in capsys.readouterr().err
+
+
+def test_table_3_has_all_three_columns():
+    to_dfdc, to_df = PROTOCOLS["ffpp-to-dfdc"], PROTOCOLS["ffpp-to-ffpp-df"]
+    assert to_dfdc.paper()["values"] == {"DFDC": 0.6843} and to_df.paper()["values"] == {"Deepfakes": 0.9819}
+    for p in (to_dfdc, to_df):  # trained as ffpp-to-celebdf: FF++ LQ, the four methods, 45 epochs
+        assert (p.table, p.paper()["metric"], p.epochs, p.train_methods) == ("3", "auc", 45, PROTOCOLS["ffpp-hq"].rows)
+        assert p.train_reader() == ("ffpp", {"compression": "c40"})
+    assert (to_dfdc.data_tag, to_df.data_tag) == ("dfdc", "ffpp:c40")
+
+
+def test_ffpp_to_ffpp_df_tests_the_deepfakes_fakes_against_the_reals(tmp_path):
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.data.manifest import read_manifest
+    from dynsnip.engine.benchmark import _table_rows, write_test_manifest
+
+    root = ffpp_tree(tmp_path / "ffpp", "c40")
+    full = build_manifest("ffpp", root, compression="c40").write(tmp_path / "c40.csv")
+    tested = read_manifest(write_test_manifest(PROTOCOLS["ffpp-to-ffpp-df"], full, tmp_path / "t.csv"))
+    assert sorted((e.label, e.method or "") for e in tested) == [(0, ""), (0, ""), (1, "Deepfakes"), (1, "Deepfakes")]
+    report = {"overall": {"auc": 1.0}, "per_method": {"Deepfakes": {"auc": 1.0}}}
+    assert [r["subset"] for r in _table_rows(PROTOCOLS["ffpp-to-ffpp-df"], report, None)] == ["Deepfakes"]

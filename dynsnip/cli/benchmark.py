@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--data", type=Path, required=True, help="test data: a manifest (.csv/.json) or the dataset's root")
     p.add_argument("--train-data", type=Path,
                    help="with --train: training data, a manifest with train/val splits or a dataset root "
-                        "(default --data; ffpp-to-celebdf needs FF++ here)")
+                        "(default --data; ffpp-to-celebdf and ffpp-to-dfdc need FF++ here)")
     p.add_argument("--data-is", metavar="TAG",
                    help="vouch that a --data manifest which records no dataset (no 'dataset' column: hand-made, "
                         "another tool, an older dynsnip) is the protocol's data, named by its tag (ffpp:c23, ffpp:c40, "
@@ -70,17 +70,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite: bool) -> Path:
-    """``data`` itself when it is a manifest file; else the manifest of the dataset root, written to ``out``."""
+def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite: bool) -> tuple[Path, int]:
+    """``(data itself, 0)`` when it is a manifest file; else the manifest of the dataset root,
+    written to ``out``, and how many videos its layout promises that are missing on disk (a
+    partial download: reported in the result, exit code 1, as ``dynsnip manifest``)."""
     if data.is_file():
-        return data
+        return data, 0
     if not data.is_dir():
         raise FileNotFoundError(f"{data} does not exist; expected a manifest file or a dataset root")
     from ..data.benchmarks import build_manifest
 
     manifest = build_manifest(dataset, data, **options)
     print(manifest.summary())
-    return manifest.write(out, overwrite=overwrite)
+    return manifest.write(out, overwrite=overwrite), manifest.num_missing
 
 
 # what a training manifest's dataset tag (the `dataset` column) is called in a table's title
@@ -100,23 +102,28 @@ def trained_title(protocol, datasets: list[str]) -> str:
     return f"FF++ ({shown}) -> {test}" if paper_train.startswith("FF++") else f"{paper_train} ({shown}) -> {test}"
 
 
-def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> tuple[Path, dict]:
-    """Train with ``recipe`` on the train / val rows of ``--train-data`` (default ``--data``) in ``out/run``;
-    returns the saved model folder and what it was trained on (manifest, provenance, dataset tags)."""
+def _train(args: argparse.Namespace, protocol, recipe, out: Path, device, test_paths: list[str]) -> tuple[Path, dict]:
+    """Train with ``recipe`` on the train / val rows of ``--train-data`` (default ``--data``) in ``out/run``
+    (the protocol's methods only; none of ``test_paths``, the test videos); returns the saved model folder
+    and what it was trained on (manifest, provenance, dataset tags, rows, missing videos)."""
     from ..data.manifest import read_manifest
     from ..engine import build_model, make_dataset, train
-    from ..engine.benchmark import check_protocol_data
+    from ..engine.benchmark import check_no_test_leak, check_protocol_data, write_train_manifest
     from ..engine.sampling import balance_classes
 
     dataset, options = protocol.train_reader()
-    manifest = _manifest_for(args.train_data or args.data, dataset, dict(options), out / "train_manifest.csv",
-                             overwrite=True)
+    given, missing = _manifest_for(args.train_data or args.data, dataset, dict(options), out / "train_manifest.csv",
+                                   overwrite=True)
     vouch = (args.train_data_is, "--train-data-is") if args.train_data is not None else (args.data_is, "--data-is")
-    provenance = check_protocol_data(protocol, manifest, vouch[0], train=True, flag=vouch[1])
-    if manifest != (args.train_data or args.data):  # a dataset root: its manifest was built here
+    provenance = check_protocol_data(protocol, given, vouch[0], train=True, flag=vouch[1])
+    if given != (args.train_data or args.data):  # a dataset root: its manifest was built here
         provenance = provenance.replace("recorded in the manifest's dataset column",
                                         f"built here from the dataset root {args.train_data or args.data}", 1)
     print(f"training data: {provenance}")
+    check_no_test_leak(test_paths, given)  # before any training: no test video among the train / val rows
+    manifest, rows_note = write_train_manifest(protocol, given, out / "train_rows.csv", overwrite=True)
+    if rows_note:
+        print(f"training data: {rows_note}")
     model = build_model(recipe.model, pretrained=recipe.pretrained, module_config=recipe.module_config)
     train_set = make_dataset(manifest, model, recipe, train=True, split="train")
     if args.balance_classes:
@@ -127,9 +134,10 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device) -> tup
     result = train(recipe, train_set, val_set, out / "run", model=model, device=device, progress=args.progress,
                    data_name=f"{args.train_data or args.data} ({protocol.name} training)"
                    + (" (classes balanced by oversampling)" if args.balance_classes else ""))
-    datasets = sorted({e.dataset for e in read_manifest(manifest, "train") if e.dataset})
+    datasets = sorted({e.dataset for e in read_manifest(given, "train") if e.dataset})
     return result.model_dir, {"manifest": str(args.train_data or args.data), "provenance": provenance,
-                              "datasets": datasets}
+                              "datasets": datasets, "rows": rows_note or "every train/val row",
+                              "missing_videos": missing}
 
 
 def _check_module_config(model, wanted: str, source) -> None:
@@ -147,8 +155,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..data.benchmarks.protocols import PROTOCOLS
     from ..engine import build_model
     from ..engine.distributed import cleanup_distributed, init_distributed
-    from ..engine.benchmark import (RESULT_NAME, check_protocol_data, format_table, run_benchmark, write_benchmark,
-                                    write_test_manifest)
+    from ..engine.benchmark import (RESULT_NAME, check_protocol_data, extraction_failures, format_table, run_benchmark,
+                                    write_benchmark, write_test_manifest)
+    from ..engine.evaluate import NothingScoredError
     from ..engine.train import saved_model_folder
     from ..hub.errors import ModelLoadError
     from .train import recipe_from_args
@@ -186,8 +195,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         if args.model is not None:
             fixed["model"] = str(args.model)
         recipe = recipe_from_args(args, **fixed)
-        source = _manifest_for(args.data, protocol.dataset, dict(protocol.options), out / "data_manifest.csv",
-                               overwrite=True)
+        source, missing = _manifest_for(args.data, protocol.dataset, dict(protocol.options), out / "data_manifest.csv",
+                                        overwrite=True)
         provenance = check_protocol_data(protocol, source, args.data_is)  # before anything is scored
         if source != args.data:  # a dataset root: its manifest was built here, from the layout
             provenance = provenance.replace("recorded in the manifest's dataset column",
@@ -195,6 +204,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         print(f"test data: {provenance}")
         manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True,
                                        data_is=args.data_is)
+        not_extracted = extraction_failures(protocol, source)  # test videos extract-faces could not crop
+        if not_extracted:
+            print(f"test data: {len(not_extracted)} test video(s) of {protocol.name} are listed in "
+                  f"{source.parent / 'faces_failed.csv'} (extract-faces could not crop them): reported as failed")
     except setup_errors as err:
         return usage_error("benchmark", str(err))
     info = init_distributed(args.device)
@@ -205,7 +218,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         try:
             training = None
             if args.train:
-                model_source, training = _train(args, protocol, recipe, out, info.device)
+                from ..data.manifest import read_manifest
+
+                test_paths = [str(e.path) for e in read_manifest(manifest)] + [f["id"] for f in not_extracted]
+                model_source, training = _train(args, protocol, recipe, out, info.device, test_paths)
             else:
                 model_source = args.model
             model = build_model(str(model_source), pretrained=True).to(info.device).eval()
@@ -218,14 +234,25 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             )
         except setup_errors as err:
             return usage_error("benchmark", str(err))
-        result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
-                               frame_level=args.frame_level, progress=args.progress, faces=args.faces,
-                               video_score=args.video_score)
+        try:
+            result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
+                                   frame_level=args.frame_level, progress=args.progress, faces=args.faces,
+                                   video_score=args.video_score, failed_before=not_extracted)
+        except NothingScoredError as err:  # every video failed, each with its reason: no metrics, no table
+            from ..engine.failures import describe_failures
+
+            print(f"dynsnip benchmark: {err}", file=sys.stderr)
+            if not_extracted:
+                print(f"and {len(not_extracted)} that extract-faces could not crop:\n"
+                      f"{describe_failures(not_extracted, limit=None)}", file=sys.stderr)
+            print(f"no metrics and no {RESULT_NAME}.json: fix or remove these videos", file=sys.stderr)
+            return EXIT_SOME_FAILED
     finally:
         cleanup_distributed()
     result["model"] = str(model_source)
     result["data"] = str(args.data)
     result["data_provenance"] = provenance
+    result["missing_videos"] = missing  # promised by the --data root's layout, not on disk
     if training is not None:  # trained here: the title and the result say on what
         result["training_data"] = training
         result["title"] = trained_title(protocol, training["datasets"])
@@ -248,4 +275,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             source=f"dynsnip benchmark {protocol.name}" + (f" (test data {provenance})" if provenance.startswith("vouched")
                                                             else "")))
         print(f"recorded in {folder / 'config.json'}")
-    return EXIT_SOME_FAILED if result["failed"] else EXIT_OK
+    if missing or (training or {}).get("missing_videos"):
+        print(f"dynsnip benchmark: the dataset root is partly downloaded: "
+              + "; ".join(f"{n} {what} video(s) its layout promises are missing on disk" for what, n in
+                          (("test data", missing), ("training data", (training or {}).get("missing_videos", 0))) if n),
+              file=sys.stderr)
+    return EXIT_SOME_FAILED if result["failed"] or missing or (training or {}).get("missing_videos") else EXIT_OK

@@ -19,20 +19,22 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from ..data.benchmarks.layout import BenchmarkManifest, BenchmarkRow
 from ..data.benchmarks.protocols import Protocol
 from ..data.benchmarks.provenance import check_provenance
-from ..data.manifest import read_manifest
+from ..data.benchmarks.ffpp import DFD_REAL_METHOD
+from ..data.manifest import ManifestEntry, read_manifest
 from .evaluate import evaluate
 from .frame_level import FrameScoreRecorder, frame_level_report
 from .metrics import write_report
 from .recipe import Recipe
 
-__all__ = ["check_protocol_data", "write_test_manifest", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
+__all__ = ["check_protocol_data", "write_test_manifest", "tested_entries", "is_dfd_real", "extraction_failures",
+           "write_train_manifest", "check_no_test_leak", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
            "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
 
 RESULT_NAME = "benchmark"
@@ -68,6 +70,28 @@ def check_protocol_data(protocol: Protocol, manifest: str | os.PathLike[str], da
                             match_variant=not train)
 
 
+def is_dfd_real(entry: ManifestEntry) -> bool:
+    """Whether ``entry`` is a DeepFakeDetection real (an FF++ ``original_sequences/actors`` video):
+    marked ``actors`` in the method column by ``dynsnip manifest ffpp`` (kept by ``extract-faces``),
+    or, in a manifest written before that mark, by its path."""
+    if entry.label != 0:
+        return False
+    if (entry.method or "").strip().lower() == DFD_REAL_METHOD:
+        return True
+    parts = Path(entry.path).parts
+    return any(a == "original_sequences" and b == "actors" for a, b in zip(parts, parts[1:]))
+
+
+def tested_entries(protocol: Protocol, entries: Sequence[ManifestEntry]) -> list[ManifestEntry]:
+    """The ``entries`` ``protocol`` scores: all of them, or for a per-method (FF++) protocol the
+    fakes of its methods and the real videos of FF++ itself (the YouTube originals: the reals of
+    DeepFakeDetection, ``original_sequences/actors``, belong to that extra test set, not to the
+    paper's Table 1)."""
+    if not protocol.per_method:
+        return list(entries)
+    return [e for e in entries if (e.label == 0 and not is_dfd_real(e)) or (e.label == 1 and e.method in protocol.rows)]
+
+
 def write_test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], out: str | os.PathLike[str],
                         overwrite: bool = False, data_is: str | None = None) -> Path:
     """Write to ``out`` the rows of ``manifest`` that ``protocol`` tests (its split; for
@@ -81,19 +105,119 @@ def write_test_manifest(protocol: Protocol, manifest: str | os.PathLike[str], ou
     """
     check_protocol_data(protocol, manifest, data_is)
     entries = read_manifest(manifest, split=protocol.split)
-    if protocol.per_method:
-        if any(e.label == 1 and not e.method for e in entries):
-            raise ValueError(f"{manifest}: protocol {protocol.name} scores each manipulation method, but some fakes "
-                             "have no 'method' (write the manifest with `dynsnip manifest ffpp`)")
-        entries = [e for e in entries if e.label == 0 or e.method in protocol.rows]
+    if protocol.per_method and any(e.label == 1 and not e.method for e in entries):
+        raise ValueError(f"{manifest}: protocol {protocol.name} scores each manipulation method, but some fakes "
+                         "have no 'method' (write the manifest with `dynsnip manifest ffpp`)")
+    entries = tested_entries(protocol, entries)
     if not any(e.label == 0 for e in entries) or not any(e.label == 1 for e in entries):
         raise ValueError(f"{manifest}: protocol {protocol.name} needs real and fake videos in split "
                          f"{protocol.split!r}" + (f" (methods {', '.join(protocol.rows)})" if protocol.per_method else "")
                          + f"; found {sum(e.label == 0 for e in entries)} real, {sum(e.label == 1 for e in entries)} fake")
-    rows = [BenchmarkRow(Path(e.path), e.label, e.split or protocol.split, e.method or "") for e in entries]
+    rows = [BenchmarkRow(Path(e.path), e.label, e.split or protocol.split, e.method or "", e.source) for e in entries]
     recorded = {e.dataset for e in entries}
     tag = recorded.pop() if len(recorded) == 1 and None not in recorded else ""
     return BenchmarkManifest(protocol.title, Path(manifest), rows, [], tag=tag).write(out, overwrite=overwrite)
+
+
+def write_train_manifest(protocol: Protocol, manifest: str | os.PathLike[str], out: str | os.PathLike[str],
+                         overwrite: bool = False) -> tuple[Path, str | None]:
+    """The ``train`` / ``val`` rows of ``manifest`` that ``protocol`` trains on, and one line
+    saying which (None: every row, the protocol names no methods).
+
+    With :attr:`~dynsnip.data.benchmarks.protocols.Protocol.train_methods` (the FF++
+    protocols: the paper's four methods), the rows are the reals (not DeepFakeDetection's
+    actors) and the fakes of those methods, written to ``out``; a manifest that also holds
+    FaceShifter or DeepFakeDetection does not widen the training set. Otherwise ``manifest``
+    itself is returned.
+
+    Raises:
+        ValueError: a train / val fake has no ``method`` (its manipulation cannot be told), or
+            no rows are left.
+    """
+    if protocol.train_methods is None:
+        return Path(manifest), None
+    methods = protocol.train_methods
+    entries = [e for e in read_manifest(manifest) if e.split in ("train", "val")]
+    unnamed = [e for e in entries if e.label == 1 and not e.method]
+    if unnamed:
+        raise ValueError(f"{manifest}: protocol {protocol.name} trains on the methods {', '.join(methods)}, but "
+                         f"{len(unnamed)} train/val fake(s) have no 'method' (e.g. {unnamed[0].path}); expected the "
+                         "method of every fake (write the manifest with `dynsnip manifest ffpp`)")
+    kept = [e for e in entries if (e.label == 0 and not is_dfd_real(e)) or (e.label == 1 and e.method in methods)]
+    left_out: dict[str, int] = {}
+    for e in entries:
+        if not ((e.label == 0 and not is_dfd_real(e)) or (e.label == 1 and e.method in methods)):
+            name = e.method if e.label == 1 else "DeepFakeDetection reals (actors)"
+            left_out[name] = left_out.get(name, 0) + 1
+    if not kept:
+        raise ValueError(f"{manifest}: no train/val rows of protocol {protocol.name}'s methods {', '.join(methods)}")
+    recorded = {e.dataset for e in kept}
+    tag = recorded.pop() if len(recorded) == 1 and None not in recorded else ""
+    rows = [BenchmarkRow(Path(e.path), e.label, e.split or "train", e.method or "", e.source) for e in kept]
+    path = BenchmarkManifest(protocol.title, Path(manifest), rows, [], tag=tag).write(out, overwrite=overwrite)
+    note = (f"train/val rows: the reals and the fakes of {', '.join(methods)} (protocol {protocol.name})"
+            + ("; left out " + ", ".join(f"{n} of {m}" for m, n in sorted(left_out.items())) if left_out else ""))
+    return path, note
+
+
+def check_no_test_leak(test_paths: Sequence[str | os.PathLike[str]], manifest: str | os.PathLike[str],
+                       show: int = 3) -> None:
+    """Refuse training data whose ``train`` / ``val`` rows hold a test video: a detector trained
+    on its test set scores it well for the wrong reason. Paths are compared with links
+    resolved; a video and its extracted face folder are different paths and are not matched.
+
+    Raises:
+        ValueError: how many test videos are train / val rows of ``manifest``, the first ``show`` named.
+    """
+    tested = {os.path.realpath(p) for p in test_paths}
+    leaked = [e for e in read_manifest(manifest) if e.split in ("train", "val") and os.path.realpath(e.path) in tested]
+    if leaked:
+        named = ", ".join(f"{e.path} ({e.split})" for e in leaked[:show]) + (
+            f" and {len(leaked) - show} more" if len(leaked) > show else "")
+        raise ValueError(f"{len(leaked)} test video(s) are also train/val rows of the training data {manifest}: {named}; "
+                         "expected training data without the test videos (remove them, or give a --train-data "
+                         "without them)")
+
+
+# written by `dynsnip extract-faces --manifest` beside its faces.csv: the rows it could not crop
+EXTRACTION_FAILED_NAME = "faces_failed.csv"
+
+
+def extraction_failures(protocol: Protocol, manifest: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The videos ``protocol`` tests that never reached ``manifest``: the rows of the
+    ``faces_failed.csv`` beside it (``dynsnip extract-faces`` writes it next to its
+    ``faces.csv``) in the protocol's split and subsets, as failures of the report
+    (``{"id", "reason", "message"}``). A benchmark on the crops that did extract must not
+    read as one on the whole test set, so these count as videos that could not be read.
+
+    Raises:
+        ValueError: the file is there but is not a manifest with ``reason`` and ``message``.
+    """
+    failed_file = Path(manifest).parent / EXTRACTION_FAILED_NAME
+    if not failed_file.is_file() or failed_file.resolve() == Path(manifest).resolve():
+        return []
+    import csv
+
+    with failed_file.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not {"reason", "message"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{failed_file}: expected the failed rows of `dynsnip extract-faces` (columns path, label, "
+                             f"..., reason, message), got columns {reader.fieldnames}")
+        why = [(row["reason"] or "unreadable", row["message"] or "") for row in reader]
+    entries = read_manifest(failed_file)  # the rows in file order, paths resolved as the manifest's
+    failed = {id(e): w for e, w in zip(entries, why)}
+    tested = tested_entries(protocol, [e for e in entries if e.split == protocol.split])
+    return [{"id": str(e.path), "reason": failed[id(e)][0],
+             "message": f"not extracted by dynsnip extract-faces ({failed_file.name}): {failed[id(e)][1]}"}
+            for e in tested]
+
+
+def _with_failures(report: dict[str, Any], earlier: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """``report`` with the ``earlier`` failures (videos that never reached the scored data) listed first."""
+    from .failures import count_reasons
+
+    failed = [dict(f) for f in earlier] + list(report.get("failed", []))
+    return dict(report, failed=failed, num_failed=len(failed), failed_by_reason=count_reasons(failed))
 
 
 def _metrics(m: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -110,8 +234,9 @@ def _table_rows(protocol: Protocol, report: dict[str, Any], frames: dict[str, An
             rows.append({"subset": method, "video": _metrics(report["per_method"].get(method)),
                          "frame": _metrics(frames["per_method"].get(method)) if frames else None,
                          "paper": paper.get(method)})
-        rows.append({"subset": "all methods", "video": _metrics(report["overall"]),
-                     "frame": _metrics(frames["overall"]) if frames else None, "paper": None})
+        if len(protocol.rows) > 1:  # one method (ffpp-to-ffpp-df): its row is already all of them
+            rows.append({"subset": "all methods", "video": _metrics(report["overall"]),
+                         "frame": _metrics(frames["overall"]) if frames else None, "paper": None})
     else:
         rows.append({"subset": protocol.rows[0], "video": _metrics(report["overall"]),
                      "frame": _metrics(frames["overall"]) if frames else None, "paper": paper.get(protocol.rows[0])})
@@ -130,6 +255,7 @@ def run_benchmark(
     progress: bool = True,
     faces: str = "all",
     video_score: str = "max",
+    failed_before: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """Score ``manifest`` (from :func:`write_test_manifest`) with ``model`` under ``protocol``.
 
@@ -137,7 +263,9 @@ def run_benchmark(
     at ``recipe.img_size`` px, batches of ``recipe.batch_size``, ``recipe.num_workers``
     loader processes. One process (frame scores are matched to videos in order). ``faces``:
     every face track of each video (``"all"``: reduced to the video's score by
-    ``video_score``, max or mean) or its largest face (``"largest"``).
+    ``video_score``, max or mean) or its largest face (``"largest"``). ``failed_before``:
+    test videos that failed before this run (:func:`extraction_failures`), reported first
+    among the failures.
 
     Returns:
         the result: ``rows`` (per subset: ``video`` and ``frame`` metrics, ``paper``),
@@ -159,6 +287,7 @@ def run_benchmark(
             frame_note = FRAME_LEVEL_DEFINITION
         except ValueError as err:
             frame_note = f"not available: {err}"
+    report = _with_failures(result.report, failed_before)
     paper = protocol.paper()
     return {
         "protocol": protocol.name,
@@ -175,11 +304,11 @@ def run_benchmark(
         "frame_level": frame_note,
         "methods_missing": [m for m in protocol.rows if m not in result.report["per_method"]] if protocol.per_method else [],
         "rows": _table_rows(protocol, result.report, frames),
-        "report": result.report,
+        "report": report,
         "frame_report": frames,
         "predictions": result.predictions,
-        "num_failed": result.report["num_failed"],
-        "failed": result.report["failed"],
+        "num_failed": report["num_failed"],
+        "failed": report["failed"],
     }
 
 
@@ -245,6 +374,11 @@ def format_table(result: dict[str, Any]) -> str:
                  f"'{result['paper_source']['row']}' ({result['paper_source']['metric_source']})")
     if result["num_failed"]:
         lines.append(f"{result['num_failed']} video(s) could not be read and are not in the metrics (see benchmark.json)")
+    if result.get("missing_videos"):
+        lines.append(f"{result['missing_videos']} video(s) the dataset root's layout promises are missing on disk "
+                     "(a partial download?): not in the metrics")
+    if (result.get("training_data") or {}).get("rows"):
+        lines.append(f"training: {result['training_data']['rows']}")
     return "\n".join(lines)
 
 
@@ -261,6 +395,11 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += [f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "
               f"Metric: {source['metric_source']}. {source['page']}.",
               f"- Videos that could not be read: {result['num_failed']}."]
+    if result.get("missing_videos"):
+        lines.append(f"- Videos the dataset root's layout promises that are missing on disk (a partial download?): "
+                     f"{result['missing_videos']}; not in the metrics.")
+    if (result.get("training_data") or {}).get("rows"):
+        lines.append(f"- Training: {result['training_data']['rows']}.")
     if result["methods_missing"]:
         lines.append(f"- No test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only.")
     return "\n".join(lines) + "\n"

@@ -27,17 +27,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, relative_name,
-                     require_path)
+                     require_path, val_note)
 from .provenance import dataset_tag
 
 __all__ = ["celebdf_manifest", "EXPECTED", "TEST_LIST", "FOLDERS"]
 
 TEST_LIST = "List_of_testing_videos.txt"
 FOLDERS = (("Celeb-real", 0), ("YouTube-real", 0), ("Celeb-synthesis", 1))
-# Counts stated by the dataset's authors (None: not stated). v1: 408 real, 795 fake; v2:
-# 590 Celeb-real, 300 YouTube-real, 5639 Celeb-synthesis, 518 test videos.
+# Counts stated by the dataset's authors (None: not stated). v1: 408 real videos, 795 fake;
+# its 408 reals are 158 celebrity (Celeb-real) + 250 YouTube (YouTube-real) videos (our reading
+# of the v1 release: the authors give the 408 total); v2: 590 Celeb-real, 300 YouTube-real,
+# 5639 Celeb-synthesis, 518 test videos.
 EXPECTED = {
-    "v1": {"Celeb-real": 408, "YouTube-real": None, "Celeb-synthesis": 795, "test list": None},
+    "v1": {"Celeb-real": 158, "YouTube-real": 250, "Celeb-synthesis": 795, "test list": None},
     "v2": {"Celeb-real": 590, "YouTube-real": 300, "Celeb-synthesis": 5639, "test list": 518},
 }
 
@@ -110,7 +112,8 @@ def celebdf_manifest(root: str | Path, version: str = "v2", val_fraction: float 
     rows: list[BenchmarkRow] = []
     inventory = []
     real_by_name: dict[str, Path] = {}
-    videos = {folder: sorted((root / folder).glob("*.mp4")) for folder, _ in FOLDERS}
+    videos = {folder: sorted(p for p in (root / folder).iterdir() if p.suffix.lower() == ".mp4" and p.is_file())
+              for folder, _ in FOLDERS}  # .mp4 in any letter case, as a list path matches
     test, missing = _match_list(listed, [f"{f}/{p.name}" for f, paths in videos.items() for p in paths], list_file)
     for folder, label in FOLDERS:
         inventory.append(Inventory(folder, EXPECTED[version][folder], len(videos[folder])))
@@ -138,6 +141,6 @@ def celebdf_manifest(root: str | Path, version: str = "v2", val_fraction: float 
         sourced.append(row)
     rows = assign_val_by_group(sourced, _identity, val_fraction, seed)
     notes = [f"test = {TEST_LIST} (its 1 = real converted to label 0)",
-             f"val: {val_fraction:g} of the training videos, drawn by target identity (seed {seed})"]
+             val_note(rows, val_fraction, seed, "target identity")]
     return BenchmarkManifest(f"Celeb-DF {version}", root, rows, inventory, notes,
                              tag=dataset_tag("celebdf", {"version": version}))

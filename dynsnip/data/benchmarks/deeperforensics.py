@@ -34,7 +34,7 @@ def _read_list(path: Path) -> list[str]:
             where = f"{path}, line {n}"
             if "/" in relative_name(name, where, "manipulated_videos/<variant>"):
                 raise LayoutError(f"{where}: {name!r} names a folder; expected a bare video name (<target>_<actor>.mp4)")
-            names.append(name if name.endswith(".mp4") else f"{name}.mp4")
+            names.append(name if name.lower().endswith(".mp4") else f"{name}.mp4")  # x.MP4 is a video name too
     return names
 
 
@@ -82,7 +82,7 @@ def deeperforensics_manifest(root: str | Path, ffpp_root: str | Path, variant: s
     real_of: dict[str, Path] = {}
     for target, split in sorted(split_of_target.items()):
         path = reals_dir / f"{target}.mp4"
-        if real_inventory.present(path, str(path)):
+        if real_inventory.present(path, path.relative_to(ffpp_root).as_posix()):  # relative to its root, as the fakes
             real_of[target] = path
             rows.append(BenchmarkRow(path, 0, split))
     for path, split, target in fake_entries:

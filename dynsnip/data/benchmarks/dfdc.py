@@ -14,7 +14,10 @@ Layouts, recognised at the root in this order (several may be present together):
 
 Training-part videos go to ``train`` except ``val_fraction`` of them, drawn by original
 video (a real video and every fake made from it stay together, grouped by the ``original``
-that ``metadata.json`` names, whether that video is on disk or not); test videos to ``test``.
+that ``metadata.json`` names, whether that video is on disk or not); test videos to ``test``;
+the preview's ``train`` videos give ``val_fraction`` to ``val`` drawn by subject folder
+(``method_A/<subject>/...``, shared by a real and its fakes). ``labels.csv`` may start with
+a byte order mark and give its labels as ``0.0`` / ``1.0``.
 
 Refused with a :class:`~.layout.LayoutError` naming the entry: a name or ``original`` that
 leaves its folder (``../../etc/passwd``), an ``original`` that is not a file name (a list,
@@ -26,7 +29,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, load_json, relative_name
+from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, load_json,
+                     relative_name, val_note)
 from .provenance import dataset_tag
 
 __all__ = ["dfdc_manifest", "NUM_PARTS"]
@@ -44,11 +48,11 @@ def _load_json(path: Path) -> dict:
 
 def _label(value: object, where: str) -> int:
     text = str(value).strip().upper()
-    if text in ("FAKE", "1"):
+    if text in ("FAKE", "1", "1.0"):
         return 1
-    if text in ("REAL", "0"):
+    if text in ("REAL", "0", "0.0"):
         return 0
-    raise LayoutError(f"{where}: label {value!r}; expected FAKE / REAL (or 1 / 0)")
+    raise LayoutError(f"{where}: label {value!r}; expected FAKE / REAL (or 1 / 0, 1.0 / 0.0)")
 
 
 def _training_parts(root: Path) -> list[Path]:
@@ -115,7 +119,7 @@ def _test_rows(root: Path):
     inventory = Inventory("public test set", 0)
     rows = []
     seen: dict[str, tuple[int, int]] = {}  # name -> (row, label)
-    with labels_file.open(newline="", encoding="utf-8") as f:
+    with labels_file.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's byte order mark is not a name
         reader = csv.DictReader(f)
         if not {"filename", "label"} <= set(reader.fieldnames or ()):
             raise LayoutError(f"{labels_file}: expected a header filename,label, got {reader.fieldnames}")
@@ -163,6 +167,14 @@ def _preview_rows(root: Path):
     return rows, inventory
 
 
+def _preview_subject(row: BenchmarkRow, root: Path) -> str:
+    """A preview video's subject: the folder under its top folder (``method_A/<subject>/...``,
+    ``original_videos/<subject>/...``), which a real and its fakes share; the file name when
+    the path is shallower."""
+    parts = row.path.relative_to(root).parts
+    return parts[1] if len(parts) > 2 else row.path.name
+
+
 def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> BenchmarkManifest:
     """Rows of a DFDC root (training parts, preview set and/or public test set).
 
@@ -186,13 +198,15 @@ def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) ->
         part_rows, item, group_of = _part_rows(root, parts)
         inventory.append(item)
         rows += assign_val_by_group(part_rows, lambda row: group_of[row.path], val_fraction, seed)
-        notes.append(f"val: {val_fraction:g} of the training videos, drawn by original video (seed {seed})")
+        notes.append(val_note(rows, val_fraction, seed, "original video"))
         if root not in parts and len(parts) < NUM_PARTS:
             notes.append(f"only {len(parts)} of the {NUM_PARTS} training parts are there")
     if has_preview:
         more, item = _preview_rows(root)
+        more = assign_val_by_group(more, lambda row: _preview_subject(row, root), val_fraction, seed)
         rows += more
         inventory.append(item)
+        notes.append(val_note(more, val_fraction, seed, "subject folder") + " of the preview set")
     if has_test:
         more, item = _test_rows(root)
         rows += more

@@ -14,7 +14,9 @@ of every method. A fake ``a_b`` is drawn into the frames of real ``a`` (the targ
 ``source`` is ``a``'s video.
 
 DeepFakeDetection has no official split; its rows get split ``test`` (it is used as an
-extra test set) and a fake's source is the actors video of the same actor and scene.
+extra test set) and a fake's source is the actors video of the same actor and scene. Its
+real (actors) videos say ``actors`` in the method column (a name for the real class), so
+that the FF++ protocols, whose reals are the YouTube originals only, leave them out.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from typing import Sequence
 from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, load_json, relative_name, require_path
 from .provenance import dataset_tag
 
-__all__ = ["PAPER_METHODS", "EXTRA_METHODS", "COMPRESSIONS", "official_splits", "ffpp_manifest", "SPLITS_DIR"]
+__all__ = ["PAPER_METHODS", "EXTRA_METHODS", "COMPRESSIONS", "official_splits", "ffpp_manifest", "SPLITS_DIR",
+           "DFD_REAL_METHOD"]
 
 PAPER_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 EXTRA_METHODS = ("FaceShifter", "DeepFakeDetection")
@@ -32,6 +35,8 @@ COMPRESSIONS = ("raw", "c23", "c40")
 SPLITS_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "benchmarks" / "ffpp_splits"
 # DeepFakeDetection as documented by FaceForensics++: 363 real and 3068 fake videos.
 DFD_EXPECTED = (363, 3068)
+# the method column of DeepFakeDetection's real videos: a real-class name (data.manifest.REAL_METHODS)
+DFD_REAL_METHOD = "actors"
 
 
 def official_splits(folder: str | Path | None = None) -> dict[str, list[tuple[str, str]]]:
@@ -88,7 +93,7 @@ def _dfd_rows(root: Path, compression: str):
     reals = sorted(reals_dir.glob("*.mp4"))
     fakes = sorted(fakes_dir.glob("*.mp4"))
     real_by_name = {p.stem: p for p in reals}
-    rows = [BenchmarkRow(p, 0, "test") for p in reals]
+    rows = [BenchmarkRow(p, 0, "test", DFD_REAL_METHOD) for p in reals]
     for path in fakes:
         pair, _, rest = path.stem.partition("__")
         scene = rest.rsplit("__", 1)[0]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Hashable, Iterable, Iterator, Sequence
 
 __all__ = ["BenchmarkRow", "Inventory", "BenchmarkManifest", "LayoutError", "require_path",
-           "assign_val_by_group", "present", "MANIFEST_COLUMNS", "relative_name", "load_json", "is_inside"]
+           "assign_val_by_group", "val_note", "present", "MANIFEST_COLUMNS", "relative_name", "load_json", "is_inside"]
 
 MANIFEST_COLUMNS = ("path", "label", "split", "method", "source", "dataset")
 
@@ -263,9 +263,12 @@ def assign_val_by_group(
     """Move whole groups of ``train`` rows to ``val`` until about ``fraction`` of them moved.
 
     Groups (an identity, a real video with its fakes) are shuffled with ``seed`` and taken
-    in that order while the ``val`` share stays at or below ``fraction`` (at least one group
-    when ``fraction > 0`` and there are two groups or more), so no group is ever split
-    between train and val. Rows of other splits are unchanged.
+    in that order while the ``val`` share stays at or below ``fraction``; when no group is
+    that small, the one group closest to ``fraction`` is taken (at least one when
+    ``fraction > 0``). A group is never taken when it would leave a class (real or fake)
+    without training rows: val never holds a class's whole training set (nothing moves when
+    every group would). No group is ever split between train and val. Rows of other splits
+    are unchanged; :func:`val_note` says the share that resulted.
 
     Raises:
         ValueError: ``fraction`` outside [0, 1).
@@ -276,17 +279,45 @@ def assign_val_by_group(
     if fraction == 0 or not train:
         return list(rows)
     sizes = Counter(group_of(r) for r in train)
+    labels: dict[Hashable, Counter] = {}
+    for r in train:
+        labels.setdefault(group_of(r), Counter())[r.label] += 1
+    left = Counter(r.label for r in train)  # training rows per class still in train
     groups = sorted(sizes, key=str)
     random.Random(seed).shuffle(groups)
     target = fraction * len(train)
+
+    def keeps_every_class(group: Hashable) -> bool:
+        return all(left[label] - n > 0 for label, n in labels[group].items())
+
+    def take(group: Hashable) -> None:
+        chosen.add(group)
+        left.subtract(labels[group])
+
     chosen: set = set()
     taken = 0
-    for group in groups[:-1]:  # never move every group
-        if not chosen or taken + sizes[group] <= target:
-            chosen.add(group)
+    for group in groups:
+        if taken + sizes[group] <= target and keeps_every_class(group):
+            take(group)
             taken += sizes[group]
+    if not chosen:  # every group is larger than the target: the one nearest to it, if any may move
+        allowed = [g for g in groups if keeps_every_class(g)]
+        if allowed:
+            take(min(allowed, key=lambda g: abs(sizes[g] - target)))
     return [BenchmarkRow(r.path, r.label, "val", r.method, r.source) if r.split == "train" and group_of(r) in chosen
             else r for r in rows]
+
+
+def val_note(rows: Sequence[BenchmarkRow], fraction: float, seed: int, drawn_by: str) -> str:
+    """The manifest note on a validation split drawn by :func:`assign_val_by_group`: the
+    fraction asked and the share of the training videos (and of each class) it gave."""
+    pool = [r for r in rows if r.split in ("train", "val")]
+    val = [r for r in pool if r.split == "val"]
+    share = len(val) / len(pool) if pool else 0.0
+    per_class = ", ".join(f"{sum(r.split == 'val' for r in pool if r.label == y)} of "
+                          f"{sum(r.label == y for r in pool)} {name}" for y, name in ((0, "real"), (1, "fake")))
+    return (f"val: {fraction:g} of the training videos asked, drawn by {drawn_by} (seed {seed}); "
+            f"{len(val)} of {len(pool)} moved ({share:.1%}: {per_class})")
 
 
 def present(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:

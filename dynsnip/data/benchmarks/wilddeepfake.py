@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, require_path
+from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, require_path,
+                     val_note)
 from .provenance import dataset_tag
 
 __all__ = ["wilddeepfake_manifest", "FOLDERS", "EXPECTED_SEQUENCES"]
@@ -29,14 +30,25 @@ ARCHIVE_SUFFIXES = (".tar", ".gz", ".tgz")
 
 
 def _frame_folders(folder: Path) -> list[Path]:
-    """Folders under ``folder`` (itself excluded) that directly hold frame images, sorted."""
+    """Folders under ``folder`` (itself excluded) that directly hold frame images, sorted.
+    Folders reached through symbolic links are followed (a video folder linked in from
+    another disk is a sequence like any other), each real folder once: a link back to a
+    folder above it (a loop) is not walked again."""
     from ..datasets import FRAME_SUFFIXES
 
     found = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_dir()):
-        if any(c.suffix.lower() in FRAME_SUFFIXES for c in path.iterdir()):
-            found.append(path)
-    return found
+    walked = {os.path.realpath(folder)}
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(dirs):
+            real = os.path.realpath(os.path.join(top, name))
+            if real not in walked:
+                walked.add(real)
+                kept.append(name)
+        dirs[:] = kept
+        if Path(top) != folder and any(Path(f).suffix.lower() in FRAME_SUFFIXES for f in files):
+            found.append(Path(top))
+    return sorted(found)
 
 
 def _frames_reached(folder: Path) -> set[str]:
@@ -64,6 +76,27 @@ def _refuse_frames_reached_twice(rows: list[BenchmarkRow], root: Path) -> None:
                                   f"{shown(row)} (a symbolic link?); expected each sequence once, under one label")
 
 
+def _video_groups(rows: list[BenchmarkRow], root: Path) -> dict[Path, str]:
+    """Each row's ``<video>``: its first folder below the folders that every sequence of its
+    class folder shares, so that an extraction wrapper (``real_train/extracted/<video>/...``,
+    one folder holding every video) is not taken for one video of the whole class."""
+    by_class: dict[str, list[tuple[str, ...]]] = {}
+    for row in rows:
+        parts = row.path.relative_to(root).parts
+        by_class.setdefault(parts[0], []).append(parts[1:])
+    shared: dict[str, int] = {}
+    for name, paths in by_class.items():
+        depth = 0
+        while all(len(p) > depth + 1 for p in paths) and len({p[depth] for p in paths}) == 1 and len(paths) > 1:
+            depth += 1
+        shared[name] = depth
+    groups = {}
+    for row in rows:
+        parts = row.path.relative_to(root).parts
+        groups[row.path] = "/".join(parts[:shared[parts[0]] + 2])
+    return groups
+
+
 def wilddeepfake_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> BenchmarkManifest:
     """Rows of a WildDeepfake root: one frame folder per row.
 
@@ -86,10 +119,8 @@ def wilddeepfake_manifest(root: str | Path, val_fraction: float = 0.1, seed: int
     inventory.append(Inventory("all sequences", EXPECTED_SEQUENCES, len(rows)))
     _refuse_frames_reached_twice(rows, root)
 
-    def video(row: BenchmarkRow) -> str:
-        relative = row.path.relative_to(root).parts
-        return "/".join(relative[:2])
+    video = _video_groups(rows, root)
 
-    rows = assign_val_by_group(rows, video, val_fraction, seed)
-    notes = [f"val: {val_fraction:g} of the training sequences, drawn by video folder (seed {seed})"]
+    rows = assign_val_by_group(rows, lambda row: video[row.path], val_fraction, seed)
+    notes = [val_note(rows, val_fraction, seed, "video folder")]
     return BenchmarkManifest("WildDeepfake", root, rows, inventory, notes, tag=dataset_tag("wilddeepfake"))

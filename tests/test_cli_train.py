@@ -388,3 +388,27 @@ def test_benchmark_trains_from_a_random_init_with_no_pretrained(tmp_path, capsys
     capsys.readouterr()
     assert main([*common, "--model", "dil_resnet18", "--no-pretrained"]) == 2
     assert "--no-pretrained chooses the random starting point of --train" in capsys.readouterr().err
+
+
+def test_train_recipe_file_sets_model_and_pretrained(manifest, tmp_path, capsys, monkeypatch):
+    """`train --recipe FILE` builds the recipe's model with its pretrained choice; --model /
+    --no-pretrained override them only when given (they used to always win with their defaults)."""
+    import dynsnip.engine
+
+    built = []
+
+    def stop(source, *, pretrained, **kwargs):
+        built.append((str(source), pretrained))
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(dynsnip.engine, "build_model", stop)
+    recipe_file = tmp_path / "recipe.json"
+    recipe_file.write_text(Recipe(model="dil_resnet18", pretrained=False, img_size=16).to_json())
+    common = ["train", "--manifest", str(manifest), "--workers", "0", "--no-progress"]
+    assert main([*common, "--recipe", str(recipe_file), "--out", str(tmp_path / "a")]) == 2
+    assert main([*common, "--recipe", str(recipe_file), "--out", str(tmp_path / "b"), "--model", "dil_resnet34"]) == 2
+    assert main([*common, "--out", str(tmp_path / "c")]) == 2
+    assert main([*common, "--out", str(tmp_path / "d"), "--no-pretrained"]) == 2
+    assert "stopped before training" in capsys.readouterr().err
+    default = Recipe().model
+    assert built == [("dil_resnet18", False), ("dil_resnet34", False), (default, True), (default, False)]

@@ -109,6 +109,18 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     return base.replace(**changes)
 
 
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model`` / ``--no-pretrained`` as recipe settings, only where the command gives them:
+    a ``--recipe``'s model and pretrained choice stay the defaults (an option left out must not
+    replace them with the paper's)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "model", None) is not None:
+        options["model"] = str(args.model)
+    if getattr(args, "pretrained", None) is not None:
+        options["pretrained"] = bool(args.pretrained)
+    return options
+
+
 def recipe_naming_module(recipe: Recipe, model_args: dict[str, Any]) -> Recipe:
     """``recipe`` whose ``module_config`` names what ``--config`` plus ``--model-arg`` build from a
     ``dil_*`` name (``--model-arg`` that spell out the paper's module make it ``paper``); kept
@@ -164,10 +176,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data.add_argument("--data-name", help="what the data is called in the model card, e.g. 'FaceForensics++ c23' "
                                           "(default: the training manifest's file name)")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=_DEFAULT.model,
+    m.add_argument("--model",
                    help="dil_* name, pretrained tag, hub-layout dir, run dir, .safetensors file or hf-hub:owner/name "
-                        f"(default {_DEFAULT.model}: the paper's ImageNet ResNet-50)")
-    m.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random init for a dil_* name")
+                        f"(default: --recipe's model, else {_DEFAULT.model}: the paper's ImageNet ResNet-50)")
+    m.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                   help="random init for a dil_* name (default: --recipe's choice, else pretrained)")
     m.add_argument("--checkpoint", type=Path, help=".safetensors weights to load into --model")
     m.add_argument("--model-arg", action="append", metavar="KEY=JSON",
                    help="model option, e.g. sim_stages=[1,2,3] or drop_rate=0.1 (repeatable)")
@@ -285,7 +298,7 @@ def run_train(args: argparse.Namespace) -> int:
     if problem := device_problem(args.device):
         return usage_error("train", problem)
     try:
-        recipe = recipe_from_args(args, model=str(args.model), pretrained=bool(args.pretrained))
+        recipe = recipe_from_args(args, **model_options(args))
         recipe = recipe_naming_module(recipe, parse_model_args(args.model_arg))
         train_manifest, train_split, val_manifest, val_split = _resolve_manifests(args)
         if val_manifest is not None and val_split and not read_manifest(val_manifest, split=val_split):

@@ -412,3 +412,27 @@ def test_train_recipe_file_sets_model_and_pretrained(manifest, tmp_path, capsys,
     assert "stopped before training" in capsys.readouterr().err
     default = Recipe().model
     assert built == [("dil_resnet18", False), ("dil_resnet34", False), (default, True), (default, False)]
+
+
+def test_train_with_an_unreadable_validation_set_is_one_line_exit_1(manifest, tmp_path, capsys):
+    """Validation rows of which nothing can be read: refused before the first epoch with a
+    one-line error and exit 1, not a NothingScoredError traceback after a whole epoch."""
+    bad = tmp_path / "bad_val.csv"
+    with manifest.open() as f:
+        rows = [{**r, "path": str(manifest.parent / r["path"])} for r in csv.DictReader(f) if r["split"] == "train"]
+    for i, label in enumerate(("real", "fake")):
+        (tmp_path / f"empty_{i}").mkdir()
+        rows.append({"path": str(tmp_path / f"empty_{i}"), "label": label, "split": "val", "method": ""})
+    with bad.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(bad), "--out", str(out), *TINY_ARGS, "--img-size", "16",
+                 "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
+                 "--no-progress", "--epochs", "1", "--data", "frames"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("dynsnip train: error:") == 1
+    (line,) = [x for x in err.splitlines() if x.startswith("dynsnip train: error:")]
+    assert "none of the 2 validation videos could be read (not_found 2" in line
+    assert not (out / "checkpoint").exists() and not (out / "model").exists()

@@ -308,3 +308,45 @@ def test_history_json_is_standard_json_when_a_metric_is_undefined(tmp_path):
     text = (tmp_path / "run" / "history.json").read_text()
     assert "NaN" not in text
     assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in history.json"))[0]["val"]["auc"] is None
+
+
+class ReadableOnce(Clips):
+    """A validation set whose videos can be read once (the check before training), then never
+    again, as when its disk goes away during the first epoch."""
+
+    def __init__(self, n: int = 4):
+        super().__init__(n)
+        self.reads = 0
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads > 1:
+            raise FileNotFoundError(f"faces/video_{i}: expected a folder of face frames")
+        return super().__getitem__(i)
+
+
+def test_an_unreadable_validation_set_stops_training_and_keeps_the_epoch(tmp_path):
+    """A validation set of which nothing can be read is refused before the first epoch (nothing
+    trained); found by an epoch's validation, the run stops with that epoch's checkpoint kept,
+    and the same call resumes after it once the data is back."""
+    from dynsnip.engine.failures import ValidationUnreadableError
+
+    calls: list[int] = []
+    with pytest.raises(ValidationUnreadableError, match="none of the 4 validation videos could be read .*not_found 2"):
+        train(tiny_recipe(), PartlyUnreadable({}, calls=calls),
+              PartlyUnreadable({0: "corrupt", 1: "corrupt", 2: "missing", 3: "missing"}, n=4),
+              tmp_path / "early", model_kwargs=TINY, device="cpu", progress=False, log=None)
+    assert calls == [] and not (tmp_path / "early" / "checkpoint").exists()  # no clip was trained on
+
+    out = tmp_path / "run"
+    logged: list[str] = []
+    with pytest.raises(ValidationUnreadableError, match="could be read or scored in epoch 1 .*kept in"):
+        train(tiny_recipe(epochs=2), Clips(), ReadableOnce(), out, model_kwargs=TINY, device="cpu", progress=False,
+              log=logged.append)
+    assert any("none of the 4 validation videos could be read or scored" in line for line in logged)
+    assert load_training_checkpoint(out / "checkpoint")["epoch"] == 1  # the epoch's training is kept
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1] and len(history[0]["val_failed"]) == 4 and "val" not in history[0]
+    resumed = run(tiny_recipe(epochs=2), out, val=Clips(4))
+    assert resumed.resumed_from == 1 and [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.best["epoch"] == 2

@@ -289,7 +289,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..engine.run_lock import RunFolderBusyError, RunFolderLock
     from ..engine.checkpoint import CorruptCheckpointError
     from ..engine.divergence import NonFiniteLossError
-    from ..engine.failures import TooManyUnreadableError
+    from ..engine.failures import TooManyUnreadableError, ValidationUnreadableError
     from ..engine.train import seed_everything
     from ..hub.errors import ModelLoadError
 
@@ -370,7 +370,7 @@ def run_train(args: argparse.Namespace) -> int:
                            log=_quiet_overwrite_note if leftovers else print)
         except CorruptCheckpointError as err:
             return _usage_error(err)
-        except (NonFiniteLossError, TooManyUnreadableError) as err:
+        except (NonFiniteLossError, TooManyUnreadableError, ValidationUnreadableError) as err:
             print(f"dynsnip train: error: {err}", file=sys.stderr)
             return EXIT_SOME_FAILED
         if info.is_main and not (result.model_dir / "config.json").is_file():

@@ -29,7 +29,9 @@ run repeats exactly what the uninterrupted run would have done.
 
 Unreadable clips (a corrupt video, no face, a missing frame folder: see
 :mod:`dynsnip.engine.failures`) are skipped and logged at the end of the epoch, with the
-reason; an epoch in which more than half of the clips cannot be read stops the run. Under
+reason; an epoch in which more than half of the clips cannot be read stops the run, and so
+does a validation set of which no video can be read (checked before the first epoch, and
+by each validation: the epoch's checkpoint is kept). Under
 ``torchrun`` a step in which any process has no readable clip is skipped by all of them.
 """
 from __future__ import annotations
@@ -55,8 +57,11 @@ from .distributed import (
 )
 from .divergence import batch_indices, check_finite_loss, check_finite_weights
 from .compile import compile_model
-from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
-from .failures import FailedItem, SkipUnreadable, TooManyUnreadableError, count_reasons, describe_failures
+from .evaluate import EvalResult, NothingScoredError, autocast_context, evaluate, item_id, progress_bar
+from .failures import (
+    FailedItem, SkipUnreadable, TooManyUnreadableError, ValidationUnreadableError, count_reasons, describe_failures,
+    first_readable_failures,
+)
 from .metrics import write_report
 from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
@@ -335,17 +340,38 @@ def _prepare_run_folder(out_dir: Path, recipe: Recipe, val_set: Dataset | None, 
                         log: Callable[[str], None] | None, *, resume: bool, overwrite: bool,
                         use_saved_recipe: bool) -> tuple[Recipe, bool]:
     """``(the recipe to run, whether to resume)`` for ``out_dir`` (:func:`plan_run`), after
-    checking that ``val_set`` can give the monitored metric; only then clears an earlier run's
-    outputs when ``overwrite`` replaces it."""
+    checking that ``val_set`` can give the monitored metric and that some of its videos can be
+    read (:func:`_check_validation_readable`); only then clears an earlier run's outputs when
+    ``overwrite`` replaces it."""
     plan = plan_run(out_dir, recipe, resume=resume, overwrite=overwrite, use_saved_recipe=use_saved_recipe)
     if val_set is not None:
         check_validation_labels(val_set, plan.recipe.monitor)
+        _check_validation_readable(val_set, info, log)
     for note in plan.notes:
         _log(f"note: {note}", info, log)
     if plan.clear and info.is_main:
         clear_run_outputs(out_dir)
     barrier()
     return plan.recipe, plan.resume
+
+
+def _check_validation_readable(val_set: Dataset, info: DistInfo, log: Callable[[str], None] | None) -> None:
+    """Raise :class:`ValidationUnreadableError` (the failures logged first) when no video of
+    ``val_set`` can be read, before any epoch runs: otherwise the first epoch's validation
+    would find out, after a whole epoch of training. Reads items until one is readable,
+    usually one."""
+    failures = first_readable_failures(val_set, item_id=functools.partial(item_id, val_set))
+    if failures:
+        _log("none of the validation videos could be read:\n" + describe_failures(failures), info, log)
+        raise ValidationUnreadableError(
+            f"none of the {len(val_set)} validation videos could be read ({_reasons(failures)}; listed above), so "
+            "no epoch could be validated; nothing was trained: fix the validation manifest or its data, or train "
+            "without validation")
+
+
+def _reasons(failures: list[FailedItem] | list[dict[str, Any]]) -> str:
+    """``"no_face 3, not_found 1"``: how many failures of each reason."""
+    return ", ".join(f"{reason} {n}" for reason, n in count_reasons(failures).items())
 
 
 def _recipe_naming_module(recipe: Recipe, model: torch.nn.Module) -> Recipe:
@@ -426,6 +452,9 @@ def train(
             validation set that cannot give the monitored metric (one class with ``auc``), and
             a training set of one class only, or without real videos with pseudo-fakes
             (:func:`~dynsnip.engine.data.check_training_labels`).
+        ValidationUnreadableError: no validation video can be read, found before the first
+            epoch (nothing trained) or by an epoch's validation (that epoch's checkpoint is
+            written first, so the same call resumes after it).
     """
     recipe.validate()
     if model is not None:  # the recipe names the module the given model is (recipe.json, model card)
@@ -568,11 +597,19 @@ def train(
         if skipped:
             record["skipped"] = [f.report() for f in skipped]
         val_result: EvalResult | None = None
+        unscored: list[dict[str, Any]] | None = None  # no validation video could be scored this epoch
         if val_set is not None:
-            val_result = evaluate(
-                model, val_set, batch_size=per_rank_batch, device=device, amp=use_amp, amp_dtype=amp_dtype,
-                num_workers=recipe.num_workers, dist_info=info, progress=progress, desc=f"val {epoch}",
-            )
+            try:
+                val_result = evaluate(
+                    model, val_set, batch_size=per_rank_batch, device=device, amp=use_amp, amp_dtype=amp_dtype,
+                    num_workers=recipe.num_workers, dist_info=info, progress=progress, desc=f"val {epoch}",
+                )
+            except NothingScoredError as err:
+                unscored = [f.report() if isinstance(f, FailedItem) else f for f in err.failures]
+                _log(f"epoch {epoch}: none of the {len(val_set)} validation videos could be read or scored:\n"
+                     + describe_failures(unscored), info, log)
+                record["val_failed"] = unscored
+        if val_result is not None:
             if val_result.failures:
                 _log(f"epoch {epoch}: {len(val_result.failures)} validation video(s) could not be read and are not "
                      "in the metrics:\n" + describe_failures(val_result.failures), info, log)
@@ -582,9 +619,10 @@ def train(
             value = {"auc": overall["auc"], "accuracy": overall["accuracy"], "loss": val_result.loss}[monitor]
         else:
             value = train_loss
-        scheduler.step(value)
+        if unscored is None:  # no metric: the schedule waits for one
+            scheduler.step(value)
         history.append(record)
-        improved = _improved(value, best["value"], mode) or val_set is None
+        improved = unscored is None and (_improved(value, best["value"], mode) or val_set is None)
         if improved:
             best = {"epoch": epoch, "metric": monitor, "value": value}
         if info.is_main:
@@ -620,6 +658,13 @@ def train(
                 + (" *" if improved and val_set is not None else ""),
                 info, log,
             )
+        if unscored is not None:  # every rank got NothingScoredError: all stop, the epoch's training kept
+            kept = (f"this epoch's training is kept in {ckpt_dir} (the same command resumes after it)"
+                    if save_checkpoints else "its weights are not saved")
+            raise ValidationUnreadableError(
+                f"none of the {len(val_set)} validation videos could be read or scored in epoch {epoch} "
+                f"({_reasons(unscored)}; listed above), so the epoch has no {monitor}: training stopped; {kept}. "
+                "Fix the validation manifest or its data, or train without validation")
         barrier()
     if info.is_main and (out_dir / MODEL_DIR / "config.json").is_file():
         # resumed with another recipe (more epochs) and no better epoch since: the weights stay, the card says what ran

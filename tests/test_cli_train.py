@@ -313,13 +313,13 @@ def test_train_refuses_what_would_lose_or_mislabel_a_run(manifest, tmp_path, cap
               "--no-progress", "--epochs", "2"]
     assert main([*common, "--stop-after-epoch", "1"]) == 0
     capsys.readouterr()
-    # resuming with another learning rate: refused, naming it
-    assert main([*common, "--lr", "1e-3"]) == 2
-    assert "lr 0.0001 (saved) vs 0.001 (this command)" in capsys.readouterr().err
-    # ... unless asked to continue with the saved recipe; what is recorded is what ran
-    assert main([*common, "--lr", "1e-3", "--use-saved-recipe"]) == 0
+    # resuming with another weight decay: refused, naming it
+    assert main([*common, "--weight-decay", "1e-3"]) == 2
+    assert "weight_decay 0.0 (saved) vs 0.001 (this command)" in capsys.readouterr().err
+    # ... unless asked to continue with the saved recipe (its lr too); what is recorded is what ran
+    assert main([*common, "--weight-decay", "1e-3", "--lr", "1e-3", "--use-saved-recipe"]) == 0
     assert "continuing with the saved recipe" in capsys.readouterr().out
-    assert json.loads((out / "recipe.json").read_text())["lr"] == 1e-4
+    assert json.loads((out / "recipe.json").read_text())["weight_decay"] == 0
     assert json.loads((out / "model" / "config.json").read_text())["training"]["recipe"]["lr"] == 1e-4
     # starting over in the same folder needs --overwrite
     assert main([*common, "--no-resume"]) == 2

@@ -21,7 +21,9 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
                         :mod:`dynsnip.engine.run_lock`): a second training is refused
 
 A folder with an earlier run that cannot be resumed is refused unless ``overwrite``, and a
-resumed run must use the recipe it was started with (:mod:`dynsnip.engine.run_folder`).
+resumed run must use the recipe it was started with (:mod:`dynsnip.engine.run_folder`), but
+for the length of the run, the loader workers and the settings that the advice after a NaN
+loss changes (``lr``, ``amp``, ``amp_dtype``, ``grad_clip``: recorded in ``history.json``).
 
 Reproducibility: every epoch starts by seeding torch / random / numpy from
 ``(recipe.seed, epoch, rank)`` and the sampler shuffles with ``(seed, epoch)``, so a resumed
@@ -65,7 +67,7 @@ from .failures import (
 from .metrics import write_report
 from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
-from .run_folder import clear_run_outputs, plan_run
+from .run_folder import RESUME_MAY_TUNE, clear_run_outputs, plan_run
 from .run_lock import RunFolderLock
 
 __all__ = ["train", "TrainResult", "build_model", "saved_model_folder", "set_video_layout", "save_model", "epoch_seed", "seed_everything"]
@@ -374,6 +376,26 @@ def _reasons(failures: list[FailedItem] | list[dict[str, Any]]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in count_reasons(failures).items())
 
 
+def _retune(saved: Mapping[str, Any], recipe: Recipe, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau) -> dict[str, dict[str, Any]]:
+    """Apply the :data:`~dynsnip.engine.run_folder.RESUME_MAY_TUNE` settings in which ``recipe``
+    differs from the checkpoint's ``saved`` recipe, and return them as ``{name: {"from", "to"}}``
+    for ``history.json``. ``amp`` / ``amp_dtype`` / ``grad_clip`` are read from the recipe at
+    every step; a new ``lr`` scales the learning rate in use by ``lr / saved lr``, so that a
+    lower ``--lr`` lowers it even after plateau drops (and those drops are kept), which is what
+    the advice after a NaN loss asks for (:mod:`dynsnip.engine.divergence`)."""
+    changes = {name: {"from": saved[name], "to": getattr(recipe, name)} for name in RESUME_MAY_TUNE
+               if name in saved and saved[name] != getattr(recipe, name)}
+    if "lr" in changes and saved["lr"]:
+        scale = recipe.lr / float(saved["lr"])
+        changes["lr"]["in_use_before"] = optimizer.param_groups[0]["lr"]
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * scale
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        changes["lr"]["in_use"] = optimizer.param_groups[0]["lr"]
+    return changes
+
+
 def _recipe_naming_module(recipe: Recipe, model: torch.nn.Module) -> Recipe:
     """``recipe`` with ``module_config`` set to what ``model`` is, where it is one of the named
     configurations (a ``"custom"`` model keeps the recipe's: its ``dil_args`` say the rest)."""
@@ -422,7 +444,11 @@ def train(
         device: ``"cuda"`` / ``"cpu"``; default CUDA when available. Under ``torchrun`` each
             process uses GPU ``LOCAL_RANK`` and gradients are averaged by DDP.
         resume: continue from ``out_dir/checkpoint`` when it exists (its weights replace
-            ``model``'s), with the recipe it was started with; False starts over (which
+            ``model``'s), with the recipe it was started with, except ``epochs``, ``num_workers``,
+            ``log_every`` and :data:`~dynsnip.engine.run_folder.RESUME_MAY_TUNE` (``lr``,
+            ``amp``, ``amp_dtype``, ``grad_clip``: applied from the next epoch on, said in a
+            note and recorded as ``recipe_changed`` in that epoch's ``history.json`` entry;
+            a new ``lr`` scales the learning rate in use); False starts over (which
             needs ``overwrite`` when the folder holds that earlier run).
         progress: tqdm progress bars (loss, clips/s) in the main process.
         stop_after_epoch: return after this epoch even if ``recipe.epochs`` is larger
@@ -439,7 +465,7 @@ def train(
             (without it such a folder raises FileExistsError).
         use_saved_recipe: when resuming with a ``recipe`` that differs from the saved one
             (other than ``epochs``, ``num_workers``, ``log_every``), continue with the saved
-            settings instead of raising ValueError.
+            settings (those of ``RESUME_MAY_TUNE`` too) instead of raising ValueError.
         compile_mode: ``torch.compile`` the model in place first (``dynsnip train --compile``;
             :func:`dynsnip.engine.compile.compile_model`, e.g. ``"auto"``); None: eager.
 
@@ -501,6 +527,7 @@ def train(
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": None, "metric": monitor, "value": None}
+    retuned: dict[str, dict[str, Any]] = {}
     start_epoch = 0
     global_step = 0
     if will_resume:
@@ -512,6 +539,13 @@ def train(
         history, best = state["history"], state["best"]
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
         _log(f"resuming {out_dir} after epoch {start_epoch} of {recipe.epochs}", info, log)
+        retuned = _retune(saved, recipe, optimizer, scheduler)
+        if retuned:
+            _log(f"note: from epoch {start_epoch + 1} on: " + ", ".join(
+                f"{name} {change['to']!r} (until now {change['from']!r})" for name, change in retuned.items())
+                + (f"; the learning rate in use, {retuned['lr']['in_use_before']:g} (plateau drops included), "
+                   f"becomes {retuned['lr']['in_use']:g}" if "lr" in retuned else "")
+                + f"; history.json records the change at epoch {start_epoch + 1}", info, log)
 
     if info.distributed:
         ddp_args = {"device_ids": [device.index]} if device.type == "cuda" else {}
@@ -594,6 +628,8 @@ def train(
             "epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": epoch_seconds,
             "clips_per_s": seen * info.world_size / max(epoch_seconds, 1e-9), "steps": global_step,
         }
+        if retuned and epoch == start_epoch + 1:  # what this resumed run changed, from this epoch on
+            record["recipe_changed"] = retuned
         if skipped:
             record["skipped"] = [f.report() for f in skipped]
         val_result: EvalResult | None = None

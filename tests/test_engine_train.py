@@ -350,3 +350,29 @@ def test_an_unreadable_validation_set_stops_training_and_keeps_the_epoch(tmp_pat
     resumed = run(tiny_recipe(epochs=2), out, val=Clips(4))
     assert resumed.resumed_from == 1 and [h["epoch"] for h in resumed.history] == [1, 2]
     assert resumed.best["epoch"] == 2
+
+
+class NoisyFlippedClips(NoisyClips):
+    """Items that draw from torch's, numpy's and Python's global generators, as snippet
+    offsets, flips and other augmentations do."""
+
+    def __getitem__(self, i):
+        import random
+
+        import numpy as np
+
+        x, y = super().__getitem__(i)
+        return x + 0.1 * float(np.random.rand()) - 0.1 * random.random(), y
+
+
+@pytest.mark.parametrize("pseudo_fakes", [None, "spatial"])
+def test_the_worker_count_does_not_change_what_an_epoch_trains_on(tmp_path, pseudo_fakes):
+    """Each item's random draws (and each batch's pseudo-fakes) come from (seed, epoch, index),
+    not from the process that reads them: --workers 0 and --workers 2 train the same weights
+    (they used to see other snippets, flips and pseudo-fakes)."""
+    runs = [train(tiny_recipe(epochs=1, num_workers=workers, pseudo_fakes=pseudo_fakes), NoisyFlippedClips(),
+                  None, tmp_path / str(workers), model_kwargs=TINY, device="cpu", progress=False, log=None)
+            for workers in (0, 2)]
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs[0].history[0]["train_loss"] == runs[1].history[0]["train_loss"]

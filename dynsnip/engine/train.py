@@ -26,8 +26,10 @@ for the length of the run, the loader workers and the settings that the advice a
 loss changes (``lr``, ``amp``, ``amp_dtype``, ``grad_clip``: recorded in ``history.json``).
 
 Reproducibility: every epoch starts by seeding torch / random / numpy from
-``(recipe.seed, epoch, rank)`` and the sampler shuffles with ``(seed, epoch)``, so a resumed
-run repeats exactly what the uninterrupted run would have done.
+``(recipe.seed, epoch, rank)``, the sampler shuffles with ``(seed, epoch)`` and every training
+item draws its snippets, flip and pseudo-fakes from ``(seed, epoch, item index)``
+(:mod:`dynsnip.engine.item_seeds`), so a resumed run repeats exactly what the uninterrupted
+run would have done, with any number of DataLoader workers.
 
 Unreadable clips (a corrupt video, no face, a missing frame folder: see
 :mod:`dynsnip.engine.failures`) are skipped and logged at the end of the epoch, with the
@@ -46,7 +48,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +66,7 @@ from .failures import (
     FailedItem, SkipUnreadable, TooManyUnreadableError, ValidationUnreadableError, count_reasons, describe_failures,
     first_readable_failures,
 )
+from .item_seeds import SeededItems, isolated_rng
 from .metrics import write_report
 from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
@@ -302,6 +305,21 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:  # numpy is optional
         pass
+
+
+def _isolated_batches(loader: Any) -> Iterator[Any]:
+    """``loader``'s batches, each fetched with the global random generators restored afterwards:
+    without workers the items and their collate (:class:`~dynsnip.engine.item_seeds.SeededItems`)
+    run in this process and must not change the draws of the training step (dropout), just as
+    worker processes do not."""
+    iterator = iter(loader)
+    while True:
+        with isolated_rng():
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+        yield batch
 
 
 def _unique_failures(parts: list[list[FailedItem]]) -> list[FailedItem]:
@@ -571,7 +589,8 @@ def train(
     for epoch in range(start_epoch + 1, last_epoch + 1):
         seed_everything(epoch_seed(recipe.seed, epoch, info.rank))
         sampler.set_epoch(epoch)
-        loader = DataLoader(readable_train_set, **loader_args)
+        # every item's (and batch's) random draws from (seed, epoch, index): the same with any number of workers
+        loader = DataLoader(SeededItems(readable_train_set, recipe.seed, epoch), **loader_args)
         train_model.train()
         lr = optimizer.param_groups[0]["lr"]
         epoch_start = time.perf_counter()
@@ -579,7 +598,7 @@ def train(
         failures: list[FailedItem] = []
         order = list(sampler)  # this process's clips in this epoch's order: names a batch whose loss is NaN
         bar = progress_bar(loader, len(loader), f"epoch {epoch}/{recipe.epochs}", progress and info.is_main)
-        for step, (batch, failed) in enumerate(bar, start=1):
+        for step, (batch, failed) in enumerate(_isolated_batches(bar), start=1):
             failures += failed
             if any_rank(batch is None, reduce_device):  # DDP: every process skips the step together
                 continue

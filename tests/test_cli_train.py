@@ -436,3 +436,33 @@ def test_train_with_an_unreadable_validation_set_is_one_line_exit_1(manifest, tm
     (line,) = [x for x in err.splitlines() if x.startswith("dynsnip train: error:")]
     assert "none of the 2 validation videos could be read (not_found 2" in line
     assert not (out / "checkpoint").exists() and not (out / "model").exists()
+
+
+def test_a_run_killed_after_its_checkpoint_and_before_its_model_resumes(manifest, tmp_path, capsys, monkeypatch):
+    """Each epoch writes checkpoint/ before model/ and val_report.*: a kill between them (here
+    while the validation report is written, the model already saved) leaves a run that the same
+    command resumes, saving the best epoch's model and report again from the checkpoint; the
+    command used to refuse the folder (a model, no checkpoint) without --overwrite."""
+    import importlib
+
+    engine_train = importlib.import_module("dynsnip.engine.train")
+    out = tmp_path / "run"
+    command = ["train", "--manifest", str(manifest), "--out", str(out), *TINY_ARGS, "--batch-size", "2",
+               "--img-size", "16", "--num-snippets", "1", "--test-num-snippets", "1", "--workers", "0",
+               "--no-progress", "--epochs", "1"]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_train, "write_report", killed)
+        assert main(command) == 130
+    capsys.readouterr()
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "resuming" in printed and "was not completely saved" in printed and "done:" in printed
+    assert json.loads((out / "model" / "config.json").read_text())["training"]["epoch"] == 1
+    assert json.loads((out / "val_report.json").read_text())["epoch"] == 1
+    # a complete run is not saved again
+    assert main(command) == 0
+    assert "was not completely saved" not in capsys.readouterr().out

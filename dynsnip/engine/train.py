@@ -12,7 +12,9 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
                         OWNER/NAME`, loadable by `dynsnip predict --checkpoint out_dir/model`
     checkpoint/         the last finished epoch: weights, optimizer, scheduler, history
                         (see :mod:`dynsnip.engine.checkpoint`); a killed run started again
-                        with the same command resumes after that epoch
+                        with the same command resumes after that epoch. Written before
+                        model/ and val_report.*: a run killed in between saves them again
+                        from it when it resumes
     history.json        per epoch: train loss, lr, throughput, validation metrics, the
                         clips skipped because they could not be read
     recipe.json         the settings used
@@ -328,6 +330,44 @@ def _unique_failures(parts: list[list[FailedItem]]) -> list[FailedItem]:
     return [unique[i] for i in sorted(unique)]
 
 
+def _save_best_model(model: torch.nn.Module, out_dir: Path, recipe: Recipe, epoch: int, train_set: Dataset,
+                     val_result: EvalResult | None, data_name: str | None,
+                     save_kwargs: Mapping[str, Any] | None) -> None:
+    """Write ``out_dir/model`` (hub layout, card records) and, with validation, ``val_report.*``
+    for the best epoch ``epoch``."""
+    records = _card_records(recipe, epoch, train_set, val_result, data_name)
+    save_model(model, out_dir / MODEL_DIR, recipe, **{**records, **dict(save_kwargs or {})})
+    if val_result is not None:
+        write_report(dict(val_result.report, epoch=epoch), out_dir / "val_report", val_result.predictions)
+
+
+def _best_model_saved(out_dir: Path, epoch: int, validated: bool) -> bool:
+    """Whether ``out_dir`` holds the complete ``model/`` (and, ``validated``, ``val_report.*``)
+    of epoch ``epoch``. Each epoch writes its checkpoint first and then these, so a run killed
+    in between resumes with a checkpoint whose best epoch has no model yet: :func:`train` then
+    saves it again from the checkpoint's weights, which are that epoch's."""
+    from .metrics import report_paths
+
+    def read(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    model_dir = out_dir / MODEL_DIR
+    training = read(model_dir / "config.json").get("training")
+    if not (model_dir / "model.safetensors").is_file() or not isinstance(training, dict) \
+            or training.get("epoch") != epoch:
+        return False
+    if validated:  # write_report: the JSON, the CSV, then the per-video CSV when there are videos
+        json_path, csv_path, videos_path = report_paths(out_dir / "val_report")
+        report = read(json_path)
+        return (report.get("epoch") == epoch and csv_path.is_file()
+                and (videos_path.is_file() or not report.get("videos")))
+    return True
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
@@ -557,6 +597,17 @@ def train(
         history, best = state["history"], state["best"]
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
         _log(f"resuming {out_dir} after epoch {start_epoch} of {recipe.epochs}", info, log)
+        if any_rank(info.is_main and best["epoch"] == start_epoch
+                    and not _best_model_saved(out_dir, start_epoch, val_set is not None),
+                    device if device.type == "cuda" else None):
+            _log(f"note: the model of epoch {start_epoch} (the best so far) was not completely saved before the run "
+                 "stopped: saving it again from the checkpoint", info, log)
+            val_result = None if val_set is None else evaluate(
+                model, val_set, batch_size=per_rank_batch, device=device, amp=recipe.amp and device.type == "cuda",
+                amp_dtype=getattr(torch, recipe.amp_dtype), num_workers=recipe.num_workers, dist_info=info,
+                progress=progress, desc=f"val {start_epoch}")
+            if info.is_main:
+                _save_best_model(model, out_dir, recipe, start_epoch, train_set, val_result, data_name, save_kwargs)
         retuned = _retune(saved, recipe, optimizer, scheduler)
         if retuned:
             _log(f"note: from epoch {start_epoch + 1} on: " + ", ".join(
@@ -681,11 +732,6 @@ def train(
         if improved:
             best = {"epoch": epoch, "metric": monitor, "value": value}
         if info.is_main:
-            if improved:
-                records = _card_records(recipe, epoch, train_set, val_result, data_name)
-                save_model(model, out_dir / MODEL_DIR, recipe, **{**records, **dict(save_kwargs or {})})
-                if val_result is not None:
-                    write_report(dict(val_result.report, epoch=epoch), out_dir / "val_report", val_result.predictions)
             if save_checkpoints:
                 save_training_checkpoint(
                     ckpt_dir,
@@ -698,6 +744,8 @@ def train(
                         "model": {"class": type(unwrap_model(model)).__name__},
                     },
                 )
+            if improved:  # after the checkpoint: a kill in between is repaired on resume (_resave_best_model)
+                _save_best_model(model, out_dir, recipe, epoch, train_set, val_result, data_name, save_kwargs)
             # standard JSON (jq, other languages): an undefined metric (an AUC on one class) is null, not NaN
             from ..hub.records import json_safe
 

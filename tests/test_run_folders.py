@@ -60,6 +60,20 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
     assert run(tiny_recipe(epochs=2), out).resumed_from == 1
 
 
+def test_resume_cannot_be_shorter_than_the_epochs_already_run(tmp_path):
+    """--epochs below what ran ("resuming after epoch 3 of 2") wrote epochs 2 into recipe.json
+    and the card though 3 ran: refused, naming both; the epochs run are fine (nothing to do)."""
+    out = tmp_path / "run"
+    run(tiny_recipe(epochs=2), out)
+    for use_saved_recipe in (False, True):
+        with pytest.raises(ValueError, match=r"--epochs 1: .* has already run 2 epochs.*give --epochs 2 or more"):
+            train(tiny_recipe(epochs=1), Clips(), None, out, model_kwargs=TINY, device="cpu", progress=False,
+                  log=None, use_saved_recipe=use_saved_recipe)
+    assert json.loads((out / "recipe.json").read_text())["epochs"] == 2
+    assert json.loads((out / "model" / "config.json").read_text())["training"]["recipe"]["epochs"] == 2
+    assert run(tiny_recipe(epochs=2), out).resumed_from == 2
+
+
 def test_resume_with_the_saved_recipe_when_asked_and_records_what_ran(tmp_path):
     out = tmp_path / "run"
     run(tiny_recipe(epochs=3), out, stop_after_epoch=1)

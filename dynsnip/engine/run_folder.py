@@ -8,7 +8,8 @@ decides, before any work starts:
   started with. Every setting of the command's recipe is compared with the saved one; a
   difference is refused, naming the settings, unless ``use_saved_recipe`` (then the saved
   settings are used and the command's differing ones are ignored, said in a note).
-  ``epochs`` may change (extending or shortening a run is what resuming is for), and so may
+  ``epochs`` may change (extending or shortening a run is what resuming is for; not below the
+  epochs already run, which ``recipe.json`` and the model card would then misstate), and so may
   ``num_workers`` / ``log_every``, which do not change what is computed. The settings of
   :data:`RESUME_MAY_TUNE` (``lr``, ``amp``, ``amp_dtype``, ``grad_clip``) may change too: they
   are what a run stopped on a NaN loss is resumed with (:mod:`dynsnip.engine.divergence`);
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import find_training_checkpoint, read_checkpoint_recipe
+from .checkpoint import find_training_checkpoint, read_checkpoint_epoch, read_checkpoint_recipe
 from .recipe import Recipe
 from .run_lock import LOCK_NAME
 
@@ -93,6 +94,7 @@ def plan_run(
         ValueError: resuming with settings that differ from the saved ones (other than
             :data:`RESUME_MAY_CHANGE` and :data:`RESUME_MAY_TUNE`), without ``use_saved_recipe``;
             the message names each setting with both values.
+            Also ``recipe.epochs`` below the epochs the checkpoint has already run.
         NotADirectoryError: ``out_dir`` is a file.
     """
     out_dir = Path(out_dir)
@@ -100,6 +102,12 @@ def plan_run(
         raise NotADirectoryError(f"--out {out_dir} is a file; expected a run folder (new, empty or an earlier run)")
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if resume and find_training_checkpoint(ckpt_dir) is not None:
+        done = read_checkpoint_epoch(ckpt_dir)
+        if done is not None and recipe.epochs < done:  # recipe.json and the card would say fewer than ran
+            raise ValueError(
+                f"--epochs {recipe.epochs}: {out_dir} has already run {done} epochs (its checkpoint is of epoch "
+                f"{done}); a resumed run cannot be shorter than what ran: give --epochs {done} or more ({done} "
+                "leaves it as it is), or --no-resume --overwrite to start over")
         saved = read_checkpoint_recipe(ckpt_dir)
         if saved is None:
             return RunPlan(recipe, resume=True)

@@ -376,3 +376,26 @@ def test_the_worker_count_does_not_change_what_an_epoch_trains_on(tmp_path, pseu
     a, b = (r.model.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert runs[0].history[0]["train_loss"] == runs[1].history[0]["train_loss"]
+
+
+def test_default_patience_drops_the_lr_after_3_epochs_without_improvement_as_documented(tmp_path, monkeypatch):
+    """patience 2 is PyTorch's: two epochs without improvement are tolerated, the third drops the
+    lr (for the next epoch). docs/training.md and the model card used to say 2 epochs."""
+    from pathlib import Path
+
+    aucs = iter([0.7, 0.7, 0.7, 0.7, 0.7])  # epoch 1 is the best; 2, 3, 4 do not improve
+
+    def scripted_eval(model, dataset, **kw):
+        report = video_metrics([0.0, 1.0], [0, 1])
+        report["overall"]["auc"], report["loss"], report["seconds"] = next(aucs), 0.5, 0.0
+        return EvalResult(report=report, predictions=[])
+
+    monkeypatch.setattr(train_module, "evaluate", scripted_eval)
+    result = run(tiny_recipe(epochs=5), tmp_path / "run", val=Clips(4))
+    assert Recipe().plateau_patience == 2
+    assert [h["lr"] for h in result.history] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 1e-4])
+    docs = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    assert "has not improved\nby 0.1 % (relative) for 3 epochs in a row" in docs
+    assert "after 3 epochs without improvement: patience 2" in docs
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "has not improved for 3 epochs" in card

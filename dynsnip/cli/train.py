@@ -55,7 +55,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, help=f"Adam weight decay (default {_DEFAULT.weight_decay:g})")
     g.add_argument("--lr-factor", type=float, help=f"multiply the lr by this on a plateau (paper: {_DEFAULT.lr_factor:g})")
     g.add_argument("--patience", dest="plateau_patience", type=int,
-                   help=f"epochs without improvement before the lr drop (default {_DEFAULT.plateau_patience})")
+                   help=f"epochs without improvement tolerated; the lr drops after one more (default "
+                        f"{_DEFAULT.plateau_patience}: after {_DEFAULT.plateau_patience + 1} in a row)")
     g.add_argument("--min-lr", type=float, help=f"lower bound of the lr (default {_DEFAULT.min_lr:g})")
     g.add_argument("--monitor", choices=Recipe.MONITORS, help=f"validation metric (default {_DEFAULT.monitor})")
     g.add_argument("--num-snippets", type=int, help=f"U for training (paper: {_DEFAULT.num_snippets})")

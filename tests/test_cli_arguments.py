@@ -51,6 +51,21 @@ def test_threshold_must_be_a_finite_probability(command, value, tmp_path, evalua
     assert not (tmp_path / "b").exists()  # refused before anything is written
 
 
+@pytest.mark.parametrize("option, value, expected", [
+    ("--batch-size", "0", "--batch-size must be a positive integer, got 0"),
+    ("--workers", "-1", "--workers must be 0 (no worker processes) or more, got -1"),
+    ("--num-snippets", "0", "--num-snippets must be a positive integer, got 0"),
+    ("--img-size", "0", "--img-size must be a positive integer, got 0"),
+])
+def test_evaluate_refuses_counts_out_of_range(option, value, expected, tmp_path, evaluate_manifest, capsys):
+    """evaluate --batch-size 0 / --workers -1 were a traceback with exit 1, --num-snippets 0 /
+    --img-size 0 silently the model's defaults: a one-line usage error, exit 2, as train does."""
+    out = tmp_path / "report"
+    assert main([*command_line("evaluate", tmp_path, evaluate_manifest), option, value, "--out", str(out)]) == 2
+    assert expected in one_error_line(capsys, "evaluate")
+    assert not list(tmp_path.glob("report*"))
+
+
 @pytest.mark.parametrize("value", ["0", "1", "0.5"])
 def test_threshold_0_and_1_are_accepted(value, tmp_path, capsys):
     """0 calls every video fake, 1 only a probability of exactly 1 (the verdict is p >= threshold)."""

@@ -313,13 +313,13 @@ def test_train_refuses_what_would_lose_or_mislabel_a_run(manifest, tmp_path, cap
               "--no-progress", "--epochs", "2"]
     assert main([*common, "--stop-after-epoch", "1"]) == 0
     capsys.readouterr()
-    # resuming with another learning rate: refused, naming it
-    assert main([*common, "--lr", "1e-3"]) == 2
-    assert "lr 0.0001 (saved) vs 0.001 (this command)" in capsys.readouterr().err
-    # ... unless asked to continue with the saved recipe; what is recorded is what ran
-    assert main([*common, "--lr", "1e-3", "--use-saved-recipe"]) == 0
+    # resuming with another weight decay: refused, naming it
+    assert main([*common, "--weight-decay", "1e-3"]) == 2
+    assert "weight_decay 0.0 (saved) vs 0.001 (this command)" in capsys.readouterr().err
+    # ... unless asked to continue with the saved recipe (its lr too); what is recorded is what ran
+    assert main([*common, "--weight-decay", "1e-3", "--lr", "1e-3", "--use-saved-recipe"]) == 0
     assert "continuing with the saved recipe" in capsys.readouterr().out
-    assert json.loads((out / "recipe.json").read_text())["lr"] == 1e-4
+    assert json.loads((out / "recipe.json").read_text())["weight_decay"] == 0
     assert json.loads((out / "model" / "config.json").read_text())["training"]["recipe"]["lr"] == 1e-4
     # starting over in the same folder needs --overwrite
     assert main([*common, "--no-resume"]) == 2
@@ -388,3 +388,81 @@ def test_benchmark_trains_from_a_random_init_with_no_pretrained(tmp_path, capsys
     capsys.readouterr()
     assert main([*common, "--model", "dil_resnet18", "--no-pretrained"]) == 2
     assert "--no-pretrained chooses the random starting point of --train" in capsys.readouterr().err
+
+
+def test_train_recipe_file_sets_model_and_pretrained(manifest, tmp_path, capsys, monkeypatch):
+    """`train --recipe FILE` builds the recipe's model with its pretrained choice; --model /
+    --no-pretrained override them only when given (they used to always win with their defaults)."""
+    import dynsnip.engine
+
+    built = []
+
+    def stop(source, *, pretrained, **kwargs):
+        built.append((str(source), pretrained))
+        raise ValueError("stopped before training")
+
+    monkeypatch.setattr(dynsnip.engine, "build_model", stop)
+    recipe_file = tmp_path / "recipe.json"
+    recipe_file.write_text(Recipe(model="dil_resnet18", pretrained=False, img_size=16).to_json())
+    common = ["train", "--manifest", str(manifest), "--workers", "0", "--no-progress"]
+    assert main([*common, "--recipe", str(recipe_file), "--out", str(tmp_path / "a")]) == 2
+    assert main([*common, "--recipe", str(recipe_file), "--out", str(tmp_path / "b"), "--model", "dil_resnet34"]) == 2
+    assert main([*common, "--out", str(tmp_path / "c")]) == 2
+    assert main([*common, "--out", str(tmp_path / "d"), "--no-pretrained"]) == 2
+    assert "stopped before training" in capsys.readouterr().err
+    default = Recipe().model
+    assert built == [("dil_resnet18", False), ("dil_resnet34", False), (default, True), (default, False)]
+
+
+def test_train_with_an_unreadable_validation_set_is_one_line_exit_1(manifest, tmp_path, capsys):
+    """Validation rows of which nothing can be read: refused before the first epoch with a
+    one-line error and exit 1, not a NothingScoredError traceback after a whole epoch."""
+    bad = tmp_path / "bad_val.csv"
+    with manifest.open() as f:
+        rows = [{**r, "path": str(manifest.parent / r["path"])} for r in csv.DictReader(f) if r["split"] == "train"]
+    for i, label in enumerate(("real", "fake")):
+        (tmp_path / f"empty_{i}").mkdir()
+        rows.append({"path": str(tmp_path / f"empty_{i}"), "label": label, "split": "val", "method": ""})
+    with bad.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(bad), "--out", str(out), *TINY_ARGS, "--img-size", "16",
+                 "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
+                 "--no-progress", "--epochs", "1", "--data", "frames"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("dynsnip train: error:") == 1
+    (line,) = [x for x in err.splitlines() if x.startswith("dynsnip train: error:")]
+    assert "none of the 2 validation videos could be read (not_found 2" in line
+    assert not (out / "checkpoint").exists() and not (out / "model").exists()
+
+
+def test_a_run_killed_after_its_checkpoint_and_before_its_model_resumes(manifest, tmp_path, capsys, monkeypatch):
+    """Each epoch writes checkpoint/ before model/ and val_report.*: a kill between them (here
+    while the validation report is written, the model already saved) leaves a run that the same
+    command resumes, saving the best epoch's model and report again from the checkpoint; the
+    command used to refuse the folder (a model, no checkpoint) without --overwrite."""
+    import importlib
+
+    engine_train = importlib.import_module("dynsnip.engine.train")
+    out = tmp_path / "run"
+    command = ["train", "--manifest", str(manifest), "--out", str(out), *TINY_ARGS, "--batch-size", "2",
+               "--img-size", "16", "--num-snippets", "1", "--test-num-snippets", "1", "--workers", "0",
+               "--no-progress", "--epochs", "1"]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine_train, "write_report", killed)
+        assert main(command) == 130
+    capsys.readouterr()
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "resuming" in printed and "was not completely saved" in printed and "done:" in printed
+    assert json.loads((out / "model" / "config.json").read_text())["training"]["epoch"] == 1
+    assert json.loads((out / "val_report.json").read_text())["epoch"] == 1
+    # a complete run is not saved again
+    assert main(command) == 0
+    assert "was not completely saved" not in capsys.readouterr().out

@@ -308,3 +308,94 @@ def test_history_json_is_standard_json_when_a_metric_is_undefined(tmp_path):
     text = (tmp_path / "run" / "history.json").read_text()
     assert "NaN" not in text
     assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in history.json"))[0]["val"]["auc"] is None
+
+
+class ReadableOnce(Clips):
+    """A validation set whose videos can be read once (the check before training), then never
+    again, as when its disk goes away during the first epoch."""
+
+    def __init__(self, n: int = 4):
+        super().__init__(n)
+        self.reads = 0
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads > 1:
+            raise FileNotFoundError(f"faces/video_{i}: expected a folder of face frames")
+        return super().__getitem__(i)
+
+
+def test_an_unreadable_validation_set_stops_training_and_keeps_the_epoch(tmp_path):
+    """A validation set of which nothing can be read is refused before the first epoch (nothing
+    trained); found by an epoch's validation, the run stops with that epoch's checkpoint kept,
+    and the same call resumes after it once the data is back."""
+    from dynsnip.engine.failures import ValidationUnreadableError
+
+    calls: list[int] = []
+    with pytest.raises(ValidationUnreadableError, match="none of the 4 validation videos could be read .*not_found 2"):
+        train(tiny_recipe(), PartlyUnreadable({}, calls=calls),
+              PartlyUnreadable({0: "corrupt", 1: "corrupt", 2: "missing", 3: "missing"}, n=4),
+              tmp_path / "early", model_kwargs=TINY, device="cpu", progress=False, log=None)
+    assert calls == [] and not (tmp_path / "early" / "checkpoint").exists()  # no clip was trained on
+
+    out = tmp_path / "run"
+    logged: list[str] = []
+    with pytest.raises(ValidationUnreadableError, match="could be read or scored in epoch 1 .*kept in"):
+        train(tiny_recipe(epochs=2), Clips(), ReadableOnce(), out, model_kwargs=TINY, device="cpu", progress=False,
+              log=logged.append)
+    assert any("none of the 4 validation videos could be read or scored" in line for line in logged)
+    assert load_training_checkpoint(out / "checkpoint")["epoch"] == 1  # the epoch's training is kept
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1] and len(history[0]["val_failed"]) == 4 and "val" not in history[0]
+    resumed = run(tiny_recipe(epochs=2), out, val=Clips(4))
+    assert resumed.resumed_from == 1 and [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.best["epoch"] == 2
+
+
+class NoisyFlippedClips(NoisyClips):
+    """Items that draw from torch's, numpy's and Python's global generators, as snippet
+    offsets, flips and other augmentations do."""
+
+    def __getitem__(self, i):
+        import random
+
+        import numpy as np
+
+        x, y = super().__getitem__(i)
+        return x + 0.1 * float(np.random.rand()) - 0.1 * random.random(), y
+
+
+@pytest.mark.parametrize("pseudo_fakes", [None, "spatial"])
+def test_the_worker_count_does_not_change_what_an_epoch_trains_on(tmp_path, pseudo_fakes):
+    """Each item's random draws (and each batch's pseudo-fakes) come from (seed, epoch, index),
+    not from the process that reads them: --workers 0 and --workers 2 train the same weights
+    (they used to see other snippets, flips and pseudo-fakes)."""
+    runs = [train(tiny_recipe(epochs=1, num_workers=workers, pseudo_fakes=pseudo_fakes), NoisyFlippedClips(),
+                  None, tmp_path / str(workers), model_kwargs=TINY, device="cpu", progress=False, log=None)
+            for workers in (0, 2)]
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs[0].history[0]["train_loss"] == runs[1].history[0]["train_loss"]
+
+
+def test_default_patience_drops_the_lr_after_3_epochs_without_improvement_as_documented(tmp_path, monkeypatch):
+    """patience 2 is PyTorch's: two epochs without improvement are tolerated, the third drops the
+    lr (for the next epoch). docs/training.md and the model card used to say 2 epochs."""
+    from pathlib import Path
+
+    aucs = iter([0.7, 0.7, 0.7, 0.7, 0.7])  # epoch 1 is the best; 2, 3, 4 do not improve
+
+    def scripted_eval(model, dataset, **kw):
+        report = video_metrics([0.0, 1.0], [0, 1])
+        report["overall"]["auc"], report["loss"], report["seconds"] = next(aucs), 0.5, 0.0
+        return EvalResult(report=report, predictions=[])
+
+    monkeypatch.setattr(train_module, "evaluate", scripted_eval)
+    result = run(tiny_recipe(epochs=5), tmp_path / "run", val=Clips(4))
+    assert Recipe().plateau_patience == 2
+    assert [h["lr"] for h in result.history] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 1e-4])
+    docs = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    assert "has not improved\nby 0.1 % (relative) for 3 epochs in a row" in docs
+    assert "after 3 epochs without improvement: patience 2" in docs
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "has not improved for 3 epochs" in card

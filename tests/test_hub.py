@@ -315,7 +315,7 @@ def test_training_and_evaluation_records_in_config_card_and_model_index(local_hu
     assert "| FF++ c23 [val]: DF | 8 x 4 | 2 / 1 | n/a | 1.0000 | dynsnip train, epoch 3 |" in card.text
     assert "these weights are from epoch 3" in card.text and "Adam, lr 0.0001" in card.text
     assert "| FF++ c23 [val]: NT |" in card.text and "| one class: NT |" in card.text
-    assert "lr x 0.1 when the validation auc has not improved for 2 epochs" in card.text
+    assert "lr x 0.1 when the validation auc has not improved for 3 epochs" in card.text
     # a test result added later keeps what is there, and the card's licence
     folder = dynsnip_hub.save_pretrained(model, tmp_path / "saved", training=training, evaluation=[val], license="mit")
     assert record_evaluation(folder, evaluation_record(report, data="Celeb-DF", split="test")) is True

@@ -53,11 +53,25 @@ def test_out_that_is_a_file_is_refused(tmp_path):
 def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
     out = tmp_path / "run"
     run(tiny_recipe(epochs=3), out, stop_after_epoch=1)
-    with pytest.raises(ValueError, match=r"lr 0.001 \(saved\) vs 0.01 \(this command\), seed 3 \(saved\) vs 4"):
-        run(tiny_recipe(epochs=3, lr=1e-2, seed=4), out)
-    assert json.loads((out / "recipe.json").read_text())["lr"] == 1e-3  # nothing was written
+    with pytest.raises(ValueError, match=r"hflip_prob 0.5 \(saved\) vs 0.2 \(this command\), seed 3 \(saved\) vs 4"):
+        run(tiny_recipe(epochs=3, hflip_prob=0.2, seed=4), out)
+    assert json.loads((out / "recipe.json").read_text())["seed"] == 3  # nothing was written
     # epochs may change: that is what resuming is for
     assert run(tiny_recipe(epochs=2), out).resumed_from == 1
+
+
+def test_resume_cannot_be_shorter_than_the_epochs_already_run(tmp_path):
+    """--epochs below what ran ("resuming after epoch 3 of 2") wrote epochs 2 into recipe.json
+    and the card though 3 ran: refused, naming both; the epochs run are fine (nothing to do)."""
+    out = tmp_path / "run"
+    run(tiny_recipe(epochs=2), out)
+    for use_saved_recipe in (False, True):
+        with pytest.raises(ValueError, match=r"--epochs 1: .* has already run 2 epochs.*give --epochs 2 or more"):
+            train(tiny_recipe(epochs=1), Clips(), None, out, model_kwargs=TINY, device="cpu", progress=False,
+                  log=None, use_saved_recipe=use_saved_recipe)
+    assert json.loads((out / "recipe.json").read_text())["epochs"] == 2
+    assert json.loads((out / "model" / "config.json").read_text())["training"]["recipe"]["epochs"] == 2
+    assert run(tiny_recipe(epochs=2), out).resumed_from == 2
 
 
 def test_resume_with_the_saved_recipe_when_asked_and_records_what_ran(tmp_path):
@@ -71,6 +85,29 @@ def test_resume_with_the_saved_recipe_when_asked_and_records_what_ran(tmp_path):
     recorded = json.loads((out / "recipe.json").read_text())
     card = json.loads((out / "model" / "config.json").read_text())["training"]["recipe"]
     assert recorded == card and (recorded["lr"], recorded["img_size"], recorded["epochs"]) == (1e-3, 16, 2)
+
+
+def test_resume_after_a_nan_loss_may_lower_the_lr_and_records_it(tmp_path):
+    """The advice after a NaN loss (lower --lr, --grad-clip, --no-amp / --amp-dtype) can be
+    followed by resuming: those settings may change, with a note, and history.json says from
+    which epoch on they ran; a lower lr scales the learning rate in use."""
+    out = tmp_path / "run"
+    run(tiny_recipe(epochs=3), out, stop_after_epoch=1)
+    notes: list[str] = []
+    result = train(tiny_recipe(epochs=3, lr=5e-4, grad_clip=1.0, amp_dtype="bfloat16"), Clips(), None, out,
+                   model_kwargs=TINY, device="cpu", progress=False, log=notes.append)
+    assert result.resumed_from == 1 and [h["lr"] for h in result.history] == pytest.approx([1e-3, 5e-4, 5e-4])
+    assert any("from epoch 2 on: lr 0.0005 (until now 0.001), amp_dtype 'bfloat16' (until now 'float16'), "
+               "grad_clip 1.0 (until now None)" in n for n in notes)
+    changed = json.loads((out / "history.json").read_text())[1]["recipe_changed"]
+    assert changed["lr"]["from"] == 1e-3 and changed["lr"]["to"] == 5e-4
+    assert changed["grad_clip"] == {"from": None, "to": 1.0} and changed["amp_dtype"]["to"] == "bfloat16"
+    assert "recipe_changed" not in result.history[2] and "recipe_changed" not in result.history[0]
+    recorded = json.loads((out / "recipe.json").read_text())
+    assert (recorded["lr"], recorded["grad_clip"]) == (5e-4, 1.0)
+    # other settings are still refused
+    with pytest.raises(ValueError, match=r"seed 3 \(saved\) vs 4"):
+        run(tiny_recipe(epochs=4, lr=5e-4, grad_clip=1.0, amp_dtype="bfloat16", seed=4), out)
 
 
 class EntryClips(Clips):

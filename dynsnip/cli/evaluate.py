@@ -96,6 +96,18 @@ def report_problem(out: Path | None, overwrite: bool, manifest: Path | None = No
     return None
 
 
+def count_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``--batch-size`` / ``--num-snippets`` / ``--img-size`` (positive
+    integers) or ``--workers`` (0 or more), as a usage error (train refuses the same values);
+    None if nothing. Checked before the model is loaded: 0 must not mean "the default"."""
+    for option, value, minimum in (("--batch-size", args.batch_size, 1), ("--num-snippets", args.num_snippets, 1),
+                                   ("--img-size", args.img_size, 1), ("--workers", args.workers, 0)):
+        if value is not None and value < minimum:
+            expected = "a positive integer" if minimum == 1 else "0 (no worker processes) or more"
+            return f"{option} must be {expected}, got {value}"
+    return None
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine import Recipe, build_model, evaluate, make_dataset, write_report
     from ..engine.evaluate import NothingScoredError
@@ -107,7 +119,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if not args.manifest.is_file():
         return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")
-    if problem := (probability_problem("--threshold", args.threshold, THRESHOLD_MEANING)
+    if problem := (count_problem(args) or probability_problem("--threshold", args.threshold, THRESHOLD_MEANING)
                    or device_problem(args.device) or report_problem(args.out, args.overwrite, args.manifest)):
         return usage_error("evaluate", problem)
     from ..engine.train import saved_model_folder
@@ -124,9 +136,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         try:
             model = build_model(args.model, pretrained=True).to(info.device).eval()
             compile_model(model, info.device, compile_mode_from_args(args), inference=True)  # --compile
-            size = args.img_size or int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
+            size = args.img_size if args.img_size is not None else int(
+                model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
             recipe = Recipe(model=str(args.model), snippet_len=model.snippet_len,
-                            test_num_snippets=int(args.num_snippets or model.test_num_snippets), img_size=size)
+                            test_num_snippets=int(model.test_num_snippets if args.num_snippets is None
+                                                  else args.num_snippets), img_size=size)
             dataset = make_dataset(args.manifest, model, recipe, train=False, split=args.split, kind=args.data,
                                    face_detector=args.face_detector, faces=args.faces)
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:

@@ -55,7 +55,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, help=f"Adam weight decay (default {_DEFAULT.weight_decay:g})")
     g.add_argument("--lr-factor", type=float, help=f"multiply the lr by this on a plateau (paper: {_DEFAULT.lr_factor:g})")
     g.add_argument("--patience", dest="plateau_patience", type=int,
-                   help=f"epochs without improvement before the lr drop (default {_DEFAULT.plateau_patience})")
+                   help=f"epochs without improvement tolerated; the lr drops after one more (default "
+                        f"{_DEFAULT.plateau_patience}: after {_DEFAULT.plateau_patience + 1} in a row)")
     g.add_argument("--min-lr", type=float, help=f"lower bound of the lr (default {_DEFAULT.min_lr:g})")
     g.add_argument("--monitor", choices=Recipe.MONITORS, help=f"validation metric (default {_DEFAULT.monitor})")
     g.add_argument("--num-snippets", type=int, help=f"U for training (paper: {_DEFAULT.num_snippets})")
@@ -107,6 +108,18 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     if getattr(args, "num_workers", None) is None:  # not asked for: no more loader processes than cores
         changes["num_workers"] = min(changes.get("num_workers", base.num_workers), available_cpus())
     return base.replace(**changes)
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--model`` / ``--no-pretrained`` as recipe settings, only where the command gives them:
+    a ``--recipe``'s model and pretrained choice stay the defaults (an option left out must not
+    replace them with the paper's)."""
+    options: dict[str, Any] = {}
+    if getattr(args, "model", None) is not None:
+        options["model"] = str(args.model)
+    if getattr(args, "pretrained", None) is not None:
+        options["pretrained"] = bool(args.pretrained)
+    return options
 
 
 def recipe_naming_module(recipe: Recipe, model_args: dict[str, Any]) -> Recipe:
@@ -164,10 +177,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     data.add_argument("--data-name", help="what the data is called in the model card, e.g. 'FaceForensics++ c23' "
                                           "(default: the training manifest's file name)")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=_DEFAULT.model,
+    m.add_argument("--model",
                    help="dil_* name, pretrained tag, hub-layout dir, run dir, .safetensors file or hf-hub:owner/name "
-                        f"(default {_DEFAULT.model}: the paper's ImageNet ResNet-50)")
-    m.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="random init for a dil_* name")
+                        f"(default: --recipe's model, else {_DEFAULT.model}: the paper's ImageNet ResNet-50)")
+    m.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                   help="random init for a dil_* name (default: --recipe's choice, else pretrained)")
     m.add_argument("--checkpoint", type=Path, help=".safetensors weights to load into --model")
     m.add_argument("--model-arg", action="append", metavar="KEY=JSON",
                    help="model option, e.g. sim_stages=[1,2,3] or drop_rate=0.1 (repeatable)")
@@ -276,7 +290,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..engine.run_lock import RunFolderBusyError, RunFolderLock
     from ..engine.checkpoint import CorruptCheckpointError
     from ..engine.divergence import NonFiniteLossError
-    from ..engine.failures import TooManyUnreadableError
+    from ..engine.failures import TooManyUnreadableError, ValidationUnreadableError
     from ..engine.train import seed_everything
     from ..hub.errors import ModelLoadError
 
@@ -285,7 +299,7 @@ def run_train(args: argparse.Namespace) -> int:
     if problem := device_problem(args.device):
         return usage_error("train", problem)
     try:
-        recipe = recipe_from_args(args, model=str(args.model), pretrained=bool(args.pretrained))
+        recipe = recipe_from_args(args, **model_options(args))
         recipe = recipe_naming_module(recipe, parse_model_args(args.model_arg))
         train_manifest, train_split, val_manifest, val_split = _resolve_manifests(args)
         if val_manifest is not None and val_split and not read_manifest(val_manifest, split=val_split):
@@ -357,7 +371,7 @@ def run_train(args: argparse.Namespace) -> int:
                            log=_quiet_overwrite_note if leftovers else print)
         except CorruptCheckpointError as err:
             return _usage_error(err)
-        except (NonFiniteLossError, TooManyUnreadableError) as err:
+        except (NonFiniteLossError, TooManyUnreadableError, ValidationUnreadableError) as err:
             print(f"dynsnip train: error: {err}", file=sys.stderr)
             return EXIT_SOME_FAILED
         if info.is_main and not (result.model_dir / "config.json").is_file():

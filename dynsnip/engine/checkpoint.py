@@ -34,6 +34,7 @@ __all__ = [
     "load_training_checkpoint",
     "find_training_checkpoint",
     "read_checkpoint_recipe",
+    "read_checkpoint_epoch",
     "optimizer_state_to_flat",
     "optimizer_state_from_flat",
     "restore_training_state",
@@ -214,15 +215,28 @@ def read_checkpoint_recipe(directory: str | os.PathLike[str]) -> dict[str, Any] 
     """The recipe (``Recipe.to_dict()``) saved in the checkpoint at ``directory``, read from its
     ``state.json`` alone (no tensors); None when there is no readable one (a damaged checkpoint
     is then reported by :func:`load_training_checkpoint`)."""
+    state = _read_state(directory)
+    recipe = state.get("recipe") if isinstance(state, dict) else None
+    return dict(recipe) if isinstance(recipe, dict) else None
+
+
+def read_checkpoint_epoch(directory: str | os.PathLike[str]) -> int | None:
+    """The epoch (1-based, finished) of the checkpoint at ``directory``, read from its
+    ``state.json`` alone; None when there is no readable one."""
+    state = _read_state(directory)
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
+def _read_state(directory: str | os.PathLike[str]) -> Any:
+    """The ``state.json`` of the checkpoint at ``directory`` (no tensors), or None."""
     found = find_training_checkpoint(directory)
     if found is None:
         return None
     try:
-        state = _from_json(_float_from_json(json.loads((found / STATE_NAME).read_text(encoding="utf-8"))))
+        return _from_json(_float_from_json(json.loads((found / STATE_NAME).read_text(encoding="utf-8"))))
     except (OSError, ValueError):
         return None
-    recipe = state.get("recipe") if isinstance(state, dict) else None
-    return dict(recipe) if isinstance(recipe, dict) else None
 
 
 def restore_training_state(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -6,7 +6,9 @@ model that scores NaN on every video. :func:`check_finite_loss` runs before the 
 pass of every step and :func:`check_finite_weights` at the end of every epoch; both raise
 :class:`NonFiniteLossError` naming the epoch, the step and the clips of the batch. Nothing
 of the failing epoch is written: ``model/`` and ``checkpoint/`` keep the last finite
-weights (``dynsnip train`` then exits non-zero and says so).
+weights (``dynsnip train`` then exits non-zero and says so). The advice it gives (a lower
+``--lr``, ``--grad-clip``, ``--no-amp`` / ``--amp-dtype``) can be followed by resuming: those
+settings may change on resume (:data:`dynsnip.engine.run_folder.RESUME_MAY_TUNE`).
 """
 from __future__ import annotations
 
@@ -29,9 +31,9 @@ class NonFiniteLossError(PicklableError, RuntimeError):
         self.epoch, self.step, self.clips = epoch, step, list(clips)
 
 
-_KEPT = ("nothing of this epoch was saved: model/ and checkpoint/ keep the last finite weights "
-         "(a run resumes from checkpoint/). Lower the learning rate, check these clips, or train in float32 "
-         "(--no-amp) or bfloat16")
+_KEPT = ("nothing of this epoch was saved: model/ and checkpoint/ keep the last finite weights. Check these "
+         "clips, then run the command again with a lower --lr, --grad-clip, or in float32 (--no-amp) or bfloat16 "
+         "(--amp-dtype bfloat16): it resumes from checkpoint/ with them (those settings may change on resume)")
 
 
 def batch_indices(order: Sequence[int], step: int, batch_size: int, failed: Sequence[int]) -> list[int]:

@@ -33,6 +33,7 @@ from ..picklable_errors import PicklableError
 __all__ = [
     "FailedItem", "SkipUnreadable", "collate_readable", "UNREADABLE", "describe_failures", "NonFiniteError",
     "NON_FINITE_INPUT", "NON_FINITE_OUTPUT", "non_finite_input", "TooManyUnreadableError",
+    "ValidationUnreadableError", "first_readable_failures",
 ]
 
 UNREADABLE = (VideoError, OSError)
@@ -67,6 +68,16 @@ class TooManyUnreadableError(RuntimeError):
     the data, not a few files, is broken (no face in the videos, wrong paths), so training stops."""
 
     reason = "too_many_unreadable"
+
+
+class ValidationUnreadableError(RuntimeError):
+    """No video of the validation set could be read (each reported with its reason before): no
+    validation metric, so no learning-rate schedule and no best model. Raised before the first
+    epoch when a probe finds nothing readable, or after an epoch whose validation scored nothing
+    (that epoch's training is kept in the checkpoint), so that training stops instead of
+    losing every epoch after it."""
+
+    reason = "validation_unreadable"
 
 
 class FailedItem(NamedTuple):
@@ -106,6 +117,20 @@ class SkipUnreadable(Dataset):
         if isinstance(item, (tuple, list)) and item and (bad := non_finite_input(item[0])) is not None:
             return failed_item(index, self.item_id(index), bad)
         return item
+
+
+def first_readable_failures(dataset: Dataset, item_id: Callable[[int], str] | None = None) -> list[FailedItem]:
+    """Read ``dataset``'s items in order until one can be read: ``[]`` then (usually after one
+    item, so it is cheap), else the failure of every item. Lets a training check, before its
+    first epoch, that its validation set is not entirely unreadable (wrong paths, empty folders)."""
+    readable = SkipUnreadable(dataset, item_id=item_id)
+    failures: list[FailedItem] = []
+    for index in range(len(dataset)):
+        item = readable[index]
+        if not isinstance(item, FailedItem):
+            return []
+        failures.append(item)
+    return failures
 
 
 def failed_item(index: int, item_id: str, err: BaseException) -> FailedItem:

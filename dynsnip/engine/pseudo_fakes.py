@@ -14,8 +14,9 @@ blend can give, as in SBI); fakes already in the manifest stay in the batch as t
 
 Face crops come from ``extract-faces`` / the video loader with the face box in the middle
 ``1/1.3`` of the crop, which is where the generator puts the mask. Randomness comes from
-torch's global generator, which :func:`train` seeds per epoch (and DataLoader workers per
-worker), so runs repeat.
+torch's global generator, which :func:`train` seeds for each batch from ``(seed, epoch, the
+batch's first index)`` (:class:`~dynsnip.engine.item_seeds.SeededItems`), so runs repeat,
+whatever the number of DataLoader workers.
 """
 from __future__ import annotations
 

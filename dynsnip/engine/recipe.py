@@ -11,8 +11,9 @@ What the paper leaves open is named here with the choice made:
 
 * ``monitor="auc"``: "performance on the validation set" is read as video-level AUC, the
   threshold-free metric of the paper's tables (accuracy is also logged);
-* ``plateau_patience=2``: epochs without improvement before the division by 10, with
-  ``plateau_threshold=1e-3`` (relative) as "saturates"; PyTorch's ``ReduceLROnPlateau``;
+* ``plateau_patience=2``: epochs without improvement tolerated (PyTorch's ``ReduceLROnPlateau``
+  patience): the learning rate is divided by 10 after the third in a row, with
+  ``plateau_threshold=1e-3`` (relative) as "saturates";
 * ``min_lr=1e-7``: three divisions below the initial rate, then it stays;
 * ``hflip_prob=0.5``: the usual probability for a random flip;
 * ``weight_decay=0``: not mentioned, so none (plain Adam);

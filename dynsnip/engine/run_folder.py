@@ -8,8 +8,13 @@ decides, before any work starts:
   started with. Every setting of the command's recipe is compared with the saved one; a
   difference is refused, naming the settings, unless ``use_saved_recipe`` (then the saved
   settings are used and the command's differing ones are ignored, said in a note).
-  ``epochs`` may change (extending or shortening a run is what resuming is for), and so may
-  ``num_workers`` / ``log_every``, which do not change what is computed;
+  ``epochs`` may change (extending or shortening a run is what resuming is for; not below the
+  epochs already run, which ``recipe.json`` and the model card would then misstate), and so may
+  ``num_workers`` / ``log_every``, which do not change what is computed. The settings of
+  :data:`RESUME_MAY_TUNE` (``lr``, ``amp``, ``amp_dtype``, ``grad_clip``) may change too: they
+  are what a run stopped on a NaN loss is resumed with (:mod:`dynsnip.engine.divergence`);
+  :func:`dynsnip.engine.train` says so in a note and records in ``history.json`` from which
+  epoch on the new values ran (``use_saved_recipe`` keeps the saved ones);
 * an empty (or missing) folder: start;
 * a folder with anything else in it (an earlier run without a checkpoint, ``resume=False``
   on a resumable run, or unrelated files): refused unless ``overwrite``. With ``overwrite``
@@ -24,15 +29,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import find_training_checkpoint, read_checkpoint_recipe
+from .checkpoint import find_training_checkpoint, read_checkpoint_epoch, read_checkpoint_recipe
 from .recipe import Recipe
 from .run_lock import LOCK_NAME
 
-__all__ = ["RunPlan", "plan_run", "recipe_differences", "clear_run_outputs", "RESUME_MAY_CHANGE", "RUN_OUTPUTS"]
+__all__ = ["RunPlan", "plan_run", "recipe_differences", "clear_run_outputs", "RESUME_MAY_CHANGE", "RESUME_MAY_TUNE",
+           "RUN_OUTPUTS"]
 
 CHECKPOINT_DIR = "checkpoint"
 # Settings a resumed run may change: the length of the run, and how fast data is read.
 RESUME_MAY_CHANGE = ("epochs", "num_workers", "log_every")
+# Settings a resumed run may change from its next epoch on, with a note and a record in history.json: what the
+# advice after a NaN loss asks for (a lower lr, float32 or bfloat16, gradient clipping).
+RESUME_MAY_TUNE = ("lr", "amp", "amp_dtype", "grad_clip")
 # What a training writes into its folder (removed by --overwrite; nothing else is).
 RUN_OUTPUTS = ("model", CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old", f"{CHECKPOINT_DIR}.tmp", "history.json",
                "recipe.json", "val_report.json", "val_report.csv", "val_report_videos.csv")
@@ -49,12 +58,19 @@ class RunPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def recipe_differences(saved: dict[str, Any], recipe: Recipe) -> list[tuple[str, Any, Any]]:
-    """``(setting, saved value, command's value)`` for every setting that differs, except
-    :data:`RESUME_MAY_CHANGE`; settings absent from ``saved`` (older versions) are not compared."""
+def recipe_differences(saved: dict[str, Any], recipe: Recipe,
+                       may_change: tuple[str, ...] = RESUME_MAY_CHANGE + RESUME_MAY_TUNE) -> list[tuple[str, Any, Any]]:
+    """``(setting, saved value, command's value)`` for every setting that differs, except those
+    in ``may_change`` (default :data:`RESUME_MAY_CHANGE` and :data:`RESUME_MAY_TUNE`: what a
+    resumed run may change); settings absent from ``saved`` (older versions) are not compared."""
     current = recipe.to_dict()
     return [(name, saved[name], value) for name, value in current.items()
-            if name in saved and name not in RESUME_MAY_CHANGE and saved[name] != value]
+            if name in saved and name not in may_change and saved[name] != value]
+
+
+def _shown(differences: list[tuple[str, Any, Any]]) -> str:
+    """``"lr 0.0001 (saved) vs 0.001 (this command), ..."``."""
+    return ", ".join(f"{name} {old!r} (saved) vs {new!r} (this command)" for name, old, new in differences)
 
 
 def _existing_contents(out_dir: Path) -> list[str]:
@@ -75,8 +91,10 @@ def plan_run(
 
     Raises:
         FileExistsError: a non-empty folder that is not resumed, without ``overwrite``.
-        ValueError: resuming with settings that differ from the saved ones, without
-            ``use_saved_recipe``; the message names each setting with both values.
+        ValueError: resuming with settings that differ from the saved ones (other than
+            :data:`RESUME_MAY_CHANGE` and :data:`RESUME_MAY_TUNE`), without ``use_saved_recipe``;
+            the message names each setting with both values.
+            Also ``recipe.epochs`` below the epochs the checkpoint has already run.
         NotADirectoryError: ``out_dir`` is a file.
     """
     out_dir = Path(out_dir)
@@ -84,17 +102,28 @@ def plan_run(
         raise NotADirectoryError(f"--out {out_dir} is a file; expected a run folder (new, empty or an earlier run)")
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if resume and find_training_checkpoint(ckpt_dir) is not None:
-        saved = read_checkpoint_recipe(ckpt_dir)
-        differences = recipe_differences(saved, recipe) if saved is not None else []
-        if not differences:
-            return RunPlan(recipe, resume=True)
-        shown = ", ".join(f"{name} {old!r} (saved) vs {new!r} (this command)" for name, old, new in differences)
-        if not use_saved_recipe:
+        done = read_checkpoint_epoch(ckpt_dir)
+        if done is not None and recipe.epochs < done:  # recipe.json and the card would say fewer than ran
             raise ValueError(
-                f"{out_dir} was started with other settings than this command's: {shown}. Resuming would mix "
-                "two recipes: run the command with the saved settings (they are in its recipe.json), pass "
+                f"--epochs {recipe.epochs}: {out_dir} has already run {done} epochs (its checkpoint is of epoch "
+                f"{done}); a resumed run cannot be shorter than what ran: give --epochs {done} or more ({done} "
+                "leaves it as it is), or --no-resume --overwrite to start over")
+        saved = read_checkpoint_recipe(ckpt_dir)
+        if saved is None:
+            return RunPlan(recipe, resume=True)
+        differences = recipe_differences(saved, recipe)
+        if not use_saved_recipe:
+            if not differences:
+                return RunPlan(recipe, resume=True)
+            raise ValueError(
+                f"{out_dir} was started with other settings than this command's: {_shown(differences)}. Resuming "
+                "would mix two recipes: run the command with the saved settings (they are in its recipe.json), pass "
                 "--use-saved-recipe to continue with the saved ones, or --no-resume --overwrite to start over"
             )
+        differences = recipe_differences(saved, recipe, RESUME_MAY_CHANGE)  # the saved RESUME_MAY_TUNE too
+        if not differences:
+            return RunPlan(recipe, resume=True)
+        shown = _shown(differences)
         kept = Recipe.from_dict({**{k: v for k, v in saved.items() if k in recipe.to_dict()},
                                  **{name: getattr(recipe, name) for name in RESUME_MAY_CHANGE}})
         return RunPlan(kept, resume=True, notes=[f"continuing with the saved recipe of {out_dir}: {shown}; "

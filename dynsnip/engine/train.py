@@ -12,7 +12,9 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
                         OWNER/NAME`, loadable by `dynsnip predict --checkpoint out_dir/model`
     checkpoint/         the last finished epoch: weights, optimizer, scheduler, history
                         (see :mod:`dynsnip.engine.checkpoint`); a killed run started again
-                        with the same command resumes after that epoch
+                        with the same command resumes after that epoch. Written before
+                        model/ and val_report.*: a run killed in between saves them again
+                        from it when it resumes
     history.json        per epoch: train loss, lr, throughput, validation metrics, the
                         clips skipped because they could not be read
     recipe.json         the settings used
@@ -21,15 +23,21 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
                         :mod:`dynsnip.engine.run_lock`): a second training is refused
 
 A folder with an earlier run that cannot be resumed is refused unless ``overwrite``, and a
-resumed run must use the recipe it was started with (:mod:`dynsnip.engine.run_folder`).
+resumed run must use the recipe it was started with (:mod:`dynsnip.engine.run_folder`), but
+for the length of the run, the loader workers and the settings that the advice after a NaN
+loss changes (``lr``, ``amp``, ``amp_dtype``, ``grad_clip``: recorded in ``history.json``).
 
 Reproducibility: every epoch starts by seeding torch / random / numpy from
-``(recipe.seed, epoch, rank)`` and the sampler shuffles with ``(seed, epoch)``, so a resumed
-run repeats exactly what the uninterrupted run would have done.
+``(recipe.seed, epoch, rank)``, the sampler shuffles with ``(seed, epoch)`` and every training
+item draws its snippets, flip and pseudo-fakes from ``(seed, epoch, item index)``
+(:mod:`dynsnip.engine.item_seeds`), so a resumed run repeats exactly what the uninterrupted
+run would have done, with any number of DataLoader workers.
 
 Unreadable clips (a corrupt video, no face, a missing frame folder: see
 :mod:`dynsnip.engine.failures`) are skipped and logged at the end of the epoch, with the
-reason; an epoch in which more than half of the clips cannot be read stops the run. Under
+reason; an epoch in which more than half of the clips cannot be read stops the run, and so
+does a validation set of which no video can be read (checked before the first epoch, and
+by each validation: the epoch's checkpoint is kept). Under
 ``torchrun`` a step in which any process has no readable clip is skipped by all of them.
 """
 from __future__ import annotations
@@ -42,7 +50,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -55,12 +63,16 @@ from .distributed import (
 )
 from .divergence import batch_indices, check_finite_loss, check_finite_weights
 from .compile import compile_model
-from .evaluate import EvalResult, autocast_context, evaluate, item_id, progress_bar
-from .failures import FailedItem, SkipUnreadable, TooManyUnreadableError, count_reasons, describe_failures
+from .evaluate import EvalResult, NothingScoredError, autocast_context, evaluate, item_id, progress_bar
+from .failures import (
+    FailedItem, SkipUnreadable, TooManyUnreadableError, ValidationUnreadableError, count_reasons, describe_failures,
+    first_readable_failures,
+)
+from .item_seeds import SeededItems, isolated_rng
 from .metrics import write_report
 from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
-from .run_folder import clear_run_outputs, plan_run
+from .run_folder import RESUME_MAY_TUNE, clear_run_outputs, plan_run
 from .run_lock import RunFolderLock
 
 __all__ = ["train", "TrainResult", "build_model", "saved_model_folder", "set_video_layout", "save_model", "epoch_seed", "seed_everything"]
@@ -297,10 +309,63 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def _isolated_batches(loader: Any) -> Iterator[Any]:
+    """``loader``'s batches, each fetched with the global random generators restored afterwards:
+    without workers the items and their collate (:class:`~dynsnip.engine.item_seeds.SeededItems`)
+    run in this process and must not change the draws of the training step (dropout), just as
+    worker processes do not."""
+    iterator = iter(loader)
+    while True:
+        with isolated_rng():
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+        yield batch
+
+
 def _unique_failures(parts: list[list[FailedItem]]) -> list[FailedItem]:
     """The failures of all ranks, one per dataset index (the distributed sampler pads with repeats)."""
     unique = {f.index: f for part in parts for f in part}
     return [unique[i] for i in sorted(unique)]
+
+
+def _save_best_model(model: torch.nn.Module, out_dir: Path, recipe: Recipe, epoch: int, train_set: Dataset,
+                     val_result: EvalResult | None, data_name: str | None,
+                     save_kwargs: Mapping[str, Any] | None) -> None:
+    """Write ``out_dir/model`` (hub layout, card records) and, with validation, ``val_report.*``
+    for the best epoch ``epoch``."""
+    records = _card_records(recipe, epoch, train_set, val_result, data_name)
+    save_model(model, out_dir / MODEL_DIR, recipe, **{**records, **dict(save_kwargs or {})})
+    if val_result is not None:
+        write_report(dict(val_result.report, epoch=epoch), out_dir / "val_report", val_result.predictions)
+
+
+def _best_model_saved(out_dir: Path, epoch: int, validated: bool) -> bool:
+    """Whether ``out_dir`` holds the complete ``model/`` (and, ``validated``, ``val_report.*``)
+    of epoch ``epoch``. Each epoch writes its checkpoint first and then these, so a run killed
+    in between resumes with a checkpoint whose best epoch has no model yet: :func:`train` then
+    saves it again from the checkpoint's weights, which are that epoch's."""
+    from .metrics import report_paths
+
+    def read(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    model_dir = out_dir / MODEL_DIR
+    training = read(model_dir / "config.json").get("training")
+    if not (model_dir / "model.safetensors").is_file() or not isinstance(training, dict) \
+            or training.get("epoch") != epoch:
+        return False
+    if validated:  # write_report: the JSON, the CSV, then the per-video CSV when there are videos
+        json_path, csv_path, videos_path = report_paths(out_dir / "val_report")
+        report = read(json_path)
+        return (report.get("epoch") == epoch and csv_path.is_file()
+                and (videos_path.is_file() or not report.get("videos")))
+    return True
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -335,17 +400,58 @@ def _prepare_run_folder(out_dir: Path, recipe: Recipe, val_set: Dataset | None, 
                         log: Callable[[str], None] | None, *, resume: bool, overwrite: bool,
                         use_saved_recipe: bool) -> tuple[Recipe, bool]:
     """``(the recipe to run, whether to resume)`` for ``out_dir`` (:func:`plan_run`), after
-    checking that ``val_set`` can give the monitored metric; only then clears an earlier run's
-    outputs when ``overwrite`` replaces it."""
+    checking that ``val_set`` can give the monitored metric and that some of its videos can be
+    read (:func:`_check_validation_readable`); only then clears an earlier run's outputs when
+    ``overwrite`` replaces it."""
     plan = plan_run(out_dir, recipe, resume=resume, overwrite=overwrite, use_saved_recipe=use_saved_recipe)
     if val_set is not None:
         check_validation_labels(val_set, plan.recipe.monitor)
+        _check_validation_readable(val_set, info, log)
     for note in plan.notes:
         _log(f"note: {note}", info, log)
     if plan.clear and info.is_main:
         clear_run_outputs(out_dir)
     barrier()
     return plan.recipe, plan.resume
+
+
+def _check_validation_readable(val_set: Dataset, info: DistInfo, log: Callable[[str], None] | None) -> None:
+    """Raise :class:`ValidationUnreadableError` (the failures logged first) when no video of
+    ``val_set`` can be read, before any epoch runs: otherwise the first epoch's validation
+    would find out, after a whole epoch of training. Reads items until one is readable,
+    usually one."""
+    failures = first_readable_failures(val_set, item_id=functools.partial(item_id, val_set))
+    if failures:
+        _log("none of the validation videos could be read:\n" + describe_failures(failures), info, log)
+        raise ValidationUnreadableError(
+            f"none of the {len(val_set)} validation videos could be read ({_reasons(failures)}; listed above), so "
+            "no epoch could be validated; nothing was trained: fix the validation manifest or its data, or train "
+            "without validation")
+
+
+def _reasons(failures: list[FailedItem] | list[dict[str, Any]]) -> str:
+    """``"no_face 3, not_found 1"``: how many failures of each reason."""
+    return ", ".join(f"{reason} {n}" for reason, n in count_reasons(failures).items())
+
+
+def _retune(saved: Mapping[str, Any], recipe: Recipe, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau) -> dict[str, dict[str, Any]]:
+    """Apply the :data:`~dynsnip.engine.run_folder.RESUME_MAY_TUNE` settings in which ``recipe``
+    differs from the checkpoint's ``saved`` recipe, and return them as ``{name: {"from", "to"}}``
+    for ``history.json``. ``amp`` / ``amp_dtype`` / ``grad_clip`` are read from the recipe at
+    every step; a new ``lr`` scales the learning rate in use by ``lr / saved lr``, so that a
+    lower ``--lr`` lowers it even after plateau drops (and those drops are kept), which is what
+    the advice after a NaN loss asks for (:mod:`dynsnip.engine.divergence`)."""
+    changes = {name: {"from": saved[name], "to": getattr(recipe, name)} for name in RESUME_MAY_TUNE
+               if name in saved and saved[name] != getattr(recipe, name)}
+    if "lr" in changes and saved["lr"]:
+        scale = recipe.lr / float(saved["lr"])
+        changes["lr"]["in_use_before"] = optimizer.param_groups[0]["lr"]
+        for group in optimizer.param_groups:
+            group["lr"] = group["lr"] * scale
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        changes["lr"]["in_use"] = optimizer.param_groups[0]["lr"]
+    return changes
 
 
 def _recipe_naming_module(recipe: Recipe, model: torch.nn.Module) -> Recipe:
@@ -396,7 +502,11 @@ def train(
         device: ``"cuda"`` / ``"cpu"``; default CUDA when available. Under ``torchrun`` each
             process uses GPU ``LOCAL_RANK`` and gradients are averaged by DDP.
         resume: continue from ``out_dir/checkpoint`` when it exists (its weights replace
-            ``model``'s), with the recipe it was started with; False starts over (which
+            ``model``'s), with the recipe it was started with, except ``epochs``, ``num_workers``,
+            ``log_every`` and :data:`~dynsnip.engine.run_folder.RESUME_MAY_TUNE` (``lr``,
+            ``amp``, ``amp_dtype``, ``grad_clip``: applied from the next epoch on, said in a
+            note and recorded as ``recipe_changed`` in that epoch's ``history.json`` entry;
+            a new ``lr`` scales the learning rate in use); False starts over (which
             needs ``overwrite`` when the folder holds that earlier run).
         progress: tqdm progress bars (loss, clips/s) in the main process.
         stop_after_epoch: return after this epoch even if ``recipe.epochs`` is larger
@@ -413,7 +523,7 @@ def train(
             (without it such a folder raises FileExistsError).
         use_saved_recipe: when resuming with a ``recipe`` that differs from the saved one
             (other than ``epochs``, ``num_workers``, ``log_every``), continue with the saved
-            settings instead of raising ValueError.
+            settings (those of ``RESUME_MAY_TUNE`` too) instead of raising ValueError.
         compile_mode: ``torch.compile`` the model in place first (``dynsnip train --compile``;
             :func:`dynsnip.engine.compile.compile_model`, e.g. ``"auto"``); None: eager.
 
@@ -426,6 +536,9 @@ def train(
             validation set that cannot give the monitored metric (one class with ``auc``), and
             a training set of one class only, or without real videos with pseudo-fakes
             (:func:`~dynsnip.engine.data.check_training_labels`).
+        ValidationUnreadableError: no validation video can be read, found before the first
+            epoch (nothing trained) or by an epoch's validation (that epoch's checkpoint is
+            written first, so the same call resumes after it).
     """
     recipe.validate()
     if model is not None:  # the recipe names the module the given model is (recipe.json, model card)
@@ -472,6 +585,7 @@ def train(
 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": None, "metric": monitor, "value": None}
+    retuned: dict[str, dict[str, Any]] = {}
     start_epoch = 0
     global_step = 0
     if will_resume:
@@ -483,6 +597,24 @@ def train(
         history, best = state["history"], state["best"]
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
         _log(f"resuming {out_dir} after epoch {start_epoch} of {recipe.epochs}", info, log)
+        if any_rank(info.is_main and best["epoch"] == start_epoch
+                    and not _best_model_saved(out_dir, start_epoch, val_set is not None),
+                    device if device.type == "cuda" else None):
+            _log(f"note: the model of epoch {start_epoch} (the best so far) was not completely saved before the run "
+                 "stopped: saving it again from the checkpoint", info, log)
+            val_result = None if val_set is None else evaluate(
+                model, val_set, batch_size=per_rank_batch, device=device, amp=recipe.amp and device.type == "cuda",
+                amp_dtype=getattr(torch, recipe.amp_dtype), num_workers=recipe.num_workers, dist_info=info,
+                progress=progress, desc=f"val {start_epoch}")
+            if info.is_main:
+                _save_best_model(model, out_dir, recipe, start_epoch, train_set, val_result, data_name, save_kwargs)
+        retuned = _retune(saved, recipe, optimizer, scheduler)
+        if retuned:
+            _log(f"note: from epoch {start_epoch + 1} on: " + ", ".join(
+                f"{name} {change['to']!r} (until now {change['from']!r})" for name, change in retuned.items())
+                + (f"; the learning rate in use, {retuned['lr']['in_use_before']:g} (plateau drops included), "
+                   f"becomes {retuned['lr']['in_use']:g}" if "lr" in retuned else "")
+                + f"; history.json records the change at epoch {start_epoch + 1}", info, log)
 
     if info.distributed:
         ddp_args = {"device_ids": [device.index]} if device.type == "cuda" else {}
@@ -508,7 +640,8 @@ def train(
     for epoch in range(start_epoch + 1, last_epoch + 1):
         seed_everything(epoch_seed(recipe.seed, epoch, info.rank))
         sampler.set_epoch(epoch)
-        loader = DataLoader(readable_train_set, **loader_args)
+        # every item's (and batch's) random draws from (seed, epoch, index): the same with any number of workers
+        loader = DataLoader(SeededItems(readable_train_set, recipe.seed, epoch), **loader_args)
         train_model.train()
         lr = optimizer.param_groups[0]["lr"]
         epoch_start = time.perf_counter()
@@ -516,7 +649,7 @@ def train(
         failures: list[FailedItem] = []
         order = list(sampler)  # this process's clips in this epoch's order: names a batch whose loss is NaN
         bar = progress_bar(loader, len(loader), f"epoch {epoch}/{recipe.epochs}", progress and info.is_main)
-        for step, (batch, failed) in enumerate(bar, start=1):
+        for step, (batch, failed) in enumerate(_isolated_batches(bar), start=1):
             failures += failed
             if any_rank(batch is None, reduce_device):  # DDP: every process skips the step together
                 continue
@@ -565,14 +698,24 @@ def train(
             "epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": epoch_seconds,
             "clips_per_s": seen * info.world_size / max(epoch_seconds, 1e-9), "steps": global_step,
         }
+        if retuned and epoch == start_epoch + 1:  # what this resumed run changed, from this epoch on
+            record["recipe_changed"] = retuned
         if skipped:
             record["skipped"] = [f.report() for f in skipped]
         val_result: EvalResult | None = None
+        unscored: list[dict[str, Any]] | None = None  # no validation video could be scored this epoch
         if val_set is not None:
-            val_result = evaluate(
-                model, val_set, batch_size=per_rank_batch, device=device, amp=use_amp, amp_dtype=amp_dtype,
-                num_workers=recipe.num_workers, dist_info=info, progress=progress, desc=f"val {epoch}",
-            )
+            try:
+                val_result = evaluate(
+                    model, val_set, batch_size=per_rank_batch, device=device, amp=use_amp, amp_dtype=amp_dtype,
+                    num_workers=recipe.num_workers, dist_info=info, progress=progress, desc=f"val {epoch}",
+                )
+            except NothingScoredError as err:
+                unscored = [f.report() if isinstance(f, FailedItem) else f for f in err.failures]
+                _log(f"epoch {epoch}: none of the {len(val_set)} validation videos could be read or scored:\n"
+                     + describe_failures(unscored), info, log)
+                record["val_failed"] = unscored
+        if val_result is not None:
             if val_result.failures:
                 _log(f"epoch {epoch}: {len(val_result.failures)} validation video(s) could not be read and are not "
                      "in the metrics:\n" + describe_failures(val_result.failures), info, log)
@@ -582,17 +725,13 @@ def train(
             value = {"auc": overall["auc"], "accuracy": overall["accuracy"], "loss": val_result.loss}[monitor]
         else:
             value = train_loss
-        scheduler.step(value)
+        if unscored is None:  # no metric: the schedule waits for one
+            scheduler.step(value)
         history.append(record)
-        improved = _improved(value, best["value"], mode) or val_set is None
+        improved = unscored is None and (_improved(value, best["value"], mode) or val_set is None)
         if improved:
             best = {"epoch": epoch, "metric": monitor, "value": value}
         if info.is_main:
-            if improved:
-                records = _card_records(recipe, epoch, train_set, val_result, data_name)
-                save_model(model, out_dir / MODEL_DIR, recipe, **{**records, **dict(save_kwargs or {})})
-                if val_result is not None:
-                    write_report(dict(val_result.report, epoch=epoch), out_dir / "val_report", val_result.predictions)
             if save_checkpoints:
                 save_training_checkpoint(
                     ckpt_dir,
@@ -605,6 +744,8 @@ def train(
                         "model": {"class": type(unwrap_model(model)).__name__},
                     },
                 )
+            if improved:  # after the checkpoint: a kill in between is repaired on resume (_resave_best_model)
+                _save_best_model(model, out_dir, recipe, epoch, train_set, val_result, data_name, save_kwargs)
             # standard JSON (jq, other languages): an undefined metric (an AUC on one class) is null, not NaN
             from ..hub.records import json_safe
 
@@ -620,6 +761,13 @@ def train(
                 + (" *" if improved and val_set is not None else ""),
                 info, log,
             )
+        if unscored is not None:  # every rank got NothingScoredError: all stop, the epoch's training kept
+            kept = (f"this epoch's training is kept in {ckpt_dir} (the same command resumes after it)"
+                    if save_checkpoints else "its weights are not saved")
+            raise ValidationUnreadableError(
+                f"none of the {len(val_set)} validation videos could be read or scored in epoch {epoch} "
+                f"({_reasons(unscored)}; listed above), so the epoch has no {monitor}: training stopped; {kept}. "
+                "Fix the validation manifest or its data, or train without validation")
         barrier()
     if info.is_main and (out_dir / MODEL_DIR / "config.json").is_file():
         # resumed with another recipe (more epochs) and no better epoch since: the weights stay, the card says what ran

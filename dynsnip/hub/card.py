@@ -69,7 +69,7 @@ def _training_section(config: Mapping[str, Any]) -> str:
         patience = r.get("plateau_patience", 0)
         watched = f"validation {r.get('monitor', 'auc')}" if record.get("num_val_videos") else "training loss"
         rows.append(("schedule", "constant lr (no plateau drop within the run)" if patience >= r.get("epochs", 0)
-                     else f"lr x {r['lr_factor']:g} when the {watched} has not improved for {patience} epochs"))
+                     else f"lr x {r['lr_factor']:g} when the {watched} has not improved for {patience + 1} epochs"))
     if "batch_size" in r:
         rows.append(("batch", f"{r['batch_size']} clips, binary cross-entropy on one fake logit"))
     if "epochs" in r:

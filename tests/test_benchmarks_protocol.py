@@ -387,3 +387,29 @@ def test_ffpp_to_ffpp_df_tests_the_deepfakes_fakes_against_the_reals(tmp_path):
     assert sorted((e.label, e.method or "") for e in tested) == [(0, ""), (0, ""), (1, "Deepfakes"), (1, "Deepfakes")]
     report = {"overall": {"auc": 1.0}, "per_method": {"Deepfakes": {"auc": 1.0}}}
     assert [r["subset"] for r in _table_rows(PROTOCOLS["ffpp-to-ffpp-df"], report, None)] == ["Deepfakes"]
+
+
+def test_benchmark_train_keeps_a_recipe_files_model_and_pretrained_choice(tmp_path):
+    """`benchmark --train --recipe FILE`: the file's model and pretrained choice are the defaults; before,
+    the command always fixed pretrained=True (and so downloaded ImageNet weights the recipe had declined)."""
+    import argparse
+
+    from dynsnip.cli import benchmark as bench
+    from dynsnip.cli.train import recipe_from_args
+    from dynsnip.data.benchmarks.protocols import PROTOCOLS
+    from dynsnip.engine import Recipe
+
+    recipe_file = tmp_path / "recipe.json"
+    recipe_file.write_text(json.dumps(Recipe(model="dil_resnet18", pretrained=False).to_dict()))
+    parser = argparse.ArgumentParser()
+    bench.add_parser(parser.add_subparsers())
+    protocol = PROTOCOLS["celebdf"]
+    common = ["benchmark", "celebdf", "--data", "x.csv", "--out", str(tmp_path / "o"), "--train", "--recipe", str(recipe_file)]
+    args = parser.parse_args(common)
+    recipe = recipe_from_args(args, **bench.recipe_overrides(args, protocol))
+    assert (recipe.model, recipe.pretrained, recipe.epochs) == ("dil_resnet18", False, protocol.epochs)
+    args = parser.parse_args(common + ["--model", "dil_resnet34"])
+    assert recipe_from_args(args, **bench.recipe_overrides(args, protocol)).model == "dil_resnet34"
+    recipe_file.write_text(json.dumps(Recipe(model="dil_resnet18", pretrained=True).to_dict()))
+    args = parser.parse_args(common + ["--no-pretrained"])
+    assert recipe_from_args(args, **bench.recipe_overrides(args, protocol)).pretrained is False

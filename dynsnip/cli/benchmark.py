@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .arguments import device_problem, probability_problem, real
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
@@ -49,8 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "checked: ffpp-to-celebdf trains on ffpp)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--train", action="store_true", help="train first with the paper's recipe (30 epochs, 45 cross-dataset)")
-    p.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                   help="with --train: start from a random init of a dil_* --model (as `dynsnip train --no-pretrained`)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                   help="with --train: start from a random init of a dil_* --model (as `dynsnip train --no-pretrained`; "
+                        "default: a --recipe's choice, else pretrained)")
     p.add_argument("--balance-classes", action="store_true",
                    help="with --train: oversample the smaller class (the paper does not; see docs/benchmarks.md)")
     p.add_argument("--record", action="store_true",
@@ -100,6 +102,17 @@ def trained_title(protocol, datasets: list[str]) -> str:
         return f"{TRAINING_DATA_TITLES[datasets[0]]} -> {test}"
     shown = ", ".join(datasets) if datasets else "not recorded in its manifest"
     return f"FF++ ({shown}) -> {test}" if paper_train.startswith("FF++") else f"{paper_train} ({shown}) -> {test}"
+
+
+def recipe_overrides(args: argparse.Namespace, protocol: Any) -> dict[str, Any]:
+    """The recipe settings the benchmark command fixes: the protocol's epochs (unless ``--epochs``), and
+    ``--model`` / ``--no-pretrained`` only where given, so a ``--recipe``'s model and pretrained choice stay."""
+    fixed: dict[str, Any] = {"epochs": args.epochs or protocol.epochs}
+    if args.pretrained is not None:
+        fixed["pretrained"] = args.pretrained
+    if args.model is not None:
+        fixed["model"] = str(args.model)
+    return fixed
 
 
 def _train(args: argparse.Namespace, protocol, recipe, out: Path, device, test_paths: list[str]) -> tuple[Path, dict]:
@@ -178,7 +191,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                         "give --train-data (a manifest or the dataset's root)")
     if args.train_data is not None and not args.train:
         return usage_error("benchmark", "--train-data is only used with --train")
-    if not args.pretrained and not args.train:
+    if args.pretrained is False and not args.train:
         return usage_error("benchmark", "--no-pretrained chooses the random starting point of --train; without --train, "
                                         "--model must be a trained detector (a folder written by dynsnip train, or "
                                         "hf-hub:owner/name)")
@@ -191,10 +204,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, TypeError, LayoutError, ModelLoadError)
     try:  # the test data first: a wrong root fails now, not after training
         out.mkdir(parents=True, exist_ok=True)
-        fixed = {"epochs": args.epochs or protocol.epochs, "pretrained": bool(args.pretrained)}
-        if args.model is not None:
-            fixed["model"] = str(args.model)
-        recipe = recipe_from_args(args, **fixed)
+        recipe = recipe_from_args(args, **recipe_overrides(args, protocol))
         source, missing = _manifest_for(args.data, protocol.dataset, dict(protocol.options), out / "data_manifest.csv",
                                         overwrite=True)
         provenance = check_protocol_data(protocol, source, args.data_is)  # before anything is scored

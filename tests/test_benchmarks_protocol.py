@@ -264,6 +264,28 @@ def test_videos_extract_faces_could_not_crop_are_failures_of_the_benchmark(tiny_
     assert "Videos that could not be read: 1." in (out / "benchmark.md").read_text()
 
 
+def test_evaluate_of_a_faces_csv_reports_the_videos_extract_faces_could_not_crop(tiny_model, tmp_path, capsys):
+    faces = celebdf_faces(tmp_path / "faces")
+    (tmp_path / "faces" / "faces_failed.csv").write_text(
+        "path,label,split,method,source,dataset,reason,message\n"
+        "/data/celeb/Celeb-synthesis/id5_id9_0000.mp4,1,test,Celeb-synthesis,,celebdf:v2,corrupt,not a readable video\n"
+        "/data/celeb/Celeb-real/id7_0000.mp4,0,train,,,celebdf:v2,no_face,no face found\n")
+    report = tmp_path / "report"
+    assert main(["evaluate", "--model", str(tiny_model), "--manifest", str(faces), "--split", "test", "--workers", "0",
+                 "--no-progress", "--num-snippets", "2", "--img-size", "16", "--out", str(report)]) == 1  # was 0
+    captured = capsys.readouterr()
+    assert "1 video(s) could not be read" in captured.err and "id5_id9_0000.mp4: corrupt" in captured.err
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert data["num_failed"] == 1 and data["overall"]["num_videos"] == 4
+    # without --split every failed row counts; with the failed list gone (a later run fixed them) none
+    assert main(["evaluate", "--model", str(tiny_model), "--manifest", str(faces), "--workers", "0", "--no-progress",
+                 "--num-snippets", "2", "--img-size", "16", "--out", str(report), "--overwrite"]) == 1
+    assert json.loads(report.with_suffix(".json").read_text())["num_failed"] == 2
+    (tmp_path / "faces" / "faces_failed.csv").unlink()
+    assert main(["evaluate", "--model", str(tiny_model), "--manifest", str(faces), "--workers", "0", "--no-progress",
+                 "--num-snippets", "2", "--img-size", "16", "--out", str(report), "--overwrite"]) == 0
+
+
 def test_benchmark_with_nothing_scored_is_a_clean_failure(tiny_model, tmp_path, capsys):
     for name in ("a.mp4", "b.mp4"):
         (tmp_path / name).write_text("not a video")

@@ -375,7 +375,7 @@ def test_benchmark_trains_from_a_random_init_with_no_pretrained(tmp_path, capsys
         write_sequence(root / folder / "0" / ("fake" if fake else "real") / "0", fake, seed=len(folder))
     seen = {}
 
-    def stop(args, protocol, recipe, out, device):
+    def stop(args, protocol, recipe, out, device, *test_paths):
         seen.update(model=recipe.model, pretrained=recipe.pretrained)
         raise ValueError("stopped before training")
 

@@ -111,7 +111,7 @@ def count_problem(args: argparse.Namespace) -> str | None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine import Recipe, build_model, evaluate, make_dataset, write_report
     from ..engine.evaluate import NothingScoredError
-    from ..engine.failures import describe_failures
+    from ..engine.failures import describe_failures, extraction_failures, with_earlier_failures
     from ..engine.distributed import cleanup_distributed, init_distributed
 
     from ..hub.errors import ModelLoadError
@@ -143,6 +143,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                                   else args.num_snippets), img_size=size)
             dataset = make_dataset(args.manifest, model, recipe, train=False, split=args.split, kind=args.data,
                                    face_detector=args.face_detector, faces=args.faces)
+            # a faces.csv's videos that extract-faces could not crop (its faces_failed.csv): failures of this report
+            not_extracted = extraction_failures(args.manifest, args.split)
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:
             return usage_error("evaluate", str(err))
         workers = min(4, available_cpus()) if args.workers is None else args.workers
@@ -154,20 +156,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
             if info.is_main:
                 print(f"dynsnip evaluate: {err}\nno metrics and no report: fix or remove these videos", file=sys.stderr)
             return EXIT_SOME_FAILED
+        report = with_earlier_failures(result.report, not_extracted)
         if info.is_main:
             print(f"{args.model} on {args.manifest}" + (f" [{args.split}]" if args.split else "")
                   + f": U={recipe.test_num_snippets} x T={recipe.snippet_len} at {size} px")
-            print(format_report(result.report))
-            if cover := result.report.get("face_coverage"):
+            print(format_report(report))
+            if cover := report.get("face_coverage"):
                 print(f"face coverage of {cover['videos']} video(s): mean {cover['mean']:.2f}, lowest {cover['lowest']:.2f}, "
                       f"{cover['videos_below_half']} below 0.5")
-            if result.failures:
-                print(f"dynsnip evaluate: {len(result.failures)} video(s) could not be read or scored and are not in the "
-                      "metrics:", file=sys.stderr)
-                print(describe_failures(result.failures, limit=None), file=sys.stderr)
+            if report["failed"]:
+                print(f"dynsnip evaluate: {len(report['failed'])} video(s) could not be read or scored and are not in "
+                      "the metrics:", file=sys.stderr)
+                print(describe_failures(report["failed"], limit=None), file=sys.stderr)
             if args.out:
                 json_path, csv_path = write_report(
-                    dict(result.report, model=str(args.model), manifest=str(args.manifest), split=args.split),
+                    dict(report, model=str(args.model), manifest=str(args.manifest), split=args.split),
                     args.out, result.predictions,
                 )
                 print(f"report: {json_path} {csv_path}")
@@ -175,7 +178,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 from ..hub.records import evaluation_record, record_evaluation
 
                 card_updated = record_evaluation(model_folder, evaluation_record(
-                    result.report, data=args.data_name or args.manifest.name, split=args.split,
+                    report, data=args.data_name or args.manifest.name, split=args.split,
                     num_snippets=recipe.test_num_snippets, snippet_len=recipe.snippet_len, img_size=size,
                     source="dynsnip evaluate",
                 ))
@@ -185,4 +188,4 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     "version) and is left alone: add the result there yourself"))
     finally:
         cleanup_distributed()
-    return EXIT_SOME_FAILED if result.failures else EXIT_OK
+    return EXIT_SOME_FAILED if report["failed"] else EXIT_OK

@@ -29,6 +29,7 @@ from ..data.benchmarks.provenance import check_provenance
 from ..data.benchmarks.ffpp import DFD_REAL_METHOD
 from ..data.manifest import ManifestEntry, read_manifest
 from .evaluate import evaluate
+from .failures import extraction_failures as failed_rows_beside, with_earlier_failures
 from .frame_level import FrameScoreRecorder, frame_level_report
 from .metrics import write_report
 from .recipe import Recipe
@@ -179,45 +180,13 @@ def check_no_test_leak(test_paths: Sequence[str | os.PathLike[str]], manifest: s
                          "without them)")
 
 
-# written by `dynsnip extract-faces --manifest` beside its faces.csv: the rows it could not crop
-EXTRACTION_FAILED_NAME = "faces_failed.csv"
-
-
 def extraction_failures(protocol: Protocol, manifest: str | os.PathLike[str]) -> list[dict[str, str]]:
     """The videos ``protocol`` tests that never reached ``manifest``: the rows of the
-    ``faces_failed.csv`` beside it (``dynsnip extract-faces`` writes it next to its
-    ``faces.csv``) in the protocol's split and subsets, as failures of the report
-    (``{"id", "reason", "message"}``). A benchmark on the crops that did extract must not
-    read as one on the whole test set, so these count as videos that could not be read.
-
-    Raises:
-        ValueError: the file is there but is not a manifest with ``reason`` and ``message``.
-    """
-    failed_file = Path(manifest).parent / EXTRACTION_FAILED_NAME
-    if not failed_file.is_file() or failed_file.resolve() == Path(manifest).resolve():
-        return []
-    import csv
-
-    with failed_file.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if not {"reason", "message"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{failed_file}: expected the failed rows of `dynsnip extract-faces` (columns path, label, "
-                             f"..., reason, message), got columns {reader.fieldnames}")
-        why = [(row["reason"] or "unreadable", row["message"] or "") for row in reader]
-    entries = read_manifest(failed_file)  # the rows in file order, paths resolved as the manifest's
-    failed = {id(e): w for e, w in zip(entries, why)}
-    tested = tested_entries(protocol, [e for e in entries if e.split == protocol.split])
-    return [{"id": str(e.path), "reason": failed[id(e)][0],
-             "message": f"not extracted by dynsnip extract-faces ({failed_file.name}): {failed[id(e)][1]}"}
-            for e in tested]
-
-
-def _with_failures(report: dict[str, Any], earlier: Sequence[Mapping[str, str]]) -> dict[str, Any]:
-    """``report`` with the ``earlier`` failures (videos that never reached the scored data) listed first."""
-    from .failures import count_reasons
-
-    failed = [dict(f) for f in earlier] + list(report.get("failed", []))
-    return dict(report, failed=failed, num_failed=len(failed), failed_by_reason=count_reasons(failed))
+    ``faces_failed.csv`` beside it in the protocol's split and subsets
+    (:func:`~dynsnip.engine.failures.extraction_failures`). A benchmark on the crops that did
+    extract must not read as one on the whole test set, so these count as videos that could not
+    be read."""
+    return failed_rows_beside(manifest, protocol.split, keep=lambda entries: tested_entries(protocol, entries))
 
 
 def _metrics(m: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -287,7 +256,7 @@ def run_benchmark(
             frame_note = FRAME_LEVEL_DEFINITION
         except ValueError as err:
             frame_note = f"not available: {err}"
-    report = _with_failures(result.report, failed_before)
+    report = with_earlier_failures(result.report, failed_before)
     paper = protocol.paper()
     return {
         "protocol": protocol.name,

@@ -22,6 +22,7 @@ any forward pass; a model output that is not finite is a failure with reason
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
@@ -33,7 +34,8 @@ from ..picklable_errors import PicklableError
 __all__ = [
     "FailedItem", "SkipUnreadable", "collate_readable", "UNREADABLE", "describe_failures", "NonFiniteError",
     "NON_FINITE_INPUT", "NON_FINITE_OUTPUT", "non_finite_input", "TooManyUnreadableError",
-    "ValidationUnreadableError", "first_readable_failures",
+    "ValidationUnreadableError", "first_readable_failures", "EXTRACTION_FAILED_NAME", "extraction_failures",
+    "with_earlier_failures",
 ]
 
 UNREADABLE = (VideoError, OSError)
@@ -169,3 +171,49 @@ def count_reasons(failures: Sequence[FailedItem | Mapping[str, Any]]) -> dict[st
         reason = f.reason if isinstance(f, FailedItem) else f["reason"]
         counts[reason] = counts.get(reason, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+# written by `dynsnip extract-faces --manifest` beside its faces.csv: the rows it could not crop
+EXTRACTION_FAILED_NAME = "faces_failed.csv"
+
+
+def extraction_failures(manifest: "str | os.PathLike[str]", split: str | None = None,
+                        keep: Callable[[list[Any]], list[Any]] | None = None) -> list[dict[str, str]]:
+    """The videos that never reached ``manifest``: the rows of the ``faces_failed.csv`` beside it
+    (``dynsnip extract-faces --manifest`` writes it next to its ``faces.csv``, and removes it when
+    a later run fails nothing), of ``split`` (None: every split) and, with ``keep``, those it
+    keeps of them (a benchmark's subsets), as failures of a report (``{"id", "reason",
+    "message"}``). Metrics of the crops that did extract must not read as those of the whole
+    set, so these count as videos that could not be read.
+
+    Raises:
+        ValueError: the file is there but is not a manifest with ``reason`` and ``message``.
+    """
+    import csv
+    from pathlib import Path
+
+    from ..data.manifest import read_manifest
+
+    failed_file = Path(manifest).parent / EXTRACTION_FAILED_NAME
+    if not failed_file.is_file() or failed_file.resolve() == Path(manifest).resolve():
+        return []
+    with failed_file.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not {"reason", "message"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{failed_file}: expected the failed rows of `dynsnip extract-faces` (columns path, label, "
+                             f"..., reason, message), got columns {reader.fieldnames}")
+        why = [(row["reason"] or "unreadable", row["message"] or "") for row in reader]
+    entries = read_manifest(failed_file)  # the rows in file order, paths resolved as the manifest's
+    failed = {id(e): w for e, w in zip(entries, why)}
+    chosen = [e for e in entries if split is None or e.split == split]
+    if keep is not None:
+        chosen = keep(chosen)
+    return [{"id": str(e.path), "reason": failed[id(e)][0],
+             "message": f"not extracted by dynsnip extract-faces ({failed_file.name}): {failed[id(e)][1]}"}
+            for e in chosen]
+
+
+def with_earlier_failures(report: dict[str, Any], earlier: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """``report`` with the ``earlier`` failures (videos that never reached the scored data) listed first."""
+    failed = [dict(f) for f in earlier] + list(report.get("failed", []))
+    return dict(report, failed=failed, num_failed=len(failed), failed_by_reason=count_reasons(failed))

@@ -130,14 +130,15 @@ class VideoReader:
         pts_list: list[int] = []
         keyframe_pts: list[int] = []
         packets = 0
-        corrupt_at: int | None = None  # the first frame whose packet the demuxer flags corrupt
+        cut_off = False  # whether the last packet is flagged corrupt: the file ends inside it
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:  # the demuxer's final flush packet
                     continue
                 packets += 1
-                if packet.is_corrupt and corrupt_at is None:  # e.g. the cut-off end of an interrupted recording
-                    corrupt_at = len(pts_list)
+                # a flag mid-stream (an MPEG-TS splice, a damaged packet) is left to the decoder, which reports
+                # a frame it cannot decode; a flagged last packet is the cut-off end of an interrupted recording
+                cut_off = bool(packet.is_corrupt)
                 if packet.is_discard:
                     # decoded but never shown: the pre-roll before the start of a trimmed video's edit list
                     # (`ffmpeg -ss T -i IN -c copy OUT.mp4`); the decoder drops its frame, so the index does too
@@ -163,9 +164,10 @@ class VideoReader:
                 f"truncated or damaged: the container lists {listed} frames but only "
                 f"{packets} can be read",
             )
-        if corrupt_at is not None:  # a fragmented MP4's header lists no frame count: this flag tells instead
+        if cut_off:  # a fragmented MP4's header lists no frame count: this flag tells instead
             raise CorruptVideoError(
-                self.path, f"truncated or damaged: the packet of frame {corrupt_at} is flagged corrupt by the demuxer")
+                self.path, f"truncated: the file ends inside the packet of its last frame ({packets - 1}); "
+                "expected a complete video (an interrupted recording or copy?)")
         pts_list.sort()
         self._frame_pts = pts_list
         self._index_of_pts = {pts: i for i, pts in enumerate(pts_list)}

@@ -672,3 +672,59 @@ def test_a_result_recorded_again_replaces_the_earlier_one_and_a_longer_recipe_is
     assert config["training"]["recipe"]["epochs"] == 2 and config["training"]["epoch"] == 1
     assert "| epochs | 2; these weights are from epoch 1 |" in (folder / "README.md").read_text()
     assert not update_training_recipe(folder, {"epochs": 2, "lr": 1e-4})  # nothing new
+
+
+# ------------------------------------------------------------------ audit D: the head
+def edit_config(folder: Path, edit) -> Path:
+    """``folder`` with its config.json changed by ``edit`` (which changes the dict in place)."""
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("edit, shown", [
+    (lambda c: c.update(num_classes=2),
+     "num_classes = 2, model_args.num_classes = 1, pretrained_cfg.num_classes = 1: expected one number of classes"),
+    (lambda c: c["pretrained_cfg"].update(num_classes=2),
+     "num_classes = 1, model_args.num_classes = 1, pretrained_cfg.num_classes = 2: expected one number of classes"),
+    (lambda c: (c.pop("num_classes"), c["pretrained_cfg"].pop("num_classes")),
+     "model_args.num_classes = 1 but no top-level num_classes (or pretrained_cfg.num_classes), which timm then "
+     "takes as 1000"),
+])
+def test_a_config_whose_num_classes_disagree_never_loads_a_random_head(local_hub: LocalHub, tmp_path: Path,
+                                                                      edit, shown: str) -> None:
+    """timm copies config.json's top-level num_classes into pretrained_cfg and drops the saved
+    classifier when the model's differ: load_model refuses such a config, and plain timm (local-dir:
+    and hf-hub:) refuses to drop a saved detector's head, instead of running a random one."""
+    folder = edit_config(dynsnip.save_pretrained(detector(), tmp_path / "det"), edit)
+    with pytest.raises(dynsnip_hub.InvalidConfigError) as caught:
+        dynsnip_hub.load_model(folder)
+    assert shown in str(caught.value) and "drop the saved classifier" in str(caught.value)
+    local_hub.add_repo(REPO, {p.name: p.read_bytes() for p in folder.iterdir()})
+    with pytest.raises(dynsnip_hub.InvalidConfigError, match=f"Hub repo '{REPO}'"):
+        dynsnip_hub.load_model(HUB_ID)
+    top = json.loads((folder / "config.json").read_text()).get("num_classes")
+    if top == 2 or top is None:  # timm's pretrained_cfg then says 2 (or 1000) classes for a 1-class model
+        for name in (f"local-dir:{folder}", HUB_ID):
+            with pytest.raises(ValueError, match="timm would drop the saved classifier"):
+                timm.create_model(name, pretrained=True)
+
+
+def test_a_head_of_another_shape_than_config_json_says_is_refused(tmp_path: Path) -> None:
+    """config.json agrees with itself (2 classes) but the weights hold a 1-class head: refused
+    naming fc.weight, not loaded with a random head."""
+    folder = edit_config(dynsnip.save_pretrained(detector(), tmp_path / "det"), lambda c: (
+        c.update(num_classes=2), c["model_args"].update(num_classes=2), c["pretrained_cfg"].update(num_classes=2)))
+    with pytest.raises(CheckpointMismatchError, match=r"mis-shaped \(fc\.weight: checkpoint \(1, "):
+        dynsnip_hub.load_model(folder)
+    with pytest.raises(ValueError, match=r"fc\.weight: checkpoint \(1, "):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def test_features_of_a_saved_detector_still_load_without_its_head(tmp_path: Path) -> None:
+    """features_only has no head: timm drops it by design, which is not refused."""
+    model = detector()
+    folder = dynsnip.save_pretrained(model, tmp_path / "det")
+    features = timm.create_model(f"local-dir:{folder}", pretrained=True, features_only=True, out_indices=(4,))
+    assert torch.equal(features.model.layer4[0].conv1.weight, model.layer4[0].conv1.weight)

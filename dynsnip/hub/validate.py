@@ -84,10 +84,40 @@ def _stats_problems(key: str, value: Any, channels: int, positive: bool) -> list
     return [f"{key} = {value!r}: expected a list of {channels} {what}, one per channel"]
 
 
+# timm's PretrainedCfg default: the classes timm assumes a checkpoint's head has when config.json names none
+_TIMM_DEFAULT_CLASSES = 1000
+
+
+def _num_classes_problems(config: Mapping[str, Any], args: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
+    """Whether the three records of the head's size agree: ``num_classes`` (which timm copies
+    into ``pretrained_cfg.num_classes``), ``model_args.num_classes`` (the head the model is
+    built with) and ``pretrained_cfg.num_classes``. timm's pretrained loading drops a
+    checkpoint's classifier when the model's classes differ from the pretrained config's, so a
+    disagreement (or no record at all, which timm reads as 1000) would run the detector with a
+    random head instead of the saved one. Values that are not valid counts are reported by the
+    range checks, not here."""
+    found = [(key, where.get("num_classes")) for key, where in
+             (("num_classes", config), ("model_args.num_classes", args), ("pretrained_cfg.num_classes", cfg))
+             if "num_classes" in where]
+    valid = [(key, value) for key, value in found if _is_int(value) and value >= 1]
+    if len(valid) != len(found):
+        return []
+    if len({value for _, value in valid}) > 1:
+        shown = ", ".join(f"{key} = {value}" for key, value in valid)
+        return [f"{shown}: expected one number of classes in all of them (the saved head's); timm would drop "
+                "the saved classifier and run a random one"]
+    if "num_classes" in args and "num_classes" not in config and "num_classes" not in cfg:
+        return [f"model_args.num_classes = {args['num_classes']} but no top-level num_classes (or "
+                f"pretrained_cfg.num_classes), which timm then takes as {_TIMM_DEFAULT_CLASSES}: expected "
+                f"num_classes = {args['num_classes']}; timm would drop the saved classifier and run a random one"]
+    return []
+
+
 def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     """What is wrong with a detector's ``config.json`` (an empty list when nothing is).
 
-    Checked: ``num_classes`` (>= 1), ``model_args`` (a dict of keys the model accepts;
+    Checked: ``num_classes`` (>= 1, the same at the top level, in ``model_args`` and in
+    ``pretrained_cfg``: otherwise timm drops the saved head), ``model_args`` (a dict of keys the model accepts;
     ``snippet_len`` >= 1, ``num_snippets`` / ``test_num_snippets`` from 1 to
     :data:`MAX_SNIPPETS`, ``in_chans`` >= 1, ``num_classes`` as above), ``pretrained_cfg``
     (``input_size`` / ``test_input_size`` ``[C, H, W]`` with sides from :data:`MIN_SIDE` to
@@ -123,6 +153,9 @@ def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     for key, positive in (("mean", False), ("std", True)):
         if key in cfg:
             problems += _stats_problems(f"pretrained_cfg.{key}", cfg[key], n, positive)
+    if "num_classes" in cfg:
+        problems += _int_problem("pretrained_cfg.num_classes", cfg["num_classes"], 1)
+    problems += _num_classes_problems(config, args, cfg)
     if "video" in config and not isinstance(config["video"], Mapping):
         problems.append(f"video = {config['video']!r}: expected an object (the frame layout)")
     return problems

@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 import torch
@@ -373,7 +374,8 @@ def _first_conv(model: DILResNet) -> str:
 
 
 def checkpoint_filter_fn(
-    state_dict: Mapping[str, Any], model: DILResNet, adapt_first_conv: bool = True
+    state_dict: Mapping[str, Any], model: DILResNet, adapt_first_conv: bool = True,
+    head_classes: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Adapt a 2D ResNet (or DIL) checkpoint to ``model``.
 
@@ -384,7 +386,13 @@ def checkpoint_filter_fn(
       gets them copied into both directions, which computes exactly what it computed before;
     * an ImageNet 2D ResNet has no SIM tensors (``*.sim.*``) and another head: the SIMs keep
       the model's own initialisation, the classifier is new;
-    * the classifier is passed through: timm drops it when ``num_classes`` differs;
+    * the classifier is passed through: timm drops it when ``num_classes`` differs, and a
+      caller that replaces another head itself (``dynsnip train --checkpoint``) gets it as it is.
+      ``head_classes`` is given by timm's pretrained loading: the classes it assumes the
+      checkpoint's head has (``pretrained_cfg["num_classes"]``). For a saved detector they must
+      be the model's, and so must the classifier's shape: timm would otherwise drop the trained
+      head after this filter and leave a random one (a ``config.json`` whose top-level
+      ``num_classes`` disagrees with its ``model_args``);
     * a 3-channel input conv for a model with ``in_chans != 3`` is adapted as timm adapts its own
       models' (``timm.models._manipulate.adapt_input_conv``: summed for 1 channel, else repeated
       and scaled by ``3 / in_chans``); ``adapt_first_conv=False`` passes it through unchanged,
@@ -408,7 +416,7 @@ def checkpoint_filter_fn(
     for k, v in target.items():
         if k in sd:
             src = sd[k]
-            if k.startswith(classifier):
+            if k.startswith(classifier) and not (strict and head_classes is not None):
                 out[k] = src
             elif k == first_conv and _other_input_channels(src, v):
                 out[k] = adapt_input_conv(v.shape[1], src) if adapt_first_conv else src
@@ -422,7 +430,8 @@ def checkpoint_filter_fn(
             missing.append(k)
     unexpected = [k for k in sd if k not in target and not k.startswith(classifier)]
     wrong_dtype = dtype_mismatches(sd, target)
-    if missing or misshaped or unexpected or wrong_dtype:
+    dropped_head = strict and head_classes is not None and head_classes != model.num_classes
+    if missing or misshaped or unexpected or wrong_dtype or dropped_head:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         arch = cfg.get("architecture") or type(model).__name__
         # a model built without its pretrained weights (then loaded from a file) names no source
@@ -440,8 +449,16 @@ def checkpoint_filter_fn(
             parts.append(f"{len(unexpected)} tensors the model does not have ({_preview(unexpected)})")
         if wrong_dtype:
             parts.append(f"{len(wrong_dtype)} of another dtype ({_preview(wrong_dtype, 3)})")
-        if wrong_dtype and not (missing or misshaped or unexpected):
+        if wrong_dtype and not (missing or misshaped or unexpected or dropped_head):
             raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + f": {DTYPE_RULE}.")
+        if dropped_head and not parts:
+            raise ValueError(
+                f"checkpoint does not fit {arch}: its pretrained config says the saved head has {head_classes} "
+                f"classes and the model has {model.num_classes}, so timm would drop the saved classifier "
+                "(fc.weight, fc.bias) and run a random one. config.json's num_classes, model_args.num_classes and "
+                "pretrained_cfg.num_classes must all be the saved head's; to train a new head, load the detector "
+                "as saved and call reset_classifier()."
+            )
         advice = (
             ". A saved detector must hold every tensor of its architecture (SIMs and classifier included): "
             "this one is incomplete or of another architecture or SIM configuration; save it again with "
@@ -577,10 +594,17 @@ def _pretrained_download(variant: str, pretrained: bool, kwargs: Mapping[str, An
                                kwargs.get("cache_dir"))
 
 
-def _timm_checkpoint_filter(state_dict: Mapping[str, Any], model: DILResNet) -> dict[str, torch.Tensor]:
+def _timm_checkpoint_filter(state_dict: Mapping[str, Any], model: DILResNet,
+                            features_only: bool = False) -> dict[str, torch.Tensor]:
     """:func:`checkpoint_filter_fn` for timm's pretrained loading, which adapts the input conv to
-    ``in_chans`` itself after the filter (from the ``first_conv`` of the pretrained config)."""
-    return checkpoint_filter_fn(state_dict, model, adapt_first_conv=False)
+    ``in_chans`` itself after the filter (from the ``first_conv`` of the pretrained config) and
+    then drops the classifier when the model's ``num_classes`` differs from the pretrained
+    config's: passed on as ``head_classes``, so that a saved detector is refused rather than
+    run with a random head. A ``features_only`` model has no head to keep (timm drops it by
+    design)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    head_classes = None if features_only or not cfg.get("classifier") else cfg.get("num_classes", 1000)
+    return checkpoint_filter_fn(state_dict, model, adapt_first_conv=False, head_classes=head_classes)
 
 
 def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> DILResNet:
@@ -600,7 +624,9 @@ def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) ->
             raise ValueError(f"{variant}: bad out_indices ({err}); 0 = stem, 1-4 = the four stages") from None
     with _pretrained_download(variant, pretrained, kwargs):
         model = build_model_with_cfg(
-            DILResNet, variant, pretrained, pretrained_filter_fn=_timm_checkpoint_filter, **model_args
+            DILResNet, variant, pretrained,
+            pretrained_filter_fn=partial(_timm_checkpoint_filter, features_only=bool(kwargs.get("features_only"))),
+            **model_args
         )
     # Whether the weights named by pretrained_cfg were loaded: a model card must not name the
     # ImageNet weights as the base of a detector that was trained from a random init.

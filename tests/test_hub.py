@@ -728,3 +728,38 @@ def test_features_of_a_saved_detector_still_load_without_its_head(tmp_path: Path
     folder = dynsnip.save_pretrained(model, tmp_path / "det")
     features = timm.create_model(f"local-dir:{folder}", pretrained=True, features_only=True, out_indices=(4,))
     assert torch.equal(features.model.layer4[0].conv1.weight, model.layer4[0].conv1.weight)
+
+
+def test_a_num_classes_override_never_drops_the_saved_head_silently(local_hub: LocalHub, tmp_path: Path) -> None:
+    """load_model(saved, num_classes=N) used to drop the trained head for a random one; now it is
+    refused unless replace_head=True, which loads the detector completely, then starts a new head
+    with a warning and without the training record. The saved count itself still loads."""
+    model = detector()
+    folder = dynsnip.save_pretrained(model, tmp_path / "det", training=training_record({"epochs": 1}, data="tiny"))
+    push_detector(local_hub)
+    for source, where in ((folder, f"directory '{folder}'"), (HUB_ID, f"Hub repo '{REPO}'")):
+        with pytest.raises(CheckpointMismatchError, match=rf"^{where} is a detector with a 1-class head: "
+                                                          r"load_model\(\.\.\., num_classes=2\) would drop it"):
+            dynsnip_hub.load_model(source, num_classes=2)
+        with pytest.warns(UserWarning, match=r"the saved 1-class head was dropped for a new, randomly initialised "
+                                             r"2-class head"):
+            replaced = dynsnip_hub.load_model(source, num_classes=2, replace_head=True)
+        assert replaced.num_classes == 2 and replaced.fc.weight.shape == (2, replaced.num_features)
+        assert replaced.training_record is None
+        assert torch.equal(replaced.layer3[0].conv1.weight, model.layer3[0].conv1.weight)  # the rest is the saved one
+    assert dynsnip_hub.load_model(folder, num_classes=1).training_record["data"] == "tiny"
+    assert dynsnip_hub.load_model(folder, pretrained=False, num_classes=3).num_classes == 3  # no weights, no head
+
+
+@pytest.mark.parametrize("option, shown", [
+    (dict(num_classes=0), "num_classes = 0: expected an integer >= 1"),
+    (dict(num_classes=-1), "num_classes = -1: expected an integer >= 1"),
+    (dict(test_num_snippets=1000), "test_num_snippets = 1000: expected an integer from 1 to 256"),
+    (dict(snippet_len=0), "snippet_len = 0: expected an integer >= 1"),
+])
+def test_options_passed_to_load_model_are_checked_like_config_json(tmp_path: Path, option: dict, shown: str) -> None:
+    folder = dynsnip.save_pretrained(detector(), tmp_path / "det")
+    with pytest.raises(dynsnip_hub.InvalidConfigError, match=rf"^directory '{folder}': load_model option {shown}\."):
+        dynsnip_hub.load_model(folder, **option, replace_head=True)
+    if option.get("num_classes") == 0:  # an ImageNet backbone without a head is a feature extractor
+        assert dynsnip_hub.load_model(f"dil_{BASE}", pretrained=False, num_classes=0).num_classes == 0

@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from ..models.dil_resnet import DILResNet
 
-__all__ = ["config_problems", "accepted_model_args", "MAX_SNIPPETS", "MIN_SIDE", "MAX_SIDE"]
+__all__ = ["config_problems", "option_problems", "accepted_model_args", "MAX_SNIPPETS", "MIN_SIDE", "MAX_SIDE"]
 
 MAX_SNIPPETS = 256
 """Largest U (``num_snippets`` / ``test_num_snippets``): all U*T frames go through the network
@@ -84,6 +84,28 @@ def _stats_problems(key: str, value: Any, channels: int, positive: bool) -> list
     return [f"{key} = {value!r}: expected a list of {channels} {what}, one per channel"]
 
 
+# The integer model_args a detector can work with: (smallest, largest or None).
+_MODEL_ARG_BOUNDS: dict[str, tuple[int, int | None]] = {
+    "num_classes": (1, None), "in_chans": (1, None), "snippet_len": (1, None),
+    "num_snippets": (1, MAX_SNIPPETS), "test_num_snippets": (1, MAX_SNIPPETS),
+}
+
+
+def option_problems(options: Mapping[str, Any], min_classes: int = 1) -> list[str]:
+    """What is wrong with keyword options passed to :func:`dynsnip.load_model` on top of a
+    ``config.json`` (``num_classes``, ``in_chans``, ``snippet_len``, ``num_snippets``,
+    ``test_num_snippets``), each as ``key = value: what is allowed``, with the bounds
+    :func:`config_problems` applies to the saved values: an override must not build what a
+    config.json could not describe (``num_classes=-1`` returning features as logits,
+    ``test_num_snippets=1000``). ``min_classes``: 0 where no head is a choice (an ImageNet
+    backbone built as a feature extractor); ``None`` values are timm's "not given"."""
+    problems: list[str] = []
+    for key, (low, high) in _MODEL_ARG_BOUNDS.items():
+        if options.get(key) is not None:
+            problems += _int_problem(key, options[key], min_classes if key == "num_classes" else low, high)
+    return problems
+
+
 # timm's PretrainedCfg default: the classes timm assumes a checkpoint's head has when config.json names none
 _TIMM_DEFAULT_CLASSES = 1000
 
@@ -137,9 +159,7 @@ def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     if unknown:
         problems.append(f"model_args has unknown key(s) {unknown}: expected options of {model_cls.__name__} "
                         f"({', '.join(sorted(accepted))})")
-    bounds = {"num_classes": (1, None), "in_chans": (1, None), "snippet_len": (1, None),
-              "num_snippets": (1, MAX_SNIPPETS), "test_num_snippets": (1, MAX_SNIPPETS)}
-    for key, (low, high) in bounds.items():
+    for key, (low, high) in _MODEL_ARG_BOUNDS.items():
         if key in args:
             problems += _int_problem(f"model_args.{key}", args[key], low, high)
     channels = args.get("in_chans", 3)

@@ -763,3 +763,25 @@ def test_options_passed_to_load_model_are_checked_like_config_json(tmp_path: Pat
         dynsnip_hub.load_model(folder, **option, replace_head=True)
     if option.get("num_classes") == 0:  # an ImageNet backbone without a head is a feature extractor
         assert dynsnip_hub.load_model(f"dil_{BASE}", pretrained=False, num_classes=0).num_classes == 0
+
+
+# ------------------------------------------------------------------ audit D: pushing
+def test_in_chans_other_than_3_saves_every_input_size_with_its_channels(local_hub: LocalHub, tmp_path: Path) -> None:
+    """A tag whose pretrained config has a test_input_size (RGB) and a 1-channel model: the saved
+    sizes all say 1 channel (the save used to refuse its own config), the folder loads, it pushes."""
+    gray = timm.create_model("dil_resnet18.a1_in1k", pretrained=False, num_classes=1, in_chans=1)
+    folder = dynsnip.save_pretrained(gray, tmp_path / "gray")
+    cfg = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    assert cfg["input_size"] == [1, 224, 224] and cfg["test_input_size"][0] == 1
+    assert dynsnip_hub.load_model(folder).conv1.in_channels == 1
+    dynsnip_hub.push_to_hub(gray, "me/gray", token="hf_test")
+    assert json.loads(local_hub.files("me/gray")["config.json"])["pretrained_cfg"]["test_input_size"][0] == 1
+
+
+def test_a_refused_save_creates_nothing_on_the_hub(local_hub: LocalHub) -> None:
+    """push_to_hub runs save_pretrained's checks before it creates the repo."""
+    headless = detector()
+    headless.reset_classifier(0)
+    with pytest.raises(ValueError, match=r"num_classes = 0.*needs its classifier"):
+        dynsnip_hub.push_to_hub(headless, "me/headless", token="hf_test")
+    assert not local_hub.has_repo("me/headless") and local_hub.requests_to("/api/repos/create") == []

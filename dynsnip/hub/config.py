@@ -154,8 +154,11 @@ def _pretrained_cfg(model: DILResNet, overrides: Mapping[str, Any] | None) -> di
     cfg["num_classes"] = model.num_classes
     cfg["custom_load"] = False
     cfg["hf_hub_filename"] = WEIGHTS_NAME  # plain timm loads these weights and never looks for a pickle
-    input_size = tuple(cfg.get("input_size", (3, 224, 224)))
-    cfg["input_size"] = (_input_channels(model), *input_size[1:])
+    cfg.setdefault("input_size", (3, 224, 224))
+    channels = _input_channels(model)
+    for key in ("input_size", "test_input_size", "min_input_size"):  # the source's sizes are RGB: in_chans != 3
+        if cfg.get(key) is not None:
+            cfg[key] = (channels, *tuple(cfg[key])[1:])
     unknown = sorted(set(overrides or {}) - _PRETRAINED_CFG_FIELDS)
     if unknown:
         raise ValueError(
@@ -163,7 +166,7 @@ def _pretrained_cfg(model: DILResNet, overrides: Mapping[str, Any] | None) -> di
             f"(allowed: {sorted(_PRETRAINED_CFG_FIELDS - _SOURCE_FIELDS)})"
         )
     cfg.update(overrides or {})
-    for key in ("input_size", "test_input_size", "mean", "std", "pool_size", "test_pool_size"):
+    for key in ("input_size", "test_input_size", "min_input_size", "mean", "std", "pool_size", "test_pool_size"):
         if cfg.get(key) is not None:
             cfg[key] = list(cfg[key])
     return cfg

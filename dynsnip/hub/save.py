@@ -226,19 +226,25 @@ def push_to_hub(
         training = saved.get("training") if training is None else training
         evaluation = saved.get("evaluation") if evaluation is None else evaluation
         license = card_license(source / CARD_NAME) if license is None else license
-    _state_dict_for_safetensors(_unwrap(model))  # non-finite weights: refused before the repo is created
     api = HfApi(token=token, library_name="dynsnip", library_version=__version__)
     create_kwargs = {} if private is None else {"private": private}
-    repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id
-    write_card = replace_card or not api.file_exists(repo_id, CARD_NAME, revision=revision)
     with tempfile.TemporaryDirectory(prefix="dynsnip-push-") as folder:
+        # every check of save_pretrained (non-finite weights, a config load_model would refuse) runs here,
+        # before anything exists on the Hub: a refused save leaves no empty repo behind
         save_pretrained(
             model, folder, repo_id=repo_id, base_model=base_model, license=license,
             model_args=model_args, pretrained_cfg=pretrained_cfg, training=training, evaluation=evaluation,
-            card=write_card,
         )
-        if write_card and edited_card is not None:
-            Path(folder, CARD_NAME).write_text(edited_card, encoding="utf-8")
+        created = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id
+        card_file = Path(folder, CARD_NAME)
+        if created != repo_id:  # "name" completed to "owner/name": the card's loading example names the repo
+            config = json.loads(Path(folder, CONFIG_NAME).read_text(encoding="utf-8"))
+            card_file.write_text(model_card(config, repo_id=created, license=license), encoding="utf-8")
+        repo_id = created
+        if not replace_card and api.file_exists(repo_id, CARD_NAME, revision=revision):
+            card_file.unlink()  # the repo's own card is kept
+        elif edited_card is not None:
+            card_file.write_text(edited_card, encoding="utf-8")
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -356,7 +356,8 @@ def test_push_keeps_an_edited_card_and_validates_new_ones(local_hub: LocalHub) -
     local_hub.add_repo(REPO, files, "edit card")
     model.fc.bias.data += 1
     local_hub.clear_log()
-    dynsnip_hub.push_to_hub(model, REPO, token="hf_test")
+    with pytest.warns(UserWarning, match="edited by hand"):
+        dynsnip_hub.push_to_hub(model, REPO, token="hf_test")
     assert local_hub.files(REPO)["README.md"].endswith(b"# edited by hand\n")
     assert local_hub.requests_to("/api/validate-yaml") == []  # no card uploaded, none validated
     dynsnip_hub.push_to_hub(model, REPO, token="hf_test", replace_card=True)
@@ -785,3 +786,36 @@ def test_a_refused_save_creates_nothing_on_the_hub(local_hub: LocalHub) -> None:
     with pytest.raises(ValueError, match=r"num_classes = 0.*needs its classifier"):
         dynsnip_hub.push_to_hub(headless, "me/headless", token="hf_test")
     assert not local_hub.has_repo("me/headless") and local_hub.requests_to("/api/repos/create") == []
+
+
+def test_a_repush_renders_the_generated_card_again_and_warns_about_an_edited_one(local_hub: LocalHub,
+                                                                                tmp_path: Path, capsys) -> None:
+    """The repo's card that dynsnip rendered shows the new results and licence after a re-push (it
+    used to keep the first push's, as if edited by hand); without license= its licence is kept. A
+    card edited by hand is kept with a warning that names what did not reach it (one line from
+    dynsnip push)."""
+    from dynsnip.cli import main
+
+    def results(auc: float) -> list[dict]:
+        return [evaluation_record({"overall": {"auc": auc, "accuracy": 0.8}}, data="FF++", split="test")]
+
+    model = detector()
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test", evaluation=results(0.91), license="apache-2.0")
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test", evaluation=results(0.55), license="mit")
+    card = ModelCard(local_hub.files(REPO)["README.md"].decode())
+    assert card.data.license == "mit" and [r.metric_value for r in card.data.eval_results if r.metric_type == "roc_auc"] == [0.55]
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test", evaluation=results(0.6))
+    card = ModelCard(local_hub.files(REPO)["README.md"].decode())
+    assert card.data.license == "mit" and "0.6" in card.text  # no license=: the card's own is kept
+
+    files = local_hub.files(REPO)
+    files["README.md"] = b"---\nlibrary_name: timm\n---\n# edited by hand\n"
+    local_hub.add_repo(REPO, files, "edit card")
+    with pytest.warns(UserWarning, match=rf"README.md of {REPO} was edited by hand .* kept, so it does not show "
+                                             r"this upload's training and evaluation records or licence 'mit'"):
+        dynsnip_hub.push_to_hub(model, REPO, token="hf_test", evaluation=results(0.7), license="mit")
+    assert local_hub.files(REPO)["README.md"].endswith(b"# edited by hand\n")
+    folder = dynsnip.save_pretrained(model, tmp_path / "det")
+    assert main(["push", str(folder), REPO, "--token", "hf_test", "--license", "mit"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"dynsnip push: warning: the README.md of {REPO} was edited by hand") and err.count("\n") == 1

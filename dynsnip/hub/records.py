@@ -30,7 +30,7 @@ from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME
 
 __all__ = ["training_record", "evaluation_record", "json_safe", "record_evaluation", "card_license", "card_is_generated",
-           "describe_training", "NOT_RECORDED"]
+           "card_text_is_generated", "text_license", "describe_training", "NOT_RECORDED"]
 
 _METRIC_KEYS = ("auc", "accuracy", "num_videos", "num_real", "num_fake")
 
@@ -152,6 +152,25 @@ def card_license(card_file: Path) -> str | None:
     from huggingface_hub import ModelCard
 
     return ModelCard.load(card_file).data.license
+
+
+def text_license(text: str) -> str | None:
+    """The ``license`` of a model card's metadata, given as text (None without one or with
+    metadata that does not parse)."""
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard(text).data.license
+    except (ValueError, TypeError):  # YAML the Hub would refuse: no licence to keep
+        return None
+
+
+def card_text_is_generated(text: str, config: Mapping[str, Any], repo_id: str | None = None) -> bool:
+    """Whether the card ``text`` is exactly what :func:`dynsnip.save_pretrained` renders from
+    ``config`` with the card's own licence, for no repo or for ``repo_id`` (the repo a pushed card
+    names in its loading example): such a card may be rendered again, one edited by hand not."""
+    license = text_license(text)
+    return any(text == model_card(config, repo_id=repo, license=license) for repo in dict.fromkeys((None, repo_id)))
 
 
 def card_is_generated(directory: str | os.PathLike[str]) -> bool:

@@ -19,14 +19,18 @@ import torch
 from ..models.keys import preview_keys
 from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, base_weights, hub_config
-from .records import card_is_generated, card_license, json_safe
+from .records import card_is_generated, card_license, card_text_is_generated, json_safe, text_license
 from .validate import config_problems
 from .safetensors_file import save_file
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
-__all__ = ["save_pretrained", "push_to_hub", "AUTO"]
+__all__ = ["save_pretrained", "push_to_hub", "AUTO", "CardKeptWarning"]
+
+
+class CardKeptWarning(UserWarning):
+    """A model card edited by hand was kept: it may not show what was just saved or pushed."""
 
 
 class _Auto:
@@ -164,6 +168,22 @@ def _edited_card(directory: Path, repo_id: str | None) -> bool:
     return True
 
 
+def _repo_card(api: Any, repo_id: str, revision: str | None) -> tuple[str, bool] | None:
+    """The ``README.md`` already in ``repo_id`` at ``revision`` and whether dynsnip rendered it from
+    the repo's ``config.json`` (then it may be rendered again with the new records and licence; one
+    edited by hand is kept); None when the repo has no card."""
+    if not api.file_exists(repo_id, CARD_NAME, revision=revision):
+        return None
+    text = Path(api.hf_hub_download(repo_id, CARD_NAME, revision=revision)).read_text(encoding="utf-8")
+    if not api.file_exists(repo_id, CONFIG_NAME, revision=revision):
+        return text, False
+    try:
+        config = json.loads(Path(api.hf_hub_download(repo_id, CONFIG_NAME, revision=revision)).read_text(encoding="utf-8"))
+    except ValueError:  # not JSON: no card was rendered from it
+        return text, False
+    return text, isinstance(config, dict) and card_text_is_generated(text, config, repo_id)
+
+
 def push_to_hub(
     model: torch.nn.Module | str | os.PathLike[str],
     repo_id: str,
@@ -183,8 +203,9 @@ def push_to_hub(
 ) -> "CommitInfo":
     """Upload a DIL model to the Hugging Face Hub repo ``repo_id`` (created if needed).
 
-    Uploads what :func:`save_pretrained` writes, in one commit. An existing ``README.md`` in
-    the repo is kept unless ``replace_card``. Anyone can then load the model with
+    Uploads what :func:`save_pretrained` writes, in one commit. A ``README.md`` already in the
+    repo that dynsnip rendered is rendered again (new records; its licence unless ``license`` is
+    given); one edited by hand is kept, with a :class:`CardKeptWarning`, unless ``replace_card``. Anyone can then load the model with
     ``import dynsnip; timm.create_model("hf-hub:<repo_id>", pretrained=True)``.
 
     Args:
@@ -201,7 +222,7 @@ def push_to_hub(
         revision: branch to commit to (default ``main``).
         commit_message: message of the commit.
         create_pr: open a pull request instead of committing to the branch.
-        replace_card: overwrite a ``README.md`` that is already in the repo.
+        replace_card: overwrite a ``README.md`` that is already in the repo, even one edited by hand.
 
     Returns:
         huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
@@ -234,17 +255,24 @@ def push_to_hub(
         save_pretrained(
             model, folder, repo_id=repo_id, base_model=base_model, license=license,
             model_args=model_args, pretrained_cfg=pretrained_cfg, training=training, evaluation=evaluation,
+            card=False,
         )
-        created = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id
-        card_file = Path(folder, CARD_NAME)
-        if created != repo_id:  # "name" completed to "owner/name": the card's loading example names the repo
+        repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id  # "name" -> "owner/name"
+        in_repo = None if replace_card else _repo_card(api, repo_id, revision)
+        if in_repo is not None and not in_repo[1]:
+            warnings.warn(
+                f"the README.md of {repo_id} was edited by hand (or not written by dynsnip): it is kept, so it does "
+                "not show this upload's training and evaluation records" + (f" or licence {license!r}" if license else "")
+                + "; pass replace_card=True (dynsnip push --replace-card) to replace it", CardKeptWarning, stacklevel=2,
+            )
+        else:
+            if license is None and in_repo is not None:
+                license = text_license(in_repo[0])  # the generated card's licence is kept, as record_evaluation keeps it
             config = json.loads(Path(folder, CONFIG_NAME).read_text(encoding="utf-8"))
-            card_file.write_text(model_card(config, repo_id=created, license=license), encoding="utf-8")
-        repo_id = created
-        if not replace_card and api.file_exists(repo_id, CARD_NAME, revision=revision):
-            card_file.unlink()  # the repo's own card is kept
-        elif edited_card is not None:
-            card_file.write_text(edited_card, encoding="utf-8")
+            Path(folder, CARD_NAME).write_text(
+                edited_card if edited_card is not None else model_card(config, repo_id=repo_id, license=license),
+                encoding="utf-8",
+            )
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -819,3 +819,22 @@ def test_a_repush_renders_the_generated_card_again_and_warns_about_an_edited_one
     assert main(["push", str(folder), REPO, "--token", "hf_test", "--license", "mit"]) == 0
     err = capsys.readouterr().err
     assert err.startswith(f"dynsnip push: warning: the README.md of {REPO} was edited by hand") and err.count("\n") == 1
+
+
+def test_a_card_saved_for_a_repo_is_recognised_and_rendered_for_the_next_one(local_hub: LocalHub,
+                                                                            tmp_path: Path) -> None:
+    """save_pretrained(..., repo_id=) renders the card for that repo: record_evaluation re-renders
+    it (for the same repo) instead of taking it for one edited by hand, and a push of the folder to
+    another repo names that repo, not the first."""
+    from dynsnip.hub.records import card_is_generated
+
+    folder = dynsnip.save_pretrained(detector(), tmp_path / "named", repo_id="me/first")
+    assert card_is_generated(folder)
+    assert record_evaluation(folder, evaluation_record({"overall": {"auc": 0.91, "accuracy": 0.8}}, data="FF++",
+                                                       split="test"))
+    card = (folder / "README.md").read_text()
+    assert "0.91" in card and 'timm.create_model("hf-hub:me/first", pretrained=True)' in card
+    dynsnip_hub.push_to_hub(folder, "me/second", token="hf_test")
+    pushed = local_hub.files("me/second")["README.md"].decode()
+    assert 'timm.create_model("hf-hub:me/second", pretrained=True)' in pushed and "me/first" not in pushed
+    assert "0.91" in pushed

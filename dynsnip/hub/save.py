@@ -154,12 +154,11 @@ def _edited_card(directory: Path, repo_id: str | None) -> bool:
     """Whether ``directory`` holds a ``README.md`` that is not the card dynsnip rendered from its
     ``config.json`` (a hand-edited one); warns that it is kept."""
     card_file = directory / CARD_NAME
-    if not card_file.is_file() or card_is_generated(directory):
+    if not card_file.is_file():
         return False
     try:
         config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
-        if card_file.read_text(encoding="utf-8") == model_card(config, repo_id=repo_id,
-                                                               license=card_license(card_file)):
+        if card_text_is_generated(card_file.read_text(encoding="utf-8"), config, repo_id):
             return False
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no readable config.json next to it: not a card rendered here

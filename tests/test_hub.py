@@ -838,3 +838,25 @@ def test_a_card_saved_for_a_repo_is_recognised_and_rendered_for_the_next_one(loc
     pushed = local_hub.files("me/second")["README.md"].decode()
     assert 'timm.create_model("hf-hub:me/second", pretrained=True)' in pushed and "me/first" not in pushed
     assert "0.91" in pushed
+
+
+# ------------------------------------------------------------------ audit D: what loads
+def test_non_finite_weights_never_load(local_hub: LocalHub, tmp_path: Path) -> None:
+    """An infinite BN variance gave a finite, wrong verdict; NaN scores NaN: a saved detector with
+    either is refused in every load route, naming the tensors, as save_pretrained refuses to write it."""
+    model = detector()
+    folder = dynsnip.save_pretrained(model, tmp_path / "det")
+    state = model.state_dict()
+    state["bn1.running_var"] = torch.full_like(state["bn1.running_var"], float("inf"))
+    state["fc.weight"][0, 0] = float("nan")
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    local_hub.add_repo(REPO, {p.name: p.read_bytes() for p in folder.iterdir()})
+    for source, where in ((folder, f"directory '{folder}'"), (HUB_ID, f"Hub repo '{REPO}'")):
+        with pytest.raises(CheckpointMismatchError) as caught:
+            dynsnip_hub.load_model(source)
+        message = str(caught.value)
+        assert message.startswith(f"model.safetensors of {where} does not fit dil_{BASE}: non-finite weights: 2 tensors hold "
+                                  "NaN or inf (")
+        assert "bn1.running_var" in message and "\n" not in message
+    with pytest.raises(ValueError, match=r"tensors hold NaN or inf \(.*bn1\.running_var"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)

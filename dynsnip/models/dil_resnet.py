@@ -402,7 +402,9 @@ def checkpoint_filter_fn(
       or is incomplete;
     * so does a tensor of another dtype (integer or bool values where the model has floating
       point weights, see :mod:`dynsnip.models.dtypes`), naming the key, the file's dtype and the
-      model's: ``load_state_dict`` would cast it silently.
+      model's: ``load_state_dict`` would cast it silently;
+    * and so do tensors holding NaN or inf (named, first few and a count): ``save_pretrained``
+      never writes them, and an infinite BN variance gives a finite, wrong verdict.
     """
     sd = _unwrap_state_dict(state_dict)
     model.adopt_checkpoint_layout(sd)  # SIMs saved without motion channels (before they were the default)
@@ -431,14 +433,16 @@ def checkpoint_filter_fn(
     unexpected = [k for k in sd if k not in target and not k.startswith(classifier)]
     wrong_dtype = dtype_mismatches(sd, target)
     dropped_head = strict and head_classes is not None and head_classes != model.num_classes
+    non_finite = _non_finite(sd, out)
+    if non_finite and not (missing or misshaped or unexpected or wrong_dtype or dropped_head):
+        raise ValueError(
+            f"checkpoint does not fit {_described(model)}: non-finite weights: "
+            + ("1 tensor holds" if len(non_finite) == 1 else f"{len(non_finite)} tensors hold")
+            + f" NaN or inf ({_preview(non_finite)}): such weights score NaN (or a finite, wrong verdict) on every video. "
+            "Load the last finite weights instead (a training run keeps them in its model/ and checkpoint/ folders)."
+        )
     if missing or misshaped or unexpected or wrong_dtype or dropped_head:
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        arch = cfg.get("architecture") or type(model).__name__
-        # a model built without its pretrained weights (then loaded from a file) names no source
-        source = (cfg.get("file") or cfg.get("hf_hub_id") or cfg.get("url")) if getattr(
-            model, "pretrained_loaded", True) else None
-        if source:
-            arch = f"{arch} (weights from {source})"
+        arch = _described(model)
         parts = []
         if missing:
             what = "tensors" if strict else "backbone tensors"
@@ -469,6 +473,25 @@ def checkpoint_filter_fn(
         )
         raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + advice + ".")
     return out
+
+
+def _described(model: DILResNet) -> str:
+    """``model``'s architecture, with the source of the weights being loaded when it names one,
+    for :func:`checkpoint_filter_fn`'s errors."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    arch = cfg.get("architecture") or type(model).__name__
+    # a model built without its pretrained weights (then loaded from a file) names no source
+    source = (cfg.get("file") or cfg.get("hf_hub_id") or cfg.get("url")) if getattr(
+        model, "pretrained_loaded", True) else None
+    return f"{arch} (weights from {source})" if source else arch
+
+
+def _non_finite(checkpoint: Mapping[str, Any], loaded: Mapping[str, torch.Tensor]) -> list[str]:
+    """The tensors taken from ``checkpoint`` into ``loaded`` that hold NaN or inf: an infinite BN
+    variance or a NaN weight would score every video NaN, or give a finite but wrong verdict, and
+    ``save_pretrained`` refuses to write such weights, so none is loaded either."""
+    return [k for k, v in loaded.items()
+            if k in checkpoint and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def _other_input_channels(src: torch.Tensor, target: torch.Tensor) -> bool:

@@ -860,3 +860,20 @@ def test_non_finite_weights_never_load(local_hub: LocalHub, tmp_path: Path) -> N
         assert "bn1.running_var" in message and "\n" not in message
     with pytest.raises(ValueError, match=r"tensors hold NaN or inf \(.*bn1\.running_var"):
         timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def test_a_detector_with_its_own_input_size_keeps_no_imagenet_test_sizes(tmp_path: Path) -> None:
+    """A tag with ImageNet test-time sizes (288 px) and a detector trained at 112 px: the saved
+    config has no test_input_size / test_crop_pct, so timm's test-time data config crops 112 px."""
+    from timm.data import resolve_data_config
+
+    model = timm.create_model("dil_resnet18.a1_in1k", pretrained=False, num_classes=1)
+    assert model.pretrained_cfg["test_input_size"] == (3, 288, 288)
+    folder = dynsnip.save_pretrained(model, tmp_path / "det", pretrained_cfg={"input_size": (3, 112, 112)})
+    cfg = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    assert not {"test_input_size", "test_crop_pct", "test_pool_size"} & set(cfg)
+    data = resolve_data_config(model=dynsnip_hub.load_model(folder), use_test_size=True)
+    assert data["input_size"] == (3, 112, 112) and data["crop_pct"] == cfg["crop_pct"]
+    given = dynsnip.save_pretrained(model, tmp_path / "given", pretrained_cfg={
+        "input_size": (3, 112, 112), "test_input_size": (3, 128, 128)})
+    assert json.loads((given / "config.json").read_text())["pretrained_cfg"]["test_input_size"] == [3, 128, 128]

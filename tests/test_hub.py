@@ -877,3 +877,23 @@ def test_a_detector_with_its_own_input_size_keeps_no_imagenet_test_sizes(tmp_pat
     given = dynsnip.save_pretrained(model, tmp_path / "given", pretrained_cfg={
         "input_size": (3, 112, 112), "test_input_size": (3, 128, 128)})
     assert json.loads((given / "config.json").read_text())["pretrained_cfg"]["test_input_size"] == [3, 128, 128]
+
+
+def test_push_to_a_missing_branch_names_it_and_creates_nothing(local_hub: LocalHub, tmp_path: Path, capsys) -> None:
+    """--revision of a branch the repo lacks used to end in "404 Client Error." after creating the
+    repo; now it is one line naming the branch and how to create it, and nothing is created."""
+    from dynsnip.cli import main
+
+    folder = dynsnip.save_pretrained(detector(), tmp_path / "det")
+    assert main(["push", str(folder), "me/new", "--revision", "dev", "--token", "hf_test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynsnip push: error: --revision dev: me/new does not exist yet") and err.count("\n") == 1
+    assert "hf repos branch create me/new dev" in err and not local_hub.has_repo("me/new")
+    push_detector(local_hub)
+    head = local_hub.head(REPO)
+    with pytest.raises(ValueError, match=rf"^{REPO} has no branch 'dev': create it first with `hf repos branch "
+                                         rf"create {REPO} dev`"):
+        dynsnip_hub.push_to_hub(folder, REPO, token="hf_test", revision="dev")
+    assert local_hub.head(REPO) == head
+    dynsnip_hub.push_to_hub(folder, REPO, token="hf_test", revision="main")
+    assert local_hub.head(REPO) != head

@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("folder", type=Path, metavar="FOLDER", help="hub-layout folder (or a run folder with model/)")
     p.add_argument("repo", metavar="REPO", help="Hub repo owner/name (created if needed)")
     p.add_argument("--private", action="store_true", default=None, help="create the repo private")
-    p.add_argument("--revision", help="branch to commit to (default main)")
+    p.add_argument("--revision", help="branch to commit to (default main); it must exist already")
     p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     p.add_argument("--message", default="Upload DIL detector with dynsnip", help="commit message")
     p.add_argument("--license", help="licence id for a generated card, e.g. apache-2.0 (default: the saved card's; "
@@ -56,7 +56,7 @@ def run_push(args: argparse.Namespace) -> int:
     from ..engine.train import saved_model_folder
     from ..hub import push_to_hub
     from ..hub.errors import ModelLoadError
-    from ..hub.save import CardKeptWarning
+    from ..hub.save import CardKeptWarning, NoSuchBranchError
 
     folder = saved_model_folder(args.folder)
     if folder is None:
@@ -85,6 +85,8 @@ def run_push(args: argparse.Namespace) -> int:
                 warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     except ModelLoadError as err:
         return usage_error("push", f"{folder} does not load as a DIL detector: {err}")
+    except NoSuchBranchError as err:  # checked before anything was created
+        return usage_error("push", f"--revision {args.revision}: {err}")
     except ValueError as err:  # non-finite weights: nothing was uploaded
         return usage_error("push", f"{folder}: {err}")
     except LocalTokenNotFoundError:

@@ -26,7 +26,11 @@ from .safetensors_file import save_file
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
-__all__ = ["save_pretrained", "push_to_hub", "AUTO", "CardKeptWarning"]
+__all__ = ["save_pretrained", "push_to_hub", "AUTO", "CardKeptWarning", "NoSuchBranchError"]
+
+
+class NoSuchBranchError(ValueError):
+    """``push_to_hub(..., revision=...)`` names a branch the repo does not have (nothing was created)."""
 
 
 class CardKeptWarning(UserWarning):
@@ -167,6 +171,29 @@ def _edited_card(directory: Path, repo_id: str | None) -> bool:
     return True
 
 
+def _check_branch(api: Any, repo_id: str, revision: str | None) -> None:
+    """Raise NoSuchBranchError unless ``repo_id`` has the branch ``revision`` (None and ``main``:
+    nothing to check; a repo that does not exist yet gets ``main`` only). Done before the repo is
+    created: the commit would fail with a bare "404 Client Error." after creating it."""
+    if revision is None or revision == "main":
+        return
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    create = f"`hf repos branch create {repo_id} {revision}` (or HfApi().create_branch)"
+    try:
+        api.repo_info(repo_id, revision=revision)
+    except RevisionNotFoundError:
+        raise NoSuchBranchError(
+            f"{repo_id} has no branch {revision!r}: create it first with {create}, or leave out the revision "
+            "to commit to main"
+        ) from None
+    except RepositoryNotFoundError:  # a private one the token cannot read is refused by create_repo next
+        raise NoSuchBranchError(
+            f"{repo_id} does not exist yet (or cannot be read with this token), so it has no branch {revision!r}: "
+            f"push to main first (no revision), then create the branch with {create}"
+        ) from None
+
+
 def _repo_card(api: Any, repo_id: str, revision: str | None) -> tuple[str, bool] | None:
     """The ``README.md`` already in ``repo_id`` at ``revision`` and whether dynsnip rendered it from
     the repo's ``config.json`` (then it may be rendered again with the new records and licence; one
@@ -218,7 +245,8 @@ def push_to_hub(
         repo_id: ``owner/name``.
         token: Hub token; by default the one ``hf auth login`` stored or ``HF_TOKEN``.
         private: visibility of a repo this call creates (the Hub's default if None).
-        revision: branch to commit to (default ``main``).
+        revision: branch to commit to (default ``main``); it must exist (NoSuchBranchError, before
+            anything is created, names it and how to create it).
         commit_message: message of the commit.
         create_pr: open a pull request instead of committing to the branch.
         replace_card: overwrite a ``README.md`` that is already in the repo, even one edited by hand.
@@ -229,6 +257,7 @@ def push_to_hub(
     Raises:
         ValueError: a weight is NaN / inf (nothing is created or uploaded), or as for
             :func:`save_pretrained`.
+        NoSuchBranchError: ``revision`` is not a branch of the repo (nothing is created).
     """
     from huggingface_hub import HfApi
 
@@ -256,6 +285,7 @@ def push_to_hub(
             model_args=model_args, pretrained_cfg=pretrained_cfg, training=training, evaluation=evaluation,
             card=False,
         )
+        _check_branch(api, repo_id, revision)
         repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id  # "name" -> "owner/name"
         in_repo = None if replace_card else _repo_card(api, repo_id, revision)
         if in_repo is not None and not in_repo[1]:

@@ -897,3 +897,20 @@ def test_push_to_a_missing_branch_names_it_and_creates_nothing(local_hub: LocalH
     assert local_hub.head(REPO) == head
     dynsnip_hub.push_to_hub(folder, REPO, token="hf_test", revision="main")
     assert local_hub.head(REPO) != head
+
+
+@pytest.mark.parametrize("edit, shown", [
+    (lambda c: c["pretrained_cfg"].update(new_field=1),
+     "config.json cannot describe a working detector: pretrained_cfg has field(s) ['new_field'] that this timm's "
+     "PretrainedCfg does not know"),
+    (lambda c: c.pop("pretrained_cfg"), "config.json has no pretrained_cfg section"),
+])
+def test_a_config_json_of_another_version_names_the_field_not_model_args(tmp_path: Path, edit, shown: str) -> None:
+    """An unknown pretrained_cfg field (a newer timm / dynsnip) or no pretrained_cfg used to be
+    reported as model_args that do not build the model; the error names what is wrong and what to do."""
+    folder = edit_config(dynsnip.save_pretrained(detector(), tmp_path / "det"), edit)
+    with pytest.raises(dynsnip_hub.InvalidConfigError) as caught:
+        dynsnip_hub.load_model(folder)
+    message = str(caught.value)
+    assert message.startswith(f"directory '{folder}': {shown}"), message
+    assert "model_args" not in message and "upgrade dynsnip and timm" in message

@@ -152,6 +152,14 @@ def _read_config(config_file: str | Path, source: _Source) -> dict[str, Any]:
             source.name, CONFIG_NAME, err,
         ) from None
     _require_dil(arch, source)
+    if isinstance(config, dict) and "pretrained_cfg" not in config:
+        # timm would read the whole file as a legacy pretrained_cfg and fail on its first model key
+        raise InvalidConfigError(
+            f"{source.label}: {CONFIG_NAME} has no pretrained_cfg section (the timm PretrainedCfg fields "
+            "dynsnip.save_pretrained writes: input size, mean, std, classifier...). Save the model again with "
+            "dynsnip.save_pretrained, or upgrade dynsnip and timm if a newer version wrote it.",
+            source.name, CONFIG_NAME,
+        )
     problems = config_problems(config)
     if problems:
         raise InvalidConfigError(

@@ -13,9 +13,12 @@ without a second list to keep in sync.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from typing import Any, Mapping
+
+from timm.models import PretrainedCfg
 
 from ..models.dil_resnet import DILResNet
 
@@ -84,6 +87,9 @@ def _stats_problems(key: str, value: Any, channels: int, positive: bool) -> list
     return [f"{key} = {value!r}: expected a list of {channels} {what}, one per channel"]
 
 
+# What timm's PretrainedCfg accepts: a config.json field it does not know fails its constructor.
+_PRETRAINED_CFG_FIELDS = frozenset(f.name for f in dataclasses.fields(PretrainedCfg))
+
 # The integer model_args a detector can work with: (smallest, largest or None).
 _MODEL_ARG_BOUNDS: dict[str, tuple[int, int | None]] = {
     "num_classes": (1, None), "in_chans": (1, None), "snippet_len": (1, None),
@@ -142,8 +148,9 @@ def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     ``pretrained_cfg``: otherwise timm drops the saved head), ``model_args`` (a dict of keys the model accepts;
     ``snippet_len`` >= 1, ``num_snippets`` / ``test_num_snippets`` from 1 to
     :data:`MAX_SNIPPETS`, ``in_chans`` >= 1, ``num_classes`` as above), ``pretrained_cfg``
-    (``input_size`` / ``test_input_size`` ``[C, H, W]`` with sides from :data:`MIN_SIDE` to
-    :data:`MAX_SIDE`, ``mean`` finite and ``std`` positive, one per channel) and ``video``
+    (fields of timm's ``PretrainedCfg`` only; ``input_size`` / ``test_input_size`` ``[C, H, W]``
+    with sides from :data:`MIN_SIDE` to :data:`MAX_SIDE`, ``mean`` finite and ``std`` positive,
+    one per channel) and ``video``
     (a dict). The architecture itself is checked by the loader.
     """
     if not isinstance(config, Mapping):
@@ -166,6 +173,11 @@ def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     cfg = config.get("pretrained_cfg", {})
     if not isinstance(cfg, Mapping):
         return problems + [f"pretrained_cfg = {cfg!r}: expected an object of timm PretrainedCfg fields"]
+    unknown_fields = sorted(set(cfg) - _PRETRAINED_CFG_FIELDS)
+    if unknown_fields:  # timm's PretrainedCfg(**cfg) would fail with a TypeError
+        problems.append(f"pretrained_cfg has field(s) {unknown_fields} that this timm's PretrainedCfg does not know: "
+                        "expected fields of timm.models.PretrainedCfg (saved by a newer dynsnip or timm? upgrade "
+                        "dynsnip and timm, or save the model again with this version)")
     for key in ("input_size", "test_input_size"):
         if cfg.get(key) is not None:
             problems += _size_problems(f"pretrained_cfg.{key}", cfg[key], channels)

@@ -914,3 +914,15 @@ def test_a_config_json_of_another_version_names_the_field_not_model_args(tmp_pat
     message = str(caught.value)
     assert message.startswith(f"directory '{folder}': {shown}"), message
     assert "model_args" not in message and "upgrade dynsnip and timm" in message
+
+
+@pytest.mark.parametrize("name", ["hf-hub:me/det/", "hf-hub:/me/det", "hf-hub:me/de..t"])
+def test_a_malformed_hub_id_is_a_model_load_error(local_hub: LocalHub, name: str) -> None:
+    """huggingface_hub's HFValidationError used to escape load_model (and every CLI handler that
+    catches ModelLoadError); it is a RepoNotFoundError naming the id and the spelling expected."""
+    with pytest.raises(RepoNotFoundError) as caught:
+        dynsnip_hub.load_model(name)
+    message = str(caught.value)
+    assert message.startswith(f"'{name}' does not name a Hub repo (") and "Write hf-hub:owner/name" in message
+    assert "repo_type" not in message and "\n" not in message
+    assert local_hub.requests == []

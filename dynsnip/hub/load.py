@@ -452,10 +452,30 @@ def _safetensors_only(kwargs: dict[str, Any]) -> dict[str, Any]:
     return overlay
 
 
+def _checked_repo_id(source: _Source) -> None:
+    """Raise RepoNotFoundError naming the id, why and the expected spelling unless ``source.name``
+    is a valid Hub repo id (``hf-hub:me/det/`` or ``hf-hub:/me/det`` would raise huggingface_hub's
+    HFValidationError from inside the download, which no caller catching ModelLoadError expects)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(source.name)
+    except HFValidationError as err:
+        why = str(err).splitlines()[0].split(". Use `repo_type`", 1)[0].rstrip(".")  # no repo_type argument here
+        raise RepoNotFoundError(
+            f"'hf-hub:{source.name}' does not name a Hub repo ({why}). "
+            "Write hf-hub:owner/name, optionally with @revision.",
+            source.name, None, err,
+        ) from None
+
+
 def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any], replace_head: bool = False) -> DILResNet:
     from huggingface_hub import hf_hub_download
 
     from .. import __version__
+
+    _checked_repo_id(source)
 
     cache_dir = kwargs.get("cache_dir")
     files = (CONFIG_NAME, WEIGHTS_NAME)

@@ -356,7 +356,8 @@ def test_push_keeps_an_edited_card_and_validates_new_ones(local_hub: LocalHub) -
     local_hub.add_repo(REPO, files, "edit card")
     model.fc.bias.data += 1
     local_hub.clear_log()
-    dynsnip_hub.push_to_hub(model, REPO, token="hf_test")
+    with pytest.warns(UserWarning, match="edited by hand"):
+        dynsnip_hub.push_to_hub(model, REPO, token="hf_test")
     assert local_hub.files(REPO)["README.md"].endswith(b"# edited by hand\n")
     assert local_hub.requests_to("/api/validate-yaml") == []  # no card uploaded, none validated
     dynsnip_hub.push_to_hub(model, REPO, token="hf_test", replace_card=True)
@@ -672,3 +673,256 @@ def test_a_result_recorded_again_replaces_the_earlier_one_and_a_longer_recipe_is
     assert config["training"]["recipe"]["epochs"] == 2 and config["training"]["epoch"] == 1
     assert "| epochs | 2; these weights are from epoch 1 |" in (folder / "README.md").read_text()
     assert not update_training_recipe(folder, {"epochs": 2, "lr": 1e-4})  # nothing new
+
+
+# ------------------------------------------------------------------ audit D: the head
+def edit_config(folder: Path, edit) -> Path:
+    """``folder`` with its config.json changed by ``edit`` (which changes the dict in place)."""
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("edit, shown", [
+    (lambda c: c.update(num_classes=2),
+     "num_classes = 2, model_args.num_classes = 1, pretrained_cfg.num_classes = 1: expected one number of classes"),
+    (lambda c: c["pretrained_cfg"].update(num_classes=2),
+     "num_classes = 1, model_args.num_classes = 1, pretrained_cfg.num_classes = 2: expected one number of classes"),
+    (lambda c: (c.pop("num_classes"), c["pretrained_cfg"].pop("num_classes")),
+     "model_args.num_classes = 1 but no top-level num_classes (or pretrained_cfg.num_classes), which timm then "
+     "takes as 1000"),
+])
+def test_a_config_whose_num_classes_disagree_never_loads_a_random_head(local_hub: LocalHub, tmp_path: Path,
+                                                                      edit, shown: str) -> None:
+    """timm copies config.json's top-level num_classes into pretrained_cfg and drops the saved
+    classifier when the model's differ: load_model refuses such a config, and plain timm (local-dir:
+    and hf-hub:) refuses to drop a saved detector's head, instead of running a random one."""
+    folder = edit_config(dynsnip.save_pretrained(detector(), tmp_path / "det"), edit)
+    with pytest.raises(dynsnip_hub.InvalidConfigError) as caught:
+        dynsnip_hub.load_model(folder)
+    assert shown in str(caught.value) and "drop the saved classifier" in str(caught.value)
+    local_hub.add_repo(REPO, {p.name: p.read_bytes() for p in folder.iterdir()})
+    with pytest.raises(dynsnip_hub.InvalidConfigError, match=f"Hub repo '{REPO}'"):
+        dynsnip_hub.load_model(HUB_ID)
+    top = json.loads((folder / "config.json").read_text()).get("num_classes")
+    if top == 2 or top is None:  # timm's pretrained_cfg then says 2 (or 1000) classes for a 1-class model
+        for name in (f"local-dir:{folder}", HUB_ID):
+            with pytest.raises(ValueError, match="timm would drop the saved classifier"):
+                timm.create_model(name, pretrained=True)
+
+
+def test_a_head_of_another_shape_than_config_json_says_is_refused(tmp_path: Path) -> None:
+    """config.json agrees with itself (2 classes) but the weights hold a 1-class head: refused
+    naming fc.weight, not loaded with a random head."""
+    folder = edit_config(dynsnip.save_pretrained(detector(), tmp_path / "det"), lambda c: (
+        c.update(num_classes=2), c["model_args"].update(num_classes=2), c["pretrained_cfg"].update(num_classes=2)))
+    with pytest.raises(CheckpointMismatchError, match=r"mis-shaped \(fc\.weight: checkpoint \(1, "):
+        dynsnip_hub.load_model(folder)
+    with pytest.raises(ValueError, match=r"fc\.weight: checkpoint \(1, "):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def test_features_of_a_saved_detector_still_load_without_its_head(tmp_path: Path) -> None:
+    """features_only has no head: timm drops it by design, which is not refused."""
+    model = detector()
+    folder = dynsnip.save_pretrained(model, tmp_path / "det")
+    features = timm.create_model(f"local-dir:{folder}", pretrained=True, features_only=True, out_indices=(4,))
+    assert torch.equal(features.model.layer4[0].conv1.weight, model.layer4[0].conv1.weight)
+
+
+def test_a_num_classes_override_never_drops_the_saved_head_silently(local_hub: LocalHub, tmp_path: Path) -> None:
+    """load_model(saved, num_classes=N) used to drop the trained head for a random one; now it is
+    refused unless replace_head=True, which loads the detector completely, then starts a new head
+    with a warning and without the training record. The saved count itself still loads."""
+    model = detector()
+    folder = dynsnip.save_pretrained(model, tmp_path / "det", training=training_record({"epochs": 1}, data="tiny"))
+    push_detector(local_hub)
+    for source, where in ((folder, f"directory '{folder}'"), (HUB_ID, f"Hub repo '{REPO}'")):
+        with pytest.raises(CheckpointMismatchError, match=rf"^{where} is a detector with a 1-class head: "
+                                                          r"load_model\(\.\.\., num_classes=2\) would drop it"):
+            dynsnip_hub.load_model(source, num_classes=2)
+        with pytest.warns(UserWarning, match=r"the saved 1-class head was dropped for a new, randomly initialised "
+                                             r"2-class head"):
+            replaced = dynsnip_hub.load_model(source, num_classes=2, replace_head=True)
+        assert replaced.num_classes == 2 and replaced.fc.weight.shape == (2, replaced.num_features)
+        assert replaced.training_record is None
+        assert torch.equal(replaced.layer3[0].conv1.weight, model.layer3[0].conv1.weight)  # the rest is the saved one
+    assert dynsnip_hub.load_model(folder, num_classes=1).training_record["data"] == "tiny"
+    assert dynsnip_hub.load_model(folder, pretrained=False, num_classes=3).num_classes == 3  # no weights, no head
+
+
+@pytest.mark.parametrize("option, shown", [
+    (dict(num_classes=0), "num_classes = 0: expected an integer >= 1"),
+    (dict(num_classes=-1), "num_classes = -1: expected an integer >= 1"),
+    (dict(test_num_snippets=1000), "test_num_snippets = 1000: expected an integer from 1 to 256"),
+    (dict(snippet_len=0), "snippet_len = 0: expected an integer >= 1"),
+])
+def test_options_passed_to_load_model_are_checked_like_config_json(tmp_path: Path, option: dict, shown: str) -> None:
+    folder = dynsnip.save_pretrained(detector(), tmp_path / "det")
+    with pytest.raises(dynsnip_hub.InvalidConfigError, match=rf"^directory '{folder}': load_model option {shown}\."):
+        dynsnip_hub.load_model(folder, **option, replace_head=True)
+    if option.get("num_classes") == 0:  # an ImageNet backbone without a head is a feature extractor
+        assert dynsnip_hub.load_model(f"dil_{BASE}", pretrained=False, num_classes=0).num_classes == 0
+
+
+# ------------------------------------------------------------------ audit D: pushing
+def test_in_chans_other_than_3_saves_every_input_size_with_its_channels(local_hub: LocalHub, tmp_path: Path) -> None:
+    """A tag whose pretrained config has a test_input_size (RGB) and a 1-channel model: the saved
+    sizes all say 1 channel (the save used to refuse its own config), the folder loads, it pushes."""
+    gray = timm.create_model("dil_resnet18.a1_in1k", pretrained=False, num_classes=1, in_chans=1)
+    folder = dynsnip.save_pretrained(gray, tmp_path / "gray")
+    cfg = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    assert cfg["input_size"] == [1, 224, 224] and cfg["test_input_size"][0] == 1
+    assert dynsnip_hub.load_model(folder).conv1.in_channels == 1
+    dynsnip_hub.push_to_hub(gray, "me/gray", token="hf_test")
+    assert json.loads(local_hub.files("me/gray")["config.json"])["pretrained_cfg"]["test_input_size"][0] == 1
+
+
+def test_a_refused_save_creates_nothing_on_the_hub(local_hub: LocalHub) -> None:
+    """push_to_hub runs save_pretrained's checks before it creates the repo."""
+    headless = detector()
+    headless.reset_classifier(0)
+    with pytest.raises(ValueError, match=r"num_classes = 0.*needs its classifier"):
+        dynsnip_hub.push_to_hub(headless, "me/headless", token="hf_test")
+    assert not local_hub.has_repo("me/headless") and local_hub.requests_to("/api/repos/create") == []
+
+
+def test_a_repush_renders_the_generated_card_again_and_warns_about_an_edited_one(local_hub: LocalHub,
+                                                                                tmp_path: Path, capsys) -> None:
+    """The repo's card that dynsnip rendered shows the new results and licence after a re-push (it
+    used to keep the first push's, as if edited by hand); without license= its licence is kept. A
+    card edited by hand is kept with a warning that names what did not reach it (one line from
+    dynsnip push)."""
+    from dynsnip.cli import main
+
+    def results(auc: float) -> list[dict]:
+        return [evaluation_record({"overall": {"auc": auc, "accuracy": 0.8}}, data="FF++", split="test")]
+
+    model = detector()
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test", evaluation=results(0.91), license="apache-2.0")
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test", evaluation=results(0.55), license="mit")
+    card = ModelCard(local_hub.files(REPO)["README.md"].decode())
+    assert card.data.license == "mit" and [r.metric_value for r in card.data.eval_results if r.metric_type == "roc_auc"] == [0.55]
+    dynsnip_hub.push_to_hub(model, REPO, token="hf_test", evaluation=results(0.6))
+    card = ModelCard(local_hub.files(REPO)["README.md"].decode())
+    assert card.data.license == "mit" and "0.6" in card.text  # no license=: the card's own is kept
+
+    files = local_hub.files(REPO)
+    files["README.md"] = b"---\nlibrary_name: timm\n---\n# edited by hand\n"
+    local_hub.add_repo(REPO, files, "edit card")
+    with pytest.warns(UserWarning, match=rf"README.md of {REPO} was edited by hand .* kept, so it does not show "
+                                             r"this upload's training and evaluation records or licence 'mit'"):
+        dynsnip_hub.push_to_hub(model, REPO, token="hf_test", evaluation=results(0.7), license="mit")
+    assert local_hub.files(REPO)["README.md"].endswith(b"# edited by hand\n")
+    folder = dynsnip.save_pretrained(model, tmp_path / "det")
+    assert main(["push", str(folder), REPO, "--token", "hf_test", "--license", "mit"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"dynsnip push: warning: the README.md of {REPO} was edited by hand") and err.count("\n") == 1
+
+
+def test_a_card_saved_for_a_repo_is_recognised_and_rendered_for_the_next_one(local_hub: LocalHub,
+                                                                            tmp_path: Path) -> None:
+    """save_pretrained(..., repo_id=) renders the card for that repo: record_evaluation re-renders
+    it (for the same repo) instead of taking it for one edited by hand, and a push of the folder to
+    another repo names that repo, not the first."""
+    from dynsnip.hub.records import card_is_generated
+
+    folder = dynsnip.save_pretrained(detector(), tmp_path / "named", repo_id="me/first")
+    assert card_is_generated(folder)
+    assert record_evaluation(folder, evaluation_record({"overall": {"auc": 0.91, "accuracy": 0.8}}, data="FF++",
+                                                       split="test"))
+    card = (folder / "README.md").read_text()
+    assert "0.91" in card and 'timm.create_model("hf-hub:me/first", pretrained=True)' in card
+    dynsnip_hub.push_to_hub(folder, "me/second", token="hf_test")
+    pushed = local_hub.files("me/second")["README.md"].decode()
+    assert 'timm.create_model("hf-hub:me/second", pretrained=True)' in pushed and "me/first" not in pushed
+    assert "0.91" in pushed
+
+
+# ------------------------------------------------------------------ audit D: what loads
+def test_non_finite_weights_never_load(local_hub: LocalHub, tmp_path: Path) -> None:
+    """An infinite BN variance gave a finite, wrong verdict; NaN scores NaN: a saved detector with
+    either is refused in every load route, naming the tensors, as save_pretrained refuses to write it."""
+    model = detector()
+    folder = dynsnip.save_pretrained(model, tmp_path / "det")
+    state = model.state_dict()
+    state["bn1.running_var"] = torch.full_like(state["bn1.running_var"], float("inf"))
+    state["fc.weight"][0, 0] = float("nan")
+    safetensors.torch.save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    local_hub.add_repo(REPO, {p.name: p.read_bytes() for p in folder.iterdir()})
+    for source, where in ((folder, f"directory '{folder}'"), (HUB_ID, f"Hub repo '{REPO}'")):
+        with pytest.raises(CheckpointMismatchError) as caught:
+            dynsnip_hub.load_model(source)
+        message = str(caught.value)
+        assert message.startswith(f"model.safetensors of {where} does not fit dil_{BASE}: non-finite weights: 2 tensors hold "
+                                  "NaN or inf (")
+        assert "bn1.running_var" in message and "\n" not in message
+    with pytest.raises(ValueError, match=r"tensors hold NaN or inf \(.*bn1\.running_var"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def test_a_detector_with_its_own_input_size_keeps_no_imagenet_test_sizes(tmp_path: Path) -> None:
+    """A tag with ImageNet test-time sizes (288 px) and a detector trained at 112 px: the saved
+    config has no test_input_size / test_crop_pct, so timm's test-time data config crops 112 px."""
+    from timm.data import resolve_data_config
+
+    model = timm.create_model("dil_resnet18.a1_in1k", pretrained=False, num_classes=1)
+    assert model.pretrained_cfg["test_input_size"] == (3, 288, 288)
+    folder = dynsnip.save_pretrained(model, tmp_path / "det", pretrained_cfg={"input_size": (3, 112, 112)})
+    cfg = json.loads((folder / "config.json").read_text())["pretrained_cfg"]
+    assert not {"test_input_size", "test_crop_pct", "test_pool_size"} & set(cfg)
+    data = resolve_data_config(model=dynsnip_hub.load_model(folder), use_test_size=True)
+    assert data["input_size"] == (3, 112, 112) and data["crop_pct"] == cfg["crop_pct"]
+    given = dynsnip.save_pretrained(model, tmp_path / "given", pretrained_cfg={
+        "input_size": (3, 112, 112), "test_input_size": (3, 128, 128)})
+    assert json.loads((given / "config.json").read_text())["pretrained_cfg"]["test_input_size"] == [3, 128, 128]
+
+
+def test_push_to_a_missing_branch_names_it_and_creates_nothing(local_hub: LocalHub, tmp_path: Path, capsys) -> None:
+    """--revision of a branch the repo lacks used to end in "404 Client Error." after creating the
+    repo; now it is one line naming the branch and how to create it, and nothing is created."""
+    from dynsnip.cli import main
+
+    folder = dynsnip.save_pretrained(detector(), tmp_path / "det")
+    assert main(["push", str(folder), "me/new", "--revision", "dev", "--token", "hf_test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynsnip push: error: --revision dev: me/new does not exist yet") and err.count("\n") == 1
+    assert "hf repos branch create me/new dev" in err and not local_hub.has_repo("me/new")
+    push_detector(local_hub)
+    head = local_hub.head(REPO)
+    with pytest.raises(ValueError, match=rf"^{REPO} has no branch 'dev': create it first with `hf repos branch "
+                                         rf"create {REPO} dev`"):
+        dynsnip_hub.push_to_hub(folder, REPO, token="hf_test", revision="dev")
+    assert local_hub.head(REPO) == head
+    dynsnip_hub.push_to_hub(folder, REPO, token="hf_test", revision="main")
+    assert local_hub.head(REPO) != head
+
+
+@pytest.mark.parametrize("edit, shown", [
+    (lambda c: c["pretrained_cfg"].update(new_field=1),
+     "config.json cannot describe a working detector: pretrained_cfg has field(s) ['new_field'] that this timm's "
+     "PretrainedCfg does not know"),
+    (lambda c: c.pop("pretrained_cfg"), "config.json has no pretrained_cfg section"),
+])
+def test_a_config_json_of_another_version_names_the_field_not_model_args(tmp_path: Path, edit, shown: str) -> None:
+    """An unknown pretrained_cfg field (a newer timm / dynsnip) or no pretrained_cfg used to be
+    reported as model_args that do not build the model; the error names what is wrong and what to do."""
+    folder = edit_config(dynsnip.save_pretrained(detector(), tmp_path / "det"), edit)
+    with pytest.raises(dynsnip_hub.InvalidConfigError) as caught:
+        dynsnip_hub.load_model(folder)
+    message = str(caught.value)
+    assert message.startswith(f"directory '{folder}': {shown}"), message
+    assert "model_args" not in message and "upgrade dynsnip and timm" in message
+
+
+@pytest.mark.parametrize("name", ["hf-hub:me/det/", "hf-hub:/me/det", "hf-hub:me/de..t"])
+def test_a_malformed_hub_id_is_a_model_load_error(local_hub: LocalHub, name: str) -> None:
+    """huggingface_hub's HFValidationError used to escape load_model (and every CLI handler that
+    catches ModelLoadError); it is a RepoNotFoundError naming the id and the spelling expected."""
+    with pytest.raises(RepoNotFoundError) as caught:
+        dynsnip_hub.load_model(name)
+    message = str(caught.value)
+    assert message.startswith(f"'{name}' does not name a Hub repo (") and "Write hf-hub:owner/name" in message
+    assert "repo_type" not in message and "\n" not in message
+    assert local_hub.requests == []

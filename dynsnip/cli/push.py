@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 
 from .exit_codes import EXIT_OK, usage_error
@@ -27,12 +29,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("folder", type=Path, metavar="FOLDER", help="hub-layout folder (or a run folder with model/)")
     p.add_argument("repo", metavar="REPO", help="Hub repo owner/name (created if needed)")
     p.add_argument("--private", action="store_true", default=None, help="create the repo private")
-    p.add_argument("--revision", help="branch to commit to (default main)")
+    p.add_argument("--revision", help="branch to commit to (default main); it must exist already")
     p.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     p.add_argument("--message", default="Upload DIL detector with dynsnip", help="commit message")
     p.add_argument("--license", help="licence id for a generated card, e.g. apache-2.0 (default: the saved card's; "
                         "a card edited by hand is uploaded as it is)")
-    p.add_argument("--replace-card", action="store_true", help="overwrite a README.md the repo already has")
+    p.add_argument("--replace-card", action="store_true",
+                   help="overwrite a README.md the repo already has even if it was edited by hand (one dynsnip "
+                        "rendered is always rendered again)")
     p.add_argument("--token", help="Hub token (default: the stored login or HF_TOKEN)")
     p.set_defaults(func=run_push)
     return p
@@ -52,6 +56,7 @@ def run_push(args: argparse.Namespace) -> int:
     from ..engine.train import saved_model_folder
     from ..hub import push_to_hub
     from ..hub.errors import ModelLoadError
+    from ..hub.save import CardKeptWarning, NoSuchBranchError
 
     folder = saved_model_folder(args.folder)
     if folder is None:
@@ -66,13 +71,22 @@ def run_push(args: argparse.Namespace) -> int:
     except HFValidationError as err:
         return usage_error("push", f"REPO {args.repo!r} is not a valid repo id: {err}")
     try:
-        commit = push_to_hub(
-            folder, args.repo, token=args.token, private=args.private, revision=args.revision,
-            commit_message=args.message, create_pr=args.create_pr, license=args.license,
-            replace_card=args.replace_card,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CardKeptWarning)
+            commit = push_to_hub(
+                folder, args.repo, token=args.token, private=args.private, revision=args.revision,
+                commit_message=args.message, create_pr=args.create_pr, license=args.license,
+                replace_card=args.replace_card,
+            )
+        for warning in caught:  # the kept card in one line; anything else as Python shows it
+            if issubclass(warning.category, CardKeptWarning):
+                print(f"dynsnip push: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     except ModelLoadError as err:
         return usage_error("push", f"{folder} does not load as a DIL detector: {err}")
+    except NoSuchBranchError as err:  # checked before anything was created
+        return usage_error("push", f"--revision {args.revision}: {err}")
     except ValueError as err:  # non-finite weights: nothing was uploaded
         return usage_error("push", f"{folder}: {err}")
     except LocalTokenNotFoundError:

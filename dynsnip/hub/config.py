@@ -51,6 +51,8 @@ _SOURCE_FIELDS = frozenset({
     "notes", "origin_url", "paper_name", "paper_ids", "description", "license", "label_offset",
 })
 _PRETRAINED_CFG_FIELDS = frozenset(f.name for f in dataclasses.fields(PretrainedCfg))
+# PretrainedCfg fields of the source's test-time preprocessing, tied to its input_size.
+_TEST_TIME_FIELDS = ("test_input_size", "test_crop_pct", "test_pool_size")
 
 
 def dil_architecture(model: torch.nn.Module) -> str:
@@ -154,16 +156,25 @@ def _pretrained_cfg(model: DILResNet, overrides: Mapping[str, Any] | None) -> di
     cfg["num_classes"] = model.num_classes
     cfg["custom_load"] = False
     cfg["hf_hub_filename"] = WEIGHTS_NAME  # plain timm loads these weights and never looks for a pickle
-    input_size = tuple(cfg.get("input_size", (3, 224, 224)))
-    cfg["input_size"] = (_input_channels(model), *input_size[1:])
+    cfg.setdefault("input_size", (3, 224, 224))
+    channels = _input_channels(model)
+    for key in ("input_size", "test_input_size", "min_input_size"):  # the source's sizes are RGB: in_chans != 3
+        if cfg.get(key) is not None:
+            cfg[key] = (channels, *tuple(cfg[key])[1:])
     unknown = sorted(set(overrides or {}) - _PRETRAINED_CFG_FIELDS)
     if unknown:
         raise ValueError(
             f"pretrained_cfg keys {unknown} are not fields of timm's PretrainedCfg "
             f"(allowed: {sorted(_PRETRAINED_CFG_FIELDS - _SOURCE_FIELDS)})"
         )
+    if "input_size" in (overrides or {}):
+        # the detector records the size it was trained at: the source's test-time sizes are ImageNet's
+        # (timm's resolve_data_config(use_test_size=True) would crop 288 px for a 112 px detector)
+        for key in _TEST_TIME_FIELDS:
+            if key not in overrides:
+                cfg.pop(key, None)
     cfg.update(overrides or {})
-    for key in ("input_size", "test_input_size", "mean", "std", "pool_size", "test_pool_size"):
+    for key in ("input_size", "test_input_size", "min_input_size", "mean", "std", "pool_size", "test_pool_size"):
         if cfg.get(key) is not None:
             cfg[key] = list(cfg[key])
     return cfg
@@ -183,7 +194,9 @@ def hub_config(
         model: a DIL model.
         model_args: builder arguments to add or replace (e.g. a JSON stand-in for an object).
         pretrained_cfg: ``PretrainedCfg`` fields to set, e.g. the ``input_size`` / ``mean`` /
-            ``std`` the detector was fine-tuned with.
+            ``std`` the detector was fine-tuned with. With an ``input_size``, the source's
+            ``test_input_size`` / ``test_crop_pct`` / ``test_pool_size`` (ImageNet's test-time
+            sizes) are left out unless given too.
         base_model: Hub repo of the weights fine-tuned from, recorded as ``base_model``.
         training, evaluation: the optional records of :mod:`dynsnip.hub.records`.
     """

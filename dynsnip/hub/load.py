@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import re
+import warnings
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from ..models.keys import preview_keys
 from ..modules.intra_sim import motion_layout_adoption
 from .config import CONFIG_NAME, WEIGHTS_NAME
 from .reachability import cache_only, hub_unreachable
-from .validate import config_problems
+from .validate import config_problems, option_problems
 from .errors import (
     CheckpointMismatchError,
     InvalidConfigError,
@@ -151,6 +152,14 @@ def _read_config(config_file: str | Path, source: _Source) -> dict[str, Any]:
             source.name, CONFIG_NAME, err,
         ) from None
     _require_dil(arch, source)
+    if isinstance(config, dict) and "pretrained_cfg" not in config:
+        # timm would read the whole file as a legacy pretrained_cfg and fail on its first model key
+        raise InvalidConfigError(
+            f"{source.label}: {CONFIG_NAME} has no pretrained_cfg section (the timm PretrainedCfg fields "
+            "dynsnip.save_pretrained writes: input size, mean, std, classifier...). Save the model again with "
+            "dynsnip.save_pretrained, or upgrade dynsnip and timm if a newer version wrote it.",
+            source.name, CONFIG_NAME,
+        )
     problems = config_problems(config)
     if problems:
         raise InvalidConfigError(
@@ -159,6 +168,66 @@ def _read_config(config_file: str | Path, source: _Source) -> dict[str, Any]:
             source.name, CONFIG_NAME,
         )
     return config
+
+
+def _checked_options(source: _Source, kwargs: dict[str, Any]) -> None:
+    """Raise InvalidConfigError unless the keyword options passed to :func:`load_model` are values
+    a ``config.json`` could hold (:func:`~dynsnip.hub.validate.option_problems`): an override
+    must not build a model that fails on every video (``test_num_snippets=1000``) or returns its
+    pooled features as logits (``num_classes=-1``). ``num_classes=0`` (no head) is allowed for an
+    ImageNet backbone only: a saved detector is a classifier."""
+    problems = option_problems(kwargs, min_classes=0 if source.kind == "registry" else 1)
+    if problems:
+        raise InvalidConfigError(
+            f"{source.label}: load_model option {'; '.join(problems)}. Leave the option out to use the saved value.",
+            source.name,
+        )
+
+
+def _saved_classes(config: dict[str, Any]) -> int:
+    """The classes of the saved head (config.json's ``num_classes``; :func:`_read_config` checked
+    that ``model_args`` and ``pretrained_cfg`` agree), timm's 1000 when it records none."""
+    return config.get("num_classes", (config.get("model_args") or {}).get("num_classes", 1000))
+
+
+def _new_head(source: _Source, config: dict[str, Any], pretrained: bool, kwargs: dict[str, Any],
+              replace_head: bool) -> int | None:
+    """The classes of a new head to put on the loaded detector, or None to keep the saved one.
+
+    A ``num_classes`` that differs from the saved head's would have timm drop that head (the
+    detector's trained decision) and run a random one, so it is refused unless ``replace_head``
+    says that a new head is wanted (fine-tuning to other labels); it is then taken out of
+    ``kwargs``: the detector loads completely, as saved, and :func:`_replaced_head` swaps the
+    head afterwards."""
+    wanted, saved = kwargs.get("num_classes"), _saved_classes(config)
+    if not pretrained or wanted is None or wanted == saved or kwargs.get("features_only"):
+        return None
+    if not replace_head:
+        raise CheckpointMismatchError(
+            f"{source.label} is a detector with a {saved}-class head: load_model(..., num_classes={wanted}) would "
+            f"drop it and run a random {wanted}-class head. Leave num_classes out to load the detector as saved, "
+            "or pass replace_head=True to start a new head (to fine-tune it to other labels).",
+            source.name, WEIGHTS_NAME,
+        )
+    del kwargs["num_classes"]
+    return wanted
+
+
+def _replaced_head(model: DILResNet, source: _Source, num_classes: int | None) -> DILResNet:
+    """``model`` with a new, randomly initialised ``num_classes`` head (None: unchanged), with a
+    warning that the saved one was dropped, and no ``training_record``: the weights are no longer
+    the ones that record describes."""
+    if num_classes is None:
+        return model
+    saved = model.num_classes
+    model.reset_classifier(num_classes)
+    model.training_record = None
+    warnings.warn(
+        f"{source.label}: the saved {saved}-class head was dropped for a new, randomly initialised {num_classes}-class "
+        "head (replace_head=True); train it before using the model, whose training record no longer applies",
+        UserWarning, stacklevel=3,
+    )
+    return model
 
 
 def _records_motion_channels(config: dict[str, Any]) -> bool:
@@ -383,10 +452,30 @@ def _safetensors_only(kwargs: dict[str, Any]) -> dict[str, Any]:
     return overlay
 
 
-def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any]) -> DILResNet:
+def _checked_repo_id(source: _Source) -> None:
+    """Raise RepoNotFoundError naming the id, why and the expected spelling unless ``source.name``
+    is a valid Hub repo id (``hf-hub:me/det/`` or ``hf-hub:/me/det`` would raise huggingface_hub's
+    HFValidationError from inside the download, which no caller catching ModelLoadError expects)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(source.name)
+    except HFValidationError as err:
+        why = str(err).splitlines()[0].split(". Use `repo_type`", 1)[0].rstrip(".")  # no repo_type argument here
+        raise RepoNotFoundError(
+            f"'hf-hub:{source.name}' does not name a Hub repo ({why}). "
+            "Write hf-hub:owner/name, optionally with @revision.",
+            source.name, None, err,
+        ) from None
+
+
+def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any], replace_head: bool = False) -> DILResNet:
     from huggingface_hub import hf_hub_download
 
     from .. import __version__
+
+    _checked_repo_id(source)
 
     cache_dir = kwargs.get("cache_dir")
     files = (CONFIG_NAME, WEIGHTS_NAME)
@@ -401,15 +490,17 @@ def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any]) ->
             )
         config = _read_config(config_file, source)
         arch = config["architecture"]
+        new_head = _new_head(source, config, pretrained, kwargs, replace_head)
         name = f"hf-hub:{source.name}" + (f"@{source.revision}" if source.revision else "")
         overlay = _safetensors_only(kwargs)
         with _explained_errors(source, files, arch, cache_dir, hint, unreachable), _builds(source, arch), \
                 motion_layout_adoption(not _records_motion_channels(config)):
             model = timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
-    return _with_training_record(model, config, pretrained)
+    return _replaced_head(_with_training_record(model, config, pretrained), source, new_head)
 
 
-def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, Any]) -> DILResNet:
+def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, Any],
+                         replace_head: bool = False) -> DILResNet:
     directory = Path(source.name)
     if not directory.is_dir():
         raise ModelFileNotFoundError(
@@ -430,10 +521,11 @@ def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, An
             )
     config = _read_config(directory / CONFIG_NAME, source)
     arch = config["architecture"]
+    new_head = _new_head(source, config, pretrained, kwargs, replace_head)
     with _explained_errors(source, needed, arch), _builds(source, arch), \
             motion_layout_adoption(not _records_motion_channels(config)):
         model = timm.create_model(f"local-dir:{directory}", pretrained=pretrained, **kwargs)
-    return _with_training_record(model, config, pretrained)
+    return _replaced_head(_with_training_record(model, config, pretrained), source, new_head)
 
 
 def _with_training_record(model: DILResNet, config: dict[str, Any], pretrained: bool) -> DILResNet:
@@ -470,7 +562,8 @@ def _load_from_registry(source: _Source, pretrained: bool, kwargs: dict[str, Any
             return timm.create_model(source.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 
-def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, **kwargs: Any) -> DILResNet:
+def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, *, replace_head: bool = False,
+               **kwargs: Any) -> DILResNet:
     """Create a DIL model, with its weights, from the Hub, a local directory or a pretrained tag.
 
     Args:
@@ -483,7 +576,15 @@ def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, **
             * ``"dil_<resnet>.<tag>"``: the ImageNet ResNet of timm's repo ``timm/<resnet>.<tag>``
               adapted into the video network (the SIMs start from their initialisation).
         pretrained: load the weights (default); False builds the architecture only.
+        replace_head: a saved detector only: allow a ``num_classes`` other than its head's. The
+            detector loads completely, then its head is replaced by a new, randomly initialised
+            one (with a warning, and ``training_record`` None), which is what fine-tuning to
+            other labels needs. Without it such a ``num_classes`` is refused: the trained head
+            would be dropped silently.
         **kwargs: passed to ``timm.create_model`` (``num_classes``, ``cache_dir``, DIL options...).
+            ``num_classes``, ``in_chans``, ``snippet_len``, ``num_snippets`` and
+            ``test_num_snippets`` are checked as in ``config.json`` (``num_classes=0``, no head,
+            only for a ``dil_*`` name).
 
     Returns:
         the model, in training mode like every ``timm.create_model`` result. A detector from a
@@ -497,15 +598,17 @@ def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, **
         NotCachedError: offline (``HF_HUB_OFFLINE=1``) or unreachable Hub, and the file is not cached.
         CheckpointMismatchError: the weights belong to another architecture, lack a tensor of a saved
             detector (its SIMs or head: a saved detector loads completely or not at all), have a
-            mis-shaped tensor or are not a valid safetensors file.
-        InvalidConfigError: ``config.json`` holds a value no detector can work with (names the key,
-            the value and what is allowed).
+            mis-shaped tensor or are not a valid safetensors file; or ``num_classes`` differs
+            from a saved detector's head without ``replace_head``.
+        InvalidConfigError: ``config.json``, or an option passed here, holds a value no detector
+            can work with (names the key, the value and what is allowed).
         NotADILModelError: the name, repo or directory is not a ``dil_*`` model.
     """
     source = _locate(name_or_path)
     kwargs = dict(kwargs)
+    _checked_options(source, kwargs)
     if source.kind == "hub":
-        return _load_from_hub(source, pretrained, kwargs)
+        return _load_from_hub(source, pretrained, kwargs, replace_head)
     if source.kind == "dir":
-        return _load_from_directory(source, pretrained, kwargs)
+        return _load_from_directory(source, pretrained, kwargs, replace_head)
     return _load_from_registry(source, pretrained, kwargs)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,7 +31,7 @@ from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME
 
 __all__ = ["training_record", "evaluation_record", "json_safe", "record_evaluation", "card_license", "card_is_generated",
-           "describe_training", "NOT_RECORDED"]
+           "card_text_is_generated", "card_repo_id", "text_license", "describe_training", "NOT_RECORDED"]
 
 _METRIC_KEYS = ("auc", "accuracy", "num_videos", "num_real", "num_fake")
 
@@ -154,16 +155,48 @@ def card_license(card_file: Path) -> str | None:
     return ModelCard.load(card_file).data.license
 
 
+def text_license(text: str) -> str | None:
+    """The ``license`` of a model card's metadata, given as text (None without one or with
+    metadata that does not parse)."""
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard(text).data.license
+    except (ValueError, TypeError):  # YAML the Hub would refuse: no licence to keep
+        return None
+
+
+# The loading example of a rendered card names the repo it was rendered for (see card.model_card).
+_CARD_REPO = re.compile(r'timm\.create_model\("hf-hub:([^"<>\s]+)", pretrained=True\)')
+
+
+def card_repo_id(text: str) -> str | None:
+    """The Hub repo a card rendered by dynsnip names in its loading example (None for the
+    ``<user>/<repo>`` placeholder of a card saved without ``repo_id``, or no such example)."""
+    found = _CARD_REPO.search(text)
+    return found.group(1) if found else None
+
+
+def card_text_is_generated(text: str, config: Mapping[str, Any], repo_id: str | None = None) -> bool:
+    """Whether the card ``text`` is exactly what :func:`dynsnip.save_pretrained` renders from
+    ``config`` with the card's own licence, for no repo, for the repo it names
+    (:func:`card_repo_id`: saved with ``repo_id=``, or pushed) or for ``repo_id``: such a card may
+    be rendered again, one edited by hand not."""
+    license = text_license(text)
+    candidates = dict.fromkeys((None, card_repo_id(text), repo_id))
+    return any(text == model_card(config, repo_id=repo, license=license) for repo in candidates)
+
+
 def card_is_generated(directory: str | os.PathLike[str]) -> bool:
     """Whether ``directory``'s ``README.md`` is exactly the card :func:`dynsnip.save_pretrained`
-    renders from its ``config.json`` (False for a card edited by hand, one rendered by another
-    dynsnip version, or none)."""
+    renders from its ``config.json``, with or without a ``repo_id`` (False for a card edited by
+    hand, one rendered by another dynsnip version, or none)."""
     directory = Path(directory)
     card_file, config_file = directory / CARD_NAME, directory / CONFIG_NAME
     if not (card_file.is_file() and config_file.is_file()):
         return False
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    return card_file.read_text(encoding="utf-8") == model_card(config, license=card_license(card_file))
+    return card_text_is_generated(card_file.read_text(encoding="utf-8"), config)
 
 
 def record_evaluation(
@@ -209,9 +242,10 @@ def _rewrite(directory: Path, config: Mapping[str, Any]) -> bool:
     card_file = directory / CARD_NAME
     regenerate = card_is_generated(directory) or not card_file.exists()  # before config.json changes
     license = card_license(card_file)
+    repo_id = card_repo_id(card_file.read_text(encoding="utf-8")) if card_file.exists() else None
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    if regenerate:
-        card_file.write_text(model_card(config, license=license), encoding="utf-8")
+    if regenerate:  # for the repo the card was rendered for (save_pretrained's repo_id), if any
+        card_file.write_text(model_card(config, repo_id=repo_id, license=license), encoding="utf-8")
     return regenerate
 
 

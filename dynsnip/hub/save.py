@@ -19,14 +19,22 @@ import torch
 from ..models.keys import preview_keys
 from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, base_weights, hub_config
-from .records import card_is_generated, card_license, json_safe
+from .records import card_is_generated, card_license, card_text_is_generated, json_safe, text_license
 from .validate import config_problems
 from .safetensors_file import save_file
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
-__all__ = ["save_pretrained", "push_to_hub", "AUTO"]
+__all__ = ["save_pretrained", "push_to_hub", "AUTO", "CardKeptWarning", "NoSuchBranchError"]
+
+
+class NoSuchBranchError(ValueError):
+    """``push_to_hub(..., revision=...)`` names a branch the repo does not have (nothing was created)."""
+
+
+class CardKeptWarning(UserWarning):
+    """A model card edited by hand was kept: it may not show what was just saved or pushed."""
 
 
 class _Auto:
@@ -150,18 +158,56 @@ def _edited_card(directory: Path, repo_id: str | None) -> bool:
     """Whether ``directory`` holds a ``README.md`` that is not the card dynsnip rendered from its
     ``config.json`` (a hand-edited one); warns that it is kept."""
     card_file = directory / CARD_NAME
-    if not card_file.is_file() or card_is_generated(directory):
+    if not card_file.is_file():
         return False
     try:
         config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
-        if card_file.read_text(encoding="utf-8") == model_card(config, repo_id=repo_id,
-                                                               license=card_license(card_file)):
+        if card_text_is_generated(card_file.read_text(encoding="utf-8"), config, repo_id):
             return False
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no readable config.json next to it: not a card rendered here
     warnings.warn(f"{card_file} was edited by hand (or not written by dynsnip): it is kept, so it may not show "
                   "this model's new config.json; pass replace_card=True to replace it", UserWarning, stacklevel=3)
     return True
+
+
+def _check_branch(api: Any, repo_id: str, revision: str | None) -> None:
+    """Raise NoSuchBranchError unless ``repo_id`` has the branch ``revision`` (None and ``main``:
+    nothing to check; a repo that does not exist yet gets ``main`` only). Done before the repo is
+    created: the commit would fail with a bare "404 Client Error." after creating it."""
+    if revision is None or revision == "main":
+        return
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    create = f"`hf repos branch create {repo_id} {revision}` (or HfApi().create_branch)"
+    try:
+        api.repo_info(repo_id, revision=revision)
+    except RevisionNotFoundError:
+        raise NoSuchBranchError(
+            f"{repo_id} has no branch {revision!r}: create it first with {create}, or leave out the revision "
+            "to commit to main"
+        ) from None
+    except RepositoryNotFoundError:  # a private one the token cannot read is refused by create_repo next
+        raise NoSuchBranchError(
+            f"{repo_id} does not exist yet (or cannot be read with this token), so it has no branch {revision!r}: "
+            f"push to main first (no revision), then create the branch with {create}"
+        ) from None
+
+
+def _repo_card(api: Any, repo_id: str, revision: str | None) -> tuple[str, bool] | None:
+    """The ``README.md`` already in ``repo_id`` at ``revision`` and whether dynsnip rendered it from
+    the repo's ``config.json`` (then it may be rendered again with the new records and licence; one
+    edited by hand is kept); None when the repo has no card."""
+    if not api.file_exists(repo_id, CARD_NAME, revision=revision):
+        return None
+    text = Path(api.hf_hub_download(repo_id, CARD_NAME, revision=revision)).read_text(encoding="utf-8")
+    if not api.file_exists(repo_id, CONFIG_NAME, revision=revision):
+        return text, False
+    try:
+        config = json.loads(Path(api.hf_hub_download(repo_id, CONFIG_NAME, revision=revision)).read_text(encoding="utf-8"))
+    except ValueError:  # not JSON: no card was rendered from it
+        return text, False
+    return text, isinstance(config, dict) and card_text_is_generated(text, config, repo_id)
 
 
 def push_to_hub(
@@ -183,8 +229,9 @@ def push_to_hub(
 ) -> "CommitInfo":
     """Upload a DIL model to the Hugging Face Hub repo ``repo_id`` (created if needed).
 
-    Uploads what :func:`save_pretrained` writes, in one commit. An existing ``README.md`` in
-    the repo is kept unless ``replace_card``. Anyone can then load the model with
+    Uploads what :func:`save_pretrained` writes, in one commit. A ``README.md`` already in the
+    repo that dynsnip rendered is rendered again (new records; its licence unless ``license`` is
+    given); one edited by hand is kept, with a :class:`CardKeptWarning`, unless ``replace_card``. Anyone can then load the model with
     ``import dynsnip; timm.create_model("hf-hub:<repo_id>", pretrained=True)``.
 
     Args:
@@ -198,10 +245,11 @@ def push_to_hub(
         repo_id: ``owner/name``.
         token: Hub token; by default the one ``hf auth login`` stored or ``HF_TOKEN``.
         private: visibility of a repo this call creates (the Hub's default if None).
-        revision: branch to commit to (default ``main``).
+        revision: branch to commit to (default ``main``); it must exist (NoSuchBranchError, before
+            anything is created, names it and how to create it).
         commit_message: message of the commit.
         create_pr: open a pull request instead of committing to the branch.
-        replace_card: overwrite a ``README.md`` that is already in the repo.
+        replace_card: overwrite a ``README.md`` that is already in the repo, even one edited by hand.
 
     Returns:
         huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
@@ -209,6 +257,7 @@ def push_to_hub(
     Raises:
         ValueError: a weight is NaN / inf (nothing is created or uploaded), or as for
             :func:`save_pretrained`.
+        NoSuchBranchError: ``revision`` is not a branch of the repo (nothing is created).
     """
     from huggingface_hub import HfApi
 
@@ -226,19 +275,33 @@ def push_to_hub(
         training = saved.get("training") if training is None else training
         evaluation = saved.get("evaluation") if evaluation is None else evaluation
         license = card_license(source / CARD_NAME) if license is None else license
-    _state_dict_for_safetensors(_unwrap(model))  # non-finite weights: refused before the repo is created
     api = HfApi(token=token, library_name="dynsnip", library_version=__version__)
     create_kwargs = {} if private is None else {"private": private}
-    repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id
-    write_card = replace_card or not api.file_exists(repo_id, CARD_NAME, revision=revision)
     with tempfile.TemporaryDirectory(prefix="dynsnip-push-") as folder:
+        # every check of save_pretrained (non-finite weights, a config load_model would refuse) runs here,
+        # before anything exists on the Hub: a refused save leaves no empty repo behind
         save_pretrained(
             model, folder, repo_id=repo_id, base_model=base_model, license=license,
             model_args=model_args, pretrained_cfg=pretrained_cfg, training=training, evaluation=evaluation,
-            card=write_card,
+            card=False,
         )
-        if write_card and edited_card is not None:
-            Path(folder, CARD_NAME).write_text(edited_card, encoding="utf-8")
+        _check_branch(api, repo_id, revision)
+        repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id  # "name" -> "owner/name"
+        in_repo = None if replace_card else _repo_card(api, repo_id, revision)
+        if in_repo is not None and not in_repo[1]:
+            warnings.warn(
+                f"the README.md of {repo_id} was edited by hand (or not written by dynsnip): it is kept, so it does "
+                "not show this upload's training and evaluation records" + (f" or licence {license!r}" if license else "")
+                + "; pass replace_card=True (dynsnip push --replace-card) to replace it", CardKeptWarning, stacklevel=2,
+            )
+        else:
+            if license is None and in_repo is not None:
+                license = text_license(in_repo[0])  # the generated card's licence is kept, as record_evaluation keeps it
+            config = json.loads(Path(folder, CONFIG_NAME).read_text(encoding="utf-8"))
+            Path(folder, CARD_NAME).write_text(
+                edited_card if edited_card is not None else model_card(config, repo_id=repo_id, license=license),
+                encoding="utf-8",
+            )
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=folder,

@@ -13,13 +13,16 @@ without a second list to keep in sync.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from typing import Any, Mapping
 
+from timm.models import PretrainedCfg
+
 from ..models.dil_resnet import DILResNet
 
-__all__ = ["config_problems", "accepted_model_args", "MAX_SNIPPETS", "MIN_SIDE", "MAX_SIDE"]
+__all__ = ["config_problems", "option_problems", "accepted_model_args", "MAX_SNIPPETS", "MIN_SIDE", "MAX_SIDE"]
 
 MAX_SNIPPETS = 256
 """Largest U (``num_snippets`` / ``test_num_snippets``): all U*T frames go through the network
@@ -84,14 +87,70 @@ def _stats_problems(key: str, value: Any, channels: int, positive: bool) -> list
     return [f"{key} = {value!r}: expected a list of {channels} {what}, one per channel"]
 
 
+# What timm's PretrainedCfg accepts: a config.json field it does not know fails its constructor.
+_PRETRAINED_CFG_FIELDS = frozenset(f.name for f in dataclasses.fields(PretrainedCfg))
+
+# The integer model_args a detector can work with: (smallest, largest or None).
+_MODEL_ARG_BOUNDS: dict[str, tuple[int, int | None]] = {
+    "num_classes": (1, None), "in_chans": (1, None), "snippet_len": (1, None),
+    "num_snippets": (1, MAX_SNIPPETS), "test_num_snippets": (1, MAX_SNIPPETS),
+}
+
+
+def option_problems(options: Mapping[str, Any], min_classes: int = 1) -> list[str]:
+    """What is wrong with keyword options passed to :func:`dynsnip.load_model` on top of a
+    ``config.json`` (``num_classes``, ``in_chans``, ``snippet_len``, ``num_snippets``,
+    ``test_num_snippets``), each as ``key = value: what is allowed``, with the bounds
+    :func:`config_problems` applies to the saved values: an override must not build what a
+    config.json could not describe (``num_classes=-1`` returning features as logits,
+    ``test_num_snippets=1000``). ``min_classes``: 0 where no head is a choice (an ImageNet
+    backbone built as a feature extractor); ``None`` values are timm's "not given"."""
+    problems: list[str] = []
+    for key, (low, high) in _MODEL_ARG_BOUNDS.items():
+        if options.get(key) is not None:
+            problems += _int_problem(key, options[key], min_classes if key == "num_classes" else low, high)
+    return problems
+
+
+# timm's PretrainedCfg default: the classes timm assumes a checkpoint's head has when config.json names none
+_TIMM_DEFAULT_CLASSES = 1000
+
+
+def _num_classes_problems(config: Mapping[str, Any], args: Mapping[str, Any], cfg: Mapping[str, Any]) -> list[str]:
+    """Whether the three records of the head's size agree: ``num_classes`` (which timm copies
+    into ``pretrained_cfg.num_classes``), ``model_args.num_classes`` (the head the model is
+    built with) and ``pretrained_cfg.num_classes``. timm's pretrained loading drops a
+    checkpoint's classifier when the model's classes differ from the pretrained config's, so a
+    disagreement (or no record at all, which timm reads as 1000) would run the detector with a
+    random head instead of the saved one. Values that are not valid counts are reported by the
+    range checks, not here."""
+    found = [(key, where.get("num_classes")) for key, where in
+             (("num_classes", config), ("model_args.num_classes", args), ("pretrained_cfg.num_classes", cfg))
+             if "num_classes" in where]
+    valid = [(key, value) for key, value in found if _is_int(value) and value >= 1]
+    if len(valid) != len(found):
+        return []
+    if len({value for _, value in valid}) > 1:
+        shown = ", ".join(f"{key} = {value}" for key, value in valid)
+        return [f"{shown}: expected one number of classes in all of them (the saved head's); timm would drop "
+                "the saved classifier and run a random one"]
+    if "num_classes" in args and "num_classes" not in config and "num_classes" not in cfg:
+        return [f"model_args.num_classes = {args['num_classes']} but no top-level num_classes (or "
+                f"pretrained_cfg.num_classes), which timm then takes as {_TIMM_DEFAULT_CLASSES}: expected "
+                f"num_classes = {args['num_classes']}; timm would drop the saved classifier and run a random one"]
+    return []
+
+
 def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     """What is wrong with a detector's ``config.json`` (an empty list when nothing is).
 
-    Checked: ``num_classes`` (>= 1), ``model_args`` (a dict of keys the model accepts;
+    Checked: ``num_classes`` (>= 1, the same at the top level, in ``model_args`` and in
+    ``pretrained_cfg``: otherwise timm drops the saved head), ``model_args`` (a dict of keys the model accepts;
     ``snippet_len`` >= 1, ``num_snippets`` / ``test_num_snippets`` from 1 to
     :data:`MAX_SNIPPETS`, ``in_chans`` >= 1, ``num_classes`` as above), ``pretrained_cfg``
-    (``input_size`` / ``test_input_size`` ``[C, H, W]`` with sides from :data:`MIN_SIDE` to
-    :data:`MAX_SIDE`, ``mean`` finite and ``std`` positive, one per channel) and ``video``
+    (fields of timm's ``PretrainedCfg`` only; ``input_size`` / ``test_input_size`` ``[C, H, W]``
+    with sides from :data:`MIN_SIDE` to :data:`MAX_SIDE`, ``mean`` finite and ``std`` positive,
+    one per channel) and ``video``
     (a dict). The architecture itself is checked by the loader.
     """
     if not isinstance(config, Mapping):
@@ -107,15 +166,18 @@ def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     if unknown:
         problems.append(f"model_args has unknown key(s) {unknown}: expected options of {model_cls.__name__} "
                         f"({', '.join(sorted(accepted))})")
-    bounds = {"num_classes": (1, None), "in_chans": (1, None), "snippet_len": (1, None),
-              "num_snippets": (1, MAX_SNIPPETS), "test_num_snippets": (1, MAX_SNIPPETS)}
-    for key, (low, high) in bounds.items():
+    for key, (low, high) in _MODEL_ARG_BOUNDS.items():
         if key in args:
             problems += _int_problem(f"model_args.{key}", args[key], low, high)
     channels = args.get("in_chans", 3)
     cfg = config.get("pretrained_cfg", {})
     if not isinstance(cfg, Mapping):
         return problems + [f"pretrained_cfg = {cfg!r}: expected an object of timm PretrainedCfg fields"]
+    unknown_fields = sorted(set(cfg) - _PRETRAINED_CFG_FIELDS)
+    if unknown_fields:  # timm's PretrainedCfg(**cfg) would fail with a TypeError
+        problems.append(f"pretrained_cfg has field(s) {unknown_fields} that this timm's PretrainedCfg does not know: "
+                        "expected fields of timm.models.PretrainedCfg (saved by a newer dynsnip or timm? upgrade "
+                        "dynsnip and timm, or save the model again with this version)")
     for key in ("input_size", "test_input_size"):
         if cfg.get(key) is not None:
             problems += _size_problems(f"pretrained_cfg.{key}", cfg[key], channels)
@@ -123,6 +185,9 @@ def config_problems(config: Any, model_cls: type = DILResNet) -> list[str]:
     for key, positive in (("mean", False), ("std", True)):
         if key in cfg:
             problems += _stats_problems(f"pretrained_cfg.{key}", cfg[key], n, positive)
+    if "num_classes" in cfg:
+        problems += _int_problem("pretrained_cfg.num_classes", cfg["num_classes"], 1)
+    problems += _num_classes_problems(config, args, cfg)
     if "video" in config and not isinstance(config["video"], Mapping):
         problems.append(f"video = {config['video']!r}: expected an object (the frame layout)")
     return problems

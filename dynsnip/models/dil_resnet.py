@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 import torch
@@ -373,7 +374,8 @@ def _first_conv(model: DILResNet) -> str:
 
 
 def checkpoint_filter_fn(
-    state_dict: Mapping[str, Any], model: DILResNet, adapt_first_conv: bool = True
+    state_dict: Mapping[str, Any], model: DILResNet, adapt_first_conv: bool = True,
+    head_classes: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Adapt a 2D ResNet (or DIL) checkpoint to ``model``.
 
@@ -384,7 +386,13 @@ def checkpoint_filter_fn(
       gets them copied into both directions, which computes exactly what it computed before;
     * an ImageNet 2D ResNet has no SIM tensors (``*.sim.*``) and another head: the SIMs keep
       the model's own initialisation, the classifier is new;
-    * the classifier is passed through: timm drops it when ``num_classes`` differs;
+    * the classifier is passed through: timm drops it when ``num_classes`` differs, and a
+      caller that replaces another head itself (``dynsnip train --checkpoint``) gets it as it is.
+      ``head_classes`` is given by timm's pretrained loading: the classes it assumes the
+      checkpoint's head has (``pretrained_cfg["num_classes"]``). For a saved detector they must
+      be the model's, and so must the classifier's shape: timm would otherwise drop the trained
+      head after this filter and leave a random one (a ``config.json`` whose top-level
+      ``num_classes`` disagrees with its ``model_args``);
     * a 3-channel input conv for a model with ``in_chans != 3`` is adapted as timm adapts its own
       models' (``timm.models._manipulate.adapt_input_conv``: summed for 1 channel, else repeated
       and scaled by ``3 / in_chans``); ``adapt_first_conv=False`` passes it through unchanged,
@@ -394,7 +402,9 @@ def checkpoint_filter_fn(
       or is incomplete;
     * so does a tensor of another dtype (integer or bool values where the model has floating
       point weights, see :mod:`dynsnip.models.dtypes`), naming the key, the file's dtype and the
-      model's: ``load_state_dict`` would cast it silently.
+      model's: ``load_state_dict`` would cast it silently;
+    * and so do tensors holding NaN or inf (named, first few and a count): ``save_pretrained``
+      never writes them, and an infinite BN variance gives a finite, wrong verdict.
     """
     sd = _unwrap_state_dict(state_dict)
     model.adopt_checkpoint_layout(sd)  # SIMs saved without motion channels (before they were the default)
@@ -408,7 +418,7 @@ def checkpoint_filter_fn(
     for k, v in target.items():
         if k in sd:
             src = sd[k]
-            if k.startswith(classifier):
+            if k.startswith(classifier) and not (strict and head_classes is not None):
                 out[k] = src
             elif k == first_conv and _other_input_channels(src, v):
                 out[k] = adapt_input_conv(v.shape[1], src) if adapt_first_conv else src
@@ -422,14 +432,17 @@ def checkpoint_filter_fn(
             missing.append(k)
     unexpected = [k for k in sd if k not in target and not k.startswith(classifier)]
     wrong_dtype = dtype_mismatches(sd, target)
-    if missing or misshaped or unexpected or wrong_dtype:
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        arch = cfg.get("architecture") or type(model).__name__
-        # a model built without its pretrained weights (then loaded from a file) names no source
-        source = (cfg.get("file") or cfg.get("hf_hub_id") or cfg.get("url")) if getattr(
-            model, "pretrained_loaded", True) else None
-        if source:
-            arch = f"{arch} (weights from {source})"
+    dropped_head = strict and head_classes is not None and head_classes != model.num_classes
+    non_finite = _non_finite(sd, out)
+    if non_finite and not (missing or misshaped or unexpected or wrong_dtype or dropped_head):
+        raise ValueError(
+            f"checkpoint does not fit {_described(model)}: non-finite weights: "
+            + ("1 tensor holds" if len(non_finite) == 1 else f"{len(non_finite)} tensors hold")
+            + f" NaN or inf ({_preview(non_finite)}): such weights score NaN (or a finite, wrong verdict) on every video. "
+            "Load the last finite weights instead (a training run keeps them in its model/ and checkpoint/ folders)."
+        )
+    if missing or misshaped or unexpected or wrong_dtype or dropped_head:
+        arch = _described(model)
         parts = []
         if missing:
             what = "tensors" if strict else "backbone tensors"
@@ -440,8 +453,16 @@ def checkpoint_filter_fn(
             parts.append(f"{len(unexpected)} tensors the model does not have ({_preview(unexpected)})")
         if wrong_dtype:
             parts.append(f"{len(wrong_dtype)} of another dtype ({_preview(wrong_dtype, 3)})")
-        if wrong_dtype and not (missing or misshaped or unexpected):
+        if wrong_dtype and not (missing or misshaped or unexpected or dropped_head):
             raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + f": {DTYPE_RULE}.")
+        if dropped_head and not parts:
+            raise ValueError(
+                f"checkpoint does not fit {arch}: its pretrained config says the saved head has {head_classes} "
+                f"classes and the model has {model.num_classes}, so timm would drop the saved classifier "
+                "(fc.weight, fc.bias) and run a random one. config.json's num_classes, model_args.num_classes and "
+                "pretrained_cfg.num_classes must all be the saved head's; to train a new head, load the detector "
+                "as saved and call reset_classifier()."
+            )
         advice = (
             ". A saved detector must hold every tensor of its architecture (SIMs and classifier included): "
             "this one is incomplete or of another architecture or SIM configuration; save it again with "
@@ -452,6 +473,25 @@ def checkpoint_filter_fn(
         )
         raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + advice + ".")
     return out
+
+
+def _described(model: DILResNet) -> str:
+    """``model``'s architecture, with the source of the weights being loaded when it names one,
+    for :func:`checkpoint_filter_fn`'s errors."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    arch = cfg.get("architecture") or type(model).__name__
+    # a model built without its pretrained weights (then loaded from a file) names no source
+    source = (cfg.get("file") or cfg.get("hf_hub_id") or cfg.get("url")) if getattr(
+        model, "pretrained_loaded", True) else None
+    return f"{arch} (weights from {source})" if source else arch
+
+
+def _non_finite(checkpoint: Mapping[str, Any], loaded: Mapping[str, torch.Tensor]) -> list[str]:
+    """The tensors taken from ``checkpoint`` into ``loaded`` that hold NaN or inf: an infinite BN
+    variance or a NaN weight would score every video NaN, or give a finite but wrong verdict, and
+    ``save_pretrained`` refuses to write such weights, so none is loaded either."""
+    return [k for k, v in loaded.items()
+            if k in checkpoint and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def _other_input_channels(src: torch.Tensor, target: torch.Tensor) -> bool:
@@ -577,10 +617,17 @@ def _pretrained_download(variant: str, pretrained: bool, kwargs: Mapping[str, An
                                kwargs.get("cache_dir"))
 
 
-def _timm_checkpoint_filter(state_dict: Mapping[str, Any], model: DILResNet) -> dict[str, torch.Tensor]:
+def _timm_checkpoint_filter(state_dict: Mapping[str, Any], model: DILResNet,
+                            features_only: bool = False) -> dict[str, torch.Tensor]:
     """:func:`checkpoint_filter_fn` for timm's pretrained loading, which adapts the input conv to
-    ``in_chans`` itself after the filter (from the ``first_conv`` of the pretrained config)."""
-    return checkpoint_filter_fn(state_dict, model, adapt_first_conv=False)
+    ``in_chans`` itself after the filter (from the ``first_conv`` of the pretrained config) and
+    then drops the classifier when the model's ``num_classes`` differs from the pretrained
+    config's: passed on as ``head_classes``, so that a saved detector is refused rather than
+    run with a random head. A ``features_only`` model has no head to keep (timm drops it by
+    design)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    head_classes = None if features_only or not cfg.get("classifier") else cfg.get("num_classes", 1000)
+    return checkpoint_filter_fn(state_dict, model, adapt_first_conv=False, head_classes=head_classes)
 
 
 def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> DILResNet:
@@ -600,7 +647,9 @@ def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) ->
             raise ValueError(f"{variant}: bad out_indices ({err}); 0 = stem, 1-4 = the four stages") from None
     with _pretrained_download(variant, pretrained, kwargs):
         model = build_model_with_cfg(
-            DILResNet, variant, pretrained, pretrained_filter_fn=_timm_checkpoint_filter, **model_args
+            DILResNet, variant, pretrained,
+            pretrained_filter_fn=partial(_timm_checkpoint_filter, features_only=bool(kwargs.get("features_only"))),
+            **model_args
         )
     # Whether the weights named by pretrained_cfg were loaded: a model card must not name the
     # ImageNet weights as the base of a detector that was trained from a random init.

@@ -238,6 +238,28 @@ def test_bad_input_is_a_clear_usage_error(manifest, argv, message, capsys, tmp_p
     assert message in capsys.readouterr().err
 
 
+def test_evaluate_scores_a_two_logit_detector_with_its_own_head(manifest, tmp_path, recwarn):
+    """A saved 2-logit detector: evaluate scored it through a new, random 1-logit head (build_model's
+    default num_classes=1); it is evaluated as saved. Fine-tuning it (num_classes=1) still starts a new
+    head, with a warning."""
+    from dynsnip.hub import save_pretrained
+
+    model = build_model("dil_resnet18", pretrained=False, num_classes=2, channels=(8, 16, 32, 64), stem_width=8)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.copy_(torch.tensor([-3.0, 3.0]))  # softmax: P(fake) = 0.9975 whatever the input
+    folder = save_pretrained(model, tmp_path / "two_logit", pretrained_cfg={"input_size": (3, 16, 16)})
+    report = tmp_path / "report"
+    assert main(["evaluate", "--model", str(folder), "--manifest", str(manifest), "--split", "val", "--workers", "0",
+                 "--no-progress", "--out", str(report)]) == 0
+    with (tmp_path / "report_videos.csv").open() as f:
+        scores = [float(row["score"]) for row in csv.DictReader(f)]
+    assert len(scores) == 4 and all(abs(p - 0.9975) < 1e-3 for p in scores)
+    tuned = build_model(folder)  # training: the single fake logit, a new head
+    assert tuned.num_classes == 1 and tuned.training_record is None
+    assert any("saved 2-class head was dropped" in str(w.message) for w in recwarn)
+
+
 def test_evaluate_lists_unreadable_videos_and_scores_the_rest(manifest, tmp_path, capsys):
     model_dir = tmp_path / "model"
     model = build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8)

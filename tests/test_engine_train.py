@@ -219,7 +219,11 @@ def test_evaluate_reports_video_level_metrics(tmp_path):
     assert [p["id"] for p in result.predictions] == [str(i) for i in range(6)]
     assert model.training  # evaluate restores the mode
     with pytest.raises(ValueError, match="expected \\(B, 1\\)"):
-        evaluate(timm.create_model("dil_resnet18", num_classes=2, **TINY), Clips(2), device="cpu", progress=False)
+        evaluate(timm.create_model("dil_resnet18", num_classes=3, **TINY), Clips(2), device="cpu", progress=False)
+    # a (real, fake) head is scored as predict scores it: softmax's fake probability = sigmoid(l_fake - l_real)
+    two = timm.create_model("dil_resnet18", num_classes=2, **TINY).eval()
+    two_report = evaluate(two, Clips(2), device="cpu", progress=False).predictions
+    assert len(two_report) == 2 and all(0.0 <= p["score"] <= 1.0 for p in two_report)
 
 
 class PartlyUnreadable(Clips):

@@ -234,7 +234,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                 model_source, training = _train(args, protocol, recipe, out, info.device, test_paths)
             else:
                 model_source = args.model
-            model = build_model(str(model_source), pretrained=True).to(info.device).eval()
+            model = build_model(str(model_source), pretrained=True, num_classes=None).to(info.device).eval()
             if not args.train and args.module_config is not None:
                 _check_module_config(model, args.module_config, model_source)
             cfg_size = model.pretrained_cfg.get("input_size", (3, recipe.img_size, recipe.img_size))[-1]

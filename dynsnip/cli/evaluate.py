@@ -134,7 +134,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return usage_error("evaluate", " ".join(str(err).split()))
     try:
         try:
-            model = build_model(args.model, pretrained=True).to(info.device).eval()
+            model = build_model(args.model, pretrained=True, num_classes=None).to(info.device).eval()  # as saved
             compile_model(model, info.device, compile_mode_from_args(args), inference=True)  # --compile
             size = args.img_size if args.img_size is not None else int(
                 model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])

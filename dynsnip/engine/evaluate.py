@@ -164,11 +164,16 @@ def progress_bar(iterable, total: int | None, desc: str, enabled: bool, **tqdm_o
 
 
 def _check_logits(logits: torch.Tensor) -> torch.Tensor:
-    if logits.ndim != 2 or logits.shape[1] != 1:
+    """The fake logit per clip, ``(B,)``: of a one-logit head (dynsnip's), or of a (real, fake)
+    head, ``l_fake - l_real``, whose sigmoid is that head's softmax probability of fake (as
+    ``predict`` scores it)."""
+    if logits.ndim != 2 or logits.shape[1] not in (1, 2):
         raise ValueError(
-            f"the model returned logits of shape {tuple(logits.shape)}; expected (B, 1): one 'fake' logit "
-            "(create the model with num_classes=1)"
+            f"the model returned logits of shape {tuple(logits.shape)}; expected (B, 1): one 'fake' logit, "
+            "or (B, 2): real and fake"
         )
+    if logits.shape[1] == 2:
+        return (logits[:, 1].float() - logits[:, 0].float())
     return logits[:, 0].float()
 
 

@@ -110,7 +110,7 @@ def build_model(
     source: str | os.PathLike[str],
     *,
     pretrained: bool = True,
-    num_classes: int = 1,
+    num_classes: int | None = 1,
     checkpoint: str | os.PathLike[str] | None = None,
     module_config: str | None = None,
     **model_kwargs: Any,
@@ -129,8 +129,10 @@ def build_model(
             * a ``.safetensors`` file whose metadata names the architecture (files written
               by dynsnip do), or that sits next to a ``config.json``.
         pretrained: load the weights of a name/tag (local checkpoints always load).
-        num_classes: 1, the single "fake" logit (a checkpoint with another head keeps its
-            backbone and gets a new head).
+        num_classes: 1, the single "fake" logit, for training: a saved detector with another
+            head keeps its backbone and gets a new, random head (``load_model``'s
+            ``replace_head``, with a warning). None, for evaluation: a saved detector as saved,
+            its trained head kept (never a random one); a name gets 1.
         checkpoint: a ``.safetensors`` state dict to load into the model built from
             ``source`` (a name), e.g. weights saved by another tool.
         module_config: ``"paper"`` or ``"default"``
@@ -149,6 +151,9 @@ def build_model(
     text = os.fspath(source)
     path = Path(text)
     path = saved_model_folder(path) or path
+    # a saved detector: as saved (None), or with a new head of num_classes if it has another one
+    saved_head: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes, "replace_head": True}
+    named_head = 1 if num_classes is None else num_classes  # a dil_* name has no head of its own to keep
     if path.is_file():
         if path.suffix != ".safetensors":
             raise ValueError(
@@ -156,7 +161,8 @@ def build_model(
                 "convert it, or pass a directory written by dynsnip.save_pretrained"
             )
         if (path.parent / "config.json").is_file():
-            model = load_model(path.parent, pretrained=False, num_classes=num_classes, **model_kwargs)
+            model = load_model(path.parent, pretrained=False, **({} if num_classes is None else {"num_classes": num_classes}),
+                               **model_kwargs)
         else:
             arch = _safetensors_architecture(path)
             if not arch:
@@ -164,15 +170,17 @@ def build_model(
                     f"{path}: cannot tell its architecture (no 'architecture' in the safetensors metadata and "
                     "no config.json next to it); pass the model name and this file as checkpoint="
                 )
-            model = load_model(arch, pretrained=False, num_classes=num_classes, **model_kwargs)
+            model = load_model(arch, pretrained=False, num_classes=named_head, **model_kwargs)
         checkpoint = path
     elif path.is_dir():
-        model = load_model(path, pretrained=True, num_classes=num_classes, **model_kwargs)
+        model = load_model(path, pretrained=True, **saved_head, **model_kwargs)
     elif (text.startswith((".", "/", "~")) or path.suffix in (".safetensors", ".pth", ".pt", ".bin")) \
             and not os.path.islink(text):  # a link that loops or leads nowhere: load_model says which
         raise FileNotFoundError(f"{text}: no such checkpoint file or directory")
+    elif text.startswith("hf-hub:"):
+        model = load_model(text, pretrained=pretrained, **saved_head, **model_kwargs)
     else:
-        model = load_model(text, pretrained=pretrained, num_classes=num_classes, **model_kwargs)
+        model = load_model(text, pretrained=pretrained, num_classes=named_head, **model_kwargs)
     if checkpoint is not None:
         _load_weights(model, Path(checkpoint))
     return model

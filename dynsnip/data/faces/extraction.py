@@ -368,9 +368,9 @@ def extract_face_frames(
                                   "on another machine?); remove it and run again")
         shutil.rmtree(partial)  # left by a process of this machine that no longer runs
     detector = create_face_detector(face_detector)
-    source_detections = source_size = source_tracks = None
+    source_detections = source_size = source_tracks = source_frames = None
     if boxes_from is not None:
-        source_detections, source_size, source_tracks = source_face_detections(
+        source_detections, source_size, source_tracks, source_frames = source_face_detections(
             boxes_from, detector, detect_every, video_path, tracks=faces == "all")
     with VideoReader(video_path) as video:
         record = source_record(video_path)
@@ -383,6 +383,12 @@ def extract_face_frames(
 
             raise SourceMismatchError(video_path, f"its source {boxes_from} is {source_size[0]}x{source_size[1]}, "
                                       f"the fake {width}x{height}; expected the same frame size to share face boxes")
+        if source_frames is not None:
+            from ..errors import SourceMismatchError
+            from ..pipeline import source_frames_problem
+
+            if problem := source_frames_problem(boxes_from, source_frames, num_frames):
+                raise SourceMismatchError(video_path, problem)  # as predict does (no frozen or missing boxes)
         fps = video.fps
         looked_at = list(range(0, num_frames, detect_every))
         writer = _RegionWriter(partial, image_format, scale, interpolation)
@@ -1157,9 +1163,9 @@ def _single_pass(
 
 def source_face_detections(
     source: str | os.PathLike[str], detector: Any, detect_every: int, fake: object, tracks: bool = False
-) -> tuple[dict[int, "np.ndarray"], tuple[int, int], list | None]:
-    """The detections, frame size and (``tracks``) face tracks of a fake's source: from its
-    ``extract-faces`` folder (when made with the same ``detect_every``; its recorded tracks, or
+) -> tuple[dict[int, "np.ndarray"], tuple[int, int], list | None, int]:
+    """The detections, frame size, (``tracks``) face tracks and frame count of a fake's source: from
+    its ``extract-faces`` folder (when made with the same ``detect_every``; its recorded tracks, or
     tracks linked now from its detections when it has none), else detected in the source video now."""
     from ..errors import SourceMismatchError, VideoError
 
@@ -1173,7 +1179,7 @@ def source_face_detections(
             if tracks:
                 found = (tracks_from_json(meta["tracks"], detections) if meta.get("tracks") is not None
                          else link_tracks(detections))
-            return detections, tuple(meta["frame_size"]), found
+            return detections, tuple(meta["frame_size"]), found, int(meta["num_frames"])
         raise SourceMismatchError(fake, f"{meta_file} was made with other settings (detect_every "
                                   f"{meta.get('detect_every')}, expected {detect_every})")
     if detector is None:
@@ -1182,7 +1188,8 @@ def source_face_detections(
         with VideoReader(source) as video:
             signatures: dict[int, np.ndarray] | None = {} if tracks else None
             detections = _detect_every_kth(video, video.num_frames, detect_every, detector, signatures)
-            return detections, video.size, (link_tracks(detections, signatures) if tracks else None)
+            return (detections, video.size, (link_tracks(detections, signatures) if tracks else None),
+                    video.num_frames)
     except VideoError as err:
         raise SourceMismatchError(fake, f"its source video cannot be read: {err}") from err
 

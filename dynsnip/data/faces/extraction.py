@@ -437,7 +437,7 @@ def extract_face_frames(
             if faces == "all" and detections:
                 tracks = source_tracks if source_tracks is not None else link_tracks(detections, signatures)
                 track_meta = _track_meta(tracks, video_path, boxes_from, (width, height), margin, num_frames,
-                                         len(looked_at), detect_every)
+                                         len(looked_at), detect_every, min_face_coverage, detector)
             meta = dict(
                 crop_policy=CROP_POLICY,
                 source=str(Path(video_path)),
@@ -785,14 +785,20 @@ def detection_batch_size(detector: Any, pipeline: bool = False) -> int:
 
 
 def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tuple[int, int], margin: float,
-                num_frames: int, looked_at: int, detect_every: int) -> dict[str, Any]:
+                num_frames: int, looked_at: int, detect_every: int, min_face_coverage: float = 0.0,
+                detector: Any = None) -> dict[str, Any]:
     """The ``faces.json`` entries of the face tracks: ``tracks``, ``track_rules`` and ``samples``
     (the tracks that are training samples: every kept one; for a fake with a source, its
-    manipulated ones, found by comparing it with the source).
+    manipulated ones, found by comparing it with the source). The per-track coverage rule of
+    ``predict`` (docs/video.md, *Scoring*) applies: a track found on fewer than
+    ``min_face_coverage`` of the ``looked_at`` frames is no sample; ``samples`` lists it under
+    ``low_face_coverage`` with its coverage (a face seen for a quarter of the video would
+    otherwise be trained on and scored from its borrowed boxes, where ``predict`` refuses it).
 
     Raises:
         NoFaceError: every track was dropped (only photos on the wall, or passers-by).
         NoManipulatedFaceError: a fake whose every face equals its source's.
+        LowFaceCoverageError: no sample track reaches ``min_face_coverage`` (its best coverage).
     """
     from ..errors import NoManipulatedFaceError
 
@@ -800,8 +806,26 @@ def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tupl
     if not kept:
         raise NoFaceError(video_path, no_track_message(tracks, looked_at, detect_every))
     meta: dict[str, Any] = dict(tracks=tracks_to_json(tracks), track_rules=track_rules())
+    coverage = {t.id: len(t.frames) / looked_at if looked_at else 1.0 for t in kept}
+
+    def covered(samples: dict[str, Any]) -> dict[str, Any]:
+        """``samples`` without the tracks below the coverage (listed under ``low_face_coverage``)."""
+        low = {t: coverage[t] for t in samples["tracks"] if coverage[t] < min_face_coverage}
+        if low and len(low) == len(samples["tracks"]):
+            best = max(low.values())
+            every = f" (every {detect_every}th)" if detect_every > 1 else ""
+            raise LowFaceCoverageError(video_path, best, min_face_coverage, looked_at,
+                                       which=f"frames the detector looked at{every}, by its best sample face track "
+                                             f"({', '.join(f'track {t}: {c:.0%}' for t, c in low.items())})",
+                                       detector=detector)
+        samples["tracks"] = [t for t in samples["tracks"] if t not in low]
+        if low:
+            samples["low_face_coverage"] = {str(t): round(c, 4) for t, c in low.items()}
+        return samples
+
     if boxes_from is None:
-        meta["samples"] = dict(tracks=[t.id for t in kept], how="every kept face track (no source to compare with)")
+        meta["samples"] = covered(dict(tracks=[t.id for t in kept],
+                                       how="every kept face track (no source to compare with)"))
         return meta
     with VideoReader(video_path) as fake, _SourceFrames(boxes_from, num_frames) as source:
         choice = manipulated_tracks(tracks, fake.read, source.read, frame_size, margin)
@@ -809,7 +833,8 @@ def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tupl
         raise NoManipulatedFaceError(video_path, f"no face of it differs from its source {boxes_from} (mean absolute "
                                      f"differences by track: {choice.evidence}; {choice.rule}): expected a fake "
                                      "made from this source, with at least one face changed")
-    meta["samples"] = dict(choice.to_json(), how="the manipulated face track(s), found by comparing with the source")
+    meta["samples"] = covered(dict(choice.to_json(),
+                                   how="the manipulated face track(s), found by comparing with the source"))
     return meta
 
 

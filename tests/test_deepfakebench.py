@@ -12,6 +12,7 @@ import abc
 import copy
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -514,6 +515,36 @@ def test_export_writes_the_sample_face_tracks_not_the_largest_face(two_faced, tm
     assert sorted(videos) == ["fake/a_track0", "fake/a_track1"]
     for track in (0, 1):
         assert np.array_equal(exported(videos[f"fake/a_track{track}"])[0], crops(track)[0][0])
+
+
+def test_export_cuts_again_when_the_folder_was_extracted_again(extracted, tmp_path):
+    """Crops of an earlier export are reused only while the folder is the one they were cut from: after
+    the folder is extracted again with other settings (here --margin), the export cuts them again."""
+    from dynsnip.data.benchmarks.deepfakebench_export import export_deepfakebench
+    from dynsnip.data.datasets import frame_sequence
+    from dynsnip.data.faces.extraction import extract_face_frames
+    from dynsnip.data.faces.face_folder import FaceFolder
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    folder = tmp_path / "faces" / "a"
+    shutil.copytree(extracted / "real" / "a", folder)
+    write_manifest([ManifestEntry(folder, 0, "test")], tmp_path / "faces" / "faces.csv")
+
+    def export(name):
+        export_deepfakebench(tmp_path / "faces" / "faces.csv", tmp_path / f"{name}.json", tmp_path / "crops", size=24)
+        (entry,) = json.loads((tmp_path / f"{name}.json").read_text())[name][f"{name}_real"]["test"].values()
+        return np.asarray(Image.open(entry["frames"][0]).convert("RGB"))
+
+    def wanted():
+        faces = FaceFolder(folder, frame_sequence(folder).paths)
+        return faces.clip_frames(np.array([[0, 1, 2, 3]]), (24, 24), "bilinear")[0][0]
+
+    first = export("first")
+    assert np.array_equal(first, wanted())
+    extract_face_frames(extracted.parent / "clip.mp4", folder, face_detector=lambda f: np.array([[10, 12, 34, 36, 0.9]]),
+                        min_face_coverage=0, margin=2.0, replace=True)
+    again = export("again")
+    assert np.array_equal(again, wanted()) and not np.array_equal(again, first)
 
 
 def test_export_options_are_checked(extracted, tmp_path, capsys):

@@ -31,8 +31,9 @@ Output::
 ``<video>`` is the frame folder's path relative to the manifest's folder. Frame paths in the
 JSON are absolute, or relative to ``relative_to``. A video folder is written under a
 temporary name and renamed when complete; a complete one from an earlier run with the same
-crop settings (``size``, ``interpolation``: recorded in ``.dynsnip-export.json`` beside the
-frames) is reused, so an interrupted export is started again with the same command. Nothing is
+crop settings (``size``, ``interpolation``, the face track: recorded in ``.dynsnip-export.json``
+beside the frames) is reused, unless the folder was extracted again since (the record holds the
+SHA-256 of its ``faces.json``: the crops are then cut again), so an interrupted export is started again with the same command. Nothing is
 overwritten without ``overwrite``: not the JSON, and not the crops of an export made with other
 settings (another JSON may list them: that video fails, naming them). A video that cannot be
 read is reported, the others are exported.
@@ -179,7 +180,8 @@ def _export_video(folder: Path, out: Path, size: int, interpolation: str,
                     written.add(i)
                 borrowed += 0 if crops.face_found[u] else len(todo)
         (tmp / EXPORT_RECORD).write_text(json.dumps({"size": size, "interpolation": interpolation, "source": str(folder),
-                                                     "track": track}), encoding="utf-8")
+                                                     "track": track, "faces_json": folder_fingerprint(folder)}),
+                                         encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -190,6 +192,18 @@ def _export_video(folder: Path, out: Path, size: int, interpolation: str,
 
 # written beside an exported video's frames: the crop settings they were made with (_complete)
 EXPORT_RECORD = ".dynsnip-export.json"
+
+
+def folder_fingerprint(folder: Path) -> str | None:
+    """SHA-256 of ``folder``'s ``faces.json`` (None without one: ready crops). Recorded with an
+    export's crops: a folder extracted again (other settings, another detector) has other
+    detections and regions, and crops cut from the old ones are stale (:func:`_complete`)."""
+    import hashlib
+
+    try:
+        return hashlib.sha256((folder / "faces.json").read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def _made_text(size: Any, interpolation: Any, track: Any = None) -> str:
@@ -216,6 +230,7 @@ def _complete(out: Path, folder: Path, size: int, interpolation: str,
     present = set(os.listdir(out)) - {EXPORT_RECORD}
     if set(expected) != present:
         return None, None  # an incomplete export: written again
+    record: dict[str, Any] | None = None
     try:
         record = json.loads((out / EXPORT_RECORD).read_text(encoding="utf-8"))
         made = (record.get("size"), record.get("interpolation"), record.get("track"))
@@ -225,6 +240,8 @@ def _complete(out: Path, folder: Path, size: int, interpolation: str,
     except (OSError, ValueError, AttributeError):
         return None, None
     if made == (size, interpolation, track):
+        if record is None or record.get("faces_json", "") != folder_fingerprint(folder):
+            return None, None  # cut from another extraction of the folder (or not recorded): cut again
         return [out / n for n in expected], None
     return None, _made_text(made[0], made[1], made[2] if made[2] != track else None)
 

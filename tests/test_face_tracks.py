@@ -276,6 +276,9 @@ def test_a_face_seen_for_two_frames_and_a_person_leaving(footage, checkpoint, tm
     assert long["status"] == "error" and long["reason"] == "low_face_coverage"
     assert [(t["first_frame"], t["last_frame"]) for t in long["tracks"]] == [(0, 16), (92, 116)]
     assert all(t["face_coverage"] < 0.5 for t in long["tracks"])
+    # each unscored track as docs/video.md lists it: its reason as status, and why in not_scored
+    assert [t["status"] for t in long["tracks"]] == ["low_face_coverage"] * 2
+    assert all("face found in only" in t["not_scored"] for t in long["tracks"])
 
 
 def test_faces_largest_keeps_the_report_of_before(checkpoint, tmp_path):

@@ -396,7 +396,9 @@ class FaceClipLoader:
                 err = NoFaceError(path, f"no face found in any of the {err.frames_checked} sampled frames the "
                                         f"detector looked at{every}: the video's face track(s), {missed}, lie "
                                         f"outside the sampled snippets; {_NOT_SAMPLED_ADVICE}")
-            err.tracks = [dict(t.summary(), face_coverage=round(failures[t.id].coverage, 4)) if t.id in failures
+            # as a scored video's report lists them (scoring.score_tracks): why each kept face is not scored
+            err.tracks = [dict(t.summary(), status=failures[t.id].reason, face_coverage=round(failures[t.id].coverage, 4),
+                               not_scored=failures[t.id].message) if t.id in failures
                           else t.summary() for t in tracks]
             raise err
         return VideoTracks(tracks, clips, failures, indices, num_frames, fps, len(looked_at))

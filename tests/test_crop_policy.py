@@ -162,6 +162,28 @@ def test_a_fake_extracted_with_max_frames_keeps_only_the_written_frames_of_its_s
     assert pixels.shape[1] == 4
 
 
+def test_a_source_shorter_than_the_fake_is_a_source_mismatch_on_every_route(real_and_fake, tmp_path):
+    """A source with fewer frames than the fake: the fake's later frames have no boxes of it. predict's
+    loader (one face and tracks) and extract-faces (from the video or its folder) all fail the pair as
+    source_mismatch naming both counts; none crops them with a frozen box or scores them."""
+    real, fake = real_and_fake
+    short = encode(tmp_path / "short.mp4", decode_all(real)[:12])
+    short_out = tmp_path / "short"
+    extract_face_frames(short, short_out)
+    loader = FaceClipLoader(num_snippets=2, size=(32, 32), detect_every=4)
+    expected = "has 12 frames, fewer than the 24 frames of the fake"
+    with pytest.raises(SourceMismatchError, match=expected):
+        loader(fake, boxes_from=short)
+    with pytest.raises(SourceMismatchError, match=expected):
+        loader.load_tracks(fake, boxes_from=short)
+    for source in (short, short_out):
+        with pytest.raises(SourceMismatchError, match=expected):
+            extract_face_frames(fake, tmp_path / "fake", boxes_from=source)
+        assert not (tmp_path / "fake").exists()
+    # the fake's first 12 frames (--max-frames) have the source's boxes: extracted
+    assert extract_face_frames(fake, tmp_path / "fake12", boxes_from=short_out, max_frames=12).num_frames == 12
+
+
 def test_a_source_of_another_size_is_refused(real_and_fake, tmp_path):
     from video_fixtures import two_people
 

@@ -12,6 +12,7 @@ import abc
 import copy
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -448,6 +449,102 @@ def test_export_writes_the_crops_dil_sees(extracted, tmp_path, capsys):
     assert Image.open(entry["frames"][0]).size == (24, 24)
     assert main([*other, "--overwrite"]) == 1
     assert Image.open(entry["frames"][0]).size == (16, 16)
+
+
+@pytest.fixture(scope="module")
+def two_faced(tmp_path_factory):
+    """extract-faces output of a 10-frame clip with two moving faces (stand-in detector): track 0 the
+    larger, track 1 the smaller; returns the folder (its faces.json's samples are rewritten by the tests)."""
+    from video_fixtures import encode
+
+    from dynsnip.data.faces.extraction import extract_face_frames
+
+    root = tmp_path_factory.mktemp("two_faced")
+    rng = np.random.default_rng(1)
+    video = encode(root / "clip.mp4", [rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(10)])
+    steps = iter(range(100))
+
+    def detector(frame):  # both faces move a little from one looked-at frame to the next
+        x = 2 * next(steps, 0)
+        return np.array([[40 + x, 10, 80 + x, 50, 0.9], [4 + x, 30, 20 + x, 46, 0.8]])
+
+    folder = root / "faces" / "fake" / "a"
+    extract_face_frames(video, folder, face_detector=detector, min_face_coverage=0)
+    assert [t["status"] for t in json.loads((folder / "faces.json").read_text())["tracks"]] == ["kept", "kept"]
+    return folder
+
+
+def _with_samples(folder: Path, tracks: list[int]) -> None:
+    meta = json.loads((folder / "faces.json").read_text())
+    meta["samples"] = {"tracks": tracks, "how": "set by the test"}
+    (folder / "faces.json").write_text(json.dumps(meta))
+
+
+def test_export_writes_the_sample_face_tracks_not_the_largest_face(two_faced, tmp_path):
+    """A two-person fake whose smaller face (track 1) is the manipulated one: the export writes that
+    track's crops (the larger, untouched face would go out labelled fake); a folder with two sample
+    tracks gives one video per track, as training reads it."""
+    from dynsnip.data.benchmarks.deepfakebench_export import aligned_blocks, export_deepfakebench
+    from dynsnip.data.datasets import frame_sequence
+    from dynsnip.data.faces.face_folder import FaceFolder
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    manifest = two_faced.parent.parent / "faces.csv"
+    write_manifest([ManifestEntry(two_faced, 1, "test")], manifest)
+    folder = FaceFolder(two_faced, frame_sequence(two_faced).paths)
+    blocks = np.array(aligned_blocks(10, 4))
+
+    def crops(track):
+        return [folder.cut(block[None], folder.snippet_boxes(block[None], track=track), (24, 24), "bilinear")
+                for block in blocks]
+
+    def exported(entry):
+        return [np.asarray(Image.open(path).convert("RGB")) for path in entry["frames"]]
+
+    _with_samples(two_faced, [1])
+    export_deepfakebench(manifest, tmp_path / "one.json", tmp_path / "crops1", size=24)
+    (entry,) = json.loads((tmp_path / "one.json").read_text())["one"]["one_fake"]["test"].values()
+    got = exported(entry)
+    small, large = crops(1), crops(0)
+    assert all(np.array_equal(got[i], small[0][i]) for i in range(4))
+    assert not np.array_equal(got[0], large[0][0])
+
+    _with_samples(two_faced, [0, 1])
+    export_deepfakebench(manifest, tmp_path / "two.json", tmp_path / "crops2", size=24)
+    videos = json.loads((tmp_path / "two.json").read_text())["two"]["two_fake"]["test"]
+    assert sorted(videos) == ["fake/a_track0", "fake/a_track1"]
+    for track in (0, 1):
+        assert np.array_equal(exported(videos[f"fake/a_track{track}"])[0], crops(track)[0][0])
+
+
+def test_export_cuts_again_when_the_folder_was_extracted_again(extracted, tmp_path):
+    """Crops of an earlier export are reused only while the folder is the one they were cut from: after
+    the folder is extracted again with other settings (here --margin), the export cuts them again."""
+    from dynsnip.data.benchmarks.deepfakebench_export import export_deepfakebench
+    from dynsnip.data.datasets import frame_sequence
+    from dynsnip.data.faces.extraction import extract_face_frames
+    from dynsnip.data.faces.face_folder import FaceFolder
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    folder = tmp_path / "faces" / "a"
+    shutil.copytree(extracted / "real" / "a", folder)
+    write_manifest([ManifestEntry(folder, 0, "test")], tmp_path / "faces" / "faces.csv")
+
+    def export(name):
+        export_deepfakebench(tmp_path / "faces" / "faces.csv", tmp_path / f"{name}.json", tmp_path / "crops", size=24)
+        (entry,) = json.loads((tmp_path / f"{name}.json").read_text())[name][f"{name}_real"]["test"].values()
+        return np.asarray(Image.open(entry["frames"][0]).convert("RGB"))
+
+    def wanted():
+        faces = FaceFolder(folder, frame_sequence(folder).paths)
+        return faces.clip_frames(np.array([[0, 1, 2, 3]]), (24, 24), "bilinear")[0][0]
+
+    first = export("first")
+    assert np.array_equal(first, wanted())
+    extract_face_frames(extracted.parent / "clip.mp4", folder, face_detector=lambda f: np.array([[10, 12, 34, 36, 0.9]]),
+                        min_face_coverage=0, margin=2.0, replace=True)
+    again = export("again")
+    assert np.array_equal(again, wanted()) and not np.array_equal(again, first)
 
 
 def test_export_options_are_checked(extracted, tmp_path, capsys):

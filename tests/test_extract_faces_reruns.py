@@ -96,6 +96,18 @@ def test_a_stale_folder_is_one_failure_among_videos_processed(videos, out, capsy
     assert len(rows) == 2 and rows[1].startswith("w,1,")  # the stale folder is not listed for training
 
 
+def test_overwrite_never_replaces_a_manifest_with_an_empty_one(videos, out, capsys):
+    """--overwrite where every video fails (here all stale): the earlier faces.csv stays, and the run says so."""
+    (videos / "one.csv").write_text("path,label\nv.mp4,0\n")
+    assert extract("--manifest", str(videos / "one.csv"), "--out", str(out)) == 0
+    before = (out / "faces.csv").read_text()
+    assert len(before.splitlines()) == 2
+    capsys.readouterr()
+    assert extract("--manifest", str(videos / "one.csv"), "--out", str(out), "--format", "bmp", "--overwrite") == 1
+    assert f"kept {out / 'faces.csv'} as it was" in capsys.readouterr().out
+    assert (out / "faces.csv").read_text() == before
+
+
 def test_replace_stale_rebuilds_a_folder_made_with_other_settings(videos, out, capsys):
     assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "4", "--format", "bmp",
                    "--replace-stale") == 0

@@ -5,6 +5,7 @@ the detector that looked."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -92,6 +93,38 @@ def test_a_broken_face_folder_is_a_face_folder_error_naming_folder_problem_and_f
     # the coverage and track readers of reports do not raise: reading the folder reports it
     assert FaceFolder.recorded_coverage(folder) in (None, 1.0)
     assert FaceFolder.sample_tracks(folder) in (None, [0, 1])
+
+
+TAMPERED = {  # a record change -> what the message must say
+    "unknown_sample_track": (lambda m: m["samples"].update(tracks=[0, 7]),
+                             "names sample face tracks [7] it does not hold (tracks: [0, 1])"),
+    "no_sample_track": (lambda m: m["samples"].update(tracks=[]), "names no sample face tracks"),
+    "detect_every_0": (lambda m: m.update(detect_every=0), "gives detect_every 0, below 1"),
+    "detect_every_text": (lambda m: m.update(detect_every="x"), "malformed record"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERED))
+def test_a_tampered_record_fails_its_video_not_the_run(extracted, tmp_path, how):
+    """samples naming a track the record lacks (KeyError), detect_every 0 (ValueError mid-clip): each
+    fails when the folder is opened, as bad_face_folder (a VideoError: train and evaluate skip that
+    video and report it), not with a raw error that ends the run."""
+    from dynsnip.data.manifest import ManifestEntry
+
+    folder = tmp_path / how
+    shutil.copytree(extracted, folder)
+    meta = json.loads((folder / "faces.json").read_text())
+    change, message = TAMPERED[how]
+    change(meta)
+    (folder / "faces.json").write_text(json.dumps(meta))
+    with pytest.raises(FaceFolderError, match=re.escape(message)) as err:
+        FaceFolder.open(folder, frame_sequence(folder).paths)
+    assert err.value.reason == "bad_face_folder"
+    for faces in ("all", "largest"):
+        dataset = FaceFramesDataset([ManifestEntry(folder, 0)], faces=faces, num_snippets=2, size=(16, 16))
+        for index in range(len(dataset)):
+            with pytest.raises(FaceFolderError):
+                dataset[index]
 
 
 def test_ready_crops_without_faces_json_and_old_crop_records_are_still_read_whole(extracted, tmp_path):

@@ -276,6 +276,9 @@ def test_a_face_seen_for_two_frames_and_a_person_leaving(footage, checkpoint, tm
     assert long["status"] == "error" and long["reason"] == "low_face_coverage"
     assert [(t["first_frame"], t["last_frame"]) for t in long["tracks"]] == [(0, 16), (92, 116)]
     assert all(t["face_coverage"] < 0.5 for t in long["tracks"])
+    # each unscored track as docs/video.md lists it: its reason as status, and why in not_scored
+    assert [t["status"] for t in long["tracks"]] == ["low_face_coverage"] * 2
+    assert all("face found in only" in t["not_scored"] for t in long["tracks"])
 
 
 def test_faces_largest_keeps_the_report_of_before(checkpoint, tmp_path):
@@ -409,6 +412,41 @@ def test_a_detector_finds_the_swapped_smaller_face_that_largest_misses(two_faces
     assert on_fake[small] >= 0.5 > on_fake[large]
     assert on_real[small] < on_fake[small] - 0.3  # the untouched smaller face is not what it flags
     assert largest[0]["verdict"] == "real" and largest[0]["fake_probability"] == on_fake[large]
+
+
+def test_a_face_track_below_the_coverage_is_no_sample_and_not_scored_from_a_folder(footage, tmp_path,
+                                                                                    monkeypatch):
+    """A second face seen on the first 12 of 40 frames (3 of the 10 looked-at frames, a kept track):
+    predict does not score it (low_face_coverage); extract-faces does not make it a sample (listed under
+    samples' low_face_coverage), and FaceFramesDataset fails its item (a folder that still lists it),
+    so training and evaluate on folders use the faces predict scores."""
+    frames = [_canvas(f, _smaller(f) if i < 12 else None) for i, f in enumerate(footage[:40])]
+    video = encode(tmp_path / "leaves.mp4", frames)
+    common = dict(num_snippets=8, snippet_len=4, size=(SIZE, SIZE))
+    tracked = FaceClipLoader(detect_every=K, face_detector=TWO_FACES_DETECTOR, **common).load_tracks(video)
+    assert [t.status for t in tracked.tracks] == ["kept", "kept"]
+    assert sorted(tracked.clips) == [0] and tracked.failures[1].reason == "low_face_coverage"
+    out = tmp_path / "faces"
+    extract_face_frames(video, out, detect_every=K, face_detector=TWO_FACES_DETECTOR)
+    meta = json.loads((out / "faces.json").read_text())
+    assert meta["samples"]["tracks"] == [0] and meta["samples"]["low_face_coverage"] == {"1": 0.3}
+    dataset = FaceFramesDataset([ManifestEntry(out, 0)], faces="all", **common)
+    assert dataset.tracks == sorted(tracked.clips)
+    assert torch.equal(dataset[0][0], tracked.clips[0].pixels)
+    meta["samples"]["tracks"] = [0, 1]  # a folder written before the rule
+    (out / "faces.json").write_text(json.dumps(meta))
+    dataset = FaceFramesDataset([ManifestEntry(out, 0)], faces="all", **common)
+    assert dataset.tracks == [0, 1] and torch.equal(dataset[0][0], tracked.clips[0].pixels)
+    with pytest.raises(LowFaceCoverageError, match="face track 1"):
+        dataset[1]
+    # no sample track reaches the coverage (here: only the second face kept): the video fails, as predict's would
+    from dynsnip.data.faces import extraction
+
+    kept = extraction.kept_tracks
+    monkeypatch.setattr(extraction, "kept_tracks", lambda tracks: [t for t in kept(tracks) if t.id == 1])
+    with pytest.raises(LowFaceCoverageError, match="track 1: 30%"):
+        extract_face_frames(video, tmp_path / "only1", detect_every=K, face_detector=TWO_FACES_DETECTOR)
+    assert not (tmp_path / "only1").exists()
 
 
 def test_evaluate_lists_each_face_tracks_probability_of_an_extracted_folder(checkpoint, tmp_path):

@@ -674,11 +674,16 @@ def run(args: argparse.Namespace) -> int:
         if entry is not None:
             written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method, dataset=entry.dataset))
     if args.manifest is not None:
-        write_manifest(written, manifest_out, overwrite=args.overwrite)
-        add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])
-        if args.faces == "all":
-            add_track_columns(manifest_out, [e.path for e in written])
-        print(f"wrote {manifest_out} ({len(written)} entries)")
+        if not written and manifest_out.exists():
+            # every video failed (all stale, say): a header-only file over a good faces.csv would lose its rows
+            print(f"kept {manifest_out} as it was: no video of this run gave a folder, and an empty manifest is "
+                  "never written over an existing one (even with --overwrite)")
+        else:
+            write_manifest(written, manifest_out, overwrite=args.overwrite)
+            add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])
+            if args.faces == "all":
+                add_track_columns(manifest_out, [e.path for e in written])
+            print(f"wrote {manifest_out} ({len(written)} entries)")
         if failed_rows:
             write_failed_rows(failed_rows, failed_out)
             print(f"wrote {failed_out} ({len(failed_rows)} failed row(s), with reason and message)")

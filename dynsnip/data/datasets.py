@@ -39,7 +39,8 @@ from torch.utils.data import Dataset
 
 from ._optional import require
 from .faces.crop import crop_and_resize
-from .errors import FrameFolderError, FrameGapError, IncompleteFolderError
+from .errors import FrameFolderError, FrameGapError, IncompleteFolderError, LowFaceCoverageError, NoFaceError
+from .faces.crop_policy import DEFAULT_MIN_FACE_COVERAGE
 from .faces.face_folder import FaceFolder
 from .faces.folder_source import incomplete_folder_problem
 from .manifest import ManifestEntry, check_entries, parse_split, read_manifest
@@ -232,6 +233,11 @@ class FaceFramesDataset(Dataset):
             :attr:`entries` then has one entry per item (repeated for the tracks of a folder),
             and :attr:`tracks` the track of each; items of one folder share its id in
             reports (``evaluate`` takes the most suspicious, ``video_score``).
+        min_face_coverage: with ``faces="all"``, a track item whose face is found in fewer of the
+            snippets' looked-at frames than this fraction fails with
+            :class:`~dynsnip.data.errors.LowFaceCoverageError` (in none: ``NoFaceError``), the
+            per-track rule of ``predict`` (docs/video.md, *Scoring*), so a face seen on a quarter
+            of the video is neither trained on nor scored from borrowed boxes (0 turns it off).
     """
 
     def __init__(
@@ -248,6 +254,7 @@ class FaceFramesDataset(Dataset):
         short_video: ShortVideoPolicy = "overlap",
         split: str | None = None,
         faces: str = "largest",
+        min_face_coverage: float = DEFAULT_MIN_FACE_COVERAGE,
     ):
         if faces not in ("largest", "all"):
             raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
@@ -268,6 +275,7 @@ class FaceFramesDataset(Dataset):
         self.train = train
         self.hflip_prob = hflip_prob
         self.short_video = short_video
+        self.min_face_coverage = float(min_face_coverage)
 
     @classmethod
     def from_model(cls, manifest: Any, model: torch.nn.Module, **overrides: Any) -> "FaceFramesDataset":
@@ -316,13 +324,30 @@ class FaceFramesDataset(Dataset):
         if folder is not None:
             folder.check_consecutive(indices)
         if folder is not None:  # extract-faces output: the crop policy cuts the snippets' crops
-            images, _ = folder.clip_frames(indices.numpy(), self.size, self.interpolation, track=self.tracks[index])
+            crops = folder.snippet_boxes(indices.numpy(), track=self.tracks[index])
+            if self.tracks[index] is not None:
+                self._check_track_coverage(entry.path, self.tracks[index], crops, folder.detect_every)
+            images = folder.cut(indices.numpy(), crops, self.size, self.interpolation)
         else:
             images = np.stack([self._load(frames.paths[i]) for i in indices.flatten().tolist()])
         pixels = frames_to_tensor(images, self.mean, self.std)
         if self.train:
             pixels = random_horizontal_flip(pixels, self.hflip_prob)
         return pixels, torch.tensor(float(entry.label))
+
+    def _check_track_coverage(self, folder: Path, track: int, crops: Any, detect_every: int) -> None:
+        """Raise as ``predict`` fails a face track (:meth:`FaceClipLoader.load_tracks`): found in none
+        of the snippets' looked-at frames (``no_face``), or in fewer than ``min_face_coverage``
+        of them (``low_face_coverage``)."""
+        every = f" (every {detect_every}th frame)" if detect_every > 1 else ""
+        if crops.frames_with_face == 0:
+            raise NoFaceError(folder, f"face track {track} is in none of the {crops.frames_checked} sampled frames "
+                                      f"the detector looked at{every}")
+        if crops.coverage < self.min_face_coverage:
+            raise LowFaceCoverageError(folder, crops.coverage, self.min_face_coverage, crops.frames_checked,
+                                       which=f"sampled frames the detector looked at{every} (face track {track})",
+                                       advice="a face seen on too few frames is not trained on or scored, as in "
+                                              "predict (docs/video.md, Scoring)")
 
     def _load(self, path: Path) -> "np.ndarray":
         if not _regular_file(path):  # replaced since it was listed: never open a FIFO

@@ -248,7 +248,7 @@ class FaceClipLoader:
             position = {index: n for n, index in enumerate(flat + extra)}
             detect_in = decoded[[position[i] for i in looked_at]]
         else:
-            detect_in = _source_frames(path, boxes_from, looked_at, frame_size)
+            detect_in = _source_frames(path, boxes_from, looked_at, frame_size, num_frames)
         crops, detections = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
         crop_boxes, face_found = crops.boxes, crops.face_found
         showing = scored = 0
@@ -358,7 +358,8 @@ class FaceClipLoader:
             frames = np.stack([kept[i] for i in flat])
             timestamps = torch.tensor([video.timestamp(i) for i in flat], dtype=torch.float64)
         if boxes_from is not None:
-            detections, signatures = _source_track_pass(path, boxes_from, looked_at, frame_size, self.face_detector)
+            detections, signatures = _source_track_pass(path, boxes_from, looked_at, frame_size, self.face_detector,
+                                                        num_frames)
         tracks = link_tracks(detections, signatures)
         every = f" (every {self.detect_every}th frame)" if self.detect_every > 1 else ""
         if not kept_tracks(tracks):
@@ -395,7 +396,9 @@ class FaceClipLoader:
                 err = NoFaceError(path, f"no face found in any of the {err.frames_checked} sampled frames the "
                                         f"detector looked at{every}: the video's face track(s), {missed}, lie "
                                         f"outside the sampled snippets; {_NOT_SAMPLED_ADVICE}")
-            err.tracks = [dict(t.summary(), face_coverage=round(failures[t.id].coverage, 4)) if t.id in failures
+            # as a scored video's report lists them (scoring.score_tracks): why each kept face is not scored
+            err.tracks = [dict(t.summary(), status=failures[t.id].reason, face_coverage=round(failures[t.id].coverage, 4),
+                               not_scored=failures[t.id].message) if t.id in failures
                           else t.summary() for t in tracks]
             raise err
         return VideoTracks(tracks, clips, failures, indices, num_frames, fps, len(looked_at))
@@ -437,10 +440,25 @@ def _track_not_sampled(path: object, track: Any, frames_checked: int, every: str
     return err
 
 
+def source_frames_problem(source: object, source_frames: int, fake_frames: int) -> str | None:
+    """Why a fake's source with ``source_frames`` frames cannot give the face boxes of the fake's
+    ``fake_frames`` frames, or None. A shorter source has no boxes for the fake's later frames:
+    cropping them with its last frame's box (a frozen box) would score whatever is there as the
+    face, so the pair fails (``source_mismatch``), the same on the video route (``predict``,
+    ``evaluate`` on videos) and in ``extract-faces``."""
+    if source_frames >= fake_frames:
+        return None
+    return (f"its source {source} has {source_frames} frames, fewer than the {fake_frames} frames of the fake "
+            "used: the fake's later frames would have no face boxes; expected the source video the fake was made "
+            "from, at least as long as the fake (or its extract-faces folder of as many frames)")
+
+
 @contextlib.contextmanager
-def _source_video(path: object, source: str | os.PathLike[str], frame_size: tuple[int, int]) -> Iterator[VideoReader]:
-    """The source video of the fake ``path``, open, checked to have the fake's frame size; any failure
-    reading it (inside the ``with`` block too) raised as a :class:`~dynsnip.data.errors.SourceMismatchError`."""
+def _source_video(path: object, source: str | os.PathLike[str], frame_size: tuple[int, int],
+                  num_frames: int) -> Iterator[VideoReader]:
+    """The source video of the fake ``path`` (of ``num_frames`` frames), open, checked to have the
+    fake's frame size and at least its frames (:func:`source_frames_problem`); any failure reading
+    it (inside the ``with`` block too) raised as a :class:`~dynsnip.data.errors.SourceMismatchError`."""
     from .errors import SourceMismatchError, VideoError
 
     try:
@@ -450,6 +468,8 @@ def _source_video(path: object, source: str | os.PathLike[str], frame_size: tupl
                     path, f"its source video {source} is {video.size[0]}x{video.size[1]}, the fake "
                     f"{frame_size[0]}x{frame_size[1]}; expected the same frame size to share face boxes"
                 )
+            if problem := source_frames_problem(source, video.num_frames, num_frames):
+                raise SourceMismatchError(path, problem)
             yield video
     except SourceMismatchError:
         raise
@@ -458,12 +478,12 @@ def _source_video(path: object, source: str | os.PathLike[str], frame_size: tupl
 
 
 def _source_frames(
-    path: object, source: str | os.PathLike[str], indices: Sequence[int], frame_size: tuple[int, int]
+    path: object, source: str | os.PathLike[str], indices: Sequence[int], frame_size: tuple[int, int],
+    num_frames: int,
 ) -> "np.ndarray":
-    """The source video's frames at ``indices`` (clamped to its length), for its face boxes."""
-    with _source_video(path, source, frame_size) as video:
-        last = video.num_frames - 1
-        return video.read([min(int(i), last) for i in indices])
+    """The source video's frames at ``indices``, for its face boxes (the fake has ``num_frames``)."""
+    with _source_video(path, source, frame_size, num_frames) as video:
+        return video.read([int(i) for i in indices])
 
 
 TRACK_PASS_CHUNK = 16  # frames decoded (and looked-at frames detected) at once in the track pass
@@ -496,14 +516,13 @@ def _track_pass(
 
 
 def _source_track_pass(
-    path: object, source: str | os.PathLike[str], looked_at: list[int], frame_size: tuple[int, int], detector: Any
+    path: object, source: str | os.PathLike[str], looked_at: list[int], frame_size: tuple[int, int], detector: Any,
+    num_frames: int,
 ) -> tuple[dict[int, "np.ndarray"], dict[int, "np.ndarray"]]:
-    """:func:`_track_pass` on a fake's source video, at the fake's looked-at frames (clamped to its length)."""
-    with _source_video(path, source, frame_size) as video:
-        last = video.num_frames - 1
-        inside = sorted({min(i, last) for i in looked_at})
-        found, signatures, _ = _track_pass(video, inside, set(), detector)
-    return ({i: found[min(i, last)] for i in looked_at}, {i: signatures[min(i, last)] for i in looked_at})
+    """:func:`_track_pass` on a fake's source video (the fake has ``num_frames``), at the fake's looked-at frames."""
+    with _source_video(path, source, frame_size, num_frames) as video:
+        found, signatures, _ = _track_pass(video, sorted(looked_at), set(), detector)
+    return found, signatures
 
 
 def load_face_clip(path: str | os.PathLike[str], **loader_args: Any) -> FaceClip:

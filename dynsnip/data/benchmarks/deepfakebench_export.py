@@ -17,16 +17,23 @@ snippets with ``detect_every`` = T, the default); a training snippet at another 
 get the box of its other looked-at frame. Folders of ready crops (no ``faces.json``, e.g.
 WildDeepfake) are exported whole, resized to ``size``.
 
+The face exported is each **sample face track** of ``faces.json`` (:func:`sample_tracks_of`: the
+faces training reads, a fake's manipulated one), cut with that track's boxes: never the largest
+face of a fake whose smaller face was swapped. One sample track: the video ``<video>``; several:
+one video per track, ``<video>_track<id>``. A folder without face tracks: its largest face.
+
 Output::
 
     FRAMES_OUT/<video>/000000.png ...   one crop per frame, named by frame index (consecutive)
+                                        (<video>_track<id>/ per sample track when a folder has several)
     OUT.json                            {NAME: {label_name: {train|val|test: {[level:] {<video>: {"label", "frames"}}}}}}
 
 ``<video>`` is the frame folder's path relative to the manifest's folder. Frame paths in the
 JSON are absolute, or relative to ``relative_to``. A video folder is written under a
 temporary name and renamed when complete; a complete one from an earlier run with the same
-crop settings (``size``, ``interpolation``: recorded in ``.dynsnip-export.json`` beside the
-frames) is reused, so an interrupted export is started again with the same command. Nothing is
+crop settings (``size``, ``interpolation``, the face track: recorded in ``.dynsnip-export.json``
+beside the frames) is reused, unless the folder was extracted again since (the record holds the
+SHA-256 of its ``faces.json``: the crops are then cut again), so an interrupted export is started again with the same command. Nothing is
 overwritten without ``overwrite``: not the JSON, and not the crops of an export made with other
 settings (another JSON may list them: that video fails, naming them). A video that cannot be
 read is reported, the others are exported.
@@ -100,9 +107,34 @@ def _video_id(entry: ManifestEntry, base: Path) -> str:
         return Path(entry.path).name
 
 
-def _export_video(folder: Path, out: Path, size: int, interpolation: str) -> tuple[list[Path], int]:
-    """Write ``folder``'s crops into ``out`` (see the module docstring); returns the frame files and
-    how many frames have a borrowed box. Raises an error naming the problem for an unreadable folder."""
+def sample_tracks_of(folder: Path) -> list[int | None]:
+    """The face tracks of ``folder`` that the export writes, one video each: the tracks its
+    ``faces.json`` lists as training samples (every kept face of a real video, the manipulated
+    one(s) of a fake with a source: what ``FaceFramesDataset(faces="all")`` trains on), or
+    ``[None]`` (the largest face) for a folder without face tracks or of ready crops. Exporting
+    the largest face of a two-person fake would label its untouched face fake."""
+    from ..faces.face_folder import FaceFolder, read_meta
+
+    try:
+        meta = read_meta(folder)
+    except (OSError, VideoError):
+        return [None]  # the export of the video fails with the reason when it reads the folder
+    if meta is None or meta.get("samples") is None:
+        return [None]
+    tracks = FaceFolder.sample_tracks(folder)
+    if not tracks:  # a samples record that names no track: nothing of the folder is a sample
+        from ..errors import FaceFolderError
+
+        raise FaceFolderError(folder, "faces.json's samples name no face track; expected the record extract-faces "
+                                      "writes (delete the folder and run dynsnip extract-faces again for its video)")
+    return list(tracks)
+
+
+def _export_video(folder: Path, out: Path, size: int, interpolation: str,
+                  track: int | None = None) -> tuple[list[Path], int]:
+    """Write ``folder``'s crops into ``out`` (see the module docstring): of face track ``track``
+    (None: the largest face); returns the frame files and how many frames have a borrowed box.
+    Raises an error naming the problem for an unreadable folder."""
     from .._optional import require
     from ..datasets import frame_sequence
     from ..errors import FrameGapError, NoFaceError
@@ -132,9 +164,10 @@ def _export_video(folder: Path, out: Path, size: int, interpolation: str) -> tup
         else:
             snippet_len = int(json.loads((folder / "faces.json").read_text()).get("snippet_len") or 4)
             blocks = np.array(aligned_blocks(faces.num_frames, snippet_len))
-            crops = faces.snippet_boxes(blocks)
+            crops = faces.snippet_boxes(blocks, track=track)
             if faces.detections and not crops.face_found.any():
-                raise NoFaceError(folder, f"no face in any of its {faces.num_frames} frames")
+                which = "" if track is None else f" of face track {track}"
+                raise NoFaceError(folder, f"no face{which} in any of its {faces.num_frames} frames")
             written = set()
             for u, block in enumerate(blocks):
                 todo = [i for i in dict.fromkeys(block.tolist()) if i not in written]
@@ -146,7 +179,8 @@ def _export_video(folder: Path, out: Path, size: int, interpolation: str) -> tup
                     write_png(tmp / names[i], images[block.tolist().index(i)])
                     written.add(i)
                 borrowed += 0 if crops.face_found[u] else len(todo)
-        (tmp / EXPORT_RECORD).write_text(json.dumps({"size": size, "interpolation": interpolation, "source": str(folder)}),
+        (tmp / EXPORT_RECORD).write_text(json.dumps({"size": size, "interpolation": interpolation, "source": str(folder),
+                                                     "track": track, "faces_json": folder_fingerprint(folder)}),
                                          encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -160,11 +194,30 @@ def _export_video(folder: Path, out: Path, size: int, interpolation: str) -> tup
 EXPORT_RECORD = ".dynsnip-export.json"
 
 
-def _complete(out: Path, folder: Path, size: int, interpolation: str) -> tuple[list[Path] | None, str | None]:
+def folder_fingerprint(folder: Path) -> str | None:
+    """SHA-256 of ``folder``'s ``faces.json`` (None without one: ready crops). Recorded with an
+    export's crops: a folder extracted again (other settings, another detector) has other
+    detections and regions, and crops cut from the old ones are stale (:func:`_complete`)."""
+    import hashlib
+
+    try:
+        return hashlib.sha256((folder / "faces.json").read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _made_text(size: Any, interpolation: Any, track: Any = None) -> str:
+    """How an export's crop settings are shown (``24 px, bilinear``; a face track's: ``, face track 1``)."""
+    return f"{size} px, {interpolation}" + ("" if track is None else f", face track {track}")
+
+
+def _complete(out: Path, folder: Path, size: int, interpolation: str,
+              track: int | None = None) -> tuple[list[Path] | None, str | None]:
     """The frames of an earlier export of ``folder`` in ``out`` when it is complete (same frame names)
-    and made with the same crop settings (its record; without one, an export of an earlier version:
-    the frames' size); else ``None`` and, when ``out`` holds complete crops made with other settings,
-    what they were made with (they belong to another export: never replaced without ``overwrite``)."""
+    and made with the same crop settings and face track (its record; without one, an export of an
+    earlier version: the frames' size, the largest face); else ``None`` and, when ``out`` holds
+    complete crops made with other settings, what they were made with (they belong to another
+    export: never replaced without ``overwrite``)."""
     from .._optional import require
     from ..datasets import frame_sequence
 
@@ -177,17 +230,20 @@ def _complete(out: Path, folder: Path, size: int, interpolation: str) -> tuple[l
     present = set(os.listdir(out)) - {EXPORT_RECORD}
     if set(expected) != present:
         return None, None  # an incomplete export: written again
+    record: dict[str, Any] | None = None
     try:
         record = json.loads((out / EXPORT_RECORD).read_text(encoding="utf-8"))
-        made = (record.get("size"), record.get("interpolation"))
+        made = (record.get("size"), record.get("interpolation"), record.get("track"))
     except FileNotFoundError:
         with require("PIL.Image").open(out / expected[0]) as first:
-            made = (first.size[0] if first.size[0] == first.size[1] else first.size, interpolation)
+            made = (first.size[0] if first.size[0] == first.size[1] else first.size, interpolation, None)
     except (OSError, ValueError, AttributeError):
         return None, None
-    if made == (size, interpolation):
+    if made == (size, interpolation, track):
+        if record is None or record.get("faces_json", "") != folder_fingerprint(folder):
+            return None, None  # cut from another extraction of the folder (or not recorded): cut again
         return [out / n for n in expected], None
-    return None, f"{made[0]} px, {made[1]}"
+    return None, _made_text(made[0], made[1], made[2] if made[2] != track else None)
 
 
 def export_deepfakebench(
@@ -258,35 +314,44 @@ def export_deepfakebench(
         if entry.split is None:
             result.failed.append((str(folder), "no split in the manifest; DeepfakeBench reads train / val / test"))
             continue
-        video = _video_id(entry, base)
-        if used.get(video, folder) != folder:
-            result.failed.append((str(folder), f"its output folder {video} is already used by {used[video]}"))
-            continue
-        used[video] = folder
-        out = frames_out / video
         try:
-            paths, other = _complete(out, folder, size, interpolation)
-            if other is not None and not overwrite:
-                result.failed.append((str(folder), f"{out} holds the crops of another export ({other}), not {size} px, "
-                                                   f"{interpolation}: choose another frames folder, or overwrite them"))
-                continue
-            borrowed = 0
-            if paths is None:
-                paths, borrowed = _export_video(folder, out, size, interpolation)
-        except (OSError, ValueError, VideoError) as err:
+            tracks = sample_tracks_of(folder)
+        except (OSError, VideoError) as err:
             result.failed.append((str(folder), str(err)))
             continue
-        label_name = label_of[id(entry)]
-        shown = [_path_text(p, relative_to) for p in paths]
-        splits = dataset.setdefault(label_name, {s: ({compression: {}} if compression else {}) for s in SPLITS})
-        videos = splits[entry.split][compression] if compression else splits[entry.split]
-        videos[video] = {"label": label_name, "frames": shown}
-        result.videos[label_name] = result.videos.get(label_name, 0) + 1
-        result.labels[label_name] = int(entry.label)
-        result.frames += len(paths)
-        result.borrowed_frames += borrowed
-        if log is not None:
-            log(f"[{n}/{len(entries)}] {video}: {len(paths)} frames")
+        base_id = _video_id(entry, base)
+        for track in tracks:
+            # one video per sample face track (as training reads the folder); several: <video>_track<id>
+            video = base_id if len(tracks) == 1 else f"{base_id}_track{track}"
+            if used.get(video, folder) != folder:
+                result.failed.append((str(folder), f"its output folder {video} is already used by {used[video]}"))
+                continue
+            used[video] = folder
+            out = frames_out / video
+            try:
+                paths, other = _complete(out, folder, size, interpolation, track)
+                if other is not None and not overwrite:
+                    result.failed.append((str(folder), f"{out} holds the crops of another export ({other}), not "
+                                                       f"{_made_text(size, interpolation, track if 'face track' in other else None)}: choose another "
+                                                       "frames folder, or overwrite them"))
+                    continue
+                borrowed = 0
+                if paths is None:
+                    paths, borrowed = _export_video(folder, out, size, interpolation, track)
+            except (OSError, ValueError, VideoError) as err:
+                result.failed.append((str(folder), str(err)))
+                continue
+            label_name = label_of[id(entry)]
+            shown = [_path_text(p, relative_to) for p in paths]
+            splits = dataset.setdefault(label_name, {s: ({compression: {}} if compression else {}) for s in SPLITS})
+            videos = splits[entry.split][compression] if compression else splits[entry.split]
+            videos[video] = {"label": label_name, "frames": shown}
+            result.videos[label_name] = result.videos.get(label_name, 0) + 1
+            result.labels[label_name] = int(entry.label)
+            result.frames += len(paths)
+            result.borrowed_frames += borrowed
+            if log is not None:
+                log(f"[{n}/{len(entries)}] {video}: {len(paths)} frames")
     if not result.videos:
         reasons = "; ".join(f"{f}: {r}" for f, r in result.failed[:3])
         raise ValueError(f"{manifest}: no video could be exported ({reasons})")

@@ -368,9 +368,9 @@ def extract_face_frames(
                                   "on another machine?); remove it and run again")
         shutil.rmtree(partial)  # left by a process of this machine that no longer runs
     detector = create_face_detector(face_detector)
-    source_detections = source_size = source_tracks = None
+    source_detections = source_size = source_tracks = source_frames = None
     if boxes_from is not None:
-        source_detections, source_size, source_tracks = source_face_detections(
+        source_detections, source_size, source_tracks, source_frames = source_face_detections(
             boxes_from, detector, detect_every, video_path, tracks=faces == "all")
     with VideoReader(video_path) as video:
         record = source_record(video_path)
@@ -383,6 +383,12 @@ def extract_face_frames(
 
             raise SourceMismatchError(video_path, f"its source {boxes_from} is {source_size[0]}x{source_size[1]}, "
                                       f"the fake {width}x{height}; expected the same frame size to share face boxes")
+        if source_frames is not None:
+            from ..errors import SourceMismatchError
+            from ..pipeline import source_frames_problem
+
+            if problem := source_frames_problem(boxes_from, source_frames, num_frames):
+                raise SourceMismatchError(video_path, problem)  # as predict does (no frozen or missing boxes)
         fps = video.fps
         looked_at = list(range(0, num_frames, detect_every))
         writer = _RegionWriter(partial, image_format, scale, interpolation)
@@ -431,7 +437,7 @@ def extract_face_frames(
             if faces == "all" and detections:
                 tracks = source_tracks if source_tracks is not None else link_tracks(detections, signatures)
                 track_meta = _track_meta(tracks, video_path, boxes_from, (width, height), margin, num_frames,
-                                         len(looked_at), detect_every)
+                                         len(looked_at), detect_every, min_face_coverage, detector)
             meta = dict(
                 crop_policy=CROP_POLICY,
                 source=str(Path(video_path)),
@@ -779,14 +785,20 @@ def detection_batch_size(detector: Any, pipeline: bool = False) -> int:
 
 
 def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tuple[int, int], margin: float,
-                num_frames: int, looked_at: int, detect_every: int) -> dict[str, Any]:
+                num_frames: int, looked_at: int, detect_every: int, min_face_coverage: float = 0.0,
+                detector: Any = None) -> dict[str, Any]:
     """The ``faces.json`` entries of the face tracks: ``tracks``, ``track_rules`` and ``samples``
     (the tracks that are training samples: every kept one; for a fake with a source, its
-    manipulated ones, found by comparing it with the source).
+    manipulated ones, found by comparing it with the source). The per-track coverage rule of
+    ``predict`` (docs/video.md, *Scoring*) applies: a track found on fewer than
+    ``min_face_coverage`` of the ``looked_at`` frames is no sample; ``samples`` lists it under
+    ``low_face_coverage`` with its coverage (a face seen for a quarter of the video would
+    otherwise be trained on and scored from its borrowed boxes, where ``predict`` refuses it).
 
     Raises:
         NoFaceError: every track was dropped (only photos on the wall, or passers-by).
         NoManipulatedFaceError: a fake whose every face equals its source's.
+        LowFaceCoverageError: no sample track reaches ``min_face_coverage`` (its best coverage).
     """
     from ..errors import NoManipulatedFaceError
 
@@ -794,8 +806,26 @@ def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tupl
     if not kept:
         raise NoFaceError(video_path, no_track_message(tracks, looked_at, detect_every))
     meta: dict[str, Any] = dict(tracks=tracks_to_json(tracks), track_rules=track_rules())
+    coverage = {t.id: len(t.frames) / looked_at if looked_at else 1.0 for t in kept}
+
+    def covered(samples: dict[str, Any]) -> dict[str, Any]:
+        """``samples`` without the tracks below the coverage (listed under ``low_face_coverage``)."""
+        low = {t: coverage[t] for t in samples["tracks"] if coverage[t] < min_face_coverage}
+        if low and len(low) == len(samples["tracks"]):
+            best = max(low.values())
+            every = f" (every {detect_every}th)" if detect_every > 1 else ""
+            raise LowFaceCoverageError(video_path, best, min_face_coverage, looked_at,
+                                       which=f"frames the detector looked at{every}, by its best sample face track "
+                                             f"({', '.join(f'track {t}: {c:.0%}' for t, c in low.items())})",
+                                       detector=detector)
+        samples["tracks"] = [t for t in samples["tracks"] if t not in low]
+        if low:
+            samples["low_face_coverage"] = {str(t): round(c, 4) for t, c in low.items()}
+        return samples
+
     if boxes_from is None:
-        meta["samples"] = dict(tracks=[t.id for t in kept], how="every kept face track (no source to compare with)")
+        meta["samples"] = covered(dict(tracks=[t.id for t in kept],
+                                       how="every kept face track (no source to compare with)"))
         return meta
     with VideoReader(video_path) as fake, _SourceFrames(boxes_from, num_frames) as source:
         choice = manipulated_tracks(tracks, fake.read, source.read, frame_size, margin)
@@ -803,7 +833,8 @@ def _track_meta(tracks: list, video_path: Any, boxes_from: Any, frame_size: tupl
         raise NoManipulatedFaceError(video_path, f"no face of it differs from its source {boxes_from} (mean absolute "
                                      f"differences by track: {choice.evidence}; {choice.rule}): expected a fake "
                                      "made from this source, with at least one face changed")
-    meta["samples"] = dict(choice.to_json(), how="the manipulated face track(s), found by comparing with the source")
+    meta["samples"] = covered(dict(choice.to_json(),
+                                   how="the manipulated face track(s), found by comparing with the source"))
     return meta
 
 
@@ -1157,9 +1188,9 @@ def _single_pass(
 
 def source_face_detections(
     source: str | os.PathLike[str], detector: Any, detect_every: int, fake: object, tracks: bool = False
-) -> tuple[dict[int, "np.ndarray"], tuple[int, int], list | None]:
-    """The detections, frame size and (``tracks``) face tracks of a fake's source: from its
-    ``extract-faces`` folder (when made with the same ``detect_every``; its recorded tracks, or
+) -> tuple[dict[int, "np.ndarray"], tuple[int, int], list | None, int]:
+    """The detections, frame size, (``tracks``) face tracks and frame count of a fake's source: from
+    its ``extract-faces`` folder (when made with the same ``detect_every``; its recorded tracks, or
     tracks linked now from its detections when it has none), else detected in the source video now."""
     from ..errors import SourceMismatchError, VideoError
 
@@ -1173,7 +1204,7 @@ def source_face_detections(
             if tracks:
                 found = (tracks_from_json(meta["tracks"], detections) if meta.get("tracks") is not None
                          else link_tracks(detections))
-            return detections, tuple(meta["frame_size"]), found
+            return detections, tuple(meta["frame_size"]), found, int(meta["num_frames"])
         raise SourceMismatchError(fake, f"{meta_file} was made with other settings (detect_every "
                                   f"{meta.get('detect_every')}, expected {detect_every})")
     if detector is None:
@@ -1182,7 +1213,8 @@ def source_face_detections(
         with VideoReader(source) as video:
             signatures: dict[int, np.ndarray] | None = {} if tracks else None
             detections = _detect_every_kth(video, video.num_frames, detect_every, detector, signatures)
-            return detections, video.size, (link_tracks(detections, signatures) if tracks else None)
+            return (detections, video.size, (link_tracks(detections, signatures) if tracks else None),
+                    video.num_frames)
     except VideoError as err:
         raise SourceMismatchError(fake, f"its source video cannot be read: {err}") from err
 

@@ -10,7 +10,8 @@ A folder without ``faces.json`` is a folder of ready crops (any numbered frame i
 :mod:`dynsnip.data.datasets`), and so is one whose ``faces.json`` is a record without a
 ``crop_policy`` (the crops written by extract-faces before the crop policy): their frames are
 used whole. A ``faces.json`` that exists but cannot be read (truncated, not JSON, not a record,
-another crop-policy format, an entry missing) or whose frame images are not all there fails
+another crop-policy format, an entry missing, ``samples`` naming a face track it does not hold,
+``detect_every`` below 1) or whose frame images are not all there fails
 that video with :class:`~dynsnip.data.errors.FaceFolderError` (reason ``bad_face_folder``),
 naming the folder, what is wrong and how to rebuild it: training skips it and evaluation
 lists it, never reads its regions as crops.
@@ -119,8 +120,8 @@ class FaceFolder:
             # face tracks (extract-faces --faces all); None for folders written without them
             self.tracks: list[FaceTrack] | None = (tracks_from_json(meta["tracks"], self.detections)
                                                    if meta.get("tracks") is not None else None)
-            self.samples: list[int] | None = (list(meta["samples"]["tracks"]) if meta.get("samples") is not None
-                                              else None)
+            self.samples: list[int] | None = ([int(t) for t in meta["samples"]["tracks"]]
+                                              if meta.get("samples") is not None else None)
         except KeyError as err:
             raise FaceFolderError(self.folder, f"{META_FILE} has no {err.args[0]!r} entry; expected the complete "
                                                f"record extract-faces writes: {REBUILD}") from None
@@ -130,7 +131,31 @@ class FaceFolder:
         if len(self.regions) != self.num_frames:
             raise FaceFolderError(self.folder, f"{META_FILE} lists {self.num_frames} frames but gives "
                                                f"{len(self.regions)} frame regions; expected one per frame: {REBUILD}")
+        self._check_record()
         self._check_frames()
+
+    def _bad(self, what: str) -> FaceFolderError:
+        return FaceFolderError(self.folder, f"{META_FILE} {what}; expected the record extract-faces writes: {REBUILD}")
+
+    def _check_record(self) -> None:
+        """Raise :class:`FaceFolderError` for a record no extraction writes, which reading would
+        otherwise fail on mid-run with a raw error (a KeyError or ValueError ends a whole
+        train or evaluate run; this fails the one video, ``bad_face_folder``): ``detect_every``
+        below 1, or ``samples`` naming a face track the record does not hold."""
+        if self.detect_every < 1:
+            raise self._bad(f"gives detect_every {self.detect_every}, below 1 (the detector looks at every k-th "
+                            "frame)")
+        if self.num_frames < 1:
+            raise self._bad(f"lists {self.num_frames} frames")
+        ids = [t.id for t in self.tracks or []]
+        if len(set(ids)) != len(ids):
+            raise self._bad(f"lists face track ids {ids}, not one track per id")
+        if self.samples is not None:
+            unknown = [t for t in self.samples if t not in ids]
+            if not self.samples:
+                raise self._bad("names no sample face tracks")
+            if unknown:
+                raise self._bad(f"names sample face tracks {unknown} it does not hold (tracks: {ids})")
 
     def _check_frames(self) -> None:
         """Raise :class:`FaceFolderError` unless :attr:`frames` are the images of frames

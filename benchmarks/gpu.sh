@@ -38,6 +38,11 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
     TAPS=(--device cpu --quick)
     DOC="$OUT/performance.md"; cp docs/performance.md "$DOC"
 else
+    if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2> /dev/null; then
+        echo "gpu.sh: no CUDA device here (torch.cuda.is_available() is False); run it on the GPU machine, or" \
+             "DRY_RUN=1 for the CPU dry run. Nothing measured, docs/performance.md left as it is." >&2
+        exit 2
+    fi
     DIL=dil_resnet50; BASE=resnet50
     COMMON=(--device cuda --amp bf16 --channels-last --frames 16 --size 224 --batch 16 --infer-batch 16
             --repeats 10 --warmup 2 --baseline "$BASE")
@@ -59,12 +64,18 @@ fi
 STEPS=" ${STEPS:-eager profile compiled tail taps} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 
+FAILED=()  # steps that did not exit 0: the script's own exit status is 1 if any
+ran() {  # name, rc: print and record a step's outcome
+    echo "$1: rc=$2 in $((SECONDS - start)) s"
+    [ "$2" = 0 ] || FAILED+=("$1")
+}
+
 step() {  # name, time limit, efficiency.py arguments...
     local name="$1" limit="$2"; shift 2
-    local start=$SECONDS
+    start=$SECONDS
     timeout "$limit" "$PY" benchmarks/efficiency.py "${COMMON[@]}" "$@" \
         --json "$OUT/$name.json" > "$OUT/$name.md" 2> "$OUT/$name.log"
-    echo "$name: rc=$? in $((SECONDS - start)) s"; cat "$OUT/$name.md"
+    ran "$name" $?; cat "$OUT/$name.md"
 }
 
 # how the SIMs run on the GPU, same numbers (issue 24): the default runs the motion channels' Eq. 1 and Conv_U
@@ -78,7 +89,7 @@ if want profile; then  # 2. where the eager GPU time goes
     start=$SECONDS
     timeout "${LIMITS[1]}" "$PY" benchmarks/gpu_profile.py "${PROFILE[@]}" \
         --json "$OUT/gpu_profile.json" > "$OUT/gpu_profile.md" 2> "$OUT/gpu_profile.log"
-    echo "gpu_profile: rc=$? in $((SECONDS - start)) s"; head -n 12 "$OUT/gpu_profile.md"
+    ran gpu_profile $?; head -n 12 "$OUT/gpu_profile.md"
 fi
 
 if ! want compiled; then
@@ -93,16 +104,21 @@ if want tail; then  # 4. the fused Intra-SIM tail (exits 1 if the kernel disagre
     start=$SECONDS
     timeout "${LIMITS[3]}" "$PY" benchmarks/gate_tap.py "${GATE_TAP[@]}" --arch "$DIL" \
         --json "$OUT/gpu_gate_tap.json" > "$OUT/gpu_gate_tap.md" 2> "$OUT/gpu_gate_tap.log"
-    echo "gpu_gate_tap: rc=$? in $((SECONDS - start)) s"; cat "$OUT/gpu_gate_tap.md"
+    ran gpu_gate_tap $?; cat "$OUT/gpu_gate_tap.md"
 fi
 
 if want taps; then  # 5. the SIMs' depthwise convs as Triton kernels (exits 1 if a kernel disagrees with F.conv3d)
     start=$SECONDS
     timeout "${LIMITS[4]}" "$PY" benchmarks/depthwise_taps.py "${TAPS[@]}" \
         --json "$OUT/gpu_depthwise_taps.json" > "$OUT/gpu_depthwise_taps.md" 2> "$OUT/gpu_depthwise_taps.log"
-    echo "gpu_depthwise_taps: rc=$? in $((SECONDS - start)) s"; cat "$OUT/gpu_depthwise_taps.md"
+    ran gpu_depthwise_taps $?; cat "$OUT/gpu_depthwise_taps.md"
 fi
 
 "$PY" benchmarks/gpu_report.py --results "$OUT" --doc "$DOC" --dil "$DIL" --baseline "$BASE"
+report=$?  # 1: nothing was measured, the doc is left as it was
 [ "$DOC" = "$OUT/performance.md" ] || cp "$DOC" "$OUT/performance.md"
 echo "total ${SECONDS} s"
+if [ "${#FAILED[@]}" -gt 0 ] || [ "$report" != 0 ]; then
+    echo "gpu.sh: failed or out of time: ${FAILED[*]:-none}; report rc=$report (see the steps' .log files in $OUT)" >&2
+    exit 1
+fi

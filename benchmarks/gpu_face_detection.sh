@@ -18,12 +18,18 @@ mkdir -p "$OUT"
 VIDEOS=(dynsnip/assets/videos/*.mp4 "$@")
 
 FACE_STEPS=" ${FACE_STEPS:-detectors extraction} "
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2> /dev/null; then
+    echo "gpu_face_detection.sh: no CUDA device here (torch.cuda.is_available() is False); run it on the GPU machine" >&2
+    exit 2
+fi
+failed=0
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu_face_detection.txt" 2>&1
 [[ "$FACE_STEPS" == *" detectors "* ]] && { timeout 150 "$PY" benchmarks/face_detectors.py --device cuda --cost --repeats 20 \
     --detectors mtcnn,blazeface,blazeface-short,auto --videos "${VIDEOS[@]}" \
     --json "$OUT/gpu_face_detectors.json" > "$OUT/gpu_face_detectors.md" 2> "$OUT/gpu_face_detectors.log"
-echo "detectors: rc=$?"; cat "$OUT/gpu_face_detectors.md"; }
+rc=$?; echo "detectors: rc=$rc"; [ "$rc" = 0 ] || failed=1; cat "$OUT/gpu_face_detectors.md"; }
 [[ "$FACE_STEPS" == *" extraction "* ]] && { timeout 170 "$PY" benchmarks/face_extraction.py --device cuda --write --every 4 --formats png \
     --backends mtcnn,auto --pipeline auto,off --no-full-resolution --repeats 3 --videos "${VIDEOS[@]}" \
     --json "$OUT/gpu_face_extraction.json" > "$OUT/gpu_face_extraction.md" 2> "$OUT/gpu_face_extraction.log"
-echo "extraction: rc=$?"; cat "$OUT/gpu_face_extraction.md"; }
+rc=$?; echo "extraction: rc=$rc"; [ "$rc" = 0 ] || failed=1; cat "$OUT/gpu_face_extraction.md"; }
+exit "$failed"

@@ -22,6 +22,11 @@ if [ "${1:-}" = "prepare" ]; then
 fi
 OUT="${OUT:-benchmarks/results/gpu_pseudo_fakes}"
 if [ -e "$OUT/run" ]; then echo "$OUT/run exists: choose another OUT" >&2; exit 2; fi
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2> /dev/null; then
+    # the paper-size training on a CPU takes hours and about 15 GB of memory: never start it by accident
+    echo "gpu_pseudo_fakes.sh: no CUDA device here (torch.cuda.is_available() is False); run it on the GPU machine" >&2
+    exit 2
+fi
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
 INIT=(--init random)
@@ -29,4 +34,6 @@ if [ -n "${WEIGHTS:-}" ]; then INIT=(--weights "$WEIGHTS"); fi
 timeout 450 "$PY" benchmarks/train_pseudo_fakes.py --faces "$FACES" --out "$OUT" \
     --val Zhling_1280x720 two_people_320x192_test_vd_rc --mode "${MODE:-both}" "${INIT[@]}" \
     --time-limit "${TIME_LIMIT:-330}" --repeats 100 --workers 12 --amp-dtype bfloat16 2>&1 | tee "$OUT/train.log"
-echo "rc=${PIPESTATUS[0]}"
+rc=${PIPESTATUS[0]}
+echo "rc=$rc"
+exit "$rc"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +184,14 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--dil", default="dil_resnet50")
     p.add_argument("--baseline", default="resnet50")
     args = p.parse_args(argv)
-    text = section(load(args.results), args.dil, args.baseline,
-                   profile_lines(args.results) + fused_tail(args.results) + depthwise_kernels(args.results))
+    runs = load(args.results)
+    tail = profile_lines(args.results) + fused_tail(args.results) + depthwise_kernels(args.results)
+    if not runs and not any(line.startswith("|") for line in tail):
+        # nothing measured (no GPU, every step failed): the figures of an earlier loan stay in the doc
+        print(f"gpu_report: no GPU results in {args.results} (every step failed or none ran): {args.doc} left as it is",
+              file=sys.stderr)
+        raise SystemExit(1)
+    text = section(runs, args.dil, args.baseline, tail)
     update(args.doc, text)
     print(text)
     return text

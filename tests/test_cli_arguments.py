@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 
 import pytest
 import torch
@@ -333,3 +334,22 @@ def test_commands_print_warnings_on_one_line_without_library_source(monkeypatch,
     text = warnings.formatwarning("training on video files crops each video's largest face", UserWarning,
                                   "/site-packages/dynsnip/cli/train.py", 326, "train_set = make_dataset(...)")
     assert text == "dynsnip: warning: training on video files crops each video's largest face (UserWarning)\n"
+
+
+@pytest.mark.parametrize("command", [
+    ["predict", "{video}", "--checkpoint", "{out}/no_such_detector"],
+    ["extract-faces", "{video}", "--out", "{out}/faces"],
+    ["pseudo-fakes", "{video}", "--out", "{out}/pf"],
+    ["demo", "--out", "{out}/demo"],
+    ["explain", "{video}", "--checkpoint", "{out}/no_such_detector", "--out", "{out}/ex"],
+], ids=lambda c: c[0])
+def test_a_missing_video_extra_is_one_usage_error_and_creates_nothing(command, tmp_path, capsys, monkeypatch):
+    """Without PyAV (the video extra) every video used to fail on its own (predict, extract-faces: exit 1), or
+    the command ended in a traceback (pseudo-fakes, demo, explain)."""
+    from video_fixtures import carphone
+
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError, as when it is not installed
+    args = [a.format(video=carphone(), out=tmp_path) for a in command]
+    assert main(args) == 2
+    assert "pip install 'dynsnip[video]'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -573,8 +573,9 @@ def test_gpu_report_writes_the_fused_tail_figures(tmp_path):
     report = load_script("benchmarks/gpu_report.py")
     doc = tmp_path / "performance.md"
     doc.write_text(f"before\n{report.BEGIN}\nold\n{report.END}\nafter\n")
-    report.main(["--results", str(tmp_path), "--doc", str(doc)])
-    assert "Not measured yet" in doc.read_text()
+    with pytest.raises(SystemExit) as stopped:  # nothing measured (no GPU): an earlier loan's figures stay
+        report.main(["--results", str(tmp_path), "--doc", str(doc)])
+    assert stopped.value.code == 1 and doc.read_text() == f"before\n{report.BEGIN}\nold\n{report.END}\nafter\n"
     sims = [{"ok": True}] * 3
     (tmp_path / "gpu_gate_tap.json").write_text(json.dumps({
         "fused": True, "arch": "dil_resnet50", "clips": 16, "frames": 16, "size": 224, "dtype": "bf16",

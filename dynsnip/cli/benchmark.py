@@ -286,7 +286,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                                             else "")))
         print(f"recorded in {folder / 'config.json'}")
     if missing or (training or {}).get("missing_videos"):
-        print(f"dynsnip benchmark: the dataset root is partly downloaded: "
+        print("dynsnip benchmark: the dataset root is partly downloaded: "
               + "; ".join(f"{n} {what} video(s) its layout promises are missing on disk" for what, n in
                           (("test data", missing), ("training data", (training or {}).get("missing_videos", 0))) if n),
               file=sys.stderr)

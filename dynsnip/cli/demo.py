@@ -47,8 +47,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data._optional import require_video_decoding
     from ..demo.run import DemoConfig, run_demo
 
+    try:
+        require_video_decoding()  # the demo decodes its bundled footage
+    except ImportError as err:
+        return usage_error("demo", str(err))
     config = DemoConfig(
         out=args.out, epochs=args.epochs, size=args.size, lr=args.lr, batch_size=args.batch_size,
         test_draws=args.test_draws, magnitude=args.magnitude, seed=args.seed, threads=args.threads, samples=args.samples,

@@ -199,10 +199,11 @@ def run(args: argparse.Namespace) -> int:
             "choose another --out or pass --overwrite"
         )
     try:
-        from dynsnip.data import FaceClipLoader  # noqa: F401  (fails here without the video extra)
+        from dynsnip.data._optional import require_video_decoding
         from dynsnip.explain import explain_clip, save_figures
         from dynsnip.explain._optional import require
 
+        require_video_decoding()  # fails here without the video extra
         require("matplotlib")
         if not args.no_gradcam:
             require("pytorch_grad_cam")

@@ -532,7 +532,10 @@ def run(args: argparse.Namespace) -> int:
                            f"got {args.snippet_len}")
     try:
         import dynsnip.data.faces.extraction  # noqa: F401  (fails here without the video extra)
+        from dynsnip.data._optional import require_video_decoding
         from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+        require_video_decoding()
         from dynsnip.engine.evaluate import progress_bar
         from dynsnip.scoring import VIDEO_BAR
 

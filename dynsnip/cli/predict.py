@@ -480,8 +480,9 @@ def run(args: argparse.Namespace) -> int:
     if problem := output_is_in_checkpoint(args.output, args.checkpoint):
         return usage_error(problem)
     try:
-        from dynsnip.data import FaceClipLoader  # noqa: F401  (fails here without the video extra)
+        from dynsnip.data._optional import require_video_decoding
 
+        require_video_decoding()  # fails here without the video extra: one usage error, not every video failed
         faces = face_detector(args)
     except ImportError as err:
         return usage_error(str(err))

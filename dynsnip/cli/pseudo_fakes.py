@@ -109,6 +109,13 @@ def run(args: argparse.Namespace) -> int:
         return usage_error("pseudo-fakes", f"{args.out} already holds {', '.join(existing)}; "
                                            "pass --overwrite to replace them or choose another --out")
     try:
+        if args.video.is_file():  # a video: decoded (a folder of crops needs no PyAV)
+            from ..data._optional import require_video_decoding
+
+            require_video_decoding()
+    except ImportError as err:  # the video extra is missing: one usage error
+        return usage_error("pseudo-fakes", str(err))
+    try:
         crops, fps = _face_crops(args.video, args.size, args.max_frames)
     except (VideoError, OSError) as err:  # the input failed (reported with its reason), as in explain: exit 1
         reason, message = getattr(err, "reason", "unreadable"), str(getattr(err, "message", err))

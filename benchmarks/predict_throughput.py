@@ -50,7 +50,7 @@ def run_predict(model_dir: Path, videos: list[Path], workers: int, snippets: int
 
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["predict", "--model", str(model_dir), "--snippets", str(snippets), "--workers", str(workers),
+        code = main(["predict", "--checkpoint", str(model_dir), "--snippets", str(snippets), "--workers", str(workers),
                      "--no-progress", "--output", str(out), "--overwrite", *map(str, videos)])
     seconds = time.perf_counter() - start
     if code != 0:

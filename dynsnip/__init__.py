@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 from .attention_maps import record_attention
 from .hub import load_model, push_to_hub, save_pretrained

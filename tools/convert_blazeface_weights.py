@@ -263,6 +263,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with TFLite's interpreter")
     args = parser.parse_args(argv)
 
+    try:
+        import tflite  # noqa: F401  (reads the TFLite models: checked before any work)
+    except ImportError:
+        print("convert_blazeface_weights: needs the `tflite` package to read the models: pip install tflite",
+              file=sys.stderr)
+        return 2
+    try:
+        return _convert(args)
+    except (OSError, zipfile.BadZipFile, KeyError) as err:  # a missing file, not a wheel, another wheel
+        print(f"convert_blazeface_weights: {args.wheel}: {err}; expected the mediapipe 0.10.21 wheel that "
+              "`pip download --no-deps mediapipe==0.10.21` fetches", file=sys.stderr)
+        return 2
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """Convert, compare with TFLite's interpreter, and write the asset and its licence only when
+    the comparison passed (or was skipped): a failed check must not replace the shipped weights."""
     state: dict[str, torch.Tensor] = {}
     metadata = {"source": f"{args.wheel.name} (Apache-2.0)"}
     checks = {}
@@ -279,12 +296,6 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_check:
                 frames = frames if frames is not None else check_frames(args.videos)
                 checks[model] = check_against_tflite(data, model, weights, frames, args.atol)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(args.out), metadata=metadata)
-    # the wheel's licence file: the Apache-2.0 text, without the notices of other files of the wheel
-    apache = licence.split("\n=====")[0].rstrip() + "\n"
-    (args.out.parent / "LICENSE-mediapipe.txt").write_text(apache)
-    print(f"wrote {args.out} ({len(state)} tensors) and {args.out.parent / 'LICENSE-mediapipe.txt'}")
     failed = False
     for model, check in checks.items():
         if check is None:
@@ -295,8 +306,14 @@ def main(argv: list[str] | None = None) -> int:
               f"max |detection diff| {check['detection']:.2e} px, face-count mismatches {check['count_mismatch']}")
         failed |= not check["ok"]
     if failed:
-        print(f"FAILED: outputs differ by more than --atol {args.atol}", file=sys.stderr)
+        print(f"FAILED: outputs differ by more than --atol {args.atol}; {args.out} not written", file=sys.stderr)
         return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(args.out), metadata=metadata)
+    # the wheel's licence file: the Apache-2.0 text, without the notices of other files of the wheel
+    apache = licence.split("\n=====")[0].rstrip() + "\n"
+    (args.out.parent / "LICENSE-mediapipe.txt").write_text(apache)
+    print(f"wrote {args.out} ({len(state)} tensors) and {args.out.parent / 'LICENSE-mediapipe.txt'}")
     return 0
 
 

@@ -47,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).resolve().parent.parent / "dynsnip/assets/mtcnn/mtcnn.safetensors")
     args = parser.parse_args(argv)
-    state = convert(args.wheel, args.out)
+    try:
+        state = convert(args.wheel, args.out)
+    except (OSError, zipfile.BadZipFile, KeyError) as err:  # a missing file, not a wheel, another wheel
+        print(f"convert_mtcnn_weights: {args.wheel}: {err}; expected the facenet_pytorch-2.6.0-py3-none-any.whl "
+              "that `pip download facenet-pytorch==2.6.0 --no-deps` fetches", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: {len(state)} tensors, {sum(t.numel() for t in state.values())} parameters")
     return 0
 

@@ -290,3 +290,26 @@ def test_benchmark_throughput_trains_each_setting_in_a_run_folder_of_its_own():
     for off, both in zip(rows[0::2], rows[1::2]):  # with the generator a step trains on each real clip and its pseudo-fake
         assert both["clips_trained_per_s"] == pytest.approx(2 * both["clips_read_per_s"], rel=1e-6)
         assert off["clips_trained_per_s"] == pytest.approx(off["clips_read_per_s"], rel=1e-6)
+
+
+def test_the_preview_of_an_extract_faces_folder_shows_the_crops_training_cuts(tmp_path):
+    """`dynsnip pseudo-fakes FOLDER` squashed each stored face region (both people of two_people in one
+    312x153 region) into a square; it now shows what `train --pseudo-fakes` blends: the crop policy's crops
+    of the folder's first sample face track."""
+    from video_fixtures import two_people
+
+    from dynsnip.cli import main
+    from dynsnip.cli.pseudo_fakes import _face_crops
+    from dynsnip.data.datasets import frame_sequence
+    from dynsnip.data.faces.face_folder import FaceFolder
+
+    assert main(["extract-faces", str(two_people()), "--out", str(tmp_path / "faces"), "--no-progress"]) == 0
+    (folder_path,) = [p for p in (tmp_path / "faces").iterdir() if p.is_dir()]
+    crops, _ = _face_crops(folder_path, 64, 8, 4)
+    folder = FaceFolder.open(folder_path, frame_sequence(folder_path).paths)
+    track = FaceFolder.sample_tracks(folder_path)[0]
+    expected, _ = folder.clip_frames(np.arange(8).reshape(2, 4), (64, 64), "bilinear", track=track)
+    assert crops.shape == (8, 64, 64, 3) and np.array_equal(crops, expected)
+    with Image.open(frame_sequence(folder_path).paths[0]) as region:  # what was shown before: the whole region
+        squashed = np.asarray(region.convert("RGB").resize((64, 64), Image.BILINEAR))
+    assert np.abs(crops[0].astype(int) - squashed.astype(int)).mean() > 10

@@ -44,15 +44,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _face_crops(source: Path, size: int, max_frames: int):
-    """``(crops (F, S, S, 3) uint8, fps)`` of a video (dlib, tracked, 1.3 margin) or a crop folder."""
+def _face_crops(source: Path, size: int, max_frames: int, snippet_len: int = 4):
+    """``(crops (F, S, S, 3) uint8, fps)`` of a video (dlib, tracked, 1.3 margin) or a crop folder:
+    of an extract-faces folder, the crops training cuts (its crop policy, the first sample face
+    track), in whole snippets of ``snippet_len`` frames; of a folder of ready crops, its images."""
     import numpy as np
     from PIL import Image
 
     from ..data import VideoReader
-    from ..data.datasets import list_frames
+    from ..data.datasets import frame_sequence, list_frames
+    from ..data.faces.face_folder import FaceFolder
 
     if source.is_dir():
+        folder = FaceFolder.open(source, frame_sequence(source).paths)
+        if folder is not None:  # face regions and faces.json: cut as FaceFramesDataset cuts them
+            usable = min(max_frames, folder.num_frames) // snippet_len * snippet_len
+            tracks = FaceFolder.sample_tracks(source)
+            images, _ = folder.clip_frames(np.arange(usable).reshape(-1, snippet_len), (size, size), "bilinear",
+                                           track=tracks[0] if tracks else None)
+            return images, 10.0
         frames = list_frames(source)[:max_frames]
         crops = []
         for path in frames:
@@ -116,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:  # the video extra is missing: one usage error
         return usage_error("pseudo-fakes", str(err))
     try:
-        crops, fps = _face_crops(args.video, args.size, args.max_frames)
+        crops, fps = _face_crops(args.video, args.size, args.max_frames, args.snippet_len)
     except (VideoError, OSError) as err:  # the input failed (reported with its reason), as in explain: exit 1
         reason, message = getattr(err, "reason", "unreadable"), str(getattr(err, "message", err))
         named = message if message.startswith(str(args.video)) else f"{args.video}: {message}"  # the path once

@@ -97,10 +97,10 @@ def write_audio_only(path: Path) -> Path:
     return path
 
 
-def write_truncated_mp4(src: Path, path: Path) -> Path:
-    """``src`` remuxed with its index first (faststart), then cut in half: opens, then ends early."""
+def _remuxed_and_cut(src: Path, path: Path, movflags: str) -> Path:
+    """``src`` remuxed with these MP4 ``movflags``, then cut in half."""
     full = path.with_name(path.stem + "_full.mp4")
-    with av.open(str(src)) as source, av.open(str(full), "w", options={"movflags": "faststart"}) as out:
+    with av.open(str(src)) as source, av.open(str(full), "w", options={"movflags": movflags}) as out:
         in_stream = source.streams.video[0]
         out_stream = out.add_stream_from_template(in_stream)
         for packet in source.demux(in_stream):
@@ -112,24 +112,17 @@ def write_truncated_mp4(src: Path, path: Path) -> Path:
     path.write_bytes(data[: len(data) // 2])
     full.unlink()
     return path
+
+
+def write_truncated_mp4(src: Path, path: Path) -> Path:
+    """``src`` remuxed with its index first (faststart), then cut in half: opens, then ends early."""
+    return _remuxed_and_cut(src, path, "faststart")
 
 
 def write_truncated_fragmented_mp4(src: Path, path: Path) -> Path:
     """``src`` remuxed as a fragmented MP4 (what phones, browsers and stream recorders write: no
     frame count in the header), cut in half: an interrupted recording, its last packet cut off."""
-    full = path.with_name(path.stem + "_full.mp4")
-    with av.open(str(src)) as source, av.open(str(full), "w", options={"movflags": "frag_keyframe+empty_moov"}) as out:
-        in_stream = source.streams.video[0]
-        out_stream = out.add_stream_from_template(in_stream)
-        for packet in source.demux(in_stream):
-            if packet.dts is None:
-                continue
-            packet.stream = out_stream
-            out.mux(packet)
-    data = full.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    full.unlink()
-    return path
+    return _remuxed_and_cut(src, path, "frag_keyframe+empty_moov")
 
 
 def write_trimmed_with_edit_list(src: Path, path: Path, pre_roll: int = 5) -> Path:

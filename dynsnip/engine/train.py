@@ -46,7 +46,6 @@ import functools
 import json
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,7 @@ from .failures import (
     FailedItem, SkipUnreadable, TooManyUnreadableError, ValidationUnreadableError, count_reasons, describe_failures,
     first_readable_failures,
 )
-from .item_seeds import SeededItems, isolated_rng
+from .item_seeds import SeededItems, isolated_rng, seeded
 from .metrics import write_report
 from .pseudo_fakes import collate_for_recipe
 from .recipe import Recipe
@@ -306,15 +305,7 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 10_007 + int(rank) * 101) % (2**63 - 1)
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-    except ImportError:  # numpy is optional
-        pass
+seed_everything = seeded  # torch's CPU generator, ``random`` and numpy's (:func:`dynsnip.engine.item_seeds.seeded`)
 
 
 def _isolated_batches(loader: Any) -> Iterator[Any]:

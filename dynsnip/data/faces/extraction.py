@@ -138,6 +138,15 @@ def _pad_region(box: "np.ndarray", frame_size: tuple[int, int]) -> list[int]:
             min(width, int(box[2]) + pad), min(height, int(box[3]) + pad)]
 
 
+def region_image_size(region: "np.ndarray | tuple[int, int, int, int]", scale: float | None) -> tuple[int, int]:
+    """``(height, width)`` of the image a frame's ``region`` is saved as (resized by ``scale``;
+    None: the region's own size), which :class:`~dynsnip.data.faces.face_folder.FaceFolder` checks."""
+    x0, y0, x1, y1 = (int(v) for v in region)
+    if scale is None:
+        return y1 - y0, x1 - x0
+    return max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale))
+
+
 class RegionStream:
     """The context region of each frame (see :func:`context_regions`), frame by frame, as the
     detections of the looked-at frames arrive in increasing frame order.
@@ -753,8 +762,8 @@ class _RegionWriter:
         if self.scale is None:
             crop = frame[y0:y1, x0:x1]
         else:
-            size = (max(1, round((y1 - y0) * self.scale)), max(1, round((x1 - x0) * self.scale)))
-            crop = crop_and_resize(frame[None], [(x0, y0, x1, y1)], size, self.interpolation)[0]
+            crop = crop_and_resize(frame[None], [(x0, y0, x1, y1)], region_image_size(region, self.scale),
+                                   self.interpolation)[0]
         target = self.folder / f"{index:06d}.{self.image_format}"
         if self.image_format == "png":  # 2-3x faster than Pillow's encoder (png_writer)
             write_png(target, crop)

@@ -324,6 +324,22 @@ class FaceFolder:
                             + f", a {expected[1]}x{expected[0]} image, but {self.frames[frame].name} is "
                               f"{shape[1]}x{shape[0]} (the record and the frames of different extractions?)")
 
+    def _check_inside(self, u: int, frame: int, crops: SnippetCrops) -> None:
+        """Raise :class:`FaceFolderError` when snippet ``u``'s crop reaches outside frame ``frame``'s
+        stored region: the crop cut would not be ``predict``'s (the part inside, or another part).
+        extract-faces stores regions that hold every box a snippet can get, borrowed ones too
+        (:func:`~dynsnip.data.faces.extraction.borrowed_regions`); folders written before it did
+        may not hold a box borrowed from far away."""
+        x0, y0, x1, y1 = (int(v) for v in crops.boxes[u])
+        r0, s0, r1, s1 = (int(v) for v in self.regions[frame])
+        if r0 <= x0 and s0 <= y0 and x1 <= r1 and y1 <= s1:
+            return
+        how = "" if crops.face_found[u] else ", borrowed from another snippet (no face in its own frames)"
+        raise self._bad(f"gives frame {frame} the region {[r0, s0, r1, s1]}, which does not hold the crop "
+                        f"{[x0, y0, x1, y1]} of a snippet holding it{how}: the crop cut would not be "
+                        "predict's (written by an older extract-faces, whose regions did not hold every "
+                        "borrowed box, or with another --snippet-len?)")
+
     def cut(self, frame_indices: "np.ndarray", crops: SnippetCrops, size: tuple[int, int],
             interpolation: str) -> "np.ndarray":
         """Each snippet's crop (``crops.boxes[u]``) out of its frames' regions: ``(U*T, H, W, 3)`` uint8."""
@@ -334,12 +350,9 @@ class FaceFolder:
             with Image.open(self.frames[frame]) as image:
                 region = np.asarray(image.convert("RGB"))
             self._check_region_image(frame, region.shape[:2])
+            self._check_inside(u, frame, crops)
             local = (crops.boxes[u] - np.tile(self.regions[frame][:2], 2)).astype(np.float64)
             if self.scale is not None:
                 local = np.round(local * self.scale)
-            height, width = region.shape[:2]
-            local = np.clip(local, 0, [width, height, width, height])  # a borrowed box may reach outside
-            if local[2] <= local[0] or local[3] <= local[1]:
-                local = np.array([0, 0, width, height], dtype=np.float64)
             out[n] = crop_and_resize(region[None], [tuple(local)], size, interpolation)[0]
         return out

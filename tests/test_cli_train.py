@@ -488,3 +488,37 @@ def test_a_run_killed_after_its_checkpoint_and_before_its_model_resumes(manifest
     # a complete run is not saved again
     assert main(command) == 0
     assert "was not completely saved" not in capsys.readouterr().out
+
+
+def test_evaluate_on_videos_takes_the_face_options_a_folder_was_extracted_with(tmp_path):
+    """--detect-every 8 and --margin 1.5 given to evaluate on the videos crop as extract-faces did with
+    them: the scores are those of evaluate on the folders, to the last digit (the options were
+    predict's and extract-faces' only, so a folder made with other settings could not be matched
+    from its videos)."""
+    import shutil
+
+    from video_fixtures import carphone
+
+    from dynsnip.hub import save_pretrained
+
+    torch.manual_seed(0)
+    model_dir = save_pretrained(build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8),
+                                tmp_path / "model", pretrained_cfg={"input_size": (3, 16, 16)})
+    shutil.copy(carphone(), tmp_path / "real.mp4")
+    shutil.copy(carphone(), tmp_path / "fake.mp4")
+    videos = tmp_path / "videos.csv"
+    videos.write_text("path,label\nreal.mp4,real\nfake.mp4,fake\n")
+    settings = ["--detect-every", "8", "--margin", "1.5"]
+    assert main(["extract-faces", "--manifest", str(videos), "--out", str(tmp_path / "faces"), *settings]) == 0
+
+    def scores(manifest, *options):
+        out = tmp_path / f"report{len(list(tmp_path.glob('report*.json')))}"
+        assert main(["evaluate", "--model", str(model_dir), "--manifest", str(manifest), "--workers", "0",
+                     "--no-progress", "--num-snippets", "2", "--out", str(out), *options]) == 0
+        return {v["id"].rsplit("/", 1)[-1].removesuffix(".mp4"): v["score"]
+                for v in json.loads(out.with_suffix(".json").read_text())["videos"]}
+
+    from_folders = scores(tmp_path / "faces" / "faces.csv")
+    assert scores(videos, *settings) == from_folders
+    assert scores(videos) != from_folders  # the defaults (k = 4, margin 1.3) crop otherwise
+    assert main(["evaluate", "--model", str(model_dir), "--manifest", str(videos), "--detect-every", "0"]) == 2

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from video_fixtures import LANDMARKS, carphone, faceless_video, two_people  # noqa: F401
+from video_fixtures import LANDMARKS, carphone, decode_all, encode, faceless_frames, faceless_video, two_people  # noqa: F401
 
 from dynsnip.data import (
     FaceClipLoader,
@@ -25,6 +25,7 @@ from dynsnip.data import (
     sample_snippets,
     write_manifest,
 )
+from dynsnip.data.errors import FaceFolderError
 
 
 def test_csv_manifest_labels_splits_and_relative_paths(tmp_path):
@@ -175,6 +176,63 @@ def test_training_clip_equals_prediction_clip_with_interpolated_boxes(tmp_path):
     assert clip.frames_checked == 4  # frames 0, 32, 64, 96 decide every box
     assert clip.face_found.all()
     assert torch.equal(from_folder, clip.pixels)
+
+
+@pytest.fixture(scope="module")
+def face_moves_then_leaves(tmp_path_factory) -> Path:
+    """64 frames: carphone's face 50 px left of its place (frames 0-19), in its place (20-31), then
+    gone (a faceless picture, 32-63). U = 2 evaluation snippets: the one without it (46-49)
+    borrows the box of the other (14-17, the face on the left), far from the last face before
+    the faceless frames (in its place)."""
+    frames = decode_all(carphone())[:32]
+    frames = [np.roll(f, -50, axis=1) for f in frames[:20]] + frames[20:32] + faceless_frames(32, (176, 144))
+    return encode(tmp_path_factory.mktemp("leaves") / "face_leaves.mp4", frames)
+
+
+@pytest.mark.parametrize("faces", ["largest", "all"])
+def test_training_clip_equals_prediction_clip_where_a_snippet_borrows_a_far_box(tmp_path, face_moves_then_leaves,
+                                                                                 faces):
+    """A snippet without the face borrows the box of the nearest *sampled* snippet with it, which
+    may lie anywhere in the video: the stored regions hold it (extract-faces grows the regions
+    of frames in faceless windows), so the folder's clip is still predict's, pixel for pixel
+    (before, the box was clipped to a region built around another detection: max |diff| 3.7 on
+    foreman)."""
+    out = tmp_path / "faces"
+    extract_face_frames(face_moves_then_leaves, out, min_face_coverage=0, faces=faces)
+    common = dict(num_snippets=2, snippet_len=4, size=(32, 32), min_face_coverage=0)
+    from_folder, _ = FaceFramesDataset([ManifestEntry(out, 0)], faces=faces, **common)[0]
+    loader = FaceClipLoader(**common)
+    if faces == "largest":
+        clip = loader(face_moves_then_leaves)
+        pixels, boxes, found = clip.pixels, clip.crop_boxes, clip.face_found
+    else:
+        tracks = loader.load_tracks(face_moves_then_leaves)
+        assert list(tracks.clips) == [0]  # one face track
+        clip = tracks.clips[0]
+        pixels, boxes, found = clip.pixels, clip.crop_boxes, clip.face_found
+    assert found.tolist() == [True, False]  # the second snippet borrowed the first one's box
+    assert int(boxes[1][0]) < 20  # the face on the left
+    assert torch.equal(from_folder, pixels)
+
+
+def test_a_crop_outside_its_stored_region_fails_the_folder_never_cuts_another_crop(tmp_path, face_moves_then_leaves):
+    """A folder whose regions do not hold a snippet's crop (written by an older extract-faces): the
+    clip is not cut from the part inside the region, nor from the whole region; bad_face_folder."""
+    out = tmp_path / "faces"
+    extract_face_frames(face_moves_then_leaves, out, min_face_coverage=0, faces="largest")
+    meta = json.loads((out / "faces.json").read_text())
+    frames = decode_all(face_moves_then_leaves)
+    for i in range(32, 64):  # the regions of the faceless frames around the face in its place only
+        region = meta["frames"][20]["region"]
+        meta["frames"][i]["region"] = region
+        Image.fromarray(frames[i][region[1]:region[3], region[0]:region[2]]).save(out / f"{i:06d}.png")
+    (out / "faces.json").write_text(json.dumps(meta))
+    dataset = FaceFramesDataset([ManifestEntry(out, 0)], num_snippets=2, snippet_len=4, size=(32, 32),
+                                faces="largest", min_face_coverage=0)
+    with pytest.raises(FaceFolderError, match=r"which does not hold the crop \[.*\] of a snippet holding it, "
+                                              r"borrowed from another snippet") as err:
+        dataset[0]
+    assert err.value.reason == "bad_face_folder"
 
 
 def test_evaluation_snippets_hold_a_looked_at_frame_so_predict_detects_once_per_snippet():

@@ -127,6 +127,64 @@ def test_a_tampered_record_fails_its_video_not_the_run(extracted, tmp_path, how)
                 dataset[index]
 
 
+def _nan_boxes(meta: dict) -> None:
+    for rows in meta["detections"].values():
+        for row in rows:
+            row[0] = float("nan")
+
+
+IMPOSSIBLE = {  # a value no extraction writes -> the field the message names
+    "nan_boxes": (_nan_boxes, "the detection box [nan, "),
+    "box_outside": (lambda m: [row.__setitem__(slice(0, 4), [900, 900, 950, 950]) for rows in m["detections"].values()
+                               for row in rows], "the detection box [900.0, 900.0, 950.0, 950.0]"),
+    "region_outside": (lambda m: [f.update(region=[500, 500, 600, 600]) for f in m["frames"]],
+                       "the region [500.0, 500.0, 600.0, 600.0]"),
+    "region_nan": (lambda m: m["frames"][3].update(region=[None, 0, 10, 10]), "gives frame 3 the region [nan, "),
+    "frame_size_small": (lambda m: m.update(frame_size=[20, 20]), "inside its 20x20 frame_size"),
+    "frame_size_zero": (lambda m: m.update(frame_size=[0, 64]), "gives frame_size [0, 64]"),
+    "scale_0": (lambda m: m.update(scale=0), "gives scale 0.0"),
+    "margin_negative": (lambda m: m.update(margin=-1), "gives margin -1.0"),
+    "margin_nan": (lambda m: m.update(margin=float("nan")), "gives margin nan"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(IMPOSSIBLE))
+def test_impossible_values_in_the_record_fail_as_bad_face_folder_naming_the_field(extracted, tmp_path, how):
+    """NaN face boxes, a region outside the frame, scale 0, a negative margin...: no extraction
+    writes them, and the crops were computed from them anyway (every snippet borrowing, the whole
+    region cut instead of the face): bad_face_folder naming the value, for either --faces."""
+    folder = tmp_path / how
+    shutil.copytree(extracted, folder)
+    meta = json.loads((folder / "faces.json").read_text())
+    change, message = IMPOSSIBLE[how]
+    change(meta)
+    (folder / "faces.json").write_text(json.dumps(meta))
+    with pytest.raises(FaceFolderError, match=re.escape(message)) as err:
+        FaceFolder.open(folder, frame_sequence(folder).paths)
+    assert err.value.reason == "bad_face_folder" and "delete the folder" in err.value.message
+    for faces in ("all", "largest"):
+        dataset = FaceFramesDataset([ManifestEntry(folder, 0)], faces=faces, num_snippets=2, size=(16, 16))
+        for index in range(len(dataset)):
+            with pytest.raises(FaceFolderError):
+                dataset[index]
+
+
+def test_frames_of_another_size_than_their_regions_fail_when_cut(extracted, tmp_path):
+    """A scale the frames were not written at (or regions of another extraction): the region's
+    coordinates would cut another part of the picture; bad_face_folder naming frame and sizes."""
+    folder = tmp_path / "rescaled"
+    shutil.copytree(extracted, folder)
+    meta = json.loads((folder / "faces.json").read_text())
+    meta["scale"] = 0.5
+    (folder / "faces.json").write_text(json.dumps(meta))
+    x0, y0, x1, y1 = meta["frames"][0]["region"]
+    dataset = FaceFramesDataset([ManifestEntry(folder, 0)], faces="largest", num_snippets=2, size=(16, 16))
+    with pytest.raises(FaceFolderError, match=r"region \[.*\] at scale 0\.5, a \d+x\d+ image, but 0000\d\d\.png is "
+                                              r"\d+x\d+") as err:
+        dataset[0]
+    assert err.value.reason == "bad_face_folder"
+
+
 def test_ready_crops_without_faces_json_and_old_crop_records_are_still_read_whole(extracted, tmp_path):
     """Folders of ready crops are a documented input (docs/video.md, Frame folders): no faces.json,
     or the record extract-faces wrote before the crop policy (no crop_policy entry)."""

@@ -10,6 +10,12 @@ from pathlib import Path
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model
 from .arguments import device_problem, probability_problem, real
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
+from .face_options import (
+    add_track_options,
+    add_video_entry_face_options,
+    face_options_problem,
+    video_entry_settings,
+)
 
 THRESHOLD_MEANING = "the fake probability at or above which a video is called fake"
 
@@ -35,8 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="entries are face-frame folders or video files (default: look at the first)")
     p.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
                    help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
-    from .face_options import add_track_options
-
+    add_video_entry_face_options(p.add_argument_group(
+        "face crops of video entries", "as predict and extract-faces take them: give a folder's extract-faces settings "
+        "to score the same crops from its videos (frame folders keep the ones they were extracted with; "
+        "--min-face-coverage also applies to their face tracks)"))
     add_track_options(p, listed="the per-video report gives each face track's fake probability (column "
                             "tracks, track:probability) for extract-faces folders, the video's score for video files")
     p.add_argument("--num-snippets", type=int, help="U (default: the model's test_num_snippets, paper 8)")
@@ -119,7 +127,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if not args.manifest.is_file():
         return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")
-    if problem := (count_problem(args) or probability_problem("--threshold", args.threshold, THRESHOLD_MEANING)
+    if problem := (count_problem(args) or face_options_problem(args)
+                   or probability_problem("--threshold", args.threshold, THRESHOLD_MEANING)
                    or device_problem(args.device) or report_problem(args.out, args.overwrite, args.manifest)):
         return usage_error("evaluate", problem)
     from ..engine.train import saved_model_folder
@@ -142,7 +151,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                             test_num_snippets=int(model.test_num_snippets if args.num_snippets is None
                                                   else args.num_snippets), img_size=size)
             dataset = make_dataset(args.manifest, model, recipe, train=False, split=args.split, kind=args.data,
-                                   face_detector=args.face_detector, faces=args.faces)
+                                   faces=args.faces, **video_entry_settings(args))
             # a faces.csv's videos that extract-faces could not crop (its faces_failed.csv): failures of this report
             not_extracted = extraction_failures(args.manifest, args.split)
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:

@@ -1,4 +1,5 @@
-"""The face-cropping options of ``predict``, ``explain`` and ``extract-faces``.
+"""The face-cropping options of ``predict``, ``explain`` and ``extract-faces`` (and, for their
+video entries, ``evaluate`` and ``train``: :func:`add_video_entry_face_options`).
 
 ``--face-detector auto|blazeface|blazeface-short|dlib|mtcnn|none`` and ``--margin`` choose whether,
 with what and how wide the face is cropped (see :mod:`dynsnip.data.faces.detectors`; ``auto``, the
@@ -32,6 +33,16 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
                              "blazeface-short: MediaPipe's full- / short-range detector only; dlib: frontal HOG "
                              "detector only; mtcnn: MTCNN only (the paper's for datasets other than FF++); "
                              f"none: {none_means}")
+    _add_crop_options(parser)
+    parser.add_argument("--detect-device", default="cpu", metavar="DEVICE",
+                        help="where MTCNN and BlazeFace run (default cpu; cuda: frames batched on the GPU, each "
+                             "torchrun rank on its LOCAL_RANK GPU; needs the detection in the main process: --workers 0 for predict, "
+                             "--workers 1 for extract-faces)")
+    add_detection_policy_options(parser)
+
+
+def _add_crop_options(parser: argparse.ArgumentParser | Any) -> None:
+    """Add ``--margin``, ``--detect-size``, ``--detect-upsample`` and ``--min-face``."""
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help=f"face crop side / face box side (default {DEFAULT_MARGIN}, FaceForensics++ convention)")
     parser.add_argument("--detect-size", type=int, default=DEFAULT_DETECT_SIZE, metavar="PX",
@@ -42,11 +53,24 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
     parser.add_argument("--min-face", type=float, default=DEFAULT_MIN_FACE, metavar="PX",
                         help=f"smallest face MTCNN looks for, in pixels at --detect-size (default {DEFAULT_MIN_FACE:g}); "
                              "smaller finds smaller faces, slower")
-    parser.add_argument("--detect-device", default="cpu", metavar="DEVICE",
-                        help="where MTCNN and BlazeFace run (default cpu; cuda: frames batched on the GPU, each "
-                             "torchrun rank on its LOCAL_RANK GPU; needs the detection in the main process: --workers 0 for predict, "
-                             "--workers 1 for extract-faces)")
+
+
+def add_video_entry_face_options(parser: argparse.ArgumentParser | Any) -> None:
+    """Add the face options of ``predict`` / ``extract-faces`` that decide the crops of video
+    entries, for ``evaluate`` and ``train`` (their own ``--face-detector`` has no ``none``):
+    ``--margin``, ``--detect-size``, ``--detect-upsample``, ``--min-face``, ``--detect-every`` and
+    ``--min-face-coverage``. With the settings a folder was extracted with, evaluating its
+    videos scores the same crops as evaluating the folder (:func:`video_entry_settings`)."""
+    _add_crop_options(parser)
     add_detection_policy_options(parser)
+
+
+def video_entry_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`dynsnip.engine.data.make_dataset` that the options of
+    :func:`add_video_entry_face_options` give: the detector's name and options (built only for
+    video entries), ``margin``, ``detect_every`` and ``min_face_coverage``."""
+    return dict(face_detector=args.face_detector, detector_options=detector_options(args), margin=args.margin,
+                detect_every=args.detect_every, min_face_coverage=args.min_face_coverage)
 
 
 def add_track_options(parser: argparse.ArgumentParser, listed: str = "the report lists each") -> None:
@@ -109,10 +133,15 @@ def face_detector(args: argparse.Namespace) -> Any:
     """
     from dynsnip.data.faces.detectors import create_face_detector
 
-    return create_face_detector(
-        args.face_detector, detect_short_side=args.detect_size, upsample=args.detect_upsample, min_face=args.min_face,
-        device=detect_device(args.detect_device),
-    )
+    return create_face_detector(args.face_detector, **detector_options(args))
+
+
+def detector_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of :func:`~dynsnip.data.faces.detectors.create_face_detector` that ``args`` give
+    (``--detect-size``, ``--detect-upsample``, ``--min-face``, ``--detect-device``: cpu where the
+    command has none)."""
+    return dict(detect_short_side=args.detect_size, upsample=args.detect_upsample, min_face=args.min_face,
+                device=detect_device(getattr(args, "detect_device", "cpu")))
 
 
 def detect_device(device: str) -> str:

@@ -17,6 +17,7 @@ from ..engine.compile import add_compile_arguments, compile_mode_from_args, comp
 from ..engine.recipe import Recipe
 from .arguments import device_problem, finite_problem
 from .exit_codes import EXIT_SOME_FAILED, usage_error
+from .face_options import add_video_entry_face_options, face_options_problem, video_entry_settings
 
 _DEFAULT = Recipe()
 
@@ -169,6 +170,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                            "one; nothing is dropped. Off by default, as the paper does not balance (docs/benchmarks.md)")
     data.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
                       help="face detector for video entries (default auto: BlazeFace, MTCNN where it finds none)")
+    add_video_entry_face_options(p.add_argument_group(
+        "face crops of video entries", "as predict and extract-faces take them: give the extract-faces settings of "
+        "folders to train on the same crops from their videos (frame folders keep the ones they were extracted with; "
+        "--min-face-coverage also applies to their face tracks)"))
     data.add_argument("--faces", choices=("all", "largest"), default="all",
                       help="all (default): every face of a frame folder that extract-faces recorded as a sample (a "
                            "fake's swapped face only, when its manifest named the source), one clip each; validation "
@@ -296,7 +301,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, TypeError, ModelLoadError,
                     RunFolderBusyError)
-    if problem := device_problem(args.device):
+    if problem := device_problem(args.device) or face_options_problem(args):
         return usage_error("train", problem)
     try:
         recipe = recipe_from_args(args, **model_options(args))
@@ -343,14 +348,14 @@ def run_train(args: argparse.Namespace) -> int:
                     f"is part of its architecture); build it with the same T: add --model-arg "
                     f"snippet_len={recipe.snippet_len}, or leave --snippet-len at {model.snippet_len}")
             train_set = make_dataset(train_manifest, model, recipe, train=True, split=train_split, kind=args.data,
-                                     face_detector=args.face_detector, faces=args.faces)
+                                     faces=args.faces, **video_entry_settings(args))
             check_training_labels(train_set, recipe.pseudo_fakes)  # before any training or balancing
             if args.balance_classes:
                 from ..engine.sampling import balance_classes
 
                 train_set = balance_classes(train_set, seed=recipe.seed)
             val_set = (make_dataset(val_manifest, model, recipe, train=False, split=val_split, kind=args.data,
-                                    face_detector=args.face_detector, faces=args.faces)
+                                    faces=args.faces, **video_entry_settings(args))
                        if val_manifest is not None else None)
             if val_set is not None:
                 check_validation_labels(val_set, recipe.monitor)

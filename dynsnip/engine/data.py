@@ -120,6 +120,10 @@ def make_dataset(
     img_size: int | None = None,
     face_detector: str = "auto",
     faces: str = "largest",
+    detector_options: dict[str, Any] | None = None,
+    margin: float = 1.3,
+    detect_every: int | None = None,
+    min_face_coverage: float | None = None,
 ) -> Dataset:
     """The training (``train=True``) or evaluation dataset of a manifest.
 
@@ -139,6 +143,14 @@ def make_dataset(
             evaluation: every face of the video in one item, see :class:`VideoDataset`).
             Training on video files with ``"all"`` falls back to the largest face with a
             warning (which face of a fake was swapped is found by ``extract-faces``).
+        detector_options: options of ``face_detector``
+            (:func:`~dynsnip.data.faces.detectors.create_face_detector`: ``detect_short_side``,
+            ``upsample``, ``min_face``, ``device``), for video entries.
+        margin, detect_every: how video entries are cropped (:class:`FaceClipLoader`; None: its
+            default k). A frame folder keeps those it was extracted with: the same values make
+            the videos' clips the folders' (``predict`` and ``extract-faces`` take the same options).
+        min_face_coverage: below it a video, or a face track of a frame folder, fails
+            ``low_face_coverage`` (None: the default, 0.5).
     """
     from ..data import FaceClipLoader, FaceFramesDataset, VideoDataset, read_manifest
     from ..data.manifest import check_methods
@@ -159,8 +171,9 @@ def make_dataset(
                   hflip_prob=recipe.hflip_prob)
     if faces not in ("largest", "all"):
         raise ValueError(f"faces must be 'largest' or 'all', got {faces!r}")
+    coverage = {} if min_face_coverage is None else {"min_face_coverage": float(min_face_coverage)}
     if kind == "frames":
-        dataset: Dataset = FaceFramesDataset.from_model(entries, model, faces=faces, **common)
+        dataset: Dataset = FaceFramesDataset.from_model(entries, model, faces=faces, **coverage, **common)
     else:
         if faces == "all" and train:
             import warnings
@@ -169,6 +182,11 @@ def make_dataset(
                           "face, with a fake's swapped face found by comparing it with its source, extract the faces "
                           "first (dynsnip extract-faces) and train on the folders", UserWarning, stacklevel=2)
             faces = "largest"
-        loader = FaceClipLoader.from_model(model, face_detector=face_detector, **common)
+        from ..data.faces.detectors import create_face_detector
+
+        every = {} if detect_every is None else {"detect_every": int(detect_every)}
+        loader = FaceClipLoader.from_model(model, face_detector=create_face_detector(face_detector,
+                                                                                     **(detector_options or {})),
+                                           margin=margin, **every, **coverage, **common)
         dataset = VideoDataset(entries, loader, faces=faces)
     return dataset  # evaluation reads ids and methods from dataset.entries

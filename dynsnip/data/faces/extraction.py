@@ -12,9 +12,13 @@ of the T windows of T frames that contain it, padded so resampling filters see t
 neighbouring pixels), at the video's resolution. ``faces.json`` stores the detections the
 policy needs; the dataset calls the same :func:`~dynsnip.data.faces.crop_policy.snippet_crops` as
 ``predict``, and cuts the crop out of the regions: the training clip is the prediction
-clip, pixel for pixel (tested). A snippet that borrows another snippet's box (no face in
-it) may reach outside its region; the dataset then cuts the part inside (flagged as
-borrowed anyway).
+clip, pixel for pixel (tested). A snippet without the face borrows the box of the nearest
+sampled snippet with it, which may lie anywhere in the video: once every detection is known,
+the frames of windows without the face (of the largest face, and of each sample face track)
+get regions that also hold every crop of that face in the video
+(:func:`borrowed_regions`), and are written again; so a borrowed crop is ``predict``'s too.
+A crop outside its frame's region (a folder written before) fails the folder when cut,
+never cut as another crop.
 
 Output of one video, ``out_dir/``:
 
@@ -33,7 +37,8 @@ Output of one video, ``out_dir/``:
 One decoding pass: every frame is decoded once; the detector runs on every
 ``detect_every``-th frame as it comes, and a frame's region is written as soon as the
 detections of the windows holding it are known (:class:`RegionStream`; a few frames later,
-more where faces are missing). Only the frames waiting for their region are held in memory,
+more where faces are missing; the frames near missing faces are written again at the end,
+:func:`borrowed_regions`). Only the frames waiting for their region are held in memory,
 at most :data:`MAX_BUFFERED_BYTES`; beyond that the oldest are dropped and decoded again at
 the end. The folder is written under a temporary name (``<name>.partial``) and renamed when
 complete, so an interrupted run never leaves a folder that looks finished; an existing
@@ -136,6 +141,15 @@ def _pad_region(box: "np.ndarray", frame_size: tuple[int, int]) -> list[int]:
     pad = int(np.ceil(0.1 * (box[2] - box[0]))) + 4
     return [max(0, int(box[0]) - pad), max(0, int(box[1]) - pad),
             min(width, int(box[2]) + pad), min(height, int(box[3]) + pad)]
+
+
+def region_image_size(region: "np.ndarray | tuple[int, int, int, int]", scale: float | None) -> tuple[int, int]:
+    """``(height, width)`` of the image a frame's ``region`` is saved as (resized by ``scale``;
+    None: the region's own size), which :class:`~dynsnip.data.faces.face_folder.FaceFolder` checks."""
+    x0, y0, x1, y1 = (int(v) for v in region)
+    if scale is None:
+        return y1 - y0, x1 - x0
+    return max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale))
 
 
 class RegionStream:
@@ -250,8 +264,8 @@ def context_regions(
     (:func:`~dynsnip.data.faces.boxes.snippet_face_box` of its looked-at frames, squared with
     ``margin``); the region is their union, padded (:func:`_pad_region`). A frame none of
     whose windows has a face gets the crops of the nearest windows with a face before and
-    after it (where a borrowed box most likely comes from). The same as :class:`RegionStream`
-    fed every detection at once.
+    after it (where a borrowed box most likely comes from; :func:`borrowed_regions` then grows
+    them to every box one can borrow). The same as :class:`RegionStream` fed every detection at once.
     """
     stream = RegionStream(num_frames, frame_size, margin, snippet_len, detect_every)
     for index in range(0, num_frames, detect_every):
@@ -260,6 +274,71 @@ def context_regions(
     for i, region in stream.ready():
         regions[i] = region
     return regions
+
+
+def borrowed_regions(
+    regions: "np.ndarray",
+    face_detections: "list[Mapping[int, np.ndarray]]",
+    frame_size: tuple[int, int],
+    margin: float,
+    snippet_len: int,
+    detect_every: int,
+) -> "np.ndarray":
+    """``regions (F, 4)`` grown to hold every box a snippet can borrow (a copy; the rows that need
+    no more are unchanged).
+
+    A snippet without the face takes the box of the nearest *sampled* snippet that has it
+    (:func:`~dynsnip.data.faces.crop_policy.snippet_crops`), which may lie anywhere in the
+    video: the regions of the windows holding a face cannot tell which. So each frame in a
+    window of T frames without the face gets, besides its own region, the (padded) union of
+    the crops of every window that has it: the crop a folder snippet cuts is then ``predict``'s,
+    pixel for pixel, wherever its box comes from.
+
+    Args:
+        regions: the context regions (:class:`RegionStream`).
+        face_detections: the detections of each way of cropping the folder: all of them (the
+            largest face) and each sample face track's own
+            (:meth:`~dynsnip.data.faces.tracks.FaceTrack.detections`), looked-at frame -> rows.
+        frame_size, margin, snippet_len, detect_every: as for :class:`RegionStream`.
+    """
+    num_frames, t = len(regions), int(snippet_len)
+    last = num_frames - 1
+    grown = np.array(regions, dtype=np.int64, copy=True)
+    for detections in face_detections:
+        missing = np.zeros(num_frames, dtype=bool)  # windows (by first frame) without the face
+        crops = []
+        cache: dict[tuple[int, ...], "np.ndarray"] = {}
+        for start in range(num_frames):
+            frames = [min(f, last) for f in range(start, start + t)]
+            needed = tuple(snippet_detection_frames(frames, detect_every, num_frames))
+            if needed[0] >= frames[0] and needed in cache:  # the box depends on these looked-at frames alone
+                face = cache[needed]
+            else:
+                face, _ = snippet_face(frames, detections, detect_every, num_frames)
+                if needed[0] >= frames[0]:
+                    cache[needed] = face
+            if np.isnan(face).any():
+                missing[start] = True
+            else:
+                crops.append(square_crop_box(face, frame_size, margin))
+        if not crops or not missing.any():
+            continue
+        crops = np.asarray(crops, dtype=np.float64)
+        union = _pad_region([crops[:, 0].min(), crops[:, 1].min(), crops[:, 2].max(), crops[:, 3].max()], frame_size)
+        # frame i lies in the windows starting at i - T + 1 .. i
+        borrows = np.convolve(missing, np.ones(t, dtype=int))[:num_frames] > 0
+        grown[borrows, :2] = np.minimum(grown[borrows, :2], union[:2])
+        grown[borrows, 2:] = np.maximum(grown[borrows, 2:], union[2:])
+    return grown
+
+
+def _rewrite_regions(video: Any, writer: _RegionWriter, regions: "np.ndarray", grown: "np.ndarray") -> None:
+    """Write again (decoded again) the frames whose region :func:`borrowed_regions` grew."""
+    changed = np.flatnonzero((grown != regions).any(axis=1)).tolist()
+    for start in range(0, len(changed), WRITE_CHUNK):
+        chunk = changed[start:start + WRITE_CHUNK]
+        for i, frame in zip(chunk, video.read(chunk)):
+            writer.write(i, frame, grown[i])
 
 
 def _rows(faces: "np.ndarray") -> list[list[float | None]]:
@@ -438,6 +517,15 @@ def extract_face_frames(
                 tracks = source_tracks if source_tracks is not None else link_tracks(detections, signatures)
                 track_meta = _track_meta(tracks, video_path, boxes_from, (width, height), margin, num_frames,
                                          len(looked_at), detect_every, min_face_coverage, detector)
+            if detections:  # a borrowed box may come from anywhere in the video: the regions hold it too
+                samples = set(track_meta.get("samples", {}).get("tracks", ()))
+                # each sample track as FaceFolder reads it back (faces.json's tracks)
+                ways = [detections] + [t.detections(looked_at) for t in
+                                       tracks_from_json(track_meta.get("tracks", []), detections) if t.id in samples]
+                grown = borrowed_regions(regions, ways, (width, height), margin, snippet_len, detect_every)
+                writer.shown = None  # counted already
+                _rewrite_regions(video, writer, regions, grown)
+                regions = grown
             meta = dict(
                 crop_policy=CROP_POLICY,
                 source=str(Path(video_path)),
@@ -753,8 +841,8 @@ class _RegionWriter:
         if self.scale is None:
             crop = frame[y0:y1, x0:x1]
         else:
-            size = (max(1, round((y1 - y0) * self.scale)), max(1, round((x1 - x0) * self.scale)))
-            crop = crop_and_resize(frame[None], [(x0, y0, x1, y1)], size, self.interpolation)[0]
+            crop = crop_and_resize(frame[None], [(x0, y0, x1, y1)], region_image_size(region, self.scale),
+                                   self.interpolation)[0]
         target = self.folder / f"{index:06d}.{self.image_format}"
         if self.image_format == "png":  # 2-3x faster than Pillow's encoder (png_writer)
             write_png(target, crop)

@@ -11,7 +11,9 @@ A folder without ``faces.json`` is a folder of ready crops (any numbered frame i
 ``crop_policy`` (the crops written by extract-faces before the crop policy): their frames are
 used whole. A ``faces.json`` that exists but cannot be read (truncated, not JSON, not a record,
 another crop-policy format, an entry missing, ``samples`` naming a face track it does not hold,
-``detect_every`` below 1) or whose frame images are not all there fails
+``detect_every`` below 1, a value no extraction writes: a NaN face box, a region outside the
+frame, a ``scale`` or ``margin`` that is not positive) or whose frame images are not all there
+(or, when cut, not of their region's size) fails
 that video with :class:`~dynsnip.data.errors.FaceFolderError` (reason ``bad_face_folder``),
 naming the folder, what is wrong and how to rebuild it: training skips it and evaluation
 lists it, never reads its regions as crops.
@@ -19,6 +21,7 @@ lists it, never reads its regions as crops.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -28,7 +31,7 @@ from .._optional import require
 from ..errors import FaceFolderError, FrameGapError
 from .crop import crop_and_resize
 from .crop_policy import SnippetCrops, snippet_crops
-from .extraction import CROP_POLICY, read_detections
+from .extraction import CROP_POLICY, read_detections, region_image_size
 from .tracks import FaceTrack, tracks_from_json
 
 np = require("numpy")
@@ -112,11 +115,12 @@ class FaceFolder:
             self.frame_size = tuple(int(v) for v in meta["frame_size"])
             self.margin = float(meta["margin"])
             self.detect_every = int(meta["detect_every"])
-            self.scale = meta.get("scale")
+            self.scale = None if meta.get("scale") is None else float(meta["scale"])
             # frames after a cut or pause in the video (recorded since dynsnip records them; none for older folders)
             self.time_gaps = frozenset(int(i) for i in meta.get("time_gaps") or ())
             self.detections = read_detections(meta)
-            self.regions = np.array([f["region"] for f in meta["frames"]], dtype=np.int64).reshape(-1, 4)
+            # read as floats, checked (_check_values), then kept as the integer pixels extract-faces writes
+            regions = np.array([f["region"] for f in meta["frames"]], dtype=np.float64).reshape(-1, 4)
             # face tracks (extract-faces --faces all); None for folders written without them
             self.tracks: list[FaceTrack] | None = (tracks_from_json(meta["tracks"], self.detections)
                                                    if meta.get("tracks") is not None else None)
@@ -128,10 +132,12 @@ class FaceFolder:
         except (TypeError, ValueError, IndexError, AttributeError) as err:
             raise FaceFolderError(self.folder, f"{META_FILE} holds a malformed record ({type(err).__name__}: {err}); "
                                                f"expected the record extract-faces writes: {REBUILD}") from None
-        if len(self.regions) != self.num_frames:
+        if len(regions) != self.num_frames:
             raise FaceFolderError(self.folder, f"{META_FILE} lists {self.num_frames} frames but gives "
-                                               f"{len(self.regions)} frame regions; expected one per frame: {REBUILD}")
+                                               f"{len(regions)} frame regions; expected one per frame: {REBUILD}")
         self._check_record()
+        self._check_values(regions)
+        self.regions = regions.astype(np.int64)
         self._check_frames()
 
     def _bad(self, what: str) -> FaceFolderError:
@@ -156,6 +162,43 @@ class FaceFolder:
                 raise self._bad("names no sample face tracks")
             if unknown:
                 raise self._bad(f"names sample face tracks {unknown} it does not hold (tracks: {ids})")
+
+    def _check_values(self, regions: "np.ndarray") -> None:
+        """Raise :class:`FaceFolderError` naming the field for values no extraction writes, which
+        the crops would otherwise be computed from: a NaN face box would make every snippet
+        borrow, a region outside the frame or a scale of 0 would be cut as some other part of
+        the frame (``bad_face_folder`` instead: fail closed, docs/video.md).
+
+        Checked: ``frame_size`` (two positive sides), ``margin`` and ``scale`` (positive, finite;
+        ``scale`` may be null), each frame's ``region`` (whole pixels inside the frame, not
+        empty) and each detection's box (finite, not empty, overlapping the frame)."""
+        if len(self.frame_size) != 2 or min(self.frame_size) < 1:
+            raise self._bad(f"gives frame_size {list(self.frame_size)}, expected [width, height] in pixels")
+        if not math.isfinite(self.margin) or self.margin <= 0:
+            raise self._bad(f"gives margin {self.margin}, expected a positive number (crop side / face box side)")
+        if self.scale is not None and (not math.isfinite(self.scale) or self.scale <= 0):
+            raise self._bad(f"gives scale {self.scale}, expected a positive factor (or null: the video's "
+                            "resolution)")
+        width, height = self.frame_size
+        bad = ~np.isfinite(regions).all(axis=1)
+        with np.errstate(invalid="ignore"):
+            bad |= (regions != np.round(regions)).any(axis=1)
+            bad |= (regions[:, 0] < 0) | (regions[:, 1] < 0) | (regions[:, 2] > width) | (regions[:, 3] > height)
+            bad |= (regions[:, 2] <= regions[:, 0]) | (regions[:, 3] <= regions[:, 1])
+        if bad.any():
+            frame = int(np.flatnonzero(bad)[0])
+            raise self._bad(f"gives frame {frame} the region {regions[frame].tolist()} ({int(bad.sum())} frame(s) "
+                            f"so), expected whole pixels [x0, y0, x1, y1] inside its {width}x{height} frame_size")
+        for index, rows in sorted(self.detections.items()):
+            if not 0 <= index < self.num_frames:
+                raise self._bad(f"gives detections of frame {index}, outside its {self.num_frames} frames")
+            boxes = rows[:, :4]
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+                bad |= (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) | (boxes[:, 0] >= width) | (boxes[:, 1] >= height)
+            if bad.any():
+                raise self._bad(f"gives frame {index} the detection box {boxes[bad][0].tolist()}, expected a finite "
+                                f"[x0, y0, x1, y1] face box overlapping its {width}x{height} frame_size")
 
     def _check_frames(self) -> None:
         """Raise :class:`FaceFolderError` unless :attr:`frames` are the images of frames
@@ -270,6 +313,33 @@ class FaceFolder:
         """Looked-at frame -> that face track's own detection rows (0 or 1 per frame)."""
         return self.track(track).detections(range(0, self.num_frames, self.detect_every))
 
+    def _check_region_image(self, frame: int, shape: tuple[int, int]) -> None:
+        """Raise :class:`FaceFolderError` unless frame ``frame``'s image is the size of its recorded
+        region (times ``scale``, rounded as extract-faces resizes it): else the region's
+        coordinates would cut another part of the picture than the one recorded."""
+        expected = region_image_size(self.regions[frame], self.scale)
+        if tuple(shape) != expected:
+            raise self._bad(f"gives frame {frame} the region {self.regions[frame].tolist()}"
+                            + (f" at scale {self.scale}" if self.scale is not None else "")
+                            + f", a {expected[1]}x{expected[0]} image, but {self.frames[frame].name} is "
+                              f"{shape[1]}x{shape[0]} (the record and the frames of different extractions?)")
+
+    def _check_inside(self, u: int, frame: int, crops: SnippetCrops) -> None:
+        """Raise :class:`FaceFolderError` when snippet ``u``'s crop reaches outside frame ``frame``'s
+        stored region: the crop cut would not be ``predict``'s (the part inside, or another part).
+        extract-faces stores regions that hold every box a snippet can get, borrowed ones too
+        (:func:`~dynsnip.data.faces.extraction.borrowed_regions`); folders written before it did
+        may not hold a box borrowed from far away."""
+        x0, y0, x1, y1 = (int(v) for v in crops.boxes[u])
+        r0, s0, r1, s1 = (int(v) for v in self.regions[frame])
+        if r0 <= x0 and s0 <= y0 and x1 <= r1 and y1 <= s1:
+            return
+        how = "" if crops.face_found[u] else ", borrowed from another snippet (no face in its own frames)"
+        raise self._bad(f"gives frame {frame} the region {[r0, s0, r1, s1]}, which does not hold the crop "
+                        f"{[x0, y0, x1, y1]} of a snippet holding it{how}: the crop cut would not be "
+                        "predict's (written by an older extract-faces, whose regions did not hold every "
+                        "borrowed box, or with another --snippet-len?)")
+
     def cut(self, frame_indices: "np.ndarray", crops: SnippetCrops, size: tuple[int, int],
             interpolation: str) -> "np.ndarray":
         """Each snippet's crop (``crops.boxes[u]``) out of its frames' regions: ``(U*T, H, W, 3)`` uint8."""
@@ -279,12 +349,10 @@ class FaceFolder:
             frame = int(frame_indices[u, index])
             with Image.open(self.frames[frame]) as image:
                 region = np.asarray(image.convert("RGB"))
+            self._check_region_image(frame, region.shape[:2])
+            self._check_inside(u, frame, crops)
             local = (crops.boxes[u] - np.tile(self.regions[frame][:2], 2)).astype(np.float64)
             if self.scale is not None:
                 local = np.round(local * self.scale)
-            height, width = region.shape[:2]
-            local = np.clip(local, 0, [width, height, width, height])  # a borrowed box may reach outside
-            if local[2] <= local[0] or local[3] <= local[1]:
-                local = np.array([0, 0, width, height], dtype=np.float64)
             out[n] = crop_and_resize(region[None], [tuple(local)], size, interpolation)[0]
         return out

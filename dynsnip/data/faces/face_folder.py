@@ -338,7 +338,8 @@ class FaceFolder:
         raise self._bad(f"gives frame {frame} the region {[r0, s0, r1, s1]}, which does not hold the crop "
                         f"{[x0, y0, x1, y1]} of a snippet holding it{how}: the crop cut would not be "
                         "predict's (written by an older extract-faces, whose regions did not hold every "
-                        "borrowed box, or with another --snippet-len?)")
+                        "borrowed box, or with another --snippet-len?); delete the folder and run dynsnip "
+                        "extract-faces again for its video")
 
     def cut(self, frame_indices: "np.ndarray", crops: SnippetCrops, size: tuple[int, int],
             interpolation: str) -> "np.ndarray":

@@ -281,6 +281,12 @@ def test_evaluate_of_a_faces_csv_reports_the_videos_extract_faces_could_not_crop
     assert main(["evaluate", "--model", str(tiny_model), "--manifest", str(faces), "--workers", "0", "--no-progress",
                  "--num-snippets", "2", "--img-size", "16", "--out", str(report), "--overwrite"]) == 1
     assert json.loads(report.with_suffix(".json").read_text())["num_failed"] == 2
+    # a manifest of the videos themselves in that folder scores them: its rows are not failures twice
+    from dynsnip.engine.failures import extraction_failures
+
+    videos = tmp_path / "faces" / "videos.csv"
+    videos.write_text("path,label,split\n/data/celeb/Celeb-synthesis/id5_id9_0000.mp4,1,test\n")
+    assert [f["id"] for f in extraction_failures(videos)] == ["/data/celeb/Celeb-real/id7_0000.mp4"]
     (tmp_path / "faces" / "faces_failed.csv").unlink()
     assert main(["evaluate", "--model", str(tiny_model), "--manifest", str(faces), "--workers", "0", "--no-progress",
                  "--num-snippets", "2", "--img-size", "16", "--out", str(report), "--overwrite"]) == 0

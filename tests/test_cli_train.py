@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -258,6 +259,16 @@ def test_evaluate_scores_a_two_logit_detector_with_its_own_head(manifest, tmp_pa
     tuned = build_model(folder)  # training: the single fake logit, a new head
     assert tuned.num_classes == 1 and tuned.training_record is None
     assert any("saved 2-class head was dropped" in str(w.message) for w in recwarn)
+    # the weights file, beside its config.json or alone (its metadata names the architecture: default sizes)
+    full = build_model("dil_resnet18", pretrained=False, num_classes=2)
+    (tmp_path / "bare").mkdir()
+    shutil.copy(save_pretrained(full, tmp_path / "full") / "model.safetensors", tmp_path / "bare" / "model.safetensors")
+    for weights, saved in ((folder / "model.safetensors", model), (tmp_path / "bare" / "model.safetensors", full)):
+        as_saved = build_model(weights, num_classes=None)  # what evaluate builds: the file's own head
+        assert as_saved.num_classes == 2 and torch.equal(as_saved.fc.weight, saved.fc.weight)
+        recwarn.clear()
+        assert build_model(weights).num_classes == 1
+        assert any("2-class head was dropped" in str(w.message) for w in recwarn)
 
 
 def test_evaluate_lists_unreadable_videos_and_scores_the_rest(manifest, tmp_path, capsys):

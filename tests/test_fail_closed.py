@@ -201,6 +201,20 @@ def test_save_pretrained_and_push_refuse_non_finite_weights(tmp_path, capsys, sa
     assert "non-finite weights" in error and "fc.bias" in error
 
 
+def test_predict_refuses_a_weights_file_holding_nan_or_inf(tmp_path, saved):
+    """`predict --checkpoint FILE.safetensors` (beside a config.json, or alone with the model's name) loads
+    weights without load_model's check: an infinite BatchNorm variance gave a finite, wrong verdict."""
+    from dynsnip.cli.predict import load_detector
+
+    state = safetensors.torch.load_file(str(saved / "model.safetensors"))
+    state["layer1.0.bn1.running_var"] = torch.full_like(state["layer1.0.bn1.running_var"], math.inf)
+    safetensors.torch.save_file(state, str(saved / "epoch3.safetensors"))
+    safetensors.torch.save_file(state, str(tmp_path / "alone.safetensors"))
+    for model, weights in ((None, saved / "epoch3.safetensors"), ("dil_test_resnet", tmp_path / "alone.safetensors")):
+        with pytest.raises(ValueError, match=r"non-finite weights, holding NaN or inf \(layer1.0.bn1.running_var\)"):
+            load_detector(model, str(weights))
+
+
 # ---------------------------------------------------- item 16: non-finite input clips
 def test_non_finite_input_clips_are_failed_items_before_any_forward():
     items = SkipUnreadable(Tagged(bad_input={2}))

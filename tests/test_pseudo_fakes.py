@@ -313,3 +313,5 @@ def test_the_preview_of_an_extract_faces_folder_shows_the_crops_training_cuts(tm
     with Image.open(frame_sequence(folder_path).paths[0]) as region:  # what was shown before: the whole region
         squashed = np.asarray(region.convert("RGB").resize((64, 64), Image.BILINEAR))
     assert np.abs(crops[0].astype(int) - squashed.astype(int)).mean() > 10
+    # fewer frames than one snippet: the usage error, not a traceback
+    assert main(["pseudo-fakes", str(folder_path), "--out", str(tmp_path / "pf"), "--max-frames", "3"]) == 2

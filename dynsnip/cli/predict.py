@@ -145,9 +145,13 @@ def _mismatch(state: dict[str, Any], detector: Any) -> str | None:
     misshaped = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
     wrong_dtype = dtype_mismatches(state, target)
+    from dynsnip.models.dil_resnet import _non_finite
+
+    non_finite = _non_finite(state, state)  # NaN / inf: no verdict from such weights (load_model refuses them too)
     parts = [f"{len(keys)} {what} ({preview_keys(keys, n)})" for keys, what, n in (
         (missing, "tensors missing", 5), (unexpected, "tensors the model does not have", 5),
-        (misshaped, "mis-shaped", 3), (wrong_dtype, "of another dtype", 3)) if keys]
+        (misshaped, "mis-shaped", 3), (wrong_dtype, "of another dtype", 3),
+        (non_finite, "non-finite weights, holding NaN or inf", 5)) if keys]
     return "; ".join(parts) + (f": {DTYPE_RULE}" if wrong_dtype else "") if parts else None
 
 

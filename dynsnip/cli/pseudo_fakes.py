@@ -59,6 +59,8 @@ def _face_crops(source: Path, size: int, max_frames: int, snippet_len: int = 4):
         folder = FaceFolder.open(source, frame_sequence(source).paths)
         if folder is not None:  # face regions and faces.json: cut as FaceFramesDataset cuts them
             usable = min(max_frames, folder.num_frames) // snippet_len * snippet_len
+            if usable == 0:  # not one snippet: the caller's usage error names the frames needed
+                return np.zeros((0, size, size, 3), np.uint8), 10.0
             tracks = FaceFolder.sample_tracks(source)
             images, _ = folder.clip_frames(np.arange(usable).reshape(-1, snippet_len), (size, size), "bilinear",
                                            track=tracks[0] if tracks else None)

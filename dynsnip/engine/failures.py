@@ -205,7 +205,9 @@ def extraction_failures(manifest: "str | os.PathLike[str]", split: str | None = 
         why = [(row["reason"] or "unreadable", row["message"] or "") for row in reader]
     entries = read_manifest(failed_file)  # the rows in file order, paths resolved as the manifest's
     failed = {id(e): w for e, w in zip(entries, why)}
-    chosen = [e for e in entries if split is None or e.split == split]
+    # a manifest of the videos themselves beside the list (not the crops' faces.csv) scores them: not failures twice
+    listed = {os.path.realpath(e.path) for e in read_manifest(manifest)}
+    chosen = [e for e in entries if (split is None or e.split == split) and os.path.realpath(e.path) not in listed]
     if keep is not None:
         chosen = keep(chosen)
     return [{"id": str(e.path), "reason": failed[id(e)][0],

@@ -159,9 +159,11 @@ def build_model(
                 f"{path}: only .safetensors weight files are loaded (pickled .pth/.bin files can run code); "
                 "convert it, or pass a directory written by dynsnip.save_pretrained"
             )
+        # the file's own head decides the classes when evaluating (never a random head); _load_weights warns
+        # when training replaces it
+        file_head = {"num_classes": num_classes if num_classes is not None else _head_classes(path) or 1}
         if (path.parent / "config.json").is_file():
-            model = load_model(path.parent, pretrained=False, **({} if num_classes is None else {"num_classes": num_classes}),
-                               **model_kwargs)
+            model = load_model(path.parent, pretrained=False, **file_head, **model_kwargs)
         else:
             arch = _safetensors_architecture(path)
             if not arch:
@@ -169,7 +171,7 @@ def build_model(
                     f"{path}: cannot tell its architecture (no 'architecture' in the safetensors metadata and "
                     "no config.json next to it); pass the model name and this file as checkpoint="
                 )
-            model = load_model(arch, pretrained=False, num_classes=named_head, **model_kwargs)
+            model = load_model(arch, pretrained=False, **file_head, **model_kwargs)
         checkpoint = path
     elif path.is_dir():
         model = load_model(path, pretrained=True, **saved_head, **model_kwargs)
@@ -207,6 +209,15 @@ def _build_as(source: str | os.PathLike[str], module_config: str, **kwargs: Any)
     return model
 
 
+def _head_classes(path: Path) -> int | None:
+    """The classes of the ``fc`` head in the weights file ``path`` (None: it has none), read from
+    its header without loading the tensors."""
+    import safetensors
+
+    with safetensors.safe_open(str(path), "pt") as f:
+        return int(f.get_slice("fc.weight").get_shape()[0]) if "fc.weight" in f.keys() else None
+
+
 def _load_weights(model: torch.nn.Module, path: Path) -> None:
     import safetensors.torch
 
@@ -220,8 +231,13 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
     except ValueError as err:  # name the file: the message names the model only
         raise ValueError(f"{path}: {err}") from None
     head = [k for k in state if k.startswith("fc.") and state[k].shape != model.state_dict()[k].shape]
-    for k in head:  # another head: keep the model's new one
+    for k in head:  # another head (training to other labels): keep the model's new one, and say so
         state[k] = model.state_dict()[k]
+    if head:
+        import warnings
+
+        warnings.warn(f"{path}: its {_head_classes(path)}-class head was dropped for a new, randomly initialised "
+                      f"{model.num_classes}-class head; train it before using the model", UserWarning, stacklevel=3)
     model.load_state_dict(state)
 
 

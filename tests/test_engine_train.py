@@ -403,3 +403,14 @@ def test_default_patience_drops_the_lr_after_3_epochs_without_improvement_as_doc
     assert "after 3 epochs without improvement: patience 2" in docs
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     assert "has not improved for 3 epochs" in card
+
+
+def test_a_trained_detector_of_other_input_channels_is_saved_with_them(tmp_path):
+    """save_model recorded `input_size` with 3 channels whatever the model took, so a grey (in_chans=1) detector
+    trained by `dynsnip train` was refused at save (config.json would not rebuild it)."""
+    from dynsnip.engine.train import save_model
+
+    model = timm.create_model("dil_resnet18", num_classes=1, in_chans=1, **TINY)
+    folder = save_model(model, tmp_path / "grey", Recipe(model="dil_resnet18", img_size=32))
+    assert json.loads((folder / "config.json").read_text())["pretrained_cfg"]["input_size"] == [1, 32, 32]
+    assert dynsnip.load_model(folder).conv1.in_channels == 1

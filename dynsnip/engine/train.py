@@ -269,8 +269,10 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike[str], recipe
     recipe's input size so that loaders crop faces at the size it was trained on."""
     _, save_pretrained = _hub()
     cfg = dict(kwargs.pop("pretrained_cfg", None) or {})
-    if recipe is not None:
-        cfg.setdefault("input_size", (3, recipe.img_size, recipe.img_size))
+    if recipe is not None:  # the model's input channels (a grey or in_chans=4 detector), at the recipe's size
+        stem = next((w for w in unwrap_model(model).parameters() if w.ndim == 4), None)  # the first conv's weight
+        channels = int(stem.shape[1]) if stem is not None else 3
+        cfg.setdefault("input_size", (channels, recipe.img_size, recipe.img_size))
     return save_pretrained(unwrap_model(model), directory, pretrained_cfg=cfg or None, **kwargs)
 
 

@@ -2,8 +2,9 @@
 
 * 0 (``EXIT_OK``): everything was processed;
 * 1 (``EXIT_SOME_FAILED``): some inputs failed (each reported with its reason), the others
-  were processed; for ``train``: the run stopped on a NaN / inf loss (the last finite
-  weights are kept);
+  were processed; for ``train``: clips were skipped (the model is saved), or the run stopped
+  on a NaN / inf loss (the last finite weights are kept) or on a validation set of which
+  nothing could be read;
 * 2 (``EXIT_USAGE``): nothing was done: a bad option, a model that cannot be loaded, a
   missing extra, an output that would be overwritten;
 * 130 (``EXIT_INTERRUPTED``): stopped by Ctrl-C (SIGINT, 128 + 2 as shells report it); one
@@ -19,7 +20,8 @@ EXIT_INTERRUPTED = 130
 # the "exit status" section of every command's --help (dynsnip.cli.build_parser)
 EXIT_STATUS_HELP = (
     f"{EXIT_OK}: everything was processed; {EXIT_SOME_FAILED}: some inputs failed, each reported with its reason, the "
-    f"others processed (train: stopped on a NaN / inf loss, the last finite weights kept); {EXIT_USAGE}: nothing was "
+    f"others processed (train: clips skipped, the model saved; or stopped on a NaN / inf loss, the last finite weights "
+    f"kept, or on an unreadable validation set); {EXIT_USAGE}: nothing was "
     "done (a bad option, a model that cannot be loaded, a missing extra, an output that would be overwritten); "
     f"{EXIT_INTERRUPTED}: stopped by Ctrl-C."
 )

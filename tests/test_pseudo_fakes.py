@@ -305,7 +305,8 @@ def test_the_preview_of_an_extract_faces_folder_shows_the_crops_training_cuts(tm
 
     assert main(["extract-faces", str(two_people()), "--out", str(tmp_path / "faces"), "--no-progress"]) == 0
     (folder_path,) = [p for p in (tmp_path / "faces").iterdir() if p.is_dir()]
-    crops, _ = _face_crops(folder_path, 64, 8, 4)
+    crops, fps = _face_crops(folder_path, 64, 8, 4)
+    assert fps == json.loads((folder_path / "faces.json").read_text())["fps"] > 0  # the video's, for the GIF
     folder = FaceFolder.open(folder_path, frame_sequence(folder_path).paths)
     track = FaceFolder.sample_tracks(folder_path)[0]
     expected, _ = folder.clip_frames(np.arange(8).reshape(2, 4), (64, 64), "bilinear", track=track)

@@ -64,7 +64,10 @@ def _face_crops(source: Path, size: int, max_frames: int, snippet_len: int = 4):
             tracks = FaceFolder.sample_tracks(source)
             images, _ = folder.clip_frames(np.arange(usable).reshape(-1, snippet_len), (size, size), "bilinear",
                                            track=tracks[0] if tracks else None)
-            return images, 10.0
+            import json
+
+            fps = json.loads((source / "faces.json").read_text(encoding="utf-8")).get("fps")  # the video's
+            return images, float(fps) if isinstance(fps, (int, float)) and fps > 0 else 10.0
         frames = list_frames(source)[:max_frames]
         crops = []
         for path in frames:

@@ -136,8 +136,15 @@ def test_predict_command_with_nan_weights_fails_the_video_and_writes_valid_json(
     weights = tmp_path / "nan.safetensors"
     safetensors.torch.save_file(state, str(weights))
     out = tmp_path / "report.json"
-    code = main(["predict", str(two_people()), "--model", "dil_resnet18", "--checkpoint", str(weights),
-                 "--snippets", "1", "--face-detector", "none", "--json", "--output", str(out), "--no-progress"])
+    args = ["predict", str(two_people()), "--model", "dil_resnet18", "--checkpoint", str(weights),
+            "--snippets", "1", "--face-detector", "none", "--json", "--output", str(out), "--no-progress"]
+    assert main(args) == 2 and not out.exists()  # NaN weights are refused when the detector loads
+    assert "non-finite weights" in capsys.readouterr().err
+    # finite weights whose output overflows (a head of 1e38s on positive features): the video fails, no verdict
+    state["fc.bias"] = torch.zeros(1)
+    state["fc.weight"] = torch.full_like(state["fc.weight"], 1e38)
+    safetensors.torch.save_file(state, str(weights))
+    code = main(args)
     assert code == 1  # a failed video, not a verdict
     report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON"))
     assert report["videos"][0]["reason"] == "non_finite_output" and report["summary"]["failed"] == 1
@@ -442,8 +449,8 @@ def test_explain_writes_nothing_for_a_nan_score(tmp_path, capsys):
     from video_fixtures import two_people
 
     state = timm.create_model("dil_resnet18", num_classes=1).state_dict()
-    state["fc.bias"] = torch.tensor([math.nan])
-    weights = tmp_path / "nan.safetensors"
+    state["fc.weight"] = torch.full_like(state["fc.weight"], 1e38)  # finite weights, an overflowing score
+    weights = tmp_path / "overflow.safetensors"
     safetensors.torch.save_file(state, str(weights))
     out = tmp_path / "explained"
     code = main(["explain", str(two_people()), "--model", "dil_resnet18", "--checkpoint", str(weights), "--out", str(out),

@@ -155,10 +155,11 @@ def _score_tracks(model: Any, video: Any, device: Any) -> dict[int, float]:
         if (bad := non_finite_input(clip.pixels)) is not None:
             raise bad
         with torch.inference_mode():
-            p = float(fake_probability(model(clip.pixels[None].to(device)))[0])
-        if not math.isfinite(p):
-            raise NonFiniteError(NON_FINITE_OUTPUT, f"track {track_id}: the model's fake probability is {p}; expected "
-                                                    "a finite number")
+            logits = model(clip.pixels[None].to(device))
+        p = float(fake_probability(logits)[0])
+        if not bool(torch.isfinite(logits).all()):  # an overflowing logit is no score, even if its sigmoid is 1.0
+            raise NonFiniteError(NON_FINITE_OUTPUT, f"track {track_id}: the model's logits are {logits.flatten().tolist()}; "
+                                                    "expected finite numbers")
         out[track_id] = p
     return out
 
@@ -276,6 +277,10 @@ def run(args: argparse.Namespace) -> int:
         files = save_figures(
             exp, args.out, intra_layers=_layers(args.intra_layer), inter_layers=_layers(args.inter_layer), dpi=args.dpi
         )
+    except NonFiniteError as err:  # the model's output: a failed video, not a usage error
+        print(f"dynsnip explain: {err.reason}: {args.video}: {err}; nothing is written for a score that is not one",
+              file=sys.stderr)
+        return EXIT_VIDEO_FAILED
     except ValueError as err:  # e.g. an --intra-layer the model does not have
         return usage_error(str(err))
     tracks = None

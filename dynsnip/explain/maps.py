@@ -344,8 +344,14 @@ def explain_clip(
         model.train(training)
     notes.extend(wrapper.notes)
 
+    from ..engine.failures import NON_FINITE_OUTPUT, NonFiniteError
     from ..scoring import fake_probability
 
+    for name, values in (("video", logits), ("snippet", wrapper.snippet_logits)):
+        if values is not None and not bool(torch.isfinite(values).all()):  # as predict fails it: no picture of a score
+            raise NonFiniteError(NON_FINITE_OUTPUT, f"the model's {name} logits are not finite "
+                                 f"({values.detach().float().flatten()[:4].tolist()}); expected finite logits: NaN / "
+                                 "inf weights, an overflow, or a config.json whose mean / std are wrong")
     fake_prob = float(fake_probability(logits.float())[0])
     snippet_probs = None
     if wrapper.snippet_logits is not None:

@@ -148,6 +148,9 @@ def test_forward_loss_metrics_and_u_at_test_time(registry):
         test_pred = detector(clip_batch(32, seed=1), inference=True)  # a test config with clip_size 32: U = 8
     assert test_pred["prob"].shape == (4,)
     assert seen_u == [4, 4, 8]  # the SIMs saw U snippets of one clip, U read from each batch
+    three_classes = dict(clip_batch(32, seed=1), label=torch.tensor([0, 2, 1, 3]))
+    with torch.no_grad(), pytest.raises(ValueError, match=r"labels must be 0 \(real\) or 1 \(fake\), got \[2, 3\]"):
+        detector(three_classes, inference=True)  # as in training: never counted as fakes in the test metrics
 
 
 def test_config_normalisation_is_mapped_to_the_backbones(registry):
@@ -208,6 +211,10 @@ def test_older_trainers_get_test_metrics_and_strict_checkpoint_reload(tmp_path):
     (lambda c: c["dynsnip"].update(config="paper-ish"), "'paper'"),
     (lambda c: c["dynsnip"].update(pretrained=None), "true (ImageNet weights), false"),
     (lambda c: c["dynsnip"].update(model="resnet50"), "dil_* architecture"),
+    (lambda c: c["dynsnip"].update(model_args={"snippet_len": 8}), "model_args.snippet_len is set by the integration"),
+    (lambda c: c["dynsnip"].update(model_args={"num_classes": 2}), "model_args.num_classes is set by the integration"),
+    (lambda c: c["dynsnip"].update(model_args={"bogus": 1}), "model_args {'bogus': 1} do not build"),
+    (lambda c: c.update(resolution="64"), "resolution must be the frames' side in pixels"),
 ])
 def test_bad_configs_are_one_line_errors_naming_the_key(registry, change, expected):
     config = dil_config()
@@ -657,3 +664,15 @@ def test_average_precision_and_equal_error_rate():
     assert equal_error_rate([0.9, 0.1], [0, 1]) == 1.0
     assert equal_error_rate([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.5)
     assert np.isnan(equal_error_rate([0.2, 0.3], [1, 1])) and np.isnan(average_precision([0.2], [0]))
+
+
+def test_a_deepfakebench_trained_dil_is_saved_with_its_resolution(registry, tmp_path):
+    """The backbone saved as docs/deepfakebench.md shows records the config's resolution (32 px here), so that
+    `dynsnip predict` crops faces to the size it was trained at; it recorded the ImageNet tag's 224 px."""
+    import json
+
+    import dynsnip
+
+    detector = registry["dil"](dil_config())
+    folder = dynsnip.save_pretrained(detector.backbone, tmp_path / "dil-from-deepfakebench")
+    assert json.loads((folder / "config.json").read_text())["pretrained_cfg"]["input_size"] == [3, 32, 32]

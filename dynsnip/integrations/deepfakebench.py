@@ -95,6 +95,7 @@ class DILSettings:
     model_args: Mapping[str, Any] = field(default_factory=dict)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    resolution: int = 224  # DeepfakeBench's input side: recorded as the network's input size
 
     @property
     def num_snippets(self) -> int:
@@ -182,14 +183,44 @@ def dil_settings(config: Mapping[str, Any]) -> DILSettings:
     model_args = own.get("model_args") or {}
     if not isinstance(model_args, Mapping):
         raise DeepfakeBenchConfigError(f"DeepfakeBench config: {DYNSNIP_KEY}.model_args must be a mapping, got {model_args!r}")
+    owned = {"snippet_len": f"{DYNSNIP_KEY}.snippet_len", "num_snippets": "clip_size (U = clip_size / snippet_len)",
+             "num_classes": "nothing: DIL has one fake logit", "pretrained": f"{DYNSNIP_KEY}.pretrained"}
+    for key in sorted(set(model_args) & set(owned)):
+        raise DeepfakeBenchConfigError(f"DeepfakeBench config: {DYNSNIP_KEY}.model_args.{key} is set by the "
+                                       f"integration itself; set {owned[key]} instead")
     return DILSettings(model=model, snippet_len=snippet_len, clip_size=clip_size,
                        frame_num={"train": int(frame_num["train"]), "test": int(frame_num["test"])},
                        module_config=module_config, pretrained=pretrained, model_args=dict(model_args),
-                       mean=_triple(config.get("mean"), "mean"), std=_triple(config.get("std"), "std"))
+                       mean=_triple(config.get("mean"), "mean"), std=_triple(config.get("std"), "std"),
+                       resolution=_resolution(config.get("resolution", 224)))
+
+
+def _resolution(value: Any) -> int:
+    """DeepfakeBench's ``resolution``: the side of the square frames the detector is trained on."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 4096:
+        raise DeepfakeBenchConfigError(f"DeepfakeBench config: resolution must be the frames' side in pixels, a whole "
+                                       f"number from 16 to 4096, got {value!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- the detector
 def _build_backbone(settings: DILSettings, config_given: bool) -> torch.nn.Module:
+    try:
+        model = _built_backbone(settings, config_given)
+    except TypeError as err:  # an option the model does not take: the config's key, not a traceback
+        raise DeepfakeBenchConfigError(f"DeepfakeBench config: {DYNSNIP_KEY}.model_args {settings.model_args} do not "
+                                       f"build {settings.model}: {err}") from None
+    # the size it is trained and tested at, so that `dynsnip.save_pretrained(detector.backbone)` records it and
+    # `dynsnip predict` crops faces to it (not the ImageNet tag's 224 px, nor its test-time sizes)
+    from ..hub.config import _TEST_TIME_FIELDS
+
+    cfg = {k: v for k, v in dict(getattr(model, "pretrained_cfg", None) or {}).items() if k not in _TEST_TIME_FIELDS}
+    channels = tuple(cfg.get("input_size") or (3,))[0]
+    model.pretrained_cfg = {**cfg, "input_size": (channels, settings.resolution, settings.resolution)}
+    return model
+
+
+def _built_backbone(settings: DILSettings, config_given: bool) -> torch.nn.Module:
     from ..engine.train import build_model
 
     kwargs = dict(settings.model_args)
@@ -297,8 +328,8 @@ class _DILDetector:
                 raise ValueError(f"DIL scored {bad} of {len(prob)} clips of the batch NaN/inf: no verdict; the weights "
                                  "or the input are broken (check the checkpoint and the frames)")
             self._test_probs.append(prob.detach().cpu())
-            if "label" in data_dict and data_dict["label"] is not None:
-                self._test_labels.append((torch.as_tensor(data_dict["label"]).detach().cpu().flatten() != 0).float())
+            if "label" in data_dict and data_dict["label"] is not None:  # 0 / 1 only, as training refuses others
+                self._test_labels.append(_binary_labels(data_dict).detach().cpu().flatten().float())
         return {"cls": cls, "prob": prob, "feat": pooled}
 
     def get_losses(self, data_dict: Mapping[str, Any], pred_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:

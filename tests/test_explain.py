@@ -434,6 +434,8 @@ def test_cli_draws_the_face_tracks_with_the_deciding_one_marked(checkpoint, tmp_
     summary = json.loads((out / "summary.json").read_text())
     probs = {t["id"]: t["fake_probability"] for t in summary["tracks"]}
     assert sorted(probs) == [0, 1] and summary["deciding_track"] == max(probs, key=probs.get)
+    # the tracks as predict's report lists them (they were "kept", without their coverage)
+    assert all(t["status"] == "scored" and 0 < t["face_coverage"] <= 1 and t["frames_checked"] for t in summary["tracks"])
     assert summary["explained_track"] == summary["deciding_track"]
     assert summary["fake_probability"] == pytest.approx(probs[summary["deciding_track"]], abs=1e-4)
     with Image.open(out / "tracks.png") as image:

@@ -132,6 +132,21 @@ def _summary(exp: Any, clip: Any, args: argparse.Namespace, weights: str, files:
     )
 
 
+def _track_entry(track: Any, video: Any, probabilities: dict[int, float]) -> dict[str, Any]:
+    """``track`` as ``predict``'s report lists it: ``status`` ``scored`` (with its coverage and
+    probability), the reason it was not scored (``low_face_coverage``, with ``not_scored``), or
+    why it was dropped (``short`` / ``static``)."""
+    entry = track.summary()
+    if track.id in probabilities:
+        scored = video.clips[track.id]
+        entry.update(status="scored", face_coverage=round(scored.face_coverage, 4), frames_checked=scored.frames_checked,
+                     frames_with_face=scored.frames_with_face, fake_probability=round(probabilities[track.id], 4))
+    elif track.id in video.failures:
+        err = video.failures[track.id]
+        entry.update(status=err.reason, face_coverage=round(err.coverage, 4), not_scored=err.message)
+    return entry
+
+
 def _capped_snippets_note(clip: Any, loader: Any) -> str | None:
     """Why ``clip`` has fewer snippets than asked for (``--snippets`` or the model's test U), or
     None: a video of N frames holds only N - T + 1 different snippets of T frames, and the loader
@@ -288,10 +303,8 @@ def run(args: argparse.Namespace) -> int:
         files["tracks"] = args.out / "tracks.png"
         _tracks_picture(args, video, track_probs, deciding, clip.track).savefig(files["tracks"], dpi=args.dpi)
         tracks = dict(deciding_track=deciding, explained_track=clip.track,
-                      video_fake_probability=round(track_probs[deciding], 6), tracks=[
-            dict(t.summary(), **({"fake_probability": round(track_probs[t.id], 4)} if t.id in track_probs else {}),
-                 **({"not_scored": video.failures[t.id].message} if t.id in video.failures else {}))
-            for t in video.tracks])
+                      video_fake_probability=round(track_probs[deciding], 6),
+                      tracks=[_track_entry(t, video, track_probs) for t in video.tracks])
     files["explanation"] = args.out / "explanation.npz"
     exp.save(files["explanation"])
     files["summary"] = args.out / "summary.json"

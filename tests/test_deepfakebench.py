@@ -547,6 +547,39 @@ def test_export_cuts_again_when_the_folder_was_extracted_again(extracted, tmp_pa
     assert np.array_equal(again, wanted()) and not np.array_equal(again, first)
 
 
+def test_export_never_replaces_its_source_folders_or_a_folder_it_did_not_write(extracted, tmp_path, capsys):
+    """--frames-out the extract-faces folder itself: the frame folders are never deleted (even with
+    --overwrite); a same-named folder without the exporter's record is refused, and replaced only with
+    --overwrite; --frames-out inside a frame folder is refused up front."""
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    faces = tmp_path / "faces"
+    for name in ("a", "b"):
+        shutil.copytree(extracted / "real" / name, faces / name)
+    write_manifest([ManifestEntry(faces / "a", 0, "train"), ManifestEntry(faces / "b", 0, "test")], faces / "faces.csv")
+    before = {p: p.read_bytes() for p in sorted(faces.rglob("*")) if p.is_file()}
+    argv = ["export", "deepfakebench", str(faces / "faces.csv"), "--out", str(tmp_path / "x.json"), "--size", "24",
+            "--quiet"]
+    for extra in ([], ["--overwrite"]):
+        assert main([*argv, "--frames-out", str(faces), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "is, holds or lies inside the frame folder" in err and str(faces / "a") in err
+        assert {p: p.read_bytes() for p in sorted(faces.rglob("*")) if p.is_file()} == before
+    assert main([*argv, "--frames-out", str(faces / "a" / "crops")]) == 2
+    assert "is inside) the frame folder" in capsys.readouterr().err
+    assert not (faces / "a" / "crops").exists()
+
+    crops = tmp_path / "crops"
+    (crops / "a").mkdir(parents=True)
+    (crops / "a" / "mine.txt").write_text("a user's file")
+    assert main([*argv, "--frames-out", str(crops)]) == 1  # b exported, a refused
+    err = capsys.readouterr().err
+    assert f"{crops / 'a'} exists and holds no .dynsnip-export.json" in err and "--overwrite" in err
+    assert (crops / "a" / "mine.txt").read_text() == "a user's file"
+    assert main([*argv, "--frames-out", str(crops), "--overwrite"]) == 0
+    assert not (crops / "a" / "mine.txt").exists() and (crops / "a" / "000000.png").is_file()
+
+
 def test_export_options_are_checked(extracted, tmp_path, capsys):
     base = ["export", "deepfakebench", str(extracted), "--frames-out", str(tmp_path / "crops")]
     assert main([*base, "--out", str(tmp_path / "FaceForensics++.json")]) == 2

@@ -51,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="resampling of the crops (default bilinear, dil_resnet50.tv_in1k's)")
     d.add_argument("--relative-to", type=Path,
                    help="write frame paths relative to this folder (e.g. DeepfakeBench's folder); default absolute")
-    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists, and crops in --frames-out made with another --size or --interpolation")
+    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists, and folders in --frames-out that are not this export's (crops made with "
+                        "other settings, folders without an export record); never the frame folders themselves")
     d.add_argument("--quiet", action="store_true", help="no line per video")
     d.set_defaults(func=run_export_deepfakebench)
     p.set_defaults(func=lambda args: _no_target(p))

@@ -580,6 +580,34 @@ def test_export_never_replaces_its_source_folders_or_a_folder_it_did_not_write(e
     assert not (crops / "a" / "mine.txt").exists() and (crops / "a" / "000000.png").is_file()
 
 
+def test_export_leaves_out_a_folder_whose_video_jumps_in_time(extracted, tmp_path, capsys):
+    """A video cut or paused (a jump in its timestamps: faces.json's time_gaps) gives consecutive frame
+    files that are not consecutive in time; the export writes a video as consecutive frames, so the
+    folder is reported (frame_gap) and left out, the others exported."""
+    from video_fixtures import encode
+
+    from dynsnip.data.faces.extraction import extract_face_frames
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    rng = np.random.default_rng(3)
+    video = encode(tmp_path / "cut.mp4", [rng.integers(0, 255, (64, 80, 3), dtype=np.uint8) for _ in range(10)],
+                   pts=[0, 1, 2, 3, 4, 5, 40, 41, 42, 43])
+    faces = tmp_path / "faces"
+    extract_face_frames(video, faces / "cut", face_detector=lambda f: np.array([[10, 12, 34, 36, 0.9]]),
+                        min_face_coverage=0)
+    assert json.loads((faces / "cut" / "faces.json").read_text())["time_gaps"] == [6]
+    shutil.copytree(extracted / "real" / "a", faces / "a")
+    write_manifest([ManifestEntry(faces / "cut", 0, "test"), ManifestEntry(faces / "a", 0, "test")],
+                   faces / "faces.csv")
+    out_json = tmp_path / "x.json"
+    assert main(["export", "deepfakebench", str(faces / "faces.csv"), "--out", str(out_json), "--frames-out",
+                 str(tmp_path / "crops"), "--size", "24", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "cut or paused between frames 5 and 6" in err and str(faces / "cut") in err
+    assert list(json.loads(out_json.read_text())["x"]["x_real"]["test"]) == ["a"]
+    assert not (tmp_path / "crops" / "cut").exists()
+
+
 def test_export_options_are_checked(extracted, tmp_path, capsys):
     base = ["export", "deepfakebench", str(extracted), "--frames-out", str(tmp_path / "crops")]
     assert main([*base, "--out", str(tmp_path / "FaceForensics++.json")]) == 2

@@ -38,7 +38,8 @@ overwritten without ``overwrite``: not the JSON, not the crops of an export made
 settings (another JSON may list them: that video fails, naming them), and not a folder without
 the exporter's record (a user's). A frame folder of the manifest is never written into or
 replaced, even with ``overwrite`` (``frames_out`` inside one is refused up front; a video whose
-output folder is or holds one fails). A video that cannot be read is reported, the others are
+output folder is or holds one fails). A video that cannot be read, or whose video was cut or
+paused (``faces.json``'s ``time_gaps``: its frames are not consecutive in time), is reported, the others are
 exported.
 """
 from __future__ import annotations
@@ -131,6 +132,32 @@ def sample_tracks_of(folder: Path) -> list[int | None]:
         raise FaceFolderError(folder, "faces.json's samples name no face track; expected the record extract-faces "
                                       "writes (delete the folder and run dynsnip extract-faces again for its video)")
     return list(tracks)
+
+
+def _check_no_time_gap(folder: Path) -> None:
+    """Raise :class:`~dynsnip.data.errors.FrameGapError` (``frame_gap``) when ``folder``'s video was cut
+    or paused somewhere (``faces.json``'s ``time_gaps``, as
+    :meth:`~dynsnip.data.faces.face_folder.FaceFolder.check_consecutive`): its frames are consecutive
+    files but not consecutive in time, and the export writes a video as one run of consecutive frames
+    (DeepfakeBench draws clips from anywhere in it, and the jump would be read as motion)."""
+    from ..errors import FrameGapError
+    from ..faces.face_folder import read_meta
+
+    meta = read_meta(folder)
+    if not isinstance(meta, dict):
+        return
+    try:
+        gaps = sorted(int(i) for i in meta.get("time_gaps") or ())
+        num_frames = len(meta.get("frames") or ())
+    except (TypeError, ValueError):
+        raise FrameGapError(folder, "faces.json's time_gaps is malformed; expected the list of frame indices "
+                                    "extract-faces writes (extract the video again)") from None
+    inside = [i for i in gaps if 0 < i and (num_frames == 0 or i < num_frames)]
+    if inside:
+        raise FrameGapError(folder, f"the video was cut or paused between frames {inside[0] - 1} and {inside[0]} "
+                                    f"(faces.json's time_gaps: {len(inside)} jump(s)); the export writes a video as "
+                                    "consecutive frames, and the jump would be read as motion: left out (cut the "
+                                    "video at the jump and extract the parts to export them)")
 
 
 def _export_video(folder: Path, out: Path, size: int, interpolation: str,
@@ -338,6 +365,7 @@ def export_deepfakebench(
             continue
         try:
             tracks = sample_tracks_of(folder)
+            _check_no_time_gap(folder)
         except (OSError, VideoError) as err:
             result.failed.append((str(folder), str(err)))
             continue

@@ -608,6 +608,28 @@ def test_export_leaves_out_a_folder_whose_video_jumps_in_time(extracted, tmp_pat
     assert not (tmp_path / "crops" / "cut").exists()
 
 
+def test_export_does_not_replace_crops_cut_from_another_folder(extracted, tmp_path, capsys):
+    """Two extract-faces outputs with a video of the same name, exported into one --frames-out: the
+    second export does not replace the first one's crops (its JSON lists them) without --overwrite."""
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    crops = tmp_path / "crops"
+    for run, source in (("one", "a"), ("two", "b")):
+        shutil.copytree(extracted / "real" / source, tmp_path / run / "v")
+        write_manifest([ManifestEntry(tmp_path / run / "v", 0, "test")], tmp_path / run / "faces.csv")
+    argv = ["export", "deepfakebench", "--frames-out", str(crops), "--size", "24", "--quiet"]
+    assert main([*argv, str(tmp_path / "one" / "faces.csv"), "--out", str(tmp_path / "one.json")]) == 0
+    first = {p.name: p.read_bytes() for p in (crops / "v").iterdir()}
+    assert json.loads((crops / "v" / ".dynsnip-export.json").read_text())["source"] == str(tmp_path / "one" / "v")
+    two = [*argv, str(tmp_path / "two" / "faces.csv"), "--out", str(tmp_path / "two.json")]
+    assert main(two) == 2
+    assert f"holds the crops of another export (cut from {tmp_path / 'one' / 'v'}" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (crops / "v").iterdir()} == first
+    assert main([*two, "--overwrite"]) == 0
+    record = json.loads((crops / "v" / ".dynsnip-export.json").read_text())
+    assert record["source"] == str(tmp_path / "two" / "v")
+
+
 def test_export_options_are_checked(extracted, tmp_path, capsys):
     base = ["export", "deepfakebench", str(extracted), "--frames-out", str(tmp_path / "crops")]
     assert main([*base, "--out", str(tmp_path / "FaceForensics++.json")]) == 2

@@ -31,11 +31,11 @@ Output::
 ``<video>`` is the frame folder's path relative to the manifest's folder. Frame paths in the
 JSON are absolute, or relative to ``relative_to``. A video folder is written under a
 temporary name and renamed when complete; a complete one from an earlier run with the same
-crop settings (``size``, ``interpolation``, the face track: recorded in ``.dynsnip-export.json``
-beside the frames) is reused, unless the folder was extracted again since (the record holds the
+crop settings and source folder (``size``, ``interpolation``, the face track, the frame folder:
+recorded in ``.dynsnip-export.json`` beside the frames) is reused, unless the folder was extracted again since (the record holds the
 SHA-256 of its ``faces.json``: the crops are then cut again), so an interrupted export is started again with the same command. Nothing is
 overwritten without ``overwrite``: not the JSON, not the crops of an export made with other
-settings (another JSON may list them: that video fails, naming them), and not a folder without
+settings or from another frame folder (another JSON may list them: that video fails, naming them), and not a folder without
 the exporter's record (a user's). A frame folder of the manifest is never written into or
 replaced, even with ``overwrite`` (``frames_out`` inside one is refused up front; a video whose
 output folder is or holds one fails). A video that cannot be read, or whose video was cut or
@@ -276,6 +276,8 @@ def _complete(out: Path, folder: Path, size: int, interpolation: str,
                       "export's folder")
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None, f"holds an unreadable {EXPORT_RECORD}: it is not this export's folder"
+    if os.path.realpath(source) != os.path.realpath(folder):
+        return None, f"holds the crops of another export (cut from {source}, not from {folder})"
     if made != (size, interpolation, track):
         other_track = made[2] != track
         return None, (f"holds the crops of another export ({_made_text(made[0], made[1], made[2] if other_track else None)}), "

@@ -642,6 +642,23 @@ def test_export_options_are_checked(extracted, tmp_path, capsys):
     assert main(["export"]) == 2
 
 
+
+def test_export_interpolation_is_checked_before_any_folder_is_touched(extracted, tmp_path, capsys):
+    from dynsnip.data.benchmarks.deepfakebench_export import export_deepfakebench
+    from dynsnip.data.faces.crop import _PIL_FILTERS
+
+    crops = tmp_path / "crops"
+    with pytest.raises(SystemExit, match="2"):  # argparse's usage error
+        main(["export", "deepfakebench", str(extracted), "--out", str(tmp_path / "x.json"), "--frames-out",
+              str(crops), "--interpolation", "bilinaer"])
+    assert "invalid choice: 'bilinaer'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown interpolation 'bilinaer'"):
+        export_deepfakebench(extracted / "faces.csv", tmp_path / "x.json", crops, interpolation="bilinaer")
+    assert not crops.exists() and not (tmp_path / "x.json").exists()
+    from dynsnip.cli.export import INTERPOLATIONS  # the choices are the names the resize accepts
+
+    assert sorted(INTERPOLATIONS) == sorted(_PIL_FILTERS)
+
 # ----------------------------------------------------------------------------- --config paper|default
 def test_module_configuration_names_and_merges():
     import dynsnip

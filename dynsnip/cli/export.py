@@ -13,6 +13,9 @@ from pathlib import Path
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
 
+# the resampling names the crops' resize accepts (dynsnip.data.faces.crop._PIL_FILTERS; tested equal)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -47,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     d.add_argument("--size", type=int, default=224,
                    help="crop side in px (default 224, DIL's input size; use your baselines' resolution to avoid "
                         "a second resize)")
-    d.add_argument("--interpolation", default="bilinear",
+    d.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS,
                    help="resampling of the crops (default bilinear, dil_resnet50.tv_in1k's)")
     d.add_argument("--relative-to", type=Path,
                    help="write frame paths relative to this folder (e.g. DeepfakeBench's folder); default absolute")

@@ -340,6 +340,10 @@ def export_deepfakebench(
                          "or choose another name")
     if labels not in LABEL_SCHEMES:
         raise ValueError(f"labels must be one of {LABEL_SCHEMES}, got {labels!r}")
+    from ..faces.crop import _PIL_FILTERS
+
+    if interpolation not in _PIL_FILTERS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {', '.join(sorted(_PIL_FILTERS))}")
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an integer of at least 8 px, got {size!r}")
     if out_json.exists() and not overwrite:

@@ -332,30 +332,30 @@ def test_a_json_of_another_shape_is_a_one_line_error(tmp_path, data, expected):
 
 def test_label_names_outside_the_mapping_and_missing_frames(tmp_path, capsys):
     frames = write_frames(tmp_path / "frames/v0", range(8))
-    data = {"Mine": {"Mine_fake": {"train": {"v0": {"label": "Mine_fake", "frames": [str(p) for p in frames]}}}}}
+    data = {"Mine": {"MyFakes": {"train": {"v0": {"label": "MyFakes", "frames": [str(p) for p in frames]}}}}}
     path = tmp_path / "Mine.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(LayoutError, match="'Mine_fake' .* is not in the label mapping; .* --label-dict"):
+    with pytest.raises(LayoutError, match="'MyFakes' .* is not in the label mapping; .* --label-dict"):
         deepfakebench_manifest(path)
     label_dict = tmp_path / "train_config.yaml"
-    label_dict.write_text("mode: train\nlabel_dict:\n  Mine_fake: 1\n  Mine_real: 0\n")
-    (row,) = deepfakebench_manifest(path, label_dict={"Mine_fake": 1}).rows
-    assert (row.label, row.method) == (1, "Mine_fake")
+    label_dict.write_text("mode: train\nlabel_dict:\n  MyFakes: 1\n  MyReals: 0\n")
+    (row,) = deepfakebench_manifest(path, label_dict={"MyFakes": 1}).rows
+    assert (row.label, row.method) == (1, "MyFakes")
     assert main(["manifest", "deepfakebench", str(path), "--label-dict", str(label_dict), "--out",
                  str(tmp_path / "a.csv")]) == 0
-    assert main(["manifest", "deepfakebench", str(path), "--label", "Mine_fake=2", "--out", str(tmp_path / "b.csv")]) == 2
-    label_dict.write_text("label_dict:\n  Mine_fake: 3\n")
+    assert main(["manifest", "deepfakebench", str(path), "--label", "MyFakes=2", "--out", str(tmp_path / "b.csv")]) == 2
+    label_dict.write_text("label_dict:\n  MyFakes: 3\n")
     with pytest.raises(LayoutError, match="binary detector"):
         from dynsnip.data.benchmarks.deepfakebench import read_label_dict
         read_label_dict(label_dict)
     # a frame the JSON lists that is not on disk: the folder is refused, naming it
-    data["Mine"]["Mine_fake"]["train"]["v0"]["frames"].append(str(tmp_path / "frames/v0/008.png"))
+    data["Mine"]["MyFakes"]["train"]["v0"]["frames"].append(str(tmp_path / "frames/v0/008.png"))
     path.write_text(json.dumps(data))
     with pytest.raises(LayoutError, match="008.png"):
-        deepfakebench_manifest(path, label_dict={"Mine_fake": 1})
+        deepfakebench_manifest(path, label_dict={"MyFakes": 1})
     # no folder at all under the frames root: one line naming the first path and what --frames-root must be
     with pytest.raises(LayoutError, match="none of the 1 frame folders it lists exists under --frames-root"):
-        deepfakebench_manifest(path, frames_root=tmp_path / "frames/v0", label_dict={"Mine_fake": 1})
+        deepfakebench_manifest(path, frames_root=tmp_path / "frames/v0", label_dict={"MyFakes": 1})
 
 
 def test_compression_levels(ffdf_json):
@@ -433,6 +433,17 @@ def test_export_writes_the_crops_dil_sees(extracted, tmp_path, capsys):
     assert sorted((r.path.relative_to(crops).as_posix(), r.label, r.split) for r in manifest.rows) == [
         ("fake/a", 1, "train"), ("real/a", 0, "train"), ("real/b", 0, "test")]
     assert not manifest.refused
+
+    # with the default --labels dataset the names are <NAME>_real / <NAME>_fake, read back without --label flags
+    plain = tmp_path / "json" / "plain.json"
+    assert main(["export", "deepfakebench", str(extracted / "faces.csv"), "--out", str(plain), "--frames-out",
+                 str(crops), "--size", "24", "--quiet"]) == 1  # default --labels dataset
+    capsys.readouterr()
+    assert main(["manifest", "deepfakebench", str(plain), "--out", str(tmp_path / "plain.csv")]) == 0
+    read = deepfakebench_manifest(plain)
+    assert sorted((r.path.relative_to(crops).as_posix(), r.label) for r in read.rows) == [
+        ("fake/a", 1), ("real/a", 0), ("real/b", 0)]
+    assert sorted(set(read.label_names)) == ["plain_fake", "plain_real"]
 
     # never replaced without --overwrite; a rerun reuses complete video folders
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err

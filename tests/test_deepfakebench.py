@@ -339,30 +339,30 @@ def test_a_json_of_another_shape_is_a_one_line_error(tmp_path, data, expected):
 
 def test_label_names_outside_the_mapping_and_missing_frames(tmp_path, capsys):
     frames = write_frames(tmp_path / "frames/v0", range(8))
-    data = {"Mine": {"Mine_fake": {"train": {"v0": {"label": "Mine_fake", "frames": [str(p) for p in frames]}}}}}
+    data = {"Mine": {"MyFakes": {"train": {"v0": {"label": "MyFakes", "frames": [str(p) for p in frames]}}}}}
     path = tmp_path / "Mine.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(LayoutError, match="'Mine_fake' .* is not in the label mapping; .* --label-dict"):
+    with pytest.raises(LayoutError, match="'MyFakes' .* is not in the label mapping; .* --label-dict"):
         deepfakebench_manifest(path)
     label_dict = tmp_path / "train_config.yaml"
-    label_dict.write_text("mode: train\nlabel_dict:\n  Mine_fake: 1\n  Mine_real: 0\n")
-    (row,) = deepfakebench_manifest(path, label_dict={"Mine_fake": 1}).rows
-    assert (row.label, row.method) == (1, "Mine_fake")
+    label_dict.write_text("mode: train\nlabel_dict:\n  MyFakes: 1\n  MyReals: 0\n")
+    (row,) = deepfakebench_manifest(path, label_dict={"MyFakes": 1}).rows
+    assert (row.label, row.method) == (1, "MyFakes")
     assert main(["manifest", "deepfakebench", str(path), "--label-dict", str(label_dict), "--out",
                  str(tmp_path / "a.csv")]) == 0
-    assert main(["manifest", "deepfakebench", str(path), "--label", "Mine_fake=2", "--out", str(tmp_path / "b.csv")]) == 2
-    label_dict.write_text("label_dict:\n  Mine_fake: 3\n")
+    assert main(["manifest", "deepfakebench", str(path), "--label", "MyFakes=2", "--out", str(tmp_path / "b.csv")]) == 2
+    label_dict.write_text("label_dict:\n  MyFakes: 3\n")
     with pytest.raises(LayoutError, match="binary detector"):
         from dynsnip.data.benchmarks.deepfakebench import read_label_dict
         read_label_dict(label_dict)
     # a frame the JSON lists that is not on disk: the folder is refused, naming it
-    data["Mine"]["Mine_fake"]["train"]["v0"]["frames"].append(str(tmp_path / "frames/v0/008.png"))
+    data["Mine"]["MyFakes"]["train"]["v0"]["frames"].append(str(tmp_path / "frames/v0/008.png"))
     path.write_text(json.dumps(data))
     with pytest.raises(LayoutError, match="008.png"):
-        deepfakebench_manifest(path, label_dict={"Mine_fake": 1})
+        deepfakebench_manifest(path, label_dict={"MyFakes": 1})
     # no folder at all under the frames root: one line naming the first path and what --frames-root must be
     with pytest.raises(LayoutError, match="none of the 1 frame folders it lists exists under --frames-root"):
-        deepfakebench_manifest(path, frames_root=tmp_path / "frames/v0", label_dict={"Mine_fake": 1})
+        deepfakebench_manifest(path, frames_root=tmp_path / "frames/v0", label_dict={"MyFakes": 1})
 
 
 def test_compression_levels(ffdf_json):
@@ -440,6 +440,17 @@ def test_export_writes_the_crops_dil_sees(extracted, tmp_path, capsys):
     assert sorted((r.path.relative_to(crops).as_posix(), r.label, r.split) for r in manifest.rows) == [
         ("fake/a", 1, "train"), ("real/a", 0, "train"), ("real/b", 0, "test")]
     assert not manifest.refused
+
+    # with the default --labels dataset the names are <NAME>_real / <NAME>_fake, read back without --label flags
+    plain = tmp_path / "json" / "plain.json"
+    assert main(["export", "deepfakebench", str(extracted / "faces.csv"), "--out", str(plain), "--frames-out",
+                 str(crops), "--size", "24", "--quiet"]) == 1  # default --labels dataset
+    capsys.readouterr()
+    assert main(["manifest", "deepfakebench", str(plain), "--out", str(tmp_path / "plain.csv")]) == 0
+    read = deepfakebench_manifest(plain)
+    assert sorted((r.path.relative_to(crops).as_posix(), r.label) for r in read.rows) == [
+        ("fake/a", 1), ("real/a", 0), ("real/b", 0)]
+    assert sorted(set(read.label_names)) == ["plain_fake", "plain_real"]
 
     # never replaced without --overwrite; a rerun reuses complete video folders
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
@@ -554,6 +565,89 @@ def test_export_cuts_again_when_the_folder_was_extracted_again(extracted, tmp_pa
     assert np.array_equal(again, wanted()) and not np.array_equal(again, first)
 
 
+def test_export_never_replaces_its_source_folders_or_a_folder_it_did_not_write(extracted, tmp_path, capsys):
+    """--frames-out the extract-faces folder itself: the frame folders are never deleted (even with
+    --overwrite); a same-named folder without the exporter's record is refused, and replaced only with
+    --overwrite; --frames-out inside a frame folder is refused up front."""
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    faces = tmp_path / "faces"
+    for name in ("a", "b"):
+        shutil.copytree(extracted / "real" / name, faces / name)
+    write_manifest([ManifestEntry(faces / "a", 0, "train"), ManifestEntry(faces / "b", 0, "test")], faces / "faces.csv")
+    before = {p: p.read_bytes() for p in sorted(faces.rglob("*")) if p.is_file()}
+    argv = ["export", "deepfakebench", str(faces / "faces.csv"), "--out", str(tmp_path / "x.json"), "--size", "24",
+            "--quiet"]
+    for extra in ([], ["--overwrite"]):
+        assert main([*argv, "--frames-out", str(faces), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "is, holds or lies inside the frame folder" in err and str(faces / "a") in err
+        assert {p: p.read_bytes() for p in sorted(faces.rglob("*")) if p.is_file()} == before
+    assert main([*argv, "--frames-out", str(faces / "a" / "crops")]) == 2
+    assert "is inside) the frame folder" in capsys.readouterr().err
+    assert not (faces / "a" / "crops").exists()
+
+    crops = tmp_path / "crops"
+    (crops / "a").mkdir(parents=True)
+    (crops / "a" / "mine.txt").write_text("a user's file")
+    assert main([*argv, "--frames-out", str(crops)]) == 1  # b exported, a refused
+    err = capsys.readouterr().err
+    assert f"{crops / 'a'} exists and holds no .dynsnip-export.json" in err and "--overwrite" in err
+    assert (crops / "a" / "mine.txt").read_text() == "a user's file"
+    assert main([*argv, "--frames-out", str(crops), "--overwrite"]) == 0
+    assert not (crops / "a" / "mine.txt").exists() and (crops / "a" / "000000.png").is_file()
+
+
+def test_export_leaves_out_a_folder_whose_video_jumps_in_time(extracted, tmp_path, capsys):
+    """A video cut or paused (a jump in its timestamps: faces.json's time_gaps) gives consecutive frame
+    files that are not consecutive in time; the export writes a video as consecutive frames, so the
+    folder is reported (frame_gap) and left out, the others exported."""
+    from video_fixtures import encode
+
+    from dynsnip.data.faces.extraction import extract_face_frames
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    rng = np.random.default_rng(3)
+    video = encode(tmp_path / "cut.mp4", [rng.integers(0, 255, (64, 80, 3), dtype=np.uint8) for _ in range(10)],
+                   pts=[0, 1, 2, 3, 4, 5, 40, 41, 42, 43])
+    faces = tmp_path / "faces"
+    extract_face_frames(video, faces / "cut", face_detector=lambda f: np.array([[10, 12, 34, 36, 0.9]]),
+                        min_face_coverage=0)
+    assert json.loads((faces / "cut" / "faces.json").read_text())["time_gaps"] == [6]
+    shutil.copytree(extracted / "real" / "a", faces / "a")
+    write_manifest([ManifestEntry(faces / "cut", 0, "test"), ManifestEntry(faces / "a", 0, "test")],
+                   faces / "faces.csv")
+    out_json = tmp_path / "x.json"
+    assert main(["export", "deepfakebench", str(faces / "faces.csv"), "--out", str(out_json), "--frames-out",
+                 str(tmp_path / "crops"), "--size", "24", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "cut or paused between frames 5 and 6" in err and str(faces / "cut") in err
+    assert list(json.loads(out_json.read_text())["x"]["x_real"]["test"]) == ["a"]
+    assert not (tmp_path / "crops" / "cut").exists()
+
+
+def test_export_does_not_replace_crops_cut_from_another_folder(extracted, tmp_path, capsys):
+    """Two extract-faces outputs with a video of the same name, exported into one --frames-out: the
+    second export does not replace the first one's crops (its JSON lists them) without --overwrite."""
+    from dynsnip.data.manifest import ManifestEntry, write_manifest
+
+    crops = tmp_path / "crops"
+    for run, source in (("one", "a"), ("two", "b")):
+        shutil.copytree(extracted / "real" / source, tmp_path / run / "v")
+        write_manifest([ManifestEntry(tmp_path / run / "v", 0, "test")], tmp_path / run / "faces.csv")
+    argv = ["export", "deepfakebench", "--frames-out", str(crops), "--size", "24", "--quiet"]
+    assert main([*argv, str(tmp_path / "one" / "faces.csv"), "--out", str(tmp_path / "one.json")]) == 0
+    first = {p.name: p.read_bytes() for p in (crops / "v").iterdir()}
+    assert json.loads((crops / "v" / ".dynsnip-export.json").read_text())["source"] == str(tmp_path / "one" / "v")
+    two = [*argv, str(tmp_path / "two" / "faces.csv"), "--out", str(tmp_path / "two.json")]
+    assert main(two) == 2
+    assert f"holds the crops of another export (cut from {tmp_path / 'one' / 'v'}" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (crops / "v").iterdir()} == first
+    assert main([*two, "--overwrite"]) == 0
+    record = json.loads((crops / "v" / ".dynsnip-export.json").read_text())
+    assert record["source"] == str(tmp_path / "two" / "v")
+
+
 def test_export_options_are_checked(extracted, tmp_path, capsys):
     base = ["export", "deepfakebench", str(extracted), "--frames-out", str(tmp_path / "crops")]
     assert main([*base, "--out", str(tmp_path / "FaceForensics++.json")]) == 2
@@ -565,6 +659,23 @@ def test_export_options_are_checked(extracted, tmp_path, capsys):
     assert list(data["FF-DF_fake"]["train"]) == ["c23"] and "fake/a" in data["FF-DF_fake"]["train"]["c23"]
     assert main(["export"]) == 2
 
+
+
+def test_export_interpolation_is_checked_before_any_folder_is_touched(extracted, tmp_path, capsys):
+    from dynsnip.data.benchmarks.deepfakebench_export import export_deepfakebench
+    from dynsnip.data.faces.crop import _PIL_FILTERS
+
+    crops = tmp_path / "crops"
+    with pytest.raises(SystemExit, match="2"):  # argparse's usage error
+        main(["export", "deepfakebench", str(extracted), "--out", str(tmp_path / "x.json"), "--frames-out",
+              str(crops), "--interpolation", "bilinaer"])
+    assert "invalid choice: 'bilinaer'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown interpolation 'bilinaer'"):
+        export_deepfakebench(extracted / "faces.csv", tmp_path / "x.json", crops, interpolation="bilinaer")
+    assert not crops.exists() and not (tmp_path / "x.json").exists()
+    from dynsnip.cli.export import INTERPOLATIONS  # the choices are the names the resize accepts
+
+    assert sorted(INTERPOLATIONS) == sorted(_PIL_FILTERS)
 
 # ----------------------------------------------------------------------------- --config paper|default
 def test_module_configuration_names_and_merges():

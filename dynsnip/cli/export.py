@@ -13,6 +13,9 @@ from pathlib import Path
 
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED, usage_error
 
+# the resampling names the crops' resize accepts (dynsnip.data.faces.crop._PIL_FILTERS; tested equal)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -47,11 +50,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     d.add_argument("--size", type=int, default=224,
                    help="crop side in px (default 224, DIL's input size; use your baselines' resolution to avoid "
                         "a second resize)")
-    d.add_argument("--interpolation", default="bilinear",
+    d.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS,
                    help="resampling of the crops (default bilinear, dil_resnet50.tv_in1k's)")
     d.add_argument("--relative-to", type=Path,
                    help="write frame paths relative to this folder (e.g. DeepfakeBench's folder); default absolute")
-    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists, and crops in --frames-out made with another --size or --interpolation")
+    d.add_argument("--overwrite", action="store_true", help="replace --out if it exists, and folders in --frames-out that are not this export's (crops made with "
+                        "other settings, folders without an export record); never the frame folders themselves")
     d.add_argument("--quiet", action="store_true", help="no line per video")
     d.set_defaults(func=run_export_deepfakebench)
     p.set_defaults(func=lambda args: _no_target(p))

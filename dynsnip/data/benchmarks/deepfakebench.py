@@ -275,7 +275,9 @@ def deepfakebench_manifest(
         frames_root: the folder its frame paths are relative to (None: paths as they are).
         compression: ``raw`` / ``c23`` / ``c40`` for JSONs with levels (default ``c23``, the
             paper's HQ and DeepfakeBench's default); an error for one without.
-        label_dict: label names -> 0 / 1, added to (and overriding) :data:`DEFAULT_LABELS`.
+        label_dict: label names -> 0 / 1, added to (and overriding) :data:`DEFAULT_LABELS` and the
+            names ``<dataset>_real`` (0) / ``<dataset>_fake`` (1) of the file's datasets (those
+            ``dynsnip export deepfakebench`` writes).
 
     Returns:
         a :class:`DeepfakeBenchManifest`: rows of readable frame folders; per label name and
@@ -307,7 +309,9 @@ def deepfakebench_manifest(
     if levels and (compression or "c23") not in levels:
         raise LayoutError(f"{json_path} has compression level(s) {', '.join(sorted(levels))}, not {compression or 'c23'}; "
                           f"choose one with --compression")
-    labels = {name: label for name, (label, _) in DEFAULT_LABELS.items()}
+    # the names `dynsnip export deepfakebench --labels dataset` writes: <dataset>_real / <dataset>_fake
+    labels = {f"{video.dataset}_{kind}": label for video in videos for kind, label in (("real", 0), ("fake", 1))}
+    labels.update({name: label for name, (label, _) in DEFAULT_LABELS.items()})
     labels.update({str(k): _binary(v, f"label_dict: {k!r}") for k, v in (label_dict or {}).items()})
     for video in videos:
         if video.label_name not in labels:

@@ -31,12 +31,16 @@ Output::
 ``<video>`` is the frame folder's path relative to the manifest's folder. Frame paths in the
 JSON are absolute, or relative to ``relative_to``. A video folder is written under a
 temporary name and renamed when complete; a complete one from an earlier run with the same
-crop settings (``size``, ``interpolation``, the face track: recorded in ``.dynsnip-export.json``
-beside the frames) is reused, unless the folder was extracted again since (the record holds the
+crop settings and source folder (``size``, ``interpolation``, the face track, the frame folder:
+recorded in ``.dynsnip-export.json`` beside the frames) is reused, unless the folder was extracted again since (the record holds the
 SHA-256 of its ``faces.json``: the crops are then cut again), so an interrupted export is started again with the same command. Nothing is
-overwritten without ``overwrite``: not the JSON, and not the crops of an export made with other
-settings (another JSON may list them: that video fails, naming them). A video that cannot be
-read is reported, the others are exported.
+overwritten without ``overwrite``: not the JSON, not the crops of an export made with other
+settings or from another frame folder (another JSON may list them: that video fails, naming them), and not a folder without
+the exporter's record (a user's). A frame folder of the manifest is never written into or
+replaced, even with ``overwrite`` (``frames_out`` inside one is refused up front; a video whose
+output folder is or holds one fails). A video that cannot be read, or whose video was cut or
+paused (``faces.json``'s ``time_gaps``: its frames are not consecutive in time), is reported, the others are
+exported.
 """
 from __future__ import annotations
 
@@ -130,6 +134,32 @@ def sample_tracks_of(folder: Path) -> list[int | None]:
     return list(tracks)
 
 
+def _check_no_time_gap(folder: Path) -> None:
+    """Raise :class:`~dynsnip.data.errors.FrameGapError` (``frame_gap``) when ``folder``'s video was cut
+    or paused somewhere (``faces.json``'s ``time_gaps``, as
+    :meth:`~dynsnip.data.faces.face_folder.FaceFolder.check_consecutive`): its frames are consecutive
+    files but not consecutive in time, and the export writes a video as one run of consecutive frames
+    (DeepfakeBench draws clips from anywhere in it, and the jump would be read as motion)."""
+    from ..errors import FrameGapError
+    from ..faces.face_folder import read_meta
+
+    meta = read_meta(folder)
+    if not isinstance(meta, dict):
+        return
+    try:
+        gaps = sorted(int(i) for i in meta.get("time_gaps") or ())
+        num_frames = len(meta.get("frames") or ())
+    except (TypeError, ValueError):
+        raise FrameGapError(folder, "faces.json's time_gaps is malformed; expected the list of frame indices "
+                                    "extract-faces writes (extract the video again)") from None
+    inside = [i for i in gaps if 0 < i and (num_frames == 0 or i < num_frames)]
+    if inside:
+        raise FrameGapError(folder, f"the video was cut or paused between frames {inside[0] - 1} and {inside[0]} "
+                                    f"(faces.json's time_gaps: {len(inside)} jump(s)); the export writes a video as "
+                                    "consecutive frames, and the jump would be read as motion: left out (cut the "
+                                    "video at the jump and extract the parts to export them)")
+
+
 def _export_video(folder: Path, out: Path, size: int, interpolation: str,
                   track: int | None = None) -> tuple[list[Path], int]:
     """Write ``folder``'s crops into ``out`` (see the module docstring): of face track ``track``
@@ -179,11 +209,14 @@ def _export_video(folder: Path, out: Path, size: int, interpolation: str,
                     write_png(tmp / names[i], images[block.tolist().index(i)])
                     written.add(i)
                 borrowed += 0 if crops.face_found[u] else len(todo)
-        (tmp / EXPORT_RECORD).write_text(json.dumps({"size": size, "interpolation": interpolation, "source": str(folder),
+        (tmp / EXPORT_RECORD).write_text(json.dumps({"size": size, "interpolation": interpolation, "source": os.path.abspath(folder),
                                                      "track": track, "faces_json": folder_fingerprint(folder)}),
                                          encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
+        if os.path.lexists(out):  # checked by the caller (_complete): an export's own folder, or --overwrite
+            if out.is_dir() and not out.is_symlink():
+                shutil.rmtree(out)
+            else:
+                out.unlink()
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,39 +244,52 @@ def _made_text(size: Any, interpolation: Any, track: Any = None) -> str:
     return f"{size} px, {interpolation}" + ("" if track is None else f", face track {track}")
 
 
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (links resolved)."""
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
+
+
 def _complete(out: Path, folder: Path, size: int, interpolation: str,
               track: int | None = None) -> tuple[list[Path] | None, str | None]:
-    """The frames of an earlier export of ``folder`` in ``out`` when it is complete (same frame names)
-    and made with the same crop settings and face track (its record; without one, an export of an
-    earlier version: the frames' size, the largest face); else ``None`` and, when ``out`` holds
-    complete crops made with other settings, what they were made with (they belong to another
-    export: never replaced without ``overwrite``)."""
-    from .._optional import require
+    """What to do with ``out``, the video folder of ``folder``'s export, as ``(frames, refusal)``:
+    the frames of an earlier export of ``folder`` when it is complete (same frame names, the same
+    crop settings, face track and source folder in its record, cut from the same ``faces.json``):
+    ``(frames, None)``, reused; ``(None, None)``: written (again): ``out`` does not exist, or holds
+    this exporter's own record of an export of ``folder`` with these settings that is incomplete or
+    was cut from an earlier extraction of the folder; ``(None, why)``: ``out`` is not this export's
+    to replace (no export record: a user's folder, or an export of an earlier version; crops made
+    with other settings or from another source folder: another export, which another JSON may
+    list): it is written only with ``overwrite``."""
     from ..datasets import frame_sequence
 
-    if not out.is_dir():
+    if not os.path.lexists(out):
         return None, None
+    if not out.is_dir() or out.is_symlink():
+        return None, "exists and is not a folder of exported crops"
+    try:
+        record = json.loads((out / EXPORT_RECORD).read_text(encoding="utf-8"))
+        made = (record["size"], record["interpolation"], record.get("track"))
+        source = str(record["source"])
+    except FileNotFoundError:
+        return None, (f"exists and holds no {EXPORT_RECORD} (the record of an export by dynsnip): it is not this "
+                      "export's folder")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None, f"holds an unreadable {EXPORT_RECORD}: it is not this export's folder"
+    if os.path.realpath(source) != os.path.realpath(folder):
+        return None, f"holds the crops of another export (cut from {source}, not from {folder})"
+    if made != (size, interpolation, track):
+        other_track = made[2] != track
+        return None, (f"holds the crops of another export ({_made_text(made[0], made[1], made[2] if other_track else None)}), "
+                      f"not {_made_text(size, interpolation, track if other_track else None)}")
     try:
         expected = [f"{n:06d}.png" for n in frame_sequence(folder).numbers]
     except (OSError, ValueError):
-        return None, None
+        return None, None  # the export of the video fails with the reason when it reads the folder
     present = set(os.listdir(out)) - {EXPORT_RECORD}
-    if set(expected) != present:
-        return None, None  # an incomplete export: written again
-    record: dict[str, Any] | None = None
-    try:
-        record = json.loads((out / EXPORT_RECORD).read_text(encoding="utf-8"))
-        made = (record.get("size"), record.get("interpolation"), record.get("track"))
-    except FileNotFoundError:
-        with require("PIL.Image").open(out / expected[0]) as first:
-            made = (first.size[0] if first.size[0] == first.size[1] else first.size, interpolation, None)
-    except (OSError, ValueError, AttributeError):
-        return None, None
-    if made == (size, interpolation, track):
-        if record is None or record.get("faces_json", "") != folder_fingerprint(folder):
-            return None, None  # cut from another extraction of the folder (or not recorded): cut again
-        return [out / n for n in expected], None
-    return None, _made_text(made[0], made[1], made[2] if made[2] != track else None)
+    if set(expected) != present or record.get("faces_json", "") != folder_fingerprint(folder):
+        return None, None  # our own unfinished export, or cut from another extraction of the folder: cut again
+    return [out / n for n in expected], None
 
 
 def export_deepfakebench(
@@ -294,6 +340,10 @@ def export_deepfakebench(
                          "or choose another name")
     if labels not in LABEL_SCHEMES:
         raise ValueError(f"labels must be one of {LABEL_SCHEMES}, got {labels!r}")
+    from ..faces.crop import _PIL_FILTERS
+
+    if interpolation not in _PIL_FILTERS:
+        raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {', '.join(sorted(_PIL_FILTERS))}")
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an integer of at least 8 px, got {size!r}")
     if out_json.exists() and not overwrite:
@@ -305,6 +355,11 @@ def export_deepfakebench(
     if not entries:
         raise ValueError(f"{manifest}: no rows; expected frame folders with labels and splits")
     label_of = {id(e): _label_name(e, name, labels) for e in entries}  # fails before anything is written
+    sources = [Path(e.path) for e in entries]  # crops are never written into (or over) a folder the export reads
+    for source in sources:
+        if _within(frames_out, source):
+            raise ValueError(f"--frames-out {frames_out} is (or is inside) the frame folder {source} of the manifest; "
+                             "choose a folder outside the frame folders")
     result = ExportResult(out_json, name)
     dataset: dict[str, Any] = {}
     used: dict[str, Path] = {}
@@ -316,6 +371,7 @@ def export_deepfakebench(
             continue
         try:
             tracks = sample_tracks_of(folder)
+            _check_no_time_gap(folder)
         except (OSError, VideoError) as err:
             result.failed.append((str(folder), str(err)))
             continue
@@ -328,12 +384,17 @@ def export_deepfakebench(
                 continue
             used[video] = folder
             out = frames_out / video
+            clash = next((s for s in sources if _within(s, out) or _within(out, s)), None)
+            if clash is not None:
+                result.failed.append((str(folder), f"its output folder {out} is, holds or lies inside the frame folder "
+                                                   f"{clash} of the manifest; never replaced: choose a --frames-out "
+                                                   "outside the frame folders"))
+                continue
             try:
-                paths, other = _complete(out, folder, size, interpolation, track)
-                if other is not None and not overwrite:
-                    result.failed.append((str(folder), f"{out} holds the crops of another export ({other}), not "
-                                                       f"{_made_text(size, interpolation, track if 'face track' in other else None)}: choose another "
-                                                       "frames folder, or overwrite them"))
+                paths, refusal = _complete(out, folder, size, interpolation, track)
+                if refusal is not None and not overwrite:
+                    result.failed.append((str(folder), f"{out} {refusal}: left as it is; choose another frames folder, "
+                                                       "or pass --overwrite to replace it"))
                     continue
                 borrowed = 0
                 if paths is None:

@@ -324,3 +324,24 @@ def test_videos_outside_the_manifests_folder_sharing_a_file_name_get_folders_of_
     assert "already used by" not in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.glob("**/faces.json")) == [
         "Deepfakes/000_003/faces.json", "Face2Face/000_003/faces.json", "only/faces.json"]
+
+
+def test_a_failed_video_leaves_no_empty_folders_behind(tmp_path, capsys):
+    """A video below a subfolder (`clips/blank.mp4` -> OUT/clips/blank) that fails (no face) left the empty
+    OUT/clips behind; a folder another video of the run wrote into stays."""
+    from video_fixtures import faceless_frames
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "more").mkdir()
+    encode(tmp_path / "clips" / "blank.mp4", faceless_frames())
+    shutil.copy(carphone(), tmp_path / "more" / "face.mp4")
+    encode(tmp_path / "more" / "blank.mp4", faceless_frames())
+    manifest = tmp_path / "videos.csv"
+    manifest.write_text("path,label,split\nclips/blank.mp4,real,train\nmore/face.mp4,real,train\n"
+                        "more/blank.mp4,real,train\n")
+    out = tmp_path / "faces"
+    assert main(["extract-faces", "--manifest", str(manifest), "--out", str(out), "--max-frames", "8",
+                 "--workers", "1", "--no-progress"]) == 1
+    assert "no_face" in capsys.readouterr().out
+    assert not (out / "clips").exists()
+    assert sorted(p.name for p in (out / "more").iterdir()) == ["face"]

@@ -471,6 +471,7 @@ def extract_face_frames(
         fps = video.fps
         looked_at = list(range(0, num_frames, detect_every))
         writer = _RegionWriter(partial, image_format, scale, interpolation)
+        created = [p for p in partial.parents if not p.exists()]  # folders this extraction makes (removed if it fails)
         partial.mkdir(parents=True)
         (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
         try:
@@ -564,6 +565,11 @@ def extract_face_frames(
             shutil.rmtree(out_dir / replaced.name, ignore_errors=True)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
+            for folder in created:  # innermost first; one another video's extraction has written into stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
             raise
     kept = sum(t["status"] == "kept" for t in track_meta.get("tracks", []))
     return ExtractedFaces(out_dir=out_dir, num_frames=num_frames, num_detected=with_face, frames_checked=checked,

@@ -137,6 +137,8 @@ IMPOSSIBLE = {  # a value no extraction writes -> the field the message names
     "nan_boxes": (_nan_boxes, "the detection box [nan, "),
     "box_outside": (lambda m: [row.__setitem__(slice(0, 4), [900, 900, 950, 950]) for rows in m["detections"].values()
                                for row in rows], "the detection box [900.0, 900.0, 950.0, 950.0]"),
+    "huge_box": (lambda m: [row.__setitem__(slice(0, 4), [0, 0, 1e9, 1e9]) for rows in m["detections"].values()
+                            for row in rows], "the detection box [0.0, 0.0, 1000000000.0, 1000000000.0]"),
     "region_outside": (lambda m: [f.update(region=[500, 500, 600, 600]) for f in m["frames"]],
                        "the region [500.0, 500.0, 600.0, 600.0]"),
     "region_nan": (lambda m: m["frames"][3].update(region=[None, 0, 10, 10]), "gives frame 3 the region [nan, "),

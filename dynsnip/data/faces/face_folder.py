@@ -196,9 +196,13 @@ class FaceFolder:
             with np.errstate(invalid="ignore"):
                 bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
                 bad |= (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) | (boxes[:, 0] >= width) | (boxes[:, 1] >= height)
+                # a face partly outside the frame is real; one whose box is more than twice the frame is no detection
+                longest = 2 * max(width, height)
+                bad |= (boxes[:, 2] - boxes[:, 0] > longest) | (boxes[:, 3] - boxes[:, 1] > longest)
             if bad.any():
                 raise self._bad(f"gives frame {index} the detection box {boxes[bad][0].tolist()}, expected a finite "
-                                f"[x0, y0, x1, y1] face box overlapping its {width}x{height} frame_size")
+                                f"[x0, y0, x1, y1] face box overlapping its {width}x{height} frame_size, at most "
+                                "twice its side")
 
     def _check_frames(self) -> None:
         """Raise :class:`FaceFolderError` unless :attr:`frames` are the images of frames

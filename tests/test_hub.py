@@ -897,6 +897,14 @@ def test_push_to_a_missing_branch_names_it_and_creates_nothing(local_hub: LocalH
     assert local_hub.head(REPO) == head
     dynsnip_hub.push_to_hub(folder, REPO, token="hf_test", revision="main")
     assert local_hub.head(REPO) != head
+    # a bare name is the user's repo (as create_repo completes it): its branches are checked there, not in "name"
+    import huggingface_hub
+
+    owner, name = REPO.split("/")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.HfApi, "whoami", lambda self, *a, **k: {"name": owner})
+        with pytest.raises(ValueError, match=rf"^{REPO} has no branch 'dev'"):  # was: "{name} does not exist yet"
+            dynsnip_hub.push_to_hub(folder, name, token="hf_test", revision="dev")
 
 
 @pytest.mark.parametrize("edit, shown", [

@@ -285,6 +285,8 @@ def push_to_hub(
             model_args=model_args, pretrained_cfg=pretrained_cfg, training=training, evaluation=evaluation,
             card=False,
         )
+        if "/" not in repo_id and revision not in (None, "main"):  # the branch is checked in the user's repo
+            repo_id = f"{api.whoami()['name']}/{repo_id}"  # as create_repo completes "name" below
         _check_branch(api, repo_id, revision)
         repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id  # "name" -> "owner/name"
         in_repo = None if replace_card else _repo_card(api, repo_id, revision)

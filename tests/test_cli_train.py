@@ -28,6 +28,14 @@ def write_frames(folder, frames: int, fake: bool, seed: int, size: int = 16):
         Image.fromarray(np.clip(base * gain, 0, 255).astype(np.uint8)).save(folder / f"{i:06d}.png")
 
 
+def write_rows(path, rows: list[dict]) -> None:
+    """A manifest of ``rows`` (dicts with the same keys), the header from the first."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
     root = tmp_path_factory.mktemp("faces")
@@ -365,10 +373,7 @@ def test_train_refuses_a_validation_split_of_one_class(manifest, tmp_path, capsy
     one_class = tmp_path / "one_class.csv"
     with manifest.open() as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == "train" or r["label"] == "fake"]
-    with one_class.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({**r, "path": str(manifest.parent / r["path"])} for r in rows)
+    write_rows(one_class, [{**r, "path": str(manifest.parent / r["path"])} for r in rows])
     out = tmp_path / "run"
     assert main(["train", "--manifest", str(one_class), "--out", str(out), *TINY_ARGS, "--img-size", "16",
                  "--num-snippets", "1", "--workers", "0", "--no-progress", "--epochs", "1"]) == 2
@@ -384,10 +389,7 @@ def test_train_never_points_at_a_model_it_did_not_save(manifest, tmp_path, capsy
     for r in rows:
         gone = r["split"] == "val" and r["label"] == "real"
         r["path"] = str(tmp_path / "gone" / r["path"]) if gone else str(manifest.parent / r["path"])
-    with broken.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(broken, rows)
     out = tmp_path / "run"
     assert main(["train", "--manifest", str(broken), "--out", str(out), *TINY_ARGS, "--img-size", "16",
                  "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
@@ -456,10 +458,7 @@ def test_train_with_an_unreadable_validation_set_is_one_line_exit_1(manifest, tm
     for i, label in enumerate(("real", "fake")):
         (tmp_path / f"empty_{i}").mkdir()
         rows.append({"path": str(tmp_path / f"empty_{i}"), "label": label, "split": "val", "method": ""})
-    with bad.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(bad, rows)
     out = tmp_path / "run"
     assert main(["train", "--manifest", str(bad), "--out", str(out), *TINY_ARGS, "--img-size", "16",
                  "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",

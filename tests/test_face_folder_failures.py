@@ -104,29 +104,6 @@ TAMPERED = {  # a record change -> what the message must say
 }
 
 
-@pytest.mark.parametrize("how", sorted(TAMPERED))
-def test_a_tampered_record_fails_its_video_not_the_run(extracted, tmp_path, how):
-    """samples naming a track the record lacks (KeyError), detect_every 0 (ValueError mid-clip): each
-    fails when the folder is opened, as bad_face_folder (a VideoError: train and evaluate skip that
-    video and report it), not with a raw error that ends the run."""
-    from dynsnip.data.manifest import ManifestEntry
-
-    folder = tmp_path / how
-    shutil.copytree(extracted, folder)
-    meta = json.loads((folder / "faces.json").read_text())
-    change, message = TAMPERED[how]
-    change(meta)
-    (folder / "faces.json").write_text(json.dumps(meta))
-    with pytest.raises(FaceFolderError, match=re.escape(message)) as err:
-        FaceFolder.open(folder, frame_sequence(folder).paths)
-    assert err.value.reason == "bad_face_folder"
-    for faces in ("all", "largest"):
-        dataset = FaceFramesDataset([ManifestEntry(folder, 0)], faces=faces, num_snippets=2, size=(16, 16))
-        for index in range(len(dataset)):
-            with pytest.raises(FaceFolderError):
-                dataset[index]
-
-
 def _nan_boxes(meta: dict) -> None:
     for rows in meta["detections"].values():
         for row in rows:
@@ -150,15 +127,19 @@ IMPOSSIBLE = {  # a value no extraction writes -> the field the message names
 }
 
 
-@pytest.mark.parametrize("how", sorted(IMPOSSIBLE))
-def test_impossible_values_in_the_record_fail_as_bad_face_folder_naming_the_field(extracted, tmp_path, how):
-    """NaN face boxes, a region outside the frame, scale 0, a negative margin...: no extraction
-    writes them, and the crops were computed from them anyway (every snippet borrowing, the whole
-    region cut instead of the face): bad_face_folder naming the value, for either --faces."""
+@pytest.mark.parametrize("how", sorted(TAMPERED) + sorted(IMPOSSIBLE))
+def test_a_tampered_or_impossible_record_fails_its_video_not_the_run(extracted, tmp_path, how):
+    """samples naming a track the record lacks (KeyError), detect_every 0 (ValueError mid-clip), NaN face
+    boxes, a region outside the frame, scale 0, a negative margin...: no extraction writes them, and they
+    ended the run or were cut anyway (every snippet borrowing, the whole region cut instead of the face).
+    Each fails when the folder is opened, as bad_face_folder naming the value (a VideoError: train and
+    evaluate skip that video and report it), for either --faces."""
+    from dynsnip.data.manifest import ManifestEntry
+
     folder = tmp_path / how
     shutil.copytree(extracted, folder)
     meta = json.loads((folder / "faces.json").read_text())
-    change, message = IMPOSSIBLE[how]
+    change, message = {**TAMPERED, **IMPOSSIBLE}[how]
     change(meta)
     (folder / "faces.json").write_text(json.dumps(meta))
     with pytest.raises(FaceFolderError, match=re.escape(message)) as err:

@@ -64,6 +64,31 @@ def test_streamed_regions_equal_the_whole_video_definition(k):
     assert (np.array([got[i] for i in range(n)]) == expected).all()
 
 
+
+@pytest.mark.parametrize("k, t, all_faces", [(1, 4, False), (4, 8, True), (8, 4, False), (16, 4, True)])
+def test_borrowed_regions_from_the_streams_windows_are_those_computed_again(k, t, all_faces):
+    """extract_face_frames hands borrowed_regions the stream's own window crops (not computed a second
+    time): the grown regions are the same as computed from the detections alone, with gaps at the
+    start, in the middle and at the end, and two faces in some frames."""
+    rng = np.random.default_rng(100 + k)
+    n, size = 57, (320, 240)
+    present = np.ones(n, bool)
+    present[:6] = present[21:40] = present[52:] = False
+    stream = RegionStream(n, size, 1.3, t, k, all_faces=all_faces)
+    for i in range(0, n, k):
+        rows = []
+        if present[i]:
+            x, y, side = 100 + rng.normal(0, 4), 80 + rng.normal(0, 4), 60 + rng.normal(0, 3)
+            rows.append([x, y, x + side, y + side, 1.0])
+            if i % 3 == 0:
+                rows.append([10, 20, 40 + rng.normal(0, 2), 50, 0.8])
+        stream.add(i, np.round(np.array(rows).reshape(-1, 5), 2))
+    regions = np.array([region for _, region in stream.ready()])
+    computed = extraction.borrowed_regions(regions, [stream.detections], size, 1.3, t, k)
+    assert (computed != regions).any()  # the gaps do borrow
+    reused = extraction.borrowed_regions(regions, [stream.detections], size, 1.3, t, k, windows=stream.windows)
+    assert (reused == computed).all()
+
 def test_detections_must_arrive_in_order():
     stream = RegionStream(10, (100, 100), 1.3, 4, 2)
     with pytest.raises(ValueError, match="expected frame 0, got 2"):

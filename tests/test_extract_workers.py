@@ -145,3 +145,24 @@ def test_worker_processes_get_the_detector_once_not_with_every_video(tmp_path):
     assert _shared_detector(mixed) == (mixed, None)  # different detectors: each job keeps its own
     named = [(v, out, {**o, "face_detector": "auto"}) for v, out, o in jobs]
     assert _shared_detector(named) == (named, None)  # a name: built in the worker, as before
+
+
+def test_worker_processes_take_the_largest_videos_first_and_report_in_the_given_order(tmp_path):
+    """The worker processes take the videos largest file first (a long video started last keeps one
+    process working alone at the end), but the outcomes come in the order the videos were given: a
+    video that fails is reported at its place and the others are extracted."""
+    from dynsnip.cli.extract_faces import _run_all, largest_first
+
+    small, large = two_people(), carphone()
+    missing = tmp_path / "gone.mp4"
+    assert small.stat().st_size < large.stat().st_size
+    assert largest_first([small, large, missing, small, large]) == [1, 4, 0, 3, 2]
+    assert largest_first([]) == []
+    videos = [small, missing, large, small]
+    jobs = [(video, tmp_path / f"faces{i}", dict(face_detector="auto", max_frames=8, min_face_coverage=0.0))
+            for i, video in enumerate(videos)]
+    outcomes = list(_run_all(jobs, 2))
+    assert [ok for ok, _ in outcomes] == [True, False, True, True]
+    for (video, out, _), (ok, line) in zip(jobs, outcomes):
+        assert str(video) in line
+        assert (out / "faces.json").is_file() == ok

@@ -449,6 +449,10 @@ def exit_with_parent(parent_pid: int) -> None:
 def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
     """:func:`_extract` of each job, in the order of ``jobs``, with up to ``workers`` processes.
 
+    The processes take the videos largest file first (:func:`largest_first`), so that a long video
+    does not start last while the other processes have nothing left; the outcomes still come in
+    the order of ``jobs``.
+
     If the processes die (a decoder crash kills one, and the pool with it), a warning says so
     and the remaining videos are extracted in this process; a folder a process completed
     before that is kept (folders appear only when complete).
@@ -462,9 +466,16 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
         try:
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_worker_init,
                                      initargs=(os.getpid(), detector)) as pool:
-                for outcome in pool.map(_extract_in_worker, worker_jobs):
-                    yield outcome
-                    done += 1
+                futures = {}
+                try:
+                    for i in largest_first([video for video, _, _ in jobs]):
+                        futures[i] = pool.submit(_extract_in_worker, worker_jobs[i])
+                    for i in range(len(jobs)):
+                        yield futures[i].result()
+                        done += 1
+                finally:  # stopped early (an error, or the caller closed this generator): drop what has not started
+                    for future in futures.values():
+                        future.cancel()
             return
         except BrokenProcessPool as err:
             print(f"dynsnip extract-faces: warning: the worker processes failed after {done} of {len(jobs)} "
@@ -475,6 +486,22 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
         else:
             yield _extract((video, out_dir, options))
 
+
+def largest_first(videos: list[Path]) -> list[int]:
+    """Indices of ``videos`` by decreasing file size (ties in their order; an unreadable file last): the
+    order the worker processes take them in. Each process takes the next video when it finishes one, so
+    the longest ones, started first, no longer leave one process working alone at the end (the largest
+    first rule of scheduling on parallel machines). The file size stands in for a video's extraction time
+    (frames x pixels, unknown before opening it): a ``stat``, no decoding. On the bundled footage given 8
+    times (24 videos, 2 processes) the processes' busy times differed by about 6% in the order given, the
+    largest clip coming last (docs/video.md)."""
+    def size(i: int) -> int:
+        try:
+            return os.path.getsize(videos[i])
+        except OSError:
+            return -1
+
+    return sorted(range(len(videos)), key=lambda i: -size(i))
 
 def _done_by_worker(video: Path, out_dir: Path, options: dict[str, Any]) -> bool:
     """Whether ``out_dir`` is now the folder the job asked for (a worker completed it before the pool

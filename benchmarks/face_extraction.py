@@ -173,13 +173,18 @@ def command_extraction(videos: list[Path], copies: int, scratch: Path, device: s
 
 def command_child(videos: list[Path], copies: int, scratch: Path, device: str) -> dict:
     """In the new process of :func:`command_extraction`: set up as the command does (freed memory kept, the
-    detector made once, one torch thread when it extracts in this process) and time ``_run_all`` alone (the
-    imports before it are the same for every command); CPU time includes the worker processes'."""
+    decoding libraries imported by ``require_video_decoding`` before planning, the detector made once, one torch
+    thread when it extracts in this process) and time ``_run_all`` alone (the imports before it are the same for
+    every command); CPU time includes the worker processes'. Without the command's import of PyAV before the
+    worker processes fork, each worker imported it with its first video (about 75 ms of CPU, the decoding of the
+    720p clip), a cost the command does not have."""
     from dynsnip.cli.extract_faces import _one_torch_thread, _run_all, pipeline_choice
+    from dynsnip.data._optional import require_video_decoding
     from dynsnip.data.faces.detectors import create_face_detector
     from dynsnip.data.faces.extraction import available_cpus, read_detections
     from dynsnip.memory_reuse import keep_freed_memory
 
+    require_video_decoding()  # extract-faces' run() does this before planning: PyAV, numpy, Pillow imported
     keep_freed_memory()
     workers = available_cpus()
     stamp = time.perf_counter_ns()

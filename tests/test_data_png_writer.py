@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -172,6 +173,25 @@ def test_write_png_writes_the_encoded_bytes(tmp_path):
         assert np.array_equal(np.asarray(image), array)
     write_png(str(tmp_path / "str.png"), array)  # str paths too
     assert (tmp_path / "str.png").read_bytes() == encode_png(array)
+    path.write_bytes(b"x" * 10_000)  # a longer file there already: replaced, not written over its start
+    write_png(path, array)
+    assert path.read_bytes() == encode_png(array)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~_umask())  # as open(path, "wb") creates it
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_write_png_continues_a_short_write(tmp_path, monkeypatch):
+    """os.write may take fewer bytes than given: the rest is written, the file is the whole PNG."""
+    array = noise((40, 50, 3))
+    real_write = os.write
+    monkeypatch.setattr(png_writer.os, "write", lambda fd, data: real_write(fd, bytes(data[:97])))
+    write_png(tmp_path / "short.png", array)
+    assert (tmp_path / "short.png").read_bytes() == encode_png(array)
 
 
 @pytest.mark.parametrize(

@@ -104,10 +104,19 @@ def _deflate(rows: "np.ndarray", level: int) -> bytes:
 
 
 def write_png(path: str | os.PathLike, image: "np.ndarray", level: int = DEFAULT_LEVEL) -> None:
-    """Write ``image`` to ``path`` as a PNG file (see :func:`encode_png`)."""
-    data = encode_png(image, level)
-    with open(path, "wb") as file:
-        file.write(data)
+    """Write ``image`` to ``path`` as a PNG file (see :func:`encode_png`).
+
+    The bytes go to the file descriptor directly (``os.write``), as ``open(path, "wb")`` would create
+    the file (mode 0o666 less the umask, truncated if it exists), without a buffered file object around
+    one write: extract-faces writes one small file per frame, and that object cost about a fifth of the
+    file's creation (70 of 360 us per file on this project's loaded 2-core VM, interleaved)."""
+    data = memoryview(encode_png(image, level))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        while data:  # a regular file takes it in one call; a short write is continued
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def _check_image(image: "np.ndarray") -> "np.ndarray":

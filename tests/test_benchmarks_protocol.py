@@ -292,6 +292,23 @@ def test_evaluate_of_a_faces_csv_reports_the_videos_extract_faces_could_not_crop
                  "--num-snippets", "2", "--img-size", "16", "--out", str(report), "--overwrite"]) == 0
 
 
+def test_a_failed_row_whose_video_a_listed_folder_holds_is_not_a_failure_too(tmp_path):
+    """A faces.csv kept from an earlier run beside a later run's failed list (every video): the videos
+    whose folders it lists are scored, so only the others count as not extracted."""
+    from dynsnip.engine.failures import extraction_failures
+
+    faces = celebdf_faces(tmp_path / "faces", reals=1, fakes=1)
+    video = tmp_path / "celeb" / "id0_0000.mp4"  # gone since: the record's path is all there is
+    (tmp_path / "faces" / "id0_0000" / "faces.json").write_text(json.dumps(
+        {"source": "id0_0000.mp4", "source_file": {"path": str(video), "size": 1, "sha256_ends": "0"}}))
+    (tmp_path / "faces" / "id0_id9_0000" / "faces.json").write_text(json.dumps({"source": "elsewhere.mp4"}))
+    (tmp_path / "faces" / "faces_failed.csv").write_text(
+        "path,label,split,method,source,dataset,reason,message\n"
+        f"{video},0,test,,,celebdf:v2,stale_folder,made with other settings\n"
+        f"{tmp_path / 'celeb' / 'id0_id9_0000.mp4'},1,test,Celeb-synthesis,,celebdf:v2,corrupt,not a video\n")
+    assert [f["id"] for f in extraction_failures(faces)] == [str(tmp_path / "celeb" / "id0_id9_0000.mp4")]
+
+
 def test_benchmark_with_nothing_scored_is_a_clean_failure(tiny_model, tmp_path, capsys):
     for name in ("a.mp4", "b.mp4"):
         (tmp_path / name).write_text("not a video")

@@ -279,6 +279,38 @@ def test_evaluate_scores_a_two_logit_detector_with_its_own_head(manifest, tmp_pa
         assert any("2-class head was dropped" in str(w.message) for w in recwarn)
 
 
+def test_a_ddp_weights_file_is_evaluated_with_its_own_head_and_never_a_random_one(manifest, tmp_path, recwarn):
+    """Keys saved from a DDP-wrapped model (``module.fc.weight``): evaluate sized the head without the
+    prefix, found none, and scored through a new random 1-logit head with a "None-class" warning."""
+    from safetensors.torch import save_file
+
+    from dynsnip.hub import save_pretrained
+
+    model = build_model("dil_resnet18", pretrained=False, num_classes=2, channels=(8, 16, 32, 64), stem_width=8)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.copy_(torch.tensor([-3.0, 3.0]))  # softmax: P(fake) = 0.9975 whatever the input
+    folder = save_pretrained(model, tmp_path / "two_logit", pretrained_cfg={"input_size": (3, 16, 16)})
+    ddp = folder / "ddp.safetensors"  # beside the config.json of its architecture
+    save_file({"module." + k: v.contiguous() for k, v in model.state_dict().items()}, str(ddp))
+    recwarn.clear()
+    report = tmp_path / "report"
+    assert main(["evaluate", "--model", str(ddp), "--manifest", str(manifest), "--split", "val", "--workers", "0",
+                 "--no-progress", "--out", str(report)]) == 0
+    with (tmp_path / "report_videos.csv").open() as f:
+        scores = [float(row["score"]) for row in csv.DictReader(f)]
+    assert len(scores) == 4 and all(abs(p - 0.9975) < 1e-3 for p in scores)
+    assert not [w for w in recwarn if "head" in str(w.message)]
+    # fine-tuning it (one logit) replaces the head, and the warning names the file's classes
+    assert build_model(ddp).num_classes == 1
+    assert any("its 2-class head was dropped" in str(w.message) for w in recwarn)
+    assert not any("None-class" in str(w.message) for w in recwarn)
+    # as saved (num_classes=None) a head is never replaced: weights of another head are refused
+    with pytest.raises(ValueError, match=r"ddp.safetensors: its 2-class head does not fit the model's 1-class head"):
+        build_model("dil_resnet18", pretrained=False, num_classes=None, checkpoint=ddp, channels=(8, 16, 32, 64),
+                    stem_width=8)
+
+
 def test_evaluate_lists_unreadable_videos_and_scores_the_rest(manifest, tmp_path, capsys):
     model_dir = tmp_path / "model"
     model = build_model("dil_resnet18", pretrained=False, channels=(8, 16, 32, 64), stem_width=8)

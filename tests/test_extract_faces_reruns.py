@@ -108,6 +108,35 @@ def test_overwrite_never_replaces_a_manifest_with_an_empty_one(videos, out, caps
     assert (out / "faces.csv").read_text() == before
 
 
+def test_a_run_where_every_video_fails_keeps_faces_csv_and_its_failed_list_together(videos, out, capsys):
+    """The kept faces.csv keeps its faces_failed.csv: this run's list (every video, those of the kept
+    rows too) beside it would count them as both scored and failed in evaluate and benchmark."""
+    from dynsnip.engine.failures import extraction_failures
+
+    (videos / "broken.mp4").write_text("not a video")
+    (videos / "some_fail.csv").write_text("path,label\nv.mp4,0\nbroken.mp4,1\n")
+    assert extract("--manifest", str(videos / "some_fail.csv"), "--out", str(out)) == 1
+    failed_before = (out / "faces_failed.csv").read_text()
+    assert [row["reason"] for row in csv.DictReader((out / "faces_failed.csv").open())] == ["corrupt"]
+    capsys.readouterr()
+    assert extract("--manifest", str(videos / "some_fail.csv"), "--out", str(out), "--margin", "1.5",
+                   "--overwrite") == 1  # v's folder is stale: every video fails
+    printed = capsys.readouterr().out
+    assert f"kept {out / 'faces.csv'} as it was" in printed
+    assert f"kept {out / 'faces_failed.csv'} as it was too" in printed and "2 failed row(s)" in printed
+    assert (out / "faces_failed.csv").read_text() == failed_before
+    assert [f["reason"] for f in extraction_failures(out / "faces.csv")] == ["corrupt"]
+    # nothing failed in the run that wrote faces.csv: none is written beside it now
+    (videos / "fine.csv").write_text("path,label\nv.mp4,0\n")
+    assert extract("--manifest", str(videos / "fine.csv"), "--out", str(out), "--overwrite") == 0
+    assert not (out / "faces_failed.csv").exists()
+    capsys.readouterr()
+    assert extract("--manifest", str(videos / "some_fail.csv"), "--out", str(out), "--margin", "1.5",
+                   "--overwrite") == 1
+    assert f"wrote no {out / 'faces_failed.csv'}" in capsys.readouterr().out
+    assert not (out / "faces_failed.csv").exists() and extraction_failures(out / "faces.csv") == []
+
+
 def test_replace_stale_rebuilds_a_folder_made_with_other_settings(videos, out, capsys):
     assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "4", "--format", "bmp",
                    "--replace-stale") == 0

@@ -234,6 +234,28 @@ def test_no_face_in_any_sampled_frame_fails_closed_without_contradicting_the_min
     assert [(t["id"], t["face_coverage"]) for t in err.value.tracks] == [(0, 0.0)]
 
 
+def test_a_fresh_folder_whose_sampled_snippets_lack_the_face_fails_as_no_face_not_a_broken_folder(
+        face_early_only, tmp_path):
+    """The largest face (no track): the snippet in the middle shows no face, so the crop policy has no
+    box to give (not even one to borrow). It failed as bad_face_folder ("delete and re-extract": its
+    [0, 0, 0, 0] box lies outside every region); it is no_face, as predict fails the video."""
+    out = extract_face_frames(face_early_only, tmp_path / "early", min_face_coverage=0).out_dir
+    common = dict(num_snippets=1, size=(32, 32))
+    with pytest.raises(NoFaceError, match="no face found in any of the 1 sampled frames"):
+        FaceClipLoader(**common)(face_early_only)  # predict's route
+    dataset = FaceFramesDataset([ManifestEntry(out, 0)], faces="largest", **common)
+    with pytest.raises(NoFaceError, match=r"no face in any of the 1 sampled frames the detector looked at.*"
+                                          r"expected snippets showing a face") as err:
+        dataset[0]
+    assert err.value.reason == "no_face" and "delete" not in err.value.message
+    readable = SkipUnreadable(dataset, item_id=lambda i: str(out))
+    assert readable[0].reason == "no_face"  # training skips it and evaluation lists it, as no_face
+    # a snippet with the face still cuts its crop from the same folder
+    early = FaceFolder.open(out, frame_sequence(out).paths)
+    first = np.arange(4)[None]
+    assert early.cut(first, early.snippet_boxes(first), (32, 32), "bilinear").shape == (4, 32, 32, 3)
+
+
 def test_no_face_with_min_face_coverage_0_says_no_face_not_a_minimum(faceless_video):  # noqa: F811
     with pytest.raises(NoFaceError) as err:
         FaceClipLoader(num_snippets=2, size=(32, 32), min_face_coverage=0)(faceless_video)

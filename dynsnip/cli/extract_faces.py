@@ -20,7 +20,9 @@ replaced only with ``--replace-stale``. A folder whose recorded face coverage is
 existing ``OUT/faces.csv`` is replaced only with ``--overwrite``. The manifest rows that failed are written
 to ``OUT/faces_failed.csv`` (the manifest's columns plus ``reason`` and ``message``: a manifest itself,
 to run again once they are fixed), so that a long run's failures are not only on the screen; it is
-replaced with ``faces.csv`` (and removed when a new run has none). A video given twice (also
+replaced with ``faces.csv`` (and removed when a new run has none), and kept with it: a run where every
+video failed keeps the existing ``faces.csv`` and its ``faces_failed.csv`` as they were (and says so),
+so the pair never lists a video as both extracted and failed. A video given twice (also
 through a link, or inside a folder also given) is extracted once, with a note; an input that
 is a directory or not a regular file (a FIFO: never opened) fails with what it is. Folder
 names are the videos' paths relative to the input folder (or the manifest's) without the
@@ -705,20 +707,28 @@ def run(args: argparse.Namespace) -> int:
             written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method, dataset=entry.dataset))
     if args.manifest is not None:
         if not written and manifest_out.exists():
-            # every video failed (all stale, say): a header-only file over a good faces.csv would lose its rows
+            # every video failed (all stale, say): a header-only file over a good faces.csv would lose its rows.
+            # faces_failed.csv goes with the faces.csv it was written beside: this run's list (every video)
+            # next to the kept rows would count their videos as failed as well as scored (evaluate, benchmark)
             print(f"kept {manifest_out} as it was: no video of this run gave a folder, and an empty manifest is "
                   "never written over an existing one (even with --overwrite)")
+            if failed_out.exists():
+                print(f"kept {failed_out} as it was too: it lists the failures of the run that wrote "
+                      f"{manifest_out.name}; this run's {len(failed_rows)} failed row(s) are only printed above")
+            else:
+                print(f"wrote no {failed_out}: the run that wrote the kept {manifest_out.name} failed nothing; "
+                      f"this run's {len(failed_rows)} failed row(s) are only printed above")
         else:
             write_manifest(written, manifest_out, overwrite=args.overwrite)
             add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])
             if args.faces == "all":
                 add_track_columns(manifest_out, [e.path for e in written])
             print(f"wrote {manifest_out} ({len(written)} entries)")
-        if failed_rows:
-            write_failed_rows(failed_rows, failed_out)
-            print(f"wrote {failed_out} ({len(failed_rows)} failed row(s), with reason and message)")
-        else:
-            failed_out.unlink(missing_ok=True)  # an earlier run's list (replaced with --overwrite): nothing failed now
+            if failed_rows:
+                write_failed_rows(failed_rows, failed_out)
+                print(f"wrote {failed_out} ({len(failed_rows)} failed row(s), with reason and message)")
+            else:
+                failed_out.unlink(missing_ok=True)  # an earlier run's list (replaced with --overwrite): nothing failed
     print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed"
           + (f" ({stale} of them with a stale folder, from another video or made with other settings: pass "
              "--replace-stale to extract them again)" if stale else ""))

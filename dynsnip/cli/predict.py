@@ -130,7 +130,9 @@ def _read_state_dict(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"--checkpoint {path} holds a {type(state).__name__}, not a state dict (name -> tensor); "
                          f"{EXPECTED_CHECKPOINT}")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    from dynsnip.models.keys import unwrapped_key
+
+    return {unwrapped_key(k): v for k, v in state.items()}
 
 
 def _mismatch(state: dict[str, Any], detector: Any) -> str | None:

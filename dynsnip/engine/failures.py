@@ -184,7 +184,9 @@ def extraction_failures(manifest: "str | os.PathLike[str]", split: str | None = 
     a later run fails nothing), of ``split`` (None: every split) and, with ``keep``, those it
     keeps of them (a benchmark's subsets), as failures of a report (``{"id", "reason",
     "message"}``). Metrics of the crops that did extract must not read as those of the whole
-    set, so these count as videos that could not be read.
+    set, so these count as videos that could not be read. A row whose video ``manifest``
+    scores is left out, so no video counts as scored and failed at once: the video listed
+    itself, or the video a listed frame folder holds (its ``faces.json`` source).
 
     Raises:
         ValueError: the file is there but is not a manifest with ``reason`` and ``message``.
@@ -192,6 +194,7 @@ def extraction_failures(manifest: "str | os.PathLike[str]", split: str | None = 
     import csv
     from pathlib import Path
 
+    from ..data.faces.folder_source import recorded_video
     from ..data.manifest import read_manifest
 
     failed_file = Path(manifest).parent / EXTRACTION_FAILED_NAME
@@ -205,8 +208,14 @@ def extraction_failures(manifest: "str | os.PathLike[str]", split: str | None = 
         why = [(row["reason"] or "unreadable", row["message"] or "") for row in reader]
     entries = read_manifest(failed_file)  # the rows in file order, paths resolved as the manifest's
     failed = {id(e): w for e, w in zip(entries, why)}
-    # a manifest of the videos themselves beside the list (not the crops' faces.csv) scores them: not failures twice
-    listed = {os.path.realpath(e.path) for e in read_manifest(manifest)}
+    # a video the manifest scores is not a failure too: listed itself (a manifest of the videos beside
+    # the list), or as the source its frame folder's faces.json records (a faces.csv kept from an
+    # earlier run while a later one failed the same videos)
+    listed = set()
+    for entry in read_manifest(manifest):
+        listed.add(os.path.realpath(entry.path))
+        if (video := recorded_video(entry.path)) is not None:
+            listed.add(os.path.realpath(video))
     chosen = [e for e in entries if (split is None or e.split == split) and os.path.realpath(e.path) not in listed]
     if keep is not None:
         chosen = keep(chosen)

@@ -131,9 +131,11 @@ def build_model(
         num_classes: 1, the single "fake" logit, for training: a saved detector with another
             head keeps its backbone and gets a new, random head (``load_model``'s
             ``replace_head``, with a warning). None, for evaluation: a saved detector as saved,
-            its trained head kept (never a random one); a name gets 1.
+            its trained head kept (a ``.safetensors`` file's head, its keys read as every loader
+            reads them: ``module.fc.weight`` of DDP weights too), never a random one; a name gets 1.
         checkpoint: a ``.safetensors`` state dict to load into the model built from
-            ``source`` (a name), e.g. weights saved by another tool.
+            ``source`` (a name), e.g. weights saved by another tool. Its head must fit the
+            model's when ``num_classes`` is None (ValueError); else another head is replaced, with a warning.
         module_config: ``"paper"`` or ``"default"``
             (:data:`~dynsnip.models.paper_configs.MODULE_CONFIGS`): a ``dil_*`` name is built as
             that module (``model_kwargs`` on top); a saved detector keeps its own and must
@@ -160,7 +162,7 @@ def build_model(
                 "convert it, or pass a directory written by dynsnip.save_pretrained"
             )
         # the file's own head decides the classes when evaluating (never a random head); _load_weights warns
-        # when training replaces it
+        # when training replaces it, and refuses another head when evaluating
         file_head = {"num_classes": num_classes if num_classes is not None else _head_classes(path) or 1}
         if (path.parent / "config.json").is_file():
             model = load_model(path.parent, pretrained=False, **file_head, **model_kwargs)
@@ -183,7 +185,7 @@ def build_model(
     else:
         model = load_model(text, pretrained=pretrained, num_classes=named_head, **model_kwargs)
     if checkpoint is not None:
-        _load_weights(model, Path(checkpoint))
+        _load_weights(model, Path(checkpoint), replace_head=num_classes is not None)
     return model
 
 
@@ -211,14 +213,21 @@ def _build_as(source: str | os.PathLike[str], module_config: str, **kwargs: Any)
 
 def _head_classes(path: Path) -> int | None:
     """The classes of the ``fc`` head in the weights file ``path`` (None: it has none), read from
-    its header without loading the tensors."""
+    its header without loading the tensors; keys are read as every loader reads them
+    (:func:`~dynsnip.models.keys.unwrapped_key`: a DDP file's ``module.fc.weight`` is its head)."""
     import safetensors
 
+    from ..models.keys import unwrapped_key
+
     with safetensors.safe_open(str(path), "pt") as f:
-        return int(f.get_slice("fc.weight").get_shape()[0]) if "fc.weight" in f.keys() else None
+        head = next((k for k in f.keys() if unwrapped_key(k) == "fc.weight"), None)
+        return int(f.get_slice(head).get_shape()[0]) if head is not None else None
 
 
-def _load_weights(model: torch.nn.Module, path: Path) -> None:
+def _load_weights(model: torch.nn.Module, path: Path, replace_head: bool) -> None:
+    """Load the weights file ``path`` into ``model``. A head of other classes than the model's is
+    replaced by the model's new one with a warning when ``replace_head`` (training to one logit),
+    else it is a ValueError: evaluation never scores with a random head."""
     import safetensors.torch
 
     if path.suffix != ".safetensors" or not path.is_file():
@@ -230,14 +239,24 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
         state = checkpoint_filter_fn(state, model)
     except ValueError as err:  # name the file: the message names the model only
         raise ValueError(f"{path}: {err}") from None
-    head = [k for k in state if k.startswith("fc.") and state[k].shape != model.state_dict()[k].shape]
+    target = model.state_dict()
+    head = [k for k in state if k.startswith("fc.") and state[k].shape != target[k].shape]
+    if not head:
+        model.load_state_dict(state)
+        return
+    shapes = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in head)
+    theirs = f"{state['fc.weight'].shape[0]}-class head" if "fc.weight" in head else f"head ({shapes})"
+    if not replace_head:
+        raise ValueError(
+            f"{path}: its {theirs} does not fit the model's {model.num_classes}-class head ({shapes}); expected "
+            "weights of the model's classes: a detector is evaluated with its trained head, never a new random "
+            "one (build it from the file itself, or pass num_classes to train a new head)")
     for k in head:  # another head (training to other labels): keep the model's new one, and say so
-        state[k] = model.state_dict()[k]
-    if head:
-        import warnings
+        state[k] = target[k]
+    import warnings
 
-        warnings.warn(f"{path}: its {_head_classes(path)}-class head was dropped for a new, randomly initialised "
-                      f"{model.num_classes}-class head; train it before using the model", UserWarning, stacklevel=3)
+    warnings.warn(f"{path}: its {theirs} was dropped for a new, randomly initialised {model.num_classes}-class "
+                  "head; train it before using the model", UserWarning, stacklevel=3)
     model.load_state_dict(state)
 
 

@@ -35,6 +35,7 @@ from ..modules import untie_shared_checkpoint
 from ..modules.intra_sim import DEFAULT_MOTION_FRACTION, adopt_checkpoint_motion_channels, layout_restored_on_failure
 from .dtypes import DTYPE_RULE, dtype_mismatches
 from .keys import preview_keys as _preview
+from .keys import unwrapped_key
 
 __all__ = ["DILResNet", "DILFeatures", "convert_resnet", "checkpoint_filter_fn", "saved_detector_checkpoint",
            "dil_model_names", "DEFAULT_TAGS"]
@@ -329,10 +330,7 @@ def _unwrap_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]
         if key in state_dict and isinstance(state_dict[key], Mapping):
             state_dict = state_dict[key]
             break
-    out = {}
-    for k, v in state_dict.items():
-        out[k[len("module."):] if k.startswith("module.") else k] = v
-    return out
+    return {unwrapped_key(k): v for k, v in state_dict.items()}
 
 
 def saved_detector_checkpoint(state_dict: Mapping[str, Any], model: DILResNet) -> bool:

@@ -16,7 +16,9 @@ frame, a ``scale`` or ``margin`` that is not positive) or whose frame images are
 (or, when cut, not of their region's size) fails
 that video with :class:`~dynsnip.data.errors.FaceFolderError` (reason ``bad_face_folder``),
 naming the folder, what is wrong and how to rebuild it: training skips it and evaluation
-lists it, never reads its regions as crops.
+lists it, never reads its regions as crops. Snippets drawn where the detector found no face
+(the face shows in other frames) fail as ``no_face`` (:class:`~dynsnip.data.errors.NoFaceError`),
+as ``predict`` fails them: the folder is not broken, and is not to be rebuilt.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .._optional import require
-from ..errors import FaceFolderError, FrameGapError
+from ..errors import FaceFolderError, FrameGapError, NoFaceError
 from .crop import crop_and_resize
 from .crop_policy import SnippetCrops, snippet_crops
 from .extraction import CROP_POLICY, read_detections, region_image_size
@@ -347,7 +349,19 @@ class FaceFolder:
 
     def cut(self, frame_indices: "np.ndarray", crops: SnippetCrops, size: tuple[int, int],
             interpolation: str) -> "np.ndarray":
-        """Each snippet's crop (``crops.boxes[u]``) out of its frames' regions: ``(U*T, H, W, 3)`` uint8."""
+        """Each snippet's crop (``crops.boxes[u]``) out of its frames' regions: ``(U*T, H, W, 3)`` uint8.
+
+        Raises:
+            NoFaceError: the detector looked at frames of the snippets and found the face in none
+                (the face is in other frames of the video): no crop to cut, as ``predict`` fails
+                such a clip (``no_face``); the folder itself is fine.
+        """
+        if crops.frames_checked and crops.frames_with_face == 0:
+            every = f" (every {self.detect_every}th frame)" if self.detect_every > 1 else ""
+            raise NoFaceError(self.folder, f"no face in any of the {crops.frames_checked} sampled frames the detector "
+                                           f"looked at{every}: faces.json records the face in other frames; expected "
+                                           "snippets showing a face: such a clip is neither trained on nor scored, "
+                                           "as predict fails a video whose sampled frames show none")
         frame_indices = np.asarray(frame_indices)
         out = np.empty((frame_indices.size, *size, 3), dtype=np.uint8)
         for n, (u, index) in enumerate(np.ndindex(*frame_indices.shape)):

@@ -96,6 +96,21 @@ def folder_source_problem(folder: str | os.PathLike[str], video: str | os.PathLi
     return f"{folder} holds the frames of {source} (no size or hash recorded), not of {current['path']}"
 
 
+def recorded_video(folder: str | os.PathLike[str]) -> Path | None:
+    """The video whose frames the ``extract-faces`` ``folder`` holds, as its ``faces.json`` records
+    it (``source_file``'s absolute path; a folder written before that record: ``source``, resolved),
+    or None when ``folder`` holds no readable record (not a frame folder, or a broken one)."""
+    try:
+        meta = json.loads((Path(folder) / "faces.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    recorded = meta.get("source_file")
+    path = recorded.get("path") if isinstance(recorded, dict) else meta.get("source")
+    return _resolved(path) if isinstance(path, str) and path else None
+
+
 def _resolved(path: str) -> Path:
     try:
         return Path(path).resolve()

@@ -259,11 +259,15 @@ def _clean(value: Any) -> Any:
 
 
 def report_paths(path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
-    """The JSON, CSV and per-video CSV files :func:`write_report` writes for ``path``."""
+    """The JSON, CSV and per-video CSV files :func:`write_report` writes for ``path``: the names
+    are appended to it (``bench/ffpp_thr0.5`` -> ``bench/ffpp_thr0.5.json``, ``.csv``,
+    ``_videos.csv``), after dropping only a literal ``.json`` / ``.csv`` suffix, so that a dot
+    in the name (a threshold, a version) never makes two reports share files."""
     base = Path(path)
     if base.suffix.lower() in (".json", ".csv"):
-        base = base.with_suffix("")
-    return base.with_suffix(".json"), base.with_suffix(".csv"), base.with_name(base.name + "_videos.csv")
+        base = base.with_name(base.name[: -len(base.suffix)])
+    return (base.with_name(base.name + ".json"), base.with_name(base.name + ".csv"),
+            base.with_name(base.name + "_videos.csv"))
 
 
 def write_report(
@@ -278,7 +282,8 @@ def write_report(
     method) go into the JSON under ``"videos"`` and into ``<path>_videos.csv``.
 
     Args:
-        path: file name with or without ``.json``/``.csv``.
+        path: file name with or without ``.json``/``.csv`` (any other dot is part of the name:
+            ``thr0.5`` writes ``thr0.5.json``).
 
     Returns:
         the JSON and CSV paths.

@@ -11,7 +11,10 @@ and, from the same forward pass, frame by frame (:mod:`dynsnip.engine.frame_leve
 
 The data are whatever the manifest lists: face-frame folders (``dynsnip extract-faces``
 output, or WildDeepfake's sequences: the fast path, faces found once) or video files (faces
-detected with dlib while reading, as ``dynsnip evaluate`` does). The result says which.
+detected while reading with :func:`~dynsnip.engine.data.make_dataset`'s default detector,
+``auto``: BlazeFace, then MTCNN where it finds none, as ``dynsnip evaluate`` does by default;
+for another detector, e.g. the paper's dlib on FF++, crop with ``dynsnip extract-faces
+--face-detector ...`` first and benchmark its ``faces.csv``). The result says which.
 """
 from __future__ import annotations
 

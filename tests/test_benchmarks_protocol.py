@@ -261,7 +261,7 @@ def test_videos_extract_faces_could_not_crop_are_failures_of_the_benchmark(tiny_
     assert result["num_failed"] == 1 and result["failed"][0]["id"] == "/data/celeb/Celeb-synthesis/id5_id9_0000.mp4"
     assert result["rows"][0]["video"]["num_real"] == 2 and result["rows"][0]["video"]["num_fake"] == 2
     assert json.loads((out / "report.json").read_text())["num_failed"] == 1
-    assert "Videos that could not be read: 1." in (out / "benchmark.md").read_text()
+    assert "Videos that could not be read or scored: 1." in (out / "benchmark.md").read_text()
 
 
 def test_evaluate_of_a_faces_csv_reports_the_videos_extract_faces_could_not_crop(tiny_model, tmp_path, capsys):

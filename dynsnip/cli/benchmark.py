@@ -272,9 +272,15 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     if result["failed"]:
         from ..engine.failures import describe_failures
 
-        print(f"dynsnip benchmark: {result['num_failed']} video(s) could not be read and are not in the metrics:",
-              file=sys.stderr)
+        print(f"dynsnip benchmark: {result['num_failed']} video(s) could not be read or scored and are not in the "
+              "metrics:", file=sys.stderr)
         print(describe_failures(result["failed"], limit=None), file=sys.stderr)
+    if unscored := result.get("tracks_not_scored"):
+        from ..engine.failures import describe_failures
+
+        print(f"dynsnip benchmark: {len(unscored)} face track(s) of {len({t['id'] for t in unscored})} scored video(s) "
+              "were not scored; those videos are scored on their other faces, as predict does:", file=sys.stderr)
+        print(describe_failures(unscored, limit=None), file=sys.stderr)
     if args.record:
         from ..hub.records import evaluation_record, record_evaluation
 

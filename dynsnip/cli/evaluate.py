@@ -30,7 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "and AUC, per manipulation method when the manifest has a 'method' column (each method: all "
             "real videos + that method's fakes). Writes REPORT.json and REPORT.csv. Videos that cannot be read "
             "(corrupt, no face, missing frames) are listed with the reason and left out of the metrics; the exit "
-            "code is then 1."
+            "code is then 1. A face track that cannot be scored (below --min-face-coverage) in a video scored on its "
+            "other faces is listed under tracks_not_scored, as predict lists it beside its verdict, and does not "
+            "change the exit code."
         ),
         epilog="example: dynsnip evaluate --model runs/ff-c23/model --manifest faces/faces.csv --split test --out test_report",
     )
@@ -177,6 +179,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 print(f"dynsnip evaluate: {len(report['failed'])} video(s) could not be read or scored and are not in "
                       "the metrics:", file=sys.stderr)
                 print(describe_failures(report["failed"], limit=None), file=sys.stderr)
+            if unscored := report.get("tracks_not_scored"):
+                print(f"dynsnip evaluate: {len(unscored)} face track(s) of {len({t['id'] for t in unscored})} scored "
+                      "video(s) were not scored; those videos are scored on their other faces, as predict does "
+                      "(tracks_not_scored in the report):", file=sys.stderr)
+                print(describe_failures(unscored, limit=None), file=sys.stderr)
             if args.out:
                 json_path, csv_path = write_report(
                     dict(report, model=str(args.model), manifest=str(args.manifest), split=args.split),

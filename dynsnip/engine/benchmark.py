@@ -281,6 +281,7 @@ def run_benchmark(
         "predictions": result.predictions,
         "num_failed": report["num_failed"],
         "failed": report["failed"],
+        "tracks_not_scored": report.get("tracks_not_scored", []),
     }
 
 
@@ -345,7 +346,11 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"paper: {result['paper_source']['paper']}, Table {result['paper_source']['table']}, row "
                  f"'{result['paper_source']['row']}' ({result['paper_source']['metric_source']})")
     if result["num_failed"]:
-        lines.append(f"{result['num_failed']} video(s) could not be read and are not in the metrics (see benchmark.json)")
+        lines.append(f"{result['num_failed']} video(s) could not be read or scored and are not in the metrics "
+                     "(see benchmark.json)")
+    if unscored := result.get("tracks_not_scored"):
+        lines.append(f"{len(unscored)} face track(s) of {len({t['id'] for t in unscored})} scored video(s) were not "
+                     "scored; those videos are scored on their other faces (tracks_not_scored in benchmark.json)")
     if result.get("missing_videos"):
         lines.append(f"{result['missing_videos']} video(s) the dataset root's layout promises are missing on disk "
                      "(a partial download?): not in the metrics")
@@ -366,7 +371,10 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"- Data: {result['data_provenance']}.")
     lines += [f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "
               f"Metric: {source['metric_source']}. {source['page']}.",
-              f"- Videos that could not be read: {result['num_failed']}."]
+              f"- Videos that could not be read or scored: {result['num_failed']}."]
+    if unscored := result.get("tracks_not_scored"):
+        lines.append(f"- Face tracks not scored in videos scored on their other faces: {len(unscored)} "
+                     f"(of {len({t['id'] for t in unscored})} video(s)).")
     if result.get("missing_videos"):
         lines.append(f"- Videos the dataset root's layout promises that are missing on disk (a partial download?): "
                      f"{result['missing_videos']}; not in the metrics.")

@@ -260,8 +260,14 @@ def test_videos_extract_faces_could_not_crop_are_failures_of_the_benchmark(tiny_
     result = json.loads((out / "benchmark.json").read_text())
     assert result["num_failed"] == 1 and result["failed"][0]["id"] == "/data/celeb/Celeb-synthesis/id5_id9_0000.mp4"
     assert result["rows"][0]["video"]["num_real"] == 2 and result["rows"][0]["video"]["num_fake"] == 2
+    assert (result["failed"][0]["label"], result["failed"][0]["method"]) == (1, "Celeb-synthesis")
+    assert result["rows"][0]["video"]["num_failed"] == 1 and result["failed_by_method"] == {"Celeb-synthesis": 1}
     assert json.loads((out / "report.json").read_text())["num_failed"] == 1
-    assert "Videos that could not be read or scored: 1." in (out / "benchmark.md").read_text()
+    markdown = (out / "benchmark.md").read_text()
+    assert "Videos that could not be read or scored: 1." in markdown
+    assert "| real | fake | failed | paper ACC" in markdown and "| 2 | 2 | 1 | 0.9961 |" in markdown
+    with (out / "report.csv").open() as f:
+        assert next(csv.DictReader(f))["num_failed"] == "1"
 
 
 def test_evaluate_of_a_faces_csv_reports_the_videos_extract_faces_could_not_crop(tiny_model, tmp_path, capsys):

@@ -123,3 +123,37 @@ def test_evaluate_command_exits_0_for_a_track_not_scored_and_1_for_a_failed_vide
     err = capsys.readouterr().err
     assert code == 1 and data["num_failed"] == 1
     assert "1 video(s) could not be read or scored and are not in the metrics" in err
+
+
+def test_each_failure_names_its_label_and_method_and_each_subset_counts_its_failed_videos(tmp_path):
+    import csv
+
+    from dynsnip.engine.metrics import write_report
+
+    items = ITEMS + [("real_f", 0, 0, None, "none"), ("fake_g", 0, 1, "NeuralTextures", "none")]
+    result = evaluate(MeanLogit(), Tracks(items), batch_size=3, device="cpu", progress=False)
+    report = result.report
+    assert [(f["id"], f["label"], f["method"]) for f in report["failed"]] == [
+        ("fake_c", 1, "Face2Face"), ("real_f", 0, None), ("fake_g", 1, "NeuralTextures")]
+    assert report["tracks_not_scored"][0]["method"] == "Deepfakes" and report["tracks_not_scored"][0]["label"] == 1
+    assert report["overall"]["num_failed"] == 3
+    # per method: the failed reals and that method's failed fakes
+    assert {m: r["num_failed"] for m, r in report["per_method"].items()} == {"Deepfakes": 1, "Face2Face": 2}
+    assert report["failed_by_method"] == {"Face2Face": 1, "real": 1, "NeuralTextures": 1}  # NT: none scored, no row
+    json_path, csv_path = write_report(report, tmp_path / "r")
+    assert {r["subset"]: r["num_failed"] for r in csv.DictReader(csv_path.open())} == {
+        "overall": "3", "Deepfakes": "1", "Face2Face": "2"}
+    from dynsnip.cli.evaluate import format_report
+
+    table = format_report(report).splitlines()
+    assert table[0].split()[-1] == "failed" and [line.split()[-1] for line in table[1:]] == ["3", "1", "2"]
+
+
+def test_earlier_failures_keep_their_label_and_method_and_are_counted_per_subset():
+    from dynsnip.engine.failures import with_earlier_failures
+
+    result = evaluate(MeanLogit(), Tracks(ITEMS), batch_size=3, device="cpu", progress=False)
+    report = with_earlier_failures(result.report, [{"id": "/x/dd.mp4", "reason": "corrupt", "message": "m",
+                                                    "label": 1, "method": "Deepfakes"}])
+    assert report["num_failed"] == 2 and report["overall"]["num_failed"] == 2
+    assert {m: r["num_failed"] for m, r in report["per_method"].items()} == {"Deepfakes": 1, "Face2Face": 1}

@@ -72,15 +72,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def format_report(report: dict) -> str:
-    """The report as a text table: one row for all videos and one per method."""
+    """The report as a text table: one row for all videos and one per method, each with the videos
+    of that subset that could not be scored (``failed``: the real ones and the method's fakes)."""
     def fmt(v: float) -> str:
         return "  n/a " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
     rows = [("all videos", report["overall"])] + list(report.get("per_method", {}).items())
     width = max(12, *(len(name) for name, _ in rows))
-    lines = [f"{'subset':<{width}}  {'AUC':>6}  {'ACC':>6}  {'real':>5}  {'fake':>5}"]
+    lines = [f"{'subset':<{width}}  {'AUC':>6}  {'ACC':>6}  {'real':>5}  {'fake':>5}  {'failed':>6}"]
     for name, m in rows:
-        lines.append(f"{name:<{width}}  {fmt(m['auc']):>6}  {fmt(m['accuracy']):>6}  {m['num_real']:>5}  {m['num_fake']:>5}")
+        lines.append(f"{name:<{width}}  {fmt(m['auc']):>6}  {fmt(m['accuracy']):>6}  {m['num_real']:>5}  {m['num_fake']:>5}"
+                     f"  {m.get('num_failed', '?'):>6}")
     return "\n".join(lines)
 
 

@@ -195,7 +195,7 @@ def extraction_failures(protocol: Protocol, manifest: str | os.PathLike[str]) ->
 def _metrics(m: dict[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    return {k: m.get(k) for k in ("auc", "accuracy", "num_real", "num_fake")}
+    return {k: m.get(k) for k in ("auc", "accuracy", "num_real", "num_fake", "num_failed")}
 
 
 def _table_rows(protocol: Protocol, report: dict[str, Any], frames: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -275,13 +275,14 @@ def run_benchmark(
         "paper_source": paper["source"],
         "frame_level": frame_note,
         "methods_missing": [m for m in protocol.rows if m not in result.report["per_method"]] if protocol.per_method else [],
-        "rows": _table_rows(protocol, result.report, frames),
+        "rows": _table_rows(protocol, report, frames),  # with the earlier failures in its failed counts
         "report": report,
         "frame_report": frames,
         "predictions": result.predictions,
         "num_failed": report["num_failed"],
         "failed": report["failed"],
         "tracks_not_scored": report.get("tracks_not_scored", []),
+        "failed_by_method": report.get("failed_by_method", {}),
     }
 
 
@@ -314,14 +315,26 @@ def _fmt(value: Any) -> str:
 
 def _cells(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     metric = "ACC" if result["paper_metric"] == "accuracy" else "AUC"
-    header = ["subset", "video ACC", "video AUC", "frame AUC", "real", "fake",
+    header = ["subset", "video ACC", "video AUC", "frame AUC", "real", "fake", "failed",
               f"paper {metric} (Table {result['paper_source']['table']})"]
     body = []
+    by_method = result.get("failed_by_method") or {}
     for row in result["rows"]:
         video, frame = row["video"] or {}, row["frame"] or {}
+        failed = video.get("num_failed")
+        if failed is None and row["video"] is None and by_method:  # a method none of whose fakes was scored
+            failed = by_method.get("real", 0) + by_method.get(row["subset"], 0)
         body.append([row["subset"], _fmt(video.get("accuracy")), _fmt(video.get("auc")), _fmt(frame.get("auc")),
-                     _fmt(video.get("num_real")), _fmt(video.get("num_fake")), _fmt(row["paper"])])
+                     _fmt(video.get("num_real")), _fmt(video.get("num_fake")), _fmt(failed), _fmt(row["paper"])])
     return header, body
+
+
+def _missing_methods_note(result: dict[str, Any]) -> str:
+    """Which methods have no scored test fake, and how many of their fakes failed."""
+    by_method = result.get("failed_by_method") or {}
+    named = ", ".join(m + (f" ({by_method[m]} test fake(s) could not be scored)" if by_method.get(m) else "")
+                      for m in result["methods_missing"])
+    return f"no scored test fakes of {named}: 'all methods' covers the others only"
 
 
 def _caption(result: dict[str, Any]) -> str:
@@ -338,7 +351,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [_caption(result), "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in body]
     if result["methods_missing"]:
-        lines.append(f"no test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only")
+        lines.append(_missing_methods_note(result))
     lines.append(_module_note(result))
     lines.append(f"frame AUC: {result['frame_level']}")
     if result.get("data_provenance"):
@@ -381,7 +394,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     if (result.get("training_data") or {}).get("rows"):
         lines.append(f"- Training: {result['training_data']['rows']}.")
     if result["methods_missing"]:
-        lines.append(f"- No test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only.")
+        note = _missing_methods_note(result)
+        lines.append(f"- {note[0].upper()}{note[1:]}.")
     return "\n".join(lines) + "\n"
 
 

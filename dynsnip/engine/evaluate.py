@@ -42,7 +42,7 @@ from .distributed import DistInfo, all_gather_objects
 from .failures import (
     NON_FINITE_OUTPUT, FailedItem, SkipUnreadable, collate_readable, count_reasons, describe_failures,
 )
-from .metrics import aggregate_by_video, video_metrics
+from .metrics import aggregate_by_video, video_metrics, with_failed_counts
 
 __all__ = ["EvalResult", "NothingScoredError", "evaluate", "item_info", "autocast_context", "progress_bar"]
 
@@ -60,7 +60,8 @@ class NothingScoredError(ValueError):
 class EvalResult:
     """``report``: :func:`~dynsnip.engine.metrics.video_metrics` plus ``loss``, ``seconds``,
     ``num_failed`` and ``failed`` (the videos of which nothing could be scored, one entry each:
-    ``id``, ``reason``, ``message``), ``tracks_not_scored`` (face tracks that failed in videos
+    ``id``, ``reason``, ``message``, ``label``, ``method``; counted per subset in ``overall`` /
+    ``per_method`` ``num_failed`` and in ``failed_by_method``), ``tracks_not_scored`` (face tracks that failed in videos
     scored on their other faces: ``id``, ``track``, ``reason``, ``message``); ``predictions``:
     one dict per scored video (``id``, ``label``, ``score``, ``method``)."""
 
@@ -100,6 +101,18 @@ def item_info(dataset: Dataset, index: int) -> dict[str, Any]:
         path = getattr(entry, "path", None)
         return {"id": str(path) if path is not None else str(index), "method": getattr(entry, "method", None)}
     return {"id": str(index), "method": None}
+
+
+def item_label(dataset: Dataset, index: int) -> int | None:
+    """The label of item ``index`` without reading it (its ``item_info``'s, else its manifest
+    entry's), or None when the dataset does not say: what a failed video's report gives."""
+    if isinstance(dataset, Subset):
+        return item_label(dataset.dataset, int(dataset.indices[index]))
+    label = item_info(dataset, index).get("label")
+    entries = getattr(dataset, "entries", None)
+    if label is None and entries is not None:
+        label = getattr(entries[index], "label", None)
+    return int(label) if label is not None else None
 
 
 def item_id(dataset: Dataset, index: int) -> str:
@@ -208,17 +221,20 @@ def _group_failures(dataset: Dataset, failures: Sequence[FailedItem],
     """``(failed, tracks_not_scored)`` of ``failures`` (one per failed item or clip), grouped by video:
     one entry per video none of whose items was scored (its first failure's reason and message,
     with how many more of its items failed), and one per failed item of a scored video (its face
-    track), as ``predict`` lists a track below the coverage beside the verdict on the others."""
+    track), as ``predict`` lists a track below the coverage beside the verdict on the others.
+    Each entry has the video's ``label`` and ``method`` (None where the dataset does not say)."""
     by_video: dict[str, list[FailedItem]] = {}
     for f in failures:
         by_video.setdefault(f.id, []).append(f)
     failed, not_scored = [], []
     for vid, items in by_video.items():
         tracks = [item_info(dataset, f.index).get("track") for f in items]
+        where = {"label": item_label(dataset, items[0].index), "method": item_info(dataset, items[0].index)["method"]}
         if vid in scored_ids:
-            not_scored += [{**f.report(), **({"track": t} if t is not None else {})} for f, t in zip(items, tracks)]
+            not_scored += [{**f.report(), **where, **({"track": t} if t is not None else {})}
+                           for f, t in zip(items, tracks)]
             continue
-        entry = items[0].report()
+        entry = {**items[0].report(), **where}
         if len(items) > 1:
             what = "face tracks" if any(t is not None for t in tracks) else "items / clips"
             counts = count_reasons(items)
@@ -321,6 +337,7 @@ def evaluate(
     report["failed"] = failed
     report["failed_by_reason"] = count_reasons(failed)  # e.g. low_face_coverage: below the face-coverage threshold
     report["tracks_not_scored"] = tracks_not_scored  # the verdict on these videos is about their other faces
+    report = with_failed_counts(report)  # num_failed per subset, failed_by_method
     unscored_of: dict[str, list[str]] = {}
     for t in tracks_not_scored:
         unscored_of.setdefault(t["id"], []).append(f"{t.get('track', '?')}:{t['reason']}")

@@ -312,6 +312,57 @@ def test_benchmark_with_nothing_scored_is_a_clean_failure(tiny_model, tmp_path, 
     assert "a.mp4" in err and "Traceback" not in err and not (out / "benchmark.json").exists()
 
 
+def test_benchmark_never_overwrites_or_mixes_an_earlier_benchmarks_files(tiny_model, tmp_path, capsys):
+    """Every file of an earlier benchmark (not only benchmark.json) is refused without --overwrite; with
+    it, they are removed before the new ones are written, so a run that scores nothing leaves no old result
+    beside its new manifests; a usage error with --overwrite removes nothing."""
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_text("not a video")
+    data = tmp_path / "broken.csv"
+    data.write_text("path,label,split,method,dataset\na.mp4,0,test,,celebdf:v2\n"
+                    "b.mp4,1,test,Celeb-synthesis,celebdf:v2\n")
+    out = tmp_path / "bench"
+    out.mkdir()
+    argv = ["benchmark", "celebdf", "--model", str(tiny_model), "--data", str(data), "--out", str(out),
+            "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--img-size", "16"]
+    for name in ("report.json", "report_videos.csv", "test_manifest.csv"):  # no benchmark.json: refused all the same
+        (out / name).write_text("mine\n")
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert name in err and "--overwrite" in err and (out / name).read_text() == "mine\n"
+        (out / name).unlink()
+    old = {name: "earlier\n" for name in ("benchmark.json", "benchmark.md", "report.json", "report.csv",
+                                           "report_videos.csv", "data_manifest.csv", "test_manifest.csv")}
+    for name, text in old.items():
+        (out / name).write_text(text)
+    assert main(argv) == 2 and "benchmark.json, benchmark.md, report.json" in capsys.readouterr().err
+    # refused before anything is scored, with --overwrite too: the earlier benchmark stays whole
+    assert main(argv + ["--overwrite", "--threshold", "2"]) == 2
+    assert main([*argv[:5], str(tmp_path / "nowhere.csv"), *argv[6:], "--overwrite"]) == 2
+    capsys.readouterr()
+    assert {p.name: p.read_text() for p in out.iterdir()} == old
+    assert main(argv + ["--overwrite"]) == 1  # nothing scored: no result, and none of the earlier one
+    assert "none of the 2 evaluation videos could be read" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["test_manifest.csv"]
+    assert "a.mp4" in (out / "test_manifest.csv").read_text()
+
+
+def test_an_interrupted_train_benchmark_restarts_over_its_own_manifests_but_not_over_a_result(tmp_path):
+    from dynsnip.cli.benchmark import output_problem
+
+    out = tmp_path / "bench"
+    (out / "run").mkdir(parents=True)
+    (out / "train_rows.csv").write_text("x\n")
+    (out / "test_manifest.csv").write_text("x\n")
+    assert output_problem(out, overwrite=False, resuming=True) is None  # dynsnip benchmark --train again: resumes
+    assert "train_rows.csv" in output_problem(out, overwrite=False, resuming=False)
+    (out / "report.csv").write_text("x\n")
+    assert "report.csv" in output_problem(out, overwrite=False, resuming=True)
+    assert output_problem(out, overwrite=True, resuming=True) is None
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in output_problem(tmp_path / "file", overwrite=True, resuming=False)
+
+
 def test_test_manifest_keeps_each_fakes_source(tmp_path):
     """A fake keeps its source video, so that the benchmark crops it with the source's face boxes
     as `dynsnip evaluate` does."""

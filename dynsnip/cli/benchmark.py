@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "of `dynsnip extract-faces`: the fast path) or a dataset root (its videos are then read with face "
             "detection on the fly). With --train, first trains with the paper's recipe on the training and "
             "validation splits of --train-data (default --data) in OUT/run. Writes OUT/benchmark.json, "
-            "OUT/benchmark.md and the per-video report OUT/report.*; never overwrites them without --overwrite. "
+            "OUT/benchmark.md and the per-video report OUT/report.*; never overwrites them, nor the manifests it writes "
+            "there, without --overwrite. "
             "Nothing is scored unless the data is the protocol's dataset: the manifest's 'dataset' column (written by "
             "`dynsnip manifest`, kept by `extract-faces`) must name it, or, for a manifest that records none, "
             "--data-is must vouch for it. See docs/benchmarks.md."
@@ -65,16 +66,55 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     add_track_options(p, listed="the per-video report gives each face track's fake probability (column "
                             "tracks, track:probability) for extract-faces folders, the video's score for video files")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier benchmark in --out: its files (benchmark.*, report.*, the manifests) are "
+                        "removed before the first new one is written (a training run/ in it is kept and resumed)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_recipe_arguments(p)
     p.set_defaults(func=run_benchmark_command)
     return p
 
 
-def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite: bool) -> tuple[Path, int]:
+# what a benchmark writes in --out besides its results (engine.benchmark.result_paths): the manifests it derives
+MANIFEST_NAMES = ("data_manifest.csv", "test_manifest.csv", "train_manifest.csv", "train_rows.csv")
+
+
+def output_paths(out: Path) -> list[Path]:
+    """Every file ``dynsnip benchmark`` writes in ``out`` (``run/``, a training run, is not one: it resumes)."""
+    from ..engine.benchmark import result_paths
+
+    return result_paths(out) + [out / name for name in MANIFEST_NAMES]
+
+
+def output_problem(out: Path, overwrite: bool, resuming: bool) -> str | None:
+    """What keeps ``out`` from taking this benchmark (checked before anything is read or written), or
+    None. An earlier benchmark's files are refused without ``overwrite``; with ``resuming`` (``--train``
+    and ``out/run`` there, no result yet: an interrupted run started again) its manifests are not results
+    and are written again."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file; expected a folder (new or holding an earlier benchmark)"
+    from ..engine.benchmark import result_paths
+
+    existing = [p for p in output_paths(out) if p.exists()]
+    if resuming and not any(p.exists() for p in result_paths(out)):
+        existing = []
+    if existing and not overwrite:
+        return (f"--out {out} holds an earlier benchmark ({', '.join(p.name for p in existing)}); refusing to "
+                "overwrite it (pass --overwrite to replace it: its files are removed before the new ones are written)")
+    return None
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove the files of an earlier benchmark in ``out`` (after :func:`output_problem` allowed it),
+    so that the folder never holds the manifests of one run beside the results of another."""
+    for path in output_paths(out):
+        path.unlink(missing_ok=True)
+
+
+def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite: bool,
+                  before_write=None) -> tuple[Path, int]:
     """``(data itself, 0)`` when it is a manifest file; else the manifest of the dataset root,
-    written to ``out``, and how many videos its layout promises that are missing on disk (a
+    written to ``out`` (``before_write()`` first), and how many videos its layout promises that are missing on disk (a
     partial download: reported in the result, exit code 1, as ``dynsnip manifest``)."""
     if data.is_file():
         return data, 0
@@ -84,6 +124,8 @@ def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite:
 
     manifest = build_manifest(dataset, data, **options)
     print(manifest.summary())
+    if before_write is not None:
+        before_write()
     return manifest.write(out, overwrite=overwrite), manifest.num_missing
 
 
@@ -177,9 +219,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
     protocol = PROTOCOLS[args.protocol]
     out: Path = args.out
-    if (out / f"{RESULT_NAME}.json").exists() and not args.overwrite:
-        return usage_error("benchmark", f"{out / (RESULT_NAME + '.json')} exists; refusing to overwrite it "
-                                        "(pass --overwrite to replace it)")
+    if problem := output_problem(out, args.overwrite, resuming=args.train and (out / "run").is_dir()):
+        return usage_error("benchmark", problem)
     if problem := (probability_problem("--threshold", args.threshold,
                                        "the fake probability at or above which a video is called fake")
                    or device_problem(args.device)):
@@ -205,13 +246,21 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     try:  # the test data first: a wrong root fails now, not after training
         out.mkdir(parents=True, exist_ok=True)
         recipe = recipe_from_args(args, **recipe_overrides(args, protocol))
+        cleared = []
+
+        def clear_once() -> None:  # the earlier benchmark's files go just before this one writes its first
+            if not cleared:
+                clear_outputs(out)
+                cleared.append(True)
+
         source, missing = _manifest_for(args.data, protocol.dataset, dict(protocol.options), out / "data_manifest.csv",
-                                        overwrite=True)
+                                        overwrite=True, before_write=clear_once)
         provenance = check_protocol_data(protocol, source, args.data_is)  # before anything is scored
         if source != args.data:  # a dataset root: its manifest was built here, from the layout
             provenance = provenance.replace("recorded in the manifest's dataset column",
                                             f"built here from the dataset root {args.data} ({source.name})", 1)
         print(f"test data: {provenance}")
+        clear_once()
         manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True,
                                        data_is=args.data_is)
         not_extracted = extraction_failures(protocol, source)  # test videos extract-faces could not crop

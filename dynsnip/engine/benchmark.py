@@ -39,7 +39,7 @@ from .recipe import Recipe
 
 __all__ = ["check_protocol_data", "write_test_manifest", "tested_entries", "is_dfd_real", "extraction_failures",
            "write_train_manifest", "check_no_test_leak", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
-           "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
+           "result_paths", "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
 
 RESULT_NAME = "benchmark"
 FRAME_LEVEL_DEFINITION = (
@@ -399,18 +399,31 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def result_paths(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """The files :func:`write_benchmark` writes in ``out_dir``: ``benchmark.json``, ``benchmark.md``
+    and the per-video report (``report.json``, ``report.csv``, ``report_videos.csv``)."""
+    from .metrics import report_paths
+
+    out_dir = Path(out_dir)
+    return [out_dir / f"{RESULT_NAME}.json", out_dir / f"{RESULT_NAME}.md", *report_paths(out_dir / "report")]
+
+
 def write_benchmark(result: dict[str, Any], out_dir: str | os.PathLike[str], overwrite: bool = False) -> list[Path]:
     """``out_dir/benchmark.json`` and ``.md``, plus the per-video report of
     :func:`~dynsnip.engine.metrics.write_report` (``report.json``, ``report.csv``,
     ``report_videos.csv``).
 
     Raises:
-        FileExistsError: ``benchmark.json`` exists and ``overwrite`` is False.
+        FileExistsError: one of these files exists and ``overwrite`` is False (nothing written).
     """
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / f"{RESULT_NAME}.json", out_dir / f"{RESULT_NAME}.md"
-    if json_path.exists() and not overwrite:
-        raise FileExistsError(f"{json_path} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    existing = [str(p) for p in result_paths(out_dir) if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} exist(s); refusing to overwrite an earlier benchmark "
+                              "(pass --overwrite to replace it)")
+    for path in result_paths(out_dir):  # none of the earlier result stays beside this one (e.g. its _videos.csv)
+        path.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     report_paths = write_report(dict(result["report"], model=result.get("model")), out_dir / "report",
                                 result["predictions"])

@@ -333,13 +333,19 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     if args.record:
         from ..hub.records import evaluation_record, record_evaluation
 
+        from ..hub.card import coverage
+
         folder = saved_model_folder(model_source)
-        record_evaluation(folder, evaluation_record(
+        record = evaluation_record(
             result["report"], data=result["title"], split=protocol.split, num_snippets=recipe.test_num_snippets,
-            snippet_len=recipe.snippet_len, img_size=recipe.img_size,
+            snippet_len=recipe.snippet_len, img_size=recipe.img_size, missing_videos=missing,
             source=f"dynsnip benchmark {protocol.name}" + (f" (test data {provenance})" if provenance.startswith("vouched")
-                                                            else "")))
-        print(f"recorded in {folder / 'config.json'}")
+                                                            else ""))
+        record_evaluation(folder, record)
+        covered = coverage(record)
+        print(f"recorded in {folder / 'config.json'}" + (
+            f" as {covered[0]} of {covered[1]} test videos scored (the card and its model-index split say so)"
+            if covered else ""))
     if missing or (training or {}).get("missing_videos"):
         print("dynsnip benchmark: the dataset root is partly downloaded: "
               + "; ".join(f"{n} {what} video(s) its layout promises are missing on disk" for what, n in

@@ -195,12 +195,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
             if args.record:
                 from ..hub.records import evaluation_record, record_evaluation
 
-                card_updated = record_evaluation(model_folder, evaluation_record(
+                from ..hub.card import coverage
+
+                record = evaluation_record(
                     report, data=args.data_name or args.manifest.name, split=args.split,
                     num_snippets=recipe.test_num_snippets, snippet_len=recipe.snippet_len, img_size=size,
                     source="dynsnip evaluate",
-                ))
+                )
+                card_updated = record_evaluation(model_folder, record)
+                covered = coverage(record)
                 print(f"recorded in {model_folder / 'config.json'}" + (
+                    f" as {covered[0]} of {covered[1]} videos scored (the card and its model-index split say so)"
+                    if covered else "") + (
                     " and its model card" if card_updated else
                     "; its README.md is not the card dynsnip renders (edited by hand, or written by another "
                     "version) and is left alone: add the result there yourself"))

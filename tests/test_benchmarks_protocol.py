@@ -70,13 +70,20 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     assert main(argv) == 1  # a partial download (6 of the 1000 reals...): results written, the shortfall reported
     captured = capsys.readouterr()
     printed = captured.out
-    assert "the dataset root is partly downloaded: 4970 test data video(s)" in captured.err
+    # of the 5000 videos the layout promises (1000 reals, 1000 per method) 10 are there, all test videos: the
+    # metrics lack the other 138 test reals and 4 x 138 test fakes, not the 4280 train/val videos
+    assert "the dataset root is partly downloaded: 690 test video(s) of ffpp-hq" in captured.err
+    assert "4280 video(s) of the --data root that ffpp-hq does not test" in captured.err
     assert "FaceForensics++ HQ (c23), split test: video level with U=2 x T=4" in printed
     assert "paper ACC (Table 1)" in printed and "frame AUC" in printed
+    assert "690 test video(s) of the protocol that the dataset root's layout promises are missing" in printed
     result = json.loads((out / "benchmark.json").read_text())
     assert result["data_kind"] == "video" and result["paper_metric"] == "accuracy"
-    assert result["missing_videos"] == 994 + 4 * 994  # the reals and each method's fakes not on disk
-    assert "missing on disk (a partial download?): 4970; not in the metrics." in (out / "benchmark.md").read_text()
+    assert result["missing_videos"] == 138 + 4 * 138  # the test reals and each method's test fakes not on disk
+    assert (result["missing_videos_not_tested"], result["missing_videos_split_unknown"]) == (4970 - 690, 0)
+    markdown = (out / "benchmark.md").read_text()
+    assert "- 690 test video(s) of the protocol that the dataset root's layout promises are missing on disk" in markdown
+    assert "- 4280 train/val (or untested) video(s) are missing on disk too: not used by this benchmark." in markdown
     rows = {r["subset"]: r for r in result["rows"]}
     with (out / "report_videos.csv").open() as f:
         videos = list(csv.DictReader(f))
@@ -100,7 +107,7 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
         tested = list(csv.DictReader(f))
     assert len(tested) == 10 and all(FFPP_TEST_PAIR[0] in r["path"] or FFPP_TEST_PAIR[1] in r["path"] for r in tested)
     md = (out / "benchmark.md").read_text()
-    assert "| Deepfakes | 0.5000 | " in md and " | 2 | 2 | 1.0000 |" in md and "Table 1" in md
+    assert "| Deepfakes | 0.5000 | " in md and " | 2 | 2 | 0 | 1.0000 |" in md and "Table 1" in md  # 0 failed
     # never overwrite an earlier result without --overwrite
     before = (out / "benchmark.json").read_text()
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
@@ -361,6 +368,29 @@ def test_an_interrupted_train_benchmark_restarts_over_its_own_manifests_but_not_
     assert output_problem(out, overwrite=True, resuming=True) is None
     (tmp_path / "file").write_text("x")
     assert "is a file" in output_problem(tmp_path / "file", overwrite=True, resuming=False)
+
+
+def test_missing_videos_are_counted_for_the_videos_the_protocol_tests(tmp_path):
+    """A partial download is judged by what the protocol scores: FF++ per-method protocols test the test
+    split's reals and their methods' fakes; Celeb-DF's test list is its test set (its unnamed shortfall
+    too), its folders' shortfall names no split."""
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.engine.benchmark import missing_counts
+    from test_benchmarks_manifest import celebdf_tree
+
+    root = ffpp_tree(tmp_path / "ffpp", methods=("Deepfakes", "FaceSwap"))
+    ffpp = build_manifest("ffpp", root, methods=["Deepfakes", "FaceSwap"])
+    assert ffpp.num_missing == 3 * (1000 - 6)
+    # 140 test reals and 140 test fakes per method, 2 of each there; ffpp-to-ffpp-df tests Deepfakes only
+    assert missing_counts(PROTOCOLS["ffpp-hq"], ffpp) == {"used": 3 * 138, "not_used": 3 * 856, "split_unknown": 0}
+    assert missing_counts(PROTOCOLS["ffpp-to-ffpp-df"], ffpp) == {"used": 2 * 138, "not_used": 994 + 856 * 2,
+                                                                  "split_unknown": 0}
+    # training on it: the 720 + 140 train/val reals and fakes per method, 4 of each there
+    assert missing_counts(PROTOCOLS["ffpp-hq"], ffpp, train=True) == {"used": 3 * 856, "not_used": 3 * 138,
+                                                                       "split_unknown": 0}
+    celeb = build_manifest("celebdf", celebdf_tree(tmp_path / "celeb"))
+    assert missing_counts(PROTOCOLS["celebdf"], celeb) == {"used": 518 - 3, "not_used": 0,
+                                                           "split_unknown": 586 + 298 + 5635}
 
 
 def test_test_manifest_keeps_each_fakes_source(tmp_path):

@@ -39,7 +39,7 @@ from .recipe import Recipe
 
 __all__ = ["check_protocol_data", "write_test_manifest", "tested_entries", "is_dfd_real", "extraction_failures",
            "write_train_manifest", "check_no_test_leak", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
-           "result_paths", "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
+           "result_paths", "missing_counts", "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
 
 RESULT_NAME = "benchmark"
 FRAME_LEVEL_DEFINITION = (
@@ -181,6 +181,35 @@ def check_no_test_leak(test_paths: Sequence[str | os.PathLike[str]], manifest: s
         raise ValueError(f"{len(leaked)} test video(s) are also train/val rows of the training data {manifest}: {named}; "
                          "expected training data without the test videos (remove them, or give a --train-data "
                          "without them)")
+
+
+def missing_counts(protocol: Protocol, manifest: BenchmarkManifest, train: bool = False) -> dict[str, int]:
+    """How many of the videos a dataset root's layout promises are missing on disk, by whether
+    ``protocol`` uses them: ``used`` (its test videos: its split and, for the FF++ protocols, the
+    reals and its methods, as :func:`tested_entries`; with ``train``, its train / val rows, as
+    :func:`write_train_manifest` keeps them), ``not_used`` (the other splits and methods: not in
+    this benchmark's metrics) and ``split_unknown`` (a shortfall against a published count, which
+    names no video and no split: WildDeepfake's 7,314 sequences, Celeb-DF's folders, which also
+    hold its test videos; some may be used). A group of one split (Celeb-DF's test list) counts its
+    unnamed shortfall as that split's, where the protocol scores every video of it."""
+    splits = ("train", "val") if train else (protocol.split,)
+    rows = manifest.missing_rows
+    entries = [ManifestEntry(r.path, r.label, r.split, r.method or None, r.source) for r in rows]
+    if train:
+        methods = protocol.train_methods
+        used = [e for e in entries if e.split in splits and (
+            methods is None or (e.label == 0 and not is_dfd_real(e)) or (e.label == 1 and e.method in methods))]
+    else:
+        used = tested_entries(protocol, [e for e in entries if e.split in splits])
+    counts = {"used": len(used), "not_used": len(rows) - len(used), "split_unknown": 0}
+    every_row = protocol.train_methods is None if train else not protocol.per_method
+    for item in manifest.inventory:  # shortfalls that name no video
+        unnamed = max(0, item.num_missing - len(item.missing_rows))
+        if item.split is not None and every_row:
+            counts["used" if item.split in splits else "not_used"] += unnamed
+        else:
+            counts["split_unknown"] += unnamed
+    return counts
 
 
 def extraction_failures(protocol: Protocol, manifest: str | os.PathLike[str]) -> list[dict[str, str]]:
@@ -344,6 +373,23 @@ def _caption(result: dict[str, Any]) -> str:
             f"model {result.get('model', '?')}" + (f" ({result['module_config']} module)" if result.get("module_config") else ""))
 
 
+def _missing_notes(result: dict[str, Any]) -> list[str]:
+    """What the --data root's layout promises that is missing on disk: the test videos (not in the
+    metrics), those of unknown split, and the others (not used by this benchmark), one line each."""
+    notes = []
+    if result.get("missing_videos"):
+        notes.append(f"{result['missing_videos']} test video(s) of the protocol that the dataset root's layout promises "
+                     "are missing on disk (a partial download?): not in the metrics")
+    if result.get("missing_videos_split_unknown"):
+        notes.append(f"{result['missing_videos_split_unknown']} video(s) short of the dataset's published counts are "
+                     "missing on disk as well; the layout names none, so their split is unknown (they may include "
+                     "test videos, or be the ones counted above)")
+    if result.get("missing_videos_not_tested"):
+        notes.append(f"{result['missing_videos_not_tested']} train/val (or untested) video(s) are missing on disk too: "
+                     "not used by this benchmark")
+    return notes
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The result as a text table with the paper's column beside ours."""
     header, body = _cells(result)
@@ -364,9 +410,7 @@ def format_table(result: dict[str, Any]) -> str:
     if unscored := result.get("tracks_not_scored"):
         lines.append(f"{len(unscored)} face track(s) of {len({t['id'] for t in unscored})} scored video(s) were not "
                      "scored; those videos are scored on their other faces (tracks_not_scored in benchmark.json)")
-    if result.get("missing_videos"):
-        lines.append(f"{result['missing_videos']} video(s) the dataset root's layout promises are missing on disk "
-                     "(a partial download?): not in the metrics")
+    lines += _missing_notes(result)
     if (result.get("training_data") or {}).get("rows"):
         lines.append(f"training: {result['training_data']['rows']}")
     return "\n".join(lines)
@@ -388,9 +432,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     if unscored := result.get("tracks_not_scored"):
         lines.append(f"- Face tracks not scored in videos scored on their other faces: {len(unscored)} "
                      f"(of {len({t['id'] for t in unscored})} video(s)).")
-    if result.get("missing_videos"):
-        lines.append(f"- Videos the dataset root's layout promises that are missing on disk (a partial download?): "
-                     f"{result['missing_videos']}; not in the metrics.")
+    lines += [f"- {note[0].upper()}{note[1:]}." for note in _missing_notes(result)]
     if (result.get("training_data") or {}).get("rows"):
         lines.append(f"- Training: {result['training_data']['rows']}.")
     if result["methods_missing"]:

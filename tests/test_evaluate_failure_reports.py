@@ -157,3 +157,15 @@ def test_earlier_failures_keep_their_label_and_method_and_are_counted_per_subset
                                                     "label": 1, "method": "Deepfakes"}])
     assert report["num_failed"] == 2 and report["overall"]["num_failed"] == 2
     assert {m: r["num_failed"] for m, r in report["per_method"].items()} == {"Deepfakes": 1, "Face2Face": 1}
+
+
+def test_a_pseudo_fake_is_reported_with_the_fake_label_not_its_reals():
+    from dynsnip.data.pseudo_fakes import PseudoFakeGenerator
+    from dynsnip.engine.evaluate import item_label
+    from dynsnip.engine.pseudo_fakes import PseudoFakePairs
+
+    reals = Tracks([("real_a", None, 0, None, None), ("fake_b", None, 1, "Deepfakes", None)])
+    pairs = PseudoFakePairs(reals, PseudoFakeGenerator(), mean=(0.5,) * 3, std=(0.5,) * 3, snippet_len=2,
+                            labels=[0, 1])
+    assert [item_label(pairs, i) for i in range(len(pairs))] == [0, 1, 1]
+    assert pairs.item_info(2)["id"] == "real_a#pseudo-fake-0"

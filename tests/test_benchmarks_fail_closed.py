@@ -314,7 +314,7 @@ def test_benchmark_checks_the_training_data_too(tmp_path, capsys):
                  "--out", str(out), "--workers", "0", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "protocol ffpp-to-celebdf (training) needs FaceForensics++ (ffpp) data" in err and "celebdf:v2" in err
-    assert not (out / "run").exists()
+    assert not (out / "run").exists() and list(out.iterdir()) == []  # refused: no manifest left to block a rerun
     assert main(["benchmark", "celebdf", "--data", str(celeb_csv), "--train-data-is", "ffpp", "--train",
                  "--out", str(out), "--no-progress"]) == 2
     assert "--train-data-is vouches for --train-data" in capsys.readouterr().err

@@ -70,13 +70,20 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     assert main(argv) == 1  # a partial download (6 of the 1000 reals...): results written, the shortfall reported
     captured = capsys.readouterr()
     printed = captured.out
-    assert "the dataset root is partly downloaded: 4970 test data video(s)" in captured.err
+    # of the 5000 videos the layout promises (1000 reals, 1000 per method) 10 are there, all test videos: the
+    # metrics lack the other 138 test reals and 4 x 138 test fakes, not the 4280 train/val videos
+    assert "the dataset root is partly downloaded: 690 test video(s) of ffpp-hq" in captured.err
+    assert "4280 video(s) of the --data root that ffpp-hq does not test" in captured.err
     assert "FaceForensics++ HQ (c23), split test: video level with U=2 x T=4" in printed
     assert "paper ACC (Table 1)" in printed and "frame AUC" in printed
+    assert "690 test video(s) of the protocol that the dataset root's layout promises are missing" in printed
     result = json.loads((out / "benchmark.json").read_text())
     assert result["data_kind"] == "video" and result["paper_metric"] == "accuracy"
-    assert result["missing_videos"] == 994 + 4 * 994  # the reals and each method's fakes not on disk
-    assert "missing on disk (a partial download?): 4970; not in the metrics." in (out / "benchmark.md").read_text()
+    assert result["missing_videos"] == 138 + 4 * 138  # the test reals and each method's test fakes not on disk
+    assert (result["missing_videos_not_tested"], result["missing_videos_split_unknown"]) == (4970 - 690, 0)
+    markdown = (out / "benchmark.md").read_text()
+    assert "- 690 test video(s) of the protocol that the dataset root's layout promises are missing on disk" in markdown
+    assert "- 4280 train/val (or untested) video(s) are missing on disk too: not used by this benchmark." in markdown
     rows = {r["subset"]: r for r in result["rows"]}
     with (out / "report_videos.csv").open() as f:
         videos = list(csv.DictReader(f))
@@ -100,7 +107,7 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
         tested = list(csv.DictReader(f))
     assert len(tested) == 10 and all(FFPP_TEST_PAIR[0] in r["path"] or FFPP_TEST_PAIR[1] in r["path"] for r in tested)
     md = (out / "benchmark.md").read_text()
-    assert "| Deepfakes | 0.5000 | " in md and " | 2 | 2 | 1.0000 |" in md and "Table 1" in md
+    assert "| Deepfakes | 0.5000 | " in md and " | 2 | 2 | 0 | 1.0000 |" in md and "Table 1" in md  # 0 failed
     # never overwrite an earlier result without --overwrite
     before = (out / "benchmark.json").read_text()
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
@@ -260,8 +267,14 @@ def test_videos_extract_faces_could_not_crop_are_failures_of_the_benchmark(tiny_
     result = json.loads((out / "benchmark.json").read_text())
     assert result["num_failed"] == 1 and result["failed"][0]["id"] == "/data/celeb/Celeb-synthesis/id5_id9_0000.mp4"
     assert result["rows"][0]["video"]["num_real"] == 2 and result["rows"][0]["video"]["num_fake"] == 2
+    assert (result["failed"][0]["label"], result["failed"][0]["method"]) == (1, "Celeb-synthesis")
+    assert result["rows"][0]["video"]["num_failed"] == 1 and result["failed_by_method"] == {"Celeb-synthesis": 1}
     assert json.loads((out / "report.json").read_text())["num_failed"] == 1
-    assert "Videos that could not be read: 1." in (out / "benchmark.md").read_text()
+    markdown = (out / "benchmark.md").read_text()
+    assert "Videos that could not be read or scored: 1." in markdown
+    assert "| real | fake | failed | paper ACC" in markdown and "| 2 | 2 | 1 | 0.9961 |" in markdown
+    with (out / "report.csv").open() as f:
+        assert next(csv.DictReader(f))["num_failed"] == "1"
 
 
 def test_evaluate_of_a_faces_csv_reports_the_videos_extract_faces_could_not_crop(tiny_model, tmp_path, capsys):
@@ -321,6 +334,80 @@ def test_benchmark_with_nothing_scored_is_a_clean_failure(tiny_model, tmp_path, 
     err = capsys.readouterr().err
     assert "dynsnip benchmark: none of the 2 evaluation videos could be read or scored" in err
     assert "a.mp4" in err and "Traceback" not in err and not (out / "benchmark.json").exists()
+
+
+def test_benchmark_never_overwrites_or_mixes_an_earlier_benchmarks_files(tiny_model, tmp_path, capsys):
+    """Every file of an earlier benchmark (not only benchmark.json) is refused without --overwrite; with
+    it, they are removed before the new ones are written, so a run that scores nothing leaves no old result
+    beside its new manifests; a usage error with --overwrite removes nothing."""
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_text("not a video")
+    data = tmp_path / "broken.csv"
+    data.write_text("path,label,split,method,dataset\na.mp4,0,test,,celebdf:v2\n"
+                    "b.mp4,1,test,Celeb-synthesis,celebdf:v2\n")
+    out = tmp_path / "bench"
+    out.mkdir()
+    argv = ["benchmark", "celebdf", "--model", str(tiny_model), "--data", str(data), "--out", str(out),
+            "--workers", "0", "--no-progress", "--test-num-snippets", "2", "--img-size", "16"]
+    for name in ("report.json", "report_videos.csv", "test_manifest.csv"):  # no benchmark.json: refused all the same
+        (out / name).write_text("mine\n")
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert name in err and "--overwrite" in err and (out / name).read_text() == "mine\n"
+        (out / name).unlink()
+    old = {name: "earlier\n" for name in ("benchmark.json", "benchmark.md", "report.json", "report.csv",
+                                           "report_videos.csv", "data_manifest.csv", "test_manifest.csv")}
+    for name, text in old.items():
+        (out / name).write_text(text)
+    assert main(argv) == 2 and "benchmark.json, benchmark.md, report.json" in capsys.readouterr().err
+    # refused before anything is scored, with --overwrite too: the earlier benchmark stays whole
+    assert main(argv + ["--overwrite", "--threshold", "2"]) == 2
+    assert main([*argv[:5], str(tmp_path / "nowhere.csv"), *argv[6:], "--overwrite"]) == 2
+    capsys.readouterr()
+    assert {p.name: p.read_text() for p in out.iterdir()} == old
+    assert main(argv + ["--overwrite"]) == 1  # nothing scored: no result, and none of the earlier one
+    assert "none of the 2 evaluation videos could be read" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["test_manifest.csv"]
+    assert "a.mp4" in (out / "test_manifest.csv").read_text()
+
+
+def test_an_interrupted_train_benchmark_restarts_over_its_own_manifests_but_not_over_a_result(tmp_path):
+    from dynsnip.cli.benchmark import output_problem
+
+    out = tmp_path / "bench"
+    (out / "run").mkdir(parents=True)
+    (out / "train_rows.csv").write_text("x\n")
+    (out / "test_manifest.csv").write_text("x\n")
+    assert output_problem(out, overwrite=False, resuming=True) is None  # dynsnip benchmark --train again: resumes
+    assert "train_rows.csv" in output_problem(out, overwrite=False, resuming=False)
+    (out / "report.csv").write_text("x\n")
+    assert "report.csv" in output_problem(out, overwrite=False, resuming=True)
+    assert output_problem(out, overwrite=True, resuming=True) is None
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in output_problem(tmp_path / "file", overwrite=True, resuming=False)
+
+
+def test_missing_videos_are_counted_for_the_videos_the_protocol_tests(tmp_path):
+    """A partial download is judged by what the protocol scores: FF++ per-method protocols test the test
+    split's reals and their methods' fakes; Celeb-DF's test list is its test set (its unnamed shortfall
+    too), its folders' shortfall names no split."""
+    from dynsnip.data.benchmarks import build_manifest
+    from dynsnip.engine.benchmark import missing_counts
+    from test_benchmarks_manifest import celebdf_tree
+
+    root = ffpp_tree(tmp_path / "ffpp", methods=("Deepfakes", "FaceSwap"))
+    ffpp = build_manifest("ffpp", root, methods=["Deepfakes", "FaceSwap"])
+    assert ffpp.num_missing == 3 * (1000 - 6)
+    # 140 test reals and 140 test fakes per method, 2 of each there; ffpp-to-ffpp-df tests Deepfakes only
+    assert missing_counts(PROTOCOLS["ffpp-hq"], ffpp) == {"used": 3 * 138, "not_used": 3 * 856, "split_unknown": 0}
+    assert missing_counts(PROTOCOLS["ffpp-to-ffpp-df"], ffpp) == {"used": 2 * 138, "not_used": 994 + 856 * 2,
+                                                                  "split_unknown": 0}
+    # training on it: the 720 + 140 train/val reals and fakes per method, 4 of each there
+    assert missing_counts(PROTOCOLS["ffpp-hq"], ffpp, train=True) == {"used": 3 * 856, "not_used": 3 * 138,
+                                                                       "split_unknown": 0}
+    celeb = build_manifest("celebdf", celebdf_tree(tmp_path / "celeb"))
+    assert missing_counts(PROTOCOLS["celebdf"], celeb) == {"used": 518 - 3, "not_used": 0,
+                                                           "split_unknown": 586 + 298 + 5635}
 
 
 def test_test_manifest_keeps_each_fakes_source(tmp_path):

@@ -114,6 +114,24 @@ def test_write_report_json_and_csv(tmp_path):
     assert list(csv.DictReader(csv_path.open()))[0]["auc"] == ""
 
 
+def test_a_dot_in_the_report_name_is_part_of_it_not_a_suffix(tmp_path):
+    """--out bench/ffpp_thr0.5 and bench/ffpp_thr0.7 are two reports: neither may take the other's files."""
+    from dynsnip.engine.metrics import report_paths
+
+    assert [p.name for p in report_paths(tmp_path / "ffpp_thr0.5")] == [
+        "ffpp_thr0.5.json", "ffpp_thr0.5.csv", "ffpp_thr0.5_videos.csv"]
+    assert [p.name for p in report_paths(tmp_path / "ffpp_thr0.5.JSON")] == [
+        "ffpp_thr0.5.json", "ffpp_thr0.5.csv", "ffpp_thr0.5_videos.csv"]
+    assert report_paths(tmp_path / "r.csv")[0].name == "r.json"
+    report = video_metrics([0.1, 0.9], [0, 1])
+    first = write_report(report, tmp_path / "ffpp_thr0.5", [{"id": "a", "label": 0, "score": 0.1}])
+    second = write_report(dict(report, threshold=0.7), tmp_path / "ffpp_thr0.7", [{"id": "a", "label": 0, "score": 0.1}])
+    assert set(first).isdisjoint(second)
+    assert "threshold" not in json.loads(first[0].read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"ffpp_thr0.{t}{end}" for t in (5, 7) for end in (".json", ".csv", "_videos.csv"))
+
+
 def test_an_empty_method_is_no_method_for_fakes_as_for_reals():
     """``""`` (an empty CSV cell) is no method: a fake with it is not a per-method group named ''."""
     report = video_metrics([0.1, 0.9, 0.8], [0, 1, 1], methods=["", "", None])

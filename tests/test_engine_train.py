@@ -269,7 +269,8 @@ def test_training_skips_unreadable_clips_and_stops_when_most_fail(tmp_path):
     logged: list[str] = []
     result = train(tiny_recipe(epochs=2), bad, PartlyUnreadable({1: "corrupt"}, n=4), tmp_path / "run",
                    model_kwargs=TINY, device="cpu", progress=False, log=logged.append)
-    assert all(h["val_failed"] == [{"id": "1", "reason": "corrupt", "message": "moov atom not found"}]
+    assert all(h["val_failed"] == [{"id": "1", "reason": "corrupt", "message": "moov atom not found",
+                                    "label": None, "method": None}]  # Clips names no label or method
                for h in result.history)
     assert any("1 validation video(s) could not be read" in line for line in logged)
     assert any("skipped 1 of 8 training clips" in line for line in logged)

@@ -934,3 +934,30 @@ def test_a_malformed_hub_id_is_a_model_load_error(local_hub: LocalHub, name: str
     assert message.startswith(f"'{name}' does not name a Hub repo (") and "Write hf-hub:owner/name" in message
     assert "repo_type" not in message and "\n" not in message
     assert local_hub.requests == []
+
+
+def test_a_result_that_left_videos_out_says_so_in_config_card_and_model_index(tmp_path: Path) -> None:
+    """--record of a benchmark with failed and missing test videos: the record keeps the counts, the card
+    shows how many of the set's videos were scored, and the model-index split does not claim the whole
+    split; a complete result and a record written before these counts render as before."""
+    report = {"overall": {"auc": 0.8, "accuracy": 0.7, "num_videos": 6, "num_real": 2, "num_fake": 4, "num_failed": 2},
+              "per_method": {"DF": {"auc": 0.9, "accuracy": 0.75, "num_videos": 4, "num_real": 2, "num_fake": 2,
+                                    "num_failed": 1},
+                             "NT": {"auc": 0.7, "accuracy": 0.5, "num_videos": 4, "num_real": 2, "num_fake": 2,
+                                    "num_failed": 1}},
+              "threshold": 0.5, "num_failed": 2}
+    partial = evaluation_record(report, data="FF++ c23", split="test", missing_videos=3, source="dynsnip benchmark")
+    assert (partial["num_failed"], partial["missing_videos"], partial["per_method"]["DF"]["num_failed"]) == (2, 3, 1)
+    old = {"data": "Celeb-DF", "split": "test", "overall": {"auc": 0.6, "accuracy": 0.6, "num_videos": 9}}  # no counts
+    complete = evaluation_record(dict(report, num_failed=0, overall=dict(report["overall"], num_failed=0),
+                                      per_method={}), data="DFDC", split="test")
+    folder = dynsnip_hub.save_pretrained(detector(), tmp_path / "m", evaluation=[partial, old, complete])
+    card = ModelCard.load(folder / "README.md")
+    assert "| FF++ c23 [test] (6 of 11 videos scored) |" in card.text  # 6 scored + 2 failed + 3 missing
+    assert "| FF++ c23 [test]: DF (4 of 5 videos scored) |" in card.text
+    assert "| Celeb-DF [test] |" in card.text and "| DFDC [test] |" in card.text
+    assert "is not a result on the whole set" in card.text
+    splits = {(r.dataset_name, r.dataset_split) for r in card.data.eval_results}
+    assert splits == {("FF++ c23", "test (6 of 11 videos scored)"), ("Celeb-DF", "test"), ("DFDC", "test")}
+    whole = dynsnip_hub.save_pretrained(detector(), tmp_path / "whole", evaluation=[old, complete])
+    assert "not a result on the whole set" not in (whole / "README.md").read_text()

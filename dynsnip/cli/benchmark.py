@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "of `dynsnip extract-faces`: the fast path) or a dataset root (its videos are then read with face "
             "detection on the fly). With --train, first trains with the paper's recipe on the training and "
             "validation splits of --train-data (default --data) in OUT/run. Writes OUT/benchmark.json, "
-            "OUT/benchmark.md and the per-video report OUT/report.*; never overwrites them without --overwrite. "
+            "OUT/benchmark.md and the per-video report OUT/report.*; never overwrites them, nor the manifests it writes "
+            "there, without --overwrite. "
             "Nothing is scored unless the data is the protocol's dataset: the manifest's 'dataset' column (written by "
             "`dynsnip manifest`, kept by `extract-faces`) must name it, or, for a manifest that records none, "
             "--data-is must vouch for it. See docs/benchmarks.md."
@@ -65,26 +66,71 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     add_track_options(p, listed="the per-video report gives each face track's fake probability (column "
                             "tracks, track:probability) for extract-faces folders, the video's score for video files")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier benchmark in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier benchmark in --out: its files (benchmark.*, report.*, the manifests) are "
+                        "removed before the first new one is written (a training run/ in it is kept and resumed)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_recipe_arguments(p)
     p.set_defaults(func=run_benchmark_command)
     return p
 
 
-def _manifest_for(data: Path, dataset: str, options: dict, out: Path, overwrite: bool) -> tuple[Path, int]:
-    """``(data itself, 0)`` when it is a manifest file; else the manifest of the dataset root,
-    written to ``out``, and how many videos its layout promises that are missing on disk (a
-    partial download: reported in the result, exit code 1, as ``dynsnip manifest``)."""
+# what a benchmark writes in --out besides its results (engine.benchmark.result_paths): the manifests it derives
+MANIFEST_NAMES = ("data_manifest.csv", "test_manifest.csv", "train_manifest.csv", "train_rows.csv")
+
+
+def output_paths(out: Path) -> list[Path]:
+    """Every file ``dynsnip benchmark`` writes in ``out`` (``run/``, a training run, is not one: it resumes)."""
+    from ..engine.benchmark import result_paths
+
+    return result_paths(out) + [out / name for name in MANIFEST_NAMES]
+
+
+def output_problem(out: Path, overwrite: bool, resuming: bool) -> str | None:
+    """What keeps ``out`` from taking this benchmark (checked before anything is read or written), or
+    None. An earlier benchmark's files are refused without ``overwrite``; with ``resuming`` (``--train``
+    and ``out/run`` there, no result yet: an interrupted run started again) its manifests are not results
+    and are written again."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file; expected a folder (new or holding an earlier benchmark)"
+    from ..engine.benchmark import result_paths
+
+    existing = [p for p in output_paths(out) if p.exists()]
+    if resuming and not any(p.exists() for p in result_paths(out)):
+        existing = []
+    if existing and not overwrite:
+        return (f"--out {out} holds an earlier benchmark ({', '.join(p.name for p in existing)}); refusing to "
+                "overwrite it (pass --overwrite to replace it: its files are removed before the new ones are written)")
+    return None
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove the files of an earlier benchmark in ``out`` (after :func:`output_problem` allowed it),
+    so that the folder never holds the manifests of one run beside the results of another."""
+    for path in output_paths(out):
+        path.unlink(missing_ok=True)
+
+
+def _manifest_for(data: Path, protocol, dataset: str, options: dict, out: Path, overwrite: bool,
+                  before_write=None, train: bool = False) -> tuple[Path, dict[str, int]]:
+    """``(data itself, {})`` when it is a manifest file; else the manifest of the dataset root,
+    written to ``out`` (``before_write()`` first), and how many videos its layout promises are missing
+    on disk (a partial download), split by whether ``protocol`` tests them (with ``train``: trains on
+    them; :func:`~dynsnip.engine.benchmark.missing_counts`): the used ones and those of unknown split are
+    reported in the result with exit code 1, the others in a note."""
+    from ..engine.benchmark import missing_counts
+
     if data.is_file():
-        return data, 0
+        return data, {}
     if not data.is_dir():
         raise FileNotFoundError(f"{data} does not exist; expected a manifest file or a dataset root")
     from ..data.benchmarks import build_manifest
 
     manifest = build_manifest(dataset, data, **options)
     print(manifest.summary())
-    return manifest.write(out, overwrite=overwrite), manifest.num_missing
+    if before_write is not None:
+        before_write()
+    return manifest.write(out, overwrite=overwrite), missing_counts(protocol, manifest, train=train)
 
 
 # what a training manifest's dataset tag (the `dataset` column) is called in a table's title
@@ -125,8 +171,8 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device, test_p
     from ..engine.sampling import balance_classes
 
     dataset, options = protocol.train_reader()
-    given, missing = _manifest_for(args.train_data or args.data, dataset, dict(options), out / "train_manifest.csv",
-                                   overwrite=True)
+    given, missing = _manifest_for(args.train_data or args.data, protocol, dataset, dict(options),
+                                   out / "train_manifest.csv", overwrite=True, train=True)
     vouch = (args.train_data_is, "--train-data-is") if args.train_data is not None else (args.data_is, "--data-is")
     provenance = check_protocol_data(protocol, given, vouch[0], train=True, flag=vouch[1])
     if given != (args.train_data or args.data):  # a dataset root: its manifest was built here
@@ -150,7 +196,7 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device, test_p
     datasets = sorted({e.dataset for e in read_manifest(given, "train") if e.dataset})
     return result.model_dir, {"manifest": str(args.train_data or args.data), "provenance": provenance,
                               "datasets": datasets, "rows": rows_note or "every train/val row",
-                              "missing_videos": missing}
+                              "missing_videos": missing.get("used", 0) + missing.get("split_unknown", 0)}
 
 
 def _check_module_config(model, wanted: str, source) -> None:
@@ -177,9 +223,6 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
     protocol = PROTOCOLS[args.protocol]
     out: Path = args.out
-    if (out / f"{RESULT_NAME}.json").exists() and not args.overwrite:
-        return usage_error("benchmark", f"{out / (RESULT_NAME + '.json')} exists; refusing to overwrite it "
-                                        "(pass --overwrite to replace it)")
     if problem := (probability_problem("--threshold", args.threshold,
                                        "the fake probability at or above which a video is called fake")
                    or device_problem(args.device)):
@@ -201,17 +244,35 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     if args.record and not args.train and saved_model_folder(args.model) is None:
         return usage_error("benchmark", f"--record needs --model to be a local folder written by save_pretrained or "
                                         f"dynsnip train (with config.json), or --train; got {args.model}")
+    if problem := output_problem(out, args.overwrite, resuming=args.train and (out / "run").is_dir()):
+        return usage_error("benchmark", problem)
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, TypeError, LayoutError, ModelLoadError)
+
+    def refused(err: Exception) -> int:  # nothing was done: no manifest of this run is left to block the next one
+        if cleared:
+            for name in MANIFEST_NAMES:
+                (out / name).unlink(missing_ok=True)
+        return usage_error("benchmark", str(err))
+
+    cleared: list[bool] = []
     try:  # the test data first: a wrong root fails now, not after training
         out.mkdir(parents=True, exist_ok=True)
         recipe = recipe_from_args(args, **recipe_overrides(args, protocol))
-        source, missing = _manifest_for(args.data, protocol.dataset, dict(protocol.options), out / "data_manifest.csv",
-                                        overwrite=True)
+
+        def clear_once() -> None:  # the earlier benchmark's files go just before this one writes its first
+            if not cleared:
+                clear_outputs(out)
+                cleared.append(True)
+
+        source, missing_on_disk = _manifest_for(args.data, protocol, protocol.dataset, dict(protocol.options),
+                                                out / "data_manifest.csv", overwrite=True, before_write=clear_once)
+        missing = missing_on_disk.get("used", 0)  # test videos of the protocol: what the metrics lack
         provenance = check_protocol_data(protocol, source, args.data_is)  # before anything is scored
         if source != args.data:  # a dataset root: its manifest was built here, from the layout
             provenance = provenance.replace("recorded in the manifest's dataset column",
                                             f"built here from the dataset root {args.data} ({source.name})", 1)
         print(f"test data: {provenance}")
+        clear_once()
         manifest = write_test_manifest(protocol, source, out / "test_manifest.csv", overwrite=True,
                                        data_is=args.data_is)
         not_extracted = extraction_failures(protocol, source)  # test videos extract-faces could not crop
@@ -219,7 +280,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
             print(f"test data: {len(not_extracted)} test video(s) of {protocol.name} are listed in "
                   f"{source.parent / 'faces_failed.csv'} (extract-faces could not crop them): reported as failed")
     except setup_errors as err:
-        return usage_error("benchmark", str(err))
+        return refused(err)
     info = init_distributed(args.device)
     try:
         if info.world_size > 1:
@@ -243,7 +304,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                 test_num_snippets=int(args.test_num_snippets or getattr(model, "test_num_snippets", recipe.test_num_snippets)),
             )
         except setup_errors as err:
-            return usage_error("benchmark", str(err))
+            return refused(err)
         try:
             result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
                                    frame_level=args.frame_level, progress=args.progress, faces=args.faces,
@@ -262,7 +323,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     result["model"] = str(model_source)
     result["data"] = str(args.data)
     result["data_provenance"] = provenance
-    result["missing_videos"] = missing  # promised by the --data root's layout, not on disk
+    result["missing_videos"] = missing  # test videos promised by the --data root's layout, not on disk
+    result["missing_videos_split_unknown"] = missing_on_disk.get("split_unknown", 0)  # maybe test videos
+    result["missing_videos_not_tested"] = missing_on_disk.get("not_used", 0)  # train/val: not in this benchmark
     if training is not None:  # trained here: the title and the result say on what
         result["training_data"] = training
         result["title"] = trained_title(protocol, training["datasets"])
@@ -272,22 +335,40 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     if result["failed"]:
         from ..engine.failures import describe_failures
 
-        print(f"dynsnip benchmark: {result['num_failed']} video(s) could not be read and are not in the metrics:",
-              file=sys.stderr)
+        print(f"dynsnip benchmark: {result['num_failed']} video(s) could not be read or scored and are not in the "
+              "metrics:", file=sys.stderr)
         print(describe_failures(result["failed"], limit=None), file=sys.stderr)
+    if unscored := result.get("tracks_not_scored"):
+        from ..engine.failures import describe_failures
+
+        print(f"dynsnip benchmark: {len(unscored)} face track(s) of {len({t['id'] for t in unscored})} scored video(s) "
+              "were not scored; those videos are scored on their other faces, as predict does:", file=sys.stderr)
+        print(describe_failures(unscored, limit=None), file=sys.stderr)
     if args.record:
         from ..hub.records import evaluation_record, record_evaluation
 
+        from ..hub.card import coverage
+
         folder = saved_model_folder(model_source)
-        record_evaluation(folder, evaluation_record(
+        record = evaluation_record(
             result["report"], data=result["title"], split=protocol.split, num_snippets=recipe.test_num_snippets,
-            snippet_len=recipe.snippet_len, img_size=recipe.img_size,
+            snippet_len=recipe.snippet_len, img_size=recipe.img_size, missing_videos=missing,
             source=f"dynsnip benchmark {protocol.name}" + (f" (test data {provenance})" if provenance.startswith("vouched")
-                                                            else "")))
-        print(f"recorded in {folder / 'config.json'}")
-    if missing or (training or {}).get("missing_videos"):
+                                                            else ""))
+        record_evaluation(folder, record)
+        covered = coverage(record)
+        print(f"recorded in {folder / 'config.json'}" + (
+            f" as {covered[0]} of {covered[1]} test videos scored (the card and its model-index split say so)"
+            if covered else ""))
+    unknown, untested = result["missing_videos_split_unknown"], result["missing_videos_not_tested"]
+    trained_missing = (training or {}).get("missing_videos", 0)
+    if missing or unknown or trained_missing:
         print("dynsnip benchmark: the dataset root is partly downloaded: "
-              + "; ".join(f"{n} {what} video(s) its layout promises are missing on disk" for what, n in
-                          (("test data", missing), ("training data", (training or {}).get("missing_videos", 0))) if n),
-              file=sys.stderr)
-    return EXIT_SOME_FAILED if result["failed"] or missing or (training or {}).get("missing_videos") else EXIT_OK
+              + "; ".join(f"{n} {what} its layout promises are missing on disk" for what, n in (
+                  (f"test video(s) of {protocol.name}", missing),
+                  ("video(s) of unknown split (maybe test videos)", unknown),
+                  ("training (train/val) video(s)", trained_missing)) if n), file=sys.stderr)
+    if untested:
+        print(f"dynsnip benchmark: note: {untested} video(s) of the --data root that {protocol.name} does not test "
+              "(train/val, other methods) are missing on disk too; they are not used here", file=sys.stderr)
+    return (EXIT_SOME_FAILED if result["failed"] or missing or unknown or trained_missing else EXIT_OK)

@@ -30,7 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "and AUC, per manipulation method when the manifest has a 'method' column (each method: all "
             "real videos + that method's fakes). Writes REPORT.json and REPORT.csv. Videos that cannot be read "
             "(corrupt, no face, missing frames) are listed with the reason and left out of the metrics; the exit "
-            "code is then 1."
+            "code is then 1. A face track that cannot be scored (below --min-face-coverage) in a video scored on its "
+            "other faces is listed under tracks_not_scored, as predict lists it beside its verdict, and does not "
+            "change the exit code."
         ),
         epilog="example: dynsnip evaluate --model runs/ff-c23/model --manifest faces/faces.csv --split test --out test_report",
     )
@@ -70,15 +72,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def format_report(report: dict) -> str:
-    """The report as a text table: one row for all videos and one per method."""
+    """The report as a text table: one row for all videos and one per method, each with the videos
+    of that subset that could not be scored (``failed``: the real ones and the method's fakes)."""
     def fmt(v: float) -> str:
         return "  n/a " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
     rows = [("all videos", report["overall"])] + list(report.get("per_method", {}).items())
     width = max(12, *(len(name) for name, _ in rows))
-    lines = [f"{'subset':<{width}}  {'AUC':>6}  {'ACC':>6}  {'real':>5}  {'fake':>5}"]
+    lines = [f"{'subset':<{width}}  {'AUC':>6}  {'ACC':>6}  {'real':>5}  {'fake':>5}  {'failed':>6}"]
     for name, m in rows:
-        lines.append(f"{name:<{width}}  {fmt(m['auc']):>6}  {fmt(m['accuracy']):>6}  {m['num_real']:>5}  {m['num_fake']:>5}")
+        lines.append(f"{name:<{width}}  {fmt(m['auc']):>6}  {fmt(m['accuracy']):>6}  {m['num_real']:>5}  {m['num_fake']:>5}"
+                     f"  {m.get('num_failed', '?'):>6}")
     return "\n".join(lines)
 
 
@@ -177,6 +181,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 print(f"dynsnip evaluate: {len(report['failed'])} video(s) could not be read or scored and are not in "
                       "the metrics:", file=sys.stderr)
                 print(describe_failures(report["failed"], limit=None), file=sys.stderr)
+            if unscored := report.get("tracks_not_scored"):
+                print(f"dynsnip evaluate: {len(unscored)} face track(s) of {len({t['id'] for t in unscored})} scored "
+                      "video(s) were not scored; those videos are scored on their other faces, as predict does "
+                      "(tracks_not_scored in the report):", file=sys.stderr)
+                print(describe_failures(unscored, limit=None), file=sys.stderr)
             if args.out:
                 json_path, csv_path = write_report(
                     dict(report, model=str(args.model), manifest=str(args.manifest), split=args.split),
@@ -186,12 +195,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
             if args.record:
                 from ..hub.records import evaluation_record, record_evaluation
 
-                card_updated = record_evaluation(model_folder, evaluation_record(
+                from ..hub.card import coverage
+
+                record = evaluation_record(
                     report, data=args.data_name or args.manifest.name, split=args.split,
                     num_snippets=recipe.test_num_snippets, snippet_len=recipe.snippet_len, img_size=size,
                     source="dynsnip evaluate",
-                ))
+                )
+                card_updated = record_evaluation(model_folder, record)
+                covered = coverage(record)
                 print(f"recorded in {model_folder / 'config.json'}" + (
+                    f" as {covered[0]} of {covered[1]} videos scored (the card and its model-index split say so)"
+                    if covered else "") + (
                     " and its model card" if card_updated else
                     "; its README.md is not the card dynsnip renders (edited by hand, or written by another "
                     "version) and is left alone: add the result there yourself"))

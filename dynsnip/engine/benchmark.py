@@ -11,7 +11,10 @@ and, from the same forward pass, frame by frame (:mod:`dynsnip.engine.frame_leve
 
 The data are whatever the manifest lists: face-frame folders (``dynsnip extract-faces``
 output, or WildDeepfake's sequences: the fast path, faces found once) or video files (faces
-detected with dlib while reading, as ``dynsnip evaluate`` does). The result says which.
+detected while reading with :func:`~dynsnip.engine.data.make_dataset`'s default detector,
+``auto``: BlazeFace, then MTCNN where it finds none, as ``dynsnip evaluate`` does by default;
+for another detector, e.g. the paper's dlib on FF++, crop with ``dynsnip extract-faces
+--face-detector ...`` first and benchmark its ``faces.csv``). The result says which.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ from .recipe import Recipe
 
 __all__ = ["check_protocol_data", "write_test_manifest", "tested_entries", "is_dfd_real", "extraction_failures",
            "write_train_manifest", "check_no_test_leak", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
-           "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
+           "result_paths", "missing_counts", "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
 
 RESULT_NAME = "benchmark"
 FRAME_LEVEL_DEFINITION = (
@@ -180,6 +183,35 @@ def check_no_test_leak(test_paths: Sequence[str | os.PathLike[str]], manifest: s
                          "without them)")
 
 
+def missing_counts(protocol: Protocol, manifest: BenchmarkManifest, train: bool = False) -> dict[str, int]:
+    """How many of the videos a dataset root's layout promises are missing on disk, by whether
+    ``protocol`` uses them: ``used`` (its test videos: its split and, for the FF++ protocols, the
+    reals and its methods, as :func:`tested_entries`; with ``train``, its train / val rows, as
+    :func:`write_train_manifest` keeps them), ``not_used`` (the other splits and methods: not in
+    this benchmark's metrics) and ``split_unknown`` (a shortfall against a published count, which
+    names no video and no split: WildDeepfake's 7,314 sequences, Celeb-DF's folders, which also
+    hold its test videos; some may be used). A group of one split (Celeb-DF's test list) counts its
+    unnamed shortfall as that split's, where the protocol scores every video of it."""
+    splits = ("train", "val") if train else (protocol.split,)
+    rows = manifest.missing_rows
+    entries = [ManifestEntry(r.path, r.label, r.split, r.method or None, r.source) for r in rows]
+    if train:
+        methods = protocol.train_methods
+        used = [e for e in entries if e.split in splits and (
+            methods is None or (e.label == 0 and not is_dfd_real(e)) or (e.label == 1 and e.method in methods))]
+    else:
+        used = tested_entries(protocol, [e for e in entries if e.split in splits])
+    counts = {"used": len(used), "not_used": len(rows) - len(used), "split_unknown": 0}
+    every_row = protocol.train_methods is None if train else not protocol.per_method
+    for item in manifest.inventory:  # shortfalls that name no video
+        unnamed = max(0, item.num_missing - len(item.missing_rows))
+        if item.split is not None and every_row:
+            counts["used" if item.split in splits else "not_used"] += unnamed
+        else:
+            counts["split_unknown"] += unnamed
+    return counts
+
+
 def extraction_failures(protocol: Protocol, manifest: str | os.PathLike[str]) -> list[dict[str, str]]:
     """The videos ``protocol`` tests that never reached ``manifest``: the rows of the
     ``faces_failed.csv`` beside it in the protocol's split and subsets
@@ -192,7 +224,7 @@ def extraction_failures(protocol: Protocol, manifest: str | os.PathLike[str]) ->
 def _metrics(m: dict[str, Any] | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    return {k: m.get(k) for k in ("auc", "accuracy", "num_real", "num_fake")}
+    return {k: m.get(k) for k in ("auc", "accuracy", "num_real", "num_fake", "num_failed")}
 
 
 def _table_rows(protocol: Protocol, report: dict[str, Any], frames: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -272,12 +304,14 @@ def run_benchmark(
         "paper_source": paper["source"],
         "frame_level": frame_note,
         "methods_missing": [m for m in protocol.rows if m not in result.report["per_method"]] if protocol.per_method else [],
-        "rows": _table_rows(protocol, result.report, frames),
+        "rows": _table_rows(protocol, report, frames),  # with the earlier failures in its failed counts
         "report": report,
         "frame_report": frames,
         "predictions": result.predictions,
         "num_failed": report["num_failed"],
         "failed": report["failed"],
+        "tracks_not_scored": report.get("tracks_not_scored", []),
+        "failed_by_method": report.get("failed_by_method", {}),
     }
 
 
@@ -310,14 +344,26 @@ def _fmt(value: Any) -> str:
 
 def _cells(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     metric = "ACC" if result["paper_metric"] == "accuracy" else "AUC"
-    header = ["subset", "video ACC", "video AUC", "frame AUC", "real", "fake",
+    header = ["subset", "video ACC", "video AUC", "frame AUC", "real", "fake", "failed",
               f"paper {metric} (Table {result['paper_source']['table']})"]
     body = []
+    by_method = result.get("failed_by_method") or {}
     for row in result["rows"]:
         video, frame = row["video"] or {}, row["frame"] or {}
+        failed = video.get("num_failed")
+        if failed is None and row["video"] is None and by_method:  # a method none of whose fakes was scored
+            failed = by_method.get("real", 0) + by_method.get(row["subset"], 0)
         body.append([row["subset"], _fmt(video.get("accuracy")), _fmt(video.get("auc")), _fmt(frame.get("auc")),
-                     _fmt(video.get("num_real")), _fmt(video.get("num_fake")), _fmt(row["paper"])])
+                     _fmt(video.get("num_real")), _fmt(video.get("num_fake")), _fmt(failed), _fmt(row["paper"])])
     return header, body
+
+
+def _missing_methods_note(result: dict[str, Any]) -> str:
+    """Which methods have no scored test fake, and how many of their fakes failed."""
+    by_method = result.get("failed_by_method") or {}
+    named = ", ".join(m + (f" ({by_method[m]} test fake(s) could not be scored)" if by_method.get(m) else "")
+                      for m in result["methods_missing"])
+    return f"no scored test fakes of {named}: 'all methods' covers the others only"
 
 
 def _caption(result: dict[str, Any]) -> str:
@@ -327,6 +373,23 @@ def _caption(result: dict[str, Any]) -> str:
             f"model {result.get('model', '?')}" + (f" ({result['module_config']} module)" if result.get("module_config") else ""))
 
 
+def _missing_notes(result: dict[str, Any]) -> list[str]:
+    """What the --data root's layout promises that is missing on disk: the test videos (not in the
+    metrics), those of unknown split, and the others (not used by this benchmark), one line each."""
+    notes = []
+    if result.get("missing_videos"):
+        notes.append(f"{result['missing_videos']} test video(s) of the protocol that the dataset root's layout promises "
+                     "are missing on disk (a partial download?): not in the metrics")
+    if result.get("missing_videos_split_unknown"):
+        notes.append(f"{result['missing_videos_split_unknown']} video(s) short of the dataset's published counts are "
+                     "missing on disk as well; the layout names none, so their split is unknown (they may include "
+                     "test videos, or be the ones counted above)")
+    if result.get("missing_videos_not_tested"):
+        notes.append(f"{result['missing_videos_not_tested']} train/val (or untested) video(s) are missing on disk too: "
+                     "not used by this benchmark")
+    return notes
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The result as a text table with the paper's column beside ours."""
     header, body = _cells(result)
@@ -334,7 +397,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [_caption(result), "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in body]
     if result["methods_missing"]:
-        lines.append(f"no test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only")
+        lines.append(_missing_methods_note(result))
     lines.append(_module_note(result))
     lines.append(f"frame AUC: {result['frame_level']}")
     if result.get("data_provenance"):
@@ -342,10 +405,12 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"paper: {result['paper_source']['paper']}, Table {result['paper_source']['table']}, row "
                  f"'{result['paper_source']['row']}' ({result['paper_source']['metric_source']})")
     if result["num_failed"]:
-        lines.append(f"{result['num_failed']} video(s) could not be read and are not in the metrics (see benchmark.json)")
-    if result.get("missing_videos"):
-        lines.append(f"{result['missing_videos']} video(s) the dataset root's layout promises are missing on disk "
-                     "(a partial download?): not in the metrics")
+        lines.append(f"{result['num_failed']} video(s) could not be read or scored and are not in the metrics "
+                     "(see benchmark.json)")
+    if unscored := result.get("tracks_not_scored"):
+        lines.append(f"{len(unscored)} face track(s) of {len({t['id'] for t in unscored})} scored video(s) were not "
+                     "scored; those videos are scored on their other faces (tracks_not_scored in benchmark.json)")
+    lines += _missing_notes(result)
     if (result.get("training_data") or {}).get("rows"):
         lines.append(f"training: {result['training_data']['rows']}")
     return "\n".join(lines)
@@ -363,15 +428,26 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(f"- Data: {result['data_provenance']}.")
     lines += [f"- Paper: {source['paper']}; Table {source['table']} ({source['caption']}), row '{source['row']}'. "
               f"Metric: {source['metric_source']}. {source['page']}.",
-              f"- Videos that could not be read: {result['num_failed']}."]
-    if result.get("missing_videos"):
-        lines.append(f"- Videos the dataset root's layout promises that are missing on disk (a partial download?): "
-                     f"{result['missing_videos']}; not in the metrics.")
+              f"- Videos that could not be read or scored: {result['num_failed']}."]
+    if unscored := result.get("tracks_not_scored"):
+        lines.append(f"- Face tracks not scored in videos scored on their other faces: {len(unscored)} "
+                     f"(of {len({t['id'] for t in unscored})} video(s)).")
+    lines += [f"- {note[0].upper()}{note[1:]}." for note in _missing_notes(result)]
     if (result.get("training_data") or {}).get("rows"):
         lines.append(f"- Training: {result['training_data']['rows']}.")
     if result["methods_missing"]:
-        lines.append(f"- No test fakes of {', '.join(result['methods_missing'])}: 'all methods' covers the others only.")
+        note = _missing_methods_note(result)
+        lines.append(f"- {note[0].upper()}{note[1:]}.")
     return "\n".join(lines) + "\n"
+
+
+def result_paths(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """The files :func:`write_benchmark` writes in ``out_dir``: ``benchmark.json``, ``benchmark.md``
+    and the per-video report (``report.json``, ``report.csv``, ``report_videos.csv``)."""
+    from .metrics import report_paths
+
+    out_dir = Path(out_dir)
+    return [out_dir / f"{RESULT_NAME}.json", out_dir / f"{RESULT_NAME}.md", *report_paths(out_dir / "report")]
 
 
 def write_benchmark(result: dict[str, Any], out_dir: str | os.PathLike[str], overwrite: bool = False) -> list[Path]:
@@ -380,12 +456,16 @@ def write_benchmark(result: dict[str, Any], out_dir: str | os.PathLike[str], ove
     ``report_videos.csv``).
 
     Raises:
-        FileExistsError: ``benchmark.json`` exists and ``overwrite`` is False.
+        FileExistsError: one of these files exists and ``overwrite`` is False (nothing written).
     """
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / f"{RESULT_NAME}.json", out_dir / f"{RESULT_NAME}.md"
-    if json_path.exists() and not overwrite:
-        raise FileExistsError(f"{json_path} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    existing = [str(p) for p in result_paths(out_dir) if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)} exist(s); refusing to overwrite an earlier benchmark "
+                              "(pass --overwrite to replace it)")
+    for path in result_paths(out_dir):  # none of the earlier result stays beside this one (e.g. its _videos.csv)
+        path.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     report_paths = write_report(dict(result["report"], model=result.get("model")), out_dir / "report",
                                 result["predictions"])

@@ -11,7 +11,12 @@ manipulation methods for the report come from, in this order:
 A video that cannot be read (:mod:`dynsnip.engine.failures`: corrupt, no face, missing
 frames, NaN / inf pixels...) or whose logit is not finite (reason ``non_finite_output``:
 NaN weights, an fp16 overflow) is listed in ``report["failed"]`` with the reason, and the
-metrics are computed on the others: a NaN is never turned into a score.
+metrics are computed on the others: a NaN is never turned into a score. Failures are
+counted per video: a video is in ``failed`` (once, however many of its items or clips
+failed) only when nothing of it was scored. A face track that failed in a video scored on
+its other faces (a track below ``min_face_coverage``) is what ``predict`` does with it: the
+video keeps its verdict, and the track is listed under ``report["tracks_not_scored"]`` (and
+in the video's prediction, ``tracks_not_scored``), not among the failed videos.
 
 Items sharing an id (the face tracks of one video, ``FaceFramesDataset(faces="all")``) are
 reduced to one video score, the most suspicious (``video_score="max"``, default) or their
@@ -37,7 +42,7 @@ from .distributed import DistInfo, all_gather_objects
 from .failures import (
     NON_FINITE_OUTPUT, FailedItem, SkipUnreadable, collate_readable, count_reasons, describe_failures,
 )
-from .metrics import aggregate_by_video, video_metrics
+from .metrics import aggregate_by_video, video_metrics, with_failed_counts
 
 __all__ = ["EvalResult", "NothingScoredError", "evaluate", "item_info", "autocast_context", "progress_bar"]
 
@@ -54,8 +59,11 @@ class NothingScoredError(ValueError):
 @dataclass
 class EvalResult:
     """``report``: :func:`~dynsnip.engine.metrics.video_metrics` plus ``loss``, ``seconds``,
-    ``num_failed`` and ``failed`` (the unreadable videos: ``id``, ``reason``, ``message``);
-    ``predictions``: one dict per scored video (``id``, ``label``, ``score``, ``method``)."""
+    ``num_failed`` and ``failed`` (the videos of which nothing could be scored, one entry each:
+    ``id``, ``reason``, ``message``, ``label``, ``method``; counted per subset in ``overall`` /
+    ``per_method`` ``num_failed`` and in ``failed_by_method``), ``tracks_not_scored`` (face tracks that failed in videos
+    scored on their other faces: ``id``, ``track``, ``reason``, ``message``); ``predictions``:
+    one dict per scored video (``id``, ``label``, ``score``, ``method``)."""
 
     report: dict[str, Any]
     predictions: list[dict[str, Any]] = field(default_factory=list)
@@ -93,6 +101,18 @@ def item_info(dataset: Dataset, index: int) -> dict[str, Any]:
         path = getattr(entry, "path", None)
         return {"id": str(path) if path is not None else str(index), "method": getattr(entry, "method", None)}
     return {"id": str(index), "method": None}
+
+
+def item_label(dataset: Dataset, index: int) -> int | None:
+    """The label of item ``index`` without reading it (its ``item_info``'s, else its manifest
+    entry's), or None when the dataset does not say: what a failed video's report gives."""
+    if isinstance(dataset, Subset):
+        return item_label(dataset.dataset, int(dataset.indices[index]))
+    label = item_info(dataset, index).get("label")
+    entries = getattr(dataset, "entries", None)
+    if label is None and entries is not None:
+        label = getattr(entries[index], "label", None)
+    return int(label) if label is not None else None
 
 
 def item_id(dataset: Dataset, index: int) -> str:
@@ -196,6 +216,35 @@ def _non_finite_outputs(dataset: Dataset, rows: list[tuple[int, float, float, fl
     return [r for r in rows if item_id(dataset, r[0]) not in bad_ids], failed
 
 
+def _group_failures(dataset: Dataset, failures: Sequence[FailedItem],
+                    scored_ids: set[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(failed, tracks_not_scored)`` of ``failures`` (one per failed item or clip), grouped by video:
+    one entry per video none of whose items was scored (its first failure's reason and message,
+    with how many more of its items failed), and one per failed item of a scored video (its face
+    track), as ``predict`` lists a track below the coverage beside the verdict on the others.
+    Each entry has the video's ``label`` and ``method`` (None where the dataset does not say)."""
+    by_video: dict[str, list[FailedItem]] = {}
+    for f in failures:
+        by_video.setdefault(f.id, []).append(f)
+    failed, not_scored = [], []
+    for vid, items in by_video.items():
+        tracks = [item_info(dataset, f.index).get("track") for f in items]
+        where = {"label": item_label(dataset, items[0].index), "method": item_info(dataset, items[0].index)["method"]}
+        if vid in scored_ids:
+            not_scored += [{**f.report(), **where, **({"track": t} if t is not None else {})}
+                           for f, t in zip(items, tracks)]
+            continue
+        entry = {**items[0].report(), **where}
+        if len(items) > 1:
+            what = "face tracks" if any(t is not None for t in tracks) else "items / clips"
+            counts = count_reasons(items)
+            entry["message"] += (f" (all {len(items)} {what} of this video failed: "
+                                 + ", ".join(f"{reason} {n}" for reason, n in counts.items()) + ")")
+            entry["failed_items"] = len(items)
+        failed.append(entry)
+    return failed, not_scored
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -267,8 +316,9 @@ def evaluate(
     failures = sorted((f for part in all_gather_objects(failures) for f in part), key=lambda f: f.index)
     failures = sorted(failures + non_finite, key=lambda f: f.index)
     if not rows:
-        raise NothingScoredError(f"none of the {len(dataset)} evaluation videos could be read or scored:\n"
-                                 f"{describe_failures(failures, limit=None)}", failures)
+        per_video, _ = _group_failures(dataset, failures, set())
+        raise NothingScoredError(f"none of the {len(per_video)} evaluation videos could be read or scored:\n"
+                                 f"{describe_failures(per_video, limit=None)}", per_video)
     infos = [item_info(dataset, r[0]) for r in rows]
     probs = [1.0 / (1.0 + math.exp(-r[2])) if r[2] > -700 else 0.0 for r in rows]
     ids, scores, labels, methods = aggregate_by_video(
@@ -282,9 +332,15 @@ def evaluate(
     if len(rows) > len(ids):  # several face tracks of some videos
         report["video_score"] = video_score
         report["scored_clips"] = len(rows)
-    report["num_failed"] = len(failures)
-    report["failed"] = [f.report() for f in failures]
-    report["failed_by_reason"] = count_reasons(failures)  # e.g. low_face_coverage: below the face-coverage threshold
+    failed, tracks_not_scored = _group_failures(dataset, failures, set(ids))
+    report["num_failed"] = len(failed)  # videos, not items: a video of 3 failed face tracks is one
+    report["failed"] = failed
+    report["failed_by_reason"] = count_reasons(failed)  # e.g. low_face_coverage: below the face-coverage threshold
+    report["tracks_not_scored"] = tracks_not_scored  # the verdict on these videos is about their other faces
+    report = with_failed_counts(report)  # num_failed per subset, failed_by_method
+    unscored_of: dict[str, list[str]] = {}
+    for t in tracks_not_scored:
+        unscored_of.setdefault(t["id"], []).append(f"{t.get('track', '?')}:{t['reason']}")
     coverage_of = {i["id"]: i["face_coverage"] for i in infos if i.get("face_coverage") is not None}
     tracks_of: dict[str, dict[str, float]] = {}  # --faces all: each scored face track's fake probability
     for info, prob in zip(infos, probs):
@@ -294,7 +350,8 @@ def evaluate(
         {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {}),
          **({"face_coverage": coverage_of[v]} if v in coverage_of else {}),
          **({"tracks": ";".join(f"{t}:{p:.4f}" for t, p in sorted(tracks_of[v].items(), key=lambda kv: int(kv[0])))}
-            if v in tracks_of else {})}
+            if v in tracks_of else {}),
+         **({"tracks_not_scored": ";".join(unscored_of[v])} if v in unscored_of else {})}
         for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))
     ]
     scored_coverages = [coverage_of[v] for v in ids if v in coverage_of]

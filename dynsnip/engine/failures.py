@@ -220,11 +220,15 @@ def extraction_failures(manifest: "str | os.PathLike[str]", split: str | None = 
     if keep is not None:
         chosen = keep(chosen)
     return [{"id": str(e.path), "reason": failed[id(e)][0],
-             "message": f"not extracted by dynsnip extract-faces ({failed_file.name}): {failed[id(e)][1]}"}
+             "message": f"not extracted by dynsnip extract-faces ({failed_file.name}): {failed[id(e)][1]}",
+             "label": e.label, "method": e.method}
             for e in chosen]
 
 
 def with_earlier_failures(report: dict[str, Any], earlier: Sequence[Mapping[str, str]]) -> dict[str, Any]:
-    """``report`` with the ``earlier`` failures (videos that never reached the scored data) listed first."""
+    """``report`` with the ``earlier`` failures (videos that never reached the scored data) listed
+    first, and the failed counts (overall, per method) updated."""
+    from .metrics import with_failed_counts
+
     failed = [dict(f) for f in earlier] + list(report.get("failed", []))
-    return dict(report, failed=failed, num_failed=len(failed), failed_by_reason=count_reasons(failed))
+    return with_failed_counts(dict(report, failed=failed, num_failed=len(failed), failed_by_reason=count_reasons(failed)))

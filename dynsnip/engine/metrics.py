@@ -34,6 +34,7 @@ __all__ = [
     "binary_metrics",
     "video_metrics",
     "aggregate_by_video",
+    "with_failed_counts",
     "write_report",
     "REAL_METHODS",
 ]
@@ -247,6 +248,35 @@ def aggregate_by_video(
     return order, scores_out, [label_of[v] for v in order], out_methods
 
 
+def with_failed_counts(report: Mapping[str, Any]) -> dict[str, Any]:
+    """``report`` with, from its ``failed`` videos (each with its ``label`` and ``method`` where
+    known), ``num_failed`` in ``overall`` and in each ``per_method`` row (by the per-method
+    protocol: the failed real videos and that method's failed fakes) and ``failed_by_method``
+    (``{method: n}``, real videos under ``"real"``, unknown ones under ``"unknown"``), so that a
+    subset's metrics say how many of its videos they are missing. A fake whose method has no
+    row (none of its fakes was scored) is counted in ``overall`` and ``failed_by_method``."""
+    failed = list(report.get("failed") or [])
+
+    def kind(f: Mapping[str, Any]) -> str:
+        label, method = f.get("label"), f.get("method")
+        if label is not None and int(label) == 0:
+            return "real"
+        if label is None and (method is None or is_real_method(method)):
+            return "unknown" if method is None else "real"
+        return "unknown" if is_real_method(method) else str(method)
+
+    kinds = [kind(f) for f in failed]
+    by_method: dict[str, int] = {}
+    for k in kinds:
+        by_method[k] = by_method.get(k, 0) + 1
+    out = dict(report, failed_by_method=by_method)
+    if isinstance(report.get("overall"), Mapping):
+        out["overall"] = dict(report["overall"], num_failed=len(failed))
+    out["per_method"] = {method: dict(m, num_failed=by_method.get("real", 0) + by_method.get(method, 0))
+                         for method, m in (report.get("per_method") or {}).items()}
+    return out
+
+
 def _clean(value: Any) -> Any:
     """NaN -> None so the JSON is standard."""
     if isinstance(value, float) and math.isnan(value):
@@ -259,11 +289,15 @@ def _clean(value: Any) -> Any:
 
 
 def report_paths(path: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
-    """The JSON, CSV and per-video CSV files :func:`write_report` writes for ``path``."""
+    """The JSON, CSV and per-video CSV files :func:`write_report` writes for ``path``: the names
+    are appended to it (``bench/ffpp_thr0.5`` -> ``bench/ffpp_thr0.5.json``, ``.csv``,
+    ``_videos.csv``), after dropping only a literal ``.json`` / ``.csv`` suffix, so that a dot
+    in the name (a threshold, a version) never makes two reports share files."""
     base = Path(path)
     if base.suffix.lower() in (".json", ".csv"):
-        base = base.with_suffix("")
-    return base.with_suffix(".json"), base.with_suffix(".csv"), base.with_name(base.name + "_videos.csv")
+        base = base.with_name(base.name[: -len(base.suffix)])
+    return (base.with_name(base.name + ".json"), base.with_name(base.name + ".csv"),
+            base.with_name(base.name + "_videos.csv"))
 
 
 def write_report(
@@ -274,11 +308,13 @@ def write_report(
     """Write ``report`` as ``<path>.json`` and a metrics table ``<path>.csv``.
 
     The CSV has one row per subset (``overall`` and each method) with the columns of
-    :func:`binary_metrics`. ``predictions`` (one mapping per video: id, label, score,
+    :func:`binary_metrics` and ``num_failed`` (the subset's videos that could not be scored, when
+    the report says: :func:`with_failed_counts`). ``predictions`` (one mapping per video: id, label, score,
     method) go into the JSON under ``"videos"`` and into ``<path>_videos.csv``.
 
     Args:
-        path: file name with or without ``.json``/``.csv``.
+        path: file name with or without ``.json``/``.csv`` (any other dot is part of the name:
+            ``thr0.5`` writes ``thr0.5.json``).
 
     Returns:
         the JSON and CSV paths.
@@ -291,7 +327,8 @@ def write_report(
         predictions = [dict(p) for p in predictions]
         data["videos"] = predictions
     json_path.write_text(json.dumps(_clean(data), indent=2) + "\n", encoding="utf-8")
-    columns = ["subset", "auc", "accuracy", "num_videos", "num_real", "num_fake", "real_accuracy", "fake_recall"]
+    columns = ["subset", "auc", "accuracy", "num_videos", "num_real", "num_fake", "num_failed", "real_accuracy",
+               "fake_recall"]
     with csv_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(columns)

@@ -133,7 +133,8 @@ class PseudoFakePairs(Dataset):
             return item_info(self.dataset, index)
         base = item_info(self.dataset, self.reals[index - len(self.dataset)])
         k = index - len(self.dataset)
-        return dict(base, id=f"{base['id']}#pseudo-fake-{k}", method=f"pseudo-fake ({self.generator.mode})")
+        return dict(base, id=f"{base['id']}#pseudo-fake-{k}", method=f"pseudo-fake ({self.generator.mode})",
+                    label=1)  # not its real's label: a failed pseudo-fake is reported as the fake it is
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if index < len(self.dataset):

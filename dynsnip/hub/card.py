@@ -97,15 +97,36 @@ Fine-tuned with `dynsnip train`; the full recipe is under `training` in `config.
 """
 
 
+def coverage(record: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> tuple[int, int] | None:
+    """``(scored, total)`` videos of a result (``metrics``: one of its subsets, default overall) when
+    some were not scored: its failed videos (``num_failed``) and, overall, the test videos missing on
+    disk (``missing_videos``); None when every video was scored or the record does not say (records
+    written before these counts)."""
+    m = record.get("overall", {}) if metrics is None else metrics
+    scored = m.get("num_videos")
+    overall = metrics is None or metrics is record.get("overall")
+    failed = m.get("num_failed", record.get("num_failed") if overall else None) or 0
+    missing = (record.get("missing_videos") or 0) if overall else 0
+    if scored is None or not (failed or missing):
+        return None
+    return int(scored), int(scored) + int(failed) + int(missing)
+
+
+def _scored_note(record: Mapping[str, Any], metrics: Mapping[str, Any] | None = None) -> str:
+    covered = coverage(record, metrics)
+    return "" if covered is None else f" ({covered[0]} of {covered[1]} videos scored)"
+
+
 def _evaluation_rows(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
-    """``(name, record, metrics)`` for each result and each manipulation method in it."""
+    """``(name, record, metrics)`` for each result and each manipulation method in it; a name says how
+    many of its videos were scored when some were not."""
     rows = []
     for record in config.get("evaluation") or []:
         name = record.get("data", "unnamed") + (f" [{record['split']}]" if record.get("split") else "")
-        rows.append((name, record, record.get("overall", {})))
+        rows.append((name + _scored_note(record), record, record.get("overall", {})))
         methods = record.get("per_method") or {}
         if len(methods) > 1:  # one method's row would repeat the overall one
-            rows += [(f"{name}: {method}", record, m) for method, m in methods.items()]
+            rows += [(f"{name}: {method}{_scored_note(record, m)}", record, m) for method, m in methods.items()]
     return rows
 
 
@@ -120,11 +141,14 @@ def _evaluation_section(config: Mapping[str, Any]) -> str:
         lines.append(f"| {_cell(name)} | {protocol} | {m.get('num_real', '?')} / {m.get('num_fake', '?')} | "
                      f"{_fmt(m.get('auc'))} | {_fmt(m.get('accuracy'))} | {_cell(record.get('source', ''))} |")
     table = "\n".join(lines)
+    partial = ("\nA row marked \"N of M videos scored\" is not a result on the whole set: the other videos could "
+               "not be read or scored (or were missing on disk), and its model-index split says so too.\n"
+               if any(coverage(record, m) for _, record, m in rows) else "")
     return f"""
 ## Evaluation
 Video-level AUC and accuracy (fake probability >= the recorded threshold, 0.5 by default). A
 row per manipulation method holds all real videos and that method's fakes.
-
+{partial}
 | data | U x T | real / fake videos | AUC | ACC | how |
 |---|---|---|---|---|---|
 {table}
@@ -132,16 +156,21 @@ row per manipulation method holds all real videos and that method's fakes.
 
 
 def _eval_results(config: Mapping[str, Any]) -> list[EvalResult]:
-    """The overall results as the Hub's ``model-index`` entries (AUC and accuracy)."""
+    """The overall results as the Hub's ``model-index`` entries (AUC and accuracy). A result that left
+    videos out (failed, or missing on disk) does not claim the whole split: its split is named with
+    its coverage, ``"test (690 of 700 videos scored)"``."""
     out = []
     for record in config.get("evaluation") or []:
         data = record.get("data", "unnamed")
+        split = record.get("split")
+        if (covered := coverage(record)) is not None:
+            split = (f"{split} " if split else "") + f"({covered[0]} of {covered[1]} videos scored)"
         for metric, key, label in (("roc_auc", "auc", "AUC"), ("accuracy", "accuracy", "ACC")):
             value = record.get("overall", {}).get(key)
             if value is not None:
                 out.append(EvalResult(
                     task_type="video-classification", task_name="DeepFake video detection",
-                    dataset_type=data, dataset_name=data, dataset_split=record.get("split"),
+                    dataset_type=data, dataset_name=data, dataset_split=split,
                     metric_type=metric, metric_name=label, metric_value=value,
                 ))
     return out

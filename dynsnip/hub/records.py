@@ -33,7 +33,7 @@ from .config import CARD_NAME, CONFIG_NAME
 __all__ = ["training_record", "evaluation_record", "json_safe", "record_evaluation", "card_license", "card_is_generated",
            "card_text_is_generated", "card_repo_id", "text_license", "describe_training", "NOT_RECORDED"]
 
-_METRIC_KEYS = ("auc", "accuracy", "num_videos", "num_real", "num_fake")
+_METRIC_KEYS = ("auc", "accuracy", "num_videos", "num_real", "num_fake", "num_failed")
 
 
 def json_safe(value: Any) -> Any:
@@ -111,8 +111,13 @@ def evaluation_record(
     snippet_len: int | None = None,
     img_size: int | None = None,
     source: str | None = None,
+    missing_videos: int | None = None,
 ) -> dict[str, Any]:
     """One entry of ``config.json``'s ``evaluation`` list, from an evaluation report.
+
+    A result that left videos out keeps their counts (``num_failed``, overall and per method, and
+    ``missing_videos``): the card says how many of the set's videos it scored, and its model-index
+    entry names the split with that coverage instead of claiming the whole split.
 
     Args:
         report: what :func:`dynsnip.engine.evaluate` reports (``overall``, ``per_method``,
@@ -121,6 +126,8 @@ def evaluation_record(
         split: its split (``"val"``, ``"test"``...).
         num_snippets, snippet_len, img_size: the test protocol (U, T, crop side).
         source: how the result was obtained (``"dynsnip train, epoch 7"``...).
+        missing_videos: videos of the evaluated set missing on disk (``dynsnip benchmark`` on a
+            partly downloaded dataset root), which the report's ``num_failed`` does not count.
     """
     def metrics(m: Mapping[str, Any]) -> dict[str, Any]:
         return {k: m[k] for k in _METRIC_KEYS if k in m}
@@ -141,6 +148,7 @@ def evaluation_record(
         "overall": metrics(report["overall"]),
         "per_method": {name: metrics(m) for name, m in (report.get("per_method") or {}).items()},
         "num_failed": report.get("num_failed"),
+        "missing_videos": missing_videos,
         "source": source,
     }
     return json_safe({k: v for k, v in record.items() if v is not None})

@@ -128,9 +128,12 @@ def celebdf_manifest(root: str | Path, version: str = "v2", val_fraction: float 
                 real_by_name[path.stem] = path
             rows.append(BenchmarkRow(path, label, "test" if relative in test else "train",
                                      "Celeb-synthesis" if label else ""))
-    listed_inventory = Inventory("test list", EXPECTED[version]["test list"] or len(listed))
+    listed_inventory = Inventory("test list", EXPECTED[version]["test list"] or len(listed), split="test")
     listed_inventory.found = len(test)
     listed_inventory.missing = missing
+    label_of = {name: label for label, _, name in listed.values()}
+    listed_inventory.missing_rows = [BenchmarkRow(root / name, label_of[name], "test",
+                                                  "Celeb-synthesis" if label_of[name] else "") for name in missing]
     inventory.append(listed_inventory)
     sourced = []
     for row in rows:

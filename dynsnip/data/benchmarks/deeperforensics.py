@@ -82,12 +82,14 @@ def deeperforensics_manifest(root: str | Path, ffpp_root: str | Path, variant: s
     real_of: dict[str, Path] = {}
     for target, split in sorted(split_of_target.items()):
         path = reals_dir / f"{target}.mp4"
-        if real_inventory.present(path, path.relative_to(ffpp_root).as_posix()):  # relative to its root, as the fakes
+        if real_inventory.present(path, path.relative_to(ffpp_root).as_posix(),  # relative to its root, as the fakes
+                                  BenchmarkRow(path, 0, split)):
             real_of[target] = path
             rows.append(BenchmarkRow(path, 0, split))
     for path, split, target in fake_entries:
-        if fake_inventory.present(path, path.relative_to(root).as_posix()):
-            rows.append(BenchmarkRow(path, 1, split, f"DeeperForensics-{variant}", real_of.get(target)))
+        row = BenchmarkRow(path, 1, split, f"DeeperForensics-{variant}", real_of.get(target))
+        if fake_inventory.present(path, path.relative_to(root).as_posix(), row):
+            rows.append(row)
     notes = [f"reals from {reals_dir}"]
     if conflicts:
         notes.append(f"{conflicts} fake(s) share a real video with fakes of another split; "

@@ -103,6 +103,8 @@ def _part_rows(root: Path, parts: list[Path]):
     found = [e for e in entries if e[0].is_file()]
     inventory.found = len(found)
     inventory.missing = [e[0].relative_to(root).as_posix() for e in entries if not e[0].is_file()]
+    inventory.missing_rows = [BenchmarkRow(path, label, "train", METHOD if label else "")  # train or val: not tested
+                              for path, label, _ in entries if not path.is_file()]
     found_by_name = {path.name: path for path, _, _ in found}
     rows, group_of = [], {}
     for path, label, original in found:
@@ -136,8 +138,9 @@ def _test_rows(root: Path):
             seen[name] = (n, label)
             inventory.expected += 1
             path = videos / name
-            if inventory.present(path, path.relative_to(root).as_posix()):
-                rows.append(BenchmarkRow(path, label, "test", METHOD if label else ""))
+            row = BenchmarkRow(path, label, "test", METHOD if label else "")
+            if inventory.present(path, path.relative_to(root).as_posix(), row):
+                rows.append(row)
     return rows, inventory
 
 
@@ -162,8 +165,9 @@ def _preview_rows(root: Path):
             continue
         seen[name] = (written, label, split)
         inventory.expected += 1
-        if inventory.present(path, name):
-            rows.append(BenchmarkRow(path, label, split, Path(name).parts[0] if label else ""))
+        row = BenchmarkRow(path, label, split, Path(name).parts[0] if label else "")
+        if inventory.present(path, name, row):
+            rows.append(row)
     return rows, inventory
 
 

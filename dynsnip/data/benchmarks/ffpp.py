@@ -80,8 +80,9 @@ def _method_rows(root: Path, method: str, compression: str, splits, real_of: dic
             for target, source in ((a, b), (b, a)):
                 inventory.expected += 1
                 path = folder / f"{target}_{source}.mp4"
-                if inventory.present(path, path.relative_to(root).as_posix()):
-                    rows.append(BenchmarkRow(path, 1, split, method, real_of.get(target)))
+                row = BenchmarkRow(path, 1, split, method, real_of.get(target))
+                if inventory.present(path, path.relative_to(root).as_posix(), row):
+                    rows.append(row)
     return rows, inventory
 
 
@@ -131,7 +132,7 @@ def ffpp_manifest(
         for vid in (v for pair in pairs for v in pair):
             real_inventory.expected += 1
             path = real_dir / f"{vid}.mp4"
-            if real_inventory.present(path, path.relative_to(root).as_posix()):
+            if real_inventory.present(path, path.relative_to(root).as_posix(), BenchmarkRow(path, 0, split)):
                 real_of[vid] = path
                 rows.append(BenchmarkRow(path, 0, split))
     inventory = [real_inventory]

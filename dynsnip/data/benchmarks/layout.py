@@ -59,19 +59,28 @@ class BenchmarkRow:
 @dataclass
 class Inventory:
     """A group of videos the layout promises: how many were ``expected`` (None: the layout
-    does not say), how many ``found``, and the ``missing`` ones (paths relative to the root)."""
+    does not say), how many ``found``, and the ``missing`` ones (paths relative to the root;
+    ``missing_rows``: the rows they would be, where the layout says their split, so that a
+    protocol can count the missing videos it tests apart from the training ones; ``split``: the
+    split of the whole group where the layout says, e.g. Celeb-DF's test list, whose shortfall
+    names no video)."""
 
     group: str
     expected: int | None
     found: int = 0
     missing: list[str] = field(default_factory=list)
+    missing_rows: list[BenchmarkRow] = field(default_factory=list)
+    split: str | None = None
 
-    def present(self, path: Path, name: str) -> bool:
-        """Whether the video ``path`` is there: counted as found, or recorded as missing under ``name``."""
+    def present(self, path: Path, name: str, row: BenchmarkRow | None = None) -> bool:
+        """Whether the video ``path`` is there: counted as found, or recorded as missing under ``name``
+        (and ``row``, the manifest row it would be, in ``missing_rows``)."""
         if path.is_file():
             self.found += 1
             return True
         self.missing.append(name)
+        if row is not None:
+            self.missing_rows.append(row)
         return False
 
     @property
@@ -174,6 +183,12 @@ class BenchmarkManifest:
     @property
     def num_missing(self) -> int:
         return sum(i.num_missing for i in self.inventory)
+
+    @property
+    def missing_rows(self) -> list[BenchmarkRow]:
+        """The rows the missing videos would be, where the layout says their split (not every
+        missing video: a shortfall against a published count names none)."""
+        return [row for item in self.inventory for row in item.missing_rows]
 
     def split_counts(self) -> dict[str, Counter]:
         """``{split: Counter({"real": n, "fake": m})}``."""

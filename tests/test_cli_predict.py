@@ -522,3 +522,26 @@ def test_face_coverage_is_reported_and_a_low_one_fails(tmp_path, checkpoint, cap
     assert main(["extract-faces", str(video), "--out", str(out), "--no-progress", "--workers", "1",
                  "--min-face-coverage", "0.2"]) == 0
     assert "face found in 3 of the 8 frames looked at (38%)" in capsys.readouterr().out
+
+
+def test_docs_sample_table_shows_what_the_default_detector_finds(checkpoint, tmp_path, capsys):
+    """docs/video.md's sample `predict` table (the bundled two_people clip, `--snippets 2`, default
+    `--face-detector auto`) shows the face tracks the current detector gives: frames, detections,
+    face sizes and positions, coverage. The probabilities (random weights) are not compared."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "video.md").read_text(encoding="utf-8")
+    sample = doc[doc.index("```\ndetector: detector_dir, training data not recorded\n"):]
+    sample = sample[:sample.index("\n```", 4)]
+
+    def track_lines(text):  # which track decides the verdict depends on the weights: not compared
+        lines = re.findall(r"^ +[0-9.]+ +\*? ?(track \d+: .*)$", text, re.M)
+        return [line.removesuffix(" (decides the verdict)") for line in lines]
+
+    tracks = track_lines(sample)
+    assert len(tracks) == 2
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(two_people(), videos / "two_people.mp4")
+    assert main(["predict", str(videos), "--checkpoint", str(checkpoint), "--snippets", "2", "--no-progress"]) == 0
+    assert track_lines(capsys.readouterr().out) == tracks

@@ -105,11 +105,13 @@ def main() -> None:
     print(f"best epoch {result.best['epoch']}: {split} AUC {overall['auc']:.3f}, ACC {overall['accuracy']:.3f} "
           f"({json_path}, {csv_path})")
     # 5. record the result in the saved model's config.json and card, next to the validation result
+    #    (a result on val replaces it: one result per data and split)
     record_evaluation(result.model_dir, evaluation_record(
         evaluation.report, data=manifest.name, split=split, num_snippets=recipe.test_num_snippets,
         snippet_len=recipe.snippet_len, img_size=recipe.img_size, source="examples/finetune.py",
     ))
-    print(f"checkpoint ready to push, its card states the validation and {split} results: {result.model_dir}")
+    stated = "the validation and test results" if split == "test" else "the val result"
+    print(f"checkpoint ready to push, its card states {stated}: {result.model_dir}")
     print(f"  dynsnip push {result.model_dir} owner/name     # or dynsnip.push_to_hub('{result.model_dir}', 'owner/name')")
     cleanup_distributed()
 

@@ -82,7 +82,7 @@ def test_train_then_resume_then_evaluate(manifest, tmp_path, capsys):
     assert validation["overall"]["auc"] == pytest.approx(val_report["overall"]["auc"])
     assert validation["source"] == f"dynsnip train, epoch {best_epoch}" and set(validation["per_method"]) == {"DF", "NT"}
     card = (out / "model" / "README.md").read_text()
-    assert f"these weights are from epoch {best_epoch}" in card and "| manifest.csv [validation]: DF | 2 x 4 |" in card
+    assert f"these weights are from epoch {best_epoch}" in card and "| manifest.csv [val]: DF | 2 x 4 |" in card
     assert "constant lr (no plateau drop within the run)" in card  # 2 epochs, patience 2
 
     # the same command with more epochs resumes after epoch 2
@@ -114,6 +114,17 @@ def test_train_then_resume_then_evaluate(manifest, tmp_path, capsys):
     assert report["training_data"]["data"] == "manifest.csv" and report["training_data"]["img_size"] == 16
     assert main(predict) == 0
     assert capsys.readouterr().out.splitlines()[0] == f"detector: {out / 'model'}, {trained_on}"
+
+    # `evaluate --split val --record` measures the split training validated on: one split, one spelling
+    # ("val", as the manifest reader spells it), so its result replaces training's instead of a second
+    # "manifest.csv [validation]" row next to "manifest.csv [val]"
+    assert main(["evaluate", "--model", str(out / "model"), "--manifest", str(manifest), "--split", "val", "--record",
+                 "--workers", "0", "--no-progress", "--out", str(tmp_path / "recorded")]) == 0
+    capsys.readouterr()
+    evaluation = json.loads((out / "model" / "config.json").read_text())["evaluation"]
+    assert [(e["data"], e["split"], e["source"]) for e in evaluation] == [("manifest.csv", "val", "dynsnip evaluate")]
+    card = (out / "model" / "README.md").read_text()
+    assert "| manifest.csv [val] |" in card and "[validation]" not in card
 
 
 def test_default_loader_workers_are_what_the_machine_has(monkeypatch):
@@ -147,7 +158,7 @@ def test_evaluate_record_then_push_a_run_and_pull_it_back(manifest, tmp_path, ca
                  "--data-name", "tiny test", "--workers", "0", "--no-progress", "--out", str(report)]) == 0
     assert "recorded in" in capsys.readouterr().out
     config = json.loads((out / "model" / "config.json").read_text())
-    assert [(e["data"], e.get("split")) for e in config["evaluation"]] == [("tiny frames", "validation"), ("tiny test", "train")]
+    assert [(e["data"], e.get("split")) for e in config["evaluation"]] == [("tiny frames", "val"), ("tiny test", "train")]
     tested = json.loads(report.with_suffix(".json").read_text())["overall"]
     assert config["evaluation"][1]["overall"]["accuracy"] == tested["accuracy"]
 
@@ -158,7 +169,7 @@ def test_evaluate_record_then_push_a_run_and_pull_it_back(manifest, tmp_path, ca
     assert card.data.license == "apache-2.0" and card.data.base_model is None  # trained from scratch
     results = {(r.dataset_name, r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
     assert results[("tiny test", "train", "accuracy")] == tested["accuracy"]
-    assert ("tiny frames", "validation", "roc_auc") in results
+    assert ("tiny frames", "val", "roc_auc") in results
     assert "tiny test [train]" in card.text and 'timm.create_model("hf-hub:me/tiny-detector"' in card.text
     pushed = json.loads(local_hub.files("me/tiny-detector")["config.json"])
     assert pushed["training"] == config["training"] and pushed["evaluation"] == config["evaluation"]

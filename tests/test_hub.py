@@ -662,7 +662,7 @@ def test_a_result_recorded_again_replaces_the_earlier_one_and_a_longer_recipe_is
     record_evaluation(folder, evaluation_record(first, data="FF++ c23 tiny", split="validation", num_snippets=2,
                                                 snippet_len=4, img_size=32, source="dynsnip evaluate"))
     evaluation = json.loads((folder / "config.json").read_text())["evaluation"]
-    assert [r["split"] for r in evaluation] == ["test", "validation"]
+    assert [r["split"] for r in evaluation] == ["test", "val"]  # stored as the manifest reader spells it
     card = ModelCard.load(folder / "README.md")
     results = card.data.eval_results or []
     assert sorted((r.dataset_split, r.metric_type, r.metric_value) for r in results if r.dataset_split == "test") == [
@@ -673,6 +673,41 @@ def test_a_result_recorded_again_replaces_the_earlier_one_and_a_longer_recipe_is
     assert config["training"]["recipe"]["epochs"] == 2 and config["training"]["epoch"] == 1
     assert "| epochs | 2; these weights are from epoch 1 |" in (folder / "README.md").read_text()
     assert not update_training_recipe(folder, {"epochs": 2, "lr": 1e-4})  # nothing new
+
+
+
+def test_validation_and_val_are_one_split_in_records_and_cards(tmp_path):
+    """`dynsnip train` records its validation result and `dynsnip evaluate --split val --record` records
+    one on the same rows: one split, spelt as the manifest reader spells it ("val"), so the card does
+    not show "data [validation]" and "data [val]" side by side; a record saved with "validation"
+    (before) renders exactly as one saved with "val", and a later "val" result replaces it."""
+    from dynsnip.hub.card import model_card
+    from dynsnip.hub.records import canonical_split
+
+    assert [canonical_split(s) for s in ("validation", " Val ", "VALIDATION", "Train", "test", None, "")] == [
+        "val", "val", "val", "train", "test", None, None]
+    assert canonical_split("test (footage of other people)") == "test (footage of other people)"  # free text kept
+
+    report = {"overall": {"auc": 0.9, "accuracy": 0.8, "num_videos": 4}, "per_method": {}}
+    record = evaluation_record(report, data="faces.csv", split="validation", num_snippets=2, snippet_len=4,
+                               img_size=32, source="dynsnip train, epoch 1")
+    assert record["split"] == "val"
+    folder = dynsnip_hub.save_pretrained(detector(), tmp_path / "m", evaluation=[record])
+    later = evaluation_record({**report, "overall": {**report["overall"], "auc": 0.7}}, data="faces.csv", split="val",
+                              num_snippets=2, snippet_len=4, img_size=32, source="dynsnip evaluate")
+    record_evaluation(folder, later)
+    config = json.loads((folder / "config.json").read_text())
+    assert [(r["split"], r["source"]) for r in config["evaluation"]] == [("val", "dynsnip evaluate")]
+    card = (folder / "README.md").read_text()
+    assert "faces.csv [val]" in card and "[validation]" not in card
+
+    # a config.json written before: its "validation" record renders as "val", in the table and the model-index
+    old = {**config, "evaluation": [{**config["evaluation"][0], "split": "validation"}]}
+    assert model_card(old) == model_card(config)
+    # and a new "val" result replaces it rather than standing next to it
+    (folder / "config.json").write_text(json.dumps(old))
+    record_evaluation(folder, later)
+    assert [r["split"] for r in json.loads((folder / "config.json").read_text())["evaluation"]] == ["val"]
 
 
 # ------------------------------------------------------------------ audit D: the head

@@ -308,7 +308,7 @@ def _card_records(recipe: Recipe, epoch: int, train_set: Dataset, val_result: Ev
     )}
     if val_result is not None:
         records["evaluation"] = [evaluation_record(
-            val_result.report, data=data_name, split="validation", num_snippets=recipe.test_num_snippets,
+            val_result.report, data=data_name, split="val", num_snippets=recipe.test_num_snippets,
             snippet_len=recipe.snippet_len, img_size=recipe.img_size, source=f"dynsnip train, epoch {epoch}",
         )]
     return records

@@ -117,12 +117,21 @@ def _scored_note(record: Mapping[str, Any], metrics: Mapping[str, Any] | None = 
     return "" if covered is None else f" ({covered[0]} of {covered[1]} videos scored)"
 
 
+def _split(record: Mapping[str, Any]) -> str | None:
+    """The record's split as :func:`dynsnip.hub.records.canonical_split` spells it (records saved
+    before it with ``validation`` render as ``val``)."""
+    from .records import canonical_split  # records imports this module
+
+    return canonical_split(record.get("split"))
+
+
 def _evaluation_rows(config: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
     """``(name, record, metrics)`` for each result and each manipulation method in it; a name says how
     many of its videos were scored when some were not."""
     rows = []
     for record in config.get("evaluation") or []:
-        name = record.get("data", "unnamed") + (f" [{record['split']}]" if record.get("split") else "")
+        split = _split(record)
+        name = record.get("data", "unnamed") + (f" [{split}]" if split else "")
         rows.append((name + _scored_note(record), record, record.get("overall", {})))
         methods = record.get("per_method") or {}
         if len(methods) > 1:  # one method's row would repeat the overall one
@@ -162,7 +171,7 @@ def _eval_results(config: Mapping[str, Any]) -> list[EvalResult]:
     out = []
     for record in config.get("evaluation") or []:
         data = record.get("data", "unnamed")
-        split = record.get("split")
+        split = _split(record)
         if (covered := coverage(record)) is not None:
             split = (f"{split} " if split else "") + f"({covered[0]} of {covered[1]} videos scored)"
         for metric, key, label in (("roc_auc", "auc", "AUC"), ("accuracy", "accuracy", "ACC")):

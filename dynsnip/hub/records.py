@@ -31,7 +31,7 @@ from .card import model_card
 from .config import CARD_NAME, CONFIG_NAME
 
 __all__ = ["training_record", "evaluation_record", "json_safe", "record_evaluation", "card_license", "card_is_generated",
-           "card_text_is_generated", "card_repo_id", "text_license", "describe_training", "NOT_RECORDED"]
+           "card_text_is_generated", "card_repo_id", "text_license", "describe_training", "NOT_RECORDED", "canonical_split"]
 
 _METRIC_KEYS = ("auc", "accuracy", "num_videos", "num_real", "num_fake", "num_failed")
 
@@ -102,6 +102,22 @@ def describe_training(record: Mapping[str, Any] | None) -> str:
     return text + (f"; scope: {record['scope']}" if record.get("scope") else "")
 
 
+def canonical_split(split: str | None) -> str | None:
+    """A record's split in the manifest reader's spelling: ``validation`` / ``Val`` / `` val `` ->
+    ``val`` (likewise ``train``, ``test``; :func:`dynsnip.data.manifest.parse_split`), so that
+    ``dynsnip train`` (the validation result of the saved epoch) and ``dynsnip evaluate --split val``
+    name one split alike. Any other text (``"test (footage of other people)"``) is kept as given,
+    stripped; empty or None -> None. Records are normalised when written and when rendered, so
+    records saved with either spelling show the same."""
+    from ..data.manifest import SPLIT_ALIASES, SPLITS
+
+    if split is None:
+        return None
+    text = str(split).strip()
+    key = SPLIT_ALIASES.get(text.lower(), text.lower())
+    return key if key in SPLITS else (text or None)
+
+
 def evaluation_record(
     report: Mapping[str, Any],
     *,
@@ -123,7 +139,8 @@ def evaluation_record(
         report: what :func:`dynsnip.engine.evaluate` reports (``overall``, ``per_method``,
             ``threshold``, ``num_failed``).
         data: what the evaluated data is called (default ``"unnamed"``).
-        split: its split (``"val"``, ``"test"``...).
+        split: its split (``"val"``, ``"test"``...), stored as :func:`canonical_split` spells it
+            (``"validation"`` -> ``"val"``).
         num_snippets, snippet_len, img_size: the test protocol (U, T, crop side).
         source: how the result was obtained (``"dynsnip train, epoch 7"``...).
         missing_videos: videos of the evaluated set missing on disk (``dynsnip benchmark`` on a
@@ -140,7 +157,7 @@ def evaluation_record(
 
     record = {
         "data": data or "unnamed",
-        "split": split,
+        "split": canonical_split(split),
         "num_snippets": num_snippets,
         "snippet_len": snippet_len,
         "img_size": img_size,
@@ -212,7 +229,8 @@ def record_evaluation(
 ) -> bool:
     """Append evaluation result(s) to a saved detector's ``config.json`` and re-render its
     model card, keeping the card's licence; a card edited by hand is left alone. A result for
-    the same ``data`` and ``split`` as an earlier one replaces it.
+    the same ``data`` and ``split`` as an earlier one replaces it (splits compared as
+    :func:`canonical_split` spells them: an earlier ``validation`` result is one on ``val``).
 
     Args:
         directory: a folder :func:`dynsnip.save_pretrained` wrote.
@@ -235,7 +253,7 @@ def record_evaluation(
     new = [json_safe(dict(r)) for r in ([results] if isinstance(results, Mapping) else list(results))]
 
     def same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:  # one measurement of one thing
-        return a.get("data") == b.get("data") and a.get("split") == b.get("split")
+        return a.get("data") == b.get("data") and canonical_split(a.get("split")) == canonical_split(b.get("split"))
 
     # a result for the same data and split replaces the earlier one: two values of one metric on one dataset
     # would be one model-index entry with the metric twice

@@ -470,6 +470,14 @@ def test_training_data_holding_test_videos_is_refused_before_training(tiny_model
     err = capsys.readouterr().err
     assert "3 test video(s) are also train/val rows of the training data" in err and "00170.mp4 (train)" in err
     assert not (out / "run").exists() and not (out / "benchmark.json").exists()
+    # exit 2 = nothing was done: the test manifest written before the training data was checked is gone, so the
+    # same command is refused for the leak again, not for "an earlier benchmark" in --out
+    assert list(out.iterdir()) == []
+    assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--train", "--train-data", str(leaky),
+                 "--data", str(data), "--out", str(out), "--epochs", "1", "--workers", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "3 test video(s) are also train/val rows" in err and "earlier benchmark" not in err
+    assert list(out.iterdir()) == []
 
 
 def test_ffpp_training_rows_are_the_protocols_methods(tmp_path, capsys):

@@ -74,3 +74,62 @@ def test_two_ranks_predict_one_merged_report(tmp_path, capsys):
     proc = torchrun_dynsnip(["predict", *common, "--output", str(tmp_path / "sharded.json")])
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert (tmp_path / "sharded.json").read_text() == (tmp_path / "single.json").read_text()
+
+
+def test_gather_shards_refuses_parts_that_are_not_the_ranks_shards(monkeypatch):
+    """A rank that scored another list (it found a video the others did not) or lost a result: merged, the
+    report would list a video twice, miss another and say "0 failed". A ShardMismatchError names the rank."""
+    from dynsnip.engine import distributed
+    from dynsnip.engine.distributed import DistInfo, ShardMismatchError, gather_shards
+
+    names, me = ["a.mp4", "b.mp4", "c.mp4"], DistInfo(rank=0, world_size=2)
+
+    def rank_1_sends(done, results):
+        monkeypatch.setattr(distributed, "all_gather_objects", lambda mine: [mine, (done, results)])
+
+    rank_1_sends(["b.mp4"], ["B"])
+    assert gather_shards(["A", "C"], names, me) == ["A", "B", "C"]
+    rank_1_sends(["b.mp4", "d.mp4"], ["B", "D"])  # rank 1 saw a fourth video
+    with pytest.raises(ShardMismatchError, match=r"rank 1 of 2 worked on 2 input\(s\), not on its shard of the 3 "
+                                                 r"inputs rank 0 has \(1: it has d.mp4 beyond them\)"):
+        gather_shards(["A", "C"], names, me)
+    rank_1_sends(["c.mp4"], ["C"])  # rank 1 saw a list without b.mp4
+    with pytest.raises(ShardMismatchError, match=r"its input 0 is c.mp4, expected b.mp4"):
+        gather_shards(["A", "C"], names, me)
+    rank_1_sends(["b.mp4"], [])
+    with pytest.raises(ShardMismatchError, match=r"rank 1 of 2 returned 0 result\(s\) for its 1 input\(s\)"):
+        gather_shards(["A", "C"], names, me)
+    with pytest.raises(ShardMismatchError, match=r"rank 0 of 2 returned 1 result\(s\) for its 2 input\(s\)"):
+        gather_shards(["A"], names, me)
+
+
+def test_predict_ranks_shard_rank_0s_list_of_videos(tmp_path, monkeypatch):
+    """Each rank finds the videos itself; if it sees another list than rank 0 (a folder still being filled),
+    it still scores its shard of rank 0's list, so the merged report has each video once."""
+    import dynsnip.cli.predict as predict
+    from test_cli_predict import detector_state
+
+    from dynsnip.engine import distributed
+    from dynsnip.hub import save_pretrained
+
+    checkpoint = save_pretrained(detector_state(num_classes=2), tmp_path / "detector",
+                                 pretrained_cfg={"input_size": (3, 32, 32)})
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a", "b", "c", "late"):  # late.mp4 arrived after rank 0 listed the folder
+        shutil.copy(carphone(), folder / f"{name}.mp4")
+    rank_0_sees = [folder / "a.mp4", folder / "b.mp4", folder / "c.mp4"]
+    scored: list[list[Path]] = []
+
+    def fake_predict_videos(model, shard, **kwargs):
+        scored.append(list(shard))
+        return [dict(path=str(p), status="ok") for p in shard]
+
+    monkeypatch.setattr(predict, "predict_videos", fake_predict_videos)
+    monkeypatch.setattr(distributed, "join_torchrun", lambda device: distributed.DistInfo(rank=1, world_size=2))
+    monkeypatch.setattr(distributed, "broadcast_object", lambda obj, src=0: list(rank_0_sees))
+    monkeypatch.setattr(distributed, "all_gather_objects",
+                        lambda mine: [([str(rank_0_sees[0]), str(rank_0_sees[2])], [dict(status="ok")] * 2), mine])
+    assert main(["predict", str(folder), "--checkpoint", str(checkpoint), "--workers", "0", "--no-progress",
+                 "--device", "cpu"]) == 0
+    assert scored == [[folder / "b.mp4"]]  # rank 1's shard of rank 0's three videos, not of its own four

@@ -322,7 +322,8 @@ def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ra
     manifest)."""
     from dynsnip.engine.distributed import gather_shards
 
-    return gather_shards(list(_run_all(jobs[ranks.rank::ranks.world_size], workers)), len(jobs), ranks)
+    return gather_shards(list(_run_all(jobs[ranks.rank::ranks.world_size], workers)),
+                         [str(video) for video, _, _ in jobs], ranks)
 
 
 def write_failed_rows(rows: list[tuple[Any, str, str]], path: Path) -> None:
@@ -630,9 +631,9 @@ def run(args: argparse.Namespace) -> int:
 
     ranks = join_torchrun("cpu")  # extraction runs on CPUs (gloo)
     if ranks is not None:  # torchrun: every rank works from rank 0's view of what exists
-        from dynsnip.engine.distributed import broadcast_object
+        from dynsnip.engine.distributed import rank_zero_view
 
-        plan = broadcast_object(plan)
+        plan = rank_zero_view(plan)
     extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed, kept),
                                       **({"replace": True} if action == "replace" else {})})
                     for video, out_dir, entry, _, action, _ in plan if action in ("extract", "replace")]

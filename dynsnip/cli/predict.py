@@ -496,9 +496,11 @@ def run(args: argparse.Namespace) -> int:
     if model is None:
         return usage_error(weights)
 
-    from dynsnip.engine.distributed import cleanup_distributed, gather_shards, join_torchrun
+    from dynsnip.engine.distributed import cleanup_distributed, gather_shards, join_torchrun, rank_zero_view
 
     ranks = join_torchrun(args.device)  # torchrun: videos sharded across ranks, one merged report
+    if ranks is not None:  # every rank shards rank 0's list: ranks can find different ones (a folder being filled)
+        videos = rank_zero_view(videos)
     device = ranks.device if ranks is not None else resolve_device(args.device)
     model.to(device)
     if args.compile:  # --compile: torch.compile in place (dynsnip.engine.compile)
@@ -521,7 +523,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         results, not_scored = stop.results, stop.not_scored
     if ranks is not None:
-        results = gather_shards(results, len(videos), ranks)
+        results = gather_shards(results, [str(v) for v in videos], ranks)
         cleanup_distributed()
         if not ranks.is_main:  # rank 0 prints and writes the report
             return EXIT_SOME_FAILED if any(r["status"] != "ok" for r in results) else EXIT_OK

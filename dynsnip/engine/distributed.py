@@ -32,6 +32,10 @@ __all__ = [
     "any_rank",
     "broadcast_buffers",
     "unwrap_model",
+    "join_torchrun",
+    "rank_zero_view",
+    "gather_shards",
+    "ShardMismatchError",
 ]
 
 
@@ -188,13 +192,55 @@ def join_torchrun(device: str | torch.device | None = None) -> DistInfo | None:
     return init_distributed(device)
 
 
-def gather_shards(mine: Sequence[Any], total: int, info: DistInfo) -> list[Any]:
+def rank_zero_view(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` when not distributed): what the ranks shard.
+
+    Each rank finding the inputs itself can see another list (a folder still being filled,
+    file-system caches on other nodes): sharded, the merged results would list one input
+    twice and lose another. So the commands that shard (``predict``, ``extract-faces``)
+    find their inputs on every rank, then all work from rank 0's list.
+    """
+    return broadcast_object(obj)
+
+
+class ShardMismatchError(RuntimeError):
+    """A rank's part of :func:`gather_shards` is not its shard of the inputs: another length, or
+    other inputs (the ranks did not shard one list)."""
+
+
+def _first_difference(done: list[str], expected: list[str]) -> str:
+    for i, (a, b) in enumerate(zip(done, expected)):
+        if a != b:
+            return f"its input {i} is {a}, expected {b}"
+    if len(done) > len(expected):
+        return f"it has {done[len(expected)]} beyond them"
+    return f"it lacks {expected[len(done)]}"
+
+
+def gather_shards(mine: Sequence[Any], names: Sequence[str], info: DistInfo) -> list[Any]:
     """Every rank's results in input order, on every rank.
 
-    Rank r computed ``mine`` for inputs r, r + world, r + 2 world, ... (its shard of
-    ``total`` inputs); the shards are gathered and interleaved back into one list.
+    Rank r computed ``mine`` for inputs r, r + world, r + 2 world, ... (its shard of the
+    inputs named ``names``, the same list on every rank: :func:`rank_zero_view`); the shards are
+    gathered with the names of the inputs each rank did and interleaved back into one list.
+
+    Raises:
+        ShardMismatchError: a rank's part is not its shard of ``names`` (as this rank sees
+            them): other inputs, or not one result per input. Merged, such parts would list
+            an input twice, lose another, and count neither as failed.
     """
-    out: list[Any] = [None] * total
-    for rank, part in enumerate(all_gather_objects(list(mine))):
-        out[rank::info.world_size] = part
+    names = [str(name) for name in names]
+    world = info.world_size
+    out: list[Any] = [None] * len(names)
+    for rank, (done, part) in enumerate(all_gather_objects((names[info.rank::world], list(mine)))):
+        expected = names[rank::world]
+        if done != expected:
+            raise ShardMismatchError(
+                f"rank {rank} of {world} worked on {len(done)} input(s), not on its shard of the {len(names)} inputs "
+                f"rank {info.rank} has ({len(expected)}: {_first_difference(done, expected)}); expected every rank "
+                "to shard one list, rank 0's (dynsnip.engine.distributed.rank_zero_view)")
+        if len(part) != len(done):
+            raise ShardMismatchError(f"rank {rank} of {world} returned {len(part)} result(s) for its {len(done)} "
+                                     "input(s); expected one result per input")
+        out[rank::world] = part
     return out

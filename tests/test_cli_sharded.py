@@ -133,3 +133,56 @@ def test_predict_ranks_shard_rank_0s_list_of_videos(tmp_path, monkeypatch):
     assert main(["predict", str(folder), "--checkpoint", str(checkpoint), "--workers", "0", "--no-progress",
                  "--device", "cpu"]) == 0
     assert scored == [[folder / "b.mp4"]]  # rank 1's shard of rank 0's three videos, not of its own four
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or sys.platform == "win32", reason="torch.distributed, signals")
+def test_ctrl_c_under_torchrun_keeps_each_ranks_finished_videos(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while rank 1 scores and rank 0,
+    done, waits for it: each rank writes the videos it finished to its own report file, marked
+    interrupted, without a traceback; no merged report claims to be complete."""
+    import json
+    import signal
+    import time
+
+    from test_cli_predict import detector_state
+
+    from dynsnip.hub import save_pretrained
+
+    checkpoint = save_pretrained(detector_state(num_classes=2, bias=(0.1, -0.1), zero_weights=False),
+                                 tmp_path / "detector", pretrained_cfg={"input_size": (3, 32, 32)})
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(6):
+        shutil.copy(carphone(), videos / f"{i}.mp4")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), str(tests), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [torchrun, "--standalone", "--nnodes", "1", "--nproc_per_node", "2", str(tests / "predict_stopper.py"),
+         str(marks), "sleep-rank1:2", "predict", str(videos), "--checkpoint", str(checkpoint), "--snippets", "2",
+         "--workers", "0", "--face-detector", "none", "--no-progress", "--device", "cpu", "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((marks / "rank0_waiting").exists() and (marks / "rank1_sleeping").exists()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not out.exists()  # no report of the whole run: it was not finished
+    shards = {rank: json.loads((tmp_path / f"report.rank{rank}-of-2.json").read_text()) for rank in (0, 1)}
+    assert [Path(v["path"]).name for v in shards[0]["videos"]] == ["0.mp4", "2.mp4", "4.mp4"]  # all of its shard
+    assert shards[0]["not_scored"] == [] and shards[0]["interrupted"] is True
+    assert [Path(v["path"]).name for v in shards[1]["videos"]] == ["1.mp4"]
+    assert [Path(p).name for p in shards[1]["not_scored"]] == ["3.mp4", "5.mp4"] and shards[1]["interrupted"] is True
+    for rank in (0, 1):
+        assert f"rank {rank} of 2 interrupted (Ctrl-C)" in stderr, stderr[-3000:]
+        assert (shards[rank]["rank"], shards[rank]["world_size"], shards[rank]["videos_of_all_ranks"]) == (rank, 2, 6)
+    assert "KeyboardInterrupt" not in stderr and "Fatal Python error" not in stderr, stderr[-3000:]

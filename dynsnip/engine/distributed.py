@@ -13,6 +13,7 @@ each process to GPU ``LOCAL_RANK``. Without those variables everything runs in o
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Sequence
@@ -34,6 +35,7 @@ __all__ = [
     "unwrap_model",
     "join_torchrun",
     "rank_zero_view",
+    "wait_for_ranks",
     "gather_shards",
     "ShardMismatchError",
 ]
@@ -190,6 +192,20 @@ def join_torchrun(device: str | torch.device | None = None) -> DistInfo | None:
     if _env_int("WORLD_SIZE", 1) <= 1:
         return None
     return init_distributed(device)
+
+
+def wait_for_ranks(device: torch.device | None = None, poll_s: float = 0.2) -> None:
+    """Return once every rank has called it (at once when not distributed): a barrier that Python
+    signal handlers interrupt. A blocking collective holds the main thread in C++, where Ctrl-C
+    or SIGTERM are not handled until it returns: a rank that finished its shard first could not
+    report it when stopped while the others work. Here the rank polls an asynchronous all-reduce,
+    so a signal raises (KeyboardInterrupt, see :mod:`dynsnip.cli.interrupts`) in its wait."""
+    if not _active():
+        return
+    work = dist.all_reduce(torch.zeros(1, device=device), async_op=True)
+    while not work.is_completed():
+        time.sleep(poll_s)
+    work.wait()  # raises what ended the collective (a rank gone, the timeout)
 
 
 def rank_zero_view(obj: Any) -> Any:

@@ -44,7 +44,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..cpus import available_cpus
+from ..cpus import cpus_per_process
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from .face_options import (
@@ -97,8 +97,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="image format: png (default, lossless), bmp (lossless, uncompressed: about 2.8x the disk, "
                              "the extraction about 10%% faster, docs/video.md), jpg (quality 95, adds its own "
                              "compression traces)")
-    parser.add_argument("--workers", type=int, default=available_cpus(), metavar="N",
-                        help="videos processed at once, one process each (default: the number of CPUs)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="videos processed at once, one process each (default: the number of CPUs; under "
+                             "torchrun, each rank's share of the node's CPUs: CPUs / LOCAL_WORLD_SIZE)")
     parser.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",
                         help="detect and write each video's faces in two threads beside its decoding: the same files, "
                              "less wall time where cores would idle. auto (default): when the CPUs number at least "
@@ -548,6 +549,8 @@ def run(args: argparse.Namespace) -> int:
             return usage_error(f"{listed} exists; refusing to overwrite it (pass --overwrite to replace it)")
     if problem := face_options_problem(args):
         return usage_error(problem)
+    if args.workers is None:  # one process per CPU; under torchrun, per CPU of this rank's share of the node
+        args.workers = cpus_per_process()
     if problem := detection_policy_problem(args) or detect_device_problem(args, args.workers == 1):
         return usage_error(problem)
     if args.scale is not None and not 0 < args.scale <= 4:

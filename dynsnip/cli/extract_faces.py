@@ -17,7 +17,10 @@ video, naming both, and a folder of the video made with other settings (``--max-
 ``--format``, ``--margin``, ...) fails it naming each setting asked and recorded; either is
 replaced only with ``--replace-stale``. A folder whose recorded face coverage is below
 ``--min-face-coverage`` fails its video (``low_face_coverage``), as extracting it would. An
-existing ``OUT/faces.csv`` is replaced only with ``--overwrite``. The manifest rows that failed are written
+existing ``OUT/faces.csv`` is replaced only with ``--overwrite``, and never when another run wrote it
+while this one worked (several ``--manifest`` shards into one ``OUT``): this run's rows then go to
+``OUT/faces.<time>-<pid>.csv`` (:func:`own_manifest_names`), named in one line, to combine by hand
+(docs/video.md). The manifest rows that failed are written
 to ``OUT/faces_failed.csv`` (the manifest's columns plus ``reason`` and ``message``: a manifest itself,
 to run again once they are fixed), so that a long run's failures are not only on the screen; it is
 replaced with ``faces.csv`` (and removed when a new run has none), and kept with it: a run where every
@@ -327,6 +330,30 @@ def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ra
                          [str(video) for video, _, _ in jobs], ranks)
 
 
+def file_state(path: Path) -> tuple[int, int, int] | None:
+    """``(inode, mtime ns, size)`` of ``path``, or None when it does not exist: enough to tell whether
+    another process wrote it since."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def own_manifest_names(out: Path, taken: Path) -> tuple[Path, Path]:
+    """``OUT/faces.<time>-<pid>.csv`` and its ``faces_failed.<time>-<pid>.csv``: where this run writes its
+    manifest when ``taken`` (``OUT/faces.csv``) was written by another run since this one started (several
+    ``--manifest`` shards into one ``OUT``): never over that run's rows. Says so in one line."""
+    import time
+
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    manifest, failed = out / f"{Path(MANIFEST_NAME).stem}.{stamp}.csv", out / f"{Path(FAILED_NAME).stem}.{stamp}.csv"
+    print(f"{taken} was written by another run while this one worked (another shard into the same --out?): this "
+          f"run's rows go to {manifest.name} (and its failed rows, if any, to {failed.name}); combine them with "
+          f"{taken.name} as docs/video.md shows (Several manifest shards into one folder)")
+    return manifest, failed
+
+
 def write_failed_rows(rows: list[tuple[Any, str, str]], path: Path) -> None:
     """``OUT/faces_failed.csv``: the failed manifest rows as a manifest (the videos' paths relative to
     ``OUT`` or absolute, labels, splits, ...: :func:`~dynsnip.data.manifest.write_manifest`) with
@@ -547,6 +574,7 @@ def run(args: argparse.Namespace) -> int:
     for listed in (manifest_out, failed_out):
         if args.manifest is not None and listed.exists() and not args.overwrite:
             return usage_error(f"{listed} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    manifest_found = file_state(manifest_out)  # what --overwrite may replace: not one another run writes meanwhile
     if problem := face_options_problem(args):
         return usage_error(problem)
     if args.workers is None:  # one process per CPU; under torchrun, per CPU of this rank's share of the node
@@ -709,6 +737,8 @@ def run(args: argparse.Namespace) -> int:
         coverages.append((video, folder_coverage(out_dir)))
         if entry is not None:
             written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method, dataset=entry.dataset))
+    if args.manifest is not None and file_state(manifest_out) != manifest_found:
+        manifest_out, failed_out = own_manifest_names(args.out, manifest_out)
     if args.manifest is not None:
         if not written and manifest_out.exists():
             # every video failed (all stale, say): a header-only file over a good faces.csv would lose its rows.
@@ -723,7 +753,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"wrote no {failed_out}: the run that wrote the kept {manifest_out.name} failed nothing; "
                       f"this run's {len(failed_rows)} failed row(s) are only printed above")
         else:
-            write_manifest(written, manifest_out, overwrite=args.overwrite)
+            try:
+                write_manifest(written, manifest_out, overwrite=args.overwrite)
+            except FileExistsError:  # another run wrote it since the look above
+                manifest_out, failed_out = own_manifest_names(args.out, manifest_out)
+                write_manifest(written, manifest_out)
             add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])
             if args.faces == "all":
                 add_track_columns(manifest_out, [e.path for e in written])

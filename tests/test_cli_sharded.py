@@ -47,6 +47,10 @@ def test_two_ranks_extract_what_one_process_does(tmp_path, capsys):
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.replace(str(sharded), "OUT").splitlines() if line.strip()]
     assert lines == single_lines  # rank 0 prints the one report, in the order of the inputs
+    # and each rank says what it did as it goes, on stderr: the report waits for the slowest rank
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("dynsnip extract-faces: rank ")]
+    assert sorted(line.split(": ")[1] for line in progress) == ["rank 0/2", "rank 0/2", "rank 1/2", "rank 1/2"]
+    assert sum(": FAILED " in line and "broken.mp4" in line for line in progress) == 1, progress
     assert folder_bytes(sharded) == folder_bytes(single)  # same crops, same faces.json, one merged faces.csv
 
     # resume: a finished video is skipped, a missing one is done again
@@ -186,3 +190,32 @@ def test_ctrl_c_under_torchrun_keeps_each_ranks_finished_videos(tmp_path):
         assert f"rank {rank} of 2 interrupted (Ctrl-C)" in stderr, stderr[-3000:]
         assert (shards[rank]["rank"], shards[rank]["world_size"], shards[rank]["videos_of_all_ranks"]) == (rank, 2, 6)
     assert "KeyboardInterrupt" not in stderr and "Fatal Python error" not in stderr, stderr[-3000:]
+
+
+def test_sharded_commands_wait_days_for_the_slowest_rank_unless_told(monkeypatch, tmp_path, capsys):
+    """The ranks of predict / extract-faces meet when the slowest has finished its shard: under gloo's
+    30-minute default a rank done 30 minutes earlier crashed the run. join_torchrun gives the process
+    group DYNSNIP_TORCHRUN_TIMEOUT_S seconds (default 7 days); a bad value is an error naming it."""
+    from dynsnip.engine import distributed
+
+    joined = []
+    monkeypatch.setattr(distributed, "init_distributed", lambda device, timeout_s=1800: joined.append(timeout_s))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("DYNSNIP_TORCHRUN_TIMEOUT_S", raising=False)
+    distributed.join_torchrun("cpu")
+    monkeypatch.setenv("DYNSNIP_TORCHRUN_TIMEOUT_S", "90")
+    distributed.join_torchrun("cpu")
+    assert joined == [7 * 24 * 3600, 90]
+    for bad in ("0", "-5", "soon", "inf"):
+        monkeypatch.setenv("DYNSNIP_TORCHRUN_TIMEOUT_S", bad)
+        with pytest.raises(ValueError, match=f"DYNSNIP_TORCHRUN_TIMEOUT_S='{bad}': expected a positive number of seconds"):
+            distributed.join_torchrun("cpu")
+    from test_cli_predict import detector_state
+
+    from dynsnip.hub import save_pretrained
+
+    checkpoint = save_pretrained(detector_state(), tmp_path / "detector", pretrained_cfg={"input_size": (3, 32, 32)})
+    capsys.readouterr()
+    for command in (["predict", "--checkpoint", str(checkpoint)], ["extract-faces", "--out", str(tmp_path / "faces")]):
+        assert main([*command, str(carphone()), "--workers", "1", "--face-detector", "none", "--no-progress"]) == 2
+        assert "DYNSNIP_TORCHRUN_TIMEOUT_S='inf': expected a positive number" in capsys.readouterr().err  # no traceback

@@ -34,8 +34,9 @@ being written) get a ``_`` appended. Worker processes end when the main process 
 
 Under ``torchrun --nnodes N --nproc_per_node M -m dynsnip extract-faces
 ...`` the videos are sharded across the ranks (rank r takes every world-size-th video still
-to do; each writes its own video folders), and rank 0 prints the report and writes the one
-``faces.csv``; ``OUT`` must be a folder every rank can reach. A video that cannot be read or shows no face is reported and the others
+to do; each writes its own video folders and prints each video it finishes to stderr as it goes),
+and rank 0 prints the report and writes the one ``faces.csv`` once the slowest rank is done (the ranks
+wait for each other up to ``$DYNSNIP_TORCHRUN_TIMEOUT_S`` seconds, 7 days by default); ``OUT`` must be a folder every rank can reach. A video that cannot be read or shows no face is reported and the others
 go on; exit code 1 if any failed, 2 for usage errors.
 """
 from __future__ import annotations
@@ -321,13 +322,19 @@ def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
 
 
 def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ranks: Any) -> list[tuple[bool, str]]:
-    """Under ``torchrun``: rank r extracts jobs r, r + world, ... (its own video folders), then
+    """Under ``torchrun``: rank r extracts jobs r, r + world, ... (its own video folders), printing each
+    outcome to stderr as it comes (``rank r/N: OK ...``: the report waits for the slowest rank), then
     every rank gets all outcomes in the order of ``jobs`` (rank 0 prints them and merges the
     manifest)."""
-    from dynsnip.engine.distributed import gather_shards
+    from dynsnip.engine.distributed import gather_shards, wait_for_ranks
 
-    return gather_shards(list(_run_all(jobs[ranks.rank::ranks.world_size], workers)),
-                         [str(video) for video, _, _ in jobs], ranks)
+    mine = []
+    for ok, line in _run_all(jobs[ranks.rank::ranks.world_size], workers):
+        print(f"dynsnip extract-faces: rank {ranks.rank}/{ranks.world_size}: {'OK' if ok else 'FAILED'} {line}",
+              file=sys.stderr, flush=True)
+        mine.append((ok, line))
+    wait_for_ranks()  # a rank done first waits here, where Ctrl-C still reaches it
+    return gather_shards(mine, [str(video) for video, _, _ in jobs], ranks)
 
 
 def file_state(path: Path) -> tuple[int, int, int] | None:
@@ -660,7 +667,10 @@ def run(args: argparse.Namespace) -> int:
     kept = {out_dir for _, out_dir, _, _, action, _ in plan if action == "skip"}
     from dynsnip.engine.distributed import join_torchrun
 
-    ranks = join_torchrun("cpu")  # extraction runs on CPUs (gloo)
+    try:
+        ranks = join_torchrun("cpu")  # extraction runs on CPUs (gloo)
+    except ValueError as err:  # a bad DYNSNIP_TORCHRUN_TIMEOUT_S
+        return usage_error(str(err))
     if ranks is not None:  # torchrun: every rank works from rank 0's view of what exists
         from dynsnip.engine.distributed import rank_zero_view
 

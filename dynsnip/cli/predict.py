@@ -507,7 +507,10 @@ def run(args: argparse.Namespace) -> int:
         wait_for_ranks,
     )
 
-    ranks = join_torchrun(args.device)  # torchrun: videos sharded across ranks, one merged report
+    try:
+        ranks = join_torchrun(args.device)  # torchrun: videos sharded across ranks, one merged report
+    except ValueError as err:  # a bad DYNSNIP_TORCHRUN_TIMEOUT_S
+        return usage_error(str(err))
     if ranks is not None:  # every rank shards rank 0's list: ranks can find different ones (a folder being filled)
         videos = rank_zero_view(videos)
     device = ranks.device if ranks is not None else resolve_device(args.device)
@@ -541,7 +544,7 @@ def run(args: argparse.Namespace) -> int:
             if not_scored is not None:  # no collective now: the other ranks may be stopped, or still scoring
                 report = _report(model, weights, args, loader, results)
                 code = _report_rank_stopped(report, args, ranks, shard, not_scored, len(videos), signals)
-                cleanup_distributed()
+                cleanup_distributed()  # (done already when the signal came in wait_for_ranks)
                 return code
             results = gather_shards(results, [str(v) for v in videos], ranks)
             cleanup_distributed()

@@ -12,6 +12,7 @@ each process to GPU ``LOCAL_RANK``. Without those variables everything runs in o
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "broadcast_buffers",
     "unwrap_model",
     "join_torchrun",
+    "sharded_timeout_s",
     "rank_zero_view",
     "wait_for_ranks",
     "gather_shards",
@@ -186,12 +188,45 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+# how long the ranks of a sharded command wait for each other (for the slowest rank's shard, at the end)
+SHARDED_TIMEOUT_ENV = "DYNSNIP_TORCHRUN_TIMEOUT_S"
+SHARDED_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def sharded_timeout_s() -> float:
+    """Seconds a rank of a sharded command waits in a collective: ``$DYNSNIP_TORCHRUN_TIMEOUT_S``, default
+    7 days. The ranks meet at the start and when the last one has finished its shard; a rank done
+    hours before the slowest one waits that long, so the default is long (a rank that dies does not
+    leave the others waiting: torchrun stops them).
+
+    Raises:
+        ValueError: the variable is set to something else than a positive number of seconds.
+    """
+    value = os.environ.get(SHARDED_TIMEOUT_ENV)
+    if value in (None, ""):
+        return SHARDED_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"environment variable {SHARDED_TIMEOUT_ENV}={value!r}: expected a positive number of seconds "
+                         f"(how long ranks wait for the slowest one's shard; unset: {SHARDED_TIMEOUT_S:.0f}, 7 days)")
+    return seconds
+
+
 def join_torchrun(device: str | torch.device | None = None) -> DistInfo | None:
     """:func:`init_distributed` when started by ``torchrun`` with more than one process
-    (``WORLD_SIZE`` > 1), else None: for commands that shard their inputs across ranks."""
+    (``WORLD_SIZE`` > 1), else None: for commands that shard their inputs across ranks. Their
+    collectives wait :func:`sharded_timeout_s` (7 days by default, not 30 minutes: the ranks
+    meet only when the slowest has finished its shard).
+
+    Raises:
+        ValueError: a bad ``$DYNSNIP_TORCHRUN_TIMEOUT_S`` (:func:`sharded_timeout_s`).
+    """
     if _env_int("WORLD_SIZE", 1) <= 1:
         return None
-    return init_distributed(device)
+    return init_distributed(device, timeout_s=sharded_timeout_s())
 
 
 def wait_for_ranks(device: torch.device | None = None, poll_s: float = 0.2) -> None:
@@ -203,8 +238,12 @@ def wait_for_ranks(device: torch.device | None = None, poll_s: float = 0.2) -> N
     if not _active():
         return
     work = dist.all_reduce(torch.zeros(1, device=device), async_op=True)
-    while not work.is_completed():
-        time.sleep(poll_s)
+    try:
+        while not work.is_completed():
+            time.sleep(poll_s)
+    except BaseException:  # interrupted with the collective pending: leave the group now, or a process
+        cleanup_distributed()  # backend thread still waiting aborts the interpreter at exit
+        raise
     work.wait()  # raises what ended the collective (a rank gone, the timeout)
 
 

@@ -184,6 +184,16 @@ def _as_is(item: Any) -> Any:
     return item
 
 
+def _loader_ignores_sigterm(worker_id: int) -> None:
+    """A loader process ignores SIGTERM: a stop sent to the whole process group (a scheduler,
+    ``kill -TERM -PGID``) is the main process's to handle (``dynsnip predict`` keeps what was
+    scored, and ending the loaders is then DataLoader's); a loader ended by it would instead
+    be reported as a failure of the video being scored. It still ends with the main process."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def load_clips(paths: Sequence[Path], loader: Any, workers: int,
                tracks: bool = False) -> Iterator[tuple[Path, Any, dict[str, Any] | None]]:
     """Yield ``(path, clip, failure)`` in the order of ``paths``; with ``workers`` > 0 the
@@ -200,7 +210,7 @@ def load_clips(paths: Sequence[Path], loader: Any, workers: int,
     if workers > 0 and len(paths) > 1:
         batches = torch.utils.data.DataLoader(
             dataset, batch_size=None, shuffle=False, num_workers=min(workers, len(paths)),
-            collate_fn=_as_is, prefetch_factor=2,
+            collate_fn=_as_is, prefetch_factor=2, worker_init_fn=_loader_ignores_sigterm,
         )
         try:
             for item in batches:

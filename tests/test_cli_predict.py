@@ -175,6 +175,69 @@ def test_ctrl_c_keeps_the_videos_scored_before_it(report, videos, checkpoint, tm
     assert written["summary"]["not_scored"] == 3 and written["summary"]["videos"] == 3
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_stop_signals_raise_on_the_first_signal_and_only_note_the_next():
+    """StopSignals: SIGTERM raises KeyboardInterrupt as Ctrl-C does; a second signal (torchrun forwards the
+    terminal's Ctrl-C again) is noted, not raised, so the report of what was finished is written; after
+    shield() nothing raises; the handlers before it come back."""
+    import signal
+    import time
+
+    from dynsnip.cli.interrupts import StopSignals
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with StopSignals() as stop:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(2)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        assert (stop.received, stop.later, stop.exit_code, stop.name) == (signal.SIGTERM, 1, 143, "SIGTERM")
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    with StopSignals() as stop:
+        stop.shield()  # the work is done: a signal now is only noted
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+        assert (stop.received, stop.exit_code, stop.name) == (signal.SIGINT, 130, "Ctrl-C")
+
+
+def run_stopper(action: str, args: list[str], tmp_path: Path):
+    """``dynsnip predict args`` in a process group of its own, stopped as ``action`` says (tests/predict_stopper.py)."""
+    import subprocess
+
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, str(tests / "predict_stopper.py"), str(tmp_path), action, "predict", *args],
+                          capture_output=True, text=True, timeout=300, env=env, start_new_session=True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("workers, action", [("0", "term-main:3"), ("2", "term-group:2")])
+def test_sigterm_keeps_the_videos_scored_before_it(checkpoint, tmp_path, workers, action):
+    """SIGTERM (a scheduler's stop, docker stop) is handled as Ctrl-C: the report of the videos finished,
+    marked interrupted, and exit code 143. Sent to the whole process group, the loader processes ignore
+    it: no video is reported failed because its loader died."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(6):
+        shutil.copy(carphone(), videos / f"{i}.mp4")
+    out = tmp_path / "partial.json"
+    proc = run_stopper(action, [str(videos), "--checkpoint", str(checkpoint), "--snippets", "2", "--workers", workers,
+                                "--face-detector", "none", "--no-progress", "--device", "cpu", "--output", str(out)],
+                       tmp_path)
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    written = json.loads(out.read_text())
+    assert written["interrupted"] is True
+    assert [v["status"] for v in written["videos"]] == ["ok"] * len(written["videos"])
+    scored = [Path(v["path"]).name for v in written["videos"]]
+    assert scored + [Path(p).name for p in written["not_scored"]] == [f"{i}.mp4" for i in range(6)]
+    if workers == "0":  # stopped before loading the third video: two were scored
+        assert scored == ["0.mp4", "1.mp4"]
+    assert "interrupted (SIGTERM)" in proc.stderr and f"marked \"interrupted\"" in proc.stderr
+
+
 class CrashesInWorkers:
     """A clip loader whose worker process dies on one video, as a decoder crash or a full
     /dev/shm would kill it; in the main process it loads that video normally."""

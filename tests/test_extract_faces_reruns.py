@@ -159,9 +159,9 @@ def test_settings_that_do_not_change_the_folder_keep_it(videos, made, capsys):
     assert "SKIPPED" in capsys.readouterr().out
     # without a detector the margin, k and T change nothing: whole frames
     out = made.parent / "none"
-    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "2", detector="none") == 0
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "4", detector="none") == 0
     capsys.readouterr()
-    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "2", "--margin", "2",
+    assert extract(str(videos / "v.mp4"), "--out", str(out), "--max-frames", "4", "--margin", "2",
                    "--detect-every", "1", "--snippet-len", "2", detector="none") == 0
     assert "SKIPPED" in capsys.readouterr().out
 
@@ -374,3 +374,47 @@ def test_a_failed_video_leaves_no_empty_folders_behind(tmp_path, capsys):
     assert "no_face" in capsys.readouterr().out
     assert not (out / "clips").exists()
     assert sorted(p.name for p in (out / "more").iterdir()) == ["face"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_manifest_written_by_another_shard_meanwhile_is_kept_and_ours_gets_its_own_name(tmp_path, capsys,
+                                                                                         monkeypatch, overwrite):
+    """Two --manifest shards into one OUT: the one that finishes second found no faces.csv (or the one
+    --overwrite was to replace) when it started, and another run's when it writes. It crashed with a
+    FileExistsError traceback (or, with --overwrite, replaced the other's rows); now it writes its own
+    faces.<time>-<pid>.csv and faces_failed.<...>.csv, says so, and the other run's files stay as they are."""
+    from video_fixtures import write_text_as_mp4
+
+    from dynsnip.cli import extract_faces
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(carphone(), data / "a.mp4")
+    write_text_as_mp4(data / "broken.mp4")
+    (data / "shard.csv").write_text("path,label\na.mp4,real\nbroken.mp4,fake\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    if overwrite:
+        (out / "faces.csv").write_text("path,label\nold/run,0\n")
+    other = "path,label,split\nother/shard,1,train\n"
+    run_all = extract_faces._run_all
+
+    def other_shard_finishes_meanwhile(jobs, workers):
+        for n, outcome in enumerate(run_all(jobs, workers)):
+            if n == 0:
+                (out / "faces.csv").write_text(other)
+                (out / "faces_failed.csv").write_text("path,label,reason,message\nother/bad.mp4,0,corrupt,x\n")
+            yield outcome
+
+    monkeypatch.setattr(extract_faces, "_run_all", other_shard_finishes_meanwhile)
+    code = main(["extract-faces", "--manifest", str(data / "shard.csv"), "--out", str(out), "--face-detector", "none",
+                 "--max-frames", "4", "--workers", "1", "--no-progress", *(["--overwrite"] if overwrite else [])])
+    printed = capsys.readouterr().out
+    assert code == 1  # broken.mp4 failed; nothing crashed
+    assert (out / "faces.csv").read_text() == other  # the other shard's rows, as it wrote them
+    ours = sorted(out.glob("faces.*-*.csv"))
+    failed = sorted(out.glob("faces_failed.*-*.csv"))
+    assert len(ours) == 1 and len(failed) == 1 and ours[0].name[len("faces."):] == failed[0].name[len("faces_failed."):]
+    assert [e.path.name for e in read_manifest(ours[0])] == ["a"]
+    assert "broken.mp4" in failed[0].read_text()
+    assert f"this run's rows go to {ours[0].name}" in printed and f"wrote {ours[0]} (1 entries)" in printed

@@ -166,3 +166,37 @@ def test_worker_processes_take_the_largest_videos_first_and_report_in_the_given_
     for (video, out, _), (ok, line) in zip(jobs, outcomes):
         assert str(video) in line
         assert (out / "faces.json").is_file() == ok
+
+
+def test_under_torchrun_each_rank_defaults_to_its_share_of_the_cpus(tmp_path, monkeypatch):
+    """extract-faces starts one process per CPU by default; under torchrun with M ranks on the node each
+    rank started that many too (M x CPUs processes). Each rank now takes CPUs / LOCAL_WORLD_SIZE (at
+    least 1); a --workers given is kept, and a single process keeps every CPU."""
+    from dynsnip import cpus
+    from dynsnip.cli import extract_faces, main
+    from dynsnip.engine import distributed
+
+    monkeypatch.setattr(cpus, "available_cpus", lambda: 8)
+    started: list[int] = []
+
+    class Started(Exception):
+        pass
+
+    def run_all(jobs, workers):
+        started.append(workers)
+        raise Started
+
+    monkeypatch.setattr(extract_faces, "_run_all", run_all)
+    monkeypatch.setattr(distributed, "join_torchrun", lambda device: None)  # the rank's own part of the run
+    argv = ["extract-faces", str(carphone()), "--face-detector", "none", "--no-progress"]
+    for env, extra, expected in [({}, [], 8), ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"}, [], 4),
+                                 ({"WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "16"}, [], 1),
+                                 ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"}, ["--workers", "3"], 3)]:
+        for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(Started):
+            main([*argv, "--out", str(tmp_path / f"out{len(started)}"), *extra])
+        assert started[-1] == expected, (env, extra)
+    assert cpus.cpus_per_process() == 4  # WORLD_SIZE 4, LOCAL_WORLD_SIZE 2 of 8 CPUs: also evaluate's default

@@ -291,3 +291,21 @@ def test_no_face_and_low_coverage_messages_name_the_detector_that_looked(faceles
     assert f"the face detector was {name} " in err.value.message and "dlib" not in err.value.message
     low = LowFaceCoverageError("v.mp4", 0.25, 0.5, 8, detector=FaceClipLoader(face_detector=name).face_detector)
     assert f"the face detector was {name} " in low.message and "dlib" not in low.message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_an_image"])
+def test_a_damaged_frame_image_fails_as_bad_face_folder_naming_the_image_and_the_fix(extracted, tmp_path, damage):
+    """A frame image cut short (an interrupted copy or sync) or overwritten: bad_face_folder naming the folder,
+    the image and how to rebuild it, as a missing image is; not "unreadable: OSError: image file is truncated"."""
+    folder = tmp_path / damage
+    shutil.copytree(extracted, folder)
+    images = frame_sequence(folder).paths
+    for image in images:  # every frame: whichever the snippets cut from
+        data = image.read_bytes()
+        image.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"<html>503</html>\n")
+    dataset = FaceFramesDataset([ManifestEntry(folder, 0)], faces="largest", num_snippets=2, size=(16, 16))
+    with pytest.raises(FaceFolderError) as err:
+        dataset[0]
+    assert err.value.reason == "bad_face_folder" and err.value.path == str(folder)
+    assert re.search(r"frame image 0000\d\d\.png cannot be read", err.value.message), err.value.message
+    assert "delete the folder" in err.value.message and "extract-faces again" in err.value.message

@@ -284,3 +284,34 @@ def test_face_shown_benchmark_times_the_check_and_puts_it_back(monkeypatch):
     with pytest.raises(RuntimeError, match="extraction failed"):
         script.cost(video, repeats=1, detector="blazeface-short")
     assert (pipeline.shows_face, extraction._FaceShown.record, extraction._FaceShown.count) == real
+
+
+def test_a_video_shorter_than_one_snippet_fails_too_short_before_any_folder(tmp_path, frames, capsys):
+    """A 1-frame video, or --max-frames below T, can never give a snippet: extract-faces fails it as
+    predict does (too_short, the same message), writes no folder (nor a .partial one), and lists it
+    in faces_failed.csv, not in faces.csv."""
+    from dynsnip.data.errors import TooShortVideoError
+    from dynsnip.data.sampling import sample_snippets
+
+    data = tmp_path / "data"
+    data.mkdir()
+    encode(data / "one.mp4", frames[:1])
+    shutil.copy(carphone(), data / "long.mp4")
+    with pytest.raises(TooShortVideoError) as err:
+        extract_face_frames(data / "one.mp4", tmp_path / "one", face_detector="none")
+    with pytest.raises(TooShortVideoError) as predicts:
+        sample_snippets(1, 8, 4, train=False, source=data / "one.mp4")
+    assert err.value.reason == "too_short" and err.value.message == predicts.value.message
+    with pytest.raises(TooShortVideoError, match=r"2 frame\(s\) \(--max-frames 2 of its \d+\), fewer than the T = 4"):
+        extract_face_frames(data / "long.mp4", tmp_path / "long", face_detector="none", max_frames=2)
+    assert list(tmp_path.glob("one*")) == [] and list(tmp_path.glob("long*")) == []
+
+    (data / "videos.csv").write_text("path,label\none.mp4,real\nlong.mp4,fake\n")
+    out = tmp_path / "out"
+    assert main(["extract-faces", "--manifest", str(data / "videos.csv"), "--out", str(out), "--face-detector", "none",
+                 "--max-frames", "3", "--workers", "1", "--no-progress"]) == 1
+    printed = capsys.readouterr().out
+    assert printed.count(": too_short: ") == 2, printed
+    assert sorted(p.name for p in out.iterdir()) == ["faces.csv", "faces_failed.csv"]
+    assert (out / "faces.csv").read_text().count("\n") == 1  # the header only
+    assert (out / "faces_failed.csv").read_text().count(",too_short,") == 2

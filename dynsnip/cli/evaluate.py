@@ -57,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no fp16 autocast on GPU")
     p.add_argument("--workers", type=int, default=None,
-                   help="DataLoader workers (default 4, or the CPU cores this process may use if fewer)")
+                   help="DataLoader workers (default 4, or the CPU cores this process may use if fewer; under torchrun, "
+                        "its share of the node's CPUs: CPUs / LOCAL_WORLD_SIZE)")
     p.add_argument("--out", type=Path, help="report path without extension (writes .json, .csv, _videos.csv; "
                                             "refused if one of them exists, see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to replace an existing report")
@@ -127,7 +128,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine.distributed import cleanup_distributed, init_distributed
 
     from ..hub.errors import ModelLoadError
-    from ..cpus import available_cpus
+    from ..cpus import cpus_per_process
 
     if not args.manifest.is_file():
         return usage_error("evaluate", f"manifest {args.manifest} does not exist (expected a .csv or .json file)")
@@ -160,7 +161,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             not_extracted = extraction_failures(args.manifest, args.split)
         except (ValueError, FileNotFoundError, TypeError, ModelLoadError) as err:
             return usage_error("evaluate", str(err))
-        workers = min(4, available_cpus()) if args.workers is None else args.workers
+        workers = min(4, cpus_per_process()) if args.workers is None else args.workers  # torchrun: per rank
         try:
             result = evaluate(model, dataset, batch_size=args.batch_size, device=info.device, amp=args.amp,
                               num_workers=workers, threshold=args.threshold, dist_info=info, progress=args.progress,

@@ -17,7 +17,10 @@ video, naming both, and a folder of the video made with other settings (``--max-
 ``--format``, ``--margin``, ...) fails it naming each setting asked and recorded; either is
 replaced only with ``--replace-stale``. A folder whose recorded face coverage is below
 ``--min-face-coverage`` fails its video (``low_face_coverage``), as extracting it would. An
-existing ``OUT/faces.csv`` is replaced only with ``--overwrite``. The manifest rows that failed are written
+existing ``OUT/faces.csv`` is replaced only with ``--overwrite``, and never when another run wrote it
+while this one worked (several ``--manifest`` shards into one ``OUT``): this run's rows then go to
+``OUT/faces.<time>-<pid>.csv`` (:func:`own_manifest_names`), named in one line, to combine by hand
+(docs/video.md). The manifest rows that failed are written
 to ``OUT/faces_failed.csv`` (the manifest's columns plus ``reason`` and ``message``: a manifest itself,
 to run again once they are fixed), so that a long run's failures are not only on the screen; it is
 replaced with ``faces.csv`` (and removed when a new run has none), and kept with it: a run where every
@@ -31,8 +34,9 @@ being written) get a ``_`` appended. Worker processes end when the main process 
 
 Under ``torchrun --nnodes N --nproc_per_node M -m dynsnip extract-faces
 ...`` the videos are sharded across the ranks (rank r takes every world-size-th video still
-to do; each writes its own video folders), and rank 0 prints the report and writes the one
-``faces.csv``; ``OUT`` must be a folder every rank can reach. A video that cannot be read or shows no face is reported and the others
+to do; each writes its own video folders and prints each video it finishes to stderr as it goes),
+and rank 0 prints the report and writes the one ``faces.csv`` once the slowest rank is done (the ranks
+wait for each other up to ``$DYNSNIP_TORCHRUN_TIMEOUT_S`` seconds, 7 days by default); ``OUT`` must be a folder every rank can reach. A video that cannot be read or shows no face is reported and the others
 go on; exit code 1 if any failed, 2 for usage errors.
 """
 from __future__ import annotations
@@ -44,7 +48,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..cpus import available_cpus
+from ..cpus import cpus_per_process
 from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from .face_options import (
@@ -97,8 +101,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="image format: png (default, lossless), bmp (lossless, uncompressed: about 2.8x the disk, "
                              "the extraction about 10%% faster, docs/video.md), jpg (quality 95, adds its own "
                              "compression traces)")
-    parser.add_argument("--workers", type=int, default=available_cpus(), metavar="N",
-                        help="videos processed at once, one process each (default: the number of CPUs)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="videos processed at once, one process each (default: the number of CPUs; under "
+                             "torchrun, each rank's share of the node's CPUs: CPUs / LOCAL_WORLD_SIZE)")
     parser.add_argument("--pipeline", choices=("auto", "on", "off"), default="auto",
                         help="detect and write each video's faces in two threads beside its decoding: the same files, "
                              "less wall time where cores would idle. auto (default): when the CPUs number at least "
@@ -317,12 +322,43 @@ def _extract(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
 
 
 def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ranks: Any) -> list[tuple[bool, str]]:
-    """Under ``torchrun``: rank r extracts jobs r, r + world, ... (its own video folders), then
+    """Under ``torchrun``: rank r extracts jobs r, r + world, ... (its own video folders), printing each
+    outcome to stderr as it comes (``rank r/N: OK ...``: the report waits for the slowest rank), then
     every rank gets all outcomes in the order of ``jobs`` (rank 0 prints them and merges the
     manifest)."""
-    from dynsnip.engine.distributed import gather_shards
+    from dynsnip.engine.distributed import gather_shards, wait_for_ranks
 
-    return gather_shards(list(_run_all(jobs[ranks.rank::ranks.world_size], workers)), len(jobs), ranks)
+    mine = []
+    for ok, line in _run_all(jobs[ranks.rank::ranks.world_size], workers):
+        print(f"dynsnip extract-faces: rank {ranks.rank}/{ranks.world_size}: {'OK' if ok else 'FAILED'} {line}",
+              file=sys.stderr, flush=True)
+        mine.append((ok, line))
+    wait_for_ranks()  # a rank done first waits here, where Ctrl-C still reaches it
+    return gather_shards(mine, [str(video) for video, _, _ in jobs], ranks)
+
+
+def file_state(path: Path) -> tuple[int, int, int] | None:
+    """``(inode, mtime ns, size)`` of ``path``, or None when it does not exist: enough to tell whether
+    another process wrote it since."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def own_manifest_names(out: Path, taken: Path) -> tuple[Path, Path]:
+    """``OUT/faces.<time>-<pid>.csv`` and its ``faces_failed.<time>-<pid>.csv``: where this run writes its
+    manifest when ``taken`` (``OUT/faces.csv``) was written by another run since this one started (several
+    ``--manifest`` shards into one ``OUT``): never over that run's rows. Says so in one line."""
+    import time
+
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    manifest, failed = out / f"{Path(MANIFEST_NAME).stem}.{stamp}.csv", out / f"{Path(FAILED_NAME).stem}.{stamp}.csv"
+    print(f"{taken} was written by another run while this one worked (another shard into the same --out?): this "
+          f"run's rows go to {manifest.name} (and its failed rows, if any, to {failed.name}); combine them with "
+          f"{taken.name} as docs/video.md shows (Several manifest shards into one folder)")
+    return manifest, failed
 
 
 def write_failed_rows(rows: list[tuple[Any, str, str]], path: Path) -> None:
@@ -545,8 +581,11 @@ def run(args: argparse.Namespace) -> int:
     for listed in (manifest_out, failed_out):
         if args.manifest is not None and listed.exists() and not args.overwrite:
             return usage_error(f"{listed} exists; refusing to overwrite it (pass --overwrite to replace it)")
+    manifest_found = file_state(manifest_out)  # what --overwrite may replace: not one another run writes meanwhile
     if problem := face_options_problem(args):
         return usage_error(problem)
+    if args.workers is None:  # one process per CPU; under torchrun, per CPU of this rank's share of the node
+        args.workers = cpus_per_process()
     if problem := detection_policy_problem(args) or detect_device_problem(args, args.workers == 1):
         return usage_error(problem)
     if args.scale is not None and not 0 < args.scale <= 4:
@@ -628,11 +667,14 @@ def run(args: argparse.Namespace) -> int:
     kept = {out_dir for _, out_dir, _, _, action, _ in plan if action == "skip"}
     from dynsnip.engine.distributed import join_torchrun
 
-    ranks = join_torchrun("cpu")  # extraction runs on CPUs (gloo)
+    try:
+        ranks = join_torchrun("cpu")  # extraction runs on CPUs (gloo)
+    except ValueError as err:  # a bad DYNSNIP_TORCHRUN_TIMEOUT_S
+        return usage_error(str(err))
     if ranks is not None:  # torchrun: every rank works from rank 0's view of what exists
-        from dynsnip.engine.distributed import broadcast_object
+        from dynsnip.engine.distributed import rank_zero_view
 
-        plan = broadcast_object(plan)
+        plan = rank_zero_view(plan)
     extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed, kept),
                                       **({"replace": True} if action == "replace" else {})})
                     for video, out_dir, entry, _, action, _ in plan if action in ("extract", "replace")]
@@ -705,6 +747,8 @@ def run(args: argparse.Namespace) -> int:
         coverages.append((video, folder_coverage(out_dir)))
         if entry is not None:
             written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method, dataset=entry.dataset))
+    if args.manifest is not None and file_state(manifest_out) != manifest_found:
+        manifest_out, failed_out = own_manifest_names(args.out, manifest_out)
     if args.manifest is not None:
         if not written and manifest_out.exists():
             # every video failed (all stale, say): a header-only file over a good faces.csv would lose its rows.
@@ -719,7 +763,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"wrote no {failed_out}: the run that wrote the kept {manifest_out.name} failed nothing; "
                       f"this run's {len(failed_rows)} failed row(s) are only printed above")
         else:
-            write_manifest(written, manifest_out, overwrite=args.overwrite)
+            try:
+                write_manifest(written, manifest_out, overwrite=args.overwrite)
+            except FileExistsError:  # another run wrote it since the look above
+                manifest_out, failed_out = own_manifest_names(args.out, manifest_out)
+                write_manifest(written, manifest_out)
             add_coverage_column(manifest_out, [folder_coverage(e.path) for e in written])
             if args.faces == "all":
                 add_track_columns(manifest_out, [e.path for e in written])

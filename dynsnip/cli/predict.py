@@ -8,6 +8,8 @@ model's video-level logit; each snippet's from the same forward pass (see
 cannot be processed (missing, corrupt, no video stream, unseekable raw stream, no face) is
 reported with the reason and the others go on; the exit code is 1 when any video failed, 2
 for usage errors (no videos, no or an unloadable detector, existing ``--output``), 0 otherwise.
+Ctrl-C or SIGTERM while scoring reports the videos finished, marked interrupted (exit code 130
+or 143; under ``torchrun`` each rank its own, in ``--output``'s :func:`rank_output` file).
 
 A verdict needs a trained detector: without ``--checkpoint`` the command refuses to run (an
 untrained network's score is not a verdict), and every report says what the detector was
@@ -24,10 +26,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .arguments import device_problem, probability_problem, real, resolve_device
-from .exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from .exit_codes import EXIT_OK, EXIT_SOME_FAILED
 from .exit_codes import usage_error as _usage_error
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model, compile_problem
 from ..scoring import DEFAULT_WORKERS, PredictionInterrupted, predict_videos
+from .interrupts import StopSignals
 from .face_options import (
     add_face_options,
     add_track_options,
@@ -496,9 +499,20 @@ def run(args: argparse.Namespace) -> int:
     if model is None:
         return usage_error(weights)
 
-    from dynsnip.engine.distributed import cleanup_distributed, gather_shards, join_torchrun
+    from dynsnip.engine.distributed import (
+        cleanup_distributed,
+        gather_shards,
+        join_torchrun,
+        rank_zero_view,
+        wait_for_ranks,
+    )
 
-    ranks = join_torchrun(args.device)  # torchrun: videos sharded across ranks, one merged report
+    try:
+        ranks = join_torchrun(args.device)  # torchrun: videos sharded across ranks, one merged report
+    except ValueError as err:  # a bad DYNSNIP_TORCHRUN_TIMEOUT_S
+        return usage_error(str(err))
+    if ranks is not None:  # every rank shards rank 0's list: ranks can find different ones (a folder being filled)
+        videos = rank_zero_view(videos)
     device = ranks.device if ranks is not None else resolve_device(args.device)
     model.to(device)
     if args.compile:  # --compile: torch.compile in place (dynsnip.engine.compile)
@@ -511,26 +525,42 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(str(err))
 
     shard = videos if ranks is None else videos[ranks.rank::ranks.world_size]
-    not_scored: list[Path] | None = None  # set on Ctrl-C: the videos it stopped
-    try:
-        results = predict_videos(model, shard, loader=loader, threshold=args.threshold, workers=args.workers,
-                                 device=device, progress=not args.no_progress, faces=args.faces,
-                                 video_score=args.video_score)
-    except PredictionInterrupted as stop:
-        if ranks is not None:  # the other ranks go on waiting for this one's shard: stop as before
-            raise
-        results, not_scored = stop.results, stop.not_scored
-    if ranks is not None:
-        results = gather_shards(results, len(videos), ranks)
-        cleanup_distributed()
-        if not ranks.is_main:  # rank 0 prints and writes the report
-            return EXIT_SOME_FAILED if any(r["status"] != "ok" for r in results) else EXIT_OK
+    results: list[dict[str, Any]] | None = None
+    not_scored: list[Path] | None = None  # set on Ctrl-C / SIGTERM: the videos it stopped
+    with StopSignals() as signals:  # SIGTERM (a scheduler's stop) as Ctrl-C: what was scored is reported
+        try:
+            results = predict_videos(model, shard, loader=loader, threshold=args.threshold, workers=args.workers,
+                                     device=device, progress=not args.no_progress, faces=args.faces,
+                                     video_score=args.video_score)
+            if ranks is not None:  # a wait that a signal interrupts: this rank can still report its shard
+                wait_for_ranks(device)
+        except PredictionInterrupted as stop:
+            results, not_scored = stop.results, stop.not_scored
+        except KeyboardInterrupt:  # before the first video, or while waiting for the other ranks
+            not_scored = shard[len(results or []):]
+            results = results or []
+        signals.shield()  # from here on the report is written: a signal must not cut it
+        if ranks is not None:
+            if not_scored is not None:  # no collective now: the other ranks may be stopped, or still scoring
+                report = _report(model, weights, args, loader, results)
+                code = _report_rank_stopped(report, args, ranks, shard, not_scored, len(videos), signals)
+                cleanup_distributed()  # (done already when the signal came in wait_for_ranks)
+                return code
+            results = gather_shards(results, [str(v) for v in videos], ranks)
+            cleanup_distributed()
+            if not ranks.is_main:  # rank 0 prints and writes the report
+                return EXIT_SOME_FAILED if any(r["status"] != "ok" for r in results) else EXIT_OK
+        return _report_all(model, weights, args, loader, results, shard, not_scored, signals)
 
+
+def _report(model: Any, weights: str, args: argparse.Namespace, loader: Any,
+            results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON report of ``results`` (printed notes: snippets capped)."""
     for note in _note_capped_snippets(results, loader):
         print(f"dynsnip predict: note: {note}", file=sys.stderr)
     failed = sum(r["status"] != "ok" for r in results)
     trained_on, training_data = training_summary(model)
-    report = dict(
+    return dict(
         model=getattr(model, "pretrained_cfg", {}).get("architecture", args.model or DEFAULT_MODEL),
         weights=weights,
         trained_on=trained_on,
@@ -545,14 +575,66 @@ def run(args: argparse.Namespace) -> int:
         videos=results,
         summary=dict(videos=len(results), scored=len(results) - failed, failed=failed),
     )
-    if not_scored is not None:  # a partial report says so: which videos it lacks, and why
-        report["interrupted"] = True
-        report["not_scored"] = [str(p) for p in not_scored]
-        report["summary"]["not_scored"] = len(not_scored)
+
+
+def _mark_interrupted(report: dict[str, Any], not_scored: list[Path]) -> None:
+    """A partial report says so: which videos it lacks, and why."""
+    report["interrupted"] = True
+    report["not_scored"] = [str(p) for p in not_scored]
+    report["summary"]["not_scored"] = len(not_scored)
+
+
+def rank_output(output: Path, rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` of ``world_size`` writes its own partial report when a ``torchrun`` run is
+    stopped: ``report.rank1-of-4.json`` beside ``--output report.json``."""
+    return output.with_name(f"{output.stem}.rank{rank}-of-{world_size}{output.suffix or '.json'}")
+
+
+def _report_rank_stopped(report: dict[str, Any], args: argparse.Namespace, ranks: Any, shard: list[Path],
+                         not_scored: list[Path], total: int, signals: StopSignals) -> int:
+    """Under ``torchrun``, a rank stopped by Ctrl-C / SIGTERM (while scoring, or done and waiting for the
+    others): its own videos finished, marked interrupted, printed and written to its
+    :func:`rank_output` file (never over an existing one without ``--overwrite``). No merged report:
+    what the other ranks finished is in their own files."""
+    _mark_interrupted(report, not_scored)
+    report.update(rank=ranks.rank, world_size=ranks.world_size, videos_of_all_ranks=total)
+    text = json.dumps(report, indent=2)
+    written = None
+    if args.output is not None:
+        path = rank_output(args.output, ranks.rank, ranks.world_size)
+        try:
+            with open(path, "w" if args.overwrite else "x", encoding="utf-8") as f:
+                f.write(text + "\n")
+            written = path
+        except FileExistsError:
+            print(f"dynsnip predict: warning: {path} exists; not overwritten (--overwrite replaces it): this rank's "
+                  "partial report is only printed", file=sys.stderr)
+        except OSError as err:
+            print(f"dynsnip predict: warning: cannot write {path} ({err.strerror or err}): this rank's partial "
+                  "report is only printed", file=sys.stderr)
+    table = format_table(report["videos"]) if report["videos"] else "(no video finished)"
+    print(text if args.json else f"rank {ranks.rank} of {ranks.world_size}: detector: {report['weights']}, "
+                                 f"{report['trained_on']}\n{table}\ninterrupted ({signals.name}): "
+                                 f"{len(not_scored)} of this rank's {len(shard)} videos not scored", flush=True)
+    print(f"dynsnip predict: rank {ranks.rank} of {ranks.world_size} interrupted ({signals.name}); the "
+          f"{len(report['videos'])} of its {len(shard)} video(s) finished are reported above"
+          f"{' and in ' + str(written) if written is not None else ''}, marked \"interrupted\"; no merged report "
+          f"of the {total} videos (each rank reports its own)", file=sys.stderr)
+    return signals.exit_code
+
+
+def _report_all(model: Any, weights: str, args: argparse.Namespace, loader: Any, results: list[dict[str, Any]],
+                shard: list[Path], not_scored: list[Path] | None, signals: StopSignals) -> int:
+    """Print the report of every video (all of them, or those finished before Ctrl-C / SIGTERM, marked
+    interrupted) and write it to ``--output``; the exit code."""
+    report = _report(model, weights, args, loader, results)
+    failed = report["summary"]["failed"]
+    if not_scored is not None:
+        _mark_interrupted(report, not_scored)
     text = json.dumps(report, indent=2)
     table = format_table(results) if results else "(no video finished)"
     if not_scored is not None:
-        table += f"\ninterrupted (Ctrl-C): {len(not_scored)} of {len(shard)} videos not scored"
+        table += f"\ninterrupted ({signals.name}): {len(not_scored)} of {len(shard)} videos not scored"
     appeared = False  # --output is written before the screen's copy: a reader that closes stdout loses nothing
     if args.output is not None:
         try:
@@ -560,12 +642,12 @@ def run(args: argparse.Namespace) -> int:
                 f.write(text + "\n")
         except FileExistsError:
             appeared = True
-    print(text if args.json else f"detector: {weights}, {trained_on}\n{table}")
+    print(text if args.json else f"detector: {weights}, {report['trained_on']}\n{table}")
     if appeared:
-        return usage_error(f"--output {args.output} appeared while scoring; not overwritten")
-    if not_scored is not None:  # the shell's code for Ctrl-C, after the report of what was finished
-        print(f"dynsnip predict: interrupted (Ctrl-C); the {len(results)} video(s) finished before it are reported "
-              f"above{' and in ' + str(args.output) if args.output is not None else ''}, marked \"interrupted\"",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _usage_error("predict", f"--output {args.output} appeared while scoring; not overwritten")
+    if not_scored is not None:  # the shell's code for the signal, after the report of what was finished
+        print(f"dynsnip predict: interrupted ({signals.name}); the {len(results)} video(s) finished before it are "
+              f"reported above{' and in ' + str(args.output) if args.output is not None else ''}, marked "
+              "\"interrupted\"", file=sys.stderr)
+        return signals.exit_code
     return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -45,6 +45,18 @@ def distinct_snippets(num_frames: int, snippet_len: int) -> int:
     return max(int(num_frames) - int(snippet_len) + 1, 1)
 
 
+def too_short_error(source: Any, num_frames: int, snippet_len: int, note: str = "") -> TooShortVideoError:
+    """The ``too_short`` failure of ``source`` (a video or frame folder) with ``num_frames`` frames, fewer than
+    one snippet of ``snippet_len``: the same message wherever it is found (``predict``, ``extract-faces``);
+    ``note`` is added after the frame count (which frames were counted)."""
+    return TooShortVideoError(
+        source,
+        f"{num_frames} frame(s){note}, fewer than the T = {snippet_len} consecutive frames of one snippet; expected "
+        f"at least {snippet_len} frames (a snippet filled with repeated frames would show the model motion the video "
+        "does not have)",
+    )
+
+
 def sample_snippets(
     num_frames: int,
     num_snippets: int,
@@ -89,12 +101,7 @@ def sample_snippets(
             f"num_snippets and snippet_len must be >= 1, got {num_snippets} and {snippet_len}"
         )
     if num_frames < snippet_len:
-        raise TooShortVideoError(
-            "video" if source is None else source,
-            f"{num_frames} frame(s), fewer than the T = {snippet_len} consecutive frames of one snippet; expected at "
-            f"least {snippet_len} frames (a snippet filled with repeated frames would show the model motion the video "
-            "does not have)",
-        )
+        raise too_short_error("video" if source is None else source, num_frames, snippet_len)
     segment_len = num_frames // num_snippets
     if segment_len >= snippet_len:
         segment_starts = torch.arange(num_snippets) * num_frames // num_snippets

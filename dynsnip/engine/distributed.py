@@ -12,7 +12,9 @@ each process to GPU ``LOCAL_RANK``. Without those variables everything runs in o
 """
 from __future__ import annotations
 
+import math
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Sequence
@@ -32,6 +34,12 @@ __all__ = [
     "any_rank",
     "broadcast_buffers",
     "unwrap_model",
+    "join_torchrun",
+    "sharded_timeout_s",
+    "rank_zero_view",
+    "wait_for_ranks",
+    "gather_shards",
+    "ShardMismatchError",
 ]
 
 
@@ -180,21 +188,114 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+# how long the ranks of a sharded command wait for each other (for the slowest rank's shard, at the end)
+SHARDED_TIMEOUT_ENV = "DYNSNIP_TORCHRUN_TIMEOUT_S"
+SHARDED_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def sharded_timeout_s() -> float:
+    """Seconds a rank of a sharded command waits in a collective: ``$DYNSNIP_TORCHRUN_TIMEOUT_S``, default
+    7 days. The ranks meet at the start and when the last one has finished its shard; a rank done
+    hours before the slowest one waits that long, so the default is long (a rank that dies does not
+    leave the others waiting: torchrun stops them).
+
+    Raises:
+        ValueError: the variable is set to something else than a positive number of seconds.
+    """
+    value = os.environ.get(SHARDED_TIMEOUT_ENV)
+    if value in (None, ""):
+        return SHARDED_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"environment variable {SHARDED_TIMEOUT_ENV}={value!r}: expected a positive number of seconds "
+                         f"(how long ranks wait for the slowest one's shard; unset: {SHARDED_TIMEOUT_S:.0f}, 7 days)")
+    return seconds
+
+
 def join_torchrun(device: str | torch.device | None = None) -> DistInfo | None:
     """:func:`init_distributed` when started by ``torchrun`` with more than one process
-    (``WORLD_SIZE`` > 1), else None: for commands that shard their inputs across ranks."""
+    (``WORLD_SIZE`` > 1), else None: for commands that shard their inputs across ranks. Their
+    collectives wait :func:`sharded_timeout_s` (7 days by default, not 30 minutes: the ranks
+    meet only when the slowest has finished its shard).
+
+    Raises:
+        ValueError: a bad ``$DYNSNIP_TORCHRUN_TIMEOUT_S`` (:func:`sharded_timeout_s`).
+    """
     if _env_int("WORLD_SIZE", 1) <= 1:
         return None
-    return init_distributed(device)
+    return init_distributed(device, timeout_s=sharded_timeout_s())
 
 
-def gather_shards(mine: Sequence[Any], total: int, info: DistInfo) -> list[Any]:
+def wait_for_ranks(device: torch.device | None = None, poll_s: float = 0.2) -> None:
+    """Return once every rank has called it (at once when not distributed): a barrier that Python
+    signal handlers interrupt. A blocking collective holds the main thread in C++, where Ctrl-C
+    or SIGTERM are not handled until it returns: a rank that finished its shard first could not
+    report it when stopped while the others work. Here the rank polls an asynchronous all-reduce,
+    so a signal raises (KeyboardInterrupt, see :mod:`dynsnip.cli.interrupts`) in its wait."""
+    if not _active():
+        return
+    work = dist.all_reduce(torch.zeros(1, device=device), async_op=True)
+    try:
+        while not work.is_completed():
+            time.sleep(poll_s)
+    except BaseException:  # interrupted with the collective pending: leave the group now, or a process
+        cleanup_distributed()  # backend thread still waiting aborts the interpreter at exit
+        raise
+    work.wait()  # raises what ended the collective (a rank gone, the timeout)
+
+
+def rank_zero_view(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` when not distributed): what the ranks shard.
+
+    Each rank finding the inputs itself can see another list (a folder still being filled,
+    file-system caches on other nodes): sharded, the merged results would list one input
+    twice and lose another. So the commands that shard (``predict``, ``extract-faces``)
+    find their inputs on every rank, then all work from rank 0's list.
+    """
+    return broadcast_object(obj)
+
+
+class ShardMismatchError(RuntimeError):
+    """A rank's part of :func:`gather_shards` is not its shard of the inputs: another length, or
+    other inputs (the ranks did not shard one list)."""
+
+
+def _first_difference(done: list[str], expected: list[str]) -> str:
+    for i, (a, b) in enumerate(zip(done, expected)):
+        if a != b:
+            return f"its input {i} is {a}, expected {b}"
+    if len(done) > len(expected):
+        return f"it has {done[len(expected)]} beyond them"
+    return f"it lacks {expected[len(done)]}"
+
+
+def gather_shards(mine: Sequence[Any], names: Sequence[str], info: DistInfo) -> list[Any]:
     """Every rank's results in input order, on every rank.
 
-    Rank r computed ``mine`` for inputs r, r + world, r + 2 world, ... (its shard of
-    ``total`` inputs); the shards are gathered and interleaved back into one list.
+    Rank r computed ``mine`` for inputs r, r + world, r + 2 world, ... (its shard of the
+    inputs named ``names``, the same list on every rank: :func:`rank_zero_view`); the shards are
+    gathered with the names of the inputs each rank did and interleaved back into one list.
+
+    Raises:
+        ShardMismatchError: a rank's part is not its shard of ``names`` (as this rank sees
+            them): other inputs, or not one result per input. Merged, such parts would list
+            an input twice, lose another, and count neither as failed.
     """
-    out: list[Any] = [None] * total
-    for rank, part in enumerate(all_gather_objects(list(mine))):
-        out[rank::info.world_size] = part
+    names = [str(name) for name in names]
+    world = info.world_size
+    out: list[Any] = [None] * len(names)
+    for rank, (done, part) in enumerate(all_gather_objects((names[info.rank::world], list(mine)))):
+        expected = names[rank::world]
+        if done != expected:
+            raise ShardMismatchError(
+                f"rank {rank} of {world} worked on {len(done)} input(s), not on its shard of the {len(names)} inputs "
+                f"rank {info.rank} has ({len(expected)}: {_first_difference(done, expected)}); expected every rank "
+                "to shard one list, rank 0's (dynsnip.engine.distributed.rank_zero_view)")
+        if len(part) != len(done):
+            raise ShardMismatchError(f"rank {rank} of {world} returned {len(part)} result(s) for its {len(done)} "
+                                     "input(s); expected one result per input")
+        out[rank::world] = part
     return out

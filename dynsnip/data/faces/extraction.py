@@ -472,6 +472,12 @@ def extract_face_frames(
     with VideoReader(video_path) as video:
         record = source_record(video_path)
         num_frames = video.num_frames if max_frames is None else min(max_frames, video.num_frames)
+        if num_frames < snippet_len:  # never one snippet: fail as predict does, before any folder is made
+            from ..sampling import too_short_error
+
+            raise too_short_error(video_path, num_frames, snippet_len,
+                                  "" if num_frames == video.num_frames
+                                  else f" (--max-frames {max_frames} of its {video.num_frames})")
         if source_tracks is not None:  # the source's tracks run over its whole video: only the frames written
             source_tracks = tracks_within(source_tracks, num_frames)
         width, height = video.size

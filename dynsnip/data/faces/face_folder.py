@@ -319,6 +319,19 @@ class FaceFolder:
         """Looked-at frame -> that face track's own detection rows (0 or 1 per frame)."""
         return self.track(track).detections(range(0, self.num_frames, self.detect_every))
 
+    def _read_image(self, frame: int) -> "np.ndarray":
+        """Frame ``frame``'s stored region ``(h, w, 3)`` uint8; :class:`FaceFolderError` naming the image
+        and how to rebuild the folder when it cannot be read (cut short by an interrupted copy or sync,
+        overwritten, deleted since the folder was opened), as for an image missing."""
+        path = self.frames[frame]
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB"))
+        except OSError as err:  # PIL's UnidentifiedImageError and "image file is truncated" included
+            raise FaceFolderError(
+                self.folder, f"frame image {path.name} cannot be read ({type(err).__name__}: {err}); expected the "
+                             f"image extract-faces wrote (damaged in a copy or a sync?): {REBUILD}") from None
+
     def _check_region_image(self, frame: int, shape: tuple[int, int]) -> None:
         """Raise :class:`FaceFolderError` unless frame ``frame``'s image is the size of its recorded
         region (times ``scale``, rounded as extract-faces resizes it): else the region's
@@ -366,8 +379,7 @@ class FaceFolder:
         out = np.empty((frame_indices.size, *size, 3), dtype=np.uint8)
         for n, (u, index) in enumerate(np.ndindex(*frame_indices.shape)):
             frame = int(frame_indices[u, index])
-            with Image.open(self.frames[frame]) as image:
-                region = np.asarray(image.convert("RGB"))
+            region = self._read_image(frame)
             self._check_region_image(frame, region.shape[:2])
             self._check_inside(u, frame, crops)
             local = (crops.boxes[u] - np.tile(self.regions[frame][:2], 2)).astype(np.float64)

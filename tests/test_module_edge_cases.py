@@ -150,6 +150,57 @@ def test_kept_weights_are_reused_in_eval_inference_and_dropped_on_request(kind, 
         torch.testing.assert_close(after, sim_output(rebuilt(sim, SIMS[kind]), x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("no_grad", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_an_inter_sim_whose_batchnorm_trains_in_eval_mode_uses_batch_statistics(no_grad):
+    """AdaBN / test-time BatchNorm recalibration: an eval-mode Inter-SIM whose Eq. 7 BatchNorm is
+    switched back to train() normalises with the batch statistics and updates the running ones,
+    without autograd as with it: the BatchNorm is not folded into kept weights then (not even
+    ones composed before the switch)."""
+    sim = randomise(InterSIM(16, T)).eval()
+    x = frames(2 * 2 * T, 16)
+    with no_grad():
+        sim_output(sim, x)  # all eval: composes and keeps the folded weights
+    bn = sim.branch1[1]
+    reference = copy.deepcopy(sim)
+    bn.train()
+    reference.branch1[1].train()
+    before = bn.running_mean.clone()
+    with no_grad():
+        out = sim_output(sim, x)
+    expected = sim_output(reference, x)  # autograd on: the step-by-step path, BatchNorm as it is
+    assert not torch.equal(bn.running_mean, before)  # the batch updated the running statistics
+    torch.testing.assert_close(bn.running_mean, reference.branch1[1].running_mean, rtol=0, atol=0)
+    torch.testing.assert_close(out, expected.detach(), rtol=1e-5, atol=1e-6)
+    bn.eval()
+    reference.eval()
+    with no_grad():  # back to eval: the folded weights follow the recalibrated statistics
+        torch.testing.assert_close(sim_output(sim, x), sim_output(rebuilt(reference, lambda: InterSIM(16, T)), x),
+                                   rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", SIMS)
+def test_kept_weights_are_not_used_while_a_submodule_trains(kind, monkeypatch):
+    """ComposedWeights keeps weights only while the module and every submodule are in eval mode."""
+    sim = randomise(SIMS[kind]()).eval()
+    x = frames(2 * 2 * T, 16)
+    built = []
+    original = type(sim).composed_weights
+    monkeypatch.setattr(type(sim), "composed_weights", lambda self, *a: built.append(1) or original(self, *a))
+    with torch.no_grad():
+        sim_output(sim, x)
+        sub = next(m for m in sim.modules() if m is not sim and any(True for _ in m.parameters(recurse=False)))
+        sub.train()
+        n = len(built)
+        sim_output(sim, x)
+        sim_output(sim, x)
+        assert len(built) in (n, n + 2)  # composed in each forward (volume path) or not at all: never kept
+        assert sim._composed._key is None
+        sub.eval()
+        sim_output(sim, x)
+        sim_output(sim, x)
+        assert sim._composed._key is not None
+
+
 @pytest.mark.parametrize("kind", SIMS)
 @pytest.mark.parametrize("cpu_path", ["volume", "frames"])
 def test_a_forward_under_inference_mode_leaves_nothing_that_breaks_a_later_backward(kind, cpu_path, monkeypatch):

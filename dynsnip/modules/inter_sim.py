@@ -70,7 +70,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .composed_weights import ComposedWeights
+from .composed_weights import ComposedWeights, training_anywhere
 from .depthwise_taps import COMPILED_AS_SUM, depthwise_taps, depthwise_taps_available
 from .directions import BACKWARD, DirectionPaths
 from .intra_sim import _as_dtype, _check_frames, _check_sizes, _float32_region
@@ -356,8 +356,10 @@ class InterSIM(nn.Module):
         return self.conv_u.weight.unsqueeze(-1)
 
     def _folds(self) -> bool:
-        """Whether this forward may use :meth:`composed_weights` (eval-mode inference, eager)."""
-        return not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
+        """Whether this forward may use :meth:`composed_weights` (eval-mode inference, eager): not when
+        a submodule is training (Eq. 7's BatchNorm switched to train() for test-time recalibration
+        normalises with batch statistics, which the folded weights do not)."""
+        return not (training_anywhere(self) or torch.is_grad_enabled() or torch.compiler.is_compiling())
 
     def composed_weights(self) -> dict:
         """Eval-mode weights of the volume path: Eq. 7's ``Conv3x1`` with its BatchNorm folded in

@@ -371,6 +371,11 @@ def test_wrong_inputs_name_what_the_module_expects():
         inter = InterSIM(16, T).eval()
         with pytest.raises(ValueError, match=r"num_snippets = 2.5; expected a whole number"):
             inter(frames(2 * T, 16), num_snippets=2.5)  # was truncated to 2, silently
+        for bad in (True, False, torch.tensor(True), 0, -1, torch.tensor(0)):  # True was taken as U=1
+            with pytest.raises(ValueError, match=r"num_snippets = .*; expected a whole number U >= 1"):
+                inter(frames(T, 16), num_snippets=bad)
+        with pytest.raises(ValueError, match=r"8 frames in the batch are not a multiple of num_snippets U=3"):
+            inter(frames(2 * T, 16), num_snippets=3)
         torch.testing.assert_close(inter(frames(2 * T, 16), num_snippets=torch.tensor(2)),
                                    inter(frames(2 * T, 16), num_snippets=2), rtol=0, atol=0)
         model = timm.create_model("dil_resnet18", num_classes=2, channels=[8, 16, 32, 64], stem_width=8).eval()

@@ -279,10 +279,14 @@ class InterSIM(nn.Module):
         else:
             try:
                 u = operator.index(num_snippets)  # a numpy or 0-d tensor integer; never truncates 2.5 to 2
+                if isinstance(num_snippets, bool) or getattr(num_snippets, "dtype", None) == torch.bool:  # True is no count
+                    raise TypeError
             except TypeError:
                 raise ValueError(f"InterSIM: num_snippets = {num_snippets!r}; expected a whole number U >= 1") from None
+        if u < 1:
+            raise ValueError(f"InterSIM: num_snippets = {num_snippets!r}; expected a whole number U >= 1")
         t = self.snippet_len
-        if u < 1 or x.shape[0] % (u * t):
+        if x.shape[0] % (u * t):
             raise ValueError(
                 f"InterSIM: {x.shape[0]} frames in the batch are not a multiple of "
                 f"num_snippets U={u} x snippet_len T={t}"

@@ -128,6 +128,19 @@ def test_bad_video_input_is_named(model):
         model(torch.randn(1, 1, 8, 32, 32))
 
 
+@pytest.mark.parametrize("sim_stages", [[1, 2, 3, 4], []], ids=["sims", "no-sims"])
+@pytest.mark.parametrize("bad", [0, -1, 2.7, 2.0, "4", True])
+def test_a_snippet_len_that_is_no_count_is_refused_when_the_model_is_built(bad, sim_stages):
+    """T must be an integer >= 1, checked by the model whether or not it has SIMs (without any, 0
+    used to fail at the first forward with a ZeroDivisionError, 2.7 to become 2, "4" to pass)."""
+    with pytest.raises(ValueError, match=rf"snippet_len = {bad!r}: expected an integer >= 1 \(T, "):
+        timm.create_model("dil_resnet18", snippet_len=bad, sim_stages=sim_stages)
+    resnet = timm.create_model("resnet18")
+    with pytest.raises(ValueError, match=rf"snippet_len = {bad!r}: expected an integer >= 1"):
+        dynsnip.convert_resnet(resnet, snippet_len=bad, stages=sim_stages)
+    assert type(resnet).__name__ == "ResNet" and not any(".sim." in k for k in resnet.state_dict())  # left as it was
+
+
 def test_timm_model_api(model):
     x = clip(u=2)
     with torch.no_grad():

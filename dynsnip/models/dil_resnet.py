@@ -79,6 +79,20 @@ def _recorded_sim_args(args: Mapping[str, Any] | None, defaults: Mapping[str, An
     return {**defaults, **dict(args or {})}
 
 
+_COUNTS = {"snippet_len": "T, consecutive frames per snippet", "num_snippets": "U, snippets per clip",
+           "test_num_snippets": "U, snippets per clip"}
+
+
+def _check_counts(**values: Any) -> None:
+    """Refuse a ``snippet_len`` / ``num_snippets`` / ``test_num_snippets`` that is not an integer
+    >= 1 (a bool, a float such as 2.7 or 2.0, a string, 0), naming it: a model built with one
+    fails later, deep inside (0: a division by zero at the first forward), or computes with a
+    truncated value."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
+            raise ValueError(f"{name} = {value!r}: expected an integer >= 1 ({_COUNTS[name]})")
+
+
 class DILResNet(timm_resnet.ResNet):
     """A timm ResNet whose blocks carry Intra-SIMs / Inter-SIMs; takes video clips.
 
@@ -111,6 +125,7 @@ class DILResNet(timm_resnet.ResNet):
         **kwargs: Any,
     ) -> None:
         sim_stages = sim_stage_tuple(sim_stages)  # once: a generator is read here only
+        _check_counts(snippet_len=snippet_len, num_snippets=num_snippets, test_num_snippets=test_num_snippets)
         super().__init__(*args, **kwargs)
         insert_sims(self, snippet_len, sim_stages, sim_pattern, intra_args, inter_args)
         self.init_dil(snippet_len, sim_stages, sim_pattern, intra_args, inter_args, num_snippets, test_num_snippets)
@@ -126,9 +141,7 @@ class DILResNet(timm_resnet.ResNet):
         test_num_snippets: int = 8,
     ) -> None:
         """Record the DIL settings (also used by :func:`dynsnip.convert_resnet`)."""
-        for name, value in (("num_snippets", num_snippets), ("test_num_snippets", test_num_snippets)):
-            if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
-                raise ValueError(f"{name} = {value!r}: expected an integer >= 1 (U, snippets per clip)")
+        _check_counts(snippet_len=snippet_len, num_snippets=num_snippets, test_num_snippets=test_num_snippets)
         self.snippet_len = int(snippet_len)
         self.num_snippets = int(num_snippets)
         self.test_num_snippets = int(test_num_snippets)
@@ -318,6 +331,7 @@ def convert_resnet(
         keys; the SIMs are new ``*.sim.*`` entries.
     """
     stages = sim_stage_tuple(stages)  # once: a generator is read here only
+    _check_counts(snippet_len=snippet_len)  # before the model is changed
     insert_sims(model, snippet_len, stages, pattern, intra_args, inter_args)
     model.__class__ = DILResNet
     model.init_dil(snippet_len, stages, pattern, intra_args, inter_args)

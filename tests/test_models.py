@@ -191,6 +191,38 @@ def test_features_only_gives_the_video_intermediates(model):
         timm.create_model("dil_resnet18", features_only=True, out_indices=(5,))
 
 
+def test_features_only_offers_gradient_checkpointing_and_parameter_groups(monkeypatch):
+    """Like timm's feature wrappers: set_grad_checkpointing reaches the wrapped model's blocks (the
+    same gradients, the blocks run through torch.utils.checkpoint), and group_matcher groups the
+    wrapper's parameters (``model.*``) as the model's own groups its parameters."""
+    from timm.models import group_parameters
+
+    from dynsnip.models import dil_resnet
+
+    torch.manual_seed(0)
+    a = timm.create_model("dil_resnet18", features_only=True, out_indices=(2, 3), zero_init_last=False)
+    b = timm.create_model("dil_resnet18", features_only=True, out_indices=(2, 3), zero_init_last=False)
+    b.load_state_dict(a.state_dict())
+    b.set_grad_checkpointing(True)
+    assert b.grad_checkpointing and b.model.grad_checkpointing and not a.grad_checkpointing
+    calls = []
+    original = dil_resnet.checkpoint
+    monkeypatch.setattr(dil_resnet, "checkpoint", lambda *args, **kw: calls.append(1) or original(*args, **kw))
+    x = clip(u=2)
+    for m in (a, b):
+        sum(f.sum() for f in m(x)).backward()
+    assert len(calls) == len(b.model.layer1) + len(b.model.layer2) + len(b.model.layer3)  # b's blocks only
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=n)
+    b.set_grad_checkpointing(False)
+    assert not b.model.grad_checkpointing
+    for coarse in (False, True):
+        wrapped = group_parameters(b, b.group_matcher(coarse))
+        own = group_parameters(b.model, b.model.group_matcher(coarse))
+        assert len(wrapped) == len(own) > 2
+        assert all(wrapped[g] == [f"model.{n}" for n in own[g]] for g in own)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():
     torch.manual_seed(0)
     a = timm.create_model("dil_resnet18", num_classes=1, zero_init_last=False)

@@ -593,7 +593,8 @@ class DILFeatures(FeatureGetterNet):
     ``out_indices`` (0 = stem, 1-4 = stages; default all five): ``(B, C_i, U*T, H_i, W_i)``, or
     the folded frames ``(B*U*T, C_i, H_i, W_i)`` with ``output_fmt="NCHW"`` (what 2D necks
     such as an FPN take). ``feature_info`` gives channels and reductions as for timm's ResNets;
-    stages after the last index are removed (timm's pruning).
+    stages after the last index are removed (timm's pruning). ``set_grad_checkpointing`` and
+    ``group_matcher`` (parameter groups for layer-wise learning-rate decay) act on the wrapped model.
     """
 
     def __init__(self, model: DILResNet, out_indices: Any = (0, 1, 2, 3, 4), output_fmt: str = "NCFHW",
@@ -607,6 +608,36 @@ class DILFeatures(FeatureGetterNet):
         return self.model.forward_intermediates(
             x, indices=self.out_indices, norm=self.norm, output_fmt=self.video_output_fmt, intermediates_only=True,
         )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Gradient checkpointing of the wrapped model's blocks (as timm's feature wrappers offer)."""
+        self.model.set_grad_checkpointing(enable)
+
+    @property
+    def grad_checkpointing(self) -> bool:
+        """The wrapped model's flag (the wrapper's forward runs the model's blocks)."""
+        return bool(self.model.grad_checkpointing)
+
+    @grad_checkpointing.setter
+    def grad_checkpointing(self, enable: bool) -> None:
+        self.model.set_grad_checkpointing(enable)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """The wrapped model's parameter groups (stem, then stage or block), for this wrapper's
+        parameter names (``model.<name>``): what timm's layer-wise learning-rate decay groups by."""
+        return {group: _under_model(spec) for group, spec in self.model.group_matcher(coarse).items()}
+
+
+def _under_model(spec: Any) -> Any:
+    """A timm group-matcher spec (a regex, or a list of ``(regex, suffix)``) for the same
+    parameters seen from a wrapper that holds the model as ``model``."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):  # matched from the start of the name (re.match): so is the prefix
+        return r"^model\.(?:" + spec.removeprefix("^") + ")"
+    return [(_under_model(regex), suffix) for regex, suffix in spec]
 
 
 def _pretrained_download(variant: str, pretrained: bool, kwargs: Mapping[str, Any]) -> ContextManager:

@@ -47,6 +47,47 @@ def test_registry():
     assert m.pretrained_cfg["hf_hub_id"] == "timm/resnet18.a1_in1k"
 
 
+def test_building_a_dil_model_leaves_timms_resnet_module_alone(monkeypatch):
+    """create_model("dil_*") reads the base ResNet's arguments without replacing anything in timm's
+    ``resnet`` module (a replaced ``_create_resnet`` broke timm ResNets built by other threads at
+    the same time), and models built from several threads at once all build."""
+    import threading
+    import types
+
+    from timm.models import resnet as timm_resnet
+
+    writes = []
+
+    class Watched(types.ModuleType):
+        def __setattr__(self, name, value):
+            writes.append(name)
+            super().__setattr__(name, value)
+
+    monkeypatch.setattr(timm_resnet, "__class__", Watched)
+    with torch.device("meta"):
+        for name in ("dil_resnet18", "dil_seresnet50", "dil_resnet50d"):
+            timm.create_model(name)
+    assert writes == []
+    monkeypatch.undo()
+
+    errors = []
+
+    def build(name):
+        try:
+            for _ in range(5):
+                with torch.device("meta"):
+                    timm.create_model(name)
+        except Exception as err:  # noqa: BLE001 - collected for the assertion below
+            errors.append(f"{name}: {type(err).__name__} {err}")
+
+    threads = [threading.Thread(target=build, args=(n,)) for n in ("dil_resnet18", "resnet18", "dil_resnet34", "resnet34")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 def test_video_in_verdict_out_and_u_from_the_input(model):
     x4 = clip(u=4)
     x8 = clip(u=8)

@@ -14,6 +14,7 @@ of its module path and ``resnet`` is timm's own.
 """
 from __future__ import annotations
 
+import types
 import warnings
 
 from contextlib import contextmanager, nullcontext
@@ -519,7 +520,9 @@ def _timm_resnet_args(name: str) -> dict[str, Any]:
 
     timm's builders pass them straight to ``_create_resnet``; recording that call (without
     building anything) keeps every block type, depth, stem and attention option in sync
-    with timm instead of copying 81 tables here.
+    with timm instead of copying 81 tables here. The call is recorded by a copy of the builder
+    whose globals name a recorder as ``_create_resnet``: timm's module is never changed, so
+    ResNets built at the same time (other threads, timm's own) are not affected.
     """
     recorded: dict[str, Any] = {}
 
@@ -530,14 +533,14 @@ def _timm_resnet_args(name: str) -> dict[str, Any]:
         recorded.update(kwargs)
         raise _Recorded
 
-    original = timm_resnet._create_resnet
-    timm_resnet._create_resnet = record
+    builder = getattr(timm_resnet, name)
+    probe = types.FunctionType(builder.__code__, {**builder.__globals__, "_create_resnet": record},
+                               builder.__name__, builder.__defaults__, builder.__closure__)
+    probe.__kwdefaults__ = builder.__kwdefaults__
     try:
-        getattr(timm_resnet, name)(pretrained=False)
+        probe(pretrained=False)
     except _Recorded:
         pass
-    finally:
-        timm_resnet._create_resnet = original
     if not recorded:
         raise RuntimeError(f"could not read the ResNet arguments of timm's {name}")
     return recorded

@@ -47,6 +47,26 @@ def test_registry():
     assert m.pretrained_cfg["hf_hub_id"] == "timm/resnet18.a1_in1k"
 
 
+def test_a_base_without_hub_weights_keeps_timms_pretrained_config():
+    """A dil_* whose base has no ImageNet weights on the Hub (timm's "untrained" tag) gets timm's
+    config for the base, without a weight source: the deep stems' first_conv ``conv1.0`` (which
+    timm adapts to in_chans != 3), input and pool sizes, crop, mean and std."""
+    from timm.models import get_pretrained_cfg
+    from timm.models._registry import get_arch_pretrained_cfgs
+
+    untagged = [n[len("dil_"):] for n in dynsnip.models.dil_resnet.dil_model_names()
+                if not any(c.hf_hub_id for c in get_arch_pretrained_cfgs(n[len("dil_"):]).values())]
+    assert {"resnet50t", "resnetaa34d", "seresnet200d", "ecaresnext26t_32x4d", "seresnet18"} <= set(untagged)
+    keys = ("first_conv", "classifier", "num_classes", "input_size", "test_input_size", "pool_size", "crop_pct",
+            "test_crop_pct", "crop_mode", "interpolation", "mean", "std")
+    for base in untagged:
+        timm_cfg, dil_cfg = get_pretrained_cfg(base), get_pretrained_cfg(f"dil_{base}")
+        assert {k: getattr(dil_cfg, k) for k in keys} == {k: getattr(timm_cfg, k) for k in keys}, base
+        assert dil_cfg.hf_hub_id is None and dil_cfg.url is None and dil_cfg.file is None, base
+    assert get_pretrained_cfg("dil_seresnet200d").input_size == (3, 256, 256)
+    assert get_pretrained_cfg("dil_resnet50t").first_conv == "conv1.0"
+
+
 def test_building_a_dil_model_leaves_timms_resnet_module_alone(monkeypatch):
     """create_model("dil_*") reads the base ResNet's arguments without replacing anything in timm's
     ``resnet`` module (a replaced ``_create_resnet`` broke timm ResNets built by other threads at

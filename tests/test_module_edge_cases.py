@@ -306,7 +306,7 @@ def test_global_pool_off_returns_maps_without_a_classifier_and_refuses_one():
 @pytest.fixture(scope="module")
 def imagenet_files(tmp_path_factory):
     files = {}
-    for name in ("resnet18", "resnet18d"):
+    for name in ("resnet18", "resnet18d", "resnetaa34d"):
         torch.manual_seed(1)
         ref = timm.create_model(name).eval()
         path = tmp_path_factory.mktemp("ckpt") / f"{name}.safetensors"
@@ -315,7 +315,8 @@ def imagenet_files(tmp_path_factory):
     return files
 
 
-@pytest.mark.parametrize("base, first_conv", [("resnet18", "conv1"), ("resnet18d", "conv1.0")])
+@pytest.mark.parametrize("base, first_conv", [("resnet18", "conv1"), ("resnet18d", "conv1.0"),
+                                              ("resnetaa34d", "conv1.0")])  # a deep stem without Hub weights
 @pytest.mark.parametrize("in_chans", [1, 2, 4])
 def test_pretrained_2d_weights_load_for_other_input_channels(imagenet_files, base, first_conv, in_chans, caplog):
     """``in_chans != 3`` with ImageNet weights: the input conv is adapted as timm adapts its own

@@ -563,24 +563,34 @@ def _base_names() -> list[str]:
 DEFAULT_TAGS = ("tv_in1k",)
 
 
+def _timm_cfg(cfg: Any) -> dict[str, Any]:
+    """timm's pretrained config of a base ResNet without its weight source (url, file, Hub id) and
+    name: first_conv (``conv1.0`` in the deep stems of resnet*d / *t, which timm adapts to
+    ``in_chans != 3``), input and pool sizes, crop, mean and std stay timm's."""
+    d = {k: v for k, v in cfg.to_dict(remove_source=True, remove_null=True).items() if k not in ("architecture", "tag")}
+    d.update(url=None, first_conv=cfg.first_conv or "conv1", classifier="fc")
+    return d
+
+
 def _dil_cfgs(base: str) -> dict[str, dict[str, Any]]:
     cfgs: dict[str, dict[str, Any]] = {}
     tags = []
-    for full, cfg in get_arch_pretrained_cfgs(base).items():
+    arch_cfgs = get_arch_pretrained_cfgs(base)
+    for full, cfg in arch_cfgs.items():
         tag = full.split(".", 1)[1] if "." in full else ""
         if not cfg.hf_hub_id:
             continue
         hub_id = cfg.hf_hub_id if cfg.hf_hub_id != "timm/" else f"timm/{base}.{tag}"
-        d = {k: v for k, v in cfg.to_dict(remove_source=True, remove_null=True).items() if k not in ("architecture", "tag")}
-        # timm's first_conv ("conv1.0" for the deep stems of resnet*d / *t): timm adapts that conv to in_chans != 3
-        d.update(hf_hub_id=hub_id, url=None, first_conv=cfg.first_conv or "conv1", classifier="fc")
+        d = _timm_cfg(cfg)
+        d["hf_hub_id"] = hub_id
         d["notes"] = (f"2D ImageNet weights timm/{base}.{tag} adapted to the DIL video network",)
         tags.append((tag, d))
     tags.sort(key=lambda td: td[0] not in DEFAULT_TAGS)  # stable: tv_in1k first, then timm's order
     for tag, d in tags:
         cfgs[f"dil_{base}.{tag}" if tag else f"dil_{base}"] = d
-    if not cfgs:
-        cfgs[f"dil_{base}"] = dict(first_conv="conv1", classifier="fc")
+    if not cfgs:  # no ImageNet weights on the Hub (timm's "untrained" tag): timm's config for the base, no source
+        default = next(iter(arch_cfgs.values()), None)  # timm's default tag comes first
+        cfgs[f"dil_{base}"] = _timm_cfg(default) if default is not None else dict(first_conv="conv1", classifier="fc")
     return cfgs
 
 

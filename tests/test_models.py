@@ -385,6 +385,31 @@ def test_fine_tuned_sim_weights_are_kept(resnet18_file):
     assert all(torch.equal(out[k], sd[k]) for k in sd if ".sim." in k)
 
 
+@pytest.mark.parametrize("sim_stages", [[], [1]], ids=["no-sims", "sims"])
+def test_a_saved_detector_never_loads_with_a_random_head_through_timms_file_route(sim_stages, tmp_path):
+    """A detector's state dict given to timm as a file (pretrained_cfg_overlay=dict(file=...)), whose
+    config says ImageNet's 1000 classes: timm would drop the trained head. Refused with SIMs and, by
+    its head of another size than 1000, without any (sim_stages=[]: no SIM tensors to tell); with
+    the config naming the saved head's classes it loads exactly, head included."""
+    torch.manual_seed(0)
+    det = timm.create_model("dil_resnet18", num_classes=1, sim_stages=sim_stages)
+    path = tmp_path / "det.safetensors"
+    save_file(det.state_dict(), str(path))
+    with pytest.raises(ValueError, match=r"saved head has 1000 classes and the model has 1, so timm would drop "
+                                         r"the saved classifier"):
+        timm.create_model("dil_resnet18", pretrained=True, num_classes=1, sim_stages=sim_stages,
+                          pretrained_cfg_overlay=dict(file=str(path)))
+    loaded = timm.create_model("dil_resnet18", pretrained=True, num_classes=1, sim_stages=sim_stages,
+                               pretrained_cfg_overlay=dict(file=str(path), num_classes=1))
+    assert all(torch.equal(v, det.state_dict()[k]) for k, v in loaded.state_dict().items())
+    if not sim_stages:  # a 2-class head is another detector, not an ImageNet backbone either
+        other = timm.create_model("dil_resnet18", num_classes=2, sim_stages=[])
+        save_file(other.state_dict(), str(path))
+        with pytest.raises(ValueError, match=r"mis-shaped \(fc\.weight: checkpoint \(2, 512\) vs model \(1, 512\)"):
+            timm.create_model("dil_resnet18", pretrained=True, num_classes=1, sim_stages=[],
+                              pretrained_cfg_overlay=dict(file=str(path)))
+
+
 def shared_and_default(motion_fraction=0.75, **kw):
     """A model whose directions share their weights (with ``motion_fraction=0``: the 0.1.0
     layout), random SIMs, and a default (per-direction) model of the same architecture."""

@@ -348,14 +348,20 @@ def _unwrap_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]
     return {unwrapped_key(k): v for k, v in state_dict.items()}
 
 
-def saved_detector_checkpoint(state_dict: Mapping[str, Any], model: DILResNet) -> bool:
+def saved_detector_checkpoint(state_dict: Mapping[str, Any], model: DILResNet, head_classes: int | None = None) -> bool:
     """Whether ``state_dict`` is a saved detector, which must load completely: it holds SIM
     tensors, or ``model`` was rebuilt from a saved ``config.json`` (timm marks a model built
-    from a local directory or a Hub repo with ``source`` ``local-dir`` / ``hf-hub``). An
-    ImageNet 2D ResNet (a ``dil_<resnet>.<tag>`` name) is the other case: its SIMs and head
+    from a local directory or a Hub repo with ``source`` ``local-dir`` / ``hf-hub``), or (given
+    ``head_classes``, the classes the pretrained config says the source head has: 1000 for
+    ImageNet) its classifier ``fc.weight`` has another number of outputs: a detector saved
+    without SIMs (``sim_stages=[]``) has no SIM tensors, but its trained head is not ImageNet's.
+    An ImageNet 2D ResNet (a ``dil_<resnet>.<tag>`` name) is the other case: its SIMs and head
     are new by design."""
     source = (getattr(model, "pretrained_cfg", None) or {}).get("source")
-    return source in ("local-dir", "hf-hub") or any(".sim." in k for k in state_dict)
+    if source in ("local-dir", "hf-hub") or any(".sim." in k for k in state_dict):
+        return True
+    head = state_dict.get("fc.weight")
+    return head_classes is not None and torch.is_tensor(head) and head.ndim == 2 and head.shape[0] != head_classes
 
 
 @contextmanager
@@ -396,7 +402,9 @@ def checkpoint_filter_fn(
     * a saved detector (:func:`saved_detector_checkpoint`) is loaded strictly: every tensor
       of the architecture, SIMs and classifier included, must be there; one saved with shared
       forward/backward weights (``share_directions=True``, the only layout of dynsnip 0.1.0)
-      gets them copied into both directions, which computes exactly what it computed before;
+      gets them copied into both directions, which computes exactly what it computed before; given
+      ``head_classes``, a checkpoint whose classifier has another number of outputs is a saved
+      detector too (one without SIMs: ``sim_stages=[]``);
     * an ImageNet 2D ResNet has no SIM tensors (``*.sim.*``) and another head: the SIMs keep
       the model's own initialisation, the classifier is new;
     * the classifier is passed through: timm drops it when ``num_classes`` differs, and a
@@ -425,7 +433,7 @@ def checkpoint_filter_fn(
     target = model.state_dict()
     classifier = "fc."
     first_conv = _first_conv(model) + ".weight"
-    strict = saved_detector_checkpoint(sd, model)
+    strict = saved_detector_checkpoint(sd, model, head_classes)
     out: dict[str, torch.Tensor] = {}
     missing, misshaped = [], []
     for k, v in target.items():

@@ -76,7 +76,7 @@ class ComposedWeights:
         """
         if torch.compiler.is_compiling():
             return build()
-        if training_anywhere(module) or torch.is_grad_enabled():  # training: the step that follows changes the weights
+        if torch.is_grad_enabled() or training_anywhere(module):  # training: the step that follows changes the weights
             self.clear()
             return build()
         tensors = list(itertools.chain(module.parameters(), module.buffers()))
@@ -98,7 +98,7 @@ class ComposedWeights:
     def forward_started(self, module: nn.Module) -> None:
         """Called at the start of every forward of ``module``: one that trains (training mode of
         ``module`` or a submodule, or autograd on, eagerly) drops the kept weights, whichever path it takes."""
-        if (training_anywhere(module) or torch.is_grad_enabled()) and not torch.compiler.is_compiling():
+        if not torch.compiler.is_compiling() and (torch.is_grad_enabled() or training_anywhere(module)):
             self.clear()
 
     def clear(self) -> None:

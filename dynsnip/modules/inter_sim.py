@@ -363,7 +363,7 @@ class InterSIM(nn.Module):
         """Whether this forward may use :meth:`composed_weights` (eval-mode inference, eager): not when
         a submodule is training (Eq. 7's BatchNorm switched to train() for test-time recalibration
         normalises with batch statistics, which the folded weights do not)."""
-        return not (training_anywhere(self) or torch.is_grad_enabled() or torch.compiler.is_compiling())
+        return not (torch.compiler.is_compiling() or torch.is_grad_enabled() or training_anywhere(self))
 
     def composed_weights(self) -> dict:
         """Eval-mode weights of the volume path: Eq. 7's ``Conv3x1`` with its BatchNorm folded in

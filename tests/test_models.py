@@ -47,6 +47,67 @@ def test_registry():
     assert m.pretrained_cfg["hf_hub_id"] == "timm/resnet18.a1_in1k"
 
 
+def test_a_base_without_hub_weights_keeps_timms_pretrained_config():
+    """A dil_* whose base has no ImageNet weights on the Hub (timm's "untrained" tag) gets timm's
+    config for the base, without a weight source: the deep stems' first_conv ``conv1.0`` (which
+    timm adapts to in_chans != 3), input and pool sizes, crop, mean and std."""
+    from timm.models import get_pretrained_cfg
+    from timm.models._registry import get_arch_pretrained_cfgs
+
+    untagged = [n[len("dil_"):] for n in dynsnip.models.dil_resnet.dil_model_names()
+                if not any(c.hf_hub_id for c in get_arch_pretrained_cfgs(n[len("dil_"):]).values())]
+    assert {"resnet50t", "resnetaa34d", "seresnet200d", "ecaresnext26t_32x4d", "seresnet18"} <= set(untagged)
+    keys = ("first_conv", "classifier", "num_classes", "input_size", "test_input_size", "pool_size", "crop_pct",
+            "test_crop_pct", "crop_mode", "interpolation", "mean", "std")
+    for base in untagged:
+        timm_cfg, dil_cfg = get_pretrained_cfg(base), get_pretrained_cfg(f"dil_{base}")
+        assert {k: getattr(dil_cfg, k) for k in keys} == {k: getattr(timm_cfg, k) for k in keys}, base
+        assert dil_cfg.hf_hub_id is None and dil_cfg.url is None and dil_cfg.file is None, base
+    assert get_pretrained_cfg("dil_seresnet200d").input_size == (3, 256, 256)
+    assert get_pretrained_cfg("dil_resnet50t").first_conv == "conv1.0"
+
+
+def test_building_a_dil_model_leaves_timms_resnet_module_alone(monkeypatch):
+    """create_model("dil_*") reads the base ResNet's arguments without replacing anything in timm's
+    ``resnet`` module (a replaced ``_create_resnet`` broke timm ResNets built by other threads at
+    the same time), and models built from several threads at once all build."""
+    import threading
+    import types
+
+    from timm.models import resnet as timm_resnet
+
+    writes = []
+
+    class Watched(types.ModuleType):
+        def __setattr__(self, name, value):
+            writes.append(name)
+            super().__setattr__(name, value)
+
+    monkeypatch.setattr(timm_resnet, "__class__", Watched)
+    with torch.device("meta"):
+        for name in ("dil_resnet18", "dil_seresnet50", "dil_resnet50d"):
+            timm.create_model(name)
+    assert writes == []
+    monkeypatch.undo()
+
+    errors = []
+
+    def build(name):
+        try:
+            for _ in range(5):
+                with torch.device("meta"):
+                    timm.create_model(name)
+        except Exception as err:  # noqa: BLE001 - collected for the assertion below
+            errors.append(f"{name}: {type(err).__name__} {err}")
+
+    threads = [threading.Thread(target=build, args=(n,)) for n in ("dil_resnet18", "resnet18", "dil_resnet34", "resnet34")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 def test_video_in_verdict_out_and_u_from_the_input(model):
     x4 = clip(u=4)
     x8 = clip(u=8)
@@ -128,6 +189,19 @@ def test_bad_video_input_is_named(model):
         model(torch.randn(1, 1, 8, 32, 32))
 
 
+@pytest.mark.parametrize("sim_stages", [[1, 2, 3, 4], []], ids=["sims", "no-sims"])
+@pytest.mark.parametrize("bad", [0, -1, 2.7, 2.0, "4", True])
+def test_a_snippet_len_that_is_no_count_is_refused_when_the_model_is_built(bad, sim_stages):
+    """T must be an integer >= 1, checked by the model whether or not it has SIMs (without any, 0
+    used to fail at the first forward with a ZeroDivisionError, 2.7 to become 2, "4" to pass)."""
+    with pytest.raises(ValueError, match=rf"snippet_len = {bad!r}: expected an integer >= 1 \(T, "):
+        timm.create_model("dil_resnet18", snippet_len=bad, sim_stages=sim_stages)
+    resnet = timm.create_model("resnet18")
+    with pytest.raises(ValueError, match=rf"snippet_len = {bad!r}: expected an integer >= 1"):
+        dynsnip.convert_resnet(resnet, snippet_len=bad, stages=sim_stages)
+    assert type(resnet).__name__ == "ResNet" and not any(".sim." in k for k in resnet.state_dict())  # left as it was
+
+
 def test_timm_model_api(model):
     x = clip(u=2)
     with torch.no_grad():
@@ -176,6 +250,38 @@ def test_features_only_gives_the_video_intermediates(model):
         timm.create_model("dil_resnet18", features_only=True, feature_cls="hook")
     with pytest.raises(ValueError, match="out_indices"):
         timm.create_model("dil_resnet18", features_only=True, out_indices=(5,))
+
+
+def test_features_only_offers_gradient_checkpointing_and_parameter_groups(monkeypatch):
+    """Like timm's feature wrappers: set_grad_checkpointing reaches the wrapped model's blocks (the
+    same gradients, the blocks run through torch.utils.checkpoint), and group_matcher groups the
+    wrapper's parameters (``model.*``) as the model's own groups its parameters."""
+    from timm.models import group_parameters
+
+    from dynsnip.models import dil_resnet
+
+    torch.manual_seed(0)
+    a = timm.create_model("dil_resnet18", features_only=True, out_indices=(2, 3), zero_init_last=False)
+    b = timm.create_model("dil_resnet18", features_only=True, out_indices=(2, 3), zero_init_last=False)
+    b.load_state_dict(a.state_dict())
+    b.set_grad_checkpointing(True)
+    assert b.grad_checkpointing and b.model.grad_checkpointing and not a.grad_checkpointing
+    calls = []
+    original = dil_resnet.checkpoint
+    monkeypatch.setattr(dil_resnet, "checkpoint", lambda *args, **kw: calls.append(1) or original(*args, **kw))
+    x = clip(u=2)
+    for m in (a, b):
+        sum(f.sum() for f in m(x)).backward()
+    assert len(calls) == len(b.model.layer1) + len(b.model.layer2) + len(b.model.layer3)  # b's blocks only
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=n)
+    b.set_grad_checkpointing(False)
+    assert not b.model.grad_checkpointing
+    for coarse in (False, True):
+        wrapped = group_parameters(b, b.group_matcher(coarse))
+        own = group_parameters(b.model, b.model.group_matcher(coarse))
+        assert len(wrapped) == len(own) > 2
+        assert all(wrapped[g] == [f"model.{n}" for n in own[g]] for g in own)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients_and_batchnorm_statistics():
@@ -277,6 +383,31 @@ def test_fine_tuned_sim_weights_are_kept(resnet18_file):
     fresh = timm.create_model("dil_resnet18", num_classes=1)
     out = checkpoint_filter_fn(sd, fresh)
     assert all(torch.equal(out[k], sd[k]) for k in sd if ".sim." in k)
+
+
+@pytest.mark.parametrize("sim_stages", [[], [1]], ids=["no-sims", "sims"])
+def test_a_saved_detector_never_loads_with_a_random_head_through_timms_file_route(sim_stages, tmp_path):
+    """A detector's state dict given to timm as a file (pretrained_cfg_overlay=dict(file=...)), whose
+    config says ImageNet's 1000 classes: timm would drop the trained head. Refused with SIMs and, by
+    its head of another size than 1000, without any (sim_stages=[]: no SIM tensors to tell); with
+    the config naming the saved head's classes it loads exactly, head included."""
+    torch.manual_seed(0)
+    det = timm.create_model("dil_resnet18", num_classes=1, sim_stages=sim_stages)
+    path = tmp_path / "det.safetensors"
+    save_file(det.state_dict(), str(path))
+    with pytest.raises(ValueError, match=r"saved head has 1000 classes and the model has 1, so timm would drop "
+                                         r"the saved classifier"):
+        timm.create_model("dil_resnet18", pretrained=True, num_classes=1, sim_stages=sim_stages,
+                          pretrained_cfg_overlay=dict(file=str(path)))
+    loaded = timm.create_model("dil_resnet18", pretrained=True, num_classes=1, sim_stages=sim_stages,
+                               pretrained_cfg_overlay=dict(file=str(path), num_classes=1))
+    assert all(torch.equal(v, det.state_dict()[k]) for k, v in loaded.state_dict().items())
+    if not sim_stages:  # a 2-class head is another detector, not an ImageNet backbone either
+        other = timm.create_model("dil_resnet18", num_classes=2, sim_stages=[])
+        save_file(other.state_dict(), str(path))
+        with pytest.raises(ValueError, match=r"mis-shaped \(fc\.weight: checkpoint \(2, 512\) vs model \(1, 512\)"):
+            timm.create_model("dil_resnet18", pretrained=True, num_classes=1, sim_stages=[],
+                              pretrained_cfg_overlay=dict(file=str(path)))
 
 
 def shared_and_default(motion_fraction=0.75, **kw):

@@ -150,6 +150,57 @@ def test_kept_weights_are_reused_in_eval_inference_and_dropped_on_request(kind, 
         torch.testing.assert_close(after, sim_output(rebuilt(sim, SIMS[kind]), x), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("no_grad", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_an_inter_sim_whose_batchnorm_trains_in_eval_mode_uses_batch_statistics(no_grad):
+    """AdaBN / test-time BatchNorm recalibration: an eval-mode Inter-SIM whose Eq. 7 BatchNorm is
+    switched back to train() normalises with the batch statistics and updates the running ones,
+    without autograd as with it: the BatchNorm is not folded into kept weights then (not even
+    ones composed before the switch)."""
+    sim = randomise(InterSIM(16, T)).eval()
+    x = frames(2 * 2 * T, 16)
+    with no_grad():
+        sim_output(sim, x)  # all eval: composes and keeps the folded weights
+    bn = sim.branch1[1]
+    reference = copy.deepcopy(sim)
+    bn.train()
+    reference.branch1[1].train()
+    before = bn.running_mean.clone()
+    with no_grad():
+        out = sim_output(sim, x)
+    expected = sim_output(reference, x)  # autograd on: the step-by-step path, BatchNorm as it is
+    assert not torch.equal(bn.running_mean, before)  # the batch updated the running statistics
+    torch.testing.assert_close(bn.running_mean, reference.branch1[1].running_mean, rtol=0, atol=0)
+    torch.testing.assert_close(out, expected.detach(), rtol=1e-5, atol=1e-6)
+    bn.eval()
+    reference.eval()
+    with no_grad():  # back to eval: the folded weights follow the recalibrated statistics
+        torch.testing.assert_close(sim_output(sim, x), sim_output(rebuilt(reference, lambda: InterSIM(16, T)), x),
+                                   rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", SIMS)
+def test_kept_weights_are_not_used_while_a_submodule_trains(kind, monkeypatch):
+    """ComposedWeights keeps weights only while the module and every submodule are in eval mode."""
+    sim = randomise(SIMS[kind]()).eval()
+    x = frames(2 * 2 * T, 16)
+    built = []
+    original = type(sim).composed_weights
+    monkeypatch.setattr(type(sim), "composed_weights", lambda self, *a: built.append(1) or original(self, *a))
+    with torch.no_grad():
+        sim_output(sim, x)
+        sub = next(m for m in sim.modules() if m is not sim and any(True for _ in m.parameters(recurse=False)))
+        sub.train()
+        n = len(built)
+        sim_output(sim, x)
+        sim_output(sim, x)
+        assert len(built) in (n, n + 2)  # composed in each forward (volume path) or not at all: never kept
+        assert sim._composed._key is None
+        sub.eval()
+        sim_output(sim, x)
+        sim_output(sim, x)
+        assert sim._composed._key is not None
+
+
 @pytest.mark.parametrize("kind", SIMS)
 @pytest.mark.parametrize("cpu_path", ["volume", "frames"])
 def test_a_forward_under_inference_mode_leaves_nothing_that_breaks_a_later_backward(kind, cpu_path, monkeypatch):
@@ -255,7 +306,7 @@ def test_global_pool_off_returns_maps_without_a_classifier_and_refuses_one():
 @pytest.fixture(scope="module")
 def imagenet_files(tmp_path_factory):
     files = {}
-    for name in ("resnet18", "resnet18d"):
+    for name in ("resnet18", "resnet18d", "resnetaa34d"):
         torch.manual_seed(1)
         ref = timm.create_model(name).eval()
         path = tmp_path_factory.mktemp("ckpt") / f"{name}.safetensors"
@@ -264,7 +315,8 @@ def imagenet_files(tmp_path_factory):
     return files
 
 
-@pytest.mark.parametrize("base, first_conv", [("resnet18", "conv1"), ("resnet18d", "conv1.0")])
+@pytest.mark.parametrize("base, first_conv", [("resnet18", "conv1"), ("resnet18d", "conv1.0"),
+                                              ("resnetaa34d", "conv1.0")])  # a deep stem without Hub weights
 @pytest.mark.parametrize("in_chans", [1, 2, 4])
 def test_pretrained_2d_weights_load_for_other_input_channels(imagenet_files, base, first_conv, in_chans, caplog):
     """``in_chans != 3`` with ImageNet weights: the input conv is adapted as timm adapts its own
@@ -320,6 +372,11 @@ def test_wrong_inputs_name_what_the_module_expects():
         inter = InterSIM(16, T).eval()
         with pytest.raises(ValueError, match=r"num_snippets = 2.5; expected a whole number"):
             inter(frames(2 * T, 16), num_snippets=2.5)  # was truncated to 2, silently
+        for bad in (True, False, torch.tensor(True), 0, -1, torch.tensor(0)):  # True was taken as U=1
+            with pytest.raises(ValueError, match=r"num_snippets = .*; expected a whole number U >= 1"):
+                inter(frames(T, 16), num_snippets=bad)
+        with pytest.raises(ValueError, match=r"8 frames in the batch are not a multiple of num_snippets U=3"):
+            inter(frames(2 * T, 16), num_snippets=3)
         torch.testing.assert_close(inter(frames(2 * T, 16), num_snippets=torch.tensor(2)),
                                    inter(frames(2 * T, 16), num_snippets=2), rtol=0, atol=0)
         model = timm.create_model("dil_resnet18", num_classes=2, channels=[8, 16, 32, 64], stem_width=8).eval()

@@ -14,6 +14,7 @@ of its module path and ``resnet`` is timm's own.
 """
 from __future__ import annotations
 
+import types
 import warnings
 
 from contextlib import contextmanager, nullcontext
@@ -79,6 +80,20 @@ def _recorded_sim_args(args: Mapping[str, Any] | None, defaults: Mapping[str, An
     return {**defaults, **dict(args or {})}
 
 
+_COUNTS = {"snippet_len": "T, consecutive frames per snippet", "num_snippets": "U, snippets per clip",
+           "test_num_snippets": "U, snippets per clip"}
+
+
+def _check_counts(**values: Any) -> None:
+    """Refuse a ``snippet_len`` / ``num_snippets`` / ``test_num_snippets`` that is not an integer
+    >= 1 (a bool, a float such as 2.7 or 2.0, a string, 0), naming it: a model built with one
+    fails later, deep inside (0: a division by zero at the first forward), or computes with a
+    truncated value."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
+            raise ValueError(f"{name} = {value!r}: expected an integer >= 1 ({_COUNTS[name]})")
+
+
 class DILResNet(timm_resnet.ResNet):
     """A timm ResNet whose blocks carry Intra-SIMs / Inter-SIMs; takes video clips.
 
@@ -111,6 +126,7 @@ class DILResNet(timm_resnet.ResNet):
         **kwargs: Any,
     ) -> None:
         sim_stages = sim_stage_tuple(sim_stages)  # once: a generator is read here only
+        _check_counts(snippet_len=snippet_len, num_snippets=num_snippets, test_num_snippets=test_num_snippets)
         super().__init__(*args, **kwargs)
         insert_sims(self, snippet_len, sim_stages, sim_pattern, intra_args, inter_args)
         self.init_dil(snippet_len, sim_stages, sim_pattern, intra_args, inter_args, num_snippets, test_num_snippets)
@@ -126,9 +142,7 @@ class DILResNet(timm_resnet.ResNet):
         test_num_snippets: int = 8,
     ) -> None:
         """Record the DIL settings (also used by :func:`dynsnip.convert_resnet`)."""
-        for name, value in (("num_snippets", num_snippets), ("test_num_snippets", test_num_snippets)):
-            if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
-                raise ValueError(f"{name} = {value!r}: expected an integer >= 1 (U, snippets per clip)")
+        _check_counts(snippet_len=snippet_len, num_snippets=num_snippets, test_num_snippets=test_num_snippets)
         self.snippet_len = int(snippet_len)
         self.num_snippets = int(num_snippets)
         self.test_num_snippets = int(test_num_snippets)
@@ -318,6 +332,7 @@ def convert_resnet(
         keys; the SIMs are new ``*.sim.*`` entries.
     """
     stages = sim_stage_tuple(stages)  # once: a generator is read here only
+    _check_counts(snippet_len=snippet_len)  # before the model is changed
     insert_sims(model, snippet_len, stages, pattern, intra_args, inter_args)
     model.__class__ = DILResNet
     model.init_dil(snippet_len, stages, pattern, intra_args, inter_args)
@@ -333,14 +348,20 @@ def _unwrap_state_dict(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]
     return {unwrapped_key(k): v for k, v in state_dict.items()}
 
 
-def saved_detector_checkpoint(state_dict: Mapping[str, Any], model: DILResNet) -> bool:
+def saved_detector_checkpoint(state_dict: Mapping[str, Any], model: DILResNet, head_classes: int | None = None) -> bool:
     """Whether ``state_dict`` is a saved detector, which must load completely: it holds SIM
     tensors, or ``model`` was rebuilt from a saved ``config.json`` (timm marks a model built
-    from a local directory or a Hub repo with ``source`` ``local-dir`` / ``hf-hub``). An
-    ImageNet 2D ResNet (a ``dil_<resnet>.<tag>`` name) is the other case: its SIMs and head
+    from a local directory or a Hub repo with ``source`` ``local-dir`` / ``hf-hub``), or (given
+    ``head_classes``, the classes the pretrained config says the source head has: 1000 for
+    ImageNet) its classifier ``fc.weight`` has another number of outputs: a detector saved
+    without SIMs (``sim_stages=[]``) has no SIM tensors, but its trained head is not ImageNet's.
+    An ImageNet 2D ResNet (a ``dil_<resnet>.<tag>`` name) is the other case: its SIMs and head
     are new by design."""
     source = (getattr(model, "pretrained_cfg", None) or {}).get("source")
-    return source in ("local-dir", "hf-hub") or any(".sim." in k for k in state_dict)
+    if source in ("local-dir", "hf-hub") or any(".sim." in k for k in state_dict):
+        return True
+    head = state_dict.get("fc.weight")
+    return head_classes is not None and torch.is_tensor(head) and head.ndim == 2 and head.shape[0] != head_classes
 
 
 @contextmanager
@@ -381,7 +402,9 @@ def checkpoint_filter_fn(
     * a saved detector (:func:`saved_detector_checkpoint`) is loaded strictly: every tensor
       of the architecture, SIMs and classifier included, must be there; one saved with shared
       forward/backward weights (``share_directions=True``, the only layout of dynsnip 0.1.0)
-      gets them copied into both directions, which computes exactly what it computed before;
+      gets them copied into both directions, which computes exactly what it computed before; given
+      ``head_classes``, a checkpoint whose classifier has another number of outputs is a saved
+      detector too (one without SIMs: ``sim_stages=[]``);
     * an ImageNet 2D ResNet has no SIM tensors (``*.sim.*``) and another head: the SIMs keep
       the model's own initialisation, the classifier is new;
     * the classifier is passed through: timm drops it when ``num_classes`` differs, and a
@@ -410,7 +433,7 @@ def checkpoint_filter_fn(
     target = model.state_dict()
     classifier = "fc."
     first_conv = _first_conv(model) + ".weight"
-    strict = saved_detector_checkpoint(sd, model)
+    strict = saved_detector_checkpoint(sd, model, head_classes)
     out: dict[str, torch.Tensor] = {}
     missing, misshaped = [], []
     for k, v in target.items():
@@ -505,7 +528,9 @@ def _timm_resnet_args(name: str) -> dict[str, Any]:
 
     timm's builders pass them straight to ``_create_resnet``; recording that call (without
     building anything) keeps every block type, depth, stem and attention option in sync
-    with timm instead of copying 81 tables here.
+    with timm instead of copying 81 tables here. The call is recorded by a copy of the builder
+    whose globals name a recorder as ``_create_resnet``: timm's module is never changed, so
+    ResNets built at the same time (other threads, timm's own) are not affected.
     """
     recorded: dict[str, Any] = {}
 
@@ -516,14 +541,14 @@ def _timm_resnet_args(name: str) -> dict[str, Any]:
         recorded.update(kwargs)
         raise _Recorded
 
-    original = timm_resnet._create_resnet
-    timm_resnet._create_resnet = record
+    builder = getattr(timm_resnet, name)
+    probe = types.FunctionType(builder.__code__, {**builder.__globals__, "_create_resnet": record},
+                               builder.__name__, builder.__defaults__, builder.__closure__)
+    probe.__kwdefaults__ = builder.__kwdefaults__
     try:
-        getattr(timm_resnet, name)(pretrained=False)
+        probe(pretrained=False)
     except _Recorded:
         pass
-    finally:
-        timm_resnet._create_resnet = original
     if not recorded:
         raise RuntimeError(f"could not read the ResNet arguments of timm's {name}")
     return recorded
@@ -546,24 +571,34 @@ def _base_names() -> list[str]:
 DEFAULT_TAGS = ("tv_in1k",)
 
 
+def _timm_cfg(cfg: Any) -> dict[str, Any]:
+    """timm's pretrained config of a base ResNet without its weight source (url, file, Hub id) and
+    name: first_conv (``conv1.0`` in the deep stems of resnet*d / *t, which timm adapts to
+    ``in_chans != 3``), input and pool sizes, crop, mean and std stay timm's."""
+    d = {k: v for k, v in cfg.to_dict(remove_source=True, remove_null=True).items() if k not in ("architecture", "tag")}
+    d.update(url=None, first_conv=cfg.first_conv or "conv1", classifier="fc")
+    return d
+
+
 def _dil_cfgs(base: str) -> dict[str, dict[str, Any]]:
     cfgs: dict[str, dict[str, Any]] = {}
     tags = []
-    for full, cfg in get_arch_pretrained_cfgs(base).items():
+    arch_cfgs = get_arch_pretrained_cfgs(base)
+    for full, cfg in arch_cfgs.items():
         tag = full.split(".", 1)[1] if "." in full else ""
         if not cfg.hf_hub_id:
             continue
         hub_id = cfg.hf_hub_id if cfg.hf_hub_id != "timm/" else f"timm/{base}.{tag}"
-        d = {k: v for k, v in cfg.to_dict(remove_source=True, remove_null=True).items() if k not in ("architecture", "tag")}
-        # timm's first_conv ("conv1.0" for the deep stems of resnet*d / *t): timm adapts that conv to in_chans != 3
-        d.update(hf_hub_id=hub_id, url=None, first_conv=cfg.first_conv or "conv1", classifier="fc")
+        d = _timm_cfg(cfg)
+        d["hf_hub_id"] = hub_id
         d["notes"] = (f"2D ImageNet weights timm/{base}.{tag} adapted to the DIL video network",)
         tags.append((tag, d))
     tags.sort(key=lambda td: td[0] not in DEFAULT_TAGS)  # stable: tv_in1k first, then timm's order
     for tag, d in tags:
         cfgs[f"dil_{base}.{tag}" if tag else f"dil_{base}"] = d
-    if not cfgs:
-        cfgs[f"dil_{base}"] = dict(first_conv="conv1", classifier="fc")
+    if not cfgs:  # no ImageNet weights on the Hub (timm's "untrained" tag): timm's config for the base, no source
+        default = next(iter(arch_cfgs.values()), None)  # timm's default tag comes first
+        cfgs[f"dil_{base}"] = _timm_cfg(default) if default is not None else dict(first_conv="conv1", classifier="fc")
     return cfgs
 
 
@@ -579,7 +614,8 @@ class DILFeatures(FeatureGetterNet):
     ``out_indices`` (0 = stem, 1-4 = stages; default all five): ``(B, C_i, U*T, H_i, W_i)``, or
     the folded frames ``(B*U*T, C_i, H_i, W_i)`` with ``output_fmt="NCHW"`` (what 2D necks
     such as an FPN take). ``feature_info`` gives channels and reductions as for timm's ResNets;
-    stages after the last index are removed (timm's pruning).
+    stages after the last index are removed (timm's pruning). ``set_grad_checkpointing`` and
+    ``group_matcher`` (parameter groups for layer-wise learning-rate decay) act on the wrapped model.
     """
 
     def __init__(self, model: DILResNet, out_indices: Any = (0, 1, 2, 3, 4), output_fmt: str = "NCFHW",
@@ -593,6 +629,36 @@ class DILFeatures(FeatureGetterNet):
         return self.model.forward_intermediates(
             x, indices=self.out_indices, norm=self.norm, output_fmt=self.video_output_fmt, intermediates_only=True,
         )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Gradient checkpointing of the wrapped model's blocks (as timm's feature wrappers offer)."""
+        self.model.set_grad_checkpointing(enable)
+
+    @property
+    def grad_checkpointing(self) -> bool:
+        """The wrapped model's flag (the wrapper's forward runs the model's blocks)."""
+        return bool(self.model.grad_checkpointing)
+
+    @grad_checkpointing.setter
+    def grad_checkpointing(self, enable: bool) -> None:
+        self.model.set_grad_checkpointing(enable)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """The wrapped model's parameter groups (stem, then stage or block), for this wrapper's
+        parameter names (``model.<name>``): what timm's layer-wise learning-rate decay groups by."""
+        return {group: _under_model(spec) for group, spec in self.model.group_matcher(coarse).items()}
+
+
+def _under_model(spec: Any) -> Any:
+    """A timm group-matcher spec (a regex, or a list of ``(regex, suffix)``) for the same
+    parameters seen from a wrapper that holds the model as ``model``."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):  # matched from the start of the name (re.match): so is the prefix
+        return r"^model\.(?:" + spec.removeprefix("^") + ")"
+    return [(_under_model(regex), suffix) for regex, suffix in spec]
 
 
 def _pretrained_download(variant: str, pretrained: bool, kwargs: Mapping[str, Any]) -> ContextManager:

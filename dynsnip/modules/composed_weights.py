@@ -12,7 +12,11 @@ optimizer steps. What drops the kept weights:
   version counters;
 * any eager forward in training mode or with autograd on (:meth:`ComposedWeights.forward_started`,
   called by the SIMs whichever path the forward takes): training is what changes the weights.
-  Those forwards, and those under ``torch.compile``, compose the weights themselves;
+  Those forwards, and those under ``torch.compile``, compose the weights themselves. Training mode
+  is that of the module *or any of its submodules* (:func:`training_anywhere`): a BatchNorm
+  switched back to ``train()`` inside an eval-mode SIM (AdaBN, test-time BN recalibration)
+  normalises with, and updates, its batch statistics, which weights composed from its running
+  statistics would skip;
 * ``train()`` / ``eval()`` and ``load_state_dict`` on the module (:meth:`ComposedWeights.clear`,
   called by the SIMs);
 * an in-place change that bumps the version counter: ``copy_`` or ``mul_`` under ``no_grad``,
@@ -49,6 +53,12 @@ def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: A
 register_optimizer_step_post_hook(_count_optimizer_step)
 
 
+def training_anywhere(module: nn.Module) -> bool:
+    """Whether ``module`` or any of its submodules is in training mode: its eval-mode weights
+    (a BatchNorm folded into a conv) then do not compute what its layers compute."""
+    return any(m.training for m in module.modules())
+
+
 class ComposedWeights:
     """A one-entry cache of ``build()``'s result for ``module``'s current parameters."""
 
@@ -59,14 +69,14 @@ class ComposedWeights:
     def get(self, module: nn.Module, build: Callable[[], dict[str, Any]], *extra: Any) -> dict[str, Any]:
         """``build()``, or the dict it returned last time for the same parameters.
 
-        Kept only in eval mode with autograd off, eagerly (see the module docstring for what
+        Kept only in eval mode (``module`` and every submodule) with autograd off, eagerly (see the module docstring for what
         drops it). Under bf16 autocast the kept floating-point tensors are kept in bfloat16, so
         that the convolutions do not cast their weights on every call (fp16 autocast: left to
         autocast, as the float32 region of the differences needs the float32 weights).
         """
         if torch.compiler.is_compiling():
             return build()
-        if module.training or torch.is_grad_enabled():  # training: the step that follows changes the weights
+        if torch.is_grad_enabled() or training_anywhere(module):  # training: the step that follows changes the weights
             self.clear()
             return build()
         tensors = list(itertools.chain(module.parameters(), module.buffers()))
@@ -86,9 +96,9 @@ class ComposedWeights:
         return self._value
 
     def forward_started(self, module: nn.Module) -> None:
-        """Called at the start of every forward of ``module``: one that trains (training mode or
-        autograd on, eagerly) drops the kept weights, whichever path it takes."""
-        if (module.training or torch.is_grad_enabled()) and not torch.compiler.is_compiling():
+        """Called at the start of every forward of ``module``: one that trains (training mode of
+        ``module`` or a submodule, or autograd on, eagerly) drops the kept weights, whichever path it takes."""
+        if not torch.compiler.is_compiling() and (torch.is_grad_enabled() or training_anywhere(module)):
             self.clear()
 
     def clear(self) -> None:

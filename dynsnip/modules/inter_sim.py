@@ -70,7 +70,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .composed_weights import ComposedWeights
+from .composed_weights import ComposedWeights, training_anywhere
 from .depthwise_taps import COMPILED_AS_SUM, depthwise_taps, depthwise_taps_available
 from .directions import BACKWARD, DirectionPaths
 from .intra_sim import _as_dtype, _check_frames, _check_sizes, _float32_region
@@ -279,10 +279,14 @@ class InterSIM(nn.Module):
         else:
             try:
                 u = operator.index(num_snippets)  # a numpy or 0-d tensor integer; never truncates 2.5 to 2
+                if isinstance(num_snippets, bool) or getattr(num_snippets, "dtype", None) == torch.bool:  # True is no count
+                    raise TypeError
             except TypeError:
                 raise ValueError(f"InterSIM: num_snippets = {num_snippets!r}; expected a whole number U >= 1") from None
+        if u < 1:
+            raise ValueError(f"InterSIM: num_snippets = {num_snippets!r}; expected a whole number U >= 1")
         t = self.snippet_len
-        if u < 1 or x.shape[0] % (u * t):
+        if x.shape[0] % (u * t):
             raise ValueError(
                 f"InterSIM: {x.shape[0]} frames in the batch are not a multiple of "
                 f"num_snippets U={u} x snippet_len T={t}"
@@ -356,8 +360,10 @@ class InterSIM(nn.Module):
         return self.conv_u.weight.unsqueeze(-1)
 
     def _folds(self) -> bool:
-        """Whether this forward may use :meth:`composed_weights` (eval-mode inference, eager)."""
-        return not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling())
+        """Whether this forward may use :meth:`composed_weights` (eval-mode inference, eager): not when
+        a submodule is training (Eq. 7's BatchNorm switched to train() for test-time recalibration
+        normalises with batch statistics, which the folded weights do not)."""
+        return not (torch.compiler.is_compiling() or torch.is_grad_enabled() or training_anywhere(self))
 
     def composed_weights(self) -> dict:
         """Eval-mode weights of the volume path: Eq. 7's ``Conv3x1`` with its BatchNorm folded in

@@ -517,10 +517,12 @@ class IntraSMA(DirectionPaths):
         (:mod:`dynsnip.modules.gate_tap`).
 
         A handful of convolutions: the squeezes (gate and motion channels at once), Eq. 1 of the
-        gate's channels (all directions at once, one output each; pair-indexed, so no border
-        mask, see :attr:`pair_indexed`), Eq. 2-3 (both planes and directions), the recovery 1x1s;
-        for the motion channels Eq. 1 summed over the directions (one output per channel: all
-        their 1x1 needs) and their 1x1.
+        gate's channels (all directions at once, one output each), Eq. 2-3 (both planes and
+        directions), the recovery 1x1s; for the motion channels Eq. 1 summed over the directions
+        (one output per channel: all their 1x1 needs) and their 1x1. With motion channels of their
+        own, Eq. 1 of both is one depthwise conv and one multiply-add, which also zeroes the gate's
+        border differences (:attr:`merged_differences`); without, the gate's Eq. 1 is pair-indexed,
+        so no border mask (:attr:`pair_indexed`).
         """
         cl = x2.dim() == 5 and x2.stride(1) == 1  # channels last frames: keep them so when compiled
         one = cpu_dilation(x2)  # 1x1x1 convs: see cpu_dilation

@@ -2,8 +2,9 @@
 
 Every depthwise "same" conv that ``--arch`` (default ``dil_resnet50``, dynsnip's default module) runs
 through :func:`dynsnip.modules.depthwise_taps.depthwise_taps`, at the shape and layout it has for
-``--clips`` clips of ``--frames`` frames at ``--size`` px (default 16 x 16 x 224): the motion channels'
-Eq. 1 of each Intra-SIM (a 3x3x3 kernel on a channel slice of the squeezed snippet volume) and each
+``--clips`` clips of ``--frames`` frames at ``--size`` px (default 16 x 16 x 224): Eq. 1 of the motion
+channels and of the gate's channels of each Intra-SIM (a 3x3x3 kernel on the squeezed snippet volume,
+``IntraSMA.merged_differences``) and each
 Inter-SIM's ``Conv_U`` (a (3, 1, 1) kernel on the clip volume ``(N, C, U, T, H*W)``). Per conv:
 
 * ``conv``: what runs with the kernels off (``IntraSMA.triton_depthwise = False``, ``InterSIM.conv_u_op =

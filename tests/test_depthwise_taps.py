@@ -290,7 +290,9 @@ def test_benchmark_conv_path_on_the_cpu():
     report = load_script("benchmarks/depthwise_taps.py", "depthwise_taps_benchmark").main(QUICK_BENCH)
     assert not report["kernels"] and len(report["convs"]) == 8
     assert all(r["conv_ms"] > 0 and "triton_ms" not in r for r in report["convs"])
-    assert report["convs"][0]["shape"] == [1, 32, 4, 4, 4]  # layer1's motion channels: U x c x T x H x W (U = 1)
+    # layer1's Eq. 1 (U x c x T x H x W, U = 1): the 32 motion channels and the gate's 2 squeezed channels
+    # once per direction, one depthwise conv (IntraSMA.merged_differences)
+    assert report["convs"][0]["shape"] == [1, 36, 4, 4, 4]
 
 
 def test_gpu_report_writes_step_5(tmp_path):
@@ -405,8 +407,8 @@ def _compiled_conv_groups(sim, x, kwargs) -> tuple[list[int], torch.Tensor]:
 @pytest.mark.parametrize("module_name", ["IntraSIM", "InterSIM"])
 def test_compiled_sims_have_no_depthwise_conv_on_a_gpu(module_name, monkeypatch):
     """Under torch.compile on a GPU (here: the CPU added to COMPILED_AS_SUM), the graph dynamo hands
-    to inductor has no depthwise conv over the SIM's channels left: the motion channels' Eq. 1 (16
-    channels here) and Conv_U (32) are pointwise ops inductor fuses into stencils; the compiled SIM
+    to inductor has no depthwise conv over the SIM's channels left: Eq. 1 of the motion channels and
+    of the gate's (16 + 2 x 4 channels here, one conv: IntraSMA.merged_differences) and Conv_U (32) are pointwise ops inductor fuses into stencils; the compiled SIM
     computes what the eager one does. On the CPU (not in COMPILED_AS_SUM) the conv stays."""
     from dynsnip import InterSIM, IntraSIM
     from dynsnip.modules import inter_sim
@@ -415,7 +417,7 @@ def test_compiled_sims_have_no_depthwise_conv_on_a_gpu(module_name, monkeypatch)
     sim = (IntraSIM(32, 4, reduction=4) if module_name == "IntraSIM" else InterSIM(32, 4)).eval()
     x = torch.randn(2 * 4, 32, 5, 6).contiguous(memory_format=torch.channels_last)  # U = 2, T = 4
     kwargs = {} if module_name == "IntraSIM" else {"num_snippets": 2}
-    depthwise = 16 if module_name == "IntraSIM" else 32
+    depthwise = 24 if module_name == "IntraSIM" else 32
     with torch.no_grad():
         want = sim(x, **kwargs)
     groups, _ = _compiled_conv_groups(sim, x, kwargs)

@@ -34,6 +34,7 @@ from torch.utils.checkpoint import checkpoint
 from ..convert import SIBlock, insert_sims, sim_stage_tuple
 from ..modules import untie_shared_checkpoint
 from ..modules.intra_sim import DEFAULT_MOTION_FRACTION, adopt_checkpoint_motion_channels, layout_restored_on_failure
+from ..modules.temporal_ops import frames_as_snippets, snippets_as_frames
 from .dtypes import DTYPE_RULE, dtype_mismatches
 from .keys import preview_keys as _preview
 from .keys import unwrapped_key
@@ -47,18 +48,23 @@ STAGES = ("layer1", "layer2", "layer3", "layer4")
 def fold_frames(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, F, H, W)`` -> ``(B*F, C, H, W)`` ("b c f h w -> (b f) c h w").
 
-    A view when the clip is ``channels_last_3d`` (or came from :func:`unfold_frames`), else a copy.
+    A view when the clip is ``channels_last_3d`` (or came from :func:`unfold_frames`), else a copy;
+    in eager inference such a view is one ``as_strided`` call (``temporal_ops.snippets_as_frames``).
     Plain tensor methods rather than einops: einops calls cost ~0.5 s each to trace in
     ``torch.compile``.
     """
-    return x.transpose(1, 2).flatten(0, 1)
+    return snippets_as_frames(x)
 
 
 def unfold_frames(x: torch.Tensor, b: int, f: int = -1) -> torch.Tensor:
     """``(B*F, C, H, W)`` -> ``(B, C, F, H, W)`` ("(b f) c h w -> b c f h w"), a view.
 
     ``f`` (F) is needed when ``B`` may be 0: an empty batch does not say how many frames a clip has.
+    In eager inference one ``as_strided`` call (``temporal_ops.frames_as_snippets``).
     """
+    frames = f if f != -1 else (x.shape[0] // b if b else -1)
+    if frames > 0 and b * frames == x.shape[0]:
+        return frames_as_snippets(x, frames)
     return x.unflatten(0, (b, f)).transpose(1, 2)
 
 

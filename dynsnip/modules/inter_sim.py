@@ -164,6 +164,21 @@ class InterSMA(DirectionPaths):
                 d = torch.add(g, f, alpha=len(self.offsets))
             return torch.sigmoid(conv(d, rw, rb))  # Eq. 10
 
+    def _slots(self, f: torch.Tensor) -> torch.Tensor:
+        """``(U, 1, 2)``: ``(1, n_u)``, ``n_u`` how many directions of snippet u have their neighbouring
+        snippet; ``f * _slots(f)`` for ``f`` of shape ``(N, c, U, T, 1)`` holds ``f`` and ``n ⊙ f`` side
+        by side along the last axis (the volume path's ``+ n ⊙ F̂`` of Eq. 8-9, see :meth:`InterSIM.forward`)."""
+        u = f.shape[2]
+
+        def build() -> torch.Tensor:
+            return torch.stack([torch.ones(u, dtype=f.dtype, device=f.device), neighbour_count(self.offsets, u, f)], -1)[:, None]
+        if torch.compiler.is_compiling():
+            return build()
+        key = ("slots", u, f.dtype, f.device, torch.is_inference_mode_enabled())  # as _count
+        if key not in self._counts:
+            self._counts[key] = build()
+        return self._counts[key]
+
     def _count(self, f: torch.Tensor) -> torch.Tensor:
         """``(U, 1[, 1])``: how many directions have their neighbouring snippet."""
         u = f.shape[2]
@@ -302,14 +317,15 @@ class InterSIM(nn.Module):
                 f1 = F.conv3d(h, w["second"], w["second_bias"])  # Eq. 7 before σ
                 f2 = self.sma.attention(f, w)  # Eq. 8-10
                 atten = torch.sigmoid(f1) * _as_dtype(f2, f1.dtype)
-            else:  # Eq. 7's Conv1x1 of h and Eq. 10's Conv1x1 of Eq. 8-9 as one conv of (h, F̂)
+            else:  # Eq. 7's Conv1x1 of h and Eq. 10's Conv1x1 of Eq. 8-9 as one conv of (h, F̂): (F̄1, F̄2) before σ
+                if self.sma.edge == "zero":  # n ⊙ F̂ (n: existing neighbours of snippet u) as a second slot along
+                    # the last axis, "n c u t 1 -> n c u t 2" = (h, F̂) and n ⊙ (h, F̂), which the conv reads with its
+                    # second tap: R(-sum_o Conv1x3_o(F̂_{u+o})) + R(n ⊙ F̂) = R(sum_o D_o) in one conv
+                    hf = hf * self.sma._slots(hf)
+                # else edge "frame": n is the number of directions everywhere, inside the conv's weight
                 z = F.conv3d(hf, w["second_attention"], w["second_attention_bias"], padding=w["second_attention_padding"])
-                if self.sma.edge == "zero":  # (F̄1, Conv1x1(-sum_o Conv1x3_o(F̂_{u+o})), Conv1x1(F̂)): + n ⊙ the last
-                    f1, g, rf = z.split(self.channels, 1)
-                    pre = torch.addcmul(g, rf, self.sma._count(rf))
-                else:  # edge "frame": n is the number of directions everywhere, inside the conv's weight
-                    f1, pre = z.split(self.channels, 1)
-                atten = torch.sigmoid(f1) * torch.sigmoid(pre)  # Eq. 7 ⊙ Eq. 10
+                atten_1, atten_2 = torch.sigmoid(z).chunk(2, 1)
+                atten = atten_1 * atten_2  # Eq. 7 ⊙ Eq. 10
             conv_u = w["conv_u"]
         else:
             pooled = v.mean(-1)  # GAP: F̄, (N, C, U, T)
@@ -370,9 +386,11 @@ class InterSIM(nn.Module):
         (affine in eval mode) and Inter-SMA's squeeze in the centre tap of more output channels,
         as one conv of F̄ (``first``); then one conv of its output ``(h, F̂)`` (``second_attention``) that
         gives Eq. 7's ``Conv1x1`` of ``h`` and Eq. 10's ``Conv1x1`` R put together with Eq. 8-9's convs
-        (:meth:`InterSMA.difference_weight`): ``R(-sum_o Conv1x3_o(F̂_{u+o}))`` and ``R(F̂)``, which the
-        forward adds as ``+ n ⊙ R(F̂)`` (``n``: existing neighbours of snippet u; with ``edge="frame"``
-        n is constant and inside the weight); and ``Conv_U``. The step-by-step weights (``second``,
+        (:meth:`InterSMA.difference_weight`), the logits of ``F̄1`` and ``F̄2`` (Eq. 7 and 10 before σ): the
+        latter is ``R(-sum_o Conv1x3_o(F̂_{u+o})) + R(n ⊙ F̂)`` (``n``: existing neighbours of snippet u),
+        the first term from a tap on ``(h, F̂)``, the second from a tap on ``n ⊙ (h, F̂)``, which the forward
+        puts beside it along the last axis (:meth:`InterSMA._slots`; with ``edge="frame"`` n is constant and
+        inside the weight: one tap); and ``Conv_U``. The step-by-step weights (``second``,
         ``difference``, ``recover``) serve the float32 difference region under fp16."""
         conv1, bn, conv2 = self.branch1
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -388,18 +406,17 @@ class InterSIM(nn.Module):
         rw = sma.recover.weight.flatten(1)  # (C, c)
         r_diff = torch.einsum("oc,cikl->oikl", rw, diff)  # (C, c, 3, kf)
         r_centre = F.pad(rw[:, :, None, None], (kf // 2, kf // 2, 1, 1))  # (C, c, 3, kf)
-        if sma.edge == "zero":
-            attention = [second, F.pad(r_diff, (0, 0, 0, 0, hidden, 0)), F.pad(r_centre, (0, 0, 0, 0, hidden, 0))]
-            attention_bias = [conv2.bias, sma.recover.bias, sq.new_zeros(self.channels)]
+        if sma.edge == "zero":  # two taps along the last axis: (h, F̂) and n ⊙ (h, F̂) (InterSMA._slots)
+            attention = torch.stack([torch.cat([second, F.pad(r_diff, (0, 0, 0, 0, hidden, 0))]),
+                                     torch.cat([torch.zeros_like(second), F.pad(r_centre, (0, 0, 0, 0, hidden, 0))])], -1)
         else:
             n = len(sma.offsets)
-            attention = [second, F.pad(r_diff + n * r_centre, (0, 0, 0, 0, hidden, 0))]
-            attention_bias = [conv2.bias, sma.recover.bias]
+            attention = torch.cat([second, F.pad(r_diff + n * r_centre, (0, 0, 0, 0, hidden, 0))]).unsqueeze(-1)
         return {"first": torch.cat([conv1.weight * scale[:, None, None, None], F.pad(sq, (0, 0, k // 2, k // 2))]).unsqueeze(-1),
                 "first_bias": torch.cat([bn.bias - bn.running_mean * scale, sq.new_zeros(c)]),
                 "padding": (k // 2, 0, 0), "split": [hidden, c],
                 "second": conv2.weight.unsqueeze(-1), "second_bias": conv2.bias,
-                "second_attention": torch.cat(attention).unsqueeze(-1), "second_attention_bias": torch.cat(attention_bias),
+                "second_attention": attention, "second_attention_bias": torch.cat([conv2.bias, sma.recover.bias]),
                 "second_attention_padding": (1, kf // 2, 0),
                 "difference": diff.unsqueeze(-1), "recover": sma.recover.weight.unsqueeze(-1),
                 "recover_bias": sma.recover.bias, "conv_u": self.conv_u_weight()}

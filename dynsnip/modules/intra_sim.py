@@ -362,13 +362,19 @@ class IntraSMA(DirectionPaths):
         On a snippet volume ``(B, c, T, H, W)``, with ``P`` directions (``self.offsets``):
 
         * ``squeeze`` ``(c', C/2, 1, 1, 1)``: the compression of Figure 2 and, with motion channels
-          of their own (``motion_source="separate"``), theirs: ``c' = c + C/2``;
+          of their own (``motion_source="separate"``), theirs: ``c' = c P + C/2`` (the gate's ``c``
+          once per direction, :attr:`merged_differences`);
         * ``eq1`` ``(c P, 1, K, k, k)``, groups ``c``: Eq. 1 of the attention's channels for every
           direction, output channel ``i P + p`` is ``F_t - Conv3x3_p(F_{t+o_p})`` of channel ``i``:
           the identity minus the direction's channel-wise 3x3 conv at the neighbouring frame.
           Pair-indexed (:attr:`pair_indexed`, ``K = 2``, no padding along T) or per frame
-          (``K = 3``; with ``edge="zero"`` a mask then zeroes the border), see :meth:`_eq1_weight`;
-        * ``coord`` ``(2c, c P, K', k, k)`` and its bias: Eq. 2 (the H x T plane: a kernel in
+          (``K = 3``; with ``edge="zero"`` a mask then zeroes the border), see :meth:`_eq1_weight`.
+          With :attr:`merged_differences`: ``(c P + C/2, 1, 3, k, k)``, one depthwise conv over the
+          squeezed channels, ``-Conv3x3_p(F_{t+o_p})`` for the gate's channel ``p c + i`` and the sum
+          over the directions for the motion channels (``split``: the two parts), the identity left
+          to the forward (``F_t`` times :meth:`_difference_scale`);
+        * ``coord`` ``(2c, c P, K', k, k)`` (input channel ``i P + p``, or ``p c + i`` with
+          :attr:`merged_differences`) and its bias: Eq. 2 (the H x T plane: a kernel in
           (t, h) at the centre of w) and Eq. 3 (T x W: (t, w) at the centre of h) of every
           direction, with their residual ``+ D``, summed over the directions; ``K' = k + 1`` taps
           along T for pair-indexed differences (each direction's moved to where they sit);
@@ -376,8 +382,6 @@ class IntraSMA(DirectionPaths):
           from the other), divided by P: the average over directions; only the first ``gated``
           output channels, the ones Eq. 5 keeps (the others are motion channels);
           without coordinate attention ``(gated, c P, K'', 1, 1)`` on the differences;
-        * ``eq1_motion`` ``(c2, 1, 3, k, k)``: the motion channels' Eq. 1 summed over the directions
-          (without the identity, which the forward adds as ``n ⊙ G_t``), per frame;
         * ``motion`` ``(m, c2, 1, 1, 1)``: their 1x1, divided by P (the mean over directions).
         """
         P = len(self.offsets)
@@ -386,9 +390,17 @@ class IntraSMA(DirectionPaths):
         sq = self.squeeze.weight
         separate = self.motion_channels and self.motion_source == "separate"
         if separate:
-            sq = torch.cat([sq, self.motion_squeeze.weight])
-        w = {"squeeze": sq.unsqueeze(2), "eq1": self._eq1_weight("diff_conv", pairs).flatten(0, 1),
-             "eq1_padding": 0 if pairs else 1, "read_padding": 1 if pairs else 0}
+            # one depthwise conv for Eq. 1 of the gate's channels (a copy of the squeezed channels per direction,
+            # channel p c + i: direction p of channel i) and of the motion channels (summed over the directions);
+            # the identity F_t, times how many neighbours count, is the forward's one multiply-add (:meth:`_difference_scale`)
+            sq = torch.cat([sq] * P + [self.motion_squeeze.weight])
+            gate = self._eq1_weight("diff_conv", False, identity=False).transpose(0, 1).flatten(0, 1)  # (P c, 1, 3, k, k)
+            motion = self._eq1_weight("motion_diff_conv", False, identity=False).sum(1)  # (c2, 1, 3, k, k)
+            w = {"squeeze": sq.unsqueeze(2), "eq1": torch.cat([gate, motion]), "eq1_padding": 1, "read_padding": 0,
+                 "split": [P * c, motion.shape[0]]}
+        else:
+            w = {"squeeze": sq.unsqueeze(2), "eq1": self._eq1_weight("diff_conv", pairs).flatten(0, 1),
+                 "eq1_padding": 0 if pairs else 1, "read_padding": 1 if pairs else 0}
         if self.coord_attention:
             kc = self.ht_conv.kernel_size[0]
             h = kc // 2
@@ -402,18 +414,19 @@ class IntraSMA(DirectionPaths):
                 torch.stack([F.pad(m.weight.unsqueeze(3), (0, 0, h, h, *tp)) for m, tp in zip(tw, t_pads)], 2),  # (t, w)
             ])
             coord = planes + self._coord_residual(c, kc, sq)  # + D (Eq. 2-3's residual)
+            if separate:  # input channel p c + i (direction-major), see above
+                coord = coord.transpose(2, 3)
             w["coord"] = coord.reshape(2 * c, c * P, *coord.shape[-3:])
             w["coord_bias"] = torch.stack([torch.stack([m.bias for m in ht]), torch.stack([m.bias for m in tw])]).sum(1).flatten()
             rec = torch.cat([self.recover_h.weight[:gated], self.recover_w.weight[:gated]])
             w["recover"] = rec.unsqueeze(2) * (1.0 / P)
             w["recover_bias"] = torch.cat([self.recover_h.bias[:gated], self.recover_w.bias[:gated]])
         else:
-            w["recover"] = self._read_differences(self.recover.weight[:gated].repeat_interleave(P, 1).unsqueeze(2) * (1.0 / P))
+            rec = self.recover.weight[:gated]
+            rec = rec.repeat(1, P, 1, 1) if separate else rec.repeat_interleave(P, 1)  # direction-major or -minor
+            w["recover"] = self._read_differences(rec.unsqueeze(2) * (1.0 / P))
             w["recover_bias"] = self.recover.bias[:gated]
-        if separate:
-            # the motion channels need only the sum over directions: one depthwise output per channel
-            # (frame-indexed: + n ⊙ G_t, n the neighbours in the snippet, is one multiply-add in the forward)
-            w["eq1_motion"] = self._eq1_weight("motion_diff_conv", False, identity=False).sum(1)
+        if separate:  # the motion channels' 1x1, on the sum over the directions of Eq. 1
             w["motion"] = self.motion_out.weight.unsqueeze(2) * (1.0 / P)
             w["motion_bias"] = self.motion_out.bias
         elif self.motion_channels:  # "compressed": a 1x1 of the gate's averaged differences
@@ -427,7 +440,16 @@ class IntraSMA(DirectionPaths):
         with ``edge="zero"`` the difference at a snippet's border is zero, so Eq. 1 needs no zero
         padding along T and no mask: the convs that read the differences take each direction's at
         its frame (:meth:`_read_differences`), where the missing ones are their zero padding."""
-        return self.edge == "zero" and self.snippet_len >= 2
+        return self.edge == "zero" and self.snippet_len >= 2 and not self.merged_differences
+
+    @property
+    def merged_differences(self) -> bool:
+        """Whether the volume path computes Eq. 1 of the gate's channels and of the motion channels
+        (``motion_source="separate"``) as one depthwise conv, per frame: ``-Conv3x3_o(F_{t+o})`` (zero
+        padding along T), then ``+ s ⊙ F_t`` in one multiply-add for all of them, ``s`` counting the
+        neighbours that exist (:meth:`_difference_scale`), which also makes a gate difference zero where
+        its neighbour lies outside the snippet (``edge="zero"``)."""
+        return bool(self.motion_channels) and self.motion_source == "separate"
 
     @property
     def _pair_shifts(self) -> list[int]:
@@ -478,7 +500,8 @@ class IntraSMA(DirectionPaths):
         return _constant(("coord_residual_pairs", c, kc, *self.offsets), like, lambda: torch.stack(
             [F.pad(frame[:, :, :, 0], (0, 0, 0, 0, 1 - d, d)) for d in self._pair_shifts], 3))
 
-    #: Whether the motion channels' Eq. 1 (a depthwise 3x3x3 "same" Conv3d on the volume path) runs as
+    #: Whether Eq. 1 of the motion channels and the gate's (one depthwise 3x3x3 "same" Conv3d on the volume path,
+    #: :attr:`merged_differences`) runs as
     #: Triton kernels where they apply (a GPU, eager, forward and backward: :mod:`dynsnip.modules.depthwise_taps`)
     #: or as ``F.conv3d`` (False). The same numbers either way (tested); ``benchmarks/gpu.sh`` compares them.
     triton_depthwise: bool = True
@@ -494,10 +517,12 @@ class IntraSMA(DirectionPaths):
         (:mod:`dynsnip.modules.gate_tap`).
 
         A handful of convolutions: the squeezes (gate and motion channels at once), Eq. 1 of the
-        gate's channels (all directions at once, one output each; pair-indexed, so no border
-        mask, see :attr:`pair_indexed`), Eq. 2-3 (both planes and directions), the recovery 1x1s;
-        for the motion channels Eq. 1 summed over the directions (one output per channel: all
-        their 1x1 needs) and their 1x1.
+        gate's channels (all directions at once, one output each), Eq. 2-3 (both planes and
+        directions), the recovery 1x1s; for the motion channels Eq. 1 summed over the directions
+        (one output per channel: all their 1x1 needs) and their 1x1. With motion channels of their
+        own, Eq. 1 of both is one depthwise conv and one multiply-add, which also zeroes the gate's
+        border differences (:attr:`merged_differences`); without, the gate's Eq. 1 is pair-indexed,
+        so no border mask (:attr:`pair_indexed`).
         """
         cl = x2.dim() == 5 and x2.stride(1) == 1  # channels last frames: keep them so when compiled
         one = cpu_dilation(x2)  # 1x1x1 convs: see cpu_dilation
@@ -509,13 +534,20 @@ class IntraSMA(DirectionPaths):
                 s = s.float()
                 w = {key: _as_dtype(t, torch.float32) if isinstance(t, torch.Tensor) else t for key, t in w.items()}
             c = self.hidden_channels
-            sg, sm = s.split([c, s.shape[1] - c], 1) if s.shape[1] > c else (s, None)
             k = w["eq1"].shape[-1]
-            # Eq. 1 of the gate's channels, channel i P + p: direction p's difference of squeezed channel i;
-            # pair-indexed (T - 1 of them, no padding along T) or, with edge="frame" or T = 1, one per frame
-            dg = F.conv3d(sg, w["eq1"], padding=(w["eq1_padding"], k // 2, k // 2), groups=c)
-            if self.edge == "zero" and not self.pair_indexed:  # no difference where the neighbour lies in another snippet
-                dg = compiled_channels_last(dg * self._mask(dg), cl)
+            dm = None
+            if "split" in w:  # merged_differences: Eq. 1 of the gate's channels (one per direction) and the motion
+                # channels' sum over the directions of Eq. 1, n ⊙ G_t - sum_o Conv3x3_o(G_{t+o}), as one depthwise
+                # "same" Conv3d (Triton kernels on a GPU, see depthwise_taps) and one multiply-add
+                e = (depthwise_taps(s, w["eq1"]) if self.triton_depthwise else depthwise_taps_reference(s, w["eq1"]))
+                d = compiled_channels_last(torch.addcmul(e, s, self._difference_scale(s, w["split"][0])), cl)
+                dg, dm = d.split(w["split"], 1)
+            else:
+                # Eq. 1 of the gate's channels, channel i P + p: direction p's difference of squeezed channel i;
+                # pair-indexed (T - 1 of them, no padding along T) or, with edge="frame" or T = 1, one per frame
+                dg = F.conv3d(s, w["eq1"], padding=(w["eq1_padding"], k // 2, k // 2), groups=c)
+                if self.edge == "zero" and not self.pair_indexed:  # no difference where the neighbour lies in another snippet
+                    dg = compiled_channels_last(dg * self._mask(dg), cl)
             r = w["read_padding"]  # convs that read the differences: one more tap and padding along T if pair-indexed
             if self.coord_attention:  # Eq. 2-3, average of the directions, 1x1, σ: Atten_H ⊙ Atten_W
                 kc = w["coord"].shape[-1]
@@ -529,12 +561,7 @@ class IntraSMA(DirectionPaths):
                 if not logits:
                     atten = torch.sigmoid(atten)
             motion = None
-            if sm is not None:  # sum over directions of Eq. 1 = n ⊙ G_t - sum_o Conv3x3_o(G_{t+o})
-                # a depthwise "same" Conv3d: Triton kernels on a GPU (depthwise_taps), F.conv3d elsewhere
-                dm = (depthwise_taps(sm, w["eq1_motion"]) if self.triton_depthwise
-                      else depthwise_taps_reference(sm, w["eq1_motion"]))
-                dm = torch.addcmul(dm, sm, self._count(sm)) if self.edge == "zero" else dm.add(sm, alpha=len(self.offsets))
-                dm = compiled_channels_last(dm, cl)
+            if dm is not None:  # the motion channels' 1x1 on the sum over directions of Eq. 1
                 motion = _as_dtype(F.conv3d(dm, w["motion"], w["motion_bias"], dilation=one), x2.dtype)
             elif self.motion_channels:  # "compressed"
                 motion = _as_dtype(F.conv3d(dg, w["motion"], w["motion_bias"], padding=(r, 0, 0), dilation=one), x2.dtype)
@@ -542,14 +569,26 @@ class IntraSMA(DirectionPaths):
             return (atten if atten.dtype in (x2.dtype, torch.float32) else atten.float()), motion
         return _as_dtype(atten, x2.dtype), motion
 
-    def _count(self, s: torch.Tensor) -> torch.Tensor:
-        """``(1, 1, T, 1, 1)``: how many directions of frame t have their neighbour in the snippet."""
-        t = s.shape[2]
+    def _difference_scale(self, s: torch.Tensor, gate_channels: int) -> torch.Tensor:
+        """``(1, C', T, 1, 1)``, the factor of ``F_t`` in Eq. 1 per channel of the merged depthwise conv
+        (:attr:`merged_differences`): for the gate's channel ``p c + i``, 1 where direction p of frame t has its
+        neighbour in the snippet and 0 where not (``edge="zero"``: no difference there; ``"frame"``: 1); for
+        the motion channels, summed over the directions, how many neighbours count (``"frame"``: P)."""
+        t, motion = s.shape[2], s.shape[1] - gate_channels
+
+        def build() -> torch.Tensor:
+            if self.edge == "zero":
+                gate = direction_mask(self.offsets, t, 1, s).repeat_interleave(gate_channels // len(self.offsets), 0)
+                count = neighbour_count(self.offsets, t, s)
+            else:
+                gate = torch.ones(gate_channels, t, dtype=s.dtype, device=s.device)
+                count = torch.full((t,), float(len(self.offsets)), dtype=s.dtype, device=s.device)
+            return torch.cat([gate, count.expand(motion, t)])[None, :, :, None, None]
         if torch.compiler.is_compiling():
-            return neighbour_count(self.offsets, t, s).view(1, 1, t, 1, 1)
-        key = ("count", t, s.dtype, s.device, torch.is_inference_mode_enabled())  # inference mode: see _constant
+            return build()
+        key = ("scale", t, gate_channels, motion, s.dtype, s.device, torch.is_inference_mode_enabled())  # see _constant
         if key not in self._masks:
-            self._masks[key] = neighbour_count(self.offsets, t, s).view(1, 1, t, 1, 1)
+            self._masks[key] = build()
         return self._masks[key]
 
     def _mask(self, d: torch.Tensor) -> torch.Tensor:

@@ -203,7 +203,8 @@ def dynamic_tap_conv(v: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
     ``v``: ``(B, C, T, H, W)``, ``kernel``: ``(B, C, k)``, ``k`` odd. ``out[b, c, t] =
     sum_j kernel[b, c, j] * v[b, c, t + j - k//2]`` (terms outside the snippet dropped). One pad,
-    one window view, one product, one sum (a kernel that differs per sample is no Conv3d weight); a
+    one window view and one dot product of each window with its kernel (``torch.linalg.vecdot``: one
+    call, a product and a sum below it; a kernel that differs per sample is no Conv3d weight); a
     channels_last_3d ``v`` gives a channels_last_3d result.
     """
     k = kernel.shape[-1]
@@ -222,7 +223,8 @@ def dynamic_tap_conv(v: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
                                     (s[0], s[2], s[3], s[4], s[1], s[2]), padded.storage_offset())
     else:
         windows = padded.permute(0, 2, 3, 4, 1).unfold(1, k, 1)  # (B, T, H, W, C, k)
-    return (windows * kernel.view(b, 1, 1, 1, c, k)).sum(-1).permute(0, 4, 1, 2, 3)
+    # "b t h w c k, b c k -> b c t h w"
+    return torch.linalg.vecdot(windows, kernel.view(b, 1, 1, 1, c, k), dim=-1).permute(0, 4, 1, 2, 3)
 
 
 def direction_mask(offsets: Sequence[int], length: int, repeat: int, like: torch.Tensor) -> torch.Tensor:

@@ -129,6 +129,24 @@ def _inside_fused_tail(event) -> bool:
     return False
 
 
+def plain_depthwise() -> Callable[[], None]:
+    """Count the SIMs' depthwise "same" convs (Eq. 1's motion channels, ``Conv_U``) as the conv ops they
+    are on a CPU. Under ``TRITON_INTERPRET=1`` their Triton kernels (one launch each on a GPU) would run
+    through the interpreter, whose own torch calls the profiler would count (and which takes minutes).
+    Returns the function that undoes it."""
+    import dynsnip.modules.inter_sim as inter_sim
+    from dynsnip.modules.intra_sim import IntraSMA
+
+    flag, available = IntraSMA.triton_depthwise, inter_sim.depthwise_taps_available
+    IntraSMA.triton_depthwise = False
+    inter_sim.depthwise_taps_available = lambda *args, **kwargs: False
+
+    def undo() -> None:
+        IntraSMA.triton_depthwise = flag
+        inter_sim.depthwise_taps_available = available
+    return undo
+
+
 def count_fused_tail() -> Callable[[], None]:
     """Make the Intra-SIMs' fused tail (``gate_tap``) count as one op and one kernel, the
     launch it is on a GPU; returns the function that undoes it. Needs ``TRITON_INTERPRET=1``."""
@@ -273,6 +291,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="torch threads (default 1; with 1 thread PyTorch's CPU backend runs small 1x1 convs "
                         "without oneDNN and returns them in NCHW order, which no GPU backend does)")
     p.add_argument("--quick", action="store_true", help="dil_resnet18 / resnet18, 8 frames of 32 px")
+    p.add_argument("--no-train-step", dest="train_step", action="store_false",
+                   help="skip the bf16 forward + backward counts (inference only)")
     p.add_argument("--triton-tail", action="store_true",
                    help="also count the DIL models with the Intra-SIMs' fused Triton tail (the GPU's inference "
                         "path), its launch as one op; needs TRITON_INTERPRET=1 (Triton's interpreter runs it here)")
@@ -307,50 +327,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from dynsnip import IntraSIM
 
     IntraSIM.triton_tail = False  # the plain PyTorch path (under TRITON_INTERPRET=1 the CPU could fuse)
-    for name, model in models.items():
-        print(f"counting {name}", file=sys.stderr, flush=True)
-        report["models"][name] = count_model(model, clip)
-    if args.triton_tail:  # the same models with the fused tail: the interpreter stands in for the GPU
-        IntraSIM.triton_tail = True
-        undo = count_fused_tail()
-        try:
-            for name in (f"{args.arch} (defaults)", f"{args.arch} (paper's module)"):
-                print(f"counting {name}, fused tail", file=sys.stderr, flush=True)
-                report["models"][f"{name}, fused tail"] = count_model(models[name], clip, train_step=False)
-        finally:
-            undo()
-            IntraSIM.triton_tail = False
-    base = report["models"][args.baseline]
-    lines = [f"aten ops per forward, clip 1x3x{args.frames}x{args.size}x{args.size} (x = ratio to {args.baseline})", "",
-             "| model | fp32 ops | x | fp32 kernels | x | bf16 ops | x | bf16 kernels | x | bf16 fwd+bwd ops | x | bf16 fwd+bwd kernels | x |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, res in report["models"].items():
-        cells = []
-        for mode in ("fp32_inference", "bf16_inference", "bf16_train_step"):
-            for what in ("ops", "kernels"):
-                if mode not in res:  # the fused tail: inference only
-                    cells += ["-", "-"]
-                    continue
-                cells += [str(res[mode][what]), f"{res[mode][what] / base[mode][what]:.2f}"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if args.traffic:
-        report["traffic"] = {}
-        for label, kw in (("defaults", {}), ("paper", paper)):
-            for bf16 in (False, True):
-                key = f"{label}_{'bf16' if bf16 else 'fp32'}"
-                print(f"traffic {key}", file=sys.stderr, flush=True)
-                report["traffic"][key] = sim_traffic(args.arch, kw, args.frames, args.traffic_size, bf16)
-        lines += ["", f"SIM memory traffic per forward in units of F (the SIM's input), channels_last, "
-                  f"{args.frames}x{args.traffic_size}px; mean over the SIMs of {args.arch}", "",
-                  "| module | intra-SIM F | inter-SIM F | Bottleneck's own layers F | kernels intra | kernels inter |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        for key, rows in report["traffic"].items():
-            intra = [r for r in rows if r["kind"] == "IntraSIM"]
-            inter = [r for r in rows if r["kind"] == "InterSIM"]
-            blocks = [r["block_traffic_F"] for r in rows if r["block_traffic_F"] == r["block_traffic_F"]]
-            mean = lambda v: sum(v) / max(1, len(v))  # noqa: E731
-            lines.append(f"| {key} | {mean([r['traffic_F'] for r in intra]):.1f} | {mean([r['traffic_F'] for r in inter]):.1f} "
-                         f"| {mean(blocks):.1f} | {mean([r['kernels'] for r in intra]):.0f} | {mean([r['kernels'] for r in inter]):.0f} |")
+    undo_depthwise = plain_depthwise()  # and the depthwise convs as the conv ops a GPU dispatches as one launch each
+    try:
+        for name, model in models.items():
+            print(f"counting {name}", file=sys.stderr, flush=True)
+            report["models"][name] = count_model(model, clip, train_step=args.train_step)
+        if args.triton_tail:  # the same models with the fused tail: the interpreter stands in for the GPU
+            IntraSIM.triton_tail = True
+            undo = count_fused_tail()
+            try:
+                for name in (f"{args.arch} (defaults)", f"{args.arch} (paper's module)"):
+                    print(f"counting {name}, fused tail", file=sys.stderr, flush=True)
+                    report["models"][f"{name}, fused tail"] = count_model(models[name], clip, train_step=False)
+            finally:
+                undo()
+                IntraSIM.triton_tail = False
+        base = report["models"][args.baseline]
+        lines = [f"aten ops per forward, clip 1x3x{args.frames}x{args.size}x{args.size} (x = ratio to {args.baseline})", "",
+                 "| model | fp32 ops | x | fp32 kernels | x | bf16 ops | x | bf16 kernels | x | bf16 fwd+bwd ops | x | bf16 fwd+bwd kernels | x |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, res in report["models"].items():
+            cells = []
+            for mode in ("fp32_inference", "bf16_inference", "bf16_train_step"):
+                for what in ("ops", "kernels"):
+                    if mode not in res:  # the fused tail: inference only
+                        cells += ["-", "-"]
+                        continue
+                    cells += [str(res[mode][what]), f"{res[mode][what] / base[mode][what]:.2f}"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if args.traffic:
+            report["traffic"] = {}
+            for label, kw in (("defaults", {}), ("paper", paper)):
+                for bf16 in (False, True):
+                    key = f"{label}_{'bf16' if bf16 else 'fp32'}"
+                    print(f"traffic {key}", file=sys.stderr, flush=True)
+                    report["traffic"][key] = sim_traffic(args.arch, kw, args.frames, args.traffic_size, bf16)
+            lines += ["", f"SIM memory traffic per forward in units of F (the SIM's input), channels_last, "
+                      f"{args.frames}x{args.traffic_size}px; mean over the SIMs of {args.arch}", "",
+                      "| module | intra-SIM F | inter-SIM F | Bottleneck's own layers F | kernels intra | kernels inter |",
+                      "|---|---:|---:|---:|---:|---:|"]
+            for key, rows in report["traffic"].items():
+                intra = [r for r in rows if r["kind"] == "IntraSIM"]
+                inter = [r for r in rows if r["kind"] == "InterSIM"]
+                blocks = [r["block_traffic_F"] for r in rows if r["block_traffic_F"] == r["block_traffic_F"]]
+                mean = lambda v: sum(v) / max(1, len(v))  # noqa: E731
+                lines.append(f"| {key} | {mean([r['traffic_F'] for r in intra]):.1f} | {mean([r['traffic_F'] for r in inter]):.1f} "
+                             f"| {mean(blocks):.1f} | {mean([r['kernels'] for r in intra]):.0f} | {mean([r['kernels'] for r in inter]):.0f} |")
+    finally:
+        undo_depthwise()
     table = "\n".join(lines)
     report["table"] = table
     print(table)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import pytest
@@ -284,6 +284,22 @@ def no_grad_inputs_that_require_grad() -> None:
         assert_matches(gate_tap_triton(x, logits, kernel), gate_tap_reference(x, logits, kernel))
 
 
+@contextmanager
+def depthwise_convs_as_conv3d():
+    """The SIMs' depthwise convs (Eq. 1's motion channels, ``Conv_U``) as ``F.conv3d``: under the
+    interpreter their own Triton kernels (``tests/test_depthwise_taps.py``) would run too, slowly, and
+    these checks are about the gate's tail."""
+    from dynsnip import InterSIM
+    from dynsnip.modules.intra_sim import IntraSMA
+
+    saved = IntraSMA.triton_depthwise, InterSIM.conv_u_op
+    IntraSMA.triton_depthwise, InterSIM.conv_u_op = False, "conv3d"
+    try:
+        yield
+    finally:
+        IntraSMA.triton_depthwise, InterSIM.conv_u_op = saved
+
+
 def _model_fused_against_plain(options: dict, fp16: bool = False) -> None:
     """``IntraSIM`` in eval inference: with the fused tail (``triton_tail``, the interpreter standing
     in for the GPU) the same outputs as with PyTorch's ops, and the kernel was what ran."""
@@ -299,7 +315,8 @@ def _model_fused_against_plain(options: dict, fp16: bool = False) -> None:
     real = intra_sim_module.gate_tap
     intra_sim_module.gate_tap = lambda *a, **k: calls.append(1) or real(*a, **k)
     try:
-        with torch.no_grad(), (torch.autocast("cpu", dtype=torch.float16) if fp16 else nullcontext()):
+        with torch.no_grad(), (torch.autocast("cpu", dtype=torch.float16) if fp16 else nullcontext()), \
+                depthwise_convs_as_conv3d():
             IntraSIM.triton_tail = False
             plain = sim(x)
             IntraSIM.triton_tail = True
@@ -347,7 +364,7 @@ def dil_model_with_the_fused_tail() -> None:
     torch.manual_seed(0)
     model = timm.create_model("dil_resnet18", num_classes=2, zero_init_last=False).eval()
     clip = torch.randn(1, 3, 8, 32, 32)
-    with torch.no_grad():
+    with torch.no_grad(), depthwise_convs_as_conv3d():
         IntraSIM.triton_tail = False
         plain = model(clip)
         IntraSIM.triton_tail = True
@@ -438,7 +455,7 @@ def op_counts_count_the_fused_tail_as_one_launch() -> None:
     """benchmarks/op_counts.py --triton-tail: each of dil_resnet18's 4 Intra-SIMs dispatches its eager tail
     (9 ops, 6 of them kernels in float32; the window product and sum are one ``vecdot`` call) as one
     launch; the interpreter's own torch calls and the profiler's markers are not counted."""
-    report = load_op_counts().main(["--quick", "--no-traffic", "--triton-tail"])["models"]
+    report = load_op_counts().main(["--quick", "--no-traffic", "--no-train-step", "--triton-tail"])["models"]
     for module in ("defaults", "paper's module"):
         plain, fused = report[f"dil_resnet18 ({module})"], report[f"dil_resnet18 ({module}), fused tail"]
         for mode in ("fp32_inference", "bf16_inference"):

@@ -280,7 +280,7 @@ def _block_traffic(block: nn.Module, x_sim: torch.Tensor, f_bytes: int, bf16: bo
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=16, help="U*T frames per clip (default 16)")
-    p.add_argument("--size", type=int, default=112, help="frame size for the op counts (default 112; counts do not depend on it)")
+    p.add_argument("--size", type=int, default=112, help="frame size for the op counts (default 112; counts do not depend on it until a stage's maps shrink to 1 x 1: 2 more calls at 32 px)")
     p.add_argument("--traffic-size", type=int, default=224, help="frame size for the traffic figures (default 224)")
     p.add_argument("--arch", default="dil_resnet50", help="the DIL model (default dil_resnet50)")
     p.add_argument("--baseline", default="resnet50", help="its 2D backbone on the same frames (default resnet50)")

@@ -277,8 +277,9 @@ def benchmark_kernel_path() -> None:
     from project_scripts import load_script
 
     # 8 px: every stage still has its convs (the interpreter's time grows with the positions)
-    report = load_script("benchmarks/depthwise_taps.py", "depthwise_taps_benchmark").main(
-        [a if a != "16" else "8" for a in QUICK_BENCH])
+    size = QUICK_BENCH.index("--size") + 1
+    args = QUICK_BENCH[:size] + ["8"] + QUICK_BENCH[size + 1:]
+    report = load_script("benchmarks/depthwise_taps.py", "depthwise_taps_benchmark").main(args)
     rows = report["convs"]
     assert report["kernels"] and report["total"]["ok"]
     assert [r["kernel"] for r in rows] == [[3, 3, 3], [3, 1, 1]] * 4  # Intra-SIM, Inter-SIM alternating, 4 stages

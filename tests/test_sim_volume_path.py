@@ -310,11 +310,15 @@ def _top_level_ops(fn) -> list[str]:
             and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
 
 
-@pytest.mark.parametrize("cls, options, budget", [(IntraSIM, {}, 26), (IntraSIM, {"motion_fraction": 0.0}, 22),
-                                                  (InterSIM, {}, 11)], ids=["intra", "intra-paper", "inter"])
+INTRA_OPS, INTER_OPS = 26, 10  # per SIM in eager inference (plain PyTorch), views included
+
+
+@pytest.mark.parametrize("cls, options, budget", [(IntraSIM, {}, INTRA_OPS), (IntraSIM, {"motion_fraction": 0.0}, 22),
+                                                  (InterSIM, {}, INTER_OPS)], ids=["intra", "intra-paper", "inter"])
 def test_an_eager_inference_calls_few_ops(cls, options, budget):
     """What the host dispatches per forward in eager inference, views included (issue 24's measure):
-    at most ``budget`` aten calls (Intra-SIM 28 / 23 and Inter-SIM 12 before session P)."""
+    at most ``budget`` aten calls (Intra-SIM 28 / 23 and Inter-SIM 12 before session P; Inter-SIM 11
+    before its two logits shared one conv's slots, session 20)."""
     sim = cls(C, T, **options).eval()
     x = frames(2 * 4 * T, h=4, w=4).contiguous(memory_format=torch.channels_last)
     old = IntraSIM.triton_tail
@@ -327,6 +331,97 @@ def test_an_eager_inference_calls_few_ops(cls, options, budget):
         IntraSIM.triton_tail = old
     assert len(ops) <= budget, ops
     assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+class _FullSizeFloat32(TorchDispatchMode):
+    """Records the ops whose output is a float32 tensor of at least ``numel`` elements."""
+
+    def __init__(self, numel: int) -> None:
+        super().__init__()
+        self.numel, self.names = numel, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.numel() >= self.numel:
+            self.names.append(func.overloadpacket.__name__)
+        return out
+
+
+def test_inter_sim_under_bf16_autocast_stays_bf16_at_full_size():
+    """Under bf16 autocast the Inter-SIM's attention (the product of Eq. 7's and Eq. 10's sigmoids, over the two
+    slots of one conv's output) stays bf16: autocast would run ``prod`` in float32, and a float32 attention makes
+    Eq. 11's multiply-add over the whole clip volume float32 (twice the bytes, and a cast back for Conv_U). One
+    kernel per step, as the product of two halves was."""
+    sim = randomise(InterSIM(C, T)).eval()
+    x = frames(2 * 4 * T, h=6, w=6).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = sim.forward(x.float(), num_snippets=4)  # float32 input: the float32 path under autocast
+        sim(x, num_snippets=4)
+        wide, counted = _FullSizeFloat32(x.numel()), _Kernels()
+        with wide:
+            y = sim(x, num_snippets=4)
+        with counted:
+            sim(x, num_snippets=4)
+    assert y.dtype == torch.bfloat16 and not wide.names, wide.names
+    assert counted.names.count("prod") == 1 and len(counted.names) <= 9, counted.names  # no cast for prod
+    torch.testing.assert_close(y.float(), reference.float(), rtol=0.05, atol=0.05)
+
+
+def test_the_model_adds_two_calls_to_its_sims():
+    """Outside its SIMs, an eager forward of dil_resnet18 dispatches at most 2 calls more than resnet18 on the
+    same frames: the clip to channels_last frames (a copy and a view; resnet18 gets them folded already) and
+    back out as a view, against resnet18's pool and flatten; the head's temporal consensus is one mean
+    (before session 20: 7 more, a transpose, a flatten and a layout copy in, and a fold, pool, flatten,
+    unflatten and mean in the head)."""
+    IntraSIM.triton_tail, old = False, IntraSIM.triton_tail
+    try:
+        model = timm.create_model("dil_resnet18", num_classes=2).eval()
+        backbone = timm.create_model("resnet18", num_classes=2).eval()
+        clip = torch.randn(1, 3, 2 * T, 64, 64)  # layer4's maps 2 x 2 (at 1 x 1 a few ops differ)
+        frames_ = clip.transpose(1, 2).flatten(0, 1)
+        with torch.no_grad():
+            model(clip), backbone(frames_)
+            ops, base = _top_level_ops(lambda: model(clip)), _top_level_ops(lambda: backbone(frames_))
+    finally:
+        IntraSIM.triton_tail = old
+    sims = [m for m in model.modules() if isinstance(m, (IntraSIM, InterSIM))]
+    n_intra = sum(isinstance(m, IntraSIM) for m in sims)
+    assert n_intra == 4 and len(sims) == 8
+    assert len(ops) <= len(base) + n_intra * INTRA_OPS + (len(sims) - n_intra) * INTER_OPS + 2, (len(ops), len(base))
+    assert "aten::unflatten" not in ops and "aten::adaptive_avg_pool2d" not in ops  # the head: one mean
+
+
+@pytest.mark.parametrize("pool", ["avg", "fast", "max", "avgmax"])
+def test_the_head_pools_a_clip_as_the_mean_of_its_frames(pool):
+    """Eq. 11's clip score from the frames: each frame's features pooled, then averaged over the U*T frames
+    (temporal consensus), then the classifier. For global average pooling that is one mean over (frames, H',
+    W'); the other pools keep the per-frame path. Both give what the per-frame recipe gives."""
+    model = timm.create_model("dil_resnet18", num_classes=3, global_pool=pool).eval()
+    clip = torch.randn(2, 3, 2 * T, 32, 32)
+    with torch.no_grad():
+        feats = model.forward_features(clip)  # (B, C', U*T, H', W')
+        per_frame = model.global_pool(feats.transpose(1, 2).flatten(0, 1)).unflatten(0, (2, 2 * T)).mean(1)
+        expected = model.fc(per_frame)
+        got = model.forward_head(feats)
+    assert model._pools_by_mean() == (pool in ("avg", "fast"))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_eager_inference_runs_channels_last_from_the_stem_and_leaves_the_clip_alone():
+    """A clip in torchvision's layout is copied once into channels_last_3d order in eager inference (the
+    stem gets channels_last frames, no later layout copy); the caller's tensor is untouched, and training
+    (autograd) keeps the clip as given. The same logits either way."""
+    model = timm.create_model("dil_resnet18", num_classes=2).eval()
+    clip = torch.randn(1, 3, 2 * T, 32, 32)
+    before = clip.clone()
+    seen = []
+    model.conv1.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        y = model(clip)
+    y_grad = model(clip)
+    assert seen == [True, False]
+    assert clip.is_contiguous() and torch.equal(clip, before)
+    torch.testing.assert_close(y, y_grad.detach(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("options", [{}, {"motion_source": "compressed"}, {"coord_attention": False}],

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models import resnet as timm_resnet
 from timm.models._features import FeatureGetterNet, feature_take_indices
+from timm.layers import SelectAdaptivePool2d
+from timm.layers.adaptive_avgmax_pool import FastAdaptiveAvgPool
 from timm.models._manipulate import adapt_input_conv
 from timm.models._registry import get_arch_pretrained_cfgs
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -54,6 +56,17 @@ def fold_frames(x: torch.Tensor) -> torch.Tensor:
     ``torch.compile``.
     """
     return snippets_as_frames(x)
+
+
+def channels_last_clip(x: torch.Tensor) -> torch.Tensor:
+    """In eager inference, the clip ``(B, C, F, H, W)`` in channels_last_3d order (one copy, none if it is
+    already), so that :func:`fold_frames` is a view and the network runs channels_last from the stem on:
+    the copy that folding a clip in torchvision's layout makes anyway, in the order the SIMs' volume path
+    wants (it would convert the frames at the first Intra-SIM otherwise). Training and compiled graphs
+    keep the clip as given (autograd and inductor choose their own layouts)."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling() or x.is_contiguous(memory_format=torch.channels_last_3d):
+        return x
+    return x.contiguous(memory_format=torch.channels_last_3d)
 
 
 def unfold_frames(x: torch.Tensor, b: int, f: int = -1) -> torch.Tensor:
@@ -213,7 +226,7 @@ class DILResNet(timm_resnet.ResNet):
         """``(B, C, U*T, H, W)`` -> ``(B, C', U*T, H', W')``."""
         u = self.check_video(x)
         b, f = x.shape[0], x.shape[2]
-        x = self._stem(fold_frames(x))
+        x = self._stem(fold_frames(channels_last_clip(x)))
         for name in STAGES:
             x = self._run_stage(getattr(self, name), x, u)
         return unfold_frames(x, b, f)
@@ -267,6 +280,11 @@ class DILResNet(timm_resnet.ResNet):
                    if x.ndim == 4 else "")
             )
         b, f = x.shape[0], x.shape[2]
+        if self._pools_by_mean():  # the average over the frames of each frame's spatial average, in one call
+            x = x.mean((2, 3, 4))
+            if self.drop_rate:
+                x = F.dropout(x, p=float(self.drop_rate), training=self.training)
+            return x if pre_logits else self.fc(x)
         pooled = self.global_pool(fold_frames(x))
         if pooled.ndim == 2:  # spatially pooled: average over the frames (temporal consensus)
             x = pooled.unflatten(0, (b, f)).mean(1)  # "(b f) c -> b c", mean
@@ -281,6 +299,19 @@ class DILResNet(timm_resnet.ResNet):
         if self.drop_rate:
             x = F.dropout(x, p=float(self.drop_rate), training=self.training)
         return x if pre_logits else self.fc(x)
+
+    def _pools_by_mean(self) -> bool:
+        """Whether the head's pooling is timm's global average (``global_pool="avg"``, flattened): then the
+        temporal consensus of Eq. 11's clip score, the mean over the frames of each frame's spatial average,
+        is one mean over ``(U*T, H', W')`` (every frame has the same H' x W'), not a fold, a pool, a
+        flatten, an unflatten and a mean (issue 24: calls per forward)."""
+        pool = self.global_pool
+        if not isinstance(pool, SelectAdaptivePool2d):
+            return False
+        inner = pool.pool
+        if isinstance(inner, torch.nn.AdaptiveAvgPool2d):  # "avg": flattened by pool.flatten
+            return inner.output_size in (1, (1, 1)) and isinstance(pool.flatten, torch.nn.Flatten)
+        return isinstance(inner, FastAdaptiveAvgPool) and bool(inner.flatten) and tuple(inner.dim) == (2, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -86,6 +86,16 @@ def _fp16(x: torch.Tensor) -> bool:
     return x.dtype == torch.float16 or (torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.float16)
 
 
+def _slot_product(s: torch.Tensor) -> torch.Tensor:
+    """``(..., 2) -> (..., 1)``: the product of the two slots, in the dtype of ``s``. Autocast runs ``prod`` in
+    float32 (a cast of its input, and a float32 attention that would turn Eq. 11's full-size multiply-add to
+    float32), so it is called outside autocast: one kernel, as the product of two halves was."""
+    if torch.is_autocast_enabled(s.device.type):
+        with torch.autocast(s.device.type, enabled=False):
+            return s.prod(-1, keepdim=True)
+    return s.prod(-1, keepdim=True)
+
+
 class InterSMA(DirectionPaths):
     """Inter-Snippet Motion Attention, Eq. 8-10: ``(N, C, U, T)`` -> ``(N, C, U, T)`` in (0, 1).
 
@@ -163,21 +173,6 @@ class InterSMA(DirectionPaths):
             else:
                 d = torch.add(g, f, alpha=len(self.offsets))
             return torch.sigmoid(conv(d, rw, rb))  # Eq. 10
-
-    def _slots(self, f: torch.Tensor) -> torch.Tensor:
-        """``(U, 1, 2)``: ``(1, n_u)``, ``n_u`` how many directions of snippet u have their neighbouring
-        snippet; ``f * _slots(f)`` for ``f`` of shape ``(N, c, U, T, 1)`` holds ``f`` and ``n ⊙ f`` side
-        by side along the last axis (the volume path's ``+ n ⊙ F̂`` of Eq. 8-9, see :meth:`InterSIM.forward`)."""
-        u = f.shape[2]
-
-        def build() -> torch.Tensor:
-            return torch.stack([torch.ones(u, dtype=f.dtype, device=f.device), neighbour_count(self.offsets, u, f)], -1)[:, None]
-        if torch.compiler.is_compiling():
-            return build()
-        key = ("slots", u, f.dtype, f.device, torch.is_inference_mode_enabled())  # as _count
-        if key not in self._counts:
-            self._counts[key] = build()
-        return self._counts[key]
 
     def _count(self, f: torch.Tensor) -> torch.Tensor:
         """``(U, 1[, 1])``: how many directions have their neighbouring snippet."""
@@ -313,19 +308,22 @@ class InterSIM(nn.Module):
             pooled = v.mean(-1, keepdim=True)  # GAP: F̄, (N, C, U, T, 1)
             hf = F.conv3d(pooled, w["first"], w["first_bias"], padding=w["padding"])
             if _fp16(hf):  # Inter-SMA's differences in float32 (fp32_differences): the step by step path
-                h, f = hf.split(w["split"], 1)
+                h, f = hf.split(w["split"], 1)[:2]
                 f1 = F.conv3d(h, w["second"], w["second_bias"])  # Eq. 7 before σ
                 f2 = self.sma.attention(f, w)  # Eq. 8-10
                 atten = torch.sigmoid(f1) * _as_dtype(f2, f1.dtype)
             else:  # Eq. 7's Conv1x1 of h and Eq. 10's Conv1x1 of Eq. 8-9 as one conv of (h, F̂): (F̄1, F̄2) before σ
-                if self.sma.edge == "zero":  # n ⊙ F̂ (n: existing neighbours of snippet u) as a second slot along
-                    # the last axis, "n c u t 1 -> n c u t 2" = (h, F̂) and n ⊙ (h, F̂), which the conv reads with its
-                    # second tap: R(-sum_o Conv1x3_o(F̂_{u+o})) + R(n ⊙ F̂) = R(sum_o D_o) in one conv
-                    hf = hf * self.sma._slots(hf)
-                # else edge "frame": n is the number of directions everywhere, inside the conv's weight
-                z = F.conv3d(hf, w["second_attention"], w["second_attention_bias"], padding=w["second_attention_padding"])
-                atten_1, atten_2 = torch.sigmoid(z).chunk(2, 1)
-                atten = atten_1 * atten_2  # Eq. 7 ⊙ Eq. 10
+                if self.sma.edge == "zero":  # two slots along the last axis, "n c' u t 1 -> n c' u t 2": slot 0 holds
+                    # (h, 0, 0, 1), slot 1 (0, F̂, n ⊙ F̂, 0) (n: existing neighbours of snippet u; composed_weights). One
+                    # conv reads both with the same weights: slot 0 gives Eq. 7's logits, Conv1x1(h) + its bias (the
+                    # constant channel), slot 1 Eq. 10's, R(-sum_o Conv1x3_o(F̂_{u+o})) + R(n ⊙ F̂) = R(sum_o D_o)
+                    z = F.conv3d(hf * self._pair_slots(hf, w["split"]), w["second_attention"],
+                                 w["second_attention_bias"], padding=w["second_attention_padding"])
+                    atten = _slot_product(torch.sigmoid(z))  # Eq. 7 ⊙ Eq. 10
+                else:  # edge "frame": n is the number of directions everywhere, inside the conv's weight
+                    z = F.conv3d(hf, w["second_attention"], w["second_attention_bias"], padding=w["second_attention_padding"])
+                    atten_1, atten_2 = torch.sigmoid(z).chunk(2, 1)
+                    atten = atten_1 * atten_2  # Eq. 7 ⊙ Eq. 10
             conv_u = w["conv_u"]
         else:
             pooled = v.mean(-1)  # GAP: F̄, (N, C, U, T)
@@ -368,6 +366,27 @@ class InterSIM(nn.Module):
         cpu_inference = y.device.type == "cpu" and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
         return "conv3d" if cpu_inference else "conv2d"
 
+    def _pair_slots(self, hf: torch.Tensor, split: list[int]) -> torch.Tensor:
+        """``(c', U, 1, 2)`` for ``hf = (h, F̂, F̂, 1)`` of shape ``(N, c', U, T, 1)`` (channel counts ``split``):
+        ``hf * _pair_slots(...)`` puts ``(h, 0, 0, 1)`` on slot 0 and ``(0, F̂, n ⊙ F̂, 0)`` on slot 1, ``n_u`` how many
+        directions of snippet u have their neighbouring snippet (:meth:`composed_weights`)."""
+        u = hf.shape[2]
+        hidden, c = split[0], split[1]
+
+        def build() -> torch.Tensor:
+            n = neighbour_count(self.sma.offsets, u, hf)  # (U,)
+            ones, zeros = torch.ones_like(n), torch.zeros_like(n)
+            rows = ([torch.stack([ones, zeros], -1)] * hidden + [torch.stack([zeros, ones], -1)] * c
+                    + [torch.stack([zeros, n], -1)] * c + [torch.stack([ones, zeros], -1)])
+            return torch.stack(rows)[:, :, None]  # (c', U, 1, 2)
+        if torch.compiler.is_compiling():
+            return build()
+        # keyed on inference mode: an inference tensor cannot be saved for a later backward (intra_sim._constant)
+        key = ("pair_slots", u, hidden, c, hf.dtype, hf.device, torch.is_inference_mode_enabled())
+        if key not in self.sma._counts:
+            self.sma._counts[key] = build()
+        return self.sma._counts[key]
+
     def conv_u_weight(self) -> torch.Tensor:
         """``Conv_U`` as a Conv3d weight over (U, T, H*W): ``(C, 1, k, 1, 1)`` (depthwise) or
         ``(C, C, k, 1, 1)`` (dense)."""
@@ -384,13 +403,15 @@ class InterSIM(nn.Module):
     def composed_weights(self) -> dict:
         """Eval-mode weights of the volume path: Eq. 7's ``Conv3x1`` with its BatchNorm folded in
         (affine in eval mode) and Inter-SMA's squeeze in the centre tap of more output channels,
-        as one conv of F̄ (``first``); then one conv of its output ``(h, F̂)`` (``second_attention``) that
+        as one conv of F̄ (``first``); then one conv of its output (``second_attention``) that
         gives Eq. 7's ``Conv1x1`` of ``h`` and Eq. 10's ``Conv1x1`` R put together with Eq. 8-9's convs
         (:meth:`InterSMA.difference_weight`), the logits of ``F̄1`` and ``F̄2`` (Eq. 7 and 10 before σ): the
-        latter is ``R(-sum_o Conv1x3_o(F̂_{u+o})) + R(n ⊙ F̂)`` (``n``: existing neighbours of snippet u),
-        the first term from a tap on ``(h, F̂)``, the second from a tap on ``n ⊙ (h, F̂)``, which the forward
-        puts beside it along the last axis (:meth:`InterSMA._slots`; with ``edge="frame"`` n is constant and
-        inside the weight: one tap); and ``Conv_U``. The step-by-step weights (``second``,
+        latter is ``R(-sum_o Conv1x3_o(F̂_{u+o})) + R(n ⊙ F̂)`` (``n``: existing neighbours of snippet u).
+        With ``edge="zero"`` the first conv gives ``(h, F̂, F̂, 1)``, which the forward puts on two slots of
+        the last axis (:meth:`_pair_slots`: ``(h, 0, 0, 1)`` and ``(0, F̂, n ⊙ F̂, 0)``), and the second conv
+        gives ``F̄1``'s logits on slot 0 and ``F̄2``'s on slot 1 (the attention is then one sigmoid and one
+        product over the slots); with ``edge="frame"`` n is constant and inside the weight, and the second
+        conv gives both logits as channels of one slot. And ``Conv_U``. The step-by-step weights (``second``,
         ``difference``, ``recover``) serve the float32 difference region under fp16."""
         conv1, bn, conv2 = self.branch1
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -406,17 +427,26 @@ class InterSIM(nn.Module):
         rw = sma.recover.weight.flatten(1)  # (C, c)
         r_diff = torch.einsum("oc,cikl->oikl", rw, diff)  # (C, c, 3, kf)
         r_centre = F.pad(rw[:, :, None, None], (kf // 2, kf // 2, 1, 1))  # (C, c, 3, kf)
-        if sma.edge == "zero":  # two taps along the last axis: (h, F̂) and n ⊙ (h, F̂) (InterSMA._slots)
-            attention = torch.stack([torch.cat([second, F.pad(r_diff, (0, 0, 0, 0, hidden, 0))]),
-                                     torch.cat([torch.zeros_like(second), F.pad(r_centre, (0, 0, 0, 0, hidden, 0))])], -1)
+        first = torch.cat([conv1.weight * scale[:, None, None, None], F.pad(sq, (0, 0, k // 2, k // 2))])
+        first_bias = torch.cat([bn.bias - bn.running_mean * scale, sq.new_zeros(c)])
+        if sma.edge == "zero":
+            # F̂ twice and a constant channel (weight 0, bias 1) in the first conv's output, (h, F̂, F̂, 1), which the
+            # forward puts on two slots of the last axis (_pair_slots): one conv of C outputs, the same weights on
+            # both slots, reads h (Eq. 7's Conv1x1) and the constant (the difference of the two biases) on slot 0,
+            # F̂ through R ∘ (-sum_o Conv1x3_o) and n ⊙ F̂ through R on slot 1
+            first = torch.cat([first, F.pad(sq, (0, 0, k // 2, k // 2)), sq.new_zeros(1, *first.shape[1:])])
+            first_bias = torch.cat([first_bias, sq.new_zeros(c), sq.new_ones(1)])
+            bias_gap = F.pad((conv2.bias - sma.recover.bias)[:, None, None, None], (kf // 2, kf // 2, 1, 1))
+            attention = torch.cat([second[:, :hidden], r_diff, r_centre, bias_gap], 1).unsqueeze(-1)
+            attention_bias, split = sma.recover.bias, [hidden, c, c + 1]
         else:
             n = len(sma.offsets)
             attention = torch.cat([second, F.pad(r_diff + n * r_centre, (0, 0, 0, 0, hidden, 0))]).unsqueeze(-1)
-        return {"first": torch.cat([conv1.weight * scale[:, None, None, None], F.pad(sq, (0, 0, k // 2, k // 2))]).unsqueeze(-1),
-                "first_bias": torch.cat([bn.bias - bn.running_mean * scale, sq.new_zeros(c)]),
-                "padding": (k // 2, 0, 0), "split": [hidden, c],
+            attention_bias, split = torch.cat([conv2.bias, sma.recover.bias]), [hidden, c]
+        return {"first": first.unsqueeze(-1), "first_bias": first_bias,
+                "padding": (k // 2, 0, 0), "split": split,
                 "second": conv2.weight.unsqueeze(-1), "second_bias": conv2.bias,
-                "second_attention": attention, "second_attention_bias": torch.cat([conv2.bias, sma.recover.bias]),
+                "second_attention": attention, "second_attention_bias": attention_bias,
                 "second_attention_padding": (1, kf // 2, 0),
                 "difference": diff.unsqueeze(-1), "recover": sma.recover.weight.unsqueeze(-1),
                 "recover_bias": sma.recover.bias, "conv_u": self.conv_u_weight()}

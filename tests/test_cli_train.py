@@ -129,19 +129,34 @@ def test_train_then_resume_then_evaluate(manifest, tmp_path, capsys):
 
 def test_default_loader_workers_are_what_the_machine_has(monkeypatch):
     """Issue 21, item 17: 4 DataLoader workers on a 2-core machine make PyTorch warn; train and
-    benchmark default to the cores this process may use (an explicit --workers is kept)."""
+    benchmark default to the cores this process may use, under torchrun its rank's share of the
+    node's (an explicit --workers is kept)."""
     import argparse
 
     from dynsnip.cli import benchmark, train as train_cli
 
-    monkeypatch.setattr(train_cli, "available_cpus", lambda: 2)
+    from dynsnip import cpus
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(cpus, "available_cpus", lambda: 2)
     for add in (train_cli.add_parser, benchmark.add_parser):
         sub = argparse.ArgumentParser().add_subparsers()
         parser = add(sub)
         base = ["--out", "x"] + (["ffpp-hq", "--data", "d"] if add is benchmark.add_parser else [])
         assert train_cli.recipe_from_args(parser.parse_args(base)).num_workers == 2
         assert train_cli.recipe_from_args(parser.parse_args([*base, "--workers", "3"])).num_workers == 3
-    assert 1 <= train_cli.available_cpus() <= 4096
+    # under torchrun each rank starts its own workers: 4 ranks on a 12-core node get 3 each, not 4 each
+    monkeypatch.setattr(cpus, "available_cpus", lambda: 12)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    sub = argparse.ArgumentParser().add_subparsers()
+    parser = train_cli.add_parser(sub)
+    assert train_cli.recipe_from_args(parser.parse_args(["--out", "x"])).num_workers == 3
+    assert train_cli.recipe_from_args(parser.parse_args(["--out", "x", "--workers", "4"])).num_workers == 4
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: all 12 cores, so the recipe's 4
+    assert train_cli.recipe_from_args(parser.parse_args(["--out", "x"])).num_workers == 4
+    monkeypatch.undo()
+    assert 1 <= cpus.available_cpus() <= 4096
 
 
 def test_evaluate_record_then_push_a_run_and_pull_it_back(manifest, tmp_path, capsys, local_hub):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cpus import available_cpus
+from ..cpus import cpus_per_process
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_problem
 from ..engine.recipe import Recipe
 from .arguments import device_problem, finite_problem
@@ -68,8 +68,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on GPU")
     g.add_argument("--amp-dtype", choices=("float16", "bfloat16"), help="autocast dtype on GPU (default float16)")
     g.add_argument("--workers", dest="num_workers", type=int,
-                   help=f"DataLoader workers (default {_DEFAULT.num_workers}, or the CPU cores this process may use "
-                        "if fewer)")
+                   help=f"DataLoader workers per process (default {_DEFAULT.num_workers}, or the CPU cores this "
+                        "process may use if fewer; under torchrun its share of the node's cores)")
     g.add_argument("--seed", type=int, help=f"random seed (default {_DEFAULT.seed})")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm (default: no clipping)")
     g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs under torchrun")
@@ -106,8 +106,9 @@ def recipe_from_args(args: argparse.Namespace, **fixed: Any) -> Recipe:
     if getattr(args, "grad_checkpointing", None):
         changes["grad_checkpointing"] = True
     changes.update(fixed)
-    if getattr(args, "num_workers", None) is None:  # not asked for: no more loader processes than cores
-        changes["num_workers"] = min(changes.get("num_workers", base.num_workers), available_cpus())
+    if getattr(args, "num_workers", None) is None:  # not asked for: no more loader processes than this
+        # process's cores (under torchrun, its rank's share of the node's: each rank starts its own workers)
+        changes["num_workers"] = min(changes.get("num_workers", base.num_workers), cpus_per_process())
     return base.replace(**changes)
 
 

@@ -154,6 +154,33 @@ def test_wilddeepfake_train_then_benchmark_and_record(tiny_model, tmp_path, caps
     assert recorded["overall"]["auc"] == pytest.approx(row["video"]["auc"])
 
 
+def test_a_dataset_root_of_videos_is_cropped_with_the_face_options_given(tiny_model, tmp_path, capsys):
+    """benchmark takes predict's / evaluate's face options for video entries: a detector trained on
+    crops of another margin or detector is tested on those crops, and the result records them."""
+    root = ffpp_tree(tmp_path / "ffpp")
+    common = ["benchmark", "ffpp-hq", "--model", str(tiny_model), "--data", str(root), "--workers", "0",
+              "--no-progress", "--test-num-snippets", "2"]
+    runs = {}
+    for name, options in (("default", []), ("wide", ["--face-detector", "blazeface", "--margin", "2.0",
+                                                     "--detect-every", "2"])):
+        assert main([*common, "--out", str(tmp_path / name), *options]) == 1  # the partial download, as above
+        capsys.readouterr()
+        runs[name] = json.loads((tmp_path / name / "benchmark.json").read_text())
+    default, wide = (runs[n]["test_protocol"]["face_crops"] for n in ("default", "wide"))
+    assert (default["margin"], default["detect_every"]) == (1.3, 4) and "Auto" in default["face_detector"]
+    assert (wide["margin"], wide["detect_every"]) == (2.0, 2)
+    assert "BlazeFace" in wide["face_detector"] and "Auto" not in wide["face_detector"]
+    scores = {}
+    for n in runs:
+        with (tmp_path / n / "report_videos.csv").open() as f:
+            scores[n] = [float(v["score"]) for v in sorted(csv.DictReader(f), key=lambda v: v["id"])]
+    assert len(scores["default"]) == len(scores["wide"]) == 10
+    assert max(abs(a - b) for a, b in zip(scores["default"], scores["wide"])) > 1e-4  # other crops, other scores
+    assert main([*common, "--out", str(tmp_path / "bad"), "--margin", "0"]) == 2
+    assert "--margin must be a positive number" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "benchmark.json").exists()
+
+
 def test_benchmark_usage_errors(tiny_model, tmp_path, capsys):
     out = tmp_path / "b"
     assert main(["benchmark", "celebdf", "--model", str(tiny_model), "--data", str(tmp_path), "--out", str(out)]) == 2

@@ -62,8 +62,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     p.add_argument("--threshold", type=real, default=0.5, help="fake-probability threshold for accuracy (paper 0.5)")
     p.add_argument("--no-frame-level", dest="frame_level", action="store_false", help="skip the frame-level AUC")
-    from .face_options import add_track_options
+    from .face_options import add_track_options, add_video_entry_face_options
 
+    p.add_argument("--face-detector", choices=("auto", "blazeface", "blazeface-short", "dlib", "mtcnn"), default="auto",
+                   help="face detector for video entries (a dataset root's videos, a manifest of videos; default "
+                        "auto: BlazeFace, MTCNN where it finds none)")
+    add_video_entry_face_options(p.add_argument_group(
+        "face crops of video entries", "as predict, evaluate and extract-faces take them: give the extract-faces "
+        "settings the detector was trained with to test it on the same crops from a dataset root's videos (frame "
+        "folders keep the ones they were extracted with; --min-face-coverage also applies to their face tracks)"))
     add_track_options(p, listed="the per-video report gives each face track's fake probability (column "
                             "tracks, track:probability) for extract-faces folders, the video's score for video files")
     p.add_argument("--overwrite", action="store_true",
@@ -184,10 +191,14 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device, test_p
     if rows_note:
         print(f"training data: {rows_note}")
     model = build_model(recipe.model, pretrained=recipe.pretrained, module_config=recipe.module_config)
-    train_set = make_dataset(manifest, model, recipe, train=True, split="train")
+    from .face_options import video_entry_settings
+
+    crops = video_entry_settings(args)  # video entries are cropped as for testing
+    train_set = make_dataset(manifest, model, recipe, train=True, split="train", **crops)
     if args.balance_classes:
         train_set = balance_classes(train_set, seed=recipe.seed)
-    val_set = make_dataset(manifest, model, recipe, train=False, split="val") if read_manifest(manifest, "val") else None
+    val_set = (make_dataset(manifest, model, recipe, train=False, split="val", **crops)
+               if read_manifest(manifest, "val") else None)
     print(f"training {recipe.model} ({recipe.module_config} module) for {recipe.epochs} epochs on {len(train_set)} clips"
           + (f", validating on {len(val_set)}" if val_set is not None else ", no validation split") + f"; run dir {out / 'run'}")
     result = train(recipe, train_set, val_set, out / "run", model=model, device=device, progress=args.progress,
@@ -219,13 +230,14 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..engine.evaluate import NothingScoredError
     from ..engine.train import saved_model_folder
     from ..hub.errors import ModelLoadError
+    from .face_options import face_options_problem, video_entry_settings
     from .train import recipe_from_args
 
     protocol = PROTOCOLS[args.protocol]
     out: Path = args.out
     if problem := (probability_problem("--threshold", args.threshold,
                                        "the fake probability at or above which a video is called fake")
-                   or device_problem(args.device)):
+                   or face_options_problem(args) or device_problem(args.device)):
         return usage_error("benchmark", problem)
     if not args.train and args.model is None:
         return usage_error("benchmark", "give --model (the detector to evaluate), or --train to train one first")
@@ -308,7 +320,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         try:
             result = run_benchmark(protocol, model, manifest, recipe, device=info.device, threshold=args.threshold,
                                    frame_level=args.frame_level, progress=args.progress, faces=args.faces,
-                                   video_score=args.video_score, failed_before=not_extracted)
+                                   video_score=args.video_score, failed_before=not_extracted,
+                                   video_crops=video_entry_settings(args))
         except NothingScoredError as err:  # every video failed, each with its reason: no metrics, no table
             from ..engine.failures import describe_failures
 

@@ -257,6 +257,7 @@ def run_benchmark(
     faces: str = "all",
     video_score: str = "max",
     failed_before: Sequence[Mapping[str, str]] = (),
+    video_crops: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score ``manifest`` (from :func:`write_test_manifest`) with ``model`` under ``protocol``.
 
@@ -266,7 +267,10 @@ def run_benchmark(
     every face track of each video (``"all"``: reduced to the video's score by
     ``video_score``, max or mean) or its largest face (``"largest"``). ``failed_before``:
     test videos that failed before this run (:func:`extraction_failures`), reported first
-    among the failures.
+    among the failures. ``video_crops``: how video entries are cropped, the keyword
+    arguments of :func:`~dynsnip.engine.data.make_dataset` (``face_detector``,
+    ``detector_options``, ``margin``, ``detect_every``, ``min_face_coverage``; default: its
+    defaults); recorded in the result's ``test_protocol`` when the entries are videos.
 
     Returns:
         the result: ``rows`` (per subset: ``video`` and ``frame`` metrics, ``paper``),
@@ -275,8 +279,13 @@ def run_benchmark(
     from ..data.datasets import FaceFramesDataset
     from .data import make_dataset
 
-    dataset = make_dataset(manifest, model, recipe, train=False, faces=faces)
+    crops = dict(video_crops or {})
+    dataset = make_dataset(manifest, model, recipe, train=False, faces=faces, **crops)
     kind = "frames" if isinstance(dataset, FaceFramesDataset) else "video"
+    test_protocol = {"num_snippets": recipe.test_num_snippets, "snippet_len": recipe.snippet_len,
+                     "img_size": recipe.img_size, "threshold": threshold, "faces": faces, "video_score": video_score}
+    if kind == "video":  # the crops were made here: how (a frame folder's are recorded in the folder)
+        test_protocol["face_crops"] = _face_crops(dataset, crops)
     scorer = FrameScoreRecorder(model) if frame_level else model
     result = evaluate(scorer, dataset, batch_size=recipe.batch_size, device=device, amp=recipe.amp,
                       num_workers=recipe.num_workers, threshold=threshold, progress=progress, desc=protocol.name,
@@ -297,9 +306,7 @@ def run_benchmark(
         "split": protocol.split,
         "manifest": str(manifest),
         "data_kind": kind,
-        "test_protocol": {"num_snippets": recipe.test_num_snippets, "snippet_len": recipe.snippet_len,
-                          "img_size": recipe.img_size, "threshold": threshold, "faces": faces,
-                          "video_score": video_score},
+        "test_protocol": test_protocol,
         "paper_metric": paper["metric"],
         "paper_source": paper["source"],
         "frame_level": frame_note,
@@ -313,6 +320,18 @@ def run_benchmark(
         "tracks_not_scored": report.get("tracks_not_scored", []),
         "failed_by_method": report.get("failed_by_method", {}),
     }
+
+
+def _face_crops(dataset: Any, crops: Mapping[str, Any]) -> dict[str, Any]:
+    """How the video entries of ``dataset`` were cropped: the detector as ``faces.json`` names one
+    (its repr, with its options) and the crop settings."""
+    from ..data.faces.extraction import detector_setting
+
+    detector = getattr(getattr(dataset, "loader", None), "face_detector", None)
+    name = detector_setting(detector) if detector is not None else str(crops.get("face_detector", "auto"))
+    return {"face_detector": name, "detector_options": dict(crops.get("detector_options") or {}),
+            "margin": crops.get("margin", 1.3), "detect_every": crops.get("detect_every"),
+            "min_face_coverage": crops.get("min_face_coverage")}
 
 
 def _module_config(model: torch.nn.Module) -> str | None:

@@ -302,9 +302,10 @@ class DILResNet(timm_resnet.ResNet):
 
     def _pools_by_mean(self) -> bool:
         """Whether the head's pooling is timm's global average (``global_pool="avg"``, flattened): then the
-        temporal consensus of Eq. 11's clip score, the mean over the frames of each frame's spatial average,
-        is one mean over ``(U*T, H', W')`` (every frame has the same H' x W'), not a fold, a pool, a
-        flatten, an unflatten and a mean (issue 24: calls per forward)."""
+        clip's feature, the mean over its U*T frames of each frame's spatial average (the temporal
+        consensus of a 2D backbone run on frames), is one mean over ``(U*T, H', W')`` (every frame has
+        the same H' x W'), not a fold, a pool, a flatten, an unflatten and a mean (issue 24: calls per
+        forward)."""
         pool = self.global_pool
         if not isinstance(pool, SelectAdaptivePool2d):
             return False

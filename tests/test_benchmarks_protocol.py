@@ -167,9 +167,12 @@ def test_a_dataset_root_of_videos_is_cropped_with_the_face_options_given(tiny_mo
         capsys.readouterr()
         runs[name] = json.loads((tmp_path / name / "benchmark.json").read_text())
     default, wide = (runs[n]["test_protocol"]["face_crops"] for n in ("default", "wide"))
-    assert (default["margin"], default["detect_every"]) == (1.3, 4) and "Auto" in default["face_detector"]
-    assert (wide["margin"], wide["detect_every"]) == (2.0, 2)
-    assert "BlazeFace" in wide["face_detector"] and "Auto" not in wide["face_detector"]
+    assert (default["face_detector"], default["margin"], default["detect_every"]) == ("auto", 1.3, 4)
+    assert (wide["face_detector"], wide["margin"], wide["detect_every"]) == ("blazeface", 2.0, 2)
+    assert "AutoFaceDetector(" in default["detector"]  # the detector built, with its options, as faces.json names it
+    assert "BlazeFace" in wide["detector"] and "Auto" not in wide["detector"]
+    caption = (tmp_path / "wide" / "benchmark.md").read_text()
+    assert "(video data, faces cropped on the fly by blazeface at margin 2, detection every 2 frames)" in caption
     scores = {}
     for n in runs:
         with (tmp_path / n / "report_videos.csv").open() as f:

@@ -323,13 +323,15 @@ def run_benchmark(
 
 
 def _face_crops(dataset: Any, crops: Mapping[str, Any]) -> dict[str, Any]:
-    """How the video entries of ``dataset`` were cropped: the detector as ``faces.json`` names one
-    (its repr, with its options) and the crop settings."""
+    """How the video entries of ``dataset`` were cropped: the detector's name (``--face-detector``) and
+    the detector as ``faces.json`` names one (its repr, with its options), and the crop settings."""
     from ..data.faces.extraction import detector_setting
 
+    name = crops.get("face_detector", "auto")
     detector = getattr(getattr(dataset, "loader", None), "face_detector", None)
-    name = detector_setting(detector) if detector is not None else str(crops.get("face_detector", "auto"))
-    return {"face_detector": name, "detector_options": dict(crops.get("detector_options") or {}),
+    return {"face_detector": str(name) if isinstance(name, str) else detector_setting(name),
+            "detector": detector_setting(detector) if detector is not None else str(name),
+            "detector_options": dict(crops.get("detector_options") or {}),
             "margin": crops.get("margin", 1.3), "detect_every": crops.get("detect_every"),
             "min_face_coverage": crops.get("min_face_coverage")}
 
@@ -387,8 +389,12 @@ def _missing_methods_note(result: dict[str, Any]) -> str:
 
 def _caption(result: dict[str, Any]) -> str:
     t = result["test_protocol"]
+    crops = t.get("face_crops")
+    faces = (f", faces cropped on the fly by {crops['face_detector']} at margin {crops['margin']:g}"
+             + (f", detection every {crops['detect_every']} frames" if crops.get("detect_every") else "")
+             if crops else "")
     return (f"{result['title']}, split {result['split']}: video level with U={t['num_snippets']} x "
-            f"T={t['snippet_len']} at {t['img_size']} px, threshold {t['threshold']} ({result['data_kind']} data); "
+            f"T={t['snippet_len']} at {t['img_size']} px, threshold {t['threshold']} ({result['data_kind']} data{faces}); "
             f"model {result.get('model', '?')}" + (f" ({result['module_config']} module)" if result.get("module_config") else ""))
 
 

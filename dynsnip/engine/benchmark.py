@@ -323,17 +323,18 @@ def run_benchmark(
 
 
 def _face_crops(dataset: Any, crops: Mapping[str, Any]) -> dict[str, Any]:
-    """How the video entries of ``dataset`` were cropped: the detector's name (``--face-detector``) and
-    the detector as ``faces.json`` names one (its repr, with its options), and the crop settings."""
+    """How the video entries of ``dataset`` were cropped, read from its clip loader (what cropped them):
+    the detector's name (``--face-detector``), the detector as ``faces.json`` names one (its repr, with
+    its options), the margin, the detection cadence and the coverage threshold."""
     from ..data.faces.extraction import detector_setting
 
+    loader = dataset.loader
     name = crops.get("face_detector", "auto")
-    detector = getattr(getattr(dataset, "loader", None), "face_detector", None)
-    return {"face_detector": str(name) if isinstance(name, str) else detector_setting(name),
-            "detector": detector_setting(detector) if detector is not None else str(name),
+    return {"face_detector": name if isinstance(name, str) else detector_setting(name),
+            "detector": detector_setting(loader.face_detector),
             "detector_options": dict(crops.get("detector_options") or {}),
-            "margin": crops.get("margin", 1.3), "detect_every": crops.get("detect_every"),
-            "min_face_coverage": crops.get("min_face_coverage")}
+            "margin": loader.margin, "detect_every": loader.detect_every,
+            "min_face_coverage": loader.min_face_coverage}
 
 
 def _module_config(model: torch.nn.Module) -> str | None:

@@ -393,7 +393,7 @@ def test_the_model_adds_two_calls_to_its_sims():
 
 @pytest.mark.parametrize("pool", ["avg", "fast", "max", "avgmax"])
 def test_the_head_pools_a_clip_as_the_mean_of_its_frames(pool):
-    """Eq. 11's clip score from the frames: each frame's features pooled, then averaged over the U*T frames
+    """The clip's score from its frames: each frame's features pooled, then averaged over the U*T frames
     (temporal consensus), then the classifier. For global average pooling that is one mean over (frames, H',
     W'); the other pools keep the per-frame path. Both give what the per-frame recipe gives."""
     model = timm.create_model("dil_resnet18", num_classes=3, global_pool=pool).eval()

@@ -238,7 +238,9 @@ def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: A
     most suspicious face decides, ``deciding_track``) or their mean (``"mean"``:
     ``deciding_track`` is None). The top-level ``face_coverage``, ``frames_checked``,
     ``frames_with_face`` and ``snippets`` are those of the most suspicious track
-    (``snippets_track``), so readers of single-face reports find what they expect; ``tracks``
+    (``snippets_track``), so readers of single-face reports find what they expect. ``partial`` is
+    True when a kept track could not be scored and scoring it could change the verdict (a "real"
+    verdict, or any ``"mean"``): the verdict stands, flagged, and ``predict`` exits with 1. ``tracks``
     lists every track: ``id``, ``status`` (``scored``; ``low_face_coverage`` (not scored);
     ``short`` / ``static`` (dropped, with the rule in ``dropped``)), ``first_frame`` /
     ``last_frame`` / ``detections`` (looked-at frames with the face), ``box`` (median box, side
@@ -276,15 +278,21 @@ def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: A
         tracks.append(item)
     top = scored[suspicious]
     unscored = sorted(video.failures)
+    verdict = "fake" if probability >= threshold else "real"
+    # a face seen but not scored could change a "real" verdict, or any mean: the verdict is partial
+    partial = bool(unscored) and (verdict == "real" or video_score == "mean")
     note = {}
     if unscored:  # never a silent verdict: say which faces it is not about
         note["tracks_note"] = (f"track(s) {', '.join(map(str, unscored))} not scored (face in too few of the frames looked "
-                        f"at); the verdict is about track(s) {', '.join(map(str, sorted(scored)))} only")
+                               f"at); the verdict is about track(s) {', '.join(map(str, sorted(scored)))} only"
+                               + ("; scored, they could change it (a partial verdict)" if partial else
+                                  "; a face not scored cannot lower the most suspicious face's score"))
     return dict(
         path=str(path),
         status="ok",
         fake_probability=probability,
-        verdict="fake" if probability >= threshold else "real",
+        verdict=verdict,
+        partial=partial,
         num_frames=top["num_frames"],
         fps=top["fps"],
         face_coverage=top["face_coverage"],
@@ -350,7 +358,19 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
         frames_scored=getattr(clip, "frames_scored", 0),
         frames_showing_face=getattr(clip, "frames_showing_face", 0),
         snippets=snippets,
+        **_several_faces_note(clip),
     )
+
+
+def _several_faces_note(clip: Any) -> dict[str, str]:
+    """``faces_note`` of a clip of the largest face (``--faces largest``) where the detector saw more
+    than one face in a frame: the largest face need not be the same person in every snippet."""
+    most = getattr(clip, "most_faces", 0)
+    if getattr(clip, "track", None) is not None or most < 2:
+        return {}
+    return {"faces_note": (f"up to {most} faces in a frame looked at: the clip holds the largest face of each "
+                           "snippet, which may be another person from one snippet to the next; --faces all "
+                           "follows and scores each face")}
 
 
 def failure(path: str | os.PathLike[str], err: BaseException) -> dict[str, Any]:

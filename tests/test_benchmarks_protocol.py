@@ -72,17 +72,18 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     printed = captured.out
     # of the 5000 videos the layout promises (1000 reals, 1000 per method) 10 are there, all test videos: the
     # metrics lack the other 138 test reals and 4 x 138 test fakes, not the 4280 train/val videos
-    assert "the dataset root is partly downloaded: 690 test video(s) of ffpp-hq" in captured.err
+    assert "the test data is incomplete: 690 test video(s) of ffpp-hq the dataset promises are missing" in captured.err
     assert "4280 video(s) of the --data root that ffpp-hq does not test" in captured.err
     assert "FaceForensics++ HQ (c23), split test: video level with U=2 x T=4" in printed
     assert "paper ACC (Table 1)" in printed and "frame AUC" in printed
-    assert "690 test video(s) of the protocol that the dataset root's layout promises are missing" in printed
+    assert "690 test video(s) of the protocol that the dataset promises (its root's layout" in printed
     result = json.loads((out / "benchmark.json").read_text())
     assert result["data_kind"] == "video" and result["paper_metric"] == "accuracy"
     assert result["missing_videos"] == 138 + 4 * 138  # the test reals and each method's test fakes not on disk
     assert (result["missing_videos_not_tested"], result["missing_videos_split_unknown"]) == (4970 - 690, 0)
     markdown = (out / "benchmark.md").read_text()
-    assert "- 690 test video(s) of the protocol that the dataset root's layout promises are missing on disk" in markdown
+    assert "- 690 test video(s) of the protocol that the dataset promises (its root's layout, or its official test set) " \
+           "are missing" in markdown
     assert "- 4280 train/val (or untested) video(s) are missing on disk too: not used by this benchmark." in markdown
     rows = {r["subset"]: r for r in result["rows"]}
     with (out / "report_videos.csv").open() as f:
@@ -112,6 +113,17 @@ def test_ffpp_hq_from_a_dataset_root_of_videos(tiny_model, tmp_path, capsys):
     before = (out / "benchmark.json").read_text()
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "benchmark.json").read_text() == before
+    # the same partial download as a manifest file (the documented fast path): its rows name only what is on
+    # disk, so the shortfall is counted against the official test split, and reported the same way
+    manifest = tmp_path / "ffpp_c23.csv"
+    assert main(["manifest", "ffpp", str(root), "--out", str(manifest)]) == 1
+    capsys.readouterr()
+    out2 = tmp_path / "bench_manifest"
+    assert main([*argv[:argv.index("--data") + 1], str(manifest), "--out", str(out2),
+                 *argv[argv.index("--out") + 2:]]) == 1
+    err = capsys.readouterr()
+    assert "lacks 690 of the videos of the complete FaceForensics++ HQ (c23) test set (138 real, 138 Deepfakes" in err.out
+    assert json.loads((out2 / "benchmark.json").read_text())["missing_videos"] == 690
 
 
 def write_sequence(folder, fake: bool, seed: int, frames: int = 8, size: int = 16):

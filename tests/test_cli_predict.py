@@ -94,7 +94,7 @@ def test_json_report_scores_good_videos_and_reports_bad_ones(report, videos, che
                            raw="unseekable", no_face="no_face", truncated="corrupt", missing="not_found")
     assert "no timestamps" in by_path[str(videos["raw"])]["error"]
     assert "lists 120 frames" in by_path[str(videos["truncated"])]["error"]
-    assert data["summary"] == dict(videos=8, scored=2, failed=6)
+    assert data["summary"] == dict(videos=8, scored=2, failed=6, partial=0)
 
 
 def test_loader_processes_change_nothing_but_speed(report, videos, checkpoint, capsys):
@@ -331,7 +331,7 @@ def test_table_output_directory_input_and_overwrite(tmp_path, capsys):
     broken = next(line for line in out if line.startswith(str(folder / "broken.mp4")))
     assert "FAILED" in broken and "corrupt: not a readable video container" in broken
     assert out[-1] == "2 video(s): 1 scored, 1 failed"
-    assert json.loads(existing.read_text())["summary"] == dict(videos=2, scored=1, failed=1)
+    assert json.loads(existing.read_text())["summary"] == dict(videos=2, scored=1, failed=1, partial=0)
 
 
 def test_one_verdict_whatever_faces_mode_next_to_the_threshold(tmp_path, capsys):
@@ -354,7 +354,7 @@ def test_pth_state_dict_checkpoint(tmp_path, capsys):
     code = main(["predict", str(two_people()), "--model", "dil_resnet18", "--checkpoint", str(pth),
                  "--snippets", "1", "--json", "--no-progress"])
     result = json.loads(capsys.readouterr().out)
-    assert code == 0 and result["summary"] == dict(videos=1, scored=1, failed=0)
+    assert code == 0 and result["summary"] == dict(videos=1, scored=1, failed=0, partial=0)
     assert result["videos"][0]["fake_probability"] == round(1 / (1 + math.exp(2)), 4)  # zero weights: sigmoid(bias)
     assert result["videos"][0]["verdict"] == "real"
 
@@ -493,8 +493,25 @@ def test_a_reader_that_closes_stdout_loses_no_video_and_no_output_file(tmp_path,
     report = tmp_path / "report.json"
     assert main(["predict", str(tmp_path / "a.mp4"), "--checkpoint", str(checkpoint), "--snippets", "1", "--json",
                  "--output", str(report), "--workers", "0", "--no-progress"]) == 0
-    assert json.loads(report.read_text())["summary"] == dict(videos=1, scored=1, failed=0)
+    assert json.loads(report.read_text())["summary"] == dict(videos=1, scored=1, failed=0, partial=0)
     assert ClosedPipe.writes >= 1 and sys.stdout.__class__ is ClosedPipe  # main() gave stdout back
+
+
+def test_a_report_that_cannot_be_written_is_printed_and_the_earlier_one_kept(tmp_path, checkpoint, capsys, monkeypatch):
+    report = tmp_path / "report.json"
+    report.write_text("earlier")
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    code = main(["predict", str(carphone()), "--checkpoint", str(checkpoint), "--snippets", "1", "--json",
+                 "--output", str(report), "--overwrite", "--workers", "0", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1  # the video was scored; the report file was not written
+    assert json.loads(captured.out)["summary"] == dict(videos=1, scored=1, failed=0, partial=0)  # printed all the same
+    assert f"cannot write --output {report} (No space left on device); the earlier report there is unchanged" in captured.err
+    assert report.read_text() == "earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 
 
 def test_extract_faces_in_parallel_writes_what_one_process_writes(tmp_path, capsys):

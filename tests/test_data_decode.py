@@ -15,11 +15,13 @@ from video_fixtures import (  # noqa: F401  (gop_video is a fixture)
     two_people,
     write_audio_only,
     write_text_as_mp4,
+    write_cut_before_its_index,
     write_trimmed_with_edit_list,
     write_truncated_fragmented_mp4,
     write_truncated_mp4,
 )
 
+from dynsnip.data.decode import mp4_cut_short
 from dynsnip.data import (
     CorruptVideoError,
     NoVideoStreamError,
@@ -101,6 +103,16 @@ def test_truncated_mp4_is_corrupt(tmp_path):
     path = write_truncated_mp4(carphone(), tmp_path / "cut.mp4")
     with pytest.raises(CorruptVideoError, match="lists 120 frames but only"):
         VideoReader(path)
+
+
+def test_an_mp4_cut_before_its_index_is_named_as_cut_short(tmp_path):
+    path = write_cut_before_its_index(carphone(), tmp_path / "cut.mp4")
+    with pytest.raises(CorruptVideoError, match="MP4/MOV file cut short: .* inside its 'mdat' box.* no 'moov' index") as err:
+        VideoReader(path)
+    assert err.value.reason == "corrupt" and "copy or download it again" in str(err.value)
+    # a text file or a whole MP4 is not "cut short"
+    assert mp4_cut_short(write_text_as_mp4(tmp_path / "notes.mp4")) is None
+    assert mp4_cut_short(carphone()) is None
 
 
 def test_audio_only_file_has_no_video_stream(tmp_path):

@@ -412,6 +412,8 @@ def test_a_detector_finds_the_swapped_smaller_face_that_largest_misses(two_faces
     assert on_fake[small] >= 0.5 > on_fake[large]
     assert on_real[small] < on_fake[small] - 0.3  # the untouched smaller face is not what it flags
     assert largest[0]["verdict"] == "real" and largest[0]["fake_probability"] == on_fake[large]
+    # --faces largest says that the clip it scored came from a frame with two faces
+    assert largest[0]["faces_note"].startswith("up to 2 faces in a frame looked at") and "faces_note" not in every[0]
 
 
 def test_a_face_track_below_the_coverage_is_no_sample_and_not_scored_from_a_folder(footage, tmp_path,
@@ -447,6 +449,33 @@ def test_a_face_track_below_the_coverage_is_no_sample_and_not_scored_from_a_fold
     with pytest.raises(LowFaceCoverageError, match="track 1: 30%"):
         extract_face_frames(video, tmp_path / "only1", detect_every=K, face_detector=TWO_FACES_DETECTOR)
     assert not (tmp_path / "only1").exists()
+
+
+def test_a_verdict_that_a_face_not_scored_could_change_is_partial(footage, tmp_path):
+    """The second face of the clip above is seen but not scored. A "real" verdict (max over tracks) or
+    any mean could change had it been scored: flagged ``partial``, counted in predict's summary, exit 1;
+    a "fake" verdict by the max cannot be lowered by it: not partial."""
+    from dynsnip.scoring import score_tracks
+
+    frames = [_canvas(f, _smaller(f) if i < 12 else None) for i, f in enumerate(footage[:40])]
+    video = encode(tmp_path / "leaves.mp4", frames)
+    tracked = FaceClipLoader(num_snippets=8, snippet_len=4, size=(SIZE, SIZE), detect_every=K,
+                             face_detector=TWO_FACES_DETECTOR).load_tracks(video)
+    assert sorted(tracked.clips) == [0] and sorted(tracked.failures) == [1]
+    model = timm.create_model("dil_resnet18", num_classes=1, channels=[8, 16, 32, 64], stem_width=8).eval()
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.fill_(0.0)  # P(fake) = 0.5 whatever the clip
+    partial = {}
+    for threshold, how in ((0.6, "max"), (0.4, "max"), (0.4, "mean")):
+        result = score_tracks(model, tracked, video, threshold, "cpu", video_score=how)
+        partial[result["verdict"], how] = result["partial"]
+        assert "not scored" in result["tracks_note"]
+    assert partial == {("real", "max"): True, ("fake", "max"): False, ("fake", "mean"): True}
+    from dynsnip.cli.predict import format_table
+
+    assert format_table([result]).splitlines()[-1] == (
+        "1 video(s): 1 scored, 0 failed; 1 verdict(s) partial (a face seen but not scored could change it)")
 
 
 def test_evaluate_lists_each_face_tracks_probability_of_an_extracted_folder(checkpoint, tmp_path):

@@ -388,11 +388,11 @@ def test_a_pickled_checkpoint_is_never_unpickled(local_hub: LocalHub, tmp_path: 
     with pytest.raises(Exception):
         timm.create_model(f"hf-hub:{REPO}", pretrained=True)  # config.json names model.safetensors
     assert local_hub.requests_to("pytorch_model.bin") == []
-    # (b) a timm-style repo with only a pickle: plain timm fetches it but loads with weights_only=True
+    # (b) a timm-style repo with only a pickle: plain timm, through a dil_* builder, asks for model.safetensors only
     serve_imagenet_resnet(local_hub, with_safetensors=False, extra_files={"pytorch_model.bin": bomb})
-    with pytest.raises(RuntimeError, match="weights_only"):
+    with pytest.raises(ModelFileNotFoundError, match=f"'{BASE_REPO}' has no file 'model.safetensors'. dil_\\* weights"):
         timm.create_model(f"dil_{BASE}.{TAG}", pretrained=True)
-    assert local_hub.requests_to(f"/{BASE_REPO}/resolve/main/pytorch_model.bin", "GET")
+    assert local_hub.requests_to(f"/{BASE_REPO}/resolve/main/pytorch_model.bin", "GET") == []
     with pytest.raises(ModelFileNotFoundError, match=f"'{BASE_REPO}' has no file 'model.safetensors'"):
         dynsnip_hub.load_model(f"dil_{BASE}.{TAG}")
     # (c) a pickle disguised as model.safetensors is rejected by the safetensors parser
@@ -433,6 +433,71 @@ def test_unknown_repo_or_revision(local_hub: LocalHub, name: str, message: str, 
 def test_plain_timm_reports_an_unknown_repo(local_hub: LocalHub) -> None:
     with pytest.raises(RepositoryNotFoundError, match="me/no-such-repo"):
         timm.create_model("hf-hub:me/no-such-repo", pretrained=True)
+
+
+def test_plain_timm_takes_a_detector_from_safetensors_only(local_hub: LocalHub, tmp_path: Path) -> None:
+    """A detector repo or folder whose config.json does not name model.safetensors (hand-made, or
+    edited), holding only pytorch_model.bin: plain timm would load the pickle; a dil_* builder refuses."""
+    model = push_detector(local_hub)
+    files = local_hub.files(REPO)
+    config = json.loads(files["config.json"])
+    config["pretrained_cfg"].pop("hf_hub_filename")
+    pickled = tmp_path / "w.bin"
+    torch.save(model.state_dict(), pickled)
+    local_hub.add_repo(REPO, {"config.json": json.dumps(config).encode(), "pytorch_model.bin": pickled.read_bytes()})
+    with pytest.raises(ModelFileNotFoundError, match=f"Hub repo '{REPO}' has no file 'model.safetensors'"):
+        timm.create_model(HUB_ID, pretrained=True)
+    assert local_hub.requests_to("pytorch_model.bin") == []
+    config["pretrained_cfg"]["hf_hub_filename"] = "pytorch_model.bin"
+    local_hub.add_repo(REPO, {"config.json": json.dumps(config).encode(), "pytorch_model.bin": pickled.read_bytes()})
+    with pytest.raises(RuntimeError, match="names the weights file 'pytorch_model.bin'; dil_\\* weights load from safetensors only"):
+        timm.create_model(HUB_ID, pretrained=True)
+    folder = dynsnip.save_pretrained(model, tmp_path / "det")
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickled.read_bytes())
+    with pytest.raises(RuntimeError, match=r"holds no model.safetensors \(it has pytorch_model.bin\)"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)
+
+
+def test_extra_classifier_tensors_in_a_detector_are_refused(tmp_path: Path) -> None:
+    model = detector()
+    folder = dynsnip.save_pretrained(model, tmp_path / "det")
+    weights = safetensors.torch.load_file(folder / "model.safetensors")
+    weights["fc.extra"] = torch.zeros(3)
+    safetensors.torch.save_file(weights, folder / "model.safetensors")
+    for load in (lambda: dynsnip_hub.load_model(folder), lambda: timm.create_model(f"local-dir:{folder}", pretrained=True)):
+        with pytest.raises(ValueError, match=r"1 tensors the model does not have \(fc.extra\)"):
+            load()
+
+
+def test_a_detector_loaded_with_other_classes_or_a_headless_file_gets_the_fix_named(local_hub: LocalHub,
+                                                                                   tmp_path: Path) -> None:
+    push_detector(local_hub)
+    with pytest.raises(ValueError, match=r"head has 1 classes and the model 3.*reset_classifier\(3\) to train a new head"):
+        timm.create_model(HUB_ID, pretrained=True, num_classes=3)
+    file = tmp_path / "det.safetensors"
+    safetensors.torch.save_file(detector().state_dict(), file)
+    with pytest.raises(ValueError, match=r"saved classifier has 1 classes, as the model, but the pretrained config says "
+                                         r"1000.*pretrained_cfg_overlay=dict\(\.\.\., num_classes=1\)"):
+        timm.create_model(f"dil_{BASE}", num_classes=1, pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
+    loaded = timm.create_model(f"dil_{BASE}", num_classes=1, pretrained=True,
+                               pretrained_cfg_overlay=dict(file=str(file), num_classes=1))
+    assert torch.equal(loaded.fc.weight, detector().fc.weight)
+    headless = tmp_path / "r.safetensors"  # a 2D ResNet without its fc: the 1000 classes would stay random
+    safetensors.torch.save_file({k: v for k, v in timm.create_model(BASE).state_dict().items()
+                                 if not k.startswith("fc.")}, headless)
+    with pytest.raises(ValueError, match=r"it has no classifier \(fc.weight, fc.bias\).*num_classes=0"):
+        timm.create_model(f"dil_{BASE}", pretrained=True, pretrained_cfg_overlay=dict(file=str(headless)))
+    features = timm.create_model(f"dil_{BASE}", pretrained=True, num_classes=0, pretrained_cfg_overlay=dict(file=str(headless)))
+    assert features.num_classes == 0
+
+
+def test_torchscript_is_refused_with_the_reason_and_the_alternatives() -> None:
+    model = timm.create_model(f"dil_{BASE}", num_classes=1)
+    with pytest.raises(TypeError, match="cannot be compiled by TorchScript.*torch.export.*torch.compile"):
+        torch.jit.script(model)
+    with pytest.raises(TypeError, match="cannot be compiled by TorchScript"):
+        timm.create_model(f"dil_{BASE}", scriptable=True)
 
 
 def test_missing_weights_file_online(local_hub: LocalHub) -> None:

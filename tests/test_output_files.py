@@ -75,3 +75,48 @@ def test_saved_files_follow_the_umask(tmp_path, umask, mode):
     assert {p.name for p in files} >= {"model.safetensors", "optimizer.safetensors", "config.json", "state.json"}
     assert {p.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {
         p.relative_to(tmp_path).as_posix(): oct(mode) for p in files}
+
+
+def test_a_failed_report_write_keeps_the_earlier_report_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from dynsnip.cli.report_file import write_report
+
+    report = tmp_path / "report.json"
+    report.write_text("earlier")
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(report, "new", overwrite=True)
+    assert report.read_text() == "earlier" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    monkeypatch.undo()
+    with pytest.raises(FileExistsError):
+        write_report(report, "new", overwrite=False)
+    write_report(report, "new", overwrite=True)
+    assert report.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    fresh = tmp_path / "fresh.json"
+    write_report(fresh, "x", overwrite=False)
+    assert fresh.read_text() == "x" and stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_dangling_link_at_the_output_is_refused_before_scoring(tmp_path, capsys, monkeypatch):
+    import dynsnip.cli.predict as predict
+    from dynsnip.cli.report_file import write_report
+
+    monkeypatch.setattr(predict, "predict_videos", lambda *a, **k: pytest.fail("scored before checking --output"))
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x")
+    link = tmp_path / "report.json"
+    link.symlink_to(tmp_path / "nowhere.json")
+    assert main(["predict", str(video), "--output", str(link), "--no-progress"]) == 2
+    assert "is a link to a missing file; refusing to overwrite it" in capsys.readouterr().err
+    # with --overwrite the link's target gets the report, as writing through the link would
+    write_report(link, "report", overwrite=True)
+    assert link.is_symlink() and (tmp_path / "nowhere.json").read_text() == "report"

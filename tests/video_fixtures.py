@@ -100,7 +100,7 @@ def write_audio_only(path: Path) -> Path:
 def _remuxed_and_cut(src: Path, path: Path, movflags: str) -> Path:
     """``src`` remuxed with these MP4 ``movflags``, then cut in half."""
     full = path.with_name(path.stem + "_full.mp4")
-    with av.open(str(src)) as source, av.open(str(full), "w", options={"movflags": movflags}) as out:
+    with av.open(str(src)) as source, av.open(str(full), "w", options={"movflags": movflags} if movflags else {}) as out:
         in_stream = source.streams.video[0]
         out_stream = out.add_stream_from_template(in_stream)
         for packet in source.demux(in_stream):
@@ -117,6 +117,12 @@ def _remuxed_and_cut(src: Path, path: Path, movflags: str) -> Path:
 def write_truncated_mp4(src: Path, path: Path) -> Path:
     """``src`` remuxed with its index first (faststart), then cut in half: opens, then ends early."""
     return _remuxed_and_cut(src, path, "faststart")
+
+
+def write_cut_before_its_index(src: Path, path: Path) -> Path:
+    """``src`` remuxed as cameras write MP4 (the frames first, the ``moov`` index at the end), cut in
+    half: the usual interrupted download, which FFmpeg cannot open at all."""
+    return _remuxed_and_cut(src, path, "")
 
 
 def write_truncated_fragmented_mp4(src: Path, path: Path) -> Path:

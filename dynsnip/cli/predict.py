@@ -6,7 +6,10 @@ time), decoded, face-cropped and scored by the detector
 model's video-level logit; each snippet's from the same forward pass (see
 :func:`dynsnip.scoring.score_clip`), so a partly forged video shows where. A video that
 cannot be processed (missing, corrupt, no video stream, unseekable raw stream, no face) is
-reported with the reason and the others go on; the exit code is 1 when any video failed, 2
+reported with the reason and the others go on; the exit code is 1 when any video failed (or
+its verdict is partial: a face seen but not scored could change it, see
+:func:`dynsnip.scoring.score_tracks`; or ``--output`` could not be written: the report is
+printed, an earlier one kept as it was), 2
 for usage errors (no videos, no or an unloadable detector, existing ``--output``), 0 otherwise.
 Ctrl-C or SIGTERM while scoring reports the videos finished, marked interrupted (exit code 130
 or 143; under ``torchrun`` each rank its own, in ``--output``'s :func:`rank_output` file).
@@ -31,6 +34,7 @@ from .exit_codes import usage_error as _usage_error
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_model, compile_problem
 from ..scoring import DEFAULT_WORKERS, PredictionInterrupted, predict_videos
 from .interrupts import StopSignals
+from .report_file import path_taken, write_report
 from .face_options import (
     add_face_options,
     add_track_options,
@@ -377,8 +381,9 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
         for track in tracks or []:
             cell, details = _track_line(track, r.get("deciding_track"))
             lines.append(f"{'':<{width}}  {cell}  {'':<7}  {details}")
-        if r.get("tracks_note"):
-            lines.append(f"{'':<{width}}  {'':>7}  {'':<7}  note: {r['tracks_note']}")
+        for key in ("tracks_note", "faces_note"):
+            if r.get(key):
+                lines.append(f"{'':<{width}}  {'':>7}  {'':<7}  note: {r[key]}")
         if tracks is not None:
             lines.append(f"{'':<{width}}  {'':>7}  {'':<7}  snippets of track {r['snippets_track']}:")
         for s in r["snippets"]:
@@ -388,7 +393,9 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
                 f"{s['first_frame']}-{s['last_frame']} ({_clock(s['start_s'])}-{_clock(s['end_s'])}){note}"
             )
     failed = sum(r["status"] != "ok" for r in results)
-    lines.append(f"{len(results)} video(s): {len(results) - failed} scored, {failed} failed")
+    partial = sum(bool(r.get("partial")) for r in results)
+    lines.append(f"{len(results)} video(s): {len(results) - failed} scored, {failed} failed"
+                 + (f"; {partial} verdict(s) partial (a face seen but not scored could change it)" if partial else ""))
     return "\n".join(lines)
 
 
@@ -399,8 +406,9 @@ def output_problem(output: Path | None, overwrite: bool) -> str | None:
         return None
     if output.is_dir():
         return f"--output {output} is a folder; expected a file name for the JSON report"
-    if output.exists() and not overwrite:
-        return f"--output {output} exists; refusing to overwrite it (pass --overwrite to replace it)"
+    if path_taken(output) and not overwrite:
+        what = "is a link to a missing file" if not output.exists() else "exists"
+        return f"--output {output} {what}; refusing to overwrite it (pass --overwrite to replace it)"
     folder = output.parent
     if not folder.is_dir():
         return f"--output {output}: the folder {folder} does not exist; create it first"
@@ -549,7 +557,7 @@ def run(args: argparse.Namespace) -> int:
             results = gather_shards(results, [str(v) for v in videos], ranks)
             cleanup_distributed()
             if not ranks.is_main:  # rank 0 prints and writes the report
-                return EXIT_SOME_FAILED if any(r["status"] != "ok" for r in results) else EXIT_OK
+                return EXIT_SOME_FAILED if any(r["status"] != "ok" or r.get("partial") for r in results) else EXIT_OK
         return _report_all(model, weights, args, loader, results, shard, not_scored, signals)
 
 
@@ -559,6 +567,7 @@ def _report(model: Any, weights: str, args: argparse.Namespace, loader: Any,
     for note in _note_capped_snippets(results, loader):
         print(f"dynsnip predict: note: {note}", file=sys.stderr)
     failed = sum(r["status"] != "ok" for r in results)
+    partial = sum(bool(r.get("partial")) for r in results)
     trained_on, training_data = training_summary(model)
     return dict(
         model=getattr(model, "pretrained_cfg", {}).get("architecture", args.model or DEFAULT_MODEL),
@@ -573,7 +582,7 @@ def _report(model: Any, weights: str, args: argparse.Namespace, loader: Any,
         **({"faces": args.faces, "video_score": args.video_score} if args.faces != "largest" else {}),
         threshold=args.threshold,
         videos=results,
-        summary=dict(videos=len(results), scored=len(results) - failed, failed=failed),
+        summary=dict(videos=len(results), scored=len(results) - failed, failed=failed, partial=partial),
     )
 
 
@@ -603,8 +612,7 @@ def _report_rank_stopped(report: dict[str, Any], args: argparse.Namespace, ranks
     if args.output is not None:
         path = rank_output(args.output, ranks.rank, ranks.world_size)
         try:
-            with open(path, "w" if args.overwrite else "x", encoding="utf-8") as f:
-                f.write(text + "\n")
+            write_report(path, text + "\n", args.overwrite)
             written = path
         except FileExistsError:
             print(f"dynsnip predict: warning: {path} exists; not overwritten (--overwrite replaces it): this rank's "
@@ -628,7 +636,7 @@ def _report_all(model: Any, weights: str, args: argparse.Namespace, loader: Any,
     """Print the report of every video (all of them, or those finished before Ctrl-C / SIGTERM, marked
     interrupted) and write it to ``--output``; the exit code."""
     report = _report(model, weights, args, loader, results)
-    failed = report["summary"]["failed"]
+    failed = report["summary"]["failed"] + report["summary"]["partial"]
     if not_scored is not None:
         _mark_interrupted(report, not_scored)
     text = json.dumps(report, indent=2)
@@ -636,18 +644,25 @@ def _report_all(model: Any, weights: str, args: argparse.Namespace, loader: Any,
     if not_scored is not None:
         table += f"\ninterrupted ({signals.name}): {len(not_scored)} of {len(shard)} videos not scored"
     appeared = False  # --output is written before the screen's copy: a reader that closes stdout loses nothing
+    unwritten = None  # why --output could not be written (the report is still printed)
     if args.output is not None:
         try:
-            with open(args.output, "w" if args.overwrite else "x", encoding="utf-8") as f:
-                f.write(text + "\n")
+            write_report(args.output, text + "\n", args.overwrite)
         except FileExistsError:
             appeared = True
+        except OSError as err:
+            unwritten = err.strerror or str(err)
     print(text if args.json else f"detector: {weights}, {report['trained_on']}\n{table}")
     if appeared:
         return _usage_error("predict", f"--output {args.output} appeared while scoring; not overwritten")
+    if unwritten is not None:
+        kept = "the earlier report there is unchanged" if args.output.is_file() else "nothing was written there"
+        print(f"dynsnip predict: error: cannot write --output {args.output} ({unwritten}); {kept}; the report of "
+              f"the {len(results)} video(s) is printed above", file=sys.stderr)
     if not_scored is not None:  # the shell's code for the signal, after the report of what was finished
+        written = args.output is not None and unwritten is None
         print(f"dynsnip predict: interrupted ({signals.name}); the {len(results)} video(s) finished before it are "
-              f"reported above{' and in ' + str(args.output) if args.output is not None else ''}, marked "
+              f"reported above{' and in ' + str(args.output) if written else ''}, marked "
               "\"interrupted\"", file=sys.stderr)
         return signals.exit_code
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    return EXIT_SOME_FAILED if failed or unwritten is not None else EXIT_OK

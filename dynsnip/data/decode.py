@@ -100,6 +100,8 @@ class VideoReader:
         except av.error.FFmpegError as err:
             if os.path.getsize(self.path) == 0:  # an interrupted copy or download
                 raise CorruptVideoError(self.path, "empty file (0 bytes); expected a video file (copy it again)") from err
+            if (cut := mp4_cut_short(self.path)) is not None:  # the usual interrupted download
+                raise CorruptVideoError(self.path, cut) from err
             raise CorruptVideoError(
                 self.path, f"not a readable video container ({err.strerror or err})"
             ) from err
@@ -467,3 +469,50 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int]) -> "np.nda
     """Decode the frames ``indices`` of the video at ``path``: ``(len(indices), H, W, 3)`` RGB."""
     with VideoReader(path) as video:
         return video.read(indices)
+
+
+# top-level boxes of an ISO base media file (MP4, MOV, M4V, 3GP) that may come first
+_FIRST_BOXES = frozenset({b"ftyp", b"wide", b"free", b"skip", b"mdat", b"moov", b"pnot"})
+
+
+def mp4_cut_short(path: str | os.PathLike[str]) -> str | None:
+    """Why an MP4 / MOV file that FFmpeg cannot open looks cut short, or None.
+
+    Most cameras and encoders write the index (the ``moov`` box) after the frames (``mdat``),
+    so a download or copy that stopped early leaves a file that starts like an MP4 and has no
+    index: FFmpeg says only "invalid data". This walks the file's top-level boxes (their 8- or
+    16-byte headers, nothing else is read) and names what is missing: the file ending inside a
+    box, or no ``moov`` box at all.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            offset, boxes = 0, []
+            while offset + 8 <= size:
+                f.seek(offset)
+                length, kind = struct.unpack(">I4s", f.read(8))
+                if not boxes and kind not in _FIRST_BOXES:
+                    return None  # not an ISO media file: FFmpeg's own message stands
+                if length == 1:  # a 64-bit size follows
+                    if offset + 16 > size:
+                        break
+                    length = struct.unpack(">Q", f.read(8))[0]
+                elif length == 0:  # the box runs to the end of the file
+                    length = size - offset
+                if length < 8:
+                    return None  # not a box header: some other damage
+                boxes.append(kind)
+                if offset + length > size:
+                    name = kind.decode("latin-1")
+                    index = "" if b"moov" in boxes else " and has no 'moov' index (the table of its frames)"
+                    return (f"MP4/MOV file cut short: it ends at byte {size:,} inside its '{name}' box, which declares "
+                            f"{length:,} bytes from byte {offset:,}{index}; an interrupted download, copy or recording. "
+                            "Expected a complete file: copy or download it again")
+                offset += length
+    except (OSError, struct.error):
+        return None
+    if boxes and b"moov" not in boxes:
+        return ("MP4/MOV file without its 'moov' index (the table of its frames): top-level boxes "
+                f"{', '.join(repr(b.decode('latin-1')) for b in boxes)}; an interrupted download, copy or recording "
+                "usually loses it. Expected a complete file: copy or download it again")
+    return None

@@ -59,6 +59,8 @@ class FaceClip:
         frames_scored: frames in ``pixels`` that were checked for the face (U*T; 0 without a detector).
         frames_showing_face: of those, the frames that show the face found on their looked-at
             frame (:mod:`~dynsnip.data.faces.face_shown`).
+        most_faces: the most faces the detector found in one looked-at frame (0 without a
+            detector; more than 1: a clip of the largest face may show different people).
         timestamps: float64 ``(U, T)`` presentation time of each frame in seconds.
         num_frames: frames in the whole video.
         fps: the video's average frame rate.
@@ -76,6 +78,7 @@ class FaceClip:
     frames_scored: int = 0
     frames_showing_face: int = 0
     track: int | None = None
+    most_faces: int = 0
 
     @property
     def face_coverage(self) -> float:
@@ -277,6 +280,7 @@ class FaceClipLoader:
             frames_with_face=crops.frames_with_face,
             frames_scored=scored,
             frames_showing_face=showing,
+            most_faces=crops.most_faces,
         )
 
     def _crop_boxes(

@@ -39,7 +39,7 @@ from .recipe import Recipe
 
 __all__ = ["check_protocol_data", "write_test_manifest", "tested_entries", "is_dfd_real", "extraction_failures",
            "write_train_manifest", "check_no_test_leak", "run_benchmark", "format_table", "markdown_table", "write_benchmark",
-           "result_paths", "missing_counts", "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
+           "result_paths", "missing_counts", "expected_test_videos", "test_set_shortfall", "FRAME_LEVEL_DEFINITION", "RESULT_NAME"]
 
 RESULT_NAME = "benchmark"
 FRAME_LEVEL_DEFINITION = (
@@ -210,6 +210,45 @@ def missing_counts(protocol: Protocol, manifest: BenchmarkManifest, train: bool 
         else:
             counts["split_unknown"] += unnamed
     return counts
+
+
+def expected_test_videos(protocol: Protocol) -> dict[str, int] | None:
+    """How many videos ``protocol`` tests in its dataset's complete, official test set, by group
+    (``"real"`` and each method of a per-method protocol; ``"all"`` otherwise), or None where no
+    such count is fixed: FF++'s test split has 2 x 70 reals and as many fakes per method (its
+    official ``test.json``), Celeb-DF v2's test list 518 videos; DFDC (the preview's test split or
+    the public test set, by root) and WildDeepfake (its test sequences) have none here."""
+    if protocol.dataset == "ffpp" and protocol.per_method:
+        from ..data.benchmarks.ffpp import official_splits
+
+        videos = 2 * len(official_splits()[protocol.split])
+        return {"real": videos, **{method: videos for method in protocol.rows}}
+    if protocol.dataset == "celebdf" and protocol.split == "test":
+        from ..data.benchmarks.celebdf import EXPECTED
+
+        return {"all": EXPECTED[protocol.options.get("version", "v2")]["test list"]}
+    return None
+
+
+def test_set_shortfall(protocol: Protocol, tested: Sequence[ManifestEntry],
+                       failed: Sequence[Mapping[str, str]] = ()) -> dict[str, int]:
+    """The videos of the complete test set (:func:`expected_test_videos`) that a manifest does not
+    hold, by group: a manifest file (``benchmark --data FILE``) names only the videos it has, so a
+    partial download or a partial manifest is found by its count. ``tested``: the manifest's rows
+    the protocol tests; ``failed``: the tested rows extract-faces could not crop (counted as held:
+    they are reported as failures already). Empty where the test set is complete, or no count is
+    fixed."""
+    expected = expected_test_videos(protocol)
+    if expected is None:
+        return {}
+    held: dict[str, int] = {group: 0 for group in expected}
+    groups = [("real" if e.label == 0 else e.method) if protocol.per_method else "all" for e in tested]
+    groups += [("real" if str(f.get("label")) in ("0", "real") else f.get("method")) if protocol.per_method else "all"
+               for f in failed]
+    for group in groups:
+        if group in held:
+            held[group] += 1
+    return {group: expected[group] - held[group] for group in expected if held[group] < expected[group]}
 
 
 def extraction_failures(protocol: Protocol, manifest: str | os.PathLike[str]) -> list[dict[str, str]]:
@@ -404,8 +443,8 @@ def _missing_notes(result: dict[str, Any]) -> list[str]:
     metrics), those of unknown split, and the others (not used by this benchmark), one line each."""
     notes = []
     if result.get("missing_videos"):
-        notes.append(f"{result['missing_videos']} test video(s) of the protocol that the dataset root's layout promises "
-                     "are missing on disk (a partial download?): not in the metrics")
+        notes.append(f"{result['missing_videos']} test video(s) of the protocol that the dataset promises (its root's "
+                     "layout, or its official test set) are missing (a partial download?): not in the metrics")
     if result.get("missing_videos_split_unknown"):
         notes.append(f"{result['missing_videos_split_unknown']} video(s) short of the dataset's published counts are "
                      "missing on disk as well; the layout names none, so their split is unknown (they may include "

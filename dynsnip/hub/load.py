@@ -434,7 +434,7 @@ def pretrained_download(hub_id: str, filename: str = WEIGHTS_NAME, cache_dir: An
     if _EXPLAINED.get():
         yield
         return
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 
     repo, _, revision = hub_id.partition("@")
     source = _Source("hub", repo, revision or None)
@@ -444,6 +444,13 @@ def pretrained_download(hub_id: str, filename: str = WEIGHTS_NAME, cache_dir: An
             yield
         except LocalEntryNotFoundError as err:
             raise _not_cached(source, (filename,), cache_dir, unreachable, err, PRETRAINED_FALSE) from None
+        except RemoteEntryNotFoundError as err:
+            missing = _filename_in_url(str(err.response.url)) or filename
+            raise ModelFileNotFoundError(
+                f"{source.label} has no file '{missing}'. dil_* weights load from {filename} only (never a pickled "
+                "pytorch_model.bin): save and push the model with dynsnip.save_pretrained / dynsnip.push_to_hub.",
+                source.name, missing, err,
+            ) from None
 
 
 def _safetensors_only(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import warnings
 
 from contextlib import contextmanager, nullcontext
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping
 
 import torch
@@ -111,6 +112,13 @@ def _check_counts(**values: Any) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
             raise ValueError(f"{name} = {value!r}: expected an integer >= 1 ({_COUNTS[name]})")
+
+
+NOT_SCRIPTABLE = (
+    "dil_* models cannot be compiled by TorchScript (torch.jit.script / timm's scriptable=True): the SIMs' Python "
+    "(per-module caches, branches on device and autograd) is outside TorchScript's language, which PyTorch 2 has "
+    "deprecated. For a graph use torch.export or the ONNX export, for speed torch.compile (docs/performance.md)."
+)
 
 
 class DILResNet(timm_resnet.ResNet):
@@ -317,6 +325,10 @@ class DILResNet(timm_resnet.ResNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def __prepare_scriptable__(self) -> "DILResNet":
+        """``torch.jit.script`` calls this first: say why it cannot work, instead of its parser's error."""
+        raise TypeError(NOT_SCRIPTABLE)
+
     # ------------------------------------------------------------ checkpoints
     def adopt_checkpoint_layout(self, state_dict: Mapping[str, Any], prefix: str = "") -> None:
         """Models saved before Intra-SIM's motion channels became the default have none: such a
@@ -472,26 +484,36 @@ def checkpoint_filter_fn(
     classifier = "fc."
     first_conv = _first_conv(model) + ".weight"
     strict = saved_detector_checkpoint(sd, model, head_classes)
+    # timm keeps the checkpoint's head when the model has its classes: then the head must be in it
+    head_kept = head_classes is not None and head_classes == model.num_classes and model.num_classes > 0
     out: dict[str, torch.Tensor] = {}
     missing, misshaped = [], []
+    head_shapes = []  # the saved head's shape against the model's (a detector loaded with another num_classes)
     for k, v in target.items():
         if k in sd:
             src = sd[k]
             if k.startswith(classifier) and not (strict and head_classes is not None):
                 out[k] = src
+            elif k.startswith(classifier) and tuple(src.shape) != tuple(v.shape):
+                head_shapes.append(f"{k}: checkpoint {tuple(src.shape)} vs model {tuple(v.shape)}")
             elif k == first_conv and _other_input_channels(src, v):
                 out[k] = adapt_input_conv(v.shape[1], src) if adapt_first_conv else src
             elif tuple(src.shape) != tuple(v.shape):
                 misshaped.append(f"{k}: checkpoint {tuple(src.shape)} vs model {tuple(v.shape)}")
             else:
                 out[k] = src
-        elif not strict and (".sim." in k or k.endswith("num_batches_tracked") or k.startswith(classifier)):
+        elif not strict and (".sim." in k or k.endswith("num_batches_tracked")
+                             or (k.startswith(classifier) and not head_kept)):
             out[k] = v
         else:
             missing.append(k)
-    unexpected = [k for k in sd if k not in target and not k.startswith(classifier)]
+    # a 2D checkpoint's head for a model without one is dropped; a saved detector's extra head tensors are not its head
+    model_head = any(k.startswith(classifier) for k in target)
+    unexpected = [k for k in sd if k not in target and (not k.startswith(classifier) or (strict and model_head))]
     wrong_dtype = dtype_mismatches(sd, target)
     dropped_head = strict and head_classes is not None and head_classes != model.num_classes
+    if head_shapes and not dropped_head:
+        misshaped += head_shapes
     non_finite = _non_finite(sd, out)
     if non_finite and not (missing or misshaped or unexpected or wrong_dtype or dropped_head):
         raise ValueError(
@@ -503,6 +525,13 @@ def checkpoint_filter_fn(
     if missing or misshaped or unexpected or wrong_dtype or dropped_head:
         arch = _described(model)
         parts = []
+        head_missing = [k for k in missing if k.startswith(classifier)]
+        if head_missing and len(head_missing) == len(missing) and not strict and not (
+                misshaped or unexpected or wrong_dtype):
+            raise ValueError(
+                f"checkpoint does not fit {arch}: it has no classifier ({', '.join(head_missing)}), and the model has "
+                f"the {model.num_classes} classes of its pretrained config, so its head would stay random. Pass "
+                "num_classes=0 for the features without a head, or the number of classes of a new head to train.")
         if missing:
             what = "tensors" if strict else "backbone tensors"
             parts.append(f"{len(missing)} {what} missing ({_preview(missing)})")
@@ -515,13 +544,7 @@ def checkpoint_filter_fn(
         if wrong_dtype and not (missing or misshaped or unexpected or dropped_head):
             raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + f": {DTYPE_RULE}.")
         if dropped_head and not parts:
-            raise ValueError(
-                f"checkpoint does not fit {arch}: its pretrained config says the saved head has {head_classes} "
-                f"classes and the model has {model.num_classes}, so timm would drop the saved classifier "
-                "(fc.weight, fc.bias) and run a random one. config.json's num_classes, model_args.num_classes and "
-                "pretrained_cfg.num_classes must all be the saved head's; to train a new head, load the detector "
-                "as saved and call reset_classifier()."
-            )
+            raise ValueError(f"checkpoint does not fit {arch}: " + _dropped_head_message(sd, model, head_classes))
         advice = (
             ". A saved detector must hold every tensor of its architecture (SIMs and classifier included): "
             "this one is incomplete or of another architecture or SIM configuration; save it again with "
@@ -532,6 +555,23 @@ def checkpoint_filter_fn(
         )
         raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + advice + ".")
     return out
+
+
+def _dropped_head_message(sd: Mapping[str, Any], model: DILResNet, head_classes: int) -> str:
+    """Why a saved detector's head would not be loaded by timm, and what to write instead."""
+    weight = sd.get("fc.weight")
+    saved = int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.ndim == 2 else None
+    if saved == model.num_classes:  # the file fits; the pretrained config names other classes
+        return (f"the saved classifier has {saved} classes, as the model, but the pretrained config says "
+                f"{head_classes}, so timm would drop the saved classifier (fc.weight, fc.bias) after loading and run "
+                f"a random one. Give the config the saved head's classes: pretrained_cfg_overlay=dict(..., "
+                f"num_classes={saved}) (in a config.json: num_classes, model_args.num_classes and "
+                "pretrained_cfg.num_classes), or load the file with checkpoint_path= or dynsnip.load_model.")
+    saved = saved if saved is not None else head_classes
+    then = ("for its features without a head" if model.num_classes == 0 else "to train a new head")
+    return (f"the saved detector's head has {saved} classes and the model {model.num_classes}, so timm would drop "
+            "the trained classifier (fc.weight, fc.bias) and run a random one. Load the detector as saved "
+            f"(num_classes left out, or {saved}), then call model.reset_classifier({model.num_classes}) {then}.")
 
 
 def _described(model: DILResNet) -> str:
@@ -732,7 +772,47 @@ def _timm_checkpoint_filter(state_dict: Mapping[str, Any], model: DILResNet,
     return checkpoint_filter_fn(state_dict, model, adapt_first_conv=False, head_classes=head_classes)
 
 
+def _safetensors_only(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> None:
+    """Weights from a Hub repo or a ``local-dir:`` folder come from ``model.safetensors`` only, never
+    a pickle (timm falls back to ``pytorch_model.bin``): the Hub's file is named in the pretrained
+    config's overlay (``hf_hub_filename``) unless the config names a safetensors file itself; a
+    config naming another file, or a folder without ``model.safetensors``, is refused."""
+    if not pretrained:
+        return
+    from timm.models._builder import resolve_pretrained_cfg
+
+    from ..hub.config import WEIGHTS_NAME
+
+    cfg = resolve_pretrained_cfg(variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay")).to_dict()
+    source = cfg.get("source")
+    if source == "local-dir":
+        folder = Path(cfg.get("file") or "")
+        if folder.is_dir() and not (folder / WEIGHTS_NAME).is_file():
+            found = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+            raise RuntimeError(
+                f"local-dir:{folder} holds no {WEIGHTS_NAME}" + (f" (it has {', '.join(found)})" if found else "")
+                + f": dil_* weights load from safetensors only, never a pickle. Expected {folder / WEIGHTS_NAME}, "
+                "as dynsnip.save_pretrained writes it (a state dict: safetensors.torch.save_file).")
+        return
+    from_hub = source == "hf-hub" or (not cfg.get("state_dict") and not cfg.get("file") and cfg.get("hf_hub_id"))
+    if not from_hub:
+        return
+    name = cfg.get("hf_hub_filename")
+    if name is None:
+        kwargs["pretrained_cfg_overlay"] = dict(kwargs.get("pretrained_cfg_overlay") or {}, hf_hub_filename=WEIGHTS_NAME)
+    elif not str(name).endswith(".safetensors"):
+        raise RuntimeError(
+            f"{cfg.get('hf_hub_id')}: the pretrained config names the weights file {name!r}; dil_* weights load "
+            f"from safetensors only, never a pickle: expected a .safetensors file ({WEIGHTS_NAME}, as "
+            "dynsnip.push_to_hub writes it)")
+
+
 def _create_dil_resnet(variant: str, pretrained: bool = False, **kwargs: Any) -> DILResNet:
+    from timm.layers import is_scriptable
+
+    if is_scriptable():  # timm.create_model(..., scriptable=True): TorchScript will come next
+        raise TypeError(NOT_SCRIPTABLE)
+    _safetensors_only(variant, pretrained, kwargs)
     base = variant[len("dil_"):]
     model_args = dict(_timm_resnet_args(base), **kwargs)
     if kwargs.get("features_only"):

@@ -59,12 +59,15 @@ class SnippetCrops:
         face_found: bool ``(U,)``; False where the snippet borrowed its box.
         frames_checked: frames the detector looked at (``(U*T)/k`` or so).
         frames_with_face: of those, frames where it found a face.
+        most_faces: the most faces it found in one looked-at frame (more than 1: the largest face
+            of one snippet may be another person than the next one's).
     """
 
     boxes: "np.ndarray"
     face_found: "np.ndarray"
     frames_checked: int
     frames_with_face: int
+    most_faces: int = 0
 
     @property
     def coverage(self) -> float:
@@ -183,8 +186,9 @@ def snippet_crops(
         face_boxes[u], face_found[u] = snippet_face(snippet, detections, detect_every, num_frames)
     checked = detection_frames(frame_indices, detect_every, num_frames)
     with_face = sum(1 for i in checked if len(detections[i]))
+    most = max((len(detections[i]) for i in checked), default=0)
     if np.isnan(face_boxes).any(axis=1).all():
-        return SnippetCrops(np.zeros((len(frame_indices), 4), np.int64), face_found, len(checked), with_face)
+        return SnippetCrops(np.zeros((len(frame_indices), 4), np.int64), face_found, len(checked), with_face, most)
     face_boxes = fill_missing_boxes(face_boxes)
     boxes = np.array([square_crop_box(box, frame_size, margin) for box in face_boxes], dtype=np.int64)
-    return SnippetCrops(boxes, face_found, len(checked), with_face)
+    return SnippetCrops(boxes, face_found, len(checked), with_face, most)

@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--methods", type=lambda s: [m.strip() for m in s.split(",") if m.strip()],
                    help=f"ffpp: comma-separated methods (default the paper's four: {','.join(PAPER_METHODS)}; "
                         f"also {','.join(EXTRA_METHODS)})")
-    p.add_argument("--version", choices=("v1", "v2"), help="celebdf: release (default v2)")
+    p.add_argument("--version", choices=("v1", "v2"), help="celebdf: release (default: v2, or v1 where the root holds exactly v1's videos; noted)")
     p.add_argument("--val-fraction", type=float,
                    help="celebdf, dfdc, wilddeepfake: share of the training videos moved to 'val', drawn by "
                         "identity / original video (default 0.1)")
@@ -97,7 +97,7 @@ def run_manifest(args: argparse.Namespace) -> int:
     except (LayoutError, ValueError, FileExistsError, OSError) as err:
         return usage_error("manifest", str(err))
     print(f"wrote {args.out} ({len(manifest.rows)} rows, dataset {manifest.tag or 'not recorded'})")
-    return EXIT_SOME_FAILED if manifest.num_missing or getattr(manifest, "refused", None) else EXIT_OK
+    return EXIT_SOME_FAILED if manifest.num_missing or manifest.left_out or getattr(manifest, "refused", None) else EXIT_OK
 
 
 def _deepfakebench_manifest(json_path: Path, options: dict):

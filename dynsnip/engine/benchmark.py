@@ -203,12 +203,17 @@ def missing_counts(protocol: Protocol, manifest: BenchmarkManifest, train: bool 
         used = tested_entries(protocol, [e for e in entries if e.split in splits])
     counts = {"used": len(used), "not_used": len(rows) - len(used), "split_unknown": 0}
     every_row = protocol.train_methods is None if train else not protocol.per_method
+    tested_methods = (protocol.train_methods if train else protocol.rows) if (
+        protocol.per_method or (train and protocol.train_methods is not None)) else None
     for item in manifest.inventory:  # shortfalls that name no video
         unnamed = max(0, item.num_missing - len(item.missing_rows))
-        if item.split is not None and every_row:
+        if item.method is not None and tested_methods is not None and item.method not in tested_methods:
+            counts["not_used"] += unnamed  # a whole group of another method (DeepFakeDetection): never used here
+        elif item.split is not None and every_row:
             counts["used" if item.split in splits else "not_used"] += unnamed
         else:
             counts["split_unknown"] += unnamed
+    counts["split_unknown"] += sum(manifest.left_out.values())  # on disk, but unlabelled or not extracted
     return counts
 
 

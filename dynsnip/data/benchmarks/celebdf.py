@@ -16,6 +16,16 @@ never split between train and val; each YouTube-real video is its own group.
 ``source`` of a fake ``idX_idY_NNNN`` is ``Celeb-real/idX_NNNN.mp4``, read from the naming
 (the fake re-renders that real video's frames), when that video is on disk.
 
+Version: ``version`` names the release (it sets the published counts and the ``dataset``
+tag, ``celebdf:v1`` / ``celebdf:v2``). Both have the same tree and file names, only their
+sizes tell them apart, so when it is not given the root is read as v2 unless it clearly is
+v1: folders holding exactly v1's published totals (408 real, 795 fake) with a test list that
+is not v2's 518 videos are read as v1 (noted; ``version="v2"`` overrides). A root that may be
+v1 (folders holding v1's totals beside a 518-video list, or no more than v1's counts with a
+list that is not v2's: a partial download of either) is read as v2 with a note saying to
+give ``--version v1`` if it is v1. Other roots (a complete v2, a partial v2 with its
+518-video list) are read as v2 without a note, as before.
+
 A test-list path matches its video however it is spelled: ``./Celeb-real/id0_0000.mp4``,
 ``celeb-real/ID0_0000.MP4`` and ``Celeb-real/id0_0000.mp4`` are one video (an exact match
 wins where two files differ only in letter case). Refused, with the line named: a path
@@ -42,6 +52,30 @@ EXPECTED = {
     "v1": {"Celeb-real": 158, "YouTube-real": 250, "Celeb-synthesis": 795, "test list": None},
     "v2": {"Celeb-real": 590, "YouTube-real": 300, "Celeb-synthesis": 5639, "test list": 518},
 }
+# the totals the v1 authors state (real, fake): what tells a complete v1 root from v2 when no version is given
+V1_TOTALS = (408, 795)
+
+
+def _infer_version(counts: dict[str, int], listed: int) -> tuple[str, str | None]:
+    """``(version, note or None)`` of a root read without a version, from its folders' video
+    counts and its test list's number of videos (see the module docstring). Conservative: v1
+    only when the folders hold exactly v1's published totals and the list is not v2's; every
+    other root is v2, as before, with a note where it may be v1."""
+    real, fake = counts["Celeb-real"] + counts["YouTube-real"], counts["Celeb-synthesis"]
+    v2_list = EXPECTED["v2"]["test list"]
+    shown = (f"{counts['Celeb-real']} Celeb-real + {counts['YouTube-real']} YouTube-real = {real} real, "
+             f"{fake} Celeb-synthesis, a test list of {listed} videos")
+    v1_counts = f"v1 has {V1_TOTALS[0]} real and {V1_TOTALS[1]} fake videos"
+    v2_counts = (f"v2 {EXPECTED['v2']['Celeb-real'] + EXPECTED['v2']['YouTube-real']} real, "
+                 f"{EXPECTED['v2']['Celeb-synthesis']} fake and a test list of {v2_list}")
+    if (real, fake) == V1_TOTALS and listed != v2_list:
+        return "v1", (f"version not given: read as Celeb-DF v1, the release this root matches ({shown}; {v1_counts}, "
+                      f"{v2_counts}); pass --version v2 to read it as v2")
+    if (real, fake) == V1_TOTALS or (listed != v2_list and real <= V1_TOTALS[0] and fake <= V1_TOTALS[1]):
+        return "v2", (f"version not given: read as Celeb-DF v2, the default, but this root may be v1 ({shown}; "
+                      f"{v1_counts}, {v2_counts}): if it is Celeb-DF v1, pass --version v1 (v1's counts and the "
+                      "'celebdf:v1' tag follow)")
+    return "v2", None
 
 
 def _read_test_list(path: Path) -> dict[str, tuple[int, int, str]]:
@@ -95,25 +129,31 @@ def _identity(row: BenchmarkRow) -> str:
     return f"youtube:{name}" if folder == "YouTube-real" else name.split("_")[0]
 
 
-def celebdf_manifest(root: str | Path, version: str = "v2", val_fraction: float = 0.1, seed: int = 0) -> BenchmarkManifest:
+def celebdf_manifest(root: str | Path, version: str | None = None, val_fraction: float = 0.1,
+                     seed: int = 0) -> BenchmarkManifest:
     """Rows of a Celeb-DF root: the test list as ``test``, the rest ``train`` / ``val``.
+    ``version`` (``v1`` / ``v2``): the release; None reads a v2 root as v2 and infers v1 only
+    where the root clearly is v1 (see the module docstring; noted).
 
     Raises:
         LayoutError: a folder or the test list is missing, a list line is malformed, a listed
             video's folder disagrees with its label.
     """
     root = Path(root)
-    if version not in EXPECTED:
+    if version is not None and version not in EXPECTED:
         raise LayoutError(f"Celeb-DF version must be one of {sorted(EXPECTED)}, got {version!r}")
     for folder, _ in FOLDERS:
-        require_path(root, folder, f"Celeb-DF {version}")
-    list_file = require_path(root, TEST_LIST, f"Celeb-DF {version}")
+        require_path(root, folder, f"Celeb-DF {version or ''}".rstrip())
+    list_file = require_path(root, TEST_LIST, f"Celeb-DF {version or ''}".rstrip())
     listed = _read_test_list(list_file)
     rows: list[BenchmarkRow] = []
     inventory = []
     real_by_name: dict[str, Path] = {}
     videos = {folder: sorted(p for p in (root / folder).iterdir() if p.suffix.lower() == ".mp4" and p.is_file())
               for folder, _ in FOLDERS}  # .mp4 in any letter case, as a list path matches
+    version_note = None
+    if version is None:
+        version, version_note = _infer_version({folder: len(paths) for folder, paths in videos.items()}, len(listed))
     test, missing = _match_list(listed, [f"{f}/{p.name}" for f, paths in videos.items() for p in paths], list_file)
     for folder, label in FOLDERS:
         inventory.append(Inventory(folder, EXPECTED[version][folder], len(videos[folder])))
@@ -144,6 +184,6 @@ def celebdf_manifest(root: str | Path, version: str = "v2", val_fraction: float 
         sourced.append(row)
     rows = assign_val_by_group(sourced, _identity, val_fraction, seed)
     notes = [f"test = {TEST_LIST} (its 1 = real converted to label 0)",
-             val_note(rows, val_fraction, seed, "target identity")]
+             val_note(rows, val_fraction, seed, "target identity")] + ([version_note] if version_note else [])
     return BenchmarkManifest(f"Celeb-DF {version}", root, rows, inventory, notes,
                              tag=dataset_tag("celebdf", {"version": version}))

@@ -19,6 +19,18 @@ the preview's ``train`` videos give ``val_fraction`` to ``val`` drawn by subject
 (``method_A/<subject>/...``, shared by a real and its fakes). ``labels.csv`` may start with
 a byte order mark and give its labels as ``0.0`` / ``1.0``.
 
+Nothing on disk is left out silently; the manifest's notes say (first few named):
+
+- videos in ``test/videos`` when ``test/labels.csv`` is missing (their labels are unknown:
+  not in the manifest);
+- videos in a training part or in ``test/videos`` that its ``metadata.json`` /
+  ``labels.csv`` does not list (a truncated file, a part of another download): not in the
+  manifest;
+- a root that holds both the preview set and the public test set: both are split ``test``
+  (the note counts the rows of each); the paper's DFDC numbers refer to the **preview**
+  dataset (it cites "The deepfake detection challenge (dfdc) preview dataset", about 5,000
+  videos), so a comparison with the paper reads a root holding the preview alone.
+
 Refused with a :class:`~.layout.LayoutError` naming the entry: a name or ``original`` that
 leaves its folder (``../../etc/passwd``), an ``original`` that is not a file name (a list,
 an object), a key given twice with two values in a JSON file, a ``labels.csv`` file name
@@ -29,14 +41,39 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, load_json,
-                     relative_name, val_note)
+from ..assets import VIDEO_SUFFIXES
+from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, assign_val_by_group, first_named,
+                     load_json, relative_name, val_note)
 from .provenance import dataset_tag
 
 __all__ = ["dfdc_manifest", "NUM_PARTS"]
 
 NUM_PARTS = 50
 METHOD = "DFDC"
+PAPER_SET = ("the paper's DFDC numbers refer to the preview dataset (it cites \"The deepfake detection challenge "
+             "(dfdc) preview dataset\", around 5,000 videos)")
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    """The video files directly in ``folder`` (any letter case of the suffix), sorted; none when
+    it is not a folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+
+
+def _unlisted_note(folders: list[Path], listed: set[Path], root: Path, what: str,
+                   list_file: str) -> tuple[str, int] | None:
+    """The note on the videos directly in ``folders`` that no entry of their list file names
+    (``listed``: every path the layout files name, on disk or not), or None when there are none.
+    They are left out of the manifest, since no file gives their label; a truncated
+    ``labels.csv`` or a part's videos from another download would otherwise go unseen. With
+    the note, how many they are."""
+    unlisted = [p.relative_to(root).as_posix() for folder in folders for p in _videos_in(folder) if p not in listed]
+    if not unlisted:
+        return None
+    return (f"{what}: {len(unlisted)} video(s) on disk that {list_file} does not list (a truncated or partial "
+            f"file?) are not in the manifest, their labels being unknown: {first_named(unlisted)}"), len(unlisted)
 
 
 def _load_json(path: Path) -> dict:
@@ -180,7 +217,9 @@ def _preview_subject(row: BenchmarkRow, root: Path) -> str:
 
 
 def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> BenchmarkManifest:
-    """Rows of a DFDC root (training parts, preview set and/or public test set).
+    """Rows of a DFDC root (training parts, preview set and/or public test set). The notes
+    name the videos on disk that no layout file labels (left out) and say which test set
+    the rows come from (see the module docstring).
 
     Raises:
         LayoutError: none of the layouts is found (the message lists what was looked for),
@@ -188,12 +227,16 @@ def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) ->
     """
     root = Path(root)
     parts = _training_parts(root)
-    has_test = (root / "test" / "labels.csv").is_file()
+    labels_file = root / "test" / "labels.csv"
+    has_test = labels_file.is_file()
     has_preview = (root / "dataset.json").is_file()
+    unlabelled = [] if has_test else _videos_in(root / "test" / "videos")
+    unlabelled_text = (f"test/videos holds {len(unlabelled)} video(s) ({first_named([p.name for p in unlabelled])}) but "
+                       f"test/labels.csv, their labels, is missing (expected {labels_file}: filename,label; 1 = fake)")
     if not (parts or has_test or has_preview):
         raise LayoutError(
             f"{root} is not a DFDC root: none of dfdc_train_part_*/metadata.json, metadata.json, "
-            "test/labels.csv or dataset.json (preview) is there"
+            "test/labels.csv or dataset.json (preview) is there" + (f"; {unlabelled_text}" if unlabelled else "")
         )
     rows: list[BenchmarkRow] = []
     inventory = []
@@ -205,14 +248,37 @@ def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) ->
         notes.append(val_note(rows, val_fraction, seed, "original video"))
         if root not in parts and len(parts) < NUM_PARTS:
             notes.append(f"only {len(parts)} of the {NUM_PARTS} training parts are there")
+    preview_tests = 0
     if has_preview:
         more, item = _preview_rows(root)
         more = assign_val_by_group(more, lambda row: _preview_subject(row, root), val_fraction, seed)
         rows += more
         inventory.append(item)
         notes.append(val_note(more, val_fraction, seed, "subject folder") + " of the preview set")
+        preview_tests = sum(row.split == "test" for row in more)
     if has_test:
         more, item = _test_rows(root)
         rows += more
         inventory.append(item)
-    return BenchmarkManifest("DFDC", root, rows, inventory, notes, tag=dataset_tag("dfdc"))
+        if has_preview:
+            notes.append(f"this root holds two DFDC test sets, both in split 'test': {preview_tests} row(s) of the "
+                         f"preview set (dataset.json, its 'set': test) and {len(more)} of the public test set "
+                         f"(test/videos, test/labels.csv); {PAPER_SET}: for a comparison with the paper, write the "
+                         "manifest of a root that holds the preview set alone")
+        else:
+            notes.append(f"test = the public test set (test/labels.csv); {PAPER_SET}, a different set")
+    left_out: dict[str, int] = {}
+    if not has_test and unlabelled:
+        notes.append(f"{unlabelled_text}: they are not in the manifest")
+        left_out["test videos without test/labels.csv"] = len(unlabelled)
+    # every path a layout file names (on disk or not): the videos beside them that none names are noted
+    listed = {row.path for row in rows} | {row.path for item in inventory for row in item.missing_rows}
+    for what, found in (("training-part videos no metadata.json lists",
+                         _unlisted_note(parts, listed, root, "training parts", "their part's metadata.json")),
+                        ("test videos test/labels.csv does not list",
+                         _unlisted_note([root / "test" / "videos"] if has_test else [], listed, root, "public test set",
+                                        "test/labels.csv"))):
+        if found:
+            notes.append(found[0])
+            left_out[what] = found[1]
+    return BenchmarkManifest("DFDC", root, rows, inventory, notes, tag=dataset_tag("dfdc"), left_out=left_out)

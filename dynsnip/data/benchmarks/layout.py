@@ -63,7 +63,8 @@ class Inventory:
     ``missing_rows``: the rows they would be, where the layout says their split, so that a
     protocol can count the missing videos it tests apart from the training ones; ``split``: the
     split of the whole group where the layout says, e.g. Celeb-DF's test list, whose shortfall
-    names no video)."""
+    names no video; ``method``: the method column of the whole group where it has one, e.g.
+    DeepFakeDetection's, so that a protocol that never tests it does not count its shortfall)."""
 
     group: str
     expected: int | None
@@ -71,6 +72,7 @@ class Inventory:
     missing: list[str] = field(default_factory=list)
     missing_rows: list[BenchmarkRow] = field(default_factory=list)
     split: str | None = None
+    method: str | None = None
 
     def present(self, path: Path, name: str, row: BenchmarkRow | None = None) -> bool:
         """Whether the video ``path`` is there: counted as found, or recorded as missing under ``name``
@@ -89,6 +91,12 @@ class Inventory:
         layout lists no names (e.g. Celeb-DF's folders)."""
         shortfall = self.expected - self.found if self.expected is not None else 0
         return max(len(self.missing), shortfall)
+
+
+def first_named(names: Sequence[str], limit: int = 3) -> str:
+    """``a, b, c (+2 more)``: the first ``limit`` of ``names``, for a note."""
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def require_path(root: Path, relative: str, dataset: str, hint: str = "") -> Path:
@@ -171,7 +179,9 @@ class BenchmarkManifest:
     """The manifest of one dataset root: ``rows`` found on disk, ``inventory`` of what the
     layout promises, ``notes`` (choices made, e.g. how the validation split was drawn),
     ``tag`` (the provenance written in the ``dataset`` column, e.g. ``celebdf:v2``; empty:
-    unknown)."""
+    unknown), ``left_out`` (files on disk the manifest cannot hold, ``{what: how many}``: videos
+    no label file lists, archives not extracted; a note explains each, and ``dynsnip manifest``
+    exits with 1 as for missing videos)."""
 
     dataset: str
     root: Path
@@ -179,6 +189,7 @@ class BenchmarkManifest:
     inventory: list[Inventory]
     notes: list[str] = field(default_factory=list)
     tag: str = ""
+    left_out: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_missing(self) -> int:

@@ -427,6 +427,29 @@ def test_train_refuses_what_would_lose_or_mislabel_a_run(manifest, tmp_path, cap
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1]
 
 
+def test_a_run_resumes_only_on_the_data_it_started_with(manifest, tmp_path, capsys):
+    out = tmp_path / "run"
+    copy = tmp_path / "m.csv"
+    with manifest.open() as f:
+        rows = [{**r, "path": str(manifest.parent / r["path"])} for r in csv.DictReader(f)]
+    write_rows(copy, rows)
+    common = ["train", "--out", str(out), *TINY_ARGS, "--batch-size", "2", "--img-size", "16", "--num-snippets", "1",
+              "--test-num-snippets", "1", "--workers", "0", "--no-progress", "--epochs", "2"]
+    assert main([*common, "--manifest", str(copy), "--stop-after-epoch", "1"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--manifest", str(manifest)]) == 2  # another manifest
+    assert f"train: {copy} [train] (saved) vs {manifest} [train] (this command)" in capsys.readouterr().err
+    assert main([*common, "--manifest", str(copy), "--balance-classes"]) == 2  # other clips of it
+    assert "balance_classes: False (saved) vs True (this command)" in capsys.readouterr().err
+    write_rows(copy, rows[:-1] + [{**rows[-1], "label": "real"}])  # the same file, edited: other labels
+    assert main([*common, "--manifest", str(copy)]) == 2
+    assert f"train: {copy} was edited since the run started" in capsys.readouterr().err
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1]  # nothing ran
+    write_rows(copy, rows)
+    assert main([*common, "--manifest", str(copy)]) == 0  # the data it started with: resumed
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
+
+
 def test_train_refuses_a_validation_split_of_one_class(manifest, tmp_path, capsys):
     one_class = tmp_path / "one_class.csv"
     with manifest.open() as f:
@@ -453,8 +476,37 @@ def test_train_never_points_at_a_model_it_did_not_save(manifest, tmp_path, capsy
                  "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
                  "--no-progress", "--epochs", "1", "--data", "frames"]) == 1
     captured = capsys.readouterr()
-    assert f"no model was saved in {out / 'model'}" in captured.err and "done:" not in captured.out
+    # found before the first epoch (it was after every epoch, each with an undefined AUC that lowered the lr)
+    assert "none of the 2 real validation videos could be read (not_found 2; listed above), so no epoch could be " \
+           "validated (an AUC needs real and fake videos)" in captured.err and "done:" not in captured.out
+    assert not (out / "model").exists() and not (out / "checkpoint").exists()
+
+
+def test_an_epoch_whose_readable_clips_are_one_class_is_not_a_detector(manifest, tmp_path, capsys):
+    """The fake training clips' folders are gone (fewer than half the clips: the epoch runs): its readable
+    clips are all real, and a model trained on them is a constant, not a detector. Refused, nothing saved."""
+    broken = tmp_path / "m.csv"
+    with manifest.open() as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        gone = r["split"] == "train" and r["label"] == "fake"
+        r["path"] = str(tmp_path / "gone" / r["path"]) if gone else str(manifest.parent / r["path"])
+    write_rows(broken, rows)
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(broken), "--out", str(out), *TINY_ARGS, "--img-size", "16",
+                 "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
+                 "--no-progress", "--epochs", "1", "--data", "frames"]) == 1
+    err = capsys.readouterr().err
+    assert "epoch 1 trained on 2 real clips and no fake one: every fake training clip that was drawn could not be " \
+           "read (not_found 2; listed above)" in err
     assert not (out / "model").exists()
+
+
+def test_a_validation_split_named_but_absent_is_an_error_not_no_validation(manifest, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(manifest), "--val-split", "test", "--out", str(out), *TINY_ARGS,
+                 "--img-size", "16", "--num-snippets", "1", "--workers", "0", "--no-progress", "--epochs", "1"]) == 2
+    assert "--val-split test: " in capsys.readouterr().err and not out.exists()
 
 
 def test_benchmark_trains_from_a_random_init_with_no_pretrained(tmp_path, capsys, monkeypatch):

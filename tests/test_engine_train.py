@@ -55,6 +55,10 @@ def test_recipe_defaults_are_the_papers():
     assert (r.num_snippets, r.snippet_len, r.test_num_snippets, r.img_size) == (4, 4, 8, 224)
     assert r.model == "dil_resnet50.tv_in1k" and r.num_classes == 1 and r.weight_decay == 0
     assert Recipe.from_dict(json.loads(r.to_json())) == r
+    from dynsnip.engine import PAPER_RECIPE  # the paper's recipe is the paper's module too; Recipe() is dynsnip's
+
+    assert PAPER_RECIPE.module_config == "paper" and r.module_config == "default"
+    assert PAPER_RECIPE.replace(module_config="default") == r
 
 
 @pytest.mark.parametrize("change, message", [

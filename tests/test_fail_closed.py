@@ -245,6 +245,54 @@ def test_training_skips_a_nan_clip_and_batchnorm_statistics_stay_finite(tmp_path
     assert stats and all(torch.isfinite(b).all() for b in stats)
 
 
+class RealsOnly(Clips):
+    """Validation clips that all turn out real when read (their labels are not known up front, so no
+    check before the run sees it): every epoch's AUC is undefined."""
+
+    def __getitem__(self, i):
+        x, _ = super().__getitem__(i)
+        return x, torch.tensor(0.0)
+
+
+def test_an_undefined_validation_auc_neither_lowers_the_lr_nor_counts_as_no_improvement(tmp_path):
+    logged = []
+    train(tiny_recipe(epochs=3, plateau_patience=0), Clips(), RealsOnly(n=4), tmp_path / "run", model_kwargs=TINY,
+          device="cpu", progress=False, log=logged.append)
+    assert not (tmp_path / "run" / "model").exists()  # no epoch had a metric: none is the best (the command says so)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["lr"] for h in history] == [1e-3] * 3  # was 1e-3, 1e-4, 1e-5: a NaN read as "no improvement"
+    assert sum("the validation auc is undefined" in line for line in logged) == 3
+
+
+def test_a_nan_loss_in_the_first_epoch_says_that_nothing_was_saved(tmp_path):
+    with pytest.raises(NonFiniteLossError) as caught:
+        train(tiny_recipe(epochs=2), NanLabels(), None, tmp_path / "run", model_kwargs=TINY, device="cpu",
+              progress=False, log=None)
+    message = str(caught.value)
+    assert "nothing was saved (no epoch finished)" in message and "checkpoint/" not in message
+
+
+class OneUnreadableFake(Clips):
+    def __getitem__(self, i):
+        if i == 3:
+            raise FileNotFoundError("clip 3 is gone")
+        return super().__getitem__(i)
+
+    @property
+    def labels(self):
+        return self.y.tolist()
+
+
+def test_the_card_counts_the_training_clips_that_were_read(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_recipe(epochs=1), OneUnreadableFake(), None, out, model_kwargs=TINY, device="cpu", progress=False,
+          log=None)
+    record = json.loads((out / "model" / "config.json").read_text())["training"]
+    assert (record["num_train_clips"], record["num_train_real"], record["num_train_fake"]) == (7, 4, 3)
+    history = json.loads((out / "history.json").read_text())
+    assert history[0]["trained"] == {"real": 4, "fake": 3}
+
+
 # --------------------------------------------------------- item 2: strict loading
 @pytest.mark.parametrize("dropped, shown", [("fc.", "2 tensors missing (fc.weight, fc.bias)"),
                                             (".sim.", "tensors missing (layer")])

@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..cpus import cpus_per_process
 from ..engine.compile import add_compile_arguments, compile_mode_from_args, compile_problem
@@ -42,7 +42,7 @@ def parse_model_args(items: list[str] | None) -> dict[str, Any]:
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The recipe's settings as options; defaults shown are the paper's."""
-    g = parser.add_argument_group("recipe (defaults: the paper's Implementation Details)")
+    g = parser.add_argument_group("recipe (defaults: the paper's Implementation Details; the module: --config)")
     g.add_argument("--recipe", type=Path, help="recipe.json of an earlier run: its settings become the defaults")
     g.add_argument("--config", dest="module_config", choices=("paper", "default"),
                    help="the DIL module a dil_* --model is built as: 'paper' = the paper's module as written "
@@ -218,6 +218,55 @@ def _no_validation(args: argparse.Namespace) -> bool:
     return args.val is not None and str(args.val).lower() == NO_VALIDATION
 
 
+def training_data_identity(args: argparse.Namespace, train: Path, train_split: str | None, val: Path | None,
+                           val_split: str | None) -> dict[str, Any]:
+    """What a run trains and validates on, for its checkpoint: each manifest's path and the
+    SHA-256 of its bytes (a manifest edited in place is other data), its split, and the options
+    that pick the clips from it. A resumed run must train on the same (:func:`resumed_data_problem`)."""
+    import hashlib
+
+    def manifest(path: Path | None, split: str | None) -> dict[str, Any] | None:
+        if path is None:
+            return None
+        return {"manifest": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                "split": split}
+
+    return {"train": manifest(train, train_split), "val": manifest(val, val_split),
+            "balance_classes": bool(args.balance_classes), "faces": args.faces, "data": args.data}
+
+
+def resumed_data_problem(out: Path, data: Mapping[str, Any]) -> str | None:
+    """Why resuming the run in ``out`` with ``data`` would mix two training sets, or None (the same
+    data, or a checkpoint that did not record its data)."""
+    from ..engine.checkpoint import read_checkpoint_data
+    from ..engine.run_folder import CHECKPOINT_DIR
+
+    saved = read_checkpoint_data(Path(out) / CHECKPOINT_DIR)
+    if saved is None:
+        return None
+    changed = []
+    for key in sorted(set(saved) | set(data)):
+        before, now = saved.get(key), data.get(key)
+        if before == now:
+            continue
+        if isinstance(before, dict) and isinstance(now, dict) and before.get("manifest") == now.get("manifest") \
+                and before.get("split") == now.get("split"):
+            changed.append(f"{key}: {now['manifest']} was edited since the run started (its contents differ)")
+        else:
+            changed.append(f"{key}: {_data_shown(before)} (saved) vs {_data_shown(now)} (this command)")
+    if not changed:
+        return None
+    return (f"{out} was started on other data than this command's: {'; '.join(changed)}. Resuming would train one "
+            "run on two data sets: run the command with the data it started with, or --no-resume --overwrite to "
+            "start over")
+
+
+def _data_shown(value: Any) -> str:
+    if isinstance(value, dict) and "manifest" in value:
+        return f"{value['manifest']}" + (f" [{value['split']}]" if value.get("split") else "")
+    return repr(value)
+
+
 def _resolve_manifests(args: argparse.Namespace) -> tuple[Path, str | None, Path | None, str | None]:
     if args.manifest is None and args.train is None:
         raise ValueError("give --manifest (with a split column) or --train [--val]")
@@ -309,10 +358,13 @@ def run_train(args: argparse.Namespace) -> int:
         recipe = recipe_naming_module(recipe, parse_model_args(args.model_arg))
         train_manifest, train_split, val_manifest, val_split = _resolve_manifests(args)
         if val_manifest is not None and val_split and not read_manifest(val_manifest, split=val_split):
-            if args.val is None:
+            if args.val is None and not args.val_split:  # the default split "val" of the training manifest
                 print(f"note: {val_manifest} has no rows with split {val_split!r}: training without validation "
                       "(the learning rate then follows the training loss and the last epoch is saved)")
                 val_manifest = None
+            else:  # asked for by name: a typo must not mean "no validation"
+                raise ValueError(f"--val-split {args.val_split}: {val_manifest} has no rows with that split; expected "
+                                 "one of its splits, or --val none to train without validation")
     except setup_errors as err:
         return _usage_error(err)
     try:
@@ -334,6 +386,9 @@ def run_train(args: argparse.Namespace) -> int:
                           "there again" + (f" ({', '.join(logs)} kept)" if logs else ""))
             plan = plan_run(args.out, recipe, resume=args.resume, overwrite=overwrite,
                             use_saved_recipe=args.use_saved_recipe)
+            data = training_data_identity(args, train_manifest, train_split, val_manifest, val_split)
+            if plan.resume and (problem := resumed_data_problem(args.out, data)):
+                raise ValueError(problem)
             if plan.resume and plan.recipe != recipe and info.is_main:
                 print("note: " + " ".join(plan.notes))
             recipe, resuming = plan.recipe, plan.resume
@@ -373,7 +428,7 @@ def run_train(args: argparse.Namespace) -> int:
                            data_name=(args.data_name or Path(train_manifest).name)
                            + (" (classes balanced by oversampling)" if args.balance_classes else ""),
                            overwrite=overwrite, use_saved_recipe=args.use_saved_recipe,
-                           compile_mode=compile_mode_from_args(args),
+                           compile_mode=compile_mode_from_args(args), data=data,
                            log=_quiet_overwrite_note if leftovers else print)
         except CorruptCheckpointError as err:
             return _usage_error(err)

@@ -220,6 +220,15 @@ def read_checkpoint_recipe(directory: str | os.PathLike[str]) -> dict[str, Any] 
     return dict(recipe) if isinstance(recipe, dict) else None
 
 
+def read_checkpoint_data(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """What the run at ``directory`` trained on (``train(..., data=...)``: the manifests, their
+    contents' hashes and splits), read from ``state.json`` alone; None when not recorded
+    (checkpoints of earlier versions, or runs of the library API that gave none)."""
+    state = _read_state(directory)
+    data = state.get("data") if isinstance(state, dict) else None
+    return dict(data) if isinstance(data, dict) else None
+
+
 def read_checkpoint_epoch(directory: str | os.PathLike[str]) -> int | None:
     """The epoch (1-based, finished) of the checkpoint at ``directory``, read from its
     ``state.json`` alone; None when there is no readable one."""

@@ -31,9 +31,17 @@ class NonFiniteLossError(PicklableError, RuntimeError):
         self.epoch, self.step, self.clips = epoch, step, list(clips)
 
 
-_KEPT = ("nothing of this epoch was saved: model/ and checkpoint/ keep the last finite weights. Check these "
-         "clips, then run the command again with a lower --lr, --grad-clip, or in float32 (--no-amp) or bfloat16 "
-         "(--amp-dtype bfloat16): it resumes from checkpoint/ with them (those settings may change on resume)")
+_SETTINGS = ("a lower --lr, --grad-clip, or in float32 (--no-amp) or bfloat16 (--amp-dtype bfloat16)")
+
+
+def _kept(epoch: int) -> str:
+    """What a run stopped by a NaN / inf in ``epoch`` kept, and how to go on."""
+    if epoch <= 1:  # no epoch finished: no checkpoint/, no model/
+        return ("nothing was saved (no epoch finished). Check these clips, then run the command again with "
+                f"{_SETTINGS} (with --overwrite: it starts over)")
+    return ("nothing of this epoch was saved: model/ and checkpoint/ keep the last finite weights. Check these "
+            f"clips, then run the command again with {_SETTINGS}: it resumes from checkpoint/ with them (those "
+            "settings may change on resume)")
 
 
 def batch_indices(order: Sequence[int], step: int, batch_size: int, failed: Sequence[int]) -> list[int]:
@@ -53,7 +61,7 @@ def check_finite_loss(loss: torch.Tensor, epoch: int, step: int, batch_clips: Ca
     value = float(loss.detach().float().mean()) if loss.numel() else float("nan")
     raise NonFiniteLossError(
         f"training stopped: the loss is {value} at epoch {epoch}, step {step}; clips of that batch: "
-        f"{preview_keys(list(clips)) or 'on another process'}. {_KEPT}",
+        f"{preview_keys(list(clips)) or 'on another process'}. {_kept(epoch)}",
         epoch, step, clips,
     )
 
@@ -64,6 +72,6 @@ def check_finite_weights(model: torch.nn.Module, epoch: int, step: int) -> None:
     if bad:
         raise NonFiniteLossError(
             f"training stopped: after epoch {epoch} (step {step}) {len(bad)} weight tensors hold NaN or inf "
-            f"({preview_keys(bad)}). {_KEPT}",
+            f"({preview_keys(bad)}). {_kept(epoch)}",
             epoch, step,
         )

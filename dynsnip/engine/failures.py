@@ -121,13 +121,15 @@ class SkipUnreadable(Dataset):
         return item
 
 
-def first_readable_failures(dataset: Dataset, item_id: Callable[[int], str] | None = None) -> list[FailedItem]:
-    """Read ``dataset``'s items in order until one can be read: ``[]`` then (usually after one
-    item, so it is cheap), else the failure of every item. Lets a training check, before its
-    first epoch, that its validation set is not entirely unreadable (wrong paths, empty folders)."""
+def first_readable_failures(dataset: Dataset, item_id: Callable[[int], str] | None = None,
+                            indices: Sequence[int] | None = None) -> list[FailedItem]:
+    """Read ``dataset``'s items in order (``indices``: those only) until one can be read: ``[]``
+    then (usually after one item, so it is cheap), else the failure of every item. Lets a
+    training check, before its first epoch, that its validation set is not entirely unreadable
+    (wrong paths, empty folders), or one of its classes."""
     readable = SkipUnreadable(dataset, item_id=item_id)
     failures: list[FailedItem] = []
-    for index in range(len(dataset)):
+    for index in (range(len(dataset)) if indices is None else indices):
         item = readable[index]
         if not isinstance(item, FailedItem):
             return []

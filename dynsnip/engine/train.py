@@ -49,14 +49,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .checkpoint import load_training_checkpoint, restore_training_state, save_training_checkpoint
-from .data import check_training_labels, check_validation_labels, class_counts
+from .data import _labels, check_training_labels, check_validation_labels, class_counts
 from .distributed import (
     DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
 )
@@ -296,13 +296,18 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike[str], recipe
 
 
 def _card_records(recipe: Recipe, epoch: int, train_set: Dataset, val_result: EvalResult | None,
-                  data_name: str | None) -> dict[str, Any]:
-    """``training`` / ``evaluation`` records of the saved model (:mod:`dynsnip.hub.records`)."""
+                  data_name: str | None, unread: Sequence[FailedItem] = ()) -> dict[str, Any]:
+    """``training`` / ``evaluation`` records of the saved model (:mod:`dynsnip.hub.records`): the
+    training clips counted are those read in the saved epoch (``unread``: those that were not)."""
     from ..hub.records import evaluation_record, training_record
 
     real, fake = class_counts(train_set) or (None, None)
+    labels = _labels(train_set)
+    if unread and labels is not None:
+        unread_fake = sum(labels[f.index] for f in unread)
+        real, fake = real - (len(unread) - unread_fake), fake - unread_fake
     records: dict[str, Any] = {"training": training_record(
-        recipe.to_dict(), epoch=epoch, num_train_clips=len(train_set),
+        recipe.to_dict(), epoch=epoch, num_train_clips=len(train_set) - len(unread),
         num_val_videos=val_result.report["overall"]["num_videos"] if val_result else None, data=data_name,
         num_train_real=real, num_train_fake=fake,
     )}
@@ -368,10 +373,10 @@ def _unique_failures(parts: list[list[FailedItem]]) -> list[FailedItem]:
 
 def _save_best_model(model: torch.nn.Module, out_dir: Path, recipe: Recipe, epoch: int, train_set: Dataset,
                      val_result: EvalResult | None, data_name: str | None,
-                     save_kwargs: Mapping[str, Any] | None) -> None:
+                     save_kwargs: Mapping[str, Any] | None, unread: Sequence[FailedItem] = ()) -> None:
     """Write ``out_dir/model`` (hub layout, card records) and, with validation, ``val_report.*``
-    for the best epoch ``epoch``."""
-    records = _card_records(recipe, epoch, train_set, val_result, data_name)
+    for the best epoch ``epoch`` (``unread``: its training clips that could not be read)."""
+    records = _card_records(recipe, epoch, train_set, val_result, data_name, unread)
     save_model(model, out_dir / MODEL_DIR, recipe, **{**records, **dict(save_kwargs or {})})
     if val_result is not None:
         write_report(dict(val_result.report, epoch=epoch), out_dir / "val_report", val_result.predictions)
@@ -442,7 +447,7 @@ def _prepare_run_folder(out_dir: Path, recipe: Recipe, val_set: Dataset | None, 
     plan = plan_run(out_dir, recipe, resume=resume, overwrite=overwrite, use_saved_recipe=use_saved_recipe)
     if val_set is not None:
         check_validation_labels(val_set, plan.recipe.monitor)
-        _check_validation_readable(val_set, info, log)
+        _check_validation_readable(val_set, info, log, both_classes=plan.recipe.monitor == "auc")
     for note in plan.notes:
         _log(f"note: {note}", info, log)
     if plan.clear and info.is_main:
@@ -451,18 +456,26 @@ def _prepare_run_folder(out_dir: Path, recipe: Recipe, val_set: Dataset | None, 
     return plan.recipe, plan.resume
 
 
-def _check_validation_readable(val_set: Dataset, info: DistInfo, log: Callable[[str], None] | None) -> None:
+def _check_validation_readable(val_set: Dataset, info: DistInfo, log: Callable[[str], None] | None,
+                               both_classes: bool = False) -> None:
     """Raise :class:`ValidationUnreadableError` (the failures logged first) when no video of
     ``val_set`` can be read, before any epoch runs: otherwise the first epoch's validation
     would find out, after a whole epoch of training. Reads items until one is readable,
-    usually one."""
-    failures = first_readable_failures(val_set, item_id=functools.partial(item_id, val_set))
-    if failures:
-        _log("none of the validation videos could be read:\n" + describe_failures(failures), info, log)
-        raise ValidationUnreadableError(
-            f"none of the {len(val_set)} validation videos could be read ({_reasons(failures)}; listed above), so "
-            "no epoch could be validated; nothing was trained: fix the validation manifest or its data, or train "
-            "without validation")
+    usually one. With ``both_classes`` (an AUC to monitor) and labels known up front, one of
+    each class: with a class unreadable, every epoch's AUC would be undefined and no model saved."""
+    ids = functools.partial(item_id, val_set)
+    labels = _labels(val_set) if both_classes else None
+    groups = [("", None)] + ([] if labels is None else
+                             [(f"{name} ", [i for i, y in enumerate(labels) if y == label])
+                              for name, label in (("real", 0), ("fake", 1))])
+    for name, indices in groups:
+        failures = first_readable_failures(val_set, item_id=ids, indices=indices)
+        if failures:
+            _log(f"none of the {name}validation videos could be read:\n" + describe_failures(failures), info, log)
+            raise ValidationUnreadableError(
+                f"none of the {len(failures)} {name}validation videos could be read ({_reasons(failures)}; listed "
+                "above), so no epoch could be validated" + (" (an AUC needs real and fake videos)" if name else "")
+                + "; nothing was trained: fix the validation manifest or its data, or train without validation")
 
 
 def _reasons(failures: list[FailedItem] | list[dict[str, Any]]) -> str:
@@ -521,6 +534,7 @@ def train(
     overwrite: bool = False,
     use_saved_recipe: bool = False,
     compile_mode: str | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune a detector following ``recipe``.
 
@@ -562,6 +576,10 @@ def train(
             settings (those of ``RESUME_MAY_TUNE`` too) instead of raising ValueError.
         compile_mode: ``torch.compile`` the model in place first (``dynsnip train --compile``;
             :func:`dynsnip.engine.compile.compile_model`, e.g. ``"auto"``); None: eager.
+        data: what the data is (JSON: ``dynsnip train`` gives its manifests' paths, the hashes
+            of their contents, the splits and the options that pick the clips), kept in the
+            checkpoint so that a resumed run can be checked to train on the same data
+            (:func:`~dynsnip.engine.checkpoint.read_checkpoint_data`).
 
     Returns:
         :class:`TrainResult`.
@@ -682,6 +700,7 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         epoch_start = time.perf_counter()
         loss_sum, seen = 0.0, 0
+        trained = [0, 0]  # real and fake clips this process trained on (pseudo-fakes included)
         failures: list[FailedItem] = []
         order = list(sampler)  # this process's clips in this epoch's order: names a batch whose loss is NaN
         bar = progress_bar(loader, len(loader), f"epoch {epoch}/{recipe.epochs}", progress and info.is_main)
@@ -709,6 +728,9 @@ def train(
             global_step += 1
             loss_sum += loss.item() * len(labels)
             seen += len(labels)
+            fakes = int(labels.sum().item())
+            trained[0] += len(labels) - fakes
+            trained[1] += fakes
             elapsed = time.perf_counter() - epoch_start
             rate = seen * info.world_size / max(elapsed, 1e-9)
             if hasattr(bar, "set_postfix"):
@@ -728,11 +750,24 @@ def train(
                     f"({reasons}; listed above); expected a few bad files at most: check the manifest paths and "
                     "the data"
                 )
+        real_trained, fake_trained = (sum(c) for c in zip(*all_gather_objects(tuple(trained))))
+        absent = 1 if not fake_trained else 0 if not real_trained else None
+        labels = _labels(train_set) if absent is not None and skipped else None
+        if absent is not None and skipped and (labels is None or any(labels[f.index] == absent for f in skipped)):
+            # the clips of one class could not be read: trained on the other alone, a constant, not a detector
+            present, absent = ("real", "fake") if real_trained else ("fake", "real")
+            raise TooManyUnreadableError(
+                f"epoch {epoch} trained on {real_trained + fake_trained} {present} clips and no {absent} one: every "
+                f"{absent} training clip that was drawn could not be read"
+                + (f" ({_reasons(skipped)}; listed above)" if skipped else "")
+                + f"; a detector needs both classes, so nothing of this epoch is saved: fix the {absent} videos' "
+                "paths or data")
         broadcast_buffers(model)  # every rank evaluates and saves rank 0's BatchNorm statistics
         train_loss = all_reduce_mean(loss_sum / max(seen, 1), reduce_device)
         record: dict[str, Any] = {
             "epoch": epoch, "lr": lr, "train_loss": train_loss, "seconds": epoch_seconds,
             "clips_per_s": seen * info.world_size / max(epoch_seconds, 1e-9), "steps": global_step,
+            "trained": {"real": real_trained, "fake": fake_trained},
         }
         if retuned and epoch == start_epoch + 1:  # what this resumed run changed, from this epoch on
             record["recipe_changed"] = retuned
@@ -761,10 +796,14 @@ def train(
             value = {"auc": overall["auc"], "accuracy": overall["accuracy"], "loss": val_result.loss}[monitor]
         else:
             value = train_loss
-        if unscored is None:  # no metric: the schedule waits for one
+        defined = unscored is None and math.isfinite(value)  # an AUC of one class scored is undefined (NaN)
+        if unscored is None and not defined:
+            _log(f"epoch {epoch}: the validation {monitor} is undefined (the videos scored were of one class): "
+                 "the learning-rate schedule waits, and this epoch cannot be the best", info, log)
+        if defined:  # no metric: the schedule waits for one (a NaN would count as no improvement and lower it)
             scheduler.step(value)
         history.append(record)
-        improved = unscored is None and (_improved(value, best["value"], mode) or val_set is None)
+        improved = defined and (_improved(value, best["value"], mode) or val_set is None)
         if improved:
             best = {"epoch": epoch, "metric": monitor, "value": value}
         if info.is_main:
@@ -778,10 +817,12 @@ def train(
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                         "recipe": recipe.to_dict(),
                         "model": {"class": type(unwrap_model(model)).__name__},
+                        **({"data": dict(data)} if data is not None else {}),
                     },
                 )
             if improved:  # after the checkpoint: a kill in between is repaired on resume (_resave_best_model)
-                _save_best_model(model, out_dir, recipe, epoch, train_set, val_result, data_name, save_kwargs)
+                _save_best_model(model, out_dir, recipe, epoch, train_set, val_result, data_name, save_kwargs,
+                                 unread=skipped)
             # standard JSON (jq, other languages): an undefined metric (an AUC on one class) is null, not NaN
             from ..hub.records import json_safe
 

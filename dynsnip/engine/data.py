@@ -23,15 +23,29 @@ DATA_KINDS = ("auto", "frames", "video")
 
 
 def _detect_kind(entries: list[Any], manifest: Any) -> str:
+    """``"frames"`` or ``"video"`` for ``--data auto``: what the first entry that exists on disk is
+    (a folder of face frames, or a video file). Entries missing on disk before it are not
+    refused here: the dataset reports each as a video that could not be read (``not_found``) and
+    the run skips it, as it does a missing entry anywhere else in the manifest.
+
+    Raises:
+        ValueError: no entries.
+        FileNotFoundError: none of the entries exists (the kind cannot be told), naming the first
+            few and suggesting ``--data frames|video``.
+    """
     if not entries:
         raise ValueError(f"{manifest}: no rows (for the requested split); expected labelled videos or frame folders")
-    first = Path(entries[0].path)
-    if first.is_dir():
-        return "frames"
-    if first.is_file():
-        return "video"
+    for entry in entries:
+        path = Path(entry.path)
+        if path.is_dir():
+            return "frames"
+        if path.is_file():
+            return "video"
+    shown = ", ".join(str(e.path) for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
     raise FileNotFoundError(
-        f"{manifest}: first entry {first} does not exist; expected a video file or a folder of face frames"
+        f"{manifest}: none of its {len(entries)} entries exists on disk ({shown}), so whether they are video "
+        "files or folders of face frames cannot be told; expected at least one existing video file or folder "
+        "of face frames (check the paths, or name the kind with --data frames|video)"
     )
 
 
@@ -135,7 +149,7 @@ def make_dataset(
 
     Args:
         kind: ``"frames"`` (face-frame folders), ``"video"`` (video files, faces detected
-            with ``face_detector`` on the fly) or ``"auto"`` (from the first entry).
+            with ``face_detector`` on the fly) or ``"auto"`` (from the first entry that exists on disk).
         split: keep only rows of this split.
         num_snippets: override U.
         faces: ``"largest"``: each video's largest face; ``"all"``: every face track (frame

@@ -42,7 +42,7 @@ from .distributed import DistInfo, all_gather_objects
 from .failures import (
     NON_FINITE_OUTPUT, FailedItem, SkipUnreadable, collate_readable, count_reasons, describe_failures,
 )
-from .metrics import aggregate_by_video, video_metrics, with_failed_counts
+from .metrics import aggregate_by_video, video_logits, video_metrics, with_failed_counts
 
 __all__ = ["EvalResult", "NothingScoredError", "evaluate", "item_info", "autocast_context", "progress_bar"]
 
@@ -63,7 +63,9 @@ class EvalResult:
     ``id``, ``reason``, ``message``, ``label``, ``method``; counted per subset in ``overall`` /
     ``per_method`` ``num_failed`` and in ``failed_by_method``), ``tracks_not_scored`` (face tracks that failed in videos
     scored on their other faces: ``id``, ``track``, ``reason``, ``message``); ``predictions``:
-    one dict per scored video (``id``, ``label``, ``score``, ``method``)."""
+    one dict per scored video (``id``, ``label``, ``score``: its fake probability, ``logit``: the logit
+    of that probability, by which the AUC orders videos whose probabilities are equal, such as the
+    1.0 of every logit above ~37; ``method``)."""
 
     report: dict[str, Any]
     predictions: list[dict[str, Any]] = field(default_factory=list)
@@ -325,7 +327,9 @@ def evaluate(
         [i["id"] for i in infos], probs, [int(r[1]) for r in rows], [i.get("method") for i in infos],
         reduce=video_score,
     )
-    report = video_metrics(scores, labels, methods, threshold)
+    # the AUC ranks equal probabilities by their logits: every logit above ~37 has probability 1.0
+    logits = video_logits([i["id"] for i in infos], [r[2] for r in rows], reduce=video_score)
+    report = video_metrics(scores, labels, methods, threshold, logits=logits)
     report["loss"] = sum(r[3] for r in rows) / len(rows)
     report["seconds"] = seconds
     report["threshold"] = threshold
@@ -347,12 +351,12 @@ def evaluate(
         if info.get("track") is not None:
             tracks_of.setdefault(info["id"], {})[str(info["track"])] = prob
     predictions = [
-        {"id": v, "label": y, "score": s, **({"method": m} if methods is not None else {}),
+        {"id": v, "label": y, "score": s, "logit": z, **({"method": m} if methods is not None else {}),
          **({"face_coverage": coverage_of[v]} if v in coverage_of else {}),
          **({"tracks": ";".join(f"{t}:{p:.4f}" for t, p in sorted(tracks_of[v].items(), key=lambda kv: int(kv[0])))}
             if v in tracks_of else {}),
          **({"tracks_not_scored": ";".join(unscored_of[v])} if v in unscored_of else {})}
-        for v, y, s, m in zip(ids, labels, scores, methods or [None] * len(ids))
+        for v, y, s, z, m in zip(ids, labels, scores, logits, methods or [None] * len(ids))
     ]
     scored_coverages = [coverage_of[v] for v in ids if v in coverage_of]
     if scored_coverages:  # frame folders written by extract-faces: how much of each video showed a face

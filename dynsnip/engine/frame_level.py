@@ -64,11 +64,13 @@ def frame_level_report(
     if len(frame_logits) != len(predictions):
         raise ValueError(f"{len(frame_logits)} scored clips for {len(predictions)} videos; frame scores can only "
                          "be matched to videos scored once each, in one process")
-    probs, labels, methods = [], [], []
+    probs, labels, methods, ranks = [], [], [], []
     for logits, video in zip(frame_logits, predictions):
         probs += torch.sigmoid(logits).tolist()
+        ranks += logits.double().flatten().tolist()  # the AUC's order where probabilities round to 1.0 (logit ~17)
         labels += [int(video["label"])] * logits.numel()
         methods += [video.get("method")] * logits.numel()
-    report = video_metrics(probs, labels, methods if any(m is not None for m in methods) else None, threshold)
+    report = video_metrics(probs, labels, methods if any(m is not None for m in methods) else None, threshold,
+                           logits=ranks)
     report["frames_per_video"] = int(frame_logits[0].numel()) if frame_logits else 0
     return report

@@ -8,6 +8,14 @@ Scores are probabilities of "fake" (``sigmoid`` of the detector's single logit) 
 logits themselves: AUC only uses their order; accuracy thresholds them at ``threshold``
 (0.5 for probabilities, the paper's decision rule).
 
+A probability in float64 does not keep the order of large logits: every logit above about 37
+rounds to 1.0 (and from about 33 on only a few values remain), so a confident detector's fakes
+and reals would tie there and its AUC fall towards 0.5. The ranking metrics (AUC, AP, EER)
+therefore take the ``logits`` behind the probabilities where the caller has them: videos are
+ranked by probability, and those whose probabilities are equal by their logits (see
+:func:`video_logits` for the logit of a video scored from several clips). Reports keep the
+probabilities, and accuracy keeps thresholding them.
+
 Per-method protocol (FaceForensics++ tables): for manipulation method ``m`` the test set is
 all real videos plus the fakes of ``m``; its AUC and accuracy are computed on that subset.
 ``fake_recall`` (the share of ``m``'s fakes called fake) is reported too: it needs no real
@@ -34,6 +42,7 @@ __all__ = [
     "binary_metrics",
     "video_metrics",
     "aggregate_by_video",
+    "video_logits",
     "with_failed_counts",
     "write_report",
     "REAL_METHODS",
@@ -76,13 +85,38 @@ def _average_ranks(x: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-def roc_auc(scores: Any, labels: Any) -> float:
+def _ranking_key(s: torch.Tensor, logits: Any) -> torch.Tensor:
+    """What the ranking metrics sort: ``s`` itself without ``logits``; with them, the dense rank
+    of each ``(score, logit)`` pair (ordered by score, then by logit), so that scores that are
+    equal only because a probability rounded (a saturated sigmoid) are told apart by their logits,
+    while scores that differ keep their order and pairs equal in both stay tied."""
+    if logits is None:
+        return s
+    t = _as_1d(logits, "logits")
+    if t.numel() != s.numel():
+        raise ValueError(f"{t.numel()} logits for {s.numel()} scores; expected the logit behind each score")
+    order = torch.argsort(t, stable=True)
+    order = order[torch.argsort(s[order], stable=True)]  # by score, ties by logit
+    ss, tt = s[order], t[order]
+    new_value = torch.ones(s.numel(), dtype=torch.bool)
+    new_value[1:] = (ss[1:] != ss[:-1]) | (tt[1:] != tt[:-1])
+    key = torch.empty(s.numel(), dtype=torch.float64)
+    key[order] = (torch.cumsum(new_value.long(), 0) - 1).double()
+    return key
+
+
+def roc_auc(scores: Any, labels: Any, logits: Any = None) -> float:
     """Area under the ROC curve of ``scores`` for ``labels`` (1 = fake, the positive class).
 
     Rank form (Mann-Whitney U): ``(sum of fake ranks - n1 (n1 + 1) / 2) / (n0 n1)``.
     Returns NaN when only one class is present (the AUC is undefined there).
+
+    Args:
+        logits: the logit behind each score (probability), optional: equal scores are then
+            ranked by their logits (a sigmoid saturated to 1.0 loses their order; module docstring).
     """
     s, y = _check_pair(scores, labels)
+    s = _ranking_key(s, logits)
     n1 = int(y.sum())
     n0 = y.numel() - n1
     if n0 == 0 or n1 == 0:
@@ -104,11 +138,12 @@ def _roc_points(s: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return tp, fp
 
 
-def average_precision(scores: Any, labels: Any) -> float:
+def average_precision(scores: Any, labels: Any, logits: Any = None) -> float:
     """Average precision of ``scores`` for ``labels`` (1 = fake): ``sum_n (R_n - R_{n-1}) P_n`` over
     the distinct scores from the highest down (precision at each recall step, no interpolation;
-    tied scores form one step). NaN without fakes."""
+    tied scores form one step). NaN without fakes. ``logits``: as in :func:`roc_auc`."""
     s, y = _check_pair(scores, labels)
+    s = _ranking_key(s, logits)
     positives = y.sum().item()
     if positives == 0:
         return math.nan
@@ -119,11 +154,12 @@ def average_precision(scores: Any, labels: Any) -> float:
     return float((steps * precision).sum())
 
 
-def equal_error_rate(scores: Any, labels: Any) -> float:
+def equal_error_rate(scores: Any, labels: Any, logits: Any = None) -> float:
     """The equal error rate: on the ROC curve (thresholds at the distinct scores), the point where
     the false positive rate and the false negative rate are closest; their mean there. NaN
-    when only one class is present."""
+    when only one class is present. ``logits``: as in :func:`roc_auc`."""
     s, y = _check_pair(scores, labels)
+    s = _ranking_key(s, logits)
     n1 = y.sum().item()
     n0 = y.numel() - n1
     if n0 == 0 or n1 == 0:
@@ -143,14 +179,16 @@ def accuracy(scores: Any, labels: Any, threshold: float = 0.5) -> float:
     return ((s >= threshold).double() == y).double().mean().item()
 
 
-def binary_metrics(scores: Any, labels: Any, threshold: float = 0.5) -> dict[str, float]:
-    """``auc``, ``accuracy``, counts, and the accuracy on each class."""
+def binary_metrics(scores: Any, labels: Any, threshold: float = 0.5, logits: Any = None) -> dict[str, float]:
+    """``auc``, ``accuracy``, counts, and the accuracy on each class. Accuracy thresholds the
+    scores; ``logits`` (optional, the logit behind each score) only break the AUC's ties between
+    equal scores (:func:`roc_auc`)."""
     s, y = _check_pair(scores, labels)
     pred = (s >= threshold).double()
     n_fake = int(y.sum())
     n_real = y.numel() - n_fake
     return dict(
-        auc=roc_auc(s, y),
+        auc=roc_auc(s, y, logits),
         accuracy=accuracy(s, y, threshold),
         num_videos=int(y.numel()),
         num_real=n_real,
@@ -165,6 +203,7 @@ def video_metrics(
     labels: Sequence[int],
     methods: Sequence[str | None] | None = None,
     threshold: float = 0.5,
+    logits: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Overall metrics, and per manipulation method when ``methods`` names them.
 
@@ -174,6 +213,9 @@ def video_metrics(
         methods: per video its manipulation method (``"Deepfakes"``, ``"Face2Face"``, ...);
             real videos may say ``None``, ``"real"`` or ``"original"``. None: overall only.
         threshold: decision threshold on ``scores``.
+        logits: per video the logit of its score (:func:`video_logits`), optional: the AUC of
+            every subset then ranks videos with equal probabilities by their logits, which keeps
+            the order of confident scores that a float64 sigmoid rounds to 1.0.
 
     Returns:
         ``{"overall": {...}, "per_method": {method: {...}}}``; each entry as
@@ -184,7 +226,9 @@ def video_metrics(
             labelled with a manipulation method.
     """
     s, y = _check_pair(scores, labels)
-    report: dict[str, Any] = {"overall": binary_metrics(s, y, threshold), "per_method": {}}
+    # the (score, logit) order over all videos: each subset's order is its restriction
+    key = None if logits is None else _ranking_key(s, logits)
+    report: dict[str, Any] = {"overall": binary_metrics(s, y, threshold, key), "per_method": {}}
     if methods is None:
         return report
     methods = list(methods)
@@ -209,7 +253,8 @@ def video_metrics(
     real_idx = torch.nonzero(y == 0).flatten()
     for method, idx in sorted(fake_methods.items()):
         subset = torch.cat([real_idx, torch.tensor(idx, dtype=torch.long)])
-        report["per_method"][method] = binary_metrics(s[subset], y[subset], threshold)
+        report["per_method"][method] = binary_metrics(s[subset], y[subset], threshold,
+                                                    None if key is None else key[subset])
     return report
 
 
@@ -246,6 +291,40 @@ def aggregate_by_video(
     out_methods = [method_of[v] for v in order] if any(m is not None for m in methods) else None
     scores_out = [highest[v] for v in order] if reduce == "max" else [sums[v] / counts[v] for v in order]
     return order, scores_out, [label_of[v] for v in order], out_methods
+
+
+def video_logits(ids: Sequence[str], logits: Sequence[float], reduce: str = "mean") -> list[float]:
+    """Per video (items sharing an id, first-seen order as :func:`aggregate_by_video`) the logit of
+    the score :func:`aggregate_by_video` gives it from the items' probabilities ``sigmoid(logit)``:
+    what :func:`video_metrics` ranks equal probabilities by.
+
+    ``"max"``: the largest logit (the sigmoid is increasing). ``"mean"``: a video of one item keeps
+    its logit; of several, ``logit(mean_i sigmoid(l_i))`` computed in log space,
+    ``logsumexp_i(logsigmoid(l_i)) - logsumexp_i(logsigmoid(-l_i))``, which stays exact in order
+    where the mean probability itself has rounded to 1.0 (a video's logits are sorted first, so
+    that two videos with the same logits get the same value whatever their items' order).
+
+    Raises:
+        ValueError: an unknown ``reduce``, a non-finite logit, or not one logit per id.
+    """
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    values = _as_1d(logits, "logits")
+    ids = list(ids)
+    if len(ids) != values.numel():
+        raise ValueError(f"{values.numel()} logits for {len(ids)} ids; expected one logit per item")
+    of_video: dict[str, list[float]] = {}
+    for vid, logit in zip(ids, values.tolist()):
+        of_video.setdefault(vid, []).append(logit)
+    out = []
+    for items in of_video.values():
+        if reduce == "max" or len(items) == 1:
+            out.append(max(items))
+            continue
+        x = torch.tensor(sorted(items), dtype=torch.float64)
+        out.append(float(torch.logsumexp(torch.nn.functional.logsigmoid(x), 0)
+                         - torch.logsumexp(torch.nn.functional.logsigmoid(-x), 0)))
+    return out
 
 
 def with_failed_counts(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -310,7 +389,7 @@ def write_report(
     The CSV has one row per subset (``overall`` and each method) with the columns of
     :func:`binary_metrics` and ``num_failed`` (the subset's videos that could not be scored, when
     the report says: :func:`with_failed_counts`). ``predictions`` (one mapping per video: id, label, score,
-    method) go into the JSON under ``"videos"`` and into ``<path>_videos.csv``.
+    logit, method) go into the JSON under ``"videos"`` and into ``<path>_videos.csv``.
 
     Args:
         path: file name with or without ``.json``/``.csv`` (any other dot is part of the name:

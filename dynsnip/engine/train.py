@@ -296,7 +296,7 @@ def save_model(model: torch.nn.Module, directory: str | os.PathLike[str], recipe
 
 
 def _card_records(recipe: Recipe, epoch: int, train_set: Dataset, val_result: EvalResult | None,
-                  data_name: str | None, unread: Sequence[FailedItem] = ()) -> dict[str, Any]:
+                  data_name: str | None, unread: Sequence[FailedItem] = (), precision: str | None = None) -> dict[str, Any]:
     """``training`` / ``evaluation`` records of the saved model (:mod:`dynsnip.hub.records`): the
     training clips counted are those read in the saved epoch (``unread``: those that were not)."""
     from ..hub.records import evaluation_record, training_record
@@ -309,7 +309,7 @@ def _card_records(recipe: Recipe, epoch: int, train_set: Dataset, val_result: Ev
     records: dict[str, Any] = {"training": training_record(
         recipe.to_dict(), epoch=epoch, num_train_clips=len(train_set) - len(unread),
         num_val_videos=val_result.report["overall"]["num_videos"] if val_result else None, data=data_name,
-        num_train_real=real, num_train_fake=fake,
+        num_train_real=real, num_train_fake=fake, precision=precision,
     )}
     if val_result is not None:
         records["evaluation"] = [evaluation_record(
@@ -373,10 +373,12 @@ def _unique_failures(parts: list[list[FailedItem]]) -> list[FailedItem]:
 
 def _save_best_model(model: torch.nn.Module, out_dir: Path, recipe: Recipe, epoch: int, train_set: Dataset,
                      val_result: EvalResult | None, data_name: str | None,
-                     save_kwargs: Mapping[str, Any] | None, unread: Sequence[FailedItem] = ()) -> None:
+                     save_kwargs: Mapping[str, Any] | None, unread: Sequence[FailedItem] = (),
+                     precision: str | None = None) -> None:
     """Write ``out_dir/model`` (hub layout, card records) and, with validation, ``val_report.*``
-    for the best epoch ``epoch`` (``unread``: its training clips that could not be read)."""
-    records = _card_records(recipe, epoch, train_set, val_result, data_name, unread)
+    for the best epoch ``epoch`` (``unread``: its training clips that could not be read;
+    ``precision``: the arithmetic it trained in)."""
+    records = _card_records(recipe, epoch, train_set, val_result, data_name, unread, precision)
     save_model(model, out_dir / MODEL_DIR, recipe, **{**records, **dict(save_kwargs or {})})
     if val_result is not None:
         write_report(dict(val_result.report, epoch=epoch), out_dir / "val_report", val_result.predictions)
@@ -661,7 +663,8 @@ def train(
                 amp_dtype=getattr(torch, recipe.amp_dtype), num_workers=recipe.num_workers, dist_info=info,
                 progress=progress, desc=f"val {start_epoch}")
             if info.is_main:
-                _save_best_model(model, out_dir, recipe, start_epoch, train_set, val_result, data_name, save_kwargs)
+                _save_best_model(model, out_dir, recipe, start_epoch, train_set, val_result, data_name, save_kwargs,
+                                 precision=f"{recipe.amp_dtype} autocast" if use_amp else "float32")
         retuned = _retune(saved, recipe, optimizer, scheduler)
         if retuned:
             _log(f"note: from epoch {start_epoch + 1} on: " + ", ".join(
@@ -822,7 +825,7 @@ def train(
                 )
             if improved:  # after the checkpoint: a kill in between is repaired on resume (_resave_best_model)
                 _save_best_model(model, out_dir, recipe, epoch, train_set, val_result, data_name, save_kwargs,
-                                 unread=skipped)
+                                 unread=skipped, precision=f"{recipe.amp_dtype} autocast" if use_amp else "float32")
             # standard JSON (jq, other languages): an undefined metric (an AUC on one class) is null, not NaN
             from ..hub.records import json_safe
 

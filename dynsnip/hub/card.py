@@ -38,6 +38,20 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _precision(recipe: Mapping[str, Any]) -> str:
+    """The precision row of the training table. ``amp`` only asks for mixed precision: training
+    autocasts on a GPU alone (a CPU run stays float32), and the training record holds the recipe,
+    not the device the run had, so with ``amp`` on the row says both cases rather than claim a GPU."""
+    if recipe.get("precision"):  # recorded by the run itself
+        return str(recipe["precision"]) + (" with gradient scaling" if recipe["precision"] == "float16 autocast" else "")
+    if not recipe.get("amp"):
+        return "float32"
+    dtype = recipe.get("amp_dtype") or "float16"
+    scaling = " with gradient scaling" if dtype == "float16" else ""
+    return (f"{dtype} autocast{scaling} if the run had a GPU, float32 if it ran on CPU "
+            "(mixed precision was requested; the training record does not name the device)")
+
+
 def _training_section(config: Mapping[str, Any]) -> str:
     """``## Training`` from the ``training`` record (see :mod:`dynsnip.hub.records`); empty without one."""
     record = config.get("training")
@@ -84,8 +98,8 @@ def _training_section(config: Mapping[str, Any]) -> str:
     if r.get("pseudo_fakes"):
         rows.append(("pseudo-fakes", f"every real clip also trained as a `{r['pseudo_fakes']}` self-blended pseudo-fake "
                                      f"({r.get('pseudo_fake_magnitude', 'medium')}), docs/pseudo_fakes.md"))
-    if "amp" in r:
-        rows.append(("precision", f"{r.get('amp_dtype', 'float16')} autocast on GPU" if r["amp"] else "float32"))
+    if "amp" in r or record.get("precision"):
+        rows.append(("precision", _precision({**r, "precision": record.get("precision")})))
     table = "\n".join(f"| {k} | {_cell(v)} |" for k, v in rows)
     return f"""
 ## Training

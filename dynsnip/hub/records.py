@@ -58,6 +58,7 @@ def training_record(
     num_train_real: int | None = None,
     num_train_fake: int | None = None,
     scope: str | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """The ``training`` record of ``config.json``.
 
@@ -70,10 +71,12 @@ def training_record(
             pseudo-fakes), when its labels are known.
         scope: what the detector is (not) for, when its data limits it, e.g. the demo's
             ``"the embedded demo task: not a detector for real footage"``.
+        precision: the arithmetic the run trained in (``"float32"``, ``"float16 autocast"``,
+            ``"bfloat16 autocast"``): the recipe's ``amp`` applies on a GPU only.
     """
     record = {"recipe": dict(recipe), "epoch": epoch, "num_train_clips": num_train_clips,
               "num_val_videos": num_val_videos, "data": data, "num_train_real": num_train_real,
-              "num_train_fake": num_train_fake, "scope": scope}
+              "num_train_fake": num_train_fake, "scope": scope, "precision": precision}
     return json_safe({k: v for k, v in record.items() if v is not None})
 
 

@@ -252,16 +252,21 @@ def _binary_labels(data_dict: Mapping[str, Any]) -> torch.Tensor:
     return label.float()
 
 
-def _batch_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float | None]:
-    """``acc``, ``auc``, ``eer``, ``ap`` (dynsnip.engine.metrics); None where undefined (one class)."""
+def _batch_metrics(probs: torch.Tensor, labels: torch.Tensor,
+                   logits: torch.Tensor | None = None) -> dict[str, float | None]:
+    """``acc``, ``auc``, ``eer``, ``ap`` (dynsnip.engine.metrics); None where undefined (one class).
+    ``logits``: the order of clips whose probabilities are equal (float32 rounds every logit above
+    about 17 to 1.0), for the ranking metrics."""
     from ..engine.metrics import accuracy, average_precision, equal_error_rate, roc_auc
 
     def defined(value: float) -> float | None:
         return None if math.isnan(value) else float(value)
 
     probs, labels = probs.detach().float().cpu(), labels.detach().float().cpu()
-    return {"acc": defined(accuracy(probs, labels)), "auc": defined(roc_auc(probs, labels)),
-            "eer": defined(equal_error_rate(probs, labels)), "ap": defined(average_precision(probs, labels))}
+    z = None if logits is None else logits.detach().double().cpu()
+    return {"acc": defined(accuracy(probs, labels)), "auc": defined(roc_auc(probs, labels, logits=z)),
+            "eer": defined(equal_error_rate(probs, labels, logits=z)),
+            "ap": defined(average_precision(probs, labels, logits=z))}
 
 
 class _DILDetector:
@@ -277,6 +282,7 @@ class _DILDetector:
         self.loss_func = self.build_loss(config)
         self._set_input_mapping()
         self._test_probs: list[torch.Tensor] = []
+        self._test_logits: list[torch.Tensor] = []
         self._test_labels: list[torch.Tensor] = []
         self._steps = 0
 
@@ -328,6 +334,7 @@ class _DILDetector:
                 raise ValueError(f"DIL scored {bad} of {len(prob)} clips of the batch NaN/inf: no verdict; the weights "
                                  "or the input are broken (check the checkpoint and the frames)")
             self._test_probs.append(prob.detach().cpu())
+            self._test_logits.append(cls[:, 1].detach().float().cpu())
             if "label" in data_dict and data_dict["label"] is not None:  # 0 / 1 only, as training refuses others
                 self._test_labels.append(_binary_labels(data_dict).detach().cpu().flatten().float())
         return {"cls": cls, "prob": prob, "feat": pooled}
@@ -348,7 +355,7 @@ class _DILDetector:
 
     def get_train_metrics(self, data_dict: Mapping[str, Any], pred_dict: Mapping[str, Any]) -> dict[str, float | None]:
         """``acc``, ``auc``, ``eer``, ``ap`` of the batch (None where undefined)."""
-        return _batch_metrics(pred_dict["prob"], _binary_labels(data_dict))
+        return _batch_metrics(pred_dict["prob"], _binary_labels(data_dict), pred_dict["cls"][:, 1])
 
     def get_test_metrics(self) -> dict[str, Any]:
         """Metrics over every clip scored with ``inference=True`` since the last call (older DeepfakeBench
@@ -359,8 +366,9 @@ class _DILDetector:
         if len(self._test_labels) != len(self._test_probs):
             raise ValueError("some test batches had no data_dict['label']: no metrics without labels")
         labels = torch.cat(self._test_labels)
-        self._test_probs, self._test_labels = [], []
-        return {**_batch_metrics(probs, labels), "pred": probs.numpy(), "label": labels.numpy()}
+        logits = torch.cat(self._test_logits) if len(self._test_logits) == len(self._test_probs) else None
+        self._test_probs, self._test_labels, self._test_logits = [], [], []
+        return {**_batch_metrics(probs, labels, logits), "pred": probs.numpy(), "label": labels.numpy()}
 
     # ------------------------------------------------------------------ normalisation
     def _set_input_mapping(self) -> None:

@@ -147,6 +147,12 @@ def test_celebdf_v1_root_without_version_is_not_read_as_v2(tmp_path):
     out = tmp_path / "celeb.csv"
     assert main(["manifest", "celebdf", str(root), "--out", str(out), "--val-fraction", "0"]) == 0
     assert {row["dataset"] for row in rows_of(out).values()} == {"celebdf:v1"}
+    from dynsnip.data.benchmarks.protocols import PROTOCOLS
+    from dynsnip.engine.benchmark import check_protocol_data
+
+    with pytest.raises(ValueError, match=r"records celebdf:v1 .*: another release or compression of the dataset "
+                                         r"than the protocol tests; give Celeb-DF v2"):
+        check_protocol_data(PROTOCOLS["celebdf"], out)
     # a version given is obeyed, without a note
     manifest = build_manifest("celebdf", root, version="v2", val_fraction=0)
     assert manifest.tag == "celebdf:v2" and not _notes_with(manifest, "version not given")

@@ -157,6 +157,10 @@ def check_provenance(
     unrecorded = sum(1 for e in entries if not getattr(e, "dataset", None))
     if recorded:
         wrong = Counter({t: n for t, n in recorded.items() if not is_needed(t)})
+        if wrong and all(split_tag(t)[0] == needed_dataset for t in wrong):  # the dataset, another release
+            raise ValueError(f"{source}: {purpose} needs {describe_tag(want)} data, but its 'dataset' column records "
+                             f"{_counted(wrong)}: another release or compression of the dataset than the protocol "
+                             f"tests; give {describe_tag(want)} data (if the rows are that after all, {hint})")
         if wrong:
             raise ValueError(f"{source}: {purpose} needs {describe_tag(want)} data, but its 'dataset' column records "
                              f"{_counted(wrong)}; {hint}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -462,19 +463,26 @@ def test_train_refuses_a_validation_split_of_one_class(manifest, tmp_path, capsy
     assert not (out / "model").exists()
 
 
-def test_train_never_points_at_a_model_it_did_not_save(manifest, tmp_path, capsys):
-    # both classes are listed for validation, but the real videos' folders are gone: AUC is undefined
+def train_with_gone(manifest, tmp_path, split: str, label: str) -> tuple[int, Path]:
+    """``dynsnip train`` (one epoch, tiny) on ``manifest`` with the folders of its ``split`` rows of
+    ``label`` gone: the exit code and the run folder."""
     broken = tmp_path / "m.csv"
     with manifest.open() as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        gone = r["split"] == "val" and r["label"] == "real"
+        gone = r["split"] == split and r["label"] == label
         r["path"] = str(tmp_path / "gone" / r["path"]) if gone else str(manifest.parent / r["path"])
     write_rows(broken, rows)
     out = tmp_path / "run"
-    assert main(["train", "--manifest", str(broken), "--out", str(out), *TINY_ARGS, "--img-size", "16",
+    return main(["train", "--manifest", str(broken), "--out", str(out), *TINY_ARGS, "--img-size", "16",
                  "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
-                 "--no-progress", "--epochs", "1", "--data", "frames"]) == 1
+                 "--no-progress", "--epochs", "1", "--data", "frames"]), out
+
+
+def test_train_never_points_at_a_model_it_did_not_save(manifest, tmp_path, capsys):
+    # both classes are listed for validation, but the real videos' folders are gone: AUC is undefined
+    code, out = train_with_gone(manifest, tmp_path, "val", "real")
+    assert code == 1
     captured = capsys.readouterr()
     # found before the first epoch (it was after every epoch, each with an undefined AUC that lowered the lr)
     assert "none of the 2 real validation videos could be read (not_found 2; listed above), so no epoch could be " \
@@ -485,17 +493,8 @@ def test_train_never_points_at_a_model_it_did_not_save(manifest, tmp_path, capsy
 def test_an_epoch_whose_readable_clips_are_one_class_is_not_a_detector(manifest, tmp_path, capsys):
     """The fake training clips' folders are gone (fewer than half the clips: the epoch runs): its readable
     clips are all real, and a model trained on them is a constant, not a detector. Refused, nothing saved."""
-    broken = tmp_path / "m.csv"
-    with manifest.open() as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        gone = r["split"] == "train" and r["label"] == "fake"
-        r["path"] = str(tmp_path / "gone" / r["path"]) if gone else str(manifest.parent / r["path"])
-    write_rows(broken, rows)
-    out = tmp_path / "run"
-    assert main(["train", "--manifest", str(broken), "--out", str(out), *TINY_ARGS, "--img-size", "16",
-                 "--num-snippets", "1", "--test-num-snippets", "1", "--batch-size", "2", "--workers", "0",
-                 "--no-progress", "--epochs", "1", "--data", "frames"]) == 1
+    code, out = train_with_gone(manifest, tmp_path, "train", "fake")
+    assert code == 1
     err = capsys.readouterr().err
     assert "epoch 1 trained on 2 real clips and no fake one: every fake training clip that was drawn could not be " \
            "read (not_found 2; listed above)" in err

@@ -6,7 +6,13 @@ Input and output: ``(N*U*T, C, H, W)``, frames folded into the batch: clips (N) 
 then the U snippets of a clip, then the T consecutive frames of a snippet. ``T`` is fixed
 at construction (``snippet_len``); ``U`` is given per call, ``m(x, num_snippets=U)``, and
 no parameter depends on it, so a model trained with U=4 runs with U=8. The module mixes
-information across the snippets of one clip and never across clips.
+information across the snippets of one clip and never across clips, except through Eq. 7's
+BatchNorm in training mode, whose batch statistics pool every clip of the batch (as the
+backbone's own BatchNorm layers do); in eval mode (running statistics) nothing crosses clips.
+
+Eq. 8-9's ``Conv1x3`` is a full conv over the squeezed channels (no bias): the paper calls
+Eq. 1's conv channel-wise but not this one, and at the pooled size (U x T per channel) a full
+conv costs next to nothing.
 
 Two paths compute the same equations (``forward``): the *volume path* views the folded frames
 as volumes (a view; channels_last frames are a channels_last_3d volume) and runs each step as

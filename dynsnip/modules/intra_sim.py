@@ -40,12 +40,18 @@ Constants the paper leaves open (named arguments, defaults and reasons)
   (same authors) use 16. Floored at 1 channel (stage 1 of ResNet-18 has C/2 = 32 -> 2).
 * ``gamma=2``, ``kernel_size=3`` (k): the kernel branch is TANet's, which uses 2 and 3.
 * ``diff_kernel_size=3``: Eq. 1 says 3x3 channel-wise.
-* ``coord_kernel_size=3``: the "Conv3x3" of Eq. 2-3 over H x T and T x W.
+* ``coord_kernel_size=3``: the "Conv3x3" of Eq. 2-3 over H x T and T x W. The paper does not
+  say how it treats the compressed channels: here it is a full conv over them (with bias), like
+  the 1x1 recovery convs, while Eq. 1's conv is channel-wise (no bias) because Eq. 1 says so;
+  the squeeze convs have no bias (a constant cancels in a difference).
+* the backward difference reads as the text writes it, ``D_{t+1,t} = F_{t+1} - Conv3x3(F_t)``
+  (Eq. 1 with the frames swapped): the conv is on the neighbour. Figure 2's orange arrows can be
+  read with the conv on the later frame instead; the text is followed.
 * ``edge="zero"``: a difference at a snippet's first/last frame, whose neighbour lies in
   another snippet, is zero (see :func:`dynsnip.modules.temporal_ops.neighbour_difference`).
 * ``share_directions=False``: the forward and backward paths each have their own Eq. 1 conv
-  and their own H x T / T x W convs, as Figure 2 draws them (the 3x3 conv boxes are coloured
-  by the direction they serve, and each direction has its HT-Conv / TW-Conv pair); the two
+  and their own H x T / T x W convs, as Figure 2 draws them (each direction is an arrow path of
+  its own colour through 3x3 conv boxes, and has its HT-Conv / TW-Conv pair); the two
   are averaged ("Averaging these features", after Eq. 3) before the one 1x1 recovery conv of
   each plane (Figure 2), which equals averaging after it since that conv is affine.
   ``share_directions=True`` (dynsnip 0.1.0's only layout) uses one set of convs for both

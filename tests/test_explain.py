@@ -1,8 +1,13 @@
 """`dynsnip explain` and `explain_clip`: Grad-CAM, Intra-SMA maps, U x T map, on real footage."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -377,7 +382,8 @@ def test_gradcam_at_an_intra_sim_and_dil_scores_kept(face_clip):
 
 # ------------------------------------------------------------------------------ honest pictures
 def _suptitle(fig) -> str:
-    return fig._suptitle.get_text()
+    """The figure's title, its lines joined (titles are wrapped to the figure's width)."""
+    return " ".join(fig._suptitle.get_text().split())
 
 
 def test_pictures_state_the_real_range_legend_and_no_face_snippets(explanation):
@@ -444,9 +450,16 @@ def test_cli_draws_the_face_tracks_with_the_deciding_one_marked(checkpoint, tmp_
     colour = red if probs[summary["deciding_track"]] >= 0.5 else blue
     assert (np.abs(picture - colour).sum(axis=-1) < 30).sum() > 200  # the deciding track's thick box
     other = 1 - summary["deciding_track"]
+    capsys.readouterr()
     assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "other"),
                  "--no-gradcam", "--track", str(other)]) == 0
     other_summary = json.loads((tmp_path / "other" / "summary.json").read_text())
+    # the verdict line names both: the video's probability (the deciding track's) and the explained face's
+    verdict = [line for line in capsys.readouterr().out.splitlines() if "p(fake) = " in line][-1]
+    video_p = other_summary["video_fake_probability"]
+    assert f"video p(fake) = {video_p:.3f} (track {summary['deciding_track']}" in verdict
+    assert f"explained face track {other}: p(fake) = {other_summary['fake_probability']:.3f}" in verdict
+    assert f"{video}: p(fake) = " not in verdict  # the face's probability is not labelled the video's
     assert other_summary["explained_track"] == other
     # the explained face's probability is named as such; the video's stays the deciding track's
     assert other_summary["subject"] == f"face track {other}" and summary["subject"] == "video"
@@ -456,3 +469,192 @@ def test_cli_draws_the_face_tracks_with_the_deciding_one_marked(checkpoint, tmp_
     assert main(["explain", str(video), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x"),
                  "--track", "7"]) == 2
     assert "no such scored face track" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ titles, summary, untrained
+def _titles_outside(fig) -> list[str]:
+    """The titles (the figure's, the axes') that reach past the figure's left or right edge, drawn."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [fig._suptitle] + [ax.title for ax in fig.axes] + [ax.xaxis.label for ax in fig.axes]
+    return [t.get_text() for t in texts if t is not None and t.get_text()
+            and (t.get_window_extent(renderer).x0 < 0 or t.get_window_extent(renderer).x1 > fig.bbox.width)]
+
+
+def test_titles_fit_the_figure_at_the_papers_t(explanation):
+    """At T = 4 (the paper's) the pictures are ~7 inches wide: a title naming the layer, the range, a face
+    track's probability, the untrained caveat and the no-face legend is wrapped, never cut off."""
+    from dataclasses import replace
+
+    from dynsnip.data.faces.tracks import FaceTrack
+    from dynsnip.explain.figures import contact_sheet_figure, gradcam_figure, inter_figure, intra_figure
+    from dynsnip.explain.tracks import tracks_figure
+
+    assert explanation.snippet_len == 4
+    crowded = replace(explanation, face_found=np.array([True, False, True, True]), subject="face track 12")
+    for figure in (gradcam_figure, intra_figure, inter_figure, contact_sheet_figure):
+        fig = figure(crowded)
+        assert _titles_outside(fig) == [], figure.__name__
+        assert "no face found in the snippet" in _suptitle(fig), figure.__name__  # wrapped, not dropped
+    untrained = replace(crowded, caveat="untrained network: the maps mean nothing (random weights: no --checkpoint "
+                                        "was given)")
+    for figure in (gradcam_figure, intra_figure, inter_figure, contact_sheet_figure):
+        fig = figure(untrained)
+        assert _titles_outside(fig) == [], figure.__name__
+        assert fig._suptitle.get_text().startswith("untrained network: the maps mean nothing"), figure.__name__
+    # one frame of a video with one face: a 4-inch picture under a long path
+    rows = np.zeros((1, 15))
+    rows[0, :4] = (10, 10, 50, 50)
+    track = FaceTrack(id=0, frames=[0], rows=rows, row_index=[0])
+    fig = tracks_figure({0: np.zeros((64, 64, 3), np.uint8)}, [track], {0: 0.7}, 0,
+                        "/some/rather/long/folder/of/videos/" + "clip_" * 8 + ".mp4: 1 of 1 face track(s) scored")
+    assert _titles_outside(fig) == []
+
+
+def test_summary_rounds_the_ut_values(explanation):
+    """summary.json's U x T values have 6 decimals at most (a float32 rounded in numpy is not: 0.25360599160194397)."""
+    values = [v for rows in explanation.summary()["inter_maps"].values() for row in rows for v in row]
+    assert values and all(isinstance(v, float) and v == round(v, 6) for v in values)
+    assert max(len(repr(v).split(".")[1]) for v in values) <= 6
+    layer = explanation.inter_layer
+    np.testing.assert_allclose(explanation.summary()["inter_maps"][layer], explanation.inter[layer], atol=5e-7)
+
+
+def test_a_caveat_is_on_every_picture_and_in_the_notes_once(explanation, tmp_path):
+    from dataclasses import replace
+
+    exp = replace(explanation, caveat="untrained network: the maps mean nothing", notes=["a note"])
+    assert exp.summary()["notes"] == ["untrained network: the maps mean nothing", "a note"]
+    exp.save(tmp_path / "e.npz")
+    back = Explanation.load(tmp_path / "e.npz")
+    assert back.caveat == exp.caveat and back.notes == ["a note"]  # kept apart: saved again, not doubled
+    assert back.summary()["notes"] == exp.summary()["notes"]
+
+
+def test_cli_says_an_untrained_network_on_the_pictures_and_in_the_summary(tmp_path):
+    """No --checkpoint: the warning on stderr is not all; summary.json's notes and the saved
+    explanation (whose pictures are drawn with it) say it, so a file shared on its own says it."""
+    from dynsnip.explain.figures import inter_figure
+
+    out = tmp_path / "untrained"
+    assert main(["explain", str(bundled_video("carphone_pristine")), "--model", "dil_resnet18", "--out", str(out),
+                 "--snippets", "1", "--no-gradcam", "--face-detector", "none", "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["weights"].startswith("untrained")
+    assert summary["notes"] and summary["notes"][0].startswith("untrained network: the maps mean nothing")
+    exp = Explanation.load(out / "explanation.npz")
+    assert exp.caveat == summary["notes"][0]
+    assert _suptitle(inter_figure(exp)).startswith("untrained network: the maps mean nothing")
+
+
+# ------------------------------------------------------------------------------ --out: whole runs only
+def _folder(path: Path) -> dict[str, tuple[str, int]]:
+    """``{name: (md5, mtime_ns)}`` of the files in ``path``."""
+    return {p.name: (hashlib.md5(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(path.iterdir()) if p.is_file()}
+
+
+def _stop_after_the_gradcam(monkeypatch, stop) -> None:
+    """Make ``stop()`` happen while the pictures are written: after gradcam.png, before the others."""
+    import dynsnip.explain.figures as figures
+
+    def intra_figure(*args, **kwargs):
+        stop()
+        raise AssertionError("the run went on after it was stopped")
+
+    monkeypatch.setattr(figures, "intra_figure", intra_figure)
+
+
+def test_cli_interrupted_overwrite_leaves_the_earlier_explanation(checkpoint, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during an --overwrite run: --out keeps the earlier run whole (no gradcam.png of the new run
+    among the old pictures), no temporary folder stays, and a rerun writes the new run whole."""
+    video = str(bundled_video("carphone_pristine"))
+    out = tmp_path / "out"
+    assert main(["explain", video, "--checkpoint", str(checkpoint), "--out", str(out), "--faces", "largest"]) == 0
+    (out / "my_notes.txt").write_text("mine")
+    before = _folder(out)
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    _stop_after_the_gradcam(monkeypatch, ctrl_c)
+    capsys.readouterr()
+    new_run = ["explain", video, "--checkpoint", str(checkpoint), "--out", str(out), "--faces", "largest",
+               "--overwrite", "--target", "real"]
+    assert main(new_run) == 130
+    assert _folder(out) == before
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C)" in err and f"the earlier explanation in {out} is left as it was" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder beside it
+    monkeypatch.undo()
+    assert main(new_run) == 0
+    after = _folder(out)
+    assert after["my_notes.txt"] == before["my_notes.txt"]
+    assert all(after[name] != before[name] for name in before if name != "my_notes.txt")  # every file the new run's
+    assert json.loads((out / "summary.json").read_text())["target"] == "real"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_cli_sigterm_on_a_first_run_writes_nothing_and_a_rerun_is_not_blocked(checkpoint, tmp_path, monkeypatch,
+                                                                               capsys):
+    """SIGTERM (a scheduler's stop) is handled as Ctrl-C: exit 143, no --out (not a partial one holding
+    gradcam.png only, which a rerun refused), no temporary folder; the same command then runs."""
+    def sigterm():
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM would end the process at once"
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    _stop_after_the_gradcam(monkeypatch, sigterm)
+    out = tmp_path / "new" / "out"
+    command = ["explain", str(bundled_video("carphone_pristine")), "--checkpoint", str(checkpoint), "--out", str(out),
+               "--faces", "largest"]
+    assert main(command) == 143
+    assert "interrupted (SIGTERM)" in capsys.readouterr().err
+    assert not out.exists() and list(out.parent.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler before the run is back
+    monkeypatch.undo()
+    assert main(command) == 0
+    assert "summary.json" in os.listdir(out) and list(out.parent.iterdir()) == [out]
+
+
+def test_cli_failed_overwrite_says_the_earlier_explanation_stays(checkpoint, tmp_path, capsys):
+    video = str(bundled_video("carphone_pristine"))
+    out = tmp_path / "out"
+    assert main(["explain", video, "--checkpoint", str(checkpoint), "--out", str(out), "--faces", "largest",
+                 "--no-gradcam"]) == 0
+    before = _folder(out)
+    bad = write_text_as_mp4(tmp_path / "not_a_video.mp4")
+    capsys.readouterr()
+    assert main(["explain", str(bad), "--checkpoint", str(checkpoint), "--out", str(out), "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert _folder(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["not_a_video.mp4", "out"]
+    assert "corrupt" in err and f"the earlier explanation in {out} is left as it was" in err
+
+
+def test_cli_partial_folders_and_leftovers(checkpoint, tmp_path, monkeypatch, capsys):
+    """A folder an older version left half-written is named as such when refused; the temporary folder
+    of a run killed outright (SIGKILL) does not block a rerun; where --out's parent cannot hold the
+    temporary folder (another file system) it is made inside --out and leaves nothing there."""
+    import dynsnip.cli.explain as cli_explain
+
+    video = str(bundled_video("carphone_pristine"))
+    args = ["explain", video, "--checkpoint", str(checkpoint), "--faces", "largest", "--no-gradcam"]
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "intra_sma.png").write_bytes(b"an older version's half-written run")
+    assert main([*args, "--out", str(partial)]) == 2
+    err = capsys.readouterr().err
+    assert "no summary.json" in err and "did not finish" in err and "--overwrite" in err
+
+    killed = tmp_path / "killed"
+    (killed / ".dynsnip-explain-abc123.partial").mkdir(parents=True)  # a run killed with -9, inside --out
+    assert main([*args, "--out", str(killed)]) == 0
+    assert "summary.json" in os.listdir(killed)
+
+    monkeypatch.setattr(cli_explain, "_same_file_system", lambda a, b: False)
+    (killed / "mine.txt").write_text("mine")
+    assert main([*args, "--out", str(killed), "--overwrite", "--target", "real"]) == 0
+    assert json.loads((killed / "summary.json").read_text())["target"] == "real"
+    assert sorted(os.listdir(killed)) == sorted([".dynsnip-explain-abc123.partial", "mine.txt",
+                                                 *json.loads((killed / "summary.json").read_text())["files"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed", "partial"]

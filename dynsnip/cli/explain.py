@@ -17,15 +17,28 @@ detector once forward and once backward, and writes into ``--out``:
   dropped ones (a photo on the wall, a passer-by) with the reason; ``summary.json`` lists
   the tracks.
 
+Every output is written into a temporary folder beside ``--out`` (``.<name>.dynsnip-explain-*.partial``)
+and put in place only once all of it is written: a new ``--out`` by renaming the folder, an
+existing one (``--overwrite``) file by file at the end, after removing the earlier run's files
+that this run does not write. ``--out`` therefore never holds a half-written run nor a mix of
+two runs, and a run that fails or is stopped (Ctrl-C, or SIGTERM from a scheduler, handled alike:
+:class:`~dynsnip.cli.interrupts.StopSignals`) leaves it as it was and removes its temporary
+folder, so a rerun is not blocked by leftovers.
+
 Exit codes: 0 written, 1 the video could not be processed (the reason is printed), 2 usage
-errors (model cannot be loaded, bad option, missing extra).
+errors (model cannot be loaded, bad option, missing extra), 130 stopped by Ctrl-C, 143 stopped by
+SIGTERM (nothing of the stopped run is written).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +49,17 @@ from .exit_codes import EXIT_OK
 from .exit_codes import EXIT_SOME_FAILED as EXIT_VIDEO_FAILED
 from .exit_codes import usage_error as _usage_error
 from .face_options import add_face_options, clip_loader, detect_device_problem, face_detector, face_options_problem
+from .interrupts import StopSignals
+from .report_file import current_umask
+
+# what the titles of the pictures and summary.json's notes say of a network without weights, so that a
+# picture shared on its own says it (the warning on stderr is seen only by who ran the command)
+UNTRAINED_CAVEAT = "untrained network: the maps mean nothing (random weights: no --checkpoint was given)"
+# the temporary folder a run writes into before its outputs are put in place (see the module docstring)
+STAGING_PREFIX, STAGING_SUFFIX = ".dynsnip-explain-", ".partial"
+# the files an explain run writes (to recognise an earlier run's, and a partial one of an older version)
+_OUTPUT_NAME = re.compile(r"^(summary\.json|explanation\.npz|contact_sheet\.png|gradcam\.png|tracks\.png"
+                          r"|intra_sma(_\w+)?\.png|ut_map(_\w+)?\.png)$")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -58,7 +82,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output directory (created; an existing non-empty one is refused unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="write into an existing non-empty --out, replacing files of the same names")
+                        help="write into an existing non-empty --out: the earlier explain run's files are replaced "
+                             "(those this run does not write are removed), other files are left alone; nothing is "
+                             "replaced until the new run's outputs are all written")
     parser.add_argument("--snippets", type=int, default=None, metavar="U",
                         help="snippets to sample (default: the model's test U, 8 in the paper); a video of N "
                              "frames holds at most N - T + 1 different ones, so a short video gets fewer (a note "
@@ -180,8 +206,9 @@ def _score_tracks(model: Any, video: Any, device: Any) -> dict[int, float]:
 
 
 def _tracks_picture(args: argparse.Namespace, video: Any, probabilities: dict[int, float], deciding: int,
-                    explained: int) -> Any:
-    """The figure of :func:`dynsnip.explain.tracks.tracks_figure` for this video."""
+                    explained: int, caveat: str | None = None) -> Any:
+    """The figure of :func:`dynsnip.explain.tracks.tracks_figure` for this video (``caveat``, e.g. an
+    untrained network's, as its first title line)."""
     from dynsnip.data import read_frames
     from dynsnip.explain.tracks import shown_frames, tracks_figure
 
@@ -190,12 +217,154 @@ def _tracks_picture(args: argparse.Namespace, video: Any, probabilities: dict[in
     title = (f"{args.video}: {len(video.clips)} of {len(video.tracks)} face track(s) scored; video p(fake) = "
              f"{probabilities[deciding]:.3f} (track {deciding})"
              + (f"; pictures explain track {explained}" if explained != deciding else ""))
-    return tracks_figure(frames, video.tracks, probabilities, deciding, title)
+    return tracks_figure(frames, video.tracks, probabilities, deciding, (caveat + "\n" if caveat else "") + title)
+
+
+def _is_staging(name: str) -> bool:
+    """Whether ``name`` is the temporary folder of an explain run inside ``--out`` (:class:`_Staging`)."""
+    return name.startswith(STAGING_PREFIX) and name.endswith(STAGING_SUFFIX)
+
+
+def _entries(out: Path) -> list[str]:
+    """The names in the folder ``out``, less explain runs' temporary folders (one a killed run could not
+    remove is no reason to refuse ``out``: it holds nothing of the user's)."""
+    return sorted(n for n in os.listdir(out) if not _is_staging(n))
+
+
+def _explain_outputs(out: Path) -> list[str]:
+    """The files in ``out`` with the names an explain run writes."""
+    return [n for n in _entries(out) if _OUTPUT_NAME.match(n)] if out.is_dir() else []
+
+
+class _Staging:
+    """The temporary folder a run writes its outputs into, and putting them in place in ``--out``.
+
+    The folder is made beside ``--out`` (in its parent), so that one rename puts a new ``--out`` in
+    place. Where an existing ``--out``'s parent cannot hold it (not writable, or another file
+    system: ``--out`` a mount point, or a link to another disk, where a move is a copy, not a
+    rename), it is made inside ``--out`` instead, as ``.dynsnip-explain-*.partial``.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path: Path | None = None
+
+    def create(self) -> Path:
+        """Make the temporary folder (OSError when neither beside nor inside ``--out`` can hold one)."""
+        target = Path(os.path.realpath(self.out))  # a link to a folder: beside the folder it leads to
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        elif not _same_file_system(target.parent, target):
+            return self._make(target, STAGING_PREFIX)
+        try:
+            return self._make(target.parent, f".{target.name}{STAGING_PREFIX}")
+        except OSError:
+            if not target.is_dir():
+                raise
+            return self._make(target, STAGING_PREFIX)  # a parent we may not write in
+
+    def _make(self, where: Path, prefix: str) -> Path:
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, suffix=STAGING_SUFFIX, dir=where))
+        return self.path
+
+    def put_in_place(self, earlier: set[str]) -> list[str]:
+        """Move the written files into ``--out``; return the earlier run's files removed.
+
+        A new ``--out`` is the temporary folder renamed, in one step. Into an existing one the earlier
+        run's files (``earlier``) that this run does not write are removed first, then each file is
+        moved in with ``os.replace`` (each one whole, in one step), ``summary.json`` last; other
+        files are not touched. Raises OSError (``--out`` left as it was) when a file of the run's
+        names is a folder there.
+        """
+        assert self.path is not None, "put_in_place before create"
+        stage, out = self.path, Path(os.path.realpath(self.out))
+        names = sorted(os.listdir(stage), key=lambda n: (n == "summary.json", n))  # the list of the run, last
+        if not os.path.lexists(out):
+            os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp's 0700 would make the folder private
+            try:
+                os.rename(stage, out)
+            except OSError:
+                if not out.is_dir():  # not a folder made meanwhile by someone else: a real failure
+                    raise
+            else:
+                self.path = None
+                return []
+        for name in names:
+            if (out / name).is_dir() and not (out / name).is_symlink():
+                raise IsADirectoryError(f"--out {self.out} holds a folder named {name}, where this run writes a file; "
+                                        "expected a file or nothing of that name")
+        removed = []
+        for name in sorted(earlier - set(names)):
+            if os.path.lexists(out / name) and not (out / name).is_dir():
+                (out / name).unlink()
+                removed.append(name)
+        for name in names:
+            os.replace(stage / name, out / name)
+        self.discard()
+        return removed
+
+    def discard(self) -> None:
+        """Remove the temporary folder and what it holds (a run that failed or was stopped)."""
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+
+
+def _same_file_system(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
+def _left_as_it_was(out: Path) -> str:
+    """What a run that writes nothing leaves of ``out``, as its error message ends."""
+    if not os.path.lexists(out):
+        return f"nothing is written (--out {out} is not created)"
+    if _explain_outputs(out):
+        return f"the earlier explanation in {out} is left as it was"
+    return f"nothing is written into {out}"
+
+
+def _refused_out(out: Path) -> str:
+    """Why a non-empty ``out`` is refused without ``--overwrite``, saying what is in it."""
+    message = (f"--out {out} already exists and is not an empty directory; nothing is overwritten: "
+               "choose another --out or pass --overwrite")
+    outputs = _explain_outputs(out)
+    if outputs and "summary.json" not in outputs:
+        message += (f" (it holds {', '.join(outputs)} but no summary.json: the partial output of an explain run that "
+                    "did not finish; --overwrite replaces those files)")
+    return message
 
 
 def run(args: argparse.Namespace) -> int:
+    """``dynsnip explain``: Ctrl-C and SIGTERM stop it alike, leaving ``--out`` as it was (module docstring)."""
+    staging = _Staging(args.out)
+    with StopSignals() as signals:  # SIGTERM (a scheduler's stop, docker stop) as Ctrl-C
+        try:
+            return _run(args, staging, signals)
+        except KeyboardInterrupt:
+            staging.discard()
+            print(f"dynsnip explain: interrupted ({signals.name}); {_left_as_it_was(args.out)}", file=sys.stderr)
+            return signals.exit_code
+        finally:
+            staging.discard()  # a failure or an error: no temporary folder stays behind
+
+
+def _run(args: argparse.Namespace, staging: _Staging, signals: StopSignals) -> int:
+    """The command's work: checks, model, video, explanation, all written into ``staging`` and put in
+    place in ``--out`` at the end (after ``signals.shield()``, so a signal cannot cut that halfway).
+    Every error after ``--out`` was checked says, with ``--overwrite``, that ``--out`` is left as it was."""
+    started = False  # whether --out was checked: errors after it say what is left of --out
+
     def usage_error(message: str) -> int:
-        return _usage_error("explain", message)
+        left = f"; {_left_as_it_was(args.out)}" if started and args.overwrite else ""
+        return _usage_error("explain", message + left)
+
+    def video_failed(message: str) -> int:
+        print(f"dynsnip explain: {message}" + (f"; {_left_as_it_was(args.out)}" if args.overwrite else ""),
+              file=sys.stderr)
+        return EXIT_VIDEO_FAILED
 
     if args.snippets is not None and args.snippets < 1:
         return usage_error(f"--snippets must be at least 1, got {args.snippets}")
@@ -209,11 +378,12 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         return usage_error(f"--out {args.out} is a file, expected a folder (created if missing); --overwrite replaces "
                            "the files of an earlier explain run inside a folder, never a file given as --out")
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        return usage_error(
-            f"--out {args.out} already exists and is not an empty directory; nothing is overwritten: "
-            "choose another --out or pass --overwrite"
-        )
+    if os.path.islink(args.out) and not args.out.exists():
+        return usage_error(f"--out {args.out} is a link to nothing ({os.readlink(args.out)}); expected a folder or a "
+                           "link to one")
+    if args.out.exists() and _entries(args.out) and not args.overwrite:
+        return usage_error(_refused_out(args.out))
+    started = True
     try:
         from dynsnip.data._optional import require_video_decoding
         from dynsnip.explain import explain_clip, save_figures
@@ -227,7 +397,6 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         return usage_error(str(err))
 
-    earlier = _earlier_run_files(args.out) if args.overwrite else set()
     from .predict import open_detector
 
     model, weights = open_detector("explain", args.model, args.checkpoint)
@@ -239,6 +408,11 @@ def run(args: argparse.Namespace) -> int:
         return usage_error(bad_layer)
     if args.cam_layer is not None and args.cam_layer not in dict(model.named_modules()):
         return usage_error(f"--cam-layer {args.cam_layer}: the model has no module of that name (e.g. layer4.1, layer4.0.sim)")
+    try:
+        stage = staging.create()  # before the work: a folder that cannot be written is said at once
+    except OSError as err:
+        return usage_error(f"--out {args.out}: cannot write there ({err}); expected a folder that can be created or "
+                           "written in")
 
     from dynsnip.data.errors import VideoError
     from dynsnip.engine.failures import NON_FINITE_OUTPUT, NonFiniteError, non_finite_input
@@ -263,8 +437,7 @@ def run(args: argparse.Namespace) -> int:
         if (bad := non_finite_input(clip.pixels)) is not None:
             raise bad
     except (VideoError, NonFiniteError) as err:
-        print(f"dynsnip explain: {err.reason}: {err}", file=sys.stderr)
-        return EXIT_VIDEO_FAILED
+        return video_failed(f"{err.reason}: {err}")
     capped = _capped_snippets_note(clip, loader)
     if capped:
         print(f"dynsnip explain: note: {args.video}: {capped}", file=sys.stderr)
@@ -283,38 +456,45 @@ def run(args: argparse.Namespace) -> int:
         )
         if video is not None and clip.track != deciding:  # another face than the one that decides the verdict
             exp.subject = f"face track {clip.track}"
+        if weights.startswith("untrained"):  # on every picture and in summary.json: they travel without stderr
+            exp.caveat = UNTRAINED_CAVEAT
         probabilities = [exp.fake_prob, *([] if exp.snippet_probs is None else [float(p) for p in exp.snippet_probs])]
         if not all(math.isfinite(p) for p in probabilities):
-            print(f"dynsnip explain: {NON_FINITE_OUTPUT}: {args.video}: the model's fake probability is {exp.fake_prob}; "
-                  "expected a finite number (NaN / inf weights, or a config.json whose mean / std are wrong); "
-                  "nothing is written for a score that is not one", file=sys.stderr)
-            return EXIT_VIDEO_FAILED
+            return video_failed(f"{NON_FINITE_OUTPUT}: {args.video}: the model's fake probability is {exp.fake_prob}; "
+                                "expected a finite number (NaN / inf weights, or a config.json whose mean / std are "
+                                "wrong); nothing is written for a score that is not one")
         files = save_figures(
-            exp, args.out, intra_layers=_layers(args.intra_layer), inter_layers=_layers(args.inter_layer), dpi=args.dpi
+            exp, stage, intra_layers=_layers(args.intra_layer), inter_layers=_layers(args.inter_layer), dpi=args.dpi
         )
     except NonFiniteError as err:  # the model's output: a failed video, not a usage error
-        print(f"dynsnip explain: {err.reason}: {args.video}: {err}; nothing is written for a score that is not one",
-              file=sys.stderr)
-        return EXIT_VIDEO_FAILED
+        return video_failed(f"{err.reason}: {args.video}: {err}; nothing is written for a score that is not one")
     except ValueError as err:  # e.g. an --intra-layer the model does not have
         return usage_error(str(err))
     tracks = None
     if video is not None:
-        files["tracks"] = args.out / "tracks.png"
-        _tracks_picture(args, video, track_probs, deciding, clip.track).savefig(files["tracks"], dpi=args.dpi)
+        files["tracks"] = stage / "tracks.png"
+        _tracks_picture(args, video, track_probs, deciding, clip.track, exp.caveat).savefig(files["tracks"],
+                                                                                            dpi=args.dpi)
         tracks = dict(deciding_track=deciding, explained_track=clip.track,
                       video_fake_probability=round(track_probs[deciding], 6),
                       tracks=[_track_entry(t, video, track_probs) for t in video.tracks])
-    files["explanation"] = args.out / "explanation.npz"
+    files["explanation"] = stage / "explanation.npz"
     exp.save(files["explanation"])
-    files["summary"] = args.out / "summary.json"
+    files["summary"] = stage / "summary.json"
     summary = _summary(exp, clip, args, weights, files, tracks)
     if capped:
         summary["snippets_note"] = capped
     files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
-    for name in sorted(earlier - {p.name for p in files.values()}):  # --overwrite: no picture of another run stays
-        (args.out / name).unlink(missing_ok=True)
+    earlier = _earlier_run_files(args.out) if args.overwrite else set()
+    signals.shield()  # all written: putting it in place must not be cut halfway by a signal
+    try:
+        removed = staging.put_in_place(earlier)
+    except OSError as err:
+        print(f"dynsnip explain: error: could not put the explanation in place in --out {args.out}: {err}",
+              file=sys.stderr)
+        return EXIT_VIDEO_FAILED
+    for name in removed:  # --overwrite: no picture of another run stays
         print(f"dynsnip explain: removed {args.out / name} (written by the earlier explain run in --out; this run "
               "writes no such file)", file=sys.stderr)
     for note in exp.notes:
@@ -324,7 +504,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.video}: {len(video.clips)} face track(s) scored: "
               + ", ".join(f"{'*' if t == deciding else ''}track {t} p(fake) = {p:.3f}" for t, p in track_probs.items())
               + f"; explaining track {clip.track}")
-    print(f"{args.video}: p(fake) = {exp.fake_prob:.3f}{probs}")
+    if exp.subject == "video":
+        print(f"{args.video}: p(fake) = {exp.fake_prob:.3f}{probs}")
+    else:  # --track: the face explained is not the one whose probability is the video's
+        print(f"{args.video}: video p(fake) = {track_probs[deciding]:.3f} (track {deciding}, the most suspicious face, "
+              f"decides it); explained {exp.subject}: p(fake) = {exp.fake_prob:.3f}{probs}")
     for path in files.values():
-        print(f"wrote {path}")
+        print(f"wrote {args.out / path.name}")
+    if signals.received is not None:  # came while the finished outputs were put in place: they are whole
+        print(f"dynsnip explain: interrupted ({signals.name}) after the explanation was written whole", file=sys.stderr)
+        return signals.exit_code
     return EXIT_OK

@@ -6,7 +6,9 @@
   map of one Intra-SIM;
 * :func:`inter_figure` (Figure 5): the U x T face grid (border red where the snippet's fake
   probability is >= 0.5, blue otherwise) above the Inter-SIM U x T map, each cell labelled
-  with its attention value and each row with its snippet's fake probability;
+  with its attention value and each row with its snippet's fake probability (the paper's
+  picture prints a fake probability per cell and colours each frame's box: DIL has no
+  per-frame probability, see docs/explain.md, "The U x T map and the paper's Figure 5");
 * :func:`contact_sheet_figure`: all of it on one page: per snippet, the faces, Grad-CAM and
   Intra-SMA rows, with that snippet's row of the U x T map and its fake probability beside it.
 
@@ -14,7 +16,9 @@ Pictures do not overstate: the attention maps are drawn on a fixed 0..1 colour s
 values lie in (0, 1) by construction; ``scale="range"`` stretches them instead) and every
 title prints the map's real range, so a flat map looks flat; probabilities get the digits
 that tell them apart; every picture with coloured borders explains them; snippets whose
-crop was borrowed (no face found in them) are marked "no face" with a dashed border.
+crop was borrowed (no face found in them) are marked "no face" with a dashed border; an
+explanation's ``caveat`` (an untrained network) opens every title. Titles are wrapped to the
+figure's width (:func:`fit_title`): a long layer name, subject or legend is never cut off.
 
 Figures are :class:`matplotlib.figure.Figure` objects drawn with the Agg renderer, never
 through ``pyplot``, so the caller's backend and open figures are untouched (they display
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -156,9 +159,52 @@ def _decimals(lo: float, hi: float) -> int:
 
 
 def _title(exp: Explanation, what: str) -> str:
+    """A picture's title: the caveat (if any), what it shows with the probability and U, T, the legend."""
     title = f"{what} — {exp.subject} p(fake) = {_prob_text(exp, exp.fake_prob)}  (U={exp.num_snippets}, T={exp.snippet_len})"
     legend = _legend(exp)
-    return title + ("\n" + legend if legend else "")
+    return "\n".join(line for line in (exp.caveat, title, legend) if line)
+
+
+# where a title line too wide breaks, tried in this order: between clauses, then inside one, then between words
+_BREAKS = (re.compile(r"(?<=; )|(?<= — )"), re.compile(r"(?<=: )|(?<=, )|(?<=\) )"), re.compile(r"(?<= )"),
+           re.compile(r"(?<=[/\\_.-])"), re.compile(r"(?<=.)(?=.)"))  # then a path at its separators, then anywhere
+
+
+def fit_title(fig: "Figure", text: str, fontsize: float, margin: float = 0.02) -> str:
+    """``text`` with each line wrapped to fit ``fig``'s width at ``fontsize`` (as rendered, not guessed).
+
+    A line too wide for the figure breaks between clauses (after ``; `` or `` — ``) where that is
+    enough, else inside one (after ``: ``, ``, ``, ``) ``), else between words, and a word too
+    wide (a long video path) after ``/``, ``_``, ``.`` or ``-``, else anywhere; ``margin`` of the
+    width is kept free on each side. A picture at the paper's T = 4 is about 7 inches wide,
+    narrower than a title that names a layer, the range of its values, the subject's probability
+    and the legend on one line.
+    """
+    from matplotlib.font_manager import FontProperties
+
+    renderer = fig.canvas.get_renderer()
+    font = FontProperties(size=fontsize)
+    limit = fig.bbox.width * (1 - 2 * margin)
+
+    def fits(line: str) -> bool:
+        return renderer.get_text_width_height_descent(line, font, ismath=False)[0] <= limit
+
+    def wrap(line: str, level: int) -> list[str]:
+        if fits(line) or level == len(_BREAKS):
+            return [line]
+        lines = [""]
+        for piece in (p for p in _BREAKS[level].split(line) if p):
+            if lines[-1] and not fits(lines[-1] + piece.rstrip()):
+                lines.append("")
+            lines[-1] += piece
+        return [part for line in lines for part in wrap(line.rstrip(), level + 1)]
+
+    return "\n".join(part for line in text.split("\n") for part in wrap(line, 0))
+
+
+def _suptitle(fig: "Figure", text: str, fontsize: float) -> None:
+    """``fig.suptitle`` with the text wrapped to the figure (:func:`fit_title`)."""
+    fig.suptitle(fit_title(fig, text, fontsize), fontsize=fontsize)
 
 
 def _layer(name: str | None, available: dict, default: str | None, kind: str) -> str:
@@ -186,8 +232,7 @@ def gradcam_figure(exp: Explanation, alpha: float = 0.5) -> "Figure":
             axes[u, t].set_title(_frame_label(exp, u, t), fontsize=8)
         axes[u, 0].set_ylabel(_snippet_label(exp, u), fontsize=8)
     fig.colorbar(mappable, ax=axes, shrink=0.6, label=f"Grad-CAM ({exp.target})")
-    fig.suptitle(_title(exp, f"Grad-CAM of the {exp.target} score at {exp.target_layer} (scaled 0..1 per clip)"),
-                 fontsize=9)
+    _suptitle(fig, _title(exp, f"Grad-CAM of the {exp.target} score at {exp.target_layer} (scaled 0..1 per clip)"), 9)
     return fig
 
 
@@ -213,7 +258,7 @@ def intra_figure(exp: Explanation, layer: str | None = None, alpha: float = 0.5,
         axes[2 * u, 0].set_ylabel(_snippet_label(exp, u), fontsize=8)
         axes[2 * u + 1, 0].set_ylabel("Intra-SMA", fontsize=8)
     fig.colorbar(mappable, ax=axes, shrink=0.5, label="Intra-SMA attention")
-    fig.suptitle(_title(exp, f"Intra-SMA attention, {name}: {_range_text(maps, scale)}"), fontsize=9)
+    _suptitle(fig, _title(exp, f"Intra-SMA attention, {name}: {_range_text(maps, scale)}"), 9)
     return fig
 
 
@@ -254,7 +299,11 @@ def _prob_column(ax: "Axes", exp: Explanation) -> None:
 
 
 def inter_figure(exp: Explanation, layer: str | None = None, scale: str = "fixed") -> "Figure":
-    """Figure 5: the U x T face grid above the U x T map of ``layer`` (default ``exp.inter_layer``)."""
+    """Figure 5: the U x T face grid above the U x T map of ``layer`` (default ``exp.inter_layer``).
+
+    Each cell prints the attention ``F̄_1 ⊙ F̄_2`` (not a probability, as the heat map's label says);
+    the borders and the ``p(fake)`` column are per snippet (module docstring).
+    """
     name = _layer(layer, exp.inter, exp.inter_layer, "Inter-SIM")
     ut = exp.inter[name]
     u_count, t_count = exp.num_snippets, exp.snippet_len
@@ -270,10 +319,11 @@ def inter_figure(exp: Explanation, layer: str | None = None, scale: str = "fixed
                 ax.set_ylabel(f"u={u}" + ("\nno face" if _no_face(exp, u) else ""), fontsize=8)
     heat_ax = fig.add_subplot(grid[u_count, :t_count])
     image = _ut_heatmap(heat_ax, exp, ut, scale=scale)
-    heat_ax.set_xlabel(f"U x T attention map ({name})", fontsize=8)
+    heat_ax.set_xlabel(f"U x T attention map ({name}): each cell the attention F1 ⊙ F2, not a probability",
+                       fontsize=8)
     _prob_column(fig.add_subplot(grid[u_count, t_count]), exp)
     fig.colorbar(image, ax=heat_ax, location="bottom", shrink=0.6, aspect=30)
-    fig.suptitle(_title(exp, f"Inter-SIM U x T map: {_range_text(ut, scale)}"), fontsize=9)
+    _suptitle(fig, _title(exp, f"Inter-SIM U x T map: {_range_text(ut, scale)}"), 9)
     return fig
 
 
@@ -326,9 +376,8 @@ def contact_sheet_figure(exp: Explanation, intra_layer: str | None = None, inter
         details.append(f"Intra-SMA: {intra_name}, {_range_text(exp.intra[intra_name], scale)}")
     if details:
         lines.append("; ".join(details))
-    width = max(40, int(fig.get_figwidth() * 13))  # characters per line at fontsize 8
-    lines.extend(textwrap.fill(note, width) for note in exp.notes)
-    fig.suptitle("\n".join(lines), fontsize=8)
+    lines.extend(exp.notes)
+    _suptitle(fig, "\n".join(lines), 8)
     return fig
 
 

@@ -5,7 +5,9 @@ One forward (and one backward for Grad-CAM) of the clip gives:
 * the Grad-CAM of the fake (or real) logit over the sampled frames (paper Figure 3);
 * the Intra-SMA attention of every Intra-SIM (Figure 4), upsampled to the frames;
 * the U x T attention ``F̄_1 ⊙ F̄_2`` of every Inter-SIM (Figure 5);
-* the video's and each snippet's fake probability (the numbers of Figure 5).
+* the video's and each snippet's fake probability (the p(fake) column beside the U x T map;
+  the paper's Figure 5 prints a number per cell instead, which DIL has no probability for:
+  docs/explain.md, "The U x T map and the paper's Figure 5").
 
 The pictures are drawn by :mod:`dynsnip.explain.figures`; ``dynsnip explain`` does both for
 a video file.
@@ -72,6 +74,9 @@ class Explanation:
         notes: what could not be computed, and why.
         subject: what ``fake_prob`` is the probability of, as the pictures' titles say it
             (``"video"``; ``dynsnip explain --track 1``: ``"face track 1"``).
+        caveat: a warning that every picture's title carries and that :meth:`summary` puts first in
+            its notes, so that a picture or file shared on its own says it (``dynsnip explain``
+            without ``--checkpoint``: "untrained network: the maps mean nothing ..."), or None.
     """
 
     frames: "np.ndarray"
@@ -90,6 +95,7 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
     face_found: "np.ndarray | None" = None
     subject: str = "video"
+    caveat: str | None = None
 
     @property
     def intra_map(self) -> "np.ndarray | None":
@@ -102,7 +108,11 @@ class Explanation:
         return self.inter[self.inter_layer] if self.inter_layer else None
 
     def summary(self) -> dict[str, Any]:
-        """JSON-serialisable scalars and small arrays (no images)."""
+        """JSON-serialisable scalars and small arrays (no images); ``notes`` begins with the ``caveat``.
+
+        The U x T values are rounded to 6 decimals as Python floats: a float32 rounded in numpy is
+        still the nearest float32 (``0.253606`` prints as ``0.25360599160194397``).
+        """
         return dict(
             fake_probability=round(self.fake_prob, 6),
             snippet_fake_probabilities=None if self.snippet_probs is None else [round(float(p), 6) for p in self.snippet_probs],
@@ -118,8 +128,9 @@ class Explanation:
             inter_layers=list(self.inter),
             intra_layer=self.intra_layer,
             inter_layer=self.inter_layer,
-            inter_maps={k: np.round(v, 6).tolist() for k, v in self.inter.items()},
-            notes=list(self.notes),
+            inter_maps={k: [[round(float(x), 6) for x in row] for row in np.asarray(v).tolist()]
+                        for k, v in self.inter.items()},
+            notes=([self.caveat] if self.caveat else []) + list(self.notes),
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -142,7 +153,7 @@ class Explanation:
         for k, v in self.inter.items():
             arrays[f"inter/{k}"] = v.astype(np.float16)
         meta = {k: v for k, v in self.summary().items() if k in _META_KEYS}
-        meta["fake_probability"] = self.fake_prob
+        meta.update(fake_probability=self.fake_prob, notes=list(self.notes), caveat=self.caveat)
         arrays["meta"] = np.array(json.dumps(meta))
         np.savez_compressed(path, **arrays)
 
@@ -170,6 +181,7 @@ class Explanation:
                 frame_indices=get("frame_indices"),
                 notes=meta["notes"],
                 subject=meta.get("subject", "video"),  # files saved before it was recorded: a video's
+                caveat=meta.get("caveat"),
             )
 
 

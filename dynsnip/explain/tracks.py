@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ._optional import require
-from .figures import FAKE_COLOUR, REAL_COLOUR, THRESHOLD, _mpl
+from .figures import FAKE_COLOUR, REAL_COLOUR, THRESHOLD, _mpl, fit_title
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -81,5 +81,5 @@ def tracks_figure(
     legend = (f"red: p(fake) >= {THRESHOLD}, blue: < {THRESHOLD}; * thick: the track that decides the verdict; "
               "grey: not scored (face in too few frames); dashed: dropped (static: never moves, a photo; "
               "short: seen on too few frames)")
-    fig.suptitle((title + "\n" if title else "") + legend, fontsize=8)
+    fig.suptitle(fit_title(fig, (title + "\n" if title else "") + legend, 8), fontsize=8)  # wrapped to the figure
     return fig

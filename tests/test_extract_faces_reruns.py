@@ -418,3 +418,88 @@ def test_a_manifest_written_by_another_shard_meanwhile_is_kept_and_ours_gets_its
     assert [e.path.name for e in read_manifest(ours[0])] == ["a"]
     assert "broken.mp4" in failed[0].read_text()
     assert f"this run's rows go to {ours[0].name}" in printed and f"wrote {ours[0]} (1 entries)" in printed
+
+
+# ------------------------------------------------------------- a .partial folder left behind: whose is it?
+def test_the_owner_record_names_the_writer_by_id_and_start_time(videos, tmp_path, monkeypatch):
+    """While a folder is written, its .owner record names the writer by host, process id and the process's
+    start time: the id alone names another process once it is reused."""
+    import socket
+
+    from dynsnip.data.faces import extraction
+    from dynsnip.data.faces.folder_source import OWNER_FILE
+
+    seen: list[str] = []
+    write = extraction._RegionWriter._write
+
+    def look(self, *args, **kwargs):
+        if not seen:
+            seen.append((self.folder / OWNER_FILE).read_text())
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(extraction._RegionWriter, "_write", look)
+    extraction.extract_face_frames(videos / "v.mp4", tmp_path / "v", face_detector="none")
+    fields = seen[0].split()
+    assert fields[:2] == [socket.gethostname(), str(os.getpid())]
+    if Path("/proc/self/stat").exists():
+        assert fields[2] == extraction.process_start(os.getpid()) and fields[2].split("@")[0].isdigit()
+    assert not (tmp_path / "v" / OWNER_FILE).exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times from /proc")
+def test_a_partial_folder_whose_process_id_was_reused_is_replaced(videos, tmp_path, capsys):
+    """A container restarted numbers its processes from 1 again: the .owner record of a folder left by a
+    killed extraction names an id that a live process now has, and the rerun failed with a raw
+    ``FileExistsError``. The record's start time now tells that the writer has ended: the folder is
+    replaced. A record naming a live writer (its id and start time; or its id alone, as records written
+    before start times were, trusted as before; or another machine) fails the video with the reason
+    ``partial_folder_in_use`` and a message naming the writer, in the report and in faces_failed.csv."""
+    import socket
+
+    from dynsnip.data.faces.extraction import PartialFolderInUseError, process_start
+    from dynsnip.data.faces.folder_source import OWNER_FILE
+
+    out = tmp_path / "out"
+    partial = out / "v.partial"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"path,label\n{videos / 'v.mp4'},1\n")
+    host, pid = socket.gethostname(), os.getpid()
+
+    def leave(record: str) -> None:
+        partial.mkdir(parents=True, exist_ok=True)
+        (partial / "000000.png").write_bytes(b"half")
+        (partial / OWNER_FILE).write_text(record)
+
+    for record, writer in [(f"{host} {pid} {process_start(pid)}", f"process {pid} of this machine, which wrote it, "
+                                                                  "is still running"),
+                           (f"{host} {pid}", f"process {pid} of this machine, which wrote it, is still running (a "
+                                             "record without the start time of its writer)"),
+                           (f"elsewhere {pid} 42@boot", f"it is written by process {pid} on the machine elsewhere, or "
+                                                         "was left there by an interrupted extraction")]:
+        leave(record)
+        for name in ("faces.csv", "faces_failed.csv"):
+            (out / name).unlink(missing_ok=True)
+        capsys.readouterr()
+        assert extract("--manifest", str(manifest), "--out", str(out), detector="none") == 1
+        printed = capsys.readouterr().out
+        assert f"FAILED   {videos / 'v.mp4'}: partial_folder_in_use: {partial} exists: {writer}; another extraction " \
+               "may be writing it" in printed, printed
+        assert "FileExistsError" not in printed
+        failed = list(csv.DictReader((out / "faces_failed.csv").open()))
+        assert [row["reason"] for row in failed] == ["partial_folder_in_use"]
+        assert (partial / "000000.png").read_bytes() == b"half"  # untouched
+    with pytest.raises(PartialFolderInUseError) as in_use:  # a FileExistsError, as it was before it had a reason
+        from dynsnip.data.faces.extraction import extract_face_frames
+
+        extract_face_frames(videos / "v.mp4", out / "v", face_detector="none")
+    assert isinstance(in_use.value, FileExistsError) and in_use.value.reason == "partial_folder_in_use"
+
+    leave(f"{host} {pid} 1@{'0' * 8}-boot-before-the-restart")  # this id, another process: the writer ended
+    capsys.readouterr()
+    assert extract("--manifest", str(manifest), "--out", str(out), "--overwrite", detector="none") == 0
+    assert not partial.exists() and (out / "v" / "faces.json").is_file() and not (out / "v" / OWNER_FILE).exists()
+    assert listed_names(out / "faces.csv") == ["v"] and not (out / "faces_failed.csv").exists()
+
+
+def listed_names(manifest: Path) -> list[str]:
+    return [entry.path.name for entry in read_manifest(manifest)]

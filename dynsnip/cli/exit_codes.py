@@ -11,8 +11,9 @@
   missing extra, an output that would be overwritten;
 * 130 (``EXIT_INTERRUPTED``): stopped by Ctrl-C (SIGINT, 128 + 2 as shells report it); one
   line says so, no traceback (:func:`dynsnip.cli.main`);
-* 143: ``predict`` stopped by SIGTERM (128 + 15: a scheduler, ``docker stop``, torchrun's agent),
-  after writing what it had finished (:mod:`dynsnip.cli.interrupts`).
+* 143: ``predict``, ``extract-faces`` or ``explain`` stopped by SIGTERM (128 + 15: a scheduler,
+  ``docker stop``, torchrun's agent), after writing what it had finished
+  (:mod:`dynsnip.cli.interrupts`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ EXIT_STATUS_HELP = (
     f"others processed (train: clips skipped, the model saved; or stopped on a NaN / inf loss, the last finite weights "
     f"kept, or on an unreadable validation set; predict: or a verdict partial, a face seen but not scored, or --output not written, the report printed); {EXIT_USAGE}: nothing was "
     "done (a bad option, a model that cannot be loaded, a missing extra, an output that would be overwritten); "
-    f"{EXIT_INTERRUPTED}: stopped by Ctrl-C; 143: predict stopped by SIGTERM (what it finished is written)."
+    f"{EXIT_INTERRUPTED}: stopped by Ctrl-C; 143: predict, extract-faces or explain stopped by SIGTERM (what it "
+    "finished is written)."
 )
 
 

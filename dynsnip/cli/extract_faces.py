@@ -38,6 +38,15 @@ to do; each writes its own video folders and prints each video it finishes to st
 and rank 0 prints the report and writes the one ``faces.csv`` once the slowest rank is done (the ranks
 wait for each other up to ``$DYNSNIP_TORCHRUN_TIMEOUT_S`` seconds, 7 days by default); ``OUT`` must be a folder every rank can reach. A video that cannot be read or shows no face is reported and the others
 go on; exit code 1 if any failed, 2 for usage errors.
+
+Ctrl-C, or SIGTERM (a scheduler's stop, ``docker stop``: :class:`~dynsnip.cli.interrupts.StopSignals`),
+stops at once: no video starts after it, the ones being extracted are interrupted (the main process
+passes the stop on to its worker processes) and remove their unfinished folders (:func:`_run_all`).
+Every video is reported (``STOPPED``: interrupted, ``NOT DONE``: not started), the folders complete
+and the rows failed are listed in ``OUT/faces.interrupted.csv`` and ``OUT/faces_failed.interrupted.csv``
+(never in ``faces.csv``: :func:`write_interrupted_lists`), one line on stderr says to run the same
+command again, which finishes, writes ``faces.csv`` without ``--overwrite`` and removes those lists
+(:func:`drop_interrupted_lists`); exit code 130 after Ctrl-C, 143 after SIGTERM.
 """
 from __future__ import annotations
 
@@ -58,10 +67,15 @@ from .face_options import (
     face_detector,
     face_options_problem,
 )
+from .interrupts import StopSignals
 from .predict import VIDEO_SUFFIXES
 
 MANIFEST_NAME = "faces.csv"
 FAILED_NAME = "faces_failed.csv"  # with --manifest: the rows that failed, with reason and message
+# with --manifest, a run stopped by Ctrl-C / SIGTERM: the folders complete then, and the rows failed
+# (write_interrupted_lists); the run that finishes writes faces.csv and removes them
+INTERRUPTED_NAME = "faces.interrupted.csv"
+INTERRUPTED_FAILED_NAME = "faces_failed.interrupted.csv"
 # the plan steps (run) that fail a video without extracting it
 FAILED_PLANS = ("taken", "stale", "stale_settings", "not_a_file", "low_coverage")
 
@@ -328,13 +342,35 @@ def _run_sharded(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int, ra
     manifest)."""
     from dynsnip.engine.distributed import gather_shards, wait_for_ranks
 
+    share = jobs[ranks.rank::ranks.world_size]
     mine = []
-    for ok, line in _run_all(jobs[ranks.rank::ranks.world_size], workers):
+
+    def show(ok: bool, line: str) -> None:
         print(f"dynsnip extract-faces: rank {ranks.rank}/{ranks.world_size}: {'OK' if ok else 'FAILED'} {line}",
               file=sys.stderr, flush=True)
         mine.append((ok, line))
-    wait_for_ranks()  # a rank done first waits here, where Ctrl-C still reaches it
+
+    try:
+        for ok, line in _run_all(share, workers):
+            show(ok, line)
+    except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM: the videos finished meanwhile are shown too
+        for _, (ok, line) in sorted(getattr(err, "finished", {}).items()):
+            show(ok, line)
+        raise RankInterrupted(len(mine), len(share)) from None
+    try:
+        wait_for_ranks()  # a rank done first waits here, where Ctrl-C still reaches it
+    except KeyboardInterrupt:
+        raise RankInterrupted(len(mine), len(share)) from None
     return gather_shards(mine, [str(video) for video, _, _ in jobs], ranks)
+
+
+class RankInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped this ``torchrun`` rank's share (:func:`_run_sharded`): ``finished`` of its
+    ``total`` videos were extracted (or failed), each shown on stderr as it finished."""
+
+    def __init__(self, finished: int, total: int) -> None:
+        super().__init__(f"interrupted after {finished} of {total} videos")
+        self.finished, self.total = finished, total
 
 
 def file_state(path: Path) -> tuple[int, int, int] | None:
@@ -402,27 +438,80 @@ class _SharedDetector:
 
 
 _worker_detector: Any = None  # this worker process's face detector (_worker_init)
+_worker_stop: Any = None  # the main process's stop (a multiprocessing.Event, _worker_init): once set, no job starts
+_job_state = {"running": False, "interrupted": False}  # this worker process's job in progress (_interrupt_job)
+# what a worker process answers for a job it did not finish (besides the (ok, line) of one it did)
+_STOPPED = "stopped"  # interrupted while extracting it: its unfinished folder removed
+_NOT_STARTED = "not started"  # the main process had stopped when the worker took it
 
 
-def _worker_init(parent_pid: int, detector: Any = None) -> None:
-    """Initializer of the worker processes: end with the main process, compute with one torch thread, keep
-    freed memory for reuse as the main process does (a worker started by spawn or forkserver does not inherit
-    it), and keep ``detector``, the face detector the jobs share (:class:`_SharedDetector`)."""
-    global _worker_detector
+def _worker_init(parent_pid: int, detector: Any = None, stop: Any = None) -> None:
+    """Initializer of the worker processes: stop jobs on SIGINT / SIGTERM (:func:`_interrupt_job`), end with
+    the main process, compute with one torch thread, keep freed memory for reuse as the main process does (a
+    worker started by spawn or forkserver does not inherit it), keep ``detector``, the face detector the jobs
+    share (:class:`_SharedDetector`), and ``stop``, the main process's stop event."""
+    global _worker_detector, _worker_stop
     from ..memory_reuse import keep_freed_memory
 
+    _stop_jobs_on_signals()
     exit_with_parent(parent_pid)
     _one_torch_thread()
     keep_freed_memory()
     _worker_detector = detector
+    _worker_stop = stop
 
 
-def _extract_in_worker(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool, str]:
-    """:func:`_extract` in a worker process, the job's :class:`_SharedDetector` replaced by the worker's detector."""
+def _interrupt_job(signum: int, frame: Any) -> None:
+    """SIGINT / SIGTERM in a worker process: KeyboardInterrupt in the job in progress, once (its extraction
+    then removes its unfinished ``.partial`` folder, which a second signal must not cut: a terminal's Ctrl-C
+    reaches the workers and the main process, which passes its stop on to them as well); between jobs
+    nothing. What comes next is the main process's to decide: after its own stop no job starts
+    (:data:`_worker_stop`). Without it a worker caught the KeyboardInterrupt of one job (Python's
+    pool does) and went on to the next job queued, and SIGTERM ended it, its folder left unfinished."""
+    if _job_state["running"] and not _job_state["interrupted"]:
+        _job_state["interrupted"] = True
+        raise KeyboardInterrupt
+
+
+def _stop_jobs_on_signals() -> None:
+    """Install :func:`_interrupt_job` for SIGINT and SIGTERM in a worker process where they have their
+    default action, or the main process's :class:`~dynsnip.cli.interrupts.StopSignals` handler that a
+    forked worker inherits; a signal ignored (a background job ignores SIGINT) stays ignored."""
+    import signal
+
+    from .interrupts import StopSignals
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler in (signal.default_int_handler, signal.SIG_DFL) or isinstance(getattr(handler, "__self__", None),
+                                                                                 StopSignals):
+            signal.signal(signum, _interrupt_job)
+
+
+def _extract_in_worker(job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool | None, str]:
+    """:func:`_extract` in a worker process, the job's :class:`_SharedDetector` replaced by the worker's
+    detector; ``(None, _NOT_STARTED)`` when the main process has stopped, ``(None, _STOPPED)`` when a signal
+    interrupted it (:func:`_stopped_job`)."""
     video, out_dir, options = job
     if isinstance(options.get("face_detector"), _SharedDetector):
         options = {**options, "face_detector": _worker_detector}
-    return _extract((video, out_dir, options))
+    try:
+        _job_state.update(running=True, interrupted=False)  # before the look at the stop: a signal after it raises
+        if _worker_stop is not None and _worker_stop.is_set():
+            return None, _NOT_STARTED
+        return _extract((video, out_dir, options))
+    except KeyboardInterrupt:
+        return _stopped_job(video, out_dir, options)
+    finally:
+        _job_state["running"] = False
+
+
+def _stopped_job(video: Path, out_dir: Path, options: dict[str, Any]) -> tuple[bool | None, str]:
+    """The outcome of a job a signal interrupted: done, when its folder was complete as the signal came (the
+    extraction had renamed it), else ``(None, _STOPPED)``: the extraction removed its ``.partial`` folder."""
+    if _done_by_worker(video, out_dir, options):
+        return True, f"{video} -> {out_dir} (completed as the stop came)"
+    return None, _STOPPED
 
 
 def _shared_detector(jobs: list[tuple[Path, Path, dict[str, Any]]]) -> tuple[list[tuple[Path, Path, dict[str, Any]]], Any]:
@@ -447,7 +536,7 @@ def exit_with_parent(parent_pid: int) -> None:
     ctypes); everywhere a daemon thread checks every :data:`PARENT_POLL_S` seconds that the
     parent is still the same and alive, and ends the process with ``os._exit`` otherwise. A
     folder the worker was writing stays ``<name>.partial`` with the worker's pid in its
-    ``.owner`` record: the next run sees that process has ended and replaces it.
+    ``.owner`` record (and its start time): the next run sees that process has ended and replaces it.
     """
     import signal
     import threading
@@ -484,6 +573,19 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="dynsnip-exit-with-parent", daemon=True).start()
 
 
+class ExtractionInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while :func:`_run_all` ran, raised once the videos in progress are finished or
+    cleaned: ``finished`` maps the index (in its ``jobs``) of each job that finished and was not yet
+    yielded to its outcome (the worker processes finish in their own order), ``stopped`` lists the jobs
+    interrupted while being extracted (their unfinished folders removed); the other jobs not yielded were
+    not started. A KeyboardInterrupt still: code that does not know it stops as before."""
+
+    def __init__(self, finished: dict[int, tuple[bool, str]], stopped: list[int]) -> None:
+        super().__init__(f"interrupted: {len(finished)} more video(s) finished, {len(stopped)} stopped")
+        self.finished = finished
+        self.stopped = stopped
+
+
 def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Iterator[tuple[bool, str]]:
     """:func:`_extract` of each job, in the order of ``jobs``, with up to ``workers`` processes.
 
@@ -494,35 +596,137 @@ def _run_all(jobs: list[tuple[Path, Path, dict[str, Any]]], workers: int) -> Ite
     If the processes die (a decoder crash kills one, and the pool with it), a warning says so
     and the remaining videos are extracted in this process; a folder a process completed
     before that is kept (folders appear only when complete).
+
+    Ctrl-C or SIGTERM (a KeyboardInterrupt here, or thrown in at a ``yield`` by the caller, where it
+    came) stops at once: no job starts any more (the jobs queued to the processes are cancelled, or
+    answered "not started" by the worker that takes them), the videos in progress are interrupted (the
+    processes are sent SIGTERM, :func:`_interrupt_job`, unless the signal reached them already) and
+    remove their unfinished folders, and once they have, :class:`ExtractionInterrupted` says which jobs
+    finished. A worker process alone interrupted (not this one) fails its video as ``interrupted``.
     """
-    done = 0
+    done = 0  # outcomes yielded
     if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing
+        from concurrent.futures import Future, ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
         worker_jobs, detector = _shared_detector(jobs)
+        stop = multiprocessing.Event()
         try:
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_worker_init,
-                                     initargs=(os.getpid(), detector)) as pool:
-                futures = {}
+                                     initargs=(os.getpid(), detector, stop)) as pool:
+                futures: dict[int, Future] = {}
                 try:
                     for i in largest_first([video for video, _, _ in jobs]):
                         futures[i] = pool.submit(_extract_in_worker, worker_jobs[i])
                     for i in range(len(jobs)):
-                        yield futures[i].result()
-                        done += 1
-                finally:  # stopped early (an error, or the caller closed this generator): drop what has not started
+                        ok, line = _outcome(futures[i], jobs[i])
+                        if ok is None:  # its worker alone got a signal (this process got none, so far)
+                            _await_own_stop()  # a signal to the whole process group reaches this process too
+                            ok, line = False, (f"{jobs[i][0]}: interrupted: its worker process was stopped by a signal "
+                                               "while extracting it (its unfinished folder removed); expected to "
+                                               "extract it: run again")
+                        done += 1  # before the yield: a stop thrown in there is after this job
+                        yield ok, line
+                except KeyboardInterrupt:
+                    raise _stop_workers(pool, futures, jobs, done, stop) from None
+                finally:  # stopped early (an error, or the caller closed this generator): no job starts any more
+                    stop.set()
                     for future in futures.values():
                         future.cancel()
             return
         except BrokenProcessPool as err:
             print(f"dynsnip extract-faces: warning: the worker processes failed after {done} of {len(jobs)} "
                   f"videos ({err}); extracting the others in this process", file=sys.stderr)
-    for video, out_dir, options in jobs[done:]:
-        if _done_by_worker(video, out_dir, options):
-            yield True, f"{video} -> {out_dir} (written by a worker process)"
+    current = None  # the job being extracted in this process
+    try:
+        for i in range(done, len(jobs)):
+            video, out_dir, options = jobs[i]
+            current = i
+            if _done_by_worker(video, out_dir, options):
+                outcome = True, f"{video} -> {out_dir} (written by a worker process)"
+            else:
+                outcome = _extract((video, out_dir, options))
+            current = None
+            yield outcome
+    except KeyboardInterrupt:  # extract_face_frames removed the unfinished folder of the one in progress
+        finished: dict[int, tuple[bool, str]] = {}
+        stopped: list[int] = []
+        if current is not None:
+            ok, line = _stopped_job(*jobs[current])
+            if ok is None:
+                stopped.append(current)
+            else:
+                finished[current] = (ok, line)
+        raise ExtractionInterrupted(finished, stopped) from None
+
+
+def _outcome(future: Any, job: tuple[Path, Path, dict[str, Any]]) -> tuple[bool | None, str]:
+    """The outcome of a worker's job, once done (a signal while waiting raises KeyboardInterrupt here, in
+    this process). A KeyboardInterrupt the worker raised after its job, in the instant before it
+    answered, is no error: the job's folder tells whether it was completed (:func:`_stopped_job`)."""
+    from concurrent.futures import wait
+
+    wait([future])
+    if future.cancelled():
+        return None, _NOT_STARTED
+    error = future.exception()
+    if isinstance(error, KeyboardInterrupt):
+        return _stopped_job(*job)
+    return future.result()  # raises another error (BrokenProcessPool: the processes died) as before
+
+
+def _await_own_stop(seconds: float = 1.0) -> None:
+    """Wait up to ``seconds`` for this process's own signal: a worker interrupted by a signal sent to the
+    whole process group (a terminal's Ctrl-C) may answer before this process's handler runs (on a busy
+    machine), and its video is then not a failure but one the stop left unextracted."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _stop_workers(pool: Any, futures: dict[int, Any], jobs: list[tuple[Path, Path, dict[str, Any]]], first: int,
+                  stop: Any) -> ExtractionInterrupted:
+    """Stop the worker processes' work (Ctrl-C or SIGTERM came): no job starts any more (``stop``, and the
+    jobs not handed to a process are cancelled), the ones in progress are interrupted (each process is sent
+    SIGTERM: :func:`_interrupt_job`; a second signal there does nothing) and remove their unfinished
+    folders; returns, once every process has answered, which of ``jobs[first:]`` finished and which were
+    stopped while being extracted."""
+    import signal
+    from concurrent.futures import wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    stop.set()
+    for future in futures.values():
+        future.cancel()
+    # the pool's processes (ProcessPoolExecutor's own table, pid -> process, since Python 3.2; without it the
+    # videos in progress would finish instead, the stop event still keeping any other from starting)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except OSError:  # ended already
+            pass
+    wait(list(futures.values()))
+    finished: dict[int, tuple[bool, str]] = {}
+    stopped: list[int] = []
+    for i in range(first, len(jobs)):
+        future = futures.get(i)
+        if future is None or future.cancelled():
+            continue
+        error = future.exception()
+        if error is None:
+            ok, line = future.result()
+        elif isinstance(error, (KeyboardInterrupt, BrokenProcessPool)):  # the folder tells
+            ok, line = _stopped_job(*jobs[i])
         else:
-            yield _extract((video, out_dir, options))
+            ok, line = False, f"{jobs[i][0]}: {type(error).__name__}: {error}"
+        if ok is not None:
+            finished[i] = (ok, line)
+        elif line == _STOPPED:
+            stopped.append(i)
+    return ExtractionInterrupted(finished, stopped)
 
 
 def largest_first(videos: list[Path]) -> list[int]:
@@ -601,12 +805,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import dynsnip.data.faces.extraction  # noqa: F401  (fails here without the video extra)
         from dynsnip.data._optional import require_video_decoding
-        from dynsnip.data.manifest import ManifestEntry, write_manifest
 
         require_video_decoding()
-        from dynsnip.engine.evaluate import progress_bar
-        from dynsnip.scoring import VIDEO_BAR
-
         jobs, notes = deduplicated(_jobs(args))
         detector = face_detector(args)
     except (ImportError, ValueError, OSError) as err:
@@ -624,6 +824,28 @@ def run(args: argparse.Namespace) -> int:
     options = dict(face_detector=detector, margin=args.margin, detect_every=args.detect_every,
                    snippet_len=args.snippet_len, scale=args.scale, max_frames=args.max_frames,
                    image_format=args.format, min_face_coverage=args.min_face_coverage, faces=args.faces)
+    with StopSignals() as signals:  # SIGTERM (a scheduler's stop) as Ctrl-C: what was finished is reported and listed
+        try:
+            return _extract_planned(args, jobs, options, manifest_found, signals)
+        except KeyboardInterrupt:  # while planning, before any video was extracted (or a third signal)
+            signals.shield()
+            print(f"dynsnip extract-faces: interrupted ({signals.name}); run the same command again to finish (the "
+                  "folders already complete are skipped)", file=sys.stderr)
+            return signals.exit_code
+
+
+EXTRACTING = ("extract", "replace")  # the plan steps (_extract_planned) that extract their video
+
+
+def _extract_planned(args: argparse.Namespace, jobs: list[tuple[Path, str, Any]], options: dict[str, Any],
+                     manifest_found: tuple[int, int, int] | None, signals: StopSignals) -> int:
+    """Decide what each video needs (what OUT holds already), extract those that need it, report every
+    video and write the manifests; the exit code. Ctrl-C or SIGTERM (``signals``) stops the extraction at
+    once (:func:`_run_all`): the videos finished are reported and listed, as the others would have been, in
+    :data:`INTERRUPTED_NAME` (:func:`_report_stopped`)."""
+    from dynsnip.engine.evaluate import progress_bar
+    from dynsnip.scoring import VIDEO_BAR
+
     # decide in this process what each video needs, so that the workers only extract
     from dynsnip.data.faces.extraction import folder_coverage_problem, settings_differences
     from dynsnip.data.faces.folder_source import folder_source_problem
@@ -670,22 +892,26 @@ def run(args: argparse.Namespace) -> int:
     try:
         ranks = join_torchrun("cpu")  # extraction runs on CPUs (gloo)
     except ValueError as err:  # a bad DYNSNIP_TORCHRUN_TIMEOUT_S
-        return usage_error(str(err))
+        return _usage_error("extract-faces", str(err))
     if ranks is not None:  # torchrun: every rank works from rank 0's view of what exists
         from dynsnip.engine.distributed import rank_zero_view
 
         plan = rank_zero_view(plan)
     extract_jobs = [(video, out_dir, {**options, **_boxes_from(entry, args, claimed, kept),
                                       **({"replace": True} if action == "replace" else {})})
-                    for video, out_dir, entry, _, action, _ in plan if action in ("extract", "replace")]
+                    for video, out_dir, entry, _, action, _ in plan if action in EXTRACTING]
     pipeline, processes = pipeline_choice(args.pipeline, args.workers, len(extract_jobs), ranks)
     extract_jobs = [(video, out_dir, {**job_options, "pipeline": pipeline}) for video, out_dir, job_options in extract_jobs]
     if pipeline and processes == 1:  # extracted in this process: its detector thread shares the cores with decoding
         _one_torch_thread()  # and writing, torch's own threads would only contend with them
     if ranks is None:
-        outcomes = _run_all(extract_jobs, args.workers)
+        outcomes: Iterator[tuple[bool, str]] = _run_all(extract_jobs, args.workers)
     else:
-        outcomes = iter(_run_sharded(extract_jobs, args.workers, ranks))
+        try:
+            outcomes = iter(_run_sharded(extract_jobs, args.workers, ranks))
+        except RankInterrupted as stop:
+            signals.shield()
+            return _rank_stopped(stop, ranks, signals)
         if not ranks.is_main:  # rank 0 reports and writes the manifest
             from dynsnip.engine.distributed import cleanup_distributed
 
@@ -693,63 +919,46 @@ def run(args: argparse.Namespace) -> int:
             cleanup_distributed()
             return EXIT_SOME_FAILED if failed else EXIT_OK
 
-    written: list[Any] = []
-    failed_rows: list[tuple[Any, str, str]] = []  # (manifest entry, reason, message) of the rows that failed
-    coverages: list[tuple[Path, float | None]] = []
-    failures = low_coverage = stale = 0
+    report = _Report()
+    job_of = {n: j for j, n in enumerate(n for n, step in enumerate(plan) if step[4] in EXTRACTING)}
     bar = progress_bar(plan, len(plan), "videos", not args.no_progress, **VIDEO_BAR)
-    for video, out_dir, entry, owner, action, problem in bar:
-        if entry is not None and action in FAILED_PLANS:
-            reason = {"taken": "output_taken", "not_a_file": "not_found", "low_coverage": "low_face_coverage"}.get(
-                action, "stale_folder")
-            failed_rows.append((entry, reason, str(problem or f"output folder {out_dir} is already used by {owner}")))
-        if action == "taken":
-            print(f"FAILED   {video}: output folder {out_dir} is already used by {owner}; expected one folder per "
-                  "video: rename one of them, or give their folder as the input (names are then relative paths)")
-            failures += 1
-            continue
-        if action == "stale_settings":
-            print(f"FAILED   {video}: stale_folder: {problem}; expected a folder made with the settings asked: "
-                  "pass --replace-stale to extract it again with them (the folder is replaced once the new one is "
-                  "complete), or ask for the recorded settings, or choose another --out")
-        elif action == "stale":
-            print(f"FAILED   {video}: {problem}; expected the folder of this video: pass --replace-stale to extract "
-                  "it there instead, or choose another --out")
-        if action in ("stale", "stale_settings"):
-            failures += 1
-            stale += 1
-            continue
-        if action == "not_a_file":
-            print(f"FAILED   {video}: not_found: {problem}")
-            failures += 1
-            continue
-        if action == "low_coverage":
-            print(f"FAILED   {video}: low_face_coverage: {problem}; expected at least that coverage: lower "
-                  "--min-face-coverage to keep it, or leave this video out (kept as it is, not listed)")
-            failures += 1
-            low_coverage += 1
-            continue
-        if action == "skip":
-            print(f"SKIPPED  {video}: {out_dir} exists and holds this video, made with the settings asked "
-                  "(kept as it is)")
-        else:
-            ok, line = next(outcomes)
-            print(f"{'OK' if ok else 'FAILED':<8} {line}", flush=True)
-            if ok and action == "replace":
-                print(f"{'':<8} replaced the stale folder (--replace-stale): {problem}")
-            if not ok:
-                failures += 1
-                low_coverage += ": low_face_coverage: " in line
-                if entry is not None:  # the line is "<video>: <reason>: <message>" (_extract)
-                    reason, _, message = line[len(f"{video}: "):].partition(": ")
-                    failed_rows.append((entry, reason, message))
-                continue
-        coverages.append((video, folder_coverage(out_dir)))
-        if entry is not None:
-            written.append(ManifestEntry(out_dir, entry.label, entry.split, entry.method, dataset=entry.dataset))
+    reported = consumed = 0  # plan steps reported, outcomes taken
+    taken: tuple[int, tuple[bool, str]] | None = None  # the last outcome taken, with its step
+    stop: ExtractionInterrupted | None = None
+    try:
+        for n, step in enumerate(bar):
+            outcome = None
+            if step[4] in EXTRACTING:
+                outcome = next(outcomes)
+                consumed += 1
+                taken = (n, outcome)
+            report.step(n, step, outcome)
+            reported = n + 1
+    except KeyboardInterrupt as err:  # Ctrl-C / SIGTERM: the workers stop; report what finished
+        signals.shield()
+        stop = _interrupted(err, outcomes, consumed)
+        getattr(bar, "close", lambda: None)()
+        if taken is not None and taken[0] == reported:  # taken, not reported yet
+            stop.finished.setdefault(job_of[reported], taken[1])
+        for n in range(reported, len(plan)):
+            step = plan[n]
+            if step[4] not in EXTRACTING:  # what OUT held already, or a failure found without extracting
+                report.step(n, step, None)
+            elif job_of[n] in stop.finished:
+                report.step(n, step, stop.finished[job_of[n]])
+            else:
+                report.unfinished(step[0], job_of[n] in stop.stopped, signals.name)
+    signals.shield()  # the work is done: a signal must not cut the report and the manifests
+    if stop is not None:
+        return _report_stopped(args, report, len(plan), signals)
+    written, failed_rows = report.rows()
+    failures, stale, low_coverage = report.failures()
+    manifest_out, failed_out = args.out / MANIFEST_NAME, args.out / FAILED_NAME
     if args.manifest is not None and file_state(manifest_out) != manifest_found:
         manifest_out, failed_out = own_manifest_names(args.out, manifest_out)
     if args.manifest is not None:
+        from dynsnip.data.manifest import write_manifest
+
         if not written and manifest_out.exists():
             # every video failed (all stale, say): a header-only file over a good faces.csv would lose its rows.
             # faces_failed.csv goes with the faces.csv it was written beside: this run's list (every video)
@@ -777,13 +986,222 @@ def run(args: argparse.Namespace) -> int:
                 print(f"wrote {failed_out} ({len(failed_rows)} failed row(s), with reason and message)")
             else:
                 failed_out.unlink(missing_ok=True)  # an earlier run's list (replaced with --overwrite): nothing failed
+            drop_interrupted_lists(args.out, manifest_out, [e.path for e in written])
     print(f"{len(jobs)} video(s): {len(jobs) - failures} done, {failures} failed"
           + (f" ({stale} of them with a stale folder, from another video or made with other settings: pass "
              "--replace-stale to extract them again)" if stale else ""))
-    if line := coverage_summary(coverages, low_coverage, args.min_face_coverage):
+    if line := coverage_summary(report.coverage_list(), low_coverage, args.min_face_coverage):
         print(line)
     if ranks is not None:
         from dynsnip.engine.distributed import cleanup_distributed
 
         cleanup_distributed()
     return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+class _Report:
+    """What ``extract-faces`` reports of each step of its plan (a video): the line printed, its manifest row
+    (the folder's, or the failed row's) and its face coverage. Kept by step, so that a step reported twice
+    (a stop in the middle of reporting it reports it again) counts once."""
+
+    def __init__(self) -> None:
+        self.written: dict[int, Any] = {}  # step -> the ManifestEntry of its folder (a manifest row's video)
+        self.failed_rows: dict[int, tuple[Any, str, str]] = {}  # step -> (manifest entry, reason, message)
+        self.coverages: dict[int, tuple[Path, float | None]] = {}  # step -> (video, its folder's face coverage)
+        self.failed: dict[int, str] = {}  # step -> "stale", "low_coverage" or "other"
+        self.stopped: list[Path] = []  # videos interrupted while being extracted (a stop)
+        self.not_started: list[Path] = []  # videos a stop left unextracted before they started
+
+    def step(self, n: int, step: tuple[Path, Path, Any, Path | None, str, str | None],
+             outcome: tuple[bool, str] | None) -> None:
+        """Report plan step ``n`` (``outcome``: its extraction's, for the steps that extract)."""
+        from dynsnip.data.manifest import ManifestEntry
+
+        video, out_dir, entry, owner, action, problem = step
+        if entry is not None and action in FAILED_PLANS:
+            reason = {"taken": "output_taken", "not_a_file": "not_found", "low_coverage": "low_face_coverage"}.get(
+                action, "stale_folder")
+            self.failed_rows[n] = (entry, reason, str(problem or f"output folder {out_dir} is already used by {owner}"))
+        if action == "taken":
+            print(f"FAILED   {video}: output folder {out_dir} is already used by {owner}; expected one folder per "
+                  "video: rename one of them, or give their folder as the input (names are then relative paths)")
+            self.failed[n] = "other"
+            return
+        if action == "stale_settings":
+            print(f"FAILED   {video}: stale_folder: {problem}; expected a folder made with the settings asked: "
+                  "pass --replace-stale to extract it again with them (the folder is replaced once the new one is "
+                  "complete), or ask for the recorded settings, or choose another --out")
+        elif action == "stale":
+            print(f"FAILED   {video}: {problem}; expected the folder of this video: pass --replace-stale to extract "
+                  "it there instead, or choose another --out")
+        if action in ("stale", "stale_settings"):
+            self.failed[n] = "stale"
+            return
+        if action == "not_a_file":
+            print(f"FAILED   {video}: not_found: {problem}")
+            self.failed[n] = "other"
+            return
+        if action == "low_coverage":
+            print(f"FAILED   {video}: low_face_coverage: {problem}; expected at least that coverage: lower "
+                  "--min-face-coverage to keep it, or leave this video out (kept as it is, not listed)")
+            self.failed[n] = "low_coverage"
+            return
+        if action == "skip":
+            print(f"SKIPPED  {video}: {out_dir} exists and holds this video, made with the settings asked "
+                  "(kept as it is)")
+        else:
+            ok, line = outcome
+            print(f"{'OK' if ok else 'FAILED':<8} {line}", flush=True)
+            if ok and action == "replace":
+                print(f"{'':<8} replaced the stale folder (--replace-stale): {problem}")
+            if not ok:
+                self.failed[n] = "low_coverage" if ": low_face_coverage: " in line else "other"
+                if entry is not None:  # the line is "<video>: <reason>: <message>" (_extract)
+                    reason, _, message = line[len(f"{video}: "):].partition(": ")
+                    self.failed_rows[n] = (entry, reason, message)
+                return
+        self.coverages[n] = (video, folder_coverage(out_dir))
+        if entry is not None:
+            self.written[n] = ManifestEntry(out_dir, entry.label, entry.split, entry.method, dataset=entry.dataset)
+
+    def unfinished(self, video: Path, stopped: bool, signal_name: str) -> None:
+        """A video a stop left unextracted: interrupted while being extracted (``stopped``: said in a line),
+        or not started (counted, :func:`_report_stopped`)."""
+        if stopped:
+            print(f"STOPPED  {video}: interrupted ({signal_name}) while being extracted; its unfinished folder was "
+                  "removed")
+            self.stopped.append(video)
+        else:
+            self.not_started.append(video)
+
+    def rows(self) -> tuple[list[Any], list[tuple[Any, str, str]]]:
+        """The manifest entries of the folders and the failed rows, in the order of the plan."""
+        return ([self.written[n] for n in sorted(self.written)],
+                [self.failed_rows[n] for n in sorted(self.failed_rows)])
+
+    def failures(self) -> tuple[int, int, int]:
+        """Videos failed, of them with a stale folder, and with too low a face coverage."""
+        kinds = list(self.failed.values())
+        return len(kinds), kinds.count("stale"), kinds.count("low_coverage")
+
+    def coverage_list(self) -> list[tuple[Path, float | None]]:
+        return [self.coverages[n] for n in sorted(self.coverages)]
+
+
+def _interrupted(err: KeyboardInterrupt, outcomes: Iterator[tuple[bool, str]], consumed: int) -> ExtractionInterrupted:
+    """What the extraction finished when Ctrl-C / SIGTERM (``err``) came: raised by :func:`_run_all` itself,
+    or, when it came while this process was reporting, what it says once the KeyboardInterrupt is thrown
+    into it where it waits; outcomes known already (``torchrun``: gathered) are all finished."""
+    if isinstance(err, ExtractionInterrupted):
+        return err
+    throw = getattr(outcomes, "throw", None)
+    if throw is None:
+        return ExtractionInterrupted({consumed + k: outcome for k, outcome in enumerate(outcomes)}, [])
+    try:
+        throw(KeyboardInterrupt())
+    except ExtractionInterrupted as stop:
+        return stop
+    except (KeyboardInterrupt, StopIteration):  # not started, or over
+        pass
+    return ExtractionInterrupted({}, [])
+
+
+def _report_stopped(args: argparse.Namespace, report: _Report, total: int, signals: StopSignals) -> int:
+    """After Ctrl-C / SIGTERM: say what was not extracted, list the folders complete and the rows failed in
+    :data:`INTERRUPTED_NAME` and :data:`INTERRUPTED_FAILED_NAME` (with ``--manifest``), the summary, and how
+    to finish; the exit code, 130 or 143."""
+    if report.not_started:
+        shown = ", ".join(map(str, report.not_started[:5]))
+        more = len(report.not_started) - 5
+        print(f"NOT DONE {len(report.not_started)} video(s) not started: {shown}"
+              + (f", and {more} more" if more > 0 else ""))
+    written, failed_rows = report.rows()
+    failures, _, low_coverage = report.failures()
+    unfinished = len(report.stopped) + len(report.not_started)
+    listed = write_interrupted_lists(args.out, written, failed_rows, args.faces) if args.manifest is not None else None
+    done = total - failures - unfinished
+    print(f"{total} video(s): {done} done, {failures} failed, {unfinished} not extracted (interrupted by "
+          f"{signals.name})")
+    if line := coverage_summary(report.coverage_list(), low_coverage, args.min_face_coverage):
+        print(line)
+    finish = ("run the same command again to finish: it skips the folders already complete, extracts the others"
+              + (f" and writes {args.out / MANIFEST_NAME}" if args.manifest is not None else ""))
+    print(f"dynsnip extract-faces: interrupted ({signals.name}): {done} of the {total} video(s) done and {failures} "
+          f"failed before it (reported above{', listed in ' + str(listed) if listed is not None else ''}), "
+          f"{unfinished} not extracted ({len(report.stopped)} stopped while being extracted, their unfinished folders "
+          f"removed; {len(report.not_started)} not started); {finish}", file=sys.stderr)
+    return signals.exit_code
+
+
+def _rank_stopped(stop: RankInterrupted, ranks: Any, signals: StopSignals) -> int:
+    """A ``torchrun`` rank stopped by Ctrl-C / SIGTERM: one line on what it finished (each video was shown
+    as it finished) and how to finish; no manifest, whose rows are the ranks' together (the other ranks
+    stop each on its own). The exit code, 130 or 143."""
+    from dynsnip.engine.distributed import cleanup_distributed
+
+    print(f"dynsnip extract-faces: rank {ranks.rank} of {ranks.world_size} interrupted ({signals.name}): "
+          f"{stop.finished} of its {stop.total} video(s) finished (each shown above; their folders are complete); "
+          f"no {MANIFEST_NAME} is written by a stopped torchrun run; run the same command again to finish: it skips "
+          f"the folders already complete and writes {MANIFEST_NAME}", file=sys.stderr)
+    cleanup_distributed()
+    return signals.exit_code
+
+
+def write_interrupted_lists(out: Path, written: list[Any], failed_rows: list[tuple[Any, str, str]],
+                            faces: str) -> Path | None:
+    """``OUT/faces.interrupted.csv`` (:data:`INTERRUPTED_NAME`): the manifest of the folders complete when a
+    run was stopped (the rows of ``faces.csv``, face coverage and tracks included), and beside it
+    ``faces_failed.interrupted.csv`` with the rows failed meanwhile (or none). Not ``faces.csv``: a partial
+    manifest there would be taken for the whole data set (``train`` reads any manifest it is given, and
+    nothing in a CSV says it is partial), and an earlier run's complete ``faces.csv`` is never replaced by
+    a partial one; the run that finishes writes ``faces.csv`` and removes these
+    (:func:`drop_interrupted_lists`). An interrupted run's own files: the next stopped run replaces them.
+    Returns the list written (None: nothing was done or failed, or it could not be written: said)."""
+    listing, failed_list = out / INTERRUPTED_NAME, out / INTERRUPTED_FAILED_NAME
+    if not written and not failed_rows:
+        print(f"wrote no {listing}: no video of the manifest was done or failed before the stop")
+        return None
+    from dynsnip.data.manifest import write_manifest
+
+    try:
+        write_manifest(written, listing, overwrite=True)
+        add_coverage_column(listing, [folder_coverage(e.path) for e in written])
+        if faces == "all":
+            add_track_columns(listing, [e.path for e in written])
+        print(f"wrote {listing} ({len(written)} entries: the folders complete when the run stopped; "
+              f"{MANIFEST_NAME} is written by the run that finishes the others)")
+        if failed_rows:
+            write_failed_rows(failed_rows, failed_list)
+            print(f"wrote {failed_list} ({len(failed_rows)} failed row(s), with reason and message)")
+        else:
+            failed_list.unlink(missing_ok=True)  # an earlier stopped run's
+    except OSError as err:
+        print(f"dynsnip extract-faces: warning: cannot write {listing} or {failed_list.name} ({err.strerror or err}); "
+              "the videos done and failed are only printed above", file=sys.stderr)
+        return None
+    return listing
+
+
+def drop_interrupted_lists(out: Path, manifest: Path, folders: list[Path]) -> None:
+    """Remove :data:`INTERRUPTED_NAME` and :data:`INTERRUPTED_FAILED_NAME`, the lists of an interrupted run,
+    once ``manifest`` (the complete one just written, of ``folders``) lists every folder they list; kept,
+    and said, where they list others (an interrupted run of another manifest into the same OUT)."""
+    import csv
+
+    listing = out / INTERRUPTED_NAME
+    if not listing.exists():
+        return
+    try:
+        with listing.open(newline="", encoding="utf-8") as f:
+            listed = {(out / row["path"]).resolve() for row in csv.DictReader(f) if row.get("path")}
+    except (OSError, csv.Error, KeyError, UnicodeDecodeError):
+        listed = None
+    if listed is None or not listed <= {Path(folder).resolve() for folder in folders}:
+        print(f"kept {listing}: it lists folders that {manifest.name} does not (the interrupted run of another "
+              "manifest into this folder?)")
+        return
+    listing.unlink(missing_ok=True)
+    failed_list = out / INTERRUPTED_FAILED_NAME
+    also = f" (and {failed_list.name})" if failed_list.exists() else ""
+    failed_list.unlink(missing_ok=True)
+    print(f"removed {listing}{also}: the list of an interrupted run, whose folders {manifest.name} now lists")

@@ -72,7 +72,7 @@ from .crop_policy import (
 )
 from ...cpus import available_cpus
 from ..decode import VideoReader
-from ..errors import LowFaceCoverageError, NoFaceError, no_face_message
+from ..errors import LowFaceCoverageError, NoFaceError, VideoError, no_face_message
 from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces, runs_on_gpu
 from .face_shown import not_shown_error, same_picture, thumbnail
 from .folder_source import OWNER_FILE, PARTIAL_SUFFIX, source_record
@@ -438,6 +438,10 @@ def extract_face_frames(
 
     Raises:
         FileExistsError: ``out_dir`` exists (and not ``replace``).
+        PartialFolderInUseError: (a ``FileExistsError``, reason ``partial_folder_in_use``) ``<out_dir>.partial``
+            exists and may still be written: by a running process of this machine (its ``.owner`` record,
+            :func:`partial_folder_writer`), or on another machine. One left by a process that has ended is
+            replaced.
         ValueError: a bad setting (``max_frames`` < 1, ``snippet_len`` < 1, a ``.partial`` name).
         VideoError subclasses: the video cannot be read, no face in any frame, too few, only
             dropped face tracks (``no_face``), a fake identical to its source
@@ -460,9 +464,8 @@ def extract_face_frames(
         raise FileExistsError(f"{out_dir} exists; refusing to overwrite it (remove it or choose another folder)")
     partial = out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
     if partial.exists():
-        if not _abandoned(partial):
-            raise FileExistsError(f"{partial} exists (another extraction writing it, or left by an interrupted one "
-                                  "on another machine?); remove it and run again")
+        if (writer_now := partial_folder_writer(partial)) is not None:
+            raise PartialFolderInUseError(video_path, partial, writer_now)
         shutil.rmtree(partial)  # left by a process of this machine that no longer runs
     detector = create_face_detector(face_detector)
     source_detections = source_size = source_tracks = source_frames = None
@@ -496,8 +499,11 @@ def extract_face_frames(
         looked_at = list(range(0, num_frames, detect_every))
         writer = _RegionWriter(partial, image_format, scale, interpolation)
         created = [p for p in partial.parents if not p.exists()]  # folders this extraction makes (removed if it fails)
-        partial.mkdir(parents=True)
-        (partial / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
+        try:
+            partial.mkdir(parents=True)
+        except FileExistsError:  # another extraction of this folder began since the look above
+            raise PartialFolderInUseError(video_path, partial, "another extraction created it a moment ago") from None
+        (partial / OWNER_FILE).write_text(owner_record())
         try:
             showing = None
             threads = pipeline_fits() if pipeline is None else bool(pipeline)
@@ -831,19 +837,78 @@ class _FaceShown:
         return len(shown)
 
 
-def _abandoned(partial: Path) -> bool:
-    """Whether ``partial`` was left by a process of this machine that has ended (a killed worker):
-    then it can only be garbage. Without an owner record, or from another machine, it is not."""
+class PartialFolderInUseError(VideoError, FileExistsError):
+    """``<out_dir>.partial``, the folder of this video being written, exists and may still be written
+    (:func:`partial_folder_writer` says by whom): the video fails with reason ``partial_folder_in_use``,
+    as any other extraction failure (a ``FileExistsError`` still, as it was before it had a reason)."""
+
+    reason = "partial_folder_in_use"
+
+    def __init__(self, video: object, partial: Path, writer: str) -> None:
+        super().__init__(video, f"{partial} exists: {writer}; another extraction may be writing it (expected one "
+                                "extraction at a time per folder): wait for it to end and run again, or, if none "
+                                f"runs, remove {partial} and run again")
+        self.partial = str(partial)
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno ...]" form (also once unpickled)
+        return str(self.args[0]) if self.args else ""
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``<clock ticks after boot>@<boot id>`` (field 22 of
+    ``/proc/<pid>/stat``, and ``/proc/sys/kernel/random/boot_id``), or None where it cannot be read (no
+    ``/proc``: not Linux; no such process). A process id is reused once its process has ended (a
+    container restarted counts from 1 again); the id and this start time together name one process."""
     try:
-        host, pid = (partial / OWNER_FILE).read_text().split()
-        if host != socket.gethostname():
-            return False
-        os.kill(int(pid), 0)
+        ticks = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError, ValueError):
+        return None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return f"{ticks}@{boot}" if boot else ticks
+
+
+def owner_record() -> str:
+    """The :data:`~dynsnip.data.faces.folder_source.OWNER_FILE` record of a folder this process writes:
+    ``"<host> <pid> <start>"`` (:func:`process_start`; ``"<host> <pid>"`` where it cannot be read)."""
+    start = process_start(os.getpid())
+    return f"{socket.gethostname()} {os.getpid()}" + (f" {start}" if start else "")
+
+
+def partial_folder_writer(partial: Path) -> str | None:
+    """Who may still be writing the folder ``partial`` (``<name>.partial``), said for a message; None when
+    it is abandoned, left by a process of this machine that has ended (a killed worker, a container
+    stopped): then it can only be garbage, and the next extraction replaces it.
+
+    Its ``.owner`` record names the writer's host and process id, and its start time
+    (:func:`owner_record`): a live process with that id but another start time is another process
+    that reuses the id (a container restarted, its processes numbered from 1 again), so the writer has
+    ended. A record without a start time (written by an earlier version) trusts the id alone, as before.
+    Without a record, or from another machine, the folder is never taken for abandoned: whether its
+    writer still runs cannot be told."""
+    try:
+        fields = (partial / OWNER_FILE).read_text().split()
+    except OSError:
+        return f"it holds no readable {OWNER_FILE} record of its writer"
+    if len(fields) not in (2, 3) or not fields[1].isdigit():
+        return f"its {OWNER_FILE} record {' '.join(fields)!r} does not name its writer as expected (host, process id)"
+    host, pid, recorded_start = fields[0], int(fields[1]), (fields[2] if len(fields) == 3 else None)
+    if host != socket.gethostname():
+        return f"it is written by process {pid} on the machine {host}, or was left there by an interrupted extraction"
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except (OSError, ValueError):
-        return False
-    return False
+        return None  # the writer has ended
+    except OSError:  # the process exists, another user's
+        pass
+    if recorded_start is not None:
+        start = process_start(pid)
+        if start is not None and start != recorded_start:
+            return None  # the id now names another process: the writer has ended
+    started = "" if recorded_start is not None else " (a record without the start time of its writer)"
+    return f"process {pid} of this machine, which wrote it, is still running{started}"
 
 
 class _RegionWriter:

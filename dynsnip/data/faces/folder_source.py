@@ -14,8 +14,8 @@ the fake ``fake/001.mp4``). Three rules keep folders and videos together:
   replaced at the same path (re-downloaded, re-encoded) no longer matches. A folder written
   before the record existed holds the video at its recorded ``source`` path only.
 * **Complete folders only**: a folder being written is ``<name>.partial`` and holds
-  :data:`OWNER_FILE` (``"<host> <pid>"`` of the writer); it is renamed to ``<name>`` when
-  complete. Readers (:class:`~dynsnip.data.datasets.FaceFramesDataset`, manifests,
+  :data:`OWNER_FILE` (``"<host> <pid> <start>"`` of the writer: the start time tells a reused
+  process id apart); it is renamed to ``<name>`` when complete. Readers (:class:`~dynsnip.data.datasets.FaceFramesDataset`, manifests,
   ``from_class_folders``) refuse a folder whose name ends in ``.partial`` or that holds
   :data:`OWNER_FILE` (:func:`incomplete_folder_problem`).
 * **Names** (:func:`output_folder_name`): a video's folder is its path (relative to the input
@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 PARTIAL_SUFFIX = ".partial"  # a folder being written: ``<name>.partial``, renamed to ``<name>`` when complete
-OWNER_FILE = ".owner"  # in a folder being written: "<host> <pid>" of the writing process
+OWNER_FILE = ".owner"  # in a folder being written: "<host> <pid> <start>" of its writer (extraction.process_start)
 FINGERPRINT_BYTES = 256 * 1024  # hashed at each end of the video
 
 # parts of an output name that are escaped with a trailing "_": ".", "..", "*.partial", and those

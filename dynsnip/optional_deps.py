@@ -15,7 +15,7 @@ DISTRIBUTIONS = {
 }
 
 # extra -> what it is for, in the error message
-PURPOSES = {"video": "dynsnip's video pipeline", "explain": "dynsnip's explanations"}
+PURPOSES = {"video": "dynsnip's video pipeline", "explain": "dynsnip's explanation pictures"}
 
 
 def require(module: str, extra: str) -> ModuleType:

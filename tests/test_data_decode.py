@@ -16,6 +16,7 @@ from video_fixtures import (  # noqa: F401  (gop_video is a fixture)
     write_audio_only,
     write_text_as_mp4,
     write_cut_before_its_index,
+    write_cut_mid_gop,
     write_trimmed_with_edit_list,
     write_truncated_fragmented_mp4,
     write_truncated_mp4,
@@ -65,6 +66,34 @@ def test_seeking_in_a_many_keyframe_video_with_b_frames(gop_video):
         assert_same_frames(video.read(indices), reference, indices)
         train = sample_snippets(120, 4, 4, train=True).flatten().tolist()
         assert_same_frames(video.read(train), reference, train)
+
+
+@pytest.mark.parametrize("name, codec", [("h264_bframes.ts", "libx264"), ("mpeg2_bframes.mpg", "mpeg2video"),
+                                         ("mpeg2_bframes.ts", "mpeg2video")])
+def test_mpeg_program_and_transport_streams_are_read_frame_exact(tmp_path, name, codec):
+    """In a TS with B-frames FFmpeg's seek to frame 0 lands on the second keyframe (frames 0-11 could not be
+    read: the video failed as corrupt); in an MPEG-PS frames decoded after a seek carry the next frame's
+    timestamp (frame 25 read as 24, silently). These containers are read front to back, never by seeking."""
+    path = encode(tmp_path / name, decode_all(carphone())[:48], fps=30, gop=12, bframes=2, codec=codec)
+    reference = decode_all(path)
+    with VideoReader(path) as video:
+        assert video.sequential and video.num_frames == len(reference) == 48
+        indices = [25, 26, 27, 28, 0, 5, 11, 12, 31, 32, 33, 34, 47, 2]
+        assert_same_frames(video.read(indices), reference, indices)
+        assert_same_frames(read_frames(path, [12, 13, 14, 15]), reference, [12, 13, 14, 15])
+
+
+def test_a_video_cut_inside_a_group_of_pictures_starts_at_its_first_keyframe(tmp_path, gop_video):
+    """Cut with stream copy and no edit list: the packets before the first keyframe decode to nothing (a
+    player starts at the keyframe). The index starts there too: the MP4 opened as corrupt before, a TS
+    counted frames that could not be read."""
+    for name in ("cut.mp4", "cut.ts"):
+        path = write_cut_mid_gop(gop_video, tmp_path / name, skip=5)
+        reference = decode_all(path)
+        with VideoReader(path) as video:
+            assert video.leading_packets > 0 and video.num_frames == len(reference)
+            indices = [0, 1, len(reference) - 1, 7, 30]
+            assert_same_frames(video.read(indices), reference, indices)
 
 
 def test_reads_decode_only_the_gops_they_need(gop_video):

@@ -43,19 +43,22 @@ def decode_all(path: Path) -> list[np.ndarray]:
 
 
 def encode(path: Path, frames: list[np.ndarray], fps: int = 25, gop: int = 250, bframes: int = 0,
-           display_rotation: float | None = None, display_hflip: bool = False, pts: list[int] | None = None) -> Path:
-    """Write ``frames`` (RGB uint8) as an H.264 MP4 with a keyframe every ``gop`` frames;
-    ``display_rotation``: the container's display matrix, counterclockwise degrees (as a phone writes
-    a portrait clip: landscape frames, -90), mirrored after it with ``display_hflip``; ``pts``: each
-    frame's presentation time in frame intervals (default 0, 1, 2, ...: a jump is a cut or a pause)."""
+           display_rotation: float | None = None, display_hflip: bool = False, pts: list[int] | None = None,
+           codec: str = "libx264") -> Path:
+    """Write ``frames`` (RGB uint8) as an H.264 video (``codec``: another encoder, e.g. ``mpeg2video``)
+    with a keyframe every ``gop`` frames, in the container ``path``'s suffix names (MP4, ``.ts``,
+    ``.mpg``, ...); ``display_rotation``: the container's display matrix, counterclockwise degrees (as a
+    phone writes a portrait clip: landscape frames, -90), mirrored after it with ``display_hflip``;
+    ``pts``: each frame's presentation time in frame intervals (default 0, 1, 2, ...: a jump is a cut or
+    a pause)."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if display_rotation is not None:
             stream.set_display_rotation(display_rotation, hflip=display_hflip)
-        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": str(bframes),
-                          "preset": "ultrafast"}
+        stream.options = ({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "bf": str(bframes),
+                           "preset": "ultrafast"} if codec == "libx264" else {"g": str(gop), "bf": str(bframes)})
         for i, array in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(array, format="rgb24")
             if pts is not None:
@@ -111,6 +114,19 @@ def _remuxed_and_cut(src: Path, path: Path, movflags: str) -> Path:
     data = full.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     full.unlink()
+    return path
+
+
+def write_cut_mid_gop(src: Path, path: Path, skip: int = 5) -> Path:
+    """``src``'s packets from the ``skip``-th on, remuxed as they are (a cut with stream copy and no edit
+    list): the file starts inside a group of pictures, with packets no decoder can decode."""
+    with av.open(str(src)) as source, av.open(str(path), "w") as out:
+        in_stream = source.streams.video[0]
+        out_stream = out.add_stream_from_template(in_stream)
+        for i, packet in enumerate(source.demux(in_stream)):
+            if packet.size and i >= skip:
+                packet.stream = out_stream
+                out.mux(packet)
     return path
 
 

@@ -51,6 +51,13 @@ if TYPE_CHECKING:
     import torch
 
 
+# MPEG program and transport streams (.mpg, .ts): FFmpeg's seek there lands on another keyframe than the
+# one asked for (a TS with B-frames: the second GOP for frame 0) and frames decoded after a seek can carry
+# the next frame's timestamp (MPEG-PS), so a frame found by its timestamp after a seek may be the wrong one.
+# These are read front to back from a freshly opened file instead (VideoReader._restart): exact, and slower
+# only for reads that go backwards.
+SEQUENTIAL_FORMATS = frozenset({"mpeg", "mpegts", "mpegvideo", "vob"})
+
 # A step between neighbouring frames of a snippet above this many of the video's usual frame intervals is a
 # cut or a pause, not footage (VideoReader.check_consecutive). Not 1: variable-frame-rate phone footage and
 # dropped frames give steps of 2x (a frame missing) routinely; a 3x step already hides two frames of motion.
@@ -113,6 +120,8 @@ class VideoReader:
                 )
             self._stream = main_video_stream(self._container)
             self._opened_size = (self._stream.codec_context.width, self._stream.codec_context.height)
+            #: Whether frames are read front to back, never by seeking (:data:`SEQUENTIAL_FORMATS`).
+            self.sequential = bool(SEQUENTIAL_FORMATS & set(str(self._container.format.name).split(",")))
             self._index_frames()
             self._decoder: Iterator | None = None  # frames decoding since the last seek
             self._next_index: int | None = None  # index of the frame the decoder yields next
@@ -131,6 +140,8 @@ class VideoReader:
         av = require("av")
         pts_list: list[int] = []
         keyframe_pts: list[int] = []
+        leading: list[int] = []  # packets before the first keyframe in decode order (a stream cut mid-GOP)
+        started = False  # whether a keyframe came (decoding can start there)
         packets = 0
         cut_off = False  # whether the last packet is flagged corrupt: the file ends inside it
         try:
@@ -141,6 +152,7 @@ class VideoReader:
                 # a flag mid-stream (an MPEG-TS splice, a damaged packet) is left to the decoder, which reports
                 # a frame it cannot decode; a flagged last packet is the cut-off end of an interrupted recording
                 cut_off = bool(packet.is_corrupt)
+                started = started or bool(packet.is_keyframe)  # a discarded keyframe is decoded all the same
                 if packet.is_discard:
                     # decoded but never shown: the pre-roll before the start of a trimmed video's edit list
                     # (`ffmpeg -ss T -i IN -c copy OUT.mp4`); the decoder drops its frame, so the index does too
@@ -152,11 +164,20 @@ class VideoReader:
                         ".264?), so frames cannot be sought exactly; remux it into a container, "
                         "e.g. `ffmpeg -i IN -c copy OUT.mp4`",
                     )
+                if not started:
+                    leading.append(packet.pts)
+                    continue
                 pts_list.append(packet.pts)
                 if packet.is_keyframe:
                     keyframe_pts.append(packet.pts)
         except av.error.FFmpegError as err:
             raise CorruptVideoError(self.path, f"cannot read the video packets ({err})") from err
+        if not started:  # no packet flagged a keyframe at all: decoding starts at the first one, as before
+            pts_list, leading = leading, []
+        #: Packets before the first keyframe (a video cut with stream copy, without an edit list, in the
+        #: middle of a group of pictures): they cannot be decoded and no player shows them, so the frames
+        #: are indexed from the first keyframe on.
+        self.leading_packets = len(leading)
         if not pts_list:
             raise CorruptVideoError(self.path, "the video stream holds no frames")
         listed = self._stream.frames  # packet count from the container header (0: unknown), pre-roll included
@@ -281,9 +302,13 @@ class VideoReader:
         return the stream's display rotation, counterclockwise degrees in 0, 90, 180, 270."""
         av = require("av")
         try:
-            self._container.seek(self._frame_pts[0], stream=self._stream, backward=True, any_frame=False)
-            decoder = self._container.decode(self._stream)
-            frame = next(decoder, None)
+            if self.sequential:
+                self._restart()
+                decoder = self._decoder
+            else:
+                self._container.seek(self._frame_pts[0], stream=self._stream, backward=True, any_frame=False)
+                decoder = self._container.decode(self._stream)
+            frame = next(self._frames(decoder), None)
         except av.error.FFmpegError as err:
             raise CorruptVideoError(self.path, f"decoding the first frame failed ({err})") from err
         if frame is None:
@@ -316,7 +341,7 @@ class VideoReader:
             self._count_opening()
             self._check_size(frame, wanted)
             return self._to_array(frame)
-        keyframe = self.keyframes[bisect.bisect_right(self.keyframes, wanted) - 1]
+        keyframe = 0 if self.sequential else self.keyframes[bisect.bisect_right(self.keyframes, wanted) - 1]
         # keep decoding when no keyframe lies between the decoder's position and ``wanted``
         resume = (
             self._decoder is not None
@@ -324,12 +349,12 @@ class VideoReader:
             and keyframe <= self._next_index <= wanted
         )
         if not resume:
-            self._seek(keyframe)
+            self._restart() if self.sequential else self._seek(keyframe)
         else:
             self._count_opening()
         for attempt in range(2):
             try:
-                for frame in self._decoder:
+                for frame in self._frames(self._decoder):
                     self.frames_decoded += 1
                     index = self._index_of_pts.get(frame.pts)
                     if index is None:
@@ -346,7 +371,7 @@ class VideoReader:
                     self.path, f"decoding failed near frame {wanted} ({err})"
                 ) from err
             if attempt == 0:
-                self._seek(0)  # overshoot or early end: decode from the very start once
+                self._restart()  # overshoot or early end: decode from the very start once, without seeking
         self._decoder = None
         raise CorruptVideoError(
             self.path,
@@ -378,6 +403,32 @@ class VideoReader:
                 self.path, f"frame {index} is {frame.width}x{frame.height} but the video starts at {width}x{height}; "
                 "expected one frame size throughout (the face boxes of one size would crop the other at the wrong "
                 f"place): re-encode it at one size, e.g. `ffmpeg -i IN -vf scale={width}:{height} OUT.mp4`")
+
+    def _frames(self, decoder: Iterator) -> Iterator:
+        """``decoder``'s frames, less those of the packets before the first keyframe (which FFmpeg may
+        still output, broken, after decoding from the start)."""
+        first = self._frame_pts[0]
+        for frame in decoder:
+            if self.leading_packets and frame.pts is not None and frame.pts < first \
+                    and frame.pts not in self._index_of_pts:
+                continue
+            yield frame
+
+    def _restart(self) -> None:
+        """Decode from the very start of the file: a fresh container, no seek (whose landing point the
+        sequential formats do not keep, :data:`SEQUENTIAL_FORMATS`)."""
+        av = require("av")
+        try:
+            container = av.open(self.path)
+        except av.error.FFmpegError as err:
+            raise CorruptVideoError(self.path, f"reopening the video failed ({err})") from err
+        self._container.close()
+        self._container = container
+        self._stream = main_video_stream(container)
+        self._decoder = container.decode(self._stream)
+        self._next_index = None
+        self._opening = None
+        self.seeks += 1
 
     def _seek(self, keyframe: int) -> None:
         av = require("av")

@@ -17,7 +17,7 @@ from video_fixtures import RAW_H264, carphone, decode_all, encode, faceless_fram
 
 import dynsnip  # also registers dil_*
 from dynsnip.cli import main
-from dynsnip.cli.extract_faces import _extract as original_extract
+from dynsnip.cli.extract_workers import _extract as original_extract
 from dynsnip.data import sample_snippets
 from dynsnip.scoring import fake_probability, score_clip
 
@@ -551,9 +551,9 @@ def extract_but_crash_in_a_worker(job):
 
 
 def test_extract_faces_goes_on_when_a_worker_process_dies(tmp_path, capsys, monkeypatch):
-    from dynsnip.cli import extract_faces
+    from dynsnip.cli import extract_workers
 
-    monkeypatch.setattr(extract_faces, "_extract", extract_but_crash_in_a_worker)
+    monkeypatch.setattr(extract_workers, "_extract", extract_but_crash_in_a_worker)
     inputs = [shutil.copy(two_people(), tmp_path / "people.mp4"), shutil.copy(carphone(), tmp_path / "crash.mp4"),
               shutil.copy(carphone(), tmp_path / "car.mp4")]
     out = tmp_path / "faces"

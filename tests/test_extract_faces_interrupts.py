@@ -211,7 +211,7 @@ def test_the_workers_start_no_job_after_a_stop_and_interrupt_the_ones_in_progres
     KeyboardInterrupt of one video went on to the next. Now no job starts, the ones in progress are
     interrupted and remove their unfinished folders, and ExtractionInterrupted names exactly the jobs
     finished: the folders on disk are those."""
-    from dynsnip.cli.extract_faces import ExtractionInterrupted, _run_all
+    from dynsnip.cli.extract_workers import ExtractionInterrupted, _run_all
 
     jobs = slow_jobs(clip, tmp_path, delay=1.0)  # 2 looked-at frames: a video takes 2 s
     outcomes = _run_all(jobs, 2)
@@ -233,7 +233,7 @@ def test_the_workers_start_no_job_after_a_stop_and_interrupt_the_ones_in_progres
 def test_a_worker_process_stopped_alone_fails_its_video_and_the_others_go_on(clip, tmp_path):
     """SIGTERM to one worker process only (not the main process): that video fails as ``interrupted`` (its
     unfinished folder removed) and the worker goes on with the next videos; nothing is skipped silently."""
-    from dynsnip.cli.extract_faces import _run_all
+    from dynsnip.cli.extract_workers import _run_all
 
     jobs = slow_jobs(clip, tmp_path, delay=0.3)
     log = tmp_path / "calls.log"

@@ -286,7 +286,7 @@ def test_video_file_problem(tmp_path):
 def test_a_stale_folder_is_not_taken_for_one_a_worker_completed(videos, out):
     """After the worker pool breaks, the jobs left are done in-process unless a worker completed their
     folder: a stale folder being replaced is not that."""
-    from dynsnip.cli.extract_faces import _done_by_worker
+    from dynsnip.cli.extract_workers import _done_by_worker
 
     assert _done_by_worker(videos / "v.mp4", out / "v", dict(face_detector="dlib"))
     assert not _done_by_worker(videos / "v.mp4", out / "v", dict(face_detector="dlib", max_frames=4, replace=True))

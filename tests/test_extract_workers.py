@@ -121,7 +121,7 @@ def test_worker_processes_get_the_detector_once_not_with_every_video(tmp_path):
     every job: ``auto``'s three networks are 4.6 MB and about 60 ms of CPU to pickle and unpickle, per
     video, which kept extract-faces over 24 copies of the bundled clips at 4.8x decode-only instead of 2.1x
     (docs/video.md). Every job still uses that detector, and a job naming a detector of its own keeps it."""
-    from dynsnip.cli.extract_faces import _SharedDetector, _run_all, _shared_detector
+    from dynsnip.cli.extract_workers import _SharedDetector, _run_all, _shared_detector
     from dynsnip.data.faces.face_folder import read_meta
 
     log = tmp_path / "pickled.log"
@@ -151,7 +151,7 @@ def test_worker_processes_take_the_largest_videos_first_and_report_in_the_given_
     """The worker processes take the videos largest file first (a long video started last keeps one
     process working alone at the end), but the outcomes come in the order the videos were given: a
     video that fails is reported at its place and the others are extracted."""
-    from dynsnip.cli.extract_faces import _run_all, largest_first
+    from dynsnip.cli.extract_workers import _run_all, largest_first
 
     small, large = two_people(), carphone()
     missing = tmp_path / "gone.mp4"

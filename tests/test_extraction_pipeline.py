@@ -212,7 +212,7 @@ def test_a_detector_failure_fails_the_video_with_its_reason_and_leaves_nothing(p
 
 def test_the_cli_reports_a_thread_failure_as_the_sequential_run_does(clip, detector, tmp_path, monkeypatch):
     """extract-faces' line for a failed video names the same reason whichever way it ran."""
-    from dynsnip.cli.extract_faces import _extract
+    from dynsnip.cli.extract_workers import _extract
 
     monkeypatch.setattr(extraction, "write_png", failing_write_png(7))
     lines = [_extract((clip, tmp_path / f"out{int(p)}", dict(face_detector=detector, pipeline=p)))

@@ -164,6 +164,20 @@ def test_wilddeepfake_train_then_benchmark_and_record(tiny_model, tmp_path, caps
     recorded = config["evaluation"][-1]
     assert (recorded["source"], recorded["data"], recorded["split"]) == ("dynsnip benchmark wilddeepfake", "WildDeepfake", "test")
     assert recorded["overall"]["auc"] == pytest.approx(row["video"]["auc"])
+    # --overwrite replaces the results, and the training in run/ resumes: only on the rows it was trained on
+    argv = ["benchmark", "wilddeepfake", "--model", str(tiny_model), "--out", str(out), "--train", "--epochs", "1",
+            "--batch-size", "2", "--num-snippets", "1", "--test-num-snippets", "2", "--img-size", "16", "--workers", "0",
+            "--no-progress", "--overwrite"]
+    fewer = tmp_path / "fewer.csv"
+    lines = manifest.read_text().splitlines()
+    fewer.write_text("\n".join(lines[:-1] + [lines[-1].replace(",train,", ",val,")]) + "\n")
+    assert main([*argv, "--data", str(fewer)]) == 2
+    assert "was started on other data than this command's: train: " in capsys.readouterr().err
+    assert (out / "benchmark.json").is_file() and (out / "test_manifest.csv").is_file()  # refused before removing
+    # the manifest an earlier run wrote in --out, given as --data: refused before anything is removed
+    assert main([*argv, "--data", str(out / "test_manifest.csv")]) == 2
+    assert "is one of the files dynsnip benchmark writes in --out" in capsys.readouterr().err
+    assert (out / "test_manifest.csv").is_file() and (out / "benchmark.json").is_file()
 
 
 def test_a_dataset_root_of_videos_is_cropped_with_the_face_options_given(tiny_model, tmp_path, capsys):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,18 @@ def recipe_overrides(args: argparse.Namespace, protocol: Any) -> dict[str, Any]:
     return fixed
 
 
+def input_among_outputs(out: Path, inputs: list[Path | None]) -> str | None:
+    """Why an input manifest cannot be read from ``out``, or None: it is one of the files this benchmark
+    writes there (``data_manifest.csv`` of an earlier run given as ``--data``), which are removed before
+    the new ones are written, so the run would delete its own input."""
+    written = {os.path.realpath(p) for p in output_paths(out)}
+    for given in inputs:
+        if given is not None and Path(given).is_file() and os.path.realpath(given) in written:
+            return (f"{given} is one of the files dynsnip benchmark writes in --out {out}, which are replaced: copy it "
+                    "out of that folder (or give another --out) and pass the copy")
+    return None
+
+
 def _train(args: argparse.Namespace, protocol, recipe, out: Path, device, test_paths: list[str]) -> tuple[Path, dict]:
     """Train with ``recipe`` on the train / val rows of ``--train-data`` (default ``--data``) in ``out/run``
     (the protocol's methods only; none of ``test_paths``, the test videos); returns the saved model folder
@@ -203,11 +216,38 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device, test_p
           + (f", validating on {len(val_set)}" if val_set is not None else ", no validation split") + f"; run dir {out / 'run'}")
     result = train(recipe, train_set, val_set, out / "run", model=model, device=device, progress=args.progress,
                    data_name=f"{args.train_data or args.data} ({protocol.name} training)"
-                   + (" (classes balanced by oversampling)" if args.balance_classes else ""))
+                   + (" (classes balanced by oversampling)" if args.balance_classes else ""),
+                   data=training_identity(args, protocol))
     datasets = sorted({e.dataset for e in read_manifest(given, "train") if e.dataset})
     return result.model_dir, {"manifest": str(args.train_data or args.data), "provenance": provenance,
                               "datasets": datasets, "rows": rows_note or "every train/val row",
                               "missing_videos": missing.get("used", 0) + missing.get("split_unknown", 0)}
+
+
+def training_identity(args: argparse.Namespace, protocol) -> dict[str, Any]:
+    """What ``--train`` trains on, kept in ``OUT/run``'s checkpoint: the protocol, the training data (a
+    manifest's path and the SHA-256 of its bytes; a dataset root's path) and the options that pick the
+    clips. A resumed training (an interrupted benchmark started again) must train on the same data, never
+    finish another protocol's or another manifest's training (:func:`resumed_training_problem`)."""
+    import hashlib
+
+    given = Path(args.train_data or args.data)
+    train = {"manifest": str(given.resolve()), "split": "train",
+             "sha256": hashlib.sha256(given.read_bytes()).hexdigest() if given.is_file() else None}
+    return {"protocol": protocol.name, "train": train, "balance_classes": bool(args.balance_classes),
+            "faces": args.faces}
+
+
+def resumed_training_problem(args: argparse.Namespace, protocol, out: Path) -> str | None:
+    """Why ``OUT/run`` cannot be resumed by this command (its training was started on other data), or None."""
+    from .train import resumed_data_problem
+
+    problem = resumed_data_problem(out / "run", training_identity(args, protocol))
+    if problem is None:
+        return None
+    return (problem.replace(str(out / "run"), f"{out / 'run'} (the training of an earlier benchmark)", 1)
+            .replace("--no-resume --overwrite to start over", "another --out (or remove its run/ folder) to start over",
+                     1))
 
 
 def _check_module_config(model, wanted: str, source) -> None:
@@ -258,6 +298,11 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                         f"dynsnip train (with config.json), or --train; got {args.model}")
     if problem := output_problem(out, args.overwrite, resuming=args.train and (out / "run").is_dir()):
         return usage_error("benchmark", problem)
+    if problem := input_among_outputs(out, [args.data, args.train_data]):
+        return usage_error("benchmark", problem)
+    if args.train and (out / "run").is_dir() and (problem := resumed_training_problem(args, PROTOCOLS[args.protocol],
+                                                                                      out)):
+        return usage_error("benchmark", problem)  # before anything in --out is replaced
     setup_errors = (ValueError, FileNotFoundError, FileExistsError, TypeError, LayoutError, ModelLoadError)
 
     def refused(err: Exception) -> int:  # nothing was done: no manifest of this run is left to block the next one

@@ -329,3 +329,16 @@ def test_a_recorded_manifest_without_test_rows_gets_the_missing_split_error(tmp_
     build_manifest("dfdc", root).write(out)
     with pytest.raises(ValueError, match="needs real and fake videos in split 'test'; found 0 real, 0 fake"):
         write_test_manifest(PROTOCOLS["dfdc"], out, tmp_path / "t.csv")
+
+
+def test_a_row_scored_on_one_class_shows_no_accuracy_and_says_why():
+    """Every fake failed (NaN outputs, say): the reals alone give an 'accuracy' that is no protocol's
+    accuracy; the table leaves it out, as the undefined AUC, with a note."""
+    from dynsnip.engine.benchmark import _metrics, one_class_notes
+
+    reals_only = _metrics({"auc": None, "accuracy": 0.6667, "num_real": 3, "num_fake": 0, "num_failed": 3})
+    both = _metrics({"auc": 0.75, "accuracy": 0.5, "num_real": 2, "num_fake": 2, "num_failed": 0})
+    assert reals_only["accuracy"] is None and both["accuracy"] == 0.5
+    notes = one_class_notes({"rows": [{"subset": "Celeb-DF", "video": reals_only}, {"subset": "x", "video": both}]})
+    assert notes == ["Celeb-DF: only 3 real video(s) were scored, no fake one: an accuracy over one class is not the "
+                     "protocol's, so neither it nor the AUC is given"]

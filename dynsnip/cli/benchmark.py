@@ -411,7 +411,13 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         print(f"dynsnip benchmark: {len(unscored)} face track(s) of {len({t['id'] for t in unscored})} scored video(s) "
               "were not scored; those videos are scored on their other faces, as predict does:", file=sys.stderr)
         print(describe_failures(unscored, limit=None), file=sys.stderr)
-    if args.record:
+    overall = result["report"]["overall"]
+    one_class = not (overall.get("num_real") and overall.get("num_fake"))
+    if args.record and one_class:  # a result over one class is no benchmark result: the card must not show one
+        print(f"dynsnip benchmark: not recorded: the videos scored are of one class ({overall.get('num_real') or 0} "
+              f"real, {overall.get('num_fake') or 0} fake; the others failed), so the protocol's metric is not "
+              "defined", file=sys.stderr)
+    if args.record and not one_class:
         from ..hub.records import evaluation_record, record_evaluation
 
         from ..hub.card import coverage
@@ -438,4 +444,4 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     if untested:
         print(f"dynsnip benchmark: note: {untested} video(s) of the --data root that {protocol.name} does not test "
               "(train/val, other methods) are missing on disk too; they are not used here", file=sys.stderr)
-    return (EXIT_SOME_FAILED if result["failed"] or missing or unknown or trained_missing else EXIT_OK)
+    return (EXIT_SOME_FAILED if result["failed"] or missing or unknown or trained_missing or one_class else EXIT_OK)

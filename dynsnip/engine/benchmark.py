@@ -266,9 +266,28 @@ def extraction_failures(protocol: Protocol, manifest: str | os.PathLike[str]) ->
 
 
 def _metrics(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A table row's metrics. Over one class (no real, or no fake video scored: every one of the
+    other class failed) the accuracy is that class's share called right, not the protocol's
+    accuracy: it is left out (None), as the AUC is undefined, and :func:`one_class_notes` says why."""
     if m is None:
         return None
-    return {k: m.get(k) for k in ("auc", "accuracy", "num_real", "num_fake", "num_failed")}
+    row = {k: m.get(k) for k in ("auc", "accuracy", "num_real", "num_fake", "num_failed")}
+    if (row["num_real"] or 0) == 0 or (row["num_fake"] or 0) == 0:
+        row["accuracy"] = None
+    return row
+
+
+def one_class_notes(result: dict[str, Any]) -> list[str]:
+    """One line per table row whose scored videos are of one class (accuracy and AUC not shown)."""
+    notes = []
+    for row in result["rows"]:
+        video = row["video"] or {}
+        real, fake = video.get("num_real") or 0, video.get("num_fake") or 0
+        if (real or fake) and not (real and fake):
+            scored, missing = ("real", "fake") if real else ("fake", "real")
+            notes.append(f"{row['subset']}: only {real or fake} {scored} video(s) were scored, no {missing} one: an "
+                         "accuracy over one class is not the protocol's, so neither it nor the AUC is given")
+    return notes
 
 
 def _table_rows(protocol: Protocol, report: dict[str, Any], frames: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -468,6 +487,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in body]
     if result["methods_missing"]:
         lines.append(_missing_methods_note(result))
+    lines += one_class_notes(result)
     lines.append(_module_note(result))
     lines.append(f"frame AUC: {result['frame_level']}")
     if result.get("data_provenance"):
@@ -508,6 +528,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     if result["methods_missing"]:
         note = _missing_methods_note(result)
         lines.append(f"- {note[0].upper()}{note[1:]}.")
+    lines += [f"- {note}." for note in one_class_notes(result)]
     return "\n".join(lines) + "\n"
 
 

@@ -342,3 +342,16 @@ def test_a_row_scored_on_one_class_shows_no_accuracy_and_says_why():
     notes = one_class_notes({"rows": [{"subset": "Celeb-DF", "video": reals_only}, {"subset": "x", "video": both}]})
     assert notes == ["Celeb-DF: only 3 real video(s) were scored, no fake one: an accuracy over one class is not the "
                      "protocol's, so neither it nor the AUC is given"]
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
+    """Training options without --train, and --video-score mean with --faces largest (one face has no mean),
+    were accepted and ignored; benchmark.json even recorded the video score never applied."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split\nv.mp4,0,test\n")
+    base = ["benchmark", "celebdf", "--model", "some/model", "--data", str(manifest), "--out", str(tmp_path / "out")]
+    assert main([*base, "--pseudo-fakes", "both", "--epochs", "3", "--balance-classes"]) == 2
+    assert "--epochs, --pseudo-fakes, --balance-classes set(s) the training of --train" in capsys.readouterr().err
+    assert main([*base, "--faces", "largest", "--video-score", "mean"]) == 2
+    assert "--video-score mean reduces several faces to one score, but --faces largest" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -764,8 +764,11 @@ def test_benchmark_table_names_the_module_it_trained(frames_manifest, tmp_path, 
     assert result["module_config"] == "paper"
     assert "Module: module configuration 'paper'" in (out / "benchmark.md").read_text()
     assert json.loads((out / "run" / "recipe.json").read_text())["module_config"] == "paper"
-    # without --train, --config names what the evaluated detector must be
+    # without --train, --config names what the evaluated detector must be (and training options are refused)
     assert main([*common, "--model", str(paper), "--out", str(tmp_path / "b2"), "--config", "default"]) == 2
+    assert "--num-snippets set(s) the training of --train; without --train" in capsys.readouterr().err
+    evaluate_only = [a for i, a in enumerate(common) if "--num-snippets" not in (a, common[i - 1])]
+    assert main([*evaluate_only, "--model", str(paper), "--out", str(tmp_path / "b2"), "--config", "default"]) == 2
     assert "--config default" in capsys.readouterr().err
 
 

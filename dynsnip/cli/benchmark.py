@@ -169,6 +169,20 @@ def recipe_overrides(args: argparse.Namespace, protocol: Any) -> dict[str, Any]:
     return fixed
 
 
+# recipe options that change only a training (--train): given without it, they would be ignored silently
+TRAINING_ONLY = {"epochs": "--epochs", "lr": "--lr", "weight_decay": "--weight-decay", "lr_factor": "--lr-factor",
+                 "plateau_patience": "--patience", "min_lr": "--min-lr", "monitor": "--monitor",
+                 "num_snippets": "--num-snippets", "hflip_prob": "--hflip-prob", "seed": "--seed",
+                 "grad_clip": "--grad-clip", "sync_bn": "--sync-bn", "grad_checkpointing": "--grad-checkpointing",
+                 "pseudo_fakes": "--pseudo-fakes", "pseudo_fake_magnitude": "--pseudo-fake-magnitude"}
+
+
+def training_only_options(args: argparse.Namespace) -> list[str]:
+    """The training-only options given (:data:`TRAINING_ONLY`, ``--balance-classes``)."""
+    given = [flag for name, flag in TRAINING_ONLY.items() if getattr(args, name, None) not in (None, False)]
+    return given + (["--balance-classes"] if getattr(args, "balance_classes", False) else [])
+
+
 def input_among_outputs(out: Path, inputs: list[Path | None]) -> str | None:
     """Why an input manifest cannot be read from ``out``, or None: it is one of the files this benchmark
     writes there (``data_manifest.csv`` of an earlier run given as ``--data``), which are removed before
@@ -286,6 +300,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                         "give --train-data (a manifest or the dataset's root)")
     if args.train_data is not None and not args.train:
         return usage_error("benchmark", "--train-data is only used with --train")
+    if not args.train and (given := training_only_options(args)):
+        return usage_error("benchmark", f"{', '.join(given)} set(s) the training of --train; without --train nothing "
+                                        "is trained and they would be ignored: drop them, or add --train")
     if args.pretrained is False and not args.train:
         return usage_error("benchmark", "--no-pretrained chooses the random starting point of --train; without --train, "
                                         "--model must be a trained detector (a folder written by dynsnip train, or "

@@ -122,6 +122,9 @@ def face_options_problem(args: argparse.Namespace) -> str | None:
         return problem
     if not math.isfinite(args.min_face) or args.min_face < 12:
         return f"--min-face must be at least 12 px (MTCNN's smallest window), got {args.min_face}"
+    if getattr(args, "faces", None) == "largest" and getattr(args, "video_score", None) == "mean":
+        return ("--video-score mean reduces several faces to one score, but --faces largest scores one face: drop "
+                "one of them (--faces all, the default, scores every face)")
     return None
 
 

@@ -152,6 +152,11 @@ def test_wilddeepfake_train_then_benchmark_and_record(tiny_model, tmp_path, caps
     printed = capsys.readouterr().out
     assert "training" in printed and "WildDeepfake" in printed
     result = json.loads((out / "benchmark.json").read_text())
+    # trained off the paper's recipe: the table says where, beside the paper's number
+    deviations = result["training_data"]["recipe_deviations"]
+    assert deviations[:2] == ["epochs 1 (paper: 30)", "batch_size 2 (paper: 10)"] and "img_size 16 (paper: 224)" in deviations
+    assert "training recipe, where it departs from the paper's: epochs 1 (paper: 30); batch_size 2" in printed
+    assert "- Training recipe, where it departs from the paper's: epochs 1" in (out / "benchmark.md").read_text()
     assert result["data_kind"] == "frames" and result["model"] == str(out / "run" / "model")
     (row,) = result["rows"]
     assert (row["subset"], row["paper"], row["video"]["num_real"], row["video"]["num_fake"]) == ("WildDeepfake", 0.8511, 3, 3)

@@ -235,7 +235,8 @@ def _train(args: argparse.Namespace, protocol, recipe, out: Path, device, test_p
     datasets = sorted({e.dataset for e in read_manifest(given, "train") if e.dataset})
     return result.model_dir, {"manifest": str(args.train_data or args.data), "provenance": provenance,
                               "datasets": datasets, "rows": rows_note or "every train/val row",
-                              "missing_videos": missing.get("used", 0) + missing.get("split_unknown", 0)}
+                              "missing_videos": missing.get("used", 0) + missing.get("split_unknown", 0),
+                              "recipe_deviations": recipe_deviations(recipe, protocol, args.balance_classes)}
 
 
 def training_identity(args: argparse.Namespace, protocol) -> dict[str, Any]:
@@ -262,6 +263,25 @@ def resumed_training_problem(args: argparse.Namespace, protocol, out: Path) -> s
     return (problem.replace(str(out / "run"), f"{out / 'run'} (the training of an earlier benchmark)", 1)
             .replace("--no-resume --overwrite to start over", "another --out (or remove its run/ folder) to start over",
                      1))
+
+
+# training settings of the recipe that the paper fixes (Implementation Details), compared with the run's
+PAPER_TRAINING_SETTINGS = ("epochs", "batch_size", "lr", "lr_factor", "weight_decay", "num_snippets", "snippet_len",
+                           "test_num_snippets", "img_size", "hflip_prob", "pseudo_fakes")
+
+
+def recipe_deviations(recipe: Any, protocol: Any, balance_classes: bool = False) -> list[str]:
+    """Where a ``--train`` run's recipe departs from the paper's (its epochs: the protocol's), one
+    ``"name ours (paper: theirs)"`` each, for the table beside the paper's numbers."""
+    from ..engine.recipe import PAPER_RECIPE
+
+    paper = PAPER_RECIPE.replace(epochs=protocol.epochs)
+    def shown(value: Any) -> str:
+        return "none" if value is None else str(value)
+
+    out = [f"{name} {shown(getattr(recipe, name))} (paper: {shown(getattr(paper, name))})"
+           for name in PAPER_TRAINING_SETTINGS if getattr(recipe, name) != getattr(paper, name)]
+    return out + (["classes balanced by oversampling (paper: not)"] if balance_classes else [])
 
 
 def _check_module_config(model, wanted: str, source) -> None:

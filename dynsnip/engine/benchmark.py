@@ -503,6 +503,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines += _missing_notes(result)
     if (result.get("training_data") or {}).get("rows"):
         lines.append(f"training: {result['training_data']['rows']}")
+    if deviations := (result.get("training_data") or {}).get("recipe_deviations"):
+        lines.append(f"training recipe, where it departs from the paper's: {'; '.join(deviations)}")
     return "\n".join(lines)
 
 
@@ -525,6 +527,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += [f"- {note[0].upper()}{note[1:]}." for note in _missing_notes(result)]
     if (result.get("training_data") or {}).get("rows"):
         lines.append(f"- Training: {result['training_data']['rows']}.")
+    if deviations := (result.get("training_data") or {}).get("recipe_deviations"):
+        lines.append(f"- Training recipe, where it departs from the paper's: {'; '.join(deviations)}.")
     if result["methods_missing"]:
         note = _missing_methods_note(result)
         lines.append(f"- {note[0].upper()}{note[1:]}.")

@@ -8,6 +8,7 @@ then gives the file the mode ``open()`` would have: ``0666`` less the umask.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Mapping
@@ -27,8 +28,25 @@ def umask_mode() -> int:
 
 def save_file(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
               metadata: Mapping[str, str] | None = None) -> Path:
-    """``safetensors.torch.save_file`` with the umask's permissions instead of 0600."""
+    """``safetensors.torch.save_file`` with the umask's permissions instead of 0600, and the same
+    bytes for the same tensors and metadata (:func:`_canonical`): a file's SHA-256 checks a rerun."""
     path = Path(path)
-    safetensors.torch.save_file(dict(tensors), str(path), metadata=dict(metadata) if metadata else None)
+    data = _canonical(safetensors.torch.save(dict(tensors), metadata=dict(metadata) if metadata else None))
+    with open(path, "wb") as f:
+        f.write(data)
     os.chmod(path, umask_mode())
     return path
+
+
+def _canonical(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header's keys sorted. The safetensors library writes
+    the metadata from a hash map, in an order that changes from call to call, so two saves of the same
+    weights differed in their bytes; the tensors' offsets are explicit, so the order is free."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + length])
+    if isinstance(header.get("__metadata__"), dict):
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(dict(sorted(header.items())), separators=(",", ":")).encode("utf-8")
+    if len(text) > length:  # not the library's compact JSON: keep its bytes
+        return data
+    return data[:8] + text.ljust(length, b" ") + data[8 + length:]

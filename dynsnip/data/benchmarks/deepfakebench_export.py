@@ -373,7 +373,7 @@ def export_deepfakebench(
             tracks = sample_tracks_of(folder)
             _check_no_time_gap(folder)
         except (OSError, VideoError) as err:
-            result.failed.append((str(folder), str(err)))
+            result.failed.append((str(folder), _reason(err)))
             continue
         base_id = _video_id(entry, base)
         for track in tracks:
@@ -400,7 +400,7 @@ def export_deepfakebench(
                 if paths is None:
                     paths, borrowed = _export_video(folder, out, size, interpolation, track)
             except (OSError, ValueError, VideoError) as err:
-                result.failed.append((str(folder), str(err)))
+                result.failed.append((str(folder), _reason(err)))
                 continue
             label_name = label_of[id(entry)]
             shown = [_path_text(p, relative_to) for p in paths]
@@ -441,3 +441,8 @@ def label_dict_lines(result: ExportResult) -> Iterable[str]:
     for label_name in result.label_names:
         yield f"  {label_name}: {result.labels[label_name]}"
 
+
+
+def _reason(err: BaseException) -> str:
+    """A failure's message without the folder it is listed under (a VideoError's text starts with its path)."""
+    return err.message if isinstance(err, VideoError) else str(err)

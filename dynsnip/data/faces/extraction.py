@@ -1080,6 +1080,9 @@ class _Job:
         except BaseException as error:  # noqa: B036 - kept for the thread that takes the result
             self._error = error
         finally:
+            # the job's frames go with it now, not when the lane's thread takes its next job or the
+            # result is taken: the memory bound (_single_pass) counts a job's frames until it is done
+            self.fn, self.args = None, ()
             self._done.set()
 
     def cancel(self) -> None:

@@ -94,7 +94,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             f"OUT/{MANIFEST_NAME} listing the frame folders with the videos' labels and splits. "
             "An existing folder is skipped when it holds the same video (size and hash recorded in its faces.json) "
             "made with the same settings; one made from another video, or with other settings (--max-frames, "
-            "--format, --margin, ...), fails that video unless --replace-stale."
+            "--format, --margin, ...), fails that video unless --replace-stale. Ctrl-C or SIGTERM stops it: the "
+            f"finished folders are kept (with --manifest listed in OUT/{INTERRUPTED_NAME}, not in OUT/{MANIFEST_NAME}) "
+            "and the same command run again finishes the rest."
         ),
     )
     parser.add_argument("inputs", nargs="*", metavar="VIDEO_OR_DIR",

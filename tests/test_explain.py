@@ -658,3 +658,43 @@ def test_cli_partial_folders_and_leftovers(checkpoint, tmp_path, monkeypatch, ca
     assert sorted(os.listdir(killed)) == sorted([".dynsnip-explain-abc123.partial", "mine.txt",
                                                  *json.loads((killed / "summary.json").read_text())["files"]])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed", "partial"]
+
+
+def test_putting_outputs_in_place_across_a_mount_and_into_an_out_filled_meanwhile(tmp_path, monkeypatch):
+    """A bind mount of the same file system refuses renames into it (EXDEV) though the devices agree: each
+    file is then copied beside its place and renamed there, and the earlier run's files are removed only
+    once the new ones are in. An --out that appeared and was filled while the run wrote is not written
+    over without --overwrite."""
+    import errno
+
+    import dynsnip.cli.explain as explain
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tracks.png").write_text("earlier")
+    (out / "notes.txt").write_text("the user's")
+    staging = explain._Staging(out)
+    stage = staging.create()
+    (stage / "gradcam.png").write_text("new")
+    (stage / "summary.json").write_text("{}")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(src).parent == stage:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(explain.os, "replace", replace)
+    assert staging.put_in_place({"tracks.png", "summary.json"}) == ["tracks.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["gradcam.png", "notes.txt", "summary.json"]
+    assert (out / "gradcam.png").read_text() == "new" and (out / "notes.txt").read_text() == "the user's"
+    monkeypatch.undo()
+    fresh = tmp_path / "fresh"
+    staging = explain._Staging(fresh)
+    (staging.create() / "gradcam.png").write_text("new")
+    fresh.mkdir()
+    (fresh / "gradcam.png").write_text("someone else's")
+    with pytest.raises(FileExistsError, match="appeared and was filled while this run wrote"):
+        staging.put_in_place(set(), overwrite=False)
+    assert (fresh / "gradcam.png").read_text() == "someone else's"
+    staging.discard()

@@ -267,14 +267,16 @@ class _Staging:
         self.path = Path(tempfile.mkdtemp(prefix=prefix, suffix=STAGING_SUFFIX, dir=where))
         return self.path
 
-    def put_in_place(self, earlier: set[str]) -> list[str]:
+    def put_in_place(self, earlier: set[str], overwrite: bool = True) -> list[str]:
         """Move the written files into ``--out``; return the earlier run's files removed.
 
-        A new ``--out`` is the temporary folder renamed, in one step. Into an existing one the earlier
-        run's files (``earlier``) that this run does not write are removed first, then each file is
-        moved in with ``os.replace`` (each one whole, in one step), ``summary.json`` last; other
-        files are not touched. Raises OSError (``--out`` left as it was) when a file of the run's
-        names is a folder there.
+        A new ``--out`` is the temporary folder renamed, in one step. Into an existing one each file
+        is moved in with ``os.replace`` (each one whole, in one step), ``summary.json`` last, and only
+        then are the earlier run's files (``earlier``) that this run does not write removed; other
+        files are not touched. Where a rename cannot cross into ``--out`` (a bind mount of the same
+        file system: EXDEV), a file is copied beside its place in ``--out`` and renamed there. Raises
+        OSError when a file of the run's names is a folder there, and FileExistsError when ``--out``
+        appeared (and is not empty) while the run wrote, without ``overwrite``.
         """
         assert self.path is not None, "put_in_place before create"
         stage, out = self.path, Path(os.path.realpath(self.out))
@@ -289,17 +291,20 @@ class _Staging:
             else:
                 self.path = None
                 return []
+        if not overwrite and _entries(out):  # --out appeared while this run wrote: never written over unasked
+            raise FileExistsError(f"--out {self.out} appeared and was filled while this run wrote; nothing is "
+                                  "overwritten without --overwrite")
         for name in names:
             if (out / name).is_dir() and not (out / name).is_symlink():
                 raise IsADirectoryError(f"--out {self.out} holds a folder named {name}, where this run writes a file; "
                                         "expected a file or nothing of that name")
+        for name in names:
+            _move_into(stage / name, out / name)
         removed = []
-        for name in sorted(earlier - set(names)):
+        for name in sorted(earlier - set(names)):  # after every new file is in place: a failure above removed nothing
             if os.path.lexists(out / name) and not (out / name).is_dir():
                 (out / name).unlink()
                 removed.append(name)
-        for name in names:
-            os.replace(stage / name, out / name)
         self.discard()
         return removed
 
@@ -308,6 +313,22 @@ class _Staging:
         if self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             self.path = None
+
+
+def _move_into(source: Path, target: Path) -> None:
+    """``os.replace(source, target)``; across mount points (EXDEV: a bind mount of the same file system,
+    which a device check does not see) a copy beside ``target``, then a rename in its folder."""
+    import errno
+
+    try:
+        os.replace(source, target)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        tmp = target.with_name(f".{target.name}.dynsnip-explain.partial")
+        shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+        source.unlink()
 
 
 def _same_file_system(a: Path, b: Path) -> bool:
@@ -489,7 +510,9 @@ def _run(args: argparse.Namespace, staging: _Staging, signals: StopSignals) -> i
     earlier = _earlier_run_files(args.out) if args.overwrite else set()
     signals.shield()  # all written: putting it in place must not be cut halfway by a signal
     try:
-        removed = staging.put_in_place(earlier)
+        removed = staging.put_in_place(earlier, overwrite=args.overwrite)
+    except FileExistsError as err:
+        return usage_error(str(err))
     except OSError as err:
         print(f"dynsnip explain: error: could not put the explanation in place in --out {args.out}: {err}",
               file=sys.stderr)
@@ -512,6 +535,6 @@ def _run(args: argparse.Namespace, staging: _Staging, signals: StopSignals) -> i
     for path in files.values():
         print(f"wrote {args.out / path.name}")
     if signals.received is not None:  # came while the finished outputs were put in place: they are whole
-        print(f"dynsnip explain: interrupted ({signals.name}) after the explanation was written whole", file=sys.stderr)
-        return signals.exit_code
+        print(f"dynsnip explain: note: {signals.name} came after the explanation was complete; it is written whole",
+              file=sys.stderr)
     return EXIT_OK

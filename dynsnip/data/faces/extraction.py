@@ -51,13 +51,15 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import threading
 from collections import deque
 from concurrent.futures import CancelledError
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .._optional import require
 from .boxes import square_crop_box
@@ -589,10 +591,11 @@ def extract_face_frames(
             )
             (partial / "faces.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")))
             replaced = partial / ".replaced"  # the old folder, moved into the new one until it takes its place
-            if replace and out_dir.exists():
-                out_dir.rename(replaced)  # killed from here on: the .partial (owner dead) is garbage
-            (partial / OWNER_FILE).unlink()
-            partial.rename(out_dir)
+            with signals_deferred():  # a Ctrl-C between the two renames would remove the old folder with the new
+                if replace and out_dir.exists():
+                    out_dir.rename(replaced)  # killed from here on: the .partial (owner dead) is garbage
+                (partial / OWNER_FILE).unlink()
+                partial.rename(out_dir)
             shutil.rmtree(out_dir / replaced.name, ignore_errors=True)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -877,6 +880,22 @@ def owner_record() -> str:
     return f"{socket.gethostname()} {os.getpid()}" + (f" {start}" if start else "")
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held back (delivered at the end) around a few steps that must happen together, such
+    as the two renames that swap a replaced folder for its new one; only in the main thread, where Python runs
+    its signal handlers, and only where the system can block signals (not on Windows)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def partial_folder_writer(partial: Path) -> str | None:
     """Who may still be writing the folder ``partial`` (``<name>.partial``), said for a message; None when
     it is abandoned, left by a process of this machine that has ended (a killed worker, a container
@@ -892,8 +911,11 @@ def partial_folder_writer(partial: Path) -> str | None:
         fields = (partial / OWNER_FILE).read_text().split()
     except OSError:
         return f"it holds no readable {OWNER_FILE} record of its writer"
-    if len(fields) not in (2, 3) or not fields[1].isdigit():
-        return f"its {OWNER_FILE} record {' '.join(fields)!r} does not name its writer as expected (host, process id)"
+    # an id as this module writes it: ASCII digits ("²" is a digit to isdigit), a positive process id in range
+    if len(fields) not in (2, 3) or not (fields[1].isascii() and fields[1].isdigit()) \
+            or not 0 < int(fields[1]) < 2**31:
+        return (f"its {OWNER_FILE} record {' '.join(fields)!r} does not name its writer as expected (host, process "
+                "id): if no extraction runs, remove the folder")
     host, pid, recorded_start = fields[0], int(fields[1]), (fields[2] if len(fields) == 3 else None)
     if host != socket.gethostname():
         return f"it is written by process {pid} on the machine {host}, or was left there by an interrupted extraction"

@@ -244,13 +244,10 @@ def training_identity(args: argparse.Namespace, protocol) -> dict[str, Any]:
     manifest's path and the SHA-256 of its bytes; a dataset root's path) and the options that pick the
     clips. A resumed training (an interrupted benchmark started again) must train on the same data, never
     finish another protocol's or another manifest's training (:func:`resumed_training_problem`)."""
-    import hashlib
+    from .train import data_identity
 
-    given = Path(args.train_data or args.data)
-    train = {"manifest": str(given.resolve()), "split": "train",
-             "sha256": hashlib.sha256(given.read_bytes()).hexdigest() if given.is_file() else None}
-    return {"protocol": protocol.name, "train": train, "balance_classes": bool(args.balance_classes),
-            "faces": args.faces}
+    return {"protocol": protocol.name, "train": data_identity(args.train_data or args.data, "train"),
+            "balance_classes": bool(args.balance_classes), "faces": args.faces}
 
 
 def resumed_training_problem(args: argparse.Namespace, protocol, out: Path) -> str | None:

@@ -50,7 +50,7 @@ from .exit_codes import EXIT_SOME_FAILED as EXIT_VIDEO_FAILED
 from .exit_codes import usage_error as _usage_error
 from .face_options import add_face_options, clip_loader, detect_device_problem, face_detector, face_options_problem
 from .interrupts import StopSignals
-from .report_file import current_umask
+from ..hub.safetensors_file import current_umask
 
 # what the titles of the pictures and summary.json's notes say of a network without weights, so that a
 # picture shared on its own says it (the warning on stderr is seen only by who ran the command)

@@ -18,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..hub.safetensors_file import umask_mode
+
 
 def path_taken(path: Path) -> bool:
     """Whether a file, folder or link (even a dangling one) has this name."""
@@ -42,7 +44,7 @@ def write_report(path: Path, text: str, overwrite: bool) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         if hasattr(os, "fchmod"):  # mkstemp's 0600 would make the report private
-            os.fchmod(fd, 0o666 & ~current_umask())
+            os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -60,10 +62,3 @@ def write_report(path: Path, text: str, overwrite: bool) -> None:
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
-
-
-def current_umask() -> int:
-    """The process's umask (read by setting it and setting it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

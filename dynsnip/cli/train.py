@@ -218,20 +218,24 @@ def _no_validation(args: argparse.Namespace) -> bool:
     return args.val is not None and str(args.val).lower() == NO_VALIDATION
 
 
-def training_data_identity(args: argparse.Namespace, train: Path, train_split: str | None, val: Path | None,
-                           val_split: str | None) -> dict[str, Any]:
-    """What a run trains and validates on, for its checkpoint: each manifest's path and the
-    SHA-256 of its bytes (a manifest edited in place is other data), its split, and the options
-    that pick the clips from it. A resumed run must train on the same (:func:`resumed_data_problem`)."""
+def data_identity(path: Path | None, split: str | None) -> dict[str, Any] | None:
+    """A manifest's (or dataset root's) resolved path, the SHA-256 of a manifest's bytes (one edited in
+    place is other data; None for a folder) and the split read from it; None without a path."""
+    if path is None:
+        return None
     import hashlib
 
-    def manifest(path: Path | None, split: str | None) -> dict[str, Any] | None:
-        if path is None:
-            return None
-        return {"manifest": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-                "split": split}
+    path = Path(path)
+    return {"manifest": str(path.resolve()), "split": split,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None}
 
-    return {"train": manifest(train, train_split), "val": manifest(val, val_split),
+
+def training_data_identity(args: argparse.Namespace, train: Path, train_split: str | None, val: Path | None,
+                           val_split: str | None) -> dict[str, Any]:
+    """What a run trains and validates on, for its checkpoint: each manifest's :func:`data_identity` and
+    the options that pick the clips from it. A resumed run must train on the same
+    (:func:`resumed_data_problem`)."""
+    return {"train": data_identity(train, train_split), "val": data_identity(val, val_split),
             "balance_classes": bool(args.balance_classes), "faces": args.faces, "data": args.data}
 
 

@@ -16,14 +16,19 @@ from typing import Mapping
 import safetensors.torch
 import torch
 
-__all__ = ["save_file", "umask_mode"]
+__all__ = ["save_file", "umask_mode", "current_umask"]
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
 
 
 def umask_mode() -> int:
     """``0o666`` less the process's umask: the mode of a file created with ``open(path, "w")``."""
-    mask = os.umask(0o22)  # reading the umask means setting it; put it back at once
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~current_umask()
 
 
 def save_file(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],

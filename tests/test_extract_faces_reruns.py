@@ -516,24 +516,3 @@ def test_a_malformed_owner_record_is_named_not_a_python_error(tmp_path, record):
     (partial / OWNER_FILE).write_text(record)
     assert "does not name its writer as expected" in partial_folder_writer(partial)
 
-
-def test_the_swap_of_a_replaced_folder_holds_signals_back():
-    """Between the two renames a Ctrl-C would remove the old folder with the new one: the signals are held
-    back there and delivered after (in a process's main thread, where Python runs its signal handlers: a
-    fresh process, since pytest-xdist runs tests in another thread)."""
-    import subprocess
-    import sys
-
-    script = (
-        "import os, signal\n"
-        "from dynsnip.data.faces.extraction import signals_deferred\n"
-        "got = []\n"
-        "signal.signal(signal.SIGTERM, lambda *a: got.append('TERM'))\n"
-        "with signals_deferred():\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    during = list(got)\n"
-        "print(during, got)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["[]", "['TERM']"]  # held back, then delivered

@@ -51,15 +51,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import threading
 from collections import deque
 from concurrent.futures import CancelledError
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from .._optional import require
 from .boxes import square_crop_box
@@ -591,11 +589,10 @@ def extract_face_frames(
             )
             (partial / "faces.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")))
             replaced = partial / ".replaced"  # the old folder, moved into the new one until it takes its place
-            with signals_deferred():  # a Ctrl-C between the two renames would remove the old folder with the new
-                if replace and out_dir.exists():
-                    out_dir.rename(replaced)  # killed from here on: the .partial (owner dead) is garbage
-                (partial / OWNER_FILE).unlink()
-                partial.rename(out_dir)
+            if replace and out_dir.exists():
+                out_dir.rename(replaced)  # killed from here on: the .partial (owner dead) is garbage
+            (partial / OWNER_FILE).unlink()
+            partial.rename(out_dir)
             shutil.rmtree(out_dir / replaced.name, ignore_errors=True)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -878,22 +875,6 @@ def owner_record() -> str:
     ``"<host> <pid> <start>"`` (:func:`process_start`; ``"<host> <pid>"`` where it cannot be read)."""
     start = process_start(os.getpid())
     return f"{socket.gethostname()} {os.getpid()}" + (f" {start}" if start else "")
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM held back (delivered at the end) around a few steps that must happen together, such
-    as the two renames that swap a replaced folder for its new one; only in the main thread, where Python runs
-    its signal handlers, and only where the system can block signals (not on Windows)."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def partial_folder_writer(partial: Path) -> str | None:

@@ -245,3 +245,31 @@ def test_deeperforensics_real_shared_across_splits_goes_to_test_first(tmp_path):
     assert {split_of[n] for names in lists.values() for n in names} == {"train", "val", "test"}
     assert [split_of[n] for n in lists["test"]] == ["test", "test"]  # fakes keep their own lists' splits
     assert _notes_with(manifest, "3 fake(s) share a real video", "first of test, val, train")
+
+
+def test_deeperforensics_fakes_no_split_list_names_are_counted_not_dropped(tmp_path, capsys):
+    """A fake on disk that no split list names has no split: it is left out of the manifest (it
+    could be a test video trained on), but named in a note and counted in ``left_out``, and
+    ``dynsnip manifest`` exits with 1 as for missing videos, never silently smaller."""
+    root, ffpp = tmp_path / "dfo", tmp_path / "ffpp"
+    lists = {"train": ["000_M101.mp4"], "val": ["001_M103.mp4"], "test": ["002_W104.mp4"]}
+    for names in lists.values():
+        for name in names:
+            link(root / "manipulated_videos/end_to_end" / name)
+    for extra in ("003_M110.mp4", "004_W111.MP4"):
+        link(root / "manipulated_videos/end_to_end" / extra)
+    (root / "manipulated_videos/end_to_end/readme.txt").write_text("not a video")
+    for target in ("000", "001", "002"):
+        link(ffpp / f"original_sequences/youtube/c23/videos/{target}.mp4")
+    (root / "lists/splits").mkdir(parents=True)
+    for split, names in lists.items():
+        (root / f"lists/splits/{split}.txt").write_text("\n".join(names) + "\n")
+    manifest = build_manifest("deeperforensics", root, ffpp_root=ffpp)
+    assert {r.path.name for r in manifest.rows if r.label == 1} == {"000_M101.mp4", "001_M103.mp4", "002_W104.mp4"}
+    assert manifest.left_out == {"end_to_end fakes no split list names": 2}
+    assert _notes_with(manifest, "2 video(s) on disk that no split list", "003_M110.mp4, 004_W111.MP4")
+    out = tmp_path / "dfo.csv"
+    assert main(["manifest", "deeperforensics", str(root), "--ffpp-root", str(ffpp), "--out", str(out)]) == 1
+    printed = capsys.readouterr()
+    assert "2 video(s) on disk that no split list" in printed.out + printed.err
+    assert "003_M110" not in out.read_text()

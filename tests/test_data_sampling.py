@@ -113,3 +113,23 @@ def test_evaluation_snippets_align_to_the_detectors_frames_inside_their_segments
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     assert torch.equal(sample_snippets(120, 4, 4, train=True, generator=g1, align=16),
                        sample_snippets(120, 4, 4, train=True, generator=g2))
+
+
+def test_train_offsets_reach_every_start_of_each_segment():
+    """Segments are a frame longer than the shortest where U does not divide N: training draws
+    over each segment's own starts, the last included, and never crosses into the next segment
+    (a draw from the shortest segment's slack never started a snippet on that last frame)."""
+    n, u, t = 18, 4, 4  # segments [0, 4), [4, 9), [9, 13), [13, 18): lengths 4, 5, 4, 5
+    seen = [set() for _ in range(u)]
+    for seed in range(200):
+        indices = sample_snippets(n, u, t, train=True, generator=torch.Generator().manual_seed(seed))
+        for k, start in enumerate(starts(indices)):
+            seen[k].add(start)
+    assert seen == [{0}, {4, 5}, {9}, {13, 14}]
+    n, u, t = 103, 4, 4  # segments [0, 25), [25, 51), [51, 77), [77, 103): 25, 26, 26, 26 frames
+    seen = [set() for _ in range(u)]
+    for seed in range(2000):
+        indices = sample_snippets(n, u, t, train=True, generator=torch.Generator().manual_seed(seed))
+        for k, start in enumerate(starts(indices)):
+            seen[k].add(start)
+    assert seen == [set(range(0, 22)), set(range(25, 48)), set(range(51, 74)), set(range(77, 100))]

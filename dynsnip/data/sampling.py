@@ -11,7 +11,9 @@ samplers, which is what "uniformly" means there:
 * evaluation (``train=False``): each snippet sits in the middle of its segment, so the
   result depends on ``N``, ``U`` and ``T`` only;
 * training (``train=True``): each snippet starts at a random offset inside its segment
-  (independently per segment), never crossing into the next segment.
+  (independently per segment, uniform over every start the segment holds, the last one
+  included when the segment is a frame longer than the shortest), never crossing into the
+  next segment.
 
 Short videos (``N < U * T``, the segments cannot hold a whole snippet each), policy
 ``short_video="overlap"`` (default): snippets keep ``T`` *consecutive* frames and their
@@ -104,10 +106,15 @@ def sample_snippets(
         raise too_short_error("video" if source is None else source, num_frames, snippet_len)
     segment_len = num_frames // num_snippets
     if segment_len >= snippet_len:
-        segment_starts = torch.arange(num_snippets) * num_frames // num_snippets
+        segment_starts = torch.arange(num_snippets + 1) * num_frames // num_snippets
+        segment_starts, segment_ends = segment_starts[:-1], segment_starts[1:]
         slack = segment_len - snippet_len  # free frames inside the shortest segment
         if train:
-            offsets = torch.randint(0, slack + 1, (num_snippets,), generator=generator)
+            # each segment's own slack (segments differ by one frame when U does not divide N): a draw
+            # from the shortest one's would never start a snippet on a longer segment's last free frame
+            own_slack = segment_ends - segment_starts - snippet_len
+            draws = torch.rand(num_snippets, generator=generator, dtype=torch.float64)
+            offsets = (draws * (own_slack + 1)).long().clamp_(max=own_slack)
         else:
             offsets = torch.full((num_snippets,), slack // 2)
         starts = segment_starts + offsets

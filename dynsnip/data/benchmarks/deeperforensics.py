@@ -11,13 +11,15 @@ DeeperForensics actor ``<actor>`` (its ``source``); the dataset's documentation 
 c23 YouTube videos as its real part. A real video goes to the split of its fakes; a real
 whose fakes are in several splits goes to the first of test, val, train (noted). A list
 entry must be a bare file name (one that names a folder, ``../../etc/passwd``, is refused),
-and a fake listed in two splits is refused.
+and a fake listed in two splits is refused. A video of the variant's folder that no list names is
+left out of the manifest (its split is unknown) and counted in a note and in ``left_out``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .layout import BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, relative_name, require_path
+from .layout import (BenchmarkManifest, BenchmarkRow, Inventory, LayoutError, first_named, relative_name,
+                     require_path)
 from .provenance import dataset_tag
 
 __all__ = ["deeperforensics_manifest", "SPLITS"]
@@ -94,5 +96,20 @@ def deeperforensics_manifest(root: str | Path, ffpp_root: str | Path, variant: s
     if conflicts:
         notes.append(f"{conflicts} fake(s) share a real video with fakes of another split; "
                      "that real is in the first of test, val, train")
+    left_out: dict[str, int] = {}
+    unlisted = _unlisted_fakes(fakes_dir, set(split_of_fake))
+    if unlisted:
+        notes.append(f"manipulated_videos/{variant}: {len(unlisted)} video(s) on disk that no split list "
+                     f"(lists/splits/{{train,val,test}}.txt) names are not in the manifest, their split being "
+                     f"unknown (truncated lists, or videos from another release?): {first_named(unlisted)}")
+        left_out[f"{variant} fakes no split list names"] = len(unlisted)
     return BenchmarkManifest(f"DeeperForensics-1.0 {variant}", root, rows, [real_inventory, fake_inventory], notes,
-                             tag=dataset_tag("deeperforensics", {"variant": variant}))
+                             tag=dataset_tag("deeperforensics", {"variant": variant}), left_out=left_out)
+
+
+def _unlisted_fakes(fakes_dir: Path, listed: set[str]) -> list[str]:
+    """The ``.mp4`` files directly in ``fakes_dir`` whose names no split list holds (``listed``): left out of
+    the manifest, since a fake without a split could be a test video trained on, and noted, never dropped
+    silently."""
+    return sorted(p.name for p in fakes_dir.iterdir()
+                  if p.suffix.lower() == ".mp4" and p.name not in listed and p.is_file())

@@ -273,3 +273,23 @@ def test_deeperforensics_fakes_no_split_list_names_are_counted_not_dropped(tmp_p
     printed = capsys.readouterr()
     assert "2 video(s) on disk that no split list" in printed.out + printed.err
     assert "003_M110" not in out.read_text()
+
+
+def test_dfdc_preview_videos_dataset_json_does_not_list_are_counted_not_dropped(tmp_path):
+    """The preview set's videos under its folders that dataset.json does not list (a truncated file)
+    have no label: left out, but named in a note and counted in ``left_out``."""
+    root, meta = tmp_path / "preview", {}
+    for subject in range(3):
+        for name, label in ((f"original_videos/{subject}/{subject}_A/r.mp4", "real"),
+                            (f"method_A/{subject}/{subject}_A/f.mp4", "fake")):
+            link(root / name)
+            meta[name] = {"label": label, "set": "train" if subject < 2 else "test"}
+    (root / "dataset.json").write_text(json.dumps(meta))
+    assert build_manifest("dfdc", root).left_out == {}
+    link(root / "method_A/2/2_B/g.mp4")
+    link(root / "original_videos/9/9_A/r.MP4")
+    (root / "method_A/2/2_B/notes.txt").write_text("not a video")
+    manifest = build_manifest("dfdc", root)
+    assert len(manifest.rows) == 6
+    assert manifest.left_out == {"preview videos dataset.json does not list": 2}
+    assert _notes_with(manifest, "preview set: 2 video(s) on disk", "method_A/2/2_B/g.mp4, original_videos/9/9_A/r.MP4")

@@ -76,6 +76,23 @@ def _unlisted_note(folders: list[Path], listed: set[Path], root: Path, what: str
             f"file?) are not in the manifest, their labels being unknown: {first_named(unlisted)}"), len(unlisted)
 
 
+def _unlisted_preview_note(root: Path, listed: set[Path], other: set[str]) -> tuple[str, int] | None:
+    """The note on the videos under the preview set's top folders (those ``dataset.json``'s entries start
+    with: ``method_A/``, ``original_videos/``, ...) that no entry names, as :func:`_unlisted_note` for a
+    part: their labels are unknown, so they are left out. ``other``: top folders of the root's other sets
+    (training parts, ``test``), whose unlisted videos their own notes count. None when there are none."""
+    tops = sorted({path.relative_to(root).parts[0] for path in listed
+                   if path.is_relative_to(root) and len(path.relative_to(root).parts) > 1} - other)
+    unlisted = sorted(p.relative_to(root).as_posix() for top in tops if (root / top).is_dir()
+                      for p in (root / top).rglob("*")
+                      if p.suffix.lower() in VIDEO_SUFFIXES and p not in listed and p.is_file())
+    if not unlisted:
+        return None
+    return (f"preview set: {len(unlisted)} video(s) on disk under {', '.join(t + '/' for t in tops)} that dataset.json "
+            f"does not list (a truncated or partial file?) are not in the manifest, their labels being unknown: "
+            f"{first_named(unlisted)}"), len(unlisted)
+
+
 def _load_json(path: Path) -> dict:
     data = load_json(path)
     if not isinstance(data, dict):
@@ -281,4 +298,9 @@ def dfdc_manifest(root: str | Path, val_fraction: float = 0.1, seed: int = 0) ->
         if found:
             notes.append(found[0])
             left_out[what] = found[1]
+    if has_preview:
+        found = _unlisted_preview_note(root, listed, {"test"} | {part.name for part in parts})
+        if found:
+            notes.append(found[0])
+            left_out["preview videos dataset.json does not list"] = found[1]
     return BenchmarkManifest("DFDC", root, rows, inventory, notes, tag=dataset_tag("dfdc"), left_out=left_out)

@@ -105,3 +105,24 @@ def test_train_compile_trains_the_compiled_model(manifest, tmp_path, monkeypatch
     assert (out / "model" / "config.json").is_file()
     loaded = dynsnip.load_model(out / "model")
     assert not is_compiled(loaded)  # what was saved is the plain model
+
+
+def test_compile_mode_alone_turns_compile_on(no_compiler, manifest, tmp_path, capsys):  # noqa: F811
+    """``--compile-mode MODE`` implies ``--compile``: given alone it was accepted and the run stayed
+    eager without a word. Here it reaches the same refusal as ``--compile`` where compile cannot run."""
+    import argparse
+
+    from dynsnip.engine.compile import add_compile_arguments, compile_mode_from_args
+
+    parser = argparse.ArgumentParser()
+    add_compile_arguments(parser)
+    assert compile_mode_from_args(parser.parse_args([])) is None
+    assert compile_mode_from_args(parser.parse_args(["--compile-mode", "max-autotune"])) == "max-autotune"
+    assert compile_mode_from_args(parser.parse_args(["--compile"])) == "auto"
+    out = tmp_path / "run"
+    assert main(["train", "--manifest", str(manifest), "--out", str(out), *TINY_ARGS, "--compile-mode", "default"]) == 2
+    assert NO_COMPILER in capsys.readouterr().err and not (out / "model").exists()
+    folder = tmp_path / "detector"
+    dynsnip.save_pretrained(tiny_model(), folder)
+    assert main(["evaluate", "--model", str(folder), "--manifest", str(manifest), "--compile-mode", "default"]) == 2
+    assert NO_COMPILER in capsys.readouterr().err

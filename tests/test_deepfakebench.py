@@ -115,6 +115,20 @@ def test_shipped_yaml_builds_the_papers_module_in_the_registry(registry):
     assert module_configuration(default.backbone) == "default"
 
 
+def test_shipped_yaml_switches_off_every_augmentation_a_key_allows():
+    """The paper trains with a horizontal flip only. DeepfakeBench's training transform applies, at
+    p = 0.5 whatever the keys say, one of brightness/contrast, FancyPCA and hue-saturation, and a
+    JPEG re-compression between quality_lower and quality_upper: the YAML must make the first a
+    no-op (zero limits) and the JPEG step its mildest (quality 100), besides zeroing the
+    probabilities of rotation and blur."""
+    aug = yaml.safe_load(CONFIG_PATH.read_text())["data_aug"]
+    assert aug["flip_prob"] == 0.5
+    assert aug["rotate_prob"] == 0 and aug["blur_prob"] == 0 and aug["brightness_prob"] == 0
+    assert [float(v) for v in aug["brightness_limit"]] == [0.0, 0.0]
+    assert [float(v) for v in aug["contrast_limit"]] == [0.0, 0.0]
+    assert (aug["quality_lower"], aug["quality_upper"]) == (100, 100)
+
+
 def test_forward_loss_metrics_and_u_at_test_time(registry):
     torch.manual_seed(0)
     detector = registry["dil"](dil_config())

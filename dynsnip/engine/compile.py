@@ -35,13 +35,25 @@ class CompileUnavailableError(ValueError):
     """``torch.compile`` cannot run on this machine (the message says what is missing)."""
 
 
+class _CompileModeAction(argparse.Action):
+    """``--compile-mode MODE`` sets the mode and turns ``--compile`` on: asked for on its own it used to be
+    accepted and the run stayed eager, without a word."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.compile = True
+
+
 def add_compile_arguments(parser: argparse.ArgumentParser | Any) -> None:
-    """``--compile`` and ``--compile-mode`` (for a parser or an argument group)."""
+    """``--compile`` and ``--compile-mode`` (for a parser or an argument group); ``--compile-mode``
+    implies ``--compile``."""
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (docs/performance.md): fused SIM kernels, CUDA graphs for "
                              "inference on GPU; the first batch of each shape compiles")
-    parser.add_argument("--compile-mode", choices=MODES, default="auto",
-                        help="torch.compile mode (default auto: reduce-overhead for inference on CUDA, else default)")
+    parser.add_argument("--compile-mode", choices=MODES, default="auto", action=_CompileModeAction,
+                        help="torch.compile mode, implies --compile (default auto: reduce-overhead for inference "
+                             "on CUDA, else default)")
 
 
 def compile_mode_from_args(args: argparse.Namespace) -> str | None:

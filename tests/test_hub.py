@@ -365,6 +365,34 @@ def test_push_keeps_an_edited_card_and_validates_new_ones(local_hub: LocalHub) -
     assert b"# my-detector" in local_hub.files(REPO)["README.md"]
 
 
+def test_push_refuses_to_replace_another_detector_unless_asked(local_hub: LocalHub, tmp_path: Path, capsys,
+                                                               monkeypatch) -> None:
+    """New weights of the same detector are an update; a detector of other model options (another
+    head, other snippets) pushed over it would change what everyone loading hf-hub:REPO gets, so it
+    is refused before anything is uploaded unless replace_model / --replace-model (or a PR)."""
+    from dynsnip.cli import main
+    from dynsnip.hub.save import OtherDetectorError
+
+    push_detector(local_hub)
+    before = local_hub.files(REPO)
+    updated = detector()
+    updated.fc.bias.data += 1
+    dynsnip_hub.push_to_hub(updated, REPO, token="hf_test")  # same detector, new weights: fine
+    assert local_hub.files(REPO)["model.safetensors"] != before["model.safetensors"]
+    current = local_hub.files(REPO)
+    other = detector(num_classes=3)
+    with pytest.raises(OtherDetectorError, match=r"already holds another detector \(model_args.num_classes: 1 -> 3"):
+        dynsnip_hub.push_to_hub(other, REPO, token="hf_test")
+    assert local_hub.files(REPO) == current  # nothing uploaded
+    folder = tmp_path / "other"
+    dynsnip.save_pretrained(other, folder)
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert main(["push", str(folder), REPO]) == 2
+    assert "--replace-model" in capsys.readouterr().err and local_hub.files(REPO) == current
+    assert main(["push", str(folder), REPO, "--replace-model"]) == 0
+    assert json.loads(local_hub.files(REPO)["config.json"])["num_classes"] == 3
+
+
 # ------------------------------------------------------------------ loading & errors
 def test_load_model_takes_only_safetensors_from_imagenet_repo(local_hub: LocalHub, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"

@@ -37,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--replace-card", action="store_true",
                    help="overwrite a README.md the repo already has even if it was edited by hand (one dynsnip "
                         "rendered is always rendered again)")
+    p.add_argument("--replace-model", action="store_true",
+                   help="commit over a detector of another architecture or other model options already in the "
+                        "repo (new weights of the same detector never need it)")
     p.add_argument("--token", help="Hub token (default: the stored login or HF_TOKEN)")
     p.set_defaults(func=run_push)
     return p
@@ -56,7 +59,7 @@ def run_push(args: argparse.Namespace) -> int:
     from ..engine.train import saved_model_folder
     from ..hub import push_to_hub
     from ..hub.errors import ModelLoadError
-    from ..hub.save import CardKeptWarning, NoSuchBranchError
+    from ..hub.save import CardKeptWarning, NoSuchBranchError, OtherDetectorError
 
     folder = saved_model_folder(args.folder)
     if folder is None:
@@ -76,7 +79,7 @@ def run_push(args: argparse.Namespace) -> int:
             commit = push_to_hub(
                 folder, args.repo, token=args.token, private=args.private, revision=args.revision,
                 commit_message=args.message, create_pr=args.create_pr, license=args.license,
-                replace_card=args.replace_card,
+                replace_card=args.replace_card, replace_model=args.replace_model,
             )
         for warning in caught:  # the kept card in one line; anything else as Python shows it
             if issubclass(warning.category, CardKeptWarning):
@@ -87,6 +90,8 @@ def run_push(args: argparse.Namespace) -> int:
         return usage_error("push", f"{folder} does not load as a DIL detector: {err}")
     except NoSuchBranchError as err:  # checked before anything was created
         return usage_error("push", f"--revision {args.revision}: {err}")
+    except OtherDetectorError as err:  # checked before anything was uploaded
+        return usage_error("push", str(err))
     except ValueError as err:  # non-finite weights: nothing was uploaded
         return usage_error("push", f"{folder}: {err}")
     except LocalTokenNotFoundError:

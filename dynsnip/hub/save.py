@@ -26,11 +26,16 @@ from .safetensors_file import save_file
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
-__all__ = ["save_pretrained", "push_to_hub", "AUTO", "CardKeptWarning", "NoSuchBranchError"]
+__all__ = ["save_pretrained", "push_to_hub", "AUTO", "CardKeptWarning", "NoSuchBranchError", "OtherDetectorError"]
 
 
 class NoSuchBranchError(ValueError):
     """``push_to_hub(..., revision=...)`` names a branch the repo does not have (nothing was created)."""
+
+
+class OtherDetectorError(ValueError):
+    """The repo (branch) already holds a detector of another architecture or other model options:
+    a push would replace it for everyone who loads ``hf-hub:<repo>``. Raised before anything is uploaded."""
 
 
 class CardKeptWarning(UserWarning):
@@ -210,6 +215,29 @@ def _repo_card(api: Any, repo_id: str, revision: str | None) -> tuple[str, bool]
     return text, isinstance(config, dict) and card_text_is_generated(text, config, repo_id)
 
 
+def _other_detector(api: Any, repo_id: str, revision: str | None, config: dict) -> list[str]:
+    """How the detector already in ``repo_id`` at ``revision`` differs from ``config`` (the one to push):
+    ``"architecture: a -> b"``, ``"model_args.snippet_len: 4 -> 2"``...; empty when the repo holds no
+    dynsnip ``config.json`` or one of the same architecture and model options (new weights of the same
+    detector: a normal update)."""
+    if not api.file_exists(repo_id, CONFIG_NAME, revision=revision):
+        return []
+    try:
+        old = json.loads(Path(api.hf_hub_download(repo_id, CONFIG_NAME, revision=revision)).read_text(encoding="utf-8"))
+    except ValueError:  # not JSON: not a dynsnip detector's config
+        return []
+    if not isinstance(old, dict) or "architecture" not in old:
+        return []
+    changes = []
+    if old.get("architecture") != config.get("architecture"):
+        changes.append(f"architecture: {old.get('architecture')} -> {config.get('architecture')}")
+    before, after = old.get("model_args") or {}, config.get("model_args") or {}
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            changes.append(f"model_args.{key}: {json.dumps(before.get(key))} -> {json.dumps(after.get(key))}")
+    return changes
+
+
 def push_to_hub(
     model: torch.nn.Module | str | os.PathLike[str],
     repo_id: str,
@@ -226,6 +254,7 @@ def push_to_hub(
     training: Mapping[str, Any] | None = None,
     evaluation: Sequence[Mapping[str, Any]] | None = None,
     replace_card: bool = False,
+    replace_model: bool = False,
 ) -> "CommitInfo":
     """Upload a DIL model to the Hugging Face Hub repo ``repo_id`` (created if needed).
 
@@ -250,6 +279,9 @@ def push_to_hub(
         commit_message: message of the commit.
         create_pr: open a pull request instead of committing to the branch.
         replace_card: overwrite a ``README.md`` that is already in the repo, even one edited by hand.
+        replace_model: commit over a detector of another architecture or other model options already
+            in the repo (without it, :class:`OtherDetectorError`; new weights of the same detector
+            are always committed, and a pull request, ``create_pr``, replaces nothing).
 
     Returns:
         huggingface_hub's ``CommitInfo`` (``.commit_url``, ``.oid``).
@@ -258,6 +290,8 @@ def push_to_hub(
         ValueError: a weight is NaN / inf (nothing is created or uploaded), or as for
             :func:`save_pretrained`.
         NoSuchBranchError: ``revision`` is not a branch of the repo (nothing is created).
+        OtherDetectorError: the repo holds another detector and ``replace_model`` is False (nothing
+            is uploaded).
     """
     from huggingface_hub import HfApi
 
@@ -289,6 +323,15 @@ def push_to_hub(
             repo_id = f"{api.whoami()['name']}/{repo_id}"  # as create_repo completes "name" below
         _check_branch(api, repo_id, revision)
         repo_id = api.create_repo(repo_id, exist_ok=True, **create_kwargs).repo_id  # "name" -> "owner/name"
+        if not (replace_model or create_pr):
+            changes = _other_detector(api, repo_id, revision, json.loads(Path(folder, CONFIG_NAME).read_text(encoding="utf-8")))
+            if changes:
+                raise OtherDetectorError(
+                    f"{repo_id}{'@' + revision if revision else ''} already holds another detector "
+                    f"({'; '.join(changes[:4])}{f'; +{len(changes) - 4} more' if len(changes) > 4 else ''}): this push "
+                    f"would replace it for everyone who loads hf-hub:{repo_id}; expected new weights of the same "
+                    "detector. Push to another repo, open a pull request (create_pr=True, dynsnip push --create-pr), "
+                    "or pass replace_model=True (dynsnip push --replace-model) to replace it")
         in_repo = None if replace_card else _repo_card(api, repo_id, revision)
         if in_repo is not None and not in_repo[1]:
             warnings.warn(

@@ -75,6 +75,7 @@ from ..decode import VideoReader
 from ..errors import LowFaceCoverageError, NoFaceError, VideoError, no_face_message
 from .detectors import DEFAULT_FACE_DETECTOR, DetectorSpec, create_face_detector, detect_faces, runs_on_gpu
 from .face_shown import not_shown_error, same_picture, thumbnail
+from .folder_swap import exchange_paths
 from .folder_source import OWNER_FILE, PARTIAL_SUFFIX, source_record
 from .png_writer import write_png
 from .tracks import (
@@ -588,13 +589,23 @@ def extract_face_frames(
                 **track_meta,
             )
             (partial / "faces.json").write_text(json.dumps(meta, indent=None, separators=(",", ":")))
-            replaced = partial / ".replaced"  # the old folder, moved into the new one until it takes its place
             if replace and out_dir.exists():
-                out_dir.rename(replaced)  # killed from here on: the .partial (owner dead) is garbage
-            (partial / OWNER_FILE).unlink()
-            partial.rename(out_dir)
-            shutil.rmtree(out_dir / replaced.name, ignore_errors=True)
+                (partial / OWNER_FILE).unlink()
+                # one step where the system allows it: out_dir is the old complete folder or the new one, never
+                # missing; the old one is then at the .partial name (no owner: a later run clears it if killed here)
+                if exchange_paths(partial, out_dir):
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:  # two renames, with a moment between them where out_dir does not exist
+                    replaced = partial / ".replaced"  # the old folder, moved into the new one until it takes its place
+                    out_dir.rename(replaced)
+                    partial.rename(out_dir)
+                    shutil.rmtree(out_dir / replaced.name, ignore_errors=True)
+            else:
+                (partial / OWNER_FILE).unlink()
+                partial.rename(out_dir)
         except BaseException:
+            if replace and not os.path.lexists(out_dir) and (partial / ".replaced").is_dir():
+                (partial / ".replaced").rename(out_dir)  # stopped between the two renames: the old folder goes back
             shutil.rmtree(partial, ignore_errors=True)
             for folder in created:  # innermost first; one another video's extraction has written into stays
                 try:

@@ -1,0 +1,101 @@
+"""``extract-faces --replace-stale``: the old face folder is replaced by the new one in one step
+(``folder_swap.exchange_paths``, Linux's ``renameat2(RENAME_EXCHANGE)``), so a run stopped at any
+point of the replacement leaves the folder complete, old or new, never missing; where the system
+cannot swap, the two-rename fallback puts the old folder back when stopped between its renames."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from video_fixtures import carphone, decode_all, encode
+
+import dynsnip.data.faces.extraction as extraction
+from dynsnip.data.faces.extraction import extract_face_frames
+from dynsnip.data.faces.folder_swap import exchange_paths
+
+
+def box(_frame):
+    return np.array([[40, 30, 120, 110, 0.9]])
+
+
+def other_box(_frame):
+    return np.array([[50, 40, 130, 120, 0.9]])
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "v.mp4"
+    encode(path, decode_all(carphone())[:8])
+    return path
+
+
+def regions(folder: Path) -> list:
+    return [frame["region"] for frame in json.loads((folder / "faces.json").read_text())["frames"]]
+
+
+def test_exchange_paths_swaps_two_folders_or_says_it_cannot(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "from_a").write_text("a")
+    (b / "from_b").write_text("b")
+    swapped = exchange_paths(a, b)
+    if sys.platform.startswith("linux"):
+        assert swapped  # Linux >= 3.15 on ext4 / tmpfs / xfs / btrfs: what CI and users' machines have
+    if swapped:
+        assert (a / "from_b").is_file() and (b / "from_a").is_file()
+    else:
+        assert (a / "from_a").is_file() and (b / "from_b").is_file()  # nothing changed
+    with pytest.raises(OSError):
+        if not exchange_paths(tmp_path / "missing", a):
+            raise OSError("cannot swap here")
+
+
+class Stop(BaseException):
+    """Stands for a Ctrl-C / SIGTERM arriving at one point of the replacement."""
+
+
+@pytest.mark.parametrize("swap", ["exchange", "two renames"])
+def test_a_replacement_stopped_anywhere_leaves_a_complete_folder(video, tmp_path, monkeypatch, swap):
+    out = tmp_path / "v"
+    extract_face_frames(video, out, face_detector=box, min_face_coverage=0)
+    old = regions(out)
+    if swap == "two renames":
+        monkeypatch.setattr(extraction, "exchange_paths", lambda a, b: False)
+    moves = []  # every rename / exchange of the replacement, stopped before or after it in turn
+    real_rename, real_exchange = Path.rename, extraction.exchange_paths
+
+    def counted(kind, function):
+        def run(*args):
+            moves.append(kind)
+            if stop_at == (len(moves), "before"):
+                raise Stop
+            result = function(*args)
+            if stop_at == (len(moves), "after"):
+                raise Stop
+            return result
+        return run
+
+    stop_at = None
+    monkeypatch.setattr(Path, "rename", counted("rename", real_rename))
+    monkeypatch.setattr(extraction, "exchange_paths", counted("exchange", real_exchange))
+    extract_face_frames(video, out, face_detector=other_box, min_face_coverage=0, replace=True)  # count the moves
+    calls = len(moves)
+    assert moves == (["exchange"] if swap == "exchange" else ["exchange", "rename", "rename"])
+    new = regions(out)
+    assert new != old
+    for n in range(1, calls + 1):
+        for when in ("before", "after"):
+            extract_face_frames(video, out, face_detector=box, min_face_coverage=0, replace=True)  # back to old
+            moves.clear()
+            stop_at = (n, when)
+            with pytest.raises(Stop):
+                extract_face_frames(video, out, face_detector=other_box, min_face_coverage=0, replace=True)
+            stop_at = None
+            assert out.is_dir(), f"stopped {when} move {n} ({moves[-1]}): the face folder is gone"
+            assert regions(out) in (old, new) and len(os.listdir(out)) > 2
+            assert [p.name for p in tmp_path.iterdir()] == ["v"]  # no .partial left beside it

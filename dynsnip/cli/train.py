@@ -433,6 +433,7 @@ def run_train(args: argparse.Namespace) -> int:
                            + (" (classes balanced by oversampling)" if args.balance_classes else ""),
                            overwrite=overwrite, use_saved_recipe=args.use_saved_recipe,
                            compile_mode=compile_mode_from_args(args), data=data,
+                           model_kwargs=parse_model_args(args.model_arg),  # recorded, compared on resume
                            log=_quiet_overwrite_note if leftovers else print)
         except CorruptCheckpointError as err:
             return _usage_error(err)

@@ -16,6 +16,10 @@ decides, before any work starts:
   :func:`dynsnip.engine.train` says so in a note and records in ``history.json`` from which
   epoch on the new values ran (``use_saved_recipe`` keeps the saved ones);
 * an empty (or missing) folder: start;
+* a folder holding only what a run writes before its first checkpoint (:data:`FIRST_RUN_LEFTOVERS`:
+  its ``recipe.json``, a half-written ``checkpoint.tmp``; the lock file is not counted): that run
+  was stopped during its first epoch and had nothing to keep, so it is started over (its
+  leftovers deleted), said in a note: the command that was killed can simply be run again;
 * a folder with anything else in it (an earlier run without a checkpoint, ``resume=False``
   on a resumable run, or unrelated files): refused unless ``overwrite``. With ``overwrite``
   the earlier run's outputs are deleted before the new run starts
@@ -23,6 +27,7 @@ decides, before any work starts:
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -33,8 +38,8 @@ from .checkpoint import find_training_checkpoint, read_checkpoint_epoch, read_ch
 from .recipe import Recipe
 from .run_lock import LOCK_NAME
 
-__all__ = ["RunPlan", "plan_run", "recipe_differences", "clear_run_outputs", "RESUME_MAY_CHANGE", "RESUME_MAY_TUNE",
-           "RUN_OUTPUTS"]
+__all__ = ["RunPlan", "plan_run", "recipe_differences", "clear_run_outputs", "stopped_before_first_checkpoint",
+           "RESUME_MAY_CHANGE", "RESUME_MAY_TUNE", "RUN_OUTPUTS", "FIRST_RUN_LEFTOVERS"]
 
 CHECKPOINT_DIR = "checkpoint"
 # Settings a resumed run may change: the length of the run, and how fast data is read.
@@ -42,6 +47,9 @@ RESUME_MAY_CHANGE = ("epochs", "num_workers", "log_every")
 # Settings a resumed run may change from its next epoch on, with a note and a record in history.json: what the
 # advice after a NaN loss asks for (a lower lr, float32 or bfloat16, gradient clipping).
 RESUME_MAY_TUNE = ("lr", "amp", "amp_dtype", "grad_clip")
+# What a training writes into its folder before its first checkpoint (besides the lock file): a folder holding
+# nothing else is what a run stopped during its first epoch left, and is started over without --overwrite.
+FIRST_RUN_LEFTOVERS = ("recipe.json", f"{CHECKPOINT_DIR}.tmp")
 # What a training writes into its folder (removed by --overwrite; nothing else is).
 RUN_OUTPUTS = ("model", CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old", f"{CHECKPOINT_DIR}.tmp", "history.json",
                "recipe.json", "val_report.json", "val_report.csv", "val_report_videos.csv")
@@ -79,6 +87,29 @@ def _existing_contents(out_dir: Path) -> list[str]:
     return sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
 
 
+def stopped_before_first_checkpoint(out_dir: str | os.PathLike[str]) -> list[str] | None:
+    """The names in ``out_dir`` (lock file aside) when all it holds is what a run stopped before its
+    first checkpoint left (:data:`FIRST_RUN_LEFTOVERS`): a ``recipe.json`` that is a dynsnip recipe
+    and, if any, a ``checkpoint.tmp`` folder without a complete checkpoint in it (a kill while the
+    first one was written). None when it holds anything else (a checkpoint, ``model/``,
+    ``history.json``, a report, a link, any other file or folder), or nothing."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir() or find_training_checkpoint(out_dir / CHECKPOINT_DIR) is not None:
+        return None
+    entries = [p for p in out_dir.iterdir() if p.name != LOCK_NAME]
+    if not entries or any(p.name not in FIRST_RUN_LEFTOVERS or p.is_symlink() for p in entries):
+        return None
+    for path in entries:
+        if path.name == "recipe.json":
+            try:
+                Recipe.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError, AttributeError):  # not a dynsnip recipe: not ours to delete
+                return None
+        elif not path.is_dir() or find_training_checkpoint(path) is not None:  # checkpoint.tmp: a complete one is kept
+            return None
+    return sorted(p.name for p in entries)
+
+
 def plan_run(
     out_dir: str | os.PathLike[str],
     recipe: Recipe,
@@ -90,7 +121,8 @@ def plan_run(
     """Decide what to do with ``out_dir`` (see module docstring).
 
     Raises:
-        FileExistsError: a non-empty folder that is not resumed, without ``overwrite``.
+        FileExistsError: a non-empty folder that is not resumed, without ``overwrite`` (but for
+            one holding only a first run's leftovers, :func:`stopped_before_first_checkpoint`).
         ValueError: resuming with settings that differ from the saved ones (other than
             :data:`RESUME_MAY_CHANGE` and :data:`RESUME_MAY_TUNE`), without ``use_saved_recipe``;
             the message names each setting with both values.
@@ -132,6 +164,10 @@ def plan_run(
     if not contents:
         return RunPlan(recipe, resume=False)
     shown = ", ".join(contents[:5]) + (f" and {len(contents) - 5} more" if len(contents) > 5 else "")
+    if not overwrite and (leftovers := stopped_before_first_checkpoint(out_dir)):
+        return RunPlan(recipe, resume=False, clear=True, notes=[
+            f"{out_dir} holds only what an earlier run wrote before its first checkpoint ({', '.join(leftovers)}): "
+            "that run stopped before its first epoch ended, so there is nothing to resume; it is started over"])
     if not overwrite:
         why = ("its checkpoint is not resumed (--no-resume)" if find_training_checkpoint(ckpt_dir) is not None
                else "it has no checkpoint to resume")

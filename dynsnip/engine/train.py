@@ -22,10 +22,15 @@ the dataset), evaluation with U = 8 snippets. What it writes into ``out_dir``::
     .dynsnip-train.lock held while a training runs in the folder (see
                         :mod:`dynsnip.engine.run_lock`): a second training is refused
 
-A folder with an earlier run that cannot be resumed is refused unless ``overwrite``, and a
-resumed run must use the recipe it was started with (:mod:`dynsnip.engine.run_folder`), but
-for the length of the run, the loader workers and the settings that the advice after a NaN
-loss changes (``lr``, ``amp``, ``amp_dtype``, ``grad_clip``: recorded in ``history.json``).
+A folder with an earlier run that cannot be resumed is refused unless ``overwrite`` (a folder
+holding only what a run writes before its first checkpoint, ``recipe.json`` and a half-written
+``checkpoint.tmp``, is started over, said in a note), and a resumed run must use the recipe it
+was started with (:mod:`dynsnip.engine.run_folder`), but for the length of the run, the loader
+workers and the settings that the advice after a NaN loss changes (``lr``, ``amp``,
+``amp_dtype``, ``grad_clip``: recorded in ``history.json``). It must also build the same model:
+the checkpoint records its build options (``model_kwargs`` / ``--model-arg`` and the model's
+``dil_args``), and a resumed run with other ones is refused naming each
+(:class:`~dynsnip.engine.checkpoint.ResumedModelMismatchError`).
 
 Reproducibility: every epoch starts by seeding torch / random / numpy from
 ``(recipe.seed, epoch, rank)``, the sampler shuffles with ``(seed, epoch)`` and every training
@@ -55,7 +60,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .checkpoint import load_training_checkpoint, restore_training_state, save_training_checkpoint
+from .checkpoint import (
+    MODEL_OPTIONS_KEY, load_training_checkpoint, model_options_record, restore_training_state, save_training_checkpoint,
+)
 from .data import _labels, check_training_labels, check_validation_labels, class_counts
 from .distributed import (
     DistInfo, all_gather_objects, all_reduce_mean, any_rank, barrier, broadcast_buffers, init_distributed, unwrap_model,
@@ -564,7 +571,12 @@ def train(
         stop_after_epoch: return after this epoch even if ``recipe.epochs`` is larger
             (the run can be resumed later, e.g. to split a long run into jobs).
         log: where epoch summaries go (main process only); None: silent.
-        model_kwargs: extra options for :func:`build_model` (e.g. ``{"sim_stages": ()}``).
+        model_kwargs: extra options for :func:`build_model` (e.g. ``{"sim_stages": ()}``). With
+            ``model`` given they build nothing: they are the options that model was built with
+            (``dynsnip train`` passes its ``--model-arg``), recorded like those of a model built
+            here. The checkpoint records them and the model's ``dil_args``; a resumed run
+            whose options differ is refused (with ``model`` and no ``model_kwargs``, only the
+            ``dil_args`` are compared).
         save_kwargs: extra options for :func:`dynsnip.save_pretrained` (``license``...).
         save_checkpoints: write ``out_dir/checkpoint`` after every epoch (False: only the
             hub-layout model, for throw-away runs such as the demo's).
@@ -595,6 +607,9 @@ def train(
         ValidationUnreadableError: no validation video can be read, found before the first
             epoch (nothing trained) or by an epoch's validation (that epoch's checkpoint is
             written first, so the same call resumes after it).
+        ResumedModelMismatchError: resuming with another model than the checkpoint's (other
+            ``model_kwargs`` / ``dil_args``, or weights of other keys or shapes); nothing is written.
+        CorruptCheckpointError: the checkpoint to resume cannot be read.
     """
     recipe.validate()
     if model is not None:  # the recipe names the module the given model is (recipe.json, model card)
@@ -616,6 +631,8 @@ def train(
     recipe, will_resume = _prepare_run_folder(out_dir, recipe, val_set, info, log, resume=resume,
                                               overwrite=overwrite, use_saved_recipe=use_saved_recipe)
     seed_everything(recipe.seed)
+    # the options the model is built with, as given (None: a ready-made model of unknown options), for the checkpoint
+    given_kwargs = dict(model_kwargs or {}) if model is None else None if model_kwargs is None else dict(model_kwargs)
     if model is None:  # resuming: the checkpoint's weights replace the pretrained ones, no need to fetch them
         model = build_model(recipe.model, pretrained=recipe.pretrained and not will_resume,
                             num_classes=recipe.num_classes, module_config=recipe.module_config,
@@ -649,7 +666,14 @@ def train(
         saved = state.get("recipe", {})
         if saved.get("batch_size") not in (None, recipe.batch_size):
             _log(f"note: resuming with batch_size {recipe.batch_size} (checkpoint used {saved.get('batch_size')})", info, log)
-        restore_training_state(state, unwrap_model(model), optimizer, scheduler, scaler)
+        if state.get(MODEL_OPTIONS_KEY) is None:  # written before dynsnip recorded them
+            _log(f"note: the checkpoint in {ckpt_dir} does not record the options its model was built with (written by "
+                 "an earlier dynsnip): they could not be checked against this run's (--model-arg / model_kwargs); "
+                 "resuming, assuming they are the same", info, log)
+        restore_training_state(state, unwrap_model(model), optimizer, scheduler, scaler,
+                               model_options=model_options_record(unwrap_model(model), given_kwargs))
+        if given_kwargs is None and isinstance(state.get(MODEL_OPTIONS_KEY), Mapping):
+            given_kwargs = state[MODEL_OPTIONS_KEY].get("kwargs")  # a ready-made model: keep the record it resumed
         history, best = state["history"], state["best"]
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
         _log(f"resuming {out_dir} after epoch {start_epoch} of {recipe.epochs}", info, log)
@@ -820,6 +844,7 @@ def train(
                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                         "recipe": recipe.to_dict(),
                         "model": {"class": type(unwrap_model(model)).__name__},
+                        MODEL_OPTIONS_KEY: model_options_record(unwrap_model(model), given_kwargs),
                         **({"data": dict(data)} if data is not None else {}),
                     },
                 )

@@ -4,7 +4,9 @@
 process's umask: a model folder published on a shared machine (``save_pretrained``, a
 training run's ``model/`` and ``checkpoint/``) would then have a ``config.json`` everyone
 can read next to weights only its owner can. :func:`save_file` writes the same bytes and
-then gives the file the mode ``open()`` would have: ``0666`` less the umask.
+then gives the file the mode ``open()`` would have: ``0666`` less the umask. The bytes are
+flushed to disk (``fsync``) before it returns: a file (or folder) renamed into place afterwards
+is complete after a power loss, not empty (training checkpoints rely on it).
 """
 from __future__ import annotations
 
@@ -34,11 +36,14 @@ def umask_mode() -> int:
 def save_file(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
               metadata: Mapping[str, str] | None = None) -> Path:
     """``safetensors.torch.save_file`` with the umask's permissions instead of 0600, and the same
-    bytes for the same tensors and metadata (:func:`_canonical`): a file's SHA-256 checks a rerun."""
+    bytes for the same tensors and metadata (:func:`_canonical`): a file's SHA-256 checks a rerun.
+    The file is on disk (``fsync``) when this returns."""
     path = Path(path)
     data = _canonical(safetensors.torch.save(dict(tensors), metadata=dict(metadata) if metadata else None))
     with open(path, "wb") as f:
         f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     os.chmod(path, umask_mode())
     return path
 

@@ -25,7 +25,7 @@ import torch
 import timm
 from timm.models import PretrainedCfg, is_model
 
-from ..models.dil_resnet import DILResNet
+from ..models.dil_resnet import DILResNet, is_pruned_resnet
 
 __all__ = [
     "CONFIG_NAME",
@@ -67,6 +67,15 @@ def dil_architecture(model: torch.nn.Module) -> str:
         return arch
     if arch and is_model(f"dil_{arch}"):
         return f"dil_{arch}"  # a timm ResNet turned into a DIL network by convert_resnet
+    if is_pruned_resnet(arch):
+        raise ValueError(
+            f"{arch} is a pruned ResNet: timm narrows its layers after building, from a file named after the model, "
+            "so it has no registered dil_* twin that could rebuild it from a config.json, and it cannot be saved in "
+            "the Hub layout (save_pretrained / push_to_hub). Save its weights instead, "
+            "safetensors.torch.save_file(model.state_dict(), 'detector.safetensors'), and rebuild it with "
+            f"dynsnip.convert_resnet(timm.create_model({arch!r}, num_classes=...), <the same DIL options>) followed by "
+            "model.load_state_dict(safetensors.torch.load_file('detector.safetensors'))"
+        )
     raise ValueError(
         f"cannot tell which registered dil_* architecture this model is (pretrained_cfg architecture: {arch!r}); "
         "build it with timm.create_model('dil_<resnet>') or convert a timm.create_model('<resnet>') model"
@@ -128,11 +137,14 @@ def base_weights(model: torch.nn.Module) -> str | None:
 
     ``timm/resnet50.tv_in1k`` for ``dil_resnet50.tv_in1k``, ``me/my-detector`` for a model
     loaded from that repo, the recorded ``base_model`` for one loaded from a local directory.
-    Returns None for a model built with ``pretrained=False`` (its weights did not come from
-    the repo its pretrained config names), unless it was rebuilt from a local directory.
+    Returns None unless the model says it holds those weights (``model.pretrained_loaded`` True:
+    a ``dil_*`` builder given ``pretrained=True``, :func:`dynsnip.convert_resnet` given
+    ``pretrained=True``), unless it was rebuilt from a local directory: a model built with
+    ``pretrained=False``, or converted without saying (``pretrained_loaded`` None, unknown), may
+    hold random weights, and a card must not name an initialisation that may not have happened.
     """
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    if getattr(model, "pretrained_loaded", True) is False and cfg.get("source") != "local-dir":
+    if getattr(model, "pretrained_loaded", None) is not True and cfg.get("source") != "local-dir":
         return None
     hub_id = cfg.get("hf_hub_id")
     if hub_id:

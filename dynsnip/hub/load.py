@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 import timm
 from timm.models import get_pretrained_cfg, is_model, split_model_name_tag
 
-from ..models.dil_resnet import DILResNet, checkpoint_filter_fn
+from ..models.dil_resnet import DILResNet, checkpoint_filter_fn, refuse_unloadable_tensors
 from ..models.keys import preview_keys
 from ..modules.intra_sim import motion_layout_adoption
 from .config import CONFIG_NAME, WEIGHTS_NAME
@@ -184,6 +184,37 @@ def _checked_options(source: _Source, kwargs: dict[str, Any]) -> None:
         )
 
 
+def _saved_in_chans(config: dict[str, Any]) -> int:
+    """The input channels of the saved stem: ``model_args.in_chans`` (every dynsnip config records it),
+    else the channels of ``pretrained_cfg.input_size``, else timm's 3."""
+    saved = (config.get("model_args") or {}).get("in_chans")
+    if saved is None:
+        size = (config.get("pretrained_cfg") or {}).get("input_size") or (3,)
+        saved = size[0]
+    return int(saved)
+
+
+def _same_in_chans(source: _Source, config: dict[str, Any], pretrained: bool, kwargs: dict[str, Any]) -> None:
+    """Raise CheckpointMismatchError when ``in_chans`` asks a saved detector for another number of
+    input channels than its stem was trained on: timm would adapt the trained stem silently
+    (summed to one channel, repeated for more) and the model's pretrained config would still say
+    the saved number, while another ``num_classes`` is refused; a saved detector loads whole or not
+    at all. Adapting a stem is for 2D ImageNet weights, from a ``dil_*`` name."""
+    wanted = kwargs.get("in_chans")
+    if not pretrained or wanted is None:
+        return
+    saved = _saved_in_chans(config)
+    if wanted == saved:
+        return
+    raise CheckpointMismatchError(
+        f"{source.label} is a detector trained on {saved}-channel input: load_model(..., in_chans={wanted}) would "
+        f"adapt its trained stem silently (what the stem detects changes; its pretrained config would still say "
+        f"{saved} channels). Leave in_chans out to load the detector as saved; to train a {wanted}-channel detector "
+        f"from ImageNet weights, start from a dil_* name (load_model('dil_<resnet>.<tag>', in_chans={wanted})).",
+        source.name, WEIGHTS_NAME,
+    )
+
+
 def _saved_classes(config: dict[str, Any]) -> int:
     """The classes of the saved head (config.json's ``num_classes``; :func:`_read_config` checked
     that ``model_args`` and ``pretrained_cfg`` agree), timm's 1000 when it records none."""
@@ -278,9 +309,12 @@ def _uncached(repo: str, revision: str | None, filenames: Sequence[str], cache_d
 
 
 def _raised_in_checkpoint_filter(err: BaseException) -> bool:
+    """Whether ``err`` is a refusal of the weights (checkpoint_filter_fn, or the same checks in
+    DILResNet.load_state_dict), not of the model's options."""
+    codes = (checkpoint_filter_fn.__code__, refuse_unloadable_tensors.__code__)
     tb = err.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code is checkpoint_filter_fn.__code__:
+        if tb.tb_frame.f_code in codes:
             return True
         tb = tb.tb_next
     return False
@@ -497,6 +531,7 @@ def _load_from_hub(source: _Source, pretrained: bool, kwargs: dict[str, Any], re
             )
         config = _read_config(config_file, source)
         arch = config["architecture"]
+        _same_in_chans(source, config, pretrained, kwargs)
         new_head = _new_head(source, config, pretrained, kwargs, replace_head)
         name = f"hf-hub:{source.name}" + (f"@{source.revision}" if source.revision else "")
         overlay = _safetensors_only(kwargs)
@@ -528,6 +563,7 @@ def _load_from_directory(source: _Source, pretrained: bool, kwargs: dict[str, An
             )
     config = _read_config(directory / CONFIG_NAME, source)
     arch = config["architecture"]
+    _same_in_chans(source, config, pretrained, kwargs)
     new_head = _new_head(source, config, pretrained, kwargs, replace_head)
     with _explained_errors(source, needed, arch), _builds(source, arch), \
             motion_layout_adoption(not _records_motion_channels(config)):
@@ -606,7 +642,9 @@ def load_model(name_or_path: str | os.PathLike[str], pretrained: bool = True, *,
         CheckpointMismatchError: the weights belong to another architecture, lack a tensor of a saved
             detector (its SIMs or head: a saved detector loads completely or not at all), have a
             mis-shaped tensor or are not a valid safetensors file; or ``num_classes`` differs
-            from a saved detector's head without ``replace_head``.
+            from a saved detector's head without ``replace_head``; or ``in_chans`` differs from
+            the input channels a saved detector's stem was trained on (adapting a stem is for 2D
+            ImageNet weights: a ``dil_*`` name).
         InvalidConfigError: ``config.json``, or an option passed here, holds a value no detector
             can work with (names the key, the value and what is allowed).
         NotADILModelError: the name, repo or directory is not a ``dil_*`` model.

@@ -343,8 +343,20 @@ class DILResNet(timm_resnet.ResNet):
             )
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        """``nn.Module.load_state_dict``; a load that fails leaves the architecture as it was
-        (:meth:`adopt_checkpoint_layout` changes it only for a checkpoint that then loads)."""
+        """``nn.Module.load_state_dict``, refusing weights no dynsnip loading route loads.
+
+        A tensor of another dtype than the model's (integer or bool values where the model has
+        floating point weights, :mod:`dynsnip.models.dtypes`) or a floating-point tensor holding
+        NaN or inf raises a ValueError naming the tensors, before anything is copied:
+        ``nn.Module.load_state_dict`` would cast the first silently and copy the second, and the
+        detector would then score nonsense or NaN. This also covers timm's
+        ``create_model(..., checkpoint_path=...)``, which loads through this method, and models
+        wrapped in another module (the check runs in :meth:`_load_from_state_dict`). Only the
+        tensors the model has are checked (``strict=False`` partial loads, ``assign=True`` and
+        integer buffers such as BatchNorm's ``num_batches_tracked`` load as before).
+
+        A load that fails leaves the architecture as it was (:meth:`adopt_checkpoint_layout`
+        changes it only for a checkpoint that then loads)."""
         dil_args = {k: dict(v) if isinstance(v, dict) else v for k, v in self.dil_args.items()}
         try:
             with layout_restored_on_failure(self):
@@ -354,6 +366,8 @@ class DILResNet(timm_resnet.ResNet):
             raise
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
+        # called before any submodule copies a tensor: a refused state dict changes nothing
+        refuse_unloadable_tensors(state_dict, self, prefix)
         self.adopt_checkpoint_layout(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -365,6 +379,7 @@ def convert_resnet(
     pattern: str = "alternate",
     intra_args: Mapping[str, Any] | None = None,
     inter_args: Mapping[str, Any] | None = None,
+    pretrained: bool | None = None,
 ) -> DILResNet:
     """Turn a timm ResNet into the DIL video network, in place, and return it.
 
@@ -375,17 +390,30 @@ def convert_resnet(
         pattern: ``"alternate"`` (Intra, Inter, Intra, ... in each stage, the paper's),
             ``"intra"`` or ``"inter"`` (one kind only, Table 4).
         intra_args, inter_args: keyword arguments of :class:`IntraSIM` / :class:`InterSIM`.
+        pretrained: whether ``model`` holds the weights its ``pretrained_cfg`` names (True for
+            ``timm.create_model("resnet50.tv_in1k", pretrained=True)``, False for a random
+            init or weights of your own). Recorded as ``model.pretrained_loaded``:
+            :func:`dynsnip.save_pretrained` names those weights as the detector's
+            ``base_model`` (config.json, model card) only when it is True. The default, None
+            (unknown: a model object does not say whether its weights were loaded), records no
+            base model, so a card never claims an initialisation that may not have happened;
+            pass ``pretrained=True`` to record it (or ``base_model=`` to ``save_pretrained``).
 
     Returns:
         the same object, now a :class:`DILResNet` that takes video ``(B, C, U*T, H, W)`` and
         returns ``(B, num_classes)``. Existing weights are kept and keep their state-dict
         keys; the SIMs are new ``*.sim.*`` entries.
     """
+    if pretrained is not None and not isinstance(pretrained, bool):
+        raise TypeError(f"convert_resnet: pretrained = {pretrained!r}: expected True, False or None (unknown), "
+                        "whether the model holds the weights its pretrained_cfg names")
     stages = sim_stage_tuple(stages)  # once: a generator is read here only
     _check_counts(snippet_len=snippet_len)  # before the model is changed
     insert_sims(model, snippet_len, stages, pattern, intra_args, inter_args)
     model.__class__ = DILResNet
     model.init_dil(snippet_len, stages, pattern, intra_args, inter_args)
+    # None (unknown) is kept: dynsnip.hub.config.base_weights names a base model only for True
+    model.pretrained_loaded = pretrained
     return model
 
 
@@ -467,7 +495,10 @@ def checkpoint_filter_fn(
     * a 3-channel input conv for a model with ``in_chans != 3`` is adapted as timm adapts its own
       models' (``timm.models._manipulate.adapt_input_conv``: summed for 1 channel, else repeated
       and scaled by ``3 / in_chans``); ``adapt_first_conv=False`` passes it through unchanged,
-      for timm's pretrained loading, which adapts it after this filter;
+      for timm's pretrained loading, which adapts it after this filter. That is for a 2D
+      ImageNet backbone only: a saved detector whose stem has other input channels than the
+      model's (``load_model(saved, in_chans=1)``) raises a ValueError saying what was saved and
+      what was asked, as another ``num_classes`` does: its trained stem is not adapted silently;
     * a missing or mis-shaped tensor, or tensors the model does not have, raise a ValueError
       naming the first few and the count: such a checkpoint belongs to another architecture,
       or is incomplete;
@@ -487,6 +518,7 @@ def checkpoint_filter_fn(
     # timm keeps the checkpoint's head when the model has its classes: then the head must be in it
     head_kept = head_classes is not None and head_classes == model.num_classes and model.num_classes > 0
     out: dict[str, torch.Tensor] = {}
+    stem: tuple[str, int, int] | None = None  # a saved detector's stem with other input channels: (key, saved, model)
     missing, misshaped = [], []
     head_shapes = []  # the saved head's shape against the model's (a detector loaded with another num_classes)
     for k, v in target.items():
@@ -496,6 +528,8 @@ def checkpoint_filter_fn(
                 out[k] = src
             elif k.startswith(classifier) and tuple(src.shape) != tuple(v.shape):
                 head_shapes.append(f"{k}: checkpoint {tuple(src.shape)} vs model {tuple(v.shape)}")
+            elif k == first_conv and strict and _stem_channels_differ(src, v):
+                stem = (k, int(src.shape[1]), int(v.shape[1]))
             elif k == first_conv and _other_input_channels(src, v):
                 out[k] = adapt_input_conv(v.shape[1], src) if adapt_first_conv else src
             elif tuple(src.shape) != tuple(v.shape):
@@ -514,14 +548,13 @@ def checkpoint_filter_fn(
     dropped_head = strict and head_classes is not None and head_classes != model.num_classes
     if head_shapes and not dropped_head:
         misshaped += head_shapes
+    if stem and not (missing or misshaped or unexpected or wrong_dtype or dropped_head):
+        raise ValueError(f"checkpoint does not fit {_described(model)}: {_stem_message(*stem)}.")
+    if stem:  # among other problems: another architecture, reported as such
+        misshaped.insert(0, f"{stem[0]}: checkpoint {tuple(sd[stem[0]].shape)} vs model {tuple(target[stem[0]].shape)}")
     non_finite = _non_finite(sd, out)
     if non_finite and not (missing or misshaped or unexpected or wrong_dtype or dropped_head):
-        raise ValueError(
-            f"checkpoint does not fit {_described(model)}: non-finite weights: "
-            + ("1 tensor holds" if len(non_finite) == 1 else f"{len(non_finite)} tensors hold")
-            + f" NaN or inf ({_preview(non_finite)}): such weights score NaN (or a finite, wrong verdict) on every video. "
-            "Load the last finite weights instead (a training run keeps them in its model/ and checkpoint/ folders)."
-        )
+        raise ValueError(f"checkpoint does not fit {_described(model)}: {_non_finite_reason(non_finite)}.")
     if missing or misshaped or unexpected or wrong_dtype or dropped_head:
         arch = _described(model)
         parts = []
@@ -593,6 +626,58 @@ def _non_finite(checkpoint: Mapping[str, Any], loaded: Mapping[str, torch.Tensor
             if k in checkpoint and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
+def _non_finite_reason(names: list[str]) -> str:
+    """Why tensors holding NaN or inf (``names``) are refused, and what to load instead."""
+    return ("non-finite weights: " + ("1 tensor holds" if len(names) == 1 else f"{len(names)} tensors hold")
+            + f" NaN or inf ({_preview(names)}): such weights score NaN (or a finite, wrong verdict) on every video. "
+            "Load the last finite weights instead (a training run keeps them in its model/ and checkpoint/ folders)")
+
+
+def refuse_unloadable_tensors(state_dict: Mapping[str, Any], model: DILResNet, prefix: str = "") -> None:
+    """Raise ValueError naming the tensors of ``state_dict`` that ``model`` must not load: those of
+    another dtype than the model's (:func:`~dynsnip.models.dtypes.dtype_mismatches`: integer or
+    bool values in place of floating-point weights) and floating-point ones holding NaN or inf.
+
+    The checks of :func:`checkpoint_filter_fn`, for :meth:`DILResNet.load_state_dict` (and so
+    timm's ``create_model(..., checkpoint_path=...)``), which would otherwise cast the first
+    silently and copy the second. Only keys the model has (under ``prefix``, the model's name in
+    a wrapping module) are checked: keys a ``strict=False`` load ignores are not loaded, and a
+    tensor with the model's own dtype (BatchNorm's int64 ``num_batches_tracked``) always loads.
+    Tensors on the meta device hold no values and are not checked for NaN.
+    """
+    target = {k: v for k, v in model.state_dict(prefix=prefix, keep_vars=True).items() if isinstance(v, torch.Tensor)}
+    wrong_dtype = dtype_mismatches(state_dict, target)
+    loaded = {k: v for k, v in state_dict.items()
+              if k in target and isinstance(v, torch.Tensor) and v.device.type != "meta"}
+    non_finite = _non_finite(state_dict, loaded)
+    if not (wrong_dtype or non_finite):
+        return
+    arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+    parts = []
+    if wrong_dtype:
+        parts.append(f"{len(wrong_dtype)} of another dtype ({_preview(wrong_dtype, 3)}): {DTYPE_RULE}")
+    if non_finite:
+        parts.append(_non_finite_reason(non_finite))
+    raise ValueError(f"checkpoint does not fit {arch}: " + "; ".join(parts) + ".")
+
+
+def _stem_channels_differ(src: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether the conv weight ``src`` ``(O, I, kh, kw)`` differs from ``target`` in its input channels only."""
+    return (src.ndim == 4 and target.ndim == 4 and src.shape[1] != target.shape[1]
+            and (src.shape[0], *src.shape[2:]) == (target.shape[0], *target.shape[2:]))
+
+
+def _stem_message(key: str, saved: int, asked: int) -> str:
+    """Why a saved detector's stem with ``saved`` input channels is not loaded into a model with
+    ``in_chans=asked``, and what to do instead."""
+    return (f"the saved detector's stem ({key}) takes {saved} input channels and the model was built with "
+            f"in_chans={asked}. A trained detector's stem is not adapted silently: summing or repeating its "
+            f"kernels changes what it detects (and its pretrained config would still say {saved} channels). Load it "
+            f"as saved (in_chans left out, or {saved}); to train a {asked}-channel detector from ImageNet weights, "
+            f"build it from the dil_* name (timm.create_model('dil_<resnet>.<tag>', pretrained=True, in_chans={asked})), "
+            "which adapts the 2D backbone's stem as timm does")
+
+
 def _other_input_channels(src: torch.Tensor, target: torch.Tensor) -> bool:
     """Whether ``src`` is a 3-channel (RGB) conv weight ``(O, 3, kh, kw)`` that ``target``
     ``(O, in_chans, kh, kw)`` differs from in its input channels only."""
@@ -632,6 +717,17 @@ def _timm_resnet_args(name: str) -> dict[str, Any]:
     return recorded
 
 
+def is_pruned_resnet(name: str | None) -> bool:
+    """Whether ``name`` is one of timm's pruned ResNets (``ecaresnet50d_pruned``, ...), which have no
+    ``dil_*`` twin (see :func:`_base_names`)."""
+    if not name or not callable(getattr(timm_resnet, str(name), None)):
+        return False
+    try:
+        return bool(_timm_resnet_args(str(name)).get("pruned"))
+    except Exception:  # not a model builder of timm's resnet module: a yes / no question, not an error
+        return False
+
+
 def _base_names() -> list[str]:
     """timm's ResNets that get a ``dil_`` twin: every one in its ``resnet`` module but the pruned
     ones (``ecaresnet50d_pruned``, ``ecaresnet101d_pruned``): timm narrows their layers from a
@@ -642,7 +738,7 @@ def _base_names() -> list[str]:
     from timm import list_models
 
     return [n for n in list_models(module="resnet") if getattr(timm_resnet, n, None) is not None
-            and not _timm_resnet_args(n).get("pruned")]
+            and not is_pruned_resnet(n)]
 
 
 # The paper starts from torchvision's ImageNet ResNet-50: make that the default tag where timm has it.

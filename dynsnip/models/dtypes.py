@@ -3,9 +3,12 @@
 ``load_state_dict`` copies a tensor into the model's parameter whatever its dtype: integer or
 bool tensors of the right shape (a damaged file, a mask saved in place of weights) load
 silently as 0.0 / 1.0 weights and the detector scores nonsense. Every weight-loading route of
-dynsnip (``checkpoint_filter_fn`` behind :func:`dynsnip.load_model` and timm's pretrained
-loading, ``dynsnip predict --checkpoint``, ``dynsnip train --checkpoint``) refuses them with
-:func:`dtype_mismatches`. One cast stays allowed: a floating-point tensor of another
+dynsnip refuses them with :func:`dtype_mismatches`: ``checkpoint_filter_fn`` behind
+:func:`dynsnip.load_model` and timm's pretrained loading, ``dynsnip predict --checkpoint``,
+``dynsnip train --checkpoint``, and ``DILResNet.load_state_dict`` itself
+(``dynsnip.models.dil_resnet.refuse_unloadable_tensors``), which plain
+``model.load_state_dict(sd)``, a training resume and timm's ``create_model(..., checkpoint_path=...)``
+go through. One cast stays allowed: a floating-point tensor of another
 precision (a float16 / bfloat16 checkpoint into a float32 model and back), the ordinary way
 to ship weights, which converts to the nearest value.
 """

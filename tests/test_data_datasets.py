@@ -284,6 +284,7 @@ def test_face_frames_dataset_from_class_folders(extracted, tmp_path):
     (root / "fake").mkdir()
     shutil.copytree(extracted.out_dir, root / "fake" / "v1")
     shutil.copytree(extracted.out_dir, root / "real" / "v2")
+    (root / "real" / ".v3.partial.claim-1-abcd").mkdir()  # left by an extract-faces killed as it claimed v3
     dataset = FaceFramesDataset.from_class_folders(root, num_snippets=1, size=(16, 16), train=True)
     assert [(e.path.name, e.label) for e in dataset.entries] == [("v2", 0), ("v1", 1)]
     assert dataset[1][0].shape == (3, 4, 16, 16)

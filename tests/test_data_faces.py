@@ -178,12 +178,13 @@ def test_face_detector_none_resizes_whole_frames(faceless_video):
 
 def test_training_loader_flips_whole_clips():
     loader = FaceClipLoader(num_snippets=2, size=(32, 32), train=True, hflip_prob=1.0, face_detector="none")
-    plain = FaceClipLoader(num_snippets=2, size=(32, 32), face_detector="none")
-    gen = torch.Generator().manual_seed(0)
-    flipped = loader(two_people(), generator=gen)
-    same = plain(two_people())  # 9 frames, U=2: 4-frame segments leave no slack for random offsets
-    assert torch.equal(flipped.frame_indices, same.frame_indices)
-    assert torch.allclose(flipped.pixels, same.pixels.flip(-1))
+    plain = FaceClipLoader(num_snippets=2, size=(32, 32), train=True, hflip_prob=0.0, face_detector="none")
+    for seed in range(4):  # the same draws of the snippets' offsets, then the flip (drawn whatever its p)
+        flipped = loader(two_people(), generator=torch.Generator().manual_seed(seed))
+        same = plain(two_people(), generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(flipped.frame_indices, same.frame_indices)
+        assert torch.allclose(flipped.pixels, same.pixels.flip(-1))
+        assert not torch.allclose(flipped.pixels, same.pixels)
 
 
 def test_working_scale_downsamples_to_the_short_side_and_caps_upsampling():

@@ -99,3 +99,52 @@ def test_a_replacement_stopped_anywhere_leaves_a_complete_folder(video, tmp_path
             assert out.is_dir(), f"stopped {when} move {n} ({moves[-1]}): the face folder is gone"
             assert regions(out) in (old, new) and len(os.listdir(out)) > 2
             assert [p.name for p in tmp_path.iterdir()] == ["v"]  # no .partial left beside it
+
+
+def _killed_before_its_owner_record(video: Path, out: Path) -> None:
+    """In a child process: the extraction dies (as a worker of a broken pool does) as it writes the
+    folder's ``.owner`` record, before the record is there."""
+    real_write_text = Path.write_text
+
+    def dying_write_text(self, *args, **kwargs):
+        if self.name == ".owner":
+            os._exit(3)
+        return real_write_text(self, *args, **kwargs)
+
+    Path.write_text = dying_write_text
+    extract_face_frames(video, out, face_detector=box, min_face_coverage=0)
+
+
+def test_an_extraction_killed_as_it_claims_its_folder_does_not_block_the_next(video, tmp_path):
+    """A ``.partial`` folder without its writer's record cannot be told from one another extraction has
+    just begun, so it is refused until removed by hand. The folder is therefore claimed with its record
+    in one step: a process killed while claiming leaves no ``.partial``, and the same extraction runs
+    again (it failed under load: a pool's killed worker left ``car.partial`` without a record)."""
+    import multiprocessing
+
+    out = tmp_path / "faces" / "v"
+    child = multiprocessing.get_context("fork").Process(target=_killed_before_its_owner_record, args=(video, out))
+    child.start()
+    child.join()
+    assert child.exitcode == 3
+    assert not (tmp_path / "faces" / "v.partial").exists()
+    extract_face_frames(video, out, face_detector=box, min_face_coverage=0)  # not refused as in use
+    assert regions(out) and not (out / ".owner").exists()
+    assert [p.name for p in (tmp_path / "faces").iterdir() if not p.name.startswith(".")] == ["v"]
+
+
+def test_a_claim_left_by_an_ended_writer_is_cleared(video, tmp_path):
+    import multiprocessing
+    import socket
+
+    ended = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    ended.start()
+    ended.join()
+    stray = tmp_path / ".v.partial.claim-1-abcd"
+    stray.mkdir()
+    (stray / ".owner").write_text(f"{socket.gethostname()} {ended.pid}")
+    running = tmp_path / ".v.partial.claim-2-abcd"
+    running.mkdir()
+    (running / ".owner").write_text(f"{socket.gethostname()} {os.getpid()}")  # a live writer's: kept
+    extract_face_frames(video, tmp_path / "v", face_detector=box, min_face_coverage=0)
+    assert not stray.exists() and running.is_dir()

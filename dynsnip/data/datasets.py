@@ -288,8 +288,9 @@ class FaceFramesDataset(Dataset):
         cls, root: str | os.PathLike[str], classes: dict[str, int] | None = None, **kwargs: Any
     ) -> "FaceFramesDataset":
         """Frame folders laid out as ``root/<class>/<video>/`` (default classes: real=0, fake=1).
-        Every folder is an entry: one that ``extract-faces`` has not finished (``<video>.partial``)
-        fails when read, with reason ``incomplete_folder``, and is reported, not read as complete."""
+        Every folder is an entry, but hidden ones (names starting with ``.``): one that ``extract-faces``
+        has not finished (``<video>.partial``) fails when read, with reason ``incomplete_folder``, and is
+        reported, not read as complete."""
         root = Path(root)
         classes = classes or {"real": 0, "fake": 1}
         entries = []
@@ -297,7 +298,9 @@ class FaceFramesDataset(Dataset):
             class_dir = root / name
             if not class_dir.is_dir():
                 raise FileNotFoundError(f"{class_dir}: missing class folder; expected {sorted(classes)} under {root}")
-            entries += [ManifestEntry(p, label) for p in sorted(class_dir.iterdir()) if p.is_dir()]
+            # hidden folders are no videos' (a ".<name>.partial.claim-*" left by a killed extract-faces)
+            entries += [ManifestEntry(p, label) for p in sorted(class_dir.iterdir())
+                        if p.is_dir() and not p.name.startswith(".")]
         return cls(entries, **kwargs)
 
     def __len__(self) -> int:

@@ -501,10 +501,9 @@ def extract_face_frames(
         writer = _RegionWriter(partial, image_format, scale, interpolation)
         created = [p for p in partial.parents if not p.exists()]  # folders this extraction makes (removed if it fails)
         try:
-            partial.mkdir(parents=True)
+            claim_partial_folder(partial)
         except FileExistsError:  # another extraction of this folder began since the look above
             raise PartialFolderInUseError(video_path, partial, "another extraction created it a moment ago") from None
-        (partial / OWNER_FILE).write_text(owner_record())
         try:
             showing = None
             threads = pipeline_fits() if pipeline is None else bool(pipeline)
@@ -886,6 +885,47 @@ def owner_record() -> str:
     ``"<host> <pid> <start>"`` (:func:`process_start`; ``"<host> <pid>"`` where it cannot be read)."""
     start = process_start(os.getpid())
     return f"{socket.gethostname()} {os.getpid()}" + (f" {start}" if start else "")
+
+
+CLAIM_INFIX = ".claim-"  # ".<name>.partial.claim-<pid>-<random>": a folder being made into <name>.partial
+
+
+def claim_partial_folder(partial: Path) -> None:
+    """Create the folder ``partial`` (``<name>.partial``) with its :data:`OWNER_FILE` record in it, in one step.
+
+    A ``mkdir`` followed by writing the record leaves, when the process is killed between the two (a
+    worker process of a pool that broke, a kill), a ``.partial`` folder without a record, which no later
+    run can tell from one another extraction has just begun: it is refused as in use until removed by
+    hand. So the record is written into a hidden folder beside it first
+    (``.<name>.partial.claim-<pid>-<random>``), which is then renamed to ``partial``: a ``.partial``
+    folder always names its writer. Such a hidden folder left by a kill before the rename is removed
+    here when its writer has ended (a later extraction of the same video).
+
+    Raises:
+        FileExistsError: ``partial`` exists already (another extraction claimed it first).
+    """
+    import errno
+    import secrets
+
+    parent = partial.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    for stray in parent.glob(f".{partial.name}{CLAIM_INFIX}*"):
+        if stray.is_dir() and not stray.is_symlink() and (stray / OWNER_FILE).is_file() \
+                and partial_folder_writer(stray) is None:  # its writer has ended: garbage
+            shutil.rmtree(stray, ignore_errors=True)
+    staging = parent / f".{partial.name}{CLAIM_INFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()  # the umask's mode, as partial.mkdir() gave
+    try:
+        (staging / OWNER_FILE).write_text(owner_record())
+        os.rename(staging, partial)  # refused when partial exists with anything in it (every claimed one does)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise FileExistsError(errno.EEXIST, "claimed by another extraction", str(partial)) from None
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def partial_folder_writer(partial: Path) -> str | None:

@@ -228,6 +228,38 @@ def load_clips(paths: Sequence[Path], loader: Any, workers: int,
         yield dataset[index]
 
 
+# decimals of the probabilities a report gives (the verdict is taken on the unrounded value)
+REPORTED_DECIMALS = 4
+
+
+def reported_probability(probability: float, threshold: float, decimals: int = REPORTED_DECIMALS) -> float:
+    """``probability`` rounded to ``decimals`` for a report, on the same side of ``threshold`` as the value.
+
+    The verdict is taken on the unrounded probability (``probability >= threshold``: fake). The
+    nearest rounding can cross the threshold (0.49996 reads 0.5 at threshold 0.5, a "real" verdict;
+    0.509048 reads 0.509 at threshold 0.50903, a "fake" one), so that the report would contradict its
+    own verdict. There the value is rounded toward its own side instead (0.4999, 0.5091): the reported
+    probability is within ``10**-decimals`` of the true one, and ``reported >= threshold`` holds
+    exactly when the verdict is fake. (Should float rounding of ``probability * 10**decimals`` still
+    land on the wrong side, the nearest value is returned: the verdict follows the unrounded value
+    whatever is reported.)
+    """
+    import math
+
+    nearest = round(probability, decimals)
+    fake = probability >= threshold
+    if (nearest >= threshold) == fake:
+        return nearest
+    scale = 10 ** decimals
+    directed = (math.ceil(probability * scale) if fake else math.floor(probability * scale)) / scale
+    return directed if (directed >= threshold) == fake else nearest
+
+
+def _verdict(probability: float, threshold: float) -> str:
+    """``"fake"`` at or above ``threshold``, else ``"real"``: always on the unrounded probability."""
+    return "fake" if probability >= threshold else "real"
+
+
 def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: Any,
                  video_score: str = "max") -> dict[str, Any]:
     """The result entry of every face of a video (``video``: a :class:`~dynsnip.data.VideoTracks`).
@@ -236,7 +268,11 @@ def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: A
     frames) is scored like a single face (:func:`score_face_clip`, the same U snippets). The
     video's ``fake_probability`` is the largest track probability (``video_score="max"``: the
     most suspicious face decides, ``deciding_track``) or their mean (``"mean"``:
-    ``deciding_track`` is None). The top-level ``face_coverage``, ``frames_checked``,
+    ``deciding_track`` is None). The deciding track, the video's probability and the verdict are
+    taken on the unrounded track probabilities (as ``dynsnip explain`` picks the face it explains);
+    every reported probability is rounded to 4 decimals on its side of ``threshold``
+    (:func:`reported_probability`), so a track's and the video's reported value never contradict
+    the verdict. The top-level ``face_coverage``, ``frames_checked``,
     ``frames_with_face`` and ``snippets`` are those of the most suspicious track
     (``snippets_track``), so readers of single-face reports find what they expect. ``partial`` is
     True when a kept track could not be scored and scoring it could change the verdict (a "real"
@@ -250,19 +286,21 @@ def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: A
     Raises:
         NonFiniteError: a track's clip or output is not finite (the whole video fails closed).
     """
+    if video_score not in VIDEO_SCORES:
+        raise ValueError(f"video_score must be one of {VIDEO_SCORES}, got {video_score!r}")
     scored: dict[int, dict[str, Any]] = {}
+    probabilities: dict[int, float] = {}  # unrounded: the deciding track and the verdict are taken on these
     for track_id, clip in sorted(video.clips.items()):
         if (bad := non_finite_input(clip.pixels)) is not None:
             raise bad
-        scored[track_id] = score_face_clip(model, clip, path, threshold, device)
-    probabilities = {track_id: entry["fake_probability"] for track_id, entry in scored.items()}
+        scored[track_id], probabilities[track_id] = _score_face_clip(model, clip, path, threshold, device)
+    # as dynsnip explain picks the face it explains: the largest unrounded probability, the lowest id on a tie
     suspicious = max(probabilities, key=lambda track_id: (probabilities[track_id], -track_id))
     if video_score == "max":
-        probability = probabilities[suspicious]
-    elif video_score == "mean":
-        probability = round(sum(probabilities.values()) / len(probabilities), 4)
+        raw = probabilities[suspicious]
     else:
-        raise ValueError(f"video_score must be one of {VIDEO_SCORES}, got {video_score!r}")
+        raw = sum(probabilities.values()) / len(probabilities)
+    probability = reported_probability(raw, threshold)
     tracks = []
     for track in video.tracks:
         item = track.summary()
@@ -278,7 +316,7 @@ def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: A
         tracks.append(item)
     top = scored[suspicious]
     unscored = sorted(video.failures)
-    verdict = "fake" if probability >= threshold else "real"
+    verdict = _verdict(raw, threshold)
     # a face seen but not scored could change a "real" verdict, or any mean: the verdict is partial
     partial = bool(unscored) and (verdict == "real" or video_score == "mean")
     note = {}
@@ -315,7 +353,20 @@ def score_tracks(model: Any, video: Any, path: Path, threshold: float, device: A
 def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device: Any) -> dict[str, Any]:
     """The result entry of ``clip`` (a :class:`~dynsnip.data.FaceClip` of the video at ``path``):
     its fake probability and verdict, and per snippet the frames, times, probability, whether
-    a face was found and the crop box."""
+    a face was found and the crop box.
+
+    The verdict compares the unrounded fake probability with ``threshold`` (``>=``: fake), as
+    ``dynsnip explain`` colours it; the reported ``fake_probability`` is rounded to 4 decimals on the
+    verdict's side of the threshold (:func:`reported_probability`: 0.49996 at threshold 0.5 is
+    reported 0.4999, "real"), so the report never contradicts its verdict. Snippet probabilities
+    are rounded the same way, so that each reads on the side of the threshold its unrounded value
+    is on (as ``dynsnip explain`` colours the snippets).
+    """
+    return _score_face_clip(model, clip, path, threshold, device)[0]
+
+
+def _score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device: Any) -> tuple[dict[str, Any], float]:
+    """:func:`score_face_clip`'s entry and the unrounded fake probability (for :func:`score_tracks`)."""
     import torch
 
     with torch.inference_mode():
@@ -326,8 +377,9 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
             f"the model's output is not finite (video logits {video_logits[0].tolist()}); expected finite "
             "logits: the weights hold NaN / inf, the input overflowed, or config.json's mean / std are wrong",
         )
-    # the verdict is the reported (rounded) probability's, as in score_tracks: one video, one verdict, whatever --faces
-    probability = round(float(fake_probability(video_logits)[0]), 4)
+    # the verdict is the unrounded probability's, as in score_tracks and dynsnip explain: one video, one verdict,
+    # whatever --faces; the reported value is rounded on the verdict's side of the threshold
+    raw = float(fake_probability(video_logits)[0])
     snippet_probs = fake_probability(snippet_logits)[0].tolist()
     snippets = []
     for u, prob in enumerate(snippet_probs):
@@ -340,16 +392,16 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
                 last_frame=frames[-1],
                 start_s=round(times[0], 3),
                 end_s=round(times[-1], 3),
-                fake_probability=round(prob, 4),
+                fake_probability=reported_probability(prob, threshold),
                 face_found=bool(clip.face_found[u]),
                 crop_box=clip.crop_boxes[u].tolist(),
             )
         )
-    return dict(
+    entry = dict(
         path=str(path),
         status="ok",
-        fake_probability=probability,
-        verdict="fake" if probability >= threshold else "real",
+        fake_probability=reported_probability(raw, threshold),
+        verdict=_verdict(raw, threshold),
         num_frames=clip.num_frames,
         fps=round(clip.fps, 3),
         face_coverage=round(clip.face_coverage, 4),
@@ -360,6 +412,7 @@ def score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device:
         snippets=snippets,
         **_several_faces_note(clip),
     )
+    return entry, raw
 
 
 def _several_faces_note(clip: Any) -> dict[str, str]:

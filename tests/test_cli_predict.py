@@ -326,7 +326,7 @@ def test_table_output_directory_input_and_overwrite(tmp_path, capsys):
     assert out[0] == f"detector: {ckpt}, training data not recorded"  # a bare weights file says nothing of its data
     assert out[1].split() == ["VIDEO", "P(FAKE)", "VERDICT", "DETAILS"]
     clip_line = next(line for line in out if line.startswith(str(folder / "clip.mp4")))
-    assert clip_line.split()[1:3] == [f"{1 / (1 + math.exp(-2)):.3f}", "FAKE"]  # zero weights: sigmoid(bias)
+    assert clip_line.split()[1:3] == [f"{1 / (1 + math.exp(-2)):.4f}", "FAKE"]  # zero weights: sigmoid(bias)
     assert any("snippet 0: frames 2-5" in line for line in out)  # 9 frames, U=1: the middle snippet
     broken = next(line for line in out if line.startswith(str(folder / "broken.mp4")))
     assert "FAILED" in broken and "corrupt: not a readable video container" in broken
@@ -335,8 +335,10 @@ def test_table_output_directory_input_and_overwrite(tmp_path, capsys):
 
 
 def test_one_verdict_whatever_faces_mode_next_to_the_threshold(tmp_path, capsys):
-    """Probability 0.509048 against threshold 0.50903: reported as 0.5090, so "real" in both modes
-    (--faces largest compared the unrounded value and called it fake)."""
+    """Probability 0.509048 against threshold 0.50903: one verdict in both modes, taken on the unrounded
+    value (fake), and reported as 0.5091, rounded on the verdict's side of the threshold (the nearest
+    rounding, 0.509, read "real" and once decided the verdict; --faces largest compared the unrounded
+    value: the two modes disagreed)."""
     ckpt = tmp_path / "edge.safetensors"
     save_file(detector_state(bias=(logit(0.509048),)).state_dict(), str(ckpt))  # zero weights: sigmoid(bias)
     verdicts = {}
@@ -345,7 +347,7 @@ def test_one_verdict_whatever_faces_mode_next_to_the_threshold(tmp_path, capsys)
                      "--threshold", "0.50903", "--faces", faces, "--json", "--workers", "0", "--no-progress"]) == 0
         video = json.loads(capsys.readouterr().out)["videos"][0]
         verdicts[faces] = (video["fake_probability"], video["verdict"])
-    assert verdicts == {"all": (0.509, "real"), "largest": (0.509, "real")}
+    assert verdicts == {"all": (0.5091, "fake"), "largest": (0.5091, "fake")}
 
 
 def test_pth_state_dict_checkpoint(tmp_path, capsys):

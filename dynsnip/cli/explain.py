@@ -8,7 +8,9 @@ detector once forward and once backward, and writes into ``--out``:
   (``intra_sma_<layer>.png`` per layer with several ``--intra-layer`` or ``all``);
 * ``ut_map.png``: the Inter-SIM U x T attention map with each snippet's fake probability
   (``ut_map_<layer>.png`` per layer with several ``--inter-layer`` or ``all``);
-* ``contact_sheet.png``: all of it over the face frames on one page;
+* ``contact_sheet.png``: all of it over the face frames on one page (at the ``--intra-layer`` /
+  ``--inter-layer`` asked for; with several, or ``all``, at the first named / the default one, as
+  ``summary.json``'s ``contact_sheet`` says);
 * ``explanation.npz``: the arrays (``dynsnip.explain.Explanation.load``);
 * ``summary.json``: probabilities, layers, frame numbers, crop boxes, notes;
 * ``tracks.png`` (``--faces all``, the default): every face track of the video on a few of
@@ -116,6 +118,37 @@ def _layers(values: list[str] | None) -> str | list[str] | None:
     if not values:
         return None
     return "all" if "all" in values else values
+
+
+def _first_layer(values: list[str] | None) -> str | None:
+    """The layer named first by ``--intra-layer`` / ``--inter-layer`` (None without one, or with ``all``):
+    the explanation's layer, so that ``contact_sheet.png``, ``summary.json`` and ``explanation.npz``
+    show the layer asked for, as ``intra_sma.png`` / ``ut_map.png`` do, not the default one."""
+    if not values or "all" in values:
+        return None
+    return values[0]
+
+
+def _contact_sheet_entry(exp: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``summary.json``'s ``contact_sheet``: the layers ``contact_sheet.png`` shows, and, where several layers
+    of a kind are drawn (several names, or ``all``), a note saying which one it is and why."""
+    from dynsnip.explain.figures import contact_sheet_layers
+
+    intra_asked, inter_asked = _layers(args.intra_layer), _layers(args.inter_layer)
+    intra, inter = contact_sheet_layers(exp, intra_asked, inter_asked)
+    entry: dict[str, Any] = dict(intra_layer=intra, inter_layer=inter)
+    notes = []
+    for kind, option, asked, shown, available, picture in (
+            ("Intra-SMA", "--intra-layer", intra_asked, intra, exp.intra, "intra_sma_<layer>.png"),
+            ("U x T", "--inter-layer", inter_asked, inter, exp.inter, "ut_map_<layer>.png")):
+        drawn = list(available) if asked == "all" else list(asked or [])
+        if shown is not None and len(drawn) > 1:
+            why = "the default layer, of 'all'" if asked == "all" else f"the first {option}"
+            notes.append(f"contact_sheet.png shows the {kind} map of {shown} ({why}); {picture} draw each of "
+                         f"{', '.join(drawn)}")
+    if notes:
+        entry["note"] = "; ".join(notes)
+    return entry
 
 
 def _unknown_layer(model: Any, names: list[str] | None, kind: type) -> str | None:
@@ -429,6 +462,8 @@ def _run(args: argparse.Namespace, staging: _Staging, signals: StopSignals) -> i
         return usage_error(bad_layer)
     if args.cam_layer is not None and args.cam_layer not in dict(model.named_modules()):
         return usage_error(f"--cam-layer {args.cam_layer}: the model has no module of that name (e.g. layer4.1, layer4.0.sim)")
+    # a --cam-layer that exists but never runs as a module in the forward (layer4.0.sim.sma, called through
+    # its Intra-SIM's methods) is found by explain_clip, whose ValueError names layers that do run: exit 2 below
     try:
         stage = staging.create()  # before the work: a folder that cannot be written is said at once
     except OSError as err:
@@ -474,6 +509,8 @@ def _run(args: argparse.Namespace, staging: _Staging, signals: StopSignals) -> i
             std=loader.std,
             frame_indices=clip.frame_indices,
             face_found=clip.face_found,
+            intra_layer=_first_layer(args.intra_layer),
+            inter_layer=_first_layer(args.inter_layer),
         )
         if video is not None and clip.track != deciding:  # another face than the one that decides the verdict
             exp.subject = f"face track {clip.track}"
@@ -489,7 +526,7 @@ def _run(args: argparse.Namespace, staging: _Staging, signals: StopSignals) -> i
         )
     except NonFiniteError as err:  # the model's output: a failed video, not a usage error
         return video_failed(f"{err.reason}: {args.video}: {err}; nothing is written for a score that is not one")
-    except ValueError as err:  # e.g. an --intra-layer the model does not have
+    except ValueError as err:  # e.g. an --intra-layer the model does not have, a --cam-layer that never runs
         return usage_error(str(err))
     tracks = None
     if video is not None:
@@ -503,6 +540,7 @@ def _run(args: argparse.Namespace, staging: _Staging, signals: StopSignals) -> i
     exp.save(files["explanation"])
     files["summary"] = stage / "summary.json"
     summary = _summary(exp, clip, args, weights, files, tracks)
+    summary["contact_sheet"] = _contact_sheet_entry(exp, args)
     if capped:
         summary["snippets_note"] = capped
     files["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -344,7 +344,7 @@ def _track_line(track: dict[str, Any], deciding: int | None) -> tuple[str, str]:
              f"{box['side_min']:.0f}-{box['side_max']:.0f} px at ({(x0 + x1) / 2:.0f}, {(y0 + y1) / 2:.0f})")
     mark = "track" if track["id"] != deciding else "* track"
     if track["status"] == "scored":
-        return (f"{track['fake_probability']:7.3f}",
+        return (f"{track['fake_probability']:7.4f}",
                 f"{mark} {track['id']}: {where}, face in {track['frames_with_face']}/{track['frames_checked']} "
                 "frames looked at for the snippets"
                 + (f", shown in {track['frames_showing_face']}/{track['frames_scored']} frames scored"
@@ -375,7 +375,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
                    else f"mean over tracks {', '.join(map(str, r['scored_tracks']))}")
             faces = f"{len(r['scored_tracks'])} of {len(tracks)} face track(s) scored ({how}), "
         lines.append(
-            f"{r['path']:<{width}}  {r['fake_probability']:7.3f}  {r['verdict'].upper():<7}  "
+            f"{r['path']:<{width}}  {r['fake_probability']:7.4f}  {r['verdict'].upper():<7}  "
             f"{faces}{len(r['snippets'])} snippets, {r['num_frames']} frames{_coverage(r)}"
         )
         for track in tracks or []:
@@ -389,7 +389,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
         for s in r["snippets"]:
             note = "" if s["face_found"] else "  (no face in this snippet: crop borrowed from a neighbour)"
             lines.append(
-                f"{'':<{width}}  {s['fake_probability']:7.3f}  {'':<7}  snippet {s['index']}: frames "
+                f"{'':<{width}}  {s['fake_probability']:7.4f}  {'':<7}  snippet {s['index']}: frames "
                 f"{s['first_frame']}-{s['last_frame']} ({_clock(s['start_s'])}-{_clock(s['end_s'])}){note}"
             )
     failed = sum(r["status"] != "ok" for r in results)

@@ -400,6 +400,32 @@ def _layers(requested: str | Iterable[str] | None, available: dict, default: str
     return names
 
 
+def contact_sheet_layers(
+    exp: Explanation,
+    intra_layers: str | Iterable[str] | None = None,
+    inter_layers: str | Iterable[str] | None = None,
+) -> tuple[str | None, str | None]:
+    """``(intra layer, inter layer)`` that :func:`save_figures` draws on ``contact_sheet.png``.
+
+    The contact sheet has room for one layer of each kind. Per kind: the one layer asked for
+    (a name, or a list of one), so that the contact sheet shows what ``intra_sma.png`` /
+    ``ut_map.png`` show; with several names, the explanation's own layer if it is one of them,
+    else the first; with None or ``"all"``, the explanation's own layer (``exp.intra_layer`` /
+    ``exp.inter_layer``). None where the explanation has no maps of that kind.
+    """
+    picked = []
+    for requested, available, own in ((intra_layers, exp.intra, exp.intra_layer),
+                                      (inter_layers, exp.inter, exp.inter_layer)):
+        drawn = _layers(requested, available, own)
+        if not drawn:
+            picked.append(None)
+        elif requested is None or requested == "all":
+            picked.append(own if own in drawn else drawn[0])
+        else:
+            picked.append(own if len(drawn) > 1 and own in drawn else drawn[0])
+    return picked[0], picked[1]
+
+
 def save_figures(
     exp: Explanation,
     out_dir: str | os.PathLike[str],
@@ -420,7 +446,8 @@ def save_figures(
         * ``gradcam.png``, when the explanation has a Grad-CAM;
         * ``intra_sma.png`` (one layer) or ``intra_sma_<layer>.png`` (several);
         * ``ut_map.png`` (one layer) or ``ut_map_<layer>.png`` (several);
-        * ``contact_sheet.png`` (always).
+        * ``contact_sheet.png`` (always), at the layers of :func:`contact_sheet_layers`: the one
+          asked for, not the explanation's default, when one layer is asked for.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -439,5 +466,6 @@ def save_figures(
     inter = _layers(inter_layers, exp.inter, exp.inter_layer)
     for name in inter:
         save("ut_map" if len(inter) == 1 else f"ut_map_{_slug(name)}", inter_figure(exp, name))
-    save("contact_sheet", contact_sheet_figure(exp))
+    sheet_intra, sheet_inter = contact_sheet_layers(exp, intra_layers, inter_layers)
+    save("contact_sheet", contact_sheet_figure(exp, intra_layer=sheet_intra, inter_layer=sheet_inter))
     return written

@@ -54,8 +54,10 @@ class Explanation:
 
     Attributes:
         frames: uint8 ``(F, H, W, 3)`` RGB face frames, snippet by snippet.
-        gradcam: float32 ``(F, H, W)`` in [0, 1], Grad-CAM of ``target`` (one scaling for the
-            whole clip); None when not computed.
+        gradcam: float32 ``(F, H, W)`` in [0, 1], Grad-CAM of ``target`` computed at the CAM
+            layer's grid and upsampled as the Intra-SMA maps are (bilinear,
+            ``align_corners=False``), then one min-max scaling for the whole clip; None when not
+            computed.
         intra: ``{Intra-SIM name: float32 (F, H, W)}``, each Intra-SMA map (channel mean of
             ``Atten_H ⊙ Atten_W``, values in (0, 1)) upsampled bilinearly to the frames.
         inter: ``{Inter-SIM name: float32 (U, T)}``, the U x T map (channel mean of
@@ -208,12 +210,22 @@ def _normalisation(model: nn.Module, mean: Sequence[float] | None, std: Sequence
     return tuple(mean or config["mean"]), tuple(std or config["std"])
 
 
-def _resize(maps: torch.Tensor, size: tuple[int, int]) -> "np.ndarray":
-    """``(F, h, w)`` -> float32 numpy ``(F, *size)``, bilinear (a convex mix: the range is kept)."""
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(F, h, w)`` -> float32 ``(F, *size)``: bilinear, ``align_corners=False`` (a convex mix: the range is kept).
+
+    The one resize of every map drawn over the frames (Intra-SMA maps and the Grad-CAM), so that
+    they line up with each other and with the faces: cell ``(i, j)`` of an ``h x w`` grid covers
+    the pixels ``[i H/h, (i+1) H/h) x [j W/w, (j+1) W/w)`` of the frame and peaks at their centre.
+    """
     maps = maps.detach().float().cpu()
     if tuple(maps.shape[-2:]) != tuple(size):
-        maps = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-    return maps.numpy().astype(np.float32)
+        maps = F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+    return maps
+
+
+def _resize(maps: torch.Tensor, size: tuple[int, int]) -> "np.ndarray":
+    """``(F, h, w)`` -> float32 numpy ``(F, *size)`` (:func:`upsample`)."""
+    return upsample(maps, size).numpy().astype(np.float32)
 
 
 def default_intra_layer(native_sizes: dict[str, tuple[int, int]]) -> str | None:
@@ -337,9 +349,10 @@ def explain_clip(
                 from .gradcam import clip_gradcam
 
                 cam_sizes: list[tuple[int, ...]] = []
-                hook = cam_layer.register_forward_hook(lambda m, i, o: cam_sizes.append(tuple(o.shape[-2:])))
-                try:
-                    cam, logits = clip_gradcam(wrapper, x, cam_layer, target)
+                hook = cam_layer.register_forward_hook(
+                    lambda m, i, o: cam_sizes.append(tuple(o.shape[-2:])) if isinstance(o, torch.Tensor) else None)
+                try:  # the CAM is computed at the layer's grid and upsampled once, to the frames
+                    cam, logits = clip_gradcam(wrapper, x, cam_layer, target, size=size)
                 finally:
                     hook.remove()
                 if cam_sizes and cam_sizes[0] == (1, 1):
@@ -371,7 +384,7 @@ def explain_clip(
 
     gradcam_map = None
     if cam is not None:
-        gradcam_map = np.clip(_resize(torch.from_numpy(cam), size), 0.0, 1.0)
+        gradcam_map = np.clip(cam, 0.0, 1.0)  # already at the frames' size (clip_gradcam)
         if not gradcam_map.any():
             notes.append(f"the Grad-CAM is zero everywhere: no location raises the {target} score")
 

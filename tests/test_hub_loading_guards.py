@@ -29,6 +29,7 @@ from dynsnip.hub import CheckpointMismatchError
 from dynsnip.models.dil_resnet import checkpoint_filter_fn
 from hub_fixtures import local_hub  # noqa: F401 (fixture)
 from local_hub import LocalHub
+from test_hub import random_state_dict
 
 # timm's smallest ResNet (a deep stem: the input conv is conv1.0), as in tests/test_hub.py
 BASE, TAG = "test_resnet", "r160_in1k"
@@ -38,19 +39,6 @@ STEM = "conv1.0.weight"
 
 
 # --------------------------------------------------------------------------- helpers
-def random_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
-    """``model``'s state dict filled with seeded values (BN variances kept positive)."""
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, value in model.state_dict().items():
-        if value.is_floating_point():
-            value = torch.randn(value.shape, generator=gen) * 0.1
-            if key.endswith("running_var"):
-                value = value.abs() + 0.5
-        out[key] = value.clone()
-    return out
-
-
 def detector(num_classes: int = 1, **options) -> torch.nn.Module:
     """A small DIL detector whose weights all differ from a fresh initialisation."""
     model = timm.create_model(ARCH, num_classes=num_classes, **options)

@@ -4,8 +4,10 @@ The SIMs' fast path runs each of its steps as one convolution whose weight is pu
 from the paper's convs (both directions of Eq. 1 in one depthwise Conv3d, both planes and both
 directions of Eq. 2-3 in one Conv3d, ...). Putting the weight together costs a few small ops;
 in eager eval-mode inference (no autograd, not compiling) it is done once and kept, keyed on
-every parameter's and buffer's storage, version counter, dtype and device, and on a count of
-optimizer steps. What drops the kept weights:
+every parameter's and buffer's identity (the tensor object itself, held by a weak reference: a
+new tensor at a freed one's address is a new key), storage, version counter, dtype and device,
+on a count of optimizer steps, and on the module's own non-tensor settings that the weights
+fold in (a BatchNorm's ``eps``). What drops the kept weights:
 
 * any ``torch.optim.Optimizer`` step (a global step hook): fused optimizers
   (``Adam(W)(fused=True)``, ``SGD(fused=True)``) write the parameters without bumping their
@@ -17,8 +19,9 @@ optimizer steps. What drops the kept weights:
   switched back to ``train()`` inside an eval-mode SIM (AdaBN, test-time BN recalibration)
   normalises with, and updates, its batch statistics, which weights composed from its running
   statistics would skip;
-* ``train()`` / ``eval()`` and ``load_state_dict`` on the module (:meth:`ComposedWeights.clear`,
-  called by the SIMs);
+* ``train()`` / ``eval()``, ``load_state_dict`` and ``.to()`` / ``.half()`` / ``_apply`` on the
+  module (:meth:`ComposedWeights.clear`, called by the SIMs: the kept weights hold views of the
+  parameters, which PyTorch's swap-tensors conversion refuses to swap);
 * an in-place change that bumps the version counter: ``copy_`` or ``mul_`` under ``no_grad``,
   foreach optimizers, ``.to()`` (new storage).
 
@@ -32,6 +35,7 @@ device synchronisation per module and forward on a GPU: more than composing the 
 from __future__ import annotations
 
 import itertools
+import weakref
 from typing import Any, Callable
 
 import torch
@@ -65,6 +69,7 @@ class ComposedWeights:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._value: Any = None
+        self._refs: list[weakref.ref] = []  # the keyed tensors themselves (weakly: the cache keeps none alive)
 
     def get(self, module: nn.Module, build: Callable[[], dict[str, Any]], *extra: Any) -> dict[str, Any]:
         """``build()``, or the dict it returned last time for the same parameters.
@@ -88,11 +93,13 @@ class ComposedWeights:
                 _OPTIMIZER_STEPS[0], cast, *extra)
         except RuntimeError:  # inference tensors have no version counter: nothing to key on
             return build()
-        if key != self._key:
+        # the same tensors, not only the same addresses: a tensor freed and another allocated at its address
+        # (torch.func.functional_call with new weights each call) has the same data_ptr and version 0
+        if key != self._key or any(ref() is not t for ref, t in zip(self._refs, tensors)):
             value = build()
             if cast is not None:
                 value = {k: v.to(cast) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in value.items()}
-            self._value, self._key = value, key
+            self._value, self._key, self._refs = value, key, [weakref.ref(t) for t in tensors]
         return self._value
 
     def forward_started(self, module: nn.Module) -> None:
@@ -103,9 +110,10 @@ class ComposedWeights:
 
     def clear(self) -> None:
         self._key = self._value = None
+        self._refs = []
 
     def __getstate__(self) -> dict:  # pickling / deepcopy: start empty
-        return {"_key": None, "_value": None}
+        return {"_key": None, "_value": None, "_refs": []}
 
 
 def clear_composed_weights(model: nn.Module) -> None:

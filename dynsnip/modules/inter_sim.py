@@ -310,7 +310,7 @@ class InterSIM(nn.Module):
         v = frames_as_clips(x, u, t)  # "(n u t) c h w -> n c u t (h w)", a view
         self._composed.forward_started(self)
         if self._folds():  # eval-mode inference: Eq. 7's first conv (BatchNorm folded) and the squeeze as one conv
-            w = self._composed.get(self, self.composed_weights)
+            w = self._composed.get(self, self.composed_weights, self.branch1[1].eps)  # eps: folded, no tensor
             pooled = v.mean(-1, keepdim=True)  # GAP: F̄, (N, C, U, T, 1)
             hf = F.conv3d(pooled, w["first"], w["first_bias"], padding=w["padding"])
             if _fp16(hf):  # Inter-SMA's differences in float32 (fp32_differences): the step by step path
@@ -460,6 +460,10 @@ class InterSIM(nn.Module):
     def train(self, mode: bool = True) -> "InterSIM":
         self._composed.clear()  # training starts or ends here: nothing composed before it is kept
         return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        self._composed.clear()  # .to() / .half(): new tensors; the kept views would block a swap-tensors conversion
+        return super()._apply(fn, recurse)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         self._composed.clear()

@@ -752,7 +752,9 @@ class IntraSIM(nn.Module):
     can be called as ``sim(x, num_snippets=U)``.
 
     After a forward with ``record_attention = True`` the Intra-SMA map (Figure 4), the
-    channel mean of ``Atten_H ⊙ Atten_W``, is in ``self.attention``: ``(N*U, T, H, W)``.
+    channel mean of ``Atten_H ⊙ Atten_W``, is in ``self.attention``: ``(N*U, T, H, W)``. With motion
+    channels (``motion_fraction``) the mean is over the channels Eq. 5 keeps, the first ``C/2 - m``:
+    the attention of the others is replaced by the motion channels and reaches no output.
     """
 
     def __init__(
@@ -876,8 +878,9 @@ class IntraSIM(nn.Module):
         """Eq. 1-6 frame by frame (views of the folded batch): every option, and the attention map."""
         x1, x2 = torch.split(x, self.split, dim=1)  # Eq. 6 split
         atten, motion, difference_channels = self.sma.attention_and_motion(x2)
-        if self.record_attention:
-            self.attention = atten.detach().float().mean(1).unflatten(0, (-1, self.snippet_len))
+        if self.record_attention:  # the channels Eq. 5 keeps: the motion channels' attention reaches no output
+            kept = atten if difference_channels is None else atten[:, :atten.shape[1] - difference_channels.shape[1]]
+            self.attention = kept.detach().float().mean(1).unflatten(0, (-1, self.snippet_len))
         o2 = torch.addcmul(x2, atten, x2)  # Atten_H ⊙ Atten_W ⊙ X_2 + X_2
         if motion is not None:  # deviation: + Conv1x1(mean D), see motion_shortcut
             o2 = o2 + motion
@@ -893,6 +896,10 @@ class IntraSIM(nn.Module):
     def train(self, mode: bool = True) -> "IntraSIM":
         self._composed.clear()  # training starts or ends here: nothing composed before it is kept
         return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        self._composed.clear()  # .to() / .half(): new tensors; the kept views would block a swap-tensors conversion
+        return super()._apply(fn, recurse)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict``; a load that fails leaves the module's layout as it was (a

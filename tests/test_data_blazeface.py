@@ -308,3 +308,56 @@ def test_extraction_benchmark_reports_wall_and_cpu_time_against_decoding(tmp_pat
     single = rows["blazeface-short, k=4: extract_face_frames"]
     assert command["frames_checked"] == 2 * single["frames_checked"] and command["coverage"] == 1.0
     assert command["x_decode"] > 1.0 and command["x_decode_cpu"] > 1.0
+
+
+def _large_and_small_face() -> np.ndarray:
+    """A 640x360 frame of the bundled 720p face at half size, beside a 176x144 face (carphone) on the right."""
+    from PIL import Image
+
+    big = np.asarray(Image.fromarray(read_frames(bundled_video("Zhling_1280x720"), [0])[0]).resize((640, 360)))
+    frame = np.full((360, 840, 3), 40, np.uint8)
+    frame[:, :640] = big
+    frame[20:164, 652:828] = read_frames(bundled_video("carphone_pristine"), [0])[0]
+    return frame
+
+
+def test_auto_finds_a_smaller_second_face_beside_a_large_one():
+    """BlazeFace's short-range model finds the large face and not the small one; as a cascade the
+    full-range model then never looked at the frame, so --faces all followed one of two people
+    without a word. ``auto`` runs both BlazeFace models on every frame, the second adding the faces
+    the first did not find (one row per face: the large face keeps the short-range box)."""
+    frame = _large_and_small_face()
+    auto = create_face_detector("auto")
+    assert auto.every_frame == 2 and "every_frame=2" in repr(auto)  # faces.json tells such folders apart
+    short_only = detect_faces(frame[None], auto.detectors[0])[0]
+    assert len(short_only) == 1 and short_only[0, 2] < 640  # the short-range model: the large face only
+    cascade = AutoFaceDetector(*auto.detectors, every_frame=1)
+    assert len(cascade.detect_batch(frame[None])[0]) == 1  # the old cascade: one of two people
+    (rows,) = auto.detect_batch(frame[None])
+    assert len(rows) == 2
+    assert np.array_equal(rows[0], short_only[0], equal_nan=True)  # the large face's row is the short-range model's
+    assert rows[1, 0] > 640  # the small face, on the right
+
+
+def test_added_faces_keeps_one_row_per_face():
+    from dynsnip.data.faces.detectors import added_faces
+
+    def row(x0, y0, x1, y1, score=0.9):
+        return np.array([x0, y0, x1, y1, score] + [np.nan] * 10)
+
+    found = np.stack([row(10, 10, 60, 60)])
+    more = np.stack([row(12, 8, 58, 62), row(30, 30, 50, 50), row(100, 10, 130, 40), row(55, 55, 90, 90)])
+    out = added_faces(found, more)
+    # the same face (high IoU) and a box centred inside it are dropped; a face elsewhere and one
+    # barely overlapping (IoU < 0.3, centre outside) are added
+    assert [tuple(r[:4]) for r in out] == [(10, 10, 60, 60), (100, 10, 130, 40), (55, 55, 90, 90)]
+    assert added_faces(np.zeros((0, 15)), more) is more and added_faces(found, np.zeros((0, 15))) is found
+    with pytest.raises(ValueError, match="every_frame"):
+        AutoFaceDetector(lambda f: found, lambda f: more, every_frame=3)
+
+
+def test_auto_cascade_is_the_faster_cascade_by_name():
+    cascade = create_face_detector("auto-cascade")
+    assert cascade.every_frame == 1 and "every_frame" not in repr(cascade)
+    assert [(d.model, d.min_score) for d in cascade.detectors[:2]] == [("short", 0.6), ("full", 0.7)]
+    assert len(cascade.detect_batch(_large_and_small_face()[None])[0]) == 1  # one of the two people

@@ -28,8 +28,10 @@ def add_face_options(parser: argparse.ArgumentParser, *, none_means: str) -> Non
     from dynsnip.data.faces.detectors import DEFAULT_FACE_DETECTOR, FACE_DETECTORS
 
     parser.add_argument("--face-detector", choices=FACE_DETECTORS, default=DEFAULT_FACE_DETECTOR,
-                        help="auto (default): BlazeFace short range, then BlazeFace full range on the frames where it "
-                             "finds no face, then MTCNN where neither does (docs/video.md measures it); blazeface / "
+                        help="auto (default): BlazeFace short and full range on every looked-at frame (the second adds "
+                             "the faces the first missed: a smaller person beside a large face), then MTCNN where neither "
+                             "finds one (docs/video.md measures it); auto-cascade: full range only where short range "
+                             "finds nothing (faster; misses such a second person); blazeface / "
                              "blazeface-short: MediaPipe's full- / short-range detector only; dlib: frontal HOG "
                              "detector only; mtcnn: MTCNN only (the paper's for datasets other than FF++); "
                              f"none: {none_means}")

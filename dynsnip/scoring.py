@@ -394,6 +394,8 @@ def _score_face_clip(model: Any, clip: Any, path: Path, threshold: float, device
                 end_s=round(times[-1], 3),
                 fake_probability=reported_probability(prob, threshold),
                 face_found=bool(clip.face_found[u]),
+                **({} if getattr(clip, "snippet_showing", None) is None
+                   else {"frames_showing_face": int(clip.snippet_showing[u])}),
                 crop_box=clip.crop_boxes[u].tolist(),
             )
         )

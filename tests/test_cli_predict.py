@@ -627,3 +627,23 @@ def test_docs_sample_table_shows_what_the_default_detector_finds(checkpoint, tmp
     shutil.copy(two_people(), videos / "two_people.mp4")
     assert main(["predict", str(videos), "--checkpoint", str(checkpoint), "--snippets", "2", "--no-progress"]) == 0
     assert track_lines(capsys.readouterr().out) == tracks
+
+
+def test_a_snippet_with_frames_that_do_not_show_the_face_is_marked(tmp_path, checkpoint, capsys):
+    """A cut to another picture inside a snippet (frames 14-15 of snippet 3, frames 12-15) leaves the
+    video's coverage high (30 of 32 frames); the snippet itself is marked: its frames_showing_face in
+    the JSON, a note in the table. The others show the face in all T frames."""
+    from video_fixtures import faceless_frames
+
+    faces = decode_all(carphone())[:32]
+    cut = [np.ascontiguousarray(np.resize(f, (144, 176, 3))) for f in faceless_frames(2, (176, 144))]
+    video = encode(tmp_path / "cut.mp4", faces[:14] + cut + faces[16:])
+    argv = ["predict", str(video), "--checkpoint", str(checkpoint), "--snippets", "8", "--no-progress",
+            "--workers", "0"]
+    assert main([*argv, "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["videos"][0]
+    assert [s["frames_showing_face"] for s in entry["snippets"]] == [4, 4, 4, 2, 4, 4, 4, 4]
+    assert (entry["frames_showing_face"], entry["frames_scored"]) == (30, 32)
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "snippet " in line]
+    assert [("the face shown in 2 of its 4 frames" in line) for line in lines] == [False] * 3 + [True] + [False] * 4

@@ -388,6 +388,9 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
             lines.append(f"{'':<{width}}  {'':>7}  {'':<7}  snippets of track {r['snippets_track']}:")
         for s in r["snippets"]:
             note = "" if s["face_found"] else "  (no face in this snippet: crop borrowed from a neighbour)"
+            length = s["last_frame"] - s["first_frame"] + 1
+            if s.get("frames_showing_face", length) < length:  # a hand over the face, a cut inside the snippet
+                note += f"  (the face shown in {s['frames_showing_face']} of its {length} frames)"
             lines.append(
                 f"{'':<{width}}  {s['fake_probability']:7.4f}  {'':<7}  snippet {s['index']}: frames "
                 f"{s['first_frame']}-{s['last_frame']} ({_clock(s['start_s'])}-{_clock(s['end_s'])}){note}"

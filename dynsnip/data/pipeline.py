@@ -61,6 +61,9 @@ class FaceClip:
             frame (:mod:`~dynsnip.data.faces.face_shown`).
         most_faces: the most faces the detector found in one looked-at frame (0 without a
             detector; more than 1: a clip of the largest face may show different people).
+        snippet_showing: int64 ``(U,)``, per snippet its frames that show the face (of T; None
+            without a detector): fewer than T marks a snippet with frames that do not (a hand
+            over the face, the face leaving, a cut to another shot inside the snippet).
         timestamps: float64 ``(U, T)`` presentation time of each frame in seconds.
         num_frames: frames in the whole video.
         fps: the video's average frame rate.
@@ -79,6 +82,7 @@ class FaceClip:
     frames_showing_face: int = 0
     track: int | None = None
     most_faces: int = 0
+    snippet_showing: "np.ndarray | None" = None
 
     @property
     def face_coverage(self) -> float:
@@ -255,10 +259,12 @@ class FaceClipLoader:
         crops, detections = self._crop_boxes(path, indices, looked_at, detect_in, frame_size, num_frames)
         crop_boxes, face_found = crops.boxes, crops.face_found
         showing = scored = 0
+        snippet_showing = None
         if looked_at:  # do the scored frames still show the face found on their looked-at frames?
             shown = shows_face(dict(zip(flat + extra, decoded)), indices.numpy(), crop_boxes, detections,
                                self.detect_every, num_frames)
             showing, scored = int(shown.sum()), shown.size
+            snippet_showing = shown.sum(1).astype(np.int64)
             if showing < self.min_face_coverage * scored:
                 raise not_shown_error(path, showing, scored, crops.frames_with_face, crops.frames_checked,
                                       self.min_face_coverage)
@@ -281,6 +287,7 @@ class FaceClipLoader:
             frames_scored=scored,
             frames_showing_face=showing,
             most_faces=crops.most_faces,
+            snippet_showing=snippet_showing,
         )
 
     def _crop_boxes(
@@ -392,7 +399,7 @@ class FaceClipLoader:
                                                      crops.frames_checked, self.min_face_coverage)
                 continue
             clips[track.id] = self._clip(frames, indices, crops, timestamps, num_frames, fps, generator, track.id,
-                                         scored, showing)
+                                         scored, showing, shown.sum(1).astype(np.int64))
         if not clips:
             err = max(failures.values(), key=lambda err: err.coverage)  # the best of the faces
             if all(isinstance(e, NoFaceError) for e in failures.values()):  # no face in any sampled frame
@@ -409,7 +416,7 @@ class FaceClipLoader:
 
     def _clip(self, frames: "np.ndarray", indices: torch.Tensor, crops: SnippetCrops, timestamps: torch.Tensor,
               num_frames: int, fps: float, generator: torch.Generator | None, track: int | None, scored: int = 0,
-              showing: int = 0) -> FaceClip:
+              showing: int = 0, snippet_showing: "np.ndarray | None" = None) -> FaceClip:
         """The :class:`FaceClip` of ``frames (U*T, H, W, 3)`` cropped as ``crops`` decided."""
         crops_px = crop_and_resize(frames, np.repeat(crops.boxes, self.snippet_len, axis=0), self.size,
                                    self.interpolation)
@@ -420,7 +427,8 @@ class FaceClipLoader:
                         face_found=torch.from_numpy(crops.face_found),
                         timestamps=timestamps.reshape(len(indices), self.snippet_len), num_frames=num_frames, fps=fps,
                         frames_checked=crops.frames_checked, frames_with_face=crops.frames_with_face,
-                        frames_scored=scored, frames_showing_face=showing, track=track)
+                        frames_scored=scored, frames_showing_face=showing, track=track,
+                        snippet_showing=snippet_showing)
 
     def __repr__(self) -> str:
         return (

@@ -133,10 +133,16 @@ class FaceFolderError(VideoError):
 # what to try when no face (or too few) is found, by the ``--face-detector`` that looked (None: not known)
 _DETECTOR_ADVICE = {
     "auto": (
-        "the face detector was auto (BlazeFace short and full range, then MTCNN on the frames where BlazeFace finds "
-        "none): it handles a turned or tilted head, and --face-detector mtcnn would only rerun its MTCNN stage; "
+        "the face detector was auto (BlazeFace short and full range on every looked-at frame, then MTCNN on the "
+        "frames where BlazeFace finds none): it handles a turned or tilted head, and --face-detector mtcnn would only rerun its MTCNN stage; "
         "small faces: a larger --detect-size or a smaller --min-face (MTCNN's stage); a face turned away or mostly "
         "covered is missed by every detector"
+    ),
+    "auto-cascade": (
+        "the face detector was auto-cascade (BlazeFace short range, then full range and MTCNN only on the frames "
+        "where the ones before found none): a smaller second person beside a large face is not looked for: "
+        "--face-detector auto; small faces: a larger --detect-size or a smaller --min-face (MTCNN's stage); a face "
+        "turned away or mostly covered is missed by every detector"
     ),
     "dlib": (
         "the face detector was dlib (frontal faces only): a turned or tilted head, or a hand over the face, defeats "
@@ -171,6 +177,8 @@ def detector_name(detector: object) -> str | None:
     if isinstance(detector, str):
         return detector if detector in _DETECTOR_ADVICE else None
     name = type(detector).__name__
+    if name == "AutoFaceDetector" and getattr(detector, "every_frame", 2) == 1:
+        return "auto-cascade"
     if name == "BlazeFaceDetector":
         return "blazeface-short" if getattr(detector, "model", None) == "short" else "blazeface"
     return _DETECTOR_CLASSES.get(name)

@@ -100,6 +100,81 @@ def test_pseudo_fake_clips_reals_are_the_footage_fakes_its_blend():
     assert not np.array_equal(twins.render(0)[0], real)  # temporal: the real item is the consistent twin
     reals_only = PseudoFakeClips([footage], 2, 4, window=16, stride=4, labels=(0,), generator=PseudoFakeGenerator())
     assert {reals_only.items[i].label for i in range(len(reals_only))} == {0}
+    # the demo's training set: the engine makes the twins and the fakes itself, so its reals are the untouched
+    # footage (a twin there was blended a second time by the engine)
+    untouched = PseudoFakeClips([footage], 2, 4, window=16, stride=4, labels=(0,), twin_reals=False,
+                                generator=PseudoFakeGenerator(mode="temporal"))
+    spec, indices, _ = untouched.sample(0)
+    assert np.array_equal(untouched.render(0)[0], footage.crops[spec.start + indices])
+
+
+def test_demo_training_set_gives_the_untouched_footage(monkeypatch, tmp_path):
+    """run_demo's training set is built with twin_reals=False (checked where it is made, without training)."""
+    import dynsnip.demo.run as demo_run
+
+    made = []
+
+    class Stop(Exception):
+        pass
+
+    def spy(*args, **kwargs):
+        made.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(demo_run, "PseudoFakeClips", spy)
+    monkeypatch.setattr(demo_run, "load_footage", lambda config, log: ([], []))
+    with pytest.raises(Stop):
+        run_demo(DemoConfig(out=tmp_path / "demo", progress=False))
+    assert made[0]["twin_reals"] is False and made[0]["train"] is True
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--epochs", "0", "--epochs 0: expected a whole number of at least 1"),
+    ("--size", "4", "--size 4: expected a whole number of at least 8"),
+    ("--batch-size", "0", "--batch-size 0"),
+    ("--test-draws", "0", "--test-draws 0"),
+    ("--threads", "-1", "--threads -1"),
+    ("--lr", "nan", "--lr nan: expected a positive, finite learning rate"),
+])
+def test_demo_bad_options_are_usage_errors_before_anything_runs(option, value, message, tmp_path, capsys, monkeypatch):
+    import dynsnip.demo.run as demo_run
+    from dynsnip.cli import main
+
+    monkeypatch.setattr(demo_run, "run_demo", lambda config: pytest.fail("ran with a bad option"))
+    assert main(["demo", "--out", str(tmp_path / "d"), option, value]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_without_dlib_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    import dynsnip.demo.run as demo_run
+    from dynsnip.cli import main
+
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    monkeypatch.setattr(demo_run, "run_demo", lambda config: pytest.fail("ran without dlib"))
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    assert "dlib" in capsys.readouterr().err
+
+
+def test_demo_stopped_by_sigterm_exits_143_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    """SIGTERM (a scheduler's stop) is turned into the interrupt Ctrl-C raises, so run_demo's cleanup
+    (its temporary training folder) runs; it killed the process outright before."""
+    import os
+    import signal
+    import time
+
+    import dynsnip.demo.run as demo_run
+    from dynsnip.cli import main
+
+    def stopped(config):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        pytest.fail("SIGTERM did not stop the demo")
+
+    monkeypatch.setattr(demo_run, "run_demo", stopped)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--no-progress"]) == 143
+    assert "interrupted (SIGTERM)" in capsys.readouterr().err
 
 
 def test_face_footage_from_bundled_video():
@@ -147,6 +222,8 @@ def test_demo_job_end_to_end_small(tmp_path, capsys):
         assert config["training"]["recipe"]["epochs"] == config["training"]["epoch"] == SMALL["epochs"]
         assert config["training"]["recipe"]["pseudo_fakes"] == mode
         assert "## Evaluation" in (folder / "README.md").read_text()
+    assert "without the SIM modules" in (out / "frame_level" / "README.md").read_text()  # its card says what it is
+    assert "with Intra-Snippet Inconsistency" in (out / "README.md").read_text()
     assert [p.name for p in result.samples] == ["real_Zhling_1280x720.mp4", "fake_Zhling_1280x720.mp4"]
     with VideoReader(result.samples[1]) as video:
         assert video.num_frames == 19 and video.size == (640, 360)
@@ -158,6 +235,28 @@ def test_demo_job_end_to_end_small(tmp_path, capsys):
     code = main(["predict", "--checkpoint", str(out), "--no-progress", "--workers", "0", *map(str, result.samples)])
     printed = capsys.readouterr().out
     assert code == 0 and "real_Zhling" in printed and "fake_Zhling" in printed
+    # a second run stopped while it saves (Ctrl-C, a full disk) leaves the first one's folder as it was: the new
+    # folder is written beside it and put in its place only when whole
+    import dynsnip.demo.run as demo_run
+
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_save = demo_run.save_model
+    calls = []
+
+    def interrupted_save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    demo_run.save_model = interrupted_save
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_demo(DemoConfig(out=out, **SMALL), log=lambda m: None)
+    finally:
+        demo_run.save_model = real_save
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no half-written folder beside it
     assert printed.splitlines()[0] == (
         f"detector: {out}, trained on dynsnip demo: bundled real face footage and its temporal pseudo-fakes "
         f"({result.data['train_clips_per_epoch']} real and 0 fake training items; a temporal pseudo-fake of every "

@@ -39,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help=f"strength of the pseudo-fakes (default {d.magnitude})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--threads", type=int, default=d.threads,
-                   help=f"torch CPU threads (default {d.threads}: faster than several for this small network)")
+                   help=f"torch CPU threads, at least 1 (default {d.threads}: faster than several for this small "
+                        "network)")
     p.add_argument("--no-samples", dest="samples", action="store_false", help="do not write the sample videos")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=run)
@@ -85,12 +86,31 @@ def summary_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..data._optional import require_video_decoding
-    from ..demo.run import DemoConfig, run_demo
+def option_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the demo's numeric options, said as a usage error before anything runs (they
+    failed deep inside, with a traceback, some of them after minutes of training); None when nothing."""
+    import math
 
+    for option, value, least in (("--epochs", args.epochs, 1), ("--size", args.size, 8),
+                                 ("--batch-size", args.batch_size, 1), ("--test-draws", args.test_draws, 1),
+                                 ("--threads", args.threads, 1)):
+        if value < least:
+            return f"{option} {value}: expected a whole number of at least {least}"
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        return f"--lr {args.lr}: expected a positive, finite learning rate"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data._optional import require, require_video_decoding
+    from ..demo.run import DemoConfig, run_demo
+    from .interrupts import StopSignals
+
+    if problem := option_problem(args):
+        return usage_error("demo", problem)
     try:
         require_video_decoding()  # the demo decodes its bundled footage
+        require("dlib")  # and finds its faces with dlib (the [video] extra's dlib-bin)
     except ImportError as err:
         return usage_error("demo", str(err))
     config = DemoConfig(
@@ -99,9 +119,15 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     try:
-        result = run_demo(config)
+        with StopSignals() as signals:  # SIGTERM as Ctrl-C: the temporary training folder is removed
+            result = run_demo(config)
     except FileExistsError as err:
         return usage_error("demo", str(err))
+    except KeyboardInterrupt:
+        import sys
+
+        print(f"dynsnip demo: interrupted ({signals.name})", file=sys.stderr)
+        return signals.exit_code
     print()
     print(f"held-out test clips of other people ({result.data['test_clips']}, half fake); total time {result.seconds:.0f}s")
     print(result.table())

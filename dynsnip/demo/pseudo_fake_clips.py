@@ -30,12 +30,17 @@ class PseudoFakeClips(FlickerClips):
         footage, num_snippets, snippet_len, window, stride, draws, train, seed, mean, std,
         hflip_prob, labels: as :class:`~dynsnip.demo.synthetic.FlickerClips`.
         generator: the :class:`PseudoFakeGenerator` (its mode names the fakes' ``method``).
+        twin_reals: give the real clips as the generator's consistent twin where its mode has one
+            (``temporal``: the test sets, as the training engine shows reals); False: the untouched
+            footage, for a training set whose pseudo-fakes and twins the engine makes itself
+            (``Recipe.pseudo_fakes``), which would otherwise blend the reals twice.
     """
 
     def __init__(self, footage: Sequence[FaceFootage], num_snippets: int = 2, snippet_len: int = 4, *,
-                 generator: PseudoFakeGenerator, **kwargs: Any):
+                 generator: PseudoFakeGenerator, twin_reals: bool = True, **kwargs: Any):
         super().__init__(footage, num_snippets, snippet_len, **kwargs)
         self.generator = generator
+        self.twin_reals = twin_reals
 
     def item_info(self, index: int) -> dict:
         info = super().item_info(index)
@@ -48,7 +53,7 @@ class PseudoFakeClips(FlickerClips):
         consistent twin, as the training engine makes it), or its pseudo-fake."""
         spec, indices, rng = self.sample(index)
         crops = self.footage[spec.footage].crops[spec.start + indices]
-        if spec.label or self.generator.real_is_twin:
+        if spec.label or (self.twin_reals and self.generator.real_is_twin):
             crops = self.generator(crops, rng=rng, snippet_len=self.snippet_len, twin=not spec.label).frames
         return crops, spec.label
 

@@ -34,6 +34,7 @@ What it does (under 10 minutes on 2 CPU cores):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -44,6 +45,7 @@ from typing import Any, Callable
 import torch
 
 from ..engine.evaluate import evaluate
+from ..hub.safetensors_file import current_umask
 from ..engine.recipe import Recipe
 from ..engine.train import save_model, train
 from ..data.pseudo_fakes import MODES, PseudoFakeGenerator
@@ -331,7 +333,7 @@ def _run(config: DemoConfig, out: Path, log: Callable[[str], None]) -> DemoResul
     train_footage, test_footage = load_footage(config, log)
     train_set = PseudoFakeClips(  # real clips only: the engine adds their pseudo-fakes (Recipe.pseudo_fakes)
         train_footage, config.num_snippets, config.snippet_len, window=config.window, stride=config.train_stride,
-        train=True, hflip_prob=demo_recipe(config).hflip_prob, labels=(0,),
+        train=True, hflip_prob=demo_recipe(config).hflip_prob, labels=(0,), twin_reals=False,  # the untouched footage
         generator=PseudoFakeGenerator(mode=config.modes[0], magnitude=config.magnitude),
     )
     test_names = CROSS_TESTS if config.cross else tuple(config.modes)
@@ -376,24 +378,62 @@ def _run(config: DemoConfig, out: Path, log: Callable[[str], None]) -> DemoResul
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for directory, model, recipe, report in saved:
-        save_model(model, directory, recipe, base_model=None, **_card_records(recipe, len(train_set), report))
-    sample_generator = PseudoFakeGenerator(mode=config.modes[0], magnitude=config.magnitude)
-    samples = (write_samples(test_footage[0], out / "samples", sample_generator, config.seed, config.snippet_len)
-               if config.samples else [])
+    # written whole beside --out, then put in its place: an interruption or a full disk while writing leaves an
+    # earlier demo's folder as it was (it was deleted first, and a half-written folder then loaded as a detector)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        for directory, model, recipe, report in saved:
+            save_model(model, stage / directory.relative_to(out), recipe, base_model=None,
+                       **_card_records(recipe, len(train_set), report))
+        sample_generator = PseudoFakeGenerator(mode=config.modes[0], magnitude=config.magnitude)
+        samples = ([out / "samples" / p.name for p in write_samples(test_footage[0], stage / "samples", sample_generator,
+                                                                      config.seed, config.snippet_len)]
+                   if config.samples else [])
+        _finish(stage, out, config, train_footage, test_footage, train_set, test_sets, data_seconds, rows, samples,
+                sample_generator, start)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - start
-    data = dict(
+    data = _data(config, train_footage, test_footage, train_set, test_sets, data_seconds, sample_generator)
+    return DemoResult(rows=rows, out=out, seconds=seconds, data=data, samples=samples)
+
+
+def _data(config: DemoConfig, train_footage: Any, test_footage: Any, train_set: Any, test_sets: Any,
+          data_seconds: float, sample_generator: PseudoFakeGenerator) -> dict[str, Any]:
+    return dict(
         train_footage=[f.name for f in train_footage], test_footage=[f.name for f in test_footage],
         train_clips_per_epoch=len(train_set), test_clips=len(test_sets[config.modes[0]]), data_seconds=data_seconds,
         pseudo_fakes=sample_generator.describe() | {"modes": list(config.modes)},
     )
+
+
+def _finish(stage: Path, out: Path, config: DemoConfig, train_footage: Any, test_footage: Any, train_set: Any,
+            test_sets: Any, data_seconds: float, rows: list, samples: list[Path],
+            sample_generator: PseudoFakeGenerator, start: float) -> None:
+    """Write the marker into the finished ``stage`` folder and put it in place of ``out`` (an earlier demo's
+    folder is swapped out in one step where the system allows it, then removed)."""
+    from ..data.faces.folder_swap import exchange_paths
+
     report = dict(
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
-        recipes={mode: demo_recipe(config, mode).to_dict() for mode in config.modes}, data=data, results=rows,
-        seconds=seconds, samples=[str(p) for p in samples], torch_threads=torch.get_num_threads(),
+        recipes={mode: demo_recipe(config, mode).to_dict() for mode in config.modes},
+        data=_data(config, train_footage, test_footage, train_set, test_sets, data_seconds, sample_generator),
+        results=rows, seconds=time.perf_counter() - start, samples=[str(p) for p in samples],
+        torch_threads=torch.get_num_threads(),
     )
-    (out / MARKER).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return DemoResult(rows=rows, out=out, seconds=seconds, data=data, samples=samples)
+    (stage / MARKER).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp's 0700 would make the folder private
+    _check_out_dir(out)  # filled by someone else while the demo ran: still never overwritten
+    if os.path.lexists(out) and exchange_paths(stage, out):
+        if os.path.islink(stage):  # --out was a link (to an earlier demo's folder): the link goes, its target stays
+            os.unlink(stage)
+        else:
+            shutil.rmtree(stage, ignore_errors=True)  # the earlier demo's folder, now at the temporary name
+        return
+    if os.path.islink(out):
+        os.unlink(out)
+    elif os.path.lexists(out):
+        shutil.rmtree(out)
+    os.rename(stage, out)

@@ -231,13 +231,16 @@ def model_card(config: Mapping[str, Any], repo_id: str | None = None, license: s
     base_line = (
         f"- **Initialised from:** [{base}](https://huggingface.co/{base})\n" if base else ""
     )
+    what = ("a timm ResNet with Intra-Snippet Inconsistency and\nInter-Snippet Interaction modules (DIL, Gu et al., AAAI 2022)"
+            if args.get("sim_stages", (1,)) else
+            "a timm ResNet without the SIM modules (`sim_stages=()`: the\nframe-level baseline of DIL, Gu et al., AAAI 2022; "
+            "the video logit averages per-frame logits)")
     return f"""---
 {metadata.to_yaml()}
 ---
 # {title}
 
-A DeepFake video detector: `{arch}`, a timm ResNet with Intra-Snippet Inconsistency and
-Inter-Snippet Interaction modules (DIL, Gu et al., AAAI 2022), built with the
+A DeepFake video detector: `{arch}`, {what}, built with the
 `dynsnip` package. It returns {config["num_classes"]} logit(s) per video clip.
 
 ## Model details

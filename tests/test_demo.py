@@ -345,3 +345,22 @@ def test_demo_temporal_sentence_needs_the_gap():
     assert summary_lines(rows)[0].startswith("note: the expected gap")
     rows = [_demo_row("temporal", "dil", 0.9), _demo_row("temporal", "frame_level", 0.6)]
     assert summary_lines(rows)[0].startswith("temporal: DIL separates")
+
+
+def test_demo_refuses_an_out_it_cannot_write_before_training(tmp_path, capsys, monkeypatch):
+    """A read-only working directory was found only after the training (a traceback minutes in)."""
+    import os
+
+    import dynsnip.demo.run as demo_run
+    from dynsnip.cli import main
+
+    if os.geteuid() == 0:  # root writes anywhere: stand a file in for the parent folder instead
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "demo"
+    else:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        out = tmp_path / "ro" / "demo"
+    monkeypatch.setattr(demo_run, "_run", lambda *a: pytest.fail("trained although --out cannot be written"))
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 2  # a usage error: nothing was done
+    err = capsys.readouterr().err
+    assert f"--out {out}: cannot write beside it" in err and "Traceback" not in err

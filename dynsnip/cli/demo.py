@@ -103,7 +103,7 @@ def option_problem(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data._optional import require, require_video_decoding
-    from ..demo.run import DemoConfig, run_demo
+    from ..demo.run import DemoConfig, OutNotWritableError, run_demo
     from .interrupts import StopSignals
 
     if problem := option_problem(args):
@@ -121,8 +121,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         with StopSignals() as signals:  # SIGTERM as Ctrl-C: the temporary training folder is removed
             result = run_demo(config)
-    except FileExistsError as err:
+    except (FileExistsError, OutNotWritableError) as err:
         return usage_error("demo", str(err))
+    except OSError as err:  # a folder that cannot be written (found before training), a full disk while saving
+        import sys
+
+        print(f"dynsnip demo: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         import sys
 

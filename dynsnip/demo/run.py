@@ -195,6 +195,23 @@ def _check_out_dir(out: Path) -> None:
         )
 
 
+class OutNotWritableError(OSError):
+    """``--out`` cannot be written (found before any training): a usage error, nothing was done."""
+
+
+def _check_writable(out: Path) -> None:
+    """Raise OSError now, before minutes of training, when the folder beside ``out`` (where the new folder is
+    written before it is put in place) cannot be created or written: a read-only working directory, a
+    missing permission, a parent path that is a file."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    except OSError as err:
+        raise OutNotWritableError(err.errno, f"--out {out}: cannot write beside it in {out.parent} ({err.strerror}); "
+                                             "expected a folder this user can write in") from None
+    os.rmdir(probe)
+
+
 def load_footage(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[list[FaceFootage], list[FaceFootage]]:
     """Decode and face-crop the training and test footage (see :data:`TRAIN_FOOTAGE`)."""
     root = assets_dir()
@@ -279,6 +296,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] = prin
     config = config or DemoConfig()
     out = Path(config.out).absolute()  # reported as an absolute path: a relative one depends on where you ran it
     _check_out_dir(out)
+    _check_writable(out)
     previous_threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(int(config.threads))

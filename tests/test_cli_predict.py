@@ -235,7 +235,7 @@ def test_sigterm_keeps_the_videos_scored_before_it(checkpoint, tmp_path, workers
     assert scored + [Path(p).name for p in written["not_scored"]] == [f"{i}.mp4" for i in range(6)]
     if workers == "0":  # stopped before loading the third video: two were scored
         assert scored == ["0.mp4", "1.mp4"]
-    assert "interrupted (SIGTERM)" in proc.stderr and f"marked \"interrupted\"" in proc.stderr
+    assert "interrupted (SIGTERM)" in proc.stderr and "marked \"interrupted\"" in proc.stderr
 
 
 class CrashesInWorkers:

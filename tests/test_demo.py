@@ -252,7 +252,7 @@ def test_demo_job_end_to_end_small(tmp_path, capsys):
     demo_run.save_model = interrupted_save
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_demo(DemoConfig(out=out, **SMALL), log=lambda m: None)
+            run_demo(DemoConfig(out=out, overwrite=True, **SMALL), log=lambda m: None)
     finally:
         demo_run.save_model = real_save
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
@@ -267,8 +267,12 @@ def test_demo_job_end_to_end_small(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["trained_on"].endswith("not a detector for real footage")
     assert report["training_data"]["pseudo_fakes"] == "temporal" and report["training_data"]["num_train_fake"] == 0
-    # a folder the demo wrote may be replaced by the next demo run
-    run_demo(DemoConfig(out=out, samples=False, **SMALL), log=lambda m: None)
+    # a folder the demo wrote is replaced by the next demo run only with --overwrite: they are the user's results
+    with pytest.raises(FileExistsError, match="earlier `dynsnip demo` run's results.*--overwrite"):
+        run_demo(DemoConfig(out=out, samples=False, **SMALL), log=lambda m: None)
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "samples").is_dir()
+    run_demo(DemoConfig(out=out, samples=False, overwrite=True, **SMALL), log=lambda m: None)
     assert (out / MARKER).is_file() and not (out / "samples").exists()
 
 

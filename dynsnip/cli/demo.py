@@ -27,7 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         ),
     )
     p.add_argument("--out", type=Path, default=d.out, help=f"output folder (default ./{d.out}, in the current folder); "
-                   "only a folder an earlier demo wrote is replaced")
+                   "only a folder an earlier demo wrote is replaced, with --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier demo's folder at --out (without it such a folder is refused before "
+                        "anything runs)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs for each detector (default {d.epochs})")
     p.add_argument("--size", type=int, default=d.size, help=f"face crop side in pixels (default {d.size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g}: training from scratch)")
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     config = DemoConfig(
         out=args.out, epochs=args.epochs, size=args.size, lr=args.lr, batch_size=args.batch_size,
         test_draws=args.test_draws, magnitude=args.magnitude, seed=args.seed, threads=args.threads, samples=args.samples,
-        progress=args.progress,
+        progress=args.progress, overwrite=args.overwrite,
     )
     try:
         with StopSignals() as signals:  # SIGTERM as Ctrl-C: the temporary training folder is removed

@@ -80,7 +80,7 @@ class DemoConfig:
 
     Attributes:
         out: output folder (created; an existing folder is replaced only if an earlier demo
-            wrote it); :class:`DemoResult` gives it as an absolute path. The saved detectors'
+            wrote it, and only with ``overwrite``); :class:`DemoResult` gives it as an absolute path. The saved detectors'
             cards say what they are: "the embedded demo task: not a detector for real
             footage" (``dynsnip predict`` prints it beside every verdict).
         size: face crop side in pixels (32: small crops keep CPU training fast; the face
@@ -108,6 +108,8 @@ class DemoConfig:
         max_frames: frames decoded from the start of each video (foreman's face is in its
             first 150; the other clips are shorter).
         progress: progress bars.
+        overwrite: replace an earlier demo's folder at ``out`` (its results, and anything added to
+            it); without it such a folder is refused before anything runs.
     """
 
     out: Path = Path("dynsnip-demo")
@@ -131,6 +133,7 @@ class DemoConfig:
     samples: bool = True
     max_frames: int = 160
     progress: bool = True
+    overwrite: bool = False
 
 
 @dataclass
@@ -185,13 +188,18 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _check_out_dir(out: Path) -> None:
+def _check_out_dir(out: Path, overwrite: bool = False) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise FileExistsError(
             f"{out} exists and was not written by `dynsnip demo` (no {MARKER} in it); refusing to overwrite it. "
             "Choose another --out or remove the folder."
+        )
+    if (out / MARKER).is_file() and not overwrite:
+        raise FileExistsError(
+            f"{out} holds an earlier `dynsnip demo` run's results; refusing to overwrite them without --overwrite "
+            "(overwrite=True). Pass --overwrite to replace them, or choose another --out."
         )
 
 
@@ -295,7 +303,7 @@ def run_demo(config: DemoConfig | None = None, log: Callable[[str], None] = prin
     """Run the whole demo (see module docstring) and return the table's numbers."""
     config = config or DemoConfig()
     out = Path(config.out).absolute()  # reported as an absolute path: a relative one depends on where you ran it
-    _check_out_dir(out)
+    _check_out_dir(out, config.overwrite)
     _check_writable(out)
     previous_threads = torch.get_num_threads()
     if config.threads:
@@ -443,7 +451,7 @@ def _finish(stage: Path, out: Path, config: DemoConfig, train_footage: Any, test
     )
     (stage / MARKER).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     os.chmod(stage, 0o777 & ~current_umask())  # mkdtemp's 0700 would make the folder private
-    _check_out_dir(out)  # filled by someone else while the demo ran: still never overwritten
+    _check_out_dir(out, config.overwrite)  # filled by someone else while the demo ran: still never overwritten
     if os.path.lexists(out) and exchange_paths(stage, out):
         if os.path.islink(stage):  # --out was a link (to an earlier demo's folder): the link goes, its target stays
             os.unlink(stage)

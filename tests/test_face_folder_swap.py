@@ -148,3 +148,21 @@ def test_a_claim_left_by_an_ended_writer_is_cleared(video, tmp_path):
     (running / ".owner").write_text(f"{socket.gethostname()} {os.getpid()}")  # a live writer's: kept
     extract_face_frames(video, tmp_path / "v", face_detector=box, min_face_coverage=0)
     assert not stray.exists() and running.is_dir()
+
+
+def test_a_claim_left_for_a_video_with_pattern_characters_in_its_name_is_cleared(video, tmp_path):
+    """A stray claim of ``[1].mp4``'s folder: the video's name is matched as it is, not as a glob pattern."""
+    import multiprocessing
+    import shutil
+    import socket
+
+    ended = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    ended.start()
+    ended.join()
+    stray = tmp_path / ".[1].partial.claim-1-abcd"
+    stray.mkdir()
+    (stray / ".owner").write_text(f"{socket.gethostname()} {ended.pid}")
+    named = tmp_path / "[1].mp4"
+    shutil.copy(video, named)
+    extract_face_frames(named, tmp_path / "[1]", face_detector=box, min_face_coverage=0)
+    assert not stray.exists() and (tmp_path / "[1]" / "faces.json").is_file()

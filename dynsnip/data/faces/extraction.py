@@ -905,11 +905,12 @@ def claim_partial_folder(partial: Path) -> None:
         FileExistsError: ``partial`` exists already (another extraction claimed it first).
     """
     import errno
+    import glob
     import secrets
 
     parent = partial.parent
     parent.mkdir(parents=True, exist_ok=True)
-    for stray in parent.glob(f".{partial.name}{CLAIM_INFIX}*"):
+    for stray in parent.glob(f".{glob.escape(partial.name)}{CLAIM_INFIX}*"):  # a video named "[1].mp4" is no pattern
         if stray.is_dir() and not stray.is_symlink() and (stray / OWNER_FILE).is_file() \
                 and partial_folder_writer(stray) is None:  # its writer has ended: garbage
             shutil.rmtree(stray, ignore_errors=True)
